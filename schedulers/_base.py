@@ -1,0 +1,95 @@
+"""The scheduler contract: early stopping, pausing and promotion from per-report values.
+
+A scheduler sees trial ids, resources and values only. Values arrive already signed so that
+lower is better; the resource is a non-decreasing number per trial (epochs, reports, samples).
+It never touches actors or trial status: it returns a :class:`Decision` and the controller
+applies it.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import math
+from typing import Any
+
+
+class Decision(enum.Enum):
+    """What the controller should do with a trial after one of its reports."""
+
+    CONTINUE = "continue"
+    """Keep training."""
+    STOP = "stop"
+    """End the trial now; it is never resumed. No checkpoint is needed."""
+    PAUSE = "pause"
+    """Checkpoint and free the slot. Unlike STOP, the trial stays a candidate: the
+    scheduler may hand it back through :meth:`Scheduler.choose_trial_to_resume`, and it
+    then continues from its checkpoint with its resource counting on."""
+
+
+class Scheduler(abc.ABC):
+    """Base class of trial schedulers.
+
+    The controller calls :meth:`on_trial_add` when a trial starts for the first time,
+    :meth:`on_result` for every report, and exactly one of :meth:`on_trial_complete`
+    (the trainable returned or the Tuner's ``stop=`` ended it), :meth:`on_trial_error`
+    (it failed for good) or :meth:`on_trial_remove` (the controller ended it for another
+    reason: time budget, a STOP from this scheduler is *not* reported back) at its end.
+    When a slot is free it first asks :meth:`choose_trial_to_resume`, and starts a new
+    trial only if that returns None.
+    """
+
+    #: The resource a trial runs to under this scheduler (``inf`` if unbounded). Searchers
+    #: use it to tell low-fidelity values from full-budget ones.
+    max_resource: float = math.inf
+    #: A key in each report that holds the resource, or None to count reports (1, 2, ...).
+    resource_attr: str | None = None
+
+    def on_trial_add(self, trial_id: str) -> None:
+        """A new trial is about to start."""
+
+    @abc.abstractmethod
+    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+        """Decide after one report of a running trial."""
+
+    def decision_point(self, trial_id: str, resource: float) -> float:
+        """The smallest resource above ``resource`` at which :meth:`on_result` may return
+        something other than CONTINUE for this trial.
+
+        Reports below it stream to the controller without the training loop waiting for a
+        decision (the hot-path optimisation of the report path). The controller still calls
+        :meth:`on_result` for every report. Return ``resource`` itself (or less) to require
+        a decision on every report; ``math.inf`` if the scheduler never intervenes.
+        """
+        return -math.inf
+
+    def on_trial_complete(self, trial_id: str) -> None:
+        """The trial ended on its own (or by the Tuner's ``stop=``)."""
+
+    def on_trial_error(self, trial_id: str) -> None:
+        """The trial failed for good; forget it as a candidate."""
+
+    def on_trial_remove(self, trial_id: str) -> None:
+        """The controller ended the trial for a reason of its own (e.g. time budget)."""
+
+    def on_search_finished(self) -> None:
+        """No new trial will be added from now on (trial budget spent or space exhausted).
+
+        Schedulers that wait for a group of trials (a Hyperband bracket) must then close
+        their partly filled groups, or the paused trials in them would wait forever.
+        """
+
+    def choose_trial_to_resume(self) -> str | None:
+        """A PAUSED trial to resume in a free slot, or None to start a new trial.
+
+        The controller resumes the returned trial at once, so each call that returns an id
+        commits to that promotion.
+        """
+        return None
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue scheduling later; picklable."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from what :meth:`state` returned."""

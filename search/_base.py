@@ -1,0 +1,122 @@
+"""The searcher contract: what the controller asks of every search algorithm.
+
+A searcher proposes configurations and learns from how trials end. It sees trial ids and
+numbers only: values arrive already signed so that lower is better (the controller applies
+the Tuner's ``mode`` once), so a searcher never needs to know the metric's name or direction.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+class _Finished:
+    """Sentinel type for :data:`FINISHED`."""
+
+    _instance: _Finished | None = None
+
+    def __new__(cls) -> _Finished:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "FINISHED"
+
+    def __reduce__(self) -> str:
+        return "FINISHED"
+
+
+FINISHED = _Finished()
+"""Returned by :meth:`Searcher.suggest` once the search space is exhausted."""
+
+
+class TrialEnd(enum.Enum):
+    """How a trial ended, as a searcher learns it."""
+
+    COMPLETED = "completed"
+    """The trainable returned, or the Tuner's ``stop=`` criterion ended it."""
+    STOPPED = "stopped"
+    """A scheduler ended it early: its value is a low-fidelity one."""
+    FAILED = "failed"
+    """The trainable raised or its worker died, and no retry is left."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one trial, handed to :meth:`Searcher.on_trial_complete`.
+
+    Attributes:
+        end: How the trial ended.
+        value: The last reported value of the metric, signed to minimize, or None if the
+            trial never reported it.
+        resource: The resource (epochs, reports...) the trial had reached when it ended,
+            or None if it never reported.
+        max_resource: The full budget a trial can reach under the experiment's scheduler
+            (``inf`` when the scheduler sets none). ``resource < max_resource`` on a
+            STOPPED trial marks ``value`` as a low-fidelity result.
+    """
+
+    end: TrialEnd
+    value: float | None = None
+    resource: float | None = None
+    max_resource: float = float("inf")
+
+
+class Searcher(abc.ABC):
+    """Base class of search algorithms.
+
+    The controller calls, in order: :meth:`setup` once, then :meth:`suggest` whenever a
+    slot is free, :meth:`on_trial_result` for each report, and :meth:`on_trial_complete`
+    exactly once per suggested trial. :meth:`state` and :meth:`restore` let a resumed
+    experiment continue the same search.
+    """
+
+    space: Mapping[str, Any] | None = None
+    num_trials: int | None = None
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
+        """Bind the Tuner's space and trial budget; called once before :meth:`suggest`.
+
+        A searcher built with its own space keeps it; the Tuner rejects a second space
+        before calling this. Subclasses that derive a trial count from the space (grid
+        search) override :attr:`num_trials` here: the controller stops launching trials
+        at ``searcher.num_trials``.
+
+        Raises:
+            ValueError: If neither the searcher nor the Tuner has a space.
+        """
+        if self.space is None:
+            if space is None:
+                msg = (
+                    f"{type(self).__name__} has no search space: pass `space=` to the Tuner "
+                    f"or to {type(self).__name__}(space=...)."
+                )
+                raise ValueError(msg)
+            self.space = space
+        self.num_trials = num_trials
+
+    @abc.abstractmethod
+    def suggest(self, trial_id: str) -> dict[str, Any] | None | _Finished:
+        """Propose the configuration of a new trial.
+
+        Returns:
+            A config dict of plain Python values; None for "not now" (for example while
+            waiting on results); or :data:`FINISHED` when the space is exhausted.
+        """
+
+    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
+        """Called for each report of a running trial (value signed to minimize)."""
+
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        """Called exactly once when a suggested trial ends, however it ended."""
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this search later; picklable."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from what :meth:`state` returned."""
