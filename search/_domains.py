@@ -1,0 +1,450 @@
+"""Search-space domains: what one hyperparameter may take and how to sample it.
+
+Each constructor (:func:`uniform`, :func:`loguniform`, ...) returns a small frozen object that
+validates its arguments at once, so that a typo fails when the space is written rather than
+hours into an experiment. Domains are plain data: searchers translate them (the HyperOpt
+searcher into ``hp`` expressions) or sample them with a :class:`numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def _is_hyperopt_expr(value: Any) -> bool:
+    # Duck-typed so that this module (and the controller, which validates spaces) never
+    # imports hyperopt; pyll's Apply lives in ``hyperopt.pyll.base``.
+    return type(value).__module__.startswith("hyperopt.")
+
+
+def plain(value: Any) -> Any:
+    """Return ``value`` with numpy scalars and arrays turned into Python values, deeply."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(plain(item) for item in value)
+    return value
+
+
+def resolve(value: Any, rng: np.random.Generator) -> Any:
+    """Sample every domain in ``value`` (a domain, a dict sub-space or a constant)."""
+    if isinstance(value, Domain):
+        return value.sample(rng)
+    if isinstance(value, Mapping):
+        return {key: resolve(item, rng) for key, item in value.items()}
+    return plain(value)
+
+
+def to_json(value: Any) -> Any:
+    """JSON-friendly description of a space entry (see :func:`search.space_to_json`)."""
+    if isinstance(value, Domain):
+        return value.to_json()
+    if isinstance(value, Mapping):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if _is_hyperopt_expr(value):
+        return {"type": "hyperopt", "expr": str(value)}
+    value = plain(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return {"type": "constant", "repr": repr(value)}
+
+
+def _contains_domain(value: Any) -> bool:
+    if isinstance(value, Domain):
+        return True
+    if isinstance(value, Mapping):
+        return any(_contains_domain(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_domain(item) for item in value)
+    return False
+
+
+def _contains_grid(value: Any) -> bool:
+    if isinstance(value, Grid):
+        return True
+    if isinstance(value, Choice):
+        return any(_contains_grid(option) for option in value.options)
+    if isinstance(value, Mapping):
+        return any(_contains_grid(item) for item in value.values())
+    return False
+
+
+def _real(ctor: str, name: str, value: Any) -> int | float:
+    """Check that ``value`` is a finite real number; return it as a Python int or float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = (
+            f"{ctor}: `{name}` is {value!r} ({type(value).__name__}), but must be a real "
+            f"number. Pass an int or a float, e.g. {name}=1."
+        )
+        raise ValueError(msg)
+    if not math.isfinite(value):
+        msg = f"{ctor}: `{name}` is {value!r}, but must be finite. Pass a finite bound."
+        raise ValueError(msg)
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def _bounds(ctor: str, low: Any, high: Any, *, log: bool = False) -> tuple[Any, Any]:
+    low, high = _real(ctor, "low", low), _real(ctor, "high", high)
+    if log and low <= 0:
+        msg = (
+            f"{ctor}: `low` is {low!r}, but log-scale bounds must be > 0. Pass a positive "
+            "`low` (e.g. 1e-5), or use uniform() for a range that includes 0."
+        )
+        raise ValueError(msg)
+    if not low < high:
+        msg = (
+            f"{ctor}: `low` is {low!r} and `high` is {high!r}, but `low` must be < `high`. "
+            "Swap them, or use a constant for a fixed value."
+        )
+        raise ValueError(msg)
+    return low, high
+
+
+def _quantum(ctor: str, q: Any) -> int | float:
+    q = _real(ctor, "q", q)
+    if q <= 0:
+        msg = f"{ctor}: `q` is {q!r}, but must be > 0. Pass the step size, e.g. q=1."
+        raise ValueError(msg)
+    return q
+
+
+def _values(ctor: str, name: str, values: Any) -> tuple[Any, ...]:
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (Sequence, range)):
+        msg = (
+            f"{ctor}: `{name}` is {values!r}, but must be a list of values. "
+            f"Pass e.g. {ctor.split('(')[0]}([32, 64, 128])."
+        )
+        raise ValueError(msg)
+    if len(values) == 0:
+        msg = f"{ctor}: `{name}` is empty, but needs at least one value. Pass a non-empty list."
+        raise ValueError(msg)
+    return tuple(values)
+
+
+class Domain(abc.ABC):
+    """Base class of the values one hyperparameter may take."""
+
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator) -> Any:
+        """Draw one plain Python value with ``rng``."""
+
+    @abc.abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly description: ``{"type": <constructor name>, <arguments>...}``."""
+
+
+@dataclass(frozen=True, repr=False)
+class Uniform(Domain):
+    """Floats uniform on ``[low, high)``; built by :func:`uniform`."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        low, high = _bounds(f"uniform(low={self.low!r}, high={self.high!r})", self.low, self.high)
+        object.__setattr__(self, "low", float(low))
+        object.__setattr__(self, "high", float(high))
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "uniform", "low": self.low, "high": self.high}
+
+    def __repr__(self) -> str:
+        return f"uniform({self.low!r}, {self.high!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class LogUniform(Domain):
+    """Floats whose logarithm is uniform on ``[log(low), log(high))``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        ctor = f"loguniform(low={self.low!r}, high={self.high!r})"
+        low, high = _bounds(ctor, self.low, self.high, log=True)
+        object.__setattr__(self, "low", float(low))
+        object.__setattr__(self, "high", float(high))
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "loguniform", "low": self.low, "high": self.high}
+
+    def __repr__(self) -> str:
+        return f"loguniform({self.low!r}, {self.high!r})"
+
+
+def _quantize(value: float, q: int | float, is_int: bool) -> int | float:
+    # round(x / q) * q, as hyperopt's quniform does, so that random and TPE phases agree.
+    quantized = float(np.round(value / q) * q)
+    return int(round(quantized)) if is_int else quantized
+
+
+@dataclass(frozen=True, repr=False)
+class QUniform(Domain):
+    """``round(uniform(low, high) / q) * q``; ints when low, high and q are all ints."""
+
+    low: int | float
+    high: int | float
+    q: int | float
+
+    def __post_init__(self) -> None:
+        ctor = f"quniform(low={self.low!r}, high={self.high!r}, q={self.q!r})"
+        low, high = _bounds(ctor, self.low, self.high)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        object.__setattr__(self, "q", _quantum(ctor, self.q))
+
+    @property
+    def is_int(self) -> bool:
+        """Whether samples are ints (low, high and q all given as ints)."""
+        return all(isinstance(x, int) for x in (self.low, self.high, self.q))
+
+    def sample(self, rng: np.random.Generator) -> int | float:
+        return _quantize(rng.uniform(self.low, self.high), self.q, self.is_int)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "quniform", "low": self.low, "high": self.high, "q": self.q}
+
+    def __repr__(self) -> str:
+        return f"quniform({self.low!r}, {self.high!r}, q={self.q!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class QLogUniform(Domain):
+    """``round(loguniform(low, high) / q) * q``; ints when low, high and q are all ints."""
+
+    low: int | float
+    high: int | float
+    q: int | float
+
+    def __post_init__(self) -> None:
+        ctor = f"qloguniform(low={self.low!r}, high={self.high!r}, q={self.q!r})"
+        low, high = _bounds(ctor, self.low, self.high, log=True)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        object.__setattr__(self, "q", _quantum(ctor, self.q))
+
+    @property
+    def is_int(self) -> bool:
+        """Whether samples are ints (low, high and q all given as ints)."""
+        return all(isinstance(x, int) for x in (self.low, self.high, self.q))
+
+    def sample(self, rng: np.random.Generator) -> int | float:
+        value = np.exp(rng.uniform(np.log(self.low), np.log(self.high)))
+        return _quantize(value, self.q, self.is_int)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "qloguniform", "low": self.low, "high": self.high, "q": self.q}
+
+    def __repr__(self) -> str:
+        return f"qloguniform({self.low!r}, {self.high!r}, q={self.q!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class RandInt(Domain):
+    """Ints uniform on ``low, low + 1, ..., high - 1`` (``high`` excluded, as in numpy)."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        ctor = f"randint(low={self.low!r}, high={self.high!r})"
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                msg = (
+                    f"{ctor}: `{name}` is {value!r} ({type(value).__name__}), but must be an "
+                    "int. Pass ints, or use quniform() for a stepped float range."
+                )
+                raise ValueError(msg)
+        low, high = _bounds(ctor, int(self.low), int(self.high))
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.low, self.high))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "randint", "low": self.low, "high": self.high}
+
+    def __repr__(self) -> str:
+        return f"randint({self.low!r}, {self.high!r})"
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Choice(Domain):
+    """One of ``options``, uniformly; dict options are sub-spaces sampled recursively."""
+
+    options: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        ctor = "choice(options=...)"
+        options = _values(ctor, "options", self.options)
+        for index, option in enumerate(options):
+            if _contains_grid(option):
+                msg = (
+                    f"choice(): option {index} contains a grid(), which cannot be nested in a "
+                    "choice (the grid would depend on the draw). Move the grid() to the "
+                    "top level of the space."
+                )
+                raise ValueError(msg)
+        object.__setattr__(self, "options", options)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return resolve(self.options[int(rng.integers(len(self.options)))], rng)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "choice", "options": [to_json(option) for option in self.options]}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Choice and self.options == other.options
+
+    __hash__ = None  # type: ignore[assignment]  # options may hold dicts
+
+    def __repr__(self) -> str:
+        return f"choice({list(self.options)!r})"
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Grid(Domain):
+    """Every one of ``values`` in turn: grid search (see :class:`search.GridSearcher`)."""
+
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        values = _values("grid(values=...)", "values", self.values)
+        for index, value in enumerate(values):
+            if _contains_domain(value):
+                msg = (
+                    f"grid(): value {index} is {value!r}, which contains a domain; grid "
+                    "values must be constants. Put the domain next to the grid() in the space."
+                )
+                raise ValueError(msg)
+        object.__setattr__(self, "values", tuple(plain(value) for value in values))
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        msg = (
+            f"{self!r} is a grid axis and cannot be sampled at random. Use GridSearcher "
+            "(the Tuner picks it when the space has a grid())."
+        )
+        raise ValueError(msg)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "grid", "values": [to_json(value) for value in self.values]}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Grid and self.values == other.values
+
+    __hash__ = None  # type: ignore[assignment]  # values may hold dicts
+
+    def __repr__(self) -> str:
+        return f"grid({list(self.values)!r})"
+
+
+def uniform(low: float, high: float) -> Uniform:
+    """Floats drawn uniformly from ``[low, high)``.
+
+    Raises:
+        ValueError: If a bound is not a finite real number or ``low >= high``.
+    """
+    return Uniform(low, high)
+
+
+def loguniform(low: float, high: float) -> LogUniform:
+    """Floats drawn log-uniformly from ``[low, high)``: each decade equally likely.
+
+    The usual prior for learning rates and regularisation strengths (Bergstra and Bengio,
+    "Random search for hyper-parameter optimization", JMLR 2012).
+
+    Example:
+        >>> loguniform(1e-4, 1e-1)
+        loguniform(0.0001, 0.1)
+
+    Raises:
+        ValueError: If ``low <= 0`` or ``low >= high``.
+    """
+    return LogUniform(low, high)
+
+
+def quniform(low: float, high: float, q: float) -> QUniform:
+    """``round(uniform(low, high) / q) * q``: a uniform range in steps of ``q``.
+
+    Values are ints when ``low``, ``high`` and ``q`` are all ints (``quniform(16, 256, 16)``
+    gives 16, 32, ...), floats otherwise. As in hyperopt, the rounding may reach a multiple
+    of ``q`` just outside ``[low, high]`` when the bounds are not multiples of ``q``.
+
+    Raises:
+        ValueError: If a bound is invalid or ``q <= 0``.
+    """
+    return QUniform(low, high, q)
+
+
+def qloguniform(low: float, high: float, q: float) -> QLogUniform:
+    """``round(loguniform(low, high) / q) * q``; ints when all three arguments are ints.
+
+    Raises:
+        ValueError: If ``low <= 0``, ``low >= high`` or ``q <= 0``.
+    """
+    return QLogUniform(low, high, q)
+
+
+def randint(low: int, high: int) -> RandInt:
+    """Ints drawn uniformly from ``low`` to ``high - 1``: the upper bound is excluded.
+
+    Example:
+        >>> randint(1, 4)  # 1, 2 or 3
+        randint(1, 4)
+
+    Raises:
+        ValueError: If a bound is not an int or ``low >= high``.
+    """
+    return RandInt(low, high)
+
+
+def choice(options: Sequence[Any]) -> Choice:
+    """One of ``options``, each equally likely.
+
+    An option may be a constant, a domain (sampled when chosen) or a dict, which is a
+    conditional sub-space: its domains are sampled only when that option is chosen.
+
+    Example:
+        >>> opt = choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}])
+
+    Raises:
+        ValueError: If ``options`` is empty, not a list, or nests a :func:`grid`.
+    """
+    return Choice(options)  # type: ignore[arg-type]
+
+
+def grid(values: Sequence[Any]) -> Grid:
+    """Grid search over ``values``: every value is tried, crossed with the other grids.
+
+    A space with a grid is searched by :class:`search.GridSearcher`, which runs the whole
+    cross product ``num_trials`` times, as Ray Tune's ``grid_search`` does.
+
+    Raises:
+        ValueError: If ``values`` is empty, not a list, or holds a domain.
+    """
+    return Grid(values)  # type: ignore[arg-type]
