@@ -1,0 +1,41 @@
+"""Search algorithms and the search-space DSL.
+
+Spaces are dicts of parameter names to domains (``uniform``, ``loguniform``, ``choice``...),
+nested dicts or constants. Searchers implement the :class:`Searcher` contract that the
+raytuner controller drives. This package never imports Ray.
+"""
+
+from search._base import FINISHED, Outcome, Searcher, TrialEnd
+from search._domains import (
+    Domain,
+    choice,
+    grid,
+    loguniform,
+    qloguniform,
+    quniform,
+    randint,
+    uniform,
+)
+from search._random import GridSearcher, RandomSearcher
+from search._space import has_grid, sample_config, space_to_json, validate_space
+
+__all__ = [
+    "FINISHED",
+    "Domain",
+    "GridSearcher",
+    "Outcome",
+    "RandomSearcher",
+    "Searcher",
+    "TrialEnd",
+    "choice",
+    "grid",
+    "has_grid",
+    "loguniform",
+    "qloguniform",
+    "quniform",
+    "randint",
+    "sample_config",
+    "space_to_json",
+    "uniform",
+    "validate_space",
+]

@@ -1,0 +1,140 @@
+"""Random search and grid search over a raytuner search space."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from search._base import FINISHED, Searcher, _Finished
+from search._space import grid_points, has_grid, has_hyperopt_expr, sample_config, validate_space
+
+
+def make_rng(owner: str, seed: int | None) -> np.random.Generator:
+    """A seeded generator, after checking ``seed`` with a message naming ``owner``."""
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+    ):
+        msg = f"{owner}: `seed` is {seed!r}, but must be a non-negative int or None."
+        raise ValueError(msg)
+    return np.random.default_rng(seed)
+
+
+def _check_dsl_space(owner: str, space: Mapping[str, Any]) -> None:
+    validate_space(space)
+    if has_hyperopt_expr(space):
+        msg = (
+            f"{owner} cannot sample native hyperopt expressions. Use HyperOptSearcher, or "
+            "replace them by raytuner domains (uniform, loguniform, choice, ...)."
+        )
+        raise ValueError(msg)
+
+
+class RandomSearcher(Searcher):
+    """Random search: every config drawn independently from the space.
+
+    A strong baseline for few hyperparameters of unequal importance (Bergstra and Bengio,
+    "Random search for hyper-parameter optimization", JMLR 2012) and the partner of
+    early-stopping schedulers such as ASHA.
+
+    Args:
+        space: The search space; None to use the Tuner's.
+        seed: Seed of the generator; the same seed gives the same sequence of configs.
+
+    Example:
+        >>> from search import RandomSearcher, loguniform
+        >>> searcher = RandomSearcher({"lr": loguniform(1e-4, 1e-1)}, seed=0)
+        >>> searcher.setup(None, num_trials=10)
+        >>> sorted(searcher.suggest("00000"))
+        ['lr']
+    """
+
+    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
+        self._rng = make_rng(type(self).__name__, seed)
+        if space is not None:
+            self._check_space(space)
+        self.space = space
+
+    def _check_space(self, space: Mapping[str, Any]) -> None:
+        _check_dsl_space(type(self).__name__, space)
+        if has_grid(space):
+            msg = (
+                "RandomSearcher cannot search a space with grid() axes. Use GridSearcher "
+                "(the Tuner picks it automatically when no searcher is given), or replace "
+                "grid([...]) by choice([...])."
+            )
+            raise ValueError(msg)
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
+        super().setup(space, num_trials)
+        assert self.space is not None  # set by Searcher.setup or it raised
+        self._check_space(self.space)
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        assert self.space is not None, "setup() must be called before suggest()"
+        return sample_config(self.space, self._rng)
+
+    def state(self) -> dict[str, Any]:
+        return {"rng": self._rng.bit_generator.state}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["rng"]
+
+
+class GridSearcher(Searcher):
+    """Grid search: every point of the cross product of the space's :func:`grid` axes.
+
+    Points come in a fixed order (the first grid in key order varies slowest); other
+    domains in the space are sampled with the seeded generator for each trial. As in Ray
+    Tune, the Tuner's ``num_trials`` repeats the whole grid: :meth:`setup` sets
+    ``num_trials`` to ``num_trials * grid_size`` and :meth:`suggest` returns
+    :data:`FINISHED` after that many trials.
+
+    Args:
+        space: The search space; None to use the Tuner's.
+        seed: Seed for the domains that are not grids.
+
+    Example:
+        >>> from search import GridSearcher, grid
+        >>> searcher = GridSearcher({"units": grid([32, 64]), "act": grid(["relu", "tanh"])})
+        >>> searcher.setup(None, num_trials=1)
+        >>> [searcher.suggest(f"{i:05d}") for i in range(searcher.num_trials)][:2]
+        [{'units': 32, 'act': 'relu'}, {'units': 32, 'act': 'tanh'}]
+    """
+
+    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
+        self._rng = make_rng(type(self).__name__, seed)
+        if space is not None:
+            _check_dsl_space(type(self).__name__, space)
+        self.space = space
+        self._points: list[dict[tuple[str, ...], Any]] = []
+        self._next = 0
+
+    @property
+    def grid_size(self) -> int:
+        """Number of points in one pass over the grid (1 for a space without grids)."""
+        return len(self._points)
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
+        super().setup(space, num_trials)
+        assert self.space is not None  # set by Searcher.setup or it raised
+        _check_dsl_space(type(self).__name__, self.space)
+        self._points = grid_points(self.space)
+        self.num_trials = num_trials * len(self._points)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | _Finished:
+        assert self.space is not None, "setup() must be called before suggest()"
+        if self.num_trials is not None and self._next >= self.num_trials:
+            return FINISHED
+        point = self._points[self._next % len(self._points)]
+        self._next += 1
+        return sample_config(self.space, self._rng, point)
+
+    def state(self) -> dict[str, Any]:
+        return {"rng": self._rng.bit_generator.state, "next": self._next}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._next = state["next"]
