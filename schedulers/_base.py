@@ -50,7 +50,16 @@ class Scheduler(abc.ABC):
 
     @abc.abstractmethod
     def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
-        """Decide after one report of a running trial."""
+        """Decide after one report of a running trial.
+
+        ``resource`` must increase strictly from one report of a trial to the next
+        (schedulers raise ValueError otherwise), with one exception: the first report after
+        the trial was resumed through :meth:`choose_trial_to_resume` may start over (a trial
+        resumed without a checkpoint restarts from scratch). ``value`` is signed so that
+        lower is better; NaN counts as the worst possible value. A trial id never passed to
+        :meth:`on_trial_add` is added implicitly. A report from a trial the scheduler has
+        already ended gets STOP.
+        """
 
     def decision_point(self, trial_id: str, resource: float) -> float:
         """The smallest resource above ``resource`` at which :meth:`on_result` may return
@@ -86,6 +95,17 @@ class Scheduler(abc.ABC):
         commits to that promotion.
         """
         return None
+
+    def trials_to_stop(self) -> list[str]:
+        """PAUSED trials that will never be resumed; the controller ends them.
+
+        A scheduler cannot stop a paused trial through :meth:`on_result`, so it hands such
+        trials over here (each id once: the list is drained on read). The controller calls
+        this after every other call into the scheduler and ends each trial as if
+        :meth:`on_result` had returned STOP for it (and, as for STOP, does not report the
+        end back through :meth:`on_trial_remove`).
+        """
+        return []
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue scheduling later; picklable."""

@@ -1,0 +1,62 @@
+"""Per-trial bookkeeping shared by the schedulers: lifecycle status and resource order."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from ._validation import is_number
+
+
+class Status(enum.Enum):
+    """Where a trial stands as far as a scheduler knows (the controller owns the truth)."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    """Paused by this scheduler; waits for :meth:`Scheduler.choose_trial_to_resume`."""
+    ENDED = "ended"
+    """Stopped, completed, failed or removed: never a candidate again."""
+
+
+class Progress:
+    """The last resource of each trial; enforces that resources increase.
+
+    The first report after :meth:`resumed` may start over: a trial resumed without a
+    checkpoint restarts from scratch, and the scheduler's rung bookkeeping (which rungs the
+    trial already passed) keeps it from being judged twice at the same rung.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self._owner = owner
+        self.last: dict[str, float] = {}
+        self._resumed: set[str] = set()
+
+    def advance(self, trial_id: str, resource: float) -> None:
+        if not is_number(resource):
+            msg = (
+                f"{self._owner}: trial {trial_id!r} reported resource {resource!r}; it "
+                f"must be a number. Report a numeric progress counter under resource_attr, "
+                f"or leave resource_attr=None to count reports."
+            )
+            raise ValueError(msg)
+        previous = self.last.get(trial_id)
+        if previous is not None and resource <= previous and trial_id not in self._resumed:
+            msg = (
+                f"{self._owner}: trial {trial_id!r} reported resource {resource!r} after "
+                f"{previous!r}; the resource must increase with every report. Report a "
+                f"growing counter (e.g. the epoch) under resource_attr, or leave "
+                f"resource_attr=None to count reports."
+            )
+            raise ValueError(msg)
+        self._resumed.discard(trial_id)
+        self.last[trial_id] = resource
+
+    def resumed(self, trial_id: str) -> None:
+        self._resumed.add(trial_id)
+
+    def state(self) -> dict[str, Any]:
+        return {"last": dict(self.last), "resumed": sorted(self._resumed)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.last = dict(state["last"])
+        self._resumed = set(state["resumed"])
