@@ -1,0 +1,274 @@
+"""ASHA: asynchronous successive halving, stopping and promotion variants."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from ._base import Decision, Scheduler
+from ._rungs import Rung, asha_bracket_weights, assign_bracket, floor_log, nan_to_worst, rung_levels
+from ._trials import Progress, Status
+from ._validation import (
+    check_choice,
+    check_int,
+    check_max_resource,
+    check_min_resource,
+    check_reduction_factor,
+    check_resource_attr,
+    check_restore,
+)
+
+_VARIANTS = ("stopping", "promotion")
+
+
+class ASHAScheduler(Scheduler):
+    """Asynchronous successive halving (Li et al., "A System for Massively Parallel
+    Hyperparameter Tuning", MLSys 2020), optionally as asynchronous Hyperband.
+
+    Bracket ``s`` has rungs at ``r * eta**(k + s)`` (k = 0, 1, ...) below ``R``. A trial is
+    judged once per rung, at its first report with ``resource >= level``; if a report jumps
+    over several rungs it is judged at the highest one only. Every trial is stopped when its
+    resource reaches ``R``.
+
+    ``variant="stopping"``: a trial reaching a rung continues only if its value is at most
+    the ``1/eta`` quantile of the values the rung recorded before it (linear interpolation;
+    the first trial at a rung always continues), otherwise STOP. No checkpoints needed.
+    This is Ray Tune's ``AsyncHyperBandScheduler`` rule, with two intended differences:
+    a trial that skipped rungs is never judged later at the lower rungs it skipped (Ray
+    revisits them on later reports), and a NaN value ranks worst (Ray never stops it).
+
+    ``variant="promotion"`` (the paper's algorithm): a trial PAUSEs at every rung. When a
+    slot frees, :meth:`choose_trial_to_resume` promotes the best not-yet-promoted paused
+    trial in the top ``floor(n/eta)`` of the highest rung that has one (across brackets,
+    ties to the lower bracket); None tells the controller to start a new trial. The resumed
+    trial continues from its checkpoint with its resource counting on from the rung.
+    :meth:`trials_to_stop` returns nothing until :meth:`on_search_finished`; after it, once
+    no trial runs and nothing can be promoted, it returns every paused trial.
+
+    ``brackets > 1`` is asynchronous Hyperband: each trial joins bracket ``s`` in
+    0..brackets-1 with probability proportional to Hyperband's bracket size ``n`` for the
+    same first rung (81 : 34 : 15 : 8 : 5 for R/r = 81, eta = 3), drawn from a hash of
+    ``(seed, trial_id)``. (Ray Tune draws from numpy's global random state with weights
+    ``e**len(rungs)``.)
+
+    Args:
+        max_resource: ``R``, the resource at which a trial is done.
+        min_resource: ``r``, the first rung of bracket 0 (Ray Tune's ``grace_period``).
+        reduction_factor: ``eta``; about ``1/eta`` of the trials pass each rung.
+        brackets: number of brackets, ``s = 0..brackets-1``; at most
+            ``floor(log_eta(R/r)) + 1``.
+        variant: ``"stopping"`` or ``"promotion"``.
+        resource_attr: the report key holding the resource, or None to count reports.
+        seed: seeds the bracket assignment.
+
+    Example:
+        >>> from schedulers import ASHAScheduler, Decision
+        >>> asha = ASHAScheduler(max_resource=9, reduction_factor=3)
+        >>> [asha.on_result(t, 1, v) for t, v in [("a", 0.5), ("b", 0.2), ("c", 0.9)]]
+        [<Decision.CONTINUE: 'continue'>, <Decision.CONTINUE: 'continue'>, <Decision.STOP: 'stop'>]
+        >>> asha.decision_point("a", 1)
+        3
+    """
+
+    def __init__(
+        self,
+        max_resource: float,
+        min_resource: float = 1,
+        reduction_factor: float = 3,
+        brackets: int = 1,
+        variant: str = "stopping",
+        resource_attr: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        owner = type(self).__name__
+        check_max_resource(owner, max_resource)
+        check_min_resource(owner, min_resource, max_resource)
+        check_reduction_factor(owner, reduction_factor)
+        check_int(owner, "brackets", brackets, 1, "Pass brackets=1 for plain ASHA.")
+        most = floor_log(Fraction(max_resource) / Fraction(min_resource), reduction_factor) + 1
+        if brackets > most:
+            msg = (
+                f"{owner}: `brackets` is {brackets}, but max_resource={max_resource!r}, "
+                f"min_resource={min_resource!r} and reduction_factor={reduction_factor!r} "
+                f"allow at most {most} (floor(log_eta(R/r)) + 1). Pass brackets={most} or "
+                f"fewer, or raise max_resource."
+            )
+            raise ValueError(msg)
+        check_choice(owner, "variant", variant, _VARIANTS)
+        check_resource_attr(owner, resource_attr)
+        check_int(owner, "seed", seed, 0, "Pass a non-negative int, e.g. seed=0.")
+        self.max_resource = max_resource
+        self.min_resource = min_resource
+        self.reduction_factor = reduction_factor
+        self.brackets = brackets
+        self.variant = variant
+        self.resource_attr = resource_attr
+        self.seed = seed
+        self._weights = asha_bracket_weights(min_resource, max_resource, reduction_factor, brackets)
+        self._rungs = [
+            [Rung(level) for level in rung_levels(min_resource, max_resource, reduction_factor, s)]
+            for s in range(brackets)
+        ]
+        self._bracket: dict[str, int] = {}
+        # How many rungs of its bracket each trial has been judged at (the next rung's index).
+        self._passed: dict[str, int] = {}
+        self._status: dict[str, Status] = {}
+        self._progress = Progress(owner)
+        self._search_finished = False
+
+    def __repr__(self) -> str:
+        return (
+            f"ASHAScheduler(max_resource={self.max_resource!r}, "
+            f"min_resource={self.min_resource!r}, reduction_factor={self.reduction_factor!r}, "
+            f"brackets={self.brackets!r}, variant={self.variant!r})"
+        )
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "max_resource": self.max_resource,
+            "min_resource": self.min_resource,
+            "reduction_factor": self.reduction_factor,
+            "brackets": self.brackets,
+            "variant": self.variant,
+            "resource_attr": self.resource_attr,
+            "seed": self.seed,
+        }
+
+    def rungs(self, bracket: int = 0) -> list[Rung]:
+        """The rungs of one bracket, lowest first (read-only view for tests and logs)."""
+        return self._rungs[bracket]
+
+    def bracket_of(self, trial_id: str) -> int:
+        """The bracket ``s`` the trial was assigned to."""
+        return self._bracket[trial_id]
+
+    def on_trial_add(self, trial_id: str) -> None:
+        if trial_id in self._status:
+            return
+        self._bracket[trial_id] = assign_bracket(trial_id, self.seed, self._weights)
+        self._passed[trial_id] = 0
+        self._status[trial_id] = Status.RUNNING
+
+    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+        self.on_trial_add(trial_id)
+        if self._status[trial_id] is Status.ENDED:
+            return Decision.STOP
+        self._progress.advance(trial_id, resource)
+        if resource >= self.max_resource:
+            self._end(trial_id)
+            return Decision.STOP
+        rungs = self._rungs[self._bracket[trial_id]]
+        passed = reached = self._passed[trial_id]
+        # `<=`: a report at exactly the rung's level has earned that rung.
+        while reached < len(rungs) and rungs[reached].level <= resource:
+            reached += 1
+        if reached == passed:
+            return Decision.CONTINUE
+        self._passed[trial_id] = reached
+        rung = rungs[reached - 1]
+        value = nan_to_worst(value)
+        if self.variant == "promotion":
+            rung.record(trial_id, value)
+            self._status[trial_id] = Status.PAUSED
+            return Decision.PAUSE
+        cutoff = rung.cutoff(self.reduction_factor)
+        rung.record(trial_id, value)
+        # `>`, not `>=`: a value tied with the cutoff continues, as in Ray Tune (which stops
+        # on reward < cutoff), so a rung of equal values never stops anyone.
+        if cutoff is not None and value > cutoff:
+            self._end(trial_id)
+            return Decision.STOP
+        return Decision.CONTINUE
+
+    def decision_point(self, trial_id: str, resource: float) -> float:
+        self.on_trial_add(trial_id)
+        if self._status[trial_id] is Status.ENDED:
+            return resource
+        rungs = self._rungs[self._bracket[trial_id]]
+        passed = self._passed[trial_id]
+        # The lowest rung not yet passed is the next place to decide; past the rungs, R.
+        level = rungs[passed].level if passed < len(rungs) else self.max_resource
+        return level if level > resource else resource
+
+    def _end(self, trial_id: str) -> None:
+        if trial_id in self._status:
+            self._status[trial_id] = Status.ENDED
+
+    def on_trial_complete(self, trial_id: str) -> None:
+        self._end(trial_id)
+
+    def on_trial_error(self, trial_id: str) -> None:
+        self._end(trial_id)
+
+    def on_trial_remove(self, trial_id: str) -> None:
+        self._end(trial_id)
+
+    def on_search_finished(self) -> None:
+        self._search_finished = True
+
+    def _next_promotion(self) -> tuple[Rung, str] | None:
+        def paused(trial_id: str) -> bool:
+            return self._status.get(trial_id) is Status.PAUSED
+
+        best = None
+        for rungs in self._rungs:
+            for rung in reversed(rungs):
+                candidate = rung.promotion_candidate(self.reduction_factor, paused)
+                if candidate is not None:
+                    # `>`: between brackets, the higher rung wins; ties go to the lower s.
+                    if best is None or rung.level > best[0].level:
+                        best = (rung, candidate)
+                    break
+        return best
+
+    def choose_trial_to_resume(self) -> str | None:
+        if self.variant == "stopping":
+            return None
+        found = self._next_promotion()
+        if found is None:
+            return None
+        rung, trial_id = found
+        rung.promoted.add(trial_id)
+        self._status[trial_id] = Status.RUNNING
+        self._progress.resumed(trial_id)
+        return trial_id
+
+    def trials_to_stop(self) -> list[str]:
+        """Paused trials that can no longer be promoted.
+
+        Empty while new trials may still arrive (any of them could lift a paused trial into
+        a rung's top ``floor(n/eta)``) and while a trial runs (it may reach a rung and do
+        the same). After :meth:`on_search_finished`, once nothing runs and
+        :meth:`choose_trial_to_resume` has nothing to promote, every paused trial is
+        returned, once.
+        """
+        if not self._search_finished:
+            return []
+        if any(status is Status.RUNNING for status in self._status.values()):
+            return []
+        if self._next_promotion() is not None:
+            return []
+        stuck = [t for t, status in self._status.items() if status is Status.PAUSED]
+        for trial_id in stuck:
+            self._status[trial_id] = Status.ENDED
+        return stuck
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": self._config(),
+            "rungs": [[rung.state() for rung in rungs] for rungs in self._rungs],
+            "bracket": dict(self._bracket),
+            "passed": dict(self._passed),
+            "status": {t: status.value for t, status in self._status.items()},
+            "progress": self._progress.state(),
+            "search_finished": self._search_finished,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        check_restore(type(self).__name__, state, self._config())
+        self._rungs = [[Rung.from_state(r) for r in rungs] for rungs in state["rungs"]]
+        self._bracket = dict(state["bracket"])
+        self._passed = dict(state["passed"])
+        self._status = {t: Status(v) for t, v in state["status"].items()}
+        self._progress.restore(state["progress"])
+        self._search_finished = state["search_finished"]
