@@ -1,0 +1,384 @@
+"""The controller: the only owner of trial workers and of trial state.
+
+Each turn of the loop reads like the design's prose: fill free slots (a paused trial the
+scheduler promotes first, else a retry, else a new config from the searcher), wait on every
+busy worker at once, handle each event as it arrives (no barrier between trials), pass each
+report to the searcher and the scheduler, answer with the decision, persist.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from raytuner import _checkpoint
+from raytuner._callbacks import Callback
+from raytuner._pool import WorkerPool
+from raytuner._progress import Progress
+from raytuner._results import Results, TrialResult
+from raytuner._stop import StopCriteria
+from raytuner._storage import ExperimentStorage
+from raytuner._trial import Trial, TrialStatus
+from raytuner._worker import CONTINUE, PAUSE, STOP, Event, Report, TrialSpec
+from raytuner.errors import ReportError, RayTunerError
+from schedulers import Decision, Scheduler
+from search import FINISHED, Outcome, Searcher, TrialEnd
+
+logger = logging.getLogger("raytuner")
+
+_WIRE = {Decision.CONTINUE: CONTINUE, Decision.STOP: STOP, Decision.PAUSE: PAUSE}
+
+
+@dataclass
+class _Busy:
+    """A trial on a worker, and what the controller last told that worker."""
+
+    trial: Trial
+    worker: Any
+    decided: str | None = None  # a STOP/PAUSE already sent, so the end is known
+
+
+@dataclass
+class ExperimentSettings:
+    name: str
+    metric: str | None
+    mode: str
+    num_trials: int
+    max_concurrent: int
+    resources: dict[str, float]
+    stop: StopCriteria
+    time_budget_s: float | None
+    resource_attr: str | None
+    max_failures: int
+    fail_fast: bool
+    checkpoints_to_keep: int | None
+    gpu_memory_fraction: float | None
+    verbose: int
+
+
+class Controller:
+    def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
+                 storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
+                 trials: dict[str, Trial] | None = None):
+        import ray
+
+        self.s = settings
+        self._sign = 1.0 if settings.mode == "min" else -1.0
+        self._trainable = [trainable_ref]
+        self._searcher = searcher
+        self._scheduler = scheduler
+        self._storage = storage
+        self._callbacks = list(callbacks)
+        self._meta = dict(meta or {})
+        self._driver_node = ray.get_runtime_context().get_node_id()
+        self.trials: dict[str, Trial] = dict(trials or {})
+        self._busy: dict[Any, _Busy] = {}  # outstanding call -> the trial it answers for
+        self._retry: deque[str] = deque()
+        self._search_done = False
+        self._next_id = len(self.trials)
+        self._warned_no_checkpoint = False
+        self._abort: BaseException | None = None
+        self._pool = WorkerPool(settings.resources, settings.gpu_memory_fraction)
+        self._progress = Progress(self.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
+                                  total=searcher.num_trials, verbose=settings.verbose)
+        self._last_state_save = 0.0
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> Results:
+        import ray
+
+        self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
+        self._storage.write_experiment(self._meta)
+        self._emit("on_experiment_start", self._storage.path, self._meta)
+        deadline = math.inf if self.s.time_budget_s is None else time.monotonic() + self.s.time_budget_s
+        self._progress.start()
+        status = "COMPLETED"
+        try:
+            while True:
+                if time.monotonic() >= deadline:
+                    self._end_all("time budget reached")
+                    status = "TIMED_OUT"
+                    break
+                self._fill_slots()
+                if not self._busy:
+                    if self._abort is not None:
+                        raise self._abort
+                    self._close_paused()
+                    break
+                timeout = max(0.0, min(0.5, deadline - time.monotonic()))
+                ready, _ = ray.wait(list(self._busy), num_returns=1, timeout=timeout)
+                for ref in ready:
+                    self._handle(ref)
+                self._progress.update()
+                if self._abort is not None:
+                    self._end_all("experiment aborted")
+                    status = "FAILED"
+                    raise self._abort
+                self._save_state(throttle=True)
+        except KeyboardInterrupt:
+            status = "INTERRUPTED"
+            self._end_all("interrupted (Ctrl-C)", final=False)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s", self._storage.path)
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            self._pool.shutdown()
+            self._save_state(throttle=False)
+            self._meta.update(status=status, end_time=time.time())
+            self._storage.write_experiment(self._meta)
+            self._progress.close()
+        results = self.results()
+        self._emit("on_experiment_end", results)
+        return results
+
+    def results(self) -> Results:
+        trials = [TrialResult.from_trial(t, self._storage.trial_path(t.trial_id)) for t in self.trials.values()]
+        return Results(self._storage.path, trials, self.s.metric, self.s.mode, self._meta)
+
+    # -- starting trials -----------------------------------------------------------------
+    def _fill_slots(self) -> None:
+        while len(self._busy) < self.s.max_concurrent and self._abort is None:
+            trial = self._next_trial()
+            if trial is None:
+                return
+            self._launch(trial)
+
+    def _next_trial(self) -> Trial | None:
+        resume_id = self._scheduler.choose_trial_to_resume()
+        self._stop_paused_losers()
+        if resume_id is not None:
+            return self.trials[resume_id]
+        if self._retry:
+            return self.trials[self._retry.popleft()]
+        if self._search_done:
+            return None
+        if len(self.trials) >= (self._searcher.num_trials or self.s.num_trials):
+            return self._finish_search()
+        trial_id = f"{self._next_id:05d}"
+        config = self._searcher.suggest(trial_id)
+        if config is FINISHED:
+            return self._finish_search()
+        if config is None:
+            if not self._busy:
+                raise RayTunerError(
+                    f"{type(self._searcher).__name__}.suggest() returned None (not now) while no trial "
+                    "is running, so it would wait forever. A searcher may only wait on running trials."
+                )
+            return None
+        self._next_id += 1
+        trial = Trial(trial_id, dict(config))
+        self.trials[trial_id] = trial
+        self._storage.write_config(trial_id, trial.config)
+        self._scheduler.on_trial_add(trial_id)
+        return trial
+
+    def _finish_search(self) -> None:
+        self._search_done = True
+        self._scheduler.on_search_finished()
+        self._stop_paused_losers()
+        return None
+
+    def _launch(self, trial: Trial) -> None:
+        checkpoint = None
+        start_iteration, start_time = trial.iteration, trial.time_total_s
+        if trial.checkpoint:
+            checkpoint = _checkpoint.pack_dir(self._storage.trial_path(trial.trial_id) / trial.checkpoint)
+            start_iteration, start_time = trial.checkpoint_iteration, trial.checkpoint_time_s
+        elif trial.iteration and not self._warned_no_checkpoint:
+            self._warned_no_checkpoint = True
+            logger.warning(
+                "Trial %s resumes with no checkpoint, so its training restarts from scratch while its "
+                "report count goes on from %d. Pass `checkpoint=` to raytuner.report (or use the Keras "
+                "callback, which checkpoints) so paused and retried trials continue where they stopped.",
+                trial.trial_id, trial.iteration,
+            )
+        worker = self._pool.acquire()
+        spec = TrialSpec(
+            trial_id=trial.trial_id,
+            experiment_name=self.s.name,
+            config=trial.config,
+            trainable=self._trainable,
+            metric=self.s.metric,
+            resource_attr=self.s.resource_attr,
+            stop=self.s.stop,
+            decide_at=self._decision_point(trial),
+            storage_dir=str(self._storage.trial_path(trial.trial_id)),
+            driver_node_id=self._driver_node,
+            resources=self.s.resources,
+            start_iteration=start_iteration,
+            start_time_s=start_time,
+            checkpoint=checkpoint,
+        )
+        self._busy[worker.start.remote(spec)] = _Busy(trial, worker)
+        trial.status = TrialStatus.RUNNING
+        trial.start_time = trial.start_time or time.time()
+        self._storage.write_trial(trial.trial_id, trial.to_record())
+        self._emit("on_trial_start", trial.trial_id, trial.config)
+
+    def _decision_point(self, trial: Trial) -> float:
+        return self._scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
+
+    # -- events --------------------------------------------------------------------------
+    def _handle(self, ref: Any) -> None:
+        import ray
+
+        busy = self._busy.pop(ref)
+        trial = busy.trial
+        try:
+            event: Event = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            self._pool.discard(busy.worker)
+            self._on_failure(trial, f"The trial's worker died: {type(exc).__name__}: {exc}")
+            return
+        decision = self._record(trial, busy, event.reports)
+        if event.end is not None:
+            self._pool.release(busy.worker)
+            self._on_end(trial, busy, event.end)
+            return
+        if decision in (STOP, PAUSE):
+            busy.decided = decision
+        self._busy[busy.worker.next_event.remote(decision, self._decision_point(trial))] = busy
+
+    def _record(self, trial: Trial, busy: _Busy, reports: list[Report]) -> str | None:
+        """Store the reports, feed them to searcher and scheduler; the decision to send."""
+        if not reports:
+            return None
+        rows = []
+        decision: str | None = None
+        for report in reports:
+            row = dict(report.metrics)
+            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp)
+            if self.s.resource_attr is not None:
+                row["resource"] = report.resource
+            rows.append(row)
+            if report.checkpoint is not None:
+                trial.checkpoint = self._storage.write_checkpoint(
+                    trial.trial_id, report.iteration, report.checkpoint, self.s.checkpoints_to_keep
+                )
+                trial.checkpoint_iteration = report.iteration
+                trial.checkpoint_time_s = report.time_total_s
+            previous = trial.resource
+            value = None
+            if self.s.metric is not None:
+                raw = report.metrics[self.s.metric]
+                value = self._sign * raw
+            trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
+            # A trial resumed from an older checkpoint re-reports resources the scheduler has
+            # seen; only progress beyond them is news to it.
+            if value is None or busy.decided or (previous is not None and report.resource <= previous):
+                continue
+            self._searcher.on_trial_result(trial.trial_id, report.resource, value)
+            wire = _WIRE[self._scheduler.on_result(trial.trial_id, report.resource, value)]
+            if wire != CONTINUE and decision in (None, CONTINUE):
+                decision = wire
+        if decision is None and reports[-1].awaits_decision:
+            decision = CONTINUE  # the training loop waits for an answer, whatever was fed where
+        self._storage.append_results(trial.trial_id, rows)
+        for row in rows:
+            self._emit("on_trial_result", trial.trial_id, row)
+        self._stop_paused_losers()
+        return decision
+
+    def _on_end(self, trial: Trial, busy: _Busy, end: Any) -> None:
+        if end.kind == "error":
+            if end.error_type == ReportError.__name__:
+                # A report the Tuner cannot use is a bug in the script, the same in every trial.
+                self._abort = ReportError(end.message)
+            self._on_failure(trial, end.error)
+            return
+        kind = busy.decided or end.kind
+        if kind == PAUSE:
+            self._set_status(trial, TrialStatus.PAUSED)
+        elif kind == STOP:
+            self._set_status(trial, TrialStatus.STOPPED)
+            self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
+        else:
+            self._set_status(trial, TrialStatus.COMPLETED)
+            self._scheduler.on_trial_complete(trial.trial_id)
+            self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.COMPLETED))
+
+    def _on_failure(self, trial: Trial, error: str) -> None:
+        trial.num_failures += 1
+        trial.error = (trial.error + "\n" if trial.error else "") + error
+        self._storage.append_error(trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime()} ---\n{error}")
+        if trial.num_failures <= self.s.max_failures and self._abort is None:
+            trial.status = TrialStatus.PENDING
+            self._storage.write_trial(trial.trial_id, trial.to_record())
+            self._retry.append(trial.trial_id)
+            logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
+                           trial.trial_id, trial.num_failures, self.s.max_failures)
+            return
+        self._set_status(trial, TrialStatus.FAILED)
+        self._scheduler.on_trial_error(trial.trial_id)
+        self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.FAILED))
+        if self.s.fail_fast and self._abort is None:
+            self._abort = RayTunerError(f"Trial {trial.trial_id} failed and `fail_fast=True`:\n{error}")
+
+    def _outcome(self, trial: Trial, end: TrialEnd) -> Outcome:
+        return Outcome(end, trial.last_value, trial.resource, self._scheduler.max_resource)
+
+    def _set_status(self, trial: Trial, status: TrialStatus, note: str | None = None) -> None:
+        trial.status = status
+        if note:
+            trial.note = note
+        if status.is_finished():
+            trial.end_time = time.time()
+        self._storage.write_trial(trial.trial_id, trial.to_record())
+        self._progress.trial_ended(trial)
+        self._emit("on_trial_end", TrialResult.from_trial(trial, self._storage.trial_path(trial.trial_id)))
+
+    # -- ending trials the controller's way ----------------------------------------------
+    def _stop_paused_losers(self) -> None:
+        """Paused trials the scheduler will never resume end as STOPPED."""
+        for trial_id in self._scheduler.trials_to_stop():
+            trial = self.trials[trial_id]
+            if trial.status == TrialStatus.PAUSED:
+                self._set_status(trial, TrialStatus.STOPPED)
+                self._searcher.on_trial_complete(trial_id, self._outcome(trial, TrialEnd.STOPPED))
+
+    def _close_paused(self) -> None:
+        """At the end, paused trials that nothing will resume are closed as STOPPED."""
+        for trial in self.trials.values():
+            if trial.status == TrialStatus.PAUSED:
+                self._scheduler.on_trial_remove(trial.trial_id)
+                self._set_status(trial, TrialStatus.STOPPED, note="paused when the experiment ended")
+                self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
+
+    def _end_all(self, why: str, final: bool = True) -> None:
+        """End every running trial now (time budget, abort, Ctrl-C)."""
+        for busy in list(self._busy.values()):
+            self._pool.discard(busy.worker)
+            trial = busy.trial
+            if final:
+                self._scheduler.on_trial_remove(trial.trial_id)
+                self._set_status(trial, TrialStatus.STOPPED, note=why)
+                self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
+            else:  # left resumable: it restarts from its checkpoint on resume
+                self._set_status(trial, TrialStatus.PENDING, note=why)
+        self._busy.clear()
+        if final:
+            self._close_paused()
+
+    # -- persistence and hooks -----------------------------------------------------------
+    def _save_state(self, throttle: bool) -> None:
+        now = time.monotonic()
+        if throttle and now - self._last_state_save < 5.0:
+            return
+        self._last_state_save = now
+        self._storage.save_state("searcher", self._searcher.state())
+        self._storage.save_state("scheduler", self._scheduler.state())
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            try:
+                getattr(callback, hook)(*args)
+            except Exception:
+                logger.exception("Callback %s.%s failed; it is disabled for the rest of the experiment.",
+                                 type(callback).__name__, hook)
+                self._callbacks.remove(callback)

@@ -1,0 +1,129 @@
+"""Progress in the terminal: a live table on a TTY, occasional single lines otherwise."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import IO, Mapping
+
+from raytuner._trial import Trial, TrialStatus
+
+_ORDER = [s.value for s in TrialStatus]
+
+
+class Progress:
+    """Shows counts by status, the best trial so far and the top few trials.
+
+    Args:
+        verbose: 0 silent; 1 live view (or a line every ``line_every_s`` when not a TTY)
+            and a final summary; 2 also one line per finished trial.
+    """
+
+    def __init__(self, trials: Mapping[str, Trial], *, name: str, metric: str | None, mode: str, total: int | None,
+                 verbose: int = 1, stream: IO[str] | None = None, line_every_s: float = 30.0, top: int = 5):
+        self._trials = trials
+        self._name = name
+        self._metric = metric
+        self._sign = 1.0 if mode == "min" else -1.0
+        self._total = total
+        self._verbose = verbose
+        self._stream = stream or sys.stdout
+        self._tty = self._stream.isatty() if hasattr(self._stream, "isatty") else False
+        self._every = 0.5 if self._tty else line_every_s
+        self._top = top
+        self._t0 = time.monotonic()
+        self._last = -math.inf
+        self._live = None
+        self.extra: str | None = None  # one line of scheduler state, when the scheduler has some
+
+    def start(self) -> None:
+        if self._verbose and self._tty:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=Console(file=self._stream), refresh_per_second=2, transient=False)
+            self._live.start()
+
+    def update(self, force: bool = False) -> None:
+        if not self._verbose:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self._every:
+            return
+        self._last = now
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            print(self.line(), file=self._stream, flush=True)
+
+    def trial_ended(self, trial: Trial) -> None:
+        if self._verbose >= 2:
+            value = "" if self._metric is None else f" {self._metric}={trial.metrics.get(self._metric)}"
+            message = f"[raytuner] trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"
+            if self._live is not None:
+                self._live.console.print(message)
+            else:
+                print(message, file=self._stream, flush=True)
+
+    def close(self) -> None:
+        if not self._verbose:
+            return
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+            self._live = None
+        else:
+            print(self.line(), file=self._stream, flush=True)
+            from rich.console import Console
+
+            Console(file=self._stream, width=120).print(self._table())
+
+    # -- rendering -----------------------------------------------------------------------
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self._trials.values():
+            counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+        return {s: counts[s] for s in _ORDER if s in counts}
+
+    def _ranked(self) -> list[Trial]:
+        scored = [t for t in self._trials.values() if t.last_value is not None and math.isfinite(t.last_value)]
+        return sorted(scored, key=lambda t: t.last_value)[: self._top]
+
+    def line(self) -> str:
+        counts = self._counts()
+        total = f"/{self._total}" if self._total else ""
+        parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+        text = f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts})"
+        ranked = self._ranked()
+        if ranked and self._metric:
+            best = ranked[0]
+            text += f" | best {self._metric}={best.metrics.get(self._metric):.6g} (trial {best.trial_id})"
+        if self.extra:
+            text += f" | {self.extra}"
+        return text + f" | {time.monotonic() - self._t0:.0f}s"
+
+    def _table(self):
+        from rich.table import Table
+
+        table = Table(title=f"top trials by {self._metric}" if self._metric else "trials", title_justify="left")
+        for column in ("trial", "status", "iter", self._metric or "metric", "config"):
+            table.add_column(column)
+        for trial in self._ranked() or list(self._trials.values())[: self._top]:
+            value = trial.metrics.get(self._metric) if self._metric else None
+            config = ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items())
+            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), _short(value), config)
+        return table
+
+    def _render(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(Text(self.line()), self._table())
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."

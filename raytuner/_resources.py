@@ -1,0 +1,80 @@
+"""Trial resources: validation, Ray actor options, and how many trials the cluster can hold."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Mapping
+
+from raytuner.errors import ConfigError
+
+_RAY_NAMES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
+
+
+def normalize(resources: Mapping[str, Any] | None) -> dict[str, float]:
+    """``{"cpu": 1, "gpu": 0.25, "memory": 2e9, "my_tag": 1}`` checked; default 1 CPU."""
+    if resources is None:
+        return {"cpu": 1.0}
+    if not isinstance(resources, Mapping):
+        msg = f"`resources` must be a dict such as {{'cpu': 1, 'gpu': 0.5}}; got {type(resources).__name__} {resources!r:.80}."
+        raise ConfigError(msg)
+    out: dict[str, float] = {}
+    for key, value in resources.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            msg = f"`resources[{key!r}]={value!r}` is invalid: give a number >= 0, e.g. resources={{'cpu': 1, 'gpu': 0.25}}."
+            raise ConfigError(msg)
+        name = key.lower() if key.lower() in _RAY_NAMES else key
+        if name == "gpu" and value > 1 and value != int(value):
+            msg = f"`resources['gpu']={value}` is invalid: ask for a fraction of one GPU (<= 1) or a whole number of GPUs."
+            raise ConfigError(msg)
+        out[name] = float(value)
+    out.setdefault("cpu", 1.0)
+    return out
+
+
+def actor_options(resources: Mapping[str, float]) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_cpus": resources.get("cpu", 1.0), "num_gpus": resources.get("gpu", 0.0)}
+    if resources.get("memory"):
+        options["memory"] = resources["memory"]
+    custom = {k: v for k, v in resources.items() if k not in _RAY_NAMES}
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def slots(resources: Mapping[str, float], nodes: list[Mapping[str, float]]) -> int:
+    """How many trials of this shape the given nodes (their total resources) can run at once."""
+    wanted = {_RAY_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
+    total = 0
+    for node in nodes:
+        fits = [math.floor(node.get(name, 0.0) / amount + 1e-9) for name, amount in wanted.items()]
+        total += min(fits) if fits else int(node.get("CPU", 1))
+    return total
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def describe(nodes: list[Mapping[str, float]]) -> str:
+    shown = []
+    for node in nodes:
+        parts = {k: v for k, v in node.items() if not k.startswith("node:") and k not in ("object_store_memory",)}
+        shown.append("{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(parts.items()) if k != "memory") + "}")
+    return "; ".join(shown) or "no alive nodes"
+
+
+def max_concurrency(resources: Mapping[str, float]) -> int:
+    """Trials the cluster can run at once; a clear error if not even one fits anywhere."""
+    nodes = cluster_nodes()
+    count = slots(resources, nodes)
+    if count < 1:
+        msg = (
+            f"`resources={dict(resources)}`: no node of the Ray cluster can run one trial "
+            f"(nodes have {describe(nodes)}). Ask for less, or add a node that has it "
+            "(for GPUs locally: ray.init(num_gpus=...))."
+        )
+        raise ConfigError(msg)
+    return count

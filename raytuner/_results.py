@@ -1,0 +1,201 @@
+"""Results of an experiment: the best trial, every trial, a DataFrame, per-trial history."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from raytuner._storage import ExperimentStorage
+from raytuner._trial import Trial, TrialStatus
+from raytuner.errors import ConfigError, ExperimentError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One trial as the user sees it.
+
+    Attributes:
+        trial_id: The trial's id ("00007").
+        config: Its configuration.
+        status: How it stands or ended.
+        metrics: Its last report.
+        checkpoint: Its latest stored checkpoint directory, or None.
+        error: Traceback(s) of its failures, or None.
+        iteration: Reports made.
+        time_total_s: Training time, summed over pauses and retries.
+        path: Its folder in the experiment storage.
+    """
+
+    trial_id: str
+    config: dict[str, Any]
+    status: TrialStatus
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+    error: str | None
+    iteration: int
+    time_total_s: float
+    path: Path
+    last_value: float | None = None  # signed to minimize
+    best_value: float | None = None  # signed to minimize
+
+    @classmethod
+    def from_trial(cls, trial: Trial, path: Path) -> TrialResult:
+        return cls(
+            trial.trial_id,
+            trial.config,
+            trial.status,
+            dict(trial.metrics),
+            path / trial.checkpoint if trial.checkpoint else None,
+            trial.error,
+            trial.iteration,
+            trial.time_total_s,
+            path,
+            trial.last_value,
+            trial.best_value,
+        )
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, sub in value.items():
+            _flatten(f"{prefix}/{key}", sub, out)
+    else:
+        out[prefix] = value
+
+
+class Results:
+    """What :meth:`raytuner.Tuner.fit` and :func:`raytuner.load` return.
+
+    Attributes:
+        path: The experiment's folder.
+        metric, mode: What "best" means.
+        trials: Every trial, in id order.
+    """
+
+    def __init__(self, path: Path, trials: Sequence[TrialResult], metric: str | None, mode: str, meta: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.trials = list(trials)
+        self.metric = metric
+        self.mode = mode
+        self.meta = dict(meta or {})
+        self._by_id = {t.trial_id: t for t in self.trials}
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+        summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        return f"<Results {self.path.name!r}: {len(self.trials)} trials ({summary})>"
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def __getitem__(self, trial_id: str) -> TrialResult:
+        return self._by_id[trial_id]
+
+    @property
+    def best(self) -> TrialResult:
+        """The trial with the best last reported value of the Tuner's metric."""
+        return self.get_best()
+
+    def get_best(self, metric: str | None = None, mode: str | None = None, scope: str = "last") -> TrialResult:
+        """The best trial by ``metric`` (default: the Tuner's).
+
+        Args:
+            metric: A reported metric; defaults to the Tuner's.
+            mode: "min" or "max"; defaults to the Tuner's.
+            scope: "last" compares each trial's last report (as Ray Tune does); "all"
+                compares each trial's best report (only for the Tuner's own metric).
+
+        NaN and infinite values are never chosen.
+        """
+        metric = metric or self.metric
+        mode = mode or self.mode
+        if metric is None:
+            raise ConfigError("No metric to rank trials by: pass `metric=` to the Tuner or to get_best().")
+        if mode not in ("min", "max"):
+            raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+        if scope not in ("last", "all"):
+            raise ConfigError(f"`scope={scope!r}` is invalid: use 'last' or 'all'.")
+        sign = 1.0 if mode == "min" else -1.0
+        best: TrialResult | None = None
+        best_key = math.inf
+        for trial in self.trials:
+            if scope == "all" and metric == self.metric and mode == self.mode:
+                key = trial.best_value
+            else:
+                value = trial.metrics.get(metric)
+                key = sign * value if isinstance(value, (int, float)) else None
+            if key is not None and math.isfinite(key) and key < best_key:
+                best, best_key = trial, key
+        if best is None:
+            raise ExperimentError(
+                f"No trial of {self.path.name!r} reported a finite {metric!r} "
+                f"({len(self.trials)} trials). Check `.errors` and the trials' reports."
+            )
+        return best
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Tracebacks of failed (or retried) trials, by trial id."""
+        return {t.trial_id: t.error for t in self.trials if t.error}
+
+    def dataframe(self) -> pd.DataFrame:
+        """One row per trial: status, reports, time, last metrics, best value, ``config/...``."""
+        import pandas as pd
+
+        rows = []
+        best_col = f"best_{self.metric}" if self.metric else None
+        sign = 1.0 if self.mode == "min" else -1.0
+        for trial in self.trials:
+            row: dict[str, Any] = {
+                "trial_id": trial.trial_id,
+                "status": trial.status.value,
+                "iteration": trial.iteration,
+                "time_total_s": trial.time_total_s,
+            }
+            row.update(trial.metrics)
+            if best_col:
+                row[best_col] = None if trial.best_value is None else sign * trial.best_value
+            for key, value in trial.config.items():
+                _flatten(f"config/{key}", value, row)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def history(self, trial_id: str) -> pd.DataFrame:
+        """Every report of one trial, one row each, in order."""
+        import pandas as pd
+
+        if trial_id not in self._by_id:
+            raise KeyError(f"No trial {trial_id!r} in {self.path.name!r}; trials are {sorted(self._by_id)[:10]}...")
+        return pd.DataFrame(ExperimentStorage(self.path).read_results(trial_id))
+
+
+def load(path: str | os.PathLike[str]) -> Results:
+    """Read the results of a finished or running experiment from its folder.
+
+    Reading changes nothing in the folder and runs no code from it.
+    """
+    storage = ExperimentStorage(path)
+    meta = storage.read_experiment()
+    trials = []
+    for trial_id in storage.trial_ids():
+        record, config, error = storage.read_trial(trial_id)
+        trial = Trial.from_record(record, config, error)
+        if trial.status == TrialStatus.RUNNING:  # trial.json lags behind a running trial
+            rows = storage.read_results(trial_id)
+            if rows:
+                last = rows[-1]
+                trial.metrics = {k: v for k, v in last.items() if k not in _AUTO_KEYS}
+                trial.iteration = last.get("iteration", trial.iteration)
+        trials.append(TrialResult.from_trial(trial, storage.trial_path(trial_id)))
+    return Results(storage.path, trials, meta.get("metric"), meta.get("mode", "min"), meta)
+
+
+_AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})

@@ -1,0 +1,209 @@
+"""Experiment storage: plain files under one folder, no server.
+
+::
+
+    <root>/<experiment>/
+        experiment.json           spec and status (atomic rewrite)
+        searcher.pkl, scheduler.pkl   search and scheduling state, for resume (pickle)
+        trials/<trial_id>/
+            config.json           the trial's configuration
+            trial.json            status, last metrics, best value, checkpoint (atomic rewrite)
+            results.jsonl         one line per report, appended
+            error.txt             traceback(s) of failures, appended
+            checkpoint_<n>/       checkpoint made at report n
+
+Every file that must survive a crash whole is written to a temporary file and renamed over
+the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
+when read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from raytuner.errors import ConfigError, ExperimentError
+
+EXPERIMENT_FILE = "experiment.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
+
+
+def check_name(name: str, argument: str = "name") -> str:
+    """Experiment names become folder names: keep them to one safe path component."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+        msg = (
+            f"`{argument}={name!r}` is not a valid experiment name. Use letters, digits and "
+            "'._+=-' only (no '/' or '..'), starting with a letter or digit, e.g. 'mnist_asha'."
+        )
+        raise ConfigError(msg)
+    return name
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, default=_json_default, indent=1, allow_nan=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        msg = f"{path} is not valid JSON ({exc}); the file is damaged. Nothing was changed."
+        raise ExperimentError(msg) from exc
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a results.jsonl; a last line cut short by a crash is skipped."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            if number >= len(lines) - 2:  # the unterminated tail of an interrupted append
+                return
+            raise ExperimentError(f"{path}: line {number + 1} is not valid JSON; the file is damaged.") from None
+
+
+class ExperimentStorage:
+    """Reads and writes one experiment's folder."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path).expanduser().resolve()
+        self.trials_path = self.path / "trials"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def exists(self) -> bool:
+        return (self.path / EXPERIMENT_FILE).is_file()
+
+    def create(self) -> None:
+        self.trials_path.mkdir(parents=True, exist_ok=True)
+
+    # -- experiment ----------------------------------------------------------------------
+    def write_experiment(self, meta: dict[str, Any]) -> None:
+        atomic_write_json(self.path / EXPERIMENT_FILE, meta)
+
+    def read_experiment(self) -> dict[str, Any]:
+        path = self.path / EXPERIMENT_FILE
+        if not path.is_file():
+            if not self.path.exists():
+                msg = f"No experiment at {self.path}: the folder does not exist."
+            else:
+                msg = f"{self.path} is not a raytuner experiment: it has no {EXPERIMENT_FILE}."
+            raise ExperimentError(msg + " Pass the folder of an experiment, e.g. ~/raytuner_results/<name>.")
+        meta = read_json(path)
+        if not isinstance(meta, dict) or "name" not in meta:
+            raise ExperimentError(f"{path} does not describe a raytuner experiment.")
+        return meta
+
+    def save_state(self, name: str, obj: Any) -> None:
+        atomic_write_bytes(self.path / f"{name}.pkl", pickle.dumps(obj))
+
+    def load_state(self, name: str) -> Any:
+        """Unpickle saved searcher/scheduler state. Only call this on folders you trust:
+        unpickling can run code."""
+        path = self.path / f"{name}.pkl"
+        return pickle.loads(path.read_bytes()) if path.is_file() else None
+
+    # -- trials --------------------------------------------------------------------------
+    def trial_path(self, trial_id: str) -> Path:
+        return self.trials_path / trial_id
+
+    def trial_ids(self) -> list[str]:
+        if not self.trials_path.is_dir():
+            return []
+        return sorted(p.name for p in self.trials_path.iterdir() if (p / "trial.json").is_file())
+
+    def write_config(self, trial_id: str, config: dict[str, Any]) -> None:
+        path = self.trial_path(trial_id)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path / "config.json", config)
+
+    def write_trial(self, trial_id: str, record: dict[str, Any]) -> None:
+        atomic_write_json(self.trial_path(trial_id) / "trial.json", record)
+
+    def read_trial(self, trial_id: str) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        path = self.trial_path(trial_id)
+        error = path / "error.txt"
+        return (
+            read_json(path / "trial.json"),
+            read_json(path / "config.json"),
+            error.read_text() if error.is_file() else None,
+        )
+
+    def append_results(self, trial_id: str, rows: list[dict[str, Any]]) -> None:
+        text = "".join(dumps(row) + "\n" for row in rows)
+        with open(self.trial_path(trial_id) / "results.jsonl", "a") as handle:
+            handle.write(text)
+
+    def read_results(self, trial_id: str) -> list[dict[str, Any]]:
+        return list(read_jsonl(self.trial_path(trial_id) / "results.jsonl"))
+
+    def append_error(self, trial_id: str, text: str) -> None:
+        with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+
+    def write_checkpoint(self, trial_id: str, iteration: int, data: bytes, keep: int | None) -> str:
+        """Store a packed checkpoint as ``checkpoint_<iteration>/``; keep the newest ``keep``."""
+        from raytuner._checkpoint import unpack_to
+
+        trial_path = self.trial_path(trial_id)
+        name = f"checkpoint_{iteration:06d}"
+        final = trial_path / name
+        tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
+        try:
+            unpack_to(data, tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if keep is not None:
+            existing = sorted(p for p in trial_path.glob("checkpoint_*") if p.is_dir())
+            for old in existing[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        return name
+
+
+def is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,257 @@
+"""The Tuner: the user's entry point. Validates everything, then runs the controller."""
+
+from __future__ import annotations
+
+import datetime
+import numbers
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from raytuner import _resources
+from raytuner._callbacks import Callback
+from raytuner._controller import Controller, ExperimentSettings
+from raytuner._ray import ensure_ray
+from raytuner._results import Results
+from raytuner._stop import StopCriteria, StopFn
+from raytuner._storage import ExperimentStorage, check_name
+from raytuner.errors import ConfigError
+from schedulers import FIFOScheduler, Scheduler
+from search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
+
+DEFAULT_STORAGE = "~/raytuner_results"
+
+
+def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"`{name}={value!r}` is invalid: it must be an int >= 1.")
+
+
+def _check_picklable(trainable: Callable[..., Any]) -> None:
+    from ray import cloudpickle
+
+    try:
+        cloudpickle.dumps(trainable)
+    except Exception as exc:
+        from ray.util import inspect_serializability
+
+        _, failures = inspect_serializability(trainable, print_file=open(os.devnull, "w"))
+        culprits = sorted({f"{f.name} ({type(f.obj).__name__})" for f in failures}) if failures else []
+        found = f" It captures: {', '.join(culprits)}." if culprits else ""
+        msg = (
+            f"`trainable` {getattr(trainable, '__qualname__', trainable)!r} cannot be pickled to send it to "
+            f"Ray workers ({type(exc).__name__}: {exc}).{found} Define it at module level and create "
+            "unpicklable objects (locks, open files, clients, sessions) inside it."
+        )
+        raise ConfigError(msg) from exc
+
+
+class Tuner:
+    """Tune ``trainable`` over ``space`` on Ray.
+
+    Args:
+        trainable: ``fn(config)`` that trains and calls :func:`raytuner.report` (or uses
+            :class:`raytuner.keras.ReportCallback`). Sent to workers with cloudpickle.
+        space: The search space: a dict of domains (:func:`raytuner.loguniform`, ...),
+            constants and nested dicts. Omit it if the searcher has its own.
+        metric: The reported metric to optimise; required by every scheduler but FIFO and
+            by every searcher that learns (TPE).
+        mode: "min" or "max".
+        num_trials: Trials to run (with a grid: repetitions of the whole grid, as in Ray Tune).
+        max_concurrent: Trials at once; default: as many as the cluster can hold.
+        searcher: Default :class:`search.RandomSearcher` (or :class:`search.GridSearcher`
+            when the space has a ``grid``).
+        scheduler: Default :class:`schedulers.FIFOScheduler`.
+        resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
+        stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
+            ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. See
+            :class:`raytuner._stop.StopCriteria`.
+        time_budget_s: Stop the experiment after this many seconds (running trials end as
+            STOPPED; results are kept).
+        name: The experiment's folder name under ``storage_path``; default
+            ``<trainable>_<date-time>``.
+        storage_path: Root folder of experiments; default ``~/raytuner_results``.
+        resource_attr: A report key that holds the trial's resource (e.g. "epoch"); default:
+            the scheduler's, else the number of reports.
+        max_failures: Retries per trial (from its latest checkpoint) before it is FAILED.
+        fail_fast: End the experiment at the first failed trial.
+        callbacks: :class:`raytuner.Callback` objects (loggers).
+        verbose: 0 silent, 1 progress and summary, 2 also a line per finished trial.
+        address: Ray cluster to join ("auto", "ray://host:10001"); default RAY_ADDRESS, else a
+            local Ray started for you.
+        seed: Seed of the default searcher.
+        checkpoints_to_keep: Checkpoints kept per trial (newest first); None keeps all.
+        gpu_memory_fraction: Cap each GPU trial's JAX/TensorFlow memory at this fraction of
+            the card; default: allocate on demand.
+
+    Example:
+        >>> import raytuner as rt
+        >>> def train(config):
+        ...     for step in range(5):
+        ...         rt.report({"loss": (config["x"] - 2) ** 2 / (step + 1)})
+        >>> results = rt.Tuner(train, space={"x": rt.uniform(0, 4)}, metric="loss",
+        ...                    num_trials=8, verbose=0).fit()  # doctest: +SKIP
+        >>> results.best.config  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        trainable: Callable[[dict[str, Any]], Any],
+        *,
+        space: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        mode: str = "min",
+        num_trials: int = 1,
+        max_concurrent: int | None = None,
+        searcher: Searcher | None = None,
+        scheduler: Scheduler | None = None,
+        resources: Mapping[str, float] | None = None,
+        stop: Mapping[str, float] | StopFn | None = None,
+        time_budget_s: float | None = None,
+        name: str | None = None,
+        storage_path: str | os.PathLike[str] | None = None,
+        resource_attr: str | None = None,
+        max_failures: int = 0,
+        fail_fast: bool = False,
+        callbacks: Sequence[Callback] = (),
+        verbose: int = 1,
+        address: str | None = None,
+        seed: int | None = None,
+        checkpoints_to_keep: int | None = 1,
+        gpu_memory_fraction: float | None = None,
+    ) -> None:
+        if not callable(trainable):
+            raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
+        if mode not in ("min", "max"):
+            raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+        if metric is not None and not isinstance(metric, str):
+            raise ConfigError(f"`metric={metric!r}` is invalid: give the name of a reported metric, e.g. 'val_loss'.")
+        _positive_int("num_trials", num_trials)
+        _positive_int("max_concurrent", max_concurrent, allow_none=True)
+        _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
+        if isinstance(max_failures, bool) or not isinstance(max_failures, numbers.Integral) or max_failures < 0:
+            raise ConfigError(f"`max_failures={max_failures!r}` is invalid: it must be an int >= 0.")
+        if time_budget_s is not None and (not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0):
+            raise ConfigError(f"`time_budget_s={time_budget_s!r}` is invalid: give a number of seconds > 0, or None.")
+        if verbose not in (0, 1, 2):
+            raise ConfigError(f"`verbose={verbose!r}` is invalid: use 0 (silent), 1 or 2.")
+        if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
+            raise ConfigError(f"`gpu_memory_fraction={gpu_memory_fraction!r}` is invalid: give a number in (0, 1], or None.")
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")
+
+        if space is not None:
+            validate_space(space)
+        scheduler = FIFOScheduler() if scheduler is None else scheduler
+        if not isinstance(scheduler, Scheduler):
+            raise ConfigError(f"`scheduler` must be a schedulers.Scheduler (e.g. ASHAScheduler(...)); got {type(scheduler).__name__}.")
+        if searcher is None:
+            if space is None:
+                raise ConfigError("No search space: pass `space=` (e.g. space={'lr': rt.loguniform(1e-4, 1e-1)}) or a searcher with its own.")
+            searcher = GridSearcher(seed=seed) if has_grid(space) else RandomSearcher(seed=seed)
+        elif not isinstance(searcher, Searcher):
+            raise ConfigError(f"`searcher` must be a search.Searcher (e.g. HyperOptSearcher()); got {type(searcher).__name__}.")
+        elif space is not None and searcher.space is not None:
+            raise ConfigError(
+                f"Two search spaces: `space=` was given to the Tuner and {type(searcher).__name__} has its own. "
+                "Give the space in one place."
+            )
+        if metric is None:
+            if not isinstance(scheduler, FIFOScheduler):
+                raise ConfigError(f"{type(scheduler).__name__} needs a metric to compare trials: pass `metric=` to the Tuner.")
+            if not isinstance(searcher, (RandomSearcher, GridSearcher)):
+                raise ConfigError(f"{type(searcher).__name__} learns from a metric: pass `metric=` to the Tuner.")
+        scheduler_attr = getattr(scheduler, "resource_attr", None)
+        if resource_attr is not None and scheduler_attr is not None and resource_attr != scheduler_attr:
+            raise ConfigError(
+                f"`resource_attr={resource_attr!r}` differs from {type(scheduler).__name__}'s "
+                f"resource_attr={scheduler_attr!r}. Give it in one place."
+            )
+        searcher.setup(space, num_trials)  # raises here, before Ray starts, on a bad space
+
+        self._name = check_name(name) if name is not None else None
+        self._trainable = trainable
+        _check_picklable(trainable)
+        self._space = space if space is not None else searcher.space
+        self._searcher = searcher
+        self._scheduler = scheduler
+        self._resources = _resources.normalize(resources)
+        self._storage_root = Path(storage_path if storage_path is not None else DEFAULT_STORAGE).expanduser()
+        self._settings = dict(
+            metric=metric, mode=mode, num_trials=int(num_trials), max_concurrent=max_concurrent,
+            stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
+            resource_attr=resource_attr if resource_attr is not None else scheduler_attr,
+            max_failures=int(max_failures), fail_fast=bool(fail_fast), checkpoints_to_keep=checkpoints_to_keep,
+            gpu_memory_fraction=gpu_memory_fraction, verbose=verbose,
+        )
+        self._stop_repr = repr(stop) if stop is not None else None
+        self._callbacks = list(callbacks)
+        self._address = address
+        self._ran = False
+
+    def fit(self) -> Results:
+        """Run the experiment to its end and return its :class:`Results`.
+
+        Starts a local Ray if none is running (or joins ``address``). A first Ctrl-C stops
+        the running trials and returns what was computed; everything is already on disk.
+        """
+        import ray
+
+        if self._ran:
+            raise ConfigError("This Tuner has already run; create a new Tuner for another experiment.")
+        self._ran = True
+        ensure_ray(self._address)
+        slots = _resources.max_concurrency(self._resources)
+        max_concurrent = self._settings["max_concurrent"] or slots
+        storage = self._new_storage()
+        name = storage.name
+        settings = ExperimentSettings(name=name, resources=self._resources, **{**self._settings, "max_concurrent": max_concurrent})
+        meta = {
+            "name": name,
+            "metric": settings.metric,
+            "mode": settings.mode,
+            "num_trials": settings.num_trials,
+            "max_concurrent": max_concurrent,
+            "resources": self._resources,
+            "space": space_to_json(self._space) if self._space is not None else None,
+            "searcher": type(self._searcher).__name__,
+            "scheduler": repr(self._scheduler),
+            "trainable": f"{getattr(self._trainable, '__module__', '?')}:{getattr(self._trainable, '__qualname__', '?')}",
+            "stop": self._stop_repr,
+            "time_budget_s": settings.time_budget_s,
+            "resource_attr": settings.resource_attr,
+            "max_failures": settings.max_failures,
+            "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+        controller = Controller(
+            settings,
+            trainable_ref=ray.put(self._trainable),
+            searcher=self._searcher,
+            scheduler=self._scheduler,
+            storage=storage,
+            callbacks=self._callbacks,
+            meta=meta,
+        )
+        return controller.run()
+
+    def _new_storage(self) -> ExperimentStorage:
+        if self._name is not None:
+            storage = ExperimentStorage(self._storage_root / self._name)
+            if storage.path.exists() and any(storage.path.iterdir()):
+                raise ConfigError(
+                    f"`name={self._name!r}`: {storage.path} already holds an experiment. Choose another name, "
+                    "or load it with raytuner.load()."
+                )
+        else:
+            base = getattr(self._trainable, "__name__", "experiment").strip("_<>") or "experiment"
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            storage = ExperimentStorage(self._storage_root / f"{base}_{stamp}")
+            suffix = 1
+            while storage.path.exists():
+                suffix += 1
+                storage = ExperimentStorage(self._storage_root / f"{base}_{stamp}_{suffix}")
+        storage.create()
+        return storage

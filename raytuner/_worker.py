@@ -1,0 +1,261 @@
+"""The trial worker: a Ray actor that runs trainables in a thread, one trial at a time.
+
+Protocol (design.md, "The report path"): the controller keeps one call outstanding per
+busy worker. :meth:`TrialWorker.start` and :meth:`TrialWorker.next_event` block until the
+trial has something to say and return it as an :class:`Event`: the reports made since the
+last call, and the trial's end if it ended. Each ``next_event`` call carries the decision
+for the report the trial is blocked on, so a decision costs one round trip at most.
+
+A report blocks the training loop only when its resource reaches the scheduler's next
+decision point (``decide_at``); below it, reports stream and training goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from raytuner import _accelerators, _checkpoint, _session
+from raytuner._stop import StopCriteria
+from raytuner.errors import ReportError, TrialStopped
+
+CONTINUE, STOP, PAUSE, COMPLETED = "continue", "stop", "pause", "completed"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a worker needs to run (or resume) one trial."""
+
+    trial_id: str
+    experiment_name: str
+    config: dict[str, Any]
+    trainable: list[Any]  # [ObjectRef]: wrapped in a list so Ray does not resolve it per call
+    metric: str | None
+    resource_attr: str | None
+    stop: StopCriteria
+    decide_at: float
+    storage_dir: str
+    driver_node_id: str
+    resources: dict[str, float] = field(default_factory=dict)
+    start_iteration: int = 0
+    start_time_s: float = 0.0
+    checkpoint: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    iteration: int
+    resource: float
+    metrics: dict[str, Any]
+    time_total_s: float
+    timestamp: float
+    checkpoint: bytes | None = None
+    awaits_decision: bool = False  # the training loop is blocked until the decision arrives
+
+
+@dataclass(frozen=True)
+class TrialEnd:
+    """kind: "completed" (returned, or ``stop=`` reached), "stop"/"pause" (the decision
+    was applied) or "error" (then ``error`` holds the traceback, ``error_type`` the class)."""
+
+    kind: str
+    error: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    reports: list[Report]
+    end: TrialEnd | None = None
+
+
+class TrialRun:
+    """One trial inside a worker: the thread that runs the trainable and its report path."""
+
+    def __init__(self, spec: TrialSpec, fn: Callable[..., Any], events: queue.SimpleQueue):
+        self.spec = spec
+        self._fn = fn
+        self._events = events
+        self._cond = threading.Condition()
+        self._decide_at = spec.decide_at
+        self._blocked = False
+        self._decision: str | None = None
+        self._pending: str | None = None
+        self._ended: str | None = None
+        self.iteration = spec.start_iteration
+        self._t0 = time.monotonic() - spec.start_time_s
+        self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{spec.trial_id}-"))
+        self.checkpoint_dir: Path | None = None
+        if spec.checkpoint is not None:
+            self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch / "restored")
+        self.trial_dir = self._choose_trial_dir()
+
+    def _choose_trial_dir(self) -> Path:
+        import ray
+
+        if ray.get_runtime_context().get_node_id() == self.spec.driver_node_id:
+            path = Path(self.spec.storage_dir)
+        else:
+            path = self._scratch / "trial"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def context(self) -> _session.TrialContext:
+        spec = self.spec
+        return _session.TrialContext(
+            spec.trial_id, spec.experiment_name, self.trial_dir, spec.config, spec.resources, self.iteration
+        )
+
+    # -- called by the controller's thread (through the actor) ---------------------------
+    def deliver(self, decision: str | None, decide_at: float) -> None:
+        with self._cond:
+            self._decide_at = decide_at
+            if decision is None:
+                return
+            if self._blocked:
+                self._decision = decision
+                self._cond.notify_all()
+            elif decision != CONTINUE:
+                self._pending = decision  # applied at the trial's next report
+
+    # -- called by the trainable's thread -------------------------------------------------
+    def report(self, metrics: Mapping[str, Any], checkpoint: Any, *, raise_on_stop: bool) -> str:
+        spec = self.spec
+        clean = _session.clean_metrics(metrics, spec.trial_id)
+        if spec.metric is not None and spec.metric not in clean:
+            msg = (
+                f"The Tuner expects metric {spec.metric!r} in each report; trial {spec.trial_id} "
+                f"reported {sorted(clean)}. Pass `metric=` to the Tuner or report {spec.metric!r}."
+            )
+            raise ReportError(msg)
+        with self._cond:
+            if self._ended is not None:  # a decision already ended the trial
+                raise TrialStopped(self._ended)
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            return self._apply(pending, raise_on_stop)
+        self.iteration += 1
+        if spec.resource_attr is None:
+            resource: float = self.iteration
+        else:
+            if spec.resource_attr not in clean:
+                msg = (
+                    f"The scheduler counts resource by {spec.resource_attr!r}, but trial "
+                    f"{spec.trial_id} reported {sorted(clean)}. Report {spec.resource_attr!r} "
+                    "each time, or pass `resource_attr=None` to count reports."
+                )
+                raise ReportError(msg)
+            resource = clean[spec.resource_attr]
+        elapsed = time.monotonic() - self._t0
+        packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
+        if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
+            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed))
+            return self._apply(COMPLETED, raise_on_stop)
+        with self._cond:
+            needs_decision = resource >= self._decide_at
+            self._blocked = needs_decision
+            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed, needs_decision))
+            if not needs_decision:
+                return CONTINUE
+            while self._decision is None:
+                self._cond.wait()
+            decision, self._decision, self._blocked = self._decision, None, False
+        return self._apply(decision, raise_on_stop)
+
+    def _apply(self, decision: str, raise_on_stop: bool) -> str:
+        if decision != CONTINUE:
+            self._ended = decision
+            if raise_on_stop:
+                raise TrialStopped(decision)
+        return decision
+
+    def run(self) -> None:
+        end: TrialEnd
+        _session._install(self)
+        try:
+            self._fn(dict(self.spec.config))
+            end = TrialEnd(COMPLETED)
+        except TrialStopped as stopped:
+            end = TrialEnd(stopped.decision)
+        except BaseException as exc:  # noqa: BLE001 - everything a trainable raises is its failure
+            end = TrialEnd("error", traceback.format_exc(), type(exc).__name__, str(exc))
+        finally:
+            _session._install(None)
+        _release_trial_state()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._events.put(end)
+
+
+def _release_trial_state() -> None:
+    """Leave nothing of the last trial behind for the next one on this worker."""
+    if "keras" in sys.modules:
+        try:
+            sys.modules["keras"].backend.clear_session(free_memory=True)
+        except TypeError:  # Keras < 3.6 has no free_memory argument
+            sys.modules["keras"].backend.clear_session()
+    gc.collect()
+
+
+class TrialWorker:
+    """A reusable trial process; decorated with ``ray.remote`` by the worker pool."""
+
+    def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
+        _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
+        self._fns: dict[str, Callable[..., Any]] = {}
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._run: TrialRun | None = None
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def environment(self) -> dict[str, str | None]:
+        """The accelerator settings this worker's trials see (for tests and diagnostics)."""
+        return {key: os.environ.get(key) for key in _accelerators.ENV_KEYS}
+
+    def start(self, spec: TrialSpec) -> Event:
+        fn = self._resolve(spec.trainable[0])
+        self._events = queue.SimpleQueue()
+        self._run = TrialRun(spec, fn, self._events)
+        threading.Thread(target=self._run.run, name=f"trial-{spec.trial_id}", daemon=True).start()
+        return self._drain()
+
+    def next_event(self, decision: str | None, decide_at: float) -> Event:
+        if self._run is None:
+            raise RuntimeError("TrialWorker.next_event() called with no trial running")
+        self._run.deliver(decision, decide_at)
+        return self._drain()
+
+    def _drain(self) -> Event:
+        reports: list[Report] = []
+        item = self._events.get()
+        while True:
+            if isinstance(item, TrialEnd):
+                self._run = None
+                return Event(reports, item)
+            reports.append(item)
+            try:
+                item = self._events.get_nowait()
+            except queue.Empty:
+                return Event(reports)
+
+    def _resolve(self, ref: Any) -> Callable[..., Any]:
+        import ray
+
+        key = ref.hex()
+        if key not in self._fns:
+            self._fns.clear()  # one experiment's trainable at a time
+            self._fns[key] = ray.get(ref)
+        return self._fns[key]
