@@ -16,6 +16,7 @@ from search._domains import (
     randint,
     uniform,
 )
+from search._hyperopt import HyperOptSearcher
 from search._random import GridSearcher, RandomSearcher
 from search._space import has_grid, sample_config, space_to_json, validate_space
 
@@ -23,6 +24,7 @@ __all__ = [
     "FINISHED",
     "Domain",
     "GridSearcher",
+    "HyperOptSearcher",
     "Outcome",
     "RandomSearcher",
     "Searcher",

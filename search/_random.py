@@ -73,7 +73,8 @@ class RandomSearcher(Searcher):
         self._check_space(self.space)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
-        assert self.space is not None, "setup() must be called before suggest()"
+        if self.space is None:
+            raise RuntimeError("RandomSearcher.setup() must be called before suggest().")
         return sample_config(self.space, self._rng)
 
     def state(self) -> dict[str, Any]:
@@ -125,7 +126,8 @@ class GridSearcher(Searcher):
         self.num_trials = num_trials * len(self._points)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | _Finished:
-        assert self.space is not None, "setup() must be called before suggest()"
+        if not self._points:
+            raise RuntimeError("GridSearcher.setup() must be called before suggest().")
         if self.num_trials is not None and self._next >= self.num_trials:
             return FINISHED
         point = self._points[self._next % len(self._points)]

@@ -1,0 +1,427 @@
+"""HyperOpt's Tree-structured Parzen Estimator, driven one trial at a time."""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, Domain, Trials, rand, tpe
+from hyperopt.exceptions import DuplicateLabel
+
+from search._base import Outcome, Searcher, TrialEnd
+from search._domains import plain
+from search._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
+from search._random import make_rng
+from search._space import has_grid, validate_space
+
+STOPPED_POLICIES = ("penalize", "last", "ignore")
+_STATE_VERSION = 1
+
+
+@dataclass
+class _Record:
+    """What the searcher remembers of one trial; the source of truth for hyperopt's docs."""
+
+    tid: int
+    vals: dict[str, Any]
+    end: str = "pending"  # "pending" or a TrialEnd value
+    value: float | None = None
+    resource: float | None = None
+    max_resource: float = math.inf
+
+    @property
+    def full_budget(self) -> bool:
+        # A STOPPED trial that reached max_resource ran its whole budget: the scheduler's
+        # stop only coincided with the end of training.
+        return self.end == TrialEnd.COMPLETED.value or (
+            self.end == TrialEnd.STOPPED.value
+            and self.resource is not None
+            and self.resource >= self.max_resource
+        )
+
+
+def _objective(config: Any) -> None:
+    raise RuntimeError("HyperOptSearcher never evaluates through hyperopt")  # pragma: no cover
+
+
+class HyperOptSearcher(Searcher):
+    """Tree-structured Parzen Estimator (TPE) search through hyperopt's ask/tell API.
+
+    TPE (Bergstra, Bardenet, Bengio and Kégl, "Algorithms for Hyper-Parameter Optimization",
+    NeurIPS 2011) splits the finished trials at the γ-quantile of their losses, fits a density
+    l(x) to the good ones and g(x) to the rest, and proposes the candidate, out of
+    ``n_ei_candidates`` drawn from l(x), that maximises l(x)/g(x). Only the *order* of the
+    losses matters to it, which is what the ``stopped_trials`` policy relies on.
+
+    Each :meth:`suggest` asks hyperopt for one config (``tpe.suggest`` on a ``Trials`` rebuilt
+    from this searcher's records; never ``fmin``), so trials run asynchronously and TPE
+    learns from each result as it lands.
+
+    **Startup.** The first ``n_startup`` configs are drawn at random (hyperopt's
+    ``rand.suggest``, seeded). The count is of *finished* trials: hyperopt's own count
+    includes trials still running, so with 8 workers it would hand over to TPE with only
+    12 of 20 results in. Here random sampling goes on until ``n_startup`` trials have ended.
+
+    **Pending trials.** Running trials enter TPE as hyperopt does it, with an infinite loss
+    (so they weigh on g(x) and the next suggestion tends away from them). With
+    ``pending_limit="auto"`` :meth:`suggest` returns None ("not now") while the number of
+    running trials is at least ``max(1, n_startup, finished)``: during startup at most
+    ``n_startup`` random configs are in flight, and afterwards at least half of what TPE sees
+    are real results. With the usual few workers the limit never binds; with many it keeps
+    TPE from degenerating into random search, the common complaint when every config of a
+    Ray Tune run was sampled up front.
+
+    **How trials end** (values are signed to minimize):
+
+    - COMPLETED: the final value. Without a finite value it counts as FAILED.
+    - FAILED: kept with an infinite loss (hyperopt's ``status: fail``), so TPE puts it in
+      g(x) and avoids the region; it is not dropped.
+    - STOPPED at ``resource >= max_resource``: a full-budget result, as COMPLETED.
+    - STOPPED earlier (a scheduler such as ASHA cut it): a low-fidelity value, handled by
+      ``stopped_trials``:
+
+      * ``"penalize"`` (default): ranked behind every full-budget result and ahead of
+        failures; among stopped trials, those that reached a larger resource rank first, then
+        by value. The value TPE sees is a surrogate with that order (recomputed before each
+        suggestion), so a low-fidelity loss never counts as a full-budget one, yet TPE still
+        learns what the scheduler learnt. Until the benchmark (benchmarks/search_quality.py)
+        says otherwise, this is the default because it is the only policy that keeps both the
+        design rule and ASHA's information.
+      * ``"last"``: the last value as if it were final (Ray Tune's ``HyperOptSearch``).
+        Cheap, but with learning curves that rise late (overfitting) an early stop can look
+        better than a full run.
+      * ``"ignore"``: TPE forgets the trial.
+
+      A STOPPED trial without a value is left out. A trial stopped while paused arrives the
+      same way, so every suggested trial's record is closed.
+
+    Args:
+        space: The search space (raytuner domains and/or hyperopt ``hp`` expressions); None
+            to use the Tuner's.
+        n_startup: Finished trials before TPE takes over from random search.
+        gamma: γ, the quantile that splits good from bad trials (hyperopt's ``gamma``; the
+            good group holds ``ceil(γ * sqrt(n))`` trials).
+        n_ei_candidates: Candidates drawn from l(x) per suggestion.
+        seed: Seed; the same seed and the same results in the same order give the same
+            suggestions.
+        points_to_evaluate: Full configs to try first, in order (they count as trials).
+        warm_start: ``(config, value)`` pairs from an earlier search, values signed to
+            minimize (None for a failed trial), or ``(config, Outcome)`` to keep how it
+            ended. They seed TPE's history and count towards ``n_startup``. Configs that do
+            not fit the space (a parameter removed or narrowed since) are skipped with a
+            warning, so a search can be continued or forked with a changed space.
+        stopped_trials: ``"penalize"``, ``"last"`` or ``"ignore"``, see above.
+        pending_limit: ``"auto"`` (see above), an int cap on running trials, or None for
+            no limit.
+
+    Example:
+        >>> from search import HyperOptSearcher, Outcome, TrialEnd, uniform
+        >>> searcher = HyperOptSearcher({"x": uniform(-5, 5)}, n_startup=3, seed=0)
+        >>> searcher.setup(None, num_trials=10)
+        >>> config = searcher.suggest("00000")
+        >>> searcher.on_trial_complete("00000", Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
+    """
+
+    def __init__(
+        self,
+        space: Mapping[str, Any] | None = None,
+        *,
+        n_startup: int = 20,
+        gamma: float = 0.25,
+        n_ei_candidates: int = 24,
+        seed: int | None = None,
+        points_to_evaluate: Iterable[Mapping[str, Any]] | None = None,
+        warm_start: Iterable[tuple[Mapping[str, Any], float | Outcome | None]] | None = None,
+        stopped_trials: Literal["penalize", "last", "ignore"] = "penalize",
+        pending_limit: int | Literal["auto"] | None = "auto",
+    ) -> None:
+        self._n_startup = _non_negative_int("n_startup", n_startup)
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma <= 1:
+            msg = f"HyperOptSearcher: `gamma` is {gamma!r}, but must be in (0, 1]; 0.25 is usual."
+            raise ValueError(msg)
+        self._gamma = float(gamma)
+        self._n_ei_candidates = _non_negative_int("n_ei_candidates", n_ei_candidates)
+        if self._n_ei_candidates < 1:
+            msg = "HyperOptSearcher: `n_ei_candidates` is 0, but must be >= 1; 24 is usual."
+            raise ValueError(msg)
+        if stopped_trials not in STOPPED_POLICIES:
+            msg = (
+                f"HyperOptSearcher: `stopped_trials` is {stopped_trials!r}, but must be one "
+                f"of {', '.join(map(repr, STOPPED_POLICIES))}."
+            )
+            raise ValueError(msg)
+        self._stopped_trials = stopped_trials
+        if pending_limit not in ("auto", None) and (
+            isinstance(pending_limit, bool)
+            or not isinstance(pending_limit, numbers.Integral)
+            or pending_limit < 1
+        ):
+            msg = (
+                f"HyperOptSearcher: `pending_limit` is {pending_limit!r}, but must be 'auto', "
+                "None (no limit) or an int >= 1."
+            )
+            raise ValueError(msg)
+        self._pending_limit = pending_limit
+        self._rng = make_rng("HyperOptSearcher", seed)
+        self._points = _check_points(points_to_evaluate)
+        self._warm_start = _check_warm_start(warm_start)
+        if space is not None:
+            validate_space(space)
+        self.space = space
+
+        self._domain: Domain | None = None
+        self._labels: list[str] = []
+        self._point_vals: list[dict[str, Any]] = []
+        self._records: dict[str, _Record] = {}
+        self._next_tid = 0
+        self._points_used = 0
+        self._restored = False
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
+        super().setup(space, num_trials)
+        assert self.space is not None  # set by Searcher.setup or it raised
+        validate_space(self.space)
+        if has_grid(self.space):
+            msg = (
+                "HyperOptSearcher cannot search a space with grid() axes: TPE samples, it "
+                "does not enumerate. Use GridSearcher, or replace grid([...]) by choice([...])."
+            )
+            raise ValueError(msg)
+        try:
+            self._domain = Domain(_objective, to_hyperopt(self.space))
+        except DuplicateLabel as error:
+            msg = (
+                f"HyperOptSearcher: the hyperopt label {error.args[0]!r} is used twice in the "
+                "space. Give each hp expression a unique label."
+            )
+            raise ValueError(msg) from error
+        self._labels = list(self._domain.params)
+        self._point_vals = []
+        for index, point in enumerate(self._points):
+            try:
+                self._point_vals.append(vals_from_config(self.space, point))
+            except NoFit as error:
+                msg = (
+                    f"HyperOptSearcher: points_to_evaluate[{index}] does not fit the space: "
+                    f"{error}. Give a full config with values inside their domains."
+                )
+                raise ValueError(msg) from None
+        if not self._restored:
+            self._load_warm_start()
+
+    def _load_warm_start(self) -> None:
+        skipped: list[str] = []
+        for index, (config, result) in enumerate(self._warm_start):
+            try:
+                vals = vals_from_config(self.space, config)  # type: ignore[arg-type]
+            except NoFit as error:
+                skipped.append(f"warm_start[{index}]: {error}")
+                continue
+            outcome = result if isinstance(result, Outcome) else Outcome(TrialEnd.COMPLETED, result)
+            record = _Record(tid=self._next_tid, vals=vals)
+            self._close(record, outcome)
+            self._records[f"warm_start[{index}]"] = record
+            self._next_tid += 1
+        if skipped:
+            warnings.warn(
+                f"HyperOptSearcher skipped {len(skipped)} of {len(self._warm_start)} warm-start "
+                f"configs that do not fit the space, e.g. {skipped[0]}.",
+                stacklevel=3,
+            )
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._domain is None:
+            raise RuntimeError("HyperOptSearcher.setup() must be called before suggest().")
+        if trial_id in self._records:
+            msg = f"HyperOptSearcher: trial {trial_id!r} was already suggested; ids must be new."
+            raise ValueError(msg)
+        pending = sum(record.end == "pending" for record in self._records.values())
+        finished = len(self._losses())
+        if self._pending_limit == "auto":
+            limit = max(1, self._n_startup, finished)
+        else:
+            limit = self._pending_limit
+        if limit is not None and pending >= limit:
+            return None
+
+        tid = self._next_tid
+        seed = int(self._rng.integers(2**31 - 1))
+        if self._points_used < len(self._point_vals):
+            vals = self._point_vals[self._points_used]
+            self._points_used += 1
+        else:
+            if finished < self._n_startup:
+                algo = rand.suggest
+            else:
+                # n_startup_jobs=0: the startup phase was decided above, on finished trials.
+                algo = functools.partial(
+                    tpe.suggest,
+                    n_startup_jobs=0,
+                    gamma=self._gamma,
+                    n_EI_candidates=self._n_ei_candidates,
+                    verbose=False,
+                )
+            (doc,) = algo([tid], self._domain, self._trials(), seed)
+            vals = {label: plain(v[0]) for label, v in doc["misc"]["vals"].items() if len(v)}
+        self._next_tid += 1
+        self._records[trial_id] = _Record(tid=tid, vals=vals)
+        return config_from_vals(self.space, vals)  # type: ignore[arg-type]
+
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        record = self._records.get(trial_id)
+        if record is None or record.end != "pending":
+            state = "was never suggested" if record is None else "has already ended"
+            msg = f"HyperOptSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
+            raise ValueError(msg)
+        self._close(record, outcome)
+
+    @staticmethod
+    def _close(record: _Record, outcome: Outcome) -> None:
+        value = outcome.value
+        finite = value is not None and math.isfinite(value)
+        if outcome.end is TrialEnd.COMPLETED and not finite:
+            record.end = TrialEnd.FAILED.value  # finished without a usable value
+        else:
+            record.end = outcome.end.value
+        record.value = float(value) if finite else None  # type: ignore[arg-type]
+        record.resource = None if outcome.resource is None else float(outcome.resource)
+        record.max_resource = float(outcome.max_resource)
+
+    def _losses(self) -> dict[int, float]:
+        """The loss TPE sees per finished trial id (inf = failed), by the stopped policy."""
+        losses: dict[int, float] = {}
+        stopped: list[_Record] = []
+        for record in self._records.values():
+            if record.end == "pending":
+                continue
+            if record.end == TrialEnd.FAILED.value:
+                losses[record.tid] = math.inf
+            elif record.full_budget:
+                losses[record.tid] = record.value  # type: ignore[assignment]
+            elif record.value is not None and self._stopped_trials != "ignore":
+                stopped.append(record)
+        if self._stopped_trials == "last":
+            losses.update((record.tid, record.value) for record in stopped)  # type: ignore[misc]
+        elif stopped:
+            full = [loss for loss in losses.values() if math.isfinite(loss)]
+            base = max(full, default=0.0)
+            step = max(1.0, abs(base))
+            # TPE uses only the order of losses, so a surrogate that ranks the stopped
+            # trials after every full-budget one, deeper runs first, is all it needs.
+            stopped.sort(key=lambda r: (-(r.resource or 0.0), r.value, r.tid))
+            for rank, record in enumerate(stopped, start=1):
+                losses[record.tid] = base + rank * step
+        return losses
+
+    def _trials(self) -> Trials:
+        """A hyperopt ``Trials`` rebuilt from the records: pending, done and failed docs."""
+        assert self._domain is not None
+        losses = self._losses()
+        docs = []
+        for record in self._records.values():
+            if record.end == "pending":
+                state, result = JOB_STATE_NEW, {"status": "new"}
+            elif record.tid not in losses:
+                continue  # "ignore" policy, or stopped without a value
+            elif math.isinf(losses[record.tid]):
+                state, result = JOB_STATE_DONE, {"status": "fail"}
+            else:
+                state, result = JOB_STATE_DONE, {"status": "ok", "loss": losses[record.tid]}
+            misc = {
+                "tid": record.tid,
+                "cmd": self._domain.cmd,
+                "workdir": self._domain.workdir,
+                "idxs": {k: [record.tid] if k in record.vals else [] for k in self._labels},
+                "vals": {k: [record.vals[k]] if k in record.vals else [] for k in self._labels},
+            }
+            docs.append(
+                {
+                    "state": state,
+                    "tid": record.tid,
+                    "spec": None,
+                    "result": result,
+                    "misc": misc,
+                    "exp_key": None,
+                    "owner": None,
+                    "version": 0,
+                    "book_time": None,
+                    "refresh_time": None,
+                }
+            )
+        trials = Trials()
+        trials.insert_trial_docs(docs)
+        trials.refresh()
+        return trials
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION,
+            "rng": self._rng.bit_generator.state,
+            "next_tid": self._next_tid,
+            "points_used": self._points_used,
+            "records": {trial_id: asdict(record) for trial_id, record in self._records.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            msg = (
+                f"HyperOptSearcher: cannot restore state version {state.get('version')!r}; "
+                f"this version reads {_STATE_VERSION}."
+            )
+            raise ValueError(msg)
+        self._rng.bit_generator.state = state["rng"]
+        self._next_tid = state["next_tid"]
+        self._points_used = state["points_used"]
+        self._records = {
+            trial_id: _Record(**{**fields, "vals": dict(fields["vals"])})
+            for trial_id, fields in state["records"].items()
+        }
+        # The warm start is part of the restored records; setup() must not add it again.
+        self._restored = True
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        msg = f"HyperOptSearcher: `{name}` is {value!r}, but must be an int >= 0."
+        raise ValueError(msg)
+    return int(value)
+
+
+def _check_points(points: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
+    points = list(points or [])
+    for index, point in enumerate(points):
+        if not isinstance(point, Mapping):
+            msg = (
+                f"HyperOptSearcher: points_to_evaluate[{index}] is {point!r}, but must be a "
+                "config dict such as {'lr': 0.01}."
+            )
+            raise ValueError(msg)
+    return points
+
+
+def _check_warm_start(
+    warm_start: Iterable[tuple[Mapping[str, Any], Any]] | None,
+) -> list[tuple[Mapping[str, Any], Any]]:
+    pairs = list(warm_start or [])
+    for index, pair in enumerate(pairs):
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], Mapping)
+        result = pair[1] if ok else None
+        if ok and not (
+            result is None
+            or isinstance(result, Outcome)
+            or (isinstance(result, numbers.Real) and not isinstance(result, bool))
+        ):
+            ok = False
+        if not ok:
+            msg = (
+                f"HyperOptSearcher: warm_start[{index}] is {pair!r:.100}, but must be a "
+                "(config dict, value) pair, the value signed to minimize (or None if the "
+                "trial failed, or an Outcome)."
+            )
+            raise ValueError(msg)
+    return pairs
