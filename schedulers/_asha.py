@@ -41,7 +41,9 @@ class ASHAScheduler(Scheduler):
     slot frees, :meth:`choose_trial_to_resume` promotes the best not-yet-promoted paused
     trial in the top ``floor(n/eta)`` of the highest rung that has one (across brackets,
     ties to the lower bracket); None tells the controller to start a new trial. The resumed
-    trial continues from its checkpoint with its resource counting on from the rung.
+    trial continues from its checkpoint with its resource counting on from the rung. A trial
+    that would itself be the next promotion gets CONTINUE instead of a PAUSE (the slot it
+    frees would go straight back to it).
     :meth:`trials_to_stop` returns nothing until :meth:`on_search_finished`; after it, once
     no trial runs and nothing can be promoted, it returns every paused trial.
 
@@ -170,7 +172,7 @@ class ASHAScheduler(Scheduler):
         if self.variant == "promotion":
             rung.record(trial_id, value)
             self._status[trial_id] = Status.PAUSED
-            return Decision.PAUSE
+            return self._pause_or_not(trial_id)
         cutoff = rung.cutoff(self.reduction_factor)
         rung.record(trial_id, value)
         # `>`, not `>=`: a value tied with the cutoff continues, as in Ray Tune (which stops
@@ -221,6 +223,25 @@ class ASHAScheduler(Scheduler):
                     break
         return best
 
+    def _pause_or_not(self, trial_id: str) -> Decision:
+        """PAUSE, unless the slot this trial frees would go straight back to it (it is the
+        next promotion: CONTINUE) or nothing could ever resume it (STOP)."""
+        found = self._next_promotion()
+        if found is not None and found[1] == trial_id:
+            self._promote(*found)
+            return Decision.CONTINUE
+        if found is None and self._search_finished and not self._any_running():
+            self._end(trial_id)
+            return Decision.STOP
+        return Decision.PAUSE
+
+    def _any_running(self) -> bool:
+        return any(status is Status.RUNNING for status in self._status.values())
+
+    def _promote(self, rung: Rung, trial_id: str) -> None:
+        rung.promoted.add(trial_id)
+        self._status[trial_id] = Status.RUNNING
+
     def choose_trial_to_resume(self) -> str | None:
         if self.variant == "stopping":
             return None
@@ -228,8 +249,7 @@ class ASHAScheduler(Scheduler):
         if found is None:
             return None
         rung, trial_id = found
-        rung.promoted.add(trial_id)
-        self._status[trial_id] = Status.RUNNING
+        self._promote(rung, trial_id)
         self._progress.resumed(trial_id)
         return trial_id
 
@@ -244,7 +264,7 @@ class ASHAScheduler(Scheduler):
         """
         if not self._search_finished:
             return []
-        if any(status is Status.RUNNING for status in self._status.values()):
+        if self._any_running():
             return []
         if self._next_promotion() is not None:
             return []

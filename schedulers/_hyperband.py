@@ -54,7 +54,8 @@ class HyperbandScheduler(Scheduler):
     ``r_i`` or ended, the best ``max(1, floor(m/eta))`` of the ``m`` trials that entered
     the round resume (through :meth:`choose_trial_to_resume`, oldest bracket first) and
     count on towards ``r_{i+1}``; the rest are handed to the controller through
-    :meth:`trials_to_stop`. A round is never judged while its bracket can still take new
+    :meth:`trials_to_stop`. The trial whose report closes the round gets CONTINUE or STOP
+    at once instead of a PAUSE. A round is never judged while its bracket can still take new
     trials; :meth:`on_search_finished` closes the partly filled bracket, so nothing waits
     forever. Trials are stopped at ``R``.
 
@@ -155,6 +156,15 @@ class HyperbandScheduler(Scheduler):
         bracket.reached[trial_id] = nan_to_worst(value)
         self._status[trial_id] = Status.PAUSED
         self._advance(bracket)
+        # The report that closes a round settles this trial at once: no pause for a trial
+        # that would be stopped or resumed right after.
+        if trial_id in self._to_stop:
+            self._to_stop.remove(trial_id)
+            return Decision.STOP
+        if trial_id in self._to_resume:
+            self._to_resume.remove(trial_id)
+            self._status[trial_id] = Status.RUNNING
+            return Decision.CONTINUE
         return Decision.PAUSE
 
     def decision_point(self, trial_id: str, resource: float) -> float:
