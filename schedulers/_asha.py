@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
@@ -33,9 +34,12 @@ class ASHAScheduler(Scheduler):
     ``variant="stopping"``: a trial reaching a rung continues only if its value is at most
     the ``1/eta`` quantile of the values the rung recorded before it (linear interpolation;
     the first trial at a rung always continues), otherwise STOP. No checkpoints needed.
-    This is Ray Tune's ``AsyncHyperBandScheduler`` rule, with two intended differences:
+    This is Ray Tune's ``AsyncHyperBandScheduler`` rule, with three intended differences:
     a trial that skipped rungs is never judged later at the lower rungs it skipped (Ray
-    revisits them on later reports), and a NaN value ranks worst (Ray never stops it).
+    revisits them on later reports); a NaN value ranks worst: it counts as ``inf`` and
+    stops the trial at any rung but an empty one (Ray never stops it and leaves it out of
+    the quantile); and a value exactly equal to the cutoff always continues (Ray's float
+    error in the percentile's position stops some such ties).
 
     ``variant="promotion"`` (the paper's algorithm): a trial PAUSEs at every rung. When a
     slot frees, :meth:`choose_trial_to_resume` promotes the best not-yet-promoted paused
@@ -176,8 +180,9 @@ class ASHAScheduler(Scheduler):
         cutoff = rung.cutoff(self.reduction_factor)
         rung.record(trial_id, value)
         # `>`, not `>=`: a value tied with the cutoff continues, as in Ray Tune (which stops
-        # on reward < cutoff), so a rung of equal values never stops anyone.
-        if cutoff is not None and value > cutoff:
+        # on reward < cutoff), so a rung of equal values never stops anyone. Not so for a
+        # diverged (NaN or inf) value, even on a rung of diverged values.
+        if cutoff is not None and (value > cutoff or value == math.inf):
             self._end(trial_id)
             return Decision.STOP
         return Decision.CONTINUE

@@ -79,7 +79,8 @@ def stopping_cutoff(sorted_values: Sequence[float], reduction_factor: Number) ->
 
     It is the ``1/eta`` quantile of the values the rung recorded before the trial arrived,
     interpolated linearly between order statistics, which is numpy's default percentile
-    and so Ray Tune's rule (Ray takes the ``1 - 1/eta`` percentile of negated values).
+    and so Ray Tune's rule (Ray takes the ``1 - 1/eta`` percentile of negated values),
+    except next to an infinite value, where the finite neighbour is taken.
 
     Args:
         sorted_values: the rung's recorded values, ascending (lower is better).
@@ -98,8 +99,9 @@ def stopping_cutoff(sorted_values: Sequence[float], reduction_factor: Number) ->
     if fraction == 0 or lo + 1 == n:
         return a
     b = sorted_values[lo + 1]
-    # Infinite neighbours would make the interpolation inf - inf; the lower one wins.
-    if a == b or math.isinf(a):
+    # No cutoff lies "a fraction of the way" to an infinite value (a NaN, i.e. a diverged
+    # trial): take the lower neighbour. numpy would return inf and let everything through.
+    if a == b or math.isinf(a) or math.isinf(b):
         return a
     return a + (b - a) * fraction
 
