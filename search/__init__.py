@@ -21,8 +21,8 @@ from search._random import GridSearcher, RandomSearcher
 from search._space import has_grid, sample_config, space_to_json, validate_space
 
 __all__ = [
-    "FINISHED",
     "Domain",
+    "FINISHED",
     "GridSearcher",
     "HyperOptSearcher",
     "Outcome",
