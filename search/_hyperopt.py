@@ -33,6 +33,7 @@ class _Record:
     value: float | None = None
     resource: float | None = None
     max_resource: float = math.inf
+    reported: bool = False  # any on_trial_result yet: then it is running or paused
 
     @property
     def full_budget(self) -> bool:
@@ -70,11 +71,13 @@ class HyperOptSearcher(Searcher):
     **Pending trials.** Running trials enter TPE as hyperopt does it, with an infinite loss
     (so they weigh on g(x) and the next suggestion tends away from them). With
     ``pending_limit="auto"`` :meth:`suggest` returns None ("not now") while the number of
-    running trials is at least ``max(1, n_startup, finished)``: during startup at most
-    ``n_startup`` random configs are in flight, and afterwards at least half of what TPE sees
-    are real results. With the usual few workers the limit never binds; with many it keeps
-    TPE from degenerating into random search, the common complaint when every config of a
-    Ray Tune run was sampled up front.
+    running trials that have not reported yet is at least ``max(1, n_startup, finished)``:
+    during startup at most ``n_startup`` random configs are in flight, and afterwards at
+    least half of what TPE sees are real results. With the usual few workers the limit never
+    binds; with many it keeps TPE from degenerating into random search, the common complaint
+    when every config of a Ray Tune run was sampled up front. Trials that have reported (and
+    so paused ones, under Hyperband or promotion ASHA) do not count, so the searcher never
+    waits on a trial that is not running.
 
     **How trials end** (values are signed to minimize):
 
@@ -116,8 +119,8 @@ class HyperOptSearcher(Searcher):
             not fit the space (a parameter removed or narrowed since) are skipped with a
             warning, so a search can be continued or forked with a changed space.
         stopped_trials: ``"penalize"``, ``"last"`` or ``"ignore"``, see above.
-        pending_limit: ``"auto"`` (see above), an int cap on running trials, or None for
-            no limit.
+        pending_limit: ``"auto"`` (see above), an int cap on running trials that have not
+            reported yet, or None for no limit.
 
     Example:
         >>> from search import HyperOptSearcher, Outcome, TrialEnd, uniform
@@ -240,7 +243,9 @@ class HyperOptSearcher(Searcher):
         if trial_id in self._records:
             msg = f"HyperOptSearcher: trial {trial_id!r} was already suggested; ids must be new."
             raise ValueError(msg)
-        pending = sum(record.end == "pending" for record in self._records.values())
+        # Only trials that have not reported count: they are surely running (a paused trial
+        # has reported), so waiting on them can never wait forever.
+        pending = sum(r.end == "pending" and not r.reported for r in self._records.values())
         finished = len(self._losses())
         if self._pending_limit == "auto":
             limit = max(1, self._n_startup, finished)
@@ -271,6 +276,11 @@ class HyperOptSearcher(Searcher):
         self._next_tid += 1
         self._records[trial_id] = _Record(tid=tid, vals=vals)
         return config_from_vals(self.space, vals)  # type: ignore[arg-type]
+
+    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
+        record = self._records.get(trial_id)
+        if record is not None:
+            record.reported = True
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         record = self._records.get(trial_id)

@@ -216,6 +216,16 @@ def test_auto_pending_limit_grows_with_finished_trials():
     assert len(started) == 6  # pending may reach the number of finished trials, not more
 
 
+def test_pending_limit_ignores_trials_that_reported_so_paused_trials_never_block():
+    # Hyperband pauses every trial of a bracket at its first milestone: none is running.
+    searcher = make(n_startup=3)
+    for i in range(3):
+        searcher.suggest(tid(i))
+        searcher.on_trial_result(tid(i), 1, 5.0)
+    assert all(searcher.suggest(tid(i)) is not None for i in range(3, 6))
+    assert searcher.suggest(tid(6)) is None  # three new ones have not reported yet
+
+
 def test_auto_pending_limit_never_blocks_an_idle_searcher():
     searcher = make(n_startup=0)
     assert searcher.suggest(tid(0)) is not None
