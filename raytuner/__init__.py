@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from raytuner._callbacks import Callback
+from raytuner._pool import release_workers
 from raytuner._results import Results, TrialResult, load
 from raytuner._session import TrialContext, get_checkpoint, get_context, in_trial, report
 from raytuner._trial import TrialStatus
@@ -52,6 +53,7 @@ __all__ = [
     "qloguniform",
     "quniform",
     "randint",
+    "release_workers",
     "report",
     "uniform",
 ]

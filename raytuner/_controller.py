@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from raytuner import _checkpoint
 from raytuner._callbacks import Callback
-from raytuner._pool import WorkerPool
+from raytuner._pool import acquire_pool, park_pool
 from raytuner._progress import Progress
 from raytuner._results import Results, TrialResult
 from raytuner._stop import StopCriteria
@@ -59,6 +59,7 @@ class ExperimentSettings:
     checkpoints_to_keep: int | None
     gpu_memory_fraction: float | None
     verbose: int
+    keep_workers_s: float = 30.0
 
 
 class Controller:
@@ -83,7 +84,7 @@ class Controller:
         self._next_id = len(self.trials)
         self._warned_no_checkpoint = False
         self._abort: BaseException | None = None
-        self._pool = WorkerPool(settings.resources, settings.gpu_memory_fraction)
+        self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._progress = Progress(self.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=searcher.num_trials, verbose=settings.verbose)
         self._last_state_save = 0.0
@@ -128,7 +129,7 @@ class Controller:
             status = "FAILED"
             raise
         finally:
-            self._pool.shutdown()
+            park_pool(self._pool, self.s.keep_workers_s)
             self._save_state(throttle=False)
             self._meta.update(status=status, end_time=time.time())
             self._storage.write_experiment(self._meta)

@@ -1,28 +1,42 @@
-"""Trial workers, reused across trials of the experiment (one resource shape per pool).
+"""Trial workers, reused across trials and, for a short while, across experiments.
 
-Starting an actor costs about 0.4 s and importing TensorFlow in it about 5 s on a small
-machine, so a worker that finishes a trial takes the next one.
+Starting an actor costs about 0.4-1 s and importing TensorFlow in it about 5 s on a small
+machine, so a worker that finishes a trial takes the next one. After ``fit`` returns,
+idle workers stay warm for ``keep_workers_s`` so that the next experiment of the same
+resource shape in this process (a notebook, a loop of sweeps, a test suite) starts at once.
+A warm worker holds its resources: they are released when the time runs out, when an
+experiment of another shape starts, or by :func:`release_workers`.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
 from raytuner._resources import actor_options
 from raytuner._worker import TrialWorker
 
+_lock = threading.Lock()
+_shared: WorkerPool | None = None
+_remote_cls: Any = None
+
 
 class WorkerPool:
-    def __init__(self, resources: Mapping[str, float], gpu_memory_fraction: float | None = None):
+    def __init__(self, key: tuple, options: dict[str, Any], gpu_memory_fraction: float | None):
+        global _remote_cls
         import ray
 
-        options = actor_options(resources)
+        if _remote_cls is None:  # export the actor class once per process
+            _remote_cls = ray.remote(TrialWorker)
         # SPREAD: trials of a sweep are independent, so use every node before doubling up.
-        self._cls = ray.remote(TrialWorker).options(**options, max_restarts=0, scheduling_strategy="SPREAD")
+        self._cls = _remote_cls.options(**options, max_restarts=0, scheduling_strategy="SPREAD")
+        self.key = key
         self._gpu = options["num_gpus"] > 0
         self._fraction = gpu_memory_fraction
         self._idle: list[Any] = []
         self._all: set[Any] = set()
+        self.in_use = False
+        self._timer: threading.Timer | None = None
 
     def acquire(self) -> Any:
         if self._idle:
@@ -45,7 +59,67 @@ class WorkerPool:
     def shutdown(self) -> None:
         import ray
 
+        if self._timer is not None:
+            self._timer.cancel()
         for worker in self._all:
-            ray.kill(worker, no_restart=True)
+            try:
+                ray.kill(worker, no_restart=True)
+            except Exception:  # noqa: BLE001 - a handle from a Ray session that has ended
+                pass
         self._all.clear()
         self._idle.clear()
+
+
+def acquire_pool(resources: Mapping[str, float], gpu_memory_fraction: float | None) -> WorkerPool:
+    """The pool for an experiment: the warm one if its shape matches, else a new one."""
+    global _shared
+    import ray
+
+    options = actor_options(resources)
+    key = (ray.get_runtime_context().get_job_id(), repr(sorted(options.items())), gpu_memory_fraction)
+    with _lock:
+        if _shared is not None and (_shared.key != key or _shared.in_use):
+            if not _shared.in_use:
+                _shared.shutdown()
+            _shared = None
+        pool = _shared or WorkerPool(key, options, gpu_memory_fraction)
+        if pool._timer is not None:
+            pool._timer.cancel()
+            pool._timer = None
+        pool.in_use = True
+        _shared = pool
+        return pool
+
+
+def park_pool(pool: WorkerPool, keep_s: float) -> None:
+    """The experiment is over: keep idle workers warm for ``keep_s`` seconds, then release."""
+    with _lock:
+        pool.in_use = False
+        busy = pool._all.difference(pool._idle)
+        for worker in busy:  # still running something we no longer wait for
+            pool.discard(worker)
+        if keep_s <= 0 or pool is not _shared:
+            pool.shutdown()
+            return
+        pool._timer = threading.Timer(keep_s, _expire, args=(pool,))
+        pool._timer.daemon = True
+        pool._timer.start()
+
+
+def _expire(pool: WorkerPool) -> None:
+    global _shared
+    with _lock:
+        if pool.in_use:
+            return
+        pool.shutdown()
+        if _shared is pool:
+            _shared = None
+
+
+def release_workers() -> None:
+    """Stop the trial workers kept warm after the last experiment, freeing their resources."""
+    global _shared
+    with _lock:
+        if _shared is not None and not _shared.in_use:
+            _shared.shutdown()
+            _shared = None

@@ -176,6 +176,22 @@ class Results:
             raise KeyError(f"No trial {trial_id!r} in {self.path.name!r}; trials are {sorted(self._by_id)[:10]}...")
         return pd.DataFrame(ExperimentStorage(self.path).read_results(trial_id))
 
+    def report(self, path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
+               mode: str | None = None) -> Path:
+        """Write a self-contained HTML report with interactive plots (needs plotly).
+
+        Args:
+            path: The .html file (or a folder for ``report.html``); default
+                ``<experiment>/report.html``.
+            metric, mode: What to plot and rank by; default the Tuner's.
+
+        Returns:
+            The path written.
+        """
+        from raytuner._report import write_report
+
+        return write_report(self, self.path / "report.html" if path is None else path, metric=metric, mode=mode)
+
 
 def load(path: str | os.PathLike[str]) -> Results:
     """Read the results of a finished or running experiment from its folder.

@@ -37,8 +37,9 @@ def _check_picklable(trainable: Callable[..., Any]) -> None:
     except Exception as exc:
         from ray.util import inspect_serializability
 
-        _, failures = inspect_serializability(trainable, print_file=open(os.devnull, "w"))
-        culprits = sorted({f"{f.name} ({type(f.obj).__name__})" for f in failures}) if failures else []
+        with open(os.devnull, "w") as quiet:
+            _, failures = inspect_serializability(trainable, print_file=quiet)
+        culprits = sorted({f"{'.'.join(map(str, f.path)) or f.name} ({type(f.obj).__name__})" for f in failures or ()})
         found = f" It captures: {', '.join(culprits)}." if culprits else ""
         msg = (
             f"`trainable` {getattr(trainable, '__qualname__', trainable)!r} cannot be pickled to send it to "
@@ -85,6 +86,10 @@ class Tuner:
         checkpoints_to_keep: Checkpoints kept per trial (newest first); None keeps all.
         gpu_memory_fraction: Cap each GPU trial's JAX/TensorFlow memory at this fraction of
             the card; default: allocate on demand.
+        keep_workers_s: After ``fit``, idle workers stay warm this long for the next
+            experiment of the same resource shape in this process (they hold their
+            resources meanwhile; :func:`raytuner.release_workers` frees them at once).
+            0 releases them when ``fit`` returns.
 
     Example:
         >>> import raytuner as rt
@@ -121,6 +126,7 @@ class Tuner:
         seed: int | None = None,
         checkpoints_to_keep: int | None = 1,
         gpu_memory_fraction: float | None = None,
+        keep_workers_s: float = 30.0,
     ) -> None:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
@@ -139,6 +145,8 @@ class Tuner:
             raise ConfigError(f"`verbose={verbose!r}` is invalid: use 0 (silent), 1 or 2.")
         if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
             raise ConfigError(f"`gpu_memory_fraction={gpu_memory_fraction!r}` is invalid: give a number in (0, 1], or None.")
+        if isinstance(keep_workers_s, bool) or not isinstance(keep_workers_s, numbers.Real) or keep_workers_s < 0:
+            raise ConfigError(f"`keep_workers_s={keep_workers_s!r}` is invalid: give seconds >= 0.")
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")
@@ -185,7 +193,7 @@ class Tuner:
             stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
             resource_attr=resource_attr if resource_attr is not None else scheduler_attr,
             max_failures=int(max_failures), fail_fast=bool(fail_fast), checkpoints_to_keep=checkpoints_to_keep,
-            gpu_memory_fraction=gpu_memory_fraction, verbose=verbose,
+            gpu_memory_fraction=gpu_memory_fraction, verbose=verbose, keep_workers_s=float(keep_workers_s),
         )
         self._stop_repr = repr(stop) if stop is not None else None
         self._callbacks = list(callbacks)

@@ -130,6 +130,19 @@ class TrialRun:
                 self._pending = decision  # applied at the trial's next report
 
     # -- called by the trainable's thread -------------------------------------------------
+    def decision_due(self, metrics: Mapping[str, Any]) -> bool:
+        """Whether reporting ``metrics`` now would wait for a scheduler decision.
+
+        Only such a report can be answered with PAUSE, so an integration that checkpoints
+        only for pausing (the Keras callback's ``checkpoint="pause"``) checkpoints these.
+        """
+        if self.spec.resource_attr is None:
+            resource = self.iteration + 1
+        else:
+            resource = metrics.get(self.spec.resource_attr)
+        with self._cond:
+            return resource is not None and resource >= self._decide_at
+
     def report(self, metrics: Mapping[str, Any], checkpoint: Any, *, raise_on_stop: bool) -> str:
         spec = self.spec
         clean = _session.clean_metrics(metrics, spec.trial_id)

@@ -1,0 +1,66 @@
+"""The HTML report of an experiment: :meth:`raytuner.Results.report` and ``raytuner report``.
+
+One self-contained file (plotly.js inline, no network) with the optimisation history,
+parallel coordinates, learning curves with the scheduler's rungs, slice plots, a contour
+of the two most important parameters, parameter importance and the trials table. Needs
+plotly (``pip install 'raytuner[plot]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from raytuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from raytuner._results import Results
+
+__all__ = ["write_report"]
+
+_TITLES = {
+    "history": "Optimisation history",
+    "parallel": "Parallel coordinates",
+    "learning_curves": "Learning curves",
+    "slices": "Slice plots",
+    "contour": "Contour",
+    "importances": "Parameter importance",
+}
+
+
+def write_report(results: Results, path: str | os.PathLike[str], *, metric: str | None = None,
+                 mode: str | None = None) -> Path:
+    """Write the report of ``results`` to ``path`` (an .html file) and return its path.
+
+    Raises:
+        ExperimentError: the experiment has no trials, or none reported a finite ``metric``.
+        ConfigError: plotly is not installed, or ``mode`` is not "min"/"max".
+    """
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        msg = "The HTML report needs plotly, which is not installed. Install it: pip install 'raytuner[plot]'."
+        raise ConfigError(msg) from None
+    if mode not in (None, "min", "max"):
+        raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+    from raytuner._report import _data, _figures, _page
+
+    data = _data.collect(results, metric, mode)
+    figures: list = []
+    for build in _figures.BUILDERS:
+        made = build(data)
+        figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))
+    target = Path(path).expanduser()
+    if target.is_dir():
+        target = target / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Temp file + rename, like the storage, but with the umask's permissions (mkstemp's
+    # 0600 would keep a report meant for sharing unreadable to others).
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(_page.render(data, figures), encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

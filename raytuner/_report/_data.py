@@ -1,0 +1,236 @@
+"""What the report draws, read from :class:`raytuner.Results`: plain lists, no plotting.
+
+Everything here comes from the experiment folder; nothing in it is executed. The
+scheduler's rungs are recomputed from the scheduler's ``repr`` in experiment.json, parsed
+as literals only (``ast``), never evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from raytuner._results import Results, TrialResult
+from raytuner._storage import ExperimentStorage, is_finite
+from raytuner._trial import TrialStatus
+from raytuner.errors import ExperimentError
+
+_LOG_TYPES = frozenset({"loguniform", "qloguniform"})
+
+
+@dataclass
+class Param:
+    """One (flattened) hyperparameter across the trials that reported the metric."""
+
+    name: str
+    values: list[Any]
+    numeric: bool
+    log: bool
+
+    @property
+    def categories(self) -> list[str]:
+        """Distinct values as labels, in first-seen order (for categorical axes)."""
+        return list(dict.fromkeys(label(v) for v in self.values))
+
+
+@dataclass
+class Schedule:
+    """The scheduler's decision points, recomputed from its repr."""
+
+    name: str
+    rungs: list[float] = field(default_factory=list)
+    pauses: bool = False  # trials PAUSE at each rung (promotion ASHA, Hyperband)
+
+
+@dataclass
+class ReportData:
+    results: Results
+    metric: str
+    mode: str
+    scored: list[TrialResult]  # trials with a finite last value of the metric, in id order
+    values: list[float]  # their last values, raw (not signed)
+    params: list[Param]
+    histories: dict[str, list[dict[str, Any]]]
+    x_key: str  # "resource" when the Tuner had a resource_attr, else "iteration"
+    schedule: Schedule
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.mode == "min" else -1.0
+
+
+def label(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_config(value, name + "/"))
+        else:
+            out[name] = value
+    return out
+
+
+def _log_params(space: Any, prefix: str = "") -> set[str]:
+    """Flattened names of the log-scaled domains in the space's JSON description."""
+    found: set[str] = set()
+    if isinstance(space, Mapping):
+        for key, entry in space.items():
+            if isinstance(entry, Mapping) and isinstance(entry.get("type"), str):
+                if entry["type"] in _LOG_TYPES:
+                    found.add(f"{prefix}{key}")
+            elif isinstance(entry, Mapping):
+                found |= _log_params(entry, f"{prefix}{key}/")
+    return found
+
+
+def _is_number(value: Any) -> bool:
+    return is_finite(value)
+
+
+def parse_schedule(text: str | None) -> Schedule:
+    """Rungs of ASHA and Hyperband from their repr, e.g. ``ASHAScheduler(max_resource=27, ...)``."""
+    if not text:
+        return Schedule("")
+    try:
+        node = ast.parse(text, mode="eval").body
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            return Schedule(text)
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+    except (SyntaxError, ValueError):
+        return Schedule(text)
+    name = node.func.id
+    from schedulers import hyperband_brackets, rung_levels
+
+    try:
+        if name == "ASHAScheduler":
+            levels: set[float] = set()
+            for s in range(int(kwargs.get("brackets", 1))):
+                levels.update(rung_levels(kwargs.get("min_resource", 1), kwargs["max_resource"],
+                                          kwargs.get("reduction_factor", 3), s))
+            return Schedule(text, sorted(levels), pauses=kwargs.get("variant") == "promotion")
+        if name == "HyperbandScheduler":
+            brackets = hyperband_brackets(kwargs["max_resource"], kwargs.get("reduction_factor", 3))
+            levels = {r for b in brackets for _, r in b.rounds if r < kwargs["max_resource"]}
+            return Schedule(text, sorted(levels), pauses=True)
+    except (KeyError, TypeError, ValueError):
+        pass
+    return Schedule(text)
+
+
+def collect(results: Results, metric: str | None = None, mode: str | None = None) -> ReportData:
+    """Gather the report's data; raises ExperimentError when there is nothing to plot."""
+    metric = metric or results.metric
+    mode = mode or results.mode
+    name = results.path.name
+    if not results.trials:
+        raise ExperimentError(f"Experiment {name!r} has no trials yet: there is nothing to report.")
+    if metric is None:
+        raise ExperimentError(f"Experiment {name!r} has no metric: pass one (`--metric NAME`) to rank trials by.")
+    scored = [t for t in results.trials if _is_number(t.metrics.get(metric))]
+    if not scored:
+        reported = sorted({key for t in results.trials for key in t.metrics})
+        raise ExperimentError(
+            f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials; "
+            f"metrics reported: {reported or 'none'}). Pass one of those as the metric."
+        )
+    storage = ExperimentStorage(results.path)
+    histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials}
+    x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
+    log_names = _log_params(results.meta.get("space"))
+    configs = [flatten_config(t.config) for t in scored]
+    names = list(dict.fromkeys(key for config in configs for key in config))
+    params = []
+    for pname in names:
+        values = [config.get(pname) for config in configs]
+        if len({label(v) for v in values}) < 2:
+            continue  # a constant tells nothing about the metric
+        numeric = all(_is_number(v) for v in values)
+        log = numeric and pname in log_names and all(v > 0 for v in values)
+        params.append(Param(pname, values, numeric, log))
+    return ReportData(
+        results=results,
+        metric=metric,
+        mode=mode,
+        scored=scored,
+        values=[float(t.metrics[metric]) for t in scored],
+        params=params,
+        histories=histories,
+        x_key=x_key,
+        schedule=parse_schedule(results.meta.get("scheduler")),
+    )
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    for rank, index in enumerate(order):
+        ranks[index] = float(rank)
+    return ranks
+
+
+def importance(data: ReportData) -> dict[str, float]:
+    """How much of the metric's (rank) variance each parameter explains on its own.
+
+    The correlation ratio eta^2 of the metric's ranks grouped by the parameter's value:
+    categories for categorical parameters, up to 10 equal-count bins for numeric ones. It
+    is a main-effect screen, cheap and dependency-free; it does not see interactions
+    (fANOVA would).
+    """
+    y = _ranks(data.values)
+    n = len(y)
+    mean = sum(y) / n if n else 0.0
+    total = sum((v - mean) ** 2 for v in y)
+    scores: dict[str, float] = {}
+    if n < 3 or total == 0:
+        return {p.name: 0.0 for p in data.params}
+    for param in data.params:
+        if param.numeric:
+            bins = max(2, min(10, n // 3))
+            ranks = _ranks([float(v) for v in param.values])
+            groups = [int(r * bins / n) for r in ranks]
+        else:
+            groups = [label(v) for v in param.values]
+        sums: dict[Any, list[float]] = {}
+        for group, value in zip(groups, y):
+            sums.setdefault(group, []).append(value)
+        between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in sums.values())
+        scores[param.name] = between / total
+    return dict(sorted(scores.items(), key=lambda kv: -kv[1]))
+
+
+def end_marks(data: ReportData, trial: TrialResult) -> list[tuple[float, float, str]]:
+    """Points of a trial's learning curve where the scheduler acted: (x, y, what).
+
+    A STOPPED or FAILED trial is marked at its last report. Pauses are not stored per
+    report; under a pausing scheduler (promotion ASHA, Hyperband) a trial that reported at
+    a rung and went on past it was paused there and later promoted, so those points are
+    marked "paused, resumed".
+    """
+    rows = [r for r in data.histories.get(trial.trial_id, []) if _is_number(r.get(data.metric))]
+    if not rows:
+        return []
+    marks = []
+    if data.schedule.pauses and data.schedule.rungs:
+        xs = [r.get(data.x_key) for r in rows]
+        for level in data.schedule.rungs:
+            hit = next((i for i, x in enumerate(xs) if _is_number(x) and x >= level), None)
+            if hit is not None and hit < len(rows) - 1:
+                marks.append((xs[hit], rows[hit][data.metric], "paused, resumed"))
+    last = rows[-1]
+    if trial.status in (TrialStatus.STOPPED, TrialStatus.FAILED, TrialStatus.PAUSED):
+        marks.append((last.get(data.x_key), last[data.metric], trial.status.value.lower()))
+    return marks
+
+
+def best_so_far(values: list[float], sign: float) -> list[float]:
+    out, best = [], math.inf
+    for value in values:
+        best = min(best, sign * value)
+        out.append(sign * best)
+    return out

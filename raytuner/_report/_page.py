@@ -1,0 +1,141 @@
+"""The report as one self-contained HTML file: plotly.js inline, figures as JSON, a table.
+
+Nothing is fetched when the page opens (no CDN), so it works offline and can be mailed.
+Figures travel as JSON in ``<script type="application/json">`` blocks with ``<``, ``>``
+and ``&`` written as ``\\u003c`` etc., so no config value can close the script tag; every
+other piece of user data goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+from typing import Any
+
+from raytuner._report._data import ReportData, flatten_config, label
+from raytuner._report._figures import Figure
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+       padding: 1em 2em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
+.meta { color: #555; } .meta code, pre { background: #f4f4f4; padding: 0 .3em; }
+.caption { color: #555; margin: .2em 0 .5em; } .skipped { color: #888; font-style: italic; }
+table { border-collapse: collapse; font-size: .85em; } th, td { padding: .25em .6em; border-bottom: 1px solid #ddd;
+       text-align: left; white-space: nowrap; } th { position: sticky; top: 0; background: #fafafa; }
+.table-wrap { max-height: 32em; overflow: auto; border: 1px solid #ddd; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.rt-figure { min-height: 200px; }
+"""
+
+# Draw every figure; mark each drawn div so a reader (or a test) can tell.
+_DRAW = """
+(function () {
+  var divs = document.querySelectorAll("div.rt-figure");
+  var pending = [];
+  divs.forEach(function (div) {
+    var spec = JSON.parse(document.getElementById(div.dataset.spec).textContent);
+    pending.push(Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false})
+      .then(function () { div.dataset.drawn = "true"; }));
+  });
+  Promise.all(pending).then(function () { document.body.dataset.figuresDrawn = String(divs.length); });
+})();
+"""
+
+
+def _json_for_script(obj: Any) -> str:
+    text = obj if isinstance(obj, str) else json.dumps(obj)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    if value is None:
+        return ""
+    return label(value)
+
+
+def _when(stamp: Any) -> str:
+    if isinstance(stamp, (int, float)):
+        return datetime.datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds")
+    return str(stamp or "")
+
+
+def _header(data: ReportData) -> str:
+    results, meta = data.results, data.results.meta
+    counts: dict[str, int] = {}
+    for trial in results.trials:
+        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+    best_index = min(range(len(data.values)), key=lambda i: data.sign * data.values[i])
+    best = data.scored[best_index]
+    start, end = meta.get("start_time"), meta.get("end_time")
+    duration = f"{end - start:.1f} s" if isinstance(start, (int, float)) and isinstance(end, (int, float)) else "-"
+    rows = [
+        ("status", meta.get("status", "?")),
+        ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f" ({len(results.trials)} in all)"),
+        ("metric", f"{data.metric} ({data.mode})"),
+        ("searcher", meta.get("searcher", "")),
+        ("scheduler", meta.get("scheduler", "")),
+        ("started", _when(start) or meta.get("created", "")),
+        ("duration", duration),
+        ("best", f"trial {best.trial_id}: {data.metric} = {_fmt(data.values[best_index])}"),
+    ]
+    items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    config = html.escape(json.dumps(best.config, indent=2, default=repr))
+    return (
+        f"<h1>raytuner report: {html.escape(results.path.name)}</h1>"
+        f'<table class="meta">{items}</table>'
+        f"<h2>Best configuration</h2><pre>{config}</pre>"
+    )
+
+
+def _table(data: ReportData) -> str:
+    trials = sorted(
+        data.results.trials,
+        key=lambda t: (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0),
+    )
+    configs = {t.trial_id: flatten_config(t.config) for t in trials}
+    params = list(dict.fromkeys(k for c in configs.values() for k in c))
+    metrics = [data.metric] + sorted({k for t in trials for k in t.metrics} - {data.metric})
+    head = ["trial", "status", "reports", "time (s)"] + metrics + params
+    lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for trial in trials:
+        cells = [html.escape(trial.trial_id), html.escape(trial.status.value.lower()), str(trial.iteration),
+                 f"{trial.time_total_s:.1f}"]
+        cells += [html.escape(_fmt(trial.metrics.get(m))) for m in metrics]
+        cells += [html.escape(_fmt(configs[trial.trial_id].get(p))) for p in params]
+        lines.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i in (2, 3) else f"<td>{c}</td>"
+                                      for i, c in enumerate(cells)) + "</tr>")
+    return f'<h2>Trials</h2><div class="table-wrap"><table id="trials">{"".join(lines)}</table></div>'
+
+
+def render(data: ReportData, figures: list[Figure | tuple[str, str]]) -> str:
+    """The whole page. ``figures`` holds drawn figures and (title, reason) for skipped ones."""
+    from plotly.offline import get_plotlyjs
+
+    sections, specs = [], []
+    for n, item in enumerate(figures):
+        if isinstance(item, Figure):
+            spec_id = f"rt-spec-{n}"
+            specs.append(f'<script type="application/json" id="{spec_id}">{_json_for_script(item.figure.to_json())}</script>')
+            sections.append(
+                f"<h2>{html.escape(item.title)}</h2><p class=\"caption\">{html.escape(item.caption)}</p>"
+                f'<div class="rt-figure" id="rt-figure-{html.escape(item.key)}" data-spec="{spec_id}"></div>'
+            )
+        else:
+            title, reason = item
+            sections.append(f'<h2>{html.escape(title)}</h2><p class="skipped">Not drawn: {html.escape(reason)}</p>')
+    title = html.escape(f"raytuner: {data.results.path.name}")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{title}</title><style>{_CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        + _header(data)
+        + "".join(sections)
+        + _table(data)
+        + "".join(specs)
+        + f"<script>{_DRAW}</script></body></html>\n"
+    )

@@ -1,0 +1,299 @@
+"""Keras integration: one callback reports each epoch, applies decisions and checkpoints.
+
+>>> import raytuner as rt
+>>> def train(config):
+...     model = build_model(config)                      # compiled, with an Input
+...     initial_epoch = rt.keras.restore(model)          # 0, or where a pause/retry left off
+...     model.fit(x, y, validation_data=(xv, yv), epochs=27, initial_epoch=initial_epoch,
+...               callbacks=[rt.keras.ReportCallback()], verbose=0)  # doctest: +SKIP
+
+At the end of each epoch :class:`ReportCallback` reports the epoch's logs (``loss``,
+``val_loss``, ...) and ``epoch`` (1-based, counting on across pause and resume), then
+applies the scheduler's decision: CONTINUE trains on; STOP and PAUSE end ``fit`` after this
+epoch through ``model.stop_training``. A checkpoint holds the model in Keras' own format
+(``model.keras``: architecture, weights and optimizer state) and the epoch, so
+:func:`restore` continues a paused or retried trial exactly where it stopped, and the
+best trial's model loads with :func:`load_model` (or ``keras.models.load_model``).
+
+Outside a trial (the same script run by hand) the callback says so once and does nothing.
+Works with every Keras 3 backend; nothing here touches TensorFlow directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import keras
+
+from raytuner import _session
+from raytuner.errors import ConfigError, ReportError
+
+__all__ = ["MODEL_FILE", "ReportCallback", "load_model", "restore"]
+
+logger = logging.getLogger("raytuner")
+
+MODEL_FILE = "model.keras"
+"""The model in a checkpoint (``model.save`` format: config, weights, optimizer state)."""
+_WEIGHTS_FILE = "model.weights.h5"  # models whose config Keras cannot serialise
+_STATE_FILE = "keras_state.json"
+
+_warned_outside = False
+
+
+def _metric_map(metrics: str | Sequence[str] | Mapping[str, str] | None) -> dict[str, str] | None:
+    """``{reported name: Keras log name}``, or None for every log."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        return {metrics: metrics}
+    if isinstance(metrics, Mapping):
+        pairs = dict(metrics)
+    elif isinstance(metrics, Sequence):
+        pairs = {name: name for name in metrics}
+    else:
+        pairs = {None: None}  # rejected below with the caller's value in the message
+    if not pairs or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+        msg = (
+            f"`metrics={metrics!r}` is invalid: give a log name ('val_loss'), a list of them "
+            "(['val_loss', 'val_accuracy']), a dict {reported name: Keras log name} "
+            "({'loss': 'val_loss'}), or None for every log."
+        )
+        raise ConfigError(msg)
+    return pairs
+
+
+class ReportCallback(keras.callbacks.Callback):
+    """Report each epoch to raytuner, apply the scheduler's decision, checkpoint.
+
+    Args:
+        metrics: What to report from the epoch's logs: None for all of them, a name or a
+            list of names, or a dict ``{reported name: Keras log name}`` to rename
+            (``{"loss": "val_loss"}`` reports Keras' ``val_loss`` as ``loss``). ``epoch``
+            (1-based) is always added.
+        checkpoint: When to attach a checkpoint to the report. True: every epoch. An int
+            N: every N-th epoch, the last epoch of ``fit``, and every epoch at which the
+            scheduler may pause the trial. ``"pause"``: only at epochs where the scheduler
+            decides (its rungs), which is where a PAUSE can come; the cheapest setting that
+            still resumes paused trials exactly, but a trial stopped or completed between
+            rungs keeps no final model. False: never (paused or retried trials restart).
+
+    The epoch is the scheduler's resource when the Tuner counts reports (the default): the
+    ``n``-th report of a trial is its ``n``-th epoch, provided the training function passes
+    ``initial_epoch=rt.keras.restore(model)`` to ``fit``. With ``resource_attr="epoch"`` on
+    the scheduler the epoch is read from the report instead.
+
+    Example:
+        >>> cb = ReportCallback(metrics={"val_loss": "val_loss", "acc": "val_accuracy"})
+    """
+
+    def __init__(
+        self,
+        metrics: str | Sequence[str] | Mapping[str, str] | None = None,
+        checkpoint: bool | int | str = True,
+    ) -> None:
+        super().__init__()
+        self._metrics = _metric_map(metrics)
+        valid = checkpoint in (True, False, "pause") or (
+            isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint >= 1
+        )
+        if not valid:
+            msg = (
+                f"`checkpoint={checkpoint!r}` is invalid: use True (every epoch), an int N >= 1 "
+                "(every N epochs), 'pause' (only where the scheduler may pause) or False."
+            )
+            raise ConfigError(msg)
+        self._checkpoint = checkpoint
+        self._run: Any = None
+        self._dir: Path | None = None
+        self._warned_epoch = False
+        #: The decision that ended ``fit`` ("stop", "pause", "completed"), or None.
+        self.decision: str | None = None
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        global _warned_outside
+        self._run = _session._current
+        self.decision = None
+        if self._run is None and not _warned_outside:
+            _warned_outside = True
+            warnings.warn(
+                "raytuner.keras.ReportCallback is not running inside a raytuner trial, so it "
+                "reports nothing and saves no checkpoints; training runs as usual.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        run = self._run
+        if run is None:
+            return
+        done = epoch + 1  # Keras counts from 0 and includes initial_epoch
+        metrics = self._select(dict(logs or {}), done)
+        if run.spec.metric is not None and run.spec.metric not in metrics:
+            msg = (
+                f"The Tuner expects metric {run.spec.metric!r} but ReportCallback reports "
+                f"{sorted(metrics)} from Keras' logs. Metrics named 'val_*' exist only with "
+                "`validation_data=` in fit() (and only in epochs that validate, see "
+                "`validation_freq`); others come from compile(metrics=...). Rename with "
+                f"ReportCallback(metrics={{{run.spec.metric!r}: '<log name>'}})."
+            )
+            raise ReportError(msg)
+        if run.spec.resource_attr is None and run.iteration != epoch and not self._warned_epoch:
+            self._warned_epoch = True
+            logger.warning(
+                "Trial %s: Keras epoch %d is report %d of the trial, so the scheduler's "
+                "resource is not the epoch. Pass `initial_epoch=rt.keras.restore(model)` to "
+                "fit() so a resumed trial continues from its checkpoint's epoch.",
+                run.spec.trial_id, done, run.iteration + 1,
+            )
+        path = self._save(done) if self._checkpoint_due(run, metrics, done) else None
+        self.decision = run.report(metrics, path, raise_on_stop=False)
+        if self.decision == "continue":
+            self.decision = None
+            return
+        self.model.stop_training = True
+        if self.decision == "pause" and path is None:
+            logger.warning(
+                "Trial %s was paused at epoch %d without a checkpoint of that epoch; it will "
+                "resume from its last checkpoint. Use checkpoint=True or 'pause' to save one.",
+                run.spec.trial_id, done,
+            )
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _select(self, logs: dict[str, Any], epoch: int) -> dict[str, Any]:
+        if self._metrics is None:
+            selected = dict(logs)
+        else:
+            missing = sorted(v for v in self._metrics.values() if v not in logs)
+            if missing:
+                msg = (
+                    f"ReportCallback: {missing} not in the epoch's Keras logs {sorted(logs)}. "
+                    "Metrics named 'val_*' need `validation_data=` in fit(); others come from "
+                    "compile(metrics=...)."
+                )
+                raise ReportError(msg)
+            selected = {name: logs[key] for name, key in self._metrics.items()}
+        selected.setdefault("epoch", epoch)
+        return selected
+
+    def _checkpoint_due(self, run: Any, metrics: Mapping[str, Any], epoch: int) -> bool:
+        policy = self._checkpoint
+        if policy is True or policy is False:
+            return policy
+        if policy != "pause" and (epoch % policy == 0 or epoch == self.params.get("epochs")):
+            return True
+        return run.decision_due(metrics)
+
+    def _save(self, epoch: int) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="raytuner-keras-"))
+        for entry in self._dir.iterdir():  # report() has packed the previous checkpoint
+            entry.unlink()
+        save_checkpoint(self.model, self._dir, epoch)
+        return self._dir
+
+
+def save_checkpoint(model: keras.Model, directory: str | os.PathLike[str], epoch: int) -> None:
+    """Write ``model`` (weights and optimizer state) and ``epoch`` into ``directory``.
+
+    The model goes to ``model.keras`` with ``model.save``. A model Keras cannot serialise
+    (a subclassed model without ``get_config``) is saved with ``save_weights`` instead,
+    which :func:`restore` reads the same way but :func:`load_model` cannot rebuild.
+    """
+    target = Path(directory)
+    try:
+        model.save(target / MODEL_FILE)
+    except NotImplementedError as exc:  # get_config missing
+        (target / MODEL_FILE).unlink(missing_ok=True)
+        model.save_weights(target / _WEIGHTS_FILE)
+        _warn_weights_only(exc)
+    state = {"epoch": int(epoch), "keras_version": keras.__version__, "backend": keras.backend.backend()}
+    (target / _STATE_FILE).write_text(json.dumps(state))
+
+
+_warned_weights_only = False
+
+
+def _warn_weights_only(exc: Exception) -> None:
+    global _warned_weights_only
+    if not _warned_weights_only:
+        _warned_weights_only = True
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.warning(
+            "Keras cannot serialise this model's config (%s), so checkpoints hold weights and "
+            "optimizer state only (%s): rt.keras.restore() works, load_model() does not. "
+            "Implement get_config() to save the whole model.", first, _WEIGHTS_FILE,
+        )
+
+
+def restore(model: keras.Model, checkpoint: str | os.PathLike[str] | None = None) -> int:
+    """Load weights and optimizer state from a checkpoint; return the epoch to resume at.
+
+    Call it after building and compiling the model and pass the result to ``fit`` as
+    ``initial_epoch``. Inside a trial, ``checkpoint`` defaults to the one to resume from
+    (:func:`raytuner.get_checkpoint`); when there is none (a fresh trial, or outside a
+    trial) the model is left as it is and 0 is returned.
+
+    Args:
+        model: A built model (made with an ``Input``, or called once) with the same
+            architecture as the checkpointed one; compile it first to restore the
+            optimizer's state (moments, step count) along with the weights.
+        checkpoint: A checkpoint directory written by :class:`ReportCallback`; default: the
+            running trial's.
+
+    Returns:
+        The number of epochs the checkpoint had completed.
+    """
+    if checkpoint is None:
+        checkpoint = _session.get_checkpoint() if _session.in_trial() else None
+        if checkpoint is None:
+            return 0
+    path = Path(checkpoint)
+    state_file = path / _STATE_FILE
+    if not state_file.is_file():
+        msg = (
+            f"{str(path)!r} is not a checkpoint written by raytuner.keras.ReportCallback (no "
+            f"{_STATE_FILE}). A trainable that mixes rt.report(checkpoint=...) with the Keras "
+            "callback must restore its own checkpoints."
+        )
+        raise ConfigError(msg)
+    if not model.built or not model.weights:
+        msg = (
+            "rt.keras.restore() needs a built model to load weights into: create it with "
+            "keras.Input(...), or call model.build(input_shape) or model(x[:1]) first."
+        )
+        raise ConfigError(msg)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        # An unbuilt optimizer has no slots to receive the saved moments; Keras would skip
+        # them with a warning and the trial would resume with a fresh optimizer.
+        optimizer.build(model.trainable_variables)
+    weights = path / MODEL_FILE if (path / MODEL_FILE).is_file() else path / _WEIGHTS_FILE
+    model.load_weights(weights)
+    return int(json.loads(state_file.read_text())["epoch"])
+
+
+def load_model(checkpoint: str | os.PathLike[str], **kwargs: Any) -> keras.Model:
+    """The model saved in a checkpoint directory (e.g. ``results.best.checkpoint``).
+
+    ``kwargs`` go to ``keras.models.load_model`` (``custom_objects=``, ``compile=``).
+    """
+    path = Path(checkpoint) / MODEL_FILE
+    if not path.is_file():
+        msg = (
+            f"No {MODEL_FILE} in {str(checkpoint)!r}. Pass a checkpoint directory written by "
+            "raytuner.keras.ReportCallback (results.best.checkpoint); a model Keras cannot "
+            "serialise is checkpointed as weights only: rebuild it and use restore(model, path)."
+        )
+        raise FileNotFoundError(msg)
+    return keras.models.load_model(path, **kwargs)

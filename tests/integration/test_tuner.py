@@ -1,0 +1,181 @@
+"""The Tuner on a real local Ray (2 CPUs, 2 declared GPUs): scheduling, storage, failures."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import pytest
+
+import raytuner as rt
+from raytuner import TrialStatus
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def sleepy(config):
+    for _ in range(3):
+        time.sleep(config["sleep"])
+        rt.report({"loss": config["x"], "pid": os.getpid(), "t": time.time()})
+
+
+def _intervals(results):
+    spans = []
+    for trial in results.trials:
+        times = list(results.history(trial.trial_id)["t"])
+        spans.append((times[0] - 3 * trial.config["sleep"] / 3, times[-1]))
+    return spans
+
+
+def _overlap(spans):
+    return any(a0 < b1 and b0 < a1 for i, (a0, a1) in enumerate(spans) for (b0, b1) in spans[i + 1:])
+
+
+def test_trials_run_in_parallel_and_persist(storage):
+    space = {"x": rt.uniform(0, 1), "sleep": 0.2}
+    results = rt.Tuner(sleepy, space=space, metric="loss", num_trials=4, storage_path=storage, verbose=0, seed=1).fit()
+    assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4
+    assert _overlap(_intervals(results)), "two 1-CPU trials on 2 CPUs must overlap in time"
+    best = min(results.trials, key=lambda t: t.config["x"])
+    assert results.best.trial_id == best.trial_id
+    loaded = rt.load(results.path)
+    assert [t.metrics for t in loaded.trials] == [t.metrics for t in results.trials]
+    assert [t.config for t in loaded.trials] == [t.config for t in results.trials]
+    assert loaded.best.trial_id == best.trial_id
+    assert len(loaded.history(best.trial_id)) == 3
+    assert loaded.meta["status"] == "COMPLETED"
+
+
+def test_a_two_cpu_trial_runs_alone(storage):
+    space = {"x": rt.uniform(0, 1), "sleep": 0.15}
+    results = rt.Tuner(sleepy, space=space, metric="loss", num_trials=3, resources={"cpu": 2},
+                       storage_path=storage, verbose=0).fit()
+    assert len(results.trials) == 3
+    assert not _overlap(_intervals(results))
+
+
+def test_workers_are_reused_across_trials(storage):
+    results = rt.Tuner(sleepy, space={"x": rt.uniform(0, 1), "sleep": 0.0}, metric="loss", num_trials=8,
+                       max_concurrent=2, storage_path=storage, verbose=0).fit()
+    pids = {trial.metrics["pid"] for trial in results.trials}
+    assert len(pids) <= 2
+
+
+def flaky(config):
+    if config["x"] > 0.5:
+        raise RuntimeError(f"boom at x={config['x']}")
+    rt.report({"loss": config["x"]})
+
+
+def test_failed_trials_keep_their_traceback_and_the_experiment_goes_on(storage):
+    results = rt.Tuner(flaky, space={"x": rt.grid([0.1, 0.9, 0.2])}, metric="loss", storage_path=storage, verbose=0).fit()
+    statuses = {t.config["x"]: t.status for t in results.trials}
+    assert statuses == {0.1: TrialStatus.COMPLETED, 0.9: TrialStatus.FAILED, 0.2: TrialStatus.COMPLETED}
+    (failed,) = [t for t in results.trials if t.status == TrialStatus.FAILED]
+    assert "RuntimeError: boom at x=0.9" in results.errors[failed.trial_id]
+    assert "boom at x=0.9" in rt.load(results.path).errors[failed.trial_id]
+    assert results.best.config["x"] == 0.1
+
+
+def fails_once_then_resumes(config):
+    import pathlib
+    import tempfile
+
+    start = 0
+    restored = rt.get_checkpoint()
+    if restored is not None:
+        start = int((restored / "step").read_text())
+    for step in range(start + 1, 5):
+        if step == 3 and restored is None:
+            raise RuntimeError("worker lost")
+        out = pathlib.Path(tempfile.mkdtemp())
+        (out / "step").write_text(str(step))
+        rt.report({"loss": 1.0 / step, "step": step}, checkpoint=out)
+
+
+def test_retry_resumes_from_the_latest_checkpoint(storage):
+    results = rt.Tuner(fails_once_then_resumes, space={"x": 1}, metric="loss", max_failures=1,
+                       storage_path=storage, verbose=0).fit()
+    (trial,) = results.trials
+    assert trial.status == TrialStatus.COMPLETED
+    history = results.history(trial.trial_id)
+    assert list(history["step"]) == [1, 2, 3, 4]
+    assert list(history["iteration"]) == [1, 2, 3, 4]
+    assert "worker lost" in trial.error
+    assert trial.checkpoint is not None and (trial.checkpoint / "step").read_text() == "4"
+
+
+def test_stop_criteria_end_trials_without_an_extra_report(storage):
+    def train(config):
+        for i in range(100):
+            rt.report({"loss": 1.0 / (i + 1)})
+
+    results = rt.Tuner(train, space={"x": 0}, metric="loss", stop={"iteration": 3}, storage_path=storage, verbose=0).fit()
+    assert results.trials[0].iteration == 3
+    assert results.trials[0].status == TrialStatus.COMPLETED
+    results = rt.Tuner(train, space={"x": 0}, metric="loss", stop={"loss": 0.2}, storage_path=storage, verbose=0).fit()
+    assert results.trials[0].iteration == 5
+
+
+def test_time_budget_stops_running_trials_and_keeps_results(storage):
+    def slow(config):
+        for _ in range(1000):
+            time.sleep(0.05)
+            rt.report({"loss": config["x"]})
+
+    started = time.monotonic()
+    results = rt.Tuner(slow, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=10, time_budget_s=3,
+                       storage_path=storage, verbose=0).fit()
+    assert time.monotonic() - started < 15
+    assert results.meta["status"] == "TIMED_OUT"
+    assert {t.status for t in results.trials} == {TrialStatus.STOPPED}
+    assert sum(t.iteration for t in results.trials) > 0
+    for trial in results.trials:  # every report that arrived before the budget ran out is kept
+        assert len(results.history(trial.trial_id)) == trial.iteration
+
+
+def test_nan_is_recorded_but_never_best(storage):
+    def train(config):
+        rt.report({"loss": math.nan if config["x"] == 0 else config["x"]})
+
+    results = rt.Tuner(train, space={"x": rt.grid([0, 2, 1])}, metric="loss", storage_path=storage, verbose=0).fit()
+    assert results.best.config["x"] == 1
+    assert math.isnan(results.trials[0].metrics["loss"])
+
+
+def test_missing_metric_ends_the_experiment_naming_the_reported_keys(storage):
+    def train(config):
+        rt.report({"loss": 1.0, "epoch": 1})
+
+    with pytest.raises(rt.ReportError, match=r"expects metric 'val_loss'.*\['epoch', 'loss'\]"):
+        rt.Tuner(train, space={"x": rt.uniform(0, 1)}, metric="val_loss", num_trials=3, storage_path=storage, verbose=0).fit()
+
+
+def test_a_report_that_is_not_a_mapping_is_a_clear_error(storage):
+    def train(config):
+        rt.report(0.5)
+
+    with pytest.raises(rt.ReportError, match="expects a mapping"):
+        rt.Tuner(train, space={"x": 1}, metric="loss", storage_path=storage, verbose=0).fit()
+
+
+def test_resources_no_node_has_fail_before_any_trial(storage):
+    tuner = rt.Tuner(sleepy, space={"x": 1, "sleep": 0}, metric="loss", resources={"cpu": 1, "tpu": 1},
+                     storage_path=storage, verbose=0)
+    with pytest.raises(rt.ConfigError, match=r"no node of the Ray cluster can run one trial"):
+        tuner.fit()
+    assert not storage.exists() or not any(storage.rglob("trial.json"))
+
+
+def test_fractional_gpu_trials_share_a_declared_gpu_with_growth_settings(storage):
+    def train(config):
+        env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE")}
+        time.sleep(0.3)
+        rt.report({"loss": 0.0, "t": time.time(), "gpu": int(env["CUDA_VISIBLE_DEVICES"])})
+        assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+    results = rt.Tuner(train, space={"x": rt.grid([1, 2, 3, 4])}, metric="loss",
+                       resources={"cpu": 0.5, "gpu": 0.5}, storage_path=storage, verbose=0).fit()
+    assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4
+    assert {t.metrics["gpu"] for t in results.trials} <= {0, 1}

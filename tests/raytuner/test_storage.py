@@ -1,0 +1,81 @@
+import json
+import math
+
+import pytest
+
+from raytuner._checkpoint import pack_dir, unpack_to
+from raytuner._storage import ExperimentStorage, atomic_write_json, check_name, read_jsonl
+from raytuner.errors import ConfigError, ExperimentError, ReportError
+
+
+def test_names_cannot_leave_the_storage_root():
+    assert check_name("mnist_asha-2") == "mnist_asha-2"
+    for bad in ["../escape", "a/b", "..", ".hidden", "", "x" * 300, "a\\b"]:
+        with pytest.raises(ConfigError, match="not a valid experiment name"):
+            check_name(bad)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "x.json"
+    atomic_write_json(path, {"a": 1})
+    atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_results_jsonl_tolerates_a_cut_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"loss": 1.0}\n{"loss": 0.5}\n{"loss": 0.2')
+    assert [row["loss"] for row in read_jsonl(path)] == [1.0, 0.5]
+
+
+def test_results_jsonl_rejects_damage_in_the_middle(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"loss": 1.0}\nnot json\n{"loss": 0.2}\n{"loss": 0.1}\n')
+    with pytest.raises(ExperimentError, match="line 2"):
+        list(read_jsonl(path))
+
+
+def test_nan_and_inf_round_trip(tmp_path):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_config("00000", {"lr": 0.1})
+    storage.append_results("00000", [{"loss": math.nan}, {"loss": math.inf}])
+    rows = storage.read_results("00000")
+    assert math.isnan(rows[0]["loss"]) and rows[1]["loss"] == math.inf
+
+
+def test_read_experiment_explains_what_is_wrong(tmp_path):
+    with pytest.raises(ExperimentError, match="does not exist"):
+        ExperimentStorage(tmp_path / "missing").read_experiment()
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ExperimentError, match="has no experiment.json"):
+        ExperimentStorage(tmp_path / "plain").read_experiment()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "experiment.json").write_text("{cut")
+    with pytest.raises(ExperimentError, match="not valid JSON"):
+        ExperimentStorage(tmp_path / "bad").read_experiment()
+
+
+def test_checkpoints_are_kept_newest_first(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"\x00\x01")
+    (src / "sub").mkdir()
+    (src / "sub" / "meta.txt").write_text("epoch=3")
+    data = pack_dir(src)
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_config("00001", {})
+    names = [storage.write_checkpoint("00001", i, data, keep=2) for i in (1, 2, 3)]
+    assert names == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    kept = sorted(p.name for p in storage.trial_path("00001").glob("checkpoint_*"))
+    assert kept == ["checkpoint_000002", "checkpoint_000003"]
+    assert (storage.trial_path("00001") / "checkpoint_000003" / "sub" / "meta.txt").read_text() == "epoch=3"
+    restored = unpack_to(data, tmp_path / "out")
+    assert (restored / "weights.bin").read_bytes() == b"\x00\x01"
+
+
+def test_pack_dir_names_the_bad_path(tmp_path):
+    with pytest.raises(ReportError, match="is not a directory"):
+        pack_dir(tmp_path / "nope")

@@ -1,0 +1,83 @@
+"""Bad Tuner arguments fail at construction, before Ray starts or any trial runs."""
+
+import threading
+
+import pytest
+
+import raytuner as rt
+from schedulers import ASHAScheduler
+from search import GridSearcher, RandomSearcher
+
+
+def train(config):
+    rt.report({"loss": config["x"]})
+
+
+SPACE = {"x": rt.uniform(0, 1)}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "minimize"}, r"`mode='minimize'` is invalid: use 'min' or 'max'"),
+        ({"num_trials": 0}, r"`num_trials=0` is invalid: it must be an int >= 1"),
+        ({"num_trials": 2.5}, r"`num_trials=2.5`"),
+        ({"max_concurrent": 0}, r"`max_concurrent=0`"),
+        ({"max_failures": -1}, r"`max_failures=-1`"),
+        ({"time_budget_s": 0}, r"`time_budget_s=0`"),
+        ({"verbose": 5}, r"`verbose=5`"),
+        ({"resources": {"cpu": -1}}, r"resources\['cpu'\]=-1"),
+        ({"resources": {"gpu": 1.5}}, r"fraction of one GPU"),
+        ({"name": "../../etc"}, r"not a valid experiment name"),
+        ({"stop": 3}, r"`stop` must be a dict"),
+        ({"gpu_memory_fraction": 2}, r"`gpu_memory_fraction=2`"),
+        ({"scheduler": "asha"}, r"`scheduler` must be a schedulers.Scheduler"),
+        ({"searcher": "tpe"}, r"`searcher` must be a search.Searcher"),
+        ({"metric": None, "scheduler": ASHAScheduler(max_resource=9)}, r"ASHAScheduler needs a metric"),
+        ({"space": None}, r"No search space"),
+        ({"searcher": RandomSearcher(SPACE)}, r"Two search spaces"),
+        ({"resource_attr": "epoch", "scheduler": ASHAScheduler(max_resource=9, resource_attr="step")}, r"Give it in one place"),
+        ({"callbacks": [print]}, r"`callbacks` must hold raytuner.Callback"),
+    ],
+)
+def test_bad_arguments_are_named_with_the_fix(kwargs, match):
+    args = {"space": SPACE, "metric": "loss", **kwargs}
+    with pytest.raises(rt.ConfigError, match=match):
+        rt.Tuner(train, **args)
+
+
+def test_nested_spaces_with_constants_pass():
+    rt.Tuner(train, space={"x": rt.uniform(0, 1), "y": {"z": "fixed", "w": [1, 2]}}, metric="loss")
+
+
+@pytest.mark.parametrize(
+    ("space", "match"),
+    [
+        ({"x": rt.uniform(0, 1), "y": {"w": [rt.uniform(0, 1)]}}, r"space\['y'\]\['w'\]\[0\]"),
+    ],
+)
+def test_invalid_space_fails_before_anything_runs(space, match):
+    with pytest.raises(ValueError, match=match):
+        rt.Tuner(train, space=space, metric="loss")
+
+
+def test_bad_domain_bounds_fail_where_the_space_is_written():
+    with pytest.raises(ValueError, match=r"uniform\(low=2, high=1\)"):
+        rt.uniform(2, 1)
+
+
+def test_unpicklable_trainable_names_what_it_captures():
+    lock = threading.Lock()
+
+    def train_with_lock(config):
+        with lock:
+            rt.report({"loss": 1.0})
+
+    with pytest.raises(rt.ConfigError, match=r"cannot be pickled.*lock"):
+        rt.Tuner(train_with_lock, space=SPACE, metric="loss")
+
+
+def test_grid_space_picks_grid_search_and_repeats_the_grid():
+    tuner = rt.Tuner(train, space={"x": rt.grid([1, 2, 3])}, num_trials=2)
+    assert isinstance(tuner._searcher, GridSearcher)
+    assert tuner._searcher.num_trials == 6
