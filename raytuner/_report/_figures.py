@@ -70,7 +70,8 @@ def history(data: ReportData) -> Figure:
         name="best so far", line=dict(shape="hv", color="#444"),
     ))
     fig.update_layout(**_LAYOUT, xaxis_title="trial (in the order started)", yaxis_title=esc(data.metric))
-    fig.update_xaxes(type="category")
+    # Categories keep the order of their first appearance across traces; fix it to id order.
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[t.trial_id for t in data.scored])
     return Figure("history", "Optimisation history",
                   f"Each trial's last {data.metric} and the best so far, trials in the order they started.", fig)
 
@@ -87,8 +88,9 @@ def parallel(data: ReportData) -> Figure | str:
             dims.append(dict(label=f"log10({esc(param.name)})" if param.log else esc(param.name), values=values))
         else:
             cats = param.categories
+            # Parcoords writes tick labels as plain text (no entity decoding), so they go in raw.
             dims.append(dict(label=esc(param.name), values=[cats.index(label(v)) for v in param.values],
-                             tickvals=list(range(len(cats))), ticktext=[esc(c) for c in cats]))
+                             tickvals=list(range(len(cats))), ticktext=cats))
     dims.append(dict(label=esc(data.metric), values=data.values))
     fig = go.Figure(go.Parcoords(
         dimensions=dims,
