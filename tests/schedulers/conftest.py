@@ -55,6 +55,7 @@ def simulate(
     seed: int = 0,
     roundtrip_every: int = 0,
     max_reports: int = 200_000,
+    steps: tuple[int, ...] = (1,),
 ) -> SimRun:
     """Run ``num_trials`` trials (ids t0, t1, ...) to the end under ``make()``.
 
@@ -64,6 +65,8 @@ def simulate(
             max_resource); at its last report a CONTINUE completes the trial.
         roundtrip_every: if > 0, every that many reports the scheduler is replaced by a
             fresh ``make()`` restored from a pickled ``state()``.
+        steps: how far the resource moves between reports, drawn at random (a report
+            every few epochs skips rungs); capped at ``length``.
     """
     scheduler = make()
     if length is None:
@@ -119,7 +122,7 @@ def simulate(
         assert len(log) < max_reports, "too many reports"
         trial_id = rng.choice(running)
         trial = trials[trial_id]
-        trial.resource += 1
+        trial.resource = min(trial.resource + rng.choice(steps), length)
         value = values(trial_id, trial.resource)
         trial.history.append((trial.resource, value))
         decision = scheduler.on_result(trial_id, trial.resource, value)
