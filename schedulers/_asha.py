@@ -7,7 +7,14 @@ from fractions import Fraction
 from typing import Any
 
 from ._base import Decision, Scheduler
-from ._rungs import Rung, asha_bracket_weights, assign_bracket, floor_log, nan_to_worst, rung_levels
+from ._rungs import (
+    Rung,
+    asha_bracket_weights,
+    assign_bracket,
+    floor_log,
+    nan_to_worst,
+    rung_levels,
+)
 from ._trials import Progress, Status
 from ._validation import (
     check_choice,
@@ -49,7 +56,8 @@ class ASHAScheduler(Scheduler):
     that would itself be the next promotion gets CONTINUE instead of a PAUSE (the slot it
     frees would go straight back to it).
     :meth:`trials_to_stop` returns nothing until :meth:`on_search_finished`; after it, once
-    no trial runs and nothing can be promoted, it returns every paused trial.
+    no trial runs and nothing can be promoted, it returns every paused trial (and the last
+    trial to reach a rung then gets STOP rather than a PAUSE nobody would end).
 
     ``brackets > 1`` is asynchronous Hyperband: each trial joins bracket ``s`` in
     0..brackets-1 with probability proportional to Hyperband's bracket size ``n`` for the
@@ -110,7 +118,9 @@ class ASHAScheduler(Scheduler):
         self.variant = variant
         self.resource_attr = resource_attr
         self.seed = seed
-        self._weights = asha_bracket_weights(min_resource, max_resource, reduction_factor, brackets)
+        self._weights = asha_bracket_weights(
+            min_resource, max_resource, reduction_factor, brackets
+        )
         self._rungs = [
             [Rung(level) for level in rung_levels(min_resource, max_resource, reduction_factor, s)]
             for s in range(brackets)
@@ -267,7 +277,7 @@ class ASHAScheduler(Scheduler):
         :meth:`choose_trial_to_resume` has nothing to promote, every paused trial is
         returned, once.
         """
-        if not self._search_finished:
+        if self.variant == "stopping" or not self._search_finished:
             return []
         if self._any_running():
             return []

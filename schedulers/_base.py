@@ -101,9 +101,10 @@ class Scheduler(abc.ABC):
 
         A scheduler cannot stop a paused trial through :meth:`on_result`, so it hands such
         trials over here (each id once: the list is drained on read). The controller calls
-        this after every other call into the scheduler and ends each trial as if
-        :meth:`on_result` had returned STOP for it (and, as for STOP, does not report the
-        end back through :meth:`on_trial_remove`).
+        this after every other call into the scheduler (after applying the decision
+        :meth:`on_result` returned) and ends each trial as if :meth:`on_result` had
+        returned STOP for it; as for STOP, it does not report the end back through
+        :meth:`on_trial_remove` (schedulers ignore it if it does).
         """
         return []
 
