@@ -294,6 +294,8 @@ class Controller:
             self._on_failure(trial, end.error)
             return
         kind = busy.decided or end.kind
+        if kind == STOP and trial.resource is not None and trial.resource >= self._scheduler.max_resource:
+            kind = "completed"  # the scheduler ends every trial at its full budget: it completed
         if kind == PAUSE:
             self._set_status(trial, TrialStatus.PAUSED)
         elif kind == STOP:
@@ -301,8 +303,10 @@ class Controller:
             self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
         else:
             self._set_status(trial, TrialStatus.COMPLETED)
-            self._scheduler.on_trial_complete(trial.trial_id)
+            if busy.decided is None:  # a trial the scheduler ended at full budget is already closed there
+                self._scheduler.on_trial_complete(trial.trial_id)
             self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.COMPLETED))
+        self._stop_paused_losers()
 
     def _on_failure(self, trial: Trial, error: str) -> None:
         trial.num_failures += 1
@@ -318,6 +322,7 @@ class Controller:
         self._set_status(trial, TrialStatus.FAILED)
         self._scheduler.on_trial_error(trial.trial_id)
         self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.FAILED))
+        self._stop_paused_losers()
         if self.s.fail_fast and self._abort is None:
             self._abort = RayTunerError(f"Trial {trial.trial_id} failed and `fail_fast=True`:\n{error}")
 

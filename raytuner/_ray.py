@@ -18,7 +18,8 @@ def ensure_ray(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or "local"
-    kwargs: dict = {"address": address, "logging_level": logging.WARNING, "log_to_driver": True}
+    # Ray's own start-up notices (token authentication, ...) are not the user's concern.
+    kwargs: dict = {"address": address, "logging_level": logging.ERROR, "log_to_driver": True}
     if address == "local":
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)

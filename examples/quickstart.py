@@ -1,0 +1,69 @@
+"""A real sweep on local Ray with nothing to configure: TPE proposes, ASHA stops early.
+
+The trainable fits a small ridge-regularised polynomial model to noisy data with gradient
+descent, reporting its validation loss every epoch. Run it with
+
+    python examples/quickstart.py
+
+Results land in ~/raytuner_results/<name>; `raytuner ls` lists them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import raytuner as rt
+from schedulers import ASHAScheduler
+from search import HyperOptSearcher
+
+EPOCHS = 27
+
+
+def make_data(seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(400, 1))
+    y = np.sin(3 * x[:, 0]) + 0.1 * rng.normal(size=400)
+    features = np.hstack([x**k for k in range(1, 8)])
+    return features[:300], y[:300], features[300:], y[300:]
+
+
+def train(config: dict) -> None:
+    x_train, y_train, x_val, y_val = make_data()
+    rng = np.random.default_rng(config["seed"])
+    weights = rng.normal(scale=0.1, size=x_train.shape[1])
+    bias = 0.0
+    for _epoch in range(EPOCHS):
+        for batch in np.array_split(rng.permutation(len(x_train)), len(x_train) // config["batch_size"]):
+            error = x_train[batch] @ weights + bias - y_train[batch]
+            grad = x_train[batch].T @ error / len(batch) + config["l2"] * weights
+            weights -= config["lr"] * grad
+            bias -= config["lr"] * error.mean()
+        val_loss = float(np.mean((x_val @ weights + bias - y_val) ** 2))
+        rt.report({"val_loss": val_loss if np.isfinite(val_loss) else float("inf")})
+
+
+def main() -> None:
+    results = rt.Tuner(
+        train,
+        space={
+            "lr": rt.loguniform(1e-3, 1.0),
+            "l2": rt.loguniform(1e-6, 1e-1),
+            "batch_size": rt.choice([8, 16, 32, 64]),
+            "seed": rt.randint(0, 1000),
+        },
+        metric="val_loss",
+        mode="min",
+        num_trials=40,
+        searcher=HyperOptSearcher(n_startup=10, seed=0),
+        scheduler=ASHAScheduler(max_resource=EPOCHS, reduction_factor=3),
+        name=None,
+    ).fit()
+    best = results.best
+    print(f"\nbest val_loss {best.metrics['val_loss']:.4f} after {best.iteration} epochs with {best.config}")
+    df = results.dataframe()
+    print(df.groupby("status").size().to_string())
+    print(f"results in {results.path}")
+
+
+if __name__ == "__main__":
+    main()
