@@ -100,7 +100,7 @@ class ReportCallback(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self._metrics = _metric_map(metrics)
-        valid = checkpoint in (True, False, "pause") or (
+        valid = checkpoint is True or checkpoint is False or checkpoint == "pause" or (
             isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint >= 1
         )
         if not valid:

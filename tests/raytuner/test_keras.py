@@ -1,0 +1,285 @@
+"""raytuner.keras in one process: the callback against a scripted trial, checkpoints, restore.
+
+A stand-in for the worker's TrialRun answers each report from a script, so decisions,
+checkpoint policies and metric selection are checked exactly, with real Keras training on
+tiny data and no Ray. The Ray path is in tests/integration/test_keras.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from raytuner import _checkpoint, _session  # noqa: E402
+from raytuner import keras as rtk  # noqa: E402
+from raytuner.errors import ConfigError, ReportError  # noqa: E402
+
+STEPS = 4  # batches per epoch
+
+
+@dataclass
+class Spec:
+    trial_id: str = "00000"
+    metric: str | None = "val_loss"
+    resource_attr: str | None = None
+
+
+@dataclass
+class ScriptedRun:
+    """Plays TrialRun's side for the callback: records reports, answers from a script."""
+
+    decisions: dict[int, str] = field(default_factory=dict)  # report number -> decision
+    decide_at: set[int] = field(default_factory=set)  # report numbers that await a decision
+    spec: Spec = field(default_factory=Spec)
+    iteration: int = 0
+    checkpoint_dir: Path | None = None
+    reports: list[dict] = field(default_factory=list)
+    checkpoints: dict[int, bytes] = field(default_factory=dict)
+
+    def decision_due(self, metrics):
+        return self.iteration + 1 in self.decide_at
+
+    def report(self, metrics, checkpoint, *, raise_on_stop):
+        assert raise_on_stop is False
+        self.iteration += 1
+        self.reports.append(dict(metrics))
+        if checkpoint is not None:
+            self.checkpoints[self.iteration] = _checkpoint.pack_dir(checkpoint)
+        return self.decisions.get(self.iteration, "continue")
+
+
+@pytest.fixture
+def trial():
+    runs = []
+
+    def install(**kwargs):
+        run = ScriptedRun(**kwargs)
+        _session._install(run)
+        runs.append(run)
+        return run
+
+    yield install
+    _session._install(None)
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = (x @ rng.normal(size=(6, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def make_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="mse", metrics=["mae"])
+    return model
+
+
+def fit(model, callback, epochs=5, initial_epoch=0, **kwargs):
+    x, y = data()
+    return model.fit(x, y, validation_data=data(32, seed=1), batch_size=len(x) // STEPS, epochs=epochs,
+                     initial_epoch=initial_epoch, callbacks=[callback], verbose=0, **kwargs)
+
+
+def unpack(blob, tmp_path, name):
+    return _checkpoint.unpack_to(blob, tmp_path / name)
+
+
+def drive(callback, model, epochs=5, logs=None, initial_epoch=0):
+    """Call the callback's hooks as fit() would, without training; return epochs run."""
+    callback.set_model(model)
+    callback.set_params({"epochs": epochs, "steps": STEPS, "verbose": 0})
+    model.stop_training = False
+    callback.on_train_begin()
+    ran = 0
+    for epoch in range(initial_epoch, epochs):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, dict(logs or {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)}))
+        ran += 1
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    return ran
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One real fit of 3 epochs inside a scripted trial: (model, run, history)."""
+    run = ScriptedRun()
+    _session._install(run)
+    try:
+        model = make_model()
+        history = fit(model, rtk.ReportCallback(), epochs=3)
+    finally:
+        _session._install(None)
+    return model, run, history
+
+
+def test_reports_every_epoch_with_its_logs_and_one_based_epoch(trained):
+    _, run, history = trained
+    assert [r["epoch"] for r in run.reports] == [1, 2, 3]
+    assert set(run.reports[0]) == {"loss", "mae", "val_loss", "val_mae", "epoch"}
+    assert [r["val_loss"] for r in run.reports] == pytest.approx(history.history["val_loss"])
+
+
+def test_metrics_select_and_rename(trial):
+    run = trial()
+    drive(rtk.ReportCallback(metrics={"val_loss": "val_loss", "train_mae": "mae"}), make_model(), epochs=2,
+          logs={"loss": 0.5, "mae": 0.25, "val_loss": 0.75})
+    assert run.reports == [{"val_loss": 0.75, "train_mae": 0.25, "epoch": 1}, {"val_loss": 0.75, "train_mae": 0.25, "epoch": 2}]
+    assert rtk._metric_map(["val_loss", "mae"]) == {"val_loss": "val_loss", "mae": "mae"}
+    assert rtk._metric_map("val_loss") == {"val_loss": "val_loss"}
+    assert rtk._metric_map(None) is None
+
+
+def test_a_missing_log_or_tuner_metric_is_a_report_error_that_says_why(trial):
+    trial()
+    with pytest.raises(ReportError, match=r"\['val_acc'\] not in the epoch's Keras logs"):
+        drive(rtk.ReportCallback(metrics=["val_acc"]), make_model())
+    trial()
+    with pytest.raises(ReportError, match="validation_data="):  # no validation: no val_loss
+        drive(rtk.ReportCallback(), make_model(), logs={"loss": 0.5})
+
+
+@pytest.mark.parametrize("bad", [{"loss": 1}, 3, [1, 2], {}])
+def test_bad_metrics_argument(bad):
+    with pytest.raises(ConfigError, match="`metrics="):
+        rtk.ReportCallback(metrics=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -2, "sometimes", 1.5, None])
+def test_bad_checkpoint_argument(bad):
+    with pytest.raises(ConfigError, match="`checkpoint="):
+        rtk.ReportCallback(checkpoint=bad)
+
+
+def test_stop_ends_fit_after_that_epoch(trial):
+    run = trial(decisions={2: "stop"}, decide_at={2})
+    callback = rtk.ReportCallback()
+    history = fit(make_model(), callback, epochs=5)
+    assert len(history.history["loss"]) == 2, "no epoch may run after STOP"
+    assert [r["epoch"] for r in run.reports] == [1, 2]
+    assert callback.decision == "stop"
+
+
+@pytest.mark.parametrize("decision", ["pause", "completed"])
+def test_pause_and_completed_end_training_too(trial, decision):
+    run = trial(decisions={3: decision}, decide_at={3})
+    callback = rtk.ReportCallback(checkpoint="pause")
+    assert drive(callback, make_model(), epochs=5) == 3
+    assert callback.decision == decision
+    assert sorted(run.checkpoints) == [3], "a pause point carries the checkpoint to resume from"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (True, [1, 2, 3, 4, 5]),
+        (2, [2, 3, 4, 5]),  # every 2nd, the rung at 3, and the last epoch
+        ("pause", [3]),  # only where a decision (maybe PAUSE) is due
+        (False, []),
+    ],
+)
+def test_checkpoint_policies(trial, policy, expected):
+    run = trial(decide_at={3})
+    drive(rtk.ReportCallback(checkpoint=policy), make_model(), epochs=5)
+    assert sorted(run.checkpoints) == expected
+
+
+def test_checkpoint_is_keras_format_with_the_epoch(trained, tmp_path):
+    model, run, _ = trained
+    path = unpack(run.checkpoints[3], tmp_path, "ck")
+    assert sorted(p.name for p in path.iterdir()) == ["keras_state.json", "model.keras"]
+    assert json.loads((path / "keras_state.json").read_text())["epoch"] == 3
+    loaded = rtk.load_model(path)
+    x, _ = data()
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert int(loaded.optimizer.iterations) == 3 * STEPS
+
+
+def _optimizer_state(model):
+    return {v.path: np.array(v) for v in model.optimizer.variables}
+
+
+def test_restore_loads_weights_and_optimizer_state_and_returns_the_epoch(trained, trial, tmp_path):
+    model, run, _ = trained
+    checkpoint = unpack(run.checkpoints[3], tmp_path, "ck")
+    fresh = make_model(seed=1)  # compiled, optimizer not built yet
+    resumed = trial(checkpoint_dir=checkpoint, iteration=3)
+    assert rtk.restore(fresh) == 3
+    for a, b in zip(model.weights, fresh.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+    saved, restored = _optimizer_state(model), _optimizer_state(fresh)
+    assert int(fresh.optimizer.iterations) == 3 * STEPS
+    assert [np.array_equal(a, b) for a, b in zip(saved.values(), restored.values())] == [True] * len(saved)
+    fit(fresh, rtk.ReportCallback(), epochs=4, initial_epoch=3)
+    assert [r["epoch"] for r in resumed.reports] == [4]
+    assert int(fresh.optimizer.iterations) == 4 * STEPS
+
+
+def test_restore_without_a_checkpoint_is_a_no_op(trial, tmp_path):
+    model = make_model()
+    before = [np.array(w) for w in model.weights]
+    assert rtk.restore(model) == 0  # outside a trial
+    trial()
+    assert rtk.restore(model) == 0  # a fresh trial
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.weights))
+    with pytest.raises(ConfigError, match="not a checkpoint written by raytuner.keras"):
+        rtk.restore(model, tmp_path)
+
+
+class Subclassed(keras.Model):
+    def __init__(self, units):  # no get_config: Keras cannot save the whole model
+        super().__init__()
+        self.hidden = keras.layers.Dense(units, activation="relu")
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_a_model_keras_cannot_serialise_is_checkpointed_as_weights(trial, tmp_path, caplog):
+    run = trial()
+    model = Subclassed(8)
+    model.compile(optimizer="adam", loss="mse")
+    with caplog.at_level(logging.WARNING, logger="raytuner"):
+        fit(model, rtk.ReportCallback(), epochs=2)
+    assert "weights and optimizer state only" in caplog.text
+    path = unpack(run.checkpoints[2], tmp_path, "ck")
+    assert sorted(p.name for p in path.iterdir()) == ["keras_state.json", "model.weights.h5"]
+    fresh = Subclassed(8)
+    fresh.compile(optimizer="adam", loss="mse")
+    fresh(data()[0][:1])
+    assert rtk.restore(fresh, path) == 2
+    assert int(fresh.optimizer.iterations) == 2 * STEPS
+    with pytest.raises(FileNotFoundError, match="weights only"):
+        rtk.load_model(path)
+    with pytest.raises(ConfigError, match="needs a built model"):
+        rtk.restore(Subclassed(8), path)
+
+
+def test_forgetting_initial_epoch_is_pointed_out(trial, caplog):
+    trial(iteration=3)  # a resumed trial whose function did not pass initial_epoch
+    with caplog.at_level(logging.WARNING, logger="raytuner"):
+        drive(rtk.ReportCallback(checkpoint=False), make_model(), epochs=2)
+    assert caplog.text.count("initial_epoch=rt.keras.restore(model)") == 1
+
+
+def test_outside_a_trial_it_trains_normally_and_says_so_once(monkeypatch):
+    monkeypatch.setattr(rtk, "_warned_outside", False)
+    with pytest.warns(RuntimeWarning, match="not running inside a raytuner trial") as record:
+        history = fit(make_model(), rtk.ReportCallback(), epochs=2)
+        assert drive(rtk.ReportCallback(), make_model(), epochs=3) == 3
+    assert len([w for w in record if "raytuner trial" in str(w.message)]) == 1
+    assert len(history.history["loss"]) == 2
+    assert all(math.isfinite(v) for v in history.history["loss"])
