@@ -1,0 +1,399 @@
+"""``raytuner``: look at, compare and manage experiments from the terminal.
+
+::
+
+    raytuner ls [ROOT]                 experiments under ROOT (default ~/raytuner_results)
+    raytuner show EXP                  trials sorted by the metric
+    raytuner best EXP                  the best config as JSON (for scripts)
+    raytuner report EXP [-o FILE]      the HTML report
+    raytuner resume EXP                continue an interrupted experiment
+    raytuner rename EXP NEW            rename an experiment's folder
+    raytuner export EXP --csv|--json   trials (or every report) as a table
+
+EXP is an experiment folder, or the name of one under ``--root``.
+
+Exit codes: 0 done; 1 the experiment cannot answer (no trials, no trial reported the
+metric, a running experiment to rename); 2 bad command line; 3 no experiment there, or it
+is damaged; 4 a feature that is not available (resume, plotly missing); 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+DEFAULT_ROOT = "~/raytuner_results"
+
+
+class CLIError(Exception):
+    """A failure the user can fix; printed as one message, without a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_EMPTY):
+        super().__init__(message)
+        self.code = code
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)
+
+
+def _locate(exp: str, root: str) -> Path:
+    """An experiment folder from a path or a name under ``root``."""
+    path = Path(exp).expanduser()
+    if not (path / "experiment.json").is_file():
+        under_root = Path(root).expanduser() / exp
+        if (under_root / "experiment.json").is_file():
+            return under_root
+    return path
+
+
+def _load(exp: str, root: str):
+    import raytuner
+    from raytuner.errors import ExperimentError
+
+    try:
+        return raytuner.load(_locate(exp, root))
+    except ExperimentError as exc:
+        raise CLIError(str(exc), EXIT_NOT_FOUND) from None
+
+
+def _fmt(value: Any, digits: int = 6) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+    return value if isinstance(value, str) else json.dumps(value, default=repr)
+
+
+def _when(stamp: Any) -> str:
+    if isinstance(stamp, (int, float)):
+        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+    return str(stamp or "-").replace("T", " ")[:16]
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _metric_mode(results, args) -> tuple[str, str]:
+    metric = getattr(args, "metric", None) or results.metric
+    mode = getattr(args, "mode", None) or results.mode
+    if metric is None:
+        raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
+    return metric, mode
+
+
+def _scored(results, metric: str) -> list:
+    from raytuner._storage import is_finite
+
+    return [t for t in results.trials if is_finite(t.metrics.get(metric))]
+
+
+def _require_trials(results) -> None:
+    if not results.trials:
+        raise CLIError(f"Experiment {results.path.name!r} has no trials yet ({results.path}).")
+
+
+def _no_metric(results, metric: str) -> CLIError:
+    reported = sorted({k for t in results.trials for k in t.metrics})
+    return CLIError(
+        f"No trial of {results.path.name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
+        f"Metrics reported: {', '.join(reported) or 'none'}. Pass one with --metric."
+    )
+
+
+# -- commands ----------------------------------------------------------------------------
+def cmd_ls(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from raytuner._storage import ExperimentStorage, is_finite
+    from raytuner.errors import ExperimentError
+
+    root = Path(args.root).expanduser()
+    if not root.is_dir():
+        raise CLIError(f"No folder {root}: there are no experiments there. Pass the storage root, e.g. "
+                       f"`raytuner ls {DEFAULT_ROOT}`.", EXIT_NOT_FOUND)
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if (p / "experiment.json").is_file()):
+        storage = ExperimentStorage(folder)
+        try:
+            meta = storage.read_experiment()
+            counts: dict[str, int] = {}
+            best = None
+            sign = 1.0 if meta.get("mode", "min") == "min" else -1.0
+            for trial_id in storage.trial_ids():
+                record, _, _ = storage.read_trial(trial_id)
+                counts[record["status"]] = counts.get(record["status"], 0) + 1
+                value = (record.get("metrics") or {}).get(meta.get("metric"))
+                if is_finite(value) and (best is None or sign * value < sign * best):
+                    best = value
+        except ExperimentError as exc:
+            rows.append((folder.name, "DAMAGED", "-", "-", "-", str(exc)[:60]))
+            continue
+        trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"
+        metric = meta.get("metric") or "-"
+        rows.append((folder.name, meta.get("status", "?"), trials, f"{metric} {_fmt(best)}" if best is not None else f"{metric} -",
+                     _when(meta.get("start_time") or meta.get("created")), ""))
+    if not rows:
+        _console(stderr=True).print(f"No experiments in {root}.")
+        return EXIT_OK
+    rows.sort(key=lambda r: r[4], reverse=True)
+    table = Table(title=f"experiments in {root}", title_justify="left")
+    for column in ("name", "status", "trials", "best", "started"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_escape(c) for c in row[:5]))
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    results = _load(args.exp, args.root)
+    _require_trials(results)
+    metric, mode = _metric_mode(results, args)
+    sign = 1.0 if mode == "min" else -1.0
+    scored = _scored(results, metric)
+    if not scored:
+        raise _no_metric(results, metric)
+    meta = results.meta
+    ranked = sorted(scored, key=lambda t: sign * t.metrics[metric])
+    rest = [t for t in results.trials if t not in scored]
+    trials = (ranked + rest)[: args.limit] if args.limit else ranked + rest
+    configs = {t.trial_id: _flat(t.config) for t in trials}
+    params = list(dict.fromkeys(k for c in configs.values() for k in c))
+    console = _console()
+    console.print(
+        f"[bold]{_escape(results.path.name)}[/bold]  {_escape(meta.get('status', '?'))}  "
+        f"{len(results.trials)} trials  metric {_escape(metric)} ({mode})  started {_when(meta.get('start_time') or meta.get('created'))}\n"
+        f"searcher {_escape(meta.get('searcher', '-'))}  scheduler {_escape(meta.get('scheduler', '-'))}"
+    )
+    table = Table(title_justify="left")
+    for column in ["trial", "status", "iter", metric, "time (s)"]:
+        table.add_column(_escape(column), no_wrap=True, justify="left" if column in ("trial", "status") else "right")
+    for column in params:
+        table.add_column(_escape(column), overflow="fold")
+    for trial in trials:
+        table.add_row(
+            trial.trial_id, trial.status.value.lower(), str(trial.iteration), _fmt(trial.metrics.get(metric)),
+            f"{trial.time_total_s:.1f}", *(_escape(_fmt(configs[trial.trial_id].get(p))) for p in params),
+        )
+    console.print(table)
+    if args.limit and len(ranked) + len(rest) > args.limit:
+        console.print(f"({len(ranked) + len(rest) - args.limit} more; --limit 0 shows all)")
+    return EXIT_OK
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    results = _load(args.exp, args.root)
+    _require_trials(results)
+    metric, mode = _metric_mode(results, args)
+    if not _scored(results, metric):
+        raise _no_metric(results, metric)
+    best = results.get_best(metric, mode)
+    out = best.config if not args.full else {
+        "trial_id": best.trial_id, "status": best.status.value, "config": best.config, "metrics": best.metrics,
+    }
+    print(json.dumps(out, indent=2, default=repr))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from raytuner.errors import ConfigError, ExperimentError
+
+    results = _load(args.exp, args.root)
+    _require_trials(results)
+    metric, mode = _metric_mode(results, args)
+    try:
+        path = results.report(args.output, metric=metric, mode=mode)
+    except ExperimentError as exc:
+        raise CLIError(str(exc)) from None
+    except ConfigError as exc:  # plotly missing
+        raise CLIError(str(exc), EXIT_UNAVAILABLE) from None
+    print(path)
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import raytuner
+
+    path = _locate(args.exp, args.root)
+    results = _load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
+    resume = getattr(raytuner.Tuner, "resume", None)
+    if resume is None:
+        raise CLIError("This version of raytuner cannot resume experiments yet (no Tuner.resume). "
+                       f"The results so far are in {results.path}.", EXIT_UNAVAILABLE)
+    outcome = resume(str(path))
+    if hasattr(outcome, "fit"):  # a Tuner ready to continue
+        outcome = outcome.fit()
+    print(repr(outcome))
+    return EXIT_OK
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    from raytuner._storage import ExperimentStorage, check_name
+    from raytuner.errors import ConfigError, ExperimentError
+
+    path = _locate(args.exp, args.root)
+    storage = ExperimentStorage(path)
+    try:
+        meta = storage.read_experiment()
+        check_name(args.new, "NEW")
+    except ExperimentError as exc:
+        raise CLIError(str(exc), EXIT_NOT_FOUND) from None
+    except ConfigError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
+    if meta.get("status") == "RUNNING" and not args.force:
+        raise CLIError(f"{storage.name!r} is marked RUNNING: renaming it under a live run would split its files. "
+                       "If it is not running (it crashed), pass --force.")
+    target = storage.path.parent / args.new
+    if target.exists():
+        raise CLIError(f"{target} already exists; choose another name.")
+    os.rename(storage.path, target)
+    renamed = ExperimentStorage(target)
+    renamed.write_experiment({**meta, "name": args.new})
+    print(target)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    results = _load(args.exp, args.root)
+    _require_trials(results)
+    if args.history:
+        frames = []
+        for trial in results.trials:
+            frame = results.history(trial.trial_id)
+            frame.insert(0, "trial_id", trial.trial_id)
+            frames.append(frame)
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    else:
+        frame = results.dataframe()
+    out = args.output if args.output not in (None, "-") else sys.stdout
+    if args.format == "csv":
+        frame.to_csv(out, index=False)
+    else:
+        text = frame.to_json(orient="records", indent=1)
+        if out is sys.stdout:
+            print(text)
+        else:
+            Path(out).write_text(text + "\n")
+    if out is not sys.stdout:
+        print(out, file=sys.stderr)
+    return EXIT_OK
+
+
+def _escape(text: Any) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+# -- parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raytuner", description="Look at, compare and manage raytuner experiments.",
+        epilog="EXP is an experiment folder or the name of one under --root. Exit codes: 0 ok, 1 nothing to "
+               "answer with (no trials, metric never reported), 2 bad usage, 3 no experiment there, 4 not available.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    def exp_args(p: argparse.ArgumentParser, ranking: bool = False) -> None:
+        p.add_argument("exp", metavar="EXP", help="experiment folder, or its name under --root")
+        p.add_argument("--root", default=DEFAULT_ROOT, help=f"storage root for names (default {DEFAULT_ROOT})")
+        if ranking:
+            p.add_argument("--metric", help="rank by this reported metric (default: the experiment's)")
+            p.add_argument("--mode", choices=("min", "max"), help="min or max (default: the experiment's)")
+
+    p = add("ls", cmd_ls, "List experiments with status, trial counts, best value and start time.")
+    p.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
+
+    p = add("show", cmd_show, "Show an experiment's trials, best first, with status and config.")
+    exp_args(p, ranking=True)
+    p.add_argument("-n", "--limit", type=int, default=50, help="show at most N trials (0: all; default 50)")
+
+    p = add("best", cmd_best, "Print the best trial's config as JSON.")
+    exp_args(p, ranking=True)
+    p.add_argument("--full", action="store_true", help="print trial id, status, config and metrics")
+
+    p = add("report", cmd_report, "Write the experiment's HTML report (needs plotly).")
+    exp_args(p, ranking=True)
+    p.add_argument("-o", "--output", help="the .html file (default EXP/report.html)")
+
+    p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
+    exp_args(p)
+
+    p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
+    exp_args(p)
+    p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
+    p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
+
+    p = add("export", cmd_export, "Export trials (or every report) as CSV or JSON.")
+    exp_args(p)
+    fmt = p.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="comma-separated values")
+    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
+    p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    return parser
+
+
+def _version() -> str:
+    from raytuner import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``raytuner`` console script; returns the exit code."""
+    from raytuner.errors import RayTunerError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_USAGE
+    except CLIError as exc:
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {_escape(exc)}")
+        return exc.code
+    except RayTunerError as exc:  # e.g. a damaged results.jsonl met mid-command
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {_escape(exc)}")
+        return EXIT_NOT_FOUND
+    except BrokenPipeError:  # `raytuner export ... | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
+    except OSError as exc:
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {_escape(exc)}")
+        return EXIT_EMPTY
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""MLflow logging: one parent run per experiment, one nested run per trial.
+
+Each trial run gets the trial's config as params (nested keys joined with "/"), every
+numeric report as a metric at step ``iteration``, tags ``raytuner.trial_id`` and
+``raytuner.status``, and a status: RUNNING while it trains, SCHEDULED while paused,
+FINISHED when it completed or was stopped early (``raytuner.status`` tells which), FAILED.
+The parent run gets the experiment's settings as params and the best trial at the end.
+
+Works with any tracking store; without a server, pass ``tracking_uri="sqlite:///mlflow.db"``
+or a folder. Needs ``pip install 'raytuner[mlflow]'``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from raytuner._callbacks import Callback
+from raytuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from raytuner._results import Results, TrialResult
+
+_AUTO_KEYS = frozenset({"iteration", "timestamp"})
+_BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")  # MLflow's allowed name characters
+_MAX_PARAM = 6000  # MLflow's limit on a param value's length
+_RUN_STATUS = {"COMPLETED": "FINISHED", "STOPPED": "FINISHED", "FAILED": "FAILED"}
+_EXPERIMENT_STATUS = {"COMPLETED": "FINISHED", "TIMED_OUT": "FINISHED", "FAILED": "FAILED", "INTERRUPTED": "KILLED"}
+
+
+def _key(name: str) -> str:
+    return _BAD_KEY_CHARS.sub("_", str(name))[:250] or "_"
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class MLflowCallback(Callback):
+    """Log the experiment to MLflow.
+
+    Args:
+        tracking_uri: Where to log ("sqlite:///mlflow.db", a folder, "http://host:5000");
+            default MLflow's own (``MLFLOW_TRACKING_URI`` or its default store).
+        experiment_name: The MLflow experiment; default the raytuner experiment's name.
+        tags: Extra tags for the parent run and every trial run.
+        flush_every_s: Reports are sent in batches at most this often per trial (and at
+            each trial's end): callbacks run on the controller's loop, and a store round
+            trip per report would slow every trial down.
+
+    Example:
+        >>> from raytuner.tracking import MLflowCallback
+        >>> cb = MLflowCallback(tracking_uri="sqlite:///mlflow.db")  # doctest: +SKIP
+        >>> rt.Tuner(train, ..., callbacks=[cb]).fit()  # doctest: +SKIP
+    """
+
+    def __init__(self, tracking_uri: str | None = None, experiment_name: str | None = None,
+                 tags: Mapping[str, str] | None = None, flush_every_s: float = 5.0) -> None:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise ConfigError("MLflowCallback needs mlflow: pip install 'raytuner[mlflow]'.") from None
+        if not (isinstance(flush_every_s, (int, float)) and flush_every_s >= 0):
+            raise ConfigError(f"`flush_every_s={flush_every_s!r}` is invalid: give a number of seconds >= 0.")
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.tags = {_key(k): str(v) for k, v in (tags or {}).items()}
+        self.flush_every_s = float(flush_every_s)
+        self.parent_run_id: str | None = None
+        self.run_ids: dict[str, str] = {}  # trial id -> MLflow run id
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._pending: dict[str, list[Any]] = {}
+        self._last_flush: dict[str, float] = {}
+        self._name = ""
+        self._path = ""
+
+    # -- experiment ----------------------------------------------------------------------
+    def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        self._name = str(meta.get("name", Path(path).name))
+        self._path = str(path)
+        name = self.experiment_name or self._name
+        experiment = self._client.get_experiment_by_name(name)
+        self._experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(name)
+        # A resumed experiment logs into its earlier runs rather than opening new ones.
+        previous = self._client.search_runs(
+            [self._experiment_id], filter_string=f"tags.`raytuner.path` = '{_quote(str(path))}'", max_results=50000)
+        for run in previous:
+            tags = run.data.tags
+            if "raytuner.trial_id" in tags:
+                self.run_ids[tags["raytuner.trial_id"]] = run.info.run_id
+            elif "mlflow.parentRunId" not in tags:
+                self.parent_run_id = run.info.run_id
+        if self.parent_run_id is None:
+            run = self._client.create_run(
+                self._experiment_id, run_name=self._name,
+                tags={**self.tags, "raytuner.path": str(path), "raytuner.experiment": self._name},
+            )
+            self.parent_run_id = run.info.run_id
+            settings = {k: meta.get(k) for k in ("metric", "mode", "searcher", "scheduler", "num_trials",
+                                                 "max_concurrent", "resources", "stop", "time_budget_s")}
+            self._log_params(self.parent_run_id, {k: v for k, v in settings.items() if v is not None})
+        else:
+            self._client.update_run(self.parent_run_id, status="RUNNING")
+
+    def on_experiment_end(self, results: Results) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        for trial_id in list(self._pending):
+            self._flush(trial_id)
+        if self.parent_run_id is None:
+            return
+        metrics, tags = [], [RunTag("raytuner.status", str(results.meta.get("status", "")))]
+        try:
+            best = results.best
+        except Exception:  # no metric, or no trial reported it: nothing to call best
+            best = None
+        if best is not None and results.metric is not None:
+            now = int(time.time() * 1000)
+            metrics.append(Metric(_key(f"best_{results.metric}"), float(best.metrics[results.metric]), now, 0))
+            tags.append(RunTag("raytuner.best_trial_id", best.trial_id))
+            if best.trial_id in self.run_ids:
+                tags.append(RunTag("raytuner.best_run_id", self.run_ids[best.trial_id]))
+        self._client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+        status = _EXPERIMENT_STATUS.get(str(results.meta.get("status")), "FINISHED")
+        self._client.set_terminated(self.parent_run_id, status=status)
+
+    # -- trials --------------------------------------------------------------------------
+    def on_trial_start(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        if trial_id in self.run_ids:  # back from a pause or a retry
+            self._client.update_run(self.run_ids[trial_id], status="RUNNING")
+            return
+        run = self._client.create_run(
+            self._experiment_id, run_name=f"{self._name}/{trial_id}",
+            tags={**self.tags, "mlflow.parentRunId": self.parent_run_id, "raytuner.trial_id": trial_id,
+                  "raytuner.experiment": self._name, "raytuner.path": self._path, "raytuner.status": "RUNNING"},
+        )
+        self.run_ids[trial_id] = run.info.run_id
+        self._log_params(run.info.run_id, _flatten(config))
+
+    def on_trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(float(result.get("timestamp") or time.time()) * 1000)
+        step = int(result.get("iteration", 0))
+        batch = self._pending.setdefault(trial_id, [])
+        for key, value in result.items():
+            if key in _AUTO_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            batch.append(Metric(_key(key), float(value), stamp, step))
+        if time.monotonic() - self._last_flush.get(trial_id, 0.0) >= self.flush_every_s:
+            self._flush(trial_id)
+
+    def on_trial_end(self, trial: TrialResult) -> None:
+        from mlflow.entities import RunTag
+
+        self._flush(trial.trial_id)
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        tags = [RunTag("raytuner.status", trial.status.value)]
+        if trial.error:
+            tags.append(RunTag("raytuner.error", trial.error[-5000:]))
+        self._client.log_batch(run_id, tags=tags)
+        if trial.status.is_finished():
+            self._client.set_terminated(run_id, status=_RUN_STATUS[trial.status.value])
+        else:  # paused: the scheduler may resume it
+            self._client.update_run(run_id, status="SCHEDULED")
+
+    # -- helpers -------------------------------------------------------------------------
+    def _flush(self, trial_id: str) -> None:
+        batch = self._pending.pop(trial_id, [])
+        self._last_flush[trial_id] = time.monotonic()
+        run_id = self.run_ids.get(trial_id)
+        if not batch or run_id is None:
+            return
+        for chunk in _chunks(batch, 1000):  # MLflow takes at most 1000 metrics per batch
+            self._client.log_batch(run_id, metrics=chunk)
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(_key(k), (v if isinstance(v, str) else repr(v))[:_MAX_PARAM]) for k, v in params.items()]
+        for chunk in _chunks(items, 100):  # at most 100 params per batch
+            self._client.log_batch(run_id, params=chunk)
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,0 +1,239 @@
+"""TensorBoard logging: per-trial scalars and an HParams summary of the experiment.
+
+Layout, under ``<experiment>/tensorboard/`` by default::
+
+    events.out.tfevents...      the HParams experiment (hyperparameters, metrics)
+    <trial_id>/events...        the trial's scalars, its HParams session start and end
+
+so ``tensorboard --logdir <experiment>/tensorboard`` shows each trial as a run, and the
+HParams tab shows the sweep as a table and as parallel coordinates.
+
+Events are written with the ``tensorboard`` package's own record writer and protos
+(:mod:`tensorboard.plugins.hparams.metadata` builds the HParams metadata). Its ``summary``
+modules are not used because they import TensorFlow (seconds per process) where it is
+installed; nothing here does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Mapping
+
+from raytuner._callbacks import Callback
+from raytuner._storage import is_finite
+from raytuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from raytuner._results import Results, TrialResult
+
+_AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
+_counter = 0
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _hparam_value(value: Any) -> bool | float | str:
+    """HParams take bools, numbers and strings; anything else is shown as its repr."""
+    if isinstance(value, bool):
+        return value
+    if is_finite(value):
+        return float(value)
+    return value if isinstance(value, str) else repr(value)
+
+
+def available() -> bool:
+    """Whether tensorboard is installed (checked without importing it)."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+class _EventFile:
+    """One append-only ``events.out.tfevents`` file, written synchronously."""
+
+    def __init__(self, logdir: Path):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        global _counter
+        _counter += 1
+        logdir.mkdir(parents=True, exist_ok=True)
+        # The name TensorBoard expects; time, host, pid and a counter keep files apart, and
+        # files of one run are read in name (time) order.
+        name = f"events.out.tfevents.{time.time():010.0f}.{socket.gethostname()}.{os.getpid()}.{_counter}.raytuner"
+        self._file: IO[bytes] = open(logdir / name, "ab")
+        self._writer = RecordWriter(self._file)
+        self._event_pb2 = event_pb2
+        self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def write(self, event: Any) -> None:
+        self._writer.write(event.SerializeToString())
+
+    def summary(self, summary: Any, step: int = 0, wall_time: float | None = None) -> None:
+        self.write(self._event_pb2.Event(wall_time=wall_time or time.time(), step=step, summary=summary))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _scalars(row: Mapping[str, Any]) -> Any:
+    from tensorboard.compat.proto import summary_pb2
+
+    summary = summary_pb2.Summary()
+    for key, value in row.items():
+        if key in _AUTO_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        summary.value.add(tag=key, simple_value=float(value))
+    return summary
+
+
+def _hparams_summary(tag: str, plugin_data: Any) -> Any:
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata
+
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(plugin_data), tensor=metadata.NULL_TENSOR)
+    return summary
+
+
+class TensorBoardCallback(Callback):
+    """Write every report to TensorBoard and the sweep to its HParams tab.
+
+    The Tuner adds one by default when tensorboard is installed (``tensorboard=False``
+    turns it off); pass your own to log elsewhere.
+
+    Args:
+        logdir: Root log folder; default ``<experiment>/tensorboard``.
+
+    Example:
+        >>> from raytuner.tracking import TensorBoardCallback
+        >>> tuner = rt.Tuner(train, ..., callbacks=[TensorBoardCallback("/tmp/tb")])  # doctest: +SKIP
+        Then: ``tensorboard --logdir /tmp/tb``.
+    """
+
+    def __init__(self, logdir: str | os.PathLike[str] | None = None) -> None:
+        if not available():
+            raise ConfigError("TensorBoardCallback needs tensorboard: pip install 'raytuner[tensorboard]'.")
+        self._logdir_arg = logdir
+        self.logdir: Path | None = None
+        self._files: dict[str, _EventFile] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._metrics: dict[str, None] = {}  # names seen, in order
+        self._metric: str | None = None
+
+    def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
+        self.logdir = Path(self._logdir_arg).expanduser() if self._logdir_arg is not None else Path(path) / "tensorboard"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._metric = meta.get("metric")
+
+    def on_trial_start(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        from tensorboard.plugins.hparams import plugin_data_pb2
+
+        run = self._root() / trial_id
+        # A trial resumed (after a pause, a retry, or in a resumed experiment) already has
+        # its session start; a second one would make it two sessions.
+        first = not run.exists()
+        self._configs[trial_id] = _flatten(config)
+        if trial_id not in self._files:
+            self._files[trial_id] = _EventFile(run)
+        if first:
+            start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+            for name, value in self._configs[trial_id].items():
+                value = _hparam_value(value)
+                if isinstance(value, bool):
+                    start.hparams[name].bool_value = value
+                elif isinstance(value, float):
+                    start.hparams[name].number_value = value
+                else:
+                    start.hparams[name].string_value = value
+            self._files[trial_id].summary(_hparams_summary(
+                "_hparams_/session_start_info", plugin_data_pb2.HParamsPluginData(session_start_info=start)))
+
+    def _root(self) -> Path:
+        if self.logdir is None:
+            raise RuntimeError("TensorBoardCallback got a trial before on_experiment_start().")
+        return self.logdir
+
+    def on_trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        summary = _scalars(result)
+        for value in summary.value:
+            self._metrics.setdefault(value.tag)
+        writer = self._files.get(trial_id) or self._reopen(trial_id)
+        writer.summary(summary, step=int(result.get("iteration", 0)), wall_time=result.get("timestamp"))
+
+    def _reopen(self, trial_id: str) -> _EventFile:
+        self._files[trial_id] = _EventFile(self._root() / trial_id)
+        return self._files[trial_id]
+
+    def on_trial_end(self, trial: TrialResult) -> None:
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+        if trial.status.is_finished():
+            status = api_pb2.STATUS_FAILURE if trial.status.value == "FAILED" else api_pb2.STATUS_SUCCESS
+            end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+            writer = self._files.get(trial.trial_id) or self._reopen(trial.trial_id)
+            writer.summary(_hparams_summary(
+                "_hparams_/session_end_info", plugin_data_pb2.HParamsPluginData(session_end_info=end)))
+        # Paused trials close too: Hyperband may hold dozens, each an open file otherwise.
+        writer = self._files.pop(trial.trial_id, None)
+        if writer is not None:
+            writer.close()
+
+    def on_experiment_end(self, results: Results) -> None:
+        for writer in self._files.values():
+            writer.close()
+        self._files.clear()
+        if self.logdir is None:
+            return
+        for trial in results.trials:
+            self._configs.setdefault(trial.trial_id, _flatten(trial.config))
+            for key, value in trial.metrics.items():
+                if key not in _AUTO_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._metrics.setdefault(key)
+        writer = _EventFile(self.logdir)
+        writer.summary(self._experiment_summary(results))
+        writer.close()
+
+    def _experiment_summary(self, results: Results) -> Any:
+        """The HParams experiment: each hyperparameter's type and range, and the metrics.
+
+        Written at the end, when every value and metric is known. Until then TensorBoard
+        builds the table from the sessions' starts alone.
+        """
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+        from google.protobuf import struct_pb2
+
+        infos = []
+        names = list(dict.fromkeys(name for config in self._configs.values() for name in config))
+        for name in names:
+            values = [_hparam_value(c[name]) for c in self._configs.values() if name in c]
+            info = api_pb2.HParamInfo(name=name)
+            if all(isinstance(v, bool) for v in values):
+                info.type = api_pb2.DATA_TYPE_BOOL
+                info.domain_discrete.values.extend(struct_pb2.Value(bool_value=v) for v in sorted(set(values)))
+            elif all(isinstance(v, float) and not isinstance(v, bool) for v in values):
+                info.type = api_pb2.DATA_TYPE_FLOAT64
+                info.domain_interval.min_value = min(values)
+                info.domain_interval.max_value = max(values)
+            else:
+                info.type = api_pb2.DATA_TYPE_STRING
+                info.domain_discrete.values.extend(struct_pb2.Value(string_value=str(v)) for v in sorted(set(map(str, values))))
+            infos.append(info)
+        metrics = sorted(self._metrics, key=lambda m: (m != self._metric, m))
+        metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=m) for m in metrics]
+        experiment = api_pb2.Experiment(
+            name=results.path.name, time_created_secs=results.meta.get("start_time") or time.time(),
+            hparam_infos=infos, metric_infos=metric_infos,
+        )
+        return _hparams_summary("_hparams_/experiment", plugin_data_pb2.HParamsPluginData(experiment=experiment))
