@@ -79,6 +79,8 @@ class Tuner:
         max_failures: Retries per trial (from its latest checkpoint) before it is FAILED.
         fail_fast: End the experiment at the first failed trial.
         callbacks: :class:`raytuner.Callback` objects (loggers).
+        tensorboard: Log to ``<experiment>/tensorboard`` (scalars and HParams) when the
+            tensorboard package is installed and no ``TensorBoardCallback`` was passed.
         verbose: 0 silent, 1 progress and summary, 2 also a line per finished trial.
         address: Ray cluster to join ("auto", "ray://host:10001"); default RAY_ADDRESS, else a
             local Ray started for you.
@@ -121,6 +123,7 @@ class Tuner:
         max_failures: int = 0,
         fail_fast: bool = False,
         callbacks: Sequence[Callback] = (),
+        tensorboard: bool = True,
         verbose: int = 1,
         address: str | None = None,
         seed: int | None = None,
@@ -197,6 +200,11 @@ class Tuner:
         )
         self._stop_repr = repr(stop) if stop is not None else None
         self._callbacks = list(callbacks)
+        if tensorboard:
+            from raytuner.tracking import tensorboard as tb
+
+            if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
+                self._callbacks.append(tb.TensorBoardCallback())
         self._address = address
         self._ran = False
 
