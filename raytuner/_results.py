@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from raytuner._storage import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError
+from search import Outcome, TrialEnd
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +44,7 @@ class TrialResult:
     path: Path
     last_value: float | None = None  # signed to minimize
     best_value: float | None = None  # signed to minimize
+    resource: float | None = None  # reached at the last report
 
     @classmethod
     def from_trial(cls, trial: Trial, path: Path) -> TrialResult:
@@ -58,6 +60,7 @@ class TrialResult:
             path,
             trial.last_value,
             trial.best_value,
+            trial.resource,
         )
 
 
@@ -175,6 +178,29 @@ class Results:
         if trial_id not in self._by_id:
             raise KeyError(f"No trial {trial_id!r} in {self.path.name!r}; trials are {sorted(self._by_id)[:10]}...")
         return pd.DataFrame(ExperimentStorage(self.path).read_results(trial_id))
+
+    def observations(self) -> list[tuple[dict[str, Any], Outcome]]:
+        """Each finished trial's config and how it ended, to continue or fork a search.
+
+        Pass them to a searcher that learns from past trials::
+
+            HyperOptSearcher(warm_start=rt.load(path).observations())
+
+        Values are the Tuner's metric signed to minimize, as searchers see them, so the new
+        experiment must optimise the same metric. A STOPPED trial keeps the resource it
+        reached and the scheduler's ``max_resource`` (``inf`` if the experiment did not
+        record one), so the searcher still knows a low-fidelity value from a final one.
+        Pending, running and paused trials are left out: their result is not known yet.
+        """
+        ends = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
+                TrialStatus.FAILED: TrialEnd.FAILED}
+        max_resource = self.meta.get("max_resource")
+        max_resource = math.inf if max_resource is None else float(max_resource)
+        return [
+            (dict(t.config), Outcome(ends[t.status], t.last_value, t.resource, max_resource))
+            for t in self.trials
+            if t.status in ends
+        ]
 
     def report(self, path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
                mode: str | None = None) -> Path:

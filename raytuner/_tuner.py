@@ -239,6 +239,7 @@ class Tuner:
             "stop": self._stop_repr,
             "time_budget_s": settings.time_budget_s,
             "resource_attr": settings.resource_attr,
+            "max_resource": self._scheduler.max_resource,
             "max_failures": settings.max_failures,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
