@@ -44,7 +44,11 @@ class CLIError(Exception):
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output goes to files and grep, not a screen: don't fold it at 80 columns.
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    width = None if tty or "COLUMNS" in os.environ else 200
+    return Console(file=stream, highlight=False, soft_wrap=False, width=width)
 
 
 def _locate(exp: str, root: str) -> Path:

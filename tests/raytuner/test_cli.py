@@ -1,0 +1,163 @@
+"""The ``raytuner`` command line, on experiments written into the storage layout (no Ray)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raytuner import cli
+from raytuner._storage import ExperimentStorage
+
+_spec = importlib.util.spec_from_file_location("_report_tests", Path(__file__).with_name("test_report.py"))
+_report_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_report_tests)  # shares write_experiment; tests run only where collected
+write_experiment = _report_tests.write_experiment
+EVIL = _report_tests.EVIL
+
+
+@pytest.fixture
+def root(tmp_path):
+    write_experiment(tmp_path, "exp", evil=True)
+    write_experiment(tmp_path, "older", n=3, status="INTERRUPTED")
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ls_lists_experiments_with_status_counts_and_best(root, capsys):
+    (root / "not_an_experiment").mkdir()
+    code, out, err = run(capsys, "ls", str(root))
+    assert code == 0, err
+    assert "exp" in out and "older" in out and "not_an_experiment" not in out
+    assert "4 completed, 8 stopped" in out and "INTERRUPTED" in out
+    from raytuner import load
+
+    assert f"loss {load(root / 'exp').best.metrics['loss']:.6g}" in out
+
+
+def test_show_sorts_by_metric_and_escapes_markup(root, capsys):
+    code, out, err = run(capsys, "show", "exp", "--root", str(root), "--limit", "0")
+    assert code == 0, err
+    ids = [line.split()[1] for line in out.splitlines() if line.startswith("│ 000")]
+    from raytuner import load
+
+    results = load(root / "exp")
+    expected = sorted(results.trials, key=lambda t: t.metrics["loss"])
+    assert ids == [t.trial_id for t in expected]
+    assert "<script>" in out  # rich markup in user data is shown, not interpreted
+
+
+def test_best_prints_json_for_scripts(root, capsys):
+    code, out, _ = run(capsys, "best", str(root / "exp"))
+    assert code == 0
+    from raytuner import load
+
+    assert json.loads(out) == load(root / "exp").best.config
+    code, out, _ = run(capsys, "best", str(root / "exp"), "--metric", "acc", "--mode", "max", "--full")
+    assert code == 0 and set(json.loads(out)) == {"trial_id", "status", "config", "metrics"}
+
+
+def test_export_csv_json_and_history(root, capsys, tmp_path):
+    code, out, _ = run(capsys, "export", str(root / "exp"), "--csv")
+    assert code == 0
+    frame = pd.read_csv(pd.io.common.StringIO(out))
+    assert len(frame) == 12 and {"trial_id", "status", "loss", "config/lr"} <= set(frame.columns)
+    target = tmp_path / "h.json"
+    code, _, _ = run(capsys, "export", str(root / "exp"), "--json", "--history", "-o", str(target))
+    rows = json.loads(target.read_text())
+    assert code == 0 and len(rows) == 4 * (1 + 3 + 9) and {"trial_id", "loss", "iteration"} <= set(rows[0])
+
+
+def test_report_writes_the_file(root, capsys, tmp_path):
+    pytest.importorskip("plotly")
+    code, out, _ = run(capsys, "report", str(root / "older"), "-o", str(tmp_path / "r.html"))
+    assert code == 0 and out.strip() == str(tmp_path / "r.html") and (tmp_path / "r.html").stat().st_size > 1e6
+
+
+def test_rename_moves_folder_and_name(root, capsys):
+    code, out, _ = run(capsys, "rename", str(root / "older"), "newer")
+    assert code == 0 and not (root / "older").exists()
+    assert ExperimentStorage(root / "newer").read_experiment()["name"] == "newer"
+    code, _, err = run(capsys, "rename", str(root / "newer"), "exp")  # taken
+    assert code == 1 and "already exists" in err
+    code, _, err = run(capsys, "rename", str(root / "newer"), "../escape")
+    assert code == 2 and "not a valid experiment name" in err
+
+
+def test_rename_refuses_a_running_experiment_without_force(tmp_path, capsys):
+    write_experiment(tmp_path, "live", n=1, status="RUNNING")
+    code, _, err = run(capsys, "rename", str(tmp_path / "live"), "x")
+    assert code == 1 and "--force" in err
+    assert run(capsys, "rename", str(tmp_path / "live"), "x", "--force")[0] == 0
+
+
+def test_resume_without_tuner_resume_says_so(root, capsys, monkeypatch):
+    import raytuner
+
+    monkeypatch.delattr(raytuner.Tuner, "resume", raising=False)
+    code, _, err = run(capsys, "resume", str(root / "exp"))
+    assert code == 4 and "cannot resume" in err
+
+
+def test_resume_calls_tuner_resume(root, capsys, monkeypatch):
+    import raytuner
+
+    calls = []
+
+    class Resumed:
+        def fit(self):
+            return "results"
+
+    monkeypatch.setattr(raytuner.Tuner, "resume", staticmethod(lambda path: calls.append(path) or Resumed()), raising=False)
+    code, out, _ = run(capsys, "resume", "exp", "--root", str(root))
+    assert code == 0 and calls == [str(root / "exp")] and "results" in out
+
+
+@pytest.mark.parametrize("argv", [["show", "/no/such/exp"], ["best", "/no/such/exp"], ["export", "/no/such", "--csv"],
+                                  ["report", "/no/such"], ["resume", "/no/such"], ["rename", "/no/such", "x"]])
+def test_unknown_path_is_a_clear_error(argv, capsys):
+    code, out, err = run(capsys, *argv)
+    assert code == 3 and "No experiment at" in err and "Traceback" not in err + out
+
+
+def test_ls_of_missing_root(capsys, tmp_path):
+    code, _, err = run(capsys, "ls", str(tmp_path / "nothing"))
+    assert code == 3 and "No folder" in err
+
+
+def test_empty_experiment_and_unreported_metric(tmp_path, capsys):
+    storage = ExperimentStorage(tmp_path / "empty")
+    storage.create()
+    storage.write_experiment({"name": "empty", "metric": "loss", "mode": "min"})
+    for command in ("show", "best", "report", "export"):
+        extra = ["--csv"] if command == "export" else []
+        code, _, err = run(capsys, command, str(storage.path), *extra)
+        assert code == 1 and "has no trials yet" in err, command
+    write_experiment(tmp_path, "exp", n=2)
+    for command in ("show", "best", "report"):
+        code, _, err = run(capsys, command, str(tmp_path / "exp"), "--metric", "val_acc")
+        assert code == 1 and "reported a finite 'val_acc'" in err and "acc" in err and "loss" in err, command
+
+
+def test_usage_errors_and_help(capsys):
+    assert run(capsys, "export", "x")[0] == 2  # --csv or --json is required
+    assert run(capsys, "frobnicate")[0] == 2
+    for command in ("ls", "show", "best", "report", "resume", "rename", "export"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "usage: raytuner" in out
+
+
+def test_console_entry_point_runs_as_a_module(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "raytuner.cli", "show", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "No experiment at" in done.stderr and "Traceback" not in done.stderr
