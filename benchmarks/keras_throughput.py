@@ -1,0 +1,225 @@
+"""Keras throughput: the same model's epochs inside raytuner, in warm processes, on Ray Tune.
+
+Every run trains the same trials (an MLP on scikit-learn's digits; one model per trial,
+seeded) 2 at a time, 1 CPU each, and counts epochs per second of wall time:
+
+- warm standalone: 2 processes that have already imported TensorFlow and run one fit,
+  each training half the trials back to back (the ceiling: no framework at all);
+- raytuner: ``rt.Tuner`` with ``rt.keras.ReportCallback()`` (a report and a checkpoint
+  every epoch), timed from ``fit()`` to its return, worker start and TensorFlow import in
+  each worker included;
+- Ray Tune: ``tune.Tuner`` with a small callback calling ``tune.report`` each epoch (Ray's
+  own Keras callbacks warn that they are deprecated inside Tune in Ray 2.60), with its
+  default ``reuse_actors=False`` and with ``reuse_actors=True``.
+
+Then the worker-reuse check: 20 trials one after another on one raytuner worker, each
+recording the worker's resident memory (RSS) when it starts.
+
+    python benchmarks/keras_throughput.py                    # 8 trials x 10 epochs
+    python benchmarks/keras_throughput.py --trials 4 --epochs 5 --memory-trials 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import tempfile
+import time
+
+UNITS = 256
+BATCH = 32
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _data():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    return (x[:1400], y[:1400]), (x[1400:], y[1400:])
+
+
+def train_one(seed: int, epochs: int, callbacks: list, restore: bool = False) -> int:
+    """Build, compile and fit one trial's model; return the epochs it trained."""
+    import keras
+
+    (x, y), validation = _data()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(UNITS, activation="relu"),
+        keras.layers.Dense(UNITS, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    initial_epoch = 0
+    if restore:
+        import raytuner as rt
+
+        initial_epoch = rt.keras.restore(model)
+    history = model.fit(x, y, validation_data=validation, batch_size=BATCH, epochs=epochs,
+                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)
+    return len(history.history["loss"])
+
+
+# -- warm standalone processes -------------------------------------------------------------
+def _standalone_worker(seeds, epochs, barrier, out) -> None:
+    train_one(10_000, 1, [])  # warm: TensorFlow imported, runtime initialised, one fit done
+    barrier.wait()
+    start = time.perf_counter()
+    done = sum(train_one(seed, epochs, []) for seed in seeds)
+    out.put((done, time.perf_counter() - start))
+
+
+def run_standalone(num_trials: int, epochs: int, concurrency: int) -> tuple[int, float]:
+    # The same thread settings a 1-CPU Ray worker gets.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(concurrency + 1), ctx.Queue()
+    procs = [ctx.Process(target=_standalone_worker, args=(list(range(i, num_trials, concurrency)), epochs, barrier, out))
+             for i in range(concurrency)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    results = [out.get() for _ in procs]
+    wall = time.perf_counter() - start
+    for p in procs:
+        p.join()
+    del os.environ["OMP_NUM_THREADS"]
+    return sum(done for done, _ in results), wall
+
+
+# -- raytuner -----------------------------------------------------------------------------
+def raytuner_trainable(config):
+    import raytuner as rt
+
+    train_one(config["seed"], config["epochs"], [rt.keras.ReportCallback()], restore=True)
+
+
+def memory_trainable(config):
+    import raytuner as rt
+
+    rss = _rss_mb()  # before this trial builds anything: what the previous ones left
+    train_one(config["seed"], config["epochs"], [rt.keras.ReportCallback()], restore=True)
+    rt.report({"rss_start_mb": rss, "rss_end_mb": _rss_mb(), "pid": os.getpid()})
+
+
+def _tuner_kwargs():
+    import inspect
+
+    import raytuner as rt
+
+    # Workers parked for a next experiment would hold the CPUs the next run needs.
+    return {"keep_workers_s": 0} if "keep_workers_s" in inspect.signature(rt.Tuner).parameters else {}
+
+
+def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str) -> tuple[int, float]:
+    import raytuner as rt
+
+    space = {"seed": rt.grid(list(range(num_trials))), "epochs": epochs}
+    start = time.perf_counter()
+    results = rt.Tuner(raytuner_trainable, space=space, metric="val_loss", max_concurrent=concurrency,
+                       resources={"cpu": 1}, storage_path=root, verbose=0, **_tuner_kwargs()).fit()
+    wall = time.perf_counter() - start
+    assert not results.errors, results.errors
+    return sum(t.iteration for t in results.trials), wall
+
+
+def run_memory(num_trials: int, root: str) -> list[tuple[int, float, float]]:
+    import raytuner as rt
+
+    space = {"seed": rt.grid(list(range(num_trials))), "epochs": 2}
+    results = rt.Tuner(memory_trainable, space=space, max_concurrent=1, resources={"cpu": 1},
+                       storage_path=root, verbose=0, **_tuner_kwargs()).fit()
+    assert not results.errors, results.errors
+    rows = []
+    for trial in results.trials:
+        last = results.history(trial.trial_id).iloc[-1]
+        rows.append((int(last["pid"]), float(last["rss_start_mb"]), float(last["rss_end_mb"])))
+    return rows
+
+
+# -- Ray Tune -----------------------------------------------------------------------------
+def tune_trainable(config):
+    import keras
+    from ray import tune
+
+    class TuneReport(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            tune.report({**(logs or {}), "epoch": epoch + 1})
+
+    train_one(config["seed"], config["epochs"], [TuneReport()])
+
+
+def run_ray_tune(num_trials: int, epochs: int, concurrency: int, root: str, reuse: bool) -> tuple[int, float]:
+    from ray import tune
+
+    start = time.perf_counter()
+    tuner = tune.Tuner(
+        tune.with_resources(tune_trainable, {"cpu": 1}),
+        param_space={"seed": tune.grid_search(list(range(num_trials))), "epochs": epochs},
+        tune_config=tune.TuneConfig(metric="val_loss", mode="min", max_concurrent_trials=concurrency,
+                                    reuse_actors=reuse),
+        run_config=tune.RunConfig(storage_path=root, verbose=0),
+    )
+    grid = tuner.fit()
+    wall = time.perf_counter() - start
+    assert len(grid) == num_trials and not grid.errors, grid.errors
+    return sum(int(r.metrics["training_iteration"]) for r in grid), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--memory-trials", type=int, default=20, help="trials of the RSS check (0 to skip)")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+    load = os.getloadavg()[0]
+    rows = [("warm standalone", *run_standalone(args.trials, args.epochs, args.concurrency))]
+
+    import ray
+
+    ray.init(address="local", num_cpus=args.concurrency, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
+    with tempfile.TemporaryDirectory() as root:
+        rows.append(("raytuner", *run_raytuner(args.trials, args.epochs, args.concurrency, os.path.join(root, "rt"))))
+        for reuse in (False, True):
+            label = f"Ray Tune (reuse_actors={reuse})"
+            rows.append((label, *run_ray_tune(args.trials, args.epochs, args.concurrency,
+                                              os.path.join(root, f"tune{reuse}"), reuse)))
+        memory = run_memory(args.memory_trials, os.path.join(root, "mem")) if args.memory_trials else []
+    ray.shutdown()
+
+    print(f"{args.trials} trials x {args.epochs} epochs, {args.concurrency} at a time, 1 CPU each "
+          f"(MLP {UNITS}x{UNITS} on digits, batch {BATCH}); load average at start {load:.1f}")
+    base = rows[0][1] / rows[0][2]
+    for label, epochs, wall in rows:
+        assert epochs == args.trials * args.epochs, (label, epochs)
+        rate = epochs / wall
+        print(f"  {label:<30} {wall:7.1f} s  {rate:6.2f} epochs/s  "
+              f"{wall * args.concurrency / epochs:5.2f} s per epoch-slot  {rate / base:6.1%} of warm")
+    if memory:
+        pids = {pid for pid, _, _ in memory}
+        starts = [start for _, start, _ in memory]
+        print(f"worker RSS at the start of each of {len(memory)} trials on {len(pids)} worker(s), MiB:")
+        print("  " + " ".join(f"{s:.0f}" for s in starts))
+        print(f"  trial 2 -> {len(memory)}: {starts[-1] - starts[1]:+.1f} MiB "
+              f"({(starts[-1] - starts[1]) / (len(memory) - 2):+.2f} MiB/trial); "
+              f"after the last trial {memory[-1][2]:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
