@@ -30,6 +30,7 @@ from raytuner._stop import StopCriteria
 from raytuner.errors import ReportError, TrialStopped
 
 CONTINUE, STOP, PAUSE, COMPLETED = "continue", "stop", "pause", "completed"
+LINGER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -95,19 +96,23 @@ class TrialRun:
         self._ended: str | None = None
         self.iteration = spec.start_iteration
         self._t0 = time.monotonic() - spec.start_time_s
-        self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{spec.trial_id}-"))
+        self._scratch: Path | None = None  # made only when needed: most trials need none
         self.checkpoint_dir: Path | None = None
         if spec.checkpoint is not None:
-            self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch / "restored")
+            self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
         self.trial_dir = self._choose_trial_dir()
+
+    def _scratch_dir(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{self.spec.trial_id}-"))
+        return self._scratch
 
     def _choose_trial_dir(self) -> Path:
         import ray
 
         if ray.get_runtime_context().get_node_id() == self.spec.driver_node_id:
-            path = Path(self.spec.storage_dir)
-        else:
-            path = self._scratch / "trial"
+            return Path(self.spec.storage_dir)  # the controller made it
+        path = self._scratch_dir() / "trial"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -206,18 +211,27 @@ class TrialRun:
         finally:
             _session._install(None)
         _release_trial_state()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
         self._events.put(end)
 
 
 def _release_trial_state() -> None:
-    """Leave nothing of the last trial behind for the next one on this worker."""
+    """Leave nothing of the last trial behind for the next one on this worker.
+
+    Plain Python objects of the trial are freed by reference counting when its thread ends.
+    A framework's graphs and device buffers are not, so those get cleared and a full
+    collection; it is skipped otherwise, as it costs tens of milliseconds per trial in a
+    process that holds Ray.
+    """
     if "keras" in sys.modules:
         try:
             sys.modules["keras"].backend.clear_session(free_memory=True)
         except TypeError:  # Keras < 3.6 has no free_memory argument
             sys.modules["keras"].backend.clear_session()
-    gc.collect()
+            gc.collect()
+    elif "torch" in sys.modules or "jax" in sys.modules:
+        gc.collect()
 
 
 class TrialWorker:
@@ -252,15 +266,24 @@ class TrialWorker:
         return self._drain()
 
     def _drain(self) -> Event:
+        """The next event: waits for the trial's first news, then gathers what follows.
+
+        Streamed reports (no decision due) linger up to ``LINGER_S`` for company, so a
+        short trial's reports and its end come back in one call instead of one each; a
+        report that awaits a decision, or the trial's end, returns at once.
+        """
         reports: list[Report] = []
         item = self._events.get()
+        deadline = time.monotonic() + LINGER_S
         while True:
             if isinstance(item, TrialEnd):
                 self._run = None
                 return Event(reports, item)
             reports.append(item)
+            if item.awaits_decision:
+                return Event(reports)
             try:
-                item = self._events.get_nowait()
+                item = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 return Event(reports)
 
