@@ -86,7 +86,8 @@ class Controller:
         self._abort: BaseException | None = None
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._progress = Progress(self.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
-                                  total=searcher.num_trials, verbose=settings.verbose)
+                                  total=searcher.num_trials, verbose=settings.verbose,
+                                  describe=getattr(scheduler, "describe", None))  # optional on schedulers
         self._last_state_save = 0.0
 
     # -- the loop ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import IO, Mapping
+from typing import IO, Callable, Mapping
 
 from raytuner._trial import Trial, TrialStatus
 
@@ -18,10 +18,13 @@ class Progress:
     Args:
         verbose: 0 silent; 1 live view (or a line every ``line_every_s`` when not a TTY)
             and a final summary; 2 also one line per finished trial.
+        describe: Returns one line of scheduler state (rungs, brackets) or None; called
+            at each refresh. The controller passes the scheduler's optional ``describe``.
     """
 
     def __init__(self, trials: Mapping[str, Trial], *, name: str, metric: str | None, mode: str, total: int | None,
-                 verbose: int = 1, stream: IO[str] | None = None, line_every_s: float = 30.0, top: int = 5):
+                 verbose: int = 1, stream: IO[str] | None = None, line_every_s: float = 30.0, top: int = 5,
+                 describe: Callable[[], str | None] | None = None):
         self._trials = trials
         self._name = name
         self._metric = metric
@@ -36,6 +39,7 @@ class Progress:
         self._last = -math.inf
         self._live = None
         self.extra: str | None = None  # one line of scheduler state, when the scheduler has some
+        self._describe = describe
 
     def start(self) -> None:
         if self._verbose and self._tty:
@@ -52,6 +56,7 @@ class Progress:
         if not force and now - self._last < self._every:
             return
         self._last = now
+        self._refresh_extra()
         if self._live is not None:
             self._live.update(self._render())
         else:
@@ -69,6 +74,7 @@ class Progress:
     def close(self) -> None:
         if not self._verbose:
             return
+        self._refresh_extra()
         if self._live is not None:
             self._live.update(self._render())
             self._live.stop()
@@ -78,6 +84,15 @@ class Progress:
             from rich.console import Console
 
             Console(file=self._stream, width=120).print(self._table())
+
+    def _refresh_extra(self) -> None:
+        if self._describe is None:
+            return
+        try:
+            text = self._describe()
+        except Exception as exc:  # the view must never end an experiment
+            text = f"scheduler info unavailable ({type(exc).__name__})"
+        self.extra = " ".join(str(text).split()) if text else None  # one line, whatever it returned
 
     # -- rendering -----------------------------------------------------------------------
     def _counts(self) -> dict[str, int]:

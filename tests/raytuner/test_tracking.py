@@ -1,0 +1,246 @@
+"""TensorBoard and MLflow callbacks driven through the Callback hooks (no Ray), and the
+scheduler line of the progress view."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from raytuner._progress import Progress
+from raytuner._results import Results, TrialResult
+from raytuner._trial import Trial, TrialStatus
+
+
+def drive(callback, root: Path, *, status_of=("COMPLETED", "STOPPED", "FAILED")) -> Results:
+    """Three trials through the hooks, as the controller calls them; trial 1 pauses once."""
+    path = root / "exp"
+    path.mkdir(parents=True)
+    meta = {"name": "exp", "metric": "loss", "mode": "min", "status": "COMPLETED", "start_time": time.time()}
+    callback.on_experiment_start(path, meta)
+    ends = []
+    for i, status in enumerate(status_of):
+        trial = Trial(f"{i:05d}", {"lr": 0.1 * (i + 1), "opt": ["adam", "sgd"][i % 2], "net": {"depth": i}, "bn": i == 1})
+        callback.on_trial_start(trial.trial_id, trial.config)
+        for it in range(1, 4):
+            metrics = {"loss": 1.0 / it + i, "acc": it / 10}
+            trial.observe(it, it, metrics, metrics["loss"], it * 0.1)
+            callback.on_trial_result(trial.trial_id, {**metrics, "iteration": it, "time_total_s": it * 0.1,
+                                                      "timestamp": time.time()})
+            if i == 1 and it == 1:  # a pause and a resume
+                trial.status = TrialStatus.PAUSED
+                callback.on_trial_end(TrialResult.from_trial(trial, path / "trials" / trial.trial_id))
+                callback.on_trial_start(trial.trial_id, trial.config)
+        trial.status = TrialStatus(status)
+        trial.error = "Traceback: boom" if status == "FAILED" else None
+        ends.append(TrialResult.from_trial(trial, path / "trials" / trial.trial_id))
+        callback.on_trial_end(ends[-1])
+    results = Results(path, ends, "loss", "min", meta)
+    callback.on_experiment_end(results)
+    return results
+
+
+# -- TensorBoard ---------------------------------------------------------------------------
+def read_events(path: Path) -> list:
+    """Every event of a TFRecord events file, checking both CRCs of each record."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    data, events, at = path.read_bytes(), [], 0
+    while at < len(data):
+        header = data[at:at + 8]
+        (length,) = struct.unpack("<Q", header)
+        assert struct.unpack("<I", data[at + 8:at + 12])[0] == masked_crc32c(header)
+        body = data[at + 12:at + 12 + length]
+        assert struct.unpack("<I", data[at + 12 + length:at + 16 + length])[0] == masked_crc32c(body)
+        events.append(event_pb2.Event.FromString(body))
+        at += 16 + length
+    return events
+
+
+def test_tensorboard_writes_scalars_and_hparams_without_tensorflow(tmp_path):
+    pytest.importorskip("tensorboard")
+    code = f"""
+import sys, time
+sys.path[:0] = {sys.path!r}
+from tests_tracking_driver import drive
+from raytuner.tracking import TensorBoardCallback
+drive(TensorBoardCallback(), __import__('pathlib').Path({str(tmp_path)!r}))
+assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+"""
+    driver = tmp_path / "tests_tracking_driver.py"
+    driver.write_text(Path(__file__).read_text())  # the same drive(), importable in a child
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    from tensorboard.plugins.hparams import metadata
+
+    logdir = tmp_path / "exp" / "tensorboard"
+    assert sorted(p.name for p in logdir.iterdir() if p.is_dir()) == ["00000", "00001", "00002"]
+    run1 = [e for f in sorted((logdir / "00001").glob("events.out.tfevents.*")) for e in read_events(f)]
+    assert len(list((logdir / "00001").glob("events.out.tfevents.*"))) == 2  # reopened after the pause
+    scalars = [(e.step, v.tag, round(v.simple_value, 4)) for e in run1 for v in e.summary.value if v.HasField("simple_value")]
+    assert [s for s in scalars if s[1] == "loss"] == [(1, "loss", 2.0), (2, "loss", 1.5), (3, "loss", 1.3333)]
+    tags = [v.tag for e in run1 for v in e.summary.value if not v.HasField("simple_value")]
+    assert tags == ["_hparams_/session_start_info", "_hparams_/session_end_info"]  # one session despite the pause
+    start = next(v for e in run1 for v in e.summary.value if v.tag == "_hparams_/session_start_info")
+    info = metadata.parse_session_start_info_plugin_data(start.metadata.plugin_data.content)
+    assert info.hparams["lr"].number_value == pytest.approx(0.2)
+    assert info.hparams["opt"].string_value == "sgd" and info.hparams["net/depth"].number_value == 1
+    assert info.hparams["bn"].bool_value is True
+    ends = {}
+    for trial_id in ("00000", "00002"):
+        events = [e for f in (logdir / trial_id).glob("events.*") for e in read_events(f)]
+        end = next(v for e in events for v in e.summary.value if v.tag == "_hparams_/session_end_info")
+        ends[trial_id] = metadata.parse_session_end_info_plugin_data(end.metadata.plugin_data.content).status
+    from tensorboard.plugins.hparams import api_pb2
+
+    assert ends == {"00000": api_pb2.STATUS_SUCCESS, "00002": api_pb2.STATUS_FAILURE}
+    experiment_events = [e for f in logdir.glob("events.*") for e in read_events(f)]
+    value = next(v for e in experiment_events for v in e.summary.value if v.tag == "_hparams_/experiment")
+    experiment = metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+    assert [m.name.tag for m in experiment.metric_infos] == ["loss", "acc"]
+    kinds = {h.name: h.type for h in experiment.hparam_infos}
+    assert kinds == {"lr": api_pb2.DATA_TYPE_FLOAT64, "opt": api_pb2.DATA_TYPE_STRING,
+                     "net/depth": api_pb2.DATA_TYPE_FLOAT64, "bn": api_pb2.DATA_TYPE_BOOL}
+
+
+def test_tensorboard_server_shows_the_sweep_in_hparams(tmp_path):
+    """The real TensorBoard backend (without TensorFlow, so it starts in about a second)."""
+    pytest.importorskip("tensorboard")
+    from raytuner.tracking import TensorBoardCallback
+
+    drive(TensorBoardCallback(), tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # An importable tensorboard.compat.notf tells TensorBoard to use its TensorFlow stub.
+    boot = ("import sys, types; sys.modules['tensorboard.compat.notf'] = types.ModuleType('notf'); "
+            "from tensorboard.main import run_main; sys.argv[0] = 'tensorboard'; run_main()")
+    server = subprocess.Popen([sys.executable, "-c", boot, "--logdir", str(tmp_path / "exp" / "tensorboard"),
+                               "--port", str(port), "--host", "127.0.0.1", "--load_fast=false"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def post(route: str, body: dict) -> dict:
+        request = urllib.request.Request(url + route, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})
+        return json.loads(urllib.request.urlopen(request, timeout=20).read())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/data/runs", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+        experiment = post("/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert {h["name"] for h in experiment["hparamInfos"]} == {"lr", "opt", "net/depth", "bn"}
+        groups = post("/data/plugin/hparams/session_groups", {
+            "experimentName": "", "startIndex": 0, "sliceSize": 100, "colParams": [],
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]})
+        rows = {g["name"]: g for g in groups["sessionGroups"]}
+        assert set(rows) == {"00000", "00001", "00002"}
+        loss = {name: next(m["value"] for m in g["metricValues"] if m["name"]["tag"] == "loss") for name, g in rows.items()}
+        assert loss == pytest.approx({"00000": 1 / 3, "00001": 1 + 1 / 3, "00002": 2 + 1 / 3})
+        assert rows["00002"]["sessions"][0]["status"] == "STATUS_FAILURE"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_tuner_adds_tensorboard_by_default_only_once():
+    pytest.importorskip("tensorboard")
+    import raytuner as rt
+    from raytuner.tracking import TensorBoardCallback
+
+    def train(config):
+        rt.report({"loss": config["x"]})
+
+    space = {"x": rt.uniform(0, 1)}
+    kinds = lambda tuner: [type(c).__name__ for c in tuner._callbacks]  # noqa: E731
+    assert kinds(rt.Tuner(train, space=space, verbose=0)) == ["TensorBoardCallback"]
+    assert kinds(rt.Tuner(train, space=space, verbose=0, tensorboard=False)) == []
+    mine = TensorBoardCallback("/tmp/elsewhere")
+    assert rt.Tuner(train, space=space, verbose=0, callbacks=[mine])._callbacks == [mine]
+
+
+# -- MLflow --------------------------------------------------------------------------------
+def test_mlflow_logs_nested_runs_with_params_metrics_and_status(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from raytuner.tracking import MLflowCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    callback = MLflowCallback(tracking_uri=uri, tags={"team": "vision"}, flush_every_s=60)
+    drive(callback, tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"exp", "exp/00000", "exp/00001", "exp/00002"}
+    parent = runs["exp"]
+    assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "loss"
+    assert parent.data.tags["raytuner.best_trial_id"] == "00000" and parent.data.metrics["best_loss"] == pytest.approx(1 / 3)
+    for trial_id, status, run_status in [("00000", "COMPLETED", "FINISHED"), ("00001", "STOPPED", "FINISHED"),
+                                         ("00002", "FAILED", "FAILED")]:
+        run = runs[f"exp/{trial_id}"]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["raytuner.status"] == status and run.info.status == run_status
+        assert run.data.tags["team"] == "vision"
+    trial1 = runs["exp/00001"]
+    assert trial1.data.params == {"lr": "0.2", "opt": "sgd", "net/depth": "1", "bn": "True"}
+    history = client.get_metric_history(trial1.info.run_id, "loss")
+    assert [(m.step, round(m.value, 4)) for m in history] == [(1, 2.0), (2, 1.5), (3, 1.3333)]  # batched, all kept
+    assert "boom" in runs["exp/00002"].data.tags["raytuner.error"]
+
+
+def test_mlflow_resumed_experiment_reuses_its_runs(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from raytuner.tracking import MLflowCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    drive(MLflowCallback(tracking_uri=uri), tmp_path)
+    again = MLflowCallback(tracking_uri=uri)
+    again.on_experiment_start(tmp_path / "exp", {"name": "exp"})
+    first = MlflowClient(tracking_uri=uri).search_runs([again._experiment_id])
+    assert again.parent_run_id in {r.info.run_id for r in first} and set(again.run_ids) == {"00000", "00001", "00002"}
+
+
+# -- progress ------------------------------------------------------------------------------
+def test_progress_shows_the_schedulers_line_when_it_has_one():
+    trials = {"00000": Trial("00000", {"x": 1}, status=TrialStatus.RUNNING)}
+    stream = io.StringIO()
+    calls = iter(["rung 1: 3 trials\n(cutoff 0.4)", None, RuntimeError("boom")])
+
+    def describe():
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    progress = Progress(trials, name="exp", metric="loss", mode="min", total=4, verbose=1, stream=stream,
+                        line_every_s=0.0, describe=describe)
+    progress.update(force=True)
+    progress.update(force=True)
+    progress.update(force=True)
+    lines = stream.getvalue().splitlines()
+    assert "| rung 1: 3 trials (cutoff 0.4) |" in lines[0]
+    assert "rung" not in lines[1]
+    assert "scheduler info unavailable (RuntimeError)" in lines[2]  # a broken describe never ends the run
+    silent = Progress(trials, name="exp", metric="loss", mode="min", total=4, verbose=1, stream=io.StringIO(),
+                      line_every_s=0.0)
+    silent.update(force=True)
+    assert silent.extra is None
