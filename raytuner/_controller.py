@@ -65,7 +65,7 @@ class ExperimentSettings:
 class Controller:
     def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
                  storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
-                 trials: dict[str, Trial] | None = None):
+                 trials: dict[str, Trial] | None = None, next_id: int = 0):
         import ray
 
         self.s = settings
@@ -79,9 +79,15 @@ class Controller:
         self._driver_node = ray.get_runtime_context().get_node_id()
         self.trials: dict[str, Trial] = dict(trials or {})
         self._busy: dict[Any, _Busy] = {}  # outstanding call -> the trial it answers for
-        self._retry: deque[str] = deque()
+        # Restored trials that were on a worker when the last driver stopped start again from
+        # their checkpoints; finished ones stay finished, paused ones wait for the scheduler.
+        self._retry: deque[str] = deque(
+            t.trial_id for t in self.trials.values() if t.status in (TrialStatus.RUNNING, TrialStatus.PENDING)
+        )
+        for trial_id in self._retry:
+            self.trials[trial_id].status = TrialStatus.PENDING
         self._search_done = False
-        self._next_id = len(self.trials)
+        self._next_id = max(next_id, len(self.trials))
         self._warned_no_checkpoint = False
         self._abort: BaseException | None = None
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
@@ -174,6 +180,9 @@ class Controller:
                 )
             return None
         self._next_id += 1
+        # Saved before the trial exists on disk: a resumed searcher must never propose again a
+        # config that has a trial folder.
+        self._save_state(throttle=False)
         trial = Trial(trial_id, dict(config))
         self.trials[trial_id] = trial
         self._storage.write_config(trial_id, trial.config)
@@ -374,12 +383,13 @@ class Controller:
 
     # -- persistence and hooks -----------------------------------------------------------
     def _save_state(self, throttle: bool) -> None:
+        """Snapshot searcher and scheduler together (one file), for resume."""
         now = time.monotonic()
-        if throttle and now - self._last_state_save < 5.0:
+        if throttle and now - self._last_state_save < 2.0:
             return
         self._last_state_save = now
-        self._storage.save_state("searcher", self._searcher.state())
-        self._storage.save_state("scheduler", self._scheduler.state())
+        state = {"searcher": self._searcher.state(), "scheduler": self._scheduler.state(), "next_id": self._next_id}
+        self._storage.save_state("state", state)
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in list(self._callbacks):

@@ -141,7 +141,9 @@ class ExperimentStorage:
         return meta
 
     def save_state(self, name: str, obj: Any) -> None:
-        atomic_write_bytes(self.path / f"{name}.pkl", pickle.dumps(obj))
+        from ray import cloudpickle  # by value: functions in `stop=`, lambdas in spaces
+
+        atomic_write_bytes(self.path / f"{name}.pkl", cloudpickle.dumps(obj))
 
     def load_state(self, name: str) -> Any:
         """Unpickle saved searcher/scheduler state. Only call this on folders you trust:
@@ -153,10 +155,13 @@ class ExperimentStorage:
     def trial_path(self, trial_id: str) -> Path:
         return self.trials_path / trial_id
 
-    def trial_ids(self) -> list[str]:
+    def trial_ids(self, *, started_only: bool = True) -> list[str]:
+        """Trials with a trial.json; with ``started_only=False`` also those that only have a
+        config (created just before the driver stopped)."""
         if not self.trials_path.is_dir():
             return []
-        return sorted(p.name for p in self.trials_path.iterdir() if (p / "trial.json").is_file())
+        marker = "trial.json" if started_only else "config.json"
+        return sorted(p.name for p in self.trials_path.iterdir() if (p / marker).is_file())
 
     def write_config(self, trial_id: str, config: dict[str, Any]) -> None:
         path = self.trial_path(trial_id)
@@ -165,6 +170,9 @@ class ExperimentStorage:
 
     def write_trial(self, trial_id: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.trial_path(trial_id) / "trial.json", record)
+
+    def read_trial_config(self, trial_id: str) -> dict[str, Any]:
+        return read_json(self.trial_path(trial_id) / "config.json")
 
     def read_trial(self, trial_id: str) -> tuple[dict[str, Any], dict[str, Any], str | None]:
         path = self.trial_path(trial_id)

@@ -13,6 +13,7 @@ from raytuner._callbacks import Callback
 from raytuner._controller import Controller, ExperimentSettings
 from raytuner._ray import ensure_ray
 from raytuner._results import Results
+from raytuner._resume import trainable_file, trainable_name
 from raytuner._stop import StopCriteria, StopFn
 from raytuner._storage import ExperimentStorage, check_name
 from raytuner.errors import ConfigError
@@ -235,7 +236,8 @@ class Tuner:
             "space": space_to_json(self._space) if self._space is not None else None,
             "searcher": type(self._searcher).__name__,
             "scheduler": repr(self._scheduler),
-            "trainable": f"{getattr(self._trainable, '__module__', '?')}:{getattr(self._trainable, '__qualname__', '?')}",
+            "trainable": trainable_name(self._trainable),
+            "trainable_file": trainable_file(self._trainable),
             "stop": self._stop_repr,
             "time_budget_s": settings.time_budget_s,
             "resource_attr": settings.resource_attr,
@@ -243,6 +245,8 @@ class Tuner:
             "max_failures": settings.max_failures,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
+        # Everything needed to rebuild this experiment's parts on resume (cloudpickle).
+        storage.save_state("tuner", {"settings": settings, "searcher": self._searcher, "scheduler": self._scheduler})
         controller = Controller(
             settings,
             trainable_ref=ray.put(self._trainable),
@@ -253,6 +257,39 @@ class Tuner:
             meta=meta,
         )
         return controller.run()
+
+    @staticmethod
+    def resume(
+        path: str | os.PathLike[str],
+        trainable: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        num_trials: int | None = None,
+        time_budget_s: float | None = None,
+        max_concurrent: int | None = None,
+        verbose: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        address: str | None = None,
+    ) -> Results:
+        """Continue a stopped experiment (driver crash, Ctrl-C, time budget) and return its results.
+
+        Finished trials are kept; trials that were running restart from their latest
+        checkpoint; paused trials wait for the scheduler, whose state is restored with the
+        searcher's, so no config runs twice except those that were in flight. Pass a larger
+        ``num_trials`` to extend a finished experiment.
+
+        Args:
+            path: The experiment's folder.
+            trainable: The same function as before; default: imported from the module (or
+                script) recorded when the experiment started.
+            num_trials, time_budget_s, max_concurrent, verbose, callbacks, address: As for
+                the Tuner; everything else comes from the experiment.
+
+        Resuming unpickles state saved in the folder: only resume experiments you trust.
+        """
+        from raytuner._resume import resume
+
+        return resume(path, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
+                      max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks, address=address)
 
     def _new_storage(self) -> ExperimentStorage:
         if self._name is not None:

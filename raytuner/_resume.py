@@ -1,0 +1,161 @@
+"""Continuing a stopped experiment: after a driver crash, a Ctrl-C, or to run more trials.
+
+What the folder holds decides what happens: finished trials are kept as they are; trials
+that were on a worker start again from their latest checkpoint; paused trials wait for the
+scheduler, restored from its last snapshot together with the searcher's. Nothing runs a
+config twice except trials that were in flight.
+
+Resuming unpickles ``tuner.pkl`` and ``state.pkl`` from the folder, and may import the
+script that defined the trainable: resume only experiments you trust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from raytuner import _resources
+from raytuner._callbacks import Callback
+from raytuner._controller import Controller
+from raytuner._ray import ensure_ray
+from raytuner._results import Results
+from raytuner._storage import ExperimentStorage
+from raytuner._trial import Trial
+from raytuner.errors import ConfigError, ExperimentError
+
+_AUTO_KEYS = ("iteration", "resource", "time_total_s", "timestamp")
+
+
+def trainable_name(trainable: Callable[..., Any]) -> str:
+    return f"{getattr(trainable, '__module__', '?')}:{getattr(trainable, '__qualname__', '?')}"
+
+
+def trainable_file(trainable: Callable[..., Any]) -> str | None:
+    """The script that defines a trainable from ``__main__``, so the CLI can import it."""
+    module = sys.modules.get(getattr(trainable, "__module__", ""))
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve()) if path and getattr(trainable, "__module__", None) == "__main__" else None
+
+
+def _import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
+    recorded = meta.get("trainable", "")
+    module_name, _, qualname = recorded.partition(":")
+    fix = "Pass it explicitly: raytuner.Tuner.resume(path, trainable=train)."
+    if not qualname or "<locals>" in qualname:
+        raise ConfigError(f"The experiment's trainable {recorded!r} cannot be imported. {fix}")
+    if module_name == "__main__":
+        script = meta.get("trainable_file")
+        if not script or not Path(script).is_file():
+            raise ConfigError(f"The trainable {qualname!r} was defined in a script that is no longer at {script!r}. {fix}")
+        spec = importlib.util.spec_from_file_location("raytuner_resumed_script", script)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)  # runs the script's top level, not its `if __name__ == "__main__"` block
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)  # workers cannot import it by name
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"Cannot import {module_name!r} to find the trainable ({exc}). {fix}") from exc
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"{module_name!r} has no {qualname!r} any more. {fix}")
+    return obj
+
+
+def _restore_trials(storage: ExperimentStorage) -> dict[str, Trial]:
+    trials: dict[str, Trial] = {}
+    for trial_id in storage.trial_ids(started_only=False):
+        path = storage.trial_path(trial_id)
+        config = storage.read_trial_config(trial_id)
+        if (path / "trial.json").is_file():
+            record, _, error = storage.read_trial(trial_id)
+            trial = Trial.from_record(record, config, error)
+        else:
+            trial = Trial(trial_id, config)  # created just before the driver stopped
+        rows = storage.read_results(trial_id)
+        if rows:  # trial.json lags behind reports of a trial that was running
+            last = rows[-1]
+            trial.iteration = last.get("iteration", trial.iteration)
+            trial.resource = last.get("resource", trial.iteration)
+            trial.metrics = {k: v for k, v in last.items() if k not in _AUTO_KEYS}
+        trials[trial_id] = trial
+    return trials
+
+
+def resume(
+    path: str | os.PathLike[str],
+    trainable: Callable[..., Any] | None = None,
+    *,
+    num_trials: int | None = None,
+    time_budget_s: float | None = None,
+    max_concurrent: int | None = None,
+    verbose: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    address: str | None = None,
+) -> Results:
+    """Continue the experiment in ``path``; see :meth:`raytuner.Tuner.resume`."""
+    storage = ExperimentStorage(path)
+    meta = storage.read_experiment()  # raises before anything is written
+    saved = storage.load_state("tuner")
+    if not isinstance(saved, dict) or "settings" not in saved:
+        raise ExperimentError(
+            f"{storage.path} has no usable tuner.pkl, so its searcher and scheduler cannot be rebuilt. "
+            "Only experiments started by raytuner.Tuner.fit() can be resumed; rt.load() still reads its results."
+        )
+    if trainable is None:
+        trainable = _import_trainable(meta)
+    else:
+        recorded = meta.get("trainable", "").partition(":")[2]
+        given = getattr(trainable, "__qualname__", "?")
+        if recorded and given != recorded:
+            raise ConfigError(
+                f"`trainable` is {given!r} but the experiment was run with {recorded!r}. Pass the same function "
+                "(resuming with another would mix two trainables in one experiment), or start a new experiment "
+                "warm-started from this one: HyperOptSearcher(warm_start=rt.load(path).observations())."
+            )
+
+    settings = saved["settings"]
+    searcher, scheduler = saved["searcher"], saved["scheduler"]
+    state = storage.load_state("state") or {}
+    if "searcher" in state:
+        searcher.restore(state["searcher"])
+        scheduler.restore(state["scheduler"])
+    if num_trials is not None:
+        if isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < settings.num_trials:
+            raise ConfigError(f"`num_trials={num_trials!r}` must be an int >= the experiment's {settings.num_trials}.")
+        if searcher.num_trials is not None:  # grid search counts repetitions of the grid
+            searcher.num_trials = searcher.num_trials // settings.num_trials * num_trials
+        settings.num_trials = meta["num_trials"] = num_trials
+    if time_budget_s is not None:
+        settings.time_budget_s = time_budget_s
+    if verbose is not None:
+        settings.verbose = verbose
+
+    ensure_ray(address)
+    slots = _resources.max_concurrency(settings.resources)
+    settings.max_concurrent = max_concurrent or min(settings.max_concurrent, slots) or slots
+    import ray
+
+    meta["resumed"] = meta.get("resumed", 0) + 1
+    controller = Controller(
+        settings,
+        trainable_ref=ray.put(trainable),
+        searcher=searcher,
+        scheduler=scheduler,
+        storage=storage,
+        callbacks=list(callbacks),
+        meta=meta,
+        trials=_restore_trials(storage),
+        next_id=state.get("next_id", 0),
+    )
+    return controller.run()

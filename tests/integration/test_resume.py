@@ -1,0 +1,101 @@
+"""Resume: after Ctrl-C, to extend a finished experiment, and the errors that protect a folder."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import tempfile
+
+import pytest
+
+import raytuner as rt
+from raytuner import TrialStatus
+from schedulers import ASHAScheduler
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def counting(config):
+    """Six epochs; checkpoints every epoch; resumes where its checkpoint says."""
+    start = 0
+    restored = rt.get_checkpoint()
+    if restored is not None:
+        start = int((restored / "epoch").read_text())
+    for epoch in range(start + 1, 7):
+        out = pathlib.Path(tempfile.mkdtemp())
+        (out / "epoch").write_text(str(epoch))
+        rt.report({"loss": config["x"] / epoch, "epoch": epoch}, checkpoint=out)
+
+
+class InterruptAfter(rt.Callback):
+    """Raises KeyboardInterrupt on the controller's thread, as a real Ctrl-C would."""
+
+    def __init__(self, results: int):
+        self.left = results
+
+    def on_trial_result(self, trial_id, result):
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_then_resume_finishes_every_trial_once(storage):
+    space = {"x": rt.uniform(0, 1)}
+    first = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, name="exp",
+                     callbacks=[InterruptAfter(15)], verbose=0, seed=3, tensorboard=False).fit()
+    assert first.meta["status"] == "INTERRUPTED"
+    statuses = {t.trial_id: t.status for t in first.trials}
+    assert TrialStatus.PENDING in statuses.values(), "Ctrl-C leaves the running trials resumable"
+    finished_before = {t.trial_id: (first.path / "trials" / t.trial_id / "trial.json").read_text()
+                       for t in first.trials if t.status.is_finished()}
+
+    results = rt.Tuner.resume(first.path, counting, verbose=0)
+    assert results.meta["status"] == "COMPLETED"
+    assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 6
+    configs = [t.config["x"] for t in results.trials]
+    assert len(set(configs)) == 6, "no config runs twice"
+    for trial_id, before in finished_before.items():
+        assert (results.path / "trials" / trial_id / "trial.json").read_text() == before
+    for trial in results.trials:
+        epochs = list(results.history(trial.trial_id)["epoch"])
+        assert epochs[-1] == 6 and sorted(set(epochs)) == list(range(1, 7)), epochs
+    # The same seed gives the same configs as an uninterrupted run: the searcher's state was restored.
+    straight = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, verbose=0,
+                        seed=3, tensorboard=False).fit()
+    assert configs == [t.config["x"] for t in straight.trials]
+
+
+def test_resume_extends_a_finished_experiment_with_its_scheduler(storage):
+    scheduler = ASHAScheduler(max_resource=6, reduction_factor=2)
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=3, scheduler=scheduler,
+                     storage_path=storage, verbose=0, tensorboard=False).fit()
+    more = rt.Tuner.resume(first.path, counting, num_trials=5, verbose=0)
+    assert len(more.trials) == 5
+    assert [t.trial_id for t in more.trials][:3] == [t.trial_id for t in first.trials]
+    assert all(t.status.is_finished() for t in more.trials)
+    assert json.loads((more.path / "experiment.json").read_text())["num_trials"] == 5
+
+
+def test_resume_imports_the_trainable_from_its_module(storage):
+    first = rt.Tuner(counting, space={"x": 0.5}, metric="loss", num_trials=1, storage_path=storage,
+                     verbose=0, tensorboard=False).fit()
+    again = rt.Tuner.resume(first.path, num_trials=2, verbose=0)
+    assert [t.status for t in again.trials] == [TrialStatus.COMPLETED] * 2
+
+
+def test_resume_refuses_what_it_cannot_trust(storage, tmp_path):
+    with pytest.raises(rt.ExperimentError, match="has no experiment.json"):
+        rt.Tuner.resume(tmp_path, counting)
+    first = rt.Tuner(counting, space={"x": 0.5}, metric="loss", storage_path=storage, verbose=0, tensorboard=False).fit()
+
+    def other(config):
+        rt.report({"loss": 0.0})
+
+    with pytest.raises(rt.ConfigError, match="was run with 'counting'"):
+        rt.Tuner.resume(first.path, other)
+    experiment = first.path / "experiment.json"
+    experiment.write_text(experiment.read_text()[:20])
+    damaged = experiment.read_text()
+    with pytest.raises(rt.ExperimentError, match="not valid JSON"):
+        rt.Tuner.resume(first.path, counting)
+    assert experiment.read_text() == damaged, "nothing is overwritten"
