@@ -176,17 +176,23 @@ def test_tuner_adds_tensorboard_by_default_only_once():
 
 
 # -- MLflow --------------------------------------------------------------------------------
-def test_mlflow_logs_nested_runs_with_params_metrics_and_status(tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    """One SQLite store for the module: creating its schema takes seconds."""
     pytest.importorskip("mlflow")
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def test_mlflow_logs_nested_runs_with_params_metrics_and_status(tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
     from raytuner.tracking import MLflowCallback
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    callback = MLflowCallback(tracking_uri=uri, tags={"team": "vision"}, flush_every_s=60)
+    uri = mlflow_uri
+    callback = MLflowCallback(tracking_uri=uri, experiment_name="nested", tags={"team": "vision"}, flush_every_s=60)
     drive(callback, tmp_path)
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("exp")
+    experiment = client.get_experiment_by_name("nested")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"exp", "exp/00000", "exp/00001", "exp/00002"}
     parent = runs["exp"]
@@ -205,15 +211,14 @@ def test_mlflow_logs_nested_runs_with_params_metrics_and_status(tmp_path):
     assert "boom" in runs["exp/00002"].data.tags["raytuner.error"]
 
 
-def test_mlflow_resumed_experiment_reuses_its_runs(tmp_path):
-    pytest.importorskip("mlflow")
+def test_mlflow_resumed_experiment_reuses_its_runs(tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
     from raytuner.tracking import MLflowCallback
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    drive(MLflowCallback(tracking_uri=uri), tmp_path)
-    again = MLflowCallback(tracking_uri=uri)
+    uri = mlflow_uri
+    drive(MLflowCallback(tracking_uri=uri, experiment_name="resumed"), tmp_path)
+    again = MLflowCallback(tracking_uri=uri, experiment_name="resumed")
     again.on_experiment_start(tmp_path / "exp", {"name": "exp"})
     first = MlflowClient(tracking_uri=uri).search_runs([again._experiment_id])
     assert again.parent_run_id in {r.info.run_id for r in first} and set(again.run_ids) == {"00000", "00001", "00002"}
