@@ -7,7 +7,8 @@ seeded) 2 at a time, 1 CPU each, and counts epochs per second of wall time:
   each training half the trials back to back (the ceiling: no framework at all);
 - raytuner: ``rt.Tuner`` with ``rt.keras.ReportCallback()`` (a report and a checkpoint
   every epoch), timed from ``fit()`` to its return, worker start and TensorFlow import in
-  each worker included;
+  each worker included (``keep_workers_s=0``: no warm workers from an earlier run, and
+  none left holding the CPUs Ray Tune needs next);
 - Ray Tune: ``tune.Tuner`` with a small callback calling ``tune.report`` each epoch (Ray's
   own Keras callbacks warn that they are deprecated inside Tune in Ray 2.60), with its
   default ``reuse_actors=False`` and with ``reuse_actors=True``.
@@ -113,22 +114,13 @@ def memory_trainable(config):
     rt.report({"rss_start_mb": rss, "rss_end_mb": _rss_mb(), "pid": os.getpid()})
 
 
-def _tuner_kwargs():
-    import inspect
-
-    import raytuner as rt
-
-    # Workers parked for a next experiment would hold the CPUs the next run needs.
-    return {"keep_workers_s": 0} if "keep_workers_s" in inspect.signature(rt.Tuner).parameters else {}
-
-
 def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str) -> tuple[int, float]:
     import raytuner as rt
 
     space = {"seed": rt.grid(list(range(num_trials))), "epochs": epochs}
     start = time.perf_counter()
     results = rt.Tuner(raytuner_trainable, space=space, metric="val_loss", max_concurrent=concurrency,
-                       resources={"cpu": 1}, storage_path=root, verbose=0, **_tuner_kwargs()).fit()
+                       resources={"cpu": 1}, storage_path=root, verbose=0, keep_workers_s=0).fit()
     wall = time.perf_counter() - start
     assert not results.errors, results.errors
     return sum(t.iteration for t in results.trials), wall
@@ -139,7 +131,7 @@ def run_memory(num_trials: int, root: str) -> list[tuple[int, float, float]]:
 
     space = {"seed": rt.grid(list(range(num_trials))), "epochs": 2}
     results = rt.Tuner(memory_trainable, space=space, max_concurrent=1, resources={"cpu": 1},
-                       storage_path=root, verbose=0, **_tuner_kwargs()).fit()
+                       storage_path=root, verbose=0, keep_workers_s=0).fit()
     assert not results.errors, results.errors
     rows = []
     for trial in results.trials:

@@ -126,7 +126,7 @@ class ReportCallback(keras.callbacks.Callback):
                 "raytuner.keras.ReportCallback is not running inside a raytuner trial, so it "
                 "reports nothing and saves no checkpoints; training runs as usual.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=1,  # fit()'s frames in between would point into Keras
             )
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
