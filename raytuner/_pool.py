@@ -56,6 +56,21 @@ class WorkerPool:
             self._idle.remove(worker)
         ray.kill(worker, no_restart=True)
 
+    def drop_dead(self, timeout_s: float = 10.0) -> None:
+        """Forget idle workers that died while kept warm (their node was lost, the OOM
+        killer took them): handing one to a trial would count as that trial's failure."""
+        import ray
+
+        if not self._idle:
+            return
+        pings = {worker.node_id.remote(): worker for worker in self._idle}
+        ready, _ = ray.wait(list(pings), num_returns=len(pings), timeout=timeout_s)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError:
+                self.discard(pings[ref])
+
     def shutdown(self) -> None:
         import ray
 
@@ -88,7 +103,8 @@ def acquire_pool(resources: Mapping[str, float], gpu_memory_fraction: float | No
             pool._timer = None
         pool.in_use = True
         _shared = pool
-        return pool
+    pool.drop_dead()
+    return pool
 
 
 def park_pool(pool: WorkerPool, keep_s: float) -> None:
