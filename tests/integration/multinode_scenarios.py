@@ -1,0 +1,180 @@
+"""Multi-node scenarios for test_multinode.py, run in a process of their own.
+
+``python multinode_scenarios.py STORAGE_DIR`` starts a Ray cluster of several nodes on
+this machine (``ray.cluster_utils.Cluster``: a head and worker nodes, each its own raylet),
+runs the scenarios below on it one after another (adding and killing worker nodes) and
+prints one line ``RESULT {json}`` of facts, one entry per scenario, for the tests to
+assert on. A separate process keeps this cluster apart from the local Ray that the other
+integration tests share in the pytest process; one cluster for all scenarios keeps the
+start-up cost (several seconds on 2 cores) to one.
+
+Node ids are reported as numbers (their first 12 hex digits) because reports hold numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import ray
+from ray.cluster_utils import Cluster
+
+import raytuner as rt
+from raytuner._storage import read_jsonl
+
+# Lose a node fast: by default the GCS marks a silent raylet dead after about 15 s.
+FAST_FAILURE = {"health_check_period_ms": 200, "health_check_failure_threshold": 3,
+                "health_check_initial_delay_ms": 0}
+
+
+def node_number(node_id: str) -> int:
+    return int(node_id[:12], 16)
+
+
+def where(config):
+    """Reports where it runs; checkpoints each report so a retry continues from it."""
+    start = 0
+    checkpoint = rt.get_checkpoint()
+    if checkpoint is not None:
+        start = int((checkpoint / "step").read_text())
+    scratch = Path(tempfile.mkdtemp())
+    for step in range(start + 1, config["reports"] + 1):
+        time.sleep(config["sleep"])
+        (scratch / "step").write_text(str(step))
+        rt.report({
+            "loss": config["x"],
+            "step": step,
+            "resumed_from": start,
+            "node": node_number(ray.get_runtime_context().get_node_id()),
+            "gpu_visible": int(os.environ.get("CUDA_VISIBLE_DEVICES") or -1),
+        }, checkpoint=scratch)
+
+
+class Arrivals(rt.Callback):
+    """Counts the reports the controller received, per trial, and shows each to ``watch``."""
+
+    def __init__(self, watch=None):
+        self.count: dict[str, int] = {}
+        self._watch = watch
+
+    def on_trial_result(self, trial_id, result):
+        self.count[trial_id] = self.count.get(trial_id, 0) + 1
+        if self._watch is not None:
+            self._watch(trial_id, result)
+
+
+class Sweeps:
+    def __init__(self, storage: str):
+        # Three 1-CPU nodes: the head (where the driver runs), one declaring a GPU, one plain.
+        self.cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "include_dashboard": False, "_system_config": FAST_FAILURE})
+        self.gpu_node = self.cluster.add_node(num_cpus=1, num_gpus=1)
+        self.cluster.add_node(num_cpus=1)
+        self.cluster.wait_for_nodes()
+        ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
+        self.head = node_number(ray.get_runtime_context().get_node_id())
+        self.storage = storage
+
+    def tune(self, name: str, *, reports: int, sleep: float, **kwargs):
+        kwargs.setdefault("keep_workers_s", 0)
+        space = {"x": rt.uniform(0, 1), "reports": reports, "sleep": sleep}
+        return rt.Tuner(where, space=space, metric="loss", storage_path=self.storage, name=name,
+                        verbose=0, **kwargs).fit()
+
+    def kill(self, node) -> None:
+        """SIGKILL every process of the node, as when a machine vanishes; wait until Ray knows."""
+        self.cluster.remove_node(node, allow_graceful=False)
+        deadline = time.time() + 20
+        while any(n["NodeID"] == node.node_id and n["Alive"] for n in ray.nodes()) and time.time() < deadline:
+            time.sleep(0.1)
+
+    def worker_nodes(self):
+        return {node_number(n.node_id): n for n in self.cluster.worker_nodes}
+
+    # -- scenarios ------------------------------------------------------------------------
+    def spread_and_gpu(self) -> dict:
+        """1-GPU trials land on the node that declares a GPU; 1-CPU trials use every node.
+        The CPU sweep leaves its workers warm (one per node) for the next scenario."""
+        gpu = self.tune("gpu", reports=2, sleep=0.0, num_trials=3, resources={"cpu": 1, "gpu": 1})
+        cpu = self.tune("spread", reports=3, sleep=0.1, num_trials=4, keep_workers_s=60)
+        return {"nodes": [self.head, *self.worker_nodes()], "gpu_node": node_number(self.gpu_node.node_id),
+                "cpu_max_concurrent": cpu.meta["max_concurrent"], "cpu": trial_facts(cpu), "gpu": trial_facts(gpu)}
+
+    def warm_worker_on_a_lost_node(self) -> dict:
+        """The previous sweep left a worker warm on every node; a node dies and a new one
+        joins (as when a spot node is replaced). The next sweep (max_failures=0) reuses the
+        warm workers: the dead one must not cost a trial its only attempt."""
+        lost = next(number for number in self.worker_nodes() if number != node_number(self.gpu_node.node_id))
+        self.kill(self.worker_nodes()[lost])
+        self.cluster.add_node(num_cpus=1)
+        self.cluster.wait_for_nodes()
+        after = self.tune("warm", reports=2, sleep=0.0, num_trials=3, max_concurrent=3, max_failures=0)
+        return {"lost": lost, "trials": trial_facts(after)}
+
+    def node_loss(self) -> dict:
+        """A worker node dies under a running trial; the nodes left can hold max_concurrent."""
+        return self._lose_node_mid_sweep("loss", max_concurrent=2)
+
+    def node_loss_shrinks_the_cluster(self) -> dict:
+        """The same with the default max_concurrent (every slot at the start): after the loss
+        the cluster holds fewer trials than the Tuner runs at once."""
+        return self._lose_node_mid_sweep("shrink", max_concurrent=None, time_budget_s=12)
+
+    def _lose_node_mid_sweep(self, name: str, *, max_concurrent, **kwargs) -> dict:
+        nodes = self.worker_nodes()
+        lost: list[int] = []
+
+        def kill_first_worker_node_to_report(trial_id, result):
+            if not lost and result["node"] in nodes:
+                lost.append(result["node"])
+                self.kill(nodes[result["node"]])
+
+        arrivals = Arrivals(kill_first_worker_node_to_report)
+        t0 = time.time()
+        results = self.tune(name, reports=4, sleep=0.25, num_trials=4, max_concurrent=max_concurrent,
+                            max_failures=2, callbacks=[arrivals], **kwargs)
+        return {"lost": lost[0] if lost else None, "seconds": time.time() - t0,
+                "experiment_status": results.meta["status"], "max_concurrent": results.meta["max_concurrent"],
+                "trials": trial_facts(results, arrivals)}
+
+    def close(self) -> None:
+        ray.shutdown()
+        self.cluster.shutdown()
+
+
+def trial_facts(results, arrivals: Arrivals | None = None) -> list[dict]:
+    facts = []
+    for trial in results.trials:
+        rows = list(read_jsonl(trial.path / "results.jsonl"))
+        facts.append({
+            "trial_id": trial.trial_id,
+            "status": trial.status.value,
+            "num_failures": json.loads((trial.path / "trial.json").read_text())["num_failures"],
+            "error": results.errors.get(trial.trial_id),
+            "rows": [{k: row[k] for k in ("step", "resumed_from", "node", "gpu_visible")} for row in rows],
+            "arrived": None if arrivals is None else arrivals.count.get(trial.trial_id, 0),
+        })
+    return facts
+
+
+SCENARIOS = ("spread_and_gpu", "warm_worker_on_a_lost_node", "node_loss", "node_loss_shrinks_the_cluster")
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)
+    sweeps = Sweeps(sys.argv[1])
+    facts: dict = {"head": sweeps.head}
+    for scenario in sys.argv[2:] or SCENARIOS:
+        t0 = time.time()
+        try:
+            facts[scenario] = getattr(sweeps, scenario)()
+        except Exception:  # noqa: BLE001 - reported to the test, which names the scenario
+            facts[scenario] = {"crashed": traceback.format_exc()}
+        print(f"{scenario}: {time.time() - t0:.1f} s", file=sys.stderr)
+    sweeps.close()
+    print("RESULT " + json.dumps(facts))
