@@ -102,6 +102,7 @@ def resume(
     verbose: int | None = None,
     callbacks: Sequence[Callback] = (),
     address: str | None = None,
+    tensorboard: bool = True,
 ) -> Results:
     """Continue the experiment in ``path``; see :meth:`raytuner.Tuner.resume`."""
     storage = ExperimentStorage(path)
@@ -146,6 +147,12 @@ def resume(
     settings.max_concurrent = max_concurrent or min(settings.max_concurrent, slots) or slots
     import ray
 
+    callbacks = list(callbacks)
+    if tensorboard:  # as fit() does: keep logging into the experiment's tensorboard folder
+        from raytuner.tracking import tensorboard as tb
+
+        if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in callbacks):
+            callbacks.append(tb.TensorBoardCallback())
     meta["resumed"] = meta.get("resumed", 0) + 1
     controller = Controller(
         settings,
@@ -153,7 +160,7 @@ def resume(
         searcher=searcher,
         scheduler=scheduler,
         storage=storage,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         meta=meta,
         trials=_restore_trials(storage),
         next_id=state.get("next_id", 0),

@@ -269,6 +269,7 @@ class Tuner:
         verbose: int | None = None,
         callbacks: Sequence[Callback] = (),
         address: str | None = None,
+        tensorboard: bool = True,
     ) -> Results:
         """Continue a stopped experiment (driver crash, Ctrl-C, time budget) and return its results.
 
@@ -281,15 +282,16 @@ class Tuner:
             path: The experiment's folder.
             trainable: The same function as before; default: imported from the module (or
                 script) recorded when the experiment started.
-            num_trials, time_budget_s, max_concurrent, verbose, callbacks, address: As for
-                the Tuner; everything else comes from the experiment.
+            num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
+                tensorboard: As for the Tuner; everything else comes from the experiment.
 
         Resuming unpickles state saved in the folder: only resume experiments you trust.
         """
         from raytuner._resume import resume
 
         return resume(path, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
-                      max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks, address=address)
+                      max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks, address=address,
+                      tensorboard=tensorboard)
 
     def _new_storage(self) -> ExperimentStorage:
         if self._name is not None:

@@ -237,17 +237,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     import raytuner
+    from raytuner.errors import ConfigError, ExperimentError
 
     path = _locate(args.exp, args.root)
-    results = _load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
-    resume = getattr(raytuner.Tuner, "resume", None)
-    if resume is None:
-        raise CLIError("This version of raytuner cannot resume experiments yet (no Tuner.resume). "
-                       f"The results so far are in {results.path}.", EXIT_UNAVAILABLE)
-    outcome = resume(str(path))
-    if hasattr(outcome, "fit"):  # a Tuner ready to continue
-        outcome = outcome.fit()
-    print(repr(outcome))
+    _load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
+    try:
+        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget)
+    except (ConfigError, ExperimentError) as exc:
+        raise CLIError(str(exc)) from None
+    print(repr(results))
     return EXIT_OK
 
 
@@ -350,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
     exp_args(p)
+    p.add_argument("--num-trials", type=int, help="extend the experiment to this many trials")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long")
 
     p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
     exp_args(p)

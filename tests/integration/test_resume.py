@@ -83,6 +83,18 @@ def test_resume_imports_the_trainable_from_its_module(storage):
     assert [t.status for t in again.trials] == [TrialStatus.COMPLETED] * 2
 
 
+def test_cli_resume_extends_an_experiment(storage, capsys):
+    from raytuner import cli
+
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=1, storage_path=storage,
+                     verbose=0).fit()
+    assert cli.main(["resume", str(first.path), "--num-trials", "2"]) == 0
+    assert "2 trials (2 completed)" in capsys.readouterr().out
+    again = rt.load(first.path)
+    assert [t.status for t in again.trials] == [TrialStatus.COMPLETED] * 2
+    assert (first.path / "tensorboard" / again.trials[1].trial_id).is_dir(), "logging goes on after a resume"
+
+
 def test_resume_refuses_what_it_cannot_trust(storage, tmp_path):
     with pytest.raises(rt.ExperimentError, match="has no experiment.json"):
         rt.Tuner.resume(tmp_path, counting)

@@ -101,26 +101,9 @@ def test_rename_refuses_a_running_experiment_without_force(tmp_path, capsys):
     assert run(capsys, "rename", str(tmp_path / "live"), "x", "--force")[0] == 0
 
 
-def test_resume_without_tuner_resume_says_so(root, capsys, monkeypatch):
-    import raytuner
-
-    monkeypatch.delattr(raytuner.Tuner, "resume", raising=False)
-    code, _, err = run(capsys, "resume", str(root / "exp"))
-    assert code == 4 and "cannot resume" in err
-
-
-def test_resume_calls_tuner_resume(root, capsys, monkeypatch):
-    import raytuner
-
-    calls = []
-
-    class Resumed:
-        def fit(self):
-            return "results"
-
-    monkeypatch.setattr(raytuner.Tuner, "resume", staticmethod(lambda path: calls.append(path) or Resumed()), raising=False)
-    code, out, _ = run(capsys, "resume", "exp", "--root", str(root))
-    assert code == 0 and calls == [str(root / "exp")] and "results" in out
+def test_resume_of_a_folder_not_written_by_fit_says_why(root, capsys):
+    code, _, err = run(capsys, "resume", "exp", "--root", str(root))
+    assert code == 1 and "no usable tuner.pkl" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [["show", "/no/such/exp"], ["best", "/no/such/exp"], ["export", "/no/such", "--csv"],
