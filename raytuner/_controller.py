@@ -93,7 +93,7 @@ class Controller:
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._progress = Progress(self.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=searcher.num_trials, verbose=settings.verbose,
-                                  describe=getattr(scheduler, "describe", None))  # optional on schedulers
+                                  describe=scheduler.describe)
         self._last_state_save = 0.0
 
     # -- the loop ------------------------------------------------------------------------

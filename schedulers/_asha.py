@@ -288,6 +288,15 @@ class ASHAScheduler(Scheduler):
             self._status[trial_id] = Status.ENDED
         return stuck
 
+    def describe(self) -> str | None:
+        """Trials recorded per rung, e.g. ``rungs 1:12 3:4 9:1`` (brackets separated by ``|``)."""
+        parts = []
+        for rungs in self._rungs:
+            filled = [f"{rung.level:g}:{len(rung.values)}" for rung in rungs if rung.values]
+            if filled:
+                parts.append(" ".join(filled))
+        return "rungs " + " | ".join(parts) if parts else None
+
     def state(self) -> dict[str, Any]:
         return {
             "config": self._config(),

@@ -108,6 +108,10 @@ class Scheduler(abc.ABC):
         """
         return []
 
+    def describe(self) -> str | None:
+        """One short line on the scheduler's state for the live progress view, or None."""
+        return None
+
     def state(self) -> dict[str, Any]:
         """Everything needed to continue scheduling later; picklable."""
         return {}

@@ -233,6 +233,17 @@ class HyperbandScheduler(Scheduler):
         stop, self._to_stop = self._to_stop, []
         return stop
 
+    def describe(self) -> str | None:
+        """The open brackets: ``bracket s=2 round 1/3: 1/2 at milestone``."""
+        parts = []
+        for bracket in self._brackets:
+            if bracket.round > bracket.plan.s:
+                continue
+            waiting = len(bracket.entered) or len(bracket.trials)
+            parts.append(f"bracket s={bracket.plan.s} round {bracket.round + 1}/{bracket.plan.s + 1}: "
+                         f"{len(bracket.reached)}/{waiting} at milestone")
+        return "; ".join(parts[-2:]) or None
+
     def state(self) -> dict[str, Any]:
         return {
             "config": self._config(),
