@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from raytuner._storage import ExperimentStorage
+from raytuner._storage import AUTO_KEYS, ExperimentStorage, flatten
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError
 from search import Outcome, TrialEnd
@@ -62,14 +62,6 @@ class TrialResult:
             trial.best_value,
             trial.resource,
         )
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping) and value:
-        for key, sub in value.items():
-            _flatten(f"{prefix}/{key}", sub, out)
-    else:
-        out[prefix] = value
 
 
 class Results:
@@ -166,8 +158,7 @@ class Results:
             row.update(trial.metrics)
             if best_col:
                 row[best_col] = None if trial.best_value is None else sign * trial.best_value
-            for key, value in trial.config.items():
-                _flatten(f"config/{key}", value, row)
+            row.update(flatten(trial.config, "config/"))
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -234,10 +225,8 @@ def load(path: str | os.PathLike[str]) -> Results:
             rows = storage.read_results(trial_id)
             if rows:
                 last = rows[-1]
-                trial.metrics = {k: v for k, v in last.items() if k not in _AUTO_KEYS}
+                trial.metrics = {k: v for k, v in last.items() if k not in AUTO_KEYS}
                 trial.iteration = last.get("iteration", trial.iteration)
         trials.append(TrialResult.from_trial(trial, storage.trial_path(trial_id)))
     return Results(storage.path, trials, meta.get("metric"), meta.get("mode", "min"), meta)
 
-
-_AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})

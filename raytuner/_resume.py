@@ -23,11 +23,9 @@ from raytuner._callbacks import Callback
 from raytuner._controller import Controller
 from raytuner._ray import ensure_ray
 from raytuner._results import Results
-from raytuner._storage import ExperimentStorage
+from raytuner._storage import AUTO_KEYS, ExperimentStorage
 from raytuner._trial import Trial
 from raytuner.errors import ConfigError, ExperimentError
-
-_AUTO_KEYS = ("iteration", "resource", "time_total_s", "timestamp")
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -87,7 +85,7 @@ def _restore_trials(storage: ExperimentStorage) -> dict[str, Trial]:
             last = rows[-1]
             trial.iteration = last.get("iteration", trial.iteration)
             trial.resource = last.get("resource", trial.iteration)
-            trial.metrics = {k: v for k, v in last.items() if k not in _AUTO_KEYS}
+            trial.metrics = {k: v for k, v in last.items() if k not in AUTO_KEYS}
         trials[trial_id] = trial
     return trials
 
@@ -104,7 +102,23 @@ def resume(
     address: str | None = None,
     tensorboard: bool = True,
 ) -> Results:
-    """Continue the experiment in ``path``; see :meth:`raytuner.Tuner.resume`."""
+    """Continue a stopped experiment (driver crash, Ctrl-C, time budget) and return its results.
+
+    Available as ``raytuner.Tuner.resume(path, trainable)`` and ``raytuner resume PATH``.
+    Finished trials are kept; trials that were running restart from their latest
+    checkpoint; paused trials wait for the scheduler, whose state is restored with the
+    searcher's, so no config runs twice except those that were in flight. Pass a larger
+    ``num_trials`` to extend a finished experiment.
+
+    Args:
+        path: The experiment's folder.
+        trainable: The same function as before; default: imported from the module (or
+            script) recorded when the experiment started.
+        num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
+            tensorboard: As for the Tuner; everything else comes from the experiment.
+
+    Resuming unpickles state saved in the folder: only resume experiments you trust.
+    """
     storage = ExperimentStorage(path)
     meta = storage.read_experiment()  # raises before anything is written
     saved = storage.load_state("tuner")

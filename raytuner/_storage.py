@@ -46,6 +46,21 @@ def check_name(name: str, argument: str = "name") -> str:
     return name
 
 
+#: Keys the controller adds to every row of results.jsonl, beside the reported metrics.
+AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers and DataFrames)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()

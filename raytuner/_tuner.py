@@ -13,6 +13,7 @@ from raytuner._callbacks import Callback
 from raytuner._controller import Controller, ExperimentSettings
 from raytuner._ray import ensure_ray
 from raytuner._results import Results
+from raytuner._resume import resume as resume_experiment
 from raytuner._resume import trainable_file, trainable_name
 from raytuner._stop import StopCriteria, StopFn
 from raytuner._storage import ExperimentStorage, check_name
@@ -258,40 +259,7 @@ class Tuner:
         )
         return controller.run()
 
-    @staticmethod
-    def resume(
-        path: str | os.PathLike[str],
-        trainable: Callable[[dict[str, Any]], Any] | None = None,
-        *,
-        num_trials: int | None = None,
-        time_budget_s: float | None = None,
-        max_concurrent: int | None = None,
-        verbose: int | None = None,
-        callbacks: Sequence[Callback] = (),
-        address: str | None = None,
-        tensorboard: bool = True,
-    ) -> Results:
-        """Continue a stopped experiment (driver crash, Ctrl-C, time budget) and return its results.
-
-        Finished trials are kept; trials that were running restart from their latest
-        checkpoint; paused trials wait for the scheduler, whose state is restored with the
-        searcher's, so no config runs twice except those that were in flight. Pass a larger
-        ``num_trials`` to extend a finished experiment.
-
-        Args:
-            path: The experiment's folder.
-            trainable: The same function as before; default: imported from the module (or
-                script) recorded when the experiment started.
-            num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
-                tensorboard: As for the Tuner; everything else comes from the experiment.
-
-        Resuming unpickles state saved in the folder: only resume experiments you trust.
-        """
-        from raytuner._resume import resume
-
-        return resume(path, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
-                      max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks, address=address,
-                      tensorboard=tensorboard)
+    resume = staticmethod(resume_experiment)
 
     def _new_storage(self) -> ExperimentStorage:
         if self._name is not None:

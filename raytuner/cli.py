@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from raytuner._storage import flatten
+
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 DEFAULT_ROOT = "~/raytuner_results"
 
@@ -85,14 +87,6 @@ def _when(stamp: Any) -> str:
     return str(stamp or "-").replace("T", " ")[:16]
 
 
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _metric_mode(results, args) -> tuple[str, str]:
@@ -181,7 +175,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     ranked = sorted(scored, key=lambda t: sign * t.metrics[metric])
     rest = [t for t in results.trials if t not in scored]
     trials = (ranked + rest)[: args.limit] if args.limit else ranked + rest
-    configs = {t.trial_id: _flat(t.config) for t in trials}
+    configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     console = _console()
     console.print(

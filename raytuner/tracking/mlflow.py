@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
+from raytuner._storage import flatten
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,14 +35,6 @@ def _key(name: str) -> str:
     return _BAD_KEY_CHARS.sub("_", str(name))[:250] or "_"
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -151,7 +144,7 @@ class MLflowCallback(Callback):
                   "raytuner.experiment": self._name, "raytuner.path": self._path, "raytuner.status": "RUNNING"},
         )
         self.run_ids[trial_id] = run.info.run_id
-        self._log_params(run.info.run_id, _flatten(config))
+        self._log_params(run.info.run_id, flatten(config))
 
     def on_trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric

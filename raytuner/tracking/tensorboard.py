@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
-from raytuner._storage import is_finite
+from raytuner._storage import flatten, is_finite
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,14 +34,6 @@ _AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
 _counter = 0
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _hparam_value(value: Any) -> bool | float | str:
@@ -144,7 +136,7 @@ class TensorBoardCallback(Callback):
         # A trial resumed (after a pause, a retry, or in a resumed experiment) already has
         # its session start; a second one would make it two sessions.
         first = not run.exists()
-        self._configs[trial_id] = _flatten(config)
+        self._configs[trial_id] = flatten(config)
         if trial_id not in self._files:
             self._files[trial_id] = _EventFile(run)
         if first:
@@ -197,7 +189,7 @@ class TensorBoardCallback(Callback):
         if self.logdir is None:
             return
         for trial in results.trials:
-            self._configs.setdefault(trial.trial_id, _flatten(trial.config))
+            self._configs.setdefault(trial.trial_id, flatten(trial.config))
             for key, value in trial.metrics.items():
                 if key not in _AUTO_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._metrics.setdefault(key)
