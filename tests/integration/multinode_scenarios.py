@@ -83,6 +83,7 @@ class Sweeps:
 
     def tune(self, name: str, *, reports: int, sleep: float, **kwargs):
         kwargs.setdefault("keep_workers_s", 0)
+        kwargs.setdefault("tensorboard", False)
         space = {"x": rt.uniform(0, 1), "reports": reports, "sleep": sleep}
         return rt.Tuner(where, space=space, metric="loss", storage_path=self.storage, name=name,
                         verbose=0, **kwargs).fit()
@@ -124,7 +125,7 @@ class Sweeps:
     def node_loss_shrinks_the_cluster(self) -> dict:
         """The same with the default max_concurrent (every slot at the start): after the loss
         the cluster holds fewer trials than the Tuner runs at once."""
-        return self._lose_node_mid_sweep("shrink", max_concurrent=None, time_budget_s=12)
+        return self._lose_node_mid_sweep("shrink", max_concurrent=None, time_budget_s=8)
 
     def _lose_node_mid_sweep(self, name: str, *, max_concurrent, **kwargs) -> dict:
         nodes = self.worker_nodes()
