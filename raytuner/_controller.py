@@ -113,15 +113,21 @@ class Controller:
                     status = "TIMED_OUT"
                     break
                 self._fill_slots()
-                if not self._busy:
+                starting = self._pool.starting()
+                # Workers still starting matter only while there is work for them: an actor
+                # the cluster has no room for may stay pending for good.
+                if not self._busy and (not starting or not self._may_have_work()):
                     if self._abort is not None:
                         raise self._abort
                     self._close_paused()
                     break
                 timeout = max(0.0, min(0.5, deadline - time.monotonic()))
-                ready, _ = ray.wait(list(self._busy), num_returns=1, timeout=timeout)
+                ready, _ = ray.wait(list(self._busy) + starting, num_returns=1, timeout=timeout)
                 for ref in ready:
-                    self._handle(ref)
+                    if ref in self._busy:
+                        self._handle(ref)
+                    else:
+                        self._pool.started(ref)
                 self._progress.update()
                 if self._abort is not None:
                     self._end_all("experiment aborted")
@@ -152,10 +158,24 @@ class Controller:
     # -- starting trials -----------------------------------------------------------------
     def _fill_slots(self) -> None:
         while len(self._busy) < self.s.max_concurrent and self._abort is None:
+            worker = self._pool.idle_worker()
+            if worker is None:
+                if self._may_have_work():  # trials are chosen when their workers are up
+                    wanted = self.s.max_concurrent - len(self._busy) - len(self._pool.starting())
+                    for _ in range(min(wanted, self.s.max_concurrent - self._pool.size)):
+                        self._pool.spawn()
+                return
             trial = self._next_trial()
             if trial is None:
+                self._pool.release(worker)
                 return
-            self._launch(trial)
+            self._launch(trial, worker)
+
+    def _may_have_work(self) -> bool:
+        """Whether a new worker could get a trial: new configs, retries or paused trials."""
+        return not self._search_done or bool(self._retry) or any(
+            t.status == TrialStatus.PAUSED for t in self.trials.values()
+        )
 
     def _next_trial(self) -> Trial | None:
         resume_id = self._scheduler.choose_trial_to_resume()
@@ -195,7 +215,7 @@ class Controller:
         self._stop_paused_losers()
         return None
 
-    def _launch(self, trial: Trial) -> None:
+    def _launch(self, trial: Trial, worker: Any) -> None:
         checkpoint = None
         start_iteration, start_time = trial.iteration, trial.time_total_s
         if trial.checkpoint:
@@ -209,7 +229,6 @@ class Controller:
                 "callback, which checkpoints) so paused and retried trials continue where they stopped.",
                 trial.trial_id, trial.iteration,
             )
-        worker = self._pool.acquire()
         spec = TrialSpec(
             trial_id=trial.trial_id,
             experiment_name=self.s.name,
@@ -367,10 +386,14 @@ class Controller:
                 self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
 
     def _end_all(self, why: str, final: bool = True) -> None:
-        """End every running trial now (time budget, abort, Ctrl-C)."""
-        for busy in list(self._busy.values()):
+        """End every running trial now (time budget, abort, Ctrl-C).
+
+        Goes by trial status, not by the outstanding calls: a Ctrl-C can land while one
+        trial's event is being handled, when its call is out of ``_busy``.
+        """
+        for busy in self._busy.values():
             self._pool.discard(busy.worker)
-            trial = busy.trial
+        for trial in [t for t in self.trials.values() if t.status == TrialStatus.RUNNING]:
             if final:
                 self._scheduler.on_trial_remove(trial.trial_id)
                 self._set_status(trial, TrialStatus.STOPPED, note=why)

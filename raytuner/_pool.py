@@ -35,15 +35,43 @@ class WorkerPool:
         self._fraction = gpu_memory_fraction
         self._idle: list[Any] = []
         self._all: set[Any] = set()
+        self._starting: dict[Any, Any] = {}  # ready-call ref -> worker whose actor is starting
         self.in_use = False
         self._timer: threading.Timer | None = None
 
-    def acquire(self) -> Any:
-        if self._idle:
-            return self._idle.pop()
+    @property
+    def size(self) -> int:
+        """Workers alive or starting: idle, busy and not yet started."""
+        return len(self._all)
+
+    def idle_worker(self) -> Any | None:
+        """A started worker with nothing to do, or None.
+
+        Trials go only to started workers: an actor the cluster has no room for stays
+        pending, and a trial handed to it would wait while other workers free up.
+        """
+        return self._idle.pop() if self._idle else None
+
+    def spawn(self) -> None:
+        """Start one more worker; it joins the idle ones when :meth:`started` sees it up."""
         worker = self._cls.remote(self._fraction if self._gpu else None, self._gpu)
         self._all.add(worker)
-        return worker
+        self._starting[worker.node_id.remote()] = worker
+
+    def starting(self) -> list[Any]:
+        """Refs that complete when a spawned worker is up (wait on them with trial events)."""
+        return list(self._starting)
+
+    def started(self, ref: Any) -> None:
+        import ray
+
+        worker = self._starting.pop(ref)
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:  # it could not start (its node died, ...)
+            self.discard(worker)
+            return
+        self._idle.append(worker)
 
     def release(self, worker: Any) -> None:
         self._idle.append(worker)
@@ -83,6 +111,7 @@ class WorkerPool:
                 pass
         self._all.clear()
         self._idle.clear()
+        self._starting.clear()
 
 
 def acquire_pool(resources: Mapping[str, float], gpu_memory_fraction: float | None) -> WorkerPool:

@@ -86,6 +86,12 @@ def _restore_trials(storage: ExperimentStorage) -> dict[str, Trial]:
             trial.iteration = last.get("iteration", trial.iteration)
             trial.resource = last.get("resource", trial.iteration)
             trial.metrics = {k: v for k, v in last.items() if k not in AUTO_KEYS}
+        latest = storage.latest_checkpoint(trial_id)  # also newer than trial.json knows
+        if latest is not None and latest[1] > trial.checkpoint_iteration:
+            trial.checkpoint, trial.checkpoint_iteration = latest
+            trial.checkpoint_time_s = next(
+                (row.get("time_total_s", 0.0) for row in rows if row.get("iteration") == latest[1]), 0.0
+            )
         trials[trial_id] = trial
     return trials
 

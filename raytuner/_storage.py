@@ -210,6 +210,15 @@ class ExperimentStorage:
         with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
             handle.write(text if text.endswith("\n") else text + "\n")
 
+    def latest_checkpoint(self, trial_id: str) -> tuple[str, int] | None:
+        """The newest ``checkpoint_<n>/`` of a trial on disk, as (folder name, n)."""
+        found = [(int(p.name.rpartition("_")[2]), p.name) for p in self.trial_path(trial_id).glob("checkpoint_*")
+                 if p.is_dir() and p.name.rpartition("_")[2].isdigit()]
+        if not found:
+            return None
+        iteration, name = max(found)
+        return name, iteration
+
     def write_checkpoint(self, trial_id: str, iteration: int, data: bytes, keep: int | None) -> str:
         """Store a packed checkpoint as ``checkpoint_<iteration>/``; keep the newest ``keep``."""
         from raytuner._checkpoint import unpack_to

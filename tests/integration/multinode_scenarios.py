@@ -103,7 +103,9 @@ class Sweeps:
         """1-GPU trials land on the node that declares a GPU; 1-CPU trials use every node.
         The CPU sweep leaves its workers warm (one per node) for the next scenario."""
         gpu = self.tune("gpu", reports=2, sleep=0.0, num_trials=3, resources={"cpu": 1, "gpu": 1})
-        cpu = self.tune("spread", reports=3, sleep=0.1, num_trials=4, keep_workers_s=60)
+        # Trials go to workers as they come up, so each trial outlasts a worker's start-up
+        # (about 1 s here) for the sweep to reach every node.
+        cpu = self.tune("spread", reports=3, sleep=0.6, num_trials=6, keep_workers_s=60)
         return {"nodes": [self.head, *self.worker_nodes()], "gpu_node": node_number(self.gpu_node.node_id),
                 "cpu_max_concurrent": cpu.meta["max_concurrent"], "cpu": trial_facts(cpu), "gpu": trial_facts(gpu)}
 
@@ -125,7 +127,7 @@ class Sweeps:
     def node_loss_shrinks_the_cluster(self) -> dict:
         """The same with the default max_concurrent (every slot at the start): after the loss
         the cluster holds fewer trials than the Tuner runs at once."""
-        return self._lose_node_mid_sweep("shrink", max_concurrent=None, time_budget_s=8)
+        return self._lose_node_mid_sweep("shrink", max_concurrent=None, time_budget_s=30)
 
     def _lose_node_mid_sweep(self, name: str, *, max_concurrent, **kwargs) -> dict:
         nodes = self.worker_nodes()

@@ -186,7 +186,7 @@ def short(config):
 @pytest.mark.usefixtures("ray_cluster")
 def test_max_concurrent_above_the_clusters_slots_still_finishes(storage):
     results = rt.Tuner(short, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=3, max_concurrent=3,
-                       storage_path=storage, verbose=0, time_budget_s=5, tensorboard=False).fit()  # 2 CPUs: 2 slots
+                       storage_path=storage, verbose=0, time_budget_s=30, tensorboard=False).fit()  # 2 CPUs: 2 slots
     assert results.meta["status"] == "COMPLETED"
     assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 3
 
