@@ -262,7 +262,11 @@ class Controller:
         trial = busy.trial
         try:
             event: Event = ray.get(ref)
-        except ray.exceptions.RayError as exc:
+        except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
+            self._pool.release(busy.worker)
+            self._on_failure(trial, f"The trial's worker could not run it: {exc}")
+            return
+        except ray.exceptions.RayError as exc:  # the actor, its process or its node died
             self._pool.discard(busy.worker)
             self._on_failure(trial, f"The trial's worker died: {type(exc).__name__}: {exc}")
             return

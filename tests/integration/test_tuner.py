@@ -179,3 +179,23 @@ def test_fractional_gpu_trials_share_a_declared_gpu_with_growth_settings(storage
                        resources={"cpu": 0.5, "gpu": 0.5}, storage_path=storage, verbose=0).fit()
     assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4
     assert {t.metrics["gpu"] for t in results.trials} <= {0, 1}
+
+
+def test_a_trainable_the_worker_cannot_load_fails_with_the_real_reason(storage, tmp_path, monkeypatch):
+    import sys
+
+    # A module only the driver can import: workers get the trainable by reference and fail to load it.
+    (tmp_path / "driver_only_mod.py").write_text(
+        "import raytuner as rt\n\ndef train(config):\n    rt.report({'loss': 1.0})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import driver_only_mod
+
+    try:
+        results = rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
+                           verbose=0, tensorboard=False).fit()
+    finally:
+        sys.modules.pop("driver_only_mod", None)
+    (trial,) = results.trials
+    assert trial.status == TrialStatus.FAILED
+    assert "could not run it" in trial.error and "driver_only_mod" in trial.error
+    assert "worker died" not in trial.error
