@@ -357,7 +357,11 @@ class Controller:
         self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.FAILED))
         self._stop_paused_losers()
         if self.s.fail_fast and self._abort is None:
-            self._abort = RayTunerError(f"Trial {trial.trial_id} failed and `fail_fast=True`:\n{error}")
+            self._abort = RayTunerError(
+                f"Trial {trial.trial_id} failed and `fail_fast=True`, so the experiment stopped. Its results "
+                f"so far are in {self._storage.path}; fix the cause, then continue it with "
+                f"raytuner.Tuner.resume({str(self._storage.path)!r}).\n{error}"
+            )
 
     def _outcome(self, trial: Trial, end: TrialEnd) -> Outcome:
         return Outcome(end, trial.last_value, trial.resource, self._scheduler.max_resource)

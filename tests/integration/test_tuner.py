@@ -199,3 +199,15 @@ def test_a_trainable_the_worker_cannot_load_fails_with_the_real_reason(storage, 
     assert trial.status == TrialStatus.FAILED
     assert "could not run it" in trial.error and "driver_only_mod" in trial.error
     assert "worker died" not in trial.error
+
+
+def test_fail_fast_stops_at_the_first_failure_and_stays_resumable(storage):
+    with pytest.raises(rt.RayTunerError, match=r"fail_fast=True.*raytuner.Tuner.resume") as info:
+        rt.Tuner(flaky, space={"x": rt.grid([0.9, 0.1, 0.2, 0.3])}, metric="loss", max_concurrent=1, fail_fast=True,
+                 storage_path=storage, name="ff", verbose=0, tensorboard=False).fit()
+    assert "boom at x=0.9" in str(info.value)
+    stopped = rt.load(storage / "ff")
+    assert stopped.meta["status"] == "FAILED"
+    assert len(stopped.trials) == 1 and stopped.trials[0].status == TrialStatus.FAILED
+    resumed = rt.Tuner.resume(storage / "ff", flaky, verbose=0)
+    assert [t.status for t in resumed.trials] == [TrialStatus.FAILED] + [TrialStatus.COMPLETED] * 3
