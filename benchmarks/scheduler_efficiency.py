@@ -84,10 +84,11 @@ def part_a(args: argparse.Namespace, root: str) -> None:
     import raytuner as rt
 
     table = {}
-    for workers in (2, 8):
-        # Start this resource shape's workers before measuring (they stay warm between runs).
-        rt.Tuner(syn.train, space={**syn.space(), **syn.settings(0, max_epochs=1)}, metric="loss",
-                 num_trials=2 * workers, max_concurrent=workers, resources={"cpu": 2 / workers},
+    for workers in args.workers:
+        # Start this resource shape's workers before measuring (they stay warm between runs):
+        # trials long enough that all of them run at once, so every worker is started.
+        rt.Tuner(syn.train, space={**syn.space(), **syn.settings(0, max_epochs=2, epoch_time_s=0.5)},
+                 metric="loss", num_trials=workers, max_concurrent=workers, resources={"cpu": 2 / workers},
                  storage_path=os.path.join(root, f"warm-up-{workers}"), verbose=0).fit()
         for name in ("ASHA stopping", "ASHA promotion", "Hyperband (sync)"):
             out = run_utilisation(name, workers, args.trials, args.epoch_s, args.seed,
@@ -149,6 +150,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=49, help="(a) trials per run: one Hyperband iteration")
     parser.add_argument("--epoch-s", type=float, default=0.3, help="(a) base seconds per epoch")
     parser.add_argument("--seed", type=int, default=0, help="(a) seed")
+    parser.add_argument("--workers", type=lambda text: [int(w) for w in text.split(",")], default=[2, 8],
+                        help="(a) worker counts, e.g. 2,8")
     parser.add_argument("--seeds", type=int, default=10, help="(b) seeds")
     parser.add_argument("--b-trials", type=int, default=100, help="(b) trials per run")
     args = parser.parse_args()
