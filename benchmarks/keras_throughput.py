@@ -32,10 +32,12 @@ UNITS = 256
 BATCH = 32
 
 
-def _rss_mb() -> float:
+def _rss_mb(kind: str = "VmRSS") -> float:
+    """Resident memory of this process in MiB: all of it (VmRSS) or its private part
+    (RssAnon; VmRSS also counts pages of Ray's shared-memory object store it touched)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(kind + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -109,9 +111,9 @@ def raytuner_trainable(config):
 def memory_trainable(config):
     import raytuner as rt
 
-    rss = _rss_mb()  # before this trial builds anything: what the previous ones left
+    rss, anon = _rss_mb(), _rss_mb("RssAnon")  # before this trial builds anything
     train_one(config["seed"], config["epochs"], [rt.keras.ReportCallback()], restore=True)
-    rt.report({"rss_start_mb": rss, "rss_end_mb": _rss_mb(), "pid": os.getpid()})
+    rt.report({"rss_start_mb": rss, "anon_start_mb": anon, "rss_end_mb": _rss_mb(), "pid": os.getpid()})
 
 
 def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str) -> tuple[int, float]:
@@ -126,7 +128,7 @@ def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str) -> t
     return sum(t.iteration for t in results.trials), wall
 
 
-def run_memory(num_trials: int, root: str) -> list[tuple[int, float, float]]:
+def run_memory(num_trials: int, root: str) -> list[tuple[int, float, float, float]]:
     import raytuner as rt
 
     space = {"seed": rt.grid(list(range(num_trials))), "epochs": 2}
@@ -136,7 +138,8 @@ def run_memory(num_trials: int, root: str) -> list[tuple[int, float, float]]:
     rows = []
     for trial in results.trials:
         last = results.history(trial.trial_id).iloc[-1]
-        rows.append((int(last["pid"]), float(last["rss_start_mb"]), float(last["rss_end_mb"])))
+        rows.append((int(last["pid"]), float(last["rss_start_mb"]), float(last["anon_start_mb"]),
+                     float(last["rss_end_mb"])))
     return rows
 
 
@@ -204,13 +207,13 @@ def main() -> None:
         print(f"  {label:<30} {wall:7.1f} s  {rate:6.2f} epochs/s  "
               f"{wall * args.concurrency / epochs:5.2f} s per epoch-slot  {rate / base:6.1%} of warm")
     if memory:
-        pids = {pid for pid, _, _ in memory}
-        starts = [start for _, start, _ in memory]
-        print(f"worker RSS at the start of each of {len(memory)} trials on {len(pids)} worker(s), MiB:")
-        print("  " + " ".join(f"{s:.0f}" for s in starts))
-        print(f"  trial 2 -> {len(memory)}: {starts[-1] - starts[1]:+.1f} MiB "
-              f"({(starts[-1] - starts[1]) / (len(memory) - 2):+.2f} MiB/trial); "
-              f"after the last trial {memory[-1][2]:.0f} MiB")
+        pids = {row[0] for row in memory}
+        print(f"worker memory at the start of each of {len(memory)} trials on {len(pids)} worker(s), MiB:")
+        for label, column in (("RSS", 1), ("private (RssAnon)", 2)):
+            values = [row[column] for row in memory]
+            print(f"  {label}: " + " ".join(f"{v:.0f}" for v in values))
+            print(f"    trial 2 -> {len(memory)}: {values[-1] - values[1]:+.1f} MiB "
+                  f"({(values[-1] - values[1]) / (len(memory) - 2):+.2f} MiB/trial)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ GPU_ENV = ("TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PY
 def clean_env(monkeypatch):
     for key in (*GPU_ENV, "KERAS_BACKEND", "KERAS_HOME"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # else its backend wins over the env
     monkeypatch.setattr(acc, "tensorflow_memory_fraction", None)
     hooks = []
     monkeypatch.setattr(acc, "after_import", lambda name, hook: hooks.append((name, hook)))
@@ -64,7 +65,6 @@ def test_the_tensorflow_cap_only_for_tensorflow_keras_and_a_fraction(clean_env, 
 
 
 def test_keras_backend_follows_keras_own_order(clean_env, monkeypatch, tmp_path):
-    monkeypatch.delitem(sys.modules, "keras", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert acc.keras_backend() == "tensorflow"  # no keras.json
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch"}))
