@@ -8,6 +8,7 @@ report to the searcher and the scheduler, answer with the decision, persist.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -22,7 +23,7 @@ from raytuner._pool import acquire_pool, park_pool
 from raytuner._progress import Progress
 from raytuner._results import Results, TrialResult
 from raytuner._stop import StopCriteria
-from raytuner._storage import ExperimentStorage
+from raytuner._storage import ExperimentStorage, dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker import CONTINUE, PAUSE, STOP, Event, Report, TrialSpec
 from raytuner.errors import ReportError, RayTunerError
@@ -88,6 +89,9 @@ class Controller:
             self.trials[trial_id].status = TrialStatus.PENDING
         self._search_done = False
         self._next_id = max(next_id, len(self.trials))
+        self._closed: set[str] = set()  # trials the searcher has been told the end of
+        self._unknown: set[str] = set()  # resumed trials the searcher did not propose again
+        self._state_cost_s = 0.0
         self._warned_no_checkpoint = False
         self._abort: BaseException | None = None
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
@@ -200,9 +204,6 @@ class Controller:
                 )
             return None
         self._next_id += 1
-        # Saved before the trial exists on disk: a resumed searcher must never propose again a
-        # config that has a trial folder.
-        self._save_state(throttle=False)
         trial = Trial(trial_id, dict(config))
         self.trials[trial_id] = trial
         self._storage.write_config(trial_id, trial.config)
@@ -333,12 +334,12 @@ class Controller:
             self._set_status(trial, TrialStatus.PAUSED)
         elif kind == STOP:
             self._set_status(trial, TrialStatus.STOPPED)
-            self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
+            self._close(trial, TrialEnd.STOPPED)
         else:
             self._set_status(trial, TrialStatus.COMPLETED)
             if busy.decided is None:  # a trial the scheduler ended at full budget is already closed there
                 self._scheduler.on_trial_complete(trial.trial_id)
-            self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.COMPLETED))
+            self._close(trial, TrialEnd.COMPLETED)
         self._stop_paused_losers()
 
     def _on_failure(self, trial: Trial, error: str) -> None:
@@ -354,7 +355,7 @@ class Controller:
             return
         self._set_status(trial, TrialStatus.FAILED)
         self._scheduler.on_trial_error(trial.trial_id)
-        self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.FAILED))
+        self._close(trial, TrialEnd.FAILED)
         self._stop_paused_losers()
         if self.s.fail_fast and self._abort is None:
             self._abort = RayTunerError(
@@ -362,6 +363,12 @@ class Controller:
                 f"so far are in {self._storage.path}; fix the cause, then continue it with "
                 f"raytuner.Tuner.resume({str(self._storage.path)!r}).\n{error}"
             )
+
+    def _close(self, trial: Trial, end: TrialEnd) -> None:
+        """Tell the searcher how the trial ended (once); remembered for resume."""
+        self._closed.add(trial.trial_id)
+        if trial.trial_id not in self._unknown:
+            self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, end))
 
     def _outcome(self, trial: Trial, end: TrialEnd) -> Outcome:
         return Outcome(end, trial.last_value, trial.resource, self._scheduler.max_resource)
@@ -383,7 +390,7 @@ class Controller:
             trial = self.trials[trial_id]
             if trial.status == TrialStatus.PAUSED:
                 self._set_status(trial, TrialStatus.STOPPED)
-                self._searcher.on_trial_complete(trial_id, self._outcome(trial, TrialEnd.STOPPED))
+                self._close(trial, TrialEnd.STOPPED)
 
     def _close_paused(self) -> None:
         """At the end, paused trials that nothing will resume are closed as STOPPED."""
@@ -391,7 +398,7 @@ class Controller:
             if trial.status == TrialStatus.PAUSED:
                 self._scheduler.on_trial_remove(trial.trial_id)
                 self._set_status(trial, TrialStatus.STOPPED, note="paused when the experiment ended")
-                self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
+                self._close(trial, TrialEnd.STOPPED)
 
     def _end_all(self, why: str, final: bool = True) -> None:
         """End every running trial now (time budget, abort, Ctrl-C).
@@ -405,7 +412,7 @@ class Controller:
             if final:
                 self._scheduler.on_trial_remove(trial.trial_id)
                 self._set_status(trial, TrialStatus.STOPPED, note=why)
-                self._searcher.on_trial_complete(trial.trial_id, self._outcome(trial, TrialEnd.STOPPED))
+                self._close(trial, TrialEnd.STOPPED)
             else:  # left resumable: it restarts from its checkpoint on resume
                 self._set_status(trial, TrialStatus.PENDING, note=why)
         self._busy.clear()
@@ -414,13 +421,57 @@ class Controller:
 
     # -- persistence and hooks -----------------------------------------------------------
     def _save_state(self, throttle: bool) -> None:
-        """Snapshot searcher and scheduler together (one file), for resume."""
+        """Snapshot searcher and scheduler together (one file), for resume.
+
+        A snapshot grows with the trials (TPE's history), so it is taken at most every
+        second and at most 5% of the time; what happened after the last one is recovered
+        from the trial folders by :meth:`reconcile`.
+        """
         now = time.monotonic()
-        if throttle and now - self._last_state_save < 2.0:
+        if throttle and now - self._last_state_save < max(1.0, 20 * self._state_cost_s):
             return
-        self._last_state_save = now
-        state = {"searcher": self._searcher.state(), "scheduler": self._scheduler.state(), "next_id": self._next_id}
+        state = {
+            "searcher": self._searcher.state(),
+            "scheduler": self._scheduler.state(),
+            "next_id": self._next_id,
+            "closed": sorted(self._closed),
+        }
         self._storage.save_state("state", state)
+        self._last_state_save = time.monotonic()
+        self._state_cost_s = self._last_state_save - now
+
+    def reconcile(self, next_id: int, closed: set[str]) -> None:
+        """After a resume: catch searcher and scheduler (restored from their last snapshot)
+        up with what the trial folders say happened after it.
+
+        Trials created after the snapshot are proposed again so the searcher counts them
+        (a searcher restored to the same state proposes the same config: it is checked);
+        trials that ended after it are reported to both.
+        """
+        mismatched = []
+        for trial_id, trial in sorted(self.trials.items()):
+            if int(trial_id) >= next_id:
+                replay = self._searcher.suggest(trial_id)
+                if not isinstance(replay, dict):
+                    self._unknown.add(trial_id)  # it declined: never report this trial to it
+                if not isinstance(replay, dict) or json.loads(dumps(replay)) != trial.config:
+                    mismatched.append(trial_id)
+                self._scheduler.on_trial_add(trial_id)
+            if trial.status.is_finished() and trial_id not in closed:
+                end = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
+                       TrialStatus.FAILED: TrialEnd.FAILED}[trial.status]
+                self._close(trial, end)
+                if end is TrialEnd.COMPLETED:
+                    self._scheduler.on_trial_complete(trial_id)
+                elif end is TrialEnd.FAILED:
+                    self._scheduler.on_trial_error(trial_id)
+                else:
+                    self._scheduler.on_trial_remove(trial_id)
+        self._closed |= closed
+        if mismatched:
+            logger.warning(
+                "Trials %s were created after the searcher's last saved state and it now proposes other "
+                "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in list(self._callbacks):

@@ -185,4 +185,5 @@ def resume(
         trials=_restore_trials(storage),
         next_id=state.get("next_id", 0),
     )
+    controller.reconcile(state.get("next_id", 0), set(state.get("closed", ())))
     return controller.run()

@@ -111,3 +111,32 @@ def test_resume_refuses_what_it_cannot_trust(storage, tmp_path):
     with pytest.raises(rt.ExperimentError, match="not valid JSON"):
         rt.Tuner.resume(first.path, counting)
     assert experiment.read_text() == damaged, "nothing is overwritten"
+
+
+class KeepEarlyState(rt.Callback):
+    """Copies state.pkl as it was when the third trial started."""
+
+    def on_experiment_start(self, path, meta):
+        self.path = path
+
+    def on_trial_start(self, trial_id, config):
+        if trial_id == "00002" and not hasattr(self, "early"):
+            self.early = (self.path / "state.pkl").read_bytes()
+
+
+@pytest.mark.parametrize("searcher", ["random", "tpe"])
+def test_resume_from_a_snapshot_older_than_the_trial_folders(storage, searcher, caplog):
+    from search import HyperOptSearcher
+
+    keep = KeepEarlyState()
+    kwargs = {"searcher": HyperOptSearcher(n_startup=3, seed=1)} if searcher == "tpe" else {"seed": 1}
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=6, storage_path=storage,
+                     callbacks=[keep], verbose=0, tensorboard=False, **kwargs).fit()
+    # As a driver that died right after the last trial leaves it, had the last snapshot been early.
+    (first.path / "state.pkl").write_bytes(keep.early)
+    more = rt.Tuner.resume(first.path, counting, num_trials=9, verbose=0)
+    assert [t.status for t in more.trials] == [TrialStatus.COMPLETED] * 9
+    assert len({t.config["x"] for t in more.trials}) == 9, "nothing proposed twice"
+    assert [t.config for t in more.trials[:6]] == [t.config for t in first.trials]
+    if searcher == "random":  # a searcher restored to the same state proposes the same configs again
+        assert "propose other configs" not in caplog.text
