@@ -283,3 +283,19 @@ def test_outside_a_trial_it_trains_normally_and_says_so_once(monkeypatch):
     assert len([w for w in record if "raytuner trial" in str(w.message)]) == 1
     assert len(history.history["loss"]) == 2
     assert all(math.isfinite(v) for v in history.history["loss"])
+
+
+def test_a_finished_trial_leaves_no_traced_graph_behind():
+    """TensorFlow's gradient registry keeps every traced train step alive unless the worker
+    drops its entries (``_release_trial_state``); a reused worker then grows every trial."""
+    import gc
+    import weakref
+
+    from raytuner._worker import _release_trial_state
+
+    tf_graphs = pytest.importorskip("tensorflow.python.framework.func_graph")
+    fit(make_model(), keras.callbacks.Callback(), epochs=1)
+    graphs = [weakref.ref(g) for g in gc.get_objects() if isinstance(g, tf_graphs.FuncGraph)]
+    assert graphs, "the fit traced no graph: nothing to check"
+    _release_trial_state()
+    assert [g for g in graphs if g() is not None] == []
