@@ -33,7 +33,8 @@ def _overlap(spans):
 
 
 def test_trials_run_in_parallel_and_persist(storage):
-    space = {"x": rt.uniform(0, 1), "sleep": 0.2}
+    # Each trial outlasts a worker's start-up (trials go to workers as they come up).
+    space = {"x": rt.uniform(0, 1), "sleep": 0.6}
     results = rt.Tuner(sleepy, space=space, metric="loss", num_trials=4, storage_path=storage, verbose=0, seed=1).fit()
     assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4
     assert _overlap(_intervals(results)), "two 1-CPU trials on 2 CPUs must overlap in time"
