@@ -5,6 +5,8 @@ nested dicts or constants. Searchers implement the :class:`Searcher` contract th
 raytuner controller drives. This package never imports Ray.
 """
 
+from typing import Any
+
 from search._base import FINISHED, Outcome, Searcher, TrialEnd
 from search._domains import (
     Domain,
@@ -16,7 +18,6 @@ from search._domains import (
     randint,
     uniform,
 )
-from search._hyperopt import HyperOptSearcher
 from search._random import GridSearcher, RandomSearcher
 from search._space import has_grid, sample_config, space_to_json, validate_space
 
@@ -41,3 +42,13 @@ __all__ = [
     "uniform",
     "validate_space",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # hyperopt imports scipy.stats (about 1.3 s): load it only when TPE is asked for, so that
+    # trial workers and the CLI, which never need it, start fast.
+    if name == "HyperOptSearcher":
+        from search._hyperopt import HyperOptSearcher
+
+        return HyperOptSearcher
+    raise AttributeError(f"module 'search' has no attribute {name!r}")
