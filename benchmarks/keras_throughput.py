@@ -6,7 +6,8 @@ seeded) 2 at a time, 1 CPU each, and counts epochs per second of wall time:
 - warm standalone: 2 processes that have already imported TensorFlow and run one fit,
   each training half the trials back to back (the ceiling: no framework at all);
 - raytuner: ``rt.Tuner`` with ``rt.keras.ReportCallback()`` (a report and a checkpoint
-  every epoch), timed from ``fit()`` to its return, worker start and TensorFlow import in
+  every epoch; and again with ``checkpoint="pause"``, which under FIFO saves none, like
+  the Ray Tune runs), timed from ``fit()`` to its return, worker start and TensorFlow import in
   each worker included (``keep_workers_s=0``: no warm workers from an earlier run, and
   none left holding the CPUs Ray Tune needs next);
 - Ray Tune: ``tune.Tuner`` with a small callback calling ``tune.report`` each epoch (Ray's
@@ -105,7 +106,8 @@ def run_standalone(num_trials: int, epochs: int, concurrency: int) -> tuple[int,
 def raytuner_trainable(config):
     import raytuner as rt
 
-    train_one(config["seed"], config["epochs"], [rt.keras.ReportCallback()], restore=True)
+    callback = rt.keras.ReportCallback(checkpoint=config["checkpoint"])
+    train_one(config["seed"], config["epochs"], [callback], restore=True)
 
 
 def memory_trainable(config):
@@ -116,10 +118,10 @@ def memory_trainable(config):
     rt.report({"rss_start_mb": rss, "anon_start_mb": anon, "rss_end_mb": _rss_mb(), "pid": os.getpid()})
 
 
-def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str) -> tuple[int, float]:
+def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str, checkpoint: bool | str = True) -> tuple[int, float]:
     import raytuner as rt
 
-    space = {"seed": rt.grid(list(range(num_trials))), "epochs": epochs}
+    space = {"seed": rt.grid(list(range(num_trials))), "epochs": epochs, "checkpoint": checkpoint}
     start = time.perf_counter()
     results = rt.Tuner(raytuner_trainable, space=space, metric="val_loss", max_concurrent=concurrency,
                        resources={"cpu": 1}, storage_path=root, verbose=0, keep_workers_s=0).fit()
@@ -191,6 +193,8 @@ def main() -> None:
              log_to_driver=False)
     with tempfile.TemporaryDirectory() as root:
         rows.append(("raytuner", *run_raytuner(args.trials, args.epochs, args.concurrency, os.path.join(root, "rt"))))
+        rows.append(("raytuner (checkpoint='pause')", *run_raytuner(args.trials, args.epochs, args.concurrency,
+                                                                   os.path.join(root, "rt-pause"), "pause")))
         for reuse in (False, True):
             label = f"Ray Tune (reuse_actors={reuse})"
             rows.append((label, *run_ray_tune(args.trials, args.epochs, args.concurrency,
