@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -21,6 +22,8 @@ def report_gpu_settings(config):
     seen["tf_cap"] = _accelerators.tensorflow_memory_fraction
     seen["tf_hook_armed"] = any(isinstance(f, _accelerators._AfterImport) for f in sys.meta_path)
     seen["tf_imported"] = "tensorflow" in sys.modules
+    seen["pid"] = os.getpid()
+    time.sleep(1.0)  # overlap with the other trial, so that both workers are in use
     (rt.get_context().trial_dir / "gpu.json").write_text(json.dumps(seen))
     rt.report({"x": config["x"]})
 
@@ -34,7 +37,9 @@ def _seen(storage, **tuner_args):
 
 def test_each_gpu_trial_gets_its_card_and_tensorflow_jax_settings(storage):
     capped = _seen(storage, gpu_memory_fraction=0.5)
-    assert sorted(s["CUDA_VISIBLE_DEVICES"] for s in capped) == ["0", "1"]
+    devices = {s["pid"]: s["CUDA_VISIBLE_DEVICES"] for s in capped}
+    assert set(devices.values()) <= {"0", "1"}
+    assert len(set(devices.values())) == len(devices), "two workers at once must hold different cards"
     for seen in capped:
         assert seen["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
         assert seen["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5000"

@@ -294,8 +294,9 @@ def test_a_finished_trial_leaves_no_traced_graph_behind():
     from raytuner._worker import _release_trial_state
 
     tf_graphs = pytest.importorskip("tensorflow.python.framework.func_graph")
+    before = {id(g) for g in gc.get_objects() if isinstance(g, tf_graphs.FuncGraph)}  # other tests' models
     fit(make_model(), keras.callbacks.Callback(), epochs=1)
-    graphs = [weakref.ref(g) for g in gc.get_objects() if isinstance(g, tf_graphs.FuncGraph)]
+    graphs = [weakref.ref(g) for g in gc.get_objects() if isinstance(g, tf_graphs.FuncGraph) and id(g) not in before]
     assert graphs, "the fit traced no graph: nothing to check"
     _release_trial_state()
     assert [g for g in graphs if g() is not None] == []

@@ -19,7 +19,10 @@ GPU_ENV = ("TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PY
 @pytest.fixture
 def clean_env(monkeypatch):
     for key in (*GPU_ENV, "KERAS_BACKEND", "KERAS_HOME"):
-        monkeypatch.delenv(key, raising=False)
+        # setenv first, so that monkeypatch also removes what configure() sets: it would
+        # otherwise leak into Ray workers started later in the session.
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.delitem(sys.modules, "keras", raising=False)  # else its backend wins over the env
     monkeypatch.setattr(acc, "tensorflow_memory_fraction", None)
     hooks = []
