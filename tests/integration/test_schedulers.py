@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,15 @@ def no_checkpoint(config):
 
 
 def checkpointed(config):
-    """Resumes from its checkpoint; reports the epoch it (re)started from as ``start``."""
+    """Resumes from its checkpoint; reports the epoch it (re)started from as ``start``.
+
+    Epochs take 0.15 s so that a trial outlasts a worker's start-up: promotions need two
+    trials at once, and trials go to workers as they come up.
+    """
     checkpoint = rt.get_checkpoint()
     start = json.loads((checkpoint / "state.json").read_text())["epoch"] if checkpoint else 0
     for epoch in range(start + 1, 10):
+        time.sleep(0.15)
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "state.json").write_text(json.dumps({"epoch": epoch}))
             rt.report({"loss": curve(config["k"], epoch), "epoch": epoch, "start": start}, checkpoint=folder)
