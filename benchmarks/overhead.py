@@ -16,6 +16,7 @@ import tempfile
 import time
 
 REPORTS = 10
+SETTLE_S = 5.0
 
 
 def raytuner_trainable(config):
@@ -73,13 +74,18 @@ def main() -> None:
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     with tempfile.TemporaryDirectory() as root:
         run_raytuner(4, root)  # warm-up: import paths, object store
+        # Each measured run starts from the same state: Ray has refilled its pool of idle
+        # worker processes (killing actors empties it), so neither side pays for the other.
+        time.sleep(SETTLE_S)
         ours = run_raytuner(args.trials, root)
+        time.sleep(SETTLE_S)
         theirs = run_ray_tune(args.trials, os.path.join(root, "tune"))
         print(f"{args.trials} trials x {REPORTS} reports, 2 at a time")
         print(f"  raytuner  {ours:7.2f} s  ({1000 * ours / args.trials:6.1f} ms/trial)")
         print(f"  Ray Tune  {theirs:7.2f} s  ({1000 * theirs / args.trials:6.1f} ms/trial)")
         print(f"  Ray Tune / raytuner = {theirs / ours:.1f}x")
         if args.flat:
+            time.sleep(SETTLE_S)
             flat = run_raytuner(args.flat, root)
             ratio = (flat / args.flat) / (ours / args.trials)
             print(f"{args.flat} trials: raytuner {flat:.2f} s ({1000 * flat / args.flat:.1f} ms/trial); "
