@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from search._domains import Choice, Domain, Grid, _is_hyperopt_expr, plain, resolve, to_json
+from search._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, plain, resolve, to_json
 
 Path = tuple[str, ...]
 
@@ -62,23 +62,13 @@ def _validate_entry(value: Any, path: Path, where: str) -> None:
             _validate_entry(option, path, f"{where}.options[{index}]")
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            if _has_domain(item):
+            if _contains_domain(item):
                 msg = (
                     f"{where}[{index}]: {item!r} is a domain inside a list, which is never "
                     "sampled. Give it its own key in a dict, or make the whole list a "
                     "choice() of lists."
                 )
                 raise ValueError(msg)
-
-
-def _has_domain(value: Any) -> bool:
-    if isinstance(value, Domain):
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_domain(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_domain(item) for item in value)
-    return False
 
 
 def has_grid(space: Any) -> bool:
