@@ -4,6 +4,11 @@ Each turn of the loop reads like the design's prose: fill free slots (a paused t
 scheduler promotes first, else a retry, else a new config from the searcher), wait on every
 busy worker at once, handle each event as it arrives (no barrier between trials), pass each
 report to the searcher and the scheduler, answer with the decision, persist.
+
+Persistence comes last on purpose: what an event changes is decided in memory (searcher,
+scheduler, trial state, checkpoints), the workers get their answers and their next trials,
+and only then are trial files and callbacks written (:meth:`Controller._flush`, once per
+turn, and always before a searcher snapshot). A worker never waits on the driver's disk.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from raytuner import _checkpoint
 from raytuner._callbacks import Callback
@@ -42,6 +47,7 @@ class _Busy:
     trial: Trial
     worker: Any
     decided: str | None = None  # a STOP/PAUSE already sent, so the end is known
+    handed_on: bool = False  # the worker already has its next trial, queued behind this end
 
 
 @dataclass
@@ -80,6 +86,8 @@ class Controller:
         self._driver_node = ray.get_runtime_context().get_node_id()
         self.trials: dict[str, Trial] = dict(trials or {})
         self._busy: dict[Any, _Busy] = {}  # outstanding call -> the trial it answers for
+        self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
+        self._promoted: deque[str] = deque()  # chosen to resume while their pause was in flight
         # Restored trials that were on a worker when the last driver stopped start again from
         # their checkpoints; finished ones stay finished, paused ones wait for the scheduler.
         self._retry: deque[str] = deque(
@@ -117,6 +125,8 @@ class Controller:
                     status = "TIMED_OUT"
                     break
                 self._fill_slots()
+                self._flush()
+                self._save_state(throttle=True)
                 starting = self._pool.starting()
                 # Workers still starting matter only while there is work for them: an actor
                 # the cluster has no room for may stay pending for good.
@@ -137,7 +147,6 @@ class Controller:
                     self._end_all("experiment aborted")
                     status = "FAILED"
                     raise self._abort
-                self._save_state(throttle=True)
         except KeyboardInterrupt:
             status = "INTERRUPTED"
             self._end_all("interrupted (Ctrl-C)", final=False)
@@ -147,6 +156,7 @@ class Controller:
             raise
         finally:
             park_pool(self._pool, self.s.keep_workers_s)
+            self._flush()
             self._save_state(throttle=False)
             self._meta.update(status=status, end_time=time.time())
             self._storage.write_experiment(self._meta)
@@ -160,12 +170,16 @@ class Controller:
         return Results(self._storage.path, trials, self.s.metric, self.s.mode, self._meta)
 
     # -- starting trials -----------------------------------------------------------------
+    def _running(self) -> int:
+        """Slots in use: calls outstanding, less trials whose worker has moved on."""
+        return sum(not busy.handed_on for busy in self._busy.values())
+
     def _fill_slots(self) -> None:
-        while len(self._busy) < self.s.max_concurrent and self._abort is None:
+        while self._running() < self.s.max_concurrent and self._abort is None:
             worker = self._pool.idle_worker()
             if worker is None:
                 if self._may_have_work():  # trials are chosen when their workers are up
-                    wanted = self.s.max_concurrent - len(self._busy) - len(self._pool.starting())
+                    wanted = self.s.max_concurrent - self._running() - len(self._pool.starting())
                     for _ in range(min(wanted, self.s.max_concurrent - self._pool.size)):
                         self._pool.spawn()
                 return
@@ -177,14 +191,23 @@ class Controller:
 
     def _may_have_work(self) -> bool:
         """Whether a new worker could get a trial: new configs, retries or paused trials."""
-        return not self._search_done or bool(self._retry) or any(
+        return not self._search_done or bool(self._retry) or bool(self._promoted) or any(
             t.status == TrialStatus.PAUSED for t in self.trials.values()
         )
 
     def _next_trial(self) -> Trial | None:
+        for trial_id in self._promoted:
+            if self.trials[trial_id].status == TrialStatus.PAUSED:
+                self._promoted.remove(trial_id)
+                return self.trials[trial_id]
         resume_id = self._scheduler.choose_trial_to_resume()
         self._stop_paused_losers()
         if resume_id is not None:
+            if self.trials[resume_id].status == TrialStatus.RUNNING:
+                # Promoted the moment it paused, before its worker confirmed the pause: it
+                # goes out once the pause is in (_on_end), and this slot waits for it.
+                self._promoted.append(resume_id)
+                return None
             return self.trials[resume_id]
         if self._retry:
             return self.trials[self._retry.popleft()]
@@ -206,7 +229,8 @@ class Controller:
         self._next_id += 1
         trial = Trial(trial_id, dict(config))
         self.trials[trial_id] = trial
-        self._storage.write_config(trial_id, trial.config)
+        self._storage.trial_path(trial_id).mkdir(parents=True, exist_ok=True)  # the worker may write there
+        self._later(self._storage.write_config, trial_id, trial.config)
         self._scheduler.on_trial_add(trial_id)
         return trial
 
@@ -249,8 +273,8 @@ class Controller:
         self._busy[worker.start.remote(spec)] = _Busy(trial, worker)
         trial.status = TrialStatus.RUNNING
         trial.start_time = trial.start_time or time.time()
-        self._storage.write_trial(trial.trial_id, trial.to_record())
-        self._emit("on_trial_start", trial.trial_id, trial.config)
+        self._later(self._storage.write_trial, trial.trial_id, trial.to_record())
+        self._later(self._emit, "on_trial_start", trial.trial_id, trial.config)
 
     def _decision_point(self, trial: Trial) -> float:
         return self._scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
@@ -264,7 +288,8 @@ class Controller:
         try:
             event: Event = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
-            self._pool.release(busy.worker)
+            if not busy.handed_on:
+                self._pool.release(busy.worker)
             self._on_failure(trial, f"The trial's worker could not run it: {exc}")
             return
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
@@ -273,11 +298,21 @@ class Controller:
             return
         decision = self._record(trial, busy, event.reports)
         if event.end is not None:
-            self._pool.release(busy.worker)
+            if not busy.handed_on:
+                self._pool.release(busy.worker)
             self._on_end(trial, busy, event.end)
             return
         if decision in (STOP, PAUSE):
             busy.decided = decision
+            self._busy[busy.worker.finish.remote(decision)] = busy
+            if decision == STOP and self._may_have_work():
+                # The trial's end is now certain and its slot free: the worker's next trial
+                # queues behind the stop and starts the moment it lands, with no round trip
+                # to the driver in between. (A pausing trial keeps its slot until the pause
+                # is confirmed, as the scheduler may resume it at once.)
+                busy.handed_on = True
+                self._pool.release(busy.worker)
+            return
         self._busy[busy.worker.next_event.remote(decision, self._decision_point(trial))] = busy
 
     def _record(self, trial: Trial, busy: _Busy, reports: list[Report]) -> str | None:
@@ -314,9 +349,9 @@ class Controller:
                 decision = wire
         if decision is None and reports[-1].awaits_decision:
             decision = CONTINUE  # the training loop waits for an answer, whatever was fed where
-        self._storage.append_results(trial.trial_id, rows)
+        self._later(self._storage.append_results, trial.trial_id, rows)
         for row in rows:
-            self._emit("on_trial_result", trial.trial_id, row)
+            self._later(self._emit, "on_trial_result", trial.trial_id, row)
         self._stop_paused_losers()
         return decision
 
@@ -332,6 +367,9 @@ class Controller:
             kind = "completed"  # the scheduler ends every trial at its full budget: it completed
         if kind == PAUSE:
             self._set_status(trial, TrialStatus.PAUSED)
+            if trial.trial_id in self._promoted:
+                self._stop_paused_losers()
+                return  # _next_trial sends it out again
         elif kind == STOP:
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)
@@ -345,10 +383,11 @@ class Controller:
     def _on_failure(self, trial: Trial, error: str) -> None:
         trial.num_failures += 1
         trial.error = (trial.error + "\n" if trial.error else "") + error
-        self._storage.append_error(trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime()} ---\n{error}")
+        self._later(self._storage.append_error, trial.trial_id,
+                    f"--- failure {trial.num_failures} at {time.ctime()} ---\n{error}")
         if trial.num_failures <= self.s.max_failures and self._abort is None:
             trial.status = TrialStatus.PENDING
-            self._storage.write_trial(trial.trial_id, trial.to_record())
+            self._later(self._storage.write_trial, trial.trial_id, trial.to_record())
             self._retry.append(trial.trial_id)
             logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
                            trial.trial_id, trial.num_failures, self.s.max_failures)
@@ -379,9 +418,9 @@ class Controller:
             trial.note = note
         if status.is_finished():
             trial.end_time = time.time()
-        self._storage.write_trial(trial.trial_id, trial.to_record())
+        self._later(self._storage.write_trial, trial.trial_id, trial.to_record())
         self._progress.trial_ended(trial)
-        self._emit("on_trial_end", TrialResult.from_trial(trial, self._storage.trial_path(trial.trial_id)))
+        self._later(self._emit, "on_trial_end", TrialResult.from_trial(trial, self._storage.trial_path(trial.trial_id)))
 
     # -- ending trials the controller's way ----------------------------------------------
     def _stop_paused_losers(self) -> None:
@@ -472,6 +511,18 @@ class Controller:
             logger.warning(
                 "Trials %s were created after the searcher's last saved state and it now proposes other "
                 "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
+
+    def _later(self, write: Callable[..., Any], *args: Any) -> None:
+        """Queue a write of trial files or a callback; arguments are taken now, as they are."""
+        self._io.append((write, args))
+
+    def _flush(self) -> None:
+        """Do the queued writes, in order. An item leaves the queue only once done, so a
+        Ctrl-C in the middle leaves the rest (and at worst a repeat) to the final flush."""
+        while self._io:
+            write, args = self._io[0]
+            write(*args)
+            self._io.popleft()
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in list(self._callbacks):

@@ -4,7 +4,8 @@ Protocol (design.md, "The report path"): the controller keeps one call outstandi
 busy worker. :meth:`TrialWorker.start` and :meth:`TrialWorker.next_event` block until the
 trial has something to say and return it as an :class:`Event`: the reports made since the
 last call, and the trial's end if it ended. Each ``next_event`` call carries the decision
-for the report the trial is blocked on, so a decision costs one round trip at most.
+for the report the trial is blocked on, so a decision costs one round trip at most; a STOP
+or PAUSE goes by :meth:`TrialWorker.finish`, which returns with the trial's end.
 
 A report blocks the training loop only when its resource reaches the scheduler's next
 decision point (``decide_at``); below it, reports stream and training goes on.
@@ -13,6 +14,7 @@ decision point (``decide_at``); below it, reports stream and training goes on.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import queue
 import shutil
@@ -285,6 +287,21 @@ class TrialWorker:
             raise RuntimeError("TrialWorker.next_event() called with no trial running")
         self._run.deliver(decision, decide_at)
         return self._drain()
+
+    def finish(self, decision: str) -> Event:
+        """Deliver a STOP or PAUSE and wait for the trial to end: every report it made
+        meanwhile, and its end. The controller may queue the worker's next trial behind
+        this call, which is why it returns only once the trial's thread is done."""
+        if self._run is None:
+            raise RuntimeError("TrialWorker.finish() called with no trial running")
+        self._run.deliver(decision, math.inf)
+        reports: list[Report] = []
+        while True:
+            item = self._events.get()
+            if isinstance(item, TrialEnd):
+                self._run = None
+                return Event(reports, item)
+            reports.append(item)
 
     def _drain(self) -> Event:
         """The next event: waits for the trial's first news, then gathers what follows.
