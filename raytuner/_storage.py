@@ -91,8 +91,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, default=_json_default, indent=1, allow_nan=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
+    """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
+    atomic_write_bytes(path, (json.dumps(obj, default=_json_default, indent=indent, allow_nan=True) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
@@ -181,10 +182,10 @@ class ExperimentStorage:
     def write_config(self, trial_id: str, config: dict[str, Any]) -> None:
         path = self.trial_path(trial_id)
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path / "config.json", config)
+        atomic_write_json(path / "config.json", config, indent=None)
 
     def write_trial(self, trial_id: str, record: dict[str, Any]) -> None:
-        atomic_write_json(self.trial_path(trial_id) / "trial.json", record)
+        atomic_write_json(self.trial_path(trial_id) / "trial.json", record, indent=None)
 
     def read_trial_config(self, trial_id: str) -> dict[str, Any]:
         return read_json(self.trial_path(trial_id) / "config.json")
