@@ -160,27 +160,28 @@ def visible_gpu_memory_mb(count: int) -> list[int | None]:
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs ``hook(module)`` right after ``name`` is imported, then steps aside."""
+    """Runs each of ``hooks`` on the module right after ``name`` is imported, then steps aside."""
 
-    def __init__(self, name: str, hook: Callable[[Any], None]) -> None:
-        self._name = name
-        self._hook = hook
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hooks: list[Callable[[Any], None]] = []
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != self._name:
+        if fullname != self.name:
             return None
         sys.meta_path.remove(self)  # one shot; also keeps the find_spec below from recursing
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None or isinstance(spec.loader, type):
             return spec  # a class as loader (built-in modules) is shared: leave it alone
-        loader, hook = spec.loader, self._hook
+        loader, hooks = spec.loader, self.hooks
 
         def exec_module(module: Any) -> None:
             type(loader).exec_module(loader, module)
-            try:
-                hook(module)
-            except Exception:  # a failed hook must not fail the user's import
-                logger.exception("raytuner's setup hook for %s failed", fullname)
+            for hook in hooks:
+                try:
+                    hook(module)
+                except Exception:  # a failed hook must not fail the user's import
+                    logger.exception("raytuner's setup hook for %s failed", fullname)
 
         loader.exec_module = exec_module  # this spec's own loader instance only
         return spec
@@ -191,4 +192,9 @@ def after_import(name: str, hook: Callable[[Any], None]) -> None:
     if name in sys.modules:
         hook(sys.modules[name])
         return
-    sys.meta_path.insert(0, _AfterImport(name, hook))
+    finder = next((f for f in sys.meta_path if isinstance(f, _AfterImport) and f.name == name), None)
+    if finder is None:
+        finder = _AfterImport(name)
+        sys.meta_path.insert(0, finder)
+    if hook not in finder.hooks:
+        finder.hooks.append(hook)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from raytuner import _accelerators, _checkpoint, _session
+from raytuner import _accelerators, _checkpoint, _session, _tf_gradients
 from raytuner._stop import StopCriteria
 from raytuner.errors import ReportError, TrialStopped
 
@@ -224,10 +224,9 @@ def _release_trial_state() -> None:
     Plain Python objects of the trial are freed by reference counting when its thread ends.
     A framework's graphs and device buffers are not, so those get cleared and a full
     collection; it is skipped otherwise, as it costs tens of milliseconds per trial in a
-    process that holds Ray.
+    process that holds Ray. Then TensorFlow's custom-gradient registry lets go of the
+    graphs just collected (see :mod:`raytuner._tf_gradients`).
     """
-    if "tensorflow" in sys.modules:
-        _forget_tensorflow_custom_gradients()
     if "keras" in sys.modules:
         try:
             sys.modules["keras"].backend.clear_session(free_memory=True)
@@ -236,25 +235,8 @@ def _release_trial_state() -> None:
             gc.collect()
     elif "torch" in sys.modules or "jax" in sys.modules or "tensorflow" in sys.modules:
         gc.collect()
-
-
-def _forget_tensorflow_custom_gradients() -> None:
-    """Drop the gradient functions TensorFlow registered for the trial's traced graphs.
-
-    Each trace of a ``tf.custom_gradient`` op inside a ``tf.function`` (Keras' train step
-    makes two) registers a gradient function in a process-wide registry that is never
-    emptied, and that function holds the whole traced graph: a reused worker grew by about
-    6 MiB per trial with a small MLP (benchmarks/keras_throughput.py). The trial's graphs
-    are dead once it ends, so nothing can need these entries.
-    """
-    try:
-        from tensorflow.python.framework import ops
-
-        registry = ops._gradient_registry._registry
-    except (ImportError, AttributeError):  # another TensorFlow layout: leave it be
-        return
-    for name in [name for name in registry if name.startswith("CustomGradient-")]:
-        del registry[name]
+    if "tensorflow" in sys.modules:
+        _tf_gradients.prune()
 
 
 class TrialWorker:
@@ -262,6 +244,7 @@ class TrialWorker:
 
     def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
         _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
+        _accelerators.after_import("tensorflow", _tf_gradients.install)
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None

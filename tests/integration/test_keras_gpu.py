@@ -16,11 +16,15 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def report_gpu_settings(config):
-    from raytuner import _accelerators
+    from raytuner import _accelerators, _tf_gradients
 
     seen = {key: os.environ.get(key) for key in _accelerators.ENV_KEYS}
     seen["tf_cap"] = _accelerators.tensorflow_memory_fraction
-    seen["tf_hook_armed"] = any(isinstance(f, _accelerators._AfterImport) for f in sys.meta_path)
+    # Every worker arms raytuner._tf_gradients.install; only a capped GPU worker more.
+    seen["tf_hook_armed"] = any(
+        hook is not _tf_gradients.install
+        for f in sys.meta_path if isinstance(f, _accelerators._AfterImport) for hook in f.hooks
+    )
     seen["tf_imported"] = "tensorflow" in sys.modules
     seen["pid"] = os.getpid()
     time.sleep(1.0)  # overlap with the other trial, so that both workers are in use

@@ -287,11 +287,15 @@ def test_outside_a_trial_it_trains_normally_and_says_so_once(monkeypatch):
 
 def test_a_finished_trial_leaves_no_traced_graph_behind():
     """TensorFlow's gradient registry keeps every traced train step alive unless the worker
-    drops its entries (``_release_trial_state``); a reused worker then grows every trial."""
+    holds its entries by their graphs (``_tf_gradients.install``, armed by every worker for
+    when TensorFlow is imported); a reused worker then grows every trial."""
     import gc
     import weakref
 
+    from raytuner import _tf_gradients
     from raytuner._worker import _release_trial_state
+
+    assert _tf_gradients.install()
 
     tf_graphs = pytest.importorskip("tensorflow.python.framework.func_graph")
     before = {id(g) for g in gc.get_objects() if isinstance(g, tf_graphs.FuncGraph)}  # other tests' models
