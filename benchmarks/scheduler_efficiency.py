@@ -90,7 +90,7 @@ def part_a(args: argparse.Namespace, root: str) -> None:
         rt.Tuner(syn.train, space={**syn.space(), **syn.settings(0, max_epochs=2, epoch_time_s=0.5)},
                  metric="loss", num_trials=workers, max_concurrent=workers, resources={"cpu": 2 / workers},
                  storage_path=os.path.join(root, f"warm-up-{workers}"), verbose=0).fit()
-        for name in ("ASHA stopping", "ASHA promotion", "Hyperband (sync)"):
+        for name in args.schedulers:
             out = run_utilisation(name, workers, args.trials, args.epoch_s, args.seed,
                                   os.path.join(root, f"a_{workers}_{name.split()[0]}_{name.split()[-1]}"))
             table[name, workers] = out
@@ -99,9 +99,10 @@ def part_a(args: argparse.Namespace, root: str) -> None:
     print(f"\n{'scheduler':<17} {'workers':>7} {'util. whole':>12} {'util. until drain':>18} {'epochs':>7} "
           f"{'wall s':>7} {'vs Hyperband (whole)':>21}")
     for (name, workers), out in table.items():
-        ratio = out["whole"] / table["Hyperband (sync)", workers]["whole"]
+        reference = table.get(("Hyperband (sync)", workers))
+        ratio = f"{out['whole'] / reference['whole']:21.2f}" if reference else f"{'-':>21}"
         print(f"{name:<17} {workers:>7} {out['whole']:12.1%} {out['steady']:18.1%} {out['epochs']:7d} "
-              f"{out['wall']:7.1f} {ratio:21.2f}")
+              f"{out['wall']:7.1f} {ratio}")
 
 
 # -- (b) epochs to target --------------------------------------------------------------
@@ -152,6 +153,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="(a) seed")
     parser.add_argument("--workers", type=lambda text: [int(w) for w in text.split(",")], default=[2, 8],
                         help="(a) worker counts, e.g. 2,8")
+    parser.add_argument("--schedulers", type=lambda text: text.split(","),
+                        default=["ASHA stopping", "ASHA promotion", "Hyperband (sync)"],
+                        help="(a) comma-separated, e.g. 'ASHA stopping,ASHA promotion'")
     parser.add_argument("--seeds", type=int, default=10, help="(b) seeds")
     parser.add_argument("--b-trials", type=int, default=100, help="(b) trials per run")
     args = parser.parse_args()
