@@ -95,6 +95,7 @@ class Controller:
         )
         for trial_id in self._retry:
             self.trials[trial_id].status = TrialStatus.PENDING
+        self._paused = {t.trial_id for t in self.trials.values() if t.status == TrialStatus.PAUSED}
         self._search_done = False
         self._next_id = max(next_id, len(self.trials))
         self._closed: set[str] = set()  # trials the searcher has been told the end of
@@ -191,9 +192,7 @@ class Controller:
 
     def _may_have_work(self) -> bool:
         """Whether a new worker could get a trial: new configs, retries or paused trials."""
-        return not self._search_done or bool(self._retry) or bool(self._promoted) or any(
-            t.status == TrialStatus.PAUSED for t in self.trials.values()
-        )
+        return not self._search_done or bool(self._retry) or bool(self._promoted) or bool(self._paused)
 
     def _next_trial(self) -> Trial | None:
         for trial_id in self._promoted:
@@ -272,6 +271,7 @@ class Controller:
         )
         self._busy[worker.start.remote(spec)] = _Busy(trial, worker)
         trial.status = TrialStatus.RUNNING
+        self._paused.discard(trial.trial_id)
         trial.start_time = trial.start_time or time.time()
         self._later(self._storage.write_trial, trial.trial_id, trial.to_record())
         self._later(self._emit, "on_trial_start", trial.trial_id, trial.config)
@@ -414,6 +414,10 @@ class Controller:
 
     def _set_status(self, trial: Trial, status: TrialStatus, note: str | None = None) -> None:
         trial.status = status
+        if status == TrialStatus.PAUSED:
+            self._paused.add(trial.trial_id)
+        else:
+            self._paused.discard(trial.trial_id)
         if note:
             trial.note = note
         if status.is_finished():
