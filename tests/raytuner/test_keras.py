@@ -304,3 +304,23 @@ def test_a_finished_trial_leaves_no_traced_graph_behind():
     assert graphs, "the fit traced no graph: nothing to check"
     _release_trial_state()
     assert [g for g in graphs if g() is not None] == []
+
+
+def test_checkpoints_after_the_first_reuse_keras_saving_skipsets(tmp_path):
+    """Keras caches the attribute skip-sets of its saver under one name and looks them up
+    under another; save_checkpoint makes the lookup hit, and what it saves is unchanged."""
+    from keras.src.backend.common import global_state
+
+    from raytuner.keras import save_checkpoint
+
+    model = make_model()
+    fit(model, keras.callbacks.Callback(), epochs=1)  # builds the optimizer's variables
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_checkpoint(model, tmp_path / "a", epoch=1)
+    cached = {n for n in vars(global_state.GLOBAL_STATE_TRACKER) if n.startswith("saving_attr_skiplist_")}
+    assert {"saving_attr_skiplist_Sequential", "saving_attr_skiplist_Layer"} <= cached
+    save_checkpoint(model, tmp_path / "b", epoch=1)
+    reloaded = keras.saving.load_model(tmp_path / "b" / "model.keras")
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(model.weights, reloaded.weights))
+    assert len(reloaded.optimizer.variables) == len(model.optimizer.variables)
