@@ -1,0 +1,314 @@
+"""Search quality in simulation: the searchers of benchmarks/search_quality.py without Ray.
+
+The synthetic problem (benchmarks/_synthetic.py) is replayed on a simulated clock with
+``--workers`` slots. Each epoch takes one time unit, jittered (lognormal, ``--jitter``) per
+(seed, trial, epoch), so results land in a realistic, seed-dependent order. A scheduler
+(raytuner's ``ASHAScheduler(max_resource=27, reduction_factor=3)``, ``FIFOScheduler``, or
+Ray Tune's ``AsyncHyperBandScheduler`` driven standalone) decides after each report; a
+searcher (raytuner's ``HyperOptSearcher`` or ``RandomSearcher``, or Ray Tune's
+``HyperOptSearch`` driven standalone) proposes a config whenever a slot is free. A trial
+the scheduler stops ends with its last report: raytuner's searchers get
+``Outcome(STOPPED, ...)``, Ray Tune's ``on_trial_complete(trial_id, result)`` with the last
+result, as the Ray Tune controller does. New trials start while fewer than ``--budget`` x R
+epochs have been run; reports are scored as in search_quality.py (true loss of the report
+with the lowest noisy loss, after the budget).
+
+Because nothing else varies, two methods on the same seed see the same noise and the same
+epoch times, and 100 seeds take minutes. It isolates the searcher from Ray's own timing.
+``tpe-last-n_startup=9-rayseeds/asha`` (our adapter with Ray Tune's stopped-trial policy,
+its start-up count at 2 workers and its seed stream) reproduces ``raytune/asha`` run for run.
+
+    python benchmarks/search_sim.py                         # 100 seeds, default methods
+    python benchmarks/search_sim.py --seeds 50 --overfit 4  # late overfitting x4
+    python benchmarks/search_sim.py --methods tpe/asha raytune/asha --stats
+    python benchmarks/search_sim.py --methods tpe-last-n_startup=9-rayseeds/asha raytune/asha
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _synthetic as syn  # noqa: E402
+
+R, ETA, N_STARTUP = syn.MAX_EPOCHS, 3, 10
+
+
+# -- searchers: one interface over raytuner's and Ray Tune's -----------------------------
+
+
+class _Ours:
+    """raytuner searcher (HyperOptSearcher or RandomSearcher) behind the simulator's calls."""
+
+    def __init__(self, searcher: Any) -> None:
+        self.searcher = searcher
+        self.searcher.setup(syn.space(), 10_000)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        return self.searcher.suggest(trial_id)
+
+    def result(self, trial_id: str, epoch: int, loss: float) -> None:
+        self.searcher.on_trial_result(trial_id, epoch, loss)
+
+    def complete(self, trial_id: str, stopped: bool, epoch: int, loss: float) -> None:
+        from search import Outcome, TrialEnd
+
+        end = TrialEnd.STOPPED if stopped else TrialEnd.COMPLETED
+        self.searcher.on_trial_complete(trial_id, Outcome(end, loss, epoch, R))
+
+
+class _RayTune:
+    """Ray Tune's HyperOptSearch, used standalone (it needs no Ray runtime)."""
+
+    def __init__(self, seed: int) -> None:
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        logging.getLogger("ray.tune.search.hyperopt.hyperopt_search").setLevel(logging.ERROR)
+        self.searcher = HyperOptSearch(syn.hyperopt_space(), metric="loss", mode="min",
+                                       n_initial_points=N_STARTUP, random_state_seed=seed)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = self.searcher.suggest(trial_id)
+        return None if config is None else {**config, "width": int(config["width"])}
+
+    def result(self, trial_id: str, epoch: int, loss: float) -> None:
+        self.searcher.on_trial_result(trial_id, {"loss": loss, "training_iteration": epoch})
+
+    def complete(self, trial_id: str, stopped: bool, epoch: int, loss: float) -> None:
+        self.searcher.on_trial_complete(trial_id, {"loss": loss, "training_iteration": epoch})
+
+
+def make_searcher(name: str, seed: int) -> Any:
+    """``random`` or ``tpe`` (raytuner), ``raytune`` (Ray Tune's HyperOptSearch).
+
+    ``tpe`` takes options after dashes: a ``stopped_trials`` policy (``tpe-last``), keyword
+    arguments of HyperOptSearcher (``tpe-gamma=0.5``, ``tpe-n_startup=9``), and
+    ``rayseeds``: the per-suggestion seeds drawn as Ray Tune's adapter draws them.
+    """
+    from search import HyperOptSearcher, RandomSearcher
+
+    if name == "raytune":
+        return _RayTune(seed)
+    if name == "random":
+        return _Ours(RandomSearcher(seed=seed))
+    if name.startswith("tpe"):
+        options: dict[str, Any] = {}
+        ray_seeds = False
+        for part in name.split("-")[1:]:
+            key, _, value = part.partition("=")
+            if key == "rayseeds":
+                ray_seeds = True
+            elif key in ("penalize", "last", "ignore"):
+                options["stopped_trials"] = key
+            else:
+                options[key] = type(DEFAULTS[key])(value)
+        searcher = HyperOptSearcher(**{"n_startup": N_STARTUP, "seed": seed, **options})
+        if ray_seeds:
+            # A check, not a setting: draw the per-suggestion seeds as Ray Tune's adapter
+            # does, so that with ``-last-n_startup=9`` both adapters see the same history.
+            searcher._rng = _RaySeeds(seed)
+        return _Ours(searcher)
+    raise ValueError(f"unknown searcher {name!r}")
+
+
+class _RaySeeds:
+    """Ray Tune's per-suggestion seed stream (``RandomState(seed).randint``)."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = np.random.RandomState(seed)
+
+    def integers(self, high: int) -> int:
+        return int(self.state.randint(high))
+
+
+DEFAULTS: dict[str, Any] = {"gamma": 0.25, "n_ei_candidates": 24, "n_startup": N_STARTUP}
+
+
+# -- schedulers --------------------------------------------------------------------------
+
+
+class _RayASHA:
+    """Ray Tune's AsyncHyperBandScheduler driven with stand-in trials (no controller)."""
+
+    def __init__(self) -> None:
+        from ray.tune.schedulers import ASHAScheduler
+
+        self.scheduler = ASHAScheduler(time_attr="training_iteration", metric="loss", mode="min",
+                                       max_t=R, grace_period=1, reduction_factor=ETA)
+
+    def add(self, trial_id: str) -> None:
+        self.scheduler.on_trial_add(None, SimpleNamespace(trial_id=trial_id))
+
+    def stop(self, trial_id: str, epoch: int, loss: float) -> bool:
+        result = {"training_iteration": epoch, "loss": loss}
+        return self.scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial_id), result) == "STOP"
+
+
+class _OurScheduler:
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def add(self, trial_id: str) -> None:
+        self.scheduler.on_trial_add(trial_id)
+
+    def stop(self, trial_id: str, epoch: int, loss: float) -> bool:
+        from schedulers import Decision
+
+        return self.scheduler.on_result(trial_id, epoch, loss) is Decision.STOP
+
+
+def make_scheduler(name: str) -> Any:
+    from schedulers import ASHAScheduler, FIFOScheduler
+
+    if name == "asha":
+        return _OurScheduler(ASHAScheduler(max_resource=R, reduction_factor=ETA))
+    if name == "fifo":
+        return _OurScheduler(FIFOScheduler())
+    if name == "rayasha":
+        return _RayASHA()
+    raise ValueError(f"unknown scheduler {name!r}")
+
+
+# -- the simulation ----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one simulated experiment produced."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    trials: int = 0
+    full: int = 0
+    waits: int = 0
+
+
+def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, workers: int = 2,
+             jitter: float = 0.3, startup: float = 0.0, noise_sd: float = 0.02) -> Run:
+    """One experiment of ``method`` (``searcher/scheduler``) on the synthetic problem."""
+    searcher_name, scheduler_name = method.split("/")
+    searcher = make_searcher(searcher_name, seed)
+    scheduler = make_scheduler(scheduler_name)
+    rng = np.random.default_rng([seed, 7])
+    run = Run()
+    events: list[tuple[float, int, str]] = []  # (time, order, trial_id)
+    configs: dict[str, dict[str, Any]] = {}
+    epochs: dict[str, int] = {}
+    order = 0
+
+    def start(now: float) -> bool:
+        nonlocal order
+        trial_id = f"{run.trials:05d}"
+        config = searcher.suggest(trial_id)
+        if config is None:
+            run.waits += 1
+            return False
+        run.trials += 1
+        scheduler.add(trial_id)
+        configs[trial_id] = {**config, "_overfit": overfit}
+        epochs[trial_id] = 0
+        heapq.heappush(events, (now + startup + _epoch_time(rng, jitter), order, trial_id))
+        order += 1
+        return True
+
+    idle = workers
+    while idle and start(0.0):
+        idle -= 1
+    while events and len(run.rows) < budget:
+        now, _, trial_id = heapq.heappop(events)
+        epochs[trial_id] += 1
+        epoch, config = epochs[trial_id], configs[trial_id]
+        true = syn.true_loss(config, epoch, R)
+        loss = true + syn.noise(config, epoch, seed, noise_sd)
+        run.rows.append({"trial": trial_id, "loss": loss, "true_loss": true, "epoch": epoch})
+        searcher.result(trial_id, epoch, loss)
+        stop = scheduler.stop(trial_id, epoch, loss) or epoch >= R
+        if not stop:
+            heapq.heappush(events, (now + _epoch_time(rng, jitter), order, trial_id))
+            order += 1
+            continue
+        run.full += epoch >= R
+        searcher.complete(trial_id, epoch < R, epoch, loss)
+        idle += 1
+        # Slots left idle by a searcher's "not now" are retried after every end.
+        while idle and len(run.rows) < budget and start(now):
+            idle -= 1
+    return run
+
+
+def _epoch_time(rng: np.random.Generator, jitter: float) -> float:
+    return float(rng.lognormal(0.0, jitter)) if jitter > 0 else 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--budget", type=int, default=10, help="epochs per method, in full runs of R=27")
+    parser.add_argument("--overfit", type=float, default=1.0, help="scale of late overfitting (see _synthetic)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jitter", type=float, default=0.3, help="lognormal sd of an epoch's duration")
+    parser.add_argument("--startup", type=float, default=0.0,
+                        help="time before a new trial's first epoch, in epochs (Ray starts trials slowly)")
+    parser.add_argument("--methods", nargs="+",
+                        default=["tpe/asha", "random/asha", "random/fifo", "raytune/asha"],
+                        help="searcher/scheduler: searchers tpe[-last|-ignore|-gamma=G], random, "
+                             "raytune; schedulers asha, fifo, rayasha (Ray Tune's ASHA)")
+    parser.add_argument("--stats", action="store_true", help="also trials and full-budget trials per run")
+    args = parser.parse_args()
+
+    budget = args.budget * R
+    finals = [syn.true_loss({**c, "_overfit": args.overfit}, R) for c in syn.random_configs()]
+    target = float(np.quantile(finals, 0.05))
+    best: dict[str, list[float]] = {m: [] for m in args.methods}
+    reach: dict[str, list[float]] = {m: [] for m in args.methods}
+    trials: dict[str, list[int]] = {m: [] for m in args.methods}
+    full: dict[str, list[int]] = {m: [] for m in args.methods}
+    seconds = {m: 0.0 for m in args.methods}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for seed in seeds:
+        for method in args.methods:
+            began = time.perf_counter()
+            run = simulate(method, seed, budget, overfit=args.overfit, workers=args.workers, jitter=args.jitter,
+                           startup=args.startup)
+            seconds[method] += time.perf_counter() - began
+            curve = syn.incumbent_curve(run.rows, budget)
+            best[method].append(float(curve[-1]))
+            reach[method].append(syn.epochs_to(curve, target))
+            trials[method].append(run.trials)
+            full[method].append(run.full)
+
+    ref = "random/asha" if "random/asha" in args.methods else args.methods[0]
+    n = len(seeds)
+    print(f"simulation: {n} seeds ({seeds.start}-{seeds.stop - 1}), budget {budget} epochs ({args.budget} x R={R}), "
+          f"{args.workers} workers, jitter {args.jitter:g}, startup {args.startup:g}, overfit x{args.overfit:g}, "
+          f"target true loss <= {target:.3f}")
+    header = (f"{'method':<24} {'median best':>11} {'mean best':>9} {'vs ' + ref:>16} {'epochs to target':>16} "
+              f"{'reached':>8} {'W/T/L vs ' + ref:>18}")
+    if args.stats:
+        header += f" {'trials':>6} {'full':>5}"
+    print(header + f" {'s/seed':>6}")
+    for method in args.methods:
+        med, ref_med = syn.median(best[method]), syn.median(best[ref])
+        wins = sum(a < b for a, b in zip(best[method], best[ref]))
+        losses = sum(a > b for a, b in zip(best[method], best[ref]))
+        hits = sum(math.isfinite(e) for e in reach[method])
+        line = (f"{method:<24} {med:11.4f} {np.mean(best[method]):9.4f} {med / ref_med:16.3f} "
+                f"{syn.median(reach[method]):16.0f} {hits:>4}/{n:<3} {f'{wins}/{n - wins - losses}/{losses}':>18}")
+        if args.stats:
+            line += f" {np.mean(trials[method]):6.1f} {np.mean(full[method]):5.1f}"
+        print(line + f" {seconds[method] / n:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
