@@ -13,9 +13,15 @@ the budget, which counts as the largest value in the median).
 ``--policies`` also runs TPE+ASHA with each of HyperOptSearcher's ``stopped_trials``
 policies, to choose its default.
 
+``--task digits`` runs the same comparison on a real task (benchmarks/_digits.py: a small
+Keras MLP on scikit-learn's bundled digits, R=9 epochs; the incumbent is chosen by
+validation loss and scored by test loss; no target). benchmarks/search_sim.py replays the
+synthetic problem without Ray, to compare searchers over many seeds.
+
     python benchmarks/search_quality.py                       # 10 seeds, 4 methods
     python benchmarks/search_quality.py --policies            # and the 3 stopped_trials policies
     python benchmarks/search_quality.py --seeds 2 --budget 4  # a quick look
+    python benchmarks/search_quality.py --task digits --seeds 1 --budget 2
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _digits  # noqa: E402
 import _synthetic as syn  # noqa: E402
 
 R, ETA, N_STARTUP, CONCURRENCY = syn.MAX_EPOCHS, 3, 10, 2
@@ -39,6 +46,11 @@ TARGET_QUANTILE = 0.05  # of a random config's final true loss
 
 
 OVERFIT = 1.0  # --overfit
+TASK = syn  # --task: the module with space(), hyperopt_space(), train() and train_ray_tune()
+
+
+def constants(seed: int) -> dict:
+    return syn.settings(seed, overfit=OVERFIT) if TASK is syn else TASK.settings(seed)
 
 
 def run_raytuner(searcher_name: str, scheduler_name: str, seed: int, budget: int, root: str,
@@ -51,8 +63,8 @@ def run_raytuner(searcher_name: str, scheduler_name: str, seed: int, budget: int
              else RandomSearcher(seed=seed))
     scheduler = (ASHAScheduler(max_resource=R, reduction_factor=ETA) if scheduler_name == "asha"
                  else FIFOScheduler())
-    space = {**syn.space(), **syn.settings(seed, overfit=OVERFIT)}
-    results = rt.Tuner(syn.train, space=space, metric="loss", num_trials=MANY, max_concurrent=CONCURRENCY,
+    space = {**TASK.space(), **constants(seed)}
+    results = rt.Tuner(TASK.train, space=space, metric="loss", num_trials=MANY, max_concurrent=CONCURRENCY,
                        searcher=syn.epoch_budget(inner, budget), scheduler=scheduler, storage_path=root,
                        verbose=0).fit()
     return syn.raytuner_reports(results)
@@ -74,13 +86,12 @@ def run_ray_tune(seed: int, budget: int, root: str) -> list[dict]:
         def stop_all(self) -> bool:
             return self.used >= budget
 
-    constants = syn.settings(seed, overfit=OVERFIT)
-    searcher = HyperOptSearch(syn.hyperopt_space(), metric="loss", mode="min", n_initial_points=N_STARTUP,
+    searcher = HyperOptSearch(TASK.hyperopt_space(), metric="loss", mode="min", n_initial_points=N_STARTUP,
                               random_state_seed=seed)
     scheduler = ASHAScheduler(time_attr="training_iteration", metric="loss", mode="min", max_t=R, grace_period=1,
                               reduction_factor=ETA)
     tuner = tune.Tuner(
-        tune.with_parameters(_tune_trainable, constants=constants),
+        tune.with_parameters(_tune_trainable, constants=constants(seed)),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=MANY,
                                     max_concurrent_trials=CONCURRENCY, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=root, verbose=0, stop=EpochBudget()),
@@ -99,7 +110,7 @@ def run_ray_tune(seed: int, budget: int, root: str) -> list[dict]:
 
 
 def _tune_trainable(config, constants):
-    syn.train_ray_tune({**config, **constants})
+    TASK.train_ray_tune({**config, **constants})
 
 
 METHODS = {
@@ -117,23 +128,30 @@ POLICIES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=10, help="epochs per method, in full runs of R=27")
+    parser.add_argument("--budget", type=int, default=10, help="epochs per method, in full runs of R (27; digits 9)")
     parser.add_argument("--policies", action="store_true", help="also compare stopped_trials policies")
     parser.add_argument("--only-policies", action="store_true", help="compare stopped_trials policies only")
     parser.add_argument("--overfit", type=float, default=1.0, help="scale of late overfitting (see _synthetic)")
+    parser.add_argument("--task", choices=["synthetic", "digits"], default="synthetic")
     parser.add_argument("--no-ray-tune", action="store_true", help="leave out Ray Tune (about 1 s per trial)")
     args = parser.parse_args()
-    global OVERFIT
+    global OVERFIT, TASK, R
     OVERFIT = args.overfit
+    if args.task == "digits":
+        TASK, R = _digits, _digits.MAX_EPOCHS
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     syn.register()
+    _digits.register()
     budget = args.budget * R
-    finals = [syn.true_loss({**c, "_overfit": OVERFIT}, R) for c in syn.random_configs()]
-    target = float(np.quantile(finals, TARGET_QUANTILE))
+    if TASK is syn:
+        finals = [syn.true_loss({**c, "_overfit": OVERFIT}, R) for c in syn.random_configs()]
+        target = float(np.quantile(finals, TARGET_QUANTILE))
+    else:
+        target = -math.inf  # no known quantile: "epochs to target" reads inf
     methods = {} if args.only_policies else dict(METHODS)
     if args.no_ray_tune:
         methods.pop("RayTune TPE+ASHA", None)
@@ -157,9 +175,9 @@ def main() -> None:
             print(f"seed {seed}: " + ", ".join(f"{n} {best[n][-1]:.3f}" for n in methods), flush=True)
 
     ref = "random+ASHA" if "random+ASHA" in methods else next(iter(methods))
-    print(f"\n{args.seeds} seeds, budget {budget} epochs ({args.budget} x R={R}), {CONCURRENCY} trials at a time, "
-          f"overfit x{OVERFIT:g}, "
-          f"target true loss <= {target:.3f} ({TARGET_QUANTILE:.0%} quantile of random configs)")
+    print(f"\ntask {args.task}, {args.seeds} seeds, budget {budget} epochs ({args.budget} x R={R}), {CONCURRENCY} trials at a time, "
+          + (f"overfit x{OVERFIT:g}, target true loss <= {target:.3f} ({TARGET_QUANTILE:.0%} quantile of random "
+             "configs)" if TASK is syn else "score: test loss of the incumbent by validation loss; no target"))
     print(f"{'method':<22} {'median best':>12} {'vs ' + ref:>18} {'epochs to target':>17} {'reached':>8} "
           f"{'W/T/L vs ' + ref:>16} {'s/seed':>7}")
     for name in methods:
