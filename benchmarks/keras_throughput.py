@@ -19,6 +19,7 @@ recording the worker's resident memory (RSS) when it starts.
 
     python benchmarks/keras_throughput.py                    # 8 trials x 10 epochs
     python benchmarks/keras_throughput.py --trials 4 --epochs 5 --memory-trials 0
+    python benchmarks/keras_throughput.py --trials 24 --memory-trials 0 --ray-tune-reuse true
 """
 
 from __future__ import annotations
@@ -180,6 +181,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--memory-trials", type=int, default=20, help="trials of the RSS check (0 to skip)")
+    parser.add_argument("--ray-tune-reuse", type=lambda text: [v == "true" for v in text.split(",") if v],
+                        default=[False, True],
+                        help="Ray Tune runs by reuse_actors: 'false,true' (default), 'true', or '' for none")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -195,7 +199,7 @@ def main() -> None:
         rows.append(("raytuner", *run_raytuner(args.trials, args.epochs, args.concurrency, os.path.join(root, "rt"))))
         rows.append(("raytuner (checkpoint='pause')", *run_raytuner(args.trials, args.epochs, args.concurrency,
                                                                    os.path.join(root, "rt-pause"), "pause")))
-        for reuse in (False, True):
+        for reuse in args.ray_tune_reuse:
             label = f"Ray Tune (reuse_actors={reuse})"
             rows.append((label, *run_ray_tune(args.trials, args.epochs, args.concurrency,
                                               os.path.join(root, f"tune{reuse}"), reuse)))
