@@ -74,8 +74,9 @@ def main() -> None:
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     with tempfile.TemporaryDirectory() as root:
         run_raytuner(4, root)  # warm-up: import paths, object store
-        # Each measured run starts from the same state: Ray has refilled its pool of idle
-        # worker processes (killing actors empties it), so neither side pays for the other.
+        # Each measured run starts from the same state, after a rest: Ray's prestarted idle
+        # workers were used up by the warm-up (Ray does not refill that pool), so both sides
+        # start their two worker processes from scratch inside the measured time.
         time.sleep(SETTLE_S)
         ours = run_raytuner(args.trials, root)
         time.sleep(SETTLE_S)
