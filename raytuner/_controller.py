@@ -366,10 +366,7 @@ class Controller:
         if kind == STOP and trial.resource is not None and trial.resource >= self._scheduler.max_resource:
             kind = "completed"  # the scheduler ends every trial at its full budget: it completed
         if kind == PAUSE:
-            self._set_status(trial, TrialStatus.PAUSED)
-            if trial.trial_id in self._promoted:
-                self._stop_paused_losers()
-                return  # _next_trial sends it out again
+            self._set_status(trial, TrialStatus.PAUSED)  # if already promoted, _next_trial sends it out
         elif kind == STOP:
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)

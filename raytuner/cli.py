@@ -87,8 +87,6 @@ def _when(stamp: Any) -> str:
     return str(stamp or "-").replace("T", " ")[:16]
 
 
-
-
 def _metric_mode(results, args) -> tuple[str, str]:
     metric = getattr(args, "metric", None) or results.metric
     mode = getattr(args, "mode", None) or results.mode

@@ -35,8 +35,6 @@ def _key(name: str) -> str:
     return _BAD_KEY_CHARS.sub("_", str(name))[:250] or "_"
 
 
-
-
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 

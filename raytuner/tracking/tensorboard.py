@@ -34,8 +34,6 @@ _AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
 _counter = 0
 
 
-
-
 def _hparam_value(value: Any) -> bool | float | str:
     """HParams take bools, numbers and strings; anything else is shown as its repr."""
     if isinstance(value, bool):
