@@ -128,6 +128,7 @@ class ExperimentStorage:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path).expanduser().resolve()
         self.trials_path = self.path / "trials"
+        self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
 
     @property
     def name(self) -> str:
@@ -169,7 +170,10 @@ class ExperimentStorage:
 
     # -- trials --------------------------------------------------------------------------
     def trial_path(self, trial_id: str) -> Path:
-        return self.trials_path / trial_id
+        path = self._trial_paths.get(trial_id)
+        if path is None:
+            path = self._trial_paths[trial_id] = self.trials_path / trial_id
+        return path
 
     def trial_ids(self, *, started_only: bool = True) -> list[str]:
         """Trials with a trial.json; with ``started_only=False`` also those that only have a

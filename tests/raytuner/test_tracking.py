@@ -113,6 +113,27 @@ assert "tensorflow" not in sys.modules, "TensorFlow was imported"
                      "net/depth": api_pb2.DATA_TYPE_FLOAT64, "bn": api_pb2.DATA_TYPE_BOOL}
 
 
+@pytest.mark.parametrize("crc", ["google-crc32c", "tensorboard's"])
+def test_tensorboard_records_match_tensorboards_own_writer(crc, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from raytuner.tracking import tensorboard as tb
+
+    if crc == "google-crc32c":
+        pytest.importorskip("google_crc32c")
+    else:
+        monkeypatch.setitem(sys.modules, "google_crc32c", None)  # import fails: the fallback
+    tb._masked_crc32c.cache_clear()
+    try:
+        for data in (b"", b"x", bytes(range(256)) * 3):
+            expected = io.BytesIO()
+            RecordWriter(expected).write(data)
+            assert tb._record(data) == expected.getvalue()
+    finally:
+        tb._masked_crc32c.cache_clear()
+
+
 def test_tensorboard_server_shows_the_sweep_in_hparams(tmp_path):
     """The real TensorBoard backend (without TensorFlow, so it starts in about a second)."""
     pytest.importorskip("tensorboard")
