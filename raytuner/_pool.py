@@ -82,6 +82,8 @@ class WorkerPool:
         self._all.discard(worker)
         if worker in self._idle:
             self._idle.remove(worker)
+        for ref in [ref for ref, starting in self._starting.items() if starting is worker]:
+            del self._starting[ref]  # else the next experiment would take it for started
         ray.kill(worker, no_restart=True)
 
     def drop_dead(self, timeout_s: float = 10.0) -> None:
@@ -140,8 +142,10 @@ def park_pool(pool: WorkerPool, keep_s: float) -> None:
     """The experiment is over: keep idle workers warm for ``keep_s`` seconds, then release."""
     with _lock:
         pool.in_use = False
-        busy = pool._all.difference(pool._idle)
-        for worker in busy:  # still running something we no longer wait for
+        # Workers still running something we no longer wait for go; those still starting
+        # stay, and the next experiment takes them once they are up.
+        busy = pool._all.difference(pool._idle, pool._starting.values())
+        for worker in busy:
             pool.discard(worker)
         if keep_s <= 0 or pool is not _shared:
             pool.shutdown()

@@ -63,6 +63,47 @@ def test_workers_are_reused_across_trials(storage):
     assert len(pids) <= 2
 
 
+def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next():
+    import ray
+
+    from raytuner._pool import acquire_pool, park_pool
+    from raytuner._resources import normalize
+
+    rt.release_workers()  # warm workers of earlier tests would hold the CPUs
+    pool = acquire_pool(normalize({"cpu": 1}), None)
+    pool.spawn()
+    ready, _ = ray.wait(pool.starting(), timeout=60)  # up, but the experiment ended before it saw that
+    assert ready
+    park_pool(pool, keep_s=30)
+    again = acquire_pool(normalize({"cpu": 1}), None)
+    try:
+        assert again is pool
+        (ref,) = again.starting()
+        again.started(ref)
+        worker = again.idle_worker()
+        assert worker is not None
+        ray.get(worker.node_id.remote(), timeout=60)  # alive: it was not killed on the way
+        again.discard(worker)
+        assert again.size == 0 and not again.starting()
+    finally:
+        park_pool(again, keep_s=0)
+
+
+def test_a_starting_worker_discarded_is_no_longer_starting():
+    from raytuner._pool import acquire_pool, park_pool
+    from raytuner._resources import normalize
+
+    rt.release_workers()
+    pool = acquire_pool(normalize({"cpu": 1}), None)
+    try:
+        pool.spawn()
+        (worker,) = pool._all
+        pool.discard(worker)
+        assert pool.size == 0 and not pool.starting()
+    finally:
+        park_pool(pool, keep_s=0)
+
+
 def flaky(config):
     if config["x"] > 0.5:
         raise RuntimeError(f"boom at x={config['x']}")
