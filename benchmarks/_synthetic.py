@@ -239,6 +239,14 @@ def incumbent_curve(rows: list[dict[str, Any]], budget: int | None = None) -> np
     return out
 
 
+def trial_depths(rows: list[dict[str, Any]], budget: int | None = None) -> dict[Any, int]:
+    """Per trial, the last epoch it reported within the first ``budget`` reports."""
+    depth: dict[Any, int] = {}
+    for row in rows[:budget] if budget is not None else rows:
+        depth[row["trial"]] = max(depth.get(row["trial"], 0), int(row["epoch"]))
+    return depth
+
+
 def epochs_to(curve: np.ndarray, target: float) -> float:
     """Epochs until the incumbent's true loss is at most ``target``; inf if never."""
     hit = np.nonzero(curve <= target)[0]

@@ -6,9 +6,10 @@ Every method gets the same budget of epochs (``--budget`` full runs of R=27 epoc
 2 trials at a time on a local Ray with 2 CPUs. Reports are put in the order they were made
 and cut at the budget; the incumbent after each epoch is the report with the lowest noisy
 loss so far, and it is scored by its true (noise-free) loss. Per method, over the seeds:
-the median best loss at the budget, and the median epochs until the incumbent's true loss
+the median (and mean) best loss at the budget, the median epochs until the incumbent's true loss
 reaches the target (the 5% quantile of a random config's final loss; "inf" = not within
-the budget, which counts as the largest value in the median).
+the budget, which counts as the largest value in the median); the mean number of trials
+within the budget and of those that reached R.
 
 ``--policies`` also runs TPE+ASHA with each of HyperOptSearcher's ``stopped_trials``
 policies, to choose its default.
@@ -21,6 +22,7 @@ synthetic problem without Ray, to compare searchers over many seeds.
     python benchmarks/search_quality.py                       # 10 seeds, 4 methods
     python benchmarks/search_quality.py --policies            # and the 3 stopped_trials policies
     python benchmarks/search_quality.py --seeds 2 --budget 4  # a quick look
+    python benchmarks/search_quality.py --seeds 60 --first-seed 20  # seeds 20-79
     python benchmarks/search_quality.py --task digits --seeds 1 --budget 2
 """
 
@@ -128,6 +130,7 @@ POLICIES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=10, help="epochs per method, in full runs of R (27; digits 9)")
     parser.add_argument("--policies", action="store_true", help="also compare stopped_trials policies")
     parser.add_argument("--only-policies", action="store_true", help="compare stopped_trials policies only")
@@ -160,9 +163,11 @@ def main() -> None:
     best: dict[str, list[float]] = {name: [] for name in methods}
     reach: dict[str, list[float]] = {name: [] for name in methods}
     seconds: dict[str, float] = {name: 0.0 for name in methods}
+    trials: dict[str, list[int]] = {name: [] for name in methods}
+    full: dict[str, list[int]] = {name: [] for name in methods}
     with tempfile.TemporaryDirectory() as root:
         run_raytuner("random", "fifo", 0, R, os.path.join(root, "warm-up"))  # start the workers once
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name, run in methods.items():
                 start = time.perf_counter()
                 rows = run(seed, budget, os.path.join(root, f"{name.replace(' ', '_')}_{seed}"))
@@ -172,22 +177,27 @@ def main() -> None:
                     print(f"  note: {name} seed {seed} ran {len(curve)} of {budget} epochs", flush=True)
                 best[name].append(float(curve[-1]))
                 reach[name].append(syn.epochs_to(curve, target))
+                depth = syn.trial_depths(rows, budget)
+                trials[name].append(len(depth))
+                full[name].append(sum(epochs >= R for epochs in depth.values()))
             print(f"seed {seed}: " + ", ".join(f"{n} {best[n][-1]:.3f}" for n in methods), flush=True)
 
     ref = "random+ASHA" if "random+ASHA" in methods else next(iter(methods))
-    print(f"\ntask {args.task}, {args.seeds} seeds, budget {budget} epochs ({args.budget} x R={R}), {CONCURRENCY} trials at a time, "
+    print(f"\ntask {args.task}, {args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}), "
+          f"budget {budget} epochs ({args.budget} x R={R}), {CONCURRENCY} trials at a time, "
           + (f"overfit x{OVERFIT:g}, target true loss <= {target:.3f} ({TARGET_QUANTILE:.0%} quantile of random "
              "configs)" if TASK is syn else "score: test loss of the incumbent by validation loss; no target"))
-    print(f"{'method':<22} {'median best':>12} {'vs ' + ref:>18} {'epochs to target':>17} {'reached':>8} "
-          f"{'W/T/L vs ' + ref:>16} {'s/seed':>7}")
+    print(f"{'method':<22} {'median best':>12} {'mean':>7} {'vs ' + ref:>18} {'epochs to target':>17} {'reached':>8} "
+          f"{'W/T/L vs ' + ref:>16} {'trials':>6} {'full':>5} {'s/seed':>7}")
     for name in methods:
         med, ref_med = syn.median(best[name]), syn.median(best[ref])
         wins = sum(a < b for a, b in zip(best[name], best[ref]))
         losses = sum(a > b for a, b in zip(best[name], best[ref]))
         record = f"{wins}/{args.seeds - wins - losses}/{losses}"
         hits = sum(math.isfinite(e) for e in reach[name])
-        print(f"{name:<22} {med:12.4f} {med / ref_med:18.3f} {syn.median(reach[name]):17.0f} "
-              f"{hits:>5}/{args.seeds:<2} {record:>16} {seconds[name] / args.seeds:7.1f}")
+        print(f"{name:<22} {med:12.4f} {np.mean(best[name]):7.4f} {med / ref_med:18.3f} "
+              f"{syn.median(reach[name]):17.0f} {hits:>5}/{args.seeds:<2} {record:>16} "
+              f"{np.mean(trials[name]):6.1f} {np.mean(full[name]):5.1f} {seconds[name] / args.seeds:7.1f}")
 
 
 if __name__ == "__main__":

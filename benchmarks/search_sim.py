@@ -18,10 +18,18 @@ epoch times, and 100 seeds take minutes. It isolates the searcher from Ray's own
 ``tpe-last-n_startup=9-rayseeds/asha`` (our adapter with Ray Tune's stopped-trial policy,
 its start-up count at 2 workers and its seed stream) reproduces ``raytune/asha`` run for run.
 
+``--order`` mimics how the frameworks order reports on local Ray, where an epoch of the
+synthetic problem takes microseconds: ``serial`` (Ray Tune: a trial reports all its epochs
+before the next trial's first; ``raytune/asha --order serial`` reproduces its local-Ray runs
+of search_quality.py, e.g. seeds 0 and 1), ``rungs`` (raytuner: reports up to the next rung
+come at once). ``--close-late`` asks raytuner's searchers for the next trial before closing
+the trial whose slot it takes, as raytuner's controller does on a STOP.
+
     python benchmarks/search_sim.py                         # 100 seeds, default methods
     python benchmarks/search_sim.py --seeds 50 --overfit 4  # late overfitting x4
     python benchmarks/search_sim.py --methods tpe/asha raytune/asha --stats
     python benchmarks/search_sim.py --methods tpe-last-n_startup=9-rayseeds/asha raytune/asha
+    python benchmarks/search_sim.py --order serial --methods tpe/asha raytune/asha  # as on local Ray
 """
 
 from __future__ import annotations
@@ -193,21 +201,37 @@ class Run:
     waits: int = 0
 
 
+ORDERS = ("interleaved", "serial", "rungs")
+RUNGS = frozenset(ETA**k for k in range(round(math.log(R, ETA))))  # ASHA's rungs below R: 1, 3, 9
+
+
 def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, workers: int = 2,
-             jitter: float = 0.3, startup: float = 0.0, noise_sd: float = 0.02) -> Run:
-    """One experiment of ``method`` (``searcher/scheduler``) on the synthetic problem."""
+             jitter: float = 0.3, startup: float = 0.0, noise_sd: float = 0.02, order: str = "interleaved",
+             close_late: bool = False) -> Run:
+    """One experiment of ``method`` (``searcher/scheduler``) on the synthetic problem.
+
+    ``order`` sets which trial reports next: "interleaved" (every epoch takes its own time),
+    "serial" (a trial reports all its epochs before the next trial's first, as Ray Tune runs
+    millisecond epochs on local Ray) or "rungs" (the epochs up to the next rung take one
+    time unit, as raytuner's workers stream reports up to the scheduler's next decision).
+    ``close_late``: raytuner's searchers are asked for the next trial before they are told
+    how the trial that freed the slot ended, as raytuner's controller does on a STOP.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}")
     searcher_name, scheduler_name = method.split("/")
     searcher = make_searcher(searcher_name, seed)
     scheduler = make_scheduler(scheduler_name)
     rng = np.random.default_rng([seed, 7])
     run = Run()
-    events: list[tuple[float, int, str]] = []  # (time, order, trial_id)
+    events: list[tuple[float, int, str]] = []  # (time, count, trial_id)
     configs: dict[str, dict[str, Any]] = {}
     epochs: dict[str, int] = {}
-    order = 0
+    count = 0
+    last_start = 0.0  # "serial": each new trial queues behind the ones already waiting
 
     def start(now: float) -> bool:
-        nonlocal order
+        nonlocal count, last_start
         trial_id = f"{run.trials:05d}"
         config = searcher.suggest(trial_id)
         if config is None:
@@ -217,8 +241,10 @@ def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, worke
         scheduler.add(trial_id)
         configs[trial_id] = {**config, "_overfit": overfit}
         epochs[trial_id] = 0
-        heapq.heappush(events, (now + startup + _epoch_time(rng, jitter), order, trial_id))
-        order += 1
+        first = (max(now, last_start) if order == "serial" else now) + startup + _epoch_time(rng, jitter)
+        last_start = first
+        heapq.heappush(events, (first, count, trial_id))
+        count += 1
         return True
 
     idle = workers
@@ -234,15 +260,20 @@ def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, worke
         searcher.result(trial_id, epoch, loss)
         stop = scheduler.stop(trial_id, epoch, loss) or epoch >= R
         if not stop:
-            heapq.heappush(events, (now + _epoch_time(rng, jitter), order, trial_id))
-            order += 1
+            same_step = order == "serial" or (order == "rungs" and epoch not in RUNGS)
+            heapq.heappush(events, (now if same_step else now + _epoch_time(rng, jitter), count, trial_id))
+            count += 1
             continue
         run.full += epoch >= R
-        searcher.complete(trial_id, epoch < R, epoch, loss)
+        late = close_late and isinstance(searcher, _Ours)
+        if not late:
+            searcher.complete(trial_id, epoch < R, epoch, loss)
         idle += 1
         # Slots left idle by a searcher's "not now" are retried after every end.
         while idle and len(run.rows) < budget and start(now):
             idle -= 1
+        if late:
+            searcher.complete(trial_id, epoch < R, epoch, loss)
     return run
 
 
@@ -260,6 +291,10 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.3, help="lognormal sd of an epoch's duration")
     parser.add_argument("--startup", type=float, default=0.0,
                         help="time before a new trial's first epoch, in epochs (Ray starts trials slowly)")
+    parser.add_argument("--order", choices=ORDERS, default="interleaved",
+                        help="which trial reports next (serial: Ray Tune on local Ray; rungs: raytuner)")
+    parser.add_argument("--close-late", action="store_true",
+                        help="raytuner's searchers suggest before hearing how the freed slot's trial ended")
     parser.add_argument("--methods", nargs="+",
                         default=["tpe/asha", "random/asha", "random/fifo", "raytune/asha"],
                         help="searcher/scheduler: searchers tpe[-last|-ignore|-gamma=G], random, "
@@ -280,7 +315,7 @@ def main() -> None:
         for method in args.methods:
             began = time.perf_counter()
             run = simulate(method, seed, budget, overfit=args.overfit, workers=args.workers, jitter=args.jitter,
-                           startup=args.startup)
+                           startup=args.startup, order=args.order, close_late=args.close_late)
             seconds[method] += time.perf_counter() - began
             curve = syn.incumbent_curve(run.rows, budget)
             best[method].append(float(curve[-1]))
@@ -291,7 +326,8 @@ def main() -> None:
     ref = "random/asha" if "random/asha" in args.methods else args.methods[0]
     n = len(seeds)
     print(f"simulation: {n} seeds ({seeds.start}-{seeds.stop - 1}), budget {budget} epochs ({args.budget} x R={R}), "
-          f"{args.workers} workers, jitter {args.jitter:g}, startup {args.startup:g}, overfit x{args.overfit:g}, "
+          f"{args.workers} workers, jitter {args.jitter:g}, startup {args.startup:g}, order {args.order}"
+          f"{', close late' if args.close_late else ''}, overfit x{args.overfit:g}, "
           f"target true loss <= {target:.3f}")
     header = (f"{'method':<24} {'median best':>11} {'mean best':>9} {'vs ' + ref:>16} {'epochs to target':>16} "
               f"{'reached':>8} {'W/T/L vs ' + ref:>18}")

@@ -46,3 +46,46 @@ def test_our_adapter_reproduces_ray_tunes_hyperoptsearch_run_for_run():
         ray_tune = search_sim.simulate("raytune/asha", seed, 5 * R)
         assert ours.trials > search_sim.N_STARTUP + 5  # TPE, not only start-up, was compared
         assert ours.rows == ray_tune.rows
+
+
+def runs_of_reports(run) -> list[tuple[str, int]]:
+    """Consecutive reports of the same trial, as (trial, count)."""
+    out: list[tuple[str, int]] = []
+    for row in run.rows:
+        if out and out[-1][0] == row["trial"]:
+            out[-1] = (row["trial"], out[-1][1] + 1)
+        else:
+            out.append((row["trial"], 1))
+    return out
+
+
+def test_serial_order_reports_whole_trials_in_start_order():
+    # What Ray Tune does on local Ray with millisecond epochs: one trial reports all its
+    # epochs, then the next starts reporting.
+    run = search_sim.simulate("random/asha", 0, 5 * R, order="serial")
+    trials = [trial for trial, _ in runs_of_reports(run)]
+    assert trials == sorted(set(trials))
+    assert max(depths(run).values()) == R
+
+
+def test_rungs_order_reports_up_to_the_next_rung_at_once():
+    # What raytuner's workers do: reports stream up to the scheduler's next decision point.
+    run = search_sim.simulate("random/asha", 0, 5 * R, order="rungs")
+    ends = {1, 3, 9, R}
+    reached: dict[str, int] = {}
+    for trial, count in runs_of_reports(run)[:-1]:  # the last one may be cut by the budget
+        reached[trial] = reached.get(trial, 0) + count
+        assert reached[trial] in ends or reached[trial] == depths(run)[trial]
+    assert len(runs_of_reports(run)) > len(depths(run))  # trials do interleave
+
+
+def test_close_late_suggests_before_the_freed_slots_trial_is_closed(monkeypatch):
+    calls: list[str] = []
+    suggest, complete = search_sim._Ours.suggest, search_sim._Ours.complete
+    monkeypatch.setattr(search_sim._Ours, "suggest", lambda self, t: calls.append("suggest") or suggest(self, t))
+    monkeypatch.setattr(search_sim._Ours, "complete", lambda self, *a: calls.append("complete") or complete(self, *a))
+    search_sim.simulate("random/asha", 0, 2 * R, close_late=True)
+    assert calls[:4] == ["suggest", "suggest", "suggest", "complete"]
+    calls.clear()
+    search_sim.simulate("random/asha", 0, 2 * R)
+    assert calls[:4] == ["suggest", "suggest", "complete", "suggest"]
