@@ -18,8 +18,8 @@ installed; nothing here does.
 
 from __future__ import annotations
 
-import importlib.util
 import functools
+import importlib.util
 import os
 import socket
 import struct
