@@ -63,45 +63,47 @@ def test_workers_are_reused_across_trials(storage):
     assert len(pids) <= 2
 
 
-def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next():
-    import ray
-
-    from raytuner._pool import acquire_pool, park_pool
-    from raytuner._resources import normalize
-
-    rt.release_workers()  # warm workers of earlier tests would hold the CPUs
-    pool = acquire_pool(normalize({"cpu": 1}), None)
-    pool.spawn()
-    ready, _ = ray.wait(pool.starting(), timeout=60)  # up, but the experiment ended before it saw that
-    assert ready
-    park_pool(pool, keep_s=30)
-    again = acquire_pool(normalize({"cpu": 1}), None)
-    try:
-        assert again is pool
-        (ref,) = again.starting()
-        again.started(ref)
-        worker = again.idle_worker()
-        assert worker is not None
-        ray.get(worker.node_id.remote(), timeout=60)  # alive: it was not killed on the way
-        again.discard(worker)
-        assert again.size == 0 and not again.starting()
-    finally:
-        park_pool(again, keep_s=0)
-
-
-def test_a_starting_worker_discarded_is_no_longer_starting():
+@pytest.fixture
+def one_cpu_pool():
+    """An empty worker pool for 1-CPU trials (warm workers of earlier tests would hold the
+    CPUs); its workers are stopped afterwards."""
     from raytuner._pool import acquire_pool, park_pool
     from raytuner._resources import normalize
 
     rt.release_workers()
     pool = acquire_pool(normalize({"cpu": 1}), None)
-    try:
-        pool.spawn()
-        (worker,) = pool._all
-        pool.discard(worker)
-        assert pool.size == 0 and not pool.starting()
-    finally:
-        park_pool(pool, keep_s=0)
+    yield pool
+    park_pool(pool, keep_s=0)
+
+
+def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next(one_cpu_pool):
+    import ray
+
+    from raytuner._pool import acquire_pool, park_pool
+    from raytuner._resources import normalize
+
+    pool = one_cpu_pool
+    pool.spawn()
+    ready, _ = ray.wait(pool.starting(), timeout=60)  # up, but the experiment ended before it saw that
+    assert ready
+    park_pool(pool, keep_s=30)
+    again = acquire_pool(normalize({"cpu": 1}), None)
+    assert again is pool
+    (ref,) = again.starting()
+    again.started(ref)
+    worker = again.idle_worker()
+    assert worker is not None
+    ray.get(worker.node_id.remote(), timeout=60)  # alive: it was not killed on the way
+    again.discard(worker)
+    assert again.size == 0 and not again.starting()
+
+
+def test_a_starting_worker_discarded_is_no_longer_starting(one_cpu_pool):
+    pool = one_cpu_pool
+    pool.spawn()
+    (worker,) = pool._all
+    pool.discard(worker)
+    assert pool.size == 0 and not pool.starting()
 
 
 def flaky(config):
