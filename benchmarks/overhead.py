@@ -2,13 +2,23 @@
 
 Each trial makes 10 reports and does no work, so the wall time is the framework's own
 cost: scheduling, the report path, persistence. Both run 2 trials at a time on a local Ray
-with 2 CPUs; Ray Tune reuses its actors (its fastest setting).
+with 2 CPUs; Ray Tune reuses its actors (its fastest setting). Each side first runs once
+unmeasured (imports, first-use set-up), then the two alternate.
+
+Where the trial workers come from is measured two ways (``--start``):
+
+- ``fresh``: each run in a local Ray started for it, 5 s before, as a sweep after
+  ``ray.init()`` finds it. Ray prestarts one worker process per CPU when a driver
+  connects, and both sides' first actors take those.
+- ``cold``: every run in one Ray session, after those prestarted processes are used up
+  (Ray does not start more until asked), so both sides start their worker processes
+  inside the measured time (about 0.65 s here, the same for an empty actor class).
 
 Ray Tune's own time varies twofold from run to run on this machine, so ``--repeat`` runs
 both sides that many times, alternating, and reports each ratio and their median.
 
-    python benchmarks/overhead.py                 # 200 trials each, plus 2,000 for raytuner
-    python benchmarks/overhead.py --repeat 5 --flat 0
+    python benchmarks/overhead.py                 # both ways, 200 trials, plus 2,000 for raytuner
+    python benchmarks/overhead.py --start cold --repeat 5 --flat 0
     python benchmarks/overhead.py --trials 50 --flat 0
 """
 
@@ -19,6 +29,7 @@ import os
 import statistics
 import tempfile
 import time
+from typing import Callable
 
 REPORTS = 10
 SETTLE_S = 5.0
@@ -67,44 +78,78 @@ def run_ray_tune(num_trials: int, root: str) -> float:
     return elapsed
 
 
+def start_ray() -> None:
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
+def measure(run: Callable[[int, str], float], num_trials: int, root: str, fresh: bool) -> float:
+    """One run after 5 s of rest; with ``fresh``, in a Ray started for it."""
+    import ray
+
+    if fresh:
+        start_ray()
+    time.sleep(SETTLE_S)  # prestarted workers up, the last run's processes gone
+    try:
+        return run(num_trials, root)
+    finally:
+        if fresh:
+            ray.shutdown()
+
+
+def compare(args: argparse.Namespace, root: str, fresh: bool) -> list[float]:
+    """Alternating runs of both sides; raytuner's times."""
+    import ray
+
+    how = ("fresh: each run in a Ray started for it" if fresh
+           else "cold: one Ray session, worker processes started inside each run")
+    print(f"{how}; {args.trials} trials x {REPORTS} reports, 2 at a time", flush=True)
+    if not fresh:
+        start_ray()
+        run_raytuner(4, os.path.join(root, "cold-warmup"))  # takes Ray's prestarted workers
+    ratios, ours_s = [], []
+    for i in range(args.repeat):
+        tag = f"{'fresh' if fresh else 'cold'}{i}"
+        ours = measure(run_raytuner, args.trials, os.path.join(root, f"ours-{tag}"), fresh)
+        theirs = measure(run_ray_tune, args.trials, os.path.join(root, f"tune-{tag}"), fresh)
+        ratios.append(theirs / ours)
+        ours_s.append(ours)
+        print(f"  raytuner {ours:6.2f} s ({1000 * ours / args.trials:5.1f} ms/trial)   "
+              f"Ray Tune {theirs:6.2f} s ({1000 * theirs / args.trials:5.1f} ms/trial)   "
+              f"Ray Tune / raytuner = {theirs / ours:.1f}x", flush=True)
+    if args.repeat > 1:
+        print(f"  median ratio {statistics.median(ratios):.1f}x (min {min(ratios):.1f}x, max {max(ratios):.1f}x)")
+    if args.flat:
+        flat = measure(run_raytuner, args.flat, os.path.join(root, f"flat-{fresh}"), fresh)
+        ours = statistics.median(ours_s)
+        ratio = (flat / args.flat) / (ours / args.trials)
+        print(f"  {args.flat} trials: raytuner {flat:.2f} s ({1000 * flat / args.flat:.1f} ms/trial); "
+              f"per-trial cost {ratio:.2f}x that at {args.trials}", flush=True)
+    if not fresh:
+        ray.shutdown()
+    return ours_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--flat", type=int, default=2000, help="trials for the flatness run (0 to skip)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side, alternating")
+    parser.add_argument("--start", choices=("fresh", "cold", "both"), default="both",
+                        help="where trial workers come from (see above)")
     args = parser.parse_args()
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    ratios, ours_s = [], []
     with tempfile.TemporaryDirectory() as root:
-        run_raytuner(4, root)  # warm-up: import paths, object store
-        print(f"{args.trials} trials x {REPORTS} reports, 2 at a time")
-        for i in range(args.repeat):
-            # Each measured run starts from the same state, after a rest: Ray's prestarted idle
-            # workers were used up by the warm-up (Ray does not refill that pool), so both sides
-            # start their two worker processes from scratch inside the measured time.
-            time.sleep(SETTLE_S)
-            ours = run_raytuner(args.trials, os.path.join(root, f"ours{i}"))
-            time.sleep(SETTLE_S)
-            theirs = run_ray_tune(args.trials, os.path.join(root, f"tune{i}"))
-            ratios.append(theirs / ours)
-            ours_s.append(ours)
-            print(f"  raytuner {ours:6.2f} s ({1000 * ours / args.trials:5.1f} ms/trial)   "
-                  f"Ray Tune {theirs:6.2f} s ({1000 * theirs / args.trials:5.1f} ms/trial)   "
-                  f"Ray Tune / raytuner = {theirs / ours:.1f}x", flush=True)
-        if args.repeat > 1:
-            print(f"  median ratio {statistics.median(ratios):.1f}x (min {min(ratios):.1f}x, max {max(ratios):.1f}x)")
-        if args.flat:
-            time.sleep(SETTLE_S)
-            flat = run_raytuner(args.flat, os.path.join(root, "flat"))
-            ours = statistics.median(ours_s)
-            ratio = (flat / args.flat) / (ours / args.trials)
-            print(f"{args.flat} trials: raytuner {flat:.2f} s ({1000 * flat / args.flat:.1f} ms/trial); "
-                  f"per-trial cost {ratio:.2f}x that at {args.trials}")
-    ray.shutdown()
+        start_ray()  # unmeasured first runs: imports and first-use set-up on both sides
+        run_raytuner(4, os.path.join(root, "warmup"))
+        run_ray_tune(4, os.path.join(root, "warmup-tune"))
+        ray.shutdown()
+        for fresh in {"fresh": [True], "cold": [False], "both": [True, False]}[args.start]:
+            compare(args, root, fresh)
 
 
 if __name__ == "__main__":
