@@ -158,7 +158,7 @@ def train_ray_tune(config: Mapping[str, Any]) -> None:
 
 def random_configs(n: int = 20_000, seed: int = 12345) -> list[dict[str, Any]]:
     """``n`` random configs (no Ray): to set targets as quantiles of their final loss."""
-    from search import RandomSearcher
+    from raytuner.search import RandomSearcher
 
     sampler = RandomSearcher(space(), seed=seed)
     sampler.setup(None, n)
@@ -184,7 +184,7 @@ def epoch_budget(inner: Any, budget: int) -> Any:
     experiment ends soon after the budget is spent (running trials finish; the evaluation
     cuts the timeline at ``budget`` anyway).
     """
-    from search import FINISHED, Searcher
+    from raytuner.search import FINISHED, Searcher
 
     class EpochBudget(Searcher):
         def __init__(self) -> None:

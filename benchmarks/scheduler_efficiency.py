@@ -55,8 +55,8 @@ def utilisation(rows: list[dict], slots: int) -> tuple[float, float]:
 
 def run_utilisation(name: str, workers: int, trials: int, epoch_s: float, seed: int, root: str) -> dict:
     import raytuner as rt
-    from schedulers import ASHAScheduler, HyperbandScheduler
-    from search import RandomSearcher
+    from raytuner.schedulers import ASHAScheduler, HyperbandScheduler
+    from raytuner.search import RandomSearcher
 
     scheduler = {
         "ASHA stopping": lambda: ASHAScheduler(max_resource=R, reduction_factor=ETA),
@@ -108,8 +108,8 @@ def part_a(args: argparse.Namespace, root: str) -> None:
 # -- (b) epochs to target --------------------------------------------------------------
 def run_to_target(searcher_name: str, scheduler_name: str, seed: int, trials: int, root: str) -> list[dict]:
     import raytuner as rt
-    from schedulers import ASHAScheduler, FIFOScheduler
-    from search import HyperOptSearcher, RandomSearcher
+    from raytuner.schedulers import ASHAScheduler, FIFOScheduler
+    from raytuner.search import HyperOptSearcher, RandomSearcher
 
     searcher = RandomSearcher(seed=seed) if searcher_name == "random" else HyperOptSearcher(n_startup=10, seed=seed)
     scheduler = ASHAScheduler(max_resource=R, reduction_factor=ETA) if scheduler_name == "ASHA" else FIFOScheduler()

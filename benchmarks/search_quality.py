@@ -58,8 +58,8 @@ def constants(seed: int) -> dict:
 def run_raytuner(searcher_name: str, scheduler_name: str, seed: int, budget: int, root: str,
                  policy: str = "penalize") -> list[dict]:
     import raytuner as rt
-    from schedulers import ASHAScheduler, FIFOScheduler
-    from search import HyperOptSearcher, RandomSearcher
+    from raytuner.schedulers import ASHAScheduler, FIFOScheduler
+    from raytuner.search import HyperOptSearcher, RandomSearcher
 
     inner = (HyperOptSearcher(n_startup=N_STARTUP, seed=seed, stopped_trials=policy) if searcher_name == "tpe"
              else RandomSearcher(seed=seed))

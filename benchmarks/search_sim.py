@@ -70,7 +70,7 @@ class _Ours:
         self.searcher.on_trial_result(trial_id, epoch, loss)
 
     def complete(self, trial_id: str, stopped: bool, epoch: int, loss: float) -> None:
-        from search import Outcome, TrialEnd
+        from raytuner.search import Outcome, TrialEnd
 
         end = TrialEnd.STOPPED if stopped else TrialEnd.COMPLETED
         self.searcher.on_trial_complete(trial_id, Outcome(end, loss, epoch, R))
@@ -104,7 +104,7 @@ def make_searcher(name: str, seed: int) -> Any:
     arguments of HyperOptSearcher (``tpe-gamma=0.5``, ``tpe-n_startup=9``), and
     ``rayseeds``: the per-suggestion seeds drawn as Ray Tune's adapter draws them.
     """
-    from search import HyperOptSearcher, RandomSearcher
+    from raytuner.search import HyperOptSearcher, RandomSearcher
 
     if name == "raytune":
         return _RayTune(seed)
@@ -171,13 +171,13 @@ class _OurScheduler:
         self.scheduler.on_trial_add(trial_id)
 
     def stop(self, trial_id: str, epoch: int, loss: float) -> bool:
-        from schedulers import Decision
+        from raytuner.schedulers import Decision
 
         return self.scheduler.on_result(trial_id, epoch, loss) is Decision.STOP
 
 
 def make_scheduler(name: str) -> Any:
-    from schedulers import ASHAScheduler, FIFOScheduler
+    from raytuner.schedulers import ASHAScheduler, FIFOScheduler
 
     if name == "asha":
         return _OurScheduler(ASHAScheduler(max_resource=R, reduction_factor=ETA))

@@ -18,7 +18,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads, in every worker
 
 import raytuner as rt  # noqa: E402
-from schedulers import ASHAScheduler  # noqa: E402
+from raytuner.schedulers import ASHAScheduler  # noqa: E402
 
 SPACE = {
     "lr": rt.loguniform(1e-4, 3e-2),
@@ -76,9 +76,9 @@ def train(config):
 
 def make_searcher(seed: int):
     try:
-        from search import HyperOptSearcher
+        from raytuner.search import HyperOptSearcher
     except ImportError:  # an install without hyperopt
-        from search import RandomSearcher
+        from raytuner.search import RandomSearcher
 
         print("HyperOptSearcher is not available: searching at random instead.")
         return RandomSearcher(seed=seed)

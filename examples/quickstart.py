@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 import raytuner as rt
-from schedulers import ASHAScheduler
-from search import HyperOptSearcher
+from raytuner.schedulers import ASHAScheduler
+from raytuner.search import HyperOptSearcher
 
 EPOCHS = 27
 

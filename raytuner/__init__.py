@@ -4,8 +4,9 @@
 >>> rt.loguniform(1e-4, 1e-1)
 loguniform(0.0001, 0.1)
 
-The Tuner runs trials as Ray actors; a searcher (``search``) proposes configs and a
-scheduler (``schedulers``) stops, pauses or promotes trials from their reports.
+The Tuner runs trials as Ray actors; a searcher (:mod:`raytuner.search`) proposes configs and a
+scheduler (:mod:`raytuner.schedulers`) stops, pauses or promotes trials from their reports. The
+searchers and schedulers a user needs are re-exported here (``rt.ASHAScheduler``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from raytuner._results import Results, TrialResult, load
     from raytuner._trial import TrialStatus
     from raytuner._tuner import Tuner
-    from search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
+    from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
 
 # The rest loads on first use (PEP 562): a trial worker imports this package to run
 # trials, and needs the session, not the Tuner, pandas or numpy (0.1-0.2 s per worker).
@@ -41,16 +42,26 @@ _LAZY = {
     "load": "raytuner._results",
     "TrialStatus": "raytuner._trial",
     "Tuner": "raytuner._tuner",
-    **dict.fromkeys(["choice", "grid", "loguniform", "qloguniform", "quniform", "randint", "uniform"], "search"),
+    **dict.fromkeys(["choice", "grid", "loguniform", "qloguniform", "quniform", "randint", "uniform",
+                     "GridSearcher", "HyperOptSearcher", "RandomSearcher"], "raytuner.search"),
+    **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler"],
+                    "raytuner.schedulers"),
 }
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASHAScheduler",
     "Callback",
     "ConfigError",
     "ExperimentError",
+    "FIFOScheduler",
+    "GridSearcher",
+    "HyperOptSearcher",
+    "HyperbandScheduler",
+    "MedianStoppingScheduler",
     "NotInTrialError",
+    "RandomSearcher",
     "RayTunerError",
     "ReportError",
     "Results",
@@ -81,10 +92,10 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     # Submodules with heavy imports (TensorFlow) load only when used: rt.keras.ReportCallback.
-    if name in ("keras",):
+    if name in ("keras", "search", "schedulers"):
         return importlib.import_module(f"raytuner.{name}")
     raise AttributeError(f"module 'raytuner' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | {"keras"})
+    return sorted(set(globals()) | set(_LAZY) | {"keras", "search", "schedulers"})

@@ -32,8 +32,8 @@ from raytuner._storage import ExperimentStorage, dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker import CONTINUE, PAUSE, STOP, Event, Report, TrialSpec
 from raytuner.errors import ReportError, RayTunerError
-from schedulers import Decision, Scheduler
-from search import FINISHED, Outcome, Searcher, TrialEnd
+from raytuner.schedulers import Decision, Scheduler
+from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
 
 logger = logging.getLogger("raytuner")
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from raytuner._storage import AUTO_KEYS, ExperimentStorage, flatten
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError
-from search import Outcome, TrialEnd
+from raytuner.search import Outcome, TrialEnd
 
 if TYPE_CHECKING:
     import pandas as pd

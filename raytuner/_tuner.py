@@ -18,8 +18,8 @@ from raytuner._resume import trainable_file, trainable_name
 from raytuner._stop import StopCriteria, StopFn
 from raytuner._storage import ExperimentStorage, check_name
 from raytuner.errors import ConfigError
-from schedulers import FIFOScheduler, Scheduler
-from search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
+from raytuner.schedulers import FIFOScheduler, Scheduler
+from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
 
 DEFAULT_STORAGE = "~/raytuner_results"
 

@@ -76,7 +76,7 @@ class ASHAScheduler(Scheduler):
         seed: seeds the bracket assignment.
 
     Example:
-        >>> from schedulers import ASHAScheduler, Decision
+        >>> from raytuner.schedulers import ASHAScheduler, Decision
         >>> asha = ASHAScheduler(max_resource=9, reduction_factor=3)
         >>> [asha.on_result(t, 1, v) for t, v in [("a", 0.5), ("b", 0.2), ("c", 0.9)]]
         [<Decision.CONTINUE: 'continue'>, <Decision.CONTINUE: 'continue'>, <Decision.STOP: 'stop'>]

@@ -20,7 +20,7 @@ class FIFOScheduler(Scheduler):
         resource_attr: the report key holding the resource, or None to count reports.
 
     Example:
-        >>> from schedulers import Decision, FIFOScheduler
+        >>> from raytuner.schedulers import Decision, FIFOScheduler
         >>> FIFOScheduler().on_result("t0", 1, 0.5) is Decision.CONTINUE
         True
     """

@@ -72,7 +72,7 @@ class HyperbandScheduler(Scheduler):
         resource_attr: the report key holding the resource, or None to count reports.
 
     Example:
-        >>> from schedulers import HyperbandScheduler
+        >>> from raytuner.schedulers import HyperbandScheduler
         >>> hb = HyperbandScheduler(max_resource=9, reduction_factor=3)
         >>> [(b.n, b.r) for b in hb.plan()]
         [(9, 1), (5, 3), (3, 9)]

@@ -64,7 +64,7 @@ class MedianStoppingScheduler(Scheduler):
         resource_attr: the report key holding the resource, or None to count reports.
 
     Example:
-        >>> from schedulers import MedianStoppingScheduler
+        >>> from raytuner.schedulers import MedianStoppingScheduler
         >>> rule = MedianStoppingScheduler(grace_period=1, min_samples_required=2)
         >>> [rule.on_result(t, 1, v).name for t, v in [("a", 1.0), ("b", 2.0), ("c", 3.0)]]
         ['CONTINUE', 'CONTINUE', 'STOP']

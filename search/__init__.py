@@ -7,8 +7,8 @@ raytuner controller drives. This package never imports Ray.
 
 from typing import Any
 
-from search._base import FINISHED, Outcome, Searcher, TrialEnd
-from search._domains import (
+from ._base import FINISHED, Outcome, Searcher, TrialEnd
+from ._domains import (
     Domain,
     choice,
     grid,
@@ -18,8 +18,8 @@ from search._domains import (
     randint,
     uniform,
 )
-from search._random import GridSearcher, RandomSearcher
-from search._space import has_grid, sample_config, space_to_json, validate_space
+from ._random import GridSearcher, RandomSearcher
+from ._space import has_grid, sample_config, space_to_json, validate_space
 
 __all__ = [
     "Domain",
@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
     # hyperopt imports scipy.stats (about 1.3 s): load it only when TPE is asked for, so that
     # trial workers and the CLI, which never need it, start fast.
     if name == "HyperOptSearcher":
-        from search._hyperopt import HyperOptSearcher
+        from ._hyperopt import HyperOptSearcher
 
         return HyperOptSearcher
-    raise AttributeError(f"module 'search' has no attribute {name!r}")
+    raise AttributeError(f"module 'raytuner.search' has no attribute {name!r}")

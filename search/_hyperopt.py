@@ -13,11 +13,11 @@ from typing import Any, Literal
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, Domain, Trials, rand, tpe
 from hyperopt.exceptions import DuplicateLabel
 
-from search._base import Outcome, Searcher, TrialEnd
-from search._domains import plain
-from search._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
-from search._random import make_rng
-from search._space import has_grid, validate_space
+from ._base import Outcome, Searcher, TrialEnd
+from ._domains import plain
+from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
+from ._random import make_rng
+from ._space import has_grid, validate_space
 
 STOPPED_POLICIES = ("penalize", "last", "ignore")
 _STATE_VERSION = 1
@@ -133,7 +133,7 @@ class HyperOptSearcher(Searcher):
             reported yet, or None for no limit.
 
     Example:
-        >>> from search import HyperOptSearcher, Outcome, TrialEnd, uniform
+        >>> from raytuner.search import HyperOptSearcher, Outcome, TrialEnd, uniform
         >>> searcher = HyperOptSearcher({"x": uniform(-5, 5)}, n_startup=3, seed=0)
         >>> searcher.setup(None, num_trials=10)
         >>> config = searcher.suggest("00000")

@@ -38,7 +38,7 @@ from typing import Any
 from hyperopt import hp, pyll
 from hyperopt.pyll import scope
 
-from search._domains import (
+from ._domains import (
     Choice,
     Grid,
     LogUniform,

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from search._base import FINISHED, Searcher, _Finished
-from search._space import grid_points, has_grid, has_hyperopt_expr, sample_config, validate_space
+from ._base import FINISHED, Searcher, _Finished
+from ._space import grid_points, has_grid, has_hyperopt_expr, sample_config, validate_space
 
 
 def make_rng(owner: str, seed: int | None) -> np.random.Generator:
@@ -44,7 +44,7 @@ class RandomSearcher(Searcher):
         seed: Seed of the generator; the same seed gives the same sequence of configs.
 
     Example:
-        >>> from search import RandomSearcher, loguniform
+        >>> from raytuner.search import RandomSearcher, loguniform
         >>> searcher = RandomSearcher({"lr": loguniform(1e-4, 1e-1)}, seed=0)
         >>> searcher.setup(None, num_trials=10)
         >>> sorted(searcher.suggest("00000"))
@@ -98,7 +98,7 @@ class GridSearcher(Searcher):
         seed: Seed for the domains that are not grids.
 
     Example:
-        >>> from search import GridSearcher, grid
+        >>> from raytuner.search import GridSearcher, grid
         >>> searcher = GridSearcher({"units": grid([32, 64]), "act": grid(["relu", "tanh"])})
         >>> searcher.setup(None, num_trials=1)
         >>> [searcher.suggest(f"{i:05d}") for i in range(searcher.num_trials)][:2]

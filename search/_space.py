@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from search._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, plain, resolve, to_json
+from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, plain, resolve, to_json
 
 Path = tuple[str, ...]
 

@@ -105,7 +105,7 @@ def parse_schedule(text: str | None) -> Schedule:
     except (SyntaxError, ValueError):
         return Schedule(text)
     name = node.func.id
-    from schedulers import hyperband_brackets, rung_levels
+    from raytuner.schedulers import hyperband_brackets, rung_levels
 
     try:
         if name == "ASHAScheduler":

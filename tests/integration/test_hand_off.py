@@ -18,7 +18,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
-from schedulers import Decision, Scheduler
+from raytuner.schedulers import Decision, Scheduler
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -11,8 +11,8 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
-from schedulers import ASHAScheduler
-from search import HyperOptSearcher, Outcome, RandomSearcher, TrialEnd
+from raytuner.schedulers import ASHAScheduler
+from raytuner.search import HyperOptSearcher, Outcome, RandomSearcher, TrialEnd
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

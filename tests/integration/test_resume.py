@@ -10,7 +10,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
-from schedulers import ASHAScheduler
+from raytuner.schedulers import ASHAScheduler
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -126,7 +126,7 @@ class KeepEarlyState(rt.Callback):
 
 @pytest.mark.parametrize("searcher", ["random", "tpe"])
 def test_resume_from_a_snapshot_older_than_the_trial_folders(storage, searcher, caplog):
-    from search import HyperOptSearcher
+    from raytuner.search import HyperOptSearcher
 
     keep = KeepEarlyState()
     kwargs = {"searcher": HyperOptSearcher(n_startup=3, seed=1)} if searcher == "tpe" else {"seed": 1}

@@ -12,7 +12,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
-from schedulers import ASHAScheduler, Decision, HyperbandScheduler
+from raytuner.schedulers import ASHAScheduler, Decision, HyperbandScheduler
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -9,7 +9,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import cli
-from schedulers import ASHAScheduler
+from raytuner.schedulers import ASHAScheduler
 
 
 def train(config):

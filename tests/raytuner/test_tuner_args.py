@@ -5,8 +5,8 @@ import threading
 import pytest
 
 import raytuner as rt
-from schedulers import ASHAScheduler
-from search import GridSearcher, RandomSearcher
+from raytuner.schedulers import ASHAScheduler
+from raytuner.search import GridSearcher, RandomSearcher
 
 
 def train(config):

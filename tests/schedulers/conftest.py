@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from schedulers import Decision, Scheduler
+from raytuner.schedulers import Decision, Scheduler
 
 
 class Stalled(AssertionError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schedulers import ASHAScheduler, Decision
-from schedulers._rungs import num_promotable
+from raytuner.schedulers import ASHAScheduler, Decision
+from raytuner.schedulers._rungs import num_promotable
 
 C, S, P = Decision.CONTINUE, Decision.STOP, Decision.PAUSE
 

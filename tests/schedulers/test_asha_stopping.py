@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from schedulers import ASHAScheduler, Decision
+from raytuner.schedulers import ASHAScheduler, Decision
 
 C, S, P = Decision.CONTINUE, Decision.STOP, Decision.PAUSE
 

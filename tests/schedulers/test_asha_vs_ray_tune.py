@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from schedulers import ASHAScheduler, Decision, MedianStoppingScheduler
+from raytuner.schedulers import ASHAScheduler, Decision, MedianStoppingScheduler
 
 tune_schedulers = pytest.importorskip("ray.tune.schedulers")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from schedulers import (
+from raytuner.schedulers import (
     ASHAScheduler,
     Decision,
     FIFOScheduler,

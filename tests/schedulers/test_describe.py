@@ -1,6 +1,6 @@
 """The one-line summaries schedulers give the live progress view."""
 
-from schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler
+from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler
 
 
 def test_asha_describes_how_many_trials_each_rung_holds():

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from schedulers import Decision, FIFOScheduler
+from raytuner.schedulers import Decision, FIFOScheduler
 
 
 def test_never_intervenes_by_default(sim, iid):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schedulers import Decision, HyperbandScheduler
+from raytuner.schedulers import Decision, HyperbandScheduler
 
 C, S, P = Decision.CONTINUE, Decision.STOP, Decision.PAUSE
 

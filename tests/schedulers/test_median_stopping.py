@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from schedulers import Decision, MedianStoppingScheduler
+from raytuner.schedulers import Decision, MedianStoppingScheduler
 
 C, S = Decision.CONTINUE, Decision.STOP
 

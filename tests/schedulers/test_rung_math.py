@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from schedulers import hyperband_brackets, rung_levels
-from schedulers._rungs import (
+from raytuner.schedulers import hyperband_brackets, rung_levels
+from raytuner.schedulers._rungs import (
     Rung,
     asha_bracket_weights,
     assign_bracket,

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from schedulers import (
+from raytuner.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
     HyperbandScheduler,

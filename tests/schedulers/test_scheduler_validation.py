@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from schedulers import (
+from raytuner.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
     HyperbandScheduler,

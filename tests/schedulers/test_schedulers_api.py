@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import schedulers
-from schedulers import Scheduler
+import raytuner.schedulers as schedulers
+from raytuner.schedulers import Scheduler
 
 
 def test_all_is_sorted_and_complete():
@@ -24,7 +24,7 @@ def test_every_scheduler_implements_the_contract():
 
 
 def test_importing_schedulers_does_not_import_ray():
-    code = "import sys, schedulers; print('ray' in sys.modules)"
+    code = "import sys, raytuner.schedulers; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -32,7 +32,7 @@ def test_importing_schedulers_does_not_import_ray():
 def test_docstring_examples_run():
     import doctest
 
-    from schedulers import _asha, _fifo, _hyperband, _median
+    from raytuner.schedulers import _asha, _fifo, _hyperband, _median
 
     for module in (_asha, _fifo, _hyperband, _median):
         assert doctest.testmod(module).failed == 0

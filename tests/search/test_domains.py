@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
+from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, hp, rand, tpe
 
-from search import (
+from raytuner.search import (
     HyperOptSearcher,
     Outcome,
     TrialEnd,

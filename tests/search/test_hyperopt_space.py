@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hyperopt import Domain, hp, pyll
 
-from search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
-from search._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
+from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
+from raytuner.search._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
 
 
 def param_node(expr):

@@ -7,7 +7,7 @@ import pickle
 import pytest
 from hyperopt import hp
 
-from search import FINISHED, GridSearcher, RandomSearcher, choice, grid, randint, uniform
+from raytuner.search import FINISHED, GridSearcher, RandomSearcher, choice, grid, randint, uniform
 
 SPACE = {"x": uniform(0, 1), "n": randint(0, 100), "c": choice(["a", "b"])}
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from search import HyperOptSearcher, Outcome, RandomSearcher, TrialEnd, loguniform, uniform
+from raytuner.search import HyperOptSearcher, Outcome, RandomSearcher, TrialEnd, loguniform, uniform
 
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5), "lr": loguniform(1e-5, 1.0)}
 SEEDS = range(8)

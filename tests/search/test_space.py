@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hyperopt import hp
 
-from search import (
+from raytuner.search import (
     choice,
     grid,
     has_grid,
@@ -20,7 +20,7 @@ from search import (
     uniform,
     validate_space,
 )
-from search._space import grid_points
+from raytuner.search._space import grid_points
 
 SPACE = {
     "lr": loguniform(1e-4, 1e-1),
