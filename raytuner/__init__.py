@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from raytuner._session import TrialContext, get_checkpoint, get_context, in_trial, report
+from raytuner._worker.session import TrialContext, get_checkpoint, get_context, in_trial, report
 from raytuner.errors import (
     ConfigError,
     ExperimentError,
@@ -26,7 +26,7 @@ from raytuner.errors import (
 
 if TYPE_CHECKING:
     from raytuner._callbacks import Callback
-    from raytuner._pool import release_workers
+    from raytuner._driver.pool import release_workers
     from raytuner._results import Results, TrialResult, load
     from raytuner._trial import TrialStatus
     from raytuner._tuner import Tuner
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # trials, and needs the session, not the Tuner, pandas or numpy (0.1-0.2 s per worker).
 _LAZY = {
     "Callback": "raytuner._callbacks",
-    "release_workers": "raytuner._pool",
+    "release_workers": "raytuner._driver.pool",
     "Results": "raytuner._results",
     "TrialResult": "raytuner._results",
     "load": "raytuner._results",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from raytuner._storage import AUTO_KEYS, ExperimentStorage, flatten
+from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage, flatten
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError
 from raytuner.search import Outcome, TrialEnd

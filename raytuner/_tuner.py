@@ -8,15 +8,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from raytuner import _resources
+from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
-from raytuner._controller import Controller, ExperimentSettings
-from raytuner._ray import ensure_ray
+from raytuner._driver.controller import Controller, ExperimentSettings
+from raytuner._driver.ray_init import ensure_ray
 from raytuner._results import Results
-from raytuner._resume import resume as resume_experiment
-from raytuner._resume import trainable_file, trainable_name
-from raytuner._stop import StopCriteria, StopFn
-from raytuner._storage import ExperimentStorage, check_name
+from raytuner._driver.resume import resume as resume_experiment
+from raytuner._driver.resume import trainable_file, trainable_name
+from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner.errors import ConfigError
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
@@ -70,7 +70,7 @@ class Tuner:
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
         stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
             ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. See
-            :class:`raytuner._stop.StopCriteria`.
+            :class:`raytuner._driver.stop.StopCriteria`.
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default

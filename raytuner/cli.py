@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from raytuner._storage import flatten
+from raytuner._storage.experiment import flatten
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 DEFAULT_ROOT = "~/raytuner_results"
@@ -96,7 +96,7 @@ def _metric_mode(results, args) -> tuple[str, str]:
 
 
 def _scored(results, metric: str) -> list:
-    from raytuner._storage import is_finite
+    from raytuner._storage.experiment import is_finite
 
     return [t for t in results.trials if is_finite(t.metrics.get(metric))]
 
@@ -118,7 +118,7 @@ def _no_metric(results, metric: str) -> CLIError:
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from raytuner._storage import ExperimentStorage, is_finite
+    from raytuner._storage.experiment import ExperimentStorage, is_finite
     from raytuner.errors import ExperimentError
 
     root = Path(args.root).expanduser()
@@ -242,7 +242,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    from raytuner._storage import ExperimentStorage, check_name
+    from raytuner._storage.experiment import ExperimentStorage, check_name
     from raytuner.errors import ConfigError, ExperimentError
 
     path = _locate(args.exp, args.root)

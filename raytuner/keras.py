@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import keras
 
-from raytuner import _session
+from raytuner._worker import session as _session
 from raytuner.errors import ConfigError, ReportError
 
 __all__ = ["MODEL_FILE", "ReportCallback", "load_model", "restore"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from raytuner._results import Results, TrialResult
-from raytuner._storage import ExperimentStorage, is_finite
+from raytuner._storage.experiment import ExperimentStorage, is_finite
 from raytuner._trial import TrialStatus
 from raytuner.errors import ExperimentError
 

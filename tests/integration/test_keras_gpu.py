@@ -16,11 +16,12 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def report_gpu_settings(config):
-    from raytuner import _accelerators, _tf_gradients
+    from raytuner._worker import accelerators as _accelerators
+    from raytuner._worker import tf_gradients as _tf_gradients
 
     seen = {key: os.environ.get(key) for key in _accelerators.ENV_KEYS}
     seen["tf_cap"] = _accelerators.tensorflow_memory_fraction
-    # Every worker arms raytuner._tf_gradients.install; only a capped GPU worker more.
+    # Every worker arms raytuner._worker.tf_gradients.install; only a capped GPU worker more.
     seen["tf_hook_armed"] = any(
         hook is not _tf_gradients.install
         for f in sys.meta_path if isinstance(f, _accelerators._AfterImport) for hook in f.hooks

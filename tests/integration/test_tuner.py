@@ -67,8 +67,8 @@ def test_workers_are_reused_across_trials(storage):
 def one_cpu_pool():
     """An empty worker pool for 1-CPU trials (warm workers of earlier tests would hold the
     CPUs); its workers are stopped afterwards."""
-    from raytuner._pool import acquire_pool, park_pool
-    from raytuner._resources import normalize
+    from raytuner._driver.pool import acquire_pool, park_pool
+    from raytuner._driver.resources import normalize
 
     rt.release_workers()
     pool = acquire_pool(normalize({"cpu": 1}), None)
@@ -79,8 +79,8 @@ def one_cpu_pool():
 def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next(one_cpu_pool):
     import ray
 
-    from raytuner._pool import acquire_pool, park_pool
-    from raytuner._resources import normalize
+    from raytuner._driver.pool import acquire_pool, park_pool
+    from raytuner._driver.resources import normalize
 
     pool = one_cpu_pool
     pool.spawn()

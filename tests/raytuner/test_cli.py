@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from raytuner import cli
-from raytuner._storage import ExperimentStorage
+from raytuner._storage.experiment import ExperimentStorage
 
 _spec = importlib.util.spec_from_file_location("_report_tests", Path(__file__).with_name("test_report.py"))
 _report_tests = importlib.util.module_from_spec(_spec)

@@ -19,7 +19,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from raytuner import _checkpoint, _session  # noqa: E402
+from raytuner._worker import checkpoint as _checkpoint  # noqa: E402
+from raytuner._worker import session as _session  # noqa: E402
 from raytuner import keras as rtk  # noqa: E402
 from raytuner.errors import ConfigError, ReportError  # noqa: E402
 
@@ -292,8 +293,8 @@ def test_a_finished_trial_leaves_no_traced_graph_behind():
     import gc
     import weakref
 
-    from raytuner import _tf_gradients
-    from raytuner._worker import _release_trial_state
+    from raytuner._worker import tf_gradients as _tf_gradients
+    from raytuner._worker.actor import _release_trial_state
 
     assert _tf_gradients.install()
 

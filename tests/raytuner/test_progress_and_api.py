@@ -2,7 +2,7 @@ import io
 import math
 
 import raytuner as rt
-from raytuner._progress import Progress
+from raytuner._driver.progress import Progress
 from raytuner._trial import Trial, TrialStatus
 
 

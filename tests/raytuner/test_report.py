@@ -22,7 +22,7 @@ import pytest
 
 import raytuner as rt
 from raytuner._report import _data
-from raytuner._storage import ExperimentStorage
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 
 pytest.importorskip("plotly")

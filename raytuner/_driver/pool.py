@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping
 
-from raytuner._resources import actor_options
-from raytuner._worker import TrialWorker
+from raytuner._driver.resources import actor_options
+from raytuner._worker.actor import TrialWorker
 
 _lock = threading.Lock()
 _shared: WorkerPool | None = None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from raytuner.errors import NotInTrialError, ReportError
 
 if TYPE_CHECKING:
-    from raytuner._worker import TrialRun
+    from raytuner._worker.actor import TrialRun
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from raytuner import _checkpoint
+from raytuner._worker import checkpoint as _checkpoint
 from raytuner._callbacks import Callback
-from raytuner._pool import acquire_pool, park_pool
-from raytuner._progress import Progress
+from raytuner._driver.pool import acquire_pool, park_pool
+from raytuner._driver.progress import Progress
 from raytuner._results import Results, TrialResult
-from raytuner._stop import StopCriteria
-from raytuner._storage import ExperimentStorage, dumps
+from raytuner._driver.stop import StopCriteria
+from raytuner._storage.experiment import ExperimentStorage, dumps
 from raytuner._trial import Trial, TrialStatus
-from raytuner._worker import CONTINUE, PAUSE, STOP, Event, Report, TrialSpec
+from raytuner._worker.actor import CONTINUE, PAUSE, STOP, Event, Report, TrialSpec
 from raytuner.errors import ReportError, RayTunerError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd

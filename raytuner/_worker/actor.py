@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from raytuner import _accelerators, _checkpoint, _session, _tf_gradients
-from raytuner._stop import StopCriteria
+from raytuner._worker import accelerators as _accelerators
+from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker import session as _session
+from raytuner._worker import tf_gradients as _tf_gradients
+from raytuner._driver.stop import StopCriteria
 from raytuner.errors import ReportError, TrialStopped
 
 CONTINUE, STOP, PAUSE, COMPLETED = "continue", "stop", "pause", "completed"
@@ -225,7 +228,7 @@ def _release_trial_state() -> None:
     A framework's graphs and device buffers are not, so those get cleared and a full
     collection; it is skipped otherwise, as it costs tens of milliseconds per trial in a
     process that holds Ray. Then TensorFlow's custom-gradient registry lets go of the
-    graphs just collected (see :mod:`raytuner._tf_gradients`).
+    graphs just collected (see :mod:`raytuner._worker.tf_gradients`).
     """
     if "keras" in sys.modules:
         try:

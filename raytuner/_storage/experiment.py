@@ -226,7 +226,7 @@ class ExperimentStorage:
 
     def write_checkpoint(self, trial_id: str, iteration: int, data: bytes, keep: int | None) -> str:
         """Store a packed checkpoint as ``checkpoint_<iteration>/``; keep the newest ``keep``."""
-        from raytuner._checkpoint import unpack_to
+        from raytuner._worker.checkpoint import unpack_to
 
         trial_path = self.trial_path(trial_id)
         name = f"checkpoint_{iteration:06d}"

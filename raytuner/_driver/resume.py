@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from raytuner import _resources
+from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
-from raytuner._controller import Controller
-from raytuner._ray import ensure_ray
+from raytuner._driver.controller import Controller
+from raytuner._driver.ray_init import ensure_ray
 from raytuner._results import Results
-from raytuner._storage import AUTO_KEYS, ExperimentStorage
+from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage
 from raytuner._trial import Trial
 from raytuner.errors import ConfigError, ExperimentError
 
