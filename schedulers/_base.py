@@ -25,6 +25,10 @@ class Decision(enum.Enum):
     """Checkpoint and free the slot. Unlike STOP, the trial stays a candidate: the
     scheduler may hand it back through :meth:`Scheduler.choose_trial_to_resume`, and it
     then continues from its checkpoint with its resource counting on."""
+    COMPLETE = "complete"
+    """The trial reached its full budget: end it now as COMPLETED (not STOPPED: its value
+    is a full-fidelity one), and never resume it. The scheduler has closed the trial
+    itself, so it is not told :meth:`Scheduler.on_trial_complete` again."""
 
 
 class Scheduler(abc.ABC):

@@ -122,6 +122,11 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             raise ExperimentError(f"{path}: line {number + 1} is not valid JSON; the file is damaged.") from None
 
 
+def checkpoint_name(iteration: int) -> str:
+    """The folder, under its trial's, of the checkpoint made at report ``iteration``."""
+    return f"checkpoint_{iteration:06d}"
+
+
 class ExperimentStorage:
     """Reads and writes one experiment's folder."""
 
@@ -229,7 +234,7 @@ class ExperimentStorage:
         from raytuner._worker.checkpoint import unpack_to
 
         trial_path = self.trial_path(trial_id)
-        name = f"checkpoint_{iteration:06d}"
+        name = checkpoint_name(iteration)
         final = trial_path / name
         tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
         try:

@@ -15,6 +15,16 @@ import raytuner as rt
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
+def _meet_the_other_trial(trial_dir, timeout_s=120.0):
+    """A rendezvous of the two trials through their folders: neither goes on until both run."""
+    (trial_dir / "arrived").touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(trial_dir.parent.glob("*/arrived"))) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other trial never ran at the same time as this one")
+        time.sleep(0.02)
+
+
 def report_gpu_settings(config):
     from raytuner._worker import accelerators as _accelerators
     from raytuner._worker import tf_gradients as _tf_gradients
@@ -28,7 +38,7 @@ def report_gpu_settings(config):
     )
     seen["tf_imported"] = "tensorflow" in sys.modules
     seen["pid"] = os.getpid()
-    time.sleep(1.0)  # overlap with the other trial, so that both workers are in use
+    _meet_the_other_trial(rt.get_context().trial_dir)  # both workers in use at once
     (rt.get_context().trial_dir / "gpu.json").write_text(json.dumps(seen))
     rt.report({"x": config["x"]})
 

@@ -91,8 +91,7 @@ def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next(one_cpu
     assert again is pool
     (ref,) = again.starting()
     again.started(ref)
-    worker = again.idle_worker()
-    assert worker is not None
+    (worker,) = again.idle
     ray.get(worker.node_id.remote(), timeout=60)  # alive: it was not killed on the way
     again.discard(worker)
     assert again.size == 0 and not again.starting()
