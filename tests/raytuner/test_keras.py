@@ -22,6 +22,7 @@ keras = pytest.importorskip("keras")
 from raytuner._worker import checkpoint as _checkpoint  # noqa: E402
 from raytuner._worker import session as _session  # noqa: E402
 from raytuner import keras as rtk  # noqa: E402
+from raytuner._worker.protocol import Signal  # noqa: E402
 from raytuner.errors import ConfigError, ReportError  # noqa: E402
 
 STEPS = 4  # batches per epoch
@@ -55,7 +56,7 @@ class ScriptedRun:
         self.reports.append(dict(metrics))
         if checkpoint is not None:
             self.checkpoints[self.iteration] = _checkpoint.pack_dir(checkpoint)
-        return self.decisions.get(self.iteration, "continue")
+        return Signal(self.decisions.get(self.iteration, "continue"))
 
 
 @pytest.fixture
