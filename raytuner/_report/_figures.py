@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from raytuner._report._data import Param, ReportData, best_so_far, end_marks, flatten_config, importance, label
+from raytuner._report._data import Param, ReportData, best_so_far, end_marks, flatten_config, label
+from raytuner._report.importance import importance
 
 _STATUS_COLORS = {
     "COMPLETED": "#1f77b4",
@@ -224,10 +225,10 @@ def importances(data: ReportData) -> Figure | str:
     fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=[esc(n) for n in names], orientation="h",
                            marker_color="#1f77b4", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(**{**_LAYOUT, "height": max(220, 60 + 40 * len(names))},
-                      xaxis_title=f"share of {esc(data.metric)} rank variance explained (eta²)", xaxis_range=[0, 1])
+                      xaxis_title=f"share of {esc(data.metric)} variance explained (fANOVA)", xaxis_range=[0, 1])
     return Figure("importance", "Parameter importance",
-                  "Main effect of each parameter alone (correlation ratio over value bins); interactions are not seen.",
-                  fig)
+                  "fANOVA over a random forest, as Optuna computes it: the share of the metric's variance that "
+                  "each parameter's main effect explains; what is left over is interactions.", fig)
 
 
 BUILDERS = (history, parallel, learning_curves, slices, contour, importances)

@@ -22,6 +22,7 @@ import pytest
 
 import raytuner as rt
 from raytuner._report import _data
+from raytuner._report.importance import importance
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 
@@ -125,7 +126,7 @@ def test_figures_show_rungs_pauses_stops_and_best_so_far(evil_report):
 
 def test_importance_ranks_the_parameter_that_drives_the_metric(tmp_path):
     data = _data.collect(rt.load(write_experiment(tmp_path, n=30)))
-    scores = _data.importance(data)
+    scores = importance(data)
     assert next(iter(scores)) == "lr"
     assert scores["lr"] > 0.5 > scores["opt"]
 
