@@ -231,4 +231,20 @@ def importances(data: ReportData) -> Figure | str:
                   "each parameter's main effect explains; what is left over is interactions.", fig)
 
 
-BUILDERS = (history, parallel, learning_curves, slices, contour, importances)
+def durations(data: ReportData) -> Figure | str:
+    import plotly.graph_objects as go
+
+    trials = [t for t in data.results.trials if t.iteration]
+    if not trials:
+        return "Trial durations need a trial that reported."
+    fig = go.Figure()
+    for status in dict.fromkeys(t.status.value for t in trials):
+        group = [t for t in trials if t.status.value == status]
+        fig.add_trace(go.Bar(x=[t.trial_id for t in group], y=[t.time_total_s for t in group], name=status.lower(),
+                             marker_color=_STATUS_COLORS.get(status)))
+    fig.update_layout(**_LAYOUT, xaxis_title="trial", yaxis_title="training time (s)", xaxis_type="category")
+    return Figure("durations", "Trial durations",
+                  "Training time of each trial, summed over pauses and retries; the colour says how it stands.", fig)
+
+
+BUILDERS = (history, parallel, learning_curves, slices, contour, importances, durations)
