@@ -193,6 +193,10 @@ def static(request: Request) -> FileResponse:
     return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
 
+def favicon(request: Request) -> Response:
+    return Response(status_code=204)  # browsers ask for one; a 404 would be logged as an error
+
+
 # -- errors --------------------------------------------------------------------------------
 def _error(request: Request, status: int, message: str) -> Response:
     if request.url.path.startswith("/api/"):
@@ -223,6 +227,7 @@ ROUTES = [
     Route("/api/e/{name}/t/{trial}", api_trial),
     Route("/api/e/{name}/t/{trial}/log", api_log),
     Route("/static/{file}", static),
+    Route("/favicon.ico", favicon),
 ]
 
 
