@@ -224,7 +224,7 @@ def test_report_loads_without_errors_and_draws_every_figure(tmp_path):
     assert probe["errors"] == []  # also: the EVIL config value never ran as a script
     figures = {f["id"].removeprefix("rt-figure-"): f for f in probe["figures"]}
     assert list(figures) == ["history", "parallel", "learning_curves", "slices", "contour", "importance", "durations"]
-    assert probe["all"] == "6"
+    assert probe["all"] == "7"
     for key, figure in figures.items():
         assert figure["drawn"] == "true" and figure["svg"] >= 1 and figure["traces"] >= 1, (key, figure)
     assert figures["parallel"]["canvases"] >= 1  # WebGL lines
