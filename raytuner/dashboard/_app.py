@@ -232,7 +232,10 @@ ROUTES = [
 
 
 # -- access --------------------------------------------------------------------------------
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+# 'unsafe-eval': plotly's WebGL traces (parallel coordinates) compile their draw calls with
+# `new Function` (regl), and plotly ships no CSP-strict bundle in its Python package.
+# Inline scripts stay forbidden, and they are what injected markup would need.
+_CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 

@@ -22,7 +22,9 @@ from raytuner._storage.control import control_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         # Parallel coordinates draw with WebGL: software GL stands in for a GPU.
+         "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 EVIL = "<script>alert(1)</script>"
 
 pytestmark = [
@@ -73,6 +75,10 @@ def browse(base: str, path: Path, found: dict) -> None:
         page.wait_for_selector(f'{row}[data-status="STOPPED"]', timeout=30_000)
         page.wait_for_function("() => Number(document.getElementById('figures').dataset.figuresDrawn) >= 5",
                                timeout=30_000)
+        # Drawn with WebGL, which plotly compiles with `new Function`: the page's CSP allows it.
+        found["parallel"] = page.evaluate(
+            "() => [document.querySelectorAll('#fig-parallel canvas').length,"
+            " document.getElementById('fig-parallel').textContent.includes('WebGL is not supported')]")
         found["evil_cell"] = page.text_content('tr[data-trial="00001"]')
         found["commands"] = page.text_content("#commands")
         page.screenshot(path=str(path.parent / "dashboard.png"), full_page=False)
@@ -121,6 +127,7 @@ def test_the_dashboard_shows_a_running_sweep_live_and_steers_it(storage):
         raise failure[0]
     assert found["errors"] == []
     assert found["reports_grew"]
+    assert found["parallel"][0] >= 1 and not found["parallel"][1]
     assert "set_limits: applied: max_concurrent=2" in found["limits_status"]
     assert "stop_trial: applied: trial 00000 stopped" in found["stop_status"]
     assert EVIL in found["evil_cell"] and EVIL in found["log"]  # shown as text, never run (no dialog)
