@@ -167,3 +167,59 @@ def test_a_failed_trial_reruns_from_its_checkpoint_on_command(storage, tmp_path)
     history = list(rt.load(path).history("00000")["start"])
     assert history == [0, 1, 1, 1]  # one report, the failure, then on from checkpoint 1
     assert "the disk hiccuped" in (path / "trials/00000/error.txt").read_text()
+
+
+QUIET_SWEEP = """
+import os, sys
+import raytuner as rt
+
+def noisy(config):
+    print("PRINTED-BY-TRIAL")
+    print("WARNED-BY-TRIAL", file=sys.stderr)
+    sys.stdout.flush()
+    # Straight to the worker's file descriptor, past the capture: Ray forwards this line to
+    # the driver, after anything the trial's prints would have put in the same file.
+    os.write(1, b"FD-LEVEL-LINE\\n")
+    rt.report({"loss": 1.0})
+
+rt.Tuner(noisy, space={}, metric="loss", num_trials=1, storage_path=sys.argv[1], name="quiet", verbose=1,
+         keep_workers_s=0).fit()
+print("FIT-DONE", flush=True)
+sys.stdin.read()  # stay up (Ray keeps forwarding) until the test has read what it waits for
+"""
+
+
+def test_the_sweeps_terminal_shows_none_of_what_trials_print(tmp_path):
+    import os
+    import selectors
+    import shutil
+    import subprocess
+    import tempfile
+
+    script = tmp_path / "sweep.py"
+    script.write_text(QUIET_SWEEP)
+    ray_tmp = tempfile.mkdtemp(prefix="rt-q-", dir="/tmp")  # a Ray of its own, beside the tests' one
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "r")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    seen = b""
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        while not (b"FIT-DONE" in seen and b"FD-LEVEL-LINE" in seen) and time.monotonic() < deadline:
+            if selector.select(timeout=1.0):
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        proc.stdin.close()
+        seen += proc.stdout.read()
+        proc.wait(30)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    text = seen.decode(errors="replace")
+    assert "FIT-DONE" in text and "FD-LEVEL-LINE" in text, text[-3000:]
+    assert "BY-TRIAL" not in text
+    (log,) = (tmp_path / "r/quiet/trials").glob("*/log.txt")
+    assert log.read_text() == "PRINTED-BY-TRIAL\nWARNED-BY-TRIAL\n"
