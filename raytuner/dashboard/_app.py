@@ -247,6 +247,13 @@ class Guard:
     def __init__(self, app: Any, *, token: str | None, csrf: str, read_only: bool, hosts: set[str] | None):
         self.app, self.token, self.csrf, self.read_only, self.hosts = app, token, csrf, read_only, hosts
 
+    def warm_up(self) -> None:
+        self.app.state.root.listing()
+
+    def close(self) -> None:
+        """Stop the figure builder's process."""
+        self.app.state.figures.close()
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)

@@ -4,15 +4,20 @@ plotly JSON that the page draws in place with ``Plotly.react``.
 Building them reads every trial's results, so a build is cached until the experiment's
 files change, and is not redone more often than every few times its own cost (at least
 :data:`MIN_INTERVAL_S`): on a large sweep the figures lag a little; the summary and the
-table never do.
+table never do. Builds run in a process of their own: one takes seconds over thousands of
+trials, and in the server's process it would hold the GIL against every other request.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from raytuner.dashboard._store import ExperimentView
 from raytuner.errors import ExperimentError
@@ -33,6 +38,19 @@ class FigureCache:
         self._built: dict[str, _Built] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _builder(self) -> ProcessPoolExecutor:
+        with self._guard:
+            if self._pool is None:
+                # spawn: forking a process that runs uvicorn's threads is not safe.
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_follow_parent, initargs=(os.getpid(),))
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)  # else its process outlives the server
 
     def get(self, view: ExperimentView) -> str:
         """The figures as a JSON document: ``{"figures": [...], "message": ...}``."""
@@ -45,17 +63,29 @@ class FigureCache:
             if built is not None and (built.signature == signature
                                       or now - built.at < max(MIN_INTERVAL_S, 3 * built.cost)):
                 return built.payload
-            payload = build(view)
+            payload = self._builder().submit(build, str(view.storage.path)).result()
             self._built[view.name] = _Built(signature, time.monotonic(), time.monotonic() - now, payload)
             return payload
 
 
-def build(view: ExperimentView) -> str:
+def _follow_parent(parent: int) -> None:
+    """In the builder process: exit when the server's process is gone. A server killed by
+    a signal (uvicorn re-raises SIGTERM after its shutdown) never shuts its pool down."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+def build(path: str | Path) -> str:
     import raytuner
     from raytuner._report import _TITLES, _data, _figures
 
     try:
-        data = _data.collect(raytuner.load(view.storage.path))
+        data = _data.collect(raytuner.load(path))
     except ExperimentError as exc:
         return json.dumps({"figures": [], "message": str(exc)})
     parts = []

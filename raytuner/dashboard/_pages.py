@@ -16,17 +16,17 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(title: str, body_attrs: dict[str, str], content: str, *, csrf: str, read_only: bool,
-          plotly: bool = False) -> str:
+def _page(title: str, body_attrs: dict[str, str], content: str, *, csrf: str, read_only: bool) -> str:
+    # plotly.js (4.8 MB) is loaded by the script once the page's data is shown: parsing it
+    # first would hold the first paint of the summary and the table for seconds.
     attrs = " ".join(f'data-{k}="{esc(v)}"' for k, v in body_attrs.items())
-    scripts = '<script src="/static/plotly.min.js" defer></script>\n' if plotly else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="rt-csrf" content="{esc(csrf)}"><meta name="rt-read-only" content="{int(read_only)}">
 <title>{esc(title)} · raytuner</title>
 <link rel="stylesheet" href="/static/dashboard.css">
-{scripts}<script src="/static/dashboard.js" defer></script>
+<script src="/static/dashboard.js" defer></script>
 </head><body {attrs}>
 <header><a class="brand" href="/">raytuner</a> <span id="live" class="live" title="live updates">●</span>
 <span id="problem" class="problem" role="alert"></span></header>
@@ -75,8 +75,7 @@ def experiment_page(name: str, *, csrf: str, read_only: bool) -> str:
 <button type="button" id="next">next ▶</button></div>
 <div class="table-wrap"><table id="trials"><thead></thead><tbody></tbody></table></div></section>
 <section id="figures"><h2>Figures</h2><p id="figures-message" class="meta"></p></section>"""
-    return _page(name, {"page": "experiment", "experiment": name}, content, csrf=csrf, read_only=read_only,
-                 plotly=True)
+    return _page(name, {"page": "experiment", "experiment": name}, content, csrf=csrf, read_only=read_only)
 
 
 def trial_page(name: str, trial_id: str, *, csrf: str, read_only: bool) -> str:
@@ -96,7 +95,7 @@ def trial_page(name: str, trial_id: str, *, csrf: str, read_only: bool) -> str:
 <section><h2>Log</h2><p class="meta">What the trial printed (stdout and stderr), live while it runs.</p>
 <pre id="log" class="log"></pre></section>"""
     return _page(f"{name} trial {trial_id}", {"page": "trial", "experiment": name, "trial": trial_id}, content,
-                 csrf=csrf, read_only=read_only, plotly=True)
+                 csrf=csrf, read_only=read_only)
 
 
 def message_page(title: str, message: str) -> str:

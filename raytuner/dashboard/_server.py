@@ -77,6 +77,10 @@ class Dashboard:
         config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1,
                                 access_log=False)
         self._server = uvicorn.Server(config)
+        self._app = app
+        # Read every experiment once now, in the background: the first page then shows
+        # from the views' caches instead of thousands of cold file reads.
+        threading.Thread(target=app.warm_up, name="raytuner-dashboard-warm-up", daemon=True).start()
         self._thread: threading.Thread | None = None
 
     @property
@@ -88,7 +92,10 @@ class Dashboard:
 
     def run(self) -> None:
         """Serve until Ctrl-C (the command line's way)."""
-        self._server.run(sockets=[self._sock])
+        try:
+            self._server.run(sockets=[self._sock])
+        finally:
+            self._app.close()
 
     def start(self) -> Dashboard:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
@@ -106,6 +113,7 @@ class Dashboard:
         if self._thread is not None:
             self._thread.join(10)
         self._sock.close()
+        self._app.close()
 
     def __enter__(self) -> Dashboard:
         return self

@@ -71,6 +71,19 @@
     source.addEventListener("update", (event) => { dot.className = "live on"; onUpdate(JSON.parse(event.data)); });
     source.onerror = () => { dot.className = "live off"; };
   }
+  let plotlyLoading = null;
+  function plotly() {
+    // Loaded on first use, after the page's data is up (see _pages.py).
+    if (!plotlyLoading) {
+      plotlyLoading = new Promise((resolve, reject) => {
+        const tag = el("script", null, {src: "/static/plotly.min.js"});
+        tag.addEventListener("load", () => resolve(window.Plotly));
+        tag.addEventListener("error", () => reject(new Error("plotly.min.js did not load")));
+        document.head.append(tag);
+      });
+    }
+    return plotlyLoading;
+  }
   function guard(promise) { return promise.then(() => problem(""), (err) => problem(err.message)); }
 
   // -- the list of experiments ---------------------------------------------------------------
@@ -187,7 +200,7 @@
 
     async function loadFigures() {
       state.figuresAt = Date.now();
-      const data = await getJSON(api + "/figures");
+      const [data, Plotly] = await Promise.all([getJSON(api + "/figures"), plotly()]);
       setText("figures-message", data.message || "");
       const box = document.getElementById("figures");
       const drawn = [];
@@ -241,8 +254,8 @@
         guard(sendCommand("end_experiment", {}, "control-status"));
       });
     }
-    guard(Promise.all([loadSummary(), loadTable()]));
-    figuresSoon();
+    // The figures only once the summary and the table are up: they are the slow part.
+    guard(Promise.all([loadSummary(), loadTable()])).then(figuresSoon);
     setInterval(tick, 1000);
     live((summary) => { renderSummary(summary); guard(loadTable()); figuresSoon(); });
   }
@@ -293,6 +306,7 @@
       const traces = metrics.map((k) => ({x: x, y: rows.map((row) => row[k]), name: k, mode: "lines+markers",
         visible: !t.metric || k === t.metric ? true : "legendonly"}));
       const curve = document.getElementById("curve");
+      const Plotly = await plotly();
       await Plotly.react(curve, traces, {template: "plotly_white", height: 360, margin: {l: 60, r: 20, t: 20, b: 40},
         xaxis: {title: {text: rows.length && rows[0].resource !== undefined ? "resource" : "report"}}},
         {responsive: true, displaylogo: false});
