@@ -2,10 +2,12 @@
 plotly JSON that the page draws in place with ``Plotly.react``.
 
 Building them reads every trial's results, so a build is cached until the experiment's
-files change, and is not redone more often than every few times its own cost (at least
-:data:`MIN_INTERVAL_S`): on a large sweep the figures lag a little; the summary and the
-table never do. Builds run in a process of their own: one takes seconds over thousands of
-trials, and in the server's process it would hold the GIL against every other request.
+files change, and is not redone more often than every :data:`COST_FACTOR` times its own
+cost (at least :data:`MIN_INTERVAL_S`): the builder is busy a tenth of the time at most, so
+a watched sweep keeps its CPU; on a large sweep the figures lag (a 3 s build is redone
+every 30 s), the summary and the table never do. Builds run in a process of their own, at
+a lower priority: one takes seconds over thousands of trials, and in the server's process
+it would hold the GIL against every other request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from raytuner.dashboard._store import ExperimentView
 from raytuner.errors import ExperimentError
 
 MIN_INTERVAL_S = 1.5
+COST_FACTOR = 10
 
 
 @dataclass
@@ -45,7 +48,7 @@ class FigureCache:
             if self._pool is None:
                 # spawn: forking a process that runs uvicorn's threads is not safe.
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_follow_parent, initargs=(os.getpid(),))
+                                                 initializer=_builder_init, initargs=(os.getpid(),))
             return self._pool
 
     def close(self) -> None:
@@ -61,16 +64,18 @@ class FigureCache:
             built = self._built.get(view.name)
             now = time.monotonic()
             if built is not None and (built.signature == signature
-                                      or now - built.at < max(MIN_INTERVAL_S, 3 * built.cost)):
+                                      or now - built.at < max(MIN_INTERVAL_S, COST_FACTOR * built.cost)):
                 return built.payload
             payload = self._builder().submit(build, str(view.storage.path)).result()
             self._built[view.name] = _Built(signature, time.monotonic(), time.monotonic() - now, payload)
             return payload
 
 
-def _follow_parent(parent: int) -> None:
-    """In the builder process: exit when the server's process is gone. A server killed by
-    a signal (uvicorn re-raises SIGTERM after its shutdown) never shuts its pool down."""
+def _builder_init(parent: int) -> None:
+    """In the builder process: yield the CPU to the sweep, and exit when the server's
+    process is gone (a server killed by a signal, as uvicorn re-raises SIGTERM after its
+    shutdown, never shuts its pool down)."""
+    os.nice(10)
 
     def watch() -> None:
         while os.getppid() == parent:

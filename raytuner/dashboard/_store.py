@@ -4,8 +4,9 @@ Readers only (design.md, "Storage, control and logs"): the dashboard never write
 experiment's files except through :class:`raytuner._storage.control.ControlStore`.
 
 A view re-reads a trial's files only when their modification time changed, and looks at
-the folder at most every :data:`REFRESH_S`, so that thousands of trials cost one
-``scandir`` and a ``stat`` each per look; a running trial's ``trial.json`` is rewritten
+the folder at most every :data:`REFRESH_S`: one ``scandir`` per look, and a ``stat`` only
+for the trials not yet COMPLETED or STOPPED (their files no longer change), so thousands
+of finished trials cost nothing per look. A running trial's ``trial.json`` is rewritten
 only when its status changes, so its latest metrics come from the tail of its
 ``results.jsonl``.
 
@@ -34,6 +35,7 @@ REFRESH_S = 0.5
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 FINISHED = ("COMPLETED", "STOPPED", "FAILED")
+SETTLED = ("COMPLETED", "STOPPED")  # FAILED ones may be re-run by a control command
 
 
 class NotFound(Exception):
@@ -118,9 +120,11 @@ class ExperimentView:
                 trial_id = folder.name
                 if not _ID_RE.match(trial_id):
                     continue
+                entry = cache.trials.get(trial_id)
+                if entry is not None and entry.record.get("status") in SETTLED:
+                    continue  # its files no longer change: no stat per look for thousands of trials
                 record_path = Path(folder.path) / "trial.json"
                 mtime = _mtime(record_path)
-                entry = cache.trials.get(trial_id)
                 if mtime < 0:
                     continue
                 if entry is None or entry.mtime != mtime:
