@@ -10,8 +10,8 @@ what a watching dashboard costs a running sweep.
    the metric, figures), and the server's memory (VmRSS) before and after.
 2. ``overhead``: 200-trial trivial sweeps (``overhead.py``'s trainable: 10 reports, 2 at a
    time) on one local Ray, alternating without and with a dashboard watching: a server
-   process plus a client that does what the experiment page does (the event stream, and
-   on each update the summary, the table page and, at most every 2 s, the figures).
+   process plus a client process that does what the experiment page does (the event
+   stream, and on each update the table page and, at most every 2 s, the figures).
 
     python benchmarks/load_test.py --runs full --no-tensorboard --storage /tmp/lt
     python benchmarks/dashboard.py paint --experiment /tmp/lt/full/load
@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -110,26 +109,38 @@ def paint(args: argparse.Namespace) -> None:
 
 
 # -- 2. the cost to a running sweep ----------------------------------------------------------------
-def watch(base: str, name: str, stop: threading.Event) -> int:
-    """What the experiment page does, as HTTP: events, then summary, table and figures."""
+def watch(base: str, name: str) -> None:
+    """What the experiment page does, as HTTP: events, then summary, table and figures.
+    Runs in a process of its own (as a browser would), not in the driver's."""
     import httpx
 
     fetched = 0
     last_figures = 0.0
     with httpx.Client(base_url=base, timeout=30) as http:
-        while not stop.is_set() and http.get(f"/api/e/{name}").status_code == 404:
+        while http.get(f"/api/e/{name}").status_code == 404:
             time.sleep(0.05)
         with http.stream("GET", f"/api/e/{name}/events") as events:
             for line in events.iter_lines():
-                if stop.is_set():
-                    break
                 if line.startswith("event: update"):
                     http.get(f"/api/e/{name}/trials?limit=50")
                     fetched += 1
                     if time.monotonic() - last_figures > 2:
                         http.get(f"/api/e/{name}/figures")
                         last_figures = time.monotonic()
-    return fetched
+                    print(fetched, flush=True)
+
+
+def watcher(base: str, name: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "watch", "--base", base, "--name", name],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def stop_watcher(proc: subprocess.Popen) -> int:
+    """Stop it; how many updates it fetched."""
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    lines = out.split()
+    return int(lines[-1]) if lines else 0
 
 
 def overhead(args: argparse.Namespace) -> None:
@@ -152,25 +163,20 @@ def overhead(args: argparse.Namespace) -> None:
     proc, base = serve(root)
     try:
         # The server's first figure build starts its builder process: not part of the cost.
-        stop = threading.Event()
-        threading.Thread(target=watch, args=(base, "watched-warmup", stop), daemon=True).start()
+        warm = watcher(base, "watched-warmup")
         sweep("watched-warmup")
-        stop.set()
+        stop_watcher(warm)
         without, with_, ratios = [], [], []
         for i in range(args.repeat):
             alone = sweep(f"alone{i}")
-            stop = threading.Event()
-            fetched: list[int] = []
-            watcher = threading.Thread(target=lambda n=f"watched{i}": fetched.append(watch(base, n, stop)), daemon=True)
-            watcher.start()
+            client = watcher(base, f"watched{i}")
             watched = sweep(f"watched{i}")
-            stop.set()
-            watcher.join(30)
+            fetched = stop_watcher(client)
             without.append(alone)
             with_.append(watched)
             ratios.append(watched / alone)
             print(f"  {args.trials} trials: alone {alone:.2f} s, with the dashboard watching {watched:.2f} s "
-                  f"({fetched[0] if fetched else '?'} updates fetched): {100 * (watched / alone - 1):+.1f}%", flush=True)
+                  f"({fetched} updates fetched): {100 * (watched / alone - 1):+.1f}%", flush=True)
         print(f"  median cost {100 * (statistics.median(ratios) - 1):+.1f}% "
               f"(alone median {statistics.median(without):.2f} s, watched median {statistics.median(with_):.2f} s); "
               f"server RSS {rss_mb(proc.pid):.0f} MB")
@@ -189,8 +195,14 @@ def main() -> None:
     p = sub.add_parser("overhead")
     p.add_argument("--trials", type=int, default=200)
     p.add_argument("--repeat", type=int, default=3)
+    p = sub.add_parser("watch", help=argparse.SUPPRESS)
+    p.add_argument("--base")
+    p.add_argument("--name")
     args = parser.parse_args()
     os.environ.pop("RAY_ADDRESS", None)
+    if args.what == "watch":
+        watch(args.base, args.name)
+        return
     {"paint": paint, "overhead": overhead}[args.what](args)
 
 
