@@ -21,7 +21,6 @@ what a watching dashboard costs a running sweep.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
