@@ -48,6 +48,9 @@ class Scheduler(abc.ABC):
     max_resource: float = math.inf
     #: A key in each report that holds the resource, or None to count reports (1, 2, ...).
     resource_attr: str | None = None
+    #: Whether :meth:`on_result` compares values, so the Tuner must be given a ``metric``.
+    #: False only for a scheduler that decides on resources alone (FIFO).
+    needs_metric: bool = True
 
     def on_trial_add(self, trial_id: str) -> None:
         """A new trial is about to start."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._base import Decision, Scheduler
 from ._rungs import nan_to_worst
-from ._trials import Progress
+from ._trials import ResourceOrder
 from ._validation import check_int, check_resource_attr, check_restore, is_number
 
 
@@ -93,7 +93,7 @@ class MedianStoppingScheduler(Scheduler):
         self.resource_attr = resource_attr
         self._histories: dict[str, _History] = {}
         self._ended: set[str] = set()
-        self._progress = Progress(owner)
+        self._resource_order = ResourceOrder(owner)
 
     def __repr__(self) -> str:
         return (
@@ -115,7 +115,7 @@ class MedianStoppingScheduler(Scheduler):
         self.on_trial_add(trial_id)
         if trial_id in self._ended:
             return Decision.STOP
-        self._progress.advance(trial_id, resource)
+        self._resource_order.advance(trial_id, resource)
         history = self._histories[trial_id]
         history.add(resource, nan_to_worst(value), self.grace_period)
         if resource < self.grace_period:
@@ -162,7 +162,7 @@ class MedianStoppingScheduler(Scheduler):
                 for t, h in self._histories.items()
             },
             "ended": sorted(self._ended),
-            "progress": self._progress.state(),
+            "resource_order": self._resource_order.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -177,4 +177,4 @@ class MedianStoppingScheduler(Scheduler):
             history.nonfinite = list(saved["nonfinite"])
             self._histories[trial_id] = history
         self._ended = set(state["ended"])
-        self._progress.restore(state["progress"])
+        self._resource_order.restore(state["resource_order"])

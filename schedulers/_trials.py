@@ -18,7 +18,7 @@ class Status(enum.Enum):
     """Stopped, completed, failed or removed: never a candidate again."""
 
 
-class Progress:
+class ResourceOrder:
     """The last resource of each trial; enforces that resources increase.
 
     The first report after :meth:`resumed` may start over: a trial resumed without a

@@ -77,6 +77,9 @@ class Searcher(abc.ABC):
 
     space: Mapping[str, Any] | None = None
     num_trials: int | None = None
+    #: Whether the searcher learns from values, so the Tuner must be given a ``metric``.
+    #: False for searchers that never look at results (random, grid).
+    needs_metric: bool = True
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         """Bind the Tuner's space and trial budget; called once before :meth:`suggest`.

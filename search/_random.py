@@ -51,6 +51,8 @@ class RandomSearcher(Searcher):
         ['lr']
     """
 
+    needs_metric = False  # configs never depend on results
+
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
         if space is not None:
@@ -104,6 +106,8 @@ class GridSearcher(Searcher):
         >>> [searcher.suggest(f"{i:05d}") for i in range(searcher.num_trials)][:2]
         [{'units': 32, 'act': 'relu'}, {'units': 32, 'act': 'tanh'}]
     """
+
+    needs_metric = False  # configs never depend on results
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
