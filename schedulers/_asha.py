@@ -6,6 +6,8 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from raytuner.errors import invalid
+
 from ._base import Decision, Scheduler
 from ._rungs import (
     Rung,
@@ -101,13 +103,12 @@ class ASHAScheduler(Scheduler):
         check_int(owner, "brackets", brackets, 1, "Pass brackets=1 for plain ASHA.")
         most = floor_log(Fraction(max_resource) / Fraction(min_resource), reduction_factor) + 1
         if brackets > most:
-            msg = (
-                f"{owner}: `brackets` is {brackets}, but max_resource={max_resource!r}, "
-                f"min_resource={min_resource!r} and reduction_factor={reduction_factor!r} "
-                f"allow at most {most} (floor(log_eta(R/r)) + 1). Pass brackets={most} or "
-                f"fewer, or raise max_resource."
+            raise invalid(
+                owner, "brackets", brackets,
+                f"at most {most}: max_resource={max_resource!r}, min_resource={min_resource!r} "
+                f"and reduction_factor={reduction_factor!r} allow floor(log_eta(R/r)) + 1 = {most}",
+                f"Pass brackets={most} or fewer, or raise max_resource.",
             )
-            raise ValueError(msg)
         check_choice(owner, "variant", variant, _VARIANTS)
         check_resource_attr(owner, resource_attr)
         check_int(owner, "seed", seed, 0, "Pass a non-negative int, e.g. seed=0.")
@@ -129,7 +130,7 @@ class ASHAScheduler(Scheduler):
         # How many rungs of its bracket each trial has been judged at (the next rung's index).
         self._passed: dict[str, int] = {}
         self._status: dict[str, Status] = {}
-        self._resource_order = ResourceOrder(owner)
+        self._resource_order = ResourceOrder(owner, resource_attr)
         self._search_finished = False
 
     def __repr__(self) -> str:

@@ -60,7 +60,7 @@ class Scheduler(abc.ABC):
         """Decide after one report of a running trial.
 
         ``resource`` must increase strictly from one report of a trial to the next
-        (schedulers raise ValueError otherwise), with one exception: the first report after
+        (schedulers raise :class:`raytuner.errors.ResourceError` otherwise), with one exception: the first report after
         the trial was resumed through :meth:`choose_trial_to_resume` may start over (a trial
         resumed without a checkpoint restarts from scratch). ``value`` is signed so that
         lower is better; NaN counts as the worst possible value. A trial id never passed to

@@ -33,7 +33,7 @@ class FIFOScheduler(Scheduler):
         check_resource_attr(type(self).__name__, resource_attr)
         self.max_resource = max_resource
         self.resource_attr = resource_attr
-        self._resource_order = ResourceOrder(type(self).__name__)
+        self._resource_order = ResourceOrder(type(self).__name__, resource_attr)
 
     def __repr__(self) -> str:
         return f"FIFOScheduler(max_resource={self.max_resource!r})"

@@ -96,7 +96,7 @@ class HyperbandScheduler(Scheduler):
         self._status: dict[str, Status] = {}
         self._to_resume: list[str] = []
         self._to_stop: list[str] = []
-        self._resource_order = ResourceOrder(owner)
+        self._resource_order = ResourceOrder(owner, resource_attr)
         self._search_finished = False
 
     def __repr__(self) -> str:

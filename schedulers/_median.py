@@ -7,6 +7,8 @@ import math
 import statistics
 from typing import Any
 
+from raytuner.errors import invalid
+
 from ._base import Decision, Scheduler
 from ._rungs import nan_to_worst
 from ._trials import ResourceOrder
@@ -78,11 +80,8 @@ class MedianStoppingScheduler(Scheduler):
     ) -> None:
         owner = type(self).__name__
         if not is_number(grace_period) or not 0 <= grace_period < math.inf:
-            msg = (
-                f"{owner}: `grace_period` is {grace_period!r}, but must be a finite number "
-                f">= 0. Pass the resource before which no trial is judged, e.g. grace_period=1."
-            )
-            raise ValueError(msg)
+            raise invalid(owner, "grace_period", grace_period, "a finite number >= 0",
+                          "Pass the resource before which no trial is judged, e.g. grace_period=1.")
         check_int(
             owner, "min_samples_required", min_samples_required, 1,
             "Pass min_samples_required=3 (Ray Tune's default).",
@@ -93,7 +92,7 @@ class MedianStoppingScheduler(Scheduler):
         self.resource_attr = resource_attr
         self._histories: dict[str, _History] = {}
         self._ended: set[str] = set()
-        self._resource_order = ResourceOrder(owner)
+        self._resource_order = ResourceOrder(owner, resource_attr)
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from raytuner.errors import ConfigError
+
 
 class _Finished:
     """Sentinel type for :data:`FINISHED`."""
@@ -90,7 +92,7 @@ class Searcher(abc.ABC):
         at ``searcher.num_trials``.
 
         Raises:
-            ValueError: If neither the searcher nor the Tuner has a space.
+            ConfigError: If neither the searcher nor the Tuner has a space.
         """
         if self.space is None:
             if space is None:
@@ -98,7 +100,7 @@ class Searcher(abc.ABC):
                     f"{type(self).__name__} has no search space: pass `space=` to the Tuner "
                     f"or to {type(self).__name__}(space=...)."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
             self.space = space
         self.num_trials = num_trials
 
