@@ -16,6 +16,7 @@ from raytuner._results import Results
 from raytuner._driver.resume import resume as resume_experiment
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._storage import components
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner.errors import ConfigError
 from raytuner.schedulers import FIFOScheduler, Scheduler
@@ -246,8 +247,9 @@ class Tuner:
             "max_failures": settings.max_failures,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        # Everything needed to rebuild this experiment's parts on resume (cloudpickle).
-        storage.save_state("tuner", {"settings": settings, "searcher": self._searcher, "scheduler": self._scheduler})
+        # What resume rebuilds the searcher and scheduler from: their configs (in the
+        # experiment.json), and a pickle of what cannot be described.
+        meta.update(components.save(storage, settings, self._searcher, self._scheduler))
         controller = Controller(
             settings,
             trainable_ref=ray.put(self._trainable),

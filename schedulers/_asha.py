@@ -151,6 +151,16 @@ class ASHAScheduler(Scheduler):
             "seed": self.seed,
         }
 
+    def milestones(self) -> dict[str, Any]:
+        brackets = [[rung.level for rung in rungs] for rungs in self._rungs]
+        return {
+            "kind": "rungs",
+            "levels": sorted({level for levels in brackets for level in levels}),
+            "pauses": self.variant == "promotion",
+            "max_resource": self.max_resource,
+            "brackets": brackets,
+        }
+
     def rungs(self, bracket: int = 0) -> list[Rung]:
         """The rungs of one bracket, lowest first (read-only view for tests and logs)."""
         return self._rungs[bracket]

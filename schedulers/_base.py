@@ -119,6 +119,33 @@ class Scheduler(abc.ABC):
         """One short line on the scheduler's state for the live progress view, or None."""
         return None
 
+    def config(self) -> dict[str, Any] | None:
+        """This scheduler as data: its class name under ``"type"`` and the constructor
+        arguments that rebuild it through :func:`raytuner.schedulers.from_config`
+        (JSON-able; ``max_resource`` may be ``inf``).
+
+        None if it cannot describe itself: the default, so a scheduler of your own is
+        pickled instead. Built-in schedulers implement :meth:`_config`.
+        """
+        args = self._config()
+        return None if args is None else {"type": type(self).__name__, **args}
+
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor arguments, as a dict (see :meth:`config`); None if unknown."""
+        return None
+
+    def milestones(self) -> dict[str, Any]:
+        """Where this scheduler decides, as plain data for the report and the dashboard.
+
+        Keys: ``kind`` (``"none"``, ``"rungs"``, ``"brackets"`` or ``"grace_period"``),
+        ``levels`` (every resource below ``max_resource`` at which a trial may be stopped or
+        paused, ascending), ``pauses`` (whether trials PAUSE there rather than being
+        stopped), ``max_resource``; and per kind the detail (ASHA: ``brackets``, the rung
+        levels of each bracket ``s``; Hyperband: ``brackets``, each ``{"s", "n", "r",
+        "rounds": [[n_i, r_i], ...]}``).
+        """
+        return {"kind": "none", "levels": [], "pauses": False, "max_resource": self.max_resource}
+
     def state(self) -> dict[str, Any]:
         """Everything needed to continue scheduling later; picklable."""
         return {}

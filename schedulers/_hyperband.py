@@ -116,6 +116,18 @@ class HyperbandScheduler(Scheduler):
         """The brackets of one Hyperband iteration, in the order trials fill them."""
         return list(self._plans)
 
+    def milestones(self) -> dict[str, Any]:
+        return {
+            "kind": "brackets",
+            "levels": sorted({r for plan in self._plans for _, r in plan.rounds if r < self.max_resource}),
+            "pauses": True,
+            "max_resource": self.max_resource,
+            "brackets": [
+                {"s": plan.s, "n": plan.n, "r": plan.r, "rounds": [list(pair) for pair in plan.rounds]}
+                for plan in self._plans
+            ],
+        }
+
     def bracket_of(self, trial_id: str) -> tuple[int, int]:
         """``(k, s)``: the trial joined the k-th bracket opened, which has index ``s``."""
         k = self._of[trial_id]

@@ -107,6 +107,11 @@ class MedianStoppingScheduler(Scheduler):
             "resource_attr": self.resource_attr,
         }
 
+    def milestones(self) -> dict[str, Any]:
+        # Any report from the grace period on may stop a trial: there are no fixed levels.
+        return {"kind": "grace_period", "levels": [], "pauses": False, "max_resource": self.max_resource,
+                "grace_period": self.grace_period}
+
     def on_trial_add(self, trial_id: str) -> None:
         self._histories.setdefault(trial_id, _History())
 

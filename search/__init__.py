@@ -2,12 +2,14 @@
 
 Spaces are dicts of parameter names to domains (``uniform``, ``loguniform``, ``choice``...),
 nested dicts or constants. Searchers implement the :class:`Searcher` contract that the
-raytuner controller drives. This package never imports Ray.
+raytuner controller drives; a built-in searcher describes itself as data
+(:meth:`Searcher.config`) and :func:`from_config` rebuilds it. This package never imports Ray.
 """
 
 from typing import Any
 
 from ._base import FINISHED, Outcome, Searcher, TrialEnd
+from ._config import from_config
 from ._domains import (
     Domain,
     choice,
@@ -19,7 +21,7 @@ from ._domains import (
     uniform,
 )
 from ._random import GridSearcher, RandomSearcher
-from ._space import has_grid, sample_config, space_to_json, validate_space
+from ._space import has_grid, sample_config, space_from_json, space_to_json, validate_space
 
 __all__ = [
     "Domain",
@@ -31,6 +33,7 @@ __all__ = [
     "Searcher",
     "TrialEnd",
     "choice",
+    "from_config",
     "grid",
     "has_grid",
     "loguniform",
@@ -38,6 +41,7 @@ __all__ = [
     "quniform",
     "randint",
     "sample_config",
+    "space_from_json",
     "space_to_json",
     "uniform",
     "validate_space",

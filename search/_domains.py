@@ -66,6 +66,36 @@ def to_json(value: Any) -> Any:
     return {"type": "constant", "repr": repr(value)}
 
 
+def from_json(value: Any) -> Any:
+    """The space entry that :func:`to_json` described."""
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    kind = value.get("type")
+    if kind in _FROM_JSON:
+        return _FROM_JSON[kind](value)
+    if kind in ("hyperopt", "constant"):
+        msg = (
+            f"space_from_json: `description` holds {value!r:.100}, which stands for an object "
+            "JSON cannot carry. Such a space cannot be rebuilt from its description; keep the "
+            "space itself (the Tuner pickles a searcher built on one)."
+        )
+        raise ConfigError(msg)
+    return {key: from_json(item) for key, item in value.items()}
+
+
+_FROM_JSON: dict[str, Any] = {
+    "uniform": lambda d: uniform(d["low"], d["high"]),
+    "loguniform": lambda d: loguniform(d["low"], d["high"]),
+    "quniform": lambda d: quniform(d["low"], d["high"], d["q"]),
+    "qloguniform": lambda d: qloguniform(d["low"], d["high"], d["q"]),
+    "randint": lambda d: randint(d["low"], d["high"]),
+    "choice": lambda d: choice([from_json(option) for option in d["options"]]),
+    "grid": lambda d: grid([from_json(value) for value in d["values"]]),
+}
+
+
 def _contains_domain(value: Any) -> bool:
     if isinstance(value, Domain):
         return True

@@ -175,6 +175,7 @@ class HyperOptSearcher(Searcher):
                           "'auto', None (no limit) or an int >= 1", "Pass pending_limit='auto'.")
         self._pending_limit = pending_limit
         self._rng = make_rng("HyperOptSearcher", seed)
+        self._seed = seed
         self._points = _check_points(points_to_evaluate)
         self._warm_start = _check_warm_start(warm_start)
         if space is not None:
@@ -188,6 +189,29 @@ class HyperOptSearcher(Searcher):
         self._next_tid = 0
         self._points_used = 0
         self._restored = False
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "n_startup": self._n_startup,
+            "gamma": self._gamma,
+            "n_ei_candidates": self._n_ei_candidates,
+            "seed": self._seed,
+            "points_to_evaluate": [dict(point) for point in self._points],
+            "warm_start": [
+                [dict(config), {**asdict(result), "end": result.end.value} if isinstance(result, Outcome) else result]
+                for config, result in self._warm_start
+            ],
+            "stopped_trials": self._stopped_trials,
+            "pending_limit": self._pending_limit,
+        }
+
+    @classmethod
+    def _from_config(cls, space: Mapping[str, Any] | None, args: dict[str, Any]) -> HyperOptSearcher:
+        warm_start = [
+            (config, Outcome(**{**result, "end": TrialEnd(result["end"])}) if isinstance(result, dict) else result)
+            for config, result in args.pop("warm_start")
+        ]
+        return cls(space, warm_start=warm_start, **args)
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)

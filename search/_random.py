@@ -57,9 +57,13 @@ class RandomSearcher(Searcher):
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
+        self._seed = seed
         if space is not None:
             self._check_space(space)
         self.space = space
+
+    def _config(self) -> dict[str, Any]:
+        return {"seed": self._seed}
 
     def _check_space(self, space: Mapping[str, Any]) -> None:
         _check_dsl_space(type(self).__name__, space)
@@ -113,11 +117,15 @@ class GridSearcher(Searcher):
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
+        self._seed = seed
         if space is not None:
             _check_dsl_space(type(self).__name__, space)
         self.space = space
         self._points: list[dict[tuple[str, ...], Any]] = []
         self._next = 0
+
+    def _config(self) -> dict[str, Any]:
+        return {"seed": self._seed}
 
     @property
     def grid_size(self) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from raytuner.errors import ConfigError
 
-from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, plain, resolve, to_json
+from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, from_json, plain, resolve, to_json
 
 Path = tuple[str, ...]
 
@@ -170,3 +170,22 @@ def space_to_json(space: Any) -> Any:
     their shape; hyperopt expressions become ``{"type": "hyperopt", "expr": str(expr)}``.
     """
     return to_json(space)
+
+
+def space_from_json(description: Any) -> Any:
+    """The space that :func:`space_to_json` described (the inverse, for resume).
+
+    Raises:
+        ConfigError: If the description holds a hyperopt expression or an object that
+            JSON cannot carry (``{"type": "hyperopt"}`` or ``{"type": "constant"}``).
+    """
+    return from_json(description)
+
+
+def describable(space: Any) -> bool:
+    """Whether :func:`space_to_json` describes ``space`` exactly, so that
+    :func:`space_from_json` gives it back (no hyperopt expressions, tuples or objects)."""
+    try:
+        return bool(space_from_json(space_to_json(space)) == space)
+    except ConfigError:
+        return False

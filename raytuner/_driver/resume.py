@@ -5,8 +5,10 @@ that were on a worker start again from their latest checkpoint; paused trials wa
 scheduler, restored from its last snapshot together with the searcher's. Nothing runs a
 config twice except trials that were in flight.
 
-Resuming unpickles ``tuner.pkl`` and ``state.pkl`` from the folder, and may import the
-script that defined the trainable: resume only experiments you trust.
+Built-in searchers and schedulers are rebuilt from the configs in experiment.json
+(:mod:`raytuner._storage.components`). Resuming still unpickles ``tuner.pkl`` (settings,
+user-defined components) and ``state.pkl`` from the folder, and may import the script that
+defined the trainable: resume only experiments you trust.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller
 from raytuner._driver.ray_init import ensure_ray
 from raytuner._results import Results
+from raytuner._storage import components
 from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage
 from raytuner._trial import Trial
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner.errors import ConfigError
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -127,12 +130,7 @@ def resume(
     """
     storage = ExperimentStorage(path)
     meta = storage.read_experiment()  # raises before anything is written
-    saved = storage.load_state("tuner")
-    if not isinstance(saved, dict) or "settings" not in saved:
-        raise ExperimentError(
-            f"{storage.path} has no usable tuner.pkl, so its searcher and scheduler cannot be rebuilt. "
-            "Only experiments started by raytuner.Tuner.fit() can be resumed; rt.load() still reads its results."
-        )
+    settings, searcher, scheduler = components.load(storage, meta)
     if trainable is None:
         trainable = _import_trainable(meta)
     else:
@@ -145,8 +143,6 @@ def resume(
                 "warm-started from this one: HyperOptSearcher(warm_start=rt.load(path).observations())."
             )
 
-    settings = saved["settings"]
-    searcher, scheduler = saved["searcher"], saved["scheduler"]
     state = storage.load_state("state") or {}
     if "searcher" in state:
         searcher.restore(state["searcher"])

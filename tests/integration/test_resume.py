@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import pickle
 import tempfile
 
 import pytest
@@ -73,7 +74,12 @@ def test_resume_extends_a_finished_experiment_with_its_scheduler(storage):
     assert len(more.trials) == 5
     assert [t.trial_id for t in more.trials][:3] == [t.trial_id for t in first.trials]
     assert all(t.status.is_finished() for t in more.trials)
-    assert json.loads((more.path / "experiment.json").read_text())["num_trials"] == 5
+    meta = json.loads((more.path / "experiment.json").read_text())
+    assert meta["num_trials"] == 5
+    # The scheduler was rebuilt from its description, not unpickled: tuner.pkl does not hold it.
+    assert meta["scheduler_config"] == scheduler.config() and meta["milestones"] == scheduler.milestones()
+    assert meta["searcher_config"]["type"] == "RandomSearcher"
+    assert pickle.loads((more.path / "tuner.pkl").read_bytes())["scheduler"] is None
 
 
 def test_resume_imports_the_trainable_from_its_module(storage):

@@ -11,6 +11,7 @@ EXPECTED = {
     "FINISHED", "Domain", "GridSearcher", "HyperOptSearcher", "Outcome", "RandomSearcher",
     "Searcher", "TrialEnd", "choice", "grid", "has_grid", "loguniform", "qloguniform",
     "quniform", "randint", "sample_config", "space_to_json", "uniform", "validate_space",
+    "from_config", "space_from_json",
 }
 
 
