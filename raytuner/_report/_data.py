@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from raytuner._results import Results, TrialResult
-from raytuner._storage.experiment import ExperimentStorage, is_finite
+from raytuner._storage.experiment import ExperimentStorage, flatten, is_finite
 from raytuner._trial import TrialStatus
 from raytuner.errors import ExperimentError
 
@@ -61,17 +61,6 @@ class ReportData:
 
 def label(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
-
-
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten_config(value, name + "/"))
-        else:
-            out[name] = value
-    return out
 
 
 def _log_params(space: Any, prefix: str = "") -> set[str]:
@@ -128,7 +117,7 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials}
     x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
     log_names = _log_params(results.meta.get("space"))
-    configs = [flatten_config(t.config) for t in scored]
+    configs = [flatten(t.config) for t in scored]
     names = list(dict.fromkeys(key for config in configs for key in config))
     params = []
     for pname in names:

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from raytuner._report._data import Param, ReportData, best_so_far, end_marks, flatten_config, importance, label
+from raytuner._report._data import Param, ReportData, best_so_far, end_marks, importance, label
+from raytuner._storage.experiment import flatten
 
 _STATUS_COLORS = {
     "COMPLETED": "#1f77b4",
@@ -49,7 +50,7 @@ def _axis_values(param: Param) -> tuple[list[Any], dict[str, Any]]:
 
 def _hover(data: ReportData, index: int) -> str:
     trial = data.scored[index]
-    config = "<br>".join(f"{esc(k)}={esc(v)}" for k, v in flatten_config(trial.config).items())
+    config = "<br>".join(f"{esc(k)}={esc(v)}" for k, v in flatten(trial.config).items())
     return f"trial {esc(trial.trial_id)} ({trial.status.value.lower()})<br>{esc(data.metric)}={data.values[index]:.6g}<br>{config}"
 
 

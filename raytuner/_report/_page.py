@@ -14,8 +14,9 @@ import json
 import math
 from typing import Any
 
-from raytuner._report._data import ReportData, flatten_config, label
+from raytuner._report._data import ReportData, label
 from raytuner._report._figures import Figure
+from raytuner._storage.experiment import flatten
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -97,7 +98,7 @@ def _table(data: ReportData) -> str:
         data.results.trials,
         key=lambda t: (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0),
     )
-    configs = {t.trial_id: flatten_config(t.config) for t in trials}
+    configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     metrics = [data.metric] + sorted({k for t in trials for k in t.metrics} - {data.metric})
     head = ["trial", "status", "reports", "time (s)"] + metrics + params

@@ -3,8 +3,11 @@
 ::
 
     <root>/<experiment>/
-        experiment.json           spec and status (atomic rewrite)
-        searcher.pkl, scheduler.pkl   search and scheduling state, for resume (pickle)
+        experiment.json           spec (with the searcher's and scheduler's configs and the
+                                  scheduler's milestones) and status (atomic rewrite)
+        state.pkl                 searcher and scheduler state snapshot, for resume (pickle)
+        tuner.pkl                 what resume cannot rebuild from experiment.json: the
+                                  settings (``stop=``) and user-defined components (pickle)
         trials/<trial_id>/
             config.json           the trial's configuration
             trial.json            status, last metrics, best value, checkpoint (atomic rewrite)
@@ -27,7 +30,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from raytuner.errors import ConfigError, ExperimentError
 
@@ -50,11 +53,12 @@ def check_name(name: str, argument: str = "name") -> str:
 AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers and DataFrames)."""
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers, DataFrames and the
+    report); an empty dict stays a value."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{prefix}{key}/"))
         else:
             out[f"{prefix}{key}"] = value
