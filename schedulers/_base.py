@@ -35,10 +35,11 @@ class Scheduler(abc.ABC):
     """Base class of trial schedulers.
 
     The controller calls :meth:`on_trial_add` when a trial starts for the first time,
-    :meth:`on_result` for every report, and exactly one of :meth:`on_trial_complete`
-    (the trainable returned or the Tuner's ``stop=`` ended it), :meth:`on_trial_error`
-    (it failed for good) or :meth:`on_trial_remove` (the controller ended it for another
-    reason: time budget, a STOP from this scheduler is *not* reported back) at its end.
+    :meth:`on_result` for every report, and at its end exactly one of
+    :meth:`on_trial_complete` (the trainable returned or the Tuner's ``stop=`` ended it),
+    :meth:`on_trial_error` (it failed for good) or :meth:`on_trial_remove` (the controller
+    ended it for another reason, e.g. the time budget) — unless the end was this
+    scheduler's own STOP or COMPLETE, which is *not* reported back.
     When a slot is free it first asks :meth:`choose_trial_to_resume`, and starts a new
     trial only if that returns None.
     """
