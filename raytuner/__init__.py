@@ -19,8 +19,10 @@ from raytuner.errors import (
     ConfigError,
     ExperimentError,
     NotInTrialError,
+    ProtocolError,
     RayTunerError,
     ReportError,
+    ResourceError,
     TrialStopped,
 )
 
@@ -61,9 +63,11 @@ __all__ = [
     "HyperbandScheduler",
     "MedianStoppingScheduler",
     "NotInTrialError",
+    "ProtocolError",
     "RandomSearcher",
     "RayTunerError",
     "ReportError",
+    "ResourceError",
     "Results",
     "TrialContext",
     "TrialResult",

@@ -173,9 +173,9 @@ class Tuner:
                 "Give the space in one place."
             )
         if metric is None:
-            if not isinstance(scheduler, FIFOScheduler):
+            if scheduler.needs_metric:
                 raise ConfigError(f"{type(scheduler).__name__} needs a metric to compare trials: pass `metric=` to the Tuner.")
-            if not isinstance(searcher, (RandomSearcher, GridSearcher)):
+            if searcher.needs_metric:
                 raise ConfigError(f"{type(searcher).__name__} learns from a metric: pass `metric=` to the Tuner.")
         scheduler_attr = getattr(scheduler, "resource_attr", None)
         if resource_attr is not None and scheduler_attr is not None and resource_attr != scheduler_attr:

@@ -48,6 +48,9 @@ class Scheduler(abc.ABC):
     max_resource: float = math.inf
     #: A key in each report that holds the resource, or None to count reports (1, 2, ...).
     resource_attr: str | None = None
+    #: Whether :meth:`on_result` compares values, so the Tuner must be given a ``metric``.
+    #: False only for a scheduler that decides on resources alone (FIFO).
+    needs_metric: bool = True
 
     def on_trial_add(self, trial_id: str) -> None:
         """A new trial is about to start."""
@@ -57,7 +60,7 @@ class Scheduler(abc.ABC):
         """Decide after one report of a running trial.
 
         ``resource`` must increase strictly from one report of a trial to the next
-        (schedulers raise ValueError otherwise), with one exception: the first report after
+        (schedulers raise :class:`raytuner.errors.ResourceError` otherwise), with one exception: the first report after
         the trial was resumed through :meth:`choose_trial_to_resume` may start over (a trial
         resumed without a checkpoint restarts from scratch). ``value`` is signed so that
         lower is better; NaN counts as the worst possible value. A trial id never passed to

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from raytuner.errors import ConfigError
+
 
 class _Finished:
     """Sentinel type for :data:`FINISHED`."""
@@ -77,6 +79,9 @@ class Searcher(abc.ABC):
 
     space: Mapping[str, Any] | None = None
     num_trials: int | None = None
+    #: Whether the searcher learns from values, so the Tuner must be given a ``metric``.
+    #: False for searchers that never look at results (random, grid).
+    needs_metric: bool = True
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         """Bind the Tuner's space and trial budget; called once before :meth:`suggest`.
@@ -87,7 +92,7 @@ class Searcher(abc.ABC):
         at ``searcher.num_trials``.
 
         Raises:
-            ValueError: If neither the searcher nor the Tuner has a space.
+            ConfigError: If neither the searcher nor the Tuner has a space.
         """
         if self.space is None:
             if space is None:
@@ -95,7 +100,7 @@ class Searcher(abc.ABC):
                     f"{type(self).__name__} has no search space: pass `space=` to the Tuner "
                     f"or to {type(self).__name__}(space=...)."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
             self.space = space
         self.num_trials = num_trials
 

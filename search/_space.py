@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from raytuner.errors import ConfigError
+
 from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, plain, resolve, to_json
 
 Path = tuple[str, ...]
@@ -30,7 +32,7 @@ def validate_space(space: Any) -> None:
     sampled) and no grid inside a choice.
 
     Raises:
-        ValueError: Naming the dotted path of the first bad entry, e.g.
+        ConfigError: Naming the dotted path of the first bad entry, e.g.
             ``space['model']['units']: ...``.
     """
     if not isinstance(space, Mapping):
@@ -39,7 +41,7 @@ def validate_space(space: Any) -> None:
             "parameter names to domains or constants. Pass e.g. "
             "{'lr': loguniform(1e-4, 1e-1)}."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     _validate_mapping(space, (), "space")
 
 
@@ -50,7 +52,7 @@ def _validate_mapping(mapping: Mapping[Any, Any], path: Path, where: str) -> Non
                 f"{where}: key {key!r} is of type {type(key).__name__}, but parameter names must be "
                 f"str. Use {str(key)!r}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         _validate_entry(value, path + (key,), f"{where}[{key!r}]")
 
 
@@ -68,7 +70,7 @@ def _validate_entry(value: Any, path: Path, where: str) -> None:
                     "sampled. Give it its own key in a dict, or make the whole list a "
                     "choice() of lists."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
 
 
 def has_grid(space: Any) -> bool:
@@ -126,7 +128,7 @@ def sample_config(
             :func:`grid_points`); needed only when the space has a grid.
 
     Raises:
-        ValueError: If the space holds a grid axis missing from ``grid_point`` or a
+        ConfigError: If the space holds a grid axis missing from ``grid_point`` or a
             hyperopt expression (those need the HyperOpt searcher).
     """
     return _sample_mapping(space, rng, grid_point or {}, ())
@@ -144,7 +146,7 @@ def _sample_mapping(
                     f"{_where(here)}: {value!r} is a grid axis and cannot be sampled at "
                     "random. Use GridSearcher (the Tuner picks it when the space has a grid)."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
             config[key] = plain(grid_point[here])
         elif isinstance(value, Mapping):
             config[key] = _sample_mapping(value, rng, grid_point, here)
@@ -154,7 +156,7 @@ def _sample_mapping(
                 "HyperOptSearcher. Use it, or replace the expression by a raytuner domain "
                 "(uniform, loguniform, choice, ...)."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         else:
             config[key] = resolve(value, rng)
     return config

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import raytuner as rt
-from raytuner.schedulers import ASHAScheduler
+from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
 from raytuner.search import GridSearcher, RandomSearcher
 
 
@@ -44,6 +44,25 @@ def test_bad_arguments_are_named_with_the_fix(kwargs, match):
     args = {"space": SPACE, "metric": "loss", **kwargs}
     with pytest.raises(rt.ConfigError, match=match):
         rt.Tuner(train, **args)
+
+
+class _ResourceOnlyScheduler(FIFOScheduler):
+    """A user's scheduler that, like FIFO, never compares values."""
+
+
+class _LearningSearcher(RandomSearcher):
+    """A user's searcher that learns from values, though built on random search."""
+
+    needs_metric = True
+
+
+def test_whether_a_metric_is_required_is_the_components_own_statement():
+    rt.Tuner(train, space=SPACE, scheduler=_ResourceOnlyScheduler(max_resource=3))  # no metric: fine
+    with pytest.raises(rt.ConfigError, match=r"_LearningSearcher learns from a metric: pass `metric=`"):
+        rt.Tuner(train, space=SPACE, searcher=_LearningSearcher())
+    assert [c.needs_metric for c in (FIFOScheduler, RandomSearcher, GridSearcher)] == [False] * 3
+    assert all(c.needs_metric for c in (ASHAScheduler, HyperbandScheduler, MedianStoppingScheduler))
+    assert rt.HyperOptSearcher.needs_metric
 
 
 def test_nested_spaces_with_constants_pass():
