@@ -31,7 +31,7 @@ from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import session as _session
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
-from raytuner.errors import ReportError, TrialStopped
+from raytuner.errors import ReportError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
 
@@ -163,7 +163,7 @@ class TrialRun:
             end = TrialExit(Signal(stopped.decision))
         except BaseException as exc:  # noqa: BLE001 - everything a trainable raises is its failure
             end = TrialExit(Signal.ERROR, traceback.format_exc(), type(exc).__name__, str(exc),
-                            fatal=isinstance(exc, ReportError))
+                            fatal=is_fatal(exc))
         finally:
             _session._install(None)
         _release_trial_state()
