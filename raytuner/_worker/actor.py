@@ -31,7 +31,7 @@ from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import session as _session
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
-from raytuner.errors import ReportError, TrialStopped, is_fatal
+from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
 
@@ -50,6 +50,7 @@ class TrialRun:
         self._pending: Signal | None = None
         self._ended: Signal | None = None
         self.iteration = spec.start_iteration
+        self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
         self.checkpoint_dir: Path | None = None
@@ -130,6 +131,12 @@ class TrialRun:
                 )
                 raise ReportError(msg)
             resource = clean[spec.resource_attr]
+            if self._last_resource is not None and not resource > self._last_resource:
+                # Caught here, in the trial, so that it ends the experiment with this message
+                # instead of the report being skipped without a word on the driver.
+                raise ResourceError.not_increasing("The Tuner", spec.trial_id, spec.resource_attr,
+                                                   self._last_resource, resource)
+            self._last_resource = resource
         elapsed = time.monotonic() - self._t0
         packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
         if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):

@@ -203,6 +203,16 @@ def test_a_report_that_is_not_a_mapping_is_a_clear_error(storage):
         rt.Tuner(train, space={"x": 1}, metric="loss", storage_path=storage, verbose=0).fit()
 
 
+def test_a_resource_that_does_not_increase_ends_the_experiment_with_the_reason(storage):
+    def train(config):
+        for epoch in (1, 2, 2, 3):
+            rt.report({"loss": 1.0 / epoch, "epoch": epoch})
+
+    with pytest.raises(rt.ResourceError, match=r"reported resource 2 after 2 \(resource_attr='epoch'\)"):
+        rt.Tuner(train, space={"x": 1}, metric="loss", resource_attr="epoch", storage_path=storage,
+                 verbose=0).fit()
+
+
 def test_resources_no_node_has_fail_before_any_trial(storage):
     tuner = rt.Tuner(sleepy, space={"x": 1, "sleep": 0}, metric="loss", resources={"cpu": 1, "tpu": 1},
                      storage_path=storage, verbose=0)
