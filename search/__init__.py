@@ -29,6 +29,7 @@ __all__ = [
     "Outcome",
     "RandomSearcher",
     "Searcher",
+    "TPESearcher",
     "TrialEnd",
     "choice",
     "grid",
@@ -51,4 +52,8 @@ def __getattr__(name: str) -> Any:
         from ._hyperopt import HyperOptSearcher
 
         return HyperOptSearcher
+    if name == "TPESearcher":  # scipy.special: the same reason
+        from ._tpe import TPESearcher
+
+        return TPESearcher
     raise AttributeError(f"module 'raytuner.search' has no attribute {name!r}")
