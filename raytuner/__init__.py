@@ -45,7 +45,7 @@ _LAZY = {
     "TrialStatus": "raytuner._trial",
     "Tuner": "raytuner._tuner",
     **dict.fromkeys(["choice", "grid", "loguniform", "qloguniform", "quniform", "randint", "uniform",
-                     "GridSearcher", "HyperOptSearcher", "RandomSearcher"], "raytuner.search"),
+                     "GridSearcher", "HyperOptSearcher", "RandomSearcher", "TPESearcher"], "raytuner.search"),
     **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler"],
                     "raytuner.schedulers"),
 }
@@ -69,6 +69,7 @@ __all__ = [
     "ReportError",
     "ResourceError",
     "Results",
+    "TPESearcher",
     "TrialContext",
     "TrialResult",
     "TrialStatus",

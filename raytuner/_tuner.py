@@ -65,8 +65,9 @@ class Tuner:
         mode: "min" or "max".
         num_trials: Trials to run (with a grid: repetitions of the whole grid, as in Ray Tune).
         max_concurrent: Trials at once; default: as many as the cluster can hold.
-        searcher: Default :class:`search.RandomSearcher` (or :class:`search.GridSearcher`
-            when the space has a ``grid``).
+        searcher: Default :class:`search.TPESearcher` (:class:`search.GridSearcher` when
+            the space has a ``grid``; :class:`search.RandomSearcher` when no ``metric`` is
+            given, as there is nothing to learn from).
         scheduler: Default :class:`schedulers.FIFOScheduler`.
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
         stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
@@ -165,7 +166,11 @@ class Tuner:
         if searcher is None:
             if space is None:
                 raise ConfigError("No search space: pass `space=` (e.g. space={'lr': rt.loguniform(1e-4, 1e-1)}) or a searcher with its own.")
-            searcher = GridSearcher(seed=seed) if has_grid(space) else RandomSearcher(seed=seed)
+            from raytuner.search import TPESearcher  # scipy: imported only when it is used
+
+            # TPE needs a metric to learn from; without one there is nothing but random search.
+            searcher = (GridSearcher(seed=seed) if has_grid(space) else
+                        TPESearcher(seed=seed) if metric is not None else RandomSearcher(seed=seed))
         elif not isinstance(searcher, Searcher):
             raise ConfigError(f"`searcher` must be a search.Searcher (e.g. HyperOptSearcher()); got {type(searcher).__name__}.")
         elif space is not None and searcher.space is not None:

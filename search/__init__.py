@@ -31,6 +31,7 @@ __all__ = [
     "Outcome",
     "RandomSearcher",
     "Searcher",
+    "TPESearcher",
     "TrialEnd",
     "choice",
     "from_config",
@@ -55,4 +56,8 @@ def __getattr__(name: str) -> Any:
         from ._hyperopt import HyperOptSearcher
 
         return HyperOptSearcher
+    if name == "TPESearcher":  # scipy.special: the same reason
+        from ._tpe import TPESearcher
+
+        return TPESearcher
     raise AttributeError(f"module 'raytuner.search' has no attribute {name!r}")

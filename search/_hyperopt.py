@@ -19,7 +19,8 @@ from ._base import Outcome, Searcher, TrialEnd
 from ._domains import plain
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
 from ._random import make_rng
-from ._space import has_grid, validate_space
+from ._fork import fit_observations
+from ._space import has_grid, has_hyperopt_expr, validate_space
 
 STOPPED_POLICIES = ("penalize", "last", "ignore")
 _STATE_VERSION = 1
@@ -127,9 +128,13 @@ class HyperOptSearcher(Searcher):
         points_to_evaluate: Full configs to try first, in order (they count as trials).
         warm_start: ``(config, value)`` pairs from an earlier search, values signed to
             minimize (None for a failed trial), or ``(config, Outcome)`` to keep how it
-            ended. They seed TPE's history and count towards ``n_startup``. Configs that do
-            not fit the space (a parameter removed or narrowed since) are skipped with a
-            warning, so a search can be continued or forked with a changed space.
+            ended. They seed TPE's history and count towards ``n_startup``. A changed
+            space is handled as ``search/_fork.py`` documents, with a warning that gives
+            the counts: a removed parameter is ignored; an added one is left out of the
+            old docs (hyperopt models each label on its own, from the docs that have it,
+            so nothing is imputed); a value outside its narrowed domain is dropped for
+            that parameter only. In a space with native hyperopt expressions, a config
+            that does not fit whole is skipped.
         stopped_trials: ``"penalize"``, ``"last"`` or ``"ignore"``, see above.
         pending_limit: ``"auto"`` (see above), an int cap on running trials that have not
             reported yet, or None for no limit.
@@ -246,6 +251,9 @@ class HyperOptSearcher(Searcher):
             self._load_warm_start()
 
     def _load_warm_start(self) -> None:
+        if self._warm_start and not has_hyperopt_expr(self.space):
+            self._load_fitted_warm_start()
+            return
         skipped: list[str] = []
         for index, (config, result) in enumerate(self._warm_start):
             try:
@@ -264,6 +272,21 @@ class HyperOptSearcher(Searcher):
                 f"configs that do not fit the space, e.g. {skipped[0]}.",
                 stacklevel=3,
             )
+
+    def _load_fitted_warm_start(self) -> None:
+        # hyperopt's TPE splits every label's observations by the losses of all trials
+        # (tpe.ap_split_trials) and models each label on its own, so a doc without a
+        # label is simply not an observation of it, as for an inactive conditional
+        # parameter. A partial config therefore needs no imputed value: drawing the added
+        # parameter from its prior would attach a loss to a value that was never tried.
+        fit = fit_observations("HyperOptSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
+        if fit.report.changed:
+            warnings.warn(fit.report.message("HyperOptSearcher"), stacklevel=4)
+        for index, (vals, outcome) in enumerate(fit.observations):
+            record = _Record(tid=self._next_tid, vals=vals)
+            self._close(record, outcome)
+            self._records[f"warm_start[{index}]"] = record
+            self._next_tid += 1
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._domain is None:
