@@ -24,8 +24,10 @@ from ._space import has_grid, sample_config, space_to_json, validate_space
 __all__ = [
     "Domain",
     "FINISHED",
+    "GPSearcher",
     "GridSearcher",
     "HyperOptSearcher",
+    "OptunaSearcher",
     "Outcome",
     "RandomSearcher",
     "Searcher",
@@ -51,4 +53,13 @@ def __getattr__(name: str) -> Any:
         from ._hyperopt import HyperOptSearcher
 
         return HyperOptSearcher
+    # scikit-learn and optuna take a second or more to import, and are optional extras.
+    if name == "GPSearcher":
+        from ._gp import GPSearcher
+
+        return GPSearcher
+    if name == "OptunaSearcher":
+        from ._optuna import OptunaSearcher
+
+        return OptunaSearcher
     raise AttributeError(f"module 'raytuner.search' has no attribute {name!r}")
