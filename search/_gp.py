@@ -76,7 +76,9 @@ class GPSearcher(Searcher):
     ``mu(x_pending)``, ``"constant_liar"`` lies with the worst value observed (CL-max).
     Either way the posterior variance at a pending point collapses, so its EI and its
     neighbours' drop and parallel workers spread out instead of all proposing the same
-    maximiser. ``f*`` stays the best *real* value.
+    maximiser. As in the paper, a fantasy counts as an observation, also for ``f*``: a
+    believed mean below the best real value would otherwise keep an EI of ``f* - mu`` at
+    the pending point itself, and be proposed again.
 
     **How trials end** (values signed to minimise):
 
@@ -140,6 +142,11 @@ class GPSearcher(Searcher):
         n_restarts: int = 2,
         warm_start: Iterable[tuple[Mapping[str, Any], float | Outcome | None]] | None = None,
     ) -> None:
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+        ):
+            msg = f"GPSearcher: `seed` is {seed!r}, but must be a non-negative int or None."
+            raise ConfigError(msg)
         self._seed = seed
         self._rng = make_rng("GPSearcher", seed)
         self._n_startup = _int_at_least("n_startup", n_startup, 2, "10 is usual")
@@ -265,7 +272,16 @@ class GPSearcher(Searcher):
         return points, np.array([v for _, v in pairs], dtype=float)
 
     def _propose(self, points: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        from ._gp_model import fit, fantasize
+        from threadpoolctl import threadpool_limits
+
+        # The matrices are at most a few hundred wide: one BLAS thread is fastest, and
+        # OpenBLAS's default of one per core made a suggestion 7x slower on 2 busy cores
+        # (benchmarks/RESULTS.md, GPSearcher latency).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._propose_now(points, targets)
+
+    def _propose_now(self, points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        from ._gp_model import fantasize, fit
 
         encoding = self._encoding
         assert encoding is not None
@@ -279,11 +295,14 @@ class GPSearcher(Searcher):
             )
         y = (targets - targets.mean()) / (targets.std() or 1.0)
         model = fit(points, y, self._n_restarts, int(self._rng.integers(2**31 - 1)))
+        best = float(y.min())
         pending = [self._point(r) for r in self._records.values() if r.end == "pending"]
         if pending:
             lie = None if self._pending == "kriging_believer" else float(y.max())
-            model = fantasize(model, points, y, np.array(pending), lie)
-        best = float(y.min())
+            model, fantasies = fantasize(model, points, y, np.array(pending), lie)
+            # Ginsbourger et al. treat a fantasy as an observation, the incumbent included:
+            # otherwise a believed mean below f* keeps its EI of f* - mu and is proposed again.
+            best = min(best, float(fantasies.min()))
 
         def ei(x: np.ndarray) -> np.ndarray:
             mu, sigma = model.predict(x, return_std=True)

@@ -54,7 +54,7 @@ def fantasize(
     y: np.ndarray,
     pending: np.ndarray,
     lie: float | None,
-) -> GaussianProcessRegressor:
+) -> tuple[GaussianProcessRegressor, np.ndarray]:
     """The GP conditioned also on fantasy values at ``pending``, hyperparameters kept.
 
     Args:
@@ -64,8 +64,11 @@ def fantasize(
         pending: Points of trials still running, shape ``(P, D)``.
         lie: The fantasy value of every pending point (constant liar), or None for the
             model's own posterior mean there (kriging believer).
+
+    Returns:
+        The conditioned GP and the fantasy values.
     """
     fantasies = model.predict(pending) if lie is None else np.full(len(pending), lie)
     conditioned = GaussianProcessRegressor(kernel=model.kernel_, optimizer=None, normalize_y=False)
     conditioned.fit(np.vstack([points, pending]), np.concatenate([y, fantasies]))
-    return conditioned
+    return conditioned, fantasies
