@@ -15,6 +15,7 @@ from raytuner.errors import ConfigError
 
 from ._acquisition import expected_improvement, maximize
 from ._base import Outcome, Searcher, TrialEnd
+from ._fork import Param, check_warm_start, config_from_params, fit_observations, parameters
 from ._gp_encoding import Encoding
 from ._random import make_rng
 from ._space import has_grid, sample_config, validate_space
@@ -116,8 +117,12 @@ class GPSearcher(Searcher):
         n_candidates: Random points scored by EI per suggestion.
         n_restarts: Random restarts of the marginal-likelihood optimisation.
         warm_start: ``(config, value)`` pairs (value signed to minimise; None if failed) or
-            ``(config, Outcome)`` from an earlier search. Configs that do not fit the space
-            are skipped with a warning.
+            ``(config, Outcome)`` from an earlier search, e.g.
+            ``rt.load(path).observations()``, fitted to this space by
+            :func:`._fork.fit_observations` (removed keys ignored, values outside their new
+            domain dropped). Observations still lacking an active parameter (one added
+            since, or dropped for being outside) are left out of the GP fit, not imputed:
+            a GP has no sound way to marginalise a coordinate. A warning gives the counts.
 
     Example:
         >>> from raytuner.search import GPSearcher, Outcome, TrialEnd, uniform
@@ -162,7 +167,7 @@ class GPSearcher(Searcher):
         self._stopped_trials = stopped_trials
         self._n_candidates = _int_at_least("n_candidates", n_candidates, 1, "1000 is usual")
         self._n_restarts = _int_at_least("n_restarts", n_restarts, 0, "2 is usual")
-        self._warm_start = _check_warm_start(warm_start)
+        self._warm_start = check_warm_start("GPSearcher", warm_start)
         if space is not None:
             self._check_space(space)
         self.space = space
@@ -204,23 +209,26 @@ class GPSearcher(Searcher):
             self._load_warm_start()
 
     def _load_warm_start(self) -> None:
-        assert self._encoding is not None
-        skipped = []
-        for index, (config, result) in enumerate(self._warm_start):
-            if self._encoding.encode(config) is None:
-                skipped.append(index)
+        fitted = fit_observations("GPSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
+        params = parameters(self.space)  # type: ignore[arg-type]
+        partial = 0
+        for index, (values, outcome) in enumerate(fitted.observations):
+            if not _complete(params, values):
+                # A GP needs a point: an absent value cannot be placed in the cube without
+                # inventing it, so the observation is left out rather than imputed.
+                partial += 1
                 continue
-            outcome = result if isinstance(result, Outcome) else Outcome(TrialEnd.COMPLETED, result)
-            record = _Record(config=dict(config))
+            record = _Record(config=config_from_params(self.space, values))  # type: ignore[arg-type]
             _close(record, outcome)
             self._records[f"warm_start[{index}]"] = record
-        if skipped:
-            warnings.warn(
-                f"GPSearcher skipped {len(skipped)} of {len(self._warm_start)} warm-start "
-                f"configs that do not fit the space (a parameter missing, out of range or "
-                f"with no matching option), e.g. warm_start[{skipped[0]}].",
-                stacklevel=3,
+        if fitted.report.changed or partial:
+            extra = (
+                f" GPSearcher left out {partial} of the {fitted.report.used} fitted observations "
+                "that lack a value for an active parameter (a GP cannot marginalise it)."
+                if partial
+                else ""
             )
+            warnings.warn(fitted.report.message("GPSearcher") + extra, stacklevel=3)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._encoding is None:
@@ -371,24 +379,10 @@ def _int_at_least(name: str, value: Any, low: int, usual: str) -> int:
     return int(value)
 
 
-def _check_warm_start(
-    warm_start: Iterable[tuple[Mapping[str, Any], Any]] | None,
-) -> list[tuple[Mapping[str, Any], Any]]:
-    pairs = list(warm_start or [])
-    for index, pair in enumerate(pairs):
-        ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], Mapping)
-        result = pair[1] if ok else None
-        if ok and not (
-            result is None
-            or isinstance(result, Outcome)
-            or (isinstance(result, numbers.Real) and not isinstance(result, bool))
-        ):
-            ok = False
-        if not ok:
-            msg = (
-                f"GPSearcher: warm_start[{index}] is {pair!r:.100}, but must be a "
-                "(config dict, value) pair, the value signed to minimize (or None if the "
-                "trial failed, or an Outcome)."
-            )
-            raise ConfigError(msg)
-    return pairs
+def _complete(params: Mapping[str, Param], values: Mapping[str, Any]) -> bool:
+    """Whether ``values`` holds every parameter that is active under its own choices."""
+    return all(
+        label in values
+        for label, param in params.items()
+        if all(values.get(choice) == index for choice, index in param.conditions)
+    )

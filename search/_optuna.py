@@ -12,7 +12,8 @@ from typing import Any
 from raytuner.errors import ConfigError
 
 from ._base import Outcome, Searcher, TrialEnd
-from ._optuna_space import NoFit, ask, distributions, params_from_config
+from ._fork import check_warm_start, fit_observations, parameters
+from ._optuna_space import ask, distributions, optuna_value
 from ._space import has_grid, validate_space
 
 _STATE_VERSION = 1
@@ -68,8 +69,11 @@ class OptunaSearcher(Searcher):
         seed: Seed of the default TPE sampler (seed your own sampler yourself).
         warm_start: ``(config, value)`` pairs (value signed to minimise; None if failed) or
             ``(config, Outcome)`` from an earlier search, added to the study with
-            ``study.add_trial`` before the first suggestion. Configs that do not fit the
-            space are skipped with a warning.
+            ``study.add_trial`` before the first suggestion. They are fitted to this space by
+            :func:`._fork.fit_observations` first (removed keys ignored, values outside
+            their new domain dropped, a warning with the counts); a trial is added with the
+            parameters it has, which Optuna's samplers accept as they accept conditional
+            parameters.
 
     Raises:
         ConfigError: Without optuna installed; for a ``sampler`` that is not an Optuna
@@ -112,7 +116,7 @@ class OptunaSearcher(Searcher):
             raise ConfigError(msg)
         self._seed = seed
         self._sampler = sampler if sampler is not None else optuna.samplers.TPESampler(seed=seed)
-        self._warm_start = _check_warm_start(warm_start)
+        self._warm_start = check_warm_start("OptunaSearcher", warm_start)
         if space is not None:
             self._check_space(space)
         self.space = space
@@ -149,17 +153,18 @@ class OptunaSearcher(Searcher):
 
     def _load_warm_start(self) -> None:
         optuna = _import_optuna()
-        skipped = []
-        for index, (config, result) in enumerate(self._warm_start):
-            try:
-                params = params_from_config(self.space, self._table, config)  # type: ignore[arg-type]
-            except NoFit as error:
-                skipped.append(f"warm_start[{index}]: {error}")
-                continue
-            outcome = result if isinstance(result, Outcome) else Outcome(TrialEnd.COMPLETED, result)
+        fitted = fit_observations("OptunaSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
+        domains = {label: p.domain for label, p in parameters(self.space).items()}  # type: ignore[arg-type]
+        for values, outcome in fitted.observations:
+            params = {
+                label: optuna_value(domains[label], self._table[label], value)
+                for label, value in values.items()
+            }
             state, value, intermediate = _optuna_end(optuna, outcome)
             if intermediate:  # as tell() does: a pruned trial's value is its last report
                 value = next(iter(intermediate.values()))
+            # Optuna's samplers take a trial with only some of the parameters (as for
+            # conditional ones), so a partial observation still informs the others.
             self._study.add_trial(
                 optuna.trial.create_trial(
                     params=params,
@@ -169,12 +174,8 @@ class OptunaSearcher(Searcher):
                     state=state,
                 )
             )
-        if skipped:
-            warnings.warn(
-                f"OptunaSearcher skipped {len(skipped)} of {len(self._warm_start)} warm-start "
-                f"configs that do not fit the space, e.g. {skipped[0]}.",
-                stacklevel=3,
-            )
+        if fitted.report.changed:
+            warnings.warn(fitted.report.message("OptunaSearcher"), stacklevel=3)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._study is None:
@@ -256,26 +257,3 @@ def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | None, dict[
     resource = outcome.resource
     step = int(resource) if resource is not None and float(resource).is_integer() and resource >= 0 else 0
     return TrialState.PRUNED, None, {step: float(value)}  # type: ignore[arg-type]
-
-
-def _check_warm_start(
-    warm_start: Iterable[tuple[Mapping[str, Any], Any]] | None,
-) -> list[tuple[Mapping[str, Any], Any]]:
-    pairs = list(warm_start or [])
-    for index, pair in enumerate(pairs):
-        ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], Mapping)
-        result = pair[1] if ok else None
-        if ok and not (
-            result is None
-            or isinstance(result, Outcome)
-            or (isinstance(result, numbers.Real) and not isinstance(result, bool))
-        ):
-            ok = False
-        if not ok:
-            msg = (
-                f"OptunaSearcher: warm_start[{index}] is {pair!r:.100}, but must be a "
-                "(config dict, value) pair, the value signed to minimize (or None if the "
-                "trial failed, or an Outcome)."
-            )
-            raise ConfigError(msg)
-    return pairs

@@ -31,7 +31,6 @@ rounding gives the end values half the mass; Optuna gives every step the same).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,13 +48,8 @@ from ._domains import (
     _quantize,
     plain,
 )
-from ._gp_encoding import _needs_value, _same
 
 _PRIMITIVE = (type(None), bool, int, float, str)
-
-
-class NoFit(Exception):
-    """A config does not fit the space (missing key, value out of range, no such option)."""
 
 
 def _child(label: str, key: str) -> str:
@@ -152,68 +146,20 @@ def ask(space: Mapping[str, Any], table: Mapping[str, Any], trial: Any) -> dict[
     return build(space, "")
 
 
-def params_from_config(
-    space: Mapping[str, Any], table: Mapping[str, Any], config: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The Optuna parameters (label to value) that give ``config``; the inverse of :func:`ask`.
+def optuna_value(domain: Any, distribution: Any, value: float) -> Any:
+    """The Optuna parameter value for a domain's value as :mod:`._fork` gives it (a number;
+    a choice's option index), inside ``distribution``.
 
-    Constants outside choices are not checked (an earlier experiment's constants may have
-    differed); inside a choice they decide which option matches.
-
-    Raises:
-        NoFit: If the config lacks an active parameter, holds a value outside its
-            distribution, or matches no option of a choice.
+    A q-domain's value may lie up to q/2 beyond the bounds, or off the steps in an old
+    config: it moves to the nearest step inside the distribution.
     """
-    params: dict[str, Any] = {}
-
-    def number(label: str, value: Any, low: float, high: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise NoFit(f"{label!r} is {value!r}, not a number")
-        if not low <= value <= high:
-            raise NoFit(f"{label!r} is {value!r}, outside [{low}, {high}]")
-        return value
-
-    def match(space: Any, value: Any, label: str, strict: bool) -> None:
-        if isinstance(space, Mapping):
-            if not isinstance(value, Mapping):
-                raise NoFit(f"{label or 'the config'!r} is {value!r:.60}, not a dict")
-            for key, item in space.items():
-                here = _child(label, key)
-                if key in value:
-                    match(item, value[key], here, strict)
-                elif _needs_value(item) or strict:
-                    raise NoFit(f"{here!r} is missing")
-        elif isinstance(space, (Uniform, LogUniform)):
-            params[label] = float(number(label, value, space.low, space.high))
-        elif isinstance(space, QUniform):
-            dist = table[label]
-            number(label, value, dist.low, dist.high)
-            params[label] = int(value) if space.is_int else float(value)
-            if space.is_int and value != int(value):
-                raise NoFit(f"{label!r} is {value!r}, not an int")
-        elif isinstance(space, QLogUniform):
-            # A rounded value may lie up to q/2 beyond the bounds (see qloguniform).
-            half = space.q / 2
-            x = number(label, value, space.low - half, space.high + half)
-            params[label] = min(max(float(x), space.low), space.high)
-        elif isinstance(space, RandInt):
-            if isinstance(value, float) and not value.is_integer():
-                raise NoFit(f"{label!r} is {value!r}, not an int")
-            params[label] = int(number(label, value, space.low, space.high - 1))
-        elif isinstance(space, Choice):
-            for index, option in enumerate(space.options):
-                saved = dict(params)
-                try:
-                    match(option, value, f"{label}[{index}]", True)
-                except NoFit:
-                    params.clear()
-                    params.update(saved)
-                    continue
-                params[label] = option if _by_value(space) else index
-                return
-            raise NoFit(f"{label!r} is {value!r:.60}, which matches none of its options")
-        elif strict and not _same(plain(space), plain(value)):
-            raise NoFit(f"{label!r} is {value!r:.60}, not {space!r:.60}")
-
-    match(space, config, "", False)
-    return params
+    if isinstance(domain, Choice):
+        index = int(value)
+        return domain.options[index] if _by_value(domain) else index
+    if isinstance(domain, RandInt):
+        return int(value)
+    if isinstance(domain, QUniform):
+        value = _quantize(value, domain.q, domain.is_int)
+    low, high = distribution.low, distribution.high
+    value = min(max(value, low), high)
+    return int(value) if isinstance(domain, QUniform) and domain.is_int else float(value)

@@ -152,19 +152,33 @@ def test_same_seed_same_results_same_suggestions_and_resume_continues_them():
     assert run(c, quadratic, 7) == run(d, quadratic, 7)
 
 
-def test_warm_start_seeds_the_model_and_skips_configs_that_do_not_fit():
+def test_warm_start_seeds_the_model_and_leaves_out_what_it_cannot_place():
     warm = [({"x": 1.0, "y": -1.0}, 0.1), ({"x": 9.0, "y": 0.0}, 1.0), ({"x": 0.0}, 2.0),
-            ({"x": -3.0, "y": 2.0}, Outcome(TrialEnd.STOPPED, 4.0, 1, 9)), ({"x": 2.0, "y": 2.0}, None)]
+            ({"x": -3.0, "y": 2.0}, Outcome(TrialEnd.STOPPED, 4.0, 1, 9)), ({"x": 2.0, "y": 2.0, "z": 1}, None)]
     searcher = GPSearcher(SPACE, seed=0, n_startup=2, warm_start=warm, **FAST)
-    with pytest.warns(UserWarning, match=r"skipped 2 of 5 .*warm_start\[1\]"):
+    # x=9.0 is outside (dropped), {"x": 0.0} lacks y: both partial, so left out of the fit.
+    with pytest.warns(UserWarning, match=r"fitted 5 of 5.*'z' \(1\).*left out 2 of the 5"):
         searcher.setup(None, 10)
     points, values = searcher._observations()
     # The stopped one at max(4.0, worst full-budget 0.1); the failed one at the worst, 4.0.
     assert values.tolist() == [0.1, 4.0, 4.0]
+    np.testing.assert_allclose(points[0], [0.6, 0.4])
     # n_startup=2 is met by the warm start: the first suggestion is the GP's, not a random draw.
     reference = RandomSearcher(SPACE, seed=0)
     reference.setup(None, 1)
     assert searcher.suggest("0") != reference.suggest("0")
+
+
+def test_warm_start_with_conditional_parameters():
+    space = {"opt": choice([{"name": "sgd", "m": uniform(0, 1)}, {"name": "adam"}]), "x": uniform(0, 1)}
+    warm = [({"opt": {"name": "adam"}, "x": 0.5}, 1.0), ({"opt": {"name": "sgd", "m": 0.25}, "x": 0.1}, 2.0),
+            ({"opt": {"name": "sgd"}, "x": 0.1}, 3.0)]  # m absent: active, so left out
+    searcher = GPSearcher(space, seed=0, n_startup=2, warm_start=warm, **FAST)
+    with pytest.warns(UserWarning, match="left out 1 of the 3"):
+        searcher.setup(None, 4)
+    assert searcher._observations()[1].tolist() == [1.0, 2.0]
+    config = searcher.suggest("0")
+    assert set(config["opt"]) == ({"name", "m"} if config["opt"]["name"] == "sgd" else {"name"})
 
 
 def test_warns_once_beyond_its_comfort_zone(monkeypatch):
@@ -197,7 +211,7 @@ def test_config_describes_the_constructor():
         ({"n_candidates": 0}, r"`n_candidates` is 0"),
         ({"xi": -0.1}, r"`xi` is -0.1"),
         ({"seed": -1}, r"`seed` is -1"),
-        ({"warm_start": [(1, 2)]}, r"warm_start\[0\] is \(1, 2\)"),
+        ({"warm_start": [(1, 2)]}, r"`warm_start\[0\]` is \(1, 2\)"),
         ({"space": {"a": grid([1, 2])}}, r"grid\(\) axes.*GridSearcher"),
     ],
 )
