@@ -289,8 +289,10 @@ def _fits(column: Column, value: Any, u: np.ndarray) -> bool:
     if isinstance(d, RandInt):
         ok = x.is_integer() and d.low <= x <= d.high - 1
     elif isinstance(d, (QUniform, QLogUniform)):
-        # A quantized value may lie up to q/2 beyond the bounds (see quniform's docstring).
-        ok = d.low - d.q / 2 <= x <= d.high + d.q / 2 and (x > 0 or not column.is_log)
+        # A quantized value may lie up to q/2 beyond the bounds (see quniform's docstring);
+        # a log one may round to 0, which is placed at the first step, q, as decode() does.
+        ok = d.low - d.q / 2 <= x <= d.high + d.q / 2
+        x = max(x, d.q) if column.is_log else x
     else:
         ok = d.low <= x <= d.high
     if ok:

@@ -228,3 +228,9 @@ def test_a_native_hyperopt_expression_is_refused():
 
     with pytest.raises(ConfigError, match="native hyperopt expression.*HyperOptSearcher"):
         Encoding({"a": hp.uniform("a", 0, 1)})
+
+
+def test_a_log_q_value_rounded_to_zero_is_placed_at_the_first_step():
+    # qloguniform(1, 1000, 8) samples 0 when the draw is below 4, as hyperopt's does.
+    encoding = Encoding({"b": qloguniform(1, 1000, 8)})
+    assert encoding.encode({"b": 0}) == pytest.approx(encoding.encode({"b": 8}))
