@@ -26,8 +26,10 @@ from ._space import has_grid, sample_config, space_from_json, space_to_json, val
 __all__ = [
     "Domain",
     "FINISHED",
+    "GPSearcher",
     "GridSearcher",
     "HyperOptSearcher",
+    "OptunaSearcher",
     "Outcome",
     "RandomSearcher",
     "Searcher",
@@ -60,4 +62,13 @@ def __getattr__(name: str) -> Any:
         from ._tpe import TPESearcher
 
         return TPESearcher
+    # scikit-learn and optuna take a second or more to import, and are optional extras.
+    if name == "GPSearcher":
+        from ._gp import GPSearcher
+
+        return GPSearcher
+    if name == "OptunaSearcher":
+        from ._optuna import OptunaSearcher
+
+        return OptunaSearcher
     raise AttributeError(f"module 'raytuner.search' has no attribute {name!r}")
