@@ -91,6 +91,14 @@ class Results:
     def __len__(self) -> int:
         return len(self.trials)
 
+    def __getattr__(self, name: str) -> Any:
+        if name == "fit":  # rt.Tuner.resume(...).fit(): resume has already run the experiment
+            raise AttributeError(
+                "'Results' has no attribute 'fit': raytuner.Tuner.resume() runs the experiment at once and "
+                "returns its Results, so there is nothing left to fit. Use the Results it returned."
+            )
+        raise AttributeError(f"'Results' object has no attribute {name!r}")
+
     def __getitem__(self, trial_id: str) -> TrialResult:
         return self._by_id[trial_id]
 

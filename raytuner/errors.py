@@ -6,7 +6,9 @@
     ├── ConfigError (also ValueError)     bad argument to the Tuner, a space, a resource...
     ├── ReportError (also ValueError)     a report that cannot be recorded
     ├── NotInTrialError (also RuntimeError)  a trial-only function called outside a trial
-    └── ExperimentError                   an experiment folder that cannot be read or resumed
+    ├── ExperimentError                   an experiment folder that cannot be read or resumed,
+    │                                     or one that another live driver is running
+    └── TrialsFailedError                 every trial of an experiment failed (``.results``)
 
     TrialStopped (BaseException)          raised inside a trial by ``report`` to end it
 """
@@ -32,6 +34,16 @@ class NotInTrialError(RayTunerError, RuntimeError):
 
 class ExperimentError(RayTunerError):
     """An experiment folder is missing, incomplete or does not match what was asked."""
+
+
+class TrialsFailedError(RayTunerError):
+    """Every trial of an experiment failed; raised by ``fit()`` and ``resume()`` after
+    everything was saved. ``.results`` holds the :class:`raytuner.Results`, whose
+    ``.errors`` has each trial's traceback."""
+
+    def __init__(self, message: str, results: object = None) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 class TrialStopped(BaseException):

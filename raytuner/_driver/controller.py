@@ -151,7 +151,8 @@ class Controller:
         except KeyboardInterrupt:
             status = "INTERRUPTED"
             self._end_all("interrupted (Ctrl-C)", final=False)
-            logger.warning("Interrupted: stopped running trials; results so far are in %s", self._storage.path)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
+                           "raytuner resume %s", self._storage.path, self._storage.path)
         except BaseException:
             status = "FAILED"
             raise
