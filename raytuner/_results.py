@@ -138,10 +138,14 @@ class Results:
             if key is not None and math.isfinite(key) and key < best_key:
                 best, best_key = trial, key
         if best is None:
-            raise ExperimentError(
-                f"No trial of {self.path.name!r} reported a finite {metric!r} "
-                f"({len(self.trials)} trials). Check `.errors` and the trials' reports."
-            )
+            failed = sum(t.status == TrialStatus.FAILED for t in self.trials)
+            if failed and failed == len(self.trials):
+                why = f"every trial failed ({failed}); their tracebacks are in `.errors`"
+            elif failed:
+                why = f"{failed} of {len(self.trials)} trials failed (see `.errors`), the others never reported it"
+            else:
+                why = f"{len(self.trials)} trials; check the metric's name and the trials' reports"
+            raise ExperimentError(f"No trial of {self.path.name!r} reported a finite {metric!r}: {why}.")
         return best
 
     @property
