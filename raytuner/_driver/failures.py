@@ -42,6 +42,8 @@ class Failure:
     @property
     def headline(self) -> str:
         message = self.message if len(self.message) <= _MESSAGE_CHARS else self.message[: _MESSAGE_CHARS - 3] + "..."
+        if not self.error_type:
+            return message
         return f"{self.error_type}: {message}" if message else self.error_type
 
     @property
@@ -92,7 +94,7 @@ def parse(error: str) -> Failure:
     text = tail[0] if tail else (lines[-1].strip() if lines else "unknown error")
     error_type, sep, message = text.partition(": ")
     if not sep or " " in error_type:  # not "Type: message": a reason written by the controller
-        return Failure("Error", text, user_frame, code)
+        return Failure("", text, user_frame, code)  # the headline is the reason itself
     return Failure(error_type, message, user_frame, code)
 
 
@@ -151,7 +153,8 @@ def finish(results: Results, storage, *, verbose: int) -> Results:
         storage.write_experiment(results.meta)
         headline = group((t.trial_id, t.error or "") for t in results.trials)[0][0]
         raise TrialsFailedError(
-            f"All {len(results.trials)} trials of {results.path.name!r} failed, the first with "
+            f"{'All ' + str(len(results.trials)) + ' trials' if len(results.trials) > 1 else 'The only trial'} "
+            f"of {results.path.name!r} failed, the first with "
             f"{headline.headline}" + (f" at {headline.frame}" if headline.frame else "") + ". "
             f"Fix the trainable and run again; every traceback is in {results.path}/trials/<id>/error.txt "
             "and in this error's `.results.errors`.",
