@@ -167,16 +167,17 @@ def resume(
     if verbose is not None:
         settings.verbose = verbose
     trials = _restore_trials(storage)
+    speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
     plan = ResumePlan.of(trials, searcher.num_trials or settings.num_trials)
     if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED"):
         # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
-        if settings.verbose:
+        if speak:
             print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
         return load(storage.path)
     with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
         if trainable is None:
             trainable = _import_trainable(meta)
-        if settings.verbose:
+        if speak:
             print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
         for trial in trials.values():
             if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
@@ -241,12 +242,14 @@ class ResumePlan:
         if self.nothing_to_do:
             return (f"already finished ({finished} trials: {counts or 'none'}); nothing to resume. Pass "
                     "num_trials= (or --num-trials) to run more trials.")
-        parts = [f"keeping {finished} finished trial{'s' if finished != 1 else ''}" + (f" ({counts})" if counts else "")]
+        parts = [f"keeping {finished} finished trial{'s' if finished != 1 else ''} ({counts})" if finished
+                 else "no trial had finished"]
         if self.restart:
             shown = []
             for trial_id, reports, at in self.restart[:6]:
                 shown.append(f"{trial_id} from report {at}" if at else
-                             (f"{trial_id} from scratch (no checkpoint; {reports} reports kept)" if reports
+                             (f"{trial_id} from scratch (no checkpoint; its {reports} report"
+                              f"{'s' if reports != 1 else ''} stay)" if reports
                               else f"{trial_id} from scratch"))
             more = f" and {len(self.restart) - 6} more" if len(self.restart) > 6 else ""
             parts.append(f"restarting {len(self.restart)} that did not finish: {', '.join(shown)}{more}")
