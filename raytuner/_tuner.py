@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import numbers
 import os
 import re
@@ -209,7 +210,9 @@ class Tuner:
         if tensorboard:
             from raytuner.tracking import tensorboard as tb
 
-            if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
+            if not tb.available():
+                logging.getLogger("raytuner").warning(tb.SKIPPED)  # else `tensorboard --logdir` finds nothing
+            elif not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
                 self._callbacks.append(tb.TensorBoardCallback())
         self._address = address
         self._ran = False

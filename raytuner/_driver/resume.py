@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -192,7 +193,9 @@ def resume(
         if tensorboard:  # as fit() does: keep logging into the experiment's tensorboard folder
             from raytuner.tracking import tensorboard as tb
 
-            if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in callbacks):
+            if not tb.available():
+                logging.getLogger("raytuner").warning(tb.SKIPPED)
+            elif not any(isinstance(c, tb.TensorBoardCallback) for c in callbacks):
                 callbacks.append(tb.TensorBoardCallback())
         meta["resumed"] = meta.get("resumed", 0) + 1
         controller = Controller(
