@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import session as _session
+from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._driver.stop import StopCriteria
 from raytuner.errors import ReportError, TrialStopped
@@ -248,6 +249,7 @@ class TrialWorker:
     def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
         _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
         _accelerators.after_import("tensorflow", _tf_gradients.install)
+        _quiet_tf.arm()  # TensorFlow's start-up lines would land in the user's live table
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None
