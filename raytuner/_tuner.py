@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller, ExperimentSettings
-from raytuner._driver.ray_init import ensure_ray
+from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
 from raytuner._results import Results
 from raytuner._driver.resume import resume as resume_experiment
 from raytuner._driver.resume import trainable_file, trainable_name
@@ -273,7 +273,9 @@ class Tuner:
             callbacks=self._callbacks,
             meta=meta,
         )
-        return _failures.finish(controller.run(), storage, verbose=settings.verbose)
+        results = controller.run()
+        flush_worker_logs()
+        return _failures.finish(results, storage, verbose=settings.verbose)
 
     resume = staticmethod(resume_experiment)
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller
-from raytuner._driver.ray_init import ensure_ray
+from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
 from raytuner._driver import failures as _failures
 from raytuner._results import Results, load
 from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage
@@ -210,7 +210,9 @@ def resume(
             next_id=state.get("next_id", 0),
         )
         controller.reconcile(state.get("next_id", 0), set(state.get("closed", ())))
-        return _failures.finish(controller.run(), storage, verbose=settings.verbose)
+        results = controller.run()
+        flush_worker_logs()
+        return _failures.finish(results, storage, verbose=settings.verbose)
 
 
 @dataclass(frozen=True)
