@@ -349,6 +349,10 @@ def cmd_rename(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
     except ConfigError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
+    live = storage.live_driver()
+    if live is not None:  # even with --force: the driver would go on writing to the old path
+        raise CLIError(f"{storage.name!r} is being run by a live driver ({live.describe()}); rename it once "
+                       "that driver has stopped.")
     if meta.get("status") == "RUNNING" and not args.force:
         raise CLIError(f"{storage.name!r} is marked RUNNING: renaming it under a live run would split its files. "
                        "If it is not running (it crashed), pass --force.")

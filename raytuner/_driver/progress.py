@@ -164,7 +164,7 @@ class Progress:
         table.add_column("config")
         for trial in self._ranked() or list(self._trials.values())[: self._top]:
             value = trial.metrics.get(self._metric) if self._metric else None
-            config = ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items() if k not in constant)
+            config = ", ".join(f"{k}={_short(v, 4)}" for k, v in trial.config.items() if k not in constant)
             table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), _short(value), config)
         return table
 
@@ -198,9 +198,9 @@ def _constant_config(trials) -> dict[str, object]:
     return {k: v for k, v in first.items() if all(k in c and c[k] == v for c in configs[1:])}
 
 
-def _short(value: object) -> str:
+def _short(value: object, digits: int = 5) -> str:
     if isinstance(value, float):
-        return f"{value:.5g}"
+        return f"{value:.{digits}g}"
     if value is None:
         return "-"
     text = str(value)
