@@ -186,7 +186,7 @@ def explain(extra: str) -> str:
     pairs = [pair.split(":") for pair in match.group(1).split()]
     reached = ", ".join(f"{count} reached {level}" if i else f"{count} trials reached {level}"
                         for i, (level, count) in enumerate(pairs))
-    return f"ASHA rungs (resource at each rung): {reached}"
+    return f"ASHA rungs: {reached}"
 
 
 def _constant_config(trials) -> dict[str, object]:
