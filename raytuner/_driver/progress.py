@@ -151,14 +151,17 @@ class Progress:
             lines.append(explain(self.extra))
         constant = _constant_config(self._trials.values())
         if constant:
-            lines.append("same in every trial: " + ", ".join(f"{k}={_short(v)}" for k, v in constant.items()))
+            lines.append("same in every trial: " + ", ".join(f"{k}={_short(v, 4)}" for k, v in constant.items()))
         return lines
 
     def _table(self):
+        from rich import box
         from rich.table import Table
 
         constant = _constant_config(self._trials.values())
-        table = Table(title=f"top trials by {self._metric}" if self._metric else "trials", title_justify="left")
+        # No side borders (as in the CLI): ten more columns for the config before it wraps.
+        table = Table(title=f"top trials by {self._metric}" if self._metric else "trials", title_justify="left",
+                      box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for column in ("trial", "status", "iter", self._metric or "metric"):
             table.add_column(column, no_wrap=True)
         table.add_column("config")
