@@ -73,10 +73,11 @@ def parse(error: str) -> Failure:
     """The last failure recorded in ``error`` (a traceback, or a one-line reason such as
     "The trial's worker died: ...")."""
     lines = error.rstrip().splitlines()
+    # Several failures (retries) are recorded one after another: only the last one counts.
+    starts = [n for n, line in enumerate(lines) if line.startswith(("Traceback (most recent call last)", "--- failure"))]
+    lines = lines[starts[-1]:] if starts else lines
     last_frame = None
     for number, line in enumerate(lines):
-        if line.startswith("--- failure"):  # error.txt's separator between retries: keep the last
-            last_frame = None
         if _FRAME.match(line):
             last_frame = number
     user_frame = code = None
