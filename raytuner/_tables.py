@@ -48,6 +48,7 @@ class Column:
     kind: str = "name"  # "name": never wrapped (shortened in the middle); "number": never wrapped,
     # right-aligned; "text": may wrap between words
     optional: bool = False  # left out (and named below the table) when the table is too wide
+    priority: int = 1  # optional columns of lower priority go first, then from the right
     max_width: int | None = None  # names longer than this are shortened in the middle
     full_header: str | None = None  # the header before any shortening, to name a left-out column
 
@@ -83,7 +84,7 @@ def fit(columns: Sequence[Column], width: int | None) -> tuple[list[Column], lis
     _shorten_names(shown, needed(natural=True) - width, floor=28)
     hidden: list[str] = []
     while needed(natural=True) > width and any(c.optional for c in shown):
-        last = max(i for i, c in enumerate(shown) if c.optional)
+        last = min((c.priority, -i) for i, c in enumerate(shown) if c.optional)[1] * -1
         dropped = shown.pop(last)
         hidden.insert(0, dropped.full_header or dropped.header)
     _shorten_names(shown, needed() - width, floor=8)

@@ -245,7 +245,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         _tables.Column("status", [t.status.value.lower() for t in trials]),
         _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
         _tables.Column(metric, [_fmt(t.metrics.get(metric)) for t in trials], kind="number"),
-        _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number"),
+        # Training time matters less than the config: it is the first to go on a narrow screen.
+        _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
     for param in params:
         if param in constant:
@@ -259,8 +260,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
     hidden = _print_table(console, columns, wide=args.wide)
     if hidden:
-        console.print(f"({len(hidden)} config column{'s' if len(hidden) > 1 else ''} left out to fit "
-                      f"{console.width} columns: {_escape(', '.join(hidden))}; --wide shows all)")
+        console.print(f"(left out to fit {console.width} columns: {_escape(', '.join(hidden))}; --wide shows all)")
     if args.limit and len(ranked) + len(rest) > args.limit:
         console.print(f"({len(ranked) + len(rest) - args.limit} more trials; --limit 0 shows all)")
     failed = [(t.trial_id, t.error) for t in results.trials if t.status.value == "FAILED" and t.error]
