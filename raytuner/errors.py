@@ -10,7 +10,9 @@
     ├── ProtocolError (also RuntimeError) a searcher or scheduler driven against its contract
     │                                     (suggest before setup, a trial ended twice)
     ├── NotInTrialError (also RuntimeError)  a trial-only function called outside a trial
-    └── ExperimentError                   an experiment folder that cannot be read or resumed
+    ├── ExperimentError                   an experiment folder that cannot be read or resumed,
+    │                                     or one that another live driver is running
+    └── TrialsFailedError                 every trial of an experiment failed (``.results``)
 
     TrialStopped (BaseException)          raised inside a trial by ``report`` to end it
 
@@ -82,6 +84,16 @@ class NotInTrialError(RayTunerError, RuntimeError):
 
 class ExperimentError(RayTunerError):
     """An experiment folder is missing, incomplete or does not match what was asked."""
+
+
+class TrialsFailedError(RayTunerError):
+    """Every trial of an experiment failed; raised by ``fit()`` and ``resume()`` after
+    everything was saved. ``.results`` holds the :class:`raytuner.Results`, whose
+    ``.errors`` has each trial's traceback."""
+
+    def __init__(self, message: str, results: object = None) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 class TrialStopped(BaseException):

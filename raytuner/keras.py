@@ -30,7 +30,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import keras
+from raytuner._worker import quiet_tf as _quiet_tf
+
+_quiet_tf.arm()  # also in the driver, which may load a trial's model (rt.keras.load_model)
+import keras  # noqa: E402
 
 from raytuner._worker import session as _session
 from raytuner._worker.protocol import Signal

@@ -25,8 +25,11 @@ h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top:
 .meta { color: #555; } .meta code, pre { background: #f4f4f4; padding: 0 .3em; }
 .caption { color: #555; margin: .2em 0 .5em; } .skipped { color: #888; font-style: italic; }
 table { border-collapse: collapse; font-size: .85em; } th, td { padding: .25em .6em; border-bottom: 1px solid #ddd;
-       text-align: left; white-space: nowrap; } th { position: sticky; top: 0; background: #fafafa; }
-.table-wrap { max-height: 32em; overflow: auto; border: 1px solid #ddd; }
+       text-align: left; white-space: nowrap; } th { background: #fafafa; }
+/* No height limit: a box that scrolled both ways hid its horizontal scroll bar (and so the
+   last columns) below 32em of rows. Now the bar sits right under the table. */
+.table-wrap { overflow-x: auto; max-width: 100%; border: 1px solid #ddd; }
+#trials th { white-space: normal; vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .rt-figure { min-height: 200px; }
 """
@@ -53,7 +56,7 @@ def _json_for_script(obj: Any) -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
+        return f"{value:.5g}" if math.isfinite(value) else str(value)
     if value is None:
         return ""
     return label(value)

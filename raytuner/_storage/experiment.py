@@ -14,6 +14,7 @@
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
             checkpoint_<n>/       checkpoint made at report n
+        driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
 the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
@@ -32,6 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -148,6 +150,22 @@ class ExperimentStorage:
 
     def create(self) -> None:
         self.trials_path.mkdir(parents=True, exist_ok=True)
+
+    # -- the driver lock (one live driver per experiment) ----------------------------------
+    def acquire_driver_lock(self) -> DriverLock:
+        """Hold this experiment for the calling driver until ``release()``; raises
+        :class:`ExperimentError` naming the live driver that holds it already."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return DriverLock(self.path).acquire()
+
+    def live_driver(self) -> LockOwner | None:
+        """The driver running this experiment now, or None (none, or it died). Reads only."""
+        owner = read_owner(self.path / LOCK_FILE)
+        return owner if owner is not None and not owner.is_stale() else None
+
+    def holds_files(self) -> bool:
+        """Whether the folder holds anything besides a driver lock (an experiment's files)."""
+        return self.path.is_dir() and any(p.name != LOCK_FILE for p in self.path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import session as _session
+from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
 from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
@@ -206,6 +207,7 @@ class TrialWorker:
     def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
         _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
         _accelerators.after_import("tensorflow", _tf_gradients.install)
+        _quiet_tf.arm()  # TensorFlow's start-up lines would land in the user's live table
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None

@@ -243,12 +243,15 @@ def test_a_trainable_the_worker_cannot_load_fails_with_the_real_reason(storage, 
     monkeypatch.syspath_prepend(str(tmp_path))
     import driver_only_mod
 
+    from raytuner.errors import TrialsFailedError
+
     try:
-        results = rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
-                           verbose=0, tensorboard=False).fit()
+        with pytest.raises(TrialsFailedError, match="No module named 'driver_only_mod'") as info:
+            rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
+                     verbose=0, tensorboard=False).fit()
     finally:
         sys.modules.pop("driver_only_mod", None)
-    (trial,) = results.trials
+    (trial,) = info.value.results.trials
     assert trial.status == TrialStatus.FAILED
     assert "could not run it" in trial.error and "driver_only_mod" in trial.error
     assert "worker died" not in trial.error

@@ -200,8 +200,22 @@ setTimeout(function () {
             traces: (d._fullData || []).length, canvases: d.querySelectorAll("canvas").length,
             marks: d.querySelectorAll(".scatterlayer .point, .scatterlayer path.js-line, .contourlayer path, .barlayer path").length};
   });
+  // Plotly's toolbar against the slice plots' titles: boxes that intersect overlap.
+  var slices = document.getElementById("rt-figure-slices"), overlaps = [];
+  var bar = slices && slices.querySelector(".modebar");
+  if (bar) {
+    var b = bar.getBoundingClientRect();
+    slices.querySelectorAll(".annotation-text").forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom) overlaps.push(t.textContent);
+    });
+  }
+  var wrap = document.querySelector(".table-wrap");
   var out = document.createElement("pre"); out.id = "rt-probe";
-  out.textContent = JSON.stringify({errors: __rtErrors, figures: figures, all: document.body.dataset.figuresDrawn || null});
+  out.textContent = JSON.stringify({errors: __rtErrors, figures: figures, all: document.body.dataset.figuresDrawn || null,
+    toolbar: !!bar, toolbarOverlaps: overlaps,
+    // The trials box scrolls sideways only: its scroll bar sits right under the table, in view.
+    tableScrollsDown: wrap.scrollHeight > wrap.clientHeight + 1});
   document.body.appendChild(out);
 }, 5000);
 </script>"""
@@ -237,5 +251,29 @@ def test_report_loads_without_errors_and_draws_every_figure(tmp_path):
     assert figures["parallel"]["canvases"] >= 1  # WebGL lines
     for key in ("history", "learning_curves", "slices", "contour", "importance"):
         assert figures[key]["marks"] > 0, (key, figures[key])
-    # 12 trial curves + the "paused, resumed" and "stopped" marks.
-    assert figures["learning_curves"]["traces"] == 14
+    # 12 trial curves + the "paused, resumed" and "stopped" marks + a legend line per status colour.
+    assert figures["learning_curves"]["traces"] == 16
+    assert probe["toolbar"] and probe["toolbarOverlaps"] == []
+    assert probe["tableScrollsDown"] is False
+
+
+def test_report_history_clips_outliers_and_offers_log_and_a_legend_of_colours(tmp_path):
+    from raytuner._storage.experiment import ExperimentStorage
+
+    path = write_experiment(tmp_path)
+    storage = ExperimentStorage(path)  # one diverged trial, 1000x worse than the rest
+    record, _, _ = storage.read_trial("00005")
+    record["metrics"]["loss"] = 1000.0
+    storage.write_trial("00005", record)
+    html = rt.load(path).report().read_text()
+    specs = figure_specs(html)
+    layout = specs["history"]["layout"]
+    low, high = layout["yaxis"]["range"]
+    assert high < 100 and low < min(t.metrics["loss"] for t in rt.load(path).trials)  # the outlier is off the axis
+    labels = [b["label"] for b in layout["updatemenus"][0]["buttons"]]
+    assert labels == ["clip outliers", "all values", "log scale"]
+    assert "leaves out 1 outlying trial" in html
+    curves = specs["learning_curves"]
+    legend = [t["name"] for t in curves["data"] if t.get("showlegend") is not False and t["mode"] == "lines"]
+    assert legend == ["stopped trial", "completed trial"]
+    assert "how the trial ended" in curves["layout"]["legend"]["title"]["text"]

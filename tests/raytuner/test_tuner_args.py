@@ -100,3 +100,17 @@ def test_grid_space_picks_grid_search_and_repeats_the_grid():
     tuner = rt.Tuner(train, space={"x": rt.grid([1, 2, 3])}, num_trials=2)
     assert isinstance(tuner._searcher, GridSearcher)
     assert tuner._searcher.num_trials == 6
+
+
+def test_a_scripts_experiments_are_named_after_the_script(tmp_path):
+    """Two examples that both call their function `train` are told apart in `raytuner ls`."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "keras_digits.py"
+    script.write_text("from raytuner._tuner import _default_name\n\ndef train(config):\n    pass\n\n"
+                      "def helper():\n    pass\n\nprint(_default_name(train))\n"
+                      "import json\nprint(_default_name(json.dumps))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["keras_digits", "dumps"]  # a library function: its own name
