@@ -176,10 +176,12 @@ class GPSearcher(Searcher):
         self._restored = False
         self._warned = False
 
-    def config(self) -> dict[str, Any]:
-        """The constructor's arguments as JSON data (the space and warm start excepted)."""
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor's arguments as JSON data; None with a warm start (then the
+        searcher is pickled whole, its old observations with it)."""
+        if self._warm_start:
+            return None
         return {
-            "type": "GPSearcher",
             "seed": self._seed,
             "n_startup": self._n_startup,
             "acquisition": self._acquisition,

@@ -115,6 +115,7 @@ class OptunaSearcher(Searcher):
             )
             raise ConfigError(msg)
         self._seed = seed
+        self._own_sampler = sampler is not None
         self._sampler = sampler if sampler is not None else optuna.samplers.TPESampler(seed=seed)
         self._warm_start = check_warm_start("OptunaSearcher", warm_start)
         if space is not None:
@@ -127,9 +128,12 @@ class OptunaSearcher(Searcher):
         self._last: dict[str, tuple[int, float]] = {}  # trial_id -> last reported step, value
         self._ended: set[str] = set()
 
-    def config(self) -> dict[str, Any]:
-        """The constructor's arguments as JSON data (the sampler by its class name)."""
-        return {"type": "OptunaSearcher", "sampler": type(self._sampler).__name__, "seed": self._seed}
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor's arguments as JSON data: only for the default sampler and no
+        warm start; a sampler of the user's (its settings are its own) is pickled whole."""
+        if self._own_sampler or self._warm_start:
+            return None
+        return {"seed": self._seed}
 
     @staticmethod
     def _check_space(space: Mapping[str, Any]) -> dict[str, Any]:

@@ -132,6 +132,7 @@ class TPESearcher(Searcher):
         self._prior_weight = _real("prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.2")
         self._n_flat = _int("n_flat", n_flat, 1)
+        self._seed = seed
         self._rng = make_rng("TPESearcher", seed)
         self._warm_start = check_warm_start("TPESearcher", warm_start)
         if space is not None:
@@ -165,6 +166,15 @@ class TPESearcher(Searcher):
                 "HyperOptSearcher for them, or replace them by raytuner domains."
             )
             raise ConfigError(msg)
+
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor's arguments as JSON data; None with a warm start (then the
+        searcher is pickled whole, its old observations with it)."""
+        if self._warm_start:
+            return None
+        return {"n_startup": self._n_startup, "gamma": self._gamma, "max_good": self._max_good,
+                "n_ei_candidates": self._n_candidates, "prior_weight": self._prior_weight,
+                "bandwidth": self._bandwidth, "n_flat": self._n_flat, "seed": self._seed}
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)

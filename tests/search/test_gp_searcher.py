@@ -196,7 +196,7 @@ def test_warns_once_beyond_its_comfort_zone(monkeypatch):
 def test_config_describes_the_constructor():
     searcher = GPSearcher(seed=3, n_startup=5, pending="constant_liar")
     assert searcher.config() == {
-        "type": "GPSearcher", "seed": 3, "n_startup": 5, "acquisition": "ei", "xi": 0.0,
+        "type": "GPSearcher", "space": None, "seed": 3, "n_startup": 5, "acquisition": "ei", "xi": 0.0,
         "pending": "constant_liar", "stopped_trials": "penalize", "n_candidates": 1000, "n_restarts": 2,
     }
 

@@ -194,7 +194,7 @@ def test_any_optuna_sampler():
     searcher.setup(None, 4)
     configs = [searcher.suggest(str(i)) for i in range(4)]
     assert len({c["x"] for c in configs}) == 4
-    assert searcher.config() == {"type": "OptunaSearcher", "sampler": "QMCSampler", "seed": None}
+    assert searcher.config() is None  # a sampler of the user's is pickled whole
 
 
 @pytest.mark.parametrize(

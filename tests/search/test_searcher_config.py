@@ -9,10 +9,13 @@ from hyperopt import hp
 
 from raytuner.errors import ConfigError
 from raytuner.search import (
+    GPSearcher,
     GridSearcher,
     HyperOptSearcher,
+    OptunaSearcher,
     Outcome,
     RandomSearcher,
+    TPESearcher,
     TrialEnd,
     choice,
     from_config,
@@ -52,7 +55,20 @@ SEARCHERS = [
         warm_start=[({"x": 0.5, "k": "b"}, 0.25), ({"x": -1.0, "k": "a"}, Outcome(TrialEnd.STOPPED, 2.0, 3, 9)),
                     ({"x": 2.0, "k": "a"}, None)],
     ),
+    lambda: TPESearcher({"x": uniform(-5, 5), "k": choice(["a", "b"])}, n_startup=2, gamma=0.2, seed=5),
+    lambda: GPSearcher({"x": uniform(-5, 5), "k": choice(["a", "b"])}, n_startup=2, seed=5, n_candidates=50),
+    lambda: OptunaSearcher({"x": uniform(-5, 5), "k": choice(["a", "b"])}, seed=5),
 ]
+
+
+def test_searchers_with_a_warm_start_or_a_sampler_of_the_users_are_pickled_instead():
+    import optuna
+
+    old = [({"x": 0.5}, 0.25)]
+    assert TPESearcher({"x": uniform(0, 1)}, warm_start=old).config() is None
+    assert GPSearcher({"x": uniform(0, 1)}, warm_start=old).config() is None
+    assert OptunaSearcher({"x": uniform(0, 1)}, warm_start=old).config() is None
+    assert OptunaSearcher({"x": uniform(0, 1)}, sampler=optuna.samplers.RandomSampler(seed=0)).config() is None
 
 
 @pytest.mark.parametrize("make", SEARCHERS)
