@@ -21,6 +21,7 @@ from raytuner.errors import (
     NotInTrialError,
     RayTunerError,
     ReportError,
+    TrialsFailedError,
     TrialStopped,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "TrialResult",
     "TrialStatus",
     "TrialStopped",
+    "TrialsFailedError",
     "Tuner",
     "choice",
     "get_checkpoint",
