@@ -23,6 +23,7 @@ from raytuner.errors import (
     RayTunerError,
     ReportError,
     ResourceError,
+    TrialsFailedError,
     TrialStopped,
 )
 
@@ -92,6 +93,7 @@ __all__ = [
     "TrialResult",
     "TrialStatus",
     "TrialStopped",
+    "TrialsFailedError",
     "Tuner",
     "choice",
     "get_checkpoint",

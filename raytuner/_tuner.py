@@ -23,7 +23,7 @@ from raytuner._driver import failures as _failures
 from raytuner._storage import components
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner._storage.lock import DriverLock
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ExperimentError
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
 
@@ -304,10 +304,14 @@ class Tuner:
             base = storage.path
             while True:
                 if not storage.path.exists():
-                    lock = storage.acquire_driver_lock()
-                    if not storage.holds_files():
+                    try:
+                        lock = storage.acquire_driver_lock()
+                    except ExperimentError:  # another driver took this name the same second
+                        lock = None
+                    if lock is not None and not storage.holds_files():
                         break
-                    lock.release()
+                    if lock is not None:
+                        lock.release()
                 suffix += 1
                 storage = ExperimentStorage(f"{base}_{suffix}")
         storage.create()

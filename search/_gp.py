@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 
 from ._acquisition import expected_improvement, maximize
 from ._base import Outcome, Searcher, TrialEnd
@@ -234,10 +234,10 @@ class GPSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._encoding is None:
-            raise RuntimeError("GPSearcher.setup() must be called before suggest().")
+            raise ProtocolError("GPSearcher.setup() must be called before suggest().")
         if trial_id in self._records:
             msg = f"GPSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         points, targets = self._observations()
         if self._encoding.dim == 0 or len(targets) < self._n_startup:
             config = sample_config(self.space, self._rng)  # type: ignore[arg-type]
@@ -250,7 +250,7 @@ class GPSearcher(Searcher):
         if record.point is None:
             record.point = self._encoding.encode(record.config)  # type: ignore[union-attr]
             if record.point is None:  # a config the searcher made always fits its space
-                raise RuntimeError(f"GPSearcher: config {record.config!r} does not fit the space")
+                raise ProtocolError(f"GPSearcher: config {record.config!r} does not fit the space")
         return record.point
 
     def _observations(self) -> tuple[np.ndarray, np.ndarray]:
@@ -325,7 +325,7 @@ class GPSearcher(Searcher):
         if record is None or record.end != "pending":
             state = "was never suggested" if record is None else "has already ended"
             msg = f"GPSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         _close(record, outcome)
 
     def state(self) -> dict[str, Any]:
@@ -345,7 +345,7 @@ class GPSearcher(Searcher):
                 f"GPSearcher: cannot restore state version {state.get('version')!r}; "
                 f"this version reads {_STATE_VERSION}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self._rng.bit_generator.state = state["rng"]
         self._warned = state["warned"]
         self._records = {trial_id: _Record(**fields) for trial_id, fields in state["records"].items()}

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 
 from ._base import Outcome, Searcher, TrialEnd
 from ._fork import check_warm_start, fit_observations, parameters
@@ -183,10 +183,10 @@ class OptunaSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._study is None:
-            raise RuntimeError("OptunaSearcher.setup() must be called before suggest().")
+            raise ProtocolError("OptunaSearcher.setup() must be called before suggest().")
         if trial_id in self._trials or trial_id in self._ended:
             msg = f"OptunaSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         trial = self._study.ask()  # RUNNING from now on: samplers see it as pending
         config = ask(self.space, self._table, trial)  # type: ignore[arg-type]
         self._trials[trial_id] = trial
@@ -212,7 +212,7 @@ class OptunaSearcher(Searcher):
         if trial is None:
             state = "has already ended" if trial_id in self._ended else "was never suggested"
             msg = f"OptunaSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         self._ended.add(trial_id)
         optuna = _import_optuna()
         state, value, intermediate = _optuna_end(optuna, outcome)
@@ -237,7 +237,7 @@ class OptunaSearcher(Searcher):
                 f"OptunaSearcher: cannot restore state version {state.get('version')!r}; "
                 f"this version reads {_STATE_VERSION}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self._study, self._trials, self._steps, self._last, self._ended = pickle.loads(state["study"])
         self._sampler = self._study.sampler
 

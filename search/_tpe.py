@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 
 from ._base import Outcome, Searcher, TrialEnd
 from ._fork import check_warm_start, config_from_params, fit_observations
@@ -198,17 +198,18 @@ class TPESearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._encoded is None:
-            raise RuntimeError("TPESearcher.setup() must be called before suggest().")
+            raise ProtocolError("TPESearcher.setup() must be called before suggest().")
         if trial_id in self._ids:
             msg = f"TPESearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         assert self.space is not None
         split = None
         if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
             split = self._split()
         if split is None:
             config = sample_config(self.space, self._rng)
-            params = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations[0][0]
+            fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
+            params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
         else:
             params = self._sample(*split)
             config = config_from_params(self.space, params)
@@ -227,7 +228,7 @@ class TPESearcher(Searcher):
         if index is None or self._status[index] != _PENDING:
             state = "was never suggested" if index is None else "has already ended"
             msg = f"TPESearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         self._close(index, outcome)
 
     # -- records -----------------------------------------------------------------------

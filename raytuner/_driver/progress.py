@@ -192,10 +192,14 @@ def explain(extra: str) -> str:
     return f"ASHA rungs: {reached}"
 
 
-def _constant_config(trials) -> dict[str, object]:
-    """Config values every trial shares (e.g. ``max_epochs=27``): said once, not per row."""
+def _constant_config(trials, at_least: int = 5) -> dict[str, object]:
+    """Config values every trial shares (e.g. ``max_epochs=27``): said once, not per row.
+
+    Only from ``at_least`` trials on: two trials that drew the same ``units`` would
+    otherwise be announced as "same in every trial".
+    """
     configs = [t.config for t in trials]
-    if len(configs) < 2:
+    if len(configs) < at_least:
         return {}
     first = configs[0]
     return {k: v for k, v in first.items() if all(k in c and c[k] == v for c in configs[1:])}
