@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 from raytuner.search import GPSearcher, Outcome, RandomSearcher, TrialEnd, choice, grid, loguniform, randint, uniform
 from raytuner.search import _gp
 
@@ -225,7 +225,7 @@ def test_each_trial_ends_once():
     searcher.setup(None, 5)
     searcher.suggest("a")
     searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ValueError, match="has already ended"):
+    with pytest.raises(ProtocolError, match="has already ended"):
         searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ValueError, match="was never suggested"):
+    with pytest.raises(ProtocolError, match="was never suggested"):
         searcher.on_trial_complete("b", Outcome(TrialEnd.COMPLETED, 1.0))

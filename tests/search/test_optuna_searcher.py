@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 from raytuner.search import (
     OptunaSearcher,
     Outcome,
@@ -232,7 +232,7 @@ def test_each_trial_ends_once():
     searcher.setup(None, 2)
     searcher.suggest("a")
     searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ValueError, match="has already ended"):
+    with pytest.raises(ProtocolError, match="has already ended"):
         searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ValueError, match="already suggested"):
+    with pytest.raises(ProtocolError, match="already suggested"):
         searcher.suggest("a")
