@@ -391,7 +391,8 @@ class TPESearcher(Searcher):
         self._rng.bit_generator.state = state["rng"]
         self._ids = {trial_id: i for i, trial_id in enumerate(state["ids"])}
         width = len(state["labels"] or [])
-        self._matrix = np.array(state["matrix"], dtype=float).reshape(-1, width)
+        # A space of constants has no parameters: rows of width 0, as many as there are trials.
+        self._matrix = np.array(state["matrix"], dtype=float).reshape(len(state["ids"]), width)
         self._status = np.array(state["status"], dtype=np.int8)
         self._final_value = np.array(state["final_value"], dtype=float)
         self._final_resource = np.array(state["final_resource"], dtype=float)

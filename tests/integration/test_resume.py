@@ -96,7 +96,7 @@ def test_resume_extends_a_finished_experiment_with_its_scheduler(storage):
     assert meta["num_trials"] == 5
     # The scheduler was rebuilt from its description, not unpickled: tuner.pkl does not hold it.
     assert meta["scheduler_config"] == scheduler.config() and meta["milestones"] == scheduler.milestones()
-    assert meta["searcher_config"]["type"] == "RandomSearcher"
+    assert meta["searcher_config"]["type"] == "TPESearcher"  # the default, rebuilt from its description too
     assert pickle.loads((more.path / "tuner.pkl").read_bytes())["scheduler"] is None
 
 
