@@ -26,6 +26,7 @@ _TITLES = {
     "slices": "Slice plots",
     "contour": "Contour",
     "importances": "Parameter importance",
+    "durations": "Trial durations",
 }
 
 
