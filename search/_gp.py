@@ -23,7 +23,7 @@ from ._space import has_grid, sample_config, validate_space
 PENDING_STRATEGIES = ("kriging_believer", "constant_liar")
 STOPPED_POLICIES = ("penalize", "last", "ignore")
 ACQUISITIONS = ("ei",)
-COMFORT_LIMIT = 500
+COMFORT_LIMIT = 300
 """Observations beyond which GPSearcher warns that it is slow (see its docstring)."""
 _STATE_VERSION = 1
 
