@@ -178,7 +178,7 @@ def test_bad_input_raises_clear_errors(tmp_path):
     results = rt.load(write_experiment(tmp_path, n=3))
     with pytest.raises(rt.ExperimentError, match=r"No trial of 'exp' reported a finite 'val_acc'.*\['acc', 'loss'\]"):
         results.report(metric="val_acc")
-    with pytest.raises(rt.ConfigError, match="mode='best'"):
+    with pytest.raises(rt.ConfigError, match="report: `mode` is 'best', but must be"):
         results.report(mode="best")
 
 
