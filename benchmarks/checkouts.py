@@ -54,7 +54,9 @@ print("RESULT " + json.dumps({{"value": value, "raytuner": raytuner.__file__}}))
 def run_once(python: str, what: str, trials: int) -> tuple[float, str]:
     code = _CHILD.format(bench=str(HERE), what=what, trials=trials)
     with tempfile.TemporaryDirectory() as cwd:  # nothing in the working folder shadows the install
-        out = subprocess.run([python, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=1800)
+        # PYTHONPATH: Ray's workers import the trainables from the benchmark modules too.
+        env = {**os.environ, "PYTHONPATH": str(HERE)}
+        out = subprocess.run([python, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"{python} failed:\n{out.stderr[-3000:]}")
     line = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")][-1]

@@ -153,7 +153,8 @@ class Controller:
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
-            logger.warning("Interrupted: stopped running trials; results so far are in %s", self._storage.path)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
+                           "raytuner resume %s", self._storage.path, self._storage.path)
         except BaseException:
             status = "FAILED"
             raise

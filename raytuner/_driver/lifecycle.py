@@ -54,6 +54,7 @@ from raytuner._driver.events import (
 from raytuner._storage.experiment import checkpoint_name, dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
+from raytuner import errors
 from raytuner.errors import RayTunerError, ReportError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
@@ -89,6 +90,15 @@ class _Run:
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
 _ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
          TrialStatus.FAILED: TrialEnd.FAILED}
+
+
+def _fatal_error(exit: TrialExit) -> RayTunerError:
+    """The worker's fatal error, rebuilt on the driver under its own class where it is one
+    of raytuner's (the class travels by name: see :func:`raytuner.errors.is_fatal`)."""
+    cls = getattr(errors, exit.error_type or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, RayTunerError)):
+        cls = ReportError
+    return cls(exit.message or exit.error_type or "a fatal error in a trial")
 
 
 class Lifecycle:
@@ -439,8 +449,8 @@ class Lifecycle:
     def _on_exit(self, trial: Trial, run: _Run, exit: TrialExit) -> None:
         if exit.signal is Signal.ERROR:
             if exit.fatal and self.abort is None:
-                # A report the Tuner cannot use is a bug in the script, the same in every trial.
-                self.abort = ReportError(exit.message or exit.error_type or "bad report")
+                # A bug in the script (a report the Tuner cannot use), the same in every trial.
+                self.abort = _fatal_error(exit)
             self._on_failure(trial, exit.error or "")
             return
         decided = run.decided

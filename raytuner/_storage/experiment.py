@@ -3,8 +3,11 @@
 ::
 
     <root>/<experiment>/
-        experiment.json           spec and status (atomic rewrite)
-        searcher.pkl, scheduler.pkl   search and scheduling state, for resume (pickle)
+        experiment.json           spec (with the searcher's and scheduler's configs and the
+                                  scheduler's milestones) and status (atomic rewrite)
+        state.pkl                 searcher and scheduler state snapshot, for resume (pickle)
+        tuner.pkl                 what resume cannot rebuild from experiment.json: the
+                                  settings (``stop=``) and user-defined components (pickle)
         trials/<trial_id>/
             config.json           the trial's configuration
             trial.json            status, last metrics, best value, checkpoint (atomic rewrite)
@@ -12,6 +15,7 @@
             error.txt             traceback(s) of failures, appended
             log.txt               what the trial printed (stdout and stderr), appended, bounded
             checkpoint_<n>/       checkpoint made at report n
+        driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
 the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
@@ -28,8 +32,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -55,11 +60,12 @@ def check_name(name: str, argument: str = "name") -> str:
 AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers and DataFrames)."""
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers, DataFrames and the
+    report); an empty dict stays a value."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{prefix}{key}/"))
         else:
             out[f"{prefix}{key}"] = value
@@ -149,6 +155,22 @@ class ExperimentStorage:
 
     def create(self) -> None:
         self.trials_path.mkdir(parents=True, exist_ok=True)
+
+    # -- the driver lock (one live driver per experiment) ----------------------------------
+    def acquire_driver_lock(self) -> DriverLock:
+        """Hold this experiment for the calling driver until ``release()``; raises
+        :class:`ExperimentError` naming the live driver that holds it already."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return DriverLock(self.path).acquire()
+
+    def live_driver(self) -> LockOwner | None:
+        """The driver running this experiment now, or None (none, or it died). Reads only."""
+        owner = read_owner(self.path / LOCK_FILE)
+        return owner if owner is not None and not owner.is_stale() else None
+
+    def holds_files(self) -> bool:
+        """Whether the folder holds anything besides a driver lock (an experiment's files)."""
+        return self.path.is_dir() and any(p.name != LOCK_FILE for p in self.path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:

@@ -30,9 +30,10 @@ from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker.logs import TrialLog
 from raytuner._worker import session as _session
+from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
-from raytuner.errors import ReportError, TrialStopped
+from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
 #: A trial that prints without reporting gets its log shipped this often (the trial page
@@ -54,6 +55,7 @@ class TrialRun:
         self._pending: Signal | None = None
         self._ended: Signal | None = None
         self.iteration = spec.start_iteration
+        self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
         self.checkpoint_dir: Path | None = None
@@ -135,6 +137,12 @@ class TrialRun:
                 )
                 raise ReportError(msg)
             resource = clean[spec.resource_attr]
+            if self._last_resource is not None and not resource > self._last_resource:
+                # Caught here, in the trial, so that it ends the experiment with this message
+                # instead of the report being skipped without a word on the driver.
+                raise ResourceError.not_increasing("The Tuner", spec.trial_id, spec.resource_attr,
+                                                   self._last_resource, resource)
+            self._last_resource = resource
         elapsed = time.monotonic() - self._t0
         packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
         if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
@@ -169,7 +177,7 @@ class TrialRun:
             end = TrialExit(Signal(stopped.decision))
         except BaseException as exc:  # noqa: BLE001 - everything a trainable raises is its failure
             end = TrialExit(Signal.ERROR, traceback.format_exc(), type(exc).__name__, str(exc),
-                            fatal=isinstance(exc, ReportError))
+                            fatal=is_fatal(exc))
         finally:
             self.log.stop()
             _session._install(None)
@@ -206,6 +214,7 @@ class TrialWorker:
     def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
         _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
         _accelerators.after_import("tensorflow", _tf_gradients.install)
+        _quiet_tf.arm()  # TensorFlow's start-up lines would land in the user's live table
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raytuner._report._data import parse_schedule
+from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import control_store
 from raytuner._storage.experiment import EXPERIMENT_FILE, ExperimentStorage, flatten, is_finite, read_json
 from raytuner.errors import ExperimentError
@@ -183,7 +183,7 @@ class ExperimentView:
         elapsed = None
         if isinstance(start, (int, float)):
             elapsed = (end if status != "RUNNING" and isinstance(end, (int, float)) else time.time()) - start
-        schedule = parse_schedule(meta.get("scheduler"))
+        schedule = schedule_from_meta(meta)
         return {
             "name": self.name, "status": status, "metric": metric, "mode": mode,
             "counts": counts, "trials": len(cache.trials),

@@ -16,7 +16,7 @@ from raytuner._driver import events as ev
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit
-from raytuner.errors import RayTunerError, ReportError
+from raytuner.errors import RayTunerError, ReportError, ResourceError
 from raytuner.schedulers import ASHAScheduler, Decision, FIFOScheduler, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
 
@@ -280,6 +280,13 @@ def test_a_fatal_error_aborts_without_retrying_and_the_other_trials_stop():
     assert of(out, ev.Discard) == [ev.Discard("w2")]
     assert (life.trials["00000"].status, life.trials["00000"].note) == (TrialStatus.STOPPED, "experiment aborted")
     check_index(life)
+
+
+def test_a_fatal_error_keeps_its_raytuner_class_across_the_boundary():
+    life = make()
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "tb", "ResourceError", "not increasing", fatal=True)))
+    assert type(life.abort) is ResourceError and str(life.abort) == "not increasing"
 
 
 def test_complete_at_full_budget_ends_the_trial_completed_without_telling_the_scheduler_again():
