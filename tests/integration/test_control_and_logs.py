@@ -223,3 +223,25 @@ def test_the_sweeps_terminal_shows_none_of_what_trials_print(tmp_path):
     assert "BY-TRIAL" not in text
     (log,) = (tmp_path / "r/quiet/trials").glob("*/log.txt")
     assert log.read_text() == "PRINTED-BY-TRIAL\nWARNED-BY-TRIAL\n"
+
+
+def test_a_new_time_budget_moves_the_drivers_deadline(storage):
+    path = storage / "budget"
+    answers = {}
+
+    def script(path):
+        wait_for(lambda: (path / "trials/00000/results.jsonl").is_file(), "trial 00000 to report")
+        answers["budget"] = cli("control", str(path), "--time-budget", "0.5")
+
+    steer = Steer(path, script)
+    steer.start()
+    started = time.monotonic()
+    results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, max_concurrent=1,
+                       storage_path=storage, name="budget", verbose=0, time_budget_s=600).fit()
+    steer.join(30)
+    assert steer.error is None, steer.error
+    assert answers["budget"] == (0, "set_limits: applied: time_budget_s=0.5\n")
+    # Already past the new budget when it came: the run ends at once, its trials STOPPED.
+    assert time.monotonic() - started < 60
+    assert (results.meta["status"], results.meta["time_budget_s"]) == ("TIMED_OUT", 0.5)
+    assert {t.status for t in results.trials} == {TrialStatus.STOPPED}
