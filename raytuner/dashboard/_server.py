@@ -85,7 +85,8 @@ class Dashboard:
 
     @property
     def url(self) -> str:
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        # Bound to every interface: the machine's name is what others can reach it by.
+        shown = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host
         shown = f"[{shown}]" if ":" in shown else shown
         query = f"/?token={self.token}" if self.token else "/"
         return f"http://{shown}:{self.port}{query}"
@@ -142,6 +143,6 @@ def serve(root: str | Path = "~/raytuner_results", *, host: str = "127.0.0.1", p
     mode = " (read-only)" if read_only else ""
     print(f"raytuner dashboard{mode} for {dash.root}: {dash.url}", file=sys.stderr, flush=True)
     if dash.token and not is_loopback(host):
-        print("Anyone with this address (it holds the access token) can see and steer these experiments.",
-              file=sys.stderr, flush=True)
+        can = "see these experiments" if read_only else "see and steer these experiments"
+        print(f"Anyone with this address (it holds the access token) can {can}.", file=sys.stderr, flush=True)
     dash.run()
