@@ -198,7 +198,8 @@ class TPESearcher(Searcher):
             split = self._split()
         if split is None:
             config = sample_config(self.space, self._rng)
-            params = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations[0][0]
+            fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
+            params = fitted[0][0] if fitted else {}  # {} for a space of constants only
         else:
             params = self._sample(*split)
             config = config_from_params(self.space, params)

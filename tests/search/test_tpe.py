@@ -273,3 +273,8 @@ def test_events_for_unknown_or_closed_trials():
         searcher.on_trial_complete("a", done(1.0))
     with pytest.raises(ValueError, match="already suggested"):
         searcher.suggest("a")
+
+
+def test_a_space_of_constants_only_gives_its_constants():
+    searcher = make({"x": 1, "nested": {"y": "a"}}, n_startup=1)
+    assert run(searcher, lambda c: 1.0, 3) == [{"x": 1, "nested": {"y": "a"}}] * 3
