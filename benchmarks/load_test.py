@@ -104,7 +104,7 @@ def drive(args: argparse.Namespace) -> None:
 # -- the orchestrator (parent process) -------------------------------------------------------
 def count(storage: Path, reports: int) -> dict:
     """What the experiment folder holds: every results.jsonl line, per trial and in all."""
-    from raytuner._storage import read_jsonl
+    from raytuner._storage.experiment import read_jsonl
 
     trials_dir = storage / NAME / "trials"
     lines = distinct = complete = 0

@@ -212,7 +212,7 @@ class _OurScheduler:
     def stop(self, trial_id: str, epoch: int, loss: float) -> bool:
         from raytuner.schedulers import Decision
 
-        return self.scheduler.on_result(trial_id, epoch, loss) is Decision.STOP
+        return self.scheduler.on_result(trial_id, epoch, loss) in (Decision.STOP, Decision.COMPLETE)
 
 
 def make_scheduler(name: str) -> Any:

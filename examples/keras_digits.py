@@ -104,14 +104,19 @@ def main(argv: list[str] | None = None) -> float:
     best = results.best
     print(f"\nbest trial {best.trial_id}: val_loss {best.metrics['val_loss']:.4f}, "
           f"val_accuracy {best.metrics['val_accuracy']:.3f} after {best.metrics['epoch']} epochs")
-    print("  config:", {k: v for k, v in best.config.items() if k != "max_epochs"})
-    print(results.dataframe().groupby("status").size().to_string())
+    print("  config:", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in best.config.items() if k != "max_epochs"))
+    counts = results.dataframe().groupby("status").size()
+    print("  trials:", ", ".join(f"{n} {status.lower()}" for status, n in counts.items()),
+          "(stopped: ended early by ASHA)")
 
     _, _, (x_test, y_test) = load_digits_split()
     model = rt.keras.load_model(best.checkpoint)  # weights and all, from the trial's checkpoint
     _, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"test accuracy of the best trial's checkpoint: {test_accuracy:.3f} (270 held-out digits)")
     print(f"results in {results.path}")
+    print(f"  look at them: raytuner show {results.path.name} | raytuner report {results.path.name} | "
+          f"tensorboard --logdir {results.path / 'tensorboard'}")
     return float(test_accuracy)
 
 

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import numbers
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from raytuner import _resources
+from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
-from raytuner._controller import Controller, ExperimentSettings
-from raytuner._ray import ensure_ray
+from raytuner._driver.controller import Controller, ExperimentSettings
+from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
 from raytuner._results import Results
-from raytuner._resume import resume as resume_experiment
-from raytuner._resume import trainable_file, trainable_name
-from raytuner._stop import StopCriteria, StopFn
-from raytuner._storage import ExperimentStorage, check_name
-from raytuner.errors import ConfigError
+from raytuner._driver.resume import resume as resume_experiment
+from raytuner._driver.resume import trainable_file, trainable_name
+from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._driver import failures as _failures
+from raytuner._storage import components
+from raytuner._storage.experiment import ExperimentStorage, check_name
+from raytuner._storage.lock import DriverLock
+from raytuner.errors import ConfigError, ExperimentError
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
 
@@ -71,7 +77,7 @@ class Tuner:
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
         stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
             ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. See
-            :class:`raytuner._stop.StopCriteria`.
+            :class:`raytuner._driver.stop.StopCriteria`.
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
@@ -178,9 +184,9 @@ class Tuner:
                 "Give the space in one place."
             )
         if metric is None:
-            if not isinstance(scheduler, FIFOScheduler):
+            if scheduler.needs_metric:
                 raise ConfigError(f"{type(scheduler).__name__} needs a metric to compare trials: pass `metric=` to the Tuner.")
-            if not isinstance(searcher, (RandomSearcher, GridSearcher)):
+            if searcher.needs_metric:
                 raise ConfigError(f"{type(searcher).__name__} learns from a metric: pass `metric=` to the Tuner.")
         scheduler_attr = getattr(scheduler, "resource_attr", None)
         if resource_attr is not None and scheduler_attr is not None and resource_attr != scheduler_attr:
@@ -210,7 +216,9 @@ class Tuner:
         if tensorboard:
             from raytuner.tracking import tensorboard as tb
 
-            if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
+            if not tb.available():
+                logging.getLogger("raytuner").warning(tb.SKIPPED)  # else `tensorboard --logdir` finds nothing
+            elif not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
                 self._callbacks.append(tb.TensorBoardCallback())
         self._address = address
         self._ran = False
@@ -220,16 +228,25 @@ class Tuner:
 
         Starts a local Ray if none is running (or joins ``address``). A first Ctrl-C stops
         the running trials and returns what was computed; everything is already on disk.
-        """
-        import ray
 
+        The experiment's folder is held by this driver while it runs (a second driver on it
+        is refused: :class:`raytuner.ExperimentError`). If every trial fails, everything is
+        saved, the experiment ends as FAILED and :class:`raytuner.errors.TrialsFailedError`
+        is raised; when only some fail, ``fit`` returns and prints a summary of the errors.
+        """
         if self._ran:
             raise ConfigError("This Tuner has already run; create a new Tuner for another experiment.")
         self._ran = True
+        storage, lock = self._new_storage()  # held before Ray starts: a second driver is refused at once
+        with lock:
+            return self._run(storage)
+
+    def _run(self, storage: ExperimentStorage) -> Results:
+        import ray
+
         ensure_ray(self._address)
         slots = _resources.max_concurrency(self._resources)
         max_concurrent = self._settings["max_concurrent"] or slots
-        storage = self._new_storage()
         name = storage.name
         settings = ExperimentSettings(name=name, resources=self._resources, **{**self._settings, "max_concurrent": max_concurrent})
         meta = {
@@ -251,8 +268,9 @@ class Tuner:
             "max_failures": settings.max_failures,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        # Everything needed to rebuild this experiment's parts on resume (cloudpickle).
-        storage.save_state("tuner", {"settings": settings, "searcher": self._searcher, "scheduler": self._scheduler})
+        # What resume rebuilds the searcher and scheduler from: their configs (in the
+        # experiment.json), and a pickle of what cannot be described.
+        meta.update(components.save(storage, settings, self._searcher, self._scheduler))
         controller = Controller(
             settings,
             trainable_ref=ray.put(self._trainable),
@@ -262,25 +280,49 @@ class Tuner:
             callbacks=self._callbacks,
             meta=meta,
         )
-        return controller.run()
+        results = controller.run()
+        flush_worker_logs()
+        return _failures.finish(results, storage, verbose=settings.verbose)
 
     resume = staticmethod(resume_experiment)
 
-    def _new_storage(self) -> ExperimentStorage:
+    def _new_storage(self) -> tuple[ExperimentStorage, DriverLock]:
+        """The new experiment's folder, created and held by this driver."""
         if self._name is not None:
             storage = ExperimentStorage(self._storage_root / self._name)
-            if storage.path.exists() and any(storage.path.iterdir()):
+            lock = storage.acquire_driver_lock()  # names the driver if one is running it
+            if storage.holds_files():
+                lock.release()
                 raise ConfigError(
                     f"`name={self._name!r}`: {storage.path} already holds an experiment. Choose another name, "
-                    "or load it with raytuner.load()."
+                    f"load it with raytuner.load(), or continue it with raytuner.Tuner.resume({str(storage.path)!r})."
                 )
         else:
-            base = getattr(self._trainable, "__name__", "experiment").strip("_<>") or "experiment"
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            storage = ExperimentStorage(self._storage_root / f"{base}_{stamp}")
+            storage = ExperimentStorage(self._storage_root / f"{_default_name(self._trainable)}_"
+                                        f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
             suffix = 1
-            while storage.path.exists():
+            base = storage.path
+            while True:
+                if not storage.path.exists():
+                    try:
+                        lock = storage.acquire_driver_lock()
+                    except ExperimentError:  # another driver took this name the same second
+                        lock = None
+                    if lock is not None and not storage.holds_files():
+                        break
+                    if lock is not None:
+                        lock.release()
                 suffix += 1
-                storage = ExperimentStorage(self._storage_root / f"{base}_{stamp}_{suffix}")
+                storage = ExperimentStorage(f"{base}_{suffix}")
         storage.create()
-        return storage
+        return storage, lock
+
+
+def _default_name(trainable: Callable[..., Any]) -> str:
+    """A script's experiments are named after the script (``keras_digits_<time>``), so that
+    two examples that both call their function ``train`` can be told apart; otherwise
+    after the trainable."""
+    module = sys.modules.get(getattr(trainable, "__module__", ""))
+    script = getattr(module, "__file__", None) if getattr(trainable, "__module__", None) == "__main__" else None
+    base = Path(script).stem if script else getattr(trainable, "__name__", "experiment")
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", base).strip("_.") or "experiment"

@@ -30,9 +30,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import keras
+from raytuner._worker import quiet_tf as _quiet_tf
 
-from raytuner import _session
+_quiet_tf.arm()  # also in the driver, which may load a trial's model (rt.keras.load_model)
+import keras  # noqa: E402
+
+from raytuner._worker import session as _session
+from raytuner._worker.protocol import Signal
 from raytuner.errors import ConfigError, ReportError
 
 __all__ = ["MODEL_FILE", "ReportCallback", "load_model", "restore"]
@@ -113,8 +117,8 @@ class ReportCallback(keras.callbacks.Callback):
         self._run: Any = None
         self._dir: Path | None = None
         self._warned_epoch = False
-        #: The decision that ended ``fit`` ("stop", "pause", "completed"), or None.
-        self.decision: str | None = None
+        #: The decision that ended ``fit`` (STOP, PAUSE or COMPLETED), or None.
+        self.decision: Signal | None = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         global _warned_outside
@@ -154,11 +158,11 @@ class ReportCallback(keras.callbacks.Callback):
             )
         path = self._save(done) if self._checkpoint_due(run, metrics, done) else None
         self.decision = run.report(metrics, path, raise_on_stop=False)
-        if self.decision == "continue":
+        if self.decision is Signal.CONTINUE:
             self.decision = None
             return
         self.model.stop_training = True
-        if self.decision == "pause" and path is None:
+        if self.decision is Signal.PAUSE and path is None:
             logger.warning(
                 "Trial %s was paused at epoch %d without a checkpoint of that epoch; it will "
                 "resume from its last checkpoint. Use checkpoint=True or 'pause' to save one.",

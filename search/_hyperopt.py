@@ -13,6 +13,8 @@ from typing import Any, Literal
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, Domain, Trials, rand, tpe
 from hyperopt.exceptions import DuplicateLabel
 
+from raytuner.errors import ConfigError, ProtocolError, invalid
+
 from ._base import Outcome, Searcher, TrialEnd
 from ._domains import plain
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
@@ -160,32 +162,25 @@ class HyperOptSearcher(Searcher):
     ) -> None:
         self._n_startup = _non_negative_int("n_startup", n_startup)
         if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma <= 1:
-            msg = f"HyperOptSearcher: `gamma` is {gamma!r}, but must be in (0, 1]; 0.25 is usual."
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "gamma", gamma, "in (0, 1]", "Pass gamma=0.25 (hyperopt's default).")
         self._gamma = float(gamma)
         self._n_ei_candidates = _non_negative_int("n_ei_candidates", n_ei_candidates)
         if self._n_ei_candidates < 1:
-            msg = "HyperOptSearcher: `n_ei_candidates` is 0, but must be >= 1; 24 is usual."
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "n_ei_candidates", 0, "an int >= 1", "Pass n_ei_candidates=24 (hyperopt's default).")
         if stopped_trials not in STOPPED_POLICIES:
-            msg = (
-                f"HyperOptSearcher: `stopped_trials` is {stopped_trials!r}, but must be one "
-                f"of {', '.join(map(repr, STOPPED_POLICIES))}."
-            )
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "stopped_trials", stopped_trials,
+                          f"one of {', '.join(map(repr, STOPPED_POLICIES))}", "Pass stopped_trials='penalize'.")
         self._stopped_trials = stopped_trials
         if pending_limit not in ("auto", None) and (
             isinstance(pending_limit, bool)
             or not isinstance(pending_limit, numbers.Integral)
             or pending_limit < 1
         ):
-            msg = (
-                f"HyperOptSearcher: `pending_limit` is {pending_limit!r}, but must be 'auto', "
-                "None (no limit) or an int >= 1."
-            )
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "pending_limit", pending_limit,
+                          "'auto', None (no limit) or an int >= 1", "Pass pending_limit='auto'.")
         self._pending_limit = pending_limit
         self._rng = make_rng("HyperOptSearcher", seed)
+        self._seed = seed
         self._points = _check_points(points_to_evaluate)
         self._warm_start = _check_warm_start(warm_start)
         if space is not None:
@@ -200,6 +195,29 @@ class HyperOptSearcher(Searcher):
         self._points_used = 0
         self._restored = False
 
+    def _config(self) -> dict[str, Any]:
+        return {
+            "n_startup": self._n_startup,
+            "gamma": self._gamma,
+            "n_ei_candidates": self._n_ei_candidates,
+            "seed": self._seed,
+            "points_to_evaluate": [dict(point) for point in self._points],
+            "warm_start": [
+                [dict(config), {**asdict(result), "end": result.end.value} if isinstance(result, Outcome) else result]
+                for config, result in self._warm_start
+            ],
+            "stopped_trials": self._stopped_trials,
+            "pending_limit": self._pending_limit,
+        }
+
+    @classmethod
+    def _from_config(cls, space: Mapping[str, Any] | None, args: dict[str, Any]) -> HyperOptSearcher:
+        warm_start = [
+            (config, Outcome(**{**result, "end": TrialEnd(result["end"])}) if isinstance(result, dict) else result)
+            for config, result in args.pop("warm_start")
+        ]
+        return cls(space, warm_start=warm_start, **args)
+
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
@@ -209,7 +227,7 @@ class HyperOptSearcher(Searcher):
                 "HyperOptSearcher cannot search a space with grid() axes: TPE samples, it "
                 "does not enumerate. Use GridSearcher, or replace grid([...]) by choice([...])."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         try:
             self._domain = Domain(_objective, to_hyperopt(self.space))
         except DuplicateLabel as error:
@@ -217,7 +235,7 @@ class HyperOptSearcher(Searcher):
                 f"HyperOptSearcher: the hyperopt label {error.args[0]!r} is used twice in the "
                 "space. Give each hp expression a unique label."
             )
-            raise ValueError(msg) from error
+            raise ConfigError(msg) from error
         self._labels = list(self._domain.params)
         self._point_vals = []
         for index, point in enumerate(self._points):
@@ -228,7 +246,7 @@ class HyperOptSearcher(Searcher):
                     f"HyperOptSearcher: points_to_evaluate[{index}] does not fit the space: "
                     f"{error}. Give a full config with values inside their domains."
                 )
-                raise ValueError(msg) from None
+                raise ConfigError(msg) from None
         if not self._restored:
             self._load_warm_start()
 
@@ -272,10 +290,10 @@ class HyperOptSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._domain is None:
-            raise RuntimeError("HyperOptSearcher.setup() must be called before suggest().")
+            raise ProtocolError("HyperOptSearcher.setup() must be called before suggest(); the Tuner does it.")
         if trial_id in self._records:
             msg = f"HyperOptSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         # Only trials that have not reported count: they are surely running (a paused trial
         # has reported), so waiting on them can never wait forever.
         pending = sum(r.end == "pending" and not r.reported for r in self._records.values())
@@ -320,7 +338,7 @@ class HyperOptSearcher(Searcher):
         if record is None or record.end != "pending":
             state = "was never suggested" if record is None else "has already ended"
             msg = f"HyperOptSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         self._close(record, outcome)
 
     @staticmethod
@@ -416,7 +434,7 @@ class HyperOptSearcher(Searcher):
                 f"HyperOptSearcher: cannot restore state version {state.get('version')!r}; "
                 f"this version reads {_STATE_VERSION}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self._rng.bit_generator.state = state["rng"]
         self._next_tid = state["next_tid"]
         self._points_used = state["points_used"]
@@ -430,8 +448,7 @@ class HyperOptSearcher(Searcher):
 
 def _non_negative_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        msg = f"HyperOptSearcher: `{name}` is {value!r}, but must be an int >= 0."
-        raise ValueError(msg)
+        raise invalid("HyperOptSearcher", name, value, "an int >= 0", f"Pass e.g. {name}=20.")
     return int(value)
 
 
@@ -443,7 +460,7 @@ def _check_points(points: Iterable[Mapping[str, Any]] | None) -> list[Mapping[st
                 f"HyperOptSearcher: points_to_evaluate[{index}] is {point!r}, but must be a "
                 "config dict such as {'lr': 0.01}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
     return points
 
 
@@ -466,5 +483,5 @@ def _check_warm_start(
                 "(config dict, value) pair, the value signed to minimize (or None if the "
                 "trial failed, or an Outcome)."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
     return pairs

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 
 from ._base import Outcome, Searcher, TrialEnd
 from ._fork import check_warm_start, config_from_params, fit_observations
@@ -132,6 +132,7 @@ class TPESearcher(Searcher):
         self._prior_weight = _real("prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.2")
         self._n_flat = _int("n_flat", n_flat, 1)
+        self._seed = seed
         self._rng = make_rng("TPESearcher", seed)
         self._warm_start = check_warm_start("TPESearcher", warm_start)
         if space is not None:
@@ -166,6 +167,15 @@ class TPESearcher(Searcher):
             )
             raise ConfigError(msg)
 
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor's arguments as JSON data; None with a warm start (then the
+        searcher is pickled whole, its old observations with it)."""
+        if self._warm_start:
+            return None
+        return {"n_startup": self._n_startup, "gamma": self._gamma, "max_good": self._max_good,
+                "n_ei_candidates": self._n_candidates, "prior_weight": self._prior_weight,
+                "bandwidth": self._bandwidth, "n_flat": self._n_flat, "seed": self._seed}
+
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
@@ -188,10 +198,10 @@ class TPESearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._encoded is None:
-            raise RuntimeError("TPESearcher.setup() must be called before suggest().")
+            raise ProtocolError("TPESearcher.setup() must be called before suggest().")
         if trial_id in self._ids:
             msg = f"TPESearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         assert self.space is not None
         split = None
         if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
@@ -199,7 +209,7 @@ class TPESearcher(Searcher):
         if split is None:
             config = sample_config(self.space, self._rng)
             fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
-            params = fitted[0][0] if fitted else {}  # {} for a space of constants only
+            params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
         else:
             params = self._sample(*split)
             config = config_from_params(self.space, params)
@@ -218,7 +228,7 @@ class TPESearcher(Searcher):
         if index is None or self._status[index] != _PENDING:
             state = "was never suggested" if index is None else "has already ended"
             msg = f"TPESearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         self._close(index, outcome)
 
     # -- records -----------------------------------------------------------------------
@@ -381,7 +391,8 @@ class TPESearcher(Searcher):
         self._rng.bit_generator.state = state["rng"]
         self._ids = {trial_id: i for i, trial_id in enumerate(state["ids"])}
         width = len(state["labels"] or [])
-        self._matrix = np.array(state["matrix"], dtype=float).reshape(-1, width)
+        # A space of constants has no parameters: rows of width 0, as many as there are trials.
+        self._matrix = np.array(state["matrix"], dtype=float).reshape(len(state["ids"]), width)
         self._status = np.array(state["status"], dtype=np.int8)
         self._final_value = np.array(state["final_value"], dtype=float)
         self._final_resource = np.array(state["final_resource"], dtype=float)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Mapping
 
 from raytuner._callbacks import Callback
-from raytuner._storage import flatten, is_finite
+from raytuner._storage.experiment import flatten, is_finite
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,6 +55,11 @@ def _host() -> str:
 def available() -> bool:
     """Whether tensorboard is installed (checked without importing it)."""
     return importlib.util.find_spec("tensorboard") is not None
+
+
+SKIPPED = ("TensorBoard logging is off: the tensorboard package is not installed. Install it with "
+           "`pip install 'raytuner[tensorboard]'` (the keras extra includes it), or pass tensorboard=False "
+           "to silence this.")
 
 
 @functools.cache

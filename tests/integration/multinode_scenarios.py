@@ -26,7 +26,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import raytuner as rt
-from raytuner._storage import read_jsonl
+from raytuner._storage.experiment import read_jsonl
 
 # Lose a node fast: by default the GCS marks a silent raylet dead after about 15 s.
 FAST_FAILURE = {"health_check_period_ms": 200, "health_check_failure_threshold": 3,

@@ -70,6 +70,14 @@ def _log(name, **record):
         f.write(json.dumps(record) + "\n")
 
 
+def _wait_for(path, timeout_s=120.0):
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s} s")
+        time.sleep(0.02)
+
+
 def train(config):
     import keras
 
@@ -84,7 +92,8 @@ def train(config):
     def on_epoch_begin(epoch, logs):
         _log("epochs.jsonl", epoch=epoch + 1)
         if plan == "crash" and epoch == 3 and initial_epoch == 0:
-            time.sleep(1.0)  # let the controller take in epochs 1-3 (and their checkpoints)
+            # Die once the driver has taken in epoch 3: its checkpoint is in the trial's folder.
+            _wait_for(rt.get_context().trial_dir / "checkpoint_000003")
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_epoch_end(epoch, logs):

@@ -15,19 +15,30 @@ import raytuner as rt
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
+def _meet_the_other_trial(trial_dir, timeout_s=120.0):
+    """A rendezvous of the two trials through their folders: neither goes on until both run."""
+    (trial_dir / "arrived").touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(trial_dir.parent.glob("*/arrived"))) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other trial never ran at the same time as this one")
+        time.sleep(0.02)
+
+
 def report_gpu_settings(config):
-    from raytuner import _accelerators, _tf_gradients
+    from raytuner._worker import accelerators as _accelerators
+    from raytuner._worker import tf_gradients as _tf_gradients
 
     seen = {key: os.environ.get(key) for key in _accelerators.ENV_KEYS}
     seen["tf_cap"] = _accelerators.tensorflow_memory_fraction
-    # Every worker arms raytuner._tf_gradients.install; only a capped GPU worker more.
+    # Every worker arms raytuner._worker.tf_gradients.install; only a capped GPU worker more.
     seen["tf_hook_armed"] = any(
         hook is not _tf_gradients.install
         for f in sys.meta_path if isinstance(f, _accelerators._AfterImport) for hook in f.hooks
     )
     seen["tf_imported"] = "tensorflow" in sys.modules
     seen["pid"] = os.getpid()
-    time.sleep(1.0)  # overlap with the other trial, so that both workers are in use
+    _meet_the_other_trial(rt.get_context().trial_dir)  # both workers in use at once
     (rt.get_context().trial_dir / "gpu.json").write_text(json.dumps(seen))
     rt.report({"x": config["x"]})
 

@@ -167,8 +167,12 @@ def test_a_killed_worker_is_detected_and_the_trial_retried_from_its_checkpoint(s
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_killed_worker_without_retries_fails_the_trial_with_the_death_recorded(storage):
     starts = Starts()
-    results = rt.Tuner(dies_on_first_attempt, space={"x": rt.grid([0.1, 0.2])}, metric="loss", max_failures=0,
-                       storage_path=storage, callbacks=[starts], verbose=0, tensorboard=False).fit()
+    from raytuner.errors import TrialsFailedError
+
+    with pytest.raises(TrialsFailedError, match="worker died") as info:  # every trial failed
+        rt.Tuner(dies_on_first_attempt, space={"x": rt.grid([0.1, 0.2])}, metric="loss", max_failures=0,
+                 storage_path=storage, callbacks=[starts], verbose=0, tensorboard=False).fit()
+    results = info.value.results
     assert [t.status for t in results.trials] == [TrialStatus.FAILED] * 2
     assert starts.count == 2  # no retries
     for trial in results.trials:

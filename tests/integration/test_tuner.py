@@ -67,8 +67,8 @@ def test_workers_are_reused_across_trials(storage):
 def one_cpu_pool():
     """An empty worker pool for 1-CPU trials (warm workers of earlier tests would hold the
     CPUs); its workers are stopped afterwards."""
-    from raytuner._pool import acquire_pool, park_pool
-    from raytuner._resources import normalize
+    from raytuner._driver.pool import acquire_pool, park_pool
+    from raytuner._driver.resources import normalize
 
     rt.release_workers()
     pool = acquire_pool(normalize({"cpu": 1}), None)
@@ -79,8 +79,8 @@ def one_cpu_pool():
 def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next(one_cpu_pool):
     import ray
 
-    from raytuner._pool import acquire_pool, park_pool
-    from raytuner._resources import normalize
+    from raytuner._driver.pool import acquire_pool, park_pool
+    from raytuner._driver.resources import normalize
 
     pool = one_cpu_pool
     pool.spawn()
@@ -91,8 +91,7 @@ def test_a_worker_still_starting_when_an_experiment_ends_serves_the_next(one_cpu
     assert again is pool
     (ref,) = again.starting()
     again.started(ref)
-    worker = again.idle_worker()
-    assert worker is not None
+    (worker,) = again.idle
     ray.get(worker.node_id.remote(), timeout=60)  # alive: it was not killed on the way
     again.discard(worker)
     assert again.size == 0 and not again.starting()
@@ -204,6 +203,16 @@ def test_a_report_that_is_not_a_mapping_is_a_clear_error(storage):
         rt.Tuner(train, space={"x": 1}, metric="loss", storage_path=storage, verbose=0).fit()
 
 
+def test_a_resource_that_does_not_increase_ends_the_experiment_with_the_reason(storage):
+    def train(config):
+        for epoch in (1, 2, 2, 3):
+            rt.report({"loss": 1.0 / epoch, "epoch": epoch})
+
+    with pytest.raises(rt.ResourceError, match=r"reported resource 2 after 2 \(resource_attr='epoch'\)"):
+        rt.Tuner(train, space={"x": 1}, metric="loss", resource_attr="epoch", storage_path=storage,
+                 verbose=0).fit()
+
+
 def test_resources_no_node_has_fail_before_any_trial(storage):
     tuner = rt.Tuner(sleepy, space={"x": 1, "sleep": 0}, metric="loss", resources={"cpu": 1, "tpu": 1},
                      storage_path=storage, verbose=0)
@@ -234,12 +243,15 @@ def test_a_trainable_the_worker_cannot_load_fails_with_the_real_reason(storage, 
     monkeypatch.syspath_prepend(str(tmp_path))
     import driver_only_mod
 
+    from raytuner.errors import TrialsFailedError
+
     try:
-        results = rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
-                           verbose=0, tensorboard=False).fit()
+        with pytest.raises(TrialsFailedError, match="No module named 'driver_only_mod'") as info:
+            rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
+                     verbose=0, tensorboard=False).fit()
     finally:
         sys.modules.pop("driver_only_mod", None)
-    (trial,) = results.trials
+    (trial,) = info.value.results.trials
     assert trial.status == TrialStatus.FAILED
     assert "could not run it" in trial.error and "driver_only_mod" in trial.error
     assert "worker died" not in trial.error

@@ -19,8 +19,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from raytuner import _checkpoint, _session  # noqa: E402
+from raytuner._worker import checkpoint as _checkpoint  # noqa: E402
+from raytuner._worker import session as _session  # noqa: E402
 from raytuner import keras as rtk  # noqa: E402
+from raytuner._worker.protocol import Signal  # noqa: E402
 from raytuner.errors import ConfigError, ReportError  # noqa: E402
 
 STEPS = 4  # batches per epoch
@@ -54,7 +56,7 @@ class ScriptedRun:
         self.reports.append(dict(metrics))
         if checkpoint is not None:
             self.checkpoints[self.iteration] = _checkpoint.pack_dir(checkpoint)
-        return self.decisions.get(self.iteration, "continue")
+        return Signal(self.decisions.get(self.iteration, "continue"))
 
 
 @pytest.fixture
@@ -292,8 +294,8 @@ def test_a_finished_trial_leaves_no_traced_graph_behind():
     import gc
     import weakref
 
-    from raytuner import _tf_gradients
-    from raytuner._worker import _release_trial_state
+    from raytuner._worker import tf_gradients as _tf_gradients
+    from raytuner._worker.actor import _release_trial_state
 
     assert _tf_gradients.install()
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from raytuner import _accelerators as acc
+from raytuner._worker import accelerators as acc
 
 GPU_ENV = ("TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION")
 

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from raytuner._results import Results, TrialResult, load
-from raytuner._storage import ExperimentStorage
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ExperimentError
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import raytuner as rt
-from raytuner._resources import normalize, slots
-from raytuner._session import clean_metrics
-from raytuner._stop import StopCriteria
+from raytuner._driver.resources import normalize, slots
+from raytuner._worker.session import clean_metrics
+from raytuner._driver.stop import StopCriteria
 from raytuner.errors import ConfigError, NotInTrialError, ReportError
 
 

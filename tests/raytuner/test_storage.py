@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from raytuner._checkpoint import pack_dir, unpack_to
-from raytuner._storage import ExperimentStorage, atomic_write_json, check_name, read_jsonl
+from raytuner._worker.checkpoint import pack_dir, unpack_to
+from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, check_name, read_jsonl
 from raytuner.errors import ConfigError, ExperimentError, ReportError
 
 

@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
-from raytuner import _tf_gradients  # noqa: E402
-from raytuner._worker import _release_trial_state  # noqa: E402
+from raytuner._worker import tf_gradients as _tf_gradients  # noqa: E402
+from raytuner._worker.actor import _release_trial_state  # noqa: E402
 
 
 @tf.custom_gradient

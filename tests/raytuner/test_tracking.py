@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from raytuner._progress import Progress
+from raytuner._driver.progress import Progress
 from raytuner._results import Results, TrialResult
 from raytuner._trial import Trial, TrialStatus
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import raytuner as rt
-from raytuner.schedulers import ASHAScheduler
+from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
 from raytuner.search import GridSearcher, RandomSearcher
 
 
@@ -46,6 +46,25 @@ def test_bad_arguments_are_named_with_the_fix(kwargs, match):
         rt.Tuner(train, **args)
 
 
+class _ResourceOnlyScheduler(FIFOScheduler):
+    """A user's scheduler that, like FIFO, never compares values."""
+
+
+class _LearningSearcher(RandomSearcher):
+    """A user's searcher that learns from values, though built on random search."""
+
+    needs_metric = True
+
+
+def test_whether_a_metric_is_required_is_the_components_own_statement():
+    rt.Tuner(train, space=SPACE, scheduler=_ResourceOnlyScheduler(max_resource=3))  # no metric: fine
+    with pytest.raises(rt.ConfigError, match=r"_LearningSearcher learns from a metric: pass `metric=`"):
+        rt.Tuner(train, space=SPACE, searcher=_LearningSearcher())
+    assert [c.needs_metric for c in (FIFOScheduler, RandomSearcher, GridSearcher)] == [False] * 3
+    assert all(c.needs_metric for c in (ASHAScheduler, HyperbandScheduler, MedianStoppingScheduler))
+    assert rt.HyperOptSearcher.needs_metric
+
+
 def test_nested_spaces_with_constants_pass():
     rt.Tuner(train, space={"x": rt.uniform(0, 1), "y": {"z": "fixed", "w": [1, 2]}}, metric="loss")
 
@@ -81,3 +100,17 @@ def test_grid_space_picks_grid_search_and_repeats_the_grid():
     tuner = rt.Tuner(train, space={"x": rt.grid([1, 2, 3])}, num_trials=2)
     assert isinstance(tuner._searcher, GridSearcher)
     assert tuner._searcher.num_trials == 6
+
+
+def test_a_scripts_experiments_are_named_after_the_script(tmp_path):
+    """Two examples that both call their function `train` are told apart in `raytuner ls`."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "keras_digits.py"
+    script.write_text("from raytuner._tuner import _default_name\n\ndef train(config):\n    pass\n\n"
+                      "def helper():\n    pass\n\nprint(_default_name(train))\n"
+                      "import json\nprint(_default_name(json.dumps))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["keras_digits", "dumps"]  # a library function: its own name

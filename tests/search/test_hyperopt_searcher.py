@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, hp, rand, tpe
 
+from raytuner.errors import ProtocolError
 from raytuner.search import (
     HyperOptSearcher,
     Outcome,
@@ -317,11 +318,11 @@ def test_each_trial_ends_exactly_once():
     searcher = make()
     searcher.suggest(tid(0))
     searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0))
-    with pytest.raises(ValueError, match=r"trial '00000' has already ended"):
+    with pytest.raises(ProtocolError, match=r"trial '00000' has already ended"):
         searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0))
-    with pytest.raises(ValueError, match=r"trial '00009' was never suggested"):
+    with pytest.raises(ProtocolError, match=r"trial '00009' was never suggested"):
         searcher.on_trial_complete(tid(9), Outcome(DONE, 1.0))
-    with pytest.raises(ValueError, match=r"trial '00000' was already suggested"):
+    with pytest.raises(ProtocolError, match=r"trial '00000' was already suggested"):
         searcher.suggest(tid(0))
 
 

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 from raytuner.search import (
     HyperOptSearcher,
     Outcome,
@@ -265,13 +265,13 @@ def test_a_grid_from_the_tuner_is_refused_at_setup():
 def test_events_for_unknown_or_closed_trials():
     searcher = make({"x": uniform(0, 1)})
     searcher.on_trial_result("never", 1, 0.5)  # ignored, as a trial the searcher declined
-    with pytest.raises(ValueError, match="was never suggested"):
+    with pytest.raises(ProtocolError, match="was never suggested"):
         searcher.on_trial_complete("never", done(1.0))
     searcher.suggest("a")
     searcher.on_trial_complete("a", done(1.0))
-    with pytest.raises(ValueError, match="has already ended"):
+    with pytest.raises(ProtocolError, match="has already ended"):
         searcher.on_trial_complete("a", done(1.0))
-    with pytest.raises(ValueError, match="already suggested"):
+    with pytest.raises(ProtocolError, match="already suggested"):
         searcher.suggest("a")
 
 

@@ -23,64 +23,18 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from raytuner import _accelerators, _checkpoint, _session, _tf_gradients
-from raytuner._stop import StopCriteria
-from raytuner.errors import ReportError, TrialStopped
+from raytuner._worker import accelerators as _accelerators
+from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker import session as _session
+from raytuner._worker import quiet_tf as _quiet_tf
+from raytuner._worker import tf_gradients as _tf_gradients
+from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
+from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
-CONTINUE, STOP, PAUSE, COMPLETED = "continue", "stop", "pause", "completed"
 LINGER_S = 0.05
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything a worker needs to run (or resume) one trial."""
-
-    trial_id: str
-    experiment_name: str
-    config: dict[str, Any]
-    trainable: list[Any]  # [ObjectRef]: wrapped in a list so Ray does not resolve it per call
-    metric: str | None
-    resource_attr: str | None
-    stop: StopCriteria
-    decide_at: float
-    storage_dir: str
-    driver_node_id: str
-    resources: dict[str, float] = field(default_factory=dict)
-    start_iteration: int = 0
-    start_time_s: float = 0.0
-    checkpoint: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Report:
-    iteration: int
-    resource: float
-    metrics: dict[str, Any]
-    time_total_s: float
-    timestamp: float
-    checkpoint: bytes | None = None
-    awaits_decision: bool = False  # the training loop is blocked until the decision arrives
-
-
-@dataclass(frozen=True)
-class TrialEnd:
-    """kind: "completed" (returned, or ``stop=`` reached), "stop"/"pause" (the decision
-    was applied) or "error" (then ``error`` holds the traceback, ``error_type`` the class)."""
-
-    kind: str
-    error: str | None = None
-    error_type: str | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    reports: list[Report]
-    end: TrialEnd | None = None
 
 
 class TrialRun:
@@ -93,10 +47,11 @@ class TrialRun:
         self._cond = threading.Condition()
         self._decide_at = spec.decide_at
         self._blocked = False
-        self._decision: str | None = None
-        self._pending: str | None = None
-        self._ended: str | None = None
+        self._decision: Signal | None = None
+        self._pending: Signal | None = None
+        self._ended: Signal | None = None
         self.iteration = spec.start_iteration
+        self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
         self.checkpoint_dir: Path | None = None
@@ -125,7 +80,7 @@ class TrialRun:
         )
 
     # -- called by the controller's thread (through the actor) ---------------------------
-    def deliver(self, decision: str | None, decide_at: float) -> None:
+    def deliver(self, decision: Signal | None, decide_at: float) -> None:
         with self._cond:
             self._decide_at = decide_at
             if decision is None:
@@ -133,7 +88,7 @@ class TrialRun:
             if self._blocked:
                 self._decision = decision
                 self._cond.notify_all()
-            elif decision != CONTINUE:
+            elif decision is not Signal.CONTINUE:
                 self._pending = decision  # applied at the trial's next report
 
     # -- called by the trainable's thread -------------------------------------------------
@@ -150,7 +105,7 @@ class TrialRun:
         with self._cond:
             return resource is not None and resource >= self._decide_at
 
-    def report(self, metrics: Mapping[str, Any], checkpoint: Any, *, raise_on_stop: bool) -> str:
+    def report(self, metrics: Mapping[str, Any], checkpoint: Any, *, raise_on_stop: bool) -> Signal:
         spec = self.spec
         clean = _session.clean_metrics(metrics, spec.trial_id)
         if spec.metric is not None and spec.metric not in clean:
@@ -177,39 +132,46 @@ class TrialRun:
                 )
                 raise ReportError(msg)
             resource = clean[spec.resource_attr]
+            if self._last_resource is not None and not resource > self._last_resource:
+                # Caught here, in the trial, so that it ends the experiment with this message
+                # instead of the report being skipped without a word on the driver.
+                raise ResourceError.not_increasing("The Tuner", spec.trial_id, spec.resource_attr,
+                                                   self._last_resource, resource)
+            self._last_resource = resource
         elapsed = time.monotonic() - self._t0
         packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
         if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
             self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed))
-            return self._apply(COMPLETED, raise_on_stop)
+            return self._apply(Signal.COMPLETED, raise_on_stop)
         with self._cond:
             needs_decision = resource >= self._decide_at
             self._blocked = needs_decision
             self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed, needs_decision))
             if not needs_decision:
-                return CONTINUE
+                return Signal.CONTINUE
             while self._decision is None:
                 self._cond.wait()
             decision, self._decision, self._blocked = self._decision, None, False
         return self._apply(decision, raise_on_stop)
 
-    def _apply(self, decision: str, raise_on_stop: bool) -> str:
-        if decision != CONTINUE:
+    def _apply(self, decision: Signal, raise_on_stop: bool) -> Signal:
+        if decision is not Signal.CONTINUE:
             self._ended = decision
             if raise_on_stop:
                 raise TrialStopped(decision)
         return decision
 
     def run(self) -> None:
-        end: TrialEnd
+        end: TrialExit
         _session._install(self)
         try:
             self._fn(dict(self.spec.config))
-            end = TrialEnd(COMPLETED)
+            end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
-            end = TrialEnd(stopped.decision)
+            end = TrialExit(Signal(stopped.decision))
         except BaseException as exc:  # noqa: BLE001 - everything a trainable raises is its failure
-            end = TrialEnd("error", traceback.format_exc(), type(exc).__name__, str(exc))
+            end = TrialExit(Signal.ERROR, traceback.format_exc(), type(exc).__name__, str(exc),
+                            fatal=is_fatal(exc))
         finally:
             _session._install(None)
         _release_trial_state()
@@ -225,7 +187,7 @@ def _release_trial_state() -> None:
     A framework's graphs and device buffers are not, so those get cleared and a full
     collection; it is skipped otherwise, as it costs tens of milliseconds per trial in a
     process that holds Ray. Then TensorFlow's custom-gradient registry lets go of the
-    graphs just collected (see :mod:`raytuner._tf_gradients`).
+    graphs just collected (see :mod:`raytuner._worker.tf_gradients`).
     """
     if "keras" in sys.modules:
         try:
@@ -245,6 +207,7 @@ class TrialWorker:
     def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
         _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
         _accelerators.after_import("tensorflow", _tf_gradients.install)
+        _quiet_tf.arm()  # TensorFlow's start-up lines would land in the user's live table
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None
@@ -265,13 +228,13 @@ class TrialWorker:
         threading.Thread(target=self._run.run, name=f"trial-{spec.trial_id}", daemon=True).start()
         return self._drain()
 
-    def next_event(self, decision: str | None, decide_at: float) -> Event:
+    def next_event(self, decision: Signal | None, decide_at: float) -> Event:
         if self._run is None:
             raise RuntimeError("TrialWorker.next_event() called with no trial running")
         self._run.deliver(decision, decide_at)
         return self._drain()
 
-    def finish(self, decision: str) -> Event:
+    def finish(self, decision: Signal) -> Event:
         """Deliver a STOP or PAUSE and wait for the trial to end: every report it made
         meanwhile, and its end. The controller may queue the worker's next trial behind
         this call, which is why it returns only once the trial's thread is done."""
@@ -281,7 +244,7 @@ class TrialWorker:
         reports: list[Report] = []
         while True:
             item = self._events.get()
-            if isinstance(item, TrialEnd):
+            if isinstance(item, TrialExit):
                 self._run = None
                 return Event(reports, item)
             reports.append(item)
@@ -297,7 +260,7 @@ class TrialWorker:
         item = self._events.get()
         deadline = time.monotonic() + LINGER_S
         while True:
-            if isinstance(item, TrialEnd):
+            if isinstance(item, TrialExit):
                 self._run = None
                 return Event(reports, item)
             reports.append(item)

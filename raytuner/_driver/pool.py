@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping
 
-from raytuner._resources import actor_options
-from raytuner._worker import TrialWorker
+from raytuner._driver.resources import actor_options
+from raytuner._worker.actor import TrialWorker
 
 _lock = threading.Lock()
 _shared: WorkerPool | None = None
@@ -44,13 +44,18 @@ class WorkerPool:
         """Workers alive or starting: idle, busy and not yet started."""
         return len(self._all)
 
-    def idle_worker(self) -> Any | None:
-        """A started worker with nothing to do, or None.
+    @property
+    def idle(self) -> list[Any]:
+        """Started workers with nothing to do.
 
         Trials go only to started workers: an actor the cluster has no room for stays
         pending, and a trial handed to it would wait while other workers free up.
         """
-        return self._idle.pop() if self._idle else None
+        return list(self._idle)
+
+    def take(self, worker: Any) -> None:
+        """An idle worker was given a trial."""
+        self._idle.remove(worker)
 
     def spawn(self) -> None:
         """Start one more worker; it joins the idle ones when :meth:`started` sees it up."""

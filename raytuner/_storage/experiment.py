@@ -3,14 +3,18 @@
 ::
 
     <root>/<experiment>/
-        experiment.json           spec and status (atomic rewrite)
-        searcher.pkl, scheduler.pkl   search and scheduling state, for resume (pickle)
+        experiment.json           spec (with the searcher's and scheduler's configs and the
+                                  scheduler's milestones) and status (atomic rewrite)
+        state.pkl                 searcher and scheduler state snapshot, for resume (pickle)
+        tuner.pkl                 what resume cannot rebuild from experiment.json: the
+                                  settings (``stop=``) and user-defined components (pickle)
         trials/<trial_id>/
             config.json           the trial's configuration
             trial.json            status, last metrics, best value, checkpoint (atomic rewrite)
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
             checkpoint_<n>/       checkpoint made at report n
+        driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
 the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
@@ -27,8 +31,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -50,11 +55,12 @@ def check_name(name: str, argument: str = "name") -> str:
 AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers and DataFrames)."""
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers, DataFrames and the
+    report); an empty dict stays a value."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{prefix}{key}/"))
         else:
             out[f"{prefix}{key}"] = value
@@ -122,6 +128,11 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             raise ExperimentError(f"{path}: line {number + 1} is not valid JSON; the file is damaged.") from None
 
 
+def checkpoint_name(iteration: int) -> str:
+    """The folder, under its trial's, of the checkpoint made at report ``iteration``."""
+    return f"checkpoint_{iteration:06d}"
+
+
 class ExperimentStorage:
     """Reads and writes one experiment's folder."""
 
@@ -139,6 +150,22 @@ class ExperimentStorage:
 
     def create(self) -> None:
         self.trials_path.mkdir(parents=True, exist_ok=True)
+
+    # -- the driver lock (one live driver per experiment) ----------------------------------
+    def acquire_driver_lock(self) -> DriverLock:
+        """Hold this experiment for the calling driver until ``release()``; raises
+        :class:`ExperimentError` naming the live driver that holds it already."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return DriverLock(self.path).acquire()
+
+    def live_driver(self) -> LockOwner | None:
+        """The driver running this experiment now, or None (none, or it died). Reads only."""
+        owner = read_owner(self.path / LOCK_FILE)
+        return owner if owner is not None and not owner.is_stale() else None
+
+    def holds_files(self) -> bool:
+        """Whether the folder holds anything besides a driver lock (an experiment's files)."""
+        return self.path.is_dir() and any(p.name != LOCK_FILE for p in self.path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:
@@ -226,10 +253,10 @@ class ExperimentStorage:
 
     def write_checkpoint(self, trial_id: str, iteration: int, data: bytes, keep: int | None) -> str:
         """Store a packed checkpoint as ``checkpoint_<iteration>/``; keep the newest ``keep``."""
-        from raytuner._checkpoint import unpack_to
+        from raytuner._worker.checkpoint import unpack_to
 
         trial_path = self.trial_path(trial_id)
-        name = f"checkpoint_{iteration:06d}"
+        name = checkpoint_name(iteration)
         final = trial_path / name
         tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
         try:

@@ -1,0 +1,276 @@
+"""The Ray driver: a thin shell around the trial lifecycle.
+
+Each turn of the loop: let the lifecycle fill free slots, persist, wait on every busy worker
+at once with ``ray.wait``, turn each answer into a lifecycle event, carry out the commands
+it returns. Every decision about trials is in :mod:`raytuner._driver.lifecycle` (no Ray);
+this module owns the Ray side only: actors (through the pool), futures, the trainable's
+object ref, storage writes and callbacks.
+
+Persistence comes last on purpose: the workers get their answers and their next trials,
+and only then are trial files and callbacks written (:meth:`Controller._flush`, once per
+turn, and always before a searcher snapshot). A worker never waits on the driver's disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from raytuner._callbacks import Callback
+from raytuner._driver import events as ev
+from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
+from raytuner._driver.pool import acquire_pool, park_pool
+from raytuner._driver.progress import Progress
+from raytuner._driver.stop import StopCriteria
+from raytuner._results import Results, TrialResult
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._trial import Trial
+from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker.protocol import Signal, TrialSpec
+from raytuner.schedulers import Scheduler
+from raytuner.search import Searcher
+
+logger = logging.getLogger("raytuner")
+
+
+@dataclass
+class ExperimentSettings:
+    name: str
+    metric: str | None
+    mode: str
+    num_trials: int
+    max_concurrent: int
+    resources: dict[str, float]
+    stop: StopCriteria
+    time_budget_s: float | None
+    resource_attr: str | None
+    max_failures: int
+    fail_fast: bool
+    checkpoints_to_keep: int | None
+    gpu_memory_fraction: float | None
+    verbose: int
+    keep_workers_s: float = 30.0
+
+
+class Controller:
+    def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
+                 storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
+                 trials: dict[str, Trial] | None = None, next_id: int = 0):
+        import ray
+
+        self.s = settings
+        self._trainable = [trainable_ref]
+        self._storage = storage
+        self._callbacks = list(callbacks)
+        self._meta = dict(meta or {})
+        self._driver_node = ray.get_runtime_context().get_node_id()
+        self.life = Lifecycle(
+            LifecycleSettings(
+                metric=settings.metric, mode=settings.mode, num_trials=settings.num_trials,
+                max_concurrent=settings.max_concurrent, resource_attr=settings.resource_attr,
+                max_failures=settings.max_failures, fail_fast=settings.fail_fast,
+                checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=str(storage.path),
+            ),
+            searcher, scheduler, trials=trials, next_id=next_id,
+        )
+        self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
+        self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
+        self._state_cost_s = 0.0
+        self._last_state_save = 0.0
+        self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
+        self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
+                                  total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe)
+        self._do: dict[type, Callable[[Any], None]] = {
+            ev.Launch: self._launch, ev.Deliver: self._deliver, ev.Spawn: self._spawn,
+            ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: lambda c: self._pool.discard(c.worker),
+            ev.WriteConfig: self._write_config,
+            ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
+            ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
+            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.iteration,
+                                                     c.data, c.keep),
+            ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
+            ev.Notify: self._notify,
+            ev.ControlApplied: self._control_applied,
+        }
+
+    @property
+    def trials(self) -> dict[str, Trial]:
+        return self.life.trials
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> Results:
+        import ray
+
+        self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
+        self._storage.write_experiment(self._meta)
+        self._emit("on_experiment_start", self._storage.path, self._meta)
+        deadline = math.inf if self.s.time_budget_s is None else time.monotonic() + self.s.time_budget_s
+        self._progress.start()
+        status = "COMPLETED"
+        try:
+            while True:
+                if time.monotonic() >= deadline:
+                    self._apply(self.life.handle(ev.Deadline()))
+                    status = "TIMED_OUT"
+                    break
+                self._apply(self.life.handle(ev.Fill(tuple(self._pool.idle), len(self._pool.starting()),
+                                                     self._pool.size)))
+                self._flush()
+                self._save_state(throttle=True)
+                starting = self._pool.starting()
+                # Workers still starting matter only while there is work for them: an actor
+                # the cluster has no room for may stay pending for good.
+                if not self._calls and (not starting or not self.life.may_have_work()):
+                    if self.life.abort is not None:
+                        raise self.life.abort
+                    self._apply(self.life.handle(ev.Drained()))
+                    break
+                timeout = max(0.0, min(0.5, deadline - time.monotonic()))
+                ready, _ = ray.wait(list(self._calls) + starting, num_returns=1, timeout=timeout)
+                for ref in ready:
+                    if ref in self._calls:
+                        self._apply(self.life.handle(self._event(ref)))
+                    else:
+                        self._pool.started(ref)
+                self._progress.update()
+                if self.life.abort is not None:
+                    self._apply(self.life.end_for_abort())
+                    status = "FAILED"
+                    raise self.life.abort
+        except KeyboardInterrupt:
+            status = "INTERRUPTED"
+            self._apply(self.life.handle(ev.Interrupt()))
+            self._calls.clear()
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
+                           "raytuner resume %s", self._storage.path, self._storage.path)
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            park_pool(self._pool, self.s.keep_workers_s)
+            self._flush()
+            self._save_state(throttle=False)
+            self._meta.update(status=status, end_time=time.time())
+            self._storage.write_experiment(self._meta)
+            self._progress.close()
+        results = self.results()
+        self._emit("on_experiment_end", results)
+        return results
+
+    def results(self) -> Results:
+        trials = [TrialResult.from_trial(t, self._storage.trial_path(t.trial_id)) for t in self.trials.values()]
+        return Results(self._storage.path, trials, self.s.metric, self.s.mode, self._meta)
+
+    def reconcile(self, next_id: int, closed: set[str]) -> None:
+        """After a resume: see :meth:`Lifecycle.reconcile`."""
+        self._apply(self.life.reconcile(next_id, closed))
+
+    def _event(self, ref: Any) -> Any:
+        """The lifecycle event for a finished call."""
+        import ray
+
+        trial_id = self._calls.pop(ref)
+        try:
+            return ev.Reported(trial_id, ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
+            return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
+        except ray.exceptions.RayError as exc:  # the actor, its process or its node died
+            return ev.CallFailed(trial_id, f"The trial's worker died: {type(exc).__name__}: {exc}", worker_lost=True)
+
+    # -- commands --------------------------------------------------------------------------
+    def _apply(self, commands: list[Any]) -> None:
+        for command in commands:
+            self._do[type(command)](command)
+
+    def _launch(self, command: ev.Launch) -> None:
+        self._pool.take(command.worker)
+        checkpoint = None
+        if command.checkpoint:
+            self._flush()  # the checkpoint may still be queued for writing
+            checkpoint = _checkpoint.pack_dir(self._storage.trial_path(command.trial_id) / command.checkpoint)
+        spec = TrialSpec(
+            trial_id=command.trial_id,
+            experiment_name=self.s.name,
+            config=command.config,
+            trainable=self._trainable,
+            metric=self.s.metric,
+            resource_attr=self.s.resource_attr,
+            stop=self.s.stop,
+            decide_at=command.decide_at,
+            storage_dir=str(self._storage.trial_path(command.trial_id)),
+            driver_node_id=self._driver_node,
+            resources=self.s.resources,
+            start_iteration=command.start_iteration,
+            start_time_s=command.start_time_s,
+            checkpoint=checkpoint,
+        )
+        self._calls[command.worker.start.remote(spec)] = command.trial_id
+
+    def _deliver(self, command: ev.Deliver) -> None:
+        worker = command.worker
+        if command.signal in (Signal.STOP, Signal.PAUSE):
+            ref = worker.finish.remote(command.signal)
+        else:
+            ref = worker.next_event.remote(command.signal, command.decide_at)
+        self._calls[ref] = command.trial_id
+
+    def _spawn(self, command: ev.Spawn) -> None:
+        for _ in range(command.count):
+            self._pool.spawn()
+
+    def _write_config(self, command: ev.WriteConfig) -> None:
+        self._storage.trial_path(command.trial_id).mkdir(parents=True, exist_ok=True)  # the worker may write there
+        self._later(self._storage.write_config, command.trial_id, command.config)
+
+    def _notify(self, command: ev.Notify) -> None:
+        if command.hook == "on_trial_end":
+            (trial,) = command.args
+            self._progress.trial_ended(trial)
+            # Taken now: the trial may change again before the queue is flushed.
+            self._later(self._emit, "on_trial_end", TrialResult.from_trial(trial, self._storage.trial_path(trial.trial_id)))
+        else:
+            self._later(self._emit, command.hook, *command.args)
+
+    def _control_applied(self, command: ev.ControlApplied) -> None:
+        log = logger.info if command.accepted else logger.warning
+        log("Control command %s: %s", type(command.command).__name__, command.message)
+
+    # -- persistence and hooks -----------------------------------------------------------
+    def _save_state(self, throttle: bool) -> None:
+        """Snapshot searcher and scheduler together (one file), for resume.
+
+        A snapshot grows with the trials (TPE's history), so it is taken at most every
+        second and at most 5% of the time; what happened after the last one is recovered
+        from the trial folders by :meth:`reconcile`.
+        """
+        now = time.monotonic()
+        if throttle and now - self._last_state_save < max(1.0, 20 * self._state_cost_s):
+            return
+        self._storage.save_state("state", self.life.state())
+        self._last_state_save = time.monotonic()
+        self._state_cost_s = self._last_state_save - now
+
+    def _later(self, write: Callable[..., Any], *args: Any) -> None:
+        """Queue a write of trial files or a callback; arguments are taken now, as they are."""
+        self._io.append((write, args))
+
+    def _flush(self) -> None:
+        """Do the queued writes, in order. An item leaves the queue only once done, so a
+        Ctrl-C in the middle leaves the rest (and at worst a repeat) to the final flush."""
+        while self._io:
+            write, args = self._io[0]
+            write(*args)
+            self._io.popleft()
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            try:
+                getattr(callback, hook)(*args)
+            except Exception:
+                logger.exception("Callback %s.%s failed; it is disabled for the rest of the experiment.",
+                                 type(callback).__name__, hook)
+                self._callbacks.remove(callback)

@@ -1,0 +1,180 @@
+"""The lifecycle's vocabulary: the events the Ray driver feeds it and the commands it
+answers with (see :mod:`raytuner._driver.lifecycle`). Frozen records; workers are opaque
+handles here, so tests can drive the lifecycle with any hashable stand-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+from raytuner._worker.protocol import Event, Signal
+
+Worker = Hashable
+
+
+# -- events --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fill:
+    """Slots may be free: the pool's started idle workers, and how many are starting."""
+
+    idle: tuple[Worker, ...] = ()
+    starting: int = 0
+    pool_size: int = 0
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A worker answered for ``trial_id``: its reports since the last call, maybe its exit."""
+
+    trial_id: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class CallFailed:
+    """A call to the worker running ``trial_id`` raised instead of answering.
+
+    ``worker_lost``: the actor, its process or its node died (else the worker lives on and
+    only the call failed).
+    """
+
+    trial_id: str
+    error: str
+    worker_lost: bool
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The experiment's time budget ran out: running and paused trials end as STOPPED."""
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Ctrl-C: running trials go back to PENDING, to restart from checkpoints on resume."""
+
+
+@dataclass(frozen=True)
+class Drained:
+    """Nothing runs and nothing more can start: paused trials nobody resumes are closed."""
+
+
+@dataclass(frozen=True)
+class StopTrial:
+    """A control command: end one trial now, as STOPPED."""
+
+    trial_id: str
+    origin: str = "user"
+
+
+@dataclass(frozen=True)
+class SetLimits:
+    """A control command: change how many trials run at once, or in all."""
+
+    max_concurrent: int | None = None
+    num_trials: int | None = None
+    origin: str = "user"
+
+
+@dataclass(frozen=True)
+class EndExperiment:
+    """A control command: stop every trial and end the experiment cleanly."""
+
+    origin: str = "user"
+
+
+# -- commands ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Launch:
+    """Start (or resume, from ``checkpoint`` in the trial's folder) a trial on ``worker``."""
+
+    worker: Worker
+    trial_id: str
+    config: dict[str, Any]
+    checkpoint: str | None
+    start_iteration: int
+    start_time_s: float
+    decide_at: float
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Answer the worker of ``trial_id``: CONTINUE or None (no decision due) continues the
+    trial up to ``decide_at``; STOP or PAUSE ends it, and the answer is its exit."""
+
+    worker: Worker
+    trial_id: str
+    signal: Signal | None
+    decide_at: float
+
+
+@dataclass(frozen=True)
+class Spawn:
+    count: int
+
+
+@dataclass(frozen=True)
+class Release:
+    """The worker is free for another trial."""
+
+    worker: Worker
+
+
+@dataclass(frozen=True)
+class Discard:
+    """The worker is dead or must go (it runs something nobody waits for)."""
+
+    worker: Worker
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    trial_id: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteTrial:
+    trial_id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AppendResults:
+    trial_id: str
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SaveCheckpoint:
+    trial_id: str
+    iteration: int
+    data: bytes
+    keep: int | None
+
+
+@dataclass(frozen=True)
+class AppendError:
+    trial_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Call ``hook`` on the callbacks: on_trial_start(trial_id, config),
+    on_trial_result(trial_id, row), on_trial_end(trial) with the trial as it is now."""
+
+    hook: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class ControlApplied:
+    """A control command was applied (``accepted``) or refused, and why: for the history."""
+
+    command: Any
+    accepted: bool
+    message: str
+
+
+Command = Any

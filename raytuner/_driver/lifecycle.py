@@ -1,0 +1,538 @@
+"""The trial lifecycle: every decision about trials, as a state machine without Ray.
+
+Events come in (:mod:`raytuner._driver.events`: a slot may be free, a worker reported or
+its trial ended, a call failed or its worker was lost, the deadline, Ctrl-C, and control
+commands from the CLI or the dashboard); :meth:`Lifecycle.handle` applies one and
+returns the commands it leads to, in the order they must be carried out: launch a trial on
+a worker, deliver a decision, spawn, release or discard workers, persist, notify. The Ray
+driver (:mod:`raytuner._driver.controller`) turns futures into events and carries the
+commands out; this module only sees workers as opaque handles, so every race of the report
+path can be replayed here with synthetic event streams.
+
+One source of trial state: :attr:`Lifecycle.trials`. A trial's status changes only in
+:meth:`Lifecycle._set_status`, which keeps the one index over it (trials by status, in the
+order they reached it: the PENDING ones are the queue of trials waiting for a worker). A
+trial on a worker also has a :class:`_Run`: which worker, and what the driver last told it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from raytuner._driver.events import (
+    AppendError,
+    AppendResults,
+    CallFailed,
+    Command,
+    ControlApplied,
+    Deadline,
+    Deliver,
+    Discard,
+    Drained,
+    EndExperiment,
+    Fill,
+    Interrupt,
+    Launch,
+    Notify,
+    Release,
+    Reported,
+    SaveCheckpoint,
+    SetLimits,
+    Spawn,
+    StopTrial,
+    Worker,
+    WriteConfig,
+    WriteTrial,
+)
+from raytuner._storage.experiment import checkpoint_name, dumps
+from raytuner._trial import Trial, TrialStatus
+from raytuner._worker.protocol import Report, Signal, TrialExit
+from raytuner import errors
+from raytuner.errors import RayTunerError, ReportError
+from raytuner.schedulers import Decision, Scheduler
+from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
+
+logger = logging.getLogger("raytuner")
+
+
+# -- the state machine ---------------------------------------------------------------------
+@dataclass
+class LifecycleSettings:
+    metric: str | None
+    mode: str
+    num_trials: int
+    max_concurrent: int
+    resource_attr: str | None
+    max_failures: int
+    fail_fast: bool
+    checkpoints_to_keep: int | None
+    experiment_path: str = ""
+
+
+@dataclass
+class _Run:
+    """A trial on a worker, and what the driver last told that worker."""
+
+    worker: Worker
+    decided: Decision | None = None  # a STOP/PAUSE/COMPLETE already sent: the end is known
+    handed_on: bool = False  # the worker already has its next trial, queued behind this end
+    promoted: bool = False  # the scheduler chose to resume it while its pause was in flight
+
+
+_SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
+_ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
+         TrialStatus.FAILED: TrialEnd.FAILED}
+
+
+def _fatal_error(exit: TrialExit) -> RayTunerError:
+    """The worker's fatal error, rebuilt on the driver under its own class where it is one
+    of raytuner's (the class travels by name: see :func:`raytuner.errors.is_fatal`)."""
+    cls = getattr(errors, exit.error_type or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, RayTunerError)):
+        cls = ReportError
+    return cls(exit.message or exit.error_type or "a fatal error in a trial")
+
+
+class Lifecycle:
+    """Owns trial state, the searcher and the scheduler; see the module docstring.
+
+    Args:
+        settings: What the Tuner fixed for the experiment.
+        searcher, scheduler: Already set up (and restored, on resume).
+        trials: Trials restored from storage; RUNNING and PENDING ones are queued to
+            restart from their checkpoints, PAUSED ones wait for the scheduler.
+        next_id: The next trial id to use (at least the number of trials).
+        clock: Wall-clock time for start and end stamps (tests pass a fixed one).
+    """
+
+    def __init__(self, settings: LifecycleSettings, searcher: Searcher, scheduler: Scheduler, *,
+                 trials: dict[str, Trial] | None = None, next_id: int = 0,
+                 clock: Callable[[], float] = time.time):
+        self.s = settings
+        self.searcher = searcher
+        self.scheduler = scheduler
+        self._clock = clock
+        self._sign = 1.0 if settings.mode == "min" else -1.0
+        self.num_trials = searcher.num_trials or settings.num_trials
+        self.max_concurrent = settings.max_concurrent
+        self.trials: dict[str, Trial] = {}
+        self._by_status: dict[TrialStatus, dict[str, None]] = {status: {} for status in TrialStatus}
+        self._runs: dict[str, _Run] = {}
+        self._closed: set[str] = set()  # trials the searcher has been told the end of
+        self._unknown: set[str] = set()  # resumed trials the searcher did not propose again
+        self._exhausted = False  # the searcher returned FINISHED
+        self._ended = False  # Deadline, EndExperiment or an abort: nothing new starts
+        self._next_id = max(next_id, len(trials or ()))
+        self._warned_no_checkpoint = False
+        self.abort: BaseException | None = None
+        self._out: list[Command] = []
+        for trial_id, trial in (trials or {}).items():
+            self.trials[trial_id] = trial
+            status = TrialStatus.PENDING if trial.status == TrialStatus.RUNNING else trial.status
+            trial.status = status
+            self._by_status[status][trial_id] = None
+
+    # -- queries ---------------------------------------------------------------------------
+    def ids(self, status: TrialStatus) -> list[str]:
+        """Trials in ``status``, in the order they reached it."""
+        return list(self._by_status[status])
+
+    @property
+    def busy(self) -> bool:
+        """Whether any trial is on a worker (a call is outstanding)."""
+        return bool(self._runs)
+
+    def slots_used(self) -> int:
+        """Trials on workers, less those whose worker has already moved on."""
+        return sum(not run.handed_on for run in self._runs.values())
+
+    def may_have_work(self) -> bool:
+        """Whether a new worker could get a trial: new configs, retries or paused trials."""
+        if self._ended:
+            return False
+        return (not self._search_done() or bool(self._by_status[TrialStatus.PENDING])
+                or bool(self._by_status[TrialStatus.PAUSED]) or any(r.promoted for r in self._runs.values()))
+
+    def state(self) -> dict[str, Any]:
+        """Searcher and scheduler state with the bookkeeping resume needs."""
+        return {"searcher": self.searcher.state(), "scheduler": self.scheduler.state(),
+                "next_id": self._next_id, "closed": sorted(self._closed)}
+
+    # -- events ----------------------------------------------------------------------------
+    def handle(self, event: Any) -> list[Command]:
+        """Apply one event; the commands it leads to, in order."""
+        handler = self._HANDLERS.get(type(event))
+        if handler is None:
+            raise TypeError(f"Lifecycle cannot handle {event!r}")
+        handler(self, event)
+        out, self._out = self._out, []
+        return out
+
+    def _on_fill(self, event: Fill) -> None:
+        idle = list(event.idle)
+        while self.slots_used() < self.max_concurrent and self.abort is None and not self._ended:
+            if not idle:
+                if self.may_have_work():  # trials are chosen when their workers are up
+                    wanted = self.max_concurrent - self.slots_used() - event.starting
+                    count = min(wanted, self.max_concurrent - event.pool_size)
+                    if count > 0:
+                        self._out.append(Spawn(count))
+                return
+            trial = self._next_trial()
+            if trial is None:
+                return
+            self._launch(trial, idle.pop())
+
+    def _on_reported(self, event: Reported) -> None:
+        trial = self.trials[event.trial_id]
+        run = self._runs[event.trial_id]
+        decision = self._record(trial, run, event.event.reports)
+        if event.event.exit is not None:
+            del self._runs[trial.trial_id]
+            if not run.handed_on:
+                self._out.append(Release(run.worker))
+            self._on_exit(trial, run, event.event.exit)
+            return
+        if decision in _SIGNAL:
+            run.decided = decision
+            self._out.append(Deliver(run.worker, trial.trial_id, _SIGNAL[decision], math.inf))
+            if decision is not Decision.PAUSE and self.may_have_work():
+                # The trial's end is now certain and its slot free: the worker's next trial
+                # queues behind the stop and starts the moment it lands, with no round trip
+                # to the driver in between. (A pausing trial keeps its slot until the pause
+                # is confirmed, as the scheduler may resume it at once.)
+                run.handed_on = True
+                self._out.append(Release(run.worker))
+            return
+        signal = None if decision is None else Signal.CONTINUE
+        self._out.append(Deliver(run.worker, trial.trial_id, signal, self._decision_point(trial)))
+
+    def _on_call_failed(self, event: CallFailed) -> None:
+        trial = self.trials[event.trial_id]
+        run = self._runs.pop(event.trial_id)
+        if event.worker_lost:
+            self._out.append(Discard(run.worker))
+        elif not run.handed_on:
+            self._out.append(Release(run.worker))
+        self._on_failure(trial, event.error)
+
+    def _on_deadline(self, event: Deadline) -> None:
+        self._end_all("time budget reached", final=True)
+
+    def _on_interrupt(self, event: Interrupt) -> None:
+        self._end_all("interrupted (Ctrl-C)", final=False)
+
+    def _on_drained(self, event: Drained) -> None:
+        self._close_paused("paused when the experiment ended")
+
+    def _on_stop_trial(self, event: StopTrial) -> None:
+        trial = self.trials.get(event.trial_id)
+        if trial is None:
+            self._refuse(event, f"there is no trial {event.trial_id!r} in this experiment")
+            return
+        if trial.status.is_finished():
+            self._refuse(event, f"trial {trial.trial_id} already ended as {trial.status.value}")
+            return
+        run = self._runs.get(trial.trial_id)
+        if run is not None and run.decided is not None:
+            self._refuse(event, f"trial {trial.trial_id} is already ending ({run.decided.value})")
+            return
+        self.scheduler.on_trial_remove(trial.trial_id)
+        trial.note = f"stopped by {event.origin}"
+        if run is not None:
+            run.decided = Decision.STOP
+            self._out.append(Deliver(run.worker, trial.trial_id, Signal.STOP, math.inf))
+        else:  # PENDING or PAUSED: no worker to tell
+            self._set_status(trial, TrialStatus.STOPPED)
+            self._close(trial, TrialEnd.STOPPED)
+        self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} stopped"))
+
+    def _on_set_limits(self, event: SetLimits) -> None:
+        done = []
+        if event.num_trials is not None:
+            if event.num_trials < len(self.trials):
+                self._refuse(event, f"num_trials={event.num_trials} is below the {len(self.trials)} trials "
+                                    "already created")
+                return
+            self.num_trials = event.num_trials
+            if self.searcher.num_trials is not None:
+                self.searcher.num_trials = event.num_trials
+            done.append(f"num_trials={event.num_trials}")
+        if event.max_concurrent is not None:
+            self.max_concurrent = event.max_concurrent
+            done.append(f"max_concurrent={event.max_concurrent}")
+        self._out.append(ControlApplied(event, True, ", ".join(done) or "nothing to change"))
+
+    def _on_end_experiment(self, event: EndExperiment) -> None:
+        self._end_all(f"experiment ended by {event.origin}", final=True)
+        self._out.append(ControlApplied(event, True, "experiment ended"))
+
+    _HANDLERS: dict[type, Callable[[Lifecycle, Any], None]] = {
+        Fill: _on_fill, Reported: _on_reported, CallFailed: _on_call_failed, Deadline: _on_deadline,
+        Interrupt: _on_interrupt, Drained: _on_drained, StopTrial: _on_stop_trial,
+        SetLimits: _on_set_limits, EndExperiment: _on_end_experiment,
+    }
+
+    def _refuse(self, event: Any, why: str) -> None:
+        self._out.append(ControlApplied(event, False, why))
+
+    # -- starting trials -------------------------------------------------------------------
+    def _search_done(self) -> bool:
+        return self._exhausted or len(self.trials) >= self.num_trials
+
+    def _next_trial(self) -> Trial | None:
+        """Who gets the next free slot: a trial waiting for a worker (a retry, a restored
+        trial, a promoted one whose pause is in), then a paused trial the scheduler resumes,
+        then a new config from the searcher."""
+        for trial_id in self._by_status[TrialStatus.PENDING]:
+            return self.trials[trial_id]
+        resume_id = self.scheduler.choose_trial_to_resume()
+        self._stop_paused_losers()
+        if resume_id is not None:
+            run = self._runs.get(resume_id)
+            if run is not None:
+                # Promoted the moment it paused, before its worker confirmed the pause: it
+                # goes out once the pause is in (_on_exit), and this slot waits for it.
+                run.promoted = True
+                return None
+            return self.trials[resume_id]
+        if self._search_done():
+            self._finish_search()
+            return None
+        trial_id = f"{self._next_id:05d}"
+        config = self.searcher.suggest(trial_id)
+        if config is FINISHED:
+            self._exhausted = True
+            self._finish_search()
+            return None
+        if config is None:
+            if not self._runs:
+                raise RayTunerError(
+                    f"{type(self.searcher).__name__}.suggest() returned None (not now) while no trial "
+                    "is running, so it would wait forever. A searcher may only wait on running trials."
+                )
+            return None
+        self._next_id += 1
+        trial = Trial(trial_id, dict(config))
+        self.trials[trial_id] = trial
+        self._by_status[TrialStatus.PENDING][trial_id] = None
+        self._out.append(WriteConfig(trial_id, trial.config))
+        self.scheduler.on_trial_add(trial_id)
+        return trial
+
+    def _finish_search(self) -> None:
+        self.scheduler.on_search_finished()
+        self._stop_paused_losers()
+
+    def _launch(self, trial: Trial, worker: Worker) -> None:
+        start_iteration, start_time = trial.iteration, trial.time_total_s
+        if trial.checkpoint:
+            start_iteration, start_time = trial.checkpoint_iteration, trial.checkpoint_time_s
+        elif trial.iteration and not self._warned_no_checkpoint:
+            self._warned_no_checkpoint = True
+            logger.warning(
+                "Trial %s resumes with no checkpoint, so its training restarts from scratch while its "
+                "report count goes on from %d. Pass `checkpoint=` to raytuner.report (or use the Keras "
+                "callback, which checkpoints) so paused and retried trials continue where they stopped.",
+                trial.trial_id, trial.iteration,
+            )
+        self._runs[trial.trial_id] = _Run(worker)
+        trial.start_time = trial.start_time or self._clock()
+        self._set_status(trial, TrialStatus.RUNNING, notify=False)
+        self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint, start_iteration,
+                                start_time, self._decision_point(trial)))
+        self._out.append(Notify("on_trial_start", (trial.trial_id, trial.config)))
+
+    def _decision_point(self, trial: Trial) -> float:
+        return self.scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
+
+    # -- reports and ends ------------------------------------------------------------------
+    def _record(self, trial: Trial, run: _Run, reports: list[Report]) -> Decision | None:
+        """Record the reports, feed them to searcher and scheduler; the decision to send
+        (None: no report awaits one and none but CONTINUE was made)."""
+        if not reports:
+            return None
+        rows = []
+        decision: Decision | None = None
+        for report in reports:
+            row = dict(report.metrics)
+            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp)
+            if self.s.resource_attr is not None:
+                row["resource"] = report.resource
+            rows.append(row)
+            if report.checkpoint is not None:
+                self._out.append(SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint,
+                                                self.s.checkpoints_to_keep))
+                trial.checkpoint = checkpoint_name(report.iteration)
+                trial.checkpoint_iteration = report.iteration
+                trial.checkpoint_time_s = report.time_total_s
+            previous = trial.resource
+            value = None if self.s.metric is None else self._sign * report.metrics[self.s.metric]
+            trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
+            # A trial resumed from an older checkpoint re-reports resources the scheduler has
+            # seen; only progress beyond them is news to it.
+            if value is None or run.decided or (previous is not None and report.resource <= previous):
+                continue
+            self.searcher.on_trial_result(trial.trial_id, report.resource, value)
+            made = self.scheduler.on_result(trial.trial_id, report.resource, value)
+            if made is not Decision.CONTINUE and decision in (None, Decision.CONTINUE):
+                decision = made
+        if decision is None and reports[-1].awaits_decision:
+            decision = Decision.CONTINUE  # the training loop waits for an answer, whatever was fed where
+        self._out.append(AppendResults(trial.trial_id, rows))
+        self._out.extend(Notify("on_trial_result", (trial.trial_id, row)) for row in rows)
+        self._stop_paused_losers()
+        return decision
+
+    def _on_exit(self, trial: Trial, run: _Run, exit: TrialExit) -> None:
+        if exit.signal is Signal.ERROR:
+            if exit.fatal and self.abort is None:
+                # A bug in the script (a report the Tuner cannot use), the same in every trial.
+                self.abort = _fatal_error(exit)
+            self._on_failure(trial, exit.error or "")
+            return
+        decided = run.decided
+        if decided is None:
+            decided = {Signal.STOP: Decision.STOP, Signal.PAUSE: Decision.PAUSE}.get(exit.signal)
+        if decided is Decision.PAUSE:
+            self._set_status(trial, TrialStatus.PAUSED)
+            if run.promoted:
+                self._set_status(trial, TrialStatus.PENDING, notify=False)  # next in line for a worker
+        elif decided is Decision.STOP:
+            self._set_status(trial, TrialStatus.STOPPED)
+            self._close(trial, TrialEnd.STOPPED)
+        else:  # it returned, the Tuner's stop= was reached, or the scheduler saw its full budget
+            self._set_status(trial, TrialStatus.COMPLETED)
+            if decided is None:  # a trial the scheduler completed is already closed there
+                self.scheduler.on_trial_complete(trial.trial_id)
+            self._close(trial, TrialEnd.COMPLETED)
+        self._stop_paused_losers()
+
+    def _on_failure(self, trial: Trial, error: str) -> None:
+        trial.num_failures += 1
+        trial.error = (trial.error + "\n" if trial.error else "") + error
+        self._out.append(AppendError(
+            trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime(self._clock())} ---\n{error}"))
+        if trial.num_failures <= self.s.max_failures and self.abort is None:
+            self._set_status(trial, TrialStatus.PENDING, notify=False)
+            logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
+                           trial.trial_id, trial.num_failures, self.s.max_failures)
+            return
+        self._set_status(trial, TrialStatus.FAILED)
+        self.scheduler.on_trial_error(trial.trial_id)
+        self._close(trial, TrialEnd.FAILED)
+        self._stop_paused_losers()
+        if self.s.fail_fast and self.abort is None:
+            self.abort = RayTunerError(
+                f"Trial {trial.trial_id} failed and `fail_fast=True`, so the experiment stopped. Its results "
+                f"so far are in {self.s.experiment_path}; fix the cause, then continue it with "
+                f"raytuner.Tuner.resume({self.s.experiment_path!r}).\n{error}"
+            )
+
+    # -- ending trials the lifecycle's way -------------------------------------------------
+    def _stop_paused_losers(self) -> None:
+        """Paused trials the scheduler will never resume end as STOPPED."""
+        for trial_id in self.scheduler.trials_to_stop():
+            trial = self.trials[trial_id]
+            if trial.status == TrialStatus.PAUSED:
+                self._set_status(trial, TrialStatus.STOPPED)
+                self._close(trial, TrialEnd.STOPPED)
+
+    def _close_paused(self, why: str) -> None:
+        for trial_id in self.ids(TrialStatus.PAUSED):
+            trial = self.trials[trial_id]
+            self.scheduler.on_trial_remove(trial_id)
+            self._set_status(trial, TrialStatus.STOPPED, note=why)
+            self._close(trial, TrialEnd.STOPPED)
+
+    def _end_all(self, why: str, final: bool) -> None:
+        """End every trial on a worker now (time budget, abort, Ctrl-C, a control command).
+
+        ``final``: they end as STOPPED, and so do paused ones; otherwise they go back to
+        PENDING and restart from their checkpoints when the experiment is resumed.
+        """
+        for trial_id, run in list(self._runs.items()):
+            self._out.append(Discard(run.worker))
+            trial = self.trials[trial_id]
+            if final:
+                self.scheduler.on_trial_remove(trial_id)
+                self._set_status(trial, TrialStatus.STOPPED, note=why)
+                self._close(trial, TrialEnd.STOPPED)
+            else:
+                self._set_status(trial, TrialStatus.PENDING, note=why)
+        self._runs.clear()
+        if final:
+            self._ended = True
+            self._close_paused(why)
+
+    def end_for_abort(self) -> list[Command]:
+        """The experiment is aborting (``abort`` is set): stop everything, as a deadline would."""
+        self._end_all("experiment aborted", final=True)
+        out, self._out = self._out, []
+        return out
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _set_status(self, trial: Trial, status: TrialStatus, note: str | None = None, *,
+                    notify: bool = True) -> None:
+        """The one place a trial's status changes, and with it the index by status."""
+        self._by_status[trial.status].pop(trial.trial_id, None)
+        self._by_status[status][trial.trial_id] = None
+        trial.status = status
+        if status != TrialStatus.RUNNING:
+            self._runs.pop(trial.trial_id, None)
+        if note:
+            trial.note = note
+        if status.is_finished():
+            trial.end_time = self._clock()
+        self._out.append(WriteTrial(trial.trial_id, trial.to_record()))
+        if notify:
+            self._out.append(Notify("on_trial_end", (trial,)))
+
+    def _close(self, trial: Trial, end: TrialEnd) -> None:
+        """Tell the searcher how the trial ended (once); remembered for resume."""
+        if trial.trial_id in self._closed:
+            return
+        self._closed.add(trial.trial_id)
+        if trial.trial_id not in self._unknown:
+            outcome = Outcome(end, trial.last_value, trial.resource, self.scheduler.max_resource)
+            self.searcher.on_trial_complete(trial.trial_id, outcome)
+
+    def reconcile(self, next_id: int, closed: Iterable[str]) -> list[Command]:
+        """After a resume: catch searcher and scheduler (restored from their last snapshot)
+        up with what the trial folders say happened after it.
+
+        Trials created after the snapshot are proposed again so the searcher counts them
+        (a searcher restored to the same state proposes the same config: it is checked);
+        trials that ended after it are reported to both.
+        """
+        closed = set(closed)
+        mismatched = []
+        for trial_id, trial in sorted(self.trials.items()):
+            if int(trial_id) >= next_id:
+                replay = self.searcher.suggest(trial_id)
+                if not isinstance(replay, dict):
+                    self._unknown.add(trial_id)  # it declined: never report this trial to it
+                if not isinstance(replay, dict) or json.loads(dumps(replay)) != trial.config:
+                    mismatched.append(trial_id)
+                self.scheduler.on_trial_add(trial_id)
+            if trial.status.is_finished() and trial_id not in closed:
+                end = _ENDS[trial.status]
+                self._close(trial, end)
+                if end is TrialEnd.COMPLETED:
+                    self.scheduler.on_trial_complete(trial_id)
+                elif end is TrialEnd.FAILED:
+                    self.scheduler.on_trial_error(trial_id)
+                else:
+                    self.scheduler.on_trial_remove(trial_id)
+        self._closed |= closed
+        if mismatched:
+            logger.warning(
+                "Trials %s were created after the searcher's last saved state and it now proposes other "
+                "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,94 @@
+"""What crosses the actor boundary between the driver and a trial worker.
+
+The driver keeps one call outstanding per busy worker (design.md, "The report path"):
+``start(TrialSpec)``, then ``next_event(signal, decide_at)`` or ``finish(signal)``. Each call
+returns an :class:`Event`: the reports made since the last one and, once the trial is over,
+its :class:`TrialExit`. Decisions sent to a worker and the ways a trial ends are one enum,
+:class:`Signal`, so neither side compares strings.
+
+Pure dataclasses: the driver's lifecycle imports this module without Ray or a worker.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Signal(str, enum.Enum):
+    """A decision sent to a trial, or how a trial ended.
+
+    Sent to a worker: CONTINUE, STOP or PAUSE (a scheduler's COMPLETE travels as STOP: for
+    the training loop both mean "end now"; the driver remembers which it was). Returned in
+    a :class:`TrialExit`: STOP or PAUSE (the decision was applied), COMPLETED (the
+    trainable returned, or the Tuner's ``stop=`` was reached) or ERROR (it raised).
+    """
+
+    CONTINUE = "continue"
+    STOP = "stop"
+    PAUSE = "pause"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a worker needs to run (or resume) one trial."""
+
+    trial_id: str
+    experiment_name: str
+    config: dict[str, Any]
+    trainable: list[Any]  # [ObjectRef]: wrapped in a list so Ray does not resolve it per call
+    metric: str | None
+    resource_attr: str | None
+    stop: Any  # raytuner._driver.stop.StopCriteria
+    decide_at: float
+    storage_dir: str
+    driver_node_id: str
+    resources: dict[str, float] = field(default_factory=dict)
+    start_iteration: int = 0
+    start_time_s: float = 0.0
+    checkpoint: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """One ``raytuner.report`` call, as the worker recorded it."""
+
+    iteration: int
+    resource: float
+    metrics: dict[str, Any]
+    time_total_s: float
+    timestamp: float
+    checkpoint: bytes | None = None
+    awaits_decision: bool = False  # the training loop is blocked until the decision arrives
+
+
+@dataclass(frozen=True)
+class TrialExit:
+    """How the trial's thread ended on the worker.
+
+    Attributes:
+        signal: STOP or PAUSE (a decision was applied), COMPLETED or ERROR.
+        error: The formatted traceback, for ERROR.
+        error_type: The exception's class name, for ERROR.
+        message: ``str(exception)``, for ERROR.
+        fatal: The error is a bug in the experiment itself (a report the Tuner cannot
+            use), the same in every trial: the experiment ends instead of retrying.
+    """
+
+    signal: Signal
+    error: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    reports: list[Report]
+    exit: TrialExit | None = None

@@ -1,0 +1,438 @@
+"""The trial lifecycle, driven by synthetic event streams: no Ray, exact commands asserted.
+
+Workers are plain strings here; reports and exits are the records a real worker sends.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from raytuner._driver import events as ev
+from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
+from raytuner._trial import Trial, TrialStatus
+from raytuner._worker.protocol import Event, Report, Signal, TrialExit
+from raytuner.errors import RayTunerError, ReportError, ResourceError
+from raytuner.schedulers import ASHAScheduler, Decision, FIFOScheduler, Scheduler
+from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
+
+
+class ListSearcher(Searcher):
+    """Proposes configs {"k": 0}, {"k": 1}, ... and records what it is told."""
+
+    def __init__(self, n: int | None = None, *, wait: bool = False):
+        self.space = {}
+        self.n = n
+        self.wait = wait
+        self.results: list[tuple[str, float, float]] = []
+        self.ends: dict[str, Outcome] = {}
+        self.asked: list[str] = []
+
+    def suggest(self, trial_id: str) -> Any:
+        self.asked.append(trial_id)
+        if self.wait:
+            return None
+        k = int(trial_id)
+        if self.n is not None and k >= self.n:
+            return FINISHED
+        return {"k": k}
+
+    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
+        self.results.append((trial_id, resource, value))
+
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        assert trial_id not in self.ends, f"trial {trial_id} closed twice"
+        self.ends[trial_id] = outcome
+
+
+class ScriptedScheduler(Scheduler):
+    """Decides from a script {(trial_id, resource): Decision}; can resume paused trials at
+    once; records every call it gets."""
+
+    max_resource = 9
+
+    def __init__(self, script: dict[tuple[str, float], Decision] | None = None, *, decide_every: float = 1,
+                 resume: list[str] | None = None):
+        self.script = script or {}
+        self.decide_every = decide_every
+        self.resume = list(resume or [])
+        self.calls: list[tuple[str, str]] = []
+
+    def on_trial_add(self, trial_id: str) -> None:
+        self.calls.append(("add", trial_id))
+
+    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+        decision = self.script.get((trial_id, resource), Decision.CONTINUE)
+        if decision is Decision.PAUSE:
+            self.paused = trial_id
+        return decision
+
+    def decision_point(self, trial_id: str, resource: float) -> float:
+        return resource + self.decide_every
+
+    def choose_trial_to_resume(self) -> str | None:
+        return self.resume.pop(0) if self.resume and getattr(self, "paused", None) == self.resume[0] else None
+
+    def on_trial_complete(self, trial_id: str) -> None:
+        self.calls.append(("complete", trial_id))
+
+    def on_trial_error(self, trial_id: str) -> None:
+        self.calls.append(("error", trial_id))
+
+    def on_trial_remove(self, trial_id: str) -> None:
+        self.calls.append(("remove", trial_id))
+
+
+def settings(**overrides: Any) -> LifecycleSettings:
+    base = dict(metric="loss", mode="min", num_trials=4, max_concurrent=2, resource_attr=None, max_failures=0,
+                fail_fast=False, checkpoints_to_keep=None, experiment_path="/exp")
+    return LifecycleSettings(**{**base, **overrides})
+
+
+def report(iteration: int, loss: float, *, awaits: bool = True, checkpoint: bytes | None = None) -> Report:
+    return Report(iteration, iteration, {"loss": loss}, float(iteration), 1000.0 + iteration, checkpoint, awaits)
+
+
+def reported(trial_id: str, *reports: Report, exit: TrialExit | None = None) -> ev.Reported:
+    return ev.Reported(trial_id, Event(list(reports), exit))
+
+
+def of(commands: list[Any], *kinds: type) -> list[Any]:
+    return [c for c in commands if isinstance(c, kinds)]
+
+
+def check_index(life: Lifecycle) -> None:
+    """The one index over trial state agrees with the trials, and runs with RUNNING."""
+    for status in TrialStatus:
+        assert set(life.ids(status)) == {t for t, trial in life.trials.items() if trial.status is status}
+    assert set(life._runs) == set(life.ids(TrialStatus.RUNNING))
+
+
+def make(scheduler: Scheduler | None = None, searcher: Searcher | None = None, **kw: Any) -> Lifecycle:
+    return Lifecycle(settings(**kw), searcher or ListSearcher(), scheduler or FIFOScheduler(), clock=lambda: 5.0)
+
+
+# -- starting trials -------------------------------------------------------------------------
+def test_fill_launches_one_new_trial_per_idle_worker_up_to_max_concurrent():
+    life = make()
+    out = life.handle(ev.Fill(idle=("w1", "w2", "w3"), starting=0, pool_size=3))
+    launches = of(out, ev.Launch)
+    assert [(c.worker, c.trial_id, c.config, c.checkpoint, c.start_iteration) for c in launches] == [
+        ("w3", "00000", {"k": 0}, None, 0), ("w2", "00001", {"k": 1}, None, 0)]
+    assert of(out, ev.WriteConfig) == [ev.WriteConfig("00000", {"k": 0}), ev.WriteConfig("00001", {"k": 1})]
+    assert [c.args[0] for c in of(out, ev.Notify)] == ["00000", "00001"]
+    assert life.slots_used() == 2 and life.trials["00000"].start_time == 5.0
+    check_index(life)
+
+
+def test_fill_without_idle_workers_spawns_what_is_missing():
+    life = make(max_concurrent=3)
+    assert life.handle(ev.Fill(idle=(), starting=0, pool_size=0)) == [ev.Spawn(3)]
+    assert life.handle(ev.Fill(idle=(), starting=2, pool_size=2)) == [ev.Spawn(1)]
+    assert life.handle(ev.Fill(idle=(), starting=3, pool_size=3)) == []
+
+
+def test_streamed_reports_get_no_decision_and_a_report_that_waits_gets_continue():
+    life = make(ScriptedScheduler())
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", report(1, 0.5, awaits=False)))
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", None, 2)]
+    out = life.handle(reported("00000", report(2, 0.4, awaits=True)))
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.CONTINUE, 3)]
+    rows = of(out, ev.AppendResults)[0].rows
+    assert rows == [{"loss": 0.4, "iteration": 2, "time_total_s": 2.0, "timestamp": 1002.0}]
+    assert life.searcher.results == [("00000", 1, 0.5), ("00000", 2, 0.4)]
+
+
+def test_max_mode_signs_values_for_searcher_and_scheduler():
+    life = make(mode="max")
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5)))
+    assert life.searcher.results == [("00000", 1, -0.5)]
+    assert life.trials["00000"].best_value == -0.5
+
+
+def test_a_completed_trial_frees_its_worker_and_is_closed_once_everywhere():
+    life = make(searcher=ListSearcher(n=1), scheduler=(scheduler := ScriptedScheduler()))
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", report(1, 0.3), exit=TrialExit(Signal.COMPLETED)))
+    assert of(out, ev.Release) == [ev.Release("w1")]
+    assert life.trials["00000"].status is TrialStatus.COMPLETED and life.trials["00000"].end_time == 5.0
+    assert life.searcher.ends["00000"] == Outcome(TrialEnd.COMPLETED, 0.3, 1, 9)
+    assert ("complete", "00000") in scheduler.calls
+    assert [c.args[0].status for c in of(out, ev.Notify) if c.hook == "on_trial_end"] == [TrialStatus.COMPLETED]
+    assert not life.busy
+    assert life.handle(ev.Fill(idle=("w1",), pool_size=1)) == []  # FINISHED: nothing more to run
+    assert not life.may_have_work()
+    check_index(life)
+
+
+def test_a_checkpoint_is_saved_and_named_before_the_trial_record_is_written():
+    life = make(checkpoints_to_keep=2)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", report(3, 0.3, checkpoint=b"packed")))
+    assert of(out, ev.SaveCheckpoint) == [ev.SaveCheckpoint("00000", 3, b"packed", 2)]
+    trial = life.trials["00000"]
+    assert (trial.checkpoint, trial.checkpoint_iteration, trial.checkpoint_time_s) == ("checkpoint_000003", 3, 3.0)
+
+
+# -- the races of the report path ---------------------------------------------------------------
+def test_stop_hands_the_worker_its_next_trial_at_once_and_the_stop_lands_later():
+    scheduler = ScriptedScheduler({("00000", 1): Decision.STOP})
+    life = make(scheduler, max_concurrent=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", report(1, 9.0)))
+    assert of(out, ev.Deliver, ev.Release) == [ev.Deliver("w1", "00000", Signal.STOP, math.inf), ev.Release("w1")]
+    assert life.slots_used() == 0
+    out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    assert [(c.worker, c.trial_id) for c in of(out, ev.Launch)] == [("w1", "00001")]
+    # The stop's answer: the reports made meanwhile are recorded but not decided on, and the
+    # worker is not released twice (it already runs 00001).
+    out = life.handle(reported("00000", report(2, 8.0, awaits=False), exit=TrialExit(Signal.STOP)))
+    assert of(out, ev.Release) == []
+    assert life.trials["00000"].status is TrialStatus.STOPPED and life.trials["00000"].iteration == 2
+    assert life.searcher.results == [("00000", 1, 9.0)]
+    assert life.searcher.ends["00000"].end is TrialEnd.STOPPED
+    check_index(life)
+
+
+def test_stop_keeps_the_worker_when_there_is_nothing_left_to_hand_it():
+    scheduler = ScriptedScheduler({("00000", 1): Decision.STOP})
+    life = make(scheduler, searcher=ListSearcher(n=1), num_trials=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", report(1, 9.0)))
+    assert of(out, ev.Release) == []
+    out = life.handle(reported("00000", exit=TrialExit(Signal.STOP)))
+    assert of(out, ev.Release) == [ev.Release("w1")]
+
+
+def test_a_promotion_while_the_pause_is_in_flight_waits_for_the_pause_then_goes_first():
+    scheduler = ScriptedScheduler({("00000", 2): Decision.PAUSE}, resume=["00000"])
+    life = make(scheduler, max_concurrent=2)
+    life.handle(ev.Fill(idle=("w1",), pool_size=2))
+    out = life.handle(reported("00000", report(1, 0.5), report(2, 0.4, checkpoint=b"ck")))
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.PAUSE, math.inf)]
+    assert of(out, ev.Release) == []  # a pausing trial keeps its slot
+    # A slot frees: the scheduler resumes 00000 before its worker confirmed the pause, so
+    # no new trial takes the slot.
+    out = life.handle(ev.Fill(idle=("w2",), pool_size=2))
+    assert of(out, ev.Launch) == []
+    out = life.handle(reported("00000", exit=TrialExit(Signal.PAUSE)))
+    assert of(out, ev.Release) == [ev.Release("w1")]
+    assert life.trials["00000"].status is TrialStatus.PENDING
+    out = life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    launches = of(out, ev.Launch)
+    assert [(c.trial_id, c.checkpoint, c.start_iteration, c.start_time_s) for c in launches] == [
+        ("00000", "checkpoint_000002", 2, 2.0), ("00001", None, 0, 0.0)]
+    assert "00000" not in life.searcher.ends  # paused, never closed
+    check_index(life)
+
+
+def test_a_worker_lost_during_a_pause_retries_from_the_checkpoint():
+    scheduler = ScriptedScheduler({("00000", 2): Decision.PAUSE})
+    life = make(scheduler, max_failures=1, max_concurrent=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(2, 0.4, checkpoint=b"ck")))
+    out = life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
+    assert of(out, ev.Discard, ev.Release) == [ev.Discard("w1")]
+    assert of(out, ev.AppendError)[0].text.endswith("The trial's worker died: ActorDiedError")
+    trial = life.trials["00000"]
+    assert trial.status is TrialStatus.PENDING and trial.num_failures == 1
+    out = life.handle(ev.Fill(idle=("w2",), pool_size=1))
+    assert [(c.trial_id, c.checkpoint) for c in of(out, ev.Launch)] == [("00000", "checkpoint_000002")]
+    check_index(life)
+
+
+def test_a_trial_out_of_retries_fails_and_everyone_hears_once():
+    scheduler = ScriptedScheduler()
+    life = make(scheduler, max_failures=0)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "Traceback...\nKeyError: 'x'", "KeyError", "'x'")))
+    assert of(out, ev.Release) == [ev.Release("w1")]
+    assert life.trials["00000"].status is TrialStatus.FAILED
+    assert life.trials["00000"].error == "Traceback...\nKeyError: 'x'"
+    assert life.searcher.ends["00000"].end is TrialEnd.FAILED
+    assert ("error", "00000") in scheduler.calls
+    assert life.abort is None
+
+
+def test_fail_fast_aborts_with_a_message_that_says_how_to_resume():
+    life = make(fail_fast=True)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "boom", "ValueError", "boom")))
+    assert isinstance(life.abort, RayTunerError)
+    assert "raytuner.Tuner.resume('/exp')" in str(life.abort)
+    assert life.handle(ev.Fill(idle=("w1",), pool_size=1)) == []
+
+
+def test_a_fatal_error_aborts_without_retrying_and_the_other_trials_stop():
+    life = make(max_failures=3)
+    life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    life.handle(reported("00001", exit=TrialExit(Signal.ERROR, "tb", "ReportError", "no 'loss'", fatal=True)))
+    assert isinstance(life.abort, ReportError) and str(life.abort) == "no 'loss'"
+    assert life.trials["00001"].status is TrialStatus.FAILED
+    assert life.handle(ev.Fill(idle=("w1",), pool_size=2)) == []
+    out = life.end_for_abort()
+    assert of(out, ev.Discard) == [ev.Discard("w2")]
+    assert (life.trials["00000"].status, life.trials["00000"].note) == (TrialStatus.STOPPED, "experiment aborted")
+    check_index(life)
+
+
+def test_a_fatal_error_keeps_its_raytuner_class_across_the_boundary():
+    life = make()
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "tb", "ResourceError", "not increasing", fatal=True)))
+    assert type(life.abort) is ResourceError and str(life.abort) == "not increasing"
+
+
+def test_complete_at_full_budget_ends_the_trial_completed_without_telling_the_scheduler_again():
+    scheduler = ScriptedScheduler({("00000", 9): Decision.COMPLETE})
+    life = make(scheduler, max_concurrent=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(reported("00000", report(9, 0.1)))
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.STOP, math.inf)]
+    life.handle(reported("00000", exit=TrialExit(Signal.STOP)))
+    assert life.trials["00000"].status is TrialStatus.COMPLETED
+    assert life.searcher.ends["00000"] == Outcome(TrialEnd.COMPLETED, 0.1, 9, 9)
+    assert ("complete", "00000") not in scheduler.calls
+
+
+def test_a_resource_already_seen_is_not_decided_on_again():
+    # A trial resumed from an older checkpoint re-reports resources the scheduler has seen.
+    scheduler = ScriptedScheduler()
+    life = make(scheduler)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5), report(2, 0.4)))
+    life.handle(reported("00000", report(2, 0.45), report(3, 0.3)))
+    assert life.searcher.results == [("00000", 1, 0.5), ("00000", 2, 0.4), ("00000", 3, 0.3)]
+
+
+def test_asha_promotion_pauses_and_resumes_through_the_lifecycle():
+    asha = ASHAScheduler(max_resource=9, reduction_factor=3, variant="promotion")
+    life = make(asha, max_concurrent=1, num_trials=3)
+    for trial_id, loss in (("00000", 0.5), ("00001", 2.0), ("00002", 1.0)):
+        out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
+        assert [c.trial_id for c in of(out, ev.Launch)] == [trial_id]
+        out = life.handle(reported(trial_id, report(1, loss, checkpoint=b"ck")))
+        assert of(out, ev.Deliver)[0].signal is Signal.PAUSE
+        life.handle(reported(trial_id, exit=TrialExit(Signal.PAUSE)))
+    # Three results at rung 1: the best (00000) is promoted and resumes from its checkpoint.
+    out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    assert [(c.trial_id, c.checkpoint, c.start_iteration) for c in of(out, ev.Launch)] == [
+        ("00000", "checkpoint_000001", 1)]
+    check_index(life)
+
+
+# -- the experiment's end ---------------------------------------------------------------------
+def test_interrupt_puts_running_trials_back_to_pending_for_resume():
+    life = make()
+    life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    out = life.handle(ev.Interrupt())
+    assert of(out, ev.Discard) == [ev.Discard("w2"), ev.Discard("w1")]
+    assert {t.status for t in life.trials.values()} == {TrialStatus.PENDING}
+    assert {t.note for t in life.trials.values()} == {"interrupted (Ctrl-C)"}
+    assert life.searcher.ends == {}
+    check_index(life)
+
+
+def test_the_deadline_stops_running_and_paused_trials_and_nothing_new_starts():
+    scheduler = ScriptedScheduler({("00000", 1): Decision.PAUSE})
+    life = make(scheduler)
+    life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    life.handle(reported("00000", report(1, 0.5)))
+    life.handle(reported("00000", exit=TrialExit(Signal.PAUSE)))
+    life.handle(ev.Deadline())
+    assert {t: trial.status for t, trial in life.trials.items()} == {
+        "00000": TrialStatus.STOPPED, "00001": TrialStatus.STOPPED}
+    assert set(life.searcher.ends) == {"00000", "00001"}
+    assert ("remove", "00000") in scheduler.calls and ("remove", "00001") in scheduler.calls
+    assert life.handle(ev.Fill(idle=("w3",), pool_size=1)) == [] and not life.may_have_work()
+    check_index(life)
+
+
+def test_drained_closes_paused_trials_that_nothing_resumes():
+    scheduler = ScriptedScheduler({("00000", 1): Decision.PAUSE})
+    life = make(scheduler, searcher=ListSearcher(n=1), num_trials=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5)))
+    life.handle(reported("00000", exit=TrialExit(Signal.PAUSE)))
+    life.handle(ev.Drained())
+    trial = life.trials["00000"]
+    assert (trial.status, trial.note) == (TrialStatus.STOPPED, "paused when the experiment ended")
+    assert life.searcher.ends["00000"].end is TrialEnd.STOPPED
+
+
+def test_a_searcher_that_waits_with_nothing_running_is_an_error():
+    life = make(searcher=ListSearcher(wait=True))
+    with pytest.raises(RayTunerError, match=r"suggest\(\) returned None"):
+        life.handle(ev.Fill(idle=("w1",), pool_size=1))
+
+
+# -- control commands ----------------------------------------------------------------------
+def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
+    scheduler = ScriptedScheduler()
+    life = make(scheduler, max_concurrent=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(ev.StopTrial("00000", origin="dashboard"))
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.STOP, math.inf)]
+    assert of(out, ev.ControlApplied)[0].accepted
+    assert ("remove", "00000") in scheduler.calls
+    life.handle(reported("00000", exit=TrialExit(Signal.STOP)))
+    trial = life.trials["00000"]
+    assert (trial.status, trial.note) == (TrialStatus.STOPPED, "stopped by dashboard")
+    (refused,) = of(life.handle(ev.StopTrial("00000")), ev.ControlApplied)
+    assert not refused.accepted and "already ended as STOPPED" in refused.message
+    (refused,) = of(life.handle(ev.StopTrial("12345")), ev.ControlApplied)
+    assert not refused.accepted and "no trial '12345'" in refused.message
+
+
+def test_set_limits_changes_concurrency_and_the_trial_count():
+    life = make(max_concurrent=2, num_trials=2)
+    out = life.handle(ev.SetLimits(max_concurrent=1, num_trials=3))
+    assert of(out, ev.ControlApplied)[0].message == "num_trials=3, max_concurrent=1"
+    out = life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    assert len(of(out, ev.Launch)) == 1
+    assert life.num_trials == 3
+    (refused,) = of(life.handle(ev.SetLimits(num_trials=0)), ev.ControlApplied)
+    assert not refused.accepted
+
+
+def test_end_experiment_stops_everything():
+    life = make()
+    life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    out = life.handle(ev.EndExperiment())
+    assert len(of(out, ev.Discard)) == 2
+    assert {t.status for t in life.trials.values()} == {TrialStatus.STOPPED}
+    assert not life.may_have_work()
+
+
+# -- resume ------------------------------------------------------------------------------------
+def test_restored_trials_restart_and_reconcile_catches_the_searcher_up():
+    trials = {
+        "00000": Trial("00000", {"k": 0}, status=TrialStatus.COMPLETED, last_value=0.2, resource=3),
+        "00001": Trial("00001", {"k": 1}, status=TrialStatus.RUNNING, checkpoint="checkpoint_000002",
+                       checkpoint_iteration=2, checkpoint_time_s=2.0, iteration=3),
+        "00002": Trial("00002", {"k": 99}, status=TrialStatus.PAUSED),
+    }
+    scheduler = ScriptedScheduler()
+    life = Lifecycle(settings(), ListSearcher(), scheduler, trials=trials, next_id=1, clock=lambda: 5.0)
+    assert life.trials["00001"].status is TrialStatus.PENDING
+    life.reconcile(next_id=1, closed=set())
+    # 00000 ended after the snapshot: both are told; 00001 and 00002 were created after it
+    # and are proposed again (00002's config differs: it keeps its own).
+    assert life.searcher.ends == {"00000": Outcome(TrialEnd.COMPLETED, 0.2, 3, 9)}
+    assert life.searcher.asked == ["00001", "00002"]
+    assert ("complete", "00000") in scheduler.calls and ("add", "00002") in scheduler.calls
+    out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    assert [(c.trial_id, c.checkpoint, c.start_iteration) for c in of(out, ev.Launch)] == [
+        ("00001", "checkpoint_000002", 2)]
+    check_index(life)
+
+
+def test_the_lifecycle_imports_no_ray():
+    code = "import sys, raytuner._driver.lifecycle; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
