@@ -203,15 +203,15 @@ class TPESearcher(Searcher):
             msg = f"TPESearcher: trial {trial_id!r} was already suggested; ids must be new."
             raise ProtocolError(msg)
         assert self.space is not None
-        split = None
+        level = None
         if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
-            split = self._split()
-        if split is None:
+            level = self._model_level()
+        if level is None:
             config = sample_config(self.space, self._rng)
             fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
             params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
         else:
-            params = self._sample(*split)
+            params = self._sample(level[1])
             config = config_from_params(self.space, params)
         self._add(trial_id, params)
         return config
@@ -304,20 +304,28 @@ class TPESearcher(Searcher):
             return None
         return best[1], best[2]
 
-    def _split(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(good rows, bad rows) at the model's level, by the rules in the class docstring."""
-        level = self._model_level()
-        if level is None:
-            return None
+    def _split(self, values: np.ndarray | None = None,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(good rows, bad rows) among ``rows`` (default all) at the model's level.
+
+        The split is made among the rows a group is active in, as for a separate search
+        over that option: the good group of ``opt[0].momentum`` is the best γ of the trials
+        that took option 0, not the few of them that are also best overall.
+        """
         n = len(self._ids)
-        values = level[1]
-        finite = np.flatnonzero(np.isfinite(values))
+        if values is None:
+            level = self._model_level()
+            if level is None:
+                return None
+            values = level[1]
+        in_rows = np.ones(n, dtype=bool) if rows is None else rows
+        finite = np.flatnonzero(in_rows & np.isfinite(values))
         pending = self._status[:n] == _PENDING
-        ranked = np.count_nonzero(~pending) + np.count_nonzero(pending & np.isfinite(values))
+        ranked = np.count_nonzero(in_rows & (~pending | np.isfinite(values)))
         n_good = min(math.ceil(self._gamma * ranked), self._max_good, len(finite))
         order = finite[np.argsort(values[finite], kind="stable")]
-        good = np.sort(order[: max(n_good, 1)])
-        bad_mask = np.ones(n, dtype=bool)
+        good = np.sort(order[: max(n_good, 1)]) if len(finite) else np.empty(0, dtype=int)
+        bad_mask = in_rows.copy()
         bad_mask[good] = False
         return good, np.flatnonzero(bad_mask)
 
@@ -328,7 +336,7 @@ class TPESearcher(Searcher):
             return np.ones(k)
         return np.concatenate([np.linspace(1.0 / k, 1.0, k - self._n_flat), np.ones(self._n_flat)])
 
-    def _sample(self, good: np.ndarray, bad: np.ndarray) -> dict[str, Any]:
+    def _sample(self, values: np.ndarray) -> dict[str, Any]:
         encoded = self._encoded
         assert encoded is not None
         n = len(self._ids)
@@ -337,8 +345,7 @@ class TPESearcher(Searcher):
         for group in encoded.groups:
             if not encoded.is_active(group, point):
                 continue
-            active = encoded.active_rows(group, matrix)
-            good_rows, bad_rows = good[active[good]], bad[active[bad]]
+            good_rows, bad_rows = self._split(values, encoded.active_rows(group, matrix))  # type: ignore[misc]
             dims = list(group.dims)
             below = ParzenEstimator(dims, matrix[np.ix_(good_rows, group.columns)],
                                     np.ones(len(good_rows)), self._prior_weight, self._bandwidth)
