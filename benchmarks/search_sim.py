@@ -109,10 +109,12 @@ def make_searcher(name: str, seed: int) -> Any:
 
     if name == "raytune":
         return _RayTune(seed)
-    if name == "tpesearcher":  # raytuner's own TPE (issue 13)
+    if name.startswith("tpesearcher"):  # raytuner's own TPE (issue 13); options after dashes
         from raytuner.search import TPESearcher
 
-        return _Ours(TPESearcher(seed=seed))
+        options = {k: float(v) if "." in v else int(v)
+                   for k, _, v in (part.partition("=") for part in name.split("-")[1:])}
+        return _Ours(TPESearcher(seed=seed, **options))
     if name == "optuna":
         return _Optuna(seed)
     if name == "random":
