@@ -43,7 +43,8 @@ class TPESearcher(Searcher):
       Aitchison-Aitken-style kernel for ``choice``), so interactions between parameters
       are modelled; hyperopt models each parameter on its own.
     - **Conditional spaces** (a ``choice`` of dicts): the parameters under one option are a
-      group of their own, modelled jointly on the observations that took that option and
+      group of their own, modelled jointly on the observations that took that option,
+      split into good and bad *among those* (as a search of that option alone would), and
       sampled after the choice (``_tpe_space``).
     - **Asynchronous (constant liar).** A running trial that has no value at the model's
       resource level joins g(x) as a bad observation, so parallel workers do not all
@@ -71,8 +72,8 @@ class TPESearcher(Searcher):
     ``bandwidth=0.1`` (0.05: 1.6-2.6x worse, 0.15: 2.0-2.8x worse; 0.2, Optuna's, 1.9-3.2x
     worse), ``low_fidelity_bandwidth=0.2`` (multi-fidelity problem under ASHA, 100 simulated
     seeds, ``benchmarks/search_sim.py``: β = 0.15, 0.2, 0.3 on every level give median best
-    0.2817, 0.2829, 0.2813 against 0.2977 at 0.1), ``gamma=0.1``  (0.15 and 0.2: 2.2-6x worse), ``n_startup=10`` (5 and 15
-    within noise), ``prior_weight=1.0`` (0.5 and 2 within noise or worse),
+    0.2817, 0.2829, 0.2813 against 0.2977 at 0.1), ``gamma=0.1`` (0.15 and 0.2: 2.2-6x
+    worse), ``n_startup=10`` (5 and 15 within noise), ``prior_weight=1.0`` (0.5 and 2 within noise or worse),
     ``n_ei_candidates=24`` (64 within noise, slower), ``n_flat=25`` (no forgetting,
     ``n_flat=1000``: 1.1-1.3x worse; these last three measured with the earlier kernel
     floor, see ``_parzen``), ``max_good=25`` (binds only past 250 trials; kept
