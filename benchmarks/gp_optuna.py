@@ -247,7 +247,7 @@ def on_ray(args: argparse.Namespace) -> None:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 start = time.perf_counter()
                 with tempfile.TemporaryDirectory() as root:
-                    results = rt.Tuner(_one_shot, space={**space, "_problem": problem}, metric="value",
+                    results = rt.Tuner(_one_shot, metric="value",
                                        num_trials=args.budget, max_concurrent=args.workers,
                                        searcher=make(method, {**space, "_problem": problem}, seed),
                                        storage_path=root, verbose=0, tensorboard=False).fit()

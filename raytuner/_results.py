@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage, flatten
 from raytuner._trial import Trial, TrialStatus
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.search import Outcome, TrialEnd
 
 if TYPE_CHECKING:
@@ -123,9 +123,10 @@ class Results:
         if metric is None:
             raise ConfigError("No metric to rank trials by: pass `metric=` to the Tuner or to get_best().")
         if mode not in ("min", "max"):
-            raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+            raise invalid("Results.get_best", "mode", mode, "'min' or 'max'", "Pass mode='min' or mode='max'.")
         if scope not in ("last", "all"):
-            raise ConfigError(f"`scope={scope!r}` is invalid: use 'last' or 'all'.")
+            raise invalid("Results.get_best", "scope", scope, "'last' or 'all'",
+                          "Pass scope='last' (each trial's last report) or 'all' (any report).")
         sign = 1.0 if mode == "min" else -1.0
         best: TrialResult | None = None
         best_key = math.inf

@@ -23,7 +23,7 @@ from raytuner._driver import failures as _failures
 from raytuner._storage import components
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner._storage.lock import DriverLock
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
 
@@ -34,7 +34,7 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"`{name}={value!r}` is invalid: it must be an int >= 1.")
+        raise invalid("Tuner", name, value, "an int >= 1", f"Pass e.g. {name}=4.")
 
 
 def _check_picklable(trainable: Callable[..., Any]) -> None:
@@ -143,22 +143,23 @@ class Tuner:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
         if mode not in ("min", "max"):
-            raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+            raise invalid("Tuner", "mode", mode, "'min' or 'max'", "Pass mode='min' to minimise the metric, 'max' to maximise it.")
         if metric is not None and not isinstance(metric, str):
-            raise ConfigError(f"`metric={metric!r}` is invalid: give the name of a reported metric, e.g. 'val_loss'.")
+            raise invalid("Tuner", "metric", metric, "the name of a reported metric", "Pass e.g. metric='val_loss'.")
         _positive_int("num_trials", num_trials)
         _positive_int("max_concurrent", max_concurrent, allow_none=True)
         _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
         if isinstance(max_failures, bool) or not isinstance(max_failures, numbers.Integral) or max_failures < 0:
-            raise ConfigError(f"`max_failures={max_failures!r}` is invalid: it must be an int >= 0.")
+            raise invalid("Tuner", "max_failures", max_failures, "an int >= 0", "Pass 0 to fail a trial at its first error.")
         if time_budget_s is not None and (not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0):
-            raise ConfigError(f"`time_budget_s={time_budget_s!r}` is invalid: give a number of seconds > 0, or None.")
+            raise invalid("Tuner", "time_budget_s", time_budget_s, "a number of seconds > 0, or None", "Pass e.g. time_budget_s=3600.")
         if verbose not in (0, 1, 2):
-            raise ConfigError(f"`verbose={verbose!r}` is invalid: use 0 (silent), 1 or 2.")
+            raise invalid("Tuner", "verbose", verbose, "0, 1 or 2", "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
         if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
-            raise ConfigError(f"`gpu_memory_fraction={gpu_memory_fraction!r}` is invalid: give a number in (0, 1], or None.")
+            raise invalid("Tuner", "gpu_memory_fraction", gpu_memory_fraction, "a number in (0, 1], or None",
+                          "Pass e.g. 0.25 to cap each trial at a quarter of the card, or None to grow on demand.")
         if isinstance(keep_workers_s, bool) or not isinstance(keep_workers_s, numbers.Real) or keep_workers_s < 0:
-            raise ConfigError(f"`keep_workers_s={keep_workers_s!r}` is invalid: give seconds >= 0.")
+            raise invalid("Tuner", "keep_workers_s", keep_workers_s, "a number of seconds >= 0", "Pass 0 to stop workers at once.")
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")

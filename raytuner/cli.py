@@ -9,6 +9,9 @@
     raytuner resume EXP                continue an interrupted experiment
     raytuner rename EXP NEW            rename an experiment's folder
     raytuner export EXP --csv|--json   trials (or every report) as a table
+    raytuner control EXP --max-concurrent N   steer a running experiment (see _cli_live.py)
+    raytuner logs EXP TRIAL [-f]       what a trial printed
+    raytuner dashboard [ROOT]          the live web dashboard
 
 EXP is an experiment folder, or the name of one under ``--root``.
 
@@ -457,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+
+    from raytuner._cli_live import add_commands  # control, logs, dashboard
+
+    add_commands(add)
     return parser
 
 

@@ -140,44 +140,6 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     )
 
 
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    for rank, index in enumerate(order):
-        ranks[index] = float(rank)
-    return ranks
-
-
-def importance(data: ReportData) -> dict[str, float]:
-    """How much of the metric's (rank) variance each parameter explains on its own.
-
-    The correlation ratio eta^2 of the metric's ranks grouped by the parameter's value:
-    categories for categorical parameters, up to 10 equal-count bins for numeric ones. It
-    is a main-effect screen, cheap and dependency-free; it does not see interactions
-    (fANOVA would).
-    """
-    y = _ranks(data.values)
-    n = len(y)
-    mean = sum(y) / n if n else 0.0
-    total = sum((v - mean) ** 2 for v in y)
-    scores: dict[str, float] = {}
-    if n < 3 or total == 0:
-        return {p.name: 0.0 for p in data.params}
-    for param in data.params:
-        if param.numeric:
-            bins = max(2, min(10, n // 3))
-            ranks = _ranks([float(v) for v in param.values])
-            groups = [int(r * bins / n) for r in ranks]
-        else:
-            groups = [label(v) for v in param.values]
-        sums: dict[Any, list[float]] = {}
-        for group, value in zip(groups, y):
-            sums.setdefault(group, []).append(value)
-        between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in sums.values())
-        scores[param.name] = between / total
-    return dict(sorted(scores.items(), key=lambda kv: -kv[1]))
-
-
 def end_marks(data: ReportData, trial: TrialResult) -> list[tuple[float, float, str]]:
     """Points of a trial's learning curve where the scheduler acted: (x, y, what).
 

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from raytuner._report._data import Param, ReportData, best_so_far, end_marks, importance, label
+from raytuner._report._data import Param, ReportData, best_so_far, end_marks, label
+from raytuner._report.importance import importance
 from raytuner._storage.experiment import flatten
 
 _STATUS_COLORS = {
@@ -265,10 +266,26 @@ def importances(data: ReportData) -> Figure | str:
     fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=[esc(n) for n in names], orientation="h",
                            marker_color="#1f77b4", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(**{**_LAYOUT, "height": max(220, 60 + 40 * len(names))},
-                      xaxis_title=f"share of {esc(data.metric)} rank variance explained (eta²)", xaxis_range=[0, 1])
+                      xaxis_title=f"share of {esc(data.metric)} variance explained (fANOVA)", xaxis_range=[0, 1])
     return Figure("importance", "Parameter importance",
-                  "Main effect of each parameter alone (correlation ratio over value bins); interactions are not seen.",
-                  fig)
+                  "fANOVA over a random forest, as Optuna computes it: the share of the metric's variance that "
+                  "each parameter's main effect explains; what is left over is interactions.", fig)
 
 
-BUILDERS = (history, parallel, learning_curves, slices, contour, importances)
+def durations(data: ReportData) -> Figure | str:
+    import plotly.graph_objects as go
+
+    trials = [t for t in data.results.trials if t.iteration]
+    if not trials:
+        return "Trial durations need a trial that reported."
+    fig = go.Figure()
+    for status in dict.fromkeys(t.status.value for t in trials):
+        group = [t for t in trials if t.status.value == status]
+        fig.add_trace(go.Bar(x=[t.trial_id for t in group], y=[t.time_total_s for t in group], name=status.lower(),
+                             marker_color=_STATUS_COLORS.get(status)))
+    fig.update_layout(**_LAYOUT, xaxis_title="trial", yaxis_title="training time (s)", xaxis_type="category")
+    return Figure("durations", "Trial durations",
+                  "Training time of each trial, summed over pauses and retries; the colour says how it stands.", fig)
+
+
+BUILDERS = (history, parallel, learning_curves, slices, contour, importances, durations)

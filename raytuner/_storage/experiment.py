@@ -13,6 +13,7 @@
             trial.json            status, last metrics, best value, checkpoint (atomic rewrite)
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
+            log.txt               what the trial printed (stdout and stderr), appended, bounded
             checkpoint_<n>/       checkpoint made at report n
         driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
@@ -37,6 +38,10 @@ from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
+LOG_FILE = "log.txt"
+#: A trial's log stops growing here (a note says so): a trial that prints per batch for
+#: days must not fill the driver's disk.
+LOG_MAX_BYTES = 8 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 
 
@@ -241,6 +246,36 @@ class ExperimentStorage:
     def append_error(self, trial_id: str, text: str) -> None:
         with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
             handle.write(text if text.endswith("\n") else text + "\n")
+
+    def append_log(self, trial_id: str, text: str, max_bytes: int = LOG_MAX_BYTES) -> None:
+        """Append what the trial printed; past ``max_bytes`` the rest is dropped, once noted."""
+        path = self.trial_path(trial_id) / LOG_FILE
+        data = text.encode("utf-8", "replace")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size >= max_bytes:
+            return
+        if size + len(data) > max_bytes:
+            data = data[: max_bytes - size] + (
+                f"\n[raytuner: this log reached {max_bytes} bytes; the trial's further output was dropped]\n"
+            ).encode()
+        with open(path, "ab") as handle:
+            handle.write(data)
+
+    def log_path(self, trial_id: str) -> Path:
+        return self.trial_path(trial_id) / LOG_FILE
+
+    def read_log(self, trial_id: str, offset: int = 0, limit: int | None = None) -> tuple[str, int]:
+        """The trial's log from byte ``offset`` (at most ``limit`` bytes), and where it ends."""
+        try:
+            with open(self.log_path(trial_id), "rb") as handle:
+                handle.seek(offset)
+                data = handle.read() if limit is None else handle.read(limit)
+        except FileNotFoundError:
+            return "", 0
+        return data.decode("utf-8", "replace"), offset + len(data)
 
     def latest_checkpoint(self, trial_id: str) -> tuple[str, int] | None:
         """The newest ``checkpoint_<n>/`` of a trial on disk, as (folder name, n)."""

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker.logs import TrialLog
 from raytuner._worker import session as _session
 from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
@@ -35,6 +36,9 @@ from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpe
 from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
+#: A trial that prints without reporting gets its log shipped this often (the trial page
+#: shows it live); a log-only answer costs the driver one more call.
+LOG_FLUSH_S = 1.0
 
 
 class TrialRun:
@@ -58,6 +62,7 @@ class TrialRun:
         if spec.checkpoint is not None:
             self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
         self.trial_dir = self._choose_trial_dir()
+        self.log = TrialLog()
 
     def _scratch_dir(self) -> Path:
         if self._scratch is None:
@@ -164,6 +169,7 @@ class TrialRun:
     def run(self) -> None:
         end: TrialExit
         _session._install(self)
+        self.log.start()
         try:
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
@@ -173,6 +179,7 @@ class TrialRun:
             end = TrialExit(Signal.ERROR, traceback.format_exc(), type(exc).__name__, str(exc),
                             fatal=is_fatal(exc))
         finally:
+            self.log.stop()
             _session._install(None)
         _release_trial_state()
         if self._scratch is not None:
@@ -245,8 +252,7 @@ class TrialWorker:
         while True:
             item = self._events.get()
             if isinstance(item, TrialExit):
-                self._run = None
-                return Event(reports, item)
+                return self._answer(reports, item)
             reports.append(item)
 
     def _drain(self) -> Event:
@@ -257,19 +263,31 @@ class TrialWorker:
         report that awaits a decision, or the trial's end, returns at once.
         """
         reports: list[Report] = []
-        item = self._events.get()
+        while True:
+            try:
+                item = self._events.get(timeout=LOG_FLUSH_S)
+                break
+            except queue.Empty:
+                if self._run is not None and self._run.log.pending():
+                    return self._answer(reports)
         deadline = time.monotonic() + LINGER_S
         while True:
             if isinstance(item, TrialExit):
-                self._run = None
-                return Event(reports, item)
+                return self._answer(reports, item)
             reports.append(item)
             if item.awaits_decision:
-                return Event(reports)
+                return self._answer(reports)
             try:
                 item = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                return Event(reports)
+                return self._answer(reports)
+
+    def _answer(self, reports: list[Report], exit: TrialExit | None = None) -> Event:
+        """The event to return, with what the trial printed since the last one."""
+        run = self._run
+        if exit is not None:
+            self._run = None
+        return Event(reports, exit, run.log.take() if run is not None else "")
 
     def _resolve(self, ref: Any) -> Callable[..., Any]:
         import ray

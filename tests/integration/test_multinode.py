@@ -66,6 +66,17 @@ def test_trials_spread_over_every_node(multinode):
 
 
 @pytest.mark.slow
+def test_what_a_trial_printed_on_another_node_is_in_the_drivers_storage(multinode):
+    facts = scenario(multinode, "spread_and_gpu")
+    remote = [t for t in facts["cpu"] + facts["gpu"] if nodes_of(t) - {multinode["head"]}]
+    assert remote, "no trial ran off the head node"
+    for trial in remote:
+        # The driver runs on the head node: the file was written there, from the answers.
+        expected = "".join(f"step {row['step']} on node {row['node']}\n" for row in trial["rows"])
+        assert trial["log"] == expected
+
+
+@pytest.mark.slow
 def test_gpu_trials_run_on_the_node_that_declares_a_gpu(multinode):
     facts = scenario(multinode, "spread_and_gpu")
     assert [t["status"] for t in facts["gpu"]] == ["COMPLETED"] * 3

@@ -22,6 +22,7 @@ import pytest
 
 import raytuner as rt
 from raytuner._report import _data
+from raytuner._report.importance import importance
 from raytuner._storage.experiment import ExperimentStorage, dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler, Scheduler
@@ -102,7 +103,7 @@ def test_report_is_self_contained_and_escapes_user_data(evil_report):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text in the table
     assert "&lt;i&gt;o&lt;/i&gt;&amp;pt" in html  # a parameter name is user data too
     specs = figure_specs(html)
-    assert list(specs) == ["history", "parallel", "learning_curves", "slices", "contour", "importance"]
+    assert list(specs) == ["history", "parallel", "learning_curves", "slices", "contour", "importance", "durations"]
     # Plotly draws a subset of HTML in labels: the value must arrive entity-escaped.
     slice_ticks = json.dumps(specs["slices"]["data"])
     assert EVIL not in slice_ticks and "&lt;script&gt;" in slice_ticks
@@ -127,7 +128,7 @@ def test_figures_show_rungs_pauses_stops_and_best_so_far(evil_report):
 
 def test_importance_ranks_the_parameter_that_drives_the_metric(tmp_path):
     data = _data.collect(rt.load(write_experiment(tmp_path, n=30)))
-    scores = _data.importance(data)
+    scores = importance(data)
     assert next(iter(scores)) == "lr"
     assert scores["lr"] > 0.5 > scores["opt"]
 
@@ -164,7 +165,7 @@ def test_figures_that_cannot_be_drawn_say_why(tmp_path):
         storage.append_results(trial.trial_id, [{"loss": x, "iteration": 1}])
     html = rt.load(storage.path).report(tmp_path / "out" / "r.html").read_text()
     assert "Not drawn: The contour plot needs two numeric parameters" in html
-    assert list(figure_specs(html)) == ["history", "parallel", "learning_curves", "slices", "importance"]
+    assert list(figure_specs(html)) == ["history", "parallel", "learning_curves", "slices", "importance", "durations"]
     assert "trial 00002: loss = 0.9" in html  # mode=max
 
 
@@ -177,7 +178,7 @@ def test_bad_input_raises_clear_errors(tmp_path):
     results = rt.load(write_experiment(tmp_path, n=3))
     with pytest.raises(rt.ExperimentError, match=r"No trial of 'exp' reported a finite 'val_acc'.*\['acc', 'loss'\]"):
         results.report(metric="val_acc")
-    with pytest.raises(rt.ConfigError, match="mode='best'"):
+    with pytest.raises(rt.ConfigError, match="report: `mode` is 'best', but must be"):
         results.report(mode="best")
 
 
@@ -244,8 +245,8 @@ def test_report_loads_without_errors_and_draws_every_figure(tmp_path):
     probe = load_in_browser(out, tmp_path)
     assert probe["errors"] == []  # also: the EVIL config value never ran as a script
     figures = {f["id"].removeprefix("rt-figure-"): f for f in probe["figures"]}
-    assert list(figures) == ["history", "parallel", "learning_curves", "slices", "contour", "importance"]
-    assert probe["all"] == "6"
+    assert list(figures) == ["history", "parallel", "learning_curves", "slices", "contour", "importance", "durations"]
+    assert probe["all"] == "7"
     for key, figure in figures.items():
         assert figure["drawn"] == "true" and figure["svg"] >= 1 and figure["traces"] >= 1, (key, figure)
     assert figures["parallel"]["canvases"] >= 1  # WebGL lines
