@@ -23,7 +23,7 @@ from ._tpe_space import EncodedSpace
 _STATE_VERSION = 1
 _PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
 _OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
-            "bandwidth", "n_flat", "seed", "warm_start")
+            "bandwidth", "low_fidelity_bandwidth", "n_flat", "seed", "warm_start")
 
 
 class TPESearcher(Searcher):
@@ -43,7 +43,8 @@ class TPESearcher(Searcher):
       Aitchison-Aitken-style kernel for ``choice``), so interactions between parameters
       are modelled; hyperopt models each parameter on its own.
     - **Conditional spaces** (a ``choice`` of dicts): the parameters under one option are a
-      group of their own, modelled jointly on the observations that took that option and
+      group of their own, modelled jointly on the observations that took that option,
+      split into good and bad *among those* (as a search of that option alone would), and
       sampled after the choice (``_tpe_space``).
     - **Asynchronous (constant liar).** A running trial that has no value at the model's
       resource level joins g(x) as a bad observation, so parallel workers do not all
@@ -65,10 +66,18 @@ class TPESearcher(Searcher):
     - FAILED, or a non-finite value: bad at every level;
     - running without a value at r: bad, the constant liar.
 
-    **Defaults**, each chosen by a measurement recorded in benchmarks/RESULTS.md (section
-    "issue 13"; command ``benchmarks/tpe_defaults.py``): ``gamma=0.1`` and
-    ``max_good=25``, ``prior_weight=1.0``, ``bandwidth=0.2``, ``n_ei_candidates=24``,
-    ``n_flat=25``, ``n_startup=10``.
+    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13: 20 seeds of the
+    mixed and conditional problems of ``benchmarks/tpe_quality.py``, 60 trials, 2 at a
+    time; medians of regret, so differences under ~1.5x are within noise):
+    ``bandwidth=0.1`` (0.05: 1.6-2.6x worse, 0.15: 2.0-2.8x worse; 0.2, Optuna's, 1.9-3.2x
+    worse), ``low_fidelity_bandwidth=0.2`` (multi-fidelity problem under ASHA, 100 simulated
+    seeds, ``benchmarks/search_sim.py``: β = 0.15, 0.2, 0.3 on every level give median best
+    0.2817, 0.2829, 0.2813 against 0.2977 at 0.1), ``gamma=0.1`` (0.15 and 0.2: 2.2-6x
+    worse), ``n_startup=10`` (5 and 15 within noise), ``prior_weight=1.0`` (0.5 and 2 within noise or worse),
+    ``n_ei_candidates=24`` (64 within noise, slower), ``n_flat=25`` (no forgetting,
+    ``n_flat=1000``: 1.1-1.3x worse; these last three measured with the earlier kernel
+    floor, see ``_parzen``), ``max_good=25`` (binds only past 250 trials; kept
+    from Optuna).
 
     Args:
         space: The search space (raytuner domains, dicts, constants); None to use the
@@ -80,6 +89,9 @@ class TPESearcher(Searcher):
         n_ei_candidates: Candidates drawn from l(x) per suggestion (and per group).
         prior_weight: Weight of the prior component in l and g (each observation has 1).
         bandwidth: β, the bandwidth factor of the numeric kernels (see ``_parzen``).
+        low_fidelity_bandwidth: β when the model fits a level below the full budget
+            (under ASHA or Hyperband): low-fidelity rankings are noisier, wider kernels
+            smooth them.
         n_flat: In g(x), the newest ``n_flat`` observations weigh 1 and older ones ramp
             linearly down towards 1/n (hyperopt's linear forgetting).
         seed: Seed; the same seed and the same events in the same order give the same
@@ -113,7 +125,8 @@ class TPESearcher(Searcher):
         max_good: int = 25,
         n_ei_candidates: int = 24,
         prior_weight: float = 1.0,
-        bandwidth: float = 0.2,
+        bandwidth: float = 0.1,
+        low_fidelity_bandwidth: float = 0.2,
         n_flat: int = 25,
         seed: int | None = None,
         warm_start: Any = None,
@@ -130,7 +143,8 @@ class TPESearcher(Searcher):
         self._max_good = _int("max_good", max_good, 1)
         self._n_candidates = _int("n_ei_candidates", n_ei_candidates, 1)
         self._prior_weight = _real("prior_weight", prior_weight, 0.0, math.inf, "1.0")
-        self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.2")
+        self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.1")
+        self._low_bandwidth = _real("low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0, math.inf, "0.2")
         self._n_flat = _int("n_flat", n_flat, 1)
         self._seed = seed
         self._rng = make_rng("TPESearcher", seed)
@@ -174,7 +188,7 @@ class TPESearcher(Searcher):
             return None
         return {"n_startup": self._n_startup, "gamma": self._gamma, "max_good": self._max_good,
                 "n_ei_candidates": self._n_candidates, "prior_weight": self._prior_weight,
-                "bandwidth": self._bandwidth, "n_flat": self._n_flat, "seed": self._seed}
+                "bandwidth": self._bandwidth, "low_fidelity_bandwidth": self._low_bandwidth, "n_flat": self._n_flat, "seed": self._seed}
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
@@ -203,15 +217,15 @@ class TPESearcher(Searcher):
             msg = f"TPESearcher: trial {trial_id!r} was already suggested; ids must be new."
             raise ProtocolError(msg)
         assert self.space is not None
-        split = None
+        level = None
         if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
-            split = self._split()
-        if split is None:
+            level = self._model_level()
+        if level is None:
             config = sample_config(self.space, self._rng)
             fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
             params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
         else:
-            params = self._sample(*split)
+            params = self._sample(level[1], self._bandwidth_at(level[0]))
             config = config_from_params(self.space, params)
         self._add(trial_id, params)
         return config
@@ -304,20 +318,28 @@ class TPESearcher(Searcher):
             return None
         return best[1], best[2]
 
-    def _split(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(good rows, bad rows) at the model's level, by the rules in the class docstring."""
-        level = self._model_level()
-        if level is None:
-            return None
+    def _split(self, values: np.ndarray | None = None,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(good rows, bad rows) among ``rows`` (default all) at the model's level.
+
+        The split is made among the rows a group is active in, as for a separate search
+        over that option: the good group of ``opt[0].momentum`` is the best γ of the trials
+        that took option 0, not the few of them that are also best overall.
+        """
         n = len(self._ids)
-        values = level[1]
-        finite = np.flatnonzero(np.isfinite(values))
+        if values is None:
+            level = self._model_level()
+            if level is None:
+                return None
+            values = level[1]
+        in_rows = np.ones(n, dtype=bool) if rows is None else rows
+        finite = np.flatnonzero(in_rows & np.isfinite(values))
         pending = self._status[:n] == _PENDING
-        ranked = np.count_nonzero(~pending) + np.count_nonzero(pending & np.isfinite(values))
+        ranked = np.count_nonzero(in_rows & (~pending | np.isfinite(values)))
         n_good = min(math.ceil(self._gamma * ranked), self._max_good, len(finite))
         order = finite[np.argsort(values[finite], kind="stable")]
-        good = np.sort(order[: max(n_good, 1)])
-        bad_mask = np.ones(n, dtype=bool)
+        good = np.sort(order[: max(n_good, 1)]) if len(finite) else np.empty(0, dtype=int)
+        bad_mask = in_rows.copy()
         bad_mask[good] = False
         return good, np.flatnonzero(bad_mask)
 
@@ -328,7 +350,22 @@ class TPESearcher(Searcher):
             return np.ones(k)
         return np.concatenate([np.linspace(1.0 / k, 1.0, k - self._n_flat), np.ones(self._n_flat)])
 
-    def _sample(self, good: np.ndarray, bad: np.ndarray) -> dict[str, Any]:
+    def _bandwidth_at(self, resource: float) -> float:
+        """β at a level: ``low_fidelity_bandwidth`` below the full budget, else ``bandwidth``.
+
+        A level is low-fidelity when it lies below the resource of a full-budget trial, or
+        when no trial has run its full budget yet. There, rankings are noisy proxies of the
+        final ones (learning curves cross), and wider kernels smooth over that noise.
+        """
+        n = len(self._ids)
+        full = self._final_resource[:n][self._status[:n] == _COMPLETED]
+        if len(full) and resource >= np.max(full):
+            return self._bandwidth
+        if not len(full) and not np.any(self._status[:n] == _STOPPED):
+            return self._bandwidth
+        return self._low_bandwidth
+
+    def _sample(self, values: np.ndarray, bandwidth: float) -> dict[str, Any]:
         encoded = self._encoded
         assert encoded is not None
         n = len(self._ids)
@@ -337,13 +374,12 @@ class TPESearcher(Searcher):
         for group in encoded.groups:
             if not encoded.is_active(group, point):
                 continue
-            active = encoded.active_rows(group, matrix)
-            good_rows, bad_rows = good[active[good]], bad[active[bad]]
+            good_rows, bad_rows = self._split(values, encoded.active_rows(group, matrix))  # type: ignore[misc]
             dims = list(group.dims)
             below = ParzenEstimator(dims, matrix[np.ix_(good_rows, group.columns)],
-                                    np.ones(len(good_rows)), self._prior_weight, self._bandwidth)
+                                    np.ones(len(good_rows)), self._prior_weight, bandwidth)
             above = ParzenEstimator(dims, matrix[np.ix_(bad_rows, group.columns)],
-                                    self._weights(bad_rows), self._prior_weight, self._bandwidth)
+                                    self._weights(bad_rows), self._prior_weight, bandwidth)
             candidates = below.sample(self._rng, self._n_candidates)
             score = below.log_pdf(candidates) - above.log_pdf(candidates)
             point.update(encoded.decode(group.columns, candidates[int(np.argmax(score))]))

@@ -53,9 +53,8 @@ def test_a_continuous_mixture_integrates_to_one_and_matches_the_kernels():
     grid = np.linspace(-2, 3, 20001)[:, None]
     density = np.exp(est.log_pdf(grid))
     assert np.trapezoid(density, grid[:, 0]) == pytest.approx(1.0, abs=1e-4)
-    # By hand: weights 1/4 each; three kernels and the prior kernel. Scott's sigma,
-    # 0.2 * 5 * 3 ** (-1 / 5) = 0.80, is below the magic clip 5 / min(100, 3 + 1) = 1.25.
-    sigma = max(0.2 * 5 * 3 ** (-1 / 5), 5 / 4)
+    # By hand: weights 1/4 each; three kernels with Scott's sigma and the prior kernel.
+    sigma = 0.2 * 5 * 3 ** (-1 / 5)
     by_hand = sum(np.exp(truncnorm_logpdf(0.0, mu, sigma, -2, 3)) for mu in (-1.9, 0.5, 2.9))
     by_hand += np.exp(truncnorm_logpdf(0.0, 0.5, 5.0, -2, 3))
     assert np.exp(est.log_pdf(np.array([[0.0]])))[0] == pytest.approx(by_hand / 4)

@@ -273,3 +273,21 @@ def test_events_for_unknown_or_closed_trials():
         searcher.on_trial_complete("a", done(1.0))
     with pytest.raises(ProtocolError, match="already suggested"):
         searcher.suggest("a")
+
+
+def test_a_space_of_constants_only_gives_its_constants():
+    searcher = make({"x": 1, "nested": {"y": "a"}}, n_startup=1)
+    assert run(searcher, lambda c: 1.0, 3) == [{"x": 1, "nested": {"y": "a"}}] * 3
+
+
+def test_low_fidelity_levels_use_the_wider_bandwidth():
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=1, bandwidth=0.1, low_fidelity_bandwidth=0.3)
+    for i in range(3):
+        searcher.suggest(str(i))
+    searcher.on_trial_complete("0", done(1.0, 1, TrialEnd.STOPPED, 9))
+    assert searcher._bandwidth_at(1) == 0.3  # nothing has run its full budget yet
+    searcher.on_trial_complete("1", done(0.5, 9, TrialEnd.STOPPED, 9))
+    assert searcher._bandwidth_at(1) == 0.3 and searcher._bandwidth_at(9) == 0.1
+    plain = make({"x": uniform(0, 1)}, seed=0, bandwidth=0.1)
+    run(plain, lambda c: c["x"], 3)  # single fidelity: no resource, no stopped trial
+    assert plain._bandwidth_at(math.inf) == 0.1
