@@ -16,6 +16,7 @@ from raytuner._results import Results
 from raytuner._driver.resume import resume as resume_experiment
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._storage import remote
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner.errors import ConfigError
 from raytuner.schedulers import FIFOScheduler, Scheduler
@@ -75,7 +76,11 @@ class Tuner:
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
             ``<trainable>_<date-time>``.
-        storage_path: Root folder of experiments; default ``~/raytuner_results``.
+        storage_path: Root folder of experiments; default ``~/raytuner_results``. A URI
+            (``"s3://bucket/prefix"``, ``"gs://..."``, any fsspec file system) keeps the
+            experiment in cloud storage: written locally and uploaded behind (a report
+            within seconds, a checkpoint before its pause or end is recorded); checked here,
+            before anything runs. Needs ``pip install 'raytuner[cloud]'``.
         resource_attr: A report key that holds the trial's resource (e.g. "epoch"); default:
             the scheduler's, else the number of reports.
         max_failures: Retries per trial (from its latest checkpoint) before it is FAILED.
@@ -192,7 +197,12 @@ class Tuner:
         self._searcher = searcher
         self._scheduler = scheduler
         self._resources = _resources.normalize(resources)
-        self._storage_root = Path(storage_path if storage_path is not None else DEFAULT_STORAGE).expanduser()
+        root = storage_path if storage_path is not None else DEFAULT_STORAGE
+        if remote.is_uri(root):
+            remote.check(root)  # a missing bucket or credentials fail here, not after the first trial
+            self._storage_root: str | Path = root.rstrip("/")
+        else:
+            self._storage_root = Path(remote.local_path(root)).expanduser()
         self._settings = dict(
             metric=metric, mode=mode, num_trials=int(num_trials), max_concurrent=max_concurrent,
             stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
@@ -263,19 +273,19 @@ class Tuner:
 
     def _new_storage(self) -> ExperimentStorage:
         if self._name is not None:
-            storage = ExperimentStorage(self._storage_root / self._name)
-            if storage.path.exists() and any(storage.path.iterdir()):
+            storage = ExperimentStorage(remote.join(self._storage_root, self._name), writable=True)
+            if not storage.is_empty():
                 raise ConfigError(
-                    f"`name={self._name!r}`: {storage.path} already holds an experiment. Choose another name, "
+                    f"`name={self._name!r}`: {storage.location} already holds an experiment. Choose another name, "
                     "or load it with raytuner.load()."
                 )
         else:
             base = getattr(self._trainable, "__name__", "experiment").strip("_<>") or "experiment"
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            storage = ExperimentStorage(self._storage_root / f"{base}_{stamp}")
+            storage = ExperimentStorage(remote.join(self._storage_root, f"{base}_{stamp}"), writable=True)
             suffix = 1
-            while storage.path.exists():
+            while not storage.is_empty():
                 suffix += 1
-                storage = ExperimentStorage(self._storage_root / f"{base}_{stamp}_{suffix}")
+                storage = ExperimentStorage(remote.join(self._storage_root, f"{base}_{stamp}_{suffix}"), writable=True)
         storage.create()
         return storage
