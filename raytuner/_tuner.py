@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from raytuner._driver import autoscale
 from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller, ExperimentSettings
@@ -267,7 +268,13 @@ class Tuner:
             callbacks=self._callbacks,
             meta=meta,
         )
-        return controller.run()
+        # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
+        nodes = autoscale.request_nodes(self._resources, min(max_concurrent, settings.num_trials))
+        try:
+            return controller.run()
+        finally:
+            if nodes is not None:
+                nodes.release()
 
     resume = staticmethod(resume_experiment)
 
