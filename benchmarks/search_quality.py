@@ -1,4 +1,4 @@
-"""Search quality at equal total epochs: TPE+ASHA against random+ASHA, random+FIFO and Ray
+"""Search quality at equal total epochs: TPESearcher+ASHA (ours), TPE+ASHA (HyperOptSearcher) against random+ASHA, random+FIFO and Ray
 Tune's HyperOptSearch+ASHAScheduler, on the synthetic multi-fidelity problem
 (benchmarks/_synthetic.py: 4 hyperparameters, learning curves that cross and overfit, noise).
 
@@ -59,9 +59,10 @@ def run_raytuner(searcher_name: str, scheduler_name: str, seed: int, budget: int
                  policy: str = "penalize") -> list[dict]:
     import raytuner as rt
     from raytuner.schedulers import ASHAScheduler, FIFOScheduler
-    from raytuner.search import HyperOptSearcher, RandomSearcher
+    from raytuner.search import HyperOptSearcher, RandomSearcher, TPESearcher
 
     inner = (HyperOptSearcher(n_startup=N_STARTUP, seed=seed, stopped_trials=policy) if searcher_name == "tpe"
+             else TPESearcher(n_startup=N_STARTUP, seed=seed) if searcher_name == "tpesearcher"
              else RandomSearcher(seed=seed))
     scheduler = (ASHAScheduler(max_resource=R, reduction_factor=ETA) if scheduler_name == "asha"
                  else FIFOScheduler())
@@ -116,6 +117,7 @@ def _tune_trainable(config, constants):
 
 
 METHODS = {
+    "TPESearcher+ASHA": lambda seed, budget, root: run_raytuner("tpesearcher", "asha", seed, budget, root),
     "TPE+ASHA": lambda seed, budget, root: run_raytuner("tpe", "asha", seed, budget, root),
     "random+ASHA": lambda seed, budget, root: run_raytuner("random", "asha", seed, budget, root),
     "random+FIFO": lambda seed, budget, root: run_raytuner("random", "fifo", seed, budget, root),
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--overfit", type=float, default=1.0, help="scale of late overfitting (see _synthetic)")
     parser.add_argument("--task", choices=["synthetic", "digits"], default="synthetic")
     parser.add_argument("--no-ray-tune", action="store_true", help="leave out Ray Tune (about 1 s per trial)")
+    parser.add_argument("--methods", nargs="+", default=None, help="run only these (names as printed)")
     args = parser.parse_args()
     global OVERFIT, TASK, R
     OVERFIT = args.overfit
@@ -160,6 +163,8 @@ def main() -> None:
         methods.pop("RayTune TPE+ASHA", None)
     if args.policies or args.only_policies:
         methods.update(POLICIES)
+    if args.methods:
+        methods = {name: run for name, run in methods.items() if name in args.methods}
     best: dict[str, list[float]] = {name: [] for name in methods}
     reach: dict[str, list[float]] = {name: [] for name in methods}
     seconds: dict[str, float] = {name: 0.0 for name in methods}

@@ -98,7 +98,8 @@ class _RayTune:
 
 
 def make_searcher(name: str, seed: int) -> Any:
-    """``random`` or ``tpe`` (raytuner), ``raytune`` (Ray Tune's HyperOptSearch).
+    """``random``, ``tpe`` (raytuner's HyperOptSearcher), ``tpesearcher`` (raytuner's own
+    TPESearcher), ``raytune`` (Ray Tune's HyperOptSearch), ``optuna`` (Optuna's TPESampler).
 
     ``tpe`` takes options after dashes: a ``stopped_trials`` policy (``tpe-last``), keyword
     arguments of HyperOptSearcher (``tpe-gamma=0.5``, ``tpe-n_startup=9``), and
@@ -108,6 +109,14 @@ def make_searcher(name: str, seed: int) -> Any:
 
     if name == "raytune":
         return _RayTune(seed)
+    if name.startswith("tpesearcher"):  # raytuner's own TPE (issue 13); options after dashes
+        from raytuner.search import TPESearcher
+
+        options = {k: float(v) if "." in v else int(v)
+                   for k, _, v in (part.partition("=") for part in name.split("-")[1:])}
+        return _Ours(TPESearcher(seed=seed, **options))
+    if name == "optuna":
+        return _Optuna(seed)
     if name == "random":
         return _Ours(RandomSearcher(seed=seed))
     if name.startswith("tpe"):
@@ -128,6 +137,38 @@ def make_searcher(name: str, seed: int) -> Any:
             searcher._rng = _RaySeeds(seed)
         return _Ours(searcher)
     raise ValueError(f"unknown searcher {name!r}")
+
+
+class _Optuna:
+    """Optuna's default TPESampler through ask/tell; a trial the scheduler stops is told
+    PRUNED after its reports, as Optuna's own pruners leave it (Optuna ranks pruned trials by
+    their last intermediate value and step)."""
+
+    def __init__(self, seed: int) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        self.optuna = optuna
+        self.study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        d = optuna.distributions
+        self.dists = {"lr": d.FloatDistribution(1e-5, 1.0, log=True), "width": d.IntDistribution(16, 512, step=16),
+                      "dropout": d.FloatDistribution(0.0, 0.8), "act": d.CategoricalDistribution(["relu", "tanh", "sigmoid"])}
+        self.trials: dict[str, Any] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        trial = self.study.ask(self.dists)
+        self.trials[trial_id] = trial
+        return dict(trial.params)
+
+    def result(self, trial_id: str, epoch: int, loss: float) -> None:
+        self.trials[trial_id].report(loss, epoch)
+
+    def complete(self, trial_id: str, stopped: bool, epoch: int, loss: float) -> None:
+        trial = self.trials.pop(trial_id)
+        if stopped:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(trial, loss)
 
 
 class _RaySeeds:
@@ -173,7 +214,7 @@ class _OurScheduler:
     def stop(self, trial_id: str, epoch: int, loss: float) -> bool:
         from raytuner.schedulers import Decision
 
-        return self.scheduler.on_result(trial_id, epoch, loss) is Decision.STOP
+        return self.scheduler.on_result(trial_id, epoch, loss) in (Decision.STOP, Decision.COMPLETE)
 
 
 def make_scheduler(name: str) -> Any:

@@ -59,10 +59,11 @@ def main() -> None:
         name=None,
     ).fit()
     best = results.best
-    print(f"\nbest val_loss {best.metrics['val_loss']:.4f} after {best.iteration} epochs with {best.config}")
-    df = results.dataframe()
-    print(df.groupby("status").size().to_string())
-    print(f"results in {results.path}")
+    config = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.config.items())
+    print(f"\nbest val_loss {best.metrics['val_loss']:.4f} after {best.iteration} epochs with {config}")
+    counts = results.dataframe().groupby("status").size()
+    print("trials:", ", ".join(f"{n} {status.lower()}" for status, n in counts.items()))
+    print(f"results in {results.path}; look at them with: raytuner show {results.path.name}")
 
 
 if __name__ == "__main__":

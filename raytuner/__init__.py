@@ -19,8 +19,11 @@ from raytuner.errors import (
     ConfigError,
     ExperimentError,
     NotInTrialError,
+    ProtocolError,
     RayTunerError,
     ReportError,
+    ResourceError,
+    TrialsFailedError,
     TrialStopped,
 )
 
@@ -30,7 +33,22 @@ if TYPE_CHECKING:
     from raytuner._results import Results, TrialResult, load
     from raytuner._trial import TrialStatus
     from raytuner._tuner import Tuner
-    from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
+    from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
+    from raytuner.search import (
+        GPSearcher,
+        GridSearcher,
+        HyperOptSearcher,
+        OptunaSearcher,
+        RandomSearcher,
+        TPESearcher,
+        choice,
+        grid,
+        loguniform,
+        qloguniform,
+        quniform,
+        randint,
+        uniform,
+    )
 
 # The rest loads on first use (PEP 562): a trial worker imports this package to run
 # trials, and needs the session, not the Tuner, pandas or numpy (0.1-0.2 s per worker).
@@ -43,7 +61,8 @@ _LAZY = {
     "TrialStatus": "raytuner._trial",
     "Tuner": "raytuner._tuner",
     **dict.fromkeys(["choice", "grid", "loguniform", "qloguniform", "quniform", "randint", "uniform",
-                     "GridSearcher", "HyperOptSearcher", "RandomSearcher"], "raytuner.search"),
+                     "GPSearcher", "GridSearcher", "HyperOptSearcher", "OptunaSearcher", "RandomSearcher",
+                     "TPESearcher"], "raytuner.search"),
     **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler"],
                     "raytuner.schedulers"),
 }
@@ -56,19 +75,25 @@ __all__ = [
     "ConfigError",
     "ExperimentError",
     "FIFOScheduler",
+    "GPSearcher",
     "GridSearcher",
     "HyperOptSearcher",
     "HyperbandScheduler",
     "MedianStoppingScheduler",
     "NotInTrialError",
+    "OptunaSearcher",
+    "ProtocolError",
     "RandomSearcher",
     "RayTunerError",
     "ReportError",
+    "ResourceError",
     "Results",
+    "TPESearcher",
     "TrialContext",
     "TrialResult",
     "TrialStatus",
     "TrialStopped",
+    "TrialsFailedError",
     "Tuner",
     "choice",
     "get_checkpoint",

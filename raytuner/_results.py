@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage, flatten
 from raytuner._trial import Trial, TrialStatus
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.search import Outcome, TrialEnd
 
 if TYPE_CHECKING:
@@ -91,6 +91,14 @@ class Results:
     def __len__(self) -> int:
         return len(self.trials)
 
+    def __getattr__(self, name: str) -> Any:
+        if name == "fit":  # rt.Tuner.resume(...).fit(): resume has already run the experiment
+            raise AttributeError(
+                "'Results' has no attribute 'fit': raytuner.Tuner.resume() runs the experiment at once and "
+                "returns its Results, so there is nothing left to fit. Use the Results it returned."
+            )
+        raise AttributeError(f"'Results' object has no attribute {name!r}")
+
     def __getitem__(self, trial_id: str) -> TrialResult:
         return self._by_id[trial_id]
 
@@ -115,9 +123,10 @@ class Results:
         if metric is None:
             raise ConfigError("No metric to rank trials by: pass `metric=` to the Tuner or to get_best().")
         if mode not in ("min", "max"):
-            raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+            raise invalid("Results.get_best", "mode", mode, "'min' or 'max'", "Pass mode='min' or mode='max'.")
         if scope not in ("last", "all"):
-            raise ConfigError(f"`scope={scope!r}` is invalid: use 'last' or 'all'.")
+            raise invalid("Results.get_best", "scope", scope, "'last' or 'all'",
+                          "Pass scope='last' (each trial's last report) or 'all' (any report).")
         sign = 1.0 if mode == "min" else -1.0
         best: TrialResult | None = None
         best_key = math.inf
@@ -130,10 +139,14 @@ class Results:
             if key is not None and math.isfinite(key) and key < best_key:
                 best, best_key = trial, key
         if best is None:
-            raise ExperimentError(
-                f"No trial of {self.path.name!r} reported a finite {metric!r} "
-                f"({len(self.trials)} trials). Check `.errors` and the trials' reports."
-            )
+            failed = sum(t.status == TrialStatus.FAILED for t in self.trials)
+            if failed and failed == len(self.trials):
+                why = f"every trial failed ({failed}); their tracebacks are in `.errors`"
+            elif failed:
+                why = f"{failed} of {len(self.trials)} trials failed (see `.errors`), the others never reported it"
+            else:
+                why = f"{len(self.trials)} trials; check the metric's name and the trials' reports"
+            raise ExperimentError(f"No trial of {self.path.name!r} reported a finite {metric!r}: {why}.")
         return best
 
     @property

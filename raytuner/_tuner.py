@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import numbers
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -12,14 +15,16 @@ from raytuner._driver import autoscale
 from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller, ExperimentSettings
-from raytuner._driver.ray_init import ensure_ray
+from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
 from raytuner._results import Results
 from raytuner._driver.resume import resume as resume_experiment
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.stop import StopCriteria, StopFn
-from raytuner._storage import remote
+from raytuner._driver import failures as _failures
+from raytuner._storage import components, remote
 from raytuner._storage.experiment import ExperimentStorage, check_name
-from raytuner.errors import ConfigError
+from raytuner._storage.lock import DriverLock
+from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
 
@@ -30,7 +35,7 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"`{name}={value!r}` is invalid: it must be an int >= 1.")
+        raise invalid("Tuner", name, value, "an int >= 1", f"Pass e.g. {name}=4.")
 
 
 def _check_picklable(trainable: Callable[..., Any]) -> None:
@@ -66,8 +71,9 @@ class Tuner:
         mode: "min" or "max".
         num_trials: Trials to run (with a grid: repetitions of the whole grid, as in Ray Tune).
         max_concurrent: Trials at once; default: as many as the cluster can hold.
-        searcher: Default :class:`search.RandomSearcher` (or :class:`search.GridSearcher`
-            when the space has a ``grid``).
+        searcher: Default :class:`search.TPESearcher` (:class:`search.GridSearcher` when
+            the space has a ``grid``; :class:`search.RandomSearcher` when no ``metric`` is
+            given, as there is nothing to learn from).
         scheduler: Default :class:`schedulers.FIFOScheduler`.
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
         stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
@@ -142,22 +148,23 @@ class Tuner:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
         if mode not in ("min", "max"):
-            raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+            raise invalid("Tuner", "mode", mode, "'min' or 'max'", "Pass mode='min' to minimise the metric, 'max' to maximise it.")
         if metric is not None and not isinstance(metric, str):
-            raise ConfigError(f"`metric={metric!r}` is invalid: give the name of a reported metric, e.g. 'val_loss'.")
+            raise invalid("Tuner", "metric", metric, "the name of a reported metric", "Pass e.g. metric='val_loss'.")
         _positive_int("num_trials", num_trials)
         _positive_int("max_concurrent", max_concurrent, allow_none=True)
         _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
         if isinstance(max_failures, bool) or not isinstance(max_failures, numbers.Integral) or max_failures < 0:
-            raise ConfigError(f"`max_failures={max_failures!r}` is invalid: it must be an int >= 0.")
+            raise invalid("Tuner", "max_failures", max_failures, "an int >= 0", "Pass 0 to fail a trial at its first error.")
         if time_budget_s is not None and (not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0):
-            raise ConfigError(f"`time_budget_s={time_budget_s!r}` is invalid: give a number of seconds > 0, or None.")
+            raise invalid("Tuner", "time_budget_s", time_budget_s, "a number of seconds > 0, or None", "Pass e.g. time_budget_s=3600.")
         if verbose not in (0, 1, 2):
-            raise ConfigError(f"`verbose={verbose!r}` is invalid: use 0 (silent), 1 or 2.")
+            raise invalid("Tuner", "verbose", verbose, "0, 1 or 2", "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
         if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
-            raise ConfigError(f"`gpu_memory_fraction={gpu_memory_fraction!r}` is invalid: give a number in (0, 1], or None.")
+            raise invalid("Tuner", "gpu_memory_fraction", gpu_memory_fraction, "a number in (0, 1], or None",
+                          "Pass e.g. 0.25 to cap each trial at a quarter of the card, or None to grow on demand.")
         if isinstance(keep_workers_s, bool) or not isinstance(keep_workers_s, numbers.Real) or keep_workers_s < 0:
-            raise ConfigError(f"`keep_workers_s={keep_workers_s!r}` is invalid: give seconds >= 0.")
+            raise invalid("Tuner", "keep_workers_s", keep_workers_s, "a number of seconds >= 0", "Pass 0 to stop workers at once.")
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")
@@ -170,7 +177,11 @@ class Tuner:
         if searcher is None:
             if space is None:
                 raise ConfigError("No search space: pass `space=` (e.g. space={'lr': rt.loguniform(1e-4, 1e-1)}) or a searcher with its own.")
-            searcher = GridSearcher(seed=seed) if has_grid(space) else RandomSearcher(seed=seed)
+            from raytuner.search import TPESearcher  # scipy: imported only when it is used
+
+            # TPE needs a metric to learn from; without one there is nothing but random search.
+            searcher = (GridSearcher(seed=seed) if has_grid(space) else
+                        TPESearcher(seed=seed) if metric is not None else RandomSearcher(seed=seed))
         elif not isinstance(searcher, Searcher):
             raise ConfigError(f"`searcher` must be a search.Searcher (e.g. HyperOptSearcher()); got {type(searcher).__name__}.")
         elif space is not None and searcher.space is not None:
@@ -179,9 +190,9 @@ class Tuner:
                 "Give the space in one place."
             )
         if metric is None:
-            if not isinstance(scheduler, FIFOScheduler):
+            if scheduler.needs_metric:
                 raise ConfigError(f"{type(scheduler).__name__} needs a metric to compare trials: pass `metric=` to the Tuner.")
-            if not isinstance(searcher, (RandomSearcher, GridSearcher)):
+            if searcher.needs_metric:
                 raise ConfigError(f"{type(searcher).__name__} learns from a metric: pass `metric=` to the Tuner.")
         scheduler_attr = getattr(scheduler, "resource_attr", None)
         if resource_attr is not None and scheduler_attr is not None and resource_attr != scheduler_attr:
@@ -216,7 +227,9 @@ class Tuner:
         if tensorboard:
             from raytuner.tracking import tensorboard as tb
 
-            if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
+            if not tb.available():
+                logging.getLogger("raytuner").warning(tb.SKIPPED)  # else `tensorboard --logdir` finds nothing
+            elif not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
                 self._callbacks.append(tb.TensorBoardCallback())
         self._address = address
         self._ran = False
@@ -226,16 +239,25 @@ class Tuner:
 
         Starts a local Ray if none is running (or joins ``address``). A first Ctrl-C stops
         the running trials and returns what was computed; everything is already on disk.
-        """
-        import ray
 
+        The experiment's folder is held by this driver while it runs (a second driver on it
+        is refused: :class:`raytuner.ExperimentError`). If every trial fails, everything is
+        saved, the experiment ends as FAILED and :class:`raytuner.errors.TrialsFailedError`
+        is raised; when only some fail, ``fit`` returns and prints a summary of the errors.
+        """
         if self._ran:
             raise ConfigError("This Tuner has already run; create a new Tuner for another experiment.")
         self._ran = True
+        storage, lock = self._new_storage()  # held before Ray starts: a second driver is refused at once
+        with lock:
+            return self._run(storage)
+
+    def _run(self, storage: ExperimentStorage) -> Results:
+        import ray
+
         ensure_ray(self._address)
         slots = _resources.max_concurrency(self._resources)
         max_concurrent = self._settings["max_concurrent"] or slots
-        storage = self._new_storage()
         name = storage.name
         settings = ExperimentSettings(name=name, resources=self._resources, **{**self._settings, "max_concurrent": max_concurrent})
         meta = {
@@ -257,8 +279,9 @@ class Tuner:
             "max_failures": settings.max_failures,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        # Everything needed to rebuild this experiment's parts on resume (cloudpickle).
-        storage.save_state("tuner", {"settings": settings, "searcher": self._searcher, "scheduler": self._scheduler})
+        # What resume rebuilds the searcher and scheduler from: their configs (in the
+        # experiment.json), and a pickle of what cannot be described.
+        meta.update(components.save(storage, settings, self._searcher, self._scheduler))
         controller = Controller(
             settings,
             trainable_ref=ray.put(self._trainable),
@@ -271,28 +294,52 @@ class Tuner:
         # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
         nodes = autoscale.request_nodes(self._resources, min(max_concurrent, settings.num_trials))
         try:
-            return controller.run()
+            results = controller.run()
         finally:
             if nodes is not None:
                 nodes.release()
+        flush_worker_logs()
+        return _failures.finish(results, storage, verbose=settings.verbose)
 
     resume = staticmethod(resume_experiment)
 
-    def _new_storage(self) -> ExperimentStorage:
+    def _new_storage(self) -> tuple[ExperimentStorage, DriverLock]:
+        """The new experiment's folder, created and held by this driver."""
         if self._name is not None:
             storage = ExperimentStorage(remote.join(self._storage_root, self._name), writable=True)
-            if not storage.is_empty():
+            lock = storage.acquire_driver_lock()  # names the driver if one is running it
+            if storage.holds_files():
+                lock.release()
                 raise ConfigError(
                     f"`name={self._name!r}`: {storage.location} already holds an experiment. Choose another name, "
-                    "or load it with raytuner.load()."
+                    f"load it with raytuner.load(), or continue it with raytuner.Tuner.resume({storage.location!r})."
                 )
         else:
-            base = getattr(self._trainable, "__name__", "experiment").strip("_<>") or "experiment"
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            storage = ExperimentStorage(remote.join(self._storage_root, f"{base}_{stamp}"), writable=True)
+            base = str(remote.join(self._storage_root, f"{_default_name(self._trainable)}_"
+                                   f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"))
+            storage = ExperimentStorage(base, writable=True)
             suffix = 1
-            while not storage.is_empty():
+            while True:
+                if not storage.holds_files():  # a URI: nothing under it when it was pulled
+                    try:
+                        lock = storage.acquire_driver_lock()
+                    except ExperimentError:  # another driver took this name the same second
+                        lock = None
+                    if lock is not None and not storage.holds_files():
+                        break
+                    if lock is not None:
+                        lock.release()
                 suffix += 1
-                storage = ExperimentStorage(remote.join(self._storage_root, f"{base}_{stamp}_{suffix}"), writable=True)
+                storage = ExperimentStorage(f"{base}_{suffix}", writable=True)
         storage.create()
-        return storage
+        return storage, lock
+
+
+def _default_name(trainable: Callable[..., Any]) -> str:
+    """A script's experiments are named after the script (``keras_digits_<time>``), so that
+    two examples that both call their function ``train`` can be told apart; otherwise
+    after the trainable."""
+    module = sys.modules.get(getattr(trainable, "__module__", ""))
+    script = getattr(module, "__file__", None) if getattr(trainable, "__module__", None) == "__main__" else None
+    base = Path(script).stem if script else getattr(trainable, "__name__", "experiment")
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", base).strip("_.") or "experiment"

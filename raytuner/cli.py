@@ -9,6 +9,9 @@
     raytuner resume EXP                continue an interrupted experiment
     raytuner rename EXP NEW            rename an experiment's folder
     raytuner export EXP --csv|--json   trials (or every report) as a table
+    raytuner control EXP --max-concurrent N   steer a running experiment (see _cli_live.py)
+    raytuner logs EXP TRIAL [-f]       what a trial printed
+    raytuner dashboard [ROOT]          the live web dashboard
 
 EXP is an experiment folder, or the name of one under ``--root``.
 
@@ -43,14 +46,24 @@ class CLIError(Exception):
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _console(stderr: bool = False):
+def _console(stderr: bool = False, wide: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     # Piped output goes to files and grep, not a screen: don't fold it at 80 columns.
     tty = hasattr(stream, "isatty") and stream.isatty()
-    width = None if tty or "COLUMNS" in os.environ else 200
+    width = None if (tty or "COLUMNS" in os.environ) and not wide else 100_000 if wide else 200
     return Console(file=stream, highlight=False, soft_wrap=False, width=width)
+
+
+def _print_table(console, columns, *, wide: bool, title: str | None = None) -> list[str]:
+    """Fit ``columns`` to the terminal (all of them with ``--wide``) and print; returns the
+    headers of columns left out."""
+    from raytuner import _tables
+
+    shown, hidden = _tables.fit(columns, None if wide else console.width)
+    console.print(_tables.render(shown, title), crop=False)
+    return hidden
 
 
 def _locate(exp: str, root: str) -> Path | str:
@@ -79,7 +92,7 @@ def _load(exp: str, root: str):
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
 
 
-def _fmt(value: Any, digits: int = 6) -> str:
+def _fmt(value: Any, digits: int = 5) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -113,17 +126,35 @@ def _require_trials(results) -> None:
 
 
 def _no_metric(results, metric: str) -> CLIError:
+    from raytuner._driver import failures
+
+    failed = [t for t in results.trials if t.error and t.status.value == "FAILED"]
+    unfinished = [t for t in results.trials if not t.status.is_finished()]
+    name = results.path.name
+    if failed and len(failed) + len(unfinished) == len(results.trials):
+        groups = failures.group((t.trial_id, t.error) for t in failed)
+        first, ids = groups[0]
+        where = f" at {first.frame}" if first.frame else ""
+        others = f" ({len(groups) - 1} other error{'s' if len(groups) > 2 else ''} too)" if len(groups) > 1 else ""
+        still = f", {len(unfinished)} not finished" if unfinished else ""
+        return CLIError(
+            f"No trial of {name!r} succeeded: {len(failed)} of {len(results.trials)} failed{still}. The most "
+            f"common error ({len(ids)} trials): {first.headline}{where}{others}. Tracebacks: "
+            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `raytuner show {name}` lists them all."
+        )
+    if unfinished and len(unfinished) == len(results.trials):
+        return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished). "
+                        "Try again in a moment.")
     reported = sorted({k for t in results.trials for k in t.metrics})
     return CLIError(
-        f"No trial of {results.path.name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
+        f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
         f"Metrics reported: {', '.join(reported) or 'none'}. Pass one with --metric."
     )
 
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
+    from raytuner import _tables
     from raytuner._storage.experiment import ExperimentStorage, is_finite
     from raytuner.errors import ExperimentError
 
@@ -146,22 +177,33 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 if is_finite(value) and (best is None or sign * value < sign * best):
                     best = value
         except ExperimentError as exc:
-            rows.append((folder.name, "DAMAGED", "-", "-", "-", str(exc)[:60]))
+            rows.append((folder.name, "DAMAGED", str(exc)[:60], "-", "", "-"))
             continue
-        trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"
-        metric = meta.get("metric") or "-"
-        rows.append((folder.name, meta.get("status", "?"), trials, f"{metric} {_fmt(best)}" if best is not None else f"{metric} -",
-                     _when(meta.get("start_time") or meta.get("created")), ""))
+        status = meta.get("status", "?")
+        if status == "RUNNING" and storage.live_driver() is None:
+            status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
+        rows.append((folder.name, status, _count_line(counts), _fmt(best), meta.get("start_time") or meta.get("created"),
+                     meta.get("metric") or "-"))
     if not rows:
         _console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
-    rows.sort(key=lambda r: r[4], reverse=True)
-    table = Table(title=f"experiments in {root}", title_justify="left")
-    for column in ("name", "status", "trials", "best", "started"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_escape(c) for c in row[:5]))
-    _console().print(table)
+    rows.sort(key=lambda r: _when(r[4]), reverse=True)
+    this_year = datetime.datetime.now().strftime("%Y-")
+    started = [_when(r[4]) for r in rows]
+    if all(s.startswith(this_year) for s in started):  # the year adds nothing
+        started = [s[len(this_year):] for s in started]
+    columns = [
+        _tables.Column("name", [r[0] for r in rows]),
+        _tables.Column("status", [r[1] for r in rows]),
+        _tables.Column("trials", [r[2] for r in rows], kind="text"),
+        _tables.Column("best", [r[3] for r in rows], kind="number"),
+        _tables.Column("metric", [r[5] for r in rows], optional=True),
+        _tables.Column("started", started, optional=True),
+    ]
+    console = _console(wide=args.wide)
+    hidden = _print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
+    if hidden:
+        console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; --wide shows all)")
     return EXIT_OK
 
 
@@ -178,41 +220,82 @@ def _local_root(root: str) -> Path:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
 
 
+def _count_line(counts: dict[str, int]) -> str:
+    """``12 (6 stopped, 1 failed)``: the total, and every status but COMPLETED."""
+    total = sum(counts.values())
+    others = ", ".join(f"{n} {s.lower()}" for s, n in _by_status(counts) if s != "COMPLETED")
+    return f"{total} ({others})" if others else (f"{total} completed" if total else "none")
+
+
+def _by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
+    order = ["RUNNING", "PENDING", "PAUSED", "COMPLETED", "STOPPED", "FAILED"]
+    return sorted(counts.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    from raytuner import _tables
+    from raytuner._driver import failures
 
     results = _load(args.exp, args.root)
     _require_trials(results)
     metric, mode = _metric_mode(results, args)
     sign = 1.0 if mode == "min" else -1.0
     scored = _scored(results, metric)
-    if not scored:
-        raise _no_metric(results, metric)
     meta = results.meta
     ranked = sorted(scored, key=lambda t: sign * t.metrics[metric])
     rest = [t for t in results.trials if t not in scored]
     trials = (ranked + rest)[: args.limit] if args.limit else ranked + rest
-    configs = {t.trial_id: flatten(t.config) for t in trials}
+    configs = {t.trial_id: flatten(t.config) for t in results.trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
-    console = _console()
-    console.print(
-        f"[bold]{_escape(results.path.name)}[/bold]  {_escape(meta.get('status', '?'))}  "
-        f"{len(results.trials)} trials  metric {_escape(metric)} ({mode})  started {_when(meta.get('start_time') or meta.get('created'))}\n"
-        f"searcher {_escape(meta.get('searcher', '-'))}  scheduler {_escape(meta.get('scheduler', '-'))}"
-    )
-    table = Table(title_justify="left")
-    for column in ["trial", "status", "iter", metric, "time (s)"]:
-        table.add_column(_escape(column), no_wrap=True, justify="left" if column in ("trial", "status") else "right")
-    for column in params:
-        table.add_column(_escape(column), overflow="fold")
-    for trial in trials:
-        table.add_row(
-            trial.trial_id, trial.status.value.lower(), str(trial.iteration), _fmt(trial.metrics.get(metric)),
-            f"{trial.time_total_s:.1f}", *(_escape(_fmt(configs[trial.trial_id].get(p))) for p in params),
-        )
-    console.print(table)
+    constant = {} if args.wide or len(results.trials) < 2 else {
+        p: configs[results.trials[0].trial_id].get(p) for p in params
+        if len({json.dumps(c.get(p), sort_keys=True, default=repr) for c in configs.values()}) == 1
+    }
+    console = _console(wide=args.wide)
+    counts: dict[str, int] = {}
+    for trial in results.trials:
+        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+    status = meta.get("status", "?")
+    console.print(f"[bold]{_escape(results.path.name)}[/bold]  {_escape(status)}  metric {_escape(metric)} ({mode})")
+    console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
+                  f"started {_when(meta.get('start_time') or meta.get('created'))}")
+    console.print(f"searcher {_escape(meta.get('searcher', '-'))}; scheduler {_escape(meta.get('scheduler', '-'))}")
+    if constant:
+        console.print("same in every trial: " + _escape(", ".join(f"{k}={_fmt(v, 4)}" for k, v in constant.items())))
+    columns = [
+        _tables.Column("trial", [t.trial_id for t in trials]),
+        _tables.Column("status", [t.status.value.lower() for t in trials]),
+        _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
+        _tables.Column(metric, [_fmt(t.metrics.get(metric)) for t in trials], kind="number"),
+        # Training time matters less than the config: it is the first to go on a narrow screen.
+        _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
+    ]
+    for param in params:
+        if param in constant:
+            continue
+        values = [configs[t.trial_id].get(param) for t in trials]
+        numeric = all(isinstance(v, (int, float)) or v is None for v in values)
+        columns.append(_tables.Column(param, [_fmt(v, 4) for v in values], kind="number" if numeric else "name",
+                                      optional=True, max_width=None if args.wide else 16, full_header=param))
+    if not args.wide:
+        for column in columns[5:]:
+            column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
+    hidden = _print_table(console, columns, wide=args.wide)
+    if hidden:
+        console.print(f"(left out to fit {console.width} columns: {_escape(', '.join(hidden))}; --wide shows all)")
     if args.limit and len(ranked) + len(rest) > args.limit:
-        console.print(f"({len(ranked) + len(rest) - args.limit} more; --limit 0 shows all)")
+        console.print(f"({len(ranked) + len(rest) - args.limit} more trials; --limit 0 shows all)")
+    failed = [(t.trial_id, t.error) for t in results.trials if t.status.value == "FAILED" and t.error]
+    if failed:
+        console.print(f"\nfailed trials ({len(failed)}), by error:")
+        for failure, ids in failures.group(failed):
+            shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+            console.print(f"  {_escape(failure.headline)}  (trial{'s' if len(ids) > 1 else ''} {shown})")
+            if failure.frame:
+                console.print(f"    at {_escape(failure.frame)}" + (f": {_escape(failure.code)}" if failure.code else ""))
+        console.print(f"  tracebacks: {_escape(results.path / 'trials')}/<trial>/error.txt")
+    if not scored:
+        raise _no_metric(results, metric)
     return EXIT_OK
 
 
@@ -248,16 +331,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     import raytuner
-    from raytuner.errors import ConfigError, ExperimentError
+    from raytuner.errors import ConfigError, ExperimentError, TrialsFailedError
 
     path = _locate(args.exp, args.root)
     _load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
         results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget)
+    except TrialsFailedError as exc:
+        raise CLIError(str(exc)) from None
     except (ConfigError, ExperimentError) as exc:
         raise CLIError(str(exc)) from None
-    print(repr(results))
+    print(_summary(results))
     return EXIT_OK
+
+
+def _summary(results) -> str:
+    """One paragraph on where an experiment stands after a run, and what to type next."""
+    counts: dict[str, int] = {}
+    for trial in results.trials:
+        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+    text = (f"{results.path.name}: {results.meta.get('status', '?')}, {len(results.trials)} trials "
+            f"({', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))})")
+    if results.metric and _scored(results, results.metric):
+        best = results.best
+        text += f"; best {results.metric}={_fmt(best.metrics.get(results.metric))} (trial {best.trial_id})"
+    return text + f".\nSee them with: raytuner show {results.path}"
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
@@ -277,6 +375,10 @@ def cmd_rename(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
     except ConfigError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
+    live = storage.live_driver()
+    if live is not None:  # even with --force: the driver would go on writing to the old path
+        raise CLIError(f"{storage.name!r} is being run by a live driver ({live.describe()}); rename it once "
+                       "that driver has stopped.")
     if meta.get("status") == "RUNNING" and not args.force:
         raise CLIError(f"{storage.name!r} is marked RUNNING: renaming it under a live run would split its files. "
                        "If it is not running (it crashed), pass --force.")
@@ -348,10 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ls", cmd_ls, "List experiments with status, trial counts, best value and start time.")
     p.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
+    p.add_argument("--wide", action="store_true", help="every column in full, however wide")
 
     p = add("show", cmd_show, "Show an experiment's trials, best first, with status and config.")
     exp_args(p, ranking=True)
     p.add_argument("-n", "--limit", type=int, default=50, help="show at most N trials (0: all; default 50)")
+    p.add_argument("--wide", action="store_true",
+                   help="every config column in full (also those the same in every trial), however wide")
 
     p = add("best", cmd_best, "Print the best trial's config as JSON.")
     exp_args(p, ranking=True)
@@ -378,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+
+    from raytuner._cli_live import add_commands  # control, logs, dashboard
+
+    add_commands(add)
     return parser
 
 

@@ -1,21 +1,44 @@
-"""Exceptions raised by raytuner.
+"""Exceptions raised by raytuner, raytuner.search and raytuner.schedulers.
 
 ::
 
     RayTunerError
-    ├── ConfigError (also ValueError)     bad argument to the Tuner, a space, a resource...
-    ├── ReportError (also ValueError)     a report that cannot be recorded
+    ├── ConfigError (also ValueError)     bad argument to the Tuner, a searcher, a scheduler,
+    │                                     a space, a domain, a resource...
+    ├── ReportError (also ValueError)     a report that cannot be recorded      [fatal]
+    │   └── ResourceError                 its resource is not a number, or did not increase
+    ├── ProtocolError (also RuntimeError) a searcher or scheduler driven against its contract
+    │                                     (suggest before setup, a trial ended twice)
     ├── NotInTrialError (also RuntimeError)  a trial-only function called outside a trial
-    └── ExperimentError                   an experiment folder that cannot be read or resumed
+    ├── ExperimentError                   an experiment folder that cannot be read or resumed,
+    │                                     or one that another live driver is running
+    └── TrialsFailedError                 every trial of an experiment failed (``.results``)
 
     TrialStopped (BaseException)          raised inside a trial by ``report`` to end it
+
+Arguments are checked with one message template, built by :func:`invalid`:
+"``<Owner>: `<argument>` is <value!r>, but must be <rule>. <The fix>.``"
+
+[fatal]: an error of a class with ``fatal_to_experiment = True`` raised by one trial ends
+the whole experiment instead of failing (and retrying) that trial, because every trial would
+hit it: a report the Tuner cannot use is a bug in the script, not in one config. The worker
+sends :func:`is_fatal` of the exception across the actor boundary, as data.
+
+This module imports nothing but the standard library: the search and scheduler packages,
+which never import Ray or pandas, raise these errors.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RayTunerError(Exception):
     """Base class of raytuner's errors."""
+
+    #: Raised inside one trial, does this error end the experiment (True) or only the
+    #: trial (False, retried up to ``max_failures``)? See :func:`is_fatal`.
+    fatal_to_experiment: bool = False
 
 
 class ConfigError(RayTunerError, ValueError):
@@ -23,7 +46,36 @@ class ConfigError(RayTunerError, ValueError):
 
 
 class ReportError(RayTunerError, ValueError):
-    """A report cannot be recorded (not a mapping of names to numbers, metric missing)."""
+    """A report cannot be recorded (not a mapping of names to numbers, metric missing).
+
+    Fatal to the experiment: the script reports the same way in every trial.
+    """
+
+    fatal_to_experiment = True
+
+
+class ResourceError(ReportError):
+    """A trial's resource is not a number, or did not increase from one report to the next.
+
+    The message names the trial, the resource attribute, the values and the fix.
+    """
+
+    @classmethod
+    def not_increasing(cls, owner: str, trial_id: str, resource_attr: str | None, previous: Any,
+                       resource: Any) -> ResourceError:
+        """The error for a resource at or below the trial's previous one, from ``owner``."""
+        where = f"`{resource_attr}`" if resource_attr is not None else "its report count"
+        msg = (
+            f"{owner}: trial {trial_id!r} reported resource {resource!r} after {previous!r} "
+            f"(resource_attr={resource_attr!r}); the resource must increase with every report. "
+            f"Report a growing counter (e.g. the epoch) as {where}, or pass resource_attr=None "
+            f"to count reports."
+        )
+        return cls(msg)
+
+
+class ProtocolError(RayTunerError, RuntimeError):
+    """A searcher or scheduler was called against its contract (a bug in the caller)."""
 
 
 class NotInTrialError(RayTunerError, RuntimeError):
@@ -32,6 +84,16 @@ class NotInTrialError(RayTunerError, RuntimeError):
 
 class ExperimentError(RayTunerError):
     """An experiment folder is missing, incomplete or does not match what was asked."""
+
+
+class TrialsFailedError(RayTunerError):
+    """Every trial of an experiment failed; raised by ``fit()`` and ``resume()`` after
+    everything was saved. ``.results`` holds the :class:`raytuner.Results`, whose
+    ``.errors`` has each trial's traceback."""
+
+    def __init__(self, message: str, results: object = None) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 class TrialStopped(BaseException):
@@ -45,3 +107,31 @@ class TrialStopped(BaseException):
     def __init__(self, decision: str) -> None:
         super().__init__(f"trial {decision} by the scheduler")
         self.decision = decision
+
+
+def invalid(owner: str, argument: str, value: Any, rule: str, fix: str) -> ConfigError:
+    """The error for a bad argument, in the one message template of all three packages.
+
+    >>> str(invalid("ASHAScheduler", "reduction_factor", 1, "a finite number >= 2 (eta)",
+    ...             "Pass reduction_factor=3."))
+    'ASHAScheduler: `reduction_factor` is 1, but must be a finite number >= 2 (eta). Pass reduction_factor=3.'
+
+    Returned, not raised, so that the caller's ``raise`` shows where the check failed.
+    """
+    return ConfigError(f"{owner}: `{argument}` is {value!r}, but must be {rule}. {fix}")
+
+
+def is_fatal(error: BaseException | type[BaseException] | str) -> bool:
+    """Whether ``error``, raised by one trial, must end the whole experiment.
+
+    Takes the exception, its class, or its class name (what crosses a process boundary
+    when the class itself cannot be sent); anything that is not a raytuner error (a
+    failure in the user's training code) is fatal to its trial only.
+    """
+    if isinstance(error, str):
+        found = globals().get(error)
+        if not (isinstance(found, type) and issubclass(found, RayTunerError)):
+            return False
+        error = found
+    cls = error if isinstance(error, type) else type(error)
+    return issubclass(cls, RayTunerError) and cls.fatal_to_experiment

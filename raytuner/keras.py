@@ -30,11 +30,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import keras
+from raytuner._worker import quiet_tf as _quiet_tf
+
+_quiet_tf.arm()  # also in the driver, which may load a trial's model (rt.keras.load_model)
+import keras  # noqa: E402
 
 from raytuner._worker import session as _session
 from raytuner._worker.protocol import Signal
-from raytuner.errors import ConfigError, ReportError
+from raytuner.errors import ConfigError, ReportError, invalid
 
 __all__ = ["MODEL_FILE", "ReportCallback", "load_model", "restore"]
 
@@ -61,12 +64,9 @@ def _metric_map(metrics: str | Sequence[str] | Mapping[str, str] | None) -> dict
     else:
         pairs = {None: None}  # rejected below with the caller's value in the message
     if not pairs or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
-        msg = (
-            f"`metrics={metrics!r}` is invalid: give a log name ('val_loss'), a list of them "
-            "(['val_loss', 'val_accuracy']), a dict {reported name: Keras log name} "
-            "({'loss': 'val_loss'}), or None for every log."
-        )
-        raise ConfigError(msg)
+        raise invalid("ReportCallback", "metrics", metrics, "a Keras log name, a list or dict of them, or None",
+                      "Pass 'val_loss', ['val_loss', 'val_accuracy'], {reported name: Keras log name} such as "
+                      "{'loss': 'val_loss'}, or None to report every log.")
     return pairs
 
 
@@ -105,11 +105,9 @@ class ReportCallback(keras.callbacks.Callback):
             isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint >= 1
         )
         if not valid:
-            msg = (
-                f"`checkpoint={checkpoint!r}` is invalid: use True (every epoch), an int N >= 1 "
-                "(every N epochs), 'pause' (only where the scheduler may pause) or False."
-            )
-            raise ConfigError(msg)
+            raise invalid("ReportCallback", "checkpoint", checkpoint, "True, an int >= 1, 'pause' or False",
+                          "Pass True (every epoch), N (every N epochs), 'pause' (only where the scheduler may "
+                          "pause) or False.")
         self._checkpoint = checkpoint
         self._run: Any = None
         self._dir: Path | None = None

@@ -2,11 +2,13 @@
 
 Pure Python; no Ray import. Every scheduler implements :class:`Scheduler`; the rung math
 they share is in :mod:`schedulers._rungs` (``hyperband_brackets`` and ``rung_levels`` are
-re-exported for planning budgets).
+re-exported for planning budgets). A built-in scheduler describes itself as data
+(:meth:`Scheduler.config`, :meth:`Scheduler.milestones`); :func:`from_config` rebuilds it.
 """
 
 from ._asha import ASHAScheduler
 from ._base import Decision, Scheduler
+from ._config import from_config
 from ._fifo import FIFOScheduler
 from ._hyperband import HyperbandScheduler
 from ._median import MedianStoppingScheduler
@@ -20,6 +22,7 @@ __all__ = [
     "HyperbandScheduler",
     "MedianStoppingScheduler",
     "Scheduler",
+    "from_config",
     "hyperband_brackets",
     "rung_levels",
 ]

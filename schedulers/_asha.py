@@ -6,6 +6,8 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from raytuner.errors import invalid
+
 from ._base import Decision, Scheduler
 from ._rungs import (
     Rung,
@@ -15,7 +17,7 @@ from ._rungs import (
     nan_to_worst,
     rung_levels,
 )
-from ._trials import Progress, Status
+from ._trials import ResourceOrder, Status
 from ._validation import (
     check_choice,
     check_int,
@@ -35,8 +37,8 @@ class ASHAScheduler(Scheduler):
 
     Bracket ``s`` has rungs at ``r * eta**(k + s)`` (k = 0, 1, ...) below ``R``. A trial is
     judged once per rung, at its first report with ``resource >= level``; if a report jumps
-    over several rungs it is judged at the highest one only. Every trial is stopped when its
-    resource reaches ``R``.
+    over several rungs it is judged at the highest one only. A trial whose resource reaches
+    ``R`` gets COMPLETE: it ran its full budget.
 
     ``variant="stopping"``: a trial reaching a rung continues only if its value is at most
     the ``1/eta`` quantile of the values the rung recorded before it (linear interpolation;
@@ -101,13 +103,12 @@ class ASHAScheduler(Scheduler):
         check_int(owner, "brackets", brackets, 1, "Pass brackets=1 for plain ASHA.")
         most = floor_log(Fraction(max_resource) / Fraction(min_resource), reduction_factor) + 1
         if brackets > most:
-            msg = (
-                f"{owner}: `brackets` is {brackets}, but max_resource={max_resource!r}, "
-                f"min_resource={min_resource!r} and reduction_factor={reduction_factor!r} "
-                f"allow at most {most} (floor(log_eta(R/r)) + 1). Pass brackets={most} or "
-                f"fewer, or raise max_resource."
+            raise invalid(
+                owner, "brackets", brackets,
+                f"at most {most}: max_resource={max_resource!r}, min_resource={min_resource!r} "
+                f"and reduction_factor={reduction_factor!r} allow floor(log_eta(R/r)) + 1 = {most}",
+                f"Pass brackets={most} or fewer, or raise max_resource.",
             )
-            raise ValueError(msg)
         check_choice(owner, "variant", variant, _VARIANTS)
         check_resource_attr(owner, resource_attr)
         check_int(owner, "seed", seed, 0, "Pass a non-negative int, e.g. seed=0.")
@@ -129,7 +130,7 @@ class ASHAScheduler(Scheduler):
         # How many rungs of its bracket each trial has been judged at (the next rung's index).
         self._passed: dict[str, int] = {}
         self._status: dict[str, Status] = {}
-        self._progress = Progress(owner)
+        self._resource_order = ResourceOrder(owner, resource_attr)
         self._search_finished = False
 
     def __repr__(self) -> str:
@@ -148,6 +149,16 @@ class ASHAScheduler(Scheduler):
             "variant": self.variant,
             "resource_attr": self.resource_attr,
             "seed": self.seed,
+        }
+
+    def milestones(self) -> dict[str, Any]:
+        brackets = [[rung.level for rung in rungs] for rungs in self._rungs]
+        return {
+            "kind": "rungs",
+            "levels": sorted({level for levels in brackets for level in levels}),
+            "pauses": self.variant == "promotion",
+            "max_resource": self.max_resource,
+            "brackets": brackets,
         }
 
     def rungs(self, bracket: int = 0) -> list[Rung]:
@@ -169,10 +180,10 @@ class ASHAScheduler(Scheduler):
         self.on_trial_add(trial_id)
         if self._status[trial_id] is Status.ENDED:
             return Decision.STOP
-        self._progress.advance(trial_id, resource)
+        self._resource_order.advance(trial_id, resource)
         if resource >= self.max_resource:
             self._end(trial_id)
-            return Decision.STOP
+            return Decision.COMPLETE
         rungs = self._rungs[self._bracket[trial_id]]
         passed = reached = self._passed[trial_id]
         # `<=`: a report at exactly the rung's level has earned that rung.
@@ -265,7 +276,7 @@ class ASHAScheduler(Scheduler):
             return None
         rung, trial_id = found
         self._promote(rung, trial_id)
-        self._progress.resumed(trial_id)
+        self._resource_order.resumed(trial_id)
         return trial_id
 
     def trials_to_stop(self) -> list[str]:
@@ -304,7 +315,7 @@ class ASHAScheduler(Scheduler):
             "bracket": dict(self._bracket),
             "passed": dict(self._passed),
             "status": {t: status.value for t, status in self._status.items()},
-            "progress": self._progress.state(),
+            "resource_order": self._resource_order.state(),
             "search_finished": self._search_finished,
         }
 
@@ -314,5 +325,5 @@ class ASHAScheduler(Scheduler):
         self._bracket = dict(state["bracket"])
         self._passed = dict(state["passed"])
         self._status = {t: Status(v) for t, v in state["status"].items()}
-        self._progress.restore(state["progress"])
+        self._resource_order.restore(state["resource_order"])
         self._search_finished = state["search_finished"]

@@ -35,10 +35,11 @@ class Scheduler(abc.ABC):
     """Base class of trial schedulers.
 
     The controller calls :meth:`on_trial_add` when a trial starts for the first time,
-    :meth:`on_result` for every report, and exactly one of :meth:`on_trial_complete`
-    (the trainable returned or the Tuner's ``stop=`` ended it), :meth:`on_trial_error`
-    (it failed for good) or :meth:`on_trial_remove` (the controller ended it for another
-    reason: time budget, a STOP from this scheduler is *not* reported back) at its end.
+    :meth:`on_result` for every report, and at its end exactly one of
+    :meth:`on_trial_complete` (the trainable returned or the Tuner's ``stop=`` ended it),
+    :meth:`on_trial_error` (it failed for good) or :meth:`on_trial_remove` (the controller
+    ended it for another reason, e.g. the time budget) — unless the end was this
+    scheduler's own STOP or COMPLETE, which is *not* reported back.
     When a slot is free it first asks :meth:`choose_trial_to_resume`, and starts a new
     trial only if that returns None.
     """
@@ -48,6 +49,9 @@ class Scheduler(abc.ABC):
     max_resource: float = math.inf
     #: A key in each report that holds the resource, or None to count reports (1, 2, ...).
     resource_attr: str | None = None
+    #: Whether :meth:`on_result` compares values, so the Tuner must be given a ``metric``.
+    #: False only for a scheduler that decides on resources alone (FIFO).
+    needs_metric: bool = True
 
     def on_trial_add(self, trial_id: str) -> None:
         """A new trial is about to start."""
@@ -57,7 +61,7 @@ class Scheduler(abc.ABC):
         """Decide after one report of a running trial.
 
         ``resource`` must increase strictly from one report of a trial to the next
-        (schedulers raise ValueError otherwise), with one exception: the first report after
+        (schedulers raise :class:`raytuner.errors.ResourceError` otherwise), with one exception: the first report after
         the trial was resumed through :meth:`choose_trial_to_resume` may start over (a trial
         resumed without a checkpoint restarts from scratch). ``value`` is signed so that
         lower is better; NaN counts as the worst possible value. A trial id never passed to
@@ -115,6 +119,33 @@ class Scheduler(abc.ABC):
     def describe(self) -> str | None:
         """One short line on the scheduler's state for the live progress view, or None."""
         return None
+
+    def config(self) -> dict[str, Any] | None:
+        """This scheduler as data: its class name under ``"type"`` and the constructor
+        arguments that rebuild it through :func:`raytuner.schedulers.from_config`
+        (JSON-able; ``max_resource`` may be ``inf``).
+
+        None if it cannot describe itself: the default, so a scheduler of your own is
+        pickled instead. Built-in schedulers implement :meth:`_config`.
+        """
+        args = self._config()
+        return None if args is None else {"type": type(self).__name__, **args}
+
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor arguments, as a dict (see :meth:`config`); None if unknown."""
+        return None
+
+    def milestones(self) -> dict[str, Any]:
+        """Where this scheduler decides, as plain data for the report and the dashboard.
+
+        Keys: ``kind`` (``"none"``, ``"rungs"``, ``"brackets"`` or ``"grace_period"``),
+        ``levels`` (every resource below ``max_resource`` at which a trial may be stopped or
+        paused, ascending), ``pauses`` (whether trials PAUSE there rather than being
+        stopped), ``max_resource``; and per kind the detail (ASHA: ``brackets``, the rung
+        levels of each bracket ``s``; Hyperband: ``brackets``, each ``{"s", "n", "r",
+        "rounds": [[n_i, r_i], ...]}``).
+        """
+        return {"kind": "none", "levels": [], "pauses": False, "max_resource": self.max_resource}
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue scheduling later; picklable."""

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ._base import Decision, Scheduler
-from ._trials import Progress
+from ._trials import ResourceOrder
 from ._validation import check_max_resource, check_resource_attr, check_restore
 
 
@@ -14,7 +14,7 @@ class FIFOScheduler(Scheduler):
     """Never intervenes: trials run in the order they start, to their end.
 
     Args:
-        max_resource: if finite, a trial is stopped once its resource reaches it (``R``);
+        max_resource: if finite, a trial gets COMPLETE once its resource reaches it (``R``);
             the default ``inf`` leaves the trainable's own loop to end it. Searchers read it
             to tell full-budget values from partial ones.
         resource_attr: the report key holding the resource, or None to count reports.
@@ -25,13 +25,15 @@ class FIFOScheduler(Scheduler):
         True
     """
 
+    needs_metric = False  # it never compares values
+
     def __init__(self, max_resource: float = math.inf, resource_attr: str | None = None) -> None:
         if max_resource != math.inf:
             check_max_resource(type(self).__name__, max_resource)
         check_resource_attr(type(self).__name__, resource_attr)
         self.max_resource = max_resource
         self.resource_attr = resource_attr
-        self._progress = Progress(type(self).__name__)
+        self._resource_order = ResourceOrder(type(self).__name__, resource_attr)
 
     def __repr__(self) -> str:
         return f"FIFOScheduler(max_resource={self.max_resource!r})"
@@ -40,20 +42,24 @@ class FIFOScheduler(Scheduler):
         return {"max_resource": self.max_resource, "resource_attr": self.resource_attr}
 
     def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
-        self._progress.advance(trial_id, resource)
-        return Decision.STOP if resource >= self.max_resource else Decision.CONTINUE
+        self._resource_order.advance(trial_id, resource)
+        if resource >= self.max_resource:
+            # COMPLETE closes the trial here: the controller does not call on_trial_complete.
+            self.on_trial_complete(trial_id)
+            return Decision.COMPLETE
+        return Decision.CONTINUE
 
     def decision_point(self, trial_id: str, resource: float) -> float:
         return self.max_resource
 
     def on_trial_complete(self, trial_id: str) -> None:
-        self._progress.last.pop(trial_id, None)
+        self._resource_order.last.pop(trial_id, None)
 
     on_trial_error = on_trial_remove = on_trial_complete
 
     def state(self) -> dict[str, Any]:
-        return {"config": self._config(), "progress": self._progress.state()}
+        return {"config": self._config(), "resource_order": self._resource_order.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
         check_restore(type(self).__name__, state, self._config())
-        self._progress.restore(state["progress"])
+        self._resource_order.restore(state["resource_order"])

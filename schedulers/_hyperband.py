@@ -7,7 +7,7 @@ from typing import Any
 
 from ._base import Decision, Scheduler
 from ._rungs import HyperbandBracket, hyperband_brackets, nan_to_worst, num_promotable
-from ._trials import Progress, Status
+from ._trials import ResourceOrder, Status
 from ._validation import (
     check_max_resource,
     check_reduction_factor,
@@ -57,7 +57,7 @@ class HyperbandScheduler(Scheduler):
     :meth:`trials_to_stop`. The trial whose report closes the round gets CONTINUE or STOP
     at once instead of a PAUSE. A round is never judged while its bracket can still take new
     trials; :meth:`on_search_finished` closes the partly filled bracket, so nothing waits
-    forever. Trials are stopped at ``R``.
+    forever. A trial that reaches ``R`` gets COMPLETE.
 
     Unlike Ray Tune's ``HyperBandScheduler``, survivors are ``floor(m/eta)`` (the paper's
     rule) rather than ``ceil``; the ``max(1, .)`` only matters in partly filled brackets,
@@ -96,7 +96,7 @@ class HyperbandScheduler(Scheduler):
         self._status: dict[str, Status] = {}
         self._to_resume: list[str] = []
         self._to_stop: list[str] = []
-        self._progress = Progress(owner)
+        self._resource_order = ResourceOrder(owner, resource_attr)
         self._search_finished = False
 
     def __repr__(self) -> str:
@@ -115,6 +115,18 @@ class HyperbandScheduler(Scheduler):
     def plan(self) -> list[HyperbandBracket]:
         """The brackets of one Hyperband iteration, in the order trials fill them."""
         return list(self._plans)
+
+    def milestones(self) -> dict[str, Any]:
+        return {
+            "kind": "brackets",
+            "levels": sorted({r for plan in self._plans for _, r in plan.rounds if r < self.max_resource}),
+            "pauses": True,
+            "max_resource": self.max_resource,
+            "brackets": [
+                {"s": plan.s, "n": plan.n, "r": plan.r, "rounds": [list(pair) for pair in plan.rounds]}
+                for plan in self._plans
+            ],
+        }
 
     def bracket_of(self, trial_id: str) -> tuple[int, int]:
         """``(k, s)``: the trial joined the k-th bracket opened, which has index ``s``."""
@@ -145,11 +157,11 @@ class HyperbandScheduler(Scheduler):
         self.on_trial_add(trial_id)
         if self._status[trial_id] is Status.ENDED:
             return Decision.STOP
-        self._progress.advance(trial_id, resource)
+        self._resource_order.advance(trial_id, resource)
         bracket = self._brackets[self._of[trial_id]]
         if resource >= self.max_resource:
             self._end(trial_id)
-            return Decision.STOP
+            return Decision.COMPLETE
         # `<`: a report at exactly the milestone has reached it and pauses.
         if resource < self._milestone(bracket):
             return Decision.CONTINUE
@@ -224,7 +236,7 @@ class HyperbandScheduler(Scheduler):
             # Skip winners that failed or were removed while they waited.
             if self._status[trial_id] is Status.PAUSED:
                 self._status[trial_id] = Status.RUNNING
-                self._progress.resumed(trial_id)
+                self._resource_order.resumed(trial_id)
                 return trial_id
         return None
 
@@ -252,7 +264,7 @@ class HyperbandScheduler(Scheduler):
             "status": {t: status.value for t, status in self._status.items()},
             "to_resume": list(self._to_resume),
             "to_stop": list(self._to_stop),
-            "progress": self._progress.state(),
+            "resource_order": self._resource_order.state(),
             "search_finished": self._search_finished,
         }
 
@@ -274,5 +286,5 @@ class HyperbandScheduler(Scheduler):
         self._status = {t: Status(v) for t, v in state["status"].items()}
         self._to_resume = list(state["to_resume"])
         self._to_stop = list(state["to_stop"])
-        self._progress.restore(state["progress"])
+        self._resource_order.restore(state["resource_order"])
         self._search_finished = state["search_finished"]

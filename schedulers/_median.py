@@ -7,9 +7,11 @@ import math
 import statistics
 from typing import Any
 
+from raytuner.errors import invalid
+
 from ._base import Decision, Scheduler
 from ._rungs import nan_to_worst
-from ._trials import Progress
+from ._trials import ResourceOrder
 from ._validation import check_int, check_resource_attr, check_restore, is_number
 
 
@@ -78,11 +80,8 @@ class MedianStoppingScheduler(Scheduler):
     ) -> None:
         owner = type(self).__name__
         if not is_number(grace_period) or not 0 <= grace_period < math.inf:
-            msg = (
-                f"{owner}: `grace_period` is {grace_period!r}, but must be a finite number "
-                f">= 0. Pass the resource before which no trial is judged, e.g. grace_period=1."
-            )
-            raise ValueError(msg)
+            raise invalid(owner, "grace_period", grace_period, "a finite number >= 0",
+                          "Pass the resource before which no trial is judged, e.g. grace_period=1.")
         check_int(
             owner, "min_samples_required", min_samples_required, 1,
             "Pass min_samples_required=3 (Ray Tune's default).",
@@ -93,7 +92,7 @@ class MedianStoppingScheduler(Scheduler):
         self.resource_attr = resource_attr
         self._histories: dict[str, _History] = {}
         self._ended: set[str] = set()
-        self._progress = Progress(owner)
+        self._resource_order = ResourceOrder(owner, resource_attr)
 
     def __repr__(self) -> str:
         return (
@@ -108,6 +107,11 @@ class MedianStoppingScheduler(Scheduler):
             "resource_attr": self.resource_attr,
         }
 
+    def milestones(self) -> dict[str, Any]:
+        # Any report from the grace period on may stop a trial: there are no fixed levels.
+        return {"kind": "grace_period", "levels": [], "pauses": False, "max_resource": self.max_resource,
+                "grace_period": self.grace_period}
+
     def on_trial_add(self, trial_id: str) -> None:
         self._histories.setdefault(trial_id, _History())
 
@@ -115,7 +119,7 @@ class MedianStoppingScheduler(Scheduler):
         self.on_trial_add(trial_id)
         if trial_id in self._ended:
             return Decision.STOP
-        self._progress.advance(trial_id, resource)
+        self._resource_order.advance(trial_id, resource)
         history = self._histories[trial_id]
         history.add(resource, nan_to_worst(value), self.grace_period)
         if resource < self.grace_period:
@@ -162,7 +166,7 @@ class MedianStoppingScheduler(Scheduler):
                 for t, h in self._histories.items()
             },
             "ended": sorted(self._ended),
-            "progress": self._progress.state(),
+            "resource_order": self._resource_order.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -177,4 +181,4 @@ class MedianStoppingScheduler(Scheduler):
             history.nonfinite = list(saved["nonfinite"])
             self._histories[trial_id] = history
         self._ended = set(state["ended"])
-        self._progress.restore(state["progress"])
+        self._resource_order.restore(state["resource_order"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from raytuner.errors import ResourceError
+
 from ._validation import is_number
 
 
@@ -18,7 +20,7 @@ class Status(enum.Enum):
     """Stopped, completed, failed or removed: never a candidate again."""
 
 
-class Progress:
+class ResourceOrder:
     """The last resource of each trial; enforces that resources increase.
 
     The first report after :meth:`resumed` may start over: a trial resumed without a
@@ -26,28 +28,24 @@ class Progress:
     trial already passed) keeps it from being judged twice at the same rung.
     """
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, resource_attr: str | None) -> None:
         self._owner = owner
+        self._resource_attr = resource_attr
         self.last: dict[str, float] = {}
         self._resumed: set[str] = set()
 
     def advance(self, trial_id: str, resource: float) -> None:
         if not is_number(resource):
             msg = (
-                f"{self._owner}: trial {trial_id!r} reported resource {resource!r}; it "
-                f"must be a number. Report a numeric progress counter under resource_attr, "
-                f"or leave resource_attr=None to count reports."
+                f"{self._owner}: trial {trial_id!r} reported resource {resource!r} "
+                f"(resource_attr={self._resource_attr!r}); it must be a number. Report a "
+                f"numeric progress counter under resource_attr, or pass resource_attr=None "
+                f"to count reports."
             )
-            raise ValueError(msg)
+            raise ResourceError(msg)
         previous = self.last.get(trial_id)
         if previous is not None and resource <= previous and trial_id not in self._resumed:
-            msg = (
-                f"{self._owner}: trial {trial_id!r} reported resource {resource!r} after "
-                f"{previous!r}; the resource must increase with every report. Report a "
-                f"growing counter (e.g. the epoch) under resource_attr, or leave "
-                f"resource_attr=None to count reports."
-            )
-            raise ValueError(msg)
+            raise ResourceError.not_increasing(self._owner, trial_id, self._resource_attr, previous, resource)
         self._resumed.discard(trial_id)
         self.last[trial_id] = resource
 

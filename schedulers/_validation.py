@@ -1,4 +1,4 @@
-"""Argument checks with one message template.
+"""Argument checks in the one message template of :func:`raytuner.errors.invalid`.
 
 Every message names the scheduler, the argument, the bad value, the rule and the fix.
 """
@@ -9,10 +9,11 @@ import math
 from numbers import Real
 from typing import Any, Sequence
 
+from raytuner.errors import ConfigError, invalid
+
 
 def _fail(owner: str, name: str, value: Any, rule: str, fix: str) -> None:
-    msg = f"{owner}: `{name}` is {value!r}, but must be {rule}. {fix}"
-    raise ValueError(msg)
+    raise invalid(owner, name, value, rule, fix)
 
 
 def is_number(value: Any) -> bool:
@@ -71,8 +72,8 @@ def check_resource_attr(owner: str, value: Any) -> None:
 def check_restore(owner: str, state: dict[str, Any], config: dict[str, Any]) -> None:
     if state.get("config") != config:
         msg = (
-            f"{owner}.restore: the saved state was made by a scheduler built with "
+            f"{owner}.restore: `state` was made by a scheduler built with "
             f"{state.get('config')!r}, but this one was built with {config!r}. Build the "
             f"scheduler with the same arguments before restoring."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)

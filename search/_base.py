@@ -12,6 +12,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from raytuner.errors import ConfigError
+
+from ._space import describable, space_to_json
+
 
 class _Finished:
     """Sentinel type for :data:`FINISHED`."""
@@ -77,6 +81,9 @@ class Searcher(abc.ABC):
 
     space: Mapping[str, Any] | None = None
     num_trials: int | None = None
+    #: Whether the searcher learns from values, so the Tuner must be given a ``metric``.
+    #: False for searchers that never look at results (random, grid).
+    needs_metric: bool = True
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         """Bind the Tuner's space and trial budget; called once before :meth:`suggest`.
@@ -87,7 +94,7 @@ class Searcher(abc.ABC):
         at ``searcher.num_trials``.
 
         Raises:
-            ValueError: If neither the searcher nor the Tuner has a space.
+            ConfigError: If neither the searcher nor the Tuner has a space.
         """
         if self.space is None:
             if space is None:
@@ -95,7 +102,7 @@ class Searcher(abc.ABC):
                     f"{type(self).__name__} has no search space: pass `space=` to the Tuner "
                     f"or to {type(self).__name__}(space=...)."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
             self.space = space
         self.num_trials = num_trials
 
@@ -113,6 +120,31 @@ class Searcher(abc.ABC):
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         """Called exactly once when a suggested trial ends, however it ended."""
+
+    def config(self) -> dict[str, Any] | None:
+        """This searcher as data: its class name under ``"type"``, its space as
+        :func:`space_to_json` describes it (None if it has none yet) and the constructor
+        arguments that rebuild it through :func:`raytuner.search.from_config`.
+
+        None if it cannot describe itself: the default, so a searcher of your own is
+        pickled instead; and so is a built-in one whose space holds hyperopt expressions,
+        tuples or other objects JSON cannot carry. Built-in searchers implement
+        :meth:`_config`.
+        """
+        args = self._config()
+        if args is None or (self.space is not None and not describable(self.space)):
+            return None
+        space = None if self.space is None else space_to_json(self.space)
+        return {"type": type(self).__name__, "space": space, **args}
+
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor arguments but the space, as JSON-able data; None if unknown."""
+        return None
+
+    @classmethod
+    def _from_config(cls, space: Mapping[str, Any] | None, args: dict[str, Any]) -> Searcher:
+        """Build from :meth:`config`'s arguments; override to decode what JSON changed."""
+        return cls(space, **args)  # type: ignore[call-arg]
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue this search later; picklable."""

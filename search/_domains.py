@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from raytuner.errors import ConfigError
+
 
 def _is_hyperopt_expr(value: Any) -> bool:
     # Duck-typed so that this module (and the controller, which validates spaces) never
@@ -64,6 +66,36 @@ def to_json(value: Any) -> Any:
     return {"type": "constant", "repr": repr(value)}
 
 
+def from_json(value: Any) -> Any:
+    """The space entry that :func:`to_json` described."""
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    kind = value.get("type")
+    if kind in _FROM_JSON:
+        return _FROM_JSON[kind](value)
+    if kind in ("hyperopt", "constant"):
+        msg = (
+            f"space_from_json: `description` holds {value!r:.100}, which stands for an object "
+            "JSON cannot carry. Such a space cannot be rebuilt from its description; keep the "
+            "space itself (the Tuner pickles a searcher built on one)."
+        )
+        raise ConfigError(msg)
+    return {key: from_json(item) for key, item in value.items()}
+
+
+_FROM_JSON: dict[str, Any] = {
+    "uniform": lambda d: uniform(d["low"], d["high"]),
+    "loguniform": lambda d: loguniform(d["low"], d["high"]),
+    "quniform": lambda d: quniform(d["low"], d["high"], d["q"]),
+    "qloguniform": lambda d: qloguniform(d["low"], d["high"], d["q"]),
+    "randint": lambda d: randint(d["low"], d["high"]),
+    "choice": lambda d: choice([from_json(option) for option in d["options"]]),
+    "grid": lambda d: grid([from_json(value) for value in d["values"]]),
+}
+
+
 def _contains_domain(value: Any) -> bool:
     if isinstance(value, Domain):
         return True
@@ -91,10 +123,10 @@ def _real(ctor: str, name: str, value: Any) -> int | float:
             f"{ctor}: `{name}` is {value!r} ({type(value).__name__}), but must be a real "
             f"number. Pass an int or a float, e.g. {name}=1."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if not math.isfinite(value):
         msg = f"{ctor}: `{name}` is {value!r}, but must be finite. Pass a finite bound."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
@@ -105,13 +137,13 @@ def _bounds(ctor: str, low: Any, high: Any, *, log: bool = False) -> tuple[Any, 
             f"{ctor}: `low` is {low!r}, but log-scale bounds must be > 0. Pass a positive "
             "`low` (e.g. 1e-5), or use uniform() for a range that includes 0."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if not low < high:
         msg = (
             f"{ctor}: `low` is {low!r} and `high` is {high!r}, but `low` must be < `high`. "
             "Swap them, or use a constant for a fixed value."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return low, high
 
 
@@ -119,7 +151,7 @@ def _quantum(ctor: str, q: Any) -> int | float:
     q = _real(ctor, "q", q)
     if q <= 0:
         msg = f"{ctor}: `q` is {q!r}, but must be > 0. Pass the step size, e.g. q=1."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return q
 
 
@@ -131,10 +163,10 @@ def _values(ctor: str, name: str, values: Any) -> tuple[Any, ...]:
             f"{ctor}: `{name}` is {values!r}, but must be a list of values. "
             f"Pass e.g. {ctor.split('(')[0]}([32, 64, 128])."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if len(values) == 0:
         msg = f"{ctor}: `{name}` is empty, but needs at least one value. Pass a non-empty list."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return tuple(values)
 
 
@@ -278,7 +310,7 @@ class RandInt(Domain):
                     f"{ctor}: `{name}` is {value!r} ({type(value).__name__}), but must be an "
                     "int. Pass ints, or use quniform() for a stepped float range."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
         low, high = _bounds(ctor, int(self.low), int(self.high))
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
@@ -309,7 +341,7 @@ class Choice(Domain):
                     "choice (the grid would depend on the draw). Move the grid() to the "
                     "top level of the space."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
         object.__setattr__(self, "options", options)
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -341,7 +373,7 @@ class Grid(Domain):
                     f"grid(): value {index} is {value!r}, which contains a domain; grid "
                     "values must be constants. Put the domain next to the grid() in the space."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
         object.__setattr__(self, "values", tuple(plain(value) for value in values))
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -349,7 +381,7 @@ class Grid(Domain):
             f"{self!r} is a grid axis and cannot be sampled at random. Use GridSearcher "
             "(the Tuner picks it when the space has a grid())."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "grid", "values": [to_json(value) for value in self.values]}
@@ -367,7 +399,7 @@ def uniform(low: float, high: float) -> Uniform:
     """Floats drawn uniformly from ``[low, high)``.
 
     Raises:
-        ValueError: If a bound is not a finite real number or ``low >= high``.
+        ConfigError: If a bound is not a finite real number or ``low >= high``.
     """
     return Uniform(low, high)
 
@@ -383,7 +415,7 @@ def loguniform(low: float, high: float) -> LogUniform:
         loguniform(0.0001, 0.1)
 
     Raises:
-        ValueError: If ``low <= 0`` or ``low >= high``.
+        ConfigError: If ``low <= 0`` or ``low >= high``.
     """
     return LogUniform(low, high)
 
@@ -396,7 +428,7 @@ def quniform(low: float, high: float, q: float) -> QUniform:
     of ``q`` just outside ``[low, high]`` when the bounds are not multiples of ``q``.
 
     Raises:
-        ValueError: If a bound is invalid or ``q <= 0``.
+        ConfigError: If a bound is invalid or ``q <= 0``.
     """
     return QUniform(low, high, q)
 
@@ -405,7 +437,7 @@ def qloguniform(low: float, high: float, q: float) -> QLogUniform:
     """``round(loguniform(low, high) / q) * q``; ints when all three arguments are ints.
 
     Raises:
-        ValueError: If ``low <= 0``, ``low >= high`` or ``q <= 0``.
+        ConfigError: If ``low <= 0``, ``low >= high`` or ``q <= 0``.
     """
     return QLogUniform(low, high, q)
 
@@ -418,7 +450,7 @@ def randint(low: int, high: int) -> RandInt:
         randint(1, 4)
 
     Raises:
-        ValueError: If a bound is not an int or ``low >= high``.
+        ConfigError: If a bound is not an int or ``low >= high``.
     """
     return RandInt(low, high)
 
@@ -433,7 +465,7 @@ def choice(options: Sequence[Any]) -> Choice:
         >>> opt = choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}])
 
     Raises:
-        ValueError: If ``options`` is empty, not a list, or nests a :func:`grid`.
+        ConfigError: If ``options`` is empty, not a list, or nests a :func:`grid`.
     """
     return Choice(options)  # type: ignore[arg-type]
 
@@ -445,6 +477,6 @@ def grid(values: Sequence[Any]) -> Grid:
     cross product ``num_trials`` times, as Ray Tune's ``grid_search`` does.
 
     Raises:
-        ValueError: If ``values`` is empty, not a list, or holds a domain.
+        ConfigError: If ``values`` is empty, not a list, or holds a domain.
     """
     return Grid(values)  # type: ignore[arg-type]

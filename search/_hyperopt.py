@@ -13,11 +13,14 @@ from typing import Any, Literal
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, Domain, Trials, rand, tpe
 from hyperopt.exceptions import DuplicateLabel
 
+from raytuner.errors import ConfigError, ProtocolError, invalid
+
 from ._base import Outcome, Searcher, TrialEnd
 from ._domains import plain
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
 from ._random import make_rng
-from ._space import has_grid, validate_space
+from ._fork import fit_observations
+from ._space import has_grid, has_hyperopt_expr, validate_space
 
 STOPPED_POLICIES = ("penalize", "last", "ignore")
 _STATE_VERSION = 1
@@ -125,9 +128,13 @@ class HyperOptSearcher(Searcher):
         points_to_evaluate: Full configs to try first, in order (they count as trials).
         warm_start: ``(config, value)`` pairs from an earlier search, values signed to
             minimize (None for a failed trial), or ``(config, Outcome)`` to keep how it
-            ended. They seed TPE's history and count towards ``n_startup``. Configs that do
-            not fit the space (a parameter removed or narrowed since) are skipped with a
-            warning, so a search can be continued or forked with a changed space.
+            ended. They seed TPE's history and count towards ``n_startup``. A changed
+            space is handled as ``search/_fork.py`` documents, with a warning that gives
+            the counts: a removed parameter is ignored; an added one is left out of the
+            old docs (hyperopt models each label on its own, from the docs that have it,
+            so nothing is imputed); a value outside its narrowed domain is dropped for
+            that parameter only. In a space with native hyperopt expressions, a config
+            that does not fit whole is skipped.
         stopped_trials: ``"penalize"``, ``"last"`` or ``"ignore"``, see above.
         pending_limit: ``"auto"`` (see above), an int cap on running trials that have not
             reported yet, or None for no limit.
@@ -155,32 +162,25 @@ class HyperOptSearcher(Searcher):
     ) -> None:
         self._n_startup = _non_negative_int("n_startup", n_startup)
         if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma <= 1:
-            msg = f"HyperOptSearcher: `gamma` is {gamma!r}, but must be in (0, 1]; 0.25 is usual."
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "gamma", gamma, "in (0, 1]", "Pass gamma=0.25 (hyperopt's default).")
         self._gamma = float(gamma)
         self._n_ei_candidates = _non_negative_int("n_ei_candidates", n_ei_candidates)
         if self._n_ei_candidates < 1:
-            msg = "HyperOptSearcher: `n_ei_candidates` is 0, but must be >= 1; 24 is usual."
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "n_ei_candidates", 0, "an int >= 1", "Pass n_ei_candidates=24 (hyperopt's default).")
         if stopped_trials not in STOPPED_POLICIES:
-            msg = (
-                f"HyperOptSearcher: `stopped_trials` is {stopped_trials!r}, but must be one "
-                f"of {', '.join(map(repr, STOPPED_POLICIES))}."
-            )
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "stopped_trials", stopped_trials,
+                          f"one of {', '.join(map(repr, STOPPED_POLICIES))}", "Pass stopped_trials='penalize'.")
         self._stopped_trials = stopped_trials
         if pending_limit not in ("auto", None) and (
             isinstance(pending_limit, bool)
             or not isinstance(pending_limit, numbers.Integral)
             or pending_limit < 1
         ):
-            msg = (
-                f"HyperOptSearcher: `pending_limit` is {pending_limit!r}, but must be 'auto', "
-                "None (no limit) or an int >= 1."
-            )
-            raise ValueError(msg)
+            raise invalid("HyperOptSearcher", "pending_limit", pending_limit,
+                          "'auto', None (no limit) or an int >= 1", "Pass pending_limit='auto'.")
         self._pending_limit = pending_limit
         self._rng = make_rng("HyperOptSearcher", seed)
+        self._seed = seed
         self._points = _check_points(points_to_evaluate)
         self._warm_start = _check_warm_start(warm_start)
         if space is not None:
@@ -195,6 +195,29 @@ class HyperOptSearcher(Searcher):
         self._points_used = 0
         self._restored = False
 
+    def _config(self) -> dict[str, Any]:
+        return {
+            "n_startup": self._n_startup,
+            "gamma": self._gamma,
+            "n_ei_candidates": self._n_ei_candidates,
+            "seed": self._seed,
+            "points_to_evaluate": [dict(point) for point in self._points],
+            "warm_start": [
+                [dict(config), {**asdict(result), "end": result.end.value} if isinstance(result, Outcome) else result]
+                for config, result in self._warm_start
+            ],
+            "stopped_trials": self._stopped_trials,
+            "pending_limit": self._pending_limit,
+        }
+
+    @classmethod
+    def _from_config(cls, space: Mapping[str, Any] | None, args: dict[str, Any]) -> HyperOptSearcher:
+        warm_start = [
+            (config, Outcome(**{**result, "end": TrialEnd(result["end"])}) if isinstance(result, dict) else result)
+            for config, result in args.pop("warm_start")
+        ]
+        return cls(space, warm_start=warm_start, **args)
+
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
@@ -204,7 +227,7 @@ class HyperOptSearcher(Searcher):
                 "HyperOptSearcher cannot search a space with grid() axes: TPE samples, it "
                 "does not enumerate. Use GridSearcher, or replace grid([...]) by choice([...])."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         try:
             self._domain = Domain(_objective, to_hyperopt(self.space))
         except DuplicateLabel as error:
@@ -212,7 +235,7 @@ class HyperOptSearcher(Searcher):
                 f"HyperOptSearcher: the hyperopt label {error.args[0]!r} is used twice in the "
                 "space. Give each hp expression a unique label."
             )
-            raise ValueError(msg) from error
+            raise ConfigError(msg) from error
         self._labels = list(self._domain.params)
         self._point_vals = []
         for index, point in enumerate(self._points):
@@ -223,11 +246,14 @@ class HyperOptSearcher(Searcher):
                     f"HyperOptSearcher: points_to_evaluate[{index}] does not fit the space: "
                     f"{error}. Give a full config with values inside their domains."
                 )
-                raise ValueError(msg) from None
+                raise ConfigError(msg) from None
         if not self._restored:
             self._load_warm_start()
 
     def _load_warm_start(self) -> None:
+        if self._warm_start and not has_hyperopt_expr(self.space):
+            self._load_fitted_warm_start()
+            return
         skipped: list[str] = []
         for index, (config, result) in enumerate(self._warm_start):
             try:
@@ -247,12 +273,27 @@ class HyperOptSearcher(Searcher):
                 stacklevel=3,
             )
 
+    def _load_fitted_warm_start(self) -> None:
+        # hyperopt's TPE splits every label's observations by the losses of all trials
+        # (tpe.ap_split_trials) and models each label on its own, so a doc without a
+        # label is simply not an observation of it, as for an inactive conditional
+        # parameter. A partial config therefore needs no imputed value: drawing the added
+        # parameter from its prior would attach a loss to a value that was never tried.
+        fit = fit_observations("HyperOptSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
+        if fit.report.changed:
+            warnings.warn(fit.report.message("HyperOptSearcher"), stacklevel=4)
+        for index, (vals, outcome) in enumerate(fit.observations):
+            record = _Record(tid=self._next_tid, vals=vals)
+            self._close(record, outcome)
+            self._records[f"warm_start[{index}]"] = record
+            self._next_tid += 1
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._domain is None:
-            raise RuntimeError("HyperOptSearcher.setup() must be called before suggest().")
+            raise ProtocolError("HyperOptSearcher.setup() must be called before suggest(); the Tuner does it.")
         if trial_id in self._records:
             msg = f"HyperOptSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         # Only trials that have not reported count: they are surely running (a paused trial
         # has reported), so waiting on them can never wait forever.
         pending = sum(r.end == "pending" and not r.reported for r in self._records.values())
@@ -297,7 +338,7 @@ class HyperOptSearcher(Searcher):
         if record is None or record.end != "pending":
             state = "was never suggested" if record is None else "has already ended"
             msg = f"HyperOptSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ValueError(msg)
+            raise ProtocolError(msg)
         self._close(record, outcome)
 
     @staticmethod
@@ -393,7 +434,7 @@ class HyperOptSearcher(Searcher):
                 f"HyperOptSearcher: cannot restore state version {state.get('version')!r}; "
                 f"this version reads {_STATE_VERSION}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self._rng.bit_generator.state = state["rng"]
         self._next_tid = state["next_tid"]
         self._points_used = state["points_used"]
@@ -407,8 +448,7 @@ class HyperOptSearcher(Searcher):
 
 def _non_negative_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        msg = f"HyperOptSearcher: `{name}` is {value!r}, but must be an int >= 0."
-        raise ValueError(msg)
+        raise invalid("HyperOptSearcher", name, value, "an int >= 0", f"Pass e.g. {name}=20.")
     return int(value)
 
 
@@ -420,7 +460,7 @@ def _check_points(points: Iterable[Mapping[str, Any]] | None) -> list[Mapping[st
                 f"HyperOptSearcher: points_to_evaluate[{index}] is {point!r}, but must be a "
                 "config dict such as {'lr': 0.01}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
     return points
 
 
@@ -443,5 +483,5 @@ def _check_warm_start(
                 "(config dict, value) pair, the value signed to minimize (or None if the "
                 "trial failed, or an Outcome)."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
     return pairs

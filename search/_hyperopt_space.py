@@ -19,7 +19,7 @@ Conversion table (raytuner → hyperopt):
 dict                       dict of converted entries
 constant                   the constant
 ``hp`` expression          itself
-``grid([...])``            ValueError: grid search is GridSearcher's job
+``grid([...])``            ConfigError: grid search is GridSearcher's job
 =========================  ===================================================
 
 ``randint`` is not ``hp.randint``: hyperopt treats that as unordered categories, so TPE
@@ -37,6 +37,8 @@ from typing import Any
 
 from hyperopt import hp, pyll
 from hyperopt.pyll import scope
+
+from raytuner.errors import ConfigError
 
 from ._domains import (
     Choice,
@@ -88,7 +90,7 @@ def _convert(value: Any, label: str) -> Any:
             "samples, it does not enumerate. Use GridSearcher, or replace grid([...]) by "
             "choice([...])."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return value
 
 

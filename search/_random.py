@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from raytuner.errors import ConfigError, ProtocolError, invalid
+
 from ._base import FINISHED, Searcher, _Finished
 from ._space import grid_points, has_grid, has_hyperopt_expr, sample_config, validate_space
 
@@ -17,8 +19,8 @@ def make_rng(owner: str, seed: int | None) -> np.random.Generator:
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
     ):
-        msg = f"{owner}: `seed` is {seed!r}, but must be a non-negative int or None."
-        raise ValueError(msg)
+        raise invalid(owner, "seed", seed, "a non-negative int or None",
+                      "Pass e.g. seed=0 for a repeatable search, or None.")
     return np.random.default_rng(seed)
 
 
@@ -29,7 +31,7 @@ def _check_dsl_space(owner: str, space: Mapping[str, Any]) -> None:
             f"{owner} cannot sample native hyperopt expressions. Use HyperOptSearcher, or "
             "replace them by raytuner domains (uniform, loguniform, choice, ...)."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
 
 
 class RandomSearcher(Searcher):
@@ -51,11 +53,17 @@ class RandomSearcher(Searcher):
         ['lr']
     """
 
+    needs_metric = False  # configs never depend on results
+
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
+        self._seed = seed
         if space is not None:
             self._check_space(space)
         self.space = space
+
+    def _config(self) -> dict[str, Any]:
+        return {"seed": self._seed}
 
     def _check_space(self, space: Mapping[str, Any]) -> None:
         _check_dsl_space(type(self).__name__, space)
@@ -65,7 +73,7 @@ class RandomSearcher(Searcher):
                 "(the Tuner picks it automatically when no searcher is given), or replace "
                 "grid([...]) by choice([...])."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
@@ -74,7 +82,7 @@ class RandomSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self.space is None:
-            raise RuntimeError("RandomSearcher.setup() must be called before suggest().")
+            raise ProtocolError("RandomSearcher.setup() must be called before suggest(); the Tuner does it.")
         return sample_config(self.space, self._rng)
 
     def state(self) -> dict[str, Any]:
@@ -105,13 +113,19 @@ class GridSearcher(Searcher):
         [{'units': 32, 'act': 'relu'}, {'units': 32, 'act': 'tanh'}]
     """
 
+    needs_metric = False  # configs never depend on results
+
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
+        self._seed = seed
         if space is not None:
             _check_dsl_space(type(self).__name__, space)
         self.space = space
         self._points: list[dict[tuple[str, ...], Any]] = []
         self._next = 0
+
+    def _config(self) -> dict[str, Any]:
+        return {"seed": self._seed}
 
     @property
     def grid_size(self) -> int:
@@ -127,7 +141,7 @@ class GridSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | _Finished:
         if not self._points:
-            raise RuntimeError("GridSearcher.setup() must be called before suggest().")
+            raise ProtocolError("GridSearcher.setup() must be called before suggest(); the Tuner does it.")
         if self.num_trials is not None and self._next >= self.num_trials:
             return FINISHED
         point = self._points[self._next % len(self._points)]

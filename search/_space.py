@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, plain, resolve, to_json
+from raytuner.errors import ConfigError
+
+from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, from_json, plain, resolve, to_json
 
 Path = tuple[str, ...]
 
@@ -30,7 +32,7 @@ def validate_space(space: Any) -> None:
     sampled) and no grid inside a choice.
 
     Raises:
-        ValueError: Naming the dotted path of the first bad entry, e.g.
+        ConfigError: Naming the dotted path of the first bad entry, e.g.
             ``space['model']['units']: ...``.
     """
     if not isinstance(space, Mapping):
@@ -39,7 +41,7 @@ def validate_space(space: Any) -> None:
             "parameter names to domains or constants. Pass e.g. "
             "{'lr': loguniform(1e-4, 1e-1)}."
         )
-        raise ValueError(msg)
+        raise ConfigError(msg)
     _validate_mapping(space, (), "space")
 
 
@@ -50,7 +52,7 @@ def _validate_mapping(mapping: Mapping[Any, Any], path: Path, where: str) -> Non
                 f"{where}: key {key!r} is of type {type(key).__name__}, but parameter names must be "
                 f"str. Use {str(key)!r}."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         _validate_entry(value, path + (key,), f"{where}[{key!r}]")
 
 
@@ -68,7 +70,7 @@ def _validate_entry(value: Any, path: Path, where: str) -> None:
                     "sampled. Give it its own key in a dict, or make the whole list a "
                     "choice() of lists."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
 
 
 def has_grid(space: Any) -> bool:
@@ -126,7 +128,7 @@ def sample_config(
             :func:`grid_points`); needed only when the space has a grid.
 
     Raises:
-        ValueError: If the space holds a grid axis missing from ``grid_point`` or a
+        ConfigError: If the space holds a grid axis missing from ``grid_point`` or a
             hyperopt expression (those need the HyperOpt searcher).
     """
     return _sample_mapping(space, rng, grid_point or {}, ())
@@ -144,7 +146,7 @@ def _sample_mapping(
                     f"{_where(here)}: {value!r} is a grid axis and cannot be sampled at "
                     "random. Use GridSearcher (the Tuner picks it when the space has a grid)."
                 )
-                raise ValueError(msg)
+                raise ConfigError(msg)
             config[key] = plain(grid_point[here])
         elif isinstance(value, Mapping):
             config[key] = _sample_mapping(value, rng, grid_point, here)
@@ -154,7 +156,7 @@ def _sample_mapping(
                 "HyperOptSearcher. Use it, or replace the expression by a raytuner domain "
                 "(uniform, loguniform, choice, ...)."
             )
-            raise ValueError(msg)
+            raise ConfigError(msg)
         else:
             config[key] = resolve(value, rng)
     return config
@@ -168,3 +170,22 @@ def space_to_json(space: Any) -> Any:
     their shape; hyperopt expressions become ``{"type": "hyperopt", "expr": str(expr)}``.
     """
     return to_json(space)
+
+
+def space_from_json(description: Any) -> Any:
+    """The space that :func:`space_to_json` described (the inverse, for resume).
+
+    Raises:
+        ConfigError: If the description holds a hyperopt expression or an object that
+            JSON cannot carry (``{"type": "hyperopt"}`` or ``{"type": "constant"}``).
+    """
+    return from_json(description)
+
+
+def describable(space: Any) -> bool:
+    """Whether :func:`space_to_json` describes ``space`` exactly, so that
+    :func:`space_from_json` gives it back (no hyperopt expressions, tuples or objects)."""
+    try:
+        return bool(space_from_json(space_to_json(space)) == space)
+    except ConfigError:
+        return False

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
 from raytuner._driver import events as ev
+from raytuner._driver.control import ControlInbox
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
@@ -81,6 +82,9 @@ class Controller:
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
         self._state_cost_s = 0.0
         self._last_state_save = 0.0
+        self._control = ControlInbox(storage)
+        self._t0 = time.monotonic()
+        self._deadline = math.inf
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe)
@@ -93,6 +97,7 @@ class Controller:
             ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.iteration,
                                                      c.data, c.keep),
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
+            ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
             ev.Notify: self._notify,
             ev.ControlApplied: self._control_applied,
         }
@@ -108,12 +113,15 @@ class Controller:
         self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
         self._storage.write_experiment(self._meta)
         self._emit("on_experiment_start", self._storage.path, self._meta)
-        deadline = math.inf if self.s.time_budget_s is None else time.monotonic() + self.s.time_budget_s
+        self._t0 = time.monotonic()
+        self._deadline = math.inf if self.s.time_budget_s is None else self._t0 + self.s.time_budget_s
         self._progress.start()
         status = "COMPLETED"
         try:
             while True:
-                if time.monotonic() >= deadline:
+                for command in self._control.poll():  # from the CLI or the dashboard
+                    self._apply(self.life.handle(command))
+                if time.monotonic() >= self._deadline:
                     self._apply(self.life.handle(ev.Deadline()))
                     status = "TIMED_OUT"
                     break
@@ -129,7 +137,7 @@ class Controller:
                         raise self.life.abort
                     self._apply(self.life.handle(ev.Drained()))
                     break
-                timeout = max(0.0, min(0.5, deadline - time.monotonic()))
+                timeout = max(0.0, min(0.5, self._deadline - time.monotonic()))
                 ready, _ = ray.wait(list(self._calls) + starting, num_returns=1, timeout=timeout)
                 for ref in ready:
                     if ref in self._calls:
@@ -145,7 +153,8 @@ class Controller:
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
-            logger.warning("Interrupted: stopped running trials; results so far are in %s", self._storage.path)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
+                           "raytuner resume %s", self._storage.path, self._storage.path)
         except BaseException:
             status = "FAILED"
             raise
@@ -238,6 +247,15 @@ class Controller:
     def _control_applied(self, command: ev.ControlApplied) -> None:
         log = logger.info if command.accepted else logger.warning
         log("Control command %s: %s", type(command.command).__name__, command.message)
+        event = command.command
+        if command.accepted and isinstance(event, ev.SetLimits):
+            if event.time_budget_s is not None:
+                self._deadline = self._t0 + event.time_budget_s
+            changed = {k: getattr(event, k) for k in ("max_concurrent", "num_trials", "time_budget_s")
+                       if getattr(event, k) is not None}
+            self._meta.update(changed)  # the dashboard and `raytuner ls` show the limits in force
+            self._later(self._storage.write_experiment, dict(self._meta))
+        self._later(self._control.record, command)
 
     # -- persistence and hooks -----------------------------------------------------------
     def _save_state(self, throttle: bool) -> None:

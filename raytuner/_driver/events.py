@@ -69,10 +69,20 @@ class StopTrial:
 
 @dataclass(frozen=True)
 class SetLimits:
-    """A control command: change how many trials run at once, or in all."""
+    """A control command: change how many trials run at once, or in all, or the time
+    budget (seconds from the start of this run; the driver owns the deadline)."""
 
     max_concurrent: int | None = None
     num_trials: int | None = None
+    origin: str = "user"
+    time_budget_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryTrial:
+    """A control command: run a FAILED trial again, from its latest checkpoint."""
+
+    trial_id: str
     origin: str = "user"
 
 
@@ -151,6 +161,14 @@ class SaveCheckpoint:
     iteration: int
     data: bytes
     keep: int | None
+
+
+@dataclass(frozen=True)
+class AppendLog:
+    """What the trial printed since its worker's last answer."""
+
+    trial_id: str
+    text: str
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 from raytuner._driver.events import (
     AppendError,
+    AppendLog,
     AppendResults,
     CallFailed,
     Command,
@@ -41,6 +42,7 @@ from raytuner._driver.events import (
     Notify,
     Release,
     Reported,
+    RetryTrial,
     SaveCheckpoint,
     SetLimits,
     Spawn,
@@ -52,6 +54,7 @@ from raytuner._driver.events import (
 from raytuner._storage.experiment import checkpoint_name, dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
+from raytuner import errors
 from raytuner.errors import RayTunerError, ReportError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
@@ -81,11 +84,21 @@ class _Run:
     decided: Decision | None = None  # a STOP/PAUSE/COMPLETE already sent: the end is known
     handed_on: bool = False  # the worker already has its next trial, queued behind this end
     promoted: bool = False  # the scheduler chose to resume it while its pause was in flight
+    stop_pending: bool = False  # a StopTrial came while a call was out: STOP goes with its answer
 
 
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
 _ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
          TrialStatus.FAILED: TrialEnd.FAILED}
+
+
+def _fatal_error(exit: TrialExit) -> RayTunerError:
+    """The worker's fatal error, rebuilt on the driver under its own class where it is one
+    of raytuner's (the class travels by name: see :func:`raytuner.errors.is_fatal`)."""
+    cls = getattr(errors, exit.error_type or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, RayTunerError)):
+        cls = ReportError
+    return cls(exit.message or exit.error_type or "a fatal error in a trial")
 
 
 class Lifecycle:
@@ -115,6 +128,9 @@ class Lifecycle:
         self._runs: dict[str, _Run] = {}
         self._closed: set[str] = set()  # trials the searcher has been told the end of
         self._unknown: set[str] = set()  # resumed trials the searcher did not propose again
+        # Failed trials re-run by a control command: searcher and scheduler already closed
+        # them, so the re-run is only recorded (see _on_retry_trial).
+        self._reruns: set[str] = set()
         self._exhausted = False  # the searcher returned FINISHED
         self._ended = False  # Deadline, EndExperiment or an abort: nothing new starts
         self._next_id = max(next_id, len(trials or ()))
@@ -179,6 +195,10 @@ class Lifecycle:
             self._launch(trial, idle.pop())
 
     def _on_reported(self, event: Reported) -> None:
+        if event.trial_id not in self._runs:
+            return  # the answer of a worker discarded when the experiment ended: stale
+        if event.event.log:
+            self._out.append(AppendLog(event.trial_id, event.event.log))
         trial = self.trials[event.trial_id]
         run = self._runs[event.trial_id]
         decision = self._record(trial, run, event.event.reports)
@@ -187,6 +207,10 @@ class Lifecycle:
             if not run.handed_on:
                 self._out.append(Release(run.worker))
             self._on_exit(trial, run, event.event.exit)
+            return
+        if run.stop_pending:
+            run.stop_pending = False
+            self._out.append(Deliver(run.worker, trial.trial_id, Signal.STOP, math.inf))
             return
         if decision in _SIGNAL:
             run.decided = decision
@@ -203,6 +227,8 @@ class Lifecycle:
         self._out.append(Deliver(run.worker, trial.trial_id, signal, self._decision_point(trial)))
 
     def _on_call_failed(self, event: CallFailed) -> None:
+        if event.trial_id not in self._runs:
+            return  # a worker discarded when the experiment ended, as it was killed
         trial = self.trials[event.trial_id]
         run = self._runs.pop(event.trial_id)
         if event.worker_lost:
@@ -235,14 +261,25 @@ class Lifecycle:
         self.scheduler.on_trial_remove(trial.trial_id)
         trial.note = f"stopped by {event.origin}"
         if run is not None:
+            # A running trial always has a call out (one per busy worker): the STOP answers
+            # that call's return, in _on_reported, instead of racing it as a second call.
             run.decided = Decision.STOP
-            self._out.append(Deliver(run.worker, trial.trial_id, Signal.STOP, math.inf))
+            run.stop_pending = True
         else:  # PENDING or PAUSED: no worker to tell
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)
         self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} stopped"))
 
     def _on_set_limits(self, event: SetLimits) -> None:
+        if self._ended:
+            self._refuse(event, "the experiment is already ending")
+            return
+        if event.max_concurrent is not None and event.max_concurrent < 1:
+            self._refuse(event, f"max_concurrent={event.max_concurrent} must be at least 1")
+            return
+        if event.time_budget_s is not None and not event.time_budget_s > 0:
+            self._refuse(event, f"time_budget_s={event.time_budget_s} must be a positive number of seconds")
+            return
         done = []
         if event.num_trials is not None:
             if event.num_trials < len(self.trials):
@@ -256,7 +293,35 @@ class Lifecycle:
         if event.max_concurrent is not None:
             self.max_concurrent = event.max_concurrent
             done.append(f"max_concurrent={event.max_concurrent}")
+        if event.time_budget_s is not None:  # the driver moves its deadline on ControlApplied
+            done.append(f"time_budget_s={event.time_budget_s:g}")
         self._out.append(ControlApplied(event, True, ", ".join(done) or "nothing to change"))
+
+    def _on_retry_trial(self, event: RetryTrial) -> None:
+        """FAILED -> PENDING: the trial runs again from its latest checkpoint.
+
+        The searcher heard the trial's FAILED outcome when it failed, and hears nothing more
+        of it (``on_trial_complete`` exactly once per trial; the re-run's reports do not
+        reach ``on_trial_result`` either, as they would come after its end). The scheduler
+        ended it too, so the re-run is not decided on: it runs to its own end, the Tuner's
+        ``stop=``, or a StopTrial. Its reports are recorded and count for the best trial.
+        """
+        trial = self.trials.get(event.trial_id)
+        if trial is None:
+            self._refuse(event, f"there is no trial {event.trial_id!r} in this experiment")
+            return
+        if trial.status is not TrialStatus.FAILED:
+            self._refuse(event, f"trial {trial.trial_id} is {trial.status.value}; only FAILED trials can be re-run")
+            return
+        if self._ended:
+            self._refuse(event, "the experiment is already ending")
+            return
+        self._reruns.add(trial.trial_id)
+        trial.num_failures = 0  # the re-run gets the experiment's max_failures retries again
+        trial.end_time = None
+        self._set_status(trial, TrialStatus.PENDING, note=f"re-run by {event.origin}", notify=False)
+        where = f"from {trial.checkpoint}" if trial.checkpoint else "from scratch (it has no checkpoint)"
+        self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} queued to run again {where}"))
 
     def _on_end_experiment(self, event: EndExperiment) -> None:
         self._end_all(f"experiment ended by {event.origin}", final=True)
@@ -265,7 +330,7 @@ class Lifecycle:
     _HANDLERS: dict[type, Callable[[Lifecycle, Any], None]] = {
         Fill: _on_fill, Reported: _on_reported, CallFailed: _on_call_failed, Deadline: _on_deadline,
         Interrupt: _on_interrupt, Drained: _on_drained, StopTrial: _on_stop_trial,
-        SetLimits: _on_set_limits, EndExperiment: _on_end_experiment,
+        SetLimits: _on_set_limits, EndExperiment: _on_end_experiment, RetryTrial: _on_retry_trial,
     }
 
     def _refuse(self, event: Any, why: str) -> None:
@@ -339,6 +404,8 @@ class Lifecycle:
         self._out.append(Notify("on_trial_start", (trial.trial_id, trial.config)))
 
     def _decision_point(self, trial: Trial) -> float:
+        if trial.trial_id in self._reruns:
+            return math.inf
         return self.scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
 
     # -- reports and ends ------------------------------------------------------------------
@@ -366,7 +433,7 @@ class Lifecycle:
             trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
             # A trial resumed from an older checkpoint re-reports resources the scheduler has
             # seen; only progress beyond them is news to it.
-            if value is None or run.decided or (previous is not None and report.resource <= previous):
+            if value is None or run.decided or trial.trial_id in self._reruns or (previous is not None and report.resource <= previous):
                 continue
             self.searcher.on_trial_result(trial.trial_id, report.resource, value)
             made = self.scheduler.on_result(trial.trial_id, report.resource, value)
@@ -382,8 +449,8 @@ class Lifecycle:
     def _on_exit(self, trial: Trial, run: _Run, exit: TrialExit) -> None:
         if exit.signal is Signal.ERROR:
             if exit.fatal and self.abort is None:
-                # A report the Tuner cannot use is a bug in the script, the same in every trial.
-                self.abort = ReportError(exit.message or exit.error_type or "bad report")
+                # A bug in the script (a report the Tuner cannot use), the same in every trial.
+                self.abort = _fatal_error(exit)
             self._on_failure(trial, exit.error or "")
             return
         decided = run.decided
@@ -398,7 +465,7 @@ class Lifecycle:
             self._close(trial, TrialEnd.STOPPED)
         else:  # it returned, the Tuner's stop= was reached, or the scheduler saw its full budget
             self._set_status(trial, TrialStatus.COMPLETED)
-            if decided is None:  # a trial the scheduler completed is already closed there
+            if decided is None and trial.trial_id not in self._reruns:  # else already closed there
                 self.scheduler.on_trial_complete(trial.trial_id)
             self._close(trial, TrialEnd.COMPLETED)
         self._stop_paused_losers()
@@ -503,6 +570,8 @@ class Lifecycle:
         closed = set(closed)
         mismatched = []
         for trial_id, trial in sorted(self.trials.items()):
+            if trial_id in closed and not trial.status.is_finished():
+                self._reruns.add(trial_id)  # closed, yet to run: only a re-run is both
             if int(trial_id) >= next_id:
                 replay = self.searcher.suggest(trial_id)
                 if not isinstance(replay, dict):

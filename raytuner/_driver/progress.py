@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from typing import IO, Callable, Mapping
 
+from raytuner._driver import failures as _failures
 from raytuner._trial import Trial, TrialStatus
 
 _ORDER = [s.value for s in TrialStatus]
@@ -40,6 +42,7 @@ class Progress:
         self._live = None
         self.extra: str | None = None  # one line of scheduler state, when the scheduler has some
         self._describe = describe
+        self._failures: dict[tuple[str, str], int] = {}  # distinct errors seen, and how often
 
     def start(self) -> None:
         if self._verbose and self._tty:
@@ -63,11 +66,26 @@ class Progress:
             print(self.line(), file=self._stream, flush=True)
 
     def trial_ended(self, trial: Trial) -> None:
-        if self._verbose >= 2:
-            value = "" if self._metric is None else f" {self._metric}={trial.metrics.get(self._metric)}"
-            message = f"[raytuner] trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"
+        if not self._verbose:
+            return
+        lines: list[str] = []
+        if trial.status == TrialStatus.FAILED:
+            failure = _failures.parse(trial.error or "no error recorded")
+            seen = self._failures.get(failure.key, 0)
+            self._failures[failure.key] = seen + 1
+            if not seen:  # the first trial of each distinct error speaks; the rest are counted
+                lines = _failures.describe(trial.trial_id, failure)
+                lines.append("  (later trials failing the same way are counted, not shown; "
+                             "tracebacks in each trial's error.txt)")
+            elif self._verbose >= 2:
+                lines = [f"trial {trial.trial_id} failed: {failure.headline}"]
+        elif self._verbose >= 2:
+            value = "" if self._metric is None else f" {self._metric}={_short(trial.metrics.get(self._metric))}"
+            lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"]
+        for line in lines:
+            message = f"[raytuner] {line}"
             if self._live is not None:
-                self._live.console.print(message)
+                self._live.console.print(message, markup=False, highlight=False)
             else:
                 print(message, file=self._stream, flush=True)
 
@@ -125,15 +143,38 @@ class Progress:
             text += f" | {self.extra}"
         return text + f" | {time.monotonic() - self._t0:.0f}s"
 
+    def header(self) -> list[str]:
+        """The live view's header: short lines that fit 80 columns, not one long line."""
+        counts = self._counts()
+        total = f"/{self._total}" if self._total else ""
+        parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+        lines = [f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts}), "
+                 f"{time.monotonic() - self._t0:.0f}s"]
+        ranked = self._ranked()
+        if ranked and self._metric:
+            best = ranked[0]
+            lines.append(f"best {self._metric}={_short(best.metrics.get(self._metric))} (trial {best.trial_id})")
+        if self.extra:
+            lines.append(explain(self.extra))
+        constant = _constant_config(self._trials.values())
+        if constant:
+            lines.append("same in every trial: " + ", ".join(f"{k}={_short(v, 4)}" for k, v in constant.items()))
+        return lines
+
     def _table(self):
+        from rich import box
         from rich.table import Table
 
-        table = Table(title=f"top trials by {self._metric}" if self._metric else "trials", title_justify="left")
-        for column in ("trial", "status", "iter", self._metric or "metric", "config"):
-            table.add_column(column)
+        constant = _constant_config(self._trials.values())
+        # No side borders (as in the CLI): ten more columns for the config before it wraps.
+        table = Table(title=f"top trials by {self._metric}" if self._metric else "trials", title_justify="left",
+                      box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in ("trial", "status", "iter", self._metric or "metric"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("config")
         for trial in self._ranked() or list(self._trials.values())[: self._top]:
             value = trial.metrics.get(self._metric) if self._metric else None
-            config = ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items())
+            config = ", ".join(f"{k}={_short(v, 4)}" for k, v in trial.config.items() if k not in constant)
             table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), _short(value), config)
         return table
 
@@ -141,11 +182,40 @@ class Progress:
         from rich.console import Group
         from rich.text import Text
 
-        return Group(Text(self.line()), self._table())
+        return Group(*(Text(line) for line in self.header()), self._table())
 
 
-def _short(value: object) -> str:
+_RUNGS = re.compile(r"^rungs ((?:[0-9.e+-]+:\d+ ?)+)$")
+
+
+def explain(extra: str) -> str:
+    """ASHA's ``rungs 1:30 3:17 9:13`` in words: how many trials reached each rung."""
+    match = _RUNGS.match(extra.strip())
+    if not match:
+        return f"scheduler: {extra}"
+    pairs = [pair.split(":") for pair in match.group(1).split()]
+    reached = ", ".join(f"{count} reached {level}" if i else f"{count} trials reached {level}"
+                        for i, (level, count) in enumerate(pairs))
+    return f"ASHA rungs: {reached}"
+
+
+def _constant_config(trials, at_least: int = 5) -> dict[str, object]:
+    """Config values every trial shares (e.g. ``max_epochs=27``): said once, not per row.
+
+    Only from ``at_least`` trials on: two trials that drew the same ``units`` would
+    otherwise be announced as "same in every trial".
+    """
+    configs = [t.config for t in trials]
+    if len(configs) < at_least:
+        return {}
+    first = configs[0]
+    return {k: v for k, v in first.items() if all(k in c and c[k] == v for c in configs[1:])}
+
+
+def _short(value: object, digits: int = 5) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.{digits}g}"
+    if value is None:
+        return "-"
     text = str(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+    return text if len(text) <= 24 else text[:11] + "…" + text[-12:]

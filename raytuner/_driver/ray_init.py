@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
 def ensure_ray(address: str | None = None) -> bool:
@@ -24,3 +25,26 @@ def ensure_ray(address: str | None = None) -> bool:
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)
     return True
+
+
+def flush_worker_logs() -> None:
+    """Print the worker output Ray holds back for de-duplication now, not at exit.
+
+    Ray buffers repeated worker lines ("[repeated 3x across cluster]") and prints the
+    leftovers when the process disconnects, i.e. after the user's script has printed its
+    results. Flushing at the end of ``fit`` keeps the script's own output last. Ray's
+    de-duplicator is private API: if it moves, this does nothing.
+    """
+    try:
+        import ray
+        from ray._private import ray_logging, worker
+
+        if not ray.is_initialized():
+            return
+        ignore_prefix = worker._should_ignore_worker_log_prefix(worker.global_worker)
+        for leftover in ray_logging.stdout_deduplicator.flush():
+            worker.print_worker_logs(leftover, sys.stdout, ignore_prefix)
+        for leftover in ray_logging.stderr_deduplicator.flush():
+            worker.print_worker_logs(leftover, sys.stderr, ignore_prefix)
+    except Exception:  # noqa: BLE001 - cosmetic: never fail a finished experiment over it
+        return

@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any, Mapping
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, invalid
 
 _RAY_NAMES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
 
@@ -21,12 +21,12 @@ def normalize(resources: Mapping[str, Any] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in resources.items():
         if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            msg = f"`resources[{key!r}]={value!r}` is invalid: give a number >= 0, e.g. resources={{'cpu': 1, 'gpu': 0.25}}."
-            raise ConfigError(msg)
+            raise invalid("Tuner", f"resources[{key!r}]", value, "a number >= 0 under a str key",
+                          "Pass e.g. resources={'cpu': 1, 'gpu': 0.25}.")
         name = key.lower() if key.lower() in _RAY_NAMES else key
         if name == "gpu" and value > 1 and value != int(value):
-            msg = f"`resources['gpu']={value}` is invalid: ask for a fraction of one GPU (<= 1) or a whole number of GPUs."
-            raise ConfigError(msg)
+            raise invalid("Tuner", "resources['gpu']", value, "a fraction of one GPU (<= 1) or a whole number",
+                          "Pass e.g. 0.5 to share a card between two trials, or 2 for two whole cards.")
         out[name] = float(value)
     out.setdefault("cpu", 1.0)
     return out

@@ -5,27 +5,33 @@ that were on a worker start again from their latest checkpoint; paused trials wa
 scheduler, restored from its last snapshot together with the searcher's. Nothing runs a
 config twice except trials that were in flight.
 
-Resuming unpickles ``tuner.pkl`` and ``state.pkl`` from the folder, and may import the
-script that defined the trainable: resume only experiments you trust.
+Built-in searchers and schedulers are rebuilt from the configs in experiment.json
+(:mod:`raytuner._storage.components`). Resuming still unpickles ``tuner.pkl`` (settings,
+user-defined components) and ``state.pkl`` from the folder, and may import the script that
+defined the trainable: resume only experiments you trust.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller
-from raytuner._driver.ray_init import ensure_ray
-from raytuner._results import Results
+from raytuner._driver import failures as _failures
+from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
+from raytuner._results import Results, load
+from raytuner._storage import components
 from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage
-from raytuner._trial import Trial
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner._trial import Trial, TrialStatus
+from raytuner.errors import ConfigError
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -108,7 +114,8 @@ def resume(
     address: str | None = None,
     tensorboard: bool = True,
 ) -> Results:
-    """Continue a stopped experiment (driver crash, Ctrl-C, time budget) and return its results.
+    """Continue a stopped experiment (driver crash, Ctrl-C, time budget): runs it to its
+    end now and returns its :class:`Results` (there is no ``.fit()`` to call after it).
 
     Available as ``raytuner.Tuner.resume(path, trainable)`` and ``raytuner resume PATH``.
     Finished trials are kept; trials that were running restart from their latest
@@ -123,19 +130,17 @@ def resume(
         num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
             tensorboard: As for the Tuner; everything else comes from the experiment.
 
+    Before it starts, it prints what it keeps, restarts and leaves. An experiment with
+    nothing left to run is answered from its folder, without starting Ray. A driver still
+    running the experiment is refused (:class:`ExperimentError` naming it); one that died
+    is detected and does not block.
+
     Resuming unpickles state saved in the folder: only resume experiments you trust.
     """
     storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
     meta = storage.read_experiment()  # raises before anything is written
-    saved = storage.load_state("tuner")
-    if not isinstance(saved, dict) or "settings" not in saved:
-        raise ExperimentError(
-            f"{storage.path} has no usable tuner.pkl, so its searcher and scheduler cannot be rebuilt. "
-            "Only experiments started by raytuner.Tuner.fit() can be resumed; rt.load() still reads its results."
-        )
-    if trainable is None:
-        trainable = _import_trainable(meta)
-    else:
+    settings, searcher, scheduler = components.load(storage, meta)
+    if trainable is not None:
         recorded = meta.get("trainable", "").partition(":")[2]
         given = getattr(trainable, "__qualname__", "?")
         if recorded and given != recorded:
@@ -144,9 +149,6 @@ def resume(
                 "(resuming with another would mix two trainables in one experiment), or start a new experiment "
                 "warm-started from this one: HyperOptSearcher(warm_start=rt.load(path).observations())."
             )
-
-    settings = saved["settings"]
-    searcher, scheduler = saved["searcher"], saved["scheduler"]
     state = storage.load_state("state") or {}
     if "searcher" in state:
         searcher.restore(state["searcher"])
@@ -161,29 +163,99 @@ def resume(
         settings.time_budget_s = time_budget_s
     if verbose is not None:
         settings.verbose = verbose
+    trials = _restore_trials(storage)
+    speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
+    plan = ResumePlan.of(trials, searcher.num_trials or settings.num_trials)
+    if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED"):
+        # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
+        if speak:
+            print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
+        return load(storage.path)
+    with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
+        if trainable is None:
+            trainable = _import_trainable(meta)
+        if speak:
+            print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
+        for trial in trials.values():
+            if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
+                trial.note = None  # "interrupted (Ctrl-C)" no longer says where it stands
 
-    ensure_ray(address)
-    slots = _resources.max_concurrency(settings.resources)
-    settings.max_concurrent = max_concurrent or min(settings.max_concurrent, slots) or slots
-    import ray
+        ensure_ray(address)
+        slots = _resources.max_concurrency(settings.resources)
+        settings.max_concurrent = max_concurrent or min(settings.max_concurrent, slots) or slots
+        import ray
 
-    callbacks = list(callbacks)
-    if tensorboard:  # as fit() does: keep logging into the experiment's tensorboard folder
-        from raytuner.tracking import tensorboard as tb
+        callbacks = list(callbacks)
+        if tensorboard:  # as fit() does: keep logging into the experiment's tensorboard folder
+            from raytuner.tracking import tensorboard as tb
 
-        if tb.available() and not any(isinstance(c, tb.TensorBoardCallback) for c in callbacks):
-            callbacks.append(tb.TensorBoardCallback())
-    meta["resumed"] = meta.get("resumed", 0) + 1
-    controller = Controller(
-        settings,
-        trainable_ref=ray.put(trainable),
-        searcher=searcher,
-        scheduler=scheduler,
-        storage=storage,
-        callbacks=callbacks,
-        meta=meta,
-        trials=_restore_trials(storage),
-        next_id=state.get("next_id", 0),
-    )
-    controller.reconcile(state.get("next_id", 0), set(state.get("closed", ())))
-    return controller.run()
+            if not tb.available():
+                logging.getLogger("raytuner").warning(tb.SKIPPED)
+            elif not any(isinstance(c, tb.TensorBoardCallback) for c in callbacks):
+                callbacks.append(tb.TensorBoardCallback())
+        meta["resumed"] = meta.get("resumed", 0) + 1
+        controller = Controller(
+            settings,
+            trainable_ref=ray.put(trainable),
+            searcher=searcher,
+            scheduler=scheduler,
+            storage=storage,
+            callbacks=callbacks,
+            meta=meta,
+            trials=trials,
+            next_id=state.get("next_id", 0),
+        )
+        controller.reconcile(state.get("next_id", 0), set(state.get("closed", ())))
+        results = controller.run()
+        flush_worker_logs()
+        return _failures.finish(results, storage, verbose=settings.verbose)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a resume keeps, restarts and leaves, told to the user before it starts."""
+
+    kept: dict[str, int]  # finished trials by status
+    restart: list[tuple[str, int, int]]  # (trial id, reports made, report its checkpoint is at)
+    paused: list[str]
+    new: int  # trials still to create, at most
+
+    @classmethod
+    def of(cls, trials: dict[str, Trial], target: int) -> ResumePlan:
+        kept: dict[str, int] = {}
+        restart, paused = [], []
+        for trial in trials.values():
+            if trial.status.is_finished():
+                kept[trial.status.value] = kept.get(trial.status.value, 0) + 1
+            elif trial.status == TrialStatus.PAUSED:
+                paused.append(trial.trial_id)
+            else:  # RUNNING or PENDING: on a worker (or about to be) when the last driver stopped
+                restart.append((trial.trial_id, trial.iteration, trial.checkpoint_iteration if trial.checkpoint else 0))
+        return cls(kept, restart, paused, max(0, target - len(trials)))
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.restart and not self.paused and self.new == 0
+
+    def describe(self) -> str:
+        finished = sum(self.kept.values())
+        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.kept.items()))
+        if self.nothing_to_do:
+            return (f"already finished ({finished} trials: {counts or 'none'}); nothing to resume. Pass "
+                    "num_trials= (or --num-trials) to run more trials.")
+        parts = [f"keeping {finished} finished trial{'s' if finished != 1 else ''} ({counts})" if finished
+                 else "no trial had finished"]
+        if self.restart:
+            shown = []
+            for trial_id, reports, at in self.restart[:6]:
+                shown.append(f"{trial_id} from report {at}" if at else
+                             (f"{trial_id} from scratch (no checkpoint; its {reports} report"
+                              f"{'s' if reports != 1 else ''} stay)" if reports
+                              else f"{trial_id} from scratch"))
+            more = f" and {len(self.restart) - 6} more" if len(self.restart) > 6 else ""
+            parts.append(f"restarting {len(self.restart)} that did not finish: {', '.join(shown)}{more}")
+        if self.paused:
+            parts.append(f"{len(self.paused)} paused wait{'s' if len(self.paused) == 1 else ''} for the scheduler")
+        if self.new:
+            parts.append(f"up to {self.new} new trial{'s' if self.new != 1 else ''}")
+        return "; ".join(parts) + "."

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, invalid
 
 if TYPE_CHECKING:
     from raytuner._results import Results
@@ -26,6 +26,7 @@ _TITLES = {
     "slices": "Slice plots",
     "contour": "Contour",
     "importances": "Parameter importance",
+    "durations": "Trial durations",
 }
 
 
@@ -43,7 +44,7 @@ def write_report(results: Results, path: str | os.PathLike[str], *, metric: str 
         msg = "The HTML report needs plotly, which is not installed. Install it: pip install 'raytuner[plot]'."
         raise ConfigError(msg) from None
     if mode not in (None, "min", "max"):
-        raise ConfigError(f"`mode={mode!r}` is invalid: use 'min' or 'max'.")
+        raise invalid("report", "mode", mode, "'min', 'max' or None", "Pass mode='min' or 'max', or None for the experiment's.")
     from raytuner._report import _data, _figures, _page
 
     data = _data.collect(results, metric, mode)

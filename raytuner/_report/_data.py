@@ -1,19 +1,17 @@
 """What the report draws, read from :class:`raytuner.Results`: plain lists, no plotting.
 
 Everything here comes from the experiment folder; nothing in it is executed. The
-scheduler's rungs are recomputed from the scheduler's ``repr`` in experiment.json, parsed
-as literals only (``ast``), never evaluated.
+scheduler's rungs are the ``milestones`` it described in experiment.json.
 """
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from raytuner._results import Results, TrialResult
-from raytuner._storage.experiment import ExperimentStorage, is_finite
+from raytuner._storage.experiment import ExperimentStorage, flatten, is_finite
 from raytuner._trial import TrialStatus
 from raytuner.errors import ExperimentError
 
@@ -37,7 +35,7 @@ class Param:
 
 @dataclass
 class Schedule:
-    """The scheduler's decision points, recomputed from its repr."""
+    """The scheduler's decision points, from its milestones."""
 
     name: str
     rungs: list[float] = field(default_factory=list)
@@ -65,17 +63,6 @@ def label(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten_config(value, name + "/"))
-        else:
-            out[name] = value
-    return out
-
-
 def _log_params(space: Any, prefix: str = "") -> set[str]:
     """Flattened names of the log-scaled domains in the space's JSON description."""
     found: set[str] = set()
@@ -93,34 +80,21 @@ def _is_number(value: Any) -> bool:
     return is_finite(value)
 
 
-def parse_schedule(text: str | None) -> Schedule:
-    """Rungs of ASHA and Hyperband from their repr, e.g. ``ASHAScheduler(max_resource=27, ...)``."""
-    if not text:
-        return Schedule("")
-    try:
-        node = ast.parse(text, mode="eval").body
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-            return Schedule(text)
-        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
-    except (SyntaxError, ValueError):
-        return Schedule(text)
-    name = node.func.id
-    from raytuner.schedulers import hyperband_brackets, rung_levels
+def schedule_from_meta(meta: Mapping[str, Any]) -> Schedule:
+    """The scheduler's rungs as its ``milestones()`` put them in experiment.json.
 
-    try:
-        if name == "ASHAScheduler":
-            levels: set[float] = set()
-            for s in range(int(kwargs.get("brackets", 1))):
-                levels.update(rung_levels(kwargs.get("min_resource", 1), kwargs["max_resource"],
-                                          kwargs.get("reduction_factor", 3), s))
-            return Schedule(text, sorted(levels), pauses=kwargs.get("variant") == "promotion")
-        if name == "HyperbandScheduler":
-            brackets = hyperband_brackets(kwargs["max_resource"], kwargs.get("reduction_factor", 3))
-            levels = {r for b in brackets for _, r in b.rounds if r < kwargs["max_resource"]}
-            return Schedule(text, sorted(levels), pauses=True)
-    except (KeyError, TypeError, ValueError):
-        pass
-    return Schedule(text)
+    Read as data, checked, never executed. An experiment without milestones (none
+    recorded, or damaged) is drawn without rungs.
+    """
+    config = meta.get("scheduler_config")
+    name = config.get("type", "") if isinstance(config, Mapping) else str(meta.get("scheduler") or "")
+    milestones = meta.get("milestones")
+    if not isinstance(milestones, Mapping):
+        return Schedule(name)
+    levels = milestones.get("levels")
+    if not isinstance(levels, list) or not all(_is_number(level) for level in levels):
+        return Schedule(name)
+    return Schedule(name, sorted(levels), pauses=milestones.get("pauses") is True)
 
 
 def collect(results: Results, metric: str | None = None, mode: str | None = None) -> ReportData:
@@ -143,7 +117,7 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials}
     x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
     log_names = _log_params(results.meta.get("space"))
-    configs = [flatten_config(t.config) for t in scored]
+    configs = [flatten(t.config) for t in scored]
     names = list(dict.fromkeys(key for config in configs for key in config))
     params = []
     for pname in names:
@@ -162,46 +136,8 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         params=params,
         histories=histories,
         x_key=x_key,
-        schedule=parse_schedule(results.meta.get("scheduler")),
+        schedule=schedule_from_meta(results.meta),
     )
-
-
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    for rank, index in enumerate(order):
-        ranks[index] = float(rank)
-    return ranks
-
-
-def importance(data: ReportData) -> dict[str, float]:
-    """How much of the metric's (rank) variance each parameter explains on its own.
-
-    The correlation ratio eta^2 of the metric's ranks grouped by the parameter's value:
-    categories for categorical parameters, up to 10 equal-count bins for numeric ones. It
-    is a main-effect screen, cheap and dependency-free; it does not see interactions
-    (fANOVA would).
-    """
-    y = _ranks(data.values)
-    n = len(y)
-    mean = sum(y) / n if n else 0.0
-    total = sum((v - mean) ** 2 for v in y)
-    scores: dict[str, float] = {}
-    if n < 3 or total == 0:
-        return {p.name: 0.0 for p in data.params}
-    for param in data.params:
-        if param.numeric:
-            bins = max(2, min(10, n // 3))
-            ranks = _ranks([float(v) for v in param.values])
-            groups = [int(r * bins / n) for r in ranks]
-        else:
-            groups = [label(v) for v in param.values]
-        sums: dict[Any, list[float]] = {}
-        for group, value in zip(groups, y):
-            sums.setdefault(group, []).append(value)
-        between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in sums.values())
-        scores[param.name] = between / total
-    return dict(sorted(scores.items(), key=lambda kv: -kv[1]))
 
 
 def end_marks(data: ReportData, trial: TrialResult) -> list[tuple[float, float, str]]:

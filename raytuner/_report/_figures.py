@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from raytuner._report._data import Param, ReportData, best_so_far, end_marks, flatten_config, importance, label
+from raytuner._report._data import Param, ReportData, best_so_far, end_marks, label
+from raytuner._report.importance import importance
+from raytuner._storage.experiment import flatten
 
 _STATUS_COLORS = {
     "COMPLETED": "#1f77b4",
@@ -49,7 +51,7 @@ def _axis_values(param: Param) -> tuple[list[Any], dict[str, Any]]:
 
 def _hover(data: ReportData, index: int) -> str:
     trial = data.scored[index]
-    config = "<br>".join(f"{esc(k)}={esc(v)}" for k, v in flatten_config(trial.config).items())
+    config = "<br>".join(f"{esc(k)}={esc(v)}" for k, v in flatten(trial.config).items())
     return f"trial {esc(trial.trial_id)} ({trial.status.value.lower()})<br>{esc(data.metric)}={data.values[index]:.6g}<br>{config}"
 
 
@@ -69,11 +71,45 @@ def history(data: ReportData) -> Figure:
         x=[t.trial_id for t in data.scored], y=best_so_far(data.values, data.sign), mode="lines",
         name="best so far", line=dict(shape="hv", color="#444"),
     ))
-    fig.update_layout(**_LAYOUT, xaxis_title="trial (in the order started)", yaxis_title=esc(data.metric))
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=60, r=20, t=50, b=50)}, xaxis_title="trial (in the order started)",
+                      yaxis_title=esc(data.metric))
     # Categories keep the order of their first appearance across traces; fix it to id order.
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=[t.trial_id for t in data.scored])
-    return Figure("history", "Optimisation history",
-                  f"Each trial's last {data.metric} and the best so far, trials in the order they started.", fig)
+    caption = f"Each trial's last {data.metric} and the best so far, trials in the order they started."
+    clipped = y_range(data.values, data.sign)
+    buttons = [dict(label="all values", method="relayout", args=[{"yaxis.type": "linear", "yaxis.autorange": True}])]
+    if clipped is not None:
+        # A few diverged trials would squash the range where the search is decided.
+        fig.update_yaxes(range=list(clipped))
+        buttons.insert(0, dict(label="clip outliers", method="relayout",
+                               args=[{"yaxis.type": "linear", "yaxis.range": list(clipped)}]))
+        outside = sum(not clipped[0] <= v <= clipped[1] for v in data.values)
+        caption += (f" The axis leaves out {outside} outlying trial{'s' if outside > 1 else ''}: "
+                    "'all values' (top right) shows them.")
+    if all(v > 0 for v in data.values):
+        buttons.append(dict(label="log scale", method="relayout", args=[{"yaxis.type": "log", "yaxis.autorange": True}]))
+    fig.update_layout(updatemenus=[dict(type="buttons", direction="left", buttons=buttons, showactive=True,
+                                        x=1.0, xanchor="right", y=1.02, yanchor="bottom", pad=dict(r=0, t=0))])
+    return Figure("history", "Optimisation history", caption, fig)
+
+
+def y_range(values: list[float], sign: float) -> tuple[float, float] | None:
+    """An axis range without the outliers on the bad side (Tukey's fences, 3 IQR), or None
+    if there are none. Only the bad side is clipped: the best values are the point."""
+    import numpy as np
+
+    if len(values) < 5:
+        return None
+    v = np.asarray(values, dtype=float) * sign  # smaller is better
+    q1, q3 = np.percentile(v, [25, 75])
+    fence = q3 + 3 * (q3 - q1)
+    inside = v[v <= fence]
+    if len(inside) == len(v) or q3 == q1:
+        return None
+    low, high = float(inside.min()), float(inside.max())
+    pad = 0.05 * (high - low or abs(high) or 1.0)
+    low, high = low - pad, high + pad
+    return (low, high) if sign > 0 else (-high, -low)
 
 
 def parallel(data: ReportData) -> Figure | str:
@@ -129,10 +165,15 @@ def learning_curves(data: ReportData) -> Figure | str:
     for what, (xs, ys, texts) in marks.items():
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=what, hovertext=texts, hoverinfo="text",
                                  marker=dict(symbol=_MARK_SYMBOLS.get(what, "circle"), size=9, color="#222")))
+    # One legend entry per colour: the per-trial lines stay out of the legend (hundreds).
+    for status in dict.fromkeys(t.status.value for t in data.results.trials if t.trial_id in data.histories):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{status.lower()} trial",
+                                 line=dict(width=2, color=_STATUS_COLORS.get(status)), hoverinfo="skip"))
+    fig.update_layout(legend=dict(title=dict(text="line colour: how the trial ended; marks: where")))
     for level in data.schedule.rungs:
         fig.add_vline(x=level, line=dict(dash="dot", color="#999", width=1))
     rungs = ", ".join(f"{level:g}" for level in data.schedule.rungs)
-    caption = f"{data.metric} at every report of every trial, coloured by status."
+    caption = f"{data.metric} at every report of every trial, coloured by how the trial ended (see the legend)."
     if rungs:
         caption += f" Dotted lines: the scheduler's rungs ({rungs})."
     fig.update_layout(**_LAYOUT, xaxis_title=data.x_key, yaxis_title=esc(data.metric))
@@ -161,7 +202,8 @@ def slices(data: ReportData) -> Figure | str:
         ), row=row + 1, col=col + 1)
         fig.update_xaxes(row=row + 1, col=col + 1, **axis)
         fig.update_yaxes(row=row + 1, col=col + 1, title_text=esc(data.metric) if col == 0 else None)
-    fig.update_layout(**{**_LAYOUT, "height": 320 * rows})
+    # Room above the first row's titles for plotly's toolbar, which otherwise covers them.
+    fig.update_layout(**{**_LAYOUT, "height": 320 * rows + 40, "margin": dict(l=60, r=20, t=80, b=50)})
     return Figure("slices", "Slice plots", f"{data.metric} against each parameter alone; darker = later trial.", fig)
 
 
@@ -224,10 +266,26 @@ def importances(data: ReportData) -> Figure | str:
     fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=[esc(n) for n in names], orientation="h",
                            marker_color="#1f77b4", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(**{**_LAYOUT, "height": max(220, 60 + 40 * len(names))},
-                      xaxis_title=f"share of {esc(data.metric)} rank variance explained (eta²)", xaxis_range=[0, 1])
+                      xaxis_title=f"share of {esc(data.metric)} variance explained (fANOVA)", xaxis_range=[0, 1])
     return Figure("importance", "Parameter importance",
-                  "Main effect of each parameter alone (correlation ratio over value bins); interactions are not seen.",
-                  fig)
+                  "fANOVA over a random forest, as Optuna computes it: the share of the metric's variance that "
+                  "each parameter's main effect explains; what is left over is interactions.", fig)
 
 
-BUILDERS = (history, parallel, learning_curves, slices, contour, importances)
+def durations(data: ReportData) -> Figure | str:
+    import plotly.graph_objects as go
+
+    trials = [t for t in data.results.trials if t.iteration]
+    if not trials:
+        return "Trial durations need a trial that reported."
+    fig = go.Figure()
+    for status in dict.fromkeys(t.status.value for t in trials):
+        group = [t for t in trials if t.status.value == status]
+        fig.add_trace(go.Bar(x=[t.trial_id for t in group], y=[t.time_total_s for t in group], name=status.lower(),
+                             marker_color=_STATUS_COLORS.get(status)))
+    fig.update_layout(**_LAYOUT, xaxis_title="trial", yaxis_title="training time (s)", xaxis_type="category")
+    return Figure("durations", "Trial durations",
+                  "Training time of each trial, summed over pauses and retries; the colour says how it stands.", fig)
+
+
+BUILDERS = (history, parallel, learning_curves, slices, contour, importances, durations)

@@ -14,8 +14,9 @@ import json
 import math
 from typing import Any
 
-from raytuner._report._data import ReportData, flatten_config, label
+from raytuner._report._data import ReportData, label
 from raytuner._report._figures import Figure
+from raytuner._storage.experiment import flatten
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -24,8 +25,11 @@ h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top:
 .meta { color: #555; } .meta code, pre { background: #f4f4f4; padding: 0 .3em; }
 .caption { color: #555; margin: .2em 0 .5em; } .skipped { color: #888; font-style: italic; }
 table { border-collapse: collapse; font-size: .85em; } th, td { padding: .25em .6em; border-bottom: 1px solid #ddd;
-       text-align: left; white-space: nowrap; } th { position: sticky; top: 0; background: #fafafa; }
-.table-wrap { max-height: 32em; overflow: auto; border: 1px solid #ddd; }
+       text-align: left; white-space: nowrap; } th { background: #fafafa; }
+/* No height limit: a box that scrolled both ways hid its horizontal scroll bar (and so the
+   last columns) below 32em of rows. Now the bar sits right under the table. */
+.table-wrap { overflow-x: auto; max-width: 100%; border: 1px solid #ddd; }
+#trials th { white-space: normal; vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .rt-figure { min-height: 200px; }
 """
@@ -52,7 +56,7 @@ def _json_for_script(obj: Any) -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
+        return f"{value:.5g}" if math.isfinite(value) else str(value)
     if value is None:
         return ""
     return label(value)
@@ -97,7 +101,7 @@ def _table(data: ReportData) -> str:
         data.results.trials,
         key=lambda t: (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0),
     )
-    configs = {t.trial_id: flatten_config(t.config) for t in trials}
+    configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     metrics = [data.metric] + sorted({k for t in trials for k in t.metrics} - {data.metric})
     head = ["trial", "status", "reports", "time (s)"] + metrics + params

@@ -3,14 +3,19 @@
 ::
 
     <root>/<experiment>/
-        experiment.json           spec and status (atomic rewrite)
-        searcher.pkl, scheduler.pkl   search and scheduling state, for resume (pickle)
+        experiment.json           spec (with the searcher's and scheduler's configs and the
+                                  scheduler's milestones) and status (atomic rewrite)
+        state.pkl                 searcher and scheduler state snapshot, for resume (pickle)
+        tuner.pkl                 what resume cannot rebuild from experiment.json: the
+                                  settings (``stop=``) and user-defined components (pickle)
         trials/<trial_id>/
             config.json           the trial's configuration
             trial.json            status, last metrics, best value, checkpoint (atomic rewrite)
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
+            log.txt               what the trial printed (stdout and stderr), appended, bounded
             checkpoint_<n>/       checkpoint made at report n
+        driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
 the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
@@ -32,11 +37,16 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
+LOG_FILE = "log.txt"
+#: A trial's log stops growing here (a note says so): a trial that prints per batch for
+#: days must not fill the driver's disk.
+LOG_MAX_BYTES = 8 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 
 
@@ -55,11 +65,12 @@ def check_name(name: str, argument: str = "name") -> str:
 AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers and DataFrames)."""
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers, DataFrames and the
+    report); an empty dict stays a value."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{prefix}{key}/"))
         else:
             out[f"{prefix}{key}"] = value
@@ -174,10 +185,6 @@ class ExperimentStorage:
     def exists(self) -> bool:
         return (self.path / EXPERIMENT_FILE).is_file()
 
-    def is_empty(self) -> bool:
-        """Nothing stored there yet (for a URI: nothing under it when it was opened)."""
-        return not self.path.exists() or not any(not p.name.startswith(".") for p in self.path.iterdir())
-
     def create(self) -> None:
         self.trials_path.mkdir(parents=True, exist_ok=True)
         self._uploading()
@@ -196,6 +203,23 @@ class ExperimentStorage:
         if self._uploader is not None:
             self._unpushed.clear()  # the last pass puts everything
             self._uploader.close()
+
+    # -- the driver lock (one live driver per experiment) ----------------------------------
+    def acquire_driver_lock(self) -> DriverLock:
+        """Hold this experiment for the calling driver until ``release()``; raises
+        :class:`ExperimentError` naming the live driver that holds it already."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return DriverLock(self.path).acquire()
+
+    def live_driver(self) -> LockOwner | None:
+        """The driver running this experiment now, or None (none, or it died). Reads only."""
+        owner = read_owner(self.path / LOCK_FILE)
+        return owner if owner is not None and not owner.is_stale() else None
+
+    def holds_files(self) -> bool:
+        """Whether the folder holds anything besides a driver lock (an experiment's files);
+        for a URI, whether anything was under it when it was opened."""
+        return self.path.is_dir() and any(p.name != LOCK_FILE and not p.name.startswith(".") for p in self.path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:
@@ -287,6 +311,36 @@ class ExperimentStorage:
     def append_error(self, trial_id: str, text: str) -> None:
         with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
             handle.write(text if text.endswith("\n") else text + "\n")
+
+    def append_log(self, trial_id: str, text: str, max_bytes: int = LOG_MAX_BYTES) -> None:
+        """Append what the trial printed; past ``max_bytes`` the rest is dropped, once noted."""
+        path = self.trial_path(trial_id) / LOG_FILE
+        data = text.encode("utf-8", "replace")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size >= max_bytes:
+            return
+        if size + len(data) > max_bytes:
+            data = data[: max_bytes - size] + (
+                f"\n[raytuner: this log reached {max_bytes} bytes; the trial's further output was dropped]\n"
+            ).encode()
+        with open(path, "ab") as handle:
+            handle.write(data)
+
+    def log_path(self, trial_id: str) -> Path:
+        return self.trial_path(trial_id) / LOG_FILE
+
+    def read_log(self, trial_id: str, offset: int = 0, limit: int | None = None) -> tuple[str, int]:
+        """The trial's log from byte ``offset`` (at most ``limit`` bytes), and where it ends."""
+        try:
+            with open(self.log_path(trial_id), "rb") as handle:
+                handle.seek(offset)
+                data = handle.read() if limit is None else handle.read(limit)
+        except FileNotFoundError:
+            return "", 0
+        return data.decode("utf-8", "replace"), offset + len(data)
 
     def latest_checkpoint(self, trial_id: str) -> tuple[str, int] | None:
         """The newest ``checkpoint_<n>/`` of a trial on disk, as (folder name, n)."""

@@ -41,6 +41,7 @@ logger = logging.getLogger("raytuner")
 #: Seconds between two upload passes of a running experiment.
 SYNC_INTERVAL_S = 1.0
 _MANIFEST = ".raytuner-mirror.json"
+_LOCAL_ONLY = frozenset({"driver.lock"})  # raytuner._storage.lock.LOCK_FILE
 _URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _COLLAPSED_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/[^/]")  # what Path() makes of "s3://b/p"
 
@@ -251,7 +252,10 @@ class Uploader:
         for folder, dirs, files in os.walk(top):
             dirs[:] = [d for d in dirs if not d.startswith(".")]  # a checkpoint being written
             for name in files:
-                if name.startswith("."):  # temporary files of atomic writes
+                # Temporary files of atomic writes; and the driver lock, which says which
+                # process on which machine holds the local copy: it means nothing elsewhere,
+                # and left in the bucket after the end it would stand in a resume's way.
+                if name.startswith(".") or name in _LOCAL_ONLY:
                     continue
                 path = os.path.join(folder, name)
                 try:

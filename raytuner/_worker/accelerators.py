@@ -174,9 +174,10 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or isinstance(spec.loader, type):
             return spec  # a class as loader (built-in modules) is shared: leave it alone
         loader, hooks = spec.loader, self.hooks
+        inner = loader.exec_module  # maybe another hook's wrapper (quiet_tf): keep it in the chain
 
         def exec_module(module: Any) -> None:
-            type(loader).exec_module(loader, module)
+            inner(module)
             for hook in hooks:
                 try:
                     hook(module)

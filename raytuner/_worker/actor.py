@@ -28,12 +28,17 @@ from typing import Any, Callable, Mapping
 
 from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker.logs import TrialLog
 from raytuner._worker import session as _session
+from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
-from raytuner.errors import ReportError, TrialStopped
+from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
+#: A trial that prints without reporting gets its log shipped this often (the trial page
+#: shows it live); a log-only answer costs the driver one more call.
+LOG_FLUSH_S = 1.0
 
 
 class TrialRun:
@@ -50,12 +55,14 @@ class TrialRun:
         self._pending: Signal | None = None
         self._ended: Signal | None = None
         self.iteration = spec.start_iteration
+        self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
         self.checkpoint_dir: Path | None = None
         if spec.checkpoint is not None:
             self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
         self.trial_dir = self._choose_trial_dir()
+        self.log = TrialLog()
 
     def _scratch_dir(self) -> Path:
         if self._scratch is None:
@@ -130,6 +137,12 @@ class TrialRun:
                 )
                 raise ReportError(msg)
             resource = clean[spec.resource_attr]
+            if self._last_resource is not None and not resource > self._last_resource:
+                # Caught here, in the trial, so that it ends the experiment with this message
+                # instead of the report being skipped without a word on the driver.
+                raise ResourceError.not_increasing("The Tuner", spec.trial_id, spec.resource_attr,
+                                                   self._last_resource, resource)
+            self._last_resource = resource
         elapsed = time.monotonic() - self._t0
         packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
         if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
@@ -156,6 +169,7 @@ class TrialRun:
     def run(self) -> None:
         end: TrialExit
         _session._install(self)
+        self.log.start()
         try:
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
@@ -163,8 +177,9 @@ class TrialRun:
             end = TrialExit(Signal(stopped.decision))
         except BaseException as exc:  # noqa: BLE001 - everything a trainable raises is its failure
             end = TrialExit(Signal.ERROR, traceback.format_exc(), type(exc).__name__, str(exc),
-                            fatal=isinstance(exc, ReportError))
+                            fatal=is_fatal(exc))
         finally:
+            self.log.stop()
             _session._install(None)
         _release_trial_state()
         if self._scratch is not None:
@@ -199,6 +214,7 @@ class TrialWorker:
     def __init__(self, gpu_memory_fraction: float | None = None, has_gpu: bool = False) -> None:
         _accelerators.configure(gpu_memory_fraction, has_gpu=has_gpu)
         _accelerators.after_import("tensorflow", _tf_gradients.install)
+        _quiet_tf.arm()  # TensorFlow's start-up lines would land in the user's live table
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None
@@ -236,8 +252,7 @@ class TrialWorker:
         while True:
             item = self._events.get()
             if isinstance(item, TrialExit):
-                self._run = None
-                return Event(reports, item)
+                return self._answer(reports, item)
             reports.append(item)
 
     def _drain(self) -> Event:
@@ -248,19 +263,31 @@ class TrialWorker:
         report that awaits a decision, or the trial's end, returns at once.
         """
         reports: list[Report] = []
-        item = self._events.get()
+        while True:
+            try:
+                item = self._events.get(timeout=LOG_FLUSH_S)
+                break
+            except queue.Empty:
+                if self._run is not None and self._run.log.pending():
+                    return self._answer(reports)
         deadline = time.monotonic() + LINGER_S
         while True:
             if isinstance(item, TrialExit):
-                self._run = None
-                return Event(reports, item)
+                return self._answer(reports, item)
             reports.append(item)
             if item.awaits_decision:
-                return Event(reports)
+                return self._answer(reports)
             try:
                 item = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                return Event(reports)
+                return self._answer(reports)
+
+    def _answer(self, reports: list[Report], exit: TrialExit | None = None) -> Event:
+        """The event to return, with what the trial printed since the last one."""
+        run = self._run
+        if exit is not None:
+            self._run = None
+        return Event(reports, exit, run.log.take() if run is not None else "")
 
     def _resolve(self, ref: Any) -> Callable[..., Any]:
         import ray

@@ -90,5 +90,10 @@ class TrialExit:
 
 @dataclass(frozen=True)
 class Event:
+    """A worker's answer: reports since the last call, the trial's end if it ended, and
+    what the trial printed meanwhile (``log``: it travels with the answer, so a trial on
+    any node has its log in the driver's storage)."""
+
     reports: list[Report]
     exit: TrialExit | None = None
+    log: str = ""

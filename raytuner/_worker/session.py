@@ -6,7 +6,6 @@ through a module global (a worker runs one trial at a time).
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -117,7 +116,3 @@ def clean_metrics(metrics: Any, trial_id: str) -> dict[str, float | int]:
                 raise ReportError(msg)
         clean[key] = int(value) if isinstance(value, numbers.Integral) else float(value)
     return clean
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
 from raytuner._storage.experiment import flatten
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, invalid
 
 if TYPE_CHECKING:
     from raytuner._results import Results, TrialResult
@@ -64,7 +64,8 @@ class MLflowCallback(Callback):
         except ImportError:
             raise ConfigError("MLflowCallback needs mlflow: pip install 'raytuner[mlflow]'.") from None
         if not (isinstance(flush_every_s, (int, float)) and flush_every_s >= 0):
-            raise ConfigError(f"`flush_every_s={flush_every_s!r}` is invalid: give a number of seconds >= 0.")
+            raise invalid("MLflowCallback", "flush_every_s", flush_every_s, "a number of seconds >= 0",
+                          "Pass e.g. flush_every_s=5.")
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.tags = {_key(k): str(v) for k, v in (tags or {}).items()}

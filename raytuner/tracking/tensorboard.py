@@ -57,6 +57,11 @@ def available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+SKIPPED = ("TensorBoard logging is off: the tensorboard package is not installed. Install it with "
+           "`pip install 'raytuner[tensorboard]'` (the keras extra includes it), or pass tensorboard=False "
+           "to silence this.")
+
+
 @functools.cache
 def _masked_crc32c() -> Callable[[bytes], int]:
     """TFRecord's masked CRC-32C: google-crc32c's C code where installed, else tensorboard's."""

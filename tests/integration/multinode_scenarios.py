@@ -47,6 +47,8 @@ def where(config):
     for step in range(start + 1, config["reports"] + 1):
         time.sleep(config["sleep"])
         (scratch / "step").write_text(str(step))
+        node = node_number(ray.get_runtime_context().get_node_id())
+        print(f"step {step} on node {node}", file=sys.stderr if step % 2 else sys.stdout)
         rt.report({
             "loss": config["x"],
             "step": step,
@@ -162,6 +164,7 @@ def trial_facts(results, arrivals: Arrivals | None = None) -> list[dict]:
             "error": results.errors.get(trial.trial_id),
             "rows": [{k: row[k] for k in ("step", "resumed_from", "node", "gpu_visible")} for row in rows],
             "arrived": None if arrivals is None else arrivals.count.get(trial.trial_id, 0),
+            "log": (trial.path / "log.txt").read_text() if (trial.path / "log.txt").is_file() else "",
         })
     return facts
 

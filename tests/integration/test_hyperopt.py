@@ -133,21 +133,24 @@ def test_warm_start_continues_a_stored_search(storage):
     assert first.path != results.path
 
 
-def test_forked_search_with_a_narrower_space_skips_configs_that_no_longer_fit(storage):
+def test_forked_search_with_a_narrower_space_keeps_what_still_fits(storage):
     first = rt.Tuner(one_shot, space=QUADRATIC, metric="loss", num_trials=10, max_concurrent=2,
                      searcher=HyperOptSearcher(seed=3), storage_path=storage, verbose=0).fit()
     observations = rt.load(first.path).observations()
-    fits = [(config, outcome) for config, outcome in observations if config["x"] >= 0]
-    assert 0 < len(fits) < len(observations)
+    outside = [i for i, (config, _) in enumerate(observations) if config["x"] < 0]
+    assert 0 < len(outside) < len(observations)
 
     narrow = {"x": rt.uniform(0, 5), "y": rt.uniform(-5, 5)}
     searcher = HyperOptSearcher(n_startup=2, seed=4, warm_start=observations)
-    with pytest.warns(UserWarning, match=f"skipped {len(observations) - len(fits)} of {len(observations)}"):
+    # An x outside [0, 5] is dropped for x only: the trial still informs y.
+    message = f"fitted {len(observations)} of {len(observations)} .*outside.*'x' \\({len(outside)}\\)"
+    with pytest.warns(UserWarning, match=message):
         tuner = rt.Tuner(one_shot, space=narrow, metric="loss", num_trials=4, max_concurrent=2,
                          searcher=searcher, storage_path=storage, verbose=0)
     results = tuner.fit()
     records = searcher.state()["records"]
-    kept = [i for i, (config, _) in enumerate(observations) if config["x"] >= 0]
-    assert sorted(k for k in records if k.startswith("warm_start")) == sorted(f"warm_start[{i}]" for i in kept)
-    assert [records[f"warm_start[{i}]"]["value"] for i in kept] == [observations[i][1].value for i in kept]
+    warm = [records[f"warm_start[{i}]"] for i in range(len(observations))]
+    assert [r["value"] for r in warm] == [outcome.value for _, outcome in observations]
+    assert [sorted(r["vals"]) for r in warm] == [["y"] if i in outside else ["x", "y"]
+                                                 for i in range(len(observations))]
     assert all(0 <= t.config["x"] <= 5 and math.isfinite(t.metrics["loss"]) for t in results.trials)

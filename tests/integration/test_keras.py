@@ -102,7 +102,7 @@ def train(config):
     renamed = {"val_loss": "val_loss", "train_loss": "loss", "optimizer_steps": "optimizer_steps"}
     metrics = renamed if plan == "rename" else None
     model.fit(*_data(64, 0), validation_data=_data(32, 1), batch_size=64 // STEPS, epochs=EPOCHS,
-              initial_epoch=initial_epoch, verbose=0,
+              initial_epoch=initial_epoch, verbose=1 if plan == "rename" else 0,  # its progress bar: the log
               callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end),
                          rt.keras.ReportCallback(metrics=metrics)])
 
@@ -134,6 +134,14 @@ def test_reports_arrive_per_epoch_with_the_epoch_as_resource_and_renamed_metrics
     model = rt.keras.load_model(trial.checkpoint)
     x, y = _data(32, 1)
     assert float(model.evaluate(x, y, verbose=0)) == pytest.approx(history["val_loss"].iloc[-1], rel=1e-4)
+
+
+def test_keras_progress_output_lands_in_the_trials_log(results):
+    trial, _ = _history(results, "rename")
+    log = (trial.path / "log.txt").read_text()
+    # Keras sees no terminal, so its progress bar prints one line per epoch.
+    assert [f"Epoch {e}/{EPOCHS}" in log for e in range(1, EPOCHS + 1)] == [True] * EPOCHS
+    assert log.count("val_loss: ") == EPOCHS
 
 
 def test_stop_leaves_no_further_epoch(results):

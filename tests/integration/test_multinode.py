@@ -66,6 +66,17 @@ def test_trials_spread_over_every_node(multinode):
 
 
 @pytest.mark.slow
+def test_what_a_trial_printed_on_another_node_is_in_the_drivers_storage(multinode):
+    facts = scenario(multinode, "spread_and_gpu")
+    remote = [t for t in facts["cpu"] + facts["gpu"] if nodes_of(t) - {multinode["head"]}]
+    assert remote, "no trial ran off the head node"
+    for trial in remote:
+        # The driver runs on the head node: the file was written there, from the answers.
+        expected = "".join(f"step {row['step']} on node {row['node']}\n" for row in trial["rows"])
+        assert trial["log"] == expected
+
+
+@pytest.mark.slow
 def test_gpu_trials_run_on_the_node_that_declares_a_gpu(multinode):
     facts = scenario(multinode, "spread_and_gpu")
     assert [t["status"] for t in facts["gpu"]] == ["COMPLETED"] * 3
@@ -167,8 +178,12 @@ def test_a_killed_worker_is_detected_and_the_trial_retried_from_its_checkpoint(s
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_killed_worker_without_retries_fails_the_trial_with_the_death_recorded(storage):
     starts = Starts()
-    results = rt.Tuner(dies_on_first_attempt, space={"x": rt.grid([0.1, 0.2])}, metric="loss", max_failures=0,
-                       storage_path=storage, callbacks=[starts], verbose=0, tensorboard=False).fit()
+    from raytuner.errors import TrialsFailedError
+
+    with pytest.raises(TrialsFailedError, match="worker died") as info:  # every trial failed
+        rt.Tuner(dies_on_first_attempt, space={"x": rt.grid([0.1, 0.2])}, metric="loss", max_failures=0,
+                 storage_path=storage, callbacks=[starts], verbose=0, tensorboard=False).fit()
+    results = info.value.results
     assert [t.status for t in results.trials] == [TrialStatus.FAILED] * 2
     assert starts.count == 2  # no retries
     for trial in results.trials:

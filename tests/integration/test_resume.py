@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import pickle
 import tempfile
 
 import pytest
@@ -39,18 +40,36 @@ class InterruptAfter(rt.Callback):
             raise KeyboardInterrupt
 
 
-def test_ctrl_c_then_resume_finishes_every_trial_once(storage):
+def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):
     space = {"x": rt.uniform(0, 1)}
     first = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, name="exp",
                      callbacks=[InterruptAfter(15)], verbose=0, seed=3, tensorboard=False).fit()
     assert first.meta["status"] == "INTERRUPTED"
+    assert f"Continue with: raytuner resume {first.path}" in caplog.text  # the Ctrl-C message says how
     statuses = {t.trial_id: t.status for t in first.trials}
     assert TrialStatus.PENDING in statuses.values(), "Ctrl-C leaves the running trials resumable"
     finished_before = {t.trial_id: (first.path / "trials" / t.trial_id / "trial.json").read_text()
                        for t in first.trials if t.status.is_finished()}
+    interrupted = sorted(t.trial_id for t in first.trials if t.status == TrialStatus.PENDING)
+    from raytuner._storage.experiment import ExperimentStorage
 
-    results = rt.Tuner.resume(first.path, counting, verbose=0)
+    on_disk = ExperimentStorage(first.path)  # trial.json may lag behind the newest checkpoint
+    checkpoints = {t: (on_disk.latest_checkpoint(t) or ("", 0))[1] for t in interrupted}
+
+    capsys.readouterr()
+    results = rt.Tuner.resume(first.path, counting, verbose=1)
+    said = capsys.readouterr().out.splitlines()[0]
+    assert said.startswith(f"[raytuner] resuming exp: keeping {len(finished_before)} finished trial"), said
+    restarts = ", ".join(f"{t} from report {checkpoints[t]}" if checkpoints[t] else f"{t} from scratch"
+                         for t in interrupted)
+    assert f"restarting {len(interrupted)} that did not finish: {restarts}" in said
+    assert f"up to {6 - len(first.trials)} new trial" in said or len(first.trials) == 6
     assert results.meta["status"] == "COMPLETED"
+    assert all(rt.load(first.path)[t].status == TrialStatus.COMPLETED for t in interrupted)
+    notes = [json.loads((first.path / "trials" / t / "trial.json").read_text())["note"] for t in interrupted]
+    assert notes == [None] * len(interrupted), "a completed trial no longer says it was interrupted"
+    with pytest.raises(AttributeError, match="runs the experiment at once"):
+        results.fit()
     assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 6
     configs = [t.config["x"] for t in results.trials]
     assert len(set(configs)) == 6, "no config runs twice"
@@ -73,7 +92,12 @@ def test_resume_extends_a_finished_experiment_with_its_scheduler(storage):
     assert len(more.trials) == 5
     assert [t.trial_id for t in more.trials][:3] == [t.trial_id for t in first.trials]
     assert all(t.status.is_finished() for t in more.trials)
-    assert json.loads((more.path / "experiment.json").read_text())["num_trials"] == 5
+    meta = json.loads((more.path / "experiment.json").read_text())
+    assert meta["num_trials"] == 5
+    # The scheduler was rebuilt from its description, not unpickled: tuner.pkl does not hold it.
+    assert meta["scheduler_config"] == scheduler.config() and meta["milestones"] == scheduler.milestones()
+    assert meta["searcher_config"]["type"] == "TPESearcher"  # the default, rebuilt from its description too
+    assert pickle.loads((more.path / "tuner.pkl").read_bytes())["scheduler"] is None
 
 
 def test_resume_imports_the_trainable_from_its_module(storage):
@@ -89,7 +113,8 @@ def test_cli_resume_extends_an_experiment(storage, capsys):
     first = rt.Tuner(counting, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=1, storage_path=storage,
                      verbose=0).fit()
     assert cli.main(["resume", str(first.path), "--num-trials", "2"]) == 0
-    assert "2 trials (2 completed)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "COMPLETED, 2 trials (2 completed)" in out and f"raytuner show {first.path}" in out
     again = rt.load(first.path)
     assert [t.status for t in again.trials] == [TrialStatus.COMPLETED] * 2
     assert (first.path / "tensorboard" / again.trials[1].trial_id).is_dir(), "logging goes on after a resume"
@@ -140,3 +165,17 @@ def test_resume_from_a_snapshot_older_than_the_trial_folders(storage, searcher, 
     assert [t.config for t in more.trials[:6]] == [t.config for t in first.trials]
     if searcher == "random":  # a searcher restored to the same state proposes the same configs again
         assert "propose other configs" not in caplog.text
+
+
+def test_resuming_a_finished_experiment_answers_without_starting_ray(storage):
+    import subprocess
+    import sys
+
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, storage_path=storage,
+                     name="done", verbose=0, tensorboard=False).fit()
+    script = (f"import ray, raytuner as rt; r = rt.Tuner.resume({str(first.path)!r}); "
+              "print('ray started:', ray.is_initialized(), len(r.trials))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "[raytuner] done: already finished (2 trials: 2 completed); nothing to resume." in done.stdout
+    assert "ray started: False 2" in done.stdout

@@ -203,6 +203,16 @@ def test_a_report_that_is_not_a_mapping_is_a_clear_error(storage):
         rt.Tuner(train, space={"x": 1}, metric="loss", storage_path=storage, verbose=0).fit()
 
 
+def test_a_resource_that_does_not_increase_ends_the_experiment_with_the_reason(storage):
+    def train(config):
+        for epoch in (1, 2, 2, 3):
+            rt.report({"loss": 1.0 / epoch, "epoch": epoch})
+
+    with pytest.raises(rt.ResourceError, match=r"reported resource 2 after 2 \(resource_attr='epoch'\)"):
+        rt.Tuner(train, space={"x": 1}, metric="loss", resource_attr="epoch", storage_path=storage,
+                 verbose=0).fit()
+
+
 def test_resources_no_node_has_fail_before_any_trial(storage):
     tuner = rt.Tuner(sleepy, space={"x": 1, "sleep": 0}, metric="loss", resources={"cpu": 1, "tpu": 1},
                      storage_path=storage, verbose=0)
@@ -233,12 +243,15 @@ def test_a_trainable_the_worker_cannot_load_fails_with_the_real_reason(storage, 
     monkeypatch.syspath_prepend(str(tmp_path))
     import driver_only_mod
 
+    from raytuner.errors import TrialsFailedError
+
     try:
-        results = rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
-                           verbose=0, tensorboard=False).fit()
+        with pytest.raises(TrialsFailedError, match="No module named 'driver_only_mod'") as info:
+            rt.Tuner(driver_only_mod.train, space={"x": 1}, metric="loss", storage_path=storage,
+                     verbose=0, tensorboard=False).fit()
     finally:
         sys.modules.pop("driver_only_mod", None)
-    (trial,) = results.trials
+    (trial,) = info.value.results.trials
     assert trial.status == TrialStatus.FAILED
     assert "could not run it" in trial.error and "driver_only_mod" in trial.error
     assert "worker died" not in trial.error

@@ -39,16 +39,17 @@ def test_ls_lists_experiments_with_status_counts_and_best(root, capsys):
     code, out, err = run(capsys, "ls", str(root))
     assert code == 0, err
     assert "exp" in out and "older" in out and "not_an_experiment" not in out
-    assert "4 completed, 8 stopped" in out and "INTERRUPTED" in out
+    exp_row = next(line for line in out.splitlines() if line.startswith("exp "))
+    assert "12 (8 stopped)" in exp_row and "INTERRUPTED" in out  # the total, and all but completed
     from raytuner import load
 
-    assert f"loss {load(root / 'exp').best.metrics['loss']:.6g}" in out
+    assert f"{load(root / 'exp').best.metrics['loss']:.5g}" in exp_row
 
 
 def test_show_sorts_by_metric_and_escapes_markup(root, capsys):
     code, out, err = run(capsys, "show", "exp", "--root", str(root), "--limit", "0")
     assert code == 0, err
-    ids = [line.split()[1] for line in out.splitlines() if line.startswith("│ 000")]
+    ids = [line.split()[0] for line in out.splitlines() if line.startswith("000")]
     from raytuner import load
 
     results = load(root / "exp")
@@ -144,3 +145,104 @@ def test_console_entry_point_runs_as_a_module(tmp_path):
     done = subprocess.run([sys.executable, "-m", "raytuner.cli", "show", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "No experiment at" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- fitting a terminal (issue 15) -------------------------------------------------------
+LONG = "a_very_long_experiment_name_for_a_sweep_of_resnets_20261128-0320"
+KERAS = "keras_digits_20261128-032042"
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/site/raytuner/_worker/actor.py", line 214, in run\n    self._fn(dict(self.spec.config))\n'
+    '  File "/home/u/train.py", line 12, in train\n    lr = config["learning_rate"]\n'
+    "KeyError: 'learning_rate'\n"
+)
+
+
+def _keras_like(root, name, failed=(3,), n=12):
+    """Trials shaped like the README's Keras sweep: five tuned values, one constant."""
+    import random
+
+    from raytuner._trial import Trial, TrialStatus
+
+    storage = ExperimentStorage(root / name)
+    storage.create()
+    storage.write_experiment({"name": name, "metric": "val_loss", "mode": "min", "status": "COMPLETED",
+                              "searcher": "HyperOptSearcher", "start_time": 1.7e9,
+                              "scheduler": "ASHAScheduler(max_resource=27, reduction_factor=3)"})
+    rng = random.Random(0)
+    for i in range(n):
+        trial_id = f"{i:05d}"
+        config = {"lr": 10 ** rng.uniform(-4, -1.5), "units": rng.choice([32, 64, 128, 256]),
+                  "dropout": rng.random() / 2, "batch_size": rng.choice([16, 32, 64, 128]),
+                  "augment": rng.choice([False, True]), "max_epochs": 27}
+        storage.write_config(trial_id, config)
+        trial = Trial(trial_id, config)
+        if i in failed:
+            trial.status = TrialStatus.FAILED
+            storage.append_error(trial_id, TRACEBACK)
+        else:
+            trial.observe(9, 9, {"val_loss": rng.random() / 3, "epoch": 9}, 0.1, 12.345678)
+            trial.status = TrialStatus.COMPLETED
+        storage.write_trial(trial_id, trial.to_record())
+    return storage.path
+
+
+def _cli(columns, *argv):
+    import os
+
+    env = {**os.environ, "COLUMNS": str(columns)}
+    done = subprocess.run([sys.executable, "-m", "raytuner.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_tables_fit_the_terminal_without_splitting_words(tmp_path, columns):
+    _keras_like(tmp_path, KERAS)
+    _keras_like(tmp_path, LONG)
+    code, out, err = _cli(columns, "ls", str(tmp_path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    names = [line.split()[0] for line in lines if line.startswith(("a_very", "keras"))]
+    assert KERAS in names  # a name that fits is never touched
+    long_shown = next(n for n in names if n.startswith("a_very"))
+    head, _, tail = long_shown.partition("…")  # shortened in the middle: both ends kept
+    assert LONG.startswith(head) and LONG.endswith(tail) and len(head) >= 8 and len(tail) >= 8
+
+    code, out, err = _cli(columns, "show", KERAS, "--root", str(tmp_path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    assert "same in every trial: max_epochs=27" in out
+    header = next(line for line in lines if line.startswith("trial "))
+    assert "max_epochs" not in header  # constant: folded into the line above, not a column
+    note = next((line for line in lines if "left out" in line), "")
+    for name in ("trial", "status", "iter", "val_loss", "time (s)", "lr", "units", "dropout", "batch_size", "augment"):
+        assert f" {name} " in f" {header} " or name in note, (name, header, note)  # whole, or named as left out
+    rows = [line.split() for line in lines if line[:5].isdigit()]
+    assert len(rows) == 12 and all(len(row) == len(header.replace("time (s)", "time").split()) for row in rows)
+    for row in rows:
+        for cell in row[3:]:
+            digits = cell.lstrip("-0.").replace(".", "").split("e")[0]
+            assert not cell[0].isdigit() or len(digits) <= 5, cell  # 4-5 significant digits
+    assert "KeyError: 'learning_rate'  (trial 00003)" in out and "at /home/u/train.py:12 in train" in out
+
+    code, wide, err = _cli(columns, "show", KERAS, "--root", str(tmp_path), "--wide")
+    assert code == 0, err
+    wide_header = next(line for line in wide.splitlines() if line.startswith("trial "))
+    assert wide_header.split()[-6:] == ["lr", "units", "dropout", "batch_size", "augment", "max_epochs"]
+    code, wide, err = _cli(columns, "ls", str(tmp_path), "--wide")
+    assert LONG in wide and "started" in wide
+
+
+def test_show_and_best_explain_an_experiment_whose_trials_all_failed(tmp_path):
+    _keras_like(tmp_path, "broken", failed=range(4), n=4)
+    code, out, err = _cli(100, "show", "broken", "--root", str(tmp_path))
+    assert code == 1
+    assert "failed trials (4), by error:" in out and "KeyError: 'learning_rate'  (trials 00000, 00001" in out
+    message = " ".join(err.split())
+    assert "No trial of 'broken' succeeded: 4 of 4 failed" in message
+    assert "at /home/u/train.py:12 in train" in message and "Metrics reported" not in message
+    code, out, err = _cli(100, "best", "broken", "--root", str(tmp_path))
+    assert code == 1 and "No trial of 'broken' succeeded" in " ".join(err.split())

@@ -155,13 +155,13 @@ def test_a_missing_log_or_tuner_metric_is_a_report_error_that_says_why(trial):
 
 @pytest.mark.parametrize("bad", [{"loss": 1}, 3, [1, 2], {}])
 def test_bad_metrics_argument(bad):
-    with pytest.raises(ConfigError, match="`metrics="):
+    with pytest.raises(ConfigError, match="ReportCallback: `metrics` is "):
         rtk.ReportCallback(metrics=bad)
 
 
 @pytest.mark.parametrize("bad", [0, -2, "sometimes", 1.5, None])
 def test_bad_checkpoint_argument(bad):
-    with pytest.raises(ConfigError, match="`checkpoint="):
+    with pytest.raises(ConfigError, match="ReportCallback: `checkpoint` is "):
         rtk.ReportCallback(checkpoint=bad)
 
 

@@ -16,7 +16,7 @@ from raytuner._driver import events as ev
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit
-from raytuner.errors import RayTunerError, ReportError
+from raytuner.errors import RayTunerError, ReportError, ResourceError
 from raytuner.schedulers import ASHAScheduler, Decision, FIFOScheduler, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
 
@@ -282,6 +282,13 @@ def test_a_fatal_error_aborts_without_retrying_and_the_other_trials_stop():
     check_index(life)
 
 
+def test_a_fatal_error_keeps_its_raytuner_class_across_the_boundary():
+    life = make()
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "tb", "ResourceError", "not increasing", fatal=True)))
+    assert type(life.abort) is ResourceError and str(life.abort) == "not increasing"
+
+
 def test_complete_at_full_budget_ends_the_trial_completed_without_telling_the_scheduler_again():
     scheduler = ScriptedScheduler({("00000", 9): Decision.COMPLETE})
     life = make(scheduler, max_concurrent=1)
@@ -371,9 +378,12 @@ def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
     life = make(scheduler, max_concurrent=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
     out = life.handle(ev.StopTrial("00000", origin="dashboard"))
-    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.STOP, math.inf)]
+    # The worker's call is still out: the STOP answers it, never a second call beside it.
+    assert not of(out, ev.Deliver)
     assert of(out, ev.ControlApplied)[0].accepted
     assert ("remove", "00000") in scheduler.calls
+    out = life.handle(reported("00000", report(1, 0.5)))
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.STOP, math.inf)]
     life.handle(reported("00000", exit=TrialExit(Signal.STOP)))
     trial = life.trials["00000"]
     assert (trial.status, trial.note) == (TrialStatus.STOPPED, "stopped by dashboard")
@@ -401,6 +411,73 @@ def test_end_experiment_stops_everything():
     assert len(of(out, ev.Discard)) == 2
     assert {t.status for t in life.trials.values()} == {TrialStatus.STOPPED}
     assert not life.may_have_work()
+    # The driver keeps running: the killed workers' calls come back, and are stale.
+    assert life.handle(ev.CallFailed("00000", "killed", worker_lost=True)) == []
+    assert life.handle(reported("00001", report(1, 0.5))) == []
+
+
+def test_set_limits_changes_the_time_budget_and_refuses_bad_values():
+    life = make()
+    (applied,) = of(life.handle(ev.SetLimits(time_budget_s=90.0, origin="cli")), ev.ControlApplied)
+    assert applied.accepted and applied.message == "time_budget_s=90"
+    for bad, why in ((ev.SetLimits(max_concurrent=0), "max_concurrent=0 must be at least 1"),
+                     (ev.SetLimits(time_budget_s=-1.0), "time_budget_s=-1.0 must be a positive")):
+        (refused,) = of(life.handle(bad), ev.ControlApplied)
+        assert not refused.accepted and why in refused.message
+    assert life.max_concurrent == 2
+    life.handle(ev.EndExperiment())
+    (refused,) = of(life.handle(ev.SetLimits(max_concurrent=4)), ev.ControlApplied)
+    assert not refused.accepted and "already ending" in refused.message
+
+
+def test_retry_trial_reruns_a_failed_trial_from_its_checkpoint_and_the_searcher_hears_its_end_once():
+    scheduler = ScriptedScheduler()
+    searcher = ListSearcher(n=1)
+    life = make(scheduler, searcher, max_concurrent=1, num_trials=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5, checkpoint=b"ck")))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "Traceback...", "OSError", "disk")))
+    trial = life.trials["00000"]
+    assert trial.status is TrialStatus.FAILED and searcher.ends["00000"].end is TrialEnd.FAILED
+    (refused,) = of(life.handle(ev.RetryTrial("00009")), ev.ControlApplied)
+    assert not refused.accepted and "no trial '00009'" in refused.message
+
+    out = life.handle(ev.RetryTrial("00000", origin="dashboard"))
+    (applied,) = of(out, ev.ControlApplied)
+    assert applied.accepted and applied.message == "trial 00000 queued to run again from checkpoint_000001"
+    assert (trial.status, trial.note, trial.num_failures) == (TrialStatus.PENDING, "re-run by dashboard", 0)
+    assert of(out, ev.WriteTrial)[0].record["status"] == "PENDING"
+    assert life.may_have_work()
+    out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    (launch,) = of(out, ev.Launch)
+    # Neither searcher nor scheduler decides on a re-run: it never waits for a decision.
+    assert (launch.trial_id, launch.checkpoint, launch.start_iteration, launch.decide_at) == (
+        "00000", "checkpoint_000001", 1, math.inf)
+    results_before, calls_before = list(searcher.results), list(scheduler.calls)
+    out = life.handle(reported("00000", report(2, 0.1, awaits=False), exit=TrialExit(Signal.COMPLETED)))
+    assert trial.status is TrialStatus.COMPLETED and trial.best_value == 0.1
+    assert searcher.results == results_before and scheduler.calls == calls_before
+    assert searcher.ends["00000"].end is TrialEnd.FAILED  # told once, when it failed
+    (refused,) = of(life.handle(ev.RetryTrial("00000")), ev.ControlApplied)
+    assert not refused.accepted and "is COMPLETED; only FAILED trials" in refused.message
+    check_index(life)
+
+
+def test_a_rerun_found_on_resume_stays_out_of_searcher_and_scheduler():
+    trials = {"00000": Trial("00000", {"k": 0}, status=TrialStatus.PENDING, note="re-run by cli")}
+    life = Lifecycle(settings(), ListSearcher(), ScriptedScheduler(), trials=trials, next_id=1, clock=lambda: 5.0)
+    life.reconcile(next_id=1, closed={"00000"})
+    (launch,) = of(life.handle(ev.Fill(idle=("w1",), pool_size=1)), ev.Launch)
+    assert (launch.trial_id, launch.decide_at) == ("00000", math.inf)
+
+
+def test_what_a_trial_printed_is_appended_to_its_log_before_anything_else():
+    life = make()
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(ev.Reported("00000", Event([], None, "epoch 1\n")))
+    assert out[0] == ev.AppendLog("00000", "epoch 1\n")
+    assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", None, math.inf)]
+    assert not of(life.handle(reported("00000", report(1, 0.3))), ev.AppendLog)
 
 
 # -- resume ------------------------------------------------------------------------------------

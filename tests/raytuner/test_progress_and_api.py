@@ -46,3 +46,26 @@ def test_public_namespace_is_sorted_and_complete():
         assert hasattr(rt, name), name
     for name in ("Tuner", "report", "get_checkpoint", "load", "loguniform", "choice", "grid", "Results"):
         assert name in rt.__all__
+
+
+def test_live_header_is_short_lines_with_rungs_in_words_and_constants_once():
+    from raytuner._driver.progress import explain
+
+    trials = {}
+    for i in range(12):
+        trial = Trial(f"{i:05d}", {"lr": 0.001 * (i + 1), "units": 64, "max_epochs": 27}, status=TrialStatus.RUNNING)
+        trial.observe(1, 1, {"val_loss": 0.5 / (i + 1)}, 0.5 / (i + 1), 0.1)
+        trials[trial.trial_id] = trial
+    progress = Progress(trials, name="keras_digits_20261128-032042", metric="val_loss", mode="min", total=30,
+                        describe=lambda: "rungs 1:30 3:17 9:13")
+    progress.update(force=True)
+    header = progress.header()
+    assert all(len(line) <= 80 for line in header), header  # no wrapping at 80 or 100 columns
+    assert "ASHA rungs: 30 trials reached 1, 17 reached 3, 13 reached 9" in header
+    assert "same in every trial: units=64, max_epochs=27" in header
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=100).print(progress._table())
+    assert "max_epochs" not in out.getvalue() and "units=" not in out.getvalue() and "lr=0.012" in out.getvalue()
+    assert explain("rungs 1:3 | 3:1") == "scheduler: rungs 1:3 | 3:1"  # brackets: shown as they are

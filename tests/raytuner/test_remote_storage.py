@@ -76,7 +76,7 @@ def test_missing_credentials_are_named(s3_server, tmp_path):
 def test_writes_reach_the_bucket_and_readers_see_them(bucket):
     uri = f"{bucket}/exps/e1"
     writer = ExperimentStorage(uri, writable=True)
-    assert writer.is_empty() and writer.uri == uri
+    assert not writer.holds_files() and writer.uri == uri
     writer._uploader.interval_s = 3600  # no background pass: only sync() and the seam's own pushes upload
     writer.create()
     writer.write_experiment({"name": "e1", "metric": "loss", "status": "RUNNING"})

@@ -22,16 +22,18 @@ import pytest
 
 import raytuner as rt
 from raytuner._report import _data
-from raytuner._storage.experiment import ExperimentStorage
+from raytuner._report.importance import importance
+from raytuner._storage.experiment import ExperimentStorage, dumps
 from raytuner._trial import Trial, TrialStatus
+from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler, Scheduler
 
 pytest.importorskip("plotly")
 
 EVIL = "<script>alert(1)</script>"
-PROMOTION_ASHA = "ASHAScheduler(max_resource=9, min_resource=1, reduction_factor=3, brackets=1, variant='promotion')"
+PROMOTION_ASHA = ASHAScheduler(max_resource=9, variant="promotion")
 
 
-def write_experiment(root: Path, name: str = "exp", n: int = 12, *, scheduler: str = PROMOTION_ASHA,
+def write_experiment(root: Path, name: str = "exp", n: int = 12, *, scheduler: Scheduler = PROMOTION_ASHA,
                      evil: bool = False, metric: str = "loss", status: str = "COMPLETED") -> Path:
     """An experiment in the on-disk layout: lr matters most, w a little, opt not at all."""
     storage = ExperimentStorage(root / name)
@@ -39,7 +41,8 @@ def write_experiment(root: Path, name: str = "exp", n: int = 12, *, scheduler: s
     opt_key = "<i>o</i>&pt" if evil else "opt"
     now = time.time()
     storage.write_experiment({
-        "name": name, "metric": metric, "mode": "min", "searcher": "RandomSearcher", "scheduler": scheduler,
+        "name": name, "metric": metric, "mode": "min", "searcher": "RandomSearcher", "scheduler": repr(scheduler),
+        "scheduler_config": scheduler.config(), "milestones": scheduler.milestones(),
         "status": status, "created": "2024-01-01T00:00:00", "start_time": now - 100, "end_time": now,
         "space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}, "units": {"type": "choice", "options": [32, 64]},
                   opt_key: {"type": "choice", "options": ["adam", "sgd"]}, "w": {"type": "uniform", "low": 0, "high": 1}},
@@ -100,7 +103,7 @@ def test_report_is_self_contained_and_escapes_user_data(evil_report):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text in the table
     assert "&lt;i&gt;o&lt;/i&gt;&amp;pt" in html  # a parameter name is user data too
     specs = figure_specs(html)
-    assert list(specs) == ["history", "parallel", "learning_curves", "slices", "contour", "importance"]
+    assert list(specs) == ["history", "parallel", "learning_curves", "slices", "contour", "importance", "durations"]
     # Plotly draws a subset of HTML in labels: the value must arrive entity-escaped.
     slice_ticks = json.dumps(specs["slices"]["data"])
     assert EVIL not in slice_ticks and "&lt;script&gt;" in slice_ticks
@@ -125,22 +128,28 @@ def test_figures_show_rungs_pauses_stops_and_best_so_far(evil_report):
 
 def test_importance_ranks_the_parameter_that_drives_the_metric(tmp_path):
     data = _data.collect(rt.load(write_experiment(tmp_path, n=30)))
-    scores = _data.importance(data)
+    scores = importance(data)
     assert next(iter(scores)) == "lr"
     assert scores["lr"] > 0.5 > scores["opt"]
 
 
-@pytest.mark.parametrize(("text", "rungs", "pauses"), [
+@pytest.mark.parametrize(("scheduler", "rungs", "pauses"), [
     (PROMOTION_ASHA, [1, 3], True),
-    ("ASHAScheduler(max_resource=27, min_resource=1, reduction_factor=3, brackets=2, variant='stopping')", [1, 3, 9], False),
-    ("HyperbandScheduler(max_resource=9, reduction_factor=3)", [1, 3], True),
-    ("MedianStoppingScheduler(grace_period=1, min_samples_required=3)", [], False),
-    ("__import__('os').system('echo pwned')", [], False),  # parsed, never evaluated
-    ("not python (", [], False),
+    (ASHAScheduler(max_resource=27, brackets=2), [1, 3, 9], False),
+    (HyperbandScheduler(max_resource=9), [1, 3], True),
+    (MedianStoppingScheduler(), [], False),
+    (FIFOScheduler(), [], False),
 ])
-def test_rungs_are_recomputed_from_the_scheduler_repr(text, rungs, pauses):
-    schedule = _data.parse_schedule(text)
-    assert schedule.rungs == rungs and schedule.pauses is pauses
+def test_rungs_are_the_milestones_the_scheduler_described(tmp_path, scheduler, rungs, pauses):
+    meta = json.loads(dumps({"scheduler_config": scheduler.config(), "milestones": scheduler.milestones()}))
+    schedule = _data.schedule_from_meta(meta)
+    assert (schedule.name, schedule.rungs, schedule.pauses) == (type(scheduler).__name__, rungs, pauses)
+
+
+@pytest.mark.parametrize("milestones", [None, "rungs 1 3", {"levels": "1, 3"}, {"levels": [1, "__import__('os')"]}])
+def test_missing_or_damaged_milestones_draw_no_rungs(milestones):
+    schedule = _data.schedule_from_meta({"scheduler": "X()", "milestones": milestones})
+    assert schedule.rungs == [] and schedule.pauses is False
 
 
 def test_figures_that_cannot_be_drawn_say_why(tmp_path):
@@ -156,7 +165,7 @@ def test_figures_that_cannot_be_drawn_say_why(tmp_path):
         storage.append_results(trial.trial_id, [{"loss": x, "iteration": 1}])
     html = rt.load(storage.path).report(tmp_path / "out" / "r.html").read_text()
     assert "Not drawn: The contour plot needs two numeric parameters" in html
-    assert list(figure_specs(html)) == ["history", "parallel", "learning_curves", "slices", "importance"]
+    assert list(figure_specs(html)) == ["history", "parallel", "learning_curves", "slices", "importance", "durations"]
     assert "trial 00002: loss = 0.9" in html  # mode=max
 
 
@@ -169,7 +178,7 @@ def test_bad_input_raises_clear_errors(tmp_path):
     results = rt.load(write_experiment(tmp_path, n=3))
     with pytest.raises(rt.ExperimentError, match=r"No trial of 'exp' reported a finite 'val_acc'.*\['acc', 'loss'\]"):
         results.report(metric="val_acc")
-    with pytest.raises(rt.ConfigError, match="mode='best'"):
+    with pytest.raises(rt.ConfigError, match="report: `mode` is 'best', but must be"):
         results.report(mode="best")
 
 
@@ -192,8 +201,22 @@ setTimeout(function () {
             traces: (d._fullData || []).length, canvases: d.querySelectorAll("canvas").length,
             marks: d.querySelectorAll(".scatterlayer .point, .scatterlayer path.js-line, .contourlayer path, .barlayer path").length};
   });
+  // Plotly's toolbar against the slice plots' titles: boxes that intersect overlap.
+  var slices = document.getElementById("rt-figure-slices"), overlaps = [];
+  var bar = slices && slices.querySelector(".modebar");
+  if (bar) {
+    var b = bar.getBoundingClientRect();
+    slices.querySelectorAll(".annotation-text").forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom) overlaps.push(t.textContent);
+    });
+  }
+  var wrap = document.querySelector(".table-wrap");
   var out = document.createElement("pre"); out.id = "rt-probe";
-  out.textContent = JSON.stringify({errors: __rtErrors, figures: figures, all: document.body.dataset.figuresDrawn || null});
+  out.textContent = JSON.stringify({errors: __rtErrors, figures: figures, all: document.body.dataset.figuresDrawn || null,
+    toolbar: !!bar, toolbarOverlaps: overlaps,
+    // The trials box scrolls sideways only: its scroll bar sits right under the table, in view.
+    tableScrollsDown: wrap.scrollHeight > wrap.clientHeight + 1});
   document.body.appendChild(out);
 }, 5000);
 </script>"""
@@ -222,12 +245,36 @@ def test_report_loads_without_errors_and_draws_every_figure(tmp_path):
     probe = load_in_browser(out, tmp_path)
     assert probe["errors"] == []  # also: the EVIL config value never ran as a script
     figures = {f["id"].removeprefix("rt-figure-"): f for f in probe["figures"]}
-    assert list(figures) == ["history", "parallel", "learning_curves", "slices", "contour", "importance"]
-    assert probe["all"] == "6"
+    assert list(figures) == ["history", "parallel", "learning_curves", "slices", "contour", "importance", "durations"]
+    assert probe["all"] == "7"
     for key, figure in figures.items():
         assert figure["drawn"] == "true" and figure["svg"] >= 1 and figure["traces"] >= 1, (key, figure)
     assert figures["parallel"]["canvases"] >= 1  # WebGL lines
     for key in ("history", "learning_curves", "slices", "contour", "importance"):
         assert figures[key]["marks"] > 0, (key, figures[key])
-    # 12 trial curves + the "paused, resumed" and "stopped" marks.
-    assert figures["learning_curves"]["traces"] == 14
+    # 12 trial curves + the "paused, resumed" and "stopped" marks + a legend line per status colour.
+    assert figures["learning_curves"]["traces"] == 16
+    assert probe["toolbar"] and probe["toolbarOverlaps"] == []
+    assert probe["tableScrollsDown"] is False
+
+
+def test_report_history_clips_outliers_and_offers_log_and_a_legend_of_colours(tmp_path):
+    from raytuner._storage.experiment import ExperimentStorage
+
+    path = write_experiment(tmp_path)
+    storage = ExperimentStorage(path)  # one diverged trial, 1000x worse than the rest
+    record, _, _ = storage.read_trial("00005")
+    record["metrics"]["loss"] = 1000.0
+    storage.write_trial("00005", record)
+    html = rt.load(path).report().read_text()
+    specs = figure_specs(html)
+    layout = specs["history"]["layout"]
+    low, high = layout["yaxis"]["range"]
+    assert high < 100 and low < min(t.metrics["loss"] for t in rt.load(path).trials)  # the outlier is off the axis
+    labels = [b["label"] for b in layout["updatemenus"][0]["buttons"]]
+    assert labels == ["clip outliers", "all values", "log scale"]
+    assert "leaves out 1 outlying trial" in html
+    curves = specs["learning_curves"]
+    legend = [t["name"] for t in curves["data"] if t.get("showlegend") is not False and t["mode"] == "lines"]
+    assert legend == ["stopped trial", "completed trial"]
+    assert "how the trial ended" in curves["layout"]["legend"]["title"]["text"]

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import raytuner as rt
-from raytuner.schedulers import ASHAScheduler
+from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
 from raytuner.search import GridSearcher, RandomSearcher
 
 
@@ -19,18 +19,18 @@ SPACE = {"x": rt.uniform(0, 1)}
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"mode": "minimize"}, r"`mode='minimize'` is invalid: use 'min' or 'max'"),
-        ({"num_trials": 0}, r"`num_trials=0` is invalid: it must be an int >= 1"),
-        ({"num_trials": 2.5}, r"`num_trials=2.5`"),
-        ({"max_concurrent": 0}, r"`max_concurrent=0`"),
-        ({"max_failures": -1}, r"`max_failures=-1`"),
-        ({"time_budget_s": 0}, r"`time_budget_s=0`"),
-        ({"verbose": 5}, r"`verbose=5`"),
-        ({"resources": {"cpu": -1}}, r"resources\['cpu'\]=-1"),
+        ({"mode": "minimize"}, r"Tuner: `mode` is .minimize., but must be .min. or .max."),
+        ({"num_trials": 0}, r"Tuner: `num_trials` is 0, but must be an int >= 1"),
+        ({"num_trials": 2.5}, r"`num_trials` is 2.5, but must be an int >= 1"),
+        ({"max_concurrent": 0}, r"`max_concurrent` is 0, but must be"),
+        ({"max_failures": -1}, r"`max_failures` is -1, but must be an int >= 0"),
+        ({"time_budget_s": 0}, r"`time_budget_s` is 0, but must be"),
+        ({"verbose": 5}, r"`verbose` is 5, but must be 0, 1 or 2"),
+        ({"resources": {"cpu": -1}}, r"`resources\['cpu'\]` is -1, but must be a number >= 0"),
         ({"resources": {"gpu": 1.5}}, r"fraction of one GPU"),
         ({"name": "../../etc"}, r"not a valid experiment name"),
         ({"stop": 3}, r"`stop` must be a dict"),
-        ({"gpu_memory_fraction": 2}, r"`gpu_memory_fraction=2`"),
+        ({"gpu_memory_fraction": 2}, r"`gpu_memory_fraction` is 2, but must be"),
         ({"scheduler": "asha"}, r"`scheduler` must be a schedulers.Scheduler"),
         ({"searcher": "tpe"}, r"`searcher` must be a search.Searcher"),
         ({"metric": None, "scheduler": ASHAScheduler(max_resource=9)}, r"ASHAScheduler needs a metric"),
@@ -44,6 +44,25 @@ def test_bad_arguments_are_named_with_the_fix(kwargs, match):
     args = {"space": SPACE, "metric": "loss", **kwargs}
     with pytest.raises(rt.ConfigError, match=match):
         rt.Tuner(train, **args)
+
+
+class _ResourceOnlyScheduler(FIFOScheduler):
+    """A user's scheduler that, like FIFO, never compares values."""
+
+
+class _LearningSearcher(RandomSearcher):
+    """A user's searcher that learns from values, though built on random search."""
+
+    needs_metric = True
+
+
+def test_whether_a_metric_is_required_is_the_components_own_statement():
+    rt.Tuner(train, space=SPACE, scheduler=_ResourceOnlyScheduler(max_resource=3))  # no metric: fine
+    with pytest.raises(rt.ConfigError, match=r"_LearningSearcher learns from a metric: pass `metric=`"):
+        rt.Tuner(train, space=SPACE, searcher=_LearningSearcher())
+    assert [c.needs_metric for c in (FIFOScheduler, RandomSearcher, GridSearcher)] == [False] * 3
+    assert all(c.needs_metric for c in (ASHAScheduler, HyperbandScheduler, MedianStoppingScheduler))
+    assert rt.HyperOptSearcher.needs_metric
 
 
 def test_nested_spaces_with_constants_pass():
@@ -81,3 +100,17 @@ def test_grid_space_picks_grid_search_and_repeats_the_grid():
     tuner = rt.Tuner(train, space={"x": rt.grid([1, 2, 3])}, num_trials=2)
     assert isinstance(tuner._searcher, GridSearcher)
     assert tuner._searcher.num_trials == 6
+
+
+def test_a_scripts_experiments_are_named_after_the_script(tmp_path):
+    """Two examples that both call their function `train` are told apart in `raytuner ls`."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "keras_digits.py"
+    script.write_text("from raytuner._tuner import _default_name\n\ndef train(config):\n    pass\n\n"
+                      "def helper():\n    pass\n\nprint(_default_name(train))\n"
+                      "import json\nprint(_default_name(json.dumps))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["keras_digits", "dumps"]  # a library function: its own name

@@ -144,6 +144,10 @@ def simulate(
         elif decision is Decision.STOP:
             running.remove(trial_id)
             trial.status = "stopped"
+        elif decision is Decision.COMPLETE:
+            # The scheduler closed the trial itself: it is not told on_trial_complete.
+            running.remove(trial_id)
+            trial.status = "completed"
         else:
             running.remove(trial_id)
             paused.add(trial_id)

@@ -44,7 +44,7 @@ def test_decision_points_are_the_next_rung_then_max_resource():
     asha.on_result("a", 18, 1.0)
     assert asha.decision_point("a", 18) == 20
     assert asha.on_result("a", 19, 1.0) is C
-    assert asha.on_result("a", 20, 1.0) is S  # resource >= R: the trial is done
+    assert asha.on_result("a", 20, 1.0) is Decision.COMPLETE  # resource >= R: the trial is done
 
 
 def test_a_report_that_skips_rungs_is_judged_once_at_the_highest():

@@ -72,8 +72,10 @@ def run_both(ours, theirs, num_trials, length, seed, round_to=None, assign=None,
             result = {"training_iteration": resource, "loss": loss}
             ray_decision = theirs.on_trial_result(controller, trial, result)
             decisions += 1
-            stop = mine is Decision.STOP
-            if mine.name != ray_decision:
+            # Ray answers STOP at max_t where we answer COMPLETE (the full budget is reached):
+            # for the training loop both end the trial now.
+            stop = mine in (Decision.STOP, Decision.COMPLETE)
+            if (Decision.STOP if mine is Decision.COMPLETE else mine).name != ray_decision:
                 assert on_differ is not None, (trial.trial_id, resource, loss, mine, ray_decision)
                 on_differ(trial.trial_id, resource, loss, mine, ray_decision)
                 stop = True

@@ -48,4 +48,4 @@ def test_decision_points_are_exact_for_asha():
     # Asked about a resource past a rung it has not been judged at: decide on the next report.
     asha.on_trial_add("b")
     assert asha.decision_point("b", 3) == 3
-    assert asha.on_result("a", 30, 0.0) is Decision.STOP
+    assert asha.on_result("a", 30, 0.0) is Decision.COMPLETE

@@ -18,11 +18,11 @@ def test_never_intervenes_by_default(sim, iid):
     assert all(t.status == "completed" and t.resource == 15 for t in run.trials.values())
 
 
-def test_stops_at_max_resource():
+def test_completes_at_max_resource():
     fifo = FIFOScheduler(max_resource=3)
     assert fifo.decision_point("a", 1) == 3
     assert [fifo.on_result("a", r, 0.0) for r in (1, 2, 3)] == [
-        Decision.CONTINUE, Decision.CONTINUE, Decision.STOP,
+        Decision.CONTINUE, Decision.CONTINUE, Decision.COMPLETE,
     ]
 
 

@@ -39,9 +39,9 @@ def test_small_bracket_pauses_resumes_the_best_and_stops_the_rest():
     assert [hb.on_result(t, 3, v) for t, v in [("t3", 0.5), ("t1", 0.9), ("t5", 0.1)]] == [P, P, C]
     assert hb.trials_to_stop() == ["t3", "t1"]
     assert hb.choose_trial_to_resume() is None  # t5 closed the round and won: it went on
-    # The last round runs to R and stops there.
+    # The last round runs to R and completes there.
     assert hb.decision_point("t5", 3) == 9
-    assert [hb.on_result("t5", r, 0.1) for r in range(4, 10)] == [C] * 5 + [S]
+    assert [hb.on_result("t5", r, 0.1) for r in range(4, 10)] == [C] * 5 + [Decision.COMPLETE]
 
 
 def test_a_partly_filled_bracket_is_closed_by_on_search_finished():
@@ -55,7 +55,7 @@ def test_a_partly_filled_bracket_is_closed_by_on_search_finished():
     assert hb.trials_to_stop() == ["a"]
     assert hb.choose_trial_to_resume() == "b"
     assert hb.on_result("b", 3, 0.5) is C  # alone in its round: it closes it and wins
-    assert hb.on_result("b", 9, 0.2) is S
+    assert hb.on_result("b", 9, 0.2) is Decision.COMPLETE
 
 
 def test_trials_that_end_early_do_not_hold_up_the_round():

@@ -1,4 +1,4 @@
-"""Bad arguments and bad reports: ValueError naming the argument, the value and the fix."""
+"""Bad arguments and bad reports: raytuner errors naming the argument, the value and the fix."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from raytuner.errors import ConfigError, ReportError, ResourceError, is_fatal
 from raytuner.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -25,7 +26,7 @@ from raytuner.schedulers import (
         (lambda: ASHAScheduler(math.inf), r"`max_resource` is inf, but must be a finite number >= 1"),
         (lambda: ASHAScheduler(0.5), r"`max_resource` is 0.5"),
         (lambda: ASHAScheduler(27, brackets=0), r"`brackets` is 0, but must be an int >= 1. Pass brackets=1"),
-        (lambda: ASHAScheduler(27, brackets=5), r"`brackets` is 5, but .* allow at most 4 .* Pass brackets=4"),
+        (lambda: ASHAScheduler(27, brackets=5), r"`brackets` is 5, but must be at most 4: .* allow .* = 4. Pass brackets=4"),
         (lambda: ASHAScheduler(27, variant="halving"), r"`variant` is 'halving', but must be one of 'stopping' or 'promotion'"),
         (lambda: ASHAScheduler(27, resource_attr=""), r"`resource_attr` is '', but must be None or a non-empty str"),
         (lambda: ASHAScheduler(27, seed=-1), r"`seed` is -1"),
@@ -37,36 +38,46 @@ from raytuner.schedulers import (
     ],
 )
 def test_bad_arguments(make, pattern):
-    with pytest.raises(ValueError, match=pattern):
+    with pytest.raises(ConfigError, match=pattern) as raised:
         make()
+    assert not is_fatal(raised.value)  # only a report error ends the experiment
 
 
 SCHEDULERS = [
-    lambda: ASHAScheduler(27),
-    lambda: ASHAScheduler(27, variant="promotion"),
-    lambda: HyperbandScheduler(27),
-    lambda: MedianStoppingScheduler(),
-    lambda: FIFOScheduler(),
+    lambda: ASHAScheduler(27, resource_attr="epoch"),
+    lambda: ASHAScheduler(27, variant="promotion", resource_attr="epoch"),
+    lambda: HyperbandScheduler(27, resource_attr="epoch"),
+    lambda: MedianStoppingScheduler(resource_attr="epoch"),
+    lambda: FIFOScheduler(resource_attr="epoch"),
 ]
 
 
 @pytest.mark.parametrize("make", SCHEDULERS)
-def test_non_increasing_resource_names_trial_previous_new_and_fix(make):
+def test_non_increasing_resource_names_trial_attribute_previous_new_and_fix(make):
     scheduler = make()
     scheduler.on_trial_add("t7")
     scheduler.on_result("t7", 0.5, 1.0)
     name = type(scheduler).__name__
     with pytest.raises(
-        ValueError,
-        match=rf"{name}: trial 't7' reported resource 0.25 after 0.5; the resource must "
-        r"increase .* Report a growing counter .* resource_attr=None to count reports",
-    ):
+        ResourceError,
+        match=rf"{name}: trial 't7' reported resource 0.25 after 0.5 \(resource_attr='epoch'\); the "
+        r"resource must increase .* Report a growing counter .* as `epoch`, or pass resource_attr=None",
+    ) as raised:
         scheduler.on_result("t7", 0.25, 1.0)
+    # A report error: the script reports this way in every trial, so it ends the experiment.
+    assert isinstance(raised.value, ReportError) and is_fatal(raised.value)
+
+
+def test_counted_reports_name_the_report_count():
+    fifo = FIFOScheduler()
+    fifo.on_result("a", 2, 0.0)
+    with pytest.raises(ResourceError, match=r"\(resource_attr=None\).* as its report count"):
+        fifo.on_result("a", 2, 0.0)
 
 
 @pytest.mark.parametrize("make", SCHEDULERS)
 def test_non_numeric_resource(make):
-    with pytest.raises(ValueError, match=r"trial 'x' reported resource 'epoch 3'; it must be a number"):
+    with pytest.raises(ResourceError, match=r"trial 'x' reported resource 'epoch 3' \(resource_attr='epoch'\); it must be a number"):
         make().on_result("x", "epoch 3", 1.0)
 
 
@@ -74,6 +85,6 @@ def test_non_numeric_resource(make):
 def test_restore_refuses_state_of_a_differently_built_scheduler(make):
     scheduler = make()
     state = scheduler.state()
-    state["config"] = {**state["config"], "resource_attr": "epoch"}
-    with pytest.raises(ValueError, match=r"Build the scheduler with the same arguments"):
+    state["config"] = {**state["config"], "resource_attr": "step"}
+    with pytest.raises(ConfigError, match=r"Build the scheduler with the same arguments"):
         make().restore(state)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, hp, rand, tpe
 
+from raytuner.errors import ProtocolError
 from raytuner.search import (
     HyperOptSearcher,
     Outcome,
@@ -317,11 +318,11 @@ def test_each_trial_ends_exactly_once():
     searcher = make()
     searcher.suggest(tid(0))
     searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0))
-    with pytest.raises(ValueError, match=r"trial '00000' has already ended"):
+    with pytest.raises(ProtocolError, match=r"trial '00000' has already ended"):
         searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0))
-    with pytest.raises(ValueError, match=r"trial '00009' was never suggested"):
+    with pytest.raises(ProtocolError, match=r"trial '00009' was never suggested"):
         searcher.on_trial_complete(tid(9), Outcome(DONE, 1.0))
-    with pytest.raises(ValueError, match=r"trial '00000' was already suggested"):
+    with pytest.raises(ProtocolError, match=r"trial '00000' was already suggested"):
         searcher.suggest(tid(0))
 
 
@@ -361,12 +362,29 @@ def test_warm_start_seeds_tpe_and_counts_towards_startup(spy):
     assert max(seen[i] for i in range(10)) < seen[11] < math.inf
 
 
-def test_warm_start_skips_configs_that_no_longer_fit_with_a_warning(spy):
-    warm = [({"x": 1.0, "y": -2.0}, 0.0), ({"x": 7.0, "y": 0.0}, 1.0), ({"x": 0.0}, 2.0)]
-    with pytest.warns(UserWarning, match=r"skipped 2 of 3 warm-start configs.*warm_start\[1\]: 'x' is 7.0"):
+def test_warm_start_fits_old_configs_to_a_changed_space_with_a_warning(spy):
+    # x = 7.0 is outside the space: that trial still informs y. A config without y
+    # (y added since) still informs x. A removed key is ignored.
+    warm = [({"x": 1.0, "y": -2.0}, 0.0), ({"x": 7.0, "y": 0.0}, 1.0), ({"x": 0.0, "z": 1}, 2.0)]
+    with pytest.warns(UserWarning, match=r"fitted 3 of 3 .*'y' \(1\).*'z' \(1\).*outside.*'x' \(1\)"):
         searcher = make(n_startup=1, warm_start=warm)
     searcher.suggest(tid(0))
-    assert losses_seen(spy) == {0: 0.0}
+    assert losses_seen(spy) == {0: 0.0, 1: 1.0, 2: 2.0}
+    docs = spy.history[-1]
+    assert docs[1]["misc"]["vals"] == {"x": [], "y": [0.0]}
+    assert docs[2]["misc"]["vals"] == {"x": [0.0], "y": []}
+
+
+def test_a_partial_warm_start_steers_hyperopts_tpe_on_the_parameters_it_has():
+    old = [({"x": x}, (x - 2.0) ** 2) for x in np.linspace(-5, 5, 21)]
+    with pytest.warns(UserWarning, match=r"'y' \(21\)"):
+        searcher = make(n_startup=10, warm_start=old)
+    xs = []
+    for i in range(10):
+        config = searcher.suggest(tid(i))
+        searcher.on_trial_complete(tid(i), Outcome(DONE, (config["x"] - 2.0) ** 2 + config["y"] ** 2))
+        xs.append(config["x"])
+    assert np.median(np.abs(np.array(xs) - 2.0)) < 1.5
 
 
 @pytest.mark.parametrize("pair", [({"x": 1},), ({"x": 1}, "bad"), (3, 1.0), ({"x": 1}, True)])

@@ -1,0 +1,105 @@
+"""The experiment page's figures: the HTML report's own builders (raytuner._report), as
+plotly JSON that the page draws in place with ``Plotly.react``.
+
+Building them reads every trial's results, so a build is cached until the experiment's
+files change, and is not redone more often than every :data:`COST_FACTOR` times its own
+cost (at least :data:`MIN_INTERVAL_S`): the builder is busy a tenth of the time at most, so
+a watched sweep keeps its CPU; on a large sweep the figures lag (a 3 s build is redone
+every 30 s), the summary and the table never do. Builds run in a process of their own, at
+a lower priority: one takes seconds over thousands of trials, and in the server's process
+it would hold the GIL against every other request.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from raytuner.dashboard._store import ExperimentView
+from raytuner.errors import ExperimentError
+
+MIN_INTERVAL_S = 1.5
+COST_FACTOR = 10
+
+
+@dataclass
+class _Built:
+    signature: tuple
+    at: float
+    cost: float
+    payload: str
+
+
+class FigureCache:
+    def __init__(self) -> None:
+        self._built: dict[str, _Built] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _builder(self) -> ProcessPoolExecutor:
+        with self._guard:
+            if self._pool is None:
+                # spawn: forking a process that runs uvicorn's threads is not safe.
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_builder_init, initargs=(os.getpid(),))
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)  # else its process outlives the server
+
+    def get(self, view: ExperimentView) -> str:
+        """The figures as a JSON document: ``{"figures": [...], "message": ...}``."""
+        with self._guard:
+            lock = self._locks.setdefault(view.name, threading.Lock())
+        with lock:  # one build per experiment at a time; the others wait and share it
+            signature = view.signature()
+            built = self._built.get(view.name)
+            now = time.monotonic()
+            if built is not None and (built.signature == signature
+                                      or now - built.at < max(MIN_INTERVAL_S, COST_FACTOR * built.cost)):
+                return built.payload
+            payload = self._builder().submit(build, str(view.storage.path)).result()
+            self._built[view.name] = _Built(signature, time.monotonic(), time.monotonic() - now, payload)
+            return payload
+
+
+def _builder_init(parent: int) -> None:
+    """In the builder process: yield the CPU to the sweep, and exit when the server's
+    process is gone (a server killed by a signal, as uvicorn re-raises SIGTERM after its
+    shutdown, never shuts its pool down)."""
+    os.nice(10)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+def build(path: str | Path) -> str:
+    import raytuner
+    from raytuner._report import _TITLES, _data, _figures
+
+    try:
+        data = _data.collect(raytuner.load(path))
+    except ExperimentError as exc:
+        return json.dumps({"figures": [], "message": str(exc)})
+    parts = []
+    for builder in _figures.BUILDERS:
+        made = builder(data)
+        if isinstance(made, _figures.Figure):
+            head = json.dumps({"key": made.key, "title": made.title, "caption": made.caption})
+            # plotly's own encoder (numpy arrays, dates), spliced in as it is.
+            parts.append(head[:-1] + ', "spec": ' + made.figure.to_json() + "}")
+        else:
+            parts.append(json.dumps({"key": builder.__name__, "title": _TITLES[builder.__name__], "skipped": made}))
+    return '{"figures": [' + ", ".join(parts) + '], "message": null}'

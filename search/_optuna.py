@@ -1,0 +1,263 @@
+"""Optuna's samplers as a raytuner searcher, driven through Optuna's ask/tell interface."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import pickle
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from raytuner.errors import ConfigError, ProtocolError
+
+from ._base import Outcome, Searcher, TrialEnd
+from ._fork import check_warm_start, fit_observations, parameters
+from ._optuna_space import ask, distributions, optuna_value
+from ._space import has_grid, validate_space
+
+_STATE_VERSION = 1
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        msg = (
+            "OptunaSearcher needs the `optuna` package, which is not installed. Install the "
+            'extra: pip install "raytuner[optuna]".'
+        )
+        raise ConfigError(msg) from None
+    return optuna
+
+
+class OptunaSearcher(Searcher):
+    """Any Optuna sampler (TPE, GP, CMA-ES, QMC, your own) as a raytuner searcher.
+
+    The searcher keeps an in-memory Optuna study and drives it through ask/tell
+    (``study.ask()``, ``trial.suggest_*``, ``trial.report``, ``study.tell``): each
+    :meth:`suggest` asks for one trial and walks the space, asking for the parameters of
+    each active label with its fixed distribution (conversion table in
+    :mod:`._optuna_space`; conditional choices become conditional parameters).
+
+    **Pending trials** are RUNNING in the study, as in Optuna's own parallel runs, so
+    samplers that model them see them, such as the default TPE's constant liar
+    (``constant_liar=True`` by default since Optuna 5: running trials join the "bad" group).
+
+    **How trials end**, in Optuna's own terms (values signed to minimise):
+
+    - COMPLETED with a finite value, or STOPPED at ``resource >= max_resource``:
+      ``tell(value)``, state COMPLETE.
+    - STOPPED earlier (a scheduler cut it): the last value is reported at its step
+      (``trial.report(value, step)``) and the trial is told PRUNED, exactly what an Optuna
+      pruner does; Optuna's TPE ranks pruned trials behind complete ones, deeper ones
+      first, by their last intermediate value.
+    - FAILED, or finished without a finite value: told FAIL; samplers ignore it.
+
+    Reports reach the trial as intermediate values (``trial.report(value, step)`` with
+    ``step`` the integer resource, or the report's index when the resource is not an
+    integer).
+
+    **Default sampler.** ``optuna.samplers.TPESampler(seed=seed)``, Optuna's own default;
+    with the same seed and results a serial run asks exactly the configs Optuna's own
+    ask/tell loop does (tests/search/test_optuna_searcher.py). Optuna logs each finished
+    trial at INFO; ``optuna.logging.set_verbosity(optuna.logging.WARNING)`` quiets it.
+
+    Args:
+        space: The search space; None to use the Tuner's.
+        sampler: An ``optuna.samplers.BaseSampler`` instance; None for TPE.
+        seed: Seed of the default TPE sampler (seed your own sampler yourself).
+        warm_start: ``(config, value)`` pairs (value signed to minimise; None if failed) or
+            ``(config, Outcome)`` from an earlier search, added to the study with
+            ``study.add_trial`` before the first suggestion. They are fitted to this space by
+            :func:`._fork.fit_observations` first (removed keys ignored, values outside
+            their new domain dropped, a warning with the counts); a trial is added with the
+            parameters it has, which Optuna's samplers accept as they accept conditional
+            parameters.
+
+    Raises:
+        ConfigError: Without optuna installed; for a ``sampler`` that is not an Optuna
+            sampler; for ``seed`` together with a sampler of one's own.
+
+    Example:
+        >>> import optuna
+        >>> from raytuner.search import OptunaSearcher, uniform
+        >>> searcher = OptunaSearcher({"x": uniform(-5, 5)}, sampler=optuna.samplers.QMCSampler(seed=0))
+    """
+
+    def __init__(
+        self,
+        space: Mapping[str, Any] | None = None,
+        *,
+        sampler: Any = None,
+        seed: int | None = None,
+        warm_start: Iterable[tuple[Mapping[str, Any], float | Outcome | None]] | None = None,
+    ) -> None:
+        optuna = _import_optuna()
+        if sampler is not None and not isinstance(sampler, optuna.samplers.BaseSampler):
+            hint = " (a class: call it)" if isinstance(sampler, type) else ""
+            msg = (
+                f"OptunaSearcher: `sampler` is {sampler!r:.80}{hint}, but must be an Optuna "
+                "sampler, an instance of optuna.samplers.BaseSampler. Pass e.g. "
+                "sampler=optuna.samplers.TPESampler(seed=0), or None for TPE."
+            )
+            raise ConfigError(msg)
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+        ):
+            msg = f"OptunaSearcher: `seed` is {seed!r}, but must be a non-negative int or None."
+            raise ConfigError(msg)
+        if sampler is not None and seed is not None:
+            msg = (
+                f"OptunaSearcher: `seed` is {seed!r}, but it seeds only the default sampler "
+                f"and `sampler` is given ({type(sampler).__name__}). Seed your sampler "
+                f"instead: {type(sampler).__name__}(seed={seed!r})."
+            )
+            raise ConfigError(msg)
+        self._seed = seed
+        self._own_sampler = sampler is not None
+        self._sampler = sampler if sampler is not None else optuna.samplers.TPESampler(seed=seed)
+        self._warm_start = check_warm_start("OptunaSearcher", warm_start)
+        if space is not None:
+            self._check_space(space)
+        self.space = space
+        self._table: dict[str, Any] = {}
+        self._study: Any = None
+        self._trials: dict[str, Any] = {}  # trial_id -> optuna.trial.Trial, while running
+        self._steps: dict[str, int] = {}  # trial_id -> reports so far (steps when not int)
+        self._last: dict[str, tuple[int, float]] = {}  # trial_id -> last reported step, value
+        self._ended: set[str] = set()
+
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor's arguments as JSON data: only for the default sampler and no
+        warm start; a sampler of the user's (its settings are its own) is pickled whole."""
+        if self._own_sampler or self._warm_start:
+            return None
+        return {"seed": self._seed}
+
+    @staticmethod
+    def _check_space(space: Mapping[str, Any]) -> dict[str, Any]:
+        validate_space(space)
+        if has_grid(space):
+            msg = (
+                "OptunaSearcher cannot search a space with grid() axes: use GridSearcher, or "
+                "replace grid([...]) by choice([...])."
+            )
+            raise ConfigError(msg)
+        return distributions(space)
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
+        super().setup(space, num_trials)
+        assert self.space is not None  # set by Searcher.setup or it raised
+        self._table = self._check_space(self.space)
+        if self._study is None:  # restore() brings its own study
+            optuna = _import_optuna()
+            self._study = optuna.create_study(sampler=self._sampler, direction="minimize")
+            self._load_warm_start()
+
+    def _load_warm_start(self) -> None:
+        optuna = _import_optuna()
+        fitted = fit_observations("OptunaSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
+        domains = {label: p.domain for label, p in parameters(self.space).items()}  # type: ignore[arg-type]
+        for values, outcome in fitted.observations:
+            params = {
+                label: optuna_value(domains[label], self._table[label], value)
+                for label, value in values.items()
+            }
+            state, value, intermediate = _optuna_end(optuna, outcome)
+            if intermediate:  # as tell() does: a pruned trial's value is its last report
+                value = next(iter(intermediate.values()))
+            # Optuna's samplers take a trial with only some of the parameters (as for
+            # conditional ones), so a partial observation still informs the others.
+            self._study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={label: self._table[label] for label in params},
+                    value=value,
+                    intermediate_values=intermediate,
+                    state=state,
+                )
+            )
+        if fitted.report.changed:
+            warnings.warn(fitted.report.message("OptunaSearcher"), stacklevel=3)
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        if self._study is None:
+            raise ProtocolError("OptunaSearcher.setup() must be called before suggest().")
+        if trial_id in self._trials or trial_id in self._ended:
+            msg = f"OptunaSearcher: trial {trial_id!r} was already suggested; ids must be new."
+            raise ProtocolError(msg)
+        trial = self._study.ask()  # RUNNING from now on: samplers see it as pending
+        config = ask(self.space, self._table, trial)  # type: ignore[arg-type]
+        self._trials[trial_id] = trial
+        self._steps[trial_id] = 0
+        return config
+
+    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
+        trial = self._trials.get(trial_id)
+        if trial is None or value is None or not math.isfinite(value):
+            return
+        self._steps[trial_id] += 1
+        step = int(resource) if float(resource).is_integer() and resource >= 0 else self._steps[trial_id]
+        last = self._last.get(trial_id)
+        if last is not None and step <= last[0]:
+            # A trial resumed from a checkpoint may report a step again; Optuna keeps the
+            # first value of a step and warns, so the repeat is not sent.
+            return
+        trial.report(float(value), step)
+        self._last[trial_id] = (step, float(value))
+
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        trial = self._trials.pop(trial_id, None)
+        if trial is None:
+            state = "has already ended" if trial_id in self._ended else "was never suggested"
+            msg = f"OptunaSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
+            raise ProtocolError(msg)
+        self._ended.add(trial_id)
+        optuna = _import_optuna()
+        state, value, intermediate = _optuna_end(optuna, outcome)
+        last = self._last.pop(trial_id, None)
+        self._steps.pop(trial_id, None)
+        for step, reported in intermediate.items():
+            # The outcome's value was not the last report (or nothing was reported): report it
+            # so that the pruned trial's value is the one it ended with.
+            if last is None or reported != last[1]:
+                trial.report(reported, max(step, last[0] + 1) if last else step)
+        self._study.tell(trial, value, state=state)
+
+    def state(self) -> dict[str, Any]:
+        # The in-memory study (storage and sampler, with its random state) pickles whole; the
+        # running trials' handles are pickled with it so that they stay bound to it.
+        payload = (self._study, self._trials, self._steps, self._last, self._ended)
+        return {"version": _STATE_VERSION, "study": pickle.dumps(payload)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            msg = (
+                f"OptunaSearcher: cannot restore state version {state.get('version')!r}; "
+                f"this version reads {_STATE_VERSION}."
+            )
+            raise ConfigError(msg)
+        self._study, self._trials, self._steps, self._last, self._ended = pickle.loads(state["study"])
+        self._sampler = self._study.sampler
+
+
+def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | None, dict[int, float]]:
+    """Optuna's ``(state, value, intermediate values)`` for how a trial ended."""
+    TrialState = optuna.trial.TrialState
+    value = outcome.value
+    finite = value is not None and math.isfinite(value)
+    full = outcome.end is TrialEnd.COMPLETED or (
+        outcome.end is TrialEnd.STOPPED
+        and outcome.resource is not None
+        and outcome.resource >= outcome.max_resource
+    )
+    if outcome.end is TrialEnd.FAILED or (full and not finite):
+        return TrialState.FAIL, None, {}
+    if full:
+        return TrialState.COMPLETE, float(value), {}  # type: ignore[arg-type]
+    if not finite:
+        return TrialState.PRUNED, None, {}
+    resource = outcome.resource
+    step = int(resource) if resource is not None and float(resource).is_integer() and resource >= 0 else 0
+    return TrialState.PRUNED, None, {step: float(value)}  # type: ignore[arg-type]

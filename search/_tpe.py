@@ -1,0 +1,458 @@
+"""Our own Tree-structured Parzen Estimator: multivariate, asynchronous, multi-fidelity."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from raytuner.errors import ConfigError, ProtocolError
+
+from ._base import Outcome, Searcher, TrialEnd
+from ._fork import check_warm_start, config_from_params, fit_observations
+from ._parzen import ParzenEstimator
+from ._random import make_rng
+from ._space import has_grid, has_hyperopt_expr, sample_config, validate_space
+from ._tpe_space import EncodedSpace
+
+_STATE_VERSION = 1
+_PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
+_OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
+            "bandwidth", "low_fidelity_bandwidth", "n_flat", "seed", "warm_start")
+
+
+class TPESearcher(Searcher):
+    """Tree-structured Parzen Estimator, written for asynchronous and multi-fidelity sweeps.
+
+    TPE (Bergstra, Bardenet, Bengio and Kégl, NeurIPS 2011) ranks the observations by
+    loss, calls the best ``n_good = min(ceil(γ n), max_good)`` of the n *good*, fits a
+    density l(x) to them and g(x) to the rest, and proposes, out of ``n_ei_candidates``
+    draws from l, the candidate with the largest l(x)/g(x), which maximises expected
+    improvement. Here, following Falkner et al. (BOHB, ICML 2018) and Watanabe ("Tree-
+    structured Parzen estimator: understanding its algorithm components and their roles
+    for better empirical performance", 2023):
+
+    - **Multivariate.** l and g are mixtures of *product* kernels over all parameters of a
+      group (see ``_parzen``: truncated Gaussians on ``uniform``, the same in log space on
+      ``loguniform``, discretised ones for ``quniform``/``qloguniform``/``randint``, an
+      Aitchison-Aitken-style kernel for ``choice``), so interactions between parameters
+      are modelled; hyperopt models each parameter on its own.
+    - **Conditional spaces** (a ``choice`` of dicts): the parameters under one option are a
+      group of their own, modelled jointly on the observations that took that option,
+      split into good and bad *among those* (as a search of that option alone would), and
+      sampled after the choice (``_tpe_space``).
+    - **Asynchronous (constant liar).** A running trial that has no value at the model's
+      resource level joins g(x) as a bad observation, so parallel workers do not all
+      propose the same point. The random start-up lasts until ``n_startup`` trials have
+      *finished* (running ones do not count).
+    - **Multi-fidelity (the BOHB rule).** Every report (:meth:`on_trial_result`) is kept
+      at its resource level r. TPE fits on the *highest* level with at least ``n_startup``
+      values, so under ASHA or Hyperband, where most trials stop early, it still steers from
+      their rung results, and compares values of one fidelity only.
+
+    **How trials count at the model's level r** (values signed to minimize):
+
+    - a value reported at r, by a running or a finished trial: an observation ranked by
+      that value, and the only kind that can be *good*;
+    - COMPLETED (or STOPPED at ``max_resource``): its final value also counts at every
+      level above the last resource it reported (it ran its full budget);
+    - STOPPED below r by the scheduler: *bad* at r (the scheduler judged it worse than
+      the trials it let go on); it counts at the levels it did reach;
+    - FAILED, or a non-finite value: bad at every level;
+    - running without a value at r: bad, the constant liar.
+
+    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13: 20 seeds of the
+    mixed and conditional problems of ``benchmarks/tpe_quality.py``, 60 trials, 2 at a
+    time; medians of regret, so differences under ~1.5x are within noise):
+    ``bandwidth=0.1`` (0.05: 1.6-2.6x worse, 0.15: 2.0-2.8x worse; 0.2, Optuna's, 1.9-3.2x
+    worse), ``low_fidelity_bandwidth=0.2`` (multi-fidelity problem under ASHA, 100 simulated
+    seeds, ``benchmarks/search_sim.py``: β = 0.15, 0.2, 0.3 on every level give median best
+    0.2817, 0.2829, 0.2813 against 0.2977 at 0.1), ``gamma=0.1`` (0.15 and 0.2: 2.2-6x
+    worse), ``n_startup=10`` (5 and 15 within noise), ``prior_weight=1.0`` (0.5 and 2 within noise or worse),
+    ``n_ei_candidates=24`` (64 within noise, slower), ``n_flat=25`` (no forgetting,
+    ``n_flat=1000``: 1.1-1.3x worse; these last three measured with the earlier kernel
+    floor, see ``_parzen``), ``max_good=25`` (binds only past 250 trials; kept
+    from Optuna).
+
+    Args:
+        space: The search space (raytuner domains, dicts, constants); None to use the
+            Tuner's. No ``grid`` (use GridSearcher) and no hyperopt expressions.
+        n_startup: Finished trials before the model takes over from random search; also
+            the number of values a resource level needs to be modelled. At least 1.
+        gamma: γ, the fraction of observations that are good.
+        max_good: The most observations in the good group.
+        n_ei_candidates: Candidates drawn from l(x) per suggestion (and per group).
+        prior_weight: Weight of the prior component in l and g (each observation has 1).
+        bandwidth: β, the bandwidth factor of the numeric kernels (see ``_parzen``).
+        low_fidelity_bandwidth: β when the model fits a level below the full budget
+            (under ASHA or Hyperband): low-fidelity rankings are noisier, wider kernels
+            smooth them.
+        n_flat: In g(x), the newest ``n_flat`` observations weigh 1 and older ones ramp
+            linearly down towards 1/n (hyperopt's linear forgetting).
+        seed: Seed; the same seed and the same events in the same order give the same
+            suggestions.
+        warm_start: ``(config, value)`` pairs from an earlier search (value signed to
+            minimize, None for a failed trial) or ``(config, Outcome)`` pairs, as
+            ``rt.load(path).observations()`` returns them. They count as finished trials.
+            A changed space is handled as ``search/_fork.py`` documents: removed
+            parameters ignored, added ones marginalised to the prior, out-of-range values
+            dropped for that parameter only; a warning gives the counts.
+
+    Raises:
+        ConfigError: At construction or :meth:`setup`, for an unknown option, a bad value,
+            a space with a grid, or a warm start that is not pairs.
+
+    Example:
+        >>> from raytuner.search import Outcome, TPESearcher, TrialEnd, uniform
+        >>> searcher = TPESearcher({"x": uniform(-5, 5)}, n_startup=3, seed=0)
+        >>> searcher.setup(None, num_trials=10)
+        >>> for i in range(5):
+        ...     config = searcher.suggest(str(i))
+        ...     searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
+    """
+
+    def __init__(
+        self,
+        space: Mapping[str, Any] | None = None,
+        *,
+        n_startup: int = 10,
+        gamma: float = 0.1,
+        max_good: int = 25,
+        n_ei_candidates: int = 24,
+        prior_weight: float = 1.0,
+        bandwidth: float = 0.1,
+        low_fidelity_bandwidth: float = 0.2,
+        n_flat: int = 25,
+        seed: int | None = None,
+        warm_start: Any = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            name = next(iter(unknown))
+            close = difflib.get_close_matches(name, _OPTIONS, n=1)
+            hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(_OPTIONS)}."
+            msg = f"TPESearcher: unknown option `{name}={unknown[name]!r}`. {hint}"
+            raise ConfigError(msg)
+        self._n_startup = _int("n_startup", n_startup, 1)
+        self._gamma = _real("gamma", gamma, 0.0, 1.0, "0.1")
+        self._max_good = _int("max_good", max_good, 1)
+        self._n_candidates = _int("n_ei_candidates", n_ei_candidates, 1)
+        self._prior_weight = _real("prior_weight", prior_weight, 0.0, math.inf, "1.0")
+        self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.1")
+        self._low_bandwidth = _real("low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0, math.inf, "0.2")
+        self._n_flat = _int("n_flat", n_flat, 1)
+        self._seed = seed
+        self._rng = make_rng("TPESearcher", seed)
+        self._warm_start = check_warm_start("TPESearcher", warm_start)
+        if space is not None:
+            self._check_space(space)
+        self.space = space
+        self._encoded: EncodedSpace | None = None
+        self._has_history = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._matrix = np.empty((0, 0))
+        self._status = np.empty(0, dtype=np.int8)
+        self._final_value = np.empty(0)
+        self._final_resource = np.empty(0)
+        self._levels: dict[float, np.ndarray] = {}
+
+    @staticmethod
+    def _check_space(space: Mapping[str, Any]) -> None:
+        validate_space(space)
+        if has_grid(space):
+            msg = (
+                "TPESearcher: the space has a grid() axis, which is enumerated, not modelled. "
+                "Use GridSearcher (the Tuner picks it when no searcher is given), or replace "
+                "grid([...]) by choice([...])."
+            )
+            raise ConfigError(msg)
+        if has_hyperopt_expr(space):
+            msg = (
+                "TPESearcher: the space holds native hyperopt expressions. Use "
+                "HyperOptSearcher for them, or replace them by raytuner domains."
+            )
+            raise ConfigError(msg)
+
+    def _config(self) -> dict[str, Any] | None:
+        """The constructor's arguments as JSON data; None with a warm start (then the
+        searcher is pickled whole, its old observations with it)."""
+        if self._warm_start:
+            return None
+        return {"n_startup": self._n_startup, "gamma": self._gamma, "max_good": self._max_good,
+                "n_ei_candidates": self._n_candidates, "prior_weight": self._prior_weight,
+                "bandwidth": self._bandwidth, "low_fidelity_bandwidth": self._low_bandwidth, "n_flat": self._n_flat, "seed": self._seed}
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
+        super().setup(space, num_trials)
+        assert self.space is not None  # set by Searcher.setup or it raised
+        self._check_space(self.space)
+        self._encoded = EncodedSpace(self.space)
+        if self._has_history:  # restored, or set up before: the history is there already
+            return
+        self._has_history = True
+        self._reset()
+        self._matrix = np.empty((0, len(self._encoded.labels)))
+        if self._warm_start:
+            fit = fit_observations("TPESearcher", self.space, self._warm_start)
+            if fit.report.changed:
+                warnings.warn(fit.report.message("TPESearcher"), stacklevel=3)
+            for index, (params, outcome) in enumerate(fit.observations):
+                self._add(f"warm_start[{index}]", params)
+                self._close(self._ids[f"warm_start[{index}]"], outcome)
+
+    # -- events ------------------------------------------------------------------------
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        if self._encoded is None:
+            raise ProtocolError("TPESearcher.setup() must be called before suggest().")
+        if trial_id in self._ids:
+            msg = f"TPESearcher: trial {trial_id!r} was already suggested; ids must be new."
+            raise ProtocolError(msg)
+        assert self.space is not None
+        level = None
+        if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
+            level = self._model_level()
+        if level is None:
+            config = sample_config(self.space, self._rng)
+            fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
+            params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
+        else:
+            params = self._sample(level[1], self._bandwidth_at(level[0]))
+            config = config_from_params(self.space, params)
+        self._add(trial_id, params)
+        return config
+
+    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
+        index = self._ids.get(trial_id)
+        if index is None:
+            return
+        value = float(value)
+        self._level(float(resource))[index] = value if math.isfinite(value) else math.inf
+
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        index = self._ids.get(trial_id)
+        if index is None or self._status[index] != _PENDING:
+            state = "was never suggested" if index is None else "has already ended"
+            msg = f"TPESearcher: trial {trial_id!r} {state}; each trial ends exactly once."
+            raise ProtocolError(msg)
+        self._close(index, outcome)
+
+    # -- records -----------------------------------------------------------------------
+
+    def _add(self, trial_id: str, params: Mapping[str, Any]) -> None:
+        assert self._encoded is not None
+        n = len(self._ids)
+        if n == len(self._status):  # grow by doubling: amortised O(1) per trial
+            cap = max(16, 2 * n)
+            self._matrix = _grow(self._matrix, cap, np.nan)
+            self._status = _grow(self._status, cap, _PENDING)
+            self._final_value = _grow(self._final_value, cap, np.nan)
+            self._final_resource = _grow(self._final_resource, cap, np.nan)
+            self._levels = {r: _grow(v, cap, np.nan) for r, v in self._levels.items()}
+        self._matrix[n] = self._encoded.encode(dict(params))
+        self._ids[trial_id] = n
+
+    def _level(self, resource: float) -> np.ndarray:
+        if resource not in self._levels:
+            self._levels[resource] = np.full(len(self._status), np.nan)
+        return self._levels[resource]
+
+    def _close(self, index: int, outcome: Outcome) -> None:
+        value = outcome.value
+        finite = value is not None and math.isfinite(value)
+        resource = None if outcome.resource is None else float(outcome.resource)
+        full = outcome.end is TrialEnd.COMPLETED or (
+            outcome.end is TrialEnd.STOPPED and resource is not None
+            and resource >= outcome.max_resource
+        )
+        if outcome.end is TrialEnd.FAILED or (full and not finite):
+            self._status[index] = _FAILED
+            return
+        self._status[index] = _COMPLETED if full else _STOPPED
+        if not finite:
+            return  # stopped before reporting: bad at every level, as below r
+        if resource is not None:
+            level = self._level(resource)
+            if np.isnan(level[index]):
+                level[index] = value
+        if full:
+            self._final_value[index] = value
+            self._final_resource[index] = -math.inf if resource is None else resource
+
+    # -- the model ---------------------------------------------------------------------
+
+    def _values_at(self, resource: float, n: int) -> np.ndarray:
+        """Each trial's value at a level: reported there, or a full-budget final value."""
+        values = self._levels[resource][:n].copy() if resource in self._levels else np.full(n, np.nan)
+        carried = np.isnan(values) & (self._final_resource[:n] < resource)
+        values[carried] = self._final_value[:n][carried]
+        return values
+
+    def _model_level(self) -> tuple[float, np.ndarray] | None:
+        """(r, each trial's value at r): the highest level with ``n_startup`` values (BOHB).
+
+        If no level has that many, the level with the most values (the highest of those);
+        None if there is no value at all.
+        """
+        n = len(self._ids)
+        levels = sorted(self._levels, reverse=True)
+        if not levels and np.any(self._status[:n] == _COMPLETED):
+            levels = [math.inf]
+        best: tuple[int, float, np.ndarray] | None = None
+        for resource in levels:
+            values = self._values_at(resource, n)
+            count = int(np.count_nonzero(np.isfinite(values)))
+            if count >= self._n_startup:
+                return resource, values
+            if best is None or count > best[0]:
+                best = (count, resource, values)
+        if best is None or best[0] == 0:
+            return None
+        return best[1], best[2]
+
+    def _split(self, values: np.ndarray | None = None,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(good rows, bad rows) among ``rows`` (default all) at the model's level.
+
+        The split is made among the rows a group is active in, as for a separate search
+        over that option: the good group of ``opt[0].momentum`` is the best γ of the trials
+        that took option 0, not the few of them that are also best overall.
+        """
+        n = len(self._ids)
+        if values is None:
+            level = self._model_level()
+            if level is None:
+                return None
+            values = level[1]
+        in_rows = np.ones(n, dtype=bool) if rows is None else rows
+        finite = np.flatnonzero(in_rows & np.isfinite(values))
+        pending = self._status[:n] == _PENDING
+        ranked = np.count_nonzero(in_rows & (~pending | np.isfinite(values)))
+        n_good = min(math.ceil(self._gamma * ranked), self._max_good, len(finite))
+        order = finite[np.argsort(values[finite], kind="stable")]
+        good = np.sort(order[: max(n_good, 1)]) if len(finite) else np.empty(0, dtype=int)
+        bad_mask = in_rows.copy()
+        bad_mask[good] = False
+        return good, np.flatnonzero(bad_mask)
+
+    def _weights(self, rows: np.ndarray) -> np.ndarray:
+        """Linear forgetting in g(x): rows are in trial order, the newest last."""
+        k = len(rows)
+        if k <= self._n_flat:
+            return np.ones(k)
+        return np.concatenate([np.linspace(1.0 / k, 1.0, k - self._n_flat), np.ones(self._n_flat)])
+
+    def _bandwidth_at(self, resource: float) -> float:
+        """β at a level: ``low_fidelity_bandwidth`` below the full budget, else ``bandwidth``.
+
+        A level is low-fidelity when it lies below the resource of a full-budget trial, or
+        when no trial has run its full budget yet. There, rankings are noisy proxies of the
+        final ones (learning curves cross), and wider kernels smooth over that noise.
+        """
+        n = len(self._ids)
+        full = self._final_resource[:n][self._status[:n] == _COMPLETED]
+        if len(full) and resource >= np.max(full):
+            return self._bandwidth
+        if not len(full) and not np.any(self._status[:n] == _STOPPED):
+            return self._bandwidth
+        return self._low_bandwidth
+
+    def _sample(self, values: np.ndarray, bandwidth: float) -> dict[str, Any]:
+        encoded = self._encoded
+        assert encoded is not None
+        n = len(self._ids)
+        matrix = self._matrix[:n]
+        point: dict[str, Any] = {}
+        for group in encoded.groups:
+            if not encoded.is_active(group, point):
+                continue
+            good_rows, bad_rows = self._split(values, encoded.active_rows(group, matrix))  # type: ignore[misc]
+            dims = list(group.dims)
+            below = ParzenEstimator(dims, matrix[np.ix_(good_rows, group.columns)],
+                                    np.ones(len(good_rows)), self._prior_weight, bandwidth)
+            above = ParzenEstimator(dims, matrix[np.ix_(bad_rows, group.columns)],
+                                    self._weights(bad_rows), self._prior_weight, bandwidth)
+            candidates = below.sample(self._rng, self._n_candidates)
+            score = below.log_pdf(candidates) - above.log_pdf(candidates)
+            point.update(encoded.decode(group.columns, candidates[int(np.argmax(score))]))
+        return point
+
+    # -- state -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        n = len(self._ids)
+        return {
+            "searcher": "TPESearcher",
+            "version": _STATE_VERSION,
+            "labels": None if self._encoded is None else list(self._encoded.labels),
+            "rng": self._rng.bit_generator.state,
+            "ids": list(self._ids),
+            "matrix": self._matrix[:n].tolist(),
+            "status": self._status[:n].tolist(),
+            "final_value": self._final_value[:n].tolist(),
+            "final_resource": self._final_resource[:n].tolist(),
+            "levels": {r: v[:n].tolist() for r, v in self._levels.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, Mapping) or state.get("searcher") != "TPESearcher":
+            owner = state.get("searcher", "another searcher") if isinstance(state, Mapping) else "?"
+            msg = (
+                f"TPESearcher: cannot restore a state saved by {owner!r}: a searcher continues "
+                "only its own search. Resume with the searcher the experiment started with, or "
+                "start a new experiment with TPESearcher(warm_start=rt.load(path).observations())."
+            )
+            raise ConfigError(msg)
+        if state.get("version") != _STATE_VERSION:
+            msg = (
+                f"TPESearcher: cannot restore state version {state.get('version')!r}; this "
+                f"version reads {_STATE_VERSION}."
+            )
+            raise ConfigError(msg)
+        if self._encoded is not None and state["labels"] != self._encoded.labels:
+            msg = (
+                f"TPESearcher: the saved state has parameters {state['labels']}, but the space "
+                f"has {self._encoded.labels}. Restore into a searcher with the same space, or "
+                "fork with warm_start=rt.load(path).observations()."
+            )
+            raise ConfigError(msg)
+        self._rng.bit_generator.state = state["rng"]
+        self._ids = {trial_id: i for i, trial_id in enumerate(state["ids"])}
+        width = len(state["labels"] or [])
+        # A space of constants has no parameters: rows of width 0, as many as there are trials.
+        self._matrix = np.array(state["matrix"], dtype=float).reshape(len(state["ids"]), width)
+        self._status = np.array(state["status"], dtype=np.int8)
+        self._final_value = np.array(state["final_value"], dtype=float)
+        self._final_resource = np.array(state["final_resource"], dtype=float)
+        self._levels = {float(r): np.array(v, dtype=float) for r, v in state["levels"].items()}
+        self._has_history = True
+
+
+def _grow(array: np.ndarray, cap: int, fill: Any) -> np.ndarray:
+    out = np.full((cap,) + array.shape[1:], fill, dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+def _int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        msg = f"TPESearcher: `{name}` is {value!r}, but must be an int >= {low}."
+        raise ConfigError(msg)
+    return int(value)
+
+
+def _real(name: str, value: Any, low: float, high: float, usual: str) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not low < value <= high:
+        upper = "" if math.isinf(high) else f" and <= {high}"
+        msg = f"TPESearcher: `{name}` is {value!r}, but must be a number > {low}{upper}; {usual} is usual."
+        raise ConfigError(msg)
+    return float(value)

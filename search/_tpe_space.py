@@ -1,0 +1,129 @@
+"""A search space as TPE models it: encoded columns, kernels per domain, parameter groups.
+
+Each parameter of the space (see ``_fork.parameters``: labels such as ``"opt[0].momentum"``)
+is one column of an observation matrix, in *encoded* form: model-space values for
+continuous domains (log for ``loguniform``), allowed values for discrete ones, option
+indices for ``choice``; NaN where a point lacks the parameter (inactive, or unknown in a
+fork).
+
+**Group decomposition.** Parameters that are active under the same conditions (the same
+chain of choice options above them) always appear together in a config, so each such
+group is modelled jointly by one multivariate Parzen estimator, and groups are sampled in
+turn, outermost first: a choice is sampled with the rest of its group, and the groups
+below the option it took are sampled next. In a space without conditional choices there is
+one group, and the model is fully multivariate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._domains import Choice, Domain, LogUniform, QLogUniform, QUniform, RandInt, Uniform
+from ._fork import Params, parameters
+from ._parzen import CategoricalDim, Dim, NumericDim
+
+
+def dim_of(domain: Domain) -> Dim:
+    """The kernel dimension of a domain."""
+    if isinstance(domain, Uniform):
+        return NumericDim(domain.low, domain.high)
+    if isinstance(domain, LogUniform):
+        return NumericDim(domain.low, domain.high, log=True)
+    if isinstance(domain, (QUniform, QLogUniform)):
+        q = float(domain.q)
+        return NumericDim(float(domain.low), float(domain.high), log=isinstance(domain, QLogUniform),
+                          q=q, grid_low=float(np.round(domain.low / q) * q),
+                          grid_high=float(np.round(domain.high / q) * q))
+    if isinstance(domain, RandInt):
+        # Every int in [low, high) owns the bin [v - 1/2, v + 1/2]: equal prior mass, and
+        # an ordered quantity for the kernel (64 units is near 65).
+        return NumericDim(domain.low - 0.5, domain.high - 0.5, q=1.0,
+                          grid_low=float(domain.low), grid_high=float(domain.high - 1))
+    if isinstance(domain, Choice):
+        return CategoricalDim(len(domain.options))
+    msg = f"TPESearcher cannot model the domain {domain!r}."  # pragma: no cover
+    raise TypeError(msg)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Parameters modelled jointly: the same activation conditions.
+
+    Attributes:
+        conditions: ``(choice label, option index)`` pairs that must all hold.
+        labels: The group's parameter labels.
+        columns: Their column indices in the observation matrix.
+        dims: Their kernel dimensions.
+    """
+
+    conditions: tuple[tuple[str, int], ...]
+    labels: tuple[str, ...]
+    columns: np.ndarray
+    dims: tuple[Dim, ...]
+
+
+class EncodedSpace:
+    """The columns, kernels and groups of one search space.
+
+    Raises:
+        ConfigError: If the space holds a grid or a native hyperopt expression.
+    """
+
+    def __init__(self, space: Mapping[str, Any]) -> None:
+        self.params = parameters(space)
+        self.labels = list(self.params)
+        self.column = {label: i for i, label in enumerate(self.labels)}
+        self.dims = [dim_of(param.domain) for param in self.params.values()]
+        by_conditions: dict[tuple[tuple[str, int], ...], list[str]] = {}
+        for label, param in self.params.items():
+            by_conditions.setdefault(param.conditions, []).append(label)
+        # Outermost first: a group's conditions name choices of shallower groups.
+        ordered = sorted(by_conditions.items(), key=lambda item: len(item[0]))
+        self.groups = [
+            Group(conditions, tuple(labels), np.array([self.column[x] for x in labels]),
+                  tuple(self.dims[self.column[x]] for x in labels))
+            for conditions, labels in ordered
+        ]
+
+    def encode(self, params: Params) -> np.ndarray:
+        """A point as one row of the observation matrix (NaN where absent)."""
+        row = np.full(len(self.labels), np.nan)
+        for label, value in params.items():
+            j = self.column[label]
+            dim = self.dims[j]
+            if isinstance(dim, CategoricalDim):
+                row[j] = value
+            elif dim.q is None:
+                row[j] = dim.to_model(np.float64(value))
+            else:
+                row[j] = dim.from_model(dim.to_model(np.float64(value)))  # snapped to the grid
+        return row
+
+    def decode(self, columns: np.ndarray, values: np.ndarray) -> Params:
+        """Encoded values of some columns back to plain parameter values."""
+        out: Params = {}
+        for j, x in zip(columns.tolist(), values.tolist()):
+            dim = self.dims[j]
+            if isinstance(dim, CategoricalDim):
+                out[self.labels[j]] = int(x)
+            elif dim.q is None:
+                out[self.labels[j]] = float(dim.from_model(np.float64(x)))
+            else:
+                out[self.labels[j]] = float(x)
+        return out
+
+    def active_rows(self, group: Group, matrix: np.ndarray) -> np.ndarray:
+        """Rows where ``group`` is active and holds at least one value."""
+        mask = ~np.all(np.isnan(matrix[:, group.columns]), axis=1)
+        for label, index in group.conditions:
+            mask &= matrix[:, self.column[label]] == index
+        return mask
+
+    @staticmethod
+    def is_active(group: Group, point: Params) -> bool:
+        """Whether ``group`` is active in a (partial) point."""
+        return all(point.get(label) == index for label, index in group.conditions)

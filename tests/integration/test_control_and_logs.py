@@ -1,0 +1,247 @@
+"""Steering a running sweep through `raytuner control`, and every trial's own log, on a
+real local Ray. The commands are sent from a thread of the test while ``fit`` runs, each
+once the experiment's files show the moment it is meant for."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import threading
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+import raytuner as rt
+from raytuner import TrialStatus
+from raytuner._storage.control import control_store
+from raytuner.cli import main
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def chatty(config):
+    ctx = rt.get_context()
+    print(f"hello from trial {ctx.trial_id} <b>")
+    printer = threading.Thread(target=lambda: print(f"a thread of trial {ctx.trial_id}"))
+    printer.start()
+    printer.join()
+    print("to stderr", file=sys.stderr)
+    for step in range(1, 600):
+        time.sleep(0.02)
+        rt.report({"loss": 1.0 / step})
+
+
+def wait_for(condition, what: str, timeout: float = 60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(path: Path, trial_id: str) -> str | None:
+    record = path / "trials" / trial_id / "trial.json"
+    try:
+        return json.loads(record.read_text())["status"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(list(argv))
+    return code, out.getvalue()
+
+
+class Steer(threading.Thread):
+    """Runs ``script(path)`` against the experiment once it runs; keeps what went wrong."""
+
+    def __init__(self, path: Path, script):
+        super().__init__(daemon=True)
+        self.path, self.script, self.error = path, script, None
+
+    def run(self):
+        try:
+            wait_for(lambda: (self.path / "experiment.json").is_file()
+                     and json.loads((self.path / "experiment.json").read_text())["status"] == "RUNNING",
+                     "the experiment to run")
+            self.script(self.path)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            self.error = exc
+
+
+def test_control_from_the_cli_steers_the_sweep_and_each_trial_has_its_own_log(storage):
+    path = storage / "steered"
+    answers = {}
+
+    def script(path):
+        wait_for(lambda: (path / "trials/00000/results.jsonl").is_file(), "trial 00000 to report")
+        answers["limits"] = cli("control", str(path), "--max-concurrent", "2")
+        wait_for(lambda: status_of(path, "00001") == "RUNNING", "a second trial to run at once")
+        answers["stop"] = cli("control", str(path), "--stop-trial", "00000")
+        answers["unknown"] = cli("control", str(path), "--stop-trial", "99999")
+        answers["bad"] = cli("control", str(path), "--max-concurrent", "0")
+        # Its first answer carries what it printed first (the log is written before the results).
+        wait_for(lambda: (path / "trials/00001/results.jsonl").is_file(), "trial 00001 to report")
+        answers["end"] = cli("control", str(path), "--end")
+
+    steer = Steer(path, script)
+    steer.start()
+    results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=6, max_concurrent=1,
+                       storage_path=storage, name="steered", verbose=0).fit()
+    steer.join(30)
+    assert steer.error is None, steer.error
+    assert answers["limits"] == (0, "set_limits: applied: max_concurrent=2\n")
+    assert answers["stop"] == (0, "stop_trial: applied: trial 00000 stopped\n")
+    assert answers["unknown"][0] == 1 and answers["bad"][0] == 2
+    assert answers["end"] == (0, "end_experiment: applied: experiment ended\n")
+    trials = {t.trial_id: t for t in results.trials}
+    assert trials["00000"].status is TrialStatus.STOPPED
+    assert json.loads((path / "trials/00000/trial.json").read_text())["note"] == "stopped by cli"
+    assert len(trials) < 6 and {t.status for t in trials.values()} == {TrialStatus.STOPPED}
+    history = control_store(path).history()
+    assert [(h["command"], h["origin"], h["accepted"]) for h in history] == [
+        ("set_limits", "cli", True), ("stop_trial", "cli", True), ("end_experiment", "cli", True)]
+    assert all(h["time"] >= h["sent"] for h in history)
+    assert rt.load(path).meta["max_concurrent"] == 2
+
+    log = (path / "trials/00000/log.txt").read_text()
+    assert "hello from trial 00000 <b>\n" in log and "a thread of trial 00000\n" in log and "to stderr\n" in log
+    assert "trial 00001" not in log
+    code, out = cli("logs", str(path), "00001")
+    assert code == 0 and "hello from trial 00001" in out
+
+    # Finished: commands are refused, saying so.
+    code, _ = cli("control", str(path), "--max-concurrent", "3")
+    assert code == 1
+    assert control_store(path).history() == history
+
+
+def failing_once(config):
+    marker = Path(config["dir"]) / f"failed-{rt.get_context().trial_id}"
+    start = 0
+    if rt.get_checkpoint() is not None:
+        start = int((rt.get_checkpoint() / "step").read_text())
+    for step in range(start + 1, 400):
+        if config["fail"] and not marker.exists() and step == 2:
+            marker.touch()
+            raise OSError("the disk hiccuped")
+        ckpt = Path(rt.get_context().trial_dir) / f"ck{step}"
+        ckpt.mkdir(exist_ok=True)
+        (ckpt / "step").write_text(str(step))
+        rt.report({"loss": 1.0 / step, "start": start}, checkpoint=ckpt)
+        if not config["fail"] and (Path(config["dir"]) / "done").exists():
+            return
+        if config["fail"] and step >= 4:
+            return
+        time.sleep(0.02)
+
+
+def test_a_failed_trial_reruns_from_its_checkpoint_on_command(storage, tmp_path):
+    path = storage / "rerun"
+
+    def script(path):
+        wait_for(lambda: status_of(path, "00000") == "FAILED", "trial 00000 to fail")
+        assert cli("control", str(path), "--retry-trial", "00001")[0] == 1  # running, not failed
+        assert cli("control", str(path), "--retry-trial", "00000") == (
+            0, "retry_trial: applied: trial 00000 queued to run again from checkpoint_000001\n")
+        wait_for(lambda: status_of(path, "00000") == "COMPLETED", "the re-run to complete")
+        (tmp_path / "done").touch()
+
+    steer = Steer(path, script)
+    steer.start()
+    space = {"fail": rt.grid([True, False]), "dir": str(tmp_path)}
+    results = rt.Tuner(failing_once, space=space, metric="loss", num_trials=2, max_concurrent=2,
+                       storage_path=storage, name="rerun", verbose=0, searcher=rt.GridSearcher()).fit()
+    steer.join(30)
+    assert steer.error is None, steer.error
+    rerun = next(t for t in results.trials if t.trial_id == "00000")
+    assert rerun.status is TrialStatus.COMPLETED
+    assert json.loads((path / "trials/00000/trial.json").read_text())["note"] == "re-run by cli"
+    history = list(rt.load(path).history("00000")["start"])
+    assert history == [0, 1, 1, 1]  # one report, the failure, then on from checkpoint 1
+    assert "the disk hiccuped" in (path / "trials/00000/error.txt").read_text()
+
+
+QUIET_SWEEP = """
+import os, sys
+import raytuner as rt
+
+def noisy(config):
+    print("PRINTED-BY-TRIAL")
+    print("WARNED-BY-TRIAL", file=sys.stderr)
+    sys.stdout.flush()
+    # Straight to the worker's file descriptor, past the capture: Ray forwards this line to
+    # the driver, after anything the trial's prints would have put in the same file.
+    os.write(1, b"FD-LEVEL-LINE\\n")
+    rt.report({"loss": 1.0})
+
+rt.Tuner(noisy, space={}, metric="loss", num_trials=1, storage_path=sys.argv[1], name="quiet", verbose=1,
+         keep_workers_s=0).fit()
+print("FIT-DONE", flush=True)
+sys.stdin.read()  # stay up (Ray keeps forwarding) until the test has read what it waits for
+"""
+
+
+def test_the_sweeps_terminal_shows_none_of_what_trials_print(tmp_path):
+    import os
+    import selectors
+    import shutil
+    import subprocess
+    import tempfile
+
+    script = tmp_path / "sweep.py"
+    script.write_text(QUIET_SWEEP)
+    ray_tmp = tempfile.mkdtemp(prefix="rt-q-", dir="/tmp")  # a Ray of its own, beside the tests' one
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "r")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    seen = b""
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        while not (b"FIT-DONE" in seen and b"FD-LEVEL-LINE" in seen) and time.monotonic() < deadline:
+            if selector.select(timeout=1.0):
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        proc.stdin.close()
+        seen += proc.stdout.read()
+        proc.wait(30)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    text = seen.decode(errors="replace")
+    assert "FIT-DONE" in text and "FD-LEVEL-LINE" in text, text[-3000:]
+    assert "BY-TRIAL" not in text
+    (log,) = (tmp_path / "r/quiet/trials").glob("*/log.txt")
+    assert log.read_text() == "PRINTED-BY-TRIAL\nWARNED-BY-TRIAL\n"
+
+
+def test_a_new_time_budget_moves_the_drivers_deadline(storage):
+    path = storage / "budget"
+    answers = {}
+
+    def script(path):
+        wait_for(lambda: (path / "trials/00000/results.jsonl").is_file(), "trial 00000 to report")
+        answers["budget"] = cli("control", str(path), "--time-budget", "0.5")
+
+    steer = Steer(path, script)
+    steer.start()
+    started = time.monotonic()
+    results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, max_concurrent=1,
+                       storage_path=storage, name="budget", verbose=0, time_budget_s=600).fit()
+    steer.join(30)
+    assert steer.error is None, steer.error
+    assert answers["budget"] == (0, "set_limits: applied: time_budget_s=0.5\n")
+    # Already past the new budget when it came: the run ends at once, its trials STOPPED.
+    assert time.monotonic() - started < 60
+    assert (results.meta["status"], results.meta["time_budget_s"]) == ("TIMED_OUT", 0.5)
+    assert {t.status for t in results.trials} == {TrialStatus.STOPPED}

@@ -1,0 +1,59 @@
+"""Failed trials speak: the first of each distinct error live, a summary at the end, and an
+error raised to the caller when every trial failed (issue 15, part 1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import raytuner as rt
+from raytuner.errors import TrialsFailedError
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def broken(config):
+    return config["missing"]  # the user's bug: a key that is not in the space
+
+
+def half_broken(config):
+    if config["x"] > 0.5:
+        raise ValueError(f"x={config['x']} is too large for this model")
+    rt.report({"loss": config["x"]})
+
+
+def test_every_trial_failing_is_shown_once_summed_up_and_raised(storage, capsys):
+    tuner = rt.Tuner(broken, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, storage_path=storage,
+                     name="broken", tensorboard=False, seed=0)
+    with pytest.raises(TrialsFailedError) as info:
+        tuner.fit()
+    out = capsys.readouterr().out
+    # Live: the first failure of this error, with the user's own frame, once.
+    live = [line for line in out.splitlines() if "failed: KeyError: 'missing'" in line and "trial 0000" in line]
+    assert len(live) == 1, out
+    assert 'test_failures.py:17 in broken: return config["missing"]' in out
+    # At the end: a summary that says where the tracebacks are.
+    assert "[raytuner] 4 of 4 trials failed:" in out
+    assert "KeyError: 'missing'  (trials 00000, 00001, 00002, 00003)" in out
+    assert str(storage / "broken" / "trials") in out and "error.txt" in out
+    # Raised to the caller, after everything was saved; the experiment ended FAILED.
+    message = str(info.value)
+    assert "All 4 trials of 'broken' failed, the first with KeyError: 'missing'" in message
+    assert info.value.results.meta["status"] == "FAILED"
+    assert json.loads((storage / "broken" / "experiment.json").read_text())["status"] == "FAILED"
+    assert rt.load(storage / "broken").meta["status"] == "FAILED"
+    assert all("KeyError: 'missing'" in error for error in info.value.results.errors.values())
+    with pytest.raises(rt.ExperimentError, match="every trial failed"):
+        info.value.results.best
+
+
+def test_some_trials_failing_return_results_with_a_summary(storage, capsys):
+    results = rt.Tuner(half_broken, space={"x": rt.grid([0.25, 0.75, 0.9])}, metric="loss",
+                       storage_path=storage, name="half", tensorboard=False).fit()
+    out = capsys.readouterr().out
+    assert results.meta["status"] == "COMPLETED"
+    assert results.best.config["x"] == 0.25
+    assert "[raytuner] 2 of 3 trials failed:" in out
+    assert sum("failed: ValueError: x=0." in line for line in out.splitlines()) == 2  # two messages: two errors
+    assert "in half_broken: raise ValueError" in out

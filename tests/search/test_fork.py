@@ -1,0 +1,149 @@
+"""Old observations fitted to a changed space (search/_fork.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from raytuner.errors import ConfigError
+from raytuner.search import Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
+from raytuner.search._fork import (
+    Param,
+    check_warm_start,
+    config_from_params,
+    fit_observations,
+    parameters,
+)
+
+SPACE = {
+    "lr": loguniform(1e-4, 1e-1),
+    "units": quniform(16, 256, 16),
+    "layers": randint(1, 4),
+    "act": choice(["relu", "tanh"]),
+    "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
+    "epochs": 10,
+}
+
+
+def test_parameters_are_labelled_by_path_with_their_conditions():
+    params = parameters(SPACE)
+    assert list(params) == ["lr", "units", "layers", "act", "opt", "opt[0].momentum"]
+    assert params["opt[0].momentum"] == Param("opt[0].momentum", SPACE["opt"].options[0]["momentum"],
+                                             (("opt", 0),))
+    assert params["lr"].conditions == ()
+
+
+def test_parameters_refuse_a_grid():
+    with pytest.raises(ConfigError, match=r"space\['x'\] is grid\(\[1, 2\]\).*GridSearcher"):
+        parameters({"x": grid([1, 2])})
+
+
+def test_a_config_that_fits_round_trips():
+    config = {"lr": 0.01, "units": 64, "layers": 2, "act": "tanh",
+              "opt": {"name": "sgd", "momentum": 0.9}, "epochs": 10}
+    fit = fit_observations("S", SPACE, [(config, 0.5)])
+    (params, outcome), = fit.observations
+    assert params == {"lr": 0.01, "units": 64.0, "layers": 2.0, "act": 1, "opt": 0,
+                      "opt[0].momentum": 0.9}
+    assert outcome == Outcome(TrialEnd.COMPLETED, 0.5)
+    assert config_from_params(SPACE, params) == config
+    assert not fit.report.changed
+
+
+def test_an_added_parameter_keeps_the_old_trials_for_the_others():
+    old = [({"x": 0.1 * i}, float(i)) for i in range(12)]
+    fit = fit_observations("S", {"x": uniform(0, 2), "y": uniform(0, 1)}, old)
+    assert [p for p, _ in fit.observations] == [{"x": 0.1 * i} for i in range(12)]
+    assert fit.report.used == 12 and fit.report.added == {"y": 12}
+    assert "'y' (12)" in fit.report.message("S")
+
+
+def test_a_removed_parameter_is_ignored():
+    fit = fit_observations("S", {"x": uniform(0, 1)}, [({"x": 0.5, "gone": 3, "nest": {"a": 1}}, 1.0)])
+    assert fit.observations[0][0] == {"x": 0.5}
+    assert fit.report.removed == {"gone": 1, "nest": 1}
+
+
+def test_a_value_outside_a_narrowed_range_is_dropped_for_that_parameter_only():
+    space = {"x": uniform(0, 0.5), "y": uniform(0, 1)}
+    fit = fit_observations("S", space, [({"x": 0.9, "y": 0.2}, 1.0), ({"x": 0.1, "y": 0.3}, 2.0)])
+    assert [p for p, _ in fit.observations] == [{"y": 0.2}, {"x": 0.1, "y": 0.3}]
+    assert fit.report.outside == {"x": 1}
+    assert fit.report.added == {}  # dropped values are counted as outside, not as added
+
+
+def test_outside_skip_drops_the_whole_observation_and_counts_why():
+    space = {"x": uniform(0, 0.5), "y": uniform(0, 1)}
+    fit = fit_observations("S", space, [({"x": 0.9, "y": 0.2}, 1.0)], outside="skip")
+    assert fit.observations == []
+    assert fit.report.skipped == {"with a value outside its new domain": 1}
+    assert fit.report.outside == {"x": 1}
+
+
+def test_a_removed_choice_option_drops_the_choice_and_its_children():
+    space = {"opt": choice([{"name": "adam", "beta": uniform(0, 1)}]), "lr": uniform(0, 1)}
+    fit = fit_observations("S", space, [({"opt": {"name": "sgd", "momentum": 0.9}, "lr": 0.5}, 1.0)])
+    assert fit.observations[0][0] == {"lr": 0.5}
+    assert fit.report.outside == {"opt": 1}
+    assert fit.report.added == {}
+
+
+def test_an_added_key_inside_a_dict_option_leaves_the_option_matched():
+    space = {"opt": choice([{"name": "sgd", "momentum": uniform(0, 1), "nesterov": choice([0, 1])},
+                            {"name": "adam"}])}
+    fit = fit_observations("S", space, [({"opt": {"name": "sgd", "momentum": 0.5}}, 1.0),
+                                        ({"opt": {"name": "adam"}}, 2.0)])
+    assert [p for p, _ in fit.observations] == [{"opt": 0, "opt[0].momentum": 0.5}, {"opt": 1}]
+    assert fit.report.added == {"opt[0].nesterov": 1}
+
+
+def test_dict_options_without_constants_are_told_apart_by_their_keys():
+    space = {"m": choice([{"a": uniform(0, 1)}, {"b": uniform(0, 1)}])}
+    fit = fit_observations("S", space, [({"m": {"b": 0.5}}, 1.0)])
+    assert fit.observations[0][0] == {"m": 1, "m[1].b": 0.5}
+
+
+def test_randint_needs_an_int_inside_its_range_and_quniform_allows_half_a_step():
+    space = {"n": randint(1, 4), "q": quniform(10, 20, 4)}
+    fit = fit_observations("S", space, [({"n": 2.5, "q": 22}, 1.0), ({"n": 4, "q": 23}, 1.0),
+                                        ({"n": 3, "q": 8}, 1.0)])
+    assert [p for p, _ in fit.observations] == [{"q": 22.0}, {"n": 3.0, "q": 8.0}]
+    assert fit.report.skipped == {"that fit no parameter of the space": 1}
+    assert fit.report.outside == {"n": 2, "q": 1}
+
+
+def test_constants_outside_choices_are_not_compared():
+    fit = fit_observations("S", {"x": uniform(0, 1), "epochs": 20}, [({"x": 0.5, "epochs": 10}, 1.0)])
+    assert fit.observations[0][0] == {"x": 0.5} and not fit.report.changed
+
+
+def test_results_become_outcomes():
+    pairs = check_warm_start("S", [({}, 1), ({}, None), ({}, math.inf), ({}, np.float32(2.0)),
+                                   ({}, Outcome(TrialEnd.STOPPED, 3.0, 1, 9))])
+    assert [o for _, o in pairs] == [
+        Outcome(TrialEnd.COMPLETED, 1.0), Outcome(TrialEnd.FAILED), Outcome(TrialEnd.FAILED),
+        Outcome(TrialEnd.COMPLETED, 2.0), Outcome(TrialEnd.STOPPED, 3.0, 1, 9)]
+
+
+@pytest.mark.parametrize(
+    ("warm_start", "needle"),
+    [
+        (5, r"`warm_start` is 5, but must be a list"),
+        ({"x": 1}, r"`warm_start` is \{'x': 1\}"),
+        ([({"x": 1}, "bad")], r"`warm_start\[0\]` is \(\{'x': 1\}, 'bad'\)"),
+        ([({"x": 1}, 1.0), [1, 2]], r"`warm_start\[1\]` is \[1, 2\]"),
+        ([({"x": 1}, True)], r"`warm_start\[0\]`"),
+    ],
+)
+def test_a_warm_start_that_is_not_pairs_is_refused_naming_the_item(warm_start, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        fit_observations("TPESearcher", {"x": uniform(0, 1)}, warm_start)
+    assert str(info.value).startswith("TPESearcher: ")
+    assert "rt.load(path).observations()" in str(info.value)
+
+
+def test_an_unknown_outside_policy_is_refused():
+    with pytest.raises(ConfigError, match="`outside` is 'clip'"):
+        fit_observations("S", {"x": uniform(0, 1)}, [], outside="clip")  # type: ignore[arg-type]

@@ -1,0 +1,238 @@
+"""OptunaSearcher on a real Optuna, without Ray: the conversion table, the mapping of how
+trials end to Optuna's states, equality with Optuna's own ask/tell loop, warm start,
+state and restore, and the errors."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from raytuner.errors import ConfigError, ProtocolError
+from raytuner.search import (
+    OptunaSearcher,
+    Outcome,
+    TrialEnd,
+    choice,
+    grid,
+    loguniform,
+    qloguniform,
+    quniform,
+    randint,
+    uniform,
+)
+from raytuner.search._optuna_space import distributions
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MIXED = {
+    "x": uniform(-5, 5),
+    "lr": loguniform(1e-4, 1e-1),
+    "n": randint(1, 4),
+    "units": quniform(16, 128, 16),
+    "drop": quniform(0.1, 1.0, 0.25),
+    "batch": qloguniform(8, 512, 8),
+    "act": choice(["relu", "tanh"]),
+    "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
+    "epochs": 5,
+}
+
+
+def test_conversion_table():
+    assert distributions(MIXED) == {
+        "x": FloatDistribution(-5.0, 5.0),
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "n": IntDistribution(1, 3),
+        "units": IntDistribution(16, 128, step=16),
+        "drop": FloatDistribution(0.0, 1.0, step=0.25),  # the values round(u / q) * q takes
+        "batch": FloatDistribution(8.0, 512.0, log=True),  # rounded to 8 in the config
+        "act": CategoricalDistribution(["relu", "tanh"]),
+        "opt": CategoricalDistribution([0, 1]),  # dict options: by index
+        "opt[0].momentum": FloatDistribution(0.0, 0.99),
+    }
+
+
+def test_configs_are_plain_python_inside_their_domains_and_conditional():
+    searcher = OptunaSearcher(MIXED, seed=0)
+    searcher.setup(None, 30)
+    seen = set()
+    for i in range(30):
+        config = searcher.suggest(str(i))
+        assert type(config["x"]) is float and type(config["n"]) is int and type(config["units"]) is int
+        assert type(config["batch"]) is int and config["batch"] % 8 == 0
+        assert config["units"] % 16 == 0 and config["drop"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+        assert config["epochs"] == 5 and config["act"] in ("relu", "tanh")
+        assert ("momentum" in config["opt"]) == (config["opt"]["name"] == "sgd")
+        seen.add(config["opt"]["name"])
+        params = searcher._study.trials[-1].params
+        assert ("opt[0].momentum" in params) == (config["opt"]["name"] == "sgd")
+        searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
+    assert seen == {"sgd", "adam"}
+
+
+def test_equal_to_optunas_own_ask_tell_loop_with_the_same_seed():
+    space = {"x": uniform(-5, 5), "lr": loguniform(1e-4, 1e-1), "n": randint(1, 4), "act": choice(["relu", "tanh"])}
+
+    def objective(config):
+        return (config["x"] - 1) ** 2 + math.log10(config["lr"]) ** 2 / 4 + config["n"] + (config["act"] == "tanh")
+
+    searcher = OptunaSearcher(space, seed=7)
+    searcher.setup(None, 25)
+    ours = []
+    for i in range(25):
+        config = searcher.suggest(str(i))
+        ours.append(config)
+        searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, objective(config)))
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=7))
+    theirs = []
+    for _ in range(25):
+        trial = study.ask()
+        config = {"x": trial.suggest_float("x", -5, 5), "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+                  "n": trial.suggest_int("n", 1, 3), "act": trial.suggest_categorical("act", ["relu", "tanh"])}
+        theirs.append(config)
+        study.tell(trial, objective(config))
+    assert ours == theirs
+
+
+def test_how_trials_end_in_optunas_states():
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 10)
+    for i in range(7):
+        searcher.suggest(str(i))
+    for step in (1, 2, 3):
+        searcher.on_trial_result("1", step, 10.0 - step)
+    searcher.on_trial_complete("0", Outcome(TrialEnd.COMPLETED, 0.5, 9, 9))
+    searcher.on_trial_complete("1", Outcome(TrialEnd.STOPPED, 7.0, 3, 9))  # cut by the scheduler
+    searcher.on_trial_complete("2", Outcome(TrialEnd.STOPPED, 0.25, 9, 9))  # stopped at full budget
+    searcher.on_trial_complete("3", Outcome(TrialEnd.FAILED))
+    searcher.on_trial_complete("4", Outcome(TrialEnd.COMPLETED, math.inf))
+    searcher.on_trial_complete("5", Outcome(TrialEnd.STOPPED, 4.0, 2, 9))  # never reported: reported now
+    trials = searcher._study.trials
+    assert [(t.state, t.value) for t in trials] == [
+        (TrialState.COMPLETE, 0.5),
+        (TrialState.PRUNED, 7.0),
+        (TrialState.COMPLETE, 0.25),
+        (TrialState.FAIL, None),
+        (TrialState.FAIL, None),
+        (TrialState.PRUNED, 4.0),
+        (TrialState.RUNNING, None),  # pending: RUNNING, as the constant liar expects
+    ]
+    assert trials[1].intermediate_values == {1: 9.0, 2: 8.0, 3: 7.0}
+    assert trials[5].intermediate_values == {2: 4.0}
+
+
+def test_a_repeated_step_after_a_resume_from_checkpoint_is_not_reported_twice():
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 1)
+    searcher.suggest("a")
+    for step, value in [(1, 3.0), (2, 2.0), (2, 2.5), (3, 1.0)]:
+        searcher.on_trial_result("a", step, value)
+    searcher.on_trial_complete("a", Outcome(TrialEnd.STOPPED, 1.0, 3, 9))
+    assert searcher._study.trials[0].intermediate_values == {1: 3.0, 2: 2.0, 3: 1.0}
+
+
+def test_state_and_restore_continue_the_same_search_with_pending_trials():
+    space = {"x": uniform(-5, 5), "y": uniform(-5, 5)}
+
+    def drive(searcher, ids):
+        out = []
+        for trial_id in ids:
+            config = searcher.suggest(trial_id)
+            out.append(config)
+            searcher.on_trial_complete(trial_id, Outcome(TrialEnd.COMPLETED, config["x"] ** 2 + config["y"] ** 2))
+        return out
+
+    first = OptunaSearcher(space, seed=3)
+    first.setup(None, 40)
+    drive(first, [str(i) for i in range(12)])
+    first.suggest("pending")
+    first.on_trial_result("pending", 1, 5.0)
+    saved = first.state()
+    after = drive(first, ["a", "b", "c"])
+
+    resumed = OptunaSearcher(space, seed=3)
+    resumed.restore(saved)
+    resumed.setup(None, 40)
+    assert drive(resumed, ["a", "b", "c"]) == after
+    resumed.on_trial_result("pending", 2, 4.0)
+    resumed.on_trial_complete("pending", Outcome(TrialEnd.STOPPED, 4.0, 2, 9))
+    pending = resumed._study.trials[12]
+    assert pending.state == TrialState.PRUNED and pending.intermediate_values == {1: 5.0, 2: 4.0}
+
+
+def test_warm_start_adds_trials_with_the_parameters_they_have():
+    space = {"x": uniform(0, 1), "units": quniform(16, 128, 16), "opt": choice([{"name": "sgd", "m": uniform(0, 1)},
+                                                                                 {"name": "adam"}])}
+    warm = [
+        ({"x": 0.5, "units": 32, "opt": {"name": "adam"}}, 1.0),
+        ({"x": 0.2, "units": 64, "opt": {"name": "sgd", "m": 0.3}}, Outcome(TrialEnd.STOPPED, 2.0, 3, 9)),
+        ({"x": 0.9, "units": 48, "opt": {"name": "adam"}}, None),
+        ({"x": 7.0, "units": 16, "opt": {"name": "adam"}, "old": 1}, 3.0),  # x outside, "old" removed
+    ]
+    searcher = OptunaSearcher(space, seed=0, warm_start=warm)
+    with pytest.warns(UserWarning, match=r"fitted 4 of 4 .*'old' \(1\).*'x' \(1\)"):
+        searcher.setup(None, 5)
+    trials = searcher._study.trials
+    assert [(t.state, t.value) for t in trials] == [(TrialState.COMPLETE, 1.0), (TrialState.PRUNED, 2.0),
+                                                    (TrialState.FAIL, None), (TrialState.COMPLETE, 3.0)]
+    assert trials[0].params == {"x": 0.5, "units": 32, "opt": 1}
+    assert trials[1].params == {"x": 0.2, "units": 64, "opt": 0, "opt[0].m": 0.3}
+    assert trials[1].intermediate_values == {3: 2.0}
+    assert trials[3].params == {"units": 16, "opt": 1}  # the value outside its domain is dropped
+    config = searcher.suggest("0")
+    assert set(config) == {"x", "units", "opt"}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_any_optuna_sampler():
+    searcher = OptunaSearcher({"x": uniform(0, 1), "n": randint(0, 4)}, sampler=optuna.samplers.QMCSampler(seed=0))
+    searcher.setup(None, 4)
+    configs = [searcher.suggest(str(i)) for i in range(4)]
+    assert len({c["x"] for c in configs}) == 4
+    assert searcher.config() is None  # a sampler of the user's is pickled whole
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sampler": "tpe"}, r"`sampler` is 'tpe', but must be an Optuna sampler"),
+        ({"sampler": optuna.samplers.TPESampler}, r"\(a class: call it\)"),
+        ({"sampler": optuna.samplers.RandomSampler(), "seed": 1}, r"RandomSampler\(seed=1\)"),
+        ({"seed": "0"}, r"`seed` is '0'"),
+        ({"space": {"a": grid([1, 2])}}, r"grid\(\) axes.*GridSearcher"),
+        ({"warm_start": [(1, 2)]}, r"`warm_start\[0\]` is \(1, 2\)"),
+    ],
+)
+def test_bad_input_is_refused_at_construction(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        OptunaSearcher(**kwargs)
+
+
+def test_a_native_hyperopt_expression_is_refused_at_setup():
+    from hyperopt import hp
+
+    searcher = OptunaSearcher(seed=0)
+    with pytest.raises(ConfigError, match=r"cannot convert 'a'.*native hyperopt expression"):
+        searcher.setup({"a": hp.uniform("a", 0, 1)}, 3)
+
+
+def test_without_optuna_installed_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what an absent package looks like to import
+    with pytest.raises(ConfigError, match=r'pip install "raytuner\[optuna\]"'):
+        OptunaSearcher()
+
+
+def test_each_trial_ends_once():
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 2)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
+    with pytest.raises(ProtocolError, match="has already ended"):
+        searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
+    with pytest.raises(ProtocolError, match="already suggested"):
+        searcher.suggest("a")

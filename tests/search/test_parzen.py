@@ -1,0 +1,120 @@
+"""Kernels and the multivariate Parzen estimator (search/_parzen.py), on known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from raytuner.search import loguniform, qloguniform, quniform, randint, uniform
+from raytuner.search._parzen import (
+    CategoricalDim,
+    NumericDim,
+    ParzenEstimator,
+    log_diff_ndtr,
+    truncnorm_logmass,
+    truncnorm_logpdf,
+)
+from raytuner.search._tpe_space import dim_of
+
+
+def test_log_diff_ndtr_matches_scipy_and_survives_the_upper_tail():
+    a, b = np.array([-1.0, 0.5, 9.0, 40.0]), np.array([1.0, 2.0, 10.0, 41.0])
+    expected = np.log(stats.norm.sf(a[:3]) - stats.norm.sf(b[:3]))
+    assert np.allclose(log_diff_ndtr(a, b)[:3], expected)
+    assert np.isfinite(log_diff_ndtr(a, b)[3])  # Φ(41) - Φ(40) is 0 in float, its log is not
+
+
+@pytest.mark.parametrize(("mu", "sigma"), [(0.3, 0.1), (0.0, 0.5), (1.0, 2.0), (0.95, 0.01)])
+def test_the_truncated_gaussian_integrates_to_one_on_its_bounds(mu, sigma):
+    area, _ = integrate.quad(lambda x: np.exp(truncnorm_logpdf(x, mu, sigma, 0.0, 1.0)), 0, 1,
+                             points=[mu], limit=200)
+    assert area == pytest.approx(1.0, abs=1e-6)
+    assert truncnorm_logpdf(np.array([-0.01, 1.01]), mu, sigma, 0.0, 1.0).tolist() == [-np.inf] * 2
+
+
+def test_the_discrete_kernel_sums_to_one_over_the_allowed_values():
+    dim = dim_of(quniform(10, 100, 20))  # values 0, 20, ..., 100; the end bins are cut by [10, 100]
+    values = np.arange(dim.grid_low, dim.grid_high + 1, 20.0)
+    a, b = dim.bins(values)
+    for mu in (dim.lo, 40.0, dim.hi):
+        mass = np.exp(truncnorm_logmass(a, b, mu, 15.0, dim.lo, dim.hi))
+        assert mass.sum() == pytest.approx(1.0)
+
+
+def _estimator(dims, observations, prior_weight=1.0):
+    observations = np.asarray(observations, dtype=float).reshape(-1, len(dims))
+    return ParzenEstimator(list(dims), observations, np.ones(len(observations)), prior_weight, 0.2)
+
+
+def test_a_continuous_mixture_integrates_to_one_and_matches_the_kernels():
+    dim = dim_of(uniform(-2, 3))
+    est = _estimator([dim], [[-1.9], [0.5], [2.9]])
+    grid = np.linspace(-2, 3, 20001)[:, None]
+    density = np.exp(est.log_pdf(grid))
+    assert np.trapezoid(density, grid[:, 0]) == pytest.approx(1.0, abs=1e-4)
+    # By hand: weights 1/4 each; three kernels with Scott's sigma and the prior kernel.
+    sigma = 0.2 * 5 * 3 ** (-1 / 5)
+    by_hand = sum(np.exp(truncnorm_logpdf(0.0, mu, sigma, -2, 3)) for mu in (-1.9, 0.5, 2.9))
+    by_hand += np.exp(truncnorm_logpdf(0.0, 0.5, 5.0, -2, 3))
+    assert np.exp(est.log_pdf(np.array([[0.0]])))[0] == pytest.approx(by_hand / 4)
+
+
+def test_a_discrete_mixture_sums_to_one_and_samples_land_on_allowed_values():
+    for domain, allowed in [(randint(1, 6), np.arange(1, 6.0)),
+                            (quniform(0, 1, 0.25), np.arange(0, 1.01, 0.25)),
+                            (qloguniform(1, 1000, 10), np.arange(0, 1001, 10.0))]:
+        dim = dim_of(domain)
+        est = _estimator([dim], [[allowed[1]], [allowed[-1]]])
+        assert np.exp(est.log_pdf(allowed[:, None])).sum() == pytest.approx(1.0)
+        draws = est.sample(np.random.default_rng(0), 500)[:, 0]
+        assert np.isin(draws, allowed).all()
+
+
+def test_log_domains_are_modelled_in_log_space_and_stay_in_bounds():
+    dim = dim_of(loguniform(1e-5, 1e-1))
+    est = _estimator([dim], [[np.log(1e-3)]] * 5)
+    draws = np.exp(est.sample(np.random.default_rng(1), 2000)[:, 0])
+    assert draws.min() >= 1e-5 and draws.max() <= 1e-1
+    # Symmetric in log space around 1e-3: as many draws a decade below as above.
+    below = np.mean((draws > 1e-4) & (draws < 1e-3))
+    above = np.mean((draws > 1e-3) & (draws < 1e-2))
+    assert below == pytest.approx(above, abs=0.05)
+
+
+def test_the_categorical_kernel_favours_what_was_observed_and_keeps_mass_on_the_rest():
+    est = _estimator([CategoricalDim(3)], [[0], [0], [1]])
+    p = np.exp(est.log_pdf(np.array([[0.0], [1.0], [2.0]])))
+    assert p.sum() == pytest.approx(1.0)
+    # kappa = 1/4: rows (1.25, .25, .25)/1.75 twice, (.25, 1.25, .25)/1.75, prior 1/3; weights 1/4.
+    expected = np.array([2 * 1.25 / 1.75 + 0.25 / 1.75, 2 * 0.25 / 1.75 + 1.25 / 1.75,
+                         3 * 0.25 / 1.75]) / 4 + 1 / 12
+    assert p == pytest.approx(expected)
+    draws = est.sample(np.random.default_rng(2), 4000)[:, 0]
+    assert np.bincount(draws.astype(int), minlength=3) / 4000 == pytest.approx(expected, abs=0.03)
+
+
+def test_the_joint_model_keeps_interactions_that_marginals_lose():
+    # Observations on the diagonal x == y: the joint density is higher on it than off it,
+    # while both marginals are the same.
+    dims = [dim_of(uniform(0, 1)), dim_of(uniform(0, 1))]
+    est = _estimator(dims, [[v, v] for v in np.linspace(0.05, 0.95, 10)])
+    on, off = np.exp(est.log_pdf(np.array([[0.2, 0.2], [0.2, 0.8]])))
+    assert on > 3 * off
+
+
+def test_a_missing_value_falls_back_to_the_prior_on_that_dimension():
+    dims = [dim_of(uniform(0, 1)), dim_of(uniform(0, 1))]
+    with_missing = _estimator(dims, [[0.3, np.nan]])
+    assert with_missing.mu[1].tolist() == [0.5, 0.5] and with_missing.sigma[1].tolist() == [1.0, 1.0]
+    grid = np.linspace(0, 1, 2001)
+    points = np.column_stack([np.full_like(grid, 0.3), grid])
+    # Conditional on x = 0.3, y is as flat as the prior kernel, not peaked anywhere.
+    density = np.exp(with_missing.log_pdf(points))
+    assert density.max() / density.min() < 1.7
+
+
+def test_mixture_weights_are_normalised_with_the_prior():
+    est = ParzenEstimator([NumericDim(0.0, 1.0)], np.array([[0.5], [0.6]]), np.array([3.0, 1.0]),
+                          2.0, 0.2)
+    assert np.exp(est.log_w).tolist() == pytest.approx([0.5, 1 / 6, 1 / 3])

@@ -1,0 +1,293 @@
+"""TPESearcher (search/_tpe.py), driven by synthetic event streams; no Ray."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+from raytuner.errors import ConfigError, ProtocolError
+from raytuner.search import (
+    HyperOptSearcher,
+    Outcome,
+    RandomSearcher,
+    TPESearcher,
+    TrialEnd,
+    choice,
+    grid,
+    loguniform,
+    quniform,
+    randint,
+    uniform,
+)
+
+MIXED = {
+    "lr": loguniform(1e-4, 1e-1),
+    "units": quniform(16, 256, 16),
+    "layers": randint(1, 4),
+    "act": choice(["relu", "tanh"]),
+    "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
+    "epochs": 5,
+}
+
+
+def mixed_loss(c):
+    loss = (math.log10(c["lr"]) + 2.5) ** 2 + ((c["units"] - 96) / 100) ** 2 + (c["layers"] - 2) ** 2
+    loss += 0.5 * (c["act"] == "tanh")
+    if c["opt"]["name"] == "sgd":
+        loss += 2 * (c["opt"]["momentum"] - 0.9) ** 2
+    return loss
+
+
+def done(value, resource=None, end=TrialEnd.COMPLETED, max_resource=math.inf):
+    return Outcome(end, value, resource, max_resource)
+
+
+def make(space=MIXED, **kwargs):
+    searcher = TPESearcher(space, **kwargs)
+    searcher.setup(None, num_trials=100)
+    return searcher
+
+
+def run(searcher, loss, n, start=0):
+    configs = []
+    for i in range(start, start + n):
+        config = searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), done(loss(config)))
+        configs.append(config)
+    return configs
+
+
+def test_configs_hold_plain_python_values_on_their_domains():
+    searcher = make(seed=0, n_startup=5)
+    for config in run(searcher, mixed_loss, 30):
+        assert type(config["lr"]) is float and 1e-4 <= config["lr"] <= 1e-1
+        assert type(config["units"]) is int and config["units"] % 16 == 0 and 16 <= config["units"] <= 256
+        assert type(config["layers"]) is int and config["layers"] in (1, 2, 3)
+        assert config["act"] in ("relu", "tanh") and config["epochs"] == 5
+        if config["opt"]["name"] == "sgd":
+            assert type(config["opt"]["momentum"]) is float and 0 <= config["opt"]["momentum"] <= 0.99
+        else:
+            assert config["opt"] == {"name": "adam"}
+
+
+def test_startup_is_random_search_and_counts_finished_trials_only():
+    tpe, rand = make(seed=3, n_startup=3), RandomSearcher(MIXED, seed=3)
+    rand.setup(None, 100)
+    # Five suggestions in flight, none finished: still the start-up, the same draws as random.
+    assert [tpe.suggest(str(i)) for i in range(5)] == [rand.suggest(str(i)) for i in range(5)]
+    for i in range(3):
+        tpe.on_trial_complete(str(i), done(float(i)))
+        rand.on_trial_complete(str(i), done(float(i)))
+    assert tpe._split() is not None  # three finished: the model takes over
+    assert tpe.suggest("5") != rand.suggest("5")
+
+
+def test_tpe_finds_better_configs_than_random_search():
+    tpe_best, rand_best = [], []
+    for seed in range(5):
+        tpe = make(seed=seed)
+        rand = RandomSearcher(MIXED, seed=seed)
+        rand.setup(None, 100)
+        tpe_best.append(min(mixed_loss(c) for c in run(tpe, mixed_loss, 40)))
+        rand_best.append(min(mixed_loss(c) for c in run(rand, mixed_loss, 40)))
+    assert np.median(tpe_best) < 0.5 * np.median(rand_best)
+
+
+def test_the_constant_liar_spreads_the_suggestions_of_pending_trials():
+    xs = np.random.default_rng(0).uniform(0, 1, 30)
+    history = [({"x": float(x)}, (x - 0.5) ** 2) for x in xs]
+    liar_spread, iid_spread = [], []
+    for rep in range(10):
+        searcher = make({"x": uniform(0, 1)}, seed=rep, warm_start=history)
+        # Eight suggestions in flight at once: each pending one weighs on g(x).
+        liar_spread.append(np.std([searcher.suggest(f"p{i}")["x"] for i in range(8)]))
+        # Control: the same history in eight searchers, one suggestion each (no pending).
+        iid = [make({"x": uniform(0, 1)}, seed=100 * rep + i, warm_start=history).suggest("p")["x"]
+               for i in range(8)]
+        iid_spread.append(np.std(iid))
+    # Measured: 0.076 against 0.016.
+    assert np.mean(liar_spread) > 2.5 * np.mean(iid_spread)
+
+
+def test_pending_trials_are_bad_observations():
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=2)
+    run(searcher, lambda c: c["x"], 4)
+    searcher.suggest("p")
+    good, bad = searcher._split()
+    assert searcher._ids["p"] in bad.tolist()
+    assert len(good) == 1 and good[0] == int(np.argmin([searcher._final_value[i] for i in range(4)]))
+
+
+def test_the_model_fits_the_highest_level_with_enough_values():
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=4)
+    for i in range(8):
+        searcher.suggest(str(i))
+    # Rung 1: all eight; rung 3: four (0-3); rung 9: two (0, 1); 4-7 stopped at rung 1.
+    for i in range(8):
+        searcher.on_trial_result(str(i), 1, 10.0 - i)  # at rung 1, trial 7 looks best
+    for i in range(4):
+        searcher.on_trial_result(str(i), 3, float(i))  # at rung 3, trial 0 is best
+    for i in range(2):
+        searcher.on_trial_result(str(i), 9, float(i))
+    for i in range(4, 8):
+        searcher.on_trial_complete(str(i), done(10.0 - i, 1, TrialEnd.STOPPED, 9))
+    resource, values = searcher._model_level()
+    assert resource == 3
+    assert np.isfinite(values).tolist() == [True] * 4 + [False] * 4
+    good, bad = searcher._split()
+    # Trials 4-7 stopped below rung 3 are bad there, though they were best at rung 1.
+    assert good.tolist() == [0] and bad.tolist() == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_full_budget_values_count_at_every_higher_level_and_failures_are_bad():
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=3)
+    for i in range(4):
+        searcher.suggest(str(i))
+    searcher.on_trial_complete("0", done(0.5, 5))  # completed at 5 (a stop= criterion)
+    searcher.on_trial_complete("1", done(0.7, 9, TrialEnd.STOPPED, 9))  # stopped at max: full
+    searcher.on_trial_complete("2", done(0.1, 9))
+    searcher.on_trial_complete("3", Outcome(TrialEnd.FAILED))
+    resource, values = searcher._model_level()
+    assert resource == 9 and values[:3].tolist() == [0.5, 0.7, 0.1] and np.isnan(values[3])
+    good, bad = searcher._split()
+    assert good.tolist() == [2] and bad.tolist() == [0, 1, 3]
+
+
+def test_no_level_with_enough_values_uses_the_best_filled_one():
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=3)
+    for i in range(3):
+        searcher.suggest(str(i))
+    searcher.on_trial_complete("0", done(1.0, 1, TrialEnd.STOPPED, 9))
+    searcher.on_trial_complete("1", done(2.0, 1, TrialEnd.STOPPED, 9))
+    searcher.on_trial_complete("2", Outcome(TrialEnd.FAILED))
+    assert searcher._model_level()[0] == 1
+
+
+def test_conditional_parameters_are_sampled_under_their_option_and_learnt_per_branch():
+    space = {"opt": choice([{"name": "sgd", "m": uniform(0, 1)}, {"name": "adam", "b": uniform(0, 1)}])}
+
+    def loss(c):
+        o = c["opt"]
+        return abs(o["m"] - 0.8) if o["name"] == "sgd" else 0.5 + abs(o["b"] - 0.2)
+
+    searcher = make(space, seed=1)
+    configs = run(searcher, loss, 60)
+    assert all(set(c["opt"]) == ({"name", "m"} if c["opt"]["name"] == "sgd" else {"name", "b"})
+               for c in configs)
+    late = configs[30:]
+    assert sum(c["opt"]["name"] == "sgd" for c in late) >= 20
+    assert np.median([abs(c["opt"]["m"] - 0.8) for c in late if c["opt"]["name"] == "sgd"]) < 0.1
+
+
+def test_the_same_seed_and_events_give_the_same_suggestions():
+    a, b, c = make(seed=7), make(seed=7), make(seed=8)
+    assert run(a, mixed_loss, 25) == run(b, mixed_loss, 25) != run(c, mixed_loss, 25)
+
+
+def test_state_round_trips_through_pickle_and_continues_the_same_search():
+    searcher = make(seed=4)
+    run(searcher, mixed_loss, 15)
+    searcher.suggest("pending")
+    searcher.on_trial_result("pending", 1, 0.3)
+    twin = make(seed=99)
+    twin.restore(pickle.loads(pickle.dumps(searcher.state())))
+    assert repr(twin.state()) == repr(searcher.state())  # repr: nan == nan
+    assert run(twin, mixed_loss, 5, start=100) == run(searcher, mixed_loss, 5, start=100)
+    # A restored searcher does not add its warm start a second time on setup.
+    clone = pickle.loads(pickle.dumps(searcher))
+    clone.setup(None, 100)
+    assert len(clone._ids) == len(searcher._ids)
+
+
+def test_restore_refuses_another_searchers_state():
+    other = HyperOptSearcher(MIXED, seed=0)
+    other.setup(None, 10)
+    with pytest.raises(ConfigError, match=r"cannot restore a state saved by 'another searcher'.*warm_start"):
+        make().restore(other.state())
+    state = make({"x": uniform(0, 1)}).state()
+    with pytest.raises(ConfigError, match=r"parameters \['x'\], but the space has \['lr'"):
+        make().restore(state)
+
+
+def test_a_fork_with_an_added_parameter_keeps_the_old_trials():
+    old = [({"x": x}, (x - 0.3) ** 2) for x in np.linspace(0, 1, 12)]
+    with pytest.warns(UserWarning, match=r"fitted 12 of 12 .*'y' \(12\)"):
+        searcher = make({"x": uniform(0, 1), "y": uniform(0, 1)}, seed=0, warm_start=old)
+    assert len(searcher._ids) == 12
+    # Twelve finished trials: the model is on from the first suggestion, and it uses x.
+    xs = [c["x"] for c in run(searcher, lambda c: (c["x"] - 0.3) ** 2 + c["y"], 10)]
+    assert np.median(np.abs(np.array(xs) - 0.3)) < 0.15
+
+
+def test_a_fork_with_a_removed_and_a_narrowed_parameter():
+    old = [({"x": x, "gone": 1}, (x - 0.3) ** 2) for x in np.linspace(0, 1, 11)]
+    with pytest.warns(UserWarning) as record:
+        searcher = make({"x": uniform(0, 0.5)}, seed=0, warm_start=old)
+    message = str(record[0].message)
+    assert "fitted 6 of 11" in message and "'gone' (11)" in message and "'x' (5)" in message
+    assert len(searcher._ids) == 6
+
+
+def test_a_warm_start_that_fits_exactly_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make({"x": uniform(0, 1)}, warm_start=[({"x": 0.5}, 1.0), ({"x": 0.2}, None)])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"gama": 0.2}, r"unknown option `gama=0.2`. Did you mean `gamma`\?"),
+        ({"n_startup": 0}, r"`n_startup` is 0, but must be an int >= 1"),
+        ({"gamma": 1.5}, r"`gamma` is 1.5, but must be a number > 0.0 and <= 1.0; 0.1 is usual"),
+        ({"bandwidth": -1}, r"`bandwidth` is -1"),
+        ({"n_ei_candidates": 2.5}, r"`n_ei_candidates` is 2.5"),
+        ({"seed": -1}, r"`seed` is -1"),
+        ({"warm_start": [({"x": 1}, "nan")]}, r"`warm_start\[0\]` is \(\{'x': 1\}, 'nan'\)"),
+        ({"space": {"x": grid([1, 2])}}, r"grid\(\) axis.*GridSearcher"),
+    ],
+)
+def test_bad_options_are_refused_at_construction(kwargs, needle):
+    kwargs = {"space": {"x": uniform(0, 1)}, **kwargs}
+    with pytest.raises(ValueError, match=needle):
+        TPESearcher(**kwargs)
+
+
+def test_a_grid_from_the_tuner_is_refused_at_setup():
+    with pytest.raises(ConfigError, match="GridSearcher"):
+        TPESearcher().setup({"x": grid([1, 2])}, 10)
+
+
+def test_events_for_unknown_or_closed_trials():
+    searcher = make({"x": uniform(0, 1)})
+    searcher.on_trial_result("never", 1, 0.5)  # ignored, as a trial the searcher declined
+    with pytest.raises(ProtocolError, match="was never suggested"):
+        searcher.on_trial_complete("never", done(1.0))
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", done(1.0))
+    with pytest.raises(ProtocolError, match="has already ended"):
+        searcher.on_trial_complete("a", done(1.0))
+    with pytest.raises(ProtocolError, match="already suggested"):
+        searcher.suggest("a")
+
+
+def test_a_space_of_constants_only_gives_its_constants():
+    searcher = make({"x": 1, "nested": {"y": "a"}}, n_startup=1)
+    assert run(searcher, lambda c: 1.0, 3) == [{"x": 1, "nested": {"y": "a"}}] * 3
+
+
+def test_low_fidelity_levels_use_the_wider_bandwidth():
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=1, bandwidth=0.1, low_fidelity_bandwidth=0.3)
+    for i in range(3):
+        searcher.suggest(str(i))
+    searcher.on_trial_complete("0", done(1.0, 1, TrialEnd.STOPPED, 9))
+    assert searcher._bandwidth_at(1) == 0.3  # nothing has run its full budget yet
+    searcher.on_trial_complete("1", done(0.5, 9, TrialEnd.STOPPED, 9))
+    assert searcher._bandwidth_at(1) == 0.3 and searcher._bandwidth_at(9) == 0.1
+    plain = make({"x": uniform(0, 1)}, seed=0, bandwidth=0.1)
+    run(plain, lambda c: c["x"], 3)  # single fidelity: no resource, no stopped trial
+    assert plain._bandwidth_at(math.inf) == 0.1
