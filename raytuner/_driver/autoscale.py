@@ -36,8 +36,9 @@ def _config_path() -> Path | None:
     if bootstrap.is_file():
         return bootstrap
     try:
+        import ray  # first: Ray puts its own psutil on sys.path
+
         import psutil
-        import ray
 
         gcs = ray.get_runtime_context().gcs_address
     except Exception:
