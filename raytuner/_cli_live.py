@@ -38,6 +38,10 @@ def cmd_control(args: argparse.Namespace) -> int:
     from raytuner._storage.control import ControlRefused, control_store, validate
 
     storage = _storage(args.exp, args.root)
+    if storage.uri is not None:  # a reader's copy of a bucket: no driver reads commands there
+        raise CLIError(f"{storage.uri} is in cloud storage; control commands go to the driver's local copy. Run "
+                       "`raytuner control` on the machine that runs the driver, with the folder it stages in "
+                       "(under ~/.cache/raytuner/stage/).", EXIT_USAGE)
     wanted: list[tuple[str, dict[str, Any]]] = []
     limits = {k: v for k, v in (("max_concurrent", args.max_concurrent), ("num_trials", args.num_trials),
                                 ("time_budget_s", args.time_budget)) if v is not None}

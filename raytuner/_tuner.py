@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from raytuner._driver import autoscale
 from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
 from raytuner._driver.controller import Controller, ExperimentSettings
@@ -20,7 +21,7 @@ from raytuner._driver.resume import resume as resume_experiment
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.stop import StopCriteria, StopFn
 from raytuner._driver import failures as _failures
-from raytuner._storage import components
+from raytuner._storage import components, remote
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner._storage.lock import DriverLock
 from raytuner.errors import ConfigError, ExperimentError, invalid
@@ -82,7 +83,11 @@ class Tuner:
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
             ``<trainable>_<date-time>``.
-        storage_path: Root folder of experiments; default ``~/raytuner_results``.
+        storage_path: Root folder of experiments; default ``~/raytuner_results``. A URI
+            (``"s3://bucket/prefix"``, ``"gs://..."``, any fsspec file system) keeps the
+            experiment in cloud storage: written locally and uploaded behind (a report
+            within seconds, a checkpoint before its pause or end is recorded); checked here,
+            before anything runs. Needs ``pip install 'raytuner[cloud]'``.
         resource_attr: A report key that holds the trial's resource (e.g. "epoch"); default:
             the scheduler's, else the number of reports.
         max_failures: Retries per trial (from its latest checkpoint) before it is FAILED.
@@ -204,7 +209,12 @@ class Tuner:
         self._searcher = searcher
         self._scheduler = scheduler
         self._resources = _resources.normalize(resources)
-        self._storage_root = Path(storage_path if storage_path is not None else DEFAULT_STORAGE).expanduser()
+        root = storage_path if storage_path is not None else DEFAULT_STORAGE
+        if remote.is_uri(root):
+            remote.check(root)  # a missing bucket or credentials fail here, not after the first trial
+            self._storage_root: str | Path = root.rstrip("/")
+        else:
+            self._storage_root = Path(remote.local_path(root)).expanduser()
         self._settings = dict(
             metric=metric, mode=mode, num_trials=int(num_trials), max_concurrent=max_concurrent,
             stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
@@ -281,7 +291,13 @@ class Tuner:
             callbacks=self._callbacks,
             meta=meta,
         )
-        results = controller.run()
+        # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
+        nodes = autoscale.request_nodes(self._resources, min(max_concurrent, settings.num_trials))
+        try:
+            results = controller.run()
+        finally:
+            if nodes is not None:
+                nodes.release()
         flush_worker_logs()
         return _failures.finish(results, storage, verbose=settings.verbose)
 
@@ -290,21 +306,21 @@ class Tuner:
     def _new_storage(self) -> tuple[ExperimentStorage, DriverLock]:
         """The new experiment's folder, created and held by this driver."""
         if self._name is not None:
-            storage = ExperimentStorage(self._storage_root / self._name)
+            storage = ExperimentStorage(remote.join(self._storage_root, self._name), writable=True)
             lock = storage.acquire_driver_lock()  # names the driver if one is running it
             if storage.holds_files():
                 lock.release()
                 raise ConfigError(
-                    f"`name={self._name!r}`: {storage.path} already holds an experiment. Choose another name, "
-                    f"load it with raytuner.load(), or continue it with raytuner.Tuner.resume({str(storage.path)!r})."
+                    f"`name={self._name!r}`: {storage.location} already holds an experiment. Choose another name, "
+                    f"load it with raytuner.load(), or continue it with raytuner.Tuner.resume({storage.location!r})."
                 )
         else:
-            storage = ExperimentStorage(self._storage_root / f"{_default_name(self._trainable)}_"
-                                        f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+            base = str(remote.join(self._storage_root, f"{_default_name(self._trainable)}_"
+                                   f"{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"))
+            storage = ExperimentStorage(base, writable=True)
             suffix = 1
-            base = storage.path
             while True:
-                if not storage.path.exists():
+                if not storage.holds_files():  # a URI: nothing under it when it was pulled
                     try:
                         lock = storage.acquire_driver_lock()
                     except ExperimentError:  # another driver took this name the same second
@@ -314,7 +330,7 @@ class Tuner:
                     if lock is not None:
                         lock.release()
                 suffix += 1
-                storage = ExperimentStorage(f"{base}_{suffix}")
+                storage = ExperimentStorage(f"{base}_{suffix}", writable=True)
         storage.create()
         return storage, lock
 

@@ -66,8 +66,14 @@ def _print_table(console, columns, *, wide: bool, title: str | None = None) -> l
     return hidden
 
 
-def _locate(exp: str, root: str) -> Path:
-    """An experiment folder from a path or a name under ``root``."""
+def _locate(exp: str, root: str) -> Path | str:
+    """An experiment folder from a path or a name under ``root``; a URI as it is."""
+    from raytuner._storage import remote
+
+    if remote.is_uri(exp):
+        return exp
+    if remote.is_uri(root) and "/" not in exp:
+        return remote.join(root, exp)
     path = Path(exp).expanduser()
     if not (path / "experiment.json").is_file():
         under_root = Path(root).expanduser() / exp
@@ -78,11 +84,11 @@ def _locate(exp: str, root: str) -> Path:
 
 def _load(exp: str, root: str):
     import raytuner
-    from raytuner.errors import ExperimentError
+    from raytuner.errors import ConfigError, ExperimentError
 
     try:
         return raytuner.load(_locate(exp, root))
-    except ExperimentError as exc:
+    except (ExperimentError, ConfigError) as exc:  # ConfigError: a URI with no file system or credentials
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
 
 
@@ -152,7 +158,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from raytuner._storage.experiment import ExperimentStorage, is_finite
     from raytuner.errors import ExperimentError
 
-    root = Path(args.root).expanduser()
+    root = _local_root(args.root)
     if not root.is_dir():
         raise CLIError(f"No folder {root}: there are no experiments there. Pass the storage root, e.g. "
                        f"`raytuner ls {DEFAULT_ROOT}`.", EXIT_NOT_FOUND)
@@ -199,6 +205,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if hidden:
         console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; --wide shows all)")
     return EXIT_OK
+
+
+def _local_root(root: str) -> Path:
+    """A storage root to list; a URI's experiments (their JSON files) pulled into the cache."""
+    from raytuner._storage import remote
+    from raytuner.errors import ConfigError, ExperimentError
+
+    if not remote.is_uri(root):
+        return Path(root).expanduser()
+    try:
+        return remote.list_experiments(root)
+    except (ConfigError, ExperimentError) as exc:
+        raise CLIError(str(exc), EXIT_NOT_FOUND) from None
 
 
 def _count_line(counts: dict[str, int]) -> str:
@@ -344,6 +363,10 @@ def cmd_rename(args: argparse.Namespace) -> int:
     from raytuner.errors import ConfigError, ExperimentError
 
     path = _locate(args.exp, args.root)
+    if isinstance(path, str):
+        raise CLIError(f"rename works on local folders only; {path} is in cloud storage. Copy it to the new "
+                       "name with the provider's tools (e.g. aws s3 mv --recursive), then set \"name\" in its "
+                       "experiment.json.", EXIT_USAGE)
     storage = ExperimentStorage(path)
     try:
         meta = storage.read_experiment()

@@ -27,3 +27,67 @@ def ray_cluster():
 def storage(tmp_path):
     """A fresh storage root for one test's experiments."""
     return tmp_path / "results"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's standalone S3 server on a free loopback port, for the whole session.
+
+    The client side is the real one (s3fs over HTTP), configured as users configure any
+    S3-compatible store: AWS_ENDPOINT_URL and credentials in the environment. Nothing
+    leaves the machine; the instance-metadata lookup for credentials is switched off.
+    """
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("moto.server", reason="moto[server] is in the `test` extra")
+    pytest.importorskip("s3fs", reason="s3fs is in the `cloud` extra")
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    port = None
+    for line in server.stderr:  # werkzeug announces the port it bound
+        match = re.search(r"Running on http://127\.0\.0\.1:(\d+)", line)
+        if match:
+            port = int(match.group(1))
+            break
+    if port is None:
+        server.kill()
+        pytest.fail(f"moto's server did not start (exit code {server.wait()})")
+    # Keep reading its request log, or the server blocks once the pipe is full.
+    import threading
+
+    threading.Thread(target=lambda: Path(log).write_text("".join(server.stderr)), daemon=True).start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(log.with_name("no-credentials")), "AWS_CONFIG_FILE": str(log.with_name("no-config")),
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield f"http://127.0.0.1:{port}"
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.terminate()
+    server.wait()
+
+
+@pytest.fixture
+def bucket(s3_server, request, tmp_path, monkeypatch):
+    """A fresh, empty bucket as ``s3://<name>``; a fresh local cache (a new machine's)."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:40].strip("-") + f"-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return f"s3://{name}"

@@ -164,6 +164,7 @@ class Controller:
             self._save_state(throttle=False)
             self._meta.update(status=status, end_time=time.time())
             self._storage.write_experiment(self._meta)
+            self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
             self._progress.close()
         results = self.results()
         self._emit("on_experiment_end", results)

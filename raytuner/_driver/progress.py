@@ -104,13 +104,20 @@ class Progress:
             Console(file=self._stream, width=120).print(self._table())
 
     def _refresh_extra(self) -> None:
-        if self._describe is None:
-            return
+        from raytuner._driver import autoscale
+
+        text = None
+        if self._describe is not None:
+            try:
+                text = self._describe()
+            except Exception as exc:  # the view must never end an experiment
+                text = f"scheduler info unavailable ({type(exc).__name__})"
         try:
-            text = self._describe()
-        except Exception as exc:  # the view must never end an experiment
-            text = f"scheduler info unavailable ({type(exc).__name__})"
-        self.extra = " ".join(str(text).split()) if text else None  # one line, whatever it returned
+            waiting = autoscale.waiting()  # "waiting for nodes: 2 x gpu_worker" on an autoscaling cluster
+        except Exception:
+            waiting = None
+        text = " | ".join(str(t) for t in (waiting, text) if t)
+        self.extra = " ".join(text.split()) if text else None  # one line, whatever it returned
 
     # -- rendering -----------------------------------------------------------------------
     def _counts(self) -> dict[str, int]:

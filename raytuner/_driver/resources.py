@@ -66,14 +66,26 @@ def describe(nodes: list[Mapping[str, float]]) -> str:
     return "; ".join(shown) or "no alive nodes"
 
 
+def actor_bundle(resources: Mapping[str, float]) -> dict[str, float]:
+    """One trial's resources as a Ray resource bundle (for the autoscaler)."""
+    return {_RAY_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
+
+
 def max_concurrency(resources: Mapping[str, float]) -> int:
-    """Trials the cluster can run at once; a clear error if not even one fits anywhere."""
+    """Trials the cluster can run at once, counting the nodes an autoscaler may still
+    launch; a clear error if not even one fits on any node, alive or launchable."""
+    from raytuner._driver import autoscale
+
     nodes = cluster_nodes()
     count = slots(resources, nodes)
+    types = autoscale.node_types()
+    if types:
+        count += autoscale.launchable_slots(resources, types)
     if count < 1:
+        launchable = f"; node types the autoscaler may launch: {autoscale.describe_types(types)}" if types is not None else ""
         msg = (
             f"`resources={dict(resources)}`: no node of the Ray cluster can run one trial "
-            f"(nodes have {describe(nodes)}). Ask for less, or add a node that has it "
+            f"(alive nodes have {describe(nodes)}{launchable}). Ask for less, or add a node (type) that has it "
             "(for GPUs locally: ray.init(num_gpus=...))."
         )
         raise ConfigError(msg)

@@ -124,7 +124,7 @@ def resume(
     ``num_trials`` to extend a finished experiment.
 
     Args:
-        path: The experiment's folder.
+        path: The experiment's folder, or its URI (``s3://bucket/prefix/<name>``).
         trainable: The same function as before; default: imported from the module (or
             script) recorded when the experiment started.
         num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
@@ -137,7 +137,7 @@ def resume(
 
     Resuming unpickles state saved in the folder: only resume experiments you trust.
     """
-    storage = ExperimentStorage(path)
+    storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
     meta = storage.read_experiment()  # raises before anything is written
     settings, searcher, scheduler = components.load(storage, meta)
     if trainable is not None:

@@ -20,6 +20,11 @@
 Every file that must survive a crash whole is written to a temporary file and renamed over
 the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
 when read.
+
+The path may also be a URI (``s3://bucket/prefix/<experiment>``, ``gs://...``): the folder
+is then a local copy, pulled from the URI when opened and, for a writer, uploaded behind
+the writes (:mod:`raytuner._storage.remote`). Everything else reads and writes the local
+folder as for any experiment.
 """
 
 from __future__ import annotations
@@ -139,10 +144,32 @@ def checkpoint_name(iteration: int) -> str:
 
 
 class ExperimentStorage:
-    """Reads and writes one experiment's folder."""
+    """Reads and writes one experiment's folder.
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path).expanduser().resolve()
+    Args:
+        path: The experiment's folder, or its URI in cloud storage.
+        writable: For a URI: stage the experiment in a fresh local folder of this writer's
+            own and upload changes behind; without it, read through the shared local cache.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, writable: bool = False):
+        from raytuner._storage import remote
+
+        self.uri: str | None = None
+        self._uploader: remote.Uploader | None = None
+        self._unpushed: set[str] = set()  # trials with a checkpoint not yet in the bucket
+        if remote.is_uri(path):
+            self.uri = str(path).rstrip("/")
+            if writable:
+                self.path = remote.stage_dir(self.uri)
+                remote.pull(self.uri, self.path)  # what a resume continues from
+                self._uploader = remote.Uploader(self.uri, self.path)
+                self._uploader.mark_sent()
+            else:
+                self.path = remote.cache_dir("read", self.uri)
+                remote.pull(self.uri, self.path)
+        else:
+            self.path = Path(remote.local_path(path)).expanduser().resolve()
         self.trials_path = self.path / "trials"
         self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
 
@@ -150,11 +177,32 @@ class ExperimentStorage:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def location(self) -> str:
+        """Where the experiment lives: its URI, or its folder."""
+        return self.uri or str(self.path)
+
     def exists(self) -> bool:
         return (self.path / EXPERIMENT_FILE).is_file()
 
     def create(self) -> None:
         self.trials_path.mkdir(parents=True, exist_ok=True)
+        self._uploading()
+
+    def _uploading(self) -> None:
+        if self._uploader is not None:
+            self._uploader.start()
+
+    def sync(self) -> None:
+        """Upload every change now (a URI only; a local folder is always up to date)."""
+        if self._uploader is not None:
+            self._uploader.sync()
+
+    def close(self) -> None:
+        """Upload what is left and stop uploading. The local folder stays as it is."""
+        if self._uploader is not None:
+            self._unpushed.clear()  # the last pass puts everything
+            self._uploader.close()
 
     # -- the driver lock (one live driver per experiment) ----------------------------------
     def acquire_driver_lock(self) -> DriverLock:
@@ -169,17 +217,21 @@ class ExperimentStorage:
         return owner if owner is not None and not owner.is_stale() else None
 
     def holds_files(self) -> bool:
-        """Whether the folder holds anything besides a driver lock (an experiment's files)."""
-        return self.path.is_dir() and any(p.name != LOCK_FILE for p in self.path.iterdir())
+        """Whether the folder holds anything besides a driver lock (an experiment's files);
+        for a URI, whether anything was under it when it was opened."""
+        return self.path.is_dir() and any(p.name != LOCK_FILE and not p.name.startswith(".") for p in self.path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:
         atomic_write_json(self.path / EXPERIMENT_FILE, meta)
+        self._uploading()
 
     def read_experiment(self) -> dict[str, Any]:
         path = self.path / EXPERIMENT_FILE
         if not path.is_file():
-            if not self.path.exists():
+            if self.uri is not None:
+                msg = f"No experiment at {self.uri}: it holds no {EXPERIMENT_FILE}."
+            elif not self.path.exists():
                 msg = f"No experiment at {self.path}: the folder does not exist."
             else:
                 msg = f"{self.path} is not a raytuner experiment: it has no {EXPERIMENT_FILE}."
@@ -222,6 +274,18 @@ class ExperimentStorage:
 
     def write_trial(self, trial_id: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.trial_path(trial_id) / "trial.json", record, indent=None)
+        self._push_checkpoint(trial_id)
+
+    def _push_checkpoint(self, trial_id: str) -> None:
+        """Cloud storage: a new checkpoint goes up with its report's line, before returning.
+
+        Called once the report's row is written (the controller writes a checkpoint, then
+        the rows of the same reports, then trial.json): the bucket then never holds a
+        checkpoint without its report, nor a trial.json naming a checkpoint it lacks.
+        """
+        if trial_id in self._unpushed:
+            self._unpushed.discard(trial_id)
+            self._uploader.push(self.trial_path(trial_id))
 
     def read_trial_config(self, trial_id: str) -> dict[str, Any]:
         return read_json(self.trial_path(trial_id) / "config.json")
@@ -239,6 +303,7 @@ class ExperimentStorage:
         text = "".join(dumps(row) + "\n" for row in rows)
         with open(self.trial_path(trial_id) / "results.jsonl", "a") as handle:
             handle.write(text)
+        self._push_checkpoint(trial_id)
 
     def read_results(self, trial_id: str) -> list[dict[str, Any]]:
         return list(read_jsonl(self.trial_path(trial_id) / "results.jsonl"))
@@ -290,6 +355,7 @@ class ExperimentStorage:
         """Store a packed checkpoint as ``checkpoint_<iteration>/``; keep the newest ``keep``."""
         from raytuner._worker.checkpoint import unpack_to
 
+        self._uploading()
         trial_path = self.trial_path(trial_id)
         name = checkpoint_name(iteration)
         final = trial_path / name
@@ -306,6 +372,8 @@ class ExperimentStorage:
             existing = sorted(p for p in trial_path.glob("checkpoint_*") if p.is_dir())
             for old in existing[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
+        if self._uploader is not None:
+            self._unpushed.add(trial_id)
         return name
 
 

@@ -1,0 +1,122 @@
+"""A sweep with its storage in S3 (moto's server over HTTP, the real s3fs client): the
+bucket holds the whole experiment; rt.load, the CLI and resume on a fresh head read it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+import raytuner as rt
+from raytuner import TrialStatus
+from raytuner.cli import main
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+CRASH_SCRIPT = Path(__file__).with_name("crash_driver.py")
+
+
+def checkpointed(config):
+    for epoch in range(1, 4):
+        out = Path(tempfile.mkdtemp())
+        (out / "epoch").write_text(str(epoch))
+        rt.report({"loss": config["x"] / epoch, "epoch": epoch}, checkpoint=out)
+
+
+def _keys(uri: str) -> dict[str, str]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"][len(prefix):].lstrip("/"): o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def _get(uri: str, rel: str) -> bytes:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    return boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read()
+
+
+def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    root = f"{bucket}/exps"
+    results = rt.Tuner(checkpointed, space={"x": rt.uniform(1, 2)}, metric="loss", num_trials=3, max_concurrent=2,
+                       storage_path=root, name="swept", verbose=0, seed=3, tensorboard=False).fit()
+    uri = f"{root}/swept"
+    keys = _keys(uri)
+    assert json.loads(_get(uri, "experiment.json"))["status"] == "COMPLETED"
+    for trial in results.trials:
+        assert _get(uri, f"trials/{trial.trial_id}/results.jsonl").count(b"\n") == 3
+        assert json.loads(_get(uri, f"trials/{trial.trial_id}/trial.json"))["status"] == "COMPLETED"
+        assert _get(uri, f"trials/{trial.trial_id}/checkpoint_000003/epoch") == b"3"
+        assert f"trials/{trial.trial_id}/checkpoint_000002/epoch" not in keys  # checkpoints_to_keep=1, also there
+    assert {"tuner.pkl", "state.pkl"} <= set(keys)
+    assert not any(tmp_path.glob("s3*")), "nothing may land in a local folder named after the URI"
+
+    # A reader elsewhere: another cache, the bucket alone.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))
+    loaded = rt.load(uri)
+    assert loaded.dataframe().equals(results.dataframe())
+    assert loaded.best.checkpoint is not None and (loaded.best.checkpoint / "epoch").read_text() == "3"
+    assert len(loaded.history(results.best.trial_id)) == 3
+
+    capsys.readouterr()
+    assert main(["ls", root]) == 0
+    assert "swept" in capsys.readouterr().out
+    assert main(["show", "swept", "--root", root]) == 0
+    assert results.best.trial_id in capsys.readouterr().out
+    assert main(["best", uri]) == 0
+    assert json.loads(capsys.readouterr().out) == results.best.config
+    assert main(["export", uri, "--csv", "--history"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1 + 3 * 3
+    assert main(["report", uri, "-o", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 0
+    assert main(["rename", uri, "other"]) == 2  # refused: renaming in a bucket is a copy of everything
+
+
+def _completed_in_bucket(uri: str) -> int:
+    count = 0
+    for rel in _keys(uri):
+        if rel.endswith("/trial.json"):
+            count += json.loads(_get(uri, rel))["status"] == "COMPLETED"
+    return count
+
+
+def test_a_lost_head_resumes_on_a_fresh_one_from_the_bucket_alone(bucket, tmp_path, monkeypatch):
+    root = f"{bucket}/exps"
+    uri = f"{root}/crashed"
+    head = tmp_path / "old-head-cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(head)}
+    driver = subprocess.Popen([sys.executable, str(CRASH_SCRIPT), root], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _completed_in_bucket(uri) < 3:
+            assert driver.poll() is None, "the driver ended before it could be killed"
+            assert time.monotonic() < deadline, "the driver made no progress"
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the head is gone ...
+        driver.wait()
+    shutil.rmtree(head)  # ... with its disk
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "new-head-cache"))
+    before = rt.load(uri)
+    assert before.meta["status"] == "RUNNING"
+    done_before = {t.trial_id: t.metrics for t in before.trials if t.status == TrialStatus.COMPLETED}
+    assert len(done_before) >= 3
+    results = rt.Tuner.resume(uri, verbose=0)
+    assert results.meta["status"] == "COMPLETED"
+    assert len(results.trials) == 8 and all(t.status == TrialStatus.COMPLETED for t in results.trials)
+    for trial_id, metrics in done_before.items():
+        assert results[trial_id].metrics == metrics
+        assert len(results.history(trial_id)) == 4, "finished trials are not rerun"
+    after = rt.load(uri)  # and the bucket has the end of it
+    assert after.meta["status"] == "COMPLETED" and after.meta["resumed"] == 1
+    assert {t.trial_id: list(after.history(t.trial_id)["epoch"]) for t in after.trials} == {t.trial_id: list(results.history(t.trial_id)["epoch"]) for t in results.trials}
+    assert all(list(after.history(t.trial_id)["epoch"])[-1] == 4 for t in after.trials), {t.trial_id: (t.status, list(after.history(t.trial_id)["epoch"])) for t in after.trials}

@@ -1,0 +1,118 @@
+"""Cloud storage through ExperimentStorage, against moto's S3 server over HTTP (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+import raytuner as rt
+from raytuner._storage import remote
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner.errors import ConfigError, ExperimentError
+
+
+def _train(config):
+    rt.report({"loss": config["x"]})
+
+
+def _objects(uri: str) -> dict[str, bytes]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    client = boto3.client("s3")
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"][len(prefix):].lstrip("/"): client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            for o in listed}
+
+
+def test_a_uri_is_never_a_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert remote.is_uri("s3://b/p") and remote.is_uri("gs://b") and not remote.is_uri("file:///tmp/x")
+    assert not remote.is_uri("results") and not remote.is_uri(tmp_path)
+    # pathlib turns "s3://bucket/p" into "s3:/bucket/p": refused instead of made into a folder
+    from pathlib import Path
+
+    with pytest.raises(ConfigError, match="Pass the URI as a string"):
+        rt.Tuner(_train, space={"x": 1}, storage_path=Path("s3://bucket/p"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_scheme_and_missing_package_name_the_fix():
+    with pytest.raises(ConfigError, match=r"fsspec knows no file system for 'nosuch://'"):
+        rt.Tuner(_train, space={"x": 1}, storage_path="nosuch://bucket/p")
+    if remote._known_protocol("gs"):
+        try:
+            import gcsfs  # noqa: F401
+        except ImportError:
+            with pytest.raises(ConfigError, match="pip install gcsfs"):
+                rt.Tuner(_train, space={"x": 1}, storage_path="gs://bucket/p")
+
+
+def test_a_missing_bucket_is_refused_before_anything_runs(bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"s3://no-such-bucket-here/exps.*bucket 'no-such-bucket-here' does not exist"):
+        rt.Tuner(_train, space={"x": 1}, storage_path="s3://no-such-bucket-here/exps")
+    assert not any(tmp_path.glob("s3*"))
+
+
+def test_missing_credentials_are_named(s3_server, tmp_path):
+    # A fresh process: credentials are resolved once per client, as in a user's run.
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    code = (
+        "import raytuner as rt\n"
+        "from raytuner.errors import ConfigError\n"
+        "try:\n"
+        "    rt.Tuner(lambda c: None, space={'x': 1}, storage_path='s3://some-bucket/exps')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "s3://some-bucket/exps" in out.stdout and "no credentials" in out.stdout, out.stdout + out.stderr
+
+
+def test_writes_reach_the_bucket_and_readers_see_them(bucket):
+    uri = f"{bucket}/exps/e1"
+    writer = ExperimentStorage(uri, writable=True)
+    assert not writer.holds_files() and writer.uri == uri
+    writer._uploader.interval_s = 3600  # no background pass: only sync() and the seam's own pushes upload
+    writer.create()
+    writer.write_experiment({"name": "e1", "metric": "loss", "status": "RUNNING"})
+    writer.write_config("00000", {"x": 1})
+    writer.write_trial("00000", {"status": "RUNNING"})
+    writer.append_results("00000", [{"loss": 1.0, "iteration": 1}])
+    writer.sync()
+    stored = _objects(uri)
+    assert json.loads(stored["experiment.json"])["status"] == "RUNNING"
+    assert stored["trials/00000/results.jsonl"].count(b"\n") == 1
+
+    # A checkpoint goes up with its report's line, with no pass of the uploader's own:
+    # the controller writes the checkpoint, then the report's row.
+    from raytuner._worker.checkpoint import pack_dir
+
+    src = writer.path.parent / "src"
+    src.mkdir()
+    (src / "weights").write_bytes(b"w1")
+    name = writer.write_checkpoint("00000", 3, pack_dir(src), keep=1)
+    writer.append_results("00000", [{"loss": 0.7, "iteration": 3}])
+    stored = _objects(uri)
+    assert stored[f"trials/00000/{name}/weights"] == b"w1"
+    assert stored["trials/00000/results.jsonl"].count(b"\n") == 2
+
+    # An append goes up whole; a reader pulls only what changed; deletions follow.
+    writer.write_checkpoint("00000", 4, pack_dir(src), keep=1)
+    writer.append_results("00000", [{"loss": 0.5, "iteration": 4}])
+    writer.close()
+    reader = ExperimentStorage(uri)
+    assert reader.path != writer.path
+    assert [r["loss"] for r in reader.read_results("00000")] == [1.0, 0.7, 0.5]
+    assert reader.latest_checkpoint("00000") == ("checkpoint_000004", 4)
+    assert not (reader.trial_path("00000") / name).exists()  # the old one was deleted in the bucket too
+    assert remote.pull(uri, reader.path) == 0  # nothing changed since
+
+
+def test_an_experiment_that_is_not_there(bucket):
+    with pytest.raises(ExperimentError, match=f"No experiment at {bucket}/nothing"):
+        ExperimentStorage(f"{bucket}/nothing").read_experiment()
