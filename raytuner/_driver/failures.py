@@ -152,6 +152,7 @@ def finish(results: Results, storage, *, verbose: int) -> Results:
     if results.meta.get("status") == "COMPLETED" and all_failed(results):
         results.meta["status"] = "FAILED"
         storage.write_experiment(results.meta)
+        storage.sync()  # cloud storage: the driver's uploads have ended; this one goes up now
         headline = group((t.trial_id, t.error or "") for t in results.trials)[0][0]
         raise TrialsFailedError(
             f"{'All ' + str(len(results.trials)) + ' trials' if len(results.trials) > 1 else 'The only trial'} "
