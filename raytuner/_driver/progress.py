@@ -140,7 +140,7 @@ class Progress:
             best = ranked[0]
             text += f" | best {self._metric}={best.metrics.get(self._metric):.6g} (trial {best.trial_id})"
         if self.extra:
-            text += f" | {self.extra}"
+            text += f" | {explain(self.extra)}"  # as the live header says it, for logs and pipes
         return text + f" | {time.monotonic() - self._t0:.0f}s"
 
     def header(self) -> list[str]:

@@ -63,6 +63,7 @@ def test_live_header_is_short_lines_with_rungs_in_words_and_constants_once():
     assert all(len(line) <= 80 for line in header), header  # no wrapping at 80 or 100 columns
     assert "ASHA rungs: 30 trials reached 1, 17 reached 3, 13 reached 9" in header
     assert "same in every trial: units=64, max_epochs=27" in header
+    assert "| ASHA rungs: 30 trials reached 1, 17 reached 3, 13 reached 9 |" in progress.line()  # not a tty
     from rich.console import Console
 
     out = io.StringIO()
