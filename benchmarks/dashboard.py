@@ -116,6 +116,7 @@ def watch(base: str, name: str) -> None:
     fetched = 0
     last_figures = 0.0
     with httpx.Client(base_url=base, timeout=30) as http:
+        print("ready", flush=True)  # imported and connected: a page already open in a browser
         while http.get(f"/api/e/{name}").status_code == 404:
             time.sleep(0.05)
         with http.stream("GET", f"/api/e/{name}/events") as events:
@@ -130,15 +131,19 @@ def watch(base: str, name: str) -> None:
 
 
 def watcher(base: str, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "watch", "--base", base, "--name", name],
+    """The watching client, started and ready before the sweep: a browser tab already open
+    costs the sweep nothing to start, so neither may the client's Python start-up."""
+    proc = subprocess.Popen([sys.executable, __file__, "watch", "--base", base, "--name", name],
                             stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
 
 
 def stop_watcher(proc: subprocess.Popen) -> int:
     """Stop it; how many updates it fetched."""
     proc.terminate()
     out, _ = proc.communicate(timeout=10)
-    lines = out.split()
+    lines = [line for line in out.split() if line.isdigit()]
     return int(lines[-1]) if lines else 0
 
 
