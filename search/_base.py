@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -152,3 +153,18 @@ class Searcher(abc.ABC):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from what :meth:`state` returned."""
+
+
+def close_record(record: Any, outcome: Outcome) -> None:
+    """Write how a trial ended into a searcher's record of it (``end``, ``value``,
+    ``resource``, ``max_resource``). A trial that completed without a finite value counts
+    as FAILED: it gives nothing to learn from but the fact that it failed."""
+    value = outcome.value
+    finite = value is not None and math.isfinite(value)
+    if outcome.end is TrialEnd.COMPLETED and not finite:
+        record.end = TrialEnd.FAILED.value
+    else:
+        record.end = outcome.end.value
+    record.value = float(value) if finite else None
+    record.resource = None if outcome.resource is None else float(outcome.resource)
+    record.max_resource = float(outcome.max_resource)

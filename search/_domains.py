@@ -41,6 +41,21 @@ def plain(value: Any) -> Any:
     return value
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two config values are the same: ``True`` is not ``1``, lists and tuples
+    compare by items, dicts by keys and values; an object whose ``__eq__`` raises is not."""
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001  # an odd constant's __eq__ must not abort a match
+        return False
+
+
 def resolve(value: Any, rng: np.random.Generator) -> Any:
     """Sample every domain in ``value`` (a domain, a dict sub-space or a constant)."""
     if isinstance(value, Domain):

@@ -62,6 +62,7 @@ from ._domains import (
     Uniform,
     _contains_domain,
     plain,
+    same_value,
 )
 
 Params = dict[str, Any]
@@ -375,7 +376,7 @@ def _match_option(option: Any, value: Any, label: str, path: str, match: _Match)
             return False
         for key, item in option.items():
             if not _contains_domain(item):
-                if key not in value or not _same(plain(item), plain(value[key])):
+                if key not in value or not same_value(plain(item), plain(value[key])):
                     return False
         _match_mapping(option, value, label, path, match)
         return True
@@ -388,7 +389,7 @@ def _match_option(option: Any, value: Any, label: str, path: str, match: _Match)
             return False
         match.values[label] = number
         return True
-    return _same(plain(option), plain(value))
+    return same_value(plain(option), plain(value))
 
 
 def _fits(domain: Domain, value: Any) -> float | None:
@@ -411,15 +412,3 @@ def _fits(domain: Domain, value: Any) -> float | None:
         return None
     return number if low <= number <= high else None
 
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001  # an odd constant's __eq__ must not abort a match
-        return False

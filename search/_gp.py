@@ -14,7 +14,7 @@ import numpy as np
 from raytuner.errors import ConfigError, ProtocolError
 
 from ._acquisition import expected_improvement, maximize
-from ._base import Outcome, Searcher, TrialEnd
+from ._base import Outcome, Searcher, TrialEnd, close_record
 from ._fork import Param, check_warm_start, config_from_params, fit_observations, parameters
 from ._gp_encoding import Encoding
 from ._random import make_rng
@@ -232,7 +232,7 @@ class GPSearcher(Searcher):
                 partial += 1
                 continue
             record = _Record(config=config_from_params(self.space, values))  # type: ignore[arg-type]
-            _close(record, outcome)
+            close_record(record, outcome)
             self._records[f"warm_start[{index}]"] = record
         if fitted.report.changed or partial:
             extra = (
@@ -337,7 +337,7 @@ class GPSearcher(Searcher):
             state = "was never suggested" if record is None else "has already ended"
             msg = f"GPSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
             raise ProtocolError(msg)
-        _close(record, outcome)
+        close_record(record, outcome)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -362,18 +362,6 @@ class GPSearcher(Searcher):
         self._records = {trial_id: _Record(**fields) for trial_id, fields in state["records"].items()}
         # The warm start is part of the restored records; setup() must not add it again.
         self._restored = True
-
-
-def _close(record: _Record, outcome: Outcome) -> None:
-    value = outcome.value
-    finite = value is not None and math.isfinite(value)
-    if outcome.end is TrialEnd.COMPLETED and not finite:
-        record.end = TrialEnd.FAILED.value  # finished without a usable value
-    else:
-        record.end = outcome.end.value
-    record.value = float(value) if finite else None  # type: ignore[arg-type]
-    record.resource = None if outcome.resource is None else float(outcome.resource)
-    record.max_resource = float(outcome.max_resource)
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:

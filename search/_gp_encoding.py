@@ -40,7 +40,18 @@ import numpy as np
 
 from raytuner.errors import ConfigError
 
-from ._domains import Choice, Grid, LogUniform, QLogUniform, QUniform, RandInt, Uniform, _is_hyperopt_expr, plain
+from ._domains import (
+    Choice,
+    Grid,
+    LogUniform,
+    QLogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+    _is_hyperopt_expr,
+    plain,
+    same_value,
+)
 
 INACTIVE = 0.5
 """The value of every column of a parameter that is not active in a config."""
@@ -276,7 +287,7 @@ class Encoding:
                         return True
                     u[:] = saved
                 return False
-            return not strict or _same(plain(space), plain(value))
+            return not strict or same_value(plain(space), plain(value))
 
         return u if match(self.space, config, "", False) else None
 
@@ -305,15 +316,3 @@ def _needs_value(space: Any) -> bool:
         return any(_needs_value(item) for item in space.values())
     return isinstance(space, (*_NUMERIC, Choice))
 
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001  # an odd constant's __eq__ must not abort a match
-        return False

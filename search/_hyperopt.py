@@ -15,7 +15,7 @@ from hyperopt.exceptions import DuplicateLabel
 
 from raytuner.errors import ConfigError, ProtocolError, invalid
 
-from ._base import Outcome, Searcher, TrialEnd
+from ._base import Outcome, Searcher, TrialEnd, close_record
 from ._domains import plain
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
 from ._random import make_rng
@@ -263,7 +263,7 @@ class HyperOptSearcher(Searcher):
                 continue
             outcome = result if isinstance(result, Outcome) else Outcome(TrialEnd.COMPLETED, result)
             record = _Record(tid=self._next_tid, vals=vals)
-            self._close(record, outcome)
+            close_record(record, outcome)
             self._records[f"warm_start[{index}]"] = record
             self._next_tid += 1
         if skipped:
@@ -284,7 +284,7 @@ class HyperOptSearcher(Searcher):
             warnings.warn(fit.report.message("HyperOptSearcher"), stacklevel=4)
         for index, (vals, outcome) in enumerate(fit.observations):
             record = _Record(tid=self._next_tid, vals=vals)
-            self._close(record, outcome)
+            close_record(record, outcome)
             self._records[f"warm_start[{index}]"] = record
             self._next_tid += 1
 
@@ -339,19 +339,7 @@ class HyperOptSearcher(Searcher):
             state = "was never suggested" if record is None else "has already ended"
             msg = f"HyperOptSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
             raise ProtocolError(msg)
-        self._close(record, outcome)
-
-    @staticmethod
-    def _close(record: _Record, outcome: Outcome) -> None:
-        value = outcome.value
-        finite = value is not None and math.isfinite(value)
-        if outcome.end is TrialEnd.COMPLETED and not finite:
-            record.end = TrialEnd.FAILED.value  # finished without a usable value
-        else:
-            record.end = outcome.end.value
-        record.value = float(value) if finite else None  # type: ignore[arg-type]
-        record.resource = None if outcome.resource is None else float(outcome.resource)
-        record.max_resource = float(outcome.max_resource)
+        close_record(record, outcome)
 
     def _losses(self) -> dict[int, float]:
         """The loss TPE sees per finished trial id (inf = failed), by the stopped policy."""

@@ -50,6 +50,7 @@ from ._domains import (
     Uniform,
     _is_hyperopt_expr,
     plain,
+    same_value,
 )
 
 
@@ -151,19 +152,6 @@ def _within(value: float, low: float, high: float, label: str) -> float:
     return value
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001  # an odd constant's __eq__ must not abort a match
-        return False
-
-
 def _match(space: Any, value: Any, label: str, vals: dict[str, Any], strict: bool) -> None:
     if isinstance(space, Mapping):
         if not isinstance(value, Mapping):
@@ -191,7 +179,7 @@ def _match(space: Any, value: Any, label: str, vals: dict[str, Any], strict: boo
         _match_choice(space.options, value, label, vals)
     elif _is_hyperopt_expr(space):
         _match_native(pyll.as_apply(space), value, label, vals, strict)
-    elif strict and not _same(plain(space), plain(value)):
+    elif strict and not same_value(plain(space), plain(value)):
         raise NoFit(f"{_where(label)} is {value!r}, not {space!r}")
 
 
@@ -224,7 +212,7 @@ def _match_native(node: Any, value: Any, label: str, vals: dict[str, Any], stric
     """Inverse of hyperopt's evaluation for the nodes that ``hp`` builds."""
     name = node.name
     if name == "literal":
-        if strict and not _same(plain(node.obj), plain(value)):
+        if strict and not same_value(plain(node.obj), plain(value)):
             raise NoFit(f"{_where(label)} is {value!r}, not {node.obj!r}")
     elif name == "dict":
         _match({key: child for key, child in node.named_args}, value, label, vals, strict)
