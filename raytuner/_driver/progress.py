@@ -140,7 +140,8 @@ class Progress:
             best = ranked[0]
             text += f" | best {self._metric}={best.metrics.get(self._metric):.6g} (trial {best.trial_id})"
         if self.extra:
-            text += f" | {explain(self.extra)}"  # as the live header says it, for logs and pipes
+            # ASHA's rungs in words, as the live header says them; any other scheduler's line as it is
+            text += f" | {explain(self.extra) if _RUNGS.match(self.extra.strip()) else self.extra}"
         return text + f" | {time.monotonic() - self._t0:.0f}s"
 
     def header(self) -> list[str]:
