@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ProtocolError
 
 from ._space import describable, space_to_json
 
@@ -153,6 +153,17 @@ class Searcher(abc.ABC):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from what :meth:`state` returned."""
+
+
+def end_trial(owner: str, trial_id: str, record: Any, outcome: Outcome) -> None:
+    """:meth:`Searcher.on_trial_complete` for a searcher that keeps a record per trial
+    (``None`` if never suggested; ``end == "pending"`` while it runs): checks the contract,
+    then :func:`close_record`."""
+    if record is None or record.end != "pending":
+        state = "was never suggested" if record is None else "has already ended"
+        msg = f"{owner}: trial {trial_id!r} {state}; each trial ends exactly once."
+        raise ProtocolError(msg)
+    close_record(record, outcome)
 
 
 def close_record(record: Any, outcome: Outcome) -> None:

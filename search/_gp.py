@@ -14,7 +14,7 @@ import numpy as np
 from raytuner.errors import ConfigError, ProtocolError
 
 from ._acquisition import expected_improvement, maximize
-from ._base import Outcome, Searcher, TrialEnd, close_record
+from ._base import Outcome, Searcher, TrialEnd, close_record, end_trial
 from ._fork import Param, check_warm_start, config_from_params, fit_observations, parameters
 from ._gp_encoding import Encoding
 from ._random import make_rng
@@ -332,12 +332,7 @@ class GPSearcher(Searcher):
         return maximize(ei, encoding.dim, encoding.snap, encoding.free, self._rng, self._n_candidates)
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
-        record = self._records.get(trial_id)
-        if record is None or record.end != "pending":
-            state = "was never suggested" if record is None else "has already ended"
-            msg = f"GPSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ProtocolError(msg)
-        close_record(record, outcome)
+        end_trial("GPSearcher", trial_id, self._records.get(trial_id), outcome)
 
     def state(self) -> dict[str, Any]:
         return {

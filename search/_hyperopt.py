@@ -15,7 +15,7 @@ from hyperopt.exceptions import DuplicateLabel
 
 from raytuner.errors import ConfigError, ProtocolError, invalid
 
-from ._base import Outcome, Searcher, TrialEnd, close_record
+from ._base import Outcome, Searcher, TrialEnd, close_record, end_trial
 from ._domains import plain
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
 from ._random import make_rng
@@ -334,12 +334,7 @@ class HyperOptSearcher(Searcher):
             record.reported = True
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
-        record = self._records.get(trial_id)
-        if record is None or record.end != "pending":
-            state = "was never suggested" if record is None else "has already ended"
-            msg = f"HyperOptSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ProtocolError(msg)
-        close_record(record, outcome)
+        end_trial("HyperOptSearcher", trial_id, self._records.get(trial_id), outcome)
 
     def _losses(self) -> dict[int, float]:
         """The loss TPE sees per finished trial id (inf = failed), by the stopped policy."""
