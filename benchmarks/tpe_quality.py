@@ -199,6 +199,8 @@ def make(method: str, space: dict[str, Any], seed: int) -> Any:
         return Optuna(space, seed)
     if method.startswith("tpesearcher"):
         options = {k: type_of(v) for k, _, v in (p.partition("=") for p in method.split("-")[1:])}
+        if "ordinal" in options:
+            options["ordinal"] = bool(options["ordinal"])
         return Ours(TPESearcher(seed=seed, **options), space)
     searcher = {"hyperopt": lambda: HyperOptSearcher(seed=seed), "random": lambda: RandomSearcher(seed=seed)}[method]()
     return Ours(searcher, space)

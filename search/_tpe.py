@@ -20,10 +20,10 @@ from ._random import make_rng
 from ._space import has_grid, has_hyperopt_expr, sample_config, validate_space
 from ._tpe_space import EncodedSpace
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: the matrix holds ranks for ordinal choices, "ordinal" says if it does
 _PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
 _OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
-            "bandwidth", "low_fidelity_bandwidth", "n_flat", "seed", "warm_start")
+            "bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal", "seed", "warm_start")
 
 
 class TPESearcher(Searcher):
@@ -94,6 +94,10 @@ class TPESearcher(Searcher):
             smooth them.
         n_flat: In g(x), the newest ``n_flat`` observations weigh 1 and older ones ramp
             linearly down towards 1/n (hyperopt's linear forgetting).
+        ordinal: Model a ``choice`` of three or more distinct numbers (batch sizes,
+            widths, a grid of values) as ordered, by the rank of its value, with a
+            discretised Gaussian kernel, so that neighbouring values share evidence
+            (``_tpe_space``); False models every choice as categorical.
         seed: Seed; the same seed and the same events in the same order give the same
             suggestions.
         warm_start: ``(config, value)`` pairs from an earlier search (value signed to
@@ -128,6 +132,7 @@ class TPESearcher(Searcher):
         bandwidth: float = 0.1,
         low_fidelity_bandwidth: float = 0.2,
         n_flat: int = 25,
+        ordinal: bool = True,
         seed: int | None = None,
         warm_start: Any = None,
         **unknown: Any,
@@ -146,6 +151,10 @@ class TPESearcher(Searcher):
         self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.1")
         self._low_bandwidth = _real("low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0, math.inf, "0.2")
         self._n_flat = _int("n_flat", n_flat, 1)
+        if not isinstance(ordinal, bool):
+            msg = f"TPESearcher: `ordinal` is {ordinal!r}, but must be True or False."
+            raise ConfigError(msg)
+        self._ordinal = ordinal
         self._seed = seed
         self._rng = make_rng("TPESearcher", seed)
         self._warm_start = check_warm_start("TPESearcher", warm_start)
@@ -188,13 +197,14 @@ class TPESearcher(Searcher):
             return None
         return {"n_startup": self._n_startup, "gamma": self._gamma, "max_good": self._max_good,
                 "n_ei_candidates": self._n_candidates, "prior_weight": self._prior_weight,
-                "bandwidth": self._bandwidth, "low_fidelity_bandwidth": self._low_bandwidth, "n_flat": self._n_flat, "seed": self._seed}
+                "bandwidth": self._bandwidth, "low_fidelity_bandwidth": self._low_bandwidth, "n_flat": self._n_flat,
+                "ordinal": self._ordinal, "seed": self._seed}
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
         self._check_space(self.space)
-        self._encoded = EncodedSpace(self.space)
+        self._encoded = EncodedSpace(self.space, self._ordinal)
         if self._has_history:  # restored, or set up before: the history is there already
             return
         self._has_history = True
@@ -393,6 +403,7 @@ class TPESearcher(Searcher):
             "searcher": "TPESearcher",
             "version": _STATE_VERSION,
             "labels": None if self._encoded is None else list(self._encoded.labels),
+            "ordinal": self._ordinal,
             "rng": self._rng.bit_generator.state,
             "ids": list(self._ids),
             "matrix": self._matrix[:n].tolist(),
@@ -411,7 +422,7 @@ class TPESearcher(Searcher):
                 "start a new experiment with TPESearcher(warm_start=rt.load(path).observations())."
             )
             raise ConfigError(msg)
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in (1, _STATE_VERSION):
             msg = (
                 f"TPESearcher: cannot restore state version {state.get('version')!r}; this "
                 f"version reads {_STATE_VERSION}."
@@ -424,6 +435,14 @@ class TPESearcher(Searcher):
                 "fork with warm_start=rt.load(path).observations()."
             )
             raise ConfigError(msg)
+        # The matrix encodes choices as the saved searcher did (version 1: all categorical),
+        # so the search goes on with that encoding.
+        ordinal = bool(state.get("ordinal", False))
+        if ordinal != self._ordinal:
+            self._ordinal = ordinal
+            if self._encoded is not None:
+                assert self.space is not None
+                self._encoded = EncodedSpace(self.space, ordinal)
         self._rng.bit_generator.state = state["rng"]
         self._ids = {trial_id: i for i, trial_id in enumerate(state["ids"])}
         width = len(state["labels"] or [])

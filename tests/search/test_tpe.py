@@ -247,6 +247,7 @@ def test_a_warm_start_that_fits_exactly_warns_nothing():
         ({"bandwidth": -1}, r"`bandwidth` is -1"),
         ({"n_ei_candidates": 2.5}, r"`n_ei_candidates` is 2.5"),
         ({"seed": -1}, r"`seed` is -1"),
+        ({"ordinal": 1}, r"`ordinal` is 1, but must be True or False"),
         ({"warm_start": [({"x": 1}, "nan")]}, r"`warm_start\[0\]` is \(\{'x': 1\}, 'nan'\)"),
         ({"space": {"x": grid([1, 2])}}, r"grid\(\) axis.*GridSearcher"),
     ],
@@ -291,3 +292,56 @@ def test_low_fidelity_levels_use_the_wider_bandwidth():
     plain = make({"x": uniform(0, 1)}, seed=0, bandwidth=0.1)
     run(plain, lambda c: c["x"], 3)  # single fidelity: no resource, no stopped trial
     assert plain._bandwidth_at(math.inf) == 0.1
+
+
+def test_an_ordered_choice_is_modelled_by_rank_and_other_choices_stay_categorical():
+    from raytuner.search._parzen import CategoricalDim, NumericDim
+    from raytuner.search._tpe_space import EncodedSpace
+
+    space = {"batch": choice([64, 16, 256, 32]), "act": choice(["relu", "tanh", "elu"]),
+             "flag": choice([False, True, None]), "two": choice([1, 2]), "dup": choice([1, 1.0, 2])}
+    encoded = EncodedSpace(space, ordinal=True)
+    dims = dict(zip(encoded.labels, encoded.dims))
+    assert dims["batch"] == NumericDim(-0.5, 3.5, q=1.0, grid_low=0.0, grid_high=3.0)
+    assert all(isinstance(dims[k], CategoricalDim) for k in ("act", "flag", "two", "dup"))
+    # Option indices in, ranks in the matrix, option indices out: 16 < 32 < 64 < 256.
+    for index, rank in [(1, 0), (3, 1), (0, 2), (2, 3)]:
+        row = encoded.encode({"batch": index, "act": 0, "flag": 0, "two": 0, "dup": 0})
+        assert row[encoded.column["batch"]] == rank
+        assert encoded.decode(np.array([encoded.column["batch"]]), np.array([float(rank)])) == {"batch": index}
+    assert all(isinstance(d, CategoricalDim) for d in EncodedSpace(space, ordinal=False).dims)
+
+
+def test_ordinal_choices_share_evidence_between_neighbouring_values():
+    from raytuner.search._parzen import ParzenEstimator
+    from raytuner.search._tpe_space import EncodedSpace
+
+    widths = [512, 8, 128, 16, 64, 256, 32]  # listed out of order
+    observed = [{"w": widths.index(64)}, {"w": widths.index(64)}, {"w": widths.index(8)}]
+    masses = {}
+    for ordinal in (True, False):
+        encoded = EncodedSpace({"w": choice(widths)}, ordinal=ordinal)
+        rows = np.array([encoded.encode(p) for p in observed])
+        estimator = ParzenEstimator(encoded.dims, rows, np.ones(len(rows)), 1.0, 0.1)
+        points = np.array([encoded.encode({"w": widths.index(w)}) for w in sorted(widths)])
+        mass = np.exp(estimator.log_pdf(points))
+        assert mass.sum() == pytest.approx(1.0)  # a distribution over the seven options
+        masses[ordinal] = dict(zip(sorted(widths), mass))
+    by_rank, by_category = masses[True], masses[False]
+    # Unseen 32 and 128 lie next to 64, seen twice; unseen 256 and 512 lie far from it.
+    assert by_rank[32] > 2 * by_rank[256] and by_rank[128] > 2 * by_rank[512]
+    # As categories, every unseen option gets the same (prior) mass.
+    assert by_category[32] == pytest.approx(by_category[256]) == pytest.approx(by_category[512])
+
+
+def test_a_version_1_state_continues_with_categorical_choices():
+    space = {"w": choice([32, 8, 16])}
+    old = make(space, seed=1, ordinal=False)
+    run(old, lambda c: c["w"], 12)
+    state = old.state()
+    state.update(version=1)
+    del state["ordinal"]
+    twin = make(space, seed=5)  # ordinal by default
+    twin.restore(state)
+    assert twin.state()["ordinal"] is False
+    assert run(twin, lambda c: c["w"], 5, start=50) == run(old, lambda c: c["w"], 5, start=50)
