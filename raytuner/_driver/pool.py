@@ -111,7 +111,9 @@ class WorkerPool:
 
         if self._timer is not None:
             self._timer.cancel()
-        for worker in self._all:
+        # After ray.shutdown() the workers are gone with their session, and ray.kill would
+        # start a new local Ray (its auto-init), from the timer's thread at that.
+        for worker in self._all if ray.is_initialized() else ():
             try:
                 ray.kill(worker, no_restart=True)
             except Exception:  # noqa: BLE001 - a handle from a Ray session that has ended

@@ -267,3 +267,27 @@ def test_fail_fast_stops_at_the_first_failure_and_stays_resumable(storage):
     assert len(stopped.trials) == 1 and stopped.trials[0].status == TrialStatus.FAILED
     resumed = rt.Tuner.resume(storage / "ff", flaky, verbose=0)
     assert [t.status for t in resumed.trials] == [TrialStatus.FAILED] + [TrialStatus.COMPLETED] * 3
+
+
+def test_warm_workers_expiring_after_ray_shutdown_do_not_start_ray_again(tmp_path):
+    # Its own process and Ray: this test shuts Ray down.
+    import subprocess
+    import sys
+
+    script = """
+import ray
+import raytuner as rt
+from raytuner._driver import pool as pools
+
+ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+rt.Tuner(lambda c: rt.report({"loss": c["x"]}), space={"x": rt.uniform(0, 1)}, metric="loss",
+         num_trials=2, storage_path=%r, verbose=0, keep_workers_s=0.2).fit()
+timer = pools._shared._timer
+ray.shutdown()
+timer.join(60)  # the warm workers expire now, after the shutdown
+assert not timer.is_alive()
+print("initialized after expiry:", ray.is_initialized())
+""" % str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "initialized after expiry: False" in done.stdout
