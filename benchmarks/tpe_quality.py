@@ -24,8 +24,23 @@ The multi-fidelity family runs through benchmarks/search_sim.py (``tpesearcher/a
 ``optuna/asha``...). Score: regret, the best loss found minus the problem's minimum, after
 ``--trials`` trials.
 
+``--ray`` runs the same comparison for real instead of simulating it: each (problem, method,
+seed) is one ``rt.Tuner(...).fit()`` sweep on a local Ray (2 CPUs, started once per process;
+one warm-up sweep first so that worker start-up is not timed) with ``max_concurrent=--workers``
+(2), ``num_trials=--trials``, ``metric="loss"``, ``verbose=0`` and a temporary storage path.
+The trainable reports the problem's loss once; it is a closure shipped to the workers by
+value (a tabular problem's table, built in the driver, travels inside it). The searchers are
+raytuner's own: ``TPESearcher``, ``HyperOptSearcher``, ``RandomSearcher`` and, for
+``optuna``, ``OptunaSearcher(sampler=optuna.samplers.TPESampler(seed=seed))`` (Optuna 5's
+default TPE: multivariate, constant liar, which sees the running trial, as it is RUNNING in
+the study). The trials take milliseconds, so two run at once nearly always and which ends
+first is Ray's timing: a run is not reproducible from its seeds (10-seed medians moved by a
+factor of 2 between identical runs), though the searcher sees exactly what a replay of the
+same event order without Ray gives it. The last column is seconds per sweep, not ms per ask.
+
     python benchmarks/tpe_quality.py --seeds 10 --trials 60
     python benchmarks/tpe_quality.py --problems svc-cancer sgd-digits --trials 100
+    python benchmarks/tpe_quality.py --ray --seeds 10 --trials 60 --problems mixed conditional
 """
 
 from __future__ import annotations
@@ -193,17 +208,7 @@ def _define(trial: Any, space: Any, prefix: str) -> Any:
 
 
 def make(method: str, space: dict[str, Any], seed: int) -> Any:
-    from raytuner.search import HyperOptSearcher, RandomSearcher, TPESearcher
-
-    if method == "optuna":
-        return Optuna(space, seed)
-    if method.startswith("tpesearcher"):
-        options = {k: type_of(v) for k, _, v in (p.partition("=") for p in method.split("-")[1:])}
-        if "ordinal" in options:
-            options["ordinal"] = bool(options["ordinal"])
-        return Ours(TPESearcher(seed=seed, **options), space)
-    searcher = {"hyperopt": lambda: HyperOptSearcher(seed=seed), "random": lambda: RandomSearcher(seed=seed)}[method]()
-    return Ours(searcher, space)
+    return Optuna(space, seed) if method == "optuna" else Ours(ray_searcher(method, seed), space)
 
 
 def type_of(text: str) -> float | int:
@@ -241,6 +246,78 @@ def simulate(problem: str, method: str, seed: int, trials: int, workers: int) ->
     return best - minimum, ask_s / trials
 
 
+# -- on a local Ray ----------------------------------------------------------------------
+
+
+def ray_searcher(method: str, seed: int) -> Any:
+    """The method's raytuner searcher (``--ray`` runs ``optuna`` through OptunaSearcher; the
+    simulation through its own ask/tell loop, :class:`Optuna`)."""
+    from raytuner.search import HyperOptSearcher, OptunaSearcher, RandomSearcher, TPESearcher
+
+    if method == "optuna":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        # Optuna 5's default, as create_study() builds it: multivariate, constant_liar=True,
+        # n_startup_trials=10, n_ei_candidates=24, group=False.
+        return OptunaSearcher(sampler=optuna.samplers.TPESampler(seed=seed))
+    if method.startswith("tpesearcher"):
+        options = {k: type_of(v) for k, _, v in (p.partition("=") for p in method.split("-")[1:])}
+        if "ordinal" in options:
+            options["ordinal"] = bool(options["ordinal"])
+        return TPESearcher(seed=seed, **options)
+    return {"hyperopt": lambda: HyperOptSearcher(seed=seed), "random": lambda: RandomSearcher(seed=seed)}[method]()
+
+
+def trainable_of(loss: Callable[[dict[str, Any]], float]) -> Callable[[dict[str, Any]], None]:
+    """A trainable that reports ``loss(config)`` once (a closure: cloudpickle ships it and its table)."""
+
+    def trainable(config: dict[str, Any]) -> None:
+        rt.report({"loss": loss(config)})
+
+    return trainable
+
+
+def sweep(problem: str, method: str, seed: int, trials: int, workers: int, root: str,
+          name: str = "") -> tuple[float, float]:
+    """Regret of one real sweep on the running local Ray, and its seconds."""
+    space, loss, minimum = PROBLEMS[problem]()
+    began = time.perf_counter()
+    results = rt.Tuner(trainable_of(loss), space=space, metric="loss", num_trials=trials, max_concurrent=workers,
+                       searcher=ray_searcher(method, seed), storage_path=root,
+                       name=name or f"{problem}-{method}-{seed}", verbose=0).fit()
+    seconds = time.perf_counter() - began
+    values = [t.metrics["loss"] for t in results.trials if "loss" in t.metrics]
+    if len(values) != trials:
+        print(f"  note: {problem} {method} seed {seed}: {len(values)} of {trials} trials reported", flush=True)
+    return min(values) - minimum, seconds
+
+
+def start_ray() -> None:
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    if __name__ != "__main__":  # imported: the workers cannot import this script, so ship it by value
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def print_table(problem: str, methods: list[str], regrets: dict[str, list[float]], last: dict[str, str],
+                last_name: str) -> None:
+    ref = regrets.get("optuna")
+    print(f"\n{problem}: median regret (mean), ratio to optuna's median, wins/ties/losses vs optuna, {last_name}")
+    for method in methods:
+        r = np.array(regrets[method])
+        line = f"  {method:<28} {np.median(r):10.4g} ({np.mean(r):.4g})"
+        if ref is not None:
+            ratio = np.median(r) / np.median(ref) if np.median(ref) > 0 else math.nan
+            w = sum(a < b for a, b in zip(r, ref))
+            lo = sum(a > b for a, b in zip(r, ref))
+            line += f"  x{ratio:6.3f}  {w}/{len(r) - w - lo}/{lo}"
+        print(line + f"  {last[method]}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
@@ -248,28 +325,38 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ray", action="store_true", help="real sweeps on a local Ray instead of the simulation")
     args = parser.parse_args()
-    print(f"{args.seeds} seeds, {args.trials} trials, {args.workers} at a time (simulated asynchronous)")
+    if args.ray:
+        import tempfile
+
+        start_ray()
+        root_dir = tempfile.TemporaryDirectory()
+        sweep("mixed", "random", 0, 2 * args.workers, args.workers, root_dir.name, "warm-up")  # start the workers once
+        print(f"{args.seeds} seeds, {args.trials} trials, {args.workers} at a time (rt.Tuner on a local Ray, 2 CPUs)")
+    else:
+        print(f"{args.seeds} seeds, {args.trials} trials, {args.workers} at a time (simulated asynchronous)")
     for problem in args.problems:
         PROBLEMS[problem]()  # build a table before timing
-        regrets = {m: [] for m in args.methods}
+        regrets: dict[str, list[float]] = {m: [] for m in args.methods}
         seconds = {m: 0.0 for m in args.methods}
         for seed in range(args.seeds):
             for method in args.methods:
-                regret, ask = simulate(problem, method, seed, args.trials, args.workers)
+                if args.ray:
+                    regret, sweep_s = sweep(problem, method, seed, args.trials, args.workers, root_dir.name)
+                    seconds[method] += sweep_s / args.seeds
+                else:
+                    regret, ask = simulate(problem, method, seed, args.trials, args.workers)
+                    seconds[method] += ask / args.seeds
                 regrets[method].append(regret)
-                seconds[method] += ask / args.seeds
-        ref = regrets.get("optuna")
-        print(f"\n{problem}: median regret (mean), ratio to optuna's median, wins/ties/losses vs optuna, ms per ask")
-        for method in args.methods:
-            r = np.array(regrets[method])
-            line = f"  {method:<28} {np.median(r):10.4g} ({np.mean(r):.4g})"
-            if ref is not None:
-                ratio = np.median(r) / np.median(ref) if np.median(ref) > 0 else math.nan
-                w = sum(a < b for a, b in zip(r, ref))
-                lo = sum(a > b for a, b in zip(r, ref))
-                line += f"  x{ratio:6.3f}  {w}/{len(r) - w - lo}/{lo}"
-            print(line + f"  {1e3 * seconds[method]:6.2f} ms", flush=True)
+        last = {m: f"{s:6.2f} s" if args.ray else f"{1e3 * s:6.2f} ms" for m, s in seconds.items()}
+        print_table(problem, args.methods, regrets, last, "s per sweep" if args.ray else "ms per ask")
+    if args.ray:
+        import ray
+
+        rt.release_workers()  # else the pool's keep-warm timer fires after shutdown and starts a new Ray
+        ray.shutdown()
+        root_dir.cleanup()
 
 
 if __name__ == "__main__":
