@@ -30,6 +30,21 @@ the trial whose slot it takes, as raytuner's controller does on a STOP.
     python benchmarks/search_sim.py --methods tpe/asha raytune/asha --stats
     python benchmarks/search_sim.py --methods tpe-last-n_startup=9-rayseeds/asha raytune/asha
     python benchmarks/search_sim.py --order serial --methods tpe/asha raytune/asha  # as on local Ray
+
+``--problem mlp-digits`` replays real training runs instead: the learning-curve table of
+benchmarks/mlp_curves.py (1,120 MLPClassifier configs on scikit-learn's digits, 27 epochs),
+searched as a ``choice`` of the grid values per parameter (``-ordinal``: a ``randint`` over the
+grid indices, which the searchers model as ordered). The searcher sees the validation
+log loss (``-error``: the validation error rate), the incumbent is scored by its
+test value, and the table is deterministic (one training run per config): a seed changes
+only the searchers and the epoch timings. Regret there is the incumbent's test value minus
+the table's minimum test value (any config, any epoch); the validation regret is shown too.
+``optuna/sha`` is Optuna's TPESampler with its own ``SuccessiveHalvingPruner(min_resource=1,
+reduction_factor=3)``, driven as an Optuna objective would: ``report`` then ``should_prune``
+after each epoch (a trial pruned at epoch R is told PRUNED, too).
+
+    python benchmarks/search_sim.py --problem mlp-digits --seeds 30 \
+        --methods tpesearcher/asha optuna/asha optuna/sha tpe/asha random/asha
 """
 
 from __future__ import annotations
@@ -49,8 +64,38 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synthetic as syn  # noqa: E402
+import mlp_curves  # noqa: E402
 
 R, ETA, N_STARTUP = syn.MAX_EPOCHS, 3, 10
+assert mlp_curves.MAX_EPOCHS == R
+
+
+# -- problems ----------------------------------------------------------------------------
+
+PROBLEMS = ("synthetic", "mlp-digits", "mlp-digits-error", "mlp-digits-ordinal", "mlp-digits-ordinal-error")
+
+
+def problem(name: str) -> SimpleNamespace:
+    """What the simulation needs of a problem: ``space``, ``hyperopt_space``,
+    ``report(config, epoch, seed, noise_sd) -> (loss, true_loss)``, ``finals(overfit)`` (true
+    losses at R of random configs, for the target) and ``minimum`` (None: not known)."""
+    if name == "synthetic":
+        def report(config: dict[str, Any], epoch: int, seed: int, noise_sd: float) -> tuple[float, float]:
+            true = syn.true_loss(config, epoch, R)
+            return true + syn.noise(config, epoch, seed, noise_sd), true
+
+        return SimpleNamespace(name=name, space=syn.space, hyperopt_space=syn.hyperopt_space, report=report,
+                               finals=lambda overfit: [syn.true_loss({**c, "_overfit": overfit}, R)
+                                                       for c in syn.random_configs()], minimum=None)
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}")
+    metric, ordinal = "error" if name.endswith("-error") else "logloss", "-ordinal" in name
+    val, test = mlp_curves.curves(metric)
+    return SimpleNamespace(name=name, space=lambda: mlp_curves.space(ordinal),
+                           hyperopt_space=lambda: mlp_curves.hyperopt_space(ordinal),
+                           report=lambda config, epoch, seed, sd: mlp_curves.lookup(config, epoch, metric, ordinal),
+                           finals=lambda overfit: test[:, -1], minimum=float(test.min()),
+                           val_minimum=float(val.min()))
 
 
 # -- searchers: one interface over raytuner's and Ray Tune's -----------------------------
@@ -59,9 +104,9 @@ R, ETA, N_STARTUP = syn.MAX_EPOCHS, 3, 10
 class _Ours:
     """raytuner searcher (HyperOptSearcher or RandomSearcher) behind the simulator's calls."""
 
-    def __init__(self, searcher: Any) -> None:
+    def __init__(self, searcher: Any, space: dict[str, Any]) -> None:
         self.searcher = searcher
-        self.searcher.setup(syn.space(), 10_000)
+        self.searcher.setup(space, 10_000)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         return self.searcher.suggest(trial_id)
@@ -79,11 +124,11 @@ class _Ours:
 class _RayTune:
     """Ray Tune's HyperOptSearch, used standalone (it needs no Ray runtime)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, space: dict[str, Any]) -> None:
         from ray.tune.search.hyperopt import HyperOptSearch
 
         logging.getLogger("ray.tune.search.hyperopt.hyperopt_search").setLevel(logging.ERROR)
-        self.searcher = HyperOptSearch(syn.hyperopt_space(), metric="loss", mode="min",
+        self.searcher = HyperOptSearch(space, metric="loss", mode="min",
                                        n_initial_points=N_STARTUP, random_state_seed=seed)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -97,7 +142,7 @@ class _RayTune:
         self.searcher.on_trial_complete(trial_id, {"loss": loss, "training_iteration": epoch})
 
 
-def make_searcher(name: str, seed: int) -> Any:
+def make_searcher(name: str, seed: int, problem_name: str = "synthetic") -> Any:
     """``random``, ``tpe`` (raytuner's HyperOptSearcher), ``tpesearcher`` (raytuner's own
     TPESearcher), ``raytune`` (Ray Tune's HyperOptSearch), ``optuna`` (Optuna's TPESampler).
 
@@ -107,18 +152,19 @@ def make_searcher(name: str, seed: int) -> Any:
     """
     from raytuner.search import HyperOptSearcher, RandomSearcher
 
+    spec = problem(problem_name)
     if name == "raytune":
-        return _RayTune(seed)
+        return _RayTune(seed, spec.hyperopt_space())
     if name.startswith("tpesearcher"):  # raytuner's own TPE (issue 13); options after dashes
         from raytuner.search import TPESearcher
 
         options = {k: float(v) if "." in v else int(v)
                    for k, _, v in (part.partition("=") for part in name.split("-")[1:])}
-        return _Ours(TPESearcher(seed=seed, **options))
+        return _Ours(TPESearcher(seed=seed, **options), spec.space())
     if name == "optuna":
-        return _Optuna(seed)
+        return _Optuna(seed, None if problem_name == "synthetic" else spec.space())
     if name == "random":
-        return _Ours(RandomSearcher(seed=seed))
+        return _Ours(RandomSearcher(seed=seed), spec.space())
     if name.startswith("tpe"):
         options: dict[str, Any] = {}
         ray_seeds = False
@@ -135,27 +181,40 @@ def make_searcher(name: str, seed: int) -> Any:
             # A check, not a setting: draw the per-suggestion seeds as Ray Tune's adapter
             # does, so that with ``-last-n_startup=9`` both adapters see the same history.
             searcher._rng = _RaySeeds(seed)
-        return _Ours(searcher)
+        return _Ours(searcher, spec.space())
     raise ValueError(f"unknown searcher {name!r}")
 
 
 class _Optuna:
     """Optuna's default TPESampler through ask/tell; a trial the scheduler stops is told
     PRUNED after its reports, as Optuna's own pruners leave it (Optuna ranks pruned trials by
-    their last intermediate value and step)."""
+    their last intermediate value and step).
 
-    def __init__(self, seed: int) -> None:
+    ``space``: our space, asked define-by-run (tpe_quality's ``_define``); None: the
+    synthetic problem's fixed distributions. The study's pruner (Optuna's
+    SuccessiveHalvingPruner) acts only when the ``sha`` scheduler asks ``should_prune``.
+    """
+
+    def __init__(self, seed: int, space: dict[str, Any] | None = None) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.optuna = optuna
-        self.study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA)
+        self.study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+        self.space = space
         d = optuna.distributions
         self.dists = {"lr": d.FloatDistribution(1e-5, 1.0, log=True), "width": d.IntDistribution(16, 512, step=16),
                       "dropout": d.FloatDistribution(0.0, 0.8), "act": d.CategoricalDistribution(["relu", "tanh", "sigmoid"])}
         self.trials: dict[str, Any] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.space is not None:
+            from tpe_quality import _define
+
+            trial = self.study.ask()
+            self.trials[trial_id] = trial
+            return _define(trial, self.space, "")
         trial = self.study.ask(self.dists)
         self.trials[trial_id] = trial
         return dict(trial.params)
@@ -204,6 +263,24 @@ class _RayASHA:
         return self.scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial_id), result) == "STOP"
 
 
+class _OptunaSHA:
+    """Optuna's pruner (the study's SuccessiveHalvingPruner) asked after each report, as an
+    Optuna objective asks ``trial.should_prune()``; it can prune at epoch R, too."""
+
+    end_is_stop = True
+
+    def __init__(self, searcher: Any) -> None:
+        if not isinstance(searcher, _Optuna):
+            raise ValueError("the sha scheduler is Optuna's pruner: it needs the optuna searcher")
+        self.searcher = searcher
+
+    def add(self, trial_id: str) -> None:
+        pass
+
+    def stop(self, trial_id: str, epoch: int, loss: float) -> bool:
+        return self.searcher.trials[trial_id].should_prune()
+
+
 class _OurScheduler:
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -217,9 +294,11 @@ class _OurScheduler:
         return self.scheduler.on_result(trial_id, epoch, loss) in (Decision.STOP, Decision.COMPLETE)
 
 
-def make_scheduler(name: str) -> Any:
+def make_scheduler(name: str, searcher: Any = None) -> Any:
     from raytuner.schedulers import ASHAScheduler, FIFOScheduler
 
+    if name == "sha":
+        return _OptunaSHA(searcher)
     if name == "asha":
         return _OurScheduler(ASHAScheduler(max_resource=R, reduction_factor=ETA))
     if name == "fifo":
@@ -248,7 +327,7 @@ RUNGS = frozenset(ETA**k for k in range(round(math.log(R, ETA))))  # ASHA's rung
 
 def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, workers: int = 2,
              jitter: float = 0.3, startup: float = 0.0, noise_sd: float = 0.02, order: str = "interleaved",
-             close_late: bool = False) -> Run:
+             close_late: bool = False, problem_name: str = "synthetic") -> Run:
     """One experiment of ``method`` (``searcher/scheduler``) on the synthetic problem.
 
     ``order`` sets which trial reports next: "interleaved" (every epoch takes its own time),
@@ -257,12 +336,14 @@ def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, worke
     time unit, as raytuner's workers stream reports up to the scheduler's next decision).
     ``close_late``: raytuner's searchers are asked for the next trial before they are told
     how the trial that freed the slot ended, as raytuner's controller does on a STOP.
+    ``problem_name``: one of ``PROBLEMS`` (``noise_sd`` and ``overfit`` are the synthetic one's).
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}")
     searcher_name, scheduler_name = method.split("/")
-    searcher = make_searcher(searcher_name, seed)
-    scheduler = make_scheduler(scheduler_name)
+    spec = problem(problem_name)
+    searcher = make_searcher(searcher_name, seed, problem_name)
+    scheduler = make_scheduler(scheduler_name, searcher)
     rng = np.random.default_rng([seed, 7])
     run = Run()
     events: list[tuple[float, int, str]] = []  # (time, count, trial_id)
@@ -295,26 +376,27 @@ def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, worke
         now, _, trial_id = heapq.heappop(events)
         epochs[trial_id] += 1
         epoch, config = epochs[trial_id], configs[trial_id]
-        true = syn.true_loss(config, epoch, R)
-        loss = true + syn.noise(config, epoch, seed, noise_sd)
+        loss, true = spec.report(config, epoch, seed, noise_sd)
         run.rows.append({"trial": trial_id, "loss": loss, "true_loss": true, "epoch": epoch})
         searcher.result(trial_id, epoch, loss)
-        stop = scheduler.stop(trial_id, epoch, loss) or epoch >= R
+        pruned = scheduler.stop(trial_id, epoch, loss)
+        stop = pruned or epoch >= R
         if not stop:
             same_step = order == "serial" or (order == "rungs" and epoch not in RUNGS)
             heapq.heappush(events, (now if same_step else now + _epoch_time(rng, jitter), count, trial_id))
             count += 1
             continue
         run.full += epoch >= R
+        stopped = epoch < R or (pruned and getattr(scheduler, "end_is_stop", False))
         late = close_late and isinstance(searcher, _Ours)
         if not late:
-            searcher.complete(trial_id, epoch < R, epoch, loss)
+            searcher.complete(trial_id, stopped, epoch, loss)
         idle += 1
         # Slots left idle by a searcher's "not now" are retried after every end.
         while idle and len(run.rows) < budget and start(now):
             idle -= 1
         if late:
-            searcher.complete(trial_id, epoch < R, epoch, loss)
+            searcher.complete(trial_id, stopped, epoch, loss)
     return run
 
 
@@ -338,14 +420,18 @@ def main() -> None:
                         help="raytuner's searchers suggest before hearing how the freed slot's trial ended")
     parser.add_argument("--methods", nargs="+",
                         default=["tpe/asha", "random/asha", "random/fifo", "raytune/asha"],
-                        help="searcher/scheduler: searchers tpe[-last|-ignore|-gamma=G], random, "
-                             "raytune; schedulers asha, fifo, rayasha (Ray Tune's ASHA)")
+                        help="searcher/scheduler: searchers tpe[-last|-ignore|-gamma=G], tpesearcher, optuna, "
+                             "random, raytune; schedulers asha, fifo, rayasha (Ray Tune's ASHA), sha (Optuna's "
+                             "SuccessiveHalvingPruner, with optuna only)")
     parser.add_argument("--stats", action="store_true", help="also trials and full-budget trials per run")
+    parser.add_argument("--problem", choices=PROBLEMS, default="synthetic",
+                        help="the synthetic curves, or the MLPClassifier table (log loss, or error rate)")
     args = parser.parse_args()
 
     budget = args.budget * R
-    finals = [syn.true_loss({**c, "_overfit": args.overfit}, R) for c in syn.random_configs()]
-    target = float(np.quantile(finals, 0.05))
+    spec = problem(args.problem)
+    target = float(np.quantile(spec.finals(args.overfit), 0.05))
+    chosen_val: dict[str, list[float]] = {m: [] for m in args.methods}
     best: dict[str, list[float]] = {m: [] for m in args.methods}
     reach: dict[str, list[float]] = {m: [] for m in args.methods}
     trials: dict[str, list[int]] = {m: [] for m in args.methods}
@@ -356,17 +442,20 @@ def main() -> None:
         for method in args.methods:
             began = time.perf_counter()
             run = simulate(method, seed, budget, overfit=args.overfit, workers=args.workers, jitter=args.jitter,
-                           startup=args.startup, order=args.order, close_late=args.close_late)
+                           startup=args.startup, order=args.order, close_late=args.close_late,
+                           problem_name=args.problem)
             seconds[method] += time.perf_counter() - began
             curve = syn.incumbent_curve(run.rows, budget)
             best[method].append(float(curve[-1]))
             reach[method].append(syn.epochs_to(curve, target))
             trials[method].append(run.trials)
             full[method].append(run.full)
+            chosen_val[method].append(min(row["loss"] for row in run.rows[:budget]))
 
     ref = "random/asha" if "random/asha" in args.methods else args.methods[0]
     n = len(seeds)
-    print(f"simulation: {n} seeds ({seeds.start}-{seeds.stop - 1}), budget {budget} epochs ({args.budget} x R={R}), "
+    print(f"problem {args.problem}, simulation: {n} seeds ({seeds.start}-{seeds.stop - 1}), "
+          f"budget {budget} epochs ({args.budget} x R={R}), "
           f"{args.workers} workers, jitter {args.jitter:g}, startup {args.startup:g}, order {args.order}"
           f"{', close late' if args.close_late else ''}, overfit x{args.overfit:g}, "
           f"target true loss <= {target:.3f}")
@@ -385,6 +474,30 @@ def main() -> None:
         if args.stats:
             line += f" {np.mean(trials[method]):6.1f} {np.mean(full[method]):5.1f}"
         print(line + f" {seconds[method] / n:6.2f}", flush=True)
+    if spec.minimum is not None:
+        _print_regrets(args.methods, best, chosen_val, spec)
+
+
+def _print_regrets(methods: list[str], best: dict[str, list[float]], chosen_val: dict[str, list[float]],
+                   spec: SimpleNamespace) -> None:
+    """Regret (test value of the incumbent minus the table's minimum test value) and the
+    validation regret (the incumbent's validation value minus the table's minimum), with
+    ratios of medians to Optuna's under ASHA."""
+    ref = "optuna/asha" if "optuna/asha" in methods else methods[0]
+    test = {m: np.asarray(best[m]) - spec.minimum for m in methods}
+    val = {m: np.asarray(chosen_val[m]) - spec.val_minimum for m in methods}
+    print(f"regret: incumbent's test value - table minimum ({spec.minimum:.4f}); val regret: its validation value "
+          f"- table minimum ({spec.val_minimum:.4f}); ratios of medians to {ref}")
+    print(f"{'method':<24} {'median regret':>13} {'mean':>8} {'vs ' + ref:>15} {'W/T/L vs ' + ref:>20} "
+          f"{'median val regret':>17} {'mean':>8} {'vs ' + ref:>15} {'W/T/L (val)':>12}")
+    for m in methods:
+        cells = []
+        for r in (test, val):
+            ratio = np.median(r[m]) / np.median(r[ref]) if np.median(r[ref]) > 0 else math.nan
+            w, lo = int(np.sum(r[m] < r[ref])), int(np.sum(r[m] > r[ref]))
+            cells.append((np.median(r[m]), np.mean(r[m]), ratio, f"{w}/{len(r[m]) - w - lo}/{lo}"))
+        (a, b, c, d), (e, f, g, h) = cells
+        print(f"{m:<24} {a:13.4f} {b:8.4f} {c:15.3f} {d:>20} {e:17.4f} {f:8.4f} {g:15.3f} {h:>12}", flush=True)
 
 
 if __name__ == "__main__":

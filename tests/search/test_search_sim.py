@@ -89,3 +89,24 @@ def test_close_late_suggests_before_the_freed_slots_trial_is_closed(monkeypatch)
     calls.clear()
     search_sim.simulate("random/asha", 0, 2 * R)
     assert calls[:4] == ["suggest", "suggest", "complete", "suggest"]
+
+
+def test_the_mlp_table_problem_replays_the_tables_curves():
+    import mlp_curves
+
+    run = search_sim.simulate("random/asha", 0, 3 * R, problem_name="mlp-digits")
+    assert len(run.rows) == 3 * R
+    assert run.rows == search_sim.simulate("random/asha", 0, 3 * R, problem_name="mlp-digits").rows
+    val, test = mlp_curves.curves("logloss")
+    values = {(round(v, 6), round(t, 6)) for v, t in zip(val.ravel(), test.ravel())}
+    assert all((round(r["loss"], 6), round(r["true_loss"], 6)) in values for r in run.rows)
+
+
+def test_optunas_successive_halving_pruner_stops_trials_at_its_rungs():
+    pytest.importorskip("optuna")
+    run = search_sim.simulate("optuna/sha", 0, 4 * R, problem_name="mlp-digits")
+    assert len(run.rows) == 4 * R
+    deepest = depths(run)
+    assert sum(d in (1, 3, 9) for d in deepest.values()) > len(deepest) / 2
+    with pytest.raises(ValueError, match="optuna searcher"):
+        search_sim.simulate("random/sha", 0, R, problem_name="mlp-digits")
