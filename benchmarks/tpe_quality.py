@@ -13,6 +13,9 @@ Problem families (see issue 13):
   the best dropout with the depth. Minimum 0.
 - ``conditional``: a choice of three model families with their own sub-parameters
   (2-3 each, interacting) and one shared parameter. Minimum 0 (the second family).
+- ``mlp-digits``: benchmarks/mlp_curves.py's 1,120 real MLP runs on digits (4 ordered
+  parameters, a ``choice`` of the grid values each), scored by validation log loss after
+  the last epoch; built once and shipped as benchmarks/data/mlp_digits_curves.npz.
 - ``svc-cancer``, ``sgd-digits``: tabular benchmarks of real training runs computed here on
   data that ships inside scikit-learn (3-fold cross-validated error of every grid point:
   SVC on breast_cancer, 13 C x 13 gamma x 2 kernels; SGDClassifier on digits, 13 alpha x
@@ -152,7 +155,19 @@ PROBLEMS: dict[str, Callable[[], tuple[dict[str, Any], Callable[[dict[str, Any]]
     "conditional": lambda: (conditional_space(), conditional_loss, 0.0),
     "svc-cancer": lambda: tabular("svc-cancer"),
     "sgd-digits": lambda: tabular("sgd-digits"),
+    "mlp-digits": lambda: mlp_table(),
 }
+
+
+def mlp_table() -> tuple[dict[str, Any], Callable[[dict[str, Any]], float], float]:
+    """benchmarks/mlp_curves.py's table of 1,120 MLP runs on digits, at its last epoch: the
+    validation log loss after 27 epochs, as a single-fidelity tabular benchmark."""
+    import mlp_curves
+
+    val = mlp_curves.curves("logloss")[0][:, -1].copy()
+    index = {tuple(c.values()): i for i, c in enumerate(mlp_curves.configs())}
+    keys = list(mlp_curves.GRID)
+    return mlp_curves.space(), lambda c: float(val[index[tuple(c[k] for k in keys)]]), float(val.min())
 
 # -- searchers ---------------------------------------------------------------------------
 
@@ -218,11 +233,12 @@ def type_of(text: str) -> float | int:
 # -- the simulation ----------------------------------------------------------------------
 
 
-def simulate(problem: str, method: str, seed: int, trials: int, workers: int) -> tuple[float, float]:
+def simulate(problem: str, method: str, seed: int, trials: int, workers: int,
+             jitter: float = 0.3) -> tuple[float, float]:
     """Regret after ``trials`` trials, and the mean seconds per ask."""
     space, loss, minimum = PROBLEMS[problem]()
     searcher = make(method, space, seed)
-    durations = np.random.default_rng([seed, 11]).lognormal(0.0, 0.3, size=trials)
+    durations = np.random.default_rng([seed, 11]).lognormal(0.0, jitter, size=trials)
     events: list[tuple[float, str, float]] = []
     started, best, ask_s = 0, math.inf, 0.0
 
@@ -325,6 +341,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jitter", type=float, default=0.3,
+                        help="lognormal sd of a trial's duration; 0: trials end in the order they started")
     parser.add_argument("--ray", action="store_true", help="real sweeps on a local Ray instead of the simulation")
     args = parser.parse_args()
     if args.ray:
@@ -346,7 +364,7 @@ def main() -> None:
                     regret, sweep_s = sweep(problem, method, seed, args.trials, args.workers, root_dir.name)
                     seconds[method] += sweep_s / args.seeds
                 else:
-                    regret, ask = simulate(problem, method, seed, args.trials, args.workers)
+                    regret, ask = simulate(problem, method, seed, args.trials, args.workers, args.jitter)
                     seconds[method] += ask / args.seeds
                 regrets[method].append(regret)
         last = {m: f"{s:6.2f} s" if args.ray else f"{1e3 * s:6.2f} ms" for m, s in seconds.items()}

@@ -21,7 +21,7 @@ domain, so p does too. Kernels by domain, in *model space* (log space for log do
   kernel sharpens as observations accumulate.
 
 Bandwidths (numeric): σ_j = clip(β (H - L) n^{-1/(d+4)}, (H - L)/100, H - L), Scott's
-rule with a bandwidth factor β. hyperopt's "magic clip" floor, (H - L)/min(100, n + 1),
+rule with a bandwidth factor β (its own β on discrete dimensions, ``discrete_bandwidth``). hyperopt's "magic clip" floor, (H - L)/min(100, n + 1),
 is *not* used: it keeps the kernels of a small good group (n = 2..6 in a 60-trial sweep)
 at a quarter of the range or wider, and measured here it cost 2-3x in regret on the mixed
 and conditional problems (benchmarks/RESULTS.md, issue 13). The prior
@@ -167,10 +167,11 @@ class ParzenEstimator:
         weights: (n,) non-negative weights of the observations (w_i before normalising).
         prior_weight: w_prior, the weight of the prior component.
         bandwidth: β, the bandwidth factor of Scott's rule.
+        discrete_bandwidth: β on discrete numeric dimensions (default: ``bandwidth``).
     """
 
     def __init__(self, dims: list[Dim], observations: np.ndarray, weights: np.ndarray,
-                 prior_weight: float, bandwidth: float) -> None:
+                 prior_weight: float, bandwidth: float, discrete_bandwidth: float | None = None) -> None:
         self.dims = dims
         n, d = observations.shape
         w = np.append(np.asarray(weights, dtype=float), prior_weight)
@@ -207,7 +208,8 @@ class ParzenEstimator:
             centre = np.append(column, np.nan)
             if dim.q is not None:
                 centre = np.where(missing, np.nan, dim.to_model(np.nan_to_num(centre, nan=dim.low)))
-            sigma = float(np.clip(bandwidth * width * scott, width / 100, width))
+            beta = bandwidth if dim.q is None or discrete_bandwidth is None else discrete_bandwidth
+            sigma = float(np.clip(beta * width * scott, width / 100, width))
             mu = np.where(missing, 0.5 * (lo + hi), centre)
             sigma_j = np.where(missing, width, sigma)
             self.mu.append(mu)

@@ -282,16 +282,35 @@ def test_a_space_of_constants_only_gives_its_constants():
 
 
 def test_low_fidelity_levels_use_the_wider_bandwidth():
-    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=1, bandwidth=0.1, low_fidelity_bandwidth=0.3)
+    searcher = make({"x": uniform(0, 1)}, seed=0, n_startup=1, bandwidth=0.1, discrete_bandwidth=0.2,
+                    low_fidelity_bandwidth=0.3)
     for i in range(3):
         searcher.suggest(str(i))
     searcher.on_trial_complete("0", done(1.0, 1, TrialEnd.STOPPED, 9))
-    assert searcher._bandwidth_at(1) == 0.3  # nothing has run its full budget yet
+    assert searcher._bandwidth_at(1) == (0.3, 0.3)  # nothing has run its full budget yet
     searcher.on_trial_complete("1", done(0.5, 9, TrialEnd.STOPPED, 9))
-    assert searcher._bandwidth_at(1) == 0.3 and searcher._bandwidth_at(9) == 0.1
-    plain = make({"x": uniform(0, 1)}, seed=0, bandwidth=0.1)
+    assert searcher._bandwidth_at(1) == (0.3, 0.3) and searcher._bandwidth_at(9) == (0.1, 0.2)
+    plain = make({"x": uniform(0, 1)}, seed=0, bandwidth=0.1, discrete_bandwidth=0.4)
     run(plain, lambda c: c["x"], 3)  # single fidelity: no resource, no stopped trial
-    assert plain._bandwidth_at(math.inf) == 0.1
+    assert plain._bandwidth_at(math.inf) == (0.1, 0.4)
+    wide = make({"x": uniform(0, 1)}, n_startup=1, discrete_bandwidth=0.4, low_fidelity_bandwidth=0.2)
+    wide.suggest("0")
+    wide.on_trial_complete("0", done(1.0, 1, TrialEnd.STOPPED, 9))
+    assert wide._bandwidth_at(1) == (0.2, 0.4)  # the wider of the two on discrete domains
+
+
+def test_discrete_domains_have_their_own_bandwidth():
+    from raytuner.search._parzen import ParzenEstimator
+    from raytuner.search._tpe_space import EncodedSpace
+
+    encoded = EncodedSpace({"x": uniform(0, 10), "k": randint(0, 11)})
+    rows = np.array([[5.0, 5.0]] * 4)
+    narrow = ParzenEstimator(encoded.dims, rows, np.ones(4), 1.0, 0.1, 0.1)
+    wide = ParzenEstimator(encoded.dims, rows, np.ones(4), 1.0, 0.1, 0.3)
+    assert narrow.sigma[0][0] == wide.sigma[0][0]  # the continuous kernel is the same
+    assert wide.sigma[1][0] == pytest.approx(3 * narrow.sigma[1][0])  # the discrete one 3x wider
+    default = ParzenEstimator(encoded.dims, rows, np.ones(4), 1.0, 0.1)
+    assert default.sigma[1][0] == narrow.sigma[1][0]  # discrete_bandwidth defaults to bandwidth
 
 
 def test_an_ordered_choice_is_modelled_by_rank_and_other_choices_stay_categorical():
