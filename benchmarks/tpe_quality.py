@@ -279,8 +279,9 @@ def ray_searcher(method: str, seed: int) -> Any:
         return OptunaSearcher(sampler=optuna.samplers.TPESampler(seed=seed))
     if method.startswith("tpesearcher"):
         options = {k: type_of(v) for k, _, v in (p.partition("=") for p in method.split("-")[1:])}
-        if "ordinal" in options:
-            options["ordinal"] = bool(options["ordinal"])
+        for flag in ("ordinal", "avoid_repeats"):
+            if flag in options:
+                options[flag] = bool(options[flag])
         return TPESearcher(seed=seed, **options)
     return {"hyperopt": lambda: HyperOptSearcher(seed=seed), "random": lambda: RandomSearcher(seed=seed)}[method]()
 

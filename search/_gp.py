@@ -15,6 +15,7 @@ from raytuner.errors import ConfigError, ProtocolError
 
 from ._acquisition import expected_improvement, maximize
 from ._base import Outcome, Searcher, TrialEnd, close_record, end_trial
+from ._checks import int_at_least
 from ._fork import Param, check_warm_start, config_from_params, fit_observations, parameters
 from ._gp_encoding import Encoding
 from ._random import make_rng
@@ -165,7 +166,7 @@ class GPSearcher(Searcher):
             raise ConfigError(msg)
         self._seed = seed
         self._rng = make_rng("GPSearcher", seed)
-        self._n_startup = _int_at_least("n_startup", n_startup, 2, "10 is usual")
+        self._n_startup = int_at_least("GPSearcher", "n_startup", n_startup, 2, "10 is usual")
         _one_of("acquisition", acquisition, ACQUISITIONS)
         if isinstance(xi, bool) or not isinstance(xi, numbers.Real) or not 0 <= xi < math.inf:
             msg = f"GPSearcher: `xi` is {xi!r}, but must be a finite number >= 0; 0 is usual."
@@ -176,8 +177,8 @@ class GPSearcher(Searcher):
         self._pending = pending
         _one_of("stopped_trials", stopped_trials, STOPPED_POLICIES)
         self._stopped_trials = stopped_trials
-        self._n_candidates = _int_at_least("n_candidates", n_candidates, 1, "1000 is usual")
-        self._n_restarts = _int_at_least("n_restarts", n_restarts, 0, "2 is usual")
+        self._n_candidates = int_at_least("GPSearcher", "n_candidates", n_candidates, 1, "1000 is usual")
+        self._n_restarts = int_at_least("GPSearcher", "n_restarts", n_restarts, 0, "2 is usual")
         self._warm_start = check_warm_start("GPSearcher", warm_start)
         if space is not None:
             self._check_space(space)
@@ -366,13 +367,6 @@ def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
             f"{', '.join(map(repr, allowed))}."
         )
         raise ConfigError(msg)
-
-
-def _int_at_least(name: str, value: Any, low: int, usual: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        msg = f"GPSearcher: `{name}` is {value!r}, but must be an int >= {low}; {usual}."
-        raise ConfigError(msg)
-    return int(value)
 
 
 def _complete(params: Mapping[str, Param], values: Mapping[str, Any]) -> bool:

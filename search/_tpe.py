@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -14,16 +13,19 @@ import numpy as np
 from raytuner.errors import ConfigError, ProtocolError
 
 from ._base import Outcome, Searcher, TrialEnd
+from ._checks import flag, int_at_least, real_in
 from ._fork import check_warm_start, config_from_params, fit_observations
 from ._parzen import ParzenEstimator
 from ._random import make_rng
 from ._space import has_grid, has_hyperopt_expr, sample_config, validate_space
 from ._tpe_space import EncodedSpace
 
+_NAME = "TPESearcher"
 _STATE_VERSION = 2  # 2: the matrix holds ranks for ordinal choices, "ordinal" says if it does
 _PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
 _OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
-            "bandwidth", "discrete_bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal", "seed", "warm_start")
+            "bandwidth", "discrete_bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal", "avoid_repeats", "seed",
+            "warm_start")
 
 
 class TPESearcher(Searcher):
@@ -109,6 +111,10 @@ class TPESearcher(Searcher):
             widths, a grid of values) as ordered, by the rank of its value, with a
             discretised Gaussian kernel, so that neighbouring values share evidence
             (``_tpe_space``); False models every choice as categorical.
+        avoid_repeats: Where the best candidate repeats the config of a finished or running
+            trial (discrete spaces), propose the best candidate that does not; a repeat
+            teaches a deterministic objective nothing. False allows repeats, as hyperopt
+            and Optuna do.
         seed: Seed; the same seed and the same events in the same order give the same
             suggestions.
         warm_start: ``(config, value)`` pairs from an earlier search (value signed to
@@ -145,6 +151,7 @@ class TPESearcher(Searcher):
         low_fidelity_bandwidth: float = 0.2,
         n_flat: int = 25,
         ordinal: bool = True,
+        avoid_repeats: bool = True,
         seed: int | None = None,
         warm_start: Any = None,
         **unknown: Any,
@@ -155,19 +162,17 @@ class TPESearcher(Searcher):
             hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(_OPTIONS)}."
             msg = f"TPESearcher: unknown option `{name}={unknown[name]!r}`. {hint}"
             raise ConfigError(msg)
-        self._n_startup = _int("n_startup", n_startup, 1)
-        self._gamma = _real("gamma", gamma, 0.0, 1.0, "0.1")
-        self._max_good = _int("max_good", max_good, 1)
-        self._n_candidates = _int("n_ei_candidates", n_ei_candidates, 1)
-        self._prior_weight = _real("prior_weight", prior_weight, 0.0, math.inf, "1.0")
-        self._bandwidth = _real("bandwidth", bandwidth, 0.0, math.inf, "0.1")
-        self._discrete_bandwidth = _real("discrete_bandwidth", discrete_bandwidth, 0.0, math.inf, "0.2")
-        self._low_bandwidth = _real("low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0, math.inf, "0.2")
-        self._n_flat = _int("n_flat", n_flat, 1)
-        if not isinstance(ordinal, bool):
-            msg = f"TPESearcher: `ordinal` is {ordinal!r}, but must be True or False."
-            raise ConfigError(msg)
-        self._ordinal = ordinal
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1)
+        self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.1")
+        self._max_good = int_at_least(_NAME, "max_good", max_good, 1)
+        self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1)
+        self._prior_weight = real_in(_NAME, "prior_weight", prior_weight, 0.0, math.inf, "1.0")
+        self._bandwidth = real_in(_NAME, "bandwidth", bandwidth, 0.0, math.inf, "0.1")
+        self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0, math.inf, "0.2")
+        self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0, math.inf, "0.2")
+        self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1)
+        self._ordinal = flag(_NAME, "ordinal", ordinal)
+        self._avoid_repeats = flag(_NAME, "avoid_repeats", avoid_repeats)
         self._seed = seed
         self._rng = make_rng("TPESearcher", seed)
         self._warm_start = check_warm_start("TPESearcher", warm_start)
@@ -212,7 +217,7 @@ class TPESearcher(Searcher):
                 "n_ei_candidates": self._n_candidates, "prior_weight": self._prior_weight,
                 "bandwidth": self._bandwidth, "discrete_bandwidth": self._discrete_bandwidth,
                 "low_fidelity_bandwidth": self._low_bandwidth, "n_flat": self._n_flat,
-                "ordinal": self._ordinal, "seed": self._seed}
+                "ordinal": self._ordinal, "avoid_repeats": self._avoid_repeats, "seed": self._seed}
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
@@ -244,13 +249,19 @@ class TPESearcher(Searcher):
         level = None
         if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
             level = self._model_level()
-        if level is None:
-            config = sample_config(self.space, self._rng)
-            fitted = fit_observations("TPESearcher", self.space, [(config, 0.0)]).observations
-            params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
-        else:
+        params: dict[str, Any] | None = None
+        if level is not None:
+            # None when every candidate repeats a trial: then a random new point instead.
             params = self._sample(level[1], self._bandwidth_at(level[0]))
-            config = config_from_params(self.space, params)
+        if params is None:  # the random start-up; with avoid_repeats, up to 10 draws
+            for _ in range(10 if self._avoid_repeats else 1):
+                drawn = sample_config(self.space, self._rng)
+                fitted = fit_observations("TPESearcher", self.space, [(drawn, 0.0)]).observations
+                params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
+                if not self._repeats(params):
+                    break
+        assert params is not None
+        config = config_from_params(self.space, params)
         self._add(trial_id, params)
         return config
 
@@ -390,12 +401,13 @@ class TPESearcher(Searcher):
             return self._bandwidth, self._discrete_bandwidth
         return self._low_bandwidth, max(self._low_bandwidth, self._discrete_bandwidth)
 
-    def _sample(self, values: np.ndarray, bandwidth: tuple[float, float]) -> dict[str, Any]:
+    def _sample(self, values: np.ndarray, bandwidth: tuple[float, float]) -> dict[str, Any] | None:
         encoded = self._encoded
         assert encoded is not None
         n = len(self._ids)
         matrix = self._matrix[:n]
         point: dict[str, Any] = {}
+        last: tuple[Any, np.ndarray] = (None, np.empty(0))
         for group in encoded.groups:
             if not encoded.is_active(group, point):
                 continue
@@ -407,8 +419,16 @@ class TPESearcher(Searcher):
                                     self._weights(bad_rows), self._prior_weight, *bandwidth)
             candidates = below.sample(self._rng, self._n_candidates)
             score = below.log_pdf(candidates) - above.log_pdf(candidates)
-            point.update(encoded.decode(group.columns, candidates[int(np.argmax(score))]))
+            order = np.argsort(-score, kind="stable")
+            point.update(encoded.decode(group.columns, candidates[order[0]]))
+            last = (group, candidates[order])
+        if self._avoid_repeats and point:
+            return encoded.novel(matrix, point, *last)
         return point
+
+    def _repeats(self, params: dict[str, Any]) -> bool:
+        assert self._encoded is not None
+        return self._encoded.known(self._matrix[: len(self._ids)], params)
 
     # -- state -------------------------------------------------------------------------
 
@@ -475,18 +495,3 @@ def _grow(array: np.ndarray, cap: int, fill: Any) -> np.ndarray:
     out[: len(array)] = array
     return out
 
-
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        msg = f"TPESearcher: `{name}` is {value!r}, but must be an int >= {low}."
-        raise ConfigError(msg)
-    return int(value)
-
-
-def _real(name: str, value: Any, low: float, high: float, usual: str) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not low < value <= high:
-        upper = "" if math.isinf(high) else f" and <= {high}"
-        msg = f"TPESearcher: `{name}` is {value!r}, but must be a number > {low}{upper}; {usual} is usual."
-        raise ConfigError(msg)
-    return float(value)

@@ -126,6 +126,8 @@ class EncodedSpace:
                   tuple(self.dims[self.column[x]] for x in labels))
             for conditions, labels in ordered
         ]
+        # Columns of the choices that other groups depend on.
+        self.parents = sorted({self.column[label] for g in self.groups for label, _ in g.conditions})
 
     def encode(self, params: Params) -> np.ndarray:
         """A point as one row of the observation matrix (NaN where absent)."""
@@ -164,6 +166,29 @@ class EncodedSpace:
         for label, index in group.conditions:
             mask &= matrix[:, self.column[label]] == index
         return mask
+
+    @staticmethod
+    def repeats(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Which encoded ``rows`` (m, d) equal a row of ``matrix`` (n, d); NaN equals NaN."""
+        a, b = matrix[None, :, :], rows[:, None, :]
+        return ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=2).any(axis=1)
+
+    def known(self, matrix: np.ndarray, params: Params) -> bool:
+        """Whether a row of ``matrix`` has exactly these parameters (never for an empty point)."""
+        return bool(params) and bool(self.repeats(matrix, self.encode(params)[None])[0])
+
+    def novel(self, matrix: np.ndarray, point: Params, group: Group, ranked: np.ndarray) -> Params | None:
+        """``point``, or if a row of ``matrix`` has it, the first of the ``ranked`` candidates
+        for ``group`` (the last group sampled, encoded, best first) that makes a point no row
+        has, keeping the choices other groups depend on; None if every candidate repeats."""
+        row = self.encode(point)
+        if not self.repeats(matrix, row[None])[0]:
+            return point
+        rows = np.repeat(row[None], len(ranked), axis=0)
+        rows[:, group.columns] = ranked
+        keep = np.all(rows[:, self.parents] == row[self.parents], axis=1)
+        fresh = np.flatnonzero(keep & ~self.repeats(matrix, rows))
+        return {**point, **self.decode(group.columns, ranked[fresh[0]])} if len(fresh) else None
 
     @staticmethod
     def is_active(group: Group, point: Params) -> bool:

@@ -364,3 +364,26 @@ def test_a_version_1_state_continues_with_categorical_choices():
     twin.restore(state)
     assert twin.state()["ordinal"] is False
     assert run(twin, lambda c: c["w"], 5, start=50) == run(old, lambda c: c["w"], 5, start=50)
+
+
+def test_a_discrete_space_is_not_proposed_the_same_point_twice_while_new_ones_remain():
+    space = {"a": choice([1, 2, 4, 8, 16]), "b": randint(0, 4), "act": choice(["relu", "tanh"])}  # 40 points
+    loss = lambda c: abs(math.log2(c["a"]) - 2) + abs(c["b"] - 1) + (c["act"] == "tanh")  # noqa: E731
+    distinct = {True: [], False: []}
+    for avoid in distinct:
+        for seed in range(4):
+            configs = run(make(space, seed=seed, n_startup=5, avoid_repeats=avoid), loss, 25)
+            distinct[avoid].append(len({tuple(sorted(c.items())) for c in configs}))
+    assert distinct[True] == [25] * 4  # the start-up and the model both avoid repeats
+    assert min(distinct[False]) < 25  # TPE left alone proposes the best point again and again
+
+
+def test_avoiding_repeats_keeps_every_config_whole_in_a_conditional_space():
+    space = {"opt": choice([{"name": "sgd", "m": choice([0.0, 0.5, 0.9])}, {"name": "adam"}]),
+             "w": choice([8, 16, 32])}  # 12 points
+    loss = lambda c: (c["opt"]["name"] == "adam") + abs(c["opt"].get("m", 0) - 0.5) + c["w"] / 32  # noqa: E731
+    for seed in range(4):
+        configs = run(make(space, seed=seed, n_startup=3), loss, 12)
+        assert len({repr(c) for c in configs}) >= 10  # at most a couple of the 12 repeat
+        for c in configs:  # a sub-space's parameters present exactly under its option
+            assert set(c["opt"]) == ({"name", "m"} if c["opt"]["name"] == "sgd" else {"name"})
