@@ -22,7 +22,8 @@ def real_in(owner: str, name: str, value: Any, low: float, high: float, usual: s
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not ok or not low < value <= high:
         upper = "" if math.isinf(high) else f" and <= {high}"
-        raise ConfigError(f"{owner}: `{name}` is {value!r}, but must be a number > {low}{upper}; {usual} is usual.")
+        rule = f"must be a number > {low}{upper}; {usual} is usual"
+        raise ConfigError(f"{owner}: `{name}` is {value!r}, but {rule}.")
     return float(value)
 
 

@@ -24,8 +24,8 @@ _NAME = "TPESearcher"
 _STATE_VERSION = 2  # 2: the matrix holds ranks for ordinal choices, "ordinal" says if it does
 _PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
 _OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
-            "bandwidth", "discrete_bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal", "avoid_repeats", "seed",
-            "warm_start")
+            "bandwidth", "discrete_bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal",
+            "avoid_repeats", "seed", "warm_start")
 
 
 class TPESearcher(Searcher):
@@ -68,29 +68,29 @@ class TPESearcher(Searcher):
     - FAILED, or a non-finite value: bad at every level;
     - running without a value at r: bad, the constant liar.
 
-    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13: 20 seeds of the
-    mixed and conditional problems of ``benchmarks/tpe_quality.py``, 60 trials, 2 at a
-    time; medians of regret, so differences under ~1.5x are within noise):
-    ``bandwidth=0.1`` (0.05: 1.6-2.6x worse, 0.15: 2.0-2.8x worse; 0.2, Optuna's, 1.9-3.2x
-    worse), ``low_fidelity_bandwidth=0.2`` (multi-fidelity problem under ASHA, 100 simulated
-    seeds, ``benchmarks/search_sim.py``: β = 0.15, 0.2, 0.3 on every level give median best
-    0.2817, 0.2829, 0.2813 against 0.2977 at 0.1), ``gamma=0.1`` (0.15 and 0.2: 2.2-6x
-    worse). Re-measured with the final kernels (before ``discrete_bandwidth``) on four problems (mixed, conditional at 60
-    trials; the SVC and SGD tables at 30; 20 seeds; mean regret relative to the default):
-    ``prior_weight=1.0`` (0.5: 0.61x, 2.2x, 1.29x, 0.75x; 2: 0.79x, 1.55x, 1.23x, 0.86x),
-    ``n_ei_candidates=24`` (64: 0.82x, 1.88x, 1.06x, 0.99x, and slower), ``n_flat=25`` (no
-    forgetting: 0.93x, 1.65x, 1.0x, 1.0x), ``n_startup=10`` (5: 0.88x, 2.3x, 1.23x, 0.76x):
-    no alternative is better on all four, and each is worse on some by more than the seed
-    noise. ``ordinal=True`` (SVC table, 20 seeds: median regret 0.67x Optuna's at 30
-    trials and 1.0x at 100, against 1.0x and 2.0x with every choice categorical; mixed 0.32x
-    against 0.38x; SGD table 1.75x against 1.25x at 30 trials, within its noise of 1-3
-    digits). ``discrete_bandwidth=0.2`` (40 seeds, mean regret relative to β = 0.1 on
-    discrete domains: MLP table (``mlp-digits``, 1,120 real runs) 0.94x at 30 trials and
-    0.57x at 100, SVC 1.12x / 1.21x, SGD 0.86x / 0.92x, mixed 1.18x, conditional 0.97x;
-    geometric mean 0.95x, against 1.04x for 0.3 and worse for 0.5). ``avoid_repeats=True``
-    (40 seeds, 100 trials; without it TPESearcher repeats 28-45% of its configs on these
-    tables: mean regret 0.52x on the MLP table, 0.30x SVC, 0.52x SGD; at 30 trials within
-    noise). ``max_good=25`` (binds only past 250 trials; kept from Optuna).
+    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13; the problems of
+    ``benchmarks/tpe_quality.py``, 2 trials at a time; differences under ~1.5x in a median
+    of 20 seeds are within noise):
+
+    - ``bandwidth=0.1`` (mixed and conditional, 20 seeds: 0.05 1.6-2.6x worse, 0.15
+      2.0-2.8x, Optuna's 0.2 1.9-3.2x); ``gamma=0.1`` (0.15 and 0.2: 2.2-6x worse).
+    - ``low_fidelity_bandwidth=0.2`` (multi-fidelity under ASHA, ``search_sim.py``, 100
+      seeds: β = 0.15, 0.2, 0.3 on every level give median best 0.2817, 0.2829, 0.2813,
+      against 0.2977 at 0.1).
+    - ``discrete_bandwidth=0.2`` (40 seeds; mean regret relative to β = 0.1 on discrete
+      domains: MLP table of 1,120 real runs 0.94x at 30 trials and 0.57x at 100, SVC
+      1.12x / 1.21x, SGD 0.86x / 0.92x, mixed 1.18x, conditional 0.97x; geometric mean
+      0.95x, against 1.04x for 0.3).
+    - ``ordinal=True`` (SVC table, 20 seeds: median regret 0.67x Optuna's at 30 trials and
+      1.0x at 100, against 1.0x and 2.0x with every choice categorical; mixed 0.32x against
+      0.38x; SGD 1.75x against 1.25x at 30 trials, within its noise of 1-3 digits).
+    - ``avoid_repeats=True`` (40 seeds, 100 trials: without it 28-45% of the configs on the
+      tables are repeats; mean regret 0.52x MLP, 0.30x SVC, 0.52x SGD; at 30 trials within
+      noise).
+    - ``prior_weight=1.0``, ``n_ei_candidates=24``, ``n_flat=25``, ``n_startup=10``: the
+      alternatives (0.5 and 2; 64; 1000, no forgetting; 5), re-measured on four problems
+      with the final kernels, are each worse on some by 1.5-2.3x and none better on all
+      (RESULTS.md lists every figure). ``max_good=25`` binds only past 250 trials.
 
     Args:
         space: The search space (raytuner domains, dicts, constants); None to use the
@@ -171,8 +171,10 @@ class TPESearcher(Searcher):
         self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1)
         self._prior_weight = real_in(_NAME, "prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = real_in(_NAME, "bandwidth", bandwidth, 0.0, math.inf, "0.1")
-        self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0, math.inf, "0.2")
-        self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0, math.inf, "0.2")
+        self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0,
+                                           math.inf, "0.2")
+        self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0,
+                                      math.inf, "0.2")
         self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1)
         self._ordinal = flag(_NAME, "ordinal", ordinal)
         self._avoid_repeats = flag(_NAME, "avoid_repeats", avoid_repeats)
