@@ -24,6 +24,7 @@ Other choices (strings, booleans, dicts, mixed types, two options) stay categori
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,29 @@ import numpy as np
 from ._domains import Choice, Domain, LogUniform, QLogUniform, QUniform, RandInt, Uniform
 from ._fork import Params, parameters
 from ._parzen import CategoricalDim, Dim, NumericDim
+
+
+_NAN_CODE = -1.2345e150  # stands for NaN in the projection of :meth:`EncodedSpace.repeats`
+
+
+@functools.cache
+def _weights(d: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(d)
+
+
+def _equal_rows(matrix: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Which rows of ``matrix`` equal ``row``, NaN equal to NaN."""
+    return np.all((matrix == row) | (np.isnan(matrix) & np.isnan(row)), axis=1)
+
+
+def _project(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ_j w_j x_j per row, column by column: elementwise operations round the same way
+    whatever the array's shape, so equal rows project to equal numbers (a BLAS product
+    need not)."""
+    out = np.zeros(len(rows))
+    for j, w in enumerate(weights):
+        out += np.nan_to_num(rows[:, j], nan=_NAN_CODE) * w
+    return out
 
 
 def ordinal_order(domain: Domain) -> np.ndarray | None:
@@ -169,9 +193,19 @@ class EncodedSpace:
 
     @staticmethod
     def repeats(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Which encoded ``rows`` (m, d) equal a row of ``matrix`` (n, d); NaN equals NaN."""
-        a, b = matrix[None, :, :], rows[:, None, :]
-        return ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=2).any(axis=1)
+        """Which encoded ``rows`` (m, d) equal a row of ``matrix`` (n, d); NaN equals NaN.
+
+        Rows are first compared by a random projection (O((n + m) d)); only rows whose
+        projections match are compared value by value.
+        """
+        if len(rows) == 1 or not len(matrix):  # one row: compare directly
+            return np.array([_equal_rows(matrix, row).any() for row in rows], dtype=bool)
+        weights = _weights(matrix.shape[1])
+        a, b = _project(matrix, weights), _project(rows, weights)
+        out = np.zeros(len(rows), dtype=bool)
+        for i in np.flatnonzero(np.isin(b, a)):
+            out[i] = _equal_rows(matrix[a == b[i]], rows[i]).any()
+        return out
 
     def known(self, matrix: np.ndarray, params: Params) -> bool:
         """Whether a row of ``matrix`` has exactly these parameters (never for an empty point)."""

@@ -387,3 +387,14 @@ def test_avoiding_repeats_keeps_every_config_whole_in_a_conditional_space():
         assert len({repr(c) for c in configs}) >= 10  # at most a couple of the 12 repeat
         for c in configs:  # a sub-space's parameters present exactly under its option
             assert set(c["opt"]) == ({"name", "m"} if c["opt"]["name"] == "sgd" else {"name"})
+
+
+def test_repeats_finds_exact_rows_nan_included():
+    from raytuner.search._tpe_space import EncodedSpace
+
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 5, size=(300, 7)).astype(float)
+    matrix[::3, 2] = np.nan  # inactive parameters
+    rows = np.array([matrix[57], matrix[42], matrix[57] + [0, 0, 0, 0, 0, 0, 1e-9], matrix[1] * 0 - 1])
+    assert EncodedSpace.repeats(matrix, rows).tolist() == [True, True, False, False]
+    assert EncodedSpace.repeats(matrix[:0], rows).tolist() == [False] * 4
