@@ -263,7 +263,7 @@ class TPESearcher(Searcher):
                 drawn = sample_config(self.space, self._rng)
                 fitted = fit_observations("TPESearcher", self.space, [(drawn, 0.0)]).observations
                 params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
-                if not self._repeats(params):
+                if not self._avoid_repeats or not self._repeats(params):
                     break
         assert params is not None
         config = config_from_params(self.space, params)

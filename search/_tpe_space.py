@@ -74,9 +74,10 @@ def ordinal_order(domain: Domain) -> np.ndarray | None:
     return np.argsort(values, kind="stable")
 
 
-def dim_of(domain: Domain, ordinal: bool = False) -> Dim:
-    """The kernel dimension of a domain (an ordered choice as ranks if ``ordinal``)."""
-    if ordinal and (order := ordinal_order(domain)) is not None:
+def dim_of(domain: Domain, order: np.ndarray | None = None) -> Dim:
+    """The kernel dimension of a domain; an ordered choice by rank if ``order`` is given
+    (:func:`ordinal_order`)."""
+    if order is not None:
         size = len(order)
         return NumericDim(-0.5, size - 0.5, q=1.0, grid_low=0.0, grid_high=float(size - 1))
     if isinstance(domain, Uniform):
@@ -131,15 +132,16 @@ class EncodedSpace:
         self.params = parameters(space)
         self.labels = list(self.params)
         self.column = {label: i for i, label in enumerate(self.labels)}
-        self.dims = [dim_of(param.domain, ordinal) for param in self.params.values()]
         # Ordered choices modelled by rank: column -> option index at each rank, and back.
         self._index_at_rank: dict[int, np.ndarray] = {}
         self._rank_of: dict[int, np.ndarray] = {}
+        self.dims = []
         for j, param in enumerate(self.params.values()):
             order = ordinal_order(param.domain) if ordinal else None
             if order is not None:
                 self._index_at_rank[j] = order
                 self._rank_of[j] = np.argsort(order)
+            self.dims.append(dim_of(param.domain, order))
         by_conditions: dict[tuple[tuple[str, int], ...], list[str]] = {}
         for label, param in self.params.items():
             by_conditions.setdefault(param.conditions, []).append(label)
@@ -215,9 +217,9 @@ class EncodedSpace:
         """``point``, or if a row of ``matrix`` has it, the first of the ``ranked`` candidates
         for ``group`` (the last group sampled, encoded, best first) that makes a point no row
         has, keeping the choices other groups depend on; None if every candidate repeats."""
-        row = self.encode(point)
-        if not self.repeats(matrix, row[None])[0]:
+        if not self.known(matrix, point):
             return point
+        row = self.encode(point)
         rows = np.repeat(row[None], len(ranked), axis=0)
         rows[:, group.columns] = ranked
         keep = np.all(rows[:, self.parents] == row[self.parents], axis=1)
