@@ -45,6 +45,12 @@ after each epoch (a trial pruned at epoch R is told PRUNED, too).
 
     python benchmarks/search_sim.py --problem mlp-digits --seeds 30 \
         --methods tpesearcher/asha optuna/asha optuna/sha tpe/asha random/asha
+
+``--problem counting-ones`` is the multi-fidelity benchmark of the BOHB paper (Falkner et al.
+2018): 8 binary and 8 continuous parameters, a report after epoch t estimates Bernoulli means
+from 27 t samples, and the optimum is known (``_counting_ones``). Every problem prints the
+regret of the incumbent with the ratio of medians to ``--ref`` (Optuna's TPE under ASHA by
+default) and its 90% bootstrap interval over seeds.
 """
 
 from __future__ import annotations
@@ -64,38 +70,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synthetic as syn  # noqa: E402
-import mlp_curves  # noqa: E402
+from _mf_problems import PROBLEMS, R, problem  # noqa: E402
+from _stats import median_ratio  # noqa: E402
 
-R, ETA, N_STARTUP = syn.MAX_EPOCHS, 3, 10
-assert mlp_curves.MAX_EPOCHS == R
-
-
-# -- problems ----------------------------------------------------------------------------
-
-PROBLEMS = ("synthetic", "mlp-digits", "mlp-digits-error", "mlp-digits-ordinal", "mlp-digits-ordinal-error")
-
-
-def problem(name: str) -> SimpleNamespace:
-    """What the simulation needs of a problem: ``space``, ``hyperopt_space``,
-    ``report(config, epoch, seed, noise_sd) -> (loss, true_loss)``, ``finals(overfit)`` (true
-    losses at R of random configs, for the target) and ``minimum`` (None: not known)."""
-    if name == "synthetic":
-        def report(config: dict[str, Any], epoch: int, seed: int, noise_sd: float) -> tuple[float, float]:
-            true = syn.true_loss(config, epoch, R)
-            return true + syn.noise(config, epoch, seed, noise_sd), true
-
-        return SimpleNamespace(name=name, space=syn.space, hyperopt_space=syn.hyperopt_space, report=report,
-                               finals=lambda overfit: [syn.true_loss({**c, "_overfit": overfit}, R)
-                                                       for c in syn.random_configs()], minimum=None)
-    if name not in PROBLEMS:
-        raise ValueError(f"unknown problem {name!r}")
-    metric, ordinal = "error" if name.endswith("-error") else "logloss", "-ordinal" in name
-    val, test = mlp_curves.curves(metric)
-    return SimpleNamespace(name=name, space=lambda: mlp_curves.space(ordinal),
-                           hyperopt_space=lambda: mlp_curves.hyperopt_space(ordinal),
-                           report=lambda config, epoch, seed, sd: mlp_curves.lookup(config, epoch, metric, ordinal),
-                           finals=lambda overfit: test[:, -1], minimum=float(test.min()),
-                           val_minimum=float(val.min()))
+ETA, N_STARTUP = 3, 10
 
 
 # -- searchers: one interface over raytuner's and Ray Tune's -----------------------------
@@ -423,9 +401,11 @@ def main() -> None:
                         help="searcher/scheduler: searchers tpe[-last|-ignore|-gamma=G], tpesearcher, optuna, "
                              "random, raytune; schedulers asha, fifo, rayasha (Ray Tune's ASHA), sha (Optuna's "
                              "SuccessiveHalvingPruner, with optuna only)")
+    parser.add_argument("--ref", help="the method regret ratios are to (default optuna/asha if run, else the first)")
     parser.add_argument("--stats", action="store_true", help="also trials and full-budget trials per run")
     parser.add_argument("--problem", choices=PROBLEMS, default="synthetic",
-                        help="the synthetic curves, or the MLPClassifier table (log loss, or error rate)")
+                        help="the synthetic curves, the BOHB paper's counting ones, or the MLPClassifier table "
+                             "(log loss, or error rate); see _mf_problems")
     args = parser.parse_args()
 
     budget = args.budget * R
@@ -474,30 +454,32 @@ def main() -> None:
         if args.stats:
             line += f" {np.mean(trials[method]):6.1f} {np.mean(full[method]):5.1f}"
         print(line + f" {seconds[method] / n:6.2f}", flush=True)
-    if spec.minimum is not None:
-        _print_regrets(args.methods, best, chosen_val, spec)
+    regret_ref = args.ref or ("optuna/asha" if "optuna/asha" in args.methods else args.methods[0])
+    _print_regrets(args.methods, best, chosen_val, spec, regret_ref)
 
 
 def _print_regrets(methods: list[str], best: dict[str, list[float]], chosen_val: dict[str, list[float]],
-                   spec: SimpleNamespace) -> None:
-    """Regret (test value of the incumbent minus the table's minimum test value) and the
-    validation regret (the incumbent's validation value minus the table's minimum), with
-    ratios of medians to Optuna's under ASHA."""
-    ref = "optuna/asha" if "optuna/asha" in methods else methods[0]
+                   spec: SimpleNamespace, ref: str) -> None:
+    """Regret (the incumbent's true or test value minus the problem's least one), with the
+    ratio of medians to ``ref``'s and its 90% bootstrap interval over seeds (paired:
+    seeds resampled together for both methods); on the table, also the validation regret
+    (the incumbent's validation value minus the table's least)."""
     test = {m: np.asarray(best[m]) - spec.minimum for m in methods}
-    val = {m: np.asarray(chosen_val[m]) - spec.val_minimum for m in methods}
-    print(f"regret: incumbent's test value - table minimum ({spec.minimum:.4f}); val regret: its validation value "
-          f"- table minimum ({spec.val_minimum:.4f}); ratios of medians to {ref}")
-    print(f"{'method':<24} {'median regret':>13} {'mean':>8} {'vs ' + ref:>15} {'W/T/L vs ' + ref:>20} "
-          f"{'median val regret':>17} {'mean':>8} {'vs ' + ref:>15} {'W/T/L (val)':>12}")
+    tables = [("regret", test)]
+    if hasattr(spec, "val_minimum"):
+        tables.append(("val regret", {m: np.asarray(chosen_val[m]) - spec.val_minimum for m in methods}))
+    print(f"regret: incumbent's {'test' if len(tables) > 1 else 'true'} value - least ({spec.minimum:.4f}); "
+          f"ratios of medians to {ref}, [90% bootstrap interval]")
+    print(f"{'method':<24}" + "".join(f" {'median ' + name:>17} {'mean':>8} {'vs ' + ref:>14} {'[90%]':>13} "
+                                      f"{'W/T/L':>10}" for name, _ in tables))
     for m in methods:
-        cells = []
-        for r in (test, val):
-            ratio = np.median(r[m]) / np.median(r[ref]) if np.median(r[ref]) > 0 else math.nan
+        line = f"{m:<24}"
+        for _, r in tables:
+            ratio, low, high = median_ratio(r[m], r[ref])
             w, lo = int(np.sum(r[m] < r[ref])), int(np.sum(r[m] > r[ref]))
-            cells.append((np.median(r[m]), np.mean(r[m]), ratio, f"{w}/{len(r[m]) - w - lo}/{lo}"))
-        (a, b, c, d), (e, f, g, h) = cells
-        print(f"{m:<24} {a:13.4f} {b:8.4f} {c:15.3f} {d:>20} {e:17.4f} {f:8.4f} {g:15.3f} {h:>12}", flush=True)
+            line += (f" {np.median(r[m]):17.4f} {np.mean(r[m]):8.4f} {ratio:14.3f} {f'[{low:.2f}, {high:.2f}]':>13} "
+                     f"{f'{w}/{len(r[m]) - w - lo}/{lo}':>10}")
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

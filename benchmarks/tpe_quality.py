@@ -66,6 +66,9 @@ import raytuner as rt  # noqa: E402
 from raytuner.search import Outcome, TrialEnd  # noqa: E402
 from raytuner.search._domains import Choice, LogUniform, QUniform, RandInt, Uniform  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import median_ratio  # noqa: E402
+
 # -- problems ----------------------------------------------------------------------------
 
 
@@ -323,15 +326,16 @@ def start_ray() -> None:
 def print_table(problem: str, methods: list[str], regrets: dict[str, list[float]], last: dict[str, str],
                 last_name: str) -> None:
     ref = regrets.get("optuna")
-    print(f"\n{problem}: median regret (mean), ratio to optuna's median, wins/ties/losses vs optuna, {last_name}")
+    print(f"\n{problem}: median regret (mean), ratio to optuna's median [90% bootstrap interval over seeds], "
+          f"wins/ties/losses vs optuna, {last_name}")
     for method in methods:
         r = np.array(regrets[method])
         line = f"  {method:<28} {np.median(r):10.4g} ({np.mean(r):.4g})"
         if ref is not None:
-            ratio = np.median(r) / np.median(ref) if np.median(ref) > 0 else math.nan
+            ratio, low, high = median_ratio(r, ref)
             w = sum(a < b for a, b in zip(r, ref))
             lo = sum(a > b for a, b in zip(r, ref))
-            line += f"  x{ratio:6.3f}  {w}/{len(r) - w - lo}/{lo}"
+            line += f"  x{ratio:6.3f} [{low:.2f}, {high:.2f}]  {w}/{len(r) - w - lo}/{lo}"
         print(line + f"  {last[method]}", flush=True)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -110,3 +112,50 @@ def test_optunas_successive_halving_pruner_stops_trials_at_its_rungs():
     assert sum(d in (1, 3, 9) for d in deepest.values()) > len(deepest) / 2
     with pytest.raises(ValueError, match="optuna searcher"):
         search_sim.simulate("random/sha", 0, R, problem_name="mlp-digits")
+
+
+def test_counting_ones_estimates_converge_on_the_known_function():
+    import _counting_ones as ones
+
+    best = {**{f"c{i}": 1 for i in range(ones.N_CAT)}, **{f"x{j}": 1.0 for j in range(ones.N_CONT)}}
+    assert ones.report(best, 1, 0) == (-1.0, -1.0) == (ones.MINIMUM, ones.MINIMUM)  # p = 1: no noise
+    half = {**{f"c{i}": i % 2 for i in range(ones.N_CAT)}, **{f"x{j}": 0.5 for j in range(ones.N_CONT)}}
+    assert ones.true_loss(half) == -0.5
+    # The reports of one config are estimates from growing prefixes of one sample stream:
+    # their error has sd sqrt(N_cont p (1 - p) / n) / 16 for n samples a parameter: 0.0170
+    # at epoch 1 (n = 27), 0.0033 at epoch 27 (n = 729).
+    errors = np.array([[ones.report(half, epoch, seed)[0] + 0.5 for epoch in (1, R)] for seed in range(400)])
+    for column, n in ((0, 27), (1, 27 * R)):
+        assert np.std(errors[:, column]) == pytest.approx(math.sqrt(8 * 0.25 / n) / 16, rel=0.15)
+    assert abs(np.mean(errors[:, 1])) < 0.001  # unbiased
+    assert ones.report(half, 9, 5) == ones.report(dict(half), 9, 5) != ones.report(half, 9, 6)
+    hits = [round(-ones.report(half, e, 3)[0] * 16 - 4, 9) * 27 * e for e in range(1, R + 1)]
+    assert all(b >= a for a, b in zip(hits, hits[1:]))  # cumulative counts never fall
+
+
+def test_counting_ones_runs_under_asha_with_regret_against_its_optimum():
+    run = search_sim.simulate("tpesearcher/asha", 0, 3 * R, problem_name="counting-ones")
+    assert len(run.rows) == 3 * R
+    spec = search_sim.problem("counting-ones")
+    assert spec.minimum == -1.0 and all(row["true_loss"] >= -1.0 for row in run.rows)
+
+
+def test_the_synthetic_problems_least_loss_is_below_every_config_tried():
+    import _synthetic as syn
+
+    least = syn.minimum()
+    assert abs(least - 0.2175) < 1e-4
+    configs = syn.random_configs(2000, seed=1)
+    assert min(syn.true_loss(c, e) for c in configs for e in (1, 9, R)) > least
+    assert syn.true_loss({**syn.OPTIMUM, "lr": 10**-2.1448}, R) == pytest.approx(least, abs=1e-6)
+
+
+def test_median_ratio_with_its_bootstrap_interval():
+    from _stats import median_ratio
+
+    ref = np.arange(1.0, 101.0)
+    assert median_ratio(ref / 2, ref) == pytest.approx((0.5, 0.5, 0.5))  # every resample: 0.5
+    rng = np.random.default_rng(0)
+    ratio, low, high = median_ratio(rng.uniform(0, 1, 100), rng.uniform(0, 1, 100))
+    assert low < ratio < high and low < 1.0 < high  # same distribution: 1 inside the interval
+    assert math.isnan(median_ratio([1.0, 2.0, 3.0], [0.0, 0.0, 1.0])[0])  # undefined, not inf
