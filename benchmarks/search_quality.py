@@ -42,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _digits  # noqa: E402
 import _synthetic as syn  # noqa: E402
+from _stats import median_ratio  # noqa: E402
 
 R, ETA, N_STARTUP, CONCURRENCY = syn.MAX_EPOCHS, 3, 10, 2
 MANY = 10_000  # num_trials when the epoch budget ends the search
@@ -217,6 +218,20 @@ def main() -> None:
         print(f"{name:<22} {med:12.4f} {np.mean(best[name]):7.4f} {med / ref_med:18.3f} "
               f"{syn.median(reach[name]):17.0f} {hits:>5}/{args.seeds:<2} {record:>16} "
               f"{np.mean(trials[name]):6.1f} {np.mean(full[name]):5.1f} {seconds[name] / args.seeds:7.1f}")
+    if TASK is syn:
+        _print_regrets(best, "OptunaTPE+ASHA" if "OptunaTPE+ASHA" in best else ref)
+
+
+def _print_regrets(best: dict[str, list[float]], ref: str) -> None:
+    """The synthetic task's regret (incumbent's true loss minus the least any config
+    reaches), with ratios of medians to ``ref``'s and their 90% bootstrap intervals."""
+    least = syn.minimum(R)
+    print(f"\nregret: true loss of the incumbent - {least:.4f} (the least any config reaches); ratio of medians "
+          f"to {ref} [90% bootstrap interval over seeds]")
+    for name, values in best.items():
+        regret, ref_regret = np.asarray(values) - least, np.asarray(best[ref]) - least
+        ratio, low, high = median_ratio(regret, ref_regret)
+        print(f"{name:<22} {np.median(regret):10.4f} ({np.mean(regret):.4f})  x{ratio:6.3f} [{low:.2f}, {high:.2f}]")
 
 
 if __name__ == "__main__":

@@ -344,6 +344,7 @@ def main() -> None:
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
     parser.add_argument("--methods", nargs="+", default=["tpesearcher", "optuna", "hyperopt", "random"])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--jitter", type=float, default=0.3,
@@ -356,14 +357,14 @@ def main() -> None:
         start_ray()
         root_dir = tempfile.TemporaryDirectory()
         sweep("mixed", "random", 0, 2 * args.workers, args.workers, root_dir.name, "warm-up")  # start the workers once
-        print(f"{args.seeds} seeds, {args.trials} trials, {args.workers} at a time (rt.Tuner on a local Ray, 2 CPUs)")
+        print(f"{args.seeds} seeds from {args.first_seed}, {args.trials} trials, {args.workers} at a time (rt.Tuner on a local Ray, 2 CPUs)")
     else:
-        print(f"{args.seeds} seeds, {args.trials} trials, {args.workers} at a time (simulated asynchronous)")
+        print(f"{args.seeds} seeds from {args.first_seed}, {args.trials} trials, {args.workers} at a time (simulated asynchronous)")
     for problem in args.problems:
         PROBLEMS[problem]()  # build a table before timing
         regrets: dict[str, list[float]] = {m: [] for m in args.methods}
         seconds = {m: 0.0 for m in args.methods}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods:
                 if args.ray:
                     regret, sweep_s = sweep(problem, method, seed, args.trials, args.workers, root_dir.name)

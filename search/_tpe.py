@@ -68,29 +68,26 @@ class TPESearcher(Searcher):
     - FAILED, or a non-finite value: bad at every level;
     - running without a value at r: bad, the constant liar.
 
-    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13; the problems of
-    ``benchmarks/tpe_quality.py``, 2 trials at a time; differences under ~1.5x in a median
-    of 20 seeds are within noise):
+    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13, lists every
+    figure; the problems of ``benchmarks/tpe_quality.py``, 2 trials at a time). A 20-seed
+    median moves by 1.5-2x between seed sets, so the later choices use 100-200 seeds.
 
-    - ``bandwidth=0.1`` (mixed and conditional, 20 seeds: 0.05 1.6-2.6x worse, 0.15
-      2.0-2.8x, Optuna's 0.2 1.9-3.2x); ``gamma=0.1`` (0.15 and 0.2: 2.2-6x worse).
-    - ``low_fidelity_bandwidth=0.2`` (multi-fidelity under ASHA, ``search_sim.py``, 100
-      seeds: β = 0.15, 0.2, 0.3 on every level give median best 0.2817, 0.2829, 0.2813,
-      against 0.2977 at 0.1).
-    - ``discrete_bandwidth=0.2`` (40 seeds; mean regret relative to β = 0.1 on discrete
-      domains: MLP table of 1,120 real runs 0.94x at 30 trials and 0.57x at 100, SVC
-      1.12x / 1.21x, SGD 0.86x / 0.92x, mixed 1.18x, conditional 0.97x; geometric mean
-      0.95x, against 1.04x for 0.3).
+    - ``bandwidth=0.1``: on mixed and conditional (60 trials, 200 seeds) β = 0.07 has a
+      lower median regret (0.44x and 0.69x Optuna's, against 0.70x and 0.82x) but the same
+      mean (0.85x and 1.06x), and under ASHA at 30 x R it costs 1.07-1.22x (100 seeds):
+      narrow kernels exploit an exact objective and lose on a noisy one. 0.05, 0.085 and
+      0.15 are no better. ``gamma=0.1`` (0.15 and 0.2: 2.2-6x worse at 20 seeds).
+    - ``low_fidelity_bandwidth=0.2`` (under ASHA, ``search_sim.py``, 100 seeds: β = 0.15,
+      0.2, 0.3 give median best 0.2817, 0.2829, 0.2813, against 0.2977 at 0.1).
+    - ``discrete_bandwidth=0.2`` (40 seeds, mean regret relative to β = 0.1 on five
+      problems: geometric mean 0.95x, against 1.04x for 0.3).
     - ``ordinal=True`` (SVC table, 20 seeds: median regret 0.67x Optuna's at 30 trials and
-      1.0x at 100, against 1.0x and 2.0x with every choice categorical; mixed 0.32x against
-      0.38x; SGD 1.75x against 1.25x at 30 trials, within its noise of 1-3 digits).
+      1.0x at 100, against 1.0x and 2.0x with every choice categorical).
     - ``avoid_repeats=True`` (40 seeds, 100 trials: without it 28-45% of the configs on the
-      tables are repeats; mean regret 0.52x MLP, 0.30x SVC, 0.52x SGD; at 30 trials within
-      noise).
+      tables are repeats; mean regret 0.52x MLP, 0.30x SVC, 0.52x SGD).
     - ``prior_weight=1.0``, ``n_ei_candidates=24``, ``n_flat=25``, ``n_startup=10``: the
-      alternatives (0.5 and 2; 64; 1000, no forgetting; 5), re-measured on four problems
-      with the final kernels, are each worse on some by 1.5-2.3x and none better on all
-      (RESULTS.md lists every figure). ``max_good=25`` binds only past 250 trials.
+      alternatives (0.5 and 2; 48 and 64; 1000, no forgetting; 5) are each worse on some
+      problem by 1.1-2.3x and none better on all. ``max_good=25`` binds past 250 trials.
 
     Args:
         space: The search space (raytuner domains, dicts, constants); None to use the
