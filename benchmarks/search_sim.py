@@ -407,6 +407,8 @@ def main() -> None:
                         help="the synthetic curves, the BOHB paper's counting ones, or the MLPClassifier table "
                              "(log loss, or error rate); see _mf_problems")
     args = parser.parse_args()
+    if args.ref is not None and args.ref not in args.methods:
+        parser.error(f"--ref {args.ref!r} is not one of --methods; add it there or leave --ref out")
 
     budget = args.budget * R
     spec = problem(args.problem)
