@@ -176,8 +176,8 @@ class TPESearcher(Searcher):
         self._ordinal = flag(_NAME, "ordinal", ordinal)
         self._avoid_repeats = flag(_NAME, "avoid_repeats", avoid_repeats)
         self._seed = seed
-        self._rng = make_rng("TPESearcher", seed)
-        self._warm_start = check_warm_start("TPESearcher", warm_start)
+        self._rng = make_rng(_NAME, seed)
+        self._warm_start = check_warm_start(_NAME, warm_start)
         if space is not None:
             self._check_space(space)
         self.space = space
@@ -232,9 +232,9 @@ class TPESearcher(Searcher):
         self._reset()
         self._matrix = np.empty((0, len(self._encoded.labels)))
         if self._warm_start:
-            fit = fit_observations("TPESearcher", self.space, self._warm_start)
+            fit = fit_observations(_NAME, self.space, self._warm_start)
             if fit.report.changed:
-                warnings.warn(fit.report.message("TPESearcher"), stacklevel=3)
+                warnings.warn(fit.report.message(_NAME), stacklevel=3)
             for index, (params, outcome) in enumerate(fit.observations):
                 self._add(f"warm_start[{index}]", params)
                 self._close(self._ids[f"warm_start[{index}]"], outcome)
@@ -258,7 +258,7 @@ class TPESearcher(Searcher):
         if params is None:  # the random start-up; with avoid_repeats, up to 10 draws
             for _ in range(10 if self._avoid_repeats else 1):
                 drawn = sample_config(self.space, self._rng)
-                fitted = fit_observations("TPESearcher", self.space, [(drawn, 0.0)]).observations
+                fitted = fit_observations(_NAME, self.space, [(drawn, 0.0)]).observations
                 params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
                 if not self._avoid_repeats or not self._repeats(params):
                     break
