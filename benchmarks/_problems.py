@@ -17,7 +17,7 @@ downloaded):
 - ``svc-cancer``, ``sgd-digits``: 3-fold cross-validated error of every grid point, SVC on
   breast_cancer (13 C x 13 gamma x 2 kernels) and SGDClassifier on digits (13 alpha x
   5 l1_ratio x 3 losses), searched as a ``choice`` of the grid values each. Computed once
-  per process (a few seconds).
+  per process (a minute or two on 2 cores).
 - ``mlp-digits``: mlp_curves.py's 1,120 MLP runs on digits (4 ordered parameters), scored
   by validation log loss after the last epoch (shipped as data/mlp_digits_curves.npz).
 

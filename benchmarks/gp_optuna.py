@@ -46,7 +46,7 @@ from raytuner.search import Outcome, TrialEnd  # noqa: E402
 
 PROBLEMS = ("branin", "hartmann6", "synthetic", "cat8")
 METHODS = ("gp", "optuna", "hyperopt", "random")
-CLOCK = 99  # the stream of trial durations these figures were measured with
+CLOCK = 99  # the stream of trial durations RESULTS.md's figures were measured with
 
 
 def compare(args: argparse.Namespace, root: str | None) -> None:

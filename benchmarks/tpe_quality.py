@@ -39,7 +39,7 @@ from _stats import median_ratio, record  # noqa: E402
 
 PROBLEMS = ("mixed", "conditional", "svc-cancer", "sgd-digits", "mlp-digits")
 METHODS = ("tpesearcher", "optuna", "hyperopt", "random")
-CLOCK = 11  # the stream of trial durations these figures were measured with
+CLOCK = 11  # the stream of trial durations RESULTS.md's figures were measured with
 
 
 def print_table(problem_name: str, methods: list[str], regrets: dict[str, list[float]], last: dict[str, str],
