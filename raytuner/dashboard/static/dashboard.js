@@ -343,6 +343,7 @@
       const curve = document.getElementById("curve");
       const Plotly = await plotly();
       await Plotly.react(curve, traces, {template: "plotly_white", height: 360, margin: {l: 60, r: 20, t: 20, b: 40},
+        showlegend: true,
         xaxis: {title: {text: rows.length && rows[0].resource !== undefined ? "resource" : "report"}}},
         {responsive: true, displaylogo: false});
       curve.dataset.drawn = "true";
