@@ -36,6 +36,7 @@ from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
 from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage, check_name, flatten, is_finite
 from raytuner._storage.lock import LOCK_FILE, LockOwner
+from raytuner._trial import TrialStatus
 from raytuner.dashboard._files import Confined, Damaged, Refused
 from raytuner.dashboard._records import (DAMAGED, FINISHED, INTERRUPTED, SETTLED, STOPPABLE, config_fault,
                                          experiment_fault, trial_fault)
@@ -167,7 +168,7 @@ class ExperimentView:
         try:
             record = self.files.json(path / "trial.json")
             if record is None:
-                record = {"trial_id": trial_id, "status": "PENDING"}
+                record = {"trial_id": trial_id, "status": TrialStatus.PENDING.value}
             fault = trial_fault(record, trial_id)
             if fault:
                 return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'trial.json')}: {fault}")
@@ -263,7 +264,7 @@ class ExperimentView:
             "best": None if best is None else {"trial_id": best[0], "value": best[1]},
             "start_time": start, "end_time": end, "elapsed_s": elapsed,
             "max_concurrent": meta.get("max_concurrent"), "num_trials": meta.get("num_trials"),
-            "time_budget_s": meta.get("time_budget_s"), "running": counts.get("RUNNING", 0),
+            "time_budget_s": meta.get("time_budget_s"), "running": counts.get(TrialStatus.RUNNING.value, 0),
             "searcher": meta.get("searcher"), "scheduler": meta.get("scheduler"),
             "rungs": schedule.rungs, "history": cache.history[-50:],
             "damaged": cache.damaged, "not_steerable": self.steering(cache),
@@ -299,9 +300,7 @@ class ExperimentView:
                 "value": self._value(entry, metric),
                 "time_total_s": (row or {}).get("time_total_s", record.get("time_total_s")),
                 "num_failures": record.get("num_failures", 0), "note": entry.damaged or record.get("note"),
-                "config": entry.flat,
-                "can_stop": steerable and entry.status in STOPPABLE,
-                "can_retry": steerable and entry.status == "FAILED",
+                "config": entry.flat, **_actions(entry.status, steerable),
             })
         key = sort
         if key.startswith("config."):
@@ -347,9 +346,14 @@ class ExperimentView:
             "record": entry.record, "config": entry.config, "rows": rows,
             "checkpoints": sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_")),
             "error": error, "damaged": "; ".join(faults + ([fault] if fault else [])) or None,
-            "can_stop": why is None and status in STOPPABLE, "can_retry": why is None and status == "FAILED",
-            "not_steerable": why,
+            "not_steerable": why, **_actions(status, why is None),
         }
+
+
+def _actions(status: str, steerable: bool) -> dict[str, bool]:
+    """Which controls a trial's row or page offers: none unless a live driver can take them."""
+    return {"can_stop": steerable and status in STOPPABLE,
+            "can_retry": steerable and status == TrialStatus.FAILED.value}
 
 
 def _signed_best(record: dict[str, Any], sign: float) -> Any:

@@ -17,12 +17,13 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from raytuner._storage.experiment import ExperimentStorage  # noqa: E402
 from raytuner._storage.lock import DriverLock  # noqa: E402
-from raytuner.dashboard._app import create_app  # noqa: E402
+from raytuner.dashboard._app import close, create_app  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report import EVIL, write_experiment  # noqa: E402
 
 LOOPBACK = "http://127.0.0.1"
+_APPS: list = []  # made by client(): their figure builders are stopped after each test
 
 
 @pytest.fixture
@@ -38,10 +39,14 @@ def root(tmp_path):
     storage.append_error("00002", f"Traceback ...\nValueError: {EVIL}")
     with DriverLock(path).acquire():
         yield root
+    while _APPS:
+        close(_APPS.pop())
 
 
 def client(root, **kw) -> TestClient:
-    return TestClient(create_app(root, loopback_only=True, **kw), base_url=LOOPBACK)
+    app = create_app(root, loopback_only=True, **kw)
+    _APPS.append(app)
+    return TestClient(app, base_url=LOOPBACK)
 
 
 def csrf_of(page: str) -> str:

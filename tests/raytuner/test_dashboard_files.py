@@ -167,10 +167,11 @@ def test_a_damaged_trial_json_is_shown_damaged_and_still_counted(root, content, 
     assert c.get("/api/e/done/t/00004").json()["record"]["status"] in ("COMPLETED", "STOPPED")
     listed = {e["name"]: e for e in c.get("/api/experiments").json()["experiments"]}
     assert listed["done"]["counts"]["DAMAGED"] == 1 and listed["live"]["status"] == "RUNNING"
-    figures = c.get("/api/e/done/figures").json()
-    assert figures["message"].startswith("1 damaged trial is left out: done/trials/00003/trial.json")
-    assert len(figures["figures"]) == 7
     assert c.get("/e/done/t/00003").status_code == 200
+    if content.startswith("{not"):  # the figures are built in a process of their own: once is enough
+        figures = c.get("/api/e/done/figures").json()
+        assert figures["message"].startswith("1 damaged trial is left out: done/trials/00003/trial.json")
+        assert len(figures["figures"]) == 7
 
 
 def test_a_damaged_config_or_results_file_marks_only_that_trial(root):
@@ -274,3 +275,10 @@ def test_a_bucket_uri_is_refused_saying_where_to_read_it(capsys):
         Dashboard("s3://bucket/prefix", port=0)
     assert main(["dashboard", "s3://bucket/prefix", "--port", "0"]) == 2
     assert "raytuner report s3://bucket/prefix/NAME" in capsys.readouterr().err
+
+
+def test_without_the_dashboard_extra_the_error_names_the_install(root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install raytuner` alone
+    with pytest.raises(DashboardError, match=r"needs its extra \(uvicorn is not installed\): "
+                                             r"pip install 'raytuner\[dashboard\]'"):
+        Dashboard(root, port=0)
