@@ -4,12 +4,12 @@ Whoever can write into ROOT can plant a link (``log.txt -> /etc/passwd``, an exp
 folder that points to another user's home) or a FIFO, whose ``open`` never returns. So
 every read goes through :class:`Confined`:
 
-- no link is followed below ROOT: each folder on the way is ``lstat``-ed, and the file is
-  opened with ``O_NOFOLLOW``;
+- no link is followed below ROOT: a file is opened with ``O_NOFOLLOW``, and the opened
+  file's real path (``/proc/self/fd``) must be the very path asked for, so no folder on the
+  way was a link either, even one swapped in a moment before the open (without ``/proc``:
+  each folder on the way is ``lstat``-ed, and the real path must lie inside ROOT);
 - the file is opened without blocking (``O_NONBLOCK``) and read only if ``fstat`` says it
-  is a regular file;
-- the opened file's real path (``/proc/self/fd``, else ``realpath``) must lie inside ROOT:
-  this also catches a folder swapped for a link between the checks and the open.
+  is a regular file; folders are listed without following links.
 
 What is refused raises :class:`Refused` (the API answers 403); what is not there reads as
 missing. ROOT itself may be a link: its real path is taken once, at start.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-_PROC_FD = Path("/proc/self/fd")
+_PROC_FD = "/proc/self/fd/" if os.path.isdir("/proc/self/fd") else None
 
 
 class Chunk(NamedTuple):
@@ -48,28 +48,33 @@ class Confined:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(os.path.realpath(Path(root).expanduser()))
+        # Paths as strings from here on: these checks run for every file read, thousands per
+        # look at a large sweep, and pathlib's parsing would cost more than the system calls.
+        self._root = str(self.root)
+        self._prefix = self._root.rstrip(os.sep) + os.sep
 
-    def rel(self, path: Path) -> str:
-        try:
-            return str(Path(path).relative_to(self.root))
-        except ValueError:
-            return str(path)
+    def rel(self, path: str | os.PathLike[str]) -> str:
+        text = os.fspath(path)
+        return text[len(self._prefix):] if text.startswith(self._prefix) else text
 
     def inside(self, real: str | os.PathLike[str]) -> bool:
-        real = Path(real)
-        return real == self.root or self.root in real.parents
+        text = os.fspath(real)
+        return text == self._root or text.startswith(self._prefix)
 
     # -- folders ---------------------------------------------------------------------------
-    def _walk(self, folder: Path) -> bool:
+    def _walk(self, folder: str | os.PathLike[str]) -> bool:
         """Whether ``folder`` (under ROOT) is a real folder with no link on the way; False
         when a part of it is missing; Refused for a link or something else on the way."""
-        try:
-            parts = Path(folder).relative_to(self.root).parts
-        except ValueError:
-            raise Refused(f"{folder} is outside {self.root}.") from None
-        here = self.root
-        for part in parts:
-            here = here / part
+        text = os.fspath(folder)
+        if text == self._root:
+            return True
+        if not text.startswith(self._prefix):
+            raise Refused(f"{text} is outside {self._root}.")
+        here = self._root
+        for part in text[len(self._prefix):].split(os.sep):
+            if part in ("", ".", ".."):
+                raise Refused(f"{text} is not a plain path under {self._root}.")
+            here = f"{here.rstrip(os.sep)}{os.sep}{part}"
             try:
                 mode = os.lstat(here).st_mode
             except (FileNotFoundError, NotADirectoryError):
@@ -106,28 +111,36 @@ class Confined:
             return -1
         return st.st_mtime_ns if stat.S_ISREG(st.st_mode) else -1
 
-    def is_file(self, path: Path) -> bool:
-        return self.mtime(path) >= 0 and self.is_folder(path.parent)
+    def is_file(self, path: str | os.PathLike[str]) -> bool:
+        return self.mtime(path) >= 0 and self.is_folder(os.path.dirname(os.fspath(path)))
 
     # -- files -----------------------------------------------------------------------------
-    def _open(self, path: Path) -> int | None:
-        if not self._walk(path.parent):
+    def _open(self, path: str | os.PathLike[str]) -> int | None:
+        text = os.fspath(path)
+        if not text.startswith(self._prefix):
+            raise Refused(f"{text} is outside {self._root}.")
+        if _PROC_FD is None and not self._walk(os.path.dirname(text)):
             return None
         try:
-            fd = os.open(path, _FLAGS)
+            fd = os.open(text, _FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise Refused(f"{self.rel(path)} is a link; the dashboard does not follow links.") from None
-            raise Refused(f"{self.rel(path)} cannot be read ({exc.strerror}).") from None
+                raise Refused(f"{self.rel(text)} is a link; the dashboard does not follow links.") from None
+            raise Refused(f"{self.rel(text)} cannot be read ({exc.strerror}).") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise Refused(f"{self.rel(path)} is not a regular file.")
-            proc = _PROC_FD / str(fd)
-            real = os.readlink(proc) if proc.parent.is_dir() else os.path.realpath(path)
-            if not self.inside(real):
-                raise Refused(f"{self.rel(path)} leads outside {self.root}.")
+                raise Refused(f"{self.rel(text)} is not a regular file.")
+            if _PROC_FD is not None:
+                # The path asked for is ROOT's real path and plain names: the opened file's
+                # real path differs only if a folder on the way is a link. (A file replaced by
+                # a rename since it was opened reads as "... (deleted)".)
+                real = os.readlink(f"{_PROC_FD}{fd}").removesuffix(" (deleted)")
+                if real != text:
+                    raise Refused(f"{self.rel(text)} lies under a link; the dashboard does not follow links.")
+            elif not self.inside(os.path.realpath(text)):
+                raise Refused(f"{self.rel(text)} leads outside {self._root}.")
         except BaseException:
             os.close(fd)
             raise

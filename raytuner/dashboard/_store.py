@@ -111,15 +111,14 @@ class ExperimentView:
                 if entry is not None and entry.status in SETTLED:
                     seen.add(trial_id)
                     continue  # its files no longer change: no stat per look for thousands of trials
-                path = Path(folder.path)
-                mtime = self.files.mtime(path / "trial.json")
+                mtime = self.files.mtime(f"{folder.path}/trial.json")
                 if mtime < 0:
                     continue  # not started yet (or its trial.json is not a file: not shown)
                 seen.add(trial_id)
                 if entry is None or entry.mtime != mtime:
-                    entry = cache.trials[trial_id] = self._read_trial(trial_id, path, mtime, entry)
+                    entry = cache.trials[trial_id] = self._read_trial(trial_id, Path(folder.path), mtime, entry)
                 if entry.status not in FINISHED and entry.status != DAMAGED:
-                    results = path / "results.jsonl"
+                    results = f"{folder.path}/results.jsonl"
                     mtime = self.files.mtime(results)
                     if mtime != entry.tail_mtime:
                         entry.tail_mtime, entry.last_row = mtime, self._last_row(results)
@@ -183,7 +182,7 @@ class ExperimentView:
             return _damaged_entry(mtime, trial_id, str(exc))
         return _TrialEntry(mtime, record, config, flatten(config))
 
-    def _last_row(self, path: Path) -> dict[str, Any] | None:
+    def _last_row(self, path: str) -> dict[str, Any] | None:
         """The last whole row of a results.jsonl (read from the end)."""
         try:
             found = self.files.read(path, tail=8192)
