@@ -134,7 +134,7 @@ class TokenCheck:
                        "ends in ?token=...), or pass the token as 'Authorization: Bearer TOKEN'.")
             await error(scope["path"], 401, message)(scope, receive, send)
             return
-        if given is None:
+        if not given:  # it came in a cookie or a header: nothing to set
             await self.app(scope, receive, send)
             return
         # Strict: never sent along from another site's page; HttpOnly: no script reads it.

@@ -215,6 +215,8 @@ def test_a_token_is_checked_on_every_request(root):
     assert first.status_code == 200
     assert first.headers["set-cookie"] == f"raytuner_token_9265={secret}; Path=/; HttpOnly; SameSite=Strict"
     assert c.get("/api/experiments").status_code == 200  # the cookie carries it from then on
+    assert "set-cookie" not in c.get("/", params={"token": ""}).headers  # an empty one leaves the cookie be
+    assert c.get("/api/experiments").status_code == 200
 
 
 def test_a_loopback_dashboard_answers_only_to_its_own_host_names(root):
