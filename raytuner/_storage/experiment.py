@@ -39,7 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
+from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -213,8 +213,7 @@ class ExperimentStorage:
 
     def live_driver(self) -> LockOwner | None:
         """The driver running this experiment now, or None (none, or it died). Reads only."""
-        owner = read_owner(self.path / LOCK_FILE)
-        return owner if owner is not None and not owner.is_stale() else None
+        return live_owner(self.path)
 
     def holds_files(self) -> bool:
         """Whether the folder holds anything besides a driver lock (an experiment's files);
