@@ -35,7 +35,7 @@ from raytuner._control_values import TRIAL_ID_RE
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
 from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage, check_name, flatten, is_finite
-from raytuner._storage.lock import LOCK_FILE, LockOwner
+from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
 from raytuner._trial import TrialStatus
 from raytuner.dashboard._files import Confined, Damaged, Refused
 from raytuner.dashboard._records import (DAMAGED, FINISHED, INTERRUPTED, SETTLED, STOPPABLE, config_fault,
@@ -154,13 +154,14 @@ class ExperimentView:
         cache.live = cache.meta.get("status") == "RUNNING" and self._driver_alive()
 
     def _driver_alive(self) -> bool:
-        """Whether a live driver holds the lock (what ``raytuner ls`` asks), read as any
-        other file here: a link or a FIFO planted as ``driver.lock`` holds no driver."""
-        try:
-            data = self.files.json(self.path / LOCK_FILE)
-            return data is not None and not LockOwner.from_json(data).is_stale()
-        except (Damaged, Refused, ValueError, KeyError, TypeError, OverflowError):
-            return False
+        """Whether a live driver holds the lock: what ``raytuner ls`` asks
+        (:meth:`ExperimentStorage.live_driver`), once the lock's files are known to be plain
+        files: a FIFO planted there would block the read, and a link holds no driver."""
+        for name in (LOCK_FILE, FLOCK_FILE):
+            path = self.path / name
+            if not (self.files.missing(path) or self.files.is_file(path)):
+                return False
+        return self.storage.live_driver() is not None
 
     def _read_trial(self, trial_id: str, path: Path, mtime: int, old: _TrialEntry | None) -> _TrialEntry:
         """A trial's record and config; a trial without a trial.json yet is PENDING."""

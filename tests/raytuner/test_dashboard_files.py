@@ -136,11 +136,15 @@ def test_fifos_are_never_opened_for_reading_so_nothing_blocks(root):
 
 
 @pytest.mark.timeout(30)
-def test_a_fifo_as_the_driver_lock_holds_no_driver_and_blocks_nothing(root):
-    os.mkfifo(root / "done/driver.lock")
-    with ExperimentStorage(root / "done").path.joinpath("experiment.json").open() as handle:
-        meta = json.load(handle)
-    ExperimentStorage(root / "done").write_experiment({**meta, "status": "RUNNING"})
+@pytest.mark.parametrize("name", ["driver.lock", ".driver.flock"])
+@pytest.mark.parametrize("kind", ["fifo", "link"])
+def test_a_fifo_or_a_link_as_the_driver_lock_holds_no_driver_and_blocks_nothing(root, outside, name, kind):
+    if kind == "fifo":
+        os.mkfifo(root / "done" / name)
+    else:
+        (root / "done" / name).symlink_to(outside / "secret.txt")
+    storage = ExperimentStorage(root / "done")
+    storage.write_experiment({**storage.read_experiment(), "status": "RUNNING"})
     assert client(root).get("/api/e/done").json()["status"] == "INTERRUPTED"
 
 
