@@ -291,3 +291,24 @@ def test_user_strings_reach_plotly_as_text_in_the_dashboard_and_the_report(site,
         assert LINK_METRIC in found["texts"], where  # drawn as the text it is
     for where, found in (("dashboard", dashboard), ("report", report)):
         assert LINK_PARAM in found["texts"] and LINK_VALUE in found["texts"], where
+
+
+def test_damaged_files_show_as_damaged_with_the_file_and_the_fault(site, page):
+    base, root = site
+    # A running trial's files are read again when they change (a finished one's never are).
+    (root / "live/trials/00001/trial.json").write_text("{torn")
+    (root / "labels/experiment.json").write_text("[]")
+    page.goto(f"{base}/e/live")
+    cell = 'tr[data-trial="00001"] td.status'
+    page.wait_for_selector(f"{cell}.DAMAGED", timeout=15_000)
+    assert page.text_content(cell).startswith("damaged: live/trials/00001/trial.json: not valid JSON")
+    page.goto(f"{base}/e/live/t/00001")
+    page.wait_for_selector("#damaged-section:not([hidden])", timeout=15_000)
+    assert page.text_content("#t-status") == "DAMAGED"
+    page.goto(f"{base}/e/labels")
+    page.wait_for_selector("#s-damaged:not([hidden])", timeout=15_000)
+    assert page.text_content("#s-damaged") == "Damaged: labels/experiment.json: it holds a list, not an object"
+    assert page.text_content("#no-controls").startswith("No controls: Its experiment.json is damaged")
+    page.goto(base)
+    page.wait_for_selector("#experiments:not([hidden]) tbody tr", timeout=15_000)
+    assert "labels/experiment.json: it holds a list" in page.text_content("#experiments")
