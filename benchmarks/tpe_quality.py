@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import raytuner as rt  # noqa: E402
 from raytuner.search import Outcome, TrialEnd  # noqa: E402
-from raytuner.search._domains import Choice, LogUniform, QUniform, RandInt, Uniform  # noqa: E402
+from raytuner.search._domains import Choice, RandInt, Range  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import median_ratio  # noqa: E402
@@ -211,11 +211,9 @@ def _define(trial: Any, space: Any, prefix: str) -> Any:
     """Our space, asked define-by-run from an Optuna trial (conditional parameters inside)."""
     if isinstance(space, dict):
         return {k: _define(trial, v, f"{prefix}{k}") for k, v in space.items()}
-    if isinstance(space, Uniform):
-        return trial.suggest_float(prefix, space.low, space.high)
-    if isinstance(space, LogUniform):
-        return trial.suggest_float(prefix, space.low, space.high, log=True)
-    if isinstance(space, QUniform):
+    if isinstance(space, Range) and space.q is None:
+        return trial.suggest_float(prefix, space.low, space.high, log=space.log)
+    if isinstance(space, Range) and not space.log:
         return trial.suggest_int(prefix, space.low, space.high, step=space.q)
     if isinstance(space, RandInt):
         return trial.suggest_int(prefix, space.low, space.high - 1)

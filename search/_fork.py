@@ -55,11 +55,8 @@ from ._domains import (
     Choice,
     Domain,
     Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
     RandInt,
-    Uniform,
+    Range,
     _contains_domain,
     plain,
     same_value,
@@ -138,9 +135,9 @@ def config_from_params(space: Mapping[str, Any], params: Mapping[str, Any]) -> d
 def _build(value: Any, label: str, params: Mapping[str, Any]) -> Any:
     if isinstance(value, Mapping):
         return {key: _build(item, _child(label, key), params) for key, item in value.items()}
-    if isinstance(value, (Uniform, LogUniform)):
+    if isinstance(value, Range) and value.q is None:
         return float(params[label])
-    if isinstance(value, (QUniform, QLogUniform)):
+    if isinstance(value, Range):
         number = params[label]
         return int(round(number)) if value.is_int else float(number)
     if isinstance(value, RandInt):
@@ -399,9 +396,9 @@ def _fits(domain: Domain, value: Any) -> float | None:
     number = float(value)
     if not math.isfinite(number):
         return None
-    if isinstance(domain, (Uniform, LogUniform)):
+    if isinstance(domain, Range) and domain.q is None:
         low, high = domain.low, domain.high
-    elif isinstance(domain, (QUniform, QLogUniform)):
+    elif isinstance(domain, Range):
         # Rounding to a multiple of q may land up to q/2 beyond the bounds (see quniform).
         low, high = domain.low - domain.q / 2, domain.high + domain.q / 2
     elif isinstance(domain, RandInt):

@@ -43,11 +43,8 @@ from raytuner.errors import ConfigError
 from ._domains import (
     Choice,
     Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
     RandInt,
-    Uniform,
+    Range,
     _is_hyperopt_expr,
     plain,
     same_value,
@@ -56,7 +53,7 @@ from ._domains import (
 INACTIVE = 0.5
 """The value of every column of a parameter that is not active in a config."""
 
-_NUMERIC = (Uniform, LogUniform, QUniform, QLogUniform, RandInt)
+_NUMERIC = (Range, RandInt)
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,11 @@ class Column:
 
     @property
     def is_log(self) -> bool:
-        return isinstance(self.domain, (LogUniform, QLogUniform))
+        return isinstance(self.domain, Range) and self.domain.log
 
     @property
     def is_discrete(self) -> bool:
-        return isinstance(self.domain, (RandInt, QUniform, QLogUniform))
+        return isinstance(self.domain, RandInt) or self.domain.q is not None
 
     def _range(self) -> tuple[float, float]:
         d = self.domain
@@ -106,7 +103,7 @@ class Column:
         d = self.domain
         if isinstance(d, RandInt):
             return np.clip(np.round(x), d.low, d.high - 1)
-        if isinstance(d, (QUniform, QLogUniform)):
+        if d.q is not None:
             # Rounded as the domain samples (round(x / q) * q), and kept where a value can be
             # encoded again: a log column cannot hold 0.
             x = np.round(x / d.q) * d.q
@@ -117,7 +114,7 @@ class Column:
         """The plain Python value a config holds for column value ``u``."""
         x = float(self.decode(np.array([u]))[0])
         d = self.domain
-        if isinstance(d, RandInt) or (isinstance(d, (QUniform, QLogUniform)) and d.is_int):
+        if isinstance(d, RandInt) or d.is_int:
             return int(round(x))
         return x
 
@@ -299,7 +296,7 @@ def _fits(column: Column, value: Any, u: np.ndarray) -> bool:
     d = column.domain
     if isinstance(d, RandInt):
         ok = x.is_integer() and d.low <= x <= d.high - 1
-    elif isinstance(d, (QUniform, QLogUniform)):
+    elif d.q is not None:
         # A quantized value may lie up to q/2 beyond the bounds (see quniform's docstring);
         # a log one may round to 0, which is placed at the first step, q, as decode() does.
         ok = d.low - d.q / 2 <= x <= d.high + d.q / 2

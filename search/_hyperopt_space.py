@@ -43,11 +43,8 @@ from raytuner.errors import ConfigError
 from ._domains import (
     Choice,
     Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
     RandInt,
-    Uniform,
+    Range,
     _is_hyperopt_expr,
     plain,
     same_value,
@@ -70,14 +67,14 @@ def to_hyperopt(space: Mapping[str, Any]) -> Any:
 def _convert(value: Any, label: str) -> Any:
     if isinstance(value, Mapping):
         return {key: _convert(item, _child(label, key)) for key, item in value.items()}
-    if isinstance(value, Uniform):
+    if isinstance(value, Range) and value.q is None and not value.log:
         return hp.uniform(label, value.low, value.high)
-    if isinstance(value, LogUniform):
+    if isinstance(value, Range) and value.q is None:
         return hp.loguniform(label, math.log(value.low), math.log(value.high))
-    if isinstance(value, QUniform):
+    if isinstance(value, Range) and not value.log:
         node = hp.quniform(label, value.low, value.high, value.q)
         return scope.int(node) if value.is_int else node
-    if isinstance(value, QLogUniform):
+    if isinstance(value, Range):
         node = hp.qloguniform(label, math.log(value.low), math.log(value.high), value.q)
         return scope.int(node) if value.is_int else node
     if isinstance(value, RandInt):
@@ -103,9 +100,9 @@ def config_from_vals(space: Mapping[str, Any], vals: Mapping[str, Any]) -> dict[
 def _build(value: Any, label: str, vals: Mapping[str, Any]) -> Any:
     if isinstance(value, Mapping):
         return {key: _build(item, _child(label, key), vals) for key, item in value.items()}
-    if isinstance(value, (Uniform, LogUniform)):
+    if isinstance(value, Range) and value.q is None:
         return float(vals[label])
-    if isinstance(value, (QUniform, QLogUniform)):
+    if isinstance(value, Range):
         return int(round(vals[label])) if value.is_int else float(vals[label])
     if isinstance(value, RandInt):
         # Clipped because np.round(a - 0.5) may round half to even, below `a`; a draw of
@@ -162,11 +159,9 @@ def _match(space: Any, value: Any, label: str, vals: dict[str, Any], strict: boo
                 _match(item, value[key], here, vals, strict)
             elif _needs_value(item) or strict:
                 raise NoFit(f"{here!r} is missing")
-    elif isinstance(space, Uniform):
+    elif isinstance(space, Range) and space.q is None:
         vals[label] = _within(_number(value, label), space.low, space.high, label)
-    elif isinstance(space, LogUniform):
-        vals[label] = _within(_number(value, label), space.low, space.high, label)
-    elif isinstance(space, (QUniform, QLogUniform)):
+    elif isinstance(space, Range):
         # A quantized value may lie up to q/2 beyond the bounds (see quniform's docstring).
         half = space.q / 2
         vals[label] = _within(_number(value, label), space.low - half, space.high + half, label)
@@ -199,7 +194,7 @@ def _match_choice(options: Any, value: Any, label: str, vals: dict[str, Any]) ->
 def _needs_value(space: Any) -> bool:
     if isinstance(space, Mapping):
         return any(_needs_value(item) for item in space.values())
-    return isinstance(space, (Uniform, LogUniform, QUniform, QLogUniform, RandInt, Choice)) or (
+    return isinstance(space, (Range, RandInt, Choice)) or (
         _is_hyperopt_expr(space)
     )
 

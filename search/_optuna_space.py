@@ -39,11 +39,8 @@ from raytuner.errors import ConfigError
 from ._domains import (
     Choice,
     Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
     RandInt,
-    Uniform,
+    Range,
     _is_hyperopt_expr,
     _quantize,
     plain,
@@ -80,16 +77,14 @@ def distributions(space: Mapping[str, Any], owner: str = "OptunaSearcher") -> di
         if isinstance(value, Mapping):
             for key, item in value.items():
                 walk(item, _child(label, key))
-        elif isinstance(value, Uniform):
-            table[label] = FloatDistribution(value.low, value.high)
-        elif isinstance(value, LogUniform):
-            table[label] = FloatDistribution(value.low, value.high, log=True)
-        elif isinstance(value, QUniform):
+        elif isinstance(value, Range) and value.q is None:
+            table[label] = FloatDistribution(value.low, value.high, log=value.log)
+        elif isinstance(value, Range) and not value.log:
             low = _quantize(value.low, value.q, value.is_int)
             high = _quantize(value.high, value.q, value.is_int)
             kind = IntDistribution if value.is_int else FloatDistribution
             table[label] = kind(low, high, step=value.q)
-        elif isinstance(value, QLogUniform):
+        elif isinstance(value, Range):
             table[label] = FloatDistribution(value.low, value.high, log=True)
         elif isinstance(value, RandInt):
             table[label] = IntDistribution(value.low, value.high - 1)
@@ -129,11 +124,11 @@ def ask(space: Mapping[str, Any], table: Mapping[str, Any], trial: Any) -> dict[
     def build(value: Any, label: str) -> Any:
         if isinstance(value, Mapping):
             return {key: build(item, _child(label, key)) for key, item in value.items()}
-        if isinstance(value, (Uniform, LogUniform)):
+        if isinstance(value, Range) and value.q is None:
             return float(suggest(label))
-        if isinstance(value, QUniform):
+        if isinstance(value, Range) and not value.log:
             return int(suggest(label)) if value.is_int else float(suggest(label))
-        if isinstance(value, QLogUniform):
+        if isinstance(value, Range):
             return _quantize(suggest(label), value.q, value.is_int)
         if isinstance(value, RandInt):
             return int(suggest(label))
@@ -158,8 +153,9 @@ def optuna_value(domain: Any, distribution: Any, value: float) -> Any:
         return domain.options[index] if _by_value(domain) else index
     if isinstance(domain, RandInt):
         return int(value)
-    if isinstance(domain, QUniform):
+    quantized = isinstance(domain, Range) and domain.q is not None and not domain.log
+    if quantized:
         value = _quantize(value, domain.q, domain.is_int)
     low, high = distribution.low, distribution.high
     value = min(max(value, low), high)
-    return int(value) if isinstance(domain, QUniform) and domain.is_int else float(value)
+    return int(value) if quantized and domain.is_int else float(value)

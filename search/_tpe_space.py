@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ._domains import Choice, Domain, LogUniform, QLogUniform, QUniform, RandInt, Uniform
+from ._domains import Choice, Domain, RandInt, Range
 from ._fork import Params, parameters
 from ._parzen import CategoricalDim, Dim, NumericDim
 
@@ -80,13 +80,11 @@ def dim_of(domain: Domain, order: np.ndarray | None = None) -> Dim:
     if order is not None:
         size = len(order)
         return NumericDim(-0.5, size - 0.5, q=1.0, grid_low=0.0, grid_high=float(size - 1))
-    if isinstance(domain, Uniform):
-        return NumericDim(domain.low, domain.high)
-    if isinstance(domain, LogUniform):
-        return NumericDim(domain.low, domain.high, log=True)
-    if isinstance(domain, (QUniform, QLogUniform)):
+    if isinstance(domain, Range) and domain.q is None:
+        return NumericDim(domain.low, domain.high, log=domain.log)
+    if isinstance(domain, Range):
         q = float(domain.q)
-        return NumericDim(float(domain.low), float(domain.high), log=isinstance(domain, QLogUniform),
+        return NumericDim(float(domain.low), float(domain.high), log=domain.log,
                           q=q, grid_low=float(np.round(domain.low / q) * q),
                           grid_high=float(np.round(domain.high / q) * q))
     if isinstance(domain, RandInt):
