@@ -16,7 +16,7 @@ from raytuner.errors import ConfigError, ProtocolError
 from ._acquisition import expected_improvement, maximize
 from ._base import Outcome, Searcher, TrialEnd, close_record, end_trial
 from ._checks import int_at_least
-from ._fork import Param, check_warm_start, config_from_params, fit_observations, parameters
+from ._fork import check_warm_start, fit_observations
 from ._gp_encoding import Encoding
 from ._random import make_rng
 from ._space import has_grid, sample_config, validate_space
@@ -132,9 +132,11 @@ class GPSearcher(Searcher):
             ``(config, Outcome)`` from an earlier search, e.g.
             ``rt.load(path).observations()``, fitted to this space by
             :func:`._fork.fit_observations` (removed keys ignored, values outside their new
-            domain dropped). Observations still lacking an active parameter (one added
-            since, or dropped for being outside) are left out of the GP fit, not imputed:
-            a GP has no sound way to marginalise a coordinate. A warning gives the counts.
+            domain dropped). A number an old trial lacks (a parameter added since, or a
+            value dropped for being outside) is not imputed: the kernel takes its
+            expectation under the parameter's prior (``_gp_model``), so the trial informs
+            the parameters it has. An old trial that lacks an active *choice* is left out.
+            A warning gives the counts.
 
     Example:
         >>> from raytuner.search import GPSearcher, Outcome, TrialEnd, uniform
@@ -224,22 +226,21 @@ class GPSearcher(Searcher):
 
     def _load_warm_start(self) -> None:
         fitted = fit_observations("GPSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
-        params = parameters(self.space)  # type: ignore[arg-type]
-        partial = 0
-        for index, (values, outcome) in enumerate(fitted.observations):
-            if not _complete(params, values):
-                # A GP needs a point: an absent value cannot be placed in the cube without
-                # inventing it, so the observation is left out rather than imputed.
-                partial += 1
+        left_out = 0
+        for index, ((_, outcome), config) in enumerate(zip(fitted.observations, fitted.configs)):
+            # The record keeps the old config: its point, partial or whole, is derived from it.
+            record = _Record(config=dict(config))
+            if self._encoding.encode(record.config) is None:  # type: ignore[union-attr]
+                left_out += 1
                 continue
-            record = _Record(config=config_from_params(self.space, values))  # type: ignore[arg-type]
             close_record(record, outcome)
             self._records[f"warm_start[{index}]"] = record
-        if fitted.report.changed or partial:
+        if fitted.report.changed or left_out:
             extra = (
-                f" GPSearcher left out {partial} of the {fitted.report.used} fitted observations "
-                "that lack a value for an active parameter (a GP cannot marginalise it)."
-                if partial
+                f" GPSearcher left out {left_out} of the {fitted.report.used} fitted observations "
+                "that lack an active choice (the kernel marginalises an absent number, not an "
+                "absent choice)."
+                if left_out
                 else ""
             )
             warnings.warn(fitted.report.message("GPSearcher") + extra, stacklevel=3)
@@ -368,11 +369,3 @@ def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         )
         raise ConfigError(msg)
 
-
-def _complete(params: Mapping[str, Param], values: Mapping[str, Any]) -> bool:
-    """Whether ``values`` holds every parameter that is active under its own choices."""
-    return all(
-        label in values
-        for label, param in params.items()
-        if all(values.get(choice) == index for choice, index in param.conditions)
-    )

@@ -14,7 +14,8 @@ from raytuner.errors import ConfigError, ProtocolError
 
 from ._base import Outcome, Searcher, TrialEnd
 from ._checks import flag, int_at_least, real_in
-from ._fork import check_warm_start, config_from_params, fit_observations
+from ._fork import check_warm_start, fit_observations
+from ._params import config_from_params, match_config
 from ._parzen import ParzenEstimator
 from ._random import make_rng
 from ._space import has_grid, has_hyperopt_expr, sample_config, validate_space
@@ -257,9 +258,7 @@ class TPESearcher(Searcher):
             params = self._sample(level[1], self._bandwidth_at(level[0]))
         if params is None:  # the random start-up; with avoid_repeats, up to 10 draws
             for _ in range(10 if self._avoid_repeats else 1):
-                drawn = sample_config(self.space, self._rng)
-                fitted = fit_observations(_NAME, self.space, [(drawn, 0.0)]).observations
-                params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
+                params = match_config(self.space, sample_config(self.space, self._rng)).values
                 if not self._avoid_repeats or not self._repeats(params):
                     break
         assert params is not None

@@ -9,13 +9,8 @@ import pytest
 
 from raytuner.errors import ConfigError
 from raytuner.search import Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
-from raytuner.search._fork import (
-    Param,
-    check_warm_start,
-    config_from_params,
-    fit_observations,
-    parameters,
-)
+from raytuner.search._fork import check_warm_start, fit_observations
+from raytuner.search._params import Param, config_from_params, parameters
 
 SPACE = {
     "lr": loguniform(1e-4, 1e-1),
@@ -36,8 +31,8 @@ def test_parameters_are_labelled_by_path_with_their_conditions():
 
 
 def test_parameters_refuse_a_grid():
-    with pytest.raises(ConfigError, match=r"space\['x'\] is grid\(\[1, 2\]\).*GridSearcher"):
-        parameters({"x": grid([1, 2])})
+    with pytest.raises(ConfigError, match=r"S cannot model 'x': it is a grid\(\) axis \(grid\(\[1, 2\]\)\).*GridSearcher"):
+        parameters({"x": grid([1, 2])}, "S")
 
 
 def test_a_config_that_fits_round_trips():
