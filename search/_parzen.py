@@ -24,8 +24,8 @@ Bandwidths (numeric): σ_j = clip(β (H - L) n^{-1/(d+4)}, (H - L)/100, H - L), 
 rule with a bandwidth factor β (its own β on discrete dimensions, ``discrete_bandwidth``).
 hyperopt's "magic clip" floor, (H - L)/min(100, n + 1), is *not* used: it keeps the
 kernels of a small good group (n = 2..6 in a 60-trial sweep) at a quarter of the range or
-wider, and measured here it cost 2-3x in regret on the mixed and conditional problems
-(benchmarks/RESULTS.md, issue 13). The prior
+wider, which cost regret on the mixed and conditional problems (benchmarks/RESULTS.md,
+section "TPESearcher defaults"). The prior
 component is k(x | (L + H)/2, H - L) on numeric dimensions and uniform on categorical ones.
 An observation that lacks a parameter (a fork added it, see ``_fork``) uses the prior
 kernel on that dimension: it says nothing about that parameter, so it marginalises to the

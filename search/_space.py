@@ -73,6 +73,30 @@ def _validate_entry(value: Any, path: Path, where: str) -> None:
                 raise ConfigError(msg)
 
 
+def check_space(owner: str, space: Any, *, grid: bool = False, native: bool = False) -> None:
+    """Check a searcher's space: its structure (:func:`validate_space`), then no
+    :func:`search.grid` unless ``grid`` (the searcher enumerates grids) and no native
+    hyperopt expression unless ``native`` (the searcher reads them).
+
+    Raises:
+        ConfigError: Naming ``owner`` and the searcher to use instead.
+    """
+    validate_space(space)
+    if not grid and has_grid(space):
+        msg = (
+            f"{owner} cannot search a space with grid() axes: it samples, it does not "
+            "enumerate. Use GridSearcher (the Tuner picks it when no searcher is given), or "
+            "replace grid([...]) by choice([...])."
+        )
+        raise ConfigError(msg)
+    if not native and has_hyperopt_expr(space):
+        msg = (
+            f"{owner} cannot read native hyperopt expressions. Use HyperOptSearcher, or "
+            "replace them by raytuner domains (uniform, loguniform, choice, ...)."
+        )
+        raise ConfigError(msg)
+
+
 def has_grid(space: Any) -> bool:
     """Whether ``space`` holds a :func:`search.grid` (and so needs a GridSearcher)."""
     return bool(grid_axes(space)) if isinstance(space, Mapping) else isinstance(space, Grid)

@@ -249,7 +249,7 @@ def test_a_warm_start_that_fits_exactly_warns_nothing():
         ({"seed": -1}, r"`seed` is -1"),
         ({"ordinal": 1}, r"`ordinal` is 1, but must be True or False"),
         ({"warm_start": [({"x": 1}, "nan")]}, r"`warm_start\[0\]` is \(\{'x': 1\}, 'nan'\)"),
-        ({"space": {"x": grid([1, 2])}}, r"grid\(\) axis.*GridSearcher"),
+        ({"space": {"x": grid([1, 2])}}, r"grid\(\) axes.*GridSearcher"),
     ],
 )
 def test_bad_options_are_refused_at_construction(kwargs, needle):
@@ -353,17 +353,17 @@ def test_ordinal_choices_share_evidence_between_neighbouring_values():
     assert by_category[32] == pytest.approx(by_category[256]) == pytest.approx(by_category[512])
 
 
-def test_a_version_1_state_continues_with_categorical_choices():
+def test_a_state_continues_with_the_encoding_it_was_saved_with():
     space = {"w": choice([32, 8, 16])}
     old = make(space, seed=1, ordinal=False)
     run(old, lambda c: c["w"], 12)
     state = old.state()
-    state.update(version=1)
-    del state["ordinal"]
-    twin = make(space, seed=5)  # ordinal by default
+    twin = make(space, seed=5)  # ordinal by default: the saved matrix holds option indices
     twin.restore(state)
     assert twin.state()["ordinal"] is False
     assert run(twin, lambda c: c["w"], 5, start=50) == run(old, lambda c: c["w"], 5, start=50)
+    with pytest.raises(ConfigError, match=r"TPESearcher: cannot restore state version 1; this version reads 2"):
+        make(space).restore({**state, "version": 1})
 
 
 def test_a_discrete_space_is_not_proposed_the_same_point_twice_while_new_ones_remain():
