@@ -113,12 +113,13 @@ def rebuild(
 
 def refuse(owner: str, label: str, value: Any) -> None:
     """Raise the error for an entry that ``owner`` cannot model; nothing for a constant."""
+    domains = "a raytuner domain (uniform, loguniform, randint, choice, ...)"
     if isinstance(value, Grid):
         kind, fix = "a grid() axis", "Use GridSearcher, or replace grid([...]) by choice([...])."
     elif _is_hyperopt_expr(value):
-        kind, fix = "a native hyperopt expression", (
-            "Use HyperOptSearcher, or replace it by a raytuner domain (uniform, loguniform, "
-            "randint, choice, ...).")
+        kind, fix = "a native hyperopt expression", f"Use HyperOptSearcher, or replace it by {domains}."
+    elif isinstance(value, Domain):
+        kind, fix = "a domain of your own", f"Use RandomSearcher, which samples it, or {domains}."
     else:
         return
     raise ConfigError(f"{owner} cannot model {label!r}: it is {kind} ({value!r:.60}). {fix}")
@@ -135,6 +136,12 @@ def parameters(space: Mapping[str, Any], owner: str = "search") -> dict[str, Par
     out: dict[str, Param] = {}
 
     def add(param: Param) -> None:
+        if param.label in out:
+            msg = (
+                f"{owner}: two entries of the space have the label {param.label!r}: a key with "
+                "a dot and a nested dict name the same parameter. Rename one of them."
+            )
+            raise ConfigError(msg)
         out[param.label] = param
 
     def add_choice(param: Param, option: Callable[[int], Any]) -> None:
