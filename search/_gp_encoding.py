@@ -28,9 +28,10 @@ the parameter is inactive (the option is not chosen, or an enclosing one is not)
 configs that differ only in inactive parameters therefore encode to the same point, and the
 one-hot columns of the choice tell the GP which branch a point is on.
 
-**Unknown parameters.** A fork's old trial may lack an active number (a parameter added
-since, or a value outside its new range): its column holds :data:`MISSING`, which the
-kernel marginalises (``_gp_model``). A trial that lacks an active choice has no point.
+**Unknown parameters.** A fork's old trial may lack an active number: a parameter added
+since (its column holds :data:`MISSING`), or a value outside its new range, dropped as a
+fork drops it (:data:`DROPPED`). The kernel marginalises both (``_gp_model``). A trial that
+lacks an active choice has no point.
 
 The columns are laid out in the order of the space's parameters (``_params``); a config
 is built from a point by ``_params.config_from_params`` and taken apart by
@@ -53,8 +54,13 @@ INACTIVE = 0.5
 """The value of every column of a parameter that is not active in a config."""
 
 MISSING = -1.0
-"""The value of a column whose parameter is active but unknown (a fork's old trial lacks
-it): outside the cube, so that the kernel (``_gp_model``) can tell and marginalise it."""
+"""The value of a column whose parameter is active but absent from a fork's old trial (one
+added since): outside the cube, so that the kernel (``_gp_model``) can tell and
+marginalise it."""
+
+DROPPED = -2.0
+"""The value of a column whose parameter a fork's old trial held outside its new domain:
+dropped, and marginalised like :data:`MISSING` but for each trial on its own."""
 
 
 @dataclass(frozen=True)
@@ -226,15 +232,17 @@ class Encoding:
         return config_from_params(self.space, point)
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray | None:
-        """The point of ``config``, :data:`MISSING` in the columns of the active numbers it
-        lacks or holds outside their domain (an old trial in a fork); None if it fits no
-        parameter or lacks an active choice (a one-hot block is not marginalised).
+        """The point of ``config``; for an old trial in a fork, :data:`MISSING` in the
+        columns of the active numbers it lacks and :data:`DROPPED` in those it holds outside
+        their domain. None if it fits no parameter or lacks an active choice (a one-hot
+        block is not marginalised).
 
         The config is taken apart as a fork's old trials are (``_params.match_config``):
         constants outside choices are not compared, constants inside them decide which
         option a config took.
         """
-        values = match_config(self.space, config).values
+        match = match_config(self.space, config)
+        values = match.values
         if self.params and not values:
             return None
         u = np.full(self.dim, INACTIVE)
@@ -247,5 +255,8 @@ class Encoding:
         for column in self.columns:
             if column.param.is_active(values):
                 value = values.get(column.label)
-                u[column.index] = MISSING if value is None else column.encode(value)
+                if value is not None:
+                    u[column.index] = column.encode(value)
+                else:
+                    u[column.index] = DROPPED if column.label in match.outside else MISSING
         return u

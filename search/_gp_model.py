@@ -19,9 +19,13 @@ column: ``k(x, x') = E_v[k(x|v, x'|v)]``, where ``x|v`` fills the absent columns
 with ``v`` (the same ``v`` in both points). Two old trials then compare on the columns they
 have, and an old and a new one through the average over ``v``: the old trial informs the
 parameters it has and says nothing about the added one, as TPE's prior kernel does in a
-fork (``_parzen``). A mixture of kernel matrices with positive weights is a kernel, so the
-fit stays a GP; the expectation is taken on :data:`_NODES`, a scrambled Sobol set of
-points.
+fork (``_parzen``). A value an old trial held outside its new range (``DROPPED``) was its
+own: there each point takes its own ``v_i``, ``k(x, x') = E[k(x|v_i, x'|v_j)]`` with
+``v_i``, ``v_j`` independent. Either way the matrix is an average of kernel matrices with
+positive weights, so the fit stays a GP. The expectation is taken on :data:`_NODES` points
+of a scrambled Sobol set, the same sequence for shared values and a permutation of it per
+row for a row's own (row ``r`` of a matrix is the same trial in every call: the
+training points keep their order).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from ._gp_encoding import MISSING
+from ._gp_encoding import DROPPED, MISSING
 
 _NODES = 16  # points of the expectation over absent columns; a power of two (Sobol)
 
@@ -44,6 +48,13 @@ def _nodes(dims: int) -> np.ndarray:
     from scipy.stats import qmc
 
     return qmc.Sobol(dims, scramble=True, seed=0).random(_NODES)
+
+
+@functools.cache
+def _own_order(rows: int) -> np.ndarray:
+    """Row r's order of the nodes for its own unknown values: a permutation seeded by r,
+    so that two rows rarely take the same node at once (nearly independent values)."""
+    return np.array([np.random.default_rng(r).permutation(_NODES) for r in range(rows)]).reshape(rows, _NODES)
 
 
 class _Matern(Matern):
@@ -59,9 +70,9 @@ class _Matern(Matern):
     def __call__(self, X: np.ndarray, Y: np.ndarray | None = None, eval_gradient: bool = False):  # type: ignore[no-untyped-def]
         X = np.atleast_2d(X)
         Y = None if Y is None else np.atleast_2d(Y)
-        absent = np.any(X == MISSING, axis=0)
+        absent = np.any(X < 0, axis=0)  # MISSING or DROPPED: the cube holds no negative value
         if Y is not None:
-            absent |= np.any(Y == MISSING, axis=0)
+            absent |= np.any(Y < 0, axis=0)
         columns = np.flatnonzero(absent)
         if not len(columns) or self.nu != 2.5:
             return super().__call__(X, Y, eval_gradient)
@@ -70,12 +81,12 @@ class _Matern(Matern):
         Y = X if Y is None else Y
         scale = np.broadcast_to(np.asarray(self.length_scale, dtype=float), (X.shape[1],))
         squares = (X[:, None, :] - Y[None, :, :]) ** 2 / scale**2
-        x_holes, y_holes = X[:, columns] == MISSING, Y[:, columns] == MISSING
+        nodes = _nodes(len(columns))
+        fill = [_Holes(Z[:, columns], nodes) for Z in (X, Y)]
         kernel = np.zeros(squares.shape[:2])
         gradient = np.zeros(squares.shape) if eval_gradient else None
-        for node in _nodes(len(columns)):
-            a = np.where(x_holes, node, X[:, columns])
-            b = np.where(y_holes, node, Y[:, columns])
+        for k in range(_NODES):
+            a, b = fill[0](k), fill[1](k)
             squares[:, :, columns] = (a[:, None, :] - b[None, :, :]) ** 2 / scale[columns] ** 2
             t = np.sqrt(5.0 * squares.sum(-1))
             decay = np.exp(-t)
@@ -89,6 +100,22 @@ class _Matern(Matern):
         if not self.anisotropic:
             gradient = gradient.sum(-1, keepdims=True)
         return kernel, gradient
+
+
+class _Holes:
+    """The absent columns of a matrix, filled for the k-th node: a shared value the same
+    in every row, a row's own value from its own order of the nodes."""
+
+    def __init__(self, Z: np.ndarray, nodes: np.ndarray) -> None:
+        self.Z, self.nodes = Z, nodes
+        self.shared, self.own = Z == MISSING, Z == DROPPED
+        self.order = _own_order(len(Z)) if self.own.any() else None
+
+    def __call__(self, k: int) -> np.ndarray:
+        filled = np.where(self.shared, self.nodes[k], self.Z)
+        if self.order is not None:
+            filled = np.where(self.own, self.nodes[self.order[:, k]], filled)
+        return filled
 
 
 def fit(points: np.ndarray, y: np.ndarray, n_restarts: int, seed: int) -> GaussianProcessRegressor:

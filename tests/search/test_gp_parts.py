@@ -13,7 +13,7 @@ from scipy.stats import norm
 from raytuner.errors import ConfigError
 from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
 from raytuner.search._acquisition import expected_improvement, maximize
-from raytuner.search._gp_encoding import INACTIVE, MISSING, Encoding
+from raytuner.search._gp_encoding import DROPPED, INACTIVE, MISSING, Encoding
 from raytuner.search._gp_model import _Matern, fantasize, fit
 
 # --- expected improvement ---------------------------------------------------------------
@@ -214,12 +214,12 @@ def test_encode_marks_numbers_a_config_lacks_and_refuses_one_without_its_choices
     good = encoding.decode(u)
     np.testing.assert_allclose(encoding.encode(good), u, atol=1e-12)
     x, lr, n = (encoding.columns[i].index for i in range(3))
-    # An old trial in a fork: a number out of its new range, absent, or not an int is
-    # unknown (MISSING, marginalised by the kernel); the rest of the point is kept.
-    for config, column in [({**good, "x": 7.0}, x), ({k: v for k, v in good.items() if k != "lr"}, lr),
-                           ({**good, "n": 2.5}, n)]:
+    # An old trial in a fork: a number absent (MISSING), out of its new range or not an int
+    # (DROPPED) is unknown, and marginalised by the kernel; the rest of the point is kept.
+    for config, column, unknown in [({**good, "x": 7.0}, x, DROPPED), ({**good, "n": 2.5}, n, DROPPED),
+                                    ({k: v for k, v in good.items() if k != "lr"}, lr, MISSING)]:
         point = encoding.encode(config)
-        assert point[column] == MISSING
+        assert point[column] == unknown
         np.testing.assert_allclose(np.delete(point, column), np.delete(u, column), atol=1e-12)
     assert encoding.encode({**good, "act": "gelu"}) is None  # no such option: a one-hot block is not marginalised
     assert encoding.encode({**good, "epochs": 9}) is not None  # constants may differ
@@ -275,6 +275,13 @@ def test_an_absent_column_is_marginalised_under_its_uniform_prior():
     k, grad = kernel(old, eval_gradient=True)
     assert k[0, 1] == pytest.approx(Matern(0.4, nu=2.5)(old[:1, :1], old[1:, :1])[0, 0])
     assert np.linalg.eigvalsh(kernel(np.vstack([old, new]))).min() > -1e-12  # still a kernel
+    # A value of its own (DROPPED: outside the new range) is not shared: two such trials
+    # compare in expectation over two independent values.
+    own = np.array([[0.2, DROPPED], [0.6, DROPPED]])
+    expected = integrate.dblquad(lambda v, w: Matern([0.4, 0.7], nu=2.5)(np.array([[0.2, v]]), np.array([[0.6, w]]))[0, 0],
+                                 0, 1, 0, 1)[0]
+    assert kernel(own)[0, 1] == pytest.approx(expected, rel=0.1)
+    assert kernel(own)[0, 1] < k[0, 1] and np.diag(kernel(own)).tolist() == [1.0, 1.0]
     # The gradient is that of the average: compare with finite differences in log l.
     step = 1e-6
     for d in range(2):

@@ -14,7 +14,7 @@ import pytest
 from raytuner.errors import ConfigError, ProtocolError
 from raytuner.search import GPSearcher, Outcome, RandomSearcher, TrialEnd, choice, grid, loguniform, randint, uniform
 from raytuner.search import _gp
-from raytuner.search._gp_encoding import MISSING
+from raytuner.search._gp_encoding import DROPPED, MISSING
 
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5)}
 FAST = {"n_restarts": 0, "n_candidates": 300}  # unit tests need the behaviour, not the polish
@@ -163,9 +163,9 @@ def test_warm_start_seeds_the_model_and_marginalises_what_an_old_trial_lacks():
     # Full budget first; the stopped one at max(4.0, worst full-budget 2.0); the failed one
     # at the worst, 4.0.
     assert values.tolist() == [0.1, 1.0, 2.0, 4.0, 4.0]
-    # x=9.0 is outside its range and {"x": 0.0} lacks y: those values are unknown (MISSING),
-    # and the kernel marginalises them; the other value of each trial still counts.
-    np.testing.assert_allclose(points[:3], [[0.6, 0.4], [MISSING, 0.5], [0.5, MISSING]])
+    # x=9.0 is outside its range (DROPPED) and {"x": 0.0} lacks y (MISSING): the kernel
+    # marginalises those values; the other value of each trial still counts.
+    np.testing.assert_allclose(points[:3], [[0.6, 0.4], [DROPPED, 0.5], [0.5, MISSING]])
     # n_startup=2 is met by the warm start: the first suggestion is the GP's, not a random draw.
     reference = RandomSearcher(SPACE, seed=0)
     reference.setup(None, 1)
