@@ -70,9 +70,10 @@ class _Matern(Matern):
     def __call__(self, X: np.ndarray, Y: np.ndarray | None = None, eval_gradient: bool = False):  # type: ignore[no-untyped-def]
         X = np.atleast_2d(X)
         Y = None if Y is None else np.atleast_2d(Y)
-        absent = np.any(X < 0, axis=0)  # MISSING or DROPPED: the cube holds no negative value
+        # Only the sentinels themselves: EI's finite differences step a hair outside the cube.
+        absent = np.any(_unknown(X), axis=0)
         if Y is not None:
-            absent |= np.any(Y < 0, axis=0)
+            absent |= np.any(_unknown(Y), axis=0)
         columns = np.flatnonzero(absent)
         if not len(columns) or self.nu != 2.5:
             return super().__call__(X, Y, eval_gradient)
@@ -100,6 +101,10 @@ class _Matern(Matern):
         if not self.anisotropic:
             gradient = gradient.sum(-1, keepdims=True)
         return kernel, gradient
+
+
+def _unknown(Z: np.ndarray) -> np.ndarray:
+    return (Z == MISSING) | (Z == DROPPED)
 
 
 class _Holes:
