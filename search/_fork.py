@@ -18,8 +18,8 @@ be partial; :func:`._params.match_config` takes each old config apart.
   counted in :attr:`ForkReport.removed`.
 - *Added parameter* (a domain of the space that the old config lacks): left absent, so
   the observation is partial; counted in :attr:`ForkReport.added`. Searchers that model
-  parameters jointly must marginalise absent ones (TPE drops them from its kernel
-  product), not impute them.
+  parameters jointly must marginalise absent ones, not impute them: TPE takes the prior
+  kernel on that dimension, the GP the kernel's expectation under the prior.
 - *Value outside the new domain* (a narrowed range, a non-int for ``randint``, an option
   no longer in a ``choice``): with ``outside="drop_value"`` (default) that parameter, and
   the parameters conditional on a dropped choice, are left absent and the rest of the

@@ -13,18 +13,8 @@ import numpy as np
 from raytuner.errors import ProtocolError
 
 from ._acquisition import expected_improvement, maximize
-from ._base import (
-    STOPPED_POLICIES,
-    Outcome,
-    Searcher,
-    TrialEnd,
-    TrialRecord,
-    already_suggested,
-    check_version,
-    close_record,
-    end_trial,
-    not_set_up,
-)
+from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, close_record, end_trial
+from ._base import already_suggested, check_version, not_set_up
 from ._checks import int_at_least, make_rng, one_of, real_in
 from ._fork import check_warm_start, fit_observations
 from ._gp_encoding import Encoding

@@ -11,8 +11,7 @@ from raytuner.search._params import Param, config_from_params, match_config, par
 
 SPACE = {
     "lr": loguniform(1e-4, 1e-1),
-    "units": quniform(16, 256, 16),
-    "layers": randint(1, 4),
+    "net": {"units": quniform(16, 256, 16), "layers": randint(1, 4)},
     "act": choice(["relu", "tanh"]),
     "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
     "epochs": 10,
@@ -21,7 +20,7 @@ SPACE = {
 
 def test_parameters_are_labelled_by_path_with_their_conditions():
     params = parameters(SPACE)
-    assert list(params) == ["lr", "units", "layers", "act", "opt", "opt[0].momentum"]
+    assert list(params) == ["lr", "net.units", "net.layers", "act", "opt", "opt[0].momentum"]
     assert params["opt[0].momentum"] == Param("opt[0].momentum", SPACE["opt"].options[0]["momentum"],
                                              (("opt", 0),))
     assert params["lr"].conditions == ()
@@ -65,20 +64,21 @@ def test_config_from_params_reads_only_the_active_labels_in_key_order():
 
     def value(label):
         asked.append(label)
-        return {"lr": 0.01, "units": 64.0, "layers": 2.0, "act": 1, "opt": 1}[label]
+        return {"lr": 0.01, "net.units": 64.0, "net.layers": 2.0, "act": 1, "opt": 1}[label]
 
     config = config_from_params(SPACE, value)
-    assert config == {"lr": 0.01, "units": 64, "layers": 2, "act": "tanh", "opt": {"name": "adam"}, "epochs": 10}
-    assert asked == ["lr", "units", "layers", "act", "opt"]  # opt[0].momentum is inactive
-    assert type(config["units"]) is int and type(config["layers"]) is int
+    assert config == {"lr": 0.01, "net": {"units": 64, "layers": 2}, "act": "tanh", "opt": {"name": "adam"},
+                      "epochs": 10}
+    assert asked == ["lr", "net.units", "net.layers", "act", "opt"]  # opt[0].momentum is inactive
+    assert type(config["net"]["units"]) is int and type(config["net"]["layers"]) is int
 
 
 def test_match_config_takes_a_config_apart_and_says_why_a_value_does_not_fit():
-    config = {"lr": 0.5, "units": "many", "layers": 2, "act": "gelu", "opt": {"name": "sgd"}, "gone": 1}
+    config = {"lr": 0.5, "net": {"units": "many", "layers": 2}, "act": "gelu", "opt": {"name": "sgd"}, "gone": 1}
     match = match_config(SPACE, config)
-    assert match.values == {"layers": 2.0, "opt": 0}
+    assert match.values == {"net.layers": 2.0, "opt": 0}
     assert match.removed == ["gone"]
-    assert match.outside == {"lr": "'lr' is 0.5, outside [0.0001, 0.1]", "units": "'units' is 'many', not a number",
+    assert match.outside == {"lr": "'lr' is 0.5, outside [0.0001, 0.1]", "net.units": "'net.units' is 'many', not a number",
                              "act": "'act' is 'gelu', which matches none of its options"}
     assert match.missing == {"opt[0].momentum": "'opt[0].momentum' is missing"}
 
