@@ -155,13 +155,13 @@ class GPSearcher(Searcher):
     ) -> None:
         self._seed = seed
         self._rng = make_rng(_NAME, seed)
-        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 2, "10 is usual")
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 2, "10")
         self._acquisition = one_of(_NAME, "acquisition", acquisition, ACQUISITIONS)
         self._xi = real_in(_NAME, "xi", xi, 0.0, math.inf, "0", inclusive=True)
         self._pending = one_of(_NAME, "pending", pending, PENDING_STRATEGIES)
         self._stopped_trials = one_of(_NAME, "stopped_trials", stopped_trials, STOPPED_POLICIES)
-        self._n_candidates = int_at_least(_NAME, "n_candidates", n_candidates, 1, "1000 is usual")
-        self._n_restarts = int_at_least(_NAME, "n_restarts", n_restarts, 0, "2 is usual")
+        self._n_candidates = int_at_least(_NAME, "n_candidates", n_candidates, 1, "1000")
+        self._n_restarts = int_at_least(_NAME, "n_restarts", n_restarts, 0, "2")
         self._warm_start = check_warm_start(_NAME, warm_start)
         if space is not None:
             check_space(_NAME, space)

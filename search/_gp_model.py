@@ -75,10 +75,8 @@ class _Matern(Matern):
         if Y is not None:
             absent |= np.any(_unknown(Y), axis=0)
         columns = np.flatnonzero(absent)
-        if not len(columns) or self.nu != 2.5:
-            return super().__call__(X, Y, eval_gradient)
-        if eval_gradient and Y is not None:
-            raise ValueError("Gradient can only be evaluated when Y is None.")
+        if not len(columns) or self.nu != 2.5 or (eval_gradient and Y is not None):
+            return super().__call__(X, Y, eval_gradient)  # the last: scikit-learn refuses it
         Y = X if Y is None else Y
         scale = np.broadcast_to(np.asarray(self.length_scale, dtype=float), (X.shape[1],))
         squares = (X[:, None, :] - Y[None, :, :]) ** 2 / scale**2

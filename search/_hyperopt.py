@@ -152,10 +152,10 @@ class HyperOptSearcher(Searcher):
         stopped_trials: Literal["penalize", "last", "ignore"] = "penalize",
         pending_limit: int | Literal["auto"] | None = "auto",
     ) -> None:
-        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 0, "20 is usual")
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 0, "20")
         self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.25 (hyperopt's default)")
         self._n_ei_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1,
-                                             "24 (hyperopt's default) is usual")
+                                             "24 (hyperopt's default)")
         self._stopped_trials = one_of(_NAME, "stopped_trials", stopped_trials, STOPPED_POLICIES)
         if pending_limit not in ("auto", None) and (
             isinstance(pending_limit, bool)

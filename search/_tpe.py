@@ -160,17 +160,17 @@ class TPESearcher(Searcher):
             hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(_OPTIONS)}."
             msg = f"{_NAME}: unknown option `{name}={unknown[name]!r}`. {hint}"
             raise ConfigError(msg)
-        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1)
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1, "10")
         self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.1")
-        self._max_good = int_at_least(_NAME, "max_good", max_good, 1)
-        self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1)
+        self._max_good = int_at_least(_NAME, "max_good", max_good, 1, "25")
+        self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1, "24")
         self._prior_weight = real_in(_NAME, "prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = real_in(_NAME, "bandwidth", bandwidth, 0.0, math.inf, "0.1")
         self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0,
                                            math.inf, "0.2")
         self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0,
                                       math.inf, "0.2")
-        self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1)
+        self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1, "25")
         self._ordinal = flag(_NAME, "ordinal", ordinal)
         self._avoid_repeats = flag(_NAME, "avoid_repeats", avoid_repeats)
         self._seed = seed

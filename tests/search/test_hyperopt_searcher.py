@@ -412,7 +412,7 @@ def test_warm_start_pairs_are_checked(pair):
     ("kwargs", "expected"),
     [
         ({"n_startup": -1}, r"`n_startup` is -1, but must be an int >= 0"),
-        ({"gamma": 0}, r"`gamma` is 0, but must be a number > 0.0 and <= 1.0; 0.25"),
+        ({"gamma": 0}, r"`gamma` is 0, but must be in \(0, 1\]. Pass gamma=0.25"),
         ({"n_ei_candidates": 0}, r"`n_ei_candidates` is 0"),
         ({"stopped_trials": "drop"}, r"`stopped_trials` is 'drop', but must be one of 'penalize', 'last', 'ignore'"),
         ({"pending_limit": 0}, r"`pending_limit` is 0, but must be 'auto', None"),

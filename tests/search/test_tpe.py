@@ -242,9 +242,10 @@ def test_a_warm_start_that_fits_exactly_warns_nothing():
     ("kwargs", "needle"),
     [
         ({"gama": 0.2}, r"unknown option `gama=0.2`. Did you mean `gamma`\?"),
-        ({"n_startup": 0}, r"`n_startup` is 0, but must be an int >= 1"),
-        ({"gamma": 1.5}, r"`gamma` is 1.5, but must be a number > 0.0 and <= 1.0; 0.1 is usual"),
-        ({"bandwidth": -1}, r"`bandwidth` is -1"),
+        ({"n_startup": 0}, r"`n_startup` is 0, but must be an int >= 1. Pass n_startup=10."),
+        ({"gamma": 1.5}, r"^TPESearcher: `gamma` is 1.5, but must be in \(0, 1\]. Pass gamma=0.1.$"),
+        ({"bandwidth": -1}, r"`bandwidth` is -1, but must be a finite number > 0. Pass bandwidth=0.1."),
+        ({"bandwidth": float("inf")}, r"`bandwidth` is inf, but must be a finite number > 0"),
         ({"n_ei_candidates": 2.5}, r"`n_ei_candidates` is 2.5"),
         ({"seed": -1}, r"`seed` is -1"),
         ({"ordinal": 1}, r"`ordinal` is 1, but must be True or False"),
