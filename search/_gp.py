@@ -88,7 +88,7 @@ class GPSearcher(Searcher):
     random from the space's priors (as :class:`RandomSearcher` does).
 
     **Defaults**, measured against the alternatives named here (the figures:
-    benchmarks/RESULTS.md, section "GPSearcher defaults"): ``n_startup=10``
+    benchmarks/RESULTS.md, section "GPSearcher and OptunaSearcher"): ``n_startup=10``
     (scikit-optimize's choice) against 5 and 20: 20 is worse at every budget; 5 is better
     up to 20 trials but worse at 40, so 10 is kept as the safer middle; pass
     ``n_startup=5`` for budgets of 20 or fewer. ``pending="kriging_believer"`` against
@@ -99,7 +99,7 @@ class GPSearcher(Searcher):
     columns, mostly continuous. One suggestion refits the GP, which costs ``O(N^3)`` in the
     ``N`` observations per likelihood evaluation: from a fraction of a second per
     suggestion at 50 observations to tens of seconds at 800, where a TPE takes
-    milliseconds throughout (benchmarks/RESULTS.md, section "GPSearcher latency"). A fork's
+    milliseconds throughout (benchmarks/RESULTS.md, section "GPSearcher and OptunaSearcher"). A fork's
     old trials that lack a parameter cost an expectation over it in every kernel
     evaluation (``_gp_model``), a few times slower. Beyond :data:`COMFORT_LIMIT` (300)
     observations the searcher warns once: a TPE (``OptunaSearcher``, ``HyperOptSearcher``)
@@ -269,7 +269,7 @@ class GPSearcher(Searcher):
 
         # The matrices are at most a few hundred wide: one BLAS thread is fastest, and
         # OpenBLAS's default of one per core made a suggestion several times slower on 2
-        # busy cores (benchmarks/RESULTS.md, section "GPSearcher latency").
+        # busy cores (benchmarks/RESULTS.md, section "GPSearcher and OptunaSearcher").
         with threadpool_limits(limits=1, user_api="blas"):
             return self._propose_now(points, targets)
 

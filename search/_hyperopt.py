@@ -68,7 +68,7 @@ class HyperOptSearcher(Searcher):
     running trials towards start-up, and draws each suggestion's seed from a
     ``RandomState``. With those three matched, benchmarks/search_sim.py reproduces Ray Tune's
     runs exactly (tests/search/test_search_sim.py); with ours, the results are within noise
-    of Ray Tune's (benchmarks/RESULTS.md, section "Search quality").
+    of Ray Tune's (benchmarks/RESULTS.md, section "HyperOptSearcher under ASHA against Ray Tune").
 
     **Pending trials.** Running trials enter TPE as hyperopt does it, with an infinite loss
     (so they weigh on g(x) and the next suggestion tends away from them). With
@@ -99,7 +99,7 @@ class HyperOptSearcher(Searcher):
         that keeps both the design rule and ASHA's information; the benchmarks give no reason
         to change it: under ASHA on benchmarks/_synthetic.py "penalize" and "last" are within
         noise of each other, also with late overfitting and at twice the budget
-        (benchmarks/RESULTS.md, section "HyperOptSearcher `stopped_trials` policy").
+        (benchmarks/RESULTS.md, section "HyperOptSearcher under ASHA against Ray Tune", `stopped_trials` policy).
       * ``"last"``: the last value as if it were final (Ray Tune's ``HyperOptSearch``).
         Cheap, but with learning curves that rise late (overfitting) an early stop can look
         better than a full run.
