@@ -30,7 +30,7 @@ for a dominated point and for each of two equal points).
 
 **Default reference point** (:func:`reference_point`): per objective, w + 0.1 (w - b), where w
 and b are the worst and the best finite value among the points; if w = b, w + 0.1 |w| (or
-w + 1 if w = 0). It lies beyond every point, so the extreme points of a front have a
+w + 0.1 if w = 0). It lies beyond every point, so the extreme points of a front have a
 positive contribution, and it moves with the data: the order below is the same after any
 per-objective shift and positive scaling of the values (Optuna's rule, max(1.1 w, 0.9 w), is
 not shift-invariant).
@@ -40,7 +40,9 @@ hypervolume subset selection (Guerreiro, Fonseca and Paquete, "Greedy hypervolum
 selection in low dimensions", Evolutionary Computation 2016; as Optuna's multi-objective TPE
 breaks ties): the next point is the one that adds the most hypervolume to the points of its
 front already taken, with the front's own default reference point; equal gains go to the
-lower index (earlier trials first). The first m points of the order are what
+lower index (earlier trials first). Gains are compared in units of 1e-9 of the box between
+the front's best values and z, so that ties of exact arithmetic stay ties in floating point
+(the two points of a front of two add the same volume, 0.11 of the box between them). The first m points of the order are what
 :func:`pareto_select` returns: whole fronts, then the greedy choice in the first front that
 does not fit. With one objective the order is the sorted order (ties by index).
 """
@@ -258,12 +260,20 @@ def hypervolume_order(points: Any, reference: Sequence[float] | None = None,
     z = reference_point(p) if reference is None else np.asarray(reference, dtype=float)
     if p.shape[1] == 1:
         return np.lexsort((np.arange(n), p[:, 0]))[:limit]
+    ideal = np.array([np.min(c[np.isfinite(c)], initial=np.inf) for c in p.T])
+    unit = float(np.prod(np.abs(z - ideal)))
+    unit = unit if np.isfinite(unit) and unit > 0 else 1.0
     if p.shape[1] == 2 and len(pareto_front(p)) == n:
-        return _greedy_2d(p, z, limit)
-    return _greedy_lazy(p, z, limit)
+        return _greedy_2d(p, z, limit, unit)
+    return _greedy_lazy(p, z, limit, unit)
 
 
-def _greedy_2d(p: np.ndarray, z: np.ndarray, limit: int) -> np.ndarray:
+def _grain(gain: Any, unit: float) -> Any:
+    """Gains in units of 1e-9 of ``unit``, rounded: near-ties of floating point become ties."""
+    return np.round(np.asarray(gain) / unit * 1e9)
+
+
+def _greedy_2d(p: np.ndarray, z: np.ndarray, limit: int, unit: float) -> np.ndarray:
     """Greedy selection on a 2-D front in O(n) per step.
 
     Along the front sorted by x (y descending; equal points adjacent), what point i adds to
@@ -279,7 +289,7 @@ def _greedy_2d(p: np.ndarray, z: np.ndarray, limit: int) -> np.ndarray:
     taken = []
     with np.errstate(invalid="ignore"):
         for _ in range(limit):
-            gain = np.clip(right - x, 0, None) * np.clip(top - y, 0, None)
+            gain = _grain(np.clip(right - x, 0, None) * np.clip(top - y, 0, None), unit)
             gain = np.where(free & np.isfinite(gain), gain, -1.0)
             gain[free & ~np.isfinite(x + y)] = 0.0  # an infinite value adds nothing
             best = gain.max()
@@ -292,16 +302,16 @@ def _greedy_2d(p: np.ndarray, z: np.ndarray, limit: int) -> np.ndarray:
     return np.array(taken, dtype=int)
 
 
-def _greedy_lazy(p: np.ndarray, z: np.ndarray, limit: int) -> np.ndarray:
+def _greedy_lazy(p: np.ndarray, z: np.ndarray, limit: int, unit: float) -> np.ndarray:
     """Greedy selection for any k, lazily: a gain only shrinks as points are taken
     (hypervolume is submodular), so a stale gain is an upper bound and only the candidate
     on top of the heap needs its gain recomputed."""
-    heap = [(-_gain(p[i], p[:0], z), i) for i in range(len(p))]
+    heap = [(-float(_grain(_gain(p[i], p[:0], z), unit)), i) for i in range(len(p))]
     heapq.heapify(heap)
     taken: list[int] = []
     while len(taken) < limit:
         bound, i = heapq.heappop(heap)
-        gain = _gain(p[i], p[taken], z) if taken else -bound
+        gain = float(_grain(_gain(p[i], p[taken], z), unit)) if taken else -bound
         if not heap or (-gain, i) <= heap[0]:
             taken.append(i)
         else:

@@ -256,6 +256,27 @@ class TrialRecord:
         return is_full_budget(self.end, self.resource, self.max_resource)
 
 
+def check_value(owner: str, trial_id: str, value: Any, k: int) -> tuple[float, ...]:
+    """A value with k >= 2 objectives as a tuple of k floats; anything else is the
+    controller's bug."""
+    if not isinstance(value, (tuple, list)) or len(value) != k:
+        msg = (f"{owner}: trial {trial_id!r} has the value {value!r}, but the experiment has {k} "
+               "objectives: the controller must pass a tuple of that many floats.")
+        raise ProtocolError(msg)
+    return tuple(float(v) for v in value)
+
+
+def check_saved_objectives(owner: str, saved: int, given: int) -> None:
+    """Refuse a saved search of ``saved`` objectives in an experiment of ``given``."""
+    if saved != given:
+        msg = (
+            f"{owner}: the saved state has {saved} objective(s), but the experiment has {given}. "
+            "Resume with the metrics the experiment started with, or fork with "
+            "warm_start=rt.load(path).observations()."
+        )
+        raise ConfigError(msg)
+
+
 def not_set_up(owner: str) -> ProtocolError:
     """The error for :meth:`Searcher.suggest` before :meth:`Searcher.setup`."""
     return ProtocolError(f"{owner}.setup() must be called before suggest(); the Tuner does it.")

@@ -12,7 +12,8 @@ from typing import Any
 
 from raytuner.errors import ConfigError
 
-from ._base import Outcome, Searcher, already_suggested, check_version, ended_twice, is_finite, not_set_up
+from ._base import Outcome, Searcher, already_suggested, check_saved_objectives, check_version, ended_twice
+from ._base import is_finite, not_set_up
 from ._checks import check_seed
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._optuna_space import ask, distributions, optuna_value
@@ -156,7 +157,7 @@ class OptunaSearcher(Searcher):
         check_warm_start_objectives(_NAME, self._warm_start, self.num_objectives)
         self._table = distributions(self.space, _NAME)
         if self._study is not None:  # restore() brought its own study
-            self._check_directions()
+            check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)
             return
         optuna = _import_optuna()
         if self.num_objectives == 1:
@@ -184,14 +185,6 @@ class OptunaSearcher(Searcher):
             )
             raise ConfigError(msg) from error
 
-    def _check_directions(self) -> None:
-        saved = len(self._study.directions)
-        if saved != self.num_objectives:
-            msg = (
-                f"{_NAME}: the saved study has {saved} objective(s), but the experiment has "
-                f"{self.num_objectives}. Resume with the metrics the experiment started with."
-            )
-            raise ConfigError(msg)
 
     def _load_warm_start(self) -> None:
         optuna = _import_optuna()
@@ -272,7 +265,7 @@ class OptunaSearcher(Searcher):
         self._study, self._trials, self._steps, self._last, self._ended = pickle.loads(state["study"])
         self._sampler = self._study.sampler
         if self._table:  # set up already: the study must have the experiment's objectives
-            self._check_directions()
+            check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)
 
 
 def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | tuple[float, ...] | None, dict[int, float]]:

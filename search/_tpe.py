@@ -12,8 +12,8 @@ import numpy as np
 
 from raytuner.errors import ConfigError
 
-from ._base import Outcome, Searcher, Value, already_suggested, check_version, ended_twice, is_finite
-from ._base import not_set_up
+from ._base import Outcome, Searcher, Value, already_suggested, check_saved_objectives, check_value
+from ._base import check_version, ended_twice, is_finite, not_set_up
 from ._checks import flag, int_at_least, make_rng, real_in
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._params import config_from_params, match_config
@@ -225,7 +225,7 @@ class TPESearcher(Searcher):
         check_warm_start_objectives(_NAME, self._warm_start, self.num_objectives)
         self._encoded = EncodedSpace(self.space, self._ordinal)
         if self._has_history:  # restored, or set up before: the history is there already
-            self._check_objectives(self._shape)
+            check_saved_objectives(_NAME, (self._shape or (1,))[0], self.num_objectives)
             return
         self._has_history = True
         self._reset()
@@ -268,6 +268,7 @@ class TPESearcher(Searcher):
         if index is None:
             return
         if self._shape:
+            value = check_value(_NAME, trial_id, value, self._shape[0])
             self._level(float(resource))[index] = value if is_finite(value) else math.inf
             return
         value = float(value)  # type: ignore[arg-type]
@@ -277,6 +278,8 @@ class TPESearcher(Searcher):
         index = self._ids.get(trial_id)
         if index is None or self._status[index] != _PENDING:
             raise ended_twice(_NAME, trial_id, suggested=index is not None)
+        if self._shape and outcome.value is not None:
+            check_value(_NAME, trial_id, outcome.value, self._shape[0])
         self._close(index, outcome)
 
     # -- records -----------------------------------------------------------------------
@@ -452,7 +455,7 @@ class TPESearcher(Searcher):
         # A state without the key predates several objectives: it has one.
         shape = () if state.get("objectives", 1) == 1 else (int(state["objectives"]),)
         if self._encoded is not None:
-            self._check_objectives(shape)
+            check_saved_objectives(_NAME, (shape or (1,))[0], self.num_objectives)
         if self._encoded is not None and state["labels"] != self._encoded.labels:
             msg = (
                 f"{_NAME}: the saved state has parameters {state['labels']}, but the space "
@@ -480,17 +483,6 @@ class TPESearcher(Searcher):
         self._final_resource = np.array(state["final_resource"], dtype=float)
         self._levels = {float(r): np.array(v, dtype=float).reshape(rows) for r, v in state["levels"].items()}
         self._has_history = True
-
-    def _check_objectives(self, shape: tuple[int, ...]) -> None:
-        """Refuse a history of another number of objectives than the experiment's."""
-        saved, given = (shape or (1,))[0], self.num_objectives
-        if saved != given:
-            msg = (
-                f"{_NAME}: the saved state has {saved} objective(s), but the experiment has {given}. "
-                "Resume with the metrics the experiment started with, or fork with "
-                "warm_start=rt.load(path).observations()."
-            )
-            raise ConfigError(msg)
 
 
 def _grow(array: np.ndarray, cap: int, fill: Any) -> np.ndarray:
