@@ -253,69 +253,67 @@ def hypervolume_order(points: Any, reference: Sequence[float] | None = None,
     lower index. Meant for the points of one front (mutually non-dominated); any points do.
     """
     p = as_points(points)
-    n = len(p)
-    limit = n if limit is None else min(limit, n)
-    if limit <= 0:
-        return np.zeros(0, dtype=int)
     z = reference_point(p) if reference is None else np.asarray(reference, dtype=float)
-    if p.shape[1] == 1:
+    front = p.shape[1] == 2 and len(pareto_front(p)) == len(p)
+    return _order(p, z, len(p) if limit is None else limit, front)
+
+
+def _order(p: np.ndarray, z: np.ndarray, limit: int, front: bool) -> np.ndarray:
+    """:func:`hypervolume_order`; ``front``: ``p`` is a 2-D front (the fast gains apply)."""
+    n, k = p.shape
+    limit = max(0, min(limit, n))
+    if k == 1:
         return np.lexsort((np.arange(n), p[:, 0]))[:limit]
     ideal = np.array([np.min(c[np.isfinite(c)], initial=np.inf) for c in p.T])
     unit = float(np.prod(np.abs(z - ideal)))
     unit = unit if np.isfinite(unit) and unit > 0 else 1.0
-    if p.shape[1] == 2 and len(pareto_front(p)) == n:
-        return _greedy_2d(p, z, limit, unit)
-    return _greedy_lazy(p, z, limit, unit)
+    gain = _front_gain_2d(p, z) if front else lambda i, taken: _gain(p[i], p[taken], z)
+    # Gains in units of 1e-9 of the box, rounded: near-ties of floating point become ties.
+    return _greedy(n, limit, lambda i, taken: round(gain(i, taken) / unit * 1e9))
 
 
-def _grain(gain: Any, unit: float) -> Any:
-    """Gains in units of 1e-9 of ``unit``, rounded: near-ties of floating point become ties."""
-    return np.round(np.asarray(gain) / unit * 1e9)
+def _front_gain_2d(p: np.ndarray, z: np.ndarray) -> Any:
+    """What point i of a 2-D front adds to the points taken, in O(log n).
 
-
-def _greedy_2d(p: np.ndarray, z: np.ndarray, limit: int, unit: float) -> np.ndarray:
-    """Greedy selection on a 2-D front in O(n) per step.
-
-    Along the front sorted by x (y descending; equal points adjacent), what point i adds to
-    the points taken is the box from p_i to (x of the nearest taken point after it, y of the
-    nearest taken point before it), each capped by z.
+    Along the front sorted by x (y descending; equal points adjacent), it is the box from
+    p_i to (x of the nearest taken point after it, y of the nearest taken point before it),
+    each z if there is none. A point with an infinite value adds nothing.
     """
-    n = len(p)
     order = np.lexsort((p[:, 1], p[:, 0]))
-    x, y = p[order, 0], p[order, 1]
-    right = np.full(n, z[0])
-    top = np.full(n, z[1])
-    free = np.ones(n, dtype=bool)
-    taken = []
-    with np.errstate(invalid="ignore"):
-        for _ in range(limit):
-            gain = _grain(np.clip(right - x, 0, None) * np.clip(top - y, 0, None), unit)
-            gain = np.where(free & np.isfinite(gain), gain, -1.0)
-            gain[free & ~np.isfinite(x + y)] = 0.0  # an infinite value adds nothing
-            best = gain.max()
-            tied = np.flatnonzero(gain == best)
-            s = tied[np.argmin(order[tied])]  # equal gains: the lowest original index
-            taken.append(order[s])
-            free[s] = False
-            right[:s] = np.minimum(right[:s], x[s])
-            top[s + 1:] = np.minimum(top[s + 1:], y[s])
-    return np.array(taken, dtype=int)
+    place = np.empty(len(p), dtype=int)
+    place[order] = np.arange(len(p))
+    xs, ys = p[order, 0].tolist(), p[order, 1].tolist()
+    z0, z1 = float(z[0]), float(z[1])
+    finite = np.isfinite(p).all(axis=1).tolist()
+    chosen: list[int] = []  # the places of the points taken, sorted; ``taken`` only grows
+
+    def gain(i: int, taken: list[int]) -> float:
+        for j in taken[len(chosen):]:
+            bisect.insort(chosen, int(place[j]))
+        if not finite[i]:
+            return 0.0
+        at = place[i]
+        after = bisect.bisect_right(chosen, at)
+        right = xs[chosen[after]] if after < len(chosen) else z0
+        top = ys[chosen[after - 1]] if after > 0 else z1
+        return max(right - xs[at], 0.0) * max(top - ys[at], 0.0)
+
+    return gain
 
 
-def _greedy_lazy(p: np.ndarray, z: np.ndarray, limit: int, unit: float) -> np.ndarray:
-    """Greedy selection for any k, lazily: a gain only shrinks as points are taken
-    (hypervolume is submodular), so a stale gain is an upper bound and only the candidate
-    on top of the heap needs its gain recomputed."""
-    heap = [(-float(_grain(_gain(p[i], p[:0], z), unit)), i) for i in range(len(p))]
+def _greedy(n: int, limit: int, gain: Any) -> np.ndarray:
+    """The greedy order of n points by ``gain(i, taken)``, lazily: a gain only shrinks as
+    points are taken (hypervolume is submodular), so a gain computed earlier is an upper
+    bound, and only the candidate on top of the heap needs its gain computed again."""
+    heap = [(-gain(i, []), i, 0) for i in range(n)]
     heapq.heapify(heap)
     taken: list[int] = []
     while len(taken) < limit:
-        bound, i = heapq.heappop(heap)
-        gain = float(_grain(_gain(p[i], p[taken], z), unit)) if taken else -bound
-        if not heap or (-gain, i) <= heap[0]:
+        bound, i, when = heapq.heappop(heap)
+        if when == len(taken) or not heap or (-(fresh := gain(i, taken)), i) <= heap[0][:2]:
             taken.append(i)
         else:
-            heapq.heappush(heap, (-gain, i))
+            heapq.heappush(heap, (-fresh, i, len(taken)))
     return np.array(taken, dtype=int)
 
 
@@ -330,7 +328,8 @@ def pareto_order(points: Any, limit: int | None = None) -> np.ndarray:
     rank = 0
     while len(order) < limit:
         front = np.flatnonzero(ranks == rank)
-        order.extend(front[hypervolume_order(p[front], limit=limit - len(order))].tolist())
+        taken = _order(p[front], reference_point(p[front]), limit - len(order), p.shape[1] == 2)
+        order.extend(front[taken].tolist())
         rank += 1
     return np.array(order, dtype=int)
 
@@ -346,6 +345,6 @@ def pareto_select(points: Any, m: int) -> np.ndarray:
     chosen = np.flatnonzero(ranks <= (whole.max() if whole.size else -1))
     if len(chosen) < m:
         last = np.flatnonzero(ranks == (whole.max() + 1 if whole.size else 0))
-        extra = last[hypervolume_order(p[last], limit=m - len(chosen))]
+        extra = last[_order(p[last], reference_point(p[last]), m - len(chosen), p.shape[1] == 2)]
         chosen = np.sort(np.concatenate([chosen, extra]))
     return chosen
