@@ -17,7 +17,8 @@ measure of the region dominated by S and bounded by z,
 
     HV(S; z) = λ( ∪_{s ∈ S} [s_1, z_1] × ... × [s_k, z_k] ),
 
-exactly, for any k: a sweep for k = 2 (O(n log n)); for k >= 3 the WFG algorithm (While,
+exactly, for any k: a sweep for k = 2 (O(n log n)); for k = 3, slices along the third
+objective, each a 2-D sweep (O(n^2 log n)); for k >= 4 the WFG algorithm (While,
 Bradstreet and Barone, "A fast way of calculating exact hypervolumes", IEEE TEVC 2012):
 HV(S) = Σ_i [ HV({s_i}) - HV(nd(limit(s_i, {s_{i+1}, ...}))) ], where limit(p, T) =
 {max(p, t) : t ∈ T} (componentwise) and nd keeps the non-dominated points; it recurses down
@@ -182,21 +183,22 @@ def hypervolume(points: Any, reference: Sequence[float]) -> float:
 
 def _nondominated(p: np.ndarray) -> np.ndarray:
     """The distinct non-dominated points of ``p``, lexsorted."""
-    unique = np.unique(p, axis=0)
-    if unique.shape[1] == 1:
-        return unique[:1]
-    if unique.shape[1] == 2:
-        least = np.minimum.accumulate(unique[:, 1])
-        keep = np.ones(len(unique), dtype=bool)
+    p = p[np.lexsort(p.T[::-1])]
+    if p.shape[1] == 1:
+        return p[:1]
+    if p.shape[1] == 2:
+        # A later point is dominated (or equal) unless its y is below every earlier y.
+        least = np.minimum.accumulate(p[:, 1])
+        keep = np.ones(len(p), dtype=bool)
         keep[1:] = least[1:] < least[:-1]
-        return unique[keep]
-    keep = np.ones(len(unique), dtype=bool)
-    for i in range(len(unique)):
+        return p[keep]
+    keep = np.ones(len(p), dtype=bool)
+    for i in range(len(p)):
         if keep[i]:
-            # Later points cannot dominate earlier ones (lexsort); drop those i dominates.
+            # Later points cannot dominate earlier ones (lexsort); drop those i dominates or equals.
             later = slice(i + 1, None)
-            keep[later] &= ~np.all(unique[i] <= unique[later], axis=1)
-    return unique[keep]
+            keep[later] &= ~np.all(p[i] <= p[later], axis=1)
+    return p[keep]
 
 
 def _hv(front: np.ndarray, z: np.ndarray) -> float:
@@ -210,6 +212,13 @@ def _hv(front: np.ndarray, z: np.ndarray) -> float:
         return float(np.sum((right - front[:, 0]) * (z[1] - front[:, 1])))
     if n == 1:
         return float(np.prod(z - front[0]))
+    if k == 3:
+        # Slices between consecutive values of the third objective: each is the 2-D
+        # hypervolume of the points below it, times its depth.
+        front = front[np.argsort(front[:, 2], kind="stable")]
+        tops = np.append(front[1:, 2], z[2])
+        return float(sum((tops[i] - front[i, 2]) * _hv(_nondominated(front[: i + 1, :2]), z[:2])
+                         for i in range(n) if tops[i] > front[i, 2]))
     total = 0.0
     for i in range(n):
         inclusive = float(np.prod(z - front[i]))

@@ -86,8 +86,10 @@ class TPESearcher(Searcher):
     - ``low_fidelity_bandwidth=0.2``: wider kernels where the model fits a level below the
       full budget, whose rankings are noisy proxies of the final ones (0.1 is worse under
       ASHA; 0.15 to 0.3 alike).
-    - ``discrete_bandwidth=0.2``: a kernel on a grid of few values that reaches an
-      observation's neighbours (0.1 and 0.3 are worse).
+    - ``discrete_bandwidth``: 0.2, a kernel on a grid of few values that reaches an
+      observation's neighbours (0.1 and 0.3 are worse); with several objectives 0.1, whose
+      good group takes in the front's extremes, good in one objective only (0.2 is worse on
+      a mixed space, section "Multi-objective").
     - ``ordinal=True``: an ordered choice by rank, so that a good 64 speaks for 32 and 128
       (every choice categorical is worse on tables of ordered values).
     - ``avoid_repeats=True``: a repeated config teaches a deterministic objective nothing,
@@ -108,7 +110,8 @@ class TPESearcher(Searcher):
         bandwidth: β, the bandwidth factor of the continuous kernels (see ``_parzen``).
         discrete_bandwidth: β of the discrete numeric kernels (``quniform``, ``randint``,
             ordinal choices): a grid of a few values needs a kernel that reaches the
-            neighbours of an observation, or it models them as unrelated categories.
+            neighbours of an observation, or it models them as unrelated categories. None:
+            0.2 with one objective, 0.1 with several.
         low_fidelity_bandwidth: β when the model fits a level below the full budget
             (under ASHA or Hyperband): low-fidelity rankings are noisier, wider kernels
             smooth them.
@@ -157,7 +160,7 @@ class TPESearcher(Searcher):
         n_ei_candidates: int = 24,
         prior_weight: float = 1.0,
         bandwidth: float = 0.1,
-        discrete_bandwidth: float = 0.2,
+        discrete_bandwidth: float | None = None,
         low_fidelity_bandwidth: float = 0.2,
         n_flat: int = 25,
         ordinal: bool = True,
@@ -178,8 +181,8 @@ class TPESearcher(Searcher):
         self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1, "24")
         self._prior_weight = real_in(_NAME, "prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = real_in(_NAME, "bandwidth", bandwidth, 0.0, math.inf, "0.1")
-        self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0,
-                                           math.inf, "0.2")
+        self._discrete_bandwidth = discrete_bandwidth if discrete_bandwidth is None else real_in(
+            _NAME, "discrete_bandwidth", discrete_bandwidth, 0.0, math.inf, "0.2")
         self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0,
                                       math.inf, "0.2")
         self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1, "25")
@@ -387,12 +390,15 @@ class TPESearcher(Searcher):
         final ones (learning curves cross), and wider kernels smooth over that noise.
         """
         n = len(self._ids)
+        discrete = self._discrete_bandwidth
+        if discrete is None:
+            discrete = 0.2 if self.num_objectives == 1 else 0.1
         full = self._final_resource[:n][self._status[:n] == _COMPLETED]
         if len(full) and resource >= np.max(full):
-            return self._bandwidth, self._discrete_bandwidth
+            return self._bandwidth, discrete
         if not len(full) and not np.any(self._status[:n] == _STOPPED):
-            return self._bandwidth, self._discrete_bandwidth
-        return self._low_bandwidth, max(self._low_bandwidth, self._discrete_bandwidth)
+            return self._bandwidth, discrete
+        return self._low_bandwidth, max(self._low_bandwidth, discrete)
 
     def _sample(self, values: np.ndarray, bandwidth: tuple[float, float]) -> dict[str, Any] | None:
         encoded = self._encoded

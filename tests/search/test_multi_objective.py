@@ -326,3 +326,12 @@ def test_split_is_the_searchers():
     _, values = searcher._model_level()
     expected = split(values, np.ones(n, dtype=bool), searcher._status[:n] == 0, 0.3, 25)
     assert [a.tolist() for a in searcher._split()] == [a.tolist() for a in expected]
+
+
+def test_tpe_discrete_kernels_are_narrower_with_several_objectives_unless_set():
+    one = TPESearcher(SPACE)
+    one.setup(None, 10)
+    assert one._bandwidth_at(math.inf) == (0.1, 0.2)
+    assert make_tpe()._bandwidth_at(math.inf) == (0.1, 0.1)
+    assert make_tpe(discrete_bandwidth=0.3)._bandwidth_at(math.inf) == (0.1, 0.3)
+    assert TPESearcher(SPACE).config()["discrete_bandwidth"] is None
