@@ -44,7 +44,7 @@ class ExperimentSettings:
     metric: str | None
     mode: str
     num_trials: int
-    max_concurrent: int
+    max_concurrent: int | None  # None until the run starts: then what the cluster can hold
     resources: dict[str, float]
     stop: StopCriteria
     time_budget_s: float | None
