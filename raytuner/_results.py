@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage, flatten
+from raytuner._formats import AUTO_KEYS, flatten
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.search import Outcome, TrialEnd

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from raytuner._storage.experiment import flatten
+from raytuner._formats import flatten
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 DEFAULT_ROOT = "~/raytuner_results"
@@ -115,7 +115,7 @@ def _metric_mode(results, args) -> tuple[str, str]:
 
 
 def _scored(results, metric: str) -> list:
-    from raytuner._storage.experiment import is_finite
+    from raytuner._formats import is_finite
 
     return [t for t in results.trials if is_finite(t.metrics.get(metric))]
 
@@ -155,7 +155,8 @@ def _no_metric(results, metric: str) -> CLIError:
 # -- commands ----------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
     from raytuner import _tables
-    from raytuner._storage.experiment import ExperimentStorage, is_finite
+    from raytuner._formats import is_finite
+    from raytuner._storage.experiment import ExperimentStorage
     from raytuner.errors import ExperimentError
 
     root = _local_root(args.root)

@@ -94,7 +94,7 @@ class Controller:
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
-            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.iteration,
+            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.folder,
                                                      c.data, c.keep),
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Hashable
 
+from raytuner._formats import checkpoint_name
 from raytuner._worker.protocol import Event, Signal
 
 Worker = Hashable
@@ -157,10 +158,18 @@ class AppendResults:
 
 @dataclass(frozen=True)
 class SaveCheckpoint:
+    """Keep the checkpoint made at report ``iteration`` in the trial's folder :attr:`folder`,
+    and only the newest ``keep`` of its checkpoints."""
+
     trial_id: str
     iteration: int
     data: bytes
     keep: int | None
+
+    @property
+    def folder(self) -> str:
+        """Where it goes, under the trial's folder; the trial records the same name."""
+        return checkpoint_name(self.iteration)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from raytuner._driver.events import (
     WriteConfig,
     WriteTrial,
 )
-from raytuner._storage.experiment import checkpoint_name, dumps
+from raytuner._formats import dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
 from raytuner import errors
@@ -423,9 +423,9 @@ class Lifecycle:
                 row["resource"] = report.resource
             rows.append(row)
             if report.checkpoint is not None:
-                self._out.append(SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint,
-                                                self.s.checkpoints_to_keep))
-                trial.checkpoint = checkpoint_name(report.iteration)
+                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint, self.s.checkpoints_to_keep)
+                self._out.append(save)
+                trial.checkpoint = save.folder
                 trial.checkpoint_iteration = report.iteration
                 trial.checkpoint_time_s = report.time_total_s
             previous = trial.resource

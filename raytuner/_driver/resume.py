@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raytuner._storage import components
-from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage
+from raytuner._formats import AUTO_KEYS
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError
 from raytuner.schedulers import Scheduler

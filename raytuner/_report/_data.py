@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from raytuner._results import Results, TrialResult
-from raytuner._storage.experiment import ExperimentStorage, flatten, is_finite
+from raytuner._formats import flatten, is_finite
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialStatus
 from raytuner.errors import ExperimentError
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from raytuner._report._data import ReportData, label
 from raytuner._report._figures import Figure
-from raytuner._storage.experiment import flatten
+from raytuner._formats import flatten
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;

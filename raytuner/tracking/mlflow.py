@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
-from raytuner._storage.experiment import flatten
+from raytuner._formats import flatten
 from raytuner.errors import ConfigError, invalid
 
 if TYPE_CHECKING:

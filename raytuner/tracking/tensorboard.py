@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Mapping
 
 from raytuner._callbacks import Callback
-from raytuner._storage.experiment import flatten, is_finite
+from raytuner._formats import flatten, is_finite
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
