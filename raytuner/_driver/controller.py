@@ -178,7 +178,7 @@ class Controller:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
         self._apply(self.life.reconcile(next_id, closed))
 
-    def _event(self, ref: Any) -> Any:
+    def _event(self, ref: Any) -> ev.Reported | ev.CallFailed:
         """The lifecycle event for a finished call."""
         import ray
 
@@ -191,7 +191,7 @@ class Controller:
             return ev.CallFailed(trial_id, f"The trial's worker died: {type(exc).__name__}: {exc}", worker_lost=True)
 
     # -- commands --------------------------------------------------------------------------
-    def _apply(self, commands: list[Any]) -> None:
+    def _apply(self, commands: list[ev.Command]) -> None:
         for command in commands:
             self._do[type(command)](command)
 

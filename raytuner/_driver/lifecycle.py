@@ -30,11 +30,13 @@ from raytuner._driver.events import (
     AppendResults,
     CallFailed,
     Command,
+    Control,
     ControlApplied,
     Deadline,
     Deliver,
     Discard,
     Drained,
+    Event,
     EndExperiment,
     Fill,
     Interrupt,
@@ -170,7 +172,7 @@ class Lifecycle:
                 "next_id": self._next_id, "closed": sorted(self._closed)}
 
     # -- events ----------------------------------------------------------------------------
-    def handle(self, event: Any) -> list[Command]:
+    def handle(self, event: Event) -> list[Command]:
         """Apply one event; the commands it leads to, in order."""
         handler = self._HANDLERS.get(type(event))
         if handler is None:
@@ -197,16 +199,16 @@ class Lifecycle:
     def _on_reported(self, event: Reported) -> None:
         if event.trial_id not in self._runs:
             return  # the answer of a worker discarded when the experiment ended: stale
-        if event.event.log:
-            self._out.append(AppendLog(event.trial_id, event.event.log))
+        if event.answer.log:
+            self._out.append(AppendLog(event.trial_id, event.answer.log))
         trial = self.trials[event.trial_id]
         run = self._runs[event.trial_id]
-        decision = self._record(trial, run, event.event.reports)
-        if event.event.exit is not None:
+        decision = self._record(trial, run, event.answer.reports)
+        if event.answer.exit is not None:
             del self._runs[trial.trial_id]
             if not run.handed_on:
                 self._out.append(Release(run.worker))
-            self._on_exit(trial, run, event.event.exit)
+            self._on_exit(trial, run, event.answer.exit)
             return
         if run.stop_pending:
             run.stop_pending = False
@@ -333,7 +335,7 @@ class Lifecycle:
         SetLimits: _on_set_limits, EndExperiment: _on_end_experiment, RetryTrial: _on_retry_trial,
     }
 
-    def _refuse(self, event: Any, why: str) -> None:
+    def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))
 
     # -- starting trials -------------------------------------------------------------------
