@@ -63,7 +63,7 @@ class Controller:
                  trials: dict[str, Trial] | None = None, next_id: int = 0):
         import ray
 
-        self.s = settings
+        self.settings = settings
         self._trainable = [trainable_ref]
         self._storage = storage
         self._callbacks = list(callbacks)
@@ -114,7 +114,7 @@ class Controller:
         self._storage.write_experiment(self._meta)
         self._emit("on_experiment_start", self._storage.path, self._meta)
         self._t0 = time.monotonic()
-        self._deadline = math.inf if self.s.time_budget_s is None else self._t0 + self.s.time_budget_s
+        self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
         self._progress.start()
         status = "COMPLETED"
         try:
@@ -159,7 +159,7 @@ class Controller:
             status = "FAILED"
             raise
         finally:
-            park_pool(self._pool, self.s.keep_workers_s)
+            park_pool(self._pool, self.settings.keep_workers_s)
             self._flush()
             self._save_state(throttle=False)
             self._meta.update(status=status, end_time=time.time())
@@ -172,7 +172,7 @@ class Controller:
 
     def results(self) -> Results:
         trials = [TrialResult.from_trial(t, self._storage.trial_path(t.trial_id)) for t in self.trials.values()]
-        return Results(self._storage.path, trials, self.s.metric, self.s.mode, self._meta)
+        return Results(self._storage.path, trials, self.settings.metric, self.settings.mode, self._meta)
 
     def reconcile(self, next_id: int, closed: set[str]) -> None:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
@@ -203,16 +203,16 @@ class Controller:
             checkpoint = _checkpoint.pack_dir(self._storage.trial_path(command.trial_id) / command.checkpoint)
         spec = TrialSpec(
             trial_id=command.trial_id,
-            experiment_name=self.s.name,
+            experiment_name=self.settings.name,
             config=command.config,
             trainable=self._trainable,
-            metric=self.s.metric,
-            resource_attr=self.s.resource_attr,
-            stop=self.s.stop,
+            metric=self.settings.metric,
+            resource_attr=self.settings.resource_attr,
+            stop=self.settings.stop,
             decide_at=command.decide_at,
             storage_dir=str(self._storage.trial_path(command.trial_id)),
             driver_node_id=self._driver_node,
-            resources=self.s.resources,
+            resources=self.settings.resources,
             start_iteration=command.start_iteration,
             start_time_s=command.start_time_s,
             checkpoint=checkpoint,
