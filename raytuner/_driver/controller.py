@@ -27,9 +27,9 @@ from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
 from raytuner._driver.stop import StopCriteria
-from raytuner._results import Results, TrialResult
+from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
-from raytuner._trial import Trial
+from raytuner._trial import Trial, TrialResult
 from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker.protocol import Signal, TrialSpec
 from raytuner.schedulers import Scheduler

@@ -15,7 +15,6 @@ from typing import Any, Callable, Sequence
 from raytuner._callbacks import Callback
 from raytuner._driver import autoscale
 from raytuner._driver import failures as _failures
-from raytuner._driver import resources as _resources
 from raytuner._driver.controller import Controller, ExperimentSettings
 from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
 from raytuner._driver.resume import Restored
@@ -71,7 +70,7 @@ def run_experiment(
     import ray
 
     ensure_ray(address)
-    slots = _resources.max_concurrency(settings.resources)
+    slots = autoscale.max_concurrency(settings.resources)
     earlier = settings.max_concurrent
     settings.max_concurrent = max_concurrent or (min(earlier, slots) if earlier else slots)
     if restored is None:

@@ -22,7 +22,8 @@ from raytuner._formats import flatten
 from raytuner.errors import ConfigError, invalid
 
 if TYPE_CHECKING:
-    from raytuner._results import Results, TrialResult
+    from raytuner._results import Results
+    from raytuner._trial import TrialResult
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp"})
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")  # MLflow's allowed name characters

@@ -32,7 +32,8 @@ from raytuner._formats import flatten, is_finite
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
-    from raytuner._results import Results, TrialResult
+    from raytuner._results import Results
+    from raytuner._trial import TrialResult
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
 _counter = 0
