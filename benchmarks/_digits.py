@@ -129,11 +129,3 @@ def train_ray_tune(config: Mapping[str, Any]) -> None:
 
     _fit(config, Report())
 
-
-def register() -> None:
-    """Ship this module to Ray workers by value (the benchmarks folder is not installed)."""
-    import sys
-
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -1,4 +1,4 @@
-"""How noisy a benchmark's ratio is: a paired bootstrap over seeds."""
+"""How noisy a benchmark's comparison is: a paired bootstrap over seeds, and wins/ties/losses."""
 
 from __future__ import annotations
 
@@ -22,3 +22,10 @@ def median_ratio(values: Any, ref: Any, resamples: int = 2000, seed: int = 0) ->
         return ratio, math.nan, math.nan
     low, high = np.quantile(boot, [0.05, 0.95])
     return ratio, float(low), float(high)
+
+
+def record(values: Any, ref: Any) -> str:
+    """Wins/ties/losses of ``values`` against ``ref``, seed by seed (lower is better)."""
+    a, b = np.asarray(values, dtype=float), np.asarray(ref, dtype=float)
+    wins, losses = int(np.sum(a < b)), int(np.sum(a > b))
+    return f"{wins}/{len(a) - wins - losses}/{losses}"

@@ -12,9 +12,9 @@ Where the trial workers come from is measured two ways (``--start``):
   connects, and both sides' first actors take those.
 - ``cold``: every run in one Ray session, after those prestarted processes are used up
   (Ray does not start more until asked), so both sides start their worker processes
-  inside the measured time (about 0.65 s here, the same for an empty actor class).
+  inside the measured time (as long as for an empty actor class: RESULTS.md).
 
-Ray Tune's own time varies twofold from run to run on this machine, so ``--repeat`` runs
+Ray Tune's own time varies widely from run to run (RESULTS.md), so ``--repeat`` runs
 both sides that many times, alternating, and reports each ratio and their median.
 
     python benchmarks/overhead.py                 # both ways, 200 trials, plus 2,000 for raytuner

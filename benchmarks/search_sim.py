@@ -1,56 +1,51 @@
-"""Search quality in simulation: the searchers of benchmarks/search_quality.py without Ray.
+"""Search quality under a multi-fidelity scheduler, simulated: search_quality.py without Ray.
 
-The synthetic problem (benchmarks/_synthetic.py) is replayed on a simulated clock with
-``--workers`` slots. Each epoch takes one time unit, jittered (lognormal, ``--jitter``) per
-(seed, trial, epoch), so results land in a realistic, seed-dependent order. A scheduler
-(raytuner's ``ASHAScheduler(max_resource=27, reduction_factor=3)``, ``FIFOScheduler``, or
-Ray Tune's ``AsyncHyperBandScheduler`` driven standalone) decides after each report; a
-searcher (raytuner's ``HyperOptSearcher`` or ``RandomSearcher``, or Ray Tune's
-``HyperOptSearch`` driven standalone) proposes a config whenever a slot is free. A trial
+A problem of _mf_problems.py is replayed on a simulated clock with ``--workers`` slots.
+Each epoch takes one time unit, jittered (lognormal, ``--jitter``) per (seed, trial,
+epoch), so results land in a realistic, seed-dependent order. A scheduler (raytuner's
+``ASHAScheduler(max_resource=27, reduction_factor=3)``, ``FIFOScheduler``, Ray Tune's
+``AsyncHyperBandScheduler`` driven standalone, or Optuna's ``SuccessiveHalvingPruner``)
+decides after each report; a searcher proposes a config whenever a slot is free. A trial
 the scheduler stops ends with its last report: raytuner's searchers get
 ``Outcome(STOPPED, ...)``, Ray Tune's ``on_trial_complete(trial_id, result)`` with the last
 result, as the Ray Tune controller does. New trials start while fewer than ``--budget`` x R
-epochs have been run; reports are scored as in search_quality.py (true loss of the report
-with the lowest noisy loss, after the budget).
+epochs have been run; reports are scored as in search_quality.py (the incumbent is the
+report with the lowest noisy loss, after the budget).
+
+A method is ``searcher/scheduler``. Searchers: those of _methods.py (``random``,
+``tpesearcher``, ``hyperopt``, ``gp``, with options after dashes), every model-based one
+starting after 10 trials as Ray Tune's adapters do; ``optuna``: Optuna's default
+TPESampler through ask/tell, driven as an Optuna objective would (``report``, and for the
+``sha`` scheduler ``should_prune``, after each epoch; a stopped trial is told PRUNED);
+``raytune``: Ray Tune's HyperOptSearch. Schedulers: ``asha``, ``fifo``, ``rayasha`` (Ray
+Tune's ASHA), ``sha`` (Optuna's pruner, with ``optuna`` only).
 
 Because nothing else varies, two methods on the same seed see the same noise and the same
-epoch times, and 100 seeds take minutes. It isolates the searcher from Ray's own timing.
-``tpe-last-n_startup=9-rayseeds/asha`` (our adapter with Ray Tune's stopped-trial policy,
-its start-up count at 2 workers and its seed stream) reproduces ``raytune/asha`` run for run.
+epoch times, and Ray's own timing is out of the comparison.
+``hyperopt-stopped_trials=last-n_startup=9-rayseeds/asha`` (our adapter with Ray Tune's
+stopped-trial policy, its start-up count at 2 workers and, with the flag ``rayseeds``, its
+seed stream) reproduces ``raytune/asha`` run for run.
 
 ``--order`` mimics how the frameworks order reports on local Ray, where an epoch of the
 synthetic problem takes microseconds: ``serial`` (Ray Tune: a trial reports all its epochs
 before the next trial's first; ``raytune/asha --order serial`` reproduces its local-Ray runs
-of search_quality.py, e.g. seeds 0 and 1), ``rungs`` (raytuner: reports up to the next rung
-come at once). ``--close-late`` asks raytuner's searchers for the next trial before closing
-the trial whose slot it takes, as raytuner's controller does on a STOP.
+of search_quality.py), ``rungs`` (raytuner: reports up to the next rung come at once).
+``--close-late`` asks raytuner's searchers for the next trial before closing the trial
+whose slot it takes, as raytuner's controller does on a STOP.
 
-    python benchmarks/search_sim.py                         # 100 seeds, default methods
-    python benchmarks/search_sim.py --seeds 50 --overfit 4  # late overfitting x4
-    python benchmarks/search_sim.py --methods tpe/asha raytune/asha --stats
-    python benchmarks/search_sim.py --methods tpe-last-n_startup=9-rayseeds/asha raytune/asha
-    python benchmarks/search_sim.py --order serial --methods tpe/asha raytune/asha  # as on local Ray
+``--problem``: ``synthetic`` (_synthetic.py's crossing, overfitting curves), ``counting-ones``
+(the BOHB paper's benchmark, _counting_ones.py) or ``mlp-digits`` (real MLPClassifier runs
+replayed from mlp_curves.py's table: the searcher sees the validation log loss, ``-error``
+the error rate, ``-ordinal`` the grid as ``randint`` indices; the incumbent is scored by its
+test value, and a seed changes only the searchers and the epoch timings). Every problem
+prints the regret of the incumbent with the ratio of medians to ``--ref`` (Optuna's TPE
+under ASHA by default) and its 90% bootstrap interval over seeds. Figures:
+benchmarks/RESULTS.md.
 
-``--problem mlp-digits`` replays real training runs instead: the learning-curve table of
-benchmarks/mlp_curves.py (1,120 MLPClassifier configs on scikit-learn's digits, 27 epochs),
-searched as a ``choice`` of the grid values per parameter (``-ordinal``: a ``randint`` over the
-grid indices, which the searchers model as ordered). The searcher sees the validation
-log loss (``-error``: the validation error rate), the incumbent is scored by its
-test value, and the table is deterministic (one training run per config): a seed changes
-only the searchers and the epoch timings. Regret there is the incumbent's test value minus
-the table's minimum test value (any config, any epoch); the validation regret is shown too.
-``optuna/sha`` is Optuna's TPESampler with its own ``SuccessiveHalvingPruner(min_resource=1,
-reduction_factor=3)``, driven as an Optuna objective would: ``report`` then ``should_prune``
-after each epoch (a trial pruned at epoch R is told PRUNED, too).
-
-    python benchmarks/search_sim.py --problem mlp-digits --seeds 30 \
-        --methods tpesearcher/asha optuna/asha optuna/sha tpe/asha random/asha
-
-``--problem counting-ones`` is the multi-fidelity benchmark of the BOHB paper (Falkner et al.
-2018): 8 binary and 8 continuous parameters, a report after epoch t estimates Bernoulli means
-from 27 t samples, and the optimum is known (``_counting_ones``). Every problem prints the
-regret of the incumbent with the ratio of medians to ``--ref`` (Optuna's TPE under ASHA by
-default) and its 90% bootstrap interval over seeds.
+    python benchmarks/search_sim.py --seeds 100          # the default methods, synthetic problem
+    python benchmarks/search_sim.py --problem counting-ones --seeds 100 --budget 30 --stats
+    python benchmarks/search_sim.py --methods hyperopt-stopped_trials=last-n_startup=9-rayseeds/asha raytune/asha
+    python benchmarks/search_sim.py --order serial --methods hyperopt/asha raytune/asha  # as on local Ray
 """
 
 from __future__ import annotations
@@ -69,22 +64,23 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _synthetic as syn  # noqa: E402
+import _methods  # noqa: E402
+import _mf_report  # noqa: E402
 from _mf_problems import PROBLEMS, R, problem  # noqa: E402
-from _stats import median_ratio  # noqa: E402
 
 ETA, N_STARTUP = 3, 10
+METHODS = ("tpesearcher/asha", "optuna/asha", "optuna/sha", "hyperopt/asha", "random/asha")
 
 
-# -- searchers: one interface over raytuner's and Ray Tune's -----------------------------
+# -- searchers: one interface over raytuner's, Ray Tune's and Optuna's -------------------
 
 
 class _Ours:
-    """raytuner searcher (HyperOptSearcher or RandomSearcher) behind the simulator's calls."""
+    """A raytuner searcher behind the simulator's calls."""
 
-    def __init__(self, searcher: Any, space: dict[str, Any]) -> None:
+    def __init__(self, searcher: Any) -> None:
         self.searcher = searcher
-        self.searcher.setup(space, 10_000)
+        self.searcher.setup(None, 10_000)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         return self.searcher.suggest(trial_id)
@@ -120,82 +116,31 @@ class _RayTune:
         self.searcher.on_trial_complete(trial_id, {"loss": loss, "training_iteration": epoch})
 
 
-def make_searcher(name: str, seed: int, problem_name: str = "synthetic") -> Any:
-    """``random``, ``tpe`` (raytuner's HyperOptSearcher), ``tpesearcher`` (raytuner's own
-    TPESearcher), ``raytune`` (Ray Tune's HyperOptSearch), ``optuna`` (Optuna's TPESampler).
-
-    ``tpe`` takes options after dashes: a ``stopped_trials`` policy (``tpe-last``), keyword
-    arguments of HyperOptSearcher (``tpe-gamma=0.5``, ``tpe-n_startup=9``), and
-    ``rayseeds``: the per-suggestion seeds drawn as Ray Tune's adapter draws them.
-    """
-    from raytuner.search import HyperOptSearcher, RandomSearcher
-
-    spec = problem(problem_name)
-    if name == "raytune":
-        return _RayTune(seed, spec.hyperopt_space())
-    if name.startswith("tpesearcher"):  # raytuner's own TPE (issue 13); options after dashes
-        from raytuner.search import TPESearcher
-
-        options = {k: float(v) if "." in v else int(v)
-                   for k, _, v in (part.partition("=") for part in name.split("-")[1:])}
-        return _Ours(TPESearcher(seed=seed, **options), spec.space())
-    if name == "optuna":
-        return _Optuna(seed, None if problem_name == "synthetic" else spec.space())
-    if name == "random":
-        return _Ours(RandomSearcher(seed=seed), spec.space())
-    if name.startswith("tpe"):
-        options: dict[str, Any] = {}
-        ray_seeds = False
-        for part in name.split("-")[1:]:
-            key, _, value = part.partition("=")
-            if key == "rayseeds":
-                ray_seeds = True
-            elif key in ("penalize", "last", "ignore"):
-                options["stopped_trials"] = key
-            else:
-                options[key] = type(DEFAULTS[key])(value)
-        searcher = HyperOptSearcher(**{"n_startup": N_STARTUP, "seed": seed, **options})
-        if ray_seeds:
-            # A check, not a setting: draw the per-suggestion seeds as Ray Tune's adapter
-            # does, so that with ``-last-n_startup=9`` both adapters see the same history.
-            searcher._rng = _RaySeeds(seed)
-        return _Ours(searcher, spec.space())
-    raise ValueError(f"unknown searcher {name!r}")
-
-
 class _Optuna:
-    """Optuna's default TPESampler through ask/tell; a trial the scheduler stops is told
-    PRUNED after its reports, as Optuna's own pruners leave it (Optuna ranks pruned trials by
-    their last intermediate value and step).
+    """Optuna's default TPESampler through ask/tell, the space asked define-by-run as
+    OptunaSearcher asks it; a trial the scheduler stops is told PRUNED after its reports,
+    as Optuna's own pruners leave it (Optuna ranks pruned trials by their last
+    intermediate value and step). The study's pruner (Optuna's SuccessiveHalvingPruner)
+    acts only when the ``sha`` scheduler asks ``should_prune``."""
 
-    ``space``: our space, asked define-by-run (tpe_quality's ``_define``); None: the
-    synthetic problem's fixed distributions. The study's pruner (Optuna's
-    SuccessiveHalvingPruner) acts only when the ``sha`` scheduler asks ``should_prune``.
-    """
-
-    def __init__(self, seed: int, space: dict[str, Any] | None = None) -> None:
+    def __init__(self, seed: int, space: dict[str, Any]) -> None:
         import optuna
+
+        from raytuner.search._optuna_space import distributions
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.optuna = optuna
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA)
         self.study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
-        self.space = space
-        d = optuna.distributions
-        self.dists = {"lr": d.FloatDistribution(1e-5, 1.0, log=True), "width": d.IntDistribution(16, 512, step=16),
-                      "dropout": d.FloatDistribution(0.0, 0.8), "act": d.CategoricalDistribution(["relu", "tanh", "sigmoid"])}
+        self.space, self.table = space, distributions(space)
         self.trials: dict[str, Any] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.space is not None:
-            from tpe_quality import _define
+        from raytuner.search._optuna_space import ask
 
-            trial = self.study.ask()
-            self.trials[trial_id] = trial
-            return _define(trial, self.space, "")
-        trial = self.study.ask(self.dists)
+        trial = self.study.ask()
         self.trials[trial_id] = trial
-        return dict(trial.params)
+        return ask(self.space, self.table, trial)
 
     def result(self, trial_id: str, epoch: int, loss: float) -> None:
         self.trials[trial_id].report(loss, epoch)
@@ -208,6 +153,24 @@ class _Optuna:
             self.study.tell(trial, loss)
 
 
+def make_searcher(method: str, seed: int, problem_name: str = "synthetic") -> Any:
+    """The searcher of a method's ``searcher`` part (see the module docstring)."""
+    spec = problem(problem_name)
+    if method == "raytune":
+        return _RayTune(seed, spec.hyperopt_space())
+    if method == "optuna":
+        return _Optuna(seed, spec.space())
+    rayseeds = method.startswith("hyperopt") and "rayseeds" in _methods.parse(method)[2]
+    searcher = _methods.searcher(method, seed, spec.space(), defaults={"n_startup": N_STARTUP},
+                                 flags=("rayseeds",) if rayseeds else ())
+    if rayseeds:
+        # A check, not a setting: draw the per-suggestion seeds as Ray Tune's adapter
+        # does, so that with ``-stopped_trials=last-n_startup=9`` both adapters see the
+        # same history.
+        searcher._rng = _RaySeeds(seed)
+    return _Ours(searcher)
+
+
 class _RaySeeds:
     """Ray Tune's per-suggestion seed stream (``RandomState(seed).randint``)."""
 
@@ -216,9 +179,6 @@ class _RaySeeds:
 
     def integers(self, high: int) -> int:
         return int(self.state.randint(high))
-
-
-DEFAULTS: dict[str, Any] = {"gamma": 0.25, "n_ei_candidates": 24, "n_startup": N_STARTUP}
 
 
 # -- schedulers --------------------------------------------------------------------------
@@ -396,11 +356,9 @@ def main() -> None:
                         help="which trial reports next (serial: Ray Tune on local Ray; rungs: raytuner)")
     parser.add_argument("--close-late", action="store_true",
                         help="raytuner's searchers suggest before hearing how the freed slot's trial ended")
-    parser.add_argument("--methods", nargs="+",
-                        default=["tpe/asha", "random/asha", "random/fifo", "raytune/asha"],
-                        help="searcher/scheduler: searchers tpe[-last|-ignore|-gamma=G], tpesearcher, optuna, "
-                             "random, raytune; schedulers asha, fifo, rayasha (Ray Tune's ASHA), sha (Optuna's "
-                             "SuccessiveHalvingPruner, with optuna only)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS),
+                        help="searcher/scheduler (see above): searchers random, tpesearcher, hyperopt, gp (options "
+                             "after dashes), optuna, raytune; schedulers asha, fifo, rayasha, sha")
     parser.add_argument("--ref", help="the method regret ratios are to (default optuna/asha if run, else the first)")
     parser.add_argument("--stats", action="store_true", help="also trials and full-budget trials per run")
     parser.add_argument("--problem", choices=PROBLEMS, default="synthetic",
@@ -413,12 +371,7 @@ def main() -> None:
     budget = args.budget * R
     spec = problem(args.problem)
     target = float(np.quantile(spec.finals(args.overfit), 0.05))
-    chosen_val: dict[str, list[float]] = {m: [] for m in args.methods}
-    best: dict[str, list[float]] = {m: [] for m in args.methods}
-    reach: dict[str, list[float]] = {m: [] for m in args.methods}
-    trials: dict[str, list[int]] = {m: [] for m in args.methods}
-    full: dict[str, list[int]] = {m: [] for m in args.methods}
-    seconds = {m: 0.0 for m in args.methods}
+    scores = _mf_report.Scores(args.methods)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for seed in seeds:
         for method in args.methods:
@@ -426,62 +379,15 @@ def main() -> None:
             run = simulate(method, seed, budget, overfit=args.overfit, workers=args.workers, jitter=args.jitter,
                            startup=args.startup, order=args.order, close_late=args.close_late,
                            problem_name=args.problem)
-            seconds[method] += time.perf_counter() - began
-            curve = syn.incumbent_curve(run.rows, budget)
-            best[method].append(float(curve[-1]))
-            reach[method].append(syn.epochs_to(curve, target))
-            trials[method].append(run.trials)
-            full[method].append(run.full)
-            chosen_val[method].append(min(row["loss"] for row in run.rows[:budget]))
+            scores.add(method, run.rows, budget, target, R, time.perf_counter() - began, trials=run.trials)
 
-    ref = "random/asha" if "random/asha" in args.methods else args.methods[0]
-    n = len(seeds)
-    print(f"problem {args.problem}, simulation: {n} seeds ({seeds.start}-{seeds.stop - 1}), "
+    print(f"problem {args.problem}, simulation: {len(seeds)} seeds ({seeds.start}-{seeds.stop - 1}), "
           f"budget {budget} epochs ({args.budget} x R={R}), "
           f"{args.workers} workers, jitter {args.jitter:g}, startup {args.startup:g}, order {args.order}"
           f"{', close late' if args.close_late else ''}, overfit x{args.overfit:g}, "
           f"target true loss <= {target:.3f}")
-    header = (f"{'method':<24} {'median best':>11} {'mean best':>9} {'vs ' + ref:>16} {'epochs to target':>16} "
-              f"{'reached':>8} {'W/T/L vs ' + ref:>18}")
-    if args.stats:
-        header += f" {'trials':>6} {'full':>5}"
-    print(header + f" {'s/seed':>6}")
-    for method in args.methods:
-        med, ref_med = syn.median(best[method]), syn.median(best[ref])
-        wins = sum(a < b for a, b in zip(best[method], best[ref]))
-        losses = sum(a > b for a, b in zip(best[method], best[ref]))
-        hits = sum(math.isfinite(e) for e in reach[method])
-        line = (f"{method:<24} {med:11.4f} {np.mean(best[method]):9.4f} {med / ref_med:16.3f} "
-                f"{syn.median(reach[method]):16.0f} {hits:>4}/{n:<3} {f'{wins}/{n - wins - losses}/{losses}':>18}")
-        if args.stats:
-            line += f" {np.mean(trials[method]):6.1f} {np.mean(full[method]):5.1f}"
-        print(line + f" {seconds[method] / n:6.2f}", flush=True)
-    regret_ref = args.ref or ("optuna/asha" if "optuna/asha" in args.methods else args.methods[0])
-    _print_regrets(args.methods, best, chosen_val, spec, regret_ref)
-
-
-def _print_regrets(methods: list[str], best: dict[str, list[float]], chosen_val: dict[str, list[float]],
-                   spec: SimpleNamespace, ref: str) -> None:
-    """Regret (the incumbent's true or test value minus the problem's least one), with the
-    ratio of medians to ``ref``'s and its 90% bootstrap interval over seeds (paired:
-    seeds resampled together for both methods); on the table, also the validation regret
-    (the incumbent's validation value minus the table's least)."""
-    test = {m: np.asarray(best[m]) - spec.minimum for m in methods}
-    tables = [("regret", test)]
-    if hasattr(spec, "val_minimum"):
-        tables.append(("val regret", {m: np.asarray(chosen_val[m]) - spec.val_minimum for m in methods}))
-    print(f"regret: incumbent's {'test' if len(tables) > 1 else 'true'} value - least ({spec.minimum:.4f}); "
-          f"ratios of medians to {ref}, [90% bootstrap interval]")
-    print(f"{'method':<24}" + "".join(f" {'median ' + name:>17} {'mean':>8} {'vs ' + ref:>14} {'[90%]':>13} "
-                                      f"{'W/T/L':>10}" for name, _ in tables))
-    for m in methods:
-        line = f"{m:<24}"
-        for _, r in tables:
-            ratio, low, high = median_ratio(r[m], r[ref])
-            w, lo = int(np.sum(r[m] < r[ref])), int(np.sum(r[m] > r[ref]))
-            line += (f" {np.median(r[m]):17.4f} {np.mean(r[m]):8.4f} {ratio:14.3f} {f'[{low:.2f}, {high:.2f}]':>13} "
-                     f"{f'{w}/{len(r[m]) - w - lo}/{lo}':>10}")
-        print(line, flush=True)
+    _mf_report.results(scores, "random/asha" if "random/asha" in args.methods else args.methods[0], args.stats)
+    _mf_report.regrets(scores, spec, args.ref or ("optuna/asha" if "optuna/asha" in args.methods else args.methods[0]))
 
 
 if __name__ == "__main__":

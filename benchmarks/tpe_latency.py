@@ -2,7 +2,7 @@
 TPESearcher, Optuna 5's default TPESampler (``study.ask`` with the distributions, which
 samples every parameter) and HyperOptSearcher.
 
-The space is tpe_quality.py's ``mixed`` (5 parameters). Each method is given the same
+The space is _problems.py's ``mixed`` (5 parameters). Each method is given the same
 history of random configs with their losses (Optuna through ``add_trials``), then asked
 ``--asks`` times, each suggestion told before the next ask, so the history stays at
 about ``--history``. The median and the 90th percentile are reported.
@@ -21,9 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tpe_quality import mixed_loss, mixed_space  # noqa: E402
+from _problems import mixed_loss, mixed_space  # noqa: E402
 
 from raytuner.search import HyperOptSearcher, Outcome, RandomSearcher, TPESearcher, TrialEnd  # noqa: E402
 

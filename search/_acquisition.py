@@ -28,9 +28,6 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
 def expected_improvement(
     mu: np.ndarray, sigma: np.ndarray, best: float, xi: float = 0.0
 ) -> np.ndarray:

@@ -70,6 +70,34 @@ class Outcome:
     resource: float | None = None
     max_resource: float = float("inf")
 
+    @property
+    def full_budget(self) -> bool:
+        """Whether the trial ran its whole budget (see :func:`is_full_budget`)."""
+        return is_full_budget(self.end, self.resource, self.max_resource)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the trial counts as FAILED: it failed, or it ran its full budget without
+        a finite value, which leaves nothing to learn but that it failed."""
+        finite = self.value is not None and math.isfinite(self.value)
+        return self.end is TrialEnd.FAILED or (self.full_budget and not finite)
+
+
+def is_full_budget(end: TrialEnd | str, resource: float | None, max_resource: float) -> bool:
+    """Whether a trial that ended so ran its whole budget: COMPLETED, or STOPPED at
+    ``resource >= max_resource`` (the scheduler's stop only coincided with the end of
+    training). ``end`` may be a :class:`TrialEnd` or its value, as records keep it."""
+    end = end.value if isinstance(end, TrialEnd) else end
+    return end == TrialEnd.COMPLETED.value or (
+        end == TrialEnd.STOPPED.value and resource is not None and resource >= max_resource
+    )
+
+
+STOPPED_POLICIES = ("penalize", "last", "ignore")
+"""What a searcher makes of a trial that a scheduler STOPPED below ``max_resource``, a
+low-fidelity value: rank it behind every full-budget result (``"penalize"``), take its last
+value as final (``"last"``, as Ray Tune's adapters do), or leave it out (``"ignore"``)."""
+
 
 class Searcher(abc.ABC):
     """Base class of search algorithms.
@@ -155,27 +183,62 @@ class Searcher(abc.ABC):
         """Continue from what :meth:`state` returned."""
 
 
-def end_trial(owner: str, trial_id: str, record: Any, outcome: Outcome) -> None:
+def check_version(owner: str, state: Any, version: int) -> None:
+    """Refuse a ``state`` that :meth:`Searcher.state` of another version wrote."""
+    found = state.get("version") if isinstance(state, Mapping) else None
+    if found != version:
+        msg = f"{owner}: cannot restore state version {found!r}; this version reads {version}."
+        raise ConfigError(msg)
+
+
+class TrialRecord:
+    """What :func:`close_record` writes into a searcher's record of one trial (the
+    record, a dataclass, declares these fields itself)."""
+
+    end: str  # "pending" or a TrialEnd value
+    value: float | None
+    resource: float | None
+    max_resource: float
+
+    @property
+    def full_budget(self) -> bool:
+        """Whether the trial ran its whole budget (see :func:`is_full_budget`)."""
+        return is_full_budget(self.end, self.resource, self.max_resource)
+
+
+def not_set_up(owner: str) -> ProtocolError:
+    """The error for :meth:`Searcher.suggest` before :meth:`Searcher.setup`."""
+    return ProtocolError(f"{owner}.setup() must be called before suggest(); the Tuner does it.")
+
+
+def already_suggested(owner: str, trial_id: str) -> ProtocolError:
+    """The error for :meth:`Searcher.suggest` with an id it was given before."""
+    return ProtocolError(f"{owner}: trial {trial_id!r} was already suggested; ids must be new.")
+
+
+def ended_twice(owner: str, trial_id: str, *, suggested: bool) -> ProtocolError:
+    """The error for :meth:`Searcher.on_trial_complete` on a trial that was never
+    suggested, or that has already ended."""
+    state = "has already ended" if suggested else "was never suggested"
+    return ProtocolError(f"{owner}: trial {trial_id!r} {state}; each trial ends exactly once.")
+
+
+def end_trial(owner: str, trial_id: str, record: TrialRecord | None, outcome: Outcome) -> None:
     """:meth:`Searcher.on_trial_complete` for a searcher that keeps a record per trial
     (``None`` if never suggested; ``end == "pending"`` while it runs): checks the contract,
     then :func:`close_record`."""
     if record is None or record.end != "pending":
-        state = "was never suggested" if record is None else "has already ended"
-        msg = f"{owner}: trial {trial_id!r} {state}; each trial ends exactly once."
-        raise ProtocolError(msg)
+        raise ended_twice(owner, trial_id, suggested=record is not None)
     close_record(record, outcome)
 
 
-def close_record(record: Any, outcome: Outcome) -> None:
+def close_record(record: TrialRecord, outcome: Outcome) -> None:
     """Write how a trial ended into a searcher's record of it (``end``, ``value``,
-    ``resource``, ``max_resource``). A trial that completed without a finite value counts
-    as FAILED: it gives nothing to learn from but the fact that it failed."""
+    ``resource``, ``max_resource``). A trial that ran its full budget without a finite
+    value counts as FAILED (:attr:`Outcome.failed`)."""
     value = outcome.value
     finite = value is not None and math.isfinite(value)
-    if outcome.end is TrialEnd.COMPLETED and not finite:
-        record.end = TrialEnd.FAILED.value
-    else:
-        record.end = outcome.end.value
+    record.end = TrialEnd.FAILED.value if outcome.failed else outcome.end.value
     record.value = float(value) if finite else None
     record.resource = None if outcome.resource is None else float(outcome.resource)
     record.max_resource = float(outcome.max_resource)

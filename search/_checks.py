@@ -1,34 +1,63 @@
-"""Checks of searcher options: a clear error naming the searcher, the option, the value and the rule."""
+"""Checks of searcher options, in the one message template of ``raytuner.errors.invalid``:
+the searcher, the option, the value, the rule and the fix."""
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
-from raytuner.errors import ConfigError
+import numpy as np
+
+from raytuner.errors import invalid
 
 
-def int_at_least(owner: str, name: str, value: Any, low: int, usual: str = "") -> int:
-    """``value`` as an int, if it is an int (not a bool) >= ``low``."""
+def int_at_least(owner: str, name: str, value: Any, low: int, usual: str) -> int:
+    """``value`` as an int, if it is an int (not a bool) >= ``low``; ``usual`` is the value
+    the fix suggests."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        tail = f"; {usual}." if usual else "."
-        raise ConfigError(f"{owner}: `{name}` is {value!r}, but must be an int >= {low}{tail}")
+        raise invalid(owner, name, value, f"an int >= {low}", f"Pass {name}={usual}.")
     return int(value)
 
 
-def real_in(owner: str, name: str, value: Any, low: float, high: float, usual: str) -> float:
-    """``value`` as a float, if it is a number (not a bool) with low < value <= high."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not low < value <= high:
-        upper = "" if math.isinf(high) else f" and <= {high}"
-        rule = f"must be a number > {low}{upper}; {usual} is usual"
-        raise ConfigError(f"{owner}: `{name}` is {value!r}, but {rule}.")
+def real_in(owner: str, name: str, value: Any, low: float, high: float, usual: str,
+            *, inclusive: bool = False) -> float:
+    """``value`` as a float, if it is a finite number (not a bool) in ``(low, high]``
+    (``[low, high]`` if ``inclusive``); ``usual`` is the value the fix suggests."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (low <= value if inclusive else low < value) or not value <= high:
+        if math.isinf(high):
+            rule = f"a finite number {'>=' if inclusive else '>'} {low:g}"
+        else:
+            rule = f"in {'[' if inclusive else '('}{low:g}, {high:g}]"
+        raise invalid(owner, name, value, rule, f"Pass {name}={usual}.")
     return float(value)
 
 
 def flag(owner: str, name: str, value: Any) -> bool:
     """``value``, if it is True or False."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{owner}: `{name}` is {value!r}, but must be True or False.")
+        raise invalid(owner, name, value, "True or False", f"Pass {name}=True or {name}=False.")
     return value
+
+
+def one_of(owner: str, name: str, value: Any, allowed: Sequence[str]) -> Any:
+    """``value``, if it is one of ``allowed`` (the first is the default the fix suggests)."""
+    if value not in allowed:
+        rule = f"one of {', '.join(map(repr, allowed))}"
+        raise invalid(owner, name, value, rule, f"Pass {name}={allowed[0]!r}.")
+    return value
+
+
+def check_seed(owner: str, value: Any) -> int | None:
+    """``value``, if it is a seed: a non-negative int, or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+        raise invalid(owner, "seed", value, "a non-negative int or None",
+                      "Pass e.g. seed=0 for a repeatable search, or None.")
+    return value
+
+
+def make_rng(owner: str, value: Any) -> np.random.Generator:
+    """A generator seeded with ``value``, after checking it (:func:`check_seed`)."""
+    return np.random.default_rng(check_seed(owner, value))

@@ -197,51 +197,6 @@ class Domain(abc.ABC):
         """JSON-friendly description: ``{"type": <constructor name>, <arguments>...}``."""
 
 
-@dataclass(frozen=True, repr=False)
-class Uniform(Domain):
-    """Floats uniform on ``[low, high)``; built by :func:`uniform`."""
-
-    low: float
-    high: float
-
-    def __post_init__(self) -> None:
-        low, high = _bounds(f"uniform(low={self.low!r}, high={self.high!r})", self.low, self.high)
-        object.__setattr__(self, "low", float(low))
-        object.__setattr__(self, "high", float(high))
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(rng.uniform(self.low, self.high))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "uniform", "low": self.low, "high": self.high}
-
-    def __repr__(self) -> str:
-        return f"uniform({self.low!r}, {self.high!r})"
-
-
-@dataclass(frozen=True, repr=False)
-class LogUniform(Domain):
-    """Floats whose logarithm is uniform on ``[log(low), log(high))``."""
-
-    low: float
-    high: float
-
-    def __post_init__(self) -> None:
-        ctor = f"loguniform(low={self.low!r}, high={self.high!r})"
-        low, high = _bounds(ctor, self.low, self.high, log=True)
-        object.__setattr__(self, "low", float(low))
-        object.__setattr__(self, "high", float(high))
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "loguniform", "low": self.low, "high": self.high}
-
-    def __repr__(self) -> str:
-        return f"loguniform({self.low!r}, {self.high!r})"
-
-
 def _quantize(value: float, q: int | float, is_int: bool) -> int | float:
     # round(x / q) * q, as hyperopt's quniform does, so that random and TPE phases agree.
     quantized = float(np.round(value / q) * q)
@@ -249,64 +204,54 @@ def _quantize(value: float, q: int | float, is_int: bool) -> int | float:
 
 
 @dataclass(frozen=True, repr=False)
-class QUniform(Domain):
-    """``round(uniform(low, high) / q) * q``; ints when low, high and q are all ints."""
+class Range(Domain):
+    """Numbers between ``low`` and ``high``: drawn uniformly on ``[low, high)``, or with a
+    uniform logarithm when ``log``, and rounded to a multiple of ``q`` (``round(x / q) * q``)
+    when ``q`` is given. Built by :func:`uniform`, :func:`loguniform`, :func:`quniform` and
+    :func:`qloguniform`; a range without ``q`` holds float bounds, one with ``q`` keeps
+    its arguments' types, so that ints in give ints out.
+    """
 
     low: int | float
     high: int | float
-    q: int | float
+    log: bool = False
+    q: int | float | None = None
 
     def __post_init__(self) -> None:
-        ctor = f"quniform(low={self.low!r}, high={self.high!r}, q={self.q!r})"
-        low, high = _bounds(ctor, self.low, self.high)
+        step = "" if self.q is None else f", q={self.q!r}"
+        ctor = f"{self.name}(low={self.low!r}, high={self.high!r}{step})"
+        low, high = _bounds(ctor, self.low, self.high, log=self.log)
+        if self.q is None:
+            low, high = float(low), float(high)
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
-        object.__setattr__(self, "q", _quantum(ctor, self.q))
+        if self.q is not None:
+            object.__setattr__(self, "q", _quantum(ctor, self.q))
+
+    @property
+    def name(self) -> str:
+        """The constructor that builds this range: ``uniform``, ``qloguniform``..."""
+        return f"{'q' if self.q is not None else ''}{'log' if self.log else ''}uniform"
 
     @property
     def is_int(self) -> bool:
-        """Whether samples are ints (low, high and q all given as ints)."""
-        return all(isinstance(x, int) for x in (self.low, self.high, self.q))
+        """Whether samples are ints (a ``q`` range whose low, high and q are all ints)."""
+        return self.q is not None and all(isinstance(x, int) for x in (self.low, self.high, self.q))
 
     def sample(self, rng: np.random.Generator) -> int | float:
-        return _quantize(rng.uniform(self.low, self.high), self.q, self.is_int)
+        if self.log:
+            value = np.exp(rng.uniform(np.log(self.low), np.log(self.high)))
+        else:
+            value = rng.uniform(self.low, self.high)
+        return float(value) if self.q is None else _quantize(value, self.q, self.is_int)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "quniform", "low": self.low, "high": self.high, "q": self.q}
+        step = {} if self.q is None else {"q": self.q}
+        return {"type": self.name, "low": self.low, "high": self.high, **step}
 
     def __repr__(self) -> str:
-        return f"quniform({self.low!r}, {self.high!r}, q={self.q!r})"
-
-
-@dataclass(frozen=True, repr=False)
-class QLogUniform(Domain):
-    """``round(loguniform(low, high) / q) * q``; ints when low, high and q are all ints."""
-
-    low: int | float
-    high: int | float
-    q: int | float
-
-    def __post_init__(self) -> None:
-        ctor = f"qloguniform(low={self.low!r}, high={self.high!r}, q={self.q!r})"
-        low, high = _bounds(ctor, self.low, self.high, log=True)
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
-        object.__setattr__(self, "q", _quantum(ctor, self.q))
-
-    @property
-    def is_int(self) -> bool:
-        """Whether samples are ints (low, high and q all given as ints)."""
-        return all(isinstance(x, int) for x in (self.low, self.high, self.q))
-
-    def sample(self, rng: np.random.Generator) -> int | float:
-        value = np.exp(rng.uniform(np.log(self.low), np.log(self.high)))
-        return _quantize(value, self.q, self.is_int)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "qloguniform", "low": self.low, "high": self.high, "q": self.q}
-
-    def __repr__(self) -> str:
-        return f"qloguniform({self.low!r}, {self.high!r}, q={self.q!r})"
+        step = "" if self.q is None else f", q={self.q!r}"
+        return f"{self.name}({self.low!r}, {self.high!r}{step})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -410,16 +355,16 @@ class Grid(Domain):
         return f"grid({list(self.values)!r})"
 
 
-def uniform(low: float, high: float) -> Uniform:
+def uniform(low: float, high: float) -> Range:
     """Floats drawn uniformly from ``[low, high)``.
 
     Raises:
         ConfigError: If a bound is not a finite real number or ``low >= high``.
     """
-    return Uniform(low, high)
+    return Range(low, high)
 
 
-def loguniform(low: float, high: float) -> LogUniform:
+def loguniform(low: float, high: float) -> Range:
     """Floats drawn log-uniformly from ``[low, high)``: each decade equally likely.
 
     The usual prior for learning rates and regularisation strengths (Bergstra and Bengio,
@@ -432,10 +377,10 @@ def loguniform(low: float, high: float) -> LogUniform:
     Raises:
         ConfigError: If ``low <= 0`` or ``low >= high``.
     """
-    return LogUniform(low, high)
+    return Range(low, high, log=True)
 
 
-def quniform(low: float, high: float, q: float) -> QUniform:
+def quniform(low: float, high: float, q: float) -> Range:
     """``round(uniform(low, high) / q) * q``: a uniform range in steps of ``q``.
 
     Values are ints when ``low``, ``high`` and ``q`` are all ints (``quniform(16, 256, 16)``
@@ -445,16 +390,16 @@ def quniform(low: float, high: float, q: float) -> QUniform:
     Raises:
         ConfigError: If a bound is invalid or ``q <= 0``.
     """
-    return QUniform(low, high, q)
+    return Range(low, high, q=q)
 
 
-def qloguniform(low: float, high: float, q: float) -> QLogUniform:
+def qloguniform(low: float, high: float, q: float) -> Range:
     """``round(loguniform(low, high) / q) * q``; ints when all three arguments are ints.
 
     Raises:
         ConfigError: If ``low <= 0``, ``low >= high`` or ``q <= 0``.
     """
-    return QLogUniform(low, high, q)
+    return Range(low, high, log=True, q=q)
 
 
 def randint(low: int, high: int) -> RandInt:

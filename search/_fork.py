@@ -6,11 +6,11 @@ parameter added or removed, a range narrowed, a choice option dropped. This modu
 each old config onto the *new* space, parameter by parameter, so that an old trial still
 informs every parameter it has a sound value for, instead of being thrown away whole.
 
-**Parameters and labels.** A space is flattened into parameters, each named by a *label*,
-the dotted path of its domain (the same labels hyperopt sees, see ``_hyperopt_space``):
-``"lr"``, ``"model.units"``, and ``"opt[1].beta"`` for the ``beta`` of the second option of
-the choice ``opt``. A choice's own label holds the *index* of the chosen option. A fitted
-observation is a dict ``{label: value}`` that may be partial.
+**Parameters and labels.** A space is seen as its parameters (``_params``), each named by
+a *label*, the dotted path of its domain: ``"lr"``, ``"model.units"``, and ``"opt[1].beta"``
+for the ``beta`` of the second option of the choice ``opt``. A choice's own label holds the
+*index* of the chosen option. A fitted observation is a point ``{label: value}`` that may
+be partial; :func:`._params.match_config` takes each old config apart.
 
 **Rules** (old config against the new space):
 
@@ -18,8 +18,8 @@ observation is a dict ``{label: value}`` that may be partial.
   counted in :attr:`ForkReport.removed`.
 - *Added parameter* (a domain of the space that the old config lacks): left absent, so
   the observation is partial; counted in :attr:`ForkReport.added`. Searchers that model
-  parameters jointly must marginalise absent ones (TPE drops them from its kernel
-  product), not impute them.
+  parameters jointly must marginalise absent ones, not impute them: TPE takes the prior
+  kernel on that dimension, the GP the kernel's expectation under the prior.
 - *Value outside the new domain* (a narrowed range, a non-int for ``randint``, an option
   no longer in a ``choice``): with ``outside="drop_value"`` (default) that parameter, and
   the parameters conditional on a dropped choice, are left absent and the rest of the
@@ -51,104 +51,7 @@ from typing import Any, Literal
 from raytuner.errors import ConfigError
 
 from ._base import Outcome, TrialEnd
-from ._domains import (
-    Choice,
-    Domain,
-    Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    _contains_domain,
-    plain,
-    same_value,
-)
-
-Params = dict[str, Any]
-"""A (possibly partial) point: parameter label to value (a choice label to its index)."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a flattened space.
-
-    Attributes:
-        label: Its label (``"opt[1].beta"``).
-        domain: Its domain.
-        conditions: The ``(choice label, option index)`` pairs that must all hold for it to
-            be active, outermost first; empty for a parameter that is always active.
-    """
-
-    label: str
-    domain: Domain
-    conditions: tuple[tuple[str, int], ...] = ()
-
-
-def _child(label: str, key: str) -> str:
-    return f"{label}.{key}" if label else key
-
-
-def parameters(space: Mapping[str, Any]) -> dict[str, Param]:
-    """Flatten ``space`` into its parameters, by label, in the space's key order.
-
-    Raises:
-        ConfigError: If the space holds a :func:`search.grid` (it is enumerated, not
-            modelled) or something that is not a raytuner domain, dict or constant.
-    """
-    out: dict[str, Param] = {}
-    _flatten(space, "", (), out)
-    return out
-
-
-def _flatten(value: Any, label: str, conditions: tuple[tuple[str, int], ...],
-             out: dict[str, Param]) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _flatten(item, _child(label, key), conditions, out)
-    elif isinstance(value, Grid):
-        msg = (
-            f"space[{label!r}] is {value!r}, a grid axis, which is enumerated rather than "
-            "modelled. Use GridSearcher, or replace grid([...]) by choice([...])."
-        )
-        raise ConfigError(msg)
-    elif isinstance(value, Choice):
-        out[label] = Param(label, value, conditions)
-        for index, option in enumerate(value.options):
-            _flatten(option, f"{label}[{index}]", conditions + ((label, index),), out)
-    elif isinstance(value, Domain):
-        out[label] = Param(label, value, conditions)
-    elif type(value).__module__.startswith("hyperopt."):
-        msg = (
-            f"space[{label!r}] is a native hyperopt expression, which only HyperOptSearcher "
-            "reads. Replace it by a raytuner domain (uniform, loguniform, choice, ...)."
-        )
-        raise ConfigError(msg)
-
-
-def config_from_params(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Build a trial config of plain Python values from a *complete* point.
-
-    Every active parameter must be in ``params``: a choice's label holds the option
-    index. The inverse of :func:`fit_observations` on a config that fits.
-    """
-    return _build(space, "", params)
-
-
-def _build(value: Any, label: str, params: Mapping[str, Any]) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _build(item, _child(label, key), params) for key, item in value.items()}
-    if isinstance(value, (Uniform, LogUniform)):
-        return float(params[label])
-    if isinstance(value, (QUniform, QLogUniform)):
-        number = params[label]
-        return int(round(number)) if value.is_int else float(number)
-    if isinstance(value, RandInt):
-        return int(round(params[label]))
-    if isinstance(value, Choice):
-        index = int(params[label])
-        return _build(value.options[index], f"{label}[{index}]", params)
-    return plain(value)
+from ._params import Param, Point, match_config, parameters
 
 
 @dataclass
@@ -204,10 +107,12 @@ class Fit:
     Attributes:
         observations: ``(params, outcome)`` per kept observation, in the given order.
         report: Counts of what was kept and dropped.
+        configs: The config each kept observation was fitted from, as given.
     """
 
-    observations: list[tuple[Params, Outcome]]
+    observations: list[tuple[Point, Outcome]]
     report: ForkReport
+    configs: list[Mapping[str, Any]] = field(default_factory=list)
 
 
 def check_warm_start(owner: str, warm_start: Any) -> list[tuple[Mapping[str, Any], Outcome]]:
@@ -281,17 +186,17 @@ def fit_observations(
         msg = f"{owner}: `outside` is {outside!r}, but must be 'drop_value' or 'skip'."
         raise ConfigError(msg)
     pairs = check_warm_start(owner, warm_start)
-    params = parameters(space)
+    params = parameters(space, owner)
     report = ForkReport(given=len(pairs))
     added: Counter[str] = Counter()
     removed: Counter[str] = Counter()
     out_of: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
-    observations: list[tuple[Params, Outcome]] = []
+    observations: list[tuple[Point, Outcome]] = []
+    configs: list[Mapping[str, Any]] = []
     for config, outcome in pairs:
-        match = _Match()
-        _match_mapping(space, config, "", "", match)
-        out_of.update(match.outside)
+        match = match_config(space, config)
+        out_of.update(list(match.outside))
         removed.update(match.removed)
         if match.outside and outside == "skip":
             skipped["with a value outside its new domain"] += 1
@@ -301,114 +206,14 @@ def fit_observations(
             continue
         added.update(_absent(params, match.values, match.outside))
         observations.append((match.values, outcome))
+        configs.append(config)
     report.used = len(observations)
     report.skipped, report.added = dict(skipped), dict(added)
     report.removed, report.outside = dict(removed), dict(out_of)
-    return Fit(observations, report)
+    return Fit(observations, report, configs)
 
 
-def _absent(params: Mapping[str, Param], values: Params, dropped: list[str]) -> list[str]:
+def _absent(params: Mapping[str, Param], values: Point, dropped: Mapping[str, str]) -> list[str]:
     """Active parameters with no value that were not dropped for being outside."""
-    absent = []
-    for label, param in params.items():
-        if label in values or label in dropped:
-            continue
-        if all(values.get(choice) == index for choice, index in param.conditions):
-            absent.append(label)
-    return absent
-
-
-@dataclass
-class _Match:
-    values: Params = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
-    outside: list[str] = field(default_factory=list)
-
-    @property
-    def score(self) -> tuple[int, int, int]:
-        return (len(self.values), -len(self.outside), -len(self.removed))
-
-
-def _match_mapping(space: Mapping[str, Any], config: Any, label: str, path: str,
-                   match: _Match) -> None:
-    if not isinstance(config, Mapping):
-        if _contains_domain(space):
-            match.outside.append(label or "<config>")
-        return
-    for key in config:
-        if key not in space:
-            match.removed.append(_child(path, str(key)))
-    for key, item in space.items():
-        if key in config:
-            _match_value(item, config[key], _child(label, key), _child(path, key), match)
-
-
-def _match_value(space: Any, value: Any, label: str, path: str, match: _Match) -> None:
-    if isinstance(space, Mapping):
-        _match_mapping(space, value, label, path, match)
-    elif isinstance(space, Choice):
-        best: tuple[int, _Match] | None = None
-        for index, option in enumerate(space.options):
-            trial = _Match()
-            if _match_option(option, value, f"{label}[{index}]", path, trial) and (
-                best is None or trial.score > best[1].score
-            ):
-                best = (index, trial)
-        if best is None:
-            match.outside.append(label)
-            return
-        match.values[label] = best[0]
-        match.values.update(best[1].values)
-        match.removed.extend(best[1].removed)
-        match.outside.extend(best[1].outside)
-    elif isinstance(space, Domain):
-        number = _fits(space, value)
-        if number is None:
-            match.outside.append(label)
-        else:
-            match.values[label] = number
-
-
-def _match_option(option: Any, value: Any, label: str, path: str, match: _Match) -> bool:
-    """Whether ``value`` took this option: constants must agree, domains may be partial."""
-    if isinstance(option, Mapping):
-        if not isinstance(value, Mapping):
-            return False
-        for key, item in option.items():
-            if not _contains_domain(item):
-                if key not in value or not same_value(plain(item), plain(value[key])):
-                    return False
-        _match_mapping(option, value, label, path, match)
-        return True
-    if isinstance(option, Choice):
-        _match_value(option, value, label, path, match)
-        return label in match.values
-    if isinstance(option, Domain):
-        number = _fits(option, value)
-        if number is None:
-            return False
-        match.values[label] = number
-        return True
-    return same_value(plain(option), plain(value))
-
-
-def _fits(domain: Domain, value: Any) -> float | None:
-    """``value`` as a number if it lies in ``domain``, else None."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    if isinstance(domain, (Uniform, LogUniform)):
-        low, high = domain.low, domain.high
-    elif isinstance(domain, (QUniform, QLogUniform)):
-        # Rounding to a multiple of q may land up to q/2 beyond the bounds (see quniform).
-        low, high = domain.low - domain.q / 2, domain.high + domain.q / 2
-    elif isinstance(domain, RandInt):
-        if not number.is_integer():
-            return None
-        low, high = domain.low, domain.high - 1
-    else:
-        return None
-    return number if low <= number <= high else None
-
+    return [label for label, param in params.items()
+            if label not in values and label not in dropped and param.is_active(values)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -11,18 +10,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from raytuner.errors import ConfigError, ProtocolError
+from raytuner.errors import ProtocolError
 
 from ._acquisition import expected_improvement, maximize
-from ._base import Outcome, Searcher, TrialEnd, close_record, end_trial
-from ._checks import int_at_least
-from ._fork import Param, check_warm_start, config_from_params, fit_observations, parameters
+from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, close_record, end_trial
+from ._base import already_suggested, check_version, not_set_up
+from ._checks import int_at_least, make_rng, one_of, real_in
+from ._fork import check_warm_start, fit_observations
 from ._gp_encoding import Encoding
-from ._random import make_rng
-from ._space import has_grid, sample_config, validate_space
+from ._space import check_space, sample_config
 
+_NAME = "GPSearcher"
 PENDING_STRATEGIES = ("kriging_believer", "constant_liar")
-STOPPED_POLICIES = ("penalize", "last", "ignore")
 ACQUISITIONS = ("ei",)
 COMFORT_LIMIT = 300
 """Observations beyond which GPSearcher warns that it is slow (see its docstring)."""
@@ -30,21 +29,13 @@ _STATE_VERSION = 1
 
 
 @dataclass
-class _Record:
+class _Record(TrialRecord):
     config: dict[str, Any]
     end: str = "pending"  # "pending" or a TrialEnd value
     value: float | None = None
     resource: float | None = None
     max_resource: float = math.inf
     point: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def full_budget(self) -> bool:
-        return self.end == TrialEnd.COMPLETED.value or (
-            self.end == TrialEnd.STOPPED.value
-            and self.resource is not None
-            and self.resource >= self.max_resource
-        )
 
 
 class GPSearcher(Searcher):
@@ -96,23 +87,24 @@ class GPSearcher(Searcher):
     **Startup.** Until ``n_startup`` trials have been observed, configs are drawn at
     random from the space's priors (as :class:`RandomSearcher` does).
 
-    **Defaults, as measured** (benchmarks/gp_optuna.py, 8 seeds, 40 trials; figures in
-    benchmarks/RESULTS.md): ``n_startup=10`` (scikit-optimize's choice) against 5 and 20:
-    20 is worse at every budget on branin, hartmann6 and the mixed problem; 5 is better up
-    to 20 trials and on the mixed problem, but 1.6x worse at 40 trials on hartmann6, so 10
-    is kept as the safer middle; pass ``n_startup=5`` for budgets of 20 or fewer.
-    ``pending="kriging_believer"`` against ``"constant_liar"`` at 4 workers: far better on
-    branin at 30-40 trials (median regret 0.0000 vs 0.60), within noise on hartmann6.
+    **Defaults**, measured against the alternatives named here (the figures:
+    benchmarks/RESULTS.md, section "GPSearcher and OptunaSearcher"): ``n_startup=10``
+    (scikit-optimize's choice) against 5 and 20: 20 is worse at every budget; 5 is better
+    up to 20 trials but worse at 40, so 10 is kept as the safer middle; pass
+    ``n_startup=5`` for budgets of 20 or fewer. ``pending="kriging_believer"`` against
+    ``"constant_liar"`` at 4 workers: better on branin, within noise on hartmann6.
     ``xi=0`` is Jones et al.'s and was not tuned.
 
     **Comfort zone.** Tens to a few hundred trials on spaces of up to about twenty
     columns, mostly continuous. One suggestion refits the GP, which costs ``O(N^3)`` in the
-    ``N`` observations per likelihood evaluation. Measured on 2 shared cores with 6
-    parameters: 0.2 s per suggestion up to 50 observations, 0.8 s at 100, 2 s at 200,
-    6.5 s at 400, 47 s at 800 (a TPE takes milliseconds throughout). Beyond
-    :data:`COMFORT_LIMIT` (300) observations the searcher warns once: a TPE
-    (``OptunaSearcher``, ``HyperOptSearcher``) is then the better tool. Many categorical or
-    conditional parameters also suit TPE better: one-hot columns make a poor metric.
+    ``N`` observations per likelihood evaluation: from a fraction of a second per
+    suggestion at 50 observations to tens of seconds at 800, where a TPE takes
+    milliseconds throughout (benchmarks/RESULTS.md, section "GPSearcher and OptunaSearcher"). A fork's
+    old trials that lack a parameter cost an expectation over it in every kernel
+    evaluation (``_gp_model``), a few times slower. Beyond :data:`COMFORT_LIMIT` (300)
+    observations the searcher warns once: a TPE (``OptunaSearcher``, ``HyperOptSearcher``)
+    is then the better tool. Many categorical or conditional parameters also suit TPE
+    better: one-hot columns make a poor metric.
 
     **Determinism.** The same seed and the same results in the same order give the same
     suggestions.
@@ -132,9 +124,11 @@ class GPSearcher(Searcher):
             ``(config, Outcome)`` from an earlier search, e.g.
             ``rt.load(path).observations()``, fitted to this space by
             :func:`._fork.fit_observations` (removed keys ignored, values outside their new
-            domain dropped). Observations still lacking an active parameter (one added
-            since, or dropped for being outside) are left out of the GP fit, not imputed:
-            a GP has no sound way to marginalise a coordinate. A warning gives the counts.
+            domain dropped). A number an old trial lacks (a parameter added since, or a
+            value dropped for being outside) is not imputed: the kernel takes its
+            expectation under the parameter's prior (``_gp_model``), so the trial informs
+            the parameters it has. An old trial that lacks an active *choice* is left out.
+            A warning gives the counts.
 
     Example:
         >>> from raytuner.search import GPSearcher, Outcome, TrialEnd, uniform
@@ -159,29 +153,18 @@ class GPSearcher(Searcher):
         n_restarts: int = 2,
         warm_start: Iterable[tuple[Mapping[str, Any], float | Outcome | None]] | None = None,
     ) -> None:
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
-        ):
-            msg = f"GPSearcher: `seed` is {seed!r}, but must be a non-negative int or None."
-            raise ConfigError(msg)
         self._seed = seed
-        self._rng = make_rng("GPSearcher", seed)
-        self._n_startup = int_at_least("GPSearcher", "n_startup", n_startup, 2, "10 is usual")
-        _one_of("acquisition", acquisition, ACQUISITIONS)
-        if isinstance(xi, bool) or not isinstance(xi, numbers.Real) or not 0 <= xi < math.inf:
-            msg = f"GPSearcher: `xi` is {xi!r}, but must be a finite number >= 0; 0 is usual."
-            raise ConfigError(msg)
-        self._acquisition = acquisition
-        self._xi = float(xi)
-        _one_of("pending", pending, PENDING_STRATEGIES)
-        self._pending = pending
-        _one_of("stopped_trials", stopped_trials, STOPPED_POLICIES)
-        self._stopped_trials = stopped_trials
-        self._n_candidates = int_at_least("GPSearcher", "n_candidates", n_candidates, 1, "1000 is usual")
-        self._n_restarts = int_at_least("GPSearcher", "n_restarts", n_restarts, 0, "2 is usual")
-        self._warm_start = check_warm_start("GPSearcher", warm_start)
+        self._rng = make_rng(_NAME, seed)
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 2, "10")
+        self._acquisition = one_of(_NAME, "acquisition", acquisition, ACQUISITIONS)
+        self._xi = real_in(_NAME, "xi", xi, 0.0, math.inf, "0", inclusive=True)
+        self._pending = one_of(_NAME, "pending", pending, PENDING_STRATEGIES)
+        self._stopped_trials = one_of(_NAME, "stopped_trials", stopped_trials, STOPPED_POLICIES)
+        self._n_candidates = int_at_least(_NAME, "n_candidates", n_candidates, 1, "1000")
+        self._n_restarts = int_at_least(_NAME, "n_restarts", n_restarts, 0, "2")
+        self._warm_start = check_warm_start(_NAME, warm_start)
         if space is not None:
-            self._check_space(space)
+            check_space(_NAME, space)
         self.space = space
         self._encoding: Encoding | None = None
         self._records: dict[str, _Record] = {}
@@ -204,52 +187,40 @@ class GPSearcher(Searcher):
             "n_restarts": self._n_restarts,
         }
 
-    @staticmethod
-    def _check_space(space: Mapping[str, Any]) -> Encoding:
-        validate_space(space)
-        if has_grid(space):
-            msg = (
-                "GPSearcher cannot search a space with grid() axes: it samples, it does not "
-                "enumerate. Use GridSearcher, or replace grid([...]) by choice([...])."
-            )
-            raise ConfigError(msg)
-        return Encoding(space, "GPSearcher")
-
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
-        self._encoding = self._check_space(self.space)
+        check_space(_NAME, self.space)
+        self._encoding = Encoding(self.space, _NAME)
         if not self._restored:
             self._load_warm_start()
 
     def _load_warm_start(self) -> None:
-        fitted = fit_observations("GPSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
-        params = parameters(self.space)  # type: ignore[arg-type]
-        partial = 0
-        for index, (values, outcome) in enumerate(fitted.observations):
-            if not _complete(params, values):
-                # A GP needs a point: an absent value cannot be placed in the cube without
-                # inventing it, so the observation is left out rather than imputed.
-                partial += 1
+        fitted = fit_observations(_NAME, self.space, self._warm_start)  # type: ignore[arg-type]
+        left_out = 0
+        for index, ((_, outcome), config) in enumerate(zip(fitted.observations, fitted.configs)):
+            # The record keeps the old config: its point, partial or whole, is derived from it.
+            record = _Record(config=dict(config))
+            if self._encoding.encode(record.config) is None:  # type: ignore[union-attr]
+                left_out += 1
                 continue
-            record = _Record(config=config_from_params(self.space, values))  # type: ignore[arg-type]
             close_record(record, outcome)
             self._records[f"warm_start[{index}]"] = record
-        if fitted.report.changed or partial:
+        if fitted.report.changed or left_out:
             extra = (
-                f" GPSearcher left out {partial} of the {fitted.report.used} fitted observations "
-                "that lack a value for an active parameter (a GP cannot marginalise it)."
-                if partial
+                f" {_NAME} left out {left_out} of the {fitted.report.used} fitted observations "
+                "that lack an active choice (the kernel marginalises an absent number, not an "
+                "absent choice)."
+                if left_out
                 else ""
             )
-            warnings.warn(fitted.report.message("GPSearcher") + extra, stacklevel=3)
+            warnings.warn(fitted.report.message(_NAME) + extra, stacklevel=3)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._encoding is None:
-            raise ProtocolError("GPSearcher.setup() must be called before suggest().")
+            raise not_set_up(_NAME)
         if trial_id in self._records:
-            msg = f"GPSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ProtocolError(msg)
+            raise already_suggested(_NAME, trial_id)
         points, targets = self._observations()
         if self._encoding.dim == 0 or len(targets) < self._n_startup:
             config = sample_config(self.space, self._rng)  # type: ignore[arg-type]
@@ -262,7 +233,7 @@ class GPSearcher(Searcher):
         if record.point is None:
             record.point = self._encoding.encode(record.config)  # type: ignore[union-attr]
             if record.point is None:  # a config the searcher made always fits its space
-                raise ProtocolError(f"GPSearcher: config {record.config!r} does not fit the space")
+                raise ProtocolError(f"{_NAME}: config {record.config!r} does not fit the space")
         return record.point
 
     def _observations(self) -> tuple[np.ndarray, np.ndarray]:
@@ -297,8 +268,8 @@ class GPSearcher(Searcher):
         from threadpoolctl import threadpool_limits
 
         # The matrices are at most a few hundred wide: one BLAS thread is fastest, and
-        # OpenBLAS's default of one per core made a suggestion 7x slower on 2 busy cores
-        # (benchmarks/RESULTS.md, GPSearcher latency).
+        # OpenBLAS's default of one per core made a suggestion several times slower on 2
+        # busy cores (benchmarks/RESULTS.md, section "GPSearcher and OptunaSearcher").
         with threadpool_limits(limits=1, user_api="blas"):
             return self._propose_now(points, targets)
 
@@ -310,7 +281,7 @@ class GPSearcher(Searcher):
         if len(targets) > COMFORT_LIMIT and not self._warned:
             self._warned = True
             warnings.warn(
-                f"GPSearcher has {len(targets)} observations, beyond its comfort zone of a "
+                f"{_NAME} has {len(targets)} observations, beyond its comfort zone of a "
                 f"few hundred ({COMFORT_LIMIT}): each suggestion refits the GP at O(N^3) "
                 "cost. Consider HyperOptSearcher or OptunaSearcher (TPE) for long searches.",
                 stacklevel=3,
@@ -333,7 +304,7 @@ class GPSearcher(Searcher):
         return maximize(ei, encoding.dim, encoding.snap, encoding.free, self._rng, self._n_candidates)
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
-        end_trial("GPSearcher", trial_id, self._records.get(trial_id), outcome)
+        end_trial(_NAME, trial_id, self._records.get(trial_id), outcome)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -347,12 +318,7 @@ class GPSearcher(Searcher):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state.get("version") != _STATE_VERSION:
-            msg = (
-                f"GPSearcher: cannot restore state version {state.get('version')!r}; "
-                f"this version reads {_STATE_VERSION}."
-            )
-            raise ConfigError(msg)
+        check_version(_NAME, state, _STATE_VERSION)
         self._rng.bit_generator.state = state["rng"]
         self._warned = state["warned"]
         self._records = {trial_id: _Record(**fields) for trial_id, fields in state["records"].items()}
@@ -360,19 +326,3 @@ class GPSearcher(Searcher):
         self._restored = True
 
 
-def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        msg = (
-            f"GPSearcher: `{name}` is {value!r}, but must be one of "
-            f"{', '.join(map(repr, allowed))}."
-        )
-        raise ConfigError(msg)
-
-
-def _complete(params: Mapping[str, Param], values: Mapping[str, Any]) -> bool:
-    """Whether ``values`` holds every parameter that is active under its own choices."""
-    return all(
-        label in values
-        for label, param in params.items()
-        if all(values.get(choice) == index for choice, index in param.conditions)
-    )

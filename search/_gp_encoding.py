@@ -27,6 +27,15 @@ that option is chosen. Its columns always exist, and are set to the constant 1/2
 the parameter is inactive (the option is not chosen, or an enclosing one is not). Two
 configs that differ only in inactive parameters therefore encode to the same point, and the
 one-hot columns of the choice tell the GP which branch a point is on.
+
+**Unknown parameters.** A fork's old trial may lack an active number: a parameter added
+since (its column holds :data:`MISSING`), or a value outside its new range, dropped as a
+fork drops it (:data:`DROPPED`). The kernel marginalises both (``_gp_model``). A trial that
+lacks an active choice has no point.
+
+The columns are laid out in the order of the space's parameters (``_params``); a config
+is built from a point by ``_params.config_from_params`` and taken apart by
+``_params.match_config``, as every searcher does.
 """
 
 from __future__ import annotations
@@ -38,25 +47,20 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError
-
-from ._domains import (
-    Choice,
-    Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    _is_hyperopt_expr,
-    plain,
-    same_value,
-)
+from ._domains import Choice, RandInt, Range
+from ._params import Param, Point, config_from_params, match_config, parameters
 
 INACTIVE = 0.5
 """The value of every column of a parameter that is not active in a config."""
 
-_NUMERIC = (Uniform, LogUniform, QUniform, QLogUniform, RandInt)
+MISSING = -1.0
+"""The value of a column whose parameter is active but absent from a fork's old trial (one
+added since): outside the cube, so that the kernel (``_gp_model``) can tell and
+marginalise it."""
+
+DROPPED = -2.0
+"""The value of a column whose parameter a fork's old trial held outside its new domain:
+dropped, and marginalised like :data:`MISSING` but for each trial on its own."""
 
 
 @dataclass(frozen=True)
@@ -64,25 +68,31 @@ class Column:
     """One numeric parameter: one column of the cube.
 
     Attributes:
-        label: Dotted path, as in the HyperOpt searcher (``"opt[1].beta"``).
-        domain: Its domain.
+        param: The parameter (label, domain, conditions by choice label).
         index: Its column.
         conditions: ``(choice index into Encoding.choices, option)`` pairs that must all
             hold for the parameter to be active.
     """
 
-    label: str
-    domain: Any
+    param: Param
     index: int
     conditions: tuple[tuple[int, int], ...]
 
     @property
+    def label(self) -> str:
+        return self.param.label
+
+    @property
+    def domain(self) -> Range | RandInt:
+        return self.param.domain  # type: ignore[no-any-return]
+
+    @property
     def is_log(self) -> bool:
-        return isinstance(self.domain, (LogUniform, QLogUniform))
+        return isinstance(self.domain, Range) and self.domain.log
 
     @property
     def is_discrete(self) -> bool:
-        return isinstance(self.domain, (RandInt, QUniform, QLogUniform))
+        return isinstance(self.domain, RandInt) or self.domain.q is not None
 
     def _range(self) -> tuple[float, float]:
         d = self.domain
@@ -94,6 +104,10 @@ class Column:
 
     def encode(self, value: float) -> float:
         low, high = self._range()
+        d = self.domain
+        if self.is_log and d.q is not None:
+            # A log q value may round to 0: it is placed at the first step, q, as decode() does.
+            value = max(value, d.q)
         x = math.log(value) if self.is_log else float(value)
         return min(max((x - low) / (high - low), 0.0), 1.0)
 
@@ -106,38 +120,33 @@ class Column:
         d = self.domain
         if isinstance(d, RandInt):
             return np.clip(np.round(x), d.low, d.high - 1)
-        if isinstance(d, (QUniform, QLogUniform)):
+        if d.q is not None:
             # Rounded as the domain samples (round(x / q) * q), and kept where a value can be
             # encoded again: a log column cannot hold 0.
             x = np.round(x / d.q) * d.q
             return np.maximum(x, d.q) if self.is_log else x
         return np.clip(x, d.low, d.high)  # exp(log(b)) may exceed b by a rounding error
 
-    def value(self, u: float) -> Any:
-        """The plain Python value a config holds for column value ``u``."""
-        x = float(self.decode(np.array([u]))[0])
-        d = self.domain
-        if isinstance(d, RandInt) or (isinstance(d, (QUniform, QLogUniform)) and d.is_int):
-            return int(round(x))
-        return x
-
 
 @dataclass(frozen=True)
 class OneHot:
     """A ``choice`` of n >= 2 options: n columns starting at ``start``."""
 
-    label: str
-    domain: Choice
+    param: Param
     start: int
     conditions: tuple[tuple[int, int], ...]
 
     @property
+    def label(self) -> str:
+        return self.param.label
+
+    @property
     def size(self) -> int:
-        return len(self.domain.options)
+        return len(self.param.domain.options)
 
 
 class Encoding:
-    """The unit-cube encoding of one search space.
+    """The unit-cube encoding of one search space, built on its parameters (``_params``).
 
     Args:
         space: A raytuner space (domains, dicts, ``choice`` with dict options, constants).
@@ -149,40 +158,21 @@ class Encoding:
 
     def __init__(self, space: Mapping[str, Any], owner: str = "GPSearcher") -> None:
         self.space = space
+        self.params = parameters(space, owner)
         self.columns: list[Column] = []
         self.choices: list[OneHot] = []
-        self._owner = owner
         self.dim = 0
-        self._walk(space, "", ())
-
-    def _take(self, n: int) -> int:
-        start = self.dim
-        self.dim += n
-        return start
-
-    def _walk(self, value: Any, label: str, conditions: tuple[tuple[int, int], ...]) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                self._walk(item, f"{label}.{key}" if label else key, conditions)
-        elif isinstance(value, _NUMERIC):
-            self.columns.append(Column(label, value, self._take(1), conditions))
-        elif isinstance(value, Choice):
-            here = conditions
-            if len(value.options) >= 2:
-                self.choices.append(OneHot(label, value, self._take(len(value.options)), conditions))
-                index = len(self.choices) - 1
-            for option, item in enumerate(value.options):
-                if len(value.options) >= 2:
-                    here = conditions + ((index, option),)
-                self._walk(item, f"{label}[{option}]", here)
-        elif isinstance(value, Grid) or _is_hyperopt_expr(value):
-            kind = "a grid() axis" if isinstance(value, Grid) else "a native hyperopt expression"
-            msg = (
-                f"{self._owner} cannot model {label!r}: it is {kind} ({value!r:.60}). Use "
-                f"{'GridSearcher' if isinstance(value, Grid) else 'HyperOptSearcher'}, or "
-                "replace it by a raytuner domain (uniform, loguniform, randint, choice, ...)."
-            )
-            raise ConfigError(msg)
+        one_hot: dict[str, int] = {}  # choice label -> its index in self.choices
+        for param in self.params.values():
+            # A choice of one option has no columns: it always takes that option.
+            conditions = tuple((one_hot[label], index) for label, index in param.conditions if label in one_hot)
+            if not isinstance(param.domain, Choice):
+                self.columns.append(Column(param, self.dim, conditions))
+                self.dim += 1
+            elif len(param.domain.options) >= 2:
+                one_hot[param.label] = len(self.choices)
+                self.choices.append(OneHot(param, self.dim, conditions))
+                self.dim += len(param.domain.options)
 
     def free(self, u: np.ndarray) -> np.ndarray:
         """The continuous (uniform, loguniform) columns active at the snapped point ``u``."""
@@ -234,85 +224,39 @@ class Encoding:
     def decode(self, u: np.ndarray) -> dict[str, Any]:
         """The config of one point ``u`` (shape ``(D,)``), with plain Python values."""
         u = np.asarray(u, dtype=float)
-        columns = {c.label: c for c in self.columns}
-        choices = {g.label: g for g in self.choices}
-
-        def build(value: Any, label: str) -> Any:
-            if isinstance(value, Mapping):
-                return {k: build(item, f"{label}.{k}" if label else k) for k, item in value.items()}
-            if isinstance(value, _NUMERIC):
-                column = columns[label]
-                return column.value(u[column.index])
-            if isinstance(value, Choice):
-                if label in choices:
-                    group = choices[label]
-                    option = int(np.argmax(u[group.start : group.start + group.size]))
-                else:
-                    option = 0
-                return build(value.options[option], f"{label}[{option}]")
-            return plain(value)
-
-        return build(self.space, "")
+        point: Point = {label: 0 for label, p in self.params.items() if isinstance(p.domain, Choice)}
+        for group in self.choices:
+            point[group.label] = int(np.argmax(u[group.start : group.start + group.size]))
+        for column in self.columns:
+            point[column.label] = float(column.decode(np.array([u[column.index]]))[0])
+        return config_from_params(self.space, point)
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray | None:
-        """The point of ``config``, or None if the config does not fit the space.
+        """The point of ``config``; for an old trial in a fork, :data:`MISSING` in the
+        columns of the active numbers it lacks and :data:`DROPPED` in those it holds outside
+        their domain. None if it fits no parameter or lacks an active choice (a one-hot
+        block is not marginalised).
 
-        A config fits when every active parameter is present and inside its domain and
-        every choice matches one of its options (constants inside a choice's options decide
-        which). Constants outside choices are not checked, so that an earlier experiment
-        whose constants differed can still warm-start this one.
+        The config is taken apart as a fork's old trials are (``_params.match_config``):
+        constants outside choices are not compared, constants inside them decide which
+        option a config took.
         """
+        match = match_config(self.space, config)
+        values = match.values
+        if self.params and not values:
+            return None
         u = np.full(self.dim, INACTIVE)
-        columns = {c.label: c for c in self.columns}
-        choices = {g.label: g for g in self.choices}
-
-        def match(space: Any, value: Any, label: str, strict: bool) -> bool:
-            if isinstance(space, Mapping):
-                if not isinstance(value, Mapping):
-                    return False
-                return all(
-                    key in value and match(item, value[key], f"{label}.{key}" if label else key, strict)
-                    for key, item in space.items()
-                    if key in value or _needs_value(item) or strict
-                )
-            if isinstance(space, _NUMERIC):
-                return _fits(columns[label], value, u)
-            if isinstance(space, Choice):
-                for option, item in enumerate(space.options):
-                    saved = u.copy()
-                    if match(item, value, f"{label}[{option}]", True):
-                        if label in choices:
-                            group = choices[label]
-                            u[group.start : group.start + group.size] = np.eye(group.size)[option]
-                        return True
-                    u[:] = saved
-                return False
-            return not strict or same_value(plain(space), plain(value))
-
-        return u if match(self.space, config, "", False) else None
-
-
-def _fits(column: Column, value: Any, u: np.ndarray) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return False
-    x = float(value)
-    d = column.domain
-    if isinstance(d, RandInt):
-        ok = x.is_integer() and d.low <= x <= d.high - 1
-    elif isinstance(d, (QUniform, QLogUniform)):
-        # A quantized value may lie up to q/2 beyond the bounds (see quniform's docstring);
-        # a log one may round to 0, which is placed at the first step, q, as decode() does.
-        ok = d.low - d.q / 2 <= x <= d.high + d.q / 2
-        x = max(x, d.q) if column.is_log else x
-    else:
-        ok = d.low <= x <= d.high
-    if ok:
-        u[column.index] = column.encode(x)
-    return ok
-
-
-def _needs_value(space: Any) -> bool:
-    if isinstance(space, Mapping):
-        return any(_needs_value(item) for item in space.values())
-    return isinstance(space, (*_NUMERIC, Choice))
-
+        for label, param in self.params.items():
+            if isinstance(param.domain, Choice) and param.is_active(values) and label not in values:
+                return None
+        for group in self.choices:
+            if group.param.is_active(values):
+                u[group.start : group.start + group.size] = np.eye(group.size)[values[group.label]]
+        for column in self.columns:
+            if column.param.is_active(values):
+                value = values.get(column.label)
+                if value is not None:
+                    u[column.index] = column.encode(value)
+                else:
+                    u[column.index] = DROPPED if column.label in match.outside else MISSING
+        return u

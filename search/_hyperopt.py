@@ -13,21 +13,22 @@ from typing import Any, Literal
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, Domain, Trials, rand, tpe
 from hyperopt.exceptions import DuplicateLabel
 
-from raytuner.errors import ConfigError, ProtocolError, invalid
+from raytuner.errors import ConfigError, invalid
 
-from ._base import Outcome, Searcher, TrialEnd, close_record, end_trial
+from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, close_record, end_trial
+from ._base import already_suggested, check_version, not_set_up
+from ._checks import int_at_least, make_rng, one_of, real_in
 from ._domains import plain
+from ._fork import check_warm_start, fit_observations
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
-from ._random import make_rng
-from ._fork import fit_observations
-from ._space import has_grid, has_hyperopt_expr, validate_space
+from ._space import check_space, has_hyperopt_expr
 
-STOPPED_POLICIES = ("penalize", "last", "ignore")
+_NAME = "HyperOptSearcher"
 _STATE_VERSION = 1
 
 
 @dataclass
-class _Record:
+class _Record(TrialRecord):
     """What the searcher remembers of one trial; the source of truth for hyperopt's docs."""
 
     tid: int
@@ -37,16 +38,6 @@ class _Record:
     resource: float | None = None
     max_resource: float = math.inf
     reported: bool = False  # any on_trial_result yet: then it is running or paused
-
-    @property
-    def full_budget(self) -> bool:
-        # A STOPPED trial that reached max_resource ran its whole budget: the scheduler's
-        # stop only coincided with the end of training.
-        return self.end == TrialEnd.COMPLETED.value or (
-            self.end == TrialEnd.STOPPED.value
-            and self.resource is not None
-            and self.resource >= self.max_resource
-        )
 
 
 def _objective(config: Any) -> None:
@@ -77,7 +68,7 @@ class HyperOptSearcher(Searcher):
     running trials towards start-up, and draws each suggestion's seed from a
     ``RandomState``. With those three matched, benchmarks/search_sim.py reproduces Ray Tune's
     runs exactly (tests/search/test_search_sim.py); with ours, the results are within noise
-    of Ray Tune's over 400 simulated seeds.
+    of Ray Tune's (benchmarks/RESULTS.md, section "HyperOptSearcher under ASHA against Ray Tune").
 
     **Pending trials.** Running trials enter TPE as hyperopt does it, with an infinite loss
     (so they weigh on g(x) and the next suggestion tends away from them). With
@@ -95,7 +86,8 @@ class HyperOptSearcher(Searcher):
     - COMPLETED: the final value. Without a finite value it counts as FAILED.
     - FAILED: kept with an infinite loss (hyperopt's ``status: fail``), so TPE puts it in
       g(x) and avoids the region; it is not dropped.
-    - STOPPED at ``resource >= max_resource``: a full-budget result, as COMPLETED.
+    - STOPPED at ``resource >= max_resource``: a full-budget result, as COMPLETED (and as
+      FAILED without a finite value).
     - STOPPED earlier (a scheduler such as ASHA cut it): a low-fidelity value, handled by
       ``stopped_trials``:
 
@@ -106,8 +98,8 @@ class HyperOptSearcher(Searcher):
         learns what the scheduler learnt. It is the default because it is the only policy
         that keeps both the design rule and ASHA's information; the benchmarks give no reason
         to change it: under ASHA on benchmarks/_synthetic.py "penalize" and "last" are within
-        noise of each other (400 simulated seeds: median best 0.2943 vs 0.2939; also with 4x
-        late overfitting and at twice the budget; see benchmarks/RESULTS.md).
+        noise of each other, also with late overfitting and at twice the budget
+        (benchmarks/RESULTS.md, section "HyperOptSearcher under ASHA against Ray Tune", `stopped_trials` policy).
       * ``"last"``: the last value as if it were final (Ray Tune's ``HyperOptSearch``).
         Cheap, but with learning curves that rise late (overfitting) an early stop can look
         better than a full run.
@@ -160,31 +152,25 @@ class HyperOptSearcher(Searcher):
         stopped_trials: Literal["penalize", "last", "ignore"] = "penalize",
         pending_limit: int | Literal["auto"] | None = "auto",
     ) -> None:
-        self._n_startup = _non_negative_int("n_startup", n_startup)
-        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma <= 1:
-            raise invalid("HyperOptSearcher", "gamma", gamma, "in (0, 1]", "Pass gamma=0.25 (hyperopt's default).")
-        self._gamma = float(gamma)
-        self._n_ei_candidates = _non_negative_int("n_ei_candidates", n_ei_candidates)
-        if self._n_ei_candidates < 1:
-            raise invalid("HyperOptSearcher", "n_ei_candidates", 0, "an int >= 1", "Pass n_ei_candidates=24 (hyperopt's default).")
-        if stopped_trials not in STOPPED_POLICIES:
-            raise invalid("HyperOptSearcher", "stopped_trials", stopped_trials,
-                          f"one of {', '.join(map(repr, STOPPED_POLICIES))}", "Pass stopped_trials='penalize'.")
-        self._stopped_trials = stopped_trials
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 0, "20")
+        self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.25 (hyperopt's default)")
+        self._n_ei_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1,
+                                             "24 (hyperopt's default)")
+        self._stopped_trials = one_of(_NAME, "stopped_trials", stopped_trials, STOPPED_POLICIES)
         if pending_limit not in ("auto", None) and (
             isinstance(pending_limit, bool)
             or not isinstance(pending_limit, numbers.Integral)
             or pending_limit < 1
         ):
-            raise invalid("HyperOptSearcher", "pending_limit", pending_limit,
+            raise invalid(_NAME, "pending_limit", pending_limit,
                           "'auto', None (no limit) or an int >= 1", "Pass pending_limit='auto'.")
         self._pending_limit = pending_limit
-        self._rng = make_rng("HyperOptSearcher", seed)
+        self._rng = make_rng(_NAME, seed)
         self._seed = seed
         self._points = _check_points(points_to_evaluate)
-        self._warm_start = _check_warm_start(warm_start)
+        self._warm_start = check_warm_start(_NAME, warm_start)
         if space is not None:
-            validate_space(space)
+            check_space(_NAME, space, native=True)
         self.space = space
 
         self._domain: Domain | None = None
@@ -202,10 +188,7 @@ class HyperOptSearcher(Searcher):
             "n_ei_candidates": self._n_ei_candidates,
             "seed": self._seed,
             "points_to_evaluate": [dict(point) for point in self._points],
-            "warm_start": [
-                [dict(config), {**asdict(result), "end": result.end.value} if isinstance(result, Outcome) else result]
-                for config, result in self._warm_start
-            ],
+            "warm_start": [[dict(config), _outcome_as_data(outcome)] for config, outcome in self._warm_start],
             "stopped_trials": self._stopped_trials,
             "pending_limit": self._pending_limit,
         }
@@ -221,18 +204,12 @@ class HyperOptSearcher(Searcher):
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
-        validate_space(self.space)
-        if has_grid(self.space):
-            msg = (
-                "HyperOptSearcher cannot search a space with grid() axes: TPE samples, it "
-                "does not enumerate. Use GridSearcher, or replace grid([...]) by choice([...])."
-            )
-            raise ConfigError(msg)
+        check_space(_NAME, self.space, native=True)
         try:
             self._domain = Domain(_objective, to_hyperopt(self.space))
         except DuplicateLabel as error:
             msg = (
-                f"HyperOptSearcher: the hyperopt label {error.args[0]!r} is used twice in the "
+                f"{_NAME}: the hyperopt label {error.args[0]!r} is used twice in the "
                 "space. Give each hp expression a unique label."
             )
             raise ConfigError(msg) from error
@@ -243,7 +220,7 @@ class HyperOptSearcher(Searcher):
                 self._point_vals.append(vals_from_config(self.space, point))
             except NoFit as error:
                 msg = (
-                    f"HyperOptSearcher: points_to_evaluate[{index}] does not fit the space: "
+                    f"{_NAME}: points_to_evaluate[{index}] does not fit the space: "
                     f"{error}. Give a full config with values inside their domains."
                 )
                 raise ConfigError(msg) from None
@@ -251,49 +228,47 @@ class HyperOptSearcher(Searcher):
             self._load_warm_start()
 
     def _load_warm_start(self) -> None:
-        if self._warm_start and not has_hyperopt_expr(self.space):
-            self._load_fitted_warm_start()
+        if has_hyperopt_expr(self.space):
+            self._load_native_warm_start()
             return
-        skipped: list[str] = []
-        for index, (config, result) in enumerate(self._warm_start):
-            try:
-                vals = vals_from_config(self.space, config)  # type: ignore[arg-type]
-            except NoFit as error:
-                skipped.append(f"warm_start[{index}]: {error}")
-                continue
-            outcome = result if isinstance(result, Outcome) else Outcome(TrialEnd.COMPLETED, result)
-            record = _Record(tid=self._next_tid, vals=vals)
-            close_record(record, outcome)
-            self._records[f"warm_start[{index}]"] = record
-            self._next_tid += 1
-        if skipped:
-            warnings.warn(
-                f"HyperOptSearcher skipped {len(skipped)} of {len(self._warm_start)} warm-start "
-                f"configs that do not fit the space, e.g. {skipped[0]}.",
-                stacklevel=3,
-            )
-
-    def _load_fitted_warm_start(self) -> None:
         # hyperopt's TPE splits every label's observations by the losses of all trials
         # (tpe.ap_split_trials) and models each label on its own, so a doc without a
         # label is simply not an observation of it, as for an inactive conditional
         # parameter. A partial config therefore needs no imputed value: drawing the added
         # parameter from its prior would attach a loss to a value that was never tried.
-        fit = fit_observations("HyperOptSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
+        fit = fit_observations(_NAME, self.space, self._warm_start)  # type: ignore[arg-type]
         if fit.report.changed:
-            warnings.warn(fit.report.message("HyperOptSearcher"), stacklevel=4)
+            warnings.warn(fit.report.message(_NAME), stacklevel=4)
         for index, (vals, outcome) in enumerate(fit.observations):
-            record = _Record(tid=self._next_tid, vals=vals)
-            close_record(record, outcome)
-            self._records[f"warm_start[{index}]"] = record
-            self._next_tid += 1
+            self._add_finished(f"warm_start[{index}]", vals, outcome)
+
+    def _load_native_warm_start(self) -> None:
+        skipped: list[str] = []
+        for index, (config, outcome) in enumerate(self._warm_start):
+            try:
+                vals = vals_from_config(self.space, config)  # type: ignore[arg-type]
+            except NoFit as error:
+                skipped.append(f"warm_start[{index}]: {error}")
+                continue
+            self._add_finished(f"warm_start[{index}]", vals, outcome)
+        if skipped:
+            warnings.warn(
+                f"{_NAME} skipped {len(skipped)} of {len(self._warm_start)} warm-start "
+                f"configs that do not fit the space, e.g. {skipped[0]}.",
+                stacklevel=4,
+            )
+
+    def _add_finished(self, trial_id: str, vals: dict[str, Any], outcome: Outcome) -> None:
+        record = _Record(tid=self._next_tid, vals=vals)
+        close_record(record, outcome)
+        self._records[trial_id] = record
+        self._next_tid += 1
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._domain is None:
-            raise ProtocolError("HyperOptSearcher.setup() must be called before suggest(); the Tuner does it.")
+            raise not_set_up(_NAME)
         if trial_id in self._records:
-            msg = f"HyperOptSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ProtocolError(msg)
+            raise already_suggested(_NAME, trial_id)
         # Only trials that have not reported count: they are surely running (a paused trial
         # has reported), so waiting on them can never wait forever.
         pending = sum(r.end == "pending" and not r.reported for r in self._records.values())
@@ -334,7 +309,7 @@ class HyperOptSearcher(Searcher):
             record.reported = True
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
-        end_trial("HyperOptSearcher", trial_id, self._records.get(trial_id), outcome)
+        end_trial(_NAME, trial_id, self._records.get(trial_id), outcome)
 
     def _losses(self) -> dict[int, float]:
         """The loss TPE sees per finished trial id (inf = failed), by the stopped policy."""
@@ -412,12 +387,7 @@ class HyperOptSearcher(Searcher):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state.get("version") != _STATE_VERSION:
-            msg = (
-                f"HyperOptSearcher: cannot restore state version {state.get('version')!r}; "
-                f"this version reads {_STATE_VERSION}."
-            )
-            raise ConfigError(msg)
+        check_version(_NAME, state, _STATE_VERSION)
         self._rng.bit_generator.state = state["rng"]
         self._next_tid = state["next_tid"]
         self._points_used = state["points_used"]
@@ -429,42 +399,23 @@ class HyperOptSearcher(Searcher):
         self._restored = True
 
 
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise invalid("HyperOptSearcher", name, value, "an int >= 0", f"Pass e.g. {name}=20.")
-    return int(value)
-
-
 def _check_points(points: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
     points = list(points or [])
     for index, point in enumerate(points):
         if not isinstance(point, Mapping):
             msg = (
-                f"HyperOptSearcher: points_to_evaluate[{index}] is {point!r}, but must be a "
+                f"{_NAME}: points_to_evaluate[{index}] is {point!r}, but must be a "
                 "config dict such as {'lr': 0.01}."
             )
             raise ConfigError(msg)
     return points
 
 
-def _check_warm_start(
-    warm_start: Iterable[tuple[Mapping[str, Any], Any]] | None,
-) -> list[tuple[Mapping[str, Any], Any]]:
-    pairs = list(warm_start or [])
-    for index, pair in enumerate(pairs):
-        ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], Mapping)
-        result = pair[1] if ok else None
-        if ok and not (
-            result is None
-            or isinstance(result, Outcome)
-            or (isinstance(result, numbers.Real) and not isinstance(result, bool))
-        ):
-            ok = False
-        if not ok:
-            msg = (
-                f"HyperOptSearcher: warm_start[{index}] is {pair!r:.100}, but must be a "
-                "(config dict, value) pair, the value signed to minimize (or None if the "
-                "trial failed, or an Outcome)."
-            )
-            raise ConfigError(msg)
-    return pairs
+def _outcome_as_data(outcome: Outcome) -> Any:
+    """An outcome as JSON data, as short as the user could have given it: a number for a
+    plain completed trial, None for a plain failed one, else the Outcome's fields."""
+    if outcome == Outcome(TrialEnd.COMPLETED, outcome.value):
+        return outcome.value
+    if outcome == Outcome(TrialEnd.FAILED):
+        return None
+    return {**asdict(outcome), "end": outcome.end.value}

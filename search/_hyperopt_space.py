@@ -1,11 +1,12 @@
 """Translate raytuner search spaces to hyperopt and map values both ways.
 
 hyperopt identifies each hyperparameter by a *label* and stores one value per label (a
-``hp.choice`` stores the index of the option). Labels here are the dotted path of the
-entry: ``"lr"``, ``"model.units"``, and ``"opt[1].beta"`` for the ``beta`` of the second
-option of the choice ``opt``. Configs are rebuilt from the label values by walking our own
-space (not hyperopt's ``space_eval``, which turns lists into tuples and sorts dict keys), so
-trials receive the space's own structure with plain Python values.
+``hp.choice`` stores the index of the option): the labels and points of ``_params``
+(``"lr"``, ``"model.units"``, ``"opt[1].beta"``), so hyperopt's values are a point. Configs
+are rebuilt from them by ``_params.config_from_params`` (not hyperopt's ``space_eval``,
+which turns lists into tuples and sorts dict keys), so trials receive the space's own
+structure with plain Python values; ``randint`` values are clamped into their range there
+(see ``_params``).
 
 Conversion table (raytuner → hyperopt):
 
@@ -31,26 +32,24 @@ as an ordered quantity.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from hyperopt import hp, pyll
+from hyperopt import hp, pyll, space_eval
 from hyperopt.pyll import scope
 
-from raytuner.errors import ConfigError
-
-from ._domains import (
-    Choice,
-    Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    _is_hyperopt_expr,
-    plain,
-    same_value,
+from ._domains import Grid, RandInt, _is_hyperopt_expr, plain, same_value
+from ._params import (
+    Match,
+    Param,
+    config_from_params,
+    match_config,
+    match_into,
+    number_in,
+    option_label,
+    rebuild,
+    refuse,
+    where,
 )
 
 
@@ -58,185 +57,99 @@ class NoFit(Exception):
     """A config does not fit the space (missing key, value out of range, no such option)."""
 
 
-def _child(label: str, key: str) -> str:
-    return f"{label}.{key}" if label else key
-
-
 def to_hyperopt(space: Mapping[str, Any]) -> Any:
     """Convert ``space`` to a hyperopt expression (a dict of ``hp`` nodes and constants)."""
-    return _convert(space, "")
 
+    def expression(param: Param) -> Any:
+        label, domain = param.label, param.domain
+        if isinstance(domain, RandInt):
+            return scope.int(hp.quniform(label, domain.low - 0.5, domain.high - 0.5, 1))
+        low, high = (math.log(domain.low), math.log(domain.high)) if domain.log else (domain.low, domain.high)
+        if domain.q is None:
+            return (hp.loguniform if domain.log else hp.uniform)(label, low, high)
+        node = (hp.qloguniform if domain.log else hp.quniform)(label, low, high, domain.q)
+        return scope.int(node) if domain.is_int else node
 
-def _convert(value: Any, label: str) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _convert(item, _child(label, key)) for key, item in value.items()}
-    if isinstance(value, Uniform):
-        return hp.uniform(label, value.low, value.high)
-    if isinstance(value, LogUniform):
-        return hp.loguniform(label, math.log(value.low), math.log(value.high))
-    if isinstance(value, QUniform):
-        node = hp.quniform(label, value.low, value.high, value.q)
-        return scope.int(node) if value.is_int else node
-    if isinstance(value, QLogUniform):
-        node = hp.qloguniform(label, math.log(value.low), math.log(value.high), value.q)
-        return scope.int(node) if value.is_int else node
-    if isinstance(value, RandInt):
-        return scope.int(hp.quniform(label, value.low - 0.5, value.high - 0.5, 1))
-    if isinstance(value, Choice):
-        options = [_convert(opt, f"{label}[{i}]") for i, opt in enumerate(value.options)]
-        return hp.choice(label, options)
-    if isinstance(value, Grid):
-        msg = (
-            f"HyperOptSearcher cannot search the grid axis {label!r} ({value!r}): TPE "
-            "samples, it does not enumerate. Use GridSearcher, or replace grid([...]) by "
-            "choice([...])."
-        )
-        raise ConfigError(msg)
-    return value
+    def choice(param: Param, option: Any) -> Any:
+        return hp.choice(param.label, [option(i) for i in range(len(param.domain.options))])
+
+    def leaf(label: str, value: Any) -> Any:
+        if isinstance(value, Grid):
+            refuse("HyperOptSearcher", label, value)
+        return value  # constants and hp expressions as they are
+
+    return rebuild(space, expression, choice, leaf)
 
 
 def config_from_vals(space: Mapping[str, Any], vals: Mapping[str, Any]) -> dict[str, Any]:
     """Build the trial config from hyperopt label values (choice labels hold indices)."""
-    return _build(space, "", vals)
 
+    def leaf(value: Any) -> Any:
+        return plain(space_eval(value, dict(vals)) if _is_hyperopt_expr(value) else value)
 
-def _build(value: Any, label: str, vals: Mapping[str, Any]) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _build(item, _child(label, key), vals) for key, item in value.items()}
-    if isinstance(value, (Uniform, LogUniform)):
-        return float(vals[label])
-    if isinstance(value, (QUniform, QLogUniform)):
-        return int(round(vals[label])) if value.is_int else float(vals[label])
-    if isinstance(value, RandInt):
-        # Clipped because np.round(a - 0.5) may round half to even, below `a`; a draw of
-        # exactly a - 0.5 has probability ~0 but must still give a valid int.
-        return min(max(int(round(vals[label])), value.low), value.high - 1)
-    if isinstance(value, Choice):
-        index = int(vals[label])
-        return _build(value.options[index], f"{label}[{index}]", vals)
-    if _is_hyperopt_expr(value):
-        from hyperopt import space_eval
-
-        return plain(space_eval(value, dict(vals)))
-    return plain(value)
+    return config_from_params(space, vals, leaf)
 
 
 def vals_from_config(space: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperopt label values that produce ``config``; the inverse of config_from_vals.
 
-    Constants are not checked outside choices (a warm start may come from an experiment
-    whose constants differed); inside a choice they decide which option matches.
+    The config is taken apart as every searcher takes one apart (``_params.match_config``),
+    native expressions by inverting hyperopt's evaluation. Constants are not checked
+    outside choices (a warm start may come from an experiment whose constants differed);
+    inside a choice they decide which option matches.
 
     Raises:
         NoFit: If ``config`` lacks a parameter, holds a value outside its domain, or
             matches no option of a choice.
     """
-    vals: dict[str, Any] = {}
-    _match(space, config, "", vals, strict=False)
-    return vals
+    match = match_config(space, config, _match_native)
+    problems = [*match.outside.values(), *match.missing.values()]
+    if problems:
+        raise NoFit(problems[0])
+    return match.values
 
 
-def _where(label: str) -> str:
-    return repr(label) if label else "the config"
-
-
-def _number(value: Any, label: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise NoFit(f"{_where(label)} is {value!r}, not a number")
-    return float(value)
-
-
-def _within(value: float, low: float, high: float, label: str) -> float:
-    if not low <= value <= high:
-        raise NoFit(f"{_where(label)} is {value!r}, outside [{low}, {high}]")
-    return value
-
-
-def _match(space: Any, value: Any, label: str, vals: dict[str, Any], strict: bool) -> None:
-    if isinstance(space, Mapping):
-        if not isinstance(value, Mapping):
-            raise NoFit(f"{_where(label)} is {value!r}, not a dict")
-        for key, item in space.items():
-            here = _child(label, key)
-            if key in value:
-                _match(item, value[key], here, vals, strict)
-            elif _needs_value(item) or strict:
-                raise NoFit(f"{here!r} is missing")
-    elif isinstance(space, Uniform):
-        vals[label] = _within(_number(value, label), space.low, space.high, label)
-    elif isinstance(space, LogUniform):
-        vals[label] = _within(_number(value, label), space.low, space.high, label)
-    elif isinstance(space, (QUniform, QLogUniform)):
-        # A quantized value may lie up to q/2 beyond the bounds (see quniform's docstring).
-        half = space.q / 2
-        vals[label] = _within(_number(value, label), space.low - half, space.high + half, label)
-    elif isinstance(space, RandInt):
-        number = _number(value, label)
-        if not number.is_integer():
-            raise NoFit(f"{_where(label)} is {value!r}, not an int")
-        vals[label] = _within(number, space.low, space.high - 1, label)
-    elif isinstance(space, Choice):
-        _match_choice(space.options, value, label, vals)
-    elif _is_hyperopt_expr(space):
-        _match_native(pyll.as_apply(space), value, label, vals, strict)
-    elif strict and not same_value(plain(space), plain(value)):
-        raise NoFit(f"{_where(label)} is {value!r}, not {space!r}")
-
-
-def _match_choice(options: Any, value: Any, label: str, vals: dict[str, Any]) -> None:
-    for index, option in enumerate(options):
-        scratch: dict[str, Any] = {}
-        try:
-            _match(option, value, f"{label}[{index}]", scratch, strict=True)
-        except NoFit:
-            continue
-        vals.update(scratch)
-        vals[label] = index
-        return
-    raise NoFit(f"{_where(label)} is {value!r}, which matches none of its options")
-
-
-def _needs_value(space: Any) -> bool:
-    if isinstance(space, Mapping):
-        return any(_needs_value(item) for item in space.values())
-    return isinstance(space, (Uniform, LogUniform, QUniform, QLogUniform, RandInt, Choice)) or (
-        _is_hyperopt_expr(space)
-    )
-
-
-def _literal_args(node: Any) -> list[Any]:
-    return [pyll.rec_eval(arg) for arg in node.pos_args]
-
-
-def _match_native(node: Any, value: Any, label: str, vals: dict[str, Any], strict: bool) -> None:
-    """Inverse of hyperopt's evaluation for the nodes that ``hp`` builds."""
+def _match_native(node: Any, value: Any, label: str, match: Match) -> None:
+    """Inverse of hyperopt's evaluation for the nodes that ``hp`` builds, into ``match``."""
+    node = pyll.as_apply(node)
     name = node.name
     if name == "literal":
-        if strict and not same_value(plain(node.obj), plain(value)):
-            raise NoFit(f"{_where(label)} is {value!r}, not {node.obj!r}")
+        if not same_value(plain(node.obj), plain(value)):
+            match.outside[label] = f"{where(label)} is {value!r:.60}, not {node.obj!r}"
     elif name == "dict":
-        _match({key: child for key, child in node.named_args}, value, label, vals, strict)
+        match_into(dict(node.named_args), value, label, match, _match_native)
     elif name == "pos_args":
         if not isinstance(value, (list, tuple)) or len(value) != len(node.pos_args):
-            raise NoFit(f"{_where(label)} is {value!r}, not a sequence of {len(node.pos_args)}")
-        for index, (child, item) in enumerate(zip(node.pos_args, value)):
-            _match_native(child, item, f"{label}[{index}]", vals, strict)
+            match.outside[label] = f"{where(label)} is {value!r:.60}, not a sequence of {len(node.pos_args)}"
+            return
+        for index, (item_node, item) in enumerate(zip(node.pos_args, value)):
+            _match_native(item_node, item, option_label(label, index), match)
     elif name in ("float", "int"):
-        _match_native(node.pos_args[0], value, label, vals, strict)
+        _match_native(node.pos_args[0], value, label, match)
     elif name == "hyperopt_param":
-        param = node.pos_args[0].obj
-        dist = node.pos_args[1]
-        number = _number(value, param)
-        args = _literal_args(dist)
+        param, dist = node.pos_args[0].obj, node.pos_args[1]
+        args = [pyll.rec_eval(arg) for arg in dist.pos_args]
+        low, high = -math.inf, math.inf
         if dist.name == "uniform":
-            _within(number, args[0], args[1], param)
+            low, high = args[0], args[1]
         elif dist.name == "loguniform":
-            _within(number, math.exp(args[0]), math.exp(args[1]), param)
+            low, high = math.exp(args[0]), math.exp(args[1])
         elif dist.name == "randint":
-            low, high = (0, args[0]) if len(args) == 1 else (args[0], args[1])
-            _within(number, low, high - 1, param)
-        vals[param] = number
+            low, high = (0, args[0] - 1) if len(args) == 1 else (args[0], args[1] - 1)
+        number = number_in(value, low, high, param)
+        if isinstance(number, str):
+            match.outside[param] = number
+        else:
+            match.values[param] = number
     elif name == "switch":
-        _match_choice(node.pos_args[1:], value, node.pos_args[0].pos_args[0].obj, vals)
+        param = node.pos_args[0].pos_args[0].obj
+        for index, option in enumerate(node.pos_args[1:]):
+            trial = Match()
+            _match_native(option, value, option_label(param, index), trial)
+            if not trial.outside and not trial.missing:
+                match.values[param] = index
+                match.take(trial)
+                return
+        match.outside[param] = f"{where(param)} is {value!r:.60}, which matches none of its options"
     else:
-        raise NoFit(f"{_where(label)}: cannot invert the hyperopt node {name!r}")
+        match.outside[label] = f"{where(label)}: cannot invert the hyperopt node {name!r}"

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
-import numbers
 import pickle
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from raytuner.errors import ConfigError, ProtocolError
+from raytuner.errors import ConfigError
 
-from ._base import Outcome, Searcher, TrialEnd
-from ._fork import check_warm_start, fit_observations, parameters
+from ._base import Outcome, Searcher, already_suggested, check_version, ended_twice, not_set_up
+from ._checks import check_seed
+from ._fork import check_warm_start, fit_observations
 from ._optuna_space import ask, distributions, optuna_value
-from ._space import has_grid, validate_space
+from ._params import parameters
+from ._space import check_space
 
+_NAME = "OptunaSearcher"
 _STATE_VERSION = 1
 
 
@@ -24,7 +26,7 @@ def _import_optuna() -> Any:
         import optuna
     except ImportError:
         msg = (
-            "OptunaSearcher needs the `optuna` package, which is not installed. Install the "
+            f"{_NAME} needs the `optuna` package, which is not installed. Install the "
             'extra: pip install "raytuner[optuna]".'
         )
         raise ConfigError(msg) from None
@@ -97,19 +99,15 @@ class OptunaSearcher(Searcher):
         if sampler is not None and not isinstance(sampler, optuna.samplers.BaseSampler):
             hint = " (a class: call it)" if isinstance(sampler, type) else ""
             msg = (
-                f"OptunaSearcher: `sampler` is {sampler!r:.80}{hint}, but must be an Optuna "
+                f"{_NAME}: `sampler` is {sampler!r:.80}{hint}, but must be an Optuna "
                 "sampler, an instance of optuna.samplers.BaseSampler. Pass e.g. "
                 "sampler=optuna.samplers.TPESampler(seed=0), or None for TPE."
             )
             raise ConfigError(msg)
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
-        ):
-            msg = f"OptunaSearcher: `seed` is {seed!r}, but must be a non-negative int or None."
-            raise ConfigError(msg)
+        check_seed(_NAME, seed)
         if sampler is not None and seed is not None:
             msg = (
-                f"OptunaSearcher: `seed` is {seed!r}, but it seeds only the default sampler "
+                f"{_NAME}: `seed` is {seed!r}, but it seeds only the default sampler "
                 f"and `sampler` is given ({type(sampler).__name__}). Seed your sampler "
                 f"instead: {type(sampler).__name__}(seed={seed!r})."
             )
@@ -117,9 +115,9 @@ class OptunaSearcher(Searcher):
         self._seed = seed
         self._own_sampler = sampler is not None
         self._sampler = sampler if sampler is not None else optuna.samplers.TPESampler(seed=seed)
-        self._warm_start = check_warm_start("OptunaSearcher", warm_start)
+        self._warm_start = check_warm_start(_NAME, warm_start)
         if space is not None:
-            self._check_space(space)
+            check_space(_NAME, space)
         self.space = space
         self._table: dict[str, Any] = {}
         self._study: Any = None
@@ -135,21 +133,11 @@ class OptunaSearcher(Searcher):
             return None
         return {"seed": self._seed}
 
-    @staticmethod
-    def _check_space(space: Mapping[str, Any]) -> dict[str, Any]:
-        validate_space(space)
-        if has_grid(space):
-            msg = (
-                "OptunaSearcher cannot search a space with grid() axes: use GridSearcher, or "
-                "replace grid([...]) by choice([...])."
-            )
-            raise ConfigError(msg)
-        return distributions(space)
-
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
-        self._table = self._check_space(self.space)
+        check_space(_NAME, self.space)
+        self._table = distributions(self.space, _NAME)
         if self._study is None:  # restore() brings its own study
             optuna = _import_optuna()
             self._study = optuna.create_study(sampler=self._sampler, direction="minimize")
@@ -157,8 +145,8 @@ class OptunaSearcher(Searcher):
 
     def _load_warm_start(self) -> None:
         optuna = _import_optuna()
-        fitted = fit_observations("OptunaSearcher", self.space, self._warm_start)  # type: ignore[arg-type]
-        domains = {label: p.domain for label, p in parameters(self.space).items()}  # type: ignore[arg-type]
+        fitted = fit_observations(_NAME, self.space, self._warm_start)  # type: ignore[arg-type]
+        domains = {label: p.domain for label, p in parameters(self.space, _NAME).items()}  # type: ignore[arg-type]
         for values, outcome in fitted.observations:
             params = {
                 label: optuna_value(domains[label], self._table[label], value)
@@ -179,14 +167,13 @@ class OptunaSearcher(Searcher):
                 )
             )
         if fitted.report.changed:
-            warnings.warn(fitted.report.message("OptunaSearcher"), stacklevel=3)
+            warnings.warn(fitted.report.message(_NAME), stacklevel=3)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._study is None:
-            raise ProtocolError("OptunaSearcher.setup() must be called before suggest().")
+            raise not_set_up(_NAME)
         if trial_id in self._trials or trial_id in self._ended:
-            msg = f"OptunaSearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ProtocolError(msg)
+            raise already_suggested(_NAME, trial_id)
         trial = self._study.ask()  # RUNNING from now on: samplers see it as pending
         config = ask(self.space, self._table, trial)  # type: ignore[arg-type]
         self._trials[trial_id] = trial
@@ -210,9 +197,7 @@ class OptunaSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         trial = self._trials.pop(trial_id, None)
         if trial is None:
-            state = "has already ended" if trial_id in self._ended else "was never suggested"
-            msg = f"OptunaSearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ProtocolError(msg)
+            raise ended_twice(_NAME, trial_id, suggested=trial_id in self._ended)
         self._ended.add(trial_id)
         optuna = _import_optuna()
         state, value, intermediate = _optuna_end(optuna, outcome)
@@ -232,12 +217,7 @@ class OptunaSearcher(Searcher):
         return {"version": _STATE_VERSION, "study": pickle.dumps(payload)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state.get("version") != _STATE_VERSION:
-            msg = (
-                f"OptunaSearcher: cannot restore state version {state.get('version')!r}; "
-                f"this version reads {_STATE_VERSION}."
-            )
-            raise ConfigError(msg)
+        check_version(_NAME, state, _STATE_VERSION)
         self._study, self._trials, self._steps, self._last, self._ended = pickle.loads(state["study"])
         self._sampler = self._study.sampler
 
@@ -247,14 +227,9 @@ def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | None, dict[
     TrialState = optuna.trial.TrialState
     value = outcome.value
     finite = value is not None and math.isfinite(value)
-    full = outcome.end is TrialEnd.COMPLETED or (
-        outcome.end is TrialEnd.STOPPED
-        and outcome.resource is not None
-        and outcome.resource >= outcome.max_resource
-    )
-    if outcome.end is TrialEnd.FAILED or (full and not finite):
+    if outcome.failed:
         return TrialState.FAIL, None, {}
-    if full:
+    if outcome.full_budget:
         return TrialState.COMPLETE, float(value), {}  # type: ignore[arg-type]
     if not finite:
         return TrialState.PRUNED, None, {}

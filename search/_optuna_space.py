@@ -1,10 +1,10 @@
 """Translate raytuner search spaces to Optuna distributions and map values both ways.
 
-Each parameter gets a label, its dotted path as in the HyperOpt searcher (``"lr"``,
-``"model.units"``, ``"opt[1].beta"`` for the ``beta`` of the second option of the choice
-``opt``), and one fixed Optuna distribution. A trial asks for the labels that are active in
-its config, walking the space define-by-run, so conditional sub-spaces reach Optuna as
-conditional parameters.
+Each parameter of the space (``_params``: labels such as ``"lr"``, ``"model.units"``,
+``"opt[1].beta"`` for the ``beta`` of the second option of the choice ``opt``) gets one
+fixed Optuna distribution. A trial is asked for the labels that are active in its config,
+as ``_params.config_from_params`` reaches them (define-by-run, in the space's key order),
+so conditional sub-spaces reach Optuna as conditional parameters.
 
 Conversion table (raytuner → Optuna):
 
@@ -34,26 +34,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from raytuner.errors import ConfigError
-
-from ._domains import (
-    Choice,
-    Grid,
-    LogUniform,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    _is_hyperopt_expr,
-    _quantize,
-    plain,
-)
+from ._domains import Choice, RandInt, Range, _quantize
+from ._params import config_from_params, parameters
 
 _PRIMITIVE = (type(None), bool, int, float, str)
-
-
-def _child(label: str, key: str) -> str:
-    return f"{label}.{key}" if label else key
 
 
 def _by_value(choice: Choice) -> bool:
@@ -75,42 +59,20 @@ def distributions(space: Mapping[str, Any], owner: str = "OptunaSearcher") -> di
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     table: dict[str, Any] = {}
-
-    def walk(value: Any, label: str) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, _child(label, key))
-        elif isinstance(value, Uniform):
-            table[label] = FloatDistribution(value.low, value.high)
-        elif isinstance(value, LogUniform):
-            table[label] = FloatDistribution(value.low, value.high, log=True)
-        elif isinstance(value, QUniform):
-            low = _quantize(value.low, value.q, value.is_int)
-            high = _quantize(value.high, value.q, value.is_int)
-            kind = IntDistribution if value.is_int else FloatDistribution
-            table[label] = kind(low, high, step=value.q)
-        elif isinstance(value, QLogUniform):
-            table[label] = FloatDistribution(value.low, value.high, log=True)
-        elif isinstance(value, RandInt):
-            table[label] = IntDistribution(value.low, value.high - 1)
-        elif isinstance(value, Choice):
-            n = len(value.options)
-            table[label] = CategoricalDistribution(
-                list(value.options) if _by_value(value) else list(range(n))
-            )
-            for index, option in enumerate(value.options):
-                walk(option, f"{label}[{index}]")
-        elif isinstance(value, Grid) or _is_hyperopt_expr(value):
-            kind = "a grid() axis" if isinstance(value, Grid) else "a native hyperopt expression"
-            msg = (
-                f"{owner} cannot convert {label!r}: it is {kind} ({value!r:.60}), which has no "
-                f"Optuna distribution. Use "
-                f"{'GridSearcher' if isinstance(value, Grid) else 'HyperOptSearcher'}, or "
-                "replace it by a raytuner domain (uniform, loguniform, randint, choice, ...)."
-            )
-            raise ConfigError(msg)
-
-    walk(space, "")
+    for label, param in parameters(space, owner).items():
+        domain = param.domain
+        if isinstance(domain, Choice):
+            n = len(domain.options)
+            table[label] = CategoricalDistribution(list(domain.options) if _by_value(domain) else list(range(n)))
+        elif isinstance(domain, RandInt):
+            table[label] = IntDistribution(domain.low, domain.high - 1)
+        elif domain.q is None or domain.log:  # Optuna has no stepped log floats: rounded in ask()
+            table[label] = FloatDistribution(domain.low, domain.high, log=domain.log)
+        else:
+            low = _quantize(domain.low, domain.q, domain.is_int)
+            high = _quantize(domain.high, domain.q, domain.is_int)
+            kind = IntDistribution if domain.is_int else FloatDistribution
+            table[label] = kind(low, high, step=domain.q)
     return table
 
 
@@ -118,37 +80,26 @@ def ask(space: Mapping[str, Any], table: Mapping[str, Any], trial: Any) -> dict[
     """The config of an Optuna ``trial``, asking it for each active label in key order."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    def suggest(label: str) -> Any:
-        dist = table[label]
+    domains = {label: param.domain for label, param in parameters(space).items()}
+
+    def value(label: str) -> Any:
+        dist, domain = table[label], domains[label]
         if isinstance(dist, CategoricalDistribution):
-            return trial.suggest_categorical(label, dist.choices)
+            return _position(dist.choices, trial.suggest_categorical(label, dist.choices))
         if isinstance(dist, FloatDistribution):
-            return trial.suggest_float(label, dist.low, dist.high, step=dist.step, log=dist.log)
-        return trial.suggest_int(label, dist.low, dist.high, step=dist.step, log=dist.log)
+            number = trial.suggest_float(label, dist.low, dist.high, step=dist.step, log=dist.log)
+        else:
+            number = trial.suggest_int(label, dist.low, dist.high, step=dist.step, log=dist.log)
+        if isinstance(domain, Range) and domain.log and domain.q is not None:
+            return _quantize(number, domain.q, False)
+        return number
 
-    def build(value: Any, label: str) -> Any:
-        if isinstance(value, Mapping):
-            return {key: build(item, _child(label, key)) for key, item in value.items()}
-        if isinstance(value, (Uniform, LogUniform)):
-            return float(suggest(label))
-        if isinstance(value, QUniform):
-            return int(suggest(label)) if value.is_int else float(suggest(label))
-        if isinstance(value, QLogUniform):
-            return _quantize(suggest(label), value.q, value.is_int)
-        if isinstance(value, RandInt):
-            return int(suggest(label))
-        if isinstance(value, Choice):
-            picked = suggest(label)
-            index = _position(value.options, picked) if _by_value(value) else int(picked)
-            return build(value.options[index], f"{label}[{index}]")
-        return plain(value)
-
-    return build(space, "")
+    return config_from_params(space, value)
 
 
 def optuna_value(domain: Any, distribution: Any, value: float) -> Any:
-    """The Optuna parameter value for a domain's value as :mod:`._fork` gives it (a number;
-    a choice's option index), inside ``distribution``.
+    """The Optuna parameter value for a domain's value in a point (a number; a choice's
+    option index), inside ``distribution``.
 
     A q-domain's value may lie up to q/2 beyond the bounds, or off the steps in an old
     config: it moves to the nearest step inside the distribution.
@@ -158,8 +109,9 @@ def optuna_value(domain: Any, distribution: Any, value: float) -> Any:
         return domain.options[index] if _by_value(domain) else index
     if isinstance(domain, RandInt):
         return int(value)
-    if isinstance(domain, QUniform):
+    quantized = isinstance(domain, Range) and domain.q is not None and not domain.log
+    if quantized:
         value = _quantize(value, domain.q, domain.is_int)
     low, high = distribution.low, distribution.high
     value = min(max(value, low), high)
-    return int(value) if isinstance(domain, QUniform) and domain.is_int else float(value)
+    return int(value) if quantized and domain.is_int else float(value)

@@ -24,8 +24,8 @@ Bandwidths (numeric): σ_j = clip(β (H - L) n^{-1/(d+4)}, (H - L)/100, H - L), 
 rule with a bandwidth factor β (its own β on discrete dimensions, ``discrete_bandwidth``).
 hyperopt's "magic clip" floor, (H - L)/min(100, n + 1), is *not* used: it keeps the
 kernels of a small good group (n = 2..6 in a 60-trial sweep) at a quarter of the range or
-wider, and measured here it cost 2-3x in regret on the mixed and conditional problems
-(benchmarks/RESULTS.md, issue 13). The prior
+wider, which cost regret on the mixed and conditional problems (benchmarks/RESULTS.md,
+section "TPESearcher defaults"). The prior
 component is k(x | (L + H)/2, H - L) on numeric dimensions and uniform on categorical ones.
 An observation that lacks a parameter (a fork added it, see ``_fork``) uses the prior
 kernel on that dimension: it says nothing about that parameter, so it marginalises to the
@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri
+from scipy.special import ndtr, ndtri
 
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -102,21 +102,10 @@ class CategoricalDim:
 Dim = NumericDim | CategoricalDim
 
 
-def log_diff_ndtr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log(Φ(b) - Φ(a)) for a <= b, stable in both tails (−inf where a == b)."""
-    a, b = np.broadcast_arrays(a, b)
-    # In the upper tail Φ(b) - Φ(a) cancels; Φ(-a) - Φ(-b) is the same number without it.
-    flip = a > 0
-    lo = np.where(flip, -b, a)
-    hi = np.where(flip, -a, b)
-    log_hi, log_lo = log_ndtr(hi), log_ndtr(lo)
-    with np.errstate(divide="ignore"):
-        return log_hi + np.log1p(-np.exp(np.minimum(log_lo - log_hi, 0.0)))
+def log_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(Φ(b) - Φ(a)) for a <= b: the mass of a standard Gaussian on [a, b].
 
-
-def _log_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log(Φ(b) - Φ(a)) for a <= b, fast: ndtr rather than log_ndtr.
-
+    In the upper tail Φ(b) - Φ(a) cancels; Φ(-a) - Φ(-b) is the same number without it.
     Used on the (m, n) candidate-by-component grid, where it is most of the cost. A bin
     more than ~37 σ from a component's centre gets −inf, which is harmless in the mixture:
     the prior component (σ = H - L) gives every allowed value a positive mass.
@@ -126,22 +115,6 @@ def _log_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     hi = np.where(flip, -a, b)
     with np.errstate(divide="ignore"):
         return np.log(ndtr(hi) - ndtr(lo))
-
-
-def truncnorm_logpdf(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, lo: float,
-                     hi: float) -> np.ndarray:
-    """log k(x | μ, σ) of the Gaussian truncated to [lo, hi] (−inf outside)."""
-    z = (x - mu) / sigma
-    log_z = log_diff_ndtr((lo - mu) / sigma, (hi - mu) / sigma)
-    out = -0.5 * z * z - _LOG_SQRT_2PI - np.log(sigma) - log_z
-    return np.where((x >= lo) & (x <= hi), out, -np.inf)
-
-
-def truncnorm_logmass(a: np.ndarray, b: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
-                      lo: float, hi: float) -> np.ndarray:
-    """log of the truncated Gaussian's mass on [a, b] ⊆ [lo, hi]."""
-    return log_diff_ndtr((a - mu) / sigma, (b - mu) / sigma) - log_diff_ndtr(
-        (lo - mu) / sigma, (hi - mu) / sigma)
 
 
 def truncnorm_sample(mu: np.ndarray, sigma: np.ndarray, lo: float, hi: float,
@@ -216,7 +189,7 @@ class ParzenEstimator:
             self.mu.append(mu)
             self.sigma.append(sigma_j)
             # Every centre lies in [L, H], so a <= 0 <= b and Φ(b) - Φ(a) does not cancel.
-            log_z = _log_mass((lo - mu) / sigma_j, (hi - mu) / sigma_j)
+            log_z = log_mass((lo - mu) / sigma_j, (hi - mu) / sigma_j)
             self.log_z.append(log_z)
             self._inv_sigma.append(1.0 / sigma_j)
             self._const.append(-_LOG_SQRT_2PI - np.log(sigma_j) - log_z)
@@ -264,7 +237,7 @@ class ParzenEstimator:
                 # Candidates share few allowed values: compute each value's mass once.
                 values, inverse = np.unique(points[:, j], return_inverse=True)
                 a, b = dim.bins(values[:, None])
-                mass = _log_mass((a - mu) * inv_sigma, (b - mu) * inv_sigma) - self.log_z[j]
+                mass = log_mass((a - mu) * inv_sigma, (b - mu) * inv_sigma) - self.log_z[j]
                 acc += mass[inverse.ravel()]
         # logsumexp over components, by hand: scipy's generic one costs more than the sum.
         top = acc.max(axis=1, keepdims=True)

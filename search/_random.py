@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from raytuner.errors import ConfigError, ProtocolError, invalid
-
-from ._base import FINISHED, Searcher, _Finished
-from ._space import grid_points, has_grid, has_hyperopt_expr, sample_config, validate_space
-
-
-def make_rng(owner: str, seed: int | None) -> np.random.Generator:
-    """A seeded generator, after checking ``seed`` with a message naming ``owner``."""
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
-    ):
-        raise invalid(owner, "seed", seed, "a non-negative int or None",
-                      "Pass e.g. seed=0 for a repeatable search, or None.")
-    return np.random.default_rng(seed)
-
-
-def _check_dsl_space(owner: str, space: Mapping[str, Any]) -> None:
-    validate_space(space)
-    if has_hyperopt_expr(space):
-        msg = (
-            f"{owner} cannot sample native hyperopt expressions. Use HyperOptSearcher, or "
-            "replace them by raytuner domains (uniform, loguniform, choice, ...)."
-        )
-        raise ConfigError(msg)
+from ._base import FINISHED, Searcher, _Finished, not_set_up
+from ._checks import make_rng
+from ._space import check_space, grid_points, sample_config
 
 
 class RandomSearcher(Searcher):
@@ -59,30 +35,19 @@ class RandomSearcher(Searcher):
         self._rng = make_rng(type(self).__name__, seed)
         self._seed = seed
         if space is not None:
-            self._check_space(space)
+            check_space(type(self).__name__, space)
         self.space = space
 
     def _config(self) -> dict[str, Any]:
         return {"seed": self._seed}
 
-    def _check_space(self, space: Mapping[str, Any]) -> None:
-        _check_dsl_space(type(self).__name__, space)
-        if has_grid(space):
-            msg = (
-                "RandomSearcher cannot search a space with grid() axes. Use GridSearcher "
-                "(the Tuner picks it automatically when no searcher is given), or replace "
-                "grid([...]) by choice([...])."
-            )
-            raise ConfigError(msg)
-
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
-        assert self.space is not None  # set by Searcher.setup or it raised
-        self._check_space(self.space)
+        check_space(type(self).__name__, self.space)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self.space is None:
-            raise ProtocolError("RandomSearcher.setup() must be called before suggest(); the Tuner does it.")
+            raise not_set_up(type(self).__name__)
         return sample_config(self.space, self._rng)
 
     def state(self) -> dict[str, Any]:
@@ -119,7 +84,7 @@ class GridSearcher(Searcher):
         self._rng = make_rng(type(self).__name__, seed)
         self._seed = seed
         if space is not None:
-            _check_dsl_space(type(self).__name__, space)
+            check_space(type(self).__name__, space, grid=True)
         self.space = space
         self._points: list[dict[tuple[str, ...], Any]] = []
         self._next = 0
@@ -135,13 +100,13 @@ class GridSearcher(Searcher):
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
-        _check_dsl_space(type(self).__name__, self.space)
+        check_space(type(self).__name__, self.space, grid=True)
         self._points = grid_points(self.space)
         self.num_trials = num_trials * len(self._points)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | _Finished:
         if not self._points:
-            raise ProtocolError("GridSearcher.setup() must be called before suggest(); the Tuner does it.")
+            raise not_set_up(type(self).__name__)
         if self.num_trials is not None and self._next >= self.num_trials:
             return FINISHED
         point = self._points[self._next % len(self._points)]

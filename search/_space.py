@@ -8,20 +8,15 @@ HyperOpt searcher is used, hyperopt's own ``hp`` expressions may stand in for do
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from raytuner.errors import ConfigError
 
-from ._domains import Choice, Grid, _contains_domain, _is_hyperopt_expr, from_json, plain, resolve, to_json
-
-Path = tuple[str, ...]
-
-
-def _where(path: Path) -> str:
-    return "space" + "".join(f"[{key!r}]" for key in path)
+from ._domains import Choice, Domain, Grid, _contains_domain, _is_hyperopt_expr, from_json, plain, to_json
+from ._params import Param, rebuild
 
 
 def validate_space(space: Any) -> None:
@@ -42,10 +37,10 @@ def validate_space(space: Any) -> None:
             "{'lr': loguniform(1e-4, 1e-1)}."
         )
         raise ConfigError(msg)
-    _validate_mapping(space, (), "space")
+    _validate_mapping(space, "space")
 
 
-def _validate_mapping(mapping: Mapping[Any, Any], path: Path, where: str) -> None:
+def _validate_mapping(mapping: Mapping[Any, Any], where: str) -> None:
     for key, value in mapping.items():
         if not isinstance(key, str):
             msg = (
@@ -53,15 +48,15 @@ def _validate_mapping(mapping: Mapping[Any, Any], path: Path, where: str) -> Non
                 f"str. Use {str(key)!r}."
             )
             raise ConfigError(msg)
-        _validate_entry(value, path + (key,), f"{where}[{key!r}]")
+        _validate_entry(value, f"{where}[{key!r}]")
 
 
-def _validate_entry(value: Any, path: Path, where: str) -> None:
+def _validate_entry(value: Any, where: str) -> None:
     if isinstance(value, Mapping):
-        _validate_mapping(value, path, where)
+        _validate_mapping(value, where)
     elif isinstance(value, Choice):
         for index, option in enumerate(value.options):
-            _validate_entry(option, path, f"{where}.options[{index}]")
+            _validate_entry(option, f"{where}.options[{index}]")
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             if _contains_domain(item):
@@ -73,48 +68,86 @@ def _validate_entry(value: Any, path: Path, where: str) -> None:
                 raise ConfigError(msg)
 
 
+def check_space(owner: str, space: Any, *, grid: bool = False, native: bool = False) -> None:
+    """Check a searcher's space: its structure (:func:`validate_space`), then no
+    :func:`search.grid` unless ``grid`` (the searcher enumerates grids) and no native
+    hyperopt expression unless ``native`` (the searcher reads them).
+
+    Raises:
+        ConfigError: Naming ``owner`` and the searcher to use instead.
+    """
+    validate_space(space)
+    if not grid and has_grid(space):
+        msg = (
+            f"{owner} cannot search a space with grid() axes: it samples, it does not "
+            "enumerate. Use GridSearcher (the Tuner picks it when no searcher is given), or "
+            "replace grid([...]) by choice([...])."
+        )
+        raise ConfigError(msg)
+    if not native and has_hyperopt_expr(space):
+        msg = (
+            f"{owner} cannot read native hyperopt expressions. Use HyperOptSearcher, or "
+            "replace them by raytuner domains (uniform, loguniform, choice, ...)."
+        )
+        raise ConfigError(msg)
+
+
 def has_grid(space: Any) -> bool:
     """Whether ``space`` holds a :func:`search.grid` (and so needs a GridSearcher)."""
-    return bool(grid_axes(space)) if isinstance(space, Mapping) else isinstance(space, Grid)
+    return any(isinstance(value, Grid) for _, value in _leaves(space))
 
 
 def has_hyperopt_expr(space: Any) -> bool:
     """Whether ``space`` holds a native hyperopt ``hp`` expression."""
-    if _is_hyperopt_expr(space):
-        return True
-    if isinstance(space, Mapping):
-        return any(has_hyperopt_expr(value) for value in space.values())
-    if isinstance(space, Choice):
-        return any(has_hyperopt_expr(option) for option in space.options)
-    return False
+    return any(_is_hyperopt_expr(value) for _, value in _leaves(space))
 
 
-def grid_axes(space: Mapping[str, Any], path: Path = ()) -> list[tuple[Path, tuple[Any, ...]]]:
-    """The grid() entries of ``space`` as ``(path, values)``, in the space's key order."""
-    axes: list[tuple[Path, tuple[Any, ...]]] = []
-    for key, value in space.items():
-        if isinstance(value, Grid):
-            axes.append((path + (key,), value.values))
-        elif isinstance(value, Mapping):
-            axes.extend(grid_axes(value, path + (key,)))
+def _leaves(space: Any) -> list[tuple[str, Any]]:
+    """The entries of ``space`` that are neither dicts nor parameters (constants, grids,
+    hyperopt expressions), with their labels, those in every option of a choice included."""
+    found: list[tuple[str, Any]] = []
+
+    def every_option(param: Param, option: Callable[[int], Any]) -> None:
+        for index in range(len(param.domain.options)):
+            option(index)
+
+    rebuild(space, lambda param: None, every_option, lambda label, value: found.append((label, value)))
+    return found
+
+
+def grid_axes(space: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The grid() entries of ``space`` as ``(label, values)``, in the space's key order.
+
+    Raises:
+        ConfigError: If two grids have the same label (``"a.b"`` and ``"a": {"b": ...}``).
+    """
+    axes = [(label, value.values) for label, value in _leaves(space) if isinstance(value, Grid)]
+    labels = [label for label, _ in axes]
+    for label in labels:
+        if labels.count(label) > 1:
+            msg = (
+                f"space: two grid() axes have the label {label!r}: a key with a dot and a "
+                "nested dict name the same entry. Rename one of them."
+            )
+            raise ConfigError(msg)
     return axes
 
 
-def grid_points(space: Mapping[str, Any]) -> list[dict[Path, Any]]:
-    """Every point of the cross product of the space's grids, in a fixed order.
+def grid_points(space: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every point of the cross product of the space's grids, in a fixed order, by label.
 
     The first grid axis (in key order) varies slowest, as in :func:`itertools.product`.
     A space without grids has exactly one (empty) point.
     """
     axes = grid_axes(space)
-    paths = [path for path, _ in axes]
-    return [dict(zip(paths, combo)) for combo in itertools.product(*(vals for _, vals in axes))]
+    labels = [label for label, _ in axes]
+    return [dict(zip(labels, combo)) for combo in itertools.product(*(vals for _, vals in axes))]
 
 
 def sample_config(
     space: Mapping[str, Any],
     rng: np.random.Generator,
-    grid_point: Mapping[Path, Any] | None = None,
+    grid_point: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Draw one configuration from ``space``.
 
@@ -124,42 +157,37 @@ def sample_config(
     Args:
         space: The search space.
         rng: Source of randomness; the same generator state gives the same config.
-        grid_point: Values for the space's grid axes, keyed by path (see
+        grid_point: Values for the space's grid axes, keyed by label (see
             :func:`grid_points`); needed only when the space has a grid.
 
     Raises:
         ConfigError: If the space holds a grid axis missing from ``grid_point`` or a
             hyperopt expression (those need the HyperOpt searcher).
     """
-    return _sample_mapping(space, rng, grid_point or {}, ())
+    point = grid_point or {}
 
+    def draw_option(param: Param, option: Callable[[int], Any]) -> Any:
+        return option(int(rng.integers(len(param.domain.options))))
 
-def _sample_mapping(
-    space: Mapping[str, Any], rng: np.random.Generator, grid_point: Mapping[Path, Any], path: Path
-) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for key, value in space.items():
-        here = path + (key,)
+    def leaf(label: str, value: Any) -> Any:
         if isinstance(value, Grid):
-            if here not in grid_point:
+            if label not in point:
                 msg = (
-                    f"{_where(here)}: {value!r} is a grid axis and cannot be sampled at "
+                    f"space[{label!r}]: {value!r} is a grid axis and cannot be sampled at "
                     "random. Use GridSearcher (the Tuner picks it when the space has a grid)."
                 )
                 raise ConfigError(msg)
-            config[key] = plain(grid_point[here])
-        elif isinstance(value, Mapping):
-            config[key] = _sample_mapping(value, rng, grid_point, here)
-        elif _is_hyperopt_expr(value):
+            return plain(point[label])
+        if _is_hyperopt_expr(value):
             msg = (
-                f"{_where(here)}: a native hyperopt expression can only be searched by "
+                f"space[{label!r}]: a native hyperopt expression can only be searched by "
                 "HyperOptSearcher. Use it, or replace the expression by a raytuner domain "
                 "(uniform, loguniform, choice, ...)."
             )
             raise ConfigError(msg)
-        else:
-            config[key] = resolve(value, rng)
-    return config
+        return value.sample(rng) if isinstance(value, Domain) else plain(value)  # a domain of the user's
+
+    return rebuild(space, lambda param: param.domain.sample(rng), draw_option, leaf)
 
 
 def space_to_json(space: Any) -> Any:

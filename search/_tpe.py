@@ -10,18 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError, ProtocolError
+from raytuner.errors import ConfigError
 
-from ._base import Outcome, Searcher, TrialEnd
-from ._checks import flag, int_at_least, real_in
-from ._fork import check_warm_start, config_from_params, fit_observations
+from ._base import Outcome, Searcher, already_suggested, check_version, ended_twice, not_set_up
+from ._checks import flag, int_at_least, make_rng, real_in
+from ._fork import check_warm_start, fit_observations
+from ._params import config_from_params, match_config
 from ._parzen import ParzenEstimator
-from ._random import make_rng
-from ._space import has_grid, has_hyperopt_expr, sample_config, validate_space
+from ._space import check_space, sample_config
 from ._tpe_space import EncodedSpace
 
 _NAME = "TPESearcher"
-_STATE_VERSION = 2  # 2: the matrix holds ranks for ordinal choices, "ordinal" says if it does
+_STATE_VERSION = 2  # the matrix holds ranks for ordinal choices, "ordinal" says if it does
 _PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
 _OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
             "bandwidth", "discrete_bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal",
@@ -68,26 +68,24 @@ class TPESearcher(Searcher):
     - FAILED, or a non-finite value: bad at every level;
     - running without a value at r: bad, the constant liar.
 
-    **Defaults**, chosen by measurement (benchmarks/RESULTS.md, issue 13, lists every
-    figure; the problems of ``benchmarks/tpe_quality.py``, 2 trials at a time). A 20-seed
-    median moves by 1.5-2x between seed sets, so the later choices use 100-200 seeds.
+    **Defaults**, each chosen by measurement against the alternatives named here (the
+    figures, commands and noise: benchmarks/RESULTS.md, section "TPESearcher defaults"):
 
-    - ``bandwidth=0.1``: on mixed and conditional (60 trials, 200 seeds) β = 0.07 has a
-      lower median regret (0.44x and 0.69x Optuna's, against 0.70x and 0.82x) but the same
-      mean (0.85x and 1.06x), and under ASHA at 30 x R it costs 1.07-1.22x (100 seeds):
-      narrow kernels exploit an exact objective and lose on a noisy one. 0.05, 0.085 and
-      0.15 are no better. ``gamma=0.1`` (0.15 and 0.2: 2.2-6x worse at 20 seeds).
-    - ``low_fidelity_bandwidth=0.2`` (under ASHA, ``search_sim.py``, 100 seeds: β = 0.15,
-      0.2, 0.3 give median best 0.2817, 0.2829, 0.2813, against 0.2977 at 0.1).
-    - ``discrete_bandwidth=0.2`` (40 seeds, mean regret relative to β = 0.1 on five
-      problems: geometric mean 0.95x, against 1.04x for 0.3).
-    - ``ordinal=True`` (SVC table, 20 seeds: median regret 0.67x Optuna's at 30 trials and
-      1.0x at 100, against 1.0x and 2.0x with every choice categorical).
-    - ``avoid_repeats=True`` (40 seeds, 100 trials: without it 28-45% of the configs on the
-      tables are repeats; mean regret 0.52x MLP, 0.30x SVC, 0.52x SGD).
+    - ``bandwidth=0.1`` (β of the continuous kernels): narrower kernels (0.05, 0.07, 0.085)
+      exploit an exact objective and lose on a noisy one or under ASHA; 0.15 is no better.
+    - ``gamma=0.1``: the best tenth of the ranked trials is good (0.15 and 0.2 are worse).
+    - ``low_fidelity_bandwidth=0.2``: wider kernels where the model fits a level below the
+      full budget, whose rankings are noisy proxies of the final ones (0.1 is worse under
+      ASHA; 0.15 to 0.3 alike).
+    - ``discrete_bandwidth=0.2``: a kernel on a grid of few values that reaches an
+      observation's neighbours (0.1 and 0.3 are worse).
+    - ``ordinal=True``: an ordered choice by rank, so that a good 64 speaks for 32 and 128
+      (every choice categorical is worse on tables of ordered values).
+    - ``avoid_repeats=True``: a repeated config teaches a deterministic objective nothing,
+      and without it many configs of a discrete space are repeats.
     - ``prior_weight=1.0``, ``n_ei_candidates=24``, ``n_flat=25``, ``n_startup=10``: the
       alternatives (0.5 and 2; 48 and 64; 1000, no forgetting; 5) are each worse on some
-      problem by 1.1-2.3x and none better on all. ``max_good=25`` binds past 250 trials.
+      problem and none better on all. ``max_good=25`` binds past 25/γ = 250 trials.
 
     Args:
         space: The search space (raytuner domains, dicts, constants); None to use the
@@ -160,26 +158,26 @@ class TPESearcher(Searcher):
             name = next(iter(unknown))
             close = difflib.get_close_matches(name, _OPTIONS, n=1)
             hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(_OPTIONS)}."
-            msg = f"TPESearcher: unknown option `{name}={unknown[name]!r}`. {hint}"
+            msg = f"{_NAME}: unknown option `{name}={unknown[name]!r}`. {hint}"
             raise ConfigError(msg)
-        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1)
+        self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1, "10")
         self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.1")
-        self._max_good = int_at_least(_NAME, "max_good", max_good, 1)
-        self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1)
+        self._max_good = int_at_least(_NAME, "max_good", max_good, 1, "25")
+        self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1, "24")
         self._prior_weight = real_in(_NAME, "prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = real_in(_NAME, "bandwidth", bandwidth, 0.0, math.inf, "0.1")
         self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0,
                                            math.inf, "0.2")
         self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0,
                                       math.inf, "0.2")
-        self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1)
+        self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1, "25")
         self._ordinal = flag(_NAME, "ordinal", ordinal)
         self._avoid_repeats = flag(_NAME, "avoid_repeats", avoid_repeats)
         self._seed = seed
         self._rng = make_rng(_NAME, seed)
         self._warm_start = check_warm_start(_NAME, warm_start)
         if space is not None:
-            self._check_space(space)
+            check_space(_NAME, space)
         self.space = space
         self._encoded: EncodedSpace | None = None
         self._has_history = False
@@ -192,23 +190,6 @@ class TPESearcher(Searcher):
         self._final_value = np.empty(0)
         self._final_resource = np.empty(0)
         self._levels: dict[float, np.ndarray] = {}
-
-    @staticmethod
-    def _check_space(space: Mapping[str, Any]) -> None:
-        validate_space(space)
-        if has_grid(space):
-            msg = (
-                "TPESearcher: the space has a grid() axis, which is enumerated, not modelled. "
-                "Use GridSearcher (the Tuner picks it when no searcher is given), or replace "
-                "grid([...]) by choice([...])."
-            )
-            raise ConfigError(msg)
-        if has_hyperopt_expr(space):
-            msg = (
-                "TPESearcher: the space holds native hyperopt expressions. Use "
-                "HyperOptSearcher for them, or replace them by raytuner domains."
-            )
-            raise ConfigError(msg)
 
     def _config(self) -> dict[str, Any] | None:
         """The constructor's arguments as JSON data; None with a warm start (then the
@@ -224,7 +205,7 @@ class TPESearcher(Searcher):
     def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
         super().setup(space, num_trials)
         assert self.space is not None  # set by Searcher.setup or it raised
-        self._check_space(self.space)
+        check_space(_NAME, self.space)
         self._encoded = EncodedSpace(self.space, self._ordinal)
         if self._has_history:  # restored, or set up before: the history is there already
             return
@@ -243,10 +224,9 @@ class TPESearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._encoded is None:
-            raise ProtocolError("TPESearcher.setup() must be called before suggest().")
+            raise not_set_up(_NAME)
         if trial_id in self._ids:
-            msg = f"TPESearcher: trial {trial_id!r} was already suggested; ids must be new."
-            raise ProtocolError(msg)
+            raise already_suggested(_NAME, trial_id)
         assert self.space is not None
         level = None
         if np.count_nonzero(self._status != _PENDING) >= self._n_startup:
@@ -257,9 +237,7 @@ class TPESearcher(Searcher):
             params = self._sample(level[1], self._bandwidth_at(level[0]))
         if params is None:  # the random start-up; with avoid_repeats, up to 10 draws
             for _ in range(10 if self._avoid_repeats else 1):
-                drawn = sample_config(self.space, self._rng)
-                fitted = fit_observations(_NAME, self.space, [(drawn, 0.0)]).observations
-                params = fitted[0][0] if fitted else {}  # a space of constants has no parameters
+                params = match_config(self.space, sample_config(self.space, self._rng)).values
                 if not self._avoid_repeats or not self._repeats(params):
                     break
         assert params is not None
@@ -277,9 +255,7 @@ class TPESearcher(Searcher):
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         index = self._ids.get(trial_id)
         if index is None or self._status[index] != _PENDING:
-            state = "was never suggested" if index is None else "has already ended"
-            msg = f"TPESearcher: trial {trial_id!r} {state}; each trial ends exactly once."
-            raise ProtocolError(msg)
+            raise ended_twice(_NAME, trial_id, suggested=index is not None)
         self._close(index, outcome)
 
     # -- records -----------------------------------------------------------------------
@@ -306,11 +282,8 @@ class TPESearcher(Searcher):
         value = outcome.value
         finite = value is not None and math.isfinite(value)
         resource = None if outcome.resource is None else float(outcome.resource)
-        full = outcome.end is TrialEnd.COMPLETED or (
-            outcome.end is TrialEnd.STOPPED and resource is not None
-            and resource >= outcome.max_resource
-        )
-        if outcome.end is TrialEnd.FAILED or (full and not finite):
+        full = outcome.full_budget
+        if outcome.failed:
             self._status[index] = _FAILED
             return
         self._status[index] = _COMPLETED if full else _STOPPED
@@ -437,7 +410,7 @@ class TPESearcher(Searcher):
     def state(self) -> dict[str, Any]:
         n = len(self._ids)
         return {
-            "searcher": "TPESearcher",
+            "searcher": _NAME,
             "version": _STATE_VERSION,
             "labels": None if self._encoded is None else list(self._encoded.labels),
             "ordinal": self._ordinal,
@@ -451,30 +424,25 @@ class TPESearcher(Searcher):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("searcher") != "TPESearcher":
+        if not isinstance(state, Mapping) or state.get("searcher") != _NAME:
             owner = state.get("searcher", "another searcher") if isinstance(state, Mapping) else "?"
             msg = (
-                f"TPESearcher: cannot restore a state saved by {owner!r}: a searcher continues "
+                f"{_NAME}: cannot restore a state saved by {owner!r}: a searcher continues "
                 "only its own search. Resume with the searcher the experiment started with, or "
-                "start a new experiment with TPESearcher(warm_start=rt.load(path).observations())."
+                f"start a new experiment with {_NAME}(warm_start=rt.load(path).observations())."
             )
             raise ConfigError(msg)
-        if state.get("version") not in (1, _STATE_VERSION):
-            msg = (
-                f"TPESearcher: cannot restore state version {state.get('version')!r}; this "
-                f"version reads {_STATE_VERSION}."
-            )
-            raise ConfigError(msg)
+        check_version(_NAME, state, _STATE_VERSION)
         if self._encoded is not None and state["labels"] != self._encoded.labels:
             msg = (
-                f"TPESearcher: the saved state has parameters {state['labels']}, but the space "
+                f"{_NAME}: the saved state has parameters {state['labels']}, but the space "
                 f"has {self._encoded.labels}. Restore into a searcher with the same space, or "
                 "fork with warm_start=rt.load(path).observations()."
             )
             raise ConfigError(msg)
-        # The matrix encodes choices as the saved searcher did (version 1: all categorical),
-        # so the search goes on with that encoding.
-        ordinal = bool(state.get("ordinal", False))
+        # The matrix encodes choices as the saved searcher did (ranks only with ordinal), so
+        # the search goes on with that encoding.
+        ordinal = bool(state["ordinal"])
         if ordinal != self._ordinal:
             self._ordinal = ordinal
             if self._encoded is not None:

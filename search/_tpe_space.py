@@ -1,6 +1,6 @@
 """A search space as TPE models it: encoded columns, kernels per domain, parameter groups.
 
-Each parameter of the space (see ``_fork.parameters``: labels such as ``"opt[0].momentum"``)
+Each parameter of the space (see ``_params``: labels such as ``"opt[0].momentum"``)
 is one column of an observation matrix, in *encoded* form: model-space values for
 continuous domains (log for ``loguniform``), allowed values for discrete ones, option
 indices for ``choice``; NaN where a point lacks the parameter (inactive, or unknown in a
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ._domains import Choice, Domain, LogUniform, QLogUniform, QUniform, RandInt, Uniform
-from ._fork import Params, parameters
+from ._domains import Choice, Domain, RandInt, Range
+from ._params import Point, parameters
 from ._parzen import CategoricalDim, Dim, NumericDim
 
 
@@ -80,13 +80,11 @@ def dim_of(domain: Domain, order: np.ndarray | None = None) -> Dim:
     if order is not None:
         size = len(order)
         return NumericDim(-0.5, size - 0.5, q=1.0, grid_low=0.0, grid_high=float(size - 1))
-    if isinstance(domain, Uniform):
-        return NumericDim(domain.low, domain.high)
-    if isinstance(domain, LogUniform):
-        return NumericDim(domain.low, domain.high, log=True)
-    if isinstance(domain, (QUniform, QLogUniform)):
+    if isinstance(domain, Range) and domain.q is None:
+        return NumericDim(domain.low, domain.high, log=domain.log)
+    if isinstance(domain, Range):
         q = float(domain.q)
-        return NumericDim(float(domain.low), float(domain.high), log=isinstance(domain, QLogUniform),
+        return NumericDim(float(domain.low), float(domain.high), log=domain.log,
                           q=q, grid_low=float(np.round(domain.low / q) * q),
                           grid_high=float(np.round(domain.high / q) * q))
     if isinstance(domain, RandInt):
@@ -129,7 +127,7 @@ class EncodedSpace:
     """
 
     def __init__(self, space: Mapping[str, Any], ordinal: bool = False) -> None:
-        self.params = parameters(space)
+        self.params = parameters(space, "TPESearcher")
         self.labels = list(self.params)
         self.column = {label: i for i, label in enumerate(self.labels)}
         # Ordered choices modelled by rank: column -> option index at each rank, and back.
@@ -155,7 +153,7 @@ class EncodedSpace:
         # Columns of the choices that other groups depend on.
         self.parents = sorted({self.column[label] for g in self.groups for label, _ in g.conditions})
 
-    def encode(self, params: Params) -> np.ndarray:
+    def encode(self, params: Point) -> np.ndarray:
         """A point as one row of the observation matrix (NaN where absent)."""
         row = np.full(len(self.labels), np.nan)
         for label, value in params.items():
@@ -171,9 +169,9 @@ class EncodedSpace:
                 row[j] = dim.from_model(dim.to_model(np.float64(value)))  # snapped to the grid
         return row
 
-    def decode(self, columns: np.ndarray, values: np.ndarray) -> Params:
+    def decode(self, columns: np.ndarray, values: np.ndarray) -> Point:
         """Encoded values of some columns back to plain parameter values."""
-        out: Params = {}
+        out: Point = {}
         for j, x in zip(columns.tolist(), values.tolist()):
             dim = self.dims[j]
             if isinstance(dim, CategoricalDim):
@@ -209,11 +207,11 @@ class EncodedSpace:
             out[i] = _equal_rows(matrix[a == b[i]], rows[i]).any()
         return out
 
-    def known(self, matrix: np.ndarray, params: Params) -> bool:
+    def known(self, matrix: np.ndarray, params: Point) -> bool:
         """Whether a row of ``matrix`` has exactly these parameters (never for an empty point)."""
         return bool(params) and bool(self.repeats(matrix, self.encode(params)[None])[0])
 
-    def novel(self, matrix: np.ndarray, point: Params, group: Group, ranked: np.ndarray) -> Params | None:
+    def novel(self, matrix: np.ndarray, point: Point, group: Group, ranked: np.ndarray) -> Point | None:
         """``point``, or if a row of ``matrix`` has it, the first of the ``ranked`` candidates
         for ``group`` (the last group sampled, encoded, best first) that makes a point no row
         has, keeping the choices other groups depend on; None if every candidate repeats."""
@@ -227,6 +225,6 @@ class EncodedSpace:
         return {**point, **self.decode(group.columns, ranked[fresh[0]])} if len(fresh) else None
 
     @staticmethod
-    def is_active(group: Group, point: Params) -> bool:
+    def is_active(group: Group, point: Point) -> bool:
         """Whether ``group`` is active in a (partial) point."""
         return all(point.get(label) == index for label, index in group.conditions)

@@ -41,7 +41,7 @@ from typing import Any, Iterator
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
-from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, read_owner
+from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -180,8 +180,7 @@ class ExperimentStorage:
 
     def live_driver(self) -> LockOwner | None:
         """The driver running this experiment now, or None (none, or it died). Reads only."""
-        owner = read_owner(self.path / LOCK_FILE)
-        return owner if owner is not None and not owner.is_stale() else None
+        return live_owner(self.path)
 
     def holds_files(self) -> bool:
         """Whether the folder holds anything besides a driver lock (an experiment's files);

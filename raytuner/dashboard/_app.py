@@ -1,10 +1,14 @@
 """The dashboard as a Starlette application: routes as a list, plain functions as
-endpoints, one middleware for access (token, host, CSRF, read-only, security headers).
+endpoints, access as small middlewares (:mod:`raytuner.dashboard._guard`).
 
 Pages (``/``, ``/e/{name}``, ``/e/{name}/t/{trial}``) are skeletons; the JSON API under
 ``/api`` beside them is what the page script reads, and ``/api/e/{name}/events`` is a
 server-sent event stream that says when the experiment's files changed (checked every
 :data:`EVENT_POLL_S`, so a report shows within a second or so).
+
+Bad input is a 400 (404 for what does not exist, 403 for what is refused, 409 for a
+command the experiment cannot take now, 413 for a body too large) with a JSON error for
+the API and a page for the rest, never a 500.
 """
 
 from __future__ import annotations
@@ -15,19 +19,25 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from raytuner._storage.control import ControlRefused, control_store, validate
+from raytuner._control_values import clean_command, shown
+from raytuner._storage.control import ControlRefused, control_store
 from raytuner.dashboard import _pages
 from raytuner.dashboard._figures import FigureCache
+from raytuner.dashboard._files import Refused
+from raytuner.dashboard._guard import BodyLimit, HostCheck, SecurityHeaders, TokenCheck, WriteCheck
+from raytuner.dashboard._records import DAMAGED, TRIAL_STATUSES
+from raytuner.dashboard._responses import JSON, dumps, error
 from raytuner.dashboard._store import NotFound, Root
+from raytuner.errors import ConfigError, ExperimentError
 
 EVENT_POLL_S = 0.5
 KEEPALIVE_S = 15.0
@@ -35,7 +45,8 @@ LOG_CHUNK = 1 << 20
 LOG_TAIL = 256 << 10
 PAGE_LIMIT_MAX = 500
 STATIC = Path(__file__).with_name("static")
-COOKIE = "raytuner_token"
+#: What the trial table can be filtered by: the trial statuses, and DAMAGED.
+STATUS_FILTERS = (*TRIAL_STATUSES, DAMAGED)
 
 
 def _plotly_js() -> Path:
@@ -60,9 +71,9 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise HTTPException(400, f"{name}={raw!r} is not a whole number.") from None
+        raise HTTPException(400, f"{name}={shown(raw)} is not a whole number.") from None
     if not low <= value <= high:
-        raise HTTPException(400, f"{name}={value} is out of range: give {low} to {high}.")
+        raise HTTPException(400, f"{name}={shown(value)} is out of range: give {low} to {high}.")
     return value
 
 
@@ -75,7 +86,7 @@ def list_page(request: Request) -> HTMLResponse:
 def experiment_page(request: Request) -> HTMLResponse:
     s = _state(request)
     view = _view(request)
-    return HTMLResponse(_pages.experiment_page(view.name, csrf=s.csrf, read_only=s.read_only))
+    return HTMLResponse(_pages.experiment_page(view.name, STATUS_FILTERS, csrf=s.csrf, read_only=s.read_only))
 
 
 def trial_page(request: Request) -> HTMLResponse:
@@ -87,31 +98,30 @@ def trial_page(request: Request) -> HTMLResponse:
 
 
 # -- the JSON API --------------------------------------------------------------------------
-def api_experiments(request: Request) -> JSONResponse:
+def api_experiments(request: Request) -> JSON:
     root = _state(request).root
-    return JSONResponse({"root": str(root.path), "experiments": root.listing()})
+    return JSON({"root": str(root.path), "experiments": root.listing()})
 
 
-def api_experiment(request: Request) -> JSONResponse:
-    return JSONResponse(_view(request).summary())
+def api_experiment(request: Request) -> JSON:
+    return JSON(_view(request).summary())
 
 
-def api_trials(request: Request) -> JSONResponse:
+def api_trials(request: Request) -> JSON:
     view = _view(request)
     q = request.query_params
     order = q.get("order", "asc")
     if order not in ("asc", "desc"):
-        raise HTTPException(400, f"order={order!r}: use asc or desc.")
+        raise HTTPException(400, f"order={shown(order)}: use asc or desc.")
     status = q.get("status") or None
-    if status is not None and status not in ("PENDING", "RUNNING", "PAUSED", "COMPLETED", "STOPPED", "FAILED"):
-        raise HTTPException(400, f"status={status!r} is not a trial status; use PENDING, RUNNING, PAUSED, "
-                                 "COMPLETED, STOPPED or FAILED.")
+    if status is not None and status not in STATUS_FILTERS:
+        raise HTTPException(400, f"status={shown(status)} is not a trial status; use {', '.join(STATUS_FILTERS)}.")
     try:
         page = view.table(offset=_int(request, "offset", 0, 0, 10**9), limit=_int(request, "limit", 50, 1, PAGE_LIMIT_MAX),
                           sort=q.get("sort", "trial_id"), order=order, status=status)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    return JSONResponse(page)
+    return JSON(page)
 
 
 def api_figures(request: Request) -> Response:
@@ -119,45 +129,54 @@ def api_figures(request: Request) -> Response:
     return Response(_state(request).figures.get(view), media_type="application/json")
 
 
-def api_trial(request: Request) -> JSONResponse:
-    return JSONResponse(_view(request).trial(request.path_params["trial"]))
+def api_trial(request: Request) -> JSON:
+    return JSON(_view(request).trial(request.path_params["trial"]))
 
 
-def api_log(request: Request) -> JSONResponse:
+def api_log(request: Request) -> JSON:
     view = _view(request)
-    trial_id = request.path_params["trial"]
-    view.trial_path(trial_id)
-    size = view.storage.log_path(trial_id).stat().st_size if view.storage.log_path(trial_id).is_file() else 0
-    if request.query_params.get("offset") == "tail":
-        offset = max(0, size - LOG_TAIL)
-    else:
-        offset = _int(request, "offset", 0, 0, 10**12)
-    text, end = view.storage.read_log(trial_id, offset, LOG_CHUNK)
-    return JSONResponse({"offset": end if text else offset, "size": size, "text": text,
-                         "truncated_before": offset > 0 and request.query_params.get("offset") == "tail"})
+    path = view.log_path(request.path_params["trial"])
+    tail = request.query_params.get("offset") == "tail"
+    offset = 0 if tail else _int(request, "offset", 0, 0, 10**12)
+    found = view.files.read(path, offset, LOG_CHUNK, tail=LOG_TAIL if tail else None)
+    if found is None:
+        return JSON({"offset": 0, "size": 0, "text": "", "truncated_before": False})
+    return JSON({"offset": found.start + len(found.data), "size": found.size,
+                 "text": found.data.decode("utf-8", "replace"), "truncated_before": tail and found.start > 0})
 
 
-async def api_control(request: Request) -> JSONResponse:
+_COMMAND_SHAPE = 'Send a JSON object: {"command": NAME, "args": {...}}, e.g. {"command": "end_experiment"}.'
+
+
+async def api_control(request: Request) -> JSON:
     """Queue a control command: ``{"command": "set_limits", "args": {"max_concurrent": 4}}``."""
     view = _view(request)
     try:
-        body = await request.json()
-    except ValueError:
-        raise HTTPException(400, 'The body must be JSON: {"command": NAME, "args": {...}}.') from None
-    if not isinstance(body, dict) or not isinstance(body.get("args", {}), dict):
-        raise HTTPException(400, 'The body must be a JSON object: {"command": NAME, "args": {...}}.')
-    command, args = body.get("command"), body.get("args") or {}
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError):  # RecursionError: brackets nested thousands deep
+        raise HTTPException(400, f"The body is not valid JSON. {_COMMAND_SHAPE}") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, f"The body is {shown(body)}, not an object. {_COMMAND_SHAPE}")
+    extra = [key for key in body if key not in ("command", "args")]
+    if extra:
+        raise HTTPException(400, f"{shown(extra[0])} is not a field of a command. {_COMMAND_SHAPE}")
     try:
-        validate(command, args)
-    except ControlRefused as exc:
+        cmd = clean_command(body.get("command"), body.get("args"))
+    except ConfigError as exc:
         raise HTTPException(400, str(exc)) from None
-    if "trial_id" in args:
-        view.trial_path(args["trial_id"])  # NotFound: 404, naming the trial
+    cache = await run_in_threadpool(view.refresh, True)
+    why = view.steering(cache)
+    if why is not None:
+        raise HTTPException(409, f"Experiment {view.name!r} takes no {cmd.command} now. {why}")
+    if "trial_id" in cmd.args:
+        view.trial_path(cmd.args["trial_id"])  # NotFound: 404, naming the trial
+    if not view.control_folder_ok():
+        raise Refused(f"{view.name}/control is not a folder inside the root; the dashboard writes no command there.")
     try:
-        cmd = await run_in_threadpool(control_store(view.storage).submit, command, args, origin="dashboard")
-    except ControlRefused as exc:
+        queued = await run_in_threadpool(control_store(view.storage).submit, cmd.command, cmd.args, origin="dashboard")
+    except (ControlRefused, ExperimentError) as exc:
         raise HTTPException(409, str(exc)) from None
-    return JSONResponse({"id": cmd.id, "command": cmd.command, "args": cmd.args, "queued": True}, status_code=202)
+    return JSON({"id": queued.id, "command": queued.command, "args": queued.args, "queued": True}, status_code=202)
 
 
 async def api_events(request: Request) -> StreamingResponse:
@@ -171,7 +190,7 @@ async def api_events(request: Request) -> StreamingResponse:
             if signature != last:
                 last, sent = signature, time.monotonic()
                 summary = await run_in_threadpool(view.summary)
-                yield f"event: update\ndata: {json.dumps(summary)}\n\n"
+                yield f"event: update\ndata: {dumps(summary)}\n\n"
             elif time.monotonic() - sent > KEEPALIVE_S:
                 sent = time.monotonic()
                 yield ": keep-alive\n\n"
@@ -189,7 +208,7 @@ def static(request: Request) -> FileResponse:
     elif name in ("dashboard.js", "dashboard.css"):
         path = STATIC / name
     else:
-        raise HTTPException(404, f"No static file {name!r}.")
+        raise HTTPException(404, f"No static file {shown(name)}.")
     return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
 
@@ -198,20 +217,20 @@ def favicon(request: Request) -> Response:
 
 
 # -- errors --------------------------------------------------------------------------------
-def _error(request: Request, status: int, message: str) -> Response:
-    if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": message}, status_code=status)
-    title = {404: "Not found", 400: "Bad request", 401: "Access token needed", 403: "Forbidden"}.get(status, "Error")
-    return HTMLResponse(_pages.message_page(title, message), status_code=status)
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error(request.url.path, 404, str(exc))
 
 
-async def _not_found(request: Request, exc: NotFound) -> Response:
-    return _error(request, 404, str(exc))
+async def _refused(request: Request, exc: Exception) -> Response:
+    return error(request.url.path, 403, str(exc))
 
 
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    detail = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else f"No page at {request.url.path}."
-    return _error(request, exc.status_code, detail)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else f"No page at {request.url.path[:200]}."
+    if exc.status_code == 405:
+        detail = f"{request.method[:20]} is not allowed at {request.url.path[:200]}."
+    return error(request.url.path, exc.status_code, detail, headers=exc.headers)
 
 
 ROUTES = [
@@ -231,73 +250,8 @@ ROUTES = [
 ]
 
 
-# -- access --------------------------------------------------------------------------------
-# 'unsafe-eval': plotly's WebGL traces (parallel coordinates) compile their draw calls with
-# `new Function` (regl), and plotly ships no CSP-strict bundle in its Python package.
-# Inline scripts stay forbidden, and they are what injected markup would need.
-_CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-class Guard:
-    """Every request: the access token (when one is set), the Host header (a page on
-    another site cannot reach a loopback dashboard through DNS rebinding), CSRF and
-    read-only on POSTs; every response: security headers."""
-
-    def __init__(self, app: Any, *, token: str | None, csrf: str, read_only: bool, hosts: set[str] | None):
-        self.app, self.token, self.csrf, self.read_only, self.hosts = app, token, csrf, read_only, hosts
-
-    def warm_up(self) -> None:
-        self.app.state.root.listing()
-
-    def close(self) -> None:
-        """Stop the figure builder's process."""
-        self.app.state.figures.close()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        set_cookie = False
-        problem = None
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        if self.hosts is not None and host not in self.hosts:
-            problem = (403, f"Host {host!r} is not this dashboard's address; open it as http://127.0.0.1:PORT/.")
-        elif self.token is not None:
-            given = parse_qs(scope.get("query_string", b"").decode()).get("token", [None])[0]
-            bearer = request.headers.get("authorization", "")
-            offered = given or request.cookies.get(COOKIE) or (bearer[7:] if bearer.startswith("Bearer ") else None)
-            if offered is None or not secrets.compare_digest(offered.encode(), self.token.encode()):
-                problem = (401, "This dashboard needs its access token: open the address it printed when it "
-                                "started (it ends in ?token=...), or pass the token as 'Authorization: Bearer TOKEN'.")
-            set_cookie = given is not None and problem is None
-        if problem is None and request.method not in ("GET", "HEAD"):
-            if self.read_only:
-                problem = (403, "This dashboard is read-only (--read-only): control actions are off.")
-            elif not secrets.compare_digest(request.headers.get("x-csrf-token", "").encode(), self.csrf.encode()):
-                problem = (403, "Missing or wrong CSRF token: send control actions from the dashboard's own page "
-                                "(it sets the X-CSRF-Token header).")
-        cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict" if set_cookie else None
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [(b"content-security-policy", _CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                            (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
-                if cookie:
-                    headers.append((b"set-cookie", cookie.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        if problem is not None:
-            await _error(request, *problem)(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
-
-
 def create_app(root: str | Path, *, read_only: bool = False, token: str | None = None,
-               loopback_only: bool = False) -> Any:
+               loopback_only: bool = False) -> Starlette:
     """The ASGI application for the experiments under ``root``.
 
     Args:
@@ -305,14 +259,30 @@ def create_app(root: str | Path, *, read_only: bool = False, token: str | None =
         read_only: Refuse every control action.
         token: When set, every request must carry it (``?token=`` once, then a cookie;
             or ``Authorization: Bearer``).
-        loopback_only: Accept only Host headers naming this machine (127.0.0.1,
-            localhost, ::1), as a loopback dashboard is reached.
+        loopback_only: Accept only Host headers naming this machine (localhost or a
+            loopback address), as a loopback dashboard is reached.
     """
     csrf = secrets.token_urlsafe(24)
-    app = Starlette(routes=ROUTES, exception_handlers={NotFound: _not_found, HTTPException: _http_error})
+    middleware = [Middleware(SecurityHeaders)]
+    if loopback_only:
+        middleware.append(Middleware(HostCheck))
+    if token is not None:
+        middleware.append(Middleware(TokenCheck, token=token))
+    middleware += [Middleware(BodyLimit), Middleware(WriteCheck, csrf=csrf, read_only=read_only)]
+    app = Starlette(routes=ROUTES, middleware=middleware,
+                    exception_handlers={NotFound: _not_found, Refused: _refused, HTTPException: _http_error})
     app.state.root = Root(root)
     app.state.figures = FigureCache()
     app.state.csrf = csrf
     app.state.read_only = read_only
-    hosts = {"127.0.0.1", "localhost", "::1"} if loopback_only else None
-    return Guard(app, token=token, csrf=csrf, read_only=read_only, hosts=hosts)
+    return app
+
+
+def warm_up(app: Starlette) -> None:
+    """Read every experiment once, so that the first page shows from the views' caches."""
+    app.state.root.listing()
+
+
+def close(app: Starlette) -> None:
+    """Stop the figure builder's process."""
+    app.state.figures.close()

@@ -18,10 +18,12 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from raytuner.dashboard._store import ExperimentView
+from raytuner.dashboard._files import Refused
+from raytuner.dashboard._store import ExperimentView, NotFound, Root
 from raytuner.errors import ExperimentError
 
 MIN_INTERVAL_S = 1.5
@@ -66,7 +68,14 @@ class FigureCache:
             if built is not None and (built.signature == signature
                                       or now - built.at < max(MIN_INTERVAL_S, COST_FACTOR * built.cost)):
                 return built.payload
-            payload = self._builder().submit(build, str(view.storage.path)).result()
+            try:
+                payload = self._builder().submit(build, str(view.files.root), view.name).result()
+            except BrokenProcessPool:  # the builder died (killed, out of memory): a new one next time
+                with self._guard:
+                    self._pool = None
+                return _message("The figures' builder process stopped; they are built again on the next update.")
+            except Exception as exc:  # noqa: BLE001 - a fault in one figure must not fail the page
+                payload = _message(f"The figures could not be built ({type(exc).__name__}: {str(exc)[:300]}).")
             self._built[view.name] = _Built(signature, time.monotonic(), time.monotonic() - now, payload)
             return payload
 
@@ -85,14 +94,49 @@ def _builder_init(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
-def build(path: str | Path) -> str:
-    import raytuner
+def _message(text: str) -> str:
+    return json.dumps({"figures": [], "message": text})
+
+
+def _results(view: ExperimentView) -> tuple[Any, list[str]]:
+    """The experiment as :class:`raytuner.Results`, read as the rest of the dashboard reads
+    it (real files inside ROOT only), and the damaged trials left out of it."""
+    from raytuner._results import Results, TrialResult
+    from raytuner._storage.experiment import AUTO_KEYS
+    from raytuner._trial import Trial, TrialStatus
+
+    cache = view.refresh(force=True)
+    if cache.damaged:
+        raise ExperimentError(f"No figures: {cache.damaged}.")
+    trials, left_out = [], []
+    for trial_id in sorted(cache.trials):
+        entry = cache.trials[trial_id]
+        path = view.path / "trials" / trial_id
+        try:
+            fault = entry.damaged or view.files.jsonl(path / "results.jsonl")[1]
+            error = None if fault else view.files.text(path / "error.txt")
+        except Refused as exc:
+            fault = str(exc)
+        if fault:
+            left_out.append(fault)
+            continue
+        trial = Trial.from_record(entry.record, entry.config, error)
+        if trial.status == TrialStatus.RUNNING and entry.last_row:  # trial.json lags behind a running trial
+            trial.metrics = {k: v for k, v in entry.last_row.items() if k not in AUTO_KEYS}
+            trial.iteration = entry.last_row.get("iteration", trial.iteration)
+        trials.append(TrialResult.from_trial(trial, path))
+    meta = cache.meta
+    return Results(view.path, trials, meta.get("metric"), meta.get("mode", "min"), meta), left_out
+
+
+def build(root: str, name: str) -> str:
     from raytuner._report import _TITLES, _data, _figures
 
     try:
-        data = _data.collect(raytuner.load(path))
-    except ExperimentError as exc:
-        return json.dumps({"figures": [], "message": str(exc)})
+        results, left_out = _results(Root(root).experiment(name))
+        data = _data.collect(results)
+    except (ExperimentError, NotFound) as exc:
+        return _message(str(exc))
     parts = []
     for builder in _figures.BUILDERS:
         made = builder(data)
@@ -102,4 +146,8 @@ def build(path: str | Path) -> str:
             parts.append(head[:-1] + ', "spec": ' + made.figure.to_json() + "}")
         else:
             parts.append(json.dumps({"key": builder.__name__, "title": _TITLES[builder.__name__], "skipped": made}))
-    return '{"figures": [' + ", ".join(parts) + '], "message": null}'
+    message = None
+    if left_out:
+        more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+        message = f"{len(left_out)} damaged trial{'s are' if len(left_out) > 1 else ' is'} left out: {left_out[0]}{more}."
+    return '{"figures": [' + ", ".join(parts) + '], "message": ' + json.dumps(message) + "}"

@@ -47,14 +47,17 @@ another folder: <code>raytuner dashboard ROOT</code>.</p>
     return _page("experiments", {"page": "list"}, content, csrf=csrf, read_only=read_only)
 
 
-def experiment_page(name: str, *, csrf: str, read_only: bool) -> str:
-    controls = "" if read_only else """<section id="controls"><h2>Control</h2>
+def experiment_page(name: str, statuses: tuple[str, ...], *, csrf: str, read_only: bool) -> str:
+    # Shown by the script once the summary says a live driver can take commands.
+    controls = "" if read_only else """<section id="controls" hidden><h2>Control</h2>
 <form id="limits"><label>max concurrent <input name="max_concurrent" type="number" min="1" step="1"></label>
 <label>trials in all <input name="num_trials" type="number" min="1" step="1"></label>
 <label>time budget (s) <input name="time_budget_s" type="number" min="1" step="any"></label>
 <button type="submit">Apply</button>
 <button type="button" id="end-experiment" class="danger">End experiment</button></form>
-<p id="control-status" class="meta" aria-live="polite"></p></section>"""
+<p id="control-status" class="meta" aria-live="polite"></p></section>
+<p id="no-controls" class="meta" hidden></p>"""
+    options = "".join(f"<option>{esc(status)}</option>" for status in statuses)
     content = f"""<nav><a href="/">experiments</a> / {esc(name)}</nav>
 <h1>{esc(name)}</h1>
 <section id="summary"><dl>
@@ -62,15 +65,13 @@ def experiment_page(name: str, *, csrf: str, read_only: bool) -> str:
 <dt>best so far</dt><dd id="s-best">-</dd><dt>elapsed</dt><dd id="s-elapsed">-</dd>
 <dt>concurrency</dt><dd id="s-concurrency">-</dd><dt>limits</dt><dd id="s-limits">-</dd>
 <dt>searcher</dt><dd id="s-searcher">-</dd><dt>scheduler</dt><dd id="s-scheduler">-</dd>
-<dt>rungs</dt><dd id="s-rungs">-</dd></dl></section>
+<dt>rungs</dt><dd id="s-rungs">-</dd></dl><p id="s-damaged" class="refused" hidden></p></section>
 {controls}
 <section><h2>Commands</h2><p id="no-commands" class="meta">No control commands yet.</p>
 <table id="commands" hidden><thead><tr><th>time</th><th>from</th><th>command</th><th>outcome</th></tr></thead>
 <tbody></tbody></table></section>
 <section><h2>Trials</h2>
-<div class="toolbar"><label>status <select id="status-filter"><option value="">all</option>
-<option>RUNNING</option><option>PENDING</option><option>PAUSED</option><option>COMPLETED</option>
-<option>STOPPED</option><option>FAILED</option></select></label>
+<div class="toolbar"><label>status <select id="status-filter"><option value="">all</option>{options}</select></label>
 <button type="button" id="prev">◀ previous</button> <span id="page-info"></span>
 <button type="button" id="next">next ▶</button></div>
 <div class="table-wrap"><table id="trials"><thead></thead><tbody></tbody></table></div></section>
@@ -79,7 +80,7 @@ def experiment_page(name: str, *, csrf: str, read_only: bool) -> str:
 
 
 def trial_page(name: str, trial_id: str, *, csrf: str, read_only: bool) -> str:
-    actions = "" if read_only else """<p><button type="button" id="stop-trial" hidden>Stop trial</button>
+    actions = "" if read_only else """<p id="trial-actions"><button type="button" id="stop-trial" hidden>Stop trial</button>
 <button type="button" id="retry-trial" hidden>Re-run from latest checkpoint</button>
 <span id="control-status" class="meta" aria-live="polite"></span></p>"""
     content = f"""<nav><a href="/">experiments</a> / <a href="/e/{esc(name)}">{esc(name)}</a> / trial {esc(trial_id)}</nav>
@@ -91,6 +92,7 @@ def trial_page(name: str, trial_id: str, *, csrf: str, read_only: bool) -> str:
 <section><h2>Metric history</h2><div id="curve" class="rt-figure"></div>
 <div class="table-wrap"><table id="rows"><thead></thead><tbody></tbody></table></div></section>
 <section><h2>Checkpoints</h2><ul id="checkpoints"></ul></section>
+<section id="damaged-section" hidden><h2>Damaged</h2><p id="damaged" class="refused"></p></section>
 <section id="error-section" hidden><h2>Error</h2><pre id="error"></pre></section>
 <section><h2>Log</h2><p class="meta">What the trial printed (stdout and stderr), live while it runs.</p>
 <pre id="log" class="log"></pre></section>"""

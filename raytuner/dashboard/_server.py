@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import secrets
 import socket
 import sys
@@ -14,6 +15,10 @@ from pathlib import Path
 from raytuner.errors import RayTunerError
 
 DEFAULT_PORT = 9265
+#: The shortest access token: long enough that it cannot be guessed in the requests a
+#: server answers in years (16 of 64 characters: 96 bits).
+MIN_TOKEN_LENGTH = 16
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.~-]+")  # what a URL, a cookie and a header carry as it is
 
 
 class DashboardError(RayTunerError):
@@ -57,20 +62,56 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_token(token: str | None) -> str | None:
+    """The token as given; a DashboardError, naming the flag and the fix, for one that is
+    too short to be secret or holds characters a URL or a cookie would mangle."""
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH:
+        why = f"it is {len(token)} character{'s' if len(token) != 1 else ''} long, and must be {MIN_TOKEN_LENGTH} or more"
+    elif not _TOKEN_RE.fullmatch(token):
+        why = "it holds characters other than letters, digits and '-_.~'"
+    else:
+        return token
+    raise DashboardError(f"--token cannot be used: {why}. Leave --token out to have one generated, or give one "
+                         f"such as --token {secrets.token_urlsafe(24)}.")
+
+
+def check_root(root: str | Path) -> Path:
+    """The root's real path; a DashboardError for a URI or a folder that does not exist."""
+    from raytuner._storage import remote
+
+    if remote.is_uri(root):
+        raise DashboardError(
+            f"The dashboard reads a local folder, not {root}: its live view and its controls need the files the "
+            "driver writes. Run it on the driver's machine over the folder the sweep writes, or read the bucket "
+            f"with `raytuner ls {root}` and `raytuner report {str(root).rstrip('/')}/NAME`.")
+    path = Path(remote.local_path(root)).expanduser()
+    if not path.is_dir():
+        raise DashboardError(f"No folder {path}: there are no experiments there. Pass the storage root, e.g. "
+                             "`raytuner dashboard ~/raytuner_results`.")
+    return path.resolve()
+
+
 class Dashboard:
     """A dashboard served from a background thread (see :func:`start`)."""
 
     def __init__(self, root: str | Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  read_only: bool = False, token: str | None = None):
-        import uvicorn
+        try:
+            import uvicorn
 
-        from raytuner.dashboard._app import create_app
+            from raytuner.dashboard._app import create_app, warm_up
+        except ImportError as exc:
+            raise DashboardError(f"The dashboard needs its extra ({exc.name} is not installed): "
+                                 "pip install 'raytuner[dashboard]'.") from None
 
         loopback = is_loopback(host)
+        token = check_token(token)
         if not loopback and token is None:
             token = secrets.token_urlsafe(24)
         self.token = token
-        self.root = Path(root).expanduser().resolve()
+        self.root = check_root(root)
         self._sock = _listen(host, port)
         self.host, self.port = host, self._sock.getsockname()[1]
         app = create_app(self.root, read_only=read_only, token=token, loopback_only=loopback)
@@ -80,7 +121,7 @@ class Dashboard:
         self._app = app
         # Read every experiment once now, in the background: the first page then shows
         # from the views' caches instead of thousands of cold file reads.
-        threading.Thread(target=app.warm_up, name="raytuner-dashboard-warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(app,), name="raytuner-dashboard-warm-up", daemon=True).start()
         self._thread: threading.Thread | None = None
 
     @property
@@ -93,10 +134,12 @@ class Dashboard:
 
     def run(self) -> None:
         """Serve until Ctrl-C (the command line's way)."""
+        from raytuner.dashboard._app import close
+
         try:
             self._server.run(sockets=[self._sock])
         finally:
-            self._app.close()
+            close(self._app)
 
     def start(self) -> Dashboard:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
@@ -114,7 +157,9 @@ class Dashboard:
         if self._thread is not None:
             self._thread.join(10)
         self._sock.close()
-        self._app.close()
+        from raytuner.dashboard._app import close
+
+        close(self._app)
 
     def __enter__(self) -> Dashboard:
         return self

@@ -1,7 +1,9 @@
 """What the dashboard reads: experiments under ROOT, as cached views over their files.
 
 Readers only (design.md, "Storage, control and logs"): the dashboard never writes an
-experiment's files except through :class:`raytuner._storage.control.ControlStore`.
+experiment's files except through :class:`raytuner._storage.control.ControlStore`. Every
+read goes through :class:`~raytuner.dashboard._files.Confined`: real files and folders
+inside ROOT, never a link, never a FIFO.
 
 A view re-reads a trial's files only when their modification time changed, and looks at
 the folder at most every :data:`REFRESH_S`: one ``scandir`` per look, and a ``stat`` only
@@ -9,6 +11,11 @@ for the trials not yet COMPLETED or STOPPED (their files no longer change), so t
 of finished trials cost nothing per look. A running trial's ``trial.json`` is rewritten
 only when its status changes, so its latest metrics come from the tail of its
 ``results.jsonl``.
+
+Statuses are the CLI's: an experiment whose ``experiment.json`` says RUNNING but whose
+driver is gone (no live holder of its lock) is INTERRUPTED, as ``raytuner ls`` shows it;
+a damaged ``experiment.json`` or ``trial.json`` marks that experiment or trial DAMAGED,
+with the file and the fault (:mod:`raytuner.dashboard._records`).
 
 Every name or id from a URL is checked here against the names that exist (:meth:`Root.
 experiment`, :meth:`ExperimentView.trial_path`): none can reach outside ROOT.
@@ -18,24 +25,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytuner._control_values import TRIAL_ID_RE
 from raytuner._report._data import schedule_from_meta
-from raytuner._storage.control import control_store
-from raytuner._storage.experiment import EXPERIMENT_FILE, ExperimentStorage, flatten, is_finite, read_json
-from raytuner.errors import ExperimentError
+from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
+from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage, check_name, flatten, is_finite
+from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
+from raytuner._trial import TrialStatus
+from raytuner.dashboard._files import Confined, Damaged, Refused
+from raytuner.dashboard._records import (DAMAGED, FINISHED, INTERRUPTED, SETTLED, STOPPABLE, config_fault,
+                                         experiment_fault, trial_fault)
+from raytuner.errors import ConfigError
 
 REFRESH_S = 0.5
-_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
-FINISHED = ("COMPLETED", "STOPPED", "FAILED")
-SETTLED = ("COMPLETED", "STOPPED")  # FAILED ones may be re-run by a control command
 
 
 class NotFound(Exception):
@@ -48,49 +55,38 @@ class _TrialEntry:
     record: dict[str, Any]
     config: dict[str, Any]
     flat: dict[str, Any]
+    damaged: str | None = None  # the file and its fault
     tail_mtime: int = -1
     last_row: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
 
 
 @dataclass
 class _Cache:
     meta_mtime: int = -1
     meta: dict[str, Any] = field(default_factory=dict)
+    damaged: str | None = None  # experiment.json's fault
+    live: bool = False  # a live driver holds the experiment's lock
     trials: dict[str, _TrialEntry] = field(default_factory=dict)
-    history_size: int = -1
+    history_mtime: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
     looked: float = 0.0
     signature: tuple = ()
 
 
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return -1
-
-
-def _last_row(path: Path) -> dict[str, Any] | None:
-    """The last whole row of a results.jsonl (read from the end)."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - 8192))
-            lines = handle.read().split(b"\n")
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
+def _damaged_entry(mtime: int, trial_id: str, why: str) -> _TrialEntry:
+    return _TrialEntry(mtime, {"trial_id": trial_id, "status": DAMAGED}, {}, {}, damaged=why)
 
 
 class ExperimentView:
     """One experiment as the dashboard shows it; thread-safe (endpoints run in threads)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, files: Confined):
+        self.files = files
+        self.path = path
         self.storage = ExperimentStorage(path)
         self.name = path.name
         self._lock = threading.Lock()
@@ -104,67 +100,144 @@ class ExperimentView:
             if not force and now - cache.looked < REFRESH_S:
                 return cache
             cache.looked = now
-            mtime = _mtime(self.storage.path / EXPERIMENT_FILE)
-            if mtime != cache.meta_mtime:
-                try:
-                    cache.meta = self.storage.read_experiment()
-                except (ExperimentError, OSError):
-                    pass  # mid-rename or damaged: keep what was read before
-                cache.meta_mtime = mtime
+            self._read_meta(cache)
             tails = []
-            try:
-                folders = list(os.scandir(self.storage.trials_path))
-            except FileNotFoundError:
-                folders = []
-            for folder in folders:
+            seen = set()
+            for folder in self.files.folders(self.path / "trials"):
                 trial_id = folder.name
-                if not _ID_RE.match(trial_id):
+                if not TRIAL_ID_RE.match(trial_id):
                     continue
                 entry = cache.trials.get(trial_id)
-                if entry is not None and entry.record.get("status") in SETTLED:
+                if entry is not None and entry.status in SETTLED:
+                    seen.add(trial_id)
                     continue  # its files no longer change: no stat per look for thousands of trials
-                record_path = Path(folder.path) / "trial.json"
-                mtime = _mtime(record_path)
+                mtime = self.files.mtime(f"{folder.path}/trial.json")
                 if mtime < 0:
-                    continue
+                    continue  # not started yet (or its trial.json is not a file: not shown)
+                seen.add(trial_id)
                 if entry is None or entry.mtime != mtime:
-                    try:
-                        record = read_json(record_path)
-                        config = entry.config if entry else read_json(Path(folder.path) / "config.json")
-                    except (ExperimentError, OSError):
-                        continue  # caught mid-write by another process: next look
-                    entry = cache.trials[trial_id] = _TrialEntry(mtime, record, config, flatten(config))
-                if entry.record.get("status") not in FINISHED:
-                    results = Path(folder.path) / "results.jsonl"
-                    mtime = _mtime(results)
+                    entry = cache.trials[trial_id] = self._read_trial(trial_id, Path(folder.path), mtime, entry)
+                if entry.status not in FINISHED and entry.status != DAMAGED:
+                    results = f"{folder.path}/results.jsonl"
+                    mtime = self.files.mtime(results)
                     if mtime != entry.tail_mtime:
-                        entry.tail_mtime, entry.last_row = mtime, _last_row(results)
+                        entry.tail_mtime, entry.last_row = mtime, self._last_row(results)
                     tails.append(entry.tail_mtime)
-            history = control_store(self.storage).history_path
-            hsize = _mtime(history)
-            if hsize != cache.history_size:
-                cache.history_size = hsize
+            for gone in set(cache.trials) - seen:
+                del cache.trials[gone]
+            history = self.path / HISTORY_FILE
+            mtime = self.files.mtime(history)
+            if mtime != cache.history_mtime:
+                cache.history_mtime = mtime
                 try:
-                    cache.history = control_store(self.storage).history()
-                except ExperimentError:
-                    pass
+                    cache.history = self.files.jsonl(history)[0]
+                except Refused:
+                    cache.history = []
             cache.signature = (cache.meta_mtime, len(cache.trials), sum(e.mtime for e in cache.trials.values()),
-                               sum(tails), cache.history_size)
+                               sum(tails), cache.history_mtime, cache.live)
             return cache
+
+    def _read_meta(self, cache: _Cache) -> None:
+        path = self.path / EXPERIMENT_FILE
+        mtime = self.files.mtime(path)
+        if mtime != cache.meta_mtime:
+            cache.meta_mtime = mtime
+            try:
+                meta = self.files.json(path)
+                fault = experiment_fault(meta) if meta is not None else None
+                if fault:
+                    raise Damaged(f"{self.files.rel(path)}: {fault}")
+                if meta is not None:  # gone: the experiment was removed; keep what was read
+                    cache.meta, cache.damaged = meta, None
+            except (Damaged, Refused) as exc:
+                cache.meta, cache.damaged = {}, str(exc)
+        cache.live = cache.meta.get("status") == "RUNNING" and self._driver_alive()
+
+    def _driver_alive(self) -> bool:
+        """Whether a live driver holds the lock: what ``raytuner ls`` asks
+        (:meth:`ExperimentStorage.live_driver`), once the lock's files are known to be plain
+        files: a FIFO planted there would block the read, and a link holds no driver."""
+        for name in (LOCK_FILE, FLOCK_FILE):
+            path = self.path / name
+            if not (self.files.missing(path) or self.files.is_file(path)):
+                return False
+        return self.storage.live_driver() is not None
+
+    def _read_trial(self, trial_id: str, path: Path, mtime: int, old: _TrialEntry | None) -> _TrialEntry:
+        """A trial's record and config; a trial without a trial.json yet is PENDING."""
+        try:
+            record = self.files.json(path / "trial.json")
+            if record is None:
+                record = {"trial_id": trial_id, "status": TrialStatus.PENDING.value}
+            fault = trial_fault(record, trial_id)
+            if fault:
+                return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'trial.json')}: {fault}")
+            if old is not None and old.damaged is None:
+                config = old.config  # a trial's config never changes
+            else:
+                config = self.files.json(path / "config.json")
+                fault = config_fault(config) if config is not None else "missing"
+                if fault:
+                    return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'config.json')}: {fault}")
+        except (Damaged, Refused) as exc:
+            return _damaged_entry(mtime, trial_id, str(exc))
+        return _TrialEntry(mtime, record, config, flatten(config))
+
+    def _last_row(self, path: str) -> dict[str, Any] | None:
+        """The last whole row of a results.jsonl (read from the end)."""
+        try:
+            found = self.files.read(path, tail=8192)
+        except Refused:
+            return None
+        for line in reversed(found.data.split(b"\n") if found else []):
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            return row if isinstance(row, dict) else None
+        return None
 
     def signature(self) -> tuple:
         return self.refresh().signature
 
-    def trial_path(self, trial_id: str) -> Path:
+    def trial_path(self, trial_id: Any) -> Path:
         """The folder of a trial that exists; NotFound for any other id."""
-        if not isinstance(trial_id, str) or not _ID_RE.match(trial_id):
-            raise NotFound(f"No trial {trial_id!r} in experiment {self.name!r}.")
-        path = self.storage.trial_path(trial_id)
-        if not (path / "config.json").is_file():
+        if not isinstance(trial_id, str) or not TRIAL_ID_RE.match(trial_id):
+            raise NotFound(f"No trial {str(trial_id)[:80]!r} in experiment {self.name!r}.")
+        path = self.path / "trials" / trial_id
+        if not self.files.is_file(path / "config.json"):
             raise NotFound(f"No trial {trial_id!r} in experiment {self.name!r}.")
         return path
 
+    def log_path(self, trial_id: str) -> Path:
+        return self.trial_path(trial_id) / LOG_FILE
+
+    def control_folder_ok(self) -> bool:
+        """Whether commands may be written: ``control/`` is missing or a real folder inside
+        ROOT (a link there would have the dashboard write where it points)."""
+        folder = self.path / CONTROL_DIR
+        return self.files.missing(folder) or self.files.is_folder(folder)
+
     # -- what the pages show ---------------------------------------------------------------
+    def status(self, cache: _Cache) -> str:
+        if cache.damaged:
+            return DAMAGED
+        status = cache.meta.get("status", "?")
+        return INTERRUPTED if status == "RUNNING" and not cache.live else status
+
+    def steering(self, cache: _Cache) -> str | None:
+        """Why the experiment cannot be steered now, or None when its driver can take commands."""
+        status = self.status(cache)
+        if status == "RUNNING":
+            return None
+        if status == DAMAGED:
+            return f"Its experiment.json is damaged ({cache.damaged}), so it cannot be steered."
+        resume = f"`raytuner resume {self.path}` continues it (--num-trials, --time-budget change its limits)."
+        if status == INTERRUPTED:
+            return ("Its driver is gone (it stopped without saying so: a crash, a kill, a lost machine), so no "
+                    f"command can reach it. {resume}")
+        return f"It is {status.lower()}: no driver runs it, so there is nothing to steer. {resume}"
+
     def summary(self) -> dict[str, Any]:
         cache = self.refresh()
         meta = cache.meta
@@ -173,13 +246,14 @@ class ExperimentView:
         counts: dict[str, int] = {}
         best = None
         for trial_id, entry in cache.trials.items():
-            status = entry.record.get("status", "?")
-            counts[status] = counts.get(status, 0) + 1
+            counts[entry.status] = counts.get(entry.status, 0) + 1
+            if entry.damaged:
+                continue
             for value in (self._value(entry, metric), _signed_best(entry.record, sign)):
                 if is_finite(value) and (best is None or sign * value < sign * best[1]):
                     best = (trial_id, value)
         start, end = meta.get("start_time"), meta.get("end_time")
-        status = meta.get("status", "?")
+        status = self.status(cache)
         elapsed = None
         if isinstance(start, (int, float)):
             elapsed = (end if status != "RUNNING" and isinstance(end, (int, float)) else time.time()) - start
@@ -190,40 +264,43 @@ class ExperimentView:
             "best": None if best is None else {"trial_id": best[0], "value": best[1]},
             "start_time": start, "end_time": end, "elapsed_s": elapsed,
             "max_concurrent": meta.get("max_concurrent"), "num_trials": meta.get("num_trials"),
-            "time_budget_s": meta.get("time_budget_s"), "running": counts.get("RUNNING", 0),
+            "time_budget_s": meta.get("time_budget_s"), "running": counts.get(TrialStatus.RUNNING.value, 0),
             "searcher": meta.get("searcher"), "scheduler": meta.get("scheduler"),
             "rungs": schedule.rungs, "history": cache.history[-50:],
+            "damaged": cache.damaged, "not_steerable": self.steering(cache),
             "version": list(cache.signature),
         }
 
     @staticmethod
     def _value(entry: _TrialEntry, metric: str | None) -> Any:
         """The trial's latest value of the metric (from its last report while it runs)."""
-        if metric is None:
+        if metric is None or entry.damaged:
             return None
-        row = entry.last_row if entry.record.get("status") not in FINISHED and entry.last_row else None
-        return (row or entry.record.get("metrics") or {}).get(metric)
+        row = entry.last_row if entry.status not in FINISHED and entry.last_row else None
+        metrics = row or entry.record.get("metrics") or {}
+        return metrics.get(metric) if isinstance(metrics, dict) else None
 
     def table(self, *, offset: int = 0, limit: int = 50, sort: str = "trial_id", order: str = "asc",
               status: str | None = None) -> dict[str, Any]:
         """One page of the trial table, sorted and filtered on the server."""
         cache = self.refresh()
         metric = cache.meta.get("metric")
+        steerable = self.steering(cache) is None
         rows = []
         params: dict[str, None] = {}
         for trial_id, entry in cache.trials.items():
             record = entry.record
-            if status and record.get("status") != status:
+            if status and entry.status != status:
                 continue
-            row = entry.last_row if record.get("status") not in FINISHED and entry.last_row else None
+            row = entry.last_row if entry.status not in FINISHED and entry.last_row else None
             params.update(dict.fromkeys(entry.flat))
             rows.append({
-                "trial_id": trial_id, "status": record.get("status"),
+                "trial_id": trial_id, "status": entry.status,
                 "iteration": (row or {}).get("iteration", record.get("iteration")),
                 "value": self._value(entry, metric),
                 "time_total_s": (row or {}).get("time_total_s", record.get("time_total_s")),
-                "num_failures": record.get("num_failures", 0), "note": record.get("note"),
-                "config": entry.flat,
+                "num_failures": record.get("num_failures", 0), "note": entry.damaged or record.get("note"),
+                "config": entry.flat, **_actions(entry.status, steerable),
             })
         key = sort
         if key.startswith("config."):
@@ -232,8 +309,8 @@ class ExperimentView:
         elif key in ("trial_id", "status", "iteration", "value", "time_total_s", "num_failures"):
             getter = lambda r: r[key]  # noqa: E731
         else:
-            raise ValueError(f"sort={sort!r} is not a column; use trial_id, status, iteration, value, time_total_s, "
-                             "num_failures or config.<parameter>.")
+            raise ValueError(f"sort={sort[:80]!r} is not a column; use trial_id, status, iteration, value, "
+                             "time_total_s, num_failures or config.<parameter>.")
 
         def sort_key(r: dict[str, Any]) -> tuple:
             v = getter(r)
@@ -250,16 +327,33 @@ class ExperimentView:
 
     def trial(self, trial_id: str) -> dict[str, Any]:
         path = self.trial_path(trial_id)
-        record_path = path / "trial.json"
-        record = read_json(record_path) if record_path.is_file() else {"trial_id": trial_id, "status": "PENDING"}
-        error = path / "error.txt"
-        checkpoints = sorted(p.name for p in path.glob("checkpoint_*") if p.is_dir())
+        cache = self.refresh()
+        entry = self._read_trial(trial_id, path, -1, None)
+        faults = [entry.damaged] if entry.damaged else []
+        try:
+            rows, fault = self.files.jsonl(path / "results.jsonl")
+        except Refused as exc:
+            rows, fault = [], str(exc)
+        try:
+            error = self.files.text(path / "error.txt")
+        except Refused as exc:
+            error = None
+            faults.append(str(exc))
+        status = entry.status
+        why = self.steering(cache)
         return {
-            "trial_id": trial_id, "experiment": self.name, "metric": self.refresh().meta.get("metric"),
-            "record": record, "config": read_json(path / "config.json"),
-            "rows": self.storage.read_results(trial_id), "checkpoints": checkpoints,
-            "error": error.read_text() if error.is_file() else None,
+            "trial_id": trial_id, "experiment": self.name, "metric": cache.meta.get("metric"),
+            "record": entry.record, "config": entry.config, "rows": rows,
+            "checkpoints": sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_")),
+            "error": error, "damaged": "; ".join(faults + ([fault] if fault else [])) or None,
+            "not_steerable": why, **_actions(status, why is None),
         }
+
+
+def _actions(status: str, steerable: bool) -> dict[str, bool]:
+    """Which controls a trial's row or page offers: none unless a live driver can take them."""
+    return {"can_stop": steerable and status in STOPPABLE,
+            "can_retry": steerable and status == TrialStatus.FAILED.value}
 
 
 def _signed_best(record: dict[str, Any], sign: float) -> Any:
@@ -271,29 +365,30 @@ def _signed_best(record: dict[str, Any], sign: float) -> Any:
 class Root:
     """The experiments under ROOT; views are made once per experiment and kept."""
 
-    def __init__(self, root: str | os.PathLike[str]):
-        self.path = Path(root).expanduser().resolve()
+    def __init__(self, root: str | Path):
+        self.files = Confined(root)
+        self.path = self.files.root
         self._views: dict[str, ExperimentView] = {}
         self._lock = threading.Lock()
 
-    def names(self) -> list[str]:
+    def _is_experiment(self, name: str) -> bool:
         try:
-            return sorted(entry.name for entry in os.scandir(self.path)
-                          if _NAME_RE.match(entry.name) and (Path(entry.path) / EXPERIMENT_FILE).is_file())
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+            check_name(name)
+        except ConfigError:
+            return False
+        return self.files.is_file(self.path / name / EXPERIMENT_FILE)
+
+    def names(self) -> list[str]:
+        return sorted(e.name for e in self.files.folders(self.path) if self._is_experiment(e.name))
 
     def experiment(self, name: str) -> ExperimentView:
-        """The view of experiment ``name``: a direct child of ROOT with an experiment.json."""
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
-            raise NotFound(f"No experiment {name!r} in {self.path}.")
-        path = self.path / name
-        if path.parent != self.path or not (path / EXPERIMENT_FILE).is_file():
-            raise NotFound(f"No experiment {name!r} in {self.path}.")
+        """The view of experiment ``name``: a real folder in ROOT with an experiment.json."""
+        if not isinstance(name, str) or not self._is_experiment(name):
+            raise NotFound(f"No experiment {str(name)[:80]!r} in {self.path}.")
         with self._lock:
             view = self._views.get(name)
             if view is None:
-                view = self._views[name] = ExperimentView(path)
+                view = self._views[name] = ExperimentView(self.path / name, self.files)
         return view
 
     def listing(self) -> list[dict[str, Any]]:
@@ -305,6 +400,6 @@ class Root:
             except NotFound:
                 continue  # removed since the listing
             out.append({k: summary[k] for k in ("name", "status", "metric", "mode", "counts", "trials", "best",
-                                                 "start_time", "elapsed_s")})
-        out.sort(key=lambda e: e["start_time"] or 0, reverse=True)
+                                                 "start_time", "elapsed_s", "damaged")})
+        out.sort(key=lambda e: e["start_time"] if isinstance(e["start_time"], (int, float)) else 0, reverse=True)
         return out

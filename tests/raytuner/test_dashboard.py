@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import socket
 import sys
 import time
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+sys.path.insert(0, str(Path(__file__).parent))
+from dashboard_setup import EVIL, client, csrf_of, post, root  # noqa: E402,F401 - root: a fixture
 
+import httpx  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from raytuner._storage.control import control_store  # noqa: E402
@@ -30,31 +29,6 @@ from raytuner._storage.experiment import ExperimentStorage  # noqa: E402
 from raytuner.cli import main  # noqa: E402
 from raytuner.dashboard import Dashboard, DashboardError, start  # noqa: E402
 from raytuner.dashboard._app import create_app  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_report import EVIL, write_experiment  # noqa: E402
-
-LOOPBACK = "http://127.0.0.1"
-
-
-@pytest.fixture
-def root(tmp_path):
-    root = tmp_path / "results"
-    root.mkdir()
-    write_experiment(root, "done", n=12, evil=True)
-    path = write_experiment(root, "live", n=6, status="RUNNING")
-    storage = ExperimentStorage(path)
-    storage.append_log("00001", f"epoch 1 {EVIL}\n")
-    storage.append_error("00002", f"Traceback ...\nValueError: {EVIL}")
-    return root
-
-
-def client(root, **kw) -> TestClient:
-    return TestClient(create_app(root, loopback_only=True, **kw), base_url=LOOPBACK)
-
-
-def csrf_of(page: str) -> str:
-    return re.search(r'<meta name="rt-csrf" content="([^"]+)">', page).group(1)
 
 
 # -- pages and the JSON API ---------------------------------------------------------------------
@@ -201,21 +175,20 @@ def test_control_posts_need_the_csrf_token_and_queue_a_command(root):
 
 
 @pytest.mark.parametrize(("exp", "body", "status", "says"), [
-    ("live", "not json", 400, "must be JSON"),
-    ("live", {"command": "format_disk"}, 400, "Unknown control command 'format_disk'"),
-    ("live", {"command": "set_limits", "args": {"max_concurrent": -2}}, 400, "max_concurrent=-2"),
-    ("live", {"command": "set_limits", "args": {"num_trials": "lots"}}, 400, "num_trials='lots'"),
+    ("live", "not json", 400, "The body is not valid JSON"),
+    ("live", [1, 2], 400, "The body is a list of 2 items, not an object"),
+    ("live", {"command": "format_disk"}, 400, "`command` is 'format_disk', but must be one of stop_trial"),
+    ("live", {"command": "end_experiment", "force": True}, 400, "'force' is not a field of a command"),
+    ("live", {"command": "set_limits", "args": {"max_concurrent": -2}}, 400, "`max_concurrent` is -2"),
+    ("live", {"command": "set_limits", "args": {"num_trials": "lots"}}, 400, "`num_trials` is 'lots'"),
     ("live", {"command": "set_limits", "args": {}}, 400, "needs at least one"),
-    ("live", {"command": "stop_trial", "args": {"trial_id": "../x"}}, 400, "'../x' is not a trial id"),
+    ("live", {"command": "stop_trial", "args": {"trial_id": "../x"}}, 400, "`trial_id` is '../x'"),
     ("live", {"command": "stop_trial", "args": {"trial_id": "99999"}}, 404, "No trial '99999'"),
-    ("done", {"command": "end_experiment"}, 409, "is COMPLETED, so no driver"),
+    ("done", {"command": "end_experiment"}, 409, "It is completed: no driver runs it"),
     ("nope", {"command": "end_experiment"}, 404, "No experiment 'nope'"),
 ])
 def test_malformed_or_impossible_commands_are_refused_saying_why(root, exp, body, status, says):
-    c = client(root)
-    token = csrf_of(c.get("/").text)
-    kwargs = {"content": body} if isinstance(body, str) else {"json": body}
-    response = c.post(f"/api/e/{exp}/control", headers={"X-CSRF-Token": token}, **kwargs)
+    response = post(client(root), exp, body)
     assert response.status_code == status
     assert says in response.json()["error"]
     assert not list(control_store(root / "live").take())
@@ -232,14 +205,18 @@ def test_read_only_refuses_control_and_hides_its_buttons(root):
 
 # -- access ----------------------------------------------------------------------------------------
 def test_a_token_is_checked_on_every_request(root):
-    c = TestClient(create_app(root, token="s3cret"), base_url="http://10.1.2.3")
+    secret = "s3cret-s3cret-s3cret"
+    c = TestClient(create_app(root, token=secret), base_url="http://10.1.2.3:9265")
     for url in ("/", "/api/experiments", "/static/dashboard.js", "/api/e/live/events"):
         assert c.get(url).status_code == 401
     assert c.get("/", params={"token": "wrong"}).status_code == 401
-    assert c.get("/api/experiments", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    first = c.get("/", params={"token": "s3cret"})
-    assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
+    assert c.get("/api/experiments", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    first = c.get("/", params={"token": secret})
+    assert first.status_code == 200
+    assert first.headers["set-cookie"] == f"raytuner_token_9265={secret}; Path=/; HttpOnly; SameSite=Strict"
     assert c.get("/api/experiments").status_code == 200  # the cookie carries it from then on
+    assert "set-cookie" not in c.get("/", params={"token": ""}).headers  # an empty one leaves the cookie be
+    assert c.get("/api/experiments").status_code == 200
 
 
 def test_a_loopback_dashboard_answers_only_to_its_own_host_names(root):

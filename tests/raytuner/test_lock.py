@@ -86,3 +86,78 @@ def test_heartbeat_moves_on_while_held(tmp_path):
     finally:
         held.release()
     assert not held.path.exists()
+
+
+def _race(folder: str, barrier, holders, rounds: int, stale_pid: int) -> None:
+    """One racer: at each round, all racers call acquire() at once; a winner holds the lock
+    until every racer has tried, so two winners in one round would overlap."""
+    import json as _json
+    import socket as _socket
+
+    path = lock_module.Path(folder)
+    for round_ in range(rounds):
+        barrier.wait()
+        if round_ % 2:  # every other round starts from a dead driver's record, to be broken
+            if barrier.wait() == 0:
+                (path / "driver.lock").write_text(_json.dumps(
+                    {"pid": stale_pid, "host": _socket.gethostname(), "started": 0, "heartbeat": 0, "token": "dead"}))
+            barrier.wait()
+        try:
+            held = lock_module.DriverLock(path).acquire()
+        except ExperimentError:
+            held = None
+        else:
+            with holders.get_lock():
+                holders[round_] += 1
+        barrier.wait()  # everyone has tried: only now may the winner let go
+        if held is not None:
+            held.release()
+
+
+def test_racers_at_a_barrier_never_hold_the_lock_together(tmp_path):
+    import multiprocessing
+
+    rounds, racers = 200, 4
+    context = multiprocessing.get_context("spawn")  # no inherited locks or threads
+    barrier = context.Barrier(racers)
+    holders = context.Array("i", rounds)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    processes = [context.Process(target=_race, args=(str(tmp_path), barrier, holders, rounds, gone.pid))
+                 for _ in range(racers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=240)
+        assert process.exitcode == 0
+    assert list(holders) == [1] * rounds  # exactly one holder in every round, stale lock or not
+    assert not (tmp_path / "driver.lock").exists()
+
+
+def test_a_recycled_pid_does_not_keep_a_dead_drivers_lock(tmp_path):
+    # The record names a live process of this host (this test's own), but no process holds
+    # the flock: the driver that wrote it is gone and its pid was reused.
+    _write_holder(tmp_path, pid=os.getpid(), host=socket.gethostname())
+    (tmp_path / lock_module.FLOCK_FILE).touch()  # left behind by the dead driver
+    storage = ExperimentStorage(tmp_path)
+    assert storage.live_driver() is None
+    with storage.acquire_driver_lock() as held:
+        assert storage.live_driver().token == held._owner.token
+
+
+def test_a_driver_in_another_process_is_live_until_it_dies(tmp_path):
+    code = ("import sys, time; from raytuner._storage.lock import DriverLock; "
+            "DriverLock(__import__('pathlib').Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        storage = ExperimentStorage(tmp_path)
+        assert storage.live_driver().pid == child.pid
+        with pytest.raises(ExperimentError, match=f"pid {child.pid}"):
+            storage.acquire_driver_lock()
+    finally:
+        child.kill()
+        child.wait()
+    assert storage.live_driver() is None  # the kernel dropped its flock with the process
+    with storage.acquire_driver_lock():
+        assert storage.live_driver().pid == os.getpid()

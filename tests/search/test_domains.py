@@ -115,3 +115,21 @@ def test_domains_are_frozen_and_compare_by_value():
     assert domain == uniform(0.0, 1.0)
     assert choice([1, {"a": 2}]) == choice([1, {"a": 2}])
     assert grid([1, 2]) != grid([2, 1])
+
+
+@pytest.mark.parametrize(
+    ("domain", "log", "q", "text"),
+    [
+        (uniform(0, 1), False, None, "uniform(0.0, 1.0)"),
+        (loguniform(1e-3, 1), True, None, "loguniform(0.001, 1.0)"),
+        (quniform(0, 10, 2), False, 2, "quniform(0, 10, q=2)"),
+        (qloguniform(1, 100, 0.5), True, 0.5, "qloguniform(1, 100, q=0.5)"),
+    ],
+)
+def test_the_four_ranges_are_one_class_with_a_log_flag_and_a_step(domain, log, q, text):
+    from raytuner.search import space_from_json, space_to_json
+
+    assert type(domain) is type(uniform(0, 1)) and (domain.log, domain.q) == (log, q)
+    assert repr(domain) == text
+    assert space_from_json(space_to_json({"p": domain})) == {"p": domain}
+    assert domain != uniform(domain.low, domain.high) or domain == uniform(0, 1)

@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 
 from raytuner.errors import ConfigError
-from raytuner.search import Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
-from raytuner.search._fork import (
-    Param,
-    check_warm_start,
-    config_from_params,
-    fit_observations,
-    parameters,
-)
+from raytuner.search import Outcome, TrialEnd, choice, loguniform, quniform, randint, uniform
+from raytuner.search._fork import check_warm_start, fit_observations
+from raytuner.search._params import config_from_params
 
 SPACE = {
     "lr": loguniform(1e-4, 1e-1),
@@ -25,19 +20,6 @@ SPACE = {
     "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
     "epochs": 10,
 }
-
-
-def test_parameters_are_labelled_by_path_with_their_conditions():
-    params = parameters(SPACE)
-    assert list(params) == ["lr", "units", "layers", "act", "opt", "opt[0].momentum"]
-    assert params["opt[0].momentum"] == Param("opt[0].momentum", SPACE["opt"].options[0]["momentum"],
-                                             (("opt", 0),))
-    assert params["lr"].conditions == ()
-
-
-def test_parameters_refuse_a_grid():
-    with pytest.raises(ConfigError, match=r"space\['x'\] is grid\(\[1, 2\]\).*GridSearcher"):
-        parameters({"x": grid([1, 2])})
 
 
 def test_a_config_that_fits_round_trips():

@@ -13,8 +13,8 @@ from scipy.stats import norm
 from raytuner.errors import ConfigError
 from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
 from raytuner.search._acquisition import expected_improvement, maximize
-from raytuner.search._gp_encoding import INACTIVE, Encoding
-from raytuner.search._gp_model import fantasize, fit
+from raytuner.search._gp_encoding import DROPPED, INACTIVE, MISSING, Encoding
+from raytuner.search._gp_model import _Matern, fantasize, fit
 
 # --- expected improvement ---------------------------------------------------------------
 
@@ -149,28 +149,30 @@ def test_columns_of_each_domain():
 
 
 def test_log_domains_are_linear_in_log_space():
-    column = Encoding({"lr": loguniform(1e-4, 1e-1)}).columns[0]
-    assert column.value(0.5) == pytest.approx(math.sqrt(1e-4 * 1e-1))
-    assert column.encode(1e-3) == pytest.approx(1 / 3)
-    assert column.value(1.0) <= 0.1  # exp(log(b)) must not round above b
+    encoding = Encoding({"lr": loguniform(1e-4, 1e-1)})
+    assert encoding.decode(np.array([0.5]))["lr"] == pytest.approx(math.sqrt(1e-4 * 1e-1))
+    assert encoding.columns[0].encode(1e-3) == pytest.approx(1 / 3)
+    assert encoding.decode(np.array([1.0]))["lr"] <= 0.1  # exp(log(b)) must not round above b
 
 
 def test_integers_own_equal_intervals_of_the_cube():
-    column = Encoding({"n": randint(1, 4)}).columns[0]
+    encoding = Encoding({"n": randint(1, 4)})
+    column = encoding.columns[0]
     u = np.linspace(0, 1, 30001)[:-1]
     values = column.decode(u)
     assert sorted(set(values.tolist())) == [1.0, 2.0, 3.0]
     shares = [np.mean(values == v) for v in (1, 2, 3)]
     assert shares == pytest.approx([1 / 3] * 3, abs=1e-3)
     assert [column.encode(v) for v in (1, 2, 3)] == pytest.approx([1 / 6, 1 / 2, 5 / 6])
-    assert type(column.value(0.9)) is int
+    assert type(encoding.decode(np.array([0.9]))["n"]) is int
 
 
 def test_q_domains_round_like_the_domain_samples():
-    units, batch = Encoding({"u": quniform(16, 128, 16), "b": qloguniform(8, 512, 8)}).columns
-    assert {units.value(u) for u in np.linspace(0, 1, 101)} == set(range(16, 129, 16))
-    assert all(v % 8 == 0 and 8 <= v <= 512 for v in (batch.value(u) for u in np.linspace(0, 1, 101)))
-    assert type(units.value(0.3)) is int and type(batch.value(0.3)) is int
+    encoding = Encoding({"u": quniform(16, 128, 16), "b": qloguniform(8, 512, 8)})
+    configs = [encoding.decode(np.array([u, u])) for u in np.linspace(0, 1, 101)]
+    assert {c["u"] for c in configs} == set(range(16, 129, 16))
+    assert all(c["b"] % 8 == 0 and 8 <= c["b"] <= 512 for c in configs)
+    assert all(type(c["u"]) is int and type(c["b"]) is int for c in configs)
 
 
 def test_snap_makes_one_hot_centres_integers_and_fixes_inactive_columns():
@@ -206,15 +208,22 @@ def test_decode_and_encode_are_inverse_on_snapped_points():
     assert names == {"sgd", "adam"}
 
 
-def test_encode_rejects_configs_that_do_not_fit():
+def test_encode_marks_numbers_a_config_lacks_and_refuses_one_without_its_choices():
     encoding = Encoding(MIXED)
-    good = encoding.decode(encoding.snap(np.full(encoding.dim, 0.3))[0])
-    assert encoding.encode(good) is not None
-    assert encoding.encode({**good, "x": 7.0}) is None  # out of range
-    assert encoding.encode({k: v for k, v in good.items() if k != "lr"}) is None  # missing
-    assert encoding.encode({**good, "act": "gelu"}) is None  # no such option
-    assert encoding.encode({**good, "n": 2.5}) is None  # not an int
+    u = encoding.snap(np.full(encoding.dim, 0.3))[0]
+    good = encoding.decode(u)
+    np.testing.assert_allclose(encoding.encode(good), u, atol=1e-12)
+    x, lr, n = (encoding.columns[i].index for i in range(3))
+    # An old trial in a fork: a number absent (MISSING), out of its new range or not an int
+    # (DROPPED) is unknown, and marginalised by the kernel; the rest of the point is kept.
+    for config, column, unknown in [({**good, "x": 7.0}, x, DROPPED), ({**good, "n": 2.5}, n, DROPPED),
+                                    ({k: v for k, v in good.items() if k != "lr"}, lr, MISSING)]:
+        point = encoding.encode(config)
+        assert point[column] == unknown
+        np.testing.assert_allclose(np.delete(point, column), np.delete(u, column), atol=1e-12)
+    assert encoding.encode({**good, "act": "gelu"}) is None  # no such option: a one-hot block is not marginalised
     assert encoding.encode({**good, "epochs": 9}) is not None  # constants may differ
+    assert encoding.encode({"z": 1}) is None  # nothing of the space
 
 
 @pytest.mark.parametrize("entry", [grid([1, 2])])
@@ -234,3 +243,51 @@ def test_a_log_q_value_rounded_to_zero_is_placed_at_the_first_step():
     # qloguniform(1, 1000, 8) samples 0 when the draw is below 4, as hyperopt's does.
     encoding = Encoding({"b": qloguniform(1, 1000, 8)})
     assert encoding.encode({"b": 0}) == pytest.approx(encoding.encode({"b": 8}))
+
+
+# --- the kernel over absent columns --------------------------------------------------------
+
+
+def test_the_kernel_is_sklearns_matern_on_complete_points():
+    from sklearn.gaussian_process.kernels import Matern
+
+    x = np.random.default_rng(4).random((6, 3))
+    x[0, 0] = -1e-6  # EI's finite differences step a hair outside the cube: still a point
+    ours, theirs = _Matern([0.3, 0.5, 2.0], nu=2.5), Matern([0.3, 0.5, 2.0], nu=2.5)
+    k, grad = ours(x, eval_gradient=True)
+    expected_k, expected_grad = theirs(x, eval_gradient=True)
+    np.testing.assert_array_equal(k, expected_k)
+    np.testing.assert_array_equal(grad, expected_grad)
+    np.testing.assert_array_equal(ours(x[:2], x[2:]), theirs(x[:2], x[2:]))
+
+
+def test_an_absent_column_is_marginalised_under_its_uniform_prior():
+    from sklearn.gaussian_process.kernels import Matern
+
+    kernel = _Matern([0.4, 0.7], nu=2.5)
+    old = np.array([[0.2, MISSING], [0.6, MISSING]])  # a fork's old trials: column 1 unknown
+    new = np.array([[0.3, 0.9]])
+
+    def by_quadrature(a, b):  # E_v k((a, v), (b_0, b_1)), v ~ U(0, 1)
+        return integrate.quad(lambda v: Matern([0.4, 0.7], nu=2.5)(np.array([[a, v]]), b)[0, 0], 0, 1)[0]
+
+    cross = kernel(old, new)
+    assert cross[:, 0] == pytest.approx([by_quadrature(0.2, new), by_quadrature(0.6, new)], rel=0.02)
+    # Two old trials share their unknown value: they compare on column 0 alone.
+    k, grad = kernel(old, eval_gradient=True)
+    assert k[0, 1] == pytest.approx(Matern(0.4, nu=2.5)(old[:1, :1], old[1:, :1])[0, 0])
+    assert np.linalg.eigvalsh(kernel(np.vstack([old, new]))).min() > -1e-12  # still a kernel
+    # A value of its own (DROPPED: outside the new range) is not shared: two such trials
+    # compare in expectation over two independent values.
+    own = np.array([[0.2, DROPPED], [0.6, DROPPED]])
+    expected = integrate.dblquad(lambda v, w: Matern([0.4, 0.7], nu=2.5)(np.array([[0.2, v]]), np.array([[0.6, w]]))[0, 0],
+                                 0, 1, 0, 1)[0]
+    assert kernel(own)[0, 1] == pytest.approx(expected, rel=0.1)
+    assert kernel(own)[0, 1] < k[0, 1] and np.diag(kernel(own)).tolist() == [1.0, 1.0]
+    # The gradient is that of the average: compare with finite differences in log l.
+    step = 1e-6
+    for d in range(2):
+        theta = kernel.theta.copy()
+        theta[d] += step
+        moved = kernel.clone_with_theta(theta)(old)
+        np.testing.assert_allclose((moved - k) / step, grad[:, :, d], atol=1e-5)

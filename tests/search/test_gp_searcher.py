@@ -14,6 +14,7 @@ import pytest
 from raytuner.errors import ConfigError, ProtocolError
 from raytuner.search import GPSearcher, Outcome, RandomSearcher, TrialEnd, choice, grid, loguniform, randint, uniform
 from raytuner.search import _gp
+from raytuner.search._gp_encoding import DROPPED, MISSING
 
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5)}
 FAST = {"n_restarts": 0, "n_candidates": 300}  # unit tests need the behaviour, not the polish
@@ -152,17 +153,19 @@ def test_same_seed_same_results_same_suggestions_and_resume_continues_them():
     assert run(c, quadratic, 7) == run(d, quadratic, 7)
 
 
-def test_warm_start_seeds_the_model_and_leaves_out_what_it_cannot_place():
+def test_warm_start_seeds_the_model_and_marginalises_what_an_old_trial_lacks():
     warm = [({"x": 1.0, "y": -1.0}, 0.1), ({"x": 9.0, "y": 0.0}, 1.0), ({"x": 0.0}, 2.0),
             ({"x": -3.0, "y": 2.0}, Outcome(TrialEnd.STOPPED, 4.0, 1, 9)), ({"x": 2.0, "y": 2.0, "z": 1}, None)]
     searcher = GPSearcher(SPACE, seed=0, n_startup=2, warm_start=warm, **FAST)
-    # x=9.0 is outside (dropped), {"x": 0.0} lacks y: both partial, so left out of the fit.
-    with pytest.warns(UserWarning, match=r"fitted 5 of 5.*'z' \(1\).*left out 2 of the 5"):
+    with pytest.warns(UserWarning, match=r"fitted 5 of 5.*'y' \(1\).*'z' \(1\).*'x' \(1\)\.$"):
         searcher.setup(None, 10)
     points, values = searcher._observations()
-    # The stopped one at max(4.0, worst full-budget 0.1); the failed one at the worst, 4.0.
-    assert values.tolist() == [0.1, 4.0, 4.0]
-    np.testing.assert_allclose(points[0], [0.6, 0.4])
+    # Full budget first; the stopped one at max(4.0, worst full-budget 2.0); the failed one
+    # at the worst, 4.0.
+    assert values.tolist() == [0.1, 1.0, 2.0, 4.0, 4.0]
+    # x=9.0 is outside its range (DROPPED) and {"x": 0.0} lacks y (MISSING): the kernel
+    # marginalises those values; the other value of each trial still counts.
+    np.testing.assert_allclose(points[:3], [[0.6, 0.4], [DROPPED, 0.5], [0.5, MISSING]])
     # n_startup=2 is met by the warm start: the first suggestion is the GP's, not a random draw.
     reference = RandomSearcher(SPACE, seed=0)
     reference.setup(None, 1)
@@ -172,13 +175,29 @@ def test_warm_start_seeds_the_model_and_leaves_out_what_it_cannot_place():
 def test_warm_start_with_conditional_parameters():
     space = {"opt": choice([{"name": "sgd", "m": uniform(0, 1)}, {"name": "adam"}]), "x": uniform(0, 1)}
     warm = [({"opt": {"name": "adam"}, "x": 0.5}, 1.0), ({"opt": {"name": "sgd", "m": 0.25}, "x": 0.1}, 2.0),
-            ({"opt": {"name": "sgd"}, "x": 0.1}, 3.0)]  # m absent: active, so left out
+            ({"opt": {"name": "sgd"}, "x": 0.1}, 3.0),  # m absent: marginalised
+            ({"x": 0.3}, 4.0)]  # opt absent: a choice is not marginalised, so left out
     searcher = GPSearcher(space, seed=0, n_startup=2, warm_start=warm, **FAST)
-    with pytest.warns(UserWarning, match="left out 1 of the 3"):
+    with pytest.warns(UserWarning, match="left out 1 of the 4 fitted observations that lack an active choice"):
         searcher.setup(None, 4)
-    assert searcher._observations()[1].tolist() == [1.0, 2.0]
+    assert searcher._observations()[1].tolist() == [1.0, 2.0, 3.0]
     config = searcher.suggest("0")
     assert set(config["opt"]) == ({"name", "m"} if config["opt"]["name"] == "sgd" else {"name"})
+
+
+def test_a_fork_with_an_added_parameter_keeps_the_old_trials():
+    # Issue 25: the old trials lack y; they used to be left out whole, so the fork started
+    # from scratch. Now they inform x, and y is marginalised under its prior.
+    old = [({"x": x}, (x - 1.3) ** 2) for x in np.linspace(-5, 5, 12)]
+    with pytest.warns(UserWarning, match=r"fitted 12 of 12 .*'y' \(12\)\.$"):
+        searcher = GPSearcher(SPACE, seed=0, warm_start=old, **FAST)
+        searcher.setup(None, 10)
+    points, values = searcher._observations()
+    assert len(values) == 12 and np.all(points[:, 1] == MISSING)
+    # Twelve observations: the GP proposes from the first suggestion, and it uses x. Five
+    # random draws on [-5, 5] would all land within 1.1 of the best x with probability 0.0005.
+    xs = [c["x"] for c in run(searcher, quadratic, 5)]
+    assert max(abs(x - 1.3) for x in xs) < 1.1
 
 
 def test_warns_once_beyond_its_comfort_zone(monkeypatch):

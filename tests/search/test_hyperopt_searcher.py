@@ -299,6 +299,18 @@ def test_failed_trials_steer_tpe_away():
     assert in_failing_half / (5 * 30) < 0.35  # random search would put half there
 
 
+def test_a_trial_stopped_at_its_full_budget_without_a_value_counts_as_failed():
+    # It used to reach TPE as a loss of None, and the next suggestion raised a TypeError.
+    searcher = make({"x": uniform(0, 1)}, n_startup=2, pending_limit=None)
+    for i in range(3):
+        searcher.suggest(tid(i))
+    searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0, 9, 9))
+    searcher.on_trial_complete(tid(1), Outcome(TrialEnd.STOPPED, math.nan, 9, 9))
+    searcher.on_trial_complete(tid(2), Outcome(DONE, 2.0, 9, 9))
+    assert searcher._losses() == {0: 1.0, 1: math.inf, 2: 2.0}
+    assert 0 <= searcher.suggest(tid(3))["x"] <= 1
+
+
 def test_paused_then_stopped_trial_is_closed(spy):
     searcher = make(n_startup=0, pending_limit=None)
     for i in range(4):
@@ -389,7 +401,7 @@ def test_a_partial_warm_start_steers_hyperopts_tpe_on_the_parameters_it_has():
 
 @pytest.mark.parametrize("pair", [({"x": 1},), ({"x": 1}, "bad"), (3, 1.0), ({"x": 1}, True)])
 def test_warm_start_pairs_are_checked(pair):
-    with pytest.raises(ValueError, match=r"warm_start\[0\] is .* must be a \(config dict, value\) pair"):
+    with pytest.raises(ValueError, match=r"`warm_start\[0\]` is .* must be a \(config dict, value\) pair"):
         HyperOptSearcher(SPACE, warm_start=[pair])
 
 
@@ -400,7 +412,7 @@ def test_warm_start_pairs_are_checked(pair):
     ("kwargs", "expected"),
     [
         ({"n_startup": -1}, r"`n_startup` is -1, but must be an int >= 0"),
-        ({"gamma": 0}, r"`gamma` is 0, but must be in \(0, 1\]"),
+        ({"gamma": 0}, r"`gamma` is 0, but must be in \(0, 1\]. Pass gamma=0.25"),
         ({"n_ei_candidates": 0}, r"`n_ei_candidates` is 0"),
         ({"stopped_trials": "drop"}, r"`stopped_trials` is 'drop', but must be one of 'penalize', 'last', 'ignore'"),
         ({"pending_limit": 0}, r"`pending_limit` is 0, but must be 'auto', None"),

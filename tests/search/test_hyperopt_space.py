@@ -62,7 +62,7 @@ def test_constants_and_native_expressions_pass_through():
 
 
 def test_grid_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"cannot search the grid axis 'm.g'.*GridSearcher.*choice"):
+    with pytest.raises(ValueError, match=r"HyperOptSearcher cannot model 'm.g': it is a grid\(\) axis.*GridSearcher.*choice"):
         to_hyperopt({"m": {"g": grid([1, 2])}})
 
 

@@ -217,7 +217,7 @@ def test_a_native_hyperopt_expression_is_refused_at_setup():
     from hyperopt import hp
 
     searcher = OptunaSearcher(seed=0)
-    with pytest.raises(ConfigError, match=r"cannot convert 'a'.*native hyperopt expression"):
+    with pytest.raises(ConfigError, match=r"OptunaSearcher cannot read native hyperopt expressions.*HyperOptSearcher"):
         searcher.setup({"a": hp.uniform("a", 0, 1)}, 3)
 
 

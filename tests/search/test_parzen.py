@@ -4,42 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import stats
 
 from raytuner.search import loguniform, qloguniform, quniform, randint, uniform
-from raytuner.search._parzen import (
-    CategoricalDim,
-    NumericDim,
-    ParzenEstimator,
-    log_diff_ndtr,
-    truncnorm_logmass,
-    truncnorm_logpdf,
-)
+from raytuner.search._parzen import CategoricalDim, NumericDim, ParzenEstimator, log_mass
 from raytuner.search._tpe_space import dim_of
 
 
-def test_log_diff_ndtr_matches_scipy_and_survives_the_upper_tail():
-    a, b = np.array([-1.0, 0.5, 9.0, 40.0]), np.array([1.0, 2.0, 10.0, 41.0])
-    expected = np.log(stats.norm.sf(a[:3]) - stats.norm.sf(b[:3]))
-    assert np.allclose(log_diff_ndtr(a, b)[:3], expected)
-    assert np.isfinite(log_diff_ndtr(a, b)[3])  # Φ(41) - Φ(40) is 0 in float, its log is not
+def test_log_mass_matches_scipy_and_keeps_the_upper_tail():
+    a, b = np.array([-1.0, 0.5, 9.0]), np.array([1.0, 2.0, 10.0])
+    expected = np.log(stats.norm.sf(a) - stats.norm.sf(b))
+    # Φ(10) - Φ(9) is 0 in float; log_mass takes Φ(-9) - Φ(-10), the same mass, instead.
+    assert log_mass(a, b) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("mu", "sigma"), [(0.3, 0.1), (0.0, 0.5), (1.0, 2.0), (0.95, 0.01)])
-def test_the_truncated_gaussian_integrates_to_one_on_its_bounds(mu, sigma):
-    area, _ = integrate.quad(lambda x: np.exp(truncnorm_logpdf(x, mu, sigma, 0.0, 1.0)), 0, 1,
-                             points=[mu], limit=200)
-    assert area == pytest.approx(1.0, abs=1e-6)
-    assert truncnorm_logpdf(np.array([-0.01, 1.01]), mu, sigma, 0.0, 1.0).tolist() == [-np.inf] * 2
+def truncnorm_pdf(x, mu, sigma, lo, hi):
+    return stats.truncnorm.pdf(x, (lo - mu) / sigma, (hi - mu) / sigma, loc=mu, scale=sigma)
 
 
-def test_the_discrete_kernel_sums_to_one_over_the_allowed_values():
-    dim = dim_of(quniform(10, 100, 20))  # values 0, 20, ..., 100; the end bins are cut by [10, 100]
-    values = np.arange(dim.grid_low, dim.grid_high + 1, 20.0)
-    a, b = dim.bins(values)
-    for mu in (dim.lo, 40.0, dim.hi):
-        mass = np.exp(truncnorm_logmass(a, b, mu, 15.0, dim.lo, dim.hi))
-        assert mass.sum() == pytest.approx(1.0)
+@pytest.mark.parametrize("observed", [0.3, 0.0, 0.95, 1.0])
+def test_each_continuous_kernel_is_the_gaussian_truncated_to_the_bounds(observed):
+    # One observation and the prior, weights 1/2 each: scipy's truncated normals, by hand.
+    est = _estimator([dim_of(uniform(0, 1))], [[observed]])
+    sigma = 0.2 * 1 ** (-1 / 5)
+    x = np.linspace(0, 1, 101)
+    by_hand = (truncnorm_pdf(x, observed, sigma, 0, 1) + truncnorm_pdf(x, 0.5, 1.0, 0, 1)) / 2
+    assert np.exp(est.log_pdf(x[:, None])) == pytest.approx(by_hand)
 
 
 def _estimator(dims, observations, prior_weight=1.0):
@@ -55,14 +45,16 @@ def test_a_continuous_mixture_integrates_to_one_and_matches_the_kernels():
     assert np.trapezoid(density, grid[:, 0]) == pytest.approx(1.0, abs=1e-4)
     # By hand: weights 1/4 each; three kernels with Scott's sigma and the prior kernel.
     sigma = 0.2 * 5 * 3 ** (-1 / 5)
-    by_hand = sum(np.exp(truncnorm_logpdf(0.0, mu, sigma, -2, 3)) for mu in (-1.9, 0.5, 2.9))
-    by_hand += np.exp(truncnorm_logpdf(0.0, 0.5, 5.0, -2, 3))
+    by_hand = sum(truncnorm_pdf(0.0, mu, sigma, -2, 3) for mu in (-1.9, 0.5, 2.9))
+    by_hand += truncnorm_pdf(0.0, 0.5, 5.0, -2, 3)
     assert np.exp(est.log_pdf(np.array([[0.0]])))[0] == pytest.approx(by_hand / 4)
 
 
 def test_a_discrete_mixture_sums_to_one_and_samples_land_on_allowed_values():
     for domain, allowed in [(randint(1, 6), np.arange(1, 6.0)),
                             (quniform(0, 1, 0.25), np.arange(0, 1.01, 0.25)),
+                            # 20, ..., 100: the bins are cut by [10, 100], so 0's is empty
+                            (quniform(10, 100, 20), np.arange(20, 101, 20.0)),
                             (qloguniform(1, 1000, 10), np.arange(0, 1001, 10.0))]:
         dim = dim_of(domain)
         est = _estimator([dim], [[allowed[1]], [allowed[-1]]])

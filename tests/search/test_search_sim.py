@@ -23,8 +23,8 @@ def depths(run) -> dict[str, int]:
 
 
 def test_a_run_spends_the_epoch_budget_and_is_deterministic():
-    run = search_sim.simulate("tpe/asha", 3, 3 * R)
-    again = search_sim.simulate("tpe/asha", 3, 3 * R)
+    run = search_sim.simulate("hyperopt/asha", 3, 3 * R)
+    again = search_sim.simulate("hyperopt/asha", 3, 3 * R)
     assert len(run.rows) == 3 * R
     assert run.rows == again.rows
     # ASHA (r=1, eta=3) stops most trials at a rung, and each epoch is reported once.
@@ -44,7 +44,7 @@ def test_our_adapter_reproduces_ray_tunes_hyperoptsearch_run_for_run():
     # Ray Tune feeds a stopped trial's last value ("last"), counts running trials towards
     # start-up (at 2 workers: one trial earlier than ours) and draws seeds from RandomState.
     for seed in (0, 1):
-        ours = search_sim.simulate("tpe-last-n_startup=9-rayseeds/asha", seed, 5 * R)
+        ours = search_sim.simulate("hyperopt-stopped_trials=last-n_startup=9-rayseeds/asha", seed, 5 * R)
         ray_tune = search_sim.simulate("raytune/asha", seed, 5 * R)
         assert ours.trials > search_sim.N_STARTUP + 5  # TPE, not only start-up, was compared
         assert ours.rows == ray_tune.rows

@@ -63,7 +63,7 @@ def test_sample_config_is_deterministic_per_generator_state():
 
 def test_sample_config_rejects_grid_and_hyperopt_expressions():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match=r"space\['a'\]\['b'\]: grid\(\[1, 2\]\) is a grid axis.*GridSearcher"):
+    with pytest.raises(ValueError, match=r"space\['a.b'\]: grid\(\[1, 2\]\) is a grid axis.*GridSearcher"):
         sample_config({"a": {"b": grid([1, 2])}}, rng)
     with pytest.raises(ValueError, match=r"space\['x'\]: a native hyperopt expression.*HyperOptSearcher"):
         sample_config({"x": hp.uniform("x", 0, 1)}, rng)
@@ -97,10 +97,12 @@ def test_has_grid_finds_nested_grids():
 def test_grid_points_cross_in_key_order_first_axis_slowest():
     space = {"a": grid([1, 2]), "m": {"b": grid(["x", "y", "z"])}, "c": uniform(0, 1)}
     points = grid_points(space)
-    assert [(p[("a",)], p[("m", "b")]) for p in points] == [
+    assert [(p["a"], p["m.b"]) for p in points] == [
         (1, "x"), (1, "y"), (1, "z"), (2, "x"), (2, "y"), (2, "z"),
     ]
     assert grid_points({"c": uniform(0, 1)}) == [{}]
+    with pytest.raises(ValueError, match=r"two grid\(\) axes have the label 'm.b'"):
+        grid_points({**space, "m.b": grid([1])})
 
 
 def test_space_to_json_is_json_and_describes_every_domain():

@@ -242,14 +242,15 @@ def test_a_warm_start_that_fits_exactly_warns_nothing():
     ("kwargs", "needle"),
     [
         ({"gama": 0.2}, r"unknown option `gama=0.2`. Did you mean `gamma`\?"),
-        ({"n_startup": 0}, r"`n_startup` is 0, but must be an int >= 1"),
-        ({"gamma": 1.5}, r"`gamma` is 1.5, but must be a number > 0.0 and <= 1.0; 0.1 is usual"),
-        ({"bandwidth": -1}, r"`bandwidth` is -1"),
+        ({"n_startup": 0}, r"`n_startup` is 0, but must be an int >= 1. Pass n_startup=10."),
+        ({"gamma": 1.5}, r"^TPESearcher: `gamma` is 1.5, but must be in \(0, 1\]. Pass gamma=0.1.$"),
+        ({"bandwidth": -1}, r"`bandwidth` is -1, but must be a finite number > 0. Pass bandwidth=0.1."),
+        ({"bandwidth": float("inf")}, r"`bandwidth` is inf, but must be a finite number > 0"),
         ({"n_ei_candidates": 2.5}, r"`n_ei_candidates` is 2.5"),
         ({"seed": -1}, r"`seed` is -1"),
         ({"ordinal": 1}, r"`ordinal` is 1, but must be True or False"),
         ({"warm_start": [({"x": 1}, "nan")]}, r"`warm_start\[0\]` is \(\{'x': 1\}, 'nan'\)"),
-        ({"space": {"x": grid([1, 2])}}, r"grid\(\) axis.*GridSearcher"),
+        ({"space": {"x": grid([1, 2])}}, r"grid\(\) axes.*GridSearcher"),
     ],
 )
 def test_bad_options_are_refused_at_construction(kwargs, needle):
@@ -353,17 +354,17 @@ def test_ordinal_choices_share_evidence_between_neighbouring_values():
     assert by_category[32] == pytest.approx(by_category[256]) == pytest.approx(by_category[512])
 
 
-def test_a_version_1_state_continues_with_categorical_choices():
+def test_a_state_continues_with_the_encoding_it_was_saved_with():
     space = {"w": choice([32, 8, 16])}
     old = make(space, seed=1, ordinal=False)
     run(old, lambda c: c["w"], 12)
     state = old.state()
-    state.update(version=1)
-    del state["ordinal"]
-    twin = make(space, seed=5)  # ordinal by default
+    twin = make(space, seed=5)  # ordinal by default: the saved matrix holds option indices
     twin.restore(state)
     assert twin.state()["ordinal"] is False
     assert run(twin, lambda c: c["w"], 5, start=50) == run(old, lambda c: c["w"], 5, start=50)
+    with pytest.raises(ConfigError, match=r"TPESearcher: cannot restore state version 1; this version reads 2"):
+        make(space).restore({**state, "version": 1})
 
 
 def test_a_discrete_space_is_not_proposed_the_same_point_twice_while_new_ones_remain():

@@ -1,5 +1,6 @@
 // raytuner dashboard: fills the page skeletons from the JSON API and keeps them live.
-// Every value from an experiment is set as textContent, never as HTML.
+// Every value from an experiment is set as textContent, never as HTML; what goes to plotly,
+// which renders a subset of HTML in names and titles, goes through plotText.
 "use strict";
 
 (function () {
@@ -28,6 +29,12 @@
     s = Math.max(0, Math.round(s));
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
     return (h ? h + "h " : "") + (h || m ? m + "m " : "") + (s % 60) + "s";
+  }
+  function seconds(v, unit) {
+    return typeof v === "number" ? v.toFixed(1) + (unit || "") : fmt(v);
+  }
+  function plotText(v) {
+    return String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
   function when(t) { return t ? new Date(t * 1000).toLocaleString() : "-"; }
   function counts(c) {
@@ -84,6 +91,13 @@
     }
     return plotlyLoading;
   }
+  function stopTrial(trialId, statusId) {
+    if (!window.confirm("Stop trial " + trialId + "? It ends now, where it is.")) {
+      setText(statusId, "Trial " + trialId + " not stopped.");
+      return;
+    }
+    guard(sendCommand("stop_trial", {trial_id: trialId}, statusId));
+  }
   function guard(promise) { return promise.then(() => problem(""), (err) => problem(err.message)); }
 
   // -- the list of experiments ---------------------------------------------------------------
@@ -98,7 +112,8 @@
         const name = el("td");
         name.append(el("a", e.name, {href: "/e/" + enc(e.name)}));
         const best = e.best ? fmt(e.best.value) + " (trial " + e.best.trial_id + ")" : "-";
-        tr.append(name, el("td", e.status), el("td", e.trials + ": " + counts(e.counts)),
+        tr.append(name, el("td", e.status, {class: "status " + e.status}),
+          el("td", e.damaged ? e.damaged : e.trials + ": " + counts(e.counts)),
           el("td", (e.metric || "") + " " + best), el("td", when(e.start_time)), el("td", duration(e.elapsed_s)));
         return tr;
       });
@@ -124,6 +139,16 @@
       setText("s-searcher", s.searcher || "-");
       setText("s-scheduler", s.scheduler || "-");
       setText("s-rungs", s.rungs && s.rungs.length ? s.rungs.map(fmt).join(", ") : "-");
+      const damaged = document.getElementById("s-damaged");
+      damaged.hidden = !s.damaged;
+      damaged.textContent = s.damaged ? "Damaged: " + s.damaged : "";
+      if (!readOnly) {
+        // Controls only while a live driver can take them; otherwise the reason instead.
+        document.getElementById("controls").hidden = Boolean(s.not_steerable);
+        const why = document.getElementById("no-controls");
+        why.hidden = !s.not_steerable;
+        why.textContent = s.not_steerable ? "No controls: " + s.not_steerable : "";
+      }
       tick();
       const history = s.history || [];
       document.getElementById("no-commands").hidden = history.length > 0;
@@ -172,17 +197,18 @@
         const tr = el("tr", null, {"data-trial": r.trial_id, "data-status": r.status});
         const link = el("td");
         link.append(el("a", r.trial_id, {href: "/e/" + enc(exp) + "/t/" + enc(r.trial_id)}));
-        tr.append(link, el("td", r.status.toLowerCase(), {class: "status " + r.status}), el("td", fmt(r.iteration), {class: "num"}),
-          el("td", fmt(r.value), {class: "num"}), el("td", r.time_total_s === null ? "-" : r.time_total_s.toFixed(1), {class: "num"}),
+        const status = r.status === "DAMAGED" ? "damaged: " + r.note : r.status.toLowerCase();
+        tr.append(link, el("td", status, {class: "status " + r.status}), el("td", fmt(r.iteration), {class: "num"}),
+          el("td", fmt(r.value), {class: "num"}), el("td", seconds(r.time_total_s), {class: "num"}),
           el("td", fmt(r.num_failures), {class: "num"}));
         for (const p of page.params) tr.append(el("td", fmt(r.config[p])));
         if (!readOnly) {
           const cell = el("td");
-          if (["RUNNING", "PENDING", "PAUSED"].includes(r.status)) {
+          if (r.can_stop) {
             const stop = el("button", "stop", {type: "button", class: "stop", "data-trial": r.trial_id});
-            stop.addEventListener("click", () => guard(sendCommand("stop_trial", {trial_id: r.trial_id}, "control-status")));
+            stop.addEventListener("click", () => stopTrial(r.trial_id, "control-status"));
             cell.append(stop);
-          } else if (r.status === "FAILED") {
+          } else if (r.can_retry) {
             const retry = el("button", "re-run", {type: "button", class: "retry", "data-trial": r.trial_id});
             retry.addEventListener("click", () => guard(sendCommand("retry_trial", {trial_id: r.trial_id}, "control-status")));
             cell.append(retry);
@@ -251,6 +277,10 @@
         guard(sendCommand("set_limits", args, "control-status"));
       });
       document.getElementById("end-experiment").addEventListener("click", () => {
+        if (!window.confirm("End experiment " + exp + "? Every running trial is stopped and no new trial starts.")) {
+          setText("control-status", "Not ended.");
+          return;
+        }
         guard(sendCommand("end_experiment", {}, "control-status"));
       });
     }
@@ -265,6 +295,9 @@
     const trial = body.dataset.trial;
     const url = api + "/t/" + enc(trial);
     let logOffset = "tail";
+    // One read of the log at a time, each from where the last ended: the page's first load
+    // and the first live update both ask for it, and each would append the same text.
+    let logReads = Promise.resolve();
 
     async function refresh() {
       const t = await getJSON(url);
@@ -272,13 +305,15 @@
       setText("t-status", r.status);
       setText("t-iteration", fmt(r.iteration));
       setText("t-value", t.metric && r.metrics ? fmt(r.metrics[t.metric]) : "-");
-      setText("t-time", r.time_total_s === undefined ? "-" : r.time_total_s.toFixed(1) + " s");
+      setText("t-time", seconds(r.time_total_s, " s"));
       setText("t-failures", fmt(r.num_failures));
       setText("t-note", r.note || "-");
       if (!readOnly) {
-        document.getElementById("stop-trial").hidden = !["RUNNING", "PENDING", "PAUSED"].includes(r.status);
-        document.getElementById("retry-trial").hidden = r.status !== "FAILED";
+        document.getElementById("stop-trial").hidden = !t.can_stop;
+        document.getElementById("retry-trial").hidden = !t.can_retry;
       }
+      document.getElementById("damaged-section").hidden = !t.damaged;
+      setText("damaged", t.damaged || "");
       document.querySelector("#config tbody").replaceChildren(...Object.keys(t.config).map((k) => {
         const tr = el("tr");
         tr.append(el("th", k), el("td", fmt(t.config[k])));
@@ -289,7 +324,7 @@
         const last = rows[rows.length - 1];
         setText("t-iteration", fmt(last.iteration));
         if (t.metric) setText("t-value", fmt(last[t.metric]));
-        setText("t-time", last.time_total_s.toFixed(1) + " s");
+        setText("t-time", seconds(last.time_total_s, " s"));
       }
       const keys = [...new Set(rows.flatMap((row) => Object.keys(row)))].filter((k) => k !== "timestamp");
       const head = el("tr");
@@ -303,11 +338,12 @@
       const metrics = keys.filter((k) => !["iteration", "resource", "time_total_s"].includes(k) &&
         rows.some((row) => typeof row[k] === "number"));
       const x = rows.map((row) => (row.resource !== undefined ? row.resource : row.iteration));
-      const traces = metrics.map((k) => ({x: x, y: rows.map((row) => row[k]), name: k, mode: "lines+markers",
+      const traces = metrics.map((k) => ({x: x, y: rows.map((row) => row[k]), name: plotText(k), mode: "lines+markers",
         visible: !t.metric || k === t.metric ? true : "legendonly"}));
       const curve = document.getElementById("curve");
       const Plotly = await plotly();
       await Plotly.react(curve, traces, {template: "plotly_white", height: 360, margin: {l: 60, r: 20, t: 20, b: 40},
+        showlegend: true,
         xaxis: {title: {text: rows.length && rows[0].resource !== undefined ? "resource" : "report"}}},
         {responsive: true, displaylogo: false});
       curve.dataset.drawn = "true";
@@ -317,7 +353,11 @@
       setText("error", t.error || "");
       await loadLog();
     }
-    async function loadLog() {
+    function loadLog() {
+      logReads = logReads.then(readLog, readLog);
+      return logReads;
+    }
+    async function readLog() {
       const log = await getJSON(url + "/log?offset=" + logOffset);
       const pre = document.getElementById("log");
       if (log.truncated_before) pre.textContent = "[… earlier output not shown]\n";
@@ -326,8 +366,7 @@
       if (logOffset === 0 && !pre.textContent) pre.textContent = "";
     }
     if (!readOnly) {
-      document.getElementById("stop-trial").addEventListener("click",
-        () => guard(sendCommand("stop_trial", {trial_id: trial}, "control-status")));
+      document.getElementById("stop-trial").addEventListener("click", () => stopTrial(trial, "control-status"));
       document.getElementById("retry-trial").addEventListener("click",
         () => guard(sendCommand("retry_trial", {trial_id: trial}, "control-status")));
     }
