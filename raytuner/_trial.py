@@ -11,7 +11,8 @@ from typing import Any
 
 
 class TrialStatus(str, enum.Enum):
-    """Where a trial stands. Only the controller changes it."""
+    """Where a trial stands. Only the lifecycle changes it (``Lifecycle._set_status``, along
+    :data:`raytuner._driver.trial_state.TRANSITIONS`)."""
 
     PENDING = "PENDING"
     """Created, waiting for a worker (new, or waiting for a retry)."""
@@ -30,7 +31,8 @@ class TrialStatus(str, enum.Enum):
 
 @dataclass
 class Trial:
-    """Mutable state of one trial, owned by the controller and persisted as trial.json."""
+    """Mutable state of one trial, owned by the lifecycle (:mod:`raytuner._driver.lifecycle`)
+    and persisted as trial.json."""
 
     trial_id: str
     config: dict[str, Any]

@@ -1,6 +1,6 @@
 """The trial worker: a Ray actor that runs trainables in a thread, one trial at a time.
 
-Protocol (design.md, "The report path"): the controller keeps one call outstanding per
+Protocol (docs/architecture.md, "The report path"): the controller keeps one call outstanding per
 busy worker. :meth:`TrialWorker.start` and :meth:`TrialWorker.next_event` block until the
 trial has something to say and return it as an :class:`Event`: the reports made since the
 last call, and the trial's end if it ended. Each ``next_event`` call carries the decision
