@@ -17,16 +17,13 @@ from raytuner._driver.resume import ResumePlan, import_trainable, restore, train
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
 from raytuner._results import Results, load
-from raytuner._storage import remote
+from raytuner._storage import DEFAULT_ROOT, remote
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner._storage.lock import DriverLock
 from raytuner._trial import TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
-
-DEFAULT_STORAGE = "~/raytuner_results"
-
 
 def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -79,7 +76,9 @@ class Tuner:
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
-            ``<trainable>_<date-time>``.
+            ``<script>_<date-time>`` for a trainable defined in a script run as ``python
+            script.py`` (``keras_digits_20261205-143000``), else ``<trainable>_<date-time>``;
+            ``_2``, ``_3``, ... is added if that folder is already taken.
         storage_path: Root folder of experiments; default ``~/raytuner_results``. A URI
             (``"s3://bucket/prefix"``, ``"gs://..."``, any fsspec file system) keeps the
             experiment in cloud storage: written locally and uploaded behind (a report
@@ -206,7 +205,7 @@ class Tuner:
         self._searcher = searcher
         self._scheduler = scheduler
         self._resources = _resources.normalize(resources)
-        root = storage_path if storage_path is not None else DEFAULT_STORAGE
+        root = storage_path if storage_path is not None else DEFAULT_ROOT
         if remote.is_uri(root):
             remote.check(root)  # a missing bucket or credentials fail here, not after the first trial
             self._storage_root: str | Path = root.rstrip("/")

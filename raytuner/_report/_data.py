@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
+from raytuner._display import label
 from raytuner._formats import flatten, is_finite
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialResult, TrialStatus
@@ -69,10 +70,6 @@ class ReportData:
     @property
     def sign(self) -> float:
         return 1.0 if self.mode == "min" else -1.0
-
-
-def label(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
 
 
 def _log_params(space: Any, prefix: str = "") -> set[str]:

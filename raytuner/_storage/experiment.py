@@ -41,6 +41,7 @@ from typing import Any, Iterator
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
+from raytuner._storage import DEFAULT_ROOT
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner.errors import ConfigError, ExperimentError
 
@@ -201,7 +202,7 @@ class ExperimentStorage:
                 msg = f"No experiment at {self.path}: the folder does not exist."
             else:
                 msg = f"{self.path} is not a raytuner experiment: it has no {EXPERIMENT_FILE}."
-            raise ExperimentError(msg + " Pass the folder of an experiment, e.g. ~/raytuner_results/<name>.")
+            raise ExperimentError(msg + f" Pass the folder of an experiment, e.g. {DEFAULT_ROOT}/<name>.")
         meta = read_json(path)
         if not isinstance(meta, dict) or "name" not in meta:
             raise ExperimentError(f"{path} does not describe a raytuner experiment.")

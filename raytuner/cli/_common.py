@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-DEFAULT_ROOT = "~/raytuner_results"
 
 
 class CLIError(Exception):

@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
+from raytuner._display import time_text, value_text
 from raytuner._formats import flatten
+from raytuner._storage import DEFAULT_ROOT
 from raytuner.cli._common import (
-    DEFAULT_ROOT,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -26,20 +26,6 @@ from raytuner.cli._common import (
     print_table,
     rich_console,
 )
-
-
-def _fmt(value: Any, digits: int = 5) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
-    return value if isinstance(value, str) else json.dumps(value, default=repr)
-
-
-def _when(stamp: Any) -> str:
-    if isinstance(stamp, (int, float)):
-        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
-    return str(stamp or "-").replace("T", " ")[:16]
 
 
 def _metric_mode(results, args) -> tuple[str, str]:
@@ -119,14 +105,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
         status = meta.get("status", "?")
         if status == "RUNNING" and storage.live_driver() is None:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
-        rows.append((folder.name, status, _count_line(counts), _fmt(best), meta.get("start_time") or meta.get("created"),
+        rows.append((folder.name, status, _count_line(counts), value_text(best), meta.get("start_time") or meta.get("created"),
                      meta.get("metric") or "-"))
     if not rows:
         rich_console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
-    rows.sort(key=lambda r: _when(r[4]), reverse=True)
+    rows.sort(key=lambda r: time_text(r[4]), reverse=True)
     this_year = datetime.datetime.now().strftime("%Y-")
-    started = [_when(r[4]) for r in rows]
+    started = [time_text(r[4]) for r in rows]
     if all(s.startswith(this_year) for s in started):  # the year adds nothing
         started = [s[len(this_year):] for s in started]
     columns = [
@@ -195,15 +181,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     status = meta.get("status", "?")
     console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(status)}  metric {escape(metric)} ({mode})")
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
-                  f"started {_when(meta.get('start_time') or meta.get('created'))}")
+                  f"started {time_text(meta.get('start_time') or meta.get('created'))}")
     console.print(f"searcher {escape(meta.get('searcher', '-'))}; scheduler {escape(meta.get('scheduler', '-'))}")
     if constant:
-        console.print("same in every trial: " + escape(", ".join(f"{k}={_fmt(v, 4)}" for k, v in constant.items())))
+        console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
     columns = [
         _tables.Column("trial", [t.trial_id for t in trials]),
         _tables.Column("status", [t.status.value.lower() for t in trials]),
         _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
-        _tables.Column(metric, [_fmt(t.metrics.get(metric)) for t in trials], kind="number"),
+        _tables.Column(metric, [value_text(t.metrics.get(metric)) for t in trials], kind="number"),
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
@@ -212,7 +198,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             continue
         values = [configs[t.trial_id].get(param) for t in trials]
         numeric = all(isinstance(v, (int, float)) or v is None for v in values)
-        columns.append(_tables.Column(param, [_fmt(v, 4) for v in values], kind="number" if numeric else "name",
+        columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
         for column in columns[5:]:
@@ -291,7 +277,7 @@ def _summary(results) -> str:
             f"({', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))})")
     if results.metric and _scored(results, results.metric):
         best = results.best
-        text += f"; best {results.metric}={_fmt(best.metrics.get(results.metric))} (trial {best.trial_id})"
+        text += f"; best {results.metric}={value_text(best.metrics.get(results.metric))} (trial {best.trial_id})"
     return text + f".\nSee them with: raytuner show {results.path}"
 
 

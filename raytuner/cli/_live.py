@@ -16,7 +16,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from raytuner.cli._common import DEFAULT_ROOT, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, locate
+from raytuner._storage import DEFAULT_ROOT
+from raytuner.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, locate
 
 #: How long ``control`` waits for the driver to take a command up before saying "queued".
 WAIT_S = 10.0
