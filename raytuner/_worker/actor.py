@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import queue
 import shutil
 import sys
@@ -211,10 +210,6 @@ class TrialWorker:
         import ray
 
         return ray.get_runtime_context().get_node_id()
-
-    def environment(self) -> dict[str, str | None]:
-        """The accelerator settings this worker's trials see (for tests and diagnostics)."""
-        return {key: os.environ.get(key) for key in _accelerators.ENV_KEYS}
 
     def start(self, spec: TrialSpec) -> Event:
         fn = self._resolve(spec.trainable[0])
