@@ -1,5 +1,6 @@
-"""What several test modules share: waiting on a condition, and the mixed search space
-with its learning curve that the searchers' integration tests tune.
+"""What several test modules share: waiting on a condition, a Ctrl-C at a chosen report,
+and the mixed search space with its learning curve that the searchers' integration tests
+tune.
 
 Import it as ``tests._helpers``: trial workers find it the way they find the test modules
 (Ray puts the driver's working folder, the repository, on their path).
@@ -33,6 +34,19 @@ def wait_for(condition: Callable[[], T], what: str, *, timeout_s: float = 60.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(interval_s)
+
+
+class InterruptAfter(rt.Callback):
+    """Raises KeyboardInterrupt on the controller's thread after ``results`` reports, as a
+    real Ctrl-C would."""
+
+    def __init__(self, results: int):
+        self.left = results
+
+    def on_trial_result(self, trial_id, result):
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
 
 
 #: Five parameters of every kind a searcher encodes: uniform, log-uniform, quantised,

@@ -15,7 +15,7 @@ from raytuner import TrialStatus
 from raytuner.schedulers import ASHAScheduler
 from raytuner.search import GPSearcher, OptunaSearcher
 
-from tests._helpers import MIXED, curve
+from tests._helpers import MIXED, InterruptAfter, curve
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -74,18 +74,6 @@ def counting(config):
         out = pathlib.Path(tempfile.mkdtemp())
         (out / "epoch").write_text(str(epoch))
         rt.report({"loss": (config["x"] - 0.3) ** 2 + 1 / epoch, "epoch": epoch}, checkpoint=out)
-
-
-class InterruptAfter(rt.Callback):
-    """Raises KeyboardInterrupt on the controller's thread, as a real Ctrl-C would."""
-
-    def __init__(self, results: int):
-        self.left = results
-
-    def on_trial_result(self, trial_id, result):
-        self.left -= 1
-        if self.left == 0:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("kind", ["gp", "optuna"])
