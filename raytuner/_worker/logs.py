@@ -73,7 +73,6 @@ class TrialLog:
         self._path: Path | None = None
         self._fd: int | None = None  # the capture file, open while the run's text is unread
         self._offset = _HEADER  # the next byte to read
-        self._read = 0  # bytes of this run taken so far
         self._cut = False
         self._unsent = b""  # read at stop, not yet taken
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -124,7 +123,10 @@ class TrialLog:
         with self._lock:
             # Everything this process wrote is in the file now; children that outlive the
             # trial write on into a file no one reads.
-            self._unsent += self._read_new()
+            try:
+                self._unsent += self._read_new()
+            except OSError:  # the trainable closed the capture file itself: its text is lost, not its end
+                pass
             self._close()
 
     # -- the actor's thread ----------------------------------------------------------------------
@@ -157,11 +159,10 @@ class TrialLog:
         size = os.fstat(self._fd).st_size
         if size <= self._offset:
             return b""
-        room = self._max - self._read
+        room = self._max - (self._offset - _HEADER)
         data = os.pread(self._fd, min(size - self._offset, room), self._offset)
         self._offset += len(data)
-        self._read += len(data)
-        if size - self._offset > 0 and self._read >= self._max:
+        if size > self._offset and len(data) == room:
             self._cut = True
             self._empty()
             data += (f"\n[raytuner: this trial printed more than {self._max} bytes in one run; "
@@ -178,11 +179,12 @@ class TrialLog:
         if self._fd is None:
             return
         assert self._path is not None
+        fd, self._fd = self._fd, None
+        self._path.unlink(missing_ok=True)
         try:
-            self._path.unlink(missing_ok=True)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+            os.close(fd)
+        except OSError:  # the trainable closed it
+            pass
 
 
 def recover(trial_dir: str, max_bytes: int = LOG_MAX_BYTES) -> str:
