@@ -47,9 +47,10 @@ from raytuner._storage.experiment import LOG_MAX_BYTES
 
 #: The capture file starts with how far the worker has read it, in ASCII digits.
 _HEADER = 20
-#: A capture file whose process is gone is removed after this long: the driver on that
-#: node has taken what it needs within a second of the worker's death.
-STALE_S = 600.0
+#: A capture file whose process is gone is removed, when the next trial on that node
+#: starts, once it is this old: the driver on that node takes what it needs within about
+#: a second of the worker's death.
+STALE_S = 60.0
 
 _STDIO = (1, 2)
 _dir: Path | None = None
@@ -83,7 +84,9 @@ class TrialLog:
         """Point descriptors 1 and 2 and ``sys.stdout``/``sys.stderr`` at the capture."""
         _flush_streams(sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)  # earlier output stays out
         _flush_c_stdio()
-        path = _capture_dir() / f"{self._key}.{os.getpid()}.log"
+        folder = _capture_dir()
+        _sweep(folder)
+        path = folder / f"{self._key}.{os.getpid()}.log"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
         saved: list[int | None] = []
         try:
@@ -191,8 +194,8 @@ def recover(trial_dir: str, max_bytes: int = LOG_MAX_BYTES) -> str:
     """What a trial's worker on this node wrote and had not shipped when it died (its last
     lines, a segfault's traceback), once: the files are removed. Empty when the worker ran
     on another node. For the driver, when a trial's worker is lost."""
-    folder = _capture_dir(create=False)
-    if folder is None:
+    folder = _shared_dir()
+    if not _private(folder):
         return ""
     texts = []
     for path in sorted(folder.glob(f"{_key(trial_dir)}.*.log")):
@@ -264,35 +267,34 @@ def _restore(saved: list[int | None]) -> None:
             pass  # the trainable closed it; nothing to give back
 
 
-def _capture_dir(create: bool = True) -> Path | None:
-    """This user's folder of capture files: private, on this node, found by the driver.
-
-    A folder someone else made, or one open to others, is not used: the files then go in a
-    fresh private folder, and a crashed worker's last output cannot be recovered.
-    """
+def _capture_dir() -> Path:
+    """This process's folder of capture files: the user's shared one on this node, where
+    the driver looks, if it is private; a folder someone else made, or one open to others,
+    is not used: the files then go in a fresh private folder, and a crashed worker's last
+    output cannot be recovered."""
     global _dir
-    if _dir is not None:
-        return _dir
-    path = Path(tempfile.gettempdir()) / f"raytuner-stdio-{os.getuid()}"
-    if create:
-        path.mkdir(mode=0o700, exist_ok=True)
+    if _dir is None:
+        shared = _shared_dir()
+        shared.mkdir(mode=0o700, exist_ok=True)
+        _dir = shared if _private(shared) else Path(tempfile.mkdtemp(prefix="raytuner-stdio-"))
+    return _dir
+
+
+def _shared_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"raytuner-stdio-{os.getuid()}"
+
+
+def _private(folder: Path) -> bool:
     try:
-        info = os.lstat(path)
+        info = os.lstat(folder)
     except FileNotFoundError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        if not create:
-            return None
-        path = Path(tempfile.mkdtemp(prefix="raytuner-stdio-"))
-    elif create:
-        _sweep(path)
-    _dir = path
-    return path
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
 def _sweep(folder: Path) -> None:
-    """Remove capture files left by processes that died long ago (a worker killed, or one
-    that crashed on a node without the driver), once per process."""
+    """Remove capture files left by processes that are gone: a worker killed while its
+    trial ran (an experiment that ended), or one that crashed on a node without the driver."""
     now = time.time()
     for path in folder.glob("*.log"):
         try:

@@ -146,7 +146,6 @@ def test_a_crashed_workers_unshipped_output_and_traceback_are_recovered_once(tmp
     """, expect_rc=-11)
     assert "Segmentation fault" not in crashed["stderr"]  # it went to the capture
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(logs, "_dir", None)
     text = logs.recover(TRIAL_DIR)
     assert text.startswith("not shipped yet\nFatal Python error: Segmentation fault")
     assert 'File "<string>"' in text  # the traceback of the crashing frame
