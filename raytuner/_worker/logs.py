@@ -276,7 +276,7 @@ def _capture_dir() -> Path:
     if _dir is None:
         shared = _shared_dir()
         shared.mkdir(mode=0o700, exist_ok=True)
-        _dir = shared if _private(shared) else Path(tempfile.mkdtemp(prefix="raytuner-stdio-"))
+        _dir = shared if _private(shared) else Path(tempfile.mkdtemp(prefix="raytuner-private-stdio-"))
     return _dir
 
 
