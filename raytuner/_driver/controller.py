@@ -31,6 +31,7 @@ from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialResult
 from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker import logs as _logs
 from raytuner._worker.protocol import Signal, TrialSpec
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
@@ -188,6 +189,10 @@ class Controller:
         except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
+            # A worker on this node leaves its last output on disk (a segfault's traceback).
+            leftover = _logs.recover(str(self._storage.trial_path(trial_id)))
+            if leftover:
+                self._later(self._storage.append_log, trial_id, leftover)
             return ev.CallFailed(trial_id, f"The trial's worker died: {type(exc).__name__}: {exc}", worker_lost=True)
 
     # -- commands --------------------------------------------------------------------------

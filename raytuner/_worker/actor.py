@@ -61,7 +61,7 @@ class TrialRun(_session.Session):
         if spec.checkpoint is not None:
             self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
         self.trial_dir = self._choose_trial_dir()
-        self.log = TrialLog()
+        self.log = TrialLog(spec.storage_dir)
 
     def _scratch_dir(self) -> Path:
         if self._scratch is None:
@@ -156,8 +156,8 @@ class TrialRun(_session.Session):
     def run(self) -> None:
         end: TrialExit
         _session._install(self)
-        self.log.start()
         try:
+            self.log.start()
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
