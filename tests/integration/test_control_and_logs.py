@@ -19,6 +19,8 @@ from raytuner import TrialStatus
 from raytuner._storage.control import control_store
 from raytuner.cli import main
 
+from tests._helpers import wait_for
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
@@ -32,16 +34,6 @@ def chatty(config):
     for step in range(1, 600):
         time.sleep(0.02)
         rt.report({"loss": 1.0 / step})
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(path: Path, trial_id: str) -> str | None:
