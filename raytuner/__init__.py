@@ -30,8 +30,8 @@ from raytuner.errors import (
 if TYPE_CHECKING:
     from raytuner._callbacks import Callback
     from raytuner._driver.pool import release_workers
-    from raytuner._results import Results, TrialResult, load
-    from raytuner._trial import TrialStatus
+    from raytuner._results import Results, load
+    from raytuner._trial import TrialResult, TrialStatus
     from raytuner._tuner import Tuner
     from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
     from raytuner.search import (
@@ -56,7 +56,7 @@ _LAZY = {
     "Callback": "raytuner._callbacks",
     "release_workers": "raytuner._driver.pool",
     "Results": "raytuner._results",
-    "TrialResult": "raytuner._results",
+    "TrialResult": "raytuner._trial",
     "load": "raytuner._results",
     "TrialStatus": "raytuner._trial",
     "Tuner": "raytuner._tuner",

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from raytuner._results import Results, TrialResult
+    from raytuner._results import Results
+    from raytuner._trial import TrialResult
 
 
 class Callback:

@@ -4,64 +4,17 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage, flatten
-from raytuner._trial import Trial, TrialStatus
+from raytuner._formats import AUTO_KEYS, flatten
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._trial import Trial, TrialResult, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.search import Outcome, TrialEnd
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """One trial as the user sees it.
-
-    Attributes:
-        trial_id: The trial's id ("00007").
-        config: Its configuration.
-        status: How it stands or ended.
-        metrics: Its last report.
-        checkpoint: Its latest stored checkpoint directory, or None.
-        error: Traceback(s) of its failures, or None.
-        iteration: Reports made.
-        time_total_s: Training time, summed over pauses and retries.
-        path: Its folder in the experiment storage.
-    """
-
-    trial_id: str
-    config: dict[str, Any]
-    status: TrialStatus
-    metrics: dict[str, Any]
-    checkpoint: Path | None
-    error: str | None
-    iteration: int
-    time_total_s: float
-    path: Path
-    last_value: float | None = None  # signed to minimize
-    best_value: float | None = None  # signed to minimize
-    resource: float | None = None  # reached at the last report
-
-    @classmethod
-    def from_trial(cls, trial: Trial, path: Path) -> TrialResult:
-        return cls(
-            trial.trial_id,
-            trial.config,
-            trial.status,
-            dict(trial.metrics),
-            path / trial.checkpoint if trial.checkpoint else None,
-            trial.error,
-            trial.iteration,
-            trial.time_total_s,
-            path,
-            trial.last_value,
-            trial.best_value,
-            trial.resource,
-        )
 
 
 class Results:

@@ -1,15 +1,18 @@
-"""The controller's record of one trial."""
+"""One trial: :class:`Trial`, the lifecycle's record of it, and :class:`TrialResult`, the
+frozen view a user gets (in :class:`raytuner.Results` and the callbacks)."""
 
 from __future__ import annotations
 
 import enum
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
 class TrialStatus(str, enum.Enum):
-    """Where a trial stands. Only the controller changes it."""
+    """Where a trial stands. Only the lifecycle changes it (``Lifecycle._set_status``, along
+    :data:`raytuner._driver.trial_state.TRANSITIONS`)."""
 
     PENDING = "PENDING"
     """Created, waiting for a worker (new, or waiting for a retry)."""
@@ -28,7 +31,8 @@ class TrialStatus(str, enum.Enum):
 
 @dataclass
 class Trial:
-    """Mutable state of one trial, owned by the controller and persisted as trial.json."""
+    """Mutable state of one trial, owned by the lifecycle (:mod:`raytuner._driver.lifecycle`)
+    and persisted as trial.json."""
 
     trial_id: str
     config: dict[str, Any]
@@ -90,3 +94,50 @@ class Trial:
                 setattr(trial, key, value)
         trial.error = error
         return trial
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One trial as the user sees it.
+
+    Attributes:
+        trial_id: The trial's id ("00007").
+        config: Its configuration.
+        status: How it stands or ended.
+        metrics: Its last report.
+        checkpoint: Its latest stored checkpoint directory, or None.
+        error: Traceback(s) of its failures, or None.
+        iteration: Reports made.
+        time_total_s: Training time, summed over pauses and retries.
+        path: Its folder in the experiment storage.
+    """
+
+    trial_id: str
+    config: dict[str, Any]
+    status: TrialStatus
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+    error: str | None
+    iteration: int
+    time_total_s: float
+    path: Path
+    last_value: float | None = None  # signed to minimize
+    best_value: float | None = None  # signed to minimize
+    resource: float | None = None  # reached at the last report
+
+    @classmethod
+    def from_trial(cls, trial: Trial, path: Path) -> TrialResult:
+        return cls(
+            trial.trial_id,
+            trial.config,
+            trial.status,
+            dict(trial.metrics),
+            path / trial.checkpoint if trial.checkpoint else None,
+            trial.error,
+            trial.iteration,
+            trial.time_total_s,
+            path,
+            trial.last_value,
+            trial.best_value,
+            trial.resource,
+        )

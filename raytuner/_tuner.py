@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import logging
 import numbers
 import os
 import re
@@ -11,25 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from raytuner._driver import autoscale
-from raytuner._driver import resources as _resources
 from raytuner._callbacks import Callback
-from raytuner._driver.controller import Controller, ExperimentSettings
-from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
-from raytuner._results import Results
-from raytuner._driver.resume import resume as resume_experiment
-from raytuner._driver.resume import trainable_file, trainable_name
+from raytuner._driver import resources as _resources
+from raytuner._driver.controller import ExperimentSettings
+from raytuner._driver.resume import ResumePlan, import_trainable, restore, trainable_file, trainable_name
+from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
-from raytuner._driver import failures as _failures
-from raytuner._storage import components, remote
+from raytuner._results import Results, load
+from raytuner._storage import DEFAULT_ROOT, remote
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner._storage.lock import DriverLock
+from raytuner._trial import TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
-
-DEFAULT_STORAGE = "~/raytuner_results"
-
 
 def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -82,7 +76,9 @@ class Tuner:
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
-            ``<trainable>_<date-time>``.
+            ``<script>_<date-time>`` for a trainable defined in a script run as ``python
+            script.py`` (``keras_digits_20261205-143000``), else ``<trainable>_<date-time>``;
+            ``_2``, ``_3``, ... is added if that folder is already taken.
         storage_path: Root folder of experiments; default ``~/raytuner_results``. A URI
             (``"s3://bucket/prefix"``, ``"gs://..."``, any fsspec file system) keeps the
             experiment in cloud storage: written locally and uploaded behind (a report
@@ -209,28 +205,23 @@ class Tuner:
         self._searcher = searcher
         self._scheduler = scheduler
         self._resources = _resources.normalize(resources)
-        root = storage_path if storage_path is not None else DEFAULT_STORAGE
+        root = storage_path if storage_path is not None else DEFAULT_ROOT
         if remote.is_uri(root):
             remote.check(root)  # a missing bucket or credentials fail here, not after the first trial
             self._storage_root: str | Path = root.rstrip("/")
         else:
             self._storage_root = Path(remote.local_path(root)).expanduser()
         self._settings = dict(
-            metric=metric, mode=mode, num_trials=int(num_trials), max_concurrent=max_concurrent,
+            metric=metric, mode=mode, num_trials=int(num_trials),
             stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
             resource_attr=resource_attr if resource_attr is not None else scheduler_attr,
             max_failures=int(max_failures), fail_fast=bool(fail_fast), checkpoints_to_keep=checkpoints_to_keep,
             gpu_memory_fraction=gpu_memory_fraction, verbose=verbose, keep_workers_s=float(keep_workers_s),
         )
+        self._max_concurrent = max_concurrent
         self._stop_repr = repr(stop) if stop is not None else None
         self._callbacks = list(callbacks)
-        if tensorboard:
-            from raytuner.tracking import tensorboard as tb
-
-            if not tb.available():
-                logging.getLogger("raytuner").warning(tb.SKIPPED)  # else `tensorboard --logdir` finds nothing
-            elif not any(isinstance(c, tb.TensorBoardCallback) for c in self._callbacks):
-                self._callbacks.append(tb.TensorBoardCallback())
+        self._tensorboard = tensorboard
         self._address = address
         self._ran = False
 
@@ -253,19 +244,15 @@ class Tuner:
             return self._run(storage)
 
     def _run(self, storage: ExperimentStorage) -> Results:
-        import ray
-
-        ensure_ray(self._address)
-        slots = _resources.max_concurrency(self._resources)
-        max_concurrent = self._settings["max_concurrent"] or slots
-        name = storage.name
-        settings = ExperimentSettings(name=name, resources=self._resources, **{**self._settings, "max_concurrent": max_concurrent})
+        # max_concurrent is fixed once Ray is up: by default, what the cluster can hold.
+        settings = ExperimentSettings(name=storage.name, resources=self._resources, max_concurrent=None,
+                                      **self._settings)
         meta = {
-            "name": name,
+            "name": storage.name,
             "metric": settings.metric,
             "mode": settings.mode,
             "num_trials": settings.num_trials,
-            "max_concurrent": max_concurrent,
+            "max_concurrent": None,
             "resources": self._resources,
             "space": space_to_json(self._space) if self._space is not None else None,
             "searcher": type(self._searcher).__name__,
@@ -279,29 +266,71 @@ class Tuner:
             "max_failures": settings.max_failures,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        # What resume rebuilds the searcher and scheduler from: their configs (in the
-        # experiment.json), and a pickle of what cannot be described.
-        meta.update(components.save(storage, settings, self._searcher, self._scheduler))
-        controller = Controller(
-            settings,
-            trainable_ref=ray.put(self._trainable),
-            searcher=self._searcher,
-            scheduler=self._scheduler,
-            storage=storage,
-            callbacks=self._callbacks,
-            meta=meta,
-        )
-        # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
-        nodes = autoscale.request_nodes(self._resources, min(max_concurrent, settings.num_trials))
-        try:
-            results = controller.run()
-        finally:
-            if nodes is not None:
-                nodes.release()
-        flush_worker_logs()
-        return _failures.finish(results, storage, verbose=settings.verbose)
+        return run_experiment(storage, settings, meta, trainable=self._trainable, searcher=self._searcher,
+                              scheduler=self._scheduler, callbacks=self._callbacks, tensorboard=self._tensorboard,
+                              address=self._address, max_concurrent=self._max_concurrent)
 
-    resume = staticmethod(resume_experiment)
+    @staticmethod
+    def resume(
+        path: str | os.PathLike[str],
+        trainable: Callable[..., Any] | None = None,
+        *,
+        num_trials: int | None = None,
+        time_budget_s: float | None = None,
+        max_concurrent: int | None = None,
+        verbose: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        address: str | None = None,
+        tensorboard: bool = True,
+    ) -> Results:
+        """Continue a stopped experiment (driver crash, Ctrl-C, time budget): runs it to its
+        end now and returns its :class:`Results` (there is no ``.fit()`` to call after it).
+
+        Also ``raytuner resume PATH``. Finished trials are kept; trials that were running
+        restart from their latest checkpoint; paused trials wait for the scheduler, whose
+        state is restored with the searcher's, so no config runs twice except those that
+        were in flight. Pass a larger ``num_trials`` to extend a finished experiment.
+
+        Args:
+            path: The experiment's folder, or its URI (``s3://bucket/prefix/<name>``).
+            trainable: The same function as before; default: imported from the module (or
+                script) recorded when the experiment started.
+            num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
+                tensorboard: As for the Tuner; everything else comes from the experiment.
+
+        Before it starts, it prints what it keeps, restarts and leaves. An experiment with
+        nothing left to run is answered from its folder, without starting Ray. A driver
+        still running the experiment is refused (:class:`ExperimentError` naming it); one
+        that died is detected and does not block.
+
+        Resuming unpickles state saved in the folder: only resume experiments you trust.
+        """
+        storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
+        meta = storage.read_experiment()  # raises before anything is written
+        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials)
+        if time_budget_s is not None:
+            settings.time_budget_s = time_budget_s
+        if verbose is not None:
+            settings.verbose = verbose
+        speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
+        plan = ResumePlan.of(restored.trials, searcher.num_trials or settings.num_trials)
+        if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED"):
+            # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
+            if speak:
+                print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
+            return load(storage.path)
+        with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
+            if trainable is None:
+                trainable = import_trainable(meta)
+            if speak:
+                print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
+            for trial in restored.trials.values():
+                if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
+                    trial.note = None  # "interrupted (Ctrl-C)" no longer says where it stands
+            meta["resumed"] = meta.get("resumed", 0) + 1
+            return run_experiment(storage, settings, meta, trainable=trainable, searcher=searcher,
+                                  scheduler=scheduler, callbacks=callbacks, tensorboard=tensorboard,
+                                  address=address, max_concurrent=max_concurrent, restored=restored)
 
     def _new_storage(self) -> tuple[ExperimentStorage, DriverLock]:
         """The new experiment's folder, created and held by this driver."""

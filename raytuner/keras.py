@@ -109,7 +109,7 @@ class ReportCallback(keras.callbacks.Callback):
                           "Pass True (every epoch), N (every N epochs), 'pause' (only where the scheduler may "
                           "pause) or False.")
         self._checkpoint = checkpoint
-        self._run: Any = None
+        self._session: _session.Session | None = None
         self._dir: Path | None = None
         self._warned_epoch = False
         #: The decision that ended ``fit`` (STOP, PAUSE or COMPLETED), or None.
@@ -117,9 +117,9 @@ class ReportCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         global _warned_outside
-        self._run = _session._current
+        self._session = _session.current()
         self.decision = None
-        if self._run is None and not _warned_outside:
+        if self._session is None and not _warned_outside:
             _warned_outside = True
             warnings.warn(
                 "raytuner.keras.ReportCallback is not running inside a raytuner trial, so it "
@@ -129,30 +129,26 @@ class ReportCallback(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        run = self._run
-        if run is None:
+        session = self._session
+        if session is None:
             return
         done = epoch + 1  # Keras counts from 0 and includes initial_epoch
         metrics = self._select(dict(logs or {}), done)
-        if run.spec.metric is not None and run.spec.metric not in metrics:
-            msg = (
-                f"The Tuner expects metric {run.spec.metric!r} but ReportCallback reports "
-                f"{sorted(metrics)} from Keras' logs. Metrics named 'val_*' exist only with "
-                "`validation_data=` in fit() (and only in epochs that validate, see "
-                "`validation_freq`); others come from compile(metrics=...). Rename with "
-                f"ReportCallback(metrics={{{run.spec.metric!r}: '<log name>'}})."
-            )
-            raise ReportError(msg)
-        if run.spec.resource_attr is None and run.iteration != epoch and not self._warned_epoch:
+        # Checked before the checkpoint is saved, with where Keras' metrics come from.
+        session.check_metric(metrics, advice=(
+            "ReportCallback reports Keras' logs: metrics named 'val_*' exist only with `validation_data=` in "
+            "fit() (and only in epochs that validate, see `validation_freq`); others come from "
+            f"compile(metrics=...). Rename with ReportCallback(metrics={{{session.metric!r}: '<log name>'}})."))
+        if session.resource_attr is None and session.iteration != epoch and not self._warned_epoch:
             self._warned_epoch = True
             logger.warning(
                 "Trial %s: Keras epoch %d is report %d of the trial, so the scheduler's "
                 "resource is not the epoch. Pass `initial_epoch=rt.keras.restore(model)` to "
                 "fit() so a resumed trial continues from its checkpoint's epoch.",
-                run.spec.trial_id, done, run.iteration + 1,
+                session.trial_id, done, session.iteration + 1,
             )
-        path = self._save(done) if self._checkpoint_due(run, metrics, done) else None
-        self.decision = run.report(metrics, path, raise_on_stop=False)
+        path = self._save(done) if self._checkpoint_due(session, metrics, done) else None
+        self.decision = session.report(metrics, path)
         if self.decision is Signal.CONTINUE:
             self.decision = None
             return
@@ -161,7 +157,7 @@ class ReportCallback(keras.callbacks.Callback):
             logger.warning(
                 "Trial %s was paused at epoch %d without a checkpoint of that epoch; it will "
                 "resume from its last checkpoint. Use checkpoint=True or 'pause' to save one.",
-                run.spec.trial_id, done,
+                session.trial_id, done,
             )
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -185,13 +181,13 @@ class ReportCallback(keras.callbacks.Callback):
         selected.setdefault("epoch", epoch)
         return selected
 
-    def _checkpoint_due(self, run: Any, metrics: Mapping[str, Any], epoch: int) -> bool:
+    def _checkpoint_due(self, session: _session.Session, metrics: Mapping[str, Any], epoch: int) -> bool:
         policy = self._checkpoint
         if policy is True or policy is False:
             return policy
         if policy != "pause" and (epoch % policy == 0 or epoch == self.params.get("epochs")):
             return True
-        return run.decision_due(metrics)
+        return session.decision_due(metrics)
 
     def _save(self, epoch: int) -> Path:
         if self._dir is None:

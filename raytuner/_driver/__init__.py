@@ -1,2 +1,4 @@
-"""What runs in the driver process: the controller that owns trials and Ray actors, the
-worker pool, starting Ray, resume, per-trial stop rules, resources and the terminal view."""
+"""What runs in the driver process: the trial lifecycle that owns the trials (no Ray), the
+controller that owns the Ray side (actors, futures, storage writes, callbacks), the one
+path that runs an experiment new or resumed, the worker pool, starting Ray, resources and
+autoscaling, per-trial stop rules and the terminal view."""

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from raytuner._driver.resources import actor_bundle, cluster_nodes, describe, slots
+from raytuner.errors import ConfigError
+
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 
 
@@ -110,8 +113,6 @@ class NodeRequest:
         if now - self._checked < 2.0:
             return self._line
         self._checked = now
-        from raytuner._driver.resources import cluster_nodes
-
         missing = self.count - self._slots_of(cluster_nodes())
         if missing <= 0:
             self._line = None
@@ -133,8 +134,6 @@ active: NodeRequest | None = None
 
 def request_nodes(resources: Mapping[str, float], max_concurrent: int) -> NodeRequest | None:
     """On an autoscaling cluster, ask for the nodes ``max_concurrent`` trials need."""
-    from raytuner._driver.resources import actor_bundle, slots
-
     types = node_types()
     if not types:
         return None
@@ -150,6 +149,23 @@ def waiting() -> str | None:
 
 
 def launchable_slots(resources: Mapping[str, float], types: list[NodeType]) -> int:
-    from raytuner._driver.resources import slots
-
     return sum(slots(resources, [t.resources]) * t.max_workers for t in types)
+
+
+def max_concurrency(resources: Mapping[str, float]) -> int:
+    """Trials the cluster can run at once, counting the nodes an autoscaler may still
+    launch; a clear error if not even one fits on any node, alive or launchable."""
+    nodes = cluster_nodes()
+    count = slots(resources, nodes)
+    types = node_types()
+    if types:
+        count += launchable_slots(resources, types)
+    if count < 1:
+        launchable = f"; node types the autoscaler may launch: {describe_types(types)}" if types is not None else ""
+        msg = (
+            f"`resources={dict(resources)}`: no node of the Ray cluster can run one trial "
+            f"(alive nodes have {describe(nodes)}{launchable}). Ask for less, or add a node (type) that has it "
+            "(for GPUs locally: ray.init(num_gpus=...))."
+        )
+        raise ConfigError(msg)
+    return count

@@ -27,10 +27,11 @@ from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
 from raytuner._driver.stop import StopCriteria
-from raytuner._results import Results, TrialResult
+from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
-from raytuner._trial import Trial
+from raytuner._trial import Trial, TrialResult
 from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker import logs as _logs
 from raytuner._worker.protocol import Signal, TrialSpec
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
@@ -44,7 +45,7 @@ class ExperimentSettings:
     metric: str | None
     mode: str
     num_trials: int
-    max_concurrent: int
+    max_concurrent: int | None  # None until the run starts: then what the cluster can hold
     resources: dict[str, float]
     stop: StopCriteria
     time_budget_s: float | None
@@ -63,7 +64,7 @@ class Controller:
                  trials: dict[str, Trial] | None = None, next_id: int = 0):
         import ray
 
-        self.s = settings
+        self.settings = settings
         self._trainable = [trainable_ref]
         self._storage = storage
         self._callbacks = list(callbacks)
@@ -94,7 +95,7 @@ class Controller:
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
-            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.iteration,
+            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.folder,
                                                      c.data, c.keep),
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
@@ -114,7 +115,7 @@ class Controller:
         self._storage.write_experiment(self._meta)
         self._emit("on_experiment_start", self._storage.path, self._meta)
         self._t0 = time.monotonic()
-        self._deadline = math.inf if self.s.time_budget_s is None else self._t0 + self.s.time_budget_s
+        self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
         self._progress.start()
         status = "COMPLETED"
         try:
@@ -159,7 +160,7 @@ class Controller:
             status = "FAILED"
             raise
         finally:
-            park_pool(self._pool, self.s.keep_workers_s)
+            park_pool(self._pool, self.settings.keep_workers_s)
             self._flush()
             self._save_state(throttle=False)
             self._meta.update(status=status, end_time=time.time())
@@ -172,13 +173,13 @@ class Controller:
 
     def results(self) -> Results:
         trials = [TrialResult.from_trial(t, self._storage.trial_path(t.trial_id)) for t in self.trials.values()]
-        return Results(self._storage.path, trials, self.s.metric, self.s.mode, self._meta)
+        return Results(self._storage.path, trials, self.settings.metric, self.settings.mode, self._meta)
 
     def reconcile(self, next_id: int, closed: set[str]) -> None:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
         self._apply(self.life.reconcile(next_id, closed))
 
-    def _event(self, ref: Any) -> Any:
+    def _event(self, ref: Any) -> ev.Reported | ev.CallFailed:
         """The lifecycle event for a finished call."""
         import ray
 
@@ -188,10 +189,14 @@ class Controller:
         except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
+            # A worker on this node leaves its last output on disk (a segfault's traceback).
+            leftover = _logs.recover(str(self._storage.trial_path(trial_id)))
+            if leftover:
+                self._later(self._storage.append_log, trial_id, leftover)
             return ev.CallFailed(trial_id, f"The trial's worker died: {type(exc).__name__}: {exc}", worker_lost=True)
 
     # -- commands --------------------------------------------------------------------------
-    def _apply(self, commands: list[Any]) -> None:
+    def _apply(self, commands: list[ev.Command]) -> None:
         for command in commands:
             self._do[type(command)](command)
 
@@ -203,16 +208,16 @@ class Controller:
             checkpoint = _checkpoint.pack_dir(self._storage.trial_path(command.trial_id) / command.checkpoint)
         spec = TrialSpec(
             trial_id=command.trial_id,
-            experiment_name=self.s.name,
+            experiment_name=self.settings.name,
             config=command.config,
             trainable=self._trainable,
-            metric=self.s.metric,
-            resource_attr=self.s.resource_attr,
-            stop=self.s.stop,
+            metric=self.settings.metric,
+            resource_attr=self.settings.resource_attr,
+            stop=self.settings.stop,
             decide_at=command.decide_at,
             storage_dir=str(self._storage.trial_path(command.trial_id)),
             driver_node_id=self._driver_node,
-            resources=self.s.resources,
+            resources=self.settings.resources,
             start_iteration=command.start_iteration,
             start_time_s=command.start_time_s,
             checkpoint=checkpoint,

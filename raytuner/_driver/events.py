@@ -1,6 +1,10 @@
 """The lifecycle's vocabulary: the events the Ray driver feeds it and the commands it
-answers with (see :mod:`raytuner._driver.lifecycle`). Frozen records; workers are opaque
-handles here, so tests can drive the lifecycle with any hashable stand-in.
+answers with (see :mod:`raytuner._driver.lifecycle`). Frozen records, and the unions that
+name them all (:data:`Event`, :data:`Command`); workers are opaque handles here, so tests
+can drive the lifecycle with any hashable stand-in.
+
+(:class:`raytuner._worker.protocol.Event`, a worker's answer, is another thing: it arrives
+here inside :class:`Reported`.)
 """
 
 from __future__ import annotations
@@ -8,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Hashable
 
-from raytuner._worker.protocol import Event, Signal
+from raytuner._formats import checkpoint_name
+from raytuner._worker import protocol
+from raytuner._worker.protocol import Signal
 
 Worker = Hashable
 
@@ -28,7 +34,7 @@ class Reported:
     """A worker answered for ``trial_id``: its reports since the last call, maybe its exit."""
 
     trial_id: str
-    event: Event
+    answer: protocol.Event
 
 
 @dataclass(frozen=True)
@@ -157,10 +163,18 @@ class AppendResults:
 
 @dataclass(frozen=True)
 class SaveCheckpoint:
+    """Keep the checkpoint made at report ``iteration`` in the trial's folder :attr:`folder`,
+    and only the newest ``keep`` of its checkpoints."""
+
     trial_id: str
     iteration: int
     data: bytes
     keep: int | None
+
+    @property
+    def folder(self) -> str:
+        """Where it goes, under the trial's folder; the trial records the same name."""
+        return checkpoint_name(self.iteration)
 
 
 @dataclass(frozen=True)
@@ -190,9 +204,15 @@ class Notify:
 class ControlApplied:
     """A control command was applied (``accepted``) or refused, and why: for the history."""
 
-    command: Any
+    command: Control
     accepted: bool
     message: str
 
 
-Command = Any
+#: What the Ray driver feeds :meth:`raytuner._driver.lifecycle.Lifecycle.handle`.
+Event = Fill | Reported | CallFailed | Deadline | Interrupt | Drained | StopTrial | SetLimits | RetryTrial | EndExperiment
+#: The control commands among the events (from ``raytuner control`` or the dashboard).
+Control = StopTrial | SetLimits | RetryTrial | EndExperiment
+#: What the lifecycle answers with, for the driver to carry out in order.
+Command = (Launch | Deliver | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults | SaveCheckpoint
+           | AppendLog | AppendError | Notify | ControlApplied)

@@ -10,9 +10,12 @@ commands out; this module only sees workers as opaque handles, so every race of 
 path can be replayed here with synthetic event streams.
 
 One source of trial state: :attr:`Lifecycle.trials`. A trial's status changes only in
-:meth:`Lifecycle._set_status`, which keeps the one index over it (trials by status, in the
-order they reached it: the PENDING ones are the queue of trials waiting for a worker). A
-trial on a worker also has a :class:`_Run`: which worker, and what the driver last told it.
+:meth:`Lifecycle._set_status`, along :data:`raytuner._driver.trial_state.TRANSITIONS`, and
+with it the one index over trials (by status, in the order they reached it: the PENDING ones
+are the queue of trials waiting for a worker). A trial on a worker also has a
+:class:`~raytuner._driver.trial_state.Run`: which worker, and what the driver last told it
+(its :class:`~raytuner._driver.trial_state.RunPhase`). The control commands' handlers are
+in :mod:`raytuner._driver.lifecycle_control`.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ from raytuner._driver.events import (
     AppendResults,
     CallFailed,
     Command,
-    ControlApplied,
     Deadline,
     Deliver,
     Discard,
     Drained,
     EndExperiment,
+    Event,
     Fill,
     Interrupt,
     Launch,
@@ -51,7 +54,9 @@ from raytuner._driver.events import (
     WriteConfig,
     WriteTrial,
 )
-from raytuner._storage.experiment import checkpoint_name, dumps
+from raytuner._driver.lifecycle_control import ControlHandlers
+from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
+from raytuner._formats import dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
 from raytuner import errors
@@ -76,17 +81,6 @@ class LifecycleSettings:
     experiment_path: str = ""
 
 
-@dataclass
-class _Run:
-    """A trial on a worker, and what the driver last told that worker."""
-
-    worker: Worker
-    decided: Decision | None = None  # a STOP/PAUSE/COMPLETE already sent: the end is known
-    handed_on: bool = False  # the worker already has its next trial, queued behind this end
-    promoted: bool = False  # the scheduler chose to resume it while its pause was in flight
-    stop_pending: bool = False  # a StopTrial came while a call was out: STOP goes with its answer
-
-
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
 _ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
          TrialStatus.FAILED: TrialEnd.FAILED}
@@ -101,7 +95,7 @@ def _fatal_error(exit: TrialExit) -> RayTunerError:
     return cls(exit.message or exit.error_type or "a fatal error in a trial")
 
 
-class Lifecycle:
+class Lifecycle(ControlHandlers):
     """Owns trial state, the searcher and the scheduler; see the module docstring.
 
     Args:
@@ -116,7 +110,7 @@ class Lifecycle:
     def __init__(self, settings: LifecycleSettings, searcher: Searcher, scheduler: Scheduler, *,
                  trials: dict[str, Trial] | None = None, next_id: int = 0,
                  clock: Callable[[], float] = time.time):
-        self.s = settings
+        self.settings = settings
         self.searcher = searcher
         self.scheduler = scheduler
         self._clock = clock
@@ -125,7 +119,7 @@ class Lifecycle:
         self.max_concurrent = settings.max_concurrent
         self.trials: dict[str, Trial] = {}
         self._by_status: dict[TrialStatus, dict[str, None]] = {status: {} for status in TrialStatus}
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._closed: set[str] = set()  # trials the searcher has been told the end of
         self._unknown: set[str] = set()  # resumed trials the searcher did not propose again
         # Failed trials re-run by a control command: searcher and scheduler already closed
@@ -138,10 +132,9 @@ class Lifecycle:
         self.abort: BaseException | None = None
         self._out: list[Command] = []
         for trial_id, trial in (trials or {}).items():
-            self.trials[trial_id] = trial
-            status = TrialStatus.PENDING if trial.status == TrialStatus.RUNNING else trial.status
-            trial.status = status
-            self._by_status[status][trial_id] = None
+            self._add(trial)
+            if trial.status is TrialStatus.RUNNING:  # its worker went with the last driver
+                self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:
@@ -155,14 +148,15 @@ class Lifecycle:
 
     def slots_used(self) -> int:
         """Trials on workers, less those whose worker has already moved on."""
-        return sum(not run.handed_on for run in self._runs.values())
+        return sum(run.phase is not RunPhase.HANDED_ON for run in self._runs.values())
 
     def may_have_work(self) -> bool:
         """Whether a new worker could get a trial: new configs, retries or paused trials."""
         if self._ended:
             return False
         return (not self._search_done() or bool(self._by_status[TrialStatus.PENDING])
-                or bool(self._by_status[TrialStatus.PAUSED]) or any(r.promoted for r in self._runs.values()))
+                or bool(self._by_status[TrialStatus.PAUSED])
+                or any(run.phase is RunPhase.PROMOTED for run in self._runs.values()))
 
     def state(self) -> dict[str, Any]:
         """Searcher and scheduler state with the bookkeeping resume needs."""
@@ -170,7 +164,7 @@ class Lifecycle:
                 "next_id": self._next_id, "closed": sorted(self._closed)}
 
     # -- events ----------------------------------------------------------------------------
-    def handle(self, event: Any) -> list[Command]:
+    def handle(self, event: Event) -> list[Command]:
         """Apply one event; the commands it leads to, in order."""
         handler = self._HANDLERS.get(type(event))
         if handler is None:
@@ -197,30 +191,30 @@ class Lifecycle:
     def _on_reported(self, event: Reported) -> None:
         if event.trial_id not in self._runs:
             return  # the answer of a worker discarded when the experiment ended: stale
-        if event.event.log:
-            self._out.append(AppendLog(event.trial_id, event.event.log))
+        if event.answer.log:
+            self._out.append(AppendLog(event.trial_id, event.answer.log))
         trial = self.trials[event.trial_id]
         run = self._runs[event.trial_id]
-        decision = self._record(trial, run, event.event.reports)
-        if event.event.exit is not None:
+        decision = self._record(trial, run, event.answer.reports)
+        if event.answer.exit is not None:
             del self._runs[trial.trial_id]
-            if not run.handed_on:
+            if run.phase is not RunPhase.HANDED_ON:
                 self._out.append(Release(run.worker))
-            self._on_exit(trial, run, event.event.exit)
+            self._on_exit(trial, run, event.answer.exit)
             return
-        if run.stop_pending:
-            run.stop_pending = False
+        if run.phase is RunPhase.STOP_QUEUED:
+            run.phase = RunPhase.ENDING
             self._out.append(Deliver(run.worker, trial.trial_id, Signal.STOP, math.inf))
             return
         if decision in _SIGNAL:
-            run.decided = decision
+            run.decision, run.phase = decision, RunPhase.ENDING
             self._out.append(Deliver(run.worker, trial.trial_id, _SIGNAL[decision], math.inf))
             if decision is not Decision.PAUSE and self.may_have_work():
                 # The trial's end is now certain and its slot free: the worker's next trial
                 # queues behind the stop and starts the moment it lands, with no round trip
                 # to the driver in between. (A pausing trial keeps its slot until the pause
                 # is confirmed, as the scheduler may resume it at once.)
-                run.handed_on = True
+                run.phase = RunPhase.HANDED_ON
                 self._out.append(Release(run.worker))
             return
         signal = None if decision is None else Signal.CONTINUE
@@ -233,108 +227,17 @@ class Lifecycle:
         run = self._runs.pop(event.trial_id)
         if event.worker_lost:
             self._out.append(Discard(run.worker))
-        elif not run.handed_on:
+        elif run.phase is not RunPhase.HANDED_ON:
             self._out.append(Release(run.worker))
         self._on_failure(trial, event.error)
 
-    def _on_deadline(self, event: Deadline) -> None:
-        self._end_all("time budget reached", final=True)
-
-    def _on_interrupt(self, event: Interrupt) -> None:
-        self._end_all("interrupted (Ctrl-C)", final=False)
-
-    def _on_drained(self, event: Drained) -> None:
-        self._close_paused("paused when the experiment ended")
-
-    def _on_stop_trial(self, event: StopTrial) -> None:
-        trial = self.trials.get(event.trial_id)
-        if trial is None:
-            self._refuse(event, f"there is no trial {event.trial_id!r} in this experiment")
-            return
-        if trial.status.is_finished():
-            self._refuse(event, f"trial {trial.trial_id} already ended as {trial.status.value}")
-            return
-        run = self._runs.get(trial.trial_id)
-        if run is not None and run.decided is not None:
-            self._refuse(event, f"trial {trial.trial_id} is already ending ({run.decided.value})")
-            return
-        self.scheduler.on_trial_remove(trial.trial_id)
-        trial.note = f"stopped by {event.origin}"
-        if run is not None:
-            # A running trial always has a call out (one per busy worker): the STOP answers
-            # that call's return, in _on_reported, instead of racing it as a second call.
-            run.decided = Decision.STOP
-            run.stop_pending = True
-        else:  # PENDING or PAUSED: no worker to tell
-            self._set_status(trial, TrialStatus.STOPPED)
-            self._close(trial, TrialEnd.STOPPED)
-        self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} stopped"))
-
-    def _on_set_limits(self, event: SetLimits) -> None:
-        if self._ended:
-            self._refuse(event, "the experiment is already ending")
-            return
-        if event.max_concurrent is not None and event.max_concurrent < 1:
-            self._refuse(event, f"max_concurrent={event.max_concurrent} must be at least 1")
-            return
-        if event.time_budget_s is not None and not event.time_budget_s > 0:
-            self._refuse(event, f"time_budget_s={event.time_budget_s} must be a positive number of seconds")
-            return
-        done = []
-        if event.num_trials is not None:
-            if event.num_trials < len(self.trials):
-                self._refuse(event, f"num_trials={event.num_trials} is below the {len(self.trials)} trials "
-                                    "already created")
-                return
-            self.num_trials = event.num_trials
-            if self.searcher.num_trials is not None:
-                self.searcher.num_trials = event.num_trials
-            done.append(f"num_trials={event.num_trials}")
-        if event.max_concurrent is not None:
-            self.max_concurrent = event.max_concurrent
-            done.append(f"max_concurrent={event.max_concurrent}")
-        if event.time_budget_s is not None:  # the driver moves its deadline on ControlApplied
-            done.append(f"time_budget_s={event.time_budget_s:g}")
-        self._out.append(ControlApplied(event, True, ", ".join(done) or "nothing to change"))
-
-    def _on_retry_trial(self, event: RetryTrial) -> None:
-        """FAILED -> PENDING: the trial runs again from its latest checkpoint.
-
-        The searcher heard the trial's FAILED outcome when it failed, and hears nothing more
-        of it (``on_trial_complete`` exactly once per trial; the re-run's reports do not
-        reach ``on_trial_result`` either, as they would come after its end). The scheduler
-        ended it too, so the re-run is not decided on: it runs to its own end, the Tuner's
-        ``stop=``, or a StopTrial. Its reports are recorded and count for the best trial.
-        """
-        trial = self.trials.get(event.trial_id)
-        if trial is None:
-            self._refuse(event, f"there is no trial {event.trial_id!r} in this experiment")
-            return
-        if trial.status is not TrialStatus.FAILED:
-            self._refuse(event, f"trial {trial.trial_id} is {trial.status.value}; only FAILED trials can be re-run")
-            return
-        if self._ended:
-            self._refuse(event, "the experiment is already ending")
-            return
-        self._reruns.add(trial.trial_id)
-        trial.num_failures = 0  # the re-run gets the experiment's max_failures retries again
-        trial.end_time = None
-        self._set_status(trial, TrialStatus.PENDING, note=f"re-run by {event.origin}", notify=False)
-        where = f"from {trial.checkpoint}" if trial.checkpoint else "from scratch (it has no checkpoint)"
-        self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} queued to run again {where}"))
-
-    def _on_end_experiment(self, event: EndExperiment) -> None:
-        self._end_all(f"experiment ended by {event.origin}", final=True)
-        self._out.append(ControlApplied(event, True, "experiment ended"))
-
     _HANDLERS: dict[type, Callable[[Lifecycle, Any], None]] = {
-        Fill: _on_fill, Reported: _on_reported, CallFailed: _on_call_failed, Deadline: _on_deadline,
-        Interrupt: _on_interrupt, Drained: _on_drained, StopTrial: _on_stop_trial,
-        SetLimits: _on_set_limits, EndExperiment: _on_end_experiment, RetryTrial: _on_retry_trial,
+        Fill: _on_fill, Reported: _on_reported, CallFailed: _on_call_failed,
+        Deadline: ControlHandlers._on_deadline, Interrupt: ControlHandlers._on_interrupt,
+        Drained: ControlHandlers._on_drained, StopTrial: ControlHandlers._on_stop_trial,
+        SetLimits: ControlHandlers._on_set_limits, EndExperiment: ControlHandlers._on_end_experiment,
+        RetryTrial: ControlHandlers._on_retry_trial,
     }
-
-    def _refuse(self, event: Any, why: str) -> None:
-        self._out.append(ControlApplied(event, False, why))
 
     # -- starting trials -------------------------------------------------------------------
     def _search_done(self) -> bool:
@@ -353,7 +256,7 @@ class Lifecycle:
             if run is not None:
                 # Promoted the moment it paused, before its worker confirmed the pause: it
                 # goes out once the pause is in (_on_exit), and this slot waits for it.
-                run.promoted = True
+                run.phase = RunPhase.PROMOTED
                 return None
             return self.trials[resume_id]
         if self._search_done():
@@ -374,8 +277,7 @@ class Lifecycle:
             return None
         self._next_id += 1
         trial = Trial(trial_id, dict(config))
-        self.trials[trial_id] = trial
-        self._by_status[TrialStatus.PENDING][trial_id] = None
+        self._add(trial)
         self._out.append(WriteConfig(trial_id, trial.config))
         self.scheduler.on_trial_add(trial_id)
         return trial
@@ -396,7 +298,7 @@ class Lifecycle:
                 "callback, which checkpoints) so paused and retried trials continue where they stopped.",
                 trial.trial_id, trial.iteration,
             )
-        self._runs[trial.trial_id] = _Run(worker)
+        self._runs[trial.trial_id] = Run(worker)
         trial.start_time = trial.start_time or self._clock()
         self._set_status(trial, TrialStatus.RUNNING, notify=False)
         self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint, start_iteration,
@@ -409,7 +311,7 @@ class Lifecycle:
         return self.scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
 
     # -- reports and ends ------------------------------------------------------------------
-    def _record(self, trial: Trial, run: _Run, reports: list[Report]) -> Decision | None:
+    def _record(self, trial: Trial, run: Run, reports: list[Report]) -> Decision | None:
         """Record the reports, feed them to searcher and scheduler; the decision to send
         (None: no report awaits one and none but CONTINUE was made)."""
         if not reports:
@@ -419,21 +321,21 @@ class Lifecycle:
         for report in reports:
             row = dict(report.metrics)
             row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp)
-            if self.s.resource_attr is not None:
+            if self.settings.resource_attr is not None:
                 row["resource"] = report.resource
             rows.append(row)
             if report.checkpoint is not None:
-                self._out.append(SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint,
-                                                self.s.checkpoints_to_keep))
-                trial.checkpoint = checkpoint_name(report.iteration)
+                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint, self.settings.checkpoints_to_keep)
+                self._out.append(save)
+                trial.checkpoint = save.folder
                 trial.checkpoint_iteration = report.iteration
                 trial.checkpoint_time_s = report.time_total_s
             previous = trial.resource
-            value = None if self.s.metric is None else self._sign * report.metrics[self.s.metric]
+            value = None if self.settings.metric is None else self._sign * report.metrics[self.settings.metric]
             trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
             # A trial resumed from an older checkpoint re-reports resources the scheduler has
             # seen; only progress beyond them is news to it.
-            if value is None or run.decided or trial.trial_id in self._reruns or (previous is not None and report.resource <= previous):
+            if value is None or run.decision or trial.trial_id in self._reruns or (previous is not None and report.resource <= previous):
                 continue
             self.searcher.on_trial_result(trial.trial_id, report.resource, value)
             made = self.scheduler.on_result(trial.trial_id, report.resource, value)
@@ -446,19 +348,19 @@ class Lifecycle:
         self._stop_paused_losers()
         return decision
 
-    def _on_exit(self, trial: Trial, run: _Run, exit: TrialExit) -> None:
+    def _on_exit(self, trial: Trial, run: Run, exit: TrialExit) -> None:
         if exit.signal is Signal.ERROR:
             if exit.fatal and self.abort is None:
                 # A bug in the script (a report the Tuner cannot use), the same in every trial.
                 self.abort = _fatal_error(exit)
             self._on_failure(trial, exit.error or "")
             return
-        decided = run.decided
+        decided = run.decision
         if decided is None:
             decided = {Signal.STOP: Decision.STOP, Signal.PAUSE: Decision.PAUSE}.get(exit.signal)
         if decided is Decision.PAUSE:
             self._set_status(trial, TrialStatus.PAUSED)
-            if run.promoted:
+            if run.phase is RunPhase.PROMOTED:
                 self._set_status(trial, TrialStatus.PENDING, notify=False)  # next in line for a worker
         elif decided is Decision.STOP:
             self._set_status(trial, TrialStatus.STOPPED)
@@ -475,20 +377,20 @@ class Lifecycle:
         trial.error = (trial.error + "\n" if trial.error else "") + error
         self._out.append(AppendError(
             trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime(self._clock())} ---\n{error}"))
-        if trial.num_failures <= self.s.max_failures and self.abort is None:
+        if trial.num_failures <= self.settings.max_failures and self.abort is None:
             self._set_status(trial, TrialStatus.PENDING, notify=False)
             logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
-                           trial.trial_id, trial.num_failures, self.s.max_failures)
+                           trial.trial_id, trial.num_failures, self.settings.max_failures)
             return
         self._set_status(trial, TrialStatus.FAILED)
         self.scheduler.on_trial_error(trial.trial_id)
         self._close(trial, TrialEnd.FAILED)
         self._stop_paused_losers()
-        if self.s.fail_fast and self.abort is None:
+        if self.settings.fail_fast and self.abort is None:
             self.abort = RayTunerError(
                 f"Trial {trial.trial_id} failed and `fail_fast=True`, so the experiment stopped. Its results "
-                f"so far are in {self.s.experiment_path}; fix the cause, then continue it with "
-                f"raytuner.Tuner.resume({self.s.experiment_path!r}).\n{error}"
+                f"so far are in {self.settings.experiment_path}; fix the cause, then continue it with "
+                f"raytuner.Tuner.resume({self.settings.experiment_path!r}).\n{error}"
             )
 
     # -- ending trials the lifecycle's way -------------------------------------------------
@@ -500,43 +402,22 @@ class Lifecycle:
                 self._set_status(trial, TrialStatus.STOPPED)
                 self._close(trial, TrialEnd.STOPPED)
 
-    def _close_paused(self, why: str) -> None:
-        for trial_id in self.ids(TrialStatus.PAUSED):
-            trial = self.trials[trial_id]
-            self.scheduler.on_trial_remove(trial_id)
-            self._set_status(trial, TrialStatus.STOPPED, note=why)
-            self._close(trial, TrialEnd.STOPPED)
-
-    def _end_all(self, why: str, final: bool) -> None:
-        """End every trial on a worker now (time budget, abort, Ctrl-C, a control command).
-
-        ``final``: they end as STOPPED, and so do paused ones; otherwise they go back to
-        PENDING and restart from their checkpoints when the experiment is resumed.
-        """
-        for trial_id, run in list(self._runs.items()):
-            self._out.append(Discard(run.worker))
-            trial = self.trials[trial_id]
-            if final:
-                self.scheduler.on_trial_remove(trial_id)
-                self._set_status(trial, TrialStatus.STOPPED, note=why)
-                self._close(trial, TrialEnd.STOPPED)
-            else:
-                self._set_status(trial, TrialStatus.PENDING, note=why)
-        self._runs.clear()
-        if final:
-            self._ended = True
-            self._close_paused(why)
-
-    def end_for_abort(self) -> list[Command]:
-        """The experiment is aborting (``abort`` is set): stop everything, as a deadline would."""
-        self._end_all("experiment aborted", final=True)
-        out, self._out = self._out, []
-        return out
-
     # -- bookkeeping -----------------------------------------------------------------------
+    def _add(self, trial: Trial) -> None:
+        """A trial enters the lifecycle: new (PENDING), or restored as storage recorded it."""
+        self.trials[trial.trial_id] = trial
+        self._by_status[trial.status][trial.trial_id] = None
+
     def _set_status(self, trial: Trial, status: TrialStatus, note: str | None = None, *,
-                    notify: bool = True) -> None:
-        """The one place a trial's status changes, and with it the index by status."""
+                    notify: bool = True, record: bool = True) -> None:
+        """The one place a trial's status changes, and with it the index by status.
+
+        ``record``: write the trial's record (False only for a restored trial, whose record
+        is rewritten when it runs); ``notify``: call the callbacks' ``on_trial_end``.
+        """
+        if status not in TRANSITIONS[trial.status]:
+            raise AssertionError(f"trial {trial.trial_id}: {trial.status.value} -> {status.value} is not a "
+                                 "transition of the trial lifecycle")
         self._by_status[trial.status].pop(trial.trial_id, None)
         self._by_status[status][trial.trial_id] = None
         trial.status = status
@@ -546,7 +427,8 @@ class Lifecycle:
             trial.note = note
         if status.is_finished():
             trial.end_time = self._clock()
-        self._out.append(WriteTrial(trial.trial_id, trial.to_record()))
+        if record:
+            self._out.append(WriteTrial(trial.trial_id, trial.to_record()))
         if notify:
             self._out.append(Notify("on_trial_end", (trial,)))
 

@@ -1,4 +1,5 @@
-"""Trial resources: validation, Ray actor options, and how many trials the cluster can hold."""
+"""Trial resources: validation, Ray actor options, and how many trials given nodes can hold
+(counting the nodes an autoscaler may launch: :func:`raytuner._driver.autoscale.max_concurrency`)."""
 
 from __future__ import annotations
 
@@ -69,24 +70,3 @@ def describe(nodes: list[Mapping[str, float]]) -> str:
 def actor_bundle(resources: Mapping[str, float]) -> dict[str, float]:
     """One trial's resources as a Ray resource bundle (for the autoscaler)."""
     return {_RAY_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
-
-
-def max_concurrency(resources: Mapping[str, float]) -> int:
-    """Trials the cluster can run at once, counting the nodes an autoscaler may still
-    launch; a clear error if not even one fits on any node, alive or launchable."""
-    from raytuner._driver import autoscale
-
-    nodes = cluster_nodes()
-    count = slots(resources, nodes)
-    types = autoscale.node_types()
-    if types:
-        count += autoscale.launchable_slots(resources, types)
-    if count < 1:
-        launchable = f"; node types the autoscaler may launch: {autoscale.describe_types(types)}" if types is not None else ""
-        msg = (
-            f"`resources={dict(resources)}`: no node of the Ray cluster can run one trial "
-            f"(alive nodes have {describe(nodes)}{launchable}). Ask for less, or add a node (type) that has it "
-            "(for GPUs locally: ray.init(num_gpus=...))."
-        )
-        raise ConfigError(msg)
-    return count

@@ -1,4 +1,5 @@
-"""Continuing a stopped experiment: after a driver crash, a Ctrl-C, or to run more trials.
+"""Reading a stopped experiment back, to continue it (:meth:`raytuner.Tuner.resume`): after a
+driver crash, a Ctrl-C, or to run more trials.
 
 What the folder holds decides what happens: finished trials are kept as they are; trials
 that were on a worker start again from their latest checkpoint; paused trials wait for the
@@ -15,23 +16,27 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
-import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from raytuner._driver import resources as _resources
-from raytuner._callbacks import Callback
-from raytuner._driver.controller import Controller
-from raytuner._driver import failures as _failures
-from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
-from raytuner._results import Results, load
 from raytuner._storage import components
-from raytuner._storage.experiment import AUTO_KEYS, ExperimentStorage
+from raytuner._formats import AUTO_KEYS
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError
+from raytuner.schedulers import Scheduler
+from raytuner.search import Searcher
+
+
+@dataclass
+class Restored:
+    """The trials of a stopped experiment and the bookkeeping its run goes on from."""
+
+    trials: dict[str, Trial]
+    next_id: int = 0  # the next trial id, as the last state snapshot saw it
+    closed: set[str] = field(default_factory=set)  # trials the searcher had been told the end of
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -45,7 +50,7 @@ def trainable_file(trainable: Callable[..., Any]) -> str | None:
     return str(Path(path).resolve()) if path and getattr(trainable, "__module__", None) == "__main__" else None
 
 
-def _import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
+def import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
     recorded = meta.get("trainable", "")
     module_name, _, qualname = recorded.partition(":")
     fix = "Pass it explicitly: raytuner.Tuner.resume(path, trainable=train)."
@@ -102,43 +107,16 @@ def _restore_trials(storage: ExperimentStorage) -> dict[str, Trial]:
     return trials
 
 
-def resume(
-    path: str | os.PathLike[str],
-    trainable: Callable[..., Any] | None = None,
-    *,
-    num_trials: int | None = None,
-    time_budget_s: float | None = None,
-    max_concurrent: int | None = None,
-    verbose: int | None = None,
-    callbacks: Sequence[Callback] = (),
-    address: str | None = None,
-    tensorboard: bool = True,
-) -> Results:
-    """Continue a stopped experiment (driver crash, Ctrl-C, time budget): runs it to its
-    end now and returns its :class:`Results` (there is no ``.fit()`` to call after it).
-
-    Available as ``raytuner.Tuner.resume(path, trainable)`` and ``raytuner resume PATH``.
-    Finished trials are kept; trials that were running restart from their latest
-    checkpoint; paused trials wait for the scheduler, whose state is restored with the
-    searcher's, so no config runs twice except those that were in flight. Pass a larger
-    ``num_trials`` to extend a finished experiment.
+def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Callable[..., Any] | None = None,
+            num_trials: int | None = None) -> tuple[Any, Searcher, Scheduler, Restored]:
+    """An experiment as its folder left it: its settings, searcher and scheduler (rebuilt,
+    then restored from the last snapshot), and its trials.
 
     Args:
-        path: The experiment's folder, or its URI (``s3://bucket/prefix/<name>``).
-        trainable: The same function as before; default: imported from the module (or
-            script) recorded when the experiment started.
-        num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
-            tensorboard: As for the Tuner; everything else comes from the experiment.
-
-    Before it starts, it prints what it keeps, restarts and leaves. An experiment with
-    nothing left to run is answered from its folder, without starting Ray. A driver still
-    running the experiment is refused (:class:`ExperimentError` naming it); one that died
-    is detected and does not block.
-
-    Resuming unpickles state saved in the folder: only resume experiments you trust.
+        storage, meta: The experiment's folder and its experiment.json.
+        trainable: The function the caller resumes with, checked against the recorded one.
+        num_trials: A larger number of trials to extend the experiment to (``meta`` too).
     """
-    storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
-    meta = storage.read_experiment()  # raises before anything is written
     settings, searcher, scheduler = components.load(storage, meta)
     if trainable is not None:
         recorded = meta.get("trainable", "").partition(":")[2]
@@ -159,56 +137,8 @@ def resume(
         if searcher.num_trials is not None:  # grid search counts repetitions of the grid
             searcher.num_trials = searcher.num_trials // settings.num_trials * num_trials
         settings.num_trials = meta["num_trials"] = num_trials
-    if time_budget_s is not None:
-        settings.time_budget_s = time_budget_s
-    if verbose is not None:
-        settings.verbose = verbose
-    trials = _restore_trials(storage)
-    speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
-    plan = ResumePlan.of(trials, searcher.num_trials or settings.num_trials)
-    if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED"):
-        # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
-        if speak:
-            print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
-        return load(storage.path)
-    with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
-        if trainable is None:
-            trainable = _import_trainable(meta)
-        if speak:
-            print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
-        for trial in trials.values():
-            if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
-                trial.note = None  # "interrupted (Ctrl-C)" no longer says where it stands
-
-        ensure_ray(address)
-        slots = _resources.max_concurrency(settings.resources)
-        settings.max_concurrent = max_concurrent or min(settings.max_concurrent, slots) or slots
-        import ray
-
-        callbacks = list(callbacks)
-        if tensorboard:  # as fit() does: keep logging into the experiment's tensorboard folder
-            from raytuner.tracking import tensorboard as tb
-
-            if not tb.available():
-                logging.getLogger("raytuner").warning(tb.SKIPPED)
-            elif not any(isinstance(c, tb.TensorBoardCallback) for c in callbacks):
-                callbacks.append(tb.TensorBoardCallback())
-        meta["resumed"] = meta.get("resumed", 0) + 1
-        controller = Controller(
-            settings,
-            trainable_ref=ray.put(trainable),
-            searcher=searcher,
-            scheduler=scheduler,
-            storage=storage,
-            callbacks=callbacks,
-            meta=meta,
-            trials=trials,
-            next_id=state.get("next_id", 0),
-        )
-        controller.reconcile(state.get("next_id", 0), set(state.get("closed", ())))
-        results = controller.run()
-        flush_worker_logs()
-        return _failures.finish(results, storage, verbose=settings.verbose)
+    restored = Restored(_restore_trials(storage), state.get("next_id", 0), set(state.get("closed", ())))
+    return settings, searcher, scheduler, restored
 
 
 @dataclass(frozen=True)

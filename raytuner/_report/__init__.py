@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from raytuner.errors import ConfigError, invalid
 
 if TYPE_CHECKING:
-    from raytuner._results import Results
+    from raytuner._report._data import Results
 
 __all__ = ["write_report"]
 

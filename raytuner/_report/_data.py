@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
 
-from raytuner._results import Results, TrialResult
-from raytuner._storage.experiment import ExperimentStorage, flatten, is_finite
-from raytuner._trial import TrialStatus
+from raytuner._display import label
+from raytuner._formats import flatten, is_finite
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._trial import TrialResult, TrialStatus
 from raytuner.errors import ExperimentError
 
 _LOG_TYPES = frozenset({"loguniform", "qloguniform"})
+
+
+class Results(Protocol):
+    """What the report reads of :class:`raytuner.Results` (named by what it reads: that
+    class imports this package, for ``Results.report``)."""
+
+    path: Path
+    trials: Sequence[TrialResult]
+    metric: str | None
+    mode: str
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -57,10 +70,6 @@ class ReportData:
     @property
     def sign(self) -> float:
         return 1.0 if self.mode == "min" else -1.0
-
-
-def label(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
 
 
 def _log_params(space: Any, prefix: str = "") -> set[str]:

@@ -8,15 +8,14 @@ other piece of user data goes through :func:`html.escape`.
 
 from __future__ import annotations
 
-import datetime
 import html
 import json
-import math
 from typing import Any
 
-from raytuner._report._data import ReportData, label
+from raytuner._display import time_text, value_text
+from raytuner._report._data import ReportData
 from raytuner._report._figures import Figure
-from raytuner._storage.experiment import flatten
+from raytuner._formats import flatten
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -54,20 +53,6 @@ def _json_for_script(obj: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.5g}" if math.isfinite(value) else str(value)
-    if value is None:
-        return ""
-    return label(value)
-
-
-def _when(stamp: Any) -> str:
-    if isinstance(stamp, (int, float)):
-        return datetime.datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds")
-    return str(stamp or "")
-
-
 def _header(data: ReportData) -> str:
     results, meta = data.results, data.results.meta
     counts: dict[str, int] = {}
@@ -83,9 +68,9 @@ def _header(data: ReportData) -> str:
         ("metric", f"{data.metric} ({data.mode})"),
         ("searcher", meta.get("searcher", "")),
         ("scheduler", meta.get("scheduler", "")),
-        ("started", _when(start) or meta.get("created", "")),
+        ("started", time_text(start if start is not None else meta.get("created"))),
         ("duration", duration),
-        ("best", f"trial {best.trial_id}: {data.metric} = {_fmt(data.values[best_index])}"),
+        ("best", f"trial {best.trial_id}: {data.metric} = {value_text(data.values[best_index])}"),
     ]
     items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     config = html.escape(json.dumps(best.config, indent=2, default=repr))
@@ -109,8 +94,8 @@ def _table(data: ReportData) -> str:
     for trial in trials:
         cells = [html.escape(trial.trial_id), html.escape(trial.status.value.lower()), str(trial.iteration),
                  f"{trial.time_total_s:.1f}"]
-        cells += [html.escape(_fmt(trial.metrics.get(m))) for m in metrics]
-        cells += [html.escape(_fmt(configs[trial.trial_id].get(p))) for p in params]
+        cells += [html.escape(value_text(trial.metrics.get(m))) for m in metrics]
+        cells += [html.escape(value_text(configs[trial.trial_id].get(p))) for p in params]
         lines.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i in (2, 3) else f"<td>{c}</td>"
                                       for i, c in enumerate(cells)) + "</tr>")
     return f'<h2>Trials</h2><div class="table-wrap"><table id="trials">{"".join(lines)}</table></div>'

@@ -13,7 +13,8 @@ import json
 from typing import Any, Callable
 
 from raytuner import schedulers, search
-from raytuner._storage.experiment import ExperimentStorage, dumps
+from raytuner._formats import dumps
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner.errors import ConfigError, ExperimentError
 
 #: experiment.json keys written here, beside the Tuner's own.

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, dumps, read_jsonl
+from raytuner._formats import dumps
+from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, read_jsonl
 from raytuner.errors import RayTunerError
 
 CONTROL_DIR = "control"

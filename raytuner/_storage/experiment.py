@@ -14,7 +14,7 @@
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
             log.txt               what the trial printed (stdout and stderr), appended, bounded
-            checkpoint_<n>/       checkpoint made at report n
+            checkpoint_<n>/       checkpoint made at report n (zero-padded)
         driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
@@ -30,15 +30,18 @@ folder as for any experiment.
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
+# AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
+# this module (the rest of raytuner imports them from raytuner._formats).
+from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
+from raytuner._storage import DEFAULT_ROOT
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner.errors import ConfigError, ExperimentError
 
@@ -61,36 +64,6 @@ def check_name(name: str, argument: str = "name") -> str:
     return name
 
 
-#: Keys the controller adds to every row of results.jsonl, beside the reported metrics.
-AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers, DataFrames and the
-    report); an empty dict stays a value."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_json_default, allow_nan=True)
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file, then a rename.
 
@@ -109,7 +82,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
     """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
-    atomic_write_bytes(path, (json.dumps(obj, default=_json_default, indent=indent, allow_nan=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
@@ -136,11 +109,6 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if number >= len(lines) - 2:  # the unterminated tail of an interrupted append
                 return
             raise ExperimentError(f"{path}: line {number + 1} is not valid JSON; the file is damaged.") from None
-
-
-def checkpoint_name(iteration: int) -> str:
-    """The folder, under its trial's, of the checkpoint made at report ``iteration``."""
-    return f"checkpoint_{iteration:06d}"
 
 
 class ExperimentStorage:
@@ -234,7 +202,7 @@ class ExperimentStorage:
                 msg = f"No experiment at {self.path}: the folder does not exist."
             else:
                 msg = f"{self.path} is not a raytuner experiment: it has no {EXPERIMENT_FILE}."
-            raise ExperimentError(msg + " Pass the folder of an experiment, e.g. ~/raytuner_results/<name>.")
+            raise ExperimentError(msg + f" Pass the folder of an experiment, e.g. {DEFAULT_ROOT}/<name>.")
         meta = read_json(path)
         if not isinstance(meta, dict) or "name" not in meta:
             raise ExperimentError(f"{path} does not describe a raytuner experiment.")
@@ -342,21 +310,21 @@ class ExperimentStorage:
         return data.decode("utf-8", "replace"), offset + len(data)
 
     def latest_checkpoint(self, trial_id: str) -> tuple[str, int] | None:
-        """The newest ``checkpoint_<n>/`` of a trial on disk, as (folder name, n)."""
-        found = [(int(p.name.rpartition("_")[2]), p.name) for p in self.trial_path(trial_id).glob("checkpoint_*")
-                 if p.is_dir() and p.name.rpartition("_")[2].isdigit()]
+        """The newest checkpoint folder of a trial on disk, as (folder name, report)."""
+        found = [(n, p.name) for p in self.trial_path(trial_id).glob("checkpoint_*")
+                 if p.is_dir() and (n := checkpoint_iteration(p.name)) is not None]
         if not found:
             return None
         iteration, name = max(found)
         return name, iteration
 
-    def write_checkpoint(self, trial_id: str, iteration: int, data: bytes, keep: int | None) -> str:
-        """Store a packed checkpoint as ``checkpoint_<iteration>/``; keep the newest ``keep``."""
+    def write_checkpoint(self, trial_id: str, name: str, data: bytes, keep: int | None) -> None:
+        """Store a packed checkpoint in the trial's folder ``name`` (the lifecycle names it:
+        :func:`raytuner._formats.checkpoint_name`); keep the newest ``keep``."""
         from raytuner._worker.checkpoint import unpack_to
 
         self._uploading()
         trial_path = self.trial_path(trial_id)
-        name = checkpoint_name(iteration)
         final = trial_path / name
         tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
         try:
@@ -368,13 +336,9 @@ class ExperimentStorage:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if keep is not None:
-            existing = sorted(p for p in trial_path.glob("checkpoint_*") if p.is_dir())
+            existing = sorted(p for p in trial_path.glob("checkpoint_*")
+                              if p.is_dir() and checkpoint_iteration(p.name) is not None)
             for old in existing[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
         if self._uploader is not None:
             self._unpushed.add(trial_id)
-        return name
-
-
-def is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,6 +1,6 @@
 """The trial worker: a Ray actor that runs trainables in a thread, one trial at a time.
 
-Protocol (design.md, "The report path"): the controller keeps one call outstanding per
+Protocol (docs/architecture.md, "The report path"): the controller keeps one call outstanding per
 busy worker. :meth:`TrialWorker.start` and :meth:`TrialWorker.next_event` block until the
 trial has something to say and return it as an :class:`Event`: the reports made since the
 last call, and the trial's end if it ended. Each ``next_event`` call carries the decision
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import queue
 import shutil
 import sys
@@ -41,7 +40,7 @@ LINGER_S = 0.05
 LOG_FLUSH_S = 1.0
 
 
-class TrialRun:
+class TrialRun(_session.Session):
     """One trial inside a worker: the thread that runs the trainable and its report path."""
 
     def __init__(self, spec: TrialSpec, fn: Callable[..., Any], events: queue.SimpleQueue):
@@ -62,7 +61,7 @@ class TrialRun:
         if spec.checkpoint is not None:
             self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
         self.trial_dir = self._choose_trial_dir()
-        self.log = TrialLog()
+        self.log = TrialLog(spec.storage_dir)
 
     def _scratch_dir(self) -> Path:
         if self._scratch is None:
@@ -96,13 +95,8 @@ class TrialRun:
             elif decision is not Signal.CONTINUE:
                 self._pending = decision  # applied at the trial's next report
 
-    # -- called by the trainable's thread -------------------------------------------------
+    # -- called by the trainable's thread (the Session API) --------------------------------
     def decision_due(self, metrics: Mapping[str, Any]) -> bool:
-        """Whether reporting ``metrics`` now would wait for a scheduler decision.
-
-        Only such a report can be answered with PAUSE, so an integration that checkpoints
-        only for pausing (the Keras callback's ``checkpoint="pause"``) checkpoints these.
-        """
         if self.spec.resource_attr is None:
             resource = self.iteration + 1
         else:
@@ -110,21 +104,16 @@ class TrialRun:
         with self._cond:
             return resource is not None and resource >= self._decide_at
 
-    def report(self, metrics: Mapping[str, Any], checkpoint: Any, *, raise_on_stop: bool) -> Signal:
+    def report(self, metrics: Mapping[str, Any], checkpoint: Any = None) -> Signal:
         spec = self.spec
         clean = _session.clean_metrics(metrics, spec.trial_id)
-        if spec.metric is not None and spec.metric not in clean:
-            msg = (
-                f"The Tuner expects metric {spec.metric!r} in each report; trial {spec.trial_id} "
-                f"reported {sorted(clean)}. Pass `metric=` to the Tuner or report {spec.metric!r}."
-            )
-            raise ReportError(msg)
+        self.check_metric(clean)
         with self._cond:
             if self._ended is not None:  # a decision already ended the trial
                 raise TrialStopped(self._ended)
             pending, self._pending = self._pending, None
         if pending is not None:
-            return self._apply(pending, raise_on_stop)
+            return self._apply(pending)
         self.iteration += 1
         if spec.resource_attr is None:
             resource: float = self.iteration
@@ -147,7 +136,7 @@ class TrialRun:
         packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
         if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
             self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed))
-            return self._apply(Signal.COMPLETED, raise_on_stop)
+            return self._apply(Signal.COMPLETED)
         with self._cond:
             needs_decision = resource >= self._decide_at
             self._blocked = needs_decision
@@ -157,20 +146,18 @@ class TrialRun:
             while self._decision is None:
                 self._cond.wait()
             decision, self._decision, self._blocked = self._decision, None, False
-        return self._apply(decision, raise_on_stop)
+        return self._apply(decision)
 
-    def _apply(self, decision: Signal, raise_on_stop: bool) -> Signal:
+    def _apply(self, decision: Signal) -> Signal:
         if decision is not Signal.CONTINUE:
-            self._ended = decision
-            if raise_on_stop:
-                raise TrialStopped(decision)
+            self._ended = decision  # the caller ends the trial: rt.report raises, Keras stops fit
         return decision
 
     def run(self) -> None:
         end: TrialExit
         _session._install(self)
-        self.log.start()
         try:
+            self.log.start()
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
@@ -223,10 +210,6 @@ class TrialWorker:
         import ray
 
         return ray.get_runtime_context().get_node_id()
-
-    def environment(self) -> dict[str, str | None]:
-        """The accelerator settings this worker's trials see (for tests and diagnostics)."""
-        return {key: os.environ.get(key) for key in _accelerators.ENV_KEYS}
 
     def start(self, spec: TrialSpec) -> Event:
         fn = self._resolve(spec.trainable[0])

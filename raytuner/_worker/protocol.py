@@ -1,6 +1,6 @@
 """What crosses the actor boundary between the driver and a trial worker.
 
-The driver keeps one call outstanding per busy worker (design.md, "The report path"):
+The driver keeps one call outstanding per busy worker (docs/architecture.md, "The report path"):
 ``start(TrialSpec)``, then ``next_event(signal, decide_at)`` or ``finish(signal)``. Each call
 returns an :class:`Event`: the reports made since the last one and, once the trial is over,
 its :class:`TrialExit`. Decisions sent to a worker and the ways a trial ends are one enum,

@@ -1,7 +1,9 @@
 """What a trainable sees while it runs: report, get_checkpoint and get_context.
 
-The worker installs one :class:`Session` for the trial it runs; these functions find it
-through a module global (a worker runs one trial at a time).
+The worker installs one :class:`Session` for the trial it runs (its
+:class:`~raytuner._worker.actor.TrialRun`); these functions find it through a module global
+(a worker runs one trial at a time). Integrations that end training their own way (the
+Keras callback) take the session itself, :func:`current`, and use its small API.
 """
 
 from __future__ import annotations
@@ -10,12 +12,10 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from raytuner.errors import NotInTrialError, ReportError
-
-if TYPE_CHECKING:
-    from raytuner._worker.actor import TrialRun
+from raytuner._worker.protocol import Signal, TrialSpec
+from raytuner.errors import NotInTrialError, ReportError, TrialStopped
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,76 @@ class TrialContext:
     iteration: int = 0
 
 
-_current: TrialRun | None = None
+class Session:
+    """The running trial, as the code inside it sees it.
+
+    Attributes:
+        spec: The trial as the driver sent it (its id, config, the Tuner's metric, ...).
+        iteration: Reports made so far, counting those before a pause or a retry.
+        checkpoint_dir: The checkpoint to resume from, or None.
+    """
+
+    spec: TrialSpec
+    iteration: int
+    checkpoint_dir: Path | None
+
+    @property
+    def trial_id(self) -> str:
+        return self.spec.trial_id
+
+    @property
+    def metric(self) -> str | None:
+        """The metric the Tuner optimises, which every report must hold; None if it has none."""
+        return self.spec.metric
+
+    @property
+    def resource_attr(self) -> str | None:
+        """The report key the scheduler reads the resource from; None: it counts reports."""
+        return self.spec.resource_attr
+
+    def check_metric(self, metrics: Mapping[str, Any], advice: str | None = None) -> None:
+        """Raise :class:`ReportError` if ``metrics`` lacks the Tuner's metric; ``advice``
+        replaces the generic fix in the message (an integration knows where it comes from)."""
+        metric = self.metric
+        if metric is not None and metric not in metrics:
+            msg = (
+                f"The Tuner expects metric {metric!r} in each report; trial {self.trial_id} reported "
+                f"{sorted(metrics)}. {advice or f'Pass `metric=` to the Tuner or report {metric!r}.'}"
+            )
+            raise ReportError(msg)
+
+    def report(self, metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None = None) -> Signal:
+        """Record one result and return the scheduler's decision: CONTINUE, or how the trial
+        ends (STOP, PAUSE, COMPLETED), which the caller must then end it by. Raises
+        :class:`TrialStopped` if a decision already ended the trial."""
+        raise NotImplementedError
+
+    def decision_due(self, metrics: Mapping[str, Any]) -> bool:
+        """Whether reporting ``metrics`` now would wait for a scheduler decision.
+
+        Only such a report can be answered with PAUSE, so an integration that checkpoints
+        only for pausing (the Keras callback's ``checkpoint="pause"``) checkpoints these.
+        """
+        raise NotImplementedError
+
+    def context(self) -> TrialContext:
+        raise NotImplementedError
 
 
-def _install(run: TrialRun | None) -> None:
+_current: Session | None = None
+
+
+def _install(session: Session | None) -> None:
     global _current
-    _current = run
+    _current = session
 
 
-def _require(func: str) -> TrialRun:
+def current() -> Session | None:
+    """The running trial's session, or None outside a trial."""
+    return _current
+
+
+def _require(func: str) -> Session:
     if _current is None:
         msg = (
             f"raytuner.{func}() was called outside a trial. Call it from the function you "
@@ -77,7 +138,9 @@ def report(metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None
         NotInTrialError: Called outside a trial.
         ReportError: ``metrics`` is not a mapping of names to numbers, or lacks the metric.
     """
-    _require("report").report(metrics, checkpoint, raise_on_stop=True)
+    decision = _require("report").report(metrics, checkpoint)
+    if decision is not Signal.CONTINUE:
+        raise TrialStopped(decision)
 
 
 def get_checkpoint() -> Path | None:

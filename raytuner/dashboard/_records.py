@@ -1,7 +1,7 @@
 """What an experiment.json and a trial.json must hold for the dashboard to show them.
 
 A file that is not valid JSON, or has a field of the wrong type, marks its experiment or
-trial DAMAGED (design.md: "damaged files mark that experiment or trial DAMAGED in every
+trial DAMAGED (docs/architecture.md: "damaged files mark that experiment or trial DAMAGED in every
 view; the rest stay readable"): it keeps its place in the list and the counts, with the
 file and the fault, instead of failing the page or silently dropping out. The statuses
 come from :class:`raytuner._trial.TrialStatus`.

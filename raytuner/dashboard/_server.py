@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from raytuner._storage import DEFAULT_ROOT
+
 from raytuner.errors import RayTunerError
 
 DEFAULT_PORT = 9265
@@ -171,7 +173,7 @@ class Dashboard:
         return f"Dashboard({self.url!r})"
 
 
-def start(root: str | Path = "~/raytuner_results", *, host: str = "127.0.0.1", port: int = 0,
+def start(root: str | Path = DEFAULT_ROOT, *, host: str = "127.0.0.1", port: int = 0,
           read_only: bool = False, token: str | None = None) -> Dashboard:
     """Serve the dashboard from a background thread (for notebooks); returns at once.
 
@@ -181,7 +183,7 @@ def start(root: str | Path = "~/raytuner_results", *, host: str = "127.0.0.1", p
     return Dashboard(root, host=host, port=port, read_only=read_only, token=token).start()
 
 
-def serve(root: str | Path = "~/raytuner_results", *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+def serve(root: str | Path = DEFAULT_ROOT, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           read_only: bool = False, token: str | None = None) -> None:
     """Serve the dashboard in this thread until Ctrl-C (``raytuner dashboard``)."""
     dash = Dashboard(root, host=host, port=port, read_only=read_only, token=token)

@@ -1,6 +1,6 @@
 """What the dashboard reads: experiments under ROOT, as cached views over their files.
 
-Readers only (design.md, "Storage, control and logs"): the dashboard never writes an
+Readers only (docs/architecture.md, "Storage, control and logs"): the dashboard never writes an
 experiment's files except through :class:`raytuner._storage.control.ControlStore`. Every
 read goes through :class:`~raytuner.dashboard._files.Confined`: real files and folders
 inside ROOT, never a link, never a FIFO.

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
-from raytuner._storage.experiment import flatten
+from raytuner._formats import flatten
 from raytuner.errors import ConfigError, invalid
 
 if TYPE_CHECKING:
-    from raytuner._results import Results, TrialResult
+    from raytuner._results import Results
+    from raytuner._trial import TrialResult
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp"})
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")  # MLflow's allowed name characters

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Mapping
 
 from raytuner._callbacks import Callback
-from raytuner._storage.experiment import flatten, is_finite
+from raytuner._formats import flatten, is_finite
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
-    from raytuner._results import Results, TrialResult
+    from raytuner._results import Results
+    from raytuner._trial import TrialResult
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
 _counter = 0

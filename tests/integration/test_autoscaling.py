@@ -25,7 +25,7 @@ import yaml
 pytestmark = pytest.mark.slow
 
 DRIVER = textwrap.dedent("""
-    import json, sys
+    import json, sys, time
     import ray
     import raytuner as rt
     from raytuner.errors import ConfigError
@@ -44,12 +44,23 @@ DRIVER = textwrap.dedent("""
     results = rt.Tuner(train, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=3,
                        resources={"cpu": 1, "gpu": 1}, storage_path=sys.argv[2], name="gpu_sweep",
                        verbose=1, tensorboard=False).fit()
+    gpu_nodes = sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU"))
+    # Resume must ask for its nodes too: once the idle GPU nodes are gone, only it can.
+    rt.release_workers()  # the sweep's warm workers hold the GPU nodes
+    deadline = time.monotonic() + 120
+    while any(n["Alive"] and n["Resources"].get("GPU") for n in ray.nodes()):
+        assert time.monotonic() < deadline, "the idle GPU nodes were never removed"
+        time.sleep(0.5)
+    print("RESUMING", flush=True)
+    resumed = rt.Tuner.resume(results.path, train, num_trials=5, verbose=1, tensorboard=False)
     print("RESULT " + json.dumps({
         "statuses": [t.status.value for t in results.trials],
         "sees_gpu": [t.metrics.get("sees_gpu") for t in results.trials],
         "max_concurrent": results.meta["max_concurrent"],
-        "gpu_nodes": sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")),
+        "gpu_nodes": gpu_nodes,
         "refused": refused,
+        "resumed_statuses": [t.status.value for t in resumed.trials],
+        "resumed_sees_gpu": [t.metrics.get("sees_gpu") for t in resumed.trials],
     }))
 """)
 
@@ -83,7 +94,8 @@ def fake_cluster(tmp_path):
     ip = services.get_node_ip_address()
     temp_dir = tempfile.mkdtemp(prefix="rt-fake-", dir="/tmp")  # short: Ray's socket paths have a length limit
     config = {
-        "cluster_name": "fake", "max_workers": 2, "upscaling_speed": 10, "idle_timeout_minutes": 1,
+        # Idle nodes go after 6 s, so that a resume finds none and must ask for its own.
+        "cluster_name": "fake", "max_workers": 2, "upscaling_speed": 10, "idle_timeout_minutes": 0.1,
         "provider": {"type": "fake_multinode", "gcs_address": f"{ip}:{port}", "disable_launch_config_check": True,
                      "disable_node_updaters": True, "use_node_id_as_ip": True},
         "auth": {"ssh_user": "ubuntu"}, "docker": {},
@@ -123,14 +135,15 @@ def fake_cluster(tmp_path):
         _kill_ours(head, temp_dir)
 
 
-def test_a_gpu_sweep_on_a_cluster_with_no_gpu_node_gets_its_nodes_and_completes(fake_cluster, tmp_path):
+def test_a_gpu_sweep_on_a_cluster_with_no_gpu_node_gets_its_nodes_and_completes_and_so_does_its_resume(
+        fake_cluster, tmp_path):
     address, env = fake_cluster
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("RAY_FAKE_CLUSTER")
     done = subprocess.run([sys.executable, str(script), address, str(tmp_path / "results")], env=env,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=360)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
     out = json.loads(lines[0][len("RESULT "):])
@@ -139,4 +152,8 @@ def test_a_gpu_sweep_on_a_cluster_with_no_gpu_node_gets_its_nodes_and_completes(
     assert out["sees_gpu"] == [1.0] * 3  # each ran on a launched GPU node
     assert out["max_concurrent"] == 2  # what the launchable GPU nodes hold; the head has no GPU
     assert out["gpu_nodes"] >= 1
-    assert "waiting for nodes: 2 x gpu_worker" in done.stdout
+    fit_output, resume_output = done.stdout.split("RESUMING\n")
+    assert "waiting for nodes: 2 x gpu_worker" in fit_output
+    assert out["resumed_statuses"] == ["COMPLETED"] * 5
+    assert out["resumed_sees_gpu"] == [1.0] * 5
+    assert "waiting for nodes: 2 x gpu_worker" in resume_output

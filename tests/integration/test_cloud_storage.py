@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import boto3
@@ -19,6 +18,8 @@ import pytest
 import raytuner as rt
 from raytuner import TrialStatus
 from raytuner.cli import main
+
+from tests._helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -95,11 +96,8 @@ def test_a_lost_head_resumes_on_a_fresh_one_from_the_bucket_alone(bucket, tmp_pa
     env = {**os.environ, "XDG_CACHE_HOME": str(head)}
     driver = subprocess.Popen([sys.executable, str(CRASH_SCRIPT), root], env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while _completed_in_bucket(uri) < 3:
-            assert driver.poll() is None, "the driver ended before it could be killed"
-            assert time.monotonic() < deadline, "the driver made no progress"
-            time.sleep(0.2)
+        wait_for(lambda: _completed_in_bucket(uri) >= 3, "three trials to complete in the bucket, to kill the driver",
+                 timeout_s=120, interval_s=0.2, process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the head is gone ...
         driver.wait()

@@ -19,6 +19,8 @@ from raytuner import TrialStatus
 from raytuner._storage.control import control_store
 from raytuner.cli import main
 
+from tests._helpers import wait_for
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
@@ -32,16 +34,6 @@ def chatty(config):
     for step in range(1, 600):
         time.sleep(0.02)
         rt.report({"loss": 1.0 / step})
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(path: Path, trial_id: str) -> str | None:
@@ -171,19 +163,22 @@ def test_a_failed_trial_reruns_from_its_checkpoint_on_command(storage, tmp_path)
 
 QUIET_SWEEP = """
 import os, sys
+import ray
 import raytuner as rt
 
 def noisy(config):
     print("PRINTED-BY-TRIAL")
     print("WARNED-BY-TRIAL", file=sys.stderr)
-    sys.stdout.flush()
-    # Straight to the worker's file descriptor, past the capture: Ray forwards this line to
-    # the driver, after anything the trial's prints would have put in the same file.
-    os.write(1, b"FD-LEVEL-LINE\\n")
+    os.write(1, b"FD-LEVEL-BY-TRIAL\\n")  # the capture takes the descriptors too
     rt.report({"loss": 1.0})
+
+@ray.remote
+def outside_a_trial():
+    os.write(1, b"FD-LEVEL-LINE\\n")  # Ray forwards this to the driver, so it would forward a trial's too
 
 rt.Tuner(noisy, space={}, metric="loss", num_trials=1, storage_path=sys.argv[1], name="quiet", verbose=1,
          keep_workers_s=0).fit()
+ray.get(outside_a_trial.remote())
 print("FIT-DONE", flush=True)
 sys.stdin.read()  # stay up (Ray keeps forwarding) until the test has read what it waits for
 """
@@ -222,7 +217,7 @@ def test_the_sweeps_terminal_shows_none_of_what_trials_print(tmp_path):
     assert "FIT-DONE" in text and "FD-LEVEL-LINE" in text, text[-3000:]
     assert "BY-TRIAL" not in text
     (log,) = (tmp_path / "r/quiet/trials").glob("*/log.txt")
-    assert log.read_text() == "PRINTED-BY-TRIAL\nWARNED-BY-TRIAL\n"
+    assert log.read_text() == "PRINTED-BY-TRIAL\nWARNED-BY-TRIAL\nFD-LEVEL-BY-TRIAL\n"
 
 
 def test_a_new_time_budget_moves_the_drivers_deadline(storage):

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+
+from tests._helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -34,11 +35,8 @@ def test_sigkilled_driver_resumes_without_losing_or_repeating_work(storage):
     exp = storage / "crashed"
     driver = subprocess.Popen([sys.executable, str(SCRIPT), str(storage)], start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while _finished(exp) < 3:
-            assert driver.poll() is None, "the driver ended before it could be killed"
-            assert time.monotonic() < deadline, "the driver made no progress"
-            time.sleep(0.05)
+        wait_for(lambda: _finished(exp) >= 3, "three trials to finish, to kill the driver", timeout_s=120,
+                 process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
         driver.wait()

@@ -28,6 +28,8 @@ from raytuner._storage.control import control_store
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial
 
+from tests._helpers import wait_for
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -111,10 +113,7 @@ def test_the_dashboard_shows_a_running_sweep_live_and_steers_it(storage):
 
     def drive():
         try:
-            deadline = time.monotonic() + 60
-            while not (path / "trials/00000/results.jsonl").is_file():
-                assert time.monotonic() < deadline, "the sweep never reported"
-                time.sleep(0.05)
+            wait_for(lambda: (path / "trials/00000/results.jsonl").is_file(), "the sweep to report")
             browse(base, path, found)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             failure.append(exc)

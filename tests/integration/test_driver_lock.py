@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,11 @@ import pytest
 import raytuner as rt
 from raytuner import TrialStatus
 
+from tests._helpers import wait_for
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 SCRIPT = Path(__file__).with_name("lock_driver.py")
-
-
-def _wait_for(condition, what: str, driver: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert driver.poll() is None, f"the first driver ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_second_driver_is_refused_and_a_killed_one_does_not_block(storage, tmp_path):
@@ -34,7 +27,8 @@ def test_second_driver_is_refused_and_a_killed_one_does_not_block(storage, tmp_p
     env = {**os.environ, "COLUMNS": "100"}
     first = subprocess.Popen([sys.executable, str(SCRIPT), str(storage), str(gate)], start_new_session=True)
     try:
-        _wait_for(lambda: len(list(exp.glob("trials/*/results.jsonl"))) >= 2, "two trials reported", first)
+        wait_for(lambda: len(list(exp.glob("trials/*/results.jsonl"))) >= 2, "two trials reported", timeout_s=120,
+                 process=first)
         holder = json.loads((exp / "driver.lock").read_text())
         assert holder["pid"] == first.pid
 

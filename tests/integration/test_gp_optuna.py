@@ -15,25 +15,9 @@ from raytuner import TrialStatus
 from raytuner.schedulers import ASHAScheduler
 from raytuner.search import GPSearcher, OptunaSearcher
 
+from tests._helpers import MIXED, InterruptAfter, curve
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-MIXED = {
-    "x": rt.uniform(-5, 5),
-    "lr": rt.loguniform(1e-4, 1e-1),
-    "units": rt.quniform(16, 128, 16),
-    "layers": rt.randint(1, 4),
-    "act": rt.choice(["relu", "tanh"]),
-}
-
-
-def curve(config):
-    """A learning curve that flattens towards a config-dependent floor; reports a score to maximise."""
-    types = [("x", float), ("lr", float), ("units", int), ("layers", int), ("act", str)]
-    plain = all(type(config[key]) is kind for key, kind in types)
-    floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
-    for epoch in range(1, 10):
-        rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
-
 
 def fit_with_asha(searcher, storage):
     return rt.Tuner(curve, space=MIXED, metric="score", mode="max", num_trials=10, max_concurrent=2,
@@ -90,18 +74,6 @@ def counting(config):
         out = pathlib.Path(tempfile.mkdtemp())
         (out / "epoch").write_text(str(epoch))
         rt.report({"loss": (config["x"] - 0.3) ** 2 + 1 / epoch, "epoch": epoch}, checkpoint=out)
-
-
-class InterruptAfter(rt.Callback):
-    """Raises KeyboardInterrupt on the controller's thread, as a real Ctrl-C would."""
-
-    def __init__(self, results: int):
-        self.left = results
-
-    def on_trial_result(self, trial_id, result):
-        self.left -= 1
-        if self.left == 0:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("kind", ["gp", "optuna"])

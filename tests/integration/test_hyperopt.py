@@ -14,6 +14,8 @@ from raytuner import TrialStatus
 from raytuner.schedulers import ASHAScheduler
 from raytuner.search import HyperOptSearcher, Outcome, RandomSearcher, TrialEnd
 
+from tests._helpers import MIXED, curve
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 QUADRATIC = {"x": rt.uniform(-5, 5), "y": rt.uniform(-5, 5)}
@@ -44,24 +46,6 @@ def test_tpe_learns_on_a_quadratic(storage):
     draws.setup(None, 20_000)
     random_median = np.median([quadratic(draws.suggest(str(i))) for i in range(20_000)])
     assert np.median(late) < 0.75 * random_median
-
-
-MIXED = {
-    "x": rt.uniform(-5, 5),
-    "lr": rt.loguniform(1e-4, 1e-1),
-    "units": rt.quniform(16, 128, 16),
-    "layers": rt.randint(1, 4),
-    "act": rt.choice(["relu", "tanh"]),
-}
-
-
-def curve(config):
-    """A learning curve that flattens towards a config-dependent floor; reports a score to maximise."""
-    types = [("x", float), ("lr", float), ("units", int), ("layers", int), ("act", str)]
-    plain = all(type(config[key]) is kind for key, kind in types)
-    floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
-    for epoch in range(1, 10):
-        rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
 
 
 def test_plain_values_stopped_trials_and_observations(storage):

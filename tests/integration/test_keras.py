@@ -10,7 +10,6 @@ import json
 import math
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,8 @@ import pytest
 import raytuner as rt
 from raytuner import TrialStatus
 from raytuner.schedulers import Decision, Scheduler
+
+from tests._helpers import wait_for
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.slow]
 
@@ -70,14 +71,6 @@ def _log(name, **record):
         f.write(json.dumps(record) + "\n")
 
 
-def _wait_for(path, timeout_s=120.0):
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear within {timeout_s} s")
-        time.sleep(0.02)
-
-
 def train(config):
     import keras
 
@@ -93,7 +86,8 @@ def train(config):
         _log("epochs.jsonl", epoch=epoch + 1)
         if plan == "crash" and epoch == 3 and initial_epoch == 0:
             # Die once the driver has taken in epoch 3: its checkpoint is in the trial's folder.
-            _wait_for(rt.get_context().trial_dir / "checkpoint_000003")
+            checkpoint = rt.get_context().trial_dir / "checkpoint_000003"
+            wait_for(checkpoint.exists, f"{checkpoint} to appear", timeout_s=120, interval_s=0.02)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_epoch_end(epoch, logs):

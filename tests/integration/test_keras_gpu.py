@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import pytest
 
 import raytuner as rt
+
+from tests._helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -18,11 +19,8 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 def _meet_the_other_trial(trial_dir, timeout_s=120.0):
     """A rendezvous of the two trials through their folders: neither goes on until both run."""
     (trial_dir / "arrived").touch()
-    deadline = time.monotonic() + timeout_s
-    while len(list(trial_dir.parent.glob("*/arrived"))) < 2:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the other trial never ran at the same time as this one")
-        time.sleep(0.02)
+    wait_for(lambda: len(list(trial_dir.parent.glob("*/arrived"))) >= 2,
+             "the other trial to run at the same time as this one", timeout_s=timeout_s, interval_s=0.02)
 
 
 def report_gpu_settings(config):

@@ -13,6 +13,8 @@ import raytuner as rt
 from raytuner import TrialStatus
 from raytuner.schedulers import ASHAScheduler
 
+from tests._helpers import InterruptAfter
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
@@ -26,18 +28,6 @@ def counting(config):
         out = pathlib.Path(tempfile.mkdtemp())
         (out / "epoch").write_text(str(epoch))
         rt.report({"loss": config["x"] / epoch, "epoch": epoch}, checkpoint=out)
-
-
-class InterruptAfter(rt.Callback):
-    """Raises KeyboardInterrupt on the controller's thread, as a real Ctrl-C would."""
-
-    def __init__(self, results: int):
-        self.left = results
-
-    def on_trial_result(self, trial_id, result):
-        self.left -= 1
-        if self.left == 0:
-            raise KeyboardInterrupt
 
 
 def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):

@@ -13,25 +13,9 @@ from raytuner import TrialStatus
 from raytuner.schedulers import ASHAScheduler
 from raytuner.search import GridSearcher, RandomSearcher, TPESearcher
 
+from tests._helpers import MIXED, curve
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-MIXED = {
-    "x": rt.uniform(-5, 5),
-    "lr": rt.loguniform(1e-4, 1e-1),
-    "units": rt.quniform(16, 128, 16),
-    "layers": rt.randint(1, 4),
-    "act": rt.choice(["relu", "tanh"]),
-}
-
-
-def curve(config):
-    """A learning curve falling towards a config-dependent floor; a score to maximise."""
-    types = [("x", float), ("lr", float), ("units", int), ("layers", int), ("act", str)]
-    plain = all(type(config[key]) is kind for key, kind in types)
-    floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
-    for epoch in range(1, 10):
-        rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
-
 
 def one_shot(config):
     rt.report({"loss": (config["x"] - 1.3) ** 2})

@@ -11,6 +11,8 @@ import pytest
 import raytuner as rt
 from raytuner import TrialStatus
 
+from tests._helpers import wait_for
+
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
@@ -224,14 +226,25 @@ def test_resources_no_node_has_fail_before_any_trial(storage):
 def test_fractional_gpu_trials_share_a_declared_gpu_with_growth_settings(storage):
     def train(config):
         env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE")}
-        time.sleep(0.3)
-        rt.report({"loss": 0.0, "t": time.time(), "gpu": int(env["CUDA_VISIBLE_DEVICES"])})
+        trial_dir = rt.get_context().trial_dir
+        arrived = time.time()
+        (trial_dir / "arrived").touch()
+        # A rendezvous: each trial goes on only once all four run. Four half-GPU trials on
+        # two declared GPUs then hold both, two on each, at the same time.
+        wait_for(lambda: len(list(trial_dir.parent.glob("*/arrived"))) >= 4, "all four trials to run at once",
+                 interval_s=0.02)
+        rt.report({"loss": 0.0, "arrived": arrived, "met": time.time(), "gpu": int(env["CUDA_VISIBLE_DEVICES"])})
         assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
 
     results = rt.Tuner(train, space={"x": rt.grid([1, 2, 3, 4])}, metric="loss",
                        resources={"cpu": 0.5, "gpu": 0.5}, storage_path=storage, verbose=0).fit()
     assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4
-    assert {t.metrics["gpu"] for t in results.trials} <= {0, 1}
+    by_gpu: dict[int, list[dict]] = {}
+    for trial in results.trials:
+        by_gpu.setdefault(trial.metrics["gpu"], []).append(trial.metrics)
+    assert sorted(by_gpu) == [0, 1] and [len(shared) for shared in by_gpu.values()] == [2, 2]
+    for first, second in by_gpu.values():  # both trials of a GPU were on it at the same time
+        assert max(first["arrived"], second["arrived"]) <= min(first["met"], second["met"])
 
 
 def test_a_trainable_the_worker_cannot_load_fails_with_the_real_reason(storage, tmp_path, monkeypatch):

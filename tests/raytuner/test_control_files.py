@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-
 import pytest
 
 from raytuner._driver import events as ev
 from raytuner._driver.control import POLL_S, ControlInbox
 from raytuner._storage.control import ControlRefused, control_store
 from raytuner._storage.experiment import ExperimentStorage
-from raytuner._worker.logs import TrialLog
 
 
 @pytest.fixture
@@ -92,31 +88,3 @@ def test_the_trial_log_is_cut_with_a_note_past_its_limit(storage):
     assert text.startswith("a" * 60 + "b" * 40 + "\n[raytuner: this log reached 100 bytes")
     assert "ccc" not in text and text.count("\n") == 2
     assert storage.read_log("00000", 60, 10) == ("b" * 10, 70)
-
-
-def test_the_worker_log_takes_every_threads_output_and_gives_the_streams_back():
-    log = TrialLog(max_bytes=10_000)
-    before = sys.stdout, sys.stderr
-    log.start()
-    try:
-        threads = [threading.Thread(target=print, args=(f"line {i}",)) for i in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        print("to stderr", file=sys.stderr)
-    finally:
-        log.stop()
-    assert (sys.stdout, sys.stderr) == before
-    text = log.take()
-    assert sorted(text.splitlines()) == sorted([f"line {i}" for i in range(20)] + ["to stderr"])
-    assert log.take() == "" and not log.pending() and not log.isatty()
-
-
-def test_the_worker_log_keeps_its_limit_per_run_and_says_so():
-    log = TrialLog(max_bytes=10)
-    log.write("0123456789abc")
-    log.write("more")
-    text = log.take()
-    assert text.startswith("0123456789\n[raytuner: this trial printed more than 10 characters")
-    assert text.count("\n") == 2 and "abc" not in text and not text.endswith("more")

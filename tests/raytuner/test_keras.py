@@ -36,8 +36,9 @@ class Spec:
 
 
 @dataclass
-class ScriptedRun:
-    """Plays TrialRun's side for the callback: records reports, answers from a script."""
+class ScriptedRun(_session.Session):
+    """Plays TrialRun's side of the session for the callback: records reports, answers from
+    a script (the metric check is the Session's own)."""
 
     decisions: dict[int, str] = field(default_factory=dict)  # report number -> decision
     decide_at: set[int] = field(default_factory=set)  # report numbers that await a decision
@@ -50,8 +51,7 @@ class ScriptedRun:
     def decision_due(self, metrics):
         return self.iteration + 1 in self.decide_at
 
-    def report(self, metrics, checkpoint, *, raise_on_stop):
-        assert raise_on_stop is False
+    def report(self, metrics, checkpoint=None):
         self.iteration += 1
         self.reports.append(dict(metrics))
         if checkpoint is not None:

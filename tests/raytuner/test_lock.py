@@ -15,6 +15,8 @@ from raytuner._storage import lock as lock_module
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner.errors import ExperimentError
 
+from tests._helpers import wait_for
+
 
 def _write_holder(folder, **fields):
     now = time.time()
@@ -79,10 +81,8 @@ def test_heartbeat_moves_on_while_held(tmp_path):
     held = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
     try:
         first = json.loads(held.path.read_text())["heartbeat"]
-        deadline = time.monotonic() + 30
-        while json.loads(held.path.read_text())["heartbeat"] == first:
-            assert time.monotonic() < deadline, "no heartbeat"
-            time.sleep(0.01)
+        wait_for(lambda: json.loads(held.path.read_text())["heartbeat"] != first, "a heartbeat", timeout_s=30,
+                 interval_s=0.01)
     finally:
         held.release()
     assert not held.path.exists()

@@ -90,19 +90,21 @@ def test_writes_reach_the_bucket_and_readers_see_them(bucket):
 
     # A checkpoint goes up with its report's line, with no pass of the uploader's own:
     # the controller writes the checkpoint, then the report's row.
+    from raytuner._formats import checkpoint_name
     from raytuner._worker.checkpoint import pack_dir
 
     src = writer.path.parent / "src"
     src.mkdir()
     (src / "weights").write_bytes(b"w1")
-    name = writer.write_checkpoint("00000", 3, pack_dir(src), keep=1)
+    name = checkpoint_name(3)
+    writer.write_checkpoint("00000", name, pack_dir(src), keep=1)
     writer.append_results("00000", [{"loss": 0.7, "iteration": 3}])
     stored = _objects(uri)
     assert stored[f"trials/00000/{name}/weights"] == b"w1"
     assert stored["trials/00000/results.jsonl"].count(b"\n") == 2
 
     # An append goes up whole; a reader pulls only what changed; deletions follow.
-    writer.write_checkpoint("00000", 4, pack_dir(src), keep=1)
+    writer.write_checkpoint("00000", checkpoint_name(4), pack_dir(src), keep=1)
     writer.append_results("00000", [{"loss": 0.5, "iteration": 4}])
     writer.close()
     reader = ExperimentStorage(uri)

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from raytuner._formats import checkpoint_name
 from raytuner._worker.checkpoint import pack_dir, unpack_to
 from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, check_name, read_jsonl
 from raytuner.errors import ConfigError, ExperimentError, ReportError
@@ -67,8 +68,10 @@ def test_checkpoints_are_kept_newest_first(tmp_path):
     storage = ExperimentStorage(tmp_path / "exp")
     storage.create()
     storage.write_config("00001", {})
-    names = [storage.write_checkpoint("00001", i, data, keep=2) for i in (1, 2, 3)]
+    names = [checkpoint_name(i) for i in (1, 2, 3)]
     assert names == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    for name in names:
+        storage.write_checkpoint("00001", name, data, keep=2)
     kept = sorted(p.name for p in storage.trial_path("00001").glob("checkpoint_*"))
     assert kept == ["checkpoint_000002", "checkpoint_000003"]
     assert (storage.trial_path("00001") / "checkpoint_000003" / "sub" / "meta.txt").read_text() == "epoch=3"

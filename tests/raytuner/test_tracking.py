@@ -180,20 +180,15 @@ def test_tensorboard_server_shows_the_sweep_in_hparams(tmp_path):
         server.wait(timeout=30)
 
 
-def test_tuner_adds_tensorboard_by_default_only_once():
+def test_the_run_adds_tensorboard_by_default_only_once():
     pytest.importorskip("tensorboard")
-    import raytuner as rt
+    from raytuner._driver.run import default_callbacks
     from raytuner.tracking import TensorBoardCallback
 
-    def train(config):
-        rt.report({"loss": config["x"]})
-
-    space = {"x": rt.uniform(0, 1)}
-    kinds = lambda tuner: [type(c).__name__ for c in tuner._callbacks]  # noqa: E731
-    assert kinds(rt.Tuner(train, space=space, verbose=0)) == ["TensorBoardCallback"]
-    assert kinds(rt.Tuner(train, space=space, verbose=0, tensorboard=False)) == []
+    assert [type(c).__name__ for c in default_callbacks([], tensorboard=True)] == ["TensorBoardCallback"]
+    assert default_callbacks([], tensorboard=False) == []
     mine = TensorBoardCallback("/tmp/elsewhere")
-    assert rt.Tuner(train, space=space, verbose=0, callbacks=[mine])._callbacks == [mine]
+    assert default_callbacks([mine], tensorboard=True) == [mine]
 
 
 # -- MLflow --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from raytuner.cli import DEFAULT_ROOT, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, _locate
+from raytuner._storage import DEFAULT_ROOT
+from raytuner.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, locate
 
 #: How long ``control`` waits for the driver to take a command up before saying "queued".
 WAIT_S = 10.0
@@ -26,7 +27,7 @@ def _storage(exp: str, root: str):
     from raytuner._storage.experiment import ExperimentStorage
     from raytuner.errors import ExperimentError
 
-    storage = ExperimentStorage(_locate(exp, root))
+    storage = ExperimentStorage(locate(exp, root))
     try:
         storage.read_experiment()
     except ExperimentError as exc:

@@ -1,109 +1,31 @@
-"""``raytuner``: look at, compare and manage experiments from the terminal.
-
-::
-
-    raytuner ls [ROOT]                 experiments under ROOT (default ~/raytuner_results)
-    raytuner show EXP                  trials sorted by the metric
-    raytuner best EXP                  the best config as JSON (for scripts)
-    raytuner report EXP [-o FILE]      the HTML report
-    raytuner resume EXP                continue an interrupted experiment
-    raytuner rename EXP NEW            rename an experiment's folder
-    raytuner export EXP --csv|--json   trials (or every report) as a table
-    raytuner control EXP --max-concurrent N   steer a running experiment (see _cli_live.py)
-    raytuner logs EXP TRIAL [-f]       what a trial printed
-    raytuner dashboard [ROOT]          the live web dashboard
-
-EXP is an experiment folder, or the name of one under ``--root``.
-
-Exit codes: 0 done; 1 the experiment cannot answer (no trials, no trial reported the
-metric, a running experiment to rename); 2 bad command line; 3 no experiment there, or it
-is damaged; 4 a feature that is not available (resume, plotly missing); 130 Ctrl-C.
-"""
+"""The CLI's commands on recorded experiments: ``ls``, ``show``, ``best``, ``report``,
+``resume``, ``rename`` and ``export``."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable
 
-from raytuner._storage.experiment import flatten
-
-EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-DEFAULT_ROOT = "~/raytuner_results"
-
-
-class CLIError(Exception):
-    """A failure the user can fix; printed as one message, without a traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_EMPTY):
-        super().__init__(message)
-        self.code = code
-
-
-# -- helpers -----------------------------------------------------------------------------
-def _console(stderr: bool = False, wide: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # Piped output goes to files and grep, not a screen: don't fold it at 80 columns.
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    width = None if (tty or "COLUMNS" in os.environ) and not wide else 100_000 if wide else 200
-    return Console(file=stream, highlight=False, soft_wrap=False, width=width)
-
-
-def _print_table(console, columns, *, wide: bool, title: str | None = None) -> list[str]:
-    """Fit ``columns`` to the terminal (all of them with ``--wide``) and print; returns the
-    headers of columns left out."""
-    from raytuner import _tables
-
-    shown, hidden = _tables.fit(columns, None if wide else console.width)
-    console.print(_tables.render(shown, title), crop=False)
-    return hidden
-
-
-def _locate(exp: str, root: str) -> Path | str:
-    """An experiment folder from a path or a name under ``root``; a URI as it is."""
-    from raytuner._storage import remote
-
-    if remote.is_uri(exp):
-        return exp
-    if remote.is_uri(root) and "/" not in exp:
-        return remote.join(root, exp)
-    path = Path(exp).expanduser()
-    if not (path / "experiment.json").is_file():
-        under_root = Path(root).expanduser() / exp
-        if (under_root / "experiment.json").is_file():
-            return under_root
-    return path
-
-
-def _load(exp: str, root: str):
-    import raytuner
-    from raytuner.errors import ConfigError, ExperimentError
-
-    try:
-        return raytuner.load(_locate(exp, root))
-    except (ExperimentError, ConfigError) as exc:  # ConfigError: a URI with no file system or credentials
-        raise CLIError(str(exc), EXIT_NOT_FOUND) from None
-
-
-def _fmt(value: Any, digits: int = 5) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
-    return value if isinstance(value, str) else json.dumps(value, default=repr)
-
-
-def _when(stamp: Any) -> str:
-    if isinstance(stamp, (int, float)):
-        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
-    return str(stamp or "-").replace("T", " ")[:16]
+from raytuner._display import time_text, value_text
+from raytuner._formats import flatten
+from raytuner._storage import DEFAULT_ROOT
+from raytuner.cli._common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CLIError,
+    escape,
+    load,
+    locate,
+    print_table,
+    rich_console,
+)
 
 
 def _metric_mode(results, args) -> tuple[str, str]:
@@ -115,7 +37,7 @@ def _metric_mode(results, args) -> tuple[str, str]:
 
 
 def _scored(results, metric: str) -> list:
-    from raytuner._storage.experiment import is_finite
+    from raytuner._formats import is_finite
 
     return [t for t in results.trials if is_finite(t.metrics.get(metric))]
 
@@ -154,8 +76,9 @@ def _no_metric(results, metric: str) -> CLIError:
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
-    from raytuner import _tables
-    from raytuner._storage.experiment import ExperimentStorage, is_finite
+    from raytuner.cli import _tables
+    from raytuner._formats import is_finite
+    from raytuner._storage.experiment import ExperimentStorage
     from raytuner.errors import ExperimentError
 
     root = _local_root(args.root)
@@ -182,14 +105,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
         status = meta.get("status", "?")
         if status == "RUNNING" and storage.live_driver() is None:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
-        rows.append((folder.name, status, _count_line(counts), _fmt(best), meta.get("start_time") or meta.get("created"),
+        rows.append((folder.name, status, _count_line(counts), value_text(best), meta.get("start_time") or meta.get("created"),
                      meta.get("metric") or "-"))
     if not rows:
-        _console(stderr=True).print(f"No experiments in {root}.")
+        rich_console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
-    rows.sort(key=lambda r: _when(r[4]), reverse=True)
+    rows.sort(key=lambda r: time_text(r[4]), reverse=True)
     this_year = datetime.datetime.now().strftime("%Y-")
-    started = [_when(r[4]) for r in rows]
+    started = [time_text(r[4]) for r in rows]
     if all(s.startswith(this_year) for s in started):  # the year adds nothing
         started = [s[len(this_year):] for s in started]
     columns = [
@@ -200,8 +123,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _tables.Column("metric", [r[5] for r in rows], optional=True),
         _tables.Column("started", started, optional=True),
     ]
-    console = _console(wide=args.wide)
-    hidden = _print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
+    console = rich_console(wide=args.wide)
+    hidden = print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
     if hidden:
         console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; --wide shows all)")
     return EXIT_OK
@@ -233,10 +156,10 @@ def _by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from raytuner import _tables
+    from raytuner.cli import _tables
     from raytuner._driver import failures
 
-    results = _load(args.exp, args.root)
+    results = load(args.exp, args.root)
     _require_trials(results)
     metric, mode = _metric_mode(results, args)
     sign = 1.0 if mode == "min" else -1.0
@@ -251,22 +174,22 @@ def cmd_show(args: argparse.Namespace) -> int:
         p: configs[results.trials[0].trial_id].get(p) for p in params
         if len({json.dumps(c.get(p), sort_keys=True, default=repr) for c in configs.values()}) == 1
     }
-    console = _console(wide=args.wide)
+    console = rich_console(wide=args.wide)
     counts: dict[str, int] = {}
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
     status = meta.get("status", "?")
-    console.print(f"[bold]{_escape(results.path.name)}[/bold]  {_escape(status)}  metric {_escape(metric)} ({mode})")
+    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(status)}  metric {escape(metric)} ({mode})")
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
-                  f"started {_when(meta.get('start_time') or meta.get('created'))}")
-    console.print(f"searcher {_escape(meta.get('searcher', '-'))}; scheduler {_escape(meta.get('scheduler', '-'))}")
+                  f"started {time_text(meta.get('start_time') or meta.get('created'))}")
+    console.print(f"searcher {escape(meta.get('searcher', '-'))}; scheduler {escape(meta.get('scheduler', '-'))}")
     if constant:
-        console.print("same in every trial: " + _escape(", ".join(f"{k}={_fmt(v, 4)}" for k, v in constant.items())))
+        console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
     columns = [
         _tables.Column("trial", [t.trial_id for t in trials]),
         _tables.Column("status", [t.status.value.lower() for t in trials]),
         _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
-        _tables.Column(metric, [_fmt(t.metrics.get(metric)) for t in trials], kind="number"),
+        _tables.Column(metric, [value_text(t.metrics.get(metric)) for t in trials], kind="number"),
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
@@ -275,14 +198,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             continue
         values = [configs[t.trial_id].get(param) for t in trials]
         numeric = all(isinstance(v, (int, float)) or v is None for v in values)
-        columns.append(_tables.Column(param, [_fmt(v, 4) for v in values], kind="number" if numeric else "name",
+        columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
         for column in columns[5:]:
             column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
-    hidden = _print_table(console, columns, wide=args.wide)
+    hidden = print_table(console, columns, wide=args.wide)
     if hidden:
-        console.print(f"(left out to fit {console.width} columns: {_escape(', '.join(hidden))}; --wide shows all)")
+        console.print(f"(left out to fit {console.width} columns: {escape(', '.join(hidden))}; --wide shows all)")
     if args.limit and len(ranked) + len(rest) > args.limit:
         console.print(f"({len(ranked) + len(rest) - args.limit} more trials; --limit 0 shows all)")
     failed = [(t.trial_id, t.error) for t in results.trials if t.status.value == "FAILED" and t.error]
@@ -290,17 +213,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"\nfailed trials ({len(failed)}), by error:")
         for failure, ids in failures.group(failed):
             shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-            console.print(f"  {_escape(failure.headline)}  (trial{'s' if len(ids) > 1 else ''} {shown})")
+            console.print(f"  {escape(failure.headline)}  (trial{'s' if len(ids) > 1 else ''} {shown})")
             if failure.frame:
-                console.print(f"    at {_escape(failure.frame)}" + (f": {_escape(failure.code)}" if failure.code else ""))
-        console.print(f"  tracebacks: {_escape(results.path / 'trials')}/<trial>/error.txt")
+                console.print(f"    at {escape(failure.frame)}" + (f": {escape(failure.code)}" if failure.code else ""))
+        console.print(f"  tracebacks: {escape(results.path / 'trials')}/<trial>/error.txt")
     if not scored:
         raise _no_metric(results, metric)
     return EXIT_OK
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    results = _load(args.exp, args.root)
+    results = load(args.exp, args.root)
     _require_trials(results)
     metric, mode = _metric_mode(results, args)
     if not _scored(results, metric):
@@ -316,7 +239,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from raytuner.errors import ConfigError, ExperimentError
 
-    results = _load(args.exp, args.root)
+    results = load(args.exp, args.root)
     _require_trials(results)
     metric, mode = _metric_mode(results, args)
     try:
@@ -333,8 +256,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     import raytuner
     from raytuner.errors import ConfigError, ExperimentError, TrialsFailedError
 
-    path = _locate(args.exp, args.root)
-    _load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
+    path = locate(args.exp, args.root)
+    load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
         results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget)
     except TrialsFailedError as exc:
@@ -354,7 +277,7 @@ def _summary(results) -> str:
             f"({', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))})")
     if results.metric and _scored(results, results.metric):
         best = results.best
-        text += f"; best {results.metric}={_fmt(best.metrics.get(results.metric))} (trial {best.trial_id})"
+        text += f"; best {results.metric}={value_text(best.metrics.get(results.metric))} (trial {best.trial_id})"
     return text + f".\nSee them with: raytuner show {results.path}"
 
 
@@ -362,7 +285,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
     from raytuner._storage.experiment import ExperimentStorage, check_name
     from raytuner.errors import ConfigError, ExperimentError
 
-    path = _locate(args.exp, args.root)
+    path = locate(args.exp, args.root)
     if isinstance(path, str):
         raise CLIError(f"rename works on local folders only; {path} is in cloud storage. Copy it to the new "
                        "name with the provider's tools (e.g. aws s3 mv --recursive), then set \"name\" in its "
@@ -395,7 +318,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    results = _load(args.exp, args.root)
+    results = load(args.exp, args.root)
     _require_trials(results)
     if args.history:
         frames = []
@@ -420,34 +343,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _escape(text: Any) -> str:
-    from rich.markup import escape
-
-    return escape(str(text))
 
 
-# -- parser ------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="raytuner", description="Look at, compare and manage raytuner experiments.",
-        epilog="EXP is an experiment folder or the name of one under --root. Exit codes: 0 ok, 1 nothing to "
-               "answer with (no trials, metric never reported), 2 bad usage, 3 no experiment there, 4 not available.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def exp_args(p: argparse.ArgumentParser, ranking: bool = False) -> None:
+    p.add_argument("exp", metavar="EXP", help="experiment folder, or its name under --root")
+    p.add_argument("--root", default=DEFAULT_ROOT, help=f"storage root for names (default {DEFAULT_ROOT})")
+    if ranking:
+        p.add_argument("--metric", help="rank by this reported metric (default: the experiment's)")
+        p.add_argument("--mode", choices=("min", "max"), help="min or max (default: the experiment's)")
 
-    def add(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        return p
 
-    def exp_args(p: argparse.ArgumentParser, ranking: bool = False) -> None:
-        p.add_argument("exp", metavar="EXP", help="experiment folder, or its name under --root")
-        p.add_argument("--root", default=DEFAULT_ROOT, help=f"storage root for names (default {DEFAULT_ROOT})")
-        if ranking:
-            p.add_argument("--metric", help="rank by this reported metric (default: the experiment's)")
-            p.add_argument("--mode", choices=("min", "max"), help="min or max (default: the experiment's)")
-
+def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register the commands with ``build_parser``'s ``add(name, func, help)``."""
     p = add("ls", cmd_ls, "List experiments with status, trial counts, best value and start time.")
     p.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
     p.add_argument("--wide", action="store_true", help="every column in full, however wide")
@@ -483,45 +390,3 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
-
-    from raytuner._cli_live import add_commands  # control, logs, dashboard
-
-    add_commands(add)
-    return parser
-
-
-def _version() -> str:
-    from raytuner import __version__
-
-    return __version__
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``raytuner`` console script; returns the exit code."""
-    from raytuner.errors import RayTunerError
-
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return args.func(args)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_USAGE
-    except CLIError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {_escape(exc)}")
-        return exc.code
-    except RayTunerError as exc:  # e.g. a damaged results.jsonl met mid-command
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {_escape(exc)}")
-        return EXIT_NOT_FOUND
-    except BrokenPipeError:  # `raytuner export ... | head`: the reader had enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return EXIT_OK
-    except OSError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {_escape(exc)}")
-        return EXIT_EMPTY
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The lifecycle's handlers of what comes from outside the trials: the time budget, Ctrl-C,
+the end of all work, an abort, and the control commands from ``raytuner control`` or the
+dashboard (stop a trial, change the limits, re-run a failed trial, end the experiment).
+
+:class:`ControlHandlers` is part of :class:`raytuner._driver.lifecycle.Lifecycle`, which
+inherits it; the handlers live here to keep each module readable. A control command is
+applied now or refused, and either way answered with a :class:`ControlApplied` that says
+what was done or why not (the experiment's history shows it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raytuner._driver.events import (
+    Command,
+    Control,
+    ControlApplied,
+    Deadline,
+    Discard,
+    Drained,
+    EndExperiment,
+    Interrupt,
+    RetryTrial,
+    SetLimits,
+    StopTrial,
+)
+from raytuner._driver.trial_state import Run, RunPhase
+from raytuner._trial import Trial, TrialStatus
+from raytuner.schedulers import Decision, Scheduler
+from raytuner.search import Searcher, TrialEnd
+
+
+class ControlHandlers:
+    # What the handlers use of the Lifecycle they are part of.
+    trials: dict[str, Trial]
+    searcher: Searcher
+    scheduler: Scheduler
+    num_trials: int
+    max_concurrent: int
+    _runs: dict[str, Run]
+    _reruns: set[str]
+    _ended: bool
+    _out: list[Command]
+
+    if TYPE_CHECKING:
+        def _set_status(self, trial: Trial, status: TrialStatus, note: str | None = None, *,
+                        notify: bool = True, record: bool = True) -> None: ...
+
+        def _close(self, trial: Trial, end: TrialEnd) -> None: ...
+
+        def ids(self, status: TrialStatus) -> list[str]: ...
+
+    # -- the experiment's ends -------------------------------------------------------------
+    def _on_deadline(self, event: Deadline) -> None:
+        self._end_all("time budget reached", final=True)
+
+    def _on_interrupt(self, event: Interrupt) -> None:
+        self._end_all("interrupted (Ctrl-C)", final=False)
+
+    def _on_drained(self, event: Drained) -> None:
+        self._close_paused("paused when the experiment ended")
+
+    def _close_paused(self, why: str) -> None:
+        for trial_id in self.ids(TrialStatus.PAUSED):
+            trial = self.trials[trial_id]
+            self.scheduler.on_trial_remove(trial_id)
+            self._set_status(trial, TrialStatus.STOPPED, note=why)
+            self._close(trial, TrialEnd.STOPPED)
+
+    def _end_all(self, why: str, final: bool) -> None:
+        """End every trial on a worker now (time budget, abort, Ctrl-C, a control command).
+
+        ``final``: they end as STOPPED, and so do paused ones; otherwise they go back to
+        PENDING and restart from their checkpoints when the experiment is resumed.
+        """
+        for trial_id, run in list(self._runs.items()):
+            self._out.append(Discard(run.worker))
+            trial = self.trials[trial_id]
+            if final:
+                self.scheduler.on_trial_remove(trial_id)
+                self._set_status(trial, TrialStatus.STOPPED, note=why)
+                self._close(trial, TrialEnd.STOPPED)
+            else:
+                self._set_status(trial, TrialStatus.PENDING, note=why)
+        self._runs.clear()
+        if final:
+            self._ended = True
+            self._close_paused(why)
+
+    def end_for_abort(self) -> list[Command]:
+        """The experiment is aborting (``abort`` is set): stop everything, as a deadline would."""
+        self._end_all("experiment aborted", final=True)
+        out, self._out = self._out, []
+        return out
+
+    # -- control commands ------------------------------------------------------------------
+    def _on_stop_trial(self, event: StopTrial) -> None:
+        trial = self.trials.get(event.trial_id)
+        if trial is None:
+            self._refuse(event, f"there is no trial {event.trial_id!r} in this experiment")
+            return
+        if trial.status.is_finished():
+            self._refuse(event, f"trial {trial.trial_id} already ended as {trial.status.value}")
+            return
+        run = self._runs.get(trial.trial_id)
+        if run is not None and run.decision is not None:
+            self._refuse(event, f"trial {trial.trial_id} is already ending ({run.decision.value})")
+            return
+        self.scheduler.on_trial_remove(trial.trial_id)
+        trial.note = f"stopped by {event.origin}"
+        if run is not None:
+            # A running trial always has a call out (one per busy worker): the STOP answers
+            # that call's return, in _on_reported, instead of racing it as a second call.
+            run.decision, run.phase = Decision.STOP, RunPhase.STOP_QUEUED
+        else:  # PENDING or PAUSED: no worker to tell
+            self._set_status(trial, TrialStatus.STOPPED)
+            self._close(trial, TrialEnd.STOPPED)
+        self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} stopped"))
+
+    def _on_set_limits(self, event: SetLimits) -> None:
+        if self._ended:
+            self._refuse(event, "the experiment is already ending")
+            return
+        if event.max_concurrent is not None and event.max_concurrent < 1:
+            self._refuse(event, f"max_concurrent={event.max_concurrent} must be at least 1")
+            return
+        if event.time_budget_s is not None and not event.time_budget_s > 0:
+            self._refuse(event, f"time_budget_s={event.time_budget_s} must be a positive number of seconds")
+            return
+        done = []
+        if event.num_trials is not None:
+            if event.num_trials < len(self.trials):
+                self._refuse(event, f"num_trials={event.num_trials} is below the {len(self.trials)} trials "
+                                    "already created")
+                return
+            self.num_trials = event.num_trials
+            if self.searcher.num_trials is not None:
+                self.searcher.num_trials = event.num_trials
+            done.append(f"num_trials={event.num_trials}")
+        if event.max_concurrent is not None:
+            self.max_concurrent = event.max_concurrent
+            done.append(f"max_concurrent={event.max_concurrent}")
+        if event.time_budget_s is not None:  # the driver moves its deadline on ControlApplied
+            done.append(f"time_budget_s={event.time_budget_s:g}")
+        self._out.append(ControlApplied(event, True, ", ".join(done) or "nothing to change"))
+
+    def _on_retry_trial(self, event: RetryTrial) -> None:
+        """FAILED -> PENDING: the trial runs again from its latest checkpoint.
+
+        The searcher heard the trial's FAILED outcome when it failed, and hears nothing more
+        of it (``on_trial_complete`` exactly once per trial; the re-run's reports do not
+        reach ``on_trial_result`` either, as they would come after its end). The scheduler
+        ended it too, so the re-run is not decided on: it runs to its own end, the Tuner's
+        ``stop=``, or a StopTrial. Its reports are recorded and count for the best trial.
+        """
+        trial = self.trials.get(event.trial_id)
+        if trial is None:
+            self._refuse(event, f"there is no trial {event.trial_id!r} in this experiment")
+            return
+        if trial.status is not TrialStatus.FAILED:
+            self._refuse(event, f"trial {trial.trial_id} is {trial.status.value}; only FAILED trials can be re-run")
+            return
+        if self._ended:
+            self._refuse(event, "the experiment is already ending")
+            return
+        self._reruns.add(trial.trial_id)
+        trial.num_failures = 0  # the re-run gets the experiment's max_failures retries again
+        trial.end_time = None
+        self._set_status(trial, TrialStatus.PENDING, note=f"re-run by {event.origin}", notify=False)
+        where = f"from {trial.checkpoint}" if trial.checkpoint else "from scratch (it has no checkpoint)"
+        self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} queued to run again {where}"))
+
+    def _on_end_experiment(self, event: EndExperiment) -> None:
+        self._end_all(f"experiment ended by {event.origin}", final=True)
+        self._out.append(ControlApplied(event, True, "experiment ended"))
+
+    def _refuse(self, event: Control, why: str) -> None:
+        self._out.append(ControlApplied(event, False, why))

@@ -1,0 +1,57 @@
+"""What the lifecycle holds of a trial besides its record: the status changes it allows,
+and, for a trial on a worker, where that worker stands with the driver.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from raytuner._driver.events import Worker
+from raytuner._trial import TrialStatus
+from raytuner.schedulers import Decision
+
+_S = TrialStatus
+
+#: The statuses a trial may move to from each (:meth:`Lifecycle._set_status` checks every
+#: change against it). A trial enters the lifecycle PENDING, or as storage recorded it.
+TRANSITIONS: dict[TrialStatus, frozenset[TrialStatus]] = {
+    # A worker takes it, or a StopTrial ends it while it waits.
+    _S.PENDING: frozenset({_S.RUNNING, _S.STOPPED}),
+    # Its end (or a retry, or a Ctrl-C, back to PENDING).
+    _S.RUNNING: frozenset({_S.PENDING, _S.PAUSED, _S.COMPLETED, _S.STOPPED, _S.FAILED}),
+    # Resumed on a free worker, queued once its promotion's pause is in, or closed.
+    _S.PAUSED: frozenset({_S.PENDING, _S.RUNNING, _S.STOPPED}),
+    # A RetryTrial command runs it again.
+    _S.FAILED: frozenset({_S.PENDING}),
+    _S.COMPLETED: frozenset(),
+    _S.STOPPED: frozenset(),
+}
+
+
+class RunPhase(enum.Enum):
+    """Where a trial on a worker stands with the driver: what it was last told, and whether
+    its worker has moved on. Every phase but RUNNING has the run's ``decision``."""
+
+    RUNNING = "running"
+    """No end decided: its reports go to the searcher and the scheduler."""
+    STOP_QUEUED = "stop queued"
+    """A StopTrial came while a call was out: the STOP answers that call's return, instead
+    of racing it as a second call."""
+    ENDING = "ending"
+    """STOP, COMPLETE or PAUSE sent; the worker keeps the slot until the trial's end is in."""
+    HANDED_ON = "handed on"
+    """STOP or COMPLETE sent, and the worker already has its next trial, queued behind this
+    end: the slot is free."""
+    PROMOTED = "promoted"
+    """PAUSE sent, and the scheduler chose to resume the trial before the pause came back:
+    it goes out again once the pause is in."""
+
+
+@dataclass
+class Run:
+    """A trial on a worker, and what the driver last told that worker."""
+
+    worker: Worker
+    phase: RunPhase = RunPhase.RUNNING
+    decision: Decision | None = None  # the end decided (STOP, COMPLETE or PAUSE), once it is

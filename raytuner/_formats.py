@@ -1,0 +1,61 @@
+"""How an experiment's records are written, as pure functions: nested configs as flat keys,
+JSON text that takes numpy scalars, finite numbers, checkpoint folder names.
+
+Storage writes with them and every reader (the lifecycle, the CLI, the report, the loggers,
+the dashboard) shares them without importing the storage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+#: Keys the controller adds to every row of results.jsonl, beside the reported metrics.
+AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
+
+_CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a/b/c`` keys (for tables, loggers, DataFrames and the
+    report); an empty dict stays a value."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def json_default(value: Any) -> Any:
+    """What ``json`` cannot write by itself: numpy scalars, sets and tuples, paths, else a repr."""
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=json_default, allow_nan=True)
+
+
+def is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def checkpoint_name(iteration: int) -> str:
+    """The folder, under its trial's, of the checkpoint made at report ``iteration``
+    (zero-padded: the names sort by report)."""
+    return f"{_CHECKPOINT_PREFIX}{iteration:06d}"
+
+
+def checkpoint_iteration(name: str) -> int | None:
+    """The report a checkpoint folder was made at, or None if ``name`` is not one."""
+    number = name[len(_CHECKPOINT_PREFIX):] if name.startswith(_CHECKPOINT_PREFIX) else ""
+    return int(number) if number.isdigit() else None

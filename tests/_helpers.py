@@ -1,0 +1,71 @@
+"""What several test modules share: waiting on a condition, a Ctrl-C at a chosen report,
+and the mixed search space with its learning curve that the searchers' integration tests
+tune.
+
+Import it as ``tests._helpers``: trial workers find it the way they find the test modules
+(Ray puts the driver's working folder, the repository, on their path).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Callable, TypeVar
+
+import raytuner as rt
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], what: str, *, timeout_s: float = 60.0, interval_s: float = 0.05,
+             process: subprocess.Popen | None = None) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    Fails, naming ``what``, after ``timeout_s``, or as soon as ``process`` (one the condition
+    waits on, such as a driver in a subprocess) has ended.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process ended (exit code {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class InterruptAfter(rt.Callback):
+    """Raises KeyboardInterrupt on the controller's thread after ``results`` reports, as a
+    real Ctrl-C would."""
+
+    def __init__(self, results: int):
+        self.left = results
+
+    def on_trial_result(self, trial_id, result):
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+
+
+#: Five parameters of every kind a searcher encodes: uniform, log-uniform, quantised,
+#: integer and categorical.
+MIXED = {
+    "x": rt.uniform(-5, 5),
+    "lr": rt.loguniform(1e-4, 1e-1),
+    "units": rt.quniform(16, 128, 16),
+    "layers": rt.randint(1, 4),
+    "act": rt.choice(["relu", "tanh"]),
+}
+
+
+def curve(config):
+    """A trainable over :data:`MIXED`: a learning curve falling towards a config-dependent
+    floor, reported as a score to maximise over 9 epochs, and whether every config value
+    arrived as a plain Python value of its type (``plain``)."""
+    types = [("x", float), ("lr", float), ("units", int), ("layers", int), ("act", str)]
+    plain = all(type(config[key]) is kind for key, kind in types)
+    floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
+    for epoch in range(1, 10):
+        rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
