@@ -93,10 +93,14 @@ def quality(args: argparse.Namespace) -> None:
               f"{spec.front_hv:.4f}): median hypervolume, median regret, ratio of median regrets to "
               f"{ref}'s [90% bootstrap interval over seeds], wins/ties/losses vs {ref}, ms per ask")
         for method in args.methods:
-            ratio, low, high = median_ratio(regret[method], regret[ref])
             print(f"  {method:<28} {np.median(found[method]):9.4f} {np.median(regret[method]):9.4f}  "
-                  f"x{ratio:6.3f} [{low:.2f}, {high:.2f}]  {record(regret[method], regret[ref])}  "
-                  f"{1e3 * seconds[method]:6.2f} ms", flush=True)
+                  f"{versus(regret[method], regret[ref])}  {1e3 * seconds[method]:6.2f} ms", flush=True)
+
+
+def versus(values: np.ndarray, ref: np.ndarray) -> str:
+    """The ratio of medians to the reference's with its 90% bootstrap interval, and wins/ties/losses."""
+    ratio, low, high = median_ratio(values, ref)
+    return f"x{ratio:5.3f} [{low:.2f}, {high:.2f}]  {record(values, ref)}"
 
 
 def front_hypervolume(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:
@@ -128,17 +132,15 @@ def asha(args: argparse.Namespace) -> None:
               f"median hypervolume of the reports' front as the searcher saw it, then by the true values, "
               f"median true regret, its ratio to {ref}'s [90%], wins/ties/losses, median trials started")
         for method in args.mf_methods:
-            ratio, low, high = median_ratio(regret[method], regret[ref])
             print(f"  {method:<22} {np.median(seen[method]):8.4f} {np.median(true[method]):8.4f} "
-                  f"{np.median(regret[method]):8.4f} x{ratio:5.3f} [{low:.2f}, {high:.2f}]  "
-                  f"{record(regret[method], regret[ref])}  {np.median(trials[method]):5.0f}", flush=True)
+                  f"{np.median(regret[method]):8.4f} {versus(regret[method], regret[ref])}  "
+                  f"{np.median(trials[method]):5.0f}", flush=True)
         if hasattr(spec, "seen_front_hv"):  # the front of what the searchers see is known too
             seen_regret = {m: spec.seen_front_hv - np.array(v) for m, v in seen.items()}
             print(f"  regret by the values seen (the front's {spec.seen_front_hv:.4f}), ratio to {ref}'s [90%]:")
             for method in args.mf_methods:
-                ratio, low, high = median_ratio(seen_regret[method], seen_regret[ref])
-                print(f"  {method:<22} {np.median(seen_regret[method]):8.4f} x{ratio:5.3f} [{low:.2f}, {high:.2f}]  "
-                      f"{record(seen_regret[method], seen_regret[ref])}", flush=True)
+                print(f"  {method:<22} {np.median(seen_regret[method]):8.4f} {versus(seen_regret[method], seen_regret[ref])}",
+                      flush=True)
 
 
 def latency(args: argparse.Namespace) -> None:

@@ -46,6 +46,16 @@ the front's best values and z, so that ties of exact arithmetic stay ties in flo
 (the two points of a front of two add the same volume, 0.11 of the box between them). The first m points of the order are what
 :func:`pareto_select` returns: whole fronts, then the greedy choice in the first front that
 does not fit. With one objective the order is the sorted order (ties by index).
+
+Example:
+    >>> from raytuner._pareto import hypervolume, nondominated_ranks, pareto_order
+    >>> points = [(1, 3), (2, 2), (3, 1), (3, 3)]
+    >>> nondominated_ranks(points).tolist()
+    [0, 0, 0, 1]
+    >>> hypervolume(points, [4, 4])
+    6.0
+    >>> pareto_order(points).tolist()  # (2, 2) adds the most to its front
+    [1, 0, 2, 3]
 """
 
 from __future__ import annotations

@@ -99,6 +99,10 @@ class ASHAScheduler(Scheduler):
         [<Decision.CONTINUE: 'continue'>, <Decision.CONTINUE: 'continue'>, <Decision.STOP: 'stop'>]
         >>> asha.decision_point("a", 1)
         3
+        >>> both = ASHAScheduler(max_resource=9, reduction_factor=3)
+        >>> both.set_objectives(["val_loss", "latency"])
+        >>> [both.on_result(t, 1, v).name for t, v in [("a", (1, 5)), ("b", (0.5, 0.5)), ("c", (2, 2))]]
+        ['CONTINUE', 'CONTINUE', 'STOP']
     """
 
     supports_multi_objective = True

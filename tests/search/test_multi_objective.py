@@ -32,6 +32,7 @@ from raytuner.search import (
 )
 from raytuner.search._base import MULTI_OBJECTIVE
 from raytuner.search._tpe_split import split
+from tests._helpers import run_serially
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -49,13 +50,8 @@ def completed(value, resource=None, max_resource=math.inf):
     return Outcome(TrialEnd.COMPLETED, value, resource, max_resource)
 
 
-def run(searcher, n, start=0, objective=zdt):
-    out = []
-    for i in range(start, start + n):
-        config = searcher.suggest(str(i))
-        searcher.on_trial_complete(str(i), completed(objective(config)))
-        out.append(config)
-    return out
+def run(searcher, n, start=0):
+    return run_serially(searcher, zdt, n, start)
 
 
 # -- the contract ---------------------------------------------------------------------------
