@@ -139,8 +139,8 @@ def asha(args: argparse.Namespace) -> None:
             seen_regret = {m: spec.seen_front_hv - np.array(v) for m, v in seen.items()}
             print(f"  regret by the values seen (the front's {spec.seen_front_hv:.4f}), ratio to {ref}'s [90%]:")
             for method in args.mf_methods:
-                print(f"  {method:<22} {np.median(seen_regret[method]):8.4f} {versus(seen_regret[method], seen_regret[ref])}",
-                      flush=True)
+                row = versus(seen_regret[method], seen_regret[ref])
+                print(f"  {method:<22} {np.median(seen_regret[method]):8.4f} {row}", flush=True)
 
 
 def latency(args: argparse.Namespace) -> None:
