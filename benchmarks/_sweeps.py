@@ -32,11 +32,15 @@ from _problems import PROBLEMS, problem
 from raytuner.search import Outcome, TrialEnd
 
 
-def simulate(searcher: Any, loss: Callable[[dict[str, Any]], float], trials: int, workers: int,
-             clock: np.random.Generator, sigma: float) -> tuple[list[float], float]:
+def simulate(searcher: Any, loss: Callable[[dict[str, Any]], Any], trials: int, workers: int,
+             clock: np.random.Generator, sigma: float, objectives: int = 1) -> tuple[list[Any], float]:
     """The values of ``trials`` trials in the order they finished, and the seconds the
-    searcher spent suggesting. A trial lasts ``clock.lognormal(0, sigma)`` time units."""
-    searcher.setup(None, trials)
+    searcher spent suggesting. A trial lasts ``clock.lognormal(0, sigma)`` time units.
+    With ``objectives`` k >= 2, ``loss`` returns k values and the searcher is told so."""
+    if objectives == 1:
+        searcher.setup(None, trials)
+    else:
+        searcher.setup(None, trials, objectives)
     running: list[tuple[float, int, dict[str, Any]]] = []
     values: list[float] = []
     now, asked, ask_s = 0.0, 0, 0.0
@@ -50,7 +54,7 @@ def simulate(searcher: Any, loss: Callable[[dict[str, Any]], float], trials: int
             heapq.heappush(running, (now + float(clock.lognormal(0.0, sigma)), asked, config))
             asked += 1
         now, trial, config = heapq.heappop(running)
-        value = float(loss(config))
+        value = float(loss(config)) if objectives == 1 else tuple(map(float, loss(config)))
         searcher.on_trial_complete(f"{trial:05d}", Outcome(TrialEnd.COMPLETED, value))
         values.append(value)
     return values, ask_s

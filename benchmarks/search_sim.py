@@ -76,11 +76,14 @@ METHODS = ("tpesearcher/asha", "optuna/asha", "optuna/sha", "hyperopt/asha", "ra
 
 
 class _Ours:
-    """A raytuner searcher behind the simulator's calls."""
+    """A raytuner searcher behind the simulator's calls (told the objectives if several)."""
 
-    def __init__(self, searcher: Any) -> None:
+    def __init__(self, searcher: Any, objectives: int = 1) -> None:
         self.searcher = searcher
-        self.searcher.setup(None, 10_000)
+        if objectives == 1:
+            self.searcher.setup(None, 10_000)
+        else:
+            self.searcher.setup(None, 10_000, objectives)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         return self.searcher.suggest(trial_id)
@@ -153,9 +156,12 @@ class _Optuna:
             self.study.tell(trial, loss)
 
 
-def make_searcher(method: str, seed: int, problem_name: str = "synthetic") -> Any:
-    """The searcher of a method's ``searcher`` part (see the module docstring)."""
-    spec = problem(problem_name)
+def make_searcher(method: str, seed: int, problem_name: str = "synthetic", spec: Any = None,
+                  objectives: int = 1) -> Any:
+    """The searcher of a method's ``searcher`` part (see the module docstring); ``spec``: a
+    problem of another table than _mf_problems' (multi_objective.py's), ``objectives`` its
+    number of objectives (raytuner's searchers only)."""
+    spec = spec or problem(problem_name)
     if method == "raytune":
         return _RayTune(seed, spec.hyperopt_space())
     if method == "optuna":
@@ -168,7 +174,7 @@ def make_searcher(method: str, seed: int, problem_name: str = "synthetic") -> An
         # does, so that with ``-stopped_trials=last-n_startup=9`` both adapters see the
         # same history.
         searcher._rng = _RaySeeds(seed)
-    return _Ours(searcher)
+    return _Ours(searcher, objectives)
 
 
 class _RaySeeds:
@@ -232,15 +238,15 @@ class _OurScheduler:
         return self.scheduler.on_result(trial_id, epoch, loss) in (Decision.STOP, Decision.COMPLETE)
 
 
-def make_scheduler(name: str, searcher: Any = None) -> Any:
+def make_scheduler(name: str, searcher: Any = None, objectives: int = 1) -> Any:
     from raytuner.schedulers import ASHAScheduler, FIFOScheduler
 
     if name == "sha":
         return _OptunaSHA(searcher)
-    if name == "asha":
-        return _OurScheduler(ASHAScheduler(max_resource=R, reduction_factor=ETA))
-    if name == "fifo":
-        return _OurScheduler(FIFOScheduler())
+    if name in ("asha", "fifo"):
+        ours = ASHAScheduler(max_resource=R, reduction_factor=ETA) if name == "asha" else FIFOScheduler()
+        ours.set_objectives(objectives)
+        return _OurScheduler(ours)
     if name == "rayasha":
         return _RayASHA()
     raise ValueError(f"unknown scheduler {name!r}")
@@ -265,7 +271,8 @@ RUNGS = frozenset(ETA**k for k in range(round(math.log(R, ETA))))  # ASHA's rung
 
 def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, workers: int = 2,
              jitter: float = 0.3, startup: float = 0.0, noise_sd: float = 0.02, order: str = "interleaved",
-             close_late: bool = False, problem_name: str = "synthetic") -> Run:
+             close_late: bool = False, problem_name: str = "synthetic", spec: Any = None,
+             objectives: int = 1) -> Run:
     """One experiment of ``method`` (``searcher/scheduler``) on the synthetic problem.
 
     ``order`` sets which trial reports next: "interleaved" (every epoch takes its own time),
@@ -274,14 +281,16 @@ def simulate(method: str, seed: int, budget: int, *, overfit: float = 1.0, worke
     time unit, as raytuner's workers stream reports up to the scheduler's next decision).
     ``close_late``: raytuner's searchers are asked for the next trial before they are told
     how the trial that freed the slot ended, as raytuner's controller does on a STOP.
-    ``problem_name``: one of ``PROBLEMS`` (``noise_sd`` and ``overfit`` are the synthetic one's).
+    ``problem_name``: one of ``PROBLEMS`` (``noise_sd`` and ``overfit`` are the synthetic one's);
+    ``spec`` a problem with the same interface instead, whose reports have ``objectives``
+    values (multi_objective.py's; raytuner's searchers and schedulers only).
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}")
     searcher_name, scheduler_name = method.split("/")
-    spec = problem(problem_name)
-    searcher = make_searcher(searcher_name, seed, problem_name)
-    scheduler = make_scheduler(scheduler_name, searcher)
+    spec = spec or problem(problem_name)
+    searcher = make_searcher(searcher_name, seed, problem_name, spec, objectives)
+    scheduler = make_scheduler(scheduler_name, searcher, objectives)
     rng = np.random.default_rng([seed, 7])
     run = Run()
     events: list[tuple[float, int, str]] = []  # (time, count, trial_id)

@@ -8,12 +8,13 @@ from typing import Any
 
 from raytuner.errors import invalid
 
-from ._base import Decision, Scheduler
+from ._base import Decision, Scheduler, Value, check_value
 from ._rungs import (
     Rung,
     asha_bracket_weights,
     assign_bracket,
     floor_log,
+    in_pareto_top,
     nan_to_worst,
     rung_levels,
 )
@@ -61,6 +62,20 @@ class ASHAScheduler(Scheduler):
     no trial runs and nothing can be promoted, it returns every paused trial (and the last
     trial to reach a rung then gets STOP rather than a PAUSE nobody would end).
 
+    **Several objectives** (after :meth:`set_objectives` with k >= 2; values are tuples):
+    a rung ranks its trials by the Pareto order of :mod:`raytuner._pareto`: non-dominated
+    rank first (Schmucker et al., "Multi-objective multi-fidelity hyperparameter
+    optimization with application to fairness", 2021: MO-ASHA), then, inside the last front
+    that does not fit, greedy hypervolume contribution (with that front's default reference
+    point), then arrival. Stopping: a trial that is the ``n+1``-th to reach a rung continues
+    if it is among the first ``floor((n - 1)/eta) + 1`` of that order over the rung's
+    values and its own, which is the place of the single-objective cutoff (see
+    ``_rungs.pareto_top_size``); a value with a NaN entry stops at any rung but an empty one.
+    Promotion: the top ``floor(n/eta)`` are the first of the same order. MO-ASHA's own
+    tie-break (an epsilon-net) was not taken: the hypervolume rule is the one
+    ``TPESearcher`` splits its trials by, and it is invariant to per-objective shifts and
+    scales of the values.
+
     ``brackets > 1`` is asynchronous Hyperband: each trial joins bracket ``s`` in
     0..brackets-1 with probability proportional to Hyperband's bracket size ``n`` for the
     same first rung (81 : 34 : 15 : 8 : 5 for R/r = 81, eta = 3), drawn from a hash of
@@ -84,7 +99,13 @@ class ASHAScheduler(Scheduler):
         [<Decision.CONTINUE: 'continue'>, <Decision.CONTINUE: 'continue'>, <Decision.STOP: 'stop'>]
         >>> asha.decision_point("a", 1)
         3
+        >>> both = ASHAScheduler(max_resource=9, reduction_factor=3)
+        >>> both.set_objectives(["val_loss", "latency"])
+        >>> [both.on_result(t, 1, v).name for t, v in [("a", (1, 5)), ("b", (0.5, 0.5)), ("c", (2, 2))]]
+        ['CONTINUE', 'CONTINUE', 'STOP']
     """
+
+    supports_multi_objective = True
 
     def __init__(
         self,
@@ -176,7 +197,7 @@ class ASHAScheduler(Scheduler):
         self._passed[trial_id] = 0
         self._status[trial_id] = Status.RUNNING
 
-    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+    def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self.on_trial_add(trial_id)
         if self._status[trial_id] is Status.ENDED:
             return Decision.STOP
@@ -193,11 +214,21 @@ class ASHAScheduler(Scheduler):
             return Decision.CONTINUE
         self._passed[trial_id] = reached
         rung = rungs[reached - 1]
-        value = nan_to_worst(value)
+        if self.num_objectives > 1:
+            value = check_value(type(self).__name__, trial_id, value, self.num_objectives)
+        else:
+            value = nan_to_worst(value)  # type: ignore[arg-type]
         if self.variant == "promotion":
             rung.record(trial_id, value)
             self._status[trial_id] = Status.PAUSED
             return self._pause_or_not(trial_id)
+        if self.num_objectives > 1:
+            keep = in_pareto_top(list(rung.values.values()), value, self.reduction_factor)  # type: ignore[arg-type]
+            rung.record(trial_id, value)
+            if keep:
+                return Decision.CONTINUE
+            self._end(trial_id)
+            return Decision.STOP
         cutoff = rung.cutoff(self.reduction_factor)
         rung.record(trial_id, value)
         # `>`, not `>=`: a value tied with the cutoff continues, as in Ray Tune (which stops
@@ -311,6 +342,7 @@ class ASHAScheduler(Scheduler):
     def state(self) -> dict[str, Any]:
         return {
             "config": self._config(),
+            "objectives": self.num_objectives,
             "rungs": [[rung.state() for rung in rungs] for rungs in self._rungs],
             "bracket": dict(self._bracket),
             "passed": dict(self._passed),
@@ -321,6 +353,7 @@ class ASHAScheduler(Scheduler):
 
     def restore(self, state: dict[str, Any]) -> None:
         check_restore(type(self).__name__, state, self._config())
+        self._restore_objectives(state)
         self._rungs = [[Rung.from_state(r) for r in rungs] for rungs in state["rungs"]]
         self._bracket = dict(state["bracket"])
         self._passed = dict(state["passed"])

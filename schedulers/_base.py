@@ -4,6 +4,13 @@ A scheduler sees trial ids, resources and values only. Values arrive already sig
 lower is better; the resource is a non-decreasing number per trial (epochs, reports, samples).
 It never touches actors or trial status: it returns a :class:`Decision` and the controller
 applies it.
+
+**Several objectives.** With one objective (the default) a value is a float. An experiment
+with k >= 2 objectives (``metric=[...]``) tells the scheduler once, before the first trial,
+through :meth:`Scheduler.set_objectives`; its values are then tuples of k floats, each signed
+to minimise, NaN the worst in its objective. A scheduler that cannot rank such values keeps
+``supports_multi_objective = False`` and :meth:`Scheduler.set_objectives` refuses k >= 2
+with a :class:`raytuner.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -11,7 +18,16 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Union
+
+from raytuner.errors import ConfigError, ProtocolError, invalid
+
+Value = Union[float, tuple[float, ...]]
+"""A report's value as a scheduler sees it: a float, or k floats with k objectives."""
+
+MULTI_OBJECTIVE = "ASHAScheduler, HyperbandScheduler or FIFOScheduler"
+"""The built-in schedulers with ``supports_multi_objective`` (a test keeps this true)."""
 
 
 class Decision(enum.Enum):
@@ -34,7 +50,8 @@ class Decision(enum.Enum):
 class Scheduler(abc.ABC):
     """Base class of trial schedulers.
 
-    The controller calls :meth:`on_trial_add` when a trial starts for the first time,
+    The controller calls :meth:`set_objectives` once before anything else (with the
+    experiment's metrics), :meth:`on_trial_add` when a trial starts for the first time,
     :meth:`on_result` for every report, and at its end exactly one of
     :meth:`on_trial_complete` (the trainable returned or the Tuner's ``stop=`` ended it),
     :meth:`on_trial_error` (it failed for good) or :meth:`on_trial_remove` (the controller
@@ -52,14 +69,59 @@ class Scheduler(abc.ABC):
     #: Whether :meth:`on_result` compares values, so the Tuner must be given a ``metric``.
     #: False only for a scheduler that decides on resources alone (FIFO).
     needs_metric: bool = True
+    #: Whether the scheduler ranks values of several objectives (tuples); False refuses
+    #: them in :meth:`set_objectives`, the safe default for a scheduler of one's own.
+    supports_multi_objective: bool = False
+    #: Why a single-objective scheduler is one, for the error (e.g. "it compares means").
+    single_objective_reason: str = ""
+    #: k, the number of objectives; values are tuples of k floats when k >= 2.
+    num_objectives: int = 1
+
+    def set_objectives(self, objectives: int | Sequence[str]) -> None:
+        """Tell the scheduler the experiment's objectives; called once, before the first trial.
+
+        Args:
+            objectives: The metric names, in the order of each value's entries (only their
+                number matters to the scheduler; the names go into error messages), or
+                just their number k.
+
+        Raises:
+            ConfigError: For k >= 2 if the scheduler is single-objective, naming it, the
+                objectives and the schedulers that take several; for a malformed argument;
+                or if a restored state was saved with another number of objectives.
+        """
+        owner = type(self).__name__
+        k, described = count_objectives(owner, objectives)
+        if k >= 2 and not self.supports_multi_objective:
+            why = f" ({self.single_objective_reason})" if self.single_objective_reason else ""
+            msg = f"{owner} is single-objective{why}; with {described} use {MULTI_OBJECTIVE}."
+            raise ConfigError(msg)
+        self._fix_objectives(k, "the experiment has")
+
+    def _fix_objectives(self, k: int, source: str) -> None:
+        """Set k, once: a second, different k (the Tuner's and a saved state's) is refused."""
+        fixed = getattr(self, "_objectives_fixed", None)
+        if fixed is not None and k != self.num_objectives:
+            msg = (
+                f"{type(self).__name__}: {fixed} {self.num_objectives} objective(s), but {source} {k}. "
+                "Resume an experiment with the metrics it started with."
+            )
+            raise ConfigError(msg)
+        self.num_objectives = k
+        self._objectives_fixed = source
+
+    def _restore_objectives(self, state: dict[str, Any]) -> None:
+        """Take k from a state that :meth:`state` wrote (1 if it predates several objectives)."""
+        self._fix_objectives(int(state.get("objectives", 1)), "the saved state has")
 
     def on_trial_add(self, trial_id: str) -> None:
         """A new trial is about to start."""
 
     @abc.abstractmethod
-    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+    def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         """Decide after one report of a running trial.
 
+        ``value`` is a float, or a tuple of k floats after ``set_objectives`` with k >= 2.
         ``resource`` must increase strictly from one report of a trial to the next
         (schedulers raise :class:`raytuner.errors.ResourceError` otherwise), with one exception: the first report after
         the trial was resumed through :meth:`choose_trial_to_resume` may start over (a trial
@@ -153,3 +215,25 @@ class Scheduler(abc.ABC):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from what :meth:`state` returned."""
+
+
+def count_objectives(owner: str, objectives: Any) -> tuple[int, str]:
+    """(k, how the objectives read in a message) of an ``objectives`` argument: an int >= 1
+    or a non-empty sequence of distinct metric names."""
+    if isinstance(objectives, int) and not isinstance(objectives, bool) and objectives >= 1:
+        return objectives, f"{objectives} objectives"
+    names = list(objectives) if isinstance(objectives, Sequence) and not isinstance(objectives, str) else None
+    if names and all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+        return len(names), f"metric={names!r}"
+    raise invalid(owner, "objectives", objectives, "an int >= 1 or a list of distinct metric names",
+                  "Pass the Tuner's metrics, e.g. ['val_loss', 'params'].")
+
+
+def check_value(owner: str, trial_id: str, value: Any, k: int) -> tuple[float, ...]:
+    """A report's value with k >= 2 objectives as a tuple of k floats, NaN -> +inf (the
+    worst in its objective)."""
+    if not isinstance(value, (tuple, list)) or len(value) != k:
+        msg = (f"{owner}: trial {trial_id!r} reported value {value!r}, but the experiment has {k} "
+               "objectives: the controller must pass a tuple of that many floats.")
+        raise ProtocolError(msg)
+    return tuple(math.inf if math.isnan(v) else float(v) for v in value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._base import Decision, Scheduler
+from ._base import Decision, Scheduler, Value
 from ._trials import ResourceOrder
 from ._validation import check_max_resource, check_resource_attr, check_restore
 
@@ -26,6 +26,7 @@ class FIFOScheduler(Scheduler):
     """
 
     needs_metric = False  # it never compares values
+    supports_multi_objective = True  # nor several of them
 
     def __init__(self, max_resource: float = math.inf, resource_attr: str | None = None) -> None:
         if max_resource != math.inf:
@@ -41,7 +42,7 @@ class FIFOScheduler(Scheduler):
     def _config(self) -> dict[str, Any]:
         return {"max_resource": self.max_resource, "resource_attr": self.resource_attr}
 
-    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+    def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self._resource_order.advance(trial_id, resource)
         if resource >= self.max_resource:
             # COMPLETE closes the trial here: the controller does not call on_trial_complete.

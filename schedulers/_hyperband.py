@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._base import Decision, Scheduler
-from ._rungs import HyperbandBracket, hyperband_brackets, nan_to_worst, num_promotable
+from ._base import Decision, Scheduler, Value, check_value
+from ._rungs import HyperbandBracket, hyperband_brackets, nan_to_worst, num_promotable, pareto_ranked
 from ._trials import ResourceOrder, Status
 from ._validation import (
     check_max_resource,
@@ -27,7 +27,7 @@ class _Bracket:
     round: int = 0
     entered: list[str] = field(default_factory=list)
     """The trials of the current round."""
-    reached: dict[str, float] = field(default_factory=dict)
+    reached: dict[str, Any] = field(default_factory=dict)
     """Trials paused at the current milestone -> their value there, in arrival order."""
 
     def state(self) -> dict[str, Any]:
@@ -59,6 +59,11 @@ class HyperbandScheduler(Scheduler):
     trials; :meth:`on_search_finished` closes the partly filled bracket, so nothing waits
     forever. A trial that reaches ``R`` gets COMPLETE.
 
+    **Several objectives** (after :meth:`set_objectives` with k >= 2; values are tuples):
+    "the best" of a round are the first of the Pareto order of :mod:`raytuner._pareto`
+    (non-dominated rank, then greedy hypervolume contribution inside a front, then arrival),
+    as in :class:`ASHAScheduler`.
+
     Unlike Ray Tune's ``HyperBandScheduler``, survivors are ``floor(m/eta)`` (the paper's
     rule) rather than ``ceil``; the ``max(1, .)`` only matters in partly filled brackets,
     whose best trial still gets the full budget.
@@ -79,6 +84,8 @@ class HyperbandScheduler(Scheduler):
         >>> hb.on_trial_add("a"); hb.decision_point("a", 0)
         1
     """
+
+    supports_multi_objective = True
 
     def __init__(
         self, max_resource: float, reduction_factor: float = 3, resource_attr: str | None = None
@@ -153,7 +160,7 @@ class HyperbandScheduler(Scheduler):
             return self.max_resource
         return bracket.plan.rounds[bracket.round][1]
 
-    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
+    def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self.on_trial_add(trial_id)
         if self._status[trial_id] is Status.ENDED:
             return Decision.STOP
@@ -165,7 +172,10 @@ class HyperbandScheduler(Scheduler):
         # `<`: a report at exactly the milestone has reached it and pauses.
         if resource < self._milestone(bracket):
             return Decision.CONTINUE
-        bracket.reached[trial_id] = nan_to_worst(value)
+        if self.num_objectives > 1:
+            bracket.reached[trial_id] = check_value(type(self).__name__, trial_id, value, self.num_objectives)
+        else:
+            bracket.reached[trial_id] = nan_to_worst(value)  # type: ignore[arg-type]
         self._status[trial_id] = Status.PAUSED
         self._advance(bracket)
         # The report that closes a round settles this trial at once: no pause for a trial
@@ -195,10 +205,11 @@ class HyperbandScheduler(Scheduler):
             for t in bracket.entered
         ):
             return
-        ranked = sorted(
-            (t for t in bracket.reached if self._status[t] is Status.PAUSED),
-            key=bracket.reached.__getitem__,
-        )
+        paused = {t: v for t, v in bracket.reached.items() if self._status[t] is Status.PAUSED}
+        if self.num_objectives > 1:
+            ranked = pareto_ranked(paused)
+        else:
+            ranked = sorted(paused, key=paused.__getitem__)
         keep = max(1, num_promotable(len(bracket.entered), self.reduction_factor))
         winners, losers = ranked[:keep], ranked[keep:]
         for trial_id in losers:
@@ -259,6 +270,7 @@ class HyperbandScheduler(Scheduler):
     def state(self) -> dict[str, Any]:
         return {
             "config": self._config(),
+            "objectives": self.num_objectives,
             "brackets": [b.state() for b in self._brackets],
             "of": dict(self._of),
             "status": {t: status.value for t, status in self._status.items()},
@@ -270,6 +282,7 @@ class HyperbandScheduler(Scheduler):
 
     def restore(self, state: dict[str, Any]) -> None:
         check_restore(type(self).__name__, state, self._config())
+        self._restore_objectives(state)
         plans = {plan.s: plan for plan in self._plans}
         self._brackets = []
         for saved in state["brackets"]:
@@ -279,7 +292,7 @@ class HyperbandScheduler(Scheduler):
                 closed=saved["closed"],
                 round=saved["round"],
                 entered=list(saved["entered"]),
-                reached=dict(saved["reached"]),
+                reached={t: tuple(v) if isinstance(v, list) else v for t, v in saved["reached"]},
             )
             self._brackets.append(bracket)
         self._of = dict(state["of"])

@@ -72,6 +72,8 @@ class MedianStoppingScheduler(Scheduler):
         ['CONTINUE', 'CONTINUE', 'STOP']
     """
 
+    single_objective_reason = "it compares a trial's best value with the median of running means of one value"
+
     def __init__(
         self,
         grace_period: float = 1,

@@ -12,6 +12,12 @@ Symbols follow the papers:
 
 Counts and levels are computed with :class:`fractions.Fraction` so that float error cannot
 drop a rung or a bracket (``math.log(243, 3)`` is 4.999...).
+
+With several objectives a value is a tuple, and "the best n" of a rung are the first n of
+the Pareto order of :mod:`raytuner._pareto` (non-dominated rank, then greedy hypervolume
+contribution inside a front, then arrival): :func:`pareto_ranked` and
+:func:`in_pareto_top`. numpy is imported only there, so that a single-objective run (and
+every trial worker) does without it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 Number = Union[int, float]
 
@@ -106,6 +112,41 @@ def stopping_cutoff(sorted_values: Sequence[float], reduction_factor: Number) ->
     return a + (b - a) * fraction
 
 
+def pareto_top_size(n: int, reduction_factor: Number) -> int:
+    """How many of a rung's ``n + 1`` values (``n`` recorded, one arriving) continue under
+    stopping ASHA with several objectives: ``floor((n - 1) / eta) + 1``, the places up to
+    the position of the single-objective cutoff, the ``1/eta`` quantile of the ``n``. The
+    two rules agree exactly where ``(n - 1) / eta`` is an integer (no interpolation)."""
+    return math.floor(Fraction(n - 1) / _exact(reduction_factor)) + 1
+
+
+def in_pareto_top(recorded: Sequence[tuple[float, ...]], value: tuple[float, ...],
+                  reduction_factor: Number) -> bool:
+    """Whether ``value`` arriving at a rung with ``recorded`` values continues (stopping
+    ASHA, several objectives): it is among the first :func:`pareto_top_size` of the Pareto
+    order of the recorded values and itself, coming after them in arrival order. The first
+    value at a rung always continues; a value with an infinite (diverged, NaN) entry never
+    does at a rung with values, as a NaN never does with one objective."""
+    n = len(recorded)
+    if n == 0:
+        return True
+    if any(math.isinf(v) for v in value):
+        return False
+    from raytuner._pareto import pareto_order
+
+    top = pareto_order([*recorded, value], limit=pareto_top_size(n, reduction_factor))
+    return n in top.tolist()
+
+
+def pareto_ranked(values: dict[str, tuple[float, ...]], limit: int | None = None) -> list[str]:
+    """The ids of ``values`` (in arrival order), best first by the Pareto order; the first
+    ``limit`` only if given."""
+    from raytuner._pareto import pareto_order
+
+    ids = list(values)
+    return [ids[i] for i in pareto_order(list(values.values()), limit=limit).tolist()]
+
+
 def num_promotable(n: int, reduction_factor: Number) -> int:
     """``floor(n / eta)``: how many of the ``n`` trials of a rung may ever leave it.
 
@@ -183,24 +224,40 @@ def assign_bracket(trial_id: str, seed: int, weights: Sequence[int]) -> int:
 
 @dataclass
 class Rung:
-    """Values recorded at one resource level; shared by stopping and promotion ASHA."""
+    """Values recorded at one resource level; shared by stopping and promotion ASHA.
+
+    Values are floats, or with several objectives tuples (all of one kind in a rung).
+    """
 
     level: Number
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
     """trial id -> value, in arrival order (ties rank by arrival)."""
     promoted: set[str] = field(default_factory=set)
     _sorted: list[float] = field(default_factory=list, repr=False)
+    _pareto: tuple[int, list[str]] | None = field(default=None, repr=False)
+    """Several objectives: (limit, the first ``limit`` ids of the Pareto order), until the
+    next value is recorded."""
 
-    def record(self, trial_id: str, value: float) -> None:
+    def record(self, trial_id: str, value: Any) -> None:
         self.values[trial_id] = value
-        bisect.insort(self._sorted, value)
+        if isinstance(value, tuple):
+            self._pareto = None
+        else:
+            bisect.insort(self._sorted, value)
 
     def cutoff(self, reduction_factor: Number) -> float | None:
         return stopping_cutoff(self._sorted, reduction_factor)
 
-    def ranked(self) -> list[str]:
-        """Trial ids, best first; ties keep arrival order (sorted() is stable)."""
-        return sorted(self.values, key=self.values.__getitem__)
+    def ranked(self, limit: int | None = None) -> list[str]:
+        """Trial ids, best first (the first ``limit`` if given); ties keep arrival order
+        (sorted() is stable). Several objectives: the Pareto order (:func:`pareto_ranked`)."""
+        if not self.values or not isinstance(next(iter(self.values.values())), tuple):
+            ranked = sorted(self.values, key=self.values.__getitem__)
+            return ranked if limit is None else ranked[:limit]
+        want = len(self.values) if limit is None else min(limit, len(self.values))
+        if self._pareto is None or self._pareto[0] < want:
+            self._pareto = (want, pareto_ranked(self.values, want))
+        return self._pareto[1][:want]
 
     def promotion_candidate(
         self, reduction_factor: Number, can_resume: Callable[[str], bool]
@@ -210,7 +267,7 @@ class Rung:
         Promoted trials stay in the top-k count even after they moved on, so a rung never
         promotes more than ``floor(n/eta)`` trials in total.
         """
-        top = self.ranked()[: num_promotable(len(self.values), reduction_factor)]
+        top = self.ranked(num_promotable(len(self.values), reduction_factor))
         for trial_id in top:
             if trial_id not in self.promoted and can_resume(trial_id):
                 return trial_id
@@ -227,5 +284,5 @@ class Rung:
     def from_state(cls, state: dict) -> Rung:
         rung = cls(level=state["level"], promoted=set(state["promoted"]))
         for trial_id, value in state["values"]:
-            rung.record(trial_id, value)
+            rung.record(trial_id, tuple(value) if isinstance(value, list) else value)
         return rung

@@ -3,6 +3,14 @@
 A searcher proposes configurations and learns from how trials end. It sees trial ids and
 numbers only: values arrive already signed so that lower is better (the controller applies
 the Tuner's ``mode`` once), so a searcher never needs to know the metric's name or direction.
+
+**Several objectives.** With one objective (the default) a value is a float. An experiment
+with k >= 2 objectives (``metric=[...]``) passes them to :meth:`Searcher.setup`
+(``objectives=``); every value is then a tuple of k floats, each signed to minimise, in
+:meth:`Searcher.on_trial_result` and :attr:`Outcome.value` alike. A NaN entry is the worst
+in its objective; a value counts as finite (:func:`is_finite`) only if every entry is. A
+searcher that cannot learn from such values keeps ``supports_multi_objective = False`` and
+:meth:`Searcher.setup` refuses k >= 2 with a :class:`raytuner.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -11,11 +19,28 @@ import abc
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Sequence
+from typing import Any, Mapping, Union
 
 from raytuner.errors import ConfigError, ProtocolError
 
+from ._checks import count_objectives
 from ._space import describable, space_to_json
+
+Value = Union[float, tuple[float, ...]]
+"""A value as a searcher sees it: a float, or k floats with k objectives."""
+
+MULTI_OBJECTIVE = "TPESearcher, OptunaSearcher, RandomSearcher or GridSearcher"
+"""The built-in searchers with ``supports_multi_objective`` (a test keeps this true)."""
+
+
+def is_finite(value: Value | None) -> bool:
+    """Whether a value is there and finite: with several objectives, every entry."""
+    if value is None:
+        return False
+    if isinstance(value, tuple):
+        return all(math.isfinite(v) for v in value)
+    return math.isfinite(value)
 
 
 class _Finished:
@@ -56,8 +81,8 @@ class Outcome:
 
     Attributes:
         end: How the trial ended.
-        value: The last reported value of the metric, signed to minimize, or None if the
-            trial never reported it.
+        value: The last reported value of the metric, signed to minimize (a tuple of k
+            floats with k objectives), or None if the trial never reported it.
         resource: The resource (epochs, reports...) the trial had reached when it ended,
             or None if it never reported.
         max_resource: The full budget a trial can reach under the experiment's scheduler
@@ -66,7 +91,7 @@ class Outcome:
     """
 
     end: TrialEnd
-    value: float | None = None
+    value: Value | None = None
     resource: float | None = None
     max_resource: float = float("inf")
 
@@ -79,8 +104,7 @@ class Outcome:
     def failed(self) -> bool:
         """Whether the trial counts as FAILED: it failed, or it ran its full budget without
         a finite value, which leaves nothing to learn but that it failed."""
-        finite = self.value is not None and math.isfinite(self.value)
-        return self.end is TrialEnd.FAILED or (self.full_budget and not finite)
+        return self.end is TrialEnd.FAILED or (self.full_budget and not is_finite(self.value))
 
 
 def is_full_budget(end: TrialEnd | str, resource: float | None, max_resource: float) -> bool:
@@ -105,7 +129,7 @@ class Searcher(abc.ABC):
     The controller calls, in order: :meth:`setup` once, then :meth:`suggest` whenever a
     slot is free, :meth:`on_trial_result` for each report, and :meth:`on_trial_complete`
     exactly once per suggested trial. :meth:`state` and :meth:`restore` let a resumed
-    experiment continue the same search.
+    experiment continue the same search (a resumed one is set up, then restored).
     """
 
     space: Mapping[str, Any] | None = None
@@ -113,18 +137,43 @@ class Searcher(abc.ABC):
     #: Whether the searcher learns from values, so the Tuner must be given a ``metric``.
     #: False for searchers that never look at results (random, grid).
     needs_metric: bool = True
+    #: Whether the searcher takes several objectives (tuple values); False refuses them in
+    #: :meth:`setup`, the safe default for a searcher of one's own.
+    supports_multi_objective: bool = False
+    #: Why a single-objective searcher is one, for the error ("hyperopt's TPE ranks one loss").
+    single_objective_reason: str = ""
+    #: k, the number of objectives; values are tuples of k floats when k >= 2.
+    num_objectives: int = 1
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        """Bind the Tuner's space and trial budget; called once before :meth:`suggest`.
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        """Bind the Tuner's space, trial budget and objectives; called once before
+        :meth:`suggest`.
 
         A searcher built with its own space keeps it; the Tuner rejects a second space
         before calling this. Subclasses that derive a trial count from the space (grid
         search) override :attr:`num_trials` here: the controller stops launching trials
         at ``searcher.num_trials``.
 
+        Args:
+            space: The Tuner's space, or None.
+            num_trials: The Tuner's trial budget.
+            objectives: The metric names, in the order of each value's entries (their
+                number is what matters; the names go into error messages), or just their
+                number k. The controller passes it only for k >= 2, so that a searcher of
+                one's own whose ``setup`` predates it keeps working with one objective.
+
         Raises:
-            ConfigError: If neither the searcher nor the Tuner has a space.
+            ConfigError: If neither the searcher nor the Tuner has a space; for k >= 2 if
+                the searcher is single-objective, naming it, the objectives and the
+                searchers that take several.
         """
+        owner = type(self).__name__
+        k, described = count_objectives(owner, objectives)
+        if k >= 2 and not self.supports_multi_objective:
+            why = f" ({self.single_objective_reason})" if self.single_objective_reason else ""
+            raise ConfigError(f"{owner} is single-objective{why}; with {described} use {MULTI_OBJECTIVE}.")
+        self.num_objectives = k
         if self.space is None:
             if space is None:
                 msg = (
@@ -144,8 +193,9 @@ class Searcher(abc.ABC):
             waiting on results); or :data:`FINISHED` when the space is exhausted.
         """
 
-    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
-        """Called for each report of a running trial (value signed to minimize)."""
+    def on_trial_result(self, trial_id: str, resource: float, value: Value) -> None:
+        """Called for each report of a running trial (value signed to minimize; a tuple of
+        k floats with k objectives)."""
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         """Called exactly once when a suggested trial ends, however it ended."""
@@ -196,7 +246,7 @@ class TrialRecord:
     record, a dataclass, declares these fields itself)."""
 
     end: str  # "pending" or a TrialEnd value
-    value: float | None
+    value: Value | None
     resource: float | None
     max_resource: float
 
@@ -204,6 +254,27 @@ class TrialRecord:
     def full_budget(self) -> bool:
         """Whether the trial ran its whole budget (see :func:`is_full_budget`)."""
         return is_full_budget(self.end, self.resource, self.max_resource)
+
+
+def check_value(owner: str, trial_id: str, value: Any, k: int) -> tuple[float, ...]:
+    """A value with k >= 2 objectives as a tuple of k floats; anything else is the
+    controller's bug."""
+    if not isinstance(value, (tuple, list)) or len(value) != k:
+        msg = (f"{owner}: trial {trial_id!r} has the value {value!r}, but the experiment has {k} "
+               "objectives: the controller must pass a tuple of that many floats.")
+        raise ProtocolError(msg)
+    return tuple(float(v) for v in value)
+
+
+def check_saved_objectives(owner: str, saved: int, given: int) -> None:
+    """Refuse a saved search of ``saved`` objectives in an experiment of ``given``."""
+    if saved != given:
+        msg = (
+            f"{owner}: the saved state has {saved} objective(s), but the experiment has {given}. "
+            "Resume with the metrics the experiment started with, or fork with "
+            "warm_start=rt.load(path).observations()."
+        )
+        raise ConfigError(msg)
 
 
 def not_set_up(owner: str) -> ProtocolError:
@@ -237,8 +308,10 @@ def close_record(record: TrialRecord, outcome: Outcome) -> None:
     ``resource``, ``max_resource``). A trial that ran its full budget without a finite
     value counts as FAILED (:attr:`Outcome.failed`)."""
     value = outcome.value
-    finite = value is not None and math.isfinite(value)
     record.end = TrialEnd.FAILED.value if outcome.failed else outcome.end.value
-    record.value = float(value) if finite else None
+    if not is_finite(value):
+        record.value = None
+    else:
+        record.value = tuple(map(float, value)) if isinstance(value, tuple) else float(value)  # type: ignore[arg-type]
     record.resource = None if outcome.resource is None else float(outcome.resource)
     record.max_resource = float(outcome.max_resource)

@@ -61,3 +61,15 @@ def check_seed(owner: str, value: Any) -> int | None:
 def make_rng(owner: str, value: Any) -> np.random.Generator:
     """A generator seeded with ``value``, after checking it (:func:`check_seed`)."""
     return np.random.default_rng(check_seed(owner, value))
+
+
+def count_objectives(owner: str, value: Any) -> tuple[int, str]:
+    """(k, how the objectives read in a message) of an ``objectives`` argument, if it is an
+    int >= 1 or a non-empty sequence of distinct metric names."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value), f"{value} objectives"
+    names = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+    if names and all(isinstance(name, str) for name in names) and len(set(names)) == len(names):
+        return len(names), f"metric={names!r}"
+    raise invalid(owner, "objectives", value, "an int >= 1 or a list of distinct metric names",
+                  "Pass the Tuner's metrics, e.g. objectives=['val_loss', 'params'].")

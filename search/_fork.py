@@ -119,8 +119,9 @@ def check_warm_start(owner: str, warm_start: Any) -> list[tuple[Mapping[str, Any
     """Validate a ``warm_start`` argument and normalise its results to :class:`Outcome`.
 
     Each item must be a ``(config dict, result)`` pair, the result a number signed to
-    minimize (a COMPLETED trial), None (a FAILED trial), or an :class:`Outcome`, as
-    ``rt.load(path).observations()`` returns them.
+    minimize (a COMPLETED trial; with several objectives a tuple of numbers), None (a
+    FAILED trial), or an :class:`Outcome`, as ``rt.load(path).observations()`` returns them.
+    A value with a non-finite entry makes a FAILED trial.
 
     Raises:
         ConfigError: Naming ``owner``, the index and the bad item, and the fix.
@@ -158,7 +159,32 @@ def _outcome(result: Any) -> Outcome | None:
         value = float(result)
         end = TrialEnd.COMPLETED if math.isfinite(value) else TrialEnd.FAILED
         return Outcome(end, value if math.isfinite(value) else None)
+    if isinstance(result, (tuple, list)) and result and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in result):
+        vector = tuple(float(v) for v in result)
+        finite = all(math.isfinite(v) for v in vector)
+        return Outcome(TrialEnd.COMPLETED if finite else TrialEnd.FAILED, vector if finite else None)
     return None
+
+
+def check_warm_start_objectives(owner: str, pairs: list[tuple[Mapping[str, Any], Outcome]], k: int) -> None:
+    """Refuse warm-start values of another shape than k objectives give: a float for k = 1,
+    a tuple of k floats for k >= 2 (None, for a failed trial, fits any k).
+
+    Raises:
+        ConfigError: Naming ``owner``, the index, the value and the fix.
+    """
+    for index, (_, outcome) in enumerate(pairs):
+        value = outcome.value
+        if value is None or (len(value) == k if isinstance(value, tuple) else k == 1):
+            continue
+        shape = "a number" if k == 1 else f"a tuple of {k} numbers"
+        msg = (
+            f"{owner}: `warm_start[{index}]` has the value {value!r}, but the experiment has {k} "
+            f"objective(s): each value must be {shape}, signed to minimize. Pass the observations "
+            "of an experiment with the same metrics."
+        )
+        raise ConfigError(msg)
 
 
 def fit_observations(

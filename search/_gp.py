@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -139,6 +139,8 @@ class GPSearcher(Searcher):
         ...     searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
     """
 
+    single_objective_reason = "its expected improvement is over one value"
+
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,
@@ -187,8 +189,9 @@ class GPSearcher(Searcher):
             "n_restarts": self._n_restarts,
         }
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        super().setup(space, num_trials)
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
         check_space(_NAME, self.space)
         self._encoding = Encoding(self.space, _NAME)

@@ -6,7 +6,7 @@ import functools
 import math
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -139,6 +139,8 @@ class HyperOptSearcher(Searcher):
         >>> searcher.on_trial_complete("00000", Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
     """
 
+    single_objective_reason = "hyperopt's TPE ranks one loss"
+
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,
@@ -201,8 +203,9 @@ class HyperOptSearcher(Searcher):
         ]
         return cls(space, warm_start=warm_start, **args)
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        super().setup(space, num_trials)
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
         check_space(_NAME, self.space, native=True)
         try:

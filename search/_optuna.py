@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import math
+import copyreg
+import io
 import pickle
+import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from raytuner.errors import ConfigError
 
-from ._base import Outcome, Searcher, already_suggested, check_version, ended_twice, not_set_up
+from ._base import Outcome, Searcher, already_suggested, check_saved_objectives, check_version, ended_twice
+from ._base import is_finite, not_set_up
 from ._checks import check_seed
-from ._fork import check_warm_start, fit_observations
+from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._optuna_space import ask, distributions, optuna_value
 from ._params import parameters
 from ._space import check_space
@@ -60,6 +63,17 @@ class OptunaSearcher(Searcher):
     ``step`` the integer resource, or the report's index when the resource is not an
     integer).
 
+    **Several objectives** (``setup(..., objectives=[...])``, values tuples of k floats): the
+    study is created with ``directions=["minimize"] * k`` and told each trial's k values.
+    Optuna's default TPE (split by non-dominated rank, as ``TPESearcher``),
+    ``NSGAIISampler``, ``NSGAIIISampler``, ``QMCSampler`` and ``RandomSampler`` take them; a
+    sampler that refuses several objectives (``CmaEsSampler``) is asked once at
+    :meth:`setup`, on a copy of it, and Optuna's own error becomes a ``ConfigError``. Optuna
+    keeps no intermediate values with several objectives (``Trial.report`` is
+    single-objective), so reports are not passed on, and a trial stopped early is told
+    PRUNED without a value (Optuna's samplers leave such trials out, or rank them behind
+    every complete one).
+
     **Default sampler.** ``optuna.samplers.TPESampler(seed=seed)``, Optuna's own default;
     with the same seed and results a serial run asks exactly the configs Optuna's own
     ask/tell loop does (tests/search/test_optuna_searcher.py). Optuna logs each finished
@@ -86,6 +100,8 @@ class OptunaSearcher(Searcher):
         >>> from raytuner.search import OptunaSearcher, uniform
         >>> searcher = OptunaSearcher({"x": uniform(-5, 5)}, sampler=optuna.samplers.QMCSampler(seed=0))
     """
+
+    supports_multi_objective = True  # as far as its sampler does: see setup()
 
     def __init__(
         self,
@@ -133,15 +149,42 @@ class OptunaSearcher(Searcher):
             return None
         return {"seed": self._seed}
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        super().setup(space, num_trials)
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
         check_space(_NAME, self.space)
+        check_warm_start_objectives(_NAME, self._warm_start, self.num_objectives)
         self._table = distributions(self.space, _NAME)
-        if self._study is None:  # restore() brings its own study
-            optuna = _import_optuna()
+        if self._study is not None:  # restore() brought its own study
+            check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)
+            return
+        optuna = _import_optuna()
+        if self.num_objectives == 1:
             self._study = optuna.create_study(sampler=self._sampler, direction="minimize")
-            self._load_warm_start()
+        else:
+            self._probe_sampler(optuna)
+            self._study = optuna.create_study(sampler=self._sampler, directions=["minimize"] * self.num_objectives)
+        self._load_warm_start()
+
+    def _probe_sampler(self, optuna: Any) -> None:
+        """Ask a copy of the sampler for one trial of a throwaway study with k objectives, so
+        that a single-objective sampler refuses here, before any trial, in Optuna's words."""
+        try:
+            sampler = pickle.loads(_dumps(self._sampler))
+        except Exception:  # noqa: BLE001 - a sampler that cannot be copied is asked at the first suggest
+            return
+        study = optuna.create_study(sampler=sampler, directions=["minimize"] * self.num_objectives)
+        try:
+            study.ask(self._table)
+        except ValueError as error:
+            msg = (
+                f"{_NAME}: the sampler {type(self._sampler).__name__} refused {self.num_objectives} "
+                f"objectives: {error} Pass a sampler that takes several, e.g. "
+                "optuna.samplers.TPESampler() (the default) or NSGAIISampler()."
+            )
+            raise ConfigError(msg) from error
+
 
     def _load_warm_start(self) -> None:
         optuna = _import_optuna()
@@ -157,13 +200,14 @@ class OptunaSearcher(Searcher):
                 value = next(iter(intermediate.values()))
             # Optuna's samplers take a trial with only some of the parameters (as for
             # conditional ones), so a partial observation still informs the others.
+            given = {"values": list(value)} if isinstance(value, tuple) else {"value": value}
             self._study.add_trial(
                 optuna.trial.create_trial(
                     params=params,
                     distributions={label: self._table[label] for label in params},
-                    value=value,
                     intermediate_values=intermediate,
                     state=state,
+                    **given,
                 )
             )
         if fitted.report.changed:
@@ -182,7 +226,7 @@ class OptunaSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
         trial = self._trials.get(trial_id)
-        if trial is None or value is None or not math.isfinite(value):
+        if trial is None or self.num_objectives > 1 or not is_finite(value):
             return
         self._steps[trial_id] += 1
         step = int(resource) if float(resource).is_integer() and resource >= 0 else self._steps[trial_id]
@@ -214,25 +258,42 @@ class OptunaSearcher(Searcher):
         # The in-memory study (storage and sampler, with its random state) pickles whole; the
         # running trials' handles are pickled with it so that they stay bound to it.
         payload = (self._study, self._trials, self._steps, self._last, self._ended)
-        return {"version": _STATE_VERSION, "study": pickle.dumps(payload)}
+        return {"version": _STATE_VERSION, "study": _dumps(payload)}
 
     def restore(self, state: dict[str, Any]) -> None:
         check_version(_NAME, state, _STATE_VERSION)
         self._study, self._trials, self._steps, self._last, self._ended = pickle.loads(state["study"])
         self._sampler = self._study.sampler
+        if self._table:  # set up already: the study must have the experiment's objectives
+            check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)
 
 
-def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | None, dict[int, float]]:
+def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | tuple[float, ...] | None, dict[int, float]]:
     """Optuna's ``(state, value, intermediate values)`` for how a trial ended."""
     TrialState = optuna.trial.TrialState
     value = outcome.value
-    finite = value is not None and math.isfinite(value)
     if outcome.failed:
         return TrialState.FAIL, None, {}
+    if isinstance(value, tuple):  # several objectives: no intermediate values in Optuna
+        if outcome.full_budget:
+            return TrialState.COMPLETE, tuple(map(float, value)), {}
+        return TrialState.PRUNED, None, {}
     if outcome.full_budget:
         return TrialState.COMPLETE, float(value), {}  # type: ignore[arg-type]
-    if not finite:
+    if not is_finite(value):
         return TrialState.PRUNED, None, {}
     resource = outcome.resource
     step = int(resource) if resource is not None and float(resource).is_integer() and resource >= 0 else 0
     return TrialState.PRUNED, None, {step: float(value)}  # type: ignore[arg-type]
+
+
+def _dumps(payload: Any) -> bytes:
+    """``pickle.dumps``, with a thread lock pickled as a new, unlocked one: NSGA-II's and
+    NSGA-III's samplers hold a lock (a guard of their cache) that pickle refuses."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    for make in (threading.Lock, threading.RLock):
+        pickler.dispatch_table[type(make())] = lambda _, new=make: (new, ())
+    pickler.dump(payload)
+    return buffer.getvalue()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._base import FINISHED, Searcher, _Finished, not_set_up
@@ -30,6 +30,7 @@ class RandomSearcher(Searcher):
     """
 
     needs_metric = False  # configs never depend on results
+    supports_multi_objective = True  # nor on how many objectives there are
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
@@ -41,8 +42,9 @@ class RandomSearcher(Searcher):
     def _config(self) -> dict[str, Any]:
         return {"seed": self._seed}
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        super().setup(space, num_trials)
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
         check_space(type(self).__name__, self.space)
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
@@ -79,6 +81,7 @@ class GridSearcher(Searcher):
     """
 
     needs_metric = False  # configs never depend on results
+    supports_multi_objective = True  # nor on how many objectives there are
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
         self._rng = make_rng(type(self).__name__, seed)
@@ -97,8 +100,9 @@ class GridSearcher(Searcher):
         """Number of points in one pass over the grid (1 for a space without grids)."""
         return len(self._points)
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        super().setup(space, num_trials)
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
         check_space(type(self).__name__, self.space, grid=True)
         self._points = grid_points(self.space)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import difflib
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from raytuner.errors import ConfigError
 
-from ._base import Outcome, Searcher, already_suggested, check_version, ended_twice, not_set_up
+from ._base import Outcome, Searcher, Value, already_suggested, check_saved_objectives, check_value
+from ._base import check_version, ended_twice, is_finite, not_set_up
 from ._checks import flag, int_at_least, make_rng, real_in
-from ._fork import check_warm_start, fit_observations
+from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._params import config_from_params, match_config
 from ._parzen import ParzenEstimator
 from ._space import check_space, sample_config
 from ._tpe_space import EncodedSpace
+from ._tpe_split import finite_rows, missing_rows, split
 
 _NAME = "TPESearcher"
 _STATE_VERSION = 2  # the matrix holds ranks for ordinal choices, "ordinal" says if it does
@@ -57,6 +59,13 @@ class TPESearcher(Searcher):
       values, so under ASHA or Hyperband, where most trials stop early, it still steers from
       their rung results, and compares values of one fidelity only.
 
+    **Several objectives** (``setup(..., objectives=[...])``, values tuples of k floats):
+    the good group is taken by non-dominated rank, the last front that does not fit cut by
+    greedy hypervolume contribution (Ozaki et al., GECCO 2020, JAIR 2022; Optuna's
+    multi-objective TPE); the maths: ``search/_tpe_split.py``. The constant liar, the
+    multi-fidelity rule, forks (``warm_start`` values are then tuples) and the rules below
+    hold as they are, a value being a vector, finite when every entry is.
+
     **How trials count at the model's level r** (values signed to minimize):
 
     - a value reported at r, by a running or a finished trial: an observation ranked by
@@ -77,8 +86,10 @@ class TPESearcher(Searcher):
     - ``low_fidelity_bandwidth=0.2``: wider kernels where the model fits a level below the
       full budget, whose rankings are noisy proxies of the final ones (0.1 is worse under
       ASHA; 0.15 to 0.3 alike).
-    - ``discrete_bandwidth=0.2``: a kernel on a grid of few values that reaches an
-      observation's neighbours (0.1 and 0.3 are worse).
+    - ``discrete_bandwidth``: 0.2, a kernel on a grid of few values that reaches an
+      observation's neighbours (0.1 and 0.3 are worse); with several objectives 0.1, whose
+      good group takes in the front's extremes, good in one objective only (0.2 is worse on
+      a mixed space, section "Multi-objective").
     - ``ordinal=True``: an ordered choice by rank, so that a good 64 speaks for 32 and 128
       (every choice categorical is worse on tables of ordered values).
     - ``avoid_repeats=True``: a repeated config teaches a deterministic objective nothing,
@@ -99,7 +110,8 @@ class TPESearcher(Searcher):
         bandwidth: β, the bandwidth factor of the continuous kernels (see ``_parzen``).
         discrete_bandwidth: β of the discrete numeric kernels (``quniform``, ``randint``,
             ordinal choices): a grid of a few values needs a kernel that reaches the
-            neighbours of an observation, or it models them as unrelated categories.
+            neighbours of an observation, or it models them as unrelated categories. None:
+            0.2 with one objective, 0.1 with several.
         low_fidelity_bandwidth: β when the model fits a level below the full budget
             (under ASHA or Hyperband): low-fidelity rankings are noisier, wider kernels
             smooth them.
@@ -116,7 +128,8 @@ class TPESearcher(Searcher):
         seed: Seed; the same seed and the same events in the same order give the same
             suggestions.
         warm_start: ``(config, value)`` pairs from an earlier search (value signed to
-            minimize, None for a failed trial) or ``(config, Outcome)`` pairs, as
+            minimize, a tuple of k with k objectives, None for a failed trial) or
+            ``(config, Outcome)`` pairs, as
             ``rt.load(path).observations()`` returns them. They count as finished trials.
             A changed space is handled as ``search/_fork.py`` documents: removed
             parameters ignored, added ones marginalised to the prior, out-of-range values
@@ -135,6 +148,8 @@ class TPESearcher(Searcher):
         ...     searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
     """
 
+    supports_multi_objective = True
+
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,
@@ -145,7 +160,7 @@ class TPESearcher(Searcher):
         n_ei_candidates: int = 24,
         prior_weight: float = 1.0,
         bandwidth: float = 0.1,
-        discrete_bandwidth: float = 0.2,
+        discrete_bandwidth: float | None = None,
         low_fidelity_bandwidth: float = 0.2,
         n_flat: int = 25,
         ordinal: bool = True,
@@ -166,8 +181,8 @@ class TPESearcher(Searcher):
         self._n_candidates = int_at_least(_NAME, "n_ei_candidates", n_ei_candidates, 1, "24")
         self._prior_weight = real_in(_NAME, "prior_weight", prior_weight, 0.0, math.inf, "1.0")
         self._bandwidth = real_in(_NAME, "bandwidth", bandwidth, 0.0, math.inf, "0.1")
-        self._discrete_bandwidth = real_in(_NAME, "discrete_bandwidth", discrete_bandwidth, 0.0,
-                                           math.inf, "0.2")
+        self._discrete_bandwidth = discrete_bandwidth if discrete_bandwidth is None else real_in(
+            _NAME, "discrete_bandwidth", discrete_bandwidth, 0.0, math.inf, "0.2")
         self._low_bandwidth = real_in(_NAME, "low_fidelity_bandwidth", low_fidelity_bandwidth, 0.0,
                                       math.inf, "0.2")
         self._n_flat = int_at_least(_NAME, "n_flat", n_flat, 1, "25")
@@ -184,10 +199,13 @@ class TPESearcher(Searcher):
         self._reset()
 
     def _reset(self) -> None:
+        # With k >= 2 objectives a trial's value is a row of k entries: a level and the final
+        # values are (trials, k) arrays; with one, (trials,) as before several existed.
+        self._shape: tuple[int, ...] = () if self.num_objectives == 1 else (self.num_objectives,)
         self._ids: dict[str, int] = {}
         self._matrix = np.empty((0, 0))
         self._status = np.empty(0, dtype=np.int8)
-        self._final_value = np.empty(0)
+        self._final_value = np.empty((0,) + self._shape)
         self._final_resource = np.empty(0)
         self._levels: dict[float, np.ndarray] = {}
 
@@ -202,12 +220,15 @@ class TPESearcher(Searcher):
                 "low_fidelity_bandwidth": self._low_bandwidth, "n_flat": self._n_flat,
                 "ordinal": self._ordinal, "avoid_repeats": self._avoid_repeats, "seed": self._seed}
 
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int) -> None:
-        super().setup(space, num_trials)
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
         check_space(_NAME, self.space)
+        check_warm_start_objectives(_NAME, self._warm_start, self.num_objectives)
         self._encoded = EncodedSpace(self.space, self._ordinal)
         if self._has_history:  # restored, or set up before: the history is there already
+            check_saved_objectives(_NAME, (self._shape or (1,))[0], self.num_objectives)
             return
         self._has_history = True
         self._reset()
@@ -245,17 +266,23 @@ class TPESearcher(Searcher):
         self._add(trial_id, params)
         return config
 
-    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
+    def on_trial_result(self, trial_id: str, resource: float, value: Value) -> None:
         index = self._ids.get(trial_id)
         if index is None:
             return
-        value = float(value)
+        if self._shape:
+            value = check_value(_NAME, trial_id, value, self._shape[0])
+            self._level(float(resource))[index] = value if is_finite(value) else math.inf
+            return
+        value = float(value)  # type: ignore[arg-type]
         self._level(float(resource))[index] = value if math.isfinite(value) else math.inf
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         index = self._ids.get(trial_id)
         if index is None or self._status[index] != _PENDING:
             raise ended_twice(_NAME, trial_id, suggested=index is not None)
+        if self._shape and outcome.value is not None:
+            check_value(_NAME, trial_id, outcome.value, self._shape[0])
         self._close(index, outcome)
 
     # -- records -----------------------------------------------------------------------
@@ -275,12 +302,12 @@ class TPESearcher(Searcher):
 
     def _level(self, resource: float) -> np.ndarray:
         if resource not in self._levels:
-            self._levels[resource] = np.full(len(self._status), np.nan)
+            self._levels[resource] = np.full((len(self._status),) + self._shape, np.nan)
         return self._levels[resource]
 
     def _close(self, index: int, outcome: Outcome) -> None:
         value = outcome.value
-        finite = value is not None and math.isfinite(value)
+        finite = is_finite(value)
         resource = None if outcome.resource is None else float(outcome.resource)
         full = outcome.full_budget
         if outcome.failed:
@@ -291,7 +318,7 @@ class TPESearcher(Searcher):
             return  # stopped before reporting: bad at every level, as below r
         if resource is not None:
             level = self._level(resource)
-            if np.isnan(level[index]):
+            if np.all(np.isnan(level[index])):
                 level[index] = value
         if full:
             self._final_value[index] = value
@@ -301,8 +328,9 @@ class TPESearcher(Searcher):
 
     def _values_at(self, resource: float, n: int) -> np.ndarray:
         """Each trial's value at a level: reported there, or a full-budget final value."""
-        values = self._levels[resource][:n].copy() if resource in self._levels else np.full(n, np.nan)
-        carried = np.isnan(values) & (self._final_resource[:n] < resource)
+        level = self._levels.get(resource)
+        values = level[:n].copy() if level is not None else np.full((n,) + self._shape, np.nan)
+        carried = missing_rows(values) & (self._final_resource[:n] < resource)
         values[carried] = self._final_value[:n][carried]
         return values
 
@@ -319,7 +347,7 @@ class TPESearcher(Searcher):
         best: tuple[int, float, np.ndarray] | None = None
         for resource in levels:
             values = self._values_at(resource, n)
-            count = int(np.count_nonzero(np.isfinite(values)))
+            count = int(np.count_nonzero(finite_rows(values)))
             if count >= self._n_startup:
                 return resource, values
             if best is None or count > best[0]:
@@ -334,7 +362,8 @@ class TPESearcher(Searcher):
 
         The split is made among the rows a group is active in, as for a separate search
         over that option: the good group of ``opt[0].momentum`` is the best γ of the trials
-        that took option 0, not the few of them that are also best overall.
+        that took option 0, not the few of them that are also best overall. The rule, with
+        one or several objectives: ``_tpe_split``.
         """
         n = len(self._ids)
         if values is None:
@@ -343,15 +372,7 @@ class TPESearcher(Searcher):
                 return None
             values = level[1]
         in_rows = np.ones(n, dtype=bool) if rows is None else rows
-        finite = np.flatnonzero(in_rows & np.isfinite(values))
-        pending = self._status[:n] == _PENDING
-        ranked = np.count_nonzero(in_rows & (~pending | np.isfinite(values)))
-        n_good = min(math.ceil(self._gamma * ranked), self._max_good, len(finite))
-        order = finite[np.argsort(values[finite], kind="stable")]
-        good = np.sort(order[: max(n_good, 1)]) if len(finite) else np.empty(0, dtype=int)
-        bad_mask = in_rows.copy()
-        bad_mask[good] = False
-        return good, np.flatnonzero(bad_mask)
+        return split(values, in_rows, self._status[:n] == _PENDING, self._gamma, self._max_good)
 
     def _weights(self, rows: np.ndarray) -> np.ndarray:
         """Linear forgetting in g(x): rows are in trial order, the newest last."""
@@ -369,12 +390,15 @@ class TPESearcher(Searcher):
         final ones (learning curves cross), and wider kernels smooth over that noise.
         """
         n = len(self._ids)
+        discrete = self._discrete_bandwidth
+        if discrete is None:
+            discrete = 0.2 if self.num_objectives == 1 else 0.1
         full = self._final_resource[:n][self._status[:n] == _COMPLETED]
         if len(full) and resource >= np.max(full):
-            return self._bandwidth, self._discrete_bandwidth
+            return self._bandwidth, discrete
         if not len(full) and not np.any(self._status[:n] == _STOPPED):
-            return self._bandwidth, self._discrete_bandwidth
-        return self._low_bandwidth, max(self._low_bandwidth, self._discrete_bandwidth)
+            return self._bandwidth, discrete
+        return self._low_bandwidth, max(self._low_bandwidth, discrete)
 
     def _sample(self, values: np.ndarray, bandwidth: tuple[float, float]) -> dict[str, Any] | None:
         encoded = self._encoded
@@ -412,6 +436,7 @@ class TPESearcher(Searcher):
         return {
             "searcher": _NAME,
             "version": _STATE_VERSION,
+            "objectives": self.num_objectives,
             "labels": None if self._encoded is None else list(self._encoded.labels),
             "ordinal": self._ordinal,
             "rng": self._rng.bit_generator.state,
@@ -433,6 +458,10 @@ class TPESearcher(Searcher):
             )
             raise ConfigError(msg)
         check_version(_NAME, state, _STATE_VERSION)
+        # A state without the key predates several objectives: it has one.
+        shape = () if state.get("objectives", 1) == 1 else (int(state["objectives"]),)
+        if self._encoded is not None:
+            check_saved_objectives(_NAME, (shape or (1,))[0], self.num_objectives)
         if self._encoded is not None and state["labels"] != self._encoded.labels:
             msg = (
                 f"{_NAME}: the saved state has parameters {state['labels']}, but the space "
@@ -454,9 +483,11 @@ class TPESearcher(Searcher):
         # A space of constants has no parameters: rows of width 0, as many as there are trials.
         self._matrix = np.array(state["matrix"], dtype=float).reshape(len(state["ids"]), width)
         self._status = np.array(state["status"], dtype=np.int8)
-        self._final_value = np.array(state["final_value"], dtype=float)
+        rows = (len(state["ids"]),) + shape
+        self._shape = shape
+        self._final_value = np.array(state["final_value"], dtype=float).reshape(rows)
         self._final_resource = np.array(state["final_resource"], dtype=float)
-        self._levels = {float(r): np.array(v, dtype=float) for r, v in state["levels"].items()}
+        self._levels = {float(r): np.array(v, dtype=float).reshape(rows) for r, v in state["levels"].items()}
         self._has_history = True
 
 

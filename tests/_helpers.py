@@ -1,6 +1,6 @@
 """What several test modules share: waiting on a condition, a Ctrl-C at a chosen report,
-and the mixed search space with its learning curve that the searchers' integration tests
-tune.
+the mixed search space with its learning curve that the searchers' integration tests
+tune, and a searcher driven one trial at a time.
 
 Import it as ``tests._helpers``: trial workers find it the way they find the test modules
 (Ray puts the driver's working folder, the repository, on their path).
@@ -69,3 +69,18 @@ def curve(config):
     floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
     for epoch in range(1, 10):
         rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
+
+
+def run_serially(searcher, loss, n, start=0, outcome=None):
+    """Suggest and complete trials ``start``, ..., ``start + n - 1`` one at a time (ids
+    ``str(i)``), each ending ``outcome(loss(config))`` (default: COMPLETED with that value);
+    the configs."""
+    from raytuner.search import Outcome, TrialEnd
+
+    configs = []
+    for i in range(start, start + n):
+        config = searcher.suggest(str(i))
+        value = loss(config)
+        searcher.on_trial_complete(str(i), outcome(value) if outcome else Outcome(TrialEnd.COMPLETED, value))
+        configs.append(config)
+    return configs

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from raytuner.errors import ConfigError, ProtocolError
+from tests._helpers import run_serially
 from raytuner.search import (
     HyperOptSearcher,
     Outcome,
@@ -53,12 +54,7 @@ def make(space=MIXED, **kwargs):
 
 
 def run(searcher, loss, n, start=0):
-    configs = []
-    for i in range(start, start + n):
-        config = searcher.suggest(str(i))
-        searcher.on_trial_complete(str(i), done(loss(config)))
-        configs.append(config)
-    return configs
+    return run_serially(searcher, loss, n, start, done)
 
 
 def test_configs_hold_plain_python_values_on_their_domains():
