@@ -42,6 +42,7 @@ from typing import Any, Iterator
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
 from raytuner._storage import DEFAULT_ROOT
+from raytuner._storage.history import RESULTS_FILE, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner.errors import ConfigError, ExperimentError
 
@@ -140,6 +141,7 @@ class ExperimentStorage:
             self.path = Path(remote.local_path(path)).expanduser().resolve()
         self.trials_path = self.path / "trials"
         self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
+        self._appended: set[str] = set()  # trials whose results.jsonl this writer has checked for a torn tail
 
     @property
     def name(self) -> str:
@@ -267,13 +269,27 @@ class ExperimentStorage:
         )
 
     def append_results(self, trial_id: str, rows: list[dict[str, Any]]) -> None:
+        """Append report rows or attempt markers (see :mod:`raytuner._storage.history`). The
+        first append of this writer cuts a torn last line that a crash may have left."""
+        path = self.trial_path(trial_id) / RESULTS_FILE
+        if trial_id not in self._appended:
+            self._appended.add(trial_id)
+            repair_tail(path, trial_id)
         text = "".join(dumps(row) + "\n" for row in rows)
-        with open(self.trial_path(trial_id) / "results.jsonl", "a") as handle:
+        with open(path, "a") as handle:
             handle.write(text)
         self._push_checkpoint(trial_id)
 
+    def read_history(self, trial_id: str) -> History:
+        """The trial's results.jsonl folded into one trajectory, with what was superseded."""
+        return read_history(self.trial_path(trial_id) / RESULTS_FILE)
+
     def read_results(self, trial_id: str) -> list[dict[str, Any]]:
-        return list(read_jsonl(self.trial_path(trial_id) / "results.jsonl"))
+        """The trial's kept report rows; raises :class:`ExperimentError` if the file is
+        damaged before its tail (a torn tail is skipped)."""
+        history = self.read_history(trial_id)
+        history.raise_if_damaged()
+        return history.rows
 
     def append_error(self, trial_id: str, text: str) -> None:
         with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
