@@ -34,6 +34,7 @@ from raytuner._driver.events import (
     CallFailed,
     Command,
     Deadline,
+    DeleteCheckpoints,
     Deliver,
     Discard,
     Drained,
@@ -57,6 +58,7 @@ from raytuner._driver.events import (
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
 from raytuner._formats import dumps
+from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
 from raytuner import errors
@@ -128,13 +130,17 @@ class Lifecycle(ControlHandlers):
         self._exhausted = False  # the searcher returned FINISHED
         self._ended = False  # Deadline, EndExperiment or an abort: nothing new starts
         self._next_id = max(next_id, len(trials or ()))
-        self._warned_no_checkpoint = False
+        self._warned_rewind = False
+        # Why a PENDING trial will be launched again, for its attempt marker (default "retry").
+        self._restart_reason: dict[str, str] = {}
         self.abort: BaseException | None = None
         self._out: list[Command] = []
         for trial_id, trial in (trials or {}).items():
             self._add(trial)
             if trial.status is TrialStatus.RUNNING:  # its worker went with the last driver
                 self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
+            if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
+                self._restart_reason[trial.trial_id] = "resume"
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:
@@ -258,6 +264,7 @@ class Lifecycle(ControlHandlers):
                 # goes out once the pause is in (_on_exit), and this slot waits for it.
                 run.phase = RunPhase.PROMOTED
                 return None
+            self._restart_reason[resume_id] = "promotion"
             return self.trials[resume_id]
         if self._search_done():
             self._finish_search()
@@ -287,28 +294,45 @@ class Lifecycle(ControlHandlers):
         self._stop_paused_losers()
 
     def _launch(self, trial: Trial, worker: Worker) -> None:
-        start_iteration, start_time = trial.iteration, trial.time_total_s
-        if trial.checkpoint:
-            start_iteration, start_time = trial.checkpoint_iteration, trial.checkpoint_time_s
-        elif trial.iteration and not self._warned_no_checkpoint:
-            self._warned_no_checkpoint = True
+        """Put ``trial`` on ``worker``: from its latest checkpoint, or from scratch.
+
+        One trajectory per trial: a restart from the checkpoint made at iteration k (k = 0
+        without one) rewinds the trial to k. The attempt marker written first tells readers
+        that the rows the lost attempt wrote past k are superseded (see
+        :mod:`raytuner._storage.history`); searcher and scheduler hear only of progress past
+        what they were already fed (``Trial.fed_resource``).
+        """
+        start_iteration = trial.checkpoint_iteration if trial.checkpoint else 0
+        start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
+        if trial.iteration > start_iteration and not self._warned_rewind:
+            self._warned_rewind = True
+            where = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch (it has no checkpoint)"
             logger.warning(
-                "Trial %s resumes with no checkpoint, so its training restarts from scratch while its "
-                "report count goes on from %d. Pass `checkpoint=` to raytuner.report (or use the Keras "
-                "callback, which checkpoints) so paused and retried trials continue where they stopped.",
-                trial.trial_id, trial.iteration,
+                "Trial %s restarts from %s; its reports %d-%d are superseded (kept in results.jsonl for audit, "
+                "left out of its history). Pass `checkpoint=` to raytuner.report (or use the Keras callback, "
+                "which checkpoints) so paused and retried trials continue where they stopped.",
+                trial.trial_id, where, start_iteration + 1, trial.iteration,
             )
+        lost = trial.rewind(start_iteration, start_time)
+        reason = ("start" if not trial.attempt else "rerun" if trial.trial_id in self._reruns
+                  else self._restart_reason.pop(trial.trial_id, "retry"))
+        self._restart_reason.pop(trial.trial_id, None)
+        trial.attempt += 1
+        self._out.append(AppendResults(trial.trial_id, [attempt_marker(
+            trial.attempt, start_iteration, trial.checkpoint if start_iteration else None, reason, self._clock())]))
+        if lost:
+            self._out.append(DeleteCheckpoints(trial.trial_id, tuple(lost)))
         self._runs[trial.trial_id] = Run(worker)
         trial.start_time = trial.start_time or self._clock()
         self._set_status(trial, TrialStatus.RUNNING, notify=False)
-        self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint, start_iteration,
-                                start_time, self._decision_point(trial)))
+        self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint if start_iteration else None,
+                                start_iteration, start_time, self._decision_point(trial)))
         self._out.append(Notify("on_trial_start", (trial.trial_id, trial.config)))
 
     def _decision_point(self, trial: Trial) -> float:
         if trial.trial_id in self._reruns:
             return math.inf
-        return self.scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
+        return self.scheduler.decision_point(trial.trial_id, trial.fed_resource if trial.fed_resource is not None else 0)
 
     # -- reports and ends ------------------------------------------------------------------
     def _record(self, trial: Trial, run: Run, reports: list[Report]) -> Decision | None:
@@ -318,25 +342,32 @@ class Lifecycle(ControlHandlers):
             return None
         rows = []
         decision: Decision | None = None
+        committed = False
         for report in reports:
             row = dict(report.metrics)
-            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp)
+            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp,
+                       attempt=trial.attempt)
             if self.settings.resource_attr is not None:
                 row["resource"] = report.resource
-            rows.append(row)
             if report.checkpoint is not None:
-                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint, self.settings.checkpoints_to_keep)
-                self._out.append(save)
+                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint)
+                self._out.append(save)  # the folder first; the row that names it commits it
+                row["checkpoint"] = save.folder
                 trial.checkpoint = save.folder
                 trial.checkpoint_iteration = report.iteration
                 trial.checkpoint_time_s = report.time_total_s
-            previous = trial.resource
+                trial.checkpoint_metrics = report.metrics
+                trial.checkpoints = [name for name in trial.checkpoints if name != save.folder] + [save.folder]
+                committed = True
+            rows.append(row)
             value = None if self.settings.metric is None else self._sign * report.metrics[self.settings.metric]
             trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
-            # A trial resumed from an older checkpoint re-reports resources the scheduler has
-            # seen; only progress beyond them is news to it.
-            if value is None or run.decision or trial.trial_id in self._reruns or (previous is not None and report.resource <= previous):
+            # A restarted trial re-reports resources searcher and scheduler have seen; only
+            # progress beyond them is news to them.
+            if (value is None or run.decision or trial.trial_id in self._reruns
+                    or (trial.fed_resource is not None and report.resource <= trial.fed_resource)):
                 continue
+            trial.fed_resource = report.resource
             self.searcher.on_trial_result(trial.trial_id, report.resource, value)
             made = self.scheduler.on_result(trial.trial_id, report.resource, value)
             if made is not Decision.CONTINUE and decision in (None, Decision.CONTINUE):
@@ -344,6 +375,11 @@ class Lifecycle(ControlHandlers):
         if decision is None and reports[-1].awaits_decision:
             decision = Decision.CONTINUE  # the training loop waits for an answer, whatever was fed where
         self._out.append(AppendResults(trial.trial_id, rows))
+        keep = self.settings.checkpoints_to_keep
+        if committed and keep is not None and len(trial.checkpoints) > keep:
+            # Only now: an older checkpoint goes once the row committing a newer one is written.
+            old, trial.checkpoints = trial.checkpoints[:-keep], trial.checkpoints[-keep:]
+            self._out.append(DeleteCheckpoints(trial.trial_id, tuple(old)))
         self._out.extend(Notify("on_trial_result", (trial.trial_id, row)) for row in rows)
         self._stop_paused_losers()
         return decision
@@ -362,6 +398,7 @@ class Lifecycle(ControlHandlers):
             self._set_status(trial, TrialStatus.PAUSED)
             if run.phase is RunPhase.PROMOTED:
                 self._set_status(trial, TrialStatus.PENDING, notify=False)  # next in line for a worker
+                self._restart_reason[trial.trial_id] = "promotion"
         elif decided is Decision.STOP:
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)

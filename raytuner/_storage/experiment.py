@@ -36,7 +36,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
@@ -84,6 +84,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
     """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
     atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode())
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under ``root``, then the folders, to disk."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(folder))
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the platform allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any:
@@ -325,18 +351,22 @@ class ExperimentStorage:
             return "", 0
         return data.decode("utf-8", "replace"), offset + len(data)
 
-    def latest_checkpoint(self, trial_id: str) -> tuple[str, int] | None:
-        """The newest checkpoint folder of a trial on disk, as (folder name, report)."""
-        found = [(n, p.name) for p in self.trial_path(trial_id).glob("checkpoint_*")
-                 if p.is_dir() and (n := checkpoint_iteration(p.name)) is not None]
-        if not found:
-            return None
-        iteration, name = max(found)
-        return name, iteration
+    def delete_checkpoints(self, trial_id: str, names: Iterable[str]) -> None:
+        """Remove checkpoint folders the lifecycle no longer keeps."""
+        trial_path = self.trial_path(trial_id)
+        for name in names:
+            if checkpoint_iteration(name) is not None:  # never anything but a checkpoint folder
+                shutil.rmtree(trial_path / name, ignore_errors=True)
 
-    def write_checkpoint(self, trial_id: str, name: str, data: bytes, keep: int | None) -> None:
+    def checkpoint_folders(self, trial_id: str) -> list[str]:
+        """The names of a trial's checkpoint folders on disk, committed or not, in order."""
+        return sorted(p.name for p in self.trial_path(trial_id).glob("checkpoint_*")
+                      if p.is_dir() and checkpoint_iteration(p.name) is not None)
+
+    def write_checkpoint(self, trial_id: str, name: str, data: bytes) -> None:
         """Store a packed checkpoint in the trial's folder ``name`` (the lifecycle names it:
-        :func:`raytuner._formats.checkpoint_name`); keep the newest ``keep``."""
+        :func:`raytuner._formats.checkpoint_name`), whole: unpacked beside it, flushed to disk,
+        then renamed into place. It counts once the row naming it is appended."""
         from raytuner._worker.checkpoint import unpack_to
 
         self._uploading()
@@ -345,16 +375,13 @@ class ExperimentStorage:
         tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
         try:
             unpack_to(data, tmp)
+            fsync_tree(tmp)  # a power loss must not keep the row that commits it and lose the files
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            fsync_dir(trial_path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if keep is not None:
-            existing = sorted(p for p in trial_path.glob("checkpoint_*")
-                              if p.is_dir() and checkpoint_iteration(p.name) is not None)
-            for old in existing[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
         if self._uploader is not None:
             self._unpushed.add(trial_id)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from raytuner._results import Results
     from raytuner._trial import TrialResult
 
-_AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
+_AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s", "attempt"})
 _counter = 0
 
 
