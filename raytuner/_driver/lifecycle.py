@@ -20,12 +20,11 @@ in :mod:`raytuner._driver.lifecycle_control`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from raytuner._driver.events import (
     AppendError,
@@ -57,7 +56,6 @@ from raytuner._driver.events import (
 )
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
-from raytuner._formats import dumps
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
@@ -84,8 +82,6 @@ class LifecycleSettings:
 
 
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
-_ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
-         TrialStatus.FAILED: TrialEnd.FAILED}
 
 
 def _fatal_error(exit: TrialExit) -> RayTunerError:
@@ -477,40 +473,3 @@ class Lifecycle(ControlHandlers):
         if trial.trial_id not in self._unknown:
             outcome = Outcome(end, trial.last_value, trial.resource, self.scheduler.max_resource)
             self.searcher.on_trial_complete(trial.trial_id, outcome)
-
-    def reconcile(self, next_id: int, closed: Iterable[str]) -> list[Command]:
-        """After a resume: catch searcher and scheduler (restored from their last snapshot)
-        up with what the trial folders say happened after it.
-
-        Trials created after the snapshot are proposed again so the searcher counts them
-        (a searcher restored to the same state proposes the same config: it is checked);
-        trials that ended after it are reported to both.
-        """
-        closed = set(closed)
-        mismatched = []
-        for trial_id, trial in sorted(self.trials.items()):
-            if trial_id in closed and not trial.status.is_finished():
-                self._reruns.add(trial_id)  # closed, yet to run: only a re-run is both
-            if int(trial_id) >= next_id:
-                replay = self.searcher.suggest(trial_id)
-                if not isinstance(replay, dict):
-                    self._unknown.add(trial_id)  # it declined: never report this trial to it
-                if not isinstance(replay, dict) or json.loads(dumps(replay)) != trial.config:
-                    mismatched.append(trial_id)
-                self.scheduler.on_trial_add(trial_id)
-            if trial.status.is_finished() and trial_id not in closed:
-                end = _ENDS[trial.status]
-                self._close(trial, end)
-                if end is TrialEnd.COMPLETED:
-                    self.scheduler.on_trial_complete(trial_id)
-                elif end is TrialEnd.FAILED:
-                    self.scheduler.on_trial_error(trial_id)
-                else:
-                    self.scheduler.on_trial_remove(trial_id)
-        self._closed |= closed
-        if mismatched:
-            logger.warning(
-                "Trials %s were created after the searcher's last saved state and it now proposes other "
-                "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
-        out, self._out = self._out, []
-        return out
