@@ -134,6 +134,11 @@ def read_history(path: Path) -> History:
         data = path.read_bytes()
     except FileNotFoundError:
         return History()
+    return parse(data, path)
+
+
+def parse(data: bytes, path: Path) -> History:
+    """Fold the bytes of a results.jsonl (``path`` names it in warnings and damage)."""
     history = History()
     lines: list[dict[str, Any]] = []
     end = len(data)
@@ -148,8 +153,9 @@ def read_history(path: Path) -> History:
             continue
         try:
             line = json.loads(raw)
-        except ValueError as exc:
-            history.damaged = Damage(path, number, f"not valid JSON ({exc})")
+        except (ValueError, RecursionError) as exc:
+            fault = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            history.damaged = Damage(path, number, f"not valid JSON ({fault})")
             break
         if not isinstance(line, dict):
             history.damaged = Damage(path, number, f"a {type(line).__name__}, not a JSON object")
@@ -159,31 +165,36 @@ def read_history(path: Path) -> History:
 
 
 def last_row(path: Path) -> dict[str, Any] | None:
-    """The last kept report row of a results.jsonl, read from the end of the file.
-
-    A row is kept unless an attempt marker after it restarts below its iteration, so going
-    backwards the first row at or below every marker seen so far is the one. None if there
-    is none (no file, no report yet, or damage within the part read).
-    """
+    """The last kept report row of a results.jsonl, read from the end of the file. None if
+    there is none (no file, no report yet, or damage within the part read)."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
         return None
     with handle:
-        limit = float("inf")
-        for raw in _reversed_lines(handle, _end_of_last_line(handle)):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                return None
-            if not isinstance(line, dict):
-                return None
-            if is_marker(line):
-                limit = min(limit, line.get("start_iteration") or 0)
-            elif line.get("iteration", 0) <= limit:
-                return line
+        return last_kept(_reversed_lines(handle, _end_of_last_line(handle)))
+
+
+def last_kept(reversed_lines: Iterable[bytes]) -> dict[str, Any] | None:
+    """The last kept report row, given whole lines from the last one backwards.
+
+    A row is kept unless an attempt marker after it restarts below its iteration, so going
+    backwards the first row at or below every marker seen so far is the one.
+    """
+    limit = float("inf")
+    for raw in reversed_lines:
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(line, dict):
+            return None
+        if is_marker(line):
+            limit = min(limit, line.get("start_iteration") or 0)
+        elif line.get("iteration", 0) <= limit:
+            return line
     return None
 
 
