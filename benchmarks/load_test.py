@@ -104,13 +104,13 @@ def drive(args: argparse.Namespace) -> None:
 # -- the orchestrator (parent process) -------------------------------------------------------
 def count(storage: Path, reports: int) -> dict:
     """What the experiment folder holds: every results.jsonl line, per trial and in all."""
-    from raytuner._storage.experiment import read_jsonl
+    from raytuner._storage.history import read_history
 
     trials_dir = storage / NAME / "trials"
     lines = distinct = complete = 0
     statuses: dict[str, int] = {}
     for trial in sorted(p for p in trials_dir.iterdir() if p.is_dir()):
-        rows = list(read_jsonl(trial / "results.jsonl"))
+        rows = read_history(trial / "results.jsonl").rows
         steps = [row["step"] for row in rows]
         lines += len(rows)
         distinct += len(set(steps))

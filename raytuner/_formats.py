@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 #: Keys the controller adds to every row of results.jsonl, beside the reported metrics.
-AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp"})
+AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp", "attempt", "checkpoint"})
 
 _CHECKPOINT_PREFIX = "checkpoint_"
 

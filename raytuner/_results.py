@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial
 from raytuner._formats import AUTO_KEYS, flatten
+from raytuner._storage.history import RESULTS_FILE, last_row
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialResult, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
@@ -60,37 +62,32 @@ class Results:
         """The trial with the best last reported value of the Tuner's metric."""
         return self.get_best()
 
-    def get_best(self, metric: str | None = None, mode: str | None = None, scope: str = "last") -> TrialResult:
-        """The best trial by ``metric`` (default: the Tuner's).
+    def get_best(self, metric: str | None = None, mode: str | None = None, scope: str | None = None) -> TrialResult:
+        """The best trial by ``metric`` (default: the Tuner's), by the one rule every view
+        uses (:func:`raytuner._best.best_trial`).
 
         Args:
             metric: A reported metric; defaults to the Tuner's.
             mode: "min" or "max"; defaults to the Tuner's.
             scope: "last" compares each trial's last report (as Ray Tune does); "all"
                 compares each trial's best report (only for the Tuner's own metric).
+                Default: the experiment's ``best_scope`` (the Tuner's argument, "last"
+                unless set), which the CLI, the report and the dashboard use too.
 
-        NaN and infinite values are never chosen.
+        NaN and infinite values are never chosen; a FAILED trial only when no other trial
+        has a finite value.
         """
         metric = metric or self.metric
         mode = mode or self.mode
+        scope = scope or self.scope
         if metric is None:
             raise ConfigError("No metric to rank trials by: pass `metric=` to the Tuner or to get_best().")
         if mode not in ("min", "max"):
             raise invalid("Results.get_best", "mode", mode, "'min' or 'max'", "Pass mode='min' or mode='max'.")
-        if scope not in ("last", "all"):
+        if scope not in SCOPES:
             raise invalid("Results.get_best", "scope", scope, "'last' or 'all'",
                           "Pass scope='last' (each trial's last report) or 'all' (any report).")
-        sign = 1.0 if mode == "min" else -1.0
-        best: TrialResult | None = None
-        best_key = math.inf
-        for trial in self.trials:
-            if scope == "all" and metric == self.metric and mode == self.mode:
-                key = trial.best_value
-            else:
-                value = trial.metrics.get(metric)
-                key = sign * value if isinstance(value, (int, float)) else None
-            if key is not None and math.isfinite(key) and key < best_key:
-                best, best_key = trial, key
+        best = best_trial(self.trials, metric, mode, scope, own_metric=(metric == self.metric and mode == self.mode))
         if best is None:
             failed = sum(t.status == TrialStatus.FAILED for t in self.trials)
             if failed and failed == len(self.trials):
@@ -101,6 +98,12 @@ class Results:
                 why = f"{len(self.trials)} trials; check the metric's name and the trials' reports"
             raise ExperimentError(f"No trial of {self.path.name!r} reported a finite {metric!r}: {why}.")
         return best
+
+    @property
+    def scope(self) -> str:
+        """How "best" is meant in this experiment: "last" or "all" (see :meth:`get_best`)."""
+        scope = self.meta.get("best_scope")
+        return scope if scope in SCOPES else DEFAULT_SCOPE
 
     @property
     def errors(self) -> dict[str, str]:
@@ -129,7 +132,13 @@ class Results:
         return pd.DataFrame(rows)
 
     def history(self, trial_id: str) -> pd.DataFrame:
-        """Every report of one trial, one row each, in order."""
+        """Every report of one trial's trajectory, one row each, iterations 1..n in order.
+
+        A trial that restarted from a checkpoint at iteration k (or from scratch, k = 0)
+        continued from there: the rows its lost attempt wrote after k are superseded, kept
+        in results.jsonl for audit but not shown here. The ``attempt`` column says which
+        run of the trial made each row; ``checkpoint`` names the checkpoint a row commits.
+        """
         import pandas as pd
 
         if trial_id not in self._by_id:
@@ -187,12 +196,12 @@ def load(path: str | os.PathLike[str]) -> Results:
     for trial_id in storage.trial_ids():
         record, config, error = storage.read_trial(trial_id)
         trial = Trial.from_record(record, config, error)
-        if trial.status == TrialStatus.RUNNING:  # trial.json lags behind a running trial
-            rows = storage.read_results(trial_id)
-            if rows:
-                last = rows[-1]
+        if not trial.status.is_finished():  # trial.json lags behind a running trial's reports
+            last = last_row(storage.trial_path(trial_id) / RESULTS_FILE)
+            if last is not None:
                 trial.metrics = {k: v for k, v in last.items() if k not in AUTO_KEYS}
                 trial.iteration = last.get("iteration", trial.iteration)
+        if trial.checkpoint and not (storage.trial_path(trial_id) / trial.checkpoint).is_dir():
+            trial.checkpoint = None  # deleted by hand, or pruned after this record was written
         trials.append(TrialResult.from_trial(trial, storage.trial_path(trial_id)))
     return Results(storage.path, trials, meta.get("metric"), meta.get("mode", "min"), meta)
-

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytuner._formats import checkpoint_iteration
+
 
 class TrialStatus(str, enum.Enum):
     """Where a trial stands. Only the lifecycle changes it (``Lifecycle._set_status``, along
@@ -52,6 +54,16 @@ class Trial:
     num_failures: int = 0
     error: str | None = None
     note: str | None = None  # why the trial ended the way it did, when not obvious
+    attempt: int = 0  # launches so far: each opens an attempt in results.jsonl
+    #: The highest resource already fed to searcher and scheduler. It never rewinds: a
+    #: restarted trial's reports count for them only past it (one iteration, one count).
+    fed_resource: float | None = None
+    # Not in trial.json (rebuilt from results.jsonl on resume): the kept trajectory as
+    # (iteration, resource, signed value), the checkpoints its rows commit, oldest first, and
+    # the metrics of the newest one's row, which a restart from it rewinds to.
+    trajectory: list[tuple[int, float | None, float | None]] = field(default_factory=list, repr=False)
+    checkpoints: list[str] = field(default_factory=list, repr=False)
+    checkpoint_metrics: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def observe(self, iteration: int, resource: float, metrics: dict[str, Any], value: float | None, time_total_s: float) -> None:
         self.iteration = iteration
@@ -59,9 +71,29 @@ class Trial:
         self.metrics = metrics
         self.time_total_s = time_total_s
         self.last_value = value
+        self.trajectory.append((iteration, resource, value))
         if value is not None and math.isfinite(value) and (self.best_value is None or value < self.best_value):
             self.best_value = value
             self.best_iteration = iteration
+
+    def rewind(self, iteration: int, time_total_s: float) -> list[str]:
+        """Back to the kept trajectory at ``iteration``: the trial restarts from its
+        checkpoint made there (or from scratch, at 0). Returns the checkpoints it no longer
+        has (those taken past ``iteration``, by the attempt that was lost)."""
+        if iteration >= self.iteration:
+            return []
+        self.trajectory = [point for point in self.trajectory if point[0] <= iteration]
+        self.iteration = iteration
+        self.time_total_s = time_total_s
+        self.resource, self.last_value = self.trajectory[-1][1:] if self.trajectory else (None, None)
+        self.metrics = dict(self.checkpoint_metrics) if iteration and iteration == self.checkpoint_iteration else {}
+        self.best_value = self.best_iteration = None
+        for point_iteration, _, value in self.trajectory:
+            if value is not None and math.isfinite(value) and (self.best_value is None or value < self.best_value):
+                self.best_value, self.best_iteration = value, point_iteration
+        lost = [name for name in self.checkpoints if (checkpoint_iteration(name) or 0) > iteration]
+        self.checkpoints = [name for name in self.checkpoints if name not in lost]
+        return lost
 
     def to_record(self) -> dict[str, Any]:
         record = {
@@ -81,6 +113,8 @@ class Trial:
             "checkpoint_time_s": self.checkpoint_time_s,
             "num_failures": self.num_failures,
             "note": self.note,
+            "attempt": self.attempt,
+            "fed_resource": self.fed_resource,
         }
         return record
 
@@ -90,7 +124,7 @@ class Trial:
         for key, value in record.items():
             if key == "status":
                 trial.status = TrialStatus(value)
-            elif key != "trial_id" and hasattr(trial, key):
+            elif key not in ("trial_id", "trajectory", "checkpoints", "checkpoint_metrics") and hasattr(trial, key):
                 setattr(trial, key, value)
         trial.error = error
         return trial

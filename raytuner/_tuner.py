@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from raytuner._best import SCOPES
 from raytuner._callbacks import Callback
 from raytuner._driver import resources as _resources
 from raytuner._driver.controller import ExperimentSettings
@@ -95,6 +96,10 @@ class Tuner:
         address: Ray cluster to join ("auto", "ray://host:10001"); default RAY_ADDRESS, else a
             local Ray started for you.
         seed: Seed of the default searcher.
+        best_scope: What "best" means for this experiment, in Results, the CLI, the report
+            and the dashboard alike: "last" ranks trials by their last report (as Ray
+            Tune does), "all" by the best report each made. NaN and infinite values never
+            count, nor FAILED trials while another trial has a value.
         checkpoints_to_keep: Checkpoints kept per trial (newest first); None keeps all.
         gpu_memory_fraction: Cap each GPU trial's JAX/TensorFlow memory at this fraction of
             the card; default: allocate on demand.
@@ -138,6 +143,7 @@ class Tuner:
         address: str | None = None,
         seed: int | None = None,
         checkpoints_to_keep: int | None = 1,
+        best_scope: str = "last",
         gpu_memory_fraction: float | None = None,
         keep_workers_s: float = 30.0,
     ) -> None:
@@ -154,6 +160,10 @@ class Tuner:
             raise invalid("Tuner", "max_failures", max_failures, "an int >= 0", "Pass 0 to fail a trial at its first error.")
         if time_budget_s is not None and (not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0):
             raise invalid("Tuner", "time_budget_s", time_budget_s, "a number of seconds > 0, or None", "Pass e.g. time_budget_s=3600.")
+        if best_scope not in SCOPES:
+            raise invalid("Tuner", "best_scope", best_scope, "'last' or 'all'",
+                          "Pass 'last' to rank trials by their last report (as Ray Tune does) or 'all' by their best one.")
+        self._best_scope = best_scope
         if verbose not in (0, 1, 2):
             raise invalid("Tuner", "verbose", verbose, "0, 1 or 2", "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
         if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
@@ -264,6 +274,7 @@ class Tuner:
             "resource_attr": settings.resource_attr,
             "max_resource": self._scheduler.max_resource,
             "max_failures": settings.max_failures,
+            "best_scope": self._best_scope,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         return run_experiment(storage, settings, meta, trainable=self._trainable, searcher=self._searcher,

@@ -163,18 +163,28 @@ class AppendResults:
 
 @dataclass(frozen=True)
 class SaveCheckpoint:
-    """Keep the checkpoint made at report ``iteration`` in the trial's folder :attr:`folder`,
-    and only the newest ``keep`` of its checkpoints."""
+    """Store the checkpoint made at report ``iteration`` in the trial's folder :attr:`folder`.
+
+    It counts as the trial's checkpoint only once the row that names it is appended
+    (:class:`AppendResults` comes after this command), as a commit record does."""
 
     trial_id: str
     iteration: int
     data: bytes
-    keep: int | None
 
     @property
     def folder(self) -> str:
         """Where it goes, under the trial's folder; the trial records the same name."""
         return checkpoint_name(self.iteration)
+
+
+@dataclass(frozen=True)
+class DeleteCheckpoints:
+    """Remove checkpoint folders of a trial: beyond ``checkpoints_to_keep`` once newer ones
+    are committed, or taken by an attempt that was lost."""
+
+    trial_id: str
+    folders: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -215,4 +225,4 @@ Event = Fill | Reported | CallFailed | Deadline | Interrupt | Drained | StopTria
 Control = StopTrial | SetLimits | RetryTrial | EndExperiment
 #: What the lifecycle answers with, for the driver to carry out in order.
 Command = (Launch | Deliver | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults | SaveCheckpoint
-           | AppendLog | AppendError | Notify | ControlApplied)
+           | DeleteCheckpoints | AppendLog | AppendError | Notify | ControlApplied)

@@ -20,12 +20,11 @@ in :mod:`raytuner._driver.lifecycle_control`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from raytuner._driver.events import (
     AppendError,
@@ -34,6 +33,7 @@ from raytuner._driver.events import (
     CallFailed,
     Command,
     Deadline,
+    DeleteCheckpoints,
     Deliver,
     Discard,
     Drained,
@@ -56,7 +56,7 @@ from raytuner._driver.events import (
 )
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
-from raytuner._formats import dumps
+from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
 from raytuner import errors
@@ -82,8 +82,6 @@ class LifecycleSettings:
 
 
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
-_ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
-         TrialStatus.FAILED: TrialEnd.FAILED}
 
 
 def _fatal_error(exit: TrialExit) -> RayTunerError:
@@ -128,13 +126,17 @@ class Lifecycle(ControlHandlers):
         self._exhausted = False  # the searcher returned FINISHED
         self._ended = False  # Deadline, EndExperiment or an abort: nothing new starts
         self._next_id = max(next_id, len(trials or ()))
-        self._warned_no_checkpoint = False
+        self._warned_rewind = False
+        # Why a PENDING trial will be launched again, for its attempt marker (default "retry").
+        self._restart_reason: dict[str, str] = {}
         self.abort: BaseException | None = None
         self._out: list[Command] = []
         for trial_id, trial in (trials or {}).items():
             self._add(trial)
             if trial.status is TrialStatus.RUNNING:  # its worker went with the last driver
                 self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
+            if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
+                self._restart_reason[trial.trial_id] = "resume"
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:
@@ -258,6 +260,7 @@ class Lifecycle(ControlHandlers):
                 # goes out once the pause is in (_on_exit), and this slot waits for it.
                 run.phase = RunPhase.PROMOTED
                 return None
+            self._restart_reason[resume_id] = "promotion"
             return self.trials[resume_id]
         if self._search_done():
             self._finish_search()
@@ -287,28 +290,45 @@ class Lifecycle(ControlHandlers):
         self._stop_paused_losers()
 
     def _launch(self, trial: Trial, worker: Worker) -> None:
-        start_iteration, start_time = trial.iteration, trial.time_total_s
-        if trial.checkpoint:
-            start_iteration, start_time = trial.checkpoint_iteration, trial.checkpoint_time_s
-        elif trial.iteration and not self._warned_no_checkpoint:
-            self._warned_no_checkpoint = True
+        """Put ``trial`` on ``worker``: from its latest checkpoint, or from scratch.
+
+        One trajectory per trial: a restart from the checkpoint made at iteration k (k = 0
+        without one) rewinds the trial to k. The attempt marker written first tells readers
+        that the rows the lost attempt wrote past k are superseded (see
+        :mod:`raytuner._storage.history`); searcher and scheduler hear only of progress past
+        what they were already fed (``Trial.fed_resource``).
+        """
+        start_iteration = trial.checkpoint_iteration if trial.checkpoint else 0
+        start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
+        if trial.iteration > start_iteration and not self._warned_rewind:
+            self._warned_rewind = True
+            where = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch (it has no checkpoint)"
             logger.warning(
-                "Trial %s resumes with no checkpoint, so its training restarts from scratch while its "
-                "report count goes on from %d. Pass `checkpoint=` to raytuner.report (or use the Keras "
-                "callback, which checkpoints) so paused and retried trials continue where they stopped.",
-                trial.trial_id, trial.iteration,
+                "Trial %s restarts from %s; its reports %d-%d are superseded (kept in results.jsonl for audit, "
+                "left out of its history). Pass `checkpoint=` to raytuner.report (or use the Keras callback, "
+                "which checkpoints) so paused and retried trials continue where they stopped.",
+                trial.trial_id, where, start_iteration + 1, trial.iteration,
             )
+        lost = trial.rewind(start_iteration, start_time)
+        reason = ("start" if not trial.attempt else "rerun" if trial.trial_id in self._reruns
+                  else self._restart_reason.pop(trial.trial_id, "retry"))
+        self._restart_reason.pop(trial.trial_id, None)
+        trial.attempt += 1
+        self._out.append(AppendResults(trial.trial_id, [attempt_marker(
+            trial.attempt, start_iteration, trial.checkpoint if start_iteration else None, reason, self._clock())]))
+        if lost:
+            self._out.append(DeleteCheckpoints(trial.trial_id, tuple(lost)))
         self._runs[trial.trial_id] = Run(worker)
         trial.start_time = trial.start_time or self._clock()
         self._set_status(trial, TrialStatus.RUNNING, notify=False)
-        self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint, start_iteration,
-                                start_time, self._decision_point(trial)))
+        self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint if start_iteration else None,
+                                start_iteration, start_time, self._decision_point(trial)))
         self._out.append(Notify("on_trial_start", (trial.trial_id, trial.config)))
 
     def _decision_point(self, trial: Trial) -> float:
         if trial.trial_id in self._reruns:
             return math.inf
-        return self.scheduler.decision_point(trial.trial_id, trial.resource if trial.resource is not None else 0)
+        return self.scheduler.decision_point(trial.trial_id, trial.fed_resource if trial.fed_resource is not None else 0)
 
     # -- reports and ends ------------------------------------------------------------------
     def _record(self, trial: Trial, run: Run, reports: list[Report]) -> Decision | None:
@@ -318,25 +338,32 @@ class Lifecycle(ControlHandlers):
             return None
         rows = []
         decision: Decision | None = None
+        committed = False
         for report in reports:
             row = dict(report.metrics)
-            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp)
+            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp,
+                       attempt=trial.attempt)
             if self.settings.resource_attr is not None:
                 row["resource"] = report.resource
-            rows.append(row)
             if report.checkpoint is not None:
-                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint, self.settings.checkpoints_to_keep)
-                self._out.append(save)
+                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint)
+                self._out.append(save)  # the folder first; the row that names it commits it
+                row["checkpoint"] = save.folder
                 trial.checkpoint = save.folder
                 trial.checkpoint_iteration = report.iteration
                 trial.checkpoint_time_s = report.time_total_s
-            previous = trial.resource
+                trial.checkpoint_metrics = report.metrics
+                trial.checkpoints = [name for name in trial.checkpoints if name != save.folder] + [save.folder]
+                committed = True
+            rows.append(row)
             value = None if self.settings.metric is None else self._sign * report.metrics[self.settings.metric]
             trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
-            # A trial resumed from an older checkpoint re-reports resources the scheduler has
-            # seen; only progress beyond them is news to it.
-            if value is None or run.decision or trial.trial_id in self._reruns or (previous is not None and report.resource <= previous):
+            # A restarted trial re-reports resources searcher and scheduler have seen; only
+            # progress beyond them is news to them.
+            if (value is None or run.decision or trial.trial_id in self._reruns
+                    or (trial.fed_resource is not None and report.resource <= trial.fed_resource)):
                 continue
+            trial.fed_resource = report.resource
             self.searcher.on_trial_result(trial.trial_id, report.resource, value)
             made = self.scheduler.on_result(trial.trial_id, report.resource, value)
             if made is not Decision.CONTINUE and decision in (None, Decision.CONTINUE):
@@ -344,6 +371,11 @@ class Lifecycle(ControlHandlers):
         if decision is None and reports[-1].awaits_decision:
             decision = Decision.CONTINUE  # the training loop waits for an answer, whatever was fed where
         self._out.append(AppendResults(trial.trial_id, rows))
+        keep = self.settings.checkpoints_to_keep
+        if committed and keep is not None and len(trial.checkpoints) > keep:
+            # Only now: an older checkpoint goes once the row committing a newer one is written.
+            old, trial.checkpoints = trial.checkpoints[:-keep], trial.checkpoints[-keep:]
+            self._out.append(DeleteCheckpoints(trial.trial_id, tuple(old)))
         self._out.extend(Notify("on_trial_result", (trial.trial_id, row)) for row in rows)
         self._stop_paused_losers()
         return decision
@@ -362,6 +394,7 @@ class Lifecycle(ControlHandlers):
             self._set_status(trial, TrialStatus.PAUSED)
             if run.phase is RunPhase.PROMOTED:
                 self._set_status(trial, TrialStatus.PENDING, notify=False)  # next in line for a worker
+                self._restart_reason[trial.trial_id] = "promotion"
         elif decided is Decision.STOP:
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)
@@ -440,40 +473,3 @@ class Lifecycle(ControlHandlers):
         if trial.trial_id not in self._unknown:
             outcome = Outcome(end, trial.last_value, trial.resource, self.scheduler.max_resource)
             self.searcher.on_trial_complete(trial.trial_id, outcome)
-
-    def reconcile(self, next_id: int, closed: Iterable[str]) -> list[Command]:
-        """After a resume: catch searcher and scheduler (restored from their last snapshot)
-        up with what the trial folders say happened after it.
-
-        Trials created after the snapshot are proposed again so the searcher counts them
-        (a searcher restored to the same state proposes the same config: it is checked);
-        trials that ended after it are reported to both.
-        """
-        closed = set(closed)
-        mismatched = []
-        for trial_id, trial in sorted(self.trials.items()):
-            if trial_id in closed and not trial.status.is_finished():
-                self._reruns.add(trial_id)  # closed, yet to run: only a re-run is both
-            if int(trial_id) >= next_id:
-                replay = self.searcher.suggest(trial_id)
-                if not isinstance(replay, dict):
-                    self._unknown.add(trial_id)  # it declined: never report this trial to it
-                if not isinstance(replay, dict) or json.loads(dumps(replay)) != trial.config:
-                    mismatched.append(trial_id)
-                self.scheduler.on_trial_add(trial_id)
-            if trial.status.is_finished() and trial_id not in closed:
-                end = _ENDS[trial.status]
-                self._close(trial, end)
-                if end is TrialEnd.COMPLETED:
-                    self.scheduler.on_trial_complete(trial_id)
-                elif end is TrialEnd.FAILED:
-                    self.scheduler.on_trial_error(trial_id)
-                else:
-                    self.scheduler.on_trial_remove(trial_id)
-        self._closed |= closed
-        if mismatched:
-            logger.warning(
-                "Trials %s were created after the searcher's last saved state and it now proposes other "
-                "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
-        out, self._out = self._out, []
-        return out

@@ -1,6 +1,7 @@
 """The lifecycle's handlers of what comes from outside the trials: the time budget, Ctrl-C,
-the end of all work, an abort, and the control commands from ``raytuner control`` or the
-dashboard (stop a trial, change the limits, re-run a failed trial, end the experiment).
+the end of all work, an abort, the control commands from ``raytuner control`` or the
+dashboard (stop a trial, change the limits, re-run a failed trial, end the experiment), and
+the catching up after a resume (:meth:`ControlHandlers.reconcile`).
 
 :class:`ControlHandlers` is part of :class:`raytuner._driver.lifecycle.Lifecycle`, which
 inherits it; the handlers live here to keep each module readable. A control command is
@@ -10,7 +11,9 @@ what was done or why not (the experiment's history shows it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import logging
+from typing import TYPE_CHECKING, Iterable
 
 from raytuner._driver.events import (
     Command,
@@ -26,9 +29,15 @@ from raytuner._driver.events import (
     StopTrial,
 )
 from raytuner._driver.trial_state import Run, RunPhase
+from raytuner._formats import dumps
 from raytuner._trial import Trial, TrialStatus
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import Searcher, TrialEnd
+
+logger = logging.getLogger("raytuner")
+
+_ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
+         TrialStatus.FAILED: TrialEnd.FAILED}
 
 
 class ControlHandlers:
@@ -40,6 +49,8 @@ class ControlHandlers:
     max_concurrent: int
     _runs: dict[str, Run]
     _reruns: set[str]
+    _unknown: set[str]
+    _closed: set[str]
     _ended: bool
     _out: list[Command]
 
@@ -177,3 +188,40 @@ class ControlHandlers:
 
     def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))
+
+    def reconcile(self, next_id: int, closed: Iterable[str]) -> list[Command]:
+        """After a resume: catch searcher and scheduler (restored from their last snapshot)
+        up with what the trial folders say happened after it.
+
+        Trials created after the snapshot are proposed again so the searcher counts them
+        (a searcher restored to the same state proposes the same config: it is checked);
+        trials that ended after it are reported to both.
+        """
+        closed = set(closed)
+        mismatched = []
+        for trial_id, trial in sorted(self.trials.items()):
+            if trial_id in closed and not trial.status.is_finished():
+                self._reruns.add(trial_id)  # closed, yet to run: only a re-run is both
+            if int(trial_id) >= next_id:
+                replay = self.searcher.suggest(trial_id)
+                if not isinstance(replay, dict):
+                    self._unknown.add(trial_id)  # it declined: never report this trial to it
+                if not isinstance(replay, dict) or json.loads(dumps(replay)) != trial.config:
+                    mismatched.append(trial_id)
+                self.scheduler.on_trial_add(trial_id)
+            if trial.status.is_finished() and trial_id not in closed:
+                end = _ENDS[trial.status]
+                self._close(trial, end)
+                if end is TrialEnd.COMPLETED:
+                    self.scheduler.on_trial_complete(trial_id)
+                elif end is TrialEnd.FAILED:
+                    self.scheduler.on_trial_error(trial_id)
+                else:
+                    self.scheduler.on_trial_remove(trial_id)
+        self._closed |= closed
+        if mismatched:
+            logger.warning(
+                "Trials %s were created after the searcher's last saved state and it now proposes other "
+                "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
+        out, self._out = self._out, []
+        return out

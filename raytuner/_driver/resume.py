@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
+
+logger = logging.getLogger("raytuner")
 
 
 @dataclass
@@ -81,7 +84,16 @@ def import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
     return obj
 
 
-def _restore_trials(storage: ExperimentStorage) -> dict[str, Trial]:
+def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str) -> dict[str, Trial]:
+    """The trials as their folders left them, each on its one trajectory.
+
+    ``results.jsonl`` is the record (trial.json may lag behind a trial that was running):
+    the kept rows give the trial's iteration, metrics and values; the newest checkpoint they
+    commit that is still on disk is where it restarts. A checkpoint folder no kept row names
+    was written by a crash before its row (or by a lost attempt): it is not a checkpoint, and
+    goes. A results.jsonl damaged before its tail stops the resume, naming the line.
+    """
+    sign = 1.0 if mode == "min" else -1.0
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
         path = storage.trial_path(trial_id)
@@ -91,20 +103,52 @@ def _restore_trials(storage: ExperimentStorage) -> dict[str, Trial]:
             trial = Trial.from_record(record, config, error)
         else:
             trial = Trial(trial_id, config)  # created just before the driver stopped
-        rows = storage.read_results(trial_id)
-        if rows:  # trial.json lags behind reports of a trial that was running
-            last = rows[-1]
-            trial.iteration = last.get("iteration", trial.iteration)
-            trial.resource = last.get("resource", trial.iteration)
-            trial.metrics = {k: v for k, v in last.items() if k not in AUTO_KEYS}
-        latest = storage.latest_checkpoint(trial_id)  # also newer than trial.json knows
-        if latest is not None and latest[1] > trial.checkpoint_iteration:
-            trial.checkpoint, trial.checkpoint_iteration = latest
-            trial.checkpoint_time_s = next(
-                (row.get("time_total_s", 0.0) for row in rows if row.get("iteration") == latest[1]), 0.0
-            )
+        history = storage.read_history(trial_id)
+        history.raise_if_damaged()
+        trial.iteration, trial.resource, trial.metrics, trial.time_total_s = 0, None, {}, 0.0
+        trial.last_value = trial.best_value = trial.best_iteration = None
+        trial.trajectory = []
+        for row in history.rows:
+            raw = row.get(metric) if metric is not None else None
+            value = sign * raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+            trial.observe(row["iteration"], row.get("resource", row["iteration"]),
+                          {k: v for k, v in row.items() if k not in AUTO_KEYS}, value, row.get("time_total_s", 0.0))
+        trial.attempt = max(trial.attempt, history.attempt)
+        seen = [row.get("resource", row.get("iteration")) for row in history.rows + history.superseded]
+        seen = [r for r in seen if isinstance(r, (int, float))]
+        if seen and (trial.fed_resource is None or max(seen) > trial.fed_resource):
+            # Fed to searcher and scheduler or not, they never hear of these resources again:
+            # a report that reached them just before the crash must not count twice.
+            trial.fed_resource = max(seen)
+        _restore_checkpoints(storage, trial, history.rows)
         trials[trial_id] = trial
     return trials
+
+
+def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
+    on_disk = set(storage.checkpoint_folders(trial.trial_id))
+    committed = [row for row in rows if row.get("checkpoint")]
+    missing = [row["checkpoint"] for row in committed if row["checkpoint"] not in on_disk]
+    kept = [row for row in committed if row["checkpoint"] in on_disk]
+    if missing and (not kept or kept[-1]["iteration"] < committed[-1]["iteration"]):
+        logger.warning(
+            "Trial %s: its checkpoint %s is gone from %s (deleted by hand?). It restarts from %s; the reports "
+            "after that are kept in results.jsonl for audit but leave its history.", trial.trial_id,
+            committed[-1]["checkpoint"], storage.trial_path(trial.trial_id),
+            f"{kept[-1]['checkpoint']}" if kept else "scratch")
+    trial.checkpoints = [row["checkpoint"] for row in kept]
+    trial.checkpoint = None
+    trial.checkpoint_iteration, trial.checkpoint_time_s, trial.checkpoint_metrics = 0, 0.0, {}
+    if kept:
+        row = kept[-1]
+        trial.checkpoint, trial.checkpoint_iteration = row["checkpoint"], row["iteration"]
+        trial.checkpoint_time_s = row.get("time_total_s", 0.0)
+        trial.checkpoint_metrics = {k: v for k, v in row.items() if k not in AUTO_KEYS}
+    stray = sorted(on_disk - set(trial.checkpoints))
+    if stray:
+        logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
+                    "by an attempt that was lost).", trial.trial_id, ", ".join(stray))
+        storage.delete_checkpoints(trial.trial_id, stray)
 
 
 def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Callable[..., Any] | None = None,
@@ -137,7 +181,8 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
         if searcher.num_trials is not None:  # grid search counts repetitions of the grid
             searcher.num_trials = searcher.num_trials // settings.num_trials * num_trials
         settings.num_trials = meta["num_trials"] = num_trials
-    restored = Restored(_restore_trials(storage), state.get("next_id", 0), set(state.get("closed", ())))
+    restored = Restored(_restore_trials(storage, settings.metric, settings.mode), state.get("next_id", 0),
+                        set(state.get("closed", ())))
     return settings, searcher, scheduler, restored
 
 
@@ -180,7 +225,7 @@ class ResumePlan:
             for trial_id, reports, at in self.restart[:6]:
                 shown.append(f"{trial_id} from report {at}" if at else
                              (f"{trial_id} from scratch (no checkpoint; its {reports} report"
-                              f"{'s' if reports != 1 else ''} stay)" if reports
+                              f"{'s' if reports != 1 else ''} are superseded)" if reports
                               else f"{trial_id} from scratch"))
             more = f" and {len(self.restart) - 6} more" if len(self.restart) > 6 else ""
             parts.append(f"restarting {len(self.restart)} that did not finish: {', '.join(shown)}{more}")

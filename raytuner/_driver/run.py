@@ -10,6 +10,7 @@ experiment's description, or what a resume restored from the folder (:class:`Res
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
@@ -69,6 +70,8 @@ def run_experiment(
     """
     import ray
 
+    # Who runs the experiment now: commands and workers tell this run from an earlier one.
+    meta["run_id"] = uuid.uuid4().hex
     ensure_ray(address)
     slots = autoscale.max_concurrency(settings.resources)
     earlier = settings.max_concurrent

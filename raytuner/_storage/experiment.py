@@ -36,12 +36,13 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
 from raytuner._storage import DEFAULT_ROOT
+from raytuner._storage.history import RESULTS_FILE, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner.errors import ConfigError, ExperimentError
 
@@ -83,6 +84,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
     """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
     atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode())
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under ``root``, then the folders, to disk."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(folder))
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the platform allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any:
@@ -140,6 +167,7 @@ class ExperimentStorage:
             self.path = Path(remote.local_path(path)).expanduser().resolve()
         self.trials_path = self.path / "trials"
         self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
+        self._appended: set[str] = set()  # trials whose results.jsonl this writer has checked for a torn tail
 
     @property
     def name(self) -> str:
@@ -267,13 +295,27 @@ class ExperimentStorage:
         )
 
     def append_results(self, trial_id: str, rows: list[dict[str, Any]]) -> None:
+        """Append report rows or attempt markers (see :mod:`raytuner._storage.history`). The
+        first append of this writer cuts a torn last line that a crash may have left."""
+        path = self.trial_path(trial_id) / RESULTS_FILE
+        if trial_id not in self._appended:
+            self._appended.add(trial_id)
+            repair_tail(path, trial_id)
         text = "".join(dumps(row) + "\n" for row in rows)
-        with open(self.trial_path(trial_id) / "results.jsonl", "a") as handle:
+        with open(path, "a") as handle:
             handle.write(text)
         self._push_checkpoint(trial_id)
 
+    def read_history(self, trial_id: str) -> History:
+        """The trial's results.jsonl folded into one trajectory, with what was superseded."""
+        return read_history(self.trial_path(trial_id) / RESULTS_FILE)
+
     def read_results(self, trial_id: str) -> list[dict[str, Any]]:
-        return list(read_jsonl(self.trial_path(trial_id) / "results.jsonl"))
+        """The trial's kept report rows; raises :class:`ExperimentError` if the file is
+        damaged before its tail (a torn tail is skipped)."""
+        history = self.read_history(trial_id)
+        history.raise_if_damaged()
+        return history.rows
 
     def append_error(self, trial_id: str, text: str) -> None:
         with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
@@ -309,18 +351,22 @@ class ExperimentStorage:
             return "", 0
         return data.decode("utf-8", "replace"), offset + len(data)
 
-    def latest_checkpoint(self, trial_id: str) -> tuple[str, int] | None:
-        """The newest checkpoint folder of a trial on disk, as (folder name, report)."""
-        found = [(n, p.name) for p in self.trial_path(trial_id).glob("checkpoint_*")
-                 if p.is_dir() and (n := checkpoint_iteration(p.name)) is not None]
-        if not found:
-            return None
-        iteration, name = max(found)
-        return name, iteration
+    def delete_checkpoints(self, trial_id: str, names: Iterable[str]) -> None:
+        """Remove checkpoint folders the lifecycle no longer keeps."""
+        trial_path = self.trial_path(trial_id)
+        for name in names:
+            if checkpoint_iteration(name) is not None:  # never anything but a checkpoint folder
+                shutil.rmtree(trial_path / name, ignore_errors=True)
 
-    def write_checkpoint(self, trial_id: str, name: str, data: bytes, keep: int | None) -> None:
+    def checkpoint_folders(self, trial_id: str) -> list[str]:
+        """The names of a trial's checkpoint folders on disk, committed or not, in order."""
+        return sorted(p.name for p in self.trial_path(trial_id).glob("checkpoint_*")
+                      if p.is_dir() and checkpoint_iteration(p.name) is not None)
+
+    def write_checkpoint(self, trial_id: str, name: str, data: bytes) -> None:
         """Store a packed checkpoint in the trial's folder ``name`` (the lifecycle names it:
-        :func:`raytuner._formats.checkpoint_name`); keep the newest ``keep``."""
+        :func:`raytuner._formats.checkpoint_name`), whole: unpacked beside it, flushed to disk,
+        then renamed into place. It counts once the row naming it is appended."""
         from raytuner._worker.checkpoint import unpack_to
 
         self._uploading()
@@ -329,16 +375,13 @@ class ExperimentStorage:
         tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
         try:
             unpack_to(data, tmp)
+            fsync_tree(tmp)  # a power loss must not keep the row that commits it and lose the files
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            fsync_dir(trial_path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if keep is not None:
-            existing = sorted(p for p in trial_path.glob("checkpoint_*")
-                              if p.is_dir() and checkpoint_iteration(p.name) is not None)
-            for old in existing[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
         if self._uploader is not None:
             self._unpushed.add(trial_id)

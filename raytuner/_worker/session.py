@@ -153,6 +153,11 @@ def get_context() -> TrialContext:
     return _require("get_context").context()
 
 
+#: Columns of results.jsonl that raytuner writes itself beside the metrics (the report's
+#: ``iteration`` and times are also its own, and overwrite a metric of the same name).
+RESERVED_KEYS = frozenset({"attempt", "checkpoint", "_marker"})
+
+
 def clean_metrics(metrics: Any, trial_id: str) -> dict[str, float | int]:
     """Check that ``metrics`` maps names to numbers; return it with plain Python numbers."""
     if not isinstance(metrics, Mapping):
@@ -166,6 +171,10 @@ def clean_metrics(metrics: Any, trial_id: str) -> dict[str, float | int]:
     for key, value in metrics.items():
         if not isinstance(key, str):
             msg = f"raytuner.report(): metric names must be str; trial {trial_id} reported key {key!r}."
+            raise ReportError(msg)
+        if key in RESERVED_KEYS:
+            msg = (f"raytuner.report(): {key!r} is a name raytuner gives its own column in results.jsonl "
+                   f"(trial {trial_id}); report it under another name, e.g. {key + '_'!r}.")
             raise ReportError(msg)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d arrays, tensors

@@ -23,7 +23,6 @@ experiment`, :meth:`ExperimentView.trial_path`): none can reach outside ROOT.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -34,6 +33,7 @@ from typing import Any
 from raytuner._control_values import TRIAL_ID_RE
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
+from raytuner._storage.history import fold, last_kept
 from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage, check_name, flatten, is_finite
 from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
 from raytuner._trial import TrialStatus
@@ -184,18 +184,17 @@ class ExperimentView:
         return _TrialEntry(mtime, record, config, flatten(config))
 
     def _last_row(self, path: str) -> dict[str, Any] | None:
-        """The last whole row of a results.jsonl (read from the end)."""
+        """The last kept row of a results.jsonl (read from the end; see
+        :func:`raytuner._storage.history.last_kept`)."""
         try:
             found = self.files.read(path, tail=8192)
         except Refused:
             return None
-        for line in reversed(found.data.split(b"\n") if found else []):
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            return row if isinstance(row, dict) else None
-        return None
+        if not found:
+            return None
+        # Whole lines only: the first may be cut by the 8 KiB window, the last by a crash.
+        lines = found.data.split(b"\n")[1 if found.start else 0:-1]
+        return last_kept(reversed(lines))
 
     def signature(self) -> tuple:
         return self.refresh().signature
@@ -331,9 +330,10 @@ class ExperimentView:
         entry = self._read_trial(trial_id, path, -1, None)
         faults = [entry.damaged] if entry.damaged else []
         try:
-            rows, fault = self.files.jsonl(path / "results.jsonl")
+            lines, fault = self.files.jsonl(path / "results.jsonl")
         except Refused as exc:
-            rows, fault = [], str(exc)
+            lines, fault = [], str(exc)
+        rows = fold(lines).rows  # one trajectory: a lost attempt's rows are not shown
         try:
             error = self.files.text(path / "error.txt")
         except Refused as exc:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from raytuner._results import Results
     from raytuner._trial import TrialResult
 
-_AUTO_KEYS = frozenset({"iteration", "timestamp"})
+_AUTO_KEYS = frozenset({"iteration", "timestamp", "attempt"})
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")  # MLflow's allowed name characters
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _RUN_STATUS = {"COMPLETED": "FINISHED", "STOPPED": "FINISHED", "FAILED": "FAILED"}

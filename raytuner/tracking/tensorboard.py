@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from raytuner._results import Results
     from raytuner._trial import TrialResult
 
-_AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s"})
+_AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s", "attempt"})
 _counter = 0
 
 
@@ -158,6 +158,7 @@ class TensorBoardCallback(Callback):
         self._configs: dict[str, dict[str, Any]] = {}
         self._metrics: dict[str, None] = {}  # names seen, in order
         self._metric: str | None = None
+        self._attempts: dict[str, Any] = {}  # the attempt of each trial's last logged report
 
     def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
         self.logdir = Path(self._logdir_arg).expanduser() if self._logdir_arg is not None else Path(path) / "tensorboard"
@@ -197,7 +198,18 @@ class TensorBoardCallback(Callback):
         for value in summary.value:
             self._metrics.setdefault(value.tag)
         writer = self._files.get(trial_id) or self._reopen(trial_id)
-        writer.summary(summary, step=int(result.get("iteration", 0)), wall_time=result.get("timestamp"))
+        step = int(result.get("iteration", 0))
+        attempt = result.get("attempt")
+        if attempt is not None and attempt != self._attempts.get(trial_id) and attempt > 1:
+            # The first report of a restart from an earlier checkpoint: a session-start event
+            # at its step makes TensorBoard drop the lost attempt's points from there on, so
+            # each trial shows one trajectory, as its history does.
+            from tensorboard.compat.proto import event_pb2
+
+            writer.write(event_pb2.Event(wall_time=time.time(), step=step,
+                                         session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+        self._attempts[trial_id] = attempt
+        writer.summary(summary, step=step, wall_time=result.get("timestamp"))
 
     def _reopen(self, trial_id: str) -> _EventFile:
         self._files[trial_id] = _EventFile(self._root() / trial_id)

@@ -26,7 +26,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import raytuner as rt
-from raytuner._storage.experiment import read_jsonl
+from raytuner._storage.history import read_history
 
 # Lose a node fast: by default the GCS marks a silent raylet dead after about 15 s.
 FAST_FAILURE = {"health_check_period_ms": 200, "health_check_failure_threshold": 3,
@@ -156,7 +156,7 @@ class Sweeps:
 def trial_facts(results, arrivals: Arrivals | None = None) -> list[dict]:
     facts = []
     for trial in results.trials:
-        rows = list(read_jsonl(trial.path / "results.jsonl"))
+        rows = read_history(trial.path / "results.jsonl").rows
         facts.append({
             "trial_id": trial.trial_id,
             "status": trial.status.value,

@@ -53,7 +53,7 @@ def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, mo
     keys = _keys(uri)
     assert json.loads(_get(uri, "experiment.json"))["status"] == "COMPLETED"
     for trial in results.trials:
-        assert _get(uri, f"trials/{trial.trial_id}/results.jsonl").count(b"\n") == 3
+        assert _get(uri, f"trials/{trial.trial_id}/results.jsonl").count(b"\n") == 1 + 3  # its attempt, 3 reports
         assert json.loads(_get(uri, f"trials/{trial.trial_id}/trial.json"))["status"] == "COMPLETED"
         assert _get(uri, f"trials/{trial.trial_id}/checkpoint_000003/epoch") == b"3"
         assert f"trials/{trial.trial_id}/checkpoint_000002/epoch" not in keys  # checkpoints_to_keep=1, also there

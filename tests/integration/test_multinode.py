@@ -242,5 +242,6 @@ def test_a_trial_in_flight_when_the_driver_died_resumes_from_its_stored_checkpoi
     (trial,) = resumed.trials
     assert trial.status == TrialStatus.COMPLETED
     rows = resumed.history(trial.trial_id)
-    assert list(zip(rows.step, rows.iteration)) == [(i, i) for i in range(1, 11)] + [(i, i) for i in range(6, 11)]
+    # One trajectory: the resumed attempt's steps 6-10 supersede the lost attempt's.
+    assert list(zip(rows.step, rows.iteration, rows.attempt)) == [(i, i, 1 if i <= 5 else 2) for i in range(1, 11)]
     assert trial.iteration == 10

@@ -8,112 +8,20 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
 from raytuner._driver import events as ev
-from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
+from raytuner._driver.lifecycle import Lifecycle
 from raytuner._trial import Trial, TrialStatus
-from raytuner._worker.protocol import Event, Report, Signal, TrialExit
+from raytuner._worker.protocol import Event, Signal, TrialExit
 from raytuner.errors import RayTunerError, ReportError, ResourceError
-from raytuner.schedulers import ASHAScheduler, Decision, FIFOScheduler, Scheduler
-from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
+from raytuner.schedulers import ASHAScheduler, Decision
+from raytuner.search import Outcome, TrialEnd
 
 
-class ListSearcher(Searcher):
-    """Proposes configs {"k": 0}, {"k": 1}, ... and records what it is told."""
-
-    def __init__(self, n: int | None = None, *, wait: bool = False):
-        self.space = {}
-        self.n = n
-        self.wait = wait
-        self.results: list[tuple[str, float, float]] = []
-        self.ends: dict[str, Outcome] = {}
-        self.asked: list[str] = []
-
-    def suggest(self, trial_id: str) -> Any:
-        self.asked.append(trial_id)
-        if self.wait:
-            return None
-        k = int(trial_id)
-        if self.n is not None and k >= self.n:
-            return FINISHED
-        return {"k": k}
-
-    def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
-        self.results.append((trial_id, resource, value))
-
-    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
-        assert trial_id not in self.ends, f"trial {trial_id} closed twice"
-        self.ends[trial_id] = outcome
-
-
-class ScriptedScheduler(Scheduler):
-    """Decides from a script {(trial_id, resource): Decision}; can resume paused trials at
-    once; records every call it gets."""
-
-    max_resource = 9
-
-    def __init__(self, script: dict[tuple[str, float], Decision] | None = None, *, decide_every: float = 1,
-                 resume: list[str] | None = None):
-        self.script = script or {}
-        self.decide_every = decide_every
-        self.resume = list(resume or [])
-        self.calls: list[tuple[str, str]] = []
-
-    def on_trial_add(self, trial_id: str) -> None:
-        self.calls.append(("add", trial_id))
-
-    def on_result(self, trial_id: str, resource: float, value: float) -> Decision:
-        decision = self.script.get((trial_id, resource), Decision.CONTINUE)
-        if decision is Decision.PAUSE:
-            self.paused = trial_id
-        return decision
-
-    def decision_point(self, trial_id: str, resource: float) -> float:
-        return resource + self.decide_every
-
-    def choose_trial_to_resume(self) -> str | None:
-        return self.resume.pop(0) if self.resume and getattr(self, "paused", None) == self.resume[0] else None
-
-    def on_trial_complete(self, trial_id: str) -> None:
-        self.calls.append(("complete", trial_id))
-
-    def on_trial_error(self, trial_id: str) -> None:
-        self.calls.append(("error", trial_id))
-
-    def on_trial_remove(self, trial_id: str) -> None:
-        self.calls.append(("remove", trial_id))
-
-
-def settings(**overrides: Any) -> LifecycleSettings:
-    base = dict(metric="loss", mode="min", num_trials=4, max_concurrent=2, resource_attr=None, max_failures=0,
-                fail_fast=False, checkpoints_to_keep=None, experiment_path="/exp")
-    return LifecycleSettings(**{**base, **overrides})
-
-
-def report(iteration: int, loss: float, *, awaits: bool = True, checkpoint: bytes | None = None) -> Report:
-    return Report(iteration, iteration, {"loss": loss}, float(iteration), 1000.0 + iteration, checkpoint, awaits)
-
-
-def reported(trial_id: str, *reports: Report, exit: TrialExit | None = None) -> ev.Reported:
-    return ev.Reported(trial_id, Event(list(reports), exit))
-
-
-def of(commands: list[Any], *kinds: type) -> list[Any]:
-    return [c for c in commands if isinstance(c, kinds)]
-
-
-def check_index(life: Lifecycle) -> None:
-    """The one index over trial state agrees with the trials, and runs with RUNNING."""
-    for status in TrialStatus:
-        assert set(life.ids(status)) == {t for t, trial in life.trials.items() if trial.status is status}
-    assert set(life._runs) == set(life.ids(TrialStatus.RUNNING))
-
-
-def make(scheduler: Scheduler | None = None, searcher: Searcher | None = None, **kw: Any) -> Lifecycle:
-    return Lifecycle(settings(**kw), searcher or ListSearcher(), scheduler or FIFOScheduler(), clock=lambda: 5.0)
+from tests.raytuner.lifecycle_fakes import (  # noqa: E402
+    ListSearcher, ScriptedScheduler, check_index, make, of, report, reported, settings)
 
 
 # -- starting trials -------------------------------------------------------------------------
@@ -144,7 +52,7 @@ def test_streamed_reports_get_no_decision_and_a_report_that_waits_gets_continue(
     out = life.handle(reported("00000", report(2, 0.4, awaits=True)))
     assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.CONTINUE, 3)]
     rows = of(out, ev.AppendResults)[0].rows
-    assert rows == [{"loss": 0.4, "iteration": 2, "time_total_s": 2.0, "timestamp": 1002.0}]
+    assert rows == [{"loss": 0.4, "iteration": 2, "time_total_s": 2.0, "timestamp": 1002.0, "attempt": 1}]
     assert life.searcher.results == [("00000", 1, 0.5), ("00000", 2, 0.4)]
 
 
@@ -175,9 +83,23 @@ def test_a_checkpoint_is_saved_and_named_before_the_trial_record_is_written():
     life = make(checkpoints_to_keep=2)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
     out = life.handle(reported("00000", report(3, 0.3, checkpoint=b"packed")))
-    assert of(out, ev.SaveCheckpoint) == [ev.SaveCheckpoint("00000", 3, b"packed", 2)]
+    assert of(out, ev.SaveCheckpoint) == [ev.SaveCheckpoint("00000", 3, b"packed")]
     trial = life.trials["00000"]
     assert (trial.checkpoint, trial.checkpoint_iteration, trial.checkpoint_time_s) == ("checkpoint_000003", 3, 3.0)
+    # The folder first, then the row that names it (the commit), then the trial's record.
+    kinds = [type(c) for c in out if isinstance(c, (ev.SaveCheckpoint, ev.AppendResults, ev.WriteTrial))]
+    assert kinds[:2] == [ev.SaveCheckpoint, ev.AppendResults]
+    assert of(out, ev.AppendResults)[0].rows[0]["checkpoint"] == "checkpoint_000003"
+
+
+def test_older_checkpoints_go_only_after_the_row_committing_a_newer_one():
+    life = make(checkpoints_to_keep=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5, checkpoint=b"one")))
+    out = life.handle(reported("00000", report(2, 0.4, checkpoint=b"two")))
+    commands = [c for c in out if isinstance(c, (ev.SaveCheckpoint, ev.AppendResults, ev.DeleteCheckpoints))]
+    assert [type(c) for c in commands] == [ev.SaveCheckpoint, ev.AppendResults, ev.DeleteCheckpoints]
+    assert commands[2] == ev.DeleteCheckpoints("00000", ("checkpoint_000001",))
 
 
 # -- the races of the report path ---------------------------------------------------------------

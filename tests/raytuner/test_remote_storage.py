@@ -97,20 +97,21 @@ def test_writes_reach_the_bucket_and_readers_see_them(bucket):
     src.mkdir()
     (src / "weights").write_bytes(b"w1")
     name = checkpoint_name(3)
-    writer.write_checkpoint("00000", name, pack_dir(src), keep=1)
+    writer.write_checkpoint("00000", name, pack_dir(src))
     writer.append_results("00000", [{"loss": 0.7, "iteration": 3}])
     stored = _objects(uri)
     assert stored[f"trials/00000/{name}/weights"] == b"w1"
     assert stored["trials/00000/results.jsonl"].count(b"\n") == 2
 
     # An append goes up whole; a reader pulls only what changed; deletions follow.
-    writer.write_checkpoint("00000", checkpoint_name(4), pack_dir(src), keep=1)
+    writer.write_checkpoint("00000", checkpoint_name(4), pack_dir(src))
     writer.append_results("00000", [{"loss": 0.5, "iteration": 4}])
+    writer.delete_checkpoints("00000", [name])
     writer.close()
     reader = ExperimentStorage(uri)
     assert reader.path != writer.path
     assert [r["loss"] for r in reader.read_results("00000")] == [1.0, 0.7, 0.5]
-    assert reader.latest_checkpoint("00000") == ("checkpoint_000004", 4)
+    assert reader.checkpoint_folders("00000") == ["checkpoint_000004"]
     assert not (reader.trial_path("00000") / name).exists()  # the old one was deleted in the bucket too
     assert remote.pull(uri, reader.path) == 0  # nothing changed since
 

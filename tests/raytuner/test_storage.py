@@ -58,7 +58,7 @@ def test_read_experiment_explains_what_is_wrong(tmp_path):
         ExperimentStorage(tmp_path / "bad").read_experiment()
 
 
-def test_checkpoints_are_kept_newest_first(tmp_path):
+def test_checkpoints_are_stored_whole_and_deleted_by_name(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "weights.bin").write_bytes(b"\x00\x01")
@@ -71,9 +71,11 @@ def test_checkpoints_are_kept_newest_first(tmp_path):
     names = [checkpoint_name(i) for i in (1, 2, 3)]
     assert names == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
     for name in names:
-        storage.write_checkpoint("00001", name, data, keep=2)
-    kept = sorted(p.name for p in storage.trial_path("00001").glob("checkpoint_*"))
-    assert kept == ["checkpoint_000002", "checkpoint_000003"]
+        storage.write_checkpoint("00001", name, data)
+    assert storage.checkpoint_folders("00001") == names
+    storage.delete_checkpoints("00001", ["checkpoint_000001", "config.json"])  # only checkpoint folders go
+    assert storage.checkpoint_folders("00001") == names[1:]
+    assert (storage.trial_path("00001") / "config.json").is_file()
     assert (storage.trial_path("00001") / "checkpoint_000003" / "sub" / "meta.txt").read_text() == "epoch=3"
     restored = unpack_to(data, tmp_path / "out")
     assert (restored / "weights.bin").read_bytes() == b"\x00\x01"

@@ -265,3 +265,25 @@ def test_progress_shows_the_schedulers_line_when_it_has_one():
                       line_every_s=0.0)
     silent.update(force=True)
     assert silent.extra is None
+
+
+def test_tensorboard_shows_one_trajectory_after_a_restart(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from raytuner.tracking import TensorBoardCallback
+
+    callback = TensorBoardCallback()
+    callback.on_experiment_start(tmp_path, {"metric": "loss"})
+    callback.on_trial_start("00000", {"lr": 0.1})
+    for step in range(1, 6):  # attempt 1 reaches step 5, then its worker dies
+        callback.on_trial_result("00000", {"loss": 10.0 + step, "iteration": step, "attempt": 1})
+    resumed = TensorBoardCallback()  # a resumed driver: a new callback, a new event file
+    resumed.on_experiment_start(tmp_path, {"metric": "loss"})
+    resumed.on_trial_start("00000", {"lr": 0.1})
+    for step in range(3, 7):  # attempt 2 restarts from its checkpoint at step 2
+        resumed.on_trial_result("00000", {"loss": 20.0 + step, "iteration": step, "attempt": 2})
+    run = EventAccumulator(str(tmp_path / "tensorboard" / "00000"))
+    run.Reload()
+    assert [(e.step, e.value) for e in run.Scalars("loss")] == [
+        (1, 11.0), (2, 12.0), (3, 23.0), (4, 24.0), (5, 25.0), (6, 26.0)]

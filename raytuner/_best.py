@@ -1,0 +1,62 @@
+"""One definition of the best trial, used by Results, the CLI, the report and the dashboard.
+
+A trial's *key* is the value it is ranked by, signed to minimise:
+
+- ``scope="last"`` (the default, as Ray Tune's): its last kept report of the metric;
+- ``scope="all"``: its best kept report of the Tuner's own metric (``Trial.best_value``).
+
+NaN and infinite keys never count. FAILED trials count only when no other trial has a
+finite key, and DAMAGED ones (their files cannot be trusted) never do. Ties go to the
+trial created first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Protocol, TypeVar
+
+SCOPES = ("last", "all")
+#: The scope an experiment uses when it does not say (experiment.json's ``best_scope``).
+DEFAULT_SCOPE = "last"
+
+
+class Ranked(Protocol):
+    trial_id: str
+    status: Any
+    metrics: dict[str, Any]
+    best_value: float | None
+
+
+T = TypeVar("T", bound=Ranked)
+
+
+def key(trial: Ranked, metric: str, sign: float, scope: str, own_metric: bool) -> float | None:
+    """The trial's finite key (signed to minimise), or None if it has none."""
+    if scope == "all" and own_metric:
+        value = trial.best_value
+    else:
+        raw = trial.metrics.get(metric)
+        value = sign * raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def best_trial(trials: Iterable[T], metric: str, mode: str, scope: str = DEFAULT_SCOPE, *,
+               own_metric: bool = True) -> T | None:
+    """The best of ``trials`` by ``metric`` in ``mode``, or None if no trial has a finite
+    value. ``own_metric``: ``metric``/``mode`` are the Tuner's (so ``best_value`` ranks them)."""
+    sign = 1.0 if mode == "min" else -1.0
+    best: dict[bool, tuple[float, T]] = {}
+    for trial in trials:
+        status = getattr(trial.status, "value", trial.status)
+        if status == "DAMAGED":
+            continue
+        value = key(trial, metric, sign, scope, own_metric)
+        if value is None:
+            continue
+        failed = status == "FAILED"
+        if failed not in best or value < best[failed][0]:
+            best[failed] = (value, trial)
+    for failed in (False, True):
+        if failed in best:
+            return best[failed][1]
+    return None
