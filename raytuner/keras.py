@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -110,7 +108,6 @@ class ReportCallback(keras.callbacks.Callback):
                           "pause) or False.")
         self._checkpoint = checkpoint
         self._session: _session.Session | None = None
-        self._dir: Path | None = None
         self._warned_epoch = False
         #: The decision that ended ``fit`` (STOP, PAUSE or COMPLETED), or None.
         self.decision: Signal | None = None
@@ -147,7 +144,12 @@ class ReportCallback(keras.callbacks.Callback):
                 "fit() so a resumed trial continues from its checkpoint's epoch.",
                 session.trial_id, done, session.iteration + 1,
             )
-        path = self._save(done) if self._checkpoint_due(session, metrics, done) else None
+        path = None
+        if self._checkpoint_due(session, metrics, done):
+            # A folder the report takes as it is: in the trial's storage where the worker
+            # sees it, so the model is written once and renamed into place.
+            path = session.new_checkpoint_dir()
+            save_checkpoint(self.model, path, done)
         self.decision = session.report(metrics, path)
         if self.decision is Signal.CONTINUE:
             self.decision = None
@@ -159,11 +161,6 @@ class ReportCallback(keras.callbacks.Callback):
                 "resume from its last checkpoint. Use checkpoint=True or 'pause' to save one.",
                 session.trial_id, done,
             )
-
-    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
     def _select(self, logs: dict[str, Any], epoch: int) -> dict[str, Any]:
         if self._metrics is None:
@@ -188,14 +185,6 @@ class ReportCallback(keras.callbacks.Callback):
         if policy != "pause" and (epoch % policy == 0 or epoch == self.params.get("epochs")):
             return True
         return session.decision_due(metrics)
-
-    def _save(self, epoch: int) -> Path:
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="raytuner-keras-"))
-        for entry in self._dir.iterdir():  # report() has packed the previous checkpoint
-            entry.unlink()
-        save_checkpoint(self.model, self._dir, epoch)
-        return self._dir
 
 
 def save_checkpoint(model: keras.Model, directory: str | os.PathLike[str], epoch: int) -> None:

@@ -29,8 +29,8 @@ from raytuner._driver.progress import Progress
 from raytuner._driver.stop import StopCriteria
 from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 from raytuner._trial import Trial, TrialResult
-from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import logs as _logs
 from raytuner._worker.protocol import Signal, TrialSpec
 from raytuner.schedulers import Scheduler
@@ -69,7 +69,9 @@ class Controller:
         self._storage = storage
         self._callbacks = list(callbacks)
         self._meta = dict(meta or {})
-        self._driver_node = ray.get_runtime_context().get_node_id()
+        # Workers put checkpoints there themselves, once they see that it is this run's.
+        self._where = ExperimentLocation(storage.location, self._meta["run_id"],
+                                         ray.get_runtime_context().get_node_id())
         self.life = Lifecycle(
             LifecycleSettings(
                 metric=settings.metric, mode=settings.mode, num_trials=settings.num_trials,
@@ -81,6 +83,7 @@ class Controller:
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
+        self._deleting: set[str] = set()  # trials with checkpoint deletions in self._io
         self._state_cost_s = 0.0
         self._last_state_save = 0.0
         self._control = ControlInbox(storage)
@@ -95,8 +98,7 @@ class Controller:
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
-            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.folder, c.data),
-            ev.DeleteCheckpoints: lambda c: self._later(self._storage.delete_checkpoints, c.trial_id, c.folders),
+            ev.DeleteCheckpoints: self._delete_checkpoints,
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
             ev.Notify: self._notify,
@@ -113,6 +115,7 @@ class Controller:
 
         self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
         self._storage.write_experiment(self._meta)
+        self._storage.sync()  # in a bucket too before any worker looks for this run there
         self._emit("on_experiment_start", self._storage.path, self._meta)
         self._t0 = time.monotonic()
         self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
@@ -172,6 +175,10 @@ class Controller:
         return results
 
     def results(self) -> Results:
+        if self._storage.uri is not None:  # workers put checkpoints in the bucket: the local copy needs them
+            for trial in self.trials.values():
+                if trial.checkpoint:
+                    self._storage.fetch_checkpoint(trial.trial_id, trial.checkpoint)
         trials = [TrialResult.from_trial(t, self._storage.trial_path(t.trial_id)) for t in self.trials.values()]
         return Results(self._storage.path, trials, self.settings.metric, self.settings.mode, self._meta)
 
@@ -202,10 +209,10 @@ class Controller:
 
     def _launch(self, command: ev.Launch) -> None:
         self._pool.take(command.worker)
-        checkpoint = None
-        if command.checkpoint:
-            self._flush()  # the checkpoint may still be queued for writing
-            checkpoint = _checkpoint.pack_dir(self._storage.trial_path(command.trial_id) / command.checkpoint)
+        if command.trial_id in self._deleting:
+            # The checkpoints a rewind lost go before the new attempt may store one of the
+            # same name.
+            self._flush()
         spec = TrialSpec(
             trial_id=command.trial_id,
             experiment_name=self.settings.name,
@@ -216,11 +223,11 @@ class Controller:
             stop=self.settings.stop,
             decide_at=command.decide_at,
             storage_dir=str(self._storage.trial_path(command.trial_id)),
-            driver_node_id=self._driver_node,
+            storage=self._where,
             resources=self.settings.resources,
             start_iteration=command.start_iteration,
             start_time_s=command.start_time_s,
-            checkpoint=checkpoint,
+            restore=CheckpointRef(command.trial_id, command.checkpoint) if command.checkpoint else None,
         )
         self._calls[command.worker.start.remote(spec)] = command.trial_id
 
@@ -231,6 +238,10 @@ class Controller:
         else:
             ref = worker.next_event.remote(command.signal, command.decide_at)
         self._calls[ref] = command.trial_id
+
+    def _delete_checkpoints(self, command: ev.DeleteCheckpoints) -> None:
+        self._deleting.add(command.trial_id)
+        self._later(self._storage.delete_checkpoints, command.trial_id, command.folders)
 
     def _spawn(self, command: ev.Spawn) -> None:
         for _ in range(command.count):
@@ -288,6 +299,7 @@ class Controller:
             write, args = self._io[0]
             write(*args)
             self._io.popleft()
+        self._deleting.clear()
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in list(self._callbacks):

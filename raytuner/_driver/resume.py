@@ -126,6 +126,10 @@ def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str) -
 
 
 def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
+    partial = storage.remove_partial_checkpoints(trial.trial_id)
+    if partial:
+        logger.info("Trial %s: removed %s, checkpoints that were being stored when the last run ended.",
+                    trial.trial_id, ", ".join(partial))
     on_disk = set(storage.checkpoint_folders(trial.trial_id))
     committed = [row for row in rows if row.get("checkpoint")]
     missing = [row["checkpoint"] for row in committed if row["checkpoint"] not in on_disk]

@@ -14,7 +14,8 @@
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
             log.txt               what the trial printed (stdout and stderr), appended, bounded
-            checkpoint_<n>/       checkpoint made at report n (zero-padded)
+            checkpoint_<n>/       checkpoint made at report n (zero-padded), put there by the
+                                  trial's worker (:mod:`raytuner._storage.trial_files`)
         driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
@@ -24,7 +25,8 @@ when read.
 The path may also be a URI (``s3://bucket/prefix/<experiment>``, ``gs://...``): the folder
 is then a local copy, pulled from the URI when opened and, for a writer, uploaded behind
 the writes (:mod:`raytuner._storage.remote`). Everything else reads and writes the local
-folder as for any experiment.
+folder as for any experiment, except checkpoints: workers upload those to the URI
+themselves, so a writer's copy holds none; it lists and deletes them in the bucket.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -44,6 +45,7 @@ from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, i
 from raytuner._storage import DEFAULT_ROOT
 from raytuner._storage.history import RESULTS_FILE, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
+from raytuner._storage import remote, trial_files
 from raytuner.errors import ConfigError, ExperimentError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -86,32 +88,6 @@ def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
     atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode())
 
 
-def fsync_tree(root: Path) -> None:
-    """Flush every file under ``root``, then the folders, to disk."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(folder))
-
-
-def fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (a rename into it) to disk, where the platform allows."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder
-    finally:
-        os.close(fd)
-
-
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -148,16 +124,14 @@ class ExperimentStorage:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool = False):
-        from raytuner._storage import remote
-
         self.uri: str | None = None
         self._uploader: remote.Uploader | None = None
-        self._unpushed: set[str] = set()  # trials with a checkpoint not yet in the bucket
+        self._remote_checkpoints: dict[str, set[str]] | None = None  # a writer's, by trial: see checkpoint_folders
         if remote.is_uri(path):
             self.uri = str(path).rstrip("/")
             if writable:
                 self.path = remote.stage_dir(self.uri)
-                remote.pull(self.uri, self.path)  # what a resume continues from
+                remote.pull(self.uri, self.path, keep=_not_a_checkpoint)  # what a resume continues from
                 self._uploader = remote.Uploader(self.uri, self.path)
                 self._uploader.mark_sent()
             else:
@@ -165,7 +139,7 @@ class ExperimentStorage:
                 remote.pull(self.uri, self.path)
         else:
             self.path = Path(remote.local_path(path)).expanduser().resolve()
-        self.trials_path = self.path / "trials"
+        self.trials_path = self.path / trial_files.TRIALS
         self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
         self._appended: set[str] = set()  # trials whose results.jsonl this writer has checked for a torn tail
 
@@ -197,7 +171,6 @@ class ExperimentStorage:
     def close(self) -> None:
         """Upload what is left and stop uploading. The local folder stays as it is."""
         if self._uploader is not None:
-            self._unpushed.clear()  # the last pass puts everything
             self._uploader.close()
 
     # -- the driver lock (one live driver per experiment) ----------------------------------
@@ -269,18 +242,6 @@ class ExperimentStorage:
 
     def write_trial(self, trial_id: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.trial_path(trial_id) / "trial.json", record, indent=None)
-        self._push_checkpoint(trial_id)
-
-    def _push_checkpoint(self, trial_id: str) -> None:
-        """Cloud storage: a new checkpoint goes up with its report's line, before returning.
-
-        Called once the report's row is written (the controller writes a checkpoint, then
-        the rows of the same reports, then trial.json): the bucket then never holds a
-        checkpoint without its report, nor a trial.json naming a checkpoint it lacks.
-        """
-        if trial_id in self._unpushed:
-            self._unpushed.discard(trial_id)
-            self._uploader.push(self.trial_path(trial_id))
 
     def read_trial_config(self, trial_id: str) -> dict[str, Any]:
         return read_json(self.trial_path(trial_id) / "config.json")
@@ -304,7 +265,6 @@ class ExperimentStorage:
         text = "".join(dumps(row) + "\n" for row in rows)
         with open(path, "a") as handle:
             handle.write(text)
-        self._push_checkpoint(trial_id)
 
     def read_history(self, trial_id: str) -> History:
         """The trial's results.jsonl folded into one trajectory, with what was superseded."""
@@ -352,36 +312,51 @@ class ExperimentStorage:
         return data.decode("utf-8", "replace"), offset + len(data)
 
     def delete_checkpoints(self, trial_id: str, names: Iterable[str]) -> None:
-        """Remove checkpoint folders the lifecycle no longer keeps."""
+        """Remove checkpoint folders the lifecycle no longer keeps.
+
+        In a bucket, the trial's changed files (the row that commits a newer checkpoint) are
+        uploaded first, so that the bucket never loses a checkpoint before it holds the row
+        that replaces it.
+        """
+        names = [name for name in names if checkpoint_iteration(name) is not None]  # never anything else
         trial_path = self.trial_path(trial_id)
         for name in names:
-            if checkpoint_iteration(name) is not None:  # never anything but a checkpoint folder
-                shutil.rmtree(trial_path / name, ignore_errors=True)
+            shutil.rmtree(trial_path / name, ignore_errors=True)
+        if self._uploader is not None and names:
+            self._uploader.push(trial_path)
+            remote.remove([f"{trial_files.trial_location(self.uri, trial_id)}/{name}" for name in names])
+            if self._remote_checkpoints is not None:
+                self._remote_checkpoints.get(trial_id, set()).difference_update(names)
 
     def checkpoint_folders(self, trial_id: str) -> list[str]:
-        """The names of a trial's checkpoint folders on disk, committed or not, in order."""
+        """The names of a trial's checkpoint folders in storage, committed or not, in order."""
+        if self._uploader is not None:  # a writer's copy holds none: the workers put them in the bucket
+            if self._remote_checkpoints is None:
+                self._remote_checkpoints = remote.checkpoint_folders(self.uri)
+            return sorted(self._remote_checkpoints.get(trial_id, ()))
         return sorted(p.name for p in self.trial_path(trial_id).glob("checkpoint_*")
                       if p.is_dir() and checkpoint_iteration(p.name) is not None)
 
-    def write_checkpoint(self, trial_id: str, name: str, data: bytes) -> None:
-        """Store a packed checkpoint in the trial's folder ``name`` (the lifecycle names it:
-        :func:`raytuner._formats.checkpoint_name`), whole: unpacked beside it, flushed to disk,
-        then renamed into place. It counts once the row naming it is appended."""
-        from raytuner._worker.checkpoint import unpack_to
+    def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
+        """Remove the hidden folders of checkpoints that were being put in place when a run
+        ended (a crash); their names."""
+        found = trial_files.partial_folders(self.trial_path(trial_id))
+        for path in found:
+            shutil.rmtree(path, ignore_errors=True)
+        return [path.name for path in found]
 
-        self._uploading()
-        trial_path = self.trial_path(trial_id)
-        final = trial_path / name
-        tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
-        try:
-            unpack_to(data, tmp)
-            fsync_tree(tmp)  # a power loss must not keep the row that commits it and lose the files
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            fsync_dir(trial_path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if self._uploader is not None:
-            self._unpushed.add(trial_id)
+    def fetch_checkpoint(self, trial_id: str, name: str) -> Path:
+        """The local folder of a stored checkpoint, downloaded first from a bucket."""
+        path = self.trial_path(trial_id) / name
+        if self.uri is not None and not path.is_dir():
+            staged = path.with_name(f"{trial_files.PARTIAL_PREFIX}_{name}.fetch")
+            shutil.rmtree(staged, ignore_errors=True)
+            trial_files.get(f"{trial_files.trial_location(self.uri, trial_id)}/{name}", staged)
+            os.replace(staged, path)
+        return path
+
+
+def _not_a_checkpoint(rel: str) -> bool:
+    """Files a writer pulls from a bucket: all but checkpoints (workers read those themselves)."""
+    parts = rel.split("/")
+    return not (len(parts) > 3 and parts[0] == trial_files.TRIALS and checkpoint_iteration(parts[2]) is not None)

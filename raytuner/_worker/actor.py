@@ -25,14 +25,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from raytuner._formats import checkpoint_name
+from raytuner._storage import trial_files
+from raytuner._storage.trial_files import CheckpointRef
 from raytuner._worker import accelerators as _accelerators
-from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker.logs import TrialLog
 from raytuner._worker import session as _session
 from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
-from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
+from raytuner.errors import ExperimentError, ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
 #: A trial that prints without reporting gets its log shipped this often (the trial page
@@ -57,10 +59,10 @@ class TrialRun(_session.Session):
         self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
-        self.checkpoint_dir: Path | None = None
-        if spec.checkpoint is not None:
-            self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
-        self.trial_dir = self._choose_trial_dir()
+        self._unseen: tuple[str | None] | None = None  # (why this worker does not reach the storage,), once asked
+        self._trial_dir: Path | None = None
+        self._handed_out: set[Path] = set()  # folders of new_checkpoint_dir() not reported yet
+        self.checkpoint_dir: Path | None = None  # filled in by run(), before the trainable starts
         self.log = TrialLog(spec.storage_dir)
 
     def _scratch_dir(self) -> Path:
@@ -68,20 +70,79 @@ class TrialRun(_session.Session):
             self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{self.spec.trial_id}-"))
         return self._scratch
 
-    def _choose_trial_dir(self) -> Path:
-        import ray
+    def _sees_storage(self) -> bool:
+        """Whether this worker reaches the storage itself; False: through the driver's node.
 
-        if ray.get_runtime_context().get_node_id() == self.spec.driver_node_id:
-            return Path(self.spec.storage_dir)  # the controller made it
-        path = self._scratch_dir() / "trial"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        A bucket is for every worker to reach (with the cluster's credentials): one that
+        cannot is an error that says so, unless its node is told to relay.
+        """
+        if self._unseen is None:
+            self._unseen = (trial_files.unseen(self.spec.storage),)
+        why = self._unseen[0]
+        if why is not None and self.spec.storage.is_uri and not trial_files.told_to_relay():
+            node = _node_id()
+            raise ExperimentError(
+                f"Trial {self.spec.trial_id}'s worker (node {node[:12]}) cannot reach the experiment's storage "
+                f"{self.spec.storage.location}: {why}. Workers upload checkpoints to the bucket themselves: give "
+                f"every node of the cluster credentials for it (an instance role, ~/.aws, or the AWS_* variables "
+                f"in the environment Ray's nodes start with), or set {trial_files.UNSHARED_ENV}=1 on nodes that "
+                "must relay through the driver's node."
+            )
+        return why is None
+
+    def _sees_folder(self) -> bool:
+        """Whether the storage is a folder this worker sees (the driver's node, or shared)."""
+        return not self.spec.storage.is_uri and self._sees_storage()
+
+    @property
+    def trial_dir(self) -> Path:
+        if self._trial_dir is None:
+            if self._sees_folder():
+                self._trial_dir = Path(self.spec.storage_dir)  # the controller made it
+            else:
+                self._trial_dir = self._scratch_dir() / "trial"
+                self._trial_dir.mkdir(parents=True, exist_ok=True)
+        return self._trial_dir
 
     def context(self) -> _session.TrialContext:
         spec = self.spec
         return _session.TrialContext(
             spec.trial_id, spec.experiment_name, self.trial_dir, spec.config, spec.resources, self.iteration
         )
+
+    def new_checkpoint_dir(self) -> Path:
+        path = (trial_files.new_folder(self.spec.storage, self.spec.trial_id) if self._sees_folder()
+                else Path(tempfile.mkdtemp(dir=self._scratch_dir(), prefix="checkpoint-")))
+        self._handed_out.add(path)
+        return path
+
+    # -- checkpoints in storage ---------------------------------------------------------------
+    def _store_checkpoint(self, checkpoint: Any, iteration: int) -> str:
+        """Put the reported folder into the trial's storage (see
+        :mod:`raytuner._storage.trial_files`); its folder name there."""
+        src = trial_files.check_folder(checkpoint)
+        name = checkpoint_name(iteration)
+        move = src in self._handed_out
+        self._handed_out.discard(src)
+        where = self.spec.storage
+        if self._sees_storage():
+            trial_files.put(src, where.checkpoint(CheckpointRef(self.spec.trial_id, name)), move=move)
+        else:
+            from raytuner._storage import relay
+
+            relay.push(src, where, self.spec.trial_id, name)
+            if move:
+                shutil.rmtree(src, ignore_errors=True)
+        return name
+
+    def _restore(self, ref: CheckpointRef) -> Path:
+        """A private copy of the stored checkpoint the trial restarts from."""
+        target = self._scratch_dir() / "restored"
+        if self._sees_storage():
+            return trial_files.get(self.spec.storage.checkpoint(ref), target)
+        from raytuner._storage import relay
+
+        return relay.pull(self.spec.storage, ref, target)
 
     # -- called by the controller's thread (through the actor) ---------------------------
     def deliver(self, decision: Signal | None, decide_at: float) -> None:
@@ -133,14 +194,14 @@ class TrialRun(_session.Session):
                                                    self._last_resource, resource)
             self._last_resource = resource
         elapsed = time.monotonic() - self._t0
-        packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
+        stored = self._store_checkpoint(checkpoint, self.iteration) if checkpoint is not None else None
         if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
-            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed))
+            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), stored))
             return self._apply(Signal.COMPLETED)
         with self._cond:
             needs_decision = resource >= self._decide_at
             self._blocked = needs_decision
-            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed, needs_decision))
+            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), stored, needs_decision))
             if not needs_decision:
                 return Signal.CONTINUE
             while self._decision is None:
@@ -158,6 +219,8 @@ class TrialRun(_session.Session):
         _session._install(self)
         try:
             self.log.start()
+            if self.spec.restore is not None:
+                self.checkpoint_dir = self._restore(self.spec.restore)
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
@@ -169,9 +232,17 @@ class TrialRun(_session.Session):
             self.log.stop()
             _session._install(None)
         _release_trial_state()
+        for path in self._handed_out:  # handed out for a checkpoint that was never reported
+            shutil.rmtree(path, ignore_errors=True)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         self._events.put(end)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _release_trial_state() -> None:
@@ -207,9 +278,7 @@ class TrialWorker:
         self._run: TrialRun | None = None
 
     def node_id(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
+        return _node_id()
 
     def start(self, spec: TrialSpec) -> Event:
         fn = self._resolve(spec.trainable[0])

@@ -23,6 +23,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._storage.history import read_history
 
 SCRIPT = Path(__file__).with_name("multinode_scenarios.py")
 STEPS = [1, 2, 3, 4]  # each scenario trial reports steps 1..4, checkpointing each
@@ -133,7 +134,8 @@ def test_node_loss_that_leaves_fewer_slots_than_max_concurrent_still_finishes(mu
 # -- worker death on one node (the shared local Ray) -------------------------------------------
 def dies_on_first_attempt(config):
     """Checkpoints each step; its first attempt SIGKILLs its own worker process once the
-    checkpoint of step 2 is in the experiment's storage (so the retry must resume from it)."""
+    checkpoint of step 2 is committed (the row naming it is in results.jsonl), so the retry
+    must resume from it."""
     trial_dir = rt.get_context().trial_dir  # on the driver's node: the trial's storage folder
     first_attempt = not (trial_dir / "attempted").exists()
     (trial_dir / "attempted").touch()
@@ -145,7 +147,8 @@ def dies_on_first_attempt(config):
         rt.report({"loss": config["x"], "step": step, "resumed_from": start, "pid": os.getpid()}, checkpoint=scratch)
         if step == 2 and first_attempt:
             deadline = time.monotonic() + 30
-            while not list(trial_dir.glob("checkpoint_*2")) and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not any(
+                    row.get("checkpoint") == "checkpoint_000002" for row in read_history(trial_dir / "results.jsonl").rows):
                 time.sleep(0.02)
             os.kill(os.getpid(), signal.SIGKILL)
 

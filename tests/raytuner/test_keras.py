@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from raytuner._worker import checkpoint as _checkpoint  # noqa: E402
 from raytuner._worker import session as _session  # noqa: E402
 from raytuner import keras as rtk  # noqa: E402
 from raytuner._worker.protocol import Signal  # noqa: E402
@@ -46,16 +46,23 @@ class ScriptedRun(_session.Session):
     iteration: int = 0
     checkpoint_dir: Path | None = None
     reports: list[dict] = field(default_factory=list)
-    checkpoints: dict[int, bytes] = field(default_factory=dict)
+    checkpoints: dict[int, Path] = field(default_factory=dict)
+    handed_out: list[Path] = field(default_factory=list)
 
     def decision_due(self, metrics):
         return self.iteration + 1 in self.decide_at
+
+    def new_checkpoint_dir(self):
+        self.handed_out.append(Path(tempfile.mkdtemp(prefix="scripted-checkpoint-")))
+        return self.handed_out[-1]
 
     def report(self, metrics, checkpoint=None):
         self.iteration += 1
         self.reports.append(dict(metrics))
         if checkpoint is not None:
-            self.checkpoints[self.iteration] = _checkpoint.pack_dir(checkpoint)
+            # Taken as it is, as TrialRun takes a folder it handed out.
+            assert Path(checkpoint) in self.handed_out, "the callback must checkpoint into a folder the session gave"
+            self.checkpoints[self.iteration] = Path(checkpoint)
         return Signal(self.decisions.get(self.iteration, "continue"))
 
 
@@ -91,10 +98,6 @@ def fit(model, callback, epochs=5, initial_epoch=0, **kwargs):
     x, y = data()
     return model.fit(x, y, validation_data=data(32, seed=1), batch_size=len(x) // STEPS, epochs=epochs,
                      initial_epoch=initial_epoch, callbacks=[callback], verbose=0, **kwargs)
-
-
-def unpack(blob, tmp_path, name):
-    return _checkpoint.unpack_to(blob, tmp_path / name)
 
 
 def drive(callback, model, epochs=5, logs=None, initial_epoch=0):
@@ -200,7 +203,7 @@ def test_checkpoint_policies(trial, policy, expected):
 
 def test_checkpoint_is_keras_format_with_the_epoch(trained, tmp_path):
     model, run, _ = trained
-    path = unpack(run.checkpoints[3], tmp_path, "ck")
+    path = run.checkpoints[3]
     assert sorted(p.name for p in path.iterdir()) == ["keras_state.json", "model.keras"]
     assert json.loads((path / "keras_state.json").read_text())["epoch"] == 3
     loaded = rtk.load_model(path)
@@ -215,7 +218,7 @@ def _optimizer_state(model):
 
 def test_restore_loads_weights_and_optimizer_state_and_returns_the_epoch(trained, trial, tmp_path):
     model, run, _ = trained
-    checkpoint = unpack(run.checkpoints[3], tmp_path, "ck")
+    checkpoint = run.checkpoints[3]
     fresh = make_model(seed=1)  # compiled, optimizer not built yet
     resumed = trial(checkpoint_dir=checkpoint, iteration=3)
     assert rtk.restore(fresh) == 3
@@ -257,7 +260,7 @@ def test_a_model_keras_cannot_serialise_is_checkpointed_as_weights(trial, tmp_pa
     with caplog.at_level(logging.WARNING, logger="raytuner"):
         fit(model, rtk.ReportCallback(), epochs=2)
     assert "weights and optimizer state only" in caplog.text
-    path = unpack(run.checkpoints[2], tmp_path, "ck")
+    path = run.checkpoints[2]
     assert sorted(p.name for p in path.iterdir()) == ["keras_state.json", "model.weights.h5"]
     fresh = Subclassed(8)
     fresh.compile(optimizer="adam", loss="mse")
