@@ -35,7 +35,7 @@ CHUNK = 4 * 1024 * 1024
 WINDOW = 2
 
 
-def push(src: Path, where: ExperimentLocation, trial_id: str, name: str) -> None:
+def push(src: Path, where: ExperimentLocation, trial_id: str, name: str, *, chunk: int = CHUNK) -> None:
     """Store the folder ``src`` as checkpoint ``name`` of the trial, through the driver's node;
     complete (and flushed, for a folder) when this returns, as :func:`trial_files.put`."""
     token = uuid.uuid4().hex[:12]
@@ -48,12 +48,12 @@ def push(src: Path, where: ExperimentLocation, trial_id: str, name: str) -> None
             with open(src / rel, "rb") as handle:
                 offset = 0
                 while True:
-                    data = handle.read(CHUNK)
+                    data = handle.read(chunk)
                     pending.append(write.remote(where, trial_id, token, rel, offset, data))
                     if len(pending) >= WINDOW:
                         ray.get(pending.popleft())
                     offset += len(data)
-                    if len(data) < CHUNK:
+                    if len(data) < chunk:
                         break
         ray.get(list(pending))
         ray.get(_on_driver_node(_commit, where).remote(where, trial_id, name, token, folders))
@@ -62,7 +62,7 @@ def push(src: Path, where: ExperimentLocation, trial_id: str, name: str) -> None
         raise
 
 
-def pull(where: ExperimentLocation, ref: CheckpointRef, target: Path) -> Path:
+def pull(where: ExperimentLocation, ref: CheckpointRef, target: Path, *, chunk: int = CHUNK) -> Path:
     """Copy a stored checkpoint into ``target`` (a new local folder), through the driver's node."""
     files, folders = ray.get(_on_driver_node(_listing, where).remote(where, ref))
     target.mkdir(parents=True)
@@ -74,8 +74,8 @@ def pull(where: ExperimentLocation, ref: CheckpointRef, target: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
             pending: deque[Any] = deque()
-            for offset in range(0, size, CHUNK):
-                pending.append(read.remote(where, ref, rel, offset))
+            for offset in range(0, size, chunk):
+                pending.append(read.remote(where, ref, rel, offset, chunk))
                 if len(pending) >= WINDOW:
                     handle.write(ray.get(pending.popleft()))
             while pending:
@@ -86,7 +86,8 @@ def pull(where: ExperimentLocation, ref: CheckpointRef, target: Path) -> Path:
 def _on_driver_node(task: Any, where: ExperimentLocation) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(where.driver_node_id, soft=False))
+    pinned = NodeAffinitySchedulingStrategy(where.driver_node_id, soft=False)
+    return task.options(num_cpus=0, scheduling_strategy=pinned)
 
 
 def _empty_folders(src: Path) -> set[str]:
@@ -154,10 +155,10 @@ def _listing(where: ExperimentLocation, ref: CheckpointRef) -> tuple[list[tuple[
 
 
 @ray.remote
-def _read(where: ExperimentLocation, ref: CheckpointRef, rel: str, offset: int) -> bytes:
+def _read(where: ExperimentLocation, ref: CheckpointRef, rel: str, offset: int, size: int) -> bytes:
     source = f"{where.checkpoint(ref)}/{_safe(rel)}"
     if where.is_uri:
         fs, path = remote.filesystem(source)
-        return fs.cat_file(path, start=offset, end=offset + CHUNK)
+        return fs.cat_file(path, start=offset, end=offset + size)
     with open(source, "rb") as handle:
-        return os.pread(handle.fileno(), CHUNK, offset)
+        return os.pread(handle.fileno(), size, offset)

@@ -155,31 +155,47 @@ def put(src: Path, target: str, *, move: bool = False) -> None:
 
 def place(src: Path, final: Path, *, move: bool = False) -> None:
     """Put ``src`` at ``final`` (a folder of a local or shared file system) whole: a copy or a
-    move into a hidden folder beside it, flushed, then renamed into place."""
+    move into a hidden folder beside it (:func:`stage`), flushed, then renamed into place
+    (:func:`settle`)."""
+    settle(stage(src, final, move=move), final)
+
+
+def stage(src: Path, final: Path, *, move: bool = False) -> Path:
+    """Copy (or move) ``src`` into a new hidden folder beside ``final``, where :func:`settle`
+    then puts it in place: the slow part, done while the caller may not reuse ``src``."""
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
     staged = parent / f"{PARTIAL_PREFIX}_{final.name}.tmp-{uuid.uuid4().hex[:12]}"
+    if move:
+        try:
+            os.rename(src, staged)
+            return staged
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # another file system: copy, then drop the original
+                raise
     try:
-        moved = False
-        if move:
-            try:
-                os.rename(src, staged)
-                moved = True
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:  # another file system: copy, then drop the original
-                    raise
-        if not moved:
-            shutil.copytree(src, staged)
-        fsync_tree(staged)  # a power loss must not keep the row that commits it and lose the files
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(staged, final)
-        fsync_dir(parent)
+        shutil.copytree(src, staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    if move and not moved:
+    if move:
         shutil.rmtree(src, ignore_errors=True)
+    return staged
+
+
+def settle(staged: Path, final: Path) -> None:
+    """Put a staged checkpoint in place at ``final`` (replacing one there), flushed to disk:
+    files and folders first, so that a power loss cannot keep the row that will name it and
+    lose its files, then the rename."""
+    try:
+        fsync_tree(staged)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(staged, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
 
 
 def upload(src: Path, uri: str) -> None:

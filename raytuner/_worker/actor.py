@@ -25,16 +25,15 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from raytuner._formats import checkpoint_name
-from raytuner._storage import trial_files
-from raytuner._storage.trial_files import CheckpointRef
 from raytuner._worker import accelerators as _accelerators
+from raytuner._worker.checkpoints import TrialCheckpoints
 from raytuner._worker.logs import TrialLog
+from raytuner._worker.outbox import Outbox
 from raytuner._worker import session as _session
 from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
-from raytuner.errors import ExperimentError, ReportError, ResourceError, TrialStopped, is_fatal
+from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
 #: A trial that prints without reporting gets its log shipped this often (the trial page
@@ -59,9 +58,9 @@ class TrialRun(_session.Session):
         self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
-        self._unseen: tuple[str | None] | None = None  # (why this worker does not reach the storage,), once asked
         self._trial_dir: Path | None = None
-        self._handed_out: set[Path] = set()  # folders of new_checkpoint_dir() not reported yet
+        self._checkpoints = TrialCheckpoints(spec, self._scratch_dir)
+        self._outbox = Outbox(events, self._checkpoints.store, lambda staged: shutil.rmtree(staged.folder, True))
         self.checkpoint_dir: Path | None = None  # filled in by run(), before the trainable starts
         self.log = TrialLog(spec.storage_dir)
 
@@ -70,34 +69,10 @@ class TrialRun(_session.Session):
             self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{self.spec.trial_id}-"))
         return self._scratch
 
-    def _sees_storage(self) -> bool:
-        """Whether this worker reaches the storage itself; False: through the driver's node.
-
-        A bucket is for every worker to reach (with the cluster's credentials): one that
-        cannot is an error that says so, unless its node is told to relay.
-        """
-        if self._unseen is None:
-            self._unseen = (trial_files.unseen(self.spec.storage),)
-        why = self._unseen[0]
-        if why is not None and self.spec.storage.is_uri and not trial_files.told_to_relay():
-            node = _node_id()
-            raise ExperimentError(
-                f"Trial {self.spec.trial_id}'s worker (node {node[:12]}) cannot reach the experiment's storage "
-                f"{self.spec.storage.location}: {why}. Workers upload checkpoints to the bucket themselves: give "
-                f"every node of the cluster credentials for it (an instance role, ~/.aws, or the AWS_* variables "
-                f"in the environment Ray's nodes start with), or set {trial_files.UNSHARED_ENV}=1 on nodes that "
-                "must relay through the driver's node."
-            )
-        return why is None
-
-    def _sees_folder(self) -> bool:
-        """Whether the storage is a folder this worker sees (the driver's node, or shared)."""
-        return not self.spec.storage.is_uri and self._sees_storage()
-
     @property
     def trial_dir(self) -> Path:
         if self._trial_dir is None:
-            if self._sees_folder():
+            if self._checkpoints.sees_folder():
                 self._trial_dir = Path(self.spec.storage_dir)  # the controller made it
             else:
                 self._trial_dir = self._scratch_dir() / "trial"
@@ -111,38 +86,7 @@ class TrialRun(_session.Session):
         )
 
     def new_checkpoint_dir(self) -> Path:
-        path = (trial_files.new_folder(self.spec.storage, self.spec.trial_id) if self._sees_folder()
-                else Path(tempfile.mkdtemp(dir=self._scratch_dir(), prefix="checkpoint-")))
-        self._handed_out.add(path)
-        return path
-
-    # -- checkpoints in storage ---------------------------------------------------------------
-    def _store_checkpoint(self, checkpoint: Any, iteration: int) -> str:
-        """Put the reported folder into the trial's storage (see
-        :mod:`raytuner._storage.trial_files`); its folder name there."""
-        src = trial_files.check_folder(checkpoint)
-        name = checkpoint_name(iteration)
-        move = src in self._handed_out
-        self._handed_out.discard(src)
-        where = self.spec.storage
-        if self._sees_storage():
-            trial_files.put(src, where.checkpoint(CheckpointRef(self.spec.trial_id, name)), move=move)
-        else:
-            from raytuner._storage import relay
-
-            relay.push(src, where, self.spec.trial_id, name)
-            if move:
-                shutil.rmtree(src, ignore_errors=True)
-        return name
-
-    def _restore(self, ref: CheckpointRef) -> Path:
-        """A private copy of the stored checkpoint the trial restarts from."""
-        target = self._scratch_dir() / "restored"
-        if self._sees_storage():
-            return trial_files.get(self.spec.storage.checkpoint(ref), target)
-        from raytuner._storage import relay
-
-        return relay.pull(self.spec.storage, ref, target)
+        return self._checkpoints.new_folder()
 
     # -- called by the controller's thread (through the actor) ---------------------------
     def deliver(self, decision: Signal | None, decide_at: float) -> None:
@@ -194,14 +138,18 @@ class TrialRun(_session.Session):
                                                    self._last_resource, resource)
             self._last_resource = resource
         elapsed = time.monotonic() - self._t0
-        stored = self._store_checkpoint(checkpoint, self.iteration) if checkpoint is not None else None
-        if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
-            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), stored))
+        staged = self._checkpoints.stage(checkpoint, self.iteration) if checkpoint is not None else None
+        name = staged.name if staged is not None else None
+        so_far = {**clean, "iteration": self.iteration, "time_total_s": elapsed}
+        if spec.stop and spec.stop.reached(spec.trial_id, so_far):
+            self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name), staged)
             return self._apply(Signal.COMPLETED)
         with self._cond:
             needs_decision = resource >= self._decide_at
             self._blocked = needs_decision
-            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), stored, needs_decision))
+        # Out of the lock: the outbox may wait for a checkpoint to be stored.
+        self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name, needs_decision), staged)
+        with self._cond:
             if not needs_decision:
                 return Signal.CONTINUE
             while self._decision is None:
@@ -220,7 +168,7 @@ class TrialRun(_session.Session):
         try:
             self.log.start()
             if self.spec.restore is not None:
-                self.checkpoint_dir = self._restore(self.spec.restore)
+                self.checkpoint_dir = self._checkpoints.restore(self.spec.restore)
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
@@ -231,9 +179,14 @@ class TrialRun(_session.Session):
         finally:
             self.log.stop()
             _session._install(None)
+        try:
+            self._outbox.drain()  # every report goes out before the trial's end
+        except BaseException as exc:  # noqa: BLE001 - a checkpoint that could not be stored fails the trial
+            if end.signal is not Signal.ERROR:
+                end = TrialExit(Signal.ERROR, "".join(traceback.format_exception(exc)), type(exc).__name__, str(exc),
+                                fatal=is_fatal(exc))
         _release_trial_state()
-        for path in self._handed_out:  # handed out for a checkpoint that was never reported
-            shutil.rmtree(path, ignore_errors=True)
+        self._checkpoints.discard_unreported()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         self._events.put(end)

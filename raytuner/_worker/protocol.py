@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
+if TYPE_CHECKING:  # records of the storage seam, imported where they are made and used
+    from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 
 
 class Signal(str, enum.Enum):

@@ -86,6 +86,35 @@ def test_gpu_trials_run_on_the_node_that_declares_a_gpu(multinode):
     assert {row["gpu_visible"] for row in rows} == {0}  # Ray's CUDA_VISIBLE_DEVICES, no real GPU needed
 
 
+@pytest.mark.slow
+def test_a_worker_node_that_sees_the_storage_puts_its_checkpoints_there_itself(multinode):
+    facts = scenario(multinode, "checkpoints_on_other_nodes")
+    trial = facts["shared"]
+    assert trial["status"] == "COMPLETED"
+    assert {row["node"] for row in trial["rows"]} == {facts["gpu_node"]} != {multinode["head"]}
+    assert {row["sees_storage"] for row in trial["rows"]} == {1}  # its experiment.json names this run
+    # The retry restarted on that node from the checkpoint it stored, read straight back.
+    assert [(row["step"], row["resumed_from"], row["attempt"]) for row in trial["rows"]] == [(1, 0, 1), (2, 0, 1), (3, 2, 2)]
+    assert all(row["blob_ok"] for row in trial["rows"])
+    assert trial["checkpoint"] and trial["stored_step"] == "3" and trial["stored_blob_ok"]
+    assert trial["folders"] == ["checkpoint_000003"]  # checkpoints_to_keep=1; nothing half-stored
+
+
+@pytest.mark.slow
+def test_a_node_told_the_storage_is_not_shared_relays_checkpoints_through_the_drivers_node(multinode):
+    facts = scenario(multinode, "checkpoints_on_other_nodes")
+    trial = facts["unshared"]
+    assert trial["status"] == "COMPLETED"
+    assert {row["node"] for row in trial["rows"]} == {facts["unshared_node"]}
+    assert {row["sees_storage"] for row in trial["rows"]} == {0}  # its trial_dir is a scratch folder
+    # Each checkpoint (9 MiB: three chunks) reached the storage whole, and the retry on the
+    # same node got its step-2 checkpoint back through the relay.
+    assert [(row["step"], row["resumed_from"], row["attempt"]) for row in trial["rows"]] == [(1, 0, 1), (2, 0, 1), (3, 2, 2)]
+    assert all(row["blob_ok"] for row in trial["rows"])
+    assert trial["checkpoint"] and trial["stored_step"] == "3" and trial["stored_blob_ok"]
+    assert trial["folders"] == ["checkpoint_000003"] and trial["partial"] == []
+
+
 def _assert_lost_node_trials_retried_elsewhere_with_nothing_lost(facts):
     lost = facts["lost"]
     assert lost is not None, "no trial ran on a worker node, so no node was lost"
