@@ -100,7 +100,8 @@ def train(config):
     model.fit(*_data(64, 0), validation_data=_data(32, 1), batch_size=64 // STEPS, epochs=EPOCHS,
               initial_epoch=initial_epoch, verbose=1 if plan == "rename" else 0,  # its progress bar: the log
               callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end),
-                         rt.keras.ReportCallback(metrics=metrics)])
+                         # The crash must find the last epoch's checkpoint: every epoch, not "auto".
+                         rt.keras.ReportCallback(metrics=metrics, checkpoint=True if plan == "crash" else "auto")])
 
 
 def _lines(trial, name):

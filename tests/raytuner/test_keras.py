@@ -189,6 +189,7 @@ def test_pause_and_completed_end_training_too(trial, decision):
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
+        ("auto", [3, 5]),  # the default: the rung at 3 and the last epoch (training takes < 60 s)
         (True, [1, 2, 3, 4, 5]),
         (2, [2, 3, 4, 5]),  # every 2nd, the rung at 3, and the last epoch
         ("pause", [3]),  # only where a decision (maybe PAUSE) is due
@@ -199,6 +200,27 @@ def test_checkpoint_policies(trial, policy, expected):
     run = trial(decide_at={3})
     drive(rtk.ReportCallback(checkpoint=policy), make_model(), epochs=5)
     assert sorted(run.checkpoints) == expected
+
+
+def test_auto_checkpoints_at_least_every_period_for_fault_tolerance(trial, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(rtk.time, "monotonic", lambda: now[0])
+    run = trial()  # FIFO: no epoch at which a decision is due
+    callback, model = rtk.ReportCallback(checkpoint_period_s=30), make_model()
+    callback.set_model(model)
+    callback.set_params({"epochs": 8, "steps": STEPS, "verbose": 0})
+    callback.on_train_begin()  # at 0 s
+    for epoch, ends_at in enumerate([10, 25, 31, 40, 70, 95, 100, 200]):
+        now[0] = ends_at
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.0})
+    # 31 s after the start; at 70 s (39 s after it), not at 95 s (25 s), at 100 s (30 s); the last epoch
+    assert sorted(run.checkpoints) == [3, 5, 7, 8]
+
+
+@pytest.mark.parametrize("bad", [0, -1, "60", None, True])
+def test_bad_checkpoint_period(bad):
+    with pytest.raises(ConfigError, match="ReportCallback: `checkpoint_period_s` is "):
+        rtk.ReportCallback(checkpoint_period_s=bad)
 
 
 def test_checkpoint_is_keras_format_with_the_epoch(trained, tmp_path):
