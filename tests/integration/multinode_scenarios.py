@@ -29,6 +29,9 @@ import raytuner as rt
 from raytuner._storage.history import read_history
 from raytuner._storage.trial_files import UNSHARED_ENV, partial_folders
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.*
+from tests.integration import restarts  # noqa: E402 - needs the line above
+
 # Lose a node fast: by default the GCS marks a silent raylet dead after about 15 s.
 FAST_FAILURE = {"health_check_period_ms": 200, "health_check_failure_threshold": 3,
                 "health_check_initial_delay_ms": 0}
@@ -179,7 +182,9 @@ class Sweeps:
         """A trial on a worker node that sees the storage (the GPU node: this machine's
         folders) puts its checkpoints there itself; one on a node told the storage is not
         shared relays them through the driver's node. Each fails once and restarts on its
-        node from its stored checkpoint: read back directly, or through the relay."""
+        node from its stored checkpoint: read back directly, or through the relay. On the
+        node that relays, trials also restart from relayed checkpoints after a Ctrl-C (a
+        resume) and a pause (a promotion)."""
         unshared = self.cluster.add_node(num_cpus=1, resources={"unshared": 1}, env_vars={UNSHARED_ENV: "1"})
         self.cluster.wait_for_nodes()
         marks = tempfile.mkdtemp()
@@ -201,6 +206,9 @@ class Sweeps:
                     "folders": sorted(p.name for p in trial.path.iterdir() if p.name.startswith(("checkpoint", "."))),
                     "partial": [p.name for p in partial_folders(trial.path)],
                 }
+            relayed = {"resources": {"cpu": 1, "unshared": 1}, "keep_workers_s": 0}
+            facts["relay_restarts"] = restarts.retry_then_resume(self.storage, "relay-restarts", marks, **relayed)
+            facts["relay_promotion"] = restarts.promotion(self.storage, "relay-promotion", marks, **relayed)
         finally:
             self.cluster.remove_node(unshared)
         return facts

@@ -25,6 +25,8 @@ import raytuner as rt
 from raytuner import TrialStatus
 from raytuner._storage.history import read_history
 
+from tests.integration import restarts
+
 SCRIPT = Path(__file__).with_name("multinode_scenarios.py")
 STEPS = [1, 2, 3, 4]  # each scenario trial reports steps 1..4, checkpointing each
 
@@ -113,6 +115,13 @@ def test_a_node_told_the_storage_is_not_shared_relays_checkpoints_through_the_dr
     assert all(row["blob_ok"] for row in trial["rows"])
     assert trial["checkpoint"] and trial["stored_step"] == "3" and trial["stored_blob_ok"]
     assert trial["folders"] == ["checkpoint_000003"] and trial["partial"] == []
+
+
+@pytest.mark.slow
+def test_relayed_checkpoints_serve_a_retry_a_resume_and_a_promotion(multinode):
+    facts = scenario(multinode, "checkpoints_on_other_nodes")
+    restarts.check_retry_then_resume(facts["relay_restarts"], in_storage=0)  # 0: on the node that relays
+    restarts.check_promotion(facts["relay_promotion"], in_storage=0)
 
 
 def _assert_lost_node_trials_retried_elsewhere_with_nothing_lost(facts):
