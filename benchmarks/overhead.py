@@ -20,9 +20,14 @@ Where the trial workers come from is measured two ways (``--start``):
 Ray Tune's own time varies widely from run to run (RESULTS.md), so ``--repeat`` runs
 both sides that many times, alternating, and reports each ratio and their median.
 
+raytuner runs on the defaults a user gets (TPESearcher, the TensorBoard log); ``--lean``
+adds a second raytuner side with random search and no TensorBoard log, to tell what those
+two cost from what every sweep costs.
+
     python benchmarks/overhead.py                 # both ways, 200 trials, plus 2,000 for raytuner
     python benchmarks/overhead.py --start cold --repeat 5 --flat 0
     python benchmarks/overhead.py --start fresh --repeat 5 --flat 0 --no-ray-tune
+    python benchmarks/overhead.py --start fresh --repeat 3 --flat 0 --lean
 """
 
 from __future__ import annotations
@@ -89,12 +94,14 @@ def run_floor(num_trials: int, root: str) -> float:
     return elapsed
 
 
-def run_raytuner(num_trials: int, root: str) -> float:
+def run_raytuner(num_trials: int, root: str, lean: bool = False) -> float:
     import raytuner as rt
+    from raytuner.search import RandomSearcher
 
+    options = {"searcher": RandomSearcher(), "tensorboard": False} if lean else {}
     start = time.perf_counter()
     results = rt.Tuner(raytuner_trainable, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=num_trials,
-                       max_concurrent=2, storage_path=root, verbose=0, keep_workers_s=0).fit()
+                       max_concurrent=2, storage_path=root, verbose=0, keep_workers_s=0, **options).fit()
     elapsed = time.perf_counter() - start
     reports = sum(len(results.history(t.trial_id)) for t in results.trials)
     assert reports == num_trials * REPORTS, reports
@@ -151,6 +158,8 @@ def compare(args: argparse.Namespace, root: str, fresh: bool) -> list[float]:
     sides = {"raytuner": run_raytuner, "Ray Tune": run_ray_tune, "floor": run_floor}
     if args.no_ray_tune:
         del sides["Ray Tune"]
+    if args.lean:
+        sides["lean"] = lambda n, root: run_raytuner(n, root, lean=True)
     times: dict[str, list[float]] = {side: [] for side in sides}
     for i in range(args.repeat):
         tag = f"{'fresh' if fresh else 'cold'}{i}"
@@ -162,11 +171,16 @@ def compare(args: argparse.Namespace, root: str, fresh: bool) -> list[float]:
         if "Ray Tune" in times:
             theirs = times["Ray Tune"][-1]
             line += f"   Ray Tune {theirs:6.2f} s   Ray Tune / raytuner = {theirs / ours:.1f}x"
+        if "lean" in times:
+            line += f"   lean {times['lean'][-1]:5.2f} s   lean / floor = {times['lean'][-1] / floor:.2f}x"
         print(line, flush=True)
     if args.repeat > 1:
         over_floor = [a / b for a, b in zip(times["raytuner"], times["floor"])]
         print(f"  raytuner / floor: median {statistics.median(over_floor):.2f}x (min {min(over_floor):.2f}x, "
               f"max {max(over_floor):.2f}x)")
+        if "lean" in times:
+            lean = [a / b for a, b in zip(times["lean"], times["floor"])]
+            print(f"  lean / floor: median {statistics.median(lean):.2f}x (min {min(lean):.2f}x, max {max(lean):.2f}x)")
         if "Ray Tune" in times:
             ratios = [b / a for a, b in zip(times["raytuner"], times["Ray Tune"])]
             print(f"  Ray Tune / raytuner: median {statistics.median(ratios):.1f}x (min {min(ratios):.1f}x, "
@@ -191,6 +205,7 @@ def main() -> None:
     parser.add_argument("--start", choices=("fresh", "cold", "both"), default="both",
                         help="where trial workers come from (see above)")
     parser.add_argument("--no-ray-tune", action="store_true", help="raytuner and the floor only")
+    parser.add_argument("--lean", action="store_true", help="also raytuner with random search and no TensorBoard log")
     args = parser.parse_args()
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
