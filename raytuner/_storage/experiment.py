@@ -237,10 +237,12 @@ class ExperimentStorage:
         code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         fix = _FIXES.get(exc.errno or 0, "fix the cause")
         where = exc.filename or path
-        return StorageError(
-            f"Cannot write {where}: {exc.strerror or exc} ({code}). The run stopped; what was written before is "
-            f"kept and the experiment shows as INTERRUPTED. To go on, {fix}, then continue it with: raytuner resume "
-            f"{self.location}", str(where), exc.errno)
+        if (self.path / EXPERIMENT_FILE).is_file():
+            then = (f"The run stopped; what was written before is kept and the experiment shows as INTERRUPTED. "
+                    f"To go on, {fix}, then continue it with: raytuner resume {self.location}")
+        else:
+            then = f"The experiment could not start. To go on, {fix}, then run it again."
+        return StorageError(f"Cannot write {where}: {exc.strerror or exc} ({code}). {then}", str(where), exc.errno)
 
     def flush_to_disk(self, *, every_s: float | None = FSYNC_INTERVAL_S) -> None:
         """Flush the results files appended to since the last flush to disk, at most once
@@ -306,9 +308,16 @@ class ExperimentStorage:
         return live_owner(self.path)
 
     def holds_files(self) -> bool:
-        """Whether the folder holds anything besides a driver lock (an experiment's files);
-        for a URI, whether anything was under it when it was opened."""
-        return self.path.is_dir() and any(p.name != LOCK_FILE and not p.name.startswith(".") for p in self.path.iterdir())
+        """Whether the folder holds an experiment's files (for a URI: whether anything was
+        under it when it was opened). A driver lock alone is none, nor what a start killed
+        before it wrote experiment.json leaves (``tuner.pkl``, an empty ``trials``): running
+        the script again takes such a folder over."""
+        if not self.path.is_dir():
+            return False
+        names = {p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(".")}
+        if EXPERIMENT_FILE in names or names - {"trials", "tuner.pkl"}:
+            return True
+        return "trials" in names and any(self.trials_path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:

@@ -88,8 +88,12 @@ def experiment_fault(meta: Any) -> str | None:
     if "name" not in meta:
         return "it has no 'name': it does not describe a raytuner experiment"
     fault = _wrong_type(meta, _EXPERIMENT_FIELDS)
-    if fault is None and isinstance(meta.get("mode"), str) and meta["mode"] not in ("min", "max"):
-        fault = f"field 'mode' is {meta['mode'][:40]!r}, not 'min' or 'max'"
+    modes = meta.get("mode") if isinstance(meta.get("mode"), list) else [meta.get("mode", "min")]
+    if fault is None and (not modes or any(mode not in ("min", "max") for mode in modes)):
+        fault = f"field 'mode' is {json.dumps(meta['mode'])[:40]}, not 'min' or 'max' (or a list of them)"
+    metric = meta.get("metric")
+    if fault is None and isinstance(metric, list) and (not metric or not all(isinstance(m, str) for m in metric)):
+        fault = f"field 'metric' is {json.dumps(metric)[:40]}, not a name (or a list of names)"
     if fault is None and "best_scope" in meta and meta["best_scope"] not in SCOPES:
         fault = f"field 'best_scope' is {meta['best_scope'][:40]!r}, not 'last' or 'all'"
     return fault

@@ -37,6 +37,9 @@ def _metric_mode(results, args) -> tuple[str, str]:
     mode = getattr(args, "mode", None) or results.mode
     if metric is None:
         raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
+    if not isinstance(metric, str) or mode not in ("min", "max"):
+        raise CLIError(f"Experiment {results.path.name!r} ranks trials by several objectives ({metric!r}); pass "
+                       "--metric NAME (and --mode) to rank them by one.")
     return metric, mode
 
 
