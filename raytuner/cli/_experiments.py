@@ -277,10 +277,10 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def _failed_best(results, best, metric: str) -> CLIError:
-    error = _no_metric(results, metric)
-    if str(error).startswith("No trial of"):
-        return error
-    others = len(results.trials) - sum(t.status.value == "FAILED" for t in results.trials)
+    failed = sum(t.status.value == "FAILED" for t in results.trials)
+    if failed + sum(not t.status.is_finished() for t in results.trials) == len(results.trials):
+        return _no_metric(results, metric)  # no trial succeeded: its most common error says why
+    others = len(results.trials) - failed
     return CLIError(
         f"No trial of {results.path.name!r} that did not fail reported a finite {metric!r} ({others} other "
         f"trial{'s' if others != 1 else ''}); the best value comes from trial {best.trial_id}, which FAILED. "

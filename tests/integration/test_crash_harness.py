@@ -21,6 +21,7 @@ not a Ray start-up each (``shared_ray``, in conftest.py).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -43,12 +44,13 @@ KINDS = {"every report": 1, "every 2nd report": 2, "no checkpoints": 0}
 DEFAULT_POINTS = (2, 9, 23)
 
 
-def drive(env: dict[str, str], folder: Path, every: int, fault: str | None = None,
-          step_s: float = 0.02) -> subprocess.CompletedProcess:
+def drive(env: dict[str, str], folder: Path, every: int, fault: str | None = None, step_s: float = 0.02,
+          ballast: int = 0) -> subprocess.CompletedProcess:
+    """Run (or resume) the experiment in ``folder`` in a driver subprocess, to its end."""
     env = dict(env)
     if fault is not None:
         env["RAYTUNER_FAULT_AFTER_WRITES"] = fault
-    return subprocess.run([sys.executable, str(DRIVER), str(folder), str(every), str(step_s)], env=env,
+    return subprocess.run([sys.executable, str(DRIVER), str(folder), str(every), str(step_s), str(ballast)], env=env,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -130,3 +132,38 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
         check_records(folder, finished=True)
     print(f"{kind}: {total} kill points and {len(range(1, total + 1, 3))} full-disk points in "
           f"{time.monotonic() - started:.0f} s")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs), mounted for the test; root only."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_real_disk_filling_up_stops_the_run_and_resume_completes_it_once_there_is_room(shared_ray, small_disk):
+    folder = small_disk / "exp"
+    first = drive(shared_ray, folder, 1, ballast=150_000)  # 15 checkpoints of 150 kB: the disk fills up
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "raytuner.errors.StorageError: Cannot write" in first.stderr
+    assert "No space left on device (ENOSPC)" in first.stderr and "free space on that disk" in first.stderr
+    assert "[Errno" not in first.stderr and "During handling" not in first.stderr, first.stderr[-3000:]
+    interrupted = check_records(folder, finished=False)
+    assert interrupted.status == "INTERRUPTED"
+    kept = {t.trial_id: interrupted.history(t.trial_id).to_dict("records") for t in interrupted.trials
+            if t.status == TrialStatus.COMPLETED}
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # room again
+    resumed = drive(shared_ray, folder, 1, ballast=150_000)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = check_records(folder, finished=True)
+    for trial_id, rows in kept.items():  # nothing written before is lost, nor run again
+        assert results.history(trial_id).to_dict("records") == rows
