@@ -485,8 +485,9 @@ class ExperimentStorage:
         trial_path = self.trial_path(trial_id)
         for name in names:
             if checkpoint_iteration(name) is not None:  # never anything but a checkpoint folder
-                if faults.at_write(trial_path / name):
-                    faults.die()
+                with self._writing(trial_path / name):
+                    if faults.at_write(trial_path / name):
+                        faults.die()
                 shutil.rmtree(trial_path / name, ignore_errors=True)
 
     def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
