@@ -90,7 +90,8 @@ def experiment_fault(meta: Any) -> str | None:
     fault = _wrong_type(meta, _EXPERIMENT_FIELDS)
     modes = meta.get("mode") if isinstance(meta.get("mode"), list) else [meta.get("mode", "min")]
     if fault is None and (not modes or any(mode not in ("min", "max") for mode in modes)):
-        fault = f"field 'mode' is {json.dumps(meta['mode'])[:40]}, not 'min' or 'max' (or a list of them)"
+        shown = repr(meta["mode"]) if isinstance(meta["mode"], str) else json.dumps(meta["mode"])
+        fault = f"field 'mode' is {shown[:40]}, not 'min' or 'max' (or a list of them)"
     metric = meta.get("metric")
     if fault is None and isinstance(metric, list) and (not metric or not all(isinstance(m, str) for m in metric)):
         fault = f"field 'metric' is {json.dumps(metric)[:40]}, not a name (or a list of names)"

@@ -180,6 +180,11 @@ class ExperimentView:
                 fault = config_fault(config) if config is not None else "missing"
                 if fault:
                     return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'config.json')}: {fault}")
+            # A line damaged before the end of results.jsonl: looked for when trial.json changes
+            # (a new status), so a finished trial's file is read once.
+            fault = self.files.jsonl(path / "results.jsonl")[1]
+            if fault:
+                return _damaged_entry(mtime, trial_id, fault)
         except (Damaged, Refused) as exc:
             return _damaged_entry(mtime, trial_id, str(exc))
         return _TrialEntry(mtime, record, config, flatten(config))
@@ -353,7 +358,7 @@ class ExperimentView:
             "trial_id": trial_id, "experiment": self.name, "metric": cache.meta.get("metric"),
             "record": entry.record, "config": entry.config, "rows": rows,
             "checkpoints": sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_")),
-            "error": error, "damaged": "; ".join(faults + ([fault] if fault else [])) or None,
+            "error": error, "damaged": "; ".join(dict.fromkeys(faults + ([fault] if fault else []))) or None,
             "not_steerable": why, **_actions(status, why is None),
         }
 

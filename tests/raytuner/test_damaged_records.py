@@ -246,3 +246,13 @@ def test_any_value_in_any_field_of_a_trial_breaks_no_view(fuzz_root, capsys, fil
         assert (results["00001"].status == TrialStatus.DAMAGED) == (fault is not None)
     finally:
         path.write_text(saved)
+
+
+def test_the_dashboard_shows_the_same_damaged_trials(damaged_root):
+    from raytuner.dashboard._store import Root
+
+    view = Root(damaged_root).experiment("bad_trials")
+    rows = {row["trial_id"]: row for row in view.table(limit=100)["rows"]}
+    assert {t for t, row in rows.items() if row["status"] == "DAMAGED"} == {"00001", "00002", "00003", "00005"}
+    assert "results.jsonl: line 2 is not valid JSON" in rows["00005"]["note"]
+    assert Root(damaged_root).experiment("bad_meta").summary()["status"] == "DAMAGED"
