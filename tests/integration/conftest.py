@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests._helpers import start_ray_head
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,20 +34,10 @@ def shared_ray():
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYTUNER_FAULT_AFTER_WRITES")}
     env.update(RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
-    head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         f"--temp-dir={temp_dir}", "--include-dashboard=false", f"--ray-client-server-port={_free_port()}",
-         "--dashboard-agent-listen-port=0", "--disable-usage-stats"],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = []
-    for line in head.stdout:  # `ray start` says when the head is up
-        output.append(line)
-        if "Ray runtime started" in line:
-            break
-    else:
-        os.killpg(head.pid, signal.SIGKILL)
-        pytest.fail("the harness's Ray head did not start:\n" + "".join(output[-30:]))
-    threading.Thread(target=head.stdout.read, daemon=True).start()  # keep the pipe drained
+    head = start_ray_head(
+        [f"--port={port}", "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
+         f"--ray-client-server-port={_free_port()}", "--dashboard-agent-listen-port=0", "--disable-usage-stats"],
+        env, lambda head: os.killpg(head.pid, signal.SIGKILL))
     env["RAY_ADDRESS"] = f"{services.get_node_ip_address()}:{port}"
     try:
         yield env

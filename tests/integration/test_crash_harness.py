@@ -21,7 +21,6 @@ not a Ray start-up each (``shared_ray``, in conftest.py).
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -37,7 +36,7 @@ from raytuner import TrialStatus
 sys.path.insert(0, str(Path(__file__).parent))
 from harness_driver import STEPS, TRIALS, value  # noqa: E402
 
-from tests._helpers import wait_for  # noqa: E402
+from tests._helpers import tmpfs, wait_for  # noqa: E402
 
 DRIVER = Path(__file__).with_name("harness_driver.py")
 KINDS = {"every report": 1, "every 2nd report": 2, "no checkpoints": 0}
@@ -139,17 +138,8 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 1 MiB file system (tmpfs), mounted for the test; root only."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_real_disk_filling_up_stops_the_run_and_resume_completes_it_once_there_is_room(shared_ray, small_disk):

@@ -256,3 +256,15 @@ def test_the_dashboard_shows_the_same_damaged_trials(damaged_root):
     assert {t for t, row in rows.items() if row["status"] == "DAMAGED"} == {"00001", "00002", "00003", "00005"}
     assert "results.jsonl: line 2 is not valid JSON" in rows["00005"]["note"]
     assert Root(damaged_root).experiment("bad_meta").summary()["status"] == "DAMAGED"
+
+
+def test_a_checkpoint_folder_that_is_gone_is_no_checkpoint(tmp_path):
+    from raytuner._trial import Trial, TrialResult
+
+    trial = Trial("00000", {}, status=TrialStatus.COMPLETED, checkpoint="checkpoint_000003")
+    (tmp_path / "checkpoint_000003").mkdir()
+    assert TrialResult.from_trial(trial, tmp_path, tmp_path).checkpoint == tmp_path / "checkpoint_000003"
+    (tmp_path / "checkpoint_000003").rmdir()  # deleted by hand, during the run or after it
+    assert TrialResult.from_trial(trial, tmp_path, tmp_path).checkpoint is None
+    # Not looked for while its writes may still be queued (a callback's view, mid-run).
+    assert TrialResult.from_trial(trial, tmp_path).checkpoint == tmp_path / "checkpoint_000003"

@@ -18,6 +18,8 @@ from raytuner._storage import faults
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner.errors import ExperimentError, StorageError
 
+from tests._helpers import tmpfs
+
 
 @pytest.fixture
 def fault():
@@ -99,18 +101,8 @@ def test_a_malformed_hook_is_refused(text):
 @pytest.fixture
 def read_only_disk(tmp_path):
     """A real file system (tmpfs) mounted for the test, then made read-only; root only."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a file system needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_read_only_file_system_names_the_file_and_the_fix(read_only_disk):
