@@ -132,7 +132,8 @@ class Results:
         return {t.trial_id: t.error for t in self.trials if t.error}
 
     def dataframe(self) -> pd.DataFrame:
-        """One row per trial: status, reports, time, last metrics, best value, ``config/...``."""
+        """One row per trial: status, reports, time, last metrics, best value, ``config/...``
+        (and ``damaged``, the file and the fault, when a trial is DAMAGED)."""
         import pandas as pd
 
         rows = []
@@ -145,6 +146,8 @@ class Results:
                 "iteration": trial.iteration,
                 "time_total_s": trial.time_total_s,
             }
+            if trial.damaged:
+                row["damaged"] = trial.damaged  # which file, and what is wrong with it
             row.update(trial.metrics)
             if best_col:
                 row[best_col] = None if trial.best_value is None else sign * trial.best_value

@@ -138,7 +138,7 @@ def test_show_best_export_and_report_name_the_damage_and_go_on(damaged_root, cap
     code, out, err = run(capsys, "best", "bad_trials", "--root", damaged_root, "--full")
     assert code == 0 and json.loads(out)["status"] != "DAMAGED"
     code, out, err = run(capsys, "export", "bad_trials", "--root", damaged_root, "--csv")
-    assert code == 0 and out.count("DAMAGED") == 4
+    assert code == 0 and out.count("DAMAGED") == 4 and "trial.json: field 'status' is '5'" in out
     code, out, err = run(capsys, "export", "bad_trials", "--root", damaged_root, "--csv", "--history")
     assert code != 0 and "results.jsonl, line 2: not valid JSON" in err  # no history of it can be trusted
     code, out, err = run(capsys, "show", "bad_meta", "--root", damaged_root)
