@@ -318,9 +318,8 @@ class Tuner:
         """
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
         meta = storage.read_experiment()  # raises before anything is written
-        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials)
-        if time_budget_s is not None:
-            settings.time_budget_s = time_budget_s
+        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials,
+                                                          time_budget_s=time_budget_s, max_concurrent=max_concurrent)
         if verbose is not None:
             settings.verbose = verbose
         speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent

@@ -259,7 +259,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     path = locate(args.exp, args.root)
     load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
-        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget)
+        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget,
+                                        max_concurrent=args.max_concurrent)
     except TrialsFailedError as exc:
         raise CLIError(str(exc)) from None
     except (ConfigError, ExperimentError) as exc:
@@ -375,8 +376,9 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
     exp_args(p)
-    p.add_argument("--num-trials", type=int, help="extend the experiment to this many trials")
+    p.add_argument("--num-trials", type=int, metavar="N", help="extend the experiment to this many trials")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")
 
     p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
     exp_args(p)

@@ -36,7 +36,9 @@ def _storage(exp: str, root: str):
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from raytuner._storage.control import ControlRefused, control_store, validate
+    from raytuner._control_values import clean_command
+    from raytuner._storage.control import ControlRefused, control_store
+    from raytuner.errors import ConfigError
 
     storage = _storage(args.exp, args.root)
     if storage.uri is not None:  # a reader's copy of a bucket: no driver reads commands there
@@ -55,10 +57,10 @@ def cmd_control(args: argparse.Namespace) -> int:
     if not wanted:
         raise CLIError("Nothing to do: pass --max-concurrent N, --num-trials N, --time-budget SECONDS, "
                        "--stop-trial ID, --retry-trial ID or --end.", EXIT_USAGE)
-    for command, command_args in wanted:  # malformed values are usage errors, before anything is sent
+    for command, command_args in wanted:  # values out of bounds are usage errors, before anything is sent
         try:
-            validate(command, command_args)
-        except ControlRefused as exc:
+            clean_command(command, command_args)
+        except ConfigError as exc:
             raise CLIError(str(exc), EXIT_USAGE) from None
     store = control_store(storage)
     sent = []
@@ -74,14 +76,21 @@ def cmd_control(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + WAIT_S
     refused = False
     for cmd in sent:
-        while (entry := store.outcome(cmd.id)) is None and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the history file: the driver writes it, we only read
+        # Polling the history file: the driver writes it, we only read.
+        while (entry := store.outcome(cmd.id)) is None and time.monotonic() < deadline \
+                and storage.live_driver() is not None:
+            time.sleep(0.1)
         if entry is None:
-            print(f"{cmd.command}: queued ({cmd.id}); the driver has not taken it up yet. "
-                  f"`raytuner dashboard` or {store.history_path} shows when it does.")
-        else:
+            entry = store.outcome(cmd.id)  # it may have come with the driver's end
+        if entry is not None:
             refused |= not entry["accepted"]
             print(f"{cmd.command}: {'applied' if entry['accepted'] else 'refused'}: {entry['message']}")
+        elif storage.live_driver() is None:
+            refused = True
+            print(f"{cmd.command}: not applied: the driver ended before taking it up (no later run applies it).")
+        else:
+            print(f"{cmd.command}: queued ({cmd.id}); the driver has not taken it up yet. "
+                  f"`raytuner dashboard` or {store.history_path} shows when it does.")
     return 1 if refused else EXIT_OK
 
 
