@@ -100,13 +100,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 if is_finite(value) and (best is None or sign * value < sign * best):
                     best = value
         except ExperimentError as exc:
-            rows.append((folder.name, "DAMAGED", str(exc)[:60], "-", "", "-"))
+            rows.append((folder.name, "DAMAGED", str(exc)[:60], "-", "", "-", ""))
             continue
         status = meta.get("status", "?")
         if status == "RUNNING" and storage.live_driver() is None:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
         rows.append((folder.name, status, _count_line(counts), value_text(best), meta.get("start_time") or meta.get("created"),
-                     meta.get("metric") or "-"))
+                     meta.get("metric") or "-", _limits_text(meta)))
     if not rows:
         rich_console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
@@ -122,6 +122,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _tables.Column("best", [r[3] for r in rows], kind="number"),
         _tables.Column("metric", [r[5] for r in rows], optional=True),
         _tables.Column("started", started, optional=True),
+        _tables.Column("limits", [r[6] for r in rows], kind="text", optional=True, priority=0),
     ]
     console = rich_console(wide=args.wide)
     hidden = print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
@@ -141,6 +142,18 @@ def _local_root(root: str) -> Path:
         return remote.list_experiments(root)
     except (ConfigError, ExperimentError) as exc:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
+
+
+def _limits_text(meta: dict) -> str:
+    """The limits in force, as the Tuner, a control command or a resume set them last:
+    ``2 at once, 8 trials, 3600 s budget``."""
+    from raytuner._formats import is_finite
+
+    parts = []
+    for key, unit in (("max_concurrent", " at once"), ("num_trials", " trials"), ("time_budget_s", " s budget")):
+        if is_finite(meta.get(key)):
+            parts.append(value_text(meta[key], 6) + unit)
+    return ", ".join(parts)
 
 
 def _count_line(counts: dict[str, int]) -> str:
