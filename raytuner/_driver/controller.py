@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
+from raytuner._display import cli_command
 from raytuner._driver import events as ev
 from raytuner._driver.autoscale import Capacity
 from raytuner._driver.control import ControlInbox, applied_limits, describe_applied, record_limits
@@ -158,8 +159,8 @@ class Controller:
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
-            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
-                           "raytuner resume %s", self._storage.path, self._storage.path)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: %s",
+                           self._storage.path, cli_command("resume", self._storage.path))
         except BaseException:
             status = "FAILED"
             raise

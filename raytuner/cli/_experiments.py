@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from raytuner._display import time_text, value_text
+from raytuner._display import cli_command, time_text, value_text
 from raytuner._formats import flatten
 from raytuner._storage import DEFAULT_ROOT
 from raytuner.cli._common import (
@@ -62,15 +62,19 @@ def _no_metric(results, metric: str) -> CLIError:
         return CLIError(
             f"No trial of {name!r} succeeded: {len(failed)} of {len(results.trials)} failed{still}. The most "
             f"common error ({len(ids)} trials): {first.headline}{where}{others}. Tracebacks: "
-            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `raytuner show {name}` lists them all."
+            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `{cli_command('show', results.path)}` lists them all."
         )
     if unfinished and len(unfinished) == len(results.trials):
         return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished). "
                         "Try again in a moment.")
     reported = sorted({k for t in results.trials for k in t.metrics})
+    if not reported:
+        later = " Try again once they report." if unfinished else ""
+        return CLIError(f"No trial of {name!r} has reported any value ({len(results.trials)} trials): there is "
+                        f"nothing to rank or plot yet.{later}")
     return CLIError(
         f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
-        f"Metrics reported: {', '.join(reported) or 'none'}. Pass one with --metric."
+        f"Metrics reported: {', '.join(reported)}. Pass one with --metric."
     )
 
 
@@ -195,7 +199,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(status)}  metric {escape(metric)} ({mode})")
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
                   f"started {time_text(meta.get('start_time') or meta.get('created'))}")
-    console.print(f"searcher {escape(meta.get('searcher', '-'))}; scheduler {escape(meta.get('scheduler', '-'))}")
+    # The scheduler's arguments break between arguments, never inside one.
+    for line in _tables.call_lines(f"searcher {meta.get('searcher', '-')}; scheduler ", str(meta.get("scheduler", "-")),
+                                   console.width):
+        console.print(escape(line), soft_wrap=True)
     if constant:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
     columns = [
@@ -206,6 +213,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
+    # The other metrics the trials reported go with the time (--wide shows them all).
+    for name in dict.fromkeys(k for t in trials for k in t.metrics if k != metric):
+        values = [t.metrics.get(name) for t in trials]
+        numeric = all(isinstance(v, (int, float)) or v is None for v in values)
+        columns.append(_tables.Column(name, [value_text(v) for v in values], kind="number" if numeric else "name",
+                                      optional=True, priority=0, max_width=None if args.wide else 16,
+                                      full_header=name))
+    first_param = len(columns)
     for param in params:
         if param in constant:
             continue
@@ -214,7 +229,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
-        for column in columns[5:]:
+        for column in columns[first_param:]:
             column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
     hidden = print_table(console, columns, wide=args.wide)
     if hidden:
@@ -255,6 +270,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = load(args.exp, args.root)
     _require_trials(results)
     metric, mode = _metric_mode(results, args)
+    if not _scored(results, metric):
+        raise _no_metric(results, metric)
     try:
         path = results.report(args.output, metric=metric, mode=mode)
     except ExperimentError as exc:
@@ -292,7 +309,7 @@ def _summary(results) -> str:
     if results.metric and _scored(results, results.metric):
         best = results.best
         text += f"; best {results.metric}={value_text(best.metrics.get(results.metric))} (trial {best.trial_id})"
-    return text + f".\nSee them with: raytuner show {results.path}"
+    return text + f".\nSee them with: {cli_command('show', results.path)}"
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
@@ -398,10 +415,12 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
     p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
 
-    p = add("export", cmd_export, "Export trials (or every report) as CSV or JSON.")
+    p = add("export", cmd_export, "Export trials (or every report) as CSV (default) or JSON.")
     exp_args(p)
-    fmt = p.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="comma-separated values")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
+                     help="comma-separated values (the default)")
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
+    p.set_defaults(format="csv")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Callable
 
+from raytuner._display import cli_command
 from raytuner._storage import DEFAULT_ROOT
 from raytuner.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, locate
 
@@ -95,31 +96,57 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from raytuner._storage.experiment import read_json
-
     storage = _storage(args.exp, args.root)
     trial = args.trial
     if not trial.isalnum() or not (storage.trial_path(trial) / "config.json").is_file():
-        raise CLIError(f"Experiment {storage.name!r} has no trial {trial!r}; `raytuner show {args.exp}` lists them.",
-                       EXIT_NOT_FOUND)
-    offset = 0
-    while True:
-        text, offset = storage.read_log(trial, offset)
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        if not args.follow:
-            break
-        record = storage.trial_path(trial) / "trial.json"
-        ended = record.is_file() and read_json(record).get("status") in ("COMPLETED", "STOPPED", "FAILED")
-        if ended or storage.read_experiment().get("status") != "RUNNING":
-            text, offset = storage.read_log(trial, offset)  # what landed with the trial's end
-            sys.stdout.write(text)
+        raise CLIError(f"Experiment {storage.name!r} has no trial {trial!r}; `{cli_command('show', args.exp)}` lists "
+                       "them.", EXIT_NOT_FOUND)
+    text, offset = storage.read_log(trial)
+    _write(text)
+    while args.follow:
+        why = _stopped_following(storage, trial)
+        text, offset = storage.read_log(trial, offset)  # what landed with the trial's end, or since the last look
+        _write(text)
+        if why is not None:
+            print(f"(stopped following: {why})", file=sys.stderr)
             break
         time.sleep(0.5)  # a tail -f: the driver appends as reports arrive
-    if offset == 0 and not args.follow:
+    status, error = _trial_end(storage, trial)
+    if status == "FAILED" and error:
+        # What it printed, then why it failed: its traceback is what a failed trial's log is read for.
+        _write(f"--- trial {trial} failed; its traceback ({storage.trial_path(trial) / 'error.txt'}): ---\n{error}")
+    elif offset == 0 and not args.follow:
         print(f"(trial {trial} has printed nothing)", file=sys.stderr)
     return EXIT_OK
+
+
+def _write(text: str) -> None:
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _trial_end(storage, trial: str) -> tuple[str | None, str | None]:
+    """The trial's status and recorded error, as far as its files can tell."""
+    from raytuner.errors import ExperimentError
+
+    try:
+        record, _, error = storage.read_trial(trial)
+    except (ExperimentError, OSError):  # not started yet, or damaged: there is no end to tell
+        return None, None
+    status = record.get("status") if isinstance(record, dict) else None
+    return (status if isinstance(status, str) else None), error
+
+
+def _stopped_following(storage, trial: str) -> str | None:
+    """Why ``logs -f`` has nothing more to wait for, or None while the trial may print more."""
+    status, _ = _trial_end(storage, trial)
+    if status in ("COMPLETED", "STOPPED", "FAILED"):
+        return f"trial {trial} ended {status}"
+    if storage.live_driver() is None:
+        return (f"no driver runs {storage.name!r} now, so trial {trial} prints nothing more until the experiment "
+                f"is resumed (`{cli_command('resume', storage.path)}`)")
+    return None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._display import cli_command
 from raytuner.schedulers import ASHAScheduler
 
 from tests._helpers import InterruptAfter
@@ -36,7 +37,7 @@ def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):
     first = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, name="exp",
                      callbacks=[InterruptAfter(15)], verbose=0, seed=3, tensorboard=False).fit()
     assert first.meta["status"] == "INTERRUPTED"
-    assert f"Continue with: raytuner resume {first.path}" in caplog.text  # the Ctrl-C message says how
+    assert f"Continue with: {cli_command('resume', first.path)}" in caplog.text  # the Ctrl-C message says how
     statuses = {t.trial_id: t.status for t in first.trials}
     assert TrialStatus.PENDING in statuses.values(), "Ctrl-C leaves the running trials resumable"
     finished_before = {t.trial_id: (first.path / "trials" / t.trial_id / "trial.json").read_text()
@@ -107,7 +108,7 @@ def test_cli_resume_extends_an_experiment(storage, capsys):
                      verbose=0).fit()
     assert cli.main(["resume", str(first.path), "--num-trials", "2"]) == 0
     out = capsys.readouterr().out
-    assert "COMPLETED, 2 trials (2 completed)" in out and f"raytuner show {first.path}" in out
+    assert "COMPLETED, 2 trials (2 completed)" in out and cli_command("show", first.path) in out
     again = rt.load(first.path)
     assert [t.status for t in again.trials] == [TrialStatus.COMPLETED] * 2
     assert (first.path / "tensorboard" / again.trials[1].trial_id).is_dir(), "logging goes on after a resume"
@@ -248,7 +249,6 @@ def test_a_limit_set_by_control_survives_resume_and_a_resume_argument_wins(stora
 
 def test_commands_sent_while_no_driver_runs_are_refused_and_never_applied_by_a_resume(storage, capsys):
     from raytuner import cli
-    from raytuner._display import cli_command
     from raytuner._storage.control import control_store
 
     first = rt.Tuner(paced, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, max_concurrent=2,
