@@ -57,8 +57,8 @@ def outcome(path: Path, command_id: str) -> dict | None:
     return control_store(path).outcome(command_id)
 
 
-def test_a_limit_far_beyond_the_cluster_starts_no_more_workers_than_it_holds_and_ctrl_c_still_works(storage,
-                                                                                                      tmp_path):
+def test_a_limit_far_beyond_the_cluster_starts_no_more_workers_than_it_holds_and_ctrl_c_still_works(
+        storage, tmp_path, capsys):
     from raytuner._driver import pool as pool_module
 
     path = storage / "huge"
@@ -76,7 +76,7 @@ def test_a_limit_far_beyond_the_cluster_starts_no_more_workers_than_it_holds_and
 
     def script(path):
         try:
-            assert main(["control", str(path), "--max-concurrent", "10000"]) == 0
+            assert main(["control", str(path), "--max-concurrent", "10000", "--num-trials", "30"]) == 0
             seen = len(sizes)
             wait_for(lambda: len(sizes) > seen + 40, "40 more reports under the new limit")
             (tmp_path / "interrupt").touch()
@@ -87,14 +87,19 @@ def test_a_limit_far_beyond_the_cluster_starts_no_more_workers_than_it_holds_and
     steer = Steer(path, script)
     steer.start()
     results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=50, max_concurrent=1,
-                       storage_path=storage, name="huge", verbose=0, tensorboard=False, callbacks=[Watch()]).fit()
+                       storage_path=storage, name="huge", verbose=1, tensorboard=False, callbacks=[Watch()]).fit()
     returned = time.monotonic()
     steer.join(30)
     assert steer.error is None, steer.error
     # The 2-CPU cluster holds 2 one-CPU trials: 10,000 is the limit, 2 the workers.
     assert max(sizes) <= 2 and 2 in sizes
     assert results.meta["status"] == "INTERRUPTED" and returned - interrupted_at[0] < 30
-    assert (results.meta["max_concurrent"], results.meta["limits"]) == (10000, {"max_concurrent": 10000})
+    assert results.meta["limits"] == {"max_concurrent": 10000, "num_trials": 30}
+    assert (results.meta["max_concurrent"], results.meta["num_trials"]) == (10000, 30)
+    # The sweep's terminal says what changed it, and counts to the new total.
+    out = capsys.readouterr().out
+    assert "[raytuner] control from cli: set_limits applied: max_concurrent=10000, num_trials=30\n" in out
+    assert f"[raytuner] huge: {len(results.trials)}/30 trials" in out
 
 
 # -- a fuzz of the control folder --------------------------------------------------------------
