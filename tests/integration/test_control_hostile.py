@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from raytuner._storage.experiment import ExperimentStorage
 from raytuner.cli import main
 from raytuner.errors import ConfigError
 
-from tests._helpers import wait_for
+from tests._helpers import Steer, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -38,19 +37,8 @@ def until_done(config):
         time.sleep(0.02)
 
 
-class Steer(threading.Thread):
-    """Runs ``script(path)`` once the experiment runs; keeps what went wrong."""
-
-    def __init__(self, path: Path, script):
-        super().__init__(daemon=True)
-        self.path, self.script, self.error = path, script, None
-
-    def run(self):
-        try:
-            wait_for(lambda: (self.path / "trials/00000/results.jsonl").is_file(), "the sweep to report")
-            self.script(self.path)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            self.error = exc
+def reported(path: Path) -> bool:
+    return (path / "trials/00000/results.jsonl").is_file()
 
 
 def outcome(path: Path, command_id: str) -> dict | None:
@@ -84,7 +72,7 @@ def test_a_limit_far_beyond_the_cluster_starts_no_more_workers_than_it_holds_and
             if not (tmp_path / "interrupt").exists():
                 (tmp_path / "done").touch()  # the test failed: let the sweep end
 
-    steer = Steer(path, script)
+    steer = Steer(path, script, ready=reported)
     steer.start()
     results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=50, max_concurrent=1,
                        storage_path=storage, name="huge", verbose=1, tensorboard=False, callbacks=[Watch()]).fit()
@@ -218,7 +206,7 @@ def test_hostile_files_in_the_control_folder_never_stop_the_driver_and_every_one
         finally:
             (tmp_path / "done").touch()
 
-    steer = Steer(path, script)
+    steer = Steer(path, script, ready=reported)
     steer.start()
     results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=4, max_concurrent=2,
                        storage_path=storage, name="fuzzed", verbose=0, tensorboard=False).fit()

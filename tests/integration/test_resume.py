@@ -21,12 +21,14 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def counting(config):
-    """Six epochs; checkpoints every epoch; resumes where its checkpoint says."""
+    """Six epochs (of ``pause`` seconds); checkpoints every epoch; resumes where its
+    checkpoint says."""
     start = 0
     restored = rt.get_checkpoint()
     if restored is not None:
         start = int((restored / "epoch").read_text())
     for epoch in range(start + 1, 7):
+        time.sleep(config.get("pause", 0))
         out = pathlib.Path(tempfile.mkdtemp())
         (out / "epoch").write_text(str(epoch))
         rt.report({"loss": config["x"] / epoch, "epoch": epoch}, checkpoint=out)
@@ -176,19 +178,6 @@ def test_resuming_a_finished_experiment_answers_without_starting_ray(storage):
 
 
 # -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
-def paced(config):
-    """Six epochs of 50 ms, checkpointed."""
-    start = 0
-    restored = rt.get_checkpoint()
-    if restored is not None:
-        start = int((restored / "epoch").read_text())
-    for epoch in range(start + 1, 7):
-        time.sleep(0.05)
-        out = pathlib.Path(tempfile.mkdtemp())
-        (out / "epoch").write_text(str(epoch))
-        rt.report({"loss": config["x"] / epoch}, checkpoint=out)
-
-
 class Watch(rt.Callback):
     """The most trials running at once (from the driver's start and end notices); sends a
     control command at the first report, and Ctrl-C after ``interrupt_after`` reports."""
@@ -223,15 +212,15 @@ class Watch(rt.Callback):
 def test_a_limit_set_by_control_survives_resume_and_a_resume_argument_wins(storage, capsys):
     from raytuner import cli
 
-    space = {"x": rt.uniform(0, 1)}
-    first = rt.Tuner(paced, space=space, metric="loss", num_trials=8, max_concurrent=2, storage_path=storage,
+    space = {"x": rt.uniform(0, 1), "pause": 0.05}
+    first = rt.Tuner(counting, space=space, metric="loss", num_trials=8, max_concurrent=2, storage_path=storage,
                      name="limited", verbose=0, tensorboard=False,
                      callbacks=[Watch(("set_limits", {"max_concurrent": 1}), interrupt_after=14)]).fit()
     assert first.meta["status"] == "INTERRUPTED"
     assert (first.meta["max_concurrent"], first.meta["limits"]) == (1, {"max_concurrent": 1})
 
     watch = Watch(interrupt_after=8)
-    again = rt.Tuner.resume(first.path, paced, verbose=0, callbacks=[watch])
+    again = rt.Tuner.resume(first.path, counting, verbose=0, callbacks=[watch])
     assert again.meta["status"] == "INTERRUPTED"
     assert watch.most == 1, "the limit set by control holds after the resume"
     assert (again.meta["max_concurrent"], again.meta["limits"]) == (1, {"max_concurrent": 1})
@@ -239,19 +228,19 @@ def test_a_limit_set_by_control_survives_resume_and_a_resume_argument_wins(stora
     assert cli.main(["ls", str(storage), "--wide"]) == 0
     assert "1 at once" in next(line for line in capsys.readouterr().out.splitlines() if "limited" in line)
 
-    last = rt.Tuner.resume(first.path, paced, verbose=0, max_concurrent=2, num_trials=9)
+    last = rt.Tuner.resume(first.path, counting, verbose=0, max_concurrent=2, num_trials=9)
     assert last.meta["status"] == "COMPLETED" and len(last.trials) == 9
     assert (last.meta["max_concurrent"], last.meta["num_trials"]) == (2, 9)
     assert last.meta["limits"] == {"max_concurrent": 2, "num_trials": 9}  # recorded as a command's are
     with pytest.raises(rt.ConfigError, match=r"Tuner.resume: `max_concurrent` is 1e\+308, but must be a whole"):
-        rt.Tuner.resume(first.path, paced, max_concurrent=1e308)
+        rt.Tuner.resume(first.path, counting, max_concurrent=1e308)
 
 
 def test_commands_sent_while_no_driver_runs_are_refused_and_never_applied_by_a_resume(storage, capsys):
     from raytuner import cli
     from raytuner._storage.control import control_store
 
-    first = rt.Tuner(paced, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, max_concurrent=2,
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1), "pause": 0.05}, metric="loss", num_trials=4, max_concurrent=2,
                      storage_path=storage, name="dead", verbose=0, tensorboard=False,
                      callbacks=[Watch(interrupt_after=6)]).fit()
     assert first.meta["status"] == "INTERRUPTED"
@@ -269,7 +258,7 @@ def test_commands_sent_while_no_driver_runs_are_refused_and_never_applied_by_a_r
              "run_id": first.meta["run_id"]}
     (first.path / "control" / "00000000000000000001-5ca1ab1e.json").write_text(json.dumps(stale))
 
-    results = rt.Tuner.resume(first.path, paced, verbose=0)
+    results = rt.Tuner.resume(first.path, counting, verbose=0)
     assert results.meta["status"] == "COMPLETED" and results.meta["run_id"] != first.meta["run_id"]
     assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4, "the stale --end was not applied"
     (entry,) = control_store(first.path).history()
