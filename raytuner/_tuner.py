@@ -308,6 +308,8 @@ class Tuner:
                 script) recorded when the experiment started.
             num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
                 tensorboard: As for the Tuner; everything else comes from the experiment.
+                Limits a control command set in an earlier run (``raytuner control``, the
+                dashboard) hold again; the limits given here win, and are kept the same way.
 
         Before it starts, it prints what it keeps, restarts and leaves. An experiment with
         nothing left to run is answered from its folder, without starting Ray. A driver

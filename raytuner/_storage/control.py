@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import secrets
@@ -53,6 +54,8 @@ from raytuner._formats import dumps
 from raytuner._storage.experiment import ExperimentStorage, atomic_write_json
 from raytuner._storage.history import json_lines, repair_tail
 from raytuner.errors import ConfigError, RayTunerError
+
+logger = logging.getLogger("raytuner")
 
 CONTROL_DIR = "control"
 REJECTED_DIR = "rejected"
@@ -129,6 +132,7 @@ class ControlStore:
         self.history_path = storage.path / HISTORY_FILE
         self._taken: set[str] = set()  # files this reader took up: never twice, even if one cannot be removed
         self._repaired = False  # the history's tail was checked before this writer's first append
+        self._unreadable = False  # said once that the folder cannot be listed
 
     # -- writers: the CLI and the dashboard ------------------------------------------------
     def submit(self, command: str, args: dict[str, Any] | None = None, *, origin: str) -> ControlCommand:
@@ -161,8 +165,8 @@ class ControlStore:
                 "A command is applied by the run it was written for, never by a later one.")
         if cmd.command == "set_limits":
             options = [f"{LIMIT_OPTIONS[name]} {number_text(value)}" for name, value in cmd.args.items()]
-            return f"{head} To run on with {'this limit' if len(options) == 1 else 'these limits'}: " \
-                   f"`{cli_command('resume', self.storage.path)} {' '.join(options)}`."
+            return (f"{head} To run on with {'this limit' if len(options) == 1 else 'these limits'}: "
+                    f"`{cli_command('resume', self.storage.path)} {' '.join(options)}`.")
         if cmd.command == "end_experiment":
             return f"{head} There is nothing to end."
         return (f"{head} Continue it with `{cli_command('resume', self.storage.path)}`, then send {cmd.command} "
@@ -193,6 +197,12 @@ class ControlStore:
             names = sorted(name for name in os.listdir(self.inbox)
                            if name.endswith(".json") and not name.startswith(".") and name not in self._taken)
         except FileNotFoundError:
+            return []
+        except OSError as exc:  # unreadable (permissions, a failing disk): no command, and the driver goes on
+            if not self._unreadable:
+                self._unreadable = True
+                logger.warning("Control commands cannot be read from %s (%s); none is applied until it can be.",
+                               self.inbox, exc)
             return []
         taken: list[ControlCommand | Rejected] = []
         for name in names[:limit]:
