@@ -168,6 +168,8 @@ class ExperimentStorage:
         self.trials_path = self.path / "trials"
         self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
         self._appended: set[str] = set()  # trials whose results.jsonl this writer has checked for a torn tail
+        #: The run of the driver holding this folder (set by :meth:`acquire_driver_lock`).
+        self.run_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -205,7 +207,9 @@ class ExperimentStorage:
         """Hold this experiment for the calling driver until ``release()``; raises
         :class:`ExperimentError` naming the live driver that holds it already."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return DriverLock(self.path).acquire()
+        lock = DriverLock(self.path).acquire()
+        self.run_id = lock.run_id
+        return lock
 
     def live_driver(self) -> LockOwner | None:
         """The driver running this experiment now, or None (none, or it died). Reads only."""
