@@ -311,6 +311,8 @@ class Tuner:
                 script) recorded when the experiment started.
             num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
                 tensorboard: As for the Tuner; everything else comes from the experiment.
+                Limits a control command set in an earlier run (``raytuner control``, the
+                dashboard) hold again; the limits given here win, and are kept the same way.
 
         Before it starts, it prints what it keeps, restarts and leaves. An experiment with
         nothing left to run is answered from its folder, without starting Ray. A driver
@@ -332,9 +334,8 @@ class Tuner:
                 time_budget_s: float | None, max_concurrent: int | None, verbose: int | None,
                 callbacks: Sequence[Callback], address: str | None, tensorboard: bool) -> Results:
         meta = storage.read_experiment()  # raises before anything is written
-        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials)
-        if time_budget_s is not None:
-            settings.time_budget_s = time_budget_s
+        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials,
+                                                          time_budget_s=time_budget_s, max_concurrent=max_concurrent)
         if verbose is not None:
             settings.verbose = verbose
         speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent

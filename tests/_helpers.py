@@ -9,12 +9,14 @@ Import it as ``tests._helpers``: trial workers find it the way they find the tes
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import raytuner as rt
 
@@ -38,6 +40,31 @@ def wait_for(condition: Callable[[], T], what: str, *, timeout_s: float = 60.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def running(path: Path) -> bool:
+    """Whether the experiment at ``path`` says it runs."""
+    try:
+        return json.loads((path / "experiment.json").read_text())["status"] == "RUNNING"
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+class Steer(threading.Thread):
+    """Runs ``script(path)`` beside a sweep that runs in the test's thread, once
+    ``ready(path)`` holds (default: the experiment runs); keeps what went wrong, for the test
+    to raise."""
+
+    def __init__(self, path: Path, script: Callable[[Path], Any], ready: Callable[[Path], bool] = running):
+        super().__init__(daemon=True)
+        self.path, self.script, self.ready, self.error = path, script, ready, None
+
+    def run(self) -> None:
+        try:
+            wait_for(lambda: self.ready(self.path), "the experiment to be ready for the test's commands")
+            self.script(self.path)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            self.error = exc
 
 
 class InterruptAfter(rt.Callback):

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
+from raytuner._display import cli_command
 from raytuner._driver import events as ev
-from raytuner._driver.control import ControlInbox
+from raytuner._driver.autoscale import Capacity
+from raytuner._driver.control import ControlInbox, applied_limits, describe_applied, record_limits
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
@@ -38,6 +40,8 @@ from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
 
 logger = logging.getLogger("raytuner")
+#: Workers started in one turn of the loop, at most.
+SPAWN_PER_TURN = 32
 
 
 @dataclass
@@ -62,7 +66,7 @@ class ExperimentSettings:
 class Controller:
     def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
                  storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
-                 trials: dict[str, Trial] | None = None, next_id: int = 0):
+                 trials: dict[str, Trial] | None = None, next_id: int = 0, capacity: int):
         import ray
 
         self.settings = settings
@@ -84,10 +88,11 @@ class Controller:
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
         self._state_cost_s = 0.0
         self._last_state_save = 0.0
-        self._control = ControlInbox(storage)
+        self._control = ControlInbox(storage, self._meta.get("run_id"))
         self._t0 = time.monotonic()
         self._deadline = math.inf
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
+        self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe)
         self._do: dict[type, Callable[[Any], None]] = {
@@ -157,8 +162,8 @@ class Controller:
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
-            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
-                           "raytuner resume %s", self._storage.location, self._storage.location)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: %s",
+                           self._storage.location, cli_command("resume", self._storage.location))
         except StorageError as exc:
             status, refused = "INTERRUPTED", exc
             self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
@@ -263,7 +268,9 @@ class Controller:
         self._calls[ref] = command.trial_id
 
     def _spawn(self, command: ev.Spawn) -> None:
-        for _ in range(command.count):
+        # However high max_concurrent is set, one turn starts a bounded number of workers,
+        # and never more than the cluster can hold: an actor with no room stays pending.
+        for _ in range(min(command.count, SPAWN_PER_TURN, self._capacity.room(self._pool.size))):
             self._pool.spawn()
 
     def _write_config(self, command: ev.WriteConfig) -> None:
@@ -280,16 +287,15 @@ class Controller:
             self._later(self._emit, command.hook, *command.args)
 
     def _control_applied(self, command: ev.ControlApplied) -> None:
-        log = logger.info if command.accepted else logger.warning
-        log("Control command %s: %s", type(command.command).__name__, command.message)
-        event = command.command
-        if command.accepted and isinstance(event, ev.SetLimits):
-            if event.time_budget_s is not None:
-                self._deadline = self._t0 + event.time_budget_s
-            changed = {k: getattr(event, k) for k in ("max_concurrent", "num_trials", "time_budget_s")
-                       if getattr(event, k) is not None}
-            self._meta.update(changed)  # the dashboard and `raytuner ls` show the limits in force
+        limits = applied_limits(command)
+        if limits:
+            if "time_budget_s" in limits:
+                self._deadline = self._t0 + limits["time_budget_s"]
+            record_limits(self._meta, limits)  # the views show them; resume restores them
             self._later(self._storage.write_experiment, dict(self._meta))
+            self._progress.total = self.life.num_trials
+        # The terminal says what changed the sweep (a refusal changes nothing: verbose=2 only).
+        self._progress.note(describe_applied(command), verbose=1 if command.accepted else 2)
         self._later(self._control.record, command)
 
     # -- persistence and hooks -----------------------------------------------------------

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from raytuner._control_values import clean_command
+from raytuner._driver.control import record_limits, stored_limits
 from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
 from raytuner._storage.experiment import ExperimentStorage
@@ -191,14 +193,17 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
 
 
 def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Callable[..., Any] | None = None,
-            num_trials: int | None = None) -> tuple[Any, Searcher, Scheduler, Restored]:
+            num_trials: int | None = None, time_budget_s: float | None = None,
+            max_concurrent: int | None = None) -> tuple[Any, Searcher, Scheduler, Restored]:
     """An experiment as its folder left it: its settings, searcher and scheduler (rebuilt,
     then restored from the last snapshot), and its trials.
 
     Args:
         storage, meta: The experiment's folder and its experiment.json.
         trainable: The function the caller resumes with, checked against the recorded one.
-        num_trials: A larger number of trials to extend the experiment to (``meta`` too).
+        num_trials, time_budget_s, max_concurrent: Limits given to this resume; they win
+            over those a control command set in an earlier run, and are recorded the same
+            way (``meta``'s ``"limits"``). ``num_trials`` may only extend the experiment.
     """
     settings, searcher, scheduler = components.load(storage, meta)
     if trainable is not None:
@@ -214,15 +219,44 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
     if "searcher" in state:
         searcher.restore(state["searcher"])
         scheduler.restore(state["scheduler"])
-    if num_trials is not None:
-        if isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < settings.num_trials:
-            raise ConfigError(f"`num_trials={num_trials!r}` must be an int >= the experiment's {settings.num_trials}.")
-        if searcher.num_trials is not None:  # grid search counts repetitions of the grid
-            searcher.num_trials = searcher.num_trials // settings.num_trials * num_trials
-        settings.num_trials = meta["num_trials"] = num_trials
+    _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
     restored = Restored(_restore_trials(storage, settings.metric, settings.mode), state.get("next_id", 0),
                         set(state.get("closed", ())))
     return settings, searcher, scheduler, restored
+
+
+def _restore_limits(meta: dict[str, Any], settings: Any, searcher: Searcher, num_trials: int | None,
+                    time_budget_s: float | None, max_concurrent: int | None) -> None:
+    """The limits in force: those a control command set in an earlier run (experiment.json's
+    ``"limits"``), then those given now, which win and are recorded the same way. Every one
+    is checked as a control command's is (:func:`raytuner._control_values.clean_command`).
+
+    ``num_trials`` given here counts as the Tuner's does (with a grid: repetitions of the
+    grid); a stored one, as a command's: trials in all.
+    """
+    stored = stored_limits(meta)
+    if "num_trials" in stored:
+        if searcher.num_trials in (None, settings.num_trials):  # not a grid's count of its points
+            settings.num_trials = stored["num_trials"]
+        if searcher.num_trials is not None:
+            searcher.num_trials = stored["num_trials"]
+    settings.max_concurrent = stored.get("max_concurrent", settings.max_concurrent)
+    settings.time_budget_s = stored.get("time_budget_s", settings.time_budget_s)
+    given = {"num_trials": num_trials, "time_budget_s": time_budget_s, "max_concurrent": max_concurrent}
+    if not any(value is not None for value in given.values()):
+        return
+    given = clean_command("set_limits", given, owner="Tuner.resume").args
+    if "num_trials" in given:
+        if given["num_trials"] < settings.num_trials:
+            raise ConfigError(f"Tuner.resume: `num_trials` is {given['num_trials']}, but must be at least the "
+                              f"experiment's {settings.num_trials}. Pass a larger number to run more trials.")
+        if searcher.num_trials is not None:  # grid search counts repetitions of the grid
+            searcher.num_trials = searcher.num_trials // settings.num_trials * given["num_trials"]
+        settings.num_trials = given["num_trials"]
+        given["num_trials"] = searcher.num_trials or settings.num_trials  # recorded as trials in all
+    settings.time_budget_s = given.get("time_budget_s", settings.time_budget_s)
+    settings.max_concurrent = given.get("max_concurrent", settings.max_concurrent)
+    record_limits(meta, given)
 
 
 @dataclass(frozen=True)

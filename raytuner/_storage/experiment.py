@@ -42,6 +42,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from raytuner._display import cli_command
+
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
@@ -195,6 +197,8 @@ class ExperimentStorage:
         self._appended: set[str] = set()  # trials whose results.jsonl this writer has checked for a torn tail
         self._unsynced: set[Path] = set()  # results files appended to since they were last flushed to disk
         self._synced_at = 0.0
+        #: The run of the driver holding this folder (set by :meth:`acquire_driver_lock`).
+        self.run_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -239,7 +243,7 @@ class ExperimentStorage:
         where = exc.filename or path
         if (self.path / EXPERIMENT_FILE).is_file():
             then = (f"The run stopped; what was written before is kept and the experiment shows as INTERRUPTED. "
-                    f"To go on, {fix}, then continue it with: raytuner resume {self.location}")
+                    f"To go on, {fix}, then continue it with: {cli_command('resume', self.location)}")
         else:
             then = f"The experiment could not start. To go on, {fix}, then run it again."
         return StorageError(f"Cannot write {where}: {exc.strerror or exc} ({code}). {then}", str(where), exc.errno)
@@ -301,7 +305,9 @@ class ExperimentStorage:
         :class:`ExperimentError` naming the live driver that holds it already."""
         with self._writing(self.path):
             self.path.mkdir(parents=True, exist_ok=True)
-            return DriverLock(self.path).acquire()
+            lock = DriverLock(self.path).acquire()
+        self.run_id = lock.run_id
+        return lock
 
     def live_driver(self) -> LockOwner | None:
         """The driver running this experiment now, or None (none, or it died). Reads only."""

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from raytuner._display import time_text, value_text
+from raytuner._display import cli_command, time_text, value_text
 from raytuner._formats import flatten
 from raytuner._best import DEFAULT_SCOPE
 from raytuner._storage import DEFAULT_ROOT
@@ -69,15 +69,19 @@ def _no_metric(results, metric: str) -> CLIError:
         return CLIError(
             f"No trial of {name!r} succeeded: {len(failed)} of {len(results.trials)} failed{still}. The most "
             f"common error ({len(ids)} trials): {first.headline}{where}{others}. Tracebacks: "
-            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `raytuner show {name}` lists them all."
+            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `{cli_command('show', results.path)}` lists them all."
         )
     if unfinished and len(unfinished) == len(results.trials):
         return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished). "
                         "Try again in a moment.")
     reported = sorted({k for t in results.trials for k in t.metrics})
+    if not reported:
+        later = " Try again once they report." if unfinished else ""
+        return CLIError(f"No trial of {name!r} has reported any value ({len(results.trials)} trials): there is "
+                        f"nothing to rank or plot yet.{later}")
     return CLIError(
         f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
-        f"Metrics reported: {', '.join(reported) or 'none'}. Pass one with --metric."
+        f"Metrics reported: {', '.join(reported)}. Pass one with --metric."
     )
 
 
@@ -117,7 +121,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             damaged.append(f"{folder.name}: {damage.describe()}")
         damaged.extend(f"{folder.name}, trial {t.trial_id}: {t.damaged}" for t in trials if t.damaged)
         rows.append((folder.name, _status_text(status, counts), _count_line(counts), value_text(best),
-                     meta.get("start_time") or meta.get("created"), metric if isinstance(metric, str) else "-"))
+                     meta.get("start_time") or meta.get("created"), metric if isinstance(metric, str) else "-",
+                     _limits_text(meta)))
     if not rows:
         rich_console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
@@ -133,6 +138,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _tables.Column("best", [r[3] for r in rows], kind="number"),
         _tables.Column("metric", [r[5] for r in rows], optional=True),
         _tables.Column("started", started, optional=True),
+        _tables.Column("limits", [r[6] for r in rows], kind="text", optional=True, priority=0),
     ]
     console = rich_console(wide=args.wide)
     hidden = print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
@@ -168,6 +174,18 @@ def _local_root(root: str) -> Path:
         return remote.list_experiments(root)
     except (ConfigError, ExperimentError) as exc:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
+
+
+def _limits_text(meta: dict) -> str:
+    """The limits in force, as the Tuner, a control command or a resume set them last:
+    ``2 at once, 8 trials, 3600 s budget``."""
+    from raytuner._formats import is_finite
+
+    parts = []
+    for key, unit in (("max_concurrent", " at once"), ("num_trials", " trials"), ("time_budget_s", " s budget")):
+        if is_finite(meta.get(key)):
+            parts.append(value_text(meta[key], 6) + unit)
+    return ", ".join(parts)
 
 
 def _count_line(counts: dict[str, int]) -> str:
@@ -211,7 +229,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"experiment.json is damaged: {escape(results.damaged)}", soft_wrap=True)
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
                   f"started {time_text(meta.get('start_time') or meta.get('created'))}")
-    console.print(f"searcher {escape(meta.get('searcher', '-'))}; scheduler {escape(meta.get('scheduler', '-'))}")
+    # The scheduler's arguments break between arguments, never inside one.
+    for line in _tables.call_lines(f"searcher {meta.get('searcher', '-')}; scheduler ", str(meta.get("scheduler", "-")),
+                                   console.width):
+        console.print(escape(line), soft_wrap=True)
     if constant:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
     columns = [
@@ -223,6 +244,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
+    # The other metrics the trials reported go with the time (--wide shows them all).
+    for name in dict.fromkeys(k for t in trials for k in t.metrics if k != metric):
+        values = [t.metrics.get(name) for t in trials]
+        numeric = all(isinstance(v, (int, float)) or v is None for v in values)
+        columns.append(_tables.Column(name, [value_text(v) for v in values], kind="number" if numeric else "name",
+                                      optional=True, priority=0, max_width=None if args.wide else 16,
+                                      full_header=name))
+    first_param = len(columns)
     for param in params:
         if param in constant:
             continue
@@ -231,7 +260,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
-        for column in columns[5:]:
+        for column in columns[first_param:]:
             column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
     hidden = print_table(console, columns, wide=args.wide)
     if hidden:
@@ -293,6 +322,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = load(args.exp, args.root)
     _require_trials(results)
     metric, mode = _metric_mode(results, args)
+    if not _scored(results, metric):
+        raise _no_metric(results, metric)
     try:
         path = results.report(args.output, metric=metric, mode=mode)
     except ExperimentError as exc:
@@ -310,7 +341,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     path = locate(args.exp, args.root)
     load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
-        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget)
+        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget,
+                                        max_concurrent=args.max_concurrent)
     except TrialsFailedError as exc:
         raise CLIError(str(exc)) from None
     except (ConfigError, ExperimentError) as exc:
@@ -332,7 +364,7 @@ def _summary(results) -> str:
     if best is not None and best.status.value != "FAILED":
         value = shown_value(best, results.metric, results.mode, results.scope)
         text += f"; best {results.metric}={value_text(value)} (trial {best.trial_id})"
-    return text + f".\nSee them with: raytuner show {results.path}"
+    return text + f".\nSee them with: {cli_command('show', results.path)}"
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
@@ -429,18 +461,21 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
     exp_args(p)
-    p.add_argument("--num-trials", type=int, help="extend the experiment to this many trials")
+    p.add_argument("--num-trials", type=int, metavar="N", help="extend the experiment to this many trials")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")
 
     p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
     exp_args(p)
     p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
     p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
 
-    p = add("export", cmd_export, "Export trials (or every report) as CSV or JSON.")
+    p = add("export", cmd_export, "Export trials (or every report) as CSV (default) or JSON.")
     exp_args(p)
-    fmt = p.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="comma-separated values")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
+                     help="comma-separated values (the default)")
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
+    p.set_defaults(format="csv")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")

