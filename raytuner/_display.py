@@ -31,7 +31,10 @@ def time_text(stamp: Any) -> str:
     """A time as local ``YYYY-MM-DD HH:MM``, from seconds since the epoch or an ISO string
     (the experiment's ``start_time`` or ``created``); ``-`` for None."""
     if isinstance(stamp, (int, float)):
-        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+        try:
+            return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+        except (ValueError, OverflowError, OSError):  # NaN, or past the year 9999: a hand-edited record
+            return "?"
     return str(stamp or "-").replace("T", " ")[:16]
 
 

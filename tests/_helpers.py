@@ -8,12 +8,15 @@ Import it as ``tests._helpers``: trial workers find it the way they find the tes
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import raytuner as rt
 
@@ -112,3 +115,44 @@ def run_serially(searcher, loss, n, start=0, outcome=None):
         searcher.on_trial_complete(str(i), outcome(value) if outcome else Outcome(TrialEnd.COMPLETED, value))
         configs.append(config)
     return configs
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str, *, options: str = "") -> Iterator[Path]:
+    """A real small file system (tmpfs of ``size``, e.g. "1m") mounted at ``folder`` for the
+    block, unmounted after. Skips the test where it cannot be had (not root, no mount)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def start_ray_head(args: list[str], env: dict[str, str], on_failure: Callable[[subprocess.Popen], None]) -> subprocess.Popen:
+    """``ray start --head --block ARGS`` in its own process group, returned once Ray says it is
+    up; its output is drained from then on. Fails the test with that output otherwise
+    (``on_failure`` cleans up first)."""
+    import threading
+
+    import pytest
+
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", *args], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    for line in head.stdout:  # `ray start` says when the head is up
+        output.append(line)
+        if "Ray runtime started" in line:
+            break
+    else:
+        on_failure(head)
+        pytest.fail("a Ray head did not start:\n" + "".join(output[-30:]))
+    threading.Thread(target=head.stdout.read, daemon=True).start()  # keep the pipe drained
+    return head
