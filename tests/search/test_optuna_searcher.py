@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from raytuner.errors import ConfigError, ProtocolError
+from raytuner.errors import ConfigError
 from raytuner.search import (
     OptunaSearcher,
     Outcome,
@@ -225,14 +225,3 @@ def test_without_optuna_installed_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # what an absent package looks like to import
     with pytest.raises(ConfigError, match=r'pip install "raytuner\[optuna\]"'):
         OptunaSearcher()
-
-
-def test_each_trial_ends_once():
-    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
-    searcher.setup(None, 2)
-    searcher.suggest("a")
-    searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ProtocolError, match="has already ended"):
-        searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ProtocolError, match="already suggested"):
-        searcher.suggest("a")

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from raytuner.errors import ConfigError, ProtocolError
+from raytuner.errors import ConfigError
 from tests._helpers import run_serially
 from raytuner.search import (
     HyperOptSearcher,
@@ -258,19 +258,6 @@ def test_bad_options_are_refused_at_construction(kwargs, needle):
 def test_a_grid_from_the_tuner_is_refused_at_setup():
     with pytest.raises(ConfigError, match="GridSearcher"):
         TPESearcher().setup({"x": grid([1, 2])}, 10)
-
-
-def test_events_for_unknown_or_closed_trials():
-    searcher = make({"x": uniform(0, 1)})
-    searcher.on_trial_result("never", 1, 0.5)  # ignored, as a trial the searcher declined
-    with pytest.raises(ProtocolError, match="was never suggested"):
-        searcher.on_trial_complete("never", done(1.0))
-    searcher.suggest("a")
-    searcher.on_trial_complete("a", done(1.0))
-    with pytest.raises(ProtocolError, match="has already ended"):
-        searcher.on_trial_complete("a", done(1.0))
-    with pytest.raises(ProtocolError, match="already suggested"):
-        searcher.suggest("a")
 
 
 def test_a_space_of_constants_only_gives_its_constants():
