@@ -1,6 +1,7 @@
 """What several test modules share: waiting on a condition, a Ctrl-C at a chosen report,
 the mixed search space with its learning curve that the searchers' integration tests
-tune, and a searcher driven one trial at a time.
+tune, the spaces the searchers' unit tests encode, and a searcher driven one trial at a
+time.
 
 Import it as ``tests._helpers``: trial workers find it the way they find the test modules
 (Ray puts the driver's working folder, the repository, on their path).
@@ -97,6 +98,33 @@ def curve(config):
     floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
     for epoch in range(1, 10):
         rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
+
+
+#: A conditional space: a choice of dicts, one with a parameter of its own (sgd's
+#: momentum), beside log-uniform, quantised, integer and categorical parameters and a constant.
+CONDITIONAL = {
+    "lr": rt.loguniform(1e-4, 1e-1),
+    "units": rt.quniform(16, 256, 16),
+    "layers": rt.randint(1, 4),
+    "act": rt.choice(["relu", "tanh"]),
+    "opt": rt.choice([{"name": "sgd", "momentum": rt.uniform(0, 0.99)}, {"name": "adam"}]),
+    "epochs": 10,
+}
+
+#: Every kind of domain a searcher encodes, in one space: uniform, log-uniform, integer,
+#: quantised (``drop``'s low lies off its grid), quantised log-uniform, a choice of dicts
+#: with a conditional parameter, a choice of three strings, and a constant.
+EVERY_KIND = {
+    "x": rt.uniform(-5, 5),
+    "lr": rt.loguniform(1e-4, 1e-1),
+    "n": rt.randint(1, 4),
+    "units": rt.quniform(16, 128, 16),
+    "drop": rt.quniform(0.1, 1.0, 0.25),
+    "batch": rt.qloguniform(8, 512, 8),
+    "opt": rt.choice([{"name": "sgd", "momentum": rt.uniform(0, 0.99)}, {"name": "adam"}]),
+    "act": rt.choice(["relu", "tanh", "elu"]),
+    "epochs": 5,
+}
 
 
 def run_serially(searcher, loss, n, start=0, outcome=None):

@@ -9,17 +9,7 @@ import numpy as np
 import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, hp, rand, tpe
 
-from raytuner.search import (
-    HyperOptSearcher,
-    Outcome,
-    TrialEnd,
-    choice,
-    grid,
-    loguniform,
-    quniform,
-    randint,
-    uniform,
-)
+from raytuner.search import HyperOptSearcher, Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
 
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5)}
 DONE = TrialEnd.COMPLETED
