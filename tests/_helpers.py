@@ -48,14 +48,32 @@ def running(path: Path) -> bool:
         return False
 
 
+def reported(path: Path, trial_id: str = "00000") -> bool:
+    """Whether trial ``trial_id`` of the experiment at ``path`` has reported."""
+    return (path / "trials" / trial_id / "results.jsonl").is_file()
+
+
 class Steer(threading.Thread):
     """Runs ``script(path)`` beside a sweep that runs in the test's thread, once
     ``ready(path)`` holds (default: the experiment runs); keeps what went wrong, for the test
-    to raise."""
+    to raise.
 
-    def __init__(self, path: Path, script: Callable[[Path], Any], ready: Callable[[Path], bool] = running):
+    As a context manager around the sweep: starts on entry; when the sweep has returned,
+    waits up to ``join_s`` for the script and fails with its error."""
+
+    def __init__(self, path: Path, script: Callable[[Path], Any], ready: Callable[[Path], bool] = running,
+                 join_s: float = 30.0):
         super().__init__(daemon=True)
-        self.path, self.script, self.ready, self.error = path, script, ready, None
+        self.path, self.script, self.ready, self.join_s, self.error = path, script, ready, join_s, None
+
+    def __enter__(self) -> Steer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if kind is None:  # else the sweep's own error is the test's failure
+            self.join(self.join_s)
+            assert self.error is None, self.error
 
     def run(self) -> None:
         try:
@@ -98,6 +116,21 @@ def curve(config):
     floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
     for epoch in range(1, 10):
         rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
+
+
+def fit_with_asha(searcher, storage: Path, num_trials: int):
+    """Tune :func:`curve` over :data:`MIXED` with ``searcher`` under ASHA (R = 9, eta = 3), two
+    trials at a time, and check what holds for every searcher: each trial completed or was
+    stopped, its config arrived as plain values, and ASHA stopped some early. The results, and
+    the trials ASHA stopped."""
+    results = rt.Tuner(curve, space=MIXED, metric="score", mode="max", num_trials=num_trials, max_concurrent=2,
+                       searcher=searcher, scheduler=rt.ASHAScheduler(max_resource=9, reduction_factor=3),
+                       storage_path=storage, verbose=0, tensorboard=False).fit()
+    assert all(t.status in (rt.TrialStatus.COMPLETED, rt.TrialStatus.STOPPED) for t in results.trials)
+    assert all(t.metrics["plain"] == 1 for t in results.trials)
+    stopped = [t for t in results.trials if t.resource < 9]
+    assert stopped, f"ASHA must stop some of {num_trials} trials before max_resource=9"
+    return results, stopped
 
 
 #: A conditional space: a choice of dicts, one with a parameter of its own (sgd's
