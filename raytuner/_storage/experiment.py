@@ -32,27 +32,34 @@ themselves, so a writer's copy holds none; it lists and deletes them in the buck
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import re
 import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
-from raytuner._storage import DEFAULT_ROOT
-from raytuner._storage.history import RESULTS_FILE, History, read_history, repair_tail
+from raytuner._storage import DEFAULT_ROOT, faults, remote, trial_files
+from raytuner._storage.history import RESULTS_FILE, Damage, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
-from raytuner._storage import remote, trial_files
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner._storage.records import experiment_fault, read_record, usable_fields
+from raytuner.errors import ConfigError, ExperimentError, StorageError
+
+logger = logging.getLogger("raytuner")
 
 EXPERIMENT_FILE = "experiment.json"
 LOG_FILE = "log.txt"
 #: A trial's log stops growing here (a note says so): a trial that prints per batch for
 #: days must not fill the driver's disk.
 LOG_MAX_BYTES = 8 * 1024 * 1024
+#: Appended results files are flushed to disk at most this often (and at the end of a run).
+FSYNC_INTERVAL_S = 1.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 
 
@@ -67,25 +74,33 @@ def check_name(name: str, argument: str = "name") -> str:
     return name
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file, then a rename.
 
     The temporary name is fixed (``.<name>.tmp``): each file has one writer, the
     controller, and this is on its per-trial path, where ``mkstemp`` costs more.
+    ``durable``: flush the temporary file to disk before the rename, so that a machine
+    crash leaves the old file or the new one, never an empty one (for rare writes only).
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if faults.at_write(path):
+            faults.die()  # the crash harness: the new content is written, not yet in place
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
+def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1, durable: bool = False) -> None:
     """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
-    atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode(),
+                       durable=durable)
 
 
 def read_json(path: Path) -> Any:
@@ -124,11 +139,12 @@ class ExperimentStorage:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool = False):
-        self.uri: str | None = None
+        self.uri: remote.URI | None = None
         self._uploader: remote.Uploader | None = None
+        self._uploaded = True  # every change is in the bucket: the staging copy may go
         self._remote_checkpoints: dict[str, set[str]] | None = None  # a writer's, by trial: see checkpoint_folders
         if remote.is_uri(path):
-            self.uri = str(path).rstrip("/")
+            self.uri = remote.URI(str(path).rstrip("/"))
             if writable:
                 self.path = remote.stage_dir(self.uri)
                 remote.pull(self.uri, self.path, keep=_not_a_checkpoint)  # what a resume continues from
@@ -139,9 +155,13 @@ class ExperimentStorage:
                 remote.pull(self.uri, self.path)
         else:
             self.path = Path(remote.local_path(path)).expanduser().resolve()
-        self.trials_path = self.path / trial_files.TRIALS
+        self.trials_path = self.path / "trials"
         self._trial_paths: dict[str, Path] = {}  # asked for several times per trial
         self._appended: set[str] = set()  # trials whose results.jsonl this writer has checked for a torn tail
+        self._unsynced: set[Path] = set()  # results files appended to since they were last flushed to disk
+        self._synced_at = 0.0
+        #: The run of the driver holding this folder (set by :meth:`acquire_driver_lock`).
+        self.run_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -152,15 +172,59 @@ class ExperimentStorage:
         """Where the experiment lives: its URI, or its folder."""
         return self.uri or str(self.path)
 
+    def shown(self, *parts: str) -> Path:
+        """A path in the experiment as users see it: under its URI for cloud storage (a
+        :class:`~raytuner._storage.remote.URI`, a ``str``), else under its folder."""
+        base: Any = self.uri if self.uri is not None else self.path
+        for part in parts:
+            base = base / part
+        return base
+
+    def trial_shown(self, trial_id: str) -> Path:
+        return self.shown("trials", trial_id) if self.uri is not None else self.trial_path(trial_id)
+
     def exists(self) -> bool:
         return (self.path / EXPERIMENT_FILE).is_file()
 
     def create(self) -> None:
-        self.trials_path.mkdir(parents=True, exist_ok=True)
+        with self._writing(self.trials_path):
+            self.trials_path.mkdir(parents=True, exist_ok=True)
         self._uploading()
+
+    @contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """Turn the OS's refusal of a write into a :class:`StorageError` that names the file,
+        the cause and how to continue, instead of a raw traceback."""
+        try:
+            yield
+        except OSError as exc:
+            raise self.storage_error(exc, path) from None
+
+    def storage_error(self, exc: OSError, path: Path) -> StorageError:
+        return trial_files.storage_error(exc, path, self.location, started=(self.path / EXPERIMENT_FILE).is_file())
+
+    def flush_to_disk(self, *, every_s: float | None = FSYNC_INTERVAL_S) -> None:
+        """Flush the results files appended to since the last flush to disk, at most once
+        every ``every_s`` seconds (None: now). A process crash loses nothing a write
+        returned anyway; this bounds what a machine crash (a power loss) can take."""
+        if not self._unsynced or (every_s is not None and time.monotonic() - self._synced_at < every_s):
+            return
+        for path in sorted(self._unsynced):
+            with self._writing(path):
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # the trial's folder was removed by hand: nothing to flush
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        self._unsynced.clear()
+        self._synced_at = time.monotonic()
 
     def _uploading(self) -> None:
         if self._uploader is not None:
+            self._uploaded = False
             self._uploader.start()
 
     def sync(self) -> None:
@@ -169,29 +233,57 @@ class ExperimentStorage:
             self._uploader.sync()
 
     def close(self) -> None:
-        """Upload what is left and stop uploading. The local folder stays as it is."""
+        """Flush results to disk, upload what is left and stop uploading. The local folder
+        stays as it is."""
+        self.flush_to_disk(every_s=None)
         if self._uploader is not None:
             self._uploader.close()
+            self._uploaded = True
+
+    def discard_stage(self) -> None:
+        """Cloud storage: remove this writer's local staging copy once everything is in the
+        bucket (after :meth:`close` and the driver lock's release). A copy whose last upload
+        failed is kept, and said where: it holds what the bucket lacks."""
+        if self._uploader is None:
+            return
+        stage = self.path.parent  # the writer's own folder (remote.stage_dir)
+        if self._uploaded:
+            shutil.rmtree(stage, ignore_errors=True)
+        elif self.path.is_dir():
+            logger.warning("%s: not everything reached the bucket; the local copy stays at %s. Copy it there "
+                           "(e.g. `aws s3 sync %s %s`) before resuming.", self.uri, self.path, self.path, self.uri)
 
     # -- the driver lock (one live driver per experiment) ----------------------------------
     def acquire_driver_lock(self) -> DriverLock:
         """Hold this experiment for the calling driver until ``release()``; raises
         :class:`ExperimentError` naming the live driver that holds it already."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        return DriverLock(self.path).acquire()
+        with self._writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = DriverLock(self.path).acquire()
+        self.run_id = lock.run_id
+        return lock
 
     def live_driver(self) -> LockOwner | None:
         """The driver running this experiment now, or None (none, or it died). Reads only."""
         return live_owner(self.path)
 
     def holds_files(self) -> bool:
-        """Whether the folder holds anything besides a driver lock (an experiment's files);
-        for a URI, whether anything was under it when it was opened."""
-        return self.path.is_dir() and any(p.name != LOCK_FILE and not p.name.startswith(".") for p in self.path.iterdir())
+        """Whether the folder holds an experiment's files (for a URI: whether anything was
+        under it when it was opened). A driver lock alone is none, nor what a start killed
+        before it wrote experiment.json leaves (``tuner.pkl``, an empty ``trials``): running
+        the script again takes such a folder over."""
+        if not self.path.is_dir():
+            return False
+        names = {p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(".")}
+        if EXPERIMENT_FILE in names or names - {"trials", "tuner.pkl"}:
+            return True
+        return "trials" in names and any(self.trials_path.iterdir())
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:
-        atomic_write_json(self.path / EXPERIMENT_FILE, meta)
+        path = self.path / EXPERIMENT_FILE
+        with self._writing(path):
+            atomic_write_json(path, meta, durable=True)  # rare, and the experiment's one record
         self._uploading()
 
     def read_experiment(self) -> dict[str, Any]:
@@ -204,15 +296,33 @@ class ExperimentStorage:
             else:
                 msg = f"{self.path} is not a raytuner experiment: it has no {EXPERIMENT_FILE}."
             raise ExperimentError(msg + f" Pass the folder of an experiment, e.g. {DEFAULT_ROOT}/<name>.")
-        meta = read_json(path)
-        if not isinstance(meta, dict) or "name" not in meta:
-            raise ExperimentError(f"{path} does not describe a raytuner experiment.")
+        meta, damage = read_record(path, experiment_fault)
+        if damage is not None:
+            raise ExperimentError(f"{damage.describe()}: the file is damaged, so this experiment cannot be run "
+                                  "on (nothing was changed). Repair that field, or read what is left with "
+                                  "raytuner.load().")
         return meta
+
+    def read_experiment_record(self) -> tuple[dict[str, Any], Damage | None]:
+        """experiment.json for a reader: a damaged one (not JSON, a field of the wrong type)
+        gives the fields still usable and where the damage is, instead of failing.
+        :class:`ExperimentError` only when there is no experiment here at all."""
+        path = self.path / EXPERIMENT_FILE
+        if not path.is_file():
+            self.read_experiment()  # says what is there instead
+        meta, damage = read_record(path, experiment_fault)
+        if damage is None:
+            return meta, None
+        usable = usable_fields(meta) if isinstance(meta, dict) else {}
+        return {**usable, "name": self.name if not isinstance(usable.get("name"), str) else usable["name"]}, damage
 
     def save_state(self, name: str, obj: Any) -> None:
         from ray import cloudpickle  # by value: functions in `stop=`, lambdas in spaces
 
-        atomic_write_bytes(self.path / f"{name}.pkl", cloudpickle.dumps(obj))
+        path = self.path / f"{name}.pkl"
+        data = cloudpickle.dumps(obj)
+        with self._writing(path):
+            atomic_write_bytes(path, data)
 
     def load_state(self, name: str) -> Any:
         """Unpickle saved searcher/scheduler state. Only call this on folders you trust:
@@ -237,34 +347,39 @@ class ExperimentStorage:
 
     def write_config(self, trial_id: str, config: dict[str, Any]) -> None:
         path = self.trial_path(trial_id)
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path / "config.json", config, indent=None)
+        with self._writing(path / "config.json"):
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path / "config.json", config, indent=None)
 
     def write_trial(self, trial_id: str, record: dict[str, Any]) -> None:
-        atomic_write_json(self.trial_path(trial_id) / "trial.json", record, indent=None)
+        path = self.trial_path(trial_id) / "trial.json"
+        with self._writing(path):
+            atomic_write_json(path, record, indent=None)
 
     def read_trial_config(self, trial_id: str) -> dict[str, Any]:
         return read_json(self.trial_path(trial_id) / "config.json")
 
     def read_trial(self, trial_id: str) -> tuple[dict[str, Any], dict[str, Any], str | None]:
         path = self.trial_path(trial_id)
-        error = path / "error.txt"
-        return (
-            read_json(path / "trial.json"),
-            read_json(path / "config.json"),
-            error.read_text() if error.is_file() else None,
-        )
+        return read_json(path / "trial.json"), read_json(path / "config.json"), self.read_error(trial_id)
+
+    def read_error(self, trial_id: str) -> str | None:
+        """The trial's recorded failures (error.txt), or None."""
+        try:
+            return (self.trial_path(trial_id) / "error.txt").read_text(errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def append_results(self, trial_id: str, rows: list[dict[str, Any]]) -> None:
         """Append report rows or attempt markers (see :mod:`raytuner._storage.history`). The
         first append of this writer cuts a torn last line that a crash may have left."""
         path = self.trial_path(trial_id) / RESULTS_FILE
-        if trial_id not in self._appended:
-            self._appended.add(trial_id)
-            repair_tail(path, trial_id)
-        text = "".join(dumps(row) + "\n" for row in rows)
-        with open(path, "a") as handle:
-            handle.write(text)
+        with self._writing(path):
+            if trial_id not in self._appended:
+                repair_tail(path, trial_id)
+                self._appended.add(trial_id)
+            _append(path, "".join(dumps(row) + "\n" for row in rows).encode())
+        self._unsynced.add(path)
 
     def read_history(self, trial_id: str) -> History:
         """The trial's results.jsonl folded into one trajectory, with what was superseded."""
@@ -278,8 +393,9 @@ class ExperimentStorage:
         return history.rows
 
     def append_error(self, trial_id: str, text: str) -> None:
-        with open(self.trial_path(trial_id) / "error.txt", "a") as handle:
-            handle.write(text if text.endswith("\n") else text + "\n")
+        path = self.trial_path(trial_id) / "error.txt"
+        with self._writing(path):
+            _append(path, (text if text.endswith("\n") else text + "\n").encode())
 
     def append_log(self, trial_id: str, text: str, max_bytes: int = LOG_MAX_BYTES) -> None:
         """Append what the trial printed; past ``max_bytes`` the rest is dropped, once noted."""
@@ -295,8 +411,8 @@ class ExperimentStorage:
             data = data[: max_bytes - size] + (
                 f"\n[raytuner: this log reached {max_bytes} bytes; the trial's further output was dropped]\n"
             ).encode()
-        with open(path, "ab") as handle:
-            handle.write(data)
+        with self._writing(path):
+            _append(path, data)
 
     def log_path(self, trial_id: str) -> Path:
         return self.trial_path(trial_id) / LOG_FILE
@@ -321,6 +437,9 @@ class ExperimentStorage:
         names = [name for name in names if checkpoint_iteration(name) is not None]  # never anything else
         trial_path = self.trial_path(trial_id)
         for name in names:
+            with self._writing(trial_path / name):
+                if faults.at_write(trial_path / name):
+                    faults.die()
             shutil.rmtree(trial_path / name, ignore_errors=True)
         if self._uploader is not None and names:
             self._uploader.push(trial_path)
@@ -329,7 +448,8 @@ class ExperimentStorage:
                 self._remote_checkpoints.get(trial_id, set()).difference_update(names)
 
     def checkpoint_folders(self, trial_id: str) -> list[str]:
-        """The names of a trial's checkpoint folders in storage, committed or not, in order."""
+        """The names of a trial's checkpoint folders in storage, committed or not, in order
+        (for a writer in a bucket: as listed when first asked, less those deleted since)."""
         if self._uploader is not None:  # a writer's copy holds none: the workers put them in the bucket
             if self._remote_checkpoints is None:
                 self._remote_checkpoints = remote.checkpoint_folders(self.uri)
@@ -345,18 +465,18 @@ class ExperimentStorage:
             shutil.rmtree(path, ignore_errors=True)
         return [path.name for path in found]
 
-    def fetch_checkpoint(self, trial_id: str, name: str) -> Path:
-        """The local folder of a stored checkpoint, downloaded first from a bucket."""
-        path = self.trial_path(trial_id) / name
-        if self.uri is not None and not path.is_dir():
-            staged = path.with_name(f"{trial_files.PARTIAL_PREFIX}_{name}.fetch")
-            shutil.rmtree(staged, ignore_errors=True)
-            trial_files.get(f"{trial_files.trial_location(self.uri, trial_id)}/{name}", staged)
-            os.replace(staged, path)
-        return path
-
 
 def _not_a_checkpoint(rel: str) -> bool:
     """Files a writer pulls from a bucket: all but checkpoints (workers read those themselves)."""
     parts = rel.split("/")
     return not (len(parts) > 3 and parts[0] == trial_files.TRIALS and checkpoint_iteration(parts[2]) is not None)
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append ``data`` to an append-only file (results, errors, log) in one write."""
+    with open(path, "ab") as handle:
+        if faults.at_write(path):
+            handle.write(data[: len(data) // 2])  # the crash harness: a line cut short, as a crash leaves it
+            handle.flush()
+            faults.die()
+        handle.write(data)

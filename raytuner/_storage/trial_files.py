@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raytuner._storage import remote
-from raytuner.errors import ReportError
+from raytuner.errors import ReportError, StorageError
 
 EXPERIMENT_FILE = "experiment.json"
 TRIALS = "trials"
@@ -39,6 +39,15 @@ PARTIAL_PREFIX = ".checkpoint"
 #: storage as out of reach and relay checkpoints through the driver's node, even where they
 #: see its folder: for a node whose view of a shared file system is not to be trusted.
 UNSHARED_ENV = "RAYTUNER_STORAGE_UNSHARED"
+#: What the storage may refuse a write for, and the fix of each: the driver's writes and the
+#: workers' checkpoints stop the run the same way (a :class:`StorageError`).
+STORAGE_FIXES = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space or raise your disk quota",
+    errno.EACCES: "make the folder writable for this user",
+    errno.EPERM: "make the folder writable for this user",
+    errno.EROFS: "remount the file system read-write, or copy the experiment to a writable place and resume the copy",
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,22 @@ class ExperimentLocation:
 
     def checkpoint(self, ref: CheckpointRef) -> str:
         return f"{self.trial(ref.trial_id)}/{ref.name}"
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str], location: str, *, started: bool = True) -> StorageError:
+    """The error that stops a run whose storage refused a write: it names the file, the
+    cause and how to go on (``started``: the experiment exists, so it can be resumed)."""
+    from raytuner._display import cli_command
+
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    fix = STORAGE_FIXES.get(exc.errno or 0, "fix the cause")
+    where = exc.filename or path
+    if started:
+        then = (f"The run stopped; what was written before is kept and the experiment shows as INTERRUPTED. "
+                f"To go on, {fix}, then continue it with: {cli_command('resume', location)}")
+    else:
+        then = f"The experiment could not start. To go on, {fix}, then run it again."
+    return StorageError(f"Cannot write {where}: {exc.strerror or exc} ({code}). {then}", str(where), exc.errno)
 
 
 @dataclass(frozen=True)
@@ -174,13 +199,24 @@ def stage(src: Path, final: Path, *, move: bool = False) -> Path:
             if exc.errno != errno.EXDEV:  # another file system: copy, then drop the original
                 raise
     try:
-        shutil.copytree(src, staged)
+        copy_tree(src, staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     if move:
         shutil.rmtree(src, ignore_errors=True)
     return staged
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy the folder ``src`` to ``dst`` (new), as ``shutil.copytree`` does, but raising the
+    first file's ``OSError`` as it is: copytree gathers them into a ``shutil.Error`` that
+    has lost their errno, which tells a full disk (the run stops) from other failures."""
+    for root, dirs, files in os.walk(src):
+        here = dst / os.path.relpath(root, src)
+        here.mkdir(parents=True, exist_ok=root != str(src))
+        for name in files:
+            shutil.copy2(os.path.join(root, name), here / name)
 
 
 def settle(staged: Path, final: Path) -> None:

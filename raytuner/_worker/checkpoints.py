@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from raytuner._formats import checkpoint_name
 from raytuner._storage import trial_files
@@ -93,7 +94,8 @@ class TrialCheckpoints:
         move = src in self._handed_out
         self._handed_out.discard(src)
         if self.sees_folder():
-            return Staged(trial_files.stage(src, Path(self._target(name)), move=move), name)
+            with self._refused(name):
+                return Staged(trial_files.stage(src, Path(self._target(name)), move=move), name)
         if move:
             return Staged(src, name)
         staged = Path(tempfile.mkdtemp(dir=self._scratch(), prefix=f"{name}-"))
@@ -104,7 +106,8 @@ class TrialCheckpoints:
     def store(self, staged: Staged) -> None:
         """Put a staged checkpoint in place in the storage; complete when this returns."""
         if self.sees_folder():
-            trial_files.settle(staged.folder, Path(self._target(staged.name)))
+            with self._refused(staged.name):
+                trial_files.settle(staged.folder, Path(self._target(staged.name)))
             return
         try:
             if self.sees_storage():
@@ -130,6 +133,18 @@ class TrialCheckpoints:
         for path in self._handed_out:
             shutil.rmtree(path, ignore_errors=True)
         self._handed_out.clear()
+
+    @contextmanager
+    def _refused(self, name: str) -> Iterator[None]:
+        """The experiment's folder refusing a checkpoint (a full disk, a permission, a
+        read-only file system) stops the run as the driver's own writes do, by a
+        :class:`StorageError` that the driver raises in turn, rather than failing the trial."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in trial_files.STORAGE_FIXES:
+                raise
+            raise trial_files.storage_error(exc, self._target(name), self._where.location) from None
 
     def _target(self, name: str) -> str:
         return self._where.checkpoint(CheckpointRef(self._spec.trial_id, name))

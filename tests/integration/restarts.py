@@ -18,7 +18,8 @@ import threading
 from pathlib import Path
 
 import raytuner as rt
-from raytuner._storage.history import read_history
+from raytuner._storage import remote
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner.schedulers import ASHAScheduler
 
 from tests._helpers import InterruptAfter
@@ -53,7 +54,7 @@ def retry_then_resume(root: str, name: str, marks: str, **kwargs) -> dict:
     results = rt.Tuner.resume(f"{root}/{name}", stepped, verbose=0, tensorboard=False)
     (trial,) = results.trials
     return {"first_status": first.meta["status"], "status": results.meta["status"],
-            "trial": _facts(trial), "final_step": _step(trial.checkpoint)}
+            "trial": _facts(ExperimentStorage(results.path), trial), "final_step": _step(trial.checkpoint)}
 
 
 def promotion(root: str, name: str, marks: str, **kwargs) -> dict:
@@ -63,8 +64,9 @@ def promotion(root: str, name: str, marks: str, **kwargs) -> dict:
     results = rt.Tuner(stepped, space=space, metric="loss", max_concurrent=1, storage_path=root, name=name,
                        scheduler=ASHAScheduler(max_resource=4, reduction_factor=2, variant="promotion"),
                        verbose=0, tensorboard=False, **kwargs).fit()
+    storage = ExperimentStorage(results.path)  # a URI: read from the bucket
     return {"status": results.meta["status"],
-            "trials": {str(t.config["k"]): _facts(t) for t in results.trials},
+            "trials": {str(t.config["k"]): _facts(storage, t) for t in results.trials},
             "best_step": _step(results.best.checkpoint)}
 
 
@@ -93,12 +95,19 @@ def check_promotion(facts: dict, *, in_storage: int) -> None:
     assert facts["best_step"] == 4
 
 
-def _facts(trial) -> dict:
-    history = read_history(trial.path / "results.jsonl")
+def _facts(storage: ExperimentStorage, trial) -> dict:
+    history = storage.read_history(trial.trial_id)
     return {"rows": [[row["step"], row["start"], row["attempt"]] for row in history.rows],
             "in_storage": sorted({row["in_storage"] for row in history.rows}),
             "attempts": [[m["reason"], m["checkpoint"], m["start_iteration"]] for m in history.attempts]}
 
 
-def _step(checkpoint: Path | None) -> int | None:
-    return None if checkpoint is None else int((checkpoint / "step").read_text())
+def _step(checkpoint: Path | str | None) -> int | None:
+    """The step a stored checkpoint holds; read from the bucket for a URI (cloud storage
+    shows checkpoints by their URIs)."""
+    if checkpoint is None:
+        return None
+    if remote.is_uri(checkpoint):
+        fs, path = remote.filesystem(f"{checkpoint}/step")
+        return int(fs.cat_file(path))
+    return int((Path(checkpoint) / "step").read_text())

@@ -139,3 +139,34 @@ def test_the_driver_lists_deletes_and_cleans_up_checkpoint_folders(tmp_path):
     assert storage.remove_partial_checkpoints("00001") == [partial.name]
     assert not partial.exists() and storage.checkpoint_folders("00001") == names[1:]
     assert json.loads((storage.path / "experiment.json").read_text())["run_id"] == "run-1"
+
+
+def test_a_checkpoint_the_storage_refuses_stops_the_run_instead_of_failing_the_trial(tmp_path, monkeypatch):
+    import errno
+
+    from raytuner._worker.checkpoints import TrialCheckpoints
+    from raytuner._worker.protocol import TrialSpec
+    from raytuner.errors import StorageError
+
+    storage, where = experiment(tmp_path)
+    spec = TrialSpec(trial_id="00001", experiment_name="exp", config={}, trainable=[], metric=None, resource_attr=None,
+                     stop=None, decide_at=float("inf"), storage_dir=str(storage.trial_path("00001")), storage=where)
+    checkpoints = TrialCheckpoints(spec, lambda: tmp_path / "scratch")
+    src = folder(tmp_path / "src", {"weights.bin": b"w"})
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst / "weights.bin"))
+
+    monkeypatch.setattr(trial_files, "copy_tree", full)
+    with pytest.raises(StorageError, match=r"Cannot write .*checkpoint_000002.*No space left on device \(ENOSPC\)\. "
+                                           r"The run stopped.*free space on that disk.*resume") as refused:
+        checkpoints.stage(src, 2)
+    assert refused.value.__cause__ is None and refused.value.errno == errno.ENOSPC
+
+    def vanished(src, dst):  # not the storage's refusal: the trial's own failure, as it is
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(src / "weights.bin"))
+
+    monkeypatch.setattr(trial_files, "copy_tree", vanished)
+    with pytest.raises(FileNotFoundError):
+        checkpoints.stage(src, 3)
+    assert trial_files.partial_folders(storage.trial_path("00001")) == []
