@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from raytuner._results import Results, load
     from raytuner._trial import TrialResult, TrialStatus
     from raytuner._tuner import Tuner
-    from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
+    from raytuner.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        HyperbandScheduler,
+        MedianStoppingScheduler,
+        PB2Scheduler,
+        PBTReplay,
+        PBTScheduler,
+    )
     from raytuner.search import (
         GPSearcher,
         GridSearcher,
@@ -63,8 +71,8 @@ _LAZY = {
     **dict.fromkeys(["choice", "grid", "loguniform", "qloguniform", "quniform", "randint", "uniform",
                      "GPSearcher", "GridSearcher", "HyperOptSearcher", "OptunaSearcher", "RandomSearcher",
                      "TPESearcher"], "raytuner.search"),
-    **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler"],
-                    "raytuner.schedulers"),
+    **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler",
+                     "PB2Scheduler", "PBTReplay", "PBTScheduler"], "raytuner.schedulers"),
 }
 
 __version__ = "0.1.0"
@@ -82,6 +90,9 @@ __all__ = [
     "MedianStoppingScheduler",
     "NotInTrialError",
     "OptunaSearcher",
+    "PB2Scheduler",
+    "PBTReplay",
+    "PBTScheduler",
     "ProtocolError",
     "RandomSearcher",
     "RayTunerError",
