@@ -37,8 +37,8 @@ class PB2Scheduler(PBTScheduler):
     donor's config unexplored while it has no data.
 
     Args:
-        perturbation_interval, mutations, quantile_fraction, synch, resource_attr, seed:
-            As for :class:`PBTScheduler`.
+        perturbation_interval, mutations, quantile_fraction, synch, max_resource, resource_attr,
+            seed: As for :class:`PBTScheduler`.
         resample_probability: For categorical mutations only.
 
     Example:
@@ -56,11 +56,12 @@ class PB2Scheduler(PBTScheduler):
         quantile_fraction: float = 0.25,
         resample_probability: float = 0.25,
         synch: bool = False,
+        max_resource: float = math.inf,
         resource_attr: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(perturbation_interval, mutations, quantile_fraction, resample_probability,
-                         synch=synch, resource_attr=resource_attr, seed=seed)
+                         synch=synch, max_resource=max_resource, resource_attr=resource_attr, seed=seed)
         try:
             import sklearn  # noqa: F401  # the GP; checked here, before any trial starts
         except ImportError:

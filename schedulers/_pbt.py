@@ -15,7 +15,7 @@ from ._base import Decision, Exploit, Scheduler, Value
 from ._explore import check_space, explore, mutations_from_json, mutations_to_json, parse_mutations
 from ._rungs import nan_to_worst
 from ._trials import ResourceOrder, Status
-from ._validation import check_int, check_resource_attr, check_restore, is_number
+from ._validation import check_int, check_max_resource, check_resource_attr, check_restore, is_number
 
 #: The searchers a PBT scheduler combines with: they only draw the first configs.
 COMBINES = "RandomSearcher or GridSearcher"
@@ -74,6 +74,9 @@ class PBTScheduler(Scheduler):
             mutation instead of perturbing it.
         perturbation_factors: The factors a numeric value is multiplied by, drawn uniformly.
         synch: Synchronous PBT (see above).
+        max_resource: If finite, a trial gets COMPLETE once its resource reaches it, and is
+            not perturbed there (a clone would have nothing left to train); default
+            ``inf``: the trainable's own loop (or the Tuner's ``stop=``) ends trials.
         resource_attr: The report key holding the resource, or None to count reports.
         seed: Seeds the donors and the explores.
 
@@ -102,10 +105,13 @@ class PBTScheduler(Scheduler):
         resample_probability: float = 0.25,
         perturbation_factors: Sequence[float] = (0.8, 1.2),
         synch: bool = False,
+        max_resource: float = math.inf,
         resource_attr: str | None = None,
         seed: int = 0,
     ) -> None:
         owner = type(self).__name__
+        if max_resource != math.inf:
+            check_max_resource(owner, max_resource)
         if not is_number(perturbation_interval) or not 0 < perturbation_interval < math.inf:
             raise invalid(owner, "perturbation_interval", perturbation_interval, "a finite number > 0",
                           "Pass the resource between perturbations, e.g. perturbation_interval=4 (reports or epochs).")
@@ -132,6 +138,7 @@ class PBTScheduler(Scheduler):
         self.resample_probability = resample_probability
         self.perturbation_factors = factors
         self.synch = synch
+        self.max_resource = max_resource
         self.resource_attr = resource_attr
         self.seed = seed
         self._rng = np.random.default_rng(seed)
@@ -154,6 +161,7 @@ class PBTScheduler(Scheduler):
             "resample_probability": self.resample_probability,
             "perturbation_factors": list(self.perturbation_factors),
             "synch": self.synch,
+            "max_resource": self.max_resource,
             "resource_attr": self.resource_attr,
             "seed": self.seed,
         }
@@ -194,6 +202,9 @@ class PBTScheduler(Scheduler):
             return Decision.STOP
         self._order.advance(trial_id, resource)
         member.status, member.cloning = Status.RUNNING, False
+        if resource >= self.max_resource:
+            self._end(trial_id)
+            return Decision.COMPLETE
         # `<`: a report exactly one interval after the last perturbation is perturbed.
         if resource - member.point < self.perturbation_interval:
             return Decision.CONTINUE
@@ -219,7 +230,7 @@ class PBTScheduler(Scheduler):
         member = self._members[trial_id]
         if member.status is Status.ENDED:
             return resource
-        point = member.point + self.perturbation_interval
+        point = min(member.point + self.perturbation_interval, self.max_resource)
         return point if point > resource else resource
 
     def _ranked(self) -> list[str]:

@@ -205,3 +205,13 @@ def test_a_mutation_outside_the_space_and_a_learning_searcher_are_refused():
     with pytest.raises(ConfigError, match="combines only with .* RandomSearcher or GridSearcher .* TPESearcher would "
                                           "learn from configs that PBT changes"):
         pbt.check_experiment(space, TPESearcher(), 8)
+
+
+def test_at_max_resource_a_trial_completes_unperturbed_and_is_never_a_donor():
+    pbt = population(3, interval=3, max_resource=4)
+    assert pbt.decision_point("t0", 0) == 3
+    assert pbt.on_result("t0", 3, 0.1) is C
+    assert pbt.decision_point("t0", 3) == 4  # the next point (6) is past the budget
+    assert pbt.on_result("t0", 4, 0.1) is Decision.COMPLETE
+    assert pbt.on_result("t1", 3, 0.5) is C and pbt.on_result("t2", 3, 0.9) is P
+    assert [e.donor for e in pbt.exploits()] == ["t1"]  # not t0, which is done
