@@ -144,11 +144,15 @@ class Scheduler(abc.ABC):
         """A new trial is about to start."""
 
     def on_trial_config(self, trial_id: str, config: Mapping[str, Any]) -> None:
-        """The config ``trial_id`` runs with: called after :meth:`on_trial_add`, and again
-        when a driver resumes the experiment, for every trial that will run again, with
-        the config it then runs with (it may differ from what a stale saved state says).
-        After the latter, the trial's next report may start over below resources already
-        seen. Only schedulers that change configs (PBT) need it."""
+        """The config a new trial starts with; called after :meth:`on_trial_add`. Only
+        schedulers that change configs (PBT) need it."""
+
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        """A driver resumes the experiment: ``trial_id`` will run again with ``config``,
+        either relaunched at once or (``paused``) when :meth:`choose_trial_to_resume`
+        returns it. Called after :meth:`restore` for every trial not finished, as the
+        trials' folders say, which may be newer than the saved state. The trial's next
+        report may start over below resources already seen."""
 
     def check_experiment(self, space: Mapping[str, Any] | None, searcher: Any, num_trials: int) -> None:
         """Refuse, before anything runs, a space, searcher or number of trials this

@@ -190,10 +190,13 @@ class PBTScheduler(Scheduler):
 
     def on_trial_config(self, trial_id: str, config: Mapping[str, Any]) -> None:
         self.on_trial_add(trial_id)
+        self._members[trial_id].config = dict(config)
+
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        self.on_trial_config(trial_id, config)
         member = self._members[trial_id]
-        if member.config is not None:  # a resumed driver: the trial restarts, maybe lower
-            self._order.resumed(trial_id)
-        member.config = dict(config)
+        member.status, member.cloning = (Status.PAUSED if paused else Status.RUNNING), False
+        self._order.resumed(trial_id)
 
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self.on_trial_add(trial_id)

@@ -111,6 +111,11 @@ class PBTReplay(Scheduler):
             raise ConfigError(f"{type(self).__name__} replays one trial, but a second ({trial_id}) started. "
                               "Pass num_trials=1 to the Tuner.")
 
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        self.on_trial_add(trial_id)
+        self._paused = paused
+        self._order.resumed(trial_id)
+
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self.on_trial_add(trial_id)
         self._order.advance(trial_id, resource)

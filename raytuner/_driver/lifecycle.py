@@ -140,9 +140,11 @@ class Lifecycle(ControlHandlers):
                 self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
             if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
                 self._restart_reason[trial.trial_id] = "resume"
-            if not trial.status.is_finished():  # the config it runs with now, whatever a stale state says
-                scheduler.on_trial_config(trial_id, trial.config)
+            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
+                scheduler.on_trial_restore(trial_id, trial.config, trial.status is TrialStatus.PAUSED)
         self._exploits.drop_launched(self.trials)
+        if trials and self._search_done():
+            self.scheduler.on_search_finished()  # the saved state may predate the last trial
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:

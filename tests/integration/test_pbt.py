@@ -120,3 +120,51 @@ def test_a_trainable_that_never_checkpoints_fails_before_any_exploit(storage):
         rt.Tuner(never_checkpoints, space={"lr": rt.uniform(0.1, 1)}, metric="acc", mode="max", num_trials=2,
                  scheduler=rt.PBTScheduler(perturbation_interval=2, mutations={"lr": rt.uniform(0.1, 1)}),
                  storage_path=storage, verbose=0, tensorboard=False).fit()
+
+
+def _exploit_markers(exp: Path) -> set[tuple[str, int, str, int]]:
+    found = set()
+    for path in exp.glob("trials/*/results.jsonl"):
+        for marker in read_history(path).attempts:
+            if marker.get("reason") == "exploit":
+                found.add((path.parent.name, marker["attempt"], marker["cloned_from"]["trial_id"],
+                           marker["cloned_from"]["iteration"]))
+    return found
+
+
+def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests._helpers import wait_for
+
+    exp = storage / "crashed_pbt"
+    script = Path(__file__).with_name("crash_driver.py")
+    driver = subprocess.Popen([sys.executable, str(script), str(storage), "pbt"], start_new_session=True)
+    try:
+        wait_for(lambda: len(_exploit_markers(exp)) >= 2, "two exploits, to kill the driver", timeout_s=120,
+                 process=driver)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = _exploit_markers(exp)
+    configs_before = {t.trial_id: rt.load(exp).history(t.trial_id) for t in rt.load(exp).trials}
+
+    results = rt.Tuner.resume(exp, verbose=0)
+    assert results.meta["status"] == "COMPLETED"
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 16 for t in results.trials)
+    assert before <= _exploit_markers(exp)  # the lineage written before the crash is all there
+    for trial in results.trials:
+        history = results.history(trial.trial_id)
+        assert list(history["iteration"]) == sorted(set(history["iteration"])) and history["iteration"].iloc[-1] == 16
+        old = configs_before[trial.trial_id]
+        kept = history[history["iteration"] <= (old["iteration"].max() if len(old) else 0)]
+        # Rows kept across the crash keep the config they were made with.
+        shared = old.merge(kept, on=["iteration", "attempt"], suffixes=("", "_after"))
+        assert (shared["config/x"] == shared["config/x_after"]).all()
+        for marker in read_history(trial.path / "results.jsonl").attempts:
+            if marker["reason"] == "resume":  # every member checkpointed: none restarted from scratch
+                assert marker["start_iteration"] > 0 and marker["checkpoint"]
+    assert not results.schedule(results.best.trial_id).empty

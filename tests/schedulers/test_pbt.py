@@ -124,7 +124,7 @@ def test_resources_must_increase_except_after_a_clone_or_a_resume():
     pbt.on_result("t0", 2, 0.1)
     with pytest.raises(ResourceError):
         pbt.on_result("t0", 2, 0.1)
-    pbt.on_trial_config("t0", {"lr": 0.3, "units": 8})  # a resumed driver: it may start over
+    pbt.on_trial_restore("t0", {"lr": 0.3, "units": 8}, paused=False)  # a resumed driver: it may start over
     assert pbt.on_result("t0", 1, 0.1) is C
 
 
@@ -215,3 +215,17 @@ def test_at_max_resource_a_trial_completes_unperturbed_and_is_never_a_donor():
     assert pbt.on_result("t0", 4, 0.1) is Decision.COMPLETE
     assert pbt.on_result("t1", 3, 0.5) is C and pbt.on_result("t2", 3, 0.9) is P
     assert [e.donor for e in pbt.exploits()] == ["t1"]  # not t0, which is done
+
+
+def test_a_resumed_driver_tells_a_stale_state_which_trials_wait_paused():
+    pbt = population(3)
+    stale = pbt.state()  # saved before anything reported
+    pbt.on_result("t0", 2, 0.1)
+    assert pbt.on_result("t1", 2, 0.9) is P  # exploits t0; its folder says PAUSED
+    again = population(3)
+    again.restore(stale)
+    again.on_trial_restore("t0", {"lr": 0.1, "units": 8}, paused=False)
+    again.on_trial_restore("t1", {"lr": 0.2, "units": 8}, paused=True)
+    again.on_trial_restore("t2", {"lr": 0.3, "units": 8}, paused=False)
+    assert again.choose_trial_to_resume() == "t1" and again.choose_trial_to_resume() is None
+    assert again.on_result("t0", 1, 0.1) is C  # restarted below what the state had seen: allowed
