@@ -288,4 +288,6 @@ def durations(data: ReportData) -> Figure | str:
                   "Training time of each trial, summed over pauses and retries; the colour says how it stands.", fig)
 
 
-BUILDERS = (history, parallel, learning_curves, slices, contour, importances, durations)
+from raytuner._report._population import population  # noqa: E402  # it draws with this module's helpers
+
+BUILDERS = (history, parallel, learning_curves, population, slices, contour, importances, durations)

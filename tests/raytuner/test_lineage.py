@@ -35,7 +35,8 @@ class Disk:
     def __init__(self, path: Path):
         self.storage = ExperimentStorage(path, writable=True)
         self.storage.create()
-        self.storage.write_experiment({"name": path.name, "metric": "loss", "mode": "min", "resource_attr": None})
+        self.storage.write_experiment({"name": path.name, "metric": "loss", "mode": "min", "resource_attr": None,
+                                       "status": "COMPLETED", "scheduler_config": {"type": "PBTScheduler"}})
 
     def __call__(self, commands):
         s = self.storage
@@ -155,3 +156,25 @@ def test_an_unknown_trial_to_replay_is_named(tmp_path):
     run_pbt_story(tmp_path / "exp")
     with pytest.raises(Exception, match="no trial '00009'"):
         PBTReplay(tmp_path / "exp", "00009")
+
+
+def test_the_report_and_the_dashboard_draw_the_population_with_an_edge_per_exploit(tmp_path):
+    pytest.importorskip("plotly")
+    import json
+
+    from raytuner.dashboard._figures import build
+    from tests.raytuner.test_report import figure_specs
+
+    run_pbt_story(tmp_path / "exp")
+    html = load(tmp_path / "exp").report().read_text()
+    spec = figure_specs(html)["population"]
+    curves = [t for t in spec["data"] if t["name"].startswith("trial ")]
+    assert [t["name"] for t in curves] == ["trial 00000", "trial 00001", "trial 00002"]
+    (edges,) = [t for t in spec["data"] if t["name"] == "exploit"]
+    # 00002 cloned 00000 at 2 and itself at 4; 00000 cloned 00001 at 1: from each donor's
+    # report to the clone's first one after it (None separates the segments).
+    assert edges["x"] == [1, 2, None, 2, 3, None, 4, 5, None]
+    assert edges["y"] == [0.1, 0.05, None, 0.4, 0.2, None, 0.2, 0.1, None]
+    assert "trial 00002 cloned trial 00000 at report 2" in edges["hovertext"]
+    figures = json.loads(build(str(tmp_path), "exp"))["figures"]
+    assert "population" in [f["key"] for f in figures]
