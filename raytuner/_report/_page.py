@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 from raytuner._display import time_text, value_text
-from raytuner._report._data import ReportData
-from raytuner._report._figures import Figure
 from raytuner._formats import flatten
+from raytuner._report._common import Figure
+from raytuner._report._data import ReportData
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;

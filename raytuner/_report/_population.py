@@ -2,7 +2,7 @@
 edge for every exploit, from the donor's report it cloned to the clone's first report after.
 
 Read from the attempt markers (:mod:`raytuner._storage.lineage`), as every other view of an
-experiment is; user strings go through :func:`~raytuner._report._figures.esc` like the
+experiment is; user strings go through :func:`~raytuner._report._common.esc` like the
 report's other labels.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._report._data import ReportData
-from raytuner._report._figures import _LAYOUT, Figure, esc
 from raytuner._storage import lineage
 from raytuner._storage.experiment import ExperimentStorage
 
@@ -83,7 +83,7 @@ def population(data: ReportData) -> Figure | str | None:
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="exploit", hovertext=texts, hoverinfo="text",
                              line=dict(dash="dot", color="#444", width=1),
                              marker=dict(symbol="arrow", angleref="previous", size=9, color="#444")))
-    fig.update_layout(**_LAYOUT, xaxis_title=esc(data.x_key), yaxis_title=esc(data.metric))
+    fig.update_layout(**LAYOUT, xaxis_title=esc(data.x_key), yaxis_title=esc(data.metric))
     return Figure("population", "Population",
                   f"Each trial's {data.metric} over {data.x_key} (one colour per trial); a dotted arrow for every "
                   f"exploit ({len(found)}), from the donor's report that was cloned to the clone's first report after "
