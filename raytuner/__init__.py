@@ -23,6 +23,7 @@ from raytuner.errors import (
     RayTunerError,
     ReportError,
     ResourceError,
+    StorageError,
     TrialsFailedError,
     TrialStopped,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "ReportError",
     "ResourceError",
     "Results",
+    "StorageError",
     "TPESearcher",
     "TrialContext",
     "TrialResult",

@@ -31,7 +31,7 @@ class Progress:
         self._name = name
         self._metric = metric
         self._sign = 1.0 if mode == "min" else -1.0
-        self._total = total
+        self.total = total  # trials in all: the driver moves it when a command changes num_trials
         self._verbose = verbose
         self._stream = stream or sys.stdout
         self._tty = self._stream.isatty() if hasattr(self._stream, "isatty") else False
@@ -82,12 +82,20 @@ class Progress:
         elif self._verbose >= 2:
             value = "" if self._metric is None else f" {self._metric}={_short(trial.metrics.get(self._metric))}"
             lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"]
+        self._say(lines)
+
+    def _say(self, lines: list[str]) -> None:
         for line in lines:
             message = f"[raytuner] {line}"
             if self._live is not None:
                 self._live.console.print(message, markup=False, highlight=False)
             else:
                 print(message, file=self._stream, flush=True)
+
+    def note(self, line: str, verbose: int = 1) -> None:
+        """Say ``line`` above the live view (or as a line of its own) from ``verbose`` up."""
+        if self._verbose >= verbose:
+            self._say([line])
 
     def close(self) -> None:
         if not self._verbose:
@@ -132,7 +140,7 @@ class Progress:
 
     def line(self) -> str:
         counts = self._counts()
-        total = f"/{self._total}" if self._total else ""
+        total = f"/{self.total}" if self.total else ""
         parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
         text = f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts})"
         ranked = self._ranked()
@@ -147,7 +155,7 @@ class Progress:
     def header(self) -> list[str]:
         """The live view's header: short lines that fit 80 columns, not one long line."""
         counts = self._counts()
-        total = f"/{self._total}" if self._total else ""
+        total = f"/{self.total}" if self.total else ""
         parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
         lines = [f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts}), "
                  f"{time.monotonic() - self._t0:.0f}s"]

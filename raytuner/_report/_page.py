@@ -12,10 +12,12 @@ import html
 import json
 from typing import Any
 
+from raytuner._best import ranked, shown_value
 from raytuner._display import time_text, value_text
 from raytuner._formats import flatten
 from raytuner._report._common import Figure
 from raytuner._report._data import ReportData
+from raytuner._trial import TrialStatus
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -58,20 +60,25 @@ def _header(data: ReportData) -> str:
     counts: dict[str, int] = {}
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
-    best_index = min(range(len(data.values)), key=lambda i: data.sign * data.values[i])
-    best = data.scored[best_index]
+    best = data.best if data.best is not None else data.scored[0]
+    own = data.metric == results.metric and data.mode == results.mode
+    best_value = shown_value(best, data.metric, data.mode, data.scope, own)
     start, end = meta.get("start_time"), meta.get("end_time")
     duration = f"{end - start:.1f} s" if isinstance(start, (int, float)) and isinstance(end, (int, float)) else "-"
     rows = [
-        ("status", meta.get("status", "?")),
+        ("status", getattr(results, "status", None) or meta.get("status", "?")),
         ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f" ({len(results.trials)} in all)"),
         ("metric", f"{data.metric} ({data.mode})"),
         ("searcher", meta.get("searcher", "")),
         ("scheduler", meta.get("scheduler", "")),
         ("started", time_text(start if start is not None else meta.get("created"))),
         ("duration", duration),
-        ("best", f"trial {best.trial_id}: {data.metric} = {value_text(data.values[best_index])}"),
+        ("best", f"trial {best.trial_id}: {data.metric} = {value_text(best_value)} ("
+                 f"{'its best report' if data.scope == 'all' else 'its last report'}"
+                 f"{', the trial FAILED' if best.status == TrialStatus.FAILED else ''})"),
     ]
+    rows += [("damaged", f"trial {t.trial_id}: {t.damaged} (left out of the figures)")
+             for t in results.trials if getattr(t, "damaged", None)]
     items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     config = html.escape(json.dumps(best.config, indent=2, default=repr))
     return (
@@ -82,10 +89,8 @@ def _header(data: ReportData) -> str:
 
 
 def _table(data: ReportData) -> str:
-    trials = sorted(
-        data.results.trials,
-        key=lambda t: (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0),
-    )
+    own = data.metric == data.results.metric and data.mode == data.results.mode
+    trials = ranked(data.results.trials, data.metric, data.mode, data.scope, own_metric=own)
     configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     metrics = [data.metric] + sorted({k for t in trials for k in t.metrics} - {data.metric})

@@ -19,7 +19,7 @@ from raytuner._worker.checkpoint import pack_dir
 from raytuner._worker.protocol import Signal, TrialExit
 from raytuner.schedulers import PBTReplay
 
-from tests.raytuner.lifecycle_fakes import ListSearcher, make, of, report, reported
+from tests.raytuner.lifecycle_fakes import ListSearcher, make, report, reported
 from tests.raytuner.test_exploits import ScriptedExploits
 
 
