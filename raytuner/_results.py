@@ -172,7 +172,10 @@ class Results:
         storage = self._trial_storage(trial_id)
         history = storage.read_history(trial_id)
         history.raise_if_damaged()
-        return pd.DataFrame(lineage.annotate(history, storage.read_trial_config(trial_id)))
+        # A damaged config.json leaves the rows readable: their config columns then come
+        # from the attempt markers only (what an exploit set).
+        first, damage = read_record(storage.trial_path(trial_id) / "config.json", config_fault)
+        return pd.DataFrame(lineage.annotate(history, first if damage is None and first is not None else {}))
 
     def schedule(self, trial_id: str) -> pd.DataFrame:
         """The config schedule that trained one trial's model, one row per change.

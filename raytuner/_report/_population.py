@@ -25,6 +25,8 @@ def edges(data: ReportData) -> list[dict[str, Any]]:
     reader = lineage.for_experiment(ExperimentStorage(data.results.path))
     out = []
     for trial in data.results.trials:
+        if trial.trial_id not in data.histories:  # a damaged trial: its lineage cannot be read
+            continue
         for edge in reader.edges(trial.trial_id):
             donor, attempt = edge["donor"], edge["attempt"]
             clone_rows = [r for r in data.histories.get(trial.trial_id, []) if r.get("attempt", 1) >= attempt]
