@@ -114,6 +114,14 @@ def test_history_rows_carry_the_config_in_effect_and_what_they_cloned(tmp_path):
     assert results["00002"].config == {"k": 30}  # trial.json holds the config in effect
 
 
+def test_a_damaged_config_json_leaves_the_history_readable_with_the_configs_its_markers_set(tmp_path):
+    run_pbt_story(tmp_path / "exp")
+    (tmp_path / "exp" / "trials" / "00002" / "config.json").write_text("{not json")
+    history = load(tmp_path / "exp").history("00002")
+    assert list(history["iteration"]) == [1, 2, 3, 4, 5]
+    assert list(history["config/k"].fillna(-1)) == [-1, -1, 20, 20, 30]  # the first config is unknown
+
+
 def test_the_schedule_follows_the_model_back_through_its_donors(tmp_path):
     run_pbt_story(tmp_path / "exp")
     results = load(tmp_path / "exp")
