@@ -20,7 +20,7 @@ The score of a run is the best final accuracy in its population (what
 ``get_best_result`` reports); wall time is ``fit()`` end to end. ``--part pb2`` compares
 raytuner's PB2 with its PBT at a population of 4, the PB2 paper's setting.
 
-    python benchmarks/pbt.py --part versus --seeds 3
+    python benchmarks/pbt.py --part versus --seeds 5
     python benchmarks/pbt.py --part pb2 --seeds 10
 """
 
@@ -166,7 +166,7 @@ def summary(name: str, runs: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["versus", "pb2"], default="versus")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=200, help="reports per trial at most")
     parser.add_argument("--ray-tune-keep", type=int, default=None,
