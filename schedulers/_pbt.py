@@ -150,6 +150,8 @@ class PBTScheduler(Scheduler):
         self._exploit_count = 0
 
     def __repr__(self) -> str:
+        # Not the base's call from config(): the mutations' domains would fill the line
+        # (`raytuner show` prints it); config() has them.
         return (f"{type(self).__name__}(perturbation_interval={self.perturbation_interval!r}, "
                 f"mutations={sorted(self.mutations)!r}, synch={self.synch!r})")
 

@@ -81,6 +81,7 @@ class PBTReplay(Scheduler):
         return dict(self.schedule[0][1])
 
     def __repr__(self) -> str:
+        # Not the base's call from config(): a schedule may hold hundreds of configs.
         return f"PBTReplay({len(self.schedule)} configs, changes at {[s[0] for s in self.schedule[1:]]})"
 
     def _config(self) -> dict[str, Any]:
