@@ -66,7 +66,8 @@ class ExperimentSettings:
 class Controller:
     def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
                  storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
-                 trials: dict[str, Trial] | None = None, next_id: int = 0, capacity: int):
+                 trials: dict[str, Trial] | None = None, next_id: int = 0, capacity: int,
+                 exploits: dict[str, Any] | None = None):
         import ray
 
         self.settings = settings
@@ -84,11 +85,11 @@ class Controller:
                 max_failures=settings.max_failures, fail_fast=settings.fail_fast,
                 checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=storage.location,
             ),
-            searcher, scheduler, trials=trials, next_id=next_id,
+            searcher, scheduler, trials=trials, next_id=next_id, exploits=exploits,
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
-        self._deleting: set[str] = set()  # trials with checkpoint deletions in self._io
+        self._checkpoint_io: set[str] = set()  # trials with checkpoint deletions or copies in self._io
         self._refused: StorageError | None = None  # a worker's checkpoint refused by the storage: see _event
         self._state_cost_s = 0.0
         self._last_state_save = 0.0
@@ -106,6 +107,7 @@ class Controller:
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
             ev.DeleteCheckpoints: self._delete_checkpoints,
+            ev.CopyCheckpoint: self._copy_checkpoint,
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
             ev.Notify: self._notify,
@@ -252,9 +254,10 @@ class Controller:
 
     def _launch(self, command: ev.Launch) -> None:
         self._pool.take(command.worker)
-        if command.trial_id in self._deleting:
+        if command.trial_id in self._checkpoint_io:
             # The checkpoints a rewind lost go before the new attempt may store one of the
-            # same name.
+            # same name; a PBT clone's copy of its donor's checkpoint is in place before its
+            # worker reads it.
             self._flush()
         spec = TrialSpec(
             trial_id=command.trial_id,
@@ -283,8 +286,13 @@ class Controller:
         self._calls[ref] = command.trial_id
 
     def _delete_checkpoints(self, command: ev.DeleteCheckpoints) -> None:
-        self._deleting.add(command.trial_id)
+        self._checkpoint_io.add(command.trial_id)
         self._later(self._storage.delete_checkpoints, command.trial_id, command.folders)
+
+    def _copy_checkpoint(self, command: ev.CopyCheckpoint) -> None:
+        self._checkpoint_io.add(command.trial_id)
+        self._later(self._storage.clone_checkpoint, command.source_trial, command.source, command.trial_id,
+                    command.folder)
 
     def _spawn(self, command: ev.Spawn) -> None:
         # However high max_concurrent is set, one turn starts a bounded number of workers,
@@ -343,7 +351,7 @@ class Controller:
             write, args = self._io[0]
             write(*args)
             self._io.popleft()
-        self._deleting.clear()
+        self._checkpoint_io.clear()
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in list(self._callbacks):

@@ -1,7 +1,8 @@
 """The HTML report of an experiment: :meth:`raytuner.Results.report` and ``raytuner report``.
 
 One self-contained file (plotly.js inline, no network) with the optimisation history,
-parallel coordinates, learning curves with the scheduler's rungs, slice plots, a contour
+parallel coordinates, learning curves with the scheduler's rungs, a PBT population with
+its exploits, slice plots, a contour
 of the two most important parameters, parameter importance and the trials table. Needs
 plotly (``pip install 'raytuner[plot]'``).
 """
@@ -23,6 +24,7 @@ _TITLES = {
     "history": "Optimisation history",
     "parallel": "Parallel coordinates",
     "learning_curves": "Learning curves",
+    "population": "Population",
     "slices": "Slice plots",
     "contour": "Contour",
     "importances": "Parameter importance",
@@ -51,7 +53,8 @@ def write_report(results: Results, path: str | os.PathLike[str], *, metric: str 
     figures: list = []
     for build in _figures.BUILDERS:
         made = build(data)
-        figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))
+        if made is not None:  # None: the figure does not apply to this experiment
+            figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))
     target = Path(path).expanduser()
     if target.is_dir():
         target = target / "report.html"

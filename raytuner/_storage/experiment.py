@@ -103,6 +103,13 @@ def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1, durable: 
                        durable=durable)
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another device, or a file system without hard links
+        shutil.copy2(source, target)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -441,6 +448,11 @@ class ExperimentStorage:
                 if faults.at_write(trial_path / name):
                     faults.die()
             shutil.rmtree(trial_path / name, ignore_errors=True)
+            if "/" in name:  # a clone's copy: its clone_<n> folder goes with it
+                try:
+                    (trial_path / name).parent.rmdir()
+                except OSError:
+                    pass
         if self._uploader is not None and names:
             self._uploader.push(trial_path)
             remote.remove([f"{trial_files.trial_location(self.uri, trial_id)}/{name}" for name in names])
@@ -449,13 +461,41 @@ class ExperimentStorage:
 
     def checkpoint_folders(self, trial_id: str) -> list[str]:
         """The names of a trial's checkpoint folders in storage, committed or not, in order
-        (for a writer in a bucket: as listed when first asked, less those deleted since)."""
+        (its own, then the copies that PBT exploits cloned: ``clone_<n>/checkpoint_<k>``;
+        for a writer in a bucket: as listed when first asked, less those deleted since)."""
         if self._uploader is not None:  # a writer's copy holds none: the workers put them in the bucket
             if self._remote_checkpoints is None:
                 self._remote_checkpoints = remote.checkpoint_folders(self.uri)
-            return sorted(self._remote_checkpoints.get(trial_id, ()))
-        return sorted(p.name for p in self.trial_path(trial_id).glob("checkpoint_*")
-                      if p.is_dir() and checkpoint_iteration(p.name) is not None)
+            return sorted(self._remote_checkpoints.get(trial_id, ()), key=lambda name: ("/" in name, name))
+        path = self.trial_path(trial_id)
+        names = [p.relative_to(path).as_posix() for pattern in ("checkpoint_*", "clone_*/checkpoint_*")
+                 for p in sorted(path.glob(pattern))]
+        return [name for name in names if (path / name).is_dir() and checkpoint_iteration(name) is not None]
+
+    def clone_checkpoint(self, source_trial: str, source: str, trial_id: str, name: str) -> None:
+        """Copy checkpoint ``source`` of ``source_trial`` to ``name`` in ``trial_id``'s folder
+        (a PBT exploit: the clone restarts from its own copy, which its donor's pruning
+        never touches). In a folder, files are hard-linked where the file system allows
+        (checkpoint files are never changed in place: a folder is replaced whole), else
+        copied; the copy is made beside its place, flushed, then renamed into it. In a
+        bucket (where the workers put checkpoints) it is copied there."""
+        if self.uri is not None:
+            remote.copy_folder(f"{trial_files.trial_location(self.uri, source_trial)}/{source}",
+                               f"{trial_files.trial_location(self.uri, trial_id)}/{name}")
+            if self._remote_checkpoints is not None:
+                self._remote_checkpoints.setdefault(trial_id, set()).add(name)
+            return
+        target = self.trial_path(trial_id) / name
+        with self._writing(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f"{trial_files.PARTIAL_PREFIX}_{target.name}.clone"
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=_link_or_copy)
+                trial_files.settle(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
     def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
         """Remove the hidden folders of checkpoints that were being put in place when a run
@@ -467,9 +507,14 @@ class ExperimentStorage:
 
 
 def _not_a_checkpoint(rel: str) -> bool:
-    """Files a writer pulls from a bucket: all but checkpoints (workers read those themselves)."""
+    """Files a writer pulls from a bucket: all but checkpoints, a trial's own or a PBT clone's
+    copy (workers read those themselves)."""
     parts = rel.split("/")
-    return not (len(parts) > 3 and parts[0] == trial_files.TRIALS and checkpoint_iteration(parts[2]) is not None)
+    if len(parts) < 4 or parts[0] != trial_files.TRIALS:
+        return True
+    own = checkpoint_iteration(parts[2]) is not None
+    cloned = len(parts) > 4 and parts[2].startswith("clone_") and checkpoint_iteration(parts[3]) is not None
+    return not (own or cloned)
 
 
 def _append(path: Path, data: bytes) -> None:

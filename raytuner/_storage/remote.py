@@ -223,7 +223,8 @@ def remove(uris: list[str]) -> None:
 
 
 def checkpoint_folders(uri: str) -> dict[str, set[str]]:
-    """The checkpoint folders in the bucket of the experiment at ``uri``, by trial id."""
+    """The checkpoint folders in the bucket of the experiment at ``uri``, by trial id: its
+    own (``checkpoint_<k>``) and PBT clones' copies (``clone_<n>/checkpoint_<k>``)."""
     from raytuner._formats import checkpoint_iteration
 
     fs, root = filesystem(uri)
@@ -237,7 +238,22 @@ def checkpoint_folders(uri: str) -> dict[str, set[str]]:
         parts = key[len(root):].strip("/").split("/")
         if len(parts) > 3 and checkpoint_iteration(parts[2]) is not None:
             folders.setdefault(parts[1], set()).add(parts[2])
+        elif len(parts) > 4 and parts[2].startswith("clone_") and checkpoint_iteration(parts[3]) is not None:
+            folders.setdefault(parts[1], set()).add(f"{parts[2]}/{parts[3]}")
     return folders
+
+
+def copy_folder(source: str, target: str) -> None:
+    """Copy every file under ``source`` to ``target`` (both in one file system), replacing
+    what was there."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    try:
+        fs.rm(dst, recursive=True)
+    except FileNotFoundError:
+        pass
+    for key in fs.find(src):
+        fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
 
 
 def list_experiments(root_uri: str) -> Path:

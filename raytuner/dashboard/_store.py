@@ -287,7 +287,7 @@ class ExperimentView:
     @staticmethod
     def _value(entry: _TrialEntry, metric: str | None) -> Any:
         """The trial's latest value of the metric (from its last report while it runs)."""
-        if metric is None or entry.damaged:
+        if not isinstance(metric, str) or entry.damaged:  # several objectives: no one value
             return None
         row = entry.last_row if entry.status not in FINISHED and entry.last_row else None
         metrics = row or entry.record.get("metrics") or {}
