@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
+from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError
@@ -84,7 +85,7 @@ def import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
     return obj
 
 
-def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str) -> dict[str, Trial]:
+def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[str, Trial]:
     """The trials as their folders left them, each on its one trajectory.
 
     ``results.jsonl`` is the record (trial.json may lag behind a trial that was running):
@@ -93,7 +94,6 @@ def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str) -
     was written by a crash before its row (or by a lost attempt): it is not a checkpoint, and
     goes. A results.jsonl damaged before its tail stops the resume, naming the line.
     """
-    sign = 1.0 if mode == "min" else -1.0
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
         path = storage.trial_path(trial_id)
@@ -109,8 +109,7 @@ def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str) -
         trial.last_value = trial.best_value = trial.best_iteration = None
         trial.trajectory = []
         for row in history.rows:
-            raw = row.get(metric) if metric is not None else None
-            value = sign * raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+            value = objectives.signed(row)
             trial.observe(row["iteration"], row.get("resource", row["iteration"]),
                           {k: v for k, v in row.items() if k not in AUTO_KEYS}, value, row.get("time_total_s", 0.0))
         trial.attempt = max(trial.attempt, history.attempt)
@@ -181,7 +180,7 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
         if searcher.num_trials is not None:  # grid search counts repetitions of the grid
             searcher.num_trials = searcher.num_trials // settings.num_trials * num_trials
         settings.num_trials = meta["num_trials"] = num_trials
-    restored = Restored(_restore_trials(storage, settings.metric, settings.mode), state.get("next_id", 0),
+    restored = Restored(_restore_trials(storage, Objectives.of(settings.metric, settings.mode)), state.get("next_id", 0),
                         set(state.get("closed", ())))
     return settings, searcher, scheduler, restored
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
+from raytuner._best import FrontMember, pareto_front
 from raytuner._display import label
+from raytuner._objectives import Objectives
 from raytuner._formats import flatten, is_finite
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialResult, TrialStatus
@@ -26,9 +28,11 @@ class Results(Protocol):
 
     path: Path
     trials: Sequence[TrialResult]
-    metric: str | None
-    mode: str
+    metric: str | list[str] | None
+    mode: str | list[str]
     meta: dict[str, Any]
+    objectives: Objectives
+    scope: str
 
 
 @dataclass
@@ -66,6 +70,9 @@ class ReportData:
     histories: dict[str, list[dict[str, Any]]]
     x_key: str  # "resource" when the Tuner had a resource_attr, else "iteration"
     schedule: Schedule
+    #: With several objectives: the Pareto front by the experiment's best_scope, in the
+    #: Pareto order (the single-metric figures draw ``metric``, one of the objectives).
+    front: list[FrontMember[TrialResult]] = field(default_factory=list)
 
     @property
     def sign(self) -> float:
@@ -107,7 +114,14 @@ def schedule_from_meta(meta: Mapping[str, Any]) -> Schedule:
 
 
 def collect(results: Results, metric: str | None = None, mode: str | None = None) -> ReportData:
-    """Gather the report's data; raises ExperimentError when there is nothing to plot."""
+    """Gather the report's data; raises ExperimentError when there is nothing to plot.
+
+    With several objectives the figures of one metric draw ``metric`` (default: the first
+    objective, in its own mode) and the Pareto figures draw them all."""
+    objectives = results.objectives
+    if objectives.multi:
+        metric = metric or objectives.metrics[0]
+        mode = mode or objectives.mode_of(metric) or "min"
     metric = metric or results.metric
     mode = mode or results.mode
     name = results.path.name
@@ -146,6 +160,8 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         histories=histories,
         x_key=x_key,
         schedule=schedule_from_meta(results.meta),
+        front=pareto_front(results.trials, objectives, results.scope,
+                           reports=lambda t: histories.get(t.trial_id, [])) if objectives.multi else [],
     )
 
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from raytuner._display import time_text, value_text
+from raytuner._report import _pareto_figures
 from raytuner._report._data import ReportData
 from raytuner._report._figures import Figure
 from raytuner._formats import flatten
@@ -58,8 +59,6 @@ def _header(data: ReportData) -> str:
     counts: dict[str, int] = {}
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
-    best_index = min(range(len(data.values)), key=lambda i: data.sign * data.values[i])
-    best = data.scored[best_index]
     start, end = meta.get("start_time"), meta.get("end_time")
     duration = f"{end - start:.1f} s" if isinstance(start, (int, float)) and isinstance(end, (int, float)) else "-"
     rows = [
@@ -70,29 +69,39 @@ def _header(data: ReportData) -> str:
         ("scheduler", meta.get("scheduler", "")),
         ("started", time_text(start if start is not None else meta.get("created"))),
         ("duration", duration),
-        ("best", f"trial {best.trial_id}: {data.metric} = {value_text(data.values[best_index])}"),
     ]
+    if results.objectives.multi:  # no one best trial: the front
+        front_rows, best_section = _pareto_figures.front_rows(data)
+        rows[2:3] = front_rows
+    else:
+        best_index = min(range(len(data.values)), key=lambda i: data.sign * data.values[i])
+        best = data.scored[best_index]
+        rows.append(("best", f"trial {best.trial_id}: {data.metric} = {value_text(data.values[best_index])}"))
+        best_section = f"<h2>Best configuration</h2><pre>{html.escape(json.dumps(best.config, indent=2, default=repr))}</pre>"
     items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    config = html.escape(json.dumps(best.config, indent=2, default=repr))
     return (
         f"<h1>raytuner report: {html.escape(results.path.name)}</h1>"
         f'<table class="meta">{items}</table>'
-        f"<h2>Best configuration</h2><pre>{config}</pre>"
+        + best_section
     )
 
 
 def _table(data: ReportData) -> str:
+    front = {m.trial.trial_id: n for n, m in enumerate(data.front)}
     trials = sorted(
-        data.results.trials,
-        key=lambda t: (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0),
+        data.results.trials,  # the front first (in its order), then by the metric drawn
+        key=lambda t: (front.get(t.trial_id, len(front)),) + (
+            (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0)),
     )
     configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
-    metrics = [data.metric] + sorted({k for t in trials for k in t.metrics} - {data.metric})
+    first = list(data.results.objectives.metrics) if front else [data.metric]
+    metrics = first + sorted({k for t in trials for k in t.metrics} - set(first))
     head = ["trial", "status", "reports", "time (s)"] + metrics + params
     lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for trial in trials:
-        cells = [html.escape(trial.trial_id), html.escape(trial.status.value.lower()), str(trial.iteration),
+        on_front = " (front)" if trial.trial_id in front else ""
+        cells = [html.escape(trial.trial_id + on_front), html.escape(trial.status.value.lower()), str(trial.iteration),
                  f"{trial.time_total_s:.1f}"]
         cells += [html.escape(value_text(trial.metrics.get(m))) for m in metrics]
         cells += [html.escape(value_text(configs[trial.trial_id].get(p))) for p in params]

@@ -8,9 +8,11 @@ import datetime
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from raytuner._best import FrontMember
 from raytuner._display import time_text, value_text
 from raytuner._formats import flatten
 from raytuner._storage import DEFAULT_ROOT
@@ -34,6 +36,30 @@ def _metric_mode(results, args) -> tuple[str, str]:
     if metric is None:
         raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
     return metric, mode
+
+
+@dataclass
+class _Front:
+    """A multi-objective experiment as ``show`` and ``best`` present it."""
+
+    members: dict[str, FrontMember]  # by trial id, in the Pareto order
+    ranked: list  # the front, then the trials with finite last values by the Pareto order of those
+
+
+def _front_view(results, args) -> _Front | None:
+    """The front of a multi-objective experiment; None when trials are ranked by one metric
+    (one objective, or ``--metric`` given)."""
+    from raytuner._objectives import is_finite_value
+    from raytuner._pareto import pareto_order
+
+    if not results.objectives.multi or getattr(args, "metric", None):
+        return None
+    members = {m.trial.trial_id: m for m in results._front()}
+    points = {t.trial_id: results.objectives.signed(t.metrics) for t in results.trials}
+    others = [t for t in results.trials if t.trial_id not in members and is_finite_value(points[t.trial_id])]
+    ranked = [m.trial for m in members.values()]
+    ranked += [others[i] for i in pareto_order([points[t.trial_id] for t in others])] if others else []
+    return _Front(members, ranked)
 
 
 def _scored(results, metric: str) -> list:
@@ -78,6 +104,8 @@ def _no_metric(results, metric: str) -> CLIError:
 def cmd_ls(args: argparse.Namespace) -> int:
     from raytuner.cli import _tables
     from raytuner._formats import is_finite
+    from raytuner._objectives import Objectives, is_finite_value
+    from raytuner._pareto import pareto_front
     from raytuner._storage.experiment import ExperimentStorage
     from raytuner.errors import ExperimentError
 
@@ -92,13 +120,21 @@ def cmd_ls(args: argparse.Namespace) -> int:
             meta = storage.read_experiment()
             counts: dict[str, int] = {}
             best = None
-            sign = 1.0 if meta.get("mode", "min") == "min" else -1.0
+            objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
+            sign = objectives.signs[0] if objectives.k == 1 else 1.0
+            points = []
             for trial_id in storage.trial_ids():
                 record, _, _ = storage.read_trial(trial_id)
                 counts[record["status"]] = counts.get(record["status"], 0) + 1
-                value = (record.get("metrics") or {}).get(meta.get("metric"))
+                if objectives.multi:  # several objectives: the size of the front of last values
+                    point = objectives.signed(record.get("metrics") or {})
+                    points += [point] if is_finite_value(point) else []
+                    continue
+                value = (record.get("metrics") or {}).get(objectives.metrics[0]) if objectives.k else None
                 if is_finite(value) and (best is None or sign * value < sign * best):
                     best = value
+            if points:
+                best = f"front of {len(pareto_front(points))}"
         except ExperimentError as exc:
             rows.append((folder.name, "DAMAGED", str(exc)[:60], "-", "", "-"))
             continue
@@ -106,7 +142,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if status == "RUNNING" and storage.live_driver() is None:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
         rows.append((folder.name, status, _count_line(counts), value_text(best), meta.get("start_time") or meta.get("created"),
-                     meta.get("metric") or "-"))
+                     ", ".join(objectives.metrics) or "-"))
     if not rows:
         rich_console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
@@ -161,11 +197,18 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     results = load(args.exp, args.root)
     _require_trials(results)
-    metric, mode = _metric_mode(results, args)
-    sign = 1.0 if mode == "min" else -1.0
-    scored = _scored(results, metric)
+    front = _front_view(results, args)
+    if front is None:
+        metric, mode = _metric_mode(results, args)
+        metrics, heading = [metric], f"metric {escape(metric)} ({mode})"
+        sign = 1.0 if mode == "min" else -1.0
+        scored = _scored(results, metric)
+        ranked = sorted(scored, key=lambda t: sign * t.metrics[metric])
+    else:
+        metrics, metric = list(results.objectives.metrics), " and ".join(results.objectives.metrics)
+        heading = f"objectives {escape(results.objectives.describe())}"
+        scored = ranked = front.ranked
     meta = results.meta
-    ranked = sorted(scored, key=lambda t: sign * t.metrics[metric])
     rest = [t for t in results.trials if t not in scored]
     trials = (ranked + rest)[: args.limit] if args.limit else ranked + rest
     configs = {t.trial_id: flatten(t.config) for t in results.trials}
@@ -179,20 +222,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
     status = meta.get("status", "?")
-    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(status)}  metric {escape(metric)} ({mode})")
+    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(status)}  {heading}")
+    if front is not None:
+        console.print(f"Pareto front ({results.scope} reports): {len(front.members)} trials, marked *")
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
                   f"started {time_text(meta.get('start_time') or meta.get('created'))}")
     console.print(f"searcher {escape(meta.get('searcher', '-'))}; scheduler {escape(meta.get('scheduler', '-'))}")
     if constant:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
-    columns = [
-        _tables.Column("trial", [t.trial_id for t in trials]),
+    columns = [_tables.Column("trial", [t.trial_id for t in trials])]
+    if front is not None:
+        columns.append(_tables.Column("front", ["*" if t.trial_id in front.members else "" for t in trials]))
+    columns += [
         _tables.Column("status", [t.status.value.lower() for t in trials]),
         _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
-        _tables.Column(metric, [value_text(t.metrics.get(metric)) for t in trials], kind="number"),
+        *(_tables.Column(m, [value_text(t.metrics.get(m)) for t in trials], kind="number") for m in metrics),
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
+    fixed = len(columns)
     for param in params:
         if param in constant:
             continue
@@ -201,7 +249,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
-        for column in columns[5:]:
+        for column in columns[fixed:]:
             column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
     hidden = print_table(console, columns, wide=args.wide)
     if hidden:
@@ -225,6 +273,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     results = load(args.exp, args.root)
     _require_trials(results)
+    front = _front_view(results, args)
+    if front is not None:  # several objectives: the front, as a JSON list
+        if not front.members:
+            raise _no_metric(results, " and ".join(results.objectives.metrics))
+        out = []
+        for member in front.members.values():
+            entry = {"trial_id": member.trial.trial_id, "config": member.trial.config, "objectives": member.values}
+            if args.full:
+                entry.update(status=member.trial.status.value, metrics=member.trial.metrics,
+                             iteration=member.iteration if member.iteration is not None else member.trial.iteration)
+            out.append(entry)
+        print(json.dumps(out, indent=2, default=repr))
+        return EXIT_OK
     metric, mode = _metric_mode(results, args)
     if not _scored(results, metric):
         raise _no_metric(results, metric)
@@ -241,7 +302,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = load(args.exp, args.root)
     _require_trials(results)
-    metric, mode = _metric_mode(results, args)
+    # Several objectives: the report draws the front, and each objective alone.
+    metric, mode = (args.metric, args.mode) if _front_view(results, args) else _metric_mode(results, args)
     try:
         path = results.report(args.output, metric=metric, mode=mode)
     except ExperimentError as exc:
@@ -275,7 +337,12 @@ def _summary(results) -> str:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
     text = (f"{results.path.name}: {results.meta.get('status', '?')}, {len(results.trials)} trials "
             f"({', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))})")
-    if results.metric and _scored(results, results.metric):
+    if results.objectives.multi:
+        front = [m.trial.trial_id for m in results._front()]
+        if front:
+            shown = ", ".join(front[:8]) + (f" and {len(front) - 8} more" if len(front) > 8 else "")
+            text += f"; Pareto front of {len(front)} (trials {shown})"
+    elif results.metric and _scored(results, results.metric):
         best = results.best
         text += f"; best {results.metric}={value_text(best.metrics.get(results.metric))} (trial {best.trial_id})"
     return text + f".\nSee them with: raytuner show {results.path}"
@@ -359,13 +426,14 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
     p.add_argument("--wide", action="store_true", help="every column in full, however wide")
 
-    p = add("show", cmd_show, "Show an experiment's trials, best first, with status and config.")
+    p = add("show", cmd_show, "Show an experiment's trials, best first (the Pareto front first, marked *), with "
+            "status and config.")
     exp_args(p, ranking=True)
     p.add_argument("-n", "--limit", type=int, default=50, help="show at most N trials (0: all; default 50)")
     p.add_argument("--wide", action="store_true",
                    help="every config column in full (also those the same in every trial), however wide")
 
-    p = add("best", cmd_best, "Print the best trial's config as JSON.")
+    p = add("best", cmd_best, "Print the best trial's config as JSON (several objectives: the Pareto front, a list).")
     exp_args(p, ranking=True)
     p.add_argument("--full", action="store_true", help="print trial id, status, config and metrics")
 
