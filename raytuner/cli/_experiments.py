@@ -33,6 +33,11 @@ from raytuner.cli._common import (
 def _metric_mode(results, args) -> tuple[str, str]:
     metric = getattr(args, "metric", None) or results.metric
     mode = getattr(args, "mode", None) or results.mode
+    if results.objectives.multi and not isinstance(mode, str):  # --metric of a multi-objective experiment
+        mode = results.objectives.mode_of(metric)
+        if mode is None:
+            raise CLIError(f"{metric!r} is not one of the objectives of {results.path.name!r} "
+                           f"({results.objectives.describe()}); pass --mode min or --mode max to rank by it.")
     if metric is None:
         raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
     return metric, mode

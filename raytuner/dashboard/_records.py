@@ -25,13 +25,13 @@ STOPPABLE = tuple(s.value for s in TrialStatus if not s.is_finished())
 _NUMBER = (int, float)
 _TRIAL_FIELDS: dict[str, tuple[type, ...]] = {  # when present (older records lack some)
     "trial_id": (str,), "iteration": (int,), "resource": _NUMBER + (type(None),), "metrics": (dict,),
-    "last_value": _NUMBER + (type(None),), "best_value": _NUMBER + (type(None),),
+    "last_value": _NUMBER + (list, type(None)), "best_value": _NUMBER + (type(None),),
     "best_iteration": (int, type(None)), "time_total_s": _NUMBER, "start_time": _NUMBER + (type(None),),
     "end_time": _NUMBER + (type(None),), "checkpoint": (str, type(None)), "checkpoint_iteration": (int,),
     "checkpoint_time_s": _NUMBER, "num_failures": (int,), "note": (str, type(None)),
 }
 _EXPERIMENT_FIELDS: dict[str, tuple[type, ...]] = {
-    "name": (str,), "status": (str,), "metric": (str, type(None)), "mode": (str,),
+    "name": (str,), "status": (str,), "metric": (str, list, type(None)), "mode": (str, list),
     "searcher": (str, type(None)), "scheduler": (str, type(None)),
     "start_time": _NUMBER + (type(None),), "end_time": _NUMBER + (type(None),),
     "max_concurrent": _NUMBER + (type(None),), "num_trials": _NUMBER + (type(None),),
@@ -71,6 +71,13 @@ def experiment_fault(meta: Any) -> str | None:
     if "name" not in meta:
         return "it has no 'name': it does not describe a raytuner experiment"
     fault = _wrong_type(meta, _EXPERIMENT_FIELDS)
-    if fault is None and meta.get("mode", "min") not in ("min", "max"):
-        fault = f"field 'mode' is {str(meta['mode'])[:40]!r}, not 'min' or 'max'"
+    metric, mode = meta.get("metric"), meta.get("mode", "min")
+    if fault is None and isinstance(metric, list):  # several objectives: names, and one mode each
+        modes = mode if isinstance(mode, list) else [mode]
+        if not metric or not all(isinstance(m, str) for m in metric):
+            fault = f"field 'metric' is {str(metric)[:40]!r}, not a list of metric names"
+        elif len(modes) != len(metric) or any(m not in ("min", "max") for m in modes):
+            fault = f"field 'mode' is {str(mode)[:40]!r}, not one 'min' or 'max' per metric"
+    elif fault is None and mode not in ("min", "max"):
+        fault = f"field 'mode' is {str(mode)[:40]!r}, not 'min' or 'max'"
     return fault
