@@ -90,3 +90,21 @@ def test_resume_sets_components_up_with_the_objectives_and_rebuilds_tuples_from_
     (restored,) = _restore_trials(storage, Objectives.of(TWO, ["max", "min"])).values()
     assert restored.last_value == (-0.6, 4.0) and restored.trajectory == [(1, 1, (-0.5, 3.0)), (2, 2, (-0.6, 4.0))]
     assert restored.metrics == {"acc": 0.6, "size": 4}
+
+
+def test_progress_counts_the_front_and_shows_every_objective():
+    import io
+
+    from raytuner._driver.progress import Progress
+
+    trials = {}
+    for i, (acc, size) in enumerate([(0.9, 300), (0.8, 100), (0.7, 200), (0.95, 400)]):
+        trial = trials[f"{i:05d}"] = Trial(f"{i:05d}", {"x": i}, status=TrialStatus.COMPLETED)
+        trial.observe(1, 1, {"acc": acc, "size": size}, (-acc, float(size)), 1.0)
+    stream = io.StringIO()
+    progress = Progress(trials, name="exp", metric=TWO, mode=["max", "min"], total=4, stream=stream)
+    assert "Pareto front: 3 trials (acc, size)" in progress.line()  # 00002 is dominated by 00001
+    assert progress._ranked()[-1].trial_id == "00002"  # the front first
+    progress.close()
+    table = stream.getvalue()
+    assert "top trials by Pareto order" in table and "acc" in table and "size" in table
