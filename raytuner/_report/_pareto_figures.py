@@ -46,6 +46,10 @@ def _hover(trial: TrialResult, metrics: tuple[str, ...], values: tuple[float, ..
     return f"trial {esc(trial.trial_id)} ({trial.status.value.lower()}){note}<br>{objectives}<br>{config}"
 
 
+def _trials(n: int) -> str:
+    return f"{n} trial{'' if n == 1 else 's'}"
+
+
 def _scope_words(data: ReportData) -> str:
     return ("each trial's last report" if data.results.scope == "last"
             else "every report (best_scope='all'): a trial is on it when one of its reports is")
@@ -63,7 +67,7 @@ def front(data: ReportData) -> Figure | str:
     others = [(t, v) for t, v in points if t.trial_id not in on_front]
     members = [(m.trial, tuple(m.values[k] for k in metrics),
                 "" if m.iteration is None else f" at report {m.iteration}") for m in data.front]
-    caption = (f"Every trial by its last {' and '.join(metrics)}; the Pareto front ({len(members)} trials, "
+    caption = (f"Every trial by its last {' and '.join(metrics)}; the Pareto front ({_trials(len(members))}, "
                f"red) is the set no other trial beats in every objective, by {_scope_words(data)}.")
     if objectives.k == 2:
         fig = go.Figure()
@@ -227,12 +231,12 @@ def front_rows(data: ReportData) -> tuple[list[tuple[str, str]], str]:
 
     objectives = data.results.objectives
     rows = [("objectives", objectives.describe()),
-            ("Pareto front", f"{len(data.front)} trials ({data.results.scope} reports)")]
+            ("Pareto front", f"{_trials(len(data.front))} ({data.results.scope} reports)")]
     items = []
     for member in data.front:
         values = ", ".join(f"{m}={value_text(v)}" for m, v in member.values.items())
         at = "" if member.iteration is None else f" (report {member.iteration})"
         items.append(f"<li>trial {html.escape(member.trial.trial_id)}{html.escape(at)}: {html.escape(values)}"
                      f"<pre>{html.escape(json.dumps(member.trial.config, indent=2, default=repr))}</pre></li>")
-    section = f"<h2>Pareto front</h2><ol class=\"front\">{''.join(items)}</ol>"
+    section = f"<h2>Trials on the Pareto front</h2><ol class=\"front\">{''.join(items)}</ol>"
     return rows, section

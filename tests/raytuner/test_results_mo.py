@@ -154,3 +154,11 @@ def test_cli_ls_names_every_objective_and_the_fronts_size(tmp_path, capsys):
     code, out, _ = run(capsys, "ls", str(tmp_path))
     row = next(line for line in out.splitlines() if line.startswith("mo "))
     assert f"front of {len(rt.load(path).pareto_front())}" in row and "loss, score" in row
+
+
+def test_the_summary_after_a_cli_resume_names_the_front(tmp_path):
+    from raytuner.cli._experiments import _summary
+
+    results = rt.load(write_mo_experiment(tmp_path))
+    front = [t.trial_id for t in results.pareto_front()]
+    assert f"Pareto front of {len(front)} (trials {', '.join(front)})" in _summary(results)
