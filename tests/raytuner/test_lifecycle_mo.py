@@ -108,3 +108,24 @@ def test_progress_counts_the_front_and_shows_every_objective():
     progress.close()
     table = stream.getvalue()
     assert "top trials by Pareto order" in table and "acc" in table and "size" in table
+
+
+def test_an_nsga2_optuna_searcher_is_stored_and_rebuilt_with_its_study(tmp_path):
+    """A sampler of the user's makes the searcher go into tuner.pkl whole: NSGA-II's thread
+    lock must not stop the experiment as it starts."""
+    optuna = __import__("pytest").importorskip("optuna")
+    from raytuner.search import OptunaSearcher
+
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, sampler=optuna.samplers.NSGAIISampler(seed=0))
+    scheduler = ASHAScheduler(max_resource=9)
+    components.setup_components(searcher, None, 4, Objectives.of(TWO, "min"), scheduler)
+    first = searcher.suggest("00000")
+    meta = {"name": "exp", **components.save(storage, SimpleNamespace(metric=TWO, mode="min", num_trials=4),
+                                             searcher, scheduler)}
+    assert meta["searcher_config"] is None  # pickled whole
+    _, rebuilt, _ = components.load(storage, meta)
+    rebuilt.on_trial_complete("00000", Outcome(TrialEnd.COMPLETED, (0.5, 3.0)))
+    assert rebuilt._study.sampler is rebuilt._sampler and len(rebuilt._study.trials) == 1
+    assert rebuilt._study.trials[0].params == first and rebuilt.suggest("00001") is not None
