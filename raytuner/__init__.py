@@ -23,6 +23,7 @@ from raytuner.errors import (
     RayTunerError,
     ReportError,
     ResourceError,
+    StorageError,
     TrialsFailedError,
     TrialStopped,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "ReportError",
     "ResourceError",
     "Results",
+    "StorageError",
     "TPESearcher",
     "TrialContext",
     "TrialResult",

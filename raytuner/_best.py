@@ -49,26 +49,45 @@ def key(trial: Ranked, metric: str, sign: float, scope: str, own_metric: bool) -
     return value if value is not None and math.isfinite(value) else None
 
 
-def best_trial(trials: Iterable[T], metric: str, mode: str, scope: str = DEFAULT_SCOPE, *,
-               own_metric: bool = True) -> T | None:
-    """The best of ``trials`` by ``metric`` in ``mode``, or None if no trial has a finite
-    value. ``own_metric``: ``metric``/``mode`` are the Tuner's (so ``best_value`` ranks them)."""
+def shown_value(trial: Ranked, metric: str, mode: str, scope: str, own_metric: bool = True) -> float | None:
+    """The value a trial is ranked by, in the metric's own sign (what views print), or None."""
     sign = 1.0 if mode == "min" else -1.0
-    best: dict[bool, tuple[float, T]] = {}
-    for trial in trials:
+    value = key(trial, metric, sign, scope, own_metric)
+    return None if value is None else sign * value
+
+
+def _order(trials: Iterable[T], metric: str, mode: str, scope: str,
+           own_metric: bool) -> list[tuple[tuple[bool, float, int], T]]:
+    """(rank, trial) for the trials that may be best: non-FAILED before FAILED, then by key,
+    then the one created first."""
+    sign = 1.0 if mode == "min" else -1.0
+    out = []
+    for index, trial in enumerate(trials):
         status = getattr(trial.status, "value", trial.status)
         if status == "DAMAGED":
             continue
         value = key(trial, metric, sign, scope, own_metric)
-        if value is None:
-            continue
-        failed = status == "FAILED"
-        if failed not in best or value < best[failed][0]:
-            best[failed] = (value, trial)
-    for failed in (False, True):
-        if failed in best:
-            return best[failed][1]
-    return None
+        if value is not None:
+            out.append(((status == "FAILED", value, index), trial))
+    return out
+
+
+def best_trial(trials: Iterable[T], metric: str, mode: str, scope: str = DEFAULT_SCOPE, *,
+               own_metric: bool = True) -> T | None:
+    """The best of ``trials`` by ``metric`` in ``mode``, or None if no trial has a finite
+    value. ``own_metric``: ``metric``/``mode`` are the Tuner's (so ``best_value`` ranks them)."""
+    order = _order(trials, metric, mode, scope, own_metric)
+    return min(order, key=lambda item: item[0])[1] if order else None
+
+
+def ranked(trials: Sequence[T], metric: str, mode: str, scope: str = DEFAULT_SCOPE, *,
+           own_metric: bool = True) -> list[T]:
+    """Every trial, best first by the rule of :func:`best_trial` (its first is the best);
+    those that cannot be best (no finite value, DAMAGED) follow in their own order."""
+    order = sorted(_order(trials, metric, mode, scope, own_metric), key=lambda item: item[0])
+    first = [trial for _, trial in order]
+    chosen = {id(trial) for trial in first}
+    return first + [trial for trial in trials if id(trial) not in chosen]
 
 
 @dataclass(frozen=True)

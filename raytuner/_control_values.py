@@ -31,7 +31,7 @@ MAX_NUM_TRIALS = 10_000_000
 #: Ten years, in seconds: longer is not a budget, and a finite bound keeps deadlines finite.
 MAX_TIME_BUDGET_S = 10 * 365.25 * 24 * 3600
 #: A trial's id: letters and digits (the driver names them 00000, 00001, ...).
-TRIAL_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
+TRIAL_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}\Z")  # \Z: "$" would let a newline end it
 
 #: Each command with the arguments it takes.
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -74,6 +74,11 @@ def shown(value: Any, width: int = 60) -> str:
     return f"a {type(value).__name__}"
 
 
+def number_text(value: int | float) -> str:
+    """A limit as a person (or a command line) writes it: ``10000000``, ``0.5``."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 class _Shown:
     """A value in an error message, through :func:`shown` (``invalid`` uses its repr)."""
 
@@ -84,7 +89,7 @@ class _Shown:
         return self.text
 
 
-def _number(command: str, name: str, value: Any) -> int | float:
+def _number(owner: str, name: str, value: Any) -> int | float:
     integer, high, unit = _LIMITS[name]
     if integer:
         rule, fix = f"a whole number from 1 to {high:,}", f"Give {name} between 1 and {high:,}."
@@ -92,19 +97,20 @@ def _number(command: str, name: str, value: Any) -> int | float:
         rule = f"a finite number of seconds above 0 and at most {high:,.0f} (10 years)"
         fix = f"Give {name} in seconds, e.g. 3600 for an hour."
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(command, name, _Shown(value), f"{rule} ({unit}), as a JSON number",
+        raise invalid(owner, name, _Shown(value), f"{rule} ({unit}), as a JSON number",
                       f"Send it as a number, e.g. {name}={4 if integer else 3600}.")
     if isinstance(value, float) and not (math.isfinite(value) and (value.is_integer() or not integer)):
-        raise invalid(command, name, _Shown(value), rule, fix)
+        raise invalid(owner, name, _Shown(value), rule, fix)
     if not (1 <= value <= high if integer else 0 < value <= high):
-        raise invalid(command, name, _Shown(value), rule, fix)
+        raise invalid(owner, name, _Shown(value), rule, fix)
     return int(value) if integer else float(value)
 
 
-def clean_command(command: Any, args: Any = None) -> Command:
+def clean_command(command: Any, args: Any = None, *, owner: str | None = None) -> Command:
     """The command, checked and typed, or a ConfigError naming the field, the value and
     the fix. ``args`` may be None or a mapping of argument names to values; an argument
-    given as None counts as not given.
+    given as None counts as not given. ``owner`` names what took the values in errors
+    (default: the command), e.g. ``Tuner.resume`` for its limits.
 
     >>> clean_command("set_limits", {"max_concurrent": 4.0})
     Command(command='set_limits', args={'max_concurrent': 4})
@@ -132,7 +138,7 @@ def clean_command(command: Any, args: Any = None) -> Command:
     elif command == "set_limits":
         for name in COMMANDS[command]:
             if args.get(name) is not None:
-                clean[name] = _number(command, name, args[name])
+                clean[name] = _number(owner or command, name, args[name])
         if not clean:
             raise ConfigError("set_limits: needs at least one of max_concurrent, num_trials, time_budget_s; "
                               "give the limits to change, e.g. max_concurrent=4.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 from pathlib import Path
@@ -9,9 +11,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
 from raytuner._formats import AUTO_KEYS, flatten
-from raytuner._objectives import Objectives
-from raytuner._storage.history import RESULTS_FILE, last_row
+from raytuner._objectives import MODES, Objectives
+from raytuner._storage.history import RESULTS_FILE, Damage, read_history
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.records import config_fault, read_record, trial_fault
+from raytuner._storage.remote import URI
 from raytuner._trial import Trial, TrialResult, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.search import Outcome, TrialEnd
@@ -19,25 +23,33 @@ from raytuner.search import Outcome, TrialEnd
 if TYPE_CHECKING:
     import pandas as pd
 
+logger = logging.getLogger("raytuner")
+
 
 class Results:
     """What :meth:`raytuner.Tuner.fit` and :func:`raytuner.load` return.
 
     Attributes:
-        path: The experiment's folder.
+        path: The experiment's folder; for an experiment in cloud storage its URI (a
+            ``str``, ``s3://bucket/prefix/exp``, with ``.name`` and ``/`` as a path has).
         metric, mode: What "best" means: as the Tuner was given them (lists with several
             objectives, whose result is :meth:`pareto_front`).
         trials: Every trial, in id order.
+        damaged: Where and how the experiment's experiment.json is damaged (then
+            ``status`` is DAMAGED and ``meta`` holds only its usable fields), or None.
     """
 
-    def __init__(self, path: Path, trials: Sequence[TrialResult], metric: str | list[str] | None,
-                 mode: str | list[str], meta: Mapping[str, Any] | None = None):
-        self.path = Path(path)
+    def __init__(self, path: Path | str, trials: Sequence[TrialResult], metric: str | list[str] | None,
+                 mode: str | list[str], meta: Mapping[str, Any] | None = None, *, status: str | None = None,
+                 damaged: str | None = None):
+        self.path = path if isinstance(path, URI) else Path(path)
         self.trials = list(trials)
         self.metric = metric
         self.mode = mode
         self.objectives = Objectives.of(metric, mode)
         self.meta = dict(meta or {})
+        self.damaged = damaged
+        self._status = status
         self._by_id = {t.trial_id: t for t in self.trials}
 
     def __repr__(self) -> str:
@@ -60,6 +72,15 @@ class Results:
 
     def __getitem__(self, trial_id: str) -> TrialResult:
         return self._by_id[trial_id]
+
+    @property
+    def status(self) -> str:
+        """Where the experiment stands: RUNNING, COMPLETED, TIMED_OUT, FAILED, INTERRUPTED
+        (stopped by Ctrl-C, a full disk, or a driver that died without saying so), or
+        DAMAGED (its experiment.json: see ``damaged``)."""
+        if self.damaged:
+            return TrialStatus.DAMAGED.value
+        return self._status or str(self.meta.get("status", "?"))
 
     @property
     def best(self) -> TrialResult:
@@ -150,7 +171,7 @@ class Results:
 
     def _front(self) -> list[FrontMember[TrialResult]]:
         """The front with the values that put each trial on it (the CLI, the report)."""
-        storage = ExperimentStorage(self.path)
+        storage = self._storage()
 
         def reports(trial: TrialResult) -> list[dict[str, Any]]:
             history = storage.read_history(trial.trial_id)
@@ -172,7 +193,8 @@ class Results:
     def dataframe(self) -> pd.DataFrame:
         """One row per trial: status, reports, time, last metrics (every objective among
         them), best value (with several objectives: ``pareto_front``, whether the trial is
-        on it), ``config/...``."""
+        on it), ``config/...`` (and ``damaged``, the file and the fault, when a trial is
+        DAMAGED)."""
         import pandas as pd
 
         rows = []
@@ -187,6 +209,8 @@ class Results:
                 "iteration": trial.iteration,
                 "time_total_s": trial.time_total_s,
             }
+            if trial.damaged:
+                row["damaged"] = trial.damaged  # which file, and what is wrong with it
             row.update(trial.metrics)
             if best_col:
                 row[best_col] = None if trial.best_value is None else sign * trial.best_value
@@ -208,7 +232,14 @@ class Results:
 
         if trial_id not in self._by_id:
             raise KeyError(f"No trial {trial_id!r} in {self.path.name!r}; trials are {sorted(self._by_id)[:10]}...")
-        return pd.DataFrame(ExperimentStorage(self.path).read_results(trial_id))
+        return pd.DataFrame(self._storage().read_results(trial_id))
+
+    def _storage(self) -> ExperimentStorage:
+        """The experiment's files as a reader sees them (for a URI, a local cache of them)."""
+        storage = self.__dict__.get("_reader")
+        if storage is None:
+            storage = self.__dict__["_reader"] = ExperimentStorage(self.path)
+        return storage
 
     def observations(self) -> list[tuple[dict[str, Any], Outcome]]:
         """Each finished trial's config and how it ended, to continue or fork a search.
@@ -239,7 +270,7 @@ class Results:
 
         Args:
             path: The .html file (or a folder for ``report.html``); default
-                ``<experiment>/report.html``.
+                ``<experiment>/report.html`` (for cloud storage, in its local read cache).
             metric, mode: What to plot and rank by; default the Tuner's.
 
         Returns:
@@ -247,26 +278,70 @@ class Results:
         """
         from raytuner._report import write_report
 
-        return write_report(self, self.path / "report.html" if path is None else path, metric=metric, mode=mode)
+        return write_report(self, self._storage().path / "report.html" if path is None else path, metric=metric,
+                            mode=mode)
 
 
 def load(path: str | os.PathLike[str]) -> Results:
-    """Read the results of a finished or running experiment from its folder.
+    """Read the results of a finished or running experiment from its folder (or URI).
 
-    Reading changes nothing in the folder and runs no code from it.
+    Reading changes nothing in the folder and runs no code from it. A damaged file marks
+    its trial (or, for experiment.json, the experiment) DAMAGED, naming the file and the
+    fault, and leaves the rest readable.
     """
-    storage = ExperimentStorage(path)
-    meta = storage.read_experiment()
-    trials = []
-    for trial_id in storage.trial_ids():
-        record, config, error = storage.read_trial(trial_id)
-        trial = Trial.from_record(record, config, error)
-        if not trial.status.is_finished():  # trial.json lags behind a running trial's reports
-            last = last_row(storage.trial_path(trial_id) / RESULTS_FILE)
-            if last is not None:
-                trial.metrics = {k: v for k, v in last.items() if k not in AUTO_KEYS}
-                trial.iteration = last.get("iteration", trial.iteration)
-        if trial.checkpoint and not (storage.trial_path(trial_id) / trial.checkpoint).is_dir():
-            trial.checkpoint = None  # deleted by hand, or pruned after this record was written
-        trials.append(TrialResult.from_trial(trial, storage.trial_path(trial_id)))
-    return Results(storage.path, trials, meta.get("metric"), meta.get("mode", "min"), meta)
+    return read(ExperimentStorage(path))
+
+
+def read(storage: ExperimentStorage) -> Results:
+    """The :class:`Results` of the experiment in ``storage``, as :func:`load` reads them."""
+    meta, damage = storage.read_experiment_record()
+    trials = [read_trial(storage, trial_id) for trial_id in storage.trial_ids()]
+    status = meta.get("status")
+    if status == "RUNNING" and storage.live_driver() is None:
+        status = "INTERRUPTED"  # its driver stopped without saying so: a crash, a kill, a full disk
+    metric = meta.get("metric")
+    mode = meta.get("mode", "min")
+    if not (mode in MODES or isinstance(mode, list) and mode and all(m in MODES for m in mode)):
+        mode = "min"  # (a damaged record's): the metric is still shown, ranked as "min"
+    return Results(storage.shown(), trials, metric, mode, meta, status=status,
+                   damaged=None if damage is None else _described(storage, damage))
+
+
+def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = True) -> TrialResult:
+    """One trial as its folder holds it. ``history``: read its results.jsonl too, for a
+    running trial's latest report and to find damage before its last line (the CLI's
+    listing of many experiments leaves it out)."""
+    path = storage.trial_path(trial_id)
+    record, damage = read_record(path / "trial.json", lambda value: trial_fault(value, trial_id))
+    config, config_damage = read_record(path / "config.json", config_fault)
+    if config is None and config_damage is None:
+        config_damage = Damage(path / "config.json", None, "missing")
+    damage = damage or config_damage
+    rows: list[dict[str, Any]] = []
+    if history:
+        folded = read_history(path / RESULTS_FILE)
+        damage, rows = damage or folded.damaged, folded.rows
+    error = storage.read_error(trial_id)
+    if damage is not None:
+        usable = dict(record) if isinstance(record, dict) and damage.path.name != "trial.json" else {}
+        trial = Trial.from_record({**usable, "trial_id": trial_id, "status": "PENDING"},
+                                  config if isinstance(config, dict) else {}, error)
+        trial.status = TrialStatus.DAMAGED
+        result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
+        return dataclasses.replace(result, damaged=_described(storage, damage))
+    trial = Trial.from_record(record, config, error)
+    if not trial.status.is_finished() and rows:  # trial.json lags behind a running trial's reports
+        trial.metrics = {k: v for k, v in rows[-1].items() if k not in AUTO_KEYS}
+        trial.iteration = rows[-1].get("iteration", trial.iteration)
+    result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
+    if trial.checkpoint and result.checkpoint is None and trial.status.is_finished():
+        # (A running trial's record may name one pruned since: only a finished one's is news.)
+        logger.warning("Trial %s: its checkpoint %s is gone from %s (deleted by hand?); it has none now.",
+                       trial_id, trial.checkpoint, storage.trial_shown(trial_id))
+    return result
+
+
+def _described(storage: ExperimentStorage, damage: Damage) -> str:
+    """Where and what, naming the file as users see it (its URI for cloud storage)."""
+    text = damage.describe()
+    return text.replace(str(storage.path), storage.location, 1) if storage.uri is not None else text

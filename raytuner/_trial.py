@@ -27,6 +27,11 @@ class TrialStatus(str, enum.Enum):
     STOPPED = "STOPPED"
     """Ended early by the scheduler (or by the experiment's end or time budget)."""
     FAILED = "FAILED"
+    DAMAGED = "DAMAGED"
+    """Shown by readers only (``rt.load``, the CLI, the dashboard), never set by the
+    lifecycle: the trial's trial.json or config.json is not valid JSON or has a field of
+    the wrong type, or its results.jsonl is damaged before its last line. The trial's
+    ``damaged`` says which file and what fault."""
 
     def is_finished(self) -> bool:
         return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.FAILED)
@@ -149,36 +154,45 @@ class TrialResult:
     Attributes:
         trial_id: The trial's id ("00007").
         config: Its configuration.
-        status: How it stands or ended.
+        status: How it stands or ended (DAMAGED: see ``damaged``).
         metrics: Its last report.
-        checkpoint: Its latest stored checkpoint directory, or None.
+        checkpoint: Its latest stored checkpoint folder, or None (none, or it was deleted).
         error: Traceback(s) of its failures, or None.
         iteration: Reports made.
         time_total_s: Training time, summed over pauses and retries.
-        path: Its folder in the experiment storage.
+        path: Its folder in the experiment storage. For an experiment in cloud storage,
+            ``path`` and ``checkpoint`` are URIs (``str``: ``s3://bucket/exp/trials/00007``).
+        damaged: For a DAMAGED trial, which file is damaged and how; else None.
     """
 
     trial_id: str
     config: dict[str, Any]
     status: TrialStatus
     metrics: dict[str, Any]
-    checkpoint: Path | None
+    checkpoint: Path | str | None
     error: str | None
     iteration: int
     time_total_s: float
-    path: Path
+    path: Path | str
     last_value: float | tuple[float, ...] | None = None  # signed to minimize (a tuple with several objectives)
     best_value: float | None = None  # signed to minimize; None with several objectives
     resource: float | None = None  # reached at the last report
+    damaged: str | None = None
 
     @classmethod
-    def from_trial(cls, trial: Trial, path: Path) -> TrialResult:
+    def from_trial(cls, trial: Trial, path: Path | Any, local: Path | None = None) -> TrialResult:
+        """``path``: the trial's folder as shown (a URI for cloud storage); ``local``: where
+        its files are on this machine, to check that its checkpoint is still there (a folder
+        deleted by hand is no checkpoint); None: not checked (it may not be written yet)."""
+        checkpoint = path / trial.checkpoint if trial.checkpoint else None
+        if checkpoint is not None and local is not None and not (local / trial.checkpoint).is_dir():
+            checkpoint = None
         return cls(
             trial.trial_id,
             trial.config,
             trial.status,
             dict(trial.metrics),
-            path / trial.checkpoint if trial.checkpoint else None,
+            checkpoint,
             trial.error,
             trial.iteration,
             trial.time_total_s,

@@ -18,7 +18,7 @@ from raytuner._driver.resume import ResumePlan, import_trainable, restore, train
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
 from raytuner._objectives import Objectives, normalize
-from raytuner._results import Results, load
+from raytuner._results import Results, read
 from raytuner._storage import DEFAULT_ROOT, remote
 from raytuner._storage.components import setup_components
 from raytuner._storage.experiment import ExperimentStorage, check_name
@@ -258,8 +258,11 @@ class Tuner:
             raise ConfigError("This Tuner has already run; create a new Tuner for another experiment.")
         self._ran = True
         storage, lock = self._new_storage()  # held before Ray starts: a second driver is refused at once
-        with lock:
-            return self._run(storage)
+        try:
+            with lock:
+                return self._run(storage)
+        finally:
+            storage.discard_stage()  # cloud storage: everything is in the bucket
 
     def _run(self, storage: ExperimentStorage) -> Results:
         # max_concurrent is fixed once Ray is up: by default, what the cluster can hold.
@@ -316,6 +319,8 @@ class Tuner:
                 script) recorded when the experiment started.
             num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
                 tensorboard: As for the Tuner; everything else comes from the experiment.
+                Limits a control command set in an earlier run (``raytuner control``, the
+                dashboard) hold again; the limits given here win, and are kept the same way.
 
         Before it starts, it prints what it keeps, restarts and leaves. An experiment with
         nothing left to run is answered from its folder, without starting Ray. A driver
@@ -325,10 +330,20 @@ class Tuner:
         Resuming unpickles state saved in the folder: only resume experiments you trust.
         """
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
+        try:
+            return Tuner._resume(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
+                                 max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks,
+                                 address=address, tensorboard=tensorboard)
+        finally:
+            storage.discard_stage()
+
+    @staticmethod
+    def _resume(storage: ExperimentStorage, trainable: Callable[..., Any] | None, *, num_trials: int | None,
+                time_budget_s: float | None, max_concurrent: int | None, verbose: int | None,
+                callbacks: Sequence[Callback], address: str | None, tensorboard: bool) -> Results:
         meta = storage.read_experiment()  # raises before anything is written
-        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials)
-        if time_budget_s is not None:
-            settings.time_budget_s = time_budget_s
+        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials,
+                                                          time_budget_s=time_budget_s, max_concurrent=max_concurrent)
         if verbose is not None:
             settings.verbose = verbose
         speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
@@ -337,10 +352,10 @@ class Tuner:
             # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
             if speak:
                 print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
-            return load(storage.path)
+            return read(storage)
         with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
             if trainable is None:
-                trainable = import_trainable(meta)
+                trainable = import_trainable(meta, storage.location)
             if speak:
                 print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
             for trial in restored.trials.values():
@@ -358,6 +373,7 @@ class Tuner:
             lock = storage.acquire_driver_lock()  # names the driver if one is running it
             if storage.holds_files():
                 lock.release()
+                storage.discard_stage()
                 raise ConfigError(
                     f"`name={self._name!r}`: {storage.location} already holds an experiment. Choose another name, "
                     f"load it with raytuner.load(), or continue it with raytuner.Tuner.resume({storage.location!r})."
@@ -377,6 +393,7 @@ class Tuner:
                         break
                     if lock is not None:
                         lock.release()
+                storage.discard_stage()
                 suffix += 1
                 storage = ExperimentStorage(f"{base}_{suffix}", writable=True)
         storage.create()

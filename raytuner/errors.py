@@ -11,7 +11,9 @@
     │                                     (suggest before setup, a trial ended twice)
     ├── NotInTrialError (also RuntimeError)  a trial-only function called outside a trial
     ├── ExperimentError                   an experiment folder that cannot be read or resumed,
-    │                                     or one that another live driver is running
+    │   │                                 or one that another live driver is running
+    │   └── StorageError                  the experiment's storage refused a write (disk full,
+    │                                     permission denied, read-only file system)
     └── TrialsFailedError                 every trial of an experiment failed (``.results``)
 
     TrialStopped (BaseException)          raised inside a trial by ``report`` to end it
@@ -84,6 +86,20 @@ class NotInTrialError(RayTunerError, RuntimeError):
 
 class ExperimentError(RayTunerError):
     """An experiment folder is missing, incomplete or does not match what was asked."""
+
+
+class StorageError(ExperimentError):
+    """Writing an experiment's files failed: the disk is full, permission was denied, the
+    file system is read-only. The message names the path, the cause and how to continue.
+
+    The run stops as interrupted: what was written before stays, and once the cause is
+    fixed ``raytuner resume`` continues it. ``.path`` is the file, ``.errno`` the cause's.
+    """
+
+    def __init__(self, message: str, path: str = "", errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
 
 
 class TrialsFailedError(RayTunerError):

@@ -8,9 +8,15 @@ Import it as ``tests._helpers``: trial workers find it the way they find the tes
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
+import sys
+import threading
 import time
-from typing import Callable, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
 import raytuner as rt
 
@@ -34,6 +40,31 @@ def wait_for(condition: Callable[[], T], what: str, *, timeout_s: float = 60.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def running(path: Path) -> bool:
+    """Whether the experiment at ``path`` says it runs."""
+    try:
+        return json.loads((path / "experiment.json").read_text())["status"] == "RUNNING"
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+class Steer(threading.Thread):
+    """Runs ``script(path)`` beside a sweep that runs in the test's thread, once
+    ``ready(path)`` holds (default: the experiment runs); keeps what went wrong, for the test
+    to raise."""
+
+    def __init__(self, path: Path, script: Callable[[Path], Any], ready: Callable[[Path], bool] = running):
+        super().__init__(daemon=True)
+        self.path, self.script, self.ready, self.error = path, script, ready, None
+
+    def run(self) -> None:
+        try:
+            wait_for(lambda: self.ready(self.path), "the experiment to be ready for the test's commands")
+            self.script(self.path)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            self.error = exc
 
 
 class InterruptAfter(rt.Callback):
@@ -84,3 +115,44 @@ def run_serially(searcher, loss, n, start=0, outcome=None):
         searcher.on_trial_complete(str(i), outcome(value) if outcome else Outcome(TrialEnd.COMPLETED, value))
         configs.append(config)
     return configs
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str, *, options: str = "") -> Iterator[Path]:
+    """A real small file system (tmpfs of ``size``, e.g. "1m") mounted at ``folder`` for the
+    block, unmounted after. Skips the test where it cannot be had (not root, no mount)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def start_ray_head(args: list[str], env: dict[str, str], on_failure: Callable[[subprocess.Popen], None]) -> subprocess.Popen:
+    """``ray start --head --block ARGS`` in its own process group, returned once Ray says it is
+    up; its output is drained from then on. Fails the test with that output otherwise
+    (``on_failure`` cleans up first)."""
+    import threading
+
+    import pytest
+
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", *args], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    for line in head.stdout:  # `ray start` says when the head is up
+        output.append(line)
+        if "Ray runtime started" in line:
+            break
+    else:
+        on_failure(head)
+        pytest.fail("a Ray head did not start:\n" + "".join(output[-30:]))
+    threading.Thread(target=head.stdout.read, daemon=True).start()  # keep the pipe drained
+    return head

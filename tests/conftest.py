@@ -10,6 +10,19 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``full_sweep`` (the crash harness's every-write sweep, many minutes) run
+    only when ``-m`` asks for them (``-m slow`` or ``-m full_sweep``), not in the default run."""
+    if config.getoption("markexpr"):
+        return
+    chosen, left_out = [], []
+    for item in items:
+        (left_out if item.get_closest_marker("full_sweep") else chosen).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = chosen
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray with 2 CPUs (and 2 declared GPUs, so GPU placement is testable on CPU)."""

@@ -152,6 +152,25 @@ def launchable_slots(resources: Mapping[str, float], types: list[NodeType]) -> i
     return sum(slots(resources, [t.resources]) * t.max_workers for t in types)
 
 
+class Capacity:
+    """How many trials of one shape the cluster can hold at once, to bound the workers a
+    sweep starts: :func:`max_concurrency` when the run starts, looked up again (at most every
+    :attr:`REFRESH_S`) while the workers fill it, as nodes may join a cluster later."""
+
+    REFRESH_S = 10.0
+
+    def __init__(self, resources: Mapping[str, float], count: int, clock: Callable[[], float] = time.monotonic):
+        self.resources, self.count, self._clock = dict(resources), count, clock
+        self._checked = clock()
+
+    def room(self, used: int) -> int:
+        """Workers that may still start, ``used`` being alive or starting."""
+        if used >= self.count and self._clock() - self._checked >= self.REFRESH_S:
+            self._checked = self._clock()
+            self.count = max(self.count, slots(self.resources, cluster_nodes()))
+        return max(0, self.count - used)
+
+
 def max_concurrency(resources: Mapping[str, float]) -> int:
     """Trials the cluster can run at once, counting the nodes an autoscaler may still
     launch; a clear error if not even one fits on any node, alive or launchable."""

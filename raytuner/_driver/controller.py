@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
+from raytuner._display import cli_command
 from raytuner._driver import events as ev
-from raytuner._driver.control import ControlInbox
+from raytuner._driver.autoscale import Capacity
+from raytuner._driver.control import ControlInbox, applied_limits, describe_applied, record_limits
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
@@ -33,10 +35,13 @@ from raytuner._trial import Trial, TrialResult
 from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import logs as _logs
 from raytuner._worker.protocol import Signal, TrialSpec
+from raytuner.errors import StorageError
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
 
 logger = logging.getLogger("raytuner")
+#: Workers started in one turn of the loop, at most.
+SPAWN_PER_TURN = 32
 
 
 @dataclass
@@ -61,7 +66,7 @@ class ExperimentSettings:
 class Controller:
     def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
                  storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
-                 trials: dict[str, Trial] | None = None, next_id: int = 0):
+                 trials: dict[str, Trial] | None = None, next_id: int = 0, capacity: int):
         import ray
 
         self.settings = settings
@@ -75,7 +80,7 @@ class Controller:
                 metric=settings.metric, mode=settings.mode, num_trials=settings.num_trials,
                 max_concurrent=settings.max_concurrent, resource_attr=settings.resource_attr,
                 max_failures=settings.max_failures, fail_fast=settings.fail_fast,
-                checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=str(storage.path),
+                checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=storage.location,
             ),
             searcher, scheduler, trials=trials, next_id=next_id,
         )
@@ -83,10 +88,11 @@ class Controller:
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
         self._state_cost_s = 0.0
         self._last_state_save = 0.0
-        self._control = ControlInbox(storage)
+        self._control = ControlInbox(storage, self._meta.get("run_id"))
         self._t0 = time.monotonic()
         self._deadline = math.inf
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
+        self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe)
         self._do: dict[type, Callable[[Any], None]] = {
@@ -118,6 +124,7 @@ class Controller:
         self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
         self._progress.start()
         status = "COMPLETED"
+        refused: StorageError | None = None  # the storage refused a write: the run stops, interrupted
         try:
             while True:
                 for command in self._control.poll():  # from the CLI or the dashboard
@@ -129,6 +136,7 @@ class Controller:
                 self._apply(self.life.handle(ev.Fill(tuple(self._pool.idle), len(self._pool.starting()),
                                                      self._pool.size)))
                 self._flush()
+                self._storage.flush_to_disk()
                 self._save_state(throttle=True)
                 starting = self._pool.starting()
                 # Workers still starting matter only while there is work for them: an actor
@@ -154,26 +162,53 @@ class Controller:
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
-            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: "
-                           "raytuner resume %s", self._storage.path, self._storage.path)
+            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: %s",
+                           self._storage.location, cli_command("resume", self._storage.location))
+        except StorageError as exc:
+            status, refused = "INTERRUPTED", exc
+            self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
+            self._calls.clear()
         except BaseException:
-            status = "FAILED"
+            status = "FAILED"  # and that error is the one raised, whatever the winding up meets
             raise
         finally:
             park_pool(self._pool, self.settings.keep_workers_s)
-            self._flush()
-            self._save_state(throttle=False)
-            self._meta.update(status=status, end_time=time.time())
-            self._storage.write_experiment(self._meta)
-            self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
-            self._progress.close()
+            try:
+                self._wind_up(status)
+            except StorageError as exc:
+                # The disk filled up at the very end, or is still full after stopping the run:
+                # experiment.json keeps saying RUNNING, which readers show as INTERRUPTED.
+                if status == "FAILED":
+                    logger.error("%s", exc)
+                else:
+                    refused = refused or exc
+            finally:
+                self._progress.close()
+        if refused is not None:
+            raise refused
         results = self.results()
         self._emit("on_experiment_end", results)
         return results
 
+    def _wind_up(self, status: str) -> None:
+        """What a run writes last, whatever ended it: the queued writes, the searcher's and
+        scheduler's state, then the experiment's status; all of it uploaded for a URI."""
+        self._flush()
+        self._save_state(throttle=False)
+        self._meta.update(status=status, end_time=time.time())
+        self._storage.write_experiment(self._meta)
+        self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
+
     def results(self) -> Results:
-        trials = [TrialResult.from_trial(t, self._storage.trial_path(t.trial_id)) for t in self.trials.values()]
-        return Results(self._storage.path, trials, self.settings.metric, self.settings.mode, self._meta)
+        trials = [self._result(t) for t in self.trials.values()]
+        return Results(self._storage.shown(), trials, self.settings.metric, self.settings.mode, self._meta)
+
+    def _result(self, trial: Trial, *, written: bool = True) -> TrialResult:
+        """The trial as the user sees it: paths under the experiment's URI for cloud storage,
+        and no checkpoint if its folder was deleted meanwhile (``written``: its writes are
+        done, so a missing folder is news)."""
+        return TrialResult.from_trial(trial, self._storage.trial_shown(trial.trial_id),
+                                      self._storage.trial_path(trial.trial_id) if written else None)
 
     def reconcile(self, next_id: int, closed: set[str]) -> None:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
@@ -233,7 +268,9 @@ class Controller:
         self._calls[ref] = command.trial_id
 
     def _spawn(self, command: ev.Spawn) -> None:
-        for _ in range(command.count):
+        # However high max_concurrent is set, one turn starts a bounded number of workers,
+        # and never more than the cluster can hold: an actor with no room stays pending.
+        for _ in range(min(command.count, SPAWN_PER_TURN, self._capacity.room(self._pool.size))):
             self._pool.spawn()
 
     def _write_config(self, command: ev.WriteConfig) -> None:
@@ -245,21 +282,20 @@ class Controller:
             (trial,) = command.args
             self._progress.trial_ended(trial)
             # Taken now: the trial may change again before the queue is flushed.
-            self._later(self._emit, "on_trial_end", TrialResult.from_trial(trial, self._storage.trial_path(trial.trial_id)))
+            self._later(self._emit, "on_trial_end", self._result(trial, written=False))
         else:
             self._later(self._emit, command.hook, *command.args)
 
     def _control_applied(self, command: ev.ControlApplied) -> None:
-        log = logger.info if command.accepted else logger.warning
-        log("Control command %s: %s", type(command.command).__name__, command.message)
-        event = command.command
-        if command.accepted and isinstance(event, ev.SetLimits):
-            if event.time_budget_s is not None:
-                self._deadline = self._t0 + event.time_budget_s
-            changed = {k: getattr(event, k) for k in ("max_concurrent", "num_trials", "time_budget_s")
-                       if getattr(event, k) is not None}
-            self._meta.update(changed)  # the dashboard and `raytuner ls` show the limits in force
+        limits = applied_limits(command)
+        if limits:
+            if "time_budget_s" in limits:
+                self._deadline = self._t0 + limits["time_budget_s"]
+            record_limits(self._meta, limits)  # the views show them; resume restores them
             self._later(self._storage.write_experiment, dict(self._meta))
+            self._progress.total = self.life.num_trials
+        # The terminal says what changed the sweep (a refusal changes nothing: verbose=2 only).
+        self._progress.note(describe_applied(command), verbose=1 if command.accepted else 2)
         self._later(self._control.record, command)
 
     # -- persistence and hooks -----------------------------------------------------------
@@ -293,6 +329,10 @@ class Controller:
         for callback in list(self._callbacks):
             try:
                 getattr(callback, hook)(*args)
+            except OSError as exc:  # a full disk, a permission: its own line, not a traceback
+                logger.error("Callback %s.%s could not write (%s); it is disabled for the rest of the experiment.",
+                             type(callback).__name__, hook, exc)
+                self._callbacks.remove(callback)
             except Exception:
                 logger.exception("Callback %s.%s failed; it is disabled for the rest of the experiment.",
                                  type(callback).__name__, hook)

@@ -10,6 +10,7 @@ Tune raises ``TuneError`` and Optuna re-raises the objective's exception.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -48,8 +49,11 @@ class Failure:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Failures with the same key are one problem, shown once."""
-        return self.error_type, self.message
+        """Failures with the same key are one problem, shown once: the same exception type
+        raised at the same line of the user's code, whatever its message says
+        (``raise ValueError(f"bad x={x}")`` is one problem in every trial). Without a frame
+        of theirs (a worker that died), the message is all there is to tell them apart."""
+        return self.error_type, self.frame or self.message
 
 
 def _is_library(path: str) -> bool:
@@ -108,12 +112,32 @@ def describe(trial_id: str, failure: Failure) -> list[str]:
 
 
 def group(failed: Iterable[tuple[str, str]]) -> list[tuple[Failure, list[str]]]:
-    """(trial id, error text) pairs grouped by distinct error, the most frequent first."""
-    groups: dict[tuple[str, str], tuple[Failure, list[str]]] = {}
+    """(trial id, error text) pairs grouped by distinct error (:attr:`Failure.key`), the most
+    frequent first; each group's failure is its first trial's, its message saying so when
+    the others' differ."""
+    groups: dict[tuple[str, str], tuple[Failure, list[str], set[str]]] = {}
     for trial_id, error in failed:
         failure = parse(error)
-        groups.setdefault(failure.key, (failure, []))[1].append(trial_id)
-    return sorted(groups.values(), key=lambda g: (-len(g[1]), g[1][0]))
+        _, ids, messages = groups.setdefault(failure.key, (failure, [], set()))
+        ids.append(trial_id)
+        messages.add(failure.message)
+    out = []
+    for failure, ids, messages in groups.values():
+        if len(messages) > 1:
+            failure = dataclasses.replace(failure, message=f"{_short(failure.message)} (and {len(messages) - 1} "
+                                                           f"other message{'s' if len(messages) > 2 else ''})")
+        out.append((failure, ids))
+    return sorted(out, key=lambda g: (-len(g[1]), g[1][0]))
+
+
+def _short(message: str, chars: int = 120) -> str:
+    return message if len(message) <= chars else message[: chars - 3] + "..."
+
+
+def _trials(ids: list[str], shown: int = 5) -> str:
+    """``3 trials: 00000, 00004, 00007`` (the first few named)."""
+    names = ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+    return f"{len(ids)} trial{'s' if len(ids) > 1 else ''}: {names}" if len(ids) > 1 else f"trial {names}"
 
 
 def summary(results: Results) -> list[str]:
@@ -125,8 +149,7 @@ def summary(results: Results) -> list[str]:
         return []
     lines = [f"{len(failed)} of {len(results.trials)} trials failed:"]
     for failure, ids in group(failed):
-        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        lines.append(f"  {failure.headline}  (trial{'s' if len(ids) > 1 else ''} {shown})")
+        lines.append(f"  {failure.headline}  ({_trials(ids)})")
         if failure.frame:
             lines.append(f"    at {failure.frame}" + (f": {failure.code}" if failure.code else ""))
     first = failed[0][0]

@@ -11,10 +11,12 @@ what was done or why not (the experiment's history shows it).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from raytuner._control_values import COMMANDS, clean_command, number_text, shown
 from raytuner._driver.events import (
     Command,
     Control,
@@ -31,10 +33,29 @@ from raytuner._driver.events import (
 from raytuner._driver.trial_state import Run, RunPhase
 from raytuner._formats import dumps
 from raytuner._trial import Trial, TrialStatus
+from raytuner.errors import ConfigError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import Searcher, TrialEnd
 
 logger = logging.getLogger("raytuner")
+
+
+def _guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """A control handler whose error refuses its command, never ends the driver: whatever
+    it had queued is dropped, and the refusal names the error."""
+
+    @functools.wraps(handler)
+    def run(self: ControlHandlers, event: Control) -> None:
+        queued = len(self._out)
+        try:
+            handler(self, event)
+        except Exception as exc:  # noqa: BLE001 - one command's fault is that command's
+            logger.exception("Control command %s failed", type(event).__name__)
+            del self._out[queued:]
+            self._refuse(event, f"it could not be applied ({type(exc).__name__}: {shown(str(exc), 200)})")
+
+    return run
+
 
 _ENDS = {TrialStatus.COMPLETED: TrialEnd.COMPLETED, TrialStatus.STOPPED: TrialEnd.STOPPED,
          TrialStatus.FAILED: TrialEnd.FAILED}
@@ -106,6 +127,7 @@ class ControlHandlers:
         return out
 
     # -- control commands ------------------------------------------------------------------
+    @_guarded
     def _on_stop_trial(self, event: StopTrial) -> None:
         trial = self.trials.get(event.trial_id)
         if trial is None:
@@ -129,33 +151,31 @@ class ControlHandlers:
             self._close(trial, TrialEnd.STOPPED)
         self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} stopped"))
 
+    @_guarded
     def _on_set_limits(self, event: SetLimits) -> None:
         if self._ended:
             self._refuse(event, "the experiment is already ending")
             return
-        if event.max_concurrent is not None and event.max_concurrent < 1:
-            self._refuse(event, f"max_concurrent={event.max_concurrent} must be at least 1")
+        try:  # the bounds the dashboard and the CLI check too, whatever sent the event
+            limits = clean_command("set_limits", {name: getattr(event, name) for name in COMMANDS["set_limits"]}).args
+        except ConfigError as exc:
+            self._refuse(event, str(exc))
             return
-        if event.time_budget_s is not None and not event.time_budget_s > 0:
-            self._refuse(event, f"time_budget_s={event.time_budget_s} must be a positive number of seconds")
+        num_trials = limits.get("num_trials")
+        if num_trials is not None and num_trials < len(self.trials):
+            self._refuse(event, f"num_trials={num_trials} is below the {len(self.trials)} trials already created")
             return
-        done = []
-        if event.num_trials is not None:
-            if event.num_trials < len(self.trials):
-                self._refuse(event, f"num_trials={event.num_trials} is below the {len(self.trials)} trials "
-                                    "already created")
-                return
-            self.num_trials = event.num_trials
+        if num_trials is not None:
+            self.num_trials = num_trials
             if self.searcher.num_trials is not None:
-                self.searcher.num_trials = event.num_trials
-            done.append(f"num_trials={event.num_trials}")
-        if event.max_concurrent is not None:
-            self.max_concurrent = event.max_concurrent
-            done.append(f"max_concurrent={event.max_concurrent}")
-        if event.time_budget_s is not None:  # the driver moves its deadline on ControlApplied
-            done.append(f"time_budget_s={event.time_budget_s:g}")
-        self._out.append(ControlApplied(event, True, ", ".join(done) or "nothing to change"))
+                self.searcher.num_trials = num_trials
+        if "max_concurrent" in limits:
+            self.max_concurrent = limits["max_concurrent"]
+        # The driver moves its deadline, and records the limits, on ControlApplied.
+        done = ", ".join(f"{name}={number_text(value)}" for name, value in limits.items())
+        self._out.append(ControlApplied(event, True, done))
 
+    @_guarded
     def _on_retry_trial(self, event: RetryTrial) -> None:
         """FAILED -> PENDING: the trial runs again from its latest checkpoint.
 
@@ -182,6 +202,7 @@ class ControlHandlers:
         where = f"from {trial.checkpoint}" if trial.checkpoint else "from scratch (it has no checkpoint)"
         self._out.append(ControlApplied(event, True, f"trial {trial.trial_id} queued to run again {where}"))
 
+    @_guarded
     def _on_end_experiment(self, event: EndExperiment) -> None:
         self._end_all(f"experiment ended by {event.origin}", final=True)
         self._out.append(ControlApplied(event, True, "experiment ended"))

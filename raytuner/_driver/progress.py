@@ -34,7 +34,7 @@ class Progress:
         self._objectives = Objectives.of(metric, mode)
         self._metrics = self._objectives.metrics  # every objective's column
         self._metric = None if self._objectives.multi else metric  # the one metric "best" is by
-        self._total = total
+        self.total = total  # trials in all: the driver moves it when a command changes num_trials
         self._verbose = verbose
         self._stream = stream or sys.stdout
         self._tty = self._stream.isatty() if hasattr(self._stream, "isatty") else False
@@ -85,12 +85,20 @@ class Progress:
         elif self._verbose >= 2:
             value = "".join(f" {m}={_short(trial.metrics.get(m))}" for m in self._metrics)
             lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"]
+        self._say(lines)
+
+    def _say(self, lines: list[str]) -> None:
         for line in lines:
             message = f"[raytuner] {line}"
             if self._live is not None:
                 self._live.console.print(message, markup=False, highlight=False)
             else:
                 print(message, file=self._stream, flush=True)
+
+    def note(self, line: str, verbose: int = 1) -> None:
+        """Say ``line`` above the live view (or as a line of its own) from ``verbose`` up."""
+        if self._verbose >= verbose:
+            self._say([line])
 
     def close(self) -> None:
         if not self._verbose:
@@ -148,7 +156,7 @@ class Progress:
 
     def line(self) -> str:
         counts = self._counts()
-        total = f"/{self._total}" if self._total else ""
+        total = f"/{self.total}" if self.total else ""
         parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
         text = f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts})"
         ranked = self._ranked()
@@ -166,7 +174,7 @@ class Progress:
     def header(self) -> list[str]:
         """The live view's header: short lines that fit 80 columns, not one long line."""
         counts = self._counts()
-        total = f"/{self._total}" if self._total else ""
+        total = f"/{self.total}" if self.total else ""
         parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
         lines = [f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts}), "
                  f"{time.monotonic() - self._t0:.0f}s"]

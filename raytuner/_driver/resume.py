@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from raytuner._control_values import clean_command
+from raytuner._driver.control import record_limits, stored_limits
 from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.records import config_fault, read_record, trial_fault
 from raytuner._trial import Trial, TrialStatus
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ExperimentError
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
 
@@ -54,7 +57,9 @@ def trainable_file(trainable: Callable[..., Any]) -> str | None:
     return str(Path(path).resolve()) if path and getattr(trainable, "__module__", None) == "__main__" else None
 
 
-def import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
+def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[..., Any]:
+    """The trainable the experiment recorded, imported by name (from its script, for one
+    defined in ``__main__``); ``location`` is the experiment, for the messages."""
     recorded = meta.get("trainable", "")
     module_name, _, qualname = recorded.partition(":")
     fix = "Pass it explicitly: raytuner.Tuner.resume(path, trainable=train)."
@@ -68,7 +73,13 @@ def import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
-        spec.loader.exec_module(module)  # runs the script's top level, not its `if __name__ == "__main__"` block
+        try:
+            spec.loader.exec_module(module)  # runs the script's top level, not its `if __name__ == "__main__"` block
+        except BaseException as exc:  # SystemExit from argparse, a missing file, an input() at EOF...
+            sys.modules.pop(spec.name, None)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise ConfigError(_unimportable(script, qualname, location, exc)) from None
         from ray import cloudpickle
 
         cloudpickle.register_pickle_by_value(module)  # workers cannot import it by name
@@ -76,13 +87,35 @@ def import_trainable(meta: dict[str, Any]) -> Callable[..., Any]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"Cannot import {module_name!r} to find the trainable ({exc}). {fix}") from exc
+            raise ConfigError(f"Cannot import {module_name!r} to find the trainable ({exc}). {fix}") from None
+        except (Exception, SystemExit) as exc:
+            raise ConfigError(_unimportable(module_name, qualname, location, exc)) from None
     obj: Any = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             raise ConfigError(f"{module_name!r} has no {qualname!r} any more. {fix}")
     return obj
+
+
+def _unimportable(script: str, qualname: str, location: str, exc: BaseException) -> str:
+    """Why the script that defines the trainable could not be imported, and the way round."""
+    import traceback
+
+    if isinstance(exc, SystemExit):
+        what = f"it exited (SystemExit({exc.code!r}))"
+    else:
+        what = f"it raised {type(exc).__name__}: {exc}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == script
+              or Path(f.filename).stem == script.rpartition(".")[2]]
+    where = f" at line {frames[-1].lineno} ({(frames[-1].line or '').strip()})" if frames else ""
+    return (
+        f"Resume imports {script} to find the trainable {qualname!r}, and running its top level failed: "
+        f"{what}{where}. A script that reads sys.argv, parses arguments or does other work outside "
+        "`if __name__ == \"__main__\":` cannot be imported this way. Resume from Python code that has the "
+        f"function instead, e.g. at the end of that script: raytuner.Tuner.resume({location!r}, "
+        f"trainable={qualname}); or move that work under `if __name__ == \"__main__\":`."
+    )
 
 
 def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[str, Trial]:
@@ -97,14 +130,19 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
         path = storage.trial_path(trial_id)
-        config = storage.read_trial_config(trial_id)
-        if (path / "trial.json").is_file():
-            record, _, error = storage.read_trial(trial_id)
-            trial = Trial.from_record(record, config, error)
+        config, damage = read_record(path / "config.json", config_fault)
+        record, record_damage = read_record(path / "trial.json", lambda value: trial_fault(value, trial_id))
+        history = storage.read_history(trial_id)
+        damage = damage or record_damage or history.damaged
+        if damage is not None:
+            raise ExperimentError(
+                f"{damage.describe()}: trial {trial_id}'s files are damaged, so the experiment cannot be resumed "
+                "(nothing was changed). Repair that file (or move the trial's folder out of the experiment to "
+                "drop it); raytuner.load() and `raytuner show` read the rest meanwhile, with the trial DAMAGED.")
+        if record is not None:
+            trial = Trial.from_record(record, config, storage.read_error(trial_id))
         else:
             trial = Trial(trial_id, config)  # created just before the driver stopped
-        history = storage.read_history(trial_id)
-        history.raise_if_damaged()
         trial.iteration, trial.resource, trial.metrics, trial.time_total_s = 0, None, {}, 0.0
         trial.last_value = trial.best_value = trial.best_iteration = None
         trial.trajectory = []
@@ -125,6 +163,9 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[
 
 
 def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
+    partial = storage.remove_partial_checkpoints(trial.trial_id)
+    if partial:
+        logger.info("Trial %s: removed %s, a checkpoint a crash left half written.", trial.trial_id, ", ".join(partial))
     on_disk = set(storage.checkpoint_folders(trial.trial_id))
     committed = [row for row in rows if row.get("checkpoint")]
     missing = [row["checkpoint"] for row in committed if row["checkpoint"] not in on_disk]
@@ -151,14 +192,17 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
 
 
 def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Callable[..., Any] | None = None,
-            num_trials: int | None = None) -> tuple[Any, Searcher, Scheduler, Restored]:
+            num_trials: int | None = None, time_budget_s: float | None = None,
+            max_concurrent: int | None = None) -> tuple[Any, Searcher, Scheduler, Restored]:
     """An experiment as its folder left it: its settings, searcher and scheduler (rebuilt,
     then restored from the last snapshot), and its trials.
 
     Args:
         storage, meta: The experiment's folder and its experiment.json.
         trainable: The function the caller resumes with, checked against the recorded one.
-        num_trials: A larger number of trials to extend the experiment to (``meta`` too).
+        num_trials, time_budget_s, max_concurrent: Limits given to this resume; they win
+            over those a control command set in an earlier run, and are recorded the same
+            way (``meta``'s ``"limits"``). ``num_trials`` may only extend the experiment.
     """
     settings, searcher, scheduler = components.load(storage, meta)
     if trainable is not None:
@@ -174,15 +218,44 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
     if "searcher" in state:
         searcher.restore(state["searcher"])
         scheduler.restore(state["scheduler"])
-    if num_trials is not None:
-        if isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < settings.num_trials:
-            raise ConfigError(f"`num_trials={num_trials!r}` must be an int >= the experiment's {settings.num_trials}.")
-        if searcher.num_trials is not None:  # grid search counts repetitions of the grid
-            searcher.num_trials = searcher.num_trials // settings.num_trials * num_trials
-        settings.num_trials = meta["num_trials"] = num_trials
+    _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
     restored = Restored(_restore_trials(storage, Objectives.of(settings.metric, settings.mode)), state.get("next_id", 0),
                         set(state.get("closed", ())))
     return settings, searcher, scheduler, restored
+
+
+def _restore_limits(meta: dict[str, Any], settings: Any, searcher: Searcher, num_trials: int | None,
+                    time_budget_s: float | None, max_concurrent: int | None) -> None:
+    """The limits in force: those a control command set in an earlier run (experiment.json's
+    ``"limits"``), then those given now, which win and are recorded the same way. Every one
+    is checked as a control command's is (:func:`raytuner._control_values.clean_command`).
+
+    ``num_trials`` given here counts as the Tuner's does (with a grid: repetitions of the
+    grid); a stored one, as a command's: trials in all.
+    """
+    stored = stored_limits(meta)
+    if "num_trials" in stored:
+        if searcher.num_trials in (None, settings.num_trials):  # not a grid's count of its points
+            settings.num_trials = stored["num_trials"]
+        if searcher.num_trials is not None:
+            searcher.num_trials = stored["num_trials"]
+    settings.max_concurrent = stored.get("max_concurrent", settings.max_concurrent)
+    settings.time_budget_s = stored.get("time_budget_s", settings.time_budget_s)
+    given = {"num_trials": num_trials, "time_budget_s": time_budget_s, "max_concurrent": max_concurrent}
+    if not any(value is not None for value in given.values()):
+        return
+    given = clean_command("set_limits", given, owner="Tuner.resume").args
+    if "num_trials" in given:
+        if given["num_trials"] < settings.num_trials:
+            raise ConfigError(f"Tuner.resume: `num_trials` is {given['num_trials']}, but must be at least the "
+                              f"experiment's {settings.num_trials}. Pass a larger number to run more trials.")
+        if searcher.num_trials is not None:  # grid search counts repetitions of the grid
+            searcher.num_trials = searcher.num_trials // settings.num_trials * given["num_trials"]
+        settings.num_trials = given["num_trials"]
+        given["num_trials"] = searcher.num_trials or settings.num_trials  # recorded as trials in all
+    settings.time_budget_s = given.get("time_budget_s", settings.time_budget_s)
+    settings.max_concurrent = given.get("max_concurrent", settings.max_concurrent)
+    record_limits(meta, given)
 
 
 @dataclass(frozen=True)

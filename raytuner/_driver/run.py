@@ -10,7 +10,6 @@ experiment's description, or what a resume restored from the folder (:class:`Res
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
@@ -70,16 +69,17 @@ def run_experiment(
     """
     import ray
 
-    # Who runs the experiment now: commands and workers tell this run from an earlier one.
-    meta["run_id"] = uuid.uuid4().hex
+    # Who runs the experiment now (the driver lock's run): commands and workers tell this
+    # run from an earlier one.
+    meta["run_id"] = storage.run_id
     ensure_ray(address)
     slots = autoscale.max_concurrency(settings.resources)
     earlier = settings.max_concurrent
     settings.max_concurrent = max_concurrent or (min(earlier, slots) if earlier else slots)
+    meta["max_concurrent"] = settings.max_concurrent  # the limit in force, as the views show it
     if restored is None:
         # What resume rebuilds the searcher and scheduler from: their configs (in the
         # experiment.json), and a pickle of what cannot be described.
-        meta["max_concurrent"] = settings.max_concurrent
         meta.update(components.save(storage, settings, searcher, scheduler))
     controller = Controller(
         settings,
@@ -91,6 +91,7 @@ def run_experiment(
         meta=meta,
         trials=restored.trials if restored is not None else None,
         next_id=restored.next_id if restored is not None else 0,
+        capacity=slots,
     )
     if restored is not None:
         controller.reconcile(restored.next_id, restored.closed)

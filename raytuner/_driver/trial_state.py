@@ -26,6 +26,8 @@ TRANSITIONS: dict[TrialStatus, frozenset[TrialStatus]] = {
     _S.FAILED: frozenset({_S.PENDING}),
     _S.COMPLETED: frozenset(),
     _S.STOPPED: frozenset(),
+    # Readers' verdict on damaged files: never a trial in the lifecycle (resume refuses them).
+    _S.DAMAGED: frozenset(),
 }
 
 

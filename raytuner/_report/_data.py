@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from raytuner._best import FrontMember, pareto_front
+from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
 from raytuner._display import label
 from raytuner._objectives import Objectives
 from raytuner._formats import flatten, is_finite
@@ -64,12 +64,14 @@ class ReportData:
     results: Results
     metric: str
     mode: str
-    scored: list[TrialResult]  # trials with a finite last value of the metric, in id order
+    scored: list[TrialResult]  # trials with a finite last value of the metric, in id order (none DAMAGED)
     values: list[float]  # their last values, raw (not signed)
     params: list[Param]
     histories: dict[str, list[dict[str, Any]]]
     x_key: str  # "resource" when the Tuner had a resource_attr, else "iteration"
     schedule: Schedule
+    best: TrialResult | None = None  # by the one rule of raytuner._best, in the experiment's scope
+    scope: str = DEFAULT_SCOPE  # what "best" means here (experiment.json's best_scope, for its own metric)
     #: With several objectives: the Pareto front by the experiment's best_scope, in the
     #: Pareto order (the single-metric figures draw ``metric``, one of the objectives).
     front: list[FrontMember[TrialResult]] = field(default_factory=list)
@@ -129,7 +131,7 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         raise ExperimentError(f"Experiment {name!r} has no trials yet: there is nothing to report.")
     if metric is None:
         raise ExperimentError(f"Experiment {name!r} has no metric: pass one (`--metric NAME`) to rank trials by.")
-    scored = [t for t in results.trials if _is_number(t.metrics.get(metric))]
+    scored = [t for t in results.trials if _is_number(t.metrics.get(metric)) and t.status != TrialStatus.DAMAGED]
     if not scored:
         reported = sorted({key for t in results.trials for key in t.metrics})
         raise ExperimentError(
@@ -137,7 +139,12 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
             f"metrics reported: {reported or 'none'}). Pass one of those as the metric."
         )
     storage = ExperimentStorage(results.path)
-    histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials}
+    # A damaged trial's history cannot be trusted: it is listed, never drawn.
+    histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials
+                 if t.status != TrialStatus.DAMAGED}
+    own = metric == results.metric and mode == results.mode
+    scope = results.meta.get("best_scope", DEFAULT_SCOPE) if own else DEFAULT_SCOPE
+    scope = scope if scope in SCOPES else DEFAULT_SCOPE
     x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
     log_names = _log_params(results.meta.get("space"))
     configs = [flatten(t.config) for t in scored]
@@ -160,6 +167,8 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         histories=histories,
         x_key=x_key,
         schedule=schedule_from_meta(results.meta),
+        best=best_trial(results.trials, metric, mode, scope, own_metric=own),
+        scope=scope,
         front=pareto_front(results.trials, objectives, results.scope,
                            reports=lambda t: histories.get(t.trial_id, [])) if objectives.multi else [],
     )

@@ -12,11 +12,13 @@ import html
 import json
 from typing import Any
 
+from raytuner._best import ranked, shown_value
 from raytuner._display import time_text, value_text
 from raytuner._report import _pareto_figures
 from raytuner._report._data import ReportData
 from raytuner._report._figures import Figure
 from raytuner._formats import flatten
+from raytuner._trial import TrialStatus
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -62,7 +64,7 @@ def _header(data: ReportData) -> str:
     start, end = meta.get("start_time"), meta.get("end_time")
     duration = f"{end - start:.1f} s" if isinstance(start, (int, float)) and isinstance(end, (int, float)) else "-"
     rows = [
-        ("status", meta.get("status", "?")),
+        ("status", getattr(results, "status", None) or meta.get("status", "?")),
         ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f" ({len(results.trials)} in all)"),
         ("metric", f"{data.metric} ({data.mode})"),
         ("searcher", meta.get("searcher", "")),
@@ -74,10 +76,15 @@ def _header(data: ReportData) -> str:
         front_rows, best_section = _pareto_figures.front_rows(data)
         rows[2:3] = front_rows
     else:
-        best_index = min(range(len(data.values)), key=lambda i: data.sign * data.values[i])
-        best = data.scored[best_index]
-        rows.append(("best", f"trial {best.trial_id}: {data.metric} = {value_text(data.values[best_index])}"))
+        best = data.best if data.best is not None else data.scored[0]
+        own = data.metric == results.metric and data.mode == results.mode
+        best_value = shown_value(best, data.metric, data.mode, data.scope, own)
+        rows.append(("best", f"trial {best.trial_id}: {data.metric} = {value_text(best_value)} ("
+                             f"{'its best report' if data.scope == 'all' else 'its last report'}"
+                             f"{', the trial FAILED' if best.status == TrialStatus.FAILED else ''})"))
         best_section = f"<h2>Best configuration</h2><pre>{html.escape(json.dumps(best.config, indent=2, default=repr))}</pre>"
+    rows += [("damaged", f"trial {t.trial_id}: {t.damaged} (left out of the figures)")
+             for t in results.trials if getattr(t, "damaged", None)]
     items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return (
         f"<h1>raytuner report: {html.escape(results.path.name)}</h1>"
@@ -88,11 +95,10 @@ def _header(data: ReportData) -> str:
 
 def _table(data: ReportData) -> str:
     front = {m.trial.trial_id: n for n, m in enumerate(data.front)}
-    trials = sorted(
-        data.results.trials,  # the front first (in its order), then by the metric drawn
-        key=lambda t: (front.get(t.trial_id, len(front)),) + (
-            (0, data.sign * t.metrics[data.metric]) if t in data.scored else (1, 0.0)),
-    )
+    own = data.metric == data.results.metric and data.mode == data.results.mode
+    # The front first (in its order), then by the metric drawn.
+    trials = ranked(data.results.trials, data.metric, data.mode, data.scope, own_metric=own)
+    trials = sorted(trials, key=lambda t: front.get(t.trial_id, len(front)))
     configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     first = list(data.results.objectives.metrics) if front else [data.metric]

@@ -5,93 +5,122 @@
     <experiment>/
         control/<time_ns>-<id>.json   a command waiting for the driver (atomic: written
                                       as .<name>.tmp, then renamed; the driver deletes it)
-        history.jsonl                 one line per command the driver took up: when, from
+        control/rejected/<name>       a file the driver would not apply (bad, or for another
+                                      run), set aside so that no later run meets it again
+        history.jsonl                 one line per file the driver took up: when, from
                                       where, what, and whether it was applied and why
 
 Files, not a socket: whoever can write the experiment's folder can steer it (the CLI, a
-dashboard on the head node), and nothing listens on a port. Writers check what they can
-(the experiment runs, the trial exists) and refuse with a message; the driver's lifecycle
-decides the rest and its answer lands in the history.
+dashboard on the head node), and nothing listens on a port. Writers check what they can (a
+live driver runs the experiment, the trial exists) and refuse with a message; the driver's
+lifecycle decides the rest and its answer lands in the history.
+
+**Bound to a run.** Each command carries the ``run_id`` of the live driver it was written
+for (from the driver's lock record: :meth:`ExperimentStorage.live_driver`). The driver
+applies only its own run's commands: one written while no driver was alive, or for an
+earlier run, is refused and recorded, never applied at a later resume.
+
+**A reader that cannot be poisoned.** Anyone who can write the folder can put anything in
+it, so the driver's reader (:meth:`ControlStore.take`) trusts nothing: only regular files
+(``lstat``: no links, FIFOs, folders), at most :data:`MAX_FILE_BYTES`, opened with
+``O_NONBLOCK | O_NOFOLLOW`` (it never blocks), values checked by
+:func:`raytuner._control_values.clean_command`. A file that fails is moved to ``rejected/``
+(removed, where it cannot be moved) with its reason in the history; an error in one file
+refuses that file, never the driver.
+
+``history.jsonl`` is append-only: the driver's first append cuts a torn tail
+(:func:`raytuner._storage.history.repair_tail`), and each append is fsynced (commands are
+rare, and what was applied must survive a machine crash).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
+import logging
 import os
+import re
 import secrets
+import shutil
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from raytuner._control_values import COMMANDS, Command, clean_command, number_text, shown
+from raytuner._display import cli_command
 from raytuner._formats import dumps
-from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, read_jsonl
-from raytuner.errors import RayTunerError
+from raytuner._storage.experiment import ExperimentStorage, atomic_write_json
+from raytuner._storage.history import json_lines, repair_tail
+from raytuner.errors import ConfigError, RayTunerError
+
+logger = logging.getLogger("raytuner")
 
 CONTROL_DIR = "control"
+REJECTED_DIR = "rejected"
 HISTORY_FILE = "history.jsonl"
-
-#: The commands, each with the arguments it takes.
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "stop_trial": ("trial_id",),
-    "retry_trial": ("trial_id",),
-    "set_limits": ("max_concurrent", "num_trials", "time_budget_s"),
-    "end_experiment": (),
-}
+#: A command is a few hundred bytes: a file larger than this is not one, and is not read.
+MAX_FILE_BYTES = 64 * 1024
+#: Files taken up per look at the folder: a flood of files waits for later looks instead of
+#: holding the driver's loop.
+MAX_PER_POLL = 100
+#: The command-line option of each limit, the same for ``raytuner control`` and ``raytuner resume``.
+LIMIT_OPTIONS = {"max_concurrent": "--max-concurrent", "num_trials": "--num-trials", "time_budget_s": "--time-budget"}
+_FIELDS = ("id", "command", "args", "origin", "time", "run_id")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO (named pipe)",
+          stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
 class ControlRefused(RayTunerError):
-    """A command that cannot be sent: the message says why and what to do."""
+    """A command that cannot be sent now: the message says why and what to do."""
 
 
 @dataclass(frozen=True)
 class ControlCommand:
-    """One command as it travels: ``args`` hold only the names in :data:`COMMANDS`."""
+    """One command as it travels; ``args`` are checked by ``clean_command``."""
 
     id: str
     command: str
     args: dict[str, Any]
     origin: str
     time: float
+    run_id: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "command": self.command, "args": self.args, "origin": self.origin, "time": self.time}
+        return {"id": self.id, "command": self.command, "args": self.args, "origin": self.origin, "time": self.time,
+                "run_id": self.run_id}
 
 
-def _positive(name: str, value: Any, *, integer: bool) -> int | float:
-    """A positive number from the CLI, a form or a file, or a ControlRefused that says why."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and number > 0) or (integer and not number.is_integer()):
-        kind = "a whole number" if integer else "a number of seconds"
-        raise ControlRefused(f"{name}={value!r} is not valid: give {kind} greater than 0.")
-    return int(number) if integer else number
+@dataclass(frozen=True)
+class Rejected:
+    """A file of the control folder the driver refused before applying anything; what could
+    be read of it (its id, command, origin) names it in the history."""
+
+    file: str
+    reason: str
+    id: str | None = None
+    command: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    origin: str = "?"
+    sent: float | None = None
+    set_aside: str | None = None  # where the file went ("control/rejected/<name>"); None: removed
+
+    def entry(self) -> dict[str, Any]:
+        """Its line in the history."""
+        where = f"moved to {self.set_aside}" if self.set_aside else "removed"
+        return {"time": time.time(), "id": self.id, "origin": self.origin, "command": self.command or self.file,
+                "args": self.args, "accepted": False, "message": f"{self.reason} (the file {self.file} was {where})",
+                "sent": self.sent, "file": self.file}
 
 
-def validate(command: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The command's arguments checked and typed; ControlRefused names what is wrong."""
-    if command not in COMMANDS:
-        raise ControlRefused(f"Unknown control command {command!r}; use one of {', '.join(COMMANDS)}.")
-    unknown = set(args) - set(COMMANDS[command])
-    if unknown:
-        raise ControlRefused(f"{command} takes {', '.join(COMMANDS[command]) or 'no arguments'}, not "
-                             f"{', '.join(sorted(unknown))}.")
-    clean: dict[str, Any] = {}
-    if command in ("stop_trial", "retry_trial"):
-        trial_id = args.get("trial_id")
-        if not isinstance(trial_id, str) or not trial_id.isalnum():
-            raise ControlRefused(f"trial_id={trial_id!r} is not a trial id; give one such as '00003'.")
-        clean["trial_id"] = trial_id
-    elif command == "set_limits":
-        for name, integer in (("max_concurrent", True), ("num_trials", True), ("time_budget_s", False)):
-            if args.get(name) not in (None, ""):
-                clean[name] = _positive(name, args[name], integer=integer)
-        if not clean:
-            raise ControlRefused("set_limits needs at least one of max_concurrent, num_trials, time_budget_s.")
-    return clean
+class _Bad(Exception):
+    """A control file that is not a command this run may apply (``Rejected`` says why)."""
+
+    def __init__(self, reason: str, **seen: Any):
+        super().__init__(reason)
+        self.reason, self.seen = reason, seen
 
 
 class ControlStore:
@@ -101,28 +130,47 @@ class ControlStore:
         self.storage = storage
         self.inbox = storage.path / CONTROL_DIR
         self.history_path = storage.path / HISTORY_FILE
+        self._taken: set[str] = set()  # files this reader took up: never twice, even if one cannot be removed
+        self._repaired = False  # the history's tail was checked before this writer's first append
+        self._unreadable = False  # said once that the folder cannot be listed
 
     # -- writers: the CLI and the dashboard ------------------------------------------------
     def submit(self, command: str, args: dict[str, Any] | None = None, *, origin: str) -> ControlCommand:
-        """Queue a command for the experiment's driver; refused (ControlRefused) when the
-        experiment is not running, the trial does not exist, or an argument is wrong."""
-        clean = validate(command, dict(args or {}))
+        """Queue a command for the experiment's live driver, bound to its run.
+
+        Raises ConfigError for a value out of bounds (naming it and the fix), and
+        ControlRefused when no live driver runs the experiment (naming the resume option
+        that does the same, where there is one) or the trial does not exist.
+        """
+        cmd = clean_command(command, args)
         meta = self.storage.read_experiment()
-        status = meta.get("status")
-        if status != "RUNNING":
-            raise ControlRefused(
-                f"Experiment {self.storage.name!r} is {status or 'not running'}, so no driver is there to apply "
-                f"{command}. Commands steer a running experiment; continue this one with `raytuner resume "
-                f"{self.storage.path}` first.")
-        trial_id = clean.get("trial_id")
+        live = self.storage.live_driver()
+        if live is None:
+            raise ControlRefused(self._no_driver(meta.get("status"), cmd))
+        trial_id = cmd.args.get("trial_id")
         if trial_id is not None and not (self.storage.trial_path(trial_id) / "config.json").is_file():
             raise ControlRefused(f"Experiment {self.storage.name!r} has no trial {trial_id!r}; "
-                                 "`raytuner show` lists its trials.")
-        cmd = ControlCommand(secrets.token_hex(4), command, clean, origin, time.time())
+                                 f"`{cli_command('show', self.storage.path)}` lists its trials.")
+        sent = ControlCommand(secrets.token_hex(4), cmd.command, cmd.args, origin, time.time(),
+                              live.run_id or meta.get("run_id"))
         self.inbox.mkdir(exist_ok=True)
         # time_ns first: the driver applies commands in the order they were written.
-        atomic_write_json(self.inbox / f"{time.time_ns():020d}-{cmd.id}.json", cmd.to_json(), indent=None)
-        return cmd
+        atomic_write_json(self.inbox / f"{time.time_ns():020d}-{sent.id}.json", sent.to_json(), indent=None)
+        return sent
+
+    def _no_driver(self, status: Any, cmd: Command) -> str:
+        state = ("its driver is gone (it stopped without saying so: a crash, a kill, a lost machine)"
+                 if status == "RUNNING" else f"it is {status if isinstance(status, str) else 'not running'}")
+        head = (f"Experiment {self.storage.name!r} has no live driver to apply {cmd.command}: {state}. "
+                "A command is applied by the run it was written for, never by a later one.")
+        if cmd.command == "set_limits":
+            options = [f"{LIMIT_OPTIONS[name]} {number_text(value)}" for name, value in cmd.args.items()]
+            return (f"{head} To run on with {'this limit' if len(options) == 1 else 'these limits'}: "
+                    f"`{cli_command('resume', self.storage.path)} {' '.join(options)}`.")
+        if cmd.command == "end_experiment":
+            return f"{head} There is nothing to end."
+        return (f"{head} Continue it with `{cli_command('resume', self.storage.path)}`, then send {cmd.command} "
+                "while it runs.")
 
     def outcome(self, command_id: str) -> dict[str, Any] | None:
         """The history entry of a command, once the driver has taken it up."""
@@ -132,35 +180,180 @@ class ControlStore:
         return None
 
     def history(self) -> list[dict[str, Any]]:
-        return list(read_jsonl(self.history_path))
+        """Every line of the history; a torn tail or a damaged line is skipped (warned)."""
+        try:
+            data = self.history_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        return json_lines(data, self.history_path, past_damage=True)[0]
 
     # -- the driver ------------------------------------------------------------------------
-    def take(self) -> Iterator[ControlCommand | tuple[str, str]]:
-        """Commands waiting in the folder, oldest first, each removed as it is taken; a file
-        that is not a command comes as (file name, why) so that the refusal is recorded."""
+    def take(self, run_id: str | None, limit: int = MAX_PER_POLL) -> list[ControlCommand | Rejected]:
+        """Up to ``limit`` files waiting in the folder, oldest first, each taken out of it:
+        commands for run ``run_id`` to apply, and files refused (set aside, with why)."""
         try:
-            names = sorted(name for name in os.listdir(self.inbox) if name.endswith(".json")
-                           and not name.startswith("."))
+            if not stat.S_ISDIR(os.lstat(self.inbox).st_mode):
+                return []  # a link or a file where the folder should be: read nothing through it
+            names = sorted(name for name in os.listdir(self.inbox)
+                           if name.endswith(".json") and not name.startswith(".") and name not in self._taken)
         except FileNotFoundError:
-            return
-        for name in names:
-            path = self.inbox / name
+            return []
+        except OSError as exc:  # unreadable (permissions, a failing disk): no command, and the driver goes on
+            if not self._unreadable:
+                self._unreadable = True
+                logger.warning("Control commands cannot be read from %s (%s); none is applied until it can be.",
+                               self.inbox, exc)
+            return []
+        taken: list[ControlCommand | Rejected] = []
+        for name in names[:limit]:
+            self._taken.add(name)
             try:
-                raw = json.loads(path.read_text())
-                cmd = ControlCommand(str(raw["id"]), raw["command"], validate(raw["command"], raw.get("args") or {}),
-                                     str(raw.get("origin", "?")), float(raw.get("time", time.time())))
+                item: ControlCommand | Rejected = self._read(name, run_id)
             except FileNotFoundError:
-                continue
-            except (ValueError, KeyError, TypeError, ControlRefused) as exc:
-                cmd = (name, f"not a valid command file: {exc}")
-            path.unlink(missing_ok=True)
-            yield cmd
+                continue  # gone since the listing
+            except _Bad as bad:
+                item = Rejected(name, bad.reason, **bad.seen)
+            except Exception as exc:  # noqa: BLE001 - whatever one file does, it refuses that file only
+                item = Rejected(name, f"it could not be read ({type(exc).__name__}: {shown(str(exc), 200)})")
+            if isinstance(item, Rejected):
+                item = dataclasses.replace(item, set_aside=self._set_aside(name))
+            else:
+                _remove(self.inbox / name)
+            taken.append(item)
+        return taken
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Append one line to the history (the driver is its only writer)."""
+    def _read(self, name: str, run_id: str | None) -> ControlCommand:
+        path = self.inbox / name
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _Bad(f"it is {_KINDS.get(stat.S_IFMT(mode), 'not a regular file')}; a command is a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the lstat
+                raise _Bad("it is not a regular file; a command is a regular file")
+            chunks, size = [], 0
+            while size <= MAX_FILE_BYTES and (chunk := os.read(fd, MAX_FILE_BYTES + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+        if size > MAX_FILE_BYTES:
+            raise _Bad(f"it holds more than {MAX_FILE_BYTES // 1024} KiB; a command is a few hundred bytes")
+        try:
+            raw = json.loads(b"".join(chunks).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _Bad("it is not UTF-8 text") from None
+        except RecursionError:
+            raise _Bad("it is not valid JSON (nested too deeply)") from None
+        except ValueError as exc:
+            raise _Bad(f"it is not valid JSON ({shown(str(exc), 120)})") from None
+        return _command(raw, run_id, self.storage.path)
+
+    def _set_aside(self, name: str) -> str | None:
+        """Move a refused file to ``rejected/``; remove it where it cannot be moved. Where it
+        went (None: removed)."""
+        source = self.inbox / name
+        folder = self.inbox / REJECTED_DIR
+        try:
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    raise  # not a folder of ours: a rename there could move the file anywhere
+            target = folder / name
+            if os.path.lexists(target):
+                target = folder / f"{name}.{time.time_ns()}"
+            os.rename(source, target)
+            return f"{CONTROL_DIR}/{REJECTED_DIR}/{target.name}"
+        except OSError:
+            _remove(source)
+            return None
+
+    def record(self, *entries: dict[str, Any]) -> None:
+        """Append lines to the history (the driver is its only writer), durably."""
+        if not entries:
+            return
+        if not self._repaired:
+            repair_tail(self.history_path)
+            self._repaired = True
         with open(self.history_path, "a") as handle:
-            handle.write(dumps(entry) + "\n")
+            handle.write("".join(dumps(entry) + "\n" for entry in entries))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _command(raw: Any, run_id: str | None, experiment: Path) -> ControlCommand:
+    """A parsed command file as a command of run ``run_id``, or _Bad saying why not."""
+    if not isinstance(raw, dict):
+        raise _Bad(f"it holds {shown(raw)}, not a command (a JSON object)")
+    seen: dict[str, Any] = {}  # what names the file in the history, as far as it can be trusted
+    if _is_id(raw.get("id")):
+        seen["id"] = raw["id"]
+    if _is_origin(raw.get("origin")):
+        seen["origin"] = raw["origin"]
+    if _is_time(raw.get("time")):
+        seen["sent"] = raw["time"]
+    if isinstance(raw.get("command"), str) and raw["command"] in COMMANDS:
+        seen["command"] = raw["command"]
+    unknown = [key for key in raw if key not in _FIELDS]
+    if unknown:
+        raise _Bad(f"{shown(unknown[0])} is not a field of a command (they are {', '.join(_FIELDS)})", **seen)
+    if "id" not in seen:
+        raise _Bad(f"its id is {shown(raw.get('id'))}, not up to 64 letters, digits, '_' or '-'", **seen)
+    if "origin" not in seen:
+        raise _Bad(f"its origin is {shown(raw.get('origin'))}, not a name of at most 64 characters", **seen)
+    if "time" in raw and "sent" not in seen:
+        raise _Bad(f"its time is {shown(raw['time'])}, not seconds since the epoch", **seen)
+    try:
+        cmd = clean_command(raw.get("command"), raw.get("args"))
+    except ConfigError as exc:
+        raise _Bad(str(exc), **seen) from None
+    seen["args"] = cmd.args
+    written_for = raw.get("run_id")
+    if written_for != run_id:
+        why = ("it names no run: it was written by hand or by an older raytuner" if written_for is None else
+               f"it was written for run {shown(written_for, 40)}, not this run ({run_id}): while no driver "
+               "ran the experiment, or for an earlier run")
+        raise _Bad(f"{why}. A command is applied only by the run it was written for; send it again if it still "
+                   f"holds: `{cli_command('control', experiment, *_flags(cmd))}`", **seen)
+    return ControlCommand(raw["id"], cmd.command, cmd.args, raw["origin"], float(seen.get("sent", time.time())),
+                          written_for)
+
+
+def _flags(cmd: Command) -> list[str]:
+    """``raytuner control`` options that send ``cmd`` again."""
+    if cmd.command == "set_limits":
+        return [part for name, value in cmd.args.items() for part in (LIMIT_OPTIONS[name], number_text(value))]
+    if cmd.command == "end_experiment":
+        return ["--end"]
+    return [f"--{cmd.command.replace('_', '-')}", cmd.args["trial_id"]]
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ID.fullmatch(value))
+
+
+def _is_origin(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable()
+
+
+def _is_time(value: Any) -> bool:
+    # Compared, never converted: int and float compare exactly, so a 400-digit integer is
+    # just too large (float() of it would raise OverflowError).
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e11
+
+
+def _remove(path: Path) -> None:
+    """Take a file (or a folder named like a command) out of the control folder."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass  # never taken again by this reader (ControlStore._taken); the next run refuses it
 
 
 def control_store(path: str | os.PathLike[str] | ExperimentStorage) -> ControlStore:
     return ControlStore(path if isinstance(path, ExperimentStorage) else ExperimentStorage(Path(path)))
+

@@ -38,8 +38,6 @@ from raytuner.errors import ExperimentError
 logger = logging.getLogger("raytuner")
 
 RESULTS_FILE = "results.jsonl"
-#: The bytes a writer cut from a torn tail, appended here for audit.
-TORN_FILE = "results.torn"
 MARKER_KEY = "_marker"
 ATTEMPT = "attempt"
 
@@ -139,29 +137,43 @@ def read_history(path: Path) -> History:
 
 def parse(data: bytes, path: Path) -> History:
     """Fold the bytes of a results.jsonl (``path`` names it in warnings and damage)."""
-    history = History()
+    lines, torn, damaged = json_lines(data, path)
+    return fold(lines, History(torn=torn, damaged=damaged))
+
+
+def json_lines(data: bytes, path: Path, *, past_damage: bool = False
+               ) -> tuple[list[dict[str, Any]], int, Damage | None]:
+    """The JSON objects of an append-only JSON-lines file (results.jsonl, control's
+    history.jsonl), the bytes of its torn tail (skipped, with a warning; 0: none) and its
+    first damaged line (None: none).
+
+    Reading stops at a damaged line, so that nothing after it is taken for the truth; with
+    ``past_damage`` every damaged line is skipped instead (a log that only informs).
+    """
     lines: list[dict[str, Any]] = []
+    damaged = None
     end = len(data)
+    torn = 0
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        history.torn = end - cut
+        torn = end - cut
         end = cut
-        logger.warning("%s ends in a line cut short (%d bytes, a crash during a write); it is skipped.",
-                       path, history.torn)
+        logger.warning("%s ends in a line cut short (%d bytes, a crash during a write); it is skipped.", path, torn)
     for number, raw in enumerate(data[:end].split(b"\n")[:-1] if end else (), start=1):
         if not raw.strip():
             continue
         try:
             line = json.loads(raw)
+            fault = None if isinstance(line, dict) else f"a {type(line).__name__}, not a JSON object"
         except (ValueError, RecursionError) as exc:
-            fault = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
-            history.damaged = Damage(path, number, f"not valid JSON ({fault})")
+            fault = "not valid JSON (" + ("nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]) + ")"
+        if fault is None:
+            lines.append(line)
+            continue
+        damaged = damaged or Damage(path, number, fault)
+        if not past_damage:
             break
-        if not isinstance(line, dict):
-            history.damaged = Damage(path, number, f"a {type(line).__name__}, not a JSON object")
-            break
-        lines.append(line)
-    return fold(lines, history)
+    return lines, torn, damaged
 
 
 def last_row(path: Path) -> dict[str, Any] | None:
@@ -198,8 +210,11 @@ def last_kept(reversed_lines: Iterable[bytes]) -> dict[str, Any] | None:
     return None
 
 
-def repair_tail(path: Path, trial_id: str) -> int:
-    """Cut a torn last line before appending; returns the bytes cut (kept in results.torn)."""
+def repair_tail(path: Path, trial_id: str | None = None) -> int:
+    """Cut a torn last line before a writer's first append to an append-only JSON-lines
+    file; returns the bytes cut, kept for audit beside it (``results.torn`` for
+    ``results.jsonl``). ``trial_id`` names the trial in the warning; None for a file that is
+    not a trial's (control's ``history.jsonl``)."""
     try:
         handle = open(path, "rb+")
     except FileNotFoundError:
@@ -212,10 +227,11 @@ def repair_tail(path: Path, trial_id: str) -> int:
         handle.seek(cut)
         torn = handle.read()
         handle.truncate(cut)
-    with open(path.with_name(TORN_FILE), "ab") as audit:
-        audit.write(torn + b"\n")
-    logger.warning("Trial %s: %s ended in a line cut short by a crash (%d bytes); it was cut before appending "
-                   "(kept in %s).", trial_id, path, len(torn), TORN_FILE)
+    audit = path.with_suffix(".torn")
+    with open(audit, "ab") as kept:
+        kept.write(torn + b"\n")
+    logger.warning("%s%s ended in a line cut short by a crash (%d bytes); it was cut before appending (kept in %s).",
+                   f"Trial {trial_id}: " if trial_id else "", path, len(torn), audit.name)
     return len(torn)
 
 

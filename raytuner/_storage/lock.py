@@ -31,6 +31,7 @@ Readers (``raytuner.load``, the CLI, the dashboard) never take the lock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import fcntl
 import json
@@ -65,11 +66,14 @@ class LockOwner:
     started: float  # when the holder took the lock (epoch seconds)
     heartbeat: float  # the holder's last sign of life (epoch seconds)
     token: str  # tells two holders with the same pid and host apart
+    #: The run this driver is (experiment.json's ``run_id``): control commands are written
+    #: for it. Empty in a record of an older raytuner.
+    run_id: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockOwner:
         return cls(int(data["pid"]), str(data["host"]), float(data["started"]), float(data["heartbeat"]),
-                   str(data.get("token", "")))
+                   str(data.get("token", "")), str(data.get("run_id", "")))
 
     def describe(self) -> str:
         since = datetime.datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M:%S")
@@ -154,6 +158,8 @@ class DriverLock:
         self._fd: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: This driver's run (uuid4 hex), new at each acquire; see :attr:`LockOwner.run_id`.
+        self.run_id = ""
 
     def acquire(self) -> DriverLock:
         """Take the lock or raise :class:`ExperimentError` naming the live holder."""
@@ -168,7 +174,8 @@ class DriverLock:
             os.close(fd)  # drops the flock, if it was taken
             raise
         now = time.time()
-        self._owner = LockOwner(os.getpid(), socket.gethostname(), now, now, uuid.uuid4().hex)
+        self.run_id = uuid.uuid4().hex
+        self._owner = LockOwner(os.getpid(), socket.gethostname(), now, now, uuid.uuid4().hex, self.run_id)
         self._fd = fd
         self._write(self._owner)
         self._stop.clear()
@@ -264,8 +271,7 @@ class DriverLock:
             if not self._still_ours():
                 return  # taken over from another host (we looked dead there): nothing of ours to keep fresh
             assert self._owner is not None
-            self._owner = LockOwner(self._owner.pid, self._owner.host, self._owner.started, time.time(),
-                                    self._owner.token)
+            self._owner = dataclasses.replace(self._owner, heartbeat=time.time())
             try:
                 self._write(self._owner)
             except OSError:
@@ -274,4 +280,4 @@ class DriverLock:
 
 def _dumps(owner: LockOwner) -> str:
     return json.dumps({"pid": owner.pid, "host": owner.host, "started": owner.started,
-                       "heartbeat": owner.heartbeat, "token": owner.token}) + "\n"
+                       "heartbeat": owner.heartbeat, "token": owner.token, "run_id": owner.run_id}) + "\n"

@@ -67,6 +67,25 @@ def local_path(path: Any) -> str | os.PathLike[str]:
     return path
 
 
+class URI(str):
+    """A place in cloud storage as every view shows it (``s3://bucket/prefix/exp``): a plain
+    ``str`` for fsspec and the provider's tools, with ``name``, ``parent`` and ``/`` as a
+    path has, so that code that shows an experiment's files reads the same for both."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> URI:
+        return URI(self.rstrip("/").rsplit("/", 1)[0])
+
+    def __truediv__(self, other: str | os.PathLike[str]) -> URI:
+        return URI(f"{self.rstrip('/')}/{os.fspath(other)}")
+
+
 def join(root: str | os.PathLike[str], name: str) -> str | Path:
     if is_uri(root):
         return f"{str(root).rstrip('/')}/{name}"

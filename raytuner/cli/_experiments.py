@@ -8,14 +8,14 @@ import datetime
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from raytuner._best import FrontMember
-from raytuner._display import time_text, value_text
+from raytuner._display import cli_command, time_text, value_text
 from raytuner._formats import flatten
+from raytuner._best import DEFAULT_SCOPE
 from raytuner._storage import DEFAULT_ROOT
+from raytuner.cli._front import best_json, front_view, summary_text
 from raytuner.cli._common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -30,6 +30,9 @@ from raytuner.cli._common import (
 )
 
 
+_SCOPES = {"last": "each trial's last report", "all": "each trial's best report"}
+
+
 def _metric_mode(results, args) -> tuple[str, str]:
     metric = getattr(args, "metric", None) or results.metric
     mode = getattr(args, "mode", None) or results.mode
@@ -40,31 +43,10 @@ def _metric_mode(results, args) -> tuple[str, str]:
                            f"({results.objectives.describe()}); pass --mode min or --mode max to rank by it.")
     if metric is None:
         raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
+    if not isinstance(metric, str) or mode not in ("min", "max"):
+        raise CLIError(f"Experiment {results.path.name!r} ranks trials by several objectives ({metric!r}); pass "
+                       "--metric NAME (and --mode) to rank them by one.")
     return metric, mode
-
-
-@dataclass
-class _Front:
-    """A multi-objective experiment as ``show`` and ``best`` present it."""
-
-    members: dict[str, FrontMember]  # by trial id, in the Pareto order
-    ranked: list  # the front, then the trials with finite last values by the Pareto order of those
-
-
-def _front_view(results, args) -> _Front | None:
-    """The front of a multi-objective experiment; None when trials are ranked by one metric
-    (one objective, or ``--metric`` given)."""
-    from raytuner._objectives import is_finite_value
-    from raytuner._pareto import pareto_order
-
-    if not results.objectives.multi or getattr(args, "metric", None):
-        return None
-    members = {m.trial.trial_id: m for m in results._front()}
-    points = {t.trial_id: results.objectives.signed(t.metrics) for t in results.trials}
-    others = [t for t in results.trials if t.trial_id not in members and is_finite_value(points[t.trial_id])]
-    ranked = [m.trial for m in members.values()]
-    ranked += [others[i] for i in pareto_order([points[t.trial_id] for t in others])] if others else []
-    return _Front(members, ranked)
 
 
 def _scored(results, metric: str) -> list:
@@ -93,61 +75,63 @@ def _no_metric(results, metric: str) -> CLIError:
         return CLIError(
             f"No trial of {name!r} succeeded: {len(failed)} of {len(results.trials)} failed{still}. The most "
             f"common error ({len(ids)} trials): {first.headline}{where}{others}. Tracebacks: "
-            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `raytuner show {name}` lists them all."
+            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `{cli_command('show', results.path)}` lists them all."
         )
     if unfinished and len(unfinished) == len(results.trials):
         return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished). "
                         "Try again in a moment.")
     reported = sorted({k for t in results.trials for k in t.metrics})
+    if not reported:
+        later = " Try again once they report." if unfinished else ""
+        return CLIError(f"No trial of {name!r} has reported any value ({len(results.trials)} trials): there is "
+                        f"nothing to rank or plot yet.{later}")
     return CLIError(
         f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
-        f"Metrics reported: {', '.join(reported) or 'none'}. Pass one with --metric."
+        f"Metrics reported: {', '.join(reported)}. Pass one with --metric."
     )
 
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
-    from raytuner.cli import _tables
-    from raytuner._formats import is_finite
-    from raytuner._objectives import Objectives, is_finite_value
-    from raytuner._pareto import pareto_front
+    from raytuner._best import best_trial, shown_value
+    from raytuner._results import read_trial
+    from raytuner._objectives import Objectives
+    from raytuner.cli._front import listing_text
     from raytuner._storage.experiment import ExperimentStorage
+    from raytuner.cli import _tables
     from raytuner.errors import ExperimentError
 
     root = _local_root(args.root)
     if not root.is_dir():
         raise CLIError(f"No folder {root}: there are no experiments there. Pass the storage root, e.g. "
                        f"`raytuner ls {DEFAULT_ROOT}`.", EXIT_NOT_FOUND)
-    rows = []
+    rows, damaged = [], []
     for folder in sorted(p for p in root.iterdir() if (p / "experiment.json").is_file()):
         storage = ExperimentStorage(folder)
         try:
-            meta = storage.read_experiment()
-            counts: dict[str, int] = {}
-            best = None
-            objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
-            sign = objectives.signs[0] if objectives.k == 1 else 1.0
-            points = []
-            for trial_id in storage.trial_ids():
-                record, _, _ = storage.read_trial(trial_id)
-                counts[record["status"]] = counts.get(record["status"], 0) + 1
-                if objectives.multi:  # several objectives: the size of the front of last values
-                    point = objectives.signed(record.get("metrics") or {})
-                    points += [point] if is_finite_value(point) else []
-                    continue
-                value = (record.get("metrics") or {}).get(objectives.metrics[0]) if objectives.k else None
-                if is_finite(value) and (best is None or sign * value < sign * best):
-                    best = value
-            if points:
-                best = f"front of {len(pareto_front(points))}"
-        except ExperimentError as exc:
-            rows.append((folder.name, "DAMAGED", str(exc)[:60], "-", "", "-"))
-            continue
-        status = meta.get("status", "?")
+            meta, damage = storage.read_experiment_record()
+        except ExperimentError:
+            continue  # removed since the listing
+        # trial.json and config.json only: the listing of a whole root reads no results.jsonl.
+        trials = [read_trial(storage, trial_id, history=False) for trial_id in storage.trial_ids()]
+        counts = _counts(trials)
+        status = "DAMAGED" if damage else meta.get("status", "?")
         if status == "RUNNING" and storage.live_driver() is None:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
-        rows.append((folder.name, status, _count_line(counts), value_text(best), meta.get("start_time") or meta.get("created"),
-                     ", ".join(objectives.metrics) or "-"))
+        metric, mode = meta.get("metric"), meta.get("mode", "min")
+        best = None
+        scope = meta.get("best_scope", DEFAULT_SCOPE)
+        if isinstance(metric, str) and mode in ("min", "max"):
+            found = best_trial(trials, metric, mode, scope)
+            # A failed trial's value is no result: `raytuner best` refuses it too.
+            best = shown_value(found, metric, mode, scope) if found and found.status.value != "FAILED" else None
+        best_text = listing_text(storage, meta, trials, scope) or value_text(best)  # several objectives: the front
+        if damage:
+            damaged.append(f"{folder.name}: {damage.describe()}")
+        damaged.extend(f"{folder.name}, trial {t.trial_id}: {t.damaged}" for t in trials if t.damaged)
+        rows.append((folder.name, _status_text(status, counts), _count_line(counts), best_text,
+                     meta.get("start_time") or meta.get("created"), ", ".join(Objectives.of(metric).metrics) or "-",
+                     _limits_text(meta)))
     if not rows:
         rich_console(stderr=True).print(f"No experiments in {root}.")
         return EXIT_OK
@@ -158,17 +142,34 @@ def cmd_ls(args: argparse.Namespace) -> int:
         started = [s[len(this_year):] for s in started]
     columns = [
         _tables.Column("name", [r[0] for r in rows]),
-        _tables.Column("status", [r[1] for r in rows]),
+        _tables.Column("status", [r[1] for r in rows], kind="text"),
         _tables.Column("trials", [r[2] for r in rows], kind="text"),
         _tables.Column("best", [r[3] for r in rows], kind="number"),
         _tables.Column("metric", [r[5] for r in rows], optional=True),
         _tables.Column("started", started, optional=True),
+        _tables.Column("limits", [r[6] for r in rows], kind="text", optional=True, priority=0),
     ]
     console = rich_console(wide=args.wide)
     hidden = print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
     if hidden:
         console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; --wide shows all)")
+    for line in damaged:
+        console.print(f"damaged: {escape(line)}", soft_wrap=True)
     return EXIT_OK
+
+
+def _counts(trials) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+    return counts
+
+
+def _status_text(status: str, counts: dict[str, int]) -> str:
+    """``COMPLETED, 11 of 20 failed``: the experiment's status, and the trials that failed
+    or whose files are damaged, so that no listing hides them."""
+    total = sum(counts.values())
+    return ", ".join([status] + [f"{counts[s]} of {total} {s.lower()}" for s in ("FAILED", "DAMAGED") if counts.get(s)])
 
 
 def _local_root(root: str) -> Path:
@@ -184,6 +185,18 @@ def _local_root(root: str) -> Path:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
 
 
+def _limits_text(meta: dict) -> str:
+    """The limits in force, as the Tuner, a control command or a resume set them last:
+    ``2 at once, 8 trials, 3600 s budget``."""
+    from raytuner._formats import is_finite
+
+    parts = []
+    for key, unit in (("max_concurrent", " at once"), ("num_trials", " trials"), ("time_budget_s", " s budget")):
+        if is_finite(meta.get(key)):
+            parts.append(value_text(meta[key], 6) + unit)
+    return ", ".join(parts)
+
+
 def _count_line(counts: dict[str, int]) -> str:
     """``12 (6 stopped, 1 failed)``: the total, and every status but COMPLETED."""
     total = sum(counts.values())
@@ -192,7 +205,7 @@ def _count_line(counts: dict[str, int]) -> str:
 
 
 def _by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
-    order = ["RUNNING", "PENDING", "PAUSED", "COMPLETED", "STOPPED", "FAILED"]
+    order = ["RUNNING", "PENDING", "PAUSED", "COMPLETED", "STOPPED", "FAILED", "DAMAGED"]
     return sorted(counts.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
 
 
@@ -200,22 +213,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     from raytuner.cli import _tables
     from raytuner._driver import failures
 
+    from raytuner._best import ranked, shown_value
+
     results = load(args.exp, args.root)
     _require_trials(results)
-    front = _front_view(results, args)
+    front = front_view(results, args)
     if front is None:
         metric, mode = _metric_mode(results, args)
-        metrics, heading = [metric], f"metric {escape(metric)} ({mode})"
-        sign = 1.0 if mode == "min" else -1.0
-        scored = _scored(results, metric)
-        ranked = sorted(scored, key=lambda t: sign * t.metrics[metric])
-    else:
-        metrics, metric = list(results.objectives.metrics), " and ".join(results.objectives.metrics)
+        own = metric == results.metric and mode == results.mode
+        order = ranked(results.trials, metric, mode, results.scope, own_metric=own)  # best first, as `best` says
+        scored, shown = _scored(results, metric), [metric]
+        heading = f"metric {escape(metric)} ({mode}), ranked by {_SCOPES[results.scope if own else 'last']}"
+    else:  # several objectives: the front first, marked, then the others in the Pareto order
+        order = front.ranked + [t for t in results.trials if t not in front.ranked]
+        scored, shown = front.ranked, list(results.objectives.metrics)
         heading = f"objectives {escape(results.objectives.describe())}"
-        scored = ranked = front.ranked
+    trials = order[: args.limit] if args.limit else order
     meta = results.meta
-    rest = [t for t in results.trials if t not in scored]
-    trials = (ranked + rest)[: args.limit] if args.limit else ranked + rest
     configs = {t.trial_id: flatten(t.config) for t in results.trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     constant = {} if args.wide or len(results.trials) < 2 else {
@@ -223,29 +237,44 @@ def cmd_show(args: argparse.Namespace) -> int:
         if len({json.dumps(c.get(p), sort_keys=True, default=repr) for c in configs.values()}) == 1
     }
     console = rich_console(wide=args.wide)
-    counts: dict[str, int] = {}
-    for trial in results.trials:
-        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
-    status = meta.get("status", "?")
-    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(status)}  {heading}")
+    counts = _counts(results.trials)
+    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(_status_text(results.status, counts))}  {heading}")
     if front is not None:
         console.print(f"Pareto front ({results.scope} reports): {len(front.members)} trials, marked *")
+    if results.damaged:
+        console.print(f"experiment.json is damaged: {escape(results.damaged)}", soft_wrap=True)
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
                   f"started {time_text(meta.get('start_time') or meta.get('created'))}")
-    console.print(f"searcher {escape(meta.get('searcher', '-'))}; scheduler {escape(meta.get('scheduler', '-'))}")
+    # The scheduler's arguments break between arguments, never inside one.
+    for line in _tables.call_lines(f"searcher {meta.get('searcher', '-')}; scheduler ", str(meta.get("scheduler", "-")),
+                                   console.width):
+        console.print(escape(line), soft_wrap=True)
     if constant:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
+    if front is None:  # the value ranked by, as the scope has it
+        values = [_tables.Column(f"best {metric}" if results.scope == "all" and own else metric,
+                                 [value_text(shown_value(t, metric, mode, results.scope, own)) for t in trials],
+                                 kind="number")]
+    else:
+        values = [_tables.Column(m, [value_text(t.metrics.get(m)) for t in trials], kind="number") for m in shown]
     columns = [_tables.Column("trial", [t.trial_id for t in trials])]
     if front is not None:
         columns.append(_tables.Column("front", ["*" if t.trial_id in front.members else "" for t in trials]))
     columns += [
         _tables.Column("status", [t.status.value.lower() for t in trials]),
         _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
-        *(_tables.Column(m, [value_text(t.metrics.get(m)) for t in trials], kind="number") for m in metrics),
+        *values,
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
-    fixed = len(columns)
+    # The other metrics the trials reported go with the time (--wide shows them all).
+    for name in dict.fromkeys(k for t in trials for k in t.metrics if k not in shown):
+        values = [t.metrics.get(name) for t in trials]
+        numeric = all(isinstance(v, (int, float)) or v is None for v in values)
+        columns.append(_tables.Column(name, [value_text(v) for v in values], kind="number" if numeric else "name",
+                                      optional=True, priority=0, max_width=None if args.wide else 16,
+                                      full_header=name))
+    first_param = len(columns)
     for param in params:
         if param in constant:
             continue
@@ -254,13 +283,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
-        for column in columns[fixed:]:
+        for column in columns[first_param:]:
             column.header = _tables.middle(column.header, max(12, max((len(c) for c in column.cells), default=0)))
     hidden = print_table(console, columns, wide=args.wide)
     if hidden:
         console.print(f"(left out to fit {console.width} columns: {escape(', '.join(hidden))}; --wide shows all)")
-    if args.limit and len(ranked) + len(rest) > args.limit:
-        console.print(f"({len(ranked) + len(rest) - args.limit} more trials; --limit 0 shows all)")
+    if args.limit and len(order) > args.limit:
+        console.print(f"({len(order) - args.limit} more trials; --limit 0 shows all)")
+    damaged = [t for t in results.trials if t.damaged]
+    if damaged:
+        console.print(f"\ndamaged trials ({len(damaged)}), left out of the ranking:")
+        for trial in damaged:
+            console.print(f"  {trial.trial_id}: {escape(trial.damaged)}", soft_wrap=True)
     failed = [(t.trial_id, t.error) for t in results.trials if t.status.value == "FAILED" and t.error]
     if failed:
         console.print(f"\nfailed trials ({len(failed)}), by error:")
@@ -276,25 +310,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from raytuner._best import best_trial
+
     results = load(args.exp, args.root)
     _require_trials(results)
-    front = _front_view(results, args)
+    front = front_view(results, args)
     if front is not None:  # several objectives: the front, as a JSON list
+        metrics = " and ".join(results.objectives.metrics)
         if not front.members:
-            raise _no_metric(results, " and ".join(results.objectives.metrics))
-        out = []
-        for member in front.members.values():
-            entry = {"trial_id": member.trial.trial_id, "config": member.trial.config, "objectives": member.values}
-            if args.full:
-                entry.update(status=member.trial.status.value, metrics=member.trial.metrics,
-                             iteration=member.iteration if member.iteration is not None else member.trial.iteration)
-            out.append(entry)
-        print(json.dumps(out, indent=2, default=repr))
+            raise _no_metric(results, metrics)
+        first = next(iter(front.members.values())).trial
+        if first.status.value == "FAILED":  # only when no other trial has values: no result to use
+            raise _failed_best(results, first, metrics)
+        print(best_json(front, args.full))
         return EXIT_OK
     metric, mode = _metric_mode(results, args)
-    if not _scored(results, metric):
+    own = metric == results.metric and mode == results.mode
+    best = best_trial(results.trials, metric, mode, results.scope, own_metric=own)
+    if best is None:
         raise _no_metric(results, metric)
-    best = results.get_best(metric, mode)
+    if best.status.value == "FAILED":  # only when no other trial has a value: no result to use
+        raise _failed_best(results, best, metric)
     out = best.config if not args.full else {
         "trial_id": best.trial_id, "status": best.status.value, "config": best.config, "metrics": best.metrics,
     }
@@ -302,13 +338,31 @@ def cmd_best(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _failed_best(results, best, metric: str) -> CLIError:
+    failed = sum(t.status.value == "FAILED" for t in results.trials)
+    if failed + sum(not t.status.is_finished() for t in results.trials) == len(results.trials):
+        return _no_metric(results, metric)  # no trial succeeded: its most common error says why
+    others = len(results.trials) - failed
+    return CLIError(
+        f"No trial of {results.path.name!r} that did not fail reported a finite {metric!r} ({others} other "
+        f"trial{'s' if others != 1 else ''}); the best value comes from trial {best.trial_id}, which FAILED. "
+        f"`raytuner show {results.path.name}` lists the failures; pass --metric to rank by another metric.")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from raytuner.errors import ConfigError, ExperimentError
 
     results = load(args.exp, args.root)
     _require_trials(results)
-    # Several objectives: the report draws the front, and each objective alone.
-    metric, mode = (args.metric, args.mode) if _front_view(results, args) else _metric_mode(results, args)
+    front = front_view(results, args)
+    if front is not None:  # several objectives: the report draws the front, and each objective alone
+        metric, mode = args.metric, args.mode
+        if not front.members:
+            raise _no_metric(results, " and ".join(results.objectives.metrics))
+    else:
+        metric, mode = _metric_mode(results, args)
+        if not _scored(results, metric):
+            raise _no_metric(results, metric)
     try:
         path = results.report(args.output, metric=metric, mode=mode)
     except ExperimentError as exc:
@@ -326,7 +380,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     path = locate(args.exp, args.root)
     load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
-        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget)
+        results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget,
+                                        max_concurrent=args.max_concurrent)
     except TrialsFailedError as exc:
         raise CLIError(str(exc)) from None
     except (ConfigError, ExperimentError) as exc:
@@ -340,17 +395,18 @@ def _summary(results) -> str:
     counts: dict[str, int] = {}
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
-    text = (f"{results.path.name}: {results.meta.get('status', '?')}, {len(results.trials)} trials "
+    from raytuner._best import best_trial, shown_value
+
+    text = (f"{results.path.name}: {results.status}, {len(results.trials)} trials "
             f"({', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))})")
     if results.objectives.multi:
-        front = [m.trial.trial_id for m in results._front()]
-        if front:
-            shown = ", ".join(front[:8]) + (f" and {len(front) - 8} more" if len(front) > 8 else "")
-            text += f"; Pareto front of {len(front)} (trials {shown})"
-    elif results.metric and _scored(results, results.metric):
-        best = results.best
-        text += f"; best {results.metric}={value_text(best.metrics.get(results.metric))} (trial {best.trial_id})"
-    return text + f".\nSee them with: raytuner show {results.path}"
+        text += summary_text(results)
+    else:
+        best = best_trial(results.trials, results.metric, results.mode, results.scope) if results.metric else None
+        if best is not None and best.status.value != "FAILED":
+            value = shown_value(best, results.metric, results.mode, results.scope)
+            text += f"; best {results.metric}={value_text(value)} (trial {best.trial_id})"
+    return text + f".\nSee them with: {cli_command('show', results.path)}"
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
@@ -448,18 +504,21 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
     exp_args(p)
-    p.add_argument("--num-trials", type=int, help="extend the experiment to this many trials")
+    p.add_argument("--num-trials", type=int, metavar="N", help="extend the experiment to this many trials")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")
 
     p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
     exp_args(p)
     p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
     p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
 
-    p = add("export", cmd_export, "Export trials (or every report) as CSV or JSON.")
+    p = add("export", cmd_export, "Export trials (or every report) as CSV (default) or JSON.")
     exp_args(p)
-    fmt = p.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="comma-separated values")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
+                     help="comma-separated values (the default)")
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
+    p.set_defaults(format="csv")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Callable
 
+from raytuner._display import cli_command
 from raytuner._storage import DEFAULT_ROOT
 from raytuner.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, locate
 
@@ -36,7 +37,9 @@ def _storage(exp: str, root: str):
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from raytuner._storage.control import ControlRefused, control_store, validate
+    from raytuner._control_values import clean_command
+    from raytuner._storage.control import ControlRefused, control_store
+    from raytuner.errors import ConfigError
 
     storage = _storage(args.exp, args.root)
     if storage.uri is not None:  # a reader's copy of a bucket: no driver reads commands there
@@ -55,10 +58,10 @@ def cmd_control(args: argparse.Namespace) -> int:
     if not wanted:
         raise CLIError("Nothing to do: pass --max-concurrent N, --num-trials N, --time-budget SECONDS, "
                        "--stop-trial ID, --retry-trial ID or --end.", EXIT_USAGE)
-    for command, command_args in wanted:  # malformed values are usage errors, before anything is sent
+    for command, command_args in wanted:  # values out of bounds are usage errors, before anything is sent
         try:
-            validate(command, command_args)
-        except ControlRefused as exc:
+            clean_command(command, command_args)
+        except ConfigError as exc:
             raise CLIError(str(exc), EXIT_USAGE) from None
     store = control_store(storage)
     sent = []
@@ -74,43 +77,76 @@ def cmd_control(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + WAIT_S
     refused = False
     for cmd in sent:
-        while (entry := store.outcome(cmd.id)) is None and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the history file: the driver writes it, we only read
+        # Polling the history file: the driver writes it, we only read.
+        while (entry := store.outcome(cmd.id)) is None and time.monotonic() < deadline \
+                and storage.live_driver() is not None:
+            time.sleep(0.1)
         if entry is None:
-            print(f"{cmd.command}: queued ({cmd.id}); the driver has not taken it up yet. "
-                  f"`raytuner dashboard` or {store.history_path} shows when it does.")
-        else:
+            entry = store.outcome(cmd.id)  # it may have come with the driver's end
+        if entry is not None:
             refused |= not entry["accepted"]
             print(f"{cmd.command}: {'applied' if entry['accepted'] else 'refused'}: {entry['message']}")
+        elif storage.live_driver() is None:
+            refused = True
+            print(f"{cmd.command}: not applied: the driver ended before taking it up (no later run applies it).")
+        else:
+            print(f"{cmd.command}: queued ({cmd.id}); the driver has not taken it up yet. "
+                  f"`raytuner dashboard` or {store.history_path} shows when it does.")
     return 1 if refused else EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from raytuner._storage.experiment import read_json
-
     storage = _storage(args.exp, args.root)
     trial = args.trial
     if not trial.isalnum() or not (storage.trial_path(trial) / "config.json").is_file():
-        raise CLIError(f"Experiment {storage.name!r} has no trial {trial!r}; `raytuner show {args.exp}` lists them.",
-                       EXIT_NOT_FOUND)
-    offset = 0
-    while True:
-        text, offset = storage.read_log(trial, offset)
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        if not args.follow:
-            break
-        record = storage.trial_path(trial) / "trial.json"
-        ended = record.is_file() and read_json(record).get("status") in ("COMPLETED", "STOPPED", "FAILED")
-        if ended or storage.read_experiment().get("status") != "RUNNING":
-            text, offset = storage.read_log(trial, offset)  # what landed with the trial's end
-            sys.stdout.write(text)
+        raise CLIError(f"Experiment {storage.name!r} has no trial {trial!r}; `{cli_command('show', args.exp)}` lists "
+                       "them.", EXIT_NOT_FOUND)
+    text, offset = storage.read_log(trial)
+    _write(text)
+    while args.follow:
+        why = _stopped_following(storage, trial)
+        text, offset = storage.read_log(trial, offset)  # what landed with the trial's end, or since the last look
+        _write(text)
+        if why is not None:
+            print(f"(stopped following: {why})", file=sys.stderr)
             break
         time.sleep(0.5)  # a tail -f: the driver appends as reports arrive
-    if offset == 0 and not args.follow:
+    status, error = _trial_end(storage, trial)
+    if status == "FAILED" and error:
+        # What it printed, then why it failed: its traceback is what a failed trial's log is read for.
+        _write(f"--- trial {trial} failed; its traceback ({storage.trial_path(trial) / 'error.txt'}): ---\n{error}")
+    elif offset == 0 and not args.follow:
         print(f"(trial {trial} has printed nothing)", file=sys.stderr)
     return EXIT_OK
+
+
+def _write(text: str) -> None:
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _trial_end(storage, trial: str) -> tuple[str | None, str | None]:
+    """The trial's status and recorded error, as far as its files can tell."""
+    from raytuner.errors import ExperimentError
+
+    try:
+        record, _, error = storage.read_trial(trial)
+    except (ExperimentError, OSError):  # not started yet, or damaged: there is no end to tell
+        return None, None
+    status = record.get("status") if isinstance(record, dict) else None
+    return (status if isinstance(status, str) else None), error
+
+
+def _stopped_following(storage, trial: str) -> str | None:
+    """Why ``logs -f`` has nothing more to wait for, or None while the trial may print more."""
+    status, _ = _trial_end(storage, trial)
+    if status in ("COMPLETED", "STOPPED", "FAILED"):
+        return f"trial {trial} ended {status}"
+    if storage.live_driver() is None:
+        return (f"no driver runs {storage.name!r} now, so trial {trial} prints nothing more until the experiment "
+                f"is resumed (`{cli_command('resume', storage.path)}`)")
+    return None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -41,6 +41,51 @@ def middle(text: str, width: int) -> str:
     return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
+def call_lines(prefix: str, call: str, width: int | None) -> list[str]:
+    """``prefix + call`` (``call`` as ``Name(a=1, b='x')``, a component's repr) in lines of
+    at most ``width``, broken only between arguments; later lines are indented under the
+    first argument (by 4 when that is past half the width). An argument is never split,
+    even one longer than the width.
+
+    >>> call_lines("scheduler ", "ASHA(max_resource=27, reduction_factor=3)", 34)
+    ['scheduler ASHA(max_resource=27,', '               reduction_factor=3)']
+    """
+    opening = call.find("(")
+    if width is None or len(prefix) + len(call) <= width or opening < 0 or not call.endswith(")"):
+        return [prefix + call]
+    head = prefix + call[: opening + 1]
+    indent = " " * (len(head) if len(head) <= width // 2 else 4)
+    args = _top_level_args(call[opening + 1 : -1])
+    lines, current = [], head
+    for number, arg in enumerate(args):
+        piece = arg + ("," if number < len(args) - 1 else ")")
+        fresh = current == indent
+        if not fresh and len(current) + (current != head) + len(piece) > width:
+            lines.append(current)
+            current = indent + piece
+        else:
+            current += ("" if fresh or current == head else " ") + piece
+    return [*lines, current]
+
+
+def _top_level_args(text: str) -> list[str]:
+    """``a=1, b=[2, 3], c='x, y'`` as ``["a=1", "b=[2, 3]", "c='x, y'"]``."""
+    args, depth, quote, start = [], 0, "", 0
+    for at, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote and text[at - 1] != "\\" else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            args.append(text[start:at].strip())
+            start = at + 1
+    return [*args, text[start:].strip()] if text.strip() else args
+
+
 @dataclass
 class Column:
     header: str

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial, shown_value
 from raytuner._control_values import TRIAL_ID_RE
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
@@ -181,6 +182,11 @@ class ExperimentView:
                 fault = config_fault(config) if config is not None else "missing"
                 if fault:
                     return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'config.json')}: {fault}")
+            # A line damaged before the end of results.jsonl: looked for when trial.json changes
+            # (a new status), so a finished trial's file is read once.
+            fault = self.files.jsonl(path / "results.jsonl")[1]
+            if fault:
+                return _damaged_entry(mtime, trial_id, fault)
         except (Damaged, Refused) as exc:
             return _damaged_entry(mtime, trial_id, str(exc))
         return _TrialEntry(mtime, record, config, flatten(config))
@@ -233,7 +239,8 @@ class ExperimentView:
             return None
         if status == DAMAGED:
             return f"Its experiment.json is damaged ({cache.damaged}), so it cannot be steered."
-        resume = f"`raytuner resume {self.path}` continues it (--num-trials, --time-budget change its limits)."
+        resume = (f"`raytuner resume {self.path}` continues it (--max-concurrent, --num-trials, --time-budget set "
+                  "its limits).")
         if status == INTERRUPTED:
             return ("Its driver is gone (it stopped without saying so: a crash, a kill, a lost machine), so no "
                     f"command can reach it. {resume}")
@@ -243,16 +250,10 @@ class ExperimentView:
         cache = self.refresh()
         meta = cache.meta
         metric, mode = meta.get("metric"), meta.get("mode", "min")
-        sign = 1.0 if mode == "min" else -1.0
         counts: dict[str, int] = {}
-        best = None
-        for trial_id, entry in cache.trials.items():
+        for entry in cache.trials.values():
             counts[entry.status] = counts.get(entry.status, 0) + 1
-            if entry.damaged or isinstance(metric, list):  # several objectives: the front, below
-                continue
-            for value in (self._value(entry, metric), _signed_best(entry.record, sign)):
-                if is_finite(value) and (best is None or sign * value < sign * best[1]):
-                    best = (trial_id, value)
+        best = self._best(cache, metric, mode)
         start, end = meta.get("start_time"), meta.get("end_time")
         status = self.status(cache)
         elapsed = None
@@ -273,6 +274,19 @@ class ExperimentView:
             "damaged": cache.damaged, "not_steerable": self.steering(cache),
             "version": list(cache.signature),
         }
+
+    def _best(self, cache: _Cache, metric: Any, mode: Any) -> tuple[str, float] | None:
+        """The best trial and its value by the one rule every view uses
+        (:func:`raytuner._best.best_trial`), in the experiment's ``best_scope``."""
+        if not isinstance(metric, str) or mode not in ("min", "max"):
+            return None
+        scope = cache.meta.get("best_scope")
+        scope = scope if scope in SCOPES else DEFAULT_SCOPE
+        ranked = [_Ranked(trial_id, entry.status, {metric: self._value(entry, metric)},
+                          entry.record.get("best_value") if is_finite(entry.record.get("best_value")) else None)
+                  for trial_id, entry in cache.trials.items()]
+        found = best_trial(ranked, metric, mode, scope)
+        return None if found is None else (found.trial_id, shown_value(found, metric, mode, scope))
 
     @staticmethod
     def _value(entry: _TrialEntry, metric: str | None) -> Any:
@@ -368,7 +382,7 @@ class ExperimentView:
             "trial_id": trial_id, "experiment": self.name, "metric": cache.meta.get("metric"),
             "record": entry.record, "config": entry.config, "rows": rows,
             "checkpoints": sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_")),
-            "error": error, "damaged": "; ".join(faults + ([fault] if fault else [])) or None,
+            "error": error, "damaged": "; ".join(dict.fromkeys(faults + ([fault] if fault else []))) or None,
             "not_steerable": why, **_actions(status, why is None),
         }
 
@@ -379,10 +393,14 @@ def _actions(status: str, steerable: bool) -> dict[str, bool]:
             "can_retry": steerable and status == TrialStatus.FAILED.value}
 
 
-def _signed_best(record: dict[str, Any], sign: float) -> Any:
-    """trial.json keeps best_value signed to minimize; back to the metric's own sign."""
-    value = record.get("best_value")
-    return sign * value if is_finite(value) else None
+@dataclass(frozen=True)
+class _Ranked:
+    """What :func:`raytuner._best.best_trial` ranks a trial by."""
+
+    trial_id: str
+    status: str
+    metrics: dict[str, Any]
+    best_value: float | None
 
 
 class Root:

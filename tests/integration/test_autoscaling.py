@@ -16,11 +16,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests._helpers import start_ray_head
 
 pytestmark = pytest.mark.slow
 
@@ -114,21 +115,11 @@ def fake_cluster(tmp_path):
     # would otherwise make `ray start` require one that our driver does not send.
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}", "--num-cpus=1", "--num-gpus=0",
-         f"--autoscaling-config={config_path}", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-         f"--ray-client-server-port={_free_port()}", "--dashboard-agent-listen-port=0", "--disable-usage-stats"],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    output = []
-    for line in head.stdout:  # `ray start` says when the head is up
-        output.append(line)
-        if "Ray runtime started" in line:
-            break
-    else:
-        _kill_ours(head, temp_dir)
-        pytest.fail("the fake cluster's head did not start:\n" + "".join(output[-30:]))
-    threading.Thread(target=head.stdout.read, daemon=True).start()  # keep the pipe drained
+    head = start_ray_head(
+        [f"--port={port}", "--num-cpus=1", "--num-gpus=0", f"--autoscaling-config={config_path}",
+         f"--temp-dir={temp_dir}", "--include-dashboard=false", f"--ray-client-server-port={_free_port()}",
+         "--dashboard-agent-listen-port=0", "--disable-usage-stats"],
+        env, lambda head: _kill_ours(head, temp_dir))
     try:
         yield f"{ip}:{port}", env
     finally:

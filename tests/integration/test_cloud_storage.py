@@ -59,12 +59,19 @@ def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, mo
         assert f"trials/{trial.trial_id}/checkpoint_000002/epoch" not in keys  # checkpoints_to_keep=1, also there
     assert {"tuner.pkl", "state.pkl"} <= set(keys)
     assert not any(tmp_path.glob("s3*")), "nothing may land in a local folder named after the URI"
+    # Every path shown is the URI, a str; the staging copy is gone once everything is in the bucket.
+    assert results.path == uri and isinstance(results.path, str) and results.path.name == "swept"
+    for trial in results.trials:
+        assert trial.path == f"{uri}/trials/{trial.trial_id}"
+        assert trial.checkpoint == f"{uri}/trials/{trial.trial_id}/checkpoint_000003"
+    assert not [p for p in (tmp_path / "cache/raytuner/stage").rglob("*") if p.is_file()]
 
     # A reader elsewhere: another cache, the bucket alone.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))
     loaded = rt.load(uri)
     assert loaded.dataframe().equals(results.dataframe())
-    assert loaded.best.checkpoint is not None and (loaded.best.checkpoint / "epoch").read_text() == "3"
+    assert loaded.best.checkpoint == f"{uri}/trials/{results.best.trial_id}/checkpoint_000003"  # the URI
+    assert _get(uri, f"trials/{results.best.trial_id}/checkpoint_000003/epoch") == b"3"
     assert len(loaded.history(results.best.trial_id)) == 3
 
     capsys.readouterr()
@@ -118,3 +125,23 @@ def test_a_lost_head_resumes_on_a_fresh_one_from_the_bucket_alone(bucket, tmp_pa
     assert after.meta["status"] == "COMPLETED" and after.meta["resumed"] == 1
     assert {t.trial_id: list(after.history(t.trial_id)["epoch"]) for t in after.trials} == {t.trial_id: list(results.history(t.trial_id)["epoch"]) for t in results.trials}
     assert all(list(after.history(t.trial_id)["epoch"])[-1] == 4 for t in after.trials), {t.trial_id: (t.status, list(after.history(t.trial_id)["epoch"])) for t in after.trials}
+
+
+def failing(config):
+    rt.report({"loss": config["x"]})
+    if config["x"] > 1.5:
+        raise KeyError("lr")
+
+
+def test_messages_name_the_uri_and_no_staging_copy_is_left(bucket, tmp_path, capsys):
+    uri = f"{bucket}/exps/mixed"
+    results = rt.Tuner(failing, space={"x": rt.grid([1.0, 2.0])}, metric="loss", storage_path=f"{bucket}/exps",
+                       name="mixed", verbose=1, tensorboard=False).fit()
+    out = capsys.readouterr().out
+    assert f"Full tracebacks: {uri}/trials/00001/error.txt" in out, out
+    assert str(results.path) == uri and results["00001"].path == f"{uri}/trials/00001"
+    assert not [p for p in (tmp_path / "cache/raytuner/stage").rglob("*") if p.is_file()]
+    # Resuming a finished experiment from the bucket answers from it, and leaves no copy either.
+    assert rt.Tuner.resume(uri, verbose=0).path == uri
+    assert not [p for p in (tmp_path / "cache/raytuner/stage").rglob("*") if p.is_file()]
+    assert rt.load(uri).best.trial_id == "00000"  # the failed trial never best

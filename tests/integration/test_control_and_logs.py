@@ -19,7 +19,7 @@ from raytuner import TrialStatus
 from raytuner._storage.control import control_store
 from raytuner.cli import main
 
-from tests._helpers import wait_for
+from tests._helpers import Steer, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -49,23 +49,6 @@ def cli(*argv: str) -> tuple[int, str]:
     with redirect_stdout(out):
         code = main(list(argv))
     return code, out.getvalue()
-
-
-class Steer(threading.Thread):
-    """Runs ``script(path)`` against the experiment once it runs; keeps what went wrong."""
-
-    def __init__(self, path: Path, script):
-        super().__init__(daemon=True)
-        self.path, self.script, self.error = path, script, None
-
-    def run(self):
-        try:
-            wait_for(lambda: (self.path / "experiment.json").is_file()
-                     and json.loads((self.path / "experiment.json").read_text())["status"] == "RUNNING",
-                     "the experiment to run")
-            self.script(self.path)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            self.error = exc
 
 
 def test_control_from_the_cli_steers_the_sweep_and_each_trial_has_its_own_log(storage):

@@ -247,13 +247,14 @@ def test_end_experiment_and_stop_ask_first(site, page):
     page.wait_for_function("() => document.getElementById('control-status').textContent === 'Not ended.'")
     page.click('tr[data-trial="00001"] button.stop')
     page.wait_for_function("() => document.getElementById('control-status').textContent.includes('not stopped')")
-    assert list(store.take()) == []  # dismissed: nothing sent
+    run_id = store.storage.live_driver().run_id
+    assert store.take(run_id) == []  # dismissed: nothing sent
     answer[0] = "accept"
     page.click("#end-experiment")
     page.wait_for_function("() => document.getElementById('control-status').textContent.includes('sent')")
     page.click('tr[data-trial="00001"] button.stop')
     page.wait_for_function("() => document.getElementById('control-status').textContent.includes('stop_trial sent')")
-    assert [(c.command, c.args, c.origin) for c in store.take()] == [
+    assert [(c.command, c.args, c.origin) for c in store.take(run_id)] == [
         ("end_experiment", {}, "dashboard"), ("stop_trial", {"trial_id": "00001"}, "dashboard")]
     assert answers[0].startswith("End experiment live?") and answers[1].startswith("Stop trial 00001?")
     assert len(answers) == 4

@@ -35,7 +35,7 @@ def test_every_trial_failing_is_shown_once_summed_up_and_raised(storage, capsys)
     assert 'test_failures.py:17 in broken: return config["missing"]' in out
     # At the end: a summary that says where the tracebacks are.
     assert "[raytuner] 4 of 4 trials failed:" in out
-    assert "KeyError: 'missing'  (trials 00000, 00001, 00002, 00003)" in out
+    assert "KeyError: 'missing'  (4 trials: 00000, 00001, 00002, 00003)" in out
     assert str(storage / "broken" / "trials") in out and "error.txt" in out
     # Raised to the caller, after everything was saved; the experiment ended FAILED.
     message = str(info.value)
@@ -48,12 +48,17 @@ def test_every_trial_failing_is_shown_once_summed_up_and_raised(storage, capsys)
         info.value.results.best
 
 
-def test_some_trials_failing_return_results_with_a_summary(storage, capsys):
-    results = rt.Tuner(half_broken, space={"x": rt.grid([0.25, 0.75, 0.9])}, metric="loss",
-                       storage_path=storage, name="half", tensorboard=False).fit()
+def test_some_trials_failing_return_results_with_a_summary_one_block_per_raising_line(storage, capsys):
+    xs = [0.25, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+    results = rt.Tuner(half_broken, space={"x": rt.grid(xs)}, metric="loss", storage_path=storage, name="half",
+                       tensorboard=False).fit()
     out = capsys.readouterr().out
     assert results.meta["status"] == "COMPLETED"
     assert results.best.config["x"] == 0.25
-    assert "[raytuner] 2 of 3 trials failed:" in out
-    assert sum("failed: ValueError: x=0." in line for line in out.splitlines()) == 2  # two messages: two errors
-    assert "in half_broken: raise ValueError" in out
+    assert "[raytuner] 7 of 8 trials failed:" in out
+    # Seven messages, one raising line: one problem, told once live and once at the end, with its count.
+    assert sum("failed: ValueError: x=0." in line for line in out.splitlines()) == 1, out
+    (summary,) = [line for line in out.splitlines() if line.startswith("[raytuner]   ValueError: x=0.")]
+    assert summary.endswith("is too large for this model (and 6 other messages)  "
+                            "(7 trials: 00001, 00002, 00003, 00004, 00005 and 2 more)"), summary
+    assert out.count("in half_broken: raise ValueError") == 2

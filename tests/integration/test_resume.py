@@ -6,11 +6,13 @@ import json
 import pathlib
 import pickle
 import tempfile
+import time
 
 import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._display import cli_command
 from raytuner.schedulers import ASHAScheduler
 
 from tests._helpers import InterruptAfter
@@ -19,12 +21,14 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def counting(config):
-    """Six epochs; checkpoints every epoch; resumes where its checkpoint says."""
+    """Six epochs (of ``pause`` seconds); checkpoints every epoch; resumes where its
+    checkpoint says."""
     start = 0
     restored = rt.get_checkpoint()
     if restored is not None:
         start = int((restored / "epoch").read_text())
     for epoch in range(start + 1, 7):
+        time.sleep(config.get("pause", 0))
         out = pathlib.Path(tempfile.mkdtemp())
         (out / "epoch").write_text(str(epoch))
         rt.report({"loss": config["x"] / epoch, "epoch": epoch}, checkpoint=out)
@@ -35,7 +39,7 @@ def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):
     first = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, name="exp",
                      callbacks=[InterruptAfter(15)], verbose=0, seed=3, tensorboard=False).fit()
     assert first.meta["status"] == "INTERRUPTED"
-    assert f"Continue with: raytuner resume {first.path}" in caplog.text  # the Ctrl-C message says how
+    assert f"Continue with: {cli_command('resume', first.path)}" in caplog.text  # the Ctrl-C message says how
     statuses = {t.trial_id: t.status for t in first.trials}
     assert TrialStatus.PENDING in statuses.values(), "Ctrl-C leaves the running trials resumable"
     finished_before = {t.trial_id: (first.path / "trials" / t.trial_id / "trial.json").read_text()
@@ -106,7 +110,7 @@ def test_cli_resume_extends_an_experiment(storage, capsys):
                      verbose=0).fit()
     assert cli.main(["resume", str(first.path), "--num-trials", "2"]) == 0
     out = capsys.readouterr().out
-    assert "COMPLETED, 2 trials (2 completed)" in out and f"raytuner show {first.path}" in out
+    assert "COMPLETED, 2 trials (2 completed)" in out and cli_command("show", first.path) in out
     again = rt.load(first.path)
     assert [t.status for t in again.trials] == [TrialStatus.COMPLETED] * 2
     assert (first.path / "tensorboard" / again.trials[1].trial_id).is_dir(), "logging goes on after a resume"
@@ -171,3 +175,93 @@ def test_resuming_a_finished_experiment_answers_without_starting_ray(storage):
     assert done.returncode == 0, done.stderr
     assert "[raytuner] done: already finished (2 trials: 2 completed); nothing to resume." in done.stdout
     assert "ray started: False 2" in done.stdout
+
+
+# -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
+class Watch(rt.Callback):
+    """The most trials running at once (from the driver's start and end notices); sends a
+    control command at the first report, and Ctrl-C after ``interrupt_after`` reports."""
+
+    def __init__(self, command=None, interrupt_after=None):
+        self.command, self.left = command, interrupt_after
+        self.running: set[str] = set()
+        self.most = 0
+
+    def on_experiment_start(self, path, meta):
+        self.path = path
+
+    def on_trial_start(self, trial_id, config):
+        self.running.add(trial_id)
+        self.most = max(self.most, len(self.running))
+
+    def on_trial_end(self, trial):
+        self.running.discard(trial.trial_id)
+
+    def on_trial_result(self, trial_id, result):
+        from raytuner._storage.control import control_store
+
+        if self.command is not None:
+            control_store(self.path).submit(*self.command, origin="test")
+            self.command = None
+        if self.left is not None:
+            self.left -= 1
+            if self.left == 0:
+                raise KeyboardInterrupt
+
+
+def test_a_limit_set_by_control_survives_resume_and_a_resume_argument_wins(storage, capsys):
+    from raytuner import cli
+
+    space = {"x": rt.uniform(0, 1), "pause": 0.05}
+    first = rt.Tuner(counting, space=space, metric="loss", num_trials=8, max_concurrent=2, storage_path=storage,
+                     name="limited", verbose=0, tensorboard=False,
+                     callbacks=[Watch(("set_limits", {"max_concurrent": 1}), interrupt_after=14)]).fit()
+    assert first.meta["status"] == "INTERRUPTED"
+    assert (first.meta["max_concurrent"], first.meta["limits"]) == (1, {"max_concurrent": 1})
+
+    watch = Watch(interrupt_after=8)
+    again = rt.Tuner.resume(first.path, counting, verbose=0, callbacks=[watch])
+    assert again.meta["status"] == "INTERRUPTED"
+    assert watch.most == 1, "the limit set by control holds after the resume"
+    assert (again.meta["max_concurrent"], again.meta["limits"]) == (1, {"max_concurrent": 1})
+    capsys.readouterr()
+    assert cli.main(["ls", str(storage), "--wide"]) == 0
+    assert "1 at once" in next(line for line in capsys.readouterr().out.splitlines() if "limited" in line)
+
+    last = rt.Tuner.resume(first.path, counting, verbose=0, max_concurrent=2, num_trials=9)
+    assert last.meta["status"] == "COMPLETED" and len(last.trials) == 9
+    assert (last.meta["max_concurrent"], last.meta["num_trials"]) == (2, 9)
+    assert last.meta["limits"] == {"max_concurrent": 2, "num_trials": 9}  # recorded as a command's are
+    with pytest.raises(rt.ConfigError, match=r"Tuner.resume: `max_concurrent` is 1e\+308, but must be a whole"):
+        rt.Tuner.resume(first.path, counting, max_concurrent=1e308)
+
+
+def test_commands_sent_while_no_driver_runs_are_refused_and_never_applied_by_a_resume(storage, capsys):
+    from raytuner import cli
+    from raytuner._storage.control import control_store
+
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1), "pause": 0.05}, metric="loss", num_trials=4, max_concurrent=2,
+                     storage_path=storage, name="dead", verbose=0, tensorboard=False,
+                     callbacks=[Watch(interrupt_after=6)]).fit()
+    assert first.meta["status"] == "INTERRUPTED"
+    capsys.readouterr()
+    assert cli.main(["control", str(first.path), "--end"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no live driver to apply end_experiment: it is INTERRUPTED" in err and "nothing to end" in err
+    assert cli.main(["control", str(first.path), "--max-concurrent", "1"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"`{cli_command('resume', first.path)} --max-concurrent 1`" in err
+    assert not (first.path / "control").exists(), "nothing was queued"
+    # One written by the last driver's run, that it never took up (it died first).
+    (first.path / "control").mkdir()
+    stale = {"id": "5ca1ab1e", "command": "end_experiment", "args": {}, "origin": "cli", "time": time.time(),
+             "run_id": first.meta["run_id"]}
+    (first.path / "control" / "00000000000000000001-5ca1ab1e.json").write_text(json.dumps(stale))
+
+    results = rt.Tuner.resume(first.path, counting, verbose=0)
+    assert results.meta["status"] == "COMPLETED" and results.meta["run_id"] != first.meta["run_id"]
+    assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 4, "the stale --end was not applied"
+    (entry,) = control_store(first.path).history()
+    assert (entry["id"], entry["command"], entry["accepted"]) == ("5ca1ab1e", "end_experiment", False)
+    assert f"written for run '{first.meta['run_id']}', not this run" in entry["message"]
+    assert (first.path / "control" / "rejected" / "00000000000000000001-5ca1ab1e.json").is_file()

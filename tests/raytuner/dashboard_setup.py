@@ -43,6 +43,14 @@ def root(tmp_path):
         close(_APPS.pop())
 
 
+def queued(path: Path) -> list:
+    """What the live driver of ``path`` takes from its control folder (each command, or why
+    it refused one)."""
+    from raytuner._storage.control import control_store
+
+    return control_store(path).take(ExperimentStorage(path).live_driver().run_id)
+
+
 def client(root, **kw) -> TestClient:
     app = create_app(root, loopback_only=True, **kw)
     _APPS.append(app)

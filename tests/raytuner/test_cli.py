@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,11 @@ def test_export_csv_json_and_history(root, capsys, tmp_path):
     assert code == 0 and len(rows) == 4 * (1 + 3 + 9) and {"trial_id", "loss", "iteration"} <= set(rows[0])
 
 
+def test_export_without_a_format_writes_csv(root, capsys):
+    code, out, _ = run(capsys, "export", str(root / "exp"))
+    assert code == 0 and len(pd.read_csv(pd.io.common.StringIO(out))) == 12
+
+
 def test_report_writes_the_file(root, capsys, tmp_path):
     pytest.importorskip("plotly")
     code, out, _ = run(capsys, "report", str(root / "older"), "-o", str(tmp_path / "r.html"))
@@ -134,7 +140,7 @@ def test_empty_experiment_and_unreported_metric(tmp_path, capsys):
 
 
 def test_usage_errors_and_help(capsys):
-    assert run(capsys, "export", "x")[0] == 2  # --csv or --json is required
+    assert run(capsys, "export", "x", "--csv", "--json")[0] == 2  # one format
     assert run(capsys, "frobnicate")[0] == 2
     for command in ("ls", "show", "best", "report", "resume", "rename", "export"):
         code, out, _ = run(capsys, command, "--help")
@@ -246,3 +252,106 @@ def test_show_and_best_explain_an_experiment_whose_trials_all_failed(tmp_path):
     assert "at /home/u/train.py:12 in train" in message and "Metrics reported" not in message
     code, out, err = _cli(100, "best", "broken", "--root", str(tmp_path))
     assert code == 1 and "No trial of 'broken' succeeded" in " ".join(err.split())
+
+
+# -- what users see (issue 25) --------------------------------------------------------------
+def test_commands_to_type_work_whether_or_not_raytuner_is_on_path(tmp_path, monkeypatch):
+    from raytuner._display import cli_command
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a virtual environment that is not activated
+    assert cli_command("show", tmp_path / "my exp") == f"{sys.executable} -m raytuner.cli show '{tmp_path}/my exp'"
+    done = subprocess.run(cli_command("show", tmp_path / "nope"), shell=True, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3 and "No experiment at" in done.stderr  # the line it printed runs as it is
+    script = tmp_path / "raytuner"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert cli_command("resume", "exp") == "raytuner resume exp"
+
+
+def test_show_breaks_the_schedulers_arguments_between_arguments(tmp_path):
+    _keras_like(tmp_path, KERAS)
+    meta = json.loads((tmp_path / KERAS / "experiment.json").read_text())
+    meta["scheduler"] = "ASHAScheduler(max_resource=27, min_resource=1, reduction_factor=3, brackets=1, variant='stopping')"
+    (tmp_path / KERAS / "experiment.json").write_text(json.dumps(meta))
+    code, out, err = _cli(80, "show", KERAS, "--root", str(tmp_path))
+    assert code == 0, err
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("searcher HyperOptSearcher; scheduler"))
+    assert lines[start:start + 2] == [
+        "searcher HyperOptSearcher; scheduler ASHAScheduler(max_resource=27,",
+        "    min_resource=1, reduction_factor=3, brackets=1, variant='stopping')"]
+
+
+def test_show_wide_shows_every_reported_metric(root, capsys):
+    code, out, err = run(capsys, "show", str(root / "exp"), "--wide")
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("trial "))
+    assert header.split()[:6] == ["trial", "status", "iter", "loss", "time", "(s)"] and " acc " in f" {header} "
+    code, out, err = _cli(80, "show", str(root / "exp"))
+    assert "acc" in next(line for line in out.splitlines() if "left out" in line)  # named when it does not fit
+
+
+def test_report_and_show_on_an_experiment_with_no_values_say_so_plainly(tmp_path, capsys):
+    from raytuner._trial import Trial, TrialStatus
+
+    storage = ExperimentStorage(tmp_path / "quiet")
+    storage.create()
+    storage.write_experiment({"name": "quiet", "metric": "loss", "mode": "min", "status": "COMPLETED"})
+    for trial_id in ("00000", "00001"):
+        storage.write_config(trial_id, {"x": 1})
+        trial = Trial(trial_id, {"x": 1})
+        trial.status = TrialStatus.COMPLETED
+        storage.write_trial(trial_id, trial.to_record())
+    for command in ("report", "show", "best"):
+        code, _, err = run(capsys, command, str(storage.path))
+        message = " ".join(err.split())
+        assert code == 1 and "No trial of 'quiet' has reported any value (2 trials): there is nothing to rank or " \
+                             "plot yet." in message, (command, message)
+        assert "Pass one" not in message
+
+
+def test_logs_of_a_failed_trial_show_its_traceback_after_its_output(tmp_path, capsys):
+    path = _keras_like(tmp_path, KERAS)
+    storage = ExperimentStorage(path)
+    storage.append_log("00003", "epoch 1\n")
+    code, out, err = run(capsys, "logs", str(path), "00003")
+    assert code == 0 and "printed nothing" not in err
+    assert out.startswith("epoch 1\n--- trial 00003 failed; its traceback (")
+    assert out.endswith(TRACEBACK)
+    code, out, err = run(capsys, "logs", str(path), "00004")  # completed, silent
+    assert (code, out) == (0, "") and "(trial 00004 has printed nothing)" in err
+
+
+def test_logs_follow_stops_once_the_driver_is_gone_or_the_trial_ended(tmp_path, capsys):
+    from raytuner._storage.lock import DriverLock
+
+    path = _keras_like(tmp_path, KERAS)
+    storage = ExperimentStorage(path)
+    record = json.loads((path / "trials/00005/trial.json").read_text())
+    storage.write_trial("00005", {**record, "status": "RUNNING"})
+    storage.append_log("00005", "step 1\n")
+    meta = json.loads((path / "experiment.json").read_text())
+    storage.write_experiment({**meta, "status": "RUNNING"})  # as a SIGKILLed driver leaves it
+    code, out, err = run(capsys, "logs", str(path), "00005", "-f")
+    assert (code, out) == (0, "step 1\n")
+    assert "(stopped following: no driver runs" in err and "until the experiment is resumed" in err
+
+    with DriverLock(path).acquire():  # a live driver: -f follows until the trial ends
+        ended = threading.Timer(0.6, lambda: (storage.append_log("00005", "step 2\n"),
+                                              storage.write_trial("00005", {**record, "status": "COMPLETED"})))
+        ended.start()
+        code, out, err = run(capsys, "logs", str(path), "00005", "-f")
+        ended.join()
+    assert (code, out) == (0, "step 1\nstep 2\n") and "(stopped following: trial 00005 ended COMPLETED)" in err
+
+
+def test_control_refuses_without_a_live_driver_and_names_the_resume_option(tmp_path, capsys):
+    path = _keras_like(tmp_path, KERAS)
+    code, _, err = run(capsys, "control", str(path), "--num-trials", "20", "--max-concurrent", "2")
+    message = " ".join(err.split())
+    assert code == 1 and "no live driver to apply set_limits: it is COMPLETED" in message
+    assert "--max-concurrent 2 --num-trials 20`" in message and "resume" in message
+    code, _, err = run(capsys, "control", str(path), "--max-concurrent", str(10**401))
+    assert code == 2 and "`max_concurrent` is a 402-digit integer" in " ".join(err.split())
+    assert not (path / "control").exists()

@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_setup import EVIL, client, csrf_of, post, root  # noqa: E402,F401 - root: a fixture
+from dashboard_setup import EVIL, client, csrf_of, post, queued, root  # noqa: E402,F401 - root: a fixture
 
 import httpx  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from raytuner._storage.control import control_store  # noqa: E402
 from raytuner._storage.experiment import ExperimentStorage  # noqa: E402
 from raytuner.cli import main  # noqa: E402
 from raytuner.dashboard import Dashboard, DashboardError, start  # noqa: E402
@@ -169,9 +168,10 @@ def test_control_posts_need_the_csrf_token_and_queue_a_command(root):
     assert c.post("/api/e/live/control", json=body, headers={"X-CSRF-Token": "guess"}).status_code == 403
     response = c.post("/api/e/live/control", json=body, headers={"X-CSRF-Token": token})
     assert response.status_code == 202
-    (queued,) = control_store(root / "live").take()
-    assert (queued.id, queued.command, queued.args, queued.origin) == (
-        response.json()["id"], "set_limits", {"max_concurrent": 3}, "dashboard")
+    (command,) = queued(root / "live")
+    assert (command.id, command.command, command.args, command.origin, command.run_id) == (
+        response.json()["id"], "set_limits", {"max_concurrent": 3}, "dashboard",
+        ExperimentStorage(root / "live").live_driver().run_id)  # written for the live run: applied
 
 
 @pytest.mark.parametrize(("exp", "body", "status", "says"), [
@@ -191,7 +191,7 @@ def test_malformed_or_impossible_commands_are_refused_saying_why(root, exp, body
     response = post(client(root), exp, body)
     assert response.status_code == status
     assert says in response.json()["error"]
-    assert not list(control_store(root / "live").take())
+    assert not queued(root / "live")
 
 
 def test_read_only_refuses_control_and_hides_its_buttons(root):

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_setup import client, csrf_of, post, root  # noqa: E402,F401 - root: a fixture
+from dashboard_setup import client, csrf_of, post, queued, root  # noqa: E402,F401 - root: a fixture
 
 import httpx  # noqa: E402
 
-from raytuner._storage.control import control_store  # noqa: E402
 from raytuner.cli import main  # noqa: E402
 from raytuner.dashboard import Dashboard, DashboardError, start  # noqa: E402
 from raytuner.dashboard._guard import MAX_BODY_BYTES, parse_host  # noqa: E402
@@ -75,7 +74,7 @@ def test_a_body_over_the_limit_is_a_413_with_a_json_error(root):
     assert nested.status_code == 413
     deep = post(c, "live", "[" * 30_000 + "]" * 30_000)  # within the limit, but nested past any parser
     assert deep.status_code == 400 and "not valid JSON" in deep.json()["error"]
-    assert not list(control_store(root / "live").take())
+    assert not queued(root / "live")
     assert post(c, "live", {"command": "end_experiment"}).status_code == 202
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_setup import client, post, root  # noqa: E402,F401 - root: a fixture
+from dashboard_setup import client, post, queued, root  # noqa: E402,F401 - root: a fixture
 
-from raytuner._storage.control import control_store  # noqa: E402
 from raytuner._storage.experiment import ExperimentStorage  # noqa: E402
 from raytuner.cli import main  # noqa: E402
 from raytuner.dashboard import Dashboard, DashboardError  # noqa: E402
@@ -260,7 +259,7 @@ def test_a_live_experiment_can_be_steered_and_its_rows_say_which_trials_can_stop
     assert (rows["00001"]["can_stop"], rows["00001"]["can_retry"]) == (False, True)
     assert (rows["00002"]["can_stop"], rows["00002"]["can_retry"]) == (False, False)
     assert post(c, "live", {"command": "stop_trial", "args": {"trial_id": "00000"}}).status_code == 202
-    assert [cmd.args for cmd in control_store(root / "live").take()] == [{"trial_id": "00000"}]
+    assert [cmd.args for cmd in queued(root / "live")] == [{"trial_id": "00000"}]
 
 
 # -- missing folders and URIs ----------------------------------------------------------------------

@@ -33,3 +33,16 @@ def test_failures_group_by_error_most_frequent_first():
     groups = group([("00000", other), ("00001", TRACEBACK), ("00002", TRACEBACK)])
     assert [(g[0].headline, g[1]) for g in groups] == [("KeyError: 'learning_rate'", ["00001", "00002"]),
                                                       ("ValueError: bad", ["00000"])]
+
+
+def test_one_raising_line_is_one_problem_whatever_its_messages_say():
+    def raised(x):
+        return TRACEBACK.replace("KeyError: 'learning_rate'", f"ValueError: bad x={x}")
+
+    groups = group([(f"{i:05d}", raised(i / 10)) for i in range(16)] + [("00016", TRACEBACK)])
+    assert [(g[0].headline, len(g[1])) for g in groups] == [("ValueError: bad x=0.0 (and 15 other messages)", 16),
+                                                            ("KeyError: 'learning_rate'", 1)]
+    elsewhere = raised(0.5).replace("line 12, in train", "line 40, in train")
+    assert len(group([("00000", raised(0.5)), ("00001", elsewhere)])) == 2  # another line: another problem
+    died = "The trial's worker died: ActorDiedError: pid {}"
+    assert len(group([("00000", died.format(1)), ("00001", died.format(2))])) == 2  # no frame: by message

@@ -318,7 +318,7 @@ def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
 def test_set_limits_changes_concurrency_and_the_trial_count():
     life = make(max_concurrent=2, num_trials=2)
     out = life.handle(ev.SetLimits(max_concurrent=1, num_trials=3))
-    assert of(out, ev.ControlApplied)[0].message == "num_trials=3, max_concurrent=1"
+    assert of(out, ev.ControlApplied)[0].message == "max_concurrent=1, num_trials=3"
     out = life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
     assert len(of(out, ev.Launch)) == 1
     assert life.num_trials == 3
@@ -342,14 +342,42 @@ def test_set_limits_changes_the_time_budget_and_refuses_bad_values():
     life = make()
     (applied,) = of(life.handle(ev.SetLimits(time_budget_s=90.0, origin="cli")), ev.ControlApplied)
     assert applied.accepted and applied.message == "time_budget_s=90"
-    for bad, why in ((ev.SetLimits(max_concurrent=0), "max_concurrent=0 must be at least 1"),
-                     (ev.SetLimits(time_budget_s=-1.0), "time_budget_s=-1.0 must be a positive")):
+    for bad, why in ((ev.SetLimits(max_concurrent=0), "`max_concurrent` is 0, but must be a whole number from 1"),
+                     (ev.SetLimits(time_budget_s=-1.0), "`time_budget_s` is -1.0, but must be a finite number"),
+                     # The bounds of every control value, whatever sent the event (issue 25).
+                     (ev.SetLimits(max_concurrent=1e308), "`max_concurrent` is 1e+308, but must be a whole number "
+                                                          "from 1 to 10,000. Give max_concurrent between 1"),
+                     (ev.SetLimits(max_concurrent=10**400), "`max_concurrent` is a 401-digit integer"),
+                     (ev.SetLimits(time_budget_s=math.nan), "`time_budget_s` is nan"),
+                     (ev.SetLimits(num_trials=[3]), "`num_trials` is a list of 1 item")):
         (refused,) = of(life.handle(bad), ev.ControlApplied)
-        assert not refused.accepted and why in refused.message
-    assert life.max_concurrent == 2
+        assert not refused.accepted and why in refused.message, refused.message
+    assert life.max_concurrent == 2 and life.num_trials == 4
     life.handle(ev.EndExperiment())
     (refused,) = of(life.handle(ev.SetLimits(max_concurrent=4)), ev.ControlApplied)
     assert not refused.accepted and "already ending" in refused.message
+
+
+def test_an_error_inside_a_control_handler_refuses_that_command_and_the_lifecycle_goes_on():
+    life = make()
+    life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+
+    class Broken(ListSearcher):
+        @property
+        def num_trials(self):
+            return 4
+
+        @num_trials.setter
+        def num_trials(self, value):
+            raise OverflowError("the searcher cannot take it")
+
+    life.searcher = Broken(n=4)
+    (refused,) = life.handle(ev.SetLimits(num_trials=5))
+    assert not refused.accepted
+    assert refused.message == "it could not be applied (OverflowError: 'the searcher cannot take it')"
+    (applied,) = life.handle(ev.StopTrial("00000"))
+    assert applied.accepted and life.slots_used() == 2
+    check_index(life)
 
 
 def test_retry_trial_reruns_a_failed_trial_from_its_checkpoint_and_the_searcher_hears_its_end_once():

@@ -1,0 +1,61 @@
+"""The driver the crash harness kills (test_crash_harness.py): it starts one experiment, or
+resumes it if the folder already holds one, on the Ray cluster named by RAY_ADDRESS.
+
+Usage: python harness_driver.py EXPERIMENT_FOLDER EVERY [STEP_S [BALLAST]]
+
+EVERY: the trainable checkpoints at every EVERY-th report (0: never). STEP_S: seconds per
+step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
+small disk. Every report's metric is a pure function of (config, step), so a test
+can check each row of the history against what the trainable computes at that step. With
+RAYTUNER_FAULT_AFTER_WRITES set, the process dies (or its disk fills up) at that write; it
+prints ``WRITES <n>`` if it gets to the end.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import raytuner as rt
+from raytuner._storage import faults
+
+STEPS = 5
+TRIALS = 3
+
+
+def value(x: float, step: int) -> float:
+    """What the trainable reports at ``step``: a pure function of the config and the step."""
+    return (x - 0.3) ** 2 + 1.0 / step + 0.01 * step
+
+
+def train(config):
+    step = 0
+    restored = rt.get_checkpoint()
+    if restored is not None:
+        step = int((Path(restored) / "step").read_text())
+    while step < STEPS:
+        step += 1
+        time.sleep(config["step_s"])
+        checkpoint = None
+        if config["every"] and step % config["every"] == 0:
+            checkpoint = Path(tempfile.mkdtemp())
+            (checkpoint / "step").write_text(str(step))
+            (checkpoint / "ballast").write_bytes(b"\0" * config["ballast"])
+        rt.report({"loss": value(config["x"], step), "step": step}, checkpoint=checkpoint)
+
+
+def main(folder: Path, every: int, step_s: float, ballast: int) -> None:
+    if (folder / "experiment.json").is_file():
+        rt.Tuner.resume(folder, train, verbose=0, tensorboard=False)
+    else:
+        rt.Tuner(train, space={"x": rt.uniform(0, 1), "every": every, "step_s": step_s, "ballast": ballast}, metric="loss",
+                 num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
+                 seed=11, tensorboard=False).fit()
+    print(f"WRITES {faults.writes()}", flush=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 0.02,
+         int(sys.argv[4]) if len(sys.argv) > 4 else 0)

@@ -1,0 +1,287 @@
+"""The crash harness: kill the driver at every point of its write path, resume, and check.
+
+A driver (``harness_driver.py``) runs a deterministic trainable in a subprocess, with
+``RAYTUNER_FAULT_AFTER_WRITES=N`` (:mod:`raytuner._storage.faults`): at its N-th storage
+write it SIGKILLs itself in the middle of that write (half a line appended, a whole file
+written but not renamed, a checkpoint folder not yet in place), or, with ``:enospc``, that
+write and every later one fail as on a full disk. Another driver subprocess then resumes the
+experiment, and the records must hold:
+
+- the experiment loads, after the kill and after the resume;
+- every trial has strictly increasing iterations 1..n, and every row equals what the
+  trainable computes at that step (a pure function of config and step);
+- no trial is lost or duplicated (ids 0..TRIALS-1, distinct configs);
+- COMPLETED means the full budget.
+
+Checkpoints at every report, every 2nd report and never. The default set kills at a few
+points per kind; ``-m slow`` sweeps every write of a run. Drivers join one shared Ray
+(a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
+not a Ray start-up each (``shared_ray``, in conftest.py).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import raytuner as rt
+from raytuner import TrialStatus
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness_driver import STEPS, TRIALS, value  # noqa: E402
+
+from tests._helpers import tmpfs, wait_for  # noqa: E402
+
+DRIVER = Path(__file__).with_name("harness_driver.py")
+KINDS = {"every report": 1, "every 2nd report": 2, "no checkpoints": 0}
+#: Kill points of the default run, per kind: early (before any trial), among the first
+#: reports, and late (trials finishing). The slow sweep takes every write.
+DEFAULT_POINTS = (2, 9, 23)
+
+
+def drive(env: dict[str, str], folder: Path, every: int, fault: str | None = None, step_s: float = 0.02,
+          ballast: int = 0) -> subprocess.CompletedProcess:
+    """Run (or resume) the experiment in ``folder`` in a driver subprocess, to its end."""
+    env = dict(env)
+    if fault is not None:
+        env["RAYTUNER_FAULT_AFTER_WRITES"] = fault
+    return subprocess.run([sys.executable, str(DRIVER), str(folder), str(every), str(step_s), str(ballast)], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def check_records(folder: Path, *, finished: bool) -> rt.Results:
+    """The invariants; ``finished``: the run went to its end, so every trial is COMPLETED."""
+    results = rt.load(folder)
+    ids = [t.trial_id for t in results.trials]
+    assert ids == [f"{i:05d}" for i in range(len(ids))], f"trials lost or duplicated: {ids}"
+    assert len({t.config["x"] for t in results.trials}) == len(ids), "a config ran as two trials"
+    for trial in results.trials:
+        assert trial.status != TrialStatus.DAMAGED, trial.damaged
+        history = results.history(trial.trial_id)
+        iterations = list(history["iteration"]) if len(history) else []
+        assert iterations == list(range(1, len(iterations) + 1)), f"trial {trial.trial_id}: {iterations}"
+        for row in history.to_dict("records"):
+            assert row["step"] == row["iteration"], (trial.trial_id, row)
+            assert row["loss"] == value(trial.config["x"], row["iteration"]), (trial.trial_id, row)
+        if trial.status == TrialStatus.COMPLETED:
+            assert iterations == list(range(1, STEPS + 1)), f"trial {trial.trial_id} COMPLETED at {iterations}"
+            assert trial.iteration == STEPS and trial.metrics["loss"] == value(trial.config["x"], STEPS)
+    if finished:
+        assert len(ids) == TRIALS and results.status == "COMPLETED"
+        assert all(t.status == TrialStatus.COMPLETED for t in results.trials), [t.status for t in results.trials]
+    return results
+
+
+def kill_and_resume(env: dict[str, str], folder: Path, every: int, point: int) -> bool:
+    """Kill the driver at write ``point``, check, resume, check; whether the kill happened."""
+    first = drive(env, folder, every, f"{point}:kill")
+    killed = first.returncode == -signal.SIGKILL
+    assert killed or first.returncode == 0, first.stderr[-3000:]
+    if killed and (folder / "experiment.json").is_file():
+        check_records(folder, finished=False)
+    resumed = drive(env, folder, every)
+    assert resumed.returncode == 0, f"resume after a kill at write {point}:\n{resumed.stderr[-3000:]}"
+    check_records(folder, finished=True)
+    return killed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_driver_killed_at_any_write_resumes_into_trustworthy_records(shared_ray, tmp_path, kind):
+    kills = [kill_and_resume(shared_ray, tmp_path / f"kill_{point}", KINDS[kind], point) for point in DEFAULT_POINTS]
+    assert all(kills), f"a run ended before write {max(DEFAULT_POINTS)}: the kill points need moving"
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, tmp_path):
+    folder = tmp_path / "full"
+    first = drive(shared_ray, folder, 2, "14:enospc")
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "raytuner.errors.StorageError: Cannot write" in first.stderr
+    assert "No space left on device (ENOSPC)" in first.stderr
+    assert f"resume {folder}" in first.stderr  # `raytuner resume`, or `python -m raytuner.cli resume`
+    # One clear error: neither the raw OSError nor a second error chained to it.
+    assert "[Errno" not in first.stderr and "During handling" not in first.stderr, first.stderr[-3000:]
+    assert "direct cause" not in first.stderr
+    assert rt.load(folder).status == "INTERRUPTED"
+    check_records(folder, finished=False)
+    resumed = drive(shared_ray, folder, 2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_records(folder, finished=True)
+
+
+@pytest.mark.slow
+@pytest.mark.full_sweep
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
+    every = KINDS[kind]
+    clean = drive(shared_ray, tmp_path / "count", every, "1000000000")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
+    started = time.monotonic()
+    for point in range(1, total + 1):
+        kill_and_resume(shared_ray, tmp_path / f"kill_{point}", every, point)
+    for point in range(1, total + 1, 3):
+        folder = tmp_path / f"full_{point}"
+        first = drive(shared_ray, folder, every, f"{point}:enospc")
+        assert first.returncode == 1 and "StorageError" in first.stderr, first.stderr[-3000:]
+        assert drive(shared_ray, folder, every).returncode == 0
+        check_records(folder, finished=True)
+    print(f"{kind}: {total} kill points and {len(range(1, total + 1, 3))} full-disk points in "
+          f"{time.monotonic() - started:.0f} s")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs), mounted for the test; root only."""
+    with tmpfs(tmp_path / "disk", "1m") as mount:
+        yield mount
+
+
+def test_a_real_disk_filling_up_stops_the_run_and_resume_completes_it_once_there_is_room(shared_ray, small_disk):
+    folder = small_disk / "exp"
+    first = drive(shared_ray, folder, 1, ballast=300_000)  # a few checkpoints of 300 kB fill it up
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "raytuner.errors.StorageError: Cannot write" in first.stderr
+    assert "No space left on device (ENOSPC)" in first.stderr and "free space on that disk" in first.stderr
+    assert "[Errno" not in first.stderr and "During handling" not in first.stderr, first.stderr[-3000:]
+    interrupted = check_records(folder, finished=False)
+    assert interrupted.status == "INTERRUPTED"
+    kept = {t.trial_id: interrupted.history(t.trial_id).to_dict("records") for t in interrupted.trials
+            if t.status == TrialStatus.COMPLETED}
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # room again
+    resumed = drive(shared_ray, folder, 1, ballast=300_000)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = check_records(folder, finished=True)
+    for trial_id, rows in kept.items():  # nothing written before is lost, nor run again
+        assert results.history(trial_id).to_dict("records") == rows
+
+
+# -- bad input: each gets a clear message naming what and where; nothing computed is lost ----
+def _interrupted(env: dict[str, str], folder: Path, point: int = 24) -> rt.Results:
+    """An experiment whose driver died at write ``point``, checkpointing every report."""
+    assert drive(env, folder, 1, f"{point}:kill").returncode == -signal.SIGKILL
+    return check_records(folder, finished=False)
+
+
+def test_a_line_damaged_in_the_middle_of_results_is_named_and_resume_refuses_until_repaired(shared_ray, tmp_path,
+                                                                                            capsys):
+    from raytuner.cli import main
+
+    folder = tmp_path / "exp"
+    _interrupted(shared_ray, folder)
+    results_file = folder / "trials/00000/results.jsonl"
+    original = results_file.read_bytes()
+    lines = original.split(b"\n")
+    assert len(lines) > 3
+    results_file.write_bytes(b"\n".join([lines[0], lines[1][:15], *lines[2:]]))  # line 2 of many, cut short
+    where = f"{results_file}, line 2: not valid JSON"
+    loaded = rt.load(folder)
+    assert loaded["00000"].status == TrialStatus.DAMAGED and loaded["00000"].damaged.startswith(where)
+    assert all(t.status != TrialStatus.DAMAGED for t in loaded.trials if t.trial_id != "00000")
+    capsys.readouterr()
+    assert main(["show", str(folder)]) == 0 and where in capsys.readouterr().out
+    assert main(["export", str(folder), "--csv", "--history"]) != 0 and where in capsys.readouterr().err
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert main(["resume", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert where in err and "cannot be resumed (nothing was changed)" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    results_file.write_bytes(original)  # repaired: resume goes on
+    assert drive(shared_ray, folder, 1).returncode == 0
+    check_records(folder, finished=True)
+
+
+def test_a_checkpoint_deleted_by_hand_is_named_and_the_trial_restarts_from_the_one_before(shared_ray, tmp_path,
+                                                                                          capsys, caplog):
+    import shutil
+
+    from raytuner.cli import main
+
+    folder = tmp_path / "exp"
+    before = _interrupted(shared_ray, folder, point=30)
+    unfinished = [t for t in before.trials if not t.status.is_finished()
+                  and len(before.history(t.trial_id)) >= 2]
+    assert unfinished, [(t.trial_id, t.status) for t in before.trials]
+    trial = unfinished[0]
+    newest = before.history(trial.trial_id)["checkpoint"].dropna().iloc[-1]
+    shutil.rmtree(folder / "trials" / trial.trial_id / newest)
+    loaded = rt.load(folder)
+    assert all(t.checkpoint is None or Path(t.checkpoint).is_dir() for t in loaded.trials)
+    capsys.readouterr()
+    assert main(["show", str(folder)]) == 0
+    resumed = drive(shared_ray, folder, 1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Trial {trial.trial_id}: its checkpoint {newest} is gone from" in resumed.stderr
+    results = check_records(folder, finished=True)  # it trained again from the checkpoint before
+    done = results[trial.trial_id]
+    shutil.rmtree(Path(done.checkpoint))  # and a finished trial's, deleted after the run
+    caplog.clear()
+    assert rt.load(folder)[trial.trial_id].checkpoint is None
+    assert f"Trial {trial.trial_id}: its checkpoint {Path(done.checkpoint).name} is gone" in caplog.text
+
+
+def test_an_experiment_copied_while_its_driver_runs_loads_and_resumes(shared_ray, tmp_path, capsys):
+    import shutil
+
+    from raytuner.cli import main
+
+    folder, copy = tmp_path / "exp", tmp_path / "copy"
+    env = {**shared_ray}
+    driver = subprocess.Popen([sys.executable, str(DRIVER), str(folder), "2", "0.15"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: sum(p.read_bytes().count(b"\n") for p in folder.glob("trials/*/results.jsonl")) >= 6,
+                 "reports to copy the folder in the middle of", timeout_s=120, interval_s=0.02, process=driver)
+        shutil.copytree(folder, copy)  # as `cp -r` does it, file by file, while the driver writes
+    finally:
+        out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 0, err[-3000:]
+    check_records(folder, finished=True)
+    copied = check_records(copy, finished=False)
+    assert copied.status == "INTERRUPTED"  # RUNNING in the copy, and no driver holds it
+    capsys.readouterr()
+    assert main(["show", str(copy)]) == 0 and "INTERRUPTED" in capsys.readouterr().out
+    resumed = drive(shared_ray, copy, 2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_records(copy, finished=True)
+
+
+ARGV_SCRIPT = """
+import sys
+
+import raytuner as rt
+
+EPOCHS = int(sys.argv[1])  # read at import: resume cannot import this script
+
+
+def train(config):
+    for epoch in range(1, EPOCHS + 1):
+        rt.report({"loss": config["x"] / epoch})
+
+
+if __name__ == "__main__":
+    rt.Tuner(train, space={"x": rt.uniform(1, 2)}, metric="loss", num_trials=2, storage_path=sys.argv[2],
+             name="argv", verbose=0, tensorboard=False).fit()
+"""
+
+
+def test_resume_of_a_script_that_reads_argv_explains_and_shows_the_way_round(shared_ray, tmp_path):
+    script = tmp_path / "train_argv.py"
+    script.write_text(ARGV_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), "3", str(tmp_path)], env=shared_ray, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = subprocess.run([sys.executable, "-m", "raytuner.cli", "resume", str(tmp_path / "argv"),
+                              "--num-trials", "3"], env=shared_ray, capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 1
+    said = " ".join(resumed.stderr.split())  # as one line: the terminal wraps it
+    assert "Traceback" not in said, resumed.stderr
+    assert f"Resume imports {script} to find the trainable 'train'" in said
+    # Under `raytuner resume`, sys.argv[1] is "resume".
+    assert "it raised ValueError: invalid literal for int() with base 10: 'resume' at line 6 (EPOCHS = int(" in said
+    assert f"raytuner.Tuner.resume('{tmp_path / 'argv'}', trainable=train)" in said
