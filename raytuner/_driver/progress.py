@@ -139,20 +139,27 @@ class Progress:
 
     def _ranked(self) -> list[Trial]:
         scored = [t for t in self._trials.values() if is_finite_value(t.last_value)]
-        if self._objectives.multi:  # the Pareto order: the front first (by last values)
+        if self._objectives.multi:  # the front first (raytuner._best's, of the last values), then the Pareto order
             from raytuner._pareto import pareto_order
 
-            return [scored[i] for i in pareto_order([t.last_value for t in scored], limit=self._top)]
+            front = [member.trial for member in self._front()]
+            on_front = {t.trial_id for t in front}
+            others = [t for t in scored if t.trial_id not in on_front]
+            ranked = front + ([others[i] for i in pareto_order([t.last_value for t in others])] if others else [])
+            return ranked[: self._top]
         return sorted(scored, key=lambda t: t.last_value)[: self._top]
+
+    def _front(self) -> list:
+        """The Pareto front of the last reports, by the one definition every view uses."""
+        from raytuner._best import pareto_front
+
+        return pareto_front(self._trials.values(), self._objectives, "last")
 
     def _front_line(self) -> str | None:
         """With several objectives: how many trials the Pareto front of the last values holds."""
         if not self._objectives.multi:
             return None
-        from raytuner._pareto import pareto_front
-
-        scored = [t.last_value for t in self._trials.values() if is_finite_value(t.last_value)]
-        return f"Pareto front: {len(pareto_front(scored)) if scored else 0} trials ({', '.join(self._metrics)})"
+        return f"Pareto front: {len(self._front())} trials ({', '.join(self._metrics)})"
 
     def line(self) -> str:
         counts = self._counts()

@@ -16,8 +16,8 @@ import math
 from raytuner._display import value_text
 from raytuner._formats import flatten, is_finite
 from raytuner._report._data import ReportData
-from raytuner._report._figures import _LAYOUT, _STATUS_COLORS, Figure, esc
-from raytuner._trial import TrialResult
+from raytuner._report._figures import _LAYOUT, Figure, esc
+from raytuner._trial import TrialResult, TrialStatus
 
 _FRONT_COLOR = "#d62728"
 _OTHER_COLOR = "#9aa7b8"
@@ -29,11 +29,24 @@ TITLES = {
 }
 
 
+def _drawn(data: ReportData) -> list[TrialResult]:
+    """The trials drawn: every one but the DAMAGED (their files cannot be trusted; the
+    report's header lists them)."""
+    return [t for t in data.results.trials if t.status != TrialStatus.DAMAGED]
+
+
+def _pooled(data: ReportData) -> list[TrialResult]:
+    """The trials whose points the front is made of (:func:`raytuner._best.pareto_front`):
+    FAILED ones only when no other trial has finite values, as the front itself has them."""
+    only_failed = bool(data.front) and all(m.trial.status == TrialStatus.FAILED for m in data.front)
+    return [t for t in _drawn(data) if only_failed or t.status != TrialStatus.FAILED]
+
+
 def _points(data: ReportData) -> list[tuple[TrialResult, tuple[float, ...]]]:
     """Each trial with a finite last value of every objective, and those values (raw)."""
     metrics = data.results.objectives.metrics
     out = []
-    for trial in data.results.trials:
+    for trial in _drawn(data):
         values = tuple(trial.metrics.get(m) for m in metrics)
         if all(is_finite(v) for v in values):
             out.append((trial, tuple(float(v) for v in values)))
@@ -125,7 +138,7 @@ def objective_histories(data: ReportData) -> Figure | str:
     drawn = False
     order = [t.trial_id for t in data.results.trials]
     for row, (metric, sign) in enumerate(zip(metrics, objectives.signs), start=1):
-        scored = [t for t in data.results.trials if is_finite(t.metrics.get(metric))]
+        scored = [t for t in _drawn(data) if is_finite(t.metrics.get(metric))]
         if not scored:
             continue
         drawn = True
@@ -159,14 +172,16 @@ def hypervolume_series(data: ReportData) -> tuple[list[float], list[float], list
     Points come with the time of the report that made them: each trial's last report
     (best_scope "last"), or every report ("all"). The reference point is fixed for the
     whole curve: :func:`raytuner._pareto.reference_point` of the finished trials' last
-    values (of every trial's, while none has finished), so the curve only rises.
+    values (of every trial's, while none has finished), so the curve only rises. The
+    trials are those the front is made of (no DAMAGED ones; FAILED ones only when no other
+    has values), so the curve ends at the volume of the front shown.
     """
     from raytuner._pareto import hypervolume, reference_point
 
     objectives = data.results.objectives
     events: list[tuple[float, tuple[float, ...]]] = []
     finals, finished = [], []
-    for trial in data.results.trials:
+    for trial in _pooled(data):
         rows = [r for r in data.histories.get(trial.trial_id, []) if is_finite(r.get("timestamp"))]
         final = objectives.signed(trial.metrics)
         if final is not None and all(math.isfinite(v) for v in final):

@@ -52,17 +52,17 @@ def best_json(front: Front, full: bool) -> str:
 
 def listing_text(storage, meta: dict[str, Any], trials: list, scope: str) -> str | None:
     """``raytuner ls``'s best column for a multi-objective experiment: the front's size
-    (``front of 4``), or None with fewer than two objectives or no finite values. Under
-    scope "all" each trial's kept reports are read; under "last" none are."""
+    (``front of 4``), or None with fewer than two objectives or no finite values.
+
+    The listing reads no results.jsonl for one objective; for the front it reads each
+    trial's, so that a trial whose history is damaged before its end stays off it, as in
+    every other view (and, under scope "all", every kept report is a point)."""
     objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
     if not objectives.multi:
         return None
-
-    def reports(trial) -> list[dict[str, Any]]:
-        history = storage.read_history(trial.trial_id)
-        return [] if history.damaged else history.rows
-
-    front = pareto_front(trials, objectives, scope, reports=reports)
+    histories = {t.trial_id: storage.read_history(t.trial_id) for t in trials if t.status.value != "DAMAGED"}
+    trusted = [t for t in trials if t.trial_id in histories and histories[t.trial_id].damaged is None]
+    front = pareto_front(trusted, objectives, scope, reports=lambda t: histories[t.trial_id].rows)
     # Failed trials' values are no result (`raytuner best` refuses them too).
     if not front or all(member.trial.status.value == "FAILED" for member in front):
         return None

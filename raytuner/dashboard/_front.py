@@ -43,7 +43,8 @@ class Fronts:
         if not objectives.multi:
             return None
         scope = meta.get("best_scope") if meta.get("best_scope") in SCOPES else DEFAULT_SCOPE
-        points = [_Point(trial_id, entry.status, latest(entry)) for trial_id, entry in entries.items()
+        # In id order, as Results has them: the Pareto order breaks ties by position.
+        points = [_Point(trial_id, entry.status, latest(entry)) for trial_id, entry in sorted(entries.items())
                   if not entry.damaged]
 
         def reports(point: _Point) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
 from raytuner._formats import flatten
-from raytuner.errors import ConfigError, invalid
+from raytuner.errors import ConfigError, ExperimentError, invalid
 
 if TYPE_CHECKING:
     from raytuner._results import Results
@@ -145,7 +145,7 @@ class MLflowCallback(Callback):
 
         try:
             front = [trial.trial_id for trial in results.pareto_front()]
-        except Exception:  # no trial reported every objective: there is no front to record
+        except ExperimentError:  # no trial reported every objective: there is no front to record
             return
         tags.append(RunTag("raytuner.pareto_front", ",".join(front)[:5000]))
         metrics.append(Metric("pareto_front_size", float(len(front)), int(time.time() * 1000), 0))

@@ -108,6 +108,14 @@ def test_progress_counts_the_front_and_shows_every_objective():
     progress.close()
     table = stream.getvalue()
     assert "top trials by Pareto order" in table and "acc" in table and "size" in table
+    # A FAILED trial's values are no result while others have values (raytuner._best's one rule).
+    failed = trials["00004"] = Trial("00004", {"x": 4}, status=TrialStatus.FAILED)
+    failed.observe(1, 1, {"acc": 0.99, "size": 10}, (-0.99, 10.0), 1.0)
+    progress = Progress(trials, name="exp", metric=TWO, mode=["max", "min"], total=5, stream=io.StringIO())
+    assert "Pareto front: 3 trials (acc, size)" in progress.line()
+    ranked = [t.trial_id for t in progress._ranked()]
+    assert sorted(ranked[:3]) == ["00000", "00001", "00003"] and ranked[3:] == ["00004", "00002"]
+    progress.close()
 
 
 def test_an_nsga2_optuna_searcher_is_stored_and_rebuilt_with_its_study(tmp_path):
