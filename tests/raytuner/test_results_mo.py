@@ -162,3 +162,22 @@ def test_the_summary_after_a_cli_resume_names_the_front(tmp_path):
     results = rt.load(write_mo_experiment(tmp_path))
     front = [t.trial_id for t in results.pareto_front()]
     assert f"Pareto front of {len(front)} (trials {', '.join(front)})" in _summary(results)
+
+
+def test_records_of_several_objectives_are_checked_as_every_reader_checks_them(tmp_path):
+    from raytuner._storage.records import experiment_fault, trial_fault
+
+    assert experiment_fault({"name": "x", "metric": ["loss", "score"], "mode": ["min", "max"]}) is None
+    assert experiment_fault({"name": "x", "metric": ["loss", "score"], "mode": "max"}) is None  # one for all
+    assert "field 'mode' is [\"min\"], not one 'min' or 'max' per metric (2)" in experiment_fault(
+        {"name": "x", "metric": ["loss", "score"], "mode": ["min"]})
+    record = {"trial_id": "00001", "status": "COMPLETED"}
+    assert trial_fault({**record, "last_value": [0.5, None]}, "00001") is None  # NaN is stored as null
+    assert "field 'last_value' is [0.5, \"x\"], not a list of numbers" in trial_fault(
+        {**record, "last_value": [0.5, "x"]}, "00001")
+    path = write_mo_experiment(tmp_path, n=4)
+    trial_json = path / "trials" / "00001" / "trial.json"
+    trial_json.write_text(json.dumps({**json.loads(trial_json.read_text()), "last_value": ["a", 1]}))
+    results = rt.load(path)
+    assert results["00001"].status == TrialStatus.DAMAGED and "not a list of numbers" in results["00001"].damaged
+    assert "00001" not in {t.trial_id for t in results.pareto_front()}
