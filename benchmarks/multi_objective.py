@@ -48,7 +48,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -109,15 +109,28 @@ def _quality(args: argparse.Namespace, root: str | None) -> None:
                                                      objectives=k)
                 found[method].append(hypervolume(values, spec.reference))
                 seconds[method] += spent / args.seeds / args.trials
-        ref = "optuna" if "optuna" in args.methods else args.methods[0]
-        regret = {m: spec.front_hv - np.array(v) for m, v in found.items()}
-        print(f"\n{name} ({k} objectives, reference {spec.reference}, the front's hypervolume "
+        ref, regret = regrets(found, spec.front_hv, "optuna")
+        table(f"\n{name} ({k} objectives, reference {spec.reference}, the front's hypervolume "
               f"{spec.front_hv:.4f}): median hypervolume, median regret, ratio of median regrets to "
               f"{ref}'s [90% bootstrap interval over seeds], wins/ties/losses vs {ref}, "
-              f"{'ms per trial (the sweep)' if root else 'ms per ask'}")
-        for method in args.methods:
-            print(f"  {method:<28} {np.median(found[method]):9.4f} {np.median(regret[method]):9.4f}  "
-                  f"{versus(regret[method], regret[ref])}  {1e3 * seconds[method]:6.2f}", flush=True)
+              f"{'ms per trial (the sweep)' if root else 'ms per ask'}",
+              args.methods,
+              lambda m: f"{m:<28} {np.median(found[m]):9.4f} {np.median(regret[m]):9.4f}  "
+                        f"{versus(regret[m], regret[ref])}  {1e3 * seconds[m]:6.2f} ms")
+
+
+def regrets(found: dict[str, list[float]], best: float, preferred: str) -> tuple[str, dict[str, np.ndarray]]:
+    """The method the others are compared to (``preferred`` if it ran, else the first) and
+    each method's regrets, ``best`` less the hypervolumes it found."""
+    ref = preferred if preferred in found else next(iter(found))
+    return ref, {m: best - np.array(v) for m, v in found.items()}
+
+
+def table(heading: str, methods: list[str], row: Callable[[str], str]) -> None:
+    """Print a heading and a row a method, flushed so that a long run shows each problem as it ends."""
+    print(heading)
+    for method in methods:
+        print(f"  {row(method)}", flush=True)
 
 
 def versus(values: np.ndarray, ref: np.ndarray) -> str:
@@ -149,21 +162,18 @@ def asha(args: argparse.Namespace) -> None:
                 seen[method].append(front_hypervolume(losses, spec.reference))
                 true[method].append(hypervolume([rows[i]["true_loss"] for i in front], spec.reference))
                 trials[method].append(run.trials)
-        ref = "random/fifo" if "random/fifo" in args.mf_methods else args.mf_methods[0]
-        regret = {m: spec.true_front_hv - np.array(v) for m, v in true.items()}
-        print(f"\n{name} (reference {spec.reference}, the true front's hypervolume {spec.true_front_hv:.4f}): "
+        ref, regret = regrets(true, spec.true_front_hv, "random/fifo")
+        table(f"\n{name} (reference {spec.reference}, the true front's hypervolume {spec.true_front_hv:.4f}): "
               f"median hypervolume of the reports' front as the searcher saw it, then by the true values, "
-              f"median true regret, its ratio to {ref}'s [90%], wins/ties/losses, median trials started")
-        for method in args.mf_methods:
-            print(f"  {method:<22} {np.median(seen[method]):8.4f} {np.median(true[method]):8.4f} "
-                  f"{np.median(regret[method]):8.4f} {versus(regret[method], regret[ref])}  "
-                  f"{np.median(trials[method]):5.0f}", flush=True)
+              f"median true regret, its ratio to {ref}'s [90%], wins/ties/losses, median trials started",
+              args.mf_methods,
+              lambda m: f"{m:<22} {np.median(seen[m]):8.4f} {np.median(true[m]):8.4f} "
+                        f"{np.median(regret[m]):8.4f} {versus(regret[m], regret[ref])}  {np.median(trials[m]):5.0f}")
         if hasattr(spec, "seen_front_hv"):  # the front of what the searchers see is known too
-            seen_regret = {m: spec.seen_front_hv - np.array(v) for m, v in seen.items()}
-            print(f"  regret by the values seen (the front's {spec.seen_front_hv:.4f}), ratio to {ref}'s [90%]:")
-            for method in args.mf_methods:
-                row = versus(seen_regret[method], seen_regret[ref])
-                print(f"  {method:<22} {np.median(seen_regret[method]):8.4f} {row}", flush=True)
+            _, seen_regret = regrets(seen, spec.seen_front_hv, ref)
+            table(f"  regret by the values seen (the front's {spec.seen_front_hv:.4f}), ratio to {ref}'s [90%]:",
+                  args.mf_methods,
+                  lambda m: f"{m:<22} {np.median(seen_regret[m]):8.4f} {versus(seen_regret[m], seen_regret[ref])}")
 
 
 def latency(args: argparse.Namespace) -> None:

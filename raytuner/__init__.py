@@ -35,21 +35,8 @@ if TYPE_CHECKING:
     from raytuner._trial import TrialResult, TrialStatus
     from raytuner._tuner import Tuner
     from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
-    from raytuner.search import (
-        GPSearcher,
-        GridSearcher,
-        HyperOptSearcher,
-        OptunaSearcher,
-        RandomSearcher,
-        TPESearcher,
-        choice,
-        grid,
-        loguniform,
-        qloguniform,
-        quniform,
-        randint,
-        uniform,
-    )
+    from raytuner.search import GPSearcher, GridSearcher, HyperOptSearcher, OptunaSearcher, RandomSearcher, TPESearcher
+    from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
 
 # The rest loads on first use (PEP 562): a trial worker imports this package to run
 # trials, and needs the session, not the Tuner, pandas or numpy (0.1-0.2 s per worker).

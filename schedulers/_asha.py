@@ -154,13 +154,6 @@ class ASHAScheduler(Scheduler):
         self._resource_order = ResourceOrder(owner, resource_attr)
         self._search_finished = False
 
-    def __repr__(self) -> str:
-        return (
-            f"ASHAScheduler(max_resource={self.max_resource!r}, "
-            f"min_resource={self.min_resource!r}, reduction_factor={self.reduction_factor!r}, "
-            f"brackets={self.brackets!r}, variant={self.variant!r})"
-        )
-
     def _config(self) -> dict[str, Any]:
         return {
             "max_resource": self.max_resource,
@@ -256,11 +249,7 @@ class ASHAScheduler(Scheduler):
     def on_trial_complete(self, trial_id: str) -> None:
         self._end(trial_id)
 
-    def on_trial_error(self, trial_id: str) -> None:
-        self._end(trial_id)
-
-    def on_trial_remove(self, trial_id: str) -> None:
-        self._end(trial_id)
+    on_trial_error = on_trial_remove = on_trial_complete
 
     def on_search_finished(self) -> None:
         self._search_finished = True

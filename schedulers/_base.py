@@ -197,6 +197,13 @@ class Scheduler(abc.ABC):
         """The constructor arguments, as a dict (see :meth:`config`); None if unknown."""
         return None
 
+    def __repr__(self) -> str:
+        # The call that rebuilds the scheduler; the experiment's meta and `raytuner show` print it.
+        args = self._config()
+        if args is None:
+            return super().__repr__()
+        return f"{type(self).__name__}({', '.join(f'{name}={value!r}' for name, value in args.items())})"
+
     def milestones(self) -> dict[str, Any]:
         """Where this scheduler decides, as plain data for the report and the dashboard.
 

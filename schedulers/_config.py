@@ -24,7 +24,7 @@ def from_config(config: Mapping[str, Any]) -> Scheduler:
     Example:
         >>> from raytuner.schedulers import ASHAScheduler, from_config
         >>> from_config(ASHAScheduler(max_resource=27).config())
-        ASHAScheduler(max_resource=27, min_resource=1, reduction_factor=3, brackets=1, variant='stopping')
+        ASHAScheduler(max_resource=27, min_resource=1, reduction_factor=3, brackets=1, variant='stopping', resource_attr=None, seed=0)
 
     Raises:
         ConfigError: ``config`` does not name a built-in scheduler. A scheduler of your own

@@ -36,9 +36,6 @@ class FIFOScheduler(Scheduler):
         self.resource_attr = resource_attr
         self._resource_order = ResourceOrder(type(self).__name__, resource_attr)
 
-    def __repr__(self) -> str:
-        return f"FIFOScheduler(max_resource={self.max_resource!r})"
-
     def _config(self) -> dict[str, Any]:
         return {"max_resource": self.max_resource, "resource_attr": self.resource_attr}
 

@@ -106,12 +106,6 @@ class HyperbandScheduler(Scheduler):
         self._resource_order = ResourceOrder(owner, resource_attr)
         self._search_finished = False
 
-    def __repr__(self) -> str:
-        return (
-            f"HyperbandScheduler(max_resource={self.max_resource!r}, "
-            f"reduction_factor={self.reduction_factor!r})"
-        )
-
     def _config(self) -> dict[str, Any]:
         return {
             "max_resource": self.max_resource,
@@ -229,11 +223,7 @@ class HyperbandScheduler(Scheduler):
     def on_trial_complete(self, trial_id: str) -> None:
         self._end(trial_id)
 
-    def on_trial_error(self, trial_id: str) -> None:
-        self._end(trial_id)
-
-    def on_trial_remove(self, trial_id: str) -> None:
-        self._end(trial_id)
+    on_trial_error = on_trial_remove = on_trial_complete
 
     def on_search_finished(self) -> None:
         self._search_finished = True

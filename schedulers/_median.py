@@ -96,12 +96,6 @@ class MedianStoppingScheduler(Scheduler):
         self._ended: set[str] = set()
         self._resource_order = ResourceOrder(owner, resource_attr)
 
-    def __repr__(self) -> str:
-        return (
-            f"MedianStoppingScheduler(grace_period={self.grace_period!r}, "
-            f"min_samples_required={self.min_samples_required!r})"
-        )
-
     def _config(self) -> dict[str, Any]:
         return {
             "grace_period": self.grace_period,

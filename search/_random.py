@@ -10,7 +10,37 @@ from ._checks import make_rng
 from ._space import check_space, grid_points, sample_config
 
 
-class RandomSearcher(Searcher):
+class _Sampling(Searcher):
+    """What random and grid search share: configs drawn with a seeded generator, never
+    from results."""
+
+    needs_metric = False  # configs never depend on results
+    supports_multi_objective = True  # nor on how many objectives there are
+    _grid = False  # whether the space may hold grid() axes
+
+    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
+        self._rng = make_rng(type(self).__name__, seed)
+        self._seed = seed
+        if space is not None:
+            check_space(type(self).__name__, space, grid=self._grid)
+        self.space = space
+
+    def _config(self) -> dict[str, Any]:
+        return {"seed": self._seed}
+
+    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
+              objectives: int | Sequence[str] = 1) -> None:
+        super().setup(space, num_trials, objectives)
+        check_space(type(self).__name__, self.space, grid=self._grid)
+
+    def state(self) -> dict[str, Any]:
+        return {"rng": self._rng.bit_generator.state}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["rng"]
+
+
+class RandomSearcher(_Sampling):
     """Random search: every config drawn independently from the space.
 
     A strong baseline for few hyperparameters of unequal importance (Bergstra and Bengio,
@@ -29,37 +59,13 @@ class RandomSearcher(Searcher):
         ['lr']
     """
 
-    needs_metric = False  # configs never depend on results
-    supports_multi_objective = True  # nor on how many objectives there are
-
-    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
-        self._rng = make_rng(type(self).__name__, seed)
-        self._seed = seed
-        if space is not None:
-            check_space(type(self).__name__, space)
-        self.space = space
-
-    def _config(self) -> dict[str, Any]:
-        return {"seed": self._seed}
-
-    def setup(self, space: Mapping[str, Any] | None, num_trials: int,
-              objectives: int | Sequence[str] = 1) -> None:
-        super().setup(space, num_trials, objectives)
-        check_space(type(self).__name__, self.space)
-
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self.space is None:
             raise not_set_up(type(self).__name__)
         return sample_config(self.space, self._rng)
 
-    def state(self) -> dict[str, Any]:
-        return {"rng": self._rng.bit_generator.state}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self._rng.bit_generator.state = state["rng"]
-
-
-class GridSearcher(Searcher):
+class GridSearcher(_Sampling):
     """Grid search: every point of the cross product of the space's :func:`grid` axes.
 
     Points come in a fixed order (the first grid in key order varies slowest); other
@@ -80,20 +86,12 @@ class GridSearcher(Searcher):
         [{'units': 32, 'act': 'relu'}, {'units': 32, 'act': 'tanh'}]
     """
 
-    needs_metric = False  # configs never depend on results
-    supports_multi_objective = True  # nor on how many objectives there are
+    _grid = True
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
-        self._rng = make_rng(type(self).__name__, seed)
-        self._seed = seed
-        if space is not None:
-            check_space(type(self).__name__, space, grid=True)
-        self.space = space
+        super().__init__(space, seed)
         self._points: list[dict[tuple[str, ...], Any]] = []
         self._next = 0
-
-    def _config(self) -> dict[str, Any]:
-        return {"seed": self._seed}
 
     @property
     def grid_size(self) -> int:
@@ -104,7 +102,6 @@ class GridSearcher(Searcher):
               objectives: int | Sequence[str] = 1) -> None:
         super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
-        check_space(type(self).__name__, self.space, grid=True)
         self._points = grid_points(self.space)
         self.num_trials = num_trials * len(self._points)
 
@@ -118,8 +115,8 @@ class GridSearcher(Searcher):
         return sample_config(self.space, self._rng, point)
 
     def state(self) -> dict[str, Any]:
-        return {"rng": self._rng.bit_generator.state, "next": self._next}
+        return {**super().state(), "next": self._next}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._rng.bit_generator.state = state["rng"]
+        super().restore(state)
         self._next = state["next"]

@@ -1,6 +1,7 @@
 """What several test modules share: waiting on a condition, a Ctrl-C at a chosen report,
 the mixed search space with its learning curve that the searchers' integration tests
-tune, and a searcher driven one trial at a time.
+tune, the spaces the searchers' unit tests encode, and a searcher driven one trial at a
+time.
 
 Import it as ``tests._helpers``: trial workers find it the way they find the test modules
 (Ray puts the driver's working folder, the repository, on their path).
@@ -50,14 +51,32 @@ def running(path: Path) -> bool:
         return False
 
 
+def reported(path: Path, trial_id: str = "00000") -> bool:
+    """Whether trial ``trial_id`` of the experiment at ``path`` has reported."""
+    return (path / "trials" / trial_id / "results.jsonl").is_file()
+
+
 class Steer(threading.Thread):
     """Runs ``script(path)`` beside a sweep that runs in the test's thread, once
     ``ready(path)`` holds (default: the experiment runs); keeps what went wrong, for the test
-    to raise."""
+    to raise.
 
-    def __init__(self, path: Path, script: Callable[[Path], Any], ready: Callable[[Path], bool] = running):
+    As a context manager around the sweep: starts on entry; when the sweep has returned,
+    waits up to ``join_s`` for the script and fails with its error."""
+
+    def __init__(self, path: Path, script: Callable[[Path], Any], ready: Callable[[Path], bool] = running,
+                 join_s: float = 30.0):
         super().__init__(daemon=True)
-        self.path, self.script, self.ready, self.error = path, script, ready, None
+        self.path, self.script, self.ready, self.join_s, self.error = path, script, ready, join_s, None
+
+    def __enter__(self) -> Steer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if kind is None:  # else the sweep's own error is the test's failure
+            self.join(self.join_s)
+            assert self.error is None, self.error
 
     def run(self) -> None:
         try:
@@ -100,6 +119,48 @@ def curve(config):
     floor = (config["x"] - 1.3) ** 2 + (0.0 if config["act"] == "tanh" else 0.5)
     for epoch in range(1, 10):
         rt.report({"score": -(floor + 2.0 / epoch), "plain": int(plain)})
+
+
+def fit_with_asha(searcher, storage: Path, num_trials: int):
+    """Tune :func:`curve` over :data:`MIXED` with ``searcher`` under ASHA (R = 9, eta = 3), two
+    trials at a time, and check what holds for every searcher: each trial completed or was
+    stopped, its config arrived as plain values, and ASHA stopped some early. The results, and
+    the trials ASHA stopped."""
+    results = rt.Tuner(curve, space=MIXED, metric="score", mode="max", num_trials=num_trials, max_concurrent=2,
+                       searcher=searcher, scheduler=rt.ASHAScheduler(max_resource=9, reduction_factor=3),
+                       storage_path=storage, verbose=0, tensorboard=False).fit()
+    assert all(t.status in (rt.TrialStatus.COMPLETED, rt.TrialStatus.STOPPED) for t in results.trials)
+    assert all(t.metrics["plain"] == 1 for t in results.trials)
+    stopped = [t for t in results.trials if t.resource < 9]
+    assert stopped, f"ASHA must stop some of {num_trials} trials before max_resource=9"
+    return results, stopped
+
+
+#: A conditional space: a choice of dicts, one with a parameter of its own (sgd's
+#: momentum), beside log-uniform, quantised, integer and categorical parameters and a constant.
+CONDITIONAL = {
+    "lr": rt.loguniform(1e-4, 1e-1),
+    "units": rt.quniform(16, 256, 16),
+    "layers": rt.randint(1, 4),
+    "act": rt.choice(["relu", "tanh"]),
+    "opt": rt.choice([{"name": "sgd", "momentum": rt.uniform(0, 0.99)}, {"name": "adam"}]),
+    "epochs": 10,
+}
+
+#: Every kind of domain a searcher encodes, in one space: uniform, log-uniform, integer,
+#: quantised (``drop``'s low lies off its grid), quantised log-uniform, a choice of dicts
+#: with a conditional parameter, a choice of three strings, and a constant.
+EVERY_KIND = {
+    "x": rt.uniform(-5, 5),
+    "lr": rt.loguniform(1e-4, 1e-1),
+    "n": rt.randint(1, 4),
+    "units": rt.quniform(16, 128, 16),
+    "drop": rt.quniform(0.1, 1.0, 0.25),
+    "batch": rt.qloguniform(8, 512, 8),
+    "opt": rt.choice([{"name": "sgd", "momentum": rt.uniform(0, 0.99)}, {"name": "adam"}]),
+    "act": rt.choice(["relu", "tanh", "elu"]),
+    "epochs": 5,
+}
 
 
 def run_serially(searcher, loss, n, start=0, outcome=None):

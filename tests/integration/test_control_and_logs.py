@@ -19,7 +19,7 @@ from raytuner import TrialStatus
 from raytuner._storage.control import control_store
 from raytuner.cli import main
 
-from tests._helpers import Steer, wait_for
+from tests._helpers import Steer, reported, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -56,22 +56,18 @@ def test_control_from_the_cli_steers_the_sweep_and_each_trial_has_its_own_log(st
     answers = {}
 
     def script(path):
-        wait_for(lambda: (path / "trials/00000/results.jsonl").is_file(), "trial 00000 to report")
         answers["limits"] = cli("control", str(path), "--max-concurrent", "2")
         wait_for(lambda: status_of(path, "00001") == "RUNNING", "a second trial to run at once")
         answers["stop"] = cli("control", str(path), "--stop-trial", "00000")
         answers["unknown"] = cli("control", str(path), "--stop-trial", "99999")
         answers["bad"] = cli("control", str(path), "--max-concurrent", "0")
         # Its first answer carries what it printed first (the log is written before the results).
-        wait_for(lambda: (path / "trials/00001/results.jsonl").is_file(), "trial 00001 to report")
+        wait_for(lambda: reported(path, "00001"), "trial 00001 to report")
         answers["end"] = cli("control", str(path), "--end")
 
-    steer = Steer(path, script)
-    steer.start()
-    results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=6, max_concurrent=1,
-                       storage_path=storage, name="steered", verbose=0).fit()
-    steer.join(30)
-    assert steer.error is None, steer.error
+    with Steer(path, script, ready=reported):
+        results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=6, max_concurrent=1,
+                           storage_path=storage, name="steered", verbose=0).fit()
     assert answers["limits"] == (0, "set_limits: applied: max_concurrent=2\n")
     assert answers["stop"] == (0, "stop_trial: applied: trial 00000 stopped\n")
     assert answers["unknown"][0] == 1 and answers["bad"][0] == 2
@@ -129,13 +125,10 @@ def test_a_failed_trial_reruns_from_its_checkpoint_on_command(storage, tmp_path)
         wait_for(lambda: status_of(path, "00000") == "COMPLETED", "the re-run to complete")
         (tmp_path / "done").touch()
 
-    steer = Steer(path, script)
-    steer.start()
     space = {"fail": rt.grid([True, False]), "dir": str(tmp_path)}
-    results = rt.Tuner(failing_once, space=space, metric="loss", num_trials=2, max_concurrent=2,
-                       storage_path=storage, name="rerun", verbose=0, searcher=rt.GridSearcher()).fit()
-    steer.join(30)
-    assert steer.error is None, steer.error
+    with Steer(path, script):
+        results = rt.Tuner(failing_once, space=space, metric="loss", num_trials=2, max_concurrent=2,
+                           storage_path=storage, name="rerun", verbose=0, searcher=rt.GridSearcher()).fit()
     rerun = next(t for t in results.trials if t.trial_id == "00000")
     assert rerun.status is TrialStatus.COMPLETED
     assert json.loads((path / "trials/00000/trial.json").read_text())["note"] == "re-run by cli"
@@ -208,16 +201,12 @@ def test_a_new_time_budget_moves_the_drivers_deadline(storage):
     answers = {}
 
     def script(path):
-        wait_for(lambda: (path / "trials/00000/results.jsonl").is_file(), "trial 00000 to report")
         answers["budget"] = cli("control", str(path), "--time-budget", "0.5")
 
-    steer = Steer(path, script)
-    steer.start()
-    started = time.monotonic()
-    results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, max_concurrent=1,
-                       storage_path=storage, name="budget", verbose=0, time_budget_s=600).fit()
-    steer.join(30)
-    assert steer.error is None, steer.error
+    with Steer(path, script, ready=reported):
+        started = time.monotonic()
+        results = rt.Tuner(chatty, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=4, max_concurrent=1,
+                           storage_path=storage, name="budget", verbose=0, time_budget_s=600).fit()
     assert answers["budget"] == (0, "set_limits: applied: time_budget_s=0.5\n")
     # Already past the new budget when it came: the run ends at once, its trials STOPPED.
     assert time.monotonic() - started < 60

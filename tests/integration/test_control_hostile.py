@@ -22,7 +22,7 @@ from raytuner._storage.experiment import ExperimentStorage
 from raytuner.cli import main
 from raytuner.errors import ConfigError
 
-from tests._helpers import Steer, wait_for
+from tests._helpers import Steer, reported, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -35,10 +35,6 @@ def until_done(config):
         if done.exists():
             return
         time.sleep(0.02)
-
-
-def reported(path: Path) -> bool:
-    return (path / "trials/00000/results.jsonl").is_file()
 
 
 def outcome(path: Path, command_id: str) -> dict | None:
@@ -72,13 +68,10 @@ def test_a_limit_far_beyond_the_cluster_starts_no_more_workers_than_it_holds_and
             if not (tmp_path / "interrupt").exists():
                 (tmp_path / "done").touch()  # the test failed: let the sweep end
 
-    steer = Steer(path, script, ready=reported)
-    steer.start()
-    results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=50, max_concurrent=1,
-                       storage_path=storage, name="huge", verbose=1, tensorboard=False, callbacks=[Watch()]).fit()
-    returned = time.monotonic()
-    steer.join(30)
-    assert steer.error is None, steer.error
+    with Steer(path, script, ready=reported):
+        results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=50, max_concurrent=1,
+                           storage_path=storage, name="huge", verbose=1, tensorboard=False, callbacks=[Watch()]).fit()
+        returned = time.monotonic()
     # The 2-CPU cluster holds 2 one-CPU trials: 10,000 is the limit, 2 the workers.
     assert max(sizes) <= 2 and 2 in sizes
     assert results.meta["status"] == "INTERRUPTED" and returned - interrupted_at[0] < 30
@@ -206,12 +199,9 @@ def test_hostile_files_in_the_control_folder_never_stop_the_driver_and_every_one
         finally:
             (tmp_path / "done").touch()
 
-    steer = Steer(path, script, ready=reported)
-    steer.start()
-    results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=4, max_concurrent=2,
-                       storage_path=storage, name="fuzzed", verbose=0, tensorboard=False).fit()
-    steer.join(60)
-    assert steer.error is None, steer.error
+    with Steer(path, script, ready=reported, join_s=60):
+        results = rt.Tuner(until_done, space={"dir": str(tmp_path)}, metric="loss", num_trials=4, max_concurrent=2,
+                           storage_path=storage, name="fuzzed", verbose=0, tensorboard=False).fit()
     assert results.meta["status"] == "COMPLETED"
     assert results.trials and all(t.status is TrialStatus.COMPLETED for t in results.trials)
     history = control_store(path).history()

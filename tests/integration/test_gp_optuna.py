@@ -12,31 +12,15 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
-from raytuner.schedulers import ASHAScheduler
 from raytuner.search import GPSearcher, OptunaSearcher
 
-from tests._helpers import MIXED, InterruptAfter, curve
+from tests._helpers import InterruptAfter, fit_with_asha
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
-def fit_with_asha(searcher, storage):
-    return rt.Tuner(curve, space=MIXED, metric="score", mode="max", num_trials=10, max_concurrent=2,
-                    searcher=searcher, scheduler=ASHAScheduler(max_resource=9, reduction_factor=3),
-                    storage_path=storage, verbose=0, tensorboard=False).fit()
-
-
-def check_common(results):
-    assert all(t.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED) for t in results.trials)
-    assert all(t.metrics["plain"] == 1 for t in results.trials)
-    stopped = [t for t in results.trials if t.resource < 9]
-    assert stopped, "ASHA must stop some of 10 trials before max_resource=9"
-    return stopped
-
-
 def test_gp_searcher_with_asha(storage):
     searcher = GPSearcher(n_startup=4, seed=0, n_restarts=0, n_candidates=300)
-    results = fit_with_asha(searcher, storage)
-    check_common(results)
+    results, _ = fit_with_asha(searcher, storage, 10)
     records = searcher.state()["records"]
     assert set(records) == {t.trial_id for t in results.trials}
     for trial in results.trials:
@@ -50,8 +34,8 @@ def test_optuna_searcher_with_asha(storage):
     import optuna
 
     searcher = OptunaSearcher(seed=0)
-    results = fit_with_asha(searcher, storage)
-    stopped = {t.trial_id for t in check_common(results)}
+    results, stopped = fit_with_asha(searcher, storage, 10)
+    stopped = {t.trial_id for t in stopped}
     study = pickle.loads(searcher.state()["study"])[0]
     assert len(study.trials) == 10
     for trial, frozen in zip(results.trials, study.trials):  # asked in trial order

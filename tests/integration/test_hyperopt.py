@@ -14,7 +14,7 @@ from raytuner import TrialStatus
 from raytuner.schedulers import ASHAScheduler
 from raytuner.search import HyperOptSearcher, Outcome, RandomSearcher, TrialEnd
 
-from tests._helpers import MIXED, curve
+from tests._helpers import MIXED, curve, fit_with_asha
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -50,16 +50,9 @@ def test_tpe_learns_on_a_quadratic(storage):
 
 def test_plain_values_stopped_trials_and_observations(storage):
     searcher = HyperOptSearcher(n_startup=4, seed=0)
-    results = rt.Tuner(curve, space=MIXED, metric="score", mode="max", num_trials=12, max_concurrent=2,
-                       searcher=searcher, scheduler=ASHAScheduler(max_resource=9, reduction_factor=3),
-                       storage_path=storage, verbose=0).fit()
-
-    # Configs reach the trainable as plain Python values, integers as int.
-    assert all(t.metrics["plain"] == 1 for t in results.trials)
+    # Configs reach the trainable as plain Python values (checked there), integers as int.
+    results, stopped = fit_with_asha(searcher, storage, 12)
     assert all(t.config["units"] % 16 == 0 and 1 <= t.config["layers"] <= 3 for t in results.trials)
-
-    stopped = [t for t in results.trials if t.status == TrialStatus.STOPPED and t.resource < 9]
-    assert stopped, "ASHA must stop some of 12 trials before max_resource=9"
 
     # Every trial reached the searcher once, as it ended: value signed to minimize, the
     # resource it reached and the scheduler's max_resource; nothing stays pending.

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 import raytuner as rt
-from raytuner import TrialStatus
-from raytuner.schedulers import ASHAScheduler
 from raytuner.search import GridSearcher, RandomSearcher, TPESearcher
 
-from tests._helpers import MIXED, curve
+from tests._helpers import fit_with_asha
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -33,12 +31,7 @@ def test_the_tuner_defaults_to_tpe_with_a_metric(storage):
 
 def test_tpe_under_asha_learns_from_rung_results(storage):
     searcher = TPESearcher(n_startup=4, seed=0)
-    results = rt.Tuner(curve, space=MIXED, metric="score", mode="max", num_trials=16, max_concurrent=2,
-                       searcher=searcher, scheduler=ASHAScheduler(max_resource=9, reduction_factor=3),
-                       storage_path=storage, verbose=0).fit()
-    assert all(t.metrics["plain"] == 1 for t in results.trials)
-    stopped = [t for t in results.trials if t.status == TrialStatus.STOPPED and t.resource < 9]
-    assert stopped, "ASHA must stop some of 16 trials before max_resource=9"
+    results, _ = fit_with_asha(searcher, storage, 16)
 
     state = searcher.state()
     assert sorted(state["ids"]) == sorted(t.trial_id for t in results.trials)

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from raytuner.errors import ConfigError
+from raytuner import search
+from raytuner.errors import ConfigError, ProtocolError
 from raytuner.search import Outcome, TrialEnd
 from raytuner.search._base import check_version, is_full_budget
 
@@ -37,3 +38,18 @@ def test_a_state_of_another_version_is_refused_naming_both(state):
     with pytest.raises(ConfigError, match=r"^S: cannot restore state version .*; this version reads 2\.$"):
         check_version("S", state, 2)
     check_version("S", {"version": 2}, 2)
+
+
+@pytest.mark.parametrize("name", ["TPESearcher", "HyperOptSearcher", "GPSearcher", "OptunaSearcher"])
+def test_each_trial_ends_exactly_once_and_ids_are_new(name):
+    searcher = getattr(search, name)({"x": search.uniform(0, 1)}, seed=0)
+    searcher.setup(None, 5)
+    searcher.on_trial_result("never", 1, 0.5)  # ignored, as a trial the searcher declined
+    with pytest.raises(ProtocolError, match=rf"{name}: trial 'never' was never suggested"):
+        searcher.on_trial_complete("never", Outcome(TrialEnd.COMPLETED, 1.0))
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
+    with pytest.raises(ProtocolError, match=rf"{name}: trial 'a' has already ended"):
+        searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
+    with pytest.raises(ProtocolError, match=rf"{name}: trial 'a' was already suggested"):
+        searcher.suggest("a")

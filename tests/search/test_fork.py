@@ -8,29 +8,21 @@ import numpy as np
 import pytest
 
 from raytuner.errors import ConfigError
-from raytuner.search import Outcome, TrialEnd, choice, loguniform, quniform, randint, uniform
+from raytuner.search import Outcome, TrialEnd, choice, quniform, randint, uniform
 from raytuner.search._fork import check_warm_start, fit_observations
 from raytuner.search._params import config_from_params
-
-SPACE = {
-    "lr": loguniform(1e-4, 1e-1),
-    "units": quniform(16, 256, 16),
-    "layers": randint(1, 4),
-    "act": choice(["relu", "tanh"]),
-    "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
-    "epochs": 10,
-}
+from tests._helpers import CONDITIONAL
 
 
 def test_a_config_that_fits_round_trips():
     config = {"lr": 0.01, "units": 64, "layers": 2, "act": "tanh",
               "opt": {"name": "sgd", "momentum": 0.9}, "epochs": 10}
-    fit = fit_observations("S", SPACE, [(config, 0.5)])
+    fit = fit_observations("S", CONDITIONAL, [(config, 0.5)])
     (params, outcome), = fit.observations
     assert params == {"lr": 0.01, "units": 64.0, "layers": 2.0, "act": 1, "opt": 0,
                       "opt[0].momentum": 0.9}
     assert outcome == Outcome(TrialEnd.COMPLETED, 0.5)
-    assert config_from_params(SPACE, params) == config
+    assert config_from_params(CONDITIONAL, params) == config
     assert not fit.report.changed
 
 

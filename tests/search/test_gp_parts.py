@@ -15,6 +15,7 @@ from raytuner.search import choice, grid, loguniform, qloguniform, quniform, ran
 from raytuner.search._acquisition import expected_improvement, maximize
 from raytuner.search._gp_encoding import DROPPED, INACTIVE, MISSING, Encoding
 from raytuner.search._gp_model import _Matern, fantasize, fit
+from tests._helpers import EVERY_KIND
 
 # --- expected improvement ---------------------------------------------------------------
 
@@ -128,23 +129,12 @@ def test_fantasies_collapse_the_variance_at_pending_points(lie):
 
 # --- the encoding -------------------------------------------------------------------------
 
-MIXED = {
-    "x": uniform(-5, 5),
-    "lr": loguniform(1e-4, 1e-1),
-    "n": randint(1, 4),
-    "units": quniform(16, 128, 16),
-    "batch": qloguniform(8, 512, 8),
-    "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
-    "act": choice(["relu", "tanh", "elu"]),
-    "epochs": 5,
-}
-
 
 def test_columns_of_each_domain():
-    encoding = Encoding(MIXED)
-    # x, lr, n, units, batch, opt one-hot (2), momentum, act one-hot (3); constants take none.
-    assert encoding.dim == 11
-    assert [c.label for c in encoding.columns] == ["x", "lr", "n", "units", "batch", "opt[0].momentum"]
+    encoding = Encoding(EVERY_KIND)
+    # x, lr, n, units, drop, batch, opt one-hot (2), momentum, act one-hot (3); constants take none.
+    assert encoding.dim == 12
+    assert [c.label for c in encoding.columns] == ["x", "lr", "n", "units", "drop", "batch", "opt[0].momentum"]
     assert [(g.label, g.size) for g in encoding.choices] == [("opt", 2), ("act", 3)]
 
 
@@ -176,7 +166,7 @@ def test_q_domains_round_like_the_domain_samples():
 
 
 def test_snap_makes_one_hot_centres_integers_and_fixes_inactive_columns():
-    encoding = Encoding(MIXED)
+    encoding = Encoding(EVERY_KIND)
     u = np.full(encoding.dim, 0.2)
     opt = encoding.choices[0]
     u[opt.start : opt.start + 2] = [0.1, 0.9]  # adam: momentum is inactive
@@ -195,7 +185,7 @@ def test_snap_makes_one_hot_centres_integers_and_fixes_inactive_columns():
 
 
 def test_decode_and_encode_are_inverse_on_snapped_points():
-    encoding = Encoding(MIXED)
+    encoding = Encoding(EVERY_KIND)
     points = encoding.snap(np.random.default_rng(3).random((200, encoding.dim)))
     names = set()
     for u in points:
@@ -209,7 +199,7 @@ def test_decode_and_encode_are_inverse_on_snapped_points():
 
 
 def test_encode_marks_numbers_a_config_lacks_and_refuses_one_without_its_choices():
-    encoding = Encoding(MIXED)
+    encoding = Encoding(EVERY_KIND)
     u = encoding.snap(np.full(encoding.dim, 0.3))[0]
     good = encoding.decode(u)
     np.testing.assert_allclose(encoding.encode(good), u, atol=1e-12)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from raytuner.errors import ConfigError, ProtocolError
+from raytuner.errors import ConfigError
 from raytuner.search import GPSearcher, Outcome, RandomSearcher, TrialEnd, choice, grid, loguniform, randint, uniform
 from raytuner.search import _gp
 from raytuner.search._gp_encoding import DROPPED, MISSING
@@ -237,14 +237,3 @@ def test_config_describes_the_constructor():
 def test_bad_input_is_refused_at_construction(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         GPSearcher(**kwargs)
-
-
-def test_each_trial_ends_once():
-    searcher = GPSearcher(SPACE, seed=0)
-    searcher.setup(None, 5)
-    searcher.suggest("a")
-    searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ProtocolError, match="has already ended"):
-        searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ProtocolError, match="was never suggested"):
-        searcher.on_trial_complete("b", Outcome(TrialEnd.COMPLETED, 1.0))

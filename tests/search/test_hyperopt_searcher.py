@@ -9,18 +9,7 @@ import numpy as np
 import pytest
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, hp, rand, tpe
 
-from raytuner.errors import ProtocolError
-from raytuner.search import (
-    HyperOptSearcher,
-    Outcome,
-    TrialEnd,
-    choice,
-    grid,
-    loguniform,
-    quniform,
-    randint,
-    uniform,
-)
+from raytuner.search import HyperOptSearcher, Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
 
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5)}
 DONE = TrialEnd.COMPLETED
@@ -324,18 +313,6 @@ def test_paused_then_stopped_trial_is_closed(spy):
     seen = losses_seen(spy)
     assert all(loss is not None for t, loss in seen.items() if t < 4)  # no doc left pending
     assert seen[1] > 4.0
-
-
-def test_each_trial_ends_exactly_once():
-    searcher = make()
-    searcher.suggest(tid(0))
-    searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0))
-    with pytest.raises(ProtocolError, match=r"trial '00000' has already ended"):
-        searcher.on_trial_complete(tid(0), Outcome(DONE, 1.0))
-    with pytest.raises(ProtocolError, match=r"trial '00009' was never suggested"):
-        searcher.on_trial_complete(tid(9), Outcome(DONE, 1.0))
-    with pytest.raises(ProtocolError, match=r"trial '00000' was already suggested"):
-        searcher.suggest(tid(0))
 
 
 # -- points to evaluate and warm start ------------------------------------------------------

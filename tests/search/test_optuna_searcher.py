@@ -12,52 +12,30 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from raytuner.errors import ConfigError, ProtocolError
-from raytuner.search import (
-    OptunaSearcher,
-    Outcome,
-    TrialEnd,
-    choice,
-    grid,
-    loguniform,
-    qloguniform,
-    quniform,
-    randint,
-    uniform,
-)
+from raytuner.errors import ConfigError
+from raytuner.search import OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
 from raytuner.search._optuna_space import distributions
+from tests._helpers import EVERY_KIND
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-MIXED = {
-    "x": uniform(-5, 5),
-    "lr": loguniform(1e-4, 1e-1),
-    "n": randint(1, 4),
-    "units": quniform(16, 128, 16),
-    "drop": quniform(0.1, 1.0, 0.25),
-    "batch": qloguniform(8, 512, 8),
-    "act": choice(["relu", "tanh"]),
-    "opt": choice([{"name": "sgd", "momentum": uniform(0, 0.99)}, {"name": "adam"}]),
-    "epochs": 5,
-}
-
 
 def test_conversion_table():
-    assert distributions(MIXED) == {
+    assert distributions(EVERY_KIND) == {
         "x": FloatDistribution(-5.0, 5.0),
         "lr": FloatDistribution(1e-4, 1e-1, log=True),
         "n": IntDistribution(1, 3),
         "units": IntDistribution(16, 128, step=16),
         "drop": FloatDistribution(0.0, 1.0, step=0.25),  # the values round(u / q) * q takes
         "batch": FloatDistribution(8.0, 512.0, log=True),  # rounded to 8 in the config
-        "act": CategoricalDistribution(["relu", "tanh"]),
+        "act": CategoricalDistribution(["relu", "tanh", "elu"]),
         "opt": CategoricalDistribution([0, 1]),  # dict options: by index
         "opt[0].momentum": FloatDistribution(0.0, 0.99),
     }
 
 
 def test_configs_are_plain_python_inside_their_domains_and_conditional():
-    searcher = OptunaSearcher(MIXED, seed=0)
+    searcher = OptunaSearcher(EVERY_KIND, seed=0)
     searcher.setup(None, 30)
     seen = set()
     for i in range(30):
@@ -65,7 +43,7 @@ def test_configs_are_plain_python_inside_their_domains_and_conditional():
         assert type(config["x"]) is float and type(config["n"]) is int and type(config["units"]) is int
         assert type(config["batch"]) is int and config["batch"] % 8 == 0
         assert config["units"] % 16 == 0 and config["drop"] in (0.0, 0.25, 0.5, 0.75, 1.0)
-        assert config["epochs"] == 5 and config["act"] in ("relu", "tanh")
+        assert config["epochs"] == 5 and config["act"] in ("relu", "tanh", "elu")
         assert ("momentum" in config["opt"]) == (config["opt"]["name"] == "sgd")
         seen.add(config["opt"]["name"])
         params = searcher._study.trials[-1].params
@@ -225,14 +203,3 @@ def test_without_optuna_installed_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # what an absent package looks like to import
     with pytest.raises(ConfigError, match=r'pip install "raytuner\[optuna\]"'):
         OptunaSearcher()
-
-
-def test_each_trial_ends_once():
-    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
-    searcher.setup(None, 2)
-    searcher.suggest("a")
-    searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ProtocolError, match="has already ended"):
-        searcher.on_trial_complete("a", Outcome(TrialEnd.COMPLETED, 1.0))
-    with pytest.raises(ProtocolError, match="already suggested"):
-        searcher.suggest("a")

@@ -8,18 +8,8 @@ import numpy as np
 import pytest
 from hyperopt import hp
 
-from raytuner.search import (
-    choice,
-    grid,
-    has_grid,
-    loguniform,
-    quniform,
-    randint,
-    sample_config,
-    space_to_json,
-    uniform,
-    validate_space,
-)
+from raytuner.search import choice, grid, has_grid, loguniform, quniform, randint, sample_config, space_to_json
+from raytuner.search import uniform, validate_space
 from raytuner.search._space import grid_points
 
 SPACE = {
