@@ -96,10 +96,14 @@ def experiment_fault(meta: Any) -> str | None:
         shown = repr(meta["mode"]) if isinstance(meta["mode"], str) else json.dumps(meta["mode"])
         fault = f"field 'mode' is {shown[:40]}, not 'min' or 'max' (or a list of them)"
     metric = meta.get("metric")
-    if fault is None and isinstance(metric, list) and (not metric or not all(isinstance(m, str) for m in metric)):
-        fault = f"field 'metric' is {json.dumps(metric)[:40]}, not a name (or a list of names)"
-    if fault is None and isinstance(metric, list) and isinstance(meta.get("mode"), list) and len(modes) != len(metric):
-        fault = f"field 'mode' is {json.dumps(modes)[:40]}, not one 'min' or 'max' per metric ({len(metric)})"
+    # Several objectives are two or more distinct names (the Tuner keeps one as a string),
+    # with one mode for all or one each; a list of modes goes with a list of metrics only.
+    several = isinstance(metric, list) and len(metric) >= 2 and all(isinstance(m, str) and m for m in metric) \
+        and len(set(metric)) == len(metric)
+    if fault is None and isinstance(metric, list) and not several:
+        fault = f"field 'metric' is {json.dumps(metric)[:40]}, not a name (or a list of two or more distinct names)"
+    if fault is None and isinstance(meta.get("mode"), list) and not (several and len(modes) == len(metric)):
+        fault = f"field 'mode' is {json.dumps(modes)[:40]}, not one 'min' or 'max' per metric"
     if fault is None and "best_scope" in meta and meta["best_scope"] not in SCOPES:
         fault = f"field 'best_scope' is {meta['best_scope'][:40]!r}, not 'last' or 'all'"
     return fault
@@ -108,8 +112,12 @@ def experiment_fault(meta: Any) -> str | None:
 def usable_fields(meta: dict[str, Any]) -> dict[str, Any]:
     """The fields of a damaged experiment.json that are still of the right type: what a
     reader can still go by (the metric, say) while it shows the experiment DAMAGED."""
-    return {key: value for key, value in meta.items()
-            if key not in _EXPERIMENT_FIELDS or experiment_fault({"name": "", key: value}) is None}
+    def usable(key: str, value: Any) -> bool:
+        # A list of modes is read with the metrics it goes with.
+        probe = {"name": "", key: value, **({"metric": meta["metric"]} if key == "mode" and "metric" in meta else {})}
+        return key not in _EXPERIMENT_FIELDS or experiment_fault(probe) is None
+
+    return {key: value for key, value in meta.items() if usable(key, value)}
 
 
 def read_record(path: Path, fault: Callable[[Any], str | None]) -> tuple[Any, Damage | None]:

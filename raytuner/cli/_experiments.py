@@ -224,7 +224,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:  # several objectives: the front first, marked, then the others in the Pareto order
         order = front.ranked + [t for t in results.trials if t not in front.ranked]
         scored, shown = front.ranked, list(results.objectives.metrics)
-        heading = f"objectives {escape(results.objectives.describe())}"
+        metric, heading = " and ".join(shown), f"objectives {escape(results.objectives.describe())}"
     trials = order[: args.limit] if args.limit else order
     meta = results.meta
     configs = {t.trial_id: flatten(t.config) for t in results.trials}

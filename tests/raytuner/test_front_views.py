@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import raytuner as rt
 from raytuner import cli
@@ -28,6 +30,7 @@ from raytuner._report import _data, _pareto_figures
 from raytuner._storage.experiment import ExperimentStorage
 
 from tests.raytuner.mo_experiment import brute_front, write_mo_experiment
+from tests.raytuner.test_damaged_records import _views
 
 METRICS, MODES = ("loss", "score"), ("min", "max")
 SIGNS = {"loss": 1.0, "score": -1.0}
@@ -186,3 +189,35 @@ def test_when_every_trial_failed_the_failed_front_counts_but_the_cli_refuses_it(
     assert {t.trial_id for t in rt.load(path).pareto_front()} == brute_front(points)
     assert cli.main(["best", str(path)]) != 0
     assert "No trial of 'failed' succeeded: 8 of 8 failed" in capsys.readouterr().err
+
+
+NAMES = st.sampled_from(["loss", "score", "", "x", 0, None])
+METRIC = st.none() | NAMES | st.lists(NAMES, max_size=4)
+MODE = st.sampled_from(["min", "max", "maximize", None]) | st.lists(st.sampled_from(["min", "max", "up", 1]), max_size=4)
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    make(root, "mo", "last")
+    return root
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(metric=METRIC, mode=MODE)
+@example(metric=["loss", "x"], mode="min")  # no trial reported every objective
+@example(metric=["loss"], mode="min")  # a list of one (the Tuner writes a string)
+@example(metric=["loss", "score"], mode=["min"])  # a mode short
+@example(metric="loss", mode=["min", "max"])
+def test_any_metric_and_mode_in_experiment_json_breaks_no_view_of_the_front(fuzz_root, capsys, metric, mode):
+    path = fuzz_root / "mo" / "experiment.json"
+    saved = path.read_text()
+    try:
+        path.write_text(json.dumps({**json.loads(saved), "metric": metric, "mode": mode}))
+        _views(fuzz_root, "mo", capsys)
+        results = rt.load(fuzz_root / "mo")
+        if set(results.objectives.metrics) == {"loss", "score"}:  # the front as ever, whatever else is damaged
+            assert results.damaged is None or "field 'mode'" in results.damaged
+            assert {t.trial_id for t in results.pareto_front()} and _data.collect(results).front
+    finally:
+        path.write_text(saved)

@@ -169,8 +169,12 @@ def test_records_of_several_objectives_are_checked_as_every_reader_checks_them(t
 
     assert experiment_fault({"name": "x", "metric": ["loss", "score"], "mode": ["min", "max"]}) is None
     assert experiment_fault({"name": "x", "metric": ["loss", "score"], "mode": "max"}) is None  # one for all
-    assert "field 'mode' is [\"min\"], not one 'min' or 'max' per metric (2)" in experiment_fault(
+    assert "field 'mode' is [\"min\"], not one 'min' or 'max' per metric" in experiment_fault(
         {"name": "x", "metric": ["loss", "score"], "mode": ["min"]})
+    assert "field 'mode' is [\"min\"], not one" in experiment_fault({"name": "x", "metric": "loss", "mode": ["min"]})
+    for metric in (["loss"], ["loss", ""], ["loss", "loss"], []):  # the Tuner never writes these
+        assert "not a name (or a list of two or more distinct names)" in experiment_fault(
+            {"name": "x", "metric": metric, "mode": "min"})
     record = {"trial_id": "00001", "status": "COMPLETED"}
     assert trial_fault({**record, "last_value": [0.5, None]}, "00001") is None  # NaN is stored as null
     assert "field 'last_value' is [0.5, \"x\"], not a list of numbers" in trial_fault(
