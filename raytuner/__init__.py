@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from raytuner._results import Results, load
     from raytuner._trial import TrialResult, TrialStatus
     from raytuner._tuner import Tuner
-    from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler
+    from raytuner.schedulers import (ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler,
+                                     PB2Scheduler, PBTReplay, PBTScheduler)
     from raytuner.search import GPSearcher, GridSearcher, HyperOptSearcher, OptunaSearcher, RandomSearcher, TPESearcher
     from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
 
@@ -51,8 +52,8 @@ _LAZY = {
     **dict.fromkeys(["choice", "grid", "loguniform", "qloguniform", "quniform", "randint", "uniform",
                      "GPSearcher", "GridSearcher", "HyperOptSearcher", "OptunaSearcher", "RandomSearcher",
                      "TPESearcher"], "raytuner.search"),
-    **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler"],
-                    "raytuner.schedulers"),
+    **dict.fromkeys(["ASHAScheduler", "FIFOScheduler", "HyperbandScheduler", "MedianStoppingScheduler",
+                     "PB2Scheduler", "PBTReplay", "PBTScheduler"], "raytuner.schedulers"),
 }
 
 __version__ = "0.1.0"
@@ -70,6 +71,9 @@ __all__ = [
     "MedianStoppingScheduler",
     "NotInTrialError",
     "OptunaSearcher",
+    "PB2Scheduler",
+    "PBTReplay",
+    "PBTScheduler",
     "ProtocolError",
     "RandomSearcher",
     "RayTunerError",

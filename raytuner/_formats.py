@@ -16,6 +16,7 @@ from typing import Any, Mapping
 AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp", "attempt", "checkpoint"})
 
 _CHECKPOINT_PREFIX = "checkpoint_"
+_CLONE_PREFIX = "clone_"
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -55,7 +56,20 @@ def checkpoint_name(iteration: int) -> str:
     return f"{_CHECKPOINT_PREFIX}{iteration:06d}"
 
 
+def clone_name(attempt: int, iteration: int) -> str:
+    """Where a PBT exploit puts the copy of its donor's checkpoint made at report
+    ``iteration``, under the clone's folder: ``clone_<attempt>/checkpoint_<iteration>``, for
+    the attempt that starts from it. Apart from the trial's own checkpoint names, so that a
+    copy never replaces a checkpoint the trial's own rows commit."""
+    return f"{_CLONE_PREFIX}{attempt}/{checkpoint_name(iteration)}"
+
+
 def checkpoint_iteration(name: str) -> int | None:
-    """The report a checkpoint folder was made at, or None if ``name`` is not one."""
+    """The report a checkpoint folder (its own, or a clone's copy) was made at, or None if
+    ``name`` is not one."""
+    if name.startswith(_CLONE_PREFIX):
+        attempt, _, name = name[len(_CLONE_PREFIX):].partition("/")
+        if not attempt.isdigit():
+            return None
     number = name[len(_CHECKPOINT_PREFIX):] if name.startswith(_CHECKPOINT_PREFIX) else ""
     return int(number) if number.isdigit() else None

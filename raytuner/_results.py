@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
 from raytuner._formats import AUTO_KEYS, flatten
 from raytuner._objectives import MODES, Objectives
+from raytuner._storage import lineage
 from raytuner._storage.history import RESULTS_FILE, Damage, read_history
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.records import config_fault, read_record, trial_fault
@@ -227,12 +228,39 @@ class Results:
         continued from there: the rows its lost attempt wrote after k are superseded, kept
         in results.jsonl for audit but not shown here. The ``attempt`` column says which
         run of the trial made each row; ``checkpoint`` names the checkpoint a row commits.
+        ``config/<name>`` columns hold the config in effect at each row: under PBT it
+        changes where the trial exploited another, and ``cloned_from``/``cloned_iteration``
+        then name the trial and report it restarted from (see :meth:`schedule`).
         """
         import pandas as pd
 
+        storage = self._trial_storage(trial_id)
+        history = storage.read_history(trial_id)
+        history.raise_if_damaged()
+        # A damaged config.json leaves the rows readable: their config columns then come
+        # from the attempt markers only (what an exploit set).
+        first, damage = read_record(storage.trial_path(trial_id) / "config.json", config_fault)
+        return pd.DataFrame(lineage.annotate(history, first if damage is None and first is not None else {}))
+
+    def schedule(self, trial_id: str) -> pd.DataFrame:
+        """The config schedule that trained one trial's model, one row per change.
+
+        Columns: ``resource`` and ``iteration`` (the report from which the config applies;
+        0 for the first), ``trial_id`` (whose run trained that stretch: under PBT the
+        schedule follows the trial back through the trials it cloned, each up to the
+        report it was cloned at) and ``config/<name>``. A trial that never exploited has
+        one row. Replay it from scratch with ``rt.PBTReplay(results.path, trial_id)``.
+        """
+        import pandas as pd
+
+        segments = lineage.for_experiment(self._trial_storage(trial_id)).schedule(trial_id)
+        return pd.DataFrame([{"resource": s.resource, "iteration": s.start, "trial_id": s.trial_id,
+                              **flatten(s.config, "config/")} for s in segments])
+
+    def _trial_storage(self, trial_id: str) -> ExperimentStorage:
         if trial_id not in self._by_id:
             raise KeyError(f"No trial {trial_id!r} in {self.path.name!r}; trials are {sorted(self._by_id)[:10]}...")
-        return pd.DataFrame(self._storage().read_results(trial_id))
+        return self._storage()
 
     def _storage(self) -> ExperimentStorage:
         """The experiment's files as a reader sees them (for a URI, a local cache of them)."""

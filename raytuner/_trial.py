@@ -57,7 +57,7 @@ class Trial:
     time_total_s: float = 0.0
     start_time: float | None = None
     end_time: float | None = None
-    checkpoint: str | None = None  # folder name under the trial's directory
+    checkpoint: str | None = None  # folder under the trial's directory (a PBT clone's copy: clone_<n>/...)
     checkpoint_iteration: int = 0
     checkpoint_time_s: float = 0.0
     num_failures: int = 0
@@ -67,6 +67,9 @@ class Trial:
     #: The highest resource already fed to searcher and scheduler. It never rewinds: a
     #: restarted trial's reports count for them only past it (one iteration, one count).
     fed_resource: float | None = None
+    #: PBT exploits carried out: each gave the trial a donor's model and a new config, so a
+    #: trial with any records its config (the one in effect) in trial.json too.
+    exploits: int = 0
     # Not in trial.json (rebuilt from results.jsonl on resume): the kept trajectory as
     # (iteration, resource, signed value), the checkpoints its rows commit, oldest first, and
     # the metrics of the newest one's row, which a restart from it rewinds to.
@@ -124,7 +127,10 @@ class Trial:
             "note": self.note,
             "attempt": self.attempt,
             "fed_resource": self.fed_resource,
+            "exploits": self.exploits,
         }
+        if self.exploits:
+            record["config"] = self.config  # config.json keeps the first one
         return record
 
     @classmethod

@@ -75,7 +75,7 @@ class Tuner:
         max_concurrent: Trials at once; default: as many as the cluster can hold.
         searcher: Default :class:`search.TPESearcher` (:class:`search.GridSearcher` when
             the space has a ``grid``; :class:`search.RandomSearcher` when no ``metric`` is
-            given, as there is nothing to learn from).
+            given, as there is nothing to learn from, and with PBT, which changes configs).
         scheduler: Default :class:`schedulers.FIFOScheduler`.
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
         stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
@@ -189,11 +189,16 @@ class Tuner:
         if searcher is None:
             if space is None:
                 raise ConfigError("No search space: pass `space=` (e.g. space={'lr': rt.loguniform(1e-4, 1e-1)}) or a searcher with its own.")
-            from raytuner.search import TPESearcher  # scipy: imported only when it is used
+            # TPE needs a metric to learn from; without one there is nothing but random search,
+            # and under PBT the searcher only draws the first population.
+            if has_grid(space):
+                searcher = GridSearcher(seed=seed)
+            elif metric is None or scheduler.changes_configs:
+                searcher = RandomSearcher(seed=seed)
+            else:
+                from raytuner.search import TPESearcher  # scipy: imported only when it is used
 
-            # TPE needs a metric to learn from; without one there is nothing but random search.
-            searcher = (GridSearcher(seed=seed) if has_grid(space) else
-                        TPESearcher(seed=seed) if metric is not None else RandomSearcher(seed=seed))
+                searcher = TPESearcher(seed=seed)
         elif not isinstance(searcher, Searcher):
             raise ConfigError(f"`searcher` must be a search.Searcher (e.g. HyperOptSearcher()); got {type(searcher).__name__}.")
         elif space is not None and searcher.space is not None:
@@ -215,6 +220,7 @@ class Tuner:
         # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
         # scheduler given several objectives.
         setup_components(searcher, space, num_trials, objectives, scheduler)
+        scheduler.check_experiment(space if space is not None else searcher.space, searcher, int(num_trials))
 
         self._name = check_name(name) if name is not None else None
         self._trainable = trainable

@@ -11,9 +11,16 @@ At the end of each epoch :class:`ReportCallback` reports the epoch's logs (``los
 ``val_loss``, ...) and ``epoch`` (1-based, counting on across pause and resume), then
 applies the scheduler's decision: CONTINUE trains on; STOP and PAUSE end ``fit`` after this
 epoch through ``model.stop_training``. A checkpoint holds the model in Keras' own format
-(``model.keras``: architecture, weights and optimizer state) and the epoch, so
-:func:`restore` continues a paused or retried trial exactly where it stopped, and the
-best trial's model loads with :func:`load_model` (or ``keras.models.load_model``).
+(``model.keras``: architecture, weights and optimizer state), the epoch and the trial's
+config, so :func:`restore` continues a paused or retried trial exactly where it stopped,
+and the best trial's model loads with :func:`load_model` (or ``keras.models.load_model``).
+
+Under PBT a trial restarts from another trial's checkpoint with a new config: the training
+function builds and compiles the model from the new config, and :func:`restore` loads the
+donor's weights, optimizer state and epoch but keeps the learning rate the model was just
+compiled with (Keras saves the learning rate as an optimizer variable, which would
+otherwise bring the donor's back). Other hyperparameters take effect through the rebuilt
+model (layers, regularisers) or the training function itself (batch size).
 
 Outside a trial (the same script run by hand) the callback says so once and does nothing.
 Works with every Keras 3 backend; nothing here touches TensorFlow directly.
@@ -35,6 +42,7 @@ from raytuner._worker import quiet_tf as _quiet_tf
 _quiet_tf.arm()  # also in the driver, which may load a trial's model (rt.keras.load_model)
 import keras  # noqa: E402
 
+from raytuner._formats import dumps
 from raytuner._worker import session as _session
 from raytuner._worker.protocol import Signal
 from raytuner.errors import ConfigError, ReportError, invalid
@@ -219,12 +227,15 @@ class ReportCallback(keras.callbacks.Callback):
             self._dir = Path(tempfile.mkdtemp(prefix="raytuner-keras-"))
         for entry in self._dir.iterdir():  # report() has packed the previous checkpoint
             entry.unlink()
-        save_checkpoint(self.model, self._dir, epoch)
+        session = self._session
+        save_checkpoint(self.model, self._dir, epoch, getattr(session.spec, "config", None) if session else None)
         return self._dir
 
 
-def save_checkpoint(model: keras.Model, directory: str | os.PathLike[str], epoch: int) -> None:
-    """Write ``model`` (weights and optimizer state) and ``epoch`` into ``directory``.
+def save_checkpoint(model: keras.Model, directory: str | os.PathLike[str], epoch: int,
+                    config: Mapping[str, Any] | None = None) -> None:
+    """Write ``model`` (weights and optimizer state), ``epoch`` and the trial's ``config``
+    into ``directory``.
 
     The model goes to ``model.keras`` with ``model.save``. A model Keras cannot serialise
     (a subclassed model without ``get_config``) is saved with ``save_weights`` instead,
@@ -239,6 +250,8 @@ def save_checkpoint(model: keras.Model, directory: str | os.PathLike[str], epoch
         model.save_weights(target / _WEIGHTS_FILE)
         _warn_weights_only(exc)
     state = {"epoch": int(epoch), "keras_version": keras.__version__, "backend": keras.backend.backend()}
+    if config is not None:
+        state["config"] = json.loads(dumps(config))
     (target / _STATE_FILE).write_text(json.dumps(state))
 
 
@@ -290,6 +303,10 @@ def restore(model: keras.Model, checkpoint: str | os.PathLike[str] | None = None
     (:func:`raytuner.get_checkpoint`); when there is none (a fresh trial, or outside a
     trial) the model is left as it is and 0 is returned.
 
+    When the checkpoint was made under another config than the running trial's (a PBT
+    exploit, or a replayed schedule), the learning rate the model was compiled with is
+    kept; otherwise the checkpoint's is restored with the rest of the optimizer's state.
+
     Args:
         model: A built model (made with an ``Input``, or called once) with the same
             architecture as the checkpointed one; compile it first to restore the
@@ -325,8 +342,27 @@ def restore(model: keras.Model, checkpoint: str | os.PathLike[str] | None = None
         # them with a warning and the trial would resume with a fresh optimizer.
         optimizer.build(model.trainable_variables)
     weights = path / MODEL_FILE if (path / MODEL_FILE).is_file() else path / _WEIGHTS_FILE
+    state = json.loads(state_file.read_text())
+    compiled = _learning_rate(optimizer) if _config_changed(state) else None
     model.load_weights(weights)
-    return int(json.loads(state_file.read_text())["epoch"])
+    if compiled is not None:
+        optimizer._learning_rate.assign(compiled)  # type: ignore[union-attr]
+    return int(state["epoch"])
+
+
+def _learning_rate(optimizer: Any) -> float | None:
+    """The optimizer's learning rate if it is a variable (a schedule is not saved)."""
+    variable = getattr(optimizer, "_learning_rate", None)
+    if variable is None or not hasattr(variable, "assign"):
+        return None
+    return float(keras.ops.convert_to_numpy(variable))
+
+
+def _config_changed(state: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint was made under another config than the running trial's."""
+    session = _session.current()
+    config = getattr(getattr(session, "spec", None), "config", None)
+    return config is not None and "config" in state and state["config"] != json.loads(dumps(config))
 
 
 def load_model(checkpoint: str | os.PathLike[str], **kwargs: Any) -> keras.Model:

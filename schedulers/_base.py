@@ -18,7 +18,8 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Union
 
 from raytuner.errors import ConfigError, ProtocolError, invalid
@@ -45,6 +46,25 @@ class Decision(enum.Enum):
     """The trial reached its full budget: end it now as COMPLETED (not STOPPED: its value
     is a full-fidelity one), and never resume it. The scheduler has closed the trial
     itself, so it is not told :meth:`Scheduler.on_trial_complete` again."""
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """A trial to restart from a donor's latest checkpoint with a new config (PBT's exploit
+    and explore), handed to the controller by :meth:`Scheduler.exploits`.
+
+    Attributes:
+        trial_id: The trial that restarts. The scheduler has PAUSEd it (or it was paused
+            already); the controller relaunches it when :meth:`Scheduler.choose_trial_to_resume`
+            returns it, from the donor's checkpoint instead of its own.
+        donor: The trial whose latest committed checkpoint it restarts from. The trial
+            itself to change the config and keep the model (a replayed schedule).
+        config: The config it runs with from then on.
+    """
+
+    trial_id: str
+    donor: str
+    config: dict[str, Any]
 
 
 class Scheduler(abc.ABC):
@@ -76,6 +96,12 @@ class Scheduler(abc.ABC):
     single_objective_reason: str = ""
     #: k, the number of objectives; values are tuples of k floats when k >= 2.
     num_objectives: int = 1
+    #: Whether the scheduler changes trials' configs while they run (PBT). The Tuner then
+    #: draws the first configs at random and refuses a searcher that learns from configs.
+    changes_configs: bool = False
+    #: Whether every trial must have a checkpoint when it reaches a decision point (PBT
+    #: clones them); the controller ends the experiment with a ConfigError otherwise.
+    requires_checkpoints: bool = False
 
     def set_objectives(self, objectives: int | Sequence[str]) -> None:
         """Tell the scheduler the experiment's objectives; called once, before the first trial.
@@ -116,6 +142,30 @@ class Scheduler(abc.ABC):
 
     def on_trial_add(self, trial_id: str) -> None:
         """A new trial is about to start."""
+
+    def on_trial_config(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        """The config a new trial starts with; called after :meth:`on_trial_add`. Only
+        schedulers that change configs (PBT) need it."""
+
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        """A driver resumes the experiment: ``trial_id`` will run again with ``config``,
+        either relaunched at once or (``paused``) when :meth:`choose_trial_to_resume`
+        returns it. Called after :meth:`restore` for every trial not finished, as the
+        trials' folders say, which may be newer than the saved state. The trial's next
+        report may start over below resources already seen."""
+
+    def check_experiment(self, space: Mapping[str, Any] | None, searcher: Any, num_trials: int) -> None:
+        """Refuse, before anything runs, a space, searcher or number of trials this
+        scheduler cannot work with (:class:`raytuner.errors.ConfigError`); called by the
+        Tuner once the searcher is set up."""
+
+    def exploits(self) -> list[Exploit]:
+        """Trials to restart from a donor's checkpoint with a new config (PBT).
+
+        Drained on read, like :meth:`trials_to_stop`, and called after every other call
+        into the scheduler. Each named trial is PAUSED as far as the scheduler knows.
+        """
+        return []
 
     @abc.abstractmethod
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:

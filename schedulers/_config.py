@@ -11,10 +11,14 @@ from ._base import Scheduler
 from ._fifo import FIFOScheduler
 from ._hyperband import HyperbandScheduler
 from ._median import MedianStoppingScheduler
+from ._pb2 import PB2Scheduler
+from ._pbt import PBTScheduler
+from ._replay import PBTReplay
 
 _BUILT_IN: dict[str, type[Scheduler]] = {
     cls.__name__: cls
-    for cls in (ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler)
+    for cls in (ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler, PB2Scheduler, PBTScheduler,
+                PBTReplay)
 }
 
 

@@ -66,7 +66,8 @@ class ExperimentSettings:
 class Controller:
     def __init__(self, settings: ExperimentSettings, *, trainable_ref: Any, searcher: Searcher, scheduler: Scheduler,
                  storage: ExperimentStorage, callbacks: Sequence[Callback] = (), meta: dict[str, Any] | None = None,
-                 trials: dict[str, Trial] | None = None, next_id: int = 0, capacity: int):
+                 trials: dict[str, Trial] | None = None, next_id: int = 0, capacity: int,
+                 exploits: dict[str, Any] | None = None):
         import ray
 
         self.settings = settings
@@ -82,7 +83,7 @@ class Controller:
                 max_failures=settings.max_failures, fail_fast=settings.fail_fast,
                 checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=storage.location,
             ),
-            searcher, scheduler, trials=trials, next_id=next_id,
+            searcher, scheduler, trials=trials, next_id=next_id, exploits=exploits,
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
@@ -103,6 +104,8 @@ class Controller:
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
             ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.folder, c.data),
             ev.DeleteCheckpoints: lambda c: self._later(self._storage.delete_checkpoints, c.trial_id, c.folders),
+            ev.CopyCheckpoint: lambda c: self._later(self._storage.clone_checkpoint, c.source_trial, c.source,
+                                                     c.trial_id, c.folder),
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
             ev.Notify: self._notify,

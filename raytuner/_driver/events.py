@@ -188,6 +188,17 @@ class DeleteCheckpoints:
 
 
 @dataclass(frozen=True)
+class CopyCheckpoint:
+    """Copy checkpoint ``source`` of ``source_trial`` to ``folder`` under ``trial_id``'s
+    folder (a PBT exploit: the clone restarts from its own copy of its donor's checkpoint)."""
+
+    source_trial: str
+    source: str
+    trial_id: str
+    folder: str
+
+
+@dataclass(frozen=True)
 class AppendLog:
     """What the trial printed since its worker's last answer."""
 
@@ -225,4 +236,4 @@ Event = Fill | Reported | CallFailed | Deadline | Interrupt | Drained | StopTria
 Control = StopTrial | SetLimits | RetryTrial | EndExperiment
 #: What the lifecycle answers with, for the driver to carry out in order.
 Command = (Launch | Deliver | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults | SaveCheckpoint
-           | DeleteCheckpoints | AppendLog | AppendError | Notify | ControlApplied)
+           | DeleteCheckpoints | CopyCheckpoint | AppendLog | AppendError | Notify | ControlApplied)

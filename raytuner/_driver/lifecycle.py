@@ -54,6 +54,7 @@ from raytuner._driver.events import (
     WriteConfig,
     WriteTrial,
 )
+from raytuner._driver.exploits import Exploits, unchecked
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
 from raytuner._objectives import Objectives
@@ -103,12 +104,13 @@ class Lifecycle(ControlHandlers):
         trials: Trials restored from storage; RUNNING and PENDING ones are queued to
             restart from their checkpoints, PAUSED ones wait for the scheduler.
         next_id: The next trial id to use (at least the number of trials).
+        exploits: PBT exploits decided and not launched yet, as :meth:`state` saved them.
         clock: Wall-clock time for start and end stamps (tests pass a fixed one).
     """
 
     def __init__(self, settings: LifecycleSettings, searcher: Searcher, scheduler: Scheduler, *,
                  trials: dict[str, Trial] | None = None, next_id: int = 0,
-                 clock: Callable[[], float] = time.time):
+                 exploits: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.searcher = searcher
         self.scheduler = scheduler
@@ -132,12 +134,18 @@ class Lifecycle(ControlHandlers):
         self._restart_reason: dict[str, str] = {}
         self.abort: BaseException | None = None
         self._out: list[Command] = []
+        self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
         for trial_id, trial in (trials or {}).items():
             self._add(trial)
             if trial.status is TrialStatus.RUNNING:  # its worker went with the last driver
                 self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
             if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
                 self._restart_reason[trial.trial_id] = "resume"
+            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
+                scheduler.on_trial_restore(trial_id, trial.config, trial.status is TrialStatus.PAUSED)
+        self._exploits.drop_launched(self.trials)
+        if trials and self._search_done():
+            self.scheduler.on_search_finished()  # the saved state may predate the last trial
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:
@@ -164,7 +172,7 @@ class Lifecycle(ControlHandlers):
     def state(self) -> dict[str, Any]:
         """Searcher and scheduler state with the bookkeeping resume needs."""
         return {"searcher": self.searcher.state(), "scheduler": self.scheduler.state(),
-                "next_id": self._next_id, "closed": sorted(self._closed)}
+                "next_id": self._next_id, "closed": sorted(self._closed), "exploits": self._exploits.state()}
 
     # -- events ----------------------------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:
@@ -284,6 +292,9 @@ class Lifecycle(ControlHandlers):
         self._add(trial)
         self._out.append(WriteConfig(trial_id, trial.config))
         self.scheduler.on_trial_add(trial_id)
+        self.scheduler.on_trial_config(trial_id, trial.config)
+        if self._search_done():  # the last trial: PBT then knows its whole population has started
+            self._finish_search()
         return trial
 
     def _finish_search(self) -> None:
@@ -299,9 +310,10 @@ class Lifecycle(ControlHandlers):
         :mod:`raytuner._storage.history`); searcher and scheduler hear only of progress past
         what they were already fed (``Trial.fed_resource``).
         """
+        exploit = self._exploits.apply(trial)
         start_iteration = trial.checkpoint_iteration if trial.checkpoint else 0
         start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
-        if trial.iteration > start_iteration and not self._warned_rewind:
+        if trial.iteration > start_iteration and not self._warned_rewind and exploit is None:
             self._warned_rewind = True
             where = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch (it has no checkpoint)"
             logger.warning(
@@ -310,13 +322,14 @@ class Lifecycle(ControlHandlers):
                 "which checkpoints) so paused and retried trials continue where they stopped.",
                 trial.trial_id, where, start_iteration + 1, trial.iteration,
             )
-        lost = trial.rewind(start_iteration, start_time)
-        reason = ("start" if not trial.attempt else "rerun" if trial.trial_id in self._reruns
-                  else self._restart_reason.pop(trial.trial_id, "retry"))
+        lost, extra = exploit if exploit is not None else (trial.rewind(start_iteration, start_time), {})
+        reason = ("exploit" if exploit is not None else "start" if not trial.attempt else "rerun"
+                  if trial.trial_id in self._reruns else self._restart_reason.pop(trial.trial_id, "retry"))
         self._restart_reason.pop(trial.trial_id, None)
         trial.attempt += 1
         self._out.append(AppendResults(trial.trial_id, [attempt_marker(
-            trial.attempt, start_iteration, trial.checkpoint if start_iteration else None, reason, self._clock())]))
+            trial.attempt, start_iteration, trial.checkpoint if start_iteration else None, reason, self._clock(),
+            **extra)]))
         if lost:
             self._out.append(DeleteCheckpoints(trial.trial_id, tuple(lost)))
         self._runs[trial.trial_id] = Run(worker)
@@ -361,6 +374,8 @@ class Lifecycle(ControlHandlers):
             # checked that each report holds every objective).
             value = self.objectives.signed(report.metrics)
             trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
+            if report.awaits_decision and self.abort is None:
+                self.abort = unchecked(self.scheduler, trial, report.resource)
             # A restarted trial re-reports resources searcher and scheduler have seen; only
             # progress beyond them is news to them.
             if (value is None or run.decision or trial.trial_id in self._reruns
@@ -369,6 +384,7 @@ class Lifecycle(ControlHandlers):
             trial.fed_resource = report.resource
             self.searcher.on_trial_result(trial.trial_id, report.resource, value)
             made = self.scheduler.on_result(trial.trial_id, report.resource, value)
+            self._out.extend(self._exploits.take(self.scheduler, self.trials))  # the donor's checkpoint, copied now
             if made is not Decision.CONTINUE and decision in (None, Decision.CONTINUE):
                 decision = made
         if decision is None and reports[-1].awaits_decision:
@@ -431,7 +447,9 @@ class Lifecycle(ControlHandlers):
 
     # -- ending trials the lifecycle's way -------------------------------------------------
     def _stop_paused_losers(self) -> None:
-        """Paused trials the scheduler will never resume end as STOPPED."""
+        """Paused trials the scheduler will never resume end as STOPPED (and exploits it
+        decided meanwhile are taken)."""
+        self._out.extend(self._exploits.take(self.scheduler, self.trials))
         for trial_id in self.scheduler.trials_to_stop():
             trial = self.trials[trial_id]
             if trial.status == TrialStatus.PAUSED:
@@ -470,6 +488,7 @@ class Lifecycle(ControlHandlers):
 
     def _close(self, trial: Trial, end: TrialEnd) -> None:
         """Tell the searcher how the trial ended (once); remembered for resume."""
+        self._exploits.forget(trial.trial_id)
         if trial.trial_id in self._closed:
             return
         self._closed.add(trial.trial_id)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from raytuner._driver import exploits
 from raytuner._control_values import clean_command
 from raytuner._driver.control import record_limits, stored_limits
 from raytuner._storage import components
@@ -44,6 +45,7 @@ class Restored:
     trials: dict[str, Trial]
     next_id: int = 0  # the next trial id, as the last state snapshot saw it
     closed: set[str] = field(default_factory=set)  # trials the searcher had been told the end of
+    exploits: dict[str, Any] = field(default_factory=dict)  # PBT exploits decided, not launched yet
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -118,14 +120,16 @@ def _unimportable(script: str, qualname: str, location: str, exc: BaseException)
     )
 
 
-def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[str, Trial]:
+def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
+                    pending: dict[str, Any] | None = None) -> dict[str, Trial]:
     """The trials as their folders left them, each on its one trajectory.
 
     ``results.jsonl`` is the record (trial.json may lag behind a trial that was running):
     the kept rows give the trial's iteration, metrics and values; the newest checkpoint they
     commit that is still on disk is where it restarts. A checkpoint folder no kept row names
     was written by a crash before its row (or by a lost attempt): it is not a checkpoint, and
-    goes. A results.jsonl damaged before its tail stops the resume, naming the line.
+    goes, unless a PBT exploit not launched yet copied it (``pending``, from the saved state).
+    A results.jsonl damaged before its tail stops the resume, naming the line.
     """
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
@@ -157,12 +161,14 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[
             # Fed to searcher and scheduler or not, they never hear of these resources again:
             # a report that reached them just before the crash must not count twice.
             trial.fed_resource = max(seen)
-        _restore_checkpoints(storage, trial, history.rows)
+        copy = (pending or {}).get(trial_id, {}).get("folder")
+        _restore_checkpoints(storage, trial, exploits.restore(trial, history), keep={copy} if copy else set())
         trials[trial_id] = trial
     return trials
 
 
-def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
+def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]],
+                         keep: frozenset[str] | set[str] = frozenset()) -> None:
     partial = storage.remove_partial_checkpoints(trial.trial_id)
     if partial:
         logger.info("Trial %s: removed %s, a checkpoint a crash left half written.", trial.trial_id, ", ".join(partial))
@@ -184,7 +190,7 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
         trial.checkpoint, trial.checkpoint_iteration = row["checkpoint"], row["iteration"]
         trial.checkpoint_time_s = row.get("time_total_s", 0.0)
         trial.checkpoint_metrics = {k: v for k, v in row.items() if k not in AUTO_KEYS}
-    stray = sorted(on_disk - set(trial.checkpoints))
+    stray = sorted(on_disk - set(trial.checkpoints) - keep)
     if stray:
         logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
                     "by an attempt that was lost).", trial.trial_id, ", ".join(stray))
@@ -219,8 +225,9 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
         searcher.restore(state["searcher"])
         scheduler.restore(state["scheduler"])
     _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
-    restored = Restored(_restore_trials(storage, Objectives.of(settings.metric, settings.mode)), state.get("next_id", 0),
-                        set(state.get("closed", ())))
+    pending = dict(state.get("exploits", {}))
+    restored = Restored(_restore_trials(storage, Objectives.of(settings.metric, settings.mode), pending), state.get("next_id", 0),
+                        set(state.get("closed", ())), pending)
     return settings, searcher, scheduler, restored
 
 

@@ -91,6 +91,7 @@ def run_experiment(
         meta=meta,
         trials=restored.trials if restored is not None else None,
         next_id=restored.next_id if restored is not None else 0,
+        exploits=restored.exploits if restored is not None else None,
         capacity=slots,
     )
     if restored is not None:

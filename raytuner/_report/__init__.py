@@ -1,10 +1,11 @@
 """The HTML report of an experiment: :meth:`raytuner.Results.report` and ``raytuner report``.
 
 One self-contained file (plotly.js inline, no network) with the optimisation history,
-parallel coordinates, learning curves with the scheduler's rungs, slice plots, a contour
-of the two most important parameters, parameter importance and the trials table; with
-several objectives first the Pareto front, each objective's history and the hypervolume
-over time. Needs plotly (``pip install 'raytuner[plot]'``).
+parallel coordinates, learning curves with the scheduler's rungs, a PBT population with
+its exploits, slice plots, a contour of the two most important parameters, parameter
+importance and the trials table; with several objectives first the Pareto front, each
+objective's history and the hypervolume over time. Needs plotly (``pip install
+'raytuner[plot]'``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _TITLES = {
     "history": "Optimisation history",
     "parallel": "Parallel coordinates",
     "learning_curves": "Learning curves",
+    "population": "Population",
     "slices": "Slice plots",
     "contour": "Contour",
     "importances": "Parameter importance",
@@ -66,7 +68,8 @@ def write_report(results: Results, path: str | os.PathLike[str], *, metric: str 
     figures: list = []
     for build in builders(data):
         made = build(data)
-        figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))
+        if made is not None:  # None: the figure does not apply to this experiment
+            figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))
     target = Path(path).expanduser()
     if target.is_dir():
         target = target / "report.html"

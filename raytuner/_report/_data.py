@@ -131,6 +131,9 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         raise ExperimentError(f"Experiment {name!r} has no trials yet: there is nothing to report.")
     if metric is None:
         raise ExperimentError(f"Experiment {name!r} has no metric: pass one (`--metric NAME`) to rank trials by.")
+    if not isinstance(metric, str):  # several objectives (or a hand-edited experiment.json)
+        raise ExperimentError(f"Experiment {name!r} has the metrics {metric!r}: the report draws one; pass it "
+                              "(`--metric NAME`, or metric= to Results.report).")
     scored = [t for t in results.trials if _is_number(t.metrics.get(metric)) and t.status != TrialStatus.DAMAGED]
     if not scored:
         reported = sorted({key for t in results.trials for key in t.metrics})

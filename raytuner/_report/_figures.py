@@ -8,12 +8,12 @@ labels: ``<b>`` in a config value must show as text, not as markup.
 
 from __future__ import annotations
 
-import html
 import math
-from dataclasses import dataclass
 from typing import Any
 
+from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._report._data import Param, ReportData, best_so_far, end_marks, label
+from raytuner._report._population import population
 from raytuner._report.importance import importance
 from raytuner._storage.experiment import flatten
 
@@ -26,19 +26,6 @@ _STATUS_COLORS = {
     "PENDING": "#7f7f7f",
 }
 _MARK_SYMBOLS = {"stopped": "x", "failed": "x-thin-open", "paused": "diamond-open", "paused, resumed": "diamond"}
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=30, b=50), height=420)
-
-
-@dataclass
-class Figure:
-    key: str
-    title: str
-    caption: str
-    figure: Any  # plotly.graph_objects.Figure
-
-
-def esc(text: Any) -> str:
-    return html.escape(label(text), quote=False)
 
 
 def _axis_values(param: Param) -> tuple[list[Any], dict[str, Any]]:
@@ -71,7 +58,7 @@ def history(data: ReportData) -> Figure:
         x=[t.trial_id for t in data.scored], y=best_so_far(data.values, data.sign), mode="lines",
         name="best so far", line=dict(shape="hv", color="#444"),
     ))
-    fig.update_layout(**{**_LAYOUT, "margin": dict(l=60, r=20, t=50, b=50)}, xaxis_title="trial (in the order started)",
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=50)}, xaxis_title="trial (in the order started)",
                       yaxis_title=esc(data.metric))
     # Categories keep the order of their first appearance across traces; fix it to id order.
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=[t.trial_id for t in data.scored])
@@ -133,7 +120,7 @@ def parallel(data: ReportData) -> Figure | str:
         line=dict(color=data.values, colorscale="Viridis", reversescale=data.mode == "max", showscale=True,
                   colorbar=dict(title=esc(data.metric))),
     ))
-    fig.update_layout(**{**_LAYOUT, "margin": dict(l=80, r=80, t=60, b=30)})
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=80, r=80, t=60, b=30)})
     return Figure("parallel", "Parallel coordinates",
                   f"One line per trial through its parameters to its last {data.metric}; drag on an axis to filter.", fig)
 
@@ -176,7 +163,7 @@ def learning_curves(data: ReportData) -> Figure | str:
     caption = f"{data.metric} at every report of every trial, coloured by how the trial ended (see the legend)."
     if rungs:
         caption += f" Dotted lines: the scheduler's rungs ({rungs})."
-    fig.update_layout(**_LAYOUT, xaxis_title=data.x_key, yaxis_title=esc(data.metric))
+    fig.update_layout(**LAYOUT, xaxis_title=data.x_key, yaxis_title=esc(data.metric))
     return Figure("learning_curves", "Learning curves", caption, fig)
 
 
@@ -203,7 +190,7 @@ def slices(data: ReportData) -> Figure | str:
         fig.update_xaxes(row=row + 1, col=col + 1, **axis)
         fig.update_yaxes(row=row + 1, col=col + 1, title_text=esc(data.metric) if col == 0 else None)
     # Room above the first row's titles for plotly's toolbar, which otherwise covers them.
-    fig.update_layout(**{**_LAYOUT, "height": 320 * rows + 40, "margin": dict(l=60, r=20, t=80, b=50)})
+    fig.update_layout(**{**LAYOUT, "height": 320 * rows + 40, "margin": dict(l=60, r=20, t=80, b=50)})
     return Figure("slices", "Slice plots", f"{data.metric} against each parameter alone; darker = later trial.", fig)
 
 
@@ -248,7 +235,7 @@ def contour(data: ReportData) -> Figure | str:
         marker=dict(color="white", size=7, line=dict(width=1, color="#222")),
         hovertext=[_hover(data, i) for i in range(len(data.scored))], hoverinfo="text",
     ))
-    fig.update_layout(**_LAYOUT, xaxis_title=esc(px.name), yaxis_title=esc(py.name))
+    fig.update_layout(**LAYOUT, xaxis_title=esc(px.name), yaxis_title=esc(py.name))
     fig.update_xaxes(type="log" if px.log else "linear")
     fig.update_yaxes(type="log" if py.log else "linear")
     return Figure("contour", f"Contour of {px.name} and {py.name}",
@@ -265,7 +252,7 @@ def importances(data: ReportData) -> Figure | str:
     names = list(scores)[::-1]
     fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=[esc(n) for n in names], orientation="h",
                            marker_color="#1f77b4", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(**{**_LAYOUT, "height": max(220, 60 + 40 * len(names))},
+    fig.update_layout(**{**LAYOUT, "height": max(220, 60 + 40 * len(names))},
                       xaxis_title=f"share of {esc(data.metric)} variance explained (fANOVA)", xaxis_range=[0, 1])
     return Figure("importance", "Parameter importance",
                   "fANOVA over a random forest, as Optuna computes it: the share of the metric's variance that "
@@ -283,9 +270,9 @@ def durations(data: ReportData) -> Figure | str:
         group = [t for t in trials if t.status.value == status]
         fig.add_trace(go.Bar(x=[t.trial_id for t in group], y=[t.time_total_s for t in group], name=status.lower(),
                              marker_color=_STATUS_COLORS.get(status)))
-    fig.update_layout(**_LAYOUT, xaxis_title="trial", yaxis_title="training time (s)", xaxis_type="category")
+    fig.update_layout(**LAYOUT, xaxis_title="trial", yaxis_title="training time (s)", xaxis_type="category")
     return Figure("durations", "Trial durations",
                   "Training time of each trial, summed over pauses and retries; the colour says how it stands.", fig)
 
 
-BUILDERS = (history, parallel, learning_curves, slices, contour, importances, durations)
+BUILDERS = (history, parallel, learning_curves, population, slices, contour, importances, durations)

@@ -15,9 +15,9 @@ from typing import Any
 from raytuner._best import ranked, shown_value
 from raytuner._display import time_text, value_text
 from raytuner._report import _pareto_figures
-from raytuner._report._data import ReportData
-from raytuner._report._figures import Figure
 from raytuner._formats import flatten
+from raytuner._report._common import Figure
+from raytuner._report._data import ReportData
 from raytuner._trial import TrialStatus
 
 _CSS = """

@@ -16,7 +16,7 @@ import math
 from raytuner._display import value_text
 from raytuner._formats import flatten, is_finite
 from raytuner._report._data import ReportData
-from raytuner._report._figures import _LAYOUT, Figure, esc
+from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._trial import TrialResult, TrialStatus
 
 _FRONT_COLOR = "#d62728"
@@ -96,7 +96,7 @@ def front(data: ReportData) -> Figure | str:
             x=[v[0] for _, v, _ in members], y=[v[1] for _, v, _ in members], mode="markers", name="Pareto front",
             marker=dict(color=_FRONT_COLOR, size=10, symbol="diamond"),
             hovertext=[_hover(t, metrics, v, note) for t, v, note in members], hoverinfo="text"))
-        fig.update_layout(**_LAYOUT, xaxis_title=f"{esc(metrics[0])} ({objectives.modes[0]})",
+        fig.update_layout(**LAYOUT, xaxis_title=f"{esc(metrics[0])} ({objectives.modes[0]})",
                           yaxis_title=f"{esc(metrics[1])} ({objectives.modes[1]})")
         return Figure("front", "Pareto front", caption, fig)
     # Three or more: every pair of objectives, the front in red in each.
@@ -107,7 +107,7 @@ def front(data: ReportData) -> Figure | str:
         marker=dict(color=[_OTHER_COLOR] * len(others) + [_FRONT_COLOR] * len(members), size=7),
         text=[_hover(t, metrics, v, note) for t, v, note in everyone], hoverinfo="text", diagonal_visible=False,
         showupperhalf=False))
-    fig.update_layout(**{**_LAYOUT, "height": 240 * objectives.k})
+    fig.update_layout(**{**LAYOUT, "height": 240 * objectives.k})
     return Figure("front", "Pareto front", caption + " One panel per pair of objectives.", fig)
 
 
@@ -160,7 +160,7 @@ def objective_histories(data: ReportData) -> Figure | str:
         return f"No trial reported {' or '.join(metrics)}."
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
     fig.update_xaxes(title_text="trial (in the order started)", row=objectives.k, col=1)
-    fig.update_layout(**{**_LAYOUT, "height": 260 * objectives.k + 60})
+    fig.update_layout(**{**LAYOUT, "height": 260 * objectives.k + 60})
     return Figure("objective_histories", "Objectives over the trials",
                   "Each objective's last value per trial, trials in the order they started, with the best so far "
                   "of that objective alone; the Pareto front's trials in red.", fig)
@@ -228,7 +228,7 @@ def hypervolume(data: ReportData) -> Figure | str:
     metrics = data.results.objectives.metrics
     fig = go.Figure(go.Scatter(x=times, y=volumes, mode="lines+markers", line=dict(shape="hv", color="#1f77b4"),
                                name="hypervolume", hovertemplate="%{x:.0f} s: %{y:.6g}<extra></extra>"))
-    fig.update_layout(**_LAYOUT, xaxis_title="seconds since the experiment started", yaxis_title="hypervolume")
+    fig.update_layout(**LAYOUT, xaxis_title="seconds since the experiment started", yaxis_title="hypervolume")
     where = ", ".join(f"{esc(m)}={value_text(v)}" for m, v in zip(metrics, z))
     return Figure("hypervolume", "Hypervolume over time",
                   f"The volume the front dominates, up to a reference point fixed from the finished trials "

@@ -138,6 +138,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another device, or a file system without hard links
+        shutil.copy2(source, target)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -495,6 +502,11 @@ class ExperimentStorage:
                     if faults.at_write(trial_path / name):
                         faults.die()
                 shutil.rmtree(trial_path / name, ignore_errors=True)
+                if "/" in name:  # a clone's copy: its clone_<n> folder goes with it
+                    try:
+                        (trial_path / name).parent.rmdir()
+                    except OSError:
+                        pass
 
     def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
         """Remove the temporary folders of checkpoints a crash left half written (see
@@ -506,9 +518,35 @@ class ExperimentStorage:
         return sorted(p.name for p in found)
 
     def checkpoint_folders(self, trial_id: str) -> list[str]:
-        """The names of a trial's checkpoint folders on disk, committed or not, in order."""
-        return sorted(p.name for p in self.trial_path(trial_id).glob("checkpoint_*")
-                      if p.is_dir() and checkpoint_iteration(p.name) is not None)
+        """The names of a trial's checkpoint folders on disk, committed or not, in order
+        (its own, then the copies that PBT exploits cloned: ``clone_<n>/checkpoint_<k>``)."""
+        path = self.trial_path(trial_id)
+        names = [p.relative_to(path).as_posix() for pattern in ("checkpoint_*", "clone_*/checkpoint_*")
+                 for p in sorted(path.glob(pattern))]
+        return [name for name in names if (path / name).is_dir() and checkpoint_iteration(name) is not None]
+
+    def clone_checkpoint(self, source_trial: str, source: str, trial_id: str, name: str) -> None:
+        """Copy checkpoint ``source`` of ``source_trial`` to ``name`` in ``trial_id``'s folder
+        (a PBT exploit: the clone restarts from its own copy, which its donor's pruning
+        never touches). Files are hard-linked where the file system allows (checkpoint files
+        are never changed in place: a folder is replaced whole), else copied; the copy is
+        made beside its place, flushed, then renamed into it."""
+        self._uploading()
+        target = self.trial_path(trial_id) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            shutil.copytree(self.trial_path(source_trial) / source, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+            fsync_tree(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if self._uploader is not None:
+            self._unpushed.add(trial_id)
 
     def write_checkpoint(self, trial_id: str, name: str, data: bytes) -> None:
         """Store a packed checkpoint in the trial's folder ``name`` (the lifecycle names it:

@@ -140,6 +140,8 @@ def build(root: str, name: str) -> str:
     parts = []
     for builder in builders(data):
         made = builder(data)
+        if made is None:  # the figure does not apply to this experiment
+            continue
         if isinstance(made, _figures.Figure):
             head = json.dumps({"key": made.key, "title": made.title, "caption": made.caption})
             # plotly's own encoder (numpy arrays, dates), spliced in as it is.

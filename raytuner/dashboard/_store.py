@@ -291,7 +291,7 @@ class ExperimentView:
     @staticmethod
     def _value(entry: _TrialEntry, metric: str | None) -> Any:
         """The trial's latest value of the metric (from its last report while it runs)."""
-        if metric is None or entry.damaged or not isinstance(metric, str):
+        if not isinstance(metric, str) or entry.damaged:  # several objectives: no one value
             return None
         return ExperimentView._latest(entry).get(metric)
 

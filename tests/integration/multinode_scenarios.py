@@ -58,6 +58,24 @@ def where(config):
         }, checkpoint=scratch)
 
 
+def pbt_member(config):
+    """A PBT member: checkpoints each step with the node and the trial that wrote it, and
+    reports where the checkpoint it restarted from was written."""
+    acc, start, writer, written_on = 0.0, 0, -1, -1
+    checkpoint = rt.get_checkpoint()
+    if checkpoint is not None:
+        acc, start, writer, written_on = json.loads((checkpoint / "state.json").read_text())
+    me = int(rt.get_context().trial_id)
+    for step in range(start + 1, 9):
+        time.sleep(0.1)
+        acc += min(config["lr"], 0.1) / max(config["lr"], 0.1)
+        node = node_number(ray.get_runtime_context().get_node_id())
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "state.json").write_text(json.dumps([acc, step, me, node]))
+            rt.report({"acc": acc, "step": step, "start": start, "node": node, "restored_trial": writer,
+                       "restored_node": written_on}, checkpoint=folder)
+
+
 class Arrivals(rt.Callback):
     """Counts the reports the controller received, per trial, and shows each to ``watch``."""
 
@@ -110,6 +128,28 @@ class Sweeps:
         cpu = self.tune("spread", reports=3, sleep=0.6, num_trials=6, keep_workers_s=60)
         return {"nodes": [self.head, *self.worker_nodes()], "gpu_node": node_number(self.gpu_node.node_id),
                 "cpu_max_concurrent": cpu.meta["max_concurrent"], "cpu": trial_facts(cpu), "gpu": trial_facts(gpu)}
+
+    def pbt_across_nodes(self) -> dict:
+        """PBT over the three nodes: clones restart from donors' checkpoints written on
+        whichever node the donor ran (the driver ships them to the clone's worker)."""
+        scheduler = rt.PBTScheduler(perturbation_interval=2, mutations={"lr": rt.loguniform(1e-3, 1.0)},
+                                    max_resource=8, seed=2)
+        results = rt.Tuner(pbt_member, space={"lr": rt.loguniform(1e-3, 1.0)}, metric="acc", mode="max",
+                           num_trials=6, max_concurrent=3, scheduler=scheduler, storage_path=self.storage,
+                           name="pbt", verbose=0, keep_workers_s=0, tensorboard=False, seed=1).fit()
+        clones = []
+        for trial in results.trials:
+            history = read_history(trial.path / "results.jsonl")
+            for marker in history.attempts:
+                if marker["reason"] != "exploit":
+                    continue
+                made = [r for r in history.rows + history.superseded if r["attempt"] == marker["attempt"]]
+                first = min(made, key=lambda r: r["iteration"])
+                clones.append({"trial": trial.trial_id, "donor": marker["cloned_from"]["trial_id"],
+                               "iteration": marker["cloned_from"]["iteration"], "restored_trial": first["restored_trial"],
+                               "start": first["start"], "node": first["node"], "written_on": first["restored_node"]})
+        return {"statuses": sorted({t.status.value for t in results.trials}),
+                "steps": sorted({t.iteration for t in results.trials}), "clones": clones}
 
     def warm_worker_on_a_lost_node(self) -> dict:
         """The previous sweep left a worker warm on every node; a node dies and a new one
@@ -169,7 +209,8 @@ def trial_facts(results, arrivals: Arrivals | None = None) -> list[dict]:
     return facts
 
 
-SCENARIOS = ("spread_and_gpu", "warm_worker_on_a_lost_node", "node_loss", "node_loss_shrinks_the_cluster")
+SCENARIOS = ("spread_and_gpu", "pbt_across_nodes", "warm_worker_on_a_lost_node", "node_loss",
+             "node_loss_shrinks_the_cluster")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.ERROR)

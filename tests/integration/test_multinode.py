@@ -245,3 +245,13 @@ def test_a_trial_in_flight_when_the_driver_died_resumes_from_its_stored_checkpoi
     # One trajectory: the resumed attempt's steps 6-10 supersede the lost attempt's.
     assert list(zip(rows.step, rows.iteration, rows.attempt)) == [(i, i, 1 if i <= 5 else 2) for i in range(1, 11)]
     assert trial.iteration == 10
+
+
+@pytest.mark.slow
+def test_a_pbt_clone_restarts_on_another_node_from_its_donors_checkpoint(multinode):
+    facts = scenario(multinode, "pbt_across_nodes")
+    assert facts["statuses"] == ["COMPLETED"] and facts["steps"] == [8]
+    assert facts["clones"], "no exploit happened"
+    for clone in facts["clones"]:  # every clone got its donor's checkpoint, at the cloned report
+        assert (clone["restored_trial"], clone["start"]) == (int(clone["donor"]), clone["iteration"])
+    assert any(c["node"] != c["written_on"] for c in facts["clones"]), facts["clones"]

@@ -77,3 +77,25 @@ def test_an_experiment_without_component_configs_cannot_be_resumed(tmp_path):
     del meta["searcher_config"]  # as an earlier raytuner wrote it
     with pytest.raises(ExperimentError, match=r"did not record its searcher and scheduler as data.*rt.load\(\)"):
         components.load(storage, meta)
+
+
+@pytest.mark.parametrize("scheduler", [
+    rt.PBTScheduler(perturbation_interval=2, mutations={"x": rt.uniform(0, 1), "g": [1, 2]}, synch=True, seed=4),
+    rt.PB2Scheduler(perturbation_interval=3, mutations={"x": rt.uniform(0, 1)}, max_resource=12, seed=5),
+    rt.PBTReplay(schedule=[[0, {"x": 0.5, "g": 1}], [4, {"x": 0.25, "g": 2}]]),
+], ids=lambda s: type(s).__name__)
+def test_population_schedulers_are_stored_as_data_and_rebuilt_with_their_state(tmp_path, scheduler):
+    searcher = RandomSearcher(seed=1)
+    space = scheduler.space if isinstance(scheduler, rt.PBTReplay) else {"x": rt.uniform(0, 1), "g": rt.choice([1, 2])}
+    scheduler.check_experiment(space, searcher, 1 if isinstance(scheduler, rt.PBTReplay) else 2)
+    scheduler.on_trial_add("00000")
+    scheduler.on_trial_config("00000", {"x": 0.5, "g": 1})
+    storage, meta = round_trip(tmp_path, searcher, scheduler, space)
+    assert meta["scheduler_config"] == scheduler.config()
+    assert meta["scheduler_config"]["type"] == type(scheduler).__name__
+    assert pickle.loads((storage.path / "tuner.pkl").read_bytes())["scheduler"] is None
+    assert meta["milestones"] == scheduler.milestones()
+    _, _, rebuilt = components.load(storage, meta)
+    assert type(rebuilt) is type(scheduler) and rebuilt.config() == scheduler.config()
+    rebuilt.restore(scheduler.state())  # a resumed driver's state.pkl fits the rebuilt scheduler
+    assert rebuilt.state() == scheduler.state()

@@ -33,6 +33,7 @@ class Spec:
     trial_id: str = "00000"
     metric: str | None = "val_loss"
     resource_attr: str | None = None
+    config: dict | None = None
 
 
 @dataclass
@@ -326,3 +327,34 @@ def test_checkpoints_after_the_first_reuse_keras_saving_skipsets(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "b" / "model.keras")
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(model.weights, reloaded.weights))
     assert len(reloaded.optimizer.variables) == len(model.optimizer.variables)
+
+
+def _checkpoint_with_learning_rate(trial, tmp_path, config, lr):
+    """A checkpoint of a trial run with ``config`` whose optimizer's learning rate was then
+    set to ``lr`` (as a ReduceLROnPlateau would)."""
+    trial(spec=Spec(config=config))
+    model = make_model()
+    fit(model, rtk.ReportCallback(), epochs=1)
+    model.optimizer.learning_rate.assign(lr)
+    (tmp_path / "ck").mkdir()
+    rtk.save_checkpoint(model, tmp_path / "ck", 1, config)
+    return tmp_path / "ck"
+
+
+def test_after_an_exploit_restore_keeps_the_learning_rate_the_new_config_compiled(trial, tmp_path):
+    checkpoint = _checkpoint_with_learning_rate(trial, tmp_path, {"lr": 0.02}, 0.001)
+    assert json.loads((checkpoint / "keras_state.json").read_text())["config"] == {"lr": 0.02}
+    trial(spec=Spec(config={"lr": 0.005}), checkpoint_dir=checkpoint)  # the clone, with its new config
+    clone = make_model(seed=1)
+    clone.optimizer.learning_rate.assign(0.005)  # compiled from the new config
+    assert rtk.restore(clone) == 1
+    assert float(clone.optimizer.learning_rate) == pytest.approx(0.005)
+    assert int(clone.optimizer.iterations) == STEPS  # the rest of the donor's optimizer state
+
+
+def test_a_resume_under_the_same_config_restores_the_checkpoints_learning_rate(trial, tmp_path):
+    checkpoint = _checkpoint_with_learning_rate(trial, tmp_path, {"lr": 0.02}, 0.001)
+    trial(spec=Spec(config={"lr": 0.02}), checkpoint_dir=checkpoint)
+    same = make_model(seed=1)
+    rtk.restore(same)
+    assert float(same.optimizer.learning_rate) == pytest.approx(0.001)

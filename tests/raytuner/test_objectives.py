@@ -15,7 +15,7 @@ from raytuner._objectives import Objectives, normalize
 from raytuner._worker.protocol import TrialSpec
 from raytuner._worker.session import Session
 from raytuner.errors import ReportError
-from raytuner.schedulers import ASHAScheduler, HyperbandScheduler, MedianStoppingScheduler
+from raytuner.schedulers import ASHAScheduler, HyperbandScheduler, MedianStoppingScheduler, PB2Scheduler, PBTScheduler
 from raytuner.search import GPSearcher, GridSearcher, HyperOptSearcher, OptunaSearcher, RandomSearcher, TPESearcher
 
 
@@ -58,6 +58,9 @@ def test_bad_metric_and_mode_lists_are_named_with_the_fix(metric, mode, match):
                                             r"TPESearcher, OptunaSearcher, RandomSearcher or GridSearcher"),
     ({"searcher": GPSearcher(SPACE)}, r"GPSearcher is single-objective"),
     ({"scheduler": MedianStoppingScheduler()}, r"MedianStoppingScheduler is single-objective"),
+    ({"scheduler": PBTScheduler(2, {"x": rt.uniform(0, 1)})},
+     r"PBTScheduler is single-objective \(it ranks the population by one value\)"),
+    ({"scheduler": PB2Scheduler(2, {"x": [0.0, 1.0]})}, r"PB2Scheduler is single-objective"),
     ({"stop": {("loss", "size"): 0.1}}, r"`stop` entry \('loss', 'size'\): 0.1 is ambiguous with several objectives"),
     ({"stop": {"loss": [0.1, 3]}}, r"stop=lambda trial_id, r: r\['loss'\] <= \.\.\. and r\['size'\] <= "),
 ])

@@ -33,7 +33,7 @@ def test_importing_schedulers_does_not_import_ray_or_pandas():
 def test_docstring_examples_run():
     import doctest
 
-    from raytuner.schedulers import _asha, _fifo, _hyperband, _median
+    from raytuner.schedulers import _asha, _fifo, _hyperband, _median, _pb2, _pbt, _replay
 
-    for module in (_asha, _fifo, _hyperband, _median):
+    for module in (_asha, _fifo, _hyperband, _median, _pb2, _pbt, _replay):
         assert doctest.testmod(module).failed == 0

@@ -1,0 +1,169 @@
+"""PB2: population based training whose explore step is a GP bandit (see ``_pb2_gp``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from raytuner.errors import ConfigError
+
+from ._explore import explore_value, get_path, set_path
+from ._pbt import Member, PBTScheduler
+
+#: Observations the GP keeps (the newest): a fit costs O(N^3), and the time-varying kernel
+#: forgets old intervals anyway.
+MAX_POINTS = 500
+
+
+class PB2Scheduler(PBTScheduler):
+    """Population Based Bandits (Parker-Holder, Nguyen and Roberts, "Provably Efficient
+    Online Hyperparameter Optimization with Population-Based Bandits", NeurIPS 2020).
+
+    Exploit exactly as :class:`PBTScheduler`; explore by a GP bandit instead of random
+    perturbation: the clone's numeric hyperparameters (the mutations that are ranges or
+    ``randint``: their bounds are the search box, log domains in log space) maximise an
+    upper confidence bound on the reward gained per unit of resource, under a
+    time-varying kernel (the model, the kernel and the UCB, with their symbols, are in
+    :mod:`raytuner.schedulers._pb2_gp`). Categorical mutations (a ``choice`` or a value
+    list) are explored by PBT's rule (a neighbour, or resampled with
+    ``resample_probability``), as PB2's code leaves them to PBT. Until the GP has two
+    observations, the numeric values are drawn at random from their domains.
+
+    Ray Tune's ``PB2`` differs in three ways: it takes bounds, not domains (so no log
+    scale); its UCB adds the variance, not the standard deviation; and it copies the
+    donor's config unexplored while it has no data.
+
+    Args:
+        perturbation_interval, mutations, quantile_fraction, synch, max_resource, resource_attr,
+            seed: As for :class:`PBTScheduler`.
+        resample_probability: For categorical mutations only.
+
+    Example:
+        >>> from raytuner.schedulers import PB2Scheduler
+        >>> from raytuner.search import loguniform
+        >>> pb2 = PB2Scheduler(perturbation_interval=5, mutations={"lr": loguniform(1e-4, 1e-1)})
+        >>> pb2.milestones()["interval"]
+        5
+    """
+
+    def __init__(
+        self,
+        perturbation_interval: float,
+        mutations: Mapping[str, Any],
+        quantile_fraction: float = 0.25,
+        resample_probability: float = 0.25,
+        synch: bool = False,
+        max_resource: float = math.inf,
+        resource_attr: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(perturbation_interval, mutations, quantile_fraction, resample_probability,
+                         synch=synch, max_resource=max_resource, resource_attr=resource_attr, seed=seed)
+        try:
+            import sklearn  # noqa: F401  # the GP; checked here, before any trial starts
+        except ImportError:
+            raise ConfigError("PB2Scheduler fits a Gaussian process with scikit-learn, which is not installed. "
+                              "Install it with: pip install 'raytuner[gp]' (or use PBTScheduler).") from None
+        from raytuner.search._domains import RandInt, Range
+
+        self._numeric = [key for key, m in self.mutations.items() if isinstance(m, (Range, RandInt))]
+        # Per trial: where its current interval started, (t, value, h in the unit cube).
+        self._start: dict[str, tuple[float, float, list[float]]] = {}
+        self._rows: list[list[float]] = []  # observations (t, R, h..., y)
+        self._batch: list[list[float]] = []  # h chosen since the data's newest t last grew
+        self._batch_t = -math.inf
+
+    def _config(self) -> dict[str, Any]:
+        config = super()._config()
+        del config["perturbation_factors"]
+        return config
+
+    def _unit(self, config: Mapping[str, Any]) -> list[float]:
+        """The numeric mutations of ``config`` in the unit cube."""
+        out = []
+        for key in self._numeric:
+            low, high, log = _box(self.mutations[key])
+            value = float(get_path(config, key))
+            if log:
+                value, low, high = math.log(max(value, low)), math.log(low), math.log(high)
+            out.append(min(max((value - low) / (high - low), 0.0), 1.0))
+        return out
+
+    def _perturbed(self, trial_id: str, member: Member) -> None:
+        if member.config is None or member.score is None:
+            return
+        h = self._unit(member.config)
+        start = self._start.get(trial_id)
+        if start is not None and start[2] == h and member.point > start[0]:
+            gain = -(member.score - start[1]) / (member.point - start[0])
+            if math.isfinite(gain) and math.isfinite(start[1]):
+                self._rows = (self._rows + [[start[0], -start[1], *h, gain]])[-MAX_POINTS:]
+        self._start[trial_id] = (member.point, member.score, h)
+
+    def _explore(self, trial_id: str, donor_id: str) -> dict[str, Any]:
+        donor = self._members[donor_id]
+        assert donor.config is not None and donor.score is not None
+        config = dict(donor.config)
+        for key, mutation in self.mutations.items():
+            if key not in self._numeric:
+                set_path(config, key, explore_value(get_path(donor.config, key), mutation, self._rng,
+                                                    self.resample_probability, (1.0,)))
+        if self._numeric:
+            h = self._choose(donor)
+            for key, unit in zip(self._numeric, h):
+                set_path(config, key, _from_unit(self.mutations[key], unit))
+        # The clone's next interval starts from its donor's state, under its new values.
+        self._start[trial_id] = (donor.point, donor.score, self._unit(config))
+        return config
+
+    def _choose(self, donor: Member) -> list[float]:
+        if len(self._rows) < 2:
+            return [float(u) for u in self._rng.random(len(self._numeric))]
+        from ._pb2_gp import select
+
+        data = np.array(self._rows)
+        newest = float(data[:, 0].max())
+        if newest > self._batch_t:  # a new round of clones: those of the last one are data now
+            self._batch, self._batch_t = [], newest
+        h = select(data[:, :-1], data[:, -1], (donor.point, -float(donor.score)),  # type: ignore[arg-type]
+                   np.array(self._batch).reshape(-1, len(self._numeric)), self._rng, self.seed)
+        self._batch.append([float(u) for u in h])
+        return [float(u) for u in h]
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "pb2": {"start": {t: list(s) for t, s in self._start.items()},
+                                           "rows": [list(r) for r in self._rows],
+                                           "batch": [list(b) for b in self._batch], "batch_t": self._batch_t}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        saved = state["pb2"]
+        self._start = {t: (s[0], s[1], list(s[2])) for t, s in saved["start"].items()}
+        self._rows = [list(r) for r in saved["rows"]]
+        self._batch = [list(b) for b in saved["batch"]]
+        self._batch_t = saved["batch_t"]
+
+
+def _box(domain: Any) -> tuple[float, float, bool]:
+    """(low, high, log) of a numeric mutation: the box the GP searches."""
+    from raytuner.search._domains import RandInt
+
+    if isinstance(domain, RandInt):
+        return float(domain.low), float(domain.high - 1), False
+    return float(domain.low), float(domain.high), bool(domain.log)
+
+
+def _from_unit(domain: Any, unit: float) -> int | float:
+    """A point of [0, 1] as a value of ``domain``: scaled back, rounded to its step."""
+    from raytuner.search._domains import RandInt
+
+    low, high, log = _box(domain)
+    value = math.exp(math.log(low) + unit * (math.log(high) - math.log(low))) if log else low + unit * (high - low)
+    step = 1 if isinstance(domain, RandInt) else domain.q
+    if step is not None:
+        value = min(max(round(value / step) * step, math.ceil(low / step) * step), math.floor(high / step) * step)
+    is_int = isinstance(domain, RandInt) or getattr(domain, "is_int", False)
+    return int(round(value)) if is_int else float(value)

@@ -1,0 +1,170 @@
+"""PBT and PB2 on a local Ray: exploits relaunch clones from their donors' checkpoints with
+new configs, a population larger than the slots waits PAUSED, histories stay one trajectory
+with the config in effect, the best trial's schedule replays to the same model, and bad
+setups fail before any trial starts."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import raytuner as rt
+from raytuner import TrialStatus
+from raytuner._storage.history import read_history
+from raytuner.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def toy(config):
+    """A deterministic pbt_function: accuracy grows fastest when lr is near a best value
+    that falls as accuracy grows. The checkpoint holds the state and who wrote it."""
+    acc, start, writer = 0.0, 0, -1
+    checkpoint = rt.get_checkpoint()
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        acc, start, writer = state["acc"], state["step"], state["trial"]
+    me = int(rt.get_context().trial_id)
+    for step in range(start + 1, config["steps"] + 1):
+        best = 0.2 / (1.0 + acc)
+        acc += min(config["lr"], best) / max(config["lr"], best)
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "state.json").write_text(json.dumps({"acc": acc, "step": step, "trial": me}))
+            rt.report({"acc": acc, "start": start, "restored_from": writer}, checkpoint=folder)
+
+
+def never_checkpoints(config):
+    for step in range(1, 10):
+        rt.report({"acc": step * config["lr"]})
+
+
+SPACE = {"lr": rt.loguniform(1e-3, 1.0), "steps": 12}
+MUTATIONS = {"lr": rt.loguniform(1e-3, 1.0)}
+
+
+def pbt_run(storage, scheduler, **kwargs):
+    return rt.Tuner(toy, space=SPACE, metric="acc", mode="max", num_trials=4, max_concurrent=2,
+                    scheduler=scheduler, storage_path=storage, verbose=0, seed=3, checkpoints_to_keep=1,
+                    tensorboard=False, **kwargs).fit()
+
+
+def markers(results, trial_id):
+    return read_history(results[trial_id].path / "results.jsonl").attempts
+
+
+def test_clones_restart_from_their_donors_checkpoint_with_the_new_config(storage):
+    results = pbt_run(storage, rt.PBTScheduler(perturbation_interval=3, mutations=MUTATIONS, max_resource=12, seed=0))
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 12 for t in results.trials)
+    exploits = 0
+    for trial in results.trials:
+        history = results.history(trial.trial_id)
+        assert list(history["iteration"]) == sorted(set(history["iteration"])) and history["iteration"].iloc[-1] == 12
+        folded = read_history(trial.path / "results.jsonl")
+        for marker in folded.attempts:
+            if marker["reason"] != "exploit":
+                continue
+            exploits += 1
+            donor, k = marker["cloned_from"]["trial_id"], marker["cloned_from"]["iteration"]
+            # Its first report (kept, or superseded by a later exploit at once) restarted
+            # from the donor's checkpoint at k: rt.get_checkpoint() gave the donor's.
+            made = [r for r in folded.rows + folded.superseded if r["attempt"] == marker["attempt"]]
+            assert made, "a clone has steps left to train: a donor at max_resource is done, never cloned"
+            first = min(made, key=lambda r: r["iteration"])
+            assert (first["restored_from"], first["start"], first["iteration"]) == (int(donor), k, k + 1)
+            kept = history[history["attempt"] == marker["attempt"]]
+            assert (kept["config/lr"] == marker["config"]["lr"]).all() and (kept["cloned_from"] == donor).all()
+    assert exploits >= 1
+    reasons = {m["reason"] for t in results.trials for m in markers(results, t.trial_id)}
+    assert "promotion" in reasons  # 4 trials on 2 slots: members waited PAUSED for their turn
+    assert results.best.config == results.history(results.best.trial_id).filter(like="config/").iloc[-1].rename(
+        lambda c: c[len("config/"):]).to_dict()
+    # No checkpoint is missing though each trial keeps only its newest: clones own their copies.
+    for trial in results.trials:
+        assert trial.checkpoint is not None and trial.checkpoint.is_dir()
+
+
+def test_the_best_trials_schedule_replays_to_the_same_model(storage):
+    results = pbt_run(storage, rt.PBTScheduler(perturbation_interval=3, mutations=MUTATIONS, max_resource=12, seed=1))
+    best = results.best
+    schedule = results.schedule(best.trial_id)
+    replay = rt.PBTReplay(results.path, best.trial_id)
+    assert [[r, c["lr"]] for r, c in replay.schedule] == [[row["resource"], row["config/lr"]]
+                                                          for row in schedule.to_dict("records")]
+    again = rt.Tuner(toy, space=replay.space, scheduler=replay, metric="acc", mode="max", num_trials=1,
+                     storage_path=storage, verbose=0, tensorboard=False).fit()
+    (trial,) = again.trials
+    assert trial.status is TrialStatus.COMPLETED
+    assert trial.metrics["acc"] == pytest.approx(best.metrics["acc"], rel=1e-12)
+    changes = again.schedule(trial.trial_id)
+    assert [(r["resource"], r["config/lr"]) for r in changes.to_dict("records")] == [
+        (row["resource"], row["config/lr"]) for row in schedule.to_dict("records")]
+
+
+def test_synchronous_pb2_runs_the_population_to_the_end(storage):
+    scheduler = rt.PB2Scheduler(perturbation_interval=3, mutations=MUTATIONS, synch=True, max_resource=12, seed=0)
+    results = pbt_run(storage, scheduler)
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 12 for t in results.trials)
+    reasons = [m["reason"] for t in results.trials for m in markers(results, t.trial_id)]
+    assert reasons.count("exploit") >= 1
+    for trial in results.trials:
+        for marker in markers(results, trial.trial_id):
+            if marker["reason"] == "exploit":
+                assert 1e-3 <= marker["config"]["lr"] <= 1.0
+
+
+def test_a_trainable_that_never_checkpoints_fails_before_any_exploit(storage):
+    with pytest.raises(ConfigError, match="reached its first decision point .* without a checkpoint"):
+        rt.Tuner(never_checkpoints, space={"lr": rt.uniform(0.1, 1)}, metric="acc", mode="max", num_trials=2,
+                 scheduler=rt.PBTScheduler(perturbation_interval=2, mutations={"lr": rt.uniform(0.1, 1)}),
+                 storage_path=storage, verbose=0, tensorboard=False).fit()
+
+
+def _exploit_markers(exp: Path) -> set[tuple[str, int, str, int]]:
+    found = set()
+    for path in exp.glob("trials/*/results.jsonl"):
+        for marker in read_history(path).attempts:
+            if marker.get("reason") == "exploit":
+                found.add((path.parent.name, marker["attempt"], marker["cloned_from"]["trial_id"],
+                           marker["cloned_from"]["iteration"]))
+    return found
+
+
+def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests._helpers import wait_for
+
+    exp = storage / "crashed_pbt"
+    script = Path(__file__).with_name("crash_driver.py")
+    driver = subprocess.Popen([sys.executable, str(script), str(storage), "pbt"], start_new_session=True)
+    try:
+        wait_for(lambda: len(_exploit_markers(exp)) >= 2, "two exploits, to kill the driver", timeout_s=120,
+                 process=driver)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = _exploit_markers(exp)
+    configs_before = {t.trial_id: rt.load(exp).history(t.trial_id) for t in rt.load(exp).trials}
+
+    results = rt.Tuner.resume(exp, verbose=0)
+    assert results.meta["status"] == "COMPLETED"
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 16 for t in results.trials)
+    assert before <= _exploit_markers(exp)  # the lineage written before the crash is all there
+    for trial in results.trials:
+        history = results.history(trial.trial_id)
+        assert list(history["iteration"]) == sorted(set(history["iteration"])) and history["iteration"].iloc[-1] == 16
+        old = configs_before[trial.trial_id]
+        kept = history[history["iteration"] <= (old["iteration"].max() if len(old) else 0)]
+        # Rows kept across the crash keep the config they were made with.
+        shared = old.merge(kept, on=["iteration", "attempt"], suffixes=("", "_after"))
+        assert (shared["config/x"] == shared["config/x_after"]).all()
+        for marker in read_history(trial.path / "results.jsonl").attempts:
+            if marker["reason"] == "resume":  # every member checkpointed: none restarted from scratch
+                assert marker["start_iteration"] > 0 and marker["checkpoint"]
+    assert not results.schedule(results.best.trial_id).empty

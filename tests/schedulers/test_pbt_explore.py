@@ -1,0 +1,92 @@
+"""PBT's explore rules, with the random draws scripted: exact values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raytuner.schedulers._explore import explore, explore_value, perturb
+from raytuner.search import choice, loguniform, qloguniform, quniform, randint, uniform
+
+
+class Draws:
+    """A stand-in for numpy's Generator: ``random()`` and ``integers()`` from scripts."""
+
+    def __init__(self, randoms=(), integers=()):
+        self.randoms, self.ints = list(randoms), list(integers)
+
+    def random(self):
+        return self.randoms.pop(0)
+
+    def integers(self, low, high=None):
+        value = self.ints.pop(0)
+        assert value < (low if high is None else high)
+        return value
+
+    def uniform(self, low, high):
+        return low + self.randoms.pop(0) * (high - low)
+
+
+FACTORS = (0.8, 1.2)
+
+
+@pytest.mark.parametrize(("value", "domain", "factor", "expected"), [
+    (0.5, uniform(0, 1), 1.2, 0.6),
+    (0.9, uniform(0, 1), 1.2, 1.0),  # clipped to high
+    (1e-3, loguniform(1e-3, 1), 0.8, 1e-3),  # clipped to low: log(x) moved by log(0.8), then clipped
+    (0.01, loguniform(1e-3, 1), 1.2, 0.012),
+    (10, randint(1, 12), 1.2, 11),  # high is excluded: 12 clips to 11
+    (2, randint(1, 100), 1.2, 3),  # 2.4 rounds back to 2: one step up instead
+    (2, randint(1, 100), 0.8, 1),
+    (64, quniform(16, 256, 16), 1.2, 80),  # 76.8 to the nearest multiple of 16
+    (16, quniform(16, 256, 16), 0.8, 16),  # already at the lowest multiple
+    (0.0, uniform(-1, 1), 1.2, 0.0),  # a linear 0 only moves by resampling
+    (100, qloguniform(10, 1000, 10), 1.2, 120),
+])
+def test_a_numeric_value_is_multiplied_clipped_and_rounded(value, domain, factor, expected):
+    moved = perturb(value, domain, factor)
+    assert moved == pytest.approx(expected) and type(moved) is type(expected)
+
+
+def test_resampling_draws_from_the_domain_and_perturbing_picks_a_factor():
+    # random() < p resamples: uniform(0, 1) then draws 0.25.
+    assert explore_value(0.5, uniform(0, 1), Draws(randoms=[0.1, 0.25]), 0.2, FACTORS) == 0.25
+    # random() >= p perturbs: the factor index comes from integers().
+    assert explore_value(0.5, uniform(0, 1), Draws(randoms=[0.9], integers=[1]), 0.2, FACTORS) == pytest.approx(0.6)
+    assert explore_value(0.5, uniform(0, 1), Draws(randoms=[0.9], integers=[0]), 0.2, FACTORS) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(("value", "step", "expected"), [
+    (32, 0.7, 64),   # >= 0.5: one up
+    (32, 0.2, 16),   # < 0.5: one down
+    (16, 0.2, 16),   # at the low end: stays
+    (128, 0.9, 128),  # at the high end: stays
+])
+def test_a_categorical_value_moves_to_a_neighbour(value, step, expected):
+    options = [16, 32, 64, 128]
+    assert explore_value(value, options, Draws(randoms=[0.9, step]), 0.25, FACTORS) == expected
+    assert explore_value(value, choice(options), Draws(randoms=[0.9, step]), 0.25, FACTORS) == expected
+
+
+def test_a_categorical_value_is_resampled_or_replaced_when_not_an_option():
+    assert explore_value("relu", ["relu", "tanh", "gelu"], Draws(randoms=[0.1], integers=[2]), 0.25, FACTORS) == "gelu"
+    # Not an option (the space started it elsewhere): drawn from the options.
+    assert explore_value("elu", ["relu", "tanh"], Draws(randoms=[0.9], integers=[1]), 0.25, FACTORS) == "tanh"
+
+
+def test_explore_touches_only_the_mutated_keys_and_reaches_nested_ones():
+    config = {"lr": 0.1, "model": {"units": 32, "depth": 2}, "seed": 7}
+    new = explore(config, {"lr": uniform(0, 1), "model.units": [16, 32, 64]}, Draws(randoms=[0.9, 0.9, 0.7],
+                  integers=[1]), 0.25, FACTORS)
+    assert new == {"lr": pytest.approx(0.12), "model": {"units": 64, "depth": 2}, "seed": 7}
+    assert config["model"]["units"] == 32  # the donor's config is not changed
+
+
+def test_with_a_real_generator_values_stay_in_their_domains():
+    rng = np.random.default_rng(0)
+    mutations = {"lr": loguniform(1e-4, 1e-1), "bs": quniform(16, 256, 16), "n": randint(1, 5), "a": ["x", "y"]}
+    config = {"lr": 1e-2, "bs": 64, "n": 2, "a": "x"}
+    for _ in range(300):
+        config = explore(config, mutations, rng, 0.25, FACTORS)
+        assert 1e-4 <= config["lr"] <= 1e-1 and 16 <= config["bs"] <= 256 and config["bs"] % 16 == 0
+        assert config["n"] in (1, 2, 3, 4) and config["a"] in ("x", "y")
