@@ -7,7 +7,7 @@ for the next result). Every method sees the same durations on the same seed, so 
 searcher is the only thing that differs; with one worker, trials run one at a time.
 
 On a local Ray (:func:`on_ray`): one ``rt.Tuner(...).fit()`` with ``max_concurrent=workers``,
-``num_trials=trials``, ``metric="loss"``, ``verbose=0``. The trainable reports the problem's
+``num_trials=trials``, ``metric="loss"`` (or several, ``["f0", "f1"]``), ``verbose=0``. The trainable reports the problem's
 loss once; it is a closure shipped to the workers by value (a table, built in the driver,
 travels inside it). Trials take milliseconds, so which of two running trials ends first is
 Ray's timing: with more than one worker a run is not reproducible from its seeds, though
@@ -60,24 +60,31 @@ def simulate(searcher: Any, loss: Callable[[dict[str, Any]], Any], trials: int, 
     return values, ask_s
 
 
-def on_ray(searcher: Any, space: dict[str, Any], loss: Callable[[dict[str, Any]], float], trials: int,
-           workers: int, root: str, name: str) -> tuple[list[float], float]:
-    """The values of one real sweep on the running local Ray, and its seconds."""
+def on_ray(searcher: Any, space: dict[str, Any], loss: Callable[[dict[str, Any]], Any], trials: int,
+           workers: int, root: str, name: str, objectives: int = 1) -> tuple[list[Any], float]:
+    """The values of one real sweep on the running local Ray, and its seconds. With
+    ``objectives`` k >= 2, ``loss`` returns k values, reported as ``f0``, ``f1``, ... (all
+    minimised: ``metric=["f0", "f1", ...]``), and the values are tuples."""
+    metrics = ["loss"] if objectives == 1 else [f"f{i}" for i in range(objectives)]
     began = time.perf_counter()
-    results = rt.Tuner(_trainable_of(loss), space=space, metric="loss", num_trials=trials, max_concurrent=workers,
+    results = rt.Tuner(_trainable_of(loss, metrics), space=None if searcher.space is not None else space,
+                       metric=metrics[0] if objectives == 1 else metrics, num_trials=trials, max_concurrent=workers,
                        searcher=searcher, storage_path=root, name=name, verbose=0).fit()
     seconds = time.perf_counter() - began
-    values = [t.metrics["loss"] for t in results.trials if "loss" in t.metrics]
+    reported = [t for t in results.trials if all(m in t.metrics for m in metrics)]
+    values = [t.metrics["loss"] if objectives == 1 else tuple(t.metrics[m] for m in metrics) for t in reported]
     if len(values) != trials:
         print(f"  note: {name}: {len(values)} of {trials} trials reported", flush=True)
     return values, seconds
 
 
-def _trainable_of(loss: Callable[[dict[str, Any]], float]) -> Callable[[dict[str, Any]], None]:
-    """A trainable that reports ``loss(config)`` once (a closure: cloudpickle ships it and its table)."""
+def _trainable_of(loss: Callable[[dict[str, Any]], Any], metrics: Sequence[str]) -> Callable[[dict[str, Any]], None]:
+    """A trainable that reports ``loss(config)`` once, as ``metrics`` (a closure: cloudpickle
+    ships it and its table)."""
 
     def trainable(config: dict[str, Any]) -> None:
-        rt.report({"loss": loss(config)})
+        value = loss(config)
+        rt.report(dict(zip(metrics, value if len(metrics) > 1 else [value])))
 
     return trainable
 
@@ -116,14 +123,15 @@ def sweep(args: argparse.Namespace, problem_name: str, method: str, seed: int, c
 
 
 @contextmanager
-def local_ray(workers: int) -> Iterator[str]:
+def local_ray(workers: int, *ship: Any) -> Iterator[str]:
     """A local Ray for ``--ray`` sweeps, after one warm-up sweep (so that starting the
-    workers is not timed); yields the folder the sweeps store their results in."""
+    workers is not timed); yields the folder the sweeps store their results in. ``ship``:
+    more modules the trainables need, sent to the workers by value."""
     import _local_ray
     import _problems
     import _synthetic
 
-    _local_ray.start(sys.modules[__name__], _problems, _synthetic)
+    _local_ray.start(sys.modules[__name__], _problems, _synthetic, *ship)
     try:
         with tempfile.TemporaryDirectory() as root:
             spec = problem("mixed")

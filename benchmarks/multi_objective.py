@@ -15,6 +15,13 @@ Score: the hypervolume of every value found (higher is better), and its regret, 
 front's hypervolume minus it; per method the median over seeds, the ratio of median regrets
 to Optuna's TPE with its 90% paired bootstrap interval (_stats.py), and wins/ties/losses.
 
+With ``--ray`` the same sweeps run for real on a local Ray (``--workers`` CPUs): one
+``rt.Tuner(metric=["f0", "f1"], mode="min", max_concurrent=workers)`` per (problem,
+method, seed), each trial reporting its values once (``mlp-digits``: from the table of real
+training runs); the hypervolume of what the trials reported, and the sweep's milliseconds
+per trial. Which
+of two running trials ends first is then Ray's timing, not the seeded clock's.
+
 ``--part asha``: search_sim.py's multi-fidelity simulation with two objectives: R = 27,
 eta = 3, ``--workers`` slots, new trials while fewer than ``--budget`` x R epochs have run.
 ``random/asha`` is MO-ASHA (random configs, ASHAScheduler ranking its rungs by the Pareto
@@ -29,6 +36,7 @@ the ``mixed`` problem: TPESearcher, and Optuna's multi-objective TPESampler (``s
 with the distributions), each given the same history and asked ``--asks`` times.
 
     python benchmarks/multi_objective.py --part quality --seeds 30 --trials 80
+    python benchmarks/multi_objective.py --part quality --ray --problems mlp-digits --seeds 10 --trials 80
     python benchmarks/multi_objective.py --part asha --seeds 30 --budget 10
     python benchmarks/multi_objective.py --part latency --history 1000 --asks 30
 """
@@ -48,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _methods  # noqa: E402
 import _mo_problems as mo  # noqa: E402
 import _sweeps  # noqa: E402
+import _synthetic  # noqa: E402
+import mlp_curves  # noqa: E402
 import search_sim  # noqa: E402
 from _stats import median_ratio, record  # noqa: E402
 
@@ -73,8 +83,16 @@ def searcher(method: str, seed: int, space: dict[str, Any]) -> Any:
 
 
 def quality(args: argparse.Namespace) -> None:
-    print(f"{args.seeds} seeds from {args.first_seed}, {args.trials} trials, {args.workers} at a time "
-          f"(simulated asynchronous, jitter {args.jitter:g})")
+    if args.ray:
+        with _sweeps.local_ray(args.workers, mo, mlp_curves, _synthetic) as root:
+            return _quality(args, root)
+    return _quality(args, None)
+
+
+def _quality(args: argparse.Namespace, root: str | None) -> None:
+    where = (f"real sweeps on a local Ray ({args.workers} CPUs)" if root else
+             f"simulated asynchronous, jitter {args.jitter:g}; ms per ask")
+    print(f"{args.seeds} seeds from {args.first_seed}, {args.trials} trials, {args.workers} at a time ({where})")
     for name in args.problems:
         spec = mo.problem(name)
         k = len(spec.reference)
@@ -82,15 +100,20 @@ def quality(args: argparse.Namespace) -> None:
         seconds = {m: 0.0 for m in args.methods}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods:
-                values, spent = _sweeps.simulate(searcher(method, seed, spec.space()), spec.values, args.trials,
-                                                 args.workers, np.random.default_rng([seed, CLOCK]), args.jitter,
-                                                 objectives=k)
+                if root is not None:  # the same sweep through rt.Tuner: metric=["f0", "f1"], every trial on Ray
+                    values, spent = _sweeps.on_ray(searcher(method, seed, spec.space()), spec.space(), spec.values,
+                                                   args.trials, args.workers, root, f"{name}-{method}-{seed}", k)
+                else:
+                    values, spent = _sweeps.simulate(searcher(method, seed, spec.space()), spec.values, args.trials,
+                                                     args.workers, np.random.default_rng([seed, CLOCK]), args.jitter,
+                                                     objectives=k)
                 found[method].append(hypervolume(values, spec.reference))
                 seconds[method] += spent / args.seeds / args.trials
         ref, regret = regrets(found, spec.front_hv, "optuna")
         table(f"\n{name} ({k} objectives, reference {spec.reference}, the front's hypervolume "
               f"{spec.front_hv:.4f}): median hypervolume, median regret, ratio of median regrets to "
-              f"{ref}'s [90% bootstrap interval over seeds], wins/ties/losses vs {ref}, ms per ask",
+              f"{ref}'s [90% bootstrap interval over seeds], wins/ties/losses vs {ref}, "
+              f"{'ms per trial (the sweep)' if root else 'ms per ask'}",
               args.methods,
               lambda m: f"{m:<28} {np.median(found[m]):9.4f} {np.median(regret[m]):9.4f}  "
                         f"{versus(regret[m], regret[ref])}  {1e3 * seconds[m]:6.2f} ms")
@@ -195,6 +218,8 @@ def latency(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("quality", "asha", "latency"), default="quality")
+    parser.add_argument("--ray", action="store_true",
+                        help="--part quality: real sweeps through rt.Tuner on a local Ray instead of the simulation")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=80)

@@ -8,12 +8,21 @@ A trial's *key* is the value it is ranked by, signed to minimise:
 NaN and infinite keys never count. FAILED trials count only when no other trial has a
 finite key, and DAMAGED ones (their files cannot be trusted) never do. Ties go to the
 trial created first.
+
+With several objectives there is no one best trial but a Pareto front
+(:func:`pareto_front`): the trials whose values no other trial dominates (as good in every
+objective and better in one), by the same scope and the same rules for NaN, FAILED and
+DAMAGED trials. Under "last" a trial's point is its last kept report; under "all" every
+kept report is a point, and a trial is on the front when one of its reports is.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Protocol, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
+
+from raytuner._objectives import Objectives
 
 SCOPES = ("last", "all")
 #: The scope an experiment uses when it does not say (experiment.json's ``best_scope``).
@@ -79,3 +88,58 @@ def ranked(trials: Sequence[T], metric: str, mode: str, scope: str = DEFAULT_SCO
     first = [trial for _, trial in order]
     chosen = {id(trial) for trial in first}
     return first + [trial for trial in trials if id(trial) not in chosen]
+
+
+@dataclass(frozen=True)
+class FrontMember(Generic[T]):
+    """A trial on the Pareto front, and the values that put it there."""
+
+    trial: T
+    values: dict[str, float]  # each objective's value, in its own units
+    iteration: int | None  # the report they come from (scope "all"); None: its last report
+
+
+def _points(trial: Ranked, objectives: Objectives, scope: str,
+            reports: Callable[[Any], Sequence[Mapping[str, Any]]] | None) -> list[tuple[int | None, tuple[float, ...]]]:
+    """The trial's finite points, signed to minimise: (iteration, values)."""
+    if scope == "all" and reports is not None:
+        candidates = [(row.get("iteration"), objectives.signed(row)) for row in reports(trial)]
+    else:
+        candidates = [(None, objectives.signed(trial.metrics))]
+    return [(it, value) for it, value in candidates
+            if value is not None and all(math.isfinite(v) for v in value)]
+
+
+def pareto_front(trials: Iterable[T], objectives: Objectives, scope: str = DEFAULT_SCOPE, *,
+                 reports: Callable[[T], Sequence[Mapping[str, Any]]] | None = None) -> list[FrontMember[T]]:
+    """The non-dominated trials of ``trials`` under ``objectives`` (k >= 2), in the Pareto
+    order (:func:`raytuner._pareto.pareto_order`: the member that adds the most
+    hypervolume first); empty if no trial has a finite value of every objective.
+
+    ``reports(trial)``: the trial's kept report rows, for ``scope="all"``, where each is a
+    point (without it, the last report stands for the trial). A trial with several reports
+    on the front is listed once, with the first of them in the order.
+    """
+    from raytuner._pareto import nondominated_ranks, pareto_order
+
+    pools: dict[bool, list[tuple[T, int | None, tuple[float, ...]]]] = {False: [], True: []}
+    for trial in trials:
+        status = getattr(trial.status, "value", trial.status)
+        if status == "DAMAGED":
+            continue
+        for iteration, value in _points(trial, objectives, scope, reports):
+            pools[status == "FAILED"].append((trial, iteration, value))
+    pool = pools[False] or pools[True]
+    if not pool:
+        return []
+    values = [value for _, _, value in pool]
+    front = pareto_order(values, limit=int((nondominated_ranks(values, limit=1) == 0).sum()))
+    members: list[FrontMember[T]] = []
+    seen: set[str] = set()
+    for i in front:
+        trial, iteration, value = pool[i]
+        if trial.trial_id in seen:
+            continue
+        seen.add(trial.trial_id)
+        members.append(FrontMember(trial, dict(zip(objectives.metrics, objectives.unsigned(value))), iteration))
+    return members

@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial
+from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
 from raytuner._formats import AUTO_KEYS, flatten
+from raytuner._objectives import MODES, Objectives
 from raytuner._storage import lineage
 from raytuner._storage.history import RESULTS_FILE, Damage, read_history
 from raytuner._storage.experiment import ExperimentStorage
@@ -32,18 +33,21 @@ class Results:
     Attributes:
         path: The experiment's folder; for an experiment in cloud storage its URI (a
             ``str``, ``s3://bucket/prefix/exp``, with ``.name`` and ``/`` as a path has).
-        metric, mode: What "best" means.
+        metric, mode: What "best" means: as the Tuner was given them (lists with several
+            objectives, whose result is :meth:`pareto_front`).
         trials: Every trial, in id order.
         damaged: Where and how the experiment's experiment.json is damaged (then
             ``status`` is DAMAGED and ``meta`` holds only its usable fields), or None.
     """
 
-    def __init__(self, path: Path | str, trials: Sequence[TrialResult], metric: str | None, mode: str,
-                 meta: Mapping[str, Any] | None = None, *, status: str | None = None, damaged: str | None = None):
+    def __init__(self, path: Path | str, trials: Sequence[TrialResult], metric: str | list[str] | None,
+                 mode: str | list[str], meta: Mapping[str, Any] | None = None, *, status: str | None = None,
+                 damaged: str | None = None):
         self.path = path if isinstance(path, URI) else Path(path)
         self.trials = list(trials)
         self.metric = metric
         self.mode = mode
+        self.objectives = Objectives.of(metric, mode)
         self.meta = dict(meta or {})
         self.damaged = damaged
         self._status = status
@@ -81,7 +85,11 @@ class Results:
 
     @property
     def best(self) -> TrialResult:
-        """The trial with the best last reported value of the Tuner's metric."""
+        """The trial with the best last reported value of the Tuner's metric.
+
+        A multi-objective experiment has no one best trial: this raises ConfigError
+        pointing to :meth:`pareto_front` (or ``get_best(metric=...)`` for one objective).
+        """
         return self.get_best()
 
     def get_best(self, metric: str | None = None, mode: str | None = None, scope: str | None = None) -> TrialResult:
@@ -99,6 +107,17 @@ class Results:
         NaN and infinite values are never chosen; a FAILED trial only when no other trial
         has a finite value.
         """
+        if metric is None and self.objectives.multi:
+            raise ConfigError(
+                f"{self.path.name!r} has {self.objectives.k} objectives (metric={self.metric!r}), so no one trial "
+                "is best: results.pareto_front() lists the trials no other beats in every objective. To rank by "
+                f"one objective alone, pass it: results.get_best(metric={self.objectives.metrics[0]!r})."
+            )
+        if metric is not None and mode is None and self.objectives.multi:
+            mode = self.objectives.mode_of(metric)
+            if mode is None:
+                raise invalid("Results.get_best", "mode", None, "'min' or 'max' for a metric that is not an objective",
+                              f"Pass mode='min' or mode='max' to rank by {metric!r}.")
         metric = metric or self.metric
         mode = mode or self.mode
         scope = scope or self.scope
@@ -121,6 +140,46 @@ class Results:
             raise ExperimentError(f"No trial of {self.path.name!r} reported a finite {metric!r}: {why}.")
         return best
 
+    def pareto_front(self) -> list[TrialResult]:
+        """The trials of a multi-objective experiment that no other trial dominates (is at
+        least as good in every objective and better in one), best first in the Pareto
+        order: the trial that adds the most hypervolume first (:mod:`raytuner._pareto`).
+
+        "Values" follow the experiment's ``best_scope``, as :meth:`get_best` does: with
+        "last" (the default) each trial's last report, so ``t.metrics`` holds the values
+        that put it on the front; with "all" every report of every trial, and a trial is
+        on the front when one of its reports is. NaN and infinite values never count, nor
+        FAILED trials while another has finite values.
+
+        Raises:
+            ConfigError: The experiment has one objective (use :attr:`best`).
+            ExperimentError: No trial reported a finite value of every objective.
+        """
+        if not self.objectives.multi:
+            raise ConfigError(
+                f"{self.path.name!r} has {'one objective' if self.metric else 'no metric'} "
+                f"(metric={self.metric!r}); pareto_front() is for experiments with several "
+                "(metric=['val_loss', 'params']). Use results.best."
+            )
+        front = self._front()
+        if not front:
+            raise ExperimentError(
+                f"No trial of {self.path.name!r} reported a finite value of every objective "
+                f"({', '.join(self.objectives.metrics)}) in its {'reports' if self.scope == 'all' else 'last report'} "
+                f"({len(self.trials)} trials; see `.errors` for failures)."
+            )
+        return [member.trial for member in front]
+
+    def _front(self) -> list[FrontMember[TrialResult]]:
+        """The front with the values that put each trial on it (the CLI, the report)."""
+        storage = self._storage()
+
+        def reports(trial: TrialResult) -> list[dict[str, Any]]:
+            history = storage.read_history(trial.trial_id)
+            return [] if history.damaged else history.rows  # a damaged history cannot be trusted
+
+        return pareto_front(self.trials, self.objectives, self.scope, reports=reports)
+
     @property
     def scope(self) -> str:
         """How "best" is meant in this experiment: "last" or "all" (see :meth:`get_best`)."""
@@ -133,13 +192,17 @@ class Results:
         return {t.trial_id: t.error for t in self.trials if t.error}
 
     def dataframe(self) -> pd.DataFrame:
-        """One row per trial: status, reports, time, last metrics, best value, ``config/...``
-        (and ``damaged``, the file and the fault, when a trial is DAMAGED)."""
+        """One row per trial: status, reports, time, last metrics (every objective among
+        them), best value (with several objectives: ``pareto_front``, whether the trial is
+        on it), ``config/...`` (and ``damaged``, the file and the fault, when a trial is
+        DAMAGED)."""
         import pandas as pd
 
         rows = []
-        best_col = f"best_{self.metric}" if self.metric else None
+        multi = self.objectives.multi
+        best_col = f"best_{self.metric}" if self.metric and not multi else None
         sign = 1.0 if self.mode == "min" else -1.0
+        front = {m.trial.trial_id for m in self._front()} if multi else set()
         for trial in self.trials:
             row: dict[str, Any] = {
                 "trial_id": trial.trial_id,
@@ -152,6 +215,8 @@ class Results:
             row.update(trial.metrics)
             if best_col:
                 row[best_col] = None if trial.best_value is None else sign * trial.best_value
+            if multi:
+                row["pareto_front"] = trial.trial_id in front
             row.update(flatten(trial.config, "config/"))
             rows.append(row)
         return pd.DataFrame(rows)
@@ -263,7 +328,9 @@ def read(storage: ExperimentStorage) -> Results:
     if status == "RUNNING" and storage.live_driver() is None:
         status = "INTERRUPTED"  # its driver stopped without saying so: a crash, a kill, a full disk
     metric = meta.get("metric")
-    mode = meta.get("mode") if meta.get("mode") in ("min", "max") else "min"
+    mode = meta.get("mode", "min")
+    if not (mode in MODES or isinstance(mode, list) and mode and all(m in MODES for m in mode)):
+        mode = "min"  # (a damaged record's): the metric is still shown, ranked as "min"
     return Results(storage.shown(), trials, metric, mode, meta, status=status,
                    damaged=None if damage is None else _described(storage, damage))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from raytuner._formats import checkpoint_iteration
+from raytuner._objectives import as_value
 
 
 class TrialStatus(str, enum.Enum):
@@ -47,8 +48,11 @@ class Trial:
     iteration: int = 0
     resource: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    last_value: float | None = None  # signed to minimize
-    best_value: float | None = None  # signed to minimize, finite values only
+    #: Signed to minimize: a float, or a tuple of k floats with k objectives.
+    last_value: float | tuple[float, ...] | None = None
+    #: Signed to minimize, finite values only; None with several objectives, which have no
+    #: one best report (their trials are ranked by Pareto order: ``raytuner._best``).
+    best_value: float | None = None
     best_iteration: int | None = None
     time_total_s: float = 0.0
     start_time: float | None = None
@@ -69,7 +73,7 @@ class Trial:
     # Not in trial.json (rebuilt from results.jsonl on resume): the kept trajectory as
     # (iteration, resource, signed value), the checkpoints its rows commit, oldest first, and
     # the metrics of the newest one's row, which a restart from it rewinds to.
-    trajectory: list[tuple[int, float | None, float | None]] = field(default_factory=list, repr=False)
+    trajectory: list[tuple[int, float | None, float | tuple[float, ...] | None]] = field(default_factory=list, repr=False)
     checkpoints: list[str] = field(default_factory=list, repr=False)
     checkpoint_metrics: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -80,7 +84,7 @@ class Trial:
         self.time_total_s = time_total_s
         self.last_value = value
         self.trajectory.append((iteration, resource, value))
-        if value is not None and math.isfinite(value) and (self.best_value is None or value < self.best_value):
+        if _rankable(value) and (self.best_value is None or value < self.best_value):
             self.best_value = value
             self.best_iteration = iteration
 
@@ -97,7 +101,7 @@ class Trial:
         self.metrics = dict(self.checkpoint_metrics) if iteration and iteration == self.checkpoint_iteration else {}
         self.best_value = self.best_iteration = None
         for point_iteration, _, value in self.trajectory:
-            if value is not None and math.isfinite(value) and (self.best_value is None or value < self.best_value):
+            if _rankable(value) and (self.best_value is None or value < self.best_value):
                 self.best_value, self.best_iteration = value, point_iteration
         lost = [name for name in self.checkpoints if (checkpoint_iteration(name) or 0) > iteration]
         self.checkpoints = [name for name in self.checkpoints if name not in lost]
@@ -135,10 +139,18 @@ class Trial:
         for key, value in record.items():
             if key == "status":
                 trial.status = TrialStatus(value)
+            elif key == "last_value":
+                trial.last_value = as_value(value)  # a list in JSON with several objectives
             elif key not in ("trial_id", "trajectory", "checkpoints", "checkpoint_metrics") and hasattr(trial, key):
                 setattr(trial, key, value)
         trial.error = error
         return trial
+
+
+def _rankable(value: float | tuple[float, ...] | None) -> bool:
+    """Whether a value can be a trial's best: one finite float (several objectives have no
+    one best value)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -168,8 +180,8 @@ class TrialResult:
     iteration: int
     time_total_s: float
     path: Path | str
-    last_value: float | None = None  # signed to minimize
-    best_value: float | None = None  # signed to minimize
+    last_value: float | tuple[float, ...] | None = None  # signed to minimize (a tuple with several objectives)
+    best_value: float | None = None  # signed to minimize; None with several objectives
     resource: float | None = None  # reached at the last report
     damaged: str | None = None
 

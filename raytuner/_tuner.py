@@ -17,8 +17,10 @@ from raytuner._driver.controller import ExperimentSettings
 from raytuner._driver.resume import ResumePlan, import_trainable, restore, trainable_file, trainable_name
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._objectives import Objectives, normalize
 from raytuner._results import Results, read
 from raytuner._storage import DEFAULT_ROOT, remote
+from raytuner._storage.components import setup_components
 from raytuner._storage.experiment import ExperimentStorage, check_name
 from raytuner._storage.lock import DriverLock
 from raytuner._trial import TrialStatus
@@ -62,8 +64,13 @@ class Tuner:
         space: The search space: a dict of domains (:func:`raytuner.loguniform`, ...),
             constants and nested dicts. Omit it if the searcher has its own.
         metric: The reported metric to optimise; required by every scheduler but FIFO and
-            by every searcher that learns (TPE).
-        mode: "min" or "max".
+            by every searcher that learns (TPE). A list of metrics
+            (``["val_loss", "params"]``) makes a multi-objective experiment: its result is
+            the Pareto front (:meth:`Results.pareto_front`), every report must hold each of
+            them, and only searchers and schedulers that take several objectives are
+            accepted (see the README's "Several objectives").
+        mode: "min" or "max"; with several metrics one mode per metric (a list), or one
+            string for all of them.
         num_trials: Trials to run (with a grid: repetitions of the whole grid, as in Ray Tune).
         max_concurrent: Trials at once; default: as many as the cluster can hold.
         searcher: Default :class:`search.TPESearcher` (:class:`search.GridSearcher` when
@@ -73,7 +80,8 @@ class Tuner:
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
         stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
             ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. See
-            :class:`raytuner._driver.stop.StopCriteria`.
+            :class:`raytuner._driver.stop.StopCriteria` (with several objectives, each
+            threshold names one metric and is read in that metric's own mode).
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
@@ -123,8 +131,8 @@ class Tuner:
         trainable: Callable[[dict[str, Any]], Any],
         *,
         space: Mapping[str, Any] | None = None,
-        metric: str | None = None,
-        mode: str = "min",
+        metric: str | Sequence[str] | None = None,
+        mode: str | Sequence[str] = "min",
         num_trials: int = 1,
         max_concurrent: int | None = None,
         searcher: Searcher | None = None,
@@ -149,10 +157,8 @@ class Tuner:
     ) -> None:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
-        if mode not in ("min", "max"):
-            raise invalid("Tuner", "mode", mode, "'min' or 'max'", "Pass mode='min' to minimise the metric, 'max' to maximise it.")
-        if metric is not None and not isinstance(metric, str):
-            raise invalid("Tuner", "metric", metric, "the name of a reported metric", "Pass e.g. metric='val_loss'.")
+        metric, mode = normalize(metric, mode)
+        objectives = Objectives.of(metric, mode)
         _positive_int("num_trials", num_trials)
         _positive_int("max_concurrent", max_concurrent, allow_none=True)
         _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
@@ -211,7 +217,9 @@ class Tuner:
                 f"`resource_attr={resource_attr!r}` differs from {type(scheduler).__name__}'s "
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
-        searcher.setup(space, num_trials)  # raises here, before Ray starts, on a bad space
+        # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
+        # scheduler given several objectives.
+        setup_components(searcher, space, num_trials, objectives, scheduler)
         scheduler.check_experiment(space if space is not None else searcher.space, searcher, int(num_trials))
 
         self._name = check_name(name) if name is not None else None

@@ -34,7 +34,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from raytuner._worker import quiet_tf as _quiet_tf
 
@@ -97,6 +97,11 @@ class ReportCallback(keras.callbacks.Callback):
             retried trials restart).
         checkpoint_period_s: With ``checkpoint="auto"``, the longest stretch of training
             without a checkpoint, in seconds (``math.inf``: none for fault tolerance).
+        extra_metrics: ``fn(model) -> {name: number}``, called at the end of each epoch;
+            its metrics join the report beside the logs'. For what Keras does not log, such
+            as a constant objective of a multi-objective experiment:
+            ``extra_metrics=lambda model: {"params": model.count_params()}`` with
+            ``Tuner(metric=["val_loss", "params"])``. A name the logs already hold is refused.
 
     The trade-off of fewer checkpoints: each one costs a save of the model on the training
     loop (its storage is done beside training), but a trial retried after its worker died
@@ -119,9 +124,14 @@ class ReportCallback(keras.callbacks.Callback):
         metrics: str | Sequence[str] | Mapping[str, str] | None = None,
         checkpoint: bool | int | str = "auto",
         checkpoint_period_s: float = 60.0,
+        extra_metrics: Callable[[keras.Model], Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self._metrics = _metric_map(metrics)
+        if extra_metrics is not None and not callable(extra_metrics):
+            raise invalid("ReportCallback", "extra_metrics", extra_metrics, "a function model -> {name: number}",
+                          "Pass e.g. extra_metrics=lambda model: {'params': model.count_params()}.")
+        self._extra = extra_metrics
         valid = checkpoint is True or checkpoint is False or checkpoint in ("auto", "pause") or (
             isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint >= 1
         )
@@ -162,11 +172,15 @@ class ReportCallback(keras.callbacks.Callback):
             return
         done = epoch + 1  # Keras counts from 0 and includes initial_epoch
         metrics = self._select(dict(logs or {}), done)
+        if self._extra is not None:
+            metrics.update(self._extra_metrics(metrics))
         # Checked before the checkpoint is saved, with where Keras' metrics come from.
+        missing = next((m for m in session.objectives if m not in metrics), session.metric)
         session.check_metric(metrics, advice=(
             "ReportCallback reports Keras' logs: metrics named 'val_*' exist only with `validation_data=` in "
             "fit() (and only in epochs that validate, see `validation_freq`); others come from "
-            f"compile(metrics=...). Rename with ReportCallback(metrics={{{session.metric!r}: '<log name>'}})."))
+            f"compile(metrics=...). Rename with ReportCallback(metrics={{{missing!r}: '<log name>'}}), or add what "
+            f"Keras does not log with ReportCallback(extra_metrics=lambda model: {{{missing!r}: ...}})."))
         if session.resource_attr is None and session.iteration != epoch and not self._warned_epoch:
             self._warned_epoch = True
             logger.warning(
@@ -209,6 +223,17 @@ class ReportCallback(keras.callbacks.Callback):
             selected = {name: logs[key] for name, key in self._metrics.items()}
         selected.setdefault("epoch", epoch)
         return selected
+
+    def _extra_metrics(self, logged: Mapping[str, Any]) -> dict[str, Any]:
+        extra = self._extra(self.model)
+        if not isinstance(extra, Mapping):
+            raise ReportError(f"ReportCallback: extra_metrics returned {type(extra).__name__} {extra!r:.80}, not a "
+                              "dict of metric names to numbers, e.g. {'params': model.count_params()}.")
+        clash = sorted(set(extra) & set(logged))
+        if clash:
+            raise ReportError(f"ReportCallback: extra_metrics returned {clash}, which the epoch's logs already hold. "
+                              "Give them other names.")
+        return dict(extra)
 
     def _checkpoint_due(self, session: _session.Session, metrics: Mapping[str, Any], epoch: int) -> bool:
         policy = self._checkpoint

@@ -142,6 +142,22 @@ class OptunaSearcher(Searcher):
         self._last: dict[str, tuple[int, float]] = {}  # trial_id -> last reported step, value
         self._ended: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The searcher itself is pickled when the Tuner stores a sampler of the user's
+        # (tuner.pkl): the sampler and the study go as state() sends them, so that NSGA-II's
+        # and NSGA-III's thread locks do not make the experiment fail as it starts.
+        state = dict(self.__dict__)
+        state["_sampler"], state["_study"] = None, None
+        state["_optuna"] = _dumps((self._sampler, self._study, self._trials))
+        del state["_trials"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._sampler, self._study, self._trials = pickle.loads(state.pop("_optuna"))
+        state.pop("_sampler")
+        state.pop("_study")
+        self.__dict__.update(state)
+
     def _config(self) -> dict[str, Any] | None:
         """The constructor's arguments as JSON data: only for the default sampler and no
         warm start; a sampler of the user's (its settings are its own) is pickled whole."""

@@ -56,6 +56,7 @@ from raytuner._driver.events import (
 from raytuner._driver.exploits import Exploits, unchecked
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
+from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
@@ -70,8 +71,8 @@ logger = logging.getLogger("raytuner")
 # -- the state machine ---------------------------------------------------------------------
 @dataclass
 class LifecycleSettings:
-    metric: str | None
-    mode: str
+    metric: str | list[str] | None  # a list with several objectives (raytuner._objectives)
+    mode: str | list[str]
     num_trials: int
     max_concurrent: int
     resource_attr: str | None
@@ -113,7 +114,7 @@ class Lifecycle(ControlHandlers):
         self.searcher = searcher
         self.scheduler = scheduler
         self._clock = clock
-        self._sign = 1.0 if settings.mode == "min" else -1.0
+        self.objectives = Objectives.of(settings.metric, settings.mode)
         self.num_trials = searcher.num_trials or settings.num_trials
         self.max_concurrent = settings.max_concurrent
         self.trials: dict[str, Trial] = {}
@@ -132,7 +133,7 @@ class Lifecycle(ControlHandlers):
         self._restart_reason: dict[str, str] = {}
         self.abort: BaseException | None = None
         self._out: list[Command] = []
-        self._exploits = Exploits(settings.metric, self._sign, settings.resource_attr, exploits)
+        self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
         for trial_id, trial in (trials or {}).items():
             self._add(trial)
             if trial.status is TrialStatus.RUNNING:  # its worker went with the last driver
@@ -369,7 +370,9 @@ class Lifecycle(ControlHandlers):
                 trial.checkpoints = [name for name in trial.checkpoints if name != folder] + [folder]
                 committed = True
             rows.append(row)
-            value = None if self.settings.metric is None else self._sign * report.metrics[self.settings.metric]
+            # A float, or with several objectives a tuple signed per metric (the worker
+            # checked that each report holds every objective).
+            value = self.objectives.signed(report.metrics)
             trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
             if report.awaits_decision and self.abort is None:
                 self.abort = unchecked(self.scheduler, trial, report.resource)

@@ -9,6 +9,7 @@ import time
 from typing import IO, Callable, Mapping
 
 from raytuner._driver import failures as _failures
+from raytuner._objectives import Objectives, is_finite_value
 from raytuner._trial import Trial, TrialStatus
 
 _ORDER = [s.value for s in TrialStatus]
@@ -24,13 +25,15 @@ class Progress:
             at each refresh. The controller passes the scheduler's optional ``describe``.
     """
 
-    def __init__(self, trials: Mapping[str, Trial], *, name: str, metric: str | None, mode: str, total: int | None,
+    def __init__(self, trials: Mapping[str, Trial], *, name: str, metric: str | list[str] | None,
+                 mode: str | list[str], total: int | None,
                  verbose: int = 1, stream: IO[str] | None = None, line_every_s: float = 30.0, top: int = 5,
                  describe: Callable[[], str | None] | None = None):
         self._trials = trials
         self._name = name
-        self._metric = metric
-        self._sign = 1.0 if mode == "min" else -1.0
+        self._objectives = Objectives.of(metric, mode)
+        self._metrics = self._objectives.metrics  # every objective's column
+        self._metric = None if self._objectives.multi else metric  # the one metric "best" is by
         self.total = total  # trials in all: the driver moves it when a command changes num_trials
         self._verbose = verbose
         self._stream = stream or sys.stdout
@@ -80,7 +83,7 @@ class Progress:
             elif self._verbose >= 2:
                 lines = [f"trial {trial.trial_id} failed: {failure.headline}"]
         elif self._verbose >= 2:
-            value = "" if self._metric is None else f" {self._metric}={_short(trial.metrics.get(self._metric))}"
+            value = "".join(f" {m}={_short(trial.metrics.get(m))}" for m in self._metrics)
             lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"]
         self._say(lines)
 
@@ -135,8 +138,28 @@ class Progress:
         return {s: counts[s] for s in _ORDER if s in counts}
 
     def _ranked(self) -> list[Trial]:
-        scored = [t for t in self._trials.values() if t.last_value is not None and math.isfinite(t.last_value)]
+        scored = [t for t in self._trials.values() if is_finite_value(t.last_value)]
+        if self._objectives.multi:  # the front first (raytuner._best's, of the last values), then the Pareto order
+            from raytuner._pareto import pareto_order
+
+            front = [member.trial for member in self._front()]
+            on_front = {t.trial_id for t in front}
+            others = [t for t in scored if t.trial_id not in on_front]
+            ranked = front + ([others[i] for i in pareto_order([t.last_value for t in others])] if others else [])
+            return ranked[: self._top]
         return sorted(scored, key=lambda t: t.last_value)[: self._top]
+
+    def _front(self) -> list:
+        """The Pareto front of the last reports, by the one definition every view uses."""
+        from raytuner._best import pareto_front
+
+        return pareto_front(self._trials.values(), self._objectives, "last")
+
+    def _front_line(self) -> str | None:
+        """With several objectives: how many trials the Pareto front of the last values holds."""
+        if not self._objectives.multi:
+            return None
+        return f"Pareto front: {len(self._front())} trials ({', '.join(self._metrics)})"
 
     def line(self) -> str:
         counts = self._counts()
@@ -147,6 +170,9 @@ class Progress:
         if ranked and self._metric:
             best = ranked[0]
             text += f" | best {self._metric}={best.metrics.get(self._metric):.6g} (trial {best.trial_id})"
+        front = self._front_line()
+        if front:
+            text += f" | {front}"
         if self.extra:
             # ASHA's rungs in words, as the live header says them; any other scheduler's line as it is
             text += f" | {explain(self.extra) if _RUNGS.match(self.extra.strip()) else self.extra}"
@@ -163,6 +189,9 @@ class Progress:
         if ranked and self._metric:
             best = ranked[0]
             lines.append(f"best {self._metric}={_short(best.metrics.get(self._metric))} (trial {best.trial_id})")
+        front = self._front_line()
+        if front:
+            lines.append(front)
         if self.extra:
             lines.append(explain(self.extra))
         constant = _constant_config(self._trials.values())
@@ -176,15 +205,16 @@ class Progress:
 
         constant = _constant_config(self._trials.values())
         # No side borders (as in the CLI): ten more columns for the config before it wraps.
-        table = Table(title=f"top trials by {self._metric}" if self._metric else "trials", title_justify="left",
-                      box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for column in ("trial", "status", "iter", self._metric or "metric"):
+        title = ("top trials by Pareto order" if self._objectives.multi else
+                 f"top trials by {self._metric}" if self._metric else "trials")
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in ("trial", "status", "iter", *(self._metrics or ("metric",))):
             table.add_column(column, no_wrap=True)
         table.add_column("config")
         for trial in self._ranked() or list(self._trials.values())[: self._top]:
-            value = trial.metrics.get(self._metric) if self._metric else None
+            values = [_short(trial.metrics.get(m)) for m in self._metrics] or ["-"]
             config = ", ".join(f"{k}={_short(v, 4)}" for k, v in trial.config.items() if k not in constant)
-            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), _short(value), config)
+            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), *values, config)
         return table
 
     def _render(self):

@@ -27,6 +27,7 @@ from raytuner._control_values import clean_command
 from raytuner._driver.control import record_limits, stored_limits
 from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
+from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.records import config_fault, read_record, trial_fault
 from raytuner._trial import Trial, TrialStatus
@@ -119,7 +120,7 @@ def _unimportable(script: str, qualname: str, location: str, exc: BaseException)
     )
 
 
-def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str,
+def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
                     pending: dict[str, Any] | None = None) -> dict[str, Trial]:
     """The trials as their folders left them, each on its one trajectory.
 
@@ -130,7 +131,6 @@ def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str,
     goes, unless a PBT exploit not launched yet copied it (``pending``, from the saved state).
     A results.jsonl damaged before its tail stops the resume, naming the line.
     """
-    sign = 1.0 if mode == "min" else -1.0
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
         path = storage.trial_path(trial_id)
@@ -151,8 +151,7 @@ def _restore_trials(storage: ExperimentStorage, metric: str | None, mode: str,
         trial.last_value = trial.best_value = trial.best_iteration = None
         trial.trajectory = []
         for row in history.rows:
-            raw = row.get(metric) if metric is not None else None
-            value = sign * raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+            value = objectives.signed(row)
             trial.observe(row["iteration"], row.get("resource", row["iteration"]),
                           {k: v for k, v in row.items() if k not in AUTO_KEYS}, value, row.get("time_total_s", 0.0))
         trial.attempt = max(trial.attempt, history.attempt)
@@ -228,7 +227,7 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
         scheduler.restore(state["scheduler"])
     _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
     pending = dict(state.get("exploits", {}))
-    restored = Restored(_restore_trials(storage, settings.metric, settings.mode, pending), state.get("next_id", 0),
+    restored = Restored(_restore_trials(storage, Objectives.of(settings.metric, settings.mode), pending), state.get("next_id", 0),
                         set(state.get("closed", ())), pending)
     return settings, searcher, scheduler, restored
 

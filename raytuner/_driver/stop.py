@@ -6,8 +6,9 @@ so a criterion such as ``{"iteration": 20}`` never lets a 21st epoch start.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
+from raytuner._objectives import Objectives
 from raytuner.errors import ConfigError
 
 StopFn = Callable[[str, Mapping[str, Any]], bool]
@@ -21,9 +22,17 @@ class StopCriteria:
     ``>=`` for "max"); any other key (``iteration``, ``time_total_s``, a reported
     metric) when it is ``>=`` the threshold, as in Ray Tune. A function is called as
     ``stop(trial_id, result)`` and ends the trial when it returns True.
+
+    With several objectives each entry still names one key: an objective's threshold is
+    read in that objective's own mode and ends the trial when that one objective reaches
+    it, whatever the others (``stop={"val_loss": 0.05}``). One entry for several metrics
+    (a tuple key, or a list of thresholds) is refused: it could mean "all reached" or "any
+    reached". To stop when all are reached, pass a function:
+    ``stop=lambda trial_id, r: r["val_loss"] <= 0.05 and r["params"] <= 1e5``.
     """
 
-    def __init__(self, stop: Mapping[str, float] | StopFn | None, metric: str | None, mode: str):
+    def __init__(self, stop: Mapping[str, float] | StopFn | None, metric: str | Sequence[str] | None,
+                 mode: str | Sequence[str]):
         if stop is not None and not callable(stop):
             if not isinstance(stop, Mapping):
                 msg = (
@@ -31,7 +40,18 @@ class StopCriteria:
                     f"got {type(stop).__name__} {stop!r:.80}. Example: stop={{'iteration': 20}}."
                 )
                 raise ConfigError(msg)
+            objectives = Objectives.of(metric, mode)
             for key, value in stop.items():
+                if objectives.multi and (isinstance(key, tuple) or isinstance(value, (list, tuple))):
+                    msg = (
+                        f"`stop` entry {key!r}: {value!r} is ambiguous with several objectives "
+                        f"(metric={list(objectives.metrics)!r}): it could mean all thresholds reached or any. "
+                        f"Give one threshold per metric, each in its own mode, to stop when any is reached "
+                        f"(stop={{{objectives.metrics[0]!r}: ..., {objectives.metrics[1]!r}: ...}}), or a function "
+                        f"to stop when all are: stop=lambda trial_id, r: r[{objectives.metrics[0]!r}] <= ... and "
+                        f"r[{objectives.metrics[1]!r}] <= ...."
+                    )
+                    raise ConfigError(msg)
                 if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
                     msg = (
                         f"`stop` entries must map a result key to a number; got {key!r}: {value!r}. "
@@ -50,11 +70,12 @@ class StopCriteria:
             return False
         if callable(self._stop):
             return bool(self._stop(trial_id, result))
+        objectives = Objectives.of(self._metric, self._mode)
         for key, threshold in self._stop.items():
             value = result.get(key)
             if value is None:
                 continue
-            if key == self._metric and self._mode == "min":
+            if objectives.mode_of(key) == "min":
                 if value <= threshold:
                     return True
             elif value >= threshold:

@@ -2,16 +2,17 @@
 
 One self-contained file (plotly.js inline, no network) with the optimisation history,
 parallel coordinates, learning curves with the scheduler's rungs, a PBT population with
-its exploits, slice plots, a contour
-of the two most important parameters, parameter importance and the trials table. Needs
-plotly (``pip install 'raytuner[plot]'``).
+its exploits, slice plots, a contour of the two most important parameters, parameter
+importance and the trials table; with several objectives first the Pareto front, each
+objective's history and the hypervolume over time. Needs plotly (``pip install
+'raytuner[plot]'``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from raytuner.errors import ConfigError, invalid
 
@@ -29,7 +30,21 @@ _TITLES = {
     "contour": "Contour",
     "importances": "Parameter importance",
     "durations": "Trial durations",
+    # With several objectives (raytuner._report._pareto_figures), drawn first.
+    "front": "Pareto front",
+    "objective_histories": "Objectives over the trials",
+    "hypervolume": "Hypervolume over time",
 }
+
+
+def builders(data: Any) -> tuple[Callable[[Any], Any], ...]:
+    """The figure builders for ``data`` (a :class:`_data.ReportData`), in page order: the
+    Pareto figures first when the experiment has several objectives."""
+    from raytuner._report import _figures, _pareto_figures
+
+    if data.results.objectives.multi:
+        return _pareto_figures.BUILDERS + _figures.BUILDERS
+    return _figures.BUILDERS
 
 
 def write_report(results: Results, path: str | os.PathLike[str], *, metric: str | None = None,
@@ -51,7 +66,7 @@ def write_report(results: Results, path: str | os.PathLike[str], *, metric: str 
 
     data = _data.collect(results, metric, mode)
     figures: list = []
-    for build in _figures.BUILDERS:
+    for build in builders(data):
         made = build(data)
         if made is not None:  # None: the figure does not apply to this experiment
             figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial
+from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
 from raytuner._display import label
+from raytuner._objectives import Objectives
 from raytuner._formats import flatten, is_finite
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialResult, TrialStatus
@@ -27,9 +28,11 @@ class Results(Protocol):
 
     path: Path
     trials: Sequence[TrialResult]
-    metric: str | None
-    mode: str
+    metric: str | list[str] | None
+    mode: str | list[str]
     meta: dict[str, Any]
+    objectives: Objectives
+    scope: str
 
 
 @dataclass
@@ -69,6 +72,9 @@ class ReportData:
     schedule: Schedule
     best: TrialResult | None = None  # by the one rule of raytuner._best, in the experiment's scope
     scope: str = DEFAULT_SCOPE  # what "best" means here (experiment.json's best_scope, for its own metric)
+    #: With several objectives: the Pareto front by the experiment's best_scope, in the
+    #: Pareto order (the single-metric figures draw ``metric``, one of the objectives).
+    front: list[FrontMember[TrialResult]] = field(default_factory=list)
 
     @property
     def sign(self) -> float:
@@ -110,7 +116,14 @@ def schedule_from_meta(meta: Mapping[str, Any]) -> Schedule:
 
 
 def collect(results: Results, metric: str | None = None, mode: str | None = None) -> ReportData:
-    """Gather the report's data; raises ExperimentError when there is nothing to plot."""
+    """Gather the report's data; raises ExperimentError when there is nothing to plot.
+
+    With several objectives the figures of one metric draw ``metric`` (default: the first
+    objective, in its own mode) and the Pareto figures draw them all."""
+    objectives = results.objectives
+    if objectives.multi:
+        metric = metric or objectives.metrics[0]
+        mode = mode or objectives.mode_of(metric) or "min"
     metric = metric or results.metric
     mode = mode or results.mode
     name = results.path.name
@@ -159,6 +172,8 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         schedule=schedule_from_meta(results.meta),
         best=best_trial(results.trials, metric, mode, scope, own_metric=own),
         scope=scope,
+        front=pareto_front(results.trials, objectives, results.scope,
+                           reports=lambda t: histories.get(t.trial_id, [])) if objectives.multi else [],
     )
 
 

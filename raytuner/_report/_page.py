@@ -14,6 +14,7 @@ from typing import Any
 
 from raytuner._best import ranked, shown_value
 from raytuner._display import time_text, value_text
+from raytuner._report import _pareto_figures
 from raytuner._formats import flatten
 from raytuner._report._common import Figure
 from raytuner._report._data import ReportData
@@ -60,9 +61,6 @@ def _header(data: ReportData) -> str:
     counts: dict[str, int] = {}
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
-    best = data.best if data.best is not None else data.scored[0]
-    own = data.metric == results.metric and data.mode == results.mode
-    best_value = shown_value(best, data.metric, data.mode, data.scope, own)
     start, end = meta.get("start_time"), meta.get("end_time")
     duration = f"{end - start:.1f} s" if isinstance(start, (int, float)) and isinstance(end, (int, float)) else "-"
     rows = [
@@ -73,31 +71,43 @@ def _header(data: ReportData) -> str:
         ("scheduler", meta.get("scheduler", "")),
         ("started", time_text(start if start is not None else meta.get("created"))),
         ("duration", duration),
-        ("best", f"trial {best.trial_id}: {data.metric} = {value_text(best_value)} ("
-                 f"{'its best report' if data.scope == 'all' else 'its last report'}"
-                 f"{', the trial FAILED' if best.status == TrialStatus.FAILED else ''})"),
     ]
+    if results.objectives.multi:  # no one best trial: the front
+        front_rows, best_section = _pareto_figures.front_rows(data)
+        rows[2:3] = front_rows
+    else:
+        best = data.best if data.best is not None else data.scored[0]
+        own = data.metric == results.metric and data.mode == results.mode
+        best_value = shown_value(best, data.metric, data.mode, data.scope, own)
+        rows.append(("best", f"trial {best.trial_id}: {data.metric} = {value_text(best_value)} ("
+                             f"{'its best report' if data.scope == 'all' else 'its last report'}"
+                             f"{', the trial FAILED' if best.status == TrialStatus.FAILED else ''})"))
+        best_section = f"<h2>Best configuration</h2><pre>{html.escape(json.dumps(best.config, indent=2, default=repr))}</pre>"
     rows += [("damaged", f"trial {t.trial_id}: {t.damaged} (left out of the figures)")
              for t in results.trials if getattr(t, "damaged", None)]
     items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    config = html.escape(json.dumps(best.config, indent=2, default=repr))
     return (
         f"<h1>raytuner report: {html.escape(results.path.name)}</h1>"
         f'<table class="meta">{items}</table>'
-        f"<h2>Best configuration</h2><pre>{config}</pre>"
+        + best_section
     )
 
 
 def _table(data: ReportData) -> str:
+    front = {m.trial.trial_id: n for n, m in enumerate(data.front)}
     own = data.metric == data.results.metric and data.mode == data.results.mode
+    # The front first (in its order), then by the metric drawn.
     trials = ranked(data.results.trials, data.metric, data.mode, data.scope, own_metric=own)
+    trials = sorted(trials, key=lambda t: front.get(t.trial_id, len(front)))
     configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
-    metrics = [data.metric] + sorted({k for t in trials for k in t.metrics} - {data.metric})
+    first = list(data.results.objectives.metrics) if front else [data.metric]
+    metrics = first + sorted({k for t in trials for k in t.metrics} - set(first))
     head = ["trial", "status", "reports", "time (s)"] + metrics + params
     lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for trial in trials:
-        cells = [html.escape(trial.trial_id), html.escape(trial.status.value.lower()), str(trial.iteration),
+        on_front = " (front)" if trial.trial_id in front else ""
+        cells = [html.escape(trial.trial_id + on_front), html.escape(trial.status.value.lower()), str(trial.iteration),
                  f"{trial.time_total_s:.1f}"]
         cells += [html.escape(value_text(trial.metrics.get(m))) for m in metrics]
         cells += [html.escape(value_text(configs[trial.trial_id].get(p))) for p in params]

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from raytuner import schedulers, search
 from raytuner._formats import dumps
+from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner.errors import ConfigError, ExperimentError
 
@@ -60,11 +61,26 @@ def load(storage: ExperimentStorage, meta: dict[str, Any]) -> tuple[Any, search.
             "raytuner.Tuner.fit() of this version can be resumed; rt.load() still reads its results."
         )
     settings = saved["settings"]
+    objectives = Objectives.of(settings.metric, settings.mode)
     searcher = saved["searcher"]
     if searcher is None:
         searcher = search.from_config(meta["searcher_config"])
-        searcher.setup(None, settings.num_trials)  # its space is part of its config
+        setup_components(searcher, None, settings.num_trials, objectives)  # its space is part of its config
     scheduler = saved["scheduler"]
     if scheduler is None:
         scheduler = schedulers.from_config(meta["scheduler_config"])
+    scheduler.set_objectives(list(objectives.metrics) or 1)  # before restore(): a saved state of another k is refused
     return settings, searcher, scheduler
+
+
+def setup_components(searcher: search.Searcher, space: Any, num_trials: int, objectives: Objectives,
+                     scheduler: schedulers.Scheduler | None = None) -> None:
+    """Set a searcher up (and tell a scheduler the objectives), the one way the Tuner and
+    resume do it: ``objectives=`` goes to ``setup`` only with several, so a searcher of
+    one's own whose ``setup`` predates the argument keeps working with one objective."""
+    if objectives.multi:
+        searcher.setup(space, num_trials, objectives=list(objectives.metrics))
+    else:
+        searcher.setup(space, num_trials)
+    if scheduler is not None:
+        scheduler.set_objectives(list(objectives.metrics) or 1)

@@ -29,7 +29,7 @@ _NUMBER = (int, float)
 #: Checked when present (older records lack some).
 _TRIAL_FIELDS: dict[str, tuple[type, ...]] = {
     "trial_id": (str,), "iteration": (int,), "resource": _NUMBER + (_NONE,), "metrics": (dict,),
-    "last_value": _NUMBER + (_NONE,), "best_value": _NUMBER + (_NONE,),
+    "last_value": _NUMBER + (list, _NONE), "best_value": _NUMBER + (_NONE,),
     "best_iteration": (int, _NONE), "time_total_s": _NUMBER, "start_time": _NUMBER + (_NONE,),
     "end_time": _NUMBER + (_NONE,), "checkpoint": (str, _NONE), "checkpoint_iteration": (int,),
     "checkpoint_time_s": _NUMBER, "num_failures": (int,), "note": (str, _NONE), "attempt": (int,),
@@ -71,6 +71,9 @@ def trial_fault(record: Any, trial_id: str) -> str | None:
     if record.get("trial_id", trial_id) != trial_id:
         return f"field 'trial_id' is {str(record['trial_id'])[:40]!r}, not its folder's name {trial_id!r}"
     fault = _wrong_type(record, _TRIAL_FIELDS)
+    last = record.get("last_value")
+    if fault is None and isinstance(last, list) and not all(v is None or _type_fault("", v, _NUMBER) is None for v in last):
+        fault = f"field 'last_value' is {json.dumps(last, default=repr)[:40]}, not a list of numbers (one per objective)"
     checkpoint = record.get("checkpoint")
     if fault is None and checkpoint is not None and checkpoint_iteration(checkpoint) is None:
         fault = f"field 'checkpoint' is {checkpoint[:40]!r}, not a checkpoint folder's name (checkpoint_<n>)"
@@ -93,8 +96,14 @@ def experiment_fault(meta: Any) -> str | None:
         shown = repr(meta["mode"]) if isinstance(meta["mode"], str) else json.dumps(meta["mode"])
         fault = f"field 'mode' is {shown[:40]}, not 'min' or 'max' (or a list of them)"
     metric = meta.get("metric")
-    if fault is None and isinstance(metric, list) and (not metric or not all(isinstance(m, str) for m in metric)):
-        fault = f"field 'metric' is {json.dumps(metric)[:40]}, not a name (or a list of names)"
+    # Several objectives are two or more distinct names (the Tuner keeps one as a string),
+    # with one mode for all or one each; a list of modes goes with a list of metrics only.
+    several = isinstance(metric, list) and len(metric) >= 2 and all(isinstance(m, str) and m for m in metric) \
+        and len(set(metric)) == len(metric)
+    if fault is None and isinstance(metric, list) and not several:
+        fault = f"field 'metric' is {json.dumps(metric)[:40]}, not a name (or a list of two or more distinct names)"
+    if fault is None and isinstance(meta.get("mode"), list) and not (several and len(modes) == len(metric)):
+        fault = f"field 'mode' is {json.dumps(modes)[:40]}, not one 'min' or 'max' per metric"
     if fault is None and "best_scope" in meta and meta["best_scope"] not in SCOPES:
         fault = f"field 'best_scope' is {meta['best_scope'][:40]!r}, not 'last' or 'all'"
     return fault
@@ -103,8 +112,12 @@ def experiment_fault(meta: Any) -> str | None:
 def usable_fields(meta: dict[str, Any]) -> dict[str, Any]:
     """The fields of a damaged experiment.json that are still of the right type: what a
     reader can still go by (the metric, say) while it shows the experiment DAMAGED."""
-    return {key: value for key, value in meta.items()
-            if key not in _EXPERIMENT_FIELDS or experiment_fault({"name": "", key: value}) is None}
+    def usable(key: str, value: Any) -> bool:
+        # A list of modes is read with the metrics it goes with.
+        probe = {"name": "", key: value, **({"metric": meta["metric"]} if key == "mode" and "metric" in meta else {})}
+        return key not in _EXPERIMENT_FIELDS or experiment_fault(probe) is None
+
+    return {key: value for key, value in meta.items() if usable(key, value)}
 
 
 def read_record(path: Path, fault: Callable[[Any], str | None]) -> tuple[Any, Damage | None]:

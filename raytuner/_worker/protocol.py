@@ -46,7 +46,7 @@ class TrialSpec:
     experiment_name: str
     config: dict[str, Any]
     trainable: list[Any]  # [ObjectRef]: wrapped in a list so Ray does not resolve it per call
-    metric: str | None
+    metric: str | list[str] | None  # a list with several objectives
     resource_attr: str | None
     stop: Any  # raytuner._driver.stop.StopCriteria
     decide_at: float

@@ -58,9 +58,16 @@ class Session:
         return self.spec.trial_id
 
     @property
-    def metric(self) -> str | None:
-        """The metric the Tuner optimises, which every report must hold; None if it has none."""
+    def metric(self) -> str | list[str] | None:
+        """The metric the Tuner optimises (a list with several objectives), which every
+        report must hold; None if it has none."""
         return self.spec.metric
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The Tuner's metrics, one or several; empty if it has none."""
+        metric = self.spec.metric
+        return () if metric is None else (metric,) if isinstance(metric, str) else tuple(metric)
 
     @property
     def resource_attr(self) -> str | None:
@@ -68,15 +75,25 @@ class Session:
         return self.spec.resource_attr
 
     def check_metric(self, metrics: Mapping[str, Any], advice: str | None = None) -> None:
-        """Raise :class:`ReportError` if ``metrics`` lacks the Tuner's metric; ``advice``
-        replaces the generic fix in the message (an integration knows where it comes from)."""
-        metric = self.metric
-        if metric is not None and metric not in metrics:
+        """Raise :class:`ReportError` if ``metrics`` lacks the Tuner's metric (any of them,
+        with several objectives); ``advice`` replaces the generic fix in the message (an
+        integration knows where it comes from)."""
+        missing = [metric for metric in self.objectives if metric not in metrics]
+        if not missing:
+            return
+        if len(self.objectives) == 1:
+            metric = missing[0]
             msg = (
                 f"The Tuner expects metric {metric!r} in each report; trial {self.trial_id} reported "
                 f"{sorted(metrics)}. {advice or f'Pass `metric=` to the Tuner or report {metric!r}.'}"
             )
-            raise ReportError(msg)
+        else:
+            msg = (
+                f"The Tuner has {len(self.objectives)} objectives, metric={list(self.objectives)!r}, and each report "
+                f"must hold every one; trial {self.trial_id} reported {sorted(metrics)}, without "
+                f"{', '.join(map(repr, missing))}. {advice or 'Report every objective each time (a constant too, such as a parameter count).'}"
+            )
+        raise ReportError(msg)
 
     def report(self, metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None = None) -> Signal:
         """Record one result and return the scheduler's decision: CONTINUE, or how the trial

@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Sequence
 
-from raytuner.cli import _experiments, _live
+from raytuner.cli import _experiments, _files, _live
 from raytuner.cli._common import (
     EXIT_EMPTY,
     EXIT_INTERRUPTED,
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    _experiments.add_commands(add)  # ls, show, best, report, resume, rename, export
+    _experiments.add_commands(add)  # ls, show, best, report, resume
+    _files.add_commands(add)  # rename, export
     _live.add_commands(add)  # control, logs, dashboard
     return parser
 

@@ -1,13 +1,11 @@
-"""The CLI's commands on recorded experiments: ``ls``, ``show``, ``best``, ``report``,
-``resume``, ``rename`` and ``export``."""
+"""The CLI's commands on recorded experiments: ``ls``, ``show``, ``best``, ``report`` and
+``resume`` (``rename`` and ``export``: :mod:`raytuner.cli._files`)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -15,11 +13,11 @@ from raytuner._display import cli_command, time_text, value_text
 from raytuner._formats import flatten
 from raytuner._best import DEFAULT_SCOPE
 from raytuner._storage import DEFAULT_ROOT
+from raytuner.cli._front import best_json, front_view, summary_text
 from raytuner.cli._common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
-    EXIT_USAGE,
     CLIError,
     escape,
     load,
@@ -35,6 +33,11 @@ _SCOPES = {"last": "each trial's last report", "all": "each trial's best report"
 def _metric_mode(results, args) -> tuple[str, str]:
     metric = getattr(args, "metric", None) or results.metric
     mode = getattr(args, "mode", None) or results.mode
+    if results.objectives.multi and not isinstance(mode, str):  # --metric of a multi-objective experiment
+        mode = results.objectives.mode_of(metric)
+        if mode is None:
+            raise CLIError(f"{metric!r} is not one of the objectives of {results.path.name!r} "
+                           f"({results.objectives.describe()}); pass --mode min or --mode max to rank by it.")
     if metric is None:
         raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
     if not isinstance(metric, str) or mode not in ("min", "max"):
@@ -89,6 +92,8 @@ def _no_metric(results, metric: str) -> CLIError:
 def cmd_ls(args: argparse.Namespace) -> int:
     from raytuner._best import best_trial, shown_value
     from raytuner._results import read_trial
+    from raytuner._objectives import Objectives
+    from raytuner.cli._front import listing_text
     from raytuner._storage.experiment import ExperimentStorage
     from raytuner.cli import _tables
     from raytuner.errors import ExperimentError
@@ -112,16 +117,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
         metric, mode = meta.get("metric"), meta.get("mode", "min")
         best = None
+        scope = meta.get("best_scope", DEFAULT_SCOPE)
         if isinstance(metric, str) and mode in ("min", "max"):
-            scope = meta.get("best_scope", DEFAULT_SCOPE)
             found = best_trial(trials, metric, mode, scope)
             # A failed trial's value is no result: `raytuner best` refuses it too.
             best = shown_value(found, metric, mode, scope) if found and found.status.value != "FAILED" else None
+        best_text = listing_text(storage, meta, trials, scope) or value_text(best)  # several objectives: the front
         if damage:
             damaged.append(f"{folder.name}: {damage.describe()}")
         damaged.extend(f"{folder.name}, trial {t.trial_id}: {t.damaged}" for t in trials if t.damaged)
-        rows.append((folder.name, _status_text(status, counts), _count_line(counts), value_text(best),
-                     meta.get("start_time") or meta.get("created"), metric if isinstance(metric, str) else "-",
+        rows.append((folder.name, _status_text(status, counts), _count_line(counts), best_text,
+                     meta.get("start_time") or meta.get("created"), ", ".join(Objectives.of(metric).metrics) or "-",
                      _limits_text(meta)))
     if not rows:
         rich_console(stderr=True).print(f"No experiments in {root}.")
@@ -208,13 +214,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     results = load(args.exp, args.root)
     _require_trials(results)
-    metric, mode = _metric_mode(results, args)
-    scored = _scored(results, metric)
-    meta = results.meta
-    own = metric == results.metric and mode == results.mode
-    order = ranked(results.trials, metric, mode, results.scope, own_metric=own)  # best first, as `best` says
+    front = front_view(results, args)
+    if front is None:
+        metric, mode = _metric_mode(results, args)
+        own = metric == results.metric and mode == results.mode
+        order = ranked(results.trials, metric, mode, results.scope, own_metric=own)  # best first, as `best` says
+        scored, shown = _scored(results, metric), [metric]
+        heading = f"metric {escape(metric)} ({mode}), ranked by {_SCOPES[results.scope if own else 'last']}"
+    else:  # several objectives: the front first, marked, then the others in the Pareto order
+        order = front.ranked + [t for t in results.trials if t not in front.ranked]
+        scored, shown = front.ranked, list(results.objectives.metrics)
+        metric, heading = " and ".join(shown), f"objectives {escape(results.objectives.describe())}"
     trials = order[: args.limit] if args.limit else order
-    ranked_by = f"best {metric}" if results.scope == "all" and own else metric
+    meta = results.meta
     configs = {t.trial_id: flatten(t.config) for t in results.trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     constant = {} if args.wide or len(results.trials) < 2 else {
@@ -223,8 +235,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     }
     console = rich_console(wide=args.wide)
     counts = _counts(results.trials)
-    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(_status_text(results.status, counts))}  "
-                  f"metric {escape(metric)} ({mode}), ranked by {_SCOPES[results.scope if own else 'last']}")
+    console.print(f"[bold]{escape(results.path.name)}[/bold]  {escape(_status_text(results.status, counts))}  {heading}")
+    if front is not None:
+        console.print(f"Pareto front ({results.scope} reports): {len(front.members)} trials, marked *")
     if results.damaged:
         console.print(f"experiment.json is damaged: {escape(results.damaged)}", soft_wrap=True)
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
@@ -235,17 +248,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(escape(line), soft_wrap=True)
     if constant:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
-    columns = [
-        _tables.Column("trial", [t.trial_id for t in trials]),
+    if front is None:  # the value ranked by, as the scope has it
+        values = [_tables.Column(f"best {metric}" if results.scope == "all" and own else metric,
+                                 [value_text(shown_value(t, metric, mode, results.scope, own)) for t in trials],
+                                 kind="number")]
+    else:
+        values = [_tables.Column(m, [value_text(t.metrics.get(m)) for t in trials], kind="number") for m in shown]
+    columns = [_tables.Column("trial", [t.trial_id for t in trials])]
+    if front is not None:
+        columns.append(_tables.Column("front", ["*" if t.trial_id in front.members else "" for t in trials]))
+    columns += [
         _tables.Column("status", [t.status.value.lower() for t in trials]),
         _tables.Column("iter", [str(t.iteration) for t in trials], kind="number"),
-        _tables.Column(ranked_by, [value_text(shown_value(t, metric, mode, results.scope, own)) for t in trials],
-                       kind="number"),
+        *values,
         # Training time matters less than the config: it is the first to go on a narrow screen.
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
     # The other metrics the trials reported go with the time (--wide shows them all).
-    for name in dict.fromkeys(k for t in trials for k in t.metrics if k != metric):
+    for name in dict.fromkeys(k for t in trials for k in t.metrics if k not in shown):
         values = [t.metrics.get(name) for t in trials]
         numeric = all(isinstance(v, (int, float)) or v is None for v in values)
         columns.append(_tables.Column(name, [value_text(v) for v in values], kind="number" if numeric else "name",
@@ -291,6 +311,16 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     results = load(args.exp, args.root)
     _require_trials(results)
+    front = front_view(results, args)
+    if front is not None:  # several objectives: the front, as a JSON list
+        metrics = " and ".join(results.objectives.metrics)
+        if not front.members:
+            raise _no_metric(results, metrics)
+        first = next(iter(front.members.values())).trial
+        if first.status.value == "FAILED":  # only when no other trial has values: no result to use
+            raise _failed_best(results, first, metrics)
+        print(best_json(front, args.full))
+        return EXIT_OK
     metric, mode = _metric_mode(results, args)
     own = metric == results.metric and mode == results.mode
     best = best_trial(results.trials, metric, mode, results.scope, own_metric=own)
@@ -321,9 +351,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = load(args.exp, args.root)
     _require_trials(results)
-    metric, mode = _metric_mode(results, args)
-    if not _scored(results, metric):
-        raise _no_metric(results, metric)
+    front = front_view(results, args)
+    if front is not None:  # several objectives: the report draws the front, and each objective alone
+        metric, mode = args.metric, args.mode
+        if not front.members:
+            raise _no_metric(results, " and ".join(results.objectives.metrics))
+    else:
+        metric, mode = _metric_mode(results, args)
+        if not _scored(results, metric):
+            raise _no_metric(results, metric)
     try:
         path = results.report(args.output, metric=metric, mode=mode)
     except ExperimentError as exc:
@@ -360,75 +396,14 @@ def _summary(results) -> str:
 
     text = (f"{results.path.name}: {results.status}, {len(results.trials)} trials "
             f"({', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))})")
-    best = best_trial(results.trials, results.metric, results.mode, results.scope) if results.metric else None
-    if best is not None and best.status.value != "FAILED":
-        value = shown_value(best, results.metric, results.mode, results.scope)
-        text += f"; best {results.metric}={value_text(value)} (trial {best.trial_id})"
+    if results.objectives.multi:
+        text += summary_text(results)
+    else:
+        best = best_trial(results.trials, results.metric, results.mode, results.scope) if results.metric else None
+        if best is not None and best.status.value != "FAILED":
+            value = shown_value(best, results.metric, results.mode, results.scope)
+            text += f"; best {results.metric}={value_text(value)} (trial {best.trial_id})"
     return text + f".\nSee them with: {cli_command('show', results.path)}"
-
-
-def cmd_rename(args: argparse.Namespace) -> int:
-    from raytuner._storage.experiment import ExperimentStorage, check_name
-    from raytuner.errors import ConfigError, ExperimentError
-
-    path = locate(args.exp, args.root)
-    if isinstance(path, str):
-        raise CLIError(f"rename works on local folders only; {path} is in cloud storage. Copy it to the new "
-                       "name with the provider's tools (e.g. aws s3 mv --recursive), then set \"name\" in its "
-                       "experiment.json.", EXIT_USAGE)
-    storage = ExperimentStorage(path)
-    try:
-        meta = storage.read_experiment()
-        check_name(args.new, "NEW")
-    except ExperimentError as exc:
-        raise CLIError(str(exc), EXIT_NOT_FOUND) from None
-    except ConfigError as exc:
-        raise CLIError(str(exc), EXIT_USAGE) from None
-    live = storage.live_driver()
-    if live is not None:  # even with --force: the driver would go on writing to the old path
-        raise CLIError(f"{storage.name!r} is being run by a live driver ({live.describe()}); rename it once "
-                       "that driver has stopped.")
-    if meta.get("status") == "RUNNING" and not args.force:
-        raise CLIError(f"{storage.name!r} is marked RUNNING: renaming it under a live run would split its files. "
-                       "If it is not running (it crashed), pass --force.")
-    target = storage.path.parent / args.new
-    if target.exists():
-        raise CLIError(f"{target} already exists; choose another name.")
-    os.rename(storage.path, target)
-    renamed = ExperimentStorage(target)
-    renamed.write_experiment({**meta, "name": args.new})
-    print(target)
-    return EXIT_OK
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    results = load(args.exp, args.root)
-    _require_trials(results)
-    if args.history:
-        frames = []
-        for trial in results.trials:
-            frame = results.history(trial.trial_id)
-            frame.insert(0, "trial_id", trial.trial_id)
-            frames.append(frame)
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    else:
-        frame = results.dataframe()
-    out = args.output if args.output not in (None, "-") else sys.stdout
-    if args.format == "csv":
-        frame.to_csv(out, index=False)
-    else:
-        text = frame.to_json(orient="records", indent=1)
-        if out is sys.stdout:
-            print(text)
-        else:
-            Path(out).write_text(text + "\n")
-    if out is not sys.stdout:
-        print(out, file=sys.stderr)
-    return EXIT_OK
-
-
 
 
 def exp_args(p: argparse.ArgumentParser, ranking: bool = False) -> None:
@@ -445,13 +420,14 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
     p.add_argument("--wide", action="store_true", help="every column in full, however wide")
 
-    p = add("show", cmd_show, "Show an experiment's trials, best first, with status and config.")
+    p = add("show", cmd_show, "Show an experiment's trials, best first (the Pareto front first, marked *), with "
+            "status and config.")
     exp_args(p, ranking=True)
     p.add_argument("-n", "--limit", type=int, default=50, help="show at most N trials (0: all; default 50)")
     p.add_argument("--wide", action="store_true",
                    help="every config column in full (also those the same in every trial), however wide")
 
-    p = add("best", cmd_best, "Print the best trial's config as JSON.")
+    p = add("best", cmd_best, "Print the best trial's config as JSON (several objectives: the Pareto front, a list).")
     exp_args(p, ranking=True)
     p.add_argument("--full", action="store_true", help="print trial id, status, config and metrics")
 
@@ -464,18 +440,3 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--num-trials", type=int, metavar="N", help="extend the experiment to this many trials")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")
-
-    p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
-    exp_args(p)
-    p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
-    p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
-
-    p = add("export", cmd_export, "Export trials (or every report) as CSV (default) or JSON.")
-    exp_args(p)
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
-                     help="comma-separated values (the default)")
-    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
-    p.set_defaults(format="csv")
-    p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
-    p.add_argument("-o", "--output", help="file to write (default: standard output)")

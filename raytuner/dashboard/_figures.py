@@ -130,7 +130,7 @@ def _results(view: ExperimentView) -> tuple[Any, list[str]]:
 
 
 def build(root: str, name: str) -> str:
-    from raytuner._report import _TITLES, _data, _figures
+    from raytuner._report import _TITLES, _data, _figures, builders
 
     try:
         results, left_out = _results(Root(root).experiment(name))
@@ -138,7 +138,7 @@ def build(root: str, name: str) -> str:
     except (ExperimentError, NotFound) as exc:
         return _message(str(exc))
     parts = []
-    for builder in _figures.BUILDERS:
+    for builder in builders(data):
         made = builder(data)
         if made is None:  # the figure does not apply to this experiment
             continue

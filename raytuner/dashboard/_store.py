@@ -39,6 +39,7 @@ from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentSt
 from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
 from raytuner._trial import TrialStatus
 from raytuner.dashboard._files import Confined, Damaged, Refused
+from raytuner.dashboard._front import Fronts, rows_of
 from raytuner.dashboard._records import (DAMAGED, FINISHED, INTERRUPTED, SETTLED, STOPPABLE, config_fault,
                                          experiment_fault, trial_fault)
 from raytuner.errors import ConfigError
@@ -92,6 +93,7 @@ class ExperimentView:
         self.name = path.name
         self._lock = threading.Lock()
         self._cache = _Cache()
+        self._fronts = Fronts(rows_of(files))
 
     # -- reading ---------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> _Cache:
@@ -258,10 +260,12 @@ class ExperimentView:
         if isinstance(start, (int, float)):
             elapsed = (end if status != "RUNNING" and isinstance(end, (int, float)) else time.time()) - start
         schedule = schedule_from_meta(meta)
+        front = self.front(cache)
         return {
             "name": self.name, "status": status, "metric": metric, "mode": mode,
             "counts": counts, "trials": len(cache.trials),
             "best": None if best is None else {"trial_id": best[0], "value": best[1]},
+            "front": None if front is None else {"size": len(front), "trial_ids": [m.trial.trial_id for m in front]},
             "start_time": start, "end_time": end, "elapsed_s": elapsed,
             "max_concurrent": meta.get("max_concurrent"), "num_trials": meta.get("num_trials"),
             "time_budget_s": meta.get("time_budget_s"), "running": counts.get(TrialStatus.RUNNING.value, 0),
@@ -289,15 +293,26 @@ class ExperimentView:
         """The trial's latest value of the metric (from its last report while it runs)."""
         if not isinstance(metric, str) or entry.damaged:  # several objectives: no one value
             return None
+        return ExperimentView._latest(entry).get(metric)
+
+    @staticmethod
+    def _latest(entry: _TrialEntry) -> dict[str, Any]:
+        """The metrics the trial stands at: its last report while it runs, else its record's."""
         row = entry.last_row if entry.status not in FINISHED and entry.last_row else None
         metrics = row or entry.record.get("metrics") or {}
-        return metrics.get(metric) if isinstance(metrics, dict) else None
+        return metrics if isinstance(metrics, dict) else {}
+
+    def front(self, cache: _Cache) -> list[Any] | None:
+        """With several objectives, the Pareto front (:mod:`raytuner.dashboard._front`); else None."""
+        return self._fronts.front(cache.meta, cache.trials, self._latest, self.path / "trials", self.files.mtime)
 
     def table(self, *, offset: int = 0, limit: int = 50, sort: str = "trial_id", order: str = "asc",
               status: str | None = None) -> dict[str, Any]:
         """One page of the trial table, sorted and filtered on the server."""
         cache = self.refresh()
         metric = cache.meta.get("metric")
+        objectives = metric if isinstance(metric, list) else None  # several: a column each, and the front
+        front = {m.trial.trial_id: n for n, m in enumerate(self.front(cache) or [])}
         steerable = self.steering(cache) is None
         rows = []
         params: dict[str, None] = {}
@@ -315,10 +330,18 @@ class ExperimentView:
                 "num_failures": record.get("num_failures", 0), "note": entry.damaged or record.get("note"),
                 "config": entry.flat, **_actions(entry.status, steerable),
             })
+            if objectives:
+                latest = {} if entry.damaged else self._latest(entry)
+                rows[-1].update(values={m: latest.get(m) for m in objectives}, front=front.get(trial_id))
         key = sort
         if key.startswith("config."):
             name = key[len("config."):]
             getter = lambda r: r["config"].get(name)  # noqa: E731
+        elif objectives and key.startswith("objective.") and key[len("objective."):] in objectives:
+            name = key[len("objective."):]
+            getter = lambda r: r["values"].get(name)  # noqa: E731
+        elif objectives and key == "front":  # the front first, in its order
+            getter = lambda r: r["front"]  # noqa: E731
         elif key in ("trial_id", "status", "iteration", "value", "time_total_s", "num_failures"):
             getter = lambda r: r[key]  # noqa: E731
         else:
@@ -336,7 +359,7 @@ class ExperimentView:
         present.sort(key=sort_key, reverse=(order == "desc"))
         ordered = present + absent
         return {"total": len(ordered), "offset": offset, "limit": limit, "metric": metric,
-                "params": list(params), "rows": ordered[offset:offset + limit]}
+                "objectives": objectives, "params": list(params), "rows": ordered[offset:offset + limit]}
 
     def trial(self, trial_id: str) -> dict[str, Any]:
         path = self.trial_path(trial_id)
@@ -418,6 +441,6 @@ class Root:
             except NotFound:
                 continue  # removed since the listing
             out.append({k: summary[k] for k in ("name", "status", "metric", "mode", "counts", "trials", "best",
-                                                 "start_time", "elapsed_s", "damaged")})
+                                                 "front", "start_time", "elapsed_s", "damaged")})
         out.sort(key=lambda e: e["start_time"] if isinstance(e["start_time"], (int, float)) else 0, reverse=True)
         return out

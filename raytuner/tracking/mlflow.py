@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
 from raytuner._formats import flatten
-from raytuner.errors import ConfigError, invalid
+from raytuner.errors import ConfigError, ExperimentError, invalid
 
 if TYPE_CHECKING:
     from raytuner._results import Results
@@ -119,10 +119,14 @@ class MLflowCallback(Callback):
         if self.parent_run_id is None:
             return
         metrics, tags = [], [RunTag("raytuner.status", str(results.meta.get("status", "")))]
-        try:
-            best = results.best
-        except Exception:  # no metric, or no trial reported it: nothing to call best
+        if results.objectives.multi:  # several objectives: the front instead of one best trial
+            self._log_front(results, tags, metrics)
             best = None
+        else:
+            try:
+                best = results.best
+            except Exception:  # no metric, or no trial reported it: nothing to call best
+                best = None
         if best is not None and results.metric is not None:
             now = int(time.time() * 1000)
             metrics.append(Metric(_key(f"best_{results.metric}"), float(best.metrics[results.metric]), now, 0))
@@ -132,6 +136,22 @@ class MLflowCallback(Callback):
         self._client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         status = _EXPERIMENT_STATUS.get(str(results.meta.get("status")), "FINISHED")
         self._client.set_terminated(self.parent_run_id, status=status)
+
+    def _log_front(self, results: Results, tags: list[Any], metrics: list[Any]) -> None:
+        """The Pareto front: its trial ids and size on the experiment's run, and a
+        ``raytuner.pareto_front`` tag on each member's run (every objective is already
+        among each trial's metrics)."""
+        from mlflow.entities import Metric, RunTag
+
+        try:
+            front = [trial.trial_id for trial in results.pareto_front()]
+        except ExperimentError:  # no trial reported every objective: there is no front to record
+            return
+        tags.append(RunTag("raytuner.pareto_front", ",".join(front)[:5000]))
+        metrics.append(Metric("pareto_front_size", float(len(front)), int(time.time() * 1000), 0))
+        for trial_id in front:
+            if trial_id in self.run_ids:
+                self._client.log_batch(self.run_ids[trial_id], tags=[RunTag("raytuner.pareto_front", "true")])
 
     # -- trials --------------------------------------------------------------------------
     def on_trial_start(self, trial_id: str, config: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Mapping
 
 from raytuner._callbacks import Callback
 from raytuner._formats import flatten, is_finite
+from raytuner._objectives import Objectives
 from raytuner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -157,13 +158,16 @@ class TensorBoardCallback(Callback):
         self._files: dict[str, _EventFile] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._metrics: dict[str, None] = {}  # names seen, in order
-        self._metric: str | None = None
+        self._objectives: tuple[str, ...] = ()
         self._attempts: dict[str, Any] = {}  # the attempt of each trial's last logged report
 
     def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
         self.logdir = Path(self._logdir_arg).expanduser() if self._logdir_arg is not None else Path(path) / "tensorboard"
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self._metric = meta.get("metric")
+        # Every objective is a metric of the HParams experiment, first, in the Tuner's order.
+        self._objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min")).metrics
+        for metric in self._objectives:
+            self._metrics.setdefault(metric)
 
     def on_trial_start(self, trial_id: str, config: Mapping[str, Any]) -> None:
         from tensorboard.plugins.hparams import plugin_data_pb2
@@ -269,7 +273,8 @@ class TensorBoardCallback(Callback):
                 info.type = api_pb2.DATA_TYPE_STRING
                 info.domain_discrete.values.extend(struct_pb2.Value(string_value=str(v)) for v in sorted(set(map(str, values))))
             infos.append(info)
-        metrics = sorted(self._metrics, key=lambda m: (m != self._metric, m))
+        first = {m: i for i, m in enumerate(self._objectives)}
+        metrics = sorted(self._metrics, key=lambda m: (first.get(m, len(first)), m))
         metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=m) for m in metrics]
         experiment = api_pb2.Experiment(
             name=results.path.name, time_created_secs=results.meta.get("start_time") or time.time(),

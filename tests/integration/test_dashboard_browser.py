@@ -312,3 +312,35 @@ def test_damaged_files_show_as_damaged_with_the_file_and_the_fault(site, page):
     page.goto(base)
     page.wait_for_selector("#experiments:not([hidden]) tbody tr", timeout=15_000)
     assert "labels/experiment.json: it holds a list" in page.text_content("#experiments")
+
+
+def test_a_multi_objective_experiment_shows_its_front_with_names_as_text(tmp_path, page):
+    from raytuner.dashboard import start
+
+    from tests.raytuner.mo_experiment import write_mo_experiment
+
+    root = tmp_path / "results"
+    path = write_mo_experiment(root, "pareto", n=12, metrics=("loss", LINK_METRIC), modes=("min", "max"))
+    front = [t.trial_id for t in rt.load(path).pareto_front()]
+    page.on("dialog", lambda dialog: (dialog.dismiss(), pytest.fail(f"a dialog opened: {dialog.message}")))
+    with start(root) as dash:
+        base = f"http://127.0.0.1:{dash.port}"
+        page.goto(f"{base}/e/pareto")
+        page.wait_for_function("() => Number(document.getElementById('figures').dataset.figuresDrawn) >= 8",
+                               timeout=30_000)
+        assert page.text_content("#s-best").startswith(f"Pareto front: {len(front)} trials ({', '.join(front[:5])}")
+        headers = page.eval_on_selector_all("#trials thead th", "ths => ths.map((th) => th.textContent)")
+        assert headers[3:6] == ["front", "loss", LINK_METRIC]
+        marked = page.eval_on_selector_all("#trials tbody td.front", "tds => tds.filter((td) => td.textContent).length")
+        assert marked == len(front)
+        found = page.evaluate(_NO_LINKS)
+        page.goto(f"{base}/e/pareto/t/{front[0]}")
+        page.wait_for_selector("#curve[data-drawn=true]", timeout=15_000)
+        assert page.text_content("#t-value").startswith("loss=")
+        # Away from the dashboard before it stops: its live updates would fail to reconnect.
+        page.goto(rt.load(path).report().as_uri())
+        page.wait_for_selector("body[data-figures-drawn='10']", timeout=30_000)
+        report = page.evaluate(_NO_LINKS)
+    for where, seen in (("dashboard", found), ("report", report)):
+        assert seen["links"] == 0, where
+        assert LINK_METRIC in seen["texts"], where  # the objective's name drawn as the text it is

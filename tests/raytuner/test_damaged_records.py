@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import raytuner as rt
 from raytuner import cli
 from raytuner._driver.resume import _restore_trials
+from raytuner._objectives import Objectives
 from raytuner._report import _data, _page
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.records import config_fault, experiment_fault, trial_fault
@@ -154,10 +155,10 @@ def test_resume_refuses_an_experiment_with_a_damaged_trial_naming_file_and_fault
     before = {p: p.read_bytes() for p in storage.path.rglob("*") if p.is_file()}
     with pytest.raises(ExperimentError, match=r"00001/trial.json: field 'status' is '5'.*cannot be resumed "
                                               r"\(nothing was changed\)"):
-        _restore_trials(storage, "loss", "min")
+        _restore_trials(storage, Objectives.of("loss", "min"))
     (storage.path / "trials/00001").rename(storage.path / "dropped_00001")
     with pytest.raises(ExperimentError, match=r"00002/config.json: not valid JSON"):
-        _restore_trials(storage, "loss", "min")
+        _restore_trials(storage, Objectives.of("loss", "min"))
     after = {p: p.read_bytes() for p in storage.path.rglob("*") if p.is_file()}
     assert after == {p: data for p, data in before.items() if "00001" not in str(p)} | {
         p: data for p, data in after.items() if "dropped_00001" in str(p)}

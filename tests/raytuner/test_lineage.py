@@ -13,6 +13,7 @@ import pytest
 from raytuner._driver import events as ev
 from raytuner._driver.lifecycle import Lifecycle
 from raytuner._driver.resume import _restore_trials
+from raytuner._objectives import Objectives
 from raytuner._results import load
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._worker.checkpoint import pack_dir
@@ -140,7 +141,7 @@ def test_the_schedule_follows_the_model_back_through_its_donors(tmp_path):
 
 def test_a_resume_restores_a_clones_config_copy_and_fed_resource(tmp_path):
     life, disk = run_pbt_story(tmp_path / "exp")
-    trials = _restore_trials(disk.storage, "loss", "min")
+    trials = _restore_trials(disk.storage, Objectives.of("loss", "min"))
     clone = trials["00000"]
     assert (clone.config, clone.exploits, clone.checkpoint, clone.checkpoint_iteration) == (
         {"k": 10}, 1, "clone_2/checkpoint_000001", 1)
@@ -156,7 +157,7 @@ def test_a_resume_removes_a_copy_no_marker_names_unless_an_exploit_is_still_pend
     # saved state, one not.
     storage.clone_checkpoint("00002", "checkpoint_000004", "00001", "clone_2/checkpoint_000004")
     storage.clone_checkpoint("00002", "checkpoint_000004", "00001", "clone_3/checkpoint_000004")
-    _restore_trials(storage, "loss", "min", {"00001": {"folder": "clone_3/checkpoint_000004"}})
+    _restore_trials(storage, Objectives.of("loss", "min"), {"00001": {"folder": "clone_3/checkpoint_000004"}})
     assert storage.checkpoint_folders("00001") == ["checkpoint_000001", "clone_3/checkpoint_000004"]
 
 

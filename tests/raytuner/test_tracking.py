@@ -20,11 +20,11 @@ from raytuner._results import Results, TrialResult
 from raytuner._trial import Trial, TrialStatus
 
 
-def drive(callback, root: Path, *, status_of=("COMPLETED", "STOPPED", "FAILED")) -> Results:
+def drive(callback, root: Path, *, status_of=("COMPLETED", "STOPPED", "FAILED"), metric="loss", mode="min") -> Results:
     """Three trials through the hooks, as the controller calls them; trial 1 pauses once."""
     path = root / "exp"
     path.mkdir(parents=True)
-    meta = {"name": "exp", "metric": "loss", "mode": "min", "status": "COMPLETED", "start_time": time.time()}
+    meta = {"name": "exp", "metric": metric, "mode": mode, "status": "COMPLETED", "start_time": time.time()}
     callback.on_experiment_start(path, meta)
     ends = []
     for i, status in enumerate(status_of):
@@ -43,7 +43,7 @@ def drive(callback, root: Path, *, status_of=("COMPLETED", "STOPPED", "FAILED"))
         trial.error = "Traceback: boom" if status == "FAILED" else None
         ends.append(TrialResult.from_trial(trial, path / "trials" / trial.trial_id))
         callback.on_trial_end(ends[-1])
-    results = Results(path, ends, "loss", "min", meta)
+    results = Results(path, ends, metric, mode, meta)
     callback.on_experiment_end(results)
     return results
 

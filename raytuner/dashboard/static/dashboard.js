@@ -98,6 +98,16 @@
     }
     guard(sendCommand("stop_trial", {trial_id: trialId}, statusId));
   }
+  // A Pareto front in a few words: "Pareto front: 4 trials (00006, 00007, ...)".
+  function frontText(front) {
+    const ids = front.trial_ids.slice(0, 5).join(", ") + (front.trial_ids.length > 5 ? ", ..." : "");
+    return "Pareto front: " + front.size + " trial" + (front.size === 1 ? "" : "s") + (ids ? " (" + ids + ")" : "");
+  }
+  // A trial's value of the metric, or of each objective ("loss=0.1, score=3").
+  function metricText(metric, metrics) {
+    if (!Array.isArray(metric)) return fmt(metrics[metric]);
+    return metric.map((m) => m + "=" + fmt(metrics[m])).join(", ");
+  }
   function guard(promise) { return promise.then(() => problem(""), (err) => problem(err.message)); }
 
   // -- the list of experiments ---------------------------------------------------------------
@@ -111,10 +121,11 @@
         const tr = el("tr");
         const name = el("td");
         name.append(el("a", e.name, {href: "/e/" + enc(e.name)}));
-        const best = e.best ? fmt(e.best.value) + " (trial " + e.best.trial_id + ")" : "-";
+        const best = e.front ? frontText(e.front) :
+          (e.metric || "") + " " + (e.best ? fmt(e.best.value) + " (trial " + e.best.trial_id + ")" : "-");
         tr.append(name, el("td", e.status, {class: "status " + e.status}),
           el("td", e.damaged ? e.damaged : e.trials + ": " + counts(e.counts)),
-          el("td", (e.metric || "") + " " + best), el("td", when(e.start_time)), el("td", duration(e.elapsed_s)));
+          el("td", best), el("td", when(e.start_time)), el("td", duration(e.elapsed_s)));
         return tr;
       });
       table.tBodies[0].replaceChildren(...rows);
@@ -132,7 +143,8 @@
       state.summary = s;
       setText("s-status", s.status);
       setText("s-counts", s.trials + ": " + counts(s.counts));
-      setText("s-best", s.best ? (s.metric || "") + " " + fmt(s.best.value) + " (trial " + s.best.trial_id + ")" : "-");
+      setText("s-best", s.front ? frontText(s.front) + " by " + s.metric.join(", ") :
+        s.best ? (s.metric || "") + " " + fmt(s.best.value) + " (trial " + s.best.trial_id + ")" : "-");
       setText("s-concurrency", s.running + " running, at most " + fmt(s.max_concurrent));
       setText("s-limits", "trials in all " + fmt(s.num_trials) + ", time budget " +
         (s.time_budget_s ? duration(s.time_budget_s) : "none"));
@@ -176,9 +188,11 @@
       const q = new URLSearchParams({offset: state.offset, limit: state.limit, sort: state.sort, order: state.order,
         status: state.status});
       const page = await getJSON(api + "/trials?" + q);
-      const columns = [["trial_id", "trial"], ["status", "status"], ["iteration", "reports"],
-        ["value", page.metric || "value"], ["time_total_s", "time (s)"], ["num_failures", "failures"]]
-        .concat(page.params.map((p) => ["config." + p, p]));
+      // Several objectives: a column each, and where the trial stands on the Pareto front.
+      const values = page.objectives ? [["front", "front"]].concat(page.objectives.map((m) => ["objective." + m, m]))
+        : [["value", page.metric || "value"]];
+      const columns = [["trial_id", "trial"], ["status", "status"], ["iteration", "reports"]].concat(values,
+        [["time_total_s", "time (s)"], ["num_failures", "failures"]], page.params.map((p) => ["config." + p, p]));
       const head = el("tr");
       for (const [key, label] of columns) {
         const th = el("th", label + (state.sort === key ? (state.order === "asc" ? " ▲" : " ▼") : ""),
@@ -198,9 +212,14 @@
         const link = el("td");
         link.append(el("a", r.trial_id, {href: "/e/" + enc(exp) + "/t/" + enc(r.trial_id)}));
         const status = r.status === "DAMAGED" ? "damaged: " + r.note : r.status.toLowerCase();
-        tr.append(link, el("td", status, {class: "status " + r.status}), el("td", fmt(r.iteration), {class: "num"}),
-          el("td", fmt(r.value), {class: "num"}), el("td", seconds(r.time_total_s), {class: "num"}),
-          el("td", fmt(r.num_failures), {class: "num"}));
+        tr.append(link, el("td", status, {class: "status " + r.status}), el("td", fmt(r.iteration), {class: "num"}));
+        if (page.objectives) {
+          tr.append(el("td", r.front === null || r.front === undefined ? "" : "★ " + (r.front + 1), {class: "num front"}));
+          for (const m of page.objectives) tr.append(el("td", fmt(r.values[m]), {class: "num"}));
+        } else {
+          tr.append(el("td", fmt(r.value), {class: "num"}));
+        }
+        tr.append(el("td", seconds(r.time_total_s), {class: "num"}), el("td", fmt(r.num_failures), {class: "num"}));
         for (const p of page.params) tr.append(el("td", fmt(r.config[p])));
         if (!readOnly) {
           const cell = el("td");
@@ -304,7 +323,7 @@
       const r = t.record;
       setText("t-status", r.status);
       setText("t-iteration", fmt(r.iteration));
-      setText("t-value", t.metric && r.metrics ? fmt(r.metrics[t.metric]) : "-");
+      setText("t-value", t.metric && r.metrics ? metricText(t.metric, r.metrics) : "-");
       setText("t-time", seconds(r.time_total_s, " s"));
       setText("t-failures", fmt(r.num_failures));
       setText("t-note", r.note || "-");
@@ -323,7 +342,7 @@
       if (rows.length) {
         const last = rows[rows.length - 1];
         setText("t-iteration", fmt(last.iteration));
-        if (t.metric) setText("t-value", fmt(last[t.metric]));
+        if (t.metric) setText("t-value", metricText(t.metric, last));
         setText("t-time", seconds(last.time_total_s, " s"));
       }
       const keys = [...new Set(rows.flatMap((row) => Object.keys(row)))].filter((k) => k !== "timestamp");
@@ -339,7 +358,7 @@
         rows.some((row) => typeof row[k] === "number"));
       const x = rows.map((row) => (row.resource !== undefined ? row.resource : row.iteration));
       const traces = metrics.map((k) => ({x: x, y: rows.map((row) => row[k]), name: plotText(k), mode: "lines+markers",
-        visible: !t.metric || k === t.metric ? true : "legendonly"}));
+        visible: !t.metric || [].concat(t.metric).includes(k) ? true : "legendonly"}));
       const curve = document.getElementById("curve");
       const Plotly = await plotly();
       await Plotly.react(curve, traces, {template: "plotly_white", height: 360, margin: {l: 60, r: 20, t: 20, b: 40},

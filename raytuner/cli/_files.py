@@ -1,0 +1,93 @@
+"""The CLI's commands on an experiment's files as a whole: ``rename`` (its folder and
+recorded name) and ``export`` (its trials, or every report, as CSV or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from raytuner.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, load, locate
+from raytuner.cli._experiments import _require_trials, exp_args
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    from raytuner._storage.experiment import ExperimentStorage, check_name
+    from raytuner.errors import ConfigError, ExperimentError
+
+    path = locate(args.exp, args.root)
+    if isinstance(path, str):
+        raise CLIError(f"rename works on local folders only; {path} is in cloud storage. Copy it to the new "
+                       "name with the provider's tools (e.g. aws s3 mv --recursive), then set \"name\" in its "
+                       "experiment.json.", EXIT_USAGE)
+    storage = ExperimentStorage(path)
+    try:
+        meta = storage.read_experiment()
+        check_name(args.new, "NEW")
+    except ExperimentError as exc:
+        raise CLIError(str(exc), EXIT_NOT_FOUND) from None
+    except ConfigError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
+    live = storage.live_driver()
+    if live is not None:  # even with --force: the driver would go on writing to the old path
+        raise CLIError(f"{storage.name!r} is being run by a live driver ({live.describe()}); rename it once "
+                       "that driver has stopped.")
+    if meta.get("status") == "RUNNING" and not args.force:
+        raise CLIError(f"{storage.name!r} is marked RUNNING: renaming it under a live run would split its files. "
+                       "If it is not running (it crashed), pass --force.")
+    target = storage.path.parent / args.new
+    if target.exists():
+        raise CLIError(f"{target} already exists; choose another name.")
+    os.rename(storage.path, target)
+    renamed = ExperimentStorage(target)
+    renamed.write_experiment({**meta, "name": args.new})
+    print(target)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    results = load(args.exp, args.root)
+    _require_trials(results)
+    if args.history:
+        frames = []
+        for trial in results.trials:
+            frame = results.history(trial.trial_id)
+            frame.insert(0, "trial_id", trial.trial_id)
+            frames.append(frame)
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    else:
+        frame = results.dataframe()
+    out = args.output if args.output not in (None, "-") else sys.stdout
+    if args.format == "csv":
+        frame.to_csv(out, index=False)
+    else:
+        text = frame.to_json(orient="records", indent=1)
+        if out is sys.stdout:
+            print(text)
+        else:
+            Path(out).write_text(text + "\n")
+    if out is not sys.stdout:
+        print(out, file=sys.stderr)
+    return EXIT_OK
+
+
+def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register ``rename`` and ``export`` with ``build_parser``'s ``add(name, func, help)``."""
+    p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
+    exp_args(p)
+    p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
+    p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
+
+    p = add("export", cmd_export, "Export trials (or every report) as CSV (default) or JSON.")
+    exp_args(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
+                     help="comma-separated values (the default)")
+    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
+    p.set_defaults(format="csv")
+    p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
