@@ -31,8 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -86,17 +85,30 @@ class ReportCallback(keras.callbacks.Callback):
             list of names, or a dict ``{reported name: Keras log name}`` to rename
             (``{"loss": "val_loss"}`` reports Keras' ``val_loss`` as ``loss``). ``epoch``
             (1-based) is always added.
-        checkpoint: When to attach a checkpoint to the report. True: every epoch. An int
-            N: every N-th epoch, the last epoch of ``fit``, and every epoch at which the
-            scheduler may pause the trial. ``"pause"``: only at epochs where the scheduler
-            decides (its rungs), which is where a PAUSE can come; the cheapest setting that
-            still resumes paused trials exactly, but a trial stopped or completed between
-            rungs keeps no final model. False: never (paused or retried trials restart).
+        checkpoint: When to attach a checkpoint to the report. ``"auto"`` (the default):
+            where it is needed, that is at every epoch at which the scheduler may pause
+            the trial (its rungs), at the last epoch of ``fit``, and, for fault tolerance,
+            at the first epoch that ends ``checkpoint_period_s`` or more after the last
+            checkpoint. True: every epoch. An int N: every N-th epoch, the last epoch of
+            ``fit`` and every epoch at which the scheduler may pause. ``"pause"``: only at
+            epochs where the scheduler decides, which is where a PAUSE can come; the
+            cheapest setting that still resumes paused trials exactly, but a trial stopped
+            or completed between rungs keeps no final model. False: never (paused or
+            retried trials restart).
+        checkpoint_period_s: With ``checkpoint="auto"``, the longest stretch of training
+            without a checkpoint, in seconds (``math.inf``: none for fault tolerance).
         extra_metrics: ``fn(model) -> {name: number}``, called at the end of each epoch;
             its metrics join the report beside the logs'. For what Keras does not log, such
             as a constant objective of a multi-objective experiment:
             ``extra_metrics=lambda model: {"params": model.count_params()}`` with
             ``Tuner(metric=["val_loss", "params"])``. A name the logs already hold is refused.
+
+    The trade-off of fewer checkpoints: each one costs a save of the model on the training
+    loop (its storage is done beside training), but a trial retried after its worker died
+    restarts from its last checkpoint and repeats the epochs since (up to about
+    ``checkpoint_period_s`` of training with ``"auto"``); those epochs' reports are
+    superseded. Paused trials always resume exactly: a pause comes only at an epoch that
+    was checkpointed.
 
     The epoch is the scheduler's resource when the Tuner counts reports (the default): the
     ``n``-th report of a trial is its ``n``-th epoch, provided the training function passes
@@ -110,7 +122,8 @@ class ReportCallback(keras.callbacks.Callback):
     def __init__(
         self,
         metrics: str | Sequence[str] | Mapping[str, str] | None = None,
-        checkpoint: bool | int | str = True,
+        checkpoint: bool | int | str = "auto",
+        checkpoint_period_s: float = 60.0,
         extra_metrics: Callable[[keras.Model], Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
@@ -119,16 +132,22 @@ class ReportCallback(keras.callbacks.Callback):
             raise invalid("ReportCallback", "extra_metrics", extra_metrics, "a function model -> {name: number}",
                           "Pass e.g. extra_metrics=lambda model: {'params': model.count_params()}.")
         self._extra = extra_metrics
-        valid = checkpoint is True or checkpoint is False or checkpoint == "pause" or (
+        valid = checkpoint is True or checkpoint is False or checkpoint in ("auto", "pause") or (
             isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint >= 1
         )
         if not valid:
-            raise invalid("ReportCallback", "checkpoint", checkpoint, "True, an int >= 1, 'pause' or False",
-                          "Pass True (every epoch), N (every N epochs), 'pause' (only where the scheduler may "
-                          "pause) or False.")
+            raise invalid("ReportCallback", "checkpoint", checkpoint, "'auto', True, an int >= 1, 'pause' or False",
+                          "Pass 'auto' (where needed: rungs, the last epoch, every checkpoint_period_s), True "
+                          "(every epoch), N (every N epochs), 'pause' (only where the scheduler may pause) or False.")
+        if isinstance(checkpoint_period_s, bool) or not isinstance(checkpoint_period_s, (int, float)) \
+                or not checkpoint_period_s > 0:
+            raise invalid("ReportCallback", "checkpoint_period_s", checkpoint_period_s, "a number of seconds > 0",
+                          "Pass e.g. 60 (a checkpoint at least once a minute), or math.inf for none between "
+                          "rungs and the end.")
         self._checkpoint = checkpoint
+        self._period_s = float(checkpoint_period_s)
+        self._last_checkpoint = 0.0  # monotonic time of the last checkpoint (or of the start of fit)
         self._session: _session.Session | None = None
-        self._dir: Path | None = None
         self._warned_epoch = False
         #: The decision that ended ``fit`` (STOP, PAUSE or COMPLETED), or None.
         self.decision: Signal | None = None
@@ -137,6 +156,7 @@ class ReportCallback(keras.callbacks.Callback):
         global _warned_outside
         self._session = _session.current()
         self.decision = None
+        self._last_checkpoint = time.monotonic()
         if self._session is None and not _warned_outside:
             _warned_outside = True
             warnings.warn(
@@ -169,7 +189,13 @@ class ReportCallback(keras.callbacks.Callback):
                 "fit() so a resumed trial continues from its checkpoint's epoch.",
                 session.trial_id, done, session.iteration + 1,
             )
-        path = self._save(done) if self._checkpoint_due(session, metrics, done) else None
+        path = None
+        if self._checkpoint_due(session, metrics, done):
+            # A folder the report takes as it is: in the trial's storage where the worker
+            # sees it, so the model is written once and renamed into place.
+            path = session.new_checkpoint_dir()
+            save_checkpoint(self.model, path, done, getattr(session.spec, "config", None))
+            self._last_checkpoint = time.monotonic()
         self.decision = session.report(metrics, path)
         if self.decision is Signal.CONTINUE:
             self.decision = None
@@ -181,11 +207,6 @@ class ReportCallback(keras.callbacks.Callback):
                 "resume from its last checkpoint. Use checkpoint=True or 'pause' to save one.",
                 session.trial_id, done,
             )
-
-    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
     def _select(self, logs: dict[str, Any], epoch: int) -> dict[str, Any]:
         if self._metrics is None:
@@ -218,18 +239,13 @@ class ReportCallback(keras.callbacks.Callback):
         policy = self._checkpoint
         if policy is True or policy is False:
             return policy
-        if policy != "pause" and (epoch % policy == 0 or epoch == self.params.get("epochs")):
+        if policy != "pause" and epoch == self.params.get("epochs"):
+            return True
+        if policy == "auto" and time.monotonic() - self._last_checkpoint >= self._period_s:
+            return True
+        if isinstance(policy, int) and epoch % policy == 0:
             return True
         return session.decision_due(metrics)
-
-    def _save(self, epoch: int) -> Path:
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="raytuner-keras-"))
-        for entry in self._dir.iterdir():  # report() has packed the previous checkpoint
-            entry.unlink()
-        session = self._session
-        save_checkpoint(self.model, self._dir, epoch, getattr(session.spec, "config", None) if session else None)
-        return self._dir
 
 
 def save_checkpoint(model: keras.Model, directory: str | os.PathLike[str], epoch: int,

@@ -42,52 +42,58 @@ def storage(tmp_path):
     return tmp_path / "results"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# S3 as every process of the session sees it, Ray's workers included: they upload checkpoints
+# to the bucket themselves, and a worker has the environment its raylet started with, so
+# this must be in place before the first test starts Ray. moto's server (s3_server) listens
+# on this port once a test asks for it. Nothing leaves the machine; the instance-metadata
+# lookup for credentials is switched off.
+_S3_PORT = _free_port()
+_S3_ENV = {
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_CONFIG_FILE": os.devnull,
+}
+os.environ.update(_S3_ENV)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """moto's standalone S3 server on a free loopback port, for the whole session.
+    """moto's standalone S3 server on the session's S3 port, for the whole session.
 
     The client side is the real one (s3fs over HTTP), configured as users configure any
-    S3-compatible store: AWS_ENDPOINT_URL and credentials in the environment. Nothing
-    leaves the machine; the instance-metadata lookup for credentials is switched off.
+    S3-compatible store: AWS_ENDPOINT_URL and credentials in the environment (set above).
     """
-    import re
     import subprocess
     import sys
+    import threading
     from pathlib import Path
 
     pytest.importorskip("moto.server", reason="moto[server] is in the `test` extra")
     pytest.importorskip("s3fs", reason="s3fs is in the `cloud` extra")
     log = tmp_path_factory.mktemp("moto") / "server.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(_S3_PORT)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    port = None
+    started = False
     for line in server.stderr:  # werkzeug announces the port it bound
-        match = re.search(r"Running on http://127\.0\.0\.1:(\d+)", line)
-        if match:
-            port = int(match.group(1))
+        if f"Running on http://127.0.0.1:{_S3_PORT}" in line:
+            started = True
             break
-    if port is None:
+    if not started:
         server.kill()
-        pytest.fail(f"moto's server did not start (exit code {server.wait()})")
+        pytest.fail(f"moto's server did not start on port {_S3_PORT} (exit code {server.wait()})")
     # Keep reading its request log, or the server blocks once the pipe is full.
-    import threading
-
     threading.Thread(target=lambda: Path(log).write_text("".join(server.stderr)), daemon=True).start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_SHARED_CREDENTIALS_FILE": str(log.with_name("no-credentials")), "AWS_CONFIG_FILE": str(log.with_name("no-config")),
-    }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    yield f"http://127.0.0.1:{port}"
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield _S3_ENV["AWS_ENDPOINT_URL"]
     server.terminate()
     server.wait()
 

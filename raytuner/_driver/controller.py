@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
@@ -31,8 +31,8 @@ from raytuner._driver.progress import Progress
 from raytuner._driver.stop import StopCriteria
 from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 from raytuner._trial import Trial, TrialResult
-from raytuner._worker import checkpoint as _checkpoint
 from raytuner._worker import logs as _logs
 from raytuner._worker.protocol import Signal, TrialSpec
 from raytuner.errors import StorageError
@@ -75,7 +75,9 @@ class Controller:
         self._storage = storage
         self._callbacks = list(callbacks)
         self._meta = dict(meta or {})
-        self._driver_node = ray.get_runtime_context().get_node_id()
+        # Workers put checkpoints there themselves, once they see that it is this run's.
+        self._where = ExperimentLocation(storage.location, self._meta["run_id"],
+                                         ray.get_runtime_context().get_node_id())
         self.life = Lifecycle(
             LifecycleSettings(
                 metric=settings.metric, mode=settings.mode, num_trials=settings.num_trials,
@@ -87,6 +89,8 @@ class Controller:
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
+        self._checkpoint_io: set[str] = set()  # trials with checkpoint deletions or copies in self._io
+        self._refused: StorageError | None = None  # a worker's checkpoint refused by the storage: see _event
         self._state_cost_s = 0.0
         self._last_state_save = 0.0
         self._control = ControlInbox(storage, self._meta.get("run_id"))
@@ -102,10 +106,8 @@ class Controller:
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
-            ev.SaveCheckpoint: lambda c: self._later(self._storage.write_checkpoint, c.trial_id, c.folder, c.data),
-            ev.DeleteCheckpoints: lambda c: self._later(self._storage.delete_checkpoints, c.trial_id, c.folders),
-            ev.CopyCheckpoint: lambda c: self._later(self._storage.clone_checkpoint, c.source_trial, c.source,
-                                                     c.trial_id, c.folder),
+            ev.DeleteCheckpoints: self._delete_checkpoints,
+            ev.CopyCheckpoint: self._copy_checkpoint,
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
             ev.Notify: self._notify,
@@ -122,6 +124,7 @@ class Controller:
 
         self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
         self._storage.write_experiment(self._meta)
+        self._storage.sync()  # in a bucket too before any worker looks for this run there
         self._emit("on_experiment_start", self._storage.path, self._meta)
         self._t0 = time.monotonic()
         self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
@@ -154,6 +157,8 @@ class Controller:
                 for ref in ready:
                     if ref in self._calls:
                         self._apply(self.life.handle(self._event(ref)))
+                        if self._refused is not None:
+                            raise self._refused
                     else:
                         self._pool.started(ref)
                 self._progress.update()
@@ -209,9 +214,10 @@ class Controller:
     def _result(self, trial: Trial, *, written: bool = True) -> TrialResult:
         """The trial as the user sees it: paths under the experiment's URI for cloud storage,
         and no checkpoint if its folder was deleted meanwhile (``written``: its writes are
-        done, so a missing folder is news)."""
-        return TrialResult.from_trial(trial, self._storage.trial_shown(trial.trial_id),
-                                      self._storage.trial_path(trial.trial_id) if written else None)
+        done, so a missing folder is news). In a bucket the worker put the checkpoint before
+        the row naming it, and the local copy holds none: not checked."""
+        local = self._storage.trial_path(trial.trial_id) if written and self._storage.uri is None else None
+        return TrialResult.from_trial(trial, self._storage.trial_shown(trial.trial_id), local)
 
     def reconcile(self, next_id: int, closed: set[str]) -> None:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
@@ -223,7 +229,7 @@ class Controller:
 
         trial_id = self._calls.pop(ref)
         try:
-            return ev.Reported(trial_id, ray.get(ref))
+            answer = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
@@ -232,6 +238,14 @@ class Controller:
             if leftover:
                 self._later(self._storage.append_log, trial_id, leftover)
             return ev.CallFailed(trial_id, f"The trial's worker died: {type(exc).__name__}: {exc}", worker_lost=True)
+        end = answer.exit
+        if end is not None and end.signal is Signal.ERROR and end.error_type == StorageError.__name__:
+            # The storage refused the trial's checkpoint (a full disk...): not the trial's
+            # failure. Its reports count; then the run stops as for the driver's own writes,
+            # and the trial, still running as far as the lifecycle knows, restarts on resume.
+            self._refused = StorageError(end.message or "The experiment's storage refused a checkpoint.")
+            answer = replace(answer, exit=None)
+        return ev.Reported(trial_id, answer)
 
     # -- commands --------------------------------------------------------------------------
     def _apply(self, commands: list[ev.Command]) -> None:
@@ -240,10 +254,11 @@ class Controller:
 
     def _launch(self, command: ev.Launch) -> None:
         self._pool.take(command.worker)
-        checkpoint = None
-        if command.checkpoint:
-            self._flush()  # the checkpoint may still be queued for writing
-            checkpoint = _checkpoint.pack_dir(self._storage.trial_path(command.trial_id) / command.checkpoint)
+        if command.trial_id in self._checkpoint_io:
+            # The checkpoints a rewind lost go before the new attempt may store one of the
+            # same name; a PBT clone's copy of its donor's checkpoint is in place before its
+            # worker reads it.
+            self._flush()
         spec = TrialSpec(
             trial_id=command.trial_id,
             experiment_name=self.settings.name,
@@ -254,11 +269,11 @@ class Controller:
             stop=self.settings.stop,
             decide_at=command.decide_at,
             storage_dir=str(self._storage.trial_path(command.trial_id)),
-            driver_node_id=self._driver_node,
+            storage=self._where,
             resources=self.settings.resources,
             start_iteration=command.start_iteration,
             start_time_s=command.start_time_s,
-            checkpoint=checkpoint,
+            restore=CheckpointRef(command.trial_id, command.checkpoint) if command.checkpoint else None,
         )
         self._calls[command.worker.start.remote(spec)] = command.trial_id
 
@@ -269,6 +284,15 @@ class Controller:
         else:
             ref = worker.next_event.remote(command.signal, command.decide_at)
         self._calls[ref] = command.trial_id
+
+    def _delete_checkpoints(self, command: ev.DeleteCheckpoints) -> None:
+        self._checkpoint_io.add(command.trial_id)
+        self._later(self._storage.delete_checkpoints, command.trial_id, command.folders)
+
+    def _copy_checkpoint(self, command: ev.CopyCheckpoint) -> None:
+        self._checkpoint_io.add(command.trial_id)
+        self._later(self._storage.clone_checkpoint, command.source_trial, command.source, command.trial_id,
+                    command.folder)
 
     def _spawn(self, command: ev.Spawn) -> None:
         # However high max_concurrent is set, one turn starts a bounded number of workers,
@@ -327,6 +351,7 @@ class Controller:
             write, args = self._io[0]
             write(*args)
             self._io.popleft()
+        self._checkpoint_io.clear()
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in list(self._callbacks):

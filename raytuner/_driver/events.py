@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Hashable
 
-from raytuner._formats import checkpoint_name
 from raytuner._worker import protocol
 from raytuner._worker.protocol import Signal
 
@@ -102,7 +101,7 @@ class EndExperiment:
 # -- commands ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Launch:
-    """Start (or resume, from ``checkpoint`` in the trial's folder) a trial on ``worker``."""
+    """Start (or resume, from the stored ``checkpoint`` of the trial) a trial on ``worker``."""
 
     worker: Worker
     trial_id: str
@@ -162,23 +161,6 @@ class AppendResults:
 
 
 @dataclass(frozen=True)
-class SaveCheckpoint:
-    """Store the checkpoint made at report ``iteration`` in the trial's folder :attr:`folder`.
-
-    It counts as the trial's checkpoint only once the row that names it is appended
-    (:class:`AppendResults` comes after this command), as a commit record does."""
-
-    trial_id: str
-    iteration: int
-    data: bytes
-
-    @property
-    def folder(self) -> str:
-        """Where it goes, under the trial's folder; the trial records the same name."""
-        return checkpoint_name(self.iteration)
-
-
-@dataclass(frozen=True)
 class DeleteCheckpoints:
     """Remove checkpoint folders of a trial: beyond ``checkpoints_to_keep`` once newer ones
     are committed, or taken by an attempt that was lost."""
@@ -235,5 +217,5 @@ Event = Fill | Reported | CallFailed | Deadline | Interrupt | Drained | StopTria
 #: The control commands among the events (from ``raytuner control`` or the dashboard).
 Control = StopTrial | SetLimits | RetryTrial | EndExperiment
 #: What the lifecycle answers with, for the driver to carry out in order.
-Command = (Launch | Deliver | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults | SaveCheckpoint
-           | DeleteCheckpoints | CopyCheckpoint | AppendLog | AppendError | Notify | ControlApplied)
+Command = (Launch | Deliver | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults | DeleteCheckpoints
+           | CopyCheckpoint | AppendLog | AppendError | Notify | ControlApplied)

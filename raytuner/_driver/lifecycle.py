@@ -46,7 +46,6 @@ from raytuner._driver.events import (
     Release,
     Reported,
     RetryTrial,
-    SaveCheckpoint,
     SetLimits,
     Spawn,
     StopTrial,
@@ -360,14 +359,15 @@ class Lifecycle(ControlHandlers):
             if self.settings.resource_attr is not None:
                 row["resource"] = report.resource
             if report.checkpoint is not None:
-                save = SaveCheckpoint(trial.trial_id, report.iteration, report.checkpoint)
-                self._out.append(save)  # the folder first; the row that names it commits it
-                row["checkpoint"] = save.folder
-                trial.checkpoint = save.folder
+                # The worker put the folder in storage before it sent the report: the row
+                # that names it commits it.
+                folder = report.checkpoint
+                row["checkpoint"] = folder
+                trial.checkpoint = folder
                 trial.checkpoint_iteration = report.iteration
                 trial.checkpoint_time_s = report.time_total_s
                 trial.checkpoint_metrics = report.metrics
-                trial.checkpoints = [name for name in trial.checkpoints if name != save.folder] + [save.folder]
+                trial.checkpoints = [name for name in trial.checkpoints if name != folder] + [folder]
                 committed = True
             rows.append(row)
             # A float, or with several objectives a tuple signed per metric (the worker

@@ -171,7 +171,8 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
                          keep: frozenset[str] | set[str] = frozenset()) -> None:
     partial = storage.remove_partial_checkpoints(trial.trial_id)
     if partial:
-        logger.info("Trial %s: removed %s, a checkpoint a crash left half written.", trial.trial_id, ", ".join(partial))
+        logger.info("Trial %s: removed %s, checkpoints that were being stored when the last run ended.",
+                    trial.trial_id, ", ".join(partial))
     on_disk = set(storage.checkpoint_folders(trial.trial_id))
     committed = [row for row in rows if row.get("checkpoint")]
     missing = [row["checkpoint"] for row in committed if row["checkpoint"] not in on_disk]

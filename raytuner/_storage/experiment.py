@@ -14,7 +14,8 @@
             results.jsonl         one line per report, appended
             error.txt             traceback(s) of failures, appended
             log.txt               what the trial printed (stdout and stderr), appended, bounded
-            checkpoint_<n>/       checkpoint made at report n (zero-padded)
+            checkpoint_<n>/       checkpoint made at report n (zero-padded), put there by the
+                                  trial's worker (:mod:`raytuner._storage.trial_files`)
         driver.lock               the live driver's pid, host and heartbeat (see lock.py)
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
@@ -24,30 +25,27 @@ when read.
 The path may also be a URI (``s3://bucket/prefix/<experiment>``, ``gs://...``): the folder
 is then a local copy, pulled from the URI when opened and, for a writer, uploaded behind
 the writes (:mod:`raytuner._storage.remote`). Everything else reads and writes the local
-folder as for any experiment.
+folder as for any experiment, except checkpoints: workers upload those to the URI
+themselves, so a writer's copy holds none; it lists and deletes them in the bucket.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import pickle
 import re
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from raytuner._display import cli_command
-
 # AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
 # this module (the rest of raytuner imports them from raytuner._formats).
 from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
-from raytuner._storage import DEFAULT_ROOT, faults
+from raytuner._storage import DEFAULT_ROOT, faults, remote, trial_files
 from raytuner._storage.history import RESULTS_FILE, Damage, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner._storage.records import experiment_fault, read_record, usable_fields
@@ -62,13 +60,6 @@ LOG_FILE = "log.txt"
 LOG_MAX_BYTES = 8 * 1024 * 1024
 #: Appended results files are flushed to disk at most this often (and at the end of a run).
 FSYNC_INTERVAL_S = 1.0
-_FIXES = {
-    errno.ENOSPC: "free space on that disk",
-    errno.EDQUOT: "free space or raise your disk quota",
-    errno.EACCES: "make the folder writable for this user",
-    errno.EPERM: "make the folder writable for this user",
-    errno.EROFS: "remount the file system read-write, or copy the experiment to a writable place and resume the copy",
-}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 
 
@@ -110,32 +101,6 @@ def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1, durable: 
     """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
     atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode(),
                        durable=durable)
-
-
-def fsync_tree(root: Path) -> None:
-    """Flush every file under ``root``, then the folders, to disk."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(folder))
-
-
-def fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (a rename into it) to disk, where the platform allows."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder
-    finally:
-        os.close(fd)
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -181,17 +146,15 @@ class ExperimentStorage:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool = False):
-        from raytuner._storage import remote
-
         self.uri: remote.URI | None = None
         self._uploader: remote.Uploader | None = None
         self._uploaded = True  # every change is in the bucket: the staging copy may go
-        self._unpushed: set[str] = set()  # trials with a checkpoint not yet in the bucket
+        self._remote_checkpoints: dict[str, set[str]] | None = None  # a writer's, by trial: see checkpoint_folders
         if remote.is_uri(path):
             self.uri = remote.URI(str(path).rstrip("/"))
             if writable:
                 self.path = remote.stage_dir(self.uri)
-                remote.pull(self.uri, self.path)  # what a resume continues from
+                remote.pull(self.uri, self.path, keep=_not_a_checkpoint)  # what a resume continues from
                 self._uploader = remote.Uploader(self.uri, self.path)
                 self._uploader.mark_sent()
             else:
@@ -245,15 +208,7 @@ class ExperimentStorage:
             raise self.storage_error(exc, path) from None
 
     def storage_error(self, exc: OSError, path: Path) -> StorageError:
-        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        fix = _FIXES.get(exc.errno or 0, "fix the cause")
-        where = exc.filename or path
-        if (self.path / EXPERIMENT_FILE).is_file():
-            then = (f"The run stopped; what was written before is kept and the experiment shows as INTERRUPTED. "
-                    f"To go on, {fix}, then continue it with: {cli_command('resume', self.location)}")
-        else:
-            then = f"The experiment could not start. To go on, {fix}, then run it again."
-        return StorageError(f"Cannot write {where}: {exc.strerror or exc} ({code}). {then}", str(where), exc.errno)
+        return trial_files.storage_error(exc, path, self.location, started=(self.path / EXPERIMENT_FILE).is_file())
 
     def flush_to_disk(self, *, every_s: float | None = FSYNC_INTERVAL_S) -> None:
         """Flush the results files appended to since the last flush to disk, at most once
@@ -289,7 +244,6 @@ class ExperimentStorage:
         stays as it is."""
         self.flush_to_disk(every_s=None)
         if self._uploader is not None:
-            self._unpushed.clear()  # the last pass puts everything
             self._uploader.close()
             self._uploaded = True
 
@@ -408,18 +362,6 @@ class ExperimentStorage:
         path = self.trial_path(trial_id) / "trial.json"
         with self._writing(path):
             atomic_write_json(path, record, indent=None)
-        self._push_checkpoint(trial_id)
-
-    def _push_checkpoint(self, trial_id: str) -> None:
-        """Cloud storage: a new checkpoint goes up with its report's line, before returning.
-
-        Called once the report's row is written (the controller writes a checkpoint, then
-        the rows of the same reports, then trial.json): the bucket then never holds a
-        checkpoint without its report, nor a trial.json naming a checkpoint it lacks.
-        """
-        if trial_id in self._unpushed:
-            self._unpushed.discard(trial_id)
-            self._uploader.push(self.trial_path(trial_id))
 
     def read_trial_config(self, trial_id: str) -> dict[str, Any]:
         return read_json(self.trial_path(trial_id) / "config.json")
@@ -445,7 +387,6 @@ class ExperimentStorage:
                 self._appended.add(trial_id)
             _append(path, "".join(dumps(row) + "\n" for row in rows).encode())
         self._unsynced.add(path)
-        self._push_checkpoint(trial_id)
 
     def read_history(self, trial_id: str) -> History:
         """The trial's results.jsonl folded into one trajectory, with what was superseded."""
@@ -494,32 +435,38 @@ class ExperimentStorage:
         return data.decode("utf-8", "replace"), offset + len(data)
 
     def delete_checkpoints(self, trial_id: str, names: Iterable[str]) -> None:
-        """Remove checkpoint folders the lifecycle no longer keeps."""
+        """Remove checkpoint folders the lifecycle no longer keeps.
+
+        In a bucket, the trial's changed files (the row that commits a newer checkpoint) are
+        uploaded first, so that the bucket never loses a checkpoint before it holds the row
+        that replaces it.
+        """
+        names = [name for name in names if checkpoint_iteration(name) is not None]  # never anything else
         trial_path = self.trial_path(trial_id)
         for name in names:
-            if checkpoint_iteration(name) is not None:  # never anything but a checkpoint folder
-                with self._writing(trial_path / name):
-                    if faults.at_write(trial_path / name):
-                        faults.die()
-                shutil.rmtree(trial_path / name, ignore_errors=True)
-                if "/" in name:  # a clone's copy: its clone_<n> folder goes with it
-                    try:
-                        (trial_path / name).parent.rmdir()
-                    except OSError:
-                        pass
-
-    def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
-        """Remove the temporary folders of checkpoints a crash left half written (see
-        :meth:`write_checkpoint`); their names."""
-        found = [p for p in self.trial_path(trial_id).glob(".checkpoint_*")
-                 if p.is_dir() and checkpoint_iteration(p.name[1:].partition(".")[0]) is not None]
-        for folder in found:
-            shutil.rmtree(folder, ignore_errors=True)
-        return sorted(p.name for p in found)
+            with self._writing(trial_path / name):
+                if faults.at_write(trial_path / name):
+                    faults.die()
+            shutil.rmtree(trial_path / name, ignore_errors=True)
+            if "/" in name:  # a clone's copy: its clone_<n> folder goes with it
+                try:
+                    (trial_path / name).parent.rmdir()
+                except OSError:
+                    pass
+        if self._uploader is not None and names:
+            self._uploader.push(trial_path)
+            remote.remove([f"{trial_files.trial_location(self.uri, trial_id)}/{name}" for name in names])
+            if self._remote_checkpoints is not None:
+                self._remote_checkpoints.get(trial_id, set()).difference_update(names)
 
     def checkpoint_folders(self, trial_id: str) -> list[str]:
-        """The names of a trial's checkpoint folders on disk, committed or not, in order
-        (its own, then the copies that PBT exploits cloned: ``clone_<n>/checkpoint_<k>``)."""
+        """The names of a trial's checkpoint folders in storage, committed or not, in order
+        (its own, then the copies that PBT exploits cloned: ``clone_<n>/checkpoint_<k>``;
+        for a writer in a bucket: as listed when first asked, less those deleted since)."""
+        if self._uploader is not None:  # a writer's copy holds none: the workers put them in the bucket
+            if self._remote_checkpoints is None:
+                self._remote_checkpoints = remote.checkpoint_folders(self.uri)
+            return sorted(self._remote_checkpoints.get(trial_id, ()), key=lambda name: ("/" in name, name))
         path = self.trial_path(trial_id)
         names = [p.relative_to(path).as_posix() for pattern in ("checkpoint_*", "clone_*/checkpoint_*")
                  for p in sorted(path.glob(pattern))]
@@ -528,51 +475,46 @@ class ExperimentStorage:
     def clone_checkpoint(self, source_trial: str, source: str, trial_id: str, name: str) -> None:
         """Copy checkpoint ``source`` of ``source_trial`` to ``name`` in ``trial_id``'s folder
         (a PBT exploit: the clone restarts from its own copy, which its donor's pruning
-        never touches). Files are hard-linked where the file system allows (checkpoint files
-        are never changed in place: a folder is replaced whole), else copied; the copy is
-        made beside its place, flushed, then renamed into it."""
-        self._uploading()
+        never touches). In a folder, files are hard-linked where the file system allows
+        (checkpoint files are never changed in place: a folder is replaced whole), else
+        copied; the copy is made beside its place, flushed, then renamed into it. In a
+        bucket (where the workers put checkpoints) it is copied there."""
+        if self.uri is not None:
+            remote.copy_folder(f"{trial_files.trial_location(self.uri, source_trial)}/{source}",
+                               f"{trial_files.trial_location(self.uri, trial_id)}/{name}")
+            if self._remote_checkpoints is not None:
+                self._remote_checkpoints.setdefault(trial_id, set()).add(name)
+            return
         target = self.trial_path(trial_id) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
-            shutil.copytree(self.trial_path(source_trial) / source, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
-            fsync_tree(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
-        except BaseException:
+        with self._writing(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f"{trial_files.PARTIAL_PREFIX}_{target.name}.clone"
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if self._uploader is not None:
-            self._unpushed.add(trial_id)
-
-    def write_checkpoint(self, trial_id: str, name: str, data: bytes) -> None:
-        """Store a packed checkpoint in the trial's folder ``name`` (the lifecycle names it:
-        :func:`raytuner._formats.checkpoint_name`), whole: unpacked beside it, flushed to disk,
-        then renamed into place. It counts once the row naming it is appended."""
-        from raytuner._worker.checkpoint import unpack_to
-
-        self._uploading()
-        trial_path = self.trial_path(trial_id)
-        final = trial_path / name
-        with self._writing(final):
-            tmp = Path(tempfile.mkdtemp(dir=trial_path, prefix=f".{name}."))
             try:
-                unpack_to(data, tmp)
-                fsync_tree(tmp)  # a power loss must not keep the row that commits it and lose the files
-                if faults.at_write(final):
-                    faults.die()  # the crash harness: the folder is written, not yet in place
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-                fsync_dir(trial_path)
+                shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=_link_or_copy)
+                trial_files.settle(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        if self._uploader is not None:
-            self._unpushed.add(trial_id)
+
+    def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
+        """Remove the hidden folders of checkpoints that were being put in place when a run
+        ended (a crash); their names."""
+        found = trial_files.partial_folders(self.trial_path(trial_id))
+        for path in found:
+            shutil.rmtree(path, ignore_errors=True)
+        return [path.name for path in found]
+
+
+def _not_a_checkpoint(rel: str) -> bool:
+    """Files a writer pulls from a bucket: all but checkpoints, a trial's own or a PBT clone's
+    copy (workers read those themselves)."""
+    parts = rel.split("/")
+    if len(parts) < 4 or parts[0] != trial_files.TRIALS:
+        return True
+    own = checkpoint_iteration(parts[2]) is not None
+    cloned = len(parts) > 4 and parts[2].startswith("clone_") and checkpoint_iteration(parts[3]) is not None
+    return not (own or cloned)
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -8,9 +8,10 @@ The driver keeps writing a local folder (the hot path stays a local disk) and an
   no append, and each trial's file is small);
 - ``experiment.json``, ``trial.json`` and the other JSON files are put whole, and a PUT
   replaces an object atomically, so readers never see half a file;
-- a checkpoint is uploaded together with its report's line, before the driver goes on to
-  record the report, pause or end that refers to it: the bucket never holds a checkpoint
-  without its report, nor a ``trial.json`` naming a checkpoint it lacks;
+- checkpoints never pass through the local copy: each trial's worker uploads its own into
+  the bucket before it reports it (:mod:`raytuner._storage.trial_files`), so the bucket
+  never holds a row or a ``trial.json`` naming a checkpoint it lacks; an old checkpoint is
+  deleted there only once the trial's row that commits a newer one is uploaded;
 - on close, a last pass puts everything that is left.
 
 A driver that dies loses at most the changes of the last pass that did not finish.
@@ -208,6 +209,51 @@ def pull(uri: str, local: Path, *, keep: Callable[[str], bool] = lambda rel: Tru
     tmp.write_text(json.dumps(manifest))
     os.replace(tmp, manifest_path)
     return len(fetch)
+
+
+def remove(uris: list[str]) -> None:
+    """Delete the folders at ``uris`` (all in one file system) and what they hold; one that
+    is not there is no error."""
+    for uri in uris:
+        fs, path = filesystem(uri)
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+
+
+def checkpoint_folders(uri: str) -> dict[str, set[str]]:
+    """The checkpoint folders in the bucket of the experiment at ``uri``, by trial id: its
+    own (``checkpoint_<k>``) and PBT clones' copies (``clone_<n>/checkpoint_<k>``)."""
+    from raytuner._formats import checkpoint_iteration
+
+    fs, root = filesystem(uri)
+    fs.invalidate_cache(root)
+    try:
+        found = fs.find(f"{root}/trials")
+    except FileNotFoundError:
+        return {}
+    folders: dict[str, set[str]] = {}
+    for key in found:
+        parts = key[len(root):].strip("/").split("/")
+        if len(parts) > 3 and checkpoint_iteration(parts[2]) is not None:
+            folders.setdefault(parts[1], set()).add(parts[2])
+        elif len(parts) > 4 and parts[2].startswith("clone_") and checkpoint_iteration(parts[3]) is not None:
+            folders.setdefault(parts[1], set()).add(f"{parts[2]}/{parts[3]}")
+    return folders
+
+
+def copy_folder(source: str, target: str) -> None:
+    """Copy every file under ``source`` to ``target`` (both in one file system), replacing
+    what was there."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    try:
+        fs.rm(dst, recursive=True)
+    except FileNotFoundError:
+        pass
+    for key in fs.find(src):
+        fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
 
 
 def list_experiments(root_uri: str) -> Path:

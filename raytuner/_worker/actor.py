@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from raytuner._worker import accelerators as _accelerators
-from raytuner._worker import checkpoint as _checkpoint
+from raytuner._worker.checkpoints import TrialCheckpoints
 from raytuner._worker.logs import TrialLog
+from raytuner._worker.outbox import Outbox
 from raytuner._worker import session as _session
 from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import tf_gradients as _tf_gradients
@@ -57,10 +58,10 @@ class TrialRun(_session.Session):
         self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
-        self.checkpoint_dir: Path | None = None
-        if spec.checkpoint is not None:
-            self.checkpoint_dir = _checkpoint.unpack_to(spec.checkpoint, self._scratch_dir() / "restored")
-        self.trial_dir = self._choose_trial_dir()
+        self._trial_dir: Path | None = None
+        self._checkpoints = TrialCheckpoints(spec, self._scratch_dir)
+        self._outbox = Outbox(events, self._checkpoints.store, lambda staged: shutil.rmtree(staged.folder, True))
+        self.checkpoint_dir: Path | None = None  # filled in by run(), before the trainable starts
         self.log = TrialLog(spec.storage_dir)
 
     def _scratch_dir(self) -> Path:
@@ -68,20 +69,24 @@ class TrialRun(_session.Session):
             self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{self.spec.trial_id}-"))
         return self._scratch
 
-    def _choose_trial_dir(self) -> Path:
-        import ray
-
-        if ray.get_runtime_context().get_node_id() == self.spec.driver_node_id:
-            return Path(self.spec.storage_dir)  # the controller made it
-        path = self._scratch_dir() / "trial"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    @property
+    def trial_dir(self) -> Path:
+        if self._trial_dir is None:
+            if self._checkpoints.sees_folder():
+                self._trial_dir = Path(self.spec.storage_dir)  # the controller made it
+            else:
+                self._trial_dir = self._scratch_dir() / "trial"
+                self._trial_dir.mkdir(parents=True, exist_ok=True)
+        return self._trial_dir
 
     def context(self) -> _session.TrialContext:
         spec = self.spec
         return _session.TrialContext(
             spec.trial_id, spec.experiment_name, self.trial_dir, spec.config, spec.resources, self.iteration
         )
+
+    def new_checkpoint_dir(self) -> Path:
+        return self._checkpoints.new_folder()
 
     # -- called by the controller's thread (through the actor) ---------------------------
     def deliver(self, decision: Signal | None, decide_at: float) -> None:
@@ -133,14 +138,18 @@ class TrialRun(_session.Session):
                                                    self._last_resource, resource)
             self._last_resource = resource
         elapsed = time.monotonic() - self._t0
-        packed = _checkpoint.pack_dir(checkpoint) if checkpoint is not None else None
-        if spec.stop and spec.stop.reached(spec.trial_id, {**clean, "iteration": self.iteration, "time_total_s": elapsed}):
-            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed))
+        staged = self._checkpoints.stage(checkpoint, self.iteration) if checkpoint is not None else None
+        name = staged.name if staged is not None else None
+        so_far = {**clean, "iteration": self.iteration, "time_total_s": elapsed}
+        if spec.stop and spec.stop.reached(spec.trial_id, so_far):
+            self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name), staged)
             return self._apply(Signal.COMPLETED)
         with self._cond:
             needs_decision = resource >= self._decide_at
             self._blocked = needs_decision
-            self._events.put(Report(self.iteration, resource, clean, elapsed, time.time(), packed, needs_decision))
+        # Out of the lock: the outbox may wait for a checkpoint to be stored.
+        self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name, needs_decision), staged)
+        with self._cond:
             if not needs_decision:
                 return Signal.CONTINUE
             while self._decision is None:
@@ -158,6 +167,8 @@ class TrialRun(_session.Session):
         _session._install(self)
         try:
             self.log.start()
+            if self.spec.restore is not None:
+                self.checkpoint_dir = self._checkpoints.restore(self.spec.restore)
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
@@ -168,10 +179,23 @@ class TrialRun(_session.Session):
         finally:
             self.log.stop()
             _session._install(None)
+        try:
+            self._outbox.drain()  # every report goes out before the trial's end
+        except BaseException as exc:  # noqa: BLE001 - a checkpoint that could not be stored fails the trial
+            if end.signal is not Signal.ERROR:
+                end = TrialExit(Signal.ERROR, "".join(traceback.format_exception(exc)), type(exc).__name__, str(exc),
+                                fatal=is_fatal(exc))
         _release_trial_state()
+        self._checkpoints.discard_unreported()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         self._events.put(end)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _release_trial_state() -> None:
@@ -207,9 +231,7 @@ class TrialWorker:
         self._run: TrialRun | None = None
 
     def node_id(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
+        return _node_id()
 
     def start(self, spec: TrialSpec) -> Event:
         fn = self._resolve(spec.trainable[0])

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # records of the storage seam, imported where they are made and used
+    from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 
 
 class Signal(str, enum.Enum):
@@ -47,24 +50,25 @@ class TrialSpec:
     resource_attr: str | None
     stop: Any  # raytuner._driver.stop.StopCriteria
     decide_at: float
-    storage_dir: str
-    driver_node_id: str
+    storage_dir: str  # the trial's folder, as the driver names it (its log's key)
+    storage: ExperimentLocation  # where the worker puts checkpoints and reads them back
     resources: dict[str, float] = field(default_factory=dict)
     start_iteration: int = 0
     start_time_s: float = 0.0
-    checkpoint: bytes | None = None
+    restore: CheckpointRef | None = None  # the stored checkpoint to restart from
 
 
 @dataclass(frozen=True)
 class Report:
-    """One ``raytuner.report`` call, as the worker recorded it."""
+    """One ``raytuner.report`` call, as the worker recorded it. ``checkpoint``: the folder's
+    name in the trial's storage, where the worker put it before sending the report."""
 
     iteration: int
     resource: float
     metrics: dict[str, Any]
     time_total_s: float
     timestamp: float
-    checkpoint: bytes | None = None
+    checkpoint: str | None = None
     awaits_decision: bool = False  # the training loop is blocked until the decision arrives
 
 

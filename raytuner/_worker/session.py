@@ -101,6 +101,13 @@ class Session:
         :class:`TrialStopped` if a decision already ended the trial."""
         raise NotImplementedError
 
+    def new_checkpoint_dir(self) -> Path:
+        """A fresh, empty folder for the checkpoint of the next report, which that report
+        takes as it is (a rename where it can, instead of a copy): write the checkpoint
+        there, pass it to :meth:`report`, and do not touch it afterwards. One left
+        unreported is removed when the trial ends."""
+        raise NotImplementedError
+
     def decision_due(self, metrics: Mapping[str, Any]) -> bool:
         """Whether reporting ``metrics`` now would wait for a scheduler decision.
 
@@ -148,7 +155,9 @@ def report(metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None
         metrics: Names to numbers (Python or numpy numbers; NaN and inf are recorded but
             never chosen as best). Must hold the Tuner's ``metric``.
         checkpoint: A directory to keep as the trial's checkpoint at this report. It is
-            copied before ``report`` returns, so the directory may be reused afterwards.
+            copied before ``report`` returns, so the directory may be reused afterwards;
+            the copy goes into the experiment's storage beside training, before the
+            report reaches the driver.
 
     Raises:
         TrialStopped: The scheduler stopped or paused the trial; let it propagate.

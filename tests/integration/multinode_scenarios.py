@@ -27,6 +27,10 @@ from ray.cluster_utils import Cluster
 
 import raytuner as rt
 from raytuner._storage.history import read_history
+from raytuner._storage.trial_files import UNSHARED_ENV, partial_folders
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.*
+from tests.integration import restarts  # noqa: E402 - needs the line above
 
 # Lose a node fast: by default the GCS marks a silent raylet dead after about 15 s.
 FAST_FAILURE = {"health_check_period_ms": 200, "health_check_failure_threshold": 3,
@@ -56,6 +60,32 @@ def where(config):
             "node": node_number(ray.get_runtime_context().get_node_id()),
             "gpu_visible": int(os.environ.get("CUDA_VISIBLE_DEVICES") or -1),
         }, checkpoint=scratch)
+
+
+def fails_once(config):
+    """Checkpoints a blob of several relay chunks at each of 3 steps and fails once, right
+    after reporting step 2, so its retry restarts from the stored checkpoint of step 2.
+    Reports whether its worker sees the experiment's storage (its trial_dir is the trial's
+    folder there, config.json and all, rather than a scratch folder)."""
+    context = rt.get_context()
+    checkpoint = rt.get_checkpoint()
+    start = int((checkpoint / "step").read_text()) if checkpoint is not None else 0
+    blob_ok = checkpoint is None or (checkpoint / "blob").read_bytes() == _blob(start)
+    failed_once = Path(config["marks"]) / f"{context.experiment_name}-{context.trial_id}"  # one /tmp for all nodes
+    scratch = Path(tempfile.mkdtemp())
+    for step in range(start + 1, 4):
+        (scratch / "step").write_text(str(step))
+        (scratch / "blob").write_bytes(_blob(step))
+        rt.report({"loss": config["x"], "step": step, "resumed_from": start, "blob_ok": int(blob_ok),
+                   "node": node_number(ray.get_runtime_context().get_node_id()),
+                   "sees_storage": int((context.trial_dir / "config.json").is_file())}, checkpoint=scratch)
+        if step == 2 and not failed_once.exists():
+            failed_once.touch()
+            raise RuntimeError("failing once after step 2")
+
+
+def _blob(step: int) -> bytes:
+    return bytes([step]) * (9 * 1024 * 1024 + step)  # three relay chunks of 4 MiB
 
 
 def pbt_member(config):
@@ -131,7 +161,7 @@ class Sweeps:
 
     def pbt_across_nodes(self) -> dict:
         """PBT over the three nodes: clones restart from donors' checkpoints written on
-        whichever node the donor ran (the driver ships them to the clone's worker)."""
+        whichever node the donor ran (the clone's worker reads its copy from storage)."""
         scheduler = rt.PBTScheduler(perturbation_interval=2, mutations={"lr": rt.loguniform(1e-3, 1.0)},
                                     max_resource=8, seed=2)
         results = rt.Tuner(pbt_member, space={"lr": rt.loguniform(1e-3, 1.0)}, metric="acc", mode="max",
@@ -188,6 +218,41 @@ class Sweeps:
                 "experiment_status": results.meta["status"], "max_concurrent": results.meta["max_concurrent"],
                 "trials": trial_facts(results, arrivals)}
 
+    def checkpoints_on_other_nodes(self) -> dict:
+        """A trial on a worker node that sees the storage (the GPU node: this machine's
+        folders) puts its checkpoints there itself; one on a node told the storage is not
+        shared relays them through the driver's node. Each fails once and restarts on its
+        node from its stored checkpoint: read back directly, or through the relay. On the
+        node that relays, trials also restart from relayed checkpoints after a Ctrl-C (a
+        resume) and a pause (a promotion)."""
+        unshared = self.cluster.add_node(num_cpus=1, resources={"unshared": 1}, env_vars={UNSHARED_ENV: "1"})
+        self.cluster.wait_for_nodes()
+        marks = tempfile.mkdtemp()
+        facts = {"unshared_node": node_number(unshared.node_id), "gpu_node": node_number(self.gpu_node.node_id)}
+        try:
+            for kind, resources in (("shared", {"cpu": 1, "gpu": 1}), ("unshared", {"cpu": 1, "unshared": 1})):
+                results = rt.Tuner(fails_once, space={"x": 0.5, "marks": marks}, metric="loss", name=f"ck-{kind}",
+                                   storage_path=self.storage, resources=resources, max_failures=1, verbose=0,
+                                   keep_workers_s=0, tensorboard=False).fit()
+                (trial,) = results.trials
+                stored = trial.path / "checkpoint_000003"
+                facts[kind] = {
+                    "status": trial.status.value,
+                    "rows": [{k: row[k] for k in ("step", "resumed_from", "node", "sees_storage", "blob_ok", "attempt")}
+                             for row in read_history(trial.path / "results.jsonl").rows],
+                    "checkpoint": trial.checkpoint is not None and trial.checkpoint == stored,
+                    "stored_step": (stored / "step").read_text() if stored.is_dir() else None,
+                    "stored_blob_ok": stored.is_dir() and (stored / "blob").read_bytes() == _blob(3),
+                    "folders": sorted(p.name for p in trial.path.iterdir() if p.name.startswith(("checkpoint", "."))),
+                    "partial": [p.name for p in partial_folders(trial.path)],
+                }
+            relayed = {"resources": {"cpu": 1, "unshared": 1}, "keep_workers_s": 0}
+            facts["relay_restarts"] = restarts.retry_then_resume(self.storage, "relay-restarts", marks, **relayed)
+            facts["relay_promotion"] = restarts.promotion(self.storage, "relay-promotion", marks, **relayed)
+        finally:
+            self.cluster.remove_node(unshared)
+        return facts
+
     def close(self) -> None:
         ray.shutdown()
         self.cluster.shutdown()
@@ -209,8 +274,8 @@ def trial_facts(results, arrivals: Arrivals | None = None) -> list[dict]:
     return facts
 
 
-SCENARIOS = ("spread_and_gpu", "pbt_across_nodes", "warm_worker_on_a_lost_node", "node_loss",
-             "node_loss_shrinks_the_cluster")
+SCENARIOS = ("spread_and_gpu", "checkpoints_on_other_nodes", "pbt_across_nodes", "warm_worker_on_a_lost_node",
+             "node_loss", "node_loss_shrinks_the_cluster")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.ERROR)

@@ -20,6 +20,7 @@ from raytuner import TrialStatus
 from raytuner.cli import main
 
 from tests._helpers import wait_for
+from tests.integration import restarts
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -86,6 +87,17 @@ def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, mo
     assert main(["report", uri, "-o", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").stat().st_size > 0
     assert main(["rename", uri, "other"]) == 2  # refused: renaming in a bucket is a copy of everything
+
+
+def test_a_retry_and_a_resume_restart_from_the_checkpoints_workers_put_in_the_bucket(bucket, tmp_path):
+    root = f"{bucket}/exps"
+    restarts.check_retry_then_resume(restarts.retry_then_resume(root, "restarts", str(tmp_path)), in_storage=0)
+    kept = sorted({rel.split("/")[2] for rel in _keys(f"{root}/restarts") if "/checkpoint_" in rel})
+    assert kept == ["checkpoint_000006"]  # checkpoints_to_keep=1: the older ones were deleted there
+
+
+def test_a_promoted_trial_restarts_from_its_checkpoint_in_the_bucket(bucket, tmp_path):
+    restarts.check_promotion(restarts.promotion(f"{bucket}/exps", "promoted", str(tmp_path)), in_storage=0)
 
 
 def _completed_in_bucket(uri: str) -> int:

@@ -3,8 +3,9 @@
 A driver (``harness_driver.py``) runs a deterministic trainable in a subprocess, with
 ``RAYTUNER_FAULT_AFTER_WRITES=N`` (:mod:`raytuner._storage.faults`): at its N-th storage
 write it SIGKILLs itself in the middle of that write (half a line appended, a whole file
-written but not renamed, a checkpoint folder not yet in place), or, with ``:enospc``, that
-write and every later one fail as on a full disk. Another driver subprocess then resumes the
+written but not renamed, an old checkpoint folder about to be deleted; the workers put
+checkpoints in place themselves, so a killed driver may leave one no row names), or, with
+``:enospc``, that write and every later one fail as on a full disk. Another driver subprocess then resumes the
 experiment, and the records must hold:
 
 - the experiment loads, after the kill and after the resume;

@@ -16,6 +16,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._storage.history import read_history
 from raytuner.schedulers import Decision, Scheduler
 
 from tests._helpers import wait_for
@@ -85,9 +86,10 @@ def train(config):
     def on_epoch_begin(epoch, logs):
         _log("epochs.jsonl", epoch=epoch + 1)
         if plan == "crash" and epoch == 3 and initial_epoch == 0:
-            # Die once the driver has taken in epoch 3: its checkpoint is in the trial's folder.
-            checkpoint = rt.get_context().trial_dir / "checkpoint_000003"
-            wait_for(checkpoint.exists, f"{checkpoint} to appear", timeout_s=120, interval_s=0.02)
+            # Die once the driver has taken in epoch 3: the row committing its checkpoint is written.
+            results_file = rt.get_context().trial_dir / "results.jsonl"
+            wait_for(lambda: any(row.get("checkpoint") == "checkpoint_000003" for row in read_history(results_file).rows),
+                     "the row committing checkpoint_000003", timeout_s=120, interval_s=0.02)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_epoch_end(epoch, logs):
@@ -98,7 +100,8 @@ def train(config):
     model.fit(*_data(64, 0), validation_data=_data(32, 1), batch_size=64 // STEPS, epochs=EPOCHS,
               initial_epoch=initial_epoch, verbose=1 if plan == "rename" else 0,  # its progress bar: the log
               callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end),
-                         rt.keras.ReportCallback(metrics=metrics)])
+                         # The crash must find the last epoch's checkpoint: every epoch, not "auto".
+                         rt.keras.ReportCallback(metrics=metrics, checkpoint=True if plan == "crash" else "auto")])
 
 
 def _lines(trial, name):

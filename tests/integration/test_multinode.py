@@ -23,6 +23,9 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._storage.history import read_history
+
+from tests.integration import restarts
 
 SCRIPT = Path(__file__).with_name("multinode_scenarios.py")
 STEPS = [1, 2, 3, 4]  # each scenario trial reports steps 1..4, checkpointing each
@@ -85,6 +88,42 @@ def test_gpu_trials_run_on_the_node_that_declares_a_gpu(multinode):
     assert {row["gpu_visible"] for row in rows} == {0}  # Ray's CUDA_VISIBLE_DEVICES, no real GPU needed
 
 
+@pytest.mark.slow
+def test_a_worker_node_that_sees_the_storage_puts_its_checkpoints_there_itself(multinode):
+    facts = scenario(multinode, "checkpoints_on_other_nodes")
+    trial = facts["shared"]
+    assert trial["status"] == "COMPLETED"
+    assert {row["node"] for row in trial["rows"]} == {facts["gpu_node"]} != {multinode["head"]}
+    assert {row["sees_storage"] for row in trial["rows"]} == {1}  # its experiment.json names this run
+    # The retry restarted on that node from the checkpoint it stored, read straight back.
+    assert [(row["step"], row["resumed_from"], row["attempt"]) for row in trial["rows"]] == [(1, 0, 1), (2, 0, 1), (3, 2, 2)]
+    assert all(row["blob_ok"] for row in trial["rows"])
+    assert trial["checkpoint"] and trial["stored_step"] == "3" and trial["stored_blob_ok"]
+    assert trial["folders"] == ["checkpoint_000003"]  # checkpoints_to_keep=1; nothing half-stored
+
+
+@pytest.mark.slow
+def test_a_node_told_the_storage_is_not_shared_relays_checkpoints_through_the_drivers_node(multinode):
+    facts = scenario(multinode, "checkpoints_on_other_nodes")
+    trial = facts["unshared"]
+    assert trial["status"] == "COMPLETED"
+    assert {row["node"] for row in trial["rows"]} == {facts["unshared_node"]}
+    assert {row["sees_storage"] for row in trial["rows"]} == {0}  # its trial_dir is a scratch folder
+    # Each checkpoint (9 MiB: three chunks) reached the storage whole, and the retry on the
+    # same node got its step-2 checkpoint back through the relay.
+    assert [(row["step"], row["resumed_from"], row["attempt"]) for row in trial["rows"]] == [(1, 0, 1), (2, 0, 1), (3, 2, 2)]
+    assert all(row["blob_ok"] for row in trial["rows"])
+    assert trial["checkpoint"] and trial["stored_step"] == "3" and trial["stored_blob_ok"]
+    assert trial["folders"] == ["checkpoint_000003"] and trial["partial"] == []
+
+
+@pytest.mark.slow
+def test_relayed_checkpoints_serve_a_retry_a_resume_and_a_promotion(multinode):
+    facts = scenario(multinode, "checkpoints_on_other_nodes")
+    restarts.check_retry_then_resume(facts["relay_restarts"], in_storage=0)  # 0: on the node that relays
+    restarts.check_promotion(facts["relay_promotion"], in_storage=0)
+
+
 def _assert_lost_node_trials_retried_elsewhere_with_nothing_lost(facts):
     lost = facts["lost"]
     assert lost is not None, "no trial ran on a worker node, so no node was lost"
@@ -133,7 +172,8 @@ def test_node_loss_that_leaves_fewer_slots_than_max_concurrent_still_finishes(mu
 # -- worker death on one node (the shared local Ray) -------------------------------------------
 def dies_on_first_attempt(config):
     """Checkpoints each step; its first attempt SIGKILLs its own worker process once the
-    checkpoint of step 2 is in the experiment's storage (so the retry must resume from it)."""
+    checkpoint of step 2 is committed (the row naming it is in results.jsonl), so the retry
+    must resume from it."""
     trial_dir = rt.get_context().trial_dir  # on the driver's node: the trial's storage folder
     first_attempt = not (trial_dir / "attempted").exists()
     (trial_dir / "attempted").touch()
@@ -145,7 +185,8 @@ def dies_on_first_attempt(config):
         rt.report({"loss": config["x"], "step": step, "resumed_from": start, "pid": os.getpid()}, checkpoint=scratch)
         if step == 2 and first_attempt:
             deadline = time.monotonic() + 30
-            while not list(trial_dir.glob("checkpoint_*2")) and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not any(
+                    row.get("checkpoint") == "checkpoint_000002" for row in read_history(trial_dir / "results.jsonl").rows):
                 time.sleep(0.02)
             os.kill(os.getpid(), signal.SIGKILL)
 

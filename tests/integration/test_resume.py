@@ -16,6 +16,7 @@ from raytuner._display import cli_command
 from raytuner.schedulers import ASHAScheduler
 
 from tests._helpers import InterruptAfter
+from tests.integration import restarts
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -78,6 +79,12 @@ def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):
     straight = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, verbose=0,
                         seed=3, tensorboard=False).fit()
     assert configs == [t.config["x"] for t in straight.trials]
+
+
+def test_a_retry_a_resume_and_a_promotion_restart_from_checkpoints_in_the_trials_folder(storage, tmp_path):
+    # The same runs take the bucket (test_cloud_storage.py) and the relay (test_multinode.py).
+    restarts.check_retry_then_resume(restarts.retry_then_resume(str(storage), "restarts", str(tmp_path)), in_storage=1)
+    restarts.check_promotion(restarts.promotion(str(storage), "promoted", str(tmp_path)), in_storage=1)
 
 
 def test_resume_extends_a_finished_experiment_with_its_scheduler(storage):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raytuner._formats import checkpoint_name
 from raytuner._driver import events as ev
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._trial import TrialStatus
@@ -86,8 +87,11 @@ def settings(**overrides: Any) -> LifecycleSettings:
     return LifecycleSettings(**{**base, **overrides})
 
 
-def report(iteration: int, loss: float, *, awaits: bool = True, checkpoint: bytes | None = None) -> Report:
-    return Report(iteration, iteration, {"loss": loss}, float(iteration), 1000.0 + iteration, checkpoint, awaits)
+def report(iteration: int, loss: float, *, awaits: bool = True, checkpoint: bool = False) -> Report:
+    """A report; with ``checkpoint``, one whose worker stored a checkpoint under the name it
+    gives (the iteration's)."""
+    return Report(iteration, iteration, {"loss": loss}, float(iteration), 1000.0 + iteration,
+                  checkpoint_name(iteration) if checkpoint else None, awaits)
 
 
 def reported(trial_id: str, *reports: Report, exit: TrialExit | None = None) -> ev.Reported:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from raytuner._worker import checkpoint as _checkpoint  # noqa: E402
 from raytuner._worker import session as _session  # noqa: E402
 from raytuner import keras as rtk  # noqa: E402
 from raytuner._worker.protocol import Signal  # noqa: E402
@@ -47,16 +47,23 @@ class ScriptedRun(_session.Session):
     iteration: int = 0
     checkpoint_dir: Path | None = None
     reports: list[dict] = field(default_factory=list)
-    checkpoints: dict[int, bytes] = field(default_factory=dict)
+    checkpoints: dict[int, Path] = field(default_factory=dict)
+    handed_out: list[Path] = field(default_factory=list)
 
     def decision_due(self, metrics):
         return self.iteration + 1 in self.decide_at
+
+    def new_checkpoint_dir(self):
+        self.handed_out.append(Path(tempfile.mkdtemp(prefix="scripted-checkpoint-")))
+        return self.handed_out[-1]
 
     def report(self, metrics, checkpoint=None):
         self.iteration += 1
         self.reports.append(dict(metrics))
         if checkpoint is not None:
-            self.checkpoints[self.iteration] = _checkpoint.pack_dir(checkpoint)
+            # Taken as it is, as TrialRun takes a folder it handed out.
+            assert Path(checkpoint) in self.handed_out, "the callback must checkpoint into a folder the session gave"
+            self.checkpoints[self.iteration] = Path(checkpoint)
         return Signal(self.decisions.get(self.iteration, "continue"))
 
 
@@ -92,10 +99,6 @@ def fit(model, callback, epochs=5, initial_epoch=0, **kwargs):
     x, y = data()
     return model.fit(x, y, validation_data=data(32, seed=1), batch_size=len(x) // STEPS, epochs=epochs,
                      initial_epoch=initial_epoch, callbacks=[callback], verbose=0, **kwargs)
-
-
-def unpack(blob, tmp_path, name):
-    return _checkpoint.unpack_to(blob, tmp_path / name)
 
 
 def drive(callback, model, epochs=5, logs=None, initial_epoch=0):
@@ -187,6 +190,7 @@ def test_pause_and_completed_end_training_too(trial, decision):
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
+        ("auto", [3, 5]),  # the default: the rung at 3 and the last epoch (training takes < 60 s)
         (True, [1, 2, 3, 4, 5]),
         (2, [2, 3, 4, 5]),  # every 2nd, the rung at 3, and the last epoch
         ("pause", [3]),  # only where a decision (maybe PAUSE) is due
@@ -199,9 +203,30 @@ def test_checkpoint_policies(trial, policy, expected):
     assert sorted(run.checkpoints) == expected
 
 
+def test_auto_checkpoints_at_least_every_period_for_fault_tolerance(trial, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(rtk.time, "monotonic", lambda: now[0])
+    run = trial()  # FIFO: no epoch at which a decision is due
+    callback, model = rtk.ReportCallback(checkpoint_period_s=30), make_model()
+    callback.set_model(model)
+    callback.set_params({"epochs": 8, "steps": STEPS, "verbose": 0})
+    callback.on_train_begin()  # at 0 s
+    for epoch, ends_at in enumerate([10, 25, 31, 40, 70, 95, 100, 200]):
+        now[0] = ends_at
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.0})
+    # 31 s after the start; at 70 s (39 s after it), not at 95 s (25 s), at 100 s (30 s); the last epoch
+    assert sorted(run.checkpoints) == [3, 5, 7, 8]
+
+
+@pytest.mark.parametrize("bad", [0, -1, "60", None, True])
+def test_bad_checkpoint_period(bad):
+    with pytest.raises(ConfigError, match="ReportCallback: `checkpoint_period_s` is "):
+        rtk.ReportCallback(checkpoint_period_s=bad)
+
+
 def test_checkpoint_is_keras_format_with_the_epoch(trained, tmp_path):
     model, run, _ = trained
-    path = unpack(run.checkpoints[3], tmp_path, "ck")
+    path = run.checkpoints[3]
     assert sorted(p.name for p in path.iterdir()) == ["keras_state.json", "model.keras"]
     assert json.loads((path / "keras_state.json").read_text())["epoch"] == 3
     loaded = rtk.load_model(path)
@@ -216,7 +241,7 @@ def _optimizer_state(model):
 
 def test_restore_loads_weights_and_optimizer_state_and_returns_the_epoch(trained, trial, tmp_path):
     model, run, _ = trained
-    checkpoint = unpack(run.checkpoints[3], tmp_path, "ck")
+    checkpoint = run.checkpoints[3]
     fresh = make_model(seed=1)  # compiled, optimizer not built yet
     resumed = trial(checkpoint_dir=checkpoint, iteration=3)
     assert rtk.restore(fresh) == 3
@@ -258,7 +283,7 @@ def test_a_model_keras_cannot_serialise_is_checkpointed_as_weights(trial, tmp_pa
     with caplog.at_level(logging.WARNING, logger="raytuner"):
         fit(model, rtk.ReportCallback(), epochs=2)
     assert "weights and optimizer state only" in caplog.text
-    path = unpack(run.checkpoints[2], tmp_path, "ck")
+    path = run.checkpoints[2]
     assert sorted(p.name for p in path.iterdir()) == ["keras_state.json", "model.weights.h5"]
     fresh = Subclassed(8)
     fresh.compile(optimizer="adam", loss="mse")

@@ -79,27 +79,28 @@ def test_a_completed_trial_frees_its_worker_and_is_closed_once_everywhere():
     check_index(life)
 
 
-def test_a_checkpoint_is_saved_and_named_before_the_trial_record_is_written():
+def test_a_stored_checkpoint_is_committed_by_the_row_that_names_it():
     life = make(checkpoints_to_keep=2)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    out = life.handle(reported("00000", report(3, 0.3, checkpoint=b"packed")))
-    assert of(out, ev.SaveCheckpoint) == [ev.SaveCheckpoint("00000", 3, b"packed")]
+    out = life.handle(reported("00000", report(3, 0.3, checkpoint=True)))
     trial = life.trials["00000"]
     assert (trial.checkpoint, trial.checkpoint_iteration, trial.checkpoint_time_s) == ("checkpoint_000003", 3, 3.0)
-    # The folder first, then the row that names it (the commit), then the trial's record.
-    kinds = [type(c) for c in out if isinstance(c, (ev.SaveCheckpoint, ev.AppendResults, ev.WriteTrial))]
-    assert kinds[:2] == [ev.SaveCheckpoint, ev.AppendResults]
+    # The worker stored the folder before it reported; the row that names it is the commit,
+    # written before the trial's record.
+    kinds = [type(c) for c in out if isinstance(c, (ev.AppendResults, ev.WriteTrial, ev.DeleteCheckpoints))]
+    assert kinds[0] is ev.AppendResults and ev.DeleteCheckpoints not in kinds
     assert of(out, ev.AppendResults)[0].rows[0]["checkpoint"] == "checkpoint_000003"
 
 
 def test_older_checkpoints_go_only_after_the_row_committing_a_newer_one():
     life = make(checkpoints_to_keep=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    life.handle(reported("00000", report(1, 0.5, checkpoint=b"one")))
-    out = life.handle(reported("00000", report(2, 0.4, checkpoint=b"two")))
-    commands = [c for c in out if isinstance(c, (ev.SaveCheckpoint, ev.AppendResults, ev.DeleteCheckpoints))]
-    assert [type(c) for c in commands] == [ev.SaveCheckpoint, ev.AppendResults, ev.DeleteCheckpoints]
-    assert commands[2] == ev.DeleteCheckpoints("00000", ("checkpoint_000001",))
+    life.handle(reported("00000", report(1, 0.5, checkpoint=True)))
+    out = life.handle(reported("00000", report(2, 0.4, checkpoint=True)))
+    commands = [c for c in out if isinstance(c, (ev.AppendResults, ev.DeleteCheckpoints))]
+    assert [type(c) for c in commands] == [ev.AppendResults, ev.DeleteCheckpoints]
+    assert commands[0].rows[0]["checkpoint"] == "checkpoint_000002"
+    assert commands[1] == ev.DeleteCheckpoints("00000", ("checkpoint_000001",))
 
 
 # -- the races of the report path ---------------------------------------------------------------
@@ -136,7 +137,7 @@ def test_a_promotion_while_the_pause_is_in_flight_waits_for_the_pause_then_goes_
     scheduler = ScriptedScheduler({("00000", 2): Decision.PAUSE}, resume=["00000"])
     life = make(scheduler, max_concurrent=2)
     life.handle(ev.Fill(idle=("w1",), pool_size=2))
-    out = life.handle(reported("00000", report(1, 0.5), report(2, 0.4, checkpoint=b"ck")))
+    out = life.handle(reported("00000", report(1, 0.5), report(2, 0.4, checkpoint=True)))
     assert of(out, ev.Deliver) == [ev.Deliver("w1", "00000", Signal.PAUSE, math.inf)]
     assert of(out, ev.Release) == []  # a pausing trial keeps its slot
     # A slot frees: the scheduler resumes 00000 before its worker confirmed the pause, so
@@ -158,7 +159,7 @@ def test_a_worker_lost_during_a_pause_retries_from_the_checkpoint():
     scheduler = ScriptedScheduler({("00000", 2): Decision.PAUSE})
     life = make(scheduler, max_failures=1, max_concurrent=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    life.handle(reported("00000", report(2, 0.4, checkpoint=b"ck")))
+    life.handle(reported("00000", report(2, 0.4, checkpoint=True)))
     out = life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
     assert of(out, ev.Discard, ev.Release) == [ev.Discard("w1")]
     assert of(out, ev.AppendError)[0].text.endswith("The trial's worker died: ActorDiedError")
@@ -239,7 +240,7 @@ def test_asha_promotion_pauses_and_resumes_through_the_lifecycle():
     for trial_id, loss in (("00000", 0.5), ("00001", 2.0), ("00002", 1.0)):
         out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
         assert [c.trial_id for c in of(out, ev.Launch)] == [trial_id]
-        out = life.handle(reported(trial_id, report(1, loss, checkpoint=b"ck")))
+        out = life.handle(reported(trial_id, report(1, loss, checkpoint=True)))
         assert of(out, ev.Deliver)[0].signal is Signal.PAUSE
         life.handle(reported(trial_id, exit=TrialExit(Signal.PAUSE)))
     # Three results at rung 1: the best (00000) is promoted and resumes from its checkpoint.
@@ -385,7 +386,7 @@ def test_retry_trial_reruns_a_failed_trial_from_its_checkpoint_and_the_searcher_
     searcher = ListSearcher(n=1)
     life = make(scheduler, searcher, max_concurrent=1, num_trials=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    life.handle(reported("00000", report(1, 0.5, checkpoint=b"ck")))
+    life.handle(reported("00000", report(1, 0.5, checkpoint=True)))
     life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "Traceback...", "OSError", "disk")))
     trial = life.trials["00000"]
     assert trial.status is TrialStatus.FAILED and searcher.ends["00000"].end is TrialEnd.FAILED

@@ -50,7 +50,7 @@ def test_each_report_is_signed_into_a_tuple_in_metric_order():
 def test_a_rewind_restores_the_tuple_of_the_checkpointed_report():
     life = make(searcher=ListSearcher(n=1), metric=TWO, mode="min", max_failures=1, max_concurrent=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    life.handle(reported("00000", report(1, 0.5, 3, checkpoint=b"ck", awaits=False), report(2, 0.4, 3, awaits=False)))
+    life.handle(reported("00000", report(1, 0.5, 3, checkpoint="checkpoint_000001", awaits=False), report(2, 0.4, 3, awaits=False)))
     life.handle(ev.CallFailed("00000", "boom", worker_lost=True))
     life.handle(ev.Fill(idle=("w2",), pool_size=1))
     trial = life.trials["00000"]

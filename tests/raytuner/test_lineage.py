@@ -5,18 +5,17 @@ that follow the donors, a replay's schedule, and a resume that restores the clon
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from raytuner._driver import events as ev
+from raytuner._formats import checkpoint_name
 from raytuner._driver.lifecycle import Lifecycle
 from raytuner._driver.resume import _restore_trials
 from raytuner._objectives import Objectives
 from raytuner._results import load
 from raytuner._storage.experiment import ExperimentStorage
-from raytuner._worker.checkpoint import pack_dir
 from raytuner._worker.protocol import Signal, TrialExit
 from raytuner.schedulers import PBTReplay
 
@@ -24,10 +23,12 @@ from tests.raytuner.lifecycle_fakes import ListSearcher, make, report, reported
 from tests.raytuner.test_exploits import ScriptedExploits
 
 
-def packed(text: str) -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        Path(folder, "model.txt").write_text(text)
-        return pack_dir(folder)
+def stored(disk: Disk, trial_id: str, iteration: int, text: str) -> bool:
+    """Store a checkpoint as the trial's worker does, before the report naming it."""
+    folder = disk.storage.trial_path(trial_id) / checkpoint_name(iteration)
+    folder.mkdir(parents=True)
+    (folder / "model.txt").write_text(text)
+    return True
 
 
 class Disk:
@@ -48,8 +49,6 @@ class Disk:
                 s.write_trial(c.trial_id, c.record)
             elif isinstance(c, ev.AppendResults):
                 s.append_results(c.trial_id, c.rows)
-            elif isinstance(c, ev.SaveCheckpoint):
-                s.write_checkpoint(c.trial_id, c.folder, c.data)
             elif isinstance(c, ev.CopyCheckpoint):
                 s.clone_checkpoint(c.source_trial, c.source, c.trial_id, c.folder)
             elif isinstance(c, ev.DeleteCheckpoints):
@@ -65,17 +64,17 @@ def run_pbt_story(path: Path) -> tuple[Lifecycle, Disk]:
                                   ("00002", 4): ("00002", {"k": 30})})
     life = make(scheduler=scheduler, searcher=ListSearcher(n=3), num_trials=3, max_concurrent=3)
     disk(life.handle(ev.Fill(idle=("w0", "w1", "w2"), pool_size=3)))
-    disk(life.handle(reported("00001", report(1, 0.1, awaits=False, checkpoint=packed("B1")))))
+    disk(life.handle(reported("00001", report(1, 0.1, awaits=False, checkpoint=stored(disk, "00001", 1, "B1")))))
     disk(life.handle(reported("00000", report(1, 0.5, awaits=False), report(2, 0.4, awaits=False,
-                                                                             checkpoint=packed("A2")))))
-    disk(life.handle(reported("00002", report(1, 0.9, awaits=False), report(2, 0.9, checkpoint=packed("C2")))))
+                                                                             checkpoint=stored(disk, "00000", 2, "A2")))))
+    disk(life.handle(reported("00002", report(1, 0.9, awaits=False), report(2, 0.9, checkpoint=stored(disk, "00002", 2, "C2")))))
     disk(life.handle(reported("00002", exit=TrialExit(Signal.PAUSE))))
     disk(life.handle(ev.Fill(idle=("w2",), pool_size=3)))
-    disk(life.handle(reported("00000", report(3, 0.3, checkpoint=packed("A3")))))
+    disk(life.handle(reported("00000", report(3, 0.3, checkpoint=stored(disk, "00000", 3, "A3")))))
     disk(life.handle(reported("00000", exit=TrialExit(Signal.PAUSE))))
     disk(life.handle(ev.Fill(idle=("w0",), pool_size=3)))
     disk(life.handle(reported("00000", report(2, 0.05, awaits=False))))
-    disk(life.handle(reported("00002", report(3, 0.2, awaits=False), report(4, 0.2, checkpoint=packed("C4")))))
+    disk(life.handle(reported("00002", report(3, 0.2, awaits=False), report(4, 0.2, checkpoint=stored(disk, "00002", 4, "C4")))))
     disk(life.handle(reported("00002", exit=TrialExit(Signal.PAUSE))))
     disk(life.handle(ev.Fill(idle=("w2",), pool_size=3)))
     disk(life.handle(reported("00002", report(5, 0.1, awaits=False))))
@@ -97,7 +96,7 @@ def test_the_copy_outlives_the_donors_own_checkpoint_and_is_listed_with_the_clon
 def test_a_copy_is_hard_linked_where_the_file_system_allows(tmp_path):
     disk = Disk(tmp_path / "exp")
     disk.storage.write_config("00000", {})  # makes the trial folder, as the driver does first
-    disk.storage.write_checkpoint("00000", "checkpoint_000003", packed("weights"))
+    stored(disk, "00000", 3, "weights")
     disk.storage.clone_checkpoint("00000", "checkpoint_000003", "00001", "clone_4/checkpoint_000003")
     copy = disk.storage.trial_path("00001") / "clone_4" / "checkpoint_000003" / "model.txt"
     assert os.path.samefile(copy, disk.storage.trial_path("00000") / "checkpoint_000003" / "model.txt")

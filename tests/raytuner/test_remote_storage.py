@@ -12,7 +12,10 @@ import pytest
 
 import raytuner as rt
 from raytuner._storage import remote
+from raytuner._formats import checkpoint_name
+from raytuner._storage import trial_files
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 from raytuner.errors import ConfigError, ExperimentError
 
 
@@ -88,32 +91,67 @@ def test_writes_reach_the_bucket_and_readers_see_them(bucket):
     assert json.loads(stored["experiment.json"])["status"] == "RUNNING"
     assert stored["trials/00000/results.jsonl"].count(b"\n") == 1
 
-    # A checkpoint goes up with its report's line, with no pass of the uploader's own:
-    # the controller writes the checkpoint, then the report's row.
-    from raytuner._formats import checkpoint_name
-    from raytuner._worker.checkpoint import pack_dir
-
-    src = writer.path.parent / "src"
-    src.mkdir()
-    (src / "weights").write_bytes(b"w1")
-    name = checkpoint_name(3)
-    writer.write_checkpoint("00000", name, pack_dir(src))
-    writer.append_results("00000", [{"loss": 0.7, "iteration": 3}])
-    stored = _objects(uri)
-    assert stored[f"trials/00000/{name}/weights"] == b"w1"
-    assert stored["trials/00000/results.jsonl"].count(b"\n") == 2
-
-    # An append goes up whole; a reader pulls only what changed; deletions follow.
-    writer.write_checkpoint("00000", checkpoint_name(4), pack_dir(src))
-    writer.append_results("00000", [{"loss": 0.5, "iteration": 4}])
-    writer.delete_checkpoints("00000", [name])
+    # An append goes up whole; a reader pulls only what changed.
+    writer.append_results("00000", [{"loss": 0.7, "iteration": 2}])
     writer.close()
     reader = ExperimentStorage(uri)
     assert reader.path != writer.path
-    assert [r["loss"] for r in reader.read_results("00000")] == [1.0, 0.7, 0.5]
-    assert reader.checkpoint_folders("00000") == ["checkpoint_000004"]
-    assert not (reader.trial_path("00000") / name).exists()  # the old one was deleted in the bucket too
+    assert [r["loss"] for r in reader.read_results("00000")] == [1.0, 0.7]
     assert remote.pull(uri, reader.path) == 0  # nothing changed since
+
+
+def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_deletes_them(bucket, tmp_path):
+    uri = f"{bucket}/exps/e2"
+    writer = ExperimentStorage(uri, writable=True)
+    writer._uploader.interval_s = 3600  # no background pass: only sync() and the seam's own pushes upload
+    writer.create()
+    writer.write_experiment({"name": "e2", "run_id": "run-a"})
+    writer.write_config("00000", {"x": 1})
+    writer.sync()
+    where = ExperimentLocation(uri, "run-a", "node")
+    assert trial_files.sees(where)  # a worker anywhere with credentials sees this run's bucket
+    assert not trial_files.sees(ExperimentLocation(uri, "run-b", "node"))
+
+    # A worker uploads each checkpoint before it reports it; an old partial upload of the
+    # same name (a lost attempt's) leaves nothing behind.
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "weights").write_bytes(b"w1")
+    (src / "sub" / "meta").write_bytes(b"m")
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "junk").write_bytes(b"j")
+    trial_files.put(stale, where.checkpoint(CheckpointRef("00000", checkpoint_name(3))))
+    for iteration in (3, 4):
+        trial_files.put(src, where.checkpoint(CheckpointRef("00000", checkpoint_name(iteration))))
+    stored = _objects(uri)
+    assert stored["trials/00000/checkpoint_000003/weights"] == b"w1" and "trials/00000/checkpoint_000003/junk" not in stored
+    assert stored["trials/00000/checkpoint_000004/sub/meta"] == b"m"
+    assert not (writer.trial_path("00000") / "checkpoint_000003").exists()  # never through the local copy
+
+    # The driver lists them in the bucket, and deletes one only after uploading the row
+    # that commits a newer one.
+    assert writer.checkpoint_folders("00000") == ["checkpoint_000003", "checkpoint_000004"]
+    writer.append_results("00000", [{"loss": 0.5, "iteration": 4, "checkpoint": "checkpoint_000004"}])
+    writer.delete_checkpoints("00000", ["checkpoint_000003"])
+    stored = _objects(uri)
+    assert not any(key.startswith("trials/00000/checkpoint_000003") for key in stored)
+    assert b"checkpoint_000004" in stored["trials/00000/results.jsonl"]
+    assert writer.checkpoint_folders("00000") == ["checkpoint_000004"]
+
+    # A worker restarting from it reads it from the bucket; Results show it by its URI.
+    copy = trial_files.get(where.checkpoint(CheckpointRef("00000", "checkpoint_000004")), tmp_path / "restored")
+    assert (copy / "sub" / "meta").read_bytes() == b"m"
+    writer.close()
+    assert "trials/00000/checkpoint_000004/weights" in _objects(uri)  # the uploader deletes nothing it did not put
+
+    # A resumed writer pulls no checkpoint into its copy, yet lists them; a reader gets all.
+    resumed = ExperimentStorage(uri, writable=True)
+    assert not (resumed.trial_path("00000") / "checkpoint_000004").exists()
+    assert resumed.checkpoint_folders("00000") == ["checkpoint_000004"]
+    resumed.close()
+    reader = ExperimentStorage(uri)
+    assert (reader.trial_path("00000") / "checkpoint_000004" / "weights").read_bytes() == b"w1"
 
 
 def test_an_experiment_that_is_not_there(bucket):

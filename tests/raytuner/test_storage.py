@@ -3,10 +3,8 @@ import math
 
 import pytest
 
-from raytuner._formats import checkpoint_name
-from raytuner._worker.checkpoint import pack_dir, unpack_to
 from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, check_name, read_jsonl
-from raytuner.errors import ConfigError, ExperimentError, ReportError
+from raytuner.errors import ConfigError, ExperimentError
 
 
 def test_names_cannot_leave_the_storage_root():
@@ -56,31 +54,3 @@ def test_read_experiment_explains_what_is_wrong(tmp_path):
     (tmp_path / "bad" / "experiment.json").write_text("{cut")
     with pytest.raises(ExperimentError, match="not valid JSON"):
         ExperimentStorage(tmp_path / "bad").read_experiment()
-
-
-def test_checkpoints_are_stored_whole_and_deleted_by_name(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "weights.bin").write_bytes(b"\x00\x01")
-    (src / "sub").mkdir()
-    (src / "sub" / "meta.txt").write_text("epoch=3")
-    data = pack_dir(src)
-    storage = ExperimentStorage(tmp_path / "exp")
-    storage.create()
-    storage.write_config("00001", {})
-    names = [checkpoint_name(i) for i in (1, 2, 3)]
-    assert names == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
-    for name in names:
-        storage.write_checkpoint("00001", name, data)
-    assert storage.checkpoint_folders("00001") == names
-    storage.delete_checkpoints("00001", ["checkpoint_000001", "config.json"])  # only checkpoint folders go
-    assert storage.checkpoint_folders("00001") == names[1:]
-    assert (storage.trial_path("00001") / "config.json").is_file()
-    assert (storage.trial_path("00001") / "checkpoint_000003" / "sub" / "meta.txt").read_text() == "epoch=3"
-    restored = unpack_to(data, tmp_path / "out")
-    assert (restored / "weights.bin").read_bytes() == b"\x00\x01"
-
-
-def test_pack_dir_names_the_bad_path(tmp_path):
-    with pytest.raises(ReportError, match="is not a directory"):
-        pack_dir(tmp_path / "nope")

@@ -28,7 +28,7 @@ def test_a_retry_from_a_checkpoint_rewinds_to_it_and_never_counts_an_iteration_t
     life = make(searcher=searcher, max_failures=1, max_concurrent=1)
     outs = [life.handle(ev.Fill(idle=("w1",), pool_size=1))]
     # Checkpoints every 5th report; it dies at report 11.
-    reports = [report(i, 1.0 / i, awaits=False, checkpoint=b"ck" if i % 5 == 0 else None) for i in range(1, 12)]
+    reports = [report(i, 1.0 / i, awaits=False, checkpoint=i % 5 == 0) for i in range(1, 12)]
     outs.append(life.handle(reported("00000", *reports)))
     outs.append(life.handle(ev.CallFailed("00000", "boom", worker_lost=True)))
     trial = life.trials["00000"]
@@ -79,7 +79,7 @@ def test_a_pause_and_its_promotion_open_an_attempt_that_supersedes_nothing():
     scheduler = ScriptedScheduler({("00000", 2): Decision.PAUSE}, resume=["00000"])
     life = make(scheduler=scheduler, searcher=ListSearcher(n=1), max_concurrent=1)
     outs = [life.handle(ev.Fill(idle=("w1",), pool_size=1))]
-    outs.append(life.handle(reported("00000", report(1, 0.5, awaits=False), report(2, 0.4, checkpoint=b"c"))))
+    outs.append(life.handle(reported("00000", report(1, 0.5, awaits=False), report(2, 0.4, checkpoint=True))))
     outs.append(life.handle(reported("00000", exit=TrialExit(Signal.PAUSE))))
     outs.append(out := life.handle(ev.Fill(idle=("w1",), pool_size=1)))
     assert [(c.trial_id, c.start_iteration) for c in of(out, ev.Launch)] == [("00000", 2)]
@@ -92,8 +92,8 @@ def test_a_pause_and_its_promotion_open_an_attempt_that_supersedes_nothing():
 def test_checkpoints_of_a_lost_attempt_go_with_its_rows():
     life = make(searcher=ListSearcher(n=1), max_failures=1, max_concurrent=1, checkpoints_to_keep=None)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    life.handle(reported("00000", report(1, 0.5, awaits=False, checkpoint=b"a"),
-                         report(2, 0.4, awaits=False, checkpoint=b"b"), report(3, 0.3, awaits=False)))
+    life.handle(reported("00000", report(1, 0.5, awaits=False, checkpoint=True),
+                         report(2, 0.4, awaits=False, checkpoint=True), report(3, 0.3, awaits=False)))
     # The folder of report 2 was written, but its row not yet: the lifecycle thinks it
     # committed; a retry from it keeps both checkpoints.
     life.handle(ev.CallFailed("00000", "boom", worker_lost=True))
@@ -105,7 +105,7 @@ def test_checkpoints_of_a_lost_attempt_go_with_its_rows():
 def test_the_searcher_hears_a_retried_trials_end_once_with_its_rewound_value():
     life = make(searcher=(searcher := ListSearcher(n=1)), max_failures=1, max_concurrent=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    life.handle(reported("00000", report(1, 0.9, awaits=False, checkpoint=b"c"), report(2, 0.1, awaits=False)))
+    life.handle(reported("00000", report(1, 0.9, awaits=False, checkpoint=True), report(2, 0.1, awaits=False)))
     life.handle(ev.CallFailed("00000", "boom", worker_lost=True))
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
     assert life.trials["00000"].best_value == 0.9  # 0.1 was the lost attempt's

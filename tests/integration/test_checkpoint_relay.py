@@ -1,0 +1,78 @@
+"""The relay of checkpoints through the driver's node, for workers that cannot reach the
+experiment's storage: tasks pinned to that node write and read a checkpoint a chunk at a
+time (tiny chunks here, so every file spans several), into a folder or a bucket. The sweep
+that takes this path from a node told the storage is not shared is in test_multinode.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import ray
+
+from raytuner._formats import checkpoint_name
+from raytuner._storage import relay, trial_files
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+CHUNK = 1000
+FILES = {"empty": b"", "one": b"x", "weights.bin": os.urandom(3 * CHUNK + 7), "sub/deeper/meta": b"epoch=3"}
+
+
+def make_checkpoint(path):
+    for rel, data in FILES.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_bytes(data)
+    (path / "assets").mkdir()  # an empty folder (a SavedModel has one) travels too
+    return path
+
+
+def contents(path):
+    return {rel: (path / rel).read_bytes() for rel in trial_files.files_of(path)}
+
+
+def location(path_or_uri, run_id="run"):
+    return ExperimentLocation(str(path_or_uri), run_id, ray.get_runtime_context().get_node_id())
+
+
+def test_a_checkpoint_is_relayed_to_a_folder_and_back_a_chunk_at_a_time(tmp_path):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_config("00003", {})
+    where = location(storage.path)
+    relay.push(make_checkpoint(tmp_path / "src"), where, "00003", checkpoint_name(2), chunk=CHUNK)
+    stored = storage.trial_path("00003") / "checkpoint_000002"
+    assert contents(stored) == FILES and (stored / "assets").is_dir()
+    assert storage.checkpoint_folders("00003") == ["checkpoint_000002"]
+    assert trial_files.partial_folders(storage.trial_path("00003")) == []  # its staging folder was renamed
+
+    back = relay.pull(where, CheckpointRef("00003", "checkpoint_000002"), tmp_path / "restored", chunk=CHUNK)
+    assert contents(back) == FILES and (back / "assets").is_dir()
+
+
+def test_a_relayed_checkpoint_replaces_one_of_the_same_name_whole(tmp_path):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    where = location(storage.path)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "junk").write_bytes(b"j")
+    relay.push(stale, where, "00000", checkpoint_name(1), chunk=CHUNK)
+    relay.push(make_checkpoint(tmp_path / "src"), where, "00000", checkpoint_name(1), chunk=CHUNK)
+    assert contents(storage.trial_path("00000") / "checkpoint_000001") == FILES
+
+
+def test_a_checkpoint_that_is_not_there_is_an_error_naming_it(tmp_path):
+    where = location(tmp_path / "exp")
+    with pytest.raises(ray.exceptions.RayTaskError, match="No checkpoint at .*checkpoint_000009"):
+        relay.pull(where, CheckpointRef("00000", checkpoint_name(9)), tmp_path / "restored", chunk=CHUNK)
+
+
+def test_a_checkpoint_is_relayed_to_a_bucket_and_back(bucket, tmp_path):
+    uri = f"{bucket}/exps/relayed"
+    where = location(uri)
+    relay.push(make_checkpoint(tmp_path / "src"), where, "00001", checkpoint_name(4), chunk=CHUNK)
+    back = relay.pull(where, CheckpointRef("00001", checkpoint_name(4)), tmp_path / "restored", chunk=CHUNK)
+    assert contents(back) == FILES  # a bucket keeps no empty folders

@@ -1,0 +1,110 @@
+"""The worker's outbox (no Ray): reports reach the driver's queue in the order they were
+made, each only once the checkpoint it names is stored; training is not held up meanwhile;
+a checkpoint that cannot be stored stops the reports from it on and fails the trial."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import pytest
+
+from raytuner._worker import outbox as outbox_module
+from raytuner._worker.checkpoints import Staged
+from raytuner._worker.outbox import Outbox
+from raytuner._worker.protocol import Report
+
+
+def report(iteration, checkpoint=None):
+    return Report(iteration, iteration, {"loss": 1.0}, 0.0, 0.0, checkpoint)
+
+
+class Store:
+    """Stores staged checkpoints when the test lets it; records what it stored."""
+
+    def __init__(self, fail_on=None):
+        self.gate: dict[str, threading.Event] = {}
+        self.stored: list[str] = []
+        self.discarded: list[str] = []
+        self.fail_on = fail_on
+
+    def hold(self, name):
+        self.gate[name] = threading.Event()
+
+    def __call__(self, staged):
+        if staged.name in self.gate:
+            assert self.gate[staged.name].wait(10)
+        if staged.name == self.fail_on:
+            raise OSError(28, "No space left on device")
+        self.stored.append(staged.name)
+
+    def discard(self, staged):
+        self.discarded.append(staged.name)
+
+
+def drain_events(events):
+    out = []
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def staged(name):
+    return Staged(Path("/nowhere") / name, name)
+
+
+def test_a_report_without_checkpoint_goes_out_at_once_and_in_order_behind_one_being_stored():
+    events, store = queue.SimpleQueue(), Store()
+    box = Outbox(events, store, store.discard)
+    box.send(report(1))
+    assert [r.iteration for r in drain_events(events)] == [1]  # nothing ahead: straight through
+
+    store.hold("checkpoint_000002")
+    box.send(report(2, "checkpoint_000002"), staged("checkpoint_000002"))  # returns: training goes on
+    box.send(report(3))
+    assert drain_events(events) == []  # neither the report naming it nor the one behind it is out yet
+    store.gate["checkpoint_000002"].set()
+    box.drain()
+    sent = drain_events(events)
+    assert [r.iteration for r in sent] == [2, 3] and store.stored == ["checkpoint_000002"]
+
+
+def test_staged_checkpoints_are_bounded():
+    events, store = queue.SimpleQueue(), Store()
+    box = Outbox(events, store, store.discard)
+    names = [f"checkpoint_00000{i}" for i in range(1, outbox_module.MAX_STAGED + 2)]
+    for name in names:
+        store.hold(name)
+    for i, name in enumerate(names[:-1], start=1):
+        box.send(report(i, name), staged(name))
+    blocked = threading.Thread(target=box.send, args=(report(len(names), names[-1]), staged(names[-1])))
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive()  # one more staged checkpoint waits for room
+    store.gate[names[0]].set()
+    blocked.join(10)
+    assert not blocked.is_alive()
+    for name in names[1:]:
+        store.gate[name].set()
+    box.drain()
+    assert [r.iteration for r in drain_events(events)] == list(range(1, len(names) + 1))
+
+
+def test_a_checkpoint_that_cannot_be_stored_stops_the_reports_from_it_on_and_fails_the_trial():
+    events, store = queue.SimpleQueue(), Store(fail_on="checkpoint_000002")
+    box = Outbox(events, store, store.discard)
+    store.hold("checkpoint_000002")
+    box.send(report(1, "checkpoint_000001"), staged("checkpoint_000001"))
+    box.send(report(2, "checkpoint_000002"), staged("checkpoint_000002"))
+    box.send(report(3, "checkpoint_000003"), staged("checkpoint_000003"))
+    store.gate["checkpoint_000002"].set()
+    with pytest.raises(OSError, match="No space left"):
+        box.drain()
+    assert [r.iteration for r in drain_events(events)] == [1]  # no row may name a missing checkpoint
+    assert store.discarded == ["checkpoint_000003"]  # its staged copy goes
+    with pytest.raises(OSError, match="No space left"):  # the training thread's next report raises it
+        box.send(report(4, "checkpoint_000004"), staged("checkpoint_000004"))
+    assert store.discarded == ["checkpoint_000003", "checkpoint_000004"] and drain_events(events) == []
