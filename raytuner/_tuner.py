@@ -21,12 +21,14 @@ from raytuner._objectives import Objectives, normalize
 from raytuner._results import Results, read
 from raytuner._storage import DEFAULT_ROOT, remote
 from raytuner._storage.components import setup_components
-from raytuner._storage.experiment import ExperimentStorage, check_name
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.files import check_name
 from raytuner._storage.lock import DriverLock
 from raytuner._trial import TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
+
 
 def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:

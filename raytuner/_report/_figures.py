@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from raytuner._formats import flatten
 from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._report._data import Param, ReportData, best_so_far, end_marks, label
 from raytuner._report._population import population
 from raytuner._report.importance import importance
-from raytuner._storage.experiment import flatten
 
 _STATUS_COLORS = {
     "COMPLETED": "#1f77b4",

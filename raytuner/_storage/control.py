@@ -51,7 +51,8 @@ from typing import Any
 from raytuner._control_values import COMMANDS, Command, clean_command, number_text, shown
 from raytuner._display import cli_command
 from raytuner._formats import dumps
-from raytuner._storage.experiment import ExperimentStorage, atomic_write_json
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.files import atomic_write_json
 from raytuner._storage.history import json_lines, repair_tail
 from raytuner.errors import ConfigError, RayTunerError
 

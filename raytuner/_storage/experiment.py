@@ -31,25 +31,22 @@ themselves, so a writer's copy holds none; it lists and deletes them in the buck
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
-import re
 import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-# AUTO_KEYS, flatten and is_finite are not used here: the dashboard still imports them from
-# this module (the rest of raytuner imports them from raytuner._formats).
-from raytuner._formats import AUTO_KEYS, checkpoint_iteration, dumps, flatten, is_finite, json_default  # noqa: F401
+from raytuner._formats import checkpoint_iteration, dumps
 from raytuner._storage import DEFAULT_ROOT, faults, remote, trial_files
+from raytuner._storage.files import append, atomic_write_bytes, atomic_write_json, link_or_copy, read_json
 from raytuner._storage.history import RESULTS_FILE, Damage, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner._storage.records import experiment_fault, read_record, usable_fields
-from raytuner.errors import ConfigError, ExperimentError, StorageError
+from raytuner.errors import ExperimentError, StorageError
 
 logger = logging.getLogger("raytuner")
 
@@ -60,82 +57,6 @@ LOG_FILE = "log.txt"
 LOG_MAX_BYTES = 8 * 1024 * 1024
 #: Appended results files are flushed to disk at most this often (and at the end of a run).
 FSYNC_INTERVAL_S = 1.0
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
-
-
-def check_name(name: str, argument: str = "name") -> str:
-    """Experiment names become folder names: keep them to one safe path component."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
-        msg = (
-            f"`{argument}={name!r}` is not a valid experiment name. Use letters, digits and "
-            "'._+=-' only (no '/' or '..'), starting with a letter or digit, e.g. 'mnist_asha'."
-        )
-        raise ConfigError(msg)
-    return name
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Write ``data`` to ``path`` whole or not at all: a temporary file, then a rename.
-
-    The temporary name is fixed (``.<name>.tmp``): each file has one writer, the
-    controller, and this is on its per-trial path, where ``mkstemp`` costs more.
-    ``durable``: flush the temporary file to disk before the rename, so that a machine
-    crash leaves the old file or the new one, never an empty one (for rare writes only).
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        if faults.at_write(path):
-            faults.die()  # the crash harness: the new content is written, not yet in place
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1, durable: bool = False) -> None:
-    """``indent=None`` for files written per trial: it lets ``json`` use its C encoder."""
-    atomic_write_bytes(path, (json.dumps(obj, default=json_default, indent=indent, allow_nan=True) + "\n").encode(),
-                       durable=durable)
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another device, or a file system without hard links
-        shutil.copy2(source, target)
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        msg = f"{path} is not valid JSON ({exc}); the file is damaged. Nothing was changed."
-        raise ExperimentError(msg) from exc
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a results.jsonl; a last line cut short by a crash is skipped."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return
-    lines = text.split("\n")
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if number >= len(lines) - 2:  # the unterminated tail of an interrupted append
-                return
-            raise ExperimentError(f"{path}: line {number + 1} is not valid JSON; the file is damaged.") from None
-
-
 class ExperimentStorage:
     """Reads and writes one experiment's folder.
 
@@ -385,7 +306,7 @@ class ExperimentStorage:
             if trial_id not in self._appended:
                 repair_tail(path, trial_id)
                 self._appended.add(trial_id)
-            _append(path, "".join(dumps(row) + "\n" for row in rows).encode())
+            append(path, "".join(dumps(row) + "\n" for row in rows).encode())
         self._unsynced.add(path)
 
     def read_history(self, trial_id: str) -> History:
@@ -402,7 +323,7 @@ class ExperimentStorage:
     def append_error(self, trial_id: str, text: str) -> None:
         path = self.trial_path(trial_id) / "error.txt"
         with self._writing(path):
-            _append(path, (text if text.endswith("\n") else text + "\n").encode())
+            append(path, (text if text.endswith("\n") else text + "\n").encode())
 
     def append_log(self, trial_id: str, text: str, max_bytes: int = LOG_MAX_BYTES) -> None:
         """Append what the trial printed; past ``max_bytes`` the rest is dropped, once noted."""
@@ -419,7 +340,7 @@ class ExperimentStorage:
                 f"\n[raytuner: this log reached {max_bytes} bytes; the trial's further output was dropped]\n"
             ).encode()
         with self._writing(path):
-            _append(path, data)
+            append(path, data)
 
     def log_path(self, trial_id: str) -> Path:
         return self.trial_path(trial_id) / LOG_FILE
@@ -491,7 +412,7 @@ class ExperimentStorage:
             tmp = target.parent / f"{trial_files.PARTIAL_PREFIX}_{target.name}.clone"
             shutil.rmtree(tmp, ignore_errors=True)
             try:
-                shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=_link_or_copy)
+                shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=link_or_copy)
                 trial_files.settle(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -515,13 +436,3 @@ def _not_a_checkpoint(rel: str) -> bool:
     own = checkpoint_iteration(parts[2]) is not None
     cloned = len(parts) > 4 and parts[2].startswith("clone_") and checkpoint_iteration(parts[3]) is not None
     return not (own or cloned)
-
-
-def _append(path: Path, data: bytes) -> None:
-    """Append ``data`` to an append-only file (results, errors, log) in one write."""
-    with open(path, "ab") as handle:
-        if faults.at_write(path):
-            handle.write(data[: len(data) // 2])  # the crash harness: a line cut short, as a crash leaves it
-            handle.flush()
-            faults.die()
-        handle.write(data)

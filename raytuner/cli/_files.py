@@ -14,7 +14,8 @@ from raytuner.cli._experiments import _require_trials, exp_args
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    from raytuner._storage.experiment import ExperimentStorage, check_name
+    from raytuner._storage.experiment import ExperimentStorage
+    from raytuner._storage.files import check_name
     from raytuner.errors import ConfigError, ExperimentError
 
     path = locate(args.exp, args.root)

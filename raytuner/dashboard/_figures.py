@@ -102,7 +102,7 @@ def _results(view: ExperimentView) -> tuple[Any, list[str]]:
     """The experiment as :class:`raytuner.Results`, read as the rest of the dashboard reads
     it (real files inside ROOT only), and the damaged trials left out of it."""
     from raytuner._results import Results, TrialResult
-    from raytuner._storage.experiment import AUTO_KEYS
+    from raytuner._formats import AUTO_KEYS
     from raytuner._trial import Trial, TrialStatus
 
     cache = view.refresh(force=True)

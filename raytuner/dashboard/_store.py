@@ -32,10 +32,12 @@ from typing import Any
 
 from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial, shown_value
 from raytuner._control_values import TRIAL_ID_RE
+from raytuner._formats import flatten, is_finite
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
+from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage
+from raytuner._storage.files import check_name
 from raytuner._storage.history import fold, last_kept
-from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage, check_name, flatten, is_finite
 from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
 from raytuner._trial import TrialStatus
 from raytuner.dashboard._files import Confined, Damaged, Refused

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 import raytuner as rt
+from raytuner._formats import dumps
 from raytuner._report import _data
 from raytuner._report.importance import importance
-from raytuner._storage.experiment import ExperimentStorage, dumps
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
 from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, MedianStoppingScheduler, Scheduler
 

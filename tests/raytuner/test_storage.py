@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from raytuner._storage.experiment import ExperimentStorage, atomic_write_json, check_name, read_jsonl
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.files import atomic_write_json, check_name
 from raytuner.errors import ConfigError, ExperimentError
 
 
@@ -20,19 +21,6 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
-
-
-def test_results_jsonl_tolerates_a_cut_last_line(tmp_path):
-    path = tmp_path / "results.jsonl"
-    path.write_text('{"loss": 1.0}\n{"loss": 0.5}\n{"loss": 0.2')
-    assert [row["loss"] for row in read_jsonl(path)] == [1.0, 0.5]
-
-
-def test_results_jsonl_rejects_damage_in_the_middle(tmp_path):
-    path = tmp_path / "results.jsonl"
-    path.write_text('{"loss": 1.0}\nnot json\n{"loss": 0.2}\n{"loss": 0.1}\n')
-    with pytest.raises(ExperimentError, match="line 2"):
-        list(read_jsonl(path))
 
 
 def test_nan_and_inf_round_trip(tmp_path):
