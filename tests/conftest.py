@@ -50,12 +50,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _reserved_port() -> int:
+    """A free port that nothing else in the session will be handed before moto binds it.
+
+    A port from ``bind(0)`` comes from the kernel's ephemeral range, and every later
+    ``bind(0)`` (Ray's raylets, object managers, dashboards, a test's server) and outgoing
+    connection may take it again before the session's first S3 test starts moto on it (CI
+    met that: moto exited on a taken port). Ports 20000-32767 lie between Ray's worker
+    ports (10002-19999) and the ephemeral range (32768 up), so nobody else picks them.
+    """
+    import random
+    import socket
+
+    for port in random.Random().sample(range(20000, 32768), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return _free_port()
+
+
 # S3 as every process of the session sees it, Ray's workers included: they upload checkpoints
 # to the bucket themselves, and a worker has the environment its raylet started with, so
 # this must be in place before the first test starts Ray. moto's server (s3_server) listens
 # on this port once a test asks for it. Nothing leaves the machine; the instance-metadata
 # lookup for credentials is switched off.
-_S3_PORT = _free_port()
+_S3_PORT = _reserved_port()
 _S3_ENV = {
     "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
@@ -83,14 +105,15 @@ def s3_server(tmp_path_factory):
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(_S3_PORT)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    started = False
+    said = []
     for line in server.stderr:  # werkzeug announces the port it bound
         if f"Running on http://127.0.0.1:{_S3_PORT}" in line:
-            started = True
             break
-    if not started:
+        said.append(line)
+    else:
         server.kill()
-        pytest.fail(f"moto's server did not start on port {_S3_PORT} (exit code {server.wait()})")
+        pytest.fail(f"moto's server did not start on port {_S3_PORT} (exit code {server.wait()}):\n"
+                    + "".join(said[-20:]))
     # Keep reading its request log, or the server blocks once the pipe is full.
     threading.Thread(target=lambda: Path(log).write_text("".join(server.stderr)), daemon=True).start()
     yield _S3_ENV["AWS_ENDPOINT_URL"]
