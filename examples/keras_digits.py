@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads, in every worker
 
@@ -115,9 +117,18 @@ def main(argv: list[str] | None = None) -> float:
     _, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"test accuracy of the best trial's checkpoint: {test_accuracy:.3f} (270 held-out digits)")
     print(f"results in {results.path}")
-    print(f"  look at them: raytuner show {results.path.name} | raytuner report {results.path.name} | "
-          f"tensorboard --logdir {results.path / 'tensorboard'}")
+    raytuner = _command("raytuner")
+    print(f"  look at them: {raytuner} show {results.path.name} | {raytuner} report {results.path.name} | "
+          f"{_command('tensorboard')} --logdir {results.path / 'tensorboard'}")
     return float(test_accuracy)
+
+
+
+def _command(name: str) -> str:
+    """``name`` as the user's shell can run it: the console script beside this interpreter
+    (a virtualenv's bin/, off PATH unless activated), else the bare name."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return os.path.relpath(beside) if os.path.exists(beside) and shutil.which(name) != beside else name
 
 
 if __name__ == "__main__":

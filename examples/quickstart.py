@@ -10,6 +10,10 @@ Results land in ~/raytuner_results/<name>; `raytuner ls` lists them.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+
 import numpy as np
 
 import raytuner as rt
@@ -63,7 +67,15 @@ def main() -> None:
     print(f"\nbest val_loss {best.metrics['val_loss']:.4f} after {best.iteration} epochs with {config}")
     counts = results.dataframe().groupby("status").size()
     print("trials:", ", ".join(f"{n} {status.lower()}" for status, n in counts.items()))
-    print(f"results in {results.path}; look at them with: raytuner show {results.path.name}")
+    print(f"results in {results.path}; look at them with: {_command('raytuner')} show {results.path.name}")
+
+
+
+def _command(name: str) -> str:
+    """``name`` as the user's shell can run it: the console script beside this interpreter
+    (a virtualenv's bin/, off PATH unless activated), else the bare name."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return os.path.relpath(beside) if os.path.exists(beside) and shutil.which(name) != beside else name
 
 
 if __name__ == "__main__":
