@@ -274,6 +274,7 @@ class Controller:
             start_iteration=command.start_iteration,
             start_time_s=command.start_time_s,
             restore=CheckpointRef(command.trial_id, command.checkpoint) if command.checkpoint else None,
+            checkpoints_to_keep=self.settings.checkpoints_to_keep,
         )
         self._calls[command.worker.start.remote(spec)] = command.trial_id
 

@@ -7,9 +7,20 @@ training loop goes on: ``report`` returns as soon as the checkpoint is staged. R
 behind one that waits for its checkpoint wait too, so the driver sees them in the order
 they were made; with nothing ahead, a report goes out at once, without a thread.
 
-At most :data:`MAX_STAGED` checkpoints wait to be stored; a report with one more blocks
-until one is done, so staged copies cannot pile up on disk. A report that awaits a
-decision is sent the same way; its training loop waits for the decision anyway.
+A staged checkpoint that is not being stored yet and that ``keep`` newer staged ones have
+overtaken (the Tuner's ``checkpoints_to_keep``) is dropped: its copy is removed unstored
+and its report goes out in its place without a checkpoint. The driver would delete it as
+soon as those newer ones are committed anyway, so storing it would only cover the moments
+in between, at the cost of writing every byte of it while a faster trainable waits on the
+disk. The newest staged checkpoint is never overtaken, so a trial's last checkpoint is
+always stored, and so is the one of a report that awaits a decision (its training loop
+waits for the decision, so nothing is staged behind it). ``keep=None`` drops nothing.
+
+With ``keep=None``, at most :data:`MAX_STAGED` checkpoints wait to be stored; a report
+with one more blocks until one is done, so staged copies cannot pile up on disk. With
+``keep`` set, dropping bounds them instead (the one being stored and ``keep`` behind it),
+so training never waits for the disk. A report that awaits a decision is sent the same
+way; its training loop waits for the decision anyway.
 
 If storing fails, the reports from that one on are not sent (none of them may name a
 checkpoint that is not there) and the error is raised in the training thread, at its next
@@ -18,6 +29,7 @@ report or at the end of the trial (:meth:`Outbox.drain`).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections import deque
@@ -26,7 +38,7 @@ from typing import Callable
 from raytuner._worker.checkpoints import Staged
 from raytuner._worker.protocol import Report
 
-#: Checkpoints staged and waiting to be stored, at most.
+#: Checkpoints staged and waiting to be stored, at most, when none are dropped.
 MAX_STAGED = 2
 
 
@@ -37,34 +49,48 @@ class Outbox:
         events: Where reports go for the driver (the actor's next answer).
         store: Puts a staged checkpoint in place; raises if it cannot.
         discard: Removes a staged checkpoint that will not be stored.
+        keep: Drop a staged checkpoint once this many newer ones are staged behind it,
+            unless it is being stored (the Tuner's ``checkpoints_to_keep``); None: never.
     """
 
-    def __init__(self, events: queue.SimpleQueue, store: Callable[[Staged], None], discard: Callable[[Staged], None]):
+    def __init__(self, events: queue.SimpleQueue, store: Callable[[Staged], None],
+                 discard: Callable[[Staged], None], keep: int | None = None):
         self._events = events
         self._store = store
         self._discard = discard
+        self._keep = keep
         self._cond = threading.Condition()
         self._items: deque[tuple[Report, Staged | None]] = deque()  # the head stays until it is sent
         self._staged = 0
         self._busy = False  # the thread runs
+        self._storing: Staged | None = None  # the checkpoint the thread is storing
         self._error: BaseException | None = None
 
     def send(self, report: Report, staged: Staged | None = None) -> None:
         """Send ``report`` once everything before it is sent and ``staged`` (the checkpoint it
         names) is stored. Raises the error of a checkpoint that could not be stored."""
-        with self._cond:
-            self._raise_if_failed(staged)
-            if staged is None and not self._items:
-                self._events.put(report)
-                return
-            while staged is not None and self._staged >= MAX_STAGED and self._error is None:
-                self._cond.wait()
-            self._raise_if_failed(staged)
-            self._items.append((report, staged))
-            self._staged += staged is not None
-            if not self._busy:
-                self._busy = True
-                threading.Thread(target=self._run, name="raytuner-outbox", daemon=True).start()
+        dropped: list[Staged] = []
+        try:
+            with self._cond:
+                self._raise_if_failed(staged)
+                if staged is None and not self._items:
+                    self._events.put(report)
+                    return
+                if staged is not None:
+                    dropped = self._overtake()
+                # With keep set, overtaking has just made room (the one being stored and
+                # fewer than keep behind it): only keep=None waits for the disk.
+                while staged is not None and self._keep is None and self._staged >= MAX_STAGED and self._error is None:
+                    self._cond.wait()
+                self._raise_if_failed(staged)
+                self._items.append((report, staged))
+                self._staged += staged is not None
+                if not self._busy:
+                    self._busy = True
+                    threading.Thread(target=self._run, name="raytuner-outbox", daemon=True).start()
+        finally:
+            for item in dropped:  # out of the lock: removing a large folder takes a while
+                self._discard(item)
 
     def drain(self) -> None:
         """Wait until every report is sent; raise the error of a checkpoint that could not be stored."""
@@ -72,6 +98,25 @@ class Outbox:
             while self._items and self._error is None:
                 self._cond.wait()
             self._raise_if_failed(None)
+
+    def _overtake(self) -> list[Staged]:
+        """Before one more checkpoint is queued: take the checkpoints out of the reports that
+        it and those queued since overtake (see the module docstring); return them."""
+        if self._keep is None:
+            return []
+        dropped: list[Staged] = []
+        newer = 1  # the one about to be queued
+        for index in range(len(self._items) - 1, -1, -1):
+            report, staged = self._items[index]
+            if staged is None or staged is self._storing:
+                continue
+            if newer >= self._keep:
+                self._items[index] = (dataclasses.replace(report, checkpoint=None), None)
+                self._staged -= 1
+                dropped.append(staged)
+            else:
+                newer += 1
+        return dropped
 
     def _run(self) -> None:
         while True:
@@ -81,12 +126,14 @@ class Outbox:
                     self._cond.notify_all()
                     return
                 report, staged = self._items[0]
+                self._storing = staged
             try:
                 if staged is not None:
                     self._store(staged)
             except BaseException as exc:  # noqa: BLE001 - raised in the training thread instead
                 with self._cond:
                     self._error = exc
+                    self._storing = None
                     dropped = [item for _, item in self._items if item is not None and item is not staged]
                     self._items.clear()
                     self._staged = 0
@@ -98,6 +145,7 @@ class Outbox:
             with self._cond:
                 self._events.put(report)
                 self._items.popleft()
+                self._storing = None
                 self._staged -= staged is not None
                 self._cond.notify_all()
 

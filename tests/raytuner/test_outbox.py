@@ -1,6 +1,8 @@
 """The worker's outbox (no Ray): reports reach the driver's queue in the order they were
 made, each only once the checkpoint it names is stored; training is not held up meanwhile;
-a checkpoint that cannot be stored stops the reports from it on and fails the trial."""
+a checkpoint that cannot be stored stops the reports from it on and fails the trial; with
+``keep`` (the Tuner's checkpoints_to_keep), a staged checkpoint overtaken by that many newer
+ones before its storing starts is dropped, and its report goes out without it."""
 
 from __future__ import annotations
 
@@ -25,15 +27,18 @@ class Store:
 
     def __init__(self, fail_on=None):
         self.gate: dict[str, threading.Event] = {}
+        self.started: dict[str, threading.Event] = {}
         self.stored: list[str] = []
         self.discarded: list[str] = []
         self.fail_on = fail_on
 
     def hold(self, name):
         self.gate[name] = threading.Event()
+        self.started[name] = threading.Event()
 
     def __call__(self, staged):
         if staged.name in self.gate:
+            self.started[staged.name].set()
             assert self.gate[staged.name].wait(10)
         if staged.name == self.fail_on:
             raise OSError(28, "No space left on device")
@@ -54,6 +59,22 @@ def drain_events(events):
 
 def staged(name):
     return Staged(Path("/nowhere") / name, name)
+
+
+def name(iteration):
+    return f"checkpoint_{iteration:06d}"
+
+
+def storing_first(store, box):
+    """Send report 1 with a checkpoint and return once the outbox's thread is storing it
+    (held until the test lets it go): from then on it can no longer be dropped."""
+    store.hold(name(1))
+    box.send(report(1, name(1)), staged(name(1)))
+    assert store.started[name(1)].wait(10)
+
+
+def send_with(box, iteration):
+    box.send(report(iteration, name(iteration)), staged(name(iteration)))
 
 
 def test_a_report_without_checkpoint_goes_out_at_once_and_in_order_behind_one_being_stored():
@@ -108,3 +129,72 @@ def test_a_checkpoint_that_cannot_be_stored_stops_the_reports_from_it_on_and_fai
     with pytest.raises(OSError, match="No space left"):  # the training thread's next report raises it
         box.send(report(4, "checkpoint_000004"), staged("checkpoint_000004"))
     assert store.discarded == ["checkpoint_000003", "checkpoint_000004"] and drain_events(events) == []
+
+
+def test_a_staged_checkpoint_overtaken_by_a_newer_one_is_dropped_and_its_report_goes_out_without_it():
+    events, store = queue.SimpleQueue(), Store()
+    box = Outbox(events, store, store.discard, keep=1)
+    storing_first(store, box)
+    send_with(box, 2)
+    assert store.discarded == []  # nothing newer yet
+    box.send(report(3))
+    send_with(box, 4)  # overtakes 2: report 2 will name no checkpoint
+    assert store.discarded == [name(2)]
+    send_with(box, 5)  # and 4; neither send waited for the disk, which is still held
+    assert store.discarded == [name(2), name(4)] and drain_events(events) == []
+    store.gate[name(1)].set()
+    box.drain()
+    sent = drain_events(events)
+    assert [r.iteration for r in sent] == [1, 2, 3, 4, 5]  # every report, in order
+    assert [r.checkpoint for r in sent] == [name(1), None, None, None, name(5)]
+    assert store.stored == [name(1), name(5)]  # the one being stored, and the newest
+
+
+def test_keep_none_never_drops():
+    events, store = queue.SimpleQueue(), Store()
+    box = Outbox(events, store, store.discard, keep=None)
+    storing_first(store, box)
+    # Beyond MAX_STAGED a send waits for the disk, so the rest are sent from another thread.
+    sender = threading.Thread(target=lambda: [send_with(box, i) for i in range(2, 6)])
+    sender.start()
+    store.gate[name(1)].set()
+    sender.join(10)
+    assert not sender.is_alive()
+    box.drain()
+    sent = drain_events(events)
+    assert [r.checkpoint for r in sent] == [name(i) for i in range(1, 6)]
+    assert store.stored == [name(i) for i in range(1, 6)] and store.discarded == []
+
+
+def test_keep_two_drops_a_checkpoint_only_once_two_newer_ones_are_staged_behind_it():
+    events, store = queue.SimpleQueue(), Store()
+    box = Outbox(events, store, store.discard, keep=2)
+    storing_first(store, box)
+    send_with(box, 2)
+    send_with(box, 3)
+    assert store.discarded == []  # 2 is overtaken by one only
+    send_with(box, 4)
+    assert store.discarded == [name(2)]
+    send_with(box, 5)
+    assert store.discarded == [name(2), name(3)]
+    store.gate[name(1)].set()
+    box.drain()
+    sent = drain_events(events)
+    assert [r.checkpoint for r in sent] == [name(1), None, None, name(4), name(5)]
+    assert store.stored == [name(1), name(4), name(5)]
+
+
+def test_a_checkpoint_that_cannot_be_stored_still_fails_the_trial_when_others_are_dropped():
+    events, store = queue.SimpleQueue(), Store(fail_on=name(1))
+    box = Outbox(events, store, store.discard, keep=1)
+    storing_first(store, box)
+    send_with(box, 2)
+    send_with(box, 3)  # drops 2
+    store.gate[name(1)].set()
+    with pytest.raises(OSError, match="No space left"):
+        box.drain()
+    assert drain_events(events) == []  # nothing after the failed one goes out
+    assert store.discarded == [name(2), name(3)]  # each staged copy removed once
+    with pytest.raises(OSError, match="No space left"):
+        send_with(box, 4)
+    assert store.discarded == [name(2), name(3), name(4)] and store.stored == []
