@@ -5,6 +5,9 @@ seeded) 2 at a time, 1 CPU each, and counts epochs per second of wall time:
 
 - warm standalone: 2 processes that have already imported TensorFlow and run one fit,
   each training half the trials back to back (the ceiling: no framework at all);
+- cold standalone: the same, timed from starting the 2 processes, so each pays its
+  interpreter start and TensorFlow import inside the time as a raytuner worker does (what
+  two scripts run by hand cost);
 - raytuner: ``rt.Tuner`` with ``rt.keras.ReportCallback()`` on its defaults (a report every
   epoch; a checkpoint where one is needed: under FIFO, the last epoch of each trial), and
   again with ``checkpoint=True`` (a checkpoint every epoch), timed from ``fit()`` to its
@@ -84,17 +87,27 @@ def _standalone_worker(seeds, epochs, barrier, out) -> None:
     out.put((done, time.perf_counter() - start))
 
 
-def run_standalone(num_trials: int, epochs: int, concurrency: int) -> tuple[int, float]:
+def _cold_worker(seeds, epochs, barrier, out) -> None:
+    done = sum(train_one(seed, epochs, []) for seed in seeds)  # imports TensorFlow on the first
+    out.put((done, 0.0))
+
+
+def run_standalone(num_trials: int, epochs: int, concurrency: int, warm: bool = True) -> tuple[int, float]:
+    """Train the trials in ``concurrency`` fresh processes; time them from the barrier the
+    warm ones reach after their import and first fit, or (``warm=False``) from their start."""
     # The same thread settings a 1-CPU Ray worker gets.
     os.environ["OMP_NUM_THREADS"] = "1"
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(concurrency + 1), ctx.Queue()
-    procs = [ctx.Process(target=_standalone_worker, args=(list(range(i, num_trials, concurrency)), epochs, barrier, out))
+    target = _standalone_worker if warm else _cold_worker
+    procs = [ctx.Process(target=target, args=(list(range(i, num_trials, concurrency)), epochs, barrier, out))
              for i in range(concurrency)]
+    start = time.perf_counter()
     for p in procs:
         p.start()
-    barrier.wait()
-    start = time.perf_counter()
+    if warm:
+        barrier.wait()
+        start = time.perf_counter()
     results = [out.get() for _ in procs]
     wall = time.perf_counter() - start
     for p in procs:
@@ -192,7 +205,8 @@ def main() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     load = os.getloadavg()[0]
-    rows = [("warm standalone", *run_standalone(args.trials, args.epochs, args.concurrency))]
+    rows = [("warm standalone", *run_standalone(args.trials, args.epochs, args.concurrency)),
+            ("cold standalone", *run_standalone(args.trials, args.epochs, args.concurrency, warm=False))]
 
     import ray
 
@@ -212,12 +226,13 @@ def main() -> None:
 
     print(f"{args.trials} trials x {args.epochs} epochs, {args.concurrency} at a time, 1 CPU each "
           f"(MLP {UNITS}x{UNITS} on digits, batch {BATCH}); load average at start {load:.1f}")
-    base = rows[0][1] / rows[0][2]
+    warm, cold = (epochs / wall for _, epochs, wall in rows[:2])
     for label, epochs, wall in rows:
         assert epochs == args.trials * args.epochs, (label, epochs)
         rate = epochs / wall
         print(f"  {label:<30} {wall:7.1f} s  {rate:6.2f} epochs/s  "
-              f"{wall * args.concurrency / epochs:5.2f} s per epoch-slot  {rate / base:6.1%} of warm")
+              f"{wall * args.concurrency / epochs:5.2f} s per epoch-slot  {rate / warm:6.1%} of warm  "
+              f"{rate / cold:6.1%} of cold")
     if memory:
         pids = {row[0] for row in memory}
         print(f"worker memory at the start of each of {len(memory)} trials on {len(pids)} worker(s), MiB:")
