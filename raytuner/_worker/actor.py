@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from raytuner._worker import accelerators as _accelerators
+from raytuner._worker import quiet_tf as _quiet_tf
+from raytuner._worker import session as _session
+from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.checkpoints import TrialCheckpoints
 from raytuner._worker.logs import TrialLog
 from raytuner._worker.outbox import Outbox
-from raytuner._worker import session as _session
-from raytuner._worker import quiet_tf as _quiet_tf
-from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
 from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 

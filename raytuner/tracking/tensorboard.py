@@ -8,12 +8,13 @@ Layout, under ``<experiment>/tensorboard/`` by default::
 so ``tensorboard --logdir <experiment>/tensorboard`` shows each trial as a run, and the
 HParams tab shows the sweep as a table and as parallel coordinates.
 
-Events are the ``tensorboard`` package's protos (:mod:`tensorboard.plugins.hparams.metadata`
-builds the HParams metadata), framed as TFRecords here: with ``google-crc32c`` (the
-``tensorboard`` extra) a record's checksums cost microseconds, where tensorboard's own
-pure-Python CRC costs 10 us per checksum, two per report, on the driver. Its ``summary``
-modules are not used because they import TensorFlow (seconds per process) where it is
-installed; nothing here does.
+Events are the ``tensorboard`` package's protos, framed as TFRecords here: with
+``google-crc32c`` (the ``tensorboard`` extra) a record's checksums cost microseconds, where
+tensorboard's own pure-Python CRC costs 10 us per checksum, two per report, on the driver.
+Its ``summary`` modules are not used because they import TensorFlow (seconds per process)
+where it is installed, nor its ``plugins.hparams.metadata``, which imports its TensorFlow
+stub and through it boto3 (0.3-0.7 s on the first trial of every sweep); the HParams
+metadata is built here from the protos, as that module builds it.
 """
 
 from __future__ import annotations
@@ -127,12 +128,24 @@ def _scalars(row: Mapping[str, Any]) -> Any:
 
 
 def _hparams_summary(tag: str, plugin_data: Any) -> Any:
-    from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import metadata
+    """A summary value the HParams plugin reads: its plugin data (at version 0) in the
+    metadata, and an empty float tensor, as ``tensorboard.plugins.hparams.metadata`` writes."""
+    from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
+    content = type(plugin_data)()
+    content.CopyFrom(plugin_data)
+    content.version = _HPARAMS_DATA_VERSION
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name="hparams", content=content.SerializeToString()))
+    empty = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=0)]))
     summary = summary_pb2.Summary()
-    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(plugin_data), tensor=metadata.NULL_TENSOR)
+    summary.value.add(tag=tag, metadata=meta, tensor=empty)
     return summary
+
+
+#: ``tensorboard.plugins.hparams.metadata.PLUGIN_DATA_VERSION``.
+_HPARAMS_DATA_VERSION = 0
 
 
 class TensorBoardCallback(Callback):
@@ -254,8 +267,8 @@ class TensorBoardCallback(Callback):
         Written at the end, when every value and metric is known. Until then TensorBoard
         builds the table from the sessions' starts alone.
         """
-        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
         from google.protobuf import struct_pb2
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
         infos = []
         names = list(dict.fromkeys(name for config in self._configs.values() for name in config))
