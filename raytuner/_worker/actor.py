@@ -143,7 +143,7 @@ class TrialRun(_session.Session):
         name = staged.name if staged is not None else None
         so_far = {**clean, "iteration": self.iteration, "time_total_s": elapsed}
         if spec.stop and spec.stop.reached(spec.trial_id, so_far):
-            self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name), staged)
+            self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name), staged, final=True)
             return self._apply(Signal.COMPLETED)
         with self._cond:
             needs_decision = resource >= self._decide_at

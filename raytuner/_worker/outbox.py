@@ -7,14 +7,24 @@ training loop goes on: ``report`` returns as soon as the checkpoint is staged. R
 behind one that waits for its checkpoint wait too, so the driver sees them in the order
 they were made; with nothing ahead, a report goes out at once, without a thread.
 
-A staged checkpoint that is not being stored yet and that ``keep`` newer staged ones have
-overtaken (the Tuner's ``checkpoints_to_keep``) is dropped: its copy is removed unstored
-and its report goes out in its place without a checkpoint. The driver would delete it as
-soon as those newer ones are committed anyway, so storing it would only cover the moments
-in between, at the cost of writing every byte of it while a faster trainable waits on the
-disk. The newest staged checkpoint is never overtaken, so a trial's last checkpoint is
-always stored, and so is the one of a report that awaits a decision (its training loop
-waits for the decision, so nothing is staged behind it). ``keep=None`` drops nothing.
+With ``keep`` set (the Tuner's ``checkpoints_to_keep``), storing is throttled and
+overtaken checkpoints are dropped. At most one store starts per :data:`STORE_INTERVAL_S`:
+a checkpoint staged when the last store started longer ago than that (or none has yet)
+and nothing is ahead of it is stored at once, so a trial that checkpoints less often
+(real epochs) waits for nothing; one staged sooner waits until that interval is up. A
+staged checkpoint that is not being stored yet and that ``keep`` newer staged ones have
+overtaken is dropped: its copy is removed unstored and its report goes out in its place
+without a checkpoint. The driver would delete it as soon as those newer ones are committed
+anyway, so storing it would only cover the moments in between, at the cost of writing
+every byte of it while a faster trainable waits on the disk. So when the interval is up
+the newest staged checkpoint is stored (with ``keep=1``; with more, the oldest of the
+``keep`` newest), whatever the rate of checkpoints: the stored one is never more than
+about the interval and one store behind the newest. The trade-off: a crash loses up to
+that much training, and the reports behind a waiting checkpoint wait with it (they go in
+order). Nothing waits for the interval once a queued report awaits a decision (its
+training loop waits for the decision, so nothing is staged behind it and it is stored
+at once), nor a trial's last report (``final``) or its end (:meth:`Outbox.drain`), so a
+trial's last checkpoint is always stored, at once. ``keep=None`` neither waits nor drops.
 
 With ``keep=None``, at most :data:`MAX_STAGED` checkpoints wait to be stored; a report
 with one more blocks until one is done, so staged copies cannot pile up on disk. With
@@ -32,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from collections import deque
 from typing import Callable
 
@@ -40,6 +51,23 @@ from raytuner._worker.protocol import Report
 
 #: Checkpoints staged and waiting to be stored, at most, when none are dropped.
 MAX_STAGED = 2
+
+#: With ``keep`` set, the least time between the starts of two stores of a trial run's
+#: checkpoints, unless a report awaits a decision or the trial ends (see the module docstring).
+STORE_INTERVAL_S = 1.0
+
+
+class Clock:
+    """The outbox's time: :meth:`now` in seconds, and :meth:`wait` on the outbox's condition
+    (held by the caller) for at most ``timeout`` seconds or until it is notified."""
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def wait(cond: threading.Condition, timeout: float) -> None:
+        cond.wait(timeout)
 
 
 class Outbox:
@@ -50,25 +78,35 @@ class Outbox:
         store: Puts a staged checkpoint in place; raises if it cannot.
         discard: Removes a staged checkpoint that will not be stored.
         keep: Drop a staged checkpoint once this many newer ones are staged behind it,
-            unless it is being stored (the Tuner's ``checkpoints_to_keep``); None: never.
+            unless it is being stored, and start at most one store per
+            :data:`STORE_INTERVAL_S` (the Tuner's ``checkpoints_to_keep``); None: neither.
+        clock: Where the throttle reads the time and waits; None: the monotonic clock.
     """
 
     def __init__(self, events: queue.SimpleQueue, store: Callable[[Staged], None],
-                 discard: Callable[[Staged], None], keep: int | None = None):
+                 discard: Callable[[Staged], None], keep: int | None = None, clock: Clock | None = None):
         self._events = events
         self._store = store
         self._discard = discard
         self._keep = keep
+        self._clock = clock if clock is not None else Clock()
         self._cond = threading.Condition()
-        self._items: deque[tuple[Report, Staged | None]] = deque()  # the head stays until it is sent
+        # (report, its staged checkpoint, whether it must not wait for the throttle); the
+        # head stays until it is sent
+        self._items: deque[tuple[Report, Staged | None, bool]] = deque()
         self._staged = 0
+        self._urgent = 0  # queued reports that must not wait: everything ahead of them goes at once
+        self._draining = False
+        self._last_store: float | None = None  # when the last store started, by the clock
         self._busy = False  # the thread runs
         self._storing: Staged | None = None  # the checkpoint the thread is storing
         self._error: BaseException | None = None
 
-    def send(self, report: Report, staged: Staged | None = None) -> None:
+    def send(self, report: Report, staged: Staged | None = None, final: bool = False) -> None:
         """Send ``report`` once everything before it is sent and ``staged`` (the checkpoint it
-        names) is stored. Raises the error of a checkpoint that could not be stored."""
+        names) is stored; ``final``: the trial's last report, which waits for no throttle
+        (nor does one that awaits a decision). Raises the error of a checkpoint that could
+        not be stored."""
         dropped: list[Staged] = []
         try:
             with self._cond:
@@ -83,11 +121,17 @@ class Outbox:
                 while staged is not None and self._keep is None and self._staged >= MAX_STAGED and self._error is None:
                     self._cond.wait()
                 self._raise_if_failed(staged)
-                self._items.append((report, staged))
+                urgent = final or report.awaits_decision
+                self._items.append((report, staged, urgent))
                 self._staged += staged is not None
+                self._urgent += urgent
                 if not self._busy:
                     self._busy = True
                     threading.Thread(target=self._run, name="raytuner-outbox", daemon=True).start()
+                if self._keep is not None:
+                    # A thread waiting out the interval looks again: this report may await a
+                    # decision, or overtaking may have left the head without a checkpoint.
+                    self._cond.notify_all()
         finally:
             for item in dropped:  # out of the lock: removing a large folder takes a while
                 self._discard(item)
@@ -95,6 +139,8 @@ class Outbox:
     def drain(self) -> None:
         """Wait until every report is sent; raise the error of a checkpoint that could not be stored."""
         with self._cond:
+            self._draining = True  # the trial is over: nothing waits for the throttle any more
+            self._cond.notify_all()
             while self._items and self._error is None:
                 self._cond.wait()
             self._raise_if_failed(None)
@@ -107,26 +153,41 @@ class Outbox:
         dropped: list[Staged] = []
         newer = 1  # the one about to be queued
         for index in range(len(self._items) - 1, -1, -1):
-            report, staged = self._items[index]
+            report, staged, urgent = self._items[index]
             if staged is None or staged is self._storing:
                 continue
             if newer >= self._keep:
-                self._items[index] = (dataclasses.replace(report, checkpoint=None), None)
+                self._items[index] = (dataclasses.replace(report, checkpoint=None), None, urgent)
                 self._staged -= 1
                 dropped.append(staged)
             else:
                 newer += 1
         return dropped
 
+    def _throttled_for(self, staged: Staged | None) -> float:
+        """How long the head of the queue, naming ``staged``, has yet to wait; <= 0: none."""
+        if staged is None or self._keep is None or self._urgent or self._draining or self._last_store is None:
+            return 0.0
+        return self._last_store + STORE_INTERVAL_S - self._clock.now()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._items or self._error is not None:
-                    self._busy = False
-                    self._cond.notify_all()
-                    return
-                report, staged = self._items[0]
+                while True:
+                    if not self._items or self._error is not None:
+                        self._busy = False
+                        self._cond.notify_all()
+                        return
+                    report, staged, urgent = self._items[0]
+                    wait_s = self._throttled_for(staged)
+                    if wait_s <= 0:
+                        break
+                    # Woken early by a send or drain; the head may have changed meanwhile
+                    # (overtaken), so it is read again.
+                    self._clock.wait(self._cond, wait_s)
                 self._storing = staged
+                if staged is not None:
+                    self._last_store = self._clock.now()
             try:
                 if staged is not None:
                     self._store(staged)
@@ -134,9 +195,10 @@ class Outbox:
                 with self._cond:
                     self._error = exc
                     self._storing = None
-                    dropped = [item for _, item in self._items if item is not None and item is not staged]
+                    dropped = [item for _, item, _ in self._items if item is not None and item is not staged]
                     self._items.clear()
                     self._staged = 0
+                    self._urgent = 0
                     self._busy = False
                     self._cond.notify_all()
                 for item in dropped:
@@ -147,6 +209,7 @@ class Outbox:
                 self._items.popleft()
                 self._storing = None
                 self._staged -= staged is not None
+                self._urgent -= urgent
                 self._cond.notify_all()
 
     def _raise_if_failed(self, staged: Staged | None) -> None:

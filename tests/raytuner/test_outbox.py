@@ -2,7 +2,9 @@
 made, each only once the checkpoint it names is stored; training is not held up meanwhile;
 a checkpoint that cannot be stored stops the reports from it on and fails the trial; with
 ``keep`` (the Tuner's checkpoints_to_keep), a staged checkpoint overtaken by that many newer
-ones before its storing starts is dropped, and its report goes out without it."""
+ones before its storing starts is dropped, and its report goes out without it, and at most
+one store starts per STORE_INTERVAL_S, except for a report that awaits a decision, the
+trial's last report and its end (the throttle's time is the test's: :class:`ManualClock`)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from raytuner._worker.outbox import Outbox
 from raytuner._worker.protocol import Report
 
 
-def report(iteration, checkpoint=None):
-    return Report(iteration, iteration, {"loss": 1.0}, 0.0, 0.0, checkpoint)
+def report(iteration, checkpoint=None, awaits_decision=False):
+    return Report(iteration, iteration, {"loss": 1.0}, 0.0, 0.0, checkpoint, awaits_decision)
 
 
 class Store:
@@ -31,6 +33,7 @@ class Store:
         self.stored: list[str] = []
         self.discarded: list[str] = []
         self.fail_on = fail_on
+        self.done = threading.Condition()
 
     def hold(self, name):
         self.gate[name] = threading.Event()
@@ -42,7 +45,14 @@ class Store:
             assert self.gate[staged.name].wait(10)
         if staged.name == self.fail_on:
             raise OSError(28, "No space left on device")
-        self.stored.append(staged.name)
+        with self.done:
+            self.stored.append(staged.name)
+            self.done.notify_all()
+
+    def wait_stored(self, names):
+        """Wait until exactly ``names`` are stored; False if that never happens."""
+        with self.done:
+            return self.done.wait_for(lambda: self.stored == names, 10)
 
     def discard(self, staged):
         self.discarded.append(staged.name)
@@ -198,3 +208,119 @@ def test_a_checkpoint_that_cannot_be_stored_still_fails_the_trial_when_others_ar
     with pytest.raises(OSError, match="No space left"):
         send_with(box, 4)
     assert store.discarded == [name(2), name(3), name(4)] and store.stored == []
+
+
+class ManualClock:
+    """The throttle's time in a test: it moves only when the test says so. A throttled
+    outbox thread waits on its condition without a wall-clock timeout, woken by
+    :meth:`advance`, a send or a drain."""
+
+    def __init__(self):
+        self.now_s = 0.0
+        self.cond = None
+        self.parked = threading.Event()  # the outbox's thread has waited for the throttle
+
+    def now(self):
+        return self.now_s
+
+    def wait(self, cond, timeout):
+        assert timeout > 0
+        self.cond = cond
+        self.parked.set()
+        cond.wait()
+
+    def advance(self, seconds):
+        if self.cond is None:  # no thread has waited: none reads the time meanwhile
+            self.now_s += seconds
+            return
+        with self.cond:  # the thread reads the time under it, so it cannot miss the move
+            self.now_s += seconds
+            self.cond.notify_all()
+
+
+INTERVAL = outbox_module.STORE_INTERVAL_S
+STEP = INTERVAL / 4
+
+
+def throttled(keep=1):
+    events, store, clock = queue.SimpleQueue(), Store(), ManualClock()
+    return events, store, clock, Outbox(events, store, store.discard, keep=keep, clock=clock)
+
+
+def test_throttle_stores_at_once_when_idle_and_the_last_store_started_an_interval_ago():
+    events, store, clock, box = throttled()
+    send_with(box, 1)
+    assert store.wait_stored([name(1)])  # none stored yet: at once
+    clock.advance(INTERVAL)
+    send_with(box, 2)
+    assert store.wait_stored([name(1), name(2)])  # the clock did not move: it did not wait
+    assert not clock.parked.is_set()
+    box.drain()
+    assert [r.checkpoint for r in drain_events(events)] == [name(1), name(2)]
+
+
+def test_throttle_frequent_checkpoints_store_the_newest_once_per_interval():
+    events, store, clock, box = throttled()
+    send_with(box, 1)
+    assert store.wait_stored([name(1)])
+    iteration, expected = 1, [name(1)]
+    for interval in range(1, 4):  # a checkpoint every quarter interval; none is starved
+        for _ in range(3):
+            clock.advance(STEP)
+            iteration += 1
+            send_with(box, iteration)
+            assert clock.parked.wait(10)
+            assert store.stored == expected  # it waits for the interval (the clock is the test's)
+        box.send(report(iteration + 1))  # behind the waiting checkpoint, in order
+        iteration += 1
+        clock.advance(STEP)  # the interval since the last store started is up
+        expected.append(name(iteration - 1))
+        assert store.wait_stored(expected)  # the newest; the older ones of the interval dropped
+    box.drain()
+    sent = drain_events(events)
+    assert [r.iteration for r in sent] == list(range(1, iteration + 1))
+    assert [r.checkpoint for r in sent if r.checkpoint] == expected == [name(1), name(4), name(8), name(12)]
+    assert store.discarded == [name(i) for i in (2, 3, 6, 7, 10, 11)]
+
+
+@pytest.mark.parametrize("keep, stored", [(1, [1, 3]), (2, [1, 2, 3])])
+@pytest.mark.parametrize("urgent", ["awaits a decision", "final"])
+def test_throttle_a_report_that_awaits_a_decision_or_ends_the_trial_is_stored_at_once(keep, stored, urgent):
+    events, store, clock, box = throttled(keep)
+    send_with(box, 1)
+    assert store.wait_stored([name(1)])
+    clock.advance(STEP)
+    send_with(box, 2)
+    assert clock.parked.wait(10)
+    last = report(3, name(3), awaits_decision=urgent == "awaits a decision")
+    box.send(last, staged(name(3)), final=urgent == "final")
+    # The clock stays put: everything up to that report is stored (and sent) at once.
+    assert store.wait_stored([name(i) for i in stored])
+    sent = []
+    while len(sent) < 3:
+        sent.append(events.get(timeout=10))
+    assert [r.checkpoint for r in sent] == [name(i) if i in stored else None for i in (1, 2, 3)]
+
+
+def test_throttle_the_trials_end_stores_the_newest_pending_checkpoint_at_once():
+    events, store, clock, box = throttled()
+    send_with(box, 1)
+    assert store.wait_stored([name(1)])
+    clock.advance(STEP)
+    send_with(box, 2)
+    send_with(box, 3)  # overtakes 2
+    assert clock.parked.wait(10)
+    box.drain()  # the clock stays put
+    assert store.stored == [name(1), name(3)] and store.discarded == [name(2)]
+    assert [r.checkpoint for r in drain_events(events)] == [name(1), None, name(3)]
+
+
+def test_throttle_keep_none_never_waits():
+    events, store, clock = queue.SimpleQueue(), Store(), ManualClock()
+    box = Outbox(events, store, store.discard, keep=None, clock=clock)
+    for i in range(1, 4):
+        send_with(box, i)
+    assert store.wait_stored([name(1), name(2), name(3)])  # back to back, the clock never moved
+    assert not clock.parked.is_set()
+    box.drain()
+    assert [r.checkpoint for r in drain_events(events)] == [name(1), name(2), name(3)]
