@@ -111,13 +111,16 @@ class Tuner:
             Tune does), "all" by the best report each made. NaN and infinite values never
             count, nor FAILED trials while another trial has a value.
         checkpoints_to_keep: Checkpoints kept per trial (newest first); None keeps all.
-            A worker whose storage is slower than its training also drops a reported
-            checkpoint that this many newer ones overtake before its storing starts (the
-            driver would delete it once they are stored): its row names no checkpoint, and
-            a crash meanwhile restarts the trial from the newest checkpoint already
-            stored. The newest, the last and one a scheduler decision waits on are always
-            stored. With None, nothing is dropped, and at most two wait to be stored
-            (training waits for a third).
+            A worker also stores at most one of a trial's checkpoints per second (one
+            reported sooner after the last store started waits, with the reports behind
+            it) and drops a reported checkpoint that this many newer ones overtake before
+            its storing starts (the driver would delete it once they are stored): its row
+            names no checkpoint, and a crash meanwhile restarts the trial from the newest
+            checkpoint already stored, about a second and one store behind at most. A
+            trial checkpointing less often than once a second waits for nothing. The last
+            checkpoint and one a scheduler decision waits on are stored at once. With None,
+            nothing waits or is dropped, and at most two wait to be stored (training waits
+            for a third).
         gpu_memory_fraction: Cap each GPU trial's JAX/TensorFlow memory at this fraction of
             the card; default: allocate on demand.
         keep_workers_s: After ``fit``, idle workers stay warm this long for the next

@@ -56,7 +56,7 @@ class TrialSpec:
     start_iteration: int = 0
     start_time_s: float = 0.0
     restore: CheckpointRef | None = None  # the stored checkpoint to restart from
-    checkpoints_to_keep: int | None = None  # the Tuner's; the outbox drops checkpoints overtaken by as many
+    checkpoints_to_keep: int | None = None  # the Tuner's; set: the outbox throttles stores, drops overtaken ones
 
 
 @dataclass(frozen=True)
