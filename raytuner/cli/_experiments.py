@@ -90,7 +90,7 @@ def _no_metric(results, metric: str) -> CLIError:
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
-    from raytuner._best import best_trial, shown_value
+    from raytuner._best import shown_value
     from raytuner._results import read_trial
     from raytuner._objectives import Objectives
     from raytuner.cli._front import listing_text
@@ -111,18 +111,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
             continue  # removed since the listing
         # trial.json and config.json only: the listing of a whole root reads no results.jsonl.
         trials = [read_trial(storage, trial_id, history=False) for trial_id in storage.trial_ids()]
-        counts = _counts(trials)
-        status = "DAMAGED" if damage else meta.get("status", "?")
-        if status == "RUNNING" and storage.live_driver() is None:
-            status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
         metric, mode = meta.get("metric"), meta.get("mode", "min")
         best = None
         scope = meta.get("best_scope", DEFAULT_SCOPE)
         if isinstance(metric, str) and mode in ("min", "max"):
-            found = best_trial(trials, metric, mode, scope)
+            found = _whole_best(storage, trials, metric, mode, scope)
             # A failed trial's value is no result: `raytuner best` refuses it too.
             best = shown_value(found, metric, mode, scope) if found and found.status.value != "FAILED" else None
         best_text = listing_text(storage, meta, trials, scope) or value_text(best)  # several objectives: the front
+        counts = _counts(trials)
+        status = "DAMAGED" if damage else meta.get("status", "?")
+        if status == "RUNNING" and storage.live_driver() is None:
+            status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
         if damage:
             damaged.append(f"{folder.name}: {damage.describe()}")
         damaged.extend(f"{folder.name}, trial {t.trial_id}: {t.damaged}" for t in trials if t.damaged)
@@ -153,6 +153,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for line in damaged:
         console.print(f"damaged: {escape(line)}", soft_wrap=True)
     return EXIT_OK
+
+
+def _whole_best(storage, trials: list, metric: str, mode: str, scope: str):
+    """The best of ``trials`` (read without their results.jsonl), each candidate's history
+    read to be sure it is whole: one damaged before its last line is DAMAGED, never best, as
+    every other view has it. It replaces its entry in ``trials``; the next best is checked."""
+    from raytuner._best import best_trial
+    from raytuner._results import read_trial
+
+    while True:
+        found = best_trial(trials, metric, mode, scope)
+        if found is None:
+            return None
+        whole = read_trial(storage, found.trial_id)
+        if whole.damaged is None:
+            return found
+        trials[trials.index(found)] = whole
 
 
 def _counts(trials) -> dict[str, int]:

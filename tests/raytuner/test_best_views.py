@@ -114,3 +114,18 @@ def test_best_refuses_a_failed_trial_when_the_others_never_reported_the_metric(t
     code = cli.main(["best", "odd", "--root", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and "the best value comes from trial 00000, which FAILED" in err
+
+
+def test_ls_never_lists_a_trial_damaged_before_its_last_line_as_best(tmp_path, capsys):
+    """The listing reads trial.json only, except for the trial it would call best: that one's
+    history is read too, and one damaged mid-file is DAMAGED there as in every other view."""
+    write(tmp_path, "exp", CURVES, "last")
+    results = tmp_path / "exp" / "trials" / "00001" / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text(lines[0] + '{"loss": 0.7, "iter\n' + "".join(lines[1:]))  # a line cut short, mid-file
+    assert views(tmp_path, "exp", capsys) == dict.fromkeys(["Results", "best", "show", "report", "dashboard"], "00000")
+    assert cli.main(["ls", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("exp "))
+    assert " 0.5 " in row and " 0.3 " not in row  # 00000's last report; not the damaged 00001's
+    assert "damaged: exp, trial 00001" in out
