@@ -131,21 +131,24 @@ def _assert_lost_node_trials_retried_elsewhere_with_nothing_lost(facts):
     assert retried, "the trial on the lost node is missing"
     for trial in facts["trials"]:
         rows = trial["rows"]
-        # Every report the controller received is in results.jsonl, and none is missing
-        # or repeated: the retry resumed from the checkpoint of the last report that arrived.
-        assert trial["arrived"] == len(rows), trial
+        # One trajectory, nothing missing or repeated; the retry resumed from the newest
+        # stored checkpoint, and the first attempt's rows after it were rewound.
         assert [row["step"] for row in rows] == STEPS, trial
         assert trial["status"] == "COMPLETED", trial
-        if trial in retried:
-            assert trial["num_failures"] == 1
-            assert "node has died" in trial["error"]
-            before = [row for row in rows if row["resumed_from"] == 0]
-            after = [row for row in rows if row["resumed_from"] > 0]
-            assert {row["node"] for row in before} == {lost}
-            assert after and after[0]["resumed_from"] == before[-1]["step"]
-            assert lost not in {row["node"] for row in after}  # placed again on a node that remains
-        else:
+        if trial not in retried:
+            assert trial["arrived"] == len(rows), trial  # every report that arrived is kept
             assert trial["num_failures"] == 0 and lost not in nodes_of(trial)
+            continue
+        assert trial["num_failures"] == 1
+        assert "node has died" in trial["error"]
+        before = [row for row in rows if row["resumed_from"] == 0]
+        after = [row for row in rows if row["resumed_from"] > 0]
+        assert {row["node"] for row in before} == {lost}
+        assert after and after[0]["resumed_from"] == before[-1]["step"]
+        # The first attempt's reports all arrived; those after its last stored checkpoint
+        # (checkpoints_to_keep=1 stores at most one a second: see Outbox) were rewound.
+        assert trial["arrived"] - len(after) >= len(before), trial
+        assert lost not in {row["node"] for row in after}  # placed again on a node that remains
 
 
 @pytest.mark.slow
