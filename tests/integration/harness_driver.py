@@ -3,7 +3,9 @@ resumes it if the folder already holds one, on the Ray cluster named by RAY_ADDR
 
 Usage: python harness_driver.py EXPERIMENT_FOLDER EVERY [STEP_S [BALLAST]]
 
-EVERY: the trainable checkpoints at every EVERY-th report (0: never). STEP_S: seconds per
+EVERY: the trainable checkpoints at every EVERY-th report (0: never); a trailing ``+`` (``1+``)
+also turns off the worker's store throttle, so every checkpoint is stored and the driver
+prunes each one (with it on, these fast trials store about one a second). STEP_S: seconds per
 step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
 small disk. Every report's metric is a pure function of (config, step), so a test
 can check each row of the history against what the trainable computes at that step. With
@@ -31,6 +33,10 @@ def value(x: float, step: int) -> float:
 
 
 def train(config):
+    if config.get("store_all"):
+        from raytuner._worker import outbox
+
+        outbox.STORE_INTERVAL_S = 0.0  # this worker's process only: every checkpoint is stored
     step = 0
     restored = rt.get_checkpoint()
     if restored is not None:
@@ -46,16 +52,18 @@ def train(config):
         rt.report({"loss": value(config["x"], step), "step": step}, checkpoint=checkpoint)
 
 
-def main(folder: Path, every: int, step_s: float, ballast: int) -> None:
+def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
     if (folder / "experiment.json").is_file():
         rt.Tuner.resume(folder, train, verbose=0, tensorboard=False)
     else:
-        rt.Tuner(train, space={"x": rt.uniform(0, 1), "every": every, "step_s": step_s, "ballast": ballast}, metric="loss",
+        space = {"x": rt.uniform(0, 1), "every": int(every.rstrip("+")), "store_all": every.endswith("+"),
+                 "step_s": step_s, "ballast": ballast}
+        rt.Tuner(train, space=space, metric="loss",
                  num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
                  seed=11, tensorboard=False).fit()
     print(f"WRITES {faults.writes()}", flush=True)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 0.02,
+    main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.02,
          int(sys.argv[4]) if len(sys.argv) > 4 else 0)

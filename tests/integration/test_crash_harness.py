@@ -14,7 +14,8 @@ experiment, and the records must hold:
 - no trial is lost or duplicated (ids 0..TRIALS-1, distinct configs);
 - COMPLETED means the full budget.
 
-Checkpoints at every report, every 2nd report and never. The default set kills at a few
+Checkpoints at every report (the worker's store throttle on, and off), every 2nd report and
+never. The default set kills at a few
 points per kind; ``-m slow`` sweeps every write of a run. Drivers join one shared Ray
 (a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
 not a Ray start-up each (``shared_ray``, in conftest.py).
@@ -40,13 +41,15 @@ from harness_driver import STEPS, TRIALS, value  # noqa: E402
 from tests._helpers import tmpfs, wait_for  # noqa: E402
 
 DRIVER = Path(__file__).with_name("harness_driver.py")
-KINDS = {"every report": 1, "every 2nd report": 2, "no checkpoints": 0}
+#: The driver's EVERY argument per kind (see harness_driver.py); "1+": every report, and every
+#: checkpoint stored (the worker's store throttle off), so each is committed and pruned.
+KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0"}
 #: Kill points of the default run, per kind: early (before any trial), among the first
 #: reports, and late (trials finishing). The slow sweep takes every write.
 DEFAULT_POINTS = (2, 9, 23)
 
 
-def drive(env: dict[str, str], folder: Path, every: int, fault: str | None = None, step_s: float = 0.02,
+def drive(env: dict[str, str], folder: Path, every: int | str, fault: str | None = None, step_s: float = 0.02,
           ballast: int = 0) -> subprocess.CompletedProcess:
     """Run (or resume) the experiment in ``folder`` in a driver subprocess, to its end."""
     env = dict(env)
@@ -79,7 +82,7 @@ def check_records(folder: Path, *, finished: bool) -> rt.Results:
     return results
 
 
-def kill_and_resume(env: dict[str, str], folder: Path, every: int, point: int) -> bool:
+def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: int) -> bool:
     """Kill the driver at write ``point``, check, resume, check; whether the kill happened."""
     first = drive(env, folder, every, f"{point}:kill")
     killed = first.returncode == -signal.SIGKILL
