@@ -131,15 +131,14 @@ def test_a_report_that_waits_for_a_pause_keeps_its_checkpoint(storage):
 
 def checkpoints_for_three_seconds(config):
     start, step = time.monotonic(), 0
-    while time.monotonic() - start < 3.0:  # a trial's pace (every 10 ms), not a wait for an event
+    while time.monotonic() - start < 3.0:  # checkpoints as fast as it can for 3 s of training
         step += 1
         folder = Path(tempfile.mkdtemp())
         (folder / "state.json").write_text(json.dumps({"step": step}))
         rt.report({"loss": 1.0, "step": step}, checkpoint=folder)
-        time.sleep(0.01)
 
 
-def test_a_trial_checkpointing_every_ten_ms_stores_about_one_per_interval(storage):
+def test_a_trial_checkpointing_as_fast_as_it_can_stores_about_one_per_interval(storage):
     results = rt.Tuner(checkpoints_for_three_seconds, space={"x": 1}, metric="loss",
                        checkpoints_to_keep=1, storage_path=storage, verbose=0).fit()
     (trial,) = results.trials
