@@ -5,7 +5,9 @@ Usage: python harness_driver.py EXPERIMENT_FOLDER EVERY [STEP_S [BALLAST]]
 
 EVERY: the trainable checkpoints at every EVERY-th report (0: never); a trailing ``+`` (``1+``)
 also turns off the worker's store throttle, so every checkpoint is stored and the driver
-prunes each one (with it on, these fast trials store about one a second). STEP_S: seconds per
+prunes each one (with it on, these fast trials store about one a second). ``pbt``: a PBT
+population instead (:func:`member`), checkpointing every report, whose exploits copy
+checkpoints between trials and restart clones from them with mutated configs. STEP_S: seconds per
 step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
 small disk. Every report's metric is a pure function of (config, step), so a test
 can check each row of the history against what the trainable computes at that step. With
@@ -25,11 +27,20 @@ from raytuner._storage import faults
 
 STEPS = 5
 TRIALS = 3
+#: The PBT population's trials and budget: 4 members on 2 slots, perturbed every 2 steps.
+PBT_TRIALS = 4
+PBT_STEPS = 6
 
 
 def value(x: float, step: int) -> float:
     """What the trainable reports at ``step``: a pure function of the config and the step."""
     return (x - 0.3) ** 2 + 1.0 / step + 0.01 * step
+
+
+def pbt_value(prev: float, x: float, step: int) -> float:
+    """A PBT member's loss at ``step``: a pure function of its state before the step (what its
+    checkpoint held), the config in effect and the step."""
+    return 0.8 * prev + (x - 0.3) ** 2 + 0.01 * step
 
 
 def train(config):
@@ -52,9 +63,33 @@ def train(config):
         rt.report({"loss": value(config["x"], step), "step": step}, checkpoint=checkpoint)
 
 
+def member(config):
+    """A PBT member: each report's loss follows from the state its last checkpoint held
+    (``prev``), so a clone's rows continue its donor's state under the clone's config."""
+    step, prev = 0, 1.0
+    restored = rt.get_checkpoint()
+    if restored is not None:
+        step, prev = int((Path(restored) / "step").read_text()), float((Path(restored) / "loss").read_text())
+    while step < PBT_STEPS:
+        step += 1
+        time.sleep(config["step_s"])
+        loss = pbt_value(prev, config["x"], step)
+        checkpoint = Path(tempfile.mkdtemp())
+        (checkpoint / "step").write_text(str(step))
+        (checkpoint / "loss").write_text(repr(loss))
+        rt.report({"loss": loss, "prev": prev, "x_used": config["x"], "step": step}, checkpoint=checkpoint)
+        prev = loss
+
+
 def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
     if (folder / "experiment.json").is_file():
-        rt.Tuner.resume(folder, train, verbose=0, tensorboard=False)
+        rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=False)
+    elif every == "pbt":
+        pbt = rt.PBTScheduler(perturbation_interval=2, mutations={"x": rt.uniform(0, 1)}, max_resource=PBT_STEPS,
+                              synch=True, seed=3)
+        rt.Tuner(member, space={"x": rt.uniform(0, 1), "step_s": step_s}, metric="loss", scheduler=pbt,
+                 num_trials=PBT_TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
+                 seed=11, checkpoints_to_keep=1, tensorboard=False).fit()
     else:
         space = {"x": rt.uniform(0, 1), "every": int(every.rstrip("+")), "store_all": every.endswith("+"),
                  "step_s": step_s, "ballast": ballast}

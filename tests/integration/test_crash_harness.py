@@ -15,7 +15,13 @@ experiment, and the records must hold:
 - COMPLETED means the full budget.
 
 Checkpoints at every report (the worker's store throttle on, and off), every 2nd report and
-never. The default set kills at a few
+never; and a PBT population, whose exploits copy checkpoints from trial to trial and restart
+clones from them with mutated configs. There the invariants are about state, over every row
+written, kept or superseded: an attempt's first row follows from the state held by the
+checkpoint it restarted from (for a clone's copy, its donor's row), each later row from the row
+before, under the config in effect; the kept history's iterations increase (a clone may skip
+ahead to its donor's progress); and each trial's newest checkpoint holds the state its record
+says. The default set kills at a few
 points per kind; ``-m slow`` sweeps every write of a run. Drivers join one shared Ray
 (a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
 not a Ray start-up each (``shared_ray``, in conftest.py).
@@ -36,14 +42,15 @@ import raytuner as rt
 from raytuner import TrialStatus
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness_driver import STEPS, TRIALS, value  # noqa: E402
+from harness_driver import PBT_STEPS, PBT_TRIALS, STEPS, TRIALS, pbt_value, value  # noqa: E402
 
 from tests._helpers import tmpfs, wait_for  # noqa: E402
 
 DRIVER = Path(__file__).with_name("harness_driver.py")
 #: The driver's EVERY argument per kind (see harness_driver.py); "1+": every report, and every
 #: checkpoint stored (the worker's store throttle off), so each is committed and pruned.
-KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0"}
+KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0",
+         "pbt": "pbt"}
 #: Kill points of the default run, per kind: early (before any trial), among the first
 #: reports, and late (trials finishing). The slow sweep takes every write.
 DEFAULT_POINTS = (2, 9, 23)
@@ -82,16 +89,75 @@ def check_records(folder: Path, *, finished: bool) -> rt.Results:
     return results
 
 
+def check_pbt_records(folder: Path, *, finished: bool) -> rt.Results:
+    """The invariants of the PBT kind (see the module docstring), over every row each trial's
+    results.jsonl holds, kept or superseded."""
+    import json
+
+    results = rt.load(folder)
+    ids = [t.trial_id for t in results.trials]
+    assert ids == [f"{i:05d}" for i in range(len(ids))], f"trials lost or duplicated: {ids}"
+    lines = {}
+    for trial in results.trials:
+        assert trial.status != TrialStatus.DAMAGED, trial.damaged
+        text = (trial.path / "results.jsonl").read_text()
+        # A line cut short by the kill is the file's last, unterminated one: readers skip it.
+        lines[trial.trial_id] = [json.loads(line) for line in text.split("\n")[:-1]]
+
+    def made(trial_id: str, attempt: int, iteration: int) -> float:
+        """The loss that an attempt of a trial reported at an iteration."""
+        (loss,) = [r["loss"] for r in lines[trial_id]
+                   if "_marker" not in r and r["attempt"] == attempt and r["iteration"] == iteration]
+        return loss
+
+    for trial in results.trials:
+        state: dict[str, float] = {}  # checkpoint name -> the state (loss) it holds
+        last = None
+        for row in lines[trial.trial_id]:
+            where = (trial.trial_id, row)
+            if "_marker" in row:
+                if row["reason"] == "exploit":  # the clone's copy holds its donor's state
+                    donor = row["cloned_from"]
+                    state[row["checkpoint"]] = made(donor["trial_id"], donor["attempt"], donor["iteration"])
+                # An attempt starts from the state of the checkpoint it restarts from.
+                last = (row["start_iteration"], state[row["checkpoint"]] if row["start_iteration"] else 1.0)
+                continue
+            assert last is not None and row["iteration"] == last[0] + 1 and row["prev"] == last[1], where
+            assert row["step"] == row["iteration"], where
+            assert row["loss"] == pbt_value(row["prev"], row["x_used"], row["step"]), where
+            if row.get("checkpoint"):
+                state[row["checkpoint"]] = row["loss"]
+            last = (row["iteration"], row["loss"])
+        history = results.history(trial.trial_id)
+        iterations = list(history["iteration"]) if len(history) else []
+        assert iterations == sorted(set(iterations)), (trial.trial_id, iterations)
+        if iterations:  # the config in effect
+            assert (history["x_used"] == history["config/x"]).all(), trial.trial_id
+        if trial.checkpoint is not None:  # the newest checkpoint holds the state its record says
+            name = trial.checkpoint.relative_to(trial.path).as_posix()
+            assert float((trial.checkpoint / "loss").read_text()) == state[name], (trial.trial_id, name)
+        if trial.status == TrialStatus.COMPLETED:
+            assert iterations[-1] == PBT_STEPS, (trial.trial_id, iterations)
+    if finished:
+        assert len(ids) == PBT_TRIALS and results.status == "COMPLETED"
+        assert all(t.status == TrialStatus.COMPLETED for t in results.trials), [t.status for t in results.trials]
+    return results
+
+
+def check(folder: Path, every: int | str, *, finished: bool) -> rt.Results:
+    return (check_pbt_records if every == "pbt" else check_records)(folder, finished=finished)
+
+
 def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: int) -> bool:
     """Kill the driver at write ``point``, check, resume, check; whether the kill happened."""
     first = drive(env, folder, every, f"{point}:kill")
     killed = first.returncode == -signal.SIGKILL
     assert killed or first.returncode == 0, first.stderr[-3000:]
     if killed and (folder / "experiment.json").is_file():
-        check_records(folder, finished=False)
+        check(folder, every, finished=False)
     resumed = drive(env, folder, every)
     assert resumed.returncode == 0, f"resume after a kill at write {point}:\n{resumed.stderr[-3000:]}"
-    check_records(folder, finished=True)
+    check(folder, every, finished=True)
     return killed
 
 
@@ -120,6 +186,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
 
 @pytest.mark.slow
 @pytest.mark.full_sweep
+@pytest.mark.timeout(1200)  # the PBT kind: 71 kill points and 24 full-disk points, about 6 minutes
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
     every = KINDS[kind]
@@ -134,7 +201,7 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
         first = drive(shared_ray, folder, every, f"{point}:enospc")
         assert first.returncode == 1 and "StorageError" in first.stderr, first.stderr[-3000:]
         assert drive(shared_ray, folder, every).returncode == 0
-        check_records(folder, finished=True)
+        check(folder, every, finished=True)
     print(f"{kind}: {total} kill points and {len(range(1, total + 1, 3))} full-disk points in "
           f"{time.monotonic() - started:.0f} s")
 
