@@ -13,8 +13,8 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
 from raytuner._display import label
-from raytuner._objectives import Objectives
 from raytuner._formats import flatten, is_finite
+from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialResult, TrialStatus
 from raytuner.errors import ExperimentError
@@ -139,7 +139,8 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         reported = sorted({key for t in results.trials for key in t.metrics})
         raise ExperimentError(
             f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials; "
-            f"metrics reported: {reported or 'none'}). Pass one of those as the metric."
+            f"metrics reported: {reported or 'none'}). Pass one of those (`--metric NAME`, or metric= to "
+            "Results.report)."
         )
     storage = ExperimentStorage(results.path)
     # A damaged trial's history cannot be trusted: it is listed, never drawn.
