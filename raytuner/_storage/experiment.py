@@ -254,9 +254,26 @@ class ExperimentStorage:
 
     def load_state(self, name: str) -> Any:
         """Unpickle saved searcher/scheduler state. Only call this on folders you trust:
-        unpickling can run code."""
+        unpickling can run code. A file that does not unpickle raises
+        :class:`ExperimentError` naming it, the cause and the way on."""
         path = self.path / f"{name}.pkl"
-        return pickle.loads(path.read_bytes()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return pickle.loads(path.read_bytes())
+        except (ImportError, AttributeError) as exc:  # a class of the user's, not importable here
+            raise ExperimentError(
+                f"{path} could not be read: it needs {type(exc).__name__}: {exc}. Resume where the module that "
+                "defines the experiment's own searcher, scheduler or stop= function can be imported (the script's "
+                "folder, or its package installed). Nothing was changed."
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - truncated or garbled: pickle raises many types
+            way = ("Restore it from a copy, or delete it to resume without it: the searcher and scheduler then start "
+                   "afresh, told of each trial's end, and a model-based searcher's proposals for the trials already "
+                   "run will not be their configs (a warning names them; they keep the configs they ran with)"
+                   if name == "state" else "Restore it from a copy: it holds the Tuner's settings")
+            raise ExperimentError(f"{path} is damaged ({type(exc).__name__}: {exc}), so this experiment cannot be "
+                                  f"resumed (nothing was changed). {way}.") from None
 
     # -- trials --------------------------------------------------------------------------
     def trial_path(self, trial_id: str) -> Path:

@@ -272,3 +272,26 @@ def test_commands_sent_while_no_driver_runs_are_refused_and_never_applied_by_a_r
     assert (entry["id"], entry["command"], entry["accepted"]) == ("5ca1ab1e", "end_experiment", False)
     assert f"written for run '{first.meta['run_id']}', not this run" in entry["message"]
     assert (first.path / "control" / "rejected" / "00000000000000000001-5ca1ab1e.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["state.pkl", "tuner.pkl"])
+def test_a_damaged_pickle_is_named_and_resume_changes_nothing(storage, capsys, name):
+    from raytuner.cli import main
+
+    first = rt.Tuner(counting, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, storage_path=storage,
+                     name="exp", verbose=0, seed=3, tensorboard=False).fit()
+    damaged = first.path / name
+    damaged.write_bytes(damaged.read_bytes()[:40])  # cut short, as a disk that failed mid-file leaves it
+    before = {p: p.read_bytes() for p in first.path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["resume", str(first.path), "--num-trials", "3"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{damaged} is damaged (UnpicklingError: pickle data was truncated)" in err, err
+    assert "cannot be resumed (nothing was changed)" in err and "Traceback" not in err
+    assert ("delete it to resume without it" in err) == (name == "state.pkl")
+    assert {p: p.read_bytes() for p in first.path.rglob("*") if p.is_file()} == before
+    assert [t.status for t in rt.load(first.path).trials] == [TrialStatus.COMPLETED] * 2  # still read
+    if name == "state.pkl":  # the way on it names
+        damaged.unlink()
+        results = rt.Tuner.resume(first.path, counting, num_trials=3, verbose=0)
+        assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 3
