@@ -137,7 +137,7 @@ def _exploit_markers(exp: Path) -> set[tuple[str, int, str, int]]:
     return found
 
 
-def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage):
+def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage, tmp_path):
     import os
     import signal
     import subprocess
@@ -147,14 +147,21 @@ def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage)
 
     exp = storage / "crashed_pbt"
     script = Path(__file__).with_name("crash_driver.py")
-    driver = subprocess.Popen([sys.executable, str(script), str(storage), "pbt"], start_new_session=True)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    driver = subprocess.Popen([sys.executable, str(script), str(storage), "pbt", str(gate)], start_new_session=True)
     try:
-        wait_for(lambda: len(_exploit_markers(exp)) >= 2, "two exploits, to kill the driver", timeout_s=120,
+        # The kill lands mid-run, at a chosen point: both slots' members hold before step 7,
+        # past three synchronous rounds, so the clones of the first two were launched.
+        wait_for(lambda: len(list(gate.glob("held-*"))) == 2 and len(_exploit_markers(exp)) >= 2,
+                 "two members held before step 7, two exploits launched, to kill the driver", timeout_s=120,
                  process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+        (gate / "open").touch()  # for any worker the kill left behind
     before = _exploit_markers(exp)
+    assert max(t.iteration for t in rt.load(exp).trials) == 6  # killed mid-run, where it was held
     configs_before = {t.trial_id: rt.load(exp).history(t.trial_id) for t in rt.load(exp).trials}
 
     results = rt.Tuner.resume(exp, verbose=0)
@@ -169,6 +176,8 @@ def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage)
         # Rows kept across the crash keep the config they were made with.
         shared = old.merge(kept, on=["iteration", "attempt"], suffixes=("", "_after"))
         assert (shared["config/x"] == shared["config/x_after"]).all()
+        # Every row's config is the one its step trained with, after the resume too.
+        assert (history["x_trained"] == history["config/x"]).all(), trial.trial_id
         for marker in read_history(trial.path / "results.jsonl").attempts:
             if marker["reason"] == "resume":  # every member checkpointed: none restarted from scratch
                 assert marker["start_iteration"] > 0 and marker["checkpoint"]
