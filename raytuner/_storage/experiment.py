@@ -413,6 +413,8 @@ class ExperimentStorage:
             shutil.rmtree(tmp, ignore_errors=True)
             try:
                 shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=link_or_copy)
+                if faults.at_write(target):
+                    faults.die()  # the crash harness: the copy made, not in place
                 trial_files.settle(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
