@@ -1,7 +1,8 @@
 """PBT and PB2 on a local Ray: exploits relaunch clones from their donors' checkpoints with
 new configs, a population larger than the slots waits PAUSED, histories stay one trajectory
-with the config in effect, the best trial's schedule replays to the same model, and bad
-setups fail before any trial starts."""
+with the config in effect, the best trial's schedule replays to the same model, bad setups
+fail before any trial starts, and a driver killed mid-run or in the middle of a clone's copy
+(in a folder and in a bucket) resumes with its population, lineage and nothing half made."""
 
 from __future__ import annotations
 
