@@ -100,12 +100,19 @@ def test_writes_reach_the_bucket_and_readers_see_them(bucket):
     assert remote.pull(uri, reader.path) == 0  # nothing changed since
 
 
+def _quiet_writer(uri: str) -> ExperimentStorage:
+    """A driver's storage with no background upload pass: only sync() and the storage's own
+    pushes upload."""
+    writer = ExperimentStorage(uri, writable=True)
+    writer._uploader.interval_s = 3600
+    writer.create()
+    writer.write_experiment({"name": uri.rsplit("/", 1)[-1], "run_id": "run-a"})
+    return writer
+
+
 def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_deletes_them(bucket, tmp_path):
     uri = f"{bucket}/exps/e2"
-    writer = ExperimentStorage(uri, writable=True)
-    writer._uploader.interval_s = 3600  # no background pass: only sync() and the seam's own pushes upload
-    writer.create()
-    writer.write_experiment({"name": "e2", "run_id": "run-a"})
+    writer = _quiet_writer(uri)
     writer.write_config("00000", {"x": 1})
     writer.sync()
     where = ExperimentLocation(uri, "run-a", "node")
@@ -156,10 +163,7 @@ def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_del
 
 def test_a_clones_copy_in_the_bucket_replaces_what_was_there_under_a_trial_the_bucket_records(bucket, tmp_path):
     uri = f"{bucket}/exps/e3"
-    writer = ExperimentStorage(uri, writable=True)
-    writer._uploader.interval_s = 3600  # no background pass: only sync() and the storage's own pushes upload
-    writer.create()
-    writer.write_experiment({"name": "e3", "run_id": "run-a"})
+    writer = _quiet_writer(uri)
     writer.sync()
     for trial_id in ("00000", "00001"):
         writer.write_config(trial_id, {"x": 1})
