@@ -64,6 +64,12 @@ def clone_name(attempt: int, iteration: int) -> str:
     return f"{_CLONE_PREFIX}{attempt}/{checkpoint_name(iteration)}"
 
 
+def is_clone_folder(name: str) -> bool:
+    """Whether ``name`` is the folder, under its trial's, of a PBT exploit's copy
+    (``clone_<attempt>``, see :func:`clone_name`)."""
+    return name.startswith(_CLONE_PREFIX) and name[len(_CLONE_PREFIX):].isdigit()
+
+
 def checkpoint_iteration(name: str) -> int | None:
     """The report a checkpoint folder (its own, or a clone's copy) was made at, or None if
     ``name`` is not one."""

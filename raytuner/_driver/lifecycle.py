@@ -102,7 +102,7 @@ class Lifecycle(ControlHandlers):
         searcher, scheduler: Already set up (and restored, on resume).
         trials: Trials restored from storage; RUNNING and PENDING ones are queued to
             restart from their checkpoints, PAUSED ones wait for the scheduler.
-        next_id: The next trial id to use (at least the number of trials).
+        next_id: The next trial id to use (at least one past the highest id of ``trials``).
         exploits: PBT exploits decided and not launched yet, as :meth:`state` saved them.
         clock: Wall-clock time for start and end stamps (tests pass a fixed one).
     """
@@ -127,7 +127,10 @@ class Lifecycle(ControlHandlers):
         self._reruns: set[str] = set()
         self._exhausted = False  # the searcher returned FINISHED
         self._ended = False  # Deadline, EndExperiment or an abort: nothing new starts
-        self._next_id = max(next_id, len(trials or ()))
+        # Past the highest id, not the count: with a trial missing between others (a bucket
+        # that lost the last second of uploads, a folder moved out by hand) the count is a
+        # taken id.
+        self._next_id = max([next_id, *(int(trial_id) + 1 for trial_id in trials or ())])
         self._warned_rewind = False
         # Why a PENDING trial will be launched again, for its attempt marker (default "retry").
         self._restart_reason: dict[str, str] = {}

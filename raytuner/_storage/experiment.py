@@ -413,11 +413,22 @@ class ExperimentStorage:
     def clone_checkpoint(self, source_trial: str, source: str, trial_id: str, name: str) -> None:
         """Copy checkpoint ``source`` of ``source_trial`` to ``name`` in ``trial_id``'s folder
         (a PBT exploit: the clone restarts from its own copy, which its donor's pruning
-        never touches). In a folder, files are hard-linked where the file system allows
-        (checkpoint files are never changed in place: a folder is replaced whole), else
-        copied; the copy is made beside its place, flushed, then renamed into it. In a
-        bucket (where the workers put checkpoints) it is copied there."""
+        never touches).
+
+        In a folder, files are hard-linked where the file system allows (checkpoint files
+        are never changed in place: a folder is replaced whole), else copied; the copy is
+        made in a hidden folder beside its place, flushed, then renamed into it (a crash
+        leaves the hidden folder, which :meth:`remove_partial_checkpoints` removes). In a
+        bucket (where the workers put checkpoints) it is copied straight to its place, as a
+        worker uploads one: whatever was there goes first, and nothing names the copy
+        before it is whole (the exploit is saved as pending, or its attempt marker written,
+        only after), so a copy cut short is one no record names, which a resume removes
+        (:mod:`raytuner._driver.resume`). The trial's own files are uploaded first, so that
+        the bucket knows the trial whose folder holds the copy.
+        """
         if self.uri is not None:
+            if self._uploader is not None:
+                self._uploader.push(self.trial_path(trial_id))
             remote.copy_folder(f"{trial_files.trial_location(self.uri, source_trial)}/{source}",
                                f"{trial_files.trial_location(self.uri, trial_id)}/{name}")
             if self._remote_checkpoints is not None:
@@ -430,6 +441,8 @@ class ExperimentStorage:
             shutil.rmtree(tmp, ignore_errors=True)
             try:
                 shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=link_or_copy)
+                if faults.at_write(target):
+                    faults.die()  # the crash harness: the copy made, not in place
                 trial_files.settle(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -437,11 +450,18 @@ class ExperimentStorage:
 
     def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
         """Remove the hidden folders of checkpoints that were being put in place when a run
-        ended (a crash); their names."""
-        found = trial_files.partial_folders(self.trial_path(trial_id))
+        ended (a crash), and a clone's folder that held only such a copy; their paths in
+        the trial's folder."""
+        trial_path = self.trial_path(trial_id)
+        found = trial_files.partial_folders(trial_path)
         for path in found:
             shutil.rmtree(path, ignore_errors=True)
-        return [path.name for path in found]
+            if path.parent != trial_path:
+                try:
+                    path.parent.rmdir()
+                except OSError:
+                    pass  # it holds a copy that was put in place
+        return [path.relative_to(trial_path).as_posix() for path in found]
 
 
 def _not_a_checkpoint(rel: str) -> bool:

@@ -1,14 +1,18 @@
 """A testing hook: fail this process's N-th write of an experiment's files.
 
-``RAYTUNER_FAULT_AFTER_WRITES=N[:kill|:enospc]``, read once per process, counts the writes
-that :class:`~raytuner._storage.experiment.ExperimentStorage` makes (an append to a trial's
-results, error or log file, a whole-file write, a checkpoint put in place or deleted):
+``RAYTUNER_FAULT_AFTER_WRITES=N[:kill|:enospc][:PART]``, read once per process, counts the
+writes that :class:`~raytuner._storage.experiment.ExperimentStorage` makes (an append to a
+trial's results, error or log file, a whole-file write, a checkpoint put in place or
+deleted, a PBT clone's copy of its donor's checkpoint):
 
 - ``kill`` (the default): the N-th write SIGKILLs the process in its middle, as a crash
   would: an append writes half its bytes, a whole-file write leaves its temporary file
-  unrenamed, a checkpoint its temporary folder;
+  unrenamed, a checkpoint its temporary folder, a clone's copy in a bucket half its files;
 - ``enospc``: the N-th write and every later one fail with ``ENOSPC``, as on a disk that
   filled up and stays full.
+
+With ``PART``, only writes whose path contains it count: ``1:kill:/clone_`` dies in the
+first clone's copy, wherever the writes before it fall.
 
 It exists for the crash harness (tests/integration/test_crash_harness.py), which kills a
 driver at every point of its write path and checks what resume makes of it. Never set it
@@ -30,11 +34,13 @@ class _Plan:
         self.writes = 0
         self.at: int | None = None
         self.action = "kill"
+        self.part = ""
         if text:
-            count, _, action = text.partition(":")
+            count, _, rest = text.partition(":")
+            action, _, self.part = rest.partition(":")
             action = action or "kill"
             if not count.isdigit() or int(count) < 1 or action not in ACTIONS:
-                raise ValueError(f"{ENV}={text!r}: expected N[:kill|:enospc] with N >= 1")
+                raise ValueError(f"{ENV}={text!r}: expected N[:kill|:enospc][:PART] with N >= 1")
             self.at, self.action = int(count), action
 
 
@@ -42,7 +48,8 @@ _plan = _Plan(os.environ.get(ENV))
 
 
 def writes() -> int:
-    """How many storage writes this process has made (counted only while the hook is set)."""
+    """How many storage writes this process has made (counted only while the hook is set,
+    and only those it counts)."""
     return _plan.writes
 
 
@@ -57,7 +64,7 @@ def at_write(path: os.PathLike[str] | str) -> bool:
     (the caller writes part of it, then calls :func:`die`); raises ``OSError(ENOSPC)`` when
     the disk is to be full from here on."""
     plan = _plan
-    if plan.at is None:
+    if plan.at is None or plan.part not in os.fspath(path):
         return False
     plan.writes += 1
     if plan.writes < plan.at:

@@ -35,6 +35,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from raytuner._storage import faults
 from raytuner.errors import ConfigError, ExperimentError
 
 logger = logging.getLogger("raytuner")
@@ -252,7 +253,11 @@ def copy_folder(source: str, target: str) -> None:
         fs.rm(dst, recursive=True)
     except FileNotFoundError:
         pass
-    for key in fs.find(src):
+    keys = fs.find(src)
+    dying = faults.at_write(target)
+    for n, key in enumerate(keys):
+        if dying and n == len(keys) // 2:
+            faults.die()  # the crash harness: half the files copied
         fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
 
 

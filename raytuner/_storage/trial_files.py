@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from raytuner._formats import is_clone_folder
 from raytuner._storage import remote
 from raytuner.errors import ReportError, StorageError
 
@@ -280,9 +281,11 @@ def files_of(folder: Path) -> list[str]:
 
 
 def partial_folders(trial_path: Path) -> list[Path]:
-    """Hidden folders of checkpoints that were being put in place (left by a crash)."""
+    """Hidden folders of checkpoints that were being put in place (left by a crash): in the
+    trial's folder, and in its ``clone_<n>`` folders, where PBT exploits' copies are made."""
     try:
-        return sorted(p for p in trial_path.iterdir() if p.name.startswith(PARTIAL_PREFIX) and p.is_dir())
+        places = [trial_path, *(p for p in trial_path.iterdir() if is_clone_folder(p.name) and p.is_dir())]
+        return sorted(p for place in places for p in place.iterdir() if p.name.startswith(PARTIAL_PREFIX) and p.is_dir())
     except FileNotFoundError:
         return []
 

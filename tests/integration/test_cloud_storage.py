@@ -1,5 +1,6 @@
 """A sweep with its storage in S3 (moto's server over HTTP, the real s3fs client): the
-bucket holds the whole experiment; rt.load, the CLI and resume on a fresh head read it."""
+bucket holds the whole experiment; rt.load, the CLI and resume on a fresh head read it; a PBT
+clone restarts from its own copy of its donor's checkpoint there."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._storage.experiment import ExperimentStorage
 from raytuner.cli import main
 
 from tests._helpers import wait_for
@@ -137,6 +139,73 @@ def test_a_lost_head_resumes_on_a_fresh_one_from_the_bucket_alone(bucket, tmp_pa
     assert after.meta["status"] == "COMPLETED" and after.meta["resumed"] == 1
     assert {t.trial_id: list(after.history(t.trial_id)["epoch"]) for t in after.trials} == {t.trial_id: list(results.history(t.trial_id)["epoch"]) for t in results.trials}
     assert all(list(after.history(t.trial_id)["epoch"])[-1] == 4 for t in after.trials), {t.trial_id: (t.status, list(after.history(t.trial_id)["epoch"])) for t in after.trials}
+
+
+def pbt_member(config):
+    """A PBT member whose checkpoint says who wrote it at which step. A clone, on its first
+    run from a donor's checkpoint, first waits until the donor's own checkpoint at that step
+    is pruned from the bucket, then reads its copy there (``copy_intact``: 1 if whole)."""
+    acc, start, writer, copy_intact = 0.0, 0, -1, -1.0
+    me = rt.get_context().trial_id
+    checkpoint = rt.get_checkpoint()
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        acc, start, writer = state["acc"], state["step"], state["trial"]
+        if writer != int(me):
+            copy_intact = _copy_after_donors_pruning(config["exp"], f"{writer:05d}", me, start, state)
+    for step in range(start + 1, 10):
+        acc += min(config["lr"], 0.2 / (1.0 + acc)) / max(config["lr"], 0.2 / (1.0 + acc))
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "state.json").write_text(json.dumps({"acc": acc, "step": step, "trial": int(me)}))
+            rt.report({"acc": acc, "start": start, "restored_from": writer, "copy_intact": copy_intact},
+                      checkpoint=folder)
+
+
+def _copy_after_donors_pruning(exp: str, donor: str, me: str, step: int, state: dict) -> float:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(exp)
+
+    def files(pattern: str) -> list[str]:
+        fs.invalidate_cache()
+        return fs.glob(f"{root}/trials/{pattern}")
+
+    wait_for(lambda: not files(f"{donor}/checkpoint_{step:06d}/*"), f"trial {donor}'s checkpoint at {step} to be pruned",
+             timeout_s=120)
+    copies = files(f"{me}/clone_*/checkpoint_{step:06d}/state.json")
+    return float(len(copies) == 1 and json.loads(fs.cat_file(copies[0])) == state)
+
+
+def test_a_pbt_clone_restarts_from_its_own_copy_in_the_bucket_which_the_donors_pruning_leaves(bucket):
+    root = f"{bucket}/exps"
+    uri = f"{root}/pbt"
+    # Synchronous: every round (at 3 and 6) has an exploit, whatever order the reports come in.
+    scheduler = rt.PBTScheduler(perturbation_interval=3, mutations={"lr": rt.loguniform(1e-3, 1.0)}, synch=True,
+                                max_resource=9, seed=0)
+    results = rt.Tuner(pbt_member, space={"lr": rt.loguniform(1e-3, 1.0), "exp": uri}, metric="acc", mode="max",
+                       num_trials=4, max_concurrent=2, scheduler=scheduler, storage_path=root, name="pbt", verbose=0,
+                       seed=3, checkpoints_to_keep=1, tensorboard=False).fit()
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 9 for t in results.trials)
+    reader = ExperimentStorage(uri)
+    exploits = 0
+    for trial in results.trials:
+        folded = reader.read_history(trial.trial_id)
+        for marker in folded.attempts:
+            if marker["reason"] != "exploit":
+                continue
+            exploits += 1
+            donor, k = marker["cloned_from"]["trial_id"], marker["cloned_from"]["iteration"]
+            # It restarted from a copy in its own folder in the bucket, with the donor's state
+            # at k; the donor's own checkpoint there was pruned while the copy stayed whole.
+            assert marker["checkpoint"] == f"clone_{marker['attempt']}/checkpoint_{k:06d}"
+            first = min((r for r in folded.rows + folded.superseded if r["attempt"] == marker["attempt"]),
+                        key=lambda r: r["iteration"])
+            assert (first["restored_from"], first["start"], first["iteration"]) == (int(donor), k, k + 1)
+            assert first["copy_intact"] == 1.0
+    assert exploits >= 2
+    # checkpoints_to_keep=1, clones' copies too: each trial ends with its last checkpoint only.
+    assert sorted(rel for rel in _keys(uri) if "/checkpoint_" in rel) == sorted(
+        f"trials/{t.trial_id}/checkpoint_000009/state.json" for t in results.trials)
 
 
 def failing(config):

@@ -1,7 +1,8 @@
 """PBT and PB2 on a local Ray: exploits relaunch clones from their donors' checkpoints with
 new configs, a population larger than the slots waits PAUSED, histories stay one trajectory
-with the config in effect, the best trial's schedule replays to the same model, and bad
-setups fail before any trial starts."""
+with the config in effect, the best trial's schedule replays to the same model, bad setups
+fail before any trial starts, and a driver killed mid-run or in the middle of a clone's copy
+(in a folder and in a bucket) resumes with its population, lineage and nothing half made."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
-from raytuner._storage.history import read_history
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.history import History, read_history
 from raytuner.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -68,19 +70,12 @@ def test_clones_restart_from_their_donors_checkpoint_with_the_new_config(storage
         history = results.history(trial.trial_id)
         assert list(history["iteration"]) == sorted(set(history["iteration"])) and history["iteration"].iloc[-1] == 12
         folded = read_history(trial.path / "results.jsonl")
+        exploits += _clones_restarted_from_their_donors(folded)
         for marker in folded.attempts:
             if marker["reason"] != "exploit":
                 continue
-            exploits += 1
-            donor, k = marker["cloned_from"]["trial_id"], marker["cloned_from"]["iteration"]
-            # Its first report (kept, or superseded by a later exploit at once) restarted
-            # from the donor's checkpoint at k: rt.get_checkpoint() gave the donor's.
-            made = [r for r in folded.rows + folded.superseded if r["attempt"] == marker["attempt"]]
-            assert made, "a clone has steps left to train: a donor at max_resource is done, never cloned"
-            first = min(made, key=lambda r: r["iteration"])
-            assert (first["restored_from"], first["start"], first["iteration"]) == (int(donor), k, k + 1)
             kept = history[history["attempt"] == marker["attempt"]]
-            assert (kept["config/lr"] == marker["config"]["lr"]).all() and (kept["cloned_from"] == donor).all()
+            assert (kept["config/lr"] == marker["config"]["lr"]).all() and (kept["cloned_from"] == marker["cloned_from"]["trial_id"]).all()
     assert exploits >= 1
     reasons = {m["reason"] for t in results.trials for m in markers(results, t.trial_id)}
     assert "promotion" in reasons  # 4 trials on 2 slots: members waited PAUSED for their turn
@@ -89,6 +84,21 @@ def test_clones_restart_from_their_donors_checkpoint_with_the_new_config(storage
     # No checkpoint is missing though each trial keeps only its newest: clones own their copies.
     for trial in results.trials:
         assert trial.checkpoint is not None and trial.checkpoint.is_dir()
+
+
+def _clones_restarted_from_their_donors(folded: History) -> int:
+    """Check that each exploit in a trial's history restarted it from its donor's checkpoint;
+    return how many there were."""
+    exploits = [m for m in folded.attempts if m["reason"] == "exploit"]
+    for marker in exploits:
+        donor, k = marker["cloned_from"]["trial_id"], marker["cloned_from"]["iteration"]
+        # Its first report (kept, or superseded by a later exploit at once) restarted from
+        # the donor's checkpoint at k: rt.get_checkpoint() gave the donor's.
+        made = [r for r in folded.rows + folded.superseded if r["attempt"] == marker["attempt"]]
+        assert made, "a clone has steps left to train: a donor at max_resource is done, never cloned"
+        first = min(made, key=lambda r: r["iteration"])
+        assert (first["restored_from"], first["start"], first["iteration"]) == (int(donor), k, k + 1)
+    return len(exploits)
 
 
 def test_the_best_trials_schedule_replays_to_the_same_model(storage):
@@ -137,7 +147,7 @@ def _exploit_markers(exp: Path) -> set[tuple[str, int, str, int]]:
     return found
 
 
-def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage):
+def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage, tmp_path):
     import os
     import signal
     import subprocess
@@ -147,14 +157,21 @@ def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage)
 
     exp = storage / "crashed_pbt"
     script = Path(__file__).with_name("crash_driver.py")
-    driver = subprocess.Popen([sys.executable, str(script), str(storage), "pbt"], start_new_session=True)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    driver = subprocess.Popen([sys.executable, str(script), str(storage), "pbt", str(gate)], start_new_session=True)
     try:
-        wait_for(lambda: len(_exploit_markers(exp)) >= 2, "two exploits, to kill the driver", timeout_s=120,
+        # The kill lands mid-run, at a chosen point: both slots' members hold before step 7,
+        # past three synchronous rounds, so the clones of the first two were launched.
+        wait_for(lambda: len(list(gate.glob("held-*"))) == 2 and len(_exploit_markers(exp)) >= 2,
+                 "two members held before step 7, two exploits launched, to kill the driver", timeout_s=120,
                  process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+        (gate / "open").touch()  # for any worker the kill left behind
     before = _exploit_markers(exp)
+    assert max(t.iteration for t in rt.load(exp).trials) == 6  # killed mid-run, where it was held
     configs_before = {t.trial_id: rt.load(exp).history(t.trial_id) for t in rt.load(exp).trials}
 
     results = rt.Tuner.resume(exp, verbose=0)
@@ -169,7 +186,71 @@ def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage)
         # Rows kept across the crash keep the config they were made with.
         shared = old.merge(kept, on=["iteration", "attempt"], suffixes=("", "_after"))
         assert (shared["config/x"] == shared["config/x_after"]).all()
+        # Every row's config is the one its step trained with, after the resume too.
+        assert (history["x_trained"] == history["config/x"]).all(), trial.trial_id
         for marker in read_history(trial.path / "results.jsonl").attempts:
             if marker["reason"] == "resume":  # every member checkpointed: none restarted from scratch
                 assert marker["start_iteration"] > 0 and marker["checkpoint"]
     assert not results.schedule(results.best.trial_id).empty
+
+
+def _clone_files(exp: str) -> dict[str, list[str]]:
+    """The files (hidden ones too) under every trial's ``clone_<n>`` folders, in a folder or
+    a bucket, by ``<trial>/clone_<n>/<child>``."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(exp)
+    fs.invalidate_cache()
+    found: dict[str, list[str]] = {}
+    for key in fs.find(f"{root}/trials"):
+        parts = key[len(root):].strip("/").split("/")
+        if len(parts) > 4 and parts[2].startswith("clone_"):
+            found.setdefault("/".join(parts[1:4]), []).append("/".join(parts[4:]))
+    return {folder: sorted(files) for folder, files in found.items()}
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_driver_killed_in_the_middle_of_a_clones_copy_resumes_without_it(where, storage, request):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from raytuner._storage import faults
+
+    root = str(storage) if where == "folder" else f"{request.getfixturevalue('bucket')}/exps"
+    exp = f"{root}/crashed_pbt"
+    script = Path(__file__).with_name("crash_driver.py")
+    # The fault hook kills the driver in the middle of its first copy of a donor's checkpoint
+    # (the first synchronous round, at 2): in a folder once the copy is made beside its place,
+    # in a bucket with half its files copied to their place.
+    driver = subprocess.Popen([sys.executable, str(script), root, "pbt"], start_new_session=True,
+                              env={**os.environ, faults.ENV: "1:kill:/clone_"})
+    try:
+        assert driver.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # its Ray
+        except ProcessLookupError:
+            pass
+    ((folder, files),) = _clone_files(exp).items()
+    if where == "folder":
+        assert folder.split("/")[2].startswith(".checkpoint") and files == ["same_state", "state"]
+    else:
+        assert folder.split("/")[2].startswith("checkpoint_") and len(files) == 1
+    assert not any("clone_" in str(t.checkpoint) for t in rt.load(exp).trials)  # no record names it
+
+    results = rt.Tuner.resume(exp, verbose=0)
+    assert results.meta["status"] == "COMPLETED"
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 16 and t.error is None for t in results.trials)
+    # Whatever clone copies are left are whole and in place: the half one is gone.
+    assert all(folder.split("/")[2].startswith("checkpoint_") and files == ["same_state", "state"]
+               for folder, files in _clone_files(exp).items()), _clone_files(exp)
+    if where == "folder":
+        assert all(any(clone.iterdir()) for clone in storage.glob("crashed_pbt/trials/*/clone_*"))
+    reader = ExperimentStorage(exp)
+    for trial in results.trials:
+        history = results.history(trial.trial_id)
+        assert list(history["iteration"]) == sorted(set(history["iteration"])) and history["iteration"].iloc[-1] == 16
+        assert (history["x_trained"] == history["config/x"]).all()
+    assert sum(_clones_restarted_from_their_donors(reader.read_history(t.trial_id)) for t in results.trials) >= 1

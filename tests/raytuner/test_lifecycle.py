@@ -454,6 +454,19 @@ def test_restored_trials_restart_and_reconcile_catches_the_searcher_up():
     check_index(life)
 
 
+def test_a_resume_that_misses_a_trial_between_others_never_reuses_a_taken_id():
+    # 00001 is gone (a bucket that lost the last second of uploads, a folder moved out by
+    # hand) and no state snapshot says which id comes next: new trials start past 00002.
+    trials = {t: Trial(t, {"k": int(t)}, status=TrialStatus.COMPLETED, last_value=0.1, resource=1)
+              for t in ("00000", "00002")}
+    life = Lifecycle(settings(), ListSearcher(), ScriptedScheduler(), trials=trials, next_id=0, clock=lambda: 5.0)
+    life.reconcile(next_id=0, closed=set())
+    out = life.handle(ev.Fill(idle=("w1", "w2"), pool_size=2))
+    assert [c.trial_id for c in of(out, ev.Launch)] == ["00003", "00004"]
+    assert set(life.trials) == {"00000", "00002", "00003", "00004"}
+    check_index(life)
+
+
 def test_the_lifecycle_imports_no_ray():
     code = "import sys, raytuner._driver.lifecycle; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -100,12 +100,19 @@ def test_writes_reach_the_bucket_and_readers_see_them(bucket):
     assert remote.pull(uri, reader.path) == 0  # nothing changed since
 
 
+def _quiet_writer(uri: str) -> ExperimentStorage:
+    """A driver's storage with no background upload pass: only sync() and the storage's own
+    pushes upload."""
+    writer = ExperimentStorage(uri, writable=True)
+    writer._uploader.interval_s = 3600
+    writer.create()
+    writer.write_experiment({"name": uri.rsplit("/", 1)[-1], "run_id": "run-a"})
+    return writer
+
+
 def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_deletes_them(bucket, tmp_path):
     uri = f"{bucket}/exps/e2"
-    writer = ExperimentStorage(uri, writable=True)
-    writer._uploader.interval_s = 3600  # no background pass: only sync() and the seam's own pushes upload
-    writer.create()
-    writer.write_experiment({"name": "e2", "run_id": "run-a"})
+    writer = _quiet_writer(uri)
     writer.write_config("00000", {"x": 1})
     writer.sync()
     where = ExperimentLocation(uri, "run-a", "node")
@@ -152,6 +159,32 @@ def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_del
     resumed.close()
     reader = ExperimentStorage(uri)
     assert (reader.trial_path("00000") / "checkpoint_000004" / "weights").read_bytes() == b"w1"
+
+
+def test_a_clones_copy_in_the_bucket_replaces_what_was_there_under_a_trial_the_bucket_records(bucket, tmp_path):
+    uri = f"{bucket}/exps/e3"
+    writer = _quiet_writer(uri)
+    writer.sync()
+    for trial_id in ("00000", "00001"):
+        writer.write_config(trial_id, {"x": 1})
+    donor, lost = tmp_path / "donor", tmp_path / "lost"
+    for folder, names in ((donor, ("weights", "meta")), (lost, ("weights", "junk"))):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_bytes(f"{folder.name} {name}".encode())
+    trial_files.put(donor, f"{uri}/trials/00000/checkpoint_000003")
+    # What a copy that a crash cut short left under the same name must not mix into the new one.
+    trial_files.put(lost, f"{uri}/trials/00001/clone_2/checkpoint_000003")
+    writer.clone_checkpoint("00000", "checkpoint_000003", "00001", "clone_2/checkpoint_000003")
+    stored = _objects(uri)
+    assert {key: data for key, data in stored.items() if "/clone_2/" in key} == {
+        "trials/00001/clone_2/checkpoint_000003/weights": b"donor weights",
+        "trials/00001/clone_2/checkpoint_000003/meta": b"donor meta"}
+    # The bucket records the trial the copy lies under, so a resume would find (and, if no
+    # record named it, remove) a copy cut short there.
+    assert "trials/00001/config.json" in stored
+    assert writer.checkpoint_folders("00001") == ["clone_2/checkpoint_000003"]
+    writer.close()
 
 
 def test_an_experiment_that_is_not_there(bucket):

@@ -92,6 +92,22 @@ def test_the_hook_kills_in_the_middle_of_a_write(tmp_path):
     assert [row["loss"] for row in ExperimentStorage(tmp_path / "exp").read_results("00000")] == [1.0]
 
 
+def test_the_hook_can_count_only_the_writes_of_some_paths(tmp_path, fault):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_config("00000", {"x": 1})
+    fault("2:enospc:/trial.json")  # aimed at the second trial.json from now on, whatever comes between
+    storage.write_trial("00000", {"trial_id": "00000", "status": "RUNNING"})
+    storage.append_results("00000", [{"loss": 1.0, "iteration": 1}])
+    storage.write_config("00000", {"x": 1})
+    assert faults.writes() == 1
+    with pytest.raises(StorageError, match=r"trial\.json: No space left"):
+        storage.write_trial("00000", {"trial_id": "00000", "status": "COMPLETED"})
+    storage.append_results("00000", [{"loss": 0.5, "iteration": 2}])  # still not aimed at
+    fault(None)
+    assert [row["loss"] for row in storage.read_results("00000")] == [1.0, 0.5]
+
+
 @pytest.mark.parametrize("text", ["0", "x", "3:explode", "-1:kill"])
 def test_a_malformed_hook_is_refused(text):
     with pytest.raises(ValueError, match="RAYTUNER_FAULT_AFTER_WRITES"):
