@@ -165,7 +165,7 @@ class Progress:
         counts = self._counts()
         total = f"/{self.total}" if self.total else ""
         parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-        text = f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts})"
+        text = f"[raytuner] {self._name}: {len(self._trials)}{total} trials" + (f" ({parts})" if parts else "")
         ranked = self._ranked()
         if ranked and self._metric:
             best = ranked[0]
@@ -183,8 +183,8 @@ class Progress:
         counts = self._counts()
         total = f"/{self.total}" if self.total else ""
         parts = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-        lines = [f"[raytuner] {self._name}: {len(self._trials)}{total} trials ({parts}), "
-                 f"{time.monotonic() - self._t0:.0f}s"]
+        lines = [f"[raytuner] {self._name}: {len(self._trials)}{total} trials" + (f" ({parts})" if parts else "")
+                 + f", {time.monotonic() - self._t0:.0f}s"]
         ranked = self._ranked()
         if ranked and self._metric:
             best = ranked[0]

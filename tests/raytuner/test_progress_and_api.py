@@ -24,6 +24,9 @@ def test_progress_line_counts_statuses_and_names_the_best_finite_trial():
     line = out.getvalue().strip()
     assert line.startswith("[raytuner] exp: 4/10 trials (1 running, 1 completed, 1 stopped, 1 failed)")
     assert "best loss=0.2 (trial 00001)" in line
+    empty = io.StringIO()
+    Progress({}, name="exp", metric="loss", mode="min", total=10, stream=empty).update(force=True)
+    assert empty.getvalue().startswith("[raytuner] exp: 0/10 trials | ")  # no "()" before the first trial
 
 
 def test_progress_summary_table_and_silence():
