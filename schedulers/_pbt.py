@@ -195,9 +195,13 @@ class PBTScheduler(Scheduler):
         self._members[trial_id].config = dict(config)
 
     def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        member = self._members.get(trial_id)
+        # A clone whose exploit the saved state holds and the driver is still to launch (it
+        # hands back the clone's config) stays out of the ranking until it reports, as before.
+        cloning = member is not None and member.cloning and member.config == dict(config)
         self.on_trial_config(trial_id, config)
         member = self._members[trial_id]
-        member.status, member.cloning = (Status.PAUSED if paused else Status.RUNNING), False
+        member.status, member.cloning = (Status.PAUSED if paused else Status.RUNNING), cloning
         self._order.resumed(trial_id)
 
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:

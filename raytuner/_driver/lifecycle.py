@@ -143,9 +143,13 @@ class Lifecycle(ControlHandlers):
                 self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
             if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
                 self._restart_reason[trial.trial_id] = "resume"
-            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
-                scheduler.on_trial_restore(trial_id, trial.config, trial.status is TrialStatus.PAUSED)
         self._exploits.drop_launched(self.trials)
+        for trial_id, trial in self.trials.items():
+            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
+                # With an exploit still to launch, the trial runs next with the exploit's config.
+                pending = self._exploits.pending.get(trial_id)
+                scheduler.on_trial_restore(trial_id, pending.config if pending is not None else trial.config,
+                                           trial.status is TrialStatus.PAUSED)
         if trials and self._search_done():
             self.scheduler.on_search_finished()  # the saved state may predate the last trial
 

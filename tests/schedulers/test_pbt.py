@@ -229,3 +229,24 @@ def test_a_resumed_driver_tells_a_stale_state_which_trials_wait_paused():
     again.on_trial_restore("t2", {"lr": 0.3, "units": 8}, paused=False)
     assert again.choose_trial_to_resume() == "t1" and again.choose_trial_to_resume() is None
     assert again.on_result("t0", 1, 0.1) is C  # restarted below what the state had seen: allowed
+
+
+def test_a_clone_waiting_for_its_launch_across_a_driver_restart_keeps_its_config_and_stays_unranked():
+    pbt = population(4)
+    for t, v in [("t1", 0.5), ("t2", 0.4), ("t3", 0.1)]:
+        pbt.on_result(t, 2, v)
+    assert pbt.on_result("t0", 2, 0.9) is P
+    (exploit,) = pbt.exploits()
+    again = population(4)
+    again.restore(pickle.loads(pickle.dumps(pbt.state())))
+    # The driver hands back the config each trial runs next with: for t0, its exploit's.
+    again.on_trial_restore("t0", exploit.config, paused=True)
+    for i in (1, 2, 3):
+        again.on_trial_restore(f"t{i}", {"lr": 0.1 * (i + 1), "units": 8}, paused=False)
+    assert "t0" not in again._ranked()  # its score is its old model's, as before the restart
+    assert again._members["t0"].config == exploit.config
+    # Given its old config instead (a state saved before the exploit), it is an ordinary member.
+    stale = population(4)
+    stale.restore(pickle.loads(pickle.dumps(pbt.state())))
+    stale.on_trial_restore("t0", {"lr": 0.1, "units": 8}, paused=True)
+    assert "t0" in stale._ranked()
