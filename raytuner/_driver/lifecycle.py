@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from raytuner import errors
 from raytuner._driver.events import (
     AppendError,
     AppendLog,
@@ -60,7 +61,6 @@ from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
-from raytuner import errors
 from raytuner.errors import RayTunerError, ReportError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
@@ -137,21 +137,8 @@ class Lifecycle(ControlHandlers):
         self.abort: BaseException | None = None
         self._out: list[Command] = []
         self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
-        for trial_id, trial in (trials or {}).items():
-            self._add(trial)
-            if trial.status is TrialStatus.RUNNING:  # its worker went with the last driver
-                self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
-            if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
-                self._restart_reason[trial.trial_id] = "resume"
-        self._exploits.drop_launched(self.trials)
-        for trial_id, trial in self.trials.items():
-            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
-                # With an exploit still to launch, the trial runs next with the exploit's config.
-                pending = self._exploits.pending.get(trial_id)
-                scheduler.on_trial_restore(trial_id, pending.config if pending is not None else trial.config,
-                                           trial.status is TrialStatus.PAUSED)
-        if trials and self._search_done():
-            self.scheduler.on_search_finished()  # the saved state may predate the last trial
+        if trials:
+            self._restore(trials)
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:

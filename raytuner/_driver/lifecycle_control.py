@@ -1,7 +1,7 @@
 """The lifecycle's handlers of what comes from outside the trials: the time budget, Ctrl-C,
 the end of all work, an abort, the control commands from ``raytuner control`` or the
 dashboard (stop a trial, change the limits, re-run a failed trial, end the experiment), and
-the catching up after a resume (:meth:`ControlHandlers.reconcile`).
+a resume's taking in of the trials and catching up (:meth:`ControlHandlers.reconcile`).
 
 :class:`ControlHandlers` is part of :class:`raytuner._driver.lifecycle.Lifecycle`, which
 inherits it; the handlers live here to keep each module readable. A control command is
@@ -30,6 +30,7 @@ from raytuner._driver.events import (
     SetLimits,
     StopTrial,
 )
+from raytuner._driver.exploits import Exploits
 from raytuner._driver.trial_state import Run, RunPhase
 from raytuner._formats import dumps
 from raytuner._trial import Trial, TrialStatus
@@ -74,8 +75,14 @@ class ControlHandlers:
     _closed: set[str]
     _ended: bool
     _out: list[Command]
+    _restart_reason: dict[str, str]
+    _exploits: Exploits
 
     if TYPE_CHECKING:
+        def _add(self, trial: Trial) -> None: ...
+
+        def _search_done(self) -> bool: ...
+
         def _set_status(self, trial: Trial, status: TrialStatus, note: str | None = None, *,
                         notify: bool = True, record: bool = True) -> None: ...
 
@@ -209,6 +216,25 @@ class ControlHandlers:
 
     def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))
+
+    def _restore(self, trials: dict[str, Trial]) -> None:
+        """On resume, before anything runs: take in the trials as their folders say; those
+        not finished run again (RUNNING ones lost their worker with the last driver)."""
+        for trial in trials.values():
+            self._add(trial)
+            if trial.status is TrialStatus.RUNNING:
+                self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
+            if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
+                self._restart_reason[trial.trial_id] = "resume"
+        self._exploits.drop_launched(self.trials)
+        for trial_id, trial in self.trials.items():
+            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
+                # With an exploit still to launch, the trial runs next with the exploit's config.
+                pending = self._exploits.pending.get(trial_id)
+                self.scheduler.on_trial_restore(trial_id, pending.config if pending is not None else trial.config,
+                                                trial.status is TrialStatus.PAUSED)
+        if self._search_done():
+            self.scheduler.on_search_finished()  # the saved state may predate the last trial
 
     def reconcile(self, next_id: int, closed: Iterable[str]) -> list[Command]:
         """After a resume: catch searcher and scheduler (restored from their last snapshot)
