@@ -236,7 +236,7 @@ def test_checkpoint_is_keras_format_with_the_epoch(trained, tmp_path):
 
 
 def _optimizer_state(model):
-    return {v.path: np.array(v) for v in model.optimizer.variables}
+    return {v.path: v.numpy() for v in model.optimizer.variables}
 
 
 def test_restore_loads_weights_and_optimizer_state_and_returns_the_epoch(trained, trial, tmp_path):
@@ -246,7 +246,7 @@ def test_restore_loads_weights_and_optimizer_state_and_returns_the_epoch(trained
     resumed = trial(checkpoint_dir=checkpoint, iteration=3)
     assert rtk.restore(fresh) == 3
     for a, b in zip(model.weights, fresh.weights):
-        np.testing.assert_array_equal(np.array(a), np.array(b))
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
     saved, restored = _optimizer_state(model), _optimizer_state(fresh)
     assert int(fresh.optimizer.iterations) == 3 * STEPS
     assert [np.array_equal(a, b) for a, b in zip(saved.values(), restored.values())] == [True] * len(saved)
@@ -257,11 +257,11 @@ def test_restore_loads_weights_and_optimizer_state_and_returns_the_epoch(trained
 
 def test_restore_without_a_checkpoint_is_a_no_op(trial, tmp_path):
     model = make_model()
-    before = [np.array(w) for w in model.weights]
+    before = [w.numpy() for w in model.weights]
     assert rtk.restore(model) == 0  # outside a trial
     trial()
     assert rtk.restore(model) == 0  # a fresh trial
-    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.weights))
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.weights))
     with pytest.raises(ConfigError, match="not a checkpoint written by raytuner.keras"):
         rtk.restore(model, tmp_path)
 
