@@ -110,35 +110,63 @@ def _completed_in_bucket(uri: str) -> int:
     return count
 
 
+HELD = ("00003", "00004")  # crash_driver.FIRST_HELD on: they hold before epoch 3
+
+
+def _held_at_epoch_2_in_bucket(uri: str, gate: Path) -> bool:
+    """Whether trials 3 and 4 hold, the row committing their checkpoint of epoch 2 uploaded."""
+    keys = _keys(uri)
+    for trial_id in HELD:
+        rel = f"trials/{trial_id}/results.jsonl"
+        if not (gate / f"held-{trial_id}").exists() or rel not in keys:
+            return False
+        rows = [json.loads(line) for line in _get(uri, rel).splitlines() if b'"_marker"' not in line]
+        if [(r["epoch"], r.get("checkpoint")) for r in rows][-1:] != [(2, "checkpoint_000002")]:
+            return False
+    return True
+
+
 def test_a_lost_head_resumes_on_a_fresh_one_from_the_bucket_alone(bucket, tmp_path, monkeypatch):
     root = f"{bucket}/exps"
     uri = f"{root}/crashed"
     head = tmp_path / "old-head-cache"
+    gate = tmp_path / "gate"
+    gate.mkdir()
     env = {**os.environ, "XDG_CACHE_HOME": str(head)}
-    driver = subprocess.Popen([sys.executable, str(CRASH_SCRIPT), root], env=env, start_new_session=True)
+    driver = subprocess.Popen([sys.executable, str(CRASH_SCRIPT), root, str(gate)], env=env, start_new_session=True)
     try:
-        wait_for(lambda: _completed_in_bucket(uri) >= 3, "three trials to complete in the bucket, to kill the driver",
+        # The head is lost mid-run, at a chosen point: trials 0-2 finished, 3 and 4 held before
+        # epoch 3 with their checkpoints of epoch 2 recorded in the bucket, 5-7 not started.
+        wait_for(lambda: _completed_in_bucket(uri) == 3 and _held_at_epoch_2_in_bucket(uri, gate),
+                 "three trials to complete and two to hold mid-run in the bucket, to kill the driver",
                  timeout_s=120, interval_s=0.2, process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the head is gone ...
-        driver.wait()
+        driver.wait()  # (the held workers exit, their raylet gone: crash_driver.hold)
     shutil.rmtree(head)  # ... with its disk
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "new-head-cache"))
     before = rt.load(uri)
     assert before.meta["status"] == "RUNNING"
     done_before = {t.trial_id: t.metrics for t in before.trials if t.status == TrialStatus.COMPLETED}
-    assert len(done_before) >= 3
+    assert sorted(done_before) == ["00000", "00001", "00002"]
+    assert sorted(t.trial_id for t in before.trials) == [*done_before, *HELD]
+    files_before = {t: _get(uri, f"trials/{t}/results.jsonl") for t in done_before}
     results = rt.Tuner.resume(uri, verbose=0)
     assert results.meta["status"] == "COMPLETED"
     assert len(results.trials) == 8 and all(t.status == TrialStatus.COMPLETED for t in results.trials)
     for trial_id, metrics in done_before.items():
         assert results[trial_id].metrics == metrics
-        assert len(results.history(trial_id)) == 4, "finished trials are not rerun"
+        assert len(results.history(trial_id)) == 4
+        assert _get(uri, f"trials/{trial_id}/results.jsonl") == files_before[trial_id], "finished trials are not rerun"
     after = rt.load(uri)  # and the bucket has the end of it
     assert after.meta["status"] == "COMPLETED" and after.meta["resumed"] == 1
     assert {t.trial_id: list(after.history(t.trial_id)["epoch"]) for t in after.trials} == {t.trial_id: list(results.history(t.trial_id)["epoch"]) for t in results.trials}
-    assert all(list(after.history(t.trial_id)["epoch"])[-1] == 4 for t in after.trials), {t.trial_id: (t.status, list(after.history(t.trial_id)["epoch"])) for t in after.trials}
+    assert all(list(after.history(t.trial_id)["epoch"]) == [1, 2, 3, 4] for t in after.trials), {t.trial_id: (t.status, list(after.history(t.trial_id)["epoch"])) for t in after.trials}
+    reader = ExperimentStorage(uri)
+    for trial_id in HELD:  # the trials lost mid-run went on from their checkpoints in the bucket
+        (resumed,) = [m for m in reader.read_history(trial_id).attempts if m["reason"] == "resume"]
+        assert (resumed["start_iteration"], resumed["checkpoint"]) == (2, "checkpoint_000002")
 
 
 def pbt_member(config):
