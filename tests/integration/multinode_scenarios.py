@@ -42,7 +42,10 @@ def node_number(node_id: str) -> int:
 
 
 def where(config):
-    """Reports where it runs; checkpoints each report so a retry continues from it."""
+    """Reports where it runs; checkpoints each report so a retry continues from it. With a
+    ``gate`` (a folder), a first attempt on a node other than ``head`` holds after its first
+    report until the file ``gate/open`` exists, so that a scenario kills that node while
+    the trial runs instead of racing it."""
     start = 0
     checkpoint = rt.get_checkpoint()
     if checkpoint is not None:
@@ -60,6 +63,12 @@ def where(config):
             "node": node_number(ray.get_runtime_context().get_node_id()),
             "gpu_visible": int(os.environ.get("CUDA_VISIBLE_DEVICES") or -1),
         }, checkpoint=scratch)
+        if config.get("gate") and step == 1 and start == 0 and node != config["head"]:
+            deadline = time.monotonic() + 120
+            while not (Path(config["gate"]) / "open").exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{config['gate']}/open did not appear")
+                time.sleep(0.02)
 
 
 def fails_once(config):
@@ -131,10 +140,12 @@ class Sweeps:
         self.head = node_number(ray.get_runtime_context().get_node_id())
         self.storage = storage
 
-    def tune(self, name: str, *, reports: int, sleep: float, **kwargs):
+    def tune(self, name: str, *, reports: int, sleep: float, gate: str | None = None, **kwargs):
         kwargs.setdefault("keep_workers_s", 0)
         kwargs.setdefault("tensorboard", False)
         space = {"x": rt.uniform(0, 1), "reports": reports, "sleep": sleep}
+        if gate is not None:
+            space.update(gate=gate, head=self.head)
         return rt.Tuner(where, space=space, metric="loss", storage_path=self.storage, name=name,
                         verbose=0, **kwargs).fit()
 
@@ -204,15 +215,19 @@ class Sweeps:
     def _lose_node_mid_sweep(self, name: str, *, max_concurrent, **kwargs) -> dict:
         nodes = self.worker_nodes()
         lost: list[int] = []
+        gate = Path(tempfile.mkdtemp())
 
         def kill_first_worker_node_to_report(trial_id, result):
+            # Trials on worker nodes hold after their first report (``where``): the kill lands
+            # mid-run. Then the trials held on the node that remains go on.
             if not lost and result["node"] in nodes:
                 lost.append(result["node"])
                 self.kill(nodes[result["node"]])
+                (gate / "open").touch()
 
         arrivals = Arrivals(kill_first_worker_node_to_report)
         t0 = time.time()
-        results = self.tune(name, reports=4, sleep=0.25, num_trials=4, max_concurrent=max_concurrent,
+        results = self.tune(name, reports=4, sleep=0.25, gate=str(gate), num_trials=4, max_concurrent=max_concurrent,
                             max_failures=2, callbacks=[arrivals], **kwargs)
         return {"lost": lost[0] if lost else None, "seconds": time.time() - t0,
                 "experiment_status": results.meta["status"], "max_concurrent": results.meta["max_concurrent"],
