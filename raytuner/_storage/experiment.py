@@ -387,10 +387,7 @@ class ExperimentStorage:
                     faults.die()
             shutil.rmtree(trial_path / name, ignore_errors=True)
             if "/" in name:  # a clone's copy: its clone_<n> folder goes with it
-                try:
-                    (trial_path / name).parent.rmdir()
-                except OSError:
-                    pass
+                _remove_empty((trial_path / name).parent)
         if self._uploader is not None and names:
             self._uploader.push(trial_path)
             remote.remove([f"{trial_files.trial_location(self.uri, trial_id)}/{name}" for name in names])
@@ -410,10 +407,19 @@ class ExperimentStorage:
                  for p in sorted(path.glob(pattern))]
         return [name for name in names if (path / name).is_dir() and checkpoint_iteration(name) is not None]
 
-    def clone_checkpoint(self, source_trial: str, source: str, trial_id: str, name: str) -> None:
+    def has_checkpoint(self, trial_id: str, name: str) -> bool:
+        """Whether checkpoint folder ``name`` of ``trial_id`` is in storage now (one deleted
+        by hand is no checkpoint); in a bucket, whether it holds any file there."""
+        if self.uri is not None:
+            return remote.holds_files(f"{trial_files.trial_location(self.uri, trial_id)}/{name}")
+        return (self.trial_path(trial_id) / name).is_dir()
+
+    def clone_checkpoint(self, source_trial: str, source: str, trial_id: str, name: str) -> bool:
         """Copy checkpoint ``source`` of ``source_trial`` to ``name`` in ``trial_id``'s folder
         (a PBT exploit: the clone restarts from its own copy, which its donor's pruning
-        never touches).
+        never touches). False, copying nothing, if ``source`` is gone (deleted by hand): the
+        lifecycle then finds no copy when it launches the clone, and the clone keeps its own
+        checkpoint and config (:meth:`raytuner._driver.exploits.Exploits.drop_gone`).
 
         In a folder, files are hard-linked where the file system allows (checkpoint files
         are never changed in place: a folder is replaced whole), else copied; the copy is
@@ -429,24 +435,30 @@ class ExperimentStorage:
         if self.uri is not None:
             if self._uploader is not None:
                 self._uploader.push(self.trial_path(trial_id))
-            remote.copy_folder(f"{trial_files.trial_location(self.uri, source_trial)}/{source}",
-                               f"{trial_files.trial_location(self.uri, trial_id)}/{name}")
-            if self._remote_checkpoints is not None:
+            copied = remote.copy_folder(f"{trial_files.trial_location(self.uri, source_trial)}/{source}",
+                                        f"{trial_files.trial_location(self.uri, trial_id)}/{name}")
+            if copied and self._remote_checkpoints is not None:
                 self._remote_checkpoints.setdefault(trial_id, set()).add(name)
-            return
-        target = self.trial_path(trial_id) / name
+            return copied
+        origin, target = self.trial_path(source_trial) / source, self.trial_path(trial_id) / name
+        if not origin.is_dir():
+            return False
         with self._writing(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.parent / f"{trial_files.PARTIAL_PREFIX}_{target.name}.clone"
             shutil.rmtree(tmp, ignore_errors=True)
             try:
-                shutil.copytree(self.trial_path(source_trial) / source, tmp, copy_function=link_or_copy)
+                shutil.copytree(origin, tmp, copy_function=link_or_copy)
                 if faults.at_write(target):
                     faults.die()  # the crash harness: the copy made, not in place
                 trial_files.settle(tmp, target)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, (FileNotFoundError, shutil.Error)) and not origin.is_dir():
+                    _remove_empty(target.parent)  # deleted while it was copied: as if before
+                    return False
                 raise
+        return True
 
     def remove_partial_checkpoints(self, trial_id: str) -> list[str]:
         """Remove the hidden folders of checkpoints that were being put in place when a run
@@ -457,11 +469,16 @@ class ExperimentStorage:
         for path in found:
             shutil.rmtree(path, ignore_errors=True)
             if path.parent != trial_path:
-                try:
-                    path.parent.rmdir()
-                except OSError:
-                    pass  # it holds a copy that was put in place
+                _remove_empty(path.parent)  # unless it holds a copy that was put in place
         return [path.relative_to(trial_path).as_posix() for path in found]
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` (a clone's) if it is empty."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _not_a_checkpoint(rel: str) -> bool:

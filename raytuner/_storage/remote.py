@@ -244,21 +244,40 @@ def checkpoint_folders(uri: str) -> dict[str, set[str]]:
     return folders
 
 
-def copy_folder(source: str, target: str) -> None:
+def copy_folder(source: str, target: str) -> bool:
     """Copy every file under ``source`` to ``target`` (both in one file system), replacing
-    what was there."""
+    what was there. False, with nothing left at ``target``, if ``source`` holds no files
+    (deleted by hand, before the copy or during it)."""
     fs, src = filesystem(source)
     _, dst = filesystem(target)
+    remove([target])
+    fs.invalidate_cache(src)  # a listing cached before a deletion would name files that are gone
     try:
-        fs.rm(dst, recursive=True)
+        keys = fs.find(src)
     except FileNotFoundError:
-        pass
-    keys = fs.find(src)
+        keys = []
     dying = faults.at_write(target)
-    for n, key in enumerate(keys):
-        if dying and n == len(keys) // 2:
-            faults.die()  # the crash harness: half the files copied
-        fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
+    try:
+        for n, key in enumerate(keys):
+            if dying and n == len(keys) // 2:
+                faults.die()  # the crash harness: half the files copied
+            fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
+    except FileNotFoundError:
+        keys = []
+    if not keys:
+        remove([target])
+    return bool(keys)
+
+
+def holds_files(uri: str) -> bool:
+    """Whether anything is stored under ``uri`` (a folder in a bucket is its files), as the
+    bucket says now."""
+    fs, path = filesystem(uri)
+    fs.invalidate_cache(path)
+    try:
+        return bool(fs.find(path, maxdepth=1, withdirs=True))
+    except FileNotFoundError:
+        return False
 
 
 def list_experiments(root_uri: str) -> Path:

@@ -5,6 +5,7 @@ that follow the donors, a replay's schedule, and a resume that restores the clon
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,18 @@ def test_a_copy_is_hard_linked_where_the_file_system_allows(tmp_path):
     copy = disk.storage.trial_path("00001") / "clone_4" / "checkpoint_000003" / "model.txt"
     assert os.path.samefile(copy, disk.storage.trial_path("00000") / "checkpoint_000003" / "model.txt")
     assert not [p for p in copy.parent.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_copy_of_a_checkpoint_deleted_by_hand_is_not_made_and_nothing_is_raised(tmp_path):
+    disk = Disk(tmp_path / "exp")
+    disk.storage.write_config("00000", {})
+    stored(disk, "00000", 3, "weights")
+    assert disk.storage.has_checkpoint("00000", "checkpoint_000003")
+    shutil.rmtree(disk.storage.trial_path("00000") / "checkpoint_000003")
+    assert not disk.storage.has_checkpoint("00000", "checkpoint_000003")
+    assert disk.storage.clone_checkpoint("00000", "checkpoint_000003", "00001", "clone_4/checkpoint_000003") is False
+    assert not disk.storage.has_checkpoint("00001", "clone_4/checkpoint_000003")
+    assert not (disk.storage.trial_path("00001") / "clone_4").exists()  # no empty clone folder either
 
 
 def test_history_rows_carry_the_config_in_effect_and_what_they_cloned(tmp_path):

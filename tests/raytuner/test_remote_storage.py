@@ -187,6 +187,23 @@ def test_a_clones_copy_in_the_bucket_replaces_what_was_there_under_a_trial_the_b
     writer.close()
 
 
+def test_a_clones_copy_of_a_checkpoint_deleted_by_hand_leaves_nothing_in_the_bucket(bucket, tmp_path):
+    uri = f"{bucket}/exps/e4"
+    writer = _quiet_writer(uri)
+    writer.write_config("00001", {"x": 1})
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    (lost / "junk").write_bytes(b"a copy a crash cut short")
+    trial_files.put(lost, f"{uri}/trials/00001/clone_2/checkpoint_000003")
+    assert writer.has_checkpoint("00001", "clone_2/checkpoint_000003")
+    assert not writer.has_checkpoint("00000", "checkpoint_000003")  # never stored, or deleted by hand
+    assert writer.clone_checkpoint("00000", "checkpoint_000003", "00001", "clone_2/checkpoint_000003") is False
+    assert not [key for key in _objects(uri) if "/clone_2/" in key]
+    assert not writer.has_checkpoint("00001", "clone_2/checkpoint_000003")
+    assert writer.checkpoint_folders("00001") == []
+    writer.close()
+
+
 def test_an_experiment_that_is_not_there(bucket):
     with pytest.raises(ExperimentError, match=f"No experiment at {bucket}/nothing"):
         ExperimentStorage(f"{bucket}/nothing").read_experiment()
