@@ -7,6 +7,7 @@ fail before any trial starts, and a driver killed mid-run or in the middle of a 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from raytuner import TrialStatus
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.history import History, read_history
 from raytuner.errors import ConfigError
+from raytuner.schedulers import Decision, Exploit, Scheduler
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -253,3 +255,96 @@ def test_a_driver_killed_in_the_middle_of_a_clones_copy_resumes_without_it(where
         assert list(history["iteration"]) == sorted(set(history["iteration"])) and history["iteration"].iloc[-1] == 16
         assert (history["x_trained"] == history["config/x"]).all()
     assert sum(_clones_restarted_from_their_donors(reader.read_history(t.trial_id)) for t in results.trials) >= 1
+
+
+# -- a donor's checkpoint deleted by hand before its clone's copy ------------------------------
+class DeletesTheDonorsCheckpoint(Scheduler):
+    """Trial 00000 clones trial 00001 once: paused at its report 4 (every report of it awaits
+    a decision), it is given the exploit once 00001 has reported 2, whichever comes last.
+    Right then, between that decision and the copy (as :meth:`exploits` hands it over), the
+    donor's checkpoint folders are deleted, as a person may delete them by hand."""
+
+    requires_checkpoints = True
+    changes_configs = True
+
+    def __init__(self, exp: str):
+        self.exp = exp
+        self.donor_at, self.paused, self.cloned = 0, False, False
+        self._exploits: list[Exploit] = []
+        self._resume: list[str] = []
+
+    def on_result(self, trial_id, resource, value):
+        if trial_id == "00001":
+            self.donor_at = resource
+        elif resource >= 4 and not self.paused:
+            self.paused = True
+            self._decide()
+            return Decision.PAUSE
+        self._decide()
+        return Decision.CONTINUE
+
+    def _decide(self):
+        if self.paused and self.donor_at >= 2 and not self.cloned:
+            self.cloned = True
+            self._exploits.append(Exploit("00000", "00001", {"x": 0.5}))
+            self._resume.append("00000")
+
+    def decision_point(self, trial_id, resource):
+        return resource + 1 if trial_id == "00000" else math.inf
+
+    def choose_trial_to_resume(self):
+        return self._resume.pop(0) if self._resume else None
+
+    def exploits(self):
+        out, self._exploits = self._exploits, []
+        if out:
+            import fsspec
+
+            fs, root = fsspec.core.url_to_fs(self.exp)
+            fs.invalidate_cache()
+            for folder in fs.glob(f"{root}/trials/00001/checkpoint_*"):
+                fs.rm(folder, recursive=True)
+        return out
+
+
+def member(config):
+    """Sixteen steps, a checkpoint at each that says who wrote it at which step."""
+    start, writer = 0, -1
+    checkpoint = rt.get_checkpoint()
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        start, writer = state["step"], state["trial"]
+    me = int(rt.get_context().trial_id)
+    for step in range(start + 1, 17):
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "state.json").write_text(json.dumps({"step": step, "trial": me}))
+            rt.report({"loss": config["x"] / step, "start": start, "restored_from": writer, "x_trained": config["x"]},
+                      checkpoint=folder)
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_clone_whose_donors_checkpoint_was_deleted_by_hand_keeps_its_own_and_the_run_goes_on(
+        where, storage, request, caplog):
+    root = str(storage) if where == "folder" else f"{request.getfixturevalue('bucket')}/exps"
+    exp = f"{root}/handdeleted"
+    results = rt.Tuner(member, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, max_concurrent=2,
+                       scheduler=DeletesTheDonorsCheckpoint(exp), storage_path=root, name="handdeleted", verbose=0,
+                       checkpoints_to_keep=None, seed=3, tensorboard=False).fit()
+    assert results.meta["status"] == "COMPLETED"
+    assert all(t.status is TrialStatus.COMPLETED and t.iteration == 16 and t.error is None for t in results.trials)
+    # Said once, naming the trial and the folder that is gone.
+    (said,) = [r.getMessage() for r in caplog.records if "cannot clone" in r.getMessage()]
+    assert said.startswith("Trial 00000 cannot clone trial 00001: its checkpoint folder ") and f"{exp}/trials/00001/checkpoint_0" in said
+    assert "keeps its own model and config" in said
+    # It went on from its own checkpoint at 4, with its own config: one trajectory, no exploit.
+    clone = results["00000"]
+    history = ExperimentStorage(exp).read_history("00000")
+    assert [(m["attempt"], m["reason"], m["start_iteration"], m["checkpoint"]) for m in history.attempts] == [
+        (1, "start", 0, None), (2, "promotion", 4, "checkpoint_000004")]
+    assert [r["iteration"] for r in history.rows] == list(range(1, 17)) and not history.superseded
+    assert {r["x_trained"] for r in history.rows} == {clone.config["x"]} != {0.5}
+    assert [(r["start"], r["restored_from"]) for r in history.rows if r["iteration"] == 5] == [(4, 0)]
+    assert (results.history("00000")["config/x"] == clone.config["x"]).all()
+    assert not _clone_files(exp), "no copy was made"
+    if where == "folder":
+        assert not list(storage.glob("handdeleted/trials/*/clone_*")), "nor an empty clone folder left"
