@@ -125,6 +125,11 @@ class Outbox:
                 self._items.append((report, staged, urgent))
                 self._staged += staged is not None
                 self._urgent += urgent
+                if staged is not None and len(self._items) == 1 and self._throttled_for(staged) <= 0:
+                    # Due at once with nothing ahead: it is the thread's next store, claimed
+                    # now, so a newer checkpoint staged before the thread gets to it cannot
+                    # overtake it ("stored at once" must not depend on the thread's start).
+                    self._storing = staged
                 if not self._busy:
                     self._busy = True
                     threading.Thread(target=self._run, name="raytuner-outbox", daemon=True).start()
