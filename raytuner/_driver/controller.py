@@ -86,6 +86,7 @@ class Controller:
                 checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=storage.location,
             ),
             searcher, scheduler, trials=trials, next_id=next_id, exploits=exploits,
+            stored=storage.has_checkpoint,  # a PBT clone's copy, or what it copies, may be gone
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush

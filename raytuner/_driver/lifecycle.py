@@ -105,15 +105,14 @@ class Lifecycle(ControlHandlers):
         next_id: The next trial id to use (at least one past the highest id of ``trials``).
         exploits: PBT exploits decided and not launched yet, as :meth:`state` saved them.
         clock: Wall-clock time for start and end stamps (tests pass a fixed one).
-
-    Attributes:
         stored: Whether a trial's checkpoint folder is in storage, ``stored(trial_id, folder)``,
-            set by the driver for PBT clones' launches (:meth:`Exploits.drop_gone`); None: not asked.
+            asked at PBT clones' launches (:meth:`Exploits.drop_gone`); None: not asked.
     """
 
     def __init__(self, settings: LifecycleSettings, searcher: Searcher, scheduler: Scheduler, *,
                  trials: dict[str, Trial] | None = None, next_id: int = 0,
-                 exploits: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time):
+                 exploits: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
+                 stored: Callable[[str, str], bool] | None = None):
         self.settings = settings
         self.searcher = searcher
         self.scheduler = scheduler
@@ -141,7 +140,7 @@ class Lifecycle(ControlHandlers):
         self.abort: BaseException | None = None
         self._out: list[Command] = []
         self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
-        self.stored: Callable[[str, str], bool] | None = None
+        self._stored = stored
         if trials:
             self._restore(trials)
 
@@ -308,7 +307,7 @@ class Lifecycle(ControlHandlers):
         :mod:`raytuner._storage.history`); searcher and scheduler hear only of progress past
         what they were already fed (``Trial.fed_resource``).
         """
-        self._exploits.drop_gone(trial, self.scheduler, self.stored, self.settings.experiment_path)
+        self._exploits.drop_gone(trial, self.scheduler, self._stored, self.settings.experiment_path)
         exploit = self._exploits.apply(trial)
         start_iteration = trial.checkpoint_iteration if trial.checkpoint else 0
         start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0

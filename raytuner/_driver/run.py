@@ -94,7 +94,6 @@ def run_experiment(
         exploits=restored.exploits if restored is not None else None,
         capacity=slots,
     )
-    controller.life.stored = storage.has_checkpoint  # a PBT clone's copy, or what it copies, may be gone
     if restored is not None:
         controller.reconcile(restored.next_id, restored.closed)
     # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).

@@ -109,5 +109,7 @@ def check_index(life: Lifecycle) -> None:
     assert set(life._runs) == set(life.ids(TrialStatus.RUNNING))
 
 
-def make(scheduler: Scheduler | None = None, searcher: Searcher | None = None, **kw: Any) -> Lifecycle:
-    return Lifecycle(settings(**kw), searcher or ListSearcher(), scheduler or FIFOScheduler(), clock=lambda: 5.0)
+def make(scheduler: Scheduler | None = None, searcher: Searcher | None = None, stored: Any = None,
+         **kw: Any) -> Lifecycle:
+    return Lifecycle(settings(**kw), searcher or ListSearcher(), scheduler or FIFOScheduler(), clock=lambda: 5.0,
+                     stored=stored)
