@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def serve(root: Path) -> tuple[subprocess.Popen, str]:
     """``raytuner dashboard ROOT`` in a child process; its base URL once it answers."""
-    import httpx
+    import httpx2 as httpx
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "raytuner.cli", "dashboard", str(root), "--port", str(port)],
@@ -68,7 +68,7 @@ def serve(root: Path) -> tuple[subprocess.Popen, str]:
 
 # -- 1. first paint ----------------------------------------------------------------------------
 def paint(args: argparse.Namespace) -> None:
-    import httpx
+    import httpx2 as httpx
     from playwright.sync_api import sync_playwright
 
     experiment = Path(args.experiment).resolve()
@@ -111,7 +111,7 @@ def paint(args: argparse.Namespace) -> None:
 def watch(base: str, name: str) -> None:
     """What the experiment page does, as HTTP: events, then summary, table and figures.
     Runs in a process of its own (as a browser would), not in the driver's."""
-    import httpx
+    import httpx2 as httpx
 
     fetched = 0
     last_figures = 0.0

@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from dashboard_setup import EVIL, client, csrf_of, post, queued, root  # noqa: E402,F401 - root: a fixture
 
-import httpx  # noqa: E402
+import httpx2 as httpx  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from raytuner._storage.experiment import ExperimentStorage  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from dashboard_setup import client, csrf_of, post, queued, root  # noqa: E402,F401 - root: a fixture
 
-import httpx  # noqa: E402
+import httpx2 as httpx  # noqa: E402
 
 from raytuner.cli import main  # noqa: E402
 from raytuner.dashboard import Dashboard, DashboardError, start  # noqa: E402
