@@ -17,6 +17,12 @@ seeded) 2 at a time, 1 CPU each, and counts epochs per second of wall time:
   own Keras callbacks warn that they are deprecated inside Tune in Ray 2.60), with its
   default ``reuse_actors=False`` and with ``reuse_actors=True``.
 
+Each also times every trial's ``model.fit`` call on its own (the epochs themselves, the
+callbacks' reports and checkpoints included; not the import, the build or the time between
+trials), so "inside fit" compares what a framework adds to each epoch with the same epochs
+in the warm processes: the issue's "Keras epochs inside raytuner run at N% of the same
+epochs by hand", apart from what each worker pays once (start, TensorFlow import).
+
 Then the worker-reuse check: 20 trials one after another on one raytuner worker, each
 recording the worker's resident memory (RSS) when it starts.
 
@@ -55,8 +61,9 @@ def _data():
     return (x[:1400], y[:1400]), (x[1400:], y[1400:])
 
 
-def train_one(seed: int, epochs: int, callbacks: list, restore: bool = False) -> int:
-    """Build, compile and fit one trial's model; return the epochs it trained."""
+def train_one(seed: int, epochs: int, callbacks: list, restore: bool = False) -> tuple[int, float]:
+    """Build, compile and fit one trial's model; return the epochs it trained and the
+    seconds its ``fit`` took."""
     import keras
 
     (x, y), validation = _data()
@@ -73,28 +80,41 @@ def train_one(seed: int, epochs: int, callbacks: list, restore: bool = False) ->
         import raytuner as rt
 
         initial_epoch = rt.keras.restore(model)
+    start = time.perf_counter()
     history = model.fit(x, y, validation_data=validation, batch_size=BATCH, epochs=epochs,
                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)
-    return len(history.history["loss"])
+    return len(history.history["loss"]), time.perf_counter() - start
+
+
+def _fit_record(folder: str, seed: int, fit: tuple[int, float]) -> None:
+    """Leave a trial's (epochs, fit seconds) in ``folder`` for the benchmark's process."""
+    with open(os.path.join(folder, f"{seed}.fit"), "w") as f:
+        f.write(f"{fit[0]} {fit[1]!r}")
+
+
+def _fit_records(folder: str) -> tuple[int, float]:
+    """The epochs and fit seconds the trials left in ``folder``, summed."""
+    fits = [open(os.path.join(folder, name)).read().split() for name in os.listdir(folder) if name.endswith(".fit")]
+    return sum(int(epochs) for epochs, _ in fits), sum(float(seconds) for _, seconds in fits)
 
 
 # -- warm standalone processes -------------------------------------------------------------
 def _standalone_worker(seeds, epochs, barrier, out) -> None:
     train_one(10_000, 1, [])  # warm: TensorFlow imported, runtime initialised, one fit done
     barrier.wait()
-    start = time.perf_counter()
-    done = sum(train_one(seed, epochs, []) for seed in seeds)
-    out.put((done, time.perf_counter() - start))
+    fits = [train_one(seed, epochs, []) for seed in seeds]
+    out.put((sum(done for done, _ in fits), sum(seconds for _, seconds in fits)))
 
 
 def _cold_worker(seeds, epochs, barrier, out) -> None:
-    done = sum(train_one(seed, epochs, []) for seed in seeds)  # imports TensorFlow on the first
-    out.put((done, 0.0))
+    fits = [train_one(seed, epochs, []) for seed in seeds]  # imports TensorFlow on the first
+    out.put((sum(done for done, _ in fits), sum(seconds for _, seconds in fits)))
 
 
-def run_standalone(num_trials: int, epochs: int, concurrency: int, warm: bool = True) -> tuple[int, float]:
+def run_standalone(num_trials: int, epochs: int, concurrency: int, warm: bool = True) -> tuple[int, float, float]:
     """Train the trials in ``concurrency`` fresh processes; time them from the barrier the
-    warm ones reach after their import and first fit, or (``warm=False``) from their start."""
+    warm ones reach after their import and first fit, or (``warm=False``) from their start.
+    Return the epochs, the wall time and the seconds spent inside ``fit``."""
     # The same thread settings a 1-CPU Ray worker gets.
     os.environ["OMP_NUM_THREADS"] = "1"
     ctx = mp.get_context("spawn")
@@ -113,7 +133,7 @@ def run_standalone(num_trials: int, epochs: int, concurrency: int, warm: bool = 
     for p in procs:
         p.join()
     del os.environ["OMP_NUM_THREADS"]
-    return sum(done for done, _ in results), wall
+    return sum(done for done, _ in results), wall, sum(seconds for _, seconds in results)
 
 
 # -- raytuner -----------------------------------------------------------------------------
@@ -122,7 +142,7 @@ def raytuner_trainable(config):
 
     options = {} if config["checkpoint"] is None else {"checkpoint": config["checkpoint"]}
     callback = rt.keras.ReportCallback(**options)
-    train_one(config["seed"], config["epochs"], [callback], restore=True)
+    _fit_record(config["fits"], config["seed"], train_one(config["seed"], config["epochs"], [callback], restore=True))
 
 
 def memory_trainable(config):
@@ -134,17 +154,21 @@ def memory_trainable(config):
 
 
 def run_raytuner(num_trials: int, epochs: int, concurrency: int, root: str,
-                 checkpoint: bool | str | None = None) -> tuple[int, float]:
+                 checkpoint: bool | str | None = None) -> tuple[int, float, float]:
     """``checkpoint``: the callback's argument; None leaves it at its default."""
     import raytuner as rt
 
-    space = {"seed": rt.grid(list(range(num_trials))), "epochs": epochs, "checkpoint": checkpoint}
+    fits = root + "-fits"
+    os.makedirs(fits)
+    space = {"seed": rt.grid(list(range(num_trials))), "epochs": epochs, "checkpoint": checkpoint, "fits": fits}
     start = time.perf_counter()
     results = rt.Tuner(raytuner_trainable, space=space, metric="val_loss", max_concurrent=concurrency,
                        resources={"cpu": 1}, storage_path=root, verbose=0, keep_workers_s=0).fit()
     wall = time.perf_counter() - start
     assert not results.errors, results.errors
-    return sum(t.iteration for t in results.trials), wall
+    epochs_fit, fit_s = _fit_records(fits)
+    assert epochs_fit == num_trials * epochs, epochs_fit
+    return sum(t.iteration for t in results.trials), wall, fit_s
 
 
 def run_memory(num_trials: int, root: str) -> list[tuple[int, float, float, float]]:
@@ -171,16 +195,18 @@ def tune_trainable(config):
         def on_epoch_end(self, epoch, logs=None):
             tune.report({**(logs or {}), "epoch": epoch + 1})
 
-    train_one(config["seed"], config["epochs"], [TuneReport()])
+    _fit_record(config["fits"], config["seed"], train_one(config["seed"], config["epochs"], [TuneReport()]))
 
 
-def run_ray_tune(num_trials: int, epochs: int, concurrency: int, root: str, reuse: bool) -> tuple[int, float]:
+def run_ray_tune(num_trials: int, epochs: int, concurrency: int, root: str, reuse: bool) -> tuple[int, float, float]:
     from ray import tune
 
+    fits = root + "-fits"
+    os.makedirs(fits)
     start = time.perf_counter()
     tuner = tune.Tuner(
         tune.with_resources(tune_trainable, {"cpu": 1}),
-        param_space={"seed": tune.grid_search(list(range(num_trials))), "epochs": epochs},
+        param_space={"seed": tune.grid_search(list(range(num_trials))), "epochs": epochs, "fits": fits},
         tune_config=tune.TuneConfig(metric="val_loss", mode="min", max_concurrent_trials=concurrency,
                                     reuse_actors=reuse),
         run_config=tune.RunConfig(storage_path=root, verbose=0),
@@ -188,7 +214,7 @@ def run_ray_tune(num_trials: int, epochs: int, concurrency: int, root: str, reus
     grid = tuner.fit()
     wall = time.perf_counter() - start
     assert len(grid) == num_trials and not grid.errors, grid.errors
-    return sum(int(r.metrics["training_iteration"]) for r in grid), wall
+    return sum(int(r.metrics["training_iteration"]) for r in grid), wall, _fit_records(fits)[1]
 
 
 def main() -> None:
@@ -226,13 +252,15 @@ def main() -> None:
 
     print(f"{args.trials} trials x {args.epochs} epochs, {args.concurrency} at a time, 1 CPU each "
           f"(MLP {UNITS}x{UNITS} on digits, batch {BATCH}); load average at start {load:.1f}")
-    warm, cold = (epochs / wall for _, epochs, wall in rows[:2])
-    for label, epochs, wall in rows:
+    warm, cold = (epochs / wall for _, epochs, wall, _ in rows[:2])
+    warm_fit = rows[0][1] / rows[0][3]
+    for label, epochs, wall, fit_s in rows:
         assert epochs == args.trials * args.epochs, (label, epochs)
         rate = epochs / wall
         print(f"  {label:<30} {wall:7.1f} s  {rate:6.2f} epochs/s  "
               f"{wall * args.concurrency / epochs:5.2f} s per epoch-slot  {rate / warm:6.1%} of warm  "
-              f"{rate / cold:6.1%} of cold")
+              f"{rate / cold:6.1%} of cold  | inside fit: {1000 * fit_s / epochs:6.1f} ms per epoch, "
+              f"{epochs / fit_s / warm_fit:6.1%} of warm")
     if memory:
         pids = {row[0] for row in memory}
         print(f"worker memory at the start of each of {len(memory)} trials on {len(pids)} worker(s), MiB:")
