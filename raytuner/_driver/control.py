@@ -79,7 +79,7 @@ class ControlInbox:
             "time": time.time(), "id": cmd.id if cmd else None, "origin": getattr(event, "origin", "?"),
             "command": _NAMES.get(type(event), type(event).__name__), "args": args,
             "accepted": applied.accepted, "message": applied.message,
-            "sent": cmd.time if cmd else None, "run_id": self._run_id,
+            "sent": cmd.time if cmd else None, "run_id": self._run_id, "file": cmd.file if cmd else None,
         })
         if cmd is not None:
             self._store.done(cmd)

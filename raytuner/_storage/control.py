@@ -36,7 +36,7 @@ rare, and what was applied must survive a machine crash).
 **Across a crash.** A command's file stays in ``control/`` until its outcome is in the
 history (:meth:`ControlStore.done`), so a driver killed in between leaves it for the next
 run, which refuses it (written for an earlier run) and records that: no command is taken and
-lost without a line. A file whose id the history already holds (killed after the line,
+lost without a line. A file whose outcome the history already holds (killed after the line,
 before the removal) is removed without a second line. The driver writes a command's line
 before its effects (:mod:`raytuner._driver.control`), and a resume makes the effects of the
 commands the last run recorded as applied hold again (:func:`raytuner._driver.control.replay`).
@@ -55,7 +55,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from raytuner._control_values import COMMANDS, Command, clean_command, number_text, shown
 from raytuner._display import cli_command
@@ -143,7 +143,7 @@ class ControlStore:
         self.inbox = storage.path / CONTROL_DIR
         self.history_path = storage.path / HISTORY_FILE
         self._taken: set[str] = set()  # files this reader took up: never twice, even if one cannot be removed
-        self._recorded: set[str] | None = None  # ids the history holds, read at the reader's first take
+        self._recorded: set[str] | None = None  # files whose outcome the history holds: see take
         self._repaired = False  # the history's tail was checked before this writer's first append
         self._unreadable = False  # said once that the folder cannot be listed
 
@@ -218,10 +218,15 @@ class ControlStore:
                                self.inbox, exc)
             return []
         if self._recorded is None:
-            self._recorded = {entry["id"] for entry in self.history() if isinstance(entry.get("id"), str)}
+            self._recorded = _outcomes(self.history())
         taken: list[ControlCommand | Rejected] = []
         for name in names[:limit]:
             self._taken.add(name)
+            if name in self._recorded:
+                # Its driver was killed after its line, before removing it: the line, not a
+                # refusal of an earlier run's command, says what became of it.
+                _remove(self.inbox / name)
+                continue
             try:
                 item: ControlCommand | Rejected = self._read(name, run_id)
             except FileNotFoundError:
@@ -230,11 +235,6 @@ class ControlStore:
                 item = Rejected(name, bad.reason, **bad.seen)
             except Exception as exc:  # noqa: BLE001 - whatever one file does, it refuses that file only
                 item = Rejected(name, f"it could not be read ({type(exc).__name__}: {shown(str(exc), 200)})")
-            if item.id in self._recorded:
-                # Its driver was killed after its line, before removing it (the line, not this
-                # run's refusal of an earlier run's command, says what became of it).
-                _remove(self.inbox / name)
-                continue
             if isinstance(item, Rejected):
                 item = dataclasses.replace(item, set_aside=self._set_aside(name))
             else:
@@ -321,7 +321,13 @@ class ControlStore:
         except OSError as exc:  # a full disk: the run stops as for any write it cannot make
             raise self.storage.storage_error(exc, self.history_path) from None
         if self._recorded is not None:
-            self._recorded.update(entry["id"] for entry in entries if isinstance(entry.get("id"), str))
+            self._recorded |= _outcomes(entries)
+
+
+def _outcomes(entries: Iterable[dict[str, Any]]) -> set[str]:
+    """The command files whose outcome the driver recorded (its lines carry the run and the
+    file; a refused file's line needs no such care: the file is set aside before it)."""
+    return {entry["file"] for entry in entries if isinstance(entry.get("file"), str) and entry.get("run_id")}
 
 
 def _command(raw: Any, run_id: str | None, experiment: Path) -> ControlCommand:

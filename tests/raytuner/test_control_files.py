@@ -139,8 +139,8 @@ def test_a_file_that_is_not_a_command_is_set_aside_and_recorded_without_blocking
     make(folder, f"00000000000000000001-{kind}.json")
     store = control_store(storage)
     sent = store.submit("end_experiment", origin="cli")  # the good command after it still gets through
-    got = []
-    reader = threading.Thread(target=lambda: got.append(inbox_of(storage).poll()), daemon=True)
+    got, inbox = [], inbox_of(storage)
+    reader = threading.Thread(target=lambda: got.append(inbox.poll()), daemon=True)
     reader.start()
     reader.join(30)
     assert not reader.is_alive(), "the reader blocked"
@@ -152,7 +152,8 @@ def test_a_file_that_is_not_a_command_is_set_aside_and_recorded_without_blocking
     # Nothing is left to meet again (the good command's file goes once its outcome is recorded).
     assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(f"-{sent.id}.json")) == [REJECTED_DIR]
     assert (folder / REJECTED_DIR / entry["file"]).exists() or os.path.islink(folder / REJECTED_DIR / entry["file"])
-    assert inbox_of(storage, clock=lambda: 1e9).poll() == [] and len(store.history()) == 1
+    inbox.record(ev.ControlApplied(got[0][0], True, "experiment ended"))
+    assert inbox_of(storage, clock=lambda: 1e9).poll() == [] and len(store.history()) == 2
 
 
 @pytest.mark.parametrize(("fields", "says"), [
