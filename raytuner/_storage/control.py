@@ -53,9 +53,10 @@ import secrets
 import shutil
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from raytuner._control_values import COMMANDS, Command, clean_command, number_text, shown
 from raytuner._display import cli_command

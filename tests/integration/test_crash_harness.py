@@ -280,6 +280,33 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
           f"{time.monotonic() - started:.0f} s")
 
 
+def test_commands_a_run_recorded_as_applied_hold_after_it_dies_before_their_effects(shared_ray, tmp_path):
+    """The history's line is written before a command's effects: a driver killed between them
+    leaves trial.json RUNNING and experiment.json without the limit. The resume makes them
+    hold: the trial stopped by command does not run on, the experiment gets its 4th trial."""
+    import json
+
+    from raytuner._storage.control import control_store
+
+    folder = tmp_path / "exp"
+    assert drive(shared_ray, folder, 1, "9:kill").returncode == -signal.SIGKILL
+    before = check_records(folder, finished=False)
+    assert not before["00000"].status.is_finished(), before["00000"].status
+    run_id = json.loads((folder / "experiment.json").read_text())["run_id"]
+    control_store(folder).record(*[
+        {"time": time.time(), "id": f"c{i}", "origin": "cli", "command": command, "args": args, "accepted": True,
+         "message": "", "sent": time.time(), "run_id": run_id, "file": f"0-c{i}.json"}
+        for i, (command, args) in enumerate([("stop_trial", {"trial_id": "00000"}), ("set_limits", {"num_trials": 4})])])
+    resumed = drive(shared_ray, folder, 1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = check_rows(folder)
+    assert results["00000"].status == TrialStatus.STOPPED
+    assert json.loads((folder / "trials/00000/trial.json").read_text())["note"] == "stopped by cli"
+    assert results["00000"].iteration == before["00000"].iteration  # not run on
+    assert len(results.trials) == 4 and results.meta["num_trials"] == 4 and results.status == "COMPLETED"
+    assert all(t.status == TrialStatus.COMPLETED for t in results.trials[1:]), [t.status for t in results.trials]
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 1 MiB file system (tmpfs), mounted for the test; root only."""
