@@ -264,7 +264,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
 
 @pytest.mark.slow
 @pytest.mark.full_sweep
-@pytest.mark.timeout(1200)  # the PBT kind: 73 kill points and 25 full-disk points, about 6 minutes; control: 39 and 13, 5
+# The PBT kind: 73 kill points and 25 full-disk points, about 6 minutes; control: 39 and 13, about 5.
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
     every = KINDS[kind]
@@ -297,10 +298,11 @@ def test_commands_a_run_recorded_as_applied_hold_after_it_dies_before_their_effe
     before = check_records(folder, finished=False)
     assert not before["00000"].status.is_finished(), before["00000"].status
     run_id = json.loads((folder / "experiment.json").read_text())["run_id"]
+    applied = [("stop_trial", {"trial_id": "00000"}), ("set_limits", {"num_trials": 4})]
     control_store(folder).record(*[
         {"time": time.time(), "id": f"c{i}", "origin": "cli", "command": command, "args": args, "accepted": True,
          "message": "", "sent": time.time(), "run_id": run_id, "file": f"0-c{i}.json"}
-        for i, (command, args) in enumerate([("stop_trial", {"trial_id": "00000"}), ("set_limits", {"num_trials": 4})])])
+        for i, (command, args) in enumerate(applied)])
     resumed = drive(shared_ray, folder, 1)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = check_rows(folder)

@@ -242,7 +242,8 @@ def test_a_command_whose_outcome_is_recorded_is_never_recorded_again(tmp_path):
         assert ControlInbox(storage, lock.run_id).poll() == []
     (entry,) = control_store(storage).history()
     assert (entry["id"], entry["accepted"], entry["run_id"]) == (sent.id, True, first)
-    assert not list(storage.path.glob(f"{CONTROL_DIR}/*.json")) and not (storage.path / CONTROL_DIR / REJECTED_DIR).exists()
+    assert not list(storage.path.glob(f"{CONTROL_DIR}/*.json"))
+    assert not (storage.path / CONTROL_DIR / REJECTED_DIR).exists()
 
 
 def test_a_file_that_cannot_be_moved_is_removed_and_never_taken_twice(storage):
