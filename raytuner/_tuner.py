@@ -372,6 +372,8 @@ class Tuner:
                 print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
             return read(storage)
         with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
+            for trial_id in restored.commanded:  # before this run's id is in experiment.json (control.replay)
+                storage.write_trial(trial_id, restored.trials[trial_id].to_record())
             if trainable is None:
                 trainable = import_trainable(meta, storage.location)
             if speak:

@@ -1,6 +1,7 @@
 """The driver's side of control commands: take them from the experiment's folder, turn
 them into lifecycle events, and record how each went in the experiment's history; and the
-limits they set, kept in experiment.json for the views and for resume.
+limits they set, kept in experiment.json for the views and for resume; and, on resume,
+the effects of the commands the last run applied made to hold (:func:`replay`).
 
 The folder is listed at most every :data:`POLL_S` seconds, whatever the rate of events:
 a listing costs tens of microseconds, and a person waits on a command for a second at
@@ -18,6 +19,7 @@ from raytuner._control_values import COMMANDS, clean_command
 from raytuner._driver import events as ev
 from raytuner._storage.control import ControlCommand, ControlStore, Rejected
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError
 
 logger = logging.getLogger("raytuner")
@@ -66,7 +68,9 @@ class ControlInbox:
         return events
 
     def record(self, applied: ev.ControlApplied) -> None:
-        """One history line for a command the lifecycle applied or refused."""
+        """One history line for a command the lifecycle applied or refused, then its file
+        goes: the driver calls this before it writes the command's effects, so the line is
+        the point from which a resume makes them hold (:func:`replay`)."""
         event = applied.command
         _, cmd = self._sent.pop(id(event), (None, None))
         args = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)
@@ -75,8 +79,10 @@ class ControlInbox:
             "time": time.time(), "id": cmd.id if cmd else None, "origin": getattr(event, "origin", "?"),
             "command": _NAMES.get(type(event), type(event).__name__), "args": args,
             "accepted": applied.accepted, "message": applied.message,
-            "sent": cmd.time if cmd else None,
+            "sent": cmd.time if cmd else None, "run_id": self._run_id, "file": cmd.file if cmd else None,
         })
+        if cmd is not None:
+            self._store.done(cmd)
 
 
 def applied_limits(applied: ev.ControlApplied) -> dict[str, Any]:
@@ -119,3 +125,60 @@ def stored_limits(meta: dict[str, Any]) -> dict[str, Any]:
             except ConfigError as exc:
                 logger.warning("experiment.json's limits: %s It is left out.", exc)
     return kept
+
+
+def replay(storage: ExperimentStorage, meta: dict[str, Any], trials: dict[str, Trial]) -> list[str]:
+    """On resume: make the commands the last run recorded as applied hold in its records.
+
+    The driver writes a command's history line before its effects (:meth:`ControlInbox.record`),
+    so a run killed in between leaves a line whose effect never reached the records: a trial
+    stopped by command still RUNNING in its trial.json, limits missing from experiment.json, a
+    re-run trial still FAILED. The lines of the last run (experiment.json's ``run_id``) are
+    applied again, in order, to ``meta`` and ``trials``; each is idempotent, so a line whose
+    effect did land changes nothing. Earlier runs' lines need nothing: the run after each
+    replayed them before it wrote its own run_id into experiment.json. Returns the ids of the
+    trials changed, whose trial.json the resume rewrites.
+    """
+    run_id = meta.get("run_id")
+    if not isinstance(run_id, str):
+        return []
+    changed: list[str] = []
+    for entry in ControlStore(storage).history():
+        args = entry.get("args")
+        if entry.get("run_id") != run_id or entry.get("accepted") is not True or not isinstance(args, dict):
+            continue
+        try:
+            cmd = clean_command(entry.get("command"), args)
+        except ConfigError as exc:  # a hand-edited line: not obeyed
+            logger.warning("%s: a line of its last run is not a command (%s); it is left out.",
+                           ControlStore(storage).history_path, exc)
+            continue
+        origin, when = entry.get("origin", "?"), entry.get("time")
+        when = float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else time.time()
+        if cmd.command == "set_limits":
+            record_limits(meta, cmd.args)
+            continue
+        if cmd.command == "end_experiment":  # what it ended: the trials on a worker, and paused ones
+            ended = [t for t in trials.values() if t.status in (TrialStatus.RUNNING, TrialStatus.PAUSED)]
+            changed += _end(ended, TrialStatus.STOPPED, f"experiment ended by {origin}", when)
+            continue
+        trial = trials.get(cmd.args["trial_id"])
+        if trial is None:
+            continue
+        if cmd.command == "stop_trial" and not trial.status.is_finished():
+            changed += _end([trial], TrialStatus.STOPPED, f"stopped by {origin}", when)
+        elif cmd.command == "retry_trial" and trial.status is TrialStatus.FAILED and (trial.end_time or 0) <= when:
+            # Failed before the command, so not its re-run failing again: the re-run is due.
+            trial.status, trial.num_failures, trial.end_time, trial.note = (TrialStatus.PENDING, 0, None,
+                                                                             f"re-run by {origin}")
+            changed.append(trial.trial_id)
+    if changed:
+        logger.info("Trials %s: as control commands of the last run set them (it stopped before writing that).",
+                    ", ".join(sorted(set(changed))))
+    return sorted(set(changed))
+
+
+def _end(trials: list[Trial], status: TrialStatus, note: str, when: float) -> list[str]:
+    for trial in trials:
+        trial.status, trial.note, trial.end_time = status, note, when
+    return [trial.trial_id for trial in trials]

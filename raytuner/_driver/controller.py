@@ -325,7 +325,10 @@ class Controller:
             self._progress.total = self.life.num_trials
         # The terminal says what changed the sweep (a refusal changes nothing: verbose=2 only).
         self._progress.note(describe_applied(command), verbose=1 if command.accepted else 2)
-        self._later(self._control.record, command)
+        # Now, ahead of the command's effects (queued): a crash after the line leaves a
+        # resume to make them hold (control.replay); one before it leaves the command's file,
+        # which the next run refuses and records. Never an effect without its line.
+        self._control.record(command)
 
     # -- persistence and hooks -----------------------------------------------------------
     def _save_state(self, throttle: bool) -> None:

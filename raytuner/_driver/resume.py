@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from raytuner._driver import exploits
 from raytuner._control_values import clean_command
-from raytuner._driver.control import record_limits, stored_limits
+from raytuner._driver.control import record_limits, replay, stored_limits
 from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
@@ -46,6 +46,7 @@ class Restored:
     next_id: int = 0  # the next trial id, as the last state snapshot saw it
     closed: set[str] = field(default_factory=set)  # trials the searcher had been told the end of
     exploits: dict[str, Any] = field(default_factory=dict)  # PBT exploits decided, not launched yet
+    commanded: list[str] = field(default_factory=list)  # trials a replayed control command changed: to rewrite
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -225,10 +226,11 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
     if "searcher" in state:
         searcher.restore(state["searcher"])
         scheduler.restore(state["scheduler"])
-    _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
     pending = dict(state.get("exploits", {}))
-    restored = Restored(_restore_trials(storage, Objectives.of(settings.metric, settings.mode), pending), state.get("next_id", 0),
-                        set(state.get("closed", ())), pending)
+    trials = _restore_trials(storage, Objectives.of(settings.metric, settings.mode), pending)
+    commanded = replay(storage, meta, trials)  # before the limits: those given now win over a command's
+    _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
+    restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded)
     return settings, searcher, scheduler, restored
 
 

@@ -4,7 +4,8 @@
 
     <experiment>/
         control/<time_ns>-<id>.json   a command waiting for the driver (atomic: written
-                                      as .<name>.tmp, then renamed; the driver deletes it)
+                                      as .<name>.tmp, then renamed; the driver deletes it
+                                      once its outcome is in the history)
         control/rejected/<name>       a file the driver would not apply (bad, or for another
                                       run), set aside so that no later run meets it again
         history.jsonl                 one line per file the driver took up: when, from
@@ -31,6 +32,14 @@ refuses that file, never the driver.
 ``history.jsonl`` is append-only: the driver's first append cuts a torn tail
 (:func:`raytuner._storage.history.repair_tail`), and each append is fsynced (commands are
 rare, and what was applied must survive a machine crash).
+
+**Across a crash.** A command's file stays in ``control/`` until its outcome is in the
+history (:meth:`ControlStore.done`), so a driver killed in between leaves it for the next
+run, which refuses it (written for an earlier run) and records that: no command is taken and
+lost without a line. A file whose outcome the history already holds (killed after the line,
+before the removal) is removed without a second line. The driver writes a command's line
+before its effects (:mod:`raytuner._driver.control`), and a resume makes the effects of the
+commands the last run recorded as applied hold again (:func:`raytuner._driver.control.replay`).
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import secrets
 import shutil
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +61,7 @@ from typing import Any
 from raytuner._control_values import COMMANDS, Command, clean_command, number_text, shown
 from raytuner._display import cli_command
 from raytuner._formats import dumps
+from raytuner._storage import faults
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.files import atomic_write_json
 from raytuner._storage.history import json_lines, repair_tail
@@ -88,6 +99,7 @@ class ControlCommand:
     origin: str
     time: float
     run_id: str | None
+    file: str | None = field(default=None, compare=False)  # its name in control/, for the driver
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "command": self.command, "args": self.args, "origin": self.origin, "time": self.time,
@@ -132,6 +144,7 @@ class ControlStore:
         self.inbox = storage.path / CONTROL_DIR
         self.history_path = storage.path / HISTORY_FILE
         self._taken: set[str] = set()  # files this reader took up: never twice, even if one cannot be removed
+        self._recorded: set[str] | None = None  # files whose outcome the history holds: see take
         self._repaired = False  # the history's tail was checked before this writer's first append
         self._unreadable = False  # said once that the folder cannot be listed
 
@@ -205,9 +218,16 @@ class ControlStore:
                 logger.warning("Control commands cannot be read from %s (%s); none is applied until it can be.",
                                self.inbox, exc)
             return []
+        if self._recorded is None:
+            self._recorded = _outcomes(self.history())
         taken: list[ControlCommand | Rejected] = []
         for name in names[:limit]:
             self._taken.add(name)
+            if name in self._recorded:
+                # Its driver was killed after its line, before removing it: the line, not a
+                # refusal of an earlier run's command, says what became of it.
+                _remove(self.inbox / name)
+                continue
             try:
                 item: ControlCommand | Rejected = self._read(name, run_id)
             except FileNotFoundError:
@@ -219,9 +239,21 @@ class ControlStore:
             if isinstance(item, Rejected):
                 item = dataclasses.replace(item, set_aside=self._set_aside(name))
             else:
-                _remove(self.inbox / name)
+                item = dataclasses.replace(item, file=name)  # removed once its outcome is recorded
             taken.append(item)
         return taken
+
+    def done(self, cmd: ControlCommand) -> None:
+        """Remove a command's file, once its outcome is in the history."""
+        if cmd.file is not None:
+            path = self.inbox / cmd.file
+            try:
+                dying = faults.at_write(path)
+            except OSError as exc:  # the crash harness's full disk
+                raise self.storage.storage_error(exc, path) from None
+            if dying:
+                faults.die()  # the crash harness: the line written, the file not removed
+            _remove(path)
 
     def _read(self, name: str, run_id: str | None) -> ControlCommand:
         path = self.inbox / name
@@ -274,13 +306,29 @@ class ControlStore:
         """Append lines to the history (the driver is its only writer), durably."""
         if not entries:
             return
-        if not self._repaired:
-            repair_tail(self.history_path)
-            self._repaired = True
-        with open(self.history_path, "a") as handle:
-            handle.write("".join(dumps(entry) + "\n" for entry in entries))
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = "".join(dumps(entry) + "\n" for entry in entries).encode()
+        try:
+            if not self._repaired:
+                repair_tail(self.history_path)
+                self._repaired = True
+            with open(self.history_path, "ab") as handle:
+                if faults.at_write(self.history_path):
+                    handle.write(data[: len(data) // 2])  # the crash harness: a line cut short
+                    handle.flush()
+                    faults.die()
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk: the run stops as for any write it cannot make
+            raise self.storage.storage_error(exc, self.history_path) from None
+        if self._recorded is not None:
+            self._recorded |= _outcomes(entries)
+
+
+def _outcomes(entries: Iterable[dict[str, Any]]) -> set[str]:
+    """The command files whose outcome the driver recorded (its lines carry the run and the
+    file; a refused file's line needs no such care: the file is set aside before it)."""
+    return {entry["file"] for entry in entries if isinstance(entry.get("file"), str) and entry.get("run_id")}
 
 
 def _command(raw: Any, run_id: str | None, experiment: Path) -> ControlCommand:

@@ -7,7 +7,9 @@ EVERY: the trainable checkpoints at every EVERY-th report (0: never); a trailing
 also turns off the worker's store throttle, so every checkpoint is stored and the driver
 prunes each one (with it on, these fast trials store about one a second). ``pbt``: a PBT
 population instead (:func:`member`), checkpointing every report, whose exploits copy
-checkpoints between trials and restart clones from them with mutated configs. STEP_S: seconds per
+checkpoints between trials and restart clones from them with mutated configs. ``control``: the
+trials checkpoint every report and steer their own experiment at fixed points (:data:`PLAN`),
+with control commands written as ``raytuner control`` writes them. STEP_S: seconds per
 step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
 small disk. Every report's metric is a pure function of (config, step), so a test
 can check each row of the history against what the trainable computes at that step. With
@@ -17,6 +19,7 @@ prints ``WRITES <n>`` if it gets to the end.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +33,17 @@ TRIALS = 3
 #: The PBT population's trials and budget: 4 members on 2 slots, perturbed every 2 steps.
 PBT_TRIALS = 4
 PBT_STEPS = 6
+#: The control kind's commands: (trial, after its report at step) -> the command it sends, once
+#: per experiment (a marker file in the experiment's folder, holding the command's id, says it
+#: was sent). A trial that stopped itself, or ended the experiment, then reports slowly
+#: (STOPPED_STEP_S a step), so that the stop reaches it before it finishes; the limits give the
+#: experiment a 4th trial, run alone, which ends the experiment.
+PLAN = {("00000", 2): ("stop_trial", {"trial_id": "00000"}),
+        ("00001", 2): ("set_limits", {"num_trials": 4, "max_concurrent": 1}),
+        ("00003", 2): ("end_experiment", {})}
+CONTROL_TRIALS = 4
+STOPPED_STEP_S = 1.0
+SENT = "harness_sent_"
 
 
 def value(x: float, step: int) -> float:
@@ -61,6 +75,32 @@ def train(config):
             (checkpoint / "step").write_text(str(step))
             (checkpoint / "ballast").write_bytes(b"\0" * config["ballast"])
         rt.report({"loss": value(config["x"], step), "step": step}, checkpoint=checkpoint)
+        if config.get("steer") and steer(step):
+            config = {**config, "step_s": STOPPED_STEP_S}
+
+
+def steer(step: int) -> bool:
+    """Send this trial's command at ``step`` (:data:`PLAN`), if not sent yet, and wait for the
+    driver's answer; whether it ends this trial."""
+    from raytuner._storage.control import control_store
+
+    context = rt.get_context()
+    planned = PLAN.get((context.trial_id, step))
+    if planned is None:
+        return False
+    folder = Path(context.trial_dir).parent.parent
+    try:
+        marker = os.open(folder / f"{SENT}{context.trial_id}_{step}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False  # sent by an earlier run: never twice
+    store = control_store(folder)
+    sent = store.submit(*planned, origin="harness")  # the live run's id, as `raytuner control` does
+    os.write(marker, sent.id.encode())
+    os.close(marker)
+    deadline = time.monotonic() + 60
+    while (entry := store.outcome(sent.id)) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return planned[0] in ("stop_trial", "end_experiment") and entry is not None and entry["accepted"]
 
 
 def member(config):
@@ -83,6 +123,10 @@ def member(config):
 def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
     if (folder / "experiment.json").is_file():
         rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=False)
+    elif every == "control":
+        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "steer": True}
+        rt.Tuner(train, space=space, metric="loss", num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent,
+                 name=folder.name, verbose=0, seed=11, tensorboard=False).fit()
     elif every == "pbt":
         pbt = rt.PBTScheduler(perturbation_interval=2, mutations={"x": rt.uniform(0, 1)}, max_resource=PBT_STEPS,
                               synch=True, seed=3)

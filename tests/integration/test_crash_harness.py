@@ -21,7 +21,11 @@ written, kept or superseded: an attempt's first row follows from the state held 
 checkpoint it restarted from (for a clone's copy, its donor's row), each later row from the row
 before, under the config in effect; the kept history's iterations increase (a clone may skip
 ahead to its donor's progress); and each trial's newest checkpoint holds the state its record
-says. The default set kills at a few
+says. And the control plane: trials that steer their own run (harness_driver.PLAN: stop a
+trial, set limits, end the experiment) with commands written as ``raytuner control`` writes
+them, killed before, inside and after each command's history line and its effects; each
+command is in the history once, and one recorded as applied has its effect in the final
+records (:func:`check_control_records`). The default set kills at a few
 points per kind; ``-m slow`` sweeps every write of a run. Drivers join one shared Ray
 (a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
 not a Ray start-up each (``shared_ray``, in conftest.py).
@@ -42,7 +46,17 @@ import raytuner as rt
 from raytuner import TrialStatus
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness_driver import PBT_STEPS, PBT_TRIALS, STEPS, TRIALS, pbt_value, value  # noqa: E402
+from harness_driver import (  # noqa: E402
+    CONTROL_TRIALS,
+    PBT_STEPS,
+    PBT_TRIALS,
+    PLAN,
+    SENT,
+    STEPS,
+    TRIALS,
+    pbt_value,
+    value,
+)
 
 from tests._helpers import tmpfs, wait_for  # noqa: E402
 
@@ -50,10 +64,15 @@ DRIVER = Path(__file__).with_name("harness_driver.py")
 #: The driver's EVERY argument per kind (see harness_driver.py); "1+": every report, and every
 #: checkpoint stored (the worker's store throttle off), so each is committed and pruned.
 KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0",
-         "pbt": "pbt"}
+         "pbt": "pbt", "control": "control"}
 #: Kill points of the default run, per kind: early (before any trial), among the first
 #: reports, and late (trials finishing). The slow sweep takes every write.
 DEFAULT_POINTS = (2, 9, 23)
+#: The control kind's: in the first command's history line (half of it written: not applied;
+#: its file is left, and the resume refuses it), after that line before its file goes and its
+#: effects are written (the resume makes them hold, without a second line), and the same
+#: after the last command's (end_experiment).
+CONTROL_POINTS = ("1:kill:history.jsonl", "1:kill:/control/", "3:kill:/control/")
 
 
 def drive(env: dict[str, str], folder: Path, every: int | str, fault: str | None = None, step_s: float = 0.02,
@@ -68,6 +87,16 @@ def drive(env: dict[str, str], folder: Path, every: int | str, fault: str | None
 
 def check_records(folder: Path, *, finished: bool) -> rt.Results:
     """The invariants; ``finished``: the run went to its end, so every trial is COMPLETED."""
+    results = check_rows(folder)
+    if finished:
+        assert len(results.trials) == TRIALS and results.status == "COMPLETED"
+        assert all(t.status == TrialStatus.COMPLETED for t in results.trials), [t.status for t in results.trials]
+    return results
+
+
+def check_rows(folder: Path) -> rt.Results:
+    """The invariants of every trial's rows: iterations 1..n, each row what the trainable
+    computes at that step, no trial lost or run twice, COMPLETED at the full budget only."""
     results = rt.load(folder)
     ids = [t.trial_id for t in results.trials]
     assert ids == [f"{i:05d}" for i in range(len(ids))], f"trials lost or duplicated: {ids}"
@@ -83,9 +112,55 @@ def check_records(folder: Path, *, finished: bool) -> rt.Results:
         if trial.status == TrialStatus.COMPLETED:
             assert iterations == list(range(1, STEPS + 1)), f"trial {trial.trial_id} COMPLETED at {iterations}"
             assert trial.iteration == STEPS and trial.metrics["loss"] == value(trial.config["x"], STEPS)
-    if finished:
-        assert len(ids) == TRIALS and results.status == "COMPLETED"
-        assert all(t.status == TrialStatus.COMPLETED for t in results.trials), [t.status for t in results.trials]
+    return results
+
+
+def check_control_records(folder: Path, *, finished: bool) -> rt.Results:
+    """The control kind's invariants (harness_driver.PLAN), besides the rows': the history,
+    the CLI and the records read; a command is in the history once, applied or refused, and
+    once the run is over every command sent is there; each command applied has its effect in
+    the final records (the stopped trial STOPPED before its budget, never run on; the limits
+    as set; the trial running when the experiment was ended STOPPED), and one not applied has
+    none."""
+    from raytuner._storage.control import control_store
+    from raytuner.cli import main
+
+    results = check_rows(folder)
+    if any(t.iteration for t in results.trials):  # before any report, `show` has no table to print
+        assert main(["show", str(folder)]) == 0
+    history = control_store(folder).history()
+    by_id: dict[str, list[dict]] = {}
+    for entry in history:
+        by_id.setdefault(entry["id"], []).append(entry)
+    for command_id, entries in by_id.items():
+        assert len(entries) == 1, f"command {command_id} recorded {len(entries)} times: {entries}"
+    sent = {path.name: path.read_text() for path in folder.glob(f"{SENT}*")}
+    applied = {entries[0]["command"]: entries[0] for entries in by_id.values() if entries[0]["accepted"]}
+    assert set(applied) <= {command for command, _ in PLAN.values()}, history
+    if not finished:
+        return results
+    assert not list(folder.glob("control/*.json")), "a command was never taken up"
+    for name, command_id in sent.items():
+        # A marker without an id: its worker died (with the driver) between the two writes.
+        assert not command_id or command_id in by_id, f"{name}: command {command_id} lost, in no history line"
+    trials = {t.trial_id: t for t in results.trials}
+    stopped = trials["00000"]
+    if "stop_trial" in applied:
+        assert stopped.status == TrialStatus.STOPPED and stopped.iteration < STEPS, (stopped.status, stopped.iteration)
+    else:
+        assert stopped.status == TrialStatus.COMPLETED, stopped.status
+    meta = results.meta
+    if "set_limits" in applied:
+        assert len(trials) == CONTROL_TRIALS and meta["num_trials"] == CONTROL_TRIALS, (len(trials), meta)
+        assert meta["max_concurrent"] == 1 and meta["limits"]["max_concurrent"] == 1, meta
+    else:
+        assert len(trials) == TRIALS and meta["num_trials"] == TRIALS, (len(trials), meta)
+    ended = trials.get("00003")
+    if "end_experiment" in applied:
+        assert ended.status == TrialStatus.STOPPED and ended.iteration < STEPS, (ended.status, ended.iteration)
+    assert results.status == "COMPLETED"
+    assert all(t.status == TrialStatus.COMPLETED for t in trials.values()
+               if t is not stopped and (t is not ended or "end_experiment" not in applied)), trials
     return results
 
 
@@ -145,12 +220,14 @@ def check_pbt_records(folder: Path, *, finished: bool) -> rt.Results:
 
 
 def check(folder: Path, every: int | str, *, finished: bool) -> rt.Results:
-    return (check_pbt_records if every == "pbt" else check_records)(folder, finished=finished)
+    checker = {"pbt": check_pbt_records, "control": check_control_records}.get(str(every), check_records)
+    return checker(folder, finished=finished)
 
 
-def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: int) -> bool:
-    """Kill the driver at write ``point``, check, resume, check; whether the kill happened."""
-    first = drive(env, folder, every, f"{point}:kill")
+def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: int | str) -> bool:
+    """Kill the driver at write ``point`` (or as the fault ``N:kill:PART`` says), check,
+    resume, check; whether the kill happened."""
+    first = drive(env, folder, every, point if isinstance(point, str) else f"{point}:kill")
     killed = first.returncode == -signal.SIGKILL
     assert killed or first.returncode == 0, first.stderr[-3000:]
     if killed and (folder / "experiment.json").is_file():
@@ -163,8 +240,9 @@ def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_driver_killed_at_any_write_resumes_into_trustworthy_records(shared_ray, tmp_path, kind):
-    kills = [kill_and_resume(shared_ray, tmp_path / f"kill_{point}", KINDS[kind], point) for point in DEFAULT_POINTS]
-    assert all(kills), f"a run ended before write {max(DEFAULT_POINTS)}: the kill points need moving"
+    points = CONTROL_POINTS if kind == "control" else DEFAULT_POINTS
+    kills = [kill_and_resume(shared_ray, tmp_path / f"kill_{i}", KINDS[kind], point) for i, point in enumerate(points)]
+    assert all(kills), f"a run ended before one of the kill points {points}: they need moving"
 
 
 def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, tmp_path):
@@ -186,7 +264,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
 
 @pytest.mark.slow
 @pytest.mark.full_sweep
-@pytest.mark.timeout(1200)  # the PBT kind: 73 kill points and 25 full-disk points, about 6 minutes
+# The PBT kind: 73 kill points and 25 full-disk points, about 6 minutes; control: 39 and 13, about 5.
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
     every = KINDS[kind]
@@ -204,6 +283,34 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
         check(folder, every, finished=True)
     print(f"{kind}: {total} kill points and {len(range(1, total + 1, 3))} full-disk points in "
           f"{time.monotonic() - started:.0f} s")
+
+
+def test_commands_a_run_recorded_as_applied_hold_after_it_dies_before_their_effects(shared_ray, tmp_path):
+    """The history's line is written before a command's effects: a driver killed between them
+    leaves trial.json RUNNING and experiment.json without the limit. The resume makes them
+    hold: the trial stopped by command does not run on, the experiment gets its 4th trial."""
+    import json
+
+    from raytuner._storage.control import control_store
+
+    folder = tmp_path / "exp"
+    assert drive(shared_ray, folder, 1, "9:kill").returncode == -signal.SIGKILL
+    before = check_records(folder, finished=False)
+    assert not before["00000"].status.is_finished(), before["00000"].status
+    run_id = json.loads((folder / "experiment.json").read_text())["run_id"]
+    applied = [("stop_trial", {"trial_id": "00000"}), ("set_limits", {"num_trials": 4})]
+    control_store(folder).record(*[
+        {"time": time.time(), "id": f"c{i}", "origin": "cli", "command": command, "args": args, "accepted": True,
+         "message": "", "sent": time.time(), "run_id": run_id, "file": f"0-c{i}.json"}
+        for i, (command, args) in enumerate(applied)])
+    resumed = drive(shared_ray, folder, 1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = check_rows(folder)
+    assert results["00000"].status == TrialStatus.STOPPED
+    assert json.loads((folder / "trials/00000/trial.json").read_text())["note"] == "stopped by cli"
+    assert results["00000"].iteration == before["00000"].iteration  # not run on
+    assert len(results.trials) == 4 and results.meta["num_trials"] == 4 and results.status == "COMPLETED"
+    assert all(t.status == TrialStatus.COMPLETED for t in results.trials[1:]), [t.status for t in results.trials]
 
 
 @pytest.fixture
@@ -267,16 +374,26 @@ def test_a_line_damaged_in_the_middle_of_results_is_named_and_resume_refuses_unt
     check_records(folder, finished=True)
 
 
+def _stored(results: rt.Results, trial_id: str, rows: int) -> bool:
+    """Whether the trial has ``rows`` rows at least, and a checkpoint among them."""
+    history = results.history(trial_id)
+    return len(history) >= rows and "checkpoint" in history and bool(history["checkpoint"].notna().any())
+
+
 def test_a_checkpoint_deleted_by_hand_is_named_and_the_trial_restarts_from_the_one_before(shared_ray, tmp_path,
                                                                                           capsys, caplog):
     import shutil
 
     from raytuner.cli import main
 
-    folder = tmp_path / "exp"
-    before = _interrupted(shared_ray, folder, point=22)  # of 26: the last trial runs, one checkpoint stored
-    unfinished = [t for t in before.trials if not t.status.is_finished()
-                  and len(before.history(t.trial_id)) >= 2]
+    # Of 26 writes: the last trial runs, a checkpoint stored. How many rows one append carries
+    # depends on the load, so the first of a few late points that leaves such a trial is taken.
+    for point in (22, 23, 24, 21):
+        folder = tmp_path / f"exp_{point}"
+        before = _interrupted(shared_ray, folder, point=point)
+        unfinished = [t for t in before.trials if not t.status.is_finished() and _stored(before, t.trial_id, rows=2)]
+        if unfinished:
+            break
     assert unfinished, [(t.trial_id, t.status) for t in before.trials]
     trial = unfinished[0]
     newest = before.history(trial.trial_id)["checkpoint"].dropna().iloc[-1]

@@ -69,9 +69,12 @@ def test_commands_are_taken_in_order_once_and_turned_into_lifecycle_events(stora
     now[0] += POLL_S / 2
     assert inbox.poll() == []  # looked too lately: the folder is not listed again yet
     now[0] += POLL_S
-    assert inbox.poll() == [ev.EndExperiment(origin="cli")]
-    assert inbox.poll() == [] and list(store.inbox.iterdir()) == []
-    assert store.history() == []  # nothing refused; the lifecycle's answers are recorded later
+    (last,) = inbox.poll()
+    assert last == ev.EndExperiment(origin="cli")
+    assert inbox.poll() == [] and store.history() == []  # nothing refused; the lifecycle's answers come later
+    assert len(list(store.inbox.iterdir())) == 5  # each file stays until its outcome is recorded
+    inbox.record(ev.ControlApplied(last, True, "experiment ended"))
+    assert len(list(store.inbox.iterdir())) == 4 and [e["command"] for e in store.history()] == ["end_experiment"]
 
 
 def test_each_command_carries_the_run_of_the_live_driver(storage):
@@ -135,9 +138,9 @@ def test_a_file_that_is_not_a_command_is_set_aside_and_recorded_without_blocking
     folder.mkdir()
     make(folder, f"00000000000000000001-{kind}.json")
     store = control_store(storage)
-    store.submit("end_experiment", origin="cli")  # the good command after it still gets through
-    got = []
-    reader = threading.Thread(target=lambda: got.append(inbox_of(storage).poll()), daemon=True)
+    sent = store.submit("end_experiment", origin="cli")  # the good command after it still gets through
+    got, inbox = [], inbox_of(storage)
+    reader = threading.Thread(target=lambda: got.append(inbox.poll()), daemon=True)
     reader.start()
     reader.join(30)
     assert not reader.is_alive(), "the reader blocked"
@@ -146,9 +149,11 @@ def test_a_file_that_is_not_a_command_is_set_aside_and_recorded_without_blocking
     assert not entry["accepted"] and says in entry["message"], entry["message"]
     assert entry["file"] == f"00000000000000000001-{kind}.json"
     assert f"moved to control/rejected/00000000000000000001-{kind}.json" in entry["message"]
-    assert [p.name for p in folder.iterdir()] == [REJECTED_DIR]  # nothing is left to meet again
+    # Nothing is left to meet again (the good command's file goes once its outcome is recorded).
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(f"-{sent.id}.json")) == [REJECTED_DIR]
     assert (folder / REJECTED_DIR / entry["file"]).exists() or os.path.islink(folder / REJECTED_DIR / entry["file"])
-    assert inbox_of(storage, clock=lambda: 1e9).poll() == [] and len(store.history()) == 1
+    inbox.record(ev.ControlApplied(got[0][0], True, "experiment ended"))
+    assert inbox_of(storage, clock=lambda: 1e9).poll() == [] and len(store.history()) == 2
 
 
 @pytest.mark.parametrize(("fields", "says"), [
@@ -199,6 +204,46 @@ def test_commands_written_while_no_driver_was_alive_are_refused_at_the_next_star
     (entry,) = control_store(storage).history()
     assert entry["command"] == "end_experiment" and not entry["accepted"]
     assert "while no driver ran the experiment, or for an earlier run" in entry["message"]
+
+
+def test_a_command_taken_by_a_driver_killed_before_its_outcome_is_recorded_is_refused_by_the_next_run(tmp_path):
+    """Not lost silently: its file stays until its line is written, so the next run finds it,
+    and the history says it was not applied."""
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_experiment({"name": "exp", "status": "RUNNING"})
+    with DriverLock(storage.path).acquire() as lock:
+        sent = control_store(storage).submit("end_experiment", origin="cli")
+        assert ControlInbox(storage, lock.run_id).poll() == [ev.EndExperiment(origin="cli")]
+    # Killed here: applied in memory at most, nothing recorded.
+    with DriverLock(storage.path).acquire() as lock:
+        assert ControlInbox(storage, lock.run_id).poll() == []
+    (entry,) = control_store(storage).history()
+    assert (entry["id"], entry["accepted"]) == (sent.id, False)
+    assert "for an earlier run" in entry["message"]
+
+
+def test_a_command_whose_outcome_is_recorded_is_never_recorded_again(tmp_path):
+    """A driver killed after the command's line, before removing its file: the next run
+    removes the file, and the history keeps its one line (applied, by the run that took it)."""
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_experiment({"name": "exp", "status": "RUNNING"})
+    with DriverLock(storage.path).acquire() as lock:
+        sent = control_store(storage).submit("set_limits", {"num_trials": 9}, origin="cli")
+        inbox = ControlInbox(storage, lock.run_id)
+        (event,) = inbox.poll()
+        (file,) = storage.path.glob(f"{CONTROL_DIR}/*.json")
+        content = file.read_bytes()
+        inbox.record(ev.ControlApplied(event, True, "num_trials=9"))
+        first = lock.run_id
+    file.write_bytes(content)  # as a driver killed between the line and the file's removal leaves it
+    with DriverLock(storage.path).acquire() as lock:
+        assert ControlInbox(storage, lock.run_id).poll() == []
+    (entry,) = control_store(storage).history()
+    assert (entry["id"], entry["accepted"], entry["run_id"]) == (sent.id, True, first)
+    assert not list(storage.path.glob(f"{CONTROL_DIR}/*.json"))
+    assert not (storage.path / CONTROL_DIR / REJECTED_DIR).exists()
 
 
 def test_a_file_that_cannot_be_moved_is_removed_and_never_taken_twice(storage):
