@@ -35,14 +35,13 @@ PBT_TRIALS = 4
 PBT_STEPS = 6
 #: The control kind's commands: (trial, after its report at step) -> the command it sends, once
 #: per experiment (a marker file in the experiment's folder, holding the command's id, says it
-#: was sent). A trial that stopped itself, or ended the experiment, then reports slowly
-#: (STOPPED_STEP_S a step), so that the stop reaches it before it finishes; the limits give the
-#: experiment a 4th trial, run alone, which ends the experiment.
+#: was sent). A trial that stopped itself, or ended the experiment, then holds until the
+#: driver's stop reaches its worker (:func:`await_stop`), so it never finishes first; the limits
+#: give the experiment a 4th trial, run alone, which ends the experiment.
 PLAN = {("00000", 2): ("stop_trial", {"trial_id": "00000"}),
         ("00001", 2): ("set_limits", {"num_trials": 4, "max_concurrent": 1}),
         ("00003", 2): ("end_experiment", {})}
 CONTROL_TRIALS = 4
-STOPPED_STEP_S = 1.0
 SENT = "harness_sent_"
 
 
@@ -76,7 +75,7 @@ def train(config):
             (checkpoint / "ballast").write_bytes(b"\0" * config["ballast"])
         rt.report({"loss": value(config["x"], step), "step": step}, checkpoint=checkpoint)
         if config.get("steer") and steer(step):
-            config = {**config, "step_s": STOPPED_STEP_S}
+            await_stop()
 
 
 def steer(step: int) -> bool:
@@ -101,6 +100,20 @@ def steer(step: int) -> bool:
     while (entry := store.outcome(sent.id)) is None and time.monotonic() < deadline:
         time.sleep(0.02)
     return planned[0] in ("stop_trial", "end_experiment") and entry is not None and entry["accepted"]
+
+
+def await_stop(deadline_s: float = 60.0) -> None:
+    """Hold this trial until a decision that ends it reaches its worker (the next report then
+    ends it). A driver killed before it sends the stop takes this worker down with it."""
+    from raytuner._worker import session
+
+    run = session.current()
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        with run._cond:
+            if run._pending is not None or run._ended is not None:
+                return
+        time.sleep(0.02)  # polls a condition, with a deadline
 
 
 def member(config):
