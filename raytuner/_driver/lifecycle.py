@@ -56,7 +56,7 @@ from raytuner._driver.events import (
 )
 from raytuner._driver.exploits import Exploits, unchecked
 from raytuner._driver.lifecycle_control import ControlHandlers
-from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
+from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, drop_gone_checkpoints
 from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
@@ -309,9 +309,10 @@ class Lifecycle(ControlHandlers):
         """
         self._exploits.drop_gone(trial, self.scheduler, self._stored, self.settings.experiment_path)
         exploit = self._exploits.apply(trial)
+        gone = exploit is None and drop_gone_checkpoints(trial, self._stored, self.settings.experiment_path)
         start_iteration = trial.checkpoint_iteration if trial.checkpoint else 0
         start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
-        if trial.iteration > start_iteration and not self._warned_rewind and exploit is None:
+        if trial.iteration > start_iteration and not self._warned_rewind and exploit is None and not gone:
             self._warned_rewind = True
             where = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch (it has no checkpoint)"
             logger.warning(
@@ -360,13 +361,8 @@ class Lifecycle(ControlHandlers):
             if report.checkpoint is not None:
                 # The worker put the folder in storage before it sent the report: the row
                 # that names it commits it.
-                folder = report.checkpoint
-                row["checkpoint"] = folder
-                trial.checkpoint = folder
-                trial.checkpoint_iteration = report.iteration
-                trial.checkpoint_time_s = report.time_total_s
-                trial.checkpoint_metrics = report.metrics
-                trial.checkpoints = [name for name in trial.checkpoints if name != folder] + [folder]
+                row["checkpoint"] = report.checkpoint
+                trial.commit(report.checkpoint, report.iteration, report.time_total_s, report.metrics)
                 committed = True
             rows.append(row)
             # A float, or with several objectives a tuple signed per metric (the worker
@@ -392,7 +388,8 @@ class Lifecycle(ControlHandlers):
         keep = self.settings.checkpoints_to_keep
         if committed and keep is not None and len(trial.checkpoints) > keep:
             # Only now: an older checkpoint goes once the row committing a newer one is written.
-            old, trial.checkpoints = trial.checkpoints[:-keep], trial.checkpoints[-keep:]
+            old = trial.checkpoints[:-keep]
+            trial.forget(old)
             self._out.append(DeleteCheckpoints(trial.trial_id, tuple(old)))
         self._out.extend(Notify("on_trial_result", (trial.trial_id, row)) for row in rows)
         self._stop_paused_losers()

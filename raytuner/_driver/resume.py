@@ -183,14 +183,12 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
             "after that are kept in results.jsonl for audit but leave its history.", trial.trial_id,
             committed[-1]["checkpoint"], storage.trial_path(trial.trial_id),
             f"{kept[-1]['checkpoint']}" if kept else "scratch")
-    trial.checkpoints = [row["checkpoint"] for row in kept]
+    trial.checkpoints, trial.checkpoint_rows = [], {}
     trial.checkpoint = None
     trial.checkpoint_iteration, trial.checkpoint_time_s, trial.checkpoint_metrics = 0, 0.0, {}
-    if kept:
-        row = kept[-1]
-        trial.checkpoint, trial.checkpoint_iteration = row["checkpoint"], row["iteration"]
-        trial.checkpoint_time_s = row.get("time_total_s", 0.0)
-        trial.checkpoint_metrics = {k: v for k, v in row.items() if k not in AUTO_KEYS}
+    for row in kept:
+        trial.commit(row["checkpoint"], row["iteration"], row.get("time_total_s", 0.0),
+                     {k: v for k, v in row.items() if k not in AUTO_KEYS})
     stray = sorted(on_disk - set(trial.checkpoints) - keep)
     if stray:
         logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
