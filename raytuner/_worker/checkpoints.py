@@ -35,8 +35,7 @@ class Orphaned(TrialStopped):
 
     def __init__(self, trial_id: str, location: str) -> None:
         super().__init__(Signal.STOP.value)
-        self.args = (f"trial {trial_id}'s driver is gone: another run holds {location}; its checkpoint was not "
-                     "stored",)
+        self.args = (f"trial {trial_id}'s driver is gone: another run holds {location}; its checkpoint was not stored",)
 
 
 @dataclass(frozen=True)

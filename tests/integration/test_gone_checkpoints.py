@@ -47,7 +47,7 @@ def deleting(config):
         if step == 3 and not failed.exists():
             failed.touch()
             stored = f"{config['experiment']}/trials/{trial_id}/checkpoint_000003"
-            wait_for(lambda: _holds(stored), "checkpoint 3 in storage")  # stored behind the report
+            wait_for(lambda: _holds(stored), "checkpoint 3 in storage")  # noqa: B023 - stored behind the report
             _delete(stored)
             raise RuntimeError("failing once, after deleting checkpoint 3")
 
@@ -71,6 +71,6 @@ def test_a_retry_whose_checkpoint_was_deleted_restarts_from_the_newest_still_the
         [(step, 0, 1) for step in range(1, start + 1)] + [(step, start, 2) for step in range(start + 1, 6)])
     assert trial.iteration == 5
     gone = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "is gone" in r.getMessage()]
-    assert gone == [f"Trial 00000: its checkpoint checkpoint_000003 is gone from {experiment}/trials/00000 (deleted "
-                    f"by hand?). It restarts from {f'checkpoint_{start:06d}' if start else 'scratch'}; its reports "
-                    "after that are kept in results.jsonl for audit but leave its history."]
+    assert gone == [(f"Trial 00000: its checkpoint checkpoint_000003 is gone from {experiment}/trials/00000 (deleted "
+                     f"by hand?). It restarts from {f'checkpoint_{start:06d}' if start else 'scratch'}; its reports "
+                     "after that are kept in results.jsonl for audit but leave its history.")]

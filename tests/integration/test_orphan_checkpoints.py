@@ -50,7 +50,7 @@ def taken_over_after_step_1(config):
         (folder / "step").write_text(str(step))
         if step == 2:
             first = f"{config['experiment']}/trials/{rt.get_context().trial_id}/checkpoint_000001"
-            wait_for(lambda: _holds(first), "checkpoint 1 in storage")  # stored behind its report
+            wait_for(lambda: _holds(first), "checkpoint 1 in storage")  # noqa: B023 - stored behind its report
             experiment = f"{config['experiment']}/experiment.json"
             _write(experiment, json.dumps({**json.loads(_read(experiment)), "run_id": "a-resumed-run"}).encode())
         rt.report({"loss": 1 / step, "step": step}, checkpoint=folder)

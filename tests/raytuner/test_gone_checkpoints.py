@@ -37,10 +37,10 @@ def test_a_promoted_trial_whose_checkpoint_was_deleted_restarts_from_its_newest_
     assert of(out, ev.DeleteCheckpoints) == []  # nothing past 2 is left to delete
     trial = life.trials["00000"]
     assert (trial.iteration, trial.metrics, trial.checkpoints) == (2, {"loss": 0.5}, ["checkpoint_000002"])
-    assert caplog.messages == [
+    assert caplog.messages == [(
         "Trial 00000: its checkpoint checkpoint_000004 is gone from /exp/trials/00000 (deleted by hand?). It "
         "restarts from checkpoint_000002; its reports after that are kept in results.jsonl for audit but leave "
-        "its history."]
+        "its history.")]
     # Reports 3 and 4 again, then 5: searcher and scheduler hear of 5 only.
     fed_before = list(life.searcher.results)
     outs.append(life.handle(reported("00000", *[report(i, 0.9 / i, awaits=False) for i in range(3, 6)],
@@ -67,10 +67,10 @@ def test_a_retry_whose_checkpoints_are_all_gone_starts_over_with_one_warning(cap
     assert (launch.checkpoint, launch.start_iteration, launch.start_time_s) == (None, 0, 0.0)
     trial = life.trials["00000"]
     assert (trial.iteration, trial.checkpoint, trial.checkpoints, trial.metrics) == (0, None, [], {})
-    assert [m for m in caplog.messages if "is gone" in m or "are gone" in m] == [
+    assert [m for m in caplog.messages if "is gone" in m or "are gone" in m] == [(
         "Trial 00000: its checkpoints checkpoint_000003, checkpoint_000002 are gone from /exp/trials/00000 "
         "(deleted by hand?). It restarts from scratch; its reports after that are kept in results.jsonl for audit "
-        "but leave its history."]
+        "but leave its history.")]
     assert not any("Pass `checkpoint=`" in m for m in caplog.messages)  # it did checkpoint
     assert [(m["reason"], m["start_iteration"]) for m in fold(_rows(outs)).attempts] == [("start", 0), ("retry", 0)]
     check_index(life)
