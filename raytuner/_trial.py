@@ -95,7 +95,8 @@ class Trial:
         if self.checkpoint is None or self.checkpoint not in names:
             return
         if not self.checkpoints:
-            self.checkpoint, self.checkpoint_iteration, self.checkpoint_time_s, self.checkpoint_metrics = None, 0, 0.0, {}
+            self.checkpoint, self.checkpoint_iteration = None, 0
+            self.checkpoint_time_s, self.checkpoint_metrics = 0.0, {}
             return
         newest = self.checkpoints[-1]
         self.checkpoint, self.checkpoint_iteration = newest, checkpoint_iteration(newest) or 0
