@@ -71,11 +71,36 @@ class Trial:
     #: trial with any records its config (the one in effect) in trial.json too.
     exploits: int = 0
     # Not in trial.json (rebuilt from results.jsonl on resume): the kept trajectory as
-    # (iteration, resource, signed value), the checkpoints its rows commit, oldest first, and
-    # the metrics of the newest one's row, which a restart from it rewinds to.
+    # (iteration, resource, signed value), the checkpoints its rows commit, oldest first, with
+    # the time and metrics of each one's row, which a restart from it rewinds to, and the
+    # metrics of the newest one's row.
     trajectory: list[tuple[int, float | None, float | tuple[float, ...] | None]] = field(default_factory=list, repr=False)
     checkpoints: list[str] = field(default_factory=list, repr=False)
     checkpoint_metrics: dict[str, Any] = field(default_factory=dict, repr=False)
+    checkpoint_rows: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def commit(self, name: str, iteration: int, time_total_s: float, metrics: dict[str, Any]) -> None:
+        """Checkpoint folder ``name``, made at report ``iteration``, is now the newest."""
+        self.checkpoint, self.checkpoint_iteration = name, iteration
+        self.checkpoint_time_s, self.checkpoint_metrics = time_total_s, metrics
+        self.checkpoints = [other for other in self.checkpoints if other != name] + [name]
+        self.checkpoint_rows[name] = (time_total_s, metrics)
+
+    def forget(self, names: list[str]) -> None:
+        """Checkpoints ``names`` are no longer the trial's (pruned, lost, or gone); the newest
+        left, if any, is the one it restarts from."""
+        self.checkpoints = [name for name in self.checkpoints if name not in names]
+        for name in names:
+            self.checkpoint_rows.pop(name, None)
+        if self.checkpoint is None or self.checkpoint not in names:
+            return
+        if not self.checkpoints:
+            self.checkpoint, self.checkpoint_iteration = None, 0
+            self.checkpoint_time_s, self.checkpoint_metrics = 0.0, {}
+            return
+        newest = self.checkpoints[-1]
+        self.checkpoint, self.checkpoint_iteration = newest, checkpoint_iteration(newest) or 0
+        self.checkpoint_time_s, self.checkpoint_metrics = self.checkpoint_rows.get(newest, (0.0, {}))
 
     def observe(self, iteration: int, resource: float, metrics: dict[str, Any], value: float | None, time_total_s: float) -> None:
         self.iteration = iteration
@@ -104,7 +129,7 @@ class Trial:
             if _rankable(value) and (self.best_value is None or value < self.best_value):
                 self.best_value, self.best_iteration = value, point_iteration
         lost = [name for name in self.checkpoints if (checkpoint_iteration(name) or 0) > iteration]
-        self.checkpoints = [name for name in self.checkpoints if name not in lost]
+        self.forget(lost)
         return lost
 
     def to_record(self) -> dict[str, Any]:

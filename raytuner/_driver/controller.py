@@ -86,7 +86,8 @@ class Controller:
                 checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=storage.location,
             ),
             searcher, scheduler, trials=trials, next_id=next_id, exploits=exploits,
-            stored=storage.has_checkpoint,  # a PBT clone's copy, or what it copies, may be gone
+            stored=self._stored,  # a checkpoint, a PBT clone's copy, or what it copies, may be gone
+            carry_out=self._apply,
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
@@ -290,6 +291,15 @@ class Controller:
     def _delete_checkpoints(self, command: ev.DeleteCheckpoints) -> None:
         self._checkpoint_io.add(command.trial_id)
         self._later(self._storage.delete_checkpoints, command.trial_id, command.folders)
+
+    def _stored(self, trial_id: str, folder: str) -> bool:
+        """Whether a trial's checkpoint folder is in storage now, asked by the lifecycle as it
+        launches the trial. The trial's queued checkpoint writes are carried out first: a PBT
+        clone's copy queued since the last flush is then made, or finds its source gone
+        (deleted by hand), before the launch relies on it, never after."""
+        if trial_id in self._checkpoint_io:
+            self._flush()
+        return self._storage.has_checkpoint(trial_id, folder)
 
     def _copy_checkpoint(self, command: ev.CopyCheckpoint) -> None:
         self._checkpoint_io.add(command.trial_id)

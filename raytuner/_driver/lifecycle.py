@@ -54,9 +54,9 @@ from raytuner._driver.events import (
     WriteConfig,
     WriteTrial,
 )
-from raytuner._driver.exploits import Exploits, unchecked
+from raytuner._driver.exploits import Exploits, copy_queued, unchecked
 from raytuner._driver.lifecycle_control import ControlHandlers
-from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase
+from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, drop_gone_checkpoints
 from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
@@ -106,13 +106,18 @@ class Lifecycle(ControlHandlers):
         exploits: PBT exploits decided and not launched yet, as :meth:`state` saved them.
         clock: Wall-clock time for start and end stamps (tests pass a fixed one).
         stored: Whether a trial's checkpoint folder is in storage, ``stored(trial_id, folder)``,
-            asked at PBT clones' launches (:meth:`Exploits.drop_gone`); None: not asked.
+            asked at relaunches (a checkpoint deleted by hand is none) and PBT clones'
+            launches (:meth:`Exploits.drop_gone`); None: not asked.
+        carry_out: Carries out commands now, as the driver does what :meth:`handle` returns:
+            a clone's copy decided in the event that launches it is then made (or fails)
+            before the launch checks it, as every other is. None: not (the unit tests).
     """
 
     def __init__(self, settings: LifecycleSettings, searcher: Searcher, scheduler: Scheduler, *,
                  trials: dict[str, Trial] | None = None, next_id: int = 0,
                  exploits: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
-                 stored: Callable[[str, str], bool] | None = None):
+                 stored: Callable[[str, str], bool] | None = None,
+                 carry_out: Callable[[list[Command]], None] | None = None):
         self.settings = settings
         self.searcher = searcher
         self.scheduler = scheduler
@@ -140,7 +145,7 @@ class Lifecycle(ControlHandlers):
         self.abort: BaseException | None = None
         self._out: list[Command] = []
         self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
-        self._stored = stored
+        self._stored, self._carry_out = stored, carry_out
         if trials:
             self._restore(trials)
 
@@ -307,11 +312,16 @@ class Lifecycle(ControlHandlers):
         :mod:`raytuner._storage.history`); searcher and scheduler hear only of progress past
         what they were already fed (``Trial.fed_resource``).
         """
-        self._exploits.drop_gone(trial, self.scheduler, self._stored, self.settings.experiment_path)
+        if self._carry_out is not None and copy_queued(self._out, trial.trial_id):
+            out, self._out = self._out, []  # in order, with everything before it
+            self._carry_out(out)
+        self._exploits.drop_gone(trial, self.scheduler, self._stored, self.settings.experiment_path,
+                                 made=self._carry_out is not None)
         exploit = self._exploits.apply(trial)
+        gone = exploit is None and drop_gone_checkpoints(trial, self._stored, self.settings.experiment_path)
         start_iteration = trial.checkpoint_iteration if trial.checkpoint else 0
         start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
-        if trial.iteration > start_iteration and not self._warned_rewind and exploit is None:
+        if trial.iteration > start_iteration and not self._warned_rewind and exploit is None and not gone:
             self._warned_rewind = True
             where = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch (it has no checkpoint)"
             logger.warning(
@@ -360,13 +370,8 @@ class Lifecycle(ControlHandlers):
             if report.checkpoint is not None:
                 # The worker put the folder in storage before it sent the report: the row
                 # that names it commits it.
-                folder = report.checkpoint
-                row["checkpoint"] = folder
-                trial.checkpoint = folder
-                trial.checkpoint_iteration = report.iteration
-                trial.checkpoint_time_s = report.time_total_s
-                trial.checkpoint_metrics = report.metrics
-                trial.checkpoints = [name for name in trial.checkpoints if name != folder] + [folder]
+                row["checkpoint"] = report.checkpoint
+                trial.commit(report.checkpoint, report.iteration, report.time_total_s, report.metrics)
                 committed = True
             rows.append(row)
             # A float, or with several objectives a tuple signed per metric (the worker
@@ -392,7 +397,8 @@ class Lifecycle(ControlHandlers):
         keep = self.settings.checkpoints_to_keep
         if committed and keep is not None and len(trial.checkpoints) > keep:
             # Only now: an older checkpoint goes once the row committing a newer one is written.
-            old, trial.checkpoints = trial.checkpoints[:-keep], trial.checkpoints[-keep:]
+            old = trial.checkpoints[:-keep]
+            trial.forget(old)
             self._out.append(DeleteCheckpoints(trial.trial_id, tuple(old)))
         self._out.extend(Notify("on_trial_result", (trial.trial_id, row)) for row in rows)
         self._stop_paused_losers()

@@ -29,6 +29,7 @@ from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.lock import refuse_if_live
 from raytuner._storage.records import config_fault, read_record, trial_fault
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError
@@ -165,7 +166,24 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
         copy = (pending or {}).get(trial_id, {}).get("folder")
         _restore_checkpoints(storage, trial, exploits.restore(trial, history), keep={copy} if copy else set())
         trials[trial_id] = trial
+    _remove_unowned_checkpoints(storage, trials)
     return trials
+
+
+def _remove_unowned_checkpoints(storage: ExperimentStorage, trials: dict[str, Trial]) -> None:
+    """Checkpoint folders under a trial id that has no files of its own (no config.json: the
+    driver was killed before they were written, or before they reached the bucket, while
+    the trial's worker stored checkpoints, maybe after) are named by no record and never
+    restarted from: they go. The trial's id may be given to a new trial."""
+    for trial_id in storage.checkpointed_trials():
+        if trial_id in trials:
+            continue
+        names = storage.checkpoint_folders(trial_id)
+        partial = storage.remove_partial_checkpoints(trial_id)
+        if names or partial:
+            logger.info("Removing %s in %s: checkpoints of a trial whose own files were never written.",
+                        ", ".join(names + partial), storage.trial_path(trial_id))
+            storage.delete_checkpoints(trial_id, names)
 
 
 def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]],
@@ -184,14 +202,12 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
             "after that are kept in results.jsonl for audit but leave its history.", trial.trial_id,
             committed[-1]["checkpoint"], storage.trial_path(trial.trial_id),
             f"{kept[-1]['checkpoint']}" if kept else "scratch")
-    trial.checkpoints = [row["checkpoint"] for row in kept]
+    trial.checkpoints, trial.checkpoint_rows = [], {}
     trial.checkpoint = None
     trial.checkpoint_iteration, trial.checkpoint_time_s, trial.checkpoint_metrics = 0, 0.0, {}
-    if kept:
-        row = kept[-1]
-        trial.checkpoint, trial.checkpoint_iteration = row["checkpoint"], row["iteration"]
-        trial.checkpoint_time_s = row.get("time_total_s", 0.0)
-        trial.checkpoint_metrics = {k: v for k, v in row.items() if k not in AUTO_KEYS}
+    for row in kept:
+        trial.commit(row["checkpoint"], row["iteration"], row.get("time_total_s", 0.0),
+                     {k: v for k, v in row.items() if k not in AUTO_KEYS})
     stray = sorted(on_disk - set(trial.checkpoints) - keep)
     if stray:
         logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
@@ -212,6 +228,7 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
             over those a control command set in an earlier run, and are recorded the same
             way (``meta``'s ``"limits"``). ``num_trials`` may only extend the experiment.
     """
+    refuse_if_live(storage.path)  # before anything is cleaned up (the lock itself is taken later)
     settings, searcher, scheduler = components.load(storage, meta)
     if trainable is not None:
         recorded = meta.get("trainable", "").partition(":")[2]

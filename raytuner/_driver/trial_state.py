@@ -5,13 +5,16 @@ and, for a trial on a worker, where that worker stands with the driver.
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
+from typing import Callable
 
 from raytuner._driver.events import Worker
-from raytuner._trial import TrialStatus
+from raytuner._trial import Trial, TrialStatus
 from raytuner.schedulers import Decision
 
 _S = TrialStatus
+logger = logging.getLogger("raytuner")
 
 #: The statuses a trial may move to from each (:meth:`Lifecycle._set_status` checks every
 #: change against it). A trial enters the lifecycle PENDING, or as storage recorded it.
@@ -57,3 +60,24 @@ class Run:
     worker: Worker
     phase: RunPhase = RunPhase.RUNNING
     decision: Decision | None = None  # the end decided (STOP, COMPLETE or PAUSE), once it is
+
+
+def drop_gone_checkpoints(trial: Trial, stored: Callable[[str, str], bool] | None, location: str) -> bool:
+    """Before ``trial``'s relaunch (a retry, a paused trial resumed, a promotion, a resume):
+    a checkpoint folder deleted by hand is no checkpoint, live as on resume. The trial
+    forgets its checkpoints no longer in storage (``stored(trial_id, folder)``), newest
+    first, so that it restarts from the newest one still there, else from scratch; the
+    launch's rewind then supersedes its reports past that, and searcher and scheduler hear
+    only of progress past what they were fed, as for any restart. One warning names the
+    trial and the folders (under ``location``, the experiment's). Whether any was gone."""
+    gone = []
+    while stored is not None and trial.checkpoint is not None and not stored(trial.trial_id, trial.checkpoint):
+        gone.append(trial.checkpoint)
+        trial.forget([trial.checkpoint])
+    if gone:
+        what = f"checkpoint {gone[0]} is" if len(gone) == 1 else f"checkpoints {', '.join(gone)} are"
+        logger.warning(
+            "Trial %s: its %s gone from %s/trials/%s (deleted by hand?). It restarts from %s; its reports after "
+            "that are kept in results.jsonl for audit but leave its history.", trial.trial_id, what, location,
+            trial.trial_id, trial.checkpoint or "scratch")
+    return bool(gone)

@@ -407,6 +407,14 @@ class ExperimentStorage:
                  for p in sorted(path.glob(pattern))]
         return [name for name in names if (path / name).is_dir() and checkpoint_iteration(name) is not None]
 
+    def checkpointed_trials(self) -> list[str]:
+        """The trials whose folders in storage hold any checkpoint folder, or may (locally: every trial folder)."""
+        if self._uploader is not None:
+            if self._remote_checkpoints is None:
+                self._remote_checkpoints = remote.checkpoint_folders(self.uri)
+            return sorted(self._remote_checkpoints)
+        return sorted(p.name for p in self.trials_path.iterdir() if p.is_dir()) if self.trials_path.is_dir() else []
+
     def has_checkpoint(self, trial_id: str, name: str) -> bool:
         """Whether checkpoint folder ``name`` of ``trial_id`` is in storage now (one deleted
         by hand is no checkpoint); in a bucket, whether it holds any file there."""

@@ -126,6 +126,15 @@ def live_owner(folder: Path) -> LockOwner | None:
     return None if owner.is_stale() else owner
 
 
+def refuse_if_live(folder: Path) -> None:
+    """Raise the :class:`ExperimentError` a driver's start meets if a live driver holds the
+    experiment in ``folder`` now. Reads only: for a resume to ask before it cleans the
+    folder up, which would take a live run's checkpoints in flight for leftovers."""
+    holder = live_owner(folder)
+    if holder is not None:
+        raise ExperimentError(DriverLock(folder)._refusal(holder))
+
+
 def _flock_held(path: Path) -> bool | None:
     """Whether some process holds ``path``'s flock; None where that cannot be told."""
     try:

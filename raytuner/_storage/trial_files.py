@@ -27,6 +27,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from raytuner._formats import is_clone_folder
 from raytuner._storage import remote
@@ -118,18 +119,34 @@ def unseen(where: ExperimentLocation) -> str | None:
     if key in _seen:
         return None
     try:
-        if where.is_uri:
-            fs, path = remote.filesystem(where.location)
-            data = fs.cat_file(f"{path}/{EXPERIMENT_FILE}")
-        else:
-            data = Path(where.location, EXPERIMENT_FILE).read_bytes()
-        run_id = json.loads(data).get("run_id")
+        run_id = _recorded_run(where)
     except Exception as exc:  # noqa: BLE001 - missing, unreadable, no credentials: not this run's storage
         return f"its {EXPERIMENT_FILE} cannot be read here ({type(exc).__name__}: {exc})"
     if run_id != where.run_id:
         return f"its {EXPERIMENT_FILE} here is another run's"
     _seen.add(key)
     return None
+
+
+def _recorded_run(where: ExperimentLocation) -> object:
+    """The run id the experiment's experiment.json names now, read afresh from here."""
+    if where.is_uri:
+        fs, path = remote.filesystem(where.location)
+        data = fs.cat_file(f"{path}/{EXPERIMENT_FILE}")
+    else:
+        data = Path(where.location, EXPERIMENT_FILE).read_bytes()
+    return json.loads(data).get("run_id")
+
+
+def taken_over(where: ExperimentLocation) -> bool:
+    """Whether another driver run holds the experiment now (its experiment.json, read afresh,
+    names another run): this process's driver is gone, and what it stores now would land in
+    the other run's trial folders. A read that fails says nothing (False): the store goes
+    on, and fails there if the storage is gone."""
+    try:
+        return _recorded_run(where) != where.run_id
+    except Exception:  # noqa: BLE001 - a missing or torn file, a bucket's hiccup: not another run's id
+        return False
 
 
 def told_to_relay() -> bool:
@@ -220,12 +237,15 @@ def copy_tree(src: Path, dst: Path) -> None:
             shutil.copy2(os.path.join(root, name), here / name)
 
 
-def settle(staged: Path, final: Path) -> None:
+def settle(staged: Path, final: Path, check: Callable[[], None] | None = None) -> None:
     """Put a staged checkpoint in place at ``final`` (replacing one there), flushed to disk:
     files and folders first, so that a power loss cannot keep the row that will name it and
-    lose its files, then the rename."""
+    lose its files, then the rename. ``check`` runs between the two, as late as it can; if it
+    raises, nothing is put in place."""
     try:
         fsync_tree(staged)
+        if check is not None:
+            check()
         if final.exists():
             shutil.rmtree(final)
         os.rename(staged, final)

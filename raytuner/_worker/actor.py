@@ -29,7 +29,7 @@ from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import session as _session
 from raytuner._worker import tf_gradients as _tf_gradients
-from raytuner._worker.checkpoints import TrialCheckpoints
+from raytuner._worker.checkpoints import Orphaned, TrialCheckpoints
 from raytuner._worker.logs import TrialLog
 from raytuner._worker.outbox import Outbox
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
@@ -182,6 +182,8 @@ class TrialRun(_session.Session):
             _session._install(None)
         try:
             self._outbox.drain()  # every report goes out before the trial's end
+        except Orphaned:
+            end = TrialExit(Signal.STOP)  # its driver is gone: nothing more to tell
         except BaseException as exc:  # noqa: BLE001 - a checkpoint that could not be stored fails the trial
             if end.signal is not Signal.ERROR:
                 end = TrialExit(Signal.ERROR, "".join(traceback.format_exception(exc)), type(exc).__name__, str(exc),

@@ -25,8 +25,17 @@ from typing import Any, Callable, Iterator
 from raytuner._formats import checkpoint_name
 from raytuner._storage import trial_files
 from raytuner._storage.trial_files import CheckpointRef
-from raytuner._worker.protocol import TrialSpec
-from raytuner.errors import ExperimentError
+from raytuner._worker.protocol import Signal, TrialSpec
+from raytuner.errors import ExperimentError, TrialStopped
+
+
+class Orphaned(TrialStopped):
+    """A trial run whose driver is gone: another driver run holds its experiment. It stores
+    nothing more and ends as stopped (no one hears of it: its driver is dead)."""
+
+    def __init__(self, trial_id: str, location: str) -> None:
+        super().__init__(Signal.STOP.value)
+        self.args = (f"trial {trial_id}'s driver is gone: another run holds {location}; its checkpoint was not stored",)
 
 
 @dataclass(frozen=True)
@@ -104,13 +113,20 @@ class TrialCheckpoints:
         return Staged(staged, name)
 
     def store(self, staged: Staged) -> None:
-        """Put a staged checkpoint in place in the storage; complete when this returns."""
+        """Put a staged checkpoint in place in the storage; complete when this returns.
+
+        Raises :class:`Orphaned`, storing nothing, if another driver run holds the
+        experiment now (:func:`~raytuner._storage.trial_files.taken_over`, asked right
+        before the checkpoint goes in place): this run's driver was killed, and its worker,
+        which Ray ends a moment later, must not write into the trial folders of the run
+        that resumed the experiment."""
         if self.sees_folder():
             with self._refused(staged.name):
-                trial_files.settle(staged.folder, Path(self._target(staged.name)))
+                trial_files.settle(staged.folder, Path(self._target(staged.name)), self._check_run)
             return
         try:
             if self.sees_storage():
+                self._check_run()
                 trial_files.upload(staged.folder, self._target(staged.name))
             else:
                 from raytuner._storage import relay
@@ -118,6 +134,10 @@ class TrialCheckpoints:
                 relay.push(staged.folder, self._where, self._spec.trial_id, staged.name)
         finally:
             shutil.rmtree(staged.folder, ignore_errors=True)
+
+    def _check_run(self) -> None:
+        if trial_files.taken_over(self._where):
+            raise Orphaned(self._spec.trial_id, self._where.location)
 
     def restore(self, ref: CheckpointRef) -> Path:
         """A private copy of the stored checkpoint the trial restarts from."""

@@ -44,10 +44,10 @@ def held_disk(release_when: Callable[[Report], bool]) -> Iterator[threading.Even
     storing, disk = threading.Event(), threading.Event()
     settle, send = trial_files.settle, Outbox.send
 
-    def held_settle(staged: Path, target: Path) -> None:
+    def held_settle(staged: Path, target: Path, *checked) -> None:
         storing.set()
         assert disk.wait(60), "the report that releases the disk never came"
-        settle(staged, target)
+        settle(staged, target, *checked)
 
     def watched_send(outbox: Outbox, report: Report, staged=None) -> None:
         send(outbox, report, staged)

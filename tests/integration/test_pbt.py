@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import pytest
 
 import raytuner as rt
 from raytuner import TrialStatus
+from raytuner._storage import remote
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.history import History, read_history
 from raytuner.errors import ConfigError
 from raytuner.schedulers import Decision, Exploit, Scheduler
+
+from tests._helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -155,7 +159,6 @@ def test_a_sigkilled_pbt_driver_resumes_with_its_population_and_lineage(storage,
     import subprocess
     import sys
 
-    from tests._helpers import wait_for
 
     exp = storage / "crashed_pbt"
     script = Path(__file__).with_name("crash_driver.py")
@@ -258,17 +261,14 @@ def test_a_driver_killed_in_the_middle_of_a_clones_copy_resumes_without_it(where
 
 
 # -- a donor's checkpoint deleted by hand before its clone's copy ------------------------------
-class DeletesTheDonorsCheckpoint(Scheduler):
+class ClonesOnce(Scheduler):
     """Trial 00000 clones trial 00001 once: paused at its report 4 (every report of it awaits
-    a decision), it is given the exploit once 00001 has reported 2, whichever comes last.
-    Right then, between that decision and the copy (as :meth:`exploits` hands it over), the
-    donor's checkpoint folders are deleted, as a person may delete them by hand."""
+    a decision), it is given the exploit once 00001 has reported 2, whichever comes last."""
 
     requires_checkpoints = True
     changes_configs = True
 
-    def __init__(self, exp: str):
-        self.exp = exp
+    def __init__(self):
         self.donor_at, self.paused, self.cloned = 0, False, False
         self._exploits: list[Exploit] = []
         self._resume: list[str] = []
@@ -297,6 +297,19 @@ class DeletesTheDonorsCheckpoint(Scheduler):
 
     def exploits(self):
         out, self._exploits = self._exploits, []
+        return out
+
+
+class DeletesTheDonorsCheckpoint(ClonesOnce):
+    """Between the exploit's decision and the copy (as :meth:`exploits` hands it over), the
+    donor's checkpoint folders are deleted, as a person may delete them by hand."""
+
+    def __init__(self, exp: str):
+        super().__init__()
+        self.exp = exp
+
+    def exploits(self):
+        out = super().exploits()
         if out:
             import fsspec
 
@@ -316,6 +329,8 @@ def member(config):
         start, writer = state["step"], state["trial"]
     me = int(rt.get_context().trial_id)
     for step in range(start + 1, 17):
+        if me == 1 and step == 2 and config.get("gate"):
+            wait_for(lambda: Path(config["gate"]).exists(), "the gate to the donor's step 2")
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "state.json").write_text(json.dumps({"step": step, "trial": me}))
             rt.report({"loss": config["x"] / step, "start": start, "restored_from": writer, "x_trained": config["x"]},
@@ -330,6 +345,47 @@ def test_a_clone_whose_donors_checkpoint_was_deleted_by_hand_keeps_its_own_and_t
     results = rt.Tuner(member, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, max_concurrent=2,
                        scheduler=DeletesTheDonorsCheckpoint(exp), storage_path=root, name="handdeleted", verbose=0,
                        checkpoints_to_keep=None, seed=3, tensorboard=False).fit()
+    _kept_its_own(results, exp, caplog)
+    if where == "folder":
+        assert not list(storage.glob("handdeleted/trials/*/clone_*")), "nor an empty clone folder left"
+
+
+class OpensTheGateOnThePause(rt.Callback):
+    def __init__(self, gate: Path):
+        self.gate = gate
+
+    def on_trial_end(self, trial):
+        if trial.trial_id == "00000" and trial.status is TrialStatus.PAUSED:
+            self.gate.touch()
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_clone_whose_donors_checkpoint_goes_at_the_copy_after_the_launch_check_keeps_its_own(
+        where, storage, request, caplog, monkeypatch, tmp_path):
+    """00000 is paused when the donor reaches 2 (the donor waits for that), so the exploit is
+    decided between two launch checks and its copy is still queued when the next one looks:
+    the donor's folder is deleted as the copy starts (a hook on the driver's storage)."""
+    root = str(storage) if where == "folder" else f"{request.getfixturevalue('bucket')}/exps"
+    exp = f"{root}/handdeleted"
+    copy = ExperimentStorage.clone_checkpoint
+
+    def deleted_first(self, source_trial, source, trial_id, name):
+        if self.uri is not None:
+            remote.remove([f"{self.uri}/trials/{source_trial}/{source}"])
+        else:
+            shutil.rmtree(self.trial_path(source_trial) / source)
+        return copy(self, source_trial, source, trial_id, name)
+
+    monkeypatch.setattr(ExperimentStorage, "clone_checkpoint", deleted_first)
+    gate = tmp_path / "gate"
+    results = rt.Tuner(member, space={"x": rt.uniform(0, 1), "gate": str(gate)}, metric="loss", num_trials=2,
+                       max_concurrent=2, scheduler=ClonesOnce(), storage_path=root, name="handdeleted", verbose=0,
+                       checkpoints_to_keep=None, seed=3, tensorboard=False,
+                       callbacks=[OpensTheGateOnThePause(gate)]).fit()
+    _kept_its_own(results, exp, caplog)
+
+
+def _kept_its_own(results, exp, caplog):
     assert results.meta["status"] == "COMPLETED"
     assert all(t.status is TrialStatus.COMPLETED and t.iteration == 16 and t.error is None for t in results.trials)
     # Said once, naming the trial and the folder that is gone.
@@ -346,5 +402,3 @@ def test_a_clone_whose_donors_checkpoint_was_deleted_by_hand_keeps_its_own_and_t
     assert [(r["start"], r["restored_from"]) for r in history.rows if r["iteration"] == 5] == [(4, 0)]
     assert (results.history("00000")["config/x"] == clone.config["x"]).all()
     assert not _clone_files(exp), "no copy was made"
-    if where == "folder":
-        assert not list(storage.glob("handdeleted/trials/*/clone_*")), "nor an empty clone folder left"

@@ -110,6 +110,6 @@ def check_index(life: Lifecycle) -> None:
 
 
 def make(scheduler: Scheduler | None = None, searcher: Searcher | None = None, stored: Any = None,
-         **kw: Any) -> Lifecycle:
+         carry_out: Any = None, **kw: Any) -> Lifecycle:
     return Lifecycle(settings(**kw), searcher or ListSearcher(), scheduler or FIFOScheduler(), clock=lambda: 5.0,
-                     stored=stored)
+                     stored=stored, carry_out=carry_out)
