@@ -137,6 +137,15 @@ def invalid(owner: str, argument: str, value: Any, rule: str, fix: str) -> Confi
     return ConfigError(f"{owner}: `{argument}` is {value!r}, but must be {rule}. {fix}")
 
 
+def rebuilt(error_type: str | None, message: str | None) -> RayTunerError:
+    """A trial's fatal error, rebuilt on the driver under its own class where it is one of
+    raytuner's (the class travels by name, as for :func:`is_fatal`), else a ReportError."""
+    cls = globals().get(error_type or "")
+    if not (isinstance(cls, type) and issubclass(cls, RayTunerError)):
+        cls = ReportError
+    return cls(message or error_type or "a fatal error in a trial")
+
+
 def is_fatal(error: BaseException | type[BaseException] | str) -> bool:
     """Whether ``error``, raised by one trial, must end the whole experiment.
 

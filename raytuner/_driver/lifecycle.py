@@ -61,7 +61,7 @@ from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
-from raytuner.errors import RayTunerError, ReportError
+from raytuner.errors import RayTunerError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
 
@@ -83,15 +83,6 @@ class LifecycleSettings:
 
 
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
-
-
-def _fatal_error(exit: TrialExit) -> RayTunerError:
-    """The worker's fatal error, rebuilt on the driver under its own class where it is one
-    of raytuner's (the class travels by name: see :func:`raytuner.errors.is_fatal`)."""
-    cls = getattr(errors, exit.error_type or "", None)
-    if not (isinstance(cls, type) and issubclass(cls, RayTunerError)):
-        cls = ReportError
-    return cls(exit.message or exit.error_type or "a fatal error in a trial")
 
 
 class Lifecycle(ControlHandlers):
@@ -408,7 +399,7 @@ class Lifecycle(ControlHandlers):
         if exit.signal is Signal.ERROR:
             if exit.fatal and self.abort is None:
                 # A bug in the script (a report the Tuner cannot use), the same in every trial.
-                self.abort = _fatal_error(exit)
+                self.abort = errors.rebuilt(exit.error_type, exit.message)
             self._on_failure(trial, exit.error or "")
             return
         decided = run.decision
