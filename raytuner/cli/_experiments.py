@@ -74,12 +74,14 @@ def _no_metric(results, metric: str) -> CLIError:
             f"common error ({len(ids)} trials): {first.headline}{where}{others}. Tracebacks: "
             f"{results.path / 'trials' / ids[0] / 'error.txt'}; `{cli_command('show', results.path)}` lists them all."
         )
+    # Unfinished trials report later only while a driver runs them; otherwise a resume does.
+    later = (" Try again in a moment." if results.status == "RUNNING" else
+             f" Its driver is not running ({results.status}): `{cli_command('resume', results.path)}` continues it.")
     if unfinished and len(unfinished) == len(results.trials):
-        return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished). "
-                        "Try again in a moment.")
+        return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished).{later}")
     reported = sorted({k for t in results.trials for k in t.metrics})
     if not reported:
-        later = " Try again once they report." if unfinished else ""
+        later = later if unfinished else ""
         return CLIError(f"No trial of {name!r} has reported any value ({len(results.trials)} trials): there is "
                         f"nothing to rank or plot yet.{later}")
     return CLIError(

@@ -311,6 +311,28 @@ def test_report_and_show_on_an_experiment_with_no_values_say_so_plainly(tmp_path
         assert "Pass one" not in message
 
 
+def test_best_before_any_report_says_to_wait_only_while_a_driver_runs(tmp_path, capsys):
+    from raytuner._storage.lock import DriverLock
+    from raytuner._trial import Trial, TrialStatus
+
+    storage = ExperimentStorage(tmp_path / "early")
+    storage.create()
+    storage.write_experiment({"name": "early", "metric": "loss", "mode": "min", "status": "RUNNING"})
+    for trial_id in ("00000", "00001"):
+        storage.write_config(trial_id, {"x": 1})
+        trial = Trial(trial_id, {"x": 1})
+        trial.status = TrialStatus.RUNNING
+        storage.write_trial(trial_id, trial.to_record())
+    code, _, err = run(capsys, "best", str(storage.path))  # its driver died before any report
+    message = " ".join(err.split())
+    assert code == 1 and "has reported 'loss' yet (2 not finished). Its driver is not running (INTERRUPTED): `" \
+        in message and f"resume {storage.path}` continues it." in message, message
+    assert "moment" not in message
+    with DriverLock(storage.path).acquire():
+        code, _, err = run(capsys, "best", str(storage.path))
+    assert code == 1 and "Try again in a moment." in " ".join(err.split()), err
+
+
 def test_logs_of_a_failed_trial_show_its_traceback_after_its_output(tmp_path, capsys):
     path = _keras_like(tmp_path, KERAS)
     storage = ExperimentStorage(path)
