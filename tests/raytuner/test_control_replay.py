@@ -5,8 +5,11 @@ alone (raytuner._driver.control.replay)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from raytuner._driver.control import replay
+from raytuner._control_values import COMMANDS
+from raytuner._driver.control import replay, stored_limits
 from raytuner._storage.control import control_store
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
@@ -80,3 +83,35 @@ def test_lines_without_a_run_or_with_bad_values_are_left_out(storage, caplog):
     held = trials(t0=TrialStatus.RUNNING)
     assert replay(storage, meta, held) == [] and "limits" not in meta
     assert "is not a command" in caplog.text and "num_trials" in caplog.text
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=20),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                       max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.fixed_dictionaries(
+    {"command": st.sampled_from(sorted(COMMANDS)) | _VALUES,
+     "args": st.fixed_dictionaries({}, optional={"trial_id": st.sampled_from(["t0", "t1", "t2", "nope"]) | _VALUES,
+                                                 "num_trials": _VALUES, "max_concurrent": _VALUES,
+                                                 "time_budget_s": _VALUES}) | _VALUES,
+     "accepted": st.just(True) | _VALUES, "run_id": st.just("last") | _VALUES},
+    optional={"time": _VALUES, "origin": _VALUES}), max_size=6))
+def test_hand_edited_lines_of_the_last_run_never_break_a_resume(tmp_path_factory, lines):
+    """Anyone who can write the folder can edit history.jsonl: replay obeys the lines that are
+    commands, leaves out the rest, and never raises; it only ever stops an unfinished trial
+    or puts a failed one back to PENDING, and keeps only valid limits."""
+    storage = ExperimentStorage(tmp_path_factory.mktemp("fuzz") / "exp")
+    storage.create()
+    control_store(storage).record(*lines)
+    held = trials(t0=TrialStatus.RUNNING, t1=TrialStatus.FAILED, t2=TrialStatus.COMPLETED)
+    before = {trial_id: trial.status for trial_id, trial in held.items()}
+    meta = {"run_id": "last"}
+    changed = replay(storage, meta, held)
+    assert set(changed) <= {"t0", "t1"}
+    for trial_id, trial in held.items():
+        assert trial.status in (before[trial_id], {TrialStatus.RUNNING: TrialStatus.STOPPED,
+                                                   TrialStatus.FAILED: TrialStatus.PENDING}.get(before[trial_id]))
+    assert set(meta.get("limits", {})) <= set(COMMANDS["set_limits"])
+    assert stored_limits(meta) == meta.get("limits", {})  # what replay kept reads back whole
