@@ -143,16 +143,20 @@ def replay(storage: ExperimentStorage, meta: dict[str, Any], trials: dict[str, T
     if not isinstance(run_id, str):
         return []
     changed: list[str] = []
+    commands = []
     for entry in ControlStore(storage).history():
         args = entry.get("args")
         if entry.get("run_id") != run_id or entry.get("accepted") is not True or not isinstance(args, dict):
             continue
         try:
-            cmd = clean_command(entry.get("command"), args)
+            commands.append((entry, clean_command(entry.get("command"), args)))
         except ConfigError as exc:  # a hand-edited line: not obeyed
             logger.warning("%s: a line of its last run is not a command (%s); it is left out.",
                            ControlStore(storage).history_path, exc)
-            continue
+    # A stop's call may be answered by the trial's failure, and the FAILED trial then re-run:
+    # a stop followed by a re-run of the same trial is not replayed over that re-run.
+    rerun_at = {cmd.args["trial_id"]: at for at, (_, cmd) in enumerate(commands) if cmd.command == "retry_trial"}
+    for at, (entry, cmd) in enumerate(commands):
         origin, when = entry.get("origin", "?"), entry.get("time")
         when = float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else time.time()
         if cmd.command == "set_limits":
@@ -165,7 +169,7 @@ def replay(storage: ExperimentStorage, meta: dict[str, Any], trials: dict[str, T
         trial = trials.get(cmd.args["trial_id"])
         if trial is None:
             continue
-        if cmd.command == "stop_trial" and not trial.status.is_finished():
+        if cmd.command == "stop_trial" and not trial.status.is_finished() and rerun_at.get(trial.trial_id, -1) < at:
             changed += _end([trial], TrialStatus.STOPPED, f"stopped by {origin}", when)
         elif cmd.command == "retry_trial" and trial.status is TrialStatus.FAILED and (trial.end_time or 0) <= when:
             # Failed before the command, so not its re-run failing again: the re-run is due.
