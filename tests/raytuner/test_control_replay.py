@@ -104,6 +104,25 @@ def test_a_stopped_trial_that_failed_then_was_re_run_keeps_its_re_run(storage):
     assert held["00000"].status is TrialStatus.RUNNING  # the resume runs the re-run again
 
 
+def test_an_ended_experiment_leaves_a_trial_that_waited_for_a_worker_to_the_resume(storage):
+    # A resumed run: two trials lost their workers with the run before it (RUNNING in their
+    # trial.json, waiting unrecorded in the lifecycle); with one worker only 00000 runs again
+    # before the experiment is ended. The end stops 00000; 00001, on no worker, is not ended.
+    def on_disk():
+        return {t: Trial(t, {"k": int(t)}, status=TrialStatus.RUNNING, attempt=1) for t in ("00000", "00001")}
+
+    life = Lifecycle(life_settings(max_concurrent=1, num_trials=2), ListSearcher(n=2), FIFOScheduler(),
+                     trials=on_disk(), next_id=2, clock=lambda: 5.0)
+    life.reconcile(next_id=2, closed=set())
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    inbox = ControlInbox(storage, "last")
+    applied(life, inbox, ev.EndExperiment(origin="cli"))
+    assert (life.trials["00000"].status, life.trials["00001"].status) == (TrialStatus.STOPPED, TrialStatus.PENDING)
+    held = on_disk()  # the driver died before writing 00000's end; 00001's record is never rewritten
+    assert replay(storage, {"run_id": "last"}, held) == ["00000"]
+    assert (held["00000"].status, held["00001"].status) == (TrialStatus.STOPPED, TrialStatus.RUNNING)
+
+
 def test_lines_without_a_run_or_with_bad_values_are_left_out(storage, caplog):
     control_store(storage).record(
         line("stop_trial", {"trial_id": "t0"}, run_id=None),  # written by an older raytuner
