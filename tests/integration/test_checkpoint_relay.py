@@ -93,7 +93,7 @@ def test_a_relayed_checkpoint_of_a_run_taken_over_is_not_stored(where, tmp_path,
     else:
         fs, path = remote.filesystem(experiment)
         fs.pipe_file(f"{path}/experiment.json", json.dumps({"run_id": "a-resumed-run"}).encode())
-        holds = lambda: remote.holds_files(stored)  # noqa: E731
+        holds = lambda: remote.holds_files(stored)
     assert not relay.push(make_checkpoint(tmp_path / "src"), location(experiment), "00002", checkpoint_name(1),
                           chunk=CHUNK)
     assert not holds()
