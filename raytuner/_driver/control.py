@@ -80,6 +80,7 @@ class ControlInbox:
             "command": _NAMES.get(type(event), type(event).__name__), "args": args,
             "accepted": applied.accepted, "message": applied.message,
             "sent": cmd.time if cmd else None, "run_id": self._run_id, "file": cmd.file if cmd else None,
+            **({"ended": list(applied.ended)} if isinstance(event, ev.EndExperiment) and applied.accepted else {}),
         })
         if cmd is not None:
             self._store.done(cmd)
@@ -143,29 +144,32 @@ def replay(storage: ExperimentStorage, meta: dict[str, Any], trials: dict[str, T
     if not isinstance(run_id, str):
         return []
     changed: list[str] = []
+    commands = []
     for entry in ControlStore(storage).history():
         args = entry.get("args")
         if entry.get("run_id") != run_id or entry.get("accepted") is not True or not isinstance(args, dict):
             continue
         try:
-            cmd = clean_command(entry.get("command"), args)
+            commands.append((entry, clean_command(entry.get("command"), args)))
         except ConfigError as exc:  # a hand-edited line: not obeyed
             logger.warning("%s: a line of its last run is not a command (%s); it is left out.",
                            ControlStore(storage).history_path, exc)
-            continue
+    # A stop's call may be answered by the trial's failure, and the FAILED trial then re-run:
+    # a stop followed by a re-run of the same trial is not replayed over that re-run.
+    rerun_at = {cmd.args["trial_id"]: at for at, (_, cmd) in enumerate(commands) if cmd.command == "retry_trial"}
+    for at, (entry, cmd) in enumerate(commands):
         origin, when = entry.get("origin", "?"), entry.get("time")
         when = float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else time.time()
         if cmd.command == "set_limits":
             record_limits(meta, cmd.args)
             continue
-        if cmd.command == "end_experiment":  # what it ended: the trials on a worker, and paused ones
-            ended = [t for t in trials.values() if t.status in (TrialStatus.RUNNING, TrialStatus.PAUSED)]
-            changed += _end(ended, TrialStatus.STOPPED, f"experiment ended by {origin}", when)
+        if cmd.command == "end_experiment":
+            changed += _end(_ended(entry, trials), TrialStatus.STOPPED, f"experiment ended by {origin}", when)
             continue
         trial = trials.get(cmd.args["trial_id"])
         if trial is None:
             continue
-        if cmd.command == "stop_trial" and not trial.status.is_finished():
+        if cmd.command == "stop_trial" and not trial.status.is_finished() and rerun_at.get(trial.trial_id, -1) < at:
             changed += _end([trial], TrialStatus.STOPPED, f"stopped by {origin}", when)
         elif cmd.command == "retry_trial" and trial.status is TrialStatus.FAILED and (trial.end_time or 0) <= when:
             # Failed before the command, so not its re-run failing again: the re-run is due.
@@ -176,6 +180,18 @@ def replay(storage: ExperimentStorage, meta: dict[str, Any], trials: dict[str, T
         logger.info("Trials %s: as control commands of the last run set them (it stopped before writing that).",
                     ", ".join(sorted(set(changed))))
     return sorted(set(changed))
+
+
+def _ended(entry: dict[str, Any], trials: dict[str, Trial]) -> list[Trial]:
+    """The trials an end_experiment line stopped, not finished in their records: those its
+    line names (on a worker then, or paused). A trial waiting for a worker was not ended (a
+    resume runs it), though its record may say RUNNING: it lost its worker with the run
+    before and was not launched again. A line without the names (written by hand): the
+    trials on a worker or paused by their records."""
+    named = entry.get("ended")
+    if isinstance(named, list):
+        return [trials[t] for t in named if isinstance(t, str) and t in trials and not trials[t].status.is_finished()]
+    return [t for t in trials.values() if t.status in (TrialStatus.RUNNING, TrialStatus.PAUSED)]
 
 
 def _end(trials: list[Trial], status: TrialStatus, note: str, when: float) -> list[str]:

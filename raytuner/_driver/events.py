@@ -210,6 +210,7 @@ class ControlApplied:
     command: Control
     accepted: bool
     message: str
+    ended: tuple[str, ...] = ()  # the trials an EndExperiment stopped: what a resume replays
 
 
 #: What the Ray driver feeds :meth:`raytuner._driver.lifecycle.Lifecycle.handle`.

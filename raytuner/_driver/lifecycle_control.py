@@ -211,8 +211,9 @@ class ControlHandlers:
 
     @_guarded
     def _on_end_experiment(self, event: EndExperiment) -> None:
+        ended = tuple(sorted({*self._runs, *self.ids(TrialStatus.PAUSED)}))
         self._end_all(f"experiment ended by {event.origin}", final=True)
-        self._out.append(ControlApplied(event, True, "experiment ended"))
+        self._out.append(ControlApplied(event, True, "experiment ended", ended))
 
     def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))

@@ -15,6 +15,7 @@ for them on the driver's node the first time one is needed.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -35,9 +36,14 @@ CHUNK = 4 * 1024 * 1024
 WINDOW = 2
 
 
-def push(src: Path, where: ExperimentLocation, trial_id: str, name: str, *, chunk: int = CHUNK) -> None:
+def push(src: Path, where: ExperimentLocation, trial_id: str, name: str, *, chunk: int = CHUNK) -> bool:
     """Store the folder ``src`` as checkpoint ``name`` of the trial, through the driver's node;
-    complete (and flushed, for a folder) when this returns, as :func:`trial_files.put`."""
+    complete (and flushed, for a folder) when this returns, as :func:`trial_files.put`.
+
+    False, storing nothing, if another driver run holds the experiment now
+    (:func:`trial_files.taken_over`, asked on the driver's node right before the checkpoint
+    goes in place): the driver that ran this trial was killed, and the tasks on its node
+    outlive it."""
     token = uuid.uuid4().hex[:12]
     files = trial_files.files_of(src)
     folders = sorted(_empty_folders(src))  # the others come with their files
@@ -56,7 +62,7 @@ def push(src: Path, where: ExperimentLocation, trial_id: str, name: str, *, chun
                     if len(data) < chunk:
                         break
         ray.get(list(pending))
-        ray.get(_on_driver_node(_commit, where).remote(where, trial_id, name, token, folders))
+        return bool(ray.get(_on_driver_node(_commit, where).remote(where, trial_id, name, token, folders)))
     except BaseException:
         _on_driver_node(_abort, where).remote(where, trial_id, token)  # not waited on: best effort
         raise
@@ -124,12 +130,27 @@ def _write(where: ExperimentLocation, trial_id: str, token: str, rel: str, offse
 
 
 @ray.remote(max_retries=0)
-def _commit(where: ExperimentLocation, trial_id: str, name: str, token: str, folders: list[str]) -> None:
+def _commit(where: ExperimentLocation, trial_id: str, name: str, token: str, folders: list[str]) -> bool:
     staged = _staging(where, trial_id, token)
     staged.mkdir(parents=True, exist_ok=True)  # a checkpoint may hold no file at all
     for folder in folders:
         (staged / _safe(folder)).mkdir(parents=True, exist_ok=True)
-    trial_files.put(staged, where.checkpoint(CheckpointRef(trial_id, name)), move=True)
+    try:
+        trial_files.put(staged, where.checkpoint(CheckpointRef(trial_id, name)), move=True,
+                        check=functools.partial(_held, where))
+    except _TakenOver:
+        shutil.rmtree(staged, ignore_errors=True)  # a folder's staging went with the check's refusal
+        return False
+    return True
+
+
+class _TakenOver(Exception):
+    """Another driver run holds the experiment: a relayed checkpoint is not stored."""
+
+
+def _held(where: ExperimentLocation) -> None:
+    if trial_files.taken_over(where):
+        raise _TakenOver
 
 
 @ray.remote

@@ -181,26 +181,30 @@ def new_folder(where: ExperimentLocation, trial_id: str) -> Path:
     return path
 
 
-def put(src: Path, target: str, *, move: bool = False) -> None:
+def put(src: Path, target: str, *, move: bool = False, check: Callable[[], None] | None = None) -> None:
     """Store the folder ``src`` as the checkpoint at ``target`` (a folder or a URI), whole.
 
     Complete (and, in a folder, flushed to disk: files, then folders) when this returns, so
     the row that names it may be appended; an older checkpoint there (left by a lost
     attempt) is replaced. ``move``: ``src`` is the caller's to give up (gone afterwards).
+    ``check`` runs right before the checkpoint goes in place (:func:`settle`), or before
+    the upload; if it raises, nothing is stored.
     """
     if remote.is_uri(target):
+        if check is not None:
+            check()
         upload(src, target)
         if move:
             shutil.rmtree(src, ignore_errors=True)
     else:
-        place(src, Path(target), move=move)
+        place(src, Path(target), move=move, check=check)
 
 
-def place(src: Path, final: Path, *, move: bool = False) -> None:
+def place(src: Path, final: Path, *, move: bool = False, check: Callable[[], None] | None = None) -> None:
     """Put ``src`` at ``final`` (a folder of a local or shared file system) whole: a copy or a
     move into a hidden folder beside it (:func:`stage`), flushed, then renamed into place
-    (:func:`settle`)."""
-    settle(stage(src, final, move=move), final)
+    (:func:`settle`, which runs ``check`` before the rename)."""
+    settle(stage(src, final, move=move), final, check)
 
 
 def stage(src: Path, final: Path, *, move: bool = False) -> Path:

@@ -131,7 +131,8 @@ class TrialCheckpoints:
             else:
                 from raytuner._storage import relay
 
-                relay.push(staged.folder, self._where, self._spec.trial_id, staged.name)
+                if not relay.push(staged.folder, self._where, self._spec.trial_id, staged.name):
+                    raise Orphaned(self._spec.trial_id, self._where.location)
         finally:
             shutil.rmtree(staged.folder, ignore_errors=True)
 

@@ -5,13 +5,15 @@ that takes this path from a node told the storage is not shared is in test_multi
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 import ray
 
 from raytuner._formats import checkpoint_name
-from raytuner._storage import relay, trial_files
+from raytuner._storage import relay, remote, trial_files
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 
@@ -76,3 +78,28 @@ def test_a_checkpoint_is_relayed_to_a_bucket_and_back(bucket, tmp_path):
     relay.push(make_checkpoint(tmp_path / "src"), where, "00001", checkpoint_name(4), chunk=CHUNK)
     back = relay.pull(where, CheckpointRef("00001", checkpoint_name(4)), tmp_path / "restored", chunk=CHUNK)
     assert contents(back) == FILES  # a bucket keeps no empty folders
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_relayed_checkpoint_of_a_run_taken_over_is_not_stored(where, tmp_path, request):
+    # A worker of a killed driver, on a node that relays: the tasks on the driver's node
+    # outlive the driver, and experiment.json now names the run that resumed the experiment.
+    experiment = str(tmp_path / "exp") if where == "folder" else f"{request.getfixturevalue('bucket')}/exps/taken"
+    stored = f"{experiment}/trials/00002/{checkpoint_name(1)}"
+    if where == "folder":
+        Path(experiment).mkdir()
+        Path(experiment, "experiment.json").write_text(json.dumps({"run_id": "a-resumed-run"}))
+        holds = Path(stored).is_dir
+    else:
+        fs, path = remote.filesystem(experiment)
+        fs.pipe_file(f"{path}/experiment.json", json.dumps({"run_id": "a-resumed-run"}).encode())
+        holds = lambda: remote.holds_files(stored)
+    assert not relay.push(make_checkpoint(tmp_path / "src"), location(experiment), "00002", checkpoint_name(1),
+                          chunk=CHUNK)
+    assert not holds()
+    if where == "folder":
+        assert trial_files.partial_folders(Path(experiment, "trials", "00002")) == []
+    # The run that holds the experiment stores as before.
+    assert relay.push(make_checkpoint(tmp_path / "src2"), location(experiment, "a-resumed-run"), "00002",
+                      checkpoint_name(1), chunk=CHUNK)
+    assert holds()

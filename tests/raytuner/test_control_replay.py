@@ -9,10 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raytuner._control_values import COMMANDS
-from raytuner._driver.control import replay, stored_limits
+from raytuner._driver import events as ev
+from raytuner._driver.control import ControlInbox, replay, stored_limits
+from raytuner._driver.lifecycle import Lifecycle
 from raytuner._storage.control import control_store
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
+from raytuner._worker.protocol import Signal, TrialExit
+from raytuner.schedulers import FIFOScheduler
+from tests.raytuner.lifecycle_fakes import ListSearcher, of, reported
+from tests.raytuner.lifecycle_fakes import settings as life_settings
 
 T0 = 1_700_000_000.0
 
@@ -72,6 +78,49 @@ def test_an_ended_experiment_keeps_the_trials_it_stopped_stopped(storage):
     assert {t.trial_id: t.status for t in held.values()} == {
         "a": TrialStatus.STOPPED, "b": TrialStatus.STOPPED, "c": TrialStatus.PENDING, "d": TrialStatus.COMPLETED}
     assert held["a"].note == "experiment ended by dashboard"
+
+
+def applied(life, inbox, event):
+    """Hand ``event`` to the lifecycle and record its outcome as the driver does."""
+    (outcome,) = of(life.handle(event), ev.ControlApplied)
+    assert outcome.accepted, outcome.message
+    inbox.record(outcome)
+
+
+def test_a_stopped_trial_that_failed_then_was_re_run_keeps_its_re_run(storage):
+    # The stop is queued on the trial's call, whose answer is its failure; a retry then
+    # re-runs the FAILED trial, which is on a worker when the driver dies. The later line wins.
+    life = Lifecycle(life_settings(num_trials=1), ListSearcher(n=1), FIFOScheduler(), clock=lambda: 5.0)
+    inbox = ControlInbox(storage, "last")
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    applied(life, inbox, ev.StopTrial("00000", origin="cli"))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "tb", "ValueError", "boom")))
+    assert life.trials["00000"].status is TrialStatus.FAILED
+    applied(life, inbox, ev.RetryTrial("00000", origin="cli"))
+    life.handle(ev.Fill(idle=("w2",), pool_size=1))
+    assert life.trials["00000"].status is TrialStatus.RUNNING
+    held = {"00000": Trial("00000", {"k": 0}, status=TrialStatus.RUNNING, attempt=2)}  # its record, as written
+    assert replay(storage, {"run_id": "last"}, held) == []
+    assert held["00000"].status is TrialStatus.RUNNING  # the resume runs the re-run again
+
+
+def test_an_ended_experiment_leaves_a_trial_that_waited_for_a_worker_to_the_resume(storage):
+    # A resumed run: two trials lost their workers with the run before it (RUNNING in their
+    # trial.json, waiting unrecorded in the lifecycle); with one worker only 00000 runs again
+    # before the experiment is ended. The end stops 00000; 00001, on no worker, is not ended.
+    def on_disk():
+        return {t: Trial(t, {"k": int(t)}, status=TrialStatus.RUNNING, attempt=1) for t in ("00000", "00001")}
+
+    life = Lifecycle(life_settings(max_concurrent=1, num_trials=2), ListSearcher(n=2), FIFOScheduler(),
+                     trials=on_disk(), next_id=2, clock=lambda: 5.0)
+    life.reconcile(next_id=2, closed=set())
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    inbox = ControlInbox(storage, "last")
+    applied(life, inbox, ev.EndExperiment(origin="cli"))
+    assert (life.trials["00000"].status, life.trials["00001"].status) == (TrialStatus.STOPPED, TrialStatus.PENDING)
+    held = on_disk()  # the driver died before writing 00000's end; 00001's record is never rewritten
+    assert replay(storage, {"run_id": "last"}, held) == ["00000"]
+    assert (held["00000"].status, held["00001"].status) == (TrialStatus.STOPPED, TrialStatus.RUNNING)
 
 
 def test_lines_without_a_run_or_with_bad_values_are_left_out(storage, caplog):
