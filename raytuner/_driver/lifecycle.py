@@ -233,7 +233,7 @@ class Lifecycle(ControlHandlers):
             self._out.append(Discard(run.worker))
         elif run.phase is not RunPhase.HANDED_ON:
             self._out.append(Release(run.worker))
-        self._on_failure(trial, event.error)
+        self._on_failure(trial, event.error, retry=run.decision is not Decision.STOP)
 
     _HANDLERS: dict[type, Callable[[Lifecycle, Any], None]] = {
         Fill: _on_fill, Reported: _on_reported, CallFailed: _on_call_failed,
@@ -400,7 +400,7 @@ class Lifecycle(ControlHandlers):
             if exit.fatal and self.abort is None:
                 # A bug in the script (a report the Tuner cannot use), the same in every trial.
                 self.abort = errors.rebuilt(exit.error_type, exit.message)
-            self._on_failure(trial, exit.error or "")
+            self._on_failure(trial, exit.error or "", retry=run.decision is not Decision.STOP)
             return
         decided = run.decision
         if decided is None:
@@ -420,12 +420,14 @@ class Lifecycle(ControlHandlers):
             self._close(trial, TrialEnd.COMPLETED)
         self._stop_paused_losers()
 
-    def _on_failure(self, trial: Trial, error: str) -> None:
+    def _on_failure(self, trial: Trial, error: str, retry: bool = True) -> None:
+        """``retry``: False for a trial that failed while it was being stopped (a command's or
+        the scheduler's stop): it ends FAILED whatever retries it has left."""
         trial.num_failures += 1
         trial.error = (trial.error + "\n" if trial.error else "") + error
         self._out.append(AppendError(
             trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime(self._clock())} ---\n{error}"))
-        if trial.num_failures <= self.settings.max_failures and self.abort is None:
+        if retry and trial.num_failures <= self.settings.max_failures and self.abort is None:
             self._set_status(trial, TrialStatus.PENDING, notify=False)
             logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
                            trial.trial_id, trial.num_failures, self.settings.max_failures)

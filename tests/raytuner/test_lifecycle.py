@@ -316,6 +316,22 @@ def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
     assert not refused.accepted and "no trial '12345'" in refused.message
 
 
+@pytest.mark.parametrize("how", ["its code raised", "its worker died"])
+def test_a_trial_that_fails_while_a_stop_is_under_way_is_not_retried(how):
+    """A stop (a command's, or the scheduler's) answered by a failure: the trial ends FAILED,
+    with its error, and is not run again, whatever retries it has left."""
+    life = make(ScriptedScheduler(), max_concurrent=1, num_trials=1, max_failures=2)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    assert of(life.handle(ev.StopTrial("00000", origin="cli")), ev.ControlApplied)[0].accepted
+    if how == "its code raised":
+        out = life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "Traceback ...", "ValueError", "boom")))
+    else:
+        out = life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
+    trial = life.trials["00000"]
+    assert trial.status is TrialStatus.FAILED and trial.num_failures == 1
+    assert not of(out + life.handle(ev.Fill(idle=("w1",), pool_size=1)), ev.Launch)
+
+
 def test_set_limits_changes_concurrency_and_the_trial_count():
     life = make(max_concurrent=2, num_trials=2)
     out = life.handle(ev.SetLimits(max_concurrent=1, num_trials=3))
