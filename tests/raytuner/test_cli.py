@@ -292,17 +292,23 @@ def test_show_wide_shows_every_reported_metric(root, capsys):
     assert "acc" in next(line for line in out.splitlines() if "left out" in line)  # named when it does not fit
 
 
-def test_report_and_show_on_an_experiment_with_no_values_say_so_plainly(tmp_path, capsys):
+def _unreported(folder: Path, status: str) -> ExperimentStorage:
+    """An experiment of two trials that never reported, with this status (the experiment's and the trials')."""
     from raytuner._trial import Trial, TrialStatus
 
-    storage = ExperimentStorage(tmp_path / "quiet")
+    storage = ExperimentStorage(folder)
     storage.create()
-    storage.write_experiment({"name": "quiet", "metric": "loss", "mode": "min", "status": "COMPLETED"})
+    storage.write_experiment({"name": folder.name, "metric": "loss", "mode": "min", "status": status})
     for trial_id in ("00000", "00001"):
         storage.write_config(trial_id, {"x": 1})
         trial = Trial(trial_id, {"x": 1})
-        trial.status = TrialStatus.COMPLETED
+        trial.status = TrialStatus(status)
         storage.write_trial(trial_id, trial.to_record())
+    return storage
+
+
+def test_report_and_show_on_an_experiment_with_no_values_say_so_plainly(tmp_path, capsys):
+    storage = _unreported(tmp_path / "quiet", "COMPLETED")
     for command in ("report", "show", "best"):
         code, _, err = run(capsys, command, str(storage.path))
         message = " ".join(err.split())
@@ -313,16 +319,8 @@ def test_report_and_show_on_an_experiment_with_no_values_say_so_plainly(tmp_path
 
 def test_best_before_any_report_says_to_wait_only_while_a_driver_runs(tmp_path, capsys):
     from raytuner._storage.lock import DriverLock
-    from raytuner._trial import Trial, TrialStatus
 
-    storage = ExperimentStorage(tmp_path / "early")
-    storage.create()
-    storage.write_experiment({"name": "early", "metric": "loss", "mode": "min", "status": "RUNNING"})
-    for trial_id in ("00000", "00001"):
-        storage.write_config(trial_id, {"x": 1})
-        trial = Trial(trial_id, {"x": 1})
-        trial.status = TrialStatus.RUNNING
-        storage.write_trial(trial_id, trial.to_record())
+    storage = _unreported(tmp_path / "early", "RUNNING")
     code, _, err = run(capsys, "best", str(storage.path))  # its driver died before any report
     message = " ".join(err.split())
     assert code == 1 and "has reported 'loss' yet (2 not finished). Its driver is not running (INTERRUPTED): `" \
