@@ -137,20 +137,11 @@ def _commit(where: ExperimentLocation, trial_id: str, name: str, token: str, fol
         (staged / _safe(folder)).mkdir(parents=True, exist_ok=True)
     try:
         trial_files.put(staged, where.checkpoint(CheckpointRef(trial_id, name)), move=True,
-                        check=functools.partial(_held, where))
-    except _TakenOver:
+                        check=functools.partial(trial_files.refuse_if_taken_over, where))
+    except trial_files.TakenOver:
         shutil.rmtree(staged, ignore_errors=True)  # a folder's staging went with the check's refusal
         return False
     return True
-
-
-class _TakenOver(Exception):
-    """Another driver run holds the experiment: a relayed checkpoint is not stored."""
-
-
-def _held(where: ExperimentLocation) -> None:
-    if trial_files.taken_over(where):
-        raise _TakenOver
 
 
 @ray.remote

@@ -149,6 +149,17 @@ def taken_over(where: ExperimentLocation) -> bool:
         return False
 
 
+class TakenOver(Exception):
+    """Another driver run holds the experiment (:func:`taken_over`): nothing is stored into it."""
+
+
+def refuse_if_taken_over(where: ExperimentLocation) -> None:
+    """The ``check`` of :func:`put` and :func:`settle` for a store of run ``where.run_id``:
+    raises :class:`TakenOver` if another run holds the experiment now."""
+    if taken_over(where):
+        raise TakenOver(where.location)
+
+
 def told_to_relay() -> bool:
     """Whether this node is told to relay checkpoints through the driver's node (:data:`UNSHARED_ENV`)."""
     return os.environ.get(UNSHARED_ENV, "") not in ("", "0")

@@ -14,6 +14,7 @@ relay through the driver's node). Storing a reported checkpoint is split in two:
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -120,25 +121,25 @@ class TrialCheckpoints:
         before the checkpoint goes in place): this run's driver was killed, and its worker,
         which Ray ends a moment later, must not write into the trial folders of the run
         that resumed the experiment."""
-        if self.sees_folder():
-            with self._refused(staged.name):
-                trial_files.settle(staged.folder, Path(self._target(staged.name)), self._check_run)
-            return
+        check = functools.partial(trial_files.refuse_if_taken_over, self._where)
         try:
-            if self.sees_storage():
-                self._check_run()
-                trial_files.upload(staged.folder, self._target(staged.name))
-            else:
-                from raytuner._storage import relay
+            if self.sees_folder():
+                with self._refused(staged.name):
+                    trial_files.settle(staged.folder, Path(self._target(staged.name)), check)
+                return
+            try:
+                if self.sees_storage():
+                    check()
+                    trial_files.upload(staged.folder, self._target(staged.name))
+                else:
+                    from raytuner._storage import relay
 
-                if not relay.push(staged.folder, self._where, self._spec.trial_id, staged.name):
-                    raise Orphaned(self._spec.trial_id, self._where.location)
-        finally:
-            shutil.rmtree(staged.folder, ignore_errors=True)
-
-    def _check_run(self) -> None:
-        if trial_files.taken_over(self._where):
-            raise Orphaned(self._spec.trial_id, self._where.location)
+                    if not relay.push(staged.folder, self._where, self._spec.trial_id, staged.name):
+                        raise trial_files.TakenOver(self._where.location)
+            finally:
+                shutil.rmtree(staged.folder, ignore_errors=True)
+        except trial_files.TakenOver:
+            raise Orphaned(self._spec.trial_id, self._where.location) from None
 
     def restore(self, ref: CheckpointRef) -> Path:
         """A private copy of the stored checkpoint the trial restarts from."""
