@@ -35,6 +35,8 @@ prior there and still informs the others.
 from __future__ import annotations
 
 import functools
+import sys
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -50,6 +52,14 @@ def _special() -> ModuleType:
     import scipy.special
 
     return scipy.special
+
+
+def preload() -> None:
+    """Import scipy.special in a background thread, so that the import overlaps what comes
+    before the first model-based suggestion (the workers' start, the first trials) instead of
+    delaying that suggestion; a suggestion that comes first waits for the import to end."""
+    if "scipy.special" not in sys.modules:
+        threading.Thread(target=_special, name="raytuner-import-scipy", daemon=True).start()
 
 
 @dataclass(frozen=True)

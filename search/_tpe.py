@@ -17,7 +17,7 @@ from ._base import check_version, ended_twice, is_finite, not_set_up
 from ._checks import flag, int_at_least, make_rng, real_in
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._params import config_from_params, match_config
-from ._parzen import ParzenEstimator
+from ._parzen import ParzenEstimator, preload
 from ._space import check_space, sample_config
 from ._tpe_space import EncodedSpace
 from ._tpe_split import finite_rows, missing_rows, split
@@ -227,6 +227,8 @@ class TPESearcher(Searcher):
         check_space(_NAME, self.space)
         check_warm_start_objectives(_NAME, self._warm_start, self.num_objectives)
         self._encoded = EncodedSpace(self.space, self._ordinal)
+        if num_trials > self._n_startup or self._warm_start:
+            preload()  # the model's first suggestion needs scipy.special
         if self._has_history:  # restored, or set up before: the history is there already
             check_saved_objectives(_NAME, (self._shape or (1,))[0], self.num_objectives)
             return

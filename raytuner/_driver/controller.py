@@ -34,7 +34,7 @@ from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 from raytuner._trial import Trial, TrialResult
 from raytuner._worker import logs as _logs
-from raytuner._worker.protocol import Signal, TrialSpec
+from raytuner._worker.protocol import Event, Signal, TrialSpec, spec_to_wire
 from raytuner.errors import StorageError
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
@@ -90,6 +90,8 @@ class Controller:
             carry_out=self._apply,
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
+        self._briefed: set[Any] = set()  # workers given this run's part of a trial spec (spec_to_wire)
+        self._starts: dict[Any, Any] = {}  # outstanding start call -> its worker
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
         self._checkpoint_io: set[str] = set()  # trials with checkpoint deletions or copies in self._io
         self._refused: StorageError | None = None  # a worker's checkpoint refused by the storage: see _event
@@ -104,7 +106,7 @@ class Controller:
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe)
         self._do: dict[type, Callable[[Any], None]] = {
             ev.Launch: self._launch, ev.Deliver: self._deliver, ev.Spawn: self._spawn,
-            ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: lambda c: self._pool.discard(c.worker),
+            ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: self._discard,
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
             ev.AppendResults: lambda c: self._later(self._storage.append_results, c.trial_id, c.rows),
@@ -172,12 +174,14 @@ class Controller:
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
+            self._starts.clear()
             logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: %s",
                            self._storage.location, cli_command("resume", self._storage.location))
         except StorageError as exc:
             status, refused = "INTERRUPTED", exc
             self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
             self._calls.clear()
+            self._starts.clear()
         except BaseException:
             status = "FAILED"  # and that error is the one raised, whatever the winding up meets
             raise
@@ -230,11 +234,14 @@ class Controller:
         import ray
 
         trial_id = self._calls.pop(ref)
+        worker = self._starts.pop(ref, None)
         try:
-            answer = ray.get(ref)
+            answer = Event.from_wire(ray.get(ref))
         except ray.exceptions.RayTaskError as exc:  # raised inside the worker, which lives on
+            self._briefed.discard(worker)  # a start that failed may not have kept the run's part of the spec
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
+            self._briefed.discard(worker)
             # A worker on this node leaves its last output on disk (a segfault's traceback).
             leftover = _logs.recover(str(self._storage.trial_path(trial_id)))
             if leftover:
@@ -278,15 +285,23 @@ class Controller:
             restore=CheckpointRef(command.trial_id, command.checkpoint) if command.checkpoint else None,
             checkpoints_to_keep=self.settings.checkpoints_to_keep,
         )
-        self._calls[command.worker.start.remote(spec)] = command.trial_id
+        worker = command.worker
+        ref = worker.start.remote(*spec_to_wire(spec, shared=worker not in self._briefed))
+        self._calls[ref] = command.trial_id
+        self._starts[ref] = worker
+        self._briefed.add(worker)
 
     def _deliver(self, command: ev.Deliver) -> None:
-        worker = command.worker
-        if command.signal in (Signal.STOP, Signal.PAUSE):
-            ref = worker.finish.remote(command.signal)
+        worker, signal = command.worker, command.signal
+        if signal in (Signal.STOP, Signal.PAUSE):
+            ref = worker.finish.remote(signal.value)
         else:
-            ref = worker.next_event.remote(command.signal, command.decide_at)
+            ref = worker.next_event.remote(None if signal is None else signal.value, command.decide_at)
         self._calls[ref] = command.trial_id
+
+    def _discard(self, command: ev.Discard) -> None:
+        self._briefed.discard(command.worker)
+        self._pool.discard(command.worker)
 
     def _delete_checkpoints(self, command: ev.DeleteCheckpoints) -> None:
         self._checkpoint_io.add(command.trial_id)

@@ -46,15 +46,13 @@ from raytuner._storage.files import append, atomic_write_bytes, atomic_write_jso
 from raytuner._storage.history import RESULTS_FILE, Damage, History, read_history, repair_tail
 from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
 from raytuner._storage.records import experiment_fault, read_record, usable_fields
+from raytuner._storage.trial_files import LOG_MAX_BYTES
 from raytuner.errors import ExperimentError, StorageError
 
 logger = logging.getLogger("raytuner")
 
 EXPERIMENT_FILE = "experiment.json"
 LOG_FILE = "log.txt"
-#: A trial's log stops growing here (a note says so): a trial that prints per batch for
-#: days must not fill the driver's disk.
-LOG_MAX_BYTES = 8 * 1024 * 1024
 #: Appended results files are flushed to disk at most this often (and at the end of a run).
 FSYNC_INTERVAL_S = 1.0
 class ExperimentStorage:

@@ -35,6 +35,9 @@ from raytuner.errors import ReportError, StorageError
 
 EXPERIMENT_FILE = "experiment.json"
 TRIALS = "trials"
+#: A trial's log stops growing here (a note says so): a trial that prints per batch for
+#: days must not fill the driver's disk.
+LOG_MAX_BYTES = 8 * 1024 * 1024
 #: Hidden folders of checkpoints being put in place (a crash may leave them: resume removes them).
 PARTIAL_PREFIX = ".checkpoint"
 #: Set (to anything but "" or "0") on a node whose trial workers must treat the experiment's

@@ -32,7 +32,7 @@ from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.checkpoints import Orphaned, TrialCheckpoints
 from raytuner._worker.logs import TrialLog
 from raytuner._worker.outbox import Outbox
-from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec
+from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec, spec_from_wire
 from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
@@ -253,30 +253,40 @@ class TrialWorker:
         self._fns: dict[str, Callable[..., Any]] = {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None
+        self._shared: tuple[Any, ...] | None = None  # the run's part of a spec: see protocol.spec_to_wire
 
     def node_id(self) -> str:
         return _node_id()
 
-    def start(self, spec: TrialSpec) -> Event:
+    def start(self, own: tuple[Any, ...], shared: tuple[Any, ...] | None) -> tuple[Any, ...]:
+        """Start a trial (a spec from :func:`~raytuner._worker.protocol.spec_to_wire`; the
+        run's part only with this worker's first trial of the run) and return its first
+        event, as :meth:`Event.to_wire` has it, as every call here does."""
+        if shared is not None:
+            self._shared = shared
+        elif self._shared is None:
+            raise RuntimeError("TrialWorker.start() got no experiment settings and has none from an earlier trial")
+        spec = spec_from_wire(own, self._shared)
         fn = self._resolve(spec.trainable[0])
         self._events = queue.SimpleQueue()
         self._run = TrialRun(spec, fn, self._events)
         threading.Thread(target=self._run.run, name=f"trial-{spec.trial_id}", daemon=True).start()
         return self._drain()
 
-    def next_event(self, decision: Signal | None, decide_at: float) -> Event:
+    def next_event(self, decision: str | None, decide_at: float) -> tuple[Any, ...]:
+        """``decision``: a :class:`Signal`'s value, or None."""
         if self._run is None:
             raise RuntimeError("TrialWorker.next_event() called with no trial running")
-        self._run.deliver(decision, decide_at)
+        self._run.deliver(None if decision is None else Signal(decision), decide_at)
         return self._drain()
 
-    def finish(self, decision: Signal) -> Event:
+    def finish(self, decision: str) -> tuple[Any, ...]:
         """Deliver a STOP or PAUSE and wait for the trial to end: every report it made
         meanwhile, and its end. The controller may queue the worker's next trial behind
         this call, which is why it returns only once the trial's thread is done."""
         if self._run is None:
             raise RuntimeError("TrialWorker.finish() called with no trial running")
-        self._run.deliver(decision, math.inf)
+        self._run.deliver(Signal(decision), math.inf)
         reports: list[Report] = []
         while True:
             item = self._events.get()
@@ -284,7 +294,7 @@ class TrialWorker:
                 return self._answer(reports, item)
             reports.append(item)
 
-    def _drain(self) -> Event:
+    def _drain(self) -> tuple[Any, ...]:
         """The next event: waits for the trial's first news, then gathers what follows.
 
         Streamed reports (no decision due) linger up to ``LINGER_S`` for company, so a
@@ -311,12 +321,12 @@ class TrialWorker:
             except queue.Empty:
                 return self._answer(reports)
 
-    def _answer(self, reports: list[Report], exit: TrialExit | None = None) -> Event:
+    def _answer(self, reports: list[Report], exit: TrialExit | None = None) -> tuple[Any, ...]:
         """The event to return, with what the trial printed since the last one."""
         run = self._run
         if exit is not None:
             self._run = None
-        return Event(reports, exit, run.log.take() if run is not None else "")
+        return Event(reports, exit, run.log.take() if run is not None else "").to_wire()
 
     def _resolve(self, ref: Any) -> Callable[..., Any]:
         import ray

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from raytuner._storage.experiment import LOG_MAX_BYTES
+from raytuner._storage.trial_files import LOG_MAX_BYTES
 
 #: The capture file starts with how far the worker has read it, in ASCII digits.
 _HEADER = 20

@@ -6,7 +6,11 @@ returns an :class:`Event`: the reports made since the last one and, once the tri
 its :class:`TrialExit`. Decisions sent to a worker and the ways a trial ends are one enum,
 :class:`Signal`, so neither side compares strings.
 
-Pure dataclasses: the driver's lifecycle imports this module without Ray or a worker.
+Pure dataclasses: the driver's lifecycle imports this module without Ray or a worker. On
+the wire they travel as tuples of plain values (:func:`spec_to_wire`, :meth:`Event.to_wire`),
+which Ray packs with msgpack instead of pickling object by object (0.1-0.2 ms less per
+round trip here; benchmarks/RESULTS.md, "The worker's data path"). The part of a
+:class:`TrialSpec` that is the same for every trial of a run goes to each worker once.
 """
 
 from __future__ import annotations
@@ -59,6 +63,24 @@ class TrialSpec:
     checkpoints_to_keep: int | None = None  # the Tuner's; set: the outbox throttles stores, drops overtaken ones
 
 
+#: The fields of a :class:`TrialSpec` that are the same for every trial of a run: sent to a
+#: worker with its first trial of the run only.
+_SHARED = ("experiment_name", "trainable", "metric", "resource_attr", "stop", "storage", "resources",
+           "checkpoints_to_keep")
+_OWN = ("trial_id", "config", "decide_at", "storage_dir", "start_iteration", "start_time_s", "restore")
+
+
+def spec_to_wire(spec: TrialSpec, *, shared: bool) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
+    """The spec as plain values; ``shared=False`` leaves out the run's part, which the
+    worker kept from its first trial of this run."""
+    own = tuple(getattr(spec, name) for name in _OWN)
+    return own, tuple(getattr(spec, name) for name in _SHARED) if shared else None
+
+
+def spec_from_wire(own: tuple[Any, ...], shared: tuple[Any, ...]) -> TrialSpec:
+    return TrialSpec(**dict(zip(_OWN, own)), **dict(zip(_SHARED, shared)))
+
+
 @dataclass(frozen=True)
 class Report:
     """One ``raytuner.report`` call, as the worker recorded it. ``checkpoint``: the folder's
@@ -102,3 +124,16 @@ class Event:
     reports: list[Report]
     exit: TrialExit | None = None
     log: str = ""
+
+    def to_wire(self) -> tuple[Any, ...]:
+        reports = [(r.iteration, r.resource, r.metrics, r.time_total_s, r.timestamp, r.checkpoint, r.awaits_decision)
+                   for r in self.reports]
+        end = self.exit
+        exit = None if end is None else (end.signal.value, end.error, end.error_type, end.message, end.fatal)
+        return reports, exit, self.log
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...]) -> Event:
+        reports, exit, log = wire
+        return cls([Report(*fields) for fields in reports],
+                   None if exit is None else TrialExit(Signal(exit[0]), *exit[1:]), log)

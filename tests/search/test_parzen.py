@@ -110,3 +110,24 @@ def test_mixture_weights_are_normalised_with_the_prior():
     est = ParzenEstimator([NumericDim(0.0, 1.0)], np.array([[0.5], [0.6]]), np.array([3.0, 1.0]),
                           2.0, 0.2)
     assert np.exp(est.log_w).tolist() == pytest.approx([0.5, 1 / 6, 1 / 3])
+
+
+@pytest.mark.parametrize(("num_trials", "imported"), [(100, True), (10, False)])
+def test_tpe_set_up_for_a_model_imports_scipy_special_in_the_background(num_trials, imported):
+    # In a fresh interpreter: scipy.special is imported while workers start, not at the first
+    # model-based suggestion; a sweep that never gets past the random start-up never imports it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading\n"
+        "from raytuner.search import TPESearcher, uniform\n"
+        "assert 'scipy.special' not in sys.modules\n"
+        f"TPESearcher(n_startup=10).setup({{'x': uniform(0, 1)}}, {num_trials})\n"
+        "for thread in threading.enumerate():\n"
+        "    if thread.name == 'raytuner-import-scipy':\n"
+        "        thread.join()\n"
+        "print('scipy.special' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(imported)
