@@ -14,7 +14,7 @@ from raytuner._best import SCOPES
 from raytuner._callbacks import Callback
 from raytuner._driver import resources as _resources
 from raytuner._driver.controller import ExperimentSettings
-from raytuner._driver.resume import ResumePlan, import_trainable, restore, trainable_file, trainable_name
+from raytuner._driver.resume import ResumePlan, import_trainable, restore, tidy, trainable_file, trainable_name
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
 from raytuner._objectives import Objectives, normalize
@@ -370,10 +370,17 @@ class Tuner:
             # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
             if speak:
                 print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
+            tidy(storage, restored)  # its driver wound up: none of its workers is left to store
             return read(storage)
         with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
             for trial_id in restored.commanded:  # before this run's id is in experiment.json (control.replay)
                 storage.write_trial(trial_id, restored.trials[trial_id].to_record())
+            # This run's id, before any folder goes: a worker of the dead driver stores no
+            # checkpoint from now on (trial_files.taken_over), so none lands after tidy() looks.
+            meta["run_id"] = storage.run_id
+            storage.write_experiment(meta)
+            storage.sync()
+            tidy(storage, restored)
             if trainable is None:
                 trainable = import_trainable(meta, storage.location)
             if speak:

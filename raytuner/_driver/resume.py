@@ -122,16 +122,15 @@ def _unimportable(script: str, qualname: str, location: str, exc: BaseException)
     )
 
 
-def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
-                    pending: dict[str, Any] | None = None) -> dict[str, Trial]:
+def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[str, Trial]:
     """The trials as their folders left them, each on its one trajectory.
 
     ``results.jsonl`` is the record (trial.json may lag behind a trial that was running):
     the kept rows give the trial's iteration, metrics and values; the newest checkpoint they
     commit that is still on disk is where it restarts. A checkpoint folder no kept row names
     was written by a crash before its row (or by a lost attempt): it is not a checkpoint, and
-    goes, unless a PBT exploit not launched yet copied it (``pending``, from the saved state).
-    A results.jsonl damaged before its tail stops the resume, naming the line.
+    :func:`tidy` removes it. Reads only. A results.jsonl damaged before its tail stops the
+    resume, naming the line.
     """
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
@@ -163,35 +162,14 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
             # Fed to searcher and scheduler or not, they never hear of these resources again:
             # a report that reached them just before the crash must not count twice.
             trial.fed_resource = max(seen)
-        copy = (pending or {}).get(trial_id, {}).get("folder")
-        _restore_checkpoints(storage, trial, exploits.restore(trial, history), keep={copy} if copy else set())
+        _restore_checkpoints(storage, trial, exploits.restore(trial, history))
         trials[trial_id] = trial
-    _remove_unowned_checkpoints(storage, trials)
     return trials
 
 
-def _remove_unowned_checkpoints(storage: ExperimentStorage, trials: dict[str, Trial]) -> None:
-    """Checkpoint folders under a trial id that has no files of its own (no config.json: the
-    driver was killed before they were written, or before they reached the bucket, while
-    the trial's worker stored checkpoints, maybe after) are named by no record and never
-    restarted from: they go. The trial's id may be given to a new trial."""
-    for trial_id in storage.checkpointed_trials():
-        if trial_id in trials:
-            continue
-        names = storage.checkpoint_folders(trial_id)
-        partial = storage.remove_partial_checkpoints(trial_id)
-        if names or partial:
-            logger.info("Removing %s in %s: checkpoints of a trial whose own files were never written.",
-                        ", ".join(names + partial), storage.trial_path(trial_id))
-            storage.delete_checkpoints(trial_id, names)
-
-
-def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]],
-                         keep: frozenset[str] | set[str] = frozenset()) -> None:
-    partial = storage.remove_partial_checkpoints(trial.trial_id)
-    if partial:
-        logger.info("Trial %s: removed %s, checkpoints that were being stored when the last run ended.",
-                    trial.trial_id, ", ".join(partial))
+def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
+    """The trial's checkpoints: those its kept rows commit that are on disk. Reads only; the
+    rest go in :func:`tidy`, once this run holds the experiment."""
     on_disk = set(storage.checkpoint_folders(trial.trial_id))
     committed = [row for row in rows if row.get("checkpoint")]
     missing = [row["checkpoint"] for row in committed if row["checkpoint"] not in on_disk]
@@ -208,11 +186,39 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
     for row in kept:
         trial.commit(row["checkpoint"], row["iteration"], row.get("time_total_s", 0.0),
                      {k: v for k, v in row.items() if k not in AUTO_KEYS})
-    stray = sorted(on_disk - set(trial.checkpoints) - keep)
-    if stray:
-        logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
-                    "by an attempt that was lost).", trial.trial_id, ", ".join(stray))
-        storage.delete_checkpoints(trial.trial_id, stray)
+
+
+def tidy(storage: ExperimentStorage, restored: Restored) -> None:
+    """Remove the checkpoint folders no record names: those being stored when the last run
+    ended, those no kept row commits (written just before a crash, or by a lost attempt),
+    and those under a trial id with no files of its own.
+
+    Called once this run's id is in experiment.json (or with no run to come): a worker of
+    the dead driver checks that id right before it puts a checkpoint in place
+    (:func:`raytuner._storage.trial_files.taken_over`), so none lands after the folders are
+    listed here. A PBT exploit not launched yet keeps the copy it made (``restored.exploits``).
+    """
+    storage.relist_checkpoints()  # a bucket's listing is from the scan: one may have landed since
+    for trial in restored.trials.values():
+        partial = storage.remove_partial_checkpoints(trial.trial_id)
+        if partial:
+            logger.info("Trial %s: removed %s, checkpoints that were being stored when the last run ended.",
+                        trial.trial_id, ", ".join(partial))
+        copy = restored.exploits.get(trial.trial_id, {}).get("folder")
+        stray = sorted(set(storage.checkpoint_folders(trial.trial_id)) - set(trial.checkpoints) - {copy})
+        if stray:
+            logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
+                        "by an attempt that was lost).", trial.trial_id, ", ".join(stray))
+            storage.delete_checkpoints(trial.trial_id, stray)
+    for trial_id in storage.checkpointed_trials():
+        if trial_id in restored.trials:
+            continue
+        names = storage.checkpoint_folders(trial_id)
+        partial = storage.remove_partial_checkpoints(trial_id)
+        if names or partial:
+            logger.info("Removing %s in %s: checkpoints of a trial whose own files were never written.",
+                        ", ".join(names + partial), storage.trial_path(trial_id))
+            storage.delete_checkpoints(trial_id, names)
 
 
 def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Callable[..., Any] | None = None,
@@ -244,7 +250,7 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
         searcher.restore(state["searcher"])
         scheduler.restore(state["scheduler"])
     pending = dict(state.get("exploits", {}))
-    trials = _restore_trials(storage, Objectives.of(settings.metric, settings.mode), pending)
+    trials = _restore_trials(storage, Objectives.of(settings.metric, settings.mode))
     commanded = replay(storage, meta, trials)  # before the limits: those given now win over a command's
     _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
     restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded)

@@ -405,6 +405,11 @@ class ExperimentStorage:
                  for p in sorted(path.glob(pattern))]
         return [name for name in names if (path / name).is_dir() and checkpoint_iteration(name) is not None]
 
+    def relist_checkpoints(self) -> None:
+        """In a bucket: list the checkpoint folders afresh at the next look (the listing is
+        kept from the first; a worker may have stored one since)."""
+        self._remote_checkpoints = None
+
     def checkpointed_trials(self) -> list[str]:
         """The trials whose folders in storage hold any checkpoint folder, or may (locally: every trial folder)."""
         if self._uploader is not None:

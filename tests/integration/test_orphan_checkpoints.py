@@ -104,3 +104,42 @@ def test_a_resume_removes_checkpoints_under_a_trial_without_files_of_its_own(whe
     assert _folders(experiment, "00001") == []
     assert _folders(experiment, "00000") == ["checkpoint_000002"]  # a trial's own is kept
     assert [t.trial_id for t in results.trials] == ["00000"]
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_checkpoint_a_dead_runs_worker_stores_during_a_resume_is_removed(where, storage, request, tmp_path,
+                                                                          monkeypatch):
+    from raytuner._storage import trial_files
+
+    root = str(storage) if where == "folder" else f"{request.getfixturevalue('bucket')}/exps"
+    experiment = f"{root}/window"
+    rt.Tuner(checkpointed, space={"k": 0}, metric="loss", num_trials=1, storage_path=root, name="window", verbose=0,
+             tensorboard=False).fit()
+    dead_run = json.loads(_read(f"{experiment}/experiment.json"))["run_id"]
+    orphan = trial_files.ExperimentLocation(experiment, dead_run, "node")
+    source = tmp_path / "orphan"
+    source.mkdir()
+    (source / "step").write_text("7")
+
+    def store_as_the_dead_run(name: str) -> None:
+        trial_files.put(source, f"{experiment}/trials/00000/{name}",
+                        check=lambda: trial_files.refuse_if_taken_over(orphan))
+
+    # A worker of the dead run stores a checkpoint once the resume has read the folders and
+    # taken the driver lock, before the resumed run is under way.
+    acquire = ExperimentStorage.acquire_driver_lock
+
+    def acquire_then_orphan_stores(self):
+        lock = acquire(self)
+        store_as_the_dead_run("checkpoint_000007")
+        return lock
+
+    monkeypatch.setattr(ExperimentStorage, "acquire_driver_lock", acquire_then_orphan_stores)
+    results = rt.Tuner.resume(experiment, checkpointed, num_trials=2, verbose=0, tensorboard=False)
+    monkeypatch.undo()
+    assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 2
+    # No record names it: it went before the resumed run began, and no later store lands.
+    assert _folders(experiment, "00000") == ["checkpoint_000002"]
+    with pytest.raises(trial_files.TakenOver):
+        store_as_the_dead_run("checkpoint_000008")
+    assert _folders(experiment, "00000") == ["checkpoint_000002"]
