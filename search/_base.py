@@ -200,6 +200,14 @@ class Searcher(abc.ABC):
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         """Called exactly once when a suggested trial ends, however it ended."""
 
+    def correct_config(self, trial_id: str, config: Mapping[str, Any]) -> bool:
+        """After a resume: ``trial_id`` ran with ``config`` before the crash, and keeps it,
+        but this searcher, restored from a snapshot older than the trial, has just proposed
+        another config for it. Return True once its results will be credited to ``config``;
+        False (the default) if the searcher cannot, and keeps its own proposal.
+        """
+        return False
+
     def config(self) -> dict[str, Any] | None:
         """This searcher as data: its class name under ``"type"``, its space as
         :func:`space_to_json` describes it (None if it has none yet) and the constructor

@@ -18,6 +18,7 @@ from ._base import already_suggested, check_version, not_set_up
 from ._checks import int_at_least, make_rng, one_of, real_in
 from ._fork import check_warm_start, fit_observations
 from ._gp_encoding import Encoding
+from ._params import match_config
 from ._space import check_space, sample_config
 
 _NAME = "GPSearcher"
@@ -231,6 +232,18 @@ class GPSearcher(Searcher):
             config = self._encoding.decode(self._propose(points, targets))
         self._records[trial_id] = _Record(config=config)
         return config
+
+    def correct_config(self, trial_id: str, config: Mapping[str, Any]) -> bool:
+        record = self._records.get(trial_id)
+        if self._encoding is None or record is None or record.end != "pending":
+            return False
+        assert self.space is not None
+        match = match_config(self.space, dict(config))
+        point = self._encoding.encode(dict(config))
+        if match.outside or match.missing or point is None:  # not a point of this space: keep the proposal
+            return False
+        record.config, record.point = dict(config), point
+        return True
 
     def _point(self, record: _Record) -> np.ndarray:
         if record.point is None:

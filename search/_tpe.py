@@ -279,6 +279,17 @@ class TPESearcher(Searcher):
         value = float(value)  # type: ignore[arg-type]
         self._level(float(resource))[index] = value if math.isfinite(value) else math.inf
 
+    def correct_config(self, trial_id: str, config: Mapping[str, Any]) -> bool:
+        index = self._ids.get(trial_id)
+        if self._encoded is None or index is None or self._status[index] != _PENDING:
+            return False
+        assert self.space is not None
+        match = match_config(self.space, dict(config))
+        if match.outside or match.missing:
+            return False  # not a point of this space (a fork's older config): keep the proposal
+        self._matrix[index] = self._encoded.encode(dict(match.values))
+        return True
+
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         index = self._ids.get(trial_id)
         if index is None or self._status[index] != _PENDING:

@@ -241,12 +241,15 @@ class ControlHandlers:
         """After a resume: catch searcher and scheduler (restored from their last snapshot)
         up with what the trial folders say happened after it.
 
-        Trials created after the snapshot are proposed again so the searcher counts them
-        (a searcher restored to the same state proposes the same config: it is checked);
-        trials that ended after it are reported to both.
+        Trials created after the snapshot are proposed again so the searcher counts them. A
+        searcher restored to the same state proposes the same config; one whose replay
+        differs (the results between snapshot and trial are not replayed in their order) is
+        asked to credit the trial to the config it ran with (``Searcher.correct_config``),
+        so that it never learns a result against a config that did not produce it. Trials
+        that ended after the snapshot are reported to both.
         """
         closed = set(closed)
-        mismatched = []
+        mismatched, declined = [], []
         for trial_id, trial in sorted(self.trials.items()):
             if trial_id in closed and not trial.status.is_finished():
                 self._reruns.add(trial_id)  # closed, yet to run: only a re-run is both
@@ -254,7 +257,9 @@ class ControlHandlers:
                 replay = self.searcher.suggest(trial_id)
                 if not isinstance(replay, dict):
                     self._unknown.add(trial_id)  # it declined: never report this trial to it
-                if not isinstance(replay, dict) or json.loads(dumps(replay)) != trial.config:
+                    declined.append(trial_id)
+                elif json.loads(dumps(replay)) != trial.config and not self.searcher.correct_config(
+                        trial_id, trial.config):
                     mismatched.append(trial_id)
                 self.scheduler.on_trial_add(trial_id)
             if trial.status.is_finished() and trial_id not in closed:
@@ -270,6 +275,12 @@ class ControlHandlers:
         if mismatched:
             logger.warning(
                 "Trials %s were created after the searcher's last saved state and it now proposes other "
-                "configs for them; they keep the configs they ran with.", ", ".join(mismatched))
+                "configs for them; they keep the configs they ran with, and %s credits their results to the "
+                "configs it proposed.", ", ".join(mismatched), type(self.searcher).__name__)
+        if declined:
+            logger.warning(
+                "Trials %s were created after the searcher's last saved state and it proposes none for them "
+                "now; they keep the configs they ran with, and the searcher hears nothing of them.",
+                ", ".join(declined))
         out, self._out = self._out, []
         return out

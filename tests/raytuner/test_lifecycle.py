@@ -470,6 +470,38 @@ def test_restored_trials_restart_and_reconcile_catches_the_searcher_up():
     check_index(life)
 
 
+class CorrectingSearcher(ListSearcher):
+    def __init__(self):
+        super().__init__()
+        self.corrected: dict[str, dict] = {}
+
+    def correct_config(self, trial_id, config):
+        self.corrected[trial_id] = dict(config)
+        return True
+
+
+@pytest.mark.parametrize("corrects", [True, False])
+def test_a_trial_the_restored_searcher_proposes_otherwise_is_credited_to_the_config_it_ran(corrects, caplog):
+    # 00001 was created after the searcher's snapshot and ran {"k": 99}; the searcher now
+    # proposes {"k": 1} for it. One that can take the correction learns at {"k": 99}; one
+    # that cannot is named in a warning saying where it credits the results.
+    trials = {"00001": Trial("00001", {"k": 99}, status=TrialStatus.PENDING)}
+    searcher = CorrectingSearcher() if corrects else ListSearcher()
+    life = Lifecycle(settings(), searcher, ScriptedScheduler(), trials=trials, next_id=1, clock=lambda: 5.0)
+    with caplog.at_level("WARNING", logger="raytuner"):
+        life.reconcile(next_id=1, closed=set())
+    assert searcher.asked == ["00001"]
+    if corrects:
+        assert searcher.corrected == {"00001": {"k": 99}} and not caplog.records
+    else:
+        (record,) = caplog.records
+        assert "00001" in record.getMessage() and "ListSearcher credits their results" in record.getMessage()
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00001", report(1, 0.3)))
+    assert searcher.results == [("00001", 1, 0.3)]
+    check_index(life)
+
+
 def test_a_resume_that_misses_a_trial_between_others_never_reuses_a_taken_id():
     # 00001 is gone (a bucket that lost the last second of uploads, a folder moved out by
     # hand) and no state snapshot says which id comes next: new trials start past 00002.

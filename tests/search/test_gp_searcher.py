@@ -237,3 +237,20 @@ def test_config_describes_the_constructor():
 def test_bad_input_is_refused_at_construction(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         GPSearcher(**kwargs)
+
+
+def test_a_trial_corrected_after_a_resume_is_fitted_at_the_config_it_ran():
+    searcher = GPSearcher(SPACE, seed=0, n_startup=2, **FAST)
+    searcher.setup(None, num_trials=10)
+    run(searcher, quadratic, 2)
+    proposed = searcher.suggest("2")  # pending: a resume found trial 2 had run another config
+    ran = {"x": 1.3, "y": -0.7}
+    assert proposed != ran and searcher.correct_config("2", ran)
+    assert searcher.state()["records"]["2"]["config"] == ran
+    # The point the GP is fitted at is the config's, not the proposal's.
+    assert np.array_equal(searcher._point(searcher._records["2"]), searcher._encoding.encode(ran))
+    searcher.on_trial_complete("2", Outcome(TrialEnd.COMPLETED, quadratic(ran)))
+    assert not searcher.correct_config("2", ran)  # ended: it keeps what it was credited with
+    assert not searcher.correct_config("3", ran)  # never proposed
+    searcher.suggest("3")
+    assert not searcher.correct_config("3", {"x": 50.0, "y": 0.0})  # outside the space

@@ -361,3 +361,26 @@ def test_repeats_finds_exact_rows_nan_included():
     rows = np.array([matrix[57], matrix[42], matrix[57] + [0, 0, 0, 0, 0, 0, 1e-9], matrix[1] * 0 - 1])
     assert EncodedSpace.repeats(matrix, rows).tolist() == [True, True, False, False]
     assert EncodedSpace.repeats(matrix[:0], rows).tolist() == [False] * 4
+
+
+def test_a_trial_corrected_after_a_resume_is_learnt_at_the_config_it_ran():
+    # Two seeds propose different first configs; the one whose proposal a resume corrects
+    # then holds, for that trial, what the other proposed: its result counts there.
+    ran = make(seed=1)
+    config = ran.suggest("00000")
+    restored = make(seed=2)
+    assert restored.suggest("00000") != config
+    assert restored.correct_config("00000", config)
+    np.testing.assert_array_equal(restored.state()["matrix"], ran.state()["matrix"])  # NaN: inactive
+    restored.on_trial_complete("00000", done(0.5))
+    assert not restored.correct_config("00000", config)  # an ended trial keeps what it was credited with
+    assert not restored.correct_config("00009", config)  # never proposed
+
+
+def test_a_config_outside_the_space_is_not_taken_as_a_correction():
+    searcher = make(space={"x": uniform(0, 1)}, seed=0)
+    searcher.suggest("00000")
+    proposed = searcher.state()["matrix"]
+    assert not searcher.correct_config("00000", {"x": 3.0})
+    assert not searcher.correct_config("00000", {})
+    np.testing.assert_array_equal(searcher.state()["matrix"], proposed)
