@@ -314,6 +314,16 @@ class HyperOptSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         end_trial(_NAME, trial_id, self._records.get(trial_id), outcome)
 
+    def correct_config(self, trial_id: str, config: Mapping[str, Any]) -> bool:
+        record = self._records.get(trial_id)
+        if self.space is None or record is None or record.end != "pending":
+            return False
+        try:
+            record.vals = vals_from_config(self.space, config)  # hyperopt's docs are rebuilt from the records
+        except NoFit:
+            return False  # not a point of this space: keep the proposal
+        return True
+
     def _losses(self) -> dict[int, float]:
         """The loss TPE sees per finished trial id (inf = failed), by the stopped policy."""
         losses: dict[int, float] = {}

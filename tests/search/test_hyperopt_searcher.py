@@ -424,3 +424,16 @@ def test_native_expressions_alone_work_through_both_phases():
 def test_suggest_before_setup_is_a_clear_error():
     with pytest.raises(RuntimeError, match=r"setup\(\) must be called"):
         HyperOptSearcher(SPACE).suggest(tid(0))
+
+
+def test_a_trial_corrected_after_a_resume_is_given_to_hyperopt_at_the_config_it_ran():
+    ran, restored = make(seed=1), make(seed=2)
+    config = ran.suggest(tid(0))
+    assert restored.suggest(tid(0)) != config
+    assert restored.correct_config(tid(0), config)
+    assert restored.state()["records"] == ran.state()["records"]  # the docs hyperopt gets are built from these
+    restored.on_trial_complete(tid(0), Outcome(DONE, f(config)))
+    assert not restored.correct_config(tid(0), config)  # ended: it keeps what it was credited with
+    assert not restored.correct_config(tid(1), config)  # never proposed
+    restored.suggest(tid(1))
+    assert not restored.correct_config(tid(1), {"x": 1e9, "y": 0.0})  # outside the space
