@@ -240,7 +240,7 @@ class GPSearcher(Searcher):
         assert self.space is not None
         match = match_config(self.space, dict(config))
         point = self._encoding.encode(dict(config))
-        if match.outside or match.missing or point is None:  # not a point of this space: keep the proposal
+        if not match.fits or point is None:  # not a point of this space: keep the proposal
             return False
         record.config, record.point = dict(config), point
         return True

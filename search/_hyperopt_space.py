@@ -146,7 +146,7 @@ def _match_native(node: Any, value: Any, label: str, match: Match) -> None:
         for index, option in enumerate(node.pos_args[1:]):
             trial = Match()
             _match_native(option, value, option_label(param, index), trial)
-            if not trial.outside and not trial.missing:
+            if trial.fits:
                 match.values[param] = index
                 match.take(trial)
                 return

@@ -210,6 +210,11 @@ class Match:
     missing: dict[str, str] = field(default_factory=dict)
 
     @property
+    def fits(self) -> bool:
+        """Whether every domain the config reaches has a sound value (none outside, none missing)."""
+        return not self.outside and not self.missing
+
+    @property
     def score(self) -> tuple[int, int, int]:
         """How well a choice's option explains a config: the more values the better."""
         return (len(self.values), -len(self.outside), -len(self.removed))
@@ -313,7 +318,7 @@ class _Matcher:
             return label in match.values
         if self.native is not None and _is_hyperopt_expr(option):
             self.native(option, value, label, match)
-            return not match.outside and not match.missing
+            return match.fits
         return same_value(plain(option), plain(value))
 
 

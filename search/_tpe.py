@@ -285,7 +285,7 @@ class TPESearcher(Searcher):
             return False
         assert self.space is not None
         match = match_config(self.space, dict(config))
-        if match.outside or match.missing:
+        if not match.fits:
             return False  # not a point of this space (a fork's older config): keep the proposal
         self._matrix[index] = self._encoded.encode(dict(match.values))
         return True
