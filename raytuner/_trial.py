@@ -72,19 +72,25 @@ class Trial:
     exploits: int = 0
     # Not in trial.json (rebuilt from results.jsonl on resume): the kept trajectory as
     # (iteration, resource, signed value), the checkpoints its rows commit, oldest first, with
-    # the time and metrics of each one's row, which a restart from it rewinds to, and the
-    # metrics of the newest one's row.
+    # the time, metrics and attempt of each one's row, which a restart from it rewinds to, and
+    # the metrics and attempt of the newest one's row.
     trajectory: list[tuple[int, float | None, float | tuple[float, ...] | None]] = field(default_factory=list, repr=False)
     checkpoints: list[str] = field(default_factory=list, repr=False)
     checkpoint_metrics: dict[str, Any] = field(default_factory=dict, repr=False)
-    checkpoint_rows: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    #: The attempt whose line in results.jsonl committed the newest checkpoint: the row that
+    #: names it, or for a PBT clone's copy the exploit's attempt marker. A PBT clone of this
+    #: trial records it as ``cloned_from.attempt``; it is older than ``attempt`` while a
+    #: restart from the checkpoint has reported nothing yet.
+    checkpoint_attempt: int = field(default=0, repr=False)
+    checkpoint_rows: dict[str, tuple[float, dict[str, Any], int]] = field(default_factory=dict, repr=False)
 
-    def commit(self, name: str, iteration: int, time_total_s: float, metrics: dict[str, Any]) -> None:
-        """Checkpoint folder ``name``, made at report ``iteration``, is now the newest."""
+    def commit(self, name: str, iteration: int, time_total_s: float, metrics: dict[str, Any], attempt: int) -> None:
+        """Checkpoint folder ``name``, made at report ``iteration`` and committed by a line
+        of attempt ``attempt``, is now the newest."""
         self.checkpoint, self.checkpoint_iteration = name, iteration
-        self.checkpoint_time_s, self.checkpoint_metrics = time_total_s, metrics
+        self.checkpoint_time_s, self.checkpoint_metrics, self.checkpoint_attempt = time_total_s, metrics, attempt
         self.checkpoints = [other for other in self.checkpoints if other != name] + [name]
-        self.checkpoint_rows[name] = (time_total_s, metrics)
+        self.checkpoint_rows[name] = (time_total_s, metrics, attempt)
 
     def forget(self, names: list[str]) -> None:
         """Checkpoints ``names`` are no longer the trial's (pruned, lost, or gone); the newest
@@ -96,11 +102,12 @@ class Trial:
             return
         if not self.checkpoints:
             self.checkpoint, self.checkpoint_iteration = None, 0
-            self.checkpoint_time_s, self.checkpoint_metrics = 0.0, {}
+            self.checkpoint_time_s, self.checkpoint_metrics, self.checkpoint_attempt = 0.0, {}, 0
             return
         newest = self.checkpoints[-1]
         self.checkpoint, self.checkpoint_iteration = newest, checkpoint_iteration(newest) or 0
-        self.checkpoint_time_s, self.checkpoint_metrics = self.checkpoint_rows.get(newest, (0.0, {}))
+        self.checkpoint_time_s, self.checkpoint_metrics, self.checkpoint_attempt = self.checkpoint_rows.get(
+            newest, (0.0, {}, 0))
 
     def observe(self, iteration: int, resource: float, metrics: dict[str, Any], value: float | None, time_total_s: float) -> None:
         self.iteration = iteration

@@ -362,7 +362,7 @@ class Lifecycle(ControlHandlers):
                 # The worker put the folder in storage before it sent the report: the row
                 # that names it commits it.
                 row["checkpoint"] = report.checkpoint
-                trial.commit(report.checkpoint, report.iteration, report.time_total_s, report.metrics)
+                trial.commit(report.checkpoint, report.iteration, report.time_total_s, report.metrics, trial.attempt)
                 committed = True
             rows.append(row)
             # A float, or with several objectives a tuple signed per metric (the worker

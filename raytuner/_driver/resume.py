@@ -29,6 +29,7 @@ from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.lineage import attempt_of
 from raytuner._storage.lock import refuse_if_live
 from raytuner._storage.records import config_fault, read_record, trial_fault
 from raytuner._trial import Trial, TrialStatus
@@ -183,9 +184,10 @@ def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[di
     trial.checkpoints, trial.checkpoint_rows = [], {}
     trial.checkpoint = None
     trial.checkpoint_iteration, trial.checkpoint_time_s, trial.checkpoint_metrics = 0, 0.0, {}
+    trial.checkpoint_attempt = 0
     for row in kept:
         trial.commit(row["checkpoint"], row["iteration"], row.get("time_total_s", 0.0),
-                     {k: v for k, v in row.items() if k not in AUTO_KEYS})
+                     {k: v for k, v in row.items() if k not in AUTO_KEYS}, attempt_of(row))
 
 
 def tidy(storage: ExperimentStorage, restored: Restored) -> None:

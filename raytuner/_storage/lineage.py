@@ -43,14 +43,14 @@ class Segment:
 def lines(history: History, attempt: float = float("inf")) -> list[dict[str, Any]]:
     """The lines of the file, markers and rows, as they were written up to the end of
     attempt ``attempt`` (rows of one attempt follow its marker in increasing iterations)."""
-    rows = [row for row in history.rows + history.superseded if _attempt(row) <= attempt]
+    rows = [row for row in history.rows + history.superseded if attempt_of(row) <= attempt]
     out: list[dict[str, Any]] = []
     for marker in history.attempts:
         number = int(marker.get("attempt", 1))
         if number > attempt:
             break
         out.append(marker)
-        out.extend(sorted((r for r in rows if _attempt(r) == number), key=lambda r: r.get("iteration", 0)))
+        out.extend(sorted((r for r in rows if attempt_of(r) == number), key=lambda r: r.get("iteration", 0)))
     if not history.attempts:  # written before attempt markers: one attempt
         out.extend(sorted(rows, key=lambda r: r.get("iteration", 0)))
     return out
@@ -61,7 +61,8 @@ def up_to_attempt(history: History, attempt: int) -> History:
     return fold(lines(history, attempt))
 
 
-def _attempt(line: dict[str, Any]) -> int:
+def attempt_of(line: dict[str, Any]) -> int:
+    """The attempt that wrote a line of results.jsonl (1 for lines from before attempts)."""
     value = line.get("attempt", 1)
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else 1
 
@@ -103,7 +104,7 @@ def annotate(history: History, initial: dict[str, Any]) -> list[dict[str, Any]]:
     cloned = exploits_by_attempt(history)
     rows = []
     for row in history.rows:
-        attempt = _attempt(row)
+        attempt = attempt_of(row)
         source = cloned(attempt)
         extra = {"cloned_from": source.get("trial_id"), "cloned_iteration": source.get("iteration")} if source else {}
         rows.append({**row, **flatten(config(attempt), "config/"), **extra})

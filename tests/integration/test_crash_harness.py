@@ -180,10 +180,16 @@ def check_pbt_records(folder: Path, *, finished: bool) -> rt.Results:
         lines[trial.trial_id] = [json.loads(line) for line in text.split("\n")[:-1]]
 
     def made(trial_id: str, attempt: int, iteration: int) -> float:
-        """The loss that an attempt of a trial reported at an iteration."""
-        (loss,) = [r["loss"] for r in lines[trial_id]
-                   if "_marker" not in r and r["attempt"] == attempt and r["iteration"] == iteration]
-        return loss
+        """The state of the checkpoint that a line of an attempt of a trial committed at an
+        iteration: the loss its row reported there, or, for a copy (that attempt's exploit
+        marker), the state of the donor's checkpoint it copied."""
+        (line,) = [r for r in lines[trial_id] if r["attempt"] == attempt and (
+            r["iteration"] == iteration if "_marker" not in r
+            else r["reason"] == "exploit" and r["start_iteration"] == iteration)]
+        if "_marker" not in line:
+            return line["loss"]
+        donor = line["cloned_from"]
+        return made(donor["trial_id"], donor["attempt"], donor["iteration"])
 
     for trial in results.trials:
         state: dict[str, float] = {}  # checkpoint name -> the state (loss) it holds
