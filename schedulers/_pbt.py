@@ -57,8 +57,8 @@ class PBTScheduler(Scheduler):
     resumes the one furthest behind, so the population advances together. ``synch=True``:
     every trial PAUSEs at its perturbation until every live trial has reached the current
     barrier (``k * perturbation_interval``); then all are ranked at once, the bottom ones
-    exploit, and the population goes on to the next barrier (the last trial to arrive
-    continues at once unless it exploits).
+    exploit, and the population goes on to the next barrier, one interval past the trial
+    furthest ahead (the last trial to arrive continues at once unless it exploits).
 
     A NaN value ranks worst. A trial that has not been perturbed yet, or that has not
     reported since its exploit, is not ranked. Fewer than two ranked trials: no exploit.
@@ -289,7 +289,10 @@ class PBTScheduler(Scheduler):
         for trial_id in lower:
             self._clone(trial_id, upper[int(self._rng.integers(len(upper)))])
         live = [m.point for m in self._members.values() if m.status is not Status.ENDED]
-        self._next_sync = max(self._next_sync + self.perturbation_interval, max(live))
+        # Past every live trial, or those waiting at or beyond it could never be resumed:
+        # the trial furthest ahead (a resume restored the others' points from an older
+        # state) is perturbed once more before the next round.
+        self._next_sync = max(live) + self.perturbation_interval
         if arriving is None or arriving in lower:
             return Decision.PAUSE
         self._members[arriving].status = Status.RUNNING

@@ -110,6 +110,17 @@ def test_synchronous_pbt_a_trial_that_ends_before_the_barrier_releases_it():
     assert sorted([pbt.choose_trial_to_resume(), pbt.choose_trial_to_resume()]) == ["t0", "t1"]
 
 
+def test_synchronous_pbt_sets_the_next_barrier_past_every_trial_so_those_waiting_go_on():
+    """Trials perturbed past the barrier (a resume restored the scheduler from an older
+    state, so they went on from their checkpoints): the round's next barrier is one interval
+    past the one furthest ahead, not at it, or the trials waiting there are never resumed."""
+    pbt = population(3, synch=True)
+    assert [pbt.on_result(t, 5, v) for t, v in [("t0", 0.9), ("t1", 0.2)]] == [P, P]
+    assert pbt.on_result("t2", 5, 0.1) is C  # at or past the barrier (2): the round
+    assert pbt.describe() == "population 3, 1 exploits, barrier 7"
+    assert sorted([pbt.choose_trial_to_resume(), pbt.choose_trial_to_resume()]) == ["t0", "t1"]
+
+
 def test_an_ended_trial_gets_stop_and_is_never_a_donor():
     pbt = population(3)
     pbt.on_result("t0", 2, 0.1)
