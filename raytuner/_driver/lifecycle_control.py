@@ -90,6 +90,8 @@ class ControlHandlers:
 
         def ids(self, status: TrialStatus) -> list[str]: ...
 
+        def _stop_paused_losers(self) -> None: ...
+
     # -- the experiment's ends -------------------------------------------------------------
     def _on_deadline(self, event: Deadline) -> None:
         self._end_all("time budget reached", final=True)
@@ -272,6 +274,9 @@ class ControlHandlers:
                 else:
                     self.scheduler.on_trial_remove(trial_id)
         self._closed |= closed
+        # The ends told above may have let the scheduler decide (a synchronous PBT round):
+        # its exploits are taken now, from the donors' checkpoints as they are now.
+        self._stop_paused_losers()
         if mismatched:
             logger.warning(
                 "Trials %s were created after the searcher's last saved state and it now proposes other "
