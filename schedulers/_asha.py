@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any
+from typing import Any, Mapping
 
 from raytuner.errors import invalid
 
@@ -190,15 +190,29 @@ class ASHAScheduler(Scheduler):
         self._passed[trial_id] = 0
         self._status[trial_id] = Status.RUNNING
 
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        """On resume, once the results since the saved state are replayed: the trial is
+        paused or runs as its folder says (the replay cannot tell which paused trials were
+        resumed meanwhile). One this scheduler ended stays ended: its next report gets STOP."""
+        self.on_trial_add(trial_id)
+        if self._status[trial_id] is not Status.ENDED:
+            self._status[trial_id] = Status.PAUSED if paused else Status.RUNNING
+
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self.on_trial_add(trial_id)
         if self._status[trial_id] is Status.ENDED:
             return Decision.STOP
+        rungs = self._rungs[self._bracket[trial_id]]
+        if self._status[trial_id] is Status.PAUSED:
+            # Reporting again, so it was promoted from the rung it paused at: a resume
+            # replays the reports since its saved state without choose_trial_to_resume.
+            if self._passed[trial_id]:
+                rungs[self._passed[trial_id] - 1].promoted.add(trial_id)
+            self._status[trial_id] = Status.RUNNING
         self._resource_order.advance(trial_id, resource)
         if resource >= self.max_resource:
             self._end(trial_id)
             return Decision.COMPLETE
-        rungs = self._rungs[self._bracket[trial_id]]
         passed = reached = self._passed[trial_id]
         # `<=`: a report at exactly the rung's level has earned that rung.
         while reached < len(rungs) and rungs[reached].level <= resource:

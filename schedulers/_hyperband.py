@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from ._base import Decision, Scheduler, Value, check_value
 from ._rungs import HyperbandBracket, hyperband_brackets, nan_to_worst, num_promotable, pareto_ranked
@@ -148,6 +148,15 @@ class HyperbandScheduler(Scheduler):
         self._of[trial_id] = len(self._brackets) - 1
         self._status[trial_id] = Status.RUNNING
 
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+        """On resume, once the results since the saved state are replayed: the trial is
+        paused or runs as its folder says (the replay cannot tell which paused trials were
+        resumed meanwhile). One this scheduler ended stays ended: its next report gets STOP."""
+        self.on_trial_add(trial_id)
+        if self._status[trial_id] is not Status.ENDED:
+            self._status[trial_id] = Status.PAUSED if paused else Status.RUNNING
+        self._advance(self._brackets[self._of[trial_id]])
+
     def _milestone(self, bracket: _Bracket) -> float:
         """Where the current round pauses; ``R`` in the last round, which runs to the end."""
         if bracket.round == bracket.plan.s:
@@ -158,6 +167,12 @@ class HyperbandScheduler(Scheduler):
         self.on_trial_add(trial_id)
         if self._status[trial_id] is Status.ENDED:
             return Decision.STOP
+        if self._status[trial_id] is Status.PAUSED:
+            # Reporting again, so it was resumed: a resume replays the reports since its
+            # saved state without asking choose_trial_to_resume in between.
+            if trial_id in self._to_resume:
+                self._to_resume.remove(trial_id)
+            self._status[trial_id] = Status.RUNNING
         self._resource_order.advance(trial_id, resource)
         bracket = self._brackets[self._of[trial_id]]
         if resource >= self.max_resource:

@@ -225,9 +225,9 @@ class Controller:
         local = self._storage.trial_path(trial.trial_id) if written and self._storage.uri is None else None
         return TrialResult.from_trial(trial, self._storage.trial_shown(trial.trial_id), local)
 
-    def reconcile(self, next_id: int, closed: set[str]) -> None:
+    def reconcile(self, next_id: int, closed: set[str], since: Sequence[tuple[Any, ...]] = ()) -> None:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
-        self._apply(self.life.reconcile(next_id, closed))
+        self._apply(self.life.reconcile(next_id, closed, since))
 
     def _event(self, ref: Any) -> ev.Reported | ev.CallFailed:
         """The lifecycle event for a finished call."""

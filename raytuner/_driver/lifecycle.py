@@ -138,7 +138,7 @@ class Lifecycle(ControlHandlers):
         self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
         self._stored, self._carry_out = stored, carry_out
         if trials:
-            self._restore(trials)
+            self._restore(trials, next_id)
 
     # -- queries ---------------------------------------------------------------------------
     def ids(self, status: TrialStatus) -> list[str]:
@@ -165,7 +165,10 @@ class Lifecycle(ControlHandlers):
     def state(self) -> dict[str, Any]:
         """Searcher and scheduler state with the bookkeeping resume needs."""
         return {"searcher": self.searcher.state(), "scheduler": self.scheduler.state(),
-                "next_id": self._next_id, "closed": sorted(self._closed), "exploits": self._exploits.state()}
+                "next_id": self._next_id, "closed": sorted(self._closed), "exploits": self._exploits.state(),
+                # What searcher and scheduler had heard of each trial: a resume replays what
+                # the trial folders hold beyond it (resume.py, reconcile).
+                "fed": {trial_id: trial.fed_resource for trial_id, trial in self.trials.items()}}
 
     # -- events ----------------------------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:

@@ -217,12 +217,26 @@ class ControlHandlers:
         self._end_all(f"experiment ended by {event.origin}", final=True)
         self._out.append(ControlApplied(event, True, "experiment ended", ended))
 
+    def _propose_again(self, trial: Trial, mismatched: list[str], declined: list[str]) -> None:
+        """A trial created after the saved state: the searcher proposes it again (see
+        :meth:`reconcile`), and the scheduler takes it in."""
+        replay = self.searcher.suggest(trial.trial_id)
+        if not isinstance(replay, dict):
+            self._unknown.add(trial.trial_id)  # it declined: never report this trial to it
+            declined.append(trial.trial_id)
+        elif json.loads(dumps(replay)) != trial.config and not self.searcher.correct_config(
+                trial.trial_id, trial.config):
+            mismatched.append(trial.trial_id)
+        self.scheduler.on_trial_add(trial.trial_id)
+
     def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))
 
-    def _restore(self, trials: dict[str, Trial]) -> None:
+    def _restore(self, trials: dict[str, Trial], next_id: int) -> None:
         """On resume, before anything runs: take in the trials as their folders say; those
-        not finished run again (RUNNING ones lost their worker with the last driver)."""
+        not finished run again (RUNNING ones lost their worker with the last driver).
+        ``next_id``: the saved state's; trials from it on are new to the scheduler until
+        :meth:`reconcile` adds them."""
         for trial in trials.values():
             self._add(trial)
             if trial.status is TrialStatus.RUNNING:
@@ -231,39 +245,69 @@ class ControlHandlers:
                 self._restart_reason[trial.trial_id] = "resume"
         self._exploits.drop_launched(self.trials)
         for trial_id, trial in self.trials.items():
-            if not trial.status.is_finished():  # as its folder says, whatever a staler saved state says
+            # As its folder says, whatever a staler saved state says; for the others once
+            # the reports since are replayed (reconcile).
+            if not trial.status.is_finished() and self.scheduler.changes_configs:
                 # With an exploit still to launch, the trial runs next with the exploit's config.
                 pending = self._exploits.pending.get(trial_id)
                 self.scheduler.on_trial_restore(trial_id, pending.config if pending is not None else trial.config,
                                                 trial.status is TrialStatus.PAUSED)
-        if self._search_done():
-            self.scheduler.on_search_finished()  # the saved state may predate the last trial
+        if self._search_done() and all(int(trial_id) < next_id for trial_id in self.trials):
+            self.scheduler.on_search_finished()  # the saved state may predate it; else in reconcile
 
-    def reconcile(self, next_id: int, closed: Iterable[str]) -> list[Command]:
+    def reconcile(self, next_id: int, closed: Iterable[str], since: Iterable[tuple[Any, ...]] = ()) -> list[Command]:
         """After a resume: catch searcher and scheduler (restored from their last snapshot)
         up with what the trial folders say happened after it.
 
-        Trials created after the snapshot are proposed again so the searcher counts them. A
-        searcher restored to the same state proposes the same config; one whose replay
-        differs (the results between snapshot and trial are not replayed in their order) is
-        asked to credit the trial to the config it ran with (``Searcher.correct_config``),
-        so that it never learns a result against a config that did not produce it. Trials
-        that ended after the snapshot are reported to both.
+        ``since`` (:func:`raytuner._driver.resume.since_snapshot`) is what they heard after
+        the snapshot, in the order it happened: trials created (``("add", id)``) and reports
+        fed (``("result", id, resource, signed value)``). Both are told again in that order,
+        and the scheduler hears the search finish where it did, right after the last trial's
+        creation. A trial created is proposed again so the searcher counts it: a searcher
+        restored to the same state and told the same results proposes the same config; one
+        that proposes another is asked to credit the trial to the config it ran with
+        (``Searcher.correct_config``), so that it never learns a result against a config
+        that did not produce it. The scheduler's decisions on the reports were carried out
+        by the run that made them and are not applied again, but its state moves as it did
+        then (a Hyperband round closes; ASHA's rungs fill); then it is told which trials
+        the folders have paused and which will run (``on_trial_restore``), as the replay
+        cannot tell which paused trials were resumed meanwhile. A scheduler that changes
+        configs (PBT) hears no report again: its exploits were carried out already, and
+        it was told each trial's state by ``on_trial_restore`` when the trials were taken
+        in. Trials that ended after the snapshot are then reported to both.
         """
         closed = set(closed)
-        mismatched, declined = [], []
-        for trial_id, trial in sorted(self.trials.items()):
+        mismatched: list[str] = []
+        declined: list[str] = []
+        for trial_id, trial in self.trials.items():
             if trial_id in closed and not trial.status.is_finished():
                 self._reruns.add(trial_id)  # closed, yet to run: only a re-run is both
-            if int(trial_id) >= next_id:
-                replay = self.searcher.suggest(trial_id)
-                if not isinstance(replay, dict):
-                    self._unknown.add(trial_id)  # it declined: never report this trial to it
-                    declined.append(trial_id)
-                elif json.loads(dumps(replay)) != trial.config and not self.searcher.correct_config(
-                        trial_id, trial.config):
-                    mismatched.append(trial_id)
-                self.scheduler.on_trial_add(trial_id)
+        new = sorted(trial_id for trial_id in self.trials if int(trial_id) >= next_id)
+        added: set[str] = set()
+        replay = not self.scheduler.changes_configs
+        for event in [*since, *(("add", trial_id) for trial_id in new)]:
+            if event[0] == "add":
+                trial_id = event[1]
+                if trial_id in added or trial_id not in self.trials or int(trial_id) < next_id:
+                    continue
+                added.add(trial_id)
+                self._propose_again(self.trials[trial_id], mismatched, declined)
+                if len(added) == len(new) and self._search_done():
+                    self.scheduler.on_search_finished()  # as when its last trial was created
+            elif replay:
+                _, trial_id, resource, value = event
+                if trial_id in closed or trial_id in self._reruns or trial_id not in self.trials:
+                    continue
+                if trial_id not in self._unknown:
+                    self.searcher.on_trial_result(trial_id, resource, value)
+                self.scheduler.on_result(trial_id, resource, value)
+        if not new and self._search_done():
+            self.scheduler.on_search_finished()  # the saved state may predate it
+        if replay:
+            for trial_id, trial in self.trials.items():  # paused or to run, as the folders say
+                if not trial.status.is_finished() and trial_id not in self._reruns:
+                    self.scheduler.on_trial_restore(trial_id, trial.config, trial.status is TrialStatus.PAUSED)
+        for trial_id, trial in sorted(self.trials.items()):
             if trial.status.is_finished() and trial_id not in closed:
                 end = _ENDS[trial.status]
                 self._close(trial, end)

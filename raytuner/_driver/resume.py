@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from raytuner._storage import components
 from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.history import History
 from raytuner._storage.lineage import attempt_of
 from raytuner._storage.lock import refuse_if_live
 from raytuner._storage.records import config_fault, read_record, trial_fault
@@ -49,6 +51,8 @@ class Restored:
     closed: set[str] = field(default_factory=set)  # trials the searcher had been told the end of
     exploits: dict[str, Any] = field(default_factory=dict)  # PBT exploits decided, not launched yet
     commanded: list[str] = field(default_factory=list)  # trials a replayed control command changed: to rewrite
+    #: Trials created and reports fed after the last snapshot, in order (:func:`since_snapshot`).
+    since: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -123,7 +127,8 @@ def _unimportable(script: str, qualname: str, location: str, exc: BaseException)
     )
 
 
-def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[str, Trial]:
+def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
+                    histories: dict[str, History] | None = None) -> dict[str, Trial]:
     """The trials as their folders left them, each on its one trajectory.
 
     ``results.jsonl`` is the record (trial.json may lag behind a trial that was running):
@@ -131,7 +136,8 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[
     commit that is still on disk is where it restarts. A checkpoint folder no kept row names
     was written by a crash before its row (or by a lost attempt): it is not a checkpoint, and
     :func:`tidy` removes it. Reads only. A results.jsonl damaged before its tail stops the
-    resume, naming the line.
+    resume, naming the line. ``histories``, if given, receives each trial's results.jsonl
+    as read.
     """
     trials: dict[str, Trial] = {}
     for trial_id in storage.trial_ids(started_only=False):
@@ -163,9 +169,47 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives) -> dict[
             # Fed to searcher and scheduler or not, they never hear of these resources again:
             # a report that reached them just before the crash must not count twice.
             trial.fed_resource = max(seen)
+        if histories is not None:
+            histories[trial_id] = history
         _restore_checkpoints(storage, trial, exploits.restore(trial, history))
         trials[trial_id] = trial
     return trials
+
+
+def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] | None, next_id: int,
+                   objectives: Objectives) -> list[tuple[Any, ...]]:
+    """What searcher and scheduler heard after a snapshot, in the order it happened, for
+    :meth:`Lifecycle.reconcile <raytuner._driver.lifecycle.Lifecycle.reconcile>` to tell them
+    again: ``("add", trial id)`` for each trial created after it (ids from ``next_id``; at its
+    first attempt marker's time, or last if it has none) and ``("result", trial id, resource,
+    signed value)`` for each report fed after it.
+
+    ``fed[trial_id]`` is the resource the snapshot had heard the trial up to (missing:
+    nothing of it); ``fed`` None is a snapshot from before that was recorded, so no result is
+    known to be unheard. Reports are as the lifecycle fed them: every row, kept or superseded
+    by a restart, in the order made, whenever its resource went past the highest fed so far
+    (a restarted trial's reports count only past it)."""
+    events: list[tuple[float, int, tuple[Any, ...]]] = []
+    for trial_id, history in histories.items():
+        if int(trial_id) >= next_id:
+            first = history.attempts[0].get("timestamp") if history.attempts else None
+            at = first if isinstance(first, (int, float)) else math.inf
+            events.append((at, 0, ("add", trial_id)))
+        if fed is None:
+            continue
+        heard = fed.get(trial_id)
+        for row in sorted(history.rows + history.superseded, key=lambda row: row.get("timestamp", 0.0)):
+            resource = row.get("resource", row.get("iteration"))
+            if not isinstance(resource, (int, float)) or isinstance(resource, bool):
+                continue
+            if heard is not None and resource <= heard:
+                continue
+            heard = resource
+            value = objectives.signed(row)
+            if value is not None:
+                events.append((row.get("timestamp", 0.0), 1, ("result", trial_id, resource, value)))
+    # At one time, a trial's creation before its reports; ties in the order of the trial ids.
+    return [event for _, _, event in sorted(events, key=lambda e: (e[0], e[1], e[2][1]))]
 
 
 def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
@@ -252,10 +296,15 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
         searcher.restore(state["searcher"])
         scheduler.restore(state["scheduler"])
     pending = dict(state.get("exploits", {}))
-    trials = _restore_trials(storage, Objectives.of(settings.metric, settings.mode))
+    objectives = Objectives.of(settings.metric, settings.mode)
+    histories: dict[str, History] = {}
+    trials = _restore_trials(storage, objectives, histories)
+    # No snapshot at all (state.pkl deleted): searcher and scheduler start afresh and hear everything.
+    heard = since_snapshot(histories, state.get("fed") if "searcher" in state else {}, state.get("next_id", 0),
+                           objectives)
     commanded = replay(storage, meta, trials)  # before the limits: those given now win over a command's
     _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
-    restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded)
+    restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded, heard)
     return settings, searcher, scheduler, restored
 
 

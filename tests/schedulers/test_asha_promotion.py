@@ -85,6 +85,28 @@ def test_trials_to_stop_after_the_search_finished_and_nothing_runs():
     assert asha.trials_to_stop() == []  # drained
 
 
+def test_a_resume_replays_reports_of_trials_promoted_meanwhile_and_then_says_which_are_paused():
+    """A resume feeds the reports made since the saved state again, without the
+    choose_trial_to_resume calls between them: a paused trial that reports again was
+    promoted, and is not promoted twice. Then on_trial_restore says which trials the
+    folders have paused, and which run."""
+    asha = promotion()
+    for t in "abc":
+        asha.on_trial_add(t)
+    assert [asha.on_result(t, 1, v) for t, v in [("a", 0.1), ("b", 0.2), ("c", 0.3)]] == [P, P, P]
+    assert asha.on_result("a", 2, 0.05) is C  # a was promoted (top 1 of 3) before this report
+    assert asha.rungs()[0].promoted == {"a"}
+    asha.on_search_finished()
+    for t in "bc":
+        asha.on_trial_restore(t, {}, paused=True)
+    asha.on_trial_restore("a", {}, paused=False)
+    assert asha.choose_trial_to_resume() is None  # not a again
+    # Alone at rung 3 (floor(1/3) = 0), the search over, nothing else running: a stops, and
+    # so do b and c, which nothing can promote any more.
+    assert asha.on_result("a", 3, 0.04) is S
+    assert sorted(asha.trials_to_stop()) == ["b", "c"]
+
+
 def test_paused_trials_that_fail_are_not_promoted():
     asha = promotion()
     for t, v in [("a", 0.1), ("b", 0.2), ("c", 0.3)]:

@@ -44,6 +44,28 @@ def test_small_bracket_pauses_resumes_the_best_and_stops_the_rest():
     assert [hb.on_result("t5", r, 0.1) for r in range(4, 10)] == [C] * 5 + [Decision.COMPLETE]
 
 
+def test_a_resume_replays_reports_of_trials_resumed_meanwhile_and_then_says_which_are_paused():
+    """A resume feeds the reports made since the saved state again, without the
+    choose_trial_to_resume calls between them: a paused winner that reports again was
+    resumed, and must still count as paused when it reaches the next milestone. Then
+    on_trial_restore says which trials the folders have paused."""
+    hb = HyperbandScheduler(max_resource=9, reduction_factor=3)
+    ids = [f"t{i}" for i in range(9)]
+    for t in ids:
+        hb.on_trial_add(t)
+    for t, v in zip(ids, [5, 3, 8, 1, 9, 2, 7, 4, 6]):
+        hb.on_result(t, 1, float(v))  # the round closes: t3, t5 and t1 go on
+    hb.trials_to_stop()
+    assert [hb.on_result(t, 3, v) for t, v in [("t3", 0.5), ("t5", 0.1)]] == [P, P]  # no resume in between
+    assert hb.on_result("t1", 3, 0.9) is S and hb.trials_to_stop() == ["t3"]  # all three ranked: t5 wins
+    # As the folders say: t5 paused (the last run did not resume it before it died); a
+    # trial this scheduler ended stays ended, whatever they say.
+    hb.on_trial_restore("t5", {}, paused=True)
+    hb.on_trial_restore("t3", {}, paused=False)
+    assert hb.choose_trial_to_resume() == "t5"
+    assert hb.on_result("t3", 4, 0.1) is S
+
+
 def test_a_partly_filled_bracket_is_closed_by_on_search_finished():
     hb = HyperbandScheduler(max_resource=9, reduction_factor=3)
     for t, v in [("a", 3.0), ("b", 1.0)]:

@@ -1,0 +1,169 @@
+"""A resume from a saved state older than the trial records, at every pair of points.
+
+The driver saves the searcher's and scheduler's state at most once a second; the trial
+folders are written every turn. So a resume restores the scheduler from a state that may
+be many events behind what the folders say, and the lifecycle's restore and reconcile must
+bring the two together. Here a synthetic population runs through the lifecycle with a real
+scheduler (PBT, synchronous and not; Hyperband; ASHA's promotion variant); after every
+event the trials (the records: every write of that event landed), their results.jsonl lines
+and the saved state are kept. Then for each pair (state saved at k, records at j >= k) a new
+lifecycle resumes as the driver does (:func:`raytuner._driver.resume.since_snapshot`, then
+``reconcile``) and runs to the end. Every trial must end, none left paused when nothing
+more can run (the scheduler never lost track of it), each on one trajectory, COMPLETED
+only at the full budget; under PBT every trial COMPLETED (a clone may skip ahead to its
+donor's progress). No Ray; the crash harness (tests/integration/test_crash_harness.py)
+kills a real driver.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import random
+from typing import Callable
+
+import pytest
+
+from raytuner._driver import events as ev
+from raytuner._driver.lifecycle import Lifecycle
+from raytuner._driver.resume import since_snapshot
+from raytuner._storage.history import fold, is_marker
+from raytuner._trial import TrialStatus
+from raytuner._worker.protocol import Signal, TrialExit
+from raytuner.schedulers import ASHAScheduler, HyperbandScheduler, PBTScheduler, Scheduler
+from raytuner.search import uniform
+
+from tests.raytuner.lifecycle_fakes import ListSearcher, check_index, of, report, reported, settings
+
+PAUSED_AT_THE_END = "paused when the experiment ended"
+
+
+@dataclasses.dataclass
+class Case:
+    scheduler: Callable[[], Scheduler]
+    trials: int
+    steps: int
+    every: int  # a report checkpoints at every every-th iteration (and at the last)
+    seed: int  # the order in which the running trials report
+
+    def lifecycle(self, clock, scheduler: Scheduler | None = None, **restored) -> Lifecycle:
+        return Lifecycle(settings(num_trials=self.trials), ListSearcher(n=self.trials), scheduler or self.scheduler(),
+                         clock=clock, **restored)
+
+
+def run(case: Case, life: Lifecycle, rng: random.Random, clock, trace: list | None = None,
+        lines: dict | None = None) -> None:
+    """Drive ``life`` to its end with two workers, as the controller and a trainable would:
+    the trial to report next is drawn by ``rng``; a report awaits a decision at the worker's
+    ``decide_at``; a trial restarted at its budget returns at once; ``Drained`` once nothing
+    runs. With ``trace``, the records, lines and saved state after every event are kept."""
+    lines = {} if lines is None else lines
+    running: dict[str, list] = {}  # trial id -> [worker, decide_at]
+    workers = ["w0", "w1"]
+
+    def handle(event):
+        out = life.handle(event)
+        for command in of(out, ev.AppendResults):
+            lines.setdefault(command.trial_id, []).extend(command.rows)
+        if trace is not None:
+            trace.append((copy.deepcopy(life.trials), copy.deepcopy(lines), copy.deepcopy(life.state())))
+        return out
+
+    for _ in range(1000):
+        assert life.abort is None, life.abort
+        for launch in of(handle(ev.Fill(idle=tuple(workers), pool_size=2)), ev.Launch):
+            workers.remove(launch.worker)
+            running[launch.trial_id] = [launch.worker, launch.decide_at]
+        if not running:
+            handle(ev.Drained())
+            return
+        trial_id = rng.choice(sorted(running))
+        trial = life.trials[trial_id]
+        i = trial.iteration + 1
+        if i > case.steps:  # restarted at its budget (a clone of a donor there): it returns at once
+            out = handle(reported(trial_id, exit=TrialExit(Signal.COMPLETED)))
+        else:
+            loss = (int(trial_id) % 3 + 1) / i + trial.config["k"] * 1e-3
+            awaits = i >= running[trial_id][1]
+            checkpoint = i % case.every == 0 or i == case.steps
+            made = dataclasses.replace(report(i, loss, awaits=awaits, checkpoint=checkpoint), timestamp=clock())
+            last = i == case.steps and not awaits
+            out = handle(reported(trial_id, made, exit=TrialExit(Signal.COMPLETED) if last else None))
+        for deliver in of(out, ev.Deliver):
+            running[trial_id][1] = deliver.decide_at
+            if deliver.signal in (Signal.PAUSE, Signal.STOP, Signal.COMPLETED):
+                handle(reported(trial_id, exit=TrialExit(deliver.signal)))
+            elif i == case.steps:
+                handle(reported(trial_id, exit=TrialExit(Signal.COMPLETED)))
+        if life.trials[trial_id].status is not TrialStatus.RUNNING:
+            workers.append(running.pop(trial_id)[0])
+        check_index(life)
+    raise AssertionError("the experiment did not finish in 1000 events")
+
+
+def resume(case: Case, trials, lines, state, clock) -> Lifecycle:
+    """A lifecycle resumed as the driver resumes one (raytuner._driver.resume and run): the
+    scheduler restored from ``state``, the trials and their lines as the folders hold them."""
+    scheduler = case.scheduler()
+    scheduler.restore(state["scheduler"])  # before the trials are taken in, as the driver does
+    life = case.lifecycle(clock, scheduler, trials=copy.deepcopy(trials), next_id=state["next_id"],
+                          exploits=state["exploits"])
+    since = since_snapshot({t: fold(rows) for t, rows in lines.items()}, state["fed"], state["next_id"],
+                           life.objectives)
+    life.reconcile(state["next_id"], state["closed"], since)
+    return life
+
+
+def pbt(synch: bool) -> Callable[[], Scheduler]:
+    return lambda: PBTScheduler(2, {"k": uniform(0, 100)}, max_resource=6, synch=synch, seed=3)
+
+
+CASES = {
+    "synchronous PBT": Case(pbt(True), trials=4, steps=6, every=1, seed=0),
+    "synchronous PBT, every 2nd": Case(pbt(True), trials=4, steps=6, every=2, seed=1),
+    "PBT": Case(pbt(False), trials=4, steps=6, every=1, seed=1),
+    "PBT, every 2nd": Case(pbt(False), trials=4, steps=6, every=2, seed=0),
+    "Hyperband": Case(lambda: HyperbandScheduler(max_resource=9), trials=6, steps=9, every=1, seed=1),
+    "ASHA promotion": Case(lambda: ASHAScheduler(max_resource=9, variant="promotion"), trials=6, steps=9, every=1,
+                           seed=0),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_an_experiment_resumed_from_any_older_saved_state_runs_every_trial_to_its_end(name):
+    """Before the fixes, under PBT: a synchronous round after the resume set the barrier at
+    the trials' points, so none was ever resumed (all STOPPED at the end); exploits a round
+    decided during the resume waited, and a clone then copied its donor's final checkpoint.
+    Under Hyperband: the trials created after the saved state each got a bracket of their
+    own, and the reports since were never heard, so no round closed (every trial STOPPED,
+    paused at the end). Under ASHA: the reports since were heard with the search already
+    over, or the trials paused since were taken for running: paused trials left at the end."""
+    case = CASES[name]
+    clock = itertools.count(1).__next__
+    trace: list = []
+    run(case, case.lifecycle(clock), random.Random(case.seed), clock, trace)
+    exploits = isinstance(case.scheduler(), PBTScheduler)
+    failures = []
+    for j, (trials, lines, _) in enumerate(trace):
+        for k in range(j + 1):
+            life = resume(case, trials, lines, trace[k][2], clock)
+            after = copy.deepcopy(lines)
+            run(case, life, random.Random(case.seed + j), clock, lines=after)
+            ends = {t: (trial.status, trial.note) for t, trial in life.trials.items()}
+            if (len(ends) != case.trials or any(not status.is_finished() for status, _ in ends.values())
+                    or any(note == PAUSED_AT_THE_END for _, note in ends.values())
+                    or (exploits and any(status is not TrialStatus.COMPLETED for status, _ in ends.values()))):
+                failures.append((k, j, ends))
+                continue
+            for trial_id, trial in life.trials.items():
+                iterations = [r["iteration"] for r in fold(after[trial_id]).rows]
+                if exploits:  # a clone may skip ahead
+                    assert iterations == sorted(set(iterations)), (k, j, trial_id, iterations)
+                else:
+                    assert iterations == list(range(1, len(iterations) + 1)), (k, j, trial_id, iterations)
+                if trial.status is TrialStatus.COMPLETED:
+                    assert iterations[-1] == case.steps, (k, j, trial_id, iterations)
+                reasons = {line["reason"] for line in after[trial_id] if is_marker(line)}
+                assert reasons <= {"start", "promotion", "exploit", "resume", "retry"}, (k, j, reasons)
+    assert not failures, f"{len(failures)} of {len(trace) * (len(trace) + 1) // 2} resumes, e.g. {failures[:3]}"
