@@ -214,16 +214,19 @@ class HyperbandScheduler(Scheduler):
             for t in bracket.entered
         ):
             return
-        paused = {t: v for t, v in bracket.reached.items() if self._status[t] is Status.PAUSED}
+        # Every trial at the milestone and not ended: paused there, or (after a resume, one
+        # whose pause the last run had decided but not recorded) running again below it,
+        # which a loss then stops at its next report.
+        arrived = {t: v for t, v in bracket.reached.items() if self._status[t] is not Status.ENDED}
         if self.num_objectives > 1:
-            ranked = pareto_ranked(paused)
+            ranked = pareto_ranked(arrived)
         else:
-            ranked = sorted(paused, key=paused.__getitem__)
+            ranked = sorted(arrived, key=arrived.__getitem__)
         keep = max(1, num_promotable(len(bracket.entered), self.reduction_factor))
         winners, losers = ranked[:keep], ranked[keep:]
+        self._to_stop.extend(t for t in losers if self._status[t] is Status.PAUSED)  # running ones: at their report
         for trial_id in losers:
             self._status[trial_id] = Status.ENDED
-        self._to_stop.extend(losers)
         self._to_resume.extend(winners)
         bracket.round += 1
         bracket.entered = winners

@@ -66,6 +66,22 @@ def test_a_resume_replays_reports_of_trials_resumed_meanwhile_and_then_says_whic
     assert hb.on_result("t3", 4, 0.1) is S
 
 
+def test_a_trial_running_again_after_reaching_the_milestone_is_ranked_and_a_loss_stops_it():
+    """After a resume, a trial whose pause the last run decided but never recorded runs again
+    (its folder says RUNNING) though it reached the milestone: it is ranked with the
+    others, and as a loser it gets STOP at its next report instead of running to the end."""
+    hb = HyperbandScheduler(max_resource=9, reduction_factor=3)
+    ids = [f"t{i}" for i in range(9)]
+    for t in ids:
+        hb.on_trial_add(t)
+    for t, v in zip(ids[:-1], [5, 3, 8, 1, 9, 2, 7, 4]):
+        hb.on_result(t, 1, float(v))
+    hb.on_trial_restore("t4", {}, paused=False)  # value 9: a loser once the round closes
+    assert hb.on_result("t8", 1, 6.0) is S
+    assert "t4" not in hb.trials_to_stop()  # not paused: nothing to stop now
+    assert hb.on_result("t4", 2, 0.1) is S
+
+
 def test_a_partly_filled_bracket_is_closed_by_on_search_finished():
     hb = HyperbandScheduler(max_resource=9, reduction_factor=3)
     for t, v in [("a", 3.0), ("b", 1.0)]:
