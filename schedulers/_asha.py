@@ -18,7 +18,7 @@ from ._rungs import (
     nan_to_worst,
     rung_levels,
 )
-from ._trials import ResourceOrder, Status
+from ._trials import ResourceOrder, Status, restored
 from ._validation import (
     check_choice,
     check_int,
@@ -191,12 +191,9 @@ class ASHAScheduler(Scheduler):
         self._status[trial_id] = Status.RUNNING
 
     def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
-        """On resume, once the results since the saved state are replayed: the trial is
-        paused or runs as its folder says (the replay cannot tell which paused trials were
-        resumed meanwhile). One this scheduler ended stays ended: its next report gets STOP."""
+        """On resume: paused or running as the trial's folder says (:func:`._trials.restored`)."""
         self.on_trial_add(trial_id)
-        if self._status[trial_id] is not Status.ENDED:
-            self._status[trial_id] = Status.PAUSED if paused else Status.RUNNING
+        self._status[trial_id] = restored(self._status[trial_id], paused)
 
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:
         self.on_trial_add(trial_id)

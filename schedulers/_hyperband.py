@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ._base import Decision, Scheduler, Value, check_value
 from ._rungs import HyperbandBracket, hyperband_brackets, nan_to_worst, num_promotable, pareto_ranked
-from ._trials import ResourceOrder, Status
+from ._trials import ResourceOrder, Status, restored
 from ._validation import (
     check_max_resource,
     check_reduction_factor,
@@ -149,12 +149,10 @@ class HyperbandScheduler(Scheduler):
         self._status[trial_id] = Status.RUNNING
 
     def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
-        """On resume, once the results since the saved state are replayed: the trial is
-        paused or runs as its folder says (the replay cannot tell which paused trials were
-        resumed meanwhile). One this scheduler ended stays ended: its next report gets STOP."""
+        """On resume: paused or running as the trial's folder says (:func:`._trials.restored`); the
+        round may close now."""
         self.on_trial_add(trial_id)
-        if self._status[trial_id] is not Status.ENDED:
-            self._status[trial_id] = Status.PAUSED if paused else Status.RUNNING
+        self._status[trial_id] = restored(self._status[trial_id], paused)
         self._advance(self._brackets[self._of[trial_id]])
 
     def _milestone(self, bracket: _Bracket) -> float:

@@ -20,6 +20,16 @@ class Status(enum.Enum):
     """Stopped, completed, failed or removed: never a candidate again."""
 
 
+def restored(status: Status, paused: bool) -> Status:
+    """A trial's status once a resume has replayed the reports since the saved state
+    (``Scheduler.on_trial_restore``): paused or running as its folder says, since the replay
+    cannot tell which paused trials were resumed meanwhile; one the scheduler ended stays
+    ended (its next report gets STOP)."""
+    if status is Status.ENDED:
+        return status
+    return Status.PAUSED if paused else Status.RUNNING
+
+
 class ResourceOrder:
     """The last resource of each trial; enforces that resources increase.
 
