@@ -449,13 +449,18 @@ class Lifecycle(ControlHandlers):
     # -- ending trials the lifecycle's way -------------------------------------------------
     def _stop_paused_losers(self) -> None:
         """Paused trials the scheduler will never resume end as STOPPED (and exploits it
-        decided meanwhile are taken)."""
+        decided meanwhile are taken). One whose pause is still on its way from the worker
+        (a Hyperband round that another trial's report closed first) ends STOPPED when it
+        lands: the scheduler names each trial once."""
         self._out.extend(self._exploits.take(self.scheduler, self.trials))
         for trial_id in self.scheduler.trials_to_stop():
             trial = self.trials[trial_id]
+            run = self._runs.get(trial_id)
             if trial.status == TrialStatus.PAUSED:
                 self._set_status(trial, TrialStatus.STOPPED)
                 self._close(trial, TrialEnd.STOPPED)
+            elif run is not None and run.decision is Decision.PAUSE:
+                run.decision = Decision.STOP
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _add(self, trial: Trial) -> None:

@@ -16,7 +16,7 @@ from raytuner._driver.lifecycle import Lifecycle
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Event, Signal, TrialExit
 from raytuner.errors import RayTunerError, ReportError, ResourceError
-from raytuner.schedulers import ASHAScheduler, Decision
+from raytuner.schedulers import ASHAScheduler, Decision, HyperbandScheduler
 from raytuner.search import Outcome, TrialEnd
 
 
@@ -287,6 +287,27 @@ def test_drained_closes_paused_trials_that_nothing_resumes():
     trial = life.trials["00000"]
     assert (trial.status, trial.note) == (TrialStatus.STOPPED, "paused when the experiment ended")
     assert life.searcher.ends["00000"].end is TrialEnd.STOPPED
+
+
+def test_a_hyperband_loser_whose_pause_has_not_landed_ends_stopped_when_it_lands():
+    """Another trial's report closes the round while a loser's PAUSE is still on its way
+    from its worker: the scheduler names the loser once, and it ends STOPPED when its pause
+    lands, not PAUSED until the experiment ends (found by the crash harness's Hyperband kind)."""
+    life = make(HyperbandScheduler(max_resource=5), searcher=ListSearcher(n=3), num_trials=3, max_concurrent=2)
+    life.handle(ev.Fill(idle=("w0", "w1"), pool_size=2))
+    for trial_id, loss in [("00000", 0.1), ("00001", 0.5)]:  # both reach the milestone (report 2) and pause
+        out = life.handle(reported(trial_id, report(1, loss, awaits=False), report(2, loss)))
+        assert of(out, ev.Deliver)[0].signal is Signal.PAUSE
+    life.handle(reported("00000", exit=TrialExit(Signal.PAUSE)))
+    life.handle(ev.Fill(idle=("w0",), pool_size=2))  # 00002 starts; 00001's pause is still on its way
+    out = life.handle(reported("00002", report(1, 0.9, awaits=False), report(2, 0.9)))
+    assert of(out, ev.Deliver)[0].signal is Signal.STOP  # it closed the round, and lost it
+    assert life.trials["00001"].status is TrialStatus.RUNNING
+    life.handle(reported("00001", exit=TrialExit(Signal.PAUSE)))
+    trial = life.trials["00001"]
+    assert (trial.status, trial.note) == (TrialStatus.STOPPED, None)
+    assert life.searcher.ends["00001"].end is TrialEnd.STOPPED
+    assert [c.trial_id for c in of(life.handle(ev.Fill(idle=("w0", "w1"), pool_size=2)), ev.Launch)] == ["00000"]
 
 
 def test_a_searcher_that_waits_with_nothing_running_is_an_error():
