@@ -7,7 +7,9 @@ EVERY: the trainable checkpoints at every EVERY-th report (0: never); a trailing
 also turns off the worker's store throttle, so every checkpoint is stored and the driver
 prunes each one (with it on, these fast trials store about one a second). ``pbt``: a PBT
 population instead (:func:`member`), checkpointing every report, whose exploits copy
-checkpoints between trials and restart clones from them with mutated configs. ``control``: the
+checkpoints between trials and restart clones from them with mutated configs. ``hyperband``:
+checkpoints at every report, under Hyperband (one bracket: all three pause at its milestone,
+the best one goes on). ``control``: the
 trials checkpoint every report and steer their own experiment at fixed points (:data:`PLAN`),
 with control commands written as ``raytuner control`` writes them. STEP_S: seconds per
 step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
@@ -140,6 +142,12 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
         space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "steer": True}
         rt.Tuner(train, space=space, metric="loss", num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent,
                  name=folder.name, verbose=0, seed=11, tensorboard=False).fit()
+    elif every == "hyperband":
+        # One bracket of 3 (R = 5, eta = 3): all pause at report 2, the best goes on to 5.
+        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0}
+        rt.Tuner(train, space=space, metric="loss", scheduler=rt.HyperbandScheduler(max_resource=STEPS),
+                 num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
+                 seed=11, tensorboard=False).fit()
     elif every == "pbt":
         pbt = rt.PBTScheduler(perturbation_interval=2, mutations={"x": rt.uniform(0, 1)}, max_resource=PBT_STEPS,
                               synch=True, seed=3)

@@ -25,7 +25,9 @@ says. And the control plane: trials that steer their own run (harness_driver.PLA
 trial, set limits, end the experiment) with commands written as ``raytuner control`` writes
 them, killed before, inside and after each command's history line and its effects; each
 command is in the history once, and one recorded as applied has its effect in the final
-records (:func:`check_control_records`). The default set kills at a few
+records (:func:`check_control_records`). And Hyperband, whose round must still be decided
+after a resume (one trial COMPLETED, two STOPPED at the milestone, none left paused: the
+resumed scheduler catches up with the reports since its saved state). The default set kills at a few
 points per kind; ``-m slow`` sweeps every write of a run. Drivers join one shared Ray
 (a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
 not a Ray start-up each (``shared_ray``, in conftest.py).
@@ -64,7 +66,7 @@ DRIVER = Path(__file__).with_name("harness_driver.py")
 #: The driver's EVERY argument per kind (see harness_driver.py); "1+": every report, and every
 #: checkpoint stored (the worker's store throttle off), so each is committed and pruned.
 KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0",
-         "pbt": "pbt", "control": "control"}
+         "pbt": "pbt", "control": "control", "hyperband": "hyperband"}
 #: Kill points of the default run, per kind: early (before any trial), among the first
 #: reports, and late (trials finishing). The slow sweep takes every write.
 DEFAULT_POINTS = (2, 9, 23)
@@ -225,8 +227,29 @@ def check_pbt_records(folder: Path, *, finished: bool) -> rt.Results:
     return results
 
 
+def check_hyperband_records(folder: Path, *, finished: bool) -> rt.Results:
+    """The hyperband kind's: the rows' invariants, and once the run is over its one bracket
+    decided: the best trial at the milestone COMPLETED, the other two STOPPED there by the
+    round, none left paused when nothing more could run (a resumed scheduler that lost
+    track of a paused trial ends it so)."""
+    import json
+
+    results = check_rows(folder)
+    if finished:
+        assert len(results.trials) == TRIALS and results.status == "COMPLETED"
+        statuses = sorted(t.status.value for t in results.trials)
+        assert statuses == ["COMPLETED", "STOPPED", "STOPPED"], statuses
+        for trial in results.trials:
+            note = json.loads((trial.path / "trial.json").read_text())["note"]
+            assert note != "paused when the experiment ended", (trial.trial_id, note)
+            if trial.status == TrialStatus.STOPPED:  # at the milestone (5 / 3, so report 2), or one past it
+                assert 2 <= trial.iteration < STEPS, (trial.trial_id, trial.iteration)  # when run again by a resume
+    return results
+
+
 def check(folder: Path, every: int | str, *, finished: bool) -> rt.Results:
-    checker = {"pbt": check_pbt_records, "control": check_control_records}.get(str(every), check_records)
+    checker = {"pbt": check_pbt_records, "control": check_control_records,
+               "hyperband": check_hyperband_records}.get(str(every), check_records)
     return checker(folder, finished=finished)
 
 
@@ -270,7 +293,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
 
 @pytest.mark.slow
 @pytest.mark.full_sweep
-# The PBT kind: 73 kill points and 25 full-disk points, about 6 minutes; control: 39 and 13, about 5.
+# The PBT kind: 73 kill points and 25 full-disk points, about 5 minutes; control: 40 and 14, about 4; hyperband: 30
+# and 10, about 2.
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
