@@ -55,11 +55,11 @@ class Case:
 def run(case: Case, life: Lifecycle, rng: random.Random, clock, trace: list | None = None,
         lines: dict | None = None) -> None:
     """Drive ``life`` to its end with two workers, as the controller and a trainable would:
-    the trial to report next is drawn by ``rng``; a report awaits a decision at the worker's
-    ``decide_at``; a trial restarted at its budget returns at once; ``Drained`` once nothing
-    runs. With ``trace``, the records, lines and saved state after every event are kept."""
+    the trial to report next (or whose exit, once told to end, lands next) is drawn by
+    ``rng``; a report awaits a decision at the worker's ``decide_at``; a trial restarted at
+    its budget returns at once; ``Drained`` once nothing runs. With ``trace``, the records, lines and saved state after every event are kept."""
     lines = {} if lines is None else lines
-    running: dict[str, list] = {}  # trial id -> [worker, decide_at]
+    running: dict[str, list] = {}  # trial id -> [worker, decide_at, the exit on its way or None]
     workers = ["w0", "w1"]
 
     def handle(event):
@@ -74,14 +74,18 @@ def run(case: Case, life: Lifecycle, rng: random.Random, clock, trace: list | No
         assert life.abort is None, life.abort
         for launch in of(handle(ev.Fill(idle=tuple(workers), pool_size=2)), ev.Launch):
             workers.remove(launch.worker)
-            running[launch.trial_id] = [launch.worker, launch.decide_at]
+            running[launch.trial_id] = [launch.worker, launch.decide_at, None]
         if not running:
             handle(ev.Drained())
             return
+        # The next to land: a running trial's report, or the exit of one told to end (so
+        # other trials' reports may come between a decision and its exit).
         trial_id = rng.choice(sorted(running))
         trial = life.trials[trial_id]
         i = trial.iteration + 1
-        if i > case.steps:  # restarted at its budget (a clone of a donor there): it returns at once
+        if running[trial_id][2] is not None:
+            out = handle(reported(trial_id, exit=TrialExit(running[trial_id][2])))
+        elif i > case.steps:  # restarted at its budget (a clone of a donor there): it returns at once
             out = handle(reported(trial_id, exit=TrialExit(Signal.COMPLETED)))
         else:
             loss = (int(trial_id) % 3 + 1) / i + trial.config["k"] * 1e-3
@@ -93,9 +97,9 @@ def run(case: Case, life: Lifecycle, rng: random.Random, clock, trace: list | No
         for deliver in of(out, ev.Deliver):
             running[trial_id][1] = deliver.decide_at
             if deliver.signal in (Signal.PAUSE, Signal.STOP, Signal.COMPLETED):
-                handle(reported(trial_id, exit=TrialExit(deliver.signal)))
+                running[trial_id][2] = deliver.signal
             elif i == case.steps:
-                handle(reported(trial_id, exit=TrialExit(Signal.COMPLETED)))
+                running[trial_id][2] = Signal.COMPLETED
         if life.trials[trial_id].status is not TrialStatus.RUNNING:
             workers.append(running.pop(trial_id)[0])
         check_index(life)
