@@ -57,7 +57,8 @@ def run(case: Case, life: Lifecycle, rng: random.Random, clock, trace: list | No
     """Drive ``life`` to its end with two workers, as the controller and a trainable would:
     the trial to report next (or whose exit, once told to end, lands next) is drawn by
     ``rng``; a report awaits a decision at the worker's ``decide_at``; a trial restarted at
-    its budget returns at once; ``Drained`` once nothing runs. With ``trace``, the records, lines and saved state after every event are kept."""
+    its budget returns at once; ``Drained`` once nothing runs. With ``trace``, the records,
+    lines and saved state after every event are kept."""
     lines = {} if lines is None else lines
     running: dict[str, list] = {}  # trial id -> [worker, decide_at, the exit on its way or None]
     workers = ["w0", "w1"]
@@ -117,6 +118,33 @@ def resume(case: Case, trials, lines, state, clock) -> Lifecycle:
                            life.objectives)
     life.reconcile(state["next_id"], state["closed"], since)
     return life
+
+
+def test_since_snapshot_lists_creations_and_the_reports_fed_after_it_in_the_order_they_happened():
+    """Every row, kept or superseded by a restart, whose resource went past the highest fed
+    so far (what the lifecycle fed), for a trial known to the snapshot only past what it had
+    heard; a trial created after it from its first marker's time; a snapshot from before
+    ``fed`` was recorded replays no report."""
+    from raytuner._objectives import Objectives
+    from raytuner._storage.history import attempt_marker
+
+    def row(iteration, attempt, at):
+        return {"loss": float(iteration), "iteration": iteration, "attempt": attempt, "timestamp": at}
+
+    lines = {
+        "00000": [attempt_marker(1, 0, None, "start", 1.0), row(1, 1, 2.0), row(2, 1, 4.0), row(3, 1, 6.0),
+                  attempt_marker(2, 1, "checkpoint_000001", "retry", 7.0), row(2, 2, 8.0), row(3, 2, 9.0),
+                  row(4, 2, 10.0)],
+        "00001": [attempt_marker(1, 0, None, "start", 5.0), row(1, 1, 5.5)],
+        "00002": [],  # created, never launched
+    }
+    histories = {t: fold(rows) for t, rows in lines.items()}
+    minimize = Objectives.of("loss", "min")
+    # The snapshot had heard 00000 up to 2 and nothing of the trials from 00001 on.
+    assert since_snapshot(histories, {"00000": 2}, 1, minimize) == [
+        ("add", "00001"), ("result", "00001", 1, 1.0), ("result", "00000", 3, 3.0),
+        ("result", "00000", 4, 4.0), ("add", "00002")]  # the restart's 2 and 3 were not fed again
+    assert since_snapshot(histories, None, 1, minimize) == [("add", "00001"), ("add", "00002")]
 
 
 def pbt(synch: bool) -> Callable[[], Scheduler]:
