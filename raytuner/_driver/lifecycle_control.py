@@ -229,6 +229,21 @@ class ControlHandlers:
             mismatched.append(trial.trial_id)
         self.scheduler.on_trial_add(trial.trial_id)
 
+    def _replay_end(self, trial_id: str, closed: set[str]) -> None:
+        """A trial the folders have finished and the saved state had not: searcher and
+        scheduler are told its end (once)."""
+        trial = self.trials.get(trial_id)
+        if trial is None or not trial.status.is_finished() or trial_id in closed or trial_id in self._closed:
+            return
+        end = _ENDS[trial.status]
+        self._close(trial, end)
+        if end is TrialEnd.COMPLETED:
+            self.scheduler.on_trial_complete(trial_id)
+        elif end is TrialEnd.FAILED:
+            self.scheduler.on_trial_error(trial_id)
+        else:
+            self.scheduler.on_trial_remove(trial_id)
+
     def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))
 
@@ -261,7 +276,8 @@ class ControlHandlers:
 
         ``since`` (:func:`raytuner._driver.resume.since_snapshot`) is what they heard after
         the snapshot, in the order it happened: trials created (``("add", id)``) and reports
-        fed (``("result", id, resource, signed value)``). Both are told again in that order,
+        fed (``("result", id, resource, signed value)``) and trials ended (``("end", id)``).
+        Both are told again in that order,
         and the scheduler hears the search finish where it did, right after the last trial's
         creation. A trial created is proposed again so the searcher counts it: a searcher
         restored to the same state and told the same results proposes the same config; one
@@ -274,7 +290,7 @@ class ControlHandlers:
         cannot tell which paused trials were resumed meanwhile. A scheduler that changes
         configs (PBT) hears no report again: its exploits were carried out already, and
         it was told each trial's state by ``on_trial_restore`` when the trials were taken
-        in. Trials that ended after the snapshot are then reported to both.
+        in. Trials that ended with no time recorded are told last.
         """
         closed = set(closed)
         mismatched: list[str] = []
@@ -294,6 +310,8 @@ class ControlHandlers:
                 self._propose_again(self.trials[trial_id], mismatched, declined)
                 if len(added) == len(new) and self._search_done():
                     self.scheduler.on_search_finished()  # as when its last trial was created
+            elif event[0] == "end":
+                self._replay_end(event[1], closed)
             elif replay:
                 _, trial_id, resource, value = event
                 if trial_id in closed or trial_id in self._reruns or trial_id not in self.trials:
@@ -307,16 +325,8 @@ class ControlHandlers:
             for trial_id, trial in self.trials.items():  # paused or to run, as the folders say
                 if not trial.status.is_finished() and trial_id not in self._reruns:
                     self.scheduler.on_trial_restore(trial_id, trial.config, trial.status is TrialStatus.PAUSED)
-        for trial_id, trial in sorted(self.trials.items()):
-            if trial.status.is_finished() and trial_id not in closed:
-                end = _ENDS[trial.status]
-                self._close(trial, end)
-                if end is TrialEnd.COMPLETED:
-                    self.scheduler.on_trial_complete(trial_id)
-                elif end is TrialEnd.FAILED:
-                    self.scheduler.on_trial_error(trial_id)
-                else:
-                    self.scheduler.on_trial_remove(trial_id)
+        for trial_id in sorted(self.trials):  # ends with no time recorded
+            self._replay_end(trial_id, closed)
         self._closed |= closed
         # The ends told above may have let the scheduler decide (a synchronous PBT round):
         # its exploits are taken now, from the donors' checkpoints as they are now.

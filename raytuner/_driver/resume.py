@@ -177,12 +177,13 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
 
 
 def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] | None, next_id: int,
-                   objectives: Objectives) -> list[tuple[Any, ...]]:
+                   objectives: Objectives, ended: dict[str, float] | None = None) -> list[tuple[Any, ...]]:
     """What searcher and scheduler heard after a snapshot, in the order it happened, for
     :meth:`Lifecycle.reconcile <raytuner._driver.lifecycle.Lifecycle.reconcile>` to tell them
     again: ``("add", trial id)`` for each trial created after it (ids from ``next_id``; at its
-    first attempt marker's time, or last if it has none) and ``("result", trial id, resource,
-    signed value)`` for each report fed after it.
+    first attempt marker's time, or last if it has none), ``("result", trial id, resource,
+    signed value)`` for each report fed after it, and ``("end", trial id)`` for each trial
+    in ``ended`` (trial id -> its record's ``end_time``) at that time.
 
     ``fed[trial_id]`` is the resource the snapshot had heard the trial up to (missing:
     nothing of it); ``fed`` None is a snapshot from before that was recorded, so no result is
@@ -208,7 +209,9 @@ def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] |
             value = objectives.signed(row)
             if value is not None:
                 events.append((row.get("timestamp", 0.0), 1, ("result", trial_id, resource, value)))
-    # At one time, a trial's creation before its reports; ties in the order of the trial ids.
+    for trial_id, at in (ended or {}).items():
+        events.append((at, 2, ("end", trial_id)))
+    # At one time, a creation, then reports, then ends; ties in the order of the trial ids.
     return [event for _, _, event in sorted(events, key=lambda e: (e[0], e[1], e[2][1]))]
 
 
@@ -300,8 +303,10 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
     histories: dict[str, History] = {}
     trials = _restore_trials(storage, objectives, histories)
     # No snapshot at all (state.pkl deleted): searcher and scheduler start afresh and hear everything.
+    ended = {trial_id: trial.end_time for trial_id, trial in trials.items()
+             if trial.status.is_finished() and isinstance(trial.end_time, (int, float))}
     heard = since_snapshot(histories, state.get("fed") if "searcher" in state else {}, state.get("next_id", 0),
-                           objectives)
+                           objectives, ended)
     commanded = replay(storage, meta, trials)  # before the limits: those given now win over a command's
     _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
     restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded, heard)

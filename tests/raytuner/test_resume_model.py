@@ -31,8 +31,8 @@ from raytuner._driver.resume import since_snapshot
 from raytuner._storage.history import fold, is_marker
 from raytuner._trial import TrialStatus
 from raytuner._worker.protocol import Signal, TrialExit
-from raytuner.schedulers import ASHAScheduler, HyperbandScheduler, PBTScheduler, Scheduler
-from raytuner.search import uniform
+from raytuner.schedulers import ASHAScheduler, FIFOScheduler, HyperbandScheduler, PBTScheduler, Scheduler
+from raytuner.search import TPESearcher, uniform
 
 from tests.raytuner.lifecycle_fakes import ListSearcher, check_index, of, report, reported, settings
 
@@ -114,8 +114,9 @@ def resume(case: Case, trials, lines, state, clock) -> Lifecycle:
     scheduler.restore(state["scheduler"])  # before the trials are taken in, as the driver does
     life = case.lifecycle(clock, scheduler, trials=copy.deepcopy(trials), next_id=state["next_id"],
                           exploits=state["exploits"])
+    ended = {t: trial.end_time for t, trial in trials.items() if trial.status.is_finished()}
     since = since_snapshot({t: fold(rows) for t, rows in lines.items()}, state["fed"], state["next_id"],
-                           life.objectives)
+                           life.objectives, ended)
     life.reconcile(state["next_id"], state["closed"], since)
     return life
 
@@ -206,3 +207,42 @@ def test_an_experiment_resumed_from_any_older_saved_state_runs_every_trial_to_it
                 reasons = {line["reason"] for line in after[trial_id] if is_marker(line)}
                 assert reasons <= {"start", "promotion", "exploit", "resume", "retry"}, (k, j, reasons)
     assert not failures, f"{len(failures)} of {len(trace) * (len(trace) + 1) // 2} resumes, e.g. {failures[:3]}"
+
+
+class CountingTPE(TPESearcher):
+    """TPE that counts the configs a resume had to correct (its proposal differed)."""
+
+    def __init__(self) -> None:
+        super().__init__(n_startup=3, seed=0)
+        self.setup({"k": uniform(0, 100)}, 6)
+        self.corrected: list[str] = []
+
+    def correct_config(self, trial_id, config) -> bool:
+        self.corrected.append(trial_id)
+        return super().correct_config(trial_id, config)
+
+
+def test_a_restored_tpe_told_what_happened_in_order_proposes_the_same_configs_again():
+    """TPE is deterministic given its state and what it is told, so when a resume tells it
+    the creations, reports and ends since its snapshot in the order they happened, it
+    proposes every trial created since exactly as it did (nothing to correct). Told the
+    creations first and the rest after, as before, it proposed others in most resumes."""
+    case = Case(FIFOScheduler, trials=6, steps=4, every=1, seed=0)
+    clock = itertools.count(1).__next__
+    trace: list = []
+    run(case, Lifecycle(settings(num_trials=6), CountingTPE(), FIFOScheduler(), clock=clock),
+        random.Random(0), clock, trace)
+    corrected = resumes = 0
+    for j, (trials, lines, _) in enumerate(trace):
+        for _, _, state in trace[:j + 1]:
+            searcher = CountingTPE()
+            searcher.restore(state["searcher"])
+            life = Lifecycle(settings(num_trials=6), searcher, FIFOScheduler(), clock=clock,
+                             trials=copy.deepcopy(trials), next_id=state["next_id"])
+            ended = {t: trial.end_time for t, trial in trials.items() if trial.status.is_finished()}
+            life.reconcile(state["next_id"], state["closed"],
+                           since_snapshot({t: fold(rows) for t, rows in lines.items()}, state["fed"],
+                                          state["next_id"], life.objectives, ended))
+            corrected += len(searcher.corrected)
+            resumes += 1
+    assert resumes > 500 and corrected == 0, (resumes, corrected)
