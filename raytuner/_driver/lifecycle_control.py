@@ -277,9 +277,9 @@ class ControlHandlers:
         ``since`` (:func:`raytuner._driver.resume.since_snapshot`) is what they heard after
         the snapshot, in the order it happened: trials created (``("add", id)``) and reports
         fed (``("result", id, resource, signed value)``) and trials ended (``("end", id)``).
-        Both are told again in that order,
-        and the scheduler hears the search finish where it did, right after the last trial's
-        creation. A trial created is proposed again so the searcher counts it: a searcher
+        Both are told again in that order, and the scheduler hears the search finish where
+        it did, right after the last trial's creation (with none created since, when the
+        trials are taken in: :meth:`_restore`). A trial created is proposed again so the searcher counts it: a searcher
         restored to the same state and told the same results proposes the same config; one
         that proposes another is asked to credit the trial to the config it ran with
         (``Searcher.correct_config``), so that it never learns a result against a config
@@ -319,8 +319,6 @@ class ControlHandlers:
                 if trial_id not in self._unknown:
                     self.searcher.on_trial_result(trial_id, resource, value)
                 self.scheduler.on_result(trial_id, resource, value)
-        if not new and self._search_done():
-            self.scheduler.on_search_finished()  # the saved state may predate it
         if replay:
             for trial_id, trial in self.trials.items():  # paused or to run, as the folders say
                 if not trial.status.is_finished() and trial_id not in self._reruns:
