@@ -51,7 +51,7 @@ class Restored:
     closed: set[str] = field(default_factory=set)  # trials the searcher had been told the end of
     exploits: dict[str, Any] = field(default_factory=dict)  # PBT exploits decided, not launched yet
     commanded: list[str] = field(default_factory=list)  # trials a replayed control command changed: to rewrite
-    #: Trials created and reports fed after the last snapshot, in order (:func:`since_snapshot`).
+    #: Trials created, reports fed and trials ended after the last snapshot, in order (:func:`since_snapshot`).
     since: list[tuple[Any, ...]] = field(default_factory=list)
 
 
