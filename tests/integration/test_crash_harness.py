@@ -36,6 +36,7 @@ not a Ray start-up each (``shared_ray``, in conftest.py).
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -313,6 +314,57 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
         check(folder, every, finished=True)
     print(f"{kind}: {total} kill points and {len(range(1, total + 1, 3))} full-disk points in "
           f"{time.monotonic() - started:.0f} s")
+
+
+def killed_resume_resumes(env: dict[str, str], template: Path, folder: Path, every: int | str, point: int) -> bool:
+    """A second crash: copy ``template`` (an experiment whose driver was killed) to ``folder``,
+    kill its resume at write ``point``, check, resume again, check; whether that kill happened
+    (False: the resume ended before it)."""
+    shutil.copytree(template, folder, symlinks=True)
+    second = drive(env, folder, every, f"{point}:kill")
+    killed = second.returncode == -signal.SIGKILL
+    assert killed or second.returncode == 0, f"resume killed at write {point}:\n{second.stderr[-3000:]}"
+    check(folder, every, finished=not killed)
+    third = drive(env, folder, every)
+    assert third.returncode == 0, f"resume after a resume killed at write {point}:\n{third.stderr[-3000:]}"
+    check(folder, every, finished=True)
+    return killed
+
+
+def killed_run(env: dict[str, str], folder: Path, every: int | str, point: int) -> Path:
+    """``folder``, holding the experiment of a driver killed at write ``point``."""
+    first = drive(env, folder, every, f"{point}:kill")
+    assert first.returncode == -signal.SIGKILL, f"the run ended before write {point}: it needs moving"
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["every report", "pbt", "control", "hyperband"])
+def test_a_resume_killed_in_its_catching_up_resumes_again_into_trustworthy_records(shared_ray, tmp_path, kind):
+    """The resume's first writes are its catching up (trials closed, rows superseded, the
+    exploits and decisions since the snapshot carried out): a crash there, then a resume."""
+    every = KINDS[kind]
+    template = killed_run(shared_ray, tmp_path / "first", every, 23)
+    assert killed_resume_resumes(shared_ray, template, tmp_path / "second", every, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.full_sweep
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_write_of_a_resume_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
+    """Two crashes: the run killed half-way through its writes, then its resume killed at
+    each of its own writes in turn (each from a copy of the first crash's folder)."""
+    every = KINDS[kind]
+    clean = drive(shared_ray, tmp_path / "count", every, "1000000000")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
+    template = killed_run(shared_ray, tmp_path / "first", every, total // 2)
+    started, point = time.monotonic(), 1
+    while killed_resume_resumes(shared_ray, template, tmp_path / f"second_{point}", every, point):
+        point += 1
+    assert point > 5, f"the resume made only {point - 1} writes"
+    print(f"{kind}: first run killed at write {total // 2} of {total}, its resume at each of its {point - 1} "
+          f"writes, in {time.monotonic() - started:.0f} s")
 
 
 def test_commands_a_run_recorded_as_applied_hold_after_it_dies_before_their_effects(shared_ray, tmp_path):
