@@ -96,6 +96,7 @@ class Controller:
         self._checkpoint_io: set[str] = set()  # trials with checkpoint deletions or copies in self._io
         self._refused: StorageError | None = None  # a worker's checkpoint refused by the storage: see _event
         self._state_cost_s = 0.0
+        self._unrecorded = False  # a control command taken in whose history line the disk refused
         self._last_state_save = 0.0
         self._control = ControlInbox(storage, self._meta.get("run_id"))
         self._t0 = time.monotonic()
@@ -206,9 +207,11 @@ class Controller:
 
     def _wind_up(self, status: str) -> None:
         """What a run writes last, whatever ended it: the queued writes, the searcher's and
-        scheduler's state, then the experiment's status; all of it uploaded for a URI."""
+        scheduler's state (not after a control command whose line the disk refused), then
+        the experiment's status; all of it uploaded for a URI."""
         self._flush()
-        self._save_state(throttle=False)
+        if not self._unrecorded:
+            self._save_state(throttle=False)
         self._meta.update(status=status, end_time=time.time())
         self._storage.write_experiment(self._meta)
         self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
@@ -341,6 +344,18 @@ class Controller:
             self._later(self._emit, command.hook, *command.args)
 
     def _control_applied(self, command: ev.ControlApplied) -> None:
+        # First its history line, ahead of the command's effects (the lifecycle puts this
+        # ahead of them too): a crash after the line leaves a resume to make them hold
+        # (control.replay); a crash before it, or a disk that refuses it, leaves the
+        # command's file, which the next run refuses and records. Never an effect without
+        # its line.
+        try:
+            self._control.record(command)
+        except StorageError:
+            # The searcher and scheduler have taken the command in: a snapshot of them now
+            # would hold it with no line. The run stops; resume starts from the last one.
+            self._unrecorded = True
+            raise
         limits = applied_limits(command)
         if limits:
             if "time_budget_s" in limits:
@@ -350,10 +365,6 @@ class Controller:
             self._progress.total = self.life.num_trials
         # The terminal says what changed the sweep (a refusal changes nothing: verbose=2 only).
         self._progress.note(describe_applied(command), verbose=1 if command.accepted else 2)
-        # Now, ahead of the command's effects (queued): a crash after the line leaves a
-        # resume to make them hold (control.replay); one before it leaves the command's file,
-        # which the next run refuses and records. Never an effect without its line.
-        self._control.record(command)
 
     # -- persistence and hooks -----------------------------------------------------------
     def _save_state(self, throttle: bool) -> None:

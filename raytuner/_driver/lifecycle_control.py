@@ -43,7 +43,12 @@ logger = logging.getLogger("raytuner")
 
 def _guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """A control handler whose error refuses its command, never ends the driver: whatever
-    it had queued is dropped, and the refusal names the error."""
+    it had queued is dropped, and the refusal names the error.
+
+    The command's :class:`ControlApplied` goes ahead of the effects the handler queued, so
+    the driver records the command's history line before it carries out any of them: a
+    line the disk refuses leaves none of them written (never an effect without its line).
+    """
 
     @functools.wraps(handler)
     def run(self: ControlHandlers, event: Control) -> None:
@@ -54,6 +59,12 @@ def _guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
             logger.exception("Control command %s failed", type(event).__name__)
             del self._out[queued:]
             self._refuse(event, f"it could not be applied ({type(exc).__name__}: {shown(str(exc), 200)})")
+            return
+        for i in range(len(self._out) - 1, queued, -1):
+            command = self._out[i]
+            if isinstance(command, ControlApplied) and command.command is event:
+                self._out.insert(queued, self._out.pop(i))
+                break
 
     return run
 

@@ -1,6 +1,6 @@
 """A testing hook: fail this process's N-th write of an experiment's files.
 
-``RAYTUNER_FAULT_AFTER_WRITES=N[:kill|:enospc][:PART]``, read once per process, counts the
+``RAYTUNER_FAULT_AFTER_WRITES=N[:kill|:enospc|:enospc1][:PART]``, read once per process, counts the
 writes that :class:`~raytuner._storage.experiment.ExperimentStorage` makes (an append to a
 trial's results, error or log file, a whole-file write, a checkpoint put in place or
 deleted, a PBT clone's copy of its donor's checkpoint):
@@ -9,7 +9,9 @@ deleted, a PBT clone's copy of its donor's checkpoint):
   would: an append writes half its bytes, a whole-file write leaves its temporary file
   unrenamed, a checkpoint its temporary folder, a clone's copy in a bucket half its files;
 - ``enospc``: the N-th write and every later one fail with ``ENOSPC``, as on a disk that
-  filled up and stays full.
+  filled up and stays full;
+- ``enospc1``: the N-th write alone fails with ``ENOSPC``, as on a disk that was full for a
+  moment (another process's file, deleted since): the writes after it succeed.
 
 With ``PART``, only writes whose path contains it count: ``1:kill:/clone_`` dies in the
 first clone's copy, wherever the writes before it fall.
@@ -26,7 +28,7 @@ import os
 import signal
 
 ENV = "RAYTUNER_FAULT_AFTER_WRITES"
-ACTIONS = ("kill", "enospc")
+ACTIONS = ("kill", "enospc", "enospc1")
 
 
 class _Plan:
@@ -40,7 +42,7 @@ class _Plan:
             action, _, self.part = rest.partition(":")
             action = action or "kill"
             if not count.isdigit() or int(count) < 1 or action not in ACTIONS:
-                raise ValueError(f"{ENV}={text!r}: expected N[:kill|:enospc][:PART] with N >= 1")
+                raise ValueError(f"{ENV}={text!r}: expected N[:kill|:enospc|:enospc1][:PART] with N >= 1")
             self.at, self.action = int(count), action
 
 
@@ -62,16 +64,16 @@ def reset(text: str | None) -> None:
 def at_write(path: os.PathLike[str] | str) -> bool:
     """Count one write of ``path``. True when this write is the one to die in the middle of
     (the caller writes part of it, then calls :func:`die`); raises ``OSError(ENOSPC)`` when
-    the disk is to be full from here on."""
+    this write is to find the disk full."""
     plan = _plan
     if plan.at is None or plan.part not in os.fspath(path):
         return False
     plan.writes += 1
     if plan.writes < plan.at:
         return False
-    if plan.action == "enospc":
+    if plan.action == "enospc" or (plan.action == "enospc1" and plan.writes == plan.at):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
-    return plan.writes == plan.at
+    return plan.action == "kill" and plan.writes == plan.at
 
 
 def die() -> None:

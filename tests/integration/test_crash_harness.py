@@ -367,6 +367,21 @@ def test_every_write_of_a_resume_is_a_safe_place_to_die(shared_ray, tmp_path, ki
           f"writes, in {time.monotonic() - started:.0f} s")
 
 
+@pytest.mark.parametrize("line", [1, 2, 3])
+def test_a_disk_full_for_a_moment_at_a_commands_line_leaves_none_of_its_effects(shared_ray, tmp_path, line):
+    """The history line goes before the command's effects: when the disk refuses that line
+    alone, the run stops with none of them written (no limits in experiment.json, no trial
+    ended by it, nothing of it in the searcher's and scheduler's state); the command's file
+    stays, the next run refuses it, and the records say the same as the history."""
+    folder = tmp_path / "exp"
+    first = drive(shared_ray, folder, "control", f"{line}:enospc1:history.jsonl")
+    assert first.returncode == 1 and "StorageError" in first.stderr, first.stderr[-3000:]
+    check_control_records(folder, finished=False)
+    resumed = drive(shared_ray, folder, "control")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_control_records(folder, finished=True)
+
+
 def test_commands_a_run_recorded_as_applied_hold_after_it_dies_before_their_effects(shared_ray, tmp_path):
     """The history's line is written before a command's effects: a driver killed between them
     leaves trial.json RUNNING and experiment.json without the limit. The resume makes them

@@ -376,6 +376,21 @@ def test_end_experiment_stops_everything():
     assert life.handle(reported("00001", report(1, 0.5))) == []
 
 
+def test_a_commands_line_comes_before_its_effects():
+    """The driver records a command's history line (ControlApplied) before it carries out,
+    or queues, any of its effects: a line the disk refuses leaves none of them written."""
+    life = make(ScriptedScheduler(), max_concurrent=1, num_trials=3)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5, checkpoint=True)))
+    life.handle(reported("00000", exit=TrialExit(Signal.ERROR, "Traceback...", "OSError", "disk")))
+    out = life.handle(ev.RetryTrial("00000"))
+    assert [type(c) for c in out] == [ev.ControlApplied, ev.WriteTrial] and out[0].accepted
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    out = life.handle(ev.EndExperiment())
+    assert type(out[0]) is ev.ControlApplied and out[0].accepted and len(out) > 1, out
+    assert not of(out[1:], ev.ControlApplied)
+
+
 def test_set_limits_changes_the_time_budget_and_refuses_bad_values():
     life = make()
     (applied,) = of(life.handle(ev.SetLimits(time_budget_s=90.0, origin="cli")), ev.ControlApplied)

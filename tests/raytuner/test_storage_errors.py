@@ -55,6 +55,20 @@ def test_a_full_disk_is_one_clear_error_and_leaves_what_was_written(tmp_path, fa
     assert not list(storage.path.rglob(".*.tmp"))  # the temporary files of failed whole-file writes are gone
 
 
+def test_a_disk_full_for_a_moment_fails_that_write_alone(tmp_path, fault):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_config("00000", {"x": 1})
+    fault("2:enospc1")  # the second write from now on fails; the rest find room again
+    storage.append_results("00000", [{"loss": 1.0, "iteration": 1}])
+    with pytest.raises(StorageError, match="results.jsonl: No space left"):
+        storage.append_results("00000", [{"loss": 0.5, "iteration": 2}])
+    storage.append_results("00000", [{"loss": 0.25, "iteration": 2}])
+    storage.write_trial("00000", {"trial_id": "00000", "status": "RUNNING"})
+    assert [row["loss"] for row in storage.read_results("00000")] == [1.0, 0.25]
+    assert faults.writes() == 4
+
+
 def test_a_disk_full_before_the_experiment_started_says_to_run_it_again(tmp_path, fault):
     storage = ExperimentStorage(tmp_path / "exp")
     storage.create()
