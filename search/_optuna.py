@@ -17,7 +17,7 @@ from ._base import is_finite, not_set_up
 from ._checks import check_seed
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._optuna_space import ask, distributions, optuna_value
-from ._params import parameters
+from ._params import match_config, parameters
 from ._space import check_space
 
 _NAME = "OptunaSearcher"
@@ -253,6 +253,29 @@ class OptunaSearcher(Searcher):
             return
         trial.report(float(value), step)
         self._last[trial_id] = (step, float(value))
+
+    def correct_config(self, trial_id: str, config: Mapping[str, Any]) -> bool:
+        """Optuna fixes a trial's parameters once asked, so the asked trial gives way: it ends
+        FAIL (no sampler learns from a failed trial), with a user attribute saying why, and a
+        trial asked with ``config``'s parameters enqueued (``Study.enqueue_trial``) takes its
+        place, running as the first was. Only before the trial has reported anything."""
+        trial = self._trials.get(trial_id)
+        if self.space is None or trial is None or self._steps.get(trial_id) or trial_id in self._last:
+            return False
+        match = match_config(self.space, dict(config))
+        if not match.fits:
+            return False  # not a point of this space (a fork's older config): keep the proposal
+        domains = {label: p.domain for label, p in parameters(self.space, _NAME).items()}
+        params = {label: optuna_value(domains[label], self._table[label], value)
+                  for label, value in match.values.items()}
+        optuna = _import_optuna()
+        trial.set_user_attr("raytuner", f"trial {trial_id} ran with another config (a resume found it "
+                                        f"after this proposal); trial {trial_id}'s results are on a later trial")
+        self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self._study.enqueue_trial(params, user_attrs={"raytuner": f"trial {trial_id}, corrected after a resume"})
+        self._trials[trial_id] = replacement = self._study.ask()
+        ask(self.space, self._table, replacement)  # its parameters set, from the queue
+        return True
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         trial = self._trials.pop(trial_id, None)

@@ -143,6 +143,37 @@ def test_state_and_restore_continue_the_same_search_with_pending_trials():
     assert pending.state == TrialState.PRUNED and pending.intermediate_values == {1: 5.0, 2: 4.0}
 
 
+def test_a_trial_corrected_after_a_resume_is_told_to_optuna_with_the_config_it_ran():
+    """Optuna fixes an asked trial's parameters: the proposal gives way to a trial asked with
+    the config the trial ran with, and the proposal ends FAIL, which samplers learn nothing from."""
+    space = {"x": uniform(-5, 5), "k": choice(["a", "b"]), "n": randint(1, 10)}
+    searcher = OptunaSearcher(space, seed=0)
+    searcher.setup(None, 10)
+    for i in range(3):
+        config = searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, config["x"] ** 2))
+    proposed = searcher.suggest("3")  # pending: a resume found trial 3 had run another config
+    ran = {"x": 1.25, "k": "b", "n": 7}
+    assert proposed != ran and searcher.correct_config("3", ran)
+    restored = OptunaSearcher(space, seed=0)  # the correction is in the state a snapshot takes
+    restored.restore(searcher.state())
+    restored.setup(None, 10)
+    for s in (searcher, restored):
+        s.on_trial_result("3", 1, 9.0)
+        s.on_trial_complete("3", Outcome(TrialEnd.STOPPED, 5.0, 2, 9))
+        gave_way, took_over = s._study.trials[3:]
+        assert gave_way.state == TrialState.FAIL and gave_way.params == proposed
+        assert "ran with another config" in gave_way.user_attrs["raytuner"]
+        assert took_over.state == TrialState.PRUNED and took_over.params == ran
+        assert took_over.intermediate_values == {1: 9.0, 2: 5.0}
+        assert not s.correct_config("3", ran)  # ended: it keeps what it was credited with
+    searcher.suggest("4")
+    assert not searcher.correct_config("5", ran)  # never proposed
+    assert not searcher.correct_config("4", {"x": 50.0, "k": "a", "n": 1})  # outside the space
+    searcher.on_trial_result("4", 1, 1.0)
+    assert not searcher.correct_config("4", ran)  # it has reported under its proposal already
+
+
 def test_warm_start_adds_trials_with_the_parameters_they_have():
     space = {"x": uniform(0, 1), "units": quniform(16, 128, 16), "opt": choice([{"name": "sgd", "m": uniform(0, 1)},
                                                                                  {"name": "adam"}])}
