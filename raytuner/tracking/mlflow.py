@@ -6,6 +6,13 @@ numeric report as a metric at step ``iteration``, tags ``raytuner.trial_id`` and
 FINISHED when it completed or was stopped early (``raytuner.status`` tells which), FAILED.
 The parent run gets the experiment's settings as params and the best trial at the end.
 
+One trajectory per trial, as its history has it: a trial that restarts from an earlier
+checkpoint (a retry, a resume after a crash) reports steps its run already holds. Its run
+is then replaced by a new one (same name, params and tags, and ``raytuner.replaces`` naming
+the old run) holding the old run's points before the restart, and the old run is deleted
+(MLflow keeps deleted runs restorable until its garbage collection); so the lost attempt's
+points never show, nor stand as the run's latest value.
+
 Works with any tracking store; without a server, pass ``tracking_uri="sqlite:///mlflow.db"``
 or a folder. Needs ``pip install 'raytuner[mlflow]'``.
 """
@@ -77,6 +84,8 @@ class MLflowCallback(Callback):
         self._experiment_id: str | None = None
         self._pending: dict[str, list[Any]] = {}
         self._last_flush: dict[str, float] = {}
+        self._steps: dict[str, int] = {}  # trial id -> the highest step its run holds (sent or pending)
+        self._found: set[str] = set()  # trials whose runs an earlier driver made: their steps not read yet
         self._name = ""
         self._path = ""
 
@@ -97,6 +106,7 @@ class MLflowCallback(Callback):
             tags = run.data.tags
             if "raytuner.trial_id" in tags:
                 self.run_ids[tags["raytuner.trial_id"]] = run.info.run_id
+                self._found.add(tags["raytuner.trial_id"])
             elif "mlflow.parentRunId" not in tags:
                 self.parent_run_id = run.info.run_id
         if self.parent_run_id is None:
@@ -171,13 +181,48 @@ class MLflowCallback(Callback):
 
         stamp = int(float(result.get("timestamp") or time.time()) * 1000)
         step = int(result.get("iteration", 0))
-        batch = self._pending.setdefault(trial_id, [])
-        for key, value in result.items():
-            if key in _AUTO_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            batch.append(Metric(_key(key), float(value), stamp, step))
+        metrics = [Metric(_key(key), float(value), stamp, step) for key, value in result.items()
+                   if key not in _AUTO_KEYS and not isinstance(value, bool) and isinstance(value, (int, float))]
+        if trial_id in self._found:  # a resumed trial: how far its run got before
+            self._found.discard(trial_id)
+            self._steps[trial_id] = self._last_step(trial_id, [m.key for m in metrics])
+        if step <= self._steps.get(trial_id, 0) and trial_id in self.run_ids:
+            self._replace_run(trial_id, step)  # restarted from an earlier checkpoint
+        self._steps[trial_id] = max(step, self._steps.get(trial_id, 0))
+        self._pending.setdefault(trial_id, []).extend(metrics)
         if time.monotonic() - self._last_flush.get(trial_id, 0.0) >= self.flush_every_s:
             self._flush(trial_id)
+
+    def _last_step(self, trial_id: str, keys: list[str]) -> int:
+        """The highest step of the trial's run, read from MLflow (one of ``keys``' histories)."""
+        run_id = self.run_ids[trial_id]
+        logged = set(self._client.get_run(run_id).data.metrics)
+        for key in keys:
+            if key in logged:
+                return max((m.step for m in self._client.get_metric_history(run_id, key)), default=0)
+        return 0
+
+    def _replace_run(self, trial_id: str, step: int) -> None:
+        """The trial restarted at ``step``, which its run already holds: a new run takes its
+        place with the old run's points before ``step``, and the old run is deleted."""
+        from mlflow.entities import Metric, RunTag
+
+        self._flush(trial_id)
+        old_id = self.run_ids[trial_id]
+        old = self._client.get_run(old_id)
+        tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.") or k == "mlflow.parentRunId"}
+        run = self._client.create_run(self._experiment_id, run_name=old.info.run_name,
+                                      tags={**tags, "raytuner.replaces": old_id})
+        new_id = run.info.run_id
+        kept = [Metric(m.key, m.value, m.timestamp, m.step) for key in old.data.metrics
+                for m in self._client.get_metric_history(old_id, key) if m.step < step]
+        for chunk in _chunks(kept, 1000):
+            self._client.log_batch(new_id, metrics=chunk)
+        self._log_params(new_id, old.data.params, raw=True)
+        self._client.log_batch(new_id, tags=[RunTag("raytuner.restarted_at_step", str(step))])
+        self._client.delete_run(old_id)
+        self.run_ids[trial_id] = new_id
+        self._steps[trial_id] = step - 1
 
     def on_trial_end(self, trial: TrialResult) -> None:
         from mlflow.entities import RunTag
@@ -205,10 +250,12 @@ class MLflowCallback(Callback):
         for chunk in _chunks(batch, 1000):  # MLflow takes at most 1000 metrics per batch
             self._client.log_batch(run_id, metrics=chunk)
 
-    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+    def _log_params(self, run_id: str, params: Mapping[str, Any], raw: bool = False) -> None:
+        """``params`` as the run's; ``raw``: as they are (read back from a run)."""
         from mlflow.entities import Param
 
-        items = [Param(_key(k), (v if isinstance(v, str) else repr(v))[:_MAX_PARAM]) for k, v in params.items()]
+        items = [Param(k, v) if raw else Param(_key(k), (v if isinstance(v, str) else repr(v))[:_MAX_PARAM])
+                 for k, v in params.items()]
         for chunk in _chunks(items, 100):  # at most 100 params per batch
             self._client.log_batch(run_id, params=chunk)
 

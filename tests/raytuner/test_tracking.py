@@ -240,6 +240,61 @@ def test_mlflow_resumed_experiment_reuses_its_runs(tmp_path, mlflow_uri):
     assert again.parent_run_id in {r.info.run_id for r in first} and set(again.run_ids) == {"00000", "00001", "00002"}
 
 
+def test_mlflow_shows_one_trajectory_after_a_restart_from_an_earlier_checkpoint(tmp_path, mlflow_uri):
+    """A trial that restarts from an earlier checkpoint (a retry; a resume after a crash, in
+    a new driver) reports steps its run holds: the run is replaced by one with the points
+    before the restart, so neither the chart nor the run's latest value shows the lost ones."""
+    from mlflow.tracking import MlflowClient
+
+    from raytuner.tracking import MLflowCallback
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    path = tmp_path / "exp"
+    path.mkdir()
+    callback = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="restarts", flush_every_s=60)
+    callback.on_experiment_start(path, {"name": "exp", "metric": "loss", "mode": "min"})
+    callback.on_trial_start("00000", {"lr": 0.1})
+    callback.on_trial_start("00001", {"lr": 0.2})
+
+    def report(trial_id, attempt, steps, base):
+        for step in steps:
+            callback.on_trial_result(trial_id, {"loss": base + 1.0 / step, "acc": step / 10, "iteration": step,
+                                                "attempt": attempt, "timestamp": time.time()})
+
+    report("00000", 1, [1, 2, 3, 4], 10.0)
+    report("00001", 1, [1, 2], 20.0)
+    first = callback.run_ids["00000"]
+    report("00000", 2, [3, 4, 5], 30.0)  # retried from its checkpoint at step 2
+    callback.on_trial_end(TrialResult.from_trial(Trial("00000", {"lr": 0.1}, status=TrialStatus.FAILED),
+                                                 path / "trials" / "00000"))
+
+    def shown(trial_id):
+        (run,) = client.search_runs([callback._experiment_id], f"tags.`raytuner.trial_id` = '{trial_id}'")
+        return run, {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+                     for key in ("loss", "acc")}
+
+    run, history = shown("00000")
+    assert history["loss"] == [(1, 11.0), (2, 10.5), (3, 30 + 1 / 3), (4, 30.25), (5, 30.2)]
+    assert history["acc"] == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (5, 0.5)]
+    assert run.data.metrics["loss"] == 30.2 and run.data.params == {"lr": "0.1"}
+    assert run.info.run_name == "exp/00000" and run.data.tags["raytuner.replaces"] == first
+    assert run.data.tags["mlflow.parentRunId"] == callback.parent_run_id and run.info.status == "FAILED"
+    assert client.get_run(first).info.lifecycle_stage == "deleted"
+    assert callback.run_ids["00000"] == run.info.run_id
+    callback.on_trial_end(TrialResult.from_trial(Trial("00001", {"lr": 0.2}, status=TrialStatus.PAUSED),
+                                                 path / "trials" / "00001"))
+    assert shown("00001")[1]["loss"] == [(1, 21.0), (2, 20.5)]  # the other trial untouched
+
+    again = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="restarts", flush_every_s=0)  # a resume
+    again.on_experiment_start(path, {"name": "exp", "metric": "loss", "mode": "min"})
+    callback = again
+    again.on_trial_start("00001", {"lr": 0.2})
+    report("00001", 2, [2, 3], 40.0)  # from its checkpoint at step 1
+    report("00000", 3, [6], 50.0)  # went on from its last step: nothing lost, the run kept
+    assert shown("00001")[1]["loss"] == [(1, 21.0), (2, 40.5), (3, 40 + 1 / 3)]
+    assert shown("00000")[0].info.run_id == run.info.run_id
+
+
 # -- progress ------------------------------------------------------------------------------
 def test_progress_shows_the_schedulers_line_when_it_has_one():
     trials = {"00000": Trial("00000", {"x": 1}, status=TrialStatus.RUNNING)}
