@@ -189,17 +189,29 @@ def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] |
     nothing of it); ``fed`` None is a snapshot from before that was recorded, so no result is
     known to be unheard. Reports are as the lifecycle fed them: every row, kept or superseded
     by a restart, in the order made, whenever its resource went past the highest fed so far
-    (a restarted trial's reports count only past it)."""
+    (a restarted trial's reports count only past it).
+
+    Rows are timed by their workers' clocks (another node's, which may be skewed from the
+    driver's), a trial's creation and end by the driver's. Each trial's own events keep the
+    order they happened in whatever the clocks say: its rows in the order made (by attempt,
+    then iteration), none before its creation, its end after them all. Only the order of
+    different trials' events rests on the clocks."""
     events: list[tuple[float, int, tuple[Any, ...]]] = []
+    last: dict[str, float] = {}  # each trial's latest event time so far
     for trial_id, history in histories.items():
+        clock = -math.inf
         if int(trial_id) >= next_id:
             first = history.attempts[0].get("timestamp") if history.attempts else None
-            at = first if isinstance(first, (int, float)) else math.inf
-            events.append((at, 0, ("add", trial_id)))
+            clock = first if isinstance(first, (int, float)) and not isinstance(first, bool) else math.inf
+            events.append((clock, 0, ("add", trial_id)))
         if fed is None:
+            last[trial_id] = clock
             continue
         heard = fed.get(trial_id)
-        for row in sorted(history.rows + history.superseded, key=lambda row: row.get("timestamp", 0.0)):
+        for row in sorted(history.rows + history.superseded, key=_made_order):
+            at = row.get("timestamp")
+            if isinstance(at, (int, float)) and not isinstance(at, bool):
+                clock = max(clock, at)
             resource = row.get("resource", row.get("iteration"))
             if not isinstance(resource, (int, float)) or isinstance(resource, bool):
                 continue
@@ -208,11 +220,19 @@ def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] |
             heard = resource
             value = objectives.signed(row)
             if value is not None:
-                events.append((row.get("timestamp", 0.0), 1, ("result", trial_id, resource, value)))
+                events.append((clock, 1, ("result", trial_id, resource, value)))
+        last[trial_id] = clock
     for trial_id, at in (ended or {}).items():
-        events.append((at, 2, ("end", trial_id)))
-    # At one time, a creation, then reports, then ends; ties in the order of the trial ids.
+        events.append((max(at, last.get(trial_id, -math.inf)), 2, ("end", trial_id)))
+    # At one time, a creation, then reports, then ends; ties in the order of the trial ids, and
+    # within a trial in the order listed (the sort is stable).
     return [event for _, _, event in sorted(events, key=lambda e: (e[0], e[1], e[2][1]))]
+
+
+def _made_order(row: dict[str, Any]) -> tuple[int, float]:
+    """A row's place among its trial's rows: its attempt, then its iteration within it."""
+    iteration = row.get("iteration")
+    return attempt_of(row), iteration if isinstance(iteration, (int, float)) and not isinstance(iteration, bool) else 0
 
 
 def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:

@@ -148,6 +148,33 @@ def test_since_snapshot_lists_creations_and_the_reports_fed_after_it_in_the_orde
     assert since_snapshot(histories, None, 1, minimize) == [("add", "00001"), ("add", "00002")]
 
 
+def test_since_snapshot_keeps_each_trials_order_whatever_the_clocks_of_its_nodes():
+    """Rows carry their worker's clock, creations and ends the driver's: with skewed nodes a
+    trial's rows may look older than its creation, a retry's (on another node) older than
+    the first attempt's, its end older than its last row. Each trial's events still come in
+    the order they happened: created, its reports as made, ended."""
+    from raytuner._objectives import Objectives
+    from raytuner._storage.history import attempt_marker
+
+    def row(iteration, attempt, at):
+        return {"loss": float(iteration), "iteration": iteration, "attempt": attempt, "timestamp": at}
+
+    lines = {
+        # A node 100 s behind the driver; its retry ran on one 50 s behind the first.
+        "00001": [attempt_marker(1, 0, None, "start", 10.0), row(1, 1, -89.0), row(2, 1, -88.0),
+                  attempt_marker(2, 1, None, "retry", 13.0), row(2, 2, -137.0), row(3, 2, -136.0)],
+        # A node 5 s ahead: its row looks later than its end, as the driver recorded it.
+        "00002": [attempt_marker(1, 0, None, "start", 11.0), row(1, 2, 16.5)],
+        "00003": [],  # created, never launched, stopped by a command: ended with no marker
+    }
+    histories = {t: fold(rows) for t, rows in lines.items()}
+    since = since_snapshot(histories, {}, 1, Objectives.of("loss", "min"),
+                           ended={"00001": 14.0, "00002": 12.0, "00003": 11.5})
+    assert since == [("add", "00001"), ("result", "00001", 1, 1.0), ("result", "00001", 2, 2.0),
+                     ("result", "00001", 3, 3.0), ("add", "00002"), ("end", "00001"), ("result", "00002", 1, 1.0),
+                     ("end", "00002"), ("add", "00003"), ("end", "00003")]
+
+
 def pbt(synch: bool) -> Callable[[], Scheduler]:
     return lambda: PBTScheduler(2, {"k": uniform(0, 100)}, max_resource=6, synch=synch, seed=3)
 
