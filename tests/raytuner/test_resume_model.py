@@ -24,6 +24,9 @@ import random
 from typing import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from raytuner._driver import events as ev
 from raytuner._driver.lifecycle import Lifecycle
@@ -173,6 +176,47 @@ def test_since_snapshot_keeps_each_trials_order_whatever_the_clocks_of_its_nodes
     assert since == [("add", "00001"), ("result", "00001", 1, 1.0), ("result", "00001", 2, 2.0),
                      ("result", "00001", 3, 3.0), ("add", "00002"), ("end", "00001"), ("result", "00002", 1, 1.0),
                      ("end", "00002"), ("add", "00003"), ("end", "00003")]
+
+
+@examples(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(1, 4), min_size=1, max_size=4),  # rows per attempt
+                          st.lists(st.floats(-1e3, 1e3), min_size=4, max_size=4),  # each attempt's node's clock offset
+                          st.floats(0, 50), st.booleans()),  # when it was created; whether it ended
+                min_size=1, max_size=4))
+def test_since_snapshot_keeps_each_trials_order_for_any_clock_offsets(trials):
+    """Property: whatever the offsets of the nodes' clocks from the driver's, each trial's
+    events come created, then its reports in the order made, then ended."""
+    from raytuner._objectives import Objectives
+    from raytuner._storage.history import attempt_marker
+
+    histories, ended, made = {}, {}, {}
+    for number, (rows_per_attempt, offsets, created, ends) in enumerate(trials):
+        trial_id, lines, t, iteration, order = f"{number:05d}", [], created, 0, []
+        for attempt, rows in enumerate(rows_per_attempt, start=1):
+            lines.append(attempt_marker(attempt, iteration, None, "start" if attempt == 1 else "retry", t))
+            iteration = max(0, iteration - 1)  # each retry rewinds one step
+            for _ in range(rows):
+                t, iteration = t + 1.0, iteration + 1
+                lines.append({"loss": float(iteration), "iteration": iteration, "attempt": attempt,
+                              "timestamp": t + offsets[attempt - 1]})
+                order.append(iteration)
+        histories[trial_id] = fold(lines)
+        made[trial_id] = order
+        if ends:
+            ended[trial_id] = t + 0.5
+    since = since_snapshot(histories, {}, 0, Objectives.of("loss", "min"), ended=ended)
+    for trial_id in histories:
+        mine = [event for event in since if event[1] == trial_id]
+        assert mine[0] == ("add", trial_id)
+        assert (mine[-1] == ("end", trial_id)) == (trial_id in ended)
+        resources = [event[2] for event in mine if event[0] == "result"]
+        # As the lifecycle fed them: each report whose resource went past the highest so far.
+        fed, heard = [], 0
+        for iteration in made[trial_id]:
+            if iteration > heard:
+                fed.append(iteration)
+                heard = iteration
+        assert resources == fed
 
 
 def pbt(synch: bool) -> Callable[[], Scheduler]:
