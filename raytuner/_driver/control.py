@@ -59,12 +59,14 @@ class ControlInbox:
         for item in self._store.take(self._run_id):
             if isinstance(item, Rejected):  # a damaged, hostile or stale file: say so in the history
                 logger.warning("Control file %s refused: %s", item.file, item.reason)
-                refused.append(item.entry())
+                refused.append(item)
                 continue
             event = to_event(item)
             self._sent[id(event)] = (event, item)
             events.append(event)
-        self._store.record(*refused)
+        self._store.record(*(item.entry() for item in refused))
+        for item in refused:  # only once their lines are written: none goes without one
+            self._store.set_aside(item.file, item.set_aside)
         return events
 
     def record(self, applied: ev.ControlApplied) -> None:

@@ -34,10 +34,11 @@ refuses that file, never the driver.
 rare, and what was applied must survive a machine crash).
 
 **Across a crash.** A command's file stays in ``control/`` until its outcome is in the
-history (:meth:`ControlStore.done`), so a driver killed in between leaves it for the next
-run, which refuses it (written for an earlier run) and records that: no command is taken and
-lost without a line. A file whose outcome the history already holds (killed after the line,
-before the removal) is removed without a second line. The driver writes a command's line
+history (:meth:`ControlStore.done`; a refused one's, :meth:`ControlStore.set_aside`), so a
+driver killed in between leaves it for the next run, which refuses it (written for an
+earlier run) and records that: no command is taken and lost without a line. A file whose
+outcome the history already holds (killed after the line, before the file went) is removed,
+or set aside if its line refused it, without a second line. The driver writes a command's line
 before its effects (:mod:`raytuner._driver.control`), and a resume makes the effects of the
 commands the last run recorded as applied hold again (:func:`raytuner._driver.control.replay`).
 """
@@ -118,13 +119,13 @@ class Rejected:
     args: dict[str, Any] = field(default_factory=dict)
     origin: str = "?"
     sent: float | None = None
-    set_aside: str | None = None  # where the file went ("control/rejected/<name>"); None: removed
+    set_aside: str | None = None  # where the file goes ("control/rejected/<name>"); None: removed
 
     def entry(self) -> dict[str, Any]:
-        """Its line in the history."""
+        """Its line in the history (written before the file goes: :meth:`ControlStore.set_aside`)."""
         where = f"moved to {self.set_aside}" if self.set_aside else "removed"
         return {"time": time.time(), "id": self.id, "origin": self.origin, "command": self.command or self.file,
-                "args": self.args, "accepted": False, "message": f"{self.reason} (the file {self.file} was {where})",
+                "args": self.args, "accepted": False, "message": f"{self.reason} (the file {self.file} is {where})",
                 "sent": self.sent, "file": self.file}
 
 
@@ -144,7 +145,7 @@ class ControlStore:
         self.inbox = storage.path / CONTROL_DIR
         self.history_path = storage.path / HISTORY_FILE
         self._taken: set[str] = set()  # files this reader took up: never twice, even if one cannot be removed
-        self._recorded: set[str] | None = None  # files whose outcome the history holds: see take
+        self._recorded: dict[str, bool] | None = None  # files whose outcome the history holds: see take
         self._repaired = False  # the history's tail was checked before this writer's first append
         self._unreadable = False  # said once that the folder cannot be listed
 
@@ -224,9 +225,12 @@ class ControlStore:
         for name in names[:limit]:
             self._taken.add(name)
             if name in self._recorded:
-                # Its driver was killed after its line, before removing it: the line, not a
+                # Its driver was killed after its line, before the file went: the line, not a
                 # refusal of an earlier run's command, says what became of it.
-                _remove(self.inbox / name)
+                if self._recorded[name]:
+                    self.set_aside(name, self._aside(name))
+                else:
+                    _remove(self.inbox / name)
                 continue
             try:
                 item: ControlCommand | Rejected = self._read(name, run_id)
@@ -237,7 +241,7 @@ class ControlStore:
             except Exception as exc:  # noqa: BLE001 - whatever one file does, it refuses that file only
                 item = Rejected(name, f"it could not be read ({type(exc).__name__}: {shown(str(exc), 200)})")
             if isinstance(item, Rejected):
-                item = dataclasses.replace(item, set_aside=self._set_aside(name))
+                item = dataclasses.replace(item, set_aside=self._aside(name))  # moved once its line is written
             else:
                 item = dataclasses.replace(item, file=name)  # removed once its outcome is recorded
             taken.append(item)
@@ -282,25 +286,40 @@ class ControlStore:
             raise _Bad(f"it is not valid JSON ({shown(str(exc), 120)})") from None
         return _command(raw, run_id, self.storage.path)
 
-    def _set_aside(self, name: str) -> str | None:
-        """Move a refused file to ``rejected/``; remove it where it cannot be moved. Where it
-        went (None: removed)."""
-        source = self.inbox / name
+    def _aside(self, name: str) -> str | None:
+        """Where a refused file is to go: ``control/rejected/<name>`` (another name there if
+        that one is taken); None where it cannot go there, and is to be removed."""
         folder = self.inbox / REJECTED_DIR
         try:
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                if not stat.S_ISDIR(os.lstat(folder).st_mode):
-                    raise  # not a folder of ours: a rename there could move the file anywhere
-            target = folder / name
-            if os.path.lexists(target):
-                target = folder / f"{name}.{time.time_ns()}"
-            os.rename(source, target)
-            return f"{CONTROL_DIR}/{REJECTED_DIR}/{target.name}"
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                return None  # not a folder of ours: a rename there could move the file anywhere
+        except FileNotFoundError:
+            pass
         except OSError:
-            _remove(source)
             return None
+        target = name if not os.path.lexists(folder / name) else f"{name}.{time.time_ns()}"
+        return f"{CONTROL_DIR}/{REJECTED_DIR}/{target}"
+
+    def set_aside(self, name: str, where: str | None) -> None:
+        """Move a refused file where :meth:`_aside` said, once its line is in the history (a
+        driver killed before leaves it for the next run, which refuses it again, or, after
+        the line, sets it aside without a second one); remove it where it cannot go there."""
+        source = self.inbox / name
+        if where is not None:
+            folder = self.inbox / REJECTED_DIR
+            try:
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                        raise  # not a folder of ours: a rename there could move the file anywhere
+                target = folder / where.rsplit("/", 1)[-1]
+                if not os.path.lexists(target):
+                    os.rename(source, target)
+                    return
+            except OSError:
+                pass
+        _remove(source)
 
     def record(self, *entries: dict[str, Any]) -> None:
         """Append lines to the history (the driver is its only writer), durably."""
@@ -325,10 +344,19 @@ class ControlStore:
             self._recorded |= _outcomes(entries)
 
 
-def _outcomes(entries: Iterable[dict[str, Any]]) -> set[str]:
-    """The command files whose outcome the driver recorded (its lines carry the run and the
-    file; a refused file's line needs no such care: the file is set aside before it)."""
-    return {entry["file"] for entry in entries if isinstance(entry.get("file"), str) and entry.get("run_id")}
+def _outcomes(entries: Iterable[dict[str, Any]]) -> dict[str, bool]:
+    """The command files whose outcome the driver recorded, each with whether its line
+    refused it as it was taken up (the file goes to ``rejected/``; else it is removed). A
+    take-up's refusal names the file and no run; an outcome the lifecycle decided names the
+    file and the run."""
+    found: dict[str, bool] = {}
+    for entry in entries:
+        if isinstance(entry.get("file"), str):
+            if "run_id" not in entry:
+                found[entry["file"]] = True
+            elif entry["run_id"]:
+                found[entry["file"]] = False
+    return found
 
 
 def _command(raw: Any, run_id: str | None, experiment: Path) -> ControlCommand:

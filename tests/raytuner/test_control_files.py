@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -246,6 +247,27 @@ def test_a_command_whose_outcome_is_recorded_is_never_recorded_again(tmp_path):
     assert not (storage.path / CONTROL_DIR / REJECTED_DIR).exists()
 
 
+@pytest.mark.parametrize("died", ["after its line", "in the middle of its line"])
+def test_a_refused_file_goes_only_once_its_line_is_written(storage, died):
+    """A driver killed between a refusal's line and the file's going: the next run sets the
+    file aside without a second line; killed while writing the line (a torn tail): the next
+    run refuses it again, and the history holds that one whole line."""
+    name = "00000000000000000001-x.json"
+    folder = storage.path / CONTROL_DIR
+    write_command(storage, name, command(storage, run_id="0123abcd"))
+    store = control_store(storage)
+    (taken,) = store.take(storage.run_id)
+    assert isinstance(taken, Rejected) and (folder / name).exists()
+    line = (json.dumps(taken.entry()) + "\n").encode()
+    with open(store.history_path, "ab") as history:  # the line, then the driver dies
+        history.write(line if died == "after its line" else line[: len(line) // 2])
+    again = inbox_of(storage)
+    assert again.poll() == []
+    (entry,) = control_store(storage).history()
+    assert entry["file"] == name and "it was written for run '0123abcd'" in entry["message"]
+    assert not (folder / name).exists() and (folder / REJECTED_DIR / name).exists()
+
+
 def test_a_file_that_cannot_be_moved_is_removed_and_never_taken_twice(storage):
     folder = storage.path / CONTROL_DIR
     folder.mkdir()
@@ -253,7 +275,7 @@ def test_a_file_that_cannot_be_moved_is_removed_and_never_taken_twice(storage):
     write_command(storage, "00000000000000000001-x.json", b"[1, 2]")
     assert inbox_of(storage).poll() == []
     (entry,) = control_store(storage).history()
-    assert "it holds a list of 2 items" in entry["message"] and "was removed" in entry["message"]
+    assert "it holds a list of 2 items" in entry["message"] and "is removed" in entry["message"]
     assert sorted(p.name for p in folder.iterdir()) == [REJECTED_DIR]
 
 
@@ -276,16 +298,21 @@ def test_a_flood_of_files_is_taken_a_bounded_number_at_a_time(storage):
 def test_any_json_in_a_command_file_is_applied_only_if_clean_or_else_recorded(storage, payload):
     if isinstance(payload, dict) and "run_id" in payload and payload["run_id"] == "live":
         payload["run_id"] = storage.run_id
-    write_command(storage, "00000000000000000001-x.json", json.dumps(payload).encode())
+    name = f"{time.time_ns():020d}-x.json"  # a new file each time, as writers name them
+    write_command(storage, name, json.dumps(payload).encode())
     store = control_store(storage)
     before = len(store.history())
     (taken,) = store.take(storage.run_id)
     if isinstance(taken, Rejected):
         store.record(taken.entry())
         assert len(store.history()) == before + 1
+        assert (storage.path / CONTROL_DIR / name).exists()  # until its line is written
+        store.set_aside(taken.file, taken.set_aside)
+        assert (storage.path / CONTROL_DIR / REJECTED_DIR / name).exists()
     else:
         assert taken.run_id == storage.run_id and taken.command in ("set_limits", "stop_trial", "end_experiment")
-    assert not (storage.path / CONTROL_DIR / "00000000000000000001-x.json").exists()
+        store.done(taken)
+    assert not (storage.path / CONTROL_DIR / name).exists()
 
 
 # -- the writers ---------------------------------------------------------------------------------
