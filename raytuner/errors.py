@@ -102,6 +102,12 @@ class StorageError(ExperimentError):
         self.errno = errno
 
 
+class CheckpointGoneError(ExperimentError):
+    """The checkpoint a trial was relaunched from was gone when its worker came to read it
+    (deleted by hand after the driver's check). Not a failure of the trial: the driver
+    relaunches it from its newest checkpoint still in storage, else from scratch."""
+
+
 class TrialsFailedError(RayTunerError):
     """Every trial of an experiment failed; raised by ``fit()`` and ``resume()`` after
     everything was saved. ``.results`` holds the :class:`raytuner.Results`, whose

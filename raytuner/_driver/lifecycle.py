@@ -56,7 +56,7 @@ from raytuner._driver.events import (
 )
 from raytuner._driver.exploits import Exploits, copy_queued, unchecked
 from raytuner._driver.lifecycle_control import ControlHandlers
-from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, drop_gone_checkpoints
+from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, checkpoint_gone, drop_gone_checkpoints
 from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
@@ -400,6 +400,11 @@ class Lifecycle(ControlHandlers):
 
     def _on_exit(self, trial: Trial, run: Run, exit: TrialExit) -> None:
         if exit.signal is Signal.ERROR:
+            if (exit.error_type == errors.CheckpointGoneError.__name__ and run.decision is not Decision.STOP
+                    and checkpoint_gone(trial, self._stored)):
+                self._restart_reason[trial.trial_id] = "checkpoint gone"  # no failure: see checkpoint_gone
+                self._set_status(trial, TrialStatus.PENDING, notify=False)
+                return
             if exit.fatal and self.abort is None:
                 # A bug in the script (a report the Tuner cannot use), the same in every trial.
                 self.abort = errors.rebuilt(exit.error_type, exit.message)

@@ -81,3 +81,12 @@ def drop_gone_checkpoints(trial: Trial, stored: Callable[[str, str], bool] | Non
             "that are kept in results.jsonl for audit but leave its history.", trial.trial_id, what, location,
             trial.trial_id, trial.checkpoint or "scratch")
     return bool(gone)
+
+
+def checkpoint_gone(trial: Trial, stored: Callable[[str, str], bool] | None) -> bool:
+    """After ``trial``'s worker found the checkpoint it was launched from gone (deleted by
+    hand after the launch checked it, :func:`drop_gone_checkpoints`): whether the storage
+    says so too. Then the trial waits for a worker again with no failure counted, and its
+    relaunch starts from its newest checkpoint still there; else (the storage still holds
+    it) the worker's error is a failure as any other."""
+    return stored is not None and trial.checkpoint is not None and not stored(trial.trial_id, trial.checkpoint)

@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from raytuner._storage.trial_files import CheckpointRef
 from raytuner._worker import accelerators as _accelerators
 from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import session as _session
@@ -33,7 +34,7 @@ from raytuner._worker.checkpoints import Orphaned, TrialCheckpoints
 from raytuner._worker.logs import TrialLog
 from raytuner._worker.outbox import Outbox
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec, spec_from_wire
-from raytuner.errors import ReportError, ResourceError, TrialStopped, is_fatal
+from raytuner.errors import CheckpointGoneError, ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
 #: A trial that prints without reporting gets its log shipped this often (the trial page
@@ -158,6 +159,16 @@ class TrialRun(_session.Session):
             decision, self._decision, self._blocked = self._decision, None, False
         return self._apply(decision)
 
+    def _restore(self, ref: CheckpointRef) -> Path:
+        """A private copy of the checkpoint the trial restarts from; one gone from the storage
+        since the driver checked it (deleted by hand) is a :class:`CheckpointGoneError`, which
+        the driver answers with a relaunch from the newest one left, not a failure."""
+        try:
+            return self._checkpoints.restore(ref)
+        except FileNotFoundError as exc:
+            raise CheckpointGoneError(f"Trial {ref.trial_id}'s checkpoint {ref.name} was gone from the "
+                                      f"experiment's storage when its worker came to read it: {exc}") from None
+
     def _apply(self, decision: Signal) -> Signal:
         if decision is not Signal.CONTINUE:
             self._ended = decision  # the caller ends the trial: rt.report raises, Keras stops fit
@@ -169,7 +180,7 @@ class TrialRun(_session.Session):
         try:
             self.log.start()
             if self.spec.restore is not None:
-                self.checkpoint_dir = self._checkpoints.restore(self.spec.restore)
+                self.checkpoint_dir = self._restore(self.spec.restore)
             self._fn(dict(self.spec.config))
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:

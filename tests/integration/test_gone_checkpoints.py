@@ -74,3 +74,46 @@ def test_a_retry_whose_checkpoint_was_deleted_restarts_from_the_newest_still_the
     assert gone == [(f"Trial 00000: its checkpoint checkpoint_000003 is gone from {experiment}/trials/00000 (deleted "
                      f"by hand?). It restarts from {f'checkpoint_{start:06d}' if start else 'scratch'}; its reports "
                      "after that are kept in results.jsonl for audit but leave its history.")]
+
+
+def failing_once(config):
+    """5 steps, a checkpoint at each; its first attempt fails after step 3."""
+    checkpoint = rt.get_checkpoint()
+    start = int((checkpoint / "step").read_text()) if checkpoint is not None else 0
+    for step in range(start + 1, 6):
+        folder = Path(tempfile.mkdtemp())
+        (folder / "step").write_text(str(step))
+        rt.report({"loss": 1 / step, "step": step, "start": start}, checkpoint=folder)
+        if step == 3 and start == 0:
+            raise RuntimeError("failing once")
+
+
+def test_a_checkpoint_deleted_between_the_relaunchs_check_and_the_workers_read_is_no_failure(
+        storage, monkeypatch, caplog):
+    """The driver checks a relaunched trial's checkpoint is there, then the worker reads it:
+    deleted by hand in between (here right after the check), the worker's CheckpointGoneError
+    is answered with a relaunch from the newest one left, no failure counted (its one retry
+    was used by its real failure)."""
+    from raytuner._driver.controller import Controller
+
+    checked = Controller._stored
+    deleted: list[str] = []
+
+    def check_then_delete(self, trial_id, folder):
+        held = checked(self, trial_id, folder)
+        if held and folder == "checkpoint_000003" and not deleted:
+            deleted.append(folder)
+            shutil.rmtree(self._storage.trial_path(trial_id) / folder)  # as by hand, just after the check
+        return held
+
+    monkeypatch.setattr(Controller, "_stored", check_then_delete)
+    results = rt.Tuner(failing_once, space={"x": 1}, metric="loss", num_trials=1, max_failures=1, checkpoints_to_keep=2,
+                       storage_path=str(storage), name="race", verbose=0, tensorboard=False).fit()
+    (trial,) = results.trials
+    assert deleted and trial.status is rt.TrialStatus.COMPLETED, trial.error
+    assert trial.error.count("Traceback") == 1 and "failing once" in trial.error  # its one failure only
+    history = ExperimentStorage(str(storage / "race")).read_history(trial.trial_id)
+    assert [(m["reason"], m["checkpoint"]) for m in history.attempts] == [
+        ("start", None), ("retry", "checkpoint_000003"), ("checkpoint gone", "checkpoint_000002")]
+    assert [(row["step"], row["start"]) for row in history.rows] == [(1, 0), (2, 0), (3, 2), (4, 2), (5, 2)]
+    assert any("checkpoint checkpoint_000003 is gone" in r.getMessage() for r in caplog.records)

@@ -74,3 +74,47 @@ def test_a_retry_whose_checkpoints_are_all_gone_starts_over_with_one_warning(cap
     assert not any("Pass `checkpoint=`" in m for m in caplog.messages)  # it did checkpoint
     assert [(m["reason"], m["start_iteration"]) for m in fold(_rows(outs)).attempts] == [("start", 0), ("retry", 0)]
     check_index(life)
+
+
+def test_a_checkpoint_gone_between_the_launchs_check_and_the_workers_read_is_no_failure(caplog):
+    """Deleted by hand in the moment between the launch's check and its worker's read: the
+    worker's CheckpointGoneError is answered with a relaunch from the newest checkpoint left,
+    no failure counted (max_failures=0: a failure would end the trial FAILED)."""
+    scheduler = ScriptedScheduler({("00000", 4): Decision.PAUSE, ("00001", 4): Decision.PAUSE},
+                                  resume=["00000", "00001"], decide_every=4)
+    gone: set[tuple[str, str]] = set()
+    life = make(scheduler, searcher=ListSearcher(n=2), max_concurrent=1,
+                stored=lambda trial_id, folder: (trial_id, folder) not in gone)
+    outs = []
+
+    def run_to_pause(trial_id):
+        outs.append(life.handle(ev.Fill(idle=("w1",), pool_size=1)))
+        outs.append(life.handle(reported(trial_id, *[report(i, 1.0 / i, awaits=i == 4, checkpoint=i % 2 == 0)
+                                                     for i in range(1, 5)])))
+        outs.append(life.handle(reported(trial_id, exit=TrialExit(Signal.PAUSE))))
+
+    run_to_pause("00000")
+    outs.append(out := life.handle(ev.Fill(idle=("w1",), pool_size=1)))  # 00000 promoted, from checkpoint 4
+    assert of(out, ev.Launch)[0].checkpoint == "checkpoint_000004"
+    gone.add(("00000", "checkpoint_000004"))  # deleted now: the worker finds it gone
+    error = TrialExit(Signal.ERROR, "Traceback ... CheckpointGoneError", "CheckpointGoneError", "gone")
+    outs.append(life.handle(reported("00000", exit=error)))
+    trial = life.trials["00000"]
+    assert (trial.status, trial.num_failures, trial.error) == (TrialStatus.PENDING, 0, None)
+    assert not of(outs[-1], ev.AppendError)
+    outs.append(out := life.handle(ev.Fill(idle=("w1",), pool_size=1)))
+    (launch,) = of(out, ev.Launch)
+    assert (launch.trial_id, launch.checkpoint, launch.start_iteration) == ("00000", "checkpoint_000002", 2)
+    assert [(m["reason"], m["checkpoint"]) for m in fold(_rows(outs)).attempts] == [
+        ("start", None), ("promotion", "checkpoint_000004"), ("checkpoint gone", "checkpoint_000002")]
+    assert any("checkpoint checkpoint_000004 is gone" in m for m in caplog.messages)
+    outs.append(life.handle(reported("00000", report(5, 0.1, awaits=False), exit=TrialExit(Signal.COMPLETED))))
+    assert trial.status is TrialStatus.COMPLETED
+
+    # The storage still holds the other one's: the worker's error is a failure as any other.
+    run_to_pause("00001")
+    outs.append(out := life.handle(ev.Fill(idle=("w1",), pool_size=1)))
+    assert [(c.trial_id, c.checkpoint) for c in of(out, ev.Launch)] == [("00001", "checkpoint_000004")]
+    outs.append(life.handle(reported("00001", exit=error)))
+    assert (life.trials["00001"].status, life.trials["00001"].num_failures) == (TrialStatus.FAILED, 1)
+    check_index(life)
