@@ -316,19 +316,21 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
           f"{time.monotonic() - started:.0f} s")
 
 
-def killed_resume_resumes(env: dict[str, str], template: Path, folder: Path, every: int | str, point: int) -> bool:
+def second_crash(env: dict[str, str], template: Path, folder: Path, every: int | str, fault: str) -> bool:
     """A second crash: copy ``template`` (an experiment whose driver was killed) to ``folder``,
-    kill its resume at write ``point``, check, resume again, check; whether that kill happened
-    (False: the resume ended before it)."""
+    resume it with ``fault`` (``N:kill``, or ``N:enospc``: the disk full from its N-th write
+    on), check, resume again, check; whether the fault struck (False: the resume ended before)."""
     shutil.copytree(template, folder, symlinks=True)
-    second = drive(env, folder, every, f"{point}:kill")
-    killed = second.returncode == -signal.SIGKILL
-    assert killed or second.returncode == 0, f"resume killed at write {point}:\n{second.stderr[-3000:]}"
-    check(folder, every, finished=not killed)
+    second = drive(env, folder, every, fault)
+    full = fault.split(":")[1] == "enospc"
+    struck = second.returncode == (1 if full else -signal.SIGKILL)
+    assert struck or second.returncode == 0, f"resume with the fault {fault}:\n{second.stderr[-3000:]}"
+    assert not (struck and full) or "StorageError" in second.stderr, second.stderr[-3000:]
+    check(folder, every, finished=not struck)
     third = drive(env, folder, every)
-    assert third.returncode == 0, f"resume after a resume killed at write {point}:\n{third.stderr[-3000:]}"
+    assert third.returncode == 0, f"resume after a resume with the fault {fault}:\n{third.stderr[-3000:]}"
     check(folder, every, finished=True)
-    return killed
+    return struck
 
 
 def killed_run(env: dict[str, str], folder: Path, every: int | str, point: int) -> Path:
@@ -344,7 +346,7 @@ def test_a_resume_killed_in_its_catching_up_resumes_again_into_trustworthy_recor
     exploits and decisions since the snapshot carried out): a crash there, then a resume."""
     every = KINDS[kind]
     template = killed_run(shared_ray, tmp_path / "first", every, 23)
-    assert killed_resume_resumes(shared_ray, template, tmp_path / "second", every, 3)
+    assert second_crash(shared_ray, template, tmp_path / "second", every, "3:kill")
 
 
 @pytest.mark.slow
@@ -353,18 +355,21 @@ def test_a_resume_killed_in_its_catching_up_resumes_again_into_trustworthy_recor
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_resume_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
     """Two crashes: the run killed half-way through its writes, then its resume killed at
-    each of its own writes in turn (each from a copy of the first crash's folder)."""
+    each of its own writes in turn, and its disk full from every third of them on (each
+    from a copy of the first crash's folder)."""
     every = KINDS[kind]
     clean = drive(shared_ray, tmp_path / "count", every, "1000000000")
     assert clean.returncode == 0, clean.stderr[-3000:]
     total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
     template = killed_run(shared_ray, tmp_path / "first", every, total // 2)
-    started, point = time.monotonic(), 1
-    while killed_resume_resumes(shared_ray, template, tmp_path / f"second_{point}", every, point):
-        point += 1
-    assert point > 5, f"the resume made only {point - 1} writes"
-    print(f"{kind}: first run killed at write {total // 2} of {total}, its resume at each of its {point - 1} "
-          f"writes, in {time.monotonic() - started:.0f} s")
+    started, writes = time.monotonic(), 0
+    while second_crash(shared_ray, template, tmp_path / f"kill_{writes + 1}", every, f"{writes + 1}:kill"):
+        writes += 1
+    assert writes > 5, f"the resume made only {writes} writes"
+    for point in range(1, writes + 1, 3):
+        second_crash(shared_ray, template, tmp_path / f"full_{point}", every, f"{point}:enospc")
+    print(f"{kind}: first run killed at write {total // 2} of {total}; its resume killed at each of its {writes} "
+          f"writes, and its disk full from every third, in {time.monotonic() - started:.0f} s")
 
 
 @pytest.mark.parametrize("line", [1, 2, 3])
