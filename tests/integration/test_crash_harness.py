@@ -316,11 +316,22 @@ def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind)
           f"{time.monotonic() - started:.0f} s")
 
 
+def copy_crashed(template: Path, folder: Path) -> None:
+    """A copy of ``template``, whose dead driver's workers may go on for a moment (putting a
+    checkpoint in place, or giving up on one): taken as ``cp -r`` takes a live experiment,
+    leaving out what vanishes while it copies (a crash state as any other)."""
+    try:
+        shutil.copytree(template, folder, symlinks=True)
+    except shutil.Error as exc:  # raised once the rest is copied
+        if not all("No such file or directory" in str(why) for _, _, why in exc.args[0]):
+            raise
+
+
 def second_crash(env: dict[str, str], template: Path, folder: Path, every: int | str, fault: str) -> bool:
     """A second crash: copy ``template`` (an experiment whose driver was killed) to ``folder``,
     resume it with ``fault`` (``N:kill``, or ``N:enospc``: the disk full from its N-th write
     on), check, resume again, check; whether the fault struck (False: the resume ended before)."""
-    shutil.copytree(template, folder, symlinks=True)
+    copy_crashed(template, folder)
     second = drive(env, folder, every, fault)
     full = fault.split(":")[1] == "enospc"
     struck = second.returncode == (1 if full else -signal.SIGKILL)
