@@ -27,8 +27,11 @@ them, killed before, inside and after each command's history line and its effect
 command is in the history once, and one recorded as applied has its effect in the final
 records (:func:`check_control_records`). And Hyperband, whose round must still be decided
 after a resume (one trial COMPLETED, two STOPPED at the milestone, none left paused: the
-resumed scheduler catches up with the reports since its saved state). The default set kills at a few
-points per kind; ``-m slow`` sweeps every write of a run. Drivers join one shared Ray
+resumed scheduler catches up with the reports since its saved state). A second crash: the
+resume of a killed run killed in turn (a copy of the first crash's folder each time), then
+resumed again; and a disk full for a moment at a command's history line. The default set
+kills at a few points per kind; ``-m full_sweep`` sweeps every write of a run, then every
+write of a resume. Drivers join one shared Ray
 (a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
 not a Ray start-up each (``shared_ray``, in conftest.py).
 """
@@ -295,7 +298,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
 @pytest.mark.slow
 @pytest.mark.full_sweep
 # The PBT kind: 73 kill points and 25 full-disk points, about 5 minutes; control: 40 and 14, about 4; hyperband: 30
-# and 10, about 2.
+# and 10, about 2. Its resume sweep below: PBT 56 and 19, about 4 minutes; each other kind 1.5-2.
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
