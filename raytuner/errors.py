@@ -12,8 +12,10 @@
     ├── NotInTrialError (also RuntimeError)  a trial-only function called outside a trial
     ├── ExperimentError                   an experiment folder that cannot be read or resumed,
     │   │                                 or one that another live driver is running
-    │   └── StorageError                  the experiment's storage refused a write (disk full,
-    │                                     permission denied, read-only file system)
+    │   ├── StorageError                  the experiment's storage refused a write (disk full,
+    │   │                                 permission denied, read-only file system)
+    │   └── CheckpointGoneError           a relaunched trial's checkpoint vanished before its
+    │                                     worker read it (the trial is relaunched, not failed)
     └── TrialsFailedError                 every trial of an experiment failed (``.results``)
 
     TrialStopped (BaseException)          raised inside a trial by ``report`` to end it
