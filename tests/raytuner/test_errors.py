@@ -102,5 +102,6 @@ def test_the_docstring_tree_lists_every_error_class():
                if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == errors.__name__]
     assert all(name in errors.__doc__ for name in classes)
     assert sorted(classes) == sorted(["RayTunerError", "ConfigError", "ReportError", "ResourceError",
-                                      "ProtocolError", "NotInTrialError", "ExperimentError", "StorageError", "TrialsFailedError",
+                                      "ProtocolError", "NotInTrialError", "ExperimentError", "StorageError", "CheckpointGoneError",
+                                      "TrialsFailedError",
                                       "TrialStopped"])
