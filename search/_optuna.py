@@ -205,12 +205,8 @@ class OptunaSearcher(Searcher):
     def _load_warm_start(self) -> None:
         optuna = _import_optuna()
         fitted = fit_observations(_NAME, self.space, self._warm_start)  # type: ignore[arg-type]
-        domains = {label: p.domain for label, p in parameters(self.space, _NAME).items()}  # type: ignore[arg-type]
         for values, outcome in fitted.observations:
-            params = {
-                label: optuna_value(domains[label], self._table[label], value)
-                for label, value in values.items()
-            }
+            params = self._params(values)
             state, value, intermediate = _optuna_end(optuna, outcome)
             if intermediate:  # as tell() does: a pruned trial's value is its last report
                 value = next(iter(intermediate.values()))
@@ -228,6 +224,11 @@ class OptunaSearcher(Searcher):
             )
         if fitted.report.changed:
             warnings.warn(fitted.report.message(_NAME), stacklevel=3)
+
+    def _params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Optuna's parameters for a point of the space (``{label: value}``, as a fit has it)."""
+        domains = {label: p.domain for label, p in parameters(self.space, _NAME).items()}  # type: ignore[arg-type]
+        return {label: optuna_value(domains[label], self._table[label], value) for label, value in values.items()}
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._study is None:
@@ -265,9 +266,7 @@ class OptunaSearcher(Searcher):
         match = match_config(self.space, dict(config))
         if not match.fits:
             return False  # not a point of this space (a fork's older config): keep the proposal
-        domains = {label: p.domain for label, p in parameters(self.space, _NAME).items()}
-        params = {label: optuna_value(domains[label], self._table[label], value)
-                  for label, value in match.values.items()}
+        params = self._params(match.values)
         optuna = _import_optuna()
         trial.set_user_attr("raytuner", f"trial {trial_id} ran with another config (a resume found it "
                                         f"after this proposal); trial {trial_id}'s results are on a later trial")
