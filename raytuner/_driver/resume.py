@@ -202,18 +202,17 @@ def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] |
         clock = -math.inf
         if int(trial_id) >= next_id:
             first = history.attempts[0].get("timestamp") if history.attempts else None
-            clock = first if isinstance(first, (int, float)) and not isinstance(first, bool) else math.inf
+            clock = first if _number(first) else math.inf
             events.append((clock, 0, ("add", trial_id)))
         if fed is None:
             last[trial_id] = clock
             continue
         heard = fed.get(trial_id)
         for row in sorted(history.rows + history.superseded, key=_made_order):
-            at = row.get("timestamp")
-            if isinstance(at, (int, float)) and not isinstance(at, bool):
-                clock = max(clock, at)
+            if _number(row.get("timestamp")):
+                clock = max(clock, row["timestamp"])
             resource = row.get("resource", row.get("iteration"))
-            if not isinstance(resource, (int, float)) or isinstance(resource, bool):
+            if not _number(resource):
                 continue
             if heard is not None and resource <= heard:
                 continue
@@ -232,7 +231,11 @@ def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] |
 def _made_order(row: dict[str, Any]) -> tuple[int, float]:
     """A row's place among its trial's rows: its attempt, then its iteration within it."""
     iteration = row.get("iteration")
-    return attempt_of(row), iteration if isinstance(iteration, (int, float)) and not isinstance(iteration, bool) else 0
+    return attempt_of(row), iteration if _number(iteration) else 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
