@@ -9,7 +9,9 @@ prunes each one (with it on, these fast trials store about one a second). ``pbt`
 population instead (:func:`member`), checkpointing every report, whose exploits copy
 checkpoints between trials and restart clones from them with mutated configs. ``hyperband``:
 checkpoints at every report, under Hyperband (one bracket: all three pause at its milestone,
-the best one goes on). ``control``: the
+the best one goes on). ``mo``: checkpoints at every report, two objectives (``loss`` and
+``size``, :func:`size`) under ASHA's promotion variant, which pauses trials at its rungs and
+ranks them by Pareto order. ``control``: the
 trials checkpoint every report and steer their own experiment at fixed points (:data:`PLAN`),
 with control commands written as ``raytuner control`` writes them. STEP_S: seconds per
 step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
@@ -52,6 +54,12 @@ def value(x: float, step: int) -> float:
     return (x - 0.3) ** 2 + 1.0 / step + 0.01 * step
 
 
+def size(x: float, step: int) -> float:
+    """The ``mo`` kind's second objective at ``step``: it trades off against ``loss`` (a
+    smaller x costs less), a pure function of the config and the step."""
+    return x + 0.05 * step
+
+
 def pbt_value(prev: float, x: float, step: int) -> float:
     """A PBT member's loss at ``step``: a pure function of its state before the step (what its
     checkpoint held), the config in effect and the step."""
@@ -75,7 +83,10 @@ def train(config):
             checkpoint = Path(tempfile.mkdtemp())
             (checkpoint / "step").write_text(str(step))
             (checkpoint / "ballast").write_bytes(b"\0" * config["ballast"])
-        rt.report({"loss": value(config["x"], step), "step": step}, checkpoint=checkpoint)
+        metrics = {"loss": value(config["x"], step), "step": step}
+        if config.get("mo"):
+            metrics["size"] = size(config["x"], step)
+        rt.report(metrics, checkpoint=checkpoint)
         if config.get("steer") and steer(step):
             await_stop()
 
@@ -148,6 +159,11 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
         rt.Tuner(train, space=space, metric="loss", scheduler=rt.HyperbandScheduler(max_resource=STEPS),
                  num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
                  seed=11, tensorboard=False).fit()
+    elif every == "mo":
+        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "mo": True}
+        asha = rt.ASHAScheduler(max_resource=STEPS, reduction_factor=2, variant="promotion")
+        rt.Tuner(train, space=space, metric=["loss", "size"], scheduler=asha, num_trials=TRIALS, max_concurrent=2,
+                 storage_path=folder.parent, name=folder.name, verbose=0, seed=11, tensorboard=False).fit()
     elif every == "pbt":
         pbt = rt.PBTScheduler(perturbation_interval=2, mutations={"x": rt.uniform(0, 1)}, max_resource=PBT_STEPS,
                               synch=True, seed=3)

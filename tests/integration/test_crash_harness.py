@@ -27,7 +27,11 @@ them, killed before, inside and after each command's history line and its effect
 command is in the history once, and one recorded as applied has its effect in the final
 records (:func:`check_control_records`). And Hyperband, whose round must still be decided
 after a resume (one trial COMPLETED, two STOPPED at the milestone, none left paused: the
-resumed scheduler catches up with the reports since its saved state). A second crash: the
+resumed scheduler catches up with the reports since its saved state). And two objectives under
+ASHA's promotion variant: trials pause at its rungs and the best is promoted from its
+checkpoint; the front read from the records is the non-dominated set of the trials' last
+values, each row's second objective what the trainable computes, none left paused at the
+end (:func:`check_mo_records`). A second crash: the
 resume of a killed run killed in turn (a copy of the first crash's folder each time), then
 resumed again; and a disk full for a moment at a command's history line. The default set
 kills at a few points per kind; ``-m full_sweep`` sweeps every write of a run, then every
@@ -61,6 +65,7 @@ from harness_driver import (  # noqa: E402
     STEPS,
     TRIALS,
     pbt_value,
+    size,
     value,
 )
 
@@ -70,7 +75,7 @@ DRIVER = Path(__file__).with_name("harness_driver.py")
 #: The driver's EVERY argument per kind (see harness_driver.py); "1+": every report, and every
 #: checkpoint stored (the worker's store throttle off), so each is committed and pruned.
 KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0",
-         "pbt": "pbt", "control": "control", "hyperband": "hyperband"}
+         "pbt": "pbt", "control": "control", "hyperband": "hyperband", "two objectives, promotion": "mo"}
 #: Kill points of the default run, per kind: early (before any trial), among the first
 #: reports, and late (trials finishing). The slow sweep takes every write.
 DEFAULT_POINTS = (2, 9, 23)
@@ -251,9 +256,43 @@ def check_hyperband_records(folder: Path, *, finished: bool) -> rt.Results:
     return results
 
 
+def check_mo_records(folder: Path, *, finished: bool) -> rt.Results:
+    """The two-objective kind's: the rows' invariants, each row's second objective what the
+    trainable computes at that step, and the Pareto front the non-dominated set of the
+    trials' last values, read from the records. Once the run is over, every trial ended by
+    the scheduler (a trial ASHA left paused is stopped when nothing can be promoted), none
+    left paused when the experiment ended."""
+    import json
+
+    results = check_rows(folder)
+    last = {}
+    for trial in results.trials:
+        for row in results.history(trial.trial_id).to_dict("records"):
+            assert row["size"] == size(trial.config["x"], row["iteration"]), (trial.trial_id, row)
+        if trial.iteration:
+            last[trial.trial_id] = (trial.metrics["loss"], trial.metrics["size"])
+            assert last[trial.trial_id] == (value(trial.config["x"], trial.iteration),
+                                            size(trial.config["x"], trial.iteration)), trial.trial_id
+
+    def dominates(a: tuple, b: tuple) -> bool:
+        return all(p <= q for p, q in zip(a, b)) and a != b
+
+    if last:  # before any report there is no front (pareto_front() says so)
+        front = {i for i, p in last.items() if not any(dominates(q, p) for q in last.values())}
+        assert {t.trial_id for t in results.pareto_front()} == front, (last, results.pareto_front())
+    if finished:
+        assert len(results.trials) == TRIALS and results.status == "COMPLETED"
+        assert all(t.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED) for t in results.trials), \
+            [t.status for t in results.trials]
+        for trial in results.trials:
+            note = json.loads((trial.path / "trial.json").read_text())["note"]
+            assert note != "paused when the experiment ended", (trial.trial_id, note)
+    return results
+
+
 def check(folder: Path, every: int | str, *, finished: bool) -> rt.Results:
     checker = {"pbt": check_pbt_records, "control": check_control_records,
-               "hyperband": check_hyperband_records}.get(str(every), check_records)
+               "hyperband": check_hyperband_records, "mo": check_mo_records}.get(str(every), check_records)
     return checker(folder, finished=finished)
 
 
@@ -298,7 +337,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
 @pytest.mark.slow
 @pytest.mark.full_sweep
 # The PBT kind: 73 kill points and 25 full-disk points, about 5 minutes; control: 40 and 14, about 4; hyperband: 30
-# and 10, about 2. Its resume sweep below: PBT 56 and 19, about 4 minutes; each other kind 1.5-2.
+# and 10, about 2; two objectives: 27 and 9, about 2. Its resume sweep below: PBT 56 and 19, about 4 minutes; each
+# other kind 1.5-2.
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_write_of_a_run_is_a_safe_place_to_die(shared_ray, tmp_path, kind):
