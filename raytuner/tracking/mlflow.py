@@ -13,12 +13,20 @@ the old run) holding the old run's points before the restart, and the old run is
 (MLflow keeps deleted runs restorable until its garbage collection); so the lost attempt's
 points never show, nor stand as the run's latest value.
 
+**After a crash.** Reports are sent in batches, so a driver killed mid-run leaves runs open
+(RUNNING) without its last seconds of points, and trials it ended without their ends. A
+resume settles each run left open against the experiment's records before any trial starts
+(:meth:`MLflowCallback._catch_up`): the points it lacks are sent, points of an attempt the
+records superseded are dropped (the run replaced, as above), and a trial the records say
+ended gets its status.
+
 Works with any tracking store; without a server, pass ``tracking_uri="sqlite:///mlflow.db"``
 or a folder. Needs ``pip install 'raytuner[mlflow]'``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -31,6 +39,8 @@ from raytuner.errors import ConfigError, ExperimentError, invalid
 if TYPE_CHECKING:
     from raytuner._results import Results
     from raytuner._trial import TrialResult
+
+logger = logging.getLogger("raytuner")
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp", "attempt"})
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")  # MLflow's allowed name characters
@@ -89,6 +99,16 @@ class MLflowCallback(Callback):
         self._name = ""
         self._path = ""
 
+    @staticmethod
+    def _metrics(result: Mapping[str, Any]) -> list[Any]:
+        """The MLflow metrics of one report (its numbers, at step ``iteration``)."""
+        from mlflow.entities import Metric
+
+        stamp = int(float(result.get("timestamp") or time.time()) * 1000)
+        step = int(result.get("iteration", 0))
+        return [Metric(_key(key), float(value), stamp, step) for key, value in result.items()
+                if key not in _AUTO_KEYS and not isinstance(value, bool) and isinstance(value, (int, float))]
+
     # -- experiment ----------------------------------------------------------------------
     def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
         from mlflow.tracking import MlflowClient
@@ -102,11 +122,14 @@ class MLflowCallback(Callback):
         # A resumed experiment logs into its earlier runs rather than opening new ones.
         previous = self._client.search_runs(
             [self._experiment_id], filter_string=f"tags.`raytuner.path` = '{_quote(str(path))}'", max_results=50000)
+        left_open = []
         for run in previous:
             tags = run.data.tags
             if "raytuner.trial_id" in tags:
                 self.run_ids[tags["raytuner.trial_id"]] = run.info.run_id
                 self._found.add(tags["raytuner.trial_id"])
+                if run.info.status in ("RUNNING", "SCHEDULED"):  # not ended: see _catch_up
+                    left_open.append(tags["raytuner.trial_id"])
             elif "mlflow.parentRunId" not in tags:
                 self.parent_run_id = run.info.run_id
         if self.parent_run_id is None:
@@ -120,6 +143,53 @@ class MLflowCallback(Callback):
             self._log_params(self.parent_run_id, {k: v for k, v in settings.items() if v is not None})
         else:
             self._client.update_run(self.parent_run_id, status="RUNNING")
+        if left_open:
+            self._catch_up(Path(path), sorted(left_open))
+
+    def _catch_up(self, path: Path, trial_ids: list[str]) -> None:
+        """Settle runs an earlier driver left open (it died with reports in its batches, or
+        before a trial's end reached MLflow) against the experiment's records: each run's
+        points become the trial's kept history, and a trial that ended gets its status."""
+        from raytuner._results import read_trial
+        from raytuner._storage.experiment import ExperimentStorage
+
+        storage = ExperimentStorage(path)
+        for trial_id in trial_ids:
+            if not (storage.trial_path(trial_id) / "trial.json").is_file():
+                continue  # no records to settle it by (a folder moved out): the run stays as it is
+            try:
+                trial = read_trial(storage, trial_id, history=False)
+                rows = storage.read_results(trial_id)
+            except (ExperimentError, OSError) as exc:  # damaged: named in its views; its run stays as it is
+                logger.warning("MLflow: the run of trial %s is left as the last driver left it (%s).", trial_id, exc)
+                continue
+            self._found.discard(trial_id)
+            kept = {int(row.get("iteration", 0)): {m.key: m for m in self._metrics(row)} for row in rows}
+            held = self._held(trial_id)
+            # The first step where the run and the records part: a point the records do not
+            # keep (a lost attempt's, or one sent before a write the crash cut).
+            parted = min((step for step, points in held.items() if not _agrees(kept.get(step, {}), points)),
+                         default=None)
+            if parted is not None:
+                self._replace_run(trial_id, parted)  # keeps the points before it
+            for step, metrics in kept.items():
+                if step not in held or (parted is not None and step >= parted):
+                    self._pending.setdefault(trial_id, []).extend(metrics.values())
+            self._steps[trial_id] = max([0, *kept, *(held if parted is None else ())])
+            self._flush(trial_id)
+            if trial.status.is_finished():
+                self.on_trial_end(trial)
+            elif trial.status.value == "PAUSED":
+                self._client.update_run(self.run_ids[trial_id], status="SCHEDULED")
+
+    def _held(self, trial_id: str) -> dict[int, dict[str, list[float]]]:
+        """The points the trial's run holds: step -> {key: every value logged there}."""
+        run_id = self.run_ids[trial_id]
+        held: dict[int, dict[str, list[float]]] = {}
+        for key in self._client.get_run(run_id).data.metrics:
+            for point in self._client.get_metric_history(run_id, key):
+                held.setdefault(point.step, {}).setdefault(key, []).append(point.value)
+        return held
 
     def on_experiment_end(self, results: Results) -> None:
         from mlflow.entities import Metric, RunTag
@@ -177,12 +247,8 @@ class MLflowCallback(Callback):
         self._log_params(run.info.run_id, flatten(config))
 
     def on_trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
-        from mlflow.entities import Metric
-
-        stamp = int(float(result.get("timestamp") or time.time()) * 1000)
         step = int(result.get("iteration", 0))
-        metrics = [Metric(_key(key), float(value), stamp, step) for key, value in result.items()
-                   if key not in _AUTO_KEYS and not isinstance(value, bool) and isinstance(value, (int, float))]
+        metrics = self._metrics(result)
         if trial_id in self._found:  # a resumed trial: how far its run got before
             self._found.discard(trial_id)
             self._steps[trial_id] = self._last_step(trial_id, [m.key for m in metrics])
@@ -258,6 +324,13 @@ class MLflowCallback(Callback):
                  for k, v in params.items()]
         for chunk in _chunks(items, 100):  # at most 100 params per batch
             self._client.log_batch(run_id, params=chunk)
+
+
+def _agrees(row: Mapping[str, Any], points: Mapping[str, list[float]]) -> bool:
+    """Whether the points a run holds at one step are the metrics of the kept row there
+    (NaN, as a diverged trial reports it, is the same as NaN)."""
+    return all(key in row and all(v == row[key].value or (v != v and row[key].value != row[key].value) for v in values)
+               for key, values in points.items())
 
 
 def _quote(text: str) -> str:

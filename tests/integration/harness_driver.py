@@ -18,7 +18,8 @@ step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to
 small disk. Every report's metric is a pure function of (config, step), so a test
 can check each row of the history against what the trainable computes at that step. With
 RAYTUNER_FAULT_AFTER_WRITES set, the process dies (or its disk fills up) at that write; it
-prints ``WRITES <n>`` if it gets to the end.
+prints ``WRITES <n>`` if it gets to the end. With HARNESS_MLFLOW (a tracking URI) the run and
+its resumes log to MLflow, in batches sent only at each trial's end (:func:`callbacks`).
 """
 
 from __future__ import annotations
@@ -146,9 +147,20 @@ def member(config):
         prev = loss
 
 
+def callbacks() -> list:
+    """An MLflowCallback where HARNESS_MLFLOW names a store: its batches wait for a trial's
+    end (after its first report), so a kill finds reports MLflow has not been sent."""
+    if not os.environ.get("HARNESS_MLFLOW"):
+        return []
+    from raytuner.tracking import MLflowCallback
+
+    return [MLflowCallback(tracking_uri=os.environ["HARNESS_MLFLOW"], flush_every_s=3600)]
+
+
 def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
     if (folder / "experiment.json").is_file():
-        rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=False)
+        rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=False,
+                        callbacks=callbacks())
     elif every == "control":
         space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "steer": True}
         rt.Tuner(train, space=space, metric="loss", num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent,
@@ -175,7 +187,7 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
                  "step_s": step_s, "ballast": ballast}
         rt.Tuner(train, space=space, metric="loss",
                  num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
-                 seed=11, tensorboard=False).fit()
+                 seed=11, tensorboard=False, callbacks=callbacks()).fit()
     print(f"WRITES {faults.writes()}", flush=True)
 
 

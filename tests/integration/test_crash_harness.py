@@ -31,7 +31,9 @@ resumed scheduler catches up with the reports since its saved state). And two ob
 ASHA's promotion variant: trials pause at its rungs and the best is promoted from its
 checkpoint; the front read from the records is the non-dominated set of the trials' last
 values, each row's second objective what the trainable computes, none left paused at the
-end (:func:`check_mo_records`). A second crash: the
+end (:func:`check_mo_records`). And MLflow, sent reports in batches: after a kill and a
+resume each trial's run holds its kept history and its status (:func:`check_mlflow`). A
+second crash: the
 resume of a killed run killed in turn (a copy of the first crash's folder each time), then
 resumed again; and a disk full for a moment at a command's history line. The default set
 kills at a few points per kind; ``-m full_sweep`` sweeps every write of a run, then every
@@ -332,6 +334,60 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
     resumed = drive(shared_ray, folder, 2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     check_records(folder, finished=True)
+
+
+def check_mlflow(uri: str, results: rt.Results) -> None:
+    """Each trial's MLflow run holds its kept history, every point once, and its status."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == results.path.name]
+    runs = {r.data.tags.get("raytuner.trial_id"): r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs, key=str) == sorted([None, *(t.trial_id for t in results.trials)], key=str), list(runs)
+    for trial in results.trials:
+        run = runs[trial.trial_id]
+        history = results.history(trial.trial_id)
+        for key in ("loss", "step"):
+            points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+            assert points == list(zip(history["iteration"], history[key])), (trial.trial_id, key, points)
+        assert run.data.tags["raytuner.status"] == trial.status.value, (trial.trial_id, run.data.tags)
+        assert run.info.status == "FINISHED", (trial.trial_id, run.info.status)
+    assert runs[None].info.status == "FINISHED"
+
+
+def mlflow_kill_and_resume(env: dict[str, str], folder: Path, point: int) -> bool:
+    """The every-report kind logging to MLflow, killed at write ``point`` and resumed; the
+    records and MLflow checked; whether the kill happened."""
+    uri = f"sqlite:///{folder.parent / (folder.name + '.db')}"
+    env = {**env, "HARNESS_MLFLOW": uri}
+    killed = drive(env, folder, 1, f"{point}:kill")
+    assert killed.returncode in (0, -signal.SIGKILL), killed.stderr[-3000:]
+    resumed = drive(env, folder, 1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_mlflow(uri, check_records(folder, finished=True))
+    return killed.returncode != 0
+
+
+def test_mlflow_runs_a_killed_driver_left_open_are_settled_by_the_resume(shared_ray, tmp_path):
+    """MLflow gets reports in batches: a driver killed mid-run leaves runs open, without the
+    reports of their last seconds, or with a trial's end never sent. The resume settles them:
+    each run then holds its trial's kept history and status, as the records have them. (At
+    write 9 trials are running with points in their batches; the full sweep kills at each.)"""
+    pytest.importorskip("mlflow")
+    assert mlflow_kill_and_resume(shared_ray, tmp_path / "exp", 9)
+
+
+@pytest.mark.slow
+@pytest.mark.full_sweep
+@pytest.mark.timeout(1200)
+def test_every_write_of_a_run_logging_to_mlflow_is_a_safe_place_to_die(shared_ray, tmp_path):
+    pytest.importorskip("mlflow")
+    clean = drive(shared_ray, tmp_path / "count", 1, "1000000000")
+    total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
+    started = time.monotonic()
+    for point in range(1, total + 1):
+        mlflow_kill_and_resume(shared_ray, tmp_path / f"kill_{point}", point)
+    print(f"MLflow: {total} kill points in {time.monotonic() - started:.0f} s")
 
 
 @pytest.mark.slow

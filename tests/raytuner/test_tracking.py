@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import socket
 import struct
 import subprocess
@@ -293,6 +294,85 @@ def test_mlflow_shows_one_trajectory_after_a_restart_from_an_earlier_checkpoint(
     report("00000", 3, [6], 50.0)  # went on from its last step: nothing lost, the run kept
     assert shown("00001")[1]["loss"] == [(1, 21.0), (2, 40.5), (3, 40 + 1 / 3)]
     assert shown("00000")[0].info.run_id == run.info.run_id
+
+
+def test_mlflow_settles_the_runs_a_killed_driver_left_open_against_the_records(tmp_path, mlflow_uri):
+    """A driver killed mid-run leaves runs RUNNING: without its batches' last points, with
+    points the records do not keep (a lost attempt's; one sent before the write the kill
+    cut), or with its trial's end never sent. A resume's callback settles each run against
+    the records before any trial starts, and a restarted trial then logs on from there."""
+    from mlflow.tracking import MlflowClient
+
+    from raytuner._storage.experiment import ExperimentStorage
+    from raytuner._storage.history import attempt_marker
+    from raytuner.tracking import MLflowCallback
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    path = tmp_path / "exp"
+    storage = ExperimentStorage(path, writable=True)
+    storage.create()
+    meta = {"name": "exp", "metric": "loss", "mode": "min"}
+    killed = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="settled", flush_every_s=3600)
+    killed.on_experiment_start(path, meta)
+
+    def row(step, loss, attempt=1):
+        return {"loss": loss, "iteration": step, "time_total_s": float(step), "attempt": attempt,
+                "timestamp": 1e9 + step}
+
+    def trial(trial_id, status, rows, sent):
+        """A trial whose records hold ``rows`` and ``status``; MLflow was sent ``sent``."""
+        storage.write_config(trial_id, {"lr": 0.1})
+        record = Trial(trial_id, {"lr": 0.1}, status=TrialStatus(status)).to_record()
+        storage.write_trial(trial_id, record)
+        storage.append_results(trial_id, [attempt_marker(1, 0, None, "start", 1e9)] + rows)
+        killed.on_trial_start(trial_id, {"lr": 0.1})
+        for line in sent:
+            killed.on_trial_result(trial_id, line)
+            killed._flush(trial_id)
+
+    # Its last three reports were in a batch when the driver died, after its end was written.
+    trial("00000", "COMPLETED", [row(1, 1.0), row(2, 0.9), row(3, 0.8), row(4, 0.7)], [row(1, 1.0)])
+    # Retried from its checkpoint at 1 after its worker died: the records supersede 2 and 3.
+    trial("00001", "PENDING", [row(1, 2.0), row(2, 1.9), row(3, 1.8),
+                               attempt_marker(2, 1, "checkpoint_000001", "retry", 1e9), row(2, 1.5, 2)],
+          [row(1, 2.0), row(2, 1.9), row(3, 1.8)])
+    # Paused by the scheduler (diverged: NaN is a point like any other); the pause never reached MLflow.
+    trial("00002", "PAUSED", [row(1, 3.0), row(2, math.nan)], [row(1, 3.0), row(2, math.nan)])
+    # MLflow was sent step 2, whose row the kill cut before it was written.
+    trial("00003", "RUNNING", [row(1, 4.0)], [row(1, 4.0), row(2, 3.9)])
+    # Paused (MLflow heard it), then stopped by the scheduler: the stop never reached MLflow.
+    trial("00004", "STOPPED", [row(1, 5.0)], [row(1, 5.0)])
+    killed.on_trial_end(TrialResult.from_trial(Trial("00004", {"lr": 0.1}, status=TrialStatus.PAUSED),
+                                               path / "trials" / "00004"))
+    assert client.get_run(killed.run_ids["00004"]).info.status == "SCHEDULED"
+    first_ids = dict(killed.run_ids)
+
+    resumed = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="settled", flush_every_s=3600)
+    resumed.on_experiment_start(path, meta)
+
+    def shown(trial_id):
+        run = client.get_run(resumed.run_ids[trial_id])
+        return run, sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+
+    run, points = shown("00000")
+    assert points == [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7)] and run.info.run_id == first_ids["00000"]
+    assert run.info.status == "FINISHED" and run.data.tags["raytuner.status"] == "COMPLETED"
+    run, points = shown("00001")
+    assert points == [(1, 2.0), (2, 1.5)] and run.data.tags["raytuner.replaces"] == first_ids["00001"]
+    assert run.info.status == "RUNNING" and client.get_run(first_ids["00001"]).info.lifecycle_stage == "deleted"
+    run, points = shown("00002")
+    assert points[0] == (1, 3.0) and math.isnan(points[1][1]) and len(points) == 2
+    assert run.info.run_id == first_ids["00002"] and run.info.status == "SCHEDULED"
+    run, points = shown("00003")
+    assert points == [(1, 4.0)] and run.data.tags["raytuner.replaces"] == first_ids["00003"]
+    run, points = shown("00004")
+    assert points == [(1, 5.0)] and run.info.status == "FINISHED" and run.data.tags["raytuner.status"] == "STOPPED"
+    # The retried trial logs on from its checkpoint: no second replacement.
+    resumed.on_trial_start("00001", {"lr": 0.1})
+    resumed.on_trial_result("00001", row(3, 1.4, 3))
+    resumed._flush("00001")
+    run, points = shown("00001")
+    assert points == [(1, 2.0), (2, 1.5), (3, 1.4)] and run.data.tags["raytuner.replaces"] == first_ids["00001"]
 
 
 # -- progress ------------------------------------------------------------------------------
