@@ -269,6 +269,11 @@ def copy_folder(source: str, target: str) -> bool:
     return bool(keys)
 
 
+def _is_record(rel: str) -> bool:
+    """Whether a file of an experiment says where a trial or the experiment stands."""
+    return rel == "experiment.json" or rel.endswith("/trial.json")
+
+
 def holds_files(uri: str) -> bool:
     """Whether anything is stored under ``uri`` (a folder in a bucket is its files), as the
     bucket says now."""
@@ -356,22 +361,36 @@ class Uploader:
 
     def _pass(self, top: Path, deletions: bool = True) -> int:
         found = self._scan(top)
-        changed = [rel for rel, stamp in found.items() if self._sent.get(rel) != stamp]
-        # The files that say where a trial or the experiment stands go last, so that the
-        # results and files they refer to are there first.
-        # One batch is put concurrently, so these go in a second batch.
-        whole = [rel for rel in changed if rel.endswith("trial.json") or rel == "experiment.json"]
-        last = set(whole)
-        for batch in ([rel for rel in changed if rel not in last], whole):
-            if batch:
-                self._fs.put([str(self.local / rel) for rel in batch], [f"{self._root}/{rel}" for rel in batch])
-                self._sent.update((rel, found[rel]) for rel in batch)
+        changed = {rel for rel, stamp in found.items() if self._sent.get(rel) != stamp}
+        # A record (a trial.json, experiment.json) says where a trial or the experiment
+        # stands, and the driver writes what it refers to (the trial's rows, errors, logs)
+        # before it. So each changed record is read now and put last, as read; its trial's
+        # other files are looked at again after that reading and put before it. A pass then
+        # never puts a record ahead of its rows, whatever the driver writes meanwhile, and a
+        # head lost after any pass leaves the bucket consistent.
+        records: dict[str, bytes] = {}
+        for rel in sorted(rel for rel in changed if _is_record(rel)):
+            try:
+                records[rel] = (self.local / rel).read_bytes()
+            except FileNotFoundError:
+                changed.discard(rel)  # gone since the scan: the pass that sees it gone deletes it
+        for folder in {rel.rpartition("/")[0] for rel in records if rel.endswith("/trial.json")}:
+            again = self._scan(self.local / folder)
+            found.update(again)
+            changed.update(rel for rel, stamp in again.items() if self._sent.get(rel) != stamp)
+        rest = sorted(rel for rel in changed if rel not in records)
+        if rest:  # put concurrently
+            self._fs.put([str(self.local / rel) for rel in rest], [f"{self._root}/{rel}" for rel in rest])
+            self._sent.update((rel, found[rel]) for rel in rest)
+        if records:
+            self._fs.pipe({f"{self._root}/{rel}": data for rel, data in records.items()})
+            self._sent.update((rel, found[rel]) for rel in records)
         gone = [rel for rel in self._sent if rel not in found] if deletions else []
         if gone:
             self._fs.rm([f"{self._root}/{rel}" for rel in gone])
             for rel in gone:
                 del self._sent[rel]
-        return len(changed) + len(gone)
+        return len(rest) + len(records) + len(gone)
 
     def mark_sent(self) -> None:
         """Count everything in the local folder as uploaded (it was just pulled from the URI)."""

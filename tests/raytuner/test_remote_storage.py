@@ -161,6 +161,60 @@ def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_del
     assert (reader.trial_path("00000") / "checkpoint_000004" / "weights").read_bytes() == b"w1"
 
 
+@pytest.mark.parametrize("moment", ["between the puts", "during the scan"])
+def test_a_pass_never_puts_a_trials_record_ahead_of_its_rows(bucket, monkeypatch, moment):
+    """The driver appends a trial's last row, then writes its trial.json (COMPLETED). An upload
+    pass that meets those writes half-way (between its puts; or in its scan, after it looked
+    at the results, before the record) must not put the new record without the row: a head
+    lost right after would leave the bucket a COMPLETED trial short of its budget, for good."""
+    uri = f"{bucket}/exps/race"
+    writer = _quiet_writer(uri)
+    writer.write_config("00000", {"x": 1})
+    writer.write_trial("00000", {"trial_id": "00000", "status": "RUNNING", "iteration": 1})
+    writer.append_results("00000", [{"loss": 1.0, "iteration": 1}])
+    writer.sync()
+    uploader, finished, last = writer._uploader, [], 1
+
+    def finish() -> None:  # the driver, meanwhile: the last row, then the record
+        if not finished:
+            finished.append(True)
+            writer.append_results("00000", [{"loss": 0.8, "iteration": last + 1}])
+            writer.write_trial("00000", {"trial_id": "00000", "status": "COMPLETED", "iteration": last + 1})
+
+    if moment == "between the puts":
+        last = 2  # both files changed since the last pass
+        writer.append_results("00000", [{"loss": 0.9, "iteration": 2}])
+        writer.write_trial("00000", {"trial_id": "00000", "status": "RUNNING", "iteration": 2})
+        put = uploader._fs.put
+
+        def put_then_finish(*args, **kwargs):
+            put(*args, **kwargs)
+            finish()
+
+        monkeypatch.setattr(uploader._fs, "put", put_then_finish)
+    else:  # neither changed; the scan meets results.jsonl first (whatever the folder's order), then the writes
+        walk, stat = os.walk, os.stat
+
+        def ordered_walk(top, *args, **kwargs):
+            for folder, dirs, files in walk(top, *args, **kwargs):
+                yield folder, dirs, sorted(files, key=lambda name: name != "results.jsonl")
+
+        def stat_then_finish(path, *args, **kwargs):
+            found = stat(path, *args, **kwargs)
+            if str(path).endswith("results.jsonl"):
+                finish()
+            return found
+
+        monkeypatch.setattr(os, "walk", ordered_walk)
+        monkeypatch.setattr(os, "stat", stat_then_finish)
+    uploader.sync()  # one pass; then the head is lost
+    monkeypatch.undo()
+    stored = _objects(uri)
+    record = json.loads(stored["trials/00000/trial.json"])
+    rows = [json.loads(line) for line in stored["trials/00000/results.jsonl"].splitlines()]
+    assert finished and record["iteration"] <= len(rows), (record, rows)
+
+
 def test_a_clones_copy_in_the_bucket_replaces_what_was_there_under_a_trial_the_bucket_records(bucket, tmp_path):
     uri = f"{bucket}/exps/e3"
     writer = _quiet_writer(uri)
