@@ -37,10 +37,12 @@ rare, and what was applied must survive a machine crash).
 history (:meth:`ControlStore.done`; a refused one's, :meth:`ControlStore.set_aside`), so a
 driver killed in between leaves it for the next run, which refuses it (written for an
 earlier run) and records that: no command is taken and lost without a line. A file whose
-outcome the history already holds (killed after the line, before the file went) is removed,
-or set aside if its line refused it, without a second line. The driver writes a command's line
-before its effects (:mod:`raytuner._driver.control`), and a resume makes the effects of the
-commands the last run recorded as applied hold again (:func:`raytuner._driver.control.replay`).
+outcome the history already holds (killed after the line, before the file went: the line
+names the file and the command's id) is removed, or set aside if its line refused it,
+without a second line; a new command under the name of a recorded one is taken up as any.
+The driver writes a command's line before its effects (:mod:`raytuner._driver.control`), and
+a resume makes the effects of the commands the last run recorded as applied hold again
+(:func:`raytuner._driver.control.replay`).
 """
 
 from __future__ import annotations
@@ -144,8 +146,10 @@ class ControlStore:
         self.storage = storage
         self.inbox = storage.path / CONTROL_DIR
         self.history_path = storage.path / HISTORY_FILE
-        self._taken: set[str] = set()  # files this reader took up: never twice, even if one cannot be removed
-        self._recorded: dict[str, bool] | None = None  # files whose outcome the history holds: see take
+        # Files this reader took up, each as it was (see _stamp): never twice, even one that
+        # cannot be removed; a new file of the same name is another file.
+        self._taken: dict[str, tuple[int, ...] | None] = {}
+        self._recorded: dict[str, tuple[bool, str | None]] | None = None  # outcomes the history holds: see take
         self._repaired = False  # the history's tail was checked before this writer's first append
         self._unreadable = False  # said once that the folder cannot be listed
 
@@ -209,8 +213,8 @@ class ControlStore:
         try:
             if not stat.S_ISDIR(os.lstat(self.inbox).st_mode):
                 return []  # a link or a file where the folder should be: read nothing through it
-            names = sorted(name for name in os.listdir(self.inbox)
-                           if name.endswith(".json") and not name.startswith(".") and name not in self._taken)
+            names = sorted(name for name in os.listdir(self.inbox) if name.endswith(".json")
+                           and not name.startswith(".") and (name not in self._taken or self._renewed(name)))
         except FileNotFoundError:
             return []
         except OSError as exc:  # unreadable (permissions, a failing disk): no command, and the driver goes on
@@ -223,15 +227,7 @@ class ControlStore:
             self._recorded = _outcomes(self.history())
         taken: list[ControlCommand | Rejected] = []
         for name in names[:limit]:
-            self._taken.add(name)
-            if name in self._recorded:
-                # Its driver was killed after its line, before the file went: the line, not a
-                # refusal of an earlier run's command, says what became of it.
-                if self._recorded[name]:
-                    self.set_aside(name, self._aside(name))
-                else:
-                    _remove(self.inbox / name)
-                continue
+            self._taken[name] = self._stamp(name)
             try:
                 item: ControlCommand | Rejected = self._read(name, run_id)
             except FileNotFoundError:
@@ -240,12 +236,35 @@ class ControlStore:
                 item = Rejected(name, bad.reason, **bad.seen)
             except Exception as exc:  # noqa: BLE001 - whatever one file does, it refuses that file only
                 item = Rejected(name, f"it could not be read ({type(exc).__name__}: {shown(str(exc), 200)})")
+            recorded = self._recorded.get(name)
+            if recorded is not None and recorded[1] == item.id:
+                # Its driver was killed after its line, before the file went: the line, not a
+                # refusal of an earlier run's command, says what became of it. (A new command
+                # in a file of a recorded one's name has another id, and is taken up as any.)
+                if recorded[0]:
+                    self.set_aside(name, self._aside(name))
+                else:
+                    _remove(self.inbox / name)
+                continue
             if isinstance(item, Rejected):
                 item = dataclasses.replace(item, set_aside=self._aside(name))  # moved once its line is written
             else:
                 item = dataclasses.replace(item, file=name)  # removed once its outcome is recorded
             taken.append(item)
         return taken
+
+    def _stamp(self, name: str) -> tuple[int, ...] | None:
+        """What tells a file of the folder from another of the same name (None: it is gone)."""
+        try:
+            st = os.lstat(self.inbox / name)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+
+    def _renewed(self, name: str) -> bool:
+        """Whether a file of a name this reader took up is a new file (written since)."""
+        stamp = self._stamp(name)
+        return stamp is not None and stamp != self._taken[name]
 
     def done(self, cmd: ControlCommand) -> None:
         """Remove a command's file, once its outcome is in the history."""
@@ -344,18 +363,19 @@ class ControlStore:
             self._recorded |= _outcomes(entries)
 
 
-def _outcomes(entries: Iterable[dict[str, Any]]) -> dict[str, bool]:
+def _outcomes(entries: Iterable[dict[str, Any]]) -> dict[str, tuple[bool, str | None]]:
     """The command files whose outcome the driver recorded, each with whether its line
-    refused it as it was taken up (the file goes to ``rejected/``; else it is removed). A
-    take-up's refusal names the file and no run; an outcome the lifecycle decided names the
-    file and the run."""
-    found: dict[str, bool] = {}
+    refused it as it was taken up (the file goes to ``rejected/``; else it is removed) and
+    the command's id (None: none could be read). A take-up's refusal names the file and no
+    run; an outcome the lifecycle decided names the file and the run."""
+    found: dict[str, tuple[bool, str | None]] = {}
     for entry in entries:
         if isinstance(entry.get("file"), str):
+            command_id = entry.get("id") if isinstance(entry.get("id"), str) else None
             if "run_id" not in entry:
-                found[entry["file"]] = True
+                found[entry["file"]] = (True, command_id)
             elif entry["run_id"]:
-                found[entry["file"]] = False
+                found[entry["file"]] = (False, command_id)
     return found
 
 

@@ -247,6 +247,31 @@ def test_a_command_whose_outcome_is_recorded_is_never_recorded_again(tmp_path):
     assert not (storage.path / CONTROL_DIR / REJECTED_DIR).exists()
 
 
+def test_a_new_command_in_a_file_named_as_a_recorded_one_is_taken_up_and_recorded(storage):
+    """File names are the writer's to choose: a command written under the name of one whose
+    outcome is recorded (in this run, or by an earlier one) is another command, taken up and
+    recorded as any; only the recorded command itself (its id) is never recorded twice."""
+    name = "00000000000000000001-x.json"
+    now = [100.0]
+    inbox = inbox_of(storage, clock=lambda: now[0])
+    write_command(storage, name, command(storage, id="first", args={"max_concurrent": 2}))
+    (event,) = inbox.poll()
+    inbox.record(ev.ControlApplied(event, True, "max_concurrent=2"))
+    write_command(storage, name, command(storage, id="second", args={"max_concurrent": 3}))
+    now[0] += POLL_S
+    (event,) = inbox.poll()
+    assert event == ev.SetLimits(max_concurrent=3, origin="cli")
+    inbox.record(ev.ControlApplied(event, True, "max_concurrent=3"))
+    # The next run: the same name once more, now with another run's command.
+    write_command(storage, name, command(storage, id="third", run_id="0123abcd"))
+    assert inbox_of(storage).poll() == []
+    history = control_store(storage).history()
+    assert [(e["id"], e["accepted"], e["file"]) for e in history] == [
+        ("first", True, name), ("second", True, name), ("third", False, name)]
+    assert "it was written for run '0123abcd'" in history[-1]["message"]
+    assert (storage.path / CONTROL_DIR / REJECTED_DIR / name).exists()
+
+
 @pytest.mark.parametrize("died", ["after its line", "in the middle of its line"])
 def test_a_refused_file_goes_only_once_its_line_is_written(storage, died):
     """A driver killed between a refusal's line and the file's going: the next run sets the
