@@ -8,6 +8,9 @@ The driver keeps writing a local folder (the hot path stays a local disk) and an
   no append, and each trial's file is small);
 - ``experiment.json``, ``trial.json`` and the other JSON files are put whole, and a PUT
   replaces an object atomically, so readers never see half a file;
+- a record (``trial.json``, ``experiment.json``) is never ahead of its trial's rows in the
+  bucket: a pass reads the records first and puts them last, as read, after the files the
+  driver wrote before them (see :meth:`Uploader._pass`);
 - checkpoints never pass through the local copy: each trial's worker uploads its own into
   the bucket before it reports it (:mod:`raytuner._storage.trial_files`), so the bucket
   never holds a row or a ``trial.json`` naming a checkpoint it lacks; an old checkpoint is

@@ -11,7 +11,8 @@ checkpoints between trials and restart clones from them with mutated configs. ``
 checkpoints at every report, under Hyperband (one bracket: all three pause at its milestone,
 the best one goes on). ``mo``: checkpoints at every report, two objectives (``loss`` and
 ``size``, :func:`size`) under ASHA's promotion variant, which pauses trials at its rungs and
-ranks them by Pareto order. ``control``: the
+ranks them by Pareto order. ``bucket``: checkpoints at every report, and the experiment in
+S3 (EXPERIMENT_FOLDER is its URI; :func:`in_bucket`). ``control``: the
 trials checkpoint every report and steer their own experiment at fixed points (:data:`PLAN`),
 with control commands written as ``raytuner control`` writes them. STEP_S: seconds per
 step (default 0.02). BALLAST: bytes of filler in each checkpoint (default 0), to fill a
@@ -157,6 +158,30 @@ def callbacks() -> list:
     return [MLflowCallback(tracking_uri=os.environ["HARNESS_MLFLOW"], flush_every_s=3600)]
 
 
+#: The bucket kind's seconds between two upload passes (the default is 1): passes run nearly
+#: all the time, so a kill meets them in each of their phases.
+UPLOAD_INTERVAL_S = 0.05
+
+
+def in_bucket(uri: str, step_s: float) -> None:
+    """The ``bucket`` kind: checkpoints at every report, the experiment in S3 at ``uri`` (the
+    workers put their checkpoints there, the driver's uploader the rest). A resume from the
+    bucket alone when it holds the experiment (a test gives each driver a fresh cache, as a
+    new head has)."""
+    from raytuner._storage import remote
+
+    remote.Uploader.__init__.__defaults__ = (UPLOAD_INTERVAL_S,)
+    fs, root = remote.filesystem(uri)
+    if fs.exists(f"{root}/experiment.json"):
+        rt.Tuner.resume(uri, train, verbose=0, tensorboard=False)
+    else:
+        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0}
+        parent, _, name = uri.rpartition("/")
+        rt.Tuner(train, space=space, metric="loss", num_trials=TRIALS, max_concurrent=2, storage_path=parent,
+                 name=name, verbose=0, seed=11, tensorboard=False).fit()
+    print(f"WRITES {faults.writes()}", flush=True)
+
+
 def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
     if (folder / "experiment.json").is_file():
         rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=False,
@@ -192,5 +217,8 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.02,
-         int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+    if sys.argv[2] == "bucket":
+        in_bucket(sys.argv[1], float(sys.argv[3]) if len(sys.argv) > 3 else 0.02)
+    else:
+        main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.02,
+             int(sys.argv[4]) if len(sys.argv) > 4 else 0)

@@ -32,8 +32,10 @@ ASHA's promotion variant: trials pause at its rungs and the best is promoted fro
 checkpoint; the front read from the records is the non-dominated set of the trials' last
 values, each row's second objective what the trainable computes, none left paused at the
 end (:func:`check_mo_records`). And MLflow, sent reports in batches: after a kill and a
-resume each trial's run holds its kept history and its status (:func:`check_mlflow`). A
-second crash: the
+resume each trial's run holds its kept history and its status (:func:`check_mlflow`). And
+an experiment in a bucket (moto's S3 server), its head lost with its disk at the kill while
+the uploader's passes run: the bucket alone must hold the invariants, and a fresh head
+resumes from it (:func:`lost_head_and_resume`). A second crash: the
 resume of a killed run killed in turn (a copy of the first crash's folder each time), then
 resumed again; and a disk full for a moment at a command's history line. The default set
 kills at a few points per kind; ``-m full_sweep`` sweeps every write of a run, then every
@@ -334,6 +336,49 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
     resumed = drive(shared_ray, folder, 2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     check_records(folder, finished=True)
+
+
+def lost_head_and_resume(env: dict[str, str], uri: str, heads: Path, point: int) -> bool:
+    """The bucket kind killed at write ``point``, its head lost with its disk (the staging
+    copy): the bucket checked; then a resume on a fresh head from the bucket alone, checked;
+    whether the kill happened."""
+    from raytuner._storage import remote
+
+    first = drive({**env, "XDG_CACHE_HOME": str(heads / "first")}, uri, "bucket", f"{point}:kill")
+    killed = first.returncode == -signal.SIGKILL
+    assert killed or first.returncode == 0, first.stderr[-3000:]
+    fs, root = remote.filesystem(uri)
+    fs.invalidate_cache()
+    if killed and fs.exists(f"{root}/experiment.json"):
+        check_records(uri, finished=False)
+    resumed = drive({**env, "XDG_CACHE_HOME": str(heads / "second")}, uri, "bucket")
+    assert resumed.returncode == 0, f"resume after a kill at write {point}:\n{resumed.stderr[-3000:]}"
+    check_records(uri, finished=True)
+    return killed
+
+
+def test_a_head_lost_at_any_write_leaves_the_bucket_a_run_that_resumes(shared_ray, bucket, tmp_path):
+    """The experiment in a bucket (moto's S3 server): the driver killed at a few of its writes
+    and its disk lost, while its uploader's passes (every 0.05 s here) are under way; what the
+    bucket holds then loads and holds the invariants, and a fresh head resumes it from the
+    bucket alone to the end. The full sweep kills at every write."""
+    kills = [lost_head_and_resume(shared_ray, f"{bucket}/exps/kill_{point}", tmp_path / f"heads_{point}", point)
+             for point in DEFAULT_POINTS]
+    assert all(kills), f"a run ended before one of the kill points {DEFAULT_POINTS}: they need moving"
+
+
+@pytest.mark.slow
+@pytest.mark.full_sweep
+@pytest.mark.timeout(1200)
+def test_every_write_of_a_run_in_a_bucket_is_a_safe_place_to_lose_the_head(shared_ray, bucket, tmp_path):
+    clean = drive({**shared_ray, "XDG_CACHE_HOME": str(tmp_path / "count")}, f"{bucket}/exps/count", "bucket",
+                  "1000000000")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
+    started = time.monotonic()
+    for point in range(1, total + 1):
+        lost_head_and_resume(shared_ray, f"{bucket}/exps/kill_{point}", tmp_path / f"heads_{point}", point)
+    print(f"bucket: {total} kill points in {time.monotonic() - started:.0f} s")
 
 
 def check_mlflow(uri: str, results: rt.Results) -> None:
