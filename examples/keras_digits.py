@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> float:
     print(f"test accuracy of the best trial's checkpoint: {test_accuracy:.3f} (270 held-out digits)")
     print(f"results in {results.path}")
     raytuner = _command("raytuner")
-    print(f"  look at them: {raytuner} show {results.path.name} | {raytuner} report {results.path.name} | "
+    shown = results.path.name if args.storage is None else results.path  # the CLI finds a name in the default root
+    print(f"  look at them: {raytuner} show {shown} | {raytuner} report {shown} | "
           f"{_command('tensorboard')} --logdir {results.path / 'tensorboard'}")
     return float(test_accuracy)
-
 
 
 def _command(name: str) -> str:
