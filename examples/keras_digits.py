@@ -5,7 +5,7 @@ augmentation layers; ASHA stops the poor trials after 1, 3 or 9 epochs. One call
 ``model.fit`` does the reporting, the checkpointing and the early stopping. At the end the
 best trial's checkpoint is loaded and scored on a held-out test set.
 
-    python examples/keras_digits.py                 # 30 trials, a few minutes on 2 cores
+    python examples/keras_digits.py                 # 30 trials, about a minute on 2 cores
     python examples/keras_digits.py --trials 8 --max-epochs 9
     python examples/keras_digits.py --single        # one config by hand, no Ray
 """
