@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
 import socket
 import struct
@@ -31,11 +32,13 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Mapping
 from raytuner._callbacks import Callback
 from raytuner._formats import flatten, is_finite
 from raytuner._objectives import Objectives
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ExperimentError
 
 if TYPE_CHECKING:
     from raytuner._results import Results
     from raytuner._trial import TrialResult
+
+logger = logging.getLogger("raytuner")
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s", "attempt"})
 _counter = 0
@@ -99,8 +102,10 @@ class _EventFile:
         _counter += 1
         logdir.mkdir(parents=True, exist_ok=True)
         # The name TensorBoard expects; time, host, pid and a counter keep files apart, and
-        # files of one run are read in name (time) order.
-        name = f"events.out.tfevents.{time.time():010.0f}.{_host()}.{os.getpid()}.{_counter}.raytuner"
+        # files of one run are read in name order: the counter is zero-padded, so that a file
+        # reopened in the same second (a trial paused and resumed, a resume settling it) sorts
+        # after the one before (a 10th after a 9th), and its restarts' purges apply in order.
+        name = f"events.out.tfevents.{time.time():010.0f}.{_host()}.{os.getpid()}.{_counter:08d}.raytuner"
         self._file: IO[bytes] = open(logdir / name, "ab")
         self._event_pb2 = event_pb2
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
@@ -181,10 +186,68 @@ class TensorBoardCallback(Callback):
         self._objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min")).metrics
         for metric in self._objectives:
             self._metrics.setdefault(metric)
+        if meta.get("resumed"):
+            try:
+                self._settle(Path(path))
+            except Exception as exc:  # noqa: BLE001 - settling is best effort; live logging goes on regardless
+                logger.warning("TensorBoard: the runs the last driver left were not checked against the records "
+                               "(%s: %s).", type(exc).__name__, exc)
+
+    def _settle(self, path: Path) -> None:
+        """A resumed experiment: make each trial's run show what its records keep. A driver
+        killed between a report's storage write and its hand-off here left the run without
+        that point, or without the session end of a trial that ended; a run that shows
+        points the records do not keep (a lost attempt's) gets a session start at the
+        first of them, which drops them, and the kept points from there."""
+        from raytuner._results import read_trial
+        from raytuner._storage.experiment import ExperimentStorage
+
+        from ._tensorboard_runs import as_stored, read_run, same
+
+        storage = ExperimentStorage(path)
+        for trial_id in storage.trial_ids():
+            folder = self._root() / trial_id
+            if not folder.is_dir():
+                continue  # never started here (another logdir before?): nothing to settle
+            try:
+                trial = read_trial(storage, trial_id, history=False)
+                rows = storage.read_results(trial_id)
+            except (ExperimentError, OSError):
+                continue  # damaged: named in every view of the records; its run stays as it is
+            shown = read_run(folder)
+            kept = {int(row.get("iteration", 0)): row for row in rows}
+            stored = {step: {v.tag: as_stored(v.simple_value) for v in _scalars(row).value}
+                      for step, row in kept.items()}
+
+            def agrees(step: int, points: dict[str, float]) -> bool:
+                row = stored.get(step)
+                return row is not None and all(tag in row and same(row[tag], v) for tag, v in points.items())
+
+            # The first step where the run shows a point the records do not keep.
+            parted = min((step for step, points in shown.points.items() if not agrees(step, points)), default=None)
+            missing = sorted(step for step in kept
+                             if step not in shown.points or (parted is not None and step >= parted))
+            end = trial.status.is_finished() and not shown.ended
+            if shown.started and parted is None and not missing and not end:
+                continue
+            from tensorboard.compat.proto import event_pb2
+
+            self._configs[trial_id] = flatten(trial.config)
+            writer = self._files.get(trial_id) or self._reopen(trial_id)
+            if not shown.started:
+                self._start_session(trial_id)
+            if parted is not None:
+                writer.write(event_pb2.Event(wall_time=time.time(), step=parted,
+                                             session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+            for step in missing:
+                self.on_trial_result(trial_id, {**kept[step], "attempt": None})
+            self._attempts[trial_id] = rows[-1].get("attempt") if rows else None
+            if end:
+                self.on_trial_end(trial)
+            else:
+                self._files.pop(trial_id).close()
 
     def on_trial_start(self, trial_id: str, config: Mapping[str, Any]) -> None:
-        from tensorboard.plugins.hparams import plugin_data_pb2
-
         run = self._root() / trial_id
         # A trial resumed (after a pause, a retry, or in a resumed experiment) already has
         # its session start; a second one would make it two sessions.
@@ -193,17 +256,23 @@ class TensorBoardCallback(Callback):
         if trial_id not in self._files:
             self._files[trial_id] = _EventFile(run)
         if first:
-            start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
-            for name, value in self._configs[trial_id].items():
-                value = _hparam_value(value)
-                if isinstance(value, bool):
-                    start.hparams[name].bool_value = value
-                elif isinstance(value, float):
-                    start.hparams[name].number_value = value
-                else:
-                    start.hparams[name].string_value = value
-            self._files[trial_id].summary(_hparams_summary(
-                "_hparams_/session_start_info", plugin_data_pb2.HParamsPluginData(session_start_info=start)))
+            self._start_session(trial_id)
+
+    def _start_session(self, trial_id: str) -> None:
+        """The trial's HParams session start: its hyperparameters (``_configs``)."""
+        from tensorboard.plugins.hparams import plugin_data_pb2
+
+        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+        for name, value in self._configs[trial_id].items():
+            value = _hparam_value(value)
+            if isinstance(value, bool):
+                start.hparams[name].bool_value = value
+            elif isinstance(value, float):
+                start.hparams[name].number_value = value
+            else:
+                start.hparams[name].string_value = value
+        self._files[trial_id].summary(_hparams_summary(
+            "_hparams_/session_start_info", plugin_data_pb2.HParamsPluginData(session_start_info=start)))
 
     def _root(self) -> Path:
         if self.logdir is None:

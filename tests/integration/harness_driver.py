@@ -20,7 +20,8 @@ small disk. Every report's metric is a pure function of (config, step), so a tes
 can check each row of the history against what the trainable computes at that step. With
 RAYTUNER_FAULT_AFTER_WRITES set, the process dies (or its disk fills up) at that write; it
 prints ``WRITES <n>`` if it gets to the end. With HARNESS_MLFLOW (a tracking URI) the run and
-its resumes log to MLflow, in batches sent only at each trial's end (:func:`callbacks`).
+its resumes log to MLflow, in batches sent only at each trial's end (:func:`callbacks`); with
+HARNESS_TENSORBOARD set, to TensorBoard (the default logger, off otherwise here).
 """
 
 from __future__ import annotations
@@ -183,8 +184,9 @@ def in_bucket(uri: str, step_s: float) -> None:
 
 
 def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
+    tensorboard = bool(os.environ.get("HARNESS_TENSORBOARD"))
     if (folder / "experiment.json").is_file():
-        rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=False,
+        rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=tensorboard,
                         callbacks=callbacks())
     elif every == "control":
         space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "steer": True}
@@ -212,7 +214,7 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
                  "step_s": step_s, "ballast": ballast}
         rt.Tuner(train, space=space, metric="loss",
                  num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
-                 seed=11, tensorboard=False, callbacks=callbacks()).fit()
+                 seed=11, tensorboard=tensorboard, callbacks=callbacks()).fit()
     print(f"WRITES {faults.writes()}", flush=True)
 
 

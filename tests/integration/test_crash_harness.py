@@ -32,7 +32,8 @@ ASHA's promotion variant: trials pause at its rungs and the best is promoted fro
 checkpoint; the front read from the records is the non-dominated set of the trials' last
 values, each row's second objective what the trainable computes, none left paused at the
 end (:func:`check_mo_records`). And MLflow, sent reports in batches: after a kill and a
-resume each trial's run holds its kept history and its status (:func:`check_mlflow`). And
+resume each trial's run holds its kept history and its status (:func:`check_mlflow`); and
+TensorBoard the same (:func:`check_tensorboard`). And
 an experiment in a bucket (moto's S3 server), its head lost with its disk at the kill while
 the uploader's passes run: the bucket alone must hold the invariants, and a fresh head
 resumes from it (:func:`lost_head_and_resume`). A second crash: the
@@ -336,6 +337,55 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
     resumed = drive(shared_ray, folder, 2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     check_records(folder, finished=True)
+
+
+def check_tensorboard(folder: Path, results: rt.Results) -> None:
+    """Each trial's TensorBoard run shows its kept history, its session start, and its end
+    once it ended (read as TensorBoard reads it: restarts drop what they supersede)."""
+    from raytuner.tracking._tensorboard_runs import as_stored, read_run
+
+    for trial in results.trials:
+        run = read_run(folder / "tensorboard" / trial.trial_id)
+        history = results.history(trial.trial_id)
+        loss = {step: tags["loss"] for step, tags in run.points.items()}
+        assert loss == {int(i): as_stored(v) for i, v in zip(history["iteration"], history["loss"])}, \
+            (trial.trial_id, loss)
+        assert run.started and run.ended == trial.status.is_finished(), (trial.trial_id, run.started, run.ended)
+
+
+def tensorboard_kill_and_resume(env: dict[str, str], folder: Path, point: int) -> bool:
+    """The every-report kind logging to TensorBoard, killed at write ``point`` and resumed;
+    the records and TensorBoard checked; whether the kill happened."""
+    env = {**env, "HARNESS_TENSORBOARD": "1"}
+    killed = drive(env, folder, 1, f"{point}:kill")
+    assert killed.returncode in (0, -signal.SIGKILL), killed.stderr[-3000:]
+    resumed = drive(env, folder, 1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_tensorboard(folder, check_records(folder, finished=True))
+    return killed.returncode != 0
+
+
+def test_tensorboard_runs_a_killed_driver_left_are_settled_by_the_resume(shared_ray, tmp_path):
+    """Reports reach TensorBoard after their storage writes: a driver killed between the two
+    leaves runs without those points (at write 13, a trial's last three reports, which its
+    resume never makes again: it restarts from its checkpoint at the end) or without a
+    trial's end. The resume settles each run against the records. (The full sweep kills at
+    each write; without the settling, writes 13, 19 and 23 leave a run short.)"""
+    pytest.importorskip("tensorboard")
+    assert tensorboard_kill_and_resume(shared_ray, tmp_path / "exp", 13)
+
+
+@pytest.mark.slow
+@pytest.mark.full_sweep
+@pytest.mark.timeout(1200)
+def test_every_write_of_a_run_logging_to_tensorboard_is_a_safe_place_to_die(shared_ray, tmp_path):
+    pytest.importorskip("tensorboard")
+    clean = drive(shared_ray, tmp_path / "count", 1, "1000000000")
+    total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
+    started = time.monotonic()
+    for point in range(1, total + 1):
+        tensorboard_kill_and_resume(shared_ray, tmp_path / f"kill_{point}", point)
+    print(f"TensorBoard: {total} kill points in {time.monotonic() - started:.0f} s")
 
 
 def lost_head_and_resume(env: dict[str, str], uri: str, heads: Path, point: int) -> bool:

@@ -424,6 +424,86 @@ def test_tensorboard_shows_one_trajectory_after_a_restart(tmp_path):
         (1, 11.0), (2, 12.0), (3, 23.0), (4, 24.0), (5, 25.0), (6, 26.0)]
 
 
+def shown_run(folder: Path) -> tuple[dict[int, float], bool, bool]:
+    """What TensorBoard shows of a trial's run: its loss by step (a session start at step s
+    drops the points written before it at steps >= s), and whether the run has its HParams
+    session start and end; read with read_events, which checks every CRC."""
+    points, started, ended = {}, False, False
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in read_events(path):
+            if event.HasField("session_log") and event.session_log.status == 1:  # START
+                points = {step: v for step, v in points.items() if step < event.step}
+            for value in event.summary.value:
+                started |= value.tag == "_hparams_/session_start_info"
+                ended |= value.tag == "_hparams_/session_end_info"
+                if value.tag == "loss":
+                    points[event.step] = value.simple_value
+    return points, started, ended
+
+
+def test_tensorboard_settles_the_runs_a_killed_driver_left_against_the_records(tmp_path, monkeypatch):
+    """A driver killed between a report's storage write and its hand-off to the callbacks left
+    TensorBoard without that point, without a trial's session end, or still showing a lost
+    attempt's points (the restart's first report never handed over). A resume's callback
+    makes each run show what the records keep, and leaves a run that does alone."""
+    from raytuner._storage.experiment import ExperimentStorage
+    from raytuner._storage.history import attempt_marker
+    from raytuner.tracking import TensorBoardCallback
+
+    from raytuner.tracking import tensorboard
+
+    # Event files are numbered in the process: 00001's first is the 9th, its settling file the
+    # 12th, in the same second; they must still be read in that order (not "12" before "9").
+    monkeypatch.setattr(tensorboard, "_counter", 7)
+    path = tmp_path / "exp"
+    storage = ExperimentStorage(path, writable=True)
+    storage.create()
+    meta = {"name": "exp", "metric": "loss", "mode": "min"}
+    killed = TensorBoardCallback()
+    killed.on_experiment_start(path, meta)
+
+    def row(step, loss, attempt=1):
+        return {"loss": loss, "iteration": step, "time_total_s": float(step), "attempt": attempt,
+                "timestamp": 1e9 + step}
+
+    def trial(trial_id, status, rows, handed):
+        """A trial whose records hold ``rows`` and ``status``; TensorBoard was handed ``handed``."""
+        storage.write_config(trial_id, {"lr": 0.5})
+        storage.write_trial(trial_id, Trial(trial_id, {"lr": 0.5}, status=TrialStatus(status)).to_record())
+        storage.append_results(trial_id, [attempt_marker(1, 0, None, "start", 1e9)] + rows)
+        killed.on_trial_start(trial_id, {"lr": 0.5})
+        for line in handed:
+            killed.on_trial_result(trial_id, line)
+
+    trial("00000", "COMPLETED", [row(1, 1.0), row(2, 0.75), row(3, 0.5)], [row(1, 1.0), row(2, 0.75)])
+    trial("00001", "PENDING", [row(1, 2.0), row(2, 1.75), row(3, 1.5),
+                               attempt_marker(2, 1, "checkpoint_000001", "retry", 1e9), row(2, 1.25, 2)],
+          [row(1, 2.0), row(2, 1.75), row(3, 1.5)])
+    trial("00002", "PAUSED", [row(1, 3.0), row(2, 2.75)], [row(1, 3.0), row(2, 2.75)])
+    killed.on_experiment_end(Results(path, [], "loss", "min", meta))  # closes the files; writes no session end
+    # Killed after the trial's folder and its event file, before its session start.
+    storage.write_config("00003", {"lr": 0.5})
+    storage.write_trial("00003", Trial("00003", {"lr": 0.5}, status=TrialStatus.RUNNING).to_record())
+    storage.append_results("00003", [attempt_marker(1, 0, None, "start", 1e9), row(1, 4.0)])
+    (path / "tensorboard" / "00003").mkdir()
+    untouched = sorted((path / "tensorboard" / "00002").iterdir())
+
+    resumed = TensorBoardCallback()
+    resumed.on_experiment_start(path, {**meta, "resumed": 1})
+    runs = path / "tensorboard"
+    assert shown_run(runs / "00000") == ({1: 1.0, 2: 0.75, 3: 0.5}, True, True)
+    assert shown_run(runs / "00001") == ({1: 2.0, 2: 1.25}, True, False)
+    assert shown_run(runs / "00002") == ({1: 3.0, 2: 2.75}, True, False)
+    assert sorted((runs / "00002").iterdir()) == untouched  # nothing to settle: no file written
+    assert shown_run(runs / "00003") == ({1: 4.0}, True, False)
+    # The retried trial restarts from its checkpoint at 1 again: the live restart drops 2 as before.
+    resumed.on_trial_start("00001", {"lr": 0.5})
+    resumed.on_trial_result("00001", row(2, 1.0, 3))
+    resumed.on_trial_end(TrialResult.from_trial(Trial("00001", {"lr": 0.5}, status=TrialStatus.COMPLETED),
+                                                path / "trials" / "00001"))
+    assert shown_run(runs / "00001") == ({1: 2.0, 2: 1.0}, True, True)
+
+
 def test_hparams_summaries_match_tensorboards_own_and_skip_its_heavy_import():
     """The HParams metadata is built from the protos, byte for byte what tensorboard's
     ``plugins.hparams.metadata`` makes, without importing that module (its TensorFlow stub

@@ -1,0 +1,83 @@
+"""What a trial's TensorBoard run shows, read back from its event files.
+
+A resume settles the runs an earlier driver left against the experiment's records
+(:meth:`raytuner.tracking.tensorboard.TensorBoardCallback._settle`): a driver killed between
+a report's storage write and its hand-off to the callbacks left the run without that point,
+or without the session end of a trial that ended. This module reads a run as TensorBoard
+does: its event files in name order, each TFRecord in turn (a record cut short by a crash
+ends its file), and a ``SessionLog.START`` at step ``s`` drops the points before it at steps
+``>= s`` (TensorBoard's purge of orphaned data, which the callback writes at each restart).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+SESSION_START_TAG = "_hparams_/session_start_info"
+SESSION_END_TAG = "_hparams_/session_end_info"
+
+
+@dataclass
+class ShownRun:
+    """A run as TensorBoard shows it.
+
+    Attributes:
+        points: step -> {tag: value} of the scalars still shown (each as stored: float32).
+        started, ended: Whether the run holds an HParams session start, and end.
+    """
+
+    points: dict[int, dict[str, float]] = field(default_factory=dict)
+    started: bool = False
+    ended: bool = False
+
+
+def records(path: Path) -> Iterator[bytes]:
+    """The data of each whole TFRecord of an event file (CRCs not checked; a torn last record
+    ends the file, as it ends TensorBoard's reading of it)."""
+    data = path.read_bytes()
+    at = 0
+    while at + 12 <= len(data):
+        (length,) = struct.unpack("<Q", data[at:at + 8])
+        end = at + 12 + length + 4
+        if end > len(data):
+            return
+        yield data[at + 12:at + 12 + length]
+        at = end
+
+
+def read_run(folder: Path) -> ShownRun:
+    """What TensorBoard shows of the run in ``folder`` (see the module docstring)."""
+    from tensorboard.compat.proto import event_pb2
+
+    run = ShownRun()
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for data in records(path):
+            event: Any = event_pb2.Event.FromString(data)
+            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+                run.points = {step: tags for step, tags in run.points.items() if step < event.step}
+            elif event.HasField("summary"):
+                for value in event.summary.value:
+                    if value.tag == SESSION_START_TAG:
+                        run.started = True
+                    elif value.tag == SESSION_END_TAG:
+                        run.ended = True
+                    elif value.WhichOneof("value") == "simple_value":
+                        run.points.setdefault(event.step, {})[value.tag] = value.simple_value
+    return run
+
+
+def as_stored(value: float) -> float:
+    """A scalar as an event file stores it (a float32; beyond its range, infinite)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def same(a: float, b: float) -> bool:
+    """Whether two stored scalars are the same point (NaN is NaN)."""
+    return a == b or (a != a and b != b)
