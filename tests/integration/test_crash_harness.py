@@ -339,55 +339,6 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(shared_ray, t
     check_records(folder, finished=True)
 
 
-def check_tensorboard(folder: Path, results: rt.Results) -> None:
-    """Each trial's TensorBoard run shows its kept history, its session start, and its end
-    once it ended (read as TensorBoard reads it: restarts drop what they supersede)."""
-    from raytuner.tracking._tensorboard_runs import as_stored, read_run
-
-    for trial in results.trials:
-        run = read_run(folder / "tensorboard" / trial.trial_id)
-        history = results.history(trial.trial_id)
-        loss = {step: tags["loss"] for step, tags in run.points.items()}
-        assert loss == {int(i): as_stored(v) for i, v in zip(history["iteration"], history["loss"])}, \
-            (trial.trial_id, loss)
-        assert run.started and run.ended == trial.status.is_finished(), (trial.trial_id, run.started, run.ended)
-
-
-def tensorboard_kill_and_resume(env: dict[str, str], folder: Path, point: int) -> bool:
-    """The every-report kind logging to TensorBoard, killed at write ``point`` and resumed;
-    the records and TensorBoard checked; whether the kill happened."""
-    env = {**env, "HARNESS_TENSORBOARD": "1"}
-    killed = drive(env, folder, 1, f"{point}:kill")
-    assert killed.returncode in (0, -signal.SIGKILL), killed.stderr[-3000:]
-    resumed = drive(env, folder, 1)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    check_tensorboard(folder, check_records(folder, finished=True))
-    return killed.returncode != 0
-
-
-def test_tensorboard_runs_a_killed_driver_left_are_settled_by_the_resume(shared_ray, tmp_path):
-    """Reports reach TensorBoard after their storage writes: a driver killed between the two
-    leaves runs without those points (at write 13, a trial's last three reports, which its
-    resume never makes again: it restarts from its checkpoint at the end) or without a
-    trial's end. The resume settles each run against the records. (The full sweep kills at
-    each write; without the settling, writes 13, 19 and 23 leave a run short.)"""
-    pytest.importorskip("tensorboard")
-    assert tensorboard_kill_and_resume(shared_ray, tmp_path / "exp", 13)
-
-
-@pytest.mark.slow
-@pytest.mark.full_sweep
-@pytest.mark.timeout(1200)
-def test_every_write_of_a_run_logging_to_tensorboard_is_a_safe_place_to_die(shared_ray, tmp_path):
-    pytest.importorskip("tensorboard")
-    clean = drive(shared_ray, tmp_path / "count", 1, "1000000000")
-    total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
-    started = time.monotonic()
-    for point in range(1, total + 1):
-        tensorboard_kill_and_resume(shared_ray, tmp_path / f"kill_{point}", point)
-    print(f"TensorBoard: {total} kill points in {time.monotonic() - started:.0f} s")
-
-
 def lost_head_and_resume(env: dict[str, str], uri: str, heads: Path, point: int) -> bool:
     """The bucket kind killed at write ``point``, its head lost with its disk (the staging
     copy): the bucket checked; then a resume on a fresh head from the bucket alone, checked;
@@ -450,16 +401,21 @@ def check_mlflow(uri: str, results: rt.Results) -> None:
     assert runs[None].info.status == "FINISHED"
 
 
-def mlflow_kill_and_resume(env: dict[str, str], folder: Path, point: int) -> bool:
-    """The every-report kind logging to MLflow, killed at write ``point`` and resumed; the
-    records and MLflow checked; whether the kill happened."""
+def tracked_kill_and_resume(env: dict[str, str], folder: Path, point: int, tracker: str) -> bool:
+    """The every-report kind logging to ``tracker`` ("mlflow" or "tensorboard"), killed at
+    write ``point`` and resumed; the records and the tracker's runs checked; whether the kill
+    happened."""
     uri = f"sqlite:///{folder.parent / (folder.name + '.db')}"
-    env = {**env, "HARNESS_MLFLOW": uri}
+    env = {**env, "HARNESS_MLFLOW": uri} if tracker == "mlflow" else {**env, "HARNESS_TENSORBOARD": "1"}
     killed = drive(env, folder, 1, f"{point}:kill")
     assert killed.returncode in (0, -signal.SIGKILL), killed.stderr[-3000:]
     resumed = drive(env, folder, 1)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    check_mlflow(uri, check_records(folder, finished=True))
+    results = check_records(folder, finished=True)
+    if tracker == "mlflow":
+        check_mlflow(uri, results)
+    else:
+        check_tensorboard(folder, results)
     return killed.returncode != 0
 
 
@@ -469,20 +425,45 @@ def test_mlflow_runs_a_killed_driver_left_open_are_settled_by_the_resume(shared_
     each run then holds its trial's kept history and status, as the records have them. (At
     write 9 trials are running with points in their batches; the full sweep kills at each.)"""
     pytest.importorskip("mlflow")
-    assert mlflow_kill_and_resume(shared_ray, tmp_path / "exp", 9)
+    assert tracked_kill_and_resume(shared_ray, tmp_path / "exp", 9, "mlflow")
+
+
+def check_tensorboard(folder: Path, results: rt.Results) -> None:
+    """Each trial's TensorBoard run shows its kept history, its session start, and its end
+    once it ended (read as TensorBoard reads it: restarts drop what they supersede)."""
+    from raytuner.tracking._tensorboard_runs import as_stored, read_run
+
+    for trial in results.trials:
+        run = read_run(folder / "tensorboard" / trial.trial_id)
+        history = results.history(trial.trial_id)
+        loss = {step: tags["loss"] for step, tags in run.points.items()}
+        assert loss == {int(i): as_stored(v) for i, v in zip(history["iteration"], history["loss"])}, \
+            (trial.trial_id, loss)
+        assert run.started and run.ended == trial.status.is_finished(), (trial.trial_id, run.started, run.ended)
+
+
+def test_tensorboard_runs_a_killed_driver_left_are_settled_by_the_resume(shared_ray, tmp_path):
+    """Reports reach TensorBoard after their storage writes: a driver killed between the two
+    leaves runs without those points (at write 13, a trial's last three reports, which its
+    resume never makes again: it restarts from its checkpoint at the end) or without a
+    trial's end. The resume settles each run against the records. (The full sweep kills at
+    each write; without the settling, writes 13, 19 and 23 leave a run short.)"""
+    pytest.importorskip("tensorboard")
+    assert tracked_kill_and_resume(shared_ray, tmp_path / "exp", 13, "tensorboard")
 
 
 @pytest.mark.slow
 @pytest.mark.full_sweep
 @pytest.mark.timeout(1200)
-def test_every_write_of_a_run_logging_to_mlflow_is_a_safe_place_to_die(shared_ray, tmp_path):
-    pytest.importorskip("mlflow")
+@pytest.mark.parametrize("tracker", ["mlflow", "tensorboard"])
+def test_every_write_of_a_run_logging_to_a_tracker_is_a_safe_place_to_die(shared_ray, tmp_path, tracker):
+    pytest.importorskip(tracker)
     clean = drive(shared_ray, tmp_path / "count", 1, "1000000000")
     total = int(re.search(r"WRITES (\d+)", clean.stdout).group(1))
     started = time.monotonic()
     for point in range(1, total + 1):
-        mlflow_kill_and_resume(shared_ray, tmp_path / f"kill_{point}", point)
-    print(f"MLflow: {total} kill points in {time.monotonic() - started:.0f} s")
+        tracked_kill_and_resume(shared_ray, tmp_path / f"kill_{point}", point, tracker)
+    print(f"{tracker}: {total} kill points in {time.monotonic() - started:.0f} s")
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ scheduler line of the progress view."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -296,6 +297,39 @@ def test_mlflow_shows_one_trajectory_after_a_restart_from_an_earlier_checkpoint(
     assert shown("00000")[0].info.run_id == run.info.run_id
 
 
+def records_of_a_killed_driver(tmp_path: Path):
+    """An experiment folder for records a killed driver left: (path, storage, meta)."""
+    from raytuner._storage.experiment import ExperimentStorage
+
+    path = tmp_path / "exp"
+    storage = ExperimentStorage(path, writable=True)
+    storage.create()
+    return path, storage, {"name": "exp", "metric": "loss", "mode": "min"}
+
+
+def stored_row(step: int, loss: float, attempt: int = 1) -> dict:
+    """A report as the driver stores it and hands it to the callbacks."""
+    return {"loss": loss, "iteration": step, "time_total_s": float(step), "attempt": attempt, "timestamp": 1e9 + step}
+
+
+def stored_trial(storage, trial_id: str, status: str, rows: list, handed: list = (), *, callback=None,
+                 each=None) -> None:
+    """A trial of config {"lr": 0.1} whose records hold ``status`` and, after its first
+    attempt's marker, ``rows`` (report rows and later markers); with ``callback``, started
+    there and handed the reports ``handed`` (then ``each(trial_id)``, after each)."""
+    from raytuner._storage.history import attempt_marker
+
+    storage.write_config(trial_id, {"lr": 0.1})
+    storage.write_trial(trial_id, Trial(trial_id, {"lr": 0.1}, status=TrialStatus(status)).to_record())
+    storage.append_results(trial_id, [attempt_marker(1, 0, None, "start", 1e9), *rows])
+    if callback is not None:
+        callback.on_trial_start(trial_id, {"lr": 0.1})
+        for line in handed:
+            callback.on_trial_result(trial_id, line)
+            if each is not None:
+                each(trial_id)
+
+
 def test_mlflow_settles_the_runs_a_killed_driver_left_open_against_the_records(tmp_path, mlflow_uri):
     """A driver killed mid-run leaves runs RUNNING: without its batches' last points, with
     points the records do not keep (a lost attempt's; one sent before the write the kill
@@ -303,32 +337,15 @@ def test_mlflow_settles_the_runs_a_killed_driver_left_open_against_the_records(t
     the records before any trial starts, and a restarted trial then logs on from there."""
     from mlflow.tracking import MlflowClient
 
-    from raytuner._storage.experiment import ExperimentStorage
     from raytuner._storage.history import attempt_marker
     from raytuner.tracking import MLflowCallback
 
     client = MlflowClient(tracking_uri=mlflow_uri)
-    path = tmp_path / "exp"
-    storage = ExperimentStorage(path, writable=True)
-    storage.create()
-    meta = {"name": "exp", "metric": "loss", "mode": "min"}
+    path, storage, meta = records_of_a_killed_driver(tmp_path)
     killed = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="settled", flush_every_s=3600)
     killed.on_experiment_start(path, meta)
-
-    def row(step, loss, attempt=1):
-        return {"loss": loss, "iteration": step, "time_total_s": float(step), "attempt": attempt,
-                "timestamp": 1e9 + step}
-
-    def trial(trial_id, status, rows, sent):
-        """A trial whose records hold ``rows`` and ``status``; MLflow was sent ``sent``."""
-        storage.write_config(trial_id, {"lr": 0.1})
-        record = Trial(trial_id, {"lr": 0.1}, status=TrialStatus(status)).to_record()
-        storage.write_trial(trial_id, record)
-        storage.append_results(trial_id, [attempt_marker(1, 0, None, "start", 1e9)] + rows)
-        killed.on_trial_start(trial_id, {"lr": 0.1})
-        for line in sent:
-            killed.on_trial_result(trial_id, line)
-            killed._flush(trial_id)
+    row = stored_row
+    trial = functools.partial(stored_trial, storage, callback=killed, each=killed._flush)  # each batch sent
 
     # Its last three reports were in a batch when the driver died, after its end was written.
     trial("00000", "COMPLETED", [row(1, 1.0), row(2, 0.9), row(3, 0.8), row(4, 0.7)], [row(1, 1.0)])
@@ -446,34 +463,18 @@ def test_tensorboard_settles_the_runs_a_killed_driver_left_against_the_records(t
     TensorBoard without that point, without a trial's session end, or still showing a lost
     attempt's points (the restart's first report never handed over). A resume's callback
     makes each run show what the records keep, and leaves a run that does alone."""
-    from raytuner._storage.experiment import ExperimentStorage
     from raytuner._storage.history import attempt_marker
-    from raytuner.tracking import TensorBoardCallback
+    from raytuner.tracking import TensorBoardCallback, tensorboard
 
-    from raytuner.tracking import tensorboard
 
     # Event files are numbered in the process: 00001's first is the 9th, its settling file the
     # 12th, in the same second; they must still be read in that order (not "12" before "9").
     monkeypatch.setattr(tensorboard, "_counter", 7)
-    path = tmp_path / "exp"
-    storage = ExperimentStorage(path, writable=True)
-    storage.create()
-    meta = {"name": "exp", "metric": "loss", "mode": "min"}
+    path, storage, meta = records_of_a_killed_driver(tmp_path)
     killed = TensorBoardCallback()
     killed.on_experiment_start(path, meta)
-
-    def row(step, loss, attempt=1):
-        return {"loss": loss, "iteration": step, "time_total_s": float(step), "attempt": attempt,
-                "timestamp": 1e9 + step}
-
-    def trial(trial_id, status, rows, handed):
-        """A trial whose records hold ``rows`` and ``status``; TensorBoard was handed ``handed``."""
-        storage.write_config(trial_id, {"lr": 0.5})
-        storage.write_trial(trial_id, Trial(trial_id, {"lr": 0.5}, status=TrialStatus(status)).to_record())
-        storage.append_results(trial_id, [attempt_marker(1, 0, None, "start", 1e9)] + rows)
-        killed.on_trial_start(trial_id, {"lr": 0.5})
-        for line in handed:
-            killed.on_trial_result(trial_id, line)
+    row = stored_row
+    trial = functools.partial(stored_trial, storage, callback=killed)
 
     trial("00000", "COMPLETED", [row(1, 1.0), row(2, 0.75), row(3, 0.5)], [row(1, 1.0), row(2, 0.75)])
     trial("00001", "PENDING", [row(1, 2.0), row(2, 1.75), row(3, 1.5),
@@ -482,9 +483,7 @@ def test_tensorboard_settles_the_runs_a_killed_driver_left_against_the_records(t
     trial("00002", "PAUSED", [row(1, 3.0), row(2, 2.75)], [row(1, 3.0), row(2, 2.75)])
     killed.on_experiment_end(Results(path, [], "loss", "min", meta))  # closes the files; writes no session end
     # Killed after the trial's folder and its event file, before its session start.
-    storage.write_config("00003", {"lr": 0.5})
-    storage.write_trial("00003", Trial("00003", {"lr": 0.5}, status=TrialStatus.RUNNING).to_record())
-    storage.append_results("00003", [attempt_marker(1, 0, None, "start", 1e9), row(1, 4.0)])
+    stored_trial(storage, "00003", "RUNNING", [row(1, 4.0)])
     (path / "tensorboard" / "00003").mkdir()
     untouched = sorted((path / "tensorboard" / "00002").iterdir())
 
@@ -497,9 +496,9 @@ def test_tensorboard_settles_the_runs_a_killed_driver_left_against_the_records(t
     assert sorted((runs / "00002").iterdir()) == untouched  # nothing to settle: no file written
     assert shown_run(runs / "00003") == ({1: 4.0}, True, False)
     # The retried trial restarts from its checkpoint at 1 again: the live restart drops 2 as before.
-    resumed.on_trial_start("00001", {"lr": 0.5})
+    resumed.on_trial_start("00001", {"lr": 0.1})
     resumed.on_trial_result("00001", row(2, 1.0, 3))
-    resumed.on_trial_end(TrialResult.from_trial(Trial("00001", {"lr": 0.5}, status=TrialStatus.COMPLETED),
+    resumed.on_trial_end(TrialResult.from_trial(Trial("00001", {"lr": 0.1}, status=TrialStatus.COMPLETED),
                                                 path / "trials" / "00001"))
     assert shown_run(runs / "00001") == ({1: 2.0, 2: 1.0}, True, True)
 
