@@ -77,7 +77,3 @@ def as_stored(value: float) -> float:
     except OverflowError:
         return math.copysign(math.inf, value)
 
-
-def same(a: float, b: float) -> bool:
-    """Whether two stored scalars are the same point (NaN is NaN)."""
-    return a == b or (a != a and b != b)

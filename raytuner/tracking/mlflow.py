@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from raytuner._callbacks import Callback
 from raytuner._formats import flatten
+from raytuner.tracking._settling import parted as first_parted
 from raytuner.errors import ConfigError, ExperimentError, invalid
 
 if TYPE_CHECKING:
@@ -166,10 +167,8 @@ class MLflowCallback(Callback):
             self._found.discard(trial_id)
             kept = {int(row.get("iteration", 0)): {m.key: m for m in self._metrics(row)} for row in rows}
             held = self._held(trial_id)
-            # The first step where the run and the records part: a point the records do not
-            # keep (a lost attempt's, or one sent before a write the crash cut).
-            parted = min((step for step, points in held.items() if not _agrees(kept.get(step, {}), points)),
-                         default=None)
+            values = {step: {key: m.value for key, m in metrics.items()} for step, metrics in kept.items()}
+            parted = first_parted(held, values)
             if parted is not None:
                 self._replace_run(trial_id, parted)  # keeps the points before it
             for step, metrics in kept.items():
@@ -324,13 +323,6 @@ class MLflowCallback(Callback):
                  for k, v in params.items()]
         for chunk in _chunks(items, 100):  # at most 100 params per batch
             self._client.log_batch(run_id, params=chunk)
-
-
-def _agrees(row: Mapping[str, Any], points: Mapping[str, list[float]]) -> bool:
-    """Whether the points a run holds at one step are the metrics of the kept row there
-    (NaN, as a diverged trial reports it, is the same as NaN)."""
-    return all(key in row and all(v == row[key].value or (v != v and row[key].value != row[key].value) for v in values)
-               for key, values in points.items())
 
 
 def _quote(text: str) -> str:

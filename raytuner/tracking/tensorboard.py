@@ -202,7 +202,8 @@ class TensorBoardCallback(Callback):
         from raytuner._results import read_trial
         from raytuner._storage.experiment import ExperimentStorage
 
-        from ._tensorboard_runs import as_stored, read_run, same
+        from ._settling import parted as first_parted
+        from ._tensorboard_runs import as_stored, read_run
 
         storage = ExperimentStorage(path)
         for trial_id in storage.trial_ids():
@@ -218,13 +219,8 @@ class TensorBoardCallback(Callback):
             kept = {int(row.get("iteration", 0)): row for row in rows}
             stored = {step: {v.tag: as_stored(v.simple_value) for v in _scalars(row).value}
                       for step, row in kept.items()}
-
-            def agrees(step: int, points: dict[str, float]) -> bool:
-                row = stored.get(step)
-                return row is not None and all(tag in row and same(row[tag], v) for tag, v in points.items())
-
-            # The first step where the run shows a point the records do not keep.
-            parted = min((step for step, points in shown.points.items() if not agrees(step, points)), default=None)
+            logged = {step: {tag: [value] for tag, value in points.items()} for step, points in shown.points.items()}
+            parted = first_parted(logged, stored)
             missing = sorted(step for step in kept
                              if step not in shown.points or (parted is not None and step >= parted))
             end = trial.status.is_finished() and not shown.ended
