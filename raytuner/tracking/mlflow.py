@@ -16,7 +16,7 @@ points never show, nor stand as the run's latest value.
 **After a crash.** Reports are sent in batches, so a driver killed mid-run leaves runs open
 (RUNNING) without its last seconds of points, and trials it ended without their ends. A
 resume settles each run left open against the experiment's records before any trial starts
-(:meth:`MLflowCallback._catch_up`): the points it lacks are sent, points of an attempt the
+(:meth:`MLflowCallback._settle`): the points it lacks are sent, points of an attempt the
 records superseded are dropped (the run replaced, as above), and a trial the records say
 ended gets its status.
 
@@ -129,7 +129,7 @@ class MLflowCallback(Callback):
             if "raytuner.trial_id" in tags:
                 self.run_ids[tags["raytuner.trial_id"]] = run.info.run_id
                 self._found.add(tags["raytuner.trial_id"])
-                if run.info.status in ("RUNNING", "SCHEDULED"):  # not ended: see _catch_up
+                if run.info.status in ("RUNNING", "SCHEDULED"):  # not ended: see _settle
                     left_open.append(tags["raytuner.trial_id"])
             elif "mlflow.parentRunId" not in tags:
                 self.parent_run_id = run.info.run_id
@@ -145,9 +145,9 @@ class MLflowCallback(Callback):
         else:
             self._client.update_run(self.parent_run_id, status="RUNNING")
         if left_open:
-            self._catch_up(Path(path), sorted(left_open))
+            self._settle(Path(path), sorted(left_open))
 
-    def _catch_up(self, path: Path, trial_ids: list[str]) -> None:
+    def _settle(self, path: Path, trial_ids: list[str]) -> None:
         """Settle runs an earlier driver left open (it died with reports in its batches, or
         before a trial's end reached MLflow) against the experiment's records: each run's
         points become the trial's kept history, and a trial that ended gets its status."""
