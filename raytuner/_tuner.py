@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import numbers
 import os
 import re
@@ -35,6 +36,19 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise invalid("Tuner", name, value, "an int >= 1", f"Pass e.g. {name}=4.")
+
+
+def _check_checkpoint_interval(value: Any, keep: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise invalid("Tuner", "checkpoint_interval_s", value, "a number of seconds >= 0, or None",
+                      "Pass e.g. 60 to store a trial's checkpoints at most once a minute, 0 to store every one, "
+                      "or None to adapt to what storing costs.")
+    if value > 0 and keep is None:
+        raise invalid("Tuner", "checkpoint_interval_s", value, "None or 0 with checkpoints_to_keep=None",
+                      "checkpoints_to_keep=None keeps every checkpoint, so none can be skipped to pace the stores: "
+                      "pass checkpoints_to_keep (e.g. 1) as well, or leave checkpoint_interval_s out.")
 
 
 def _check_picklable(trainable: Callable[..., Any]) -> None:
@@ -111,16 +125,24 @@ class Tuner:
             Tune does), "all" by the best report each made. NaN and infinite values never
             count, nor FAILED trials while another trial has a value.
         checkpoints_to_keep: Checkpoints kept per trial (newest first); None keeps all.
-            A worker also stores at most one of a trial's checkpoints per second (one
-            reported sooner after the last store started waits, with the reports behind
-            it) and drops a reported checkpoint that this many newer ones overtake before
-            its storing starts (the driver would delete it once they are stored): its row
-            names no checkpoint, and a crash meanwhile restarts the trial from the newest
-            checkpoint already stored, about a second and one store behind at most. A
-            trial checkpointing less often than once a second waits for nothing. The last
-            checkpoint and one a scheduler decision waits on are stored at once. With None,
-            nothing waits or is dropped, and at most two wait to be stored (training waits
-            for a third).
+            A worker also starts at most one store of a trial's checkpoints per
+            ``checkpoint_interval_s`` (one reported sooner after the last store started
+            waits, with the reports behind it) and drops a reported checkpoint that this
+            many newer ones overtake before its storing starts (the driver would delete it
+            once they are stored): its row names no checkpoint, and a crash meanwhile
+            restarts the trial from the newest checkpoint already stored, about an interval
+            and one store behind at most. A trial checkpointing less often waits for
+            nothing. The last checkpoint and one a scheduler decision waits on are stored at
+            once. With None, nothing waits or is dropped, and at most two wait to be stored
+            (training waits for a third).
+        checkpoint_interval_s: With ``checkpoints_to_keep`` set, the least seconds between
+            the starts of two stores of a trial's checkpoints; 0: a checkpoint is stored as
+            soon as the one before it is (one overtaken meanwhile is still dropped).
+            Default: adapted to what storing costs, so that it takes at most a fifth of a
+            trial's time: 5 times the last store's duration, at least 1 s and at most 60 s
+            (a store of under 0.2 s: once a second at most; an upload of 2 s: every 10 s;
+            12 s or more: once a minute). A longer interval writes less and costs more
+            training after a crash.
         gpu_memory_fraction: Cap each GPU trial's JAX/TensorFlow memory at this fraction of
             the card; default: allocate on demand.
         keep_workers_s: After ``fit``, idle workers stay warm this long for the next
@@ -163,6 +185,7 @@ class Tuner:
         address: str | None = None,
         seed: int | None = None,
         checkpoints_to_keep: int | None = 1,
+        checkpoint_interval_s: float | None = None,
         best_scope: str = "last",
         gpu_memory_fraction: float | None = None,
         keep_workers_s: float = 30.0,
@@ -174,6 +197,7 @@ class Tuner:
         _positive_int("num_trials", num_trials)
         _positive_int("max_concurrent", max_concurrent, allow_none=True)
         _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
+        _check_checkpoint_interval(checkpoint_interval_s, checkpoints_to_keep)
         if isinstance(max_failures, bool) or not isinstance(max_failures, numbers.Integral) or max_failures < 0:
             raise invalid("Tuner", "max_failures", max_failures, "an int >= 0", "Pass 0 to fail a trial at its first error.")
         if time_budget_s is not None and (not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0):
@@ -252,6 +276,7 @@ class Tuner:
             stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
             resource_attr=resource_attr if resource_attr is not None else scheduler_attr,
             max_failures=int(max_failures), fail_fast=bool(fail_fast), checkpoints_to_keep=checkpoints_to_keep,
+            checkpoint_interval_s=None if checkpoint_interval_s is None else float(checkpoint_interval_s),
             gpu_memory_fraction=gpu_memory_fraction, verbose=verbose, keep_workers_s=float(keep_workers_s),
         )
         self._max_concurrent = max_concurrent

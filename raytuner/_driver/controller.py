@@ -61,6 +61,7 @@ class ExperimentSettings:
     gpu_memory_fraction: float | None
     verbose: int
     keep_workers_s: float = 30.0
+    checkpoint_interval_s: float | None = None  # None: adapted to the stores' cost
 
 
 class Controller:
@@ -287,6 +288,7 @@ class Controller:
             start_time_s=command.start_time_s,
             restore=CheckpointRef(command.trial_id, command.checkpoint) if command.checkpoint else None,
             checkpoints_to_keep=self.settings.checkpoints_to_keep,
+            checkpoint_interval_s=self.settings.checkpoint_interval_s,
         )
         worker = command.worker
         ref = worker.start.remote(*spec_to_wire(spec, shared=worker not in self._briefed))

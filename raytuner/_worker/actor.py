@@ -62,7 +62,7 @@ class TrialRun(_session.Session):
         self._trial_dir: Path | None = None
         self._checkpoints = TrialCheckpoints(spec, self._scratch_dir)
         self._outbox = Outbox(events, self._checkpoints.store, lambda staged: shutil.rmtree(staged.folder, True),
-                              keep=spec.checkpoints_to_keep)
+                              keep=spec.checkpoints_to_keep, interval=spec.checkpoint_interval_s)
         self.checkpoint_dir: Path | None = None  # filled in by run(), before the trainable starts
         self.log = TrialLog(spec.storage_dir)
 

@@ -1,4 +1,4 @@
-"""A trial run's reports on their way to the driver: in order, each once its checkpoint is stored.
+r"""A trial run's reports on their way to the driver: in order, each once its checkpoint is stored.
 
 A report that carries a checkpoint may leave the worker only once the checkpoint is in
 place in storage (the row that names it commits it). Storing takes time (flushing a large
@@ -8,23 +8,41 @@ behind one that waits for its checkpoint wait too, so the driver sees them in th
 they were made; with nothing ahead, a report goes out at once, without a thread.
 
 With ``keep`` set (the Tuner's ``checkpoints_to_keep``), storing is throttled and
-overtaken checkpoints are dropped. At most one store starts per :data:`STORE_INTERVAL_S`:
-a checkpoint staged when the last store started longer ago than that (or none has yet)
-and nothing is ahead of it is stored at once, so a trial that checkpoints less often
-(real epochs) waits for nothing; one staged sooner waits until that interval is up. A
-staged checkpoint that is not being stored yet and that ``keep`` newer staged ones have
-overtaken is dropped: its copy is removed unstored and its report goes out in its place
-without a checkpoint. The driver would delete it as soon as those newer ones are committed
-anyway, so storing it would only cover the moments in between, at the cost of writing
-every byte of it while a faster trainable waits on the disk. So when the interval is up
-the newest staged checkpoint is stored (with ``keep=1``; with more, the oldest of the
-``keep`` newest), whatever the rate of checkpoints: the stored one is never more than
-about the interval and one store behind the newest. The trade-off: a crash loses up to
-that much training, and the reports behind a waiting checkpoint wait with it (they go in
-order). Nothing waits for the interval once a queued report awaits a decision (its
-training loop waits for the decision, so nothing is staged behind it and it is stored
-at once), nor a trial's last report (``final``) or its end (:meth:`Outbox.drain`), so a
-trial's last checkpoint is always stored, at once. ``keep=None`` neither waits nor drops.
+overtaken checkpoints are dropped. At most one store starts per interval: a checkpoint
+staged when the last store started longer ago than that (or none has yet) and nothing is
+ahead of it is stored at once, so a trial that checkpoints less often waits for nothing;
+one staged sooner waits until the interval is up. A staged checkpoint that is not being
+stored yet and that ``keep`` newer staged ones have overtaken is dropped: its copy is
+removed unstored and its report goes out in its place without a checkpoint. The driver
+would delete it as soon as those newer ones are committed anyway, so storing it would only
+cover the moments in between, at the cost of writing every byte of it while a faster
+trainable waits on the disk. So when the interval is up the newest staged checkpoint is
+stored (with ``keep=1``; with more, the oldest of the ``keep`` newest), whatever the rate of
+checkpoints: the stored one is never more than about the interval and one store behind
+the newest. The trade-off: a crash loses up to that much training, and the reports behind
+a waiting checkpoint wait with it (they go in order; with ``keep=1``, until the trial's next
+checkpoint overtakes it). Nothing waits for the interval once a queued report awaits a
+decision (its training loop waits for the decision, so nothing is staged behind it and it
+is stored at once), nor a trial's last report (``final``) or its end (:meth:`Outbox.drain`),
+so a trial's last checkpoint is always stored, at once. ``keep=None`` neither waits nor drops.
+
+The interval is the Tuner's ``checkpoint_interval_s`` when given (0: no waiting), else it
+adapts to what a store costs: with :math:`d` the duration of the trial run's last store
+(its copy flushed to disk, or its upload),
+
+.. math:: T = \min\bigl(T_{\max},\ \max(T_{\min},\ d / s)\bigr),
+   \qquad T_{\min} = 1\ \mathrm{s},\ s = 0.2,\ T_{\max} = 60\ \mathrm{s}
+
+(:data:`STORE_INTERVAL_S`, :data:`STORE_SHARE`, :data:`STORE_INTERVAL_MAX_S`), counted from
+that store's start: storing takes at most the share :math:`s` of a trial's time, until the
+interval reaches :math:`T_{\max}`, which bounds the training a crash may cost. A store of
+under :math:`s T_{\min}` = 0.2 s (small checkpoints; 256 MB flushed to a local disk here)
+keeps the second of :math:`T_{\min}`; an upload of 1 s, one store per 5 s; 12 s or more,
+one a minute. Until the first store has finished, :math:`T_{\min}` applies. :math:`s` was
+chosen by measurement (``benchmarks/checkpoint_cadence.py``, RESULTS.md): against a fixed
+second, 0.05-0.2 all cut uploads to a bucket from 7-8 of 10 checkpoints to 2-3 and a
+sweep's time by 10-15%; on a local disk 0.05 and 0.1 also stored fewer, at no gain in time
+and twice the reports' lag, where 0.2 stores as the fixed second does.
 
 With ``keep=None``, at most :data:`MAX_STAGED` checkpoints wait to be stored; a report
 with one more blocks until one is done, so staged copies cannot pile up on disk. With
@@ -52,9 +70,15 @@ from raytuner._worker.protocol import Report
 #: Checkpoints staged and waiting to be stored, at most, when none are dropped.
 MAX_STAGED = 2
 
-#: With ``keep`` set, the least time between the starts of two stores of a trial run's
-#: checkpoints, unless a report awaits a decision or the trial ends (see the module docstring).
+#: With ``keep`` set and no fixed interval, the least time between the starts of two stores
+#: of a trial run's checkpoints, unless a report awaits a decision or the trial ends, and
+#: the most it grows to, :math:`T_{\min}` and :math:`T_{\max}` (see the module docstring).
 STORE_INTERVAL_S = 1.0
+STORE_INTERVAL_MAX_S = 60.0
+
+#: The share of a trial's time that storing its checkpoints may take, :math:`s`: the
+#: adaptive interval is the last store's duration over it.
+STORE_SHARE = 0.2
 
 
 class Clock:
@@ -78,17 +102,22 @@ class Outbox:
         store: Puts a staged checkpoint in place; raises if it cannot.
         discard: Removes a staged checkpoint that will not be stored.
         keep: Drop a staged checkpoint once this many newer ones are staged behind it,
-            unless it is being stored, and start at most one store per
-            :data:`STORE_INTERVAL_S` (the Tuner's ``checkpoints_to_keep``); None: neither.
+            unless it is being stored, and start at most one store per interval (the
+            Tuner's ``checkpoints_to_keep``); None: neither.
+        interval: With ``keep``, the least seconds between the starts of two stores (the
+            Tuner's ``checkpoint_interval_s``); None: adapted to the stores' duration (see
+            the module docstring).
         clock: Where the throttle reads the time and waits; None: the monotonic clock.
     """
 
     def __init__(self, events: queue.SimpleQueue, store: Callable[[Staged], None],
-                 discard: Callable[[Staged], None], keep: int | None = None, clock: Clock | None = None):
+                 discard: Callable[[Staged], None], keep: int | None = None, interval: float | None = None,
+                 clock: Clock | None = None):
         self._events = events
         self._store = store
         self._discard = discard
         self._keep = keep
+        self._interval = interval
         self._clock = clock if clock is not None else Clock()
         self._cond = threading.Condition()
         # (report, its staged checkpoint, whether it must not wait for the throttle); the
@@ -97,7 +126,7 @@ class Outbox:
         self._staged = 0
         self._urgent = 0  # queued reports that must not wait: everything ahead of them goes at once
         self._draining = False
-        self._last_store: float | None = None  # when the last store started, by the clock
+        self._next_store: float | None = None  # when the next store may start, by the clock
         self._busy = False  # the thread runs
         self._storing: Staged | None = None  # the checkpoint the thread is storing
         self._error: BaseException | None = None
@@ -171,9 +200,20 @@ class Outbox:
 
     def _throttled_for(self, staged: Staged | None) -> float:
         """How long the head of the queue, naming ``staged``, has yet to wait; <= 0: none."""
-        if staged is None or self._keep is None or self._urgent or self._draining or self._last_store is None:
+        if staged is None or self._keep is None or self._urgent or self._draining or self._next_store is None:
             return 0.0
-        return self._last_store + STORE_INTERVAL_S - self._clock.now()
+        return self._next_store - self._clock.now()
+
+    def _pace(self, started: float, duration: float | None) -> None:
+        """Set when the store after the one that ``started`` may start: ``duration`` is its
+        duration once it is done, None while it runs (see the module docstring)."""
+        if self._interval is not None:
+            interval = self._interval
+        elif duration is None:
+            interval = STORE_INTERVAL_S
+        else:
+            interval = min(STORE_INTERVAL_MAX_S, max(STORE_INTERVAL_S, duration / STORE_SHARE))
+        self._next_store = started + interval
 
     def _run(self) -> None:
         while True:
@@ -191,8 +231,9 @@ class Outbox:
                     # (overtaken), so it is read again.
                     self._clock.wait(self._cond, wait_s)
                 self._storing = staged
+                started = self._clock.now()
                 if staged is not None:
-                    self._last_store = self._clock.now()
+                    self._pace(started, None)
             try:
                 if staged is not None:
                     self._store(staged)
@@ -210,6 +251,8 @@ class Outbox:
                     self._discard(item)
                 return
             with self._cond:
+                if staged is not None:
+                    self._pace(started, self._clock.now() - started)
                 self._events.put(report)
                 self._items.popleft()
                 self._storing = None

@@ -61,12 +61,13 @@ class TrialSpec:
     start_time_s: float = 0.0
     restore: CheckpointRef | None = None  # the stored checkpoint to restart from
     checkpoints_to_keep: int | None = None  # the Tuner's; set: the outbox throttles stores, drops overtaken ones
+    checkpoint_interval_s: float | None = None  # the Tuner's: the throttle's interval; None: adaptive
 
 
 #: The fields of a :class:`TrialSpec` that are the same for every trial of a run: sent to a
 #: worker with its first trial of the run only.
 _SHARED = ("experiment_name", "trainable", "metric", "resource_attr", "stop", "storage", "resources",
-           "checkpoints_to_keep")
+           "checkpoints_to_keep", "checkpoint_interval_s")
 _OWN = ("trial_id", "config", "decide_at", "storage_dir", "start_iteration", "start_time_s", "restore")
 
 

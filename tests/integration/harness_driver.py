@@ -70,10 +70,6 @@ def pbt_value(prev: float, x: float, step: int) -> float:
 
 
 def train(config):
-    if config.get("store_all"):
-        from raytuner._worker import outbox
-
-        outbox.STORE_INTERVAL_S = 0.0  # this worker's process only: every checkpoint is stored
     step = 0
     restored = rt.get_checkpoint()
     if restored is not None:
@@ -176,7 +172,7 @@ def in_bucket(uri: str, step_s: float) -> None:
     if fs.exists(f"{root}/experiment.json"):
         rt.Tuner.resume(uri, train, verbose=0, tensorboard=False)
     else:
-        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0}
+        space = {"x": rt.uniform(0, 1), "every": 1, "step_s": step_s, "ballast": 0}
         parent, _, name = uri.rpartition("/")
         rt.Tuner(train, space=space, metric="loss", num_trials=TRIALS, max_concurrent=2, storage_path=parent,
                  name=name, verbose=0, seed=11, tensorboard=False).fit()
@@ -189,17 +185,17 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
         rt.Tuner.resume(folder, member if every == "pbt" else train, verbose=0, tensorboard=tensorboard,
                         callbacks=callbacks())
     elif every == "control":
-        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "steer": True}
+        space = {"x": rt.uniform(0, 1), "every": 1, "step_s": step_s, "ballast": 0, "steer": True}
         rt.Tuner(train, space=space, metric="loss", num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent,
                  name=folder.name, verbose=0, seed=11, tensorboard=False).fit()
     elif every == "hyperband":
         # One bracket of 3 (R = 5, eta = 3): all pause at report 2, the best goes on to 5.
-        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0}
+        space = {"x": rt.uniform(0, 1), "every": 1, "step_s": step_s, "ballast": 0}
         rt.Tuner(train, space=space, metric="loss", scheduler=rt.HyperbandScheduler(max_resource=STEPS),
                  num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
                  seed=11, tensorboard=False).fit()
     elif every == "mo":
-        space = {"x": rt.uniform(0, 1), "every": 1, "store_all": False, "step_s": step_s, "ballast": 0, "mo": True}
+        space = {"x": rt.uniform(0, 1), "every": 1, "step_s": step_s, "ballast": 0, "mo": True}
         asha = rt.ASHAScheduler(max_resource=STEPS, reduction_factor=2, variant="promotion")
         rt.Tuner(train, space=space, metric=["loss", "size"], scheduler=asha, num_trials=TRIALS, max_concurrent=2,
                  storage_path=folder.parent, name=folder.name, verbose=0, seed=11, tensorboard=False).fit()
@@ -210,11 +206,11 @@ def main(folder: Path, every: str, step_s: float, ballast: int) -> None:
                  num_trials=PBT_TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
                  seed=11, checkpoints_to_keep=1, tensorboard=False).fit()
     else:
-        space = {"x": rt.uniform(0, 1), "every": int(every.rstrip("+")), "store_all": every.endswith("+"),
-                 "step_s": step_s, "ballast": ballast}
+        space = {"x": rt.uniform(0, 1), "every": int(every.rstrip("+")), "step_s": step_s, "ballast": ballast}
         rt.Tuner(train, space=space, metric="loss",
                  num_trials=TRIALS, max_concurrent=2, storage_path=folder.parent, name=folder.name, verbose=0,
-                 seed=11, tensorboard=tensorboard, callbacks=callbacks()).fit()
+                 seed=11, tensorboard=tensorboard, callbacks=callbacks(),
+                 checkpoint_interval_s=0 if every.endswith("+") else None).fit()
     print(f"WRITES {faults.writes()}", flush=True)
 
 

@@ -7,8 +7,8 @@ flush of its first checkpoint waits until a chosen report is queued, so the chec
 between are overtaken every time. What must hold: the newest checkpoint is always stored
 and kept, the one a scheduler decision waits on too, and a restarted trial gets it from
 ``rt.get_checkpoint()``. And on a fast disk, a trial that checkpoints every few
-milliseconds has at most one checkpoint stored per ``STORE_INTERVAL_S`` (besides its first
-and last), and still one in between: the throttle starves nothing.
+milliseconds has at most one checkpoint stored per ``checkpoint_interval_s`` (besides its
+first and last), and still one in between: the throttle starves nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import pytest
 import raytuner as rt
 from raytuner import TrialStatus
 from raytuner._storage import trial_files
-from raytuner._worker import outbox as outbox_module
 from raytuner._worker.outbox import Outbox
 from raytuner._worker.protocol import Report
 from raytuner.schedulers import ASHAScheduler
@@ -138,9 +137,11 @@ def checkpoints_for_three_seconds(config):
         rt.report({"loss": 1.0, "step": step}, checkpoint=folder)
 
 
-def test_a_trial_checkpointing_as_fast_as_it_can_stores_about_one_per_interval(storage):
+def stored_checkpoints(storage, interval):
+    """The checkpoints a trial checkpointing as fast as it can for 3 s stored, and the
+    span of its reports."""
     results = rt.Tuner(checkpoints_for_three_seconds, space={"x": 1}, metric="loss",
-                       checkpoints_to_keep=1, storage_path=storage, verbose=0).fit()
+                       checkpoints_to_keep=1, checkpoint_interval_s=interval, storage_path=storage, verbose=0).fit()
     (trial,) = results.trials
     history = results.history(trial.trial_id)
     named = checkpoints_named(results, trial.trial_id)
@@ -148,8 +149,17 @@ def test_a_trial_checkpointing_as_fast_as_it_can_stores_about_one_per_interval(s
     assert list(history["step"]) == list(range(1, steps + 1)) and steps > 30  # every report has its row
     assert named[0] == "checkpoint_000001"  # nothing stored before: at once
     assert named[-1] == f"checkpoint_{steps:06d}"  # the trial's end stores the newest at once
-    stored = [n for n in named if n is not None]
-    # The first, at most one per interval in between (none starved: at least one), the last.
-    span = history["time_total_s"].iloc[-1] - history["time_total_s"].iloc[0]
-    assert 3 <= len(stored) <= 2 + math.ceil(span / outbox_module.STORE_INTERVAL_S)
     assert json.loads((trial.checkpoint / "state.json").read_text())["step"] == steps
+    span = history["time_total_s"].iloc[-1] - history["time_total_s"].iloc[0]
+    return [n for n in named if n is not None], span
+
+
+def test_a_trial_checkpointing_as_fast_as_it_can_stores_about_one_per_interval(storage):
+    stored, span = stored_checkpoints(storage, 1.0)
+    # The first, at most one per interval in between (none starved: at least one), the last.
+    assert 3 <= len(stored) <= 2 + math.ceil(span / 1.0)
+
+
+def test_the_tuners_interval_reaches_the_worker(storage):
+    stored, span = stored_checkpoints(storage, 10.0)  # longer than the trial
+    assert span < 10.0 and len(stored) == 2  # the first and the last only

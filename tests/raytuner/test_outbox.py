@@ -341,3 +341,52 @@ def test_a_checkpoint_due_at_once_is_not_overtaken_before_the_thread_gets_to_it(
     box.drain()
     assert store.stored == [name(1), name(3)]
     assert [r.checkpoint for r in drain_events(events)] == [name(1), None, name(3)]
+
+
+class TimedStore(Store):
+    """A store that takes ``seconds`` of the test's clock (the outbox's thread moves it)."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def __call__(self, staged):
+        self.clock.now_s += self.seconds  # no thread waits on the clock meanwhile: the test waits for the store
+        super().__call__(staged)
+
+
+@pytest.mark.parametrize("fixed, duration, expected", [
+    (None, 0.1, outbox_module.STORE_INTERVAL_S),  # d / s = 0.5 s: the floor
+    (None, 0.5, 2.5),  # d / s
+    (None, 20.0, outbox_module.STORE_INTERVAL_MAX_S),  # d / s = 100 s: the ceiling
+    (5.0, 1.0, 5.0),  # the Tuner's checkpoint_interval_s, whatever the store costs
+    (5.0, 0.0, 5.0),
+])
+def test_the_next_store_starts_the_interval_after_the_last_one_started(fixed, duration, expected):
+    """T = min(T_max, max(T_min, d / s)) from the last store's start, or the fixed interval."""
+    events, clock = queue.SimpleQueue(), ManualClock()
+    store = TimedStore(clock, duration)
+    box = Outbox(events, store, store.discard, keep=1, interval=fixed, clock=clock)
+    send_with(box, 1)  # started at 0, done at `duration`
+    assert store.wait_stored([name(1)])
+    send_with(box, 2)
+    assert clock.parked.wait(10)
+    clock.parked.clear()
+    clock.advance(expected - duration - STEP)  # a quarter second before it is due
+    assert clock.parked.wait(10)  # looked at the time again, and waits on
+    assert store.stored == [name(1)]
+    clock.advance(STEP + 1e-9)
+    assert store.wait_stored([name(1), name(2)])
+    box.drain()
+    assert [r.checkpoint for r in drain_events(events)] == [name(1), name(2)]
+
+
+def test_interval_zero_never_waits():
+    events, store, clock = queue.SimpleQueue(), Store(), ManualClock()
+    box = Outbox(events, store, store.discard, keep=1, interval=0.0, clock=clock)
+    for i in range(1, 4):
+        send_with(box, i)
+        assert store.wait_stored([name(j) for j in range(1, i + 1)])  # the clock never moves
+    assert not clock.parked.is_set()
+    box.drain()
+    assert [r.checkpoint for r in drain_events(events)] == [name(1), name(2), name(3)]

@@ -20,7 +20,8 @@ def _spec(**changes) -> TrialSpec:
                   metric=["loss", "acc"], resource_attr="epoch", stop=STOP, decide_at=3.0,
                   storage_dir="/tmp/exp/trials/00007", storage=ExperimentLocation("/tmp/exp", "r1", "n1"),
                   resources={"cpu": 1.0, "gpu": 0.5}, start_iteration=4, start_time_s=2.5,
-                  restore=CheckpointRef("00007", "checkpoint_000004"), checkpoints_to_keep=2)
+                  restore=CheckpointRef("00007", "checkpoint_000004"), checkpoints_to_keep=2,
+                  checkpoint_interval_s=5.0)
     fields.update(changes)
     return TrialSpec(**fields)
 
