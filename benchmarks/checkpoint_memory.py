@@ -118,7 +118,9 @@ def _rss_mb() -> float:
 
 
 def measure(side: str, mb: int, root: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}  # workers import this module
+    # Workers import this module; a PYTHONPATH given stays behind it (e.g. another checkout's raytuner).
+    path = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     out = subprocess.run([sys.executable, __file__, "--child", side, "--mb", str(mb), "--root", root],
                          capture_output=True, text=True, env=env, timeout=1800)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
