@@ -43,7 +43,7 @@ def _check_checkpoint_interval(value: Any, keep: int | None) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
         raise invalid("Tuner", "checkpoint_interval_s", value, "a number of seconds >= 0, or None",
-                      "Pass e.g. 60 to store a trial's checkpoints at most once a minute, 0 to store every one, "
+                      "Pass e.g. 60 to store a trial's checkpoints at most once a minute, 0 never to wait, "
                       "or None to adapt to what storing costs.")
     if value > 0 and keep is None:
         raise invalid("Tuner", "checkpoint_interval_s", value, "None or 0 with checkpoints_to_keep=None",
