@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from raytuner._worker import outbox as outbox_module
 from raytuner._worker.checkpoints import Staged
@@ -390,3 +392,44 @@ def test_interval_zero_never_waits():
     assert not clock.parked.is_set()
     box.drain()
     assert [r.checkpoint for r in drain_events(events)] == [name(1), name(2), name(3)]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(keep=st.sampled_from([None, 1, 2]), interval=st.sampled_from([None, 0.0, 0.5, 3.0]), final=st.booleans(),
+       steps=st.lists(st.tuples(st.sampled_from(["plain", "checkpoint", "checkpoint", "decision"]),
+                                st.sampled_from([0.0, 0.0, 0.3, 1.2])), min_size=1, max_size=20))
+def test_whatever_the_pace_each_report_goes_out_once_in_order_naming_only_stored_checkpoints(keep, interval, final,
+                                                                                               steps):
+    """Random trials (reports with and without checkpoints, some awaiting a decision, the
+    clock moved between them): every report reaches the driver once and in order; the
+    checkpoints they name are exactly the ones stored, each stored once; every other
+    staged copy is discarded once; the newest checkpoint and any a decision waits on are
+    never dropped, nor one with fewer than ``keep`` newer ones behind it; without ``keep``
+    nothing is."""
+    events, store, clock = queue.SimpleQueue(), Store(), ManualClock()
+    box = Outbox(events, store, store.discard, keep=keep, interval=interval, clock=clock)
+    staged_names, must_store, sent = [], set(), []
+    for i, (kind, advance) in enumerate(steps, 1):
+        last = final and i == len(steps)
+        if kind == "plain":
+            box.send(report(i), final=last)
+        else:
+            box.send(report(i, name(i), awaits_decision=kind == "decision"), staged(name(i)), final=last)
+            staged_names.append(name(i))
+            if kind == "decision" or last:
+                must_store.add(name(i))
+        if kind == "decision":  # the training loop waits for the decision, so for this report to go out
+            while not sent or sent[-1].iteration < i:
+                sent.append(events.get(timeout=10))
+        clock.advance(advance)
+    box.drain()
+    sent += drain_events(events)
+    assert [r.iteration for r in sent] == list(range(1, len(steps) + 1))
+    named = [r.checkpoint for r in sent if r.checkpoint is not None]
+    assert named == store.stored and len(set(named)) == len(named)
+    assert sorted(store.stored + store.discarded) == sorted(staged_names)
+    assert must_store <= set(store.stored)
+    if staged_names:
+        assert staged_names[-1] in store.stored
+    for dropped in store.discarded:  # only once `keep` newer ones were staged
+        assert keep is not None and len(staged_names) - 1 - staged_names.index(dropped) >= keep
