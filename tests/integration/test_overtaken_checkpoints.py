@@ -128,25 +128,25 @@ def test_a_report_that_waits_for_a_pause_keeps_its_checkpoint(storage):
     assert json.loads((worse.checkpoint / "state.json").read_text())["step"] == 4
 
 
-def checkpoints_for_three_seconds(config):
+def checkpoints_as_fast_as_it_can(config):
     start, step = time.monotonic(), 0
-    while time.monotonic() - start < 3.0:  # checkpoints as fast as it can for 3 s of training
+    while time.monotonic() - start < config["seconds"]:  # checkpoints as fast as it can
         step += 1
         folder = Path(tempfile.mkdtemp())
         (folder / "state.json").write_text(json.dumps({"step": step}))
         rt.report({"loss": 1.0, "step": step}, checkpoint=folder)
 
 
-def stored_checkpoints(storage, interval):
-    """The checkpoints a trial checkpointing as fast as it can for 3 s stored, and the
-    span of its reports."""
-    results = rt.Tuner(checkpoints_for_three_seconds, space={"x": 1}, metric="loss",
+def stored_checkpoints(storage, interval, seconds):
+    """The checkpoints a trial checkpointing as fast as it can for ``seconds`` stored, and
+    the span of its reports."""
+    results = rt.Tuner(checkpoints_as_fast_as_it_can, space={"seconds": seconds}, metric="loss",
                        checkpoints_to_keep=1, checkpoint_interval_s=interval, storage_path=storage, verbose=0).fit()
     (trial,) = results.trials
     history = results.history(trial.trial_id)
     named = checkpoints_named(results, trial.trial_id)
     steps = len(named)
-    assert list(history["step"]) == list(range(1, steps + 1)) and steps > 30  # every report has its row
+    assert list(history["step"]) == list(range(1, steps + 1)) and steps > 10  # every report has its row
     assert named[0] == "checkpoint_000001"  # nothing stored before: at once
     assert named[-1] == f"checkpoint_{steps:06d}"  # the trial's end stores the newest at once
     assert json.loads((trial.checkpoint / "state.json").read_text())["step"] == steps
@@ -155,11 +155,11 @@ def stored_checkpoints(storage, interval):
 
 
 def test_a_trial_checkpointing_as_fast_as_it_can_stores_about_one_per_interval(storage):
-    stored, span = stored_checkpoints(storage, 1.0)
+    stored, span = stored_checkpoints(storage, 1.0, seconds=3.0)
     # The first, at most one per interval in between (none starved: at least one), the last.
     assert 3 <= len(stored) <= 2 + math.ceil(span / 1.0)
 
 
 def test_the_tuners_interval_reaches_the_worker(storage):
-    stored, span = stored_checkpoints(storage, 10.0)  # longer than the trial
+    stored, span = stored_checkpoints(storage, 10.0, seconds=1.0)  # longer than the trial
     assert span < 10.0 and len(stored) == 2  # the first and the last only
