@@ -231,8 +231,8 @@ class Outbox:
                     # (overtaken), so it is read again.
                     self._clock.wait(self._cond, wait_s)
                 self._storing = staged
-                started = self._clock.now()
                 if staged is not None:
+                    started = self._clock.now()
                     self._pace(started, None)
             try:
                 if staged is not None:
