@@ -391,8 +391,9 @@ class Tuner:
             settings.verbose = verbose
         speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
         plan = ResumePlan.of(restored.trials, searcher.num_trials or settings.num_trials)
-        if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED"):
-            # Answered from the folder: starting Ray (seconds) to run nothing helps no one.
+        if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED", "TIMED_OUT"):
+            # Answered from the folder: starting Ray (seconds) to run nothing helps no one, and
+            # the record stays as its run ended it (a run that ran nothing did not complete it).
             if speak:
                 print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
             tidy(storage, restored)  # its driver wound up: none of its workers is left to store

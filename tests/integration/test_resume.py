@@ -184,6 +184,26 @@ def test_resuming_a_finished_experiment_answers_without_starting_ray(storage):
     assert "ray started: False 2" in done.stdout
 
 
+
+def until_stopped(config):
+    """Reports until the time budget stops it."""
+    for step in range(1, 10_000):
+        time.sleep(0.02)
+        rt.report({"loss": 1.0 / step})
+
+
+def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(storage):
+    first = rt.Tuner(until_stopped, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, max_concurrent=2,
+                     storage_path=storage, time_budget_s=1.0, verbose=0, tensorboard=False).fit()
+    assert first.meta["status"] == "TIMED_OUT"
+    assert [t.status for t in first.trials] == [TrialStatus.STOPPED] * 2
+    record = (first.path / "experiment.json").read_text()
+    for limits in ({}, {"time_budget_s": 30.0}, {"max_concurrent": 1}):
+        again = rt.Tuner.resume(first.path, until_stopped, verbose=0, **limits)
+        assert again.meta["status"] == "TIMED_OUT", limits
+        assert (first.path / "experiment.json").read_text() == record, "a resume that ran nothing writes nothing"
+    assert rt.load(first.path).meta["status"] == "TIMED_OUT"
+
 # -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
 class Watch(rt.Callback):
     """The most trials running at once (from the driver's start and end notices); sends a
