@@ -153,6 +153,12 @@ class HyperbandScheduler(Scheduler):
         round may close now."""
         self.on_trial_add(trial_id)
         self._status[trial_id] = restored(self._status[trial_id], paused)
+        if not paused and trial_id in self._to_resume:
+            # A winner the saved state holds as still to resume runs, as its folder says:
+            # it was resumed after that state was saved (choose_trial_to_resume is not
+            # replayed), or its pause never reached its record. Left in the list, its next
+            # milestone would wave it on as that promotion.
+            self._to_resume.remove(trial_id)
         self._advance(self._brackets[self._of[trial_id]])
 
     def _milestone(self, bracket: _Bracket) -> float:

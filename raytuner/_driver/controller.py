@@ -18,7 +18,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from raytuner._callbacks import Callback
 from raytuner._display import cli_command
@@ -229,9 +229,10 @@ class Controller:
         local = self._storage.trial_path(trial.trial_id) if written and self._storage.uri is None else None
         return TrialResult.from_trial(trial, self._storage.trial_shown(trial.trial_id), local)
 
-    def reconcile(self, next_id: int, closed: set[str], since: Sequence[tuple[Any, ...]] = ()) -> None:
+    def reconcile(self, next_id: int, closed: set[str], since: Sequence[tuple[Any, ...]] = (),
+                  undecided: Mapping[str, float] | None = None, decided: Mapping[str, str] | None = None) -> None:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
-        self._apply(self.life.reconcile(next_id, closed, since))
+        self._apply(self.life.reconcile(next_id, closed, since, undecided, decided))
 
     def _event(self, ref: Any) -> ev.Reported | ev.CallFailed:
         """The lifecycle event for a finished call."""

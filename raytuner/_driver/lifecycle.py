@@ -168,7 +168,11 @@ class Lifecycle(ControlHandlers):
                 "next_id": self._next_id, "closed": sorted(self._closed), "exploits": self._exploits.state(),
                 # What searcher and scheduler had heard of each trial: a resume replays what
                 # the trial folders hold beyond it (resume.py, reconcile).
-                "fed": {trial_id: trial.fed_resource for trial_id, trial in self.trials.items()}}
+                "fed": {trial_id: trial.fed_resource for trial_id, trial in self.trials.items()},
+                # The ends decided at a trial's last fed report and not in yet: a resume
+                # carries out one its record missed (reconcile's `undecided`).
+                "decided": {trial_id: run.decision.value for trial_id, run in self._runs.items()
+                            if run.decision is not None and run.phase in (RunPhase.ENDING, RunPhase.HANDED_ON)}}
 
     # -- events ----------------------------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:

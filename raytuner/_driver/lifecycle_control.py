@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from raytuner._control_values import COMMANDS, clean_command, number_text, shown
 from raytuner._driver.events import (
@@ -255,6 +255,20 @@ class ControlHandlers:
         else:
             self.scheduler.on_trial_remove(trial_id)
 
+    def _carry_out_end(self, trial: Trial, decision: Decision) -> None:
+        """The end the last driver decided at ``trial``'s last report and did not record
+        (:meth:`reconcile`), if it is still to run."""
+        if trial.status is not TrialStatus.PENDING or trial.trial_id in self._reruns or decision is Decision.CONTINUE:
+            return
+        logger.info("Trial %s: its last driver decided %s at its last report and stopped before recording it; "
+                    "carried out now.", trial.trial_id, decision.value)
+        if decision is Decision.PAUSE:
+            self._set_status(trial, TrialStatus.PAUSED, notify=False)  # told to the scheduler below, as paused
+            return
+        status = TrialStatus.COMPLETED if decision is Decision.COMPLETE else TrialStatus.STOPPED
+        self._set_status(trial, status)  # the scheduler ended it when it decided
+        self._close(trial, _ENDS[status])
+
     def _refuse(self, event: Control, why: str) -> None:
         self._out.append(ControlApplied(event, False, why))
 
@@ -281,7 +295,9 @@ class ControlHandlers:
         if self._search_done() and all(int(trial_id) < next_id for trial_id in self.trials):
             self.scheduler.on_search_finished()  # the saved state may predate it; else in reconcile
 
-    def reconcile(self, next_id: int, closed: Iterable[str], since: Iterable[tuple[Any, ...]] = ()) -> list[Command]:
+    def reconcile(self, next_id: int, closed: Iterable[str], since: Iterable[tuple[Any, ...]] = (),
+                  undecided: Mapping[str, float] | None = None, decided: Mapping[str, str] | None = None
+                  ) -> list[Command]:
         """After a resume: catch searcher and scheduler (restored from their last snapshot)
         up with what the trial folders say happened after it.
 
@@ -302,6 +318,15 @@ class ControlHandlers:
         configs (PBT) hears no report again: its exploits were carried out already, and
         it was told each trial's state by ``on_trial_restore`` when the trials were taken
         in. Trials that ended with no time recorded are told last.
+
+        ``undecided`` (:func:`raytuner._driver.resume.undecided`): trials whose record says
+        RUNNING at their last report, with that report's resource. The end their last
+        driver decided there (a pause at a rung, a stop, the full budget) may never have
+        reached the record; it is carried out now, as that driver would have, so that the
+        trial does not train past the point where it was decided. The decision is the one
+        the scheduler makes when that report is told again here, or, for a report it had
+        heard before its snapshot, the one the snapshot holds (``decided``: trial id ->
+        :class:`Decision` value, kept only where nothing was fed since).
         """
         closed = set(closed)
         mismatched: list[str] = []
@@ -312,6 +337,8 @@ class ControlHandlers:
         new = sorted(trial_id for trial_id in self.trials if int(trial_id) >= next_id)
         added: set[str] = set()
         replay = not self.scheduler.changes_configs
+        undecided = dict(undecided or {}) if replay else {}
+        ends = {trial_id: Decision(value) for trial_id, value in (decided or {}).items() if trial_id in undecided}
         for event in [*since, *(("add", trial_id) for trial_id in new)]:
             if event[0] == "add":
                 trial_id = event[1]
@@ -329,7 +356,11 @@ class ControlHandlers:
                     continue
                 if trial_id not in self._unknown:
                     self.searcher.on_trial_result(trial_id, resource, value)
-                self.scheduler.on_result(trial_id, resource, value)
+                made = self.scheduler.on_result(trial_id, resource, value)
+                if undecided.get(trial_id) == resource:
+                    ends[trial_id] = made
+        for trial_id, decision in sorted(ends.items()):
+            self._carry_out_end(self.trials[trial_id], decision)
         if replay:
             for trial_id, trial in self.trials.items():  # paused or to run, as the folders say
                 if not trial.status.is_finished() and trial_id not in self._reruns:

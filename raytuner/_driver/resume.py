@@ -53,6 +53,10 @@ class Restored:
     commanded: list[str] = field(default_factory=list)  # trials a replayed control command changed: to rewrite
     #: Trials created, reports fed and trials ended after the last snapshot, in order (:func:`since_snapshot`).
     since: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Trials whose record says RUNNING at their last report: the resource of that report (:func:`undecided`).
+    undecided: dict[str, float] = field(default_factory=dict)
+    #: The ends the snapshot had decided at such a report and not seen in (``Lifecycle.state``'s ``decided``).
+    decided: dict[str, str] = field(default_factory=dict)
 
 
 def trainable_name(trainable: Callable[..., Any]) -> str:
@@ -228,6 +232,42 @@ def since_snapshot(histories: dict[str, History], fed: dict[str, float | None] |
     return [event for _, _, event in sorted(events, key=lambda e: (e[0], e[1], e[2][1]))]
 
 
+def undecided(trials: dict[str, Trial], histories: dict[str, History]) -> dict[str, float]:
+    """The trials whose last driver may have decided their end at their last report without
+    its record saying so: trial id -> that report's resource.
+
+    A trial's record says RUNNING until its end is in; a scheduler's decision at a report
+    (pause at a rung, stop, complete at the budget) is carried out after the report's row
+    is written, so a crash between the two leaves the row and a RUNNING record. That is the
+    case when the record says RUNNING and the trial's last report fed to the scheduler (the
+    first, in the order made, to reach the highest resource: a restart's reports count only
+    past it) belongs to its latest attempt: a relaunch after the decision (a promotion)
+    writes an attempt marker after it.
+    :meth:`Lifecycle.reconcile <raytuner._driver.lifecycle.Lifecycle.reconcile>` then
+    carries out the decision the scheduler made there, if any."""
+    out: dict[str, float] = {}
+    for trial_id, trial in trials.items():
+        history = histories.get(trial_id)
+        if trial.status is not TrialStatus.RUNNING or history is None:
+            continue
+        fed = None
+        for row in sorted(history.rows + history.superseded, key=_made_order):
+            resource = row.get("resource", row.get("iteration"))
+            if _number(resource) and (fed is None or resource > fed[0]):
+                fed = resource, attempt_of(row)
+        if fed is not None and fed[1] == history.attempt:
+            out[trial_id] = fed[0]
+    return out
+
+
+def decided_before(state: dict[str, Any], open_ends: dict[str, float]) -> dict[str, str]:
+    """The ends a snapshot holds as decided and not in yet, for the trials of ``open_ends``
+    (:func:`undecided`) that nothing was fed to since: decided at their last report."""
+    fed = state.get("fed") or {}
+    return {trial_id: value for trial_id, value in dict(state.get("decided") or {}).items()
+            if trial_id in open_ends and fed.get(trial_id) == open_ends[trial_id]}
+
+
 def _made_order(row: dict[str, Any]) -> tuple[int, float]:
     """A row's place among its trial's rows: its attempt, then its iteration within it."""
     iteration = row.get("iteration")
@@ -332,7 +372,9 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
                            objectives, ended)
     commanded = replay(storage, meta, trials)  # before the limits: those given now win over a command's
     _restore_limits(meta, settings, searcher, num_trials, time_budget_s, max_concurrent)
-    restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded, heard)
+    open_ends = undecided(trials, histories)
+    restored = Restored(trials, state.get("next_id", 0), set(state.get("closed", ())), pending, commanded, heard,
+                        open_ends, decided_before(state, open_ends))
     return settings, searcher, scheduler, restored
 
 

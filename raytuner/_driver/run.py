@@ -95,7 +95,8 @@ def run_experiment(
         capacity=slots,
     )
     if restored is not None:
-        controller.reconcile(restored.next_id, restored.closed, restored.since)
+        controller.reconcile(restored.next_id, restored.closed, restored.since, restored.undecided,
+                             restored.decided)
     # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
     nodes = autoscale.request_nodes(settings.resources, min(settings.max_concurrent, settings.num_trials))
     try:

@@ -19,8 +19,9 @@ logger = logging.getLogger("raytuner")
 #: The statuses a trial may move to from each (:meth:`Lifecycle._set_status` checks every
 #: change against it). A trial enters the lifecycle PENDING, or as storage recorded it.
 TRANSITIONS: dict[TrialStatus, frozenset[TrialStatus]] = {
-    # A worker takes it, or a StopTrial ends it while it waits.
-    _S.PENDING: frozenset({_S.RUNNING, _S.STOPPED}),
+    # A worker takes it, or a StopTrial ends it while it waits; or, on resume, the end its
+    # last driver decided at its last report is carried out (Lifecycle.reconcile).
+    _S.PENDING: frozenset({_S.RUNNING, _S.STOPPED, _S.PAUSED, _S.COMPLETED}),
     # Its end (or a retry, or a Ctrl-C, back to PENDING).
     _S.RUNNING: frozenset({_S.PENDING, _S.PAUSED, _S.COMPLETED, _S.STOPPED, _S.FAILED}),
     # Resumed on a free worker, queued once its promotion's pause is in, or closed.
