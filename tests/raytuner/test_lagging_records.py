@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from raytuner import cli
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
+from raytuner.dashboard._store import Root
 
 
 def _row(iteration: int, loss: float, attempt: int, checkpoint: str | None = None) -> dict:
@@ -80,3 +82,23 @@ def test_the_cli_agrees_with_load(tmp_path, capsys):
     row = next(r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["trial_id"] == "00000")
     assert (row["iteration"], row["loss"], row["best_loss"], float(row["time_total_s"])) == ("3", "0.6", "0.5", 0.77)
 
+
+def test_the_dashboard_agrees_with_load_and_follows_the_file(tmp_path):
+    path = write(tmp_path)
+    view = Root(tmp_path).experiment("exp")
+    assert view.summary()["best"] == {"trial_id": "00000", "value": 0.5}
+    row = next(r for r in view.table()["rows"] if r["trial_id"] == "00000")
+    assert (row["iteration"], row["value"], row["time_total_s"]) == (3, 0.5, 0.77)
+    record = view.trial("00000")["record"]
+    assert (record["checkpoint"], record["best_value"], record["last_value"]) == ("checkpoint_000001", 0.5, 0.6)
+    # The trial goes on: its file grows, its trial.json stays as it was.
+    results = path / "trials" / "00000" / "results.jsonl"
+    before = os.stat(results).st_mtime_ns
+    ExperimentStorage(path).append_results("00000", [_row(4, 0.2, 2, "checkpoint_000004")])
+    (path / "trials" / "00000" / "checkpoint_000004").mkdir()
+    os.utime(results, ns=(before + 10**9, before + 10**9))  # a new modification time, however coarse the clock
+    view.refresh(force=True)
+    row = next(r for r in view.table(sort="value")["rows"] if r["trial_id"] == "00000")
+    assert (row["iteration"], row["value"], row["time_total_s"]) == (4, 0.2, 1.02)
+    assert view.trial("00000")["record"]["checkpoint"] == "checkpoint_000004"
+    assert rt.load(path)["00000"].checkpoint.name == "checkpoint_000004"
