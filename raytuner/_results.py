@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
-from raytuner._formats import AUTO_KEYS, flatten
+from raytuner._formats import flatten
 from raytuner._objectives import MODES, Objectives
-from raytuner._storage import lineage
+from raytuner._storage import lineage, trajectory
 from raytuner._storage.history import RESULTS_FILE, Damage, read_history
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.records import config_fault, read_record, trial_fault
@@ -323,7 +323,8 @@ def load(path: str | os.PathLike[str]) -> Results:
 def read(storage: ExperimentStorage) -> Results:
     """The :class:`Results` of the experiment in ``storage``, as :func:`load` reads them."""
     meta, damage = storage.read_experiment_record()
-    trials = [read_trial(storage, trial_id) for trial_id in storage.trial_ids()]
+    objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
+    trials = [read_trial(storage, trial_id, objectives=objectives) for trial_id in storage.trial_ids()]
     status = meta.get("status")
     if status == "RUNNING" and storage.live_driver() is None:
         status = "INTERRUPTED"  # its driver stopped without saying so: a crash, a kill, a full disk
@@ -335,20 +336,26 @@ def read(storage: ExperimentStorage) -> Results:
                    damaged=None if damage is None else _described(storage, damage))
 
 
-def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = True) -> TrialResult:
-    """One trial as its folder holds it. ``history``: read its results.jsonl too, for a
-    running trial's latest report and to find damage before its last line (the CLI's
-    listing of many experiments leaves it out)."""
+def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = True,
+               objectives: Objectives | None = None) -> TrialResult:
+    """One trial as its folder holds it. ``history``: read its results.jsonl too, to find
+    damage before its last line and to bring a record that lags behind it (a running
+    trial's, or one whose driver died) up to its kept reports
+    (:func:`raytuner._storage.trajectory.catch_up`; the CLI's listing of many experiments
+    leaves it out). ``objectives``: the experiment's, which sign the values caught up
+    (default: read from its experiment.json)."""
+    if history and objectives is None:
+        meta = storage.read_experiment_record()[0]
+        objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
     path = storage.trial_path(trial_id)
     record, damage = read_record(path / "trial.json", lambda value: trial_fault(value, trial_id))
     config, config_damage = read_record(path / "config.json", config_fault)
     if config is None and config_damage is None:
         config_damage = Damage(path / "config.json", None, "missing")
     damage = damage or config_damage
-    rows: list[dict[str, Any]] = []
-    if history:
-        folded = read_history(path / RESULTS_FILE)
-        damage, rows = damage or folded.damaged, folded.rows
+    folded = read_history(path / RESULTS_FILE) if history else None
+    if folded is not None:
+        damage = damage or folded.damaged
     error = storage.read_error(trial_id)
     if damage is not None:
         usable = dict(record) if isinstance(record, dict) and damage.path.name != "trial.json" else {}
@@ -358,9 +365,8 @@ def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = Tru
         result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
         return dataclasses.replace(result, damaged=_described(storage, damage))
     trial = Trial.from_record(record, config, error)
-    if not trial.status.is_finished() and rows:  # trial.json lags behind a running trial's reports
-        trial.metrics = {k: v for k, v in rows[-1].items() if k not in AUTO_KEYS}
-        trial.iteration = rows[-1].get("iteration", trial.iteration)
+    if folded is not None:  # trial.json lags behind a running (or interrupted) trial's reports
+        trajectory.catch_up(trial, folded, objectives, lambda: storage.checkpoint_folders(trial_id))
     result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
     if trial.checkpoint and result.checkpoint is None and trial.status.is_finished():
         # (A running trial's record may name one pruned since: only a finished one's is news.)

@@ -27,10 +27,10 @@ from raytuner._driver import exploits
 from raytuner._control_values import clean_command
 from raytuner._driver.control import record_limits, replay, stored_limits
 from raytuner._storage import components
-from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.history import History
+from raytuner._storage import trajectory
 from raytuner._storage.lineage import attempt_of
 from raytuner._storage.lock import refuse_if_live
 from raytuner._storage.records import config_fault, read_record, trial_fault
@@ -159,14 +159,12 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
             trial = Trial.from_record(record, config, storage.read_error(trial_id))
         else:
             trial = Trial(trial_id, config)  # created just before the driver stopped
-        trial.iteration, trial.resource, trial.metrics, trial.time_total_s = 0, None, {}, 0.0
-        trial.last_value = trial.best_value = trial.best_iteration = None
-        trial.trajectory = []
-        for row in history.rows:
-            value = objectives.signed(row)
-            trial.observe(row["iteration"], row.get("resource", row["iteration"]),
-                          {k: v for k, v in row.items() if k not in AUTO_KEYS}, value, row.get("time_total_s", 0.0))
-        trial.attempt = max(trial.attempt, history.attempt)
+        gone = trajectory.replay(trial, history, objectives, set(storage.checkpoint_folders(trial_id)))
+        if gone is not None:
+            logger.warning(
+                "Trial %s: its checkpoint %s is gone from %s (deleted by hand?). It restarts from %s; the reports "
+                "after that are kept in results.jsonl for audit but leave its history.", trial_id, gone,
+                storage.trial_path(trial_id), trial.checkpoint or "scratch")
         seen = [row.get("resource", row.get("iteration")) for row in history.rows + history.superseded]
         seen = [r for r in seen if isinstance(r, (int, float))]
         if seen and (trial.fed_resource is None or max(seen) > trial.fed_resource):
@@ -175,7 +173,7 @@ def _restore_trials(storage: ExperimentStorage, objectives: Objectives,
             trial.fed_resource = max(seen)
         if histories is not None:
             histories[trial_id] = history
-        _restore_checkpoints(storage, trial, exploits.restore(trial, history))
+        exploits.restore(trial, history)
         trials[trial_id] = trial
     return trials
 
@@ -276,28 +274,6 @@ def _made_order(row: dict[str, Any]) -> tuple[int, float]:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _restore_checkpoints(storage: ExperimentStorage, trial: Trial, rows: list[dict[str, Any]]) -> None:
-    """The trial's checkpoints: those its kept rows commit that are on disk. Reads only; the
-    rest go in :func:`tidy`, once this run holds the experiment."""
-    on_disk = set(storage.checkpoint_folders(trial.trial_id))
-    committed = [row for row in rows if row.get("checkpoint")]
-    missing = [row["checkpoint"] for row in committed if row["checkpoint"] not in on_disk]
-    kept = [row for row in committed if row["checkpoint"] in on_disk]
-    if missing and (not kept or kept[-1]["iteration"] < committed[-1]["iteration"]):
-        logger.warning(
-            "Trial %s: its checkpoint %s is gone from %s (deleted by hand?). It restarts from %s; the reports "
-            "after that are kept in results.jsonl for audit but leave its history.", trial.trial_id,
-            committed[-1]["checkpoint"], storage.trial_path(trial.trial_id),
-            f"{kept[-1]['checkpoint']}" if kept else "scratch")
-    trial.checkpoints, trial.checkpoint_rows = [], {}
-    trial.checkpoint = None
-    trial.checkpoint_iteration, trial.checkpoint_time_s, trial.checkpoint_metrics = 0, 0.0, {}
-    trial.checkpoint_attempt = 0
-    for row in kept:
-        trial.commit(row["checkpoint"], row["iteration"], row.get("time_total_s", 0.0),
-                     {k: v for k, v in row.items() if k not in AUTO_KEYS}, attempt_of(row))
 
 
 def tidy(storage: ExperimentStorage, restored: Restored) -> None:

@@ -162,13 +162,14 @@ def _whole_best(storage, trials: list, metric: str, mode: str, scope: str):
     read to be sure it is whole: one damaged before its last line is DAMAGED, never best, as
     every other view has it. It replaces its entry in ``trials``; the next best is checked."""
     from raytuner._best import best_trial
+    from raytuner._objectives import Objectives
     from raytuner._results import read_trial
 
     while True:
         found = best_trial(trials, metric, mode, scope)
         if found is None:
             return None
-        whole = read_trial(storage, found.trial_id)
+        whole = read_trial(storage, found.trial_id, objectives=Objectives.of(metric, mode))
         if whole.damaged is None:
             return found
         trials[trials.index(found)] = whole

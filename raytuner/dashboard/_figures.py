@@ -102,8 +102,7 @@ def _results(view: ExperimentView) -> tuple[Any, list[str]]:
     """The experiment as :class:`raytuner.Results`, read as the rest of the dashboard reads
     it (real files inside ROOT only), and the damaged trials left out of it."""
     from raytuner._results import Results, TrialResult
-    from raytuner._formats import AUTO_KEYS
-    from raytuner._trial import Trial, TrialStatus
+    from raytuner._trial import Trial
 
     cache = view.refresh(force=True)
     if cache.damaged:
@@ -120,10 +119,7 @@ def _results(view: ExperimentView) -> tuple[Any, list[str]]:
         if fault:
             left_out.append(fault)
             continue
-        trial = Trial.from_record(entry.record, entry.config, error)
-        if trial.status == TrialStatus.RUNNING and entry.last_row:  # trial.json lags behind a running trial
-            trial.metrics = {k: v for k, v in entry.last_row.items() if k not in AUTO_KEYS}
-            trial.iteration = entry.last_row.get("iteration", trial.iteration)
+        trial = Trial.from_record(entry.record, entry.config, error)  # (caught up with its kept reports)
         trials.append(TrialResult.from_trial(trial, path))
     meta = cache.meta
     return Results(view.path, trials, meta.get("metric"), meta.get("mode", "min"), meta), left_out

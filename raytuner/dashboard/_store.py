@@ -9,8 +9,9 @@ A view re-reads a trial's files only when their modification time changed, and l
 the folder at most every :data:`REFRESH_S`: one ``scandir`` per look, and a ``stat`` only
 for the trials not yet COMPLETED or STOPPED (their files no longer change), so thousands
 of finished trials cost nothing per look. A running trial's ``trial.json`` is rewritten
-only when its status changes, so its latest metrics come from the tail of its
-``results.jsonl``.
+only when its status changes (and a killed driver's may lag for good), so what its
+``results.jsonl`` adds (read from where the last look stopped) brings its record up to its
+kept reports, as every reader does (:func:`raytuner._storage.trajectory.catch_up`).
 
 Statuses are the CLI's: an experiment whose ``experiment.json`` says RUNNING but whose
 driver is gone (no live holder of its lock) is INTERRUPTED, as ``raytuner ls`` shows it;
@@ -33,13 +34,15 @@ from typing import Any
 from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial, shown_value
 from raytuner._control_values import TRIAL_ID_RE
 from raytuner._formats import flatten, is_finite
+from raytuner._objectives import Objectives
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
 from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage
 from raytuner._storage.files import check_name
-from raytuner._storage.history import fold, last_kept
+from raytuner._storage import trajectory
+from raytuner._storage.history import History, fold, json_lines
 from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
-from raytuner._trial import TrialStatus
+from raytuner._trial import Trial, TrialStatus
 from raytuner.dashboard._files import Confined, Damaged, Refused
 from raytuner.dashboard._front import Fronts, rows_of
 from raytuner.dashboard._records import (DAMAGED, FINISHED, INTERRUPTED, SETTLED, STOPPABLE, config_fault,
@@ -56,12 +59,14 @@ class NotFound(Exception):
 @dataclass
 class _TrialEntry:
     mtime: int
-    record: dict[str, Any]
+    record: dict[str, Any]  # trial.json, brought up to the kept reports of results.jsonl
     config: dict[str, Any]
     flat: dict[str, Any]
     damaged: str | None = None  # the file and its fault
     tail_mtime: int = -1
-    last_row: dict[str, Any] | None = None
+    stored: dict[str, Any] = field(default_factory=dict)  # trial.json as read
+    history: History = field(default_factory=History)  # results.jsonl folded up to ``read_to``
+    read_to: int = 0  # bytes of results.jsonl folded (whole lines)
 
     @property
     def status(self) -> str:
@@ -123,10 +128,7 @@ class ExperimentView:
                 if entry is None or entry.mtime != mtime:
                     entry = cache.trials[trial_id] = self._read_trial(trial_id, Path(folder.path), mtime, entry)
                 if entry.status not in FINISHED and entry.status != DAMAGED:
-                    results = f"{folder.path}/results.jsonl"
-                    mtime = self.files.mtime(results)
-                    if mtime != entry.tail_mtime:
-                        entry.tail_mtime, entry.last_row = mtime, self._last_row(results)
+                    self._follow(entry, Path(folder.path), cache.meta)
                     tails.append(entry.tail_mtime)
             for gone in set(cache.trials) - seen:
                 del cache.trials[gone]
@@ -191,20 +193,52 @@ class ExperimentView:
                 return _damaged_entry(mtime, trial_id, fault)
         except (Damaged, Refused) as exc:
             return _damaged_entry(mtime, trial_id, str(exc))
-        return _TrialEntry(mtime, record, config, flatten(config))
+        entry = _TrialEntry(mtime, record, config, flatten(config), stored=record)
+        if old is not None and old.damaged is None:  # results.jsonl is appended to: go on from there
+            entry.history, entry.read_to = old.history, old.read_to
+        return entry
 
-    def _last_row(self, path: str) -> dict[str, Any] | None:
-        """The last kept row of a results.jsonl (read from the end; see
-        :func:`raytuner._storage.history.last_kept`)."""
+    def _follow(self, entry: _TrialEntry, folder: Path, meta: dict[str, Any]) -> None:
+        """Fold what the trial's results.jsonl gained since the last look (whole lines: the
+        last may be cut by a crash) and bring its record up to it."""
+        path = folder / "results.jsonl"
+        mtime = self.files.mtime(path)
+        if mtime == entry.tail_mtime:
+            return
         try:
-            found = self.files.read(path, tail=8192)
+            found = self.files.read(path, entry.read_to)
+            if found is not None and found.size < entry.read_to:  # replaced by a shorter file: read it afresh
+                entry.history, entry.read_to = History(), 0
+                found = self.files.read(path)
         except Refused:
-            return None
-        if not found:
-            return None
-        # Whole lines only: the first may be cut by the 8 KiB window, the last by a crash.
-        lines = found.data.split(b"\n")[1 if found.start else 0:-1]
-        return last_kept(reversed(lines))
+            return
+        entry.tail_mtime = mtime
+        if found is not None:
+            end = found.data.rfind(b"\n") + 1
+            lines, _, damaged = json_lines(found.data[:end], path)
+            if damaged is None:  # (damage is shown once trial.json changes: _read_trial)
+                fold(lines, entry.history)
+                entry.read_to = found.start + end
+        entry.record = self._caught_up(entry.stored, entry.config, entry.history, folder, meta)
+
+    def _caught_up(self, record: dict[str, Any], config: dict[str, Any], history: History, folder: Path,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+        """``record`` brought up to the kept reports in ``history``, as every reader has it."""
+        trial = Trial.from_record(record, config)
+        objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
+        if not trajectory.catch_up(trial, history, objectives, lambda: self._checkpoints(folder)):
+            return record
+        return trial.to_record()
+
+    def _checkpoints(self, folder: Path) -> set[str]:
+        """The names of a trial's checkpoint folders (a PBT clone's: ``clone_<n>/checkpoint_<k>``)."""
+        names = set()
+        for found in self.files.folders(folder):
+            if found.name.startswith("clone_"):
+                names.update(f"{found.name}/{inner.name}" for inner in self.files.folders(Path(found.path)))
+            else:
+                names.add(found.name)
+        return names
 
     def signature(self) -> tuple:
         return self.refresh().signature
@@ -282,26 +316,24 @@ class ExperimentView:
         (:func:`raytuner._best.best_trial`), in the experiment's ``best_scope``."""
         if not isinstance(metric, str) or mode not in ("min", "max"):
             return None
-        scope = cache.meta.get("best_scope")
-        scope = scope if scope in SCOPES else DEFAULT_SCOPE
-        ranked = [_Ranked(trial_id, entry.status, {metric: self._value(entry, metric)},
-                          entry.record.get("best_value") if is_finite(entry.record.get("best_value")) else None)
-                  for trial_id, entry in cache.trials.items()]
-        found = best_trial(ranked, metric, mode, scope)
+        scope = _scope(cache.meta)
+        found = best_trial([_ranked(trial_id, entry, metric) for trial_id, entry in cache.trials.items()],
+                           metric, mode, scope)
         return None if found is None else (found.trial_id, shown_value(found, metric, mode, scope))
 
     @staticmethod
-    def _value(entry: _TrialEntry, metric: str | None) -> Any:
-        """The trial's latest value of the metric (from its last report while it runs)."""
-        if not isinstance(metric, str) or entry.damaged:  # several objectives: no one value
+    def _value(trial_id: str, entry: _TrialEntry, meta: dict[str, Any]) -> Any:
+        """The value the trial is ranked by, as ``best_scope`` says (its last kept report, or
+        its best), by the one rule every view uses (:func:`raytuner._best.shown_value`)."""
+        metric, mode = meta.get("metric"), meta.get("mode", "min")
+        if not isinstance(metric, str) or mode not in ("min", "max"):  # several objectives: no one value
             return None
-        return ExperimentView._latest(entry).get(metric)
+        return shown_value(_ranked(trial_id, entry, metric), metric, mode, _scope(meta))
 
     @staticmethod
     def _latest(entry: _TrialEntry) -> dict[str, Any]:
-        """The metrics the trial stands at: its last report while it runs, else its record's."""
-        row = entry.last_row if entry.status not in FINISHED and entry.last_row else None
-        metrics = row or entry.record.get("metrics") or {}
+        """The metrics the trial stands at (its record, caught up with its kept reports)."""
+        metrics = entry.record.get("metrics") or {}
         return metrics if isinstance(metrics, dict) else {}
 
     def front(self, cache: _Cache) -> list[Any] | None:
@@ -322,13 +354,12 @@ class ExperimentView:
             record = entry.record
             if status and entry.status != status:
                 continue
-            row = entry.last_row if entry.status not in FINISHED and entry.last_row else None
             params.update(dict.fromkeys(entry.flat))
             rows.append({
                 "trial_id": trial_id, "status": entry.status,
-                "iteration": (row or {}).get("iteration", record.get("iteration")),
-                "value": self._value(entry, metric),
-                "time_total_s": (row or {}).get("time_total_s", record.get("time_total_s")),
+                "iteration": record.get("iteration"),
+                "value": self._value(trial_id, entry, cache.meta),
+                "time_total_s": record.get("time_total_s"),
                 "num_failures": record.get("num_failures", 0), "note": entry.damaged or record.get("note"),
                 "config": entry.flat, **_actions(entry.status, steerable),
             })
@@ -372,7 +403,11 @@ class ExperimentView:
             lines, fault = self.files.jsonl(path / "results.jsonl")
         except Refused as exc:
             lines, fault = [], str(exc)
-        rows = fold(lines).rows  # one trajectory: a lost attempt's rows are not shown
+        history = fold(lines)  # one trajectory: a lost attempt's rows are not shown
+        rows = history.rows
+        record = entry.record
+        if not (entry.damaged or fault):
+            record = self._caught_up(entry.stored, entry.config, history, path, cache.meta)
         try:
             error = self.files.text(path / "error.txt")
         except Refused as exc:
@@ -382,7 +417,7 @@ class ExperimentView:
         why = self.steering(cache)
         return {
             "trial_id": trial_id, "experiment": self.name, "metric": cache.meta.get("metric"),
-            "record": entry.record, "config": entry.config, "rows": rows,
+            "record": record, "config": entry.config, "rows": rows,
             "checkpoints": sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_")),
             "error": error, "damaged": "; ".join(dict.fromkeys(faults + ([fault] if fault else []))) or None,
             "not_steerable": why, **_actions(status, why is None),
@@ -403,6 +438,21 @@ class _Ranked:
     status: str
     metrics: dict[str, Any]
     best_value: float | None
+
+
+def _ranked(trial_id: str, entry: _TrialEntry, metric: str) -> _Ranked:
+    """A trial as :mod:`raytuner._best` ranks it: its latest value and its best (signed)."""
+    if entry.damaged:
+        return _Ranked(trial_id, entry.status, {}, None)
+    best = entry.record.get("best_value")
+    return _Ranked(trial_id, entry.status, {metric: ExperimentView._latest(entry).get(metric)},
+                   best if is_finite(best) else None)
+
+
+def _scope(meta: dict[str, Any]) -> str:
+    """The experiment's ``best_scope`` (the default when it does not say)."""
+    scope = meta.get("best_scope")
+    return scope if scope in SCOPES else DEFAULT_SCOPE
 
 
 class Root:

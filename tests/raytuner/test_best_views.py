@@ -129,3 +129,12 @@ def test_ls_never_lists_a_trial_damaged_before_its_last_line_as_best(tmp_path, c
     row = next(line for line in out.splitlines() if line.startswith("exp "))
     assert " 0.5 " in row and " 0.3 " not in row  # 00000's last report; not the damaged 00001's
     assert "damaged: exp, trial 00001" in out
+
+
+@pytest.mark.parametrize("scope, values", [("all", {"00000": 0.1, "00001": 0.3, "00002": 0.01, "00003": 0.55}),
+                                           ("last", {"00000": 0.5, "00001": 0.3, "00002": 0.01, "00003": 0.55})])
+def test_the_dashboards_table_shows_and_sorts_each_trial_by_the_scopes_value(tmp_path, scope, values):
+    write(tmp_path, "exp", CURVES, scope)
+    rows = Root(tmp_path).experiment("exp").table(sort="value")["rows"]
+    assert {r["trial_id"]: r["value"] for r in rows} == values
+    assert [r["trial_id"] for r in rows] == sorted(values, key=values.get)
