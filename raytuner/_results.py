@@ -121,6 +121,9 @@ class Results:
         metric = metric or self.metric
         mode = mode or self.mode
         scope = scope or self.scope
+        if metric is None and self.damaged:
+            raise ConfigError(f"No metric to rank trials by: {self.damaged}, so the experiment's metric is unknown. "
+                              "Pass metric= (and mode=) to get_best(), or repair that file.")
         if metric is None:
             raise ConfigError("No metric to rank trials by: pass `metric=` to the Tuner or to get_best().")
         if mode not in ("min", "max"):

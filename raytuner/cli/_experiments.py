@@ -38,6 +38,9 @@ def _metric_mode(results, args) -> tuple[str, str]:
         if mode is None:
             raise CLIError(f"{metric!r} is not one of the objectives of {results.path.name!r} "
                            f"({results.objectives.describe()}); pass --mode min or --mode max to rank by it.")
+    if metric is None and results.damaged:
+        raise CLIError(f"Experiment {results.path.name!r}: {results.damaged}, so its metric is unknown; pass --metric "
+                       "NAME (and --mode) to rank its trials, or repair that file.")
     if metric is None:
         raise CLIError(f"Experiment {results.path.name!r} has no metric to rank trials by; pass --metric NAME.")
     if not isinstance(metric, str) or mode not in ("min", "max"):

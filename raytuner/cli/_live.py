@@ -24,13 +24,15 @@ from raytuner.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CLIError, 
 WAIT_S = 10.0
 
 
-def _storage(exp: str, root: str):
+def _storage(exp: str, root: str, *, reader: bool = False):
+    """The experiment's folder; ``reader``: one whose experiment.json is damaged will do
+    (what is read, a trial's log, does not depend on it)."""
     from raytuner._storage.experiment import ExperimentStorage
     from raytuner.errors import ExperimentError
 
     storage = ExperimentStorage(locate(exp, root))
     try:
-        storage.read_experiment()
+        storage.read_experiment_record() if reader else storage.read_experiment()
     except ExperimentError as exc:
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
     return storage
@@ -96,7 +98,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    storage = _storage(args.exp, args.root)
+    storage = _storage(args.exp, args.root, reader=True)
     trial = args.trial
     if not trial.isalnum() or not (storage.trial_path(trial) / "config.json").is_file():
         raise CLIError(f"Experiment {storage.name!r} has no trial {trial!r}; `{cli_command('show', args.exp)}` lists "

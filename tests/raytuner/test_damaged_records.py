@@ -24,7 +24,7 @@ from raytuner._report import _data, _page
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.records import config_fault, experiment_fault, trial_fault
 from raytuner._trial import TrialStatus
-from raytuner.errors import ExperimentError
+from raytuner.errors import ConfigError, ExperimentError
 
 _spec = importlib.util.spec_from_file_location("_report_tests", Path(__file__).with_name("test_report.py"))
 _report_tests = importlib.util.module_from_spec(_spec)
@@ -149,6 +149,23 @@ def test_show_best_export_and_report_name_the_damage_and_go_on(damaged_root, cap
     assert code == 0, err
     assert "trial 00005: " in report.read_text() and "(left out of the figures)" in report.read_text()
 
+
+
+def test_an_experiment_json_damaged_past_its_metric_is_named_and_its_logs_still_read(damaged_root, capsys):
+    """Before: `show` and `best` said the experiment had no metric, rt.load().best to pass one
+    to the Tuner, and `logs` refused the trial's log as an experiment that cannot be run on."""
+    (damaged_root / "bad_meta/experiment.json").write_text('{"name": "bad_meta", "metric": ')
+    (damaged_root / "bad_meta/trials/00001/log.txt").write_text("step 1\n")
+    for command in ("show", "best"):
+        code, out, err = run(capsys, command, "bad_meta", "--root", damaged_root)
+        assert code != 0 and "bad_meta/experiment.json: not valid JSON" in err and "--metric NAME" in err, err
+    code, out, err = run(capsys, "best", "bad_meta", "--root", damaged_root, "--metric", "loss")
+    assert code == 0, err
+    with pytest.raises(ConfigError, match=r"experiment.json: not valid JSON .* Pass metric= \(and mode=\) to get_best"):
+        rt.load(damaged_root / "bad_meta").best
+    assert rt.load(damaged_root / "bad_meta").get_best(metric="loss", mode="min").metrics["loss"] > 0
+    code, out, err = run(capsys, "logs", "bad_meta", "00001", "--root", damaged_root)
+    assert code == 0 and out == "step 1\n", err
 
 def test_resume_refuses_an_experiment_with_a_damaged_trial_naming_file_and_fault(damaged_root):
     storage = ExperimentStorage(damaged_root / "bad_trials")
