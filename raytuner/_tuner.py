@@ -18,6 +18,7 @@ from raytuner._driver.controller import ExperimentSettings
 from raytuner._driver.resume import ResumePlan, import_trainable, restore, tidy, trainable_file, trainable_name
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._formats import reserved_column
 from raytuner._objectives import Objectives, normalize
 from raytuner._results import Results, read
 from raytuner._storage import DEFAULT_ROOT, remote
@@ -49,6 +50,14 @@ def _check_checkpoint_interval(value: Any, keep: int | None) -> None:
         raise invalid("Tuner", "checkpoint_interval_s", value, "None or 0 with checkpoints_to_keep=None",
                       "checkpoints_to_keep=None keeps every checkpoint, so none can be skipped to pace the stores: "
                       "pass checkpoints_to_keep (e.g. 1) as well, or leave checkpoint_interval_s out.")
+
+
+def _check_resource_attr(name: Any, metric: Any) -> None:
+    reserved = reserved_column(name, metric) if isinstance(name, str) else None
+    if reserved is not None:
+        raise invalid("Tuner", "resource_attr", name, "the name of a metric a report may hold",
+                      f"{name!r} is {reserved}, so no report may use it: pass resource_attr=None to count "
+                      f"reports (raytuner's 'iteration'), or report the resource as e.g. 'epoch' and pass that.")
 
 
 def _check_picklable(trainable: Callable[..., Any]) -> None:
@@ -253,6 +262,7 @@ class Tuner:
                 f"`resource_attr={resource_attr!r}` differs from {type(scheduler).__name__}'s "
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
+        _check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
         # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
         # scheduler given several objectives.
         setup_components(searcher, space, num_trials, objectives, scheduler)

@@ -113,7 +113,7 @@ class TrialRun(_session.Session):
 
     def report(self, metrics: Mapping[str, Any], checkpoint: Any = None) -> Signal:
         spec = self.spec
-        clean = _session.clean_metrics(metrics, spec.trial_id)
+        clean = _session.clean_metrics(metrics, spec.trial_id, spec.metric)
         self.check_metric(clean)
         with self._cond:
             if self._ended is not None:  # a decision already ended the trial

@@ -1,0 +1,66 @@
+"""Names and values no report can satisfy are refused before a trial runs; a report that uses
+a column raytuner writes or shows itself is refused with the name to use instead.
+
+No Ray: the checks run at construction (Tuner, StopCriteria, ReportCallback) or on one
+report (``clean_metrics``). The trials' side is in tests/integration/test_report_names.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import raytuner as rt
+from raytuner._worker.session import clean_metrics
+from raytuner.errors import ConfigError, ReportError
+
+
+def train(config):
+    rt.report({"loss": config["x"]})
+
+
+SPACE = {"x": rt.uniform(0, 1)}
+
+#: Each column raytuner writes (results.jsonl) or shows (dataframe, history), and the name
+#: its refusal suggests instead.
+RESERVED = [
+    ("iteration", "iteration_"), ("resource", "resource_"), ("time_total_s", "time_total_s_"),
+    ("timestamp", "timestamp_"), ("attempt", "attempt_"), ("checkpoint", "checkpoint_"), ("_marker", "marker_"),
+    ("trial_id", "trial_id_"), ("status", "status_"), ("damaged", "damaged_"), ("pareto_front", "pareto_front_"),
+    ("cloned_from", "cloned_from_"), ("cloned_iteration", "cloned_iteration_"), ("config/x", "config_x"),
+    ("config/opt/lr", "config_opt_lr"), ("best_loss", "best_loss_"),
+]
+
+
+@pytest.mark.parametrize(("name", "instead"), RESERVED)
+def test_a_report_naming_a_column_of_raytuners_is_refused_with_another_name(name, instead):
+    with pytest.raises(ReportError, match=rf"trial 00004 reported a metric named '{name}', which is .*"
+                                          rf"Report it under another name, e.g. '{instead}'\."):
+        clean_metrics({"loss": 0.5, name: 42}, "00004", "loss")
+
+
+def test_names_beside_the_reserved_ones_are_reported_as_they_are():
+    metrics = {"loss": 0.5, "epoch": 3, "iterations": 2, "config": 1.0, "configx": 1.0, "best_acc": 0.9,
+               "step_time_s": np.float32(0.25), "statuses": 1}
+    assert clean_metrics(metrics, "00000", "loss") == {**metrics, "step_time_s": 0.25}
+    assert clean_metrics({"best_loss": 0.1}, "00000", "acc") == {"best_loss": 0.1}  # not the Tuner's metric
+    assert clean_metrics({"best_loss": 0.1}, "00000", ["loss", "size"]) == {"best_loss": 0.1}  # no best_ column
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"metric": ""}, r"Tuner: `metric` is '', but must be the name of a reported metric\. Pass the name"),
+        ({"metric": ["loss", ""]}, r"Tuner: `metric` is \['loss', ''\], but must be a non-empty list of metric names"),
+        ({"metric": "iteration"}, r"`metric` is 'iteration', but must be the name of a metric a report may hold\. "
+                                  r"'iteration' is a column raytuner writes .* e\.g\. 'iteration_'"),
+        ({"metric": ["loss", "config/x"]}, r"`metric` is \['loss', 'config/x'\].*show the config's 'x'.*'config_x'"),
+        ({"resource_attr": "time_total_s"}, r"`resource_attr` is 'time_total_s', but must be the name of a metric a "
+                                            r"report may hold\. .*pass resource_attr=None to count reports"),
+        ({"resource_attr": "best_loss"}, r"`resource_attr` is 'best_loss'.*each trial's best 'loss'"),
+    ],
+)
+def test_names_and_thresholds_no_report_can_meet_are_refused_at_construction(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        rt.Tuner(train, **{"space": SPACE, "metric": "loss", **kwargs})
+
