@@ -103,10 +103,14 @@ class Tuner:
             given, as there is nothing to learn from, and with PBT, which changes configs).
         scheduler: Default :class:`schedulers.FIFOScheduler`.
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
-        stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
-            ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. See
-            :class:`raytuner._driver.stop.StopCriteria` (with several objectives, each
-            threshold names one metric and is read in that metric's own mode).
+        stop: Per-trial stopping criteria: a dict of finite thresholds (``{"iteration": 20}``,
+            ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. A report without
+            a key is not checked against it (a metric may come every few epochs), but a
+            trial that ends on its own without ever reporting a key (other than
+            ``iteration`` and ``time_total_s``, which raytuner adds) fails with a
+            :class:`raytuner.ReportError` naming it, which ends the experiment: a typo
+            stops nothing. See :class:`raytuner._driver.stop.StopCriteria` (with several
+            objectives, each threshold names one metric and is read in that metric's own mode).
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
@@ -203,6 +207,7 @@ class Tuner:
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
         metric, mode = normalize(metric, mode)
         objectives = Objectives.of(metric, mode)
+        stop_criteria = StopCriteria(stop, metric, mode)
         _positive_int("num_trials", num_trials)
         _positive_int("max_concurrent", max_concurrent, allow_none=True)
         _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
@@ -283,7 +288,7 @@ class Tuner:
             self._storage_root = Path(remote.local_path(root)).expanduser()
         self._settings = dict(
             metric=metric, mode=mode, num_trials=int(num_trials),
-            stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
+            stop=stop_criteria, time_budget_s=time_budget_s,
             resource_attr=resource_attr if resource_attr is not None else scheduler_attr,
             max_failures=int(max_failures), fail_fast=bool(fail_fast), checkpoints_to_keep=checkpoints_to_keep,
             checkpoint_interval_s=None if checkpoint_interval_s is None else float(checkpoint_interval_s),

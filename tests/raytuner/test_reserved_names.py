@@ -7,10 +7,13 @@ report (``clean_metrics``). The trials' side is in tests/integration/test_report
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import raytuner as rt
+from raytuner._driver.stop import StopCriteria
 from raytuner._worker.session import clean_metrics
 from raytuner.errors import ConfigError, ReportError
 
@@ -58,9 +61,38 @@ def test_names_beside_the_reserved_ones_are_reported_as_they_are():
         ({"resource_attr": "time_total_s"}, r"`resource_attr` is 'time_total_s', but must be the name of a metric a "
                                             r"report may hold\. .*pass resource_attr=None to count reports"),
         ({"resource_attr": "best_loss"}, r"`resource_attr` is 'best_loss'.*each trial's best 'loss'"),
+        ({"stop": {"loss": math.nan}}, r"Tuner: `stop\['loss'\]` is nan, but must be a finite number\. A NaN or "
+                                       r"infinite threshold is never reached"),
+        ({"stop": {"iteration": math.inf}}, r"`stop\['iteration'\]` is inf, but must be a finite number"),
+        ({"stop": {"acc": np.float64("-inf")}}, r"`stop\['acc'\]` is -inf"),
+        ({"stop": {"timestamp": 1e9}}, r"`stop` is \{'timestamp': 1000000000\.0\}, but must be keyed by reported "
+                                       r"metrics, 'iteration' or 'time_total_s'"),
+        ({"stop": {"config/x": 0.5}}, r"`stop` is \{'config/x': 0\.5\}.*To stop on the config, pass a function"),
     ],
 )
 def test_names_and_thresholds_no_report_can_meet_are_refused_at_construction(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         rt.Tuner(train, **{"space": SPACE, "metric": "loss", **kwargs})
+
+
+def test_finite_thresholds_of_any_number_type_are_accepted():
+    rt.Tuner(train, space=SPACE, metric="loss", stop={"iteration": np.int64(5), "loss": np.float32(0.1)})
+
+
+def test_a_stop_key_no_report_of_a_trial_held_fails_it_naming_the_key_and_the_reports():
+    stop = StopCriteria({"iteraton": 2, "val_acc": 0.9, "time_total_s": 60}, "loss", "min")
+    stop.check_reported("00001", {"loss", "val_acc", "iteraton"})  # each reported at least once: fine
+    with pytest.raises(ReportError, match=r"`stop` has a threshold for 'iteraton', but trial 00001 ended without "
+                                          r"reporting it, so nothing stopped the trial by it; its reports held "
+                                          r"\['loss', 'val_acc'\] and raytuner adds \['iteration', 'time_total_s'\]\. "
+                                          r"Fix the key in `stop=`, or report 'iteraton'"):
+        stop.check_reported("00001", {"loss", "val_acc"})
+    StopCriteria({"iteration": 3}, "loss", "min").check_reported("00001", set())
+    StopCriteria(lambda trial_id, result: False, "loss", "min").check_reported("00001", set())
+
+
+def test_a_report_without_a_stop_key_is_not_checked_against_it():
+    stop = StopCriteria({"val_acc": 0.9}, "loss", "min")
+    assert not stop.reached("00000", {"loss": 0.1, "iteration": 1})
+    assert stop.reached("00000", {"loss": 0.1, "val_acc": 0.95, "iteration": 2})
 
