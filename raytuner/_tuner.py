@@ -102,7 +102,8 @@ class Tuner:
             the space has a ``grid``; :class:`search.RandomSearcher` when no ``metric`` is
             given, as there is nothing to learn from, and with PBT, which changes configs).
         scheduler: Default :class:`schedulers.FIFOScheduler`.
-        resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
+        resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``;
+            a custom name that is a near miss of a known one (``cpus``) is refused.
         stop: Per-trial stopping criteria: a dict of finite thresholds (``{"iteration": 20}``,
             ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. A report without
             a key is not checked against it (a metric may come every few epochs), but a
@@ -387,6 +388,10 @@ class Tuner:
 
         Resuming unpickles state saved in the folder: only resume experiments you trust.
         """
+        if trainable is not None and not callable(trainable):
+            raise invalid("Tuner.resume", "trainable", trainable, "the function the experiment ran, or None",
+                          "Pass the function itself (not its name), or leave `trainable` out to import the one "
+                          "the experiment recorded.")
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
         try:
             return Tuner._resume(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import raytuner as rt
+from raytuner._driver.resources import normalize
 from raytuner._driver.stop import StopCriteria
 from raytuner._worker.session import clean_metrics
 from raytuner.errors import ConfigError, ReportError
@@ -68,6 +69,12 @@ def test_names_beside_the_reserved_ones_are_reported_as_they_are():
         ({"stop": {"timestamp": 1e9}}, r"`stop` is \{'timestamp': 1000000000\.0\}, but must be keyed by reported "
                                        r"metrics, 'iteration' or 'time_total_s'"),
         ({"stop": {"config/x": 0.5}}, r"`stop` is \{'config/x': 0\.5\}.*To stop on the config, pass a function"),
+        ({"resources": {"cpus": 1}}, r"Tuner: `resources\['cpus'\]` is 1, but must be under a known name \(cpu, gpu, "
+                                     r"memory\) or a custom Ray resource's\. Did you mean 'cpu'\? Pass resources="
+                                     r"\{'cpu': 1\}\."),
+        ({"resources": {"num_gpus": 0.5}}, r"`resources\['num_gpus'\]` is 0\.5.*Did you mean 'gpu'\?"),
+        ({"resources": {"GPUs": 1}}, r"`resources\['GPUs'\]` is 1.*Did you mean 'gpu'\?"),
+        ({"resources": {"memroy": 2e9}}, r"`resources\['memroy'\]` is 2000000000\.0.*Did you mean 'memory'\?"),
     ],
 )
 def test_names_and_thresholds_no_report_can_meet_are_refused_at_construction(kwargs, match):
@@ -75,8 +82,11 @@ def test_names_and_thresholds_no_report_can_meet_are_refused_at_construction(kwa
         rt.Tuner(train, **{"space": SPACE, "metric": "loss", **kwargs})
 
 
-def test_finite_thresholds_of_any_number_type_are_accepted():
+def test_finite_thresholds_of_any_number_type_and_custom_resources_are_accepted():
     rt.Tuner(train, space=SPACE, metric="loss", stop={"iteration": np.int64(5), "loss": np.float32(0.1)})
+    assert normalize({"cpu": 1, "tpu": 1, "accelerator_type:A100": 1, "my_tag": 2}) == {
+        "cpu": 1.0, "tpu": 1.0, "accelerator_type:A100": 1.0, "my_tag": 2.0}
+    assert normalize({"CPU": 2, "Memory": 1e9}) == {"cpu": 2.0, "memory": 1e9}
 
 
 def test_a_stop_key_no_report_of_a_trial_held_fails_it_naming_the_key_and_the_reports():
@@ -96,3 +106,8 @@ def test_a_report_without_a_stop_key_is_not_checked_against_it():
     assert not stop.reached("00000", {"loss": 0.1, "iteration": 1})
     assert stop.reached("00000", {"loss": 0.1, "val_acc": 0.95, "iteration": 2})
 
+
+def test_resume_shows_the_trainable_it_was_given(tmp_path):
+    with pytest.raises(ConfigError, match=r"Tuner\.resume: `trainable` is 'train', but must be the function the "
+                                          r"experiment ran, or None\. Pass the function itself \(not its name\)"):
+        rt.Tuner.resume(tmp_path / "no-such-experiment", trainable="train")
