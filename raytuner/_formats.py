@@ -14,6 +14,10 @@ from typing import Any, Mapping
 
 #: Keys the controller adds to every row of results.jsonl, beside the reported metrics.
 AUTO_KEYS = frozenset({"iteration", "resource", "time_total_s", "timestamp", "attempt", "checkpoint"})
+#: Columns that ``Results.dataframe()`` and ``Results.history()`` add beside the metrics
+#: (with ``best_<metric>`` and ``config/<name>``, see :func:`reserved_column`).
+VIEW_KEYS = frozenset({"trial_id", "status", "damaged", "pareto_front", "cloned_from", "cloned_iteration"})
+CONFIG_PREFIX = "config/"
 
 _CHECKPOINT_PREFIX = "checkpoint_"
 _CLONE_PREFIX = "clone_"
@@ -29,6 +33,30 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def reserved_column(name: str, metric: Any = None) -> str | None:
+    """What raytuner itself writes or shows under ``name`` beside the reported metrics, or
+    None if a metric may be called so. A metric of such a name would be overwritten in one
+    view and kept in another, so reports, the Tuner's ``metric`` and ``resource_attr``, and
+    the Keras callback's names refuse it. ``metric`` is the Tuner's (one name: its
+    ``best_<metric>`` column)."""
+    if name in AUTO_KEYS:
+        return "a column raytuner writes itself in every row of results.jsonl"
+    if name == "_marker":
+        return "the key that marks raytuner's own rows in results.jsonl"
+    if name in VIEW_KEYS:
+        return "a column that Results.dataframe() or Results.history() adds beside the metrics"
+    if name.startswith(CONFIG_PREFIX):
+        return f"how Results.dataframe() and history() show the config's {name[len(CONFIG_PREFIX):]!r}"
+    if isinstance(metric, str) and name == f"best_{metric}":
+        return f"the column in which Results.dataframe() shows each trial's best {metric!r}"
+    return None
+
+
+def other_name(name: str) -> str:
+    """A name to report instead of a reserved one (``config/x``: ``config_x``)."""
+    return name.replace("/", "_") if name.startswith(CONFIG_PREFIX) else name.lstrip("_") + "_"
 
 
 def json_default(value: Any) -> Any:

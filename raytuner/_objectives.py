@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from raytuner._formats import other_name, reserved_column
 from raytuner.errors import invalid
 
 MODES = ("min", "max")
@@ -91,6 +92,7 @@ def normalize(metric: Any, mode: Any) -> tuple[str | list[str] | None, str | lis
             metrics, or metric and mode lists of different lengths.
     """
     if metric is None or isinstance(metric, str):
+        _check_name(metric, metric)
         if isinstance(mode, (list, tuple)):
             if metric is not None and len(mode) == 1 and mode[0] in MODES:
                 return metric, mode[0]
@@ -106,6 +108,8 @@ def normalize(metric: Any, mode: Any) -> tuple[str | list[str] | None, str | lis
     if not metrics or not all(isinstance(m, str) and m for m in metrics):
         raise invalid("Tuner", "metric", metric, "a non-empty list of metric names",
                       "Pass e.g. metric=['val_loss', 'params'].")
+    for name in metrics:
+        _check_name(name, metric)
     repeated = sorted({m for m in metrics if metrics.count(m) > 1})
     if repeated:
         raise invalid("Tuner", "metric", metric, "a list of distinct metric names",
@@ -127,6 +131,22 @@ def normalize(metric: Any, mode: Any) -> tuple[str | list[str] | None, str | lis
     if len(metrics) == 1:
         return metrics[0], modes[0]
     return metrics, modes
+
+
+def _check_name(name: str | None, metric: Any) -> None:
+    """Refuse an empty metric name, or one that raytuner uses for a column of its own (no
+    report may hold it: :func:`raytuner._formats.reserved_column`)."""
+    if name is None:
+        return
+    if not name:
+        raise invalid("Tuner", "metric", metric, "the name of a reported metric",
+                      "Pass the name your trainable reports, e.g. metric='val_loss' for "
+                      "rt.report({'val_loss': ...}); leave metric out to tune nothing in particular.")
+    reserved = reserved_column(name)
+    if reserved is not None:
+        raise invalid("Tuner", "metric", metric, "the name of a metric a report may hold",
+                      f"{name!r} is {reserved}, so no report may use it: report the value under another "
+                      f"name, e.g. {other_name(name)!r}, and pass that.")
 
 
 def _check_mode(mode: Any, argument: str, value: Any = None) -> None:

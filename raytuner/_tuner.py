@@ -18,6 +18,7 @@ from raytuner._driver.controller import ExperimentSettings
 from raytuner._driver.resume import ResumePlan, import_trainable, restore, tidy, trainable_file, trainable_name
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._formats import reserved_column
 from raytuner._objectives import Objectives, normalize
 from raytuner._results import Results, read
 from raytuner._storage import DEFAULT_ROOT, remote
@@ -49,6 +50,14 @@ def _check_checkpoint_interval(value: Any, keep: int | None) -> None:
         raise invalid("Tuner", "checkpoint_interval_s", value, "None or 0 with checkpoints_to_keep=None",
                       "checkpoints_to_keep=None keeps every checkpoint, so none can be skipped to pace the stores: "
                       "pass checkpoints_to_keep (e.g. 1) as well, or leave checkpoint_interval_s out.")
+
+
+def _check_resource_attr(name: Any, metric: Any) -> None:
+    reserved = reserved_column(name, metric) if isinstance(name, str) else None
+    if reserved is not None:
+        raise invalid("Tuner", "resource_attr", name, "the name of a metric a report may hold",
+                      f"{name!r} is {reserved}, so no report may use it: pass resource_attr=None to count "
+                      f"reports (raytuner's 'iteration'), or report the resource as e.g. 'epoch' and pass that.")
 
 
 def _check_picklable(trainable: Callable[..., Any]) -> None:
@@ -93,11 +102,16 @@ class Tuner:
             the space has a ``grid``; :class:`search.RandomSearcher` when no ``metric`` is
             given, as there is nothing to learn from, and with PBT, which changes configs).
         scheduler: Default :class:`schedulers.FIFOScheduler`.
-        resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``.
-        stop: Per-trial stopping criteria: a dict of thresholds (``{"iteration": 20}``,
-            ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. See
-            :class:`raytuner._driver.stop.StopCriteria` (with several objectives, each
-            threshold names one metric and is read in that metric's own mode).
+        resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``;
+            a custom name that is a near miss of a known one (``cpus``) is refused.
+        stop: Per-trial stopping criteria: a dict of finite thresholds (``{"iteration": 20}``,
+            ``{"val_accuracy": 0.99}``) or ``fn(trial_id, result) -> bool``. A report without
+            a key is not checked against it (a metric may come every few epochs), but a
+            trial that ends on its own without ever reporting a key (other than
+            ``iteration`` and ``time_total_s``, which raytuner adds) fails with a
+            :class:`raytuner.ReportError` naming it, which ends the experiment: a typo
+            stops nothing. See :class:`raytuner._driver.stop.StopCriteria` (with several
+            objectives, each threshold names one metric and is read in that metric's own mode).
         time_budget_s: Stop the experiment after this many seconds (running trials end as
             STOPPED; results are kept).
         name: The experiment's folder name under ``storage_path``; default
@@ -194,6 +208,7 @@ class Tuner:
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
         metric, mode = normalize(metric, mode)
         objectives = Objectives.of(metric, mode)
+        stop_criteria = StopCriteria(stop, metric, mode)
         _positive_int("num_trials", num_trials)
         _positive_int("max_concurrent", max_concurrent, allow_none=True)
         _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
@@ -253,6 +268,7 @@ class Tuner:
                 f"`resource_attr={resource_attr!r}` differs from {type(scheduler).__name__}'s "
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
+        _check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
         # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
         # scheduler given several objectives.
         setup_components(searcher, space, num_trials, objectives, scheduler)
@@ -273,7 +289,7 @@ class Tuner:
             self._storage_root = Path(remote.local_path(root)).expanduser()
         self._settings = dict(
             metric=metric, mode=mode, num_trials=int(num_trials),
-            stop=StopCriteria(stop, metric, mode), time_budget_s=time_budget_s,
+            stop=stop_criteria, time_budget_s=time_budget_s,
             resource_attr=resource_attr if resource_attr is not None else scheduler_attr,
             max_failures=int(max_failures), fail_fast=bool(fail_fast), checkpoints_to_keep=checkpoints_to_keep,
             checkpoint_interval_s=None if checkpoint_interval_s is None else float(checkpoint_interval_s),
@@ -372,6 +388,10 @@ class Tuner:
 
         Resuming unpickles state saved in the folder: only resume experiments you trust.
         """
+        if trainable is not None and not callable(trainable):
+            raise invalid("Tuner.resume", "trainable", trainable, "the function the experiment ran, or None",
+                          "Pass the function itself (not its name), or leave `trainable` out to import the one "
+                          "the experiment recorded.")
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
         try:
             return Tuner._resume(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,

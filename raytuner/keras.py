@@ -41,7 +41,7 @@ from raytuner._worker import quiet_tf as _quiet_tf
 _quiet_tf.arm()  # also in the driver, which may load a trial's model (rt.keras.load_model)
 import keras  # noqa: E402
 
-from raytuner._formats import dumps
+from raytuner._formats import dumps, other_name, reserved_column
 from raytuner._worker import session as _session
 from raytuner._worker.protocol import Signal
 from raytuner.errors import ConfigError, ReportError, invalid
@@ -74,7 +74,26 @@ def _metric_map(metrics: str | Sequence[str] | Mapping[str, str] | None) -> dict
         raise invalid("ReportCallback", "metrics", metrics, "a Keras log name, a list or dict of them, or None",
                       "Pass 'val_loss', ['val_loss', 'val_accuracy'], {reported name: Keras log name} such as "
                       "{'loss': 'val_loss'}, or None to report every log.")
+    for name, log in pairs.items():
+        reserved = reserved_column(name)
+        if reserved is not None:
+            raise invalid("ReportCallback", "metrics", metrics, "reported names a report may hold",
+                          f"{name!r} is {reserved}: report the log under another name, "
+                          f"metrics={{{other_name(name)!r}: {log!r}}}.")
     return pairs
+
+
+def _check_log_names(logs: Mapping[str, Any], metric: Any) -> None:
+    """Refuse a Keras log (every log is reported by default) whose name raytuner uses itself,
+    with the callback's own way to rename it."""
+    for name in logs:
+        reserved = reserved_column(name, metric)
+        if reserved is not None:
+            raise ReportError(
+                f"ReportCallback: the epoch's Keras logs hold {name!r}, which is {reserved}, so raytuner cannot "
+                f"report it under that name. Rename it with ReportCallback(metrics={{{other_name(name)!r}: "
+                f"{name!r}, ...}}) (a dict of reported name to Keras log name, listing every log to report)."
+            )
 
 
 class ReportCallback(keras.callbacks.Callback):
@@ -172,6 +191,8 @@ class ReportCallback(keras.callbacks.Callback):
             return
         done = epoch + 1  # Keras counts from 0 and includes initial_epoch
         metrics = self._select(dict(logs or {}), done)
+        if self._metrics is None:
+            _check_log_names(metrics, session.metric)
         if self._extra is not None:
             metrics.update(self._extra_metrics(metrics))
         # Checked before the checkpoint is saved, with where Keras' metrics come from.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from typing import Any, Mapping
@@ -25,12 +26,27 @@ def normalize(resources: Mapping[str, Any] | None) -> dict[str, float]:
             raise invalid("Tuner", f"resources[{key!r}]", value, "a number >= 0 under a str key",
                           "Pass e.g. resources={'cpu': 1, 'gpu': 0.25}.")
         name = key.lower() if key.lower() in _RAY_NAMES else key
+        if name not in _RAY_NAMES:
+            _refuse_near_miss(key, value)
         if name == "gpu" and value > 1 and value != int(value):
             raise invalid("Tuner", "resources['gpu']", value, "a fraction of one GPU (<= 1) or a whole number",
                           "Pass e.g. 0.5 to share a card between two trials, or 2 for two whole cards.")
         out[name] = float(value)
     out.setdefault("cpu", 1.0)
     return out
+
+
+def _refuse_near_miss(key: str, value: Any) -> None:
+    """A custom Ray resource may have any name, but one this close to a known name is a typo
+    (``cpus``, ``num_gpus``, ``GPUs``, ``memroy``), which Ray would only report as a shape
+    no node has, after it starts."""
+    plain = key.lower().removeprefix("num_")
+    plain = plain[:-1] if plain.endswith("s") and plain[:-1] in _RAY_NAMES else plain
+    close = [plain] if plain in _RAY_NAMES else difflib.get_close_matches(plain, list(_RAY_NAMES), n=1, cutoff=0.75)
+    if close:
+        known = ", ".join(_RAY_NAMES)
+        raise invalid("Tuner", f"resources[{key!r}]", value, f"under a known name ({known}) or a custom Ray resource's",
+                      f"Did you mean {close[0]!r}? Pass resources={{{close[0]!r}: {value!r}}}.")
 
 
 def actor_options(resources: Mapping[str, float]) -> dict[str, Any]:

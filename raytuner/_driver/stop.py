@@ -6,12 +6,18 @@ so a criterion such as ``{"iteration": 20}`` never lets a 21st epoch start.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+import math
+import numbers
+from typing import Any, Callable, Collection, Mapping, Sequence
 
+from raytuner._formats import reserved_column
 from raytuner._objectives import Objectives
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, ReportError, invalid
 
 StopFn = Callable[[str, Mapping[str, Any]], bool]
+
+#: The keys raytuner adds to every result that ``stop=`` sees, beside the reported metrics.
+PROVIDED = ("iteration", "time_total_s")
 
 
 class StopCriteria:
@@ -22,6 +28,13 @@ class StopCriteria:
     ``>=`` for "max"); any other key (``iteration``, ``time_total_s``, a reported
     metric) when it is ``>=`` the threshold, as in Ray Tune. A function is called as
     ``stop(trial_id, result)`` and ends the trial when it returns True.
+
+    A report without a key is not checked against that key's threshold, so a metric may be
+    reported only now and then (a validation every few epochs). A key that no report of a
+    trial holds is most likely a typo: a trial that ends on its own (not by a decision)
+    without ever reporting it fails with a :class:`ReportError` naming the key and the
+    keys it did report, which ends the experiment (what was computed is kept). Ray Tune
+    only logs a warning then, and the trials run to their end.
 
     With several objectives each entry still names one key: an objective's threshold is
     read in that objective's own mode and ends the trial when that one objective reaches
@@ -52,18 +65,28 @@ class StopCriteria:
                         f"r[{objectives.metrics[1]!r}] <= ...."
                     )
                     raise ConfigError(msg)
-                if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
-                    msg = (
-                        f"`stop` entries must map a result key to a number; got {key!r}: {value!r}. "
-                        "Example: stop={'iteration': 20, 'val_accuracy': 0.99}."
-                    )
-                    raise ConfigError(msg)
+                _check_entry(key, value, metric)
         self._stop = stop
         self._metric = metric
         self._mode = mode
 
     def __bool__(self) -> bool:
         return self._stop is not None
+
+    def check_reported(self, trial_id: str, reported: Collection[str]) -> None:
+        """Raise :class:`ReportError` if a threshold's key is none of ``reported`` (every
+        metric name a trial reported) nor one raytuner provides."""
+        if self._stop is None or callable(self._stop):
+            return
+        missing = [key for key in self._stop if key not in reported and key not in PROVIDED]
+        if missing:
+            msg = (
+                f"`stop` has a threshold for {', '.join(map(repr, missing))}, but trial {trial_id} ended without "
+                f"reporting it, so nothing stopped the trial by it; its reports held {sorted(reported)} and "
+                f"raytuner adds {list(PROVIDED)}. Fix the key in `stop=`, or report {missing[0]!r} "
+                "(at least now and then: a report without it is not checked)."
+            )
+            raise ReportError(msg)
 
     def reached(self, trial_id: str, result: Mapping[str, Any]) -> bool:
         if self._stop is None:
@@ -81,3 +104,21 @@ class StopCriteria:
             elif value >= threshold:
                 return True
         return False
+
+
+def _check_entry(key: Any, value: Any, metric: str | Sequence[str] | None) -> None:
+    if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = (
+            f"`stop` entries must map a result key to a number; got {key!r}: {value!r}. "
+            "Example: stop={'iteration': 20, 'val_accuracy': 0.99}."
+        )
+        raise ConfigError(msg)
+    if not math.isfinite(value):
+        raise invalid("Tuner", f"stop[{key!r}]", float(value), "a finite number",
+                      "A NaN or infinite threshold is never reached, so it would stop nothing: pass the value "
+                      f"at which to stop, e.g. stop={{{key!r}: 0.05}}, or leave the entry out.")
+    reserved = reserved_column(key, metric) if key not in PROVIDED else None
+    if reserved is not None:
+        raise invalid("Tuner", "stop", {key: value}, f"keyed by reported metrics, {PROVIDED[0]!r} or {PROVIDED[1]!r}",
+                      f"{key!r} is {reserved}, which no report holds. To stop on the config, pass a function: "
+                      "stop=lambda trial_id, result: ....")

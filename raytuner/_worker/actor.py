@@ -57,6 +57,7 @@ class TrialRun(_session.Session):
         self._ended: Signal | None = None
         self.iteration = spec.start_iteration
         self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
+        self._reported: set[str] = set()  # every metric name this run reported (for stop=)
         self._t0 = time.monotonic() - spec.start_time_s
         self._scratch: Path | None = None  # made only when needed: most trials need none
         self._trial_dir: Path | None = None
@@ -113,8 +114,9 @@ class TrialRun(_session.Session):
 
     def report(self, metrics: Mapping[str, Any], checkpoint: Any = None) -> Signal:
         spec = self.spec
-        clean = _session.clean_metrics(metrics, spec.trial_id)
+        clean = _session.clean_metrics(metrics, spec.trial_id, spec.metric)
         self.check_metric(clean)
+        self._reported.update(clean)
         with self._cond:
             if self._ended is not None:  # a decision already ended the trial
                 raise TrialStopped(self._ended)
@@ -169,6 +171,16 @@ class TrialRun(_session.Session):
             raise CheckpointGoneError(f"Trial {ref.trial_id}'s checkpoint {ref.name} was gone from the "
                                       f"experiment's storage when its worker came to read it: {exc}") from None
 
+    def _check_stop_reported(self) -> None:
+        """Raise :class:`ReportError` if the trainable ended on its own, after reporting from
+        its start, without any report of a key its ``stop=`` thresholds need (a typo, most
+        likely: nothing stopped the trial by it). A run restarted from a checkpoint, or
+        ended by a decision, may not have come to a report that holds it."""
+        spec = self.spec
+        if not spec.stop or self._ended is not None or spec.start_iteration or self.iteration == 0:
+            return
+        spec.stop.check_reported(spec.trial_id, self._reported)
+
     def _apply(self, decision: Signal) -> Signal:
         if decision is not Signal.CONTINUE:
             self._ended = decision  # the caller ends the trial: rt.report raises, Keras stops fit
@@ -182,6 +194,7 @@ class TrialRun(_session.Session):
             if self.spec.restore is not None:
                 self.checkpoint_dir = self._restore(self.spec.restore)
             self._fn(dict(self.spec.config))
+            self._check_stop_reported()
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:
             end = TrialExit(Signal(stopped.decision))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from raytuner._formats import other_name, reserved_column
 from raytuner._worker.protocol import Signal, TrialSpec
 from raytuner.errors import NotInTrialError, ReportError, TrialStopped
 
@@ -162,7 +163,8 @@ def report(metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None
     Raises:
         TrialStopped: The scheduler stopped or paused the trial; let it propagate.
         NotInTrialError: Called outside a trial.
-        ReportError: ``metrics`` is not a mapping of names to numbers, or lacks the metric.
+        ReportError: ``metrics`` is not a mapping of names to numbers, lacks the metric, or
+            names a column raytuner writes or shows itself (``iteration``, ``config/x``, ...).
     """
     decision = _require("report").report(metrics, checkpoint)
     if decision is not Signal.CONTINUE:
@@ -179,13 +181,9 @@ def get_context() -> TrialContext:
     return _require("get_context").context()
 
 
-#: Columns of results.jsonl that raytuner writes itself beside the metrics (the report's
-#: ``iteration`` and times are also its own, and overwrite a metric of the same name).
-RESERVED_KEYS = frozenset({"attempt", "checkpoint", "_marker"})
-
-
-def clean_metrics(metrics: Any, trial_id: str) -> dict[str, float | int]:
-    """Check that ``metrics`` maps names to numbers; return it with plain Python numbers."""
+def clean_metrics(metrics: Any, trial_id: str, metric: str | list[str] | None = None) -> dict[str, float | int]:
+    """Check that ``metrics`` maps names to numbers, none of them a column raytuner writes
+    or shows itself (``metric``: the Tuner's); return it with plain Python numbers."""
     if not isinstance(metrics, Mapping):
         msg = (
             f"raytuner.report() expects a mapping of metric names to numbers; trial {trial_id} "
@@ -198,9 +196,10 @@ def clean_metrics(metrics: Any, trial_id: str) -> dict[str, float | int]:
         if not isinstance(key, str):
             msg = f"raytuner.report(): metric names must be str; trial {trial_id} reported key {key!r}."
             raise ReportError(msg)
-        if key in RESERVED_KEYS:
-            msg = (f"raytuner.report(): {key!r} is a name raytuner gives its own column in results.jsonl "
-                   f"(trial {trial_id}); report it under another name, e.g. {key + '_'!r}.")
+        reserved = reserved_column(key, metric)
+        if reserved is not None:
+            msg = (f"raytuner.report(): trial {trial_id} reported a metric named {key!r}, which is {reserved}, "
+                   f"so its value would be lost there. Report it under another name, e.g. {other_name(key)!r}.")
             raise ReportError(msg)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d arrays, tensors

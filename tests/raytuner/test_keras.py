@@ -157,6 +157,20 @@ def test_a_missing_log_or_tuner_metric_is_a_report_error_that_says_why(trial):
         drive(rtk.ReportCallback(), make_model(), logs={"loss": 0.5})
 
 
+def test_a_keras_log_named_like_a_column_of_raytuners_is_refused_with_the_rename(trial):
+    trial()
+    with pytest.raises(ReportError, match=r"the epoch's Keras logs hold 'timestamp', which is a column raytuner writes "
+                                          r".*Rename it with ReportCallback\(metrics=\{'timestamp_': 'timestamp', "):
+        drive(rtk.ReportCallback(), make_model(), logs={"val_loss": 0.5, "timestamp": 3.0})
+    run = trial()
+    drive(rtk.ReportCallback(metrics={"val_loss": "val_loss", "timestamp_": "timestamp"}), make_model(), epochs=1,
+          logs={"val_loss": 0.5, "timestamp": 3.0})
+    assert run.reports == [{"val_loss": 0.5, "timestamp_": 3.0, "epoch": 1}]
+    with pytest.raises(ConfigError, match=r"`metrics` is \{'iteration': 'loss'\}, but must be reported names a "
+                                          r"report may hold\. 'iteration' is .*metrics=\{'iteration_': 'loss'\}"):
+        rtk.ReportCallback(metrics={"iteration": "loss"})
+
+
 @pytest.mark.parametrize("bad", [{"loss": 1}, 3, [1, 2], {}])
 def test_bad_metrics_argument(bad):
     with pytest.raises(ConfigError, match="ReportCallback: `metrics` is "):
