@@ -258,8 +258,8 @@ def check_hyperband_records(folder: Path, *, finished: bool) -> rt.Results:
         for trial in results.trials:
             note = json.loads((trial.path / "trial.json").read_text())["note"]
             assert note != "paused when the experiment ended", (trial.trial_id, note)
-            if trial.status == TrialStatus.STOPPED:  # at the milestone (5 / 3, so report 2), or one past it
-                assert 2 <= trial.iteration < STEPS, (trial.trial_id, trial.iteration)  # when run again by a resume
+            if trial.status == TrialStatus.STOPPED:  # at the milestone (5 / 3, so report 2), as if never killed:
+                assert trial.iteration == 2, (trial.trial_id, trial.iteration)  # a pause decided there is kept
     return results
 
 
@@ -294,6 +294,8 @@ def check_mo_records(folder: Path, *, finished: bool) -> rt.Results:
         for trial in results.trials:
             note = json.loads((trial.path / "trial.json").read_text())["note"]
             assert note != "paused when the experiment ended", (trial.trial_id, note)
+            if trial.status == TrialStatus.STOPPED:  # at a rung (R = 5, eta = 2: 1, 2, 4), as if never killed
+                assert trial.iteration in (1, 2, 4), (trial.trial_id, trial.iteration)
     return results
 
 
