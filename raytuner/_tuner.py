@@ -331,7 +331,7 @@ class Tuner:
             "name": storage.name,
             "metric": settings.metric,
             "mode": settings.mode,
-            "num_trials": settings.num_trials,
+            "num_trials": self._searcher.num_trials or settings.num_trials,  # trials in all (a grid's too)
             "max_concurrent": None,
             "resources": self._resources,
             "space": space_to_json(self._space) if self._space is not None else None,

@@ -363,11 +363,14 @@ def _restore_limits(meta: dict[str, Any], settings: Any, searcher: Searcher, num
     ``num_trials`` given here counts as the Tuner's does (with a grid: repetitions of the
     grid); a stored one, as a command's: trials in all.
     """
+    # A grid's points: the searcher counts trials in all (points x repetitions), the
+    # settings repetitions, as the Tuner was given them.
+    per = None if searcher.num_trials is None else searcher.num_trials // max(1, settings.num_trials)
     stored = stored_limits(meta)
     if "num_trials" in stored:
-        if searcher.num_trials in (None, settings.num_trials):  # not a grid's count of its points
+        if per in (None, 1):
             settings.num_trials = stored["num_trials"]
-        if searcher.num_trials is not None:
+        if per is not None:
             searcher.num_trials = stored["num_trials"]
     settings.max_concurrent = stored.get("max_concurrent", settings.max_concurrent)
     settings.time_budget_s = stored.get("time_budget_s", settings.time_budget_s)
@@ -376,11 +379,18 @@ def _restore_limits(meta: dict[str, Any], settings: Any, searcher: Searcher, num
         return
     given = clean_command("set_limits", given, owner="Tuner.resume").args
     if "num_trials" in given:
-        if given["num_trials"] < settings.num_trials:
-            raise ConfigError(f"Tuner.resume: `num_trials` is {given['num_trials']}, but must be at least the "
-                              f"experiment's {settings.num_trials}. Pass a larger number to run more trials.")
-        if searcher.num_trials is not None:  # grid search counts repetitions of the grid
-            searcher.num_trials = searcher.num_trials // settings.num_trials * given["num_trials"]
+        if per is None:
+            if given["num_trials"] < settings.num_trials:
+                raise ConfigError(f"Tuner.resume: `num_trials` is {given['num_trials']}, but must be at least the "
+                                  f"experiment's {settings.num_trials}. Pass a larger number to run more trials.")
+        else:  # a grid: repetitions of its points
+            total = per * given["num_trials"]
+            if total < searcher.num_trials:
+                raise ConfigError(
+                    f"Tuner.resume: `num_trials` is {given['num_trials']}, {total} trials as repetitions of the grid's "
+                    f"{per} point{'s' if per != 1 else ''}, but the experiment already has {searcher.num_trials}. Pass "
+                    f"at least {-(-searcher.num_trials // per)} to run more trials.")
+            searcher.num_trials = total
         settings.num_trials = given["num_trials"]
         given["num_trials"] = searcher.num_trials or settings.num_trials  # recorded as trials in all
     settings.time_budget_s = given.get("time_budget_s", settings.time_budget_s)

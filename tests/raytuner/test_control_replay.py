@@ -164,3 +164,27 @@ def test_hand_edited_lines_of_the_last_run_never_break_a_resume(tmp_path_factory
                                                    TrialStatus.FAILED: TrialStatus.PENDING}.get(before[trial_id]))
     assert set(meta.get("limits", {})) <= set(COMMANDS["set_limits"])
     assert stored_limits(meta) == meta.get("limits", {})  # what replay kept reads back whole
+
+
+def test_a_grid_extended_by_resume_again_and_again_counts_repetitions_of_its_points():
+    """``num_trials`` given to a resume counts repetitions of a grid, as the Tuner's does;
+    the limits recorded count trials in all. Before: the second resume multiplied the
+    first's recorded count by the repetitions (a 3-point grid, 1, then 2, then 3
+    repetitions ran 3, 6, then 18 trials)."""
+    from types import SimpleNamespace
+
+    from raytuner._driver.resume import _restore_limits
+    from raytuner.errors import ConfigError
+    from raytuner.search import GridSearcher, grid
+
+    meta: dict = {"num_trials": 3}
+    for repetitions, total in ((2, 6), (3, 9), (5, 15)):
+        searcher, tuner_settings = GridSearcher(), SimpleNamespace(num_trials=1, max_concurrent=2, time_budget_s=None)
+        searcher.setup({"g": grid(["a", "b", "c"])}, tuner_settings.num_trials)  # as resume rebuilds it
+        _restore_limits(meta, tuner_settings, searcher, repetitions, None, None)
+        assert searcher.num_trials == total and meta["num_trials"] == meta["limits"]["num_trials"] == total
+    searcher, tuner_settings = GridSearcher(), SimpleNamespace(num_trials=1, max_concurrent=2, time_budget_s=None)
+    searcher.setup({"g": grid(["a", "b", "c"])}, 1)
+    with pytest.raises(ConfigError, match=r"`num_trials` is 4, 12 trials as repetitions of the grid's 3 points, but "
+                                          r"the experiment already has 15. Pass at least 5"):
+        _restore_limits(meta, tuner_settings, searcher, 4, None, None)
