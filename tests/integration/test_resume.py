@@ -203,6 +203,13 @@ def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(st
         assert again.meta["status"] == "TIMED_OUT", limits
         assert (first.path / "experiment.json").read_text() == record, "a resume that ran nothing writes nothing"
     assert rt.load(first.path).meta["status"] == "TIMED_OUT"
+    # Arguments are checked as the Tuner checks them, even by a resume that has nothing to run.
+    from raytuner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"`verbose`"):
+        rt.Tuner.resume(first.path, until_stopped, verbose=9)
+    with pytest.raises(ConfigError, match=r"`callbacks` must hold raytuner.Callback objects; got int"):
+        rt.Tuner.resume(first.path, until_stopped, callbacks=[1])
 
 # -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
 class Watch(rt.Callback):
