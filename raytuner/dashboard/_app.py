@@ -36,7 +36,8 @@ from raytuner.dashboard._files import Refused
 from raytuner.dashboard._guard import BodyLimit, HostCheck, SecurityHeaders, TokenCheck, WriteCheck
 from raytuner.dashboard._records import DAMAGED, TRIAL_STATUSES
 from raytuner.dashboard._responses import JSON, dumps, error
-from raytuner.dashboard._store import NotFound, Root
+from raytuner.dashboard._root import Root
+from raytuner.dashboard._store import NotFound
 from raytuner.errors import ConfigError, ExperimentError
 
 EVENT_POLL_S = 0.5

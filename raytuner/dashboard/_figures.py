@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from raytuner.dashboard._files import Refused
-from raytuner.dashboard._store import ExperimentView, NotFound, Root
+from raytuner.dashboard._root import Root
+from raytuner.dashboard._store import ExperimentView, NotFound
 from raytuner.errors import ExperimentError
 
 MIN_INTERVAL_S = 1.5

@@ -38,7 +38,6 @@ from raytuner._objectives import Objectives
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
 from raytuner._storage.experiment import EXPERIMENT_FILE, LOG_FILE, ExperimentStorage
-from raytuner._storage.files import check_name
 from raytuner._storage import trajectory
 from raytuner._storage.history import History, fold, json_lines
 from raytuner._storage.lock import FLOCK_FILE, LOCK_FILE
@@ -47,7 +46,6 @@ from raytuner.dashboard._files import Confined, Damaged, Refused
 from raytuner.dashboard._front import Fronts, rows_of
 from raytuner.dashboard._records import (DAMAGED, FINISHED, INTERRUPTED, SETTLED, STOPPABLE, config_fault,
                                          experiment_fault, trial_fault)
-from raytuner.errors import ConfigError
 
 REFRESH_S = 0.5
 
@@ -418,10 +416,20 @@ class ExperimentView:
         return {
             "trial_id": trial_id, "experiment": self.name, "metric": cache.meta.get("metric"),
             "record": record, "config": entry.config, "rows": rows,
-            "checkpoints": sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_")),
+            "checkpoints": self._committed(path, history, trusted=not fault),
             "error": error, "damaged": "; ".join(dict.fromkeys(faults + ([fault] if fault else []))) or None,
             "not_steerable": why, **_actions(status, why is None),
         }
+
+    def _committed(self, path: Path, history: History, *, trusted: bool) -> list[str]:
+        """The trial's checkpoint folders that its kept rows commit: a folder no row names is
+        none (being stored, or left by a crash or a lost attempt; a resume removes it), as
+        every reader has it. With its results.jsonl damaged, every folder there is."""
+        names = sorted(e.name for e in self.files.folders(path) if e.name.startswith("checkpoint_"))
+        if not trusted:
+            return names
+        committed = {row["checkpoint"] for row in trajectory.checkpoint_rows(history) if row.get("checkpoint")}
+        return [name for name in names if name in committed]
 
 
 def _actions(status: str, steerable: bool) -> dict[str, bool]:
@@ -453,46 +461,3 @@ def _scope(meta: dict[str, Any]) -> str:
     """The experiment's ``best_scope`` (the default when it does not say)."""
     scope = meta.get("best_scope")
     return scope if scope in SCOPES else DEFAULT_SCOPE
-
-
-class Root:
-    """The experiments under ROOT; views are made once per experiment and kept."""
-
-    def __init__(self, root: str | Path):
-        self.files = Confined(root)
-        self.path = self.files.root
-        self._views: dict[str, ExperimentView] = {}
-        self._lock = threading.Lock()
-
-    def _is_experiment(self, name: str) -> bool:
-        try:
-            check_name(name)
-        except ConfigError:
-            return False
-        return self.files.is_file(self.path / name / EXPERIMENT_FILE)
-
-    def names(self) -> list[str]:
-        return sorted(e.name for e in self.files.folders(self.path) if self._is_experiment(e.name))
-
-    def experiment(self, name: str) -> ExperimentView:
-        """The view of experiment ``name``: a real folder in ROOT with an experiment.json."""
-        if not isinstance(name, str) or not self._is_experiment(name):
-            raise NotFound(f"No experiment {str(name)[:80]!r} in {self.path}.")
-        with self._lock:
-            view = self._views.get(name)
-            if view is None:
-                view = self._views[name] = ExperimentView(self.path / name, self.files)
-        return view
-
-    def listing(self) -> list[dict[str, Any]]:
-        """What ``raytuner ls`` shows, for each experiment."""
-        out = []
-        for name in self.names():
-            try:
-                summary = self.experiment(name).summary()
-            except NotFound:
-                continue  # removed since the listing
-            out.append({k: summary[k] for k in ("name", "status", "metric", "mode", "counts", "trials", "best",
-                                                 "front", "start_time", "elapsed_s", "damaged")})
-        out.sort(key=lambda e: e["start_time"] if isinstance(e["start_time"], (int, float)) else 0, reverse=True)
-        return out

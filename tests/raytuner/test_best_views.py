@@ -17,7 +17,7 @@ from raytuner import cli
 from raytuner._report import _data, _page
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial, TrialStatus
-from raytuner.dashboard._store import Root
+from raytuner.dashboard._root import Root
 
 #: Each trial's losses, report by report, and how it ended. In scope "last", 00001 is best
 #: (its last, 0.3); in scope "all", 00000 (its best, 0.1, though it ended at 0.5). 00002

@@ -204,7 +204,7 @@ def fuzz_root(tmp_path_factory):
 
 def _views(root: Path, name: str, capsys) -> None:
     """Every view of the experiment: each may refuse it with a clear message, none may crash."""
-    from raytuner.dashboard._store import Root
+    from raytuner.dashboard._root import Root
 
     try:
         results = rt.load(root / name)
@@ -267,7 +267,7 @@ def test_any_value_in_any_field_of_a_trial_breaks_no_view(fuzz_root, capsys, fil
 
 
 def test_the_dashboard_shows_the_same_damaged_trials(damaged_root):
-    from raytuner.dashboard._store import Root
+    from raytuner.dashboard._root import Root
 
     view = Root(damaged_root).experiment("bad_trials")
     rows = {row["trial_id"]: row for row in view.table(limit=100)["rows"]}

@@ -17,7 +17,7 @@ from raytuner import cli
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
-from raytuner.dashboard._store import Root
+from raytuner.dashboard._root import Root
 
 
 def _row(iteration: int, loss: float, attempt: int, checkpoint: str | None = None) -> dict:
@@ -89,8 +89,10 @@ def test_the_dashboard_agrees_with_load_and_follows_the_file(tmp_path):
     assert view.summary()["best"] == {"trial_id": "00000", "value": 0.5}
     row = next(r for r in view.table()["rows"] if r["trial_id"] == "00000")
     assert (row["iteration"], row["value"], row["time_total_s"]) == (3, 0.5, 0.77)
-    record = view.trial("00000")["record"]
+    page = view.trial("00000")
+    record = page["record"]
     assert (record["checkpoint"], record["best_value"], record["last_value"]) == ("checkpoint_000001", 0.5, 0.6)
+    assert page["checkpoints"] == ["checkpoint_000001"]  # 000003 is there, but only a lost attempt's row names it
     # The trial goes on: its file grows, its trial.json stays as it was.
     results = path / "trials" / "00000" / "results.jsonl"
     before = os.stat(results).st_mtime_ns
@@ -101,4 +103,5 @@ def test_the_dashboard_agrees_with_load_and_follows_the_file(tmp_path):
     row = next(r for r in view.table(sort="value")["rows"] if r["trial_id"] == "00000")
     assert (row["iteration"], row["value"], row["time_total_s"]) == (4, 0.2, 1.02)
     assert view.trial("00000")["record"]["checkpoint"] == "checkpoint_000004"
+    assert view.trial("00000")["checkpoints"] == ["checkpoint_000001", "checkpoint_000004"]
     assert rt.load(path)["00000"].checkpoint.name == "checkpoint_000004"
