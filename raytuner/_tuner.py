@@ -431,6 +431,10 @@ class Tuner:
                 trainable = import_trainable(meta, storage.location)
             if speak:
                 print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
+                held = _held_limits(meta, num_trials=num_trials, time_budget_s=time_budget_s,
+                                    max_concurrent=max_concurrent)
+                if held:
+                    print(f"[raytuner] limits an earlier run set still hold: {held}", flush=True)
             for trial in restored.trials.values():
                 if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
                     trial.note = None  # "interrupted (Ctrl-C)" no longer says where it stands
@@ -481,3 +485,15 @@ def _default_name(trainable: Callable[..., Any]) -> str:
     script = getattr(module, "__file__", None) if getattr(trainable, "__module__", None) == "__main__" else None
     base = Path(script).stem if script else getattr(trainable, "__name__", "experiment")
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", base).strip("_.") or "experiment"
+
+
+def _held_limits(meta: dict[str, Any], **given: Any) -> str:
+    """The limits a control command or an earlier resume set that this resume keeps (none
+    of them given again), with the argument that changes each; empty if none."""
+    from raytuner._control_values import number_text
+    from raytuner._driver.control import stored_limits
+    from raytuner._storage.control import LIMIT_OPTIONS
+
+    held = {name: value for name, value in stored_limits(meta).items() if given.get(name) is None}
+    return "; ".join(f"{name}={number_text(value)} (pass {name}= or {LIMIT_OPTIONS[name]} to change it)"
+                     for name, value in held.items())

@@ -254,7 +254,11 @@ def test_a_limit_set_by_control_survives_resume_and_a_resume_argument_wins(stora
     assert (first.meta["max_concurrent"], first.meta["limits"]) == (1, {"max_concurrent": 1})
 
     watch = Watch(interrupt_after=8)
-    again = rt.Tuner.resume(first.path, counting, verbose=0, callbacks=[watch])
+    capsys.readouterr()
+    again = rt.Tuner.resume(first.path, counting, callbacks=[watch])  # verbose as recorded (0): the resume's lines only
+    said = capsys.readouterr().out
+    assert ("[raytuner] limits an earlier run set still hold: max_concurrent=1 (pass max_concurrent= or "
+            "--max-concurrent to change it)") in said, said
     assert again.meta["status"] == "INTERRUPTED"
     assert watch.most == 1, "the limit set by control holds after the resume"
     assert (again.meta["max_concurrent"], again.meta["limits"]) == (1, {"max_concurrent": 1})
