@@ -221,16 +221,13 @@ class Tuner:
             raise invalid("Tuner", "best_scope", best_scope, "'last' or 'all'",
                           "Pass 'last' to rank trials by their last report (as Ray Tune does) or 'all' by their best one.")
         self._best_scope = best_scope
-        if verbose not in (0, 1, 2):
-            raise invalid("Tuner", "verbose", verbose, "0, 1 or 2", "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
+        _check_verbose("Tuner", verbose)
         if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
             raise invalid("Tuner", "gpu_memory_fraction", gpu_memory_fraction, "a number in (0, 1], or None",
                           "Pass e.g. 0.25 to cap each trial at a quarter of the card, or None to grow on demand.")
         if isinstance(keep_workers_s, bool) or not isinstance(keep_workers_s, numbers.Real) or keep_workers_s < 0:
             raise invalid("Tuner", "keep_workers_s", keep_workers_s, "a number of seconds >= 0", "Pass 0 to stop workers at once.")
-        for callback in callbacks:
-            if not isinstance(callback, Callback):
-                raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")
+        _check_callbacks(callbacks)
 
         if space is not None:
             validate_space(space)
@@ -392,6 +389,9 @@ class Tuner:
             raise invalid("Tuner.resume", "trainable", trainable, "the function the experiment ran, or None",
                           "Pass the function itself (not its name), or leave `trainable` out to import the one "
                           "the experiment recorded.")
+        if verbose is not None:
+            _check_verbose("Tuner.resume", verbose)
+        _check_callbacks(callbacks)  # before anything is read: a resume with nothing to run checks them too
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
         try:
             return Tuner._resume(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
@@ -497,3 +497,15 @@ def _held_limits(meta: dict[str, Any], **given: Any) -> str:
     held = {name: value for name, value in stored_limits(meta).items() if given.get(name) is None}
     return "; ".join(f"{name}={number_text(value)} (pass {name}= or {LIMIT_OPTIONS[name]} to change it)"
                      for name, value in held.items())
+
+
+def _check_verbose(owner: str, verbose: Any) -> None:
+    if verbose not in (0, 1, 2):
+        raise invalid(owner, "verbose", verbose, "0, 1 or 2",
+                      "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
+
+
+def _check_callbacks(callbacks: Any) -> None:
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")

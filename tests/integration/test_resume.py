@@ -211,6 +211,7 @@ def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(st
     with pytest.raises(ConfigError, match=r"`callbacks` must hold raytuner.Callback objects; got int"):
         rt.Tuner.resume(first.path, until_stopped, callbacks=[1])
 
+
 # -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
 class Watch(rt.Callback):
     """The most trials running at once (from the driver's start and end notices); sends a
