@@ -29,6 +29,12 @@ SCOPES = ("last", "all")
 DEFAULT_SCOPE = "last"
 
 
+def scope_of(meta: Mapping[str, Any]) -> str:
+    """An experiment's ``best_scope`` (experiment.json's), or the default when it has none."""
+    scope = meta.get("best_scope")
+    return scope if scope in SCOPES else DEFAULT_SCOPE
+
+
 class Ranked(Protocol):
     trial_id: str
     status: Any
