@@ -22,11 +22,18 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
 
+from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 
 SCOPES = ("last", "all")
 #: The scope an experiment uses when it does not say (experiment.json's ``best_scope``).
 DEFAULT_SCOPE = "last"
+
+
+def scope_of(meta: Mapping[str, Any]) -> str:
+    """An experiment's ``best_scope`` (experiment.json's), or the default when it has none."""
+    scope = meta.get("best_scope")
+    return scope if scope in SCOPES else DEFAULT_SCOPE
 
 
 class Ranked(Protocol):
@@ -92,21 +99,29 @@ def ranked(trials: Sequence[T], metric: str, mode: str, scope: str = DEFAULT_SCO
 
 @dataclass(frozen=True)
 class FrontMember(Generic[T]):
-    """A trial on the Pareto front, and the values that put it there."""
+    """A trial on the Pareto front, and the report that put it there.
+
+    Under scope "last" that is the trial's last report (``metrics`` is ``trial.metrics``);
+    under "all" its report on the front, which need not be its last."""
 
     trial: T
     values: dict[str, float]  # each objective's value, in its own units
     iteration: int | None  # the report they come from (scope "all"); None: its last report
+    metrics: dict[str, Any]  # that report's metrics (without raytuner's own columns)
+
+
+Point = tuple[int | None, dict[str, Any], tuple[float, ...]]
 
 
 def _points(trial: Ranked, objectives: Objectives, scope: str,
-            reports: Callable[[Any], Sequence[Mapping[str, Any]]] | None) -> list[tuple[int | None, tuple[float, ...]]]:
-    """The trial's finite points, signed to minimise: (iteration, values)."""
+            reports: Callable[[Any], Sequence[Mapping[str, Any]]] | None) -> list[Point]:
+    """The trial's finite points: (iteration, the report's metrics, values signed to minimise)."""
     if scope == "all" and reports is not None:
-        candidates = [(row.get("iteration"), objectives.signed(row)) for row in reports(trial)]
+        rows = [(row.get("iteration"), {k: v for k, v in row.items() if k not in AUTO_KEYS}) for row in reports(trial)]
     else:
-        candidates = [(None, objectives.signed(trial.metrics))]
-    return [(it, value) for it, value in candidates
+        rows = [(None, dict(trial.metrics))]
+    points = [(it, metrics, objectives.signed(metrics)) for it, metrics in rows]
+    return [(it, metrics, value) for it, metrics, value in points
             if value is not None and all(math.isfinite(v) for v in value)]
 
 
@@ -122,24 +137,25 @@ def pareto_front(trials: Iterable[T], objectives: Objectives, scope: str = DEFAU
     """
     from raytuner._pareto import nondominated_ranks, pareto_order
 
-    pools: dict[bool, list[tuple[T, int | None, tuple[float, ...]]]] = {False: [], True: []}
+    pools: dict[bool, list[tuple[T, Point]]] = {False: [], True: []}
     for trial in trials:
         status = getattr(trial.status, "value", trial.status)
         if status == "DAMAGED":
             continue
-        for iteration, value in _points(trial, objectives, scope, reports):
-            pools[status == "FAILED"].append((trial, iteration, value))
+        for point in _points(trial, objectives, scope, reports):
+            pools[status == "FAILED"].append((trial, point))
     pool = pools[False] or pools[True]
     if not pool:
         return []
-    values = [value for _, _, value in pool]
+    values = [value for _, (_, _, value) in pool]
     front = pareto_order(values, limit=int((nondominated_ranks(values, limit=1) == 0).sum()))
     members: list[FrontMember[T]] = []
     seen: set[str] = set()
     for i in front:
-        trial, iteration, value = pool[i]
+        trial, (iteration, metrics, value) = pool[i]
         if trial.trial_id in seen:
             continue
         seen.add(trial.trial_id)
-        members.append(FrontMember(trial, dict(zip(objectives.metrics, objectives.unsigned(value))), iteration))
+        members.append(FrontMember(trial, dict(zip(objectives.metrics, objectives.unsigned(value))), iteration,
+                                   metrics))
     return members

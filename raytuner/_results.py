@@ -149,10 +149,14 @@ class Results:
         order: the trial that adds the most hypervolume first (:mod:`raytuner._pareto`).
 
         "Values" follow the experiment's ``best_scope``, as :meth:`get_best` does: with
-        "last" (the default) each trial's last report, so ``t.metrics`` holds the values
-        that put it on the front; with "all" every report of every trial, and a trial is
-        on the front when one of its reports is. NaN and infinite values never count, nor
-        FAILED trials while another has finite values.
+        "last" (the default) each trial's last report; with "all" every report of every
+        trial, and a trial is on the front when one of its reports is. NaN and infinite
+        values never count, nor FAILED trials while another has finite values.
+
+        Each trial's ``metrics`` is the report that put it on the front, as ``raytuner
+        best``, ``show``, the report and the dashboard show it: under "last" its last
+        report (as everywhere else), under "all" that report, which need not be its last
+        (the trial's other fields, ``iteration`` among them, are the trial's own).
 
         Raises:
             ConfigError: The experiment has one objective (use :attr:`best`).
@@ -171,7 +175,7 @@ class Results:
                 f"({', '.join(self.objectives.metrics)}) in its {'reports' if self.scope == 'all' else 'last report'} "
                 f"({len(self.trials)} trials; see `.errors` for failures)."
             )
-        return [member.trial for member in front]
+        return [dataclasses.replace(member.trial, metrics=member.metrics) for member in front]
 
     def _front(self) -> list[FrontMember[TrialResult]]:
         """The front with the values that put each trial on it (the CLI, the report)."""

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from raytuner._best import scope_of
 from raytuner._callbacks import Callback
 from raytuner._display import cli_command
 from raytuner._driver import events as ev
@@ -105,7 +106,8 @@ class Controller:
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
-                                  total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe)
+                                  total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe,
+                                  scope=scope_of(self._meta))
         self._do: dict[type, Callable[[Any], None]] = {
             ev.Launch: self._launch, ev.Deliver: self._deliver, ev.Spawn: self._spawn,
             ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: self._discard,

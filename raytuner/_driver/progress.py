@@ -8,6 +8,7 @@ import sys
 import time
 from typing import IO, Callable, Mapping
 
+from raytuner._best import DEFAULT_SCOPE, FrontMember, pareto_front, ranked, shown_value
 from raytuner._driver import failures as _failures
 from raytuner._objectives import Objectives, is_finite_value
 from raytuner._trial import Trial, TrialStatus
@@ -23,17 +24,21 @@ class Progress:
             and a final summary; 2 also one line per finished trial.
         describe: Returns one line of scheduler state (rungs, brackets) or None; called
             at each refresh. The controller passes the scheduler's optional ``describe``.
+        scope: The experiment's ``best_scope``: the best trial and the Pareto front are
+            :mod:`raytuner._best`'s, as Results and every other view has them.
     """
 
     def __init__(self, trials: Mapping[str, Trial], *, name: str, metric: str | list[str] | None,
                  mode: str | list[str], total: int | None,
                  verbose: int = 1, stream: IO[str] | None = None, line_every_s: float = 30.0, top: int = 5,
-                 describe: Callable[[], str | None] | None = None):
+                 describe: Callable[[], str | None] | None = None, scope: str = DEFAULT_SCOPE):
         self._trials = trials
         self._name = name
         self._objectives = Objectives.of(metric, mode)
         self._metrics = self._objectives.metrics  # every objective's column
         self._metric = None if self._objectives.multi else metric  # the one metric "best" is by
+        self._mode = None if self._objectives.multi else mode
+        self._scope = scope
         self.total = total  # trials in all: the driver moves it when a command changes num_trials
         self._verbose = verbose
         self._stream = stream or sys.stdout
@@ -138,25 +143,37 @@ class Progress:
         return {s: counts[s] for s in _ORDER if s in counts}
 
     def _ranked(self) -> list[Trial]:
-        scored = [t for t in self._trials.values() if is_finite_value(t.last_value)]
-        if self._objectives.multi:  # the front first (raytuner._best's, of the last values), then the Pareto order
+        """The top trials: with one metric best first by :func:`raytuner._best.ranked`; with
+        several the front first, then the others by the Pareto order of their last values."""
+        if self._objectives.multi:
             from raytuner._pareto import pareto_order
 
             front = [member.trial for member in self._front()]
             on_front = {t.trial_id for t in front}
-            others = [t for t in scored if t.trial_id not in on_front]
-            ranked = front + ([others[i] for i in pareto_order([t.last_value for t in others])] if others else [])
-            return ranked[: self._top]
-        return sorted(scored, key=lambda t: t.last_value)[: self._top]
+            others = [t for t in self._trials.values() if t.trial_id not in on_front and is_finite_value(t.last_value)]
+            ordered = front + ([others[i] for i in pareto_order([t.last_value for t in others])] if others else [])
+            return ordered[: self._top]
+        if not self._metric:
+            return []
+        order = ranked(list(self._trials.values()), self._metric, self._mode, self._scope)
+        return [t for t in order if self._shown(t) is not None][: self._top]
 
-    def _front(self) -> list:
-        """The Pareto front of the last reports, by the one definition every view uses."""
-        from raytuner._best import pareto_front
+    def _shown(self, trial: Trial) -> float | None:
+        """The value ``trial`` is ranked by (one metric), as every view shows it."""
+        return shown_value(trial, self._metric, self._mode, self._scope)
 
-        return pareto_front(self._trials.values(), self._objectives, "last")
+    def _front(self) -> list[FrontMember[Trial]]:
+        """The Pareto front in the experiment's scope, by the one definition every view uses."""
+        return pareto_front(self._trials.values(), self._objectives, self._scope, reports=self._reports)
+
+    def _reports(self, trial: Trial) -> list[dict[str, float]]:
+        """The trial's kept reports of the objectives (scope "all"), from its trajectory."""
+        metrics, unsigned = self._objectives.metrics, self._objectives.unsigned
+        return [{"iteration": iteration, **dict(zip(metrics, unsigned(value)))}
+                for iteration, _, value in trial.trajectory if isinstance(value, tuple)]
 
     def _front_line(self) -> str | None:
-        """With several objectives: how many trials the Pareto front of the last values holds."""
+        """With several objectives: how many trials the Pareto front holds."""
         if not self._objectives.multi:
             return None
         return f"Pareto front: {len(self._front())} trials ({', '.join(self._metrics)})"
@@ -169,7 +186,7 @@ class Progress:
         ranked = self._ranked()
         if ranked and self._metric:
             best = ranked[0]
-            text += f" | best {self._metric}={best.metrics.get(self._metric):.6g} (trial {best.trial_id})"
+            text += f" | best {self._metric}={self._shown(best):.6g} (trial {best.trial_id})"
         front = self._front_line()
         if front:
             text += f" | {front}"
@@ -188,7 +205,7 @@ class Progress:
         ranked = self._ranked()
         if ranked and self._metric:
             best = ranked[0]
-            lines.append(f"best {self._metric}={_short(best.metrics.get(self._metric))} (trial {best.trial_id})")
+            lines.append(f"best {self._metric}={_short(self._shown(best))} (trial {best.trial_id})")
         front = self._front_line()
         if front:
             lines.append(front)
@@ -208,14 +225,27 @@ class Progress:
         title = ("top trials by Pareto order" if self._objectives.multi else
                  f"top trials by {self._metric}" if self._metric else "trials")
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for column in ("trial", "status", "iter", *(self._metrics or ("metric",))):
+        for column in ("trial", "status", "iter", *(self._columns() or ("metric",))):
             table.add_column(column, no_wrap=True)
         table.add_column("config")
+        points = {m.trial.trial_id: m.values for m in self._front()} if self._objectives.multi else {}
         for trial in self._ranked() or list(self._trials.values())[: self._top]:
-            values = [_short(trial.metrics.get(m)) for m in self._metrics] or ["-"]
+            values = [_short(v) for v in self._values(trial, points)] or ["-"]
             config = ", ".join(f"{k}={_short(v, 4)}" for k, v in trial.config.items() if k not in constant)
             table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), *values, config)
         return table
+
+    def _columns(self) -> list[str]:
+        if self._metric and self._scope == "all":
+            return [f"best {self._metric}"]
+        return list(self._metrics)
+
+    def _values(self, trial: Trial, points: dict[str, dict[str, float]]) -> list[object]:
+        """What the table shows of ``trial``: the value it is ranked by (one metric), or
+        the point that put it on the front (several), else its last report."""
+        if self._metric:
+            return [self._shown(trial)]
+        return [points.get(trial.trial_id, trial.metrics).get(m) for m in self._metrics]
 
     def _render(self):
         from rich.console import Group

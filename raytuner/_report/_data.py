@@ -6,12 +6,11 @@ scheduler's rungs are the ``milestones`` it described in experiment.json.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
+from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front, shown_value
 from raytuner._display import label
 from raytuner._formats import flatten, is_finite
 from raytuner._objectives import Objectives
@@ -202,9 +201,23 @@ def end_marks(data: ReportData, trial: TrialResult) -> list[tuple[float, float, 
     return marks
 
 
-def best_so_far(values: list[float], sign: float) -> list[float]:
-    out, best = [], math.inf
-    for value in values:
-        best = min(best, sign * value)
-        out.append(sign * best)
+def best_so_far(data: ReportData) -> list[tuple[str, float]]:
+    """The history figure's "best so far": trial by trial in id order, the value that
+    :func:`raytuner._best.best_trial` would rank best among the trials up to there, as
+    :func:`raytuner._best.shown_value` has it (its last report, or its best under
+    ``best_scope="all"``). FAILED trials are left out, as they are never best while another
+    trial has a value (if none has, they count, as for the headline). (trial id, value)
+    for each trial from the first with a value on; its end is the headline's best."""
+    results = data.results
+    own = data.metric == results.metric and data.mode == results.mode
+    trials = [t for t in results.trials if t.status != TrialStatus.DAMAGED]
+    pool = [t for t in trials if t.status != TrialStatus.FAILED]
+    if best_trial(pool, data.metric, data.mode, data.scope, own_metric=own) is None:
+        pool = trials
+    out, best = [], None
+    for trial in pool:
+        best = best_trial([t for t in (best, trial) if t is not None], data.metric, data.mode, data.scope,
+                          own_metric=own)  # the earlier keeps a tie, as over the whole prefix
+        if best is not None:
+            out.append((trial.trial_id, shown_value(best, data.metric, data.mode, data.scope, own)))
     return out

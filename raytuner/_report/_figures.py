@@ -54,15 +54,20 @@ def history(data: ReportData) -> Figure:
             name=status.lower(), marker=dict(color=_STATUS_COLORS.get(status), size=8),
             hovertext=[_hover(data, i) for i in idx], hoverinfo="text",
         ))
+    best = best_so_far(data)
     fig.add_trace(go.Scatter(
-        x=[t.trial_id for t in data.scored], y=best_so_far(data.values, data.sign), mode="lines",
+        x=[trial_id for trial_id, _ in best], y=[value for _, value in best], mode="lines",
         name="best so far", line=dict(shape="hv", color="#444"),
     ))
     fig.update_layout(**{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=50)}, xaxis_title="trial (in the order started)",
                       yaxis_title=esc(data.metric))
     # Categories keep the order of their first appearance across traces; fix it to id order.
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[t.trial_id for t in data.scored])
-    caption = f"Each trial's last {data.metric} and the best so far, trials in the order they started."
+    drawn = {t.trial_id for t in data.scored} | {trial_id for trial_id, _ in best}
+    fig.update_xaxes(type="category", categoryorder="array",
+                     categoryarray=[t.trial_id for t in data.results.trials if t.trial_id in drawn])
+    caption = (f"Each trial's last {data.metric}, trials in the order they started, and the best so far: "
+               f"the best trial's {'best' if data.scope == 'all' else 'last'} {data.metric} among those "
+               "started until then, failed trials left out, as the headline ranks them.")
     clipped = y_range(data.values, data.sign)
     buttons = [dict(label="all values", method="relayout", args=[{"yaxis.type": "linear", "yaxis.autorange": True}])]
     if clipped is not None:

@@ -13,7 +13,7 @@ from raytuner._display import cli_command, time_text, value_text
 from raytuner._formats import flatten
 from raytuner._best import DEFAULT_SCOPE
 from raytuner._storage import DEFAULT_ROOT
-from raytuner.cli._front import best_json, front_view, summary_text
+from raytuner.cli._front import best_json, front_view, point, summary_text
 from raytuner.cli._common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -276,7 +276,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                                  [value_text(shown_value(t, metric, mode, results.scope, own)) for t in trials],
                                  kind="number")]
     else:
-        values = [_tables.Column(m, [value_text(t.metrics.get(m)) for t in trials], kind="number") for m in shown]
+        values = [_tables.Column(m, [value_text(point(front, t).get(m)) for t in trials], kind="number")
+                  for m in shown]
     columns = [_tables.Column("trial", [t.trial_id for t in trials])]
     if front is not None:
         columns.append(_tables.Column("front", ["*" if t.trial_id in front.members else "" for t in trials]))
@@ -288,8 +289,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         _tables.Column("time (s)", [f"{t.time_total_s:.1f}" for t in trials], kind="number", optional=True, priority=0),
     ]
     # The other metrics the trials reported go with the time (--wide shows them all).
-    for name in dict.fromkeys(k for t in trials for k in t.metrics if k not in shown):
-        values = [t.metrics.get(name) for t in trials]
+    reports = {t.trial_id: t.metrics if front is None else point(front, t) for t in trials}
+    for name in dict.fromkeys(k for t in trials for k in reports[t.trial_id] if k not in shown):
+        values = [reports[t.trial_id].get(name) for t in trials]
         numeric = all(isinstance(v, (int, float)) or v is None for v in values)
         columns.append(_tables.Column(name, [value_text(v) for v in values], kind="number" if numeric else "name",
                                       optional=True, priority=0, max_width=None if args.wide else 16,

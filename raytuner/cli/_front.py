@@ -37,6 +37,13 @@ def front_view(results, args) -> Front | None:
     return Front(members, ranked)
 
 
+def point(front: Front, trial) -> dict[str, Any]:
+    """The report ``show`` lists for ``trial``: on the front, the one that put it there
+    (under best_scope "all", not always its last); otherwise its last."""
+    member = front.members.get(trial.trial_id)
+    return member.metrics if member is not None else trial.metrics
+
+
 def best_json(front: Front, full: bool) -> str:
     """``raytuner best`` of a multi-objective experiment: the front, a JSON list."""
     out = []
@@ -44,7 +51,7 @@ def best_json(front: Front, full: bool) -> str:
         entry: dict[str, Any] = {"trial_id": member.trial.trial_id, "config": member.trial.config,
                                  "objectives": member.values}
         if full:
-            entry.update(status=member.trial.status.value, metrics=member.trial.metrics,
+            entry.update(status=member.trial.status.value, metrics=member.metrics,
                          iteration=member.iteration if member.iteration is not None else member.trial.iteration)
         out.append(entry)
     return json.dumps(out, indent=2, default=repr)

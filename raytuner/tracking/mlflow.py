@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from raytuner._best import shown_value
 from raytuner._callbacks import Callback
 from raytuner._formats import flatten
 from raytuner.tracking._settling import parted as first_parted
@@ -208,7 +209,9 @@ class MLflowCallback(Callback):
                 best = None
         if best is not None and results.metric is not None:
             now = int(time.time() * 1000)
-            metrics.append(Metric(_key(f"best_{results.metric}"), float(best.metrics[results.metric]), now, 0))
+            # The value the trial was chosen for (its best report under best_scope "all"), not its last.
+            value = shown_value(best, results.metric, results.mode, results.scope)
+            metrics.append(Metric(_key(f"best_{results.metric}"), float(value), now, 0))
             tags.append(RunTag("raytuner.best_trial_id", best.trial_id))
             if best.trial_id in self.run_ids:
                 tags.append(RunTag("raytuner.best_run_id", self.run_ids[best.trial_id]))

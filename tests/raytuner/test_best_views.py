@@ -138,3 +138,16 @@ def test_the_dashboards_table_shows_and_sorts_each_trial_by_the_scopes_value(tmp
     rows = Root(tmp_path).experiment("exp").table(sort="value")["rows"]
     assert {r["trial_id"]: r["value"] for r in rows} == values
     assert [r["trial_id"] for r in rows] == sorted(values, key=values.get)
+
+
+@pytest.mark.parametrize("scope, curve", [("last", [("00000", 0.5), ("00001", 0.3), ("00003", 0.3)]),
+                                          ("all", [("00000", 0.1), ("00001", 0.1), ("00003", 0.1)])])
+def test_the_reports_best_so_far_follows_the_scope_and_leaves_failed_trials_out(tmp_path, scope, curve):
+    from raytuner._report._figures import history
+
+    results = rt.load(write(tmp_path, "exp", CURVES, scope))
+    data = _data.collect(results)
+    assert _data.best_so_far(data) == curve  # 00002 failed at 0.01: never the best so far
+    trace = next(t for t in history(data).figure.data if t.name == "best so far")
+    assert list(trace.x) == [trial_id for trial_id, _ in curve] and list(trace.y) == [value for _, value in curve]
+    assert curve[-1][1] == CURVES[results.best.trial_id][0][-1 if scope == "last" else 1]  # the headline's value

@@ -221,3 +221,34 @@ def test_any_metric_and_mode_in_experiment_json_breaks_no_view_of_the_front(fuzz
             assert {t.trial_id for t in results.pareto_front()} and _data.collect(results).front
     finally:
         path.write_text(saved)
+
+
+def test_a_front_members_metrics_are_the_report_that_put_it_on_the_front_in_every_view(tmp_path, capsys):
+    """best_scope="all": trial 00000 is on the front by its first report (0.01, 15) and ended
+    at NaN; pareto_front(), `raytuner best --full` and `show` give that report, not its last."""
+    from raytuner._objectives import Objectives
+    from raytuner._trial import Trial, TrialStatus
+
+    storage = ExperimentStorage(tmp_path / "mo")
+    storage.create()
+    storage.write_experiment({"name": "mo", "metric": ["loss", "size"], "mode": ["min", "min"], "status": "COMPLETED",
+                              "best_scope": "all", "searcher": "GridSearcher", "scheduler": "FIFOScheduler()"})
+    objectives = Objectives.of(["loss", "size"], ["min", "min"])
+    reports = {"00000": [(0.01, 15), (float("nan"), 15)], "00001": [(0.5, 10)], "00002": [(0.3, 20)]}
+    for trial_id, points in reports.items():
+        storage.write_config(trial_id, {"kind": trial_id})
+        trial, rows = Trial(trial_id, {"kind": trial_id}), []
+        for it, (loss, size) in enumerate(points, 1):
+            trial.observe(it, it, {"loss": loss, "size": size}, objectives.signed({"loss": loss, "size": size}), 0.1)
+            rows.append({"loss": loss, "size": size, "iteration": it, "time_total_s": 0.1, "timestamp": 0.0})
+        storage.append_results(trial_id, rows)
+        trial.status = TrialStatus.COMPLETED
+        storage.write_trial(trial_id, trial.to_record())
+    front = {t.trial_id: t.metrics for t in rt.load(storage.path).pareto_front()}
+    assert front == {"00000": {"loss": 0.01, "size": 15}, "00001": {"loss": 0.5, "size": 10}}
+    assert cli.main(["best", "mo", "--root", str(tmp_path), "--full"]) == 0
+    best = {entry["trial_id"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert best["00000"]["metrics"] == best["00000"]["objectives"] == {"loss": 0.01, "size": 15}
+    assert cli.main(["show", "mo", "--root", str(tmp_path)]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("00000"))
+    assert "0.01" in row and "nan" not in " ".join(row).lower()

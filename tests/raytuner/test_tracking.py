@@ -201,6 +201,38 @@ def mlflow_uri(tmp_path_factory):
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
+def test_mlflow_logs_the_best_value_the_trial_was_chosen_for_under_best_scope_all(tmp_path, mlflow_uri):
+    """Under best_scope="all" the best trial is the one with the best report (0.98), and
+    best_acc is that report, not the trial's last (0.1)."""
+    from mlflow.tracking import MlflowClient
+
+    from raytuner.tracking import MLflowCallback
+
+    path = tmp_path / "exp"
+    path.mkdir()
+    meta = {"name": "exp", "metric": "acc", "mode": "max", "status": "COMPLETED", "best_scope": "all",
+            "start_time": time.time()}
+    callback = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="scope_all", flush_every_s=60)
+    callback.on_experiment_start(path, meta)
+    ends = []
+    for trial_id, accs in [("00000", [0.5, 0.6, 0.7]), ("00001", [0.98, 0.1, 0.1])]:
+        trial = Trial(trial_id, {"kind": trial_id})
+        callback.on_trial_start(trial_id, trial.config)
+        for it, acc in enumerate(accs, 1):
+            trial.observe(it, it, {"acc": acc}, -acc, it * 0.1)
+            callback.on_trial_result(trial_id, {"acc": acc, "iteration": it, "time_total_s": it * 0.1,
+                                                "timestamp": time.time()})
+        trial.status = TrialStatus.COMPLETED
+        ends.append(TrialResult.from_trial(trial, path / "trials" / trial_id))
+        callback.on_trial_end(ends[-1])
+    callback.on_experiment_end(Results(path, ends, "acc", "max", meta))
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    experiment = client.get_experiment_by_name("scope_all")
+    parent = next(r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "exp")
+    assert parent.data.tags["raytuner.best_trial_id"] == "00001"
+    assert parent.data.metrics["best_acc"] == pytest.approx(0.98)
+
+
 def test_mlflow_logs_nested_runs_with_params_metrics_and_status(tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
