@@ -4,6 +4,7 @@ Host header (loopback addresses, IPv6, DNS rebinding)."""
 
 from __future__ import annotations
 
+import select
 import socket
 import sys
 import threading
@@ -92,8 +93,11 @@ def _upload(port: int, head: bytes, chunks: int, chunk: bytes, end: bytes = b"")
         sock.sendall(head)
         try:
             for _ in range(chunks):
+                if select.select([sock], [], [], 0)[0]:
+                    break  # it has answered: sending on only makes its hang-up a reset
                 sock.sendall(chunk)
-            sock.sendall(end)
+            else:
+                sock.sendall(end)
         except (BrokenPipeError, ConnectionResetError):
             pass  # it answered and closed: what it did not read, it never held
         answer = b""
@@ -119,9 +123,14 @@ def test_a_300_megabyte_post_does_not_grow_the_servers_memory(root):
                           hex_size + megabyte + b"\r\n", b"0\r\n\r\n")
         grown_mib = (_rss_peak_kib() - before) / 1024
     assert grown_mib < 64, f"the server's peak memory grew by {grown_mib:.0f} MiB"
+    expected = b'{"error":"The request body is over 64 KiB'
     for answer in (told, chunked):
         assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-        assert b'"error":"The request body is over 64 KiB' in answer
+        # The server hangs up with the client still sending; the reset that follows may
+        # discard what the client had not read yet (TCP does), so the body may come short or
+        # not at all. The message itself is checked on a small body above.
+        body = answer.partition(b"\r\n\r\n")[2]
+        assert body.startswith(expected) or expected.startswith(body), body[:200]
 
 
 # -- the Host header -----------------------------------------------------------------------------
