@@ -15,6 +15,21 @@ from ._trials import ResourceOrder
 from ._validation import check_resource_attr, is_number
 
 
+_FIX = "Pass PBTReplay(results.path, results.best.trial_id), or schedule=[[0, config], ...]."
+
+
+def _check_source(owner: str, experiment_path: Any, trial_id: Any) -> tuple[Any, str]:
+    """``(folder, trial_id)`` of a replay read from an experiment, each argument checked on
+    its own; a ``Results`` (``rt.load(path)``) stands for its folder, ``.path``."""
+    path = getattr(experiment_path, "path", experiment_path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid(owner, "experiment_path", experiment_path,
+                      "the PBT experiment's folder (a path, or its rt.load Results)", _FIX)
+    if not isinstance(trial_id, str):
+        raise invalid(owner, "trial_id", trial_id, "a trial id string such as '00000'", _FIX)
+    return path, trial_id
+
+
 class PBTReplay(Scheduler):
     """Re-run the config schedule that produced one trial's model in a PBT experiment, as a
     single trial trained from scratch (the way Ray Tune's ``PopulationBasedTrainingReplay``
@@ -28,7 +43,8 @@ class PBTReplay(Scheduler):
     change (at every report is simplest; the Keras callback does at every decision point).
 
     Args:
-        experiment_path: The PBT experiment's folder (or ``raytuner.load`` path).
+        experiment_path: The PBT experiment's folder (or ``raytuner.load`` path), or the
+            ``Results`` that ``raytuner.load`` returned for it.
         trial_id: The trial whose model to reproduce (e.g. ``results.best.trial_id``).
         schedule: Instead of the two above: ``[[resource, config], ...]``, the first at 0.
         resource_attr: The report key holding the resource (default: the experiment's).
@@ -51,9 +67,7 @@ class PBTReplay(Scheduler):
                  schedule: Sequence[Sequence[Any]] | None = None, resource_attr: str | None = None) -> None:
         owner = type(self).__name__
         if schedule is None:
-            if experiment_path is None or not isinstance(trial_id, str):
-                raise invalid(owner, "experiment_path", experiment_path, "an experiment folder, with `trial_id`",
-                              "Pass PBTReplay(results.path, results.best.trial_id), or schedule=[[0, config], ...].")
+            experiment_path, trial_id = _check_source(owner, experiment_path, trial_id)
             from raytuner._storage.lineage import recorded_schedule  # reads files: not needed to rebuild from data
 
             schedule, recorded_attr = recorded_schedule(experiment_path, trial_id)

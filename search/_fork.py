@@ -28,7 +28,14 @@ be partial; :func:`._params.match_config` takes each old config apart.
   it to the new bound is what keeps this sound: a loss measured at ``lr=0.5`` says nothing
   about ``lr=0.01``, the new upper bound, but it still says how the other parameters did.
 - An observation with no parameter left is skipped (:attr:`ForkReport.skipped`).
-- Constants outside choices are not compared (a fork may change a fixed setting); inside a
+- *Parameter now constant* (a constant of the space, outside choices, at a key whose value
+  varies among the old configs, so the old search searched it: ``units: choice([16, 32,
+  64])`` turned into ``units: 32``, or a ``choice`` of dicts into one dict): an observation run
+  with another value is skipped whole, counted in :attr:`ForkReport.fixed`. This is the
+  narrowing of a range to one value, but no parameter is left to drop that value from, and
+  keeping the rest would read a loss measured at ``units=16`` as one at ``units=32``.
+- Other constants outside choices are not compared: a key that took one value in every old
+  config was a fixed setting, and a fork may change one (``epochs`` 10 to 20). Inside a
   choice, constants decide which option an old config took.
 
 Example:
@@ -51,6 +58,7 @@ from typing import Any, Literal
 from raytuner.errors import ConfigError
 
 from ._base import Outcome, TrialEnd
+from ._domains import Domain, _is_hyperopt_expr, plain, same_value
 from ._params import Param, Point, match_config, parameters
 
 
@@ -67,6 +75,8 @@ class ForkReport:
         removed: Per dotted key of old configs that the space no longer has, how often.
         outside: Per label, how many old values lay outside the new domain (a narrowed
             range, a removed choice option, a non-int for ``randint``).
+        fixed: Per label of a parameter now constant, how many observations were skipped
+            for a value other than the constant.
     """
 
     given: int = 0
@@ -75,11 +85,12 @@ class ForkReport:
     added: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
     outside: dict[str, int] = field(default_factory=dict)
+    fixed: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
         """Whether any observation was not used exactly as given."""
-        return bool(self.skipped or self.added or self.removed or self.outside)
+        return bool(self.skipped or self.added or self.removed or self.outside or self.fixed)
 
     def message(self, owner: str) -> str:
         """One readable sentence for a warning: counts and reasons."""
@@ -97,6 +108,8 @@ class ForkReport:
             parts.append("keys no longer in the space, ignored: " + listing(self.removed))
         if self.outside:
             parts.append("values outside their new domain, dropped: " + listing(self.outside))
+        if self.fixed:
+            parts.append("the parameters now constant: " + listing(self.fixed))
         return "; ".join(parts) + "."
 
 
@@ -218,9 +231,16 @@ def fit_observations(
     removed: Counter[str] = Counter()
     out_of: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    fixed: Counter[str] = Counter()
     observations: list[tuple[Point, Outcome]] = []
     configs: list[Mapping[str, Any]] = []
+    searched = _searched_constants(space, [config for config, _ in pairs])
     for config, outcome in pairs:
+        differing = _differing(config, searched)
+        if differing:
+            fixed.update(differing)
+            skipped["run with another value of a parameter now constant"] += 1
+            continue
         match = match_config(space, config)
         out_of.update(list(match.outside))
         removed.update(match.removed)
@@ -235,7 +255,7 @@ def fit_observations(
         configs.append(config)
     report.used = len(observations)
     report.skipped, report.added = dict(skipped), dict(added)
-    report.removed, report.outside = dict(removed), dict(out_of)
+    report.removed, report.outside, report.fixed = dict(removed), dict(out_of), dict(fixed)
     return Fit(observations, report, configs)
 
 
@@ -243,3 +263,44 @@ def _absent(params: Mapping[str, Param], values: Point, dropped: Mapping[str, st
     """Active parameters with no value that were not dropped for being outside."""
     return [label for label, param in params.items()
             if label not in values and label not in dropped and param.is_active(values)]
+
+
+_ABSENT = object()
+
+
+def _searched_constants(space: Mapping[str, Any], configs: list[Mapping[str, Any]]) -> dict[tuple[str, ...], Any]:
+    """The constants of ``space`` outside choices, by key path, at which ``configs`` hold
+    more than one value: parameters of the old search that the new space fixes."""
+    searched = {}
+    for path, constant in _constants(space, ()):
+        seen: list[Any] = []
+        for config in configs:
+            value = _at(config, path)
+            if value is not _ABSENT and not any(same_value(value, other) for other in seen):
+                seen.append(value)
+        if len(seen) > 1:
+            searched[path] = plain(constant)
+    return searched
+
+
+def _constants(space: Mapping[str, Any], path: tuple[str, ...]) -> Iterable[tuple[tuple[str, ...], Any]]:
+    for key, item in space.items():
+        if isinstance(item, Mapping):
+            yield from _constants(item, path + (key,))
+        elif not isinstance(item, Domain) and not _is_hyperopt_expr(item):
+            yield path + (key,), item
+
+
+def _at(config: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(config, Mapping) or key not in config:
+            return _ABSENT
+        config = config[key]
+    return plain(config)
+
+
+def _differing(config: Mapping[str, Any], searched: Mapping[tuple[str, ...], Any]) -> list[str]:
+    """Labels of the parameters now constant at which ``config`` holds another value (a
+    config without the key is not compared, as for an added parameter)."""
+    return [".".join(path) for path, constant in searched.items()
+            if (value := _at(config, path)) is not _ABSENT and not same_value(value, constant)]

@@ -16,7 +16,7 @@ from ._acquisition import expected_improvement, maximize
 from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, close_record, end_trial
 from ._base import already_suggested, check_version, not_set_up
 from ._checks import int_at_least, make_rng, one_of, real_in
-from ._fork import check_warm_start, fit_observations
+from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._gp_encoding import Encoding
 from ._params import match_config
 from ._space import check_space, sample_config
@@ -129,7 +129,8 @@ class GPSearcher(Searcher):
             value dropped for being outside) is not imputed: the kernel takes its
             expectation under the parameter's prior (``_gp_model``), so the trial informs
             the parameters it has. An old trial that lacks an active *choice* is left out.
-            A warning gives the counts.
+            A warning gives the counts. A tuple value (a multi-objective experiment's) is
+            refused here, with a ConfigError naming the item.
 
     Example:
         >>> from raytuner.search import GPSearcher, Outcome, TrialEnd, uniform
@@ -166,6 +167,8 @@ class GPSearcher(Searcher):
         self._n_candidates = int_at_least(_NAME, "n_candidates", n_candidates, 1, "1000")
         self._n_restarts = int_at_least(_NAME, "n_restarts", n_restarts, 0, "2")
         self._warm_start = check_warm_start(_NAME, warm_start)
+        # Single-objective: a tuple value (a multi-objective experiment's) is refused now.
+        check_warm_start_objectives(_NAME, self._warm_start, 1)
         if space is not None:
             check_space(_NAME, space)
         self.space = space

@@ -19,7 +19,7 @@ from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, c
 from ._base import already_suggested, check_version, not_set_up
 from ._checks import int_at_least, make_rng, one_of, real_in
 from ._domains import plain
-from ._fork import check_warm_start, fit_observations
+from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
 from ._space import check_space, has_hyperopt_expr
 
@@ -126,7 +126,8 @@ class HyperOptSearcher(Searcher):
             old docs (hyperopt models each label on its own, from the docs that have it,
             so nothing is imputed); a value outside its narrowed domain is dropped for
             that parameter only. In a space with native hyperopt expressions, a config
-            that does not fit whole is skipped.
+            that does not fit whole is skipped. A tuple value (a multi-objective
+            experiment's) is refused here, with a ConfigError naming the item.
         stopped_trials: ``"penalize"``, ``"last"`` or ``"ignore"``, see above.
         pending_limit: ``"auto"`` (see above), an int cap on running trials that have not
             reported yet, or None for no limit.
@@ -171,6 +172,8 @@ class HyperOptSearcher(Searcher):
         self._seed = seed
         self._points = _check_points(points_to_evaluate)
         self._warm_start = check_warm_start(_NAME, warm_start)
+        # Single-objective: a tuple value (a multi-objective experiment's) is refused now.
+        check_warm_start_objectives(_NAME, self._warm_start, 1)
         if space is not None:
             check_space(_NAME, space, native=True)
         self.space = space

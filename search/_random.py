@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from raytuner.errors import ConfigError
+
 from ._base import FINISHED, Searcher, _Finished, not_set_up
-from ._checks import make_rng
+from ._checks import make_rng, no_unknown
 from ._space import check_space, grid_points, sample_config
 
 
@@ -18,7 +20,8 @@ class _Sampling(Searcher):
     supports_multi_objective = True  # nor on how many objectives there are
     _grid = False  # whether the space may hold grid() axes
 
-    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
+    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None, **unknown: Any) -> None:
+        _refuse_options(type(self).__name__, unknown)
         self._rng = make_rng(type(self).__name__, seed)
         self._seed = seed
         if space is not None:
@@ -38,6 +41,19 @@ class _Sampling(Searcher):
 
     def restore(self, state: dict[str, Any]) -> None:
         self._rng.bit_generator.state = state["rng"]
+
+
+def _refuse_options(owner: str, unknown: Mapping[str, Any]) -> None:
+    """Refuse a keyword these searchers do not take; ``warm_start`` in its own words: the
+    searchers that take it learn from old results, and these never look at results."""
+    if "warm_start" in unknown:
+        msg = (
+            f"{owner}: `warm_start` is {unknown['warm_start']!r:.100}, but {owner} takes none: it "
+            "never learns from results, so old ones would change nothing. Drop warm_start=, or "
+            "fork with a searcher that learns, e.g. TPESearcher(warm_start=rt.load(path).observations())."
+        )
+        raise ConfigError(msg)
+    no_unknown(owner, unknown, ("space", "seed"))
 
 
 class RandomSearcher(_Sampling):
@@ -88,8 +104,8 @@ class GridSearcher(_Sampling):
 
     _grid = True
 
-    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None) -> None:
-        super().__init__(space, seed)
+    def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None, **unknown: Any) -> None:
+        super().__init__(space, seed, **unknown)
         self._points: list[dict[tuple[str, ...], Any]] = []
         self._next = 0
 

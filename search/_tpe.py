@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -14,7 +13,7 @@ from raytuner.errors import ConfigError
 
 from ._base import Outcome, Searcher, Value, already_suggested, check_saved_objectives, check_value
 from ._base import check_version, ended_twice, is_finite, not_set_up
-from ._checks import flag, int_at_least, make_rng, real_in
+from ._checks import flag, int_at_least, make_rng, no_unknown, real_in
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._params import config_from_params, match_config
 from ._parzen import ParzenEstimator, preload
@@ -169,12 +168,7 @@ class TPESearcher(Searcher):
         warm_start: Any = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            name = next(iter(unknown))
-            close = difflib.get_close_matches(name, _OPTIONS, n=1)
-            hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(_OPTIONS)}."
-            msg = f"{_NAME}: unknown option `{name}={unknown[name]!r}`. {hint}"
-            raise ConfigError(msg)
+        no_unknown(_NAME, unknown, _OPTIONS)
         self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1, "10")
         self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.1")
         self._max_good = int_at_least(_NAME, "max_good", max_good, 1, "25")

@@ -149,6 +149,10 @@ def test_the_schedule_follows_the_model_back_through_its_donors(tmp_path):
     assert [(r["trial_id"], r["config/k"]) for r in results.schedule("00000").to_dict("records")] == [
         ("00001", 1), ("00000", 10)]
     assert PBTReplay(tmp_path / "exp", "00002").schedule == [[0.0, {"k": 0}], [2.0, {"k": 20}], [4.0, {"k": 30}]]
+    # The Results of the experiment stand for its folder (they once raised a bare TypeError).
+    replay = PBTReplay(load(tmp_path / "exp"), "00002")
+    assert replay.schedule == PBTReplay(tmp_path / "exp", "00002").schedule
+    assert replay.experiment_path == str(tmp_path / "exp")
 
 
 def test_a_resume_restores_a_clones_config_copy_and_fed_resource(tmp_path):

@@ -45,6 +45,16 @@ def test_bad_schedules_and_setups_are_refused_before_anything_runs():
         PBTReplay(schedule=[[0, {}], [4, {}], [4, {}]])
     with pytest.raises(ConfigError, match="`experiment_path`"):
         PBTReplay()
+    with pytest.raises(ConfigError, match=r"`experiment_path` is 3, but must be the PBT experiment's folder"):
+        PBTReplay(3, "00000")
+    # Each argument is named for itself, before any file is read (the folder need not exist).
+    with pytest.raises(ConfigError) as error:
+        PBTReplay("/no/such/experiment", 0)
+    assert str(error.value) == (
+        "PBTReplay: `trial_id` is 0, but must be a trial id string such as '00000'. "
+        "Pass PBTReplay(results.path, results.best.trial_id), or schedule=[[0, config], ...].")
+    with pytest.raises(ConfigError, match="`trial_id` is None"):
+        PBTReplay("/no/such/experiment")
     replay = PBTReplay(schedule=SCHEDULE)
     with pytest.raises(ConfigError, match="`num_trials` is 4, but must be 1"):
         replay.check_experiment(replay.space, RandomSearcher(), 4)

@@ -121,3 +121,22 @@ def test_a_warm_start_that_is_not_pairs_is_refused_naming_the_item(warm_start, n
 def test_an_unknown_outside_policy_is_refused():
     with pytest.raises(ConfigError, match="`outside` is 'clip'"):
         fit_observations("S", {"x": uniform(0, 1)}, [], outside="clip")  # type: ignore[arg-type]
+
+
+def test_a_parameter_turned_constant_skips_the_old_trials_run_with_another_value():
+    old = [({"x": 0.1 * i, "units": [16, 32, 64][i % 3]}, float(i)) for i in range(6)]
+    old.append(({"x": 0.7}, 7.0))  # no units at all: not compared, as for an added parameter
+    fit = fit_observations("S", {"x": uniform(0, 1), "units": 32}, old)
+    assert [p for p, _ in fit.observations] == [{"x": 0.1}, {"x": 0.4}, {"x": 0.7}]
+    assert fit.report.fixed == {"units": 4}
+    assert fit.report.skipped == {"run with another value of a parameter now constant": 4}
+    assert fit.report.message("S") == (
+        "S fitted 3 of 7 warm-start observations to the space; skipped: 4 run with another value of a "
+        "parameter now constant; the parameters now constant: 'units' (4).")
+
+
+def test_a_choice_of_dicts_turned_into_one_dict_skips_the_trials_of_the_other_options():
+    old = [({"opt": {"name": "sgd", "momentum": 0.9}}, 1.0), ({"opt": {"name": "adam", "beta": 0.5}}, 2.0)]
+    fit = fit_observations("S", {"opt": {"name": "adam", "beta": uniform(0, 1)}}, old)
+    assert fit.observations == [({"opt.beta": 0.5}, Outcome(TrialEnd.COMPLETED, 2.0))]
+    assert fit.report.fixed == {"opt.name": 1} and fit.report.added == {} and fit.report.removed == {}

@@ -82,6 +82,24 @@ def test_single_objective_searchers_refuse_several(name, why):
     assert searcher.num_objectives == 1
 
 
+@pytest.mark.parametrize("name", ["HyperOptSearcher", "GPSearcher"])
+def test_single_objective_searchers_refuse_a_multi_objective_warm_start_when_built(name):
+    # What rt.load(path).observations() of a two-objective experiment gives; once crashed in suggest().
+    history = [({"x": 0.5, "y": 0.5, "n": 1, "c": "a"}, 1.0), ({"x": 0.1, "y": 0.5, "n": 1, "c": "a"}, (0.1, 0.9))]
+    with pytest.raises(ConfigError) as error:
+        getattr(search, name)(SPACE, warm_start=history)
+    assert str(error.value) == (
+        f"{name}: `warm_start[1]` has the value (0.1, 0.9), but the experiment has 1 objective(s): each "
+        "value must be a number, signed to minimize. Pass the observations of an experiment with the same metrics."
+    )
+
+
+@pytest.mark.parametrize("searcher", [TPESearcher, OptunaSearcher])
+def test_multi_objective_searchers_refuse_a_single_objective_warm_start(searcher):
+    with pytest.raises(ConfigError, match=r"`warm_start\[0\]` has the value 0.5, but the experiment has 2"):
+        searcher(SPACE, warm_start=[({"x": 0.1}, 0.5)]).setup(None, 10, METRICS)
+
+
 def test_a_searcher_of_ones_own_is_single_objective_unless_it_says_so():
     class Mine(Searcher):
         def suggest(self, trial_id):

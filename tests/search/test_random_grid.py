@@ -68,6 +68,24 @@ def test_bad_seed_is_named(seed):
         RandomSearcher(SPACE, seed=seed)
 
 
+@pytest.mark.parametrize("searcher", [RandomSearcher, GridSearcher])
+def test_a_warm_start_is_refused_as_one_these_searchers_cannot_learn_from(searcher):
+    name = searcher.__name__
+    with pytest.raises(ValueError) as error:
+        searcher(SPACE, warm_start=[({"x": 0.5}, 1.0)])
+    assert str(error.value) == (
+        f"{name}: `warm_start` is [({{'x': 0.5}}, 1.0)], but {name} takes none: it never learns from "
+        "results, so old ones would change nothing. Drop warm_start=, or fork with a searcher that learns, "
+        "e.g. TPESearcher(warm_start=rt.load(path).observations())."
+    )
+
+
+@pytest.mark.parametrize("searcher", [RandomSearcher, GridSearcher])
+def test_an_unknown_option_is_named_with_the_likely_one(searcher):
+    with pytest.raises(ValueError, match=rf"^{searcher.__name__}: unknown option `sed=1`. Did you mean `seed`\?$"):
+        searcher(SPACE, sed=1)
+
+
 GRID_SPACE = {"a": grid([1, 2]), "m": {"b": grid(["x", "y", "z"])}, "u": uniform(0, 1)}
 
 
