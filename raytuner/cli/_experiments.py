@@ -18,6 +18,7 @@ from raytuner.cli._common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
+    EXIT_USAGE,
     CLIError,
     escape,
     load,
@@ -103,7 +104,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from raytuner.cli import _tables
     from raytuner.errors import ExperimentError
 
-    root = _local_root(args.root)
+    if args.root is not None and args.root_option is not None and args.root != args.root_option:
+        raise CLIError(f"Two storage roots: {args.root} and --root {args.root_option}; pass one.", EXIT_USAGE)
+    root = _local_root(args.root or args.root_option or DEFAULT_ROOT)
     if not root.is_dir():
         raise CLIError(f"No folder {root}: there are no experiments there. Pass the storage root, e.g. "
                        f"`raytuner ls {DEFAULT_ROOT}`.", EXIT_NOT_FOUND)
@@ -442,7 +445,8 @@ def exp_args(p: argparse.ArgumentParser, ranking: bool = False) -> None:
 def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register the commands with ``build_parser``'s ``add(name, func, help)``."""
     p = add("ls", cmd_ls, "List experiments with status, trial counts, best value and start time.")
-    p.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
+    p.add_argument("root", nargs="?", default=None, metavar="ROOT", help=f"storage root (default {DEFAULT_ROOT})")
+    p.add_argument("--root", dest="root_option", metavar="ROOT", help="the same, as the other commands take it")
     p.add_argument("--wide", action="store_true", help="every column in full, however wide")
 
     p = add("show", cmd_show, "Show an experiment's trials, best first (the Pareto front first, marked *), with "

@@ -45,6 +45,10 @@ def test_ls_lists_experiments_with_status_counts_and_best(root, capsys):
     from raytuner import load
 
     assert f"{load(root / 'exp').best.metrics['loss']:.5g}" in exp_row
+    # --root, as every other command takes it (it was an unrecognised argument); two roots are refused.
+    assert run(capsys, "ls", "--root", str(root))[1] == out
+    code, _, err = run(capsys, "ls", str(root), "--root", str(root / "not_an_experiment"))
+    assert code == 2 and "Two storage roots" in err
 
 
 def test_show_sorts_by_metric_and_escapes_markup(root, capsys):
