@@ -400,8 +400,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     import raytuner
+    from raytuner._control_values import clean_command
     from raytuner.errors import ConfigError, ExperimentError, TrialsFailedError
 
+    limits = {k: v for k, v in (("num_trials", args.num_trials), ("time_budget_s", args.time_budget),
+                                ("max_concurrent", args.max_concurrent)) if v is not None}
+    try:  # values out of bounds are usage errors, before anything is read
+        if limits:
+            clean_command("set_limits", limits, owner="raytuner resume")
+    except ConfigError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
     path = locate(args.exp, args.root)
     load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
@@ -409,7 +417,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
                                         max_concurrent=args.max_concurrent)
     except TrialsFailedError as exc:
         raise CLIError(str(exc)) from None
-    except (ConfigError, ExperimentError) as exc:
+    except ConfigError as exc:  # a limit the experiment refuses (fewer trials than it has)
+        raise CLIError(str(exc), EXIT_USAGE) from None
+    except ExperimentError as exc:
         raise CLIError(str(exc)) from None
     print(_summary(results))
     return EXIT_OK

@@ -117,6 +117,13 @@ def test_resume_of_a_folder_not_written_by_fit_says_why(root, capsys):
     assert code == 1 and "no usable tuner.pkl" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("option", "value", "field"), [("--num-trials", "0", "num_trials"),
+                                                         ("--time-budget", "-1", "time_budget_s")])
+def test_resume_with_a_limit_out_of_bounds_is_a_usage_error_before_anything_is_read(option, value, field, capsys):
+    code, _, err = run(capsys, "resume", "/no/such", option, value)  # exit 1 (and the path's error) before
+    assert code == 2 and f"raytuner resume: `{field}` is" in err and "No experiment" not in err
+
+
 @pytest.mark.parametrize("argv", [["show", "/no/such/exp"], ["best", "/no/such/exp"], ["export", "/no/such", "--csv"],
                                   ["report", "/no/such"], ["resume", "/no/such"], ["rename", "/no/such", "x"]])
 def test_unknown_path_is_a_clear_error(argv, capsys):
