@@ -136,6 +136,9 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     scored = [t for t in results.trials if _is_number(t.metrics.get(metric)) and t.status != TrialStatus.DAMAGED]
     if not scored:
         reported = sorted({key for t in results.trials for key in t.metrics})
+        if metric in reported:  # reported, never finite: another name would not help
+            raise ExperimentError(f"No trial of {name!r} has a finite {metric!r} ({len(results.trials)} trials; each "
+                                  "one's is NaN or infinite, or it failed): there is nothing to draw.")
         raise ExperimentError(
             f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials; "
             f"metrics reported: {reported or 'none'}). Pass one of those (`--metric NAME`, or metric= to "

@@ -179,6 +179,10 @@ def test_bad_input_raises_clear_errors(tmp_path):
     results = rt.load(write_experiment(tmp_path, n=3))
     with pytest.raises(rt.ExperimentError, match=r"No trial of 'exp' reported a finite 'val_acc'.*\['acc', 'loss'\]"):
         results.report(metric="val_acc")
+    for trial in results.trials:  # every value of the metric NaN: no other name to suggest
+        trial.metrics["loss"] = float("nan")
+    with pytest.raises(rt.ExperimentError, match=r"No trial of 'exp' has a finite 'loss' \(3 trials; each one's is NaN"):
+        results.report(metric="loss")
     with pytest.raises(rt.ConfigError, match="report: `mode` is 'best', but must be"):
         results.report(mode="best")
 
