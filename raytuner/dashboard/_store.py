@@ -84,8 +84,10 @@ class _Cache:
     signature: tuple = ()
 
 
-def _damaged_entry(mtime: int, trial_id: str, why: str) -> _TrialEntry:
-    return _TrialEntry(mtime, {"trial_id": trial_id, "status": DAMAGED}, {}, {}, damaged=why)
+def _damaged_entry(mtime: int, trial_id: str, why: str, config: dict[str, Any] | None = None) -> _TrialEntry:
+    """A DAMAGED trial; ``config``: its config.json where that file is sound (the CLI shows it too)."""
+    config = config or {}
+    return _TrialEntry(mtime, {"trial_id": trial_id, "status": DAMAGED}, config, flatten(config), damaged=why)
 
 
 class ExperimentView:
@@ -176,7 +178,8 @@ class ExperimentView:
                 record = {"trial_id": trial_id, "status": TrialStatus.PENDING.value}
             fault = trial_fault(record, trial_id)
             if fault:
-                return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'trial.json')}: {fault}")
+                return _damaged_entry(mtime, trial_id, f"{self.files.rel(path / 'trial.json')}: {fault}",
+                                      self._sound_config(path))
             if old is not None and old.damaged is None:
                 config = old.config  # a trial's config never changes
             else:
@@ -188,13 +191,21 @@ class ExperimentView:
             # (a new status), so a finished trial's file is read once.
             fault = self.files.jsonl(path / "results.jsonl")[1]
             if fault:
-                return _damaged_entry(mtime, trial_id, fault)
+                return _damaged_entry(mtime, trial_id, fault, config)
         except (Damaged, Refused) as exc:
-            return _damaged_entry(mtime, trial_id, str(exc))
+            return _damaged_entry(mtime, trial_id, str(exc), self._sound_config(path))
         entry = _TrialEntry(mtime, record, config, flatten(config), stored=record)
         if old is not None and old.damaged is None:  # results.jsonl is appended to: go on from there
             entry.history, entry.read_to = old.history, old.read_to
         return entry
+
+    def _sound_config(self, path: Path) -> dict[str, Any] | None:
+        """The trial's config.json if it is sound, else None."""
+        try:
+            config = self.files.json(path / "config.json")
+        except (Damaged, Refused):
+            return None
+        return config if config is not None and not config_fault(config) else None
 
     def _follow(self, entry: _TrialEntry, folder: Path, meta: dict[str, Any]) -> None:
         """Fold what the trial's results.jsonl gained since the last look (whole lines: the

@@ -267,6 +267,7 @@ def test_any_value_in_any_field_of_a_trial_breaks_no_view(fuzz_root, capsys, fil
 
 
 def test_the_dashboard_shows_the_same_damaged_trials(damaged_root):
+    from raytuner._formats import flatten
     from raytuner.dashboard._root import Root
 
     view = Root(damaged_root).experiment("bad_trials")
@@ -274,6 +275,12 @@ def test_the_dashboard_shows_the_same_damaged_trials(damaged_root):
     assert {t for t, row in rows.items() if row["status"] == "DAMAGED"} == {"00001", "00002", "00003", "00005"}
     assert "results.jsonl: line 2 is not valid JSON" in rows["00005"]["note"]
     assert Root(damaged_root).experiment("bad_meta").summary()["status"] == "DAMAGED"
+    # A damaged trial's config, where its config.json is sound, as rt.load and the CLI show it.
+    loaded = {t.trial_id: t.config for t in rt.load(damaged_root / "bad_trials").trials}
+    for trial_id in ("00001", "00003", "00005"):
+        assert rows[trial_id]["config"] == flatten(loaded[trial_id]) != {}, trial_id
+        assert view.trial(trial_id)["config"] == loaded[trial_id], trial_id
+    assert rows["00002"]["config"] == {}  # its config.json is the damage
 
 
 def test_a_checkpoint_folder_that_is_gone_is_no_checkpoint(tmp_path):
