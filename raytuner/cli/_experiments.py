@@ -117,8 +117,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
             meta, damage = storage.read_experiment_record()
         except ExperimentError:
             continue  # removed since the listing
-        # trial.json and config.json only: the listing of a whole root reads no results.jsonl.
+        # trial.json and config.json: the listing of a whole root reads the results.jsonl of
+        # the unfinished trials only, whose record may lag behind their reports (a finished
+        # one's is written after its last row).
         trials = [read_trial(storage, trial_id, history=False) for trial_id in storage.trial_ids()]
+        objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
+        trials = [trial if trial.status.is_finished() or trial.damaged else
+                  read_trial(storage, trial.trial_id, objectives=objectives) for trial in trials]
         metric, mode = meta.get("metric"), meta.get("mode", "min")
         best = None
         scope = meta.get("best_scope", DEFAULT_SCOPE)

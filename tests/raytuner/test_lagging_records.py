@@ -81,6 +81,9 @@ def test_the_cli_agrees_with_load(tmp_path, capsys):
     assert cli.main(["export", "exp", "--root", str(tmp_path)]) == 0
     row = next(r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["trial_id"] == "00000")
     assert (row["iteration"], row["loss"], row["best_loss"], float(row["time_total_s"])) == ("3", "0.6", "0.5", 0.77)
+    assert cli.main(["ls", str(tmp_path), "--wide"]) == 0  # the listing too: 00000 at 0.5, not 00001's 0.55
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("exp "))
+    assert " 0.5 " in line and "0.55" not in line, line
 
 
 def test_the_dashboard_agrees_with_load_and_follows_the_file(tmp_path):
