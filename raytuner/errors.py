@@ -21,7 +21,9 @@
     TrialStopped (BaseException)          raised inside a trial by ``report`` to end it
 
 Arguments are checked with one message template, built by :func:`invalid`:
-"``<Owner>: `<argument>` is <value!r>, but must be <rule>. <The fix>.``"
+"``<Owner>: `<argument>` is <value!r>, but must be <rule>. <The fix>.``"; a keyword that a
+constructor does not take is refused by :func:`no_unknown` (through
+:func:`refuse_unknown_keywords`), with the name it likely meant.
 
 [fatal]: an error of a class with ``fatal_to_experiment = True`` raised by one trial ends
 the whole experiment instead of failing (and retrying) that trial, because every trial would
@@ -34,7 +36,13 @@ which never import Ray or pandas, raise these errors.
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
 
 
 class RayTunerError(Exception):
@@ -143,6 +151,60 @@ def invalid(owner: str, argument: str, value: Any, rule: str, fix: str) -> Confi
     Returned, not raised, so that the caller's ``raise`` shows where the check failed.
     """
     return ConfigError(f"{owner}: `{argument}` is {value!r}, but must be {rule}. {fix}")
+
+
+def no_unknown(owner: str, unknown: Mapping[str, Any], options: Sequence[str]) -> None:
+    """Refuse the first of ``unknown`` (the keyword arguments a constructor does not take),
+    with the closest of ``options`` as the likely fix, or all of them if none is close.
+
+    >>> no_unknown("ASHAScheduler", {"max_resouce": 27}, ["max_resource", "reduction_factor"])
+    Traceback (most recent call last):
+    ...
+    raytuner.errors.ConfigError: ASHAScheduler: unknown option `max_resouce=27`. Did you mean `max_resource`?
+    """
+    if not unknown:
+        return
+    name = next(iter(unknown))
+    close = difflib.get_close_matches(name, options, n=1)
+    hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(options)}."
+    raise ConfigError(f"{owner}: unknown option `{name}={unknown[name]!r:.100}`. {hint}")
+
+
+def refuse_unknown_keywords(init: _Init) -> _Init:
+    """Decorate a constructor so that a keyword it does not take raises :func:`no_unknown`'s
+    ConfigError, naming the class, the keyword and the parameter it likely meant.
+
+    Python's own ``TypeError: __init__() got an unexpected keyword argument`` names none of
+    the valid ones. A ``**unknown`` catch-all checked in the body would do for optional
+    parameters, but a misspelled *required* one would still fail in Python's binding, as
+    missing; this check runs before the binding. The signature stays as written
+    (``inspect.signature`` follows ``__wrapped__``; a type checker sees ``init``'s own type),
+    so IDEs and type checkers still know the real parameters and flag a misspelling. A
+    constructor with its own ``**`` catch-all is returned as is: it refuses what it does not
+    take itself.
+
+    >>> class ASHAScheduler:
+    ...     @refuse_unknown_keywords
+    ...     def __init__(self, max_resource: float, reduction_factor: float = 3) -> None:
+    ...         self.max_resource = max_resource
+    >>> ASHAScheduler(max_resouce=27)
+    Traceback (most recent call last):
+    ...
+    raytuner.errors.ConfigError: ASHAScheduler: unknown option `max_resouce=27`. Did you mean `max_resource`?
+    """
+    parameters = list(inspect.signature(init).parameters.values())[1:]  # not self
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return init
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    options = [parameter.name for parameter in parameters if parameter.kind in by_name]
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not kwargs.keys() <= set(options):
+            no_unknown(type(self).__name__, {k: v for k, v in kwargs.items() if k not in options}, options)
+        init(self, *args, **kwargs)
+
+    return cast(_Init, checked)
 
 
 def rebuilt(error_type: str | None, message: str | None) -> RayTunerError:

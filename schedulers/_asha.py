@@ -6,7 +6,7 @@ import math
 from fractions import Fraction
 from typing import Any, Mapping
 
-from raytuner.errors import invalid
+from raytuner.errors import invalid, refuse_unknown_keywords
 
 from ._base import Decision, Scheduler, Value, check_value
 from ._rungs import (
@@ -107,6 +107,7 @@ class ASHAScheduler(Scheduler):
 
     supports_multi_objective = True
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         max_resource: float,

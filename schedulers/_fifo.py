@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from raytuner.errors import refuse_unknown_keywords
+
 from ._base import Decision, Scheduler, Value
 from ._trials import ResourceOrder
 from ._validation import check_max_resource, check_resource_attr, check_restore
@@ -28,6 +30,7 @@ class FIFOScheduler(Scheduler):
     needs_metric = False  # it never compares values
     supports_multi_objective = True  # nor several of them
 
+    @refuse_unknown_keywords
     def __init__(self, max_resource: float = math.inf, resource_attr: str | None = None) -> None:
         if max_resource != math.inf:
             check_max_resource(type(self).__name__, max_resource)

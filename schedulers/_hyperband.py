@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from raytuner.errors import refuse_unknown_keywords
+
 from ._base import Decision, Scheduler, Value, check_value
 from ._rungs import HyperbandBracket, hyperband_brackets, nan_to_worst, num_promotable, pareto_ranked
 from ._trials import ResourceOrder, Status, restored
@@ -87,6 +89,7 @@ class HyperbandScheduler(Scheduler):
 
     supports_multi_objective = True
 
+    @refuse_unknown_keywords
     def __init__(
         self, max_resource: float, reduction_factor: float = 3, resource_attr: str | None = None
     ) -> None:

@@ -7,7 +7,7 @@ import math
 import statistics
 from typing import Any
 
-from raytuner.errors import invalid
+from raytuner.errors import invalid, refuse_unknown_keywords
 
 from ._base import Decision, Scheduler
 from ._rungs import nan_to_worst
@@ -74,6 +74,7 @@ class MedianStoppingScheduler(Scheduler):
 
     single_objective_reason = "it compares a trial's best value with the median of running means of one value"
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         grace_period: float = 1,

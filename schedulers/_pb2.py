@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, refuse_unknown_keywords
 
 from ._explore import explore_value, get_path, set_path
 from ._pbt import Member, PBTScheduler
@@ -49,6 +49,7 @@ class PB2Scheduler(PBTScheduler):
         5
     """
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         perturbation_interval: float,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError, ProtocolError, invalid
+from raytuner.errors import ConfigError, ProtocolError, invalid, refuse_unknown_keywords
 
 from ._base import Decision, Exploit, Scheduler, Value
 from ._explore import check_space, explore, mutations_from_json, mutations_to_json, parse_mutations
@@ -97,6 +97,7 @@ class PBTScheduler(Scheduler):
     requires_checkpoints = True
     single_objective_reason = "it ranks the population by one value"
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         perturbation_interval: float,

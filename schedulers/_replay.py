@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raytuner.errors import ConfigError, invalid
+from raytuner.errors import ConfigError, invalid, refuse_unknown_keywords
 
 from ._base import Decision, Exploit, Scheduler, Value
 from ._pbt import COMBINES
@@ -63,6 +63,7 @@ class PBTReplay(Scheduler):
     requires_checkpoints = True
     needs_metric = False
 
+    @refuse_unknown_keywords
     def __init__(self, experiment_path: str | os.PathLike[str] | None = None, trial_id: str | None = None, *,
                  schedule: Sequence[Sequence[Any]] | None = None, resource_attr: str | None = None) -> None:
         owner = type(self).__name__

@@ -3,15 +3,14 @@ the searcher, the option, the value, the rule and the fix."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError, invalid
+from raytuner.errors import invalid
 
 
 def int_at_least(owner: str, name: str, value: Any, low: int, usual: str) -> int:
@@ -75,13 +74,3 @@ def count_objectives(owner: str, value: Any) -> tuple[int, str]:
     raise invalid(owner, "objectives", value, "an int >= 1 or a list of distinct metric names",
                   "Pass the Tuner's metrics, e.g. objectives=['val_loss', 'params'].")
 
-
-def no_unknown(owner: str, unknown: Mapping[str, Any], options: Sequence[str]) -> None:
-    """Refuse the first of ``unknown`` (the keyword arguments a constructor does not take),
-    with the closest of ``options`` as the likely fix."""
-    if not unknown:
-        return
-    name = next(iter(unknown))
-    close = difflib.get_close_matches(name, options, n=1)
-    hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(options)}."
-    raise ConfigError(f"{owner}: unknown option `{name}={unknown[name]!r:.100}`. {hint}")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from raytuner.errors import ProtocolError
+from raytuner.errors import ProtocolError, refuse_unknown_keywords
 
 from ._acquisition import expected_improvement, maximize
 from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, close_record, end_trial
@@ -143,6 +143,7 @@ class GPSearcher(Searcher):
 
     single_objective_reason = "its expected improvement is over one value"
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, Domain, Trials, rand, tpe
 from hyperopt.exceptions import DuplicateLabel
 
-from raytuner.errors import ConfigError, invalid
+from raytuner.errors import ConfigError, invalid, refuse_unknown_keywords
 
 from ._base import STOPPED_POLICIES, Outcome, Searcher, TrialEnd, TrialRecord, close_record, end_trial
 from ._base import already_suggested, check_version, not_set_up
@@ -142,6 +142,7 @@ class HyperOptSearcher(Searcher):
 
     single_objective_reason = "hyperopt's TPE ranks one loss"
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, refuse_unknown_keywords
 
 from ._base import Outcome, Searcher, already_suggested, check_saved_objectives, check_version, ended_twice
 from ._base import is_finite, not_set_up
@@ -103,6 +103,7 @@ class OptunaSearcher(Searcher):
 
     supports_multi_objective = True  # as far as its sampler does: see setup()
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, no_unknown
 
 from ._base import FINISHED, Searcher, _Finished, not_set_up
-from ._checks import make_rng, no_unknown
+from ._checks import make_rng
 from ._space import check_space, grid_points, sample_config
 
 

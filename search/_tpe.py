@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError
+from raytuner.errors import ConfigError, refuse_unknown_keywords
 
 from ._base import Outcome, Searcher, Value, already_suggested, check_saved_objectives, check_value
 from ._base import check_version, ended_twice, is_finite, not_set_up
-from ._checks import flag, int_at_least, make_rng, no_unknown, real_in
+from ._checks import flag, int_at_least, make_rng, real_in
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._params import config_from_params, match_config
 from ._parzen import ParzenEstimator, preload
@@ -24,9 +24,6 @@ from ._tpe_split import finite_rows, missing_rows, split
 _NAME = "TPESearcher"
 _STATE_VERSION = 2  # the matrix holds ranks for ordinal choices, "ordinal" says if it does
 _PENDING, _COMPLETED, _STOPPED, _FAILED = 0, 1, 2, 3
-_OPTIONS = ("space", "n_startup", "gamma", "max_good", "n_ei_candidates", "prior_weight",
-            "bandwidth", "discrete_bandwidth", "low_fidelity_bandwidth", "n_flat", "ordinal",
-            "avoid_repeats", "seed", "warm_start")
 
 
 class TPESearcher(Searcher):
@@ -149,6 +146,7 @@ class TPESearcher(Searcher):
 
     supports_multi_objective = True
 
+    @refuse_unknown_keywords
     def __init__(
         self,
         space: Mapping[str, Any] | None = None,
@@ -166,9 +164,7 @@ class TPESearcher(Searcher):
         avoid_repeats: bool = True,
         seed: int | None = None,
         warm_start: Any = None,
-        **unknown: Any,
     ) -> None:
-        no_unknown(_NAME, unknown, _OPTIONS)
         self._n_startup = int_at_least(_NAME, "n_startup", n_startup, 1, "10")
         self._gamma = real_in(_NAME, "gamma", gamma, 0.0, 1.0, "0.1")
         self._max_good = int_at_least(_NAME, "max_good", max_good, 1, "25")
