@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front, shown_value
+from raytuner._best import DEFAULT_SCOPE, FrontMember, best_trial, pareto_front, scope_of, shown_value
 from raytuner._display import label
 from raytuner._formats import flatten, is_finite
 from raytuner._objectives import Objectives
@@ -146,8 +146,7 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials
                  if t.status != TrialStatus.DAMAGED}
     own = metric == results.metric and mode == results.mode
-    scope = results.meta.get("best_scope", DEFAULT_SCOPE) if own else DEFAULT_SCOPE
-    scope = scope if scope in SCOPES else DEFAULT_SCOPE
+    scope = scope_of(results.meta) if own else DEFAULT_SCOPE
     x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
     log_names = _log_params(results.meta.get("space"))
     configs = [flatten(t.config) for t in scored]
