@@ -3,7 +3,9 @@
 A trial's *key* is the value it is ranked by, signed to minimise:
 
 - ``scope="last"`` (the default, as Ray Tune's): its last kept report of the metric;
-- ``scope="all"``: its best kept report of the Tuner's own metric (``Trial.best_value``).
+- ``scope="all"``: its best kept report of the Tuner's own metric (``Trial.best_value``);
+  of another metric, its best among ``reports(trial)`` where the caller passes them (an
+  objective of several has no ``best_value``), else its last.
 
 NaN and infinite keys never count. FAILED trials count only when no other trial has a
 finite key, and DAMAGED ones (their files cannot be trusted) never do. Ties go to the
@@ -46,25 +48,40 @@ class Ranked(Protocol):
 T = TypeVar("T", bound=Ranked)
 
 
-def key(trial: Ranked, metric: str, sign: float, scope: str, own_metric: bool) -> float | None:
+Reports = Callable[[Any], Sequence[Mapping[str, Any]]]
+
+
+def _signed(raw: Any, sign: float) -> float | None:
+    """``sign * raw`` if ``raw`` is a finite number, else None."""
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+        return None
+    return sign * raw if math.isfinite(raw) else None
+
+
+def key(trial: Ranked, metric: str, sign: float, scope: str, own_metric: bool,
+        reports: Reports | None = None) -> float | None:
     """The trial's finite key (signed to minimise), or None if it has none."""
     if scope == "all" and own_metric:
         value = trial.best_value
+    elif scope == "all" and reports is not None:
+        value = min((v for v in (_signed(row.get(metric), sign) for row in reports(trial)) if v is not None),
+                    default=None)
     else:
-        raw = trial.metrics.get(metric)
-        value = sign * raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+        value = _signed(trial.metrics.get(metric), sign)
     return value if value is not None and math.isfinite(value) else None
 
 
-def shown_value(trial: Ranked, metric: str, mode: str, scope: str, own_metric: bool = True) -> float | None:
-    """The value a trial is ranked by, in the metric's own sign (what views print), or None."""
+def shown_value(trial: Ranked, metric: str, mode: str, scope: str, own_metric: bool = True, *,
+                reports: Reports | None = None) -> float | None:
+    """The value a trial is ranked by, in the metric's own sign (what views print), or None.
+    ``reports(trial)``: its kept report rows, for a metric without ``best_value`` under "all"."""
     sign = 1.0 if mode == "min" else -1.0
-    value = key(trial, metric, sign, scope, own_metric)
+    value = key(trial, metric, sign, scope, own_metric, reports)
     return None if value is None else sign * value
 
 
-def _order(trials: Iterable[T], metric: str, mode: str, scope: str,
-           own_metric: bool) -> list[tuple[tuple[bool, float, int], T]]:
+def _order(trials: Iterable[T], metric: str, mode: str, scope: str, own_metric: bool,
+           reports: Reports | None = None) -> list[tuple[tuple[bool, float, int], T]]:
     """(rank, trial) for the trials that may be best: non-FAILED before FAILED, then by key,
     then the one created first."""
     sign = 1.0 if mode == "min" else -1.0
@@ -73,17 +90,18 @@ def _order(trials: Iterable[T], metric: str, mode: str, scope: str,
         status = getattr(trial.status, "value", trial.status)
         if status == "DAMAGED":
             continue
-        value = key(trial, metric, sign, scope, own_metric)
+        value = key(trial, metric, sign, scope, own_metric, reports)
         if value is not None:
             out.append(((status == "FAILED", value, index), trial))
     return out
 
 
 def best_trial(trials: Iterable[T], metric: str, mode: str, scope: str = DEFAULT_SCOPE, *,
-               own_metric: bool = True) -> T | None:
+               own_metric: bool = True, reports: Reports | None = None) -> T | None:
     """The best of ``trials`` by ``metric`` in ``mode``, or None if no trial has a finite
-    value. ``own_metric``: ``metric``/``mode`` are the Tuner's (so ``best_value`` ranks them)."""
-    order = _order(trials, metric, mode, scope, own_metric)
+    value. ``own_metric``: ``metric``/``mode`` are the Tuner's (so ``best_value`` ranks them);
+    ``reports(trial)``: the kept report rows that rank another metric under scope "all"."""
+    order = _order(trials, metric, mode, scope, own_metric, reports)
     return min(order, key=lambda item: item[0])[1] if order else None
 
 

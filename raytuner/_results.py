@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front
+from raytuner._best import SCOPES, FrontMember, best_trial, pareto_front, scope_of
 from raytuner._formats import flatten
 from raytuner._objectives import MODES, Objectives
 from raytuner._storage import lineage, trajectory
@@ -190,8 +190,7 @@ class Results:
     @property
     def scope(self) -> str:
         """How "best" is meant in this experiment: "last" or "all" (see :meth:`get_best`)."""
-        scope = self.meta.get("best_scope")
-        return scope if scope in SCOPES else DEFAULT_SCOPE
+        return scope_of(self.meta)
 
     @property
     def errors(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, best_trial, pareto_front, shown_value
+from raytuner._best import DEFAULT_SCOPE, FrontMember, Reports, best_trial, pareto_front, scope_of, shown_value
 from raytuner._display import label
 from raytuner._formats import flatten, is_finite
 from raytuner._objectives import Objectives
@@ -149,8 +149,7 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials
                  if t.status != TrialStatus.DAMAGED}
     own = metric == results.metric and mode == results.mode
-    scope = results.meta.get("best_scope", DEFAULT_SCOPE) if own else DEFAULT_SCOPE
-    scope = scope if scope in SCOPES else DEFAULT_SCOPE
+    scope = scope_of(results.meta) if own else DEFAULT_SCOPE
     x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
     log_names = _log_params(results.meta.get("space"))
     configs = [flatten(t.config) for t in scored]
@@ -213,14 +212,21 @@ def best_so_far(data: ReportData) -> list[tuple[str, float]]:
     for each trial from the first with a value on; its end is the headline's best."""
     results = data.results
     own = data.metric == results.metric and data.mode == results.mode
-    trials = [t for t in results.trials if t.status != TrialStatus.DAMAGED]
+    return running_best(results.trials, data.metric, data.mode, data.scope, own_metric=own)
+
+
+def running_best(trials: Sequence[TrialResult], metric: str, mode: str, scope: str, *, own_metric: bool,
+                 reports: Reports | None = None) -> list[tuple[str, float]]:
+    """:func:`best_so_far` of any metric: ``reports(trial)`` (the trial's kept rows) rank a
+    metric that is not the Tuner's own under scope "all" (an objective of several)."""
+    trials = [t for t in trials if t.status != TrialStatus.DAMAGED]
     pool = [t for t in trials if t.status != TrialStatus.FAILED]
-    if best_trial(pool, data.metric, data.mode, data.scope, own_metric=own) is None:
+    if best_trial(pool, metric, mode, scope, own_metric=own_metric, reports=reports) is None:
         pool = trials
     out, best = [], None
     for trial in pool:
-        best = best_trial([t for t in (best, trial) if t is not None], data.metric, data.mode, data.scope,
-                          own_metric=own)  # the earlier keeps a tie, as over the whole prefix
+        best = best_trial([t for t in (best, trial) if t is not None], metric, mode, scope, own_metric=own_metric,
+                          reports=reports)  # the earlier keeps a tie, as over the whole prefix
         if best is not None:
-            out.append((trial.trial_id, shown_value(best, data.metric, data.mode, data.scope, own)))
+            out.append((trial.trial_id, shown_value(best, metric, mode, scope, own_metric, reports=reports)))
     return out

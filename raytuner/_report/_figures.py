@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from raytuner._best import shown_value
 from raytuner._formats import flatten
 from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._report._data import Param, ReportData, best_so_far, end_marks, label
@@ -36,23 +37,36 @@ def _axis_values(param: Param) -> tuple[list[Any], dict[str, Any]]:
     return labels, {"type": "category", "categoryorder": "category ascending"}
 
 
-def _hover(data: ReportData, index: int) -> str:
+def _hover(data: ReportData, index: int, value: float | None = None) -> str:
+    """A trial's hover text: its ``value`` (default: its last) and its config."""
     trial = data.scored[index]
     config = "<br>".join(f"{esc(k)}={esc(v)}" for k, v in flatten(trial.config).items())
-    return f"trial {esc(trial.trial_id)} ({trial.status.value.lower()})<br>{esc(data.metric)}={data.values[index]:.6g}<br>{config}"
+    shown = f"{esc(data.metric)}={data.values[index] if value is None else value:.6g}"
+    return f"trial {esc(trial.trial_id)} ({trial.status.value.lower()})<br>{shown}<br>{config}"
+
+
+def _ranked_values(data: ReportData) -> list[float]:
+    """Each scored trial's value as the best so far ranks it (:func:`raytuner._best.shown_value`):
+    its last under best_scope "last", its best report under "all"."""
+    if data.scope == "last":
+        return data.values
+    own = data.metric == data.results.metric and data.mode == data.results.mode
+    shown = [shown_value(t, data.metric, data.mode, data.scope, own) for t in data.scored]
+    return [last if value is None else value for value, last in zip(shown, data.values)]
 
 
 def history(data: ReportData) -> Figure:
     import plotly.graph_objects as go
 
     order = list(range(len(data.scored)))
+    values = _ranked_values(data)
     fig = go.Figure()
     for status in dict.fromkeys(t.status.value for t in data.scored):
         idx = [i for i in order if data.scored[i].status.value == status]
         fig.add_trace(go.Scatter(
-            x=[data.scored[i].trial_id for i in idx], y=[data.values[i] for i in idx], mode="markers",
+            x=[data.scored[i].trial_id for i in idx], y=[values[i] for i in idx], mode="markers",
             name=status.lower(), marker=dict(color=_STATUS_COLORS.get(status), size=8),
-            hovertext=[_hover(data, i) for i in idx], hoverinfo="text",
+            hovertext=[_hover(data, i, values[i]) for i in idx], hoverinfo="text",
         ))
     best = best_so_far(data)
     fig.add_trace(go.Scatter(
@@ -65,21 +79,23 @@ def history(data: ReportData) -> Figure:
     drawn = {t.trial_id for t in data.scored} | {trial_id for trial_id, _ in best}
     fig.update_xaxes(type="category", categoryorder="array",
                      categoryarray=[t.trial_id for t in data.results.trials if t.trial_id in drawn])
-    caption = (f"Each trial's last {data.metric}, trials in the order they started, and the best so far: "
+    which = "best report's" if data.scope == "all" else "last"
+    caption = (f"Each trial's {which} {data.metric}, trials in the order they started, and the best so far: "
                f"the best trial's {'best' if data.scope == 'all' else 'last'} {data.metric} among those "
                "started until then, failed trials left out, as the headline ranks them.")
-    clipped = y_range(data.values, data.sign)
+    clipped = y_range(values, data.sign)
     buttons = [dict(label="all values", method="relayout", args=[{"yaxis.type": "linear", "yaxis.autorange": True}])]
     if clipped is not None:
         # A few diverged trials would squash the range where the search is decided.
         fig.update_yaxes(range=list(clipped))
         buttons.insert(0, dict(label="clip outliers", method="relayout",
                                args=[{"yaxis.type": "linear", "yaxis.range": list(clipped)}]))
-        outside = sum(not clipped[0] <= v <= clipped[1] for v in data.values)
+        outside = sum(not clipped[0] <= v <= clipped[1] for v in values)
         caption += (f" The axis leaves out {outside} outlying trial{'s' if outside > 1 else ''}: "
                     "'all values' (top right) shows them.")
-    if all(v > 0 for v in data.values):
-        buttons.append(dict(label="log scale", method="relayout", args=[{"yaxis.type": "log", "yaxis.autorange": True}]))
+    if all(v > 0 for v in values):
+        buttons.append(dict(label="log scale", method="relayout",
+                            args=[{"yaxis.type": "log", "yaxis.autorange": True}]))
     fig.update_layout(updatemenus=[dict(type="buttons", direction="left", buttons=buttons, showactive=True,
                                         x=1.0, xanchor="right", y=1.02, yanchor="bottom", pad=dict(r=0, t=0))])
     return Figure("history", "Optimisation history", caption, fig)

@@ -12,10 +12,12 @@ strings (metric and parameter names, config values) go through :func:`esc`, as i
 from __future__ import annotations
 
 import math
+from typing import Any
 
+from raytuner._best import shown_value
 from raytuner._display import value_text
 from raytuner._formats import flatten, is_finite
-from raytuner._report._data import ReportData
+from raytuner._report._data import ReportData, running_best
 from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._trial import TrialResult, TrialStatus
 
@@ -54,7 +56,9 @@ def _points(data: ReportData) -> list[tuple[TrialResult, tuple[float, ...]]]:
 
 
 def _hover(trial: TrialResult, metrics: tuple[str, ...], values: tuple[float, ...], note: str = "") -> str:
-    objectives = "<br>".join(f"{esc(m)}={v:.6g}" for m, v in zip(metrics, values))
+    # A trial drawn by an earlier report (scope "all") may lack one in its last.
+    objectives = "<br>".join(f"{esc(m)}={v:.6g}" if is_finite(v) else f"{esc(m)}={esc(v)}"
+                             for m, v in zip(metrics, values))
     config = "<br>".join(f"{esc(k)}={esc(v)}" for k, v in flatten(trial.config).items())
     return f"trial {esc(trial.trial_id)} ({trial.status.value.lower()}){note}<br>{objectives}<br>{config}"
 
@@ -127,43 +131,56 @@ def _staircase(data: ReportData, members: list[tuple[TrialResult, tuple[float, .
 
 
 def objective_histories(data: ReportData) -> Figure | str:
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     objectives = data.results.objectives
     metrics = objectives.metrics
-    on_front = {m.trial.trial_id for m in data.front}
     fig = make_subplots(rows=objectives.k, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[f"{esc(m)} ({mode})" for m, mode in zip(metrics, objectives.modes)])
-    drawn = False
-    order = [t.trial_id for t in data.results.trials]
-    for row, (metric, sign) in enumerate(zip(metrics, objectives.signs), start=1):
-        scored = [t for t in _drawn(data) if is_finite(t.metrics.get(metric))]
-        if not scored:
-            continue
-        drawn = True
-        for name, group, color in (("other trials", [t for t in scored if t.trial_id not in on_front], _OTHER_COLOR),
-                                   ("Pareto front", [t for t in scored if t.trial_id in on_front], _FRONT_COLOR)):
-            fig.add_trace(go.Scatter(
-                x=[t.trial_id for t in group], y=[t.metrics[metric] for t in group], mode="markers", name=name,
-                legendgroup=name, showlegend=row == 1, marker=dict(color=color, size=8 if color == _FRONT_COLOR else 6),
-                hovertext=[_hover(t, metrics, tuple(t.metrics.get(m) for m in metrics)) for t in group],
-                hoverinfo="text"), row=row, col=1)
-        best, line = math.inf, []
-        for trial in scored:
-            best = min(best, sign * trial.metrics[metric])
-            line.append(sign * best)
-        fig.add_trace(go.Scatter(x=[t.trial_id for t in scored], y=line, mode="lines", name="best so far",
-                                 legendgroup="best", showlegend=row == 1, line=dict(shape="hv", color="#444")),
-                      row=row, col=1)
-    if not drawn:
+    drawn = [_objective_row(fig, data, row, metric, mode)
+             for row, (metric, mode) in enumerate(zip(metrics, objectives.modes), start=1)]
+    if not any(drawn):
         return f"No trial reported {' or '.join(metrics)}."
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[t.trial_id for t in data.results.trials])
     fig.update_xaxes(title_text="trial (in the order started)", row=objectives.k, col=1)
     fig.update_layout(**{**LAYOUT, "height": 260 * objectives.k + 60})
+    which = "last value" if data.results.scope == "last" else "best report (best_scope='all')"
     return Figure("objective_histories", "Objectives over the trials",
-                  "Each objective's last value per trial, trials in the order they started, with the best so far "
-                  "of that objective alone; the Pareto front's trials in red.", fig)
+                  f"Each objective's {which} per trial, trials in the order they started, with the best so far "
+                  "of that objective alone, failed trials left out; the Pareto front's trials in red.", fig)
+
+
+def _objective_row(fig: Any, data: ReportData, row: int, metric: str, mode: str) -> bool:
+    """One objective's panel: each trial at the value of it that the scope ranks by
+    (:func:`raytuner._best.shown_value`), and their best so far (:func:`running_best`: FAILED
+    trials left out while another has a value). Whether any trial has one."""
+    import plotly.graph_objects as go
+
+    scope, metrics = data.results.scope, data.results.objectives.metrics
+
+    def reports(trial: TrialResult) -> list[dict[str, Any]]:
+        return data.histories.get(trial.trial_id, [])
+
+    def note(value: float) -> str:  # the hover's values are its last report's
+        return "" if scope == "last" else f", best {esc(metric)}={value:.6g}"
+
+    shown = [(t, shown_value(t, metric, mode, scope, False, reports=reports)) for t in _drawn(data)]
+    scored = [(t, v) for t, v in shown if v is not None]
+    if not scored:
+        return False
+    on_front = {m.trial.trial_id for m in data.front}
+    for name, color in (("other trials", _OTHER_COLOR), ("Pareto front", _FRONT_COLOR)):
+        group = [(t, v) for t, v in scored if (t.trial_id in on_front) == (color == _FRONT_COLOR)]
+        fig.add_trace(go.Scatter(
+            x=[t.trial_id for t, _ in group], y=[v for _, v in group], mode="markers", name=name,
+            legendgroup=name, showlegend=row == 1, marker=dict(color=color, size=8 if color == _FRONT_COLOR else 6),
+            hovertext=[_hover(t, metrics, tuple(t.metrics.get(m) for m in metrics), note(v)) for t, v in group],
+            hoverinfo="text"), row=row, col=1)
+    line = running_best(data.results.trials, metric, mode, scope, own_metric=False, reports=reports)
+    fig.add_trace(go.Scatter(x=[trial_id for trial_id, _ in line], y=[v for _, v in line], mode="lines",
+                             name="best so far", legendgroup="best", showlegend=row == 1,
+                             line=dict(shape="hv", color="#444")), row=row, col=1)
+    return True
 
 
 def hypervolume_series(data: ReportData) -> tuple[list[float], list[float], list[float]] | None:

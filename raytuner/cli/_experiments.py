@@ -11,7 +11,7 @@ from typing import Callable
 
 from raytuner._display import cli_command, time_text, value_text
 from raytuner._formats import flatten
-from raytuner._best import DEFAULT_SCOPE
+from raytuner._best import scope_of
 from raytuner._storage import DEFAULT_ROOT
 from raytuner.cli._front import best_json, front_view, point, summary_text
 from raytuner.cli._common import (
@@ -126,7 +126,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                   read_trial(storage, trial.trial_id, objectives=objectives) for trial in trials]
         metric, mode = meta.get("metric"), meta.get("mode", "min")
         best = None
-        scope = meta.get("best_scope", DEFAULT_SCOPE)
+        scope = scope_of(meta)
         if isinstance(metric, str) and mode in ("min", "max"):
             found = _whole_best(storage, trials, metric, mode, scope)
             # A failed trial's value is no result: `raytuner best` refuses it too.

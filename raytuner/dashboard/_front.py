@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, FrontMember, pareto_front
+from raytuner._best import FrontMember, pareto_front, scope_of
 from raytuner._objectives import Objectives
 from raytuner._storage.history import fold
 from raytuner.dashboard._files import Refused
@@ -42,7 +42,7 @@ class Fronts:
         objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
         if not objectives.multi:
             return None
-        scope = meta.get("best_scope") if meta.get("best_scope") in SCOPES else DEFAULT_SCOPE
+        scope = scope_of(meta)
         # In id order, as Results has them: the Pareto order breaks ties by position.
         points = [_Point(trial_id, entry.status, latest(entry)) for trial_id, entry in sorted(entries.items())
                   if not entry.damaged]

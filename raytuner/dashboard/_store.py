@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raytuner._best import DEFAULT_SCOPE, SCOPES, best_trial, shown_value
+from raytuner._best import best_trial, scope_of, shown_value
 from raytuner._control_values import TRIAL_ID_RE
 from raytuner._formats import flatten, is_finite
 from raytuner._objectives import Objectives
@@ -325,7 +325,7 @@ class ExperimentView:
         (:func:`raytuner._best.best_trial`), in the experiment's ``best_scope``."""
         if not isinstance(metric, str) or mode not in ("min", "max"):
             return None
-        scope = _scope(cache.meta)
+        scope = scope_of(cache.meta)
         found = best_trial([_ranked(trial_id, entry, metric) for trial_id, entry in cache.trials.items()],
                            metric, mode, scope)
         return None if found is None else (found.trial_id, shown_value(found, metric, mode, scope))
@@ -337,7 +337,7 @@ class ExperimentView:
         metric, mode = meta.get("metric"), meta.get("mode", "min")
         if not isinstance(metric, str) or mode not in ("min", "max"):  # several objectives: no one value
             return None
-        return shown_value(_ranked(trial_id, entry, metric), metric, mode, _scope(meta))
+        return shown_value(_ranked(trial_id, entry, metric), metric, mode, scope_of(meta))
 
     @staticmethod
     def _latest(entry: _TrialEntry) -> dict[str, Any]:
@@ -467,8 +467,3 @@ def _ranked(trial_id: str, entry: _TrialEntry, metric: str) -> _Ranked:
     return _Ranked(trial_id, entry.status, {metric: ExperimentView._latest(entry).get(metric)},
                    best if is_finite(best) else None)
 
-
-def _scope(meta: dict[str, Any]) -> str:
-    """The experiment's ``best_scope`` (the default when it does not say)."""
-    scope = meta.get("best_scope")
-    return scope if scope in SCOPES else DEFAULT_SCOPE

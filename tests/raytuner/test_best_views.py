@@ -151,3 +151,15 @@ def test_the_reports_best_so_far_follows_the_scope_and_leaves_failed_trials_out(
     trace = next(t for t in history(data).figure.data if t.name == "best so far")
     assert list(trace.x) == [trial_id for trial_id, _ in curve] and list(trace.y) == [value for _, value in curve]
     assert curve[-1][1] == CURVES[results.best.trial_id][0][-1 if scope == "last" else 1]  # the headline's value
+
+
+@pytest.mark.parametrize("scope, dots, words", [
+    ("last", {"00000": 0.5, "00001": 0.3, "00002": 0.01, "00003": 0.55}, "Each trial's last loss"),
+    ("all", {"00000": 0.1, "00001": 0.3, "00002": 0.01, "00003": 0.55}, "Each trial's best report's loss")])
+def test_the_history_figures_dots_are_the_values_the_scope_ranks_by(tmp_path, scope, dots, words):
+    from raytuner._report._figures import history
+
+    figure = history(_data.collect(rt.load(write(tmp_path, "exp", CURVES, scope))))
+    drawn = {x: y for trace in figure.figure.data if trace.mode == "markers" for x, y in zip(trace.x, trace.y)}
+    assert drawn == dots  # under "all", 00000 at its best 0.1: the best so far (0.1) is on a dot, not below them
+    assert figure.caption.startswith(words)

@@ -106,3 +106,62 @@ def test_the_dashboard_shows_the_front_in_summary_table_and_figures(tmp_path, da
     assert scores == sorted(scores, reverse=True)
     figures = c.get("/api/e/mo/figures").json()
     assert [f["key"] for f in figures["figures"]][:3] == ["front", "objective_histories", "hypervolume"]
+
+
+#: Each trial's (loss, score) reports and how it ended. 00002 failed with the best of both
+#: and is never the best so far; 00000's best loss (0.1) and 00001's best score (9) are not
+#: their last reports, so the best so far differs by best_scope.
+CURVES = {"00000": ([(0.9, 1.0), (0.1, 2.0), (0.5, 3.0)], "STOPPED"),
+          "00001": ([(0.8, 5.0), (0.4, 9.0), (0.3, 4.0)], "COMPLETED"),
+          "00002": ([(0.05, 20.0), (0.01, 30.0)], "FAILED"),
+          "00003": ([(0.7, 6.0), (0.6, 7.0)], "COMPLETED")}
+
+
+def write_curves(root: Path, scope: str) -> Path:
+    from raytuner._storage.experiment import ExperimentStorage
+    from raytuner._trial import Trial, TrialStatus
+
+    storage = ExperimentStorage(root / "mo")
+    storage.create()
+    storage.write_experiment({"name": "mo", "metric": ["loss", "score"], "mode": ["min", "max"], "status": "COMPLETED",
+                              "searcher": "RandomSearcher", "scheduler": "FIFOScheduler()", "start_time": 0.0,
+                              "end_time": 10.0, "best_scope": scope})
+    objectives = Objectives.of(["loss", "score"], ["min", "max"])
+    for trial_id, (reports, end) in CURVES.items():
+        trial = Trial(trial_id, {"x": int(trial_id)})
+        storage.write_config(trial_id, trial.config)
+        rows = []
+        for it, (loss, score) in enumerate(reports, 1):
+            trial.observe(it, it, {"loss": loss, "score": score}, objectives.signed({"loss": loss, "score": score}),
+                          0.1 * it)
+            rows.append({"loss": loss, "score": score, "iteration": it, "time_total_s": 0.1 * it, "timestamp": 1.0 + it,
+                         "attempt": 1})
+        storage.append_results(trial_id, rows)
+        trial.status = TrialStatus(end)
+        storage.write_trial(trial_id, trial.to_record())
+    return storage.path
+
+
+def panels(figure, name: str) -> dict[str, dict[str, float]]:
+    """Each objective's panel ("y": loss, "y2": score): the traces called ``name``, trial id -> y."""
+    out: dict[str, dict[str, float]] = {"y": {}, "y2": {}}
+    for trace in figure.data:
+        if trace.name == name:
+            out[trace.yaxis].update(zip(trace.x, trace.y))
+    return out
+
+
+@pytest.mark.parametrize("scope, loss, score", [
+    ("last", {"00000": 0.5, "00001": 0.3, "00003": 0.3}, {"00000": 3.0, "00001": 4.0, "00003": 7.0}),
+    ("all", {"00000": 0.1, "00001": 0.1, "00003": 0.1}, {"00000": 3.0, "00001": 9.0, "00003": 9.0})])
+def test_each_objectives_best_so_far_follows_the_scope_and_leaves_failed_trials_out(tmp_path, scope, loss, score):
+    figure = _pareto_figures.objective_histories(_data.collect(rt.load(write_curves(tmp_path, scope))))
+    assert panels(figure.figure, "best so far") == {"y": loss, "y2": score}
+    # Each trial's dot is the value the scope ranks it by, so the curve never runs below them all.
+    dots = {axis: {**panels(figure.figure, "other trials")[axis], **panels(figure.figure, "Pareto front")[axis]}
+            for axis in ("y", "y2")}
+    for axis, column, best in (("y", 0, min), ("y2", 1, max)):
+        choose = (lambda values: values[-1]) if scope == "last" else best
+        assert dots[axis] == {trial_id: choose([r[column] for r in reports])
+                              for trial_id, (reports, _) in CURVES.items()}
+    assert ("best report (best_scope='all')" if scope == "all" else "last value") in figure.caption
