@@ -420,11 +420,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     try:
         results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget,
                                         max_concurrent=args.max_concurrent)
-    except TrialsFailedError as exc:
-        raise CLIError(str(exc)) from None
-    except ConfigError as exc:  # a limit the experiment refuses (fewer trials than it has)
-        raise CLIError(str(exc), EXIT_USAGE) from None
-    except ExperimentError as exc:
+    except (TrialsFailedError, ConfigError, ExperimentError) as exc:  # the experiment's own answer (1)
         raise CLIError(str(exc)) from None
     print(_summary(results))
     return EXIT_OK
