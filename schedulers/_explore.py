@@ -14,8 +14,10 @@ section 4.1 "perturb" and "resample"), with probability ``p`` = ``resample_proba
   scale it is sampled in; on a linear one the step is relative to the value, as in Ray Tune
   (so a linear value of exactly 0 moves only by resampling). ``x'`` is then clipped to the
   domain's bounds (``[low, high]``; ``[low, high - 1]`` for ``randint``) and rounded to its
-  step ``q`` where it has one. An int value that the rounding would leave unchanged moves
-  one step in the factor's direction instead, so small ints (a batch of 2) still move;
+  step ``q`` where it has one: the nearest multiple of ``q`` in the bounds, as the domain
+  itself computes it (:func:`on_grid`). An int value that the rounding would leave
+  unchanged moves one step in the factor's direction instead, so small ints (a batch of 2)
+  still move;
 - a categorical value (a ``choice`` or a value list) is resampled with probability ``p``
   (or when the current value is not among the options); otherwise it moves to a neighbour
   in the options' order, one step up or down at random, staying put at an end (Ray Tune's
@@ -172,15 +174,42 @@ def perturb(value: Any, domain: Any, factor: float) -> int | float:
     else:
         low, high, step, is_int = domain.low, domain.high, domain.q, domain.is_int or isinstance(value, int) and domain.q is not None
     moved = min(max(value * factor, low), high)
-    if step is not None:
-        moved = round(moved / step) * step
-        if moved == value and factor != 1 and is_int:
-            # A small int times 1.2 rounds back to itself: move one step the factor's way.
-            moved = value + (step if factor > 1 else -step)
-        moved = min(max(moved, math.ceil(low / step) * step), math.floor(high / step) * step)
-    if is_int:
-        return int(round(moved))
-    return float(moved)
+    if step is None:  # a continuous range: floats
+        return float(moved)
+    moved = on_grid(moved, low, high, step, is_int)
+    if moved == value and factor != 1 and is_int:
+        # A small int times 1.2 rounds back to itself: move one step the factor's way.
+        moved = on_grid(value + (step if factor > 1 else -step), low, high, step, is_int)
+    return moved
+
+
+#: How far (relative to k) a quotient x / q may miss the integer k and still count as k:
+#: float division leaves 0.3 / 0.1 = 2.9999999999999996, and 0.3 is a multiple of 0.1.
+_GRID_TOLERANCE = 1e-9
+
+
+def on_grid(x: float, low: float, high: float, step: float, is_int: bool) -> int | float:
+    """The multiple ``k q`` of ``q`` = ``step`` nearest to ``x``, among those in ``[low, high]``.
+
+    ``k`` is ``round(x / q)`` (half to even, as numpy's) clipped to
+    ``[ceil(low / q), floor(high / q)]``, where a quotient within a relative ``1e-9`` of an
+    integer counts as that integer: float division makes ``0.3 / 0.1`` a hair below 3, and
+    a plain floor would lose the top value 0.3 of ``quniform(0, 0.3, 0.1)``. The value is
+    ``float(k * q)``, computed as the domain computes its samples (``search._domains``), so
+    that it equals the domain's own value (``3 * 0.1 = 0.30000000000000004``); an int when
+    ``is_int``. Bounds with no multiple of ``q`` between them (``quniform(0.12, 0.18,
+    0.1)``) leave the two multiples around them, the values the domain itself rounds to.
+    """
+    def near(quotient: float) -> float:
+        k = round(quotient)
+        return k if abs(quotient - k) <= _GRID_TOLERANCE * max(1.0, abs(k)) else quotient
+
+    lowest, highest = math.ceil(near(low / step)), math.floor(near(high / step))
+    if lowest > highest:
+        lowest, highest = highest, lowest
+    k = min(max(round(x / step), lowest), highest)
+    value = float(k * step)
+    return round(value) if is_int else value
 
 
 def _index(options: Sequence[Any], value: Any) -> int | None:

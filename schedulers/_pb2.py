@@ -10,7 +10,7 @@ import numpy as np
 
 from raytuner.errors import ConfigError, refuse_unknown_keywords
 
-from ._explore import explore_value, get_path, set_path
+from ._explore import explore_value, get_path, on_grid, set_path
 from ._pbt import Member, PBTScheduler
 
 #: Observations the GP keeps (the newest): a fit costs O(N^3), and the time-varying kernel
@@ -164,7 +164,7 @@ def _from_unit(domain: Any, unit: float) -> int | float:
     low, high, log = _box(domain)
     value = math.exp(math.log(low) + unit * (math.log(high) - math.log(low))) if log else low + unit * (high - low)
     step = 1 if isinstance(domain, RandInt) else domain.q
-    if step is not None:
-        value = min(max(round(value / step) * step, math.ceil(low / step) * step), math.floor(high / step) * step)
     is_int = isinstance(domain, RandInt) or getattr(domain, "is_int", False)
-    return int(round(value)) if is_int else float(value)
+    if step is not None:
+        return on_grid(value, low, high, step, is_int)
+    return round(value) if is_int else float(value)

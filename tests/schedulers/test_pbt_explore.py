@@ -1,11 +1,15 @@
-"""PBT's explore rules, with the random draws scripted: exact values."""
+"""PBT's explore rules, with the random draws scripted, and the step grid PBT and PB2
+share: exact values."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 from raytuner.schedulers._explore import explore, explore_value, perturb
+from raytuner.schedulers._pb2 import _box, _from_unit
 from raytuner.search import choice, loguniform, qloguniform, quniform, randint, uniform
 
 
@@ -90,3 +94,64 @@ def test_with_a_real_generator_values_stay_in_their_domains():
         config = explore(config, mutations, rng, 0.25, FACTORS)
         assert 1e-4 <= config["lr"] <= 1e-1 and 16 <= config["bs"] <= 256 and config["bs"] % 16 == 0
         assert config["n"] in (1, 2, 3, 4) and config["a"] in ("x", "y")
+
+
+# -- the step grid (``on_grid``), shared by PBT's perturb and PB2's explore ----------------
+
+# Each stepped domain with the values it samples: the multiples k * q in its bounds, as
+# float(k * q), so 3 * 0.1 = 0.30000000000000004. Bounds on the grid whose float quotient
+# misses the integer: 0.3 / 0.1, 0.7 / 0.1 and 0.49 / 0.07 fall a hair below it (a plain
+# floor loses the top value), 2.1 / 0.7 a hair above (a plain ceil loses the bottom one).
+GRIDS = [
+    (quniform(0, 0.3, 0.1), [k * 0.1 for k in range(4)]),
+    (quniform(0.1, 0.7, 0.1), [k * 0.1 for k in range(1, 8)]),
+    (quniform(2.1, 4.9, 0.7), [k * 0.7 for k in range(3, 8)]),
+    (quniform(0, 0.49, 0.07), [k * 0.07 for k in range(8)]),
+    (qloguniform(0.1, 0.7, 0.1), [k * 0.1 for k in range(1, 8)]),
+    (qloguniform(2.1, 4.9, 0.7), [k * 0.7 for k in range(3, 8)]),
+    (quniform(16, 256, 16), list(range(16, 257, 16))),
+    (randint(1, 5), [1, 2, 3, 4]),
+]
+
+
+def test_the_grids_are_the_values_the_domains_sample():
+    for domain, values in GRIDS:
+        rng = np.random.default_rng(0)
+        assert sorted({domain.sample(rng) for _ in range(3000)}) == values, domain
+
+
+@pytest.mark.parametrize(("domain", "values"), GRIDS, ids=[repr(d) for d, _ in GRIDS])
+def test_a_factor_of_one_leaves_every_value_of_the_grid_unchanged(domain, values):
+    for value in values:
+        moved = perturb(value, domain, 1.0)
+        assert moved == value and type(moved) is type(value)
+
+
+@pytest.mark.parametrize(("domain", "values"), GRIDS, ids=[repr(d) for d, _ in GRIDS])
+def test_the_ends_of_the_grid_are_reached_and_kept(domain, values):
+    assert perturb(values[-2], domain, 2.0) == values[-1]  # clipped to high: the top value
+    assert perturb(values[-1], domain, 1.2) == values[-1]  # up from the top: stays there
+    assert perturb(values[1], domain, 0.1) == values[0]    # clipped to low: the bottom value
+    assert perturb(values[0], domain, 0.8) == values[0]
+
+
+def test_float_steps_round_to_the_nearest_multiple():
+    d = quniform(0, 0.3, 0.1)
+    assert perturb(0.2, d, 1.2) == 2 * 0.1  # 0.24
+    assert perturb(0.2, d, 1.3) == 3 * 0.1  # 0.26: up to the top, not down past it
+    assert perturb(3 * 0.1, d, 0.8) == 2 * 0.1  # 0.24
+    assert perturb(0.3, d, 1.0) == 3 * 0.1  # a hand-written 0.3 is taken to the domain's value
+    # No multiple of q between the bounds: the two the domain itself rounds to.
+    assert perturb(0.1, quniform(0.12, 0.18, 0.1), 1.2) == 0.1
+    assert perturb(0.1, quniform(0.12, 0.18, 0.1), 1.8) == 2 * 0.1
+
+
+@pytest.mark.parametrize(("domain", "values"), GRIDS, ids=[repr(d) for d, _ in GRIDS])
+def test_pb2_maps_the_unit_interval_onto_every_value_of_the_grid(domain, values):
+    low, high, log = _box(domain)
+    for value in values:
+        # The point of [0, 1] at the value, in the scale PB2's GP searches.
+        unit = math.log(value / low) / math.log(high / low) if log else (value - low) / (high - low)
+        moved = _from_unit(domain, unit)
+        assert moved == value and type(moved) is type(value)
+    assert _from_unit(domain, 0.0) == values[0] and _from_unit(domain, 1.0) == values[-1]
