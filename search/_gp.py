@@ -82,8 +82,12 @@ class GPSearcher(Searcher):
       low-fidelity loss never looks better than a finished trial and the GP still learns
       that the region was cut; ``"last"`` observes the value as if final (Ray Tune's
       adapters do this); ``"ignore"`` leaves it out.
-    - FAILED, or finished without a finite value: observed at the worst value of the
-      others, so the GP steers away; left out while nothing else has been observed.
+    - FAILED, or ended without a finite value, whatever the budget and under every
+      ``stopped_trials`` policy: observed at the worst value of the others, so the GP steers
+      away; left out while nothing else has been observed. A trial that a scheduler STOPPED
+      early because it diverged (NaN or inf) is so observed, and so is one stopped before its
+      first report (``TPESearcher`` ranks both bad at every level as well): the policies are
+      about a low-fidelity *value*, and these trials have none.
 
     **Startup.** Until ``n_startup`` trials have been observed, configs are drawn at
     random from the space's priors (as :class:`RandomSearcher` does).
@@ -263,8 +267,7 @@ class GPSearcher(Searcher):
             if record.end == "pending":
                 continue
             if record.end == TrialEnd.FAILED.value or record.value is None:
-                if record.end == TrialEnd.FAILED.value or record.full_budget:
-                    failed.append(record)
+                failed.append(record)  # close_record keeps None for any value not finite
             elif record.full_budget:
                 full.append((record, record.value))
             elif self._stopped_trials != "ignore":

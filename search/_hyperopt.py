@@ -105,8 +105,11 @@ class HyperOptSearcher(Searcher):
         better than a full run.
       * ``"ignore"``: TPE forgets the trial.
 
-      A STOPPED trial without a value is left out. A trial stopped while paused arrives the
-      same way, so every suggested trial's record is closed.
+      A STOPPED trial without a finite value counts as FAILED under every policy: one that
+      diverged (a NaN or inf loss, which ASHA stops at its first rung) and one stopped before
+      its first report alike, as ``TPESearcher`` ranks both bad at every level; the policies
+      are about a low-fidelity *value*, and these trials have none. A trial stopped while
+      paused arrives the same way, so every suggested trial's record is closed.
 
     Args:
         space: The search space (raytuner domains and/or hyperopt ``hp`` expressions); None
@@ -335,11 +338,11 @@ class HyperOptSearcher(Searcher):
         for record in self._records.values():
             if record.end == "pending":
                 continue
-            if record.end == TrialEnd.FAILED.value:
-                losses[record.tid] = math.inf
+            if record.end == TrialEnd.FAILED.value or record.value is None:
+                losses[record.tid] = math.inf  # close_record keeps None for any value not finite
             elif record.full_budget:
-                losses[record.tid] = record.value  # type: ignore[assignment]
-            elif record.value is not None and self._stopped_trials != "ignore":
+                losses[record.tid] = record.value
+            elif self._stopped_trials != "ignore":
                 stopped.append(record)
         if self._stopped_trials == "last":
             losses.update((record.tid, record.value) for record in stopped)  # type: ignore[misc]
@@ -363,7 +366,7 @@ class HyperOptSearcher(Searcher):
             if record.end == "pending":
                 state, result = JOB_STATE_NEW, {"status": "new"}
             elif record.tid not in losses:
-                continue  # "ignore" policy, or stopped without a value
+                continue  # a low-fidelity value under the "ignore" policy
             elif math.isinf(losses[record.tid]):
                 state, result = JOB_STATE_DONE, {"status": "fail"}
             else:

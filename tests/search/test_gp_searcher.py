@@ -122,6 +122,25 @@ def test_stopped_and_failed_trials_by_policy():
     assert searcher_with("ignore") == [2.0, 5.0, 1.5, 5.0]
 
 
+def test_a_stopped_trial_without_a_finite_value_is_observed_at_the_worst_value_under_every_policy():
+    # Under ASHA a diverged trial ends STOPPED at its first rung with a NaN; it used to be left
+    # out of the fit, so the GP kept proposing the region that diverges.
+    def searcher_with(policy):
+        searcher = GPSearcher(SPACE, seed=0, stopped_trials=policy, n_startup=2, **FAST)
+        searcher.setup(None, 10)
+        for i in range(5):
+            searcher.suggest(str(i))
+        searcher.on_trial_complete("0", Outcome(TrialEnd.COMPLETED, 2.0, 9, 9))
+        searcher.on_trial_complete("1", Outcome(TrialEnd.STOPPED, math.nan, 1, 9))  # diverged
+        searcher.on_trial_complete("2", Outcome(TrialEnd.STOPPED, -math.inf, 3, 9))  # diverged
+        searcher.on_trial_complete("3", Outcome(TrialEnd.STOPPED, None, None, 9))  # before its first report
+        searcher.on_trial_complete("4", Outcome(TrialEnd.COMPLETED, 5.0, 9, 9))
+        return searcher._observations()[1].tolist()
+
+    for policy in ("penalize", "last", "ignore"):
+        assert searcher_with(policy) == [2.0, 5.0, 5.0, 5.0, 5.0], policy
+
+
 def test_a_completed_trial_without_a_finite_value_counts_as_failed():
     searcher = GPSearcher(SPACE, seed=0, **FAST)
     searcher.setup(None, 10)

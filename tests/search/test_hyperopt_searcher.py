@@ -252,7 +252,8 @@ OUTCOMES = [
     Outcome(TrialEnd.FAILED),
     Outcome(DONE, None),  # returned without reporting the metric
     Outcome(DONE, math.nan),
-    Outcome(TrialEnd.STOPPED, None, resource=None, max_resource=27),
+    Outcome(TrialEnd.STOPPED, None, resource=None, max_resource=27),  # before its first report
+    Outcome(TrialEnd.STOPPED, math.nan, resource=1, max_resource=27),  # diverged: ASHA stopped it
 ]
 
 
@@ -261,19 +262,19 @@ def test_penalize_ranks_stopped_behind_full_budget_deeper_first(spy):
     assert seen[0] == 3.0 and seen[1] == 5.0 and seen[5] == 1.0
     assert max(seen[0], seen[1], seen[5]) < seen[4] < seen[3] < seen[2] < math.inf
     assert seen[6] == seen[7] == seen[8] == math.inf  # failures are kept, as infinite loss
-    assert 9 not in seen  # stopped before any report: nothing to learn
+    assert seen[9] == seen[10] == math.inf  # stopped without a finite value: failed
 
 
 def test_last_feeds_the_last_value_as_final(spy):
     seen = _history_after(spy, make(n_startup=0, pending_limit=None, stopped_trials="last"), OUTCOMES)
     assert [seen[i] for i in range(6)] == [3.0, 5.0, 0.5, 4.0, 2.0, 1.0]
-    assert seen[6] == math.inf
+    assert seen[6] == seen[9] == seen[10] == math.inf
 
 
 def test_ignore_leaves_low_fidelity_trials_out(spy):
     seen = _history_after(spy, make(n_startup=0, pending_limit=None, stopped_trials="ignore"), OUTCOMES)
-    assert set(seen) == {0, 1, 5, 6, 7, 8}
-    assert seen[5] == 1.0
+    assert set(seen) == {0, 1, 5, 6, 7, 8, 9, 10}  # 2, 3 and 4 are low fidelity
+    assert seen[5] == 1.0 and seen[9] == seen[10] == math.inf
 
 
 def test_failed_trials_steer_tpe_away():
