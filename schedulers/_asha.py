@@ -60,7 +60,8 @@ class ASHAScheduler(Scheduler):
     frees would go straight back to it).
     :meth:`trials_to_stop` returns nothing until :meth:`on_search_finished`; after it, once
     no trial runs and nothing can be promoted, it returns every paused trial (and the last
-    trial to reach a rung then gets STOP rather than a PAUSE nobody would end).
+    trial to reach a rung then gets STOP rather than a PAUSE nobody would end), until
+    :meth:`on_search_reopened` says new trials will come after all.
 
     **Several objectives** (after :meth:`set_objectives` with k >= 2; values are tuples):
     a rung ranks its trials by the Pareto order of :mod:`raytuner._pareto`: non-dominated
@@ -265,6 +266,9 @@ class ASHAScheduler(Scheduler):
 
     def on_search_finished(self) -> None:
         self._search_finished = True
+
+    def on_search_reopened(self) -> None:
+        self._search_finished = False
 
     def _next_promotion(self) -> tuple[Rung, str] | None:
         def paused(trial_id: str) -> bool:

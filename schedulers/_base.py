@@ -208,6 +208,17 @@ class Scheduler(abc.ABC):
         their partly filled groups, or the paused trials in them would wait forever.
         """
 
+    def on_search_reopened(self) -> None:
+        """New trials will be added after all: the trial budget was raised (a control
+        command, or a resume with a larger ``num_trials``) after :meth:`on_search_finished`.
+
+        Schedulers that stop paused trials once no new trial can come (nothing could resume
+        them) must go back to pausing them: the new trials may yet promote them. What the
+        end settled stays settled: trials already stopped stay stopped, and a group closed
+        by :meth:`on_search_finished` stays closed (Hyperband's partly filled bracket: its
+        round may have been judged; the new trials fill new brackets).
+        """
+
     def choose_trial_to_resume(self) -> str | None:
         """A PAUSED trial to resume in a free slot, or None to start a new trial.
 

@@ -59,7 +59,8 @@ class HyperbandScheduler(Scheduler):
     :meth:`trials_to_stop`. The trial whose report closes the round gets CONTINUE or STOP
     at once instead of a PAUSE. A round is never judged while its bracket can still take new
     trials; :meth:`on_search_finished` closes the partly filled bracket, so nothing waits
-    forever. A trial that reaches ``R`` gets COMPLETE.
+    forever (it stays closed if :meth:`on_search_reopened` follows: the new trials fill
+    the next bracket of the plan). A trial that reaches ``R`` gets COMPLETE.
 
     **Several objectives** (after :meth:`set_objectives` with k >= 2; values are tuples):
     "the best" of a round are the first of the Pareto order of :mod:`raytuner._pareto`
@@ -255,6 +256,11 @@ class HyperbandScheduler(Scheduler):
         if self._brackets and not self._brackets[-1].closed:
             self._brackets[-1].closed = True
             self._advance(self._brackets[-1])
+
+    def on_search_reopened(self) -> None:
+        # The bracket closed by on_search_finished stays closed (its round may be judged,
+        # its losers stopped): new trials fill the next bracket of the plan, from empty.
+        self._search_finished = False
 
     def choose_trial_to_resume(self) -> str | None:
         while self._to_resume:

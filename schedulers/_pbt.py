@@ -319,6 +319,11 @@ class PBTScheduler(Scheduler):
         self._search_finished = True
         self._after_end()
 
+    def on_search_reopened(self) -> None:
+        # The population grows: its new members start before paused ones resume, and a
+        # synchronous round waits for them (a round already run, at the end, stays run).
+        self._search_finished = False
+
     def choose_trial_to_resume(self) -> str | None:
         """The paused trial furthest behind (lowest last perturbation; ties: the earlier
         trial); None while trials of the population are still to start (they go first),

@@ -107,6 +107,35 @@ def test_a_resume_replays_reports_of_trials_promoted_meanwhile_and_then_says_whi
     assert sorted(asha.trials_to_stop()) == ["b", "c"]
 
 
+def test_a_reopened_search_pauses_at_rungs_again_and_a_later_trial_can_promote():
+    def started():
+        asha = promotion()  # rungs at 1, 3; R = 9
+        for t in "ab":
+            asha.on_trial_add(t)
+        assert asha.on_result("a", 1, 0.5) is P  # b still runs
+        asha.on_search_finished()
+        return asha
+
+    # The search over and nothing else running: b, the last to reach rung 1, stops there
+    # (floor(2/3) = 0 promotable), and a, which nothing can promote, is handed over.
+    ended = started()
+    assert ended.on_result("b", 1, 0.1) is S
+    assert ended.trials_to_stop() == ["a"]
+    # Reopened (num_trials raised): new trials may promote b, so it pauses, and nothing
+    # is handed over.
+    asha = started()
+    asha.on_search_reopened()
+    assert asha.on_result("b", 1, 0.1) is P
+    assert asha.trials_to_stop() == []
+    # A third trial at rung 1: floor(3/3) = 1 promotable, the best of a (0.5), b (0.1), c (0.9).
+    asha.on_trial_add("c")
+    assert asha.on_result("c", 1, 0.9) is P
+    assert asha.choose_trial_to_resume() == "b"
+    assert asha.on_result("b", 3, 0.1) is P  # alone at rung 3, c and the search still to end
+    asha.on_search_finished()
+    assert asha.trials_to_stop() == ["a", "b", "c"]  # nothing runs, nothing promotable
+
+
 def test_paused_trials_that_fail_are_not_promoted():
     asha = promotion()
     for t, v in [("a", 0.1), ("b", 0.2), ("c", 0.3)]:

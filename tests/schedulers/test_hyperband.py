@@ -180,3 +180,27 @@ def test_no_stall_with_failures_and_any_number_of_slots(sim, iid, slots):
     run = sim(make, iid(slots), 70, slots=slots, length=20)  # trainables end before R
     assert all(t.status in ("completed", "stopped") for t in run.trials.values())
     assert any(t.status == "completed" for t in run.trials.values())
+
+
+def test_after_a_reopened_search_new_trials_fill_a_new_bracket_normally():
+    hb = HyperbandScheduler(max_resource=9, reduction_factor=3)  # brackets (9 @ 1), (5 @ 3), (3 @ 9)
+    for t, v in [("a", 3.0), ("b", 1.0)]:
+        hb.on_trial_add(t)
+        assert hb.on_result(t, 1, v) is P
+    hb.on_search_finished()  # closes bracket 0 with 2 of its 9: b wins, a stops
+    assert hb.trials_to_stop() == ["a"]
+    hb.on_search_reopened()
+    # The closed bracket stays closed (its round was judged); the new trials fill the next
+    # one of the plan, s = 1: 5 trials from r = 3, not a closed bracket each.
+    new = ["c", "d", "e", "f", "g"]
+    for t in new:
+        hb.on_trial_add(t)
+    assert [hb.bracket_of(t) for t in new] == [(1, 1)] * 5
+    hb.on_trial_add("h")  # the bracket is full: the next plan, s = 0
+    assert hb.bracket_of("h") == (2, 0)
+    assert hb.choose_trial_to_resume() == "b"
+    # The round waits for all 5, then floor(5/3) = 1 best (e) resumes; the rest stop.
+    values = {"c": 4.0, "d": 2.0, "e": 1.0, "f": 5.0, "g": 3.0}
+    assert [hb.on_result(t, 3, values[t]) for t in new] == [P, P, P, P, S]
+    assert sorted(hb.trials_to_stop()) == ["c", "d", "f"]
+    assert hb.choose_trial_to_resume() == "e"

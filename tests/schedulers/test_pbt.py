@@ -89,6 +89,32 @@ def test_with_more_trials_than_slots_a_trial_pauses_for_those_behind_and_the_fur
     assert pbt.choose_trial_to_resume() is None
 
 
+def test_a_reopened_search_makes_paused_trials_wait_for_the_new_members():
+    pbt = population(2)
+    pbt.on_search_reopened()  # num_trials raised: t2 is still to start
+    assert pbt.on_result("t0", 2, 0.1) is P  # the best, yet it gives its slot to t2
+    assert pbt.choose_trial_to_resume() is None  # start t2 first
+    pbt.on_trial_add("t2")
+    pbt.on_trial_config("t2", {"lr": 0.3, "units": 8})
+    pbt.on_search_finished()
+    assert pbt.choose_trial_to_resume() == "t0"
+    # Without the reopen, t0 had gone on: nobody waits further back than it.
+    assert population(2).on_result("t0", 2, 0.1) is C
+
+
+def test_synchronous_pbt_a_reopened_search_holds_the_round_for_the_new_members():
+    pbt = population(2, synch=True)
+    pbt.on_search_reopened()
+    assert [pbt.on_result(t, 2, v) for t, v in [("t0", 0.9), ("t1", 0.2)]] == [P, P]
+    assert pbt.exploits() == []  # every live trial is at the barrier, but t2 is still to come
+    pbt.on_trial_add("t2")
+    pbt.on_trial_config("t2", {"lr": 0.3, "units": 8})
+    assert pbt.on_result("t2", 2, 0.1) is P  # the search is open: no round yet
+    pbt.on_search_finished()  # the round, over all three: ceil(3/4) = 1, t0 exploits t2
+    assert pbt.exploits() == [Exploit("t0", "t2", {"lr": pytest.approx(0.6), "units": 8})]
+    assert sorted(pbt.choose_trial_to_resume() for _ in range(3)) == ["t0", "t1", "t2"]
+
+
 def test_synchronous_pbt_waits_for_the_whole_population_then_exploits_at_once():
     pbt = population(4, synch=True)
     assert [pbt.on_result(t, 2, v) for t, v in [("t0", 0.9), ("t1", 0.2), ("t2", 0.3)]] == [P, P, P]
