@@ -70,7 +70,8 @@ class TPESearcher(Searcher):
       level above the last resource it reported (it ran its full budget);
     - STOPPED below r by the scheduler: *bad* at r (the scheduler judged it worse than
       the trials it let go on); it counts at the levels it did reach;
-    - FAILED, or a non-finite value: bad at every level;
+    - FAILED, or a non-finite value: bad at every level, also at the levels it reported a
+      value at before it failed (+inf there: never good, not counted as a value);
     - running without a value at r: bad, the constant liar.
 
     **Defaults**, each chosen by measurement against the alternatives named here (the
@@ -330,11 +331,17 @@ class TPESearcher(Searcher):
     # -- the model ---------------------------------------------------------------------
 
     def _values_at(self, resource: float, n: int) -> np.ndarray:
-        """Each trial's value at a level: reported there, or a full-budget final value."""
+        """Each trial's value at a level: reported there, or a full-budget final value; +inf
+        for a FAILED trial, also where it reported a value before it failed.
+
+        The level keeps what a FAILED trial reported (a state saved before this rule keeps
+        it too), so the rule is applied here, where every reader of a level reads it.
+        """
         level = self._levels.get(resource)
         values = level[:n].copy() if level is not None else np.full((n,) + self._shape, np.nan)
         carried = missing_rows(values) & (self._final_resource[:n] < resource)
         values[carried] = self._final_value[:n][carried]
+        values[self._status[:n] == _FAILED] = math.inf
         return values
 
     def _model_level(self) -> tuple[float, np.ndarray] | None:

@@ -127,9 +127,34 @@ def test_full_budget_values_count_at_every_higher_level_and_failures_are_bad():
     searcher.on_trial_complete("2", done(0.1, 9))
     searcher.on_trial_complete("3", Outcome(TrialEnd.FAILED))
     resource, values = searcher._model_level()
-    assert resource == 9 and values[:3].tolist() == [0.5, 0.7, 0.1] and np.isnan(values[3])
+    assert resource == 9 and values.tolist() == [0.5, 0.7, 0.1, math.inf]
     good, bad = searcher._split()
     assert good.tolist() == [2] and bad.tolist() == [0, 1, 3]
+
+
+@pytest.mark.parametrize("objectives", [1, 2])
+def test_a_failed_trial_is_bad_at_the_levels_it_reported_before_it_failed(objectives):
+    # Trial 0 is by far the best at resource 1, then crashes; the others are stopped at 1.
+    # It used to stay in the good group at 1, where its reports were kept.
+    searcher = TPESearcher({"x": uniform(0, 1)}, n_startup=3, gamma=0.34, seed=0)
+    searcher.setup(None, 100, objectives)
+    loss = [-100.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    value = (lambda v: v) if objectives == 1 else (lambda v: (v, v))
+    for i, v in enumerate(loss):
+        searcher.suggest(str(i))
+        searcher.on_trial_result(str(i), 1, value(v))
+    searcher.on_trial_complete("0", Outcome(TrialEnd.FAILED, None, 1, 9))
+    for i, v in enumerate(loss[1:], start=1):
+        searcher.on_trial_complete(str(i), Outcome(TrialEnd.STOPPED, value(v), 1, 9))
+    twin = TPESearcher({"x": uniform(0, 1)}, n_startup=3, gamma=0.34, seed=1)
+    twin.setup(None, 100, objectives)
+    twin.restore(pickle.loads(pickle.dumps(searcher.state())))  # the level keeps trial 0's report
+    for tpe in (searcher, twin):
+        good, bad = tpe._split()
+        # At level 1, n_good = ceil(0.34 * 6) = 3 of the five finite values.
+        assert good.tolist() == [1, 2, 3] and bad.tolist() == [0, 4, 5]
+        resource, values = tpe._model_level()
+        assert resource == 1 and np.all(values[0] == math.inf)
 
 
 def test_no_level_with_enough_values_uses_the_best_filled_one():
