@@ -13,7 +13,8 @@ Conversion table (raytuner → Optuna):
 ``loguniform(a, b)``       ``FloatDistribution(a, b, log=True)``
 ``quniform(a, b, q)``      ``IntDistribution(A, B, step=q)`` when a, b, q are ints, else
                            ``FloatDistribution(A, B, step=q)``, with ``A = round(a/q) q``
-                           and ``B = round(b/q) q``: the same values the domain samples
+                           and ``B = round(b/q) q``, the lowest and highest values the
+                           domain samples, written with the decimals of ``q`` (below)
 ``qloguniform(a, b, q)``   ``FloatDistribution(a, b, log=True)``, rounded to ``q`` (an int
                            when a, b, q are) in the config: Optuna has no stepped log
                            floats
@@ -27,11 +28,22 @@ dict, constant             recurse; passed through
 
 The priors differ from raytuner's sampling only at the edges of ``quniform`` (hyperopt-style
 rounding gives the end values half the mass; Optuna gives every step the same).
+
+**The float bounds of ``quniform``.** In binary floating point ``round(b/q) q`` misses the
+decimal it stands for: ``quniform(0, 1, 0.3)`` samples 0, 0.3, 0.6 and ``3 × 0.3 =
+0.8999999999999999``. Optuna checks in decimal that ``q`` divides ``B - A`` (its
+``_adjust_discrete_uniform_high``, on ``str`` of each number) and, where it does not,
+warns and lowers ``B`` to the last step that fits, 0.6, so the top value could never be
+suggested. ``A`` and ``B`` are therefore rounded to the d decimals of ``q`` (``q = m × 10^-d``
+as ``repr(q)`` writes it): ``k q`` is then, to the nearest float, the decimal ``k m × 10^-d``,
+which ``q`` divides. The values Optuna suggests, ``A + i q`` up to ``B``, are the domain's
+own to within a unit of the last place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from ._domains import Choice, RandInt, Range, _quantize
@@ -69,11 +81,20 @@ def distributions(space: Mapping[str, Any], owner: str = "OptunaSearcher") -> di
         elif domain.q is None or domain.log:  # Optuna has no stepped log floats: rounded in ask()
             table[label] = FloatDistribution(domain.low, domain.high, log=domain.log)
         else:
-            low = _quantize(domain.low, domain.q, domain.is_int)
-            high = _quantize(domain.high, domain.q, domain.is_int)
-            kind = IntDistribution if domain.is_int else FloatDistribution
-            table[label] = kind(low, high, step=domain.q)
+            if domain.is_int:
+                low, high = _quantize(domain.low, domain.q, True), _quantize(domain.high, domain.q, True)
+                table[label] = IntDistribution(low, high, step=domain.q)
+            else:
+                low, high = _on_steps(domain.low, domain.q), _on_steps(domain.high, domain.q)
+                table[label] = FloatDistribution(low, high, step=domain.q)
     return table
+
+
+def _on_steps(bound: float, q: float) -> float:
+    """``round(bound / q) q`` rounded to the decimals of ``q``, so that Optuna's decimal check
+    finds it on the steps (the module docstring)."""
+    decimals = max(0, -int(Decimal(repr(float(q))).as_tuple().exponent))
+    return round(float(_quantize(bound, q, False)), decimals)
 
 
 def ask(space: Mapping[str, Any], table: Mapping[str, Any], trial: Any) -> dict[str, Any]:

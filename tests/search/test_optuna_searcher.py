@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from raytuner.errors import ConfigError
-from raytuner.search import OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, quniform, randint, uniform
+from raytuner.search import OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, qloguniform, quniform, randint
+from raytuner.search import uniform
 from raytuner.search._optuna_space import distributions
 from tests._helpers import EVERY_KIND
 
@@ -32,6 +35,28 @@ def test_conversion_table():
         "opt": CategoricalDistribution([0, 1]),  # dict options: by index
         "opt[0].momentum": FloatDistribution(0.0, 0.99),
     }
+
+
+@pytest.mark.parametrize("domain", [
+    quniform(0, 1, 0.3), quniform(0, 0.9, 0.3), quniform(0, 2.1, 0.7),  # 3 × 0.3 = 0.8999999999999999
+    quniform(0, 10, 3),  # ints: IntDistribution(0, 9, step=3)
+    qloguniform(0.1, 1.0, 0.3), qloguniform(2, 50, 8),  # log: no step in Optuna, rounded in the config
+])
+def test_every_value_a_q_range_samples_is_reachable(domain):
+    rng = np.random.default_rng(0)
+    values = sorted({domain.sample(rng) for _ in range(2000)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna warns where it shrinks a range it finds off the steps
+        dist = distributions({"x": domain})["x"]
+    if not domain.log:
+        assert (dist.low, dist.high) == (pytest.approx(values[0], abs=1e-12), pytest.approx(values[-1], abs=1e-12))
+    searcher = OptunaSearcher({"x": domain}, sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher.setup(None, 300)
+    suggested = set()
+    for i in range(300):
+        suggested.add(searcher.suggest(str(i))["x"])
+        searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, 0.0))
+    assert sorted(suggested) == pytest.approx(values, abs=1e-12)
 
 
 def test_configs_are_plain_python_inside_their_domains_and_conditional():
