@@ -76,12 +76,17 @@ class ResourceError(ReportError):
     def not_increasing(cls, owner: str, trial_id: str, resource_attr: str | None, previous: Any,
                        resource: Any) -> ResourceError:
         """The error for a resource at or below the trial's previous one, from ``owner``."""
-        where = f"`{resource_attr}`" if resource_attr is not None else "its report count"
+        if resource_attr is None:
+            # The count is the Tuner's own, so the fix is for whoever fed it: not the trainable.
+            fix = ("With resource_attr=None the resource is the trial's report count (1, 2, 3, ...), which "
+                   "the Tuner counts itself; a caller driving the scheduler directly must pass each report "
+                   "once, in order.")
+        else:
+            fix = (f"Report a growing counter (e.g. the epoch) as `{resource_attr}`, or pass resource_attr=None "
+                   "to count reports.")
         msg = (
             f"{owner}: trial {trial_id!r} reported resource {resource!r} after {previous!r} "
-            f"(resource_attr={resource_attr!r}); the resource must increase with every report. "
-            f"Report a growing counter (e.g. the epoch) as {where}, or pass resource_attr=None "
-            f"to count reports."
+            f"(resource_attr={resource_attr!r}); the resource must increase with every report. {fix}"
         )
         return cls(msg)
 

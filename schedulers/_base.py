@@ -151,8 +151,15 @@ class Scheduler(abc.ABC):
         """A driver resumes the experiment: ``trial_id`` will run again with ``config``,
         either relaunched at once or (``paused``) when :meth:`choose_trial_to_resume`
         returns it. Called after :meth:`restore` for every trial not finished, as the
-        trials' folders say, which may be newer than the saved state. The trial's next
-        report may start over below resources already seen."""
+        trials' folders say, which may be newer than the saved state.
+
+        The trial may restart from a checkpoint older than its last report, but its
+        resources still increase as :meth:`on_result` sees them: the controller feeds only
+        resources above the last one it fed for the trial and drops the reports it repeats,
+        so a scheduler may refuse one at or below (:class:`raytuner.errors.ResourceError`).
+        The exception is an exploit's clone (:meth:`exploits`), which goes on from its
+        donor's resource: a scheduler that makes exploits (PBT) accepts a restored trial's
+        next report below its last."""
 
     def check_experiment(self, space: Mapping[str, Any] | None, searcher: Any, num_trials: int) -> None:
         """Refuse, before anything runs, a space, searcher or number of trials this
@@ -172,10 +179,13 @@ class Scheduler(abc.ABC):
         """Decide after one report of a running trial.
 
         ``value`` is a float, or a tuple of k floats after ``set_objectives`` with k >= 2.
-        ``resource`` must increase strictly from one report of a trial to the next
-        (schedulers raise :class:`raytuner.errors.ResourceError` otherwise), with one exception: the first report after
-        the trial was resumed through :meth:`choose_trial_to_resume` may start over (a trial
-        resumed without a checkpoint restarts from scratch). ``value`` is signed so that
+        ``resource`` increases strictly from one report of a trial to the next: the
+        controller feeds only resources above the last one it fed for the trial (a trial
+        restarted from an older checkpoint repeats reports, and those are dropped), except
+        that an exploit's clone goes on from its donor's resource. The built-in schedulers
+        raise :class:`raytuner.errors.ResourceError` on a resource that does not increase,
+        but accept one that starts over on the first report after the trial was cloned or
+        resumed through :meth:`choose_trial_to_resume`. ``value`` is signed so that
         lower is better; NaN counts as the worst possible value. A trial id never passed to
         :meth:`on_trial_add` is added implicitly. A report from a trial the scheduler has
         already ended gets STOP.

@@ -33,9 +33,11 @@ def restored(status: Status, paused: bool) -> Status:
 class ResourceOrder:
     """The last resource of each trial; enforces that resources increase.
 
-    The first report after :meth:`resumed` may start over: a trial resumed without a
-    checkpoint restarts from scratch, and the scheduler's rung bookkeeping (which rungs the
-    trial already passed) keeps it from being judged twice at the same rung.
+    The first report after :meth:`resumed` may start over: the controller feeds a lower
+    resource only to an exploit's clone (it goes on from its donor's), but a scheduler
+    driven by hand may restart a resumed trial from scratch, and the scheduler's rung
+    bookkeeping (which rungs the trial already passed) keeps it from being judged twice at
+    the same rung.
     """
 
     def __init__(self, owner: str, resource_attr: str | None) -> None:

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from raytuner.errors import ResourceError
 from raytuner.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -45,3 +46,26 @@ def test_state_is_plain_and_picklable(name):
     again = MAKERS[name]()
     again.restore(state)
     assert again.state() == state
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_after_on_trial_restore_the_resource_goes_on_from_the_last_one_fed(name):
+    """``on_trial_restore``'s contract: the controller feeds a restored trial only resources
+    above the last one it fed (a restart from an older checkpoint repeats reports, and it
+    drops those), so these schedulers take the next one and refuse one that starts over,
+    with a message that names the report count (resource_attr=None) and the fix for it."""
+    scheduler = MAKERS[name]()
+    scheduler.on_trial_add("a")
+    scheduler.on_result("a", 1, 0.5)
+    again = MAKERS[name]()
+    again.restore(pickle.loads(pickle.dumps(scheduler.state())))
+    again.on_trial_restore("a", {}, paused=False)
+    again.on_result("a", 2, 0.4)
+    with pytest.raises(ResourceError) as refused:
+        again.on_result("a", 1, 0.5)
+    owner = type(again).__name__
+    assert str(refused.value) == (
+        f"{owner}: trial 'a' reported resource 1 after 2 (resource_attr=None); the resource must increase with "
+        "every report. With resource_attr=None the resource is the trial's report count (1, 2, 3, ...), which "
+        "the Tuner counts itself; a caller driving the scheduler directly must pass each report once, in order."
+    )

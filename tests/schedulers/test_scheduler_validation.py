@@ -71,8 +71,9 @@ def test_non_increasing_resource_names_trial_attribute_previous_new_and_fix(make
 def test_counted_reports_name_the_report_count():
     fifo = FIFOScheduler()
     fifo.on_result("a", 2, 0.0)
-    with pytest.raises(ResourceError, match=r"\(resource_attr=None\).* as its report count"):
+    with pytest.raises(ResourceError, match=r"\(resource_attr=None\).* the resource is the trial's report count") as raised:
         fifo.on_result("a", 2, 0.0)
+    assert "pass resource_attr=None" not in str(raised.value)  # it is None already
 
 
 @pytest.mark.parametrize("make", SCHEDULERS)
