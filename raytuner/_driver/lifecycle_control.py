@@ -157,12 +157,16 @@ class ControlHandlers:
             self._refuse(event, f"trial {trial.trial_id} already ended as {trial.status.value}")
             return
         run = self._runs.get(trial.trial_id)
-        if run is not None and run.decision is not None:
+        if run is not None and run.decision is not None and run.decision is not Decision.PAUSE:
             self._refuse(event, f"trial {trial.trial_id} is already ending ({run.decision.value})")
             return
         self.scheduler.on_trial_remove(trial.trial_id)
         trial.note = f"stopped by {event.origin}"
-        if run is not None:
+        if run is not None and run.decision is Decision.PAUSE:
+            # Its pause (or a promotion right after it) is on its way: the trial ends
+            # STOPPED when it lands (_on_exit), as a paused loser does, and trains no more.
+            run.decision = Decision.STOP
+        elif run is not None:
             # A running trial always has a call out (one per busy worker): the STOP answers
             # that call's return, in _on_reported, instead of racing it as a second call.
             run.decision, run.phase = Decision.STOP, RunPhase.STOP_QUEUED
@@ -186,9 +190,14 @@ class ControlHandlers:
             self._refuse(event, f"num_trials={num_trials} is below the {len(self.trials)} trials already created")
             return
         if num_trials is not None:
+            was_done = self._search_done()
             self.num_trials = num_trials
             if self.searcher.num_trials is not None:
                 self.searcher.num_trials = num_trials
+            if was_done and not self._search_done():
+                # New trials will come after all: a scheduler that stops paused trials once
+                # none can (nothing could promote them) goes back to pausing them.
+                self.scheduler.on_search_reopened()
         if "max_concurrent" in limits:
             self.max_concurrent = limits["max_concurrent"]
         # The driver moves its deadline, and records the limits, on ControlApplied.
@@ -294,6 +303,8 @@ class ControlHandlers:
                                                 trial.status is TrialStatus.PAUSED)
         if self._search_done() and all(int(trial_id) < next_id for trial_id in self.trials):
             self.scheduler.on_search_finished()  # the saved state may predate it; else in reconcile
+        elif not self._search_done():
+            self.scheduler.on_search_reopened()  # a resume that raised num_trials: its state may say finished
 
     def reconcile(self, next_id: int, closed: Iterable[str], since: Iterable[tuple[Any, ...]] = (),
                   undecided: Mapping[str, float] | None = None, decided: Mapping[str, str] | None = None
