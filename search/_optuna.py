@@ -21,7 +21,7 @@ from ._params import match_config, parameters
 from ._space import check_space
 
 _NAME = "OptunaSearcher"
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: the last resource of each running trial, for the repeat rule
 
 
 def _import_optuna() -> Any:
@@ -57,11 +57,23 @@ class OptunaSearcher(Searcher):
       (``trial.report(value, step)``) and the trial is told PRUNED, exactly what an Optuna
       pruner does; Optuna's TPE ranks pruned trials behind complete ones, deeper ones
       first, by their last intermediate value.
-    - FAILED, or finished without a finite value: told FAIL; samplers ignore it.
+    - FAILED, or at its full budget without a finite value: told FAIL; samplers ignore it.
+    - STOPPED earlier without a finite value (it diverged, or was stopped before its first
+      report): told PRUNED with the reports it had sent; Optuna's TPE ranks a pruned trial
+      without reports behind every other pruned trial.
 
-    Reports reach the trial as intermediate values (``trial.report(value, step)`` with
-    ``step`` the integer resource, or the report's index when the resource is not an
-    integer).
+    **Reports** reach the trial as intermediate values, ``trial.report(value, n)`` for its
+    n-th report (n = 1, 2, ...), as Ray Tune's ``OptunaSearch`` steps by the training
+    iteration. That is one scale for every trial whatever the resource (whole epochs,
+    fractional epochs, seconds), so no two reports of a trial share a step and none is
+    dropped; under the default resource, the training iteration, n is the resource. Optuna's
+    TPE ranks pruned trials by their last step, deepest first, so trials that report at the
+    same resources compare as by resource. A report at a resource no higher than the trial's
+    last one is a repeat (a trial resumed from a checkpoint makes some): neither counted nor
+    sent. A report without a finite value is counted but not sent. A value whose index the
+    searcher did not see (a warm-start trial's last one, or a final value that never came as
+    a report) is put after the reports it saw, and at its resource when that is a whole
+    number, the index under the default resource.
 
     **Several objectives** (``setup(..., objectives=[...])``, values tuples of k floats): the
     study is created with ``directions=["minimize"] * k`` and told each trial's k values.
@@ -139,8 +151,9 @@ class OptunaSearcher(Searcher):
         self._table: dict[str, Any] = {}
         self._study: Any = None
         self._trials: dict[str, Any] = {}  # trial_id -> optuna.trial.Trial, while running
-        self._steps: dict[str, int] = {}  # trial_id -> reports so far (steps when not int)
-        self._last: dict[str, tuple[int, float]] = {}  # trial_id -> last reported step, value
+        self._steps: dict[str, int] = {}  # trial_id -> reports so far: the last one's index
+        self._last: dict[str, tuple[int, float]] = {}  # trial_id -> last step and value sent
+        self._resources: dict[str, float] = {}  # trial_id -> the resource of its last report
         self._ended: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -157,6 +170,7 @@ class OptunaSearcher(Searcher):
         self._sampler, self._study, self._trials = pickle.loads(state.pop("_optuna"))
         state.pop("_sampler")
         state.pop("_study")
+        state.setdefault("_resources", {})  # pickled by a version without it
         self.__dict__.update(state)
 
     def _config(self) -> dict[str, Any] | None:
@@ -208,9 +222,10 @@ class OptunaSearcher(Searcher):
         fitted = fit_observations(_NAME, self.space, self._warm_start)  # type: ignore[arg-type]
         for values, outcome in fitted.observations:
             params = self._params(values)
-            state, value, intermediate = _optuna_end(optuna, outcome)
-            if intermediate:  # as tell() does: a pruned trial's value is its last report
-                value = next(iter(intermediate.values()))
+            state, value, last = _optuna_end(optuna, outcome)
+            intermediate = {} if last is None else {_unseen_step(0, outcome.resource): last}
+            if last is not None:  # as tell() does: a pruned trial's value is its last report
+                value = last
             # Optuna's samplers take a trial with only some of the parameters (as for
             # conditional ones), so a partial observation still informs the others.
             given = {"values": list(value)} if isinstance(value, tuple) else {"value": value}
@@ -244,15 +259,19 @@ class OptunaSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, resource: float, value: float) -> None:
         trial = self._trials.get(trial_id)
-        if trial is None or self.num_objectives > 1 or not is_finite(value):
+        if trial is None or self.num_objectives > 1:
             return
+        previous = self._resources.get(trial_id)
+        if previous is not None and resource <= previous:
+            return  # a repeat, from a trial resumed from a checkpoint
+        self._resources[trial_id] = float(resource)
         self._steps[trial_id] += 1
-        step = int(resource) if float(resource).is_integer() and resource >= 0 else self._steps[trial_id]
-        last = self._last.get(trial_id)
-        if last is not None and step <= last[0]:
-            # A trial resumed from a checkpoint may report a step again; Optuna keeps the
-            # first value of a step and warns, so the repeat is not sent.
+        if not is_finite(value):
             return
+        sent = self._last.get(trial_id)
+        # A trial running when a version-1 state was saved may have sent its resources as
+        # steps: its next step comes after them.
+        step = self._steps[trial_id] if sent is None else max(self._steps[trial_id], sent[0] + 1)
         trial.report(float(value), step)
         self._last[trial_id] = (step, float(value))
 
@@ -283,47 +302,59 @@ class OptunaSearcher(Searcher):
             raise ended_twice(_NAME, trial_id, suggested=trial_id in self._ended)
         self._ended.add(trial_id)
         optuna = _import_optuna()
-        state, value, intermediate = _optuna_end(optuna, outcome)
-        last = self._last.pop(trial_id, None)
-        self._steps.pop(trial_id, None)
-        for step, reported in intermediate.items():
-            # The outcome's value was not the last report (or nothing was reported): report it
-            # so that the pruned trial's value is the one it ended with.
-            if last is None or reported != last[1]:
-                trial.report(reported, max(step, last[0] + 1) if last else step)
+        state, value, last = _optuna_end(optuna, outcome)
+        sent = self._last.pop(trial_id, None)
+        seen = self._steps.pop(trial_id, 0)
+        self._resources.pop(trial_id, None)
+        if last is not None and (sent is None or last != sent[1]):
+            # The value it ended with never came as a report: sent now, so that the pruned
+            # trial's value is that one.
+            step = _unseen_step(seen, outcome.resource)
+            trial.report(last, step if sent is None else max(step, sent[0] + 1))
         self._study.tell(trial, value, state=state)
 
     def state(self) -> dict[str, Any]:
         # The in-memory study (storage and sampler, with its random state) pickles whole; the
         # running trials' handles are pickled with it so that they stay bound to it.
-        payload = (self._study, self._trials, self._steps, self._last, self._ended)
+        payload = (self._study, self._trials, self._steps, self._last, self._ended, self._resources)
         return {"version": _STATE_VERSION, "study": _dumps(payload)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(_NAME, state, _STATE_VERSION)
-        self._study, self._trials, self._steps, self._last, self._ended = pickle.loads(state["study"])
+        if not (isinstance(state, Mapping) and state.get("version") == 1):  # 1 is read as well
+            check_version(_NAME, state, _STATE_VERSION)
+        payload = pickle.loads(state["study"])
+        self._study, self._trials, self._steps, self._last, self._ended = payload[:5]
+        self._resources = payload[5] if len(payload) > 5 else {}
         self._sampler = self._study.sampler
         if self._table:  # set up already: the study must have the experiment's objectives
             check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)
 
 
-def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | tuple[float, ...] | None, dict[int, float]]:
-    """Optuna's ``(state, value, intermediate values)`` for how a trial ended."""
+def _optuna_end(optuna: Any, outcome: Outcome) -> tuple[Any, float | tuple[float, ...] | None, float | None]:
+    """Optuna's ``(state, value, last)`` for how a trial ended: ``last`` is the last value of
+    a PRUNED trial, an intermediate value (None if it has none, or several objectives)."""
     TrialState = optuna.trial.TrialState
     value = outcome.value
     if outcome.failed:
-        return TrialState.FAIL, None, {}
+        return TrialState.FAIL, None, None
     if isinstance(value, tuple):  # several objectives: no intermediate values in Optuna
         if outcome.full_budget:
-            return TrialState.COMPLETE, tuple(map(float, value)), {}
-        return TrialState.PRUNED, None, {}
+            return TrialState.COMPLETE, tuple(map(float, value)), None
+        return TrialState.PRUNED, None, None
     if outcome.full_budget:
-        return TrialState.COMPLETE, float(value), {}  # type: ignore[arg-type]
+        return TrialState.COMPLETE, float(value), None  # type: ignore[arg-type]
     if not is_finite(value):
-        return TrialState.PRUNED, None, {}
-    resource = outcome.resource
-    step = int(resource) if resource is not None and float(resource).is_integer() and resource >= 0 else 0
-    return TrialState.PRUNED, None, {step: float(value)}  # type: ignore[arg-type]
+        return TrialState.PRUNED, None, None
+    return TrialState.PRUNED, None, float(value)  # type: ignore[arg-type]
+
+
+def _unseen_step(seen: int, resource: float | None) -> int:
+    """The step of a value whose report index is unknown, after ``seen`` reports: the next
+    one, or its resource if that is a larger whole number (under the default resource, the
+    training iteration, the resource is the index)."""
+    if resource is not None and float(resource).is_integer() and resource > seen:
+        return int(resource)
+    return seen + 1
 
 
 def _dumps(payload: Any) -> bytes:

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from raytuner.errors import ConfigError
 from raytuner.search import OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, qloguniform, quniform, randint
 from raytuner.search import uniform
+from raytuner.search import _optuna
 from raytuner.search._optuna_space import distributions
 from tests._helpers import EVERY_KIND
 
@@ -137,6 +138,70 @@ def test_a_repeated_step_after_a_resume_from_checkpoint_is_not_reported_twice():
         searcher.on_trial_result("a", step, value)
     searcher.on_trial_complete("a", Outcome(TrialEnd.STOPPED, 1.0, 3, 9))
     assert searcher._study.trials[0].intermediate_values == {1: 3.0, 2: 2.0, 3: 1.0}
+
+
+def intermediate(searcher, trial_id):
+    """The intermediate values Optuna holds for a trial, running or ended."""
+    trial = searcher._trials[trial_id]
+    return searcher._study._storage.get_trial(trial._trial_id).intermediate_values
+
+
+@pytest.mark.parametrize("resources", [
+    [0.5, 1.0, 1.5, 2.0, 2.5, 3.0],  # fractional epochs: the whole ones used to be dropped
+    [1, 1.5, 2, 3],  # whole at first, then not
+    [0.25, 7.75, 8, 9],  # seconds, say
+])
+def test_each_report_is_sent_at_its_index_whatever_the_resource(resources):
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 1)
+    searcher.suggest("a")
+    values = [10.0 - i for i in range(len(resources))]
+    for resource, value in zip(resources, values):
+        searcher.on_trial_result("a", resource, value)
+    assert intermediate(searcher, "a") == {n: v for n, v in enumerate(values, start=1)}
+    searcher.on_trial_complete("a", Outcome(TrialEnd.STOPPED, values[-1], resources[-1], 27))
+    assert searcher._study.trials[0].state == TrialState.PRUNED
+    assert searcher._study.trials[0].intermediate_values == {n: v for n, v in enumerate(values, start=1)}
+
+
+def test_a_report_without_a_finite_value_keeps_its_index_and_is_not_sent():
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 1)
+    searcher.suggest("a")
+    for resource, value in [(0.5, 3.0), (1.0, math.nan), (1.5, 1.0)]:
+        searcher.on_trial_result("a", resource, value)
+    assert intermediate(searcher, "a") == {1: 3.0, 3: 1.0}
+
+
+def test_steps_go_on_after_a_restore_and_a_repeated_resource_is_not_sent():
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 1)
+    searcher.suggest("a")
+    for resource, value in [(0.5, 3.0), (1.0, 2.0)]:
+        searcher.on_trial_result("a", resource, value)
+    twin = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    twin.restore(searcher.state())
+    twin.setup(None, 1)
+    for resource, value in [(1.0, 2.5), (1.5, 1.0)]:  # resumed from the checkpoint at 0.5: 1.0 again
+        twin.on_trial_result("a", resource, value)
+    assert intermediate(twin, "a") == {1: 3.0, 2: 2.0, 3: 1.0}
+
+
+def test_a_trial_running_in_a_version_1_state_steps_on_after_its_resource_steps():
+    # Version 1 sent a whole resource as the step: a trial that reported at 3, 6 and 9 has
+    # steps 3, 6, 9, and its next report goes after them.
+    searcher = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    searcher.setup(None, 1)
+    searcher.suggest("a")
+    trial = searcher._trials["a"]
+    for step, value in [(3, 3.0), (6, 2.0), (9, 1.0)]:
+        trial.report(value, step)
+    payload = (searcher._study, searcher._trials, {"a": 3}, {"a": (9, 1.0)}, set())
+    twin = OptunaSearcher({"x": uniform(0, 1)}, seed=0)
+    twin.restore({"version": 1, "study": _optuna._dumps(payload)})
+    twin.setup(None, 1)
+    twin.on_trial_result("a", 12, 0.5)
+    assert intermediate(twin, "a") == {3: 3.0, 6: 2.0, 9: 1.0, 10: 0.5}
 
 
 def test_state_and_restore_continue_the_same_search_with_pending_trials():
