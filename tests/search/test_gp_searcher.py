@@ -103,42 +103,43 @@ def test_pending_trials_push_parallel_suggestions_apart(pending):
         np.hypot(c["x"] - batch[0]["x"], c["y"] - batch[0]["y"]) for c in batch[1:])
 
 
+def observed(policy, outcomes):
+    """The values the GP is fitted to after trials 0, 1, ... end with ``outcomes``."""
+    searcher = GPSearcher(SPACE, seed=0, stopped_trials=policy, n_startup=2, **FAST)
+    searcher.setup(None, 10)
+    for i in range(len(outcomes)):
+        searcher.suggest(str(i))
+    for i, outcome in enumerate(outcomes):
+        searcher.on_trial_complete(str(i), outcome)
+    return searcher._observations()[1].tolist()
+
+
 def test_stopped_and_failed_trials_by_policy():
-    def searcher_with(policy):
-        searcher = GPSearcher(SPACE, seed=0, stopped_trials=policy, n_startup=2, **FAST)
-        searcher.setup(None, 10)
-        for i in range(5):
-            searcher.suggest(str(i))
-        searcher.on_trial_complete("0", Outcome(TrialEnd.COMPLETED, 2.0, 9, 9))
-        searcher.on_trial_complete("1", Outcome(TrialEnd.COMPLETED, 5.0, 9, 9))
-        searcher.on_trial_complete("2", Outcome(TrialEnd.STOPPED, 1.0, 3, 9))  # low fidelity
-        searcher.on_trial_complete("3", Outcome(TrialEnd.STOPPED, 1.5, 9, 9))  # full budget
-        searcher.on_trial_complete("4", Outcome(TrialEnd.FAILED))
-        return searcher._observations()[1].tolist()
-
+    outcomes = [
+        Outcome(TrialEnd.COMPLETED, 2.0, 9, 9),
+        Outcome(TrialEnd.COMPLETED, 5.0, 9, 9),
+        Outcome(TrialEnd.STOPPED, 1.0, 3, 9),  # low fidelity
+        Outcome(TrialEnd.STOPPED, 1.5, 9, 9),  # full budget
+        Outcome(TrialEnd.FAILED),
+    ]
     # Order: full-budget ones (0, 1, 3), then stopped early (2), then failed (4).
-    assert searcher_with("penalize") == [2.0, 5.0, 1.5, 5.0, 5.0]
-    assert searcher_with("last") == [2.0, 5.0, 1.5, 1.0, 5.0]
-    assert searcher_with("ignore") == [2.0, 5.0, 1.5, 5.0]
+    assert observed("penalize", outcomes) == [2.0, 5.0, 1.5, 5.0, 5.0]
+    assert observed("last", outcomes) == [2.0, 5.0, 1.5, 1.0, 5.0]
+    assert observed("ignore", outcomes) == [2.0, 5.0, 1.5, 5.0]
 
 
-def test_a_stopped_trial_without_a_finite_value_is_observed_at_the_worst_value_under_every_policy():
+@pytest.mark.parametrize("policy", ["penalize", "last", "ignore"])
+def test_a_stopped_trial_without_a_finite_value_is_observed_at_the_worst_value(policy):
     # Under ASHA a diverged trial ends STOPPED at its first rung with a NaN; it used to be left
     # out of the fit, so the GP kept proposing the region that diverges.
-    def searcher_with(policy):
-        searcher = GPSearcher(SPACE, seed=0, stopped_trials=policy, n_startup=2, **FAST)
-        searcher.setup(None, 10)
-        for i in range(5):
-            searcher.suggest(str(i))
-        searcher.on_trial_complete("0", Outcome(TrialEnd.COMPLETED, 2.0, 9, 9))
-        searcher.on_trial_complete("1", Outcome(TrialEnd.STOPPED, math.nan, 1, 9))  # diverged
-        searcher.on_trial_complete("2", Outcome(TrialEnd.STOPPED, -math.inf, 3, 9))  # diverged
-        searcher.on_trial_complete("3", Outcome(TrialEnd.STOPPED, None, None, 9))  # before its first report
-        searcher.on_trial_complete("4", Outcome(TrialEnd.COMPLETED, 5.0, 9, 9))
-        return searcher._observations()[1].tolist()
-
-    for policy in ("penalize", "last", "ignore"):
-        assert searcher_with(policy) == [2.0, 5.0, 5.0, 5.0, 5.0], policy
+    outcomes = [
+        Outcome(TrialEnd.COMPLETED, 2.0, 9, 9),
+        Outcome(TrialEnd.STOPPED, math.nan, 1, 9),  # diverged
+        Outcome(TrialEnd.STOPPED, -math.inf, 3, 9),  # diverged
+        Outcome(TrialEnd.STOPPED, None, None, 9),  # stopped before its first report
+        Outcome(TrialEnd.COMPLETED, 5.0, 9, 9),
+    ]
+    assert observed(policy, outcomes) == [2.0, 5.0, 5.0, 5.0, 5.0]
 
 
 def test_a_completed_trial_without_a_finite_value_counts_as_failed():
