@@ -43,6 +43,12 @@ from raytuner.search import Searcher
 logger = logging.getLogger("raytuner")
 #: Workers started in one turn of the loop, at most.
 SPAWN_PER_TURN = 32
+#: How long an end of every trial (a time budget, an ``end_experiment`` command) waits for
+#: the answers already on their way: a worker sends streamed reports within its linger
+#: (``LINGER_S``, 50 ms), or once the store throttle lets their checkpoint go in, so that
+#: the reports a trial made before the end are recorded, not lost. A trial in the middle of
+#: a step has nothing on its way; the end waits this long for it, no longer.
+SETTLE_S = 1.0
 
 
 @dataclass
@@ -142,8 +148,11 @@ class Controller:
         try:
             while True:
                 for command in self._control.poll():  # from the CLI or the dashboard
+                    if isinstance(command, ev.EndExperiment):
+                        self._settle()
                     self._apply(self.life.handle(command))
                 if time.monotonic() >= self._deadline:
+                    self._settle()
                     self._apply(self.life.handle(ev.Deadline()))
                     status = "TIMED_OUT"
                     break
@@ -262,6 +271,22 @@ class Controller:
             self._refused = StorageError(end.message or "The experiment's storage refused a checkpoint.")
             answer = replace(answer, exit=None)
         return ev.Reported(trial_id, answer)
+
+    def _settle(self) -> None:
+        """Before every trial is ended: take in the answers that come within ``SETTLE_S``
+        (all of them, not one per turn), so that what the trials reported before the end is
+        recorded. A trial in the middle of a step has nothing on its way and is not waited
+        for beyond that."""
+        import ray
+
+        if not self._calls:
+            return
+        ready, _ = ray.wait(list(self._calls), num_returns=len(self._calls), timeout=SETTLE_S)
+        for ref in ready:
+            if ref in self._calls:
+                self._apply(self.life.handle(self._event(ref)))
+                if self._refused is not None:
+                    raise self._refused
 
     # -- commands --------------------------------------------------------------------------
     def _apply(self, commands: list[ev.Command]) -> None:

@@ -212,3 +212,37 @@ def test_a_new_time_budget_moves_the_drivers_deadline(storage):
     assert time.monotonic() - started < 60
     assert (results.meta["status"], results.meta["time_budget_s"]) == ("TIMED_OUT", 0.5)
     assert {t.status for t in results.trials} == {TrialStatus.STOPPED}
+
+
+
+BUDGET_S = 4.0
+
+
+def reports_just_before_the_time_budget_ends(config):
+    trial_dir = Path(rt.get_context().trial_dir)
+    start = json.loads((trial_dir.parent.parent / "experiment.json").read_text())["start_time"]
+    (trial_dir / "state").mkdir()
+    # The point of the test, not a race to win: the report is made 20 ms before the driver's
+    # deadline (which runs from a moment after start_time), and a streamed report reaches
+    # the driver up to 50 ms later (the worker's linger), so it is on its way at the end.
+    time.sleep(max(0.0, start + BUDGET_S - 0.02 - time.time()))
+    rt.report({"loss": 0.5}, checkpoint=str(trial_dir / "state"))
+    threading.Event().wait()  # until the end of the experiment ends it
+
+
+def test_a_report_made_just_before_the_time_budget_ends_is_recorded(storage):
+    """The end of every trial (a time budget, an end_experiment command) waits for the
+    answers on their way (controller.SETTLE_S): a report made before the end, and its
+    checkpoint, are recorded, instead of a trial at iteration 0 beside a checkpoint folder
+    no row names."""
+    results = rt.Tuner(reports_just_before_the_time_budget_ends, space={"x": 0.5}, metric="loss",
+                       storage_path=storage, name="budget_end", verbose=0, tensorboard=False,
+                       time_budget_s=BUDGET_S).fit()
+    (trial,) = results.trials
+    assert results.meta["status"] == "TIMED_OUT" and trial.status is TrialStatus.STOPPED
+    history = results.history(trial.trial_id)
+    assert (trial.iteration, trial.metrics.get("loss"), len(history)) == (1, 0.5, 1)
+    assert history.timestamp.iloc[-1] < results.meta["start_time"] + BUDGET_S  # made before the end
+    assert trial.checkpoint is not None and Path(trial.checkpoint).name == "checkpoint_000001"
+    loaded = rt.load(results.path).trials[0]
+    assert (loaded.iteration, loaded.checkpoint) == (1, trial.checkpoint)
