@@ -69,6 +69,19 @@ class ControlInbox:
             self._store.set_aside(item.file, item.set_aside)
         return events
 
+    def refuse_the_rest(self, why: str) -> None:
+        """At the end of the run: refuse every command still waiting in the folder, each with
+        its history line, so none written for this run is left without one (the CLI and the
+        dashboard show the line). One written after this, in the moment before the driver's
+        lock goes, is refused by the next run."""
+        while True:
+            self._next_poll = 0.0
+            events = self.poll()
+            if not events:
+                return
+            for event in events:
+                self.record(ev.ControlApplied(event, False, why))
+
     def record(self, applied: ev.ControlApplied) -> None:
         """One history line for a command the lifecycle applied or refused, then its file
         goes: the driver calls this before it writes the command's effects, so the line is

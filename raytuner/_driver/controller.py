@@ -220,7 +220,11 @@ class Controller:
     def _wind_up(self, status: str) -> None:
         """What a run writes last, whatever ended it: the queued writes, the searcher's and
         scheduler's state (not after a control command whose line the disk refused), then
-        the experiment's status; all of it uploaded for a URI."""
+        the experiment's status; all of it uploaded for a URI. Commands still waiting are
+        refused first, each with its line."""
+        if not self._unrecorded:
+            self._control.refuse_the_rest(f"the run ended ({status}) before its driver read this command; "
+                                          "nothing of it was applied")
         self._flush()
         if not self._unrecorded:
             self._save_state(throttle=False)

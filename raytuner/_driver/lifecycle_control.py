@@ -233,6 +233,9 @@ class ControlHandlers:
 
     @_guarded
     def _on_end_experiment(self, event: EndExperiment) -> None:
+        if self._ended:
+            self._refuse(event, "the experiment is already ending")
+            return
         ended = tuple(sorted({*self._runs, *self.ids(TrialStatus.PAUSED)}))
         self._end_all(f"experiment ended by {event.origin}", final=True)
         self._out.append(ControlApplied(event, True, "experiment ended", ended))

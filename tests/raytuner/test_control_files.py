@@ -304,6 +304,30 @@ def test_a_file_that_cannot_be_moved_is_removed_and_never_taken_twice(storage):
     assert sorted(p.name for p in folder.iterdir()) == [REJECTED_DIR]
 
 
+def test_commands_still_waiting_when_the_run_ends_are_refused_each_with_its_line(storage):
+    """A command written while the driver winds up (after its last look at the folder) gets
+    a line saying nothing of it was applied, and its file goes: none is left for the next run
+    to refuse as written "while no driver ran the experiment"."""
+    store = control_store(storage)
+    inbox = inbox_of(storage)
+    assert inbox.poll() == []  # the run's last look, just now: too lately to look again by its clock
+    sent = [store.submit("set_limits", {"num_trials": 9}, origin="cli"),
+            store.submit("stop_trial", {"trial_id": "00000"}, origin="dashboard")]
+    write_command(storage, "00000000000000000001-x.json", b"[1, 2]")  # and a damaged one, as any poll does
+    for n in range(120):  # past one poll's bound
+        store.submit("end_experiment", origin="cli")
+    inbox.refuse_the_rest("the run ended (COMPLETED) before its driver read this command; nothing of it was applied")
+    history = store.history()
+    assert len(history) == 123 and not any(entry["accepted"] for entry in history)
+    for cmd in sent:
+        entry = store.outcome(cmd.id)
+        assert entry["command"] == cmd.command and "the run ended (COMPLETED) before" in entry["message"]
+    assert "it holds a list of 2 items" in history[0]["message"]
+    assert sorted(p.name for p in store.inbox.iterdir()) == [REJECTED_DIR]
+    inbox.refuse_the_rest("again")  # nothing left: nothing more recorded
+    assert len(store.history()) == 123
+
+
 def test_a_flood_of_files_is_taken_a_bounded_number_at_a_time(storage):
     for n in range(150):
         write_command(storage, f"{n:020d}-x.json", b"{}")

@@ -113,3 +113,12 @@ def test_a_resume_with_a_larger_trial_budget_reopens_a_search_the_saved_state_ha
     resumed.handle(reported("00001", exit=TrialExit(Signal.PAUSE)))
     assert {t.status for t in resumed.trials.values()} == {TrialStatus.PAUSED}
     check_index(resumed)
+
+
+def test_a_second_end_of_the_experiment_is_refused_as_any_command_after_the_first():
+    life = make(max_concurrent=1, num_trials=2)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    (first,) = of(life.handle(ev.EndExperiment(origin="cli")), ev.ControlApplied)
+    assert first.accepted and first.ended == ("00000",)
+    (second,) = of(life.handle(ev.EndExperiment(origin="dashboard")), ev.ControlApplied)
+    assert not second.accepted and "already ending" in second.message
