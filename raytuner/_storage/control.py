@@ -161,6 +161,17 @@ class ControlStore:
         ControlRefused when no live driver runs the experiment (naming the resume option
         that does the same, where there is one) or the trial does not exist.
         """
+        cmd, run_id = self.check(command, args)
+        sent = ControlCommand(secrets.token_hex(4), cmd.command, cmd.args, origin, time.time(), run_id)
+        self.inbox.mkdir(exist_ok=True)
+        # time_ns first: the driver applies commands in the order they were written.
+        atomic_write_json(self.inbox / f"{time.time_ns():020d}-{sent.id}.json", sent.to_json(), indent=None)
+        return sent
+
+    def check(self, command: str, args: dict[str, Any] | None = None) -> tuple[Command, str | None]:
+        """What :meth:`submit` checks before it writes anything, raising as it does: the
+        command, cleaned, and the run of the live driver it is for. A caller sending several
+        commands checks them all first, so that one refused sends none."""
         cmd = clean_command(command, args)
         meta = self.storage.read_experiment()
         live = self.storage.live_driver()
@@ -170,12 +181,7 @@ class ControlStore:
         if trial_id is not None and not (self.storage.trial_path(trial_id) / "config.json").is_file():
             raise ControlRefused(f"Experiment {self.storage.name!r} has no trial {trial_id!r}; "
                                  f"`{cli_command('show', self.storage.path)}` lists its trials.")
-        sent = ControlCommand(secrets.token_hex(4), cmd.command, cmd.args, origin, time.time(),
-                              live.run_id or meta.get("run_id"))
-        self.inbox.mkdir(exist_ok=True)
-        # time_ns first: the driver applies commands in the order they were written.
-        atomic_write_json(self.inbox / f"{time.time_ns():020d}-{sent.id}.json", sent.to_json(), indent=None)
-        return sent
+        return cmd, live.run_id or meta.get("run_id")
 
     def _no_driver(self, status: Any, cmd: Command) -> str:
         state = ("its driver is gone (it stopped without saying so: a crash, a kill, a lost machine)"

@@ -66,11 +66,18 @@ def cmd_control(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise CLIError(str(exc), EXIT_USAGE) from None
     store = control_store(storage)
+    try:
+        for command, command_args in wanted:  # all of them before any is sent: one refused sends none
+            store.check(command, command_args)
+    except ControlRefused as exc:
+        raise CLIError(f"refused: {exc}; nothing was sent") from None
     sent = []
     for command, command_args in wanted:
         try:
             sent.append(store.submit(command, command_args, origin="cli"))
-        except ControlRefused as exc:
+        except ControlRefused as exc:  # the driver ended meanwhile: say what went before
+            for cmd in sent:
+                print(f"{cmd.command}: queued ({cmd.id}) before the refusal below")
             raise CLIError(f"refused: {exc}") from None
     if args.no_wait:
         for cmd in sent:

@@ -386,3 +386,16 @@ def test_control_refuses_without_a_live_driver_and_names_the_resume_option(tmp_p
     code, _, err = run(capsys, "control", str(path), "--max-concurrent", str(10**401))
     assert code == 2 and "`max_concurrent` is a 402-digit integer" in " ".join(err.split())
     assert not (path / "control").exists()
+
+
+def test_control_with_one_refused_command_sends_none_of_them(tmp_path, capsys):
+    """`--max-concurrent 1 --stop-trial 99999`: the unknown trial is refused before anything
+    is written, so the limit is not applied behind an error."""
+    from raytuner._storage.lock import DriverLock
+
+    path = _keras_like(tmp_path, KERAS)
+    with DriverLock(path).acquire():
+        code, out, err = run(capsys, "control", str(path), "--no-wait", "--max-concurrent", "1",
+                             "--stop-trial", "00000", "--stop-trial", "99999")
+    assert code == 1 and "no trial '99999'" in err and "nothing was sent" in err and out == ""
+    assert not (path / "control").exists() or not any((path / "control").glob("*.json"))
