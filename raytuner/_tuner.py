@@ -416,9 +416,16 @@ class Tuner:
             # the record stays as its run ended it (a run that ran nothing did not complete it).
             if speak:
                 print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
+                unused = [f"{name}={value:g}" for name, value in (("time_budget_s", time_budget_s),
+                                                                  ("max_concurrent", max_concurrent)) if value is not None]
+                if unused:
+                    print(f"[raytuner] {', '.join(unused)} changed nothing: no trial is left to run (a trial a time "
+                          "budget stopped is finished, STOPPED, and is not continued).", flush=True)
             tidy(storage, restored)  # its driver wound up: none of its workers is left to store
             return read(storage)
         with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
+            if trainable is None:  # before anything is written: a resume that cannot run changes nothing
+                trainable = import_trainable(meta, storage.location)
             for trial_id in restored.commanded:  # before this run's id is in experiment.json (control.replay)
                 storage.write_trial(trial_id, restored.trials[trial_id].to_record())
             # This run's id, before any folder goes: a worker of the dead driver stores no
@@ -427,8 +434,6 @@ class Tuner:
             storage.write_experiment(meta)
             storage.sync()
             tidy(storage, restored)
-            if trainable is None:
-                trainable = import_trainable(meta, storage.location)
             if speak:
                 print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
                 held = _held_limits(meta, num_trials=num_trials, time_budget_s=time_budget_s,

@@ -764,9 +764,12 @@ def test_resume_of_a_script_that_reads_argv_explains_and_shows_the_way_round(sha
     done = subprocess.run([sys.executable, str(script), "3", str(tmp_path)], env=shared_ray, capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
+    before = {path: path.read_bytes() for path in (tmp_path / "argv").rglob("*.json*")}
     resumed = subprocess.run([sys.executable, "-m", "raytuner.cli", "resume", str(tmp_path / "argv"),
                               "--num-trials", "3"], env=shared_ray, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 1
+    # A resume that cannot run writes nothing: not this run's id, not a trial's record.
+    assert {path: path.read_bytes() for path in (tmp_path / "argv").rglob("*.json*")} == before
     said = " ".join(resumed.stderr.split())  # as one line: the terminal wraps it
     assert "Traceback" not in said, resumed.stderr
     assert f"Resume imports {script} to find the trainable 'train'" in said

@@ -192,7 +192,7 @@ def until_stopped(config):
         rt.report({"loss": 1.0 / step})
 
 
-def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(storage):
+def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(storage, capsys):
     first = rt.Tuner(until_stopped, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, max_concurrent=2,
                      storage_path=storage, time_budget_s=1.0, verbose=0, tensorboard=False).fit()
     assert first.meta["status"] == "TIMED_OUT"
@@ -203,6 +203,10 @@ def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(st
         assert again.meta["status"] == "TIMED_OUT", limits
         assert (first.path / "experiment.json").read_text() == record, "a resume that ran nothing writes nothing"
     assert rt.load(first.path).meta["status"] == "TIMED_OUT"
+    capsys.readouterr()
+    rt.Tuner.resume(first.path, until_stopped, time_budget_s=60)  # says why the new budget does nothing
+    said = capsys.readouterr().out
+    assert "nothing to resume" in said and "time_budget_s=60 changed nothing: no trial is left to run" in said
     # Arguments are checked as the Tuner checks them, even by a resume that has nothing to run.
     from raytuner.errors import ConfigError
 
