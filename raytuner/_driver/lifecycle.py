@@ -321,13 +321,18 @@ class Lifecycle(ControlHandlers):
         start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
         if trial.iteration > start_iteration and not self._warned_rewind and exploit is None and not gone:
             self._warned_rewind = True
-            where = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch (it has no checkpoint)"
-            logger.warning(
-                "Trial %s restarts from %s; its reports %d-%d are superseded (kept in results.jsonl for audit, "
-                "left out of its history). Pass `checkpoint=` to raytuner.report (or use the Keras callback, "
-                "which checkpoints) so paused and retried trials continue where they stopped.",
-                trial.trial_id, where, start_iteration + 1, trial.iteration,
-            )
+            if start_iteration:  # it checkpoints: the newest one stored is behind its last report
+                where, advice = f"its checkpoint at report {start_iteration}", (
+                    "A worker stores at most one checkpoint per interval (the Tuner's `checkpoint_interval_s`, "
+                    "adapted to the stores' cost by default; the Keras callback's `checkpoint=` also chooses its "
+                    "epochs): pass checkpoint_interval_s=0 to store every one, at a cost in time.")
+            else:
+                where, advice = "scratch (it has no checkpoint)", (
+                    "Pass `checkpoint=` to raytuner.report (or use the Keras callback, which checkpoints) so "
+                    "paused and retried trials continue where they stopped.")
+            logger.warning("Trial %s restarts from %s; its reports %d-%d are superseded (kept in results.jsonl for "
+                           "audit, left out of its history). %s", trial.trial_id, where, start_iteration + 1,
+                           trial.iteration, advice)
         lost, extra = exploit if exploit is not None else (trial.rewind(start_iteration, start_time), {})
         reason = ("exploit" if exploit is not None else "start" if not trial.attempt else "rerun"
                   if trial.trial_id in self._reruns else self._restart_reason.pop(trial.trial_id, "retry"))

@@ -122,3 +122,23 @@ def test_a_second_end_of_the_experiment_is_refused_as_any_command_after_the_firs
     assert first.accepted and first.ended == ("00000",)
     (second,) = of(life.handle(ev.EndExperiment(origin="dashboard")), ev.ControlApplied)
     assert not second.accepted and "already ending" in second.message
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_the_restart_warning_gives_advice_that_fits_the_trial(checkpointed, caplog):
+    """A trial that checkpoints and restarts behind its last report lost what the store
+    interval held back: the warning names the interval, not "pass checkpoint=", which it
+    already does. One that never checkpointed is told to."""
+    life = make(ScriptedScheduler(), max_failures=1, max_concurrent=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5, checkpoint=checkpointed), report(2, 0.4), report(3, 0.3)))
+    life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
+    with caplog.at_level("WARNING", logger="raytuner"):
+        life.handle(ev.Fill(idle=("w2",), pool_size=1))
+    (warning,) = [m for m in caplog.messages if "restarts from" in m]
+    if checkpointed:
+        assert "restarts from its checkpoint at report 1; its reports 2-3 are superseded" in warning
+        assert "checkpoint_interval_s=0" in warning and "Pass `checkpoint=`" not in warning
+    else:
+        assert "restarts from scratch (it has no checkpoint); its reports 1-3" in warning
+        assert "Pass `checkpoint=` to raytuner.report" in warning
