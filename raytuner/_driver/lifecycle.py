@@ -14,8 +14,9 @@ One source of trial state: :attr:`Lifecycle.trials`. A trial's status changes on
 with it the one index over trials (by status, in the order they reached it: the PENDING ones
 are the queue of trials waiting for a worker). A trial on a worker also has a
 :class:`~raytuner._driver.trial_state.Run`: which worker, and what the driver last told it
-(its :class:`~raytuner._driver.trial_state.RunPhase`). The control commands' handlers are
-in :mod:`raytuner._driver.lifecycle_control`.
+(its :class:`~raytuner._driver.trial_state.RunPhase`). The handling of reports and trial
+ends is in :mod:`raytuner._driver.lifecycle_reports`, the control commands' handlers in
+:mod:`raytuner._driver.lifecycle_control`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from raytuner import errors
 from raytuner._driver.events import (
-    AppendError,
     AppendLog,
     AppendResults,
     CallFailed,
@@ -54,13 +53,14 @@ from raytuner._driver.events import (
     WriteConfig,
     WriteTrial,
 )
-from raytuner._driver.exploits import Exploits, copy_queued, unchecked
+from raytuner._driver.exploits import Exploits, copy_queued
 from raytuner._driver.lifecycle_control import ControlHandlers
-from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, checkpoint_gone, drop_gone_checkpoints
+from raytuner._driver.lifecycle_reports import ReportHandlers
+from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, drop_gone_checkpoints
 from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
-from raytuner._worker.protocol import Report, Signal, TrialExit
+from raytuner._worker.protocol import Signal
 from raytuner.errors import RayTunerError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
@@ -85,7 +85,7 @@ class LifecycleSettings:
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
 
 
-class Lifecycle(ControlHandlers):
+class Lifecycle(ReportHandlers, ControlHandlers):
     """Owns trial state, the searcher and the scheduler; see the module docstring.
 
     Args:
@@ -354,127 +354,6 @@ class Lifecycle(ControlHandlers):
         if trial.trial_id in self._reruns:
             return math.inf
         return self.scheduler.decision_point(trial.trial_id, trial.fed_resource if trial.fed_resource is not None else 0)
-
-    # -- reports and ends ------------------------------------------------------------------
-    def _record(self, trial: Trial, run: Run, reports: list[Report]) -> Decision | None:
-        """Record the reports, feed them to searcher and scheduler; the decision to send
-        (None: no report awaits one and none but CONTINUE was made)."""
-        if not reports:
-            return None
-        rows = []
-        decision: Decision | None = None
-        committed = False
-        for report in reports:
-            row = dict(report.metrics)
-            row.update(iteration=report.iteration, time_total_s=report.time_total_s, timestamp=report.timestamp,
-                       attempt=trial.attempt)
-            if self.settings.resource_attr is not None:
-                row["resource"] = report.resource
-            if report.checkpoint is not None:
-                # The worker put the folder in storage before it sent the report: the row
-                # that names it commits it.
-                row["checkpoint"] = report.checkpoint
-                trial.commit(report.checkpoint, report.iteration, report.time_total_s, report.metrics, trial.attempt)
-                committed = True
-            rows.append(row)
-            # A float, or with several objectives a tuple signed per metric (the worker
-            # checked that each report holds every objective).
-            value = self.objectives.signed(report.metrics)
-            trial.observe(report.iteration, report.resource, report.metrics, value, report.time_total_s)
-            if report.awaits_decision and self.abort is None:
-                self.abort = unchecked(self.scheduler, trial, report.resource)
-            # A restarted trial re-reports resources searcher and scheduler have seen; only
-            # progress beyond them is news to them.
-            if (value is None or run.decision or trial.trial_id in self._reruns
-                    or (trial.fed_resource is not None and report.resource <= trial.fed_resource)):
-                continue
-            trial.fed_resource = report.resource
-            self.searcher.on_trial_result(trial.trial_id, report.resource, value)
-            made = self.scheduler.on_result(trial.trial_id, report.resource, value)
-            self._out.extend(self._exploits.take(self.scheduler, self.trials))  # the donor's checkpoint, copied now
-            if made is not Decision.CONTINUE and decision in (None, Decision.CONTINUE):
-                decision = made
-        if decision is None and reports[-1].awaits_decision:
-            decision = Decision.CONTINUE  # the training loop waits for an answer, whatever was fed where
-        self._out.append(AppendResults(trial.trial_id, rows))
-        keep = self.settings.checkpoints_to_keep
-        if committed and keep is not None and len(trial.checkpoints) > keep:
-            # Only now: an older checkpoint goes once the row committing a newer one is written.
-            old = trial.checkpoints[:-keep]
-            trial.forget(old)
-            self._out.append(DeleteCheckpoints(trial.trial_id, tuple(old)))
-        self._out.extend(Notify("on_trial_result", (trial.trial_id, row)) for row in rows)
-        self._stop_paused_losers()
-        return decision
-
-    def _on_exit(self, trial: Trial, run: Run, exit: TrialExit) -> None:
-        if exit.signal is Signal.ERROR:
-            if (exit.error_type == errors.CheckpointGoneError.__name__ and run.decision is not Decision.STOP
-                    and checkpoint_gone(trial, self._stored)):
-                self._restart_reason[trial.trial_id] = "checkpoint gone"  # no failure: see checkpoint_gone
-                self._set_status(trial, TrialStatus.PENDING, notify=False)
-                return
-            if exit.fatal and self.abort is None:
-                # A bug in the script (a report the Tuner cannot use), the same in every trial.
-                self.abort = errors.rebuilt(exit.error_type, exit.message)
-            self._on_failure(trial, exit.error or "", retry=run.decision is not Decision.STOP)
-            return
-        decided = run.decision
-        if decided is None:
-            decided = {Signal.STOP: Decision.STOP, Signal.PAUSE: Decision.PAUSE}.get(exit.signal)
-        if decided is Decision.PAUSE:
-            self._set_status(trial, TrialStatus.PAUSED)
-            if run.phase is RunPhase.PROMOTED:
-                self._set_status(trial, TrialStatus.PENDING, notify=False)  # next in line for a worker
-                self._restart_reason[trial.trial_id] = "promotion"
-        elif decided is Decision.STOP:
-            self._set_status(trial, TrialStatus.STOPPED)
-            self._close(trial, TrialEnd.STOPPED)
-        else:  # it returned, the Tuner's stop= was reached, or the scheduler saw its full budget
-            self._set_status(trial, TrialStatus.COMPLETED)
-            if decided is None and trial.trial_id not in self._reruns:  # else already closed there
-                self.scheduler.on_trial_complete(trial.trial_id)
-            self._close(trial, TrialEnd.COMPLETED)
-        self._stop_paused_losers()
-
-    def _on_failure(self, trial: Trial, error: str, retry: bool = True) -> None:
-        """``retry``: False for a trial that failed while it was being stopped (a command's or
-        the scheduler's stop): it ends FAILED whatever retries it has left."""
-        trial.num_failures += 1
-        trial.error = (trial.error + "\n" if trial.error else "") + error
-        self._out.append(AppendError(
-            trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime(self._clock())} ---\n{error}"))
-        if retry and trial.num_failures <= self.settings.max_failures and self.abort is None:
-            self._set_status(trial, TrialStatus.PENDING, notify=False)
-            logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
-                           trial.trial_id, trial.num_failures, self.settings.max_failures)
-            return
-        self._set_status(trial, TrialStatus.FAILED)
-        self.scheduler.on_trial_error(trial.trial_id)
-        self._close(trial, TrialEnd.FAILED)
-        self._stop_paused_losers()
-        if self.settings.fail_fast and self.abort is None:
-            self.abort = RayTunerError(
-                f"Trial {trial.trial_id} failed and `fail_fast=True`, so the experiment stopped. Its results "
-                f"so far are in {self.settings.experiment_path}; fix the cause, then continue it with "
-                f"raytuner.Tuner.resume({self.settings.experiment_path!r}).\n{error}"
-            )
-
-    # -- ending trials the lifecycle's way -------------------------------------------------
-    def _stop_paused_losers(self) -> None:
-        """Paused trials the scheduler will never resume end as STOPPED (and exploits it
-        decided meanwhile are taken). One whose pause is still on its way from the worker
-        (a Hyperband round that another trial's report closed first) ends STOPPED when it
-        lands: the scheduler names each trial once."""
-        self._out.extend(self._exploits.take(self.scheduler, self.trials))
-        for trial_id in self.scheduler.trials_to_stop():
-            trial = self.trials[trial_id]
-            run = self._runs.get(trial_id)
-            if trial.status == TrialStatus.PAUSED:
-                self._set_status(trial, TrialStatus.STOPPED)
-                self._close(trial, TrialEnd.STOPPED)
-            elif run is not None and run.decision is Decision.PAUSE:
-                run.decision = Decision.STOP
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _add(self, trial: Trial) -> None:
