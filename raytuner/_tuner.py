@@ -15,18 +15,18 @@ from raytuner._best import SCOPES
 from raytuner._callbacks import Callback
 from raytuner._driver import resources as _resources
 from raytuner._driver.controller import ExperimentSettings
-from raytuner._driver.resume import ResumePlan, import_trainable, restore, tidy, trainable_file, trainable_name
+from raytuner._driver.resume import trainable_file, trainable_name
+from raytuner._driver.resume_run import resume_experiment
 from raytuner._driver.run import run_experiment
 from raytuner._driver.stop import StopCriteria, StopFn
 from raytuner._formats import reserved_column
 from raytuner._objectives import Objectives, normalize
-from raytuner._results import Results, read
+from raytuner._results import Results
 from raytuner._storage import DEFAULT_ROOT, remote
 from raytuner._storage.components import setup_components
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.files import check_name
 from raytuner._storage.lock import DriverLock
-from raytuner._trial import TrialStatus
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
@@ -394,59 +394,11 @@ class Tuner:
         _check_callbacks(callbacks)  # before anything is read: a resume with nothing to run checks them too
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
         try:
-            return Tuner._resume(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
-                                 max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks,
-                                 address=address, tensorboard=tensorboard)
+            return resume_experiment(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
+                                     max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks,
+                                     address=address, tensorboard=tensorboard)
         finally:
             storage.discard_stage()
-
-    @staticmethod
-    def _resume(storage: ExperimentStorage, trainable: Callable[..., Any] | None, *, num_trials: int | None,
-                time_budget_s: float | None, max_concurrent: int | None, verbose: int | None,
-                callbacks: Sequence[Callback], address: str | None, tensorboard: bool) -> Results:
-        meta = storage.read_experiment()  # raises before anything is written
-        settings, searcher, scheduler, restored = restore(storage, meta, trainable=trainable, num_trials=num_trials,
-                                                          time_budget_s=time_budget_s, max_concurrent=max_concurrent)
-        if verbose is not None:
-            settings.verbose = verbose
-        speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
-        plan = ResumePlan.of(restored.trials, searcher.num_trials or settings.num_trials)
-        if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED", "TIMED_OUT"):
-            # Answered from the folder: starting Ray (seconds) to run nothing helps no one, and
-            # the record stays as its run ended it (a run that ran nothing did not complete it).
-            if speak:
-                print(f"[raytuner] {storage.name}: {plan.describe()}", flush=True)
-                unused = [f"{name}={value:g}" for name, value in (("time_budget_s", time_budget_s),
-                                                                  ("max_concurrent", max_concurrent)) if value is not None]
-                if unused:
-                    print(f"[raytuner] {', '.join(unused)} changed nothing: no trial is left to run (a trial a time "
-                          "budget stopped is finished, STOPPED, and is not continued).", flush=True)
-            tidy(storage, restored)  # its driver wound up: none of its workers is left to store
-            return read(storage)
-        with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
-            if trainable is None:  # before anything is written: a resume that cannot run changes nothing
-                trainable = import_trainable(meta, storage.location)
-            for trial_id in restored.commanded:  # before this run's id is in experiment.json (control.replay)
-                storage.write_trial(trial_id, restored.trials[trial_id].to_record())
-            # This run's id, before any folder goes: a worker of the dead driver stores no
-            # checkpoint from now on (trial_files.taken_over), so none lands after tidy() looks.
-            meta["run_id"] = storage.run_id
-            storage.write_experiment(meta)
-            storage.sync()
-            tidy(storage, restored)
-            if speak:
-                print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
-                held = _held_limits(meta, num_trials=num_trials, time_budget_s=time_budget_s,
-                                    max_concurrent=max_concurrent)
-                if held:
-                    print(f"[raytuner] limits an earlier run set still hold: {held}", flush=True)
-            for trial in restored.trials.values():
-                if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
-                    trial.note = None  # "interrupted (Ctrl-C)" no longer says where it stands
-            meta["resumed"] = meta.get("resumed", 0) + 1
-            return run_experiment(storage, settings, meta, trainable=trainable, searcher=searcher,
-                                  scheduler=scheduler, callbacks=callbacks, tensorboard=tensorboard,
-                                  address=address, max_concurrent=max_concurrent, restored=restored)
 
     def _new_storage(self) -> tuple[ExperimentStorage, DriverLock]:
         """The new experiment's folder, created and held by this driver."""
@@ -490,18 +442,6 @@ def _default_name(trainable: Callable[..., Any]) -> str:
     script = getattr(module, "__file__", None) if getattr(trainable, "__module__", None) == "__main__" else None
     base = Path(script).stem if script else getattr(trainable, "__name__", "experiment")
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", base).strip("_.") or "experiment"
-
-
-def _held_limits(meta: dict[str, Any], **given: Any) -> str:
-    """The limits a control command or an earlier resume set that this resume keeps (none
-    of them given again), with the argument that changes each; empty if none."""
-    from raytuner._control_values import number_text
-    from raytuner._driver.control import stored_limits
-    from raytuner._storage.control import LIMIT_OPTIONS
-
-    held = {name: value for name, value in stored_limits(meta).items() if given.get(name) is None}
-    return "; ".join(f"{name}={number_text(value)} (pass {name}= or {LIMIT_OPTIONS[name]} to change it)"
-                     for name, value in held.items())
 
 
 def _check_verbose(owner: str, verbose: Any) -> None:
