@@ -330,9 +330,10 @@ def read(storage: ExperimentStorage) -> Results:
     """The :class:`Results` of the experiment in ``storage``, as :func:`load` reads them."""
     meta, damage = storage.read_experiment_record()
     objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
-    trials = [read_trial(storage, trial_id, objectives=objectives) for trial_id in storage.trial_ids()]
+    live = storage.live_driver() is not None
+    trials = [read_trial(storage, trial_id, objectives=objectives, live=live) for trial_id in storage.trial_ids()]
     status = meta.get("status")
-    if status == "RUNNING" and storage.live_driver() is None:
+    if status == "RUNNING" and not live:
         status = "INTERRUPTED"  # its driver stopped without saying so: a crash, a kill, a full disk
     metric = meta.get("metric")
     mode = meta.get("mode", "min")
@@ -343,16 +344,20 @@ def read(storage: ExperimentStorage) -> Results:
 
 
 def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = True,
-               objectives: Objectives | None = None) -> TrialResult:
+               objectives: Objectives | None = None, live: bool | None = None) -> TrialResult:
     """One trial as its folder holds it. ``history``: read its results.jsonl too, to find
-    damage before its last line and to bring a record that lags behind it (a running
-    trial's, or one whose driver died) up to its kept reports
-    (:func:`raytuner._storage.trajectory.catch_up`; the CLI's listing of many experiments
-    leaves it out). ``objectives``: the experiment's, which sign the values caught up
-    (default: read from its experiment.json)."""
+    damage before its last line and to show the trial as every reader does
+    (:func:`raytuner._storage.trajectory.catch_up`): a record that lags behind it (a
+    running trial's, or one whose driver died) brought up to its kept reports, and one
+    left RUNNING by a driver that is gone shown PENDING. The CLI's listing of many
+    experiments leaves it out for finished trials. ``objectives``: the experiment's, which
+    sign the values caught up (default: read from its experiment.json). ``live``: whether
+    a driver holds the experiment now (default: asked of its lock)."""
     if history and objectives is None:
         meta = storage.read_experiment_record()[0]
         objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
+    if history and live is None:
+        live = storage.live_driver() is not None
     path = storage.trial_path(trial_id)
     record, damage = read_record(path / "trial.json", lambda value: trial_fault(value, trial_id))
     config, config_damage = read_record(path / "config.json", config_fault)
@@ -371,8 +376,8 @@ def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = Tru
         result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
         return dataclasses.replace(result, damaged=_described(storage, damage))
     trial = Trial.from_record(record, config, error)
-    if folded is not None:  # trial.json lags behind a running (or interrupted) trial's reports
-        trajectory.catch_up(trial, folded, objectives, lambda: storage.checkpoint_folders(trial_id))
+    if folded is not None:  # trial.json may lag behind its reports, or its driver be gone
+        trajectory.catch_up(trial, folded, objectives, lambda: storage.checkpoint_folders(trial_id), live=bool(live))
     result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
     if trial.checkpoint and result.checkpoint is None and trial.status.is_finished():
         # (A running trial's record may name one pruned since: only a finished one's is news.)

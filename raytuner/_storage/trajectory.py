@@ -8,6 +8,10 @@ resume has always had it): :func:`replay` sets every field the kept rows (the tr
 trajectory, :mod:`raytuner._storage.history`) determine, and the checkpoint it restarts
 from: the newest that a kept row (or a PBT exploit's copy) commits and that is still there.
 
+A killed driver also leaves its trials' records RUNNING, where its Ctrl-C would have written
+PENDING. Readers show such a trial as a resume will take it (:func:`catch_up`): PENDING, to
+restart from its checkpoint, noted :data:`INTERRUPTED_NOTE`. They change nothing on disk.
+
 Pure Python; no Ray.
 """
 
@@ -19,7 +23,11 @@ from raytuner._formats import AUTO_KEYS
 from raytuner._objectives import Objectives
 from raytuner._storage.history import History, fold
 from raytuner._storage.lineage import EXPLOIT, attempt_of, lines
-from raytuner._trial import Trial
+from raytuner._trial import Trial, TrialStatus
+
+#: Why a reader shows a trial recorded RUNNING as PENDING: no live driver holds its experiment
+#: (the driver's own Ctrl-C path notes "interrupted (Ctrl-C)").
+INTERRUPTED_NOTE = "interrupted (its driver stopped)"
 
 
 def checkpoint_rows(history: History) -> list[dict[str, Any]]:
@@ -73,13 +81,19 @@ def lags(trial: Trial, history: History) -> bool:
 
 
 def catch_up(trial: Trial, history: History, objectives: Objectives,
-             on_disk: Callable[[], Collection[str]]) -> bool:
-    """Bring a record read from ``trial.json`` up to its ``results.jsonl`` where it
-    :func:`lags` (``on_disk`` is asked only then); returns whether it did."""
-    if not lags(trial, history):
-        return False
-    replay(trial, history, objectives, on_disk())
-    return True
+             on_disk: Callable[[], Collection[str]], *, live: bool) -> bool:
+    """Bring a record read from ``trial.json`` to what every reader shows: up to its
+    ``results.jsonl`` where it :func:`lags` (``on_disk`` is asked only then), and, where
+    no driver holds the experiment now (``live`` false), from RUNNING to PENDING with
+    :data:`INTERRUPTED_NOTE`, the status a resume gives it. Returns whether it changed
+    anything. Resume does not call it: it reads the records itself and replays them (:func:`replay`)."""
+    changed = lags(trial, history)
+    if changed:
+        replay(trial, history, objectives, on_disk())
+    if trial.status is TrialStatus.RUNNING and not live:
+        trial.status, trial.note = TrialStatus.PENDING, INTERRUPTED_NOTE
+        changed = True
+    return changed
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, Any]:

@@ -122,19 +122,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
         # one's is written after its last row).
         trials = [read_trial(storage, trial_id, history=False) for trial_id in storage.trial_ids()]
         objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
+        live = storage.live_driver() is not None
         trials = [trial if trial.status.is_finished() or trial.damaged else
-                  read_trial(storage, trial.trial_id, objectives=objectives) for trial in trials]
+                  read_trial(storage, trial.trial_id, objectives=objectives, live=live) for trial in trials]
         metric, mode = meta.get("metric"), meta.get("mode", "min")
         best = None
         scope = scope_of(meta)
         if isinstance(metric, str) and mode in ("min", "max"):
-            found = _whole_best(storage, trials, metric, mode, scope)
+            found = _whole_best(storage, trials, metric, mode, scope, live)
             # A failed trial's value is no result: `raytuner best` refuses it too.
             best = shown_value(found, metric, mode, scope) if found and found.status.value != "FAILED" else None
         best_text = listing_text(storage, meta, trials, scope) or value_text(best)  # several objectives: the front
         counts = _counts(trials)
         status = "DAMAGED" if damage else meta.get("status", "?")
-        if status == "RUNNING" and storage.live_driver() is None:
+        if status == "RUNNING" and not live:
             status = "INTERRUPTED"  # its driver died without saying so (a crash, a lost machine)
         if damage:
             damaged.append(f"{folder.name}: {damage.describe()}")
@@ -168,10 +169,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _whole_best(storage, trials: list, metric: str, mode: str, scope: str):
+def _whole_best(storage, trials: list, metric: str, mode: str, scope: str, live: bool):
     """The best of ``trials`` (read without their results.jsonl), each candidate's history
     read to be sure it is whole: one damaged before its last line is DAMAGED, never best, as
-    every other view has it. It replaces its entry in ``trials``; the next best is checked."""
+    every other view has it. It replaces its entry in ``trials``; the next best is checked.
+    ``live``: whether a driver holds the experiment now (:func:`raytuner._results.read_trial`)."""
     from raytuner._best import best_trial
     from raytuner._objectives import Objectives
     from raytuner._results import read_trial
@@ -180,7 +182,7 @@ def _whole_best(storage, trials: list, metric: str, mode: str, scope: str):
         found = best_trial(trials, metric, mode, scope)
         if found is None:
             return None
-        whole = read_trial(storage, found.trial_id, objectives=Objectives.of(metric, mode))
+        whole = read_trial(storage, found.trial_id, objectives=Objectives.of(metric, mode), live=live)
         if whole.damaged is None:
             return found
         trials[trials.index(found)] = whole

@@ -14,9 +14,11 @@ only when its status changes (and a killed driver's may lag for good), so what i
 kept reports, as every reader does (:func:`raytuner._storage.trajectory.catch_up`).
 
 Statuses are the CLI's: an experiment whose ``experiment.json`` says RUNNING but whose
-driver is gone (no live holder of its lock) is INTERRUPTED, as ``raytuner ls`` shows it;
-a damaged ``experiment.json`` or ``trial.json`` marks that experiment or trial DAMAGED,
-with the file and the fault (:mod:`raytuner.dashboard._records`).
+driver is gone (no live holder of its lock) is INTERRUPTED, as ``raytuner ls`` shows it,
+and a trial whose ``trial.json`` says RUNNING is then PENDING, noted interrupted (by the
+same :func:`~raytuner._storage.trajectory.catch_up`, asked again when the lock's holder
+comes or goes); a damaged ``experiment.json`` or ``trial.json`` marks that experiment or
+trial DAMAGED, with the file and the fault (:mod:`raytuner.dashboard._records`).
 
 Every name or id from a URL is checked here against the names that exist (:meth:`Root.
 experiment`, :meth:`ExperimentView.trial_path`): none can reach outside ROOT.
@@ -62,6 +64,7 @@ class _TrialEntry:
     flat: dict[str, Any]
     damaged: str | None = None  # the file and its fault
     tail_mtime: int = -1
+    held: bool | None = None  # whether a driver held the experiment when ``record`` was made
     stored: dict[str, Any] = field(default_factory=dict)  # trial.json as read
     history: History = field(default_factory=History)  # results.jsonl folded up to ``read_to``
     read_to: int = 0  # bytes of results.jsonl folded (whole lines)
@@ -76,7 +79,8 @@ class _Cache:
     meta_mtime: int = -1
     meta: dict[str, Any] = field(default_factory=dict)
     damaged: str | None = None  # experiment.json's fault
-    live: bool = False  # a live driver holds the experiment's lock
+    held: bool = False  # a live driver holds the experiment's lock
+    live: bool = False  # experiment.json says RUNNING and a live driver holds its lock
     trials: dict[str, _TrialEntry] = field(default_factory=dict)
     history_mtime: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -128,7 +132,7 @@ class ExperimentView:
                 if entry is None or entry.mtime != mtime:
                     entry = cache.trials[trial_id] = self._read_trial(trial_id, Path(folder.path), mtime, entry)
                 if entry.status not in FINISHED and entry.status != DAMAGED:
-                    self._follow(entry, Path(folder.path), cache.meta)
+                    self._follow(entry, Path(folder.path), cache.meta, cache.held)
                     tails.append(entry.tail_mtime)
             for gone in set(cache.trials) - seen:
                 del cache.trials[gone]
@@ -141,7 +145,7 @@ class ExperimentView:
                 except Refused:
                     cache.history = []
             cache.signature = (cache.meta_mtime, len(cache.trials), sum(e.mtime for e in cache.trials.values()),
-                               sum(tails), cache.history_mtime, cache.live)
+                               sum(tails), cache.history_mtime, cache.live, cache.held)
             return cache
 
     def _read_meta(self, cache: _Cache) -> None:
@@ -158,7 +162,8 @@ class ExperimentView:
                     cache.meta, cache.damaged = meta, None
             except (Damaged, Refused) as exc:
                 cache.meta, cache.damaged = {}, str(exc)
-        cache.live = cache.meta.get("status") == "RUNNING" and self._driver_alive()
+        cache.held = self._driver_alive()
+        cache.live = cache.meta.get("status") == "RUNNING" and cache.held
 
     def _driver_alive(self) -> bool:
         """Whether a live driver holds the lock: what ``raytuner ls`` asks
@@ -207,12 +212,13 @@ class ExperimentView:
             return None
         return config if config is not None and not config_fault(config) else None
 
-    def _follow(self, entry: _TrialEntry, folder: Path, meta: dict[str, Any]) -> None:
+    def _follow(self, entry: _TrialEntry, folder: Path, meta: dict[str, Any], held: bool) -> None:
         """Fold what the trial's results.jsonl gained since the last look (whole lines: the
-        last may be cut by a crash) and bring its record up to it."""
+        last may be cut by a crash) and bring its record up to it, and to ``held`` (whether
+        a driver holds the experiment now), so a driver that died meanwhile is seen."""
         path = folder / "results.jsonl"
         mtime = self.files.mtime(path)
-        if mtime == entry.tail_mtime:
+        if mtime == entry.tail_mtime and held is entry.held:
             return
         try:
             found = self.files.read(path, entry.read_to)
@@ -228,14 +234,16 @@ class ExperimentView:
             if damaged is None:  # (damage is shown once trial.json changes: _read_trial)
                 fold(lines, entry.history)
                 entry.read_to = found.start + end
-        entry.record = self._caught_up(entry.stored, entry.config, entry.history, folder, meta)
+        entry.held = held
+        entry.record = self._caught_up(entry.stored, entry.config, entry.history, folder, meta, held)
 
     def _caught_up(self, record: dict[str, Any], config: dict[str, Any], history: History, folder: Path,
-                   meta: dict[str, Any]) -> dict[str, Any]:
-        """``record`` brought up to the kept reports in ``history``, as every reader has it."""
+                   meta: dict[str, Any], held: bool) -> dict[str, Any]:
+        """``record`` brought up to the kept reports in ``history`` and, with no driver
+        holding the experiment (``held`` false), from RUNNING to PENDING, as every reader has it."""
         trial = Trial.from_record(record, config)
         objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min"))
-        if not trajectory.catch_up(trial, history, objectives, lambda: self._checkpoints(folder)):
+        if not trajectory.catch_up(trial, history, objectives, lambda: self._checkpoints(folder), live=held):
             return record
         return trial.to_record()
 
@@ -416,13 +424,13 @@ class ExperimentView:
         rows = history.rows
         record = entry.record
         if not (entry.damaged or fault):
-            record = self._caught_up(entry.stored, entry.config, history, path, cache.meta)
+            record = self._caught_up(entry.stored, entry.config, history, path, cache.meta, cache.held)
         try:
             error = self.files.text(path / "error.txt")
         except Refused as exc:
             error = None
             faults.append(str(exc))
-        status = entry.status
+        status = record["status"]
         why = self.steering(cache)
         return {
             "trial_id": trial_id, "experiment": self.name, "metric": cache.meta.get("metric"),

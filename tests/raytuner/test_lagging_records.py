@@ -65,7 +65,8 @@ def test_load_takes_every_field_of_a_lagging_trial_from_its_kept_rows(tmp_path):
     assert (trial.last_value, trial.best_value) == (0.6, 0.5)  # the superseded 0.05 never counts
     # checkpoint_000002 is gone and no kept row names checkpoint_000003: it restarts from 000001
     assert trial.checkpoint == trial.path / "checkpoint_000001"
-    assert trial.status is TrialStatus.RUNNING and results.status == "INTERRUPTED"
+    # its driver is gone: PENDING, as a resume takes it (test_interrupted_trials.py)
+    assert trial.status is TrialStatus.PENDING and results.status == "INTERRUPTED"
     assert results.best.trial_id == "00000"  # best_scope "all": its 0.5 beats 00001's 0.55
     frame = results.dataframe().set_index("trial_id")
     assert frame.loc["00000", "best_loss"] == 0.5 and frame.loc["00000", "time_total_s"] == trial.time_total_s
@@ -77,7 +78,7 @@ def test_the_cli_agrees_with_load(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["trial_id"] == "00000"
     assert cli.main(["show", "exp", "--root", str(tmp_path), "--limit", "0"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("00000"))
-    assert line.split()[:5] == ["00000", "running", "3", "0.5", "0.8"]  # its best loss (scope "all"), 0.77 s
+    assert line.split()[:5] == ["00000", "pending", "3", "0.5", "0.8"]  # its best loss (scope "all"), 0.77 s
     assert cli.main(["export", "exp", "--root", str(tmp_path)]) == 0
     row = next(r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["trial_id"] == "00000")
     assert (row["iteration"], row["loss"], row["best_loss"], float(row["time_total_s"])) == ("3", "0.6", "0.5", 0.77)
