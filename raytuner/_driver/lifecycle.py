@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from raytuner._driver.events import (
@@ -56,7 +55,7 @@ from raytuner._driver.events import (
 from raytuner._driver.exploits import Exploits, copy_queued
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.lifecycle_reports import ReportHandlers
-from raytuner._driver.trial_state import TRANSITIONS, Run, RunPhase, drop_gone_checkpoints
+from raytuner._driver.trial_state import TRANSITIONS, LifecycleSettings, Run, RunPhase, drop_gone_checkpoints
 from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
@@ -69,19 +68,6 @@ logger = logging.getLogger("raytuner")
 
 
 # -- the state machine ---------------------------------------------------------------------
-@dataclass
-class LifecycleSettings:
-    metric: str | list[str] | None  # a list with several objectives (raytuner._objectives)
-    mode: str | list[str]
-    num_trials: int
-    max_concurrent: int
-    resource_attr: str | None
-    max_failures: int
-    fail_fast: bool
-    checkpoints_to_keep: int | None
-    experiment_path: str = ""
-
-
 _SIGNAL = {Decision.STOP: Signal.STOP, Decision.PAUSE: Signal.PAUSE, Decision.COMPLETE: Signal.STOP}
 
 

@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Callable
 from raytuner import errors
 from raytuner._driver.events import AppendError, AppendResults, Command, DeleteCheckpoints, Notify
 from raytuner._driver.exploits import Exploits, unchecked
-from raytuner._driver.trial_state import Run, RunPhase, checkpoint_gone
+from raytuner._driver.trial_state import LifecycleSettings, Run, RunPhase, checkpoint_gone
 from raytuner._objectives import Objectives
 from raytuner._trial import Trial, TrialStatus
 from raytuner._worker.protocol import Report, Signal, TrialExit
 from raytuner.errors import RayTunerError
 from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import Searcher, TrialEnd
-
-if TYPE_CHECKING:
-    from raytuner._driver.lifecycle import LifecycleSettings
 
 logger = logging.getLogger("raytuner")
 

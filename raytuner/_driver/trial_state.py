@@ -91,3 +91,18 @@ def checkpoint_gone(trial: Trial, stored: Callable[[str, str], bool] | None) -> 
     relaunch starts from its newest checkpoint still there; else (the storage still holds
     it) the worker's error is a failure as any other."""
     return stored is not None and trial.checkpoint is not None and not stored(trial.trial_id, trial.checkpoint)
+
+
+@dataclass
+class LifecycleSettings:
+    """What the Tuner fixed for the trial lifecycle (:class:`raytuner._driver.lifecycle.Lifecycle`)."""
+
+    metric: str | list[str] | None  # a list with several objectives (raytuner._objectives)
+    mode: str | list[str]
+    num_trials: int
+    max_concurrent: int
+    resource_attr: str | None
+    max_failures: int
+    fail_fast: bool
+    checkpoints_to_keep: int | None
+    experiment_path: str = ""
