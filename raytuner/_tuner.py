@@ -284,6 +284,12 @@ class Tuner:
             self._storage_root: str | Path = root.rstrip("/")
         else:
             self._storage_root = Path(remote.local_path(root)).expanduser()
+            blocked = next((p for p in (self._storage_root, *self._storage_root.parents)
+                            if p.exists() or p.is_symlink()), None)
+            if blocked is not None and not blocked.is_dir():
+                raise invalid("Tuner", "storage_path", str(root), "a folder (or where one can be made)",
+                              f"{blocked} is a file, not a folder. Pass the folder experiments go in, e.g. "
+                              f"storage_path={str(self._storage_root.parent)!r}.")
         self._settings = dict(
             metric=metric, mode=mode, num_trials=int(num_trials),
             stop=stop_criteria, time_budget_s=time_budget_s,

@@ -106,10 +106,14 @@ class ReportCallback(keras.callbacks.Callback):
             (1-based) is always added.
         checkpoint: When to attach a checkpoint to the report. ``"auto"`` (the default):
             where it is needed, that is at every epoch at which the scheduler may pause
-            the trial (its rungs), at the last epoch of ``fit``, and, for fault tolerance,
-            at the first epoch that ends ``checkpoint_period_s`` or more after the last
-            checkpoint. True: every epoch. An int N: every N-th epoch, the last epoch of
-            ``fit`` and every epoch at which the scheduler may pause. ``"pause"``: only at
+            the trial (its rungs), at the last epoch of ``fit`` (the planned one; one after
+            which a callback listed before this one, such as ``EarlyStopping``, stops
+            training; one that reaches the Tuner's ``stop=``, or that a stop sent meanwhile
+            ends), and, for fault tolerance, at the first epoch that ends
+            ``checkpoint_period_s`` or more after the last checkpoint. True: every epoch. An
+            int N: every N-th epoch, the last epoch of ``fit`` and every epoch at which the
+            scheduler may pause. List ``ReportCallback`` after ``EarlyStopping``: Keras calls
+            callbacks in order, and one listed after it stops training unseen. ``"pause"``: only at
             epochs where the scheduler decides, which is where a PAUSE can come; the
             cheapest setting that still resumes paused trials exactly, but a trial stopped
             or completed between rungs keeps no final model. False: never (paused or
@@ -168,7 +172,9 @@ class ReportCallback(keras.callbacks.Callback):
         self._last_checkpoint = 0.0  # monotonic time of the last checkpoint (or of the start of fit)
         self._session: _session.Session | None = None
         self._warned_epoch = False
-        #: The decision that ended ``fit`` (STOP, PAUSE or COMPLETED), or None.
+        #: The signal that ended ``fit``, or None: PAUSE, STOP (a scheduler's or a command's
+        #: stop, and also a scheduler's end at the full budget, which travels as STOP), or
+        #: COMPLETED (the Tuner's ``stop=`` reached).
         self.decision: Signal | None = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -210,14 +216,22 @@ class ReportCallback(keras.callbacks.Callback):
                 "fit() so a resumed trial continues from its checkpoint's epoch.",
                 session.trial_id, done, session.iteration + 1,
             )
-        path = None
-        if self._checkpoint_due(session, metrics, done):
+        def save() -> Path:
             # A folder the report takes as it is: in the trial's storage where the worker
             # sees it, so the model is written once and renamed into place.
-            path = session.new_checkpoint_dir()
-            save_checkpoint(self.model, path, done, getattr(session.spec, "config", None))
+            folder = session.new_checkpoint_dir()
+            save_checkpoint(self.model, folder, done, getattr(session.spec, "config", None))
             self._last_checkpoint = time.monotonic()
-        self.decision = session.report(metrics, path)
+            return folder
+
+        final = self._checkpoint not in (False, "pause")  # the policies that keep the final model
+        # fit() ends after this epoch: EarlyStopping, TerminateOnNaN... (listed before this
+        # callback) set stop_training; the planned last epoch is in _checkpoint_due.
+        path = save() if self._checkpoint_due(session, metrics, done) or (final and self.model.stop_training) \
+            else None
+        # The trial's end comes with this report (the Tuner's stop=, a stop sent meanwhile):
+        # the worker asks for the final model then.
+        self.decision = session.report(metrics, path, last_checkpoint=save if final else None)
         if self.decision is Signal.CONTINUE:
             self.decision = None
             return

@@ -55,6 +55,7 @@ class TrialRun(_session.Session):
         self._decision: Signal | None = None
         self._pending: Signal | None = None
         self._ended: Signal | None = None
+        self._returned = False  # the trainable returned a mapping: its last report (_report_returned)
         self.iteration = spec.start_iteration
         self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._reported: set[str] = set()  # every metric name this run reported (for stop=)
@@ -112,7 +113,8 @@ class TrialRun(_session.Session):
         with self._cond:
             return resource is not None and resource >= self._decide_at
 
-    def report(self, metrics: Mapping[str, Any], checkpoint: Any = None) -> Signal:
+    def report(self, metrics: Mapping[str, Any], checkpoint: Any = None, *,
+               last_checkpoint: Callable[[], Any] | None = None) -> Signal:
         spec = self.spec
         clean = _session.clean_metrics(metrics, spec.trial_id, spec.metric)
         self.check_metric(clean)
@@ -121,7 +123,7 @@ class TrialRun(_session.Session):
             if self._ended is not None:  # a decision already ended the trial
                 raise TrialStopped(self._ended)
             pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None and pending is not Signal.STOP:
             return self._apply(pending)
         self.iteration += 1
         if spec.resource_attr is None:
@@ -142,12 +144,18 @@ class TrialRun(_session.Session):
                                                    self._last_resource, resource)
             self._last_resource = resource
         elapsed = time.monotonic() - self._t0
+        so_far = {**clean, "iteration": self.iteration, "time_total_s": elapsed}
+        # The trial's last report: a stop sent while it trained (its work since counts, as
+        # far as this report), or the Tuner's stop= reached.
+        end = pending if pending is not None else Signal.COMPLETED if self._returned or (
+            spec.stop and spec.stop.reached(spec.trial_id, so_far)) else None
+        if checkpoint is None and end is not None and last_checkpoint is not None:
+            checkpoint = last_checkpoint()
         staged = self._checkpoints.stage(checkpoint, self.iteration) if checkpoint is not None else None
         name = staged.name if staged is not None else None
-        so_far = {**clean, "iteration": self.iteration, "time_total_s": elapsed}
-        if spec.stop and spec.stop.reached(spec.trial_id, so_far):
+        if end is not None:
             self._outbox.send(Report(self.iteration, resource, clean, elapsed, time.time(), name), staged, final=True)
-            return self._apply(Signal.COMPLETED)
+            return self._apply(end)
         with self._cond:
             needs_decision = resource >= self._decide_at
             self._blocked = needs_decision
@@ -171,6 +179,15 @@ class TrialRun(_session.Session):
             raise CheckpointGoneError(f"Trial {ref.trial_id}'s checkpoint {ref.name} was gone from the "
                                       f"experiment's storage when its worker came to read it: {exc}") from None
 
+    def _report_returned(self, returned: Mapping[str, Any]) -> None:
+        """The mapping a trainable that reported nothing returned is its one report (Ray
+        Tune's function API takes it as the final result), sent as the trial's end, with no
+        decision to wait for: without it its metrics would be lost without a word. (A
+        trainable that reported, such as one returning Keras's ``history.history``, keeps
+        its reports; what it returns is not looked at.)"""
+        self._returned = True
+        self.report(returned)
+
     def _check_stop_reported(self) -> None:
         """Raise :class:`ReportError` if the trainable ended on its own, after reporting from
         its start, without any report of a key its ``stop=`` thresholds need (a typo, most
@@ -193,7 +210,9 @@ class TrialRun(_session.Session):
             self.log.start()
             if self.spec.restore is not None:
                 self.checkpoint_dir = self._restore(self.spec.restore)
-            self._fn(dict(self.spec.config))
+            returned = self._fn(dict(self.spec.config))
+            if isinstance(returned, Mapping) and self.iteration == self.spec.start_iteration:
+                self._report_returned(returned)  # it returned its result instead of reporting it
             self._check_stop_reported()
             end = TrialExit(Signal.COMPLETED)
         except TrialStopped as stopped:

@@ -12,7 +12,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from raytuner._formats import other_name, reserved_column
 from raytuner._worker.protocol import Signal, TrialSpec
@@ -96,10 +96,16 @@ class Session:
             )
         raise ReportError(msg)
 
-    def report(self, metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None = None) -> Signal:
+    def report(self, metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None = None, *,
+               last_checkpoint: Callable[[], str | os.PathLike[str]] | None = None) -> Signal:
         """Record one result and return the scheduler's decision: CONTINUE, or how the trial
         ends (STOP, PAUSE, COMPLETED), which the caller must then end it by. Raises
-        :class:`TrialStopped` if a decision already ended the trial."""
+        :class:`TrialStopped` if a decision already ended the trial.
+
+        ``last_checkpoint``: with no ``checkpoint``, called for one (a folder from
+        :meth:`new_checkpoint_dir`) when this report turns out to be the trial's last: the
+        Tuner's ``stop=`` reached, or a stop sent while the trial trained. An integration that
+        checkpoints only some reports (the Keras callback) keeps the trial's final state so."""
         raise NotImplementedError
 
     def new_checkpoint_dir(self) -> Path:
@@ -202,8 +208,9 @@ def clean_metrics(metrics: Any, trial_id: str, metric: str | list[str] | None = 
                    f"so its value would be lost there. Report it under another name, e.g. {other_name(key)!r}.")
             raise ReportError(msg)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d arrays, tensors
-                value = value.item()
+            if getattr(value, "ndim", 1) == 0:  # a 0-d array, or a scalar tensor (TensorFlow's has no item())
+                value = value.item() if hasattr(value, "item") else value.numpy().item() if hasattr(
+                    value, "numpy") else value
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 msg = (
                     f"raytuner.report(): metric {key!r} of trial {trial_id} is "

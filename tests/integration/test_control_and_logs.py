@@ -246,3 +246,45 @@ def test_a_report_made_just_before_the_time_budget_ends_is_recorded(storage):
     assert trial.checkpoint is not None and Path(trial.checkpoint).name == "checkpoint_000001"
     loaded = rt.load(results.path).trials[0]
     assert (loaded.iteration, loaded.checkpoint) == (1, trial.checkpoint)
+
+
+def steps_until_stopped(config):
+    trial_dir = Path(rt.get_context().trial_dir)
+    for step in range(1, 1000):
+        time.sleep(0.05)  # an epoch's work
+        (trial_dir / f"done-{step}").touch()  # what the trainable completed, whatever the records say
+        folder = trial_dir / f"state{step}"
+        folder.mkdir()
+        rt.report({"loss": 1.0 / step}, checkpoint=str(folder))
+
+
+def test_a_stop_sent_while_a_trial_trains_keeps_the_step_it_was_in(storage):
+    """`raytuner control --stop-trial` reaches a trial between its reports: the report it
+    makes next is its last, and is recorded with its checkpoint (the work done before the
+    trial saw the stop), where it was dropped and its checkpoint deleted."""
+    path = storage / "stop_keeps"
+
+    def script(path):
+        wait_for((path / "trials" / "00000" / "done-2").exists, "two steps done")
+        control_store(path).submit("stop_trial", {"trial_id": "00000"}, origin="test")
+
+    with Steer(path, script, ready=reported):
+        results = rt.Tuner(steps_until_stopped, space={"x": 0.5}, metric="loss", storage_path=storage,
+                           name="stop_keeps", verbose=0, tensorboard=False, checkpoints_to_keep=None).fit()
+    (trial,) = results.trials
+    done = max(int(p.name.split("-")[1]) for p in (path / "trials" / "00000").glob("done-*"))
+    assert trial.status is TrialStatus.STOPPED
+    assert (trial.iteration, list(results.history("00000").iteration)) == (done, list(range(1, done + 1)))
+    assert Path(trial.checkpoint).name == f"checkpoint_{done:06d}"
+
+
+def returns_its_result(config):
+    return {"loss": config["x"] ** 2}
+
+
+def test_a_trainable_that_returns_its_result_instead_of_reporting_it_has_it_recorded(storage):
+    results = rt.Tuner(returns_its_result, space={"x": rt.grid([0.5, -0.25])}, metric="loss", storage_path=storage,
+                       verbose=0, tensorboard=False).fit()
+    assert [(t.status, t.iteration, t.metrics["loss"]) for t in results.trials] == [
+        (TrialStatus.COMPLETED, 1, 0.25), (TrialStatus.COMPLETED, 1, 0.0625)]
+    assert results.best.config["x"] == -0.25

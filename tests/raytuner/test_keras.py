@@ -43,6 +43,7 @@ class ScriptedRun(_session.Session):
 
     decisions: dict[int, str] = field(default_factory=dict)  # report number -> decision
     decide_at: set[int] = field(default_factory=set)  # report numbers that await a decision
+    ends: set[int] = field(default_factory=set)  # report numbers the trial ends with (stop=, a stop sent meanwhile)
     spec: Spec = field(default_factory=Spec)
     iteration: int = 0
     checkpoint_dir: Path | None = None
@@ -57,8 +58,10 @@ class ScriptedRun(_session.Session):
         self.handed_out.append(Path(tempfile.mkdtemp(prefix="scripted-checkpoint-")))
         return self.handed_out[-1]
 
-    def report(self, metrics, checkpoint=None):
+    def report(self, metrics, checkpoint=None, *, last_checkpoint=None):
         self.iteration += 1
+        if checkpoint is None and self.iteration in self.ends and last_checkpoint is not None:
+            checkpoint = last_checkpoint()  # as TrialRun asks for the final model
         self.reports.append(dict(metrics))
         if checkpoint is not None:
             # Taken as it is, as TrialRun takes a folder it handed out.
@@ -95,10 +98,12 @@ def make_model(seed=0):
     return model
 
 
-def fit(model, callback, epochs=5, initial_epoch=0, **kwargs):
+def fit(model, callback, epochs=5, initial_epoch=0, checkpoint_callback=None, **kwargs):
+    """``checkpoint_callback``: a second callback, listed after ``callback``."""
     x, y = data()
+    callbacks = [callback] if checkpoint_callback is None else [callback, checkpoint_callback]
     return model.fit(x, y, validation_data=data(32, seed=1), batch_size=len(x) // STEPS, epochs=epochs,
-                     initial_epoch=initial_epoch, callbacks=[callback], verbose=0, **kwargs)
+                     initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, **kwargs)
 
 
 def drive(callback, model, epochs=5, logs=None, initial_epoch=0):
@@ -215,6 +220,37 @@ def test_checkpoint_policies(trial, policy, expected):
     run = trial(decide_at={3})
     drive(rtk.ReportCallback(checkpoint=policy), make_model(), epochs=5)
     assert sorted(run.checkpoints) == expected
+
+
+class StopsAt(keras.callbacks.Callback):
+    """Stops training after an epoch, as EarlyStopping or TerminateOnNaN would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("auto", [2]), (3, [2]), ("pause", []), (False, [])])
+def test_a_fit_that_ends_early_keeps_its_final_model_where_the_policy_keeps_one(trial, policy, expected):
+    """A callback listed before ours ends fit after epoch 2 of 30: "auto" and N checkpoint
+    that epoch, the trial's last ("pause" and False keep no final model, as documented)."""
+    run = trial()
+    model = make_model()
+    fit(model, StopsAt(2), epochs=30, checkpoint_callback=rtk.ReportCallback(checkpoint=policy))
+    assert len(run.reports) == 2 and sorted(run.checkpoints) == expected
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("auto", [3]), (2, [2, 3]), ("pause", []), (False, [])])
+def test_an_epoch_that_ends_the_trial_by_stop_or_a_stop_sent_keeps_its_final_model(trial, policy, expected):
+    """The Tuner's stop= reached at epoch 3, or a stop command that the worker applies at the
+    report of epoch 3: the worker asks the callback for the final model then."""
+    run = trial(ends={3}, decisions={3: "completed"})
+    drive(rtk.ReportCallback(checkpoint=policy), make_model(), epochs=30)
+    assert len(run.reports) == 3 and sorted(run.checkpoints) == expected
 
 
 def test_auto_checkpoints_at_least_every_period_for_fault_tolerance(trial, monkeypatch):
@@ -397,3 +433,15 @@ def test_a_resume_under_the_same_config_restores_the_checkpoints_learning_rate(t
     same = make_model(seed=1)
     rtk.restore(same)
     assert float(same.optimizer.learning_rate) == pytest.approx(0.001)
+
+
+def test_scalar_tensors_are_reported_as_numbers():
+    """What a Keras user reports by hand (a TensorFlow scalar has no .item()), as numpy
+    0-d values always were; a tensor of several values is still refused, naming it."""
+    import tensorflow as tf
+
+    clean = _session.clean_metrics({"tf": tf.constant(0.5), "keras": keras.ops.convert_to_tensor(2),
+                                    "np": np.float32(0.25)}, "00000")
+    assert clean == {"tf": 0.5, "keras": 2, "np": 0.25}
+    with pytest.raises(ReportError, match=r"metric 'v' of trial 00000 is EagerTensor"):
+        _session.clean_metrics({"v": tf.constant([0.5, 0.5])}, "00000")

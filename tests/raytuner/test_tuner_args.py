@@ -119,3 +119,11 @@ def test_a_scripts_experiments_are_named_after_the_script(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["keras_digits", "dumps"]  # a library function: its own name
+
+
+def test_a_storage_path_through_a_file_is_refused_when_the_tuner_is_built(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for root in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        with pytest.raises(rt.errors.ConfigError, match=r"`storage_path` is .*afile.*is a file, not a folder"):
+            rt.Tuner(train, space={"x": 1.0}, storage_path=root)
+    rt.Tuner(train, space={"x": 1.0}, storage_path=tmp_path / "new" / "folder")  # made when it runs
