@@ -8,6 +8,7 @@ import numbers
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -95,7 +96,8 @@ class Tuner:
             them, and only searchers and schedulers that take several objectives are
             accepted (see the README's "Several objectives").
         mode: "min" or "max"; with several metrics one mode per metric (a list), or one
-            string for all of them.
+            string for all of them. Default "min", with a warning for a metric whose name
+            says it is to be maximised (``val_accuracy``, ``auc``, ``f1``...).
         num_trials: Trials to run (with a grid: repetitions of the whole grid, as in Ray Tune).
         max_concurrent: Trials at once; default: as many as the cluster can hold.
         searcher: Default :class:`search.TPESearcher` (:class:`search.GridSearcher` when
@@ -180,7 +182,7 @@ class Tuner:
         *,
         space: Mapping[str, Any] | None = None,
         metric: str | Sequence[str] | None = None,
-        mode: str | Sequence[str] = "min",
+        mode: str | Sequence[str] | None = None,
         num_trials: int = 1,
         max_concurrent: int | None = None,
         searcher: Searcher | None = None,
@@ -206,6 +208,8 @@ class Tuner:
     ) -> None:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
+        if mode is None:
+            mode = _default_mode(metric)
         metric, mode = normalize(metric, mode)
         objectives = Objectives.of(metric, mode)
         stop_criteria = StopCriteria(stop, metric, mode)
@@ -448,6 +452,23 @@ def _default_name(trainable: Callable[..., Any]) -> str:
     script = getattr(module, "__file__", None) if getattr(trainable, "__module__", None) == "__main__" else None
     base = Path(script).stem if script else getattr(trainable, "__name__", "experiment")
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", base).strip("_.") or "experiment"
+
+
+#: Metric names that say "more is better": a tuner left on mode "min" would minimise them.
+_MAXIMISED = re.compile(r"(^|[^a-z])(acc|accuracy|auc|f1|precision|recall|r2|iou|reward)([^a-z0-9]|$)")
+
+
+def _default_mode(metric: Any) -> str:
+    """``mode`` left out: "min", with a warning for each metric whose name says it is to be
+    maximised (a classic slip: ``metric="val_accuracy"`` minimised)."""
+    names = [metric] if isinstance(metric, str) else list(metric) if isinstance(metric, (list, tuple)) else []
+    suspects = [name for name in names if isinstance(name, str) and _MAXIMISED.search(name.lower())]
+    if suspects:
+        fix = "mode='max'" if len(names) == 1 else "mode=[...] with 'max' for " + ", ".join(map(repr, suspects))
+        warnings.warn(f"Tuner: {', '.join(map(repr, suspects))} will be minimised: `mode` defaults to 'min'. Pass "
+                      f"{fix} to maximise, or mode='min' to keep it and silence this warning.", UserWarning,
+                      stacklevel=3)
+    return "min"
 
 
 def _check_verbose(owner: str, verbose: Any) -> None:

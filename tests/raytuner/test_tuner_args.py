@@ -127,3 +127,15 @@ def test_a_storage_path_through_a_file_is_refused_when_the_tuner_is_built(tmp_pa
         with pytest.raises(rt.errors.ConfigError, match=r"`storage_path` is .*afile.*is a file, not a folder"):
             rt.Tuner(train, space={"x": 1.0}, storage_path=root)
     rt.Tuner(train, space={"x": 1.0}, storage_path=tmp_path / "new" / "folder")  # made when it runs
+
+
+@pytest.mark.parametrize(("metric", "warned"), [("val_accuracy", True), ("auc", True), ("val_f1_score", True),
+                                                 ("val_loss", False), ("mae", False), (["loss", "acc"], True),
+                                                 ("map_size", False), ("accumulated_loss", False)])
+def test_a_left_out_mode_minimises_and_warns_for_a_metric_named_to_be_maximised(metric, warned, recwarn):
+    tuner = rt.Tuner(train, space={"x": 1.0}, metric=metric)
+    said = [str(w.message) for w in recwarn.list if "will be minimised" in str(w.message)]
+    assert bool(said) == warned, said
+    assert tuner._settings["mode"] == ("min" if isinstance(metric, str) else ["min", "min"])
+    rt.Tuner(train, space={"x": 1.0}, metric=metric, mode="min" if isinstance(metric, str) else ["min", "min"])
+    assert len([w for w in recwarn.list if "will be minimised" in str(w.message)]) == len(said)  # explicit: quiet
