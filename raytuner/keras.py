@@ -172,6 +172,7 @@ class ReportCallback(keras.callbacks.Callback):
         self._last_checkpoint = 0.0  # monotonic time of the last checkpoint (or of the start of fit)
         self._session: _session.Session | None = None
         self._warned_epoch = False
+        self._warned_vectors = False
         #: The signal that ended ``fit``, or None: PAUSE, STOP (a scheduler's or a command's
         #: stop, and also a scheduler's end at the full budget, which travels as STOP), or
         #: COMPLETED (the Tuner's ``stop=`` reached).
@@ -199,6 +200,7 @@ class ReportCallback(keras.callbacks.Callback):
         metrics = self._select(dict(logs or {}), done)
         if self._metrics is None:
             _check_log_names(metrics, session.metric)
+            self._drop_vectors(metrics, session)
         if self._extra is not None:
             metrics.update(self._extra_metrics(metrics))
         # Checked before the checkpoint is saved, with where Keras' metrics come from.
@@ -242,6 +244,24 @@ class ReportCallback(keras.callbacks.Callback):
                 "resume from its last checkpoint. Use checkpoint=True or 'pause' to save one.",
                 session.trial_id, done,
             )
+
+    def _drop_vectors(self, metrics: dict[str, Any], session: _session.Session) -> None:
+        """Logs of several values (``F1Score()`` per class, a confusion matrix) are left out
+        of the default report, with one warning: a report holds numbers. The Tuner's metric
+        cannot be left out: that is an error naming the fixes."""
+        vectors = {name: value for name, value in metrics.items() if getattr(value, "ndim", 0)}
+        for name, value in vectors.items():
+            if name in session.objectives:
+                raise ReportError(
+                    f"ReportCallback: the Tuner's metric {name!r} is a Keras log of {getattr(value, 'size', '?')} "
+                    f"values (shape {getattr(value, 'shape', '?')}), and a report holds numbers. Make the metric "
+                    "one number (e.g. keras.metrics.F1Score(average='macro')), or report one computed from it with "
+                    f"ReportCallback(extra_metrics=lambda model: {{{name!r}: ...}}) and metrics=[...] naming the rest.")
+            del metrics[name]
+        if vectors and not self._warned_vectors:
+            self._warned_vectors = True
+            logger.warning("ReportCallback leaves out the Keras logs %s: each holds several values (a report holds "
+                           "numbers). Pass metrics=[...] to choose the logs to report.", sorted(vectors))
 
     def _select(self, logs: dict[str, Any], epoch: int) -> dict[str, Any]:
         if self._metrics is None:

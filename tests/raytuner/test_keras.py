@@ -445,3 +445,18 @@ def test_scalar_tensors_are_reported_as_numbers():
     assert clean == {"tf": 0.5, "keras": 2, "np": 0.25}
     with pytest.raises(ReportError, match=r"metric 'v' of trial 00000 is EagerTensor"):
         _session.clean_metrics({"v": tf.constant([0.5, 0.5])}, "00000")
+
+
+def test_a_keras_log_of_several_values_is_left_out_of_the_default_report_with_one_warning(trial, caplog):
+    """keras.metrics.F1Score() logs one value per class: the default report leaves it out
+    (it ended the experiment with a ReportError about raytuner.report()); as the Tuner's
+    metric it is an error that names the callback's fixes."""
+    run = trial()
+    per_class = {"loss": 1.0, "val_loss": 0.5, "f1_score": np.array([0.5, 0.7])}
+    with caplog.at_level("WARNING", logger="raytuner"):
+        drive(rtk.ReportCallback(), make_model(), epochs=3, logs=per_class)
+    assert [sorted(r) for r in run.reports] == [["epoch", "loss", "val_loss"]] * 3
+    assert len([m for m in caplog.messages if "leaves out the Keras logs ['f1_score']" in m]) == 1
+    trial(spec=Spec(metric="f1_score"))
+    with pytest.raises(ReportError, match=r"the Tuner's metric 'f1_score' is a Keras log of 2 values.*average='macro'"):
+        drive(rtk.ReportCallback(), make_model(), epochs=1, logs=per_class)
