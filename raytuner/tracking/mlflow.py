@@ -221,8 +221,12 @@ class MLflowCallback(Callback):
 
     def _log_front(self, results: Results, tags: list[Any], metrics: list[Any]) -> None:
         """The Pareto front: its trial ids and size on the experiment's run, and a
-        ``raytuner.pareto_front`` tag on each member's run (every objective is already
-        among each trial's metrics)."""
+        ``raytuner.pareto_front`` tag on each trial's run, "true" for the members and
+        "false" for the others (every objective is already among each trial's metrics).
+
+        Every run gets the tag, not only the members: a resume that adds trials can push
+        earlier members off the front, and their "true" from the earlier run's end must
+        not stay, or searching on the tag would return more than the front."""
         from mlflow.entities import Metric, RunTag
 
         try:
@@ -231,9 +235,10 @@ class MLflowCallback(Callback):
             return
         tags.append(RunTag("raytuner.pareto_front", ",".join(front)[:5000]))
         metrics.append(Metric("pareto_front_size", float(len(front)), int(time.time() * 1000), 0))
-        for trial_id in front:
-            if trial_id in self.run_ids:
-                self._client.log_batch(self.run_ids[trial_id], tags=[RunTag("raytuner.pareto_front", "true")])
+        members = set(front)
+        for trial_id, run_id in self.run_ids.items():
+            on = "true" if trial_id in members else "false"
+            self._client.log_batch(run_id, tags=[RunTag("raytuner.pareto_front", on)])
 
     # -- trials --------------------------------------------------------------------------
     def on_trial_start(self, trial_id: str, config: Mapping[str, Any]) -> None:

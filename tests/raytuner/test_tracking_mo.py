@@ -60,3 +60,44 @@ def test_mlflow_records_every_objective_and_marks_the_front(tmp_path, mlflow_uri
         run = runs[f"exp/{trial_id}"]
         assert {"acc", "loss"} <= set(run.data.metrics)
         assert (run.data.tags.get("raytuner.pareto_front") == "true") == (trial_id in front)
+
+
+def test_mlflow_front_tag_leaves_the_runs_a_resume_pushed_off_the_front(tmp_path, mlflow_uri):
+    """A resume that adds trials can push earlier members off the front: searching on the
+    tag then returns exactly the new front, not the earlier one's members too."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from raytuner._results import Results, TrialResult
+    from raytuner._trial import Trial, TrialStatus
+    from raytuner.tracking import MLflowCallback
+
+    path = tmp_path / "exp"
+    path.mkdir()
+    meta = {"name": "exp", "status": "COMPLETED", "start_time": time.time(), **OBJECTIVES}
+    ends: list = []
+
+    def run_trials(callback, points):
+        callback.on_experiment_start(path, meta)
+        for trial_id, acc, loss in points:
+            trial = Trial(trial_id, {"kind": trial_id})
+            callback.on_trial_start(trial_id, trial.config)
+            trial.observe(1, 1, {"acc": acc, "loss": loss}, loss, 0.1)
+            callback.on_trial_result(trial_id, {"acc": acc, "loss": loss, "iteration": 1, "timestamp": time.time()})
+            trial.status = TrialStatus.COMPLETED
+            ends.append(TrialResult.from_trial(trial, path / "trials" / trial_id))
+            callback.on_trial_end(ends[-1])
+        results = Results(path, list(ends), OBJECTIVES["metric"], OBJECTIVES["mode"], meta)
+        callback.on_experiment_end(results)
+        return results
+
+    run_trials(MLflowCallback(tracking_uri=mlflow_uri, experiment_name="stale"), [("00000", 0.5, 1.0), ("00001", 0.6, 2.0)])
+    resumed = MLflowCallback(tracking_uri=mlflow_uri, experiment_name="stale")
+    results = run_trials(resumed, [("00002", 0.7, 0.5)])  # dominates both
+    assert [t.trial_id for t in results.pareto_front()] == ["00002"]
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    tagged = client.search_runs([resumed._experiment_id], filter_string="tags.`raytuner.pareto_front` = 'true'")
+    assert [r.data.tags["raytuner.trial_id"] for r in tagged] == ["00002"]
+    off = client.search_runs([resumed._experiment_id], filter_string="tags.`raytuner.pareto_front` = 'false'")
+    assert sorted(r.data.tags["raytuner.trial_id"] for r in off) == ["00000", "00001"]
