@@ -128,6 +128,13 @@ class FrontMember(Generic[T]):
     metrics: dict[str, Any]  # that report's metrics (without raytuner's own columns)
 
 
+def listed_report(member: FrontMember[Any] | None, last: Mapping[str, Any]) -> dict[str, Any]:
+    """The report a view lists for a trial of a multi-objective experiment: for a front
+    ``member``, the one that put it on the front (under scope "all" not always its last);
+    for any other trial, ``last``, the report it stands at."""
+    return dict(member.metrics if member is not None else last)
+
+
 Point = tuple[int | None, dict[str, Any], tuple[float, ...]]
 
 

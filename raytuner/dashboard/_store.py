@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raytuner._best import best_trial, scope_of, shown_value
+from raytuner._best import best_trial, listed_report, scope_of, shown_value
 from raytuner._control_values import TRIAL_ID_RE
 from raytuner._formats import flatten, is_finite
 from raytuner._objectives import Objectives
@@ -363,7 +363,8 @@ class ExperimentView:
         cache = self.refresh()
         metric = cache.meta.get("metric")
         objectives = metric if isinstance(metric, list) else None  # several: a column each, and the front
-        front = {m.trial.trial_id: n for n, m in enumerate(self.front(cache) or [])}
+        members = {m.trial.trial_id: m for m in self.front(cache) or []}
+        front = {trial_id: n for n, trial_id in enumerate(members)}
         steerable = self.steering(cache) is None
         rows = []
         params: dict[str, None] = {}
@@ -380,9 +381,9 @@ class ExperimentView:
                 "num_failures": record.get("num_failures", 0), "note": entry.damaged or record.get("note"),
                 "config": entry.flat, **_actions(entry.status, steerable),
             })
-            if objectives:
-                latest = {} if entry.damaged else self._latest(entry)
-                rows[-1].update(values={m: latest.get(m) for m in objectives}, front=front.get(trial_id))
+            if objectives:  # as `raytuner show` lists them: a front member's values are those that put it there
+                shown = {} if entry.damaged else listed_report(members.get(trial_id), self._latest(entry))
+                rows[-1].update(values={m: shown.get(m) for m in objectives}, front=front.get(trial_id))
         key = sort
         if key.startswith("config."):
             name = key[len("config."):]

@@ -1,0 +1,66 @@
+"""best_scope="all" with two objectives (a min, b max): every view lists a front member at
+the report that put it on the front and any other trial at its last, and ranking by one
+objective alone compares each trial's best report of it (no Ray: the experiment is written
+straight into the storage layout)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import raytuner as rt
+from raytuner import cli
+from raytuner._objectives import Objectives
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._trial import Trial, TrialStatus
+
+NAN = math.nan
+REPORTS = {
+    "00000": [(1.0, 10.0), (3.0, 1.0)],  # on the front by its first report; its last is worse in both
+    "00001": [(2.0, 8.0)],  # the best last `a`, but 00000 reported a lower one earlier
+    "00002": [(1.5, 2.0), (6.0, 3.0)],  # never on the front: listed at its last report
+    "00003": [(4.0, 50.0), (NAN, 50.0)],  # on the front by its first report; its last `a` is NaN
+}
+FRONT = {"00000": {"a": 1.0, "b": 10.0}, "00003": {"a": 4.0, "b": 50.0}}
+LISTED = {**FRONT, "00001": {"a": 2.0, "b": 8.0}, "00002": {"a": 6.0, "b": 3.0}}
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> Path:
+    storage = ExperimentStorage(tmp_path / "mo")
+    storage.create()
+    storage.write_experiment({"name": "mo", "metric": ["a", "b"], "mode": ["min", "max"], "status": "COMPLETED",
+                              "best_scope": "all", "searcher": "GridSearcher", "scheduler": "FIFOScheduler()"})
+    objectives = Objectives.of(["a", "b"], ["min", "max"])
+    for trial_id, points in REPORTS.items():
+        storage.write_config(trial_id, {"kind": trial_id})
+        trial, rows = Trial(trial_id, {"kind": trial_id}), []
+        for it, (a, b) in enumerate(points, 1):
+            trial.observe(it, it, {"a": a, "b": b}, objectives.signed({"a": a, "b": b}), 0.1 * it)
+            rows.append({"a": a, "b": b, "iteration": it, "time_total_s": 0.1 * it, "timestamp": 0.0})
+        storage.append_results(trial_id, rows)
+        trial.status = TrialStatus.COMPLETED
+        storage.write_trial(trial_id, trial.to_record())
+    return storage.path
+
+
+def test_pareto_front_gives_each_member_the_report_that_put_it_there(experiment):
+    assert {t.trial_id: t.metrics for t in rt.load(experiment).pareto_front()} == FRONT
+
+
+def test_the_dashboard_table_lists_each_trial_as_raytuner_show_does(experiment):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from dashboard_setup import _APPS, client, close
+
+    try:
+        rows = client(experiment.parent).get("/api/e/mo/trials", params={"sort": "front"}).json()["rows"]
+    finally:
+        while _APPS:
+            close(_APPS.pop())
+    assert [r["trial_id"] for r in rows if r["front"] is not None] == [t.trial_id for t in
+                                                                       rt.load(experiment).pareto_front()]
+    assert {r["trial_id"]: r["values"] for r in rows} == LISTED
