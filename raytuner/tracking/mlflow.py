@@ -20,8 +20,10 @@ resume settles each run left open against the experiment's records before any tr
 records superseded are dropped (the run replaced, as above), and a trial the records say
 ended gets its status.
 
-Works with any tracking store; without a server, pass ``tracking_uri="sqlite:///mlflow.db"``
-or a folder. Needs ``pip install 'raytuner[mlflow]'``.
+Works with any tracking store; without a server, pass ``tracking_uri="sqlite:///mlflow.db"``.
+A folder (MLflow's file store) works only where the installed mlflow still takes one: mlflow 3
+keeps it in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``, and the
+callback is then refused when built. Needs ``pip install 'raytuner[mlflow]'``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,31 @@ def _key(name: str) -> str:
     return _BAD_KEY_CHARS.sub("_", str(name))[:250] or "_"
 
 
+def _check_store(tracking_uri: str | None) -> None:
+    """Refuse a folder as the store where the installed mlflow refuses its file store: it
+    would raise only at experiment start, and the callback would be off for the whole sweep.
+
+    As mlflow decides (``mlflow/store/tracking/file_store.py``): a URI without a scheme or
+    with ``file:`` makes a FileStore, which raises unless ``MLFLOW_ALLOW_FILE_STORE`` is set;
+    an mlflow without that variable predates the maintenance mode and takes any folder.
+    """
+    try:
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    except ImportError:
+        return
+    import mlflow
+    from mlflow.utils.uri import get_uri_scheme
+
+    uri = str(tracking_uri) if tracking_uri is not None else mlflow.get_tracking_uri()
+    if get_uri_scheme(uri) in ("", "file") and not MLFLOW_ALLOW_FILE_STORE.get():
+        value = tracking_uri if tracking_uri is not None else f"None (MLflow's default here: {uri})"
+        raise invalid("MLflowCallback", "tracking_uri", value,
+                      "a tracking store this mlflow accepts (it refuses a folder, its file store, "
+                      "unless MLFLOW_ALLOW_FILE_STORE=true)",
+                      "Pass tracking_uri='sqlite:///mlflow.db' (or a server's URI), or set "
+                      "MLFLOW_ALLOW_FILE_STORE=true to keep the folder.")
+
+
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -63,8 +90,9 @@ class MLflowCallback(Callback):
     """Log the experiment to MLflow.
 
     Args:
-        tracking_uri: Where to log ("sqlite:///mlflow.db", a folder, "http://host:5000");
-            default MLflow's own (``MLFLOW_TRACKING_URI`` or its default store).
+        tracking_uri: Where to log ("sqlite:///mlflow.db", "http://host:5000"; a folder
+            only where mlflow takes one, see above); default MLflow's own
+            (``MLFLOW_TRACKING_URI`` or its default store).
         experiment_name: The MLflow experiment; default the raytuner experiment's name.
         tags: Extra tags for the parent run and every trial run.
         flush_every_s: Reports are sent in batches at most this often per trial (and at
@@ -86,6 +114,7 @@ class MLflowCallback(Callback):
         if not (isinstance(flush_every_s, (int, float)) and flush_every_s >= 0):
             raise invalid("MLflowCallback", "flush_every_s", flush_every_s, "a number of seconds >= 0",
                           "Pass e.g. flush_every_s=5.")
+        _check_store(tracking_uri)
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.tags = {_key(k): str(v) for k, v in (tags or {}).items()}

@@ -558,3 +558,28 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_mlflow_refuses_a_folder_when_built_where_mlflow_refuses_its_file_store(tmp_path, monkeypatch):
+    """mlflow 3's file store raises unless MLFLOW_ALLOW_FILE_STORE is set, and only at
+    experiment start (logging then off for the whole sweep): the callback is refused at once."""
+    pytest.importorskip("mlflow")
+    from mlflow import environment_variables
+
+    from raytuner.errors import ConfigError
+    from raytuner.tracking import MLflowCallback
+
+    if not hasattr(environment_variables, "MLFLOW_ALLOW_FILE_STORE"):
+        pytest.skip("this mlflow takes any folder")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    folder = str(tmp_path / "mlruns")
+    for uri in (folder, f"file://{folder}"):
+        with pytest.raises(ConfigError, match=r"`tracking_uri` is '.*mlruns'.*sqlite:///mlflow.db.*MLFLOW_ALLOW_FILE_STORE=true"):
+            MLflowCallback(tracking_uri=uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", folder)  # MLflow's default, from the environment
+    with pytest.raises(ConfigError, match="`tracking_uri` is \"None \\(MLflow's default here"):
+        MLflowCallback()
+    assert MLflowCallback(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").tracking_uri.startswith("sqlite:")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    MLflowCallback(tracking_uri=folder).on_experiment_start(tmp_path / "exp", {"name": "exp"})  # the opt-out works
+    assert (tmp_path / "mlruns").is_dir()
