@@ -100,7 +100,8 @@ class Results:
             metric: A reported metric; defaults to the Tuner's.
             mode: "min" or "max"; defaults to the Tuner's.
             scope: "last" compares each trial's last report (as Ray Tune does); "all"
-                compares each trial's best report (only for the Tuner's own metric).
+                compares each trial's best report (only for the Tuner's own metric, or
+                one of its objectives in its mode; any other metric by its last report).
                 Default: the experiment's ``best_scope`` (the Tuner's argument, "last"
                 unless set), which the CLI, the report and the dashboard use too.
 
@@ -131,7 +132,7 @@ class Results:
         if scope not in SCOPES:
             raise invalid("Results.get_best", "scope", scope, "'last' or 'all'",
                           "Pass scope='last' (each trial's last report) or 'all' (any report).")
-        best = best_trial(self.trials, metric, mode, scope, own_metric=(metric == self.metric and mode == self.mode))
+        best = best_trial(self.trials, metric, mode, scope, **self._ranking(metric, mode))
         if best is None:
             failed = sum(t.status == TrialStatus.FAILED for t in self.trials)
             if failed and failed == len(self.trials):
@@ -179,13 +180,21 @@ class Results:
 
     def _front(self) -> list[FrontMember[TrialResult]]:
         """The front with the values that put each trial on it (the CLI, the report)."""
-        storage = self._storage()
+        return pareto_front(self.trials, self.objectives, self.scope, reports=self._reports)
 
-        def reports(trial: TrialResult) -> list[dict[str, Any]]:
-            history = storage.read_history(trial.trial_id)
-            return [] if history.damaged else history.rows  # a damaged history cannot be trusted
+    def _reports(self, trial: TrialResult) -> list[dict[str, Any]]:
+        """The trial's kept report rows ([] when its history is damaged: it cannot be trusted)."""
+        history = self._storage().read_history(trial.trial_id)
+        return [] if history.damaged else history.rows
 
-        return pareto_front(self.trials, self.objectives, self.scope, reports=reports)
+    def _ranking(self, metric: str, mode: str) -> dict[str, Any]:
+        """How :func:`raytuner._best.best_trial` ranks ``metric`` in ``mode`` under scope
+        "all" (get_best, ``raytuner best --metric``): the Tuner's one metric by each trial's
+        ``best_value``; an objective of several, which has none, by each trial's best kept
+        report; any other metric by its last report."""
+        if self.objectives.multi and self.objectives.mode_of(metric) == mode:
+            return {"own_metric": False, "reports": self._reports}
+        return {"own_metric": metric == self.metric and mode == self.mode}
 
     @property
     def scope(self) -> str:

@@ -357,8 +357,7 @@ def cmd_best(args: argparse.Namespace) -> int:
         print(best_json(front, args.full))
         return EXIT_OK
     metric, mode = _metric_mode(results, args)
-    own = metric == results.metric and mode == results.mode
-    best = best_trial(results.trials, metric, mode, results.scope, own_metric=own)
+    best = best_trial(results.trials, metric, mode, results.scope, **results._ranking(metric, mode))
     if best is None:
         raise _no_metric(results, metric)
     if best.status.value == "FAILED":  # only when no other trial has a value: no result to use

@@ -64,3 +64,18 @@ def test_the_dashboard_table_lists_each_trial_as_raytuner_show_does(experiment):
     assert [r["trial_id"] for r in rows if r["front"] is not None] == [t.trial_id for t in
                                                                        rt.load(experiment).pareto_front()]
     assert {r["trial_id"]: r["values"] for r in rows} == LISTED
+
+
+def test_get_best_of_one_objective_under_scope_all_ranks_by_each_trials_best_report(experiment):
+    results = rt.load(experiment)
+    best = results.get_best(metric="a")  # the experiment's scope: "all"
+    assert best.trial_id == results.get_best(metric="a", scope="all").trial_id == "00000"  # its a=1.0, not 00001's 2.0
+    # As with one objective, the trial is returned as it stands: `metrics` is its last report.
+    assert best.metrics == {"a": 3.0, "b": 1.0}
+    assert results.get_best(metric="b").trial_id == "00003"  # its b=50 stands though its last a is NaN
+    assert results.get_best(metric="a", scope="last").trial_id == "00001"
+
+
+def test_raytuner_best_metric_ranks_one_objective_by_each_trials_best_report(experiment, capsys):
+    assert cli.main(["best", "mo", "--root", str(experiment.parent), "--metric", "a", "--full"]) == 0
+    assert json.loads(capsys.readouterr().out)["trial_id"] == "00000"
