@@ -106,10 +106,10 @@ def best_trial(trials: Iterable[T], metric: str, mode: str, scope: str = DEFAULT
 
 
 def ranked(trials: Sequence[T], metric: str, mode: str, scope: str = DEFAULT_SCOPE, *,
-           own_metric: bool = True) -> list[T]:
+           own_metric: bool = True, reports: Reports | None = None) -> list[T]:
     """Every trial, best first by the rule of :func:`best_trial` (its first is the best);
     those that cannot be best (no finite value, DAMAGED) follow in their own order."""
-    order = sorted(_order(trials, metric, mode, scope, own_metric), key=lambda item: item[0])
+    order = sorted(_order(trials, metric, mode, scope, own_metric, reports), key=lambda item: item[0])
     first = [trial for _, trial in order]
     chosen = {id(trial) for trial in first}
     return first + [trial for trial in trials if id(trial) not in chosen]

@@ -250,10 +250,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     front = front_view(results, args)
     if front is None:
         metric, mode = _metric_mode(results, args)
-        own = metric == results.metric and mode == results.mode
-        order = ranked(results.trials, metric, mode, results.scope, own_metric=own)  # best first, as `best` says
+        rule = results._ranking(metric, mode)  # as `best --metric` ranks it
+        order = ranked(results.trials, metric, mode, results.scope, **rule)  # best first, as `best` says
         scored, shown = _scored(results, metric), [metric]
-        heading = f"metric {escape(metric)} ({mode}), ranked by {_SCOPES[results.scope if own else 'last']}"
+        by_scope = rule["own_metric"] or "reports" in rule
+        heading = f"metric {escape(metric)} ({mode}), ranked by {_SCOPES[results.scope if by_scope else 'last']}"
     else:  # several objectives: the front first, marked, then the others in the Pareto order
         order = front.ranked + [t for t in results.trials if t not in front.ranked]
         scored, shown = front.ranked, list(results.objectives.metrics)
@@ -282,8 +283,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if constant:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
     if front is None:  # the value ranked by, as the scope has it
-        values = [_tables.Column(f"best {metric}" if results.scope == "all" and own else metric,
-                                 [value_text(shown_value(t, metric, mode, results.scope, own)) for t in trials],
+        values = [_tables.Column(f"best {metric}" if results.scope == "all" and by_scope else metric,
+                                 [value_text(shown_value(t, metric, mode, results.scope, **rule)) for t in trials],
                                  kind="number")]
     else:
         values = [_tables.Column(m, [value_text(point(front, t).get(m)) for t in trials], kind="number")

@@ -79,3 +79,11 @@ def test_get_best_of_one_objective_under_scope_all_ranks_by_each_trials_best_rep
 def test_raytuner_best_metric_ranks_one_objective_by_each_trials_best_report(experiment, capsys):
     assert cli.main(["best", "mo", "--root", str(experiment.parent), "--metric", "a", "--full"]) == 0
     assert json.loads(capsys.readouterr().out)["trial_id"] == "00000"
+
+
+def test_raytuner_show_metric_ranks_one_objective_as_best_does(experiment, capsys):
+    assert cli.main(["show", "mo", "--root", str(experiment.parent), "--metric", "a"]) == 0
+    out = capsys.readouterr().out
+    assert "metric a (min), ranked by each trial's best report" in out and "best a" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:5].isdigit()]
+    assert rows[0][0] == "00000" and "1" in rows[0], out  # its a=1.0 first, as `best --metric a` says
