@@ -15,6 +15,7 @@ from raytuner._driver.run import run_experiment
 from raytuner._results import Results, read
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialStatus
+from raytuner.tracking._recorded import recalled
 
 
 def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] | None, *, num_trials: int | None,
@@ -61,6 +62,7 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
         for trial in restored.trials.values():
             if not trial.status.is_finished() and trial.status != TrialStatus.PAUSED:
                 trial.note = None  # "interrupted (Ctrl-C)" no longer says where it stands
+        callbacks = recalled(meta.get("callbacks") or [], callbacks, tensorboard, speak)
         meta["resumed"] = meta.get("resumed", 0) + 1
         return run_experiment(storage, settings, meta, trainable=trainable, searcher=searcher,
                               scheduler=scheduler, callbacks=callbacks, tensorboard=tensorboard,

@@ -23,6 +23,7 @@ from raytuner._storage import components
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
+from raytuner.tracking._recorded import recorded
 
 
 def default_callbacks(callbacks: Sequence[Callback], tensorboard: bool) -> list[Callback]:
@@ -77,6 +78,8 @@ def run_experiment(
     earlier = settings.max_concurrent
     settings.max_concurrent = max_concurrent or (min(earlier, slots) if earlier else slots)
     meta["max_concurrent"] = settings.max_concurrent  # the limit in force, as the views show it
+    # What this run logs to: a resume (the CLI's passes none) rebuilds or names them.
+    meta["callbacks"] = recorded(callbacks)
     if restored is None:
         # What resume rebuilds the searcher and scheduler from: their configs (in the
         # experiment.json), and a pickle of what cannot be described.

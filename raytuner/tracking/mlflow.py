@@ -82,6 +82,16 @@ def _check_store(tracking_uri: str | None) -> None:
                       "MLFLOW_ALLOW_FILE_STORE=true to keep the folder.")
 
 
+def _mask_password(uri: str) -> str:
+    """``uri`` with the password of its ``user:password@`` part masked (a database URI)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -129,6 +139,34 @@ class MLflowCallback(Callback):
         self._found: set[str] = set()  # trials whose runs an earlier driver made: their steps not read yet
         self._name = ""
         self._path = ""
+
+    def __repr__(self) -> str:
+        return f"MLflowCallback(tracking_uri={self.tracking_uri!r}, experiment_name={self.experiment_name!r})"
+
+    # -- the record a resume rebuilds it from (raytuner.tracking._recorded) --------------
+    def record(self) -> dict[str, Any]:
+        """What experiment.json keeps of this callback: its arguments, all JSON. The
+        tracking URI is the one in force (MLflow's default resolved, so a resume from
+        another folder logs to the same store), with a password in it masked: then
+        ``rebuild`` is False and a resume names the callback instead."""
+        import mlflow
+
+        uri = self.tracking_uri if self.tracking_uri is not None else mlflow.get_tracking_uri()
+        masked = _mask_password(str(uri))
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "tracking_uri": masked,
+                "experiment_name": self.experiment_name, "tags": dict(self.tags),
+                "flush_every_s": self.flush_every_s, "rebuild": masked == str(uri)}
+
+    @staticmethod
+    def rebuilds(record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` (from :meth:`record`) holds all that rebuilds the callback."""
+        return record.get("class") == f"{__name__}.MLflowCallback" and record.get("rebuild") is True
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> MLflowCallback:
+        """The callback :meth:`record` described."""
+        return cls(tracking_uri=record["tracking_uri"], experiment_name=record.get("experiment_name"),
+                   tags=record.get("tags") or {}, flush_every_s=record.get("flush_every_s", 5.0))
 
     @staticmethod
     def _metrics(result: Mapping[str, Any]) -> list[Any]:

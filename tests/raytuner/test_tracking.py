@@ -583,3 +583,41 @@ def test_mlflow_refuses_a_folder_when_built_where_mlflow_refuses_its_file_store(
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     MLflowCallback(tracking_uri=folder).on_experiment_start(tmp_path / "exp", {"name": "exp"})  # the opt-out works
     assert (tmp_path / "mlruns").is_dir()
+
+
+def test_a_run_records_its_callbacks_and_a_resume_rebuilds_mlflow_or_names_the_missing_one(tmp_path, monkeypatch, capsys):
+    """`raytuner resume` passes no callbacks: the MLflowCallback the run logged to is rebuilt
+    from experiment.json (a password in its URI masked, and then named instead), and any
+    other callback the resume lacks is named in a warning."""
+    pytest.importorskip("mlflow")
+    import raytuner as rt
+    from raytuner.tracking import MLflowCallback, TensorBoardCallback
+    from raytuner.tracking._recorded import recalled, recorded
+
+    class Mine(rt.Callback):
+        pass
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    records = json.loads(json.dumps(recorded([MLflowCallback(tracking_uri=uri, experiment_name="e", tags={"t": 1},
+                                                             flush_every_s=2), Mine(), TensorBoardCallback()])))
+    assert records[0] == {"class": "raytuner.tracking.mlflow.MLflowCallback", "tracking_uri": uri, "experiment_name": "e",
+                          "tags": {"t": "1"}, "flush_every_s": 2.0, "rebuild": True}
+    assert records[1]["class"].endswith("Mine")
+    with pytest.warns(UserWarning, match=r"logged to .*Mine, which this resume was not given.*callbacks=\[Mine\(...\)\]"):
+        callbacks = recalled(records, [], tensorboard=True, speak=True)
+    (rebuilt,) = callbacks
+    assert (type(rebuilt), rebuilt.tracking_uri, rebuilt.experiment_name, rebuilt.tags, rebuilt.flush_every_s) == (
+        MLflowCallback, uri, "e", {"t": "1"}, 2.0)
+    assert "logging to MLflow as the earlier run did" in capsys.readouterr().out
+    mine = MLflowCallback(tracking_uri=uri)
+    assert recalled(records[:1], [mine], tensorboard=False, speak=True) == [mine]  # the one given wins
+
+    secret = MLflowCallback(tracking_uri="postgresql://me:hunter2@db/mlflow").record()
+    assert secret["tracking_uri"] == "postgresql://me:***@db/mlflow" and secret["rebuild"] is False
+    with pytest.warns(UserWarning, match=r"MLflowCallback.*callbacks=\[MLflowCallback\(tracking_uri=...\)\]"):
+        assert recalled([secret], [], tensorboard=True, speak=False) == []
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    folder = {**records[0], "tracking_uri": str(tmp_path / "mlruns")}  # recorded where the env allowed it
+    with pytest.warns(UserWarning, match="cannot be rebuilt.*MLFLOW_ALLOW_FILE_STORE=true"):
+        assert recalled([folder], [], tensorboard=True, speak=False) == []
