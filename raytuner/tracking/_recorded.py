@@ -5,8 +5,9 @@ of the crashed trials open (MLflow: RUNNING, without their last points) without 
 
 Each entry is ``{"class": "<module>.<name>"}``; an :class:`MLflowCallback` adds the
 arguments that rebuild it (:meth:`MLflowCallback.record`: JSON, a password in the URI
-masked), and a resume given none rebuilds it from them and says so. Any other callback the
-resume lacks is named in a warning, with how to pass it.
+masked), and a resume given none rebuilds it from them and says so. Any other tracker of
+raytuner's the resume lacks is named in a warning, with how to pass it; a callback of the
+user's own is not (what it keeps outside the experiment is not ours to know).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def recalled(records: Sequence[Mapping[str, Any]], callbacks: Sequence[Callback]
              speak: bool) -> list[Callback]:
     """``callbacks`` for a resume, with each MLflowCallback the earlier run logged to and
     the resume was not given rebuilt from ``records`` (printed when ``speak``); any other
-    callback it lacks is named in a warning. A default TensorBoard logger is added anyway."""
+    tracker of raytuner's it lacks is named in a warning. A default TensorBoard logger is
+    added anyway."""
     from raytuner.errors import ConfigError
     from raytuner.tracking.mlflow import MLflowCallback
 
@@ -60,6 +62,8 @@ def recalled(records: Sequence[Mapping[str, Any]], callbacks: Sequence[Callback]
                 print(f"[raytuner] logging to MLflow as the earlier run did: {rebuilt!r}, rebuilt from "
                       "experiment.json (pass callbacks= to Tuner.resume to log elsewhere)", flush=True)
             continue
+        if not name.startswith("raytuner.tracking."):
+            continue  # a callback of the user's own: what it keeps outside is not ours to know
         short = name.rsplit(".", 1)[-1]
         how = ("MLflowCallback(tracking_uri=...)" if name == class_name(MLflowCallback) else f"{short}(...)")
         warnings.warn(f"The earlier run of this experiment logged to {name}, which this resume was not given: "

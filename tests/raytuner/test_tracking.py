@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import warnings
 import math
 import socket
 import struct
@@ -588,7 +589,8 @@ def test_mlflow_refuses_a_folder_when_built_where_mlflow_refuses_its_file_store(
 def test_a_run_records_its_callbacks_and_a_resume_rebuilds_mlflow_or_names_the_missing_one(tmp_path, monkeypatch, capsys):
     """`raytuner resume` passes no callbacks: the MLflowCallback the run logged to is rebuilt
     from experiment.json (a password in its URI masked, and then named instead), and any
-    other callback the resume lacks is named in a warning."""
+    other tracker of raytuner's the resume lacks is named in a warning; the user's own
+    callbacks are not (a progress watcher is no tracker)."""
     pytest.importorskip("mlflow")
     import raytuner as rt
     from raytuner.tracking import MLflowCallback, TensorBoardCallback
@@ -603,8 +605,12 @@ def test_a_run_records_its_callbacks_and_a_resume_rebuilds_mlflow_or_names_the_m
     assert records[0] == {"class": "raytuner.tracking.mlflow.MLflowCallback", "tracking_uri": uri, "experiment_name": "e",
                           "tags": {"t": "1"}, "flush_every_s": 2.0, "rebuild": True}
     assert records[1]["class"].endswith("Mine")
-    with pytest.warns(UserWarning, match=r"logged to .*Mine, which this resume was not given.*callbacks=\[Mine\(...\)\]"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Mine is the user's: no warning
         callbacks = recalled(records, [], tensorboard=True, speak=True)
+    with pytest.warns(UserWarning, match=r"logged to .*TensorBoardCallback, which this resume was not given.*"
+                                         r"callbacks=\[TensorBoardCallback\(...\)\]"):
+        recalled(records[2:], [], tensorboard=False, speak=False)
     (rebuilt,) = callbacks
     assert (type(rebuilt), rebuilt.tracking_uri, rebuilt.experiment_name, rebuilt.tags, rebuilt.flush_every_s) == (
         MLflowCallback, uri, "e", {"t": "1"}, 2.0)
