@@ -45,7 +45,9 @@ def recalled(records: Sequence[Mapping[str, Any]], callbacks: Sequence[Callback]
     if tensorboard:
         given.add("raytuner.tracking.tensorboard.TensorBoardCallback")  # run.default_callbacks adds it
     callbacks = list(callbacks)
-    for record in records:
+    for record in records if isinstance(records, (list, tuple)) else ():
+        if not isinstance(record, Mapping):
+            continue  # a hand-edited experiment.json: nothing to rebuild or name
         name = str(record.get("class", ""))
         if name in given or (name == class_name(MLflowCallback)
                              and any(isinstance(callback, MLflowCallback) for callback in callbacks)):
@@ -53,7 +55,7 @@ def recalled(records: Sequence[Mapping[str, Any]], callbacks: Sequence[Callback]
         if MLflowCallback.rebuilds(record):
             try:
                 rebuilt = MLflowCallback.from_record(record)
-            except ConfigError as exc:  # mlflow gone, or a folder it now refuses: the resume runs on
+            except (ConfigError, KeyError, TypeError, ValueError) as exc:  # mlflow gone, a folder it now refuses, a hand edit
                 warnings.warn(f"The earlier run logged to MLflow, but its MLflowCallback cannot be rebuilt: {exc}",
                               stacklevel=3)
                 continue

@@ -627,3 +627,16 @@ def test_a_run_records_its_callbacks_and_a_resume_rebuilds_mlflow_or_names_the_m
     folder = {**records[0], "tracking_uri": str(tmp_path / "mlruns")}  # recorded where the env allowed it
     with pytest.warns(UserWarning, match="cannot be rebuilt.*MLFLOW_ALLOW_FILE_STORE=true"):
         assert recalled([folder], [], tensorboard=True, speak=False) == []
+
+
+@pytest.mark.parametrize("records", ["mlflow", [1, None, "x"], {"class": "a"},
+                                     [{"class": "raytuner.tracking.mlflow.MLflowCallback", "rebuild": True}],
+                                     [{"class": "raytuner.tracking.mlflow.MLflowCallback", "rebuild": True,
+                                       "tracking_uri": 3, "flush_every_s": "soon"}]])
+def test_a_hand_edited_callbacks_record_never_stops_a_resume(records):
+    pytest.importorskip("mlflow")
+    from raytuner.tracking._recorded import recalled
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert recalled(records, [], tensorboard=True, speak=False) == []
