@@ -215,7 +215,7 @@ def test_a_new_time_budget_moves_the_drivers_deadline(storage):
 
 
 
-BUDGET_S = 4.0
+BUDGET_S = 3.0
 
 
 def reports_just_before_the_time_budget_ends(config):

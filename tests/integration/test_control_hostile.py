@@ -156,7 +156,7 @@ def test_hostile_files_in_the_control_folder_never_stop_the_driver_and_every_one
     sent: list[tuple[str, str | None]] = []  # (file name, command id)
     number = iter(range(10**6))
 
-    @settings(max_examples=40, deadline=None, database=None,
+    @settings(max_examples=25, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(item=hostile_files())
     def fuzz(item):

@@ -39,7 +39,7 @@ the uploader's passes run: the bucket alone must hold the invariants, and a fres
 resumes from it (:func:`lost_head_and_resume`). A second crash: the
 resume of a killed run killed in turn (a copy of the first crash's folder each time), then
 resumed again; and a disk full for a moment at a command's history line. The default set
-kills at a few points (:data:`DEFAULT_POINTS`); ``-m full_sweep`` sweeps every write of a run, then every
+kills at a few points (:data:`LATE_POINT`, and an early one); ``-m full_sweep`` sweeps every write of a run, then every
 write of a resume. Drivers join one shared Ray
 (a ``ray start --head`` of this module's own), so a kill point costs two driver start-ups,
 not a Ray start-up each (``shared_ray``, in conftest.py).
@@ -82,11 +82,11 @@ DRIVER = Path(__file__).with_name("harness_driver.py")
 KINDS = {"every report": "1", "every report, all stored": "1+", "every 2nd report": "2", "no checkpoints": "0",
          "pbt": "pbt", "control": "control", "hyperband": "hyperband", "two objectives, promotion": "mo"}
 #: Kill points of the default run: "every report" is killed early (before any trial: nothing
-#: of the kind has run yet), among the first reports and late (trials finishing, pausing at
-#: rungs, exploiting); every other kind late only, where its own machinery (checkpoint
-#: cadence, PBT's exploits, Hyperband's rounds, two objectives' promotions) is at work. The
-#: slow sweep takes every write of every kind.
-DEFAULT_POINTS = (9, 23)
+#: of the kind has run yet) and late (trials finishing, pausing at rungs, exploiting); every
+#: other kind late only, where its own machinery (checkpoint cadence, PBT's exploits,
+#: Hyperband's rounds, two objectives' promotions) is at work. The slow sweep takes every
+#: write of every kind.
+LATE_POINT = 23
 EARLY_POINT = 2
 #: The control kind's: in the first command's history line (half of it written: not applied;
 #: its file is left, and the resume refuses it), after that line before its file goes and its
@@ -323,8 +323,8 @@ def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_driver_killed_at_any_write_resumes_into_trustworthy_records(shared_ray, tmp_path, kind):
-    points = CONTROL_POINTS if kind == "control" else (EARLY_POINT, *DEFAULT_POINTS) if kind == "every report" \
-        else DEFAULT_POINTS[-1:]
+    points = CONTROL_POINTS if kind == "control" else (EARLY_POINT, LATE_POINT) if kind == "every report" \
+        else (LATE_POINT,)
     kills = [kill_and_resume(shared_ray, tmp_path / f"kill_{i}", KINDS[kind], point) for i, point in enumerate(points)]
     assert all(kills), f"a run ended before one of the kill points {points}: they need moving"
 
@@ -365,12 +365,13 @@ def lost_head_and_resume(env: dict[str, str], uri: str, heads: Path, point: int)
     return killed
 
 
+@pytest.mark.full_sweep  # with the sweep of every write of its kind, run before each stop
 def test_a_head_lost_at_any_write_leaves_the_bucket_a_run_that_resumes(shared_ray, bucket, tmp_path):
     """The experiment in a bucket (moto's S3 server): the driver killed late in its run (trials
     finishing) and its disk lost, while its uploader's passes (every 0.05 s here) are under way;
     what the bucket holds then loads and holds the invariants, and a fresh head resumes it from
     the bucket alone to the end. The full sweep kills at every write."""
-    point = DEFAULT_POINTS[-1]
+    point = LATE_POINT
     assert lost_head_and_resume(shared_ray, f"{bucket}/exps/kill_{point}", tmp_path / f"heads_{point}", point), \
         f"the run ended before the kill point {point}: it needs moving"
 
@@ -426,6 +427,7 @@ def tracked_kill_and_resume(env: dict[str, str], folder: Path, point: int, track
     return killed.returncode != 0
 
 
+@pytest.mark.full_sweep  # with the sweep of every write of its kind, run before each stop
 def test_mlflow_runs_a_killed_driver_left_open_are_settled_by_the_resume(shared_ray, tmp_path):
     """MLflow gets reports in batches: a driver killed mid-run leaves runs open, without the
     reports of their last seconds, or with a trial's end never sent. The resume settles them:
@@ -449,6 +451,7 @@ def check_tensorboard(folder: Path, results: rt.Results) -> None:
         assert run.started and run.ended == trial.status.is_finished(), (trial.trial_id, run.started, run.ended)
 
 
+@pytest.mark.full_sweep  # with the sweep of every write of its kind, run before each stop
 def test_tensorboard_runs_a_killed_driver_left_are_settled_by_the_resume(shared_ray, tmp_path):
     """Reports reach TensorBoard after their storage writes: a driver killed between the two
     leaves runs without those points (at write 13, a trial's last three reports, which its
@@ -538,10 +541,12 @@ def killed_run(env: dict[str, str], folder: Path, every: int | str, point: int) 
     return folder
 
 
-@pytest.mark.parametrize("kind", ["every report", "pbt", "control", "hyperband"])
+@pytest.mark.parametrize("kind", ["pbt", "hyperband"])
 def test_a_resume_killed_in_its_catching_up_resumes_again_into_trustworthy_records(shared_ray, tmp_path, kind):
     """The resume's first writes are its catching up (trials closed, rows superseded, the
-    exploits and decisions since the snapshot carried out): a crash there, then a resume."""
+    exploits and decisions since the snapshot carried out): a crash there, then a resume.
+    The two kinds with the most to catch up (PBT's exploits, Hyperband's rounds); the full
+    sweep kills every kind's resume at each of its writes."""
     every = KINDS[kind]
     template = killed_run(shared_ray, tmp_path / "first", every, 23)
     assert second_crash(shared_ray, template, tmp_path / "second", every, "3:kill")

@@ -135,7 +135,7 @@ def _request(draw) -> dict:
     return {"method": method, "path": path, "query": query, "headers": headers, "csrf": csrf, "body": body}
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(request=_request())
 def test_no_request_gets_a_500_or_anything_from_outside_the_root(app, request):
