@@ -213,7 +213,9 @@ def _clone_files(exp: str) -> dict[str, list[str]]:
     return {folder: sorted(files) for folder, files in found.items()}
 
 
-@pytest.mark.parametrize("where", ["folder", "bucket"])
+# The bucket case (moto's S3 server: 10 s) runs with the full sweep, before each stop
+# (`pytest -m full_sweep tests/integration`); the folder case in every run.
+@pytest.mark.parametrize("where", ["folder", pytest.param("bucket", marks=pytest.mark.full_sweep)])
 def test_a_driver_killed_in_the_middle_of_a_clones_copy_resumes_without_it(where, storage, request):
     import os
     import signal
