@@ -71,9 +71,18 @@ class ReportData:
     schedule: Schedule
     best: TrialResult | None = None  # by the one rule of raytuner._best, in the experiment's scope
     scope: str = DEFAULT_SCOPE  # what "best" means here (experiment.json's best_scope, for its own metric)
+    #: How ``metric`` is ranked under scope "all" (:meth:`raytuner.Results._ranking`): the
+    #: Tuner's one metric by each trial's best_value; an objective of several by its best
+    #: kept report (``reports``); any other metric by its last report.
+    own_metric: bool = True
+    reports: Reports | None = None
     #: With several objectives: the Pareto front by the experiment's best_scope, in the
     #: Pareto order (the single-metric figures draw ``metric``, one of the objectives).
     front: list[FrontMember[TrialResult]] = field(default_factory=list)
+
+    def shown(self, trial: TrialResult) -> float | None:
+        """The value ``trial`` is ranked by (:func:`raytuner._best.shown_value`), or None."""
+        return shown_value(trial, self.metric, self.mode, self.scope, self.own_metric, reports=self.reports)
 
     @property
     def sign(self) -> float:
@@ -148,8 +157,10 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
     # A damaged trial's history cannot be trusted: it is listed, never drawn.
     histories = {t.trial_id: storage.read_results(t.trial_id) for t in results.trials
                  if t.status != TrialStatus.DAMAGED}
-    own = metric == results.metric and mode == results.mode
-    scope = scope_of(results.meta) if own else DEFAULT_SCOPE
+    ranking = results._ranking(metric, mode)
+    own = ranking["own_metric"]
+    reports = (lambda t: histories.get(t.trial_id, [])) if "reports" in ranking else None
+    scope = scope_of(results.meta) if own or reports is not None else DEFAULT_SCOPE
     x_key = "resource" if any("resource" in row for rows in histories.values() for row in rows) else "iteration"
     log_names = _log_params(results.meta.get("space"))
     configs = [flatten(t.config) for t in scored]
@@ -172,8 +183,10 @@ def collect(results: Results, metric: str | None = None, mode: str | None = None
         histories=histories,
         x_key=x_key,
         schedule=schedule_from_meta(results.meta),
-        best=best_trial(results.trials, metric, mode, scope, own_metric=own),
+        best=best_trial(results.trials, metric, mode, scope, own_metric=own, reports=reports),
         scope=scope,
+        own_metric=own,
+        reports=reports,
         front=pareto_front(results.trials, objectives, results.scope,
                            reports=lambda t: histories.get(t.trial_id, [])) if objectives.multi else [],
     )
@@ -210,9 +223,8 @@ def best_so_far(data: ReportData) -> list[tuple[str, float]]:
     ``best_scope="all"``). FAILED trials are left out, as they are never best while another
     trial has a value (if none has, they count, as for the headline). (trial id, value)
     for each trial from the first with a value on; its end is the headline's best."""
-    results = data.results
-    own = data.metric == results.metric and data.mode == results.mode
-    return running_best(results.trials, data.metric, data.mode, data.scope, own_metric=own)
+    return running_best(data.results.trials, data.metric, data.mode, data.scope, own_metric=data.own_metric,
+                        reports=data.reports)
 
 
 def running_best(trials: Sequence[TrialResult], metric: str, mode: str, scope: str, *, own_metric: bool,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from raytuner._best import shown_value
 from raytuner._formats import flatten
 from raytuner._report._common import LAYOUT, Figure, esc
 from raytuner._report._data import Param, ReportData, best_so_far, end_marks, label
@@ -50,8 +49,7 @@ def _ranked_values(data: ReportData) -> list[float]:
     its last under best_scope "last", its best report under "all"."""
     if data.scope == "last":
         return data.values
-    own = data.metric == data.results.metric and data.mode == data.results.mode
-    shown = [shown_value(t, data.metric, data.mode, data.scope, own) for t in data.scored]
+    shown = [data.shown(t) for t in data.scored]
     return [last if value is None else value for value, last in zip(shown, data.values)]
 
 

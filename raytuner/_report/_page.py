@@ -12,7 +12,7 @@ import html
 import json
 from typing import Any
 
-from raytuner._best import ranked, shown_value
+from raytuner._best import ranked
 from raytuner._display import time_text, value_text
 from raytuner._report import _pareto_figures
 from raytuner._formats import flatten
@@ -77,8 +77,7 @@ def _header(data: ReportData) -> str:
         rows[2:3] = front_rows
     else:
         best = data.best if data.best is not None else data.scored[0]
-        own = data.metric == results.metric and data.mode == results.mode
-        best_value = shown_value(best, data.metric, data.mode, data.scope, own)
+        best_value = data.shown(best)
         rows.append(("best", f"trial {best.trial_id}: {data.metric} = {value_text(best_value)} ("
                              f"{'its best report' if data.scope == 'all' else 'its last report'}"
                              f"{', the trial FAILED' if best.status == TrialStatus.FAILED else ''})"))
@@ -95,9 +94,9 @@ def _header(data: ReportData) -> str:
 
 def _table(data: ReportData) -> str:
     front = {m.trial.trial_id: n for n, m in enumerate(data.front)}
-    own = data.metric == data.results.metric and data.mode == data.results.mode
     # The front first (in its order), then by the metric drawn.
-    trials = ranked(data.results.trials, data.metric, data.mode, data.scope, own_metric=own)
+    trials = ranked(data.results.trials, data.metric, data.mode, data.scope, own_metric=data.own_metric,
+                    reports=data.reports)
     trials = sorted(trials, key=lambda t: front.get(t.trial_id, len(front)))
     configs = {t.trial_id: flatten(t.config) for t in trials}
     params = list(dict.fromkeys(k for c in configs.values() for k in c))

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from raytuner._best import FrontMember, pareto_front
+from raytuner._best import FrontMember, listed_report, pareto_front
 from raytuner._objectives import Objectives, is_finite_value
 
 
@@ -40,8 +40,7 @@ def front_view(results, args) -> Front | None:
 def point(front: Front, trial) -> dict[str, Any]:
     """The report ``show`` lists for ``trial``: on the front, the one that put it there
     (under best_scope "all", not always its last); otherwise its last."""
-    member = front.members.get(trial.trial_id)
-    return member.metrics if member is not None else trial.metrics
+    return listed_report(front.members.get(trial.trial_id), trial.metrics)
 
 
 def best_json(front: Front, full: bool) -> str:

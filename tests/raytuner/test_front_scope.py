@@ -87,3 +87,12 @@ def test_raytuner_show_metric_ranks_one_objective_as_best_does(experiment, capsy
     assert "metric a (min), ranked by each trial's best report" in out and "best a" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:5].isdigit()]
     assert rows[0][0] == "00000" and "1" in rows[0], out  # its a=1.0 first, as `best --metric a` says
+
+
+def test_the_report_of_one_objective_ranks_as_best_metric_does(experiment):
+    from raytuner._report._data import best_so_far, collect
+
+    data = collect(rt.load(experiment), metric="a")
+    assert data.best.trial_id == "00000"  # its best a=1.0, as `raytuner best --metric a`; not 00001's last 2.0
+    assert best_so_far(data)[-1] == ("00003", 1.0)  # the history figure's best so far
+    assert data.shown(data.results.trials[1]) == 2.0
