@@ -124,6 +124,7 @@ class Controller:
             ev.CopyCheckpoint: self._copy_checkpoint,
             ev.AppendError: lambda c: self._later(self._storage.append_error, c.trial_id, c.text),
             ev.AppendLog: lambda c: self._later(self._storage.append_log, c.trial_id, c.text),
+            ev.ShowWarnings: lambda c: self._progress.trial_warned(c.trial_id, c.notes),
             ev.Notify: self._notify,
             ev.ControlApplied: self._control_applied,
         }

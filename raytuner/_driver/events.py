@@ -189,6 +189,15 @@ class AppendLog:
 
 
 @dataclass(frozen=True)
+class ShowWarnings:
+    """raytuner's warnings inside the trial since its worker's last answer, (kind, text),
+    for the terminal (they are in its log too)."""
+
+    trial_id: str
+    notes: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class AppendError:
     trial_id: str
     text: str

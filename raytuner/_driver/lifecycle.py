@@ -46,6 +46,7 @@ from raytuner._driver.events import (
     Reported,
     RetryTrial,
     SetLimits,
+    ShowWarnings,
     Spawn,
     StopTrial,
     Worker,
@@ -190,6 +191,8 @@ class Lifecycle(ReportHandlers, ControlHandlers):
             return  # the answer of a worker discarded when the experiment ended: stale
         if event.answer.log:
             self._out.append(AppendLog(event.trial_id, event.answer.log))
+        if event.answer.notes:
+            self._out.append(ShowWarnings(event.trial_id, tuple(event.answer.notes)))
         trial = self.trials[event.trial_id]
         run = self._runs[event.trial_id]
         decision = self._record(trial, run, event.answer.reports)

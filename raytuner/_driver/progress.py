@@ -6,7 +6,7 @@ import math
 import re
 import sys
 import time
-from typing import IO, Callable, Mapping
+from typing import IO, Callable, Iterable, Mapping
 
 from raytuner._best import DEFAULT_SCOPE, FrontMember, pareto_front, ranked, shown_value
 from raytuner._driver import failures as _failures
@@ -51,6 +51,7 @@ class Progress:
         self.extra: str | None = None  # one line of scheduler state, when the scheduler has some
         self._describe = describe
         self._failures: dict[tuple[str, str], int] = {}  # distinct errors seen, and how often
+        self._warnings: set[str] = set()  # the kinds of raytuner's warnings inside trials shown
 
     def start(self) -> None:
         if self._verbose and self._tty:
@@ -90,6 +91,20 @@ class Progress:
         elif self._verbose >= 2:
             value = "".join(f" {m}={_short(trial.metrics.get(m))}" for m in self._metrics)
             lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"]
+        self._say(lines)
+
+    def trial_warned(self, trial_id: str, notes: Iterable[tuple[str, str]]) -> None:
+        """raytuner's warnings inside a trial, (kind, text): the first of each kind is shown
+        (most are the same in every trial); all are in the trials' logs."""
+        if not self._verbose:
+            return
+        lines = []
+        for kind, text in notes:
+            if kind not in self._warnings:
+                self._warnings.add(kind)
+                lines.append(text if trial_id in text else f"trial {trial_id}: {text}")
+                lines.append(f"  (not shown again for other trials; each trial's log has its own: "
+                             f"raytuner logs {self._name} {trial_id})")
         self._say(lines)
 
     def _say(self, lines: list[str]) -> None:

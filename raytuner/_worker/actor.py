@@ -32,6 +32,7 @@ from raytuner._worker import session as _session
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.checkpoints import Orphaned, TrialCheckpoints
 from raytuner._worker.logs import TrialLog
+from raytuner._worker.notes import TrialNotes
 from raytuner._worker.outbox import Outbox
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec, spec_from_wire
 from raytuner.errors import CheckpointGoneError, ReportError, ResourceError, TrialStopped, is_fatal
@@ -67,6 +68,7 @@ class TrialRun(_session.Session):
                               keep=spec.checkpoints_to_keep, interval=spec.checkpoint_interval_s)
         self.checkpoint_dir: Path | None = None  # filled in by run(), before the trainable starts
         self.log = TrialLog(spec.storage_dir)
+        self.notes = TrialNotes()
 
     def _scratch_dir(self) -> Path:
         if self._scratch is None:
@@ -208,6 +210,7 @@ class TrialRun(_session.Session):
         _session._install(self)
         try:
             self.log.start()
+            self.notes.start()
             if self.spec.restore is not None:
                 self.checkpoint_dir = self._restore(self.spec.restore)
             returned = self._fn(dict(self.spec.config))
@@ -221,6 +224,7 @@ class TrialRun(_session.Session):
             end = TrialExit(Signal.ERROR, traceback.format_exc(), type(exc).__name__, str(exc),
                             fatal=is_fatal(exc))
         finally:
+            self.notes.stop()
             self.log.stop()
             _session._install(None)
         try:
@@ -369,7 +373,9 @@ class TrialWorker:
         run = self._run
         if exit is not None:
             self._run = None
-        return Event(reports, exit, run.log.take() if run is not None else "").to_wire()
+        if run is None:
+            return Event(reports, exit).to_wire()
+        return Event(reports, exit, run.log.take(), run.notes.take()).to_wire()
 
     def _resolve(self, ref: Any) -> Callable[..., Any]:
         import ray

@@ -120,21 +120,24 @@ class TrialExit:
 class Event:
     """A worker's answer: reports since the last call, the trial's end if it ended, and
     what the trial printed meanwhile (``log``: it travels with the answer, so a trial on
-    any node has its log in the driver's storage)."""
+    any node has its log in the driver's storage), and raytuner's warnings among it
+    (``notes``: (kind, text), for the terminal; see :mod:`raytuner._worker.notes`)."""
 
     reports: list[Report]
     exit: TrialExit | None = None
     log: str = ""
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
     def to_wire(self) -> tuple[Any, ...]:
         reports = [(r.iteration, r.resource, r.metrics, r.time_total_s, r.timestamp, r.checkpoint, r.awaits_decision)
                    for r in self.reports]
         end = self.exit
         exit = None if end is None else (end.signal.value, end.error, end.error_type, end.message, end.fatal)
-        return reports, exit, self.log
+        return reports, exit, self.log, [tuple(note) for note in self.notes]
 
     @classmethod
     def from_wire(cls, wire: tuple[Any, ...]) -> Event:
-        reports, exit, log = wire
+        reports, exit, log, notes = wire
         return cls([Report(*fields) for fields in reports],
-                   None if exit is None else TrialExit(Signal(exit[0]), *exit[1:]), log)
+                   None if exit is None else TrialExit(Signal(exit[0]), *exit[1:]), log,
+                   [(str(kind), str(text)) for kind, text in notes])

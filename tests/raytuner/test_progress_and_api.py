@@ -43,6 +43,23 @@ def test_progress_summary_table_and_silence():
     assert quiet.getvalue() == ""
 
 
+def test_raytuners_warnings_inside_trials_are_shown_once_each_and_not_when_silent():
+    out = io.StringIO()
+    progress = Progress(_trials(), name="exp", metric="loss", mode="min", total=None, stream=out)
+    progress.trial_warned("00001", [("Trial %s: pass initial_epoch", "Trial 00001: pass initial_epoch"),
+                                    ("a pause without a checkpoint", "a pause without a checkpoint")])
+    progress.trial_warned("00002", [("Trial %s: pass initial_epoch", "Trial 00002: pass initial_epoch")])
+    assert out.getvalue().splitlines() == [
+        "[raytuner] Trial 00001: pass initial_epoch",
+        "[raytuner]   (not shown again for other trials; each trial's log has its own: raytuner logs exp 00001)",
+        "[raytuner] trial 00001: a pause without a checkpoint",
+        "[raytuner]   (not shown again for other trials; each trial's log has its own: raytuner logs exp 00001)"]
+    quiet = io.StringIO()
+    Progress(_trials(), name="exp", metric="loss", mode="min", total=None, stream=quiet,
+             verbose=0).trial_warned("00001", [("w", "w")])
+    assert quiet.getvalue() == ""
+
+
 def test_public_namespace_is_sorted_and_complete():
     assert rt.__all__ == sorted(rt.__all__)
     for name in rt.__all__:

@@ -49,6 +49,7 @@ def test_the_trials_own_part_is_plain_values_that_msgpack_packs():
     Event([Report(3, 3.0, {"loss": 0.3}, 0.3, 1.7e9)], TrialExit(Signal.COMPLETED), ""),
     Event([], TrialExit(Signal.ERROR, "Traceback ...", "ValueError", "bad lr", fatal=True), "boom\n"),
     Event([], TrialExit(Signal.PAUSE)),
+    Event([], None, "Trial 00001: advice\n", [("Trial %s: advice", "Trial 00001: advice")]),
 ])
 def test_an_event_survives_the_wire_as_msgpack_carries_it(event):
     wire = event.to_wire()
