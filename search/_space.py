@@ -24,11 +24,14 @@ def validate_space(space: Any) -> None:
 
     Domains validate their own arguments when built; this checks what only the whole
     space shows: a mapping with str keys, no domains hidden in lists (they would never be
-    sampled) and no grid inside a choice.
+    sampled), no grid inside a choice, and no two entries that the results would show under
+    one column: views flatten a config's nested dicts into ``a/b`` keys, so ``"a/b"`` and
+    ``"a": {"b": ...}`` would hide each other (a key with ``/`` that meets nothing is fine;
+    the options of one choice may share keys, as a config holds only one of them).
 
     Raises:
-        ConfigError: Naming the dotted path of the first bad entry, e.g.
-            ``space['model']['units']: ...``.
+        ConfigError: Naming the path of the first bad entry, e.g.
+            ``space['model']['units']: ...``, or both spellings of a shared column.
     """
     if not isinstance(space, Mapping):
         msg = (
@@ -38,6 +41,37 @@ def validate_space(space: Any) -> None:
         )
         raise ConfigError(msg)
     _validate_mapping(space, "space")
+    _columns(space, (), "space")
+
+
+def _columns(value: Any, path: tuple[str, ...], where: str) -> dict[str, str]:
+    """The columns (``"/"``-joined paths, as raytuner's views flatten a config) that the
+    configs of ``value`` fill, each with the entry that fills it as an error names it.
+
+    Raises:
+        ConfigError: If two entries of one config fill the same column.
+    """
+    if isinstance(value, Mapping) and value:  # an empty dict is a value, as flatten keeps it
+        found: dict[str, str] = {}
+        for key, item in value.items():
+            for column, spelling in _columns(item, (*path, key), f"{where}[{key!r}]").items():
+                if column in found:
+                    msg = (
+                        f"{found[column]} and {spelling} are both shown as {column!r} in the "
+                        "results (the dataframe, raytuner show and the loggers join nested keys "
+                        "with '/'), so one would hide the other. Rename one."
+                    )
+                    raise ConfigError(msg)
+                found[column] = spelling
+        return found
+    if isinstance(value, (Choice, Grid)):  # a config holds one option: they may share columns
+        kind = "options" if isinstance(value, Choice) else "values"
+        merged: dict[str, str] = {}
+        for index, option in enumerate(getattr(value, kind)):
+            for column, spelling in _columns(option, path, f"{where}.{kind}[{index}]").items():
+                merged.setdefault(column, spelling)
+        return merged
+    return {"/".join(path): where}
 
 
 def _validate_mapping(mapping: Mapping[Any, Any], where: str) -> None:
