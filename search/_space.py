@@ -7,15 +7,18 @@ HyperOpt searcher is used, hyperopt's own ``hp`` expressions may stand in for do
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Mapping
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 
 from raytuner.errors import ConfigError
 
-from ._domains import Choice, Domain, Grid, _contains_domain, _is_hyperopt_expr, from_json, plain, to_json
+from ._domains import Choice, Domain, Grid, _contains_domain, _is_hyperopt_expr, choice, from_json, grid, loguniform
+from ._domains import plain, qloguniform, quniform, randint, to_json, uniform
 from ._params import Param, rebuild
 
 
@@ -24,10 +27,13 @@ def validate_space(space: Any) -> None:
 
     Domains validate their own arguments when built; this checks what only the whole
     space shows: a mapping with str keys, no domains hidden in lists (they would never be
-    sampled), no grid inside a choice, and no two entries that the results would show under
-    one column: views flatten a config's nested dicts into ``a/b`` keys, so ``"a/b"`` and
-    ``"a": {"b": ...}`` would hide each other (a key with ``/`` that meets nothing is fine;
-    the options of one choice may share keys, as a config holds only one of them).
+    sampled), no grid inside a choice, constants (and choice and grid values) that JSON
+    holds (None, bool, int, float, str, lists, tuples and dicts with str keys of those,
+    numpy scalars, paths; a trial's config is recorded as JSON and a resumed trial gets it
+    from there), and no two entries that the results would show under one column: views
+    flatten a config's nested dicts into ``a/b`` keys, so ``"a/b"`` and ``"a": {"b": ...}``
+    would hide each other (a key with ``/`` that meets nothing is fine; the options of one
+    choice may share keys, as a config holds only one of them).
 
     Raises:
         ConfigError: Naming the path of the first bad entry, e.g.
@@ -91,6 +97,9 @@ def _validate_entry(value: Any, where: str) -> None:
     elif isinstance(value, Choice):
         for index, option in enumerate(value.options):
             _validate_entry(option, f"{where}.options[{index}]")
+    elif isinstance(value, Grid):
+        for index, item in enumerate(value.values):
+            _validate_constant(item, f"{where}.values[{index}]")
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             if _contains_domain(item):
@@ -100,6 +109,68 @@ def _validate_entry(value: Any, where: str) -> None:
                     "choice() of lists."
                 )
                 raise ConfigError(msg)
+            _validate_constant(item, f"{where}[{index}]")
+    elif not isinstance(value, Domain) and not _is_hyperopt_expr(value):
+        _validate_constant(value, where)
+
+
+# What a config may hold besides lists, tuples and dicts: JSON's values, and the few that
+# JSON records as one of them (numpy scalars as numbers, paths as str).
+_JSON_LEAVES = (type(None), bool, int, float, str, np.bool_, np.integer, np.floating, np.str_, PurePath)
+
+# The domain constructors, which a space may name without calling them.
+_CONSTRUCTORS = (uniform, loguniform, quniform, qloguniform, randint, choice, grid)
+
+
+def _validate_constant(value: Any, where: str) -> None:
+    """Refuse a constant (or grid value) that JSON cannot hold: a trial's config is recorded
+    as JSON (``config.json``) and a resumed or retried trial gets it back from there, so such
+    a value would come back as its repr, a string."""
+    if isinstance(value, _JSON_LEAVES):
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _validate_constant(item, f"{where}[{index}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                msg = (
+                    f"{where}: key {key!r} is of type {type(key).__name__}, but the keys of a "
+                    f"dict in a config must be str (JSON turns them into str). Use {str(key)!r}."
+                )
+                raise ConfigError(msg)
+            _validate_constant(item, f"{where}[{key!r}]")
+        return
+    if any(value is constructor for constructor in _CONSTRUCTORS):
+        call = f"{value.__name__}({', '.join(inspect.signature(value).parameters)})"
+        msg = (
+            f"{where}: {value.__name__} is the domain constructor itself, not a domain. "
+            f"Did you mean rt.{call}?"
+        )
+        raise ConfigError(msg)
+    if isinstance(value, (set, frozenset, np.ndarray)):
+        fix = f"Pass a list instead: {_as_list(value)!r:.80}."
+    else:
+        fix = (
+            "Pass a name instead and build the object inside the trainable, e.g. 'opt': "
+            "choice(['adam', 'sgd']) and {'adam': Adam, 'sgd': SGD}[config['opt']]."
+        )
+    msg = (
+        f"{where}: {value!r:.80} ({type(value).__name__}) is not a value JSON can hold. Config "
+        "values are recorded as JSON (each trial's config.json), and a resumed or retried trial "
+        f"gets them back from there, where this one would be a string. {fix}"
+    )
+    raise ConfigError(msg)
+
+
+def _as_list(value: set[Any] | frozenset[Any] | np.ndarray) -> list[Any]:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    try:
+        return sorted(value)
+    except TypeError:  # items that do not compare
+        return list(value)
 
 
 def check_space(owner: str, space: Any, *, grid: bool = False, native: bool = False) -> None:

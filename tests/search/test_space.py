@@ -75,7 +75,7 @@ def test_validate_space_names_the_dotted_path(space, expected):
 
 def test_validate_space_accepts_domains_constants_and_hyperopt_expressions():
     validate_space(SPACE)
-    validate_space({"x": hp.uniform("x", 0, 1), "g": grid([1, 2]), "c": object()})
+    validate_space({"x": hp.uniform("x", 0, 1), "g": grid([1, 2]), "c": (1, "a")})
 
 
 def test_has_grid_finds_nested_grids():
