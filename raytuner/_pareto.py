@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -283,12 +284,23 @@ def _order(p: np.ndarray, z: np.ndarray, limit: int, front: bool) -> np.ndarray:
     limit = max(0, min(limit, n))
     if k == 1:
         return np.lexsort((np.arange(n), p[:, 0]))[:limit]
-    ideal = np.array([np.min(c[np.isfinite(c)], initial=np.inf) for c in p.T])
-    unit = float(np.prod(np.abs(z - ideal)))
-    unit = unit if np.isfinite(unit) and unit > 0 else 1.0
-    gain = _front_gain_2d(p, z) if front else lambda i, taken: _gain(p[i], p[taken], z)
-    # Gains in units of 1e-9 of the box, rounded: near-ties of floating point become ties.
-    return _greedy(n, limit, lambda i, taken: round(gain(i, taken) / unit * 1e9))
+    # Values near the float's limit (1e155 and up, two objectives) overflow a volume: such
+    # a gain is inf, and ties with the others that overflow.
+    with np.errstate(over="ignore", invalid="ignore"):
+        ideal = np.array([np.min(c[np.isfinite(c)], initial=np.inf) for c in p.T])
+        unit = float(np.prod(np.abs(z - ideal)))
+        unit = unit if np.isfinite(unit) and unit > 0 else 1.0
+        gain = _front_gain_2d(p, z) if front else lambda i, taken: _gain(p[i], p[taken], z)
+        return _greedy(n, limit, lambda i, taken: _ticks(gain(i, taken), unit))
+
+
+def _ticks(gain: float, unit: float) -> float:
+    """``gain`` in units of 1e-9 of the box, rounded (near-ties of floating point become
+    ties); one too large to round stays inf, and an undefined one (inf - inf) is 0."""
+    scaled = float(gain) / unit * 1e9
+    if math.isfinite(scaled):
+        return round(scaled)
+    return 0 if math.isnan(scaled) else scaled
 
 
 def _front_gain_2d(p: np.ndarray, z: np.ndarray) -> Any:

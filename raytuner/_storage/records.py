@@ -13,6 +13,7 @@ its own confined way and checks them here too.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,7 +51,17 @@ def _type_fault(name: str, value: Any, types: tuple[type, ...]) -> str | None:
         expected = " or ".join("null" if t is _NONE else t.__name__ for t in types)
         text = json.dumps(value, default=repr)
         return f"field {name!r} is a {type(value).__name__}, not a {expected}: {text[:40]}{'...' * (len(text) > 40)}"
+    if _beyond_float(value):
+        return f"field {name!r} is an int of {len(str(abs(value)))} digits, beyond any float"
     return None
+
+
+def _beyond_float(value: Any) -> bool:
+    """An int that no float holds (readers compare numbers as floats): raytuner never writes one."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT_MAX
+
+
+_FLOAT_MAX = int(sys.float_info.max)
 
 
 def _wrong_type(record: dict[str, Any], fields: dict[str, tuple[type, ...]]) -> str | None:
@@ -74,6 +85,10 @@ def trial_fault(record: Any, trial_id: str) -> str | None:
     last = record.get("last_value")
     if fault is None and isinstance(last, list) and not all(v is None or _type_fault("", v, _NUMBER) is None for v in last):
         fault = f"field 'last_value' is {json.dumps(last, default=repr)[:40]}, not a list of numbers (one per objective)"
+    metrics = record.get("metrics")
+    huge = [name for name, value in metrics.items() if _beyond_float(value)] if isinstance(metrics, dict) else []
+    if fault is None and huge:
+        fault = f"field 'metrics' holds {str(huge[0])[:40]!r}, an int beyond any float"
     checkpoint = record.get("checkpoint")
     if fault is None and checkpoint is not None and checkpoint_iteration(checkpoint) is None:
         fault = f"field 'checkpoint' is {checkpoint[:40]!r}, not a checkpoint folder's name (checkpoint_<n>)"

@@ -218,5 +218,11 @@ def clean_metrics(metrics: Any, trial_id: str, metric: str | list[str] | None = 
                     "(convert tensors with float(x)); keep other data in the trial directory."
                 )
                 raise ReportError(msg)
-        clean[key] = int(value) if isinstance(value, numbers.Integral) else float(value)
+        try:
+            number = float(value)  # every view compares values as floats
+        except OverflowError:
+            raise ReportError(f"raytuner.report(): metric {key!r} of trial {trial_id} is an int of "
+                              f"{len(str(abs(int(value))))} digits, beyond any float (about 1.8e308). Report a "
+                              "float (float('inf') if it stands for infinity) or a smaller number.") from None
+        clean[key] = int(value) if isinstance(value, numbers.Integral) else number
     return clean

@@ -237,3 +237,15 @@ def test_importing_it_imports_no_ray_and_nothing_of_raytuner_but_errors():
     added, ray = out.stdout.rsplit(" ", 1)
     assert ray.strip() == "False"
     assert [m for m in eval(added) if m.startswith("raytuner")] == ["raytuner._pareto"]
+
+
+@pytest.mark.parametrize("points", [[[1.7e308, 10.0], [0.5, 20.0]], [[1e160, 1.0], [1.0, 1e160]],
+                                    [[1e160, 1.0, 3.0], [1.0, 1e160, 2.0], [5.0, 5.0, 5.0]],
+                                    [[-1.7e308, 1.0], [1.7e308, 0.0]]])
+def test_finite_values_near_the_floats_limit_order_without_overflow(points):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings would reach every view's output
+        order = pareto.pareto_order(points)
+    assert sorted(order.tolist()) == list(range(len(points)))
