@@ -70,6 +70,26 @@ def json_default(value: Any) -> Any:
     return repr(value)
 
 
+def as_recorded(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as its trial's ``config.json`` holds it, which is what the trial gets, in
+    every attempt and after any resume: tuples become lists, numpy scalars numbers, paths
+    strings.
+
+    Raises:
+        TypeError: A value JSON cannot hold (a function, a set, an object), naming it:
+            recorded as its repr, a resumed trial would get a string.
+    """
+
+    def strict(value: Any) -> Any:
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy scalars
+            return value.item()
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(f"{value!r:.80} ({type(value).__name__}) is no JSON value")
+
+    return json.loads(json.dumps(config, default=strict, allow_nan=True))
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, default=json_default, allow_nan=True)
 

@@ -88,15 +88,16 @@ class Steer(threading.Thread):
 
 class InterruptAfter(rt.Callback):
     """Raises KeyboardInterrupt on the controller's thread after ``results`` reports, as a
-    real Ctrl-C would."""
+    real Ctrl-C would (or ``raises``: SystemExit(15), as Ray's SIGTERM handler does)."""
 
-    def __init__(self, results: int):
+    def __init__(self, results: int, raises: BaseException | type[BaseException] = KeyboardInterrupt):
         self.left = results
+        self.raises = raises
 
     def on_trial_result(self, trial_id, result):
         self.left -= 1
         if self.left == 0:
-            raise KeyboardInterrupt
+            raise self.raises
 
 
 #: Five parameters of every kind a searcher encodes: uniform, log-uniform, quantised,

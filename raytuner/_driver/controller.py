@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
@@ -92,6 +93,7 @@ class Controller:
                 max_concurrent=settings.max_concurrent, resource_attr=settings.resource_attr,
                 max_failures=settings.max_failures, fail_fast=settings.fail_fast,
                 checkpoints_to_keep=settings.checkpoints_to_keep, experiment_path=storage.location,
+                checkpoint_interval_s=settings.checkpoint_interval_s,
             ),
             searcher, scheduler, trials=trials, next_id=next_id, exploits=exploits,
             stored=self._stored,  # a checkpoint, a PBT clone's copy, or what it copies, may be gone
@@ -138,6 +140,7 @@ class Controller:
         import ray
 
         self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
+        self._meta.pop("error", None)  # a resume's: the last run's failure is over
         self._storage.write_experiment(self._meta)
         self._storage.sync()  # in a bucket too before any worker looks for this run there
         self._emit("on_experiment_start", self._storage.path, self._meta)
@@ -145,7 +148,7 @@ class Controller:
         self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
         self._progress.start()
         status = "COMPLETED"
-        refused: StorageError | None = None  # the storage refused a write: the run stops, interrupted
+        refused: StorageError | SystemExit | None = None  # a write refused (the run stops, interrupted), or an exit
         try:
             while True:
                 for command in self._control.poll():  # from the CLI or the dashboard
@@ -184,20 +187,29 @@ class Controller:
                     self._apply(self.life.end_for_abort())
                     status = "FAILED"
                     raise self.life.abort
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Ctrl-C; or the process asked to exit: SIGTERM (Ray's handler raises SystemExit),
+            # as `timeout`, `ray job stop`, Slurm and Kubernetes send. Either way the trials
+            # stop where they are and a resume continues them; the exit goes on after.
             status = "INTERRUPTED"
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
             self._starts.clear()
-            logger.warning("Interrupted: stopped running trials; results so far are in %s. Continue with: %s",
+            how = "Interrupted" if isinstance(exc, KeyboardInterrupt) else "Asked to exit (SIGTERM?)"
+            logger.warning("%s: stopped running trials; results so far are in %s. Continue with: %s", how,
                            self._storage.location, cli_command("resume", self._storage.location))
+            if isinstance(exc, SystemExit):
+                refused = exc
         except StorageError as exc:
             status, refused = "INTERRUPTED", exc
             self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
             self._calls.clear()
             self._starts.clear()
-        except BaseException:
+        except BaseException as exc:
             status = "FAILED"  # and that error is the one raised, whatever the winding up meets
+            # What ended the run, for every reader (a searcher's bug, a fatal trial error):
+            # `raytuner show` says it, and the traceback is kept here.
+            self._meta["error"] = "".join(traceback.format_exception(exc))
             raise
         finally:
             park_pool(self._pool, self.settings.keep_workers_s)

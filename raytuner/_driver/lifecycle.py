@@ -57,6 +57,7 @@ from raytuner._driver.exploits import Exploits, copy_queued
 from raytuner._driver.lifecycle_control import ControlHandlers
 from raytuner._driver.lifecycle_reports import ReportHandlers
 from raytuner._driver.trial_state import TRANSITIONS, LifecycleSettings, Run, RunPhase, drop_gone_checkpoints
+from raytuner._formats import as_recorded
 from raytuner._objectives import Objectives
 from raytuner._storage.history import attempt_marker
 from raytuner._trial import Trial, TrialStatus
@@ -276,8 +277,15 @@ class Lifecycle(ReportHandlers, ControlHandlers):
                     "is running, so it would wait forever. A searcher may only wait on running trials."
                 )
             return None
+        try:
+            config = as_recorded(config)
+        except TypeError as exc:
+            raise RayTunerError(
+                f"{type(self.searcher).__name__}.suggest() returned a config config.json cannot record: {exc}. A "
+                "retried or resumed trial gets its config back from there: suggest names, numbers, strings, lists "
+                "and dicts, and build objects inside the trainable.") from exc
         self._next_id += 1
-        trial = Trial(trial_id, dict(config))
+        trial = Trial(trial_id, config)
         self._add(trial)
         self._out.append(WriteConfig(trial_id, trial.config))
         self.scheduler.on_trial_add(trial_id)
@@ -310,7 +318,16 @@ class Lifecycle(ReportHandlers, ControlHandlers):
         start_time = trial.checkpoint_time_s if trial.checkpoint else 0.0
         if trial.iteration > start_iteration and not self._warned_rewind and exploit is None and not gone:
             self._warned_rewind = True
-            if start_iteration:  # it checkpoints: the newest one stored is behind its last report
+            if start_iteration and self.settings.checkpoint_interval_s == 0 and self.settings.checkpoints_to_keep is None:
+                where, advice = f"its checkpoint at report {start_iteration}", (
+                    "Its newer checkpoints were not stored yet when its worker was lost (or its trainable saved "
+                    "none since).")
+            elif start_iteration and self.settings.checkpoint_interval_s == 0:
+                where, advice = f"its checkpoint at report {start_iteration}", (
+                    f"With checkpoints_to_keep={self.settings.checkpoints_to_keep}, a worker drops a checkpoint that "
+                    "as many newer ones overtake before it is stored (the Keras callback's `checkpoint=` also "
+                    "chooses its epochs): pass checkpoints_to_keep=None to store every one, at a cost in time.")
+            elif start_iteration:  # it checkpoints: the newest one stored is behind its last report
                 where, advice = f"its checkpoint at report {start_iteration}", (
                     "A worker stores at most one checkpoint per interval (the Tuner's `checkpoint_interval_s`, "
                     "adapted to the stores' cost by default; the Keras callback's `checkpoint=` also chooses its "
@@ -319,9 +336,10 @@ class Lifecycle(ReportHandlers, ControlHandlers):
                 where, advice = "scratch (it has no checkpoint)", (
                     "Pass `checkpoint=` to raytuner.report (or use the Keras callback, which checkpoints) so "
                     "paused and retried trials continue where they stopped.")
-            logger.warning("Trial %s restarts from %s; its reports %d-%d are superseded (kept in results.jsonl for "
-                           "audit, left out of its history). %s", trial.trial_id, where, start_iteration + 1,
-                           trial.iteration, advice)
+            lost_reports = (f"report {trial.iteration} is" if trial.iteration == start_iteration + 1
+                            else f"reports {start_iteration + 1}-{trial.iteration} are")
+            logger.warning("Trial %s restarts from %s; its %s superseded (kept in results.jsonl for audit, left out "
+                           "of its history). %s", trial.trial_id, where, lost_reports, advice)
         lost, extra = exploit if exploit is not None else (trial.rewind(start_iteration, start_time), {})
         reason = ("exploit" if exploit is not None else "start" if not trial.attempt else "rerun"
                   if trial.trial_id in self._reruns else self._restart_reason.pop(trial.trial_id, "retry"))

@@ -106,3 +106,4 @@ class LifecycleSettings:
     fail_fast: bool
     checkpoints_to_keep: int | None
     experiment_path: str = ""
+    checkpoint_interval_s: float | None = None  # the Tuner's; None: adapted to the stores' cost

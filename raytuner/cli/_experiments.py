@@ -274,6 +274,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"Pareto front ({results.scope} reports): {len(front.members)} trials, marked *")
     if results.damaged:
         console.print(f"experiment.json is damaged: {escape(results.damaged)}", soft_wrap=True)
+    error = meta.get("error") if results.status == "FAILED" else None
+    if isinstance(error, str) and error.strip():
+        console.print(f"the run failed: {escape(error.strip().splitlines()[-1])}  (its traceback: experiment.json's "
+                      "\"error\")", soft_wrap=True)
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
                   f"started {time_text(meta.get('start_time') or meta.get('created'))}")
     # The scheduler's arguments break between arguments, never inside one.

@@ -62,3 +62,27 @@ def test_some_trials_failing_return_results_with_a_summary_one_block_per_raising
     assert summary.endswith("is too large for this model (and 6 other messages)  "
                             "(7 trials: 00001, 00002, 00003, 00004, 00005 and 2 more)"), summary
     assert out.count("in half_broken: raise ValueError") == 2
+
+
+class BrokenSearcher(rt.RandomSearcher):
+    """The searcher's own bug, on its third suggestion."""
+
+    def suggest(self, trial_id):
+        if trial_id == "00002":
+            raise ZeroDivisionError("the searcher's bug")
+        return super().suggest(trial_id)
+
+
+def test_what_ended_a_failed_run_is_recorded_and_shown(storage, capsys):
+    tuner = rt.Tuner(half_broken, space={"x": rt.uniform(0, 0.5)}, metric="loss", num_trials=4, max_concurrent=1,
+                     searcher=BrokenSearcher(seed=0), storage_path=storage, name="searcher-bug", tensorboard=False)
+    with pytest.raises(ZeroDivisionError):
+        tuner.fit()
+    meta = json.loads((storage / "searcher-bug" / "experiment.json").read_text())
+    assert meta["status"] == "FAILED" and meta["error"].startswith("Traceback")
+    assert meta["error"].rstrip().endswith("ZeroDivisionError: the searcher's bug")
+    from raytuner import cli  # here: the line numbers above are what the first test checks
+
+    capsys.readouterr()
+    assert cli.main(["show", "searcher-bug", "--root", str(storage)]) == 0
+    assert "the run failed: ZeroDivisionError: the searcher's bug" in capsys.readouterr().out

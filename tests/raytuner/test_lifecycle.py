@@ -316,6 +316,37 @@ def test_a_searcher_that_waits_with_nothing_running_is_an_error():
         life.handle(ev.Fill(idle=("w1",), pool_size=1))
 
 
+class ShapedSearcher(ListSearcher):
+    """Suggests what a trial's config.json cannot hold as given."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def suggest(self, trial_id):
+        return {"k": self.value}
+
+
+def test_a_trial_gets_its_config_as_config_json_records_it_in_every_attempt():
+    import numpy as np
+    from pathlib import Path
+
+    life = make(searcher=ShapedSearcher({"kernel": (3, 3), "units": np.int64(32), "lr": np.float32(0.5),
+                                         "folder": Path("/data")}))
+    out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    recorded = {"k": {"kernel": [3, 3], "units": 32, "lr": 0.5, "folder": "/data"}}
+    assert of(out, ev.Launch)[0].config == of(out, ev.WriteConfig)[0].config == recorded  # as after a resume
+    assert type(of(out, ev.Launch)[0].config["k"]["units"]) is int
+
+
+@pytest.mark.parametrize("value", [{1, 2}, len, object()])
+def test_a_searcher_suggesting_what_config_json_cannot_hold_is_an_error_naming_it(value):
+    life = make(searcher=ShapedSearcher(value))
+    with pytest.raises(RayTunerError, match=r"ShapedSearcher.suggest\(\) returned a config config.json cannot "
+                                            r"record: .* is no JSON value"):
+        life.handle(ev.Fill(idle=("w1",), pool_size=1))
+
+
 # -- control commands ----------------------------------------------------------------------
 def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
     scheduler = ScriptedScheduler()
