@@ -9,7 +9,7 @@ from raytuner.errors import ConfigError, no_unknown
 
 from ._base import FINISHED, Searcher, _Finished, not_set_up
 from ._checks import make_rng
-from ._space import check_space, grid_points, sample_config
+from ._space import GridPoints, check_space, grid_points, sample_config
 
 
 class _Sampling(Searcher):
@@ -106,13 +106,14 @@ class GridSearcher(_Sampling):
 
     def __init__(self, space: Mapping[str, Any] | None = None, seed: int | None = None, **unknown: Any) -> None:
         super().__init__(space, seed, **unknown)
-        self._points: list[dict[tuple[str, ...], Any]] = []
+        self._points: GridPoints | None = None  # computed one at a time: a grid may have millions
         self._next = 0
 
     @property
     def grid_size(self) -> int:
-        """Number of points in one pass over the grid (1 for a space without grids)."""
-        return len(self._points)
+        """Number of points in one pass over the grid (1 for a space without grids; 0 before
+        :meth:`setup`)."""
+        return 0 if self._points is None else len(self._points)
 
     def setup(self, space: Mapping[str, Any] | None, num_trials: int,
               objectives: int | Sequence[str] = 1) -> None:
@@ -122,7 +123,7 @@ class GridSearcher(_Sampling):
         self.num_trials = num_trials * len(self._points)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | _Finished:
-        if not self._points:
+        if self._points is None:
             raise not_set_up(type(self).__name__)
         if self.num_trials is not None and self._next >= self.num_trials:
             return FINISHED

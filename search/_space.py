@@ -8,10 +8,10 @@ HyperOpt searcher is used, hyperopt's own ``hp`` expressions may stand in for do
 from __future__ import annotations
 
 import inspect
-import itertools
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePath
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -238,15 +238,44 @@ def grid_axes(space: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
     return axes
 
 
-def grid_points(space: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every point of the cross product of the space's grids, in a fixed order, by label.
+class GridPoints(Sequence[dict[str, Any]]):
+    """Every point of the cross product of a space's grids, in a fixed order, by label:
+    a sequence that computes the point at an index when asked, so that a grid of millions
+    of points takes no memory (``len`` is the product of the axes' sizes).
 
     The first grid axis (in key order) varies slowest, as in :func:`itertools.product`.
     A space without grids has exactly one (empty) point.
     """
-    axes = grid_axes(space)
-    labels = [label for label, _ in axes]
-    return [dict(zip(labels, combo)) for combo in itertools.product(*(vals for _, vals in axes))]
+
+    def __init__(self, space: Mapping[str, Any]) -> None:
+        self._axes = grid_axes(space)
+        self._size = math.prod(len(values) for _, values in self._axes)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        if not -self._size <= index < self._size:
+            raise IndexError(f"grid point {index} of {self._size}")
+        rest = index % self._size
+        point: dict[str, Any] = {}
+        for label, values in reversed(self._axes):  # the last axis varies fastest
+            rest, at = divmod(rest, len(values))
+            point[label] = values[at]
+        return {label: point[label] for label, _ in self._axes}
+
+
+def grid_points(space: Mapping[str, Any]) -> GridPoints:
+    """The points of the cross product of the space's grids (see :class:`GridPoints`)."""
+    return GridPoints(space)
 
 
 def sample_config(

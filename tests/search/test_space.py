@@ -90,7 +90,7 @@ def test_grid_points_cross_in_key_order_first_axis_slowest():
     assert [(p["a"], p["m.b"]) for p in points] == [
         (1, "x"), (1, "y"), (1, "z"), (2, "x"), (2, "y"), (2, "z"),
     ]
-    assert grid_points({"c": uniform(0, 1)}) == [{}]
+    assert list(grid_points({"c": uniform(0, 1)})) == [{}]
     with pytest.raises(ValueError, match=r"two grid\(\) axes have the label 'm.b'"):
         grid_points({**space, "m.b": grid([1])})
 
