@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copyreg
+import importlib.util
 import io
 import pickle
 import threading
@@ -34,6 +35,36 @@ def _import_optuna() -> Any:
         )
         raise ConfigError(msg) from None
     return optuna
+
+
+# Optuna's samplers that import an optional package only when they first sample, after the
+# start-up trials ran (optuna 5.1: samplers/_cmaes.py, samplers/_gp, samplers/_qmc.py), and
+# the pip name of each package. A sampler the installed optuna lacks is skipped.
+_SAMPLER_NEEDS = (("CmaEsSampler", ("cmaes",)), ("GPSampler", ("torch", "scipy")), ("QMCSampler", ("scipy",)))
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported, without importing it (torch takes seconds)."""
+    return importlib.util.find_spec(package) is not None
+
+
+def _check_sampler_needs(optuna: Any, sampler: Any) -> None:
+    """Refuse a sampler whose optional package is missing, now rather than after the
+    start-up trials; a ``PartialFixedSampler`` is checked by the sampler it wraps."""
+    if isinstance(sampler, optuna.samplers.PartialFixedSampler):
+        _check_sampler_needs(optuna, getattr(sampler, "_base_sampler", None))
+        return
+    for name, packages in _SAMPLER_NEEDS:
+        kind = getattr(optuna.samplers, name, None)
+        missing = [package for package in packages if not _installed(package)]
+        if kind is not None and isinstance(sampler, kind) and missing:
+            msg = (
+                f"{_NAME}: `sampler` is {type(sampler).__name__}, which needs the "
+                f"{' and '.join(f'`{package}`' for package in missing)} package{'s' * (len(missing) > 1)}, "
+                "not installed: it would fail at its first suggestion after the start-up trials. "
+                f"Install {'them' if len(missing) > 1 else 'it'}: pip install {' '.join(missing)}."
+            )
+            raise ConfigError(msg)
 
 
 class OptunaSearcher(Searcher):
@@ -105,7 +136,9 @@ class OptunaSearcher(Searcher):
 
     Raises:
         ConfigError: Without optuna installed; for a ``sampler`` that is not an Optuna
-            sampler; for ``seed`` together with a sampler of one's own.
+            sampler, or one whose optional package is missing (``CmaEsSampler``:
+            ``cmaes``; ``GPSampler``: ``torch`` and ``scipy``; ``QMCSampler``: ``scipy``);
+            for ``seed`` together with a sampler of one's own.
 
     Example:
         >>> import optuna
@@ -133,6 +166,7 @@ class OptunaSearcher(Searcher):
                 "sampler=optuna.samplers.TPESampler(seed=0), or None for TPE."
             )
             raise ConfigError(msg)
+        _check_sampler_needs(optuna, sampler)
         check_seed(_NAME, seed)
         if sampler is not None and seed is not None:
             msg = (
@@ -185,6 +219,7 @@ class OptunaSearcher(Searcher):
         super().setup(space, num_trials, objectives)
         assert self.space is not None  # set by Searcher.setup or it raised
         check_space(_NAME, self.space)
+        _check_sampler_needs(_import_optuna(), self._sampler)  # a pickled searcher, resumed elsewhere
         check_warm_start_objectives(_NAME, self._warm_start, self.num_objectives)
         self._table = distributions(self.space, _NAME)
         if self._study is not None:  # restore() brought its own study

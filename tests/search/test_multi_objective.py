@@ -311,7 +311,10 @@ def test_optuna_nsga_samplers_search_and_their_state_round_trips(sampler):
         assert run(twin, 10, start=20) == run(searcher, 10, start=20)
 
 
-def test_optuna_a_single_objective_sampler_is_refused_in_optunas_words():
+def test_optuna_a_single_objective_sampler_is_refused_in_optunas_words(monkeypatch):
+    from raytuner.search import _optuna
+
+    monkeypatch.setattr(_optuna, "_installed", lambda package: True)  # CmaEsSampler's cmaes, absent or not
     searcher = OptunaSearcher(SPACE, sampler=optuna.samplers.CmaEsSampler(seed=0))
     with pytest.raises(ConfigError, match=r"OptunaSearcher: the sampler CmaEsSampler refused 2 objectives: "
                                           r"If the study is being used for multi-objective optimization, "
