@@ -6,10 +6,39 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
 from typing import Any
+
+
+#: What a terminal would act on rather than show: C0 and C1 control characters and DEL (ESC
+#: starts the sequences that retitle, clear or recolour it; CR and BS overwrite a line; a
+#: newline splits a table row), the line and paragraph separators, and the bidirectional
+#: overrides that make text display in another order than it reads.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_KEEP_NEWLINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def terminal_text(text: Any, *, newlines: bool = False) -> str:
+    """``text`` safe to print to a terminal: every control character shown as its Python
+    escape (``\\x1b``, ``\\n``, ``\\r``, ``\\t``, ``\\u202e``), so that a string from a
+    trial (an exception message, a config value, a metric or parameter name) can neither
+    drive the terminal nor split a line; anything else, ordinary unicode included, as it is.
+    ``newlines``: keep line breaks (a message of several lines), escaping the rest.
+
+    >>> terminal_text("a\\x1b[2Jb\\nc é")
+    'a\\\\x1b[2Jb\\\\nc é'
+    """
+    text = text if isinstance(text, str) else str(text)
+    return (_CONTROL_KEEP_NEWLINES if newlines else _CONTROL).sub(_visible, text)
 
 
 def label(value: Any) -> str:

@@ -171,7 +171,9 @@ def finish(results: Results, storage, *, verbose: int) -> Results:
 
     lines = summary(results)
     if lines and verbose:
-        print("\n".join(f"[raytuner] {line}" for line in lines), file=sys.stdout, flush=True)
+        from raytuner._display import terminal_text  # a trial's message, shown, never acted on
+
+        print("\n".join(f"[raytuner] {terminal_text(line)}" for line in lines), file=sys.stdout, flush=True)
     if results.meta.get("status") == "COMPLETED" and all_failed(results):
         results.meta["status"] = "FAILED"
         storage.write_experiment(results.meta)

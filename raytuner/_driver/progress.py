@@ -9,6 +9,7 @@ import time
 from typing import IO, Callable, Iterable, Mapping
 
 from raytuner._best import DEFAULT_SCOPE, FrontMember, pareto_front, ranked, shown_value
+from raytuner._display import terminal_text
 from raytuner._driver import failures as _failures
 from raytuner._objectives import Objectives, is_finite_value
 from raytuner._trial import Trial, TrialStatus
@@ -72,7 +73,7 @@ class Progress:
         if self._live is not None:
             self._live.update(self._render())
         else:
-            print(self.line(), file=self._stream, flush=True)
+            print(terminal_text(self.line()), file=self._stream, flush=True)
 
     def trial_ended(self, trial: Trial) -> None:
         if not self._verbose:
@@ -109,7 +110,8 @@ class Progress:
 
     def _say(self, lines: list[str]) -> None:
         for line in lines:
-            message = f"[raytuner] {line}"
+            # An exception's message, a config value: a trial's strings, shown, never acted on
+            message = f"[raytuner] {terminal_text(line)}"
             if self._live is not None:
                 self._live.console.print(message, markup=False, highlight=False)
             else:
@@ -129,7 +131,7 @@ class Progress:
             self._live.stop()
             self._live = None
         else:
-            print(self.line(), file=self._stream, flush=True)
+            print(terminal_text(self.line()), file=self._stream, flush=True)
             from rich.console import Console
 
             Console(file=self._stream, width=120).print(self._table())
@@ -237,17 +239,17 @@ class Progress:
 
         constant = _constant_config(self._trials.values())
         # No side borders (as in the CLI): ten more columns for the config before it wraps.
-        title = ("top trials by Pareto order" if self._objectives.multi else
-                 f"top trials by {self._metric}" if self._metric else "trials")
+        title = terminal_text("top trials by Pareto order" if self._objectives.multi else
+                              f"top trials by {self._metric}" if self._metric else "trials")
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for column in ("trial", "status", "iter", *(self._columns() or ("metric",))):
-            table.add_column(column, no_wrap=True)
+            table.add_column(terminal_text(column), no_wrap=True)
         table.add_column("config")
         points = {m.trial.trial_id: m.values for m in self._front()} if self._objectives.multi else {}
         for trial in self._ranked() or list(self._trials.values())[: self._top]:
-            values = [_short(v) for v in self._values(trial, points)] or ["-"]
+            values = [terminal_text(_short(v)) for v in self._values(trial, points)] or ["-"]
             config = ", ".join(f"{k}={_short(v, 4)}" for k, v in trial.config.items() if k not in constant)
-            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), *values, config)
+            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), *values, terminal_text(config))
         return table
 
     def _columns(self) -> list[str]:
@@ -266,7 +268,7 @@ class Progress:
         from rich.console import Group
         from rich.text import Text
 
-        return Group(*(Text(line) for line in self.header()), self._table())
+        return Group(*(Text(terminal_text(line)) for line in self.header()), self._table())
 
 
 _RUNGS = re.compile(r"^rungs ((?:[0-9.e+-]+:\d+ ?)+)$")

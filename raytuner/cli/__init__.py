@@ -78,16 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_USAGE
     except CLIError as exc:
-        rich_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc)}")
+        rich_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc, newlines=True)}")
         return exc.code
     except RayTunerError as exc:  # e.g. a damaged results.jsonl met mid-command
-        rich_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc)}")
+        rich_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc, newlines=True)}")
         return EXIT_NOT_FOUND
     except BrokenPipeError:  # `raytuner export ... | head`: the reader had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
     except OSError as exc:
-        rich_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc)}")
+        rich_console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc, newlines=True)}")
         return EXIT_EMPTY
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -65,7 +65,11 @@ def load(exp: str, root: str):
         raise CLIError(str(exc), EXIT_NOT_FOUND) from None
 
 
-def escape(text: Any) -> str:
+def escape(text: Any, *, newlines: bool = False) -> str:
+    """``text`` for ``console.print``: rich's markup escaped, and control characters shown
+    as escapes (:func:`raytuner._display.terminal_text`; ``newlines`` keeps line breaks)."""
     from rich.markup import escape
 
-    return escape(str(text))
+    from raytuner._display import terminal_text
+
+    return escape(terminal_text(text, newlines=newlines))

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from raytuner._display import terminal_text
+
 ELLIPSIS = "…"
 #: Rendered width of a row is the sum of the column widths plus this per gap
 #: (box.SIMPLE_HEAD without edges: a space of padding, a separator, a space of padding).
@@ -114,6 +116,10 @@ def fit(columns: Sequence[Column], width: int | None) -> tuple[list[Column], lis
     Returns the columns to show and the headers of those left out.
     """
     shown = list(columns)
+    for column in shown:  # measured as shown: a control character takes the room of its escape
+        column.header = terminal_text(column.header)
+        column.cells = [terminal_text(cell) for cell in column.cells]
+        column.full_header = None if column.full_header is None else terminal_text(column.full_header)
     if width is None:
         return shown, []
     for column in shown:
@@ -159,6 +165,7 @@ def render(columns: Sequence[Column], title: str | None = None):
     from rich.markup import escape
     from rich.table import Table
 
+    title = None if title is None else escape(terminal_text(title))
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left")
     for column in columns:
         wrap = column.kind == "text"
