@@ -50,11 +50,13 @@ def one_of(owner: str, name: str, value: Any, allowed: Sequence[str]) -> Any:
     return value
 
 
-def check_seed(owner: str, value: Any) -> int | None:
-    """``value``, if it is a seed: a non-negative int, or None."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
-        raise invalid(owner, "seed", value, "a non-negative int or None",
-                      "Pass e.g. seed=0 for a repeatable search, or None.")
+def check_seed(owner: str, value: Any, below: int | None = None) -> int | None:
+    """``value``, if it is a seed: a non-negative int (less than ``below``, if given: the
+    library behind ``owner`` takes no more), or None."""
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
+    if value is not None and (bad or (below is not None and value >= below)):
+        rule = "a non-negative int or None" if below is None else f"an int in [0, {below - 1}] or None"
+        raise invalid(owner, "seed", value, rule, "Pass e.g. seed=0 for a repeatable search, or None.")
     return value
 
 

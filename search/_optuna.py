@@ -125,7 +125,8 @@ class OptunaSearcher(Searcher):
     Args:
         space: The search space; None to use the Tuner's.
         sampler: An ``optuna.samplers.BaseSampler`` instance; None for TPE.
-        seed: Seed of the default TPE sampler (seed your own sampler yourself).
+        seed: Seed of the default TPE sampler, an int in [0, 2**32 - 1] (seed your own
+            sampler yourself).
         warm_start: ``(config, value)`` pairs (value signed to minimise; None if failed) or
             ``(config, Outcome)`` from an earlier search, added to the study with
             ``study.add_trial`` before the first suggestion. They are fitted to this space by
@@ -167,7 +168,7 @@ class OptunaSearcher(Searcher):
             )
             raise ConfigError(msg)
         _check_sampler_needs(optuna, sampler)
-        check_seed(_NAME, seed)
+        check_seed(_NAME, seed, below=2**32)  # TPESampler seeds numpy's RandomState, which takes no more
         if sampler is not None and seed is not None:
             msg = (
                 f"{_NAME}: `seed` is {seed!r}, but it seeds only the default sampler "

@@ -61,3 +61,16 @@ def test_samplers_with_their_packages_are_accepted(monkeypatch):
     for sampler in (optuna.samplers.CmaEsSampler(seed=0), optuna.samplers.TPESampler(seed=0),
                     optuna.samplers.RandomSampler(seed=0), optuna.samplers.NSGAIISampler(seed=0)):
         OptunaSearcher(SPACE, sampler=sampler).setup(None, num_trials=4)
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**64, -1])
+def test_a_seed_optuna_cannot_take_is_a_config_error_naming_the_range(seed):
+    with pytest.raises(ConfigError, match=rf"^OptunaSearcher: `seed` is {seed}, but must be an int in "
+                                          rf"\[0, 4294967295\] or None\. Pass e\.g\. seed=0"):
+        OptunaSearcher(SPACE, seed=seed)
+
+
+def test_the_largest_seed_optuna_takes_is_accepted():
+    searcher = OptunaSearcher(SPACE, seed=2**32 - 1)
+    searcher.setup(None, num_trials=2)
+    assert set(searcher.suggest("00000")) == {"x", "y"}
