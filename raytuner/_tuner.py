@@ -19,7 +19,7 @@ from raytuner._driver.controller import ExperimentSettings
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.resume_run import resume_experiment
 from raytuner._driver.run import run_experiment
-from raytuner._driver.stop import StopCriteria, StopFn
+from raytuner._driver.stop import StopCriteria, StopFn, check_call
 from raytuner._formats import reserved_column
 from raytuner._objectives import Objectives, normalize
 from raytuner._results import Results
@@ -59,6 +59,15 @@ def _check_resource_attr(name: Any, metric: Any) -> None:
         raise invalid("Tuner", "resource_attr", name, "the name of a metric a report may hold",
                       f"{name!r} is {reserved}, so no report may use it: pass resource_attr=None to count "
                       f"reports (raytuner's 'iteration'), or report the resource as e.g. 'epoch' and pass that.")
+
+
+def _check_trainable_call(owner: str, trainable: Callable[..., Any]) -> None:
+    """A trainable that cannot take the config (``def train():``, ``def train(a, b):``) is
+    refused here: each trial would fail with the same TypeError."""
+    check_call(owner, "trainable", trainable, ({},), "trainable(config)",
+               "raytuner calls it with one argument, the trial's config (a dict): define it as "
+               "def train(config): ..., and give it other values with functools.partial(train, data=...) or "
+               "defaults (def train(config, data=None)).")
 
 
 def _check_picklable(trainable: Callable[..., Any]) -> None:
@@ -208,6 +217,7 @@ class Tuner:
     ) -> None:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
+        _check_trainable_call("Tuner", trainable)
         if mode is None:
             mode = _default_mode(metric)
         metric, mode = normalize(metric, mode)
@@ -399,6 +409,8 @@ class Tuner:
             raise invalid("Tuner.resume", "trainable", trainable, "the function the experiment ran, or None",
                           "Pass the function itself (not its name), or leave `trainable` out to import the one "
                           "the experiment recorded.")
+        if trainable is not None:
+            _check_trainable_call("Tuner.resume", trainable)
         if verbose is not None:
             _check_verbose("Tuner.resume", verbose)
         _check_callbacks(callbacks)  # before anything is read: a resume with nothing to run checks them too

@@ -6,6 +6,7 @@ so a criterion such as ``{"iteration": 20}`` never lets a 21st epoch start.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any, Callable, Collection, Mapping, Sequence
@@ -18,6 +19,37 @@ StopFn = Callable[[str, Mapping[str, Any]], bool]
 
 #: The keys raytuner adds to every result that ``stop=`` sees, beside the reported metrics.
 PROVIDED = ("iteration", "time_total_s")
+
+
+class _Seen:
+    """A callable's name and signature in an error message (``invalid`` uses its repr)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def check_call(owner: str, argument: str, fn: Callable[..., Any], args: tuple[Any, ...], expected: str,
+               fix: str) -> None:
+    """Refuse ``fn`` if its signature cannot take ``args`` (as raytuner will call it), with a
+    ConfigError naming ``argument``, the signature seen and the ``expected`` call, before
+    anything runs: otherwise every trial would start and fail the same way.
+
+    The signature is the one called (a decorator's wrapper, not the function it wraps;
+    ``functools.partial`` and a class's ``__init__`` are read as Python binds them); one
+    that cannot be read (a builtin, a C extension's callable) is not checked.
+    """
+    try:
+        signature = inspect.signature(fn, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        name = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", "the callable")
+        raise invalid(owner, argument, _Seen(f"{name}{signature}"), f"callable as {expected} ({exc})", fix) from None
 
 
 class StopCriteria:
@@ -46,6 +78,11 @@ class StopCriteria:
 
     def __init__(self, stop: Mapping[str, float] | StopFn | None, metric: str | Sequence[str] | None,
                  mode: str | Sequence[str]):
+        if callable(stop):
+            check_call("Tuner", "stop", stop, ("00000", {}), "stop(trial_id, result)",
+                       "raytuner calls it with the trial's id and its latest result (a dict) and stops the trial "
+                       "when it returns True: pass e.g. stop=lambda trial_id, result: result['loss'] < 0.01, "
+                       "or a dict of thresholds such as stop={'iteration': 20}.")
         if stop is not None and not callable(stop):
             if not isinstance(stop, Mapping):
                 msg = (
