@@ -20,7 +20,7 @@ from ._base import already_suggested, check_version, not_set_up
 from ._checks import int_at_least, make_rng, one_of, real_in
 from ._domains import plain
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
-from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, vals_from_config
+from ._hyperopt_space import NoFit, config_from_vals, to_hyperopt, unknown_keys, vals_from_config
 from ._space import check_space, has_hyperopt_expr
 
 _NAME = "HyperOptSearcher"
@@ -234,6 +234,15 @@ class HyperOptSearcher(Searcher):
                     f"{error}. Give a full config with values inside their domains."
                 )
                 raise ConfigError(msg) from None
+            unknown = unknown_keys(self.space, point)
+            if unknown:
+                msg = (
+                    f"{_NAME}: points_to_evaluate[{index}] has keys the space lacks: "
+                    f"{', '.join(map(repr, unknown))}; hyperopt would drop them and run the trial without "
+                    "them. Remove them or add them to the space; under a choice of dicts, give only the "
+                    "keys of the option the point takes."
+                )
+                raise ConfigError(msg)
         if not self._restored:
             self._load_warm_start()
 

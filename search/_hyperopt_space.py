@@ -109,6 +109,12 @@ def vals_from_config(space: Mapping[str, Any], config: Mapping[str, Any]) -> dic
     return match.values
 
 
+def unknown_keys(space: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """The dotted keys of ``config`` that ``space`` lacks, those of a choice's dict option
+    included (``"opt.m"`` for an ``m`` that the option the config took does not have)."""
+    return match_config(space, config, _match_native).removed
+
+
 def _match_native(node: Any, value: Any, label: str, match: Match) -> None:
     """Inverse of hyperopt's evaluation for the nodes that ``hp`` builds, into ``match``."""
     node = pyll.as_apply(node)
