@@ -27,7 +27,8 @@ def hide(monkeypatch, *packages):
     [
         (lambda: optuna.samplers.CmaEsSampler(seed=0), ["cmaes"],
          r"`sampler` is CmaEsSampler, which needs the `cmaes` package, not installed: .* pip install cmaes\.$"),
-        (lambda: optuna.samplers.GPSampler(seed=0), ["torch"], r"GPSampler, which needs the `torch` package.*pip install torch"),
+        (lambda: optuna.samplers.GPSampler(seed=0), ["torch"],
+         r"GPSampler, which needs the `torch` package.*pip install torch"),
         (lambda: optuna.samplers.GPSampler(seed=0), ["torch", "scipy"],
          r"GPSampler, which needs the `torch` and `scipy` packages.*Install them: pip install torch scipy\.$"),
         (lambda: optuna.samplers.QMCSampler(seed=0), ["scipy"], r"QMCSampler, which needs the `scipy` package"),
