@@ -19,7 +19,7 @@ from raytuner.errors import ConfigError, invalid
 if TYPE_CHECKING:
     from raytuner._report._data import Results
 
-__all__ = ["write_report"]
+__all__ = ["output_path", "write_report"]
 
 _TITLES = {
     "history": "Optimisation history",
@@ -47,6 +47,35 @@ def builders(data: Any) -> tuple[Callable[[Any], Any], ...]:
     return _figures.BUILDERS
 
 
+_HTML = (".html", ".htm")
+
+
+def output_path(results: Results, path: str | os.PathLike[str]) -> Path:
+    """The file the report goes to (a folder: its ``report.html``), refused with a
+    ConfigError where writing it would damage something: in the experiment's folder, any
+    name but an .html/.htm page directly in it (``experiment.json``, ``tuner.pkl``, a file
+    it may write later, anything in ``trials/`` or its other folders); elsewhere, an
+    existing file that is not an HTML page (a report replaces the file it is written to)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        target = target / "report.html"
+    resolved = target.resolve()
+    experiment = Path(results.path).expanduser().resolve()
+    html = target.suffix.lower() in _HTML and resolved.suffix.lower() in _HTML
+    if resolved.is_relative_to(experiment) and not (html and resolved.parent == experiment):
+        what = "a file in its trials/ folder" if resolved.is_relative_to(experiment / "trials") else "one of its own files"
+        raise invalid("report", "path", str(path),
+                      f"an .html page directly in the experiment's folder, or a path outside it: this is {what}, "
+                      "which the report would replace",
+                      f"Pass e.g. {str(experiment / 'report.html')!r} (the default) or a path outside the experiment "
+                      "ending in .html.")
+    if (resolved.exists() or target.is_symlink()) and not html:
+        raise invalid("report", "path", str(path),
+                      "a new file or an .html/.htm page: this is an existing file, which the report would replace",
+                      "Pass a path ending in .html, or move that file away first.")
+    return target
+
+
 def write_report(results: Results, path: str | os.PathLike[str], *, metric: str | None = None,
                  mode: str | None = None) -> Path:
     """Write the report of ``results`` to ``path`` (an .html file) and return its path.
@@ -62,6 +91,7 @@ def write_report(results: Results, path: str | os.PathLike[str], *, metric: str 
         raise ConfigError(msg) from None
     if mode not in (None, "min", "max"):
         raise invalid("report", "mode", mode, "'min', 'max' or None", "Pass mode='min' or 'max', or None for the experiment's.")
+    target = output_path(results, path)
     from raytuner._report import _data, _figures, _page
 
     data = _data.collect(results, metric, mode)
@@ -70,9 +100,6 @@ def write_report(results: Results, path: str | os.PathLike[str], *, metric: str 
         made = build(data)
         if made is not None:  # None: the figure does not apply to this experiment
             figures.append(made if isinstance(made, _figures.Figure) else (_TITLES[build.__name__], made))
-    target = Path(path).expanduser()
-    if target.is_dir():
-        target = target / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     # Temp file + rename, like the storage, but with the umask's permissions (mkstemp's
     # 0600 would keep a report meant for sharing unreadable to others).

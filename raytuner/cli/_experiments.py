@@ -399,6 +399,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         metric, mode = _metric_mode(results, args)
         if not _scored(results, metric):
             raise _no_metric(results, metric)
+    if args.output is not None:
+        from raytuner._report import output_path
+
+        try:  # a path that would replace one of the experiment's files (or another non-HTML file)
+            output_path(results, args.output)
+        except ConfigError as exc:
+            raise CLIError(str(exc), EXIT_USAGE) from None
     try:
         path = results.report(args.output, metric=metric, mode=mode)
     except ExperimentError as exc:
