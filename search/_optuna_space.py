@@ -30,7 +30,7 @@ The priors differ from raytuner's sampling only at the edges of ``quniform`` (hy
 rounding gives the end values half the mass; Optuna gives every step the same).
 
 **The float bounds of ``quniform``.** In binary floating point ``round(b/q) q`` misses the
-decimal it stands for: ``quniform(0, 1, 0.3)`` samples 0, 0.3, 0.6 and ``3 × 0.3 =
+decimal it stands for: ``quniform(0, 0.9, 0.3)`` samples 0, 0.3, 0.6 and ``3 × 0.3 =
 0.8999999999999999``. Optuna checks in decimal that ``q`` divides ``B - A`` (its
 ``_adjust_discrete_uniform_high``, on ``str`` of each number) and, where it does not,
 warns and lowers ``B`` to the last step that fits, 0.6, so the top value could never be

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from raytuner.errors import ConfigError
-from raytuner.search import Outcome, TrialEnd, choice, quniform, randint, uniform
+from raytuner.search import Outcome, TrialEnd, choice, randint, uniform
+from raytuner.search._domains import Range
 from raytuner.search._fork import check_warm_start, fit_observations
 from raytuner.search._params import config_from_params
 from tests._helpers import CONDITIONAL
@@ -80,7 +81,8 @@ def test_dict_options_without_constants_are_told_apart_by_their_keys():
 
 
 def test_randint_needs_an_int_inside_its_range_and_quniform_allows_half_a_step():
-    space = {"n": randint(1, 4), "q": quniform(10, 20, 4)}
+    # A q range stored before bounds had to be multiples of q (Range, as from_json rebuilds it).
+    space = {"n": randint(1, 4), "q": Range(10, 20, q=4)}
     fit = fit_observations("S", space, [({"n": 2.5, "q": 22}, 1.0), ({"n": 4, "q": 23}, 1.0),
                                         ({"n": 3, "q": 8}, 1.0)])
     assert [p for p, _ in fit.observations] == [{"q": 22.0}, {"n": 3.0, "q": 8.0}]

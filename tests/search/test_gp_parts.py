@@ -12,6 +12,7 @@ from scipy.stats import norm
 
 from raytuner.errors import ConfigError
 from raytuner.search import choice, grid, loguniform, qloguniform, quniform, randint, uniform
+from raytuner.search._domains import Range
 from raytuner.search._acquisition import expected_improvement, maximize
 from raytuner.search._gp_encoding import DROPPED, INACTIVE, MISSING, Encoding
 from raytuner.search._gp_model import _Matern, fantasize, fit
@@ -230,8 +231,9 @@ def test_a_native_hyperopt_expression_is_refused():
 
 
 def test_a_log_q_value_rounded_to_zero_is_placed_at_the_first_step():
-    # qloguniform(1, 1000, 8) samples 0 when the draw is below 4, as hyperopt's does.
-    encoding = Encoding({"b": qloguniform(1, 1000, 8)})
+    # qloguniform(1, 1000, 8), stored before bounds had to be multiples of q (Range, as
+    # from_json rebuilds it), samples 0 when the draw is below 4, as hyperopt's does.
+    encoding = Encoding({"b": Range(1, 1000, log=True, q=8)})
     assert encoding.encode({"b": 0}) == pytest.approx(encoding.encode({"b": 8}))
 
 

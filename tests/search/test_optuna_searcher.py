@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from raytuner.errors import ConfigError
 from raytuner.search import OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, qloguniform, quniform, randint
 from raytuner.search import uniform
+from raytuner.search._domains import Range
 from raytuner.search import _optuna
 from raytuner.search._optuna_space import distributions
 from tests._helpers import EVERY_KIND
@@ -39,9 +40,11 @@ def test_conversion_table():
 
 
 @pytest.mark.parametrize("domain", [
-    quniform(0, 1, 0.3), quniform(0, 0.9, 0.3), quniform(0, 2.1, 0.7),  # 3 × 0.3 = 0.8999999999999999
-    quniform(0, 10, 3),  # ints: IntDistribution(0, 9, step=3)
-    qloguniform(0.1, 1.0, 0.3), qloguniform(2, 50, 8),  # log: no step in Optuna, rounded in the config
+    quniform(0, 0.9, 0.3), quniform(0, 2.1, 0.7),  # 3 × 0.3 = 0.8999999999999999
+    quniform(0, 9, 3),  # ints: IntDistribution(0, 9, step=3)
+    qloguniform(0.3, 1.2, 0.3), qloguniform(8, 48, 8),  # log: no step in Optuna, rounded in the config
+    # Stored before bounds had to be multiples of q (Range, as from_json rebuilds them):
+    Range(0, 1, q=0.3), Range(0, 10, q=3), Range(0.1, 1.0, log=True, q=0.3), Range(2, 50, log=True, q=8),
 ])
 def test_every_value_a_q_range_samples_is_reachable(domain):
     rng = np.random.default_rng(0)

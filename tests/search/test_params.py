@@ -8,6 +8,7 @@ import pytest
 from raytuner.errors import ConfigError
 from raytuner.search import Domain, RandomSearcher, choice, grid, loguniform, quniform, randint, uniform
 from raytuner.search._params import Param, config_from_params, match_config, parameters
+from raytuner.search._domains import Range
 
 SPACE = {
     "lr": loguniform(1e-4, 1e-1),
@@ -55,8 +56,9 @@ def test_config_from_params_clamps_randint_into_its_range():
     # hyperopt models randint(1, 4) as a rounded uniform on [0.5, 3.5]: 0.5 rounds (half to
     # even) to 0 and 3.5 to 4, outside the domain. Every searcher builds configs here.
     assert [config_from_params({"r": randint(1, 4)}, {"r": v})["r"] for v in (0.5, 1.0, 2.6, 3.5)] == [1, 1, 3, 3]
-    # q ranges are not clamped: their rounding may reach just outside (see quniform).
-    assert config_from_params({"q": quniform(10, 20, 4)}, {"q": 8.0})["q"] == 8
+    # q ranges are not clamped: the rounding of one stored before bounds had to be multiples
+    # of q (Range itself, as from_json rebuilds it) may reach just outside.
+    assert config_from_params({"q": Range(10, 20, q=4)}, {"q": 8.0})["q"] == 8
 
 
 def test_config_from_params_reads_only_the_active_labels_in_key_order():

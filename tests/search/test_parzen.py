@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from raytuner.search import loguniform, qloguniform, quniform, randint, uniform
+from raytuner.search._domains import Range
 from raytuner.search._parzen import CategoricalDim, NumericDim, ParzenEstimator, log_mass
 from raytuner.search._tpe_space import dim_of
 
@@ -53,9 +54,11 @@ def test_a_continuous_mixture_integrates_to_one_and_matches_the_kernels():
 def test_a_discrete_mixture_sums_to_one_and_samples_land_on_allowed_values():
     for domain, allowed in [(randint(1, 6), np.arange(1, 6.0)),
                             (quniform(0, 1, 0.25), np.arange(0, 1.01, 0.25)),
-                            # 20, ..., 100: the bins are cut by [10, 100], so 0's is empty
-                            (quniform(10, 100, 20), np.arange(20, 101, 20.0)),
-                            (qloguniform(1, 1000, 10), np.arange(0, 1001, 10.0))]:
+                            (qloguniform(10, 1000, 10), np.arange(10, 1001, 10.0)),
+                            # Stored before bounds had to be multiples of q (Range, as from_json
+                            # rebuilds them). 20, ..., 100: the bins are cut by [10, 100], so 0's is empty
+                            (Range(10, 100, q=20), np.arange(20, 101, 20.0)),
+                            (Range(1, 1000, log=True, q=10), np.arange(0, 1001, 10.0))]:
         dim = dim_of(domain)
         est = _estimator([dim], [[allowed[1]], [allowed[-1]]])
         assert np.exp(est.log_pdf(allowed[:, None])).sum() == pytest.approx(1.0)
