@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import raytuner as rt
+from raytuner.search._domains import Range
 
 T = TypeVar("T")
 
@@ -149,14 +150,15 @@ CONDITIONAL = {
 }
 
 #: Every kind of domain a searcher encodes, in one space: uniform, log-uniform, integer,
-#: quantised (``drop``'s low lies off its grid), quantised log-uniform, a choice of dicts
-#: with a conditional parameter, a choice of three strings, and a constant.
+#: quantised (``drop``'s low lies off its grid: a range stored before quniform refused
+#: that, as from_json rebuilds it), quantised log-uniform, a choice of dicts with a
+#: conditional parameter, a choice of three strings, and a constant.
 EVERY_KIND = {
     "x": rt.uniform(-5, 5),
     "lr": rt.loguniform(1e-4, 1e-1),
     "n": rt.randint(1, 4),
     "units": rt.quniform(16, 128, 16),
-    "drop": rt.quniform(0.1, 1.0, 0.25),
+    "drop": Range(0.1, 1.0, q=0.25),
     "batch": rt.qloguniform(8, 512, 8),
     "opt": rt.choice([{"name": "sgd", "momentum": rt.uniform(0, 0.99)}, {"name": "adam"}]),
     "act": rt.choice(["relu", "tanh", "elu"]),

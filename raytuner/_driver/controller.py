@@ -36,6 +36,7 @@ from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 from raytuner._trial import Trial, TrialResult
 from raytuner._worker import logs as _logs
+from raytuner._worker.actor import WIND_UP
 from raytuner._worker.protocol import Event, Signal, TrialSpec, spec_to_wire
 from raytuner.errors import StorageError
 from raytuner.schedulers import Scheduler
@@ -192,6 +193,12 @@ class Controller:
             # as `timeout`, `ray job stop`, Slurm and Kubernetes send. Either way the trials
             # stop where they are and a resume continues them; the exit goes on after.
             status = "INTERRUPTED"
+            try:
+                self._settle()  # what the trials reported before it is recorded, with its checkpoint
+            except KeyboardInterrupt:
+                pass  # a second Ctrl-C: stop at once
+            except StorageError as error:
+                refused = error
             self._apply(self.life.handle(ev.Interrupt()))
             self._calls.clear()
             self._starts.clear()
@@ -199,7 +206,7 @@ class Controller:
             logger.warning("%s: stopped running trials; results so far are in %s. Continue with: %s", how,
                            self._storage.location, cli_command("resume", self._storage.location))
             if isinstance(exc, SystemExit):
-                refused = exc
+                refused = exc  # the exit goes on once the run is wound up
         except StorageError as exc:
             status, refused = "INTERRUPTED", exc
             self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
@@ -298,9 +305,27 @@ class Controller:
 
         if not self._calls:
             return
-        ready, _ = ray.wait(list(self._calls), num_returns=len(self._calls), timeout=SETTLE_S)
-        for ref in ready:
-            if ref in self._calls:
+        deadline = time.monotonic() + SETTLE_S
+        # Reports held back by the checkpoint throttle go out now; each worker says how far
+        # its trial had reported, which is taken in (the trial trains on meanwhile: what it
+        # reports after this is not waited for).
+        hurried = {trial_id: worker.hurry.options(concurrency_group=WIND_UP).remote()
+                   for trial_id, worker in self.life.busy_workers().items()}
+        done, _ = ray.wait(list(hurried.values()), num_returns=len(hurried), timeout=SETTLE_S)
+        reported: dict[str, int] = {}
+        for trial_id, ref in hurried.items():
+            try:
+                reported[trial_id] = ray.get(ref) if ref in done else 0
+            except ray.exceptions.RayError:  # its worker is gone: its answer on the way says so
+                reported[trial_id] = 0
+        on_their_way = set(self._calls)
+        while (left := deadline - time.monotonic()) > 0:
+            awaited = [ref for ref, trial_id in self._calls.items()
+                       if ref in on_their_way or self.trials[trial_id].iteration < reported.get(trial_id, 0)]
+            if not awaited:
+                return
+            ready, _ = ray.wait(awaited, num_returns=1, timeout=left)
+            for ref in ready:
                 self._apply(self.life.handle(self._event(ref)))
                 if self._refused is not None:
                     raise self._refused

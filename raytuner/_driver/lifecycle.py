@@ -142,6 +142,10 @@ class Lifecycle(ReportHandlers, ControlHandlers):
         """Trials on workers, less those whose worker has already moved on."""
         return sum(run.phase is not RunPhase.HANDED_ON for run in self._runs.values())
 
+    def busy_workers(self) -> dict[str, Worker]:
+        """The workers running a trial, by its id."""
+        return {trial_id: run.worker for trial_id, run in self._runs.items()}
+
     def may_have_work(self) -> bool:
         """Whether a new worker could get a trial: new configs, retries or paused trials."""
         if self._ended:

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Mapping
 
 from raytuner._driver.resources import actor_options
-from raytuner._worker.actor import TrialWorker
+from raytuner._worker.actor import WIND_UP, TrialWorker
 
 _lock = threading.Lock()
 _shared: WorkerPool | None = None
@@ -27,7 +27,7 @@ class WorkerPool:
         import ray
 
         if _remote_cls is None:  # export the actor class once per process
-            _remote_cls = ray.remote(TrialWorker)
+            _remote_cls = ray.remote(concurrency_groups={WIND_UP: 1})(TrialWorker)
         # SPREAD: trials of a sweep are independent, so use every node before doubling up.
         self._cls = _remote_cls.options(**options, max_restarts=0, scheduling_strategy="SPREAD")
         self.key = key

@@ -38,6 +38,9 @@ from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpe
 from raytuner.errors import CheckpointGoneError, ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
+#: The actor's second concurrency group, of one thread: :meth:`TrialWorker.hurry` runs there
+#: while the default group's call waits for the trial's news.
+WIND_UP = "wind_up"
 #: A trial that prints without reporting gets its log shipped this often (the trial page
 #: shows it live); a log-only answer costs the driver one more call.
 LOG_FLUSH_S = 1.0
@@ -200,6 +203,11 @@ class TrialRun(_session.Session):
             return
         spec.stop.check_reported(spec.trial_id, self._reported)
 
+    def hurry(self) -> int:
+        """See :meth:`TrialWorker.hurry`."""
+        self._outbox.hurry()
+        return self.iteration
+
     def _apply(self, decision: Signal) -> Signal:
         if decision is not Signal.CONTINUE:
             self._ended = decision  # the caller ends the trial: rt.report raises, Keras stops fit
@@ -326,6 +334,15 @@ class TrialWorker:
             raise RuntimeError("TrialWorker.next_event() called with no trial running")
         self._run.deliver(None if decision is None else Signal(decision), decide_at)
         return self._drain()
+
+    def hurry(self) -> int:
+        """The driver winds the run up: the trial's queued reports go out now instead of
+        waiting for the checkpoint throttle, and reach the driver through the calls it makes
+        (``next_event``). Returns the iteration of the last report the trial made (0: none
+        or no trial), which the driver takes in before it ends the trial. Called in the
+        :data:`WIND_UP` concurrency group, so it runs while a call of the default group waits."""
+        run = self._run
+        return run.hurry() if run is not None else 0
 
     def finish(self, decision: str) -> tuple[Any, ...]:
         """Deliver a STOP or PAUSE and wait for the trial to end: every report it made

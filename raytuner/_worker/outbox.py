@@ -170,11 +170,18 @@ class Outbox:
             for item in dropped:  # out of the lock: removing a large folder takes a while
                 self._discard(item)
 
+    def hurry(self) -> None:
+        """The run winds up (its time budget, Ctrl-C, an end command): from now on nothing
+        waits for the throttle, so every queued report goes out as soon as the checkpoint it
+        names is stored, while the driver still takes reports in."""
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+
     def drain(self) -> None:
         """Wait until every report is sent; raise the error of a checkpoint that could not be stored."""
+        self.hurry()  # the trial is over: nothing waits for the throttle any more
         with self._cond:
-            self._draining = True  # the trial is over: nothing waits for the throttle any more
-            self._cond.notify_all()
             while self._items and self._error is None:
                 self._cond.wait()
             self._raise_if_failed(None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pathlib
 import pickle
 import tempfile
+import time
 
 import pytest
 
@@ -55,6 +56,7 @@ def counting(config):
     if restored is not None:
         start = int((restored / "epoch").read_text())
     for epoch in range(start + 1, 7):
+        time.sleep(0.05)  # an epoch's work: at the Ctrl-C the trial is mid-run (what it reported is kept)
         out = pathlib.Path(tempfile.mkdtemp())
         (out / "epoch").write_text(str(epoch))
         rt.report({"loss": (config["x"] - 0.3) ** 2 + 1 / epoch, "epoch": epoch}, checkpoint=out)

@@ -36,7 +36,7 @@ def counting(config):
 
 
 def test_sigterm_interrupts_as_ctrl_c_does_and_the_process_still_exits(storage, caplog):
-    space = {"x": rt.uniform(0, 1)}
+    space = {"x": rt.uniform(0, 1), "pause": 0.05}  # trials mid-run at the exit (what was reported is kept)
     with pytest.raises(SystemExit) as exited:  # what Ray's SIGTERM handler raises in the driver
         rt.Tuner(counting, space=space, metric="loss", num_trials=4, storage_path=storage, name="term",
                  callbacks=[InterruptAfter(5, SystemExit(15))], verbose=0, seed=3, tensorboard=False).fit()
@@ -51,7 +51,7 @@ def test_sigterm_interrupts_as_ctrl_c_does_and_the_process_still_exits(storage, 
 
 
 def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):
-    space = {"x": rt.uniform(0, 1)}
+    space = {"x": rt.uniform(0, 1), "pause": 0.05}  # trials mid-run at the Ctrl-C (what was reported is kept)
     first = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, name="exp",
                      callbacks=[InterruptAfter(15)], verbose=0, seed=3, tensorboard=False).fit()
     assert first.meta["status"] == "INTERRUPTED"
