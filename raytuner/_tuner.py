@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from raytuner._best import SCOPES
 from raytuner._callbacks import Callback
+from raytuner._control_values import clean_command
 from raytuner._driver import resources as _resources
 from raytuner._driver.controller import ExperimentSettings
 from raytuner._driver.resume import trainable_file, trainable_name
@@ -123,8 +124,9 @@ class Tuner:
             :class:`raytuner.ReportError` naming it, which ends the experiment: a typo
             stops nothing. See :class:`raytuner._driver.stop.StopCriteria` (with several
             objectives, each threshold names one metric and is read in that metric's own mode).
-        time_budget_s: Stop the experiment after this many seconds (running trials end as
-            STOPPED; results are kept).
+        time_budget_s: Stop the experiment after this many seconds, at most 10 years (running
+            trials end as STOPPED; results are kept). It, ``num_trials`` and ``max_concurrent``
+            are held to the bounds of ``raytuner control`` (:mod:`raytuner._control_values`).
         name: The experiment's folder name under ``storage_path``; default
             ``<script>_<date-time>`` for a trainable defined in a script run as ``python
             script.py`` (``keras_digits_20261205-143000``), else ``<trainable>_<date-time>``;
@@ -229,8 +231,18 @@ class Tuner:
         _check_checkpoint_interval(checkpoint_interval_s, checkpoints_to_keep)
         if isinstance(max_failures, bool) or not isinstance(max_failures, numbers.Integral) or max_failures < 0:
             raise invalid("Tuner", "max_failures", max_failures, "an int >= 0", "Pass 0 to fail a trial at its first error.")
-        if time_budget_s is not None and (not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0):
+        if time_budget_s is not None and (isinstance(time_budget_s, bool)
+                                          or not isinstance(time_budget_s, numbers.Real)):
             raise invalid("Tuner", "time_budget_s", time_budget_s, "a number of seconds > 0, or None", "Pass e.g. time_budget_s=3600.")
+        # The bounds a control command or a resume holds the limits to (raytuner control, the dashboard)
+        # (as Python numbers: a numpy number or a Fraction is one to the Tuner)
+        budget = time_budget_s if time_budget_s is None or isinstance(time_budget_s, (int, float)) else \
+            float(time_budget_s)
+        clean_command("set_limits", {"num_trials": int(num_trials), "time_budget_s": budget, "max_concurrent": (
+            None if max_concurrent is None else int(max_concurrent))}, owner="Tuner")
+        _check_flag("Tuner", "fail_fast", fail_fast,
+                    "Pass fail_fast=True to end the experiment at the first failed trial, or False.")
+        _check_flag("Tuner", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
         if best_scope not in SCOPES:
             raise invalid("Tuner", "best_scope", best_scope, "'last' or 'all'",
                           "Pass 'last' to rank trials by their last report (as Ray Tune does) or 'all' by their best one.")
@@ -241,7 +253,8 @@ class Tuner:
                           "Pass e.g. 0.25 to cap each trial at a quarter of the card, or None to grow on demand.")
         if isinstance(keep_workers_s, bool) or not isinstance(keep_workers_s, numbers.Real) or keep_workers_s < 0:
             raise invalid("Tuner", "keep_workers_s", keep_workers_s, "a number of seconds >= 0", "Pass 0 to stop workers at once.")
-        _check_callbacks(callbacks)
+        callbacks = _check_callbacks("Tuner", callbacks)
+        _check_storage_path(storage_path)
 
         if space is not None:
             validate_space(space)
@@ -413,7 +426,12 @@ class Tuner:
             _check_trainable_call("Tuner.resume", trainable)
         if verbose is not None:
             _check_verbose("Tuner.resume", verbose)
-        _check_callbacks(callbacks)  # before anything is read: a resume with nothing to run checks them too
+        # Before anything is read: a resume with nothing to run checks them too.
+        callbacks = _check_callbacks("Tuner.resume", callbacks)
+        _check_flag("Tuner.resume", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
+        limits = {"num_trials": num_trials, "time_budget_s": time_budget_s, "max_concurrent": max_concurrent}
+        if any(value is not None for value in limits.values()):
+            clean_command("set_limits", limits, owner="Tuner.resume")  # checked again, typed, when it is read
         storage = ExperimentStorage(path, writable=True)  # a URI: pulled into a fresh local folder
         try:
             return resume_experiment(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
@@ -489,7 +507,37 @@ def _check_verbose(owner: str, verbose: Any) -> None:
                       "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
 
 
-def _check_callbacks(callbacks: Any) -> None:
+def _check_callbacks(owner: str, callbacks: Any) -> list[Callback]:
+    """``callbacks`` as a list, or a ConfigError: not a list of :class:`Callback` objects."""
+    fix = "Pass a list of raytuner.Callback objects, e.g. callbacks=[MLflowCallback()], or leave it out."
+    if isinstance(callbacks, Callback):
+        raise invalid(owner, "callbacks", callbacks, "a list of Callback objects, not one",
+                      f"Pass it in a list: callbacks=[{callbacks!r:.60}].")
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise invalid(owner, "callbacks", callbacks, "a list of raytuner.Callback objects", fix)
+    callbacks = list(callbacks)  # a generator: read once
     for callback in callbacks:
         if not isinstance(callback, Callback):
             raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")
+    return callbacks
+
+
+def _check_flag(owner: str, name: str, value: Any, fix: str) -> None:
+    """A yes-or-no argument: True or False, not a string such as "no" (which is true)."""
+    if not isinstance(value, bool):
+        raise invalid(owner, name, value, "True or False", fix)
+
+
+def _check_storage_path(path: Any) -> None:
+    """A folder's path or a URI, as text: not a number, not a string holding NUL (which no
+    file system takes: it would fail when fit() creates the folder)."""
+    fix = "Pass the folder experiments go in (a str or pathlib.Path, e.g. storage_path='~/raytuner_results') or a URI."
+    if path is None:
+        return
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid("Tuner", "storage_path", path, "a folder's path (str or os.PathLike) or a URI, or None", fix)
+    text = os.fspath(path)
+    if not isinstance(text, str):  # bytes from a PathLike
+        raise invalid("Tuner", "storage_path", path, "a path as text (str), not bytes", fix)
+    if "\x00" in text:
+        raise invalid("Tuner", "storage_path", path, "a path with no NUL character", fix)

@@ -100,3 +100,64 @@ def test_a_stop_function_of_another_arity_is_refused(stop, seen, tmp_path):
 ])
 def test_a_stop_function_of_trial_id_and_result_is_accepted(stop, tmp_path):
     rt.Tuner(train, storage_path=tmp_path, stop=stop, **BASE)
+
+
+class _Logger(rt.Callback):
+    pass
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fail_fast": "no"}, "Tuner: `fail_fast` is 'no', but must be True or False."),
+    ({"fail_fast": 1}, "Tuner: `fail_fast` is 1, but must be True or False."),
+    ({"tensorboard": "off"}, "Tuner: `tensorboard` is 'off', but must be True or False."),
+    ({"time_budget_s": True}, "Tuner: `time_budget_s` is True, but must be a number of seconds > 0"),
+    ({"time_budget_s": float("inf")}, "Tuner: `time_budget_s` is inf, but must be a finite number of seconds above 0 "
+                                      "and at most 315,576,000 (10 years)"),
+    ({"time_budget_s": 1e300}, "Tuner: `time_budget_s` is 1e+300, but must be a finite number of seconds"),
+    ({"time_budget_s": float("nan")}, "Tuner: `time_budget_s` is nan, but must be a finite number of seconds"),
+    ({"time_budget_s": -1}, "Tuner: `time_budget_s` is -1, but must be a finite number of seconds above 0"),
+    ({"max_concurrent": 10**6}, "Tuner: `max_concurrent` is 1000000, but must be a whole number from 1 to 10,000."),
+    ({"num_trials": 10**8}, "Tuner: `num_trials` is 100000000, but must be a whole number from 1 to 10,000,000."),
+    ({"storage_path": 5}, "Tuner: `storage_path` is 5, but must be a folder's path (str or os.PathLike) or a URI"),
+    ({"storage_path": "/tmp/a\x00b"}, "Tuner: `storage_path` is '/tmp/a\\x00b', but must be a path with no NUL"),
+    ({"callbacks": print}, "Tuner: `callbacks` is <built-in function print>, but must be a list of raytuner.Callback"),
+    ({"callbacks": _Logger()}, "Tuner: `callbacks` is <"),
+    ({"callbacks": "mlflow"}, "Tuner: `callbacks` is 'mlflow', but must be a list of raytuner.Callback"),
+])
+def test_arguments_of_the_wrong_kind_or_past_the_control_bounds_are_refused_at_build(kwargs, message, tmp_path):
+    arguments = {**BASE, "storage_path": tmp_path / "results", **kwargs}
+    with pytest.raises(ConfigError) as error:
+        rt.Tuner(train, **arguments)
+    assert str(error.value).startswith(message), str(error.value)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"time_budget_s": 3600}, {"time_budget_s": 0.5}, {"time_budget_s": 10 * 365.25 * 24 * 3600},
+    {"max_concurrent": 10_000}, {"num_trials": 10_000_000}, {"fail_fast": True}, {"tensorboard": False},
+    {"callbacks": ()}, {"callbacks": [_Logger()]}, {"callbacks": (c for c in [_Logger()])},
+])
+def test_arguments_within_the_bounds_are_accepted(kwargs, tmp_path):
+    tuner = rt.Tuner(train, **{**BASE, "storage_path": tmp_path, **kwargs})
+    if "callbacks" in kwargs:  # a generator is read once, and kept
+        assert all(isinstance(c, _Logger) for c in tuner._callbacks) and len(tuner._callbacks) <= 1
+
+
+def test_numpy_numbers_are_numbers(tmp_path):
+    np = pytest.importorskip("numpy")
+    rt.Tuner(train, **{**BASE, "storage_path": tmp_path, "num_trials": np.int64(3)}, time_budget_s=np.float64(60),
+             max_concurrent=np.int64(2))
+    with pytest.raises(ConfigError, match=r"`time_budget_s` is (np\.float64\()?inf"):
+        rt.Tuner(train, **{**BASE, "storage_path": tmp_path}, time_budget_s=np.float64("inf"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"time_budget_s": float("inf")}, "Tuner.resume: `time_budget_s` is inf"),
+    ({"max_concurrent": 10**6}, "Tuner.resume: `max_concurrent` is 1000000"),
+    ({"tensorboard": "off"}, "Tuner.resume: `tensorboard` is 'off', but must be True or False."),
+    ({"callbacks": print}, "Tuner.resume: `callbacks` is <built-in function print>"),
+])
+def test_resume_refuses_them_too_before_reading_the_experiment(kwargs, message, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        rt.Tuner.resume(tmp_path / "no_such_experiment", **kwargs)
+    assert str(error.value).startswith(message), str(error.value)
