@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -288,7 +289,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
     if front is None:  # the value ranked by, as the scope has it
         values = [_tables.Column(f"best {metric}" if results.scope == "all" and by_scope else metric,
-                                 [value_text(shown_value(t, metric, mode, results.scope, **rule)) for t in trials],
+                                 [_ranked_text(t, metric, shown_value(t, metric, mode, results.scope, **rule))
+                                  for t in trials],
                                  kind="number")]
     else:
         values = [_tables.Column(m, [value_text(point(front, t).get(m)) for t in trials], kind="number")
@@ -344,6 +346,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not scored:
         raise _no_metric(results, metric)
     return EXIT_OK
+
+
+def _ranked_text(trial, metric: str, value) -> str:
+    """The value ``trial`` is ranked by; one it does not have because its value is NaN or
+    infinite (never ranked) as that value, ``nan``, ``inf`` or ``-inf``: ``-`` is for a
+    metric it never reported."""
+    if value is None:
+        last = trial.metrics.get(metric)
+        if isinstance(last, float) and not math.isfinite(last):
+            return value_text(last)
+    return value_text(value)
 
 
 def cmd_best(args: argparse.Namespace) -> int:

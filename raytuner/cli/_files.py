@@ -4,6 +4,7 @@ recorded name) and ``export`` (its trials, or every report, as CSV or JSON)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "csv":
         frame.to_csv(out, index=False)
     else:
-        text = frame.to_json(orient="records", indent=1)
+        text = _infinities_named(frame).to_json(orient="records", indent=1)
         if out is sys.stdout:
             print(text)
         else:
@@ -74,6 +75,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out is not sys.stdout:
         print(out, file=sys.stderr)
     return EXIT_OK
+
+
+def _infinities_named(frame):
+    """``frame`` with each infinite float as the string ``"Infinity"`` or ``"-Infinity"``, as
+    the dashboard's API writes them: JSON has no infinity, and pandas would write ``null``,
+    the same as a value never reported (CSV keeps ``inf``). NaN stays ``null``: in the table
+    it is also what a trial that never reported a metric has."""
+    def named(value):
+        if isinstance(value, float) and math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype.kind in "fO" and values.map(lambda v: isinstance(v, float) and math.isinf(v)).any():
+            frame[column] = values.astype(object).map(named)
+    return frame
 
 
 def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -88,7 +107,8 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
                      help="comma-separated values (the default)")
-    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of records")
+    fmt.add_argument("--json", dest="format", action="store_const", const="json",
+                     help='a JSON list of records (an infinity as "Infinity"/"-Infinity", NaN as null)')
     p.set_defaults(format="csv")
     p.add_argument("--history", action="store_true", help="one row per report instead of one per trial")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
