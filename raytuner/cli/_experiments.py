@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from raytuner._display import cli_command, time_text, value_text
+from raytuner._display import cli_command, terminal_text, time_text, value_text
 from raytuner._formats import flatten
 from raytuner._best import scope_of
 from raytuner._storage import DEFAULT_ROOT
@@ -448,7 +448,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                                         max_concurrent=args.max_concurrent)
     except (TrialsFailedError, ConfigError, ExperimentError) as exc:  # the experiment's own answer (1)
         raise CLIError(str(exc)) from None
-    print(_summary(results))
+    print(terminal_text(_summary(results), newlines=True))  # a metric's name as a trial gave it
     return EXIT_OK
 
 

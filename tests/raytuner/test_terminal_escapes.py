@@ -139,3 +139,15 @@ def test_cli_tables_headings_and_errors_show_control_characters_escaped(tmp_path
     assert code != 0 and _raw(out + err) == [] and "nowhere\\x1b]0;HIJACKED" in err
     code, out, err = _run(capsys, "best", "--full", str(path))
     assert code == 0 and _raw(out + err) == []  # JSON escapes them itself
+
+
+def test_the_summary_after_a_cli_resume_is_escaped(tmp_path, capsys, monkeypatch):
+    import raytuner as rt
+
+    path = _experiment(tmp_path)
+    odd = path.rename(path.with_name("esc\x1b]0;HIJACKED\x07"))  # a folder's name is the user's too
+    monkeypatch.setattr(rt.Tuner, "resume", staticmethod(lambda *args, **kwargs: rt.load(odd)))
+    code, out, err = _run(capsys, "resume", str(odd))
+    assert code == 0, err
+    assert _raw(out + err) == [] and "esc\\x1b]0;HIJACKED\\x07: COMPLETED" in out, out
+    assert len(out.strip().splitlines()) == 2  # its own line break kept
