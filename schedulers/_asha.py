@@ -192,7 +192,8 @@ class ASHAScheduler(Scheduler):
         self._passed[trial_id] = 0
         self._status[trial_id] = Status.RUNNING
 
-    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
+                         resource: float | None = None) -> None:
         """On resume: paused or running as the trial's folder says (:func:`._trials.restored`)."""
         self.on_trial_add(trial_id)
         self._status[trial_id] = restored(self._status[trial_id], paused)

@@ -147,11 +147,14 @@ class Scheduler(abc.ABC):
         """The config a new trial starts with; called after :meth:`on_trial_add`. Only
         schedulers that change configs (PBT) need it."""
 
-    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
+                         resource: float | None = None) -> None:
         """A driver resumes the experiment: ``trial_id`` will run again with ``config``,
         either relaunched at once or (``paused``) when :meth:`choose_trial_to_resume`
         returns it. Called after :meth:`restore` for every trial not finished, as the
-        trials' folders say, which may be newer than the saved state.
+        trials' folders say, which may be newer than the saved state. ``resource``: the
+        last resource the trial was fed before the resume (a pending clone's: its donor's),
+        its next report's lower bound; None if it reported nothing.
 
         The trial may restart from a checkpoint older than its last report, but its
         resources still increase as :meth:`on_result` sees them: the controller feeds only

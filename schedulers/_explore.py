@@ -197,8 +197,9 @@ def on_grid(x: float, low: float, high: float, step: float, is_int: bool) -> int
     a plain floor would lose the top value 0.3 of ``quniform(0, 0.3, 0.1)``. The value is
     ``float(k * q)``, computed as the domain computes its samples (``search._domains``), so
     that it equals the domain's own value (``3 * 0.1 = 0.30000000000000004``); an int when
-    ``is_int``. Bounds with no multiple of ``q`` between them (``quniform(0.12, 0.18,
-    0.1)``) leave the two multiples around them, the values the domain itself rounds to.
+    ``is_int``. Bounds with no multiple of ``q`` between them (a range ``(0.12, 0.18)``,
+    ``q=0.1``, stored before quniform refused it) leave the two multiples around them, the
+    values the domain itself rounds to.
     """
     def near(quotient: float) -> float:
         k = round(quotient)

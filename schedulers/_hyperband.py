@@ -152,7 +152,8 @@ class HyperbandScheduler(Scheduler):
         self._of[trial_id] = len(self._brackets) - 1
         self._status[trial_id] = Status.RUNNING
 
-    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
+                         resource: float | None = None) -> None:
         """On resume: paused or running as the trial's folder says (:func:`._trials.restored`); the
         round may close now."""
         self.on_trial_add(trial_id)

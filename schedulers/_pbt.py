@@ -195,7 +195,8 @@ class PBTScheduler(Scheduler):
         self.on_trial_add(trial_id)
         self._members[trial_id].config = dict(config)
 
-    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
+                         resource: float | None = None) -> None:
         member = self._members.get(trial_id)
         # A clone whose exploit the saved state holds and the driver is still to launch (it
         # hands back the clone's config) stays out of the ranking until it reports, as before.
@@ -203,6 +204,12 @@ class PBTScheduler(Scheduler):
         self.on_trial_config(trial_id, config)
         member = self._members[trial_id]
         member.status, member.cloning = (Status.PAUSED if paused else Status.RUNNING), cloning
+        if resource is not None and resource - member.point >= self.perturbation_interval:
+            # The saved state (written at most once a second) predates the trial's last
+            # perturbation, and the reports since are not replayed (they would clone again):
+            # its point is where a perturbation each interval put it, or it would be
+            # perturbed again one report later.
+            member.point = resource - (resource - member.point) % self.perturbation_interval
         self._order.resumed(trial_id)
 
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:

@@ -127,7 +127,8 @@ class PBTReplay(Scheduler):
             raise ConfigError(f"{type(self).__name__} replays one trial, but a second ({trial_id}) started. "
                               "Pass num_trials=1 to the Tuner.")
 
-    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool) -> None:
+    def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
+                         resource: float | None = None) -> None:
         self.on_trial_add(trial_id)
         self._paused = paused
         self._order.resumed(trial_id)

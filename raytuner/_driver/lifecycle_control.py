@@ -12,6 +12,7 @@ what was done or why not (the experiment's history shows it).
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -302,8 +303,9 @@ class ControlHandlers:
             if not trial.status.is_finished() and self.scheduler.changes_configs:
                 # With an exploit still to launch, the trial runs next with the exploit's config.
                 pending = self._exploits.pending.get(trial_id)
-                self.scheduler.on_trial_restore(trial_id, pending.config if pending is not None else trial.config,
-                                                trial.status is TrialStatus.PAUSED)
+                restore_on(self.scheduler, trial_id, pending.config if pending is not None else trial.config,
+                           trial.status is TrialStatus.PAUSED,
+                           pending.resource if pending is not None else trial.fed_resource)
         if self._search_done() and all(int(trial_id) < next_id for trial_id in self.trials):
             self.scheduler.on_search_finished()  # the saved state may predate it; else in reconcile
         elif not self._search_done():
@@ -378,7 +380,8 @@ class ControlHandlers:
         if replay:
             for trial_id, trial in self.trials.items():  # paused or to run, as the folders say
                 if not trial.status.is_finished() and trial_id not in self._reruns:
-                    self.scheduler.on_trial_restore(trial_id, trial.config, trial.status is TrialStatus.PAUSED)
+                    restore_on(self.scheduler, trial_id, trial.config, trial.status is TrialStatus.PAUSED,
+                               trial.fed_resource)
         for trial_id in sorted(self.trials):  # ends with no time recorded
             self._replay_end(trial_id, closed)
         self._closed |= closed
@@ -397,3 +400,13 @@ class ControlHandlers:
                 ", ".join(declined))
         out, self._out = self._out, []
         return out
+
+
+def restore_on(scheduler: Scheduler, trial_id: str, config: dict[str, Any], paused: bool,
+               resource: float | None) -> None:
+    """``scheduler.on_trial_restore``, with the trial's last fed ``resource`` where the
+    scheduler takes it (a scheduler of one's own written before it was passed does not)."""
+    if "resource" in inspect.signature(scheduler.on_trial_restore).parameters:
+        scheduler.on_trial_restore(trial_id, config, paused, resource=resource)
+    else:
+        scheduler.on_trial_restore(trial_id, config, paused)

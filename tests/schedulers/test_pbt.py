@@ -287,3 +287,28 @@ def test_a_clone_waiting_for_its_launch_across_a_driver_restart_keeps_its_config
     stale.restore(pickle.loads(pickle.dumps(pbt.state())))
     stale.on_trial_restore("t0", {"lr": 0.1, "units": 8}, paused=True)
     assert "t0" in stale._ranked()
+
+
+def test_a_stale_state_restored_with_each_trials_resource_perturbs_one_interval_on_not_one_report_later():
+    pbt = population(3)
+    stale = pbt.state()  # the state is saved at most once a second: here, before the perturbations at 2
+    for t, v in [("t0", 0.1), ("t1", 0.9), ("t2", 0.5)]:
+        pbt.on_result(t, 2, v)
+    configs = {f"t{i}": {"lr": 0.1 * (i + 1), "units": 8} for i in range(3)}
+    again = population(3)
+    again.restore(pickle.loads(pickle.dumps(stale)))
+    for t, config in configs.items():
+        again.on_trial_restore(t, config, paused=False, resource=2)  # fed up to 2 before the driver died
+    assert again.decision_point("t0", 2) == 4
+    assert again.on_result("t0", 3, 0.1) is C and again._members["t0"].point == 2
+    assert again.on_result("t2", 3, 0.5) is C and again.exploits() == []
+    # Irregular resources: the latest point a perturbation every interval reached (0 -> 4 -> 8 of 9.5).
+    again.on_trial_restore("t1", configs["t1"], paused=False, resource=9.5)
+    assert again._members["t1"].point == 8
+    # Without the resource (the contract before), the stale point 0 perturbed t0 again at 3.
+    old = population(3)
+    old.restore(pickle.loads(pickle.dumps(stale)))
+    for t, config in configs.items():
+        old.on_trial_restore(t, config, paused=False)
+    old.on_result("t0", 3, 0.1)
+    assert old._members["t0"].point == 3

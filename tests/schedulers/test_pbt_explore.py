@@ -11,6 +11,7 @@ import pytest
 from raytuner.schedulers._explore import explore, explore_value, perturb
 from raytuner.schedulers._pb2 import _box, _from_unit
 from raytuner.search import choice, loguniform, qloguniform, quniform, randint, uniform
+from raytuner.search._domains import Range
 
 
 class Draws:
@@ -141,9 +142,10 @@ def test_float_steps_round_to_the_nearest_multiple():
     assert perturb(0.2, d, 1.3) == 3 * 0.1  # 0.26: up to the top, not down past it
     assert perturb(3 * 0.1, d, 0.8) == 2 * 0.1  # 0.24
     assert perturb(0.3, d, 1.0) == 3 * 0.1  # a hand-written 0.3 is taken to the domain's value
-    # No multiple of q between the bounds: the two the domain itself rounds to.
-    assert perturb(0.1, quniform(0.12, 0.18, 0.1), 1.2) == 0.1
-    assert perturb(0.1, quniform(0.12, 0.18, 0.1), 1.8) == 2 * 0.1
+    # No multiple of q between the bounds (a range stored before quniform refused that, as
+    # from_json rebuilds it): the two the domain itself rounds to.
+    assert perturb(0.1, Range(0.12, 0.18, q=0.1), 1.2) == 0.1
+    assert perturb(0.1, Range(0.12, 0.18, q=0.1), 1.8) == 2 * 0.1
 
 
 @pytest.mark.parametrize(("domain", "values"), GRIDS, ids=[repr(d) for d, _ in GRIDS])
