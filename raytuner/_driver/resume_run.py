@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
+from raytuner._driver import autoscale
+from raytuner._driver.ray_init import ensure_ray
 from raytuner._driver.resume import ResumePlan, import_trainable, restore, tidy
 from raytuner._driver.run import run_experiment
 from raytuner._results import Results, read
@@ -45,6 +47,9 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
     with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
         if trainable is None:  # before anything is written: a resume that cannot run changes nothing
             trainable = import_trainable(meta, storage.location)
+        # The cluster's shape too: a cluster with no node for one trial is refused before any write.
+        ensure_ray(address)
+        autoscale.max_concurrency(settings.resources)
         for trial_id in restored.commanded:  # before this run's id is in experiment.json (control.replay)
             storage.write_trial(trial_id, restored.trials[trial_id].to_record())
         # This run's id, before any folder goes: a worker of the dead driver stores no

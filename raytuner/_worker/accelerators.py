@@ -56,8 +56,14 @@ def configure(gpu_memory_fraction: float | None, *, has_gpu: bool | None = None)
     """Apply :func:`settings` to this process if it was given a GPU; keep user overrides.
 
     With a fraction, and TensorFlow as the Keras backend, also cap TensorFlow's memory
-    when TensorFlow is imported (at once if it already is).
+    when TensorFlow is imported (at once if it already is). A worker of trials that asked
+    for no GPU (``has_gpu=False``) sees none: Ray leaves a 0-GPU actor every card of its
+    node, and TensorFlow or JAX in a CPU trial placed on a GPU node would take a whole card
+    from the trials that asked for it.
     """
+    if has_gpu is False:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return
     if has_gpu is None:
         has_gpu = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
     if not has_gpu:

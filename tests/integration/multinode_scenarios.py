@@ -61,7 +61,9 @@ def where(config):
             "step": step,
             "resumed_from": start,
             "node": node_number(ray.get_runtime_context().get_node_id()),
-            "gpu_visible": int(os.environ.get("CUDA_VISIBLE_DEVICES") or -1),
+            # The card Ray gave; -1: none (CUDA_VISIBLE_DEVICES empty); -2: unset, so every card.
+            "gpu_visible": int(os.environ.get("CUDA_VISIBLE_DEVICES") or -1) if "CUDA_VISIBLE_DEVICES" in os.environ
+            else -2,
         }, checkpoint=scratch)
         if config.get("gate") and step == 1 and start == 0 and node != config["head"]:
             deadline = time.monotonic() + 120

@@ -86,6 +86,10 @@ def test_gpu_trials_run_on_the_node_that_declares_a_gpu(multinode):
     rows = [row for t in facts["gpu"] for row in t["rows"]]
     assert {row["node"] for row in rows} == {facts["gpu_node"]}
     assert {row["gpu_visible"] for row in rows} == {0}  # Ray's CUDA_VISIBLE_DEVICES, no real GPU needed
+    # The CPU trials spread over every node, the GPU node too, and see no card there.
+    cpu_rows = [row for t in facts["cpu"] for row in t["rows"]]
+    assert facts["gpu_node"] in {row["node"] for row in cpu_rows}
+    assert {row["gpu_visible"] for row in cpu_rows} == {-1}  # CUDA_VISIBLE_DEVICES empty, not unset
 
 
 @pytest.mark.slow

@@ -346,3 +346,20 @@ def test_a_damaged_pickle_is_named_and_resume_changes_nothing(storage, capsys, n
         damaged.unlink()
         results = rt.Tuner.resume(first.path, counting, num_trials=3, verbose=0)
         assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 3
+
+
+def test_a_resume_on_a_cluster_with_no_node_for_a_trial_is_refused_before_it_writes_anything(storage):
+    space = {"x": rt.uniform(0, 1), "pause": 0.05}
+    rt.Tuner(counting, space=space, metric="loss", num_trials=4, storage_path=storage, name="shape",
+             callbacks=[InterruptAfter(5)], verbose=0, seed=3, tensorboard=False).fit()
+    from raytuner._storage.experiment import ExperimentStorage
+
+    held = ExperimentStorage(storage / "shape")
+    saved = held.load_state("tuner")
+    saved["settings"].resources = {"cpu": 1.0, "accelerator_of_another_cluster": 1.0}  # another cluster's
+    held.save_state("tuner", saved)
+    before = {p: p.read_bytes() for p in (storage / "shape").rglob("*") if p.is_file() and "lock" not in p.name}
+    with pytest.raises(rt.ConfigError, match="no node of the Ray cluster can run one trial"):
+        rt.Tuner.resume(storage / "shape", counting, verbose=1, time_budget_s=40)
+    after = {p: p.read_bytes() for p in (storage / "shape").rglob("*") if p.is_file() and "lock" not in p.name}
+    assert after == before  # no run id, no limits, no checkpoint tidied away

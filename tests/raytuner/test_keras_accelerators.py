@@ -18,7 +18,7 @@ GPU_ENV = ("TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PY
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for key in (*GPU_ENV, "KERAS_BACKEND", "KERAS_HOME"):
+    for key in (*GPU_ENV, "KERAS_BACKEND", "KERAS_HOME", "CUDA_VISIBLE_DEVICES"):
         # setenv first, so that monkeypatch also removes what configure() sets: it would
         # otherwise leak into Ray workers started later in the session.
         monkeypatch.setenv(key, "")
@@ -35,8 +35,9 @@ def test_settings_grow_on_demand_or_cap_jax():
     assert acc.settings(0.25) == {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.2500"}
 
 
-def test_configure_without_a_gpu_changes_nothing(clean_env):
+def test_configure_without_a_gpu_hides_the_nodes_cards_and_sets_nothing_else(clean_env):
     acc.configure(0.5, has_gpu=False)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""  # a CPU trial on a GPU node takes no card
     assert not any(os.environ.get(k) for k in GPU_ENV)
     assert clean_env == [] and acc.tensorflow_memory_fraction is None
 
