@@ -15,6 +15,7 @@ defined the trainable: resume only experiments you trust.
 from __future__ import annotations
 
 import importlib
+import os
 import importlib.util
 import logging
 import math
@@ -64,10 +65,24 @@ def trainable_name(trainable: Callable[..., Any]) -> str:
 
 
 def trainable_file(trainable: Callable[..., Any]) -> str | None:
-    """The script that defines a trainable from ``__main__``, so the CLI can import it."""
+    """The file that defines a trainable (its script, for one from ``__main__``), so that the
+    CLI can import it from any folder."""
     module = sys.modules.get(getattr(trainable, "__module__", ""))
     path = getattr(module, "__file__", None)
-    return str(Path(path).resolve()) if path and getattr(trainable, "__module__", None) == "__main__" else None
+    return str(Path(path).resolve()) if path else None
+
+
+def _module_root(module_name: str, file: str | None) -> str:
+    """The folder a module is imported from: its recorded file's, less the package folders
+    (``pkg.sub`` in ``/x/pkg/sub.py``: ``/x``); the current folder if none is recorded."""
+    if not file:
+        return os.getcwd()
+    path = Path(file)
+    if path.name == "__init__.py":
+        path = path.parent
+    parents = path.parents
+    depth = module_name.count(".")
+    return str(parents[depth]) if depth < len(parents) else os.getcwd()
 
 
 def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[..., Any]:
@@ -98,7 +113,19 @@ def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[.
         cloudpickle.register_pickle_by_value(module)  # workers cannot import it by name
     else:
         try:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                # `raytuner resume` runs from the console script's folder: the trainable's
+                # module (train.py beside the script that ran the sweep) is not on the path.
+                root = _module_root(module_name, meta.get("trainable_file"))
+                if exc.name != module_name.split(".")[0] or root in sys.path:
+                    raise
+                sys.path.insert(0, root)
+                module = importlib.import_module(module_name)
+                from ray import cloudpickle
+
+                cloudpickle.register_pickle_by_value(module)  # the workers' path lacks it too
         except ImportError as exc:
             raise ConfigError(f"Cannot import {module_name!r} to find the trainable ({exc}). {fix}") from None
         except (Exception, SystemExit) as exc:

@@ -1,0 +1,47 @@
+"""`raytuner resume` imports the experiment's trainable by the name it recorded, also when
+its module is not on the path of the process that resumes (the console script's folder is,
+not the folder the sweep was run from): from the module's recorded file, else the current
+folder (no Ray)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from raytuner._driver.resume import import_trainable, trainable_file
+from raytuner.errors import ConfigError
+
+SOURCE = "def train(config):\n    return {'loss': config['x']}\n"
+
+
+@pytest.fixture
+def forget(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # what an import adds goes with the test
+    yield
+    for name in [n for n in sys.modules if n.startswith("rt_resume_mod")]:
+        del sys.modules[name]
+
+
+def test_a_module_beside_the_sweeps_script_is_imported_from_its_recorded_file(tmp_path, forget):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "rt_resume_mod_a.py").write_text(SOURCE)
+    meta = {"trainable": "pkg.rt_resume_mod_a:train", "trainable_file": str(tmp_path / "pkg" / "rt_resume_mod_a.py")}
+    train = import_trainable(meta)
+    assert train({"x": 2}) == {"loss": 2} and str(tmp_path) in sys.path
+    assert trainable_file(train) == meta["trainable_file"]  # what a new experiment records
+    del sys.modules["pkg"], sys.modules["pkg.rt_resume_mod_a"]
+
+
+def test_an_experiment_that_recorded_no_file_looks_in_the_current_folder(tmp_path, forget, monkeypatch):
+    (tmp_path / "rt_resume_mod_b.py").write_text(SOURCE)
+    monkeypatch.chdir(tmp_path)
+    assert import_trainable({"trainable": "rt_resume_mod_b:train"})({"x": 3}) == {"loss": 3}
+
+
+def test_a_module_found_nowhere_is_a_clear_error(tmp_path, forget, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"Cannot import 'rt_resume_mod_c' to find the trainable .* Pass it "
+                                          r"explicitly: raytuner.Tuner.resume\(path, trainable=train\)"):
+        import_trainable({"trainable": "rt_resume_mod_c:train"})
