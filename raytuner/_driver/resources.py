@@ -28,6 +28,13 @@ def normalize(resources: Mapping[str, Any] | None) -> dict[str, float]:
         name = key.lower() if key.lower() in _RAY_NAMES else key
         if name not in _RAY_NAMES:
             _refuse_near_miss(key, value)
+        if name in out:
+            raise invalid("Tuner", "resources", dict(resources), f"one entry per resource ({name!r} is given twice; the "
+                          "names of CPU, GPU and memory are case-blind)", f"Keep one, e.g. {{{name!r}: {value!r}}}.")
+        if name != "memory" and value != round(value, 4):
+            # Ray's own limit on fractional resources, which it enforces only when the actor starts.
+            raise invalid("Tuner", f"resources[{key!r}]", value, "a multiple of 0.0001 (Ray's precision)",
+                          f"Pass e.g. {max(round(value, 4), 0.0001)}.")
         if name == "gpu" and value > 1 and value != int(value):
             raise invalid("Tuner", "resources['gpu']", value, "a fraction of one GPU (<= 1) or a whole number",
                           "Pass e.g. 0.5 to share a card between two trials, or 2 for two whole cards.")

@@ -56,7 +56,13 @@ def test_stop_criteria_follow_the_mode_for_the_metric_only():
 def test_resources_are_checked_and_counted():
     assert normalize(None) == {"cpu": 1.0}
     assert normalize({"GPU": 0.25}) == {"gpu": 0.25, "cpu": 1.0}
-    for bad, match in [({"cpu": -1}, "number >= 0"), ({"gpu": 1.5}, "fraction of one GPU"), ([1], "must be a dict")]:
+    assert normalize({"cpu": 0.0001, "gpu": 0.3333, "memory": 1.5e9}) == {"cpu": 0.0001, "gpu": 0.3333,
+                                                                           "memory": 1.5e9}
+    for bad, match in [({"cpu": -1}, "number >= 0"), ({"gpu": 1.5}, "fraction of one GPU"), ([1], "must be a dict"),
+                       # Ray refuses these only when the first actor starts, with its own words.
+                       ({"cpu": 1e-5}, r"multiple of 0.0001 \(Ray's precision\). Pass e.g. 0.0001"),
+                       ({"gpu": 1 / 3}, r"Pass e.g. 0.3333"),
+                       ({"CPU": 1, "cpu": 2}, "'cpu' is given twice")]:
         with pytest.raises(ConfigError, match=match):
             normalize(bad)
     nodes = [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 2.0}]
