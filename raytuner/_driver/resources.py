@@ -93,3 +93,13 @@ def describe(nodes: list[Mapping[str, float]]) -> str:
 def actor_bundle(resources: Mapping[str, float]) -> dict[str, float]:
     """One trial's resources as a Ray resource bundle (for the autoscaler)."""
     return {_RAY_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
+
+
+def stalled(resources: Mapping[str, float], nodes: list[Mapping[str, float]]) -> str | None:
+    """Why no trial can start now, or None: no alive node can hold one (the node that could
+    was lost). Said while trials wait and none runs; an autoscaler's wait is said apart."""
+    if slots(resources, nodes) > 0:
+        return None
+    return (f"no alive node of the Ray cluster can run a trial now (each needs {dict(resources)}; alive nodes have "
+            f"{describe(nodes)}), so the waiting trials wait for one to join. Ctrl-C stops the run; `raytuner "
+            "resume` continues it later, on this cluster or another.")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import raytuner as rt
-from raytuner._driver.resources import normalize, slots
+from raytuner._driver.resources import normalize, slots, stalled
 from raytuner._worker.session import clean_metrics
 from raytuner._driver.stop import StopCriteria
 from raytuner.errors import ConfigError, NotInTrialError, ReportError
@@ -70,3 +70,11 @@ def test_resources_are_checked_and_counted():
     assert slots({"cpu": 1.0, "gpu": 0.25}, nodes) == 4
     assert slots({"cpu": 2.0, "gpu": 1.0}, nodes) == 1
     assert slots({"cpu": 1.0, "tpu": 1.0}, nodes) == 0
+
+
+def test_a_cluster_that_lost_the_only_node_for_a_trial_is_said_to_stall():
+    assert stalled({"cpu": 1.0, "wk": 1.0}, [{"CPU": 2.0, "wk": 1.0}, {"CPU": 2.0}]) is None
+    reason = stalled({"cpu": 1.0, "wk": 1.0}, [{"CPU": 2.0, "memory": 1e9, "node:10.0.0.1": 1.0}])
+    assert reason.startswith("no alive node of the Ray cluster can run a trial now (each needs {'cpu': 1.0, 'wk': "
+                             "1.0}; alive nodes have {CPU: 2})")
+    assert "`raytuner resume` continues it later" in reason
