@@ -75,10 +75,10 @@ def test_a_trainable_that_cannot_take_the_config_is_refused_naming_its_signature
 
 @pytest.mark.parametrize("trainable", [
     train, with_default, lambda config: None, lambda *args: None, lambda *args, **kwargs: None,
-    functools.partial(two_args, b=1), functools.partial(needs_data, data=[1]), TrainerClass, decorated, print,
+    functools.partial(two_args, b=1), functools.partial(needs_data, data=[1]), TrainerClass, decorated, max,
 ])
 def test_a_trainable_that_takes_the_config_is_accepted(trainable, tmp_path):
-    rt.Tuner(trainable, storage_path=tmp_path, **BASE)  # print: a builtin, not checked
+    rt.Tuner(trainable, storage_path=tmp_path, **BASE)  # max: a builtin whose signature is not read, not checked
 
 
 @pytest.mark.parametrize("stop, seen", [
