@@ -100,8 +100,8 @@ class Results:
             metric: A reported metric; defaults to the Tuner's.
             mode: "min" or "max"; defaults to the Tuner's.
             scope: "last" compares each trial's last report (as Ray Tune does); "all"
-                compares each trial's best report (only for the Tuner's own metric, or
-                one of its objectives in its mode; any other metric by its last report).
+                compares each trial's best report (of any metric: the Tuner's by each
+                trial's recorded best value, another by its kept reports).
                 Default: the experiment's ``best_scope`` (the Tuner's argument, "last"
                 unless set), which the CLI, the report and the dashboard use too.
 
@@ -189,12 +189,12 @@ class Results:
 
     def _ranking(self, metric: str, mode: str) -> dict[str, Any]:
         """How :func:`raytuner._best.best_trial` ranks ``metric`` in ``mode`` under scope
-        "all" (get_best, ``raytuner best --metric``): the Tuner's one metric by each trial's
-        ``best_value``; an objective of several, which has none, by each trial's best kept
-        report; any other metric by its last report."""
-        if self.objectives.multi and self.objectives.mode_of(metric) == mode:
-            return {"own_metric": False, "reports": self._reports}
-        return {"own_metric": metric == self.metric and mode == self.mode}
+        "all" (get_best, ``raytuner best --metric``, show, the report): the Tuner's one
+        metric by each trial's ``best_value``; any other (an objective of several, another
+        reported metric), which has none, by each trial's best kept report."""
+        if metric == self.metric and mode == self.mode:
+            return {"own_metric": True}
+        return {"own_metric": False, "reports": self._reports}
 
     @property
     def scope(self) -> str:

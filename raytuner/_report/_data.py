@@ -70,10 +70,10 @@ class ReportData:
     x_key: str  # "resource" when the Tuner had a resource_attr, else "iteration"
     schedule: Schedule
     best: TrialResult | None = None  # by the one rule of raytuner._best, in the experiment's scope
-    scope: str = DEFAULT_SCOPE  # what "best" means here (experiment.json's best_scope, for its own metric)
+    scope: str = DEFAULT_SCOPE  # what "best" means here (experiment.json's best_scope)
     #: How ``metric`` is ranked under scope "all" (:meth:`raytuner.Results._ranking`): the
-    #: Tuner's one metric by each trial's best_value; an objective of several by its best
-    #: kept report (``reports``); any other metric by its last report.
+    #: Tuner's one metric by each trial's best_value; any other by its best kept report
+    #: (``reports``).
     own_metric: bool = True
     reports: Reports | None = None
     #: With several objectives: the Pareto front by the experiment's best_scope, in the
