@@ -236,20 +236,22 @@ class Progress:
     def _table(self):
         from rich import box
         from rich.table import Table
+        from rich.text import Text  # a trial's strings are shown as written, never read as markup ("[bold]")
 
         constant = _constant_config(self._trials.values())
         # No side borders (as in the CLI): ten more columns for the config before it wraps.
         title = terminal_text("top trials by Pareto order" if self._objectives.multi else
                               f"top trials by {self._metric}" if self._metric else "trials")
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for column in ("trial", "status", "iter", *(self._columns() or ("metric",))):
-            table.add_column(terminal_text(column), no_wrap=True)
+            table.add_column(Text(terminal_text(column)), no_wrap=True)
         table.add_column("config")
         points = {m.trial.trial_id: m.values for m in self._front()} if self._objectives.multi else {}
         for trial in self._ranked() or list(self._trials.values())[: self._top]:
-            values = [terminal_text(_short(v)) for v in self._values(trial, points)] or ["-"]
+            values = [Text(terminal_text(_short(v))) for v in self._values(trial, points)] or ["-"]
             config = ", ".join(f"{k}={_short(v, 4)}" for k, v in trial.config.items() if k not in constant)
-            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), *values, terminal_text(config))
+            table.add_row(trial.trial_id, trial.status.value, str(trial.iteration), *values,
+                          Text(terminal_text(config)))
         return table
 
     def _columns(self) -> list[str]:

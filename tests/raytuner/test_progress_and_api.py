@@ -90,3 +90,15 @@ def test_live_header_is_short_lines_with_rungs_in_words_and_constants_once():
     Console(file=out, width=100).print(progress._table())
     assert "max_epochs" not in out.getvalue() and "units=" not in out.getvalue() and "lr=0.012" in out.getvalue()
     assert explain("rungs 1:3 | 3:1") == "scheduler: rungs 1:3 | 3:1"  # brackets: shown as they are
+
+
+def test_the_end_table_shows_a_trials_strings_as_written_never_as_rich_markup():
+    trials = {}
+    for tid, act, loss in [("00000", "[bold]relu[/bold]", 0.5), ("00001", "tanh", 0.4)]:
+        trial = Trial(tid, {"act": act, "n": int(tid)}, status=TrialStatus.COMPLETED)
+        trial.observe(1, 1, {"[red]loss": loss}, loss, 0.1)
+        trials[tid] = trial
+    out = io.StringIO()
+    Progress(trials, name="e", metric="[red]loss", mode="min", total=None, stream=out).close()
+    text = out.getvalue()
+    assert "act=[bold]relu[/bold]" in text and "top trials by [red]loss" in text, text
