@@ -15,8 +15,12 @@ from typing import Any, Mapping
 
 from raytuner._driver.resources import actor_options
 from raytuner._worker.actor import WIND_UP, TrialWorker
+from raytuner.errors import RayTunerError
 
 _lock = threading.Lock()
+#: Workers in a row that may fail as they are built (an error in their __init__, such as
+#: another raytuner version on the node) before the run stops: they would fail for ever.
+MAX_FAILED_INITS = 3
 _shared: WorkerPool | None = None
 _remote_cls: Any = None
 
@@ -36,6 +40,7 @@ class WorkerPool:
         self._idle: list[Any] = []
         self._all: set[Any] = set()
         self._starting: dict[Any, Any] = {}  # ready-call ref -> worker whose actor is starting
+        self._failed_inits = 0  # workers in a row whose __init__ raised (MAX_FAILED_INITS)
         self.in_use = False
         self._timer: threading.Timer | None = None
 
@@ -73,9 +78,19 @@ class WorkerPool:
         worker = self._starting.pop(ref)
         try:
             ray.get(ref)
-        except ray.exceptions.RayError:  # it could not start (its node died, ...)
+        except ray.exceptions.RayError as exc:  # it could not start (its node died, ...)
             self.discard(worker)
+            if getattr(exc, "actor_init_failed", False):
+                self._failed_inits += 1
+                if self._failed_inits >= MAX_FAILED_INITS:
+                    raise RayTunerError(
+                        f"{self._failed_inits} trial workers in a row failed as they were built, so no trial can "
+                        "run. The worker's error, at the end of what Ray says below, names the cause; raytuner's "
+                        "own code failing there (a missing attribute of raytuner._worker.actor.TrialWorker) means "
+                        "the nodes run another version of raytuner than this driver: install the same one "
+                        f"everywhere.\n{exc}") from None
             return
+        self._failed_inits = 0
         self._idle.append(worker)
 
     def release(self, worker: Any) -> None:

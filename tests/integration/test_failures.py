@@ -86,3 +86,31 @@ def test_what_ended_a_failed_run_is_recorded_and_shown(storage, capsys):
     capsys.readouterr()
     assert cli.main(["show", "searcher-bug", "--root", str(storage)]) == 0
     assert "the run failed: ZeroDivisionError: the searcher's bug" in capsys.readouterr().out
+
+
+class WorkerOfAnotherVersion:
+    """A trial worker that fails as it is built, as one of another raytuner version on the
+    nodes does (its class lacks what this driver's pickle names)."""
+
+    def __init__(self, *args):
+        raise AttributeError("Can't get attribute 'TrialWorker.hurry' on <module 'raytuner._worker.actor'>")
+
+    def node_id(self):
+        return "never"
+
+
+def test_workers_that_fail_as_they_are_built_end_the_run_with_the_cause_not_a_wait_for_ever(storage, monkeypatch):
+    import ray
+
+    from raytuner._driver import pool
+    from raytuner._worker.actor import WIND_UP
+
+    monkeypatch.setattr(pool, "_remote_cls", ray.remote(concurrency_groups={WIND_UP: 1})(WorkerOfAnotherVersion))
+    tuner = rt.Tuner(half_broken, space={"x": rt.uniform(0, 0.5)}, metric="loss", num_trials=2,
+                     resources={"cpu": 0.5},  # a pool of its own shape: built from the class above
+                     storage_path=storage, name="versions", tensorboard=False, verbose=0)
+    with pytest.raises(rt.RayTunerError, match=r"(?s)3 trial workers in a row failed as they were built.* another "
+                                               r"version of raytuner than this driver.*TrialWorker.hurry"):
+        tuner.fit()
+    meta = json.loads((storage / "versions" / "experiment.json").read_text())
+    assert meta["status"] == "FAILED" and "another version of raytuner" in meta["error"]
