@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import math
 import numbers
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,8 +18,7 @@ from raytuner._driver.controller import ExperimentSettings
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.resume_run import resume_experiment
 from raytuner._driver.run import run_experiment
-from raytuner._driver.stop import StopCriteria, StopFn, check_call
-from raytuner._formats import reserved_column
+from raytuner._driver.stop import StopCriteria, StopFn
 from raytuner._objectives import Objectives, normalize
 from raytuner._results import Results
 from raytuner._storage import DEFAULT_ROOT, remote
@@ -29,66 +26,13 @@ from raytuner._storage.components import setup_components
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.files import check_name
 from raytuner._storage.lock import DriverLock
+from raytuner._tuner_checks import (
+    check_callbacks, check_checkpoint_interval, check_flag, check_picklable, check_resource_attr,
+    check_storage_path, check_trainable_call, check_verbose, default_mode, positive_int,
+)
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
-
-
-def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise invalid("Tuner", name, value, "an int >= 1", f"Pass e.g. {name}=4.")
-
-
-def _check_checkpoint_interval(value: Any, keep: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise invalid("Tuner", "checkpoint_interval_s", value, "a number of seconds >= 0, or None",
-                      "Pass e.g. 60 to store a trial's checkpoints at most once a minute, 0 never to wait, "
-                      "or None to adapt to what storing costs.")
-    if value > 0 and keep is None:
-        raise invalid("Tuner", "checkpoint_interval_s", value, "None or 0 with checkpoints_to_keep=None",
-                      "checkpoints_to_keep=None keeps every checkpoint, so none can be skipped to pace the stores: "
-                      "pass checkpoints_to_keep (e.g. 1) as well, or leave checkpoint_interval_s out.")
-
-
-def _check_resource_attr(name: Any, metric: Any) -> None:
-    reserved = reserved_column(name, metric) if isinstance(name, str) else None
-    if reserved is not None:
-        raise invalid("Tuner", "resource_attr", name, "the name of a metric a report may hold",
-                      f"{name!r} is {reserved}, so no report may use it: pass resource_attr=None to count "
-                      f"reports (raytuner's 'iteration'), or report the resource as e.g. 'epoch' and pass that.")
-
-
-def _check_trainable_call(owner: str, trainable: Callable[..., Any]) -> None:
-    """A trainable that cannot take the config (``def train():``, ``def train(a, b):``) is
-    refused here: each trial would fail with the same TypeError."""
-    check_call(owner, "trainable", trainable, ({},), "trainable(config)",
-               "raytuner calls it with one argument, the trial's config (a dict): define it as "
-               "def train(config): ..., and give it other values with functools.partial(train, data=...) or "
-               "defaults (def train(config, data=None)).")
-
-
-def _check_picklable(trainable: Callable[..., Any]) -> None:
-    from ray import cloudpickle
-
-    try:
-        cloudpickle.dumps(trainable)
-    except Exception as exc:
-        from ray.util import inspect_serializability
-
-        with open(os.devnull, "w") as quiet:
-            _, failures = inspect_serializability(trainable, print_file=quiet)
-        culprits = sorted({f"{'.'.join(map(str, f.path)) or f.name} ({type(f.obj).__name__})" for f in failures or ()})
-        found = f" It captures: {', '.join(culprits)}." if culprits else ""
-        msg = (
-            f"`trainable` {getattr(trainable, '__qualname__', trainable)!r} cannot be pickled to send it to "
-            f"Ray workers ({type(exc).__name__}: {exc}).{found} Define it at module level and create "
-            "unpicklable objects (locks, open files, clients, sessions) inside it."
-        )
-        raise ConfigError(msg) from exc
 
 
 class Tuner:
@@ -219,16 +163,16 @@ class Tuner:
     ) -> None:
         if not callable(trainable):
             raise ConfigError(f"`trainable` must be a function fn(config); got {type(trainable).__name__} {trainable!r:.80}.")
-        _check_trainable_call("Tuner", trainable)
+        check_trainable_call("Tuner", trainable)
         if mode is None:
-            mode = _default_mode(metric)
+            mode = default_mode(metric)
         metric, mode = normalize(metric, mode)
         objectives = Objectives.of(metric, mode)
         stop_criteria = StopCriteria(stop, metric, mode)
-        _positive_int("num_trials", num_trials)
-        _positive_int("max_concurrent", max_concurrent, allow_none=True)
-        _positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
-        _check_checkpoint_interval(checkpoint_interval_s, checkpoints_to_keep)
+        positive_int("num_trials", num_trials)
+        positive_int("max_concurrent", max_concurrent, allow_none=True)
+        positive_int("checkpoints_to_keep", checkpoints_to_keep, allow_none=True)
+        check_checkpoint_interval(checkpoint_interval_s, checkpoints_to_keep)
         if isinstance(max_failures, bool) or not isinstance(max_failures, numbers.Integral) or max_failures < 0:
             raise invalid("Tuner", "max_failures", max_failures, "an int >= 0", "Pass 0 to fail a trial at its first error.")
         if time_budget_s is not None and (isinstance(time_budget_s, bool)
@@ -240,21 +184,21 @@ class Tuner:
             float(time_budget_s)
         clean_command("set_limits", {"num_trials": int(num_trials), "time_budget_s": budget, "max_concurrent": (
             None if max_concurrent is None else int(max_concurrent))}, owner="Tuner")
-        _check_flag("Tuner", "fail_fast", fail_fast,
+        check_flag("Tuner", "fail_fast", fail_fast,
                     "Pass fail_fast=True to end the experiment at the first failed trial, or False.")
-        _check_flag("Tuner", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
+        check_flag("Tuner", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
         if best_scope not in SCOPES:
             raise invalid("Tuner", "best_scope", best_scope, "'last' or 'all'",
                           "Pass 'last' to rank trials by their last report (as Ray Tune does) or 'all' by their best one.")
         self._best_scope = best_scope
-        _check_verbose("Tuner", verbose)
+        check_verbose("Tuner", verbose)
         if gpu_memory_fraction is not None and not (isinstance(gpu_memory_fraction, numbers.Real) and 0 < gpu_memory_fraction <= 1):
             raise invalid("Tuner", "gpu_memory_fraction", gpu_memory_fraction, "a number in (0, 1], or None",
                           "Pass e.g. 0.25 to cap each trial at a quarter of the card, or None to grow on demand.")
         if isinstance(keep_workers_s, bool) or not isinstance(keep_workers_s, numbers.Real) or keep_workers_s < 0:
             raise invalid("Tuner", "keep_workers_s", keep_workers_s, "a number of seconds >= 0", "Pass 0 to stop workers at once.")
-        callbacks = _check_callbacks("Tuner", callbacks)
-        _check_storage_path(storage_path)
+        callbacks = check_callbacks("Tuner", callbacks)
+        check_storage_path(storage_path)
 
         if space is not None:
             validate_space(space)
@@ -292,7 +236,7 @@ class Tuner:
                 f"`resource_attr={resource_attr!r}` differs from {type(scheduler).__name__}'s "
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
-        _check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
+        check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
         # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
         # scheduler given several objectives.
         setup_components(searcher, space, num_trials, objectives, scheduler)
@@ -300,7 +244,7 @@ class Tuner:
 
         self._name = check_name(name) if name is not None else None
         self._trainable = trainable
-        _check_picklable(trainable)
+        check_picklable(trainable)
         self._space = space if space is not None else searcher.space
         self._searcher = searcher
         self._scheduler = scheduler
@@ -423,12 +367,12 @@ class Tuner:
                           "Pass the function itself (not its name), or leave `trainable` out to import the one "
                           "the experiment recorded.")
         if trainable is not None:
-            _check_trainable_call("Tuner.resume", trainable)
+            check_trainable_call("Tuner.resume", trainable)
         if verbose is not None:
-            _check_verbose("Tuner.resume", verbose)
+            check_verbose("Tuner.resume", verbose)
         # Before anything is read: a resume with nothing to run checks them too.
-        callbacks = _check_callbacks("Tuner.resume", callbacks)
-        _check_flag("Tuner.resume", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
+        callbacks = check_callbacks("Tuner.resume", callbacks)
+        check_flag("Tuner.resume", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
         limits = {"num_trials": num_trials, "time_budget_s": time_budget_s, "max_concurrent": max_concurrent}
         if any(value is not None for value in limits.values()):
             clean_command("set_limits", limits, owner="Tuner.resume")  # checked again, typed, when it is read
@@ -482,62 +426,3 @@ def _default_name(trainable: Callable[..., Any]) -> str:
     script = getattr(module, "__file__", None) if getattr(trainable, "__module__", None) == "__main__" else None
     base = Path(script).stem if script else getattr(trainable, "__name__", "experiment")
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", base).strip("_.") or "experiment"
-
-
-#: Metric names that say "more is better": a tuner left on mode "min" would minimise them.
-_MAXIMISED = re.compile(r"(^|[^a-z])(acc|accuracy|auc|f1|precision|recall|r2|iou|reward)([^a-z0-9]|$)")
-
-
-def _default_mode(metric: Any) -> str:
-    """``mode`` left out: "min", with a warning for each metric whose name says it is to be
-    maximised (a classic slip: ``metric="val_accuracy"`` minimised)."""
-    names = [metric] if isinstance(metric, str) else list(metric) if isinstance(metric, (list, tuple)) else []
-    suspects = [name for name in names if isinstance(name, str) and _MAXIMISED.search(name.lower())]
-    if suspects:
-        fix = "mode='max'" if len(names) == 1 else "mode=[...] with 'max' for " + ", ".join(map(repr, suspects))
-        warnings.warn(f"Tuner: {', '.join(map(repr, suspects))} will be minimised: `mode` defaults to 'min'. Pass "
-                      f"{fix} to maximise, or mode='min' to keep it and silence this warning.", UserWarning,
-                      stacklevel=3)
-    return "min"
-
-
-def _check_verbose(owner: str, verbose: Any) -> None:
-    if verbose not in (0, 1, 2):
-        raise invalid(owner, "verbose", verbose, "0, 1 or 2",
-                      "Pass 0 (silent), 1 (live progress) or 2 (also a line per trial).")
-
-
-def _check_callbacks(owner: str, callbacks: Any) -> list[Callback]:
-    """``callbacks`` as a list, or a ConfigError: not a list of :class:`Callback` objects."""
-    fix = "Pass a list of raytuner.Callback objects, e.g. callbacks=[MLflowCallback()], or leave it out."
-    if isinstance(callbacks, Callback):
-        raise invalid(owner, "callbacks", callbacks, "a list of Callback objects, not one",
-                      f"Pass it in a list: callbacks=[{callbacks!r:.60}].")
-    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
-        raise invalid(owner, "callbacks", callbacks, "a list of raytuner.Callback objects", fix)
-    callbacks = list(callbacks)  # a generator: read once
-    for callback in callbacks:
-        if not isinstance(callback, Callback):
-            raise ConfigError(f"`callbacks` must hold raytuner.Callback objects; got {type(callback).__name__}.")
-    return callbacks
-
-
-def _check_flag(owner: str, name: str, value: Any, fix: str) -> None:
-    """A yes-or-no argument: True or False, not a string such as "no" (which is true)."""
-    if not isinstance(value, bool):
-        raise invalid(owner, name, value, "True or False", fix)
-
-
-def _check_storage_path(path: Any) -> None:
-    """A folder's path or a URI, as text: not a number, not a string holding NUL (which no
-    file system takes: it would fail when fit() creates the folder)."""
-    fix = "Pass the folder experiments go in (a str or pathlib.Path, e.g. storage_path='~/raytuner_results') or a URI."
-    if path is None:
-        return
-    if not isinstance(path, (str, os.PathLike)):
-        raise invalid("Tuner", "storage_path", path, "a folder's path (str or os.PathLike) or a URI, or None", fix)
-    text = os.fspath(path)
-    if not isinstance(text, str):  # bytes from a PathLike
-        raise invalid("Tuner", "storage_path", path, "a path as text (str), not bytes", fix)
-    if "\x00" in text:
-        raise invalid("Tuner", "storage_path", path, "a path with no NUL character", fix)
