@@ -1,8 +1,9 @@
 """The values a control command may carry, and the one function that checks them.
 
-The dashboard, ``raytuner control`` and the driver all call :func:`clean_command` on what
-they receive (a JSON body, command-line flags, a file in ``control/``), so a value one of
-them accepts is one the others accept, and none can take the driver past these bounds:
+The dashboard, ``raytuner control``, the driver, and the Tuner and ``Tuner.resume`` for their
+own limits all call :func:`clean_command` on what they receive (a JSON body, command-line
+flags, a file in ``control/``, arguments), so a value one of them accepts is one the others
+accept, and none can take the driver past these bounds:
 
 - ``max_concurrent``: a whole number in [1, :data:`MAX_CONCURRENT`];
 - ``num_trials``: a whole number in [1, :data:`MAX_NUM_TRIALS`];
