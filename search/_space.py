@@ -82,13 +82,14 @@ def _columns(value: Any, path: tuple[str, ...], where: str) -> dict[str, str]:
 
 def _validate_mapping(mapping: Mapping[Any, Any], where: str) -> None:
     for key, value in mapping.items():
-        if not isinstance(key, str):
-            msg = (
-                f"{where}: key {key!r} is of type {type(key).__name__}, but parameter names must be "
-                f"str. Use {str(key)!r}."
-            )
-            raise ConfigError(msg)
+        _require_str_key(key, where, "parameter names must be str")
         _validate_entry(value, f"{where}[{key!r}]")
+
+
+def _require_str_key(key: Any, where: str, rule: str) -> None:
+    """A ConfigError naming ``where`` and ``key`` if ``key`` is not a str (``rule`` says why)."""
+    if not isinstance(key, str):
+        raise ConfigError(f"{where}: key {key!r} is of type {type(key).__name__}, but {rule}. Use {str(key)!r}.")
 
 
 def _validate_entry(value: Any, where: str) -> None:
@@ -134,12 +135,7 @@ def _validate_constant(value: Any, where: str) -> None:
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if not isinstance(key, str):
-                msg = (
-                    f"{where}: key {key!r} is of type {type(key).__name__}, but the keys of a "
-                    f"dict in a config must be str (JSON turns them into str). Use {str(key)!r}."
-                )
-                raise ConfigError(msg)
+            _require_str_key(key, where, "the keys of a dict in a config must be str (JSON turns them into str)")
             _validate_constant(item, f"{where}[{key!r}]")
         return
     if any(value is constructor for constructor in _CONSTRUCTORS):

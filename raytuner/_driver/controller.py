@@ -308,13 +308,15 @@ class Controller:
         """Once, while trials wait and none runs, if no alive node can hold one: the node that
         could was lost, and the run would otherwise wait without a word (looked up every
         :data:`STALL_CHECK_S`; said again after a trial ran meanwhile)."""
+        now = time.monotonic()
+        if now - self._stall_checked < STALL_CHECK_S:  # the loop's turn pays one clock read
+            return
+        self._stall_checked = now
         if self.life.slots_used() or not self.life.may_have_work():
             self._stalled = False
             return
-        now = time.monotonic()
-        if self._stalled or now - self._stall_checked < STALL_CHECK_S or autoscale.waiting() is not None:
+        if self._stalled or autoscale.waiting() is not None:
             return
-        self._stall_checked = now
         reason = _resources.stalled(self.settings.resources, _resources.cluster_nodes())
         if reason is not None:
             self._stalled = True
