@@ -14,7 +14,7 @@ from raytuner._best import SCOPES
 from raytuner._callbacks import Callback
 from raytuner._control_values import clean_command
 from raytuner._driver import resources as _resources
-from raytuner._driver.controller import ExperimentSettings
+from raytuner._driver.settings import ExperimentSettings
 from raytuner._driver.resume import trainable_file, trainable_name
 from raytuner._driver.resume_run import resume_experiment
 from raytuner._driver.run import run_experiment

@@ -18,7 +18,7 @@ import math
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from raytuner._best import scope_of
@@ -32,7 +32,8 @@ from raytuner._driver.control import ControlInbox, applied_limits, describe_appl
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
-from raytuner._driver.stop import StopCriteria
+from raytuner._driver.settings import ExperimentSettings
+from raytuner._driver.tidy import tidy
 from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
@@ -56,26 +57,6 @@ SETTLE_S = 1.0
 #: While trials wait and none runs, the cluster's nodes are looked up this often to tell a
 #: lost node (no alive node can hold a trial) from a worker still starting.
 STALL_CHECK_S = 10.0
-
-
-@dataclass
-class ExperimentSettings:
-    name: str
-    metric: str | None
-    mode: str
-    num_trials: int
-    max_concurrent: int | None  # None until the run starts: then what the cluster can hold
-    resources: dict[str, float]
-    stop: StopCriteria
-    time_budget_s: float | None
-    resource_attr: str | None
-    max_failures: int
-    fail_fast: bool
-    checkpoints_to_keep: int | None
-    gpu_memory_fraction: float | None
-    verbose: int
-    keep_workers_s: float = 30.0
-    checkpoint_interval_s: float | None = None  # None: adapted to the stores' cost
 
 
 class Controller:
@@ -256,9 +237,21 @@ class Controller:
         self._flush()
         if not self._unrecorded:
             self._save_state(throttle=False)
+        if status == "COMPLETED":  # every trial has ended: no worker of this run stores a checkpoint now
+            self._tidy()
         self._meta.update(status=status, end_time=time.time())
         self._storage.write_experiment(self._meta)
         self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
+
+    def _tidy(self) -> None:
+        """The checkpoint folders a lost worker left (put in place, or half stored, with no
+        report naming them) go now, not at some later resume. A storage that refuses costs
+        only the space: said, and the run ends as it would."""
+        try:
+            tidy(self._storage, self.trials, why="when their worker was lost")
+        except (StorageError, OSError) as exc:
+            logger.warning("Could not remove checkpoint folders that no report names (%s); a resume removes them.",
+                           exc)
 
     def results(self) -> Results:
         trials = [self._result(t) for t in self.trials.values()]

@@ -303,39 +303,6 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def tidy(storage: ExperimentStorage, restored: Restored) -> None:
-    """Remove the checkpoint folders no record names: those being stored when the last run
-    ended, those no kept row commits (written just before a crash, or by a lost attempt),
-    and those under a trial id with no files of its own.
-
-    Called once this run's id is in experiment.json (or with no run to come): a worker of
-    the dead driver checks that id right before it puts a checkpoint in place
-    (:func:`raytuner._storage.trial_files.taken_over`), so none lands after the folders are
-    listed here. A PBT exploit not launched yet keeps the copy it made (``restored.exploits``).
-    """
-    storage.relist_checkpoints()  # a bucket's listing is from the scan: one may have landed since
-    for trial in restored.trials.values():
-        partial = storage.remove_partial_checkpoints(trial.trial_id)
-        if partial:
-            logger.info("Trial %s: removed %s, checkpoints that were being stored when the last run ended.",
-                        trial.trial_id, ", ".join(partial))
-        copy = restored.exploits.get(trial.trial_id, {}).get("folder")
-        stray = sorted(set(storage.checkpoint_folders(trial.trial_id)) - set(trial.checkpoints) - {copy})
-        if stray:
-            logger.info("Trial %s: removing %s, which no kept report commits (written just before a crash, or "
-                        "by an attempt that was lost).", trial.trial_id, ", ".join(stray))
-            storage.delete_checkpoints(trial.trial_id, stray)
-    for trial_id in storage.checkpointed_trials():
-        if trial_id in restored.trials:
-            continue
-        names = storage.checkpoint_folders(trial_id)
-        partial = storage.remove_partial_checkpoints(trial_id)
-        if names or partial:
-            logger.info("Removing %s in %s: checkpoints of a trial whose own files were never written.",
-                        ", ".join(names + partial), storage.trial_path(trial_id))
-            storage.delete_checkpoints(trial_id, names)
-
-
 def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Callable[..., Any] | None = None,
             num_trials: int | None = None, time_budget_s: float | None = None,
             max_concurrent: int | None = None) -> tuple[Any, Searcher, Scheduler, Restored]:

@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 from raytuner._callbacks import Callback
 from raytuner._driver import autoscale
 from raytuner._driver.ray_init import ensure_ray
-from raytuner._driver.resume import ResumePlan, import_trainable, restore, tidy
+from raytuner._driver.resume import ResumePlan, import_trainable, restore
+from raytuner._driver.tidy import tidy
 from raytuner._driver.run import run_experiment
 from raytuner._results import Results, read
 from raytuner._storage.experiment import ExperimentStorage
@@ -42,7 +43,7 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
             if unused:
                 print(f"[raytuner] {', '.join(unused)} changed nothing: no trial is left to run (a trial a time "
                       "budget stopped is finished, STOPPED, and is not continued).", flush=True)
-        tidy(storage, restored)  # its driver wound up: none of its workers is left to store
+        tidy(storage, restored.trials, restored.exploits)  # its driver wound up: none of its workers is left to store
         return read(storage)
     with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
         if trainable is None:  # before anything is written: a resume that cannot run changes nothing
@@ -57,7 +58,7 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
         meta["run_id"] = storage.run_id
         storage.write_experiment(meta)
         storage.sync()
-        tidy(storage, restored)
+        tidy(storage, restored.trials, restored.exploits)
         if speak:
             print(f"[raytuner] resuming {storage.name}: {plan.describe()}", flush=True)
             held = _held_limits(meta, num_trials=num_trials, time_budget_s=time_budget_s,

@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 from raytuner._callbacks import Callback
 from raytuner._driver import autoscale
 from raytuner._driver import failures as _failures
-from raytuner._driver.controller import Controller, ExperimentSettings
+from raytuner._driver.controller import Controller
+from raytuner._driver.settings import ExperimentSettings
 from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
 from raytuner._driver.resume import Restored
 from raytuner._results import Results

@@ -6,6 +6,7 @@ have no files of their own; in a folder and in a bucket."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -143,3 +144,41 @@ def test_a_checkpoint_a_dead_runs_worker_stores_during_a_resume_is_removed(where
     with pytest.raises(trial_files.TakenOver):
         store_as_the_dead_run("checkpoint_000008")
     assert _folders(experiment, "00000") == ["checkpoint_000002"]
+
+
+def _recorded(results: str) -> bool:
+    try:
+        return b'"step"' in _read(results)
+    except FileNotFoundError:
+        return False
+
+
+def lost_after_step_1(config):
+    """Its first attempt's worker dies after step 1, leaving what a lost worker leaves: a
+    checkpoint it put in place whose report never left it, and one it was still relaying."""
+    if rt.get_checkpoint() is not None:  # the retry, from checkpoint 1
+        rt.report({"loss": 0.5, "step": 2})
+        return
+    folder = Path(tempfile.mkdtemp())
+    (folder / "step").write_text("1")
+    rt.report({"loss": 1.0, "step": 1}, checkpoint=folder)
+    trial = f"{config['experiment']}/trials/{rt.get_context().trial_id}"
+    wait_for(lambda: _recorded(f"{trial}/results.jsonl"), "the report of step 1 recorded")
+    _write(f"{trial}/checkpoint_000002/step", b"2")  # in a bucket, also what a half-made upload leaves
+    if not remote.is_uri(trial):  # a relay gathers beside the trial's checkpoints only in a folder
+        _write(f"{trial}/.checkpoint-relay-0123abcd/step", b"3")
+    os._exit(1)
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_run_that_completes_removes_what_its_lost_workers_left(where, storage, request):
+    root = str(storage) if where == "folder" else f"{request.getfixturevalue('bucket')}/exps"
+    experiment = f"{root}/lost"
+    results = rt.Tuner(lost_after_step_1, space={"experiment": experiment}, metric="loss", num_trials=1,
+                       max_failures=1, checkpoints_to_keep=None, storage_path=root, name="lost", verbose=0,
+                       tensorboard=False).fit()
+    (trial,) = results.trials
+    assert trial.status is TrialStatus.COMPLETED and trial.checkpoint is not None
+    assert [row["step"] for row in ExperimentStorage(experiment).read_results(trial.trial_id)] == [1, 2]
+    # Not left for a resume that a completed experiment may never have.
+    assert _folders(experiment, trial.trial_id) == ["checkpoint_000001"]

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 import raytuner as rt
-from raytuner._driver.controller import ExperimentSettings
+from raytuner._driver.settings import ExperimentSettings
 from raytuner._driver.stop import StopCriteria
 from raytuner._storage import components
 from raytuner._storage.experiment import ExperimentStorage

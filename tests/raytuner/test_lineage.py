@@ -13,7 +13,8 @@ import pytest
 from raytuner._driver import events as ev
 from raytuner._formats import checkpoint_name
 from raytuner._driver.lifecycle import Lifecycle
-from raytuner._driver.resume import Restored, _restore_trials, tidy
+from raytuner._driver.resume import _restore_trials
+from raytuner._driver.tidy import tidy
 from raytuner._objectives import Objectives
 from raytuner._results import load
 from raytuner._storage.experiment import ExperimentStorage
@@ -174,7 +175,7 @@ def test_a_resume_removes_a_copy_no_marker_names_unless_an_exploit_is_still_pend
     storage.clone_checkpoint("00002", "checkpoint_000004", "00001", "clone_2/checkpoint_000004")
     storage.clone_checkpoint("00002", "checkpoint_000004", "00001", "clone_3/checkpoint_000004")
     trials = _restore_trials(storage, Objectives.of("loss", "min"))
-    tidy(storage, Restored(trials, exploits={"00001": {"folder": "clone_3/checkpoint_000004"}}))
+    tidy(storage, trials, {"00001": {"folder": "clone_3/checkpoint_000004"}})
     assert storage.checkpoint_folders("00001") == ["checkpoint_000001", "clone_3/checkpoint_000004"]
 
 
