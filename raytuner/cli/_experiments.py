@@ -15,6 +15,7 @@ from raytuner._formats import flatten
 from raytuner._best import scope_of
 from raytuner._storage import DEFAULT_ROOT
 from raytuner.cli._front import best_json, front_view, point, summary_text
+from raytuner.cli._no_result import failed_best, no_result
 from raytuner.cli._common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -60,39 +61,6 @@ def _scored(results, metric: str) -> list:
 def _require_trials(results) -> None:
     if not results.trials:
         raise CLIError(f"Experiment {results.path.name!r} has no trials yet ({results.path}).")
-
-
-def _no_metric(results, metric: str) -> CLIError:
-    from raytuner._driver import failures
-
-    failed = [t for t in results.trials if t.error and t.status.value == "FAILED"]
-    unfinished = [t for t in results.trials if not t.status.is_finished()]
-    name = results.path.name
-    if failed and len(failed) + len(unfinished) == len(results.trials):
-        groups = failures.group((t.trial_id, t.error) for t in failed)
-        first, ids = groups[0]
-        where = f" at {first.frame}" if first.frame else ""
-        others = f" ({len(groups) - 1} other error{'s' if len(groups) > 2 else ''} too)" if len(groups) > 1 else ""
-        still = f", {len(unfinished)} not finished" if unfinished else ""
-        return CLIError(
-            f"No trial of {name!r} succeeded: {len(failed)} of {len(results.trials)} failed{still}. The most "
-            f"common error ({len(ids)} trials): {first.headline}{where}{others}. Tracebacks: "
-            f"{results.path / 'trials' / ids[0] / 'error.txt'}; `{cli_command('show', results.path)}` lists them all."
-        )
-    # Unfinished trials report later only while a driver runs them; otherwise a resume does.
-    later = (" Try again in a moment." if results.status == "RUNNING" else
-             f" Its driver is not running ({results.status}): `{cli_command('resume', results.path)}` continues it.")
-    if unfinished and len(unfinished) == len(results.trials):
-        return CLIError(f"No trial of {name!r} has reported {metric!r} yet ({len(unfinished)} not finished).{later}")
-    reported = sorted({k for t in results.trials for k in t.metrics})
-    if not reported:
-        later = later if unfinished else ""
-        return CLIError(f"No trial of {name!r} has reported any value ({len(results.trials)} trials): there is "
-                        f"nothing to rank or plot yet.{later}")
-    return CLIError(
-        f"No trial of {name!r} reported a finite {metric!r} ({len(results.trials)} trials). "
-        f"Metrics reported: {', '.join(reported)}. Pass one with --metric."
-    )
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -344,7 +312,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 console.print(f"    at {escape(failure.frame)}" + (f": {escape(failure.code)}" if failure.code else ""))
         console.print(f"  tracebacks: {escape(results.path / 'trials')}/<trial>/error.txt")
     if not scored:
-        raise _no_metric(results, metric)
+        raise no_result(results, metric)
     return EXIT_OK
 
 
@@ -368,34 +336,23 @@ def cmd_best(args: argparse.Namespace) -> int:
     if front is not None:  # several objectives: the front, as a JSON list
         metrics = " and ".join(results.objectives.metrics)
         if not front.members:
-            raise _no_metric(results, metrics)
+            raise no_result(results, metrics)
         first = next(iter(front.members.values())).trial
         if first.status.value == "FAILED":  # only when no other trial has values: no result to use
-            raise _failed_best(results, first, metrics)
+            raise failed_best(results, first, metrics)
         print(best_json(front, args.full))
         return EXIT_OK
     metric, mode = _metric_mode(results, args)
     best = best_trial(results.trials, metric, mode, results.scope, **results._ranking(metric, mode))
     if best is None:
-        raise _no_metric(results, metric)
+        raise no_result(results, metric)
     if best.status.value == "FAILED":  # only when no other trial has a value: no result to use
-        raise _failed_best(results, best, metric)
+        raise failed_best(results, best, metric)
     out = best.config if not args.full else {
         "trial_id": best.trial_id, "status": best.status.value, "config": best.config, "metrics": best.metrics,
     }
     print(json.dumps(out, indent=2, default=repr))
     return EXIT_OK
-
-
-def _failed_best(results, best, metric: str) -> CLIError:
-    failed = sum(t.status.value == "FAILED" for t in results.trials)
-    if failed + sum(not t.status.is_finished() for t in results.trials) == len(results.trials):
-        return _no_metric(results, metric)  # no trial succeeded: its most common error says why
-    others = len(results.trials) - failed
-    return CLIError(
-        f"No trial of {results.path.name!r} that did not fail reported a finite {metric!r} ({others} other "
-        f"trial{'s' if others != 1 else ''}); the best value comes from trial {best.trial_id}, which FAILED. "
-        f"`raytuner show {results.path.name}` lists the failures; pass --metric to rank by another metric.")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -407,11 +364,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if front is not None:  # several objectives: the report draws the front, and each objective alone
         metric, mode = args.metric, args.mode
         if not front.members:
-            raise _no_metric(results, " and ".join(results.objectives.metrics))
+            raise no_result(results, " and ".join(results.objectives.metrics))
     else:
         metric, mode = _metric_mode(results, args)
         if not _scored(results, metric):
-            raise _no_metric(results, metric)
+            raise no_result(results, metric)
     if args.output is not None:
         from raytuner._report import output_path
 
