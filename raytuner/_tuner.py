@@ -28,7 +28,7 @@ from raytuner._storage.files import check_name
 from raytuner._storage.lock import DriverLock
 from raytuner._tuner_checks import (
     check_callbacks, check_checkpoint_interval, check_flag, check_picklable, check_resource_attr,
-    check_storage_path, check_trainable_call, check_verbose, default_mode, positive_int,
+    check_storage_path, check_total_trials, check_trainable_call, check_verbose, default_mode, positive_int,
 )
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
@@ -240,6 +240,7 @@ class Tuner:
         # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
         # scheduler given several objectives.
         setup_components(searcher, space, num_trials, objectives, scheduler)
+        check_total_trials(searcher, int(num_trials))
         scheduler.check_experiment(space if space is not None else searcher.space, searcher, int(num_trials))
 
         self._name = check_name(name) if name is not None else None

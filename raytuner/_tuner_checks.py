@@ -23,6 +23,22 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise invalid("Tuner", name, value, "an int >= 1", f"Pass e.g. {name}=4.")
 
 
+def check_total_trials(searcher: Any, num_trials: int) -> None:
+    """A grid's trials in all (its points times ``num_trials`` repetitions) within the bound
+    a control command and a resume hold ``num_trials`` to: past it, the experiment could not
+    be extended, steered or resumed with its own count."""
+    from raytuner._control_values import MAX_NUM_TRIALS
+
+    total = getattr(searcher, "num_trials", None)
+    if isinstance(total, int) and total > MAX_NUM_TRIALS:
+        points = total // num_trials
+        raise ConfigError(
+            f"Tuner: `space` is a grid of {points:,} points, which with num_trials={num_trials} makes {total:,} "
+            f"trials, more than one experiment runs ({MAX_NUM_TRIALS:,}). Narrow the grid, or draw from the same "
+            "values with rt.choice([...]) instead of rt.grid([...]) and a num_trials of your choosing (random or "
+            "TPE search).")
+
+
 def check_checkpoint_interval(value: Any, keep: int | None) -> None:
     if value is None:
         return

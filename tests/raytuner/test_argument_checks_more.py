@@ -161,3 +161,21 @@ def test_resume_refuses_them_too_before_reading_the_experiment(kwargs, message, 
     with pytest.raises(ConfigError) as error:
         rt.Tuner.resume(tmp_path / "no_such_experiment", **kwargs)
     assert str(error.value).startswith(message), str(error.value)
+
+
+@pytest.mark.parametrize("num_trials, points, total", [(1, 25_000_000, 25_000_000), (3, 4_000_000, 12_000_000)])
+def test_a_grid_of_more_trials_than_an_experiment_runs_is_refused_at_build(num_trials, points, total, tmp_path):
+    side = int(points ** 0.5)
+    space = {"a": rt.grid(list(range(side))), "b": rt.grid(list(range(side)))}
+    with pytest.raises(ConfigError) as error:
+        rt.Tuner(train, space=space, metric="loss", num_trials=num_trials, storage_path=tmp_path / "results")
+    assert str(error.value).startswith(f"Tuner: `space` is a grid of {points:,} points, which with num_trials="
+                                       f"{num_trials} makes {total:,} trials, more than one experiment runs "
+                                       "(10,000,000)."), str(error.value)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_grid_of_as_many_trials_as_an_experiment_runs_is_accepted(tmp_path):
+    tuner = rt.Tuner(train, space={"a": rt.grid(list(range(2_000))), "b": rt.grid(list(range(5_000)))},
+                     metric="loss", storage_path=tmp_path)
+    assert tuner._searcher.num_trials == 10_000_000
