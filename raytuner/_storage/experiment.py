@@ -154,9 +154,13 @@ class ExperimentStorage:
             self._uploader.start()
 
     def sync(self) -> None:
-        """Upload every change now (a URI only; a local folder is always up to date)."""
+        """Upload every change now (a URI only; a local folder is always up to date). Once it
+        has gone up, the staging copy holds nothing the bucket lacks (:meth:`discard_stage`):
+        also after :meth:`close`, for a write made then (the FAILED of a run whose trials all
+        failed)."""
         if self._uploader is not None:
             self._uploader.sync()
+            self._uploaded = True  # the driver writes on one thread: nothing changed meanwhile
 
     def close(self) -> None:
         """Flush results to disk, upload what is left and stop uploading. The local folder

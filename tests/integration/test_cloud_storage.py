@@ -254,3 +254,15 @@ def test_messages_name_the_uri_and_no_staging_copy_is_left(bucket, tmp_path, cap
     assert rt.Tuner.resume(uri, verbose=0).path == uri
     assert not [p for p in (tmp_path / "cache/raytuner/stage").rglob("*") if p.is_file()]
     assert rt.load(uri).best.trial_id == "00000"  # the failed trial never best
+
+
+def test_an_experiment_whose_trials_all_fail_is_failed_in_the_bucket_and_leaves_no_copy(bucket, tmp_path, caplog):
+    uri = f"{bucket}/exps/broken"
+    with pytest.raises(rt.TrialsFailedError):
+        rt.Tuner(failing, space={"x": rt.grid([2.0, 3.0])}, metric="loss", storage_path=f"{bucket}/exps",
+                 name="broken", verbose=0, tensorboard=False).fit()
+    # FAILED is written after the driver's uploads ended, and goes up with nothing left behind.
+    assert json.loads(_get(uri, "experiment.json"))["status"] == "FAILED"
+    assert rt.load(uri).status == "FAILED"
+    assert not [p for p in (tmp_path / "cache/raytuner/stage").rglob("*") if p.is_file()]
+    assert "not everything reached the bucket" not in caplog.text
