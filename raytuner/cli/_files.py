@@ -4,6 +4,7 @@ recorded name) and ``export`` (its trials, or every report, as CSV or JSON)."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -67,7 +68,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "csv":
         frame.to_csv(out, index=False)
     else:
-        text = _infinities_named(frame).to_json(orient="records", indent=1)
+        text = _records_json(frame)
         if out is sys.stdout:
             print(text)
         else:
@@ -77,22 +78,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _infinities_named(frame):
-    """``frame`` with each infinite float as the string ``"Infinity"`` or ``"-Infinity"``, as
-    the dashboard's API writes them: JSON has no infinity, and pandas would write ``null``,
-    the same as a value never reported (CSV keeps ``inf``). NaN stays ``null``: in the table
-    it is also what a trial that never reported a metric has."""
-    def named(value):
-        if isinstance(value, float) and math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
+def _records_json(frame) -> str:
+    """``frame``'s rows as a JSON list of objects, every float as Python writes it (the
+    shortest text that reads back to the same number; pandas' own writer keeps 10 decimals,
+    so 1e-12 came out as 0.0). JSON has no infinity: an infinite value is the string
+    ``"Infinity"`` or ``"-Infinity"``, as the dashboard's API writes them (pandas would
+    write ``null``, the same as a value never reported; CSV keeps ``inf``). NaN is
+    ``null``: in the table it is also what a trial that never reported a metric has."""
+    def plain(value):
+        if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+            value = value.item()  # a numpy scalar
+        if isinstance(value, float):
+            if math.isnan(value):
+                return None
+            if math.isinf(value):
+                return "Infinity" if value > 0 else "-Infinity"
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
         return value
 
-    frame = frame.copy()
-    for column in frame.columns:
-        values = frame[column]
-        if values.dtype.kind in "fO" and values.map(lambda v: isinstance(v, float) and math.isinf(v)).any():
-            frame[column] = values.astype(object).map(named)
-    return frame
+    rows = [{str(column): plain(value) for column, value in row.items()}
+            for row in frame.to_dict(orient="records")]
+    return json.dumps(rows, indent=1, allow_nan=False, default=str)
 
 
 def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:

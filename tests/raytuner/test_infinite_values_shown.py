@@ -62,3 +62,22 @@ def test_export_json_writes_infinities_as_named_strings_and_csv_as_inf(tmp_path,
     assert {r["trial_id"]: r["loss"] for r in rows} == {
         "00000": "0.5", "00001": "inf", "00002": "-inf", "00003": "", "00004": ""}
     assert float("Infinity") == math.inf and float("-Infinity") == -math.inf  # what a reader turns them into
+
+
+def test_export_json_keeps_every_float_whole(tmp_path, capsys):
+    storage = ExperimentStorage(tmp_path / "tiny")
+    storage.create()
+    storage.write_experiment({"name": "tiny", "metric": "loss", "mode": "min", "status": "COMPLETED",
+                              "searcher": "RandomSearcher", "scheduler": "FIFOScheduler()", "start_time": 1.7e9})
+    lr, loss = 1.7613316680736487e-12, 0.1 + 0.2  # pandas' writer made these 0.0 and 0.3
+    trial = Trial("00000", {"lr": lr, "units": 32, "opt": "adam"})
+    trial.observe(1, 1, {"loss": loss}, loss, 0.1)
+    trial.status = TrialStatus.COMPLETED
+    storage.write_config("00000", trial.config)
+    storage.append_results("00000", [{"iteration": 1, "time_total_s": 0.1, "loss": loss}])
+    storage.write_trial("00000", trial.to_record())
+    (record,) = json.loads(_run(capsys, "export", "--json", str(storage.path)))
+    assert record["config/lr"] == lr and record["loss"] == loss
+    assert record["config/units"] == 32 and type(record["config/units"]) is int and record["config/opt"] == "adam"
+    (row,) = json.loads(_run(capsys, "export", "--json", "--history", str(storage.path)))
+    assert row["loss"] == loss and row["iteration"] == 1
