@@ -150,7 +150,7 @@ class Tuner:
         resource_attr: str | None = None,
         max_failures: int = 0,
         fail_fast: bool = False,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Callback] | None = (),
         tensorboard: bool = True,
         verbose: int = 1,
         address: str | None = None,
@@ -335,7 +335,7 @@ class Tuner:
         time_budget_s: float | None = None,
         max_concurrent: int | None = None,
         verbose: int | None = None,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Callback] | None = (),
         address: str | None = None,
         tensorboard: bool = True,
     ) -> Results:

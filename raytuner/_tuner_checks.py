@@ -113,8 +113,11 @@ def check_verbose(owner: str, verbose: Any) -> None:
 
 
 def check_callbacks(owner: str, callbacks: Any) -> list[Callback]:
-    """``callbacks`` as a list, or a ConfigError: not a list of :class:`Callback` objects."""
+    """``callbacks`` as a list, or a ConfigError: not a list of :class:`Callback` objects.
+    None is none (as Ray Tune and Keras take it)."""
     fix = "Pass a list of raytuner.Callback objects, e.g. callbacks=[MLflowCallback()], or leave it out."
+    if callbacks is None:
+        return []
     if isinstance(callbacks, Callback):
         raise invalid(owner, "callbacks", callbacks, "a list of Callback objects, not one",
                       f"Pass it in a list: callbacks=[{callbacks!r:.60}].")

@@ -135,7 +135,7 @@ def test_arguments_of_the_wrong_kind_or_past_the_control_bounds_are_refused_at_b
 @pytest.mark.parametrize("kwargs", [
     {"time_budget_s": 3600}, {"time_budget_s": 0.5}, {"time_budget_s": 10 * 365.25 * 24 * 3600},
     {"max_concurrent": 10_000}, {"num_trials": 10_000_000}, {"fail_fast": True}, {"tensorboard": False},
-    {"callbacks": ()}, {"callbacks": [_Logger()]}, {"callbacks": (c for c in [_Logger()])},
+    {"callbacks": ()}, {"callbacks": None}, {"callbacks": [_Logger()]}, {"callbacks": (c for c in [_Logger()])},
 ])
 def test_arguments_within_the_bounds_are_accepted(kwargs, tmp_path):
     tuner = rt.Tuner(train, **{**BASE, "storage_path": tmp_path, **kwargs})
