@@ -318,6 +318,9 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
     """
     refuse_if_live(storage.path)  # before anything is cleaned up (the lock itself is taken later)
     settings, searcher, scheduler = components.load(storage, meta)
+    # The folder's name, as `raytuner rename` (or a move by hand) left it: tuner.pkl keeps
+    # the name the experiment started under, which trials, the terminal and trackers would use.
+    settings.name = meta["name"] = storage.name
     if trainable is not None:
         recorded = meta.get("trainable", "").partition(":")[2]
         given = getattr(trainable, "__qualname__", "?")

@@ -139,6 +139,26 @@ def test_cli_resume_extends_an_experiment(storage, capsys):
     assert (first.path / "tensorboard" / again.trials[1].trial_id).is_dir(), "logging goes on after a resume"
 
 
+def named(config):
+    pathlib.Path(config["names"], rt.get_context().trial_id).write_text(rt.get_context().experiment_name)
+    rt.report({"loss": 1.0})
+
+
+def test_a_renamed_experiment_resumes_under_its_new_name(storage, tmp_path, capsys):
+    from raytuner import cli
+
+    names = tmp_path / "names"
+    names.mkdir()
+    first = rt.Tuner(named, space={"names": str(names)}, metric="loss", num_trials=1, storage_path=storage,
+                     name="old", verbose=0, tensorboard=False).fit()
+    assert cli.main(["rename", str(first.path), "new"]) == 0
+    capsys.readouterr()
+    again = rt.Tuner.resume(storage / "new", named, num_trials=2, verbose=0, tensorboard=False)
+    assert {p.name: p.read_text() for p in names.iterdir()} == {"00000": "old", "00001": "new"}
+    assert json.loads((storage / "new" / "experiment.json").read_text())["name"] == "new"
+    assert again.path == storage / "new" and not (storage / "old").exists()
+
+
 def test_resume_refuses_what_it_cannot_trust(storage, tmp_path):
     with pytest.raises(rt.ExperimentError, match="has no experiment.json"):
         rt.Tuner.resume(tmp_path, counting)
