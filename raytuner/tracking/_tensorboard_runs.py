@@ -7,6 +7,8 @@ or without the session end of a trial that ended. This module reads a run as Ten
 does: its event files in name order, each TFRecord in turn (a record cut short by a crash
 ends its file), and a ``SessionLog.START`` at step ``s`` drops the points before it at steps
 ``>= s`` (TensorBoard's purge of orphaned data, which the callback writes at each restart).
+TensorBoard's Python loader skips the purge at a run's first START, so the callback writes
+one at the head of each trial's first file, before any point (where no purge drops anything).
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ class ShownRun:
     Attributes:
         points: step -> {tag: value} of the scalars still shown (each as stored: float32).
         started, ended: Whether the run holds an HParams session start, and end.
+        session_logged: Whether it holds a ``SessionLog.START`` (a later START purges in
+            every loader only if it does).
     """
 
     points: dict[int, dict[str, float]] = field(default_factory=dict)
     started: bool = False
     ended: bool = False
+    session_logged: bool = False
 
 
 def records(path: Path) -> Iterator[bytes]:
@@ -59,6 +64,7 @@ def read_run(folder: Path) -> ShownRun:
             event: Any = event_pb2.Event.FromString(data)
             if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
                 run.points = {step: tags for step, tags in run.points.items() if step < event.step}
+                run.session_logged = True
             elif event.HasField("summary"):
                 for value in event.summary.value:
                     if value.tag == SESSION_START_TAG:

@@ -93,9 +93,16 @@ def _record(data: bytes) -> bytes:
 
 
 class _EventFile:
-    """One append-only ``events.out.tfevents`` file, written synchronously."""
+    """One append-only ``events.out.tfevents`` file, written synchronously.
 
-    def __init__(self, logdir: Path):
+    ``session_start``: begin with a ``SessionLog.START`` (step 0, before any point), for a
+    trial's first file. TensorBoard's Python loader (``--load_fast=false``, and where its Rust
+    data server is missing) takes a run's first START as the run's start and drops a lost
+    attempt's points only at a later one; without this one, the START of a trial's first
+    restart would be taken as its start, and drop nothing.
+    """
+
+    def __init__(self, logdir: Path, *, session_start: bool = False):
         from tensorboard.compat.proto import event_pb2
 
         global _counter
@@ -109,6 +116,9 @@ class _EventFile:
         self._file: IO[bytes] = open(logdir / name, "ab")
         self._event_pb2 = event_pb2
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if session_start:
+            self.write(_session_log_start(0))
+        self._file.flush()
 
     def write(self, event: Any) -> None:
         self._file.write(_record(event.SerializeToString()))
@@ -119,6 +129,15 @@ class _EventFile:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _session_log_start(step: int) -> Any:
+    """A ``SessionLog.START`` at ``step``: TensorBoard drops the run's points at steps
+    ``>= step`` read before it (its purge of a restarted job's orphaned points)."""
+    from tensorboard.compat.proto import event_pb2
+
+    return event_pb2.Event(wall_time=time.time(), step=step,
+                           session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
 
 
 def _scalars(row: Mapping[str, Any]) -> Any:
@@ -178,6 +197,7 @@ class TensorBoardCallback(Callback):
         self._metrics: dict[str, None] = {}  # names seen, in order
         self._objectives: tuple[str, ...] = ()
         self._attempts: dict[str, Any] = {}  # the attempt of each trial's last logged report
+        self._session_logged: set[str] = set()  # trials whose run is known to hold a SessionLog START
 
     def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
         self.logdir = Path(self._logdir_arg).expanduser() if self._logdir_arg is not None else Path(path) / "tensorboard"
@@ -226,15 +246,12 @@ class TensorBoardCallback(Callback):
             end = trial.status.is_finished() and not shown.ended
             if shown.started and parted is None and not missing and not end:
                 continue
-            from tensorboard.compat.proto import event_pb2
-
             self._configs[trial_id] = flatten(trial.config)
             writer = self._files.get(trial_id) or self._reopen(trial_id)
             if not shown.started:
                 self._start_session(trial_id)
             if parted is not None:
-                writer.write(event_pb2.Event(wall_time=time.time(), step=parted,
-                                             session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+                self._restart(trial_id, writer, parted, logged=shown.session_logged)
             for step in missing:
                 self.on_trial_result(trial_id, {**kept[step], "attempt": None})
             self._attempts[trial_id] = rows[-1].get("attempt") if rows else None
@@ -250,7 +267,7 @@ class TensorBoardCallback(Callback):
         first = not run.exists()
         self._configs[trial_id] = flatten(config)
         if trial_id not in self._files:
-            self._files[trial_id] = _EventFile(run)
+            self._reopen(trial_id)
         if first:
             self._start_session(trial_id)
 
@@ -283,18 +300,40 @@ class TensorBoardCallback(Callback):
         step = int(result.get("iteration", 0))
         attempt = result.get("attempt")
         if attempt is not None and attempt != self._attempts.get(trial_id) and attempt > 1:
-            # The first report of a restart from an earlier checkpoint: a session-start event
-            # at its step makes TensorBoard drop the lost attempt's points from there on, so
-            # each trial shows one trajectory, as its history does.
-            from tensorboard.compat.proto import event_pb2
-
-            writer.write(event_pb2.Event(wall_time=time.time(), step=step,
-                                         session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+            # The first report of a restart from an earlier checkpoint: TensorBoard drops the
+            # lost attempt's points from its step on, so each trial shows one trajectory, as
+            # its history does.
+            self._restart(trial_id, writer, step)
         self._attempts[trial_id] = attempt
         writer.summary(summary, step=step, wall_time=result.get("timestamp"))
 
+    def _restart(self, trial_id: str, writer: _EventFile, step: int, *, logged: bool | None = None) -> None:
+        """Drop the run's points at steps ``>= step``: a ``SessionLog.START`` there.
+
+        TensorBoard's Python loader takes a run's first START as its start and purges at the
+        later ones only. Runs begin with one (:class:`_EventFile`), but not a run written by
+        an earlier raytuner, or cut off between its first file's creation and that START:
+        such a run gets one more START, at the same step, first (the Rust loader ignores
+        both: it drops a tag's points when its step goes back). ``logged``: whether the run
+        holds a START, if the caller has read it; else it is read here, once per trial.
+        """
+        from ._tensorboard_runs import read_run
+
+        if trial_id not in self._session_logged:
+            if logged is None:
+                logged = read_run(self._root() / trial_id).session_logged
+            if not logged:
+                writer.write(_session_log_start(step))
+        writer.write(_session_log_start(step))
+        self._session_logged.add(trial_id)
+
     def _reopen(self, trial_id: str) -> _EventFile:
-        self._files[trial_id] = _EventFile(self._root() / trial_id)
+        """A new event file for the trial's run; its run's first begins with a START."""
+        run = self._root() / trial_id
+        first = not any(run.glob("events.out.tfevents.*"))
+        self._files[trial_id] = _EventFile(run, session_start=first)
+        if first:
+            self._session_logged.add(trial_id)
         return self._files[trial_id]
 
     def on_trial_end(self, trial: TrialResult) -> None:
