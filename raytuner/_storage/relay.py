@@ -155,7 +155,7 @@ def _listing(where: ExperimentLocation, ref: CheckpointRef) -> tuple[list[tuple[
     source = where.checkpoint(ref)
     if where.is_uri:
         fs, path = remote.filesystem(source)
-        found = fs.find(path, detail=True)
+        found = remote.retrying(lambda: fs.find(path, detail=True), uri=source, what="list", location=where.location)
         if not found:
             raise FileNotFoundError(f"No checkpoint at {source}: the bucket holds no files under it.")
         return [(key[len(path):].lstrip("/"), int(info["size"])) for key, info in sorted(found.items())], []
@@ -171,6 +171,7 @@ def _read(where: ExperimentLocation, ref: CheckpointRef, rel: str, offset: int, 
     source = f"{where.checkpoint(ref)}/{_safe(rel)}"
     if where.is_uri:
         fs, path = remote.filesystem(source)
-        return fs.cat_file(path, start=offset, end=offset + size)
+        return remote.retrying(lambda: fs.cat_file(path, start=offset, end=offset + size), uri=source, what="read",
+                               location=where.location)
     with open(source, "rb") as handle:
         return os.pread(handle.fileno(), size, offset)

@@ -29,22 +29,46 @@ overwrites a running driver's files.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from raytuner._storage import faults
-from raytuner.errors import ConfigError, ExperimentError
+from raytuner.errors import ConfigError, ExperimentError, StorageError
+
+T = TypeVar("T")
 
 logger = logging.getLogger("raytuner")
 
 #: Seconds between two upload passes of a running experiment.
 SYNC_INTERVAL_S = 1.0
+#: How long a worker's (or the driver's) read or write of the bucket that fails for a
+#: passing cause (:func:`transient`: a connection refused or reset, a timeout, a 5xx, a
+#: throttle) is tried again, with backoff, before the run stops with a
+#: :class:`~raytuner.errors.StorageError` (INTERRUPTED, resumable) rather than a trial failing.
+RETRY_S = 60.0
+#: The first pause between two tries of :func:`retrying`; it doubles up to :data:`RETRY_MAX_PAUSE_S`.
+RETRY_PAUSE_S = 0.5
+RETRY_MAX_PAUSE_S = 8.0
+#: The Tuner's check of a bucket (:func:`check`) gives up after this many seconds without an
+#: answer: an endpoint that takes connections and never answers is a ConfigError at once.
+CHECK_TIMEOUT_S = 15.0
+#: For S3 (s3fs): tries per request, s3fs's own times botocore's (s3fs's defaults, 5 x 5 of
+#: 15 s reads, let a stalled endpoint hang a reader for about 7 minutes); timeouts are
+#: s3fs's (5 s to connect, 15 s between two reads of an answer), so a large upload, whose
+#: body is written, not read, is never cut short. :func:`retrying` retries on top, for the
+#: operations a run cannot do without.
+_S3_OPTIONS = {"config_kwargs": {"retries": {"total_max_attempts": 2, "mode": "standard"}}}
+_S3_RETRIES = 2
+#: The Tuner's check: one try, a few seconds.
+_S3_CHECK_OPTIONS = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 5, "retries": {"total_max_attempts": 1}}}
 _MANIFEST = ".raytuner-mirror.json"
 _LOCAL_ONLY = frozenset({"driver.lock"})  # raytuner._storage.lock.LOCK_FILE
 _URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -103,9 +127,29 @@ def _known_protocol(protocol: str) -> bool:
     return protocol.lower() in known_implementations or protocol.lower() in registry
 
 
-def filesystem(uri: str) -> tuple[Any, str]:
+def _options(protocol: str, wanted: dict[str, Any]) -> dict[str, Any]:
+    """Options for the file system of ``protocol``: ``wanted`` under what the user set in
+    fsspec's configuration (``FSSPEC_S3_*``, fsspec's config files), which wins."""
+    if protocol not in ("s3", "s3a"):
+        return {}
+    from fsspec.config import conf
+
+    mine = {key: (dict(value) if isinstance(value, dict) else value) for key, value in wanted.items()}
+    theirs = conf.get(protocol, {})
+    for key, value in theirs.items():
+        if isinstance(value, dict) and isinstance(mine.get(key), dict):
+            mine[key].update(value)
+        else:
+            mine[key] = value
+    if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
+        mine.get("config_kwargs", {}).pop("retries", None)  # the user's own botocore retries
+    return mine
+
+
+def filesystem(uri: str, *, quick: bool = False) -> tuple[Any, str]:
     """The fsspec file system for ``uri`` and the path inside it, or a ConfigError that
-    names the package to install."""
+    names the package to install. ``quick``: one short try per request (:func:`check`);
+    else bounded tries (:data:`_S3_OPTIONS`)."""
     try:
         import fsspec
     except ImportError:
@@ -117,7 +161,10 @@ def filesystem(uri: str) -> tuple[Any, str]:
 
     protocol = _URI_RE.match(uri).group(1).lower()
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
+        options = _options(protocol, _S3_CHECK_OPTIONS if quick else _S3_OPTIONS)
+        fs, path = fsspec.core.url_to_fs(uri, **options)
+        if options and "retries" not in fsspec.config.conf.get(protocol, {}):
+            fs.retries = 1 if quick else _S3_RETRIES  # s3fs's own tries (an attribute, not an argument)
     except ImportError as exc:
         hint = known_implementations.get(protocol, {}).get("err") or str(exc)
         package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "abfs": "adlfs", "az": "adlfs"}.get(protocol)
@@ -131,27 +178,141 @@ def filesystem(uri: str) -> tuple[Any, str]:
     return fs, path.rstrip("/")
 
 
-def check(uri: str) -> None:
-    """Fail early, naming the URI and what is missing: a bucket, or credentials."""
-    fs, path = filesystem(uri)
+def check(uri: str, *, label: str | None = None) -> None:
+    """Fail early, naming the URI and what is missing: a bucket, or credentials; an endpoint
+    that does not answer within :data:`CHECK_TIMEOUT_S` cannot be reached. ``label`` names
+    the URI in the message (default: ```storage_path=...```)."""
+    said = label if label is not None else f"`storage_path={uri!r}`"
+    fs, path = filesystem(uri, quick=True)
     bucket = path.split("/", 1)[0]
-    try:
-        fs.invalidate_cache()
-        fs.info(bucket)
-    except FileNotFoundError:
-        raise ConfigError(f"`storage_path={uri!r}`: the bucket {bucket!r} does not exist (or is not visible with "
+    if not bucket:
+        scheme = uri.split("://")[0]
+        raise ConfigError(f"{said}: the URI names no bucket. Give the bucket, and a prefix if you like: "
+                          f"\"{scheme}://bucket/prefix\".")
+    answer: list[BaseException | None] = []
+
+    def ask() -> None:
+        try:
+            fs.invalidate_cache()
+            fs.info(bucket)
+            answer.append(None)
+        except BaseException as exc:  # noqa: BLE001 - judged below, in the caller's thread
+            answer.append(exc)
+
+    asking = threading.Thread(target=ask, name="raytuner-check", daemon=True)
+    asking.start()
+    asking.join(CHECK_TIMEOUT_S)
+    if not answer:
+        raise ConfigError(f"{said} cannot be reached: no answer from its endpoint within {CHECK_TIMEOUT_S:g} s. "
+                          "Check the endpoint (AWS_ENDPOINT_URL for S3-compatible stores) and the network.")
+    exc = answer[0]
+    if exc is None:
+        return
+    if isinstance(exc, FileNotFoundError):
+        raise ConfigError(f"{said}: the bucket {bucket!r} does not exist (or is not visible with "
                           "these credentials). Create it, or fix the name.") from None
-    except PermissionError as exc:
-        raise ConfigError(f"`storage_path={uri!r}`: access to the bucket {bucket!r} was denied ({exc}). "
+    if isinstance(exc, PermissionError):
+        raise ConfigError(f"{said}: access to the bucket {bucket!r} was denied ({exc}). "
                           "Check the credentials' permissions for it.") from None
-    except Exception as exc:
-        if "credential" in f"{type(exc).__name__} {exc}".lower():
-            raise ConfigError(
-                f"`storage_path={uri!r}`: no credentials for {uri.split('://')[0]}:// were found ({exc}). Set them as "
-                "for the provider's own CLI (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an "
-                "instance role for S3; gcloud auth application-default login for GCS)."
-            ) from None
-        raise ConfigError(f"`storage_path={uri!r}` cannot be reached: {type(exc).__name__}: {exc}") from None
+    if "credential" in f"{type(exc).__name__} {exc}".lower():
+        raise ConfigError(
+            f"{said}: no credentials for {uri.split('://')[0]}:// were found ({exc}). Set them as "
+            "for the provider's own CLI (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an "
+            "instance role for S3; gcloud auth application-default login for GCS)."
+        ) from None
+    if not isinstance(exc, Exception):
+        raise exc
+    raise ConfigError(f"{said} cannot be reached: {type(exc).__name__}: {exc}") from None
+
+
+#: Errors of a request that say nothing about the request itself: the endpoint was not
+#: reached, or did not answer in time, or asked to come back later.
+_TRANSIENT_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
+                               errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
+_TRANSIENT_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+                              "RequestLimitExceeded", "TooManyRequests", "TooManyRequestsException", "RequestTimeout",
+                              "RequestTimeoutException", "InternalError", "ServiceUnavailable",
+                              "BandwidthLimitExceeded", "PriorRequestNotComplete"})
+_TRANSIENT_NAMES = frozenset({
+    # botocore
+    "ConnectionError", "EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError", "ReadTimeoutError", "HTTPClientError",
+    "ProxyConnectionError", "IncompleteReadError", "ResponseStreamingError",
+    # aiohttp
+    "ClientConnectionError", "ClientConnectorError", "ClientOSError", "ServerDisconnectedError",
+    "ServerTimeoutError", "ClientPayloadError", "ServerConnectionError",
+    # fsspec, urllib3, requests
+    "FSTimeoutError", "ProtocolError", "NewConnectionError", "ConnectTimeout", "ReadTimeout",
+})
+#: What a request is refused for, whatever the chain of causes holds.
+_PERMANENT = (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a request to cloud storage, may pass if the request is made
+    again: the endpoint refused or dropped the connection, did not answer in time, failed
+    (5xx) or throttled. A permanent refusal (403, 404, no credentials) is not."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _PERMANENT):
+            return False
+        if isinstance(current, (TimeoutError, ConnectionError)):  # the builtins: refused, reset, timed out
+            return True
+        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
+            return True
+        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(current).__mro__):
+            return True
+        response = getattr(current, "response", None)
+        if isinstance(response, dict):  # botocore's ClientError
+            error = response.get("Error") or {}
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            return error.get("Code") in _TRANSIENT_CODES or (isinstance(status, int) and (status >= 500 or status == 429))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return False
+
+
+def unreachable(exc: BaseException, uri: str, what: str, location: str, waited_s: float) -> StorageError:
+    """The error that stops a run whose bucket stayed out of reach: the run is INTERRUPTED,
+    resumable, and no trial is failed for it."""
+    from raytuner._display import cli_command
+
+    return StorageError(
+        f"Cannot {what} {uri}: the storage did not answer for {waited_s:.0f} s ({type(exc).__name__}: {exc}). "
+        f"The run stopped; what was written before is kept and the experiment shows as INTERRUPTED. To go on, "
+        f"check the endpoint and the network, then continue it with: {cli_command('resume', location)}",
+        uri,
+    )
+
+
+def _pause(seconds: float) -> None:
+    """The pause between two tries of :func:`retrying` (a test's hook)."""
+    time.sleep(seconds)
+
+
+def retrying(call: Callable[[], T], *, uri: str, what: str, location: str, budget_s: float | None = None) -> T:
+    """``call()``, made again with backoff while it fails for a :func:`transient` cause, for
+    up to ``budget_s`` (:data:`RETRY_S`) from the first failure; then a :class:`StorageError`
+    (:func:`unreachable`) saying it could not ``what`` ``uri``. Any other error is raised as it is."""
+    budget = RETRY_S if budget_s is None else budget_s
+    first: float | None = None
+    pause = RETRY_PAUSE_S
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            now = time.monotonic()
+            if first is None:
+                first = now
+                logger.info("Cannot %s %s (%s: %s); trying again for up to %g s.", what, uri,
+                            type(exc).__name__, exc, budget)
+            left = first + budget - now
+            if left <= 0:
+                raise unreachable(exc, uri, what, location, now - first) from exc
+            _pause(min(pause, left))
+            pause = min(pause * 2, RETRY_MAX_PAUSE_S)
 
 
 def cache_dir(kind: str, uri: str) -> Path:
@@ -176,7 +337,15 @@ def _fingerprint(info: dict[str, Any]) -> str:
 def pull(uri: str, local: Path, *, keep: Callable[[str], bool] = lambda rel: True) -> int:
     """Make ``local`` a copy of the files under ``uri`` (those ``keep`` accepts); return how
     many were downloaded. Unchanged files (by ETag, else size and time) are not fetched
-    again; each file is replaced atomically; files deleted remotely are deleted here."""
+    again; each file is replaced atomically; files deleted remotely are deleted here.
+
+    The bucket is asked first, briefly (:func:`check`): a missing bucket is an
+    :class:`ExperimentError` that says so, not an empty listing, and an endpoint that does not
+    answer is one within seconds, not after every try of every request."""
+    try:
+        check(uri, label=uri)
+    except ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
     fs, root = filesystem(uri)
     local.mkdir(parents=True, exist_ok=True)
     manifest_path = local / _MANIFEST
@@ -215,15 +384,24 @@ def pull(uri: str, local: Path, *, keep: Callable[[str], bool] = lambda rel: Tru
     return len(fetch)
 
 
+def _experiment_of(uri: str) -> str:
+    """The experiment a URI of one of its trials' files lies in (for a message's resume)."""
+    return uri.split("/trials/", 1)[0]
+
+
 def remove(uris: list[str]) -> None:
     """Delete the folders at ``uris`` (all in one file system) and what they hold; one that
-    is not there is no error."""
+    is not there is no error. A passing failure of the bucket is tried again (:func:`retrying`)."""
     for uri in uris:
         fs, path = filesystem(uri)
-        try:
-            fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
+
+        def rm(fs: Any = fs, path: str = path) -> None:
+            try:
+                fs.rm(path, recursive=True)
+            except FileNotFoundError:
+                pass
+
+        retrying(rm, uri=uri, what="delete", location=_experiment_of(uri))
 
 
 def checkpoint_folders(uri: str) -> dict[str, set[str]]:
@@ -232,11 +410,15 @@ def checkpoint_folders(uri: str) -> dict[str, set[str]]:
     from raytuner._formats import checkpoint_iteration
 
     fs, root = filesystem(uri)
-    fs.invalidate_cache(root)
-    try:
-        found = fs.find(f"{root}/trials")
-    except FileNotFoundError:
-        return {}
+
+    def listing() -> list[str]:
+        fs.invalidate_cache(root)
+        try:
+            return fs.find(f"{root}/trials")
+        except FileNotFoundError:
+            return []
+
+    found = retrying(listing, uri=f"{uri}/trials", what="list", location=uri)
     folders: dict[str, set[str]] = {}
     for key in found:
         parts = key[len(root):].strip("/").split("/")
@@ -253,20 +435,25 @@ def copy_folder(source: str, target: str) -> bool:
     (deleted by hand, before the copy or during it)."""
     fs, src = filesystem(source)
     _, dst = filesystem(target)
-    remove([target])
-    fs.invalidate_cache(src)  # a listing cached before a deletion would name files that are gone
-    try:
-        keys = fs.find(src)
-    except FileNotFoundError:
-        keys = []
     dying = faults.at_write(target)
-    try:
-        for n, key in enumerate(keys):
-            if dying and n == len(keys) // 2:
-                faults.die()  # the crash harness: half the files copied
-            fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
-    except FileNotFoundError:
-        keys = []
+
+    def copy() -> list[str]:
+        remove([target])
+        fs.invalidate_cache(src)  # a listing cached before a deletion would name files that are gone
+        try:
+            keys = fs.find(src)
+        except FileNotFoundError:
+            keys = []
+        try:
+            for n, key in enumerate(keys):
+                if dying and n == len(keys) // 2:
+                    faults.die()  # the crash harness: half the files copied
+                fs.copy(key, f"{dst}/{key[len(src):].lstrip('/')}")
+        except FileNotFoundError:
+            keys = []
+        return keys
+
+    keys = retrying(copy, uri=target, what="copy a checkpoint to", location=_experiment_of(target))
     if not keys:
         remove([target])
     return bool(keys)
@@ -281,11 +468,15 @@ def holds_files(uri: str) -> bool:
     """Whether anything is stored under ``uri`` (a folder in a bucket is its files), as the
     bucket says now."""
     fs, path = filesystem(uri)
-    fs.invalidate_cache(path)
-    try:
-        return bool(fs.find(path, maxdepth=1, withdirs=True))
-    except FileNotFoundError:
-        return False
+
+    def look() -> bool:
+        fs.invalidate_cache(path)
+        try:
+            return bool(fs.find(path, maxdepth=1, withdirs=True))
+        except FileNotFoundError:
+            return False
+
+    return retrying(look, uri=uri, what="list", location=_experiment_of(uri))
 
 
 def list_experiments(root_uri: str) -> Path:
@@ -333,9 +524,11 @@ class Uploader:
             return self._pass(self.local)
 
     def push(self, folder: Path) -> None:
-        """Put one folder's changes (a trial's, with its new checkpoint) now, before returning."""
+        """Put one folder's changes (a trial's, with its new checkpoint) now, before returning;
+        a passing failure of the bucket is tried again (:func:`retrying`)."""
         with self._lock:
-            self._pass(folder, deletions=False)
+            retrying(lambda: self._pass(folder, deletions=False), uri=self.uri, what="upload to",
+                     location=self.uri)
 
     def close(self) -> None:
         self._stop.set()

@@ -115,14 +115,23 @@ _seen: set[tuple[str, str]] = set()
 def unseen(where: ExperimentLocation) -> str | None:
     """Why this process does not reach the experiment's storage, or None when it does: its
     experiment.json, read from here, names the same run. A yes is remembered for the run;
-    a no is asked again next time."""
+    a no is asked again next time. A bucket that fails for a passing cause (a connection
+    refused, a timeout, a 5xx: :func:`remote.transient`) is asked again for a while
+    (:func:`remote.retrying`), then raises :class:`StorageError`: the run stops, resumable,
+    where a wrong setup (no credentials, no such bucket) is an answer at once."""
     if told_to_relay():
         return f"{UNSHARED_ENV} is set on this node"
     key = (where.location, where.run_id)
     if key in _seen:
         return None
     try:
-        run_id = _recorded_run(where)
+        if where.is_uri:  # a bucket out of reach for a while is tried again, then stops the run
+            run_id = remote.retrying(lambda: _recorded_run(where), uri=f"{where.location}/{EXPERIMENT_FILE}",
+                                     what="read", location=where.location)
+        else:
+            run_id = _recorded_run(where)
+    except StorageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - missing, unreadable, no credentials: not this run's storage
         return f"its {EXPERIMENT_FILE} cannot be read here ({type(exc).__name__}: {exc})"
     if run_id != where.run_id:
@@ -205,9 +214,7 @@ def put(src: Path, target: str, *, move: bool = False, check: Callable[[], None]
     the upload; if it raises, nothing is stored.
     """
     if remote.is_uri(target):
-        if check is not None:
-            check()
-        upload(src, target)
+        upload(src, target, check)
         if move:
             shutil.rmtree(src, ignore_errors=True)
     else:
@@ -273,20 +280,28 @@ def settle(staged: Path, final: Path, check: Callable[[], None] | None = None) -
         raise
 
 
-def upload(src: Path, uri: str) -> None:
+def upload(src: Path, uri: str, check: Callable[[], None] | None = None) -> None:
     """Put the files of folder ``src`` under ``uri``, replacing whatever was there (a lost
-    attempt's partial upload must not leave files in the new checkpoint)."""
+    attempt's partial upload must not leave files in the new checkpoint). A passing failure
+    of the bucket is tried again (:func:`remote.retrying`), then is a :class:`StorageError`.
+    ``check`` runs before each try; if it raises, nothing more is stored."""
     fs, path = remote.filesystem(uri)
-    try:
-        fs.rm(path, recursive=True)
-    except FileNotFoundError:
-        pass
     local, keys = [], []
     for rel in files_of(src):
         local.append(str(src / rel))
         keys.append(f"{path}/{rel}")
-    if local:
-        fs.put(local, keys)
+
+    def whole() -> None:  # made again whole after a passing failure: what was put goes first
+        if check is not None:
+            check()
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        if local:
+            fs.put(local, keys)
+
+    remote.retrying(whole, uri=uri, what="upload to", location=_experiment_of(uri))
 
 
 def get(source: str, target: Path) -> Path:
@@ -296,15 +311,25 @@ def get(source: str, target: Path) -> Path:
         shutil.copytree(source, target)
         return target
     fs, path = remote.filesystem(source)
-    found = fs.find(path)
-    if not found:
-        raise FileNotFoundError(f"No checkpoint at {source}: the bucket holds no files under it.")
-    target.mkdir(parents=True)
-    local = [str(target / key[len(path):].lstrip("/")) for key in found]
-    for file in local:
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
-    fs.get(found, local)
+
+    def fetch() -> None:
+        found = fs.find(path)
+        if not found:
+            raise FileNotFoundError(f"No checkpoint at {source}: the bucket holds no files under it.")
+        shutil.rmtree(target, ignore_errors=True)  # a try cut short
+        target.mkdir(parents=True)
+        local = [str(target / key[len(path):].lstrip("/")) for key in found]
+        for file in local:
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+        fs.get(found, local)
+
+    remote.retrying(fetch, uri=source, what="read", location=_experiment_of(source))
     return target
+
+
+def _experiment_of(uri: str) -> str:
+    """The experiment a URI of one of its trials' files lies in (for a message's resume)."""
+    return uri.split(f"/{TRIALS}/", 1)[0]
 
 
 def files_of(folder: Path) -> list[str]:

@@ -27,7 +27,7 @@ from raytuner._formats import checkpoint_name
 from raytuner._storage import trial_files
 from raytuner._storage.trial_files import CheckpointRef
 from raytuner._worker.protocol import Signal, TrialSpec
-from raytuner.errors import ExperimentError, TrialStopped
+from raytuner.errors import ExperimentError, StorageError, TrialStopped
 
 
 class Orphaned(TrialStopped):
@@ -67,7 +67,10 @@ class TrialCheckpoints:
         """Whether this worker reaches the storage itself; False: through the driver's node.
 
         A bucket is for every worker to reach (with the cluster's credentials): one that
-        cannot is an error that says so, unless its node is told to relay.
+        cannot (no credentials, no such bucket) is an error that says so, unless its node is
+        told to relay. One out of reach for a passing cause (a connection refused, a
+        timeout) is asked again for a while, then raises :class:`StorageError`: the run
+        stops, INTERRUPTED and resumable, and the trial is not failed for it.
         """
         if self._unseen is None:
             self._unseen = (trial_files.unseen(self._where),)
@@ -129,8 +132,8 @@ class TrialCheckpoints:
                 return
             try:
                 if self.sees_storage():
-                    check()
-                    trial_files.upload(staged.folder, self._target(staged.name))
+                    with self._denied(staged.name):
+                        trial_files.upload(staged.folder, self._target(staged.name), check)
                 else:
                     from raytuner._storage import relay
 
@@ -167,6 +170,24 @@ class TrialCheckpoints:
             if exc.errno not in trial_files.STORAGE_FIXES:
                 raise
             raise trial_files.storage_error(exc, self._target(name), self._where.location) from None
+
+    @contextmanager
+    def _denied(self, name: str) -> Iterator[None]:
+        """A bucket that refuses a worker's upload (its credentials may read, not write) stops
+        the run as a full disk does, by a :class:`StorageError`, rather than failing the
+        trial. (A bucket out of reach is tried again for a while, then is one too:
+        :func:`raytuner._storage.remote.retrying`.)"""
+        try:
+            yield
+        except PermissionError as exc:
+            from raytuner._display import cli_command
+
+            raise StorageError(
+                f"Cannot write {self._target(name)}: access denied ({exc}). The run stopped; what was written before "
+                f"is kept and the experiment shows as INTERRUPTED. To go on, give every node's credentials write "
+                f"access to the bucket, then continue it with: {cli_command('resume', self._where.location)}",
+                self._target(name),
+            ) from None
 
     def _target(self, name: str) -> str:
         return self._where.checkpoint(CheckpointRef(self._spec.trial_id, name))

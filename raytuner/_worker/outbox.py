@@ -50,9 +50,14 @@ with one more blocks until one is done, so staged copies cannot pile up on disk.
 so training never waits for the disk. A report that awaits a decision is sent the same
 way; its training loop waits for the decision anyway.
 
-If storing fails, the reports from that one on are not sent (none of them may name a
-checkpoint that is not there) and the error is raised in the training thread, at its next
-report or at the end of the trial (:meth:`Outbox.drain`).
+A store that fails for a passing cause (a bucket that refuses connections for a moment,
+times out, answers 5xx or throttles) is made again by the store itself, with backoff, for
+up to :data:`raytuner._storage.remote.RETRY_S`; the reports behind it wait meanwhile, in
+order, as for any store. If storing fails, the reports from that one on are not sent (none
+of them may name a checkpoint that is not there) and the error is raised in the training
+thread, at its next report or at the end of the trial (:meth:`Outbox.drain`): a
+:class:`~raytuner.errors.StorageError` (the storage refused, or stayed out of reach) stops
+the run, INTERRUPTED, and the trial restarts from its last stored checkpoint on resume.
 """
 
 from __future__ import annotations
