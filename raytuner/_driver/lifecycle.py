@@ -125,6 +125,7 @@ class Lifecycle(ReportHandlers, ControlHandlers):
         self._out: list[Command] = []
         self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
         self._stored, self._carry_out = stored, carry_out
+        self._were_running: list[str] = []  # restored RUNNING, recorded PENDING by reconcile()
         if trials:
             self._restore(trials, next_id)
 

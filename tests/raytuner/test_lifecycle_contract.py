@@ -52,3 +52,29 @@ def test_restored_trials_enter_as_recorded_and_running_ones_wait_for_a_worker_un
     # restored RUNNING trial, whose record is rewritten when it runs again.
     out = life.handle(ev.Drained())
     assert [c.trial_id for c in out if isinstance(c, ev.WriteTrial)] == ["00001"]
+
+
+def test_after_reconcile_the_trials_the_last_driver_ran_are_recorded_waiting_for_a_worker():
+    trials = {"00000": Trial("00000", {"x": 0.1}, status=TrialStatus.RUNNING),
+              "00001": Trial("00001", {"x": 0.2}, status=TrialStatus.PAUSED),
+              "00002": Trial("00002", {"x": 0.3}, status=TrialStatus.RUNNING)}
+    life = make(trials)
+    out = life.reconcile(3, set())
+    # Readers show them PENDING until a worker takes them, not RUNNING (a resume with fewer
+    # slots than they are keeps some waiting); each record once, the paused trial's as it was.
+    written = {c.trial_id: c.record["status"] for c in out if isinstance(c, ev.WriteTrial)}
+    assert written == {"00000": "PENDING", "00002": "PENDING"}
+    assert not [c for c in life.reconcile(3, set()) if isinstance(c, ev.WriteTrial)]
+
+
+def test_a_restored_pbt_trial_is_ranked_by_the_value_at_its_last_fed_resource():
+    from raytuner.schedulers import PBTScheduler
+
+    trial = Trial("00000", {"x": 0.1}, status=TrialStatus.PAUSED, fed_resource=4.0)
+    trial.trajectory = [(1, 1.0, 0.9), (2, 2.0, 0.5), (3, 3.0, 0.45), (4, 4.0, 0.3)]
+    pbt = PBTScheduler(2, {"x": uniform(0, 1)})  # its saved state (none here) saw no perturbation of 00000
+    life = Lifecycle(LifecycleSettings(metric="loss", mode="min", num_trials=1, max_concurrent=1, resource_attr=None,
+                                       max_failures=0, fail_fast=False, checkpoints_to_keep=None),
+                     RandomSearcher({"x": uniform(0, 1)}, seed=0), pbt, trials={"00000": trial}, next_id=1)
+    assert life.scheduler is pbt
+    assert (pbt._members["00000"].point, pbt._members["00000"].score) == (4.0, 0.3)
