@@ -148,13 +148,16 @@ class Scheduler(abc.ABC):
         schedulers that change configs (PBT) need it."""
 
     def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
-                         resource: float | None = None) -> None:
+                         resource: float | None = None, value: Value | None = None) -> None:
         """A driver resumes the experiment: ``trial_id`` will run again with ``config``,
         either relaunched at once or (``paused``) when :meth:`choose_trial_to_resume`
         returns it. Called after :meth:`restore` for every trial not finished, as the
         trials' folders say, which may be newer than the saved state. ``resource``: the
         last resource the trial was fed before the resume (a pending clone's: its donor's),
-        its next report's lower bound; None if it reported nothing.
+        its next report's lower bound; None if it reported nothing. ``value``: the value
+        it reported there (signed to minimize), None if none; a scheduler whose saved state
+        predates that report ranks the trial by it. Either is passed only to a scheduler
+        whose method takes it (one written before them keeps working).
 
         The trial may restart from a checkpoint older than its last report, but its
         resources still increase as :meth:`on_result` sees them: the controller feeds only

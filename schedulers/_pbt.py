@@ -196,7 +196,7 @@ class PBTScheduler(Scheduler):
         self._members[trial_id].config = dict(config)
 
     def on_trial_restore(self, trial_id: str, config: Mapping[str, Any], paused: bool,
-                         resource: float | None = None) -> None:
+                         resource: float | None = None, value: Value | None = None) -> None:
         member = self._members.get(trial_id)
         # A clone whose exploit the saved state holds and the driver is still to launch (it
         # hands back the clone's config) stays out of the ranking until it reports, as before.
@@ -210,6 +210,12 @@ class PBTScheduler(Scheduler):
             # its point is where a perturbation each interval put it, or it would be
             # perturbed again one report later.
             member.point = resource - (resource - member.point) % self.perturbation_interval
+            if value is not None:
+                # And its score, or the population would be ranked by a value from before
+                # those perturbations (None for a trial the state saw no perturbation of):
+                # a poor trial would escape the bottom, or be a donor. The value at that
+                # point when the trial paused there (synchronous PBT); else the newer one.
+                member.score = nan_to_worst(value)  # type: ignore[arg-type]
         self._order.resumed(trial_id)
 
     def on_result(self, trial_id: str, resource: float, value: Value) -> Decision:

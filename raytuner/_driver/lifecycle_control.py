@@ -30,6 +30,7 @@ from raytuner._driver.events import (
     RetryTrial,
     SetLimits,
     StopTrial,
+    WriteTrial,
 )
 from raytuner._driver.exploits import Exploits
 from raytuner._driver.trial_state import Run, RunPhase
@@ -293,7 +294,10 @@ class ControlHandlers:
         for trial in trials.values():
             self._add(trial)
             if trial.status is TrialStatus.RUNNING:
+                # Its record says RUNNING until reconcile() has carried out an end decided
+                # at its last report (resume.undecided reads that RUNNING); then PENDING.
                 self._set_status(trial, TrialStatus.PENDING, notify=False, record=False)
+                self._were_running.append(trial.trial_id)
             if trial.status in (TrialStatus.PENDING, TrialStatus.PAUSED) and trial.attempt:
                 self._restart_reason[trial.trial_id] = "resume"
         self._exploits.drop_launched(self.trials)
@@ -305,7 +309,8 @@ class ControlHandlers:
                 pending = self._exploits.pending.get(trial_id)
                 restore_on(self.scheduler, trial_id, pending.config if pending is not None else trial.config,
                            trial.status is TrialStatus.PAUSED,
-                           pending.resource if pending is not None else trial.fed_resource)
+                           pending.resource if pending is not None else trial.fed_resource,
+                           pending.value if pending is not None else fed_value(trial))
         if self._search_done() and all(int(trial_id) < next_id for trial_id in self.trials):
             self.scheduler.on_search_finished()  # the saved state may predate it; else in reconcile
         elif not self._search_done():
@@ -381,13 +386,22 @@ class ControlHandlers:
             for trial_id, trial in self.trials.items():  # paused or to run, as the folders say
                 if not trial.status.is_finished() and trial_id not in self._reruns:
                     restore_on(self.scheduler, trial_id, trial.config, trial.status is TrialStatus.PAUSED,
-                               trial.fed_resource)
+                               trial.fed_resource, fed_value(trial))
         for trial_id in sorted(self.trials):  # ends with no time recorded
             self._replay_end(trial_id, closed)
         self._closed |= closed
         # The ends told above may have let the scheduler decide (a synchronous PBT round):
         # its exploits are taken now, from the donors' checkpoints as they are now.
         self._stop_paused_losers()
+        # Trials the last driver was running wait for a worker now: readers show them so
+        # (a resume with fewer slots than that leaves some waiting). No end was decided at
+        # their last report (or it was carried out above), so a resume of this run, if it
+        # dies before they run, has nothing to read from their RUNNING records.
+        for trial_id in self._were_running:
+            trial = self.trials[trial_id]
+            if trial.status is TrialStatus.PENDING:
+                self._out.append(WriteTrial(trial_id, trial.to_record()))
+        self._were_running.clear()
         if mismatched:
             logger.warning(
                 "Trials %s were created after the searcher's last saved state and it now proposes other "
@@ -403,10 +417,19 @@ class ControlHandlers:
 
 
 def restore_on(scheduler: Scheduler, trial_id: str, config: dict[str, Any], paused: bool,
-               resource: float | None) -> None:
-    """``scheduler.on_trial_restore``, with the trial's last fed ``resource`` where the
-    scheduler takes it (a scheduler of one's own written before it was passed does not)."""
-    if "resource" in inspect.signature(scheduler.on_trial_restore).parameters:
-        scheduler.on_trial_restore(trial_id, config, paused, resource=resource)
-    else:
-        scheduler.on_trial_restore(trial_id, config, paused)
+               resource: float | None, value: Any = None) -> None:
+    """``scheduler.on_trial_restore``, with the trial's last fed ``resource`` and its
+    ``value`` there where the scheduler takes them (a scheduler of one's own written before
+    they were passed does not)."""
+    taken = inspect.signature(scheduler.on_trial_restore).parameters
+    extra = {name: given for name, given in (("resource", resource), ("value", value)) if name in taken}
+    scheduler.on_trial_restore(trial_id, config, paused, **extra)
+
+
+def fed_value(trial: Trial) -> Any:
+    """The value a trial reported at its last fed resource (signed), None if none: its
+    latest report there in the kept trajectory."""
+    if trial.fed_resource is None:
+        return None
+    return next((value for _, resource, value in reversed(trial.trajectory) if resource == trial.fed_resource),
+                None)

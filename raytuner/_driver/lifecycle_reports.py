@@ -121,10 +121,14 @@ class ReportHandlers:
             if run.phase is RunPhase.PROMOTED:
                 self._set_status(trial, TrialStatus.PENDING, notify=False)  # next in line for a worker
                 self._restart_reason[trial.trial_id] = "promotion"
-        elif decided is Decision.STOP:
+        elif decided is Decision.STOP and exit.signal is not Signal.COMPLETED:
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)
         else:  # it returned, the Tuner's stop= was reached, or the scheduler saw its full budget
+            if decided is Decision.STOP:
+                # The stop (a command's, the run's end) reached the worker after the trainable
+                # had returned: it ran its whole course, so it is COMPLETED, not ended early.
+                trial.note = f"completed before it was {trial.note}" if trial.note else None
             self._set_status(trial, TrialStatus.COMPLETED)
             if decided is None and trial.trial_id not in self._reruns:  # else already closed there
                 self.scheduler.on_trial_complete(trial.trial_id)

@@ -50,6 +50,23 @@ def test_a_stop_is_still_refused_while_a_stop_is_on_its_way():
     assert not refused.accepted and "already ending (stop)" in refused.message
 
 
+def test_a_stop_that_reaches_a_trial_after_it_returned_leaves_it_completed():
+    """The stop goes out while the trial's last report and its end are on their way: the
+    trainable returned on its own, so the trial ran its whole course and is COMPLETED."""
+    scheduler = ScriptedScheduler({})
+    life = make(scheduler, max_concurrent=1, num_trials=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5, awaits=False)))
+    (applied,) = of(life.handle(ev.StopTrial("00000", origin="cli")), ev.ControlApplied)
+    assert applied.accepted
+    out = life.handle(reported("00000", report(2, 0.4, awaits=False), exit=TrialExit(Signal.COMPLETED)))
+    trial = life.trials["00000"]
+    assert (trial.status, trial.note, trial.iteration) == (TrialStatus.COMPLETED, "completed before it was stopped by cli", 2)
+    assert [c.record["status"] for c in of(out, ev.WriteTrial)] == ["COMPLETED"]
+    assert life.searcher.ends["00000"].end.value == "completed"
+    check_index(life)
+
+
 def asha_after_the_search_finished(raise_to: int | None) -> tuple:
     """ASHA (promotion) with 1 slot and 2 trials: 00000 pauses at rung 1, 00001 is the last
     trial (the search finishes) and, while it runs, num_trials is raised to ``raise_to``."""

@@ -312,3 +312,31 @@ def test_a_stale_state_restored_with_each_trials_resource_perturbs_one_interval_
         old.on_trial_restore(t, config, paused=False)
     old.on_result("t0", 3, 0.1)
     assert old._members["t0"].point == 3
+
+
+def test_a_stale_state_restored_with_each_trials_value_ranks_by_the_perturbations_it_missed():
+    """The state predates the perturbations at 2 and 4 of the two good trials (they paused
+    at 4); the poor ones restart from 0. Told each trial's value at its last fed resource,
+    the resumed population ranks the good ones by it: the poor ones clone them at 4, not
+    each other (before, their scores stayed None and a poor trial was a donor)."""
+    pbt = population(4)
+    stale = pbt.state()
+    for resource in (2, 4):
+        pbt.on_result("t2", resource, 0.3)
+        pbt.on_result("t3", resource, 0.4)
+    again = population(4)
+    again.restore(pickle.loads(pickle.dumps(stale)))
+    configs = {f"t{i}": {"lr": 0.1 * (i + 1), "units": 8} for i in range(4)}
+    again.on_trial_restore("t2", configs["t2"], paused=True, resource=4, value=0.3)
+    again.on_trial_restore("t3", configs["t3"], paused=True, resource=4, value=0.4)
+    for t in ("t0", "t1"):
+        again.on_trial_restore(t, configs[t], paused=False)
+    assert again._ranked() == ["t2", "t3"]
+    assert again.on_result("t0", 2, 2.35) is P and again.on_result("t1", 2, 2.3) is P
+    assert sorted((e.trial_id, e.donor) for e in again.exploits()) == [("t0", "t2"), ("t1", "t2")]
+    # Without the values (the contract before), the good trials kept no score: unranked.
+    old = population(4)
+    old.restore(pickle.loads(pickle.dumps(stale)))
+    for t in ("t2", "t3"):
+        old.on_trial_restore(t, configs[t], paused=True, resource=4)
+    assert "t2" not in old._ranked() and "t3" not in old._ranked()
