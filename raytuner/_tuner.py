@@ -314,6 +314,7 @@ class Tuner:
             "scheduler": repr(self._scheduler),
             "trainable": trainable_name(self._trainable),
             "trainable_file": trainable_file(self._trainable),
+            "argv": [str(arg) for arg in sys.argv],  # what `raytuner resume` imports the script with
             "stop": self._stop_repr,
             "time_budget_s": settings.time_budget_s,
             "resource_attr": settings.resource_attr,

@@ -14,6 +14,7 @@ defined the trainable: resume only experiments you trust.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import importlib.util
@@ -22,7 +23,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from raytuner._driver import exploits
 from raytuner._control_values import clean_command
@@ -85,6 +86,23 @@ def _module_root(module_name: str, file: str | None) -> str:
     return str(parents[depth]) if depth < len(parents) else os.getcwd()
 
 
+@contextlib.contextmanager
+def _command_line(meta: dict[str, Any], script: str | None) -> Iterator[None]:
+    """``sys.argv`` as the sweep's first run had it, while its script (or the trainable's
+    module) is imported: top-level code that reads it (``MODE = sys.argv[1]``) takes the
+    values the trials before took, not those of ``raytuner resume``. An experiment that
+    recorded none gets the script alone, as ``python script.py`` would."""
+    recorded = meta.get("argv")
+    if not (isinstance(recorded, list) and recorded and all(isinstance(arg, str) for arg in recorded)):
+        recorded = [script or ""]
+    saved = sys.argv
+    sys.argv = list(recorded)
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[..., Any]:
     """The trainable the experiment recorded, imported by name (from its script, for one
     defined in ``__main__``); ``location`` is the experiment, for the messages."""
@@ -102,7 +120,8 @@ def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[.
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         try:
-            spec.loader.exec_module(module)  # runs the script's top level, not its `if __name__ == "__main__"` block
+            with _command_line(meta, script):
+                spec.loader.exec_module(module)  # runs the script's top level, not its `if __name__ == "__main__"` block
         except BaseException as exc:  # SystemExit from argparse, a missing file, an input() at EOF...
             sys.modules.pop(spec.name, None)
             if isinstance(exc, KeyboardInterrupt):
@@ -114,7 +133,8 @@ def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[.
     else:
         try:
             try:
-                module = importlib.import_module(module_name)
+                with _command_line(meta, meta.get("trainable_file")):
+                    module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
                 # `raytuner resume` runs from the console script's folder: the trainable's
                 # module (train.py beside the script that ran the sweep) is not on the path.
@@ -122,7 +142,8 @@ def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[.
                 if exc.name != module_name.split(".")[0] or root in sys.path:
                     raise
                 sys.path.insert(0, root)
-                module = importlib.import_module(module_name)
+                with _command_line(meta, meta.get("trainable_file")):
+                    module = importlib.import_module(module_name)
                 from ray import cloudpickle
 
                 cloudpickle.register_pickle_by_value(module)  # the workers' path lacks it too

@@ -746,15 +746,17 @@ def test_an_experiment_copied_while_its_driver_runs_loads_and_resumes(shared_ray
 
 ARGV_SCRIPT = """
 import sys
+from pathlib import Path
 
 import raytuner as rt
 
-EPOCHS = int(sys.argv[1])  # read at import: resume cannot import this script
+EPOCHS = int(sys.argv[1])  # read at import: resume imports the script with the first run's command line
+SCALE = float(Path(sys.argv[3]).read_text())  # a file the script needs when it is imported
 
 
 def train(config):
     for epoch in range(1, EPOCHS + 1):
-        rt.report({"loss": config["x"] / epoch})
+        rt.report({"loss": SCALE * config["x"] / epoch})
 
 
 if __name__ == "__main__":
@@ -763,21 +765,31 @@ if __name__ == "__main__":
 """
 
 
-def test_resume_of_a_script_that_reads_argv_explains_and_shows_the_way_round(shared_ray, tmp_path):
-    script = tmp_path / "train_argv.py"
+def test_resume_imports_a_script_with_its_first_runs_arguments_and_explains_one_it_cannot_import(shared_ray,
+                                                                                                tmp_path):
+    script, settings = tmp_path / "train_argv.py", tmp_path / "scale.txt"
     script.write_text(ARGV_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), "3", str(tmp_path)], env=shared_ray, capture_output=True,
-                          text=True, timeout=180)
+    settings.write_text("2.0")
+    done = subprocess.run([sys.executable, str(script), "3", str(tmp_path), str(settings)], env=shared_ray,
+                          capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
+    resume = [sys.executable, "-m", "raytuner.cli", "resume", str(tmp_path / "argv"), "--num-trials", "3"]
+    # The file its top level reads is gone: the import fails, and the resume says why.
+    settings.unlink()
     before = {path: path.read_bytes() for path in (tmp_path / "argv").rglob("*.json*")}
-    resumed = subprocess.run([sys.executable, "-m", "raytuner.cli", "resume", str(tmp_path / "argv"),
-                              "--num-trials", "3"], env=shared_ray, capture_output=True, text=True, timeout=180)
-    assert resumed.returncode == 1
+    failed = subprocess.run(resume, env=shared_ray, capture_output=True, text=True, timeout=180)
+    assert failed.returncode == 1
     # A resume that cannot run writes nothing: not this run's id, not a trial's record.
     assert {path: path.read_bytes() for path in (tmp_path / "argv").rglob("*.json*")} == before
-    said = " ".join(resumed.stderr.split())  # as one line: the terminal wraps it
-    assert "Traceback" not in said, resumed.stderr
+    said = " ".join(failed.stderr.split())  # as one line: the terminal wraps it
+    assert "Traceback" not in said, failed.stderr
     assert f"Resume imports {script} to find the trainable 'train'" in said
-    # Under `raytuner resume`, sys.argv[1] is "resume".
-    assert "it raised ValueError: invalid literal for int() with base 10: 'resume' at line 6 (EPOCHS = int(" in said
+    assert "it raised FileNotFoundError" in said and "at line 8 (SCALE = float(" in said, said
     assert f"raytuner.Tuner.resume('{tmp_path / 'argv'}', trainable=train)" in said
+    # With it back, the script is imported with `3 <root> <file>` as sys.argv, not with
+    # `raytuner resume`'s own arguments: the new trial trains 3 epochs as the first two did.
+    settings.write_text("2.0")
+    resumed = subprocess.run(resume, env=shared_ray, capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = rt.load(tmp_path / "argv").trials
+    assert [t.iteration for t in trials] == [3, 3, 3]

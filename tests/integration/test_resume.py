@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import pickle
+import sys
 import tempfile
 import time
 
@@ -155,7 +156,9 @@ def test_a_renamed_experiment_resumes_under_its_new_name(storage, tmp_path, caps
     capsys.readouterr()
     again = rt.Tuner.resume(storage / "new", named, num_trials=2, verbose=0, tensorboard=False)
     assert {p.name: p.read_text() for p in names.iterdir()} == {"00000": "old", "00001": "new"}
-    assert json.loads((storage / "new" / "experiment.json").read_text())["name"] == "new"
+    meta = json.loads((storage / "new" / "experiment.json").read_text())
+    assert meta["name"] == "new"
+    assert meta["argv"] == [str(arg) for arg in sys.argv]  # what `raytuner resume` imports a script with
     assert again.path == storage / "new" and not (storage / "old").exists()
 
 

@@ -45,3 +45,23 @@ def test_a_module_found_nowhere_is_a_clear_error(tmp_path, forget, monkeypatch):
     with pytest.raises(ConfigError, match=r"Cannot import 'rt_resume_mod_c' to find the trainable .* Pass it "
                                           r"explicitly: raytuner.Tuner.resume\(path, trainable=train\)"):
         import_trainable({"trainable": "rt_resume_mod_c:train"})
+
+
+ARGV_SCRIPT = ("import sys\nMODE = sys.argv[1] if len(sys.argv) > 1 else 'default'\n"
+               "def train(config):\n    return {'mode': MODE, 'argv0': sys.argv[0]}\n")
+
+
+@pytest.mark.parametrize("recorded, mode", [(["sweep.py", "fast"], "fast"), (None, "default")])
+def test_a_script_is_imported_with_the_command_line_of_the_sweeps_first_run(tmp_path, forget, recorded, mode):
+    script = tmp_path / "sweep.py"
+    script.write_text(ARGV_SCRIPT)
+    meta = {"trainable": "__main__:train", "trainable_file": str(script)}
+    if recorded is not None:
+        meta["argv"] = recorded
+    before = list(sys.argv)
+    train = import_trainable(meta)
+    # Module-level code saw the sweep's own arguments, not `raytuner resume ...`'s; with none
+    # recorded, the script alone, as `python sweep.py` would give it.
+    assert train({})["mode"] == mode
+    assert sys.argv == before
+    sys.modules.pop("raytuner_resumed_script", None)
