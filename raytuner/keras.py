@@ -210,13 +210,18 @@ class ReportCallback(keras.callbacks.Callback):
             "fit() (and only in epochs that validate, see `validation_freq`); others come from "
             f"compile(metrics=...). Rename with ReportCallback(metrics={{{missing!r}: '<log name>'}}), or add what "
             f"Keras does not log with ReportCallback(extra_metrics=lambda model: {{{missing!r}: ...}})."))
-        if session.resource_attr is None and session.iteration != epoch and not self._warned_epoch:
+        if session.iteration != epoch and not self._warned_epoch:
             self._warned_epoch = True
+            # With resource_attr="epoch" the epochs a restarted trial reports again are not
+            # news to the scheduler (it is fed only progress): it judges the trial a few
+            # epochs late, and its checkpoints say fewer epochs than the model trained.
+            why = ("the scheduler's resource is not the epoch" if session.resource_attr is None else
+                   f"its {session.resource_attr!r} repeats epochs it reported before its restart")
             logger.warning(
-                "Trial %s: Keras epoch %d is report %d of the trial, so the scheduler's "
-                "resource is not the epoch. Pass `initial_epoch=rt.keras.restore(model)` to "
-                "fit() so a resumed trial continues from its checkpoint's epoch.",
-                session.trial_id, done, session.iteration + 1,
+                "Trial %s: Keras epoch %d is report %d of the trial, so %s. Pass "
+                "`initial_epoch=rt.keras.restore(model)` to fit() so a resumed trial continues from "
+                "its checkpoint's epoch.",
+                session.trial_id, done, session.iteration + 1, why,
             )
         def save() -> Path:
             # A folder the report takes as it is: in the trial's storage where the worker

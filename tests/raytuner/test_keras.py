@@ -346,11 +346,16 @@ def test_a_model_keras_cannot_serialise_is_checkpointed_as_weights(trial, tmp_pa
         rtk.restore(Subclassed(8), path)
 
 
-def test_forgetting_initial_epoch_is_pointed_out(trial, caplog):
-    trial(iteration=3)  # a resumed trial whose function did not pass initial_epoch
+@pytest.mark.parametrize("resource_attr, why", [
+    (None, "so the scheduler's resource is not the epoch"),
+    ("epoch", "so its 'epoch' repeats epochs it reported before its restart"),
+])
+def test_forgetting_initial_epoch_is_pointed_out(trial, caplog, resource_attr, why):
+    trial(iteration=3, spec=Spec(resource_attr=resource_attr))  # resumed; its function did not pass initial_epoch
     with caplog.at_level(logging.WARNING, logger="raytuner"):
         drive(rtk.ReportCallback(checkpoint=False), make_model(), epochs=2)
     assert caplog.text.count("initial_epoch=rt.keras.restore(model)") == 1
+    assert "Keras epoch 1 is report 4 of the trial, " + why in caplog.text
 
 
 def test_outside_a_trial_it_trains_normally_and_says_so_once(monkeypatch):
