@@ -339,8 +339,9 @@ class Lifecycle(ReportHandlers, ControlHandlers):
                     "epochs): pass checkpoint_interval_s=0 to store every one, at a cost in time.")
             else:
                 where, advice = "scratch (it has no checkpoint)", (
-                    "Pass `checkpoint=` to raytuner.report (or use the Keras callback, which checkpoints) so "
-                    "paused and retried trials continue where they stopped.")
+                    "Pass `checkpoint=` to raytuner.report so paused and retried trials continue where they "
+                    "stopped; the Keras callback's default checkpoints where the scheduler may pause, at the "
+                    "end and every `checkpoint_period_s` (60 s): ReportCallback(checkpoint=True) saves every epoch.")
             lost_reports = (f"report {trial.iteration} is" if trial.iteration == start_iteration + 1
                             else f"reports {start_iteration + 1}-{trial.iteration} are")
             logger.warning("Trial %s restarts from %s; its %s superseded (kept in results.jsonl for audit, left out "

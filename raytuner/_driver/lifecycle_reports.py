@@ -144,8 +144,9 @@ class ReportHandlers:
             trial.trial_id, f"--- failure {trial.num_failures} at {time.ctime(self._clock())} ---\n{error}"))
         if retry and trial.num_failures <= self.settings.max_failures and self.abort is None:
             self._set_status(trial, TrialStatus.PENDING, notify=False)
-            logger.warning("Trial %s failed (%d of %d retries used); retrying from its latest checkpoint.",
-                           trial.trial_id, trial.num_failures, self.settings.max_failures)
+            logger.warning("Trial %s failed (%d of %d retries used); retrying from %s.", trial.trial_id,
+                           trial.num_failures, self.settings.max_failures,
+                           "its latest checkpoint" if trial.checkpoint else "scratch (it has no checkpoint yet)")
             return
         self._set_status(trial, TrialStatus.FAILED)
         self.scheduler.on_trial_error(trial.trial_id)

@@ -149,13 +149,18 @@ def test_the_restart_warning_gives_advice_that_fits_the_trial(checkpointed, capl
     life = make(ScriptedScheduler(), max_failures=1, max_concurrent=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
     life.handle(reported("00000", report(1, 0.5, checkpoint=checkpointed), report(2, 0.4), report(3, 0.3)))
-    life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
     with caplog.at_level("WARNING", logger="raytuner"):
+        life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
         life.handle(ev.Fill(idle=("w2",), pool_size=1))
     (warning,) = [m for m in caplog.messages if "restarts from" in m]
+    (retry,) = [m for m in caplog.messages if "retries used" in m]
     if checkpointed:
         assert "restarts from its checkpoint at report 1; its reports 2-3 are superseded" in warning
         assert "checkpoint_interval_s=0" in warning and "Pass `checkpoint=`" not in warning
+        assert retry.endswith("retrying from its latest checkpoint.")
     else:
         assert "restarts from scratch (it has no checkpoint); its reports 1-3" in warning
         assert "Pass `checkpoint=` to raytuner.report" in warning
+        # A Keras user has the callback already: the advice is what it checkpoints by default.
+        assert "or use the Keras callback" not in warning and "ReportCallback(checkpoint=True)" in warning
+        assert retry.endswith("retrying from scratch (it has no checkpoint yet).")
