@@ -2,7 +2,7 @@
 
 Layout, under ``<experiment>/tensorboard/`` by default::
 
-    events.out.tfevents...      the HParams experiment (hyperparameters, metrics)
+    events.out.tfevents.0000000000.raytuner.experiment   the HParams experiment
     <trial_id>/events...        the trial's scalars, its HParams session start and end
 
 so ``tensorboard --logdir <experiment>/tensorboard`` shows each trial as a run, and the
@@ -42,6 +42,13 @@ logger = logging.getLogger("raytuner")
 
 _AUTO_KEYS = frozenset({"iteration", "timestamp", "time_total_s", "attempt"})
 _counter = 0
+#: The HParams experiment's one file, at the logdir's root. TensorBoard's loaders keep the
+#: first ``_hparams_/experiment`` they read, in name order: a file per run's end (as raytuner
+#: wrote before) showed the first run's forever. Replaced whole (a temporary file, renamed);
+#: "0000000000" sorts it before any file raytuner wrote there earlier.
+EXPERIMENT_FILE = "events.out.tfevents.0000000000.raytuner.experiment"
+#: Its temporary name: without "tfevents", which TensorBoard's loaders would read.
+_EXPERIMENT_TMP = ".raytuner-experiment.tmp"
 
 
 def _hparam_value(value: Any) -> bool | float | str:
@@ -202,6 +209,7 @@ class TensorBoardCallback(Callback):
     def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
         self.logdir = Path(self._logdir_arg).expanduser() if self._logdir_arg is not None else Path(path) / "tensorboard"
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self._drop_experiment()
         # Every objective is a metric of the HParams experiment, first, in the Tuner's order.
         self._objectives = Objectives.of(meta.get("metric"), meta.get("mode", "min")).metrics
         for metric in self._objectives:
@@ -361,9 +369,42 @@ class TensorBoardCallback(Callback):
             for key, value in trial.metrics.items():
                 if key not in _AUTO_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._metrics.setdefault(key)
-        writer = _EventFile(self.logdir)
-        writer.summary(self._experiment_summary(results))
-        writer.close()
+        self._write_experiment(self._experiment_summary(results))
+
+    def _write_experiment(self, summary: Any) -> None:
+        """Put the HParams experiment in place whole (a crash leaves the old file or the new),
+        then remove the files an earlier raytuner wrote it to, one per run's end (a crash
+        before that leaves them, but TensorBoard reads :data:`EXPERIMENT_FILE` first)."""
+        from tensorboard.compat.proto import event_pb2
+
+        now = time.time()
+        head = event_pb2.Event(wall_time=now, file_version="brain.Event:2")
+        body = event_pb2.Event(wall_time=now, summary=summary)
+        tmp = self._root() / _EXPERIMENT_TMP
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(_record(head.SerializeToString()) + _record(body.SerializeToString()))
+                handle.flush()
+                os.fsync(handle.fileno())  # once a run: a machine crash must not leave an empty file
+            os.replace(tmp, self._root() / EXPERIMENT_FILE)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        for old in self._earlier_experiments():
+            old.unlink(missing_ok=True)
+
+    def _drop_experiment(self) -> None:
+        """A run starts: remove the HParams experiment an earlier run's end wrote. TensorBoard
+        would show only the trials inside its domains; without it, it builds the table from
+        every trial's session start until this run's end writes the experiment anew (and
+        after a crash before that)."""
+        for old in (self._root() / EXPERIMENT_FILE, *self._earlier_experiments()):
+            old.unlink(missing_ok=True)
+
+    def _earlier_experiments(self) -> list[Path]:
+        """The experiment files an earlier raytuner wrote, one per run's end, at the root
+        (where it writes no other event file: each trial's are in its folder)."""
+        return list(self._root().glob("events.out.tfevents.*.raytuner"))
 
     def _experiment_summary(self, results: Results) -> Any:
         """The HParams experiment: each hyperparameter's type and range, and the metrics.
