@@ -69,19 +69,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from raytuner._results import read_trial
     from raytuner._objectives import Objectives
     from raytuner.cli._front import listing_text
+    from raytuner._storage import remote
     from raytuner._storage.experiment import ExperimentStorage
     from raytuner.cli import _tables
     from raytuner.errors import ExperimentError
 
     if args.root is not None and args.root_option is not None and args.root != args.root_option:
         raise CLIError(f"Two storage roots: {args.root} and --root {args.root_option}; pass one.", EXIT_USAGE)
-    root = _local_root(args.root or args.root_option or DEFAULT_ROOT)
+    given = str(args.root or args.root_option or DEFAULT_ROOT)
+    root = _local_root(given)
     if not root.is_dir():
         raise CLIError(f"No folder {root}: there are no experiments there. Pass the storage root, e.g. "
                        f"`raytuner ls {DEFAULT_ROOT}`.", EXIT_NOT_FOUND)
+    uri = given.rstrip("/") if remote.is_uri(given) else None
+    shown_root = uri or root
     rows, damaged = [], []
     for folder in sorted(p for p in root.iterdir() if (p / "experiment.json").is_file()):
-        storage = ExperimentStorage(folder)
+        # A bucket's experiment read as one (its checkpoints listed there, its live driver
+        # looked up there, its paths shown as URIs), not as the JSON files the listing pulled.
+        storage = ExperimentStorage(f"{uri}/{folder.name}") if uri else ExperimentStorage(folder)
         try:
             meta, damage = storage.read_experiment_record()
         except ExperimentError:
@@ -113,7 +119,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                      meta.get("start_time") or meta.get("created"), ", ".join(Objectives.of(metric).metrics) or "-",
                      _limits_text(meta)))
     if not rows:
-        rich_console(stderr=True).print(f"No experiments in {root}.")
+        rich_console(stderr=True).print(f"No experiments in {escape(str(shown_root))}.")
         return EXIT_OK
     rows.sort(key=lambda r: time_text(r[4]), reverse=True)
     this_year = datetime.datetime.now().strftime("%Y-")
@@ -130,7 +136,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _tables.Column("limits", [r[6] for r in rows], kind="text", optional=True, priority=0),
     ]
     console = rich_console(wide=args.wide)
-    hidden = print_table(console, columns, wide=args.wide, title=f"experiments in {root}")
+    hidden = print_table(console, columns, wide=args.wide, title=f"experiments in {shown_root}")
     if hidden:
         console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; --wide shows all)")
     for line in damaged:

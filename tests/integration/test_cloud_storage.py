@@ -47,7 +47,7 @@ def _get(uri: str, rel: str) -> bytes:
     return boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read()
 
 
-def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, monkeypatch, capsys):
+def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
     root = f"{bucket}/exps"
     results = rt.Tuner(checkpointed, space={"x": rt.uniform(1, 2)}, metric="loss", num_trials=3, max_concurrent=2,
@@ -78,8 +78,14 @@ def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, mo
     assert len(loaded.history(results.best.trial_id)) == 3
 
     capsys.readouterr()
-    assert main(["ls", root]) == 0
-    assert "swept" in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="raytuner"):
+        assert main(["ls", root]) == 0
+    listed = capsys.readouterr()
+    assert "swept" in listed.out and "COMPLETED" in listed.out
+    # Each experiment is read as one in the bucket: its checkpoints are there (none "gone"),
+    # and the listing names the bucket, not the local cache it pulled the records into.
+    assert "is gone" not in caplog.text + listed.err, caplog.text
+    assert f"experiments in {root}" in " ".join(listed.out.split()), listed.out
     assert main(["show", "swept", "--root", root]) == 0
     assert results.best.trial_id in capsys.readouterr().out
     assert main(["best", uri]) == 0
