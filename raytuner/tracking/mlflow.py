@@ -212,6 +212,7 @@ class MLflowCallback(Callback):
             self._log_params(self.parent_run_id, {k: v for k, v in settings.items() if v is not None})
         else:
             self._client.update_run(self.parent_run_id, status="RUNNING")
+        self._client.log_batch(self.parent_run_id, tags=_limit_tags(meta))
         if left_open:
             self._settle(Path(path), sorted(left_open))
 
@@ -265,7 +266,7 @@ class MLflowCallback(Callback):
             self._flush(trial_id)
         if self.parent_run_id is None:
             return
-        metrics, tags = [], [RunTag("raytuner.status", str(results.meta.get("status", "")))]
+        metrics, tags = [], [RunTag("raytuner.status", str(results.meta.get("status", ""))), *_limit_tags(results.meta)]
         if results.objectives.multi:  # several objectives: the front instead of one best trial
             self._log_front(results, tags, metrics)
             best = None
@@ -402,3 +403,13 @@ class MLflowCallback(Callback):
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _limit_tags(meta: Mapping[str, Any]) -> list[Any]:
+    """The limits in force (``raytuner.num_trials``, ``raytuner.max_concurrent``,
+    ``raytuner.time_budget_s``), as tags: the experiment run's params are its first run's
+    and cannot change, while a resume or a control command may set others."""
+    from mlflow.entities import RunTag
+
+    names = ("num_trials", "max_concurrent", "time_budget_s")
+    return [RunTag(f"raytuner.{name}", str(meta.get(name))) for name in names]

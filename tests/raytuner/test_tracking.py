@@ -270,9 +270,15 @@ def test_mlflow_resumed_experiment_reuses_its_runs(tmp_path, mlflow_uri):
     uri = mlflow_uri
     drive(MLflowCallback(tracking_uri=uri, experiment_name="resumed"), tmp_path)
     again = MLflowCallback(tracking_uri=uri, experiment_name="resumed")
-    again.on_experiment_start(tmp_path / "exp", {"name": "exp"})
-    first = MlflowClient(tracking_uri=uri).search_runs([again._experiment_id])
+    again.on_experiment_start(tmp_path / "exp", {"name": "exp", "num_trials": 8, "max_concurrent": 2,
+                                                 "time_budget_s": 3600.0})
+    client = MlflowClient(tracking_uri=uri)
+    first = client.search_runs([again._experiment_id])
     assert again.parent_run_id in {r.info.run_id for r in first} and set(again.run_ids) == {"00000", "00001", "00002"}
+    # The limits this resume set are the parent run's tags (its params are the first run's, fixed).
+    tags = client.get_run(again.parent_run_id).data.tags
+    assert (tags["raytuner.num_trials"], tags["raytuner.max_concurrent"], tags["raytuner.time_budget_s"]) == (
+        "8", "2", "3600.0")
 
 
 def test_mlflow_shows_one_trajectory_after_a_restart_from_an_earlier_checkpoint(tmp_path, mlflow_uri):
