@@ -45,7 +45,9 @@ def cmd_rename(args: argparse.Namespace) -> int:
         raise CLIError(f"{target} already exists; choose another name.")
     os.rename(storage.path, target)
     renamed = ExperimentStorage(target)
-    renamed.write_experiment({**meta, "name": args.new})
+    # Where it was, for trackers that find its earlier runs by its path (MLflow) on resume.
+    former = [p for p in meta.get("former_paths") or () if isinstance(p, str)] + [str(storage.path)]
+    renamed.write_experiment({**meta, "name": args.new, "former_paths": former})
     print(target)
     return EXIT_OK
 

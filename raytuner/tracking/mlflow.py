@@ -185,12 +185,26 @@ class MLflowCallback(Callback):
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         self._name = str(meta.get("name", Path(path).name))
         self._path = str(path)
-        name = self.experiment_name or self._name
-        experiment = self._client.get_experiment_by_name(name)
-        self._experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(name)
-        # A resumed experiment logs into its earlier runs rather than opening new ones.
-        previous = self._client.search_runs(
-            [self._experiment_id], filter_string=f"tags.`raytuner.path` = '{_quote(str(path))}'", max_results=50000)
+        # A resumed experiment logs into its earlier runs rather than opening new ones: found
+        # by the experiment's path, or a path it had before `raytuner rename` (and, with no
+        # experiment_name given, in the MLflow experiment named after it then).
+        former = [p for p in reversed(meta.get("former_paths") or ()) if isinstance(p, str)]
+        paths = [str(path), *former]
+        names = [self.experiment_name] if self.experiment_name else [self._name, *(Path(p).name for p in former)]
+        experiment, previous = None, []
+        for name in dict.fromkeys(names):
+            found = self._client.get_experiment_by_name(name)
+            runs = [run for where in paths for run in self._client.search_runs(
+                [found.experiment_id], filter_string=f"tags.`raytuner.path` = '{_quote(where)}'", max_results=50000)
+            ] if found is not None else []
+            if runs:
+                experiment, previous = found, runs
+                break
+        experiment = experiment or self._client.get_experiment_by_name(names[0])
+        self._experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(names[0])
+        for run in previous:
+            if run.data.tags.get("raytuner.path") != str(path):  # renamed since: found by its path from now on
+                self._client.set_tag(run.info.run_id, "raytuner.path", str(path))
         left_open = []
         for run in previous:
             tags = run.data.tags

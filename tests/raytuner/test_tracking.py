@@ -281,6 +281,30 @@ def test_mlflow_resumed_experiment_reuses_its_runs(tmp_path, mlflow_uri):
         "8", "2", "3600.0")
 
 
+def test_mlflow_goes_on_in_the_same_runs_after_the_experiment_is_renamed(tmp_path, mlflow_uri, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from raytuner import cli
+    from raytuner.tracking import MLflowCallback
+
+    drive(MLflowCallback(tracking_uri=mlflow_uri), tmp_path)  # the MLflow experiment is named after it: "exp"
+    (tmp_path / "exp" / "experiment.json").write_text('{"name": "exp", "status": "COMPLETED"}')
+    assert cli.main(["rename", str(tmp_path / "exp"), "new"]) == 0
+    capsys.readouterr()
+    meta = json.loads((tmp_path / "new" / "experiment.json").read_text())
+    assert meta["former_paths"] == [str(tmp_path / "exp")]
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    first = client.get_experiment_by_name("exp")
+    parent = next(r for r in client.search_runs([first.experiment_id]) if "mlflow.parentRunId" not in r.data.tags)
+    again = MLflowCallback(tracking_uri=mlflow_uri)
+    again.on_experiment_start(tmp_path / "new", meta)
+    # Its earlier runs, not a second MLflow experiment "new" with a second parent run.
+    assert (again._experiment_id, again.parent_run_id) == (first.experiment_id, parent.info.run_id)
+    assert set(again.run_ids) == {"00000", "00001", "00002"} and client.get_experiment_by_name("new") is None
+    runs = client.search_runs([first.experiment_id], filter_string=f"tags.`raytuner.path` = '{tmp_path / 'new'}'")
+    assert len(runs) == 4  # found by the new path from now on
+
+
 def test_mlflow_shows_one_trajectory_after_a_restart_from_an_earlier_checkpoint(tmp_path, mlflow_uri):
     """A trial that restarts from an earlier checkpoint (a retry; a resume after a crash, in
     a new driver) reports steps its run holds: the run is replaced by one with the points
