@@ -531,10 +531,20 @@ class Uploader:
                      location=self.uri)
 
     def close(self) -> None:
+        """Stop the thread and put what is left. A bucket out of reach is waited for, as a
+        worker's store is (:func:`retrying`), so that a run stopped by an outage leaves the
+        bucket whole to resume from once it passes; past that, a :class:`StorageError`."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.sync()
+        try:
+            self.sync()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            logger.warning("The last upload to %s failed (%s: %s); trying again for up to %g s.",
+                           self.uri, type(exc).__name__, exc, RETRY_S)
+            retrying(self.sync, uri=self.uri, what="upload to", location=self.uri)
 
     def _scan(self, top: Path) -> dict[str, tuple[int, int]]:
         found: dict[str, tuple[int, int]] = {}

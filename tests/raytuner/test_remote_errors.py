@@ -255,3 +255,22 @@ def test_listing_a_missing_bucket_is_an_error_not_an_empty_listing(bucket, capsy
     assert main(["ls", "s3://no-such-bucket-zz/exps"]) == 3
     assert "does not exist" in capsys.readouterr().err
     assert main(["ls", f"{bucket}/exps"]) == 0  # a bucket with nothing under the prefix lists nothing
+
+
+def test_the_drivers_last_upload_waits_for_the_endpoint_to_come_back(bucket, s3_server, proxy, pauses, tmp_path,
+                                                                      monkeypatch):
+    local = tmp_path / "stage" / "e"
+    (local / "trials" / "00000").mkdir(parents=True)
+    (local / "experiment.json").write_text('{"status": "INTERRUPTED"}')
+    (local / "trials" / "00000" / "config.json").write_text('{"x": 1}')
+    pauses.then = proxy.open  # a run stopped by an outage: its last pass meets it too
+    remote.Uploader(f"{bucket}/exps/e", local).close()
+    assert pauses
+    assert _stored(f"{bucket}/exps/e", s3_server) == {"experiment.json": b'{"status": "INTERRUPTED"}',
+                                                      "trials/00000/config.json": b'{"x": 1}'}
+
+    proxy.close()
+    monkeypatch.setattr(remote, "RETRY_S", 0.0)
+    (local / "trials" / "00000" / "config.json").write_text('{"x": 2}')
+    with pytest.raises(StorageError, match=r"(?s)Cannot upload to s3://.*/exps/e.*INTERRUPTED"):  # not botocore's own
+        remote.Uploader(f"{bucket}/exps/e", local).close()
