@@ -356,6 +356,10 @@ class Lifecycle(ReportHandlers, ControlHandlers):
             **extra)]))
         if lost:
             self._out.append(DeleteCheckpoints(trial.trial_id, tuple(lost)))
+        if trial.attempt > 1:  # where each attempt's output starts, in the trial's log as in its results
+            start = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch"
+            self._out.append(AppendLog(trial.trial_id, f"[raytuner] attempt {trial.attempt} ({reason}) starts from "
+                                                      f"{start}\n"))
         self._runs[trial.trial_id] = Run(worker)
         trial.start_time = trial.start_time or self._clock()
         self._set_status(trial, TrialStatus.RUNNING, notify=False)

@@ -151,8 +151,11 @@ def test_the_restart_warning_gives_advice_that_fits_the_trial(checkpointed, capl
     life.handle(reported("00000", report(1, 0.5, checkpoint=checkpointed), report(2, 0.4), report(3, 0.3)))
     with caplog.at_level("WARNING", logger="raytuner"):
         life.handle(ev.CallFailed("00000", "The trial's worker died: ActorDiedError", worker_lost=True))
-        life.handle(ev.Fill(idle=("w2",), pool_size=1))
+        out = life.handle(ev.Fill(idle=("w2",), pool_size=1))
     (warning,) = [m for m in caplog.messages if "restarts from" in m]
+    # The trial's log says where the new attempt's output starts.
+    start = "its checkpoint at report 1" if checkpointed else "scratch"
+    assert [c.text for c in of(out, ev.AppendLog)] == [f"[raytuner] attempt 2 (retry) starts from {start}\n"]
     (retry,) = [m for m in caplog.messages if "retries used" in m]
     if checkpointed:
         assert "restarts from its checkpoint at report 1; its reports 2-3 are superseded" in warning
