@@ -17,6 +17,7 @@
             checkpoint_<n>/       checkpoint made at report n (zero-padded), put there by the
                                   trial's worker (:mod:`raytuner._storage.trial_files`)
         driver.lock               the live driver's pid, host and heartbeat (see lock.py)
+        driver.lock.json          in a bucket: the same record, kept there by the live driver
 
 Every file that must survive a crash whole is written to a temporary file and renamed over
 the old one. ``results.jsonl`` is only appended to; a last line cut by a crash is skipped
@@ -26,7 +27,9 @@ The path may also be a URI (``s3://bucket/prefix/<experiment>``, ``gs://...``): 
 is then a local copy, pulled from the URI when opened and, for a writer, uploaded behind
 the writes (:mod:`raytuner._storage.remote`). Everything else reads and writes the local
 folder as for any experiment, except checkpoints: workers upload those to the URI
-themselves, so a writer's copy holds none; it lists and deletes them in the bucket.
+themselves, so a writer's copy holds none; it lists and deletes them in the bucket; and the
+driver lock: each writer's copy is its own, so the live driver also keeps its record in the
+bucket (``driver.lock.json``), where every other driver and every reader looks for it.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from raytuner._formats import checkpoint_iteration, dumps
 from raytuner._storage import DEFAULT_ROOT, faults, remote, trial_files
 from raytuner._storage.files import append, atomic_write_bytes, atomic_write_json, link_or_copy, read_json
 from raytuner._storage.history import RESULTS_FILE, Damage, History, read_history, repair_tail
-from raytuner._storage.lock import LOCK_FILE, DriverLock, LockOwner, live_owner
+from raytuner._storage.lock import (BUCKET_LOCK_FILE, LOCK_FILE, BucketRecord, DriverLock, LockOwner,
+                                    bucket_owner_live, live_owner)
 from raytuner._storage.records import experiment_fault, read_record, usable_fields
 from raytuner._storage.trial_files import LOG_MAX_BYTES
 from raytuner.errors import ExperimentError, StorageError
@@ -189,13 +193,42 @@ class ExperimentStorage:
         :class:`ExperimentError` naming the live driver that holds it already."""
         with self._writing(self.path):
             self.path.mkdir(parents=True, exist_ok=True)
-            lock = DriverLock(self.path).acquire()
+            if self.uri is None:
+                lock = DriverLock(self.path).acquire()
+            else:  # the staging copy is this writer's own: the lock that counts is in the bucket
+                try:
+                    lock = DriverLock(self.path, bucket=self._bucket_record(), name=self.uri).acquire()
+                except ExperimentError:
+                    if self._uploaded:  # nothing written yet: the refused driver leaves no copy behind
+                        self.discard_stage()
+                    raise
         self.run_id = lock.run_id
         return lock
 
     def live_driver(self) -> LockOwner | None:
-        """The driver running this experiment now, or None (none, or it died). Reads only."""
+        """The driver running this experiment now, or None (none, or it died). Reads only.
+        In a bucket, from the record its driver keeps there (as the bucket says now; the
+        copy pulled with the rest if the bucket cannot be read)."""
+        if self.uri is not None:
+            try:
+                owner = self._bucket_record().read()
+            except Exception:  # noqa: BLE001 - out of reach: the copy pulled with the rest, or our own lock
+                return live_owner(self.path)
+            return owner if owner is not None and bucket_owner_live(owner) else None
         return live_owner(self.path)
+
+    def refuse_if_live(self) -> None:
+        """Raise the :class:`ExperimentError` a driver's start meets if a live driver holds the
+        experiment now (in a bucket: its record there). Reads only: for a resume to ask
+        before it cleans anything up."""
+        holder = self.live_driver()
+        if holder is not None:
+            raise ExperimentError(DriverLock(self.path, name=self.uri)._refusal(holder))
+
+    def _bucket_record(self) -> BucketRecord:
+        assert self.uri is not None
+        fs, root = remote.filesystem(self.uri)
+        return BucketRecord(fs, f"{root}/{BUCKET_LOCK_FILE}", str(self.uri / BUCKET_LOCK_FILE))
 
     def holds_files(self) -> bool:
         """Whether the folder holds an experiment's files (for a URI: whether anything was
@@ -204,7 +237,8 @@ class ExperimentStorage:
         the script again takes such a folder over."""
         if not self.path.is_dir():
             return False
-        names = {p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(".")}
+        names = {p.name for p in self.path.iterdir()
+                 if p.name not in (LOCK_FILE, BUCKET_LOCK_FILE) and not p.name.startswith(".")}
         if EXPERIMENT_FILE in names or names - {"trials", "tuner.pkl"}:
             return True
         return "trials" in names and any(self.trials_path.iterdir())
@@ -498,7 +532,10 @@ def _remove_empty(folder: Path) -> None:
 
 def _not_a_checkpoint(rel: str) -> bool:
     """Files a writer pulls from a bucket: all but checkpoints, a trial's own or a PBT clone's
-    copy (workers read those themselves)."""
+    copy (workers read those themselves), and the live driver's record, which is the
+    bucket's own (a writer reads it there: :meth:`ExperimentStorage.acquire_driver_lock`)."""
+    if rel == BUCKET_LOCK_FILE:
+        return False
     parts = rel.split("/")
     if len(parts) < 4 or parts[0] != trial_files.TRIALS:
         return True

@@ -27,6 +27,17 @@ On a shared file system whose ``flock`` does not reach other hosts, the record's
 still refuses a second driver on another host while the first one beats; two drivers
 started on two hosts in the same instant are not told apart there.
 Readers (``raytuner.load``, the CLI, the dashboard) never take the lock.
+
+An experiment in a bucket (a URI) is staged by each writer in a private local folder, so
+the lock there holds nothing against a driver elsewhere. Its driver also keeps the record
+in the bucket, as ``driver.lock.json`` beside ``experiment.json`` (:class:`BucketRecord`):
+read before it is taken (a live holder is refused, named), written with the lock, rewritten
+by the heartbeat, removed on release. Readers judge it the same way
+(:func:`bucket_owner_live`): dead once its heartbeat is older than ``STALE_AFTER_S``, and at
+once on the same machine when its pid is gone (or names another process now: a recycled
+pid started after the record). A bucket has no ``flock``: two drivers that start in the
+same instant are told apart by writing, then reading the record back a moment later
+(``_SETTLE_S``); the one whose record is not there stands down.
 """
 
 from __future__ import annotations
@@ -35,8 +46,10 @@ import dataclasses
 import datetime
 import fcntl
 import json
+import logging
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -46,7 +59,12 @@ from typing import Any
 
 from raytuner.errors import ExperimentError
 
+logger = logging.getLogger("raytuner")
+
 LOCK_FILE = "driver.lock"
+#: The live driver's record in a bucket, beside experiment.json (a ``.json`` file: listings
+#: of a bucket's root pull it with the experiments' JSON files).
+BUCKET_LOCK_FILE = "driver.lock.json"
 #: Held with an exclusive flock by the live driver for its whole run (see the module docstring).
 FLOCK_FILE = ".driver.flock"
 _FLOCK_TRIES = 4
@@ -55,6 +73,10 @@ _RECORD_WAIT_S = 2.0
 HEARTBEAT_S = 5.0
 #: A holder on another host whose heartbeat is older than this is taken for dead.
 STALE_AFTER_S = 60.0
+#: A bucket's record is read back this long after it was written, to find a racer's.
+_SETTLE_S = 0.3
+#: A process started this long after the record that names its pid is another process.
+_START_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -69,11 +91,14 @@ class LockOwner:
     #: The run this driver is (experiment.json's ``run_id``): control commands are written
     #: for it. Empty in a record of an older raytuner.
     run_id: str = ""
+    #: The holder's machine's boot id (Linux), which tells two machines of one host name
+    #: apart, and a machine from itself before a reboot. Empty where unknown.
+    boot: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockOwner:
         return cls(int(data["pid"]), str(data["host"]), float(data["started"]), float(data["heartbeat"]),
-                   str(data.get("token", "")), str(data.get("run_id", "")))
+                   str(data.get("token", "")), str(data.get("run_id", "")), str(data.get("boot", "")))
 
     def describe(self) -> str:
         since = datetime.datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M:%S")
@@ -87,6 +112,8 @@ class LockOwner:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False  # a damaged record's; and kill(0) or kill(-1) would ask about groups
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -94,6 +121,103 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process, but alive
         return True
     return True
+
+
+_BOOT_ID: str | None = None
+
+
+def _boot_id() -> str:
+    """This machine's boot id, or "" where there is none to read."""
+    global _BOOT_ID
+    if _BOOT_ID is None:
+        try:
+            _BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        except OSError:
+            _BOOT_ID = ""
+    return _BOOT_ID
+
+
+def on_this_machine(owner: LockOwner) -> bool:
+    """Whether the record's holder ran on this machine, since its last boot."""
+    return owner.host == socket.gethostname() and (not owner.boot or not _boot_id() or owner.boot == _boot_id())
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), or None where that cannot be told."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        ticks = int(fields[19])  # field 22, starttime, in clock ticks after boot
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def bucket_owner_live(owner: LockOwner, now: float | None = None) -> bool:
+    """Whether the driver a bucket's record names is alive: its heartbeat is younger than
+    ``STALE_AFTER_S`` and, on this machine, its pid names a process that started before it
+    took the lock (a recycled pid does not fool this). A damaged record is dead."""
+    now = time.time() if now is None else now
+    if now - owner.heartbeat > STALE_AFTER_S:
+        return False
+    if on_this_machine(owner):
+        if not _pid_alive(owner.pid):
+            return False
+        started = _process_start(owner.pid)
+        if started is not None and started > owner.started + _START_SLACK_S:
+            return False
+    return True
+
+
+def _read_plain(path: Path) -> LockOwner | None:
+    """:func:`read_owner` of a record that only mirrors a bucket's (a reader's copy), read
+    only if it is a plain file: a FIFO or a link planted there holds no driver."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(1 << 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return _parse(data)
+
+
+def _parse(data: bytes | str) -> LockOwner:
+    try:
+        return LockOwner.from_json(json.loads(data))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return LockOwner(-1, "?", 0.0, 0.0, "")
+
+
+class BucketRecord:
+    """The driver's record of an experiment in a bucket (``driver.lock.json``), read and
+    written straight with the experiment's fsspec file system."""
+
+    def __init__(self, fs: Any, key: str, uri: str):
+        self.fs, self.key, self.uri = fs, key, uri
+
+    def read(self) -> LockOwner | None:
+        """The record, None if there is none; a damaged one is a dead owner. A failure to
+        reach the bucket raises."""
+        try:
+            return _parse(self.fs.cat_file(self.key))
+        except FileNotFoundError:
+            return None
+
+    def write(self, owner: LockOwner) -> None:
+        self.fs.pipe_file(self.key, _dumps(owner).encode())  # a PUT replaces it whole
+
+    def remove(self) -> None:
+        try:
+            self.fs.rm_file(self.key)
+        except FileNotFoundError:
+            pass
 
 
 def read_owner(path: Path) -> LockOwner | None:
@@ -118,7 +242,9 @@ def live_owner(folder: Path) -> LockOwner | None:
     """
     owner = read_owner(folder / LOCK_FILE)
     if owner is None:
-        return None
+        # A reader's copy of a bucket's experiment (its cache) holds the bucket's record.
+        mirrored = _read_plain(folder / BUCKET_LOCK_FILE)
+        return mirrored if mirrored is not None and bucket_owner_live(mirrored) else None
     if owner.host == socket.gethostname():
         held = _flock_held(folder / FLOCK_FILE)
         if held is not None:
@@ -156,11 +282,18 @@ class DriverLock:
     """The lock of one experiment folder, held by this process while a driver runs.
 
     Use :meth:`ExperimentStorage.acquire_driver_lock`; :meth:`release` (or the context
-    manager) gives it back.
+    manager) gives it back. With ``bucket`` (an experiment in a bucket, ``folder`` being
+    this writer's staging copy), the lock is held in the bucket too (see the module
+    docstring); ``name`` is what messages call the experiment.
     """
 
-    def __init__(self, folder: Path, *, heartbeat_s: float = HEARTBEAT_S):
+    def __init__(self, folder: Path, *, heartbeat_s: float = HEARTBEAT_S, bucket: BucketRecord | None = None,
+                 name: str | None = None):
         self.path = Path(folder) / LOCK_FILE
+        self._name = name or self.path.parent.name
+        self._bucket = bucket
+        self._bucket_held = False  # our record is in the bucket (until another driver took it over)
+        self._bucket_failing = False
         self._flock_path = Path(folder) / FLOCK_FILE
         self._heartbeat_s = heartbeat_s
         self._owner: LockOwner | None = None
@@ -179,12 +312,16 @@ class DriverLock:
             holder = read_owner(self.path)
             if holder is not None and holder.host != socket.gethostname() and not holder.is_stale():
                 raise ExperimentError(self._refusal(holder))  # a live driver on another host
+            now = time.time()
+            run_id = uuid.uuid4().hex
+            owner = LockOwner(os.getpid(), socket.gethostname(), now, now, uuid.uuid4().hex, run_id, _boot_id())
+            if self._bucket is not None:
+                self._claim_bucket(owner)
         except BaseException:
             os.close(fd)  # drops the flock, if it was taken
             raise
-        now = time.time()
-        self.run_id = uuid.uuid4().hex
-        self._owner = LockOwner(os.getpid(), socket.gethostname(), now, now, uuid.uuid4().hex, self.run_id)
+        self.run_id = run_id
+        self._owner = owner
         self._fd = fd
         self._write(self._owner)
         self._stop.clear()
@@ -199,6 +336,9 @@ class DriverLock:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._bucket_held and self._owner is not None:
+            self._bucket_held = False
+            self._release_bucket(self._owner.token)
         if self._owner is not None and self._still_ours():
             self.path.unlink(missing_ok=True)
         self._owner = None
@@ -243,9 +383,73 @@ class DriverLock:
                 return holder
             time.sleep(_FLOCK_RETRY_S)
 
+    def _claim_bucket(self, owner: LockOwner) -> None:
+        """Write our record into the bucket, or raise :class:`ExperimentError` naming the live
+        driver whose record is there (see the module docstring)."""
+        assert self._bucket is not None
+        try:
+            holder = self._bucket.read()
+            if holder is not None and bucket_owner_live(holder):
+                raise ExperimentError(self._refusal(holder))
+            self._bucket.write(owner)
+            self._bucket_held = True
+            time.sleep(_SETTLE_S)  # a driver that started in the same instant has written its own by now
+            holder = self._bucket.read()
+        except ExperimentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the bucket out of reach, in any of its clients' words
+            if self._bucket_held:  # ours may be there: it must not stand in a retry's way
+                self._bucket_held = False
+                self._release_bucket(owner.token)
+            raise ExperimentError(f"Cannot take {self._name!r}: its driver record {self._bucket.uri} could not be "
+                                  f"read or written ({type(exc).__name__}: {exc}). Nothing was changed; try again "
+                                  "once the bucket can be reached.") from None
+        if holder is None or holder.token != owner.token:  # another driver's record replaced ours: it goes on
+            self._bucket_held = False
+            raise ExperimentError(self._refusal(holder) if holder is not None else (
+                f"Experiment {self._name!r} is being started by another driver at the same instant (its record in "
+                f"the bucket, {self._bucket.uri}, was replaced, then removed). Wait for it to finish, or stop it and "
+                "resume then."))
+
+    def _beat_bucket(self) -> None:
+        """Rewrite our record in the bucket, unless another driver took it over (we looked
+        dead to it: a bucket out of reach for ``STALE_AFTER_S``); a failure is retried at
+        the next beat."""
+        assert self._bucket is not None and self._owner is not None
+        try:
+            holder = self._bucket.read()
+            if holder is not None and holder.token != self._owner.token:
+                self._bucket_held = False
+                logger.error("%s: another driver took this experiment over (%s): this driver's heartbeats did not "
+                             "reach the bucket for %.0f s. Two drivers now run it; stop this one.",
+                             self._name, holder.describe(), STALE_AFTER_S)
+                return
+            self._bucket.write(self._owner)
+        except Exception as exc:  # noqa: BLE001 - a network blip: the next beat writes it again
+            if not self._bucket_failing:
+                logger.warning("%s: the driver's heartbeat could not be written to %s (%s: %s); retrying every "
+                               "%g s. Another driver may take the experiment over after %.0f s without it.",
+                               self._name, self._bucket.uri, type(exc).__name__, exc, self._heartbeat_s,
+                               STALE_AFTER_S)
+            self._bucket_failing = True
+        else:
+            self._bucket_failing = False
+
+    def _release_bucket(self, token: str) -> None:
+        """Remove our record (``token``'s) from the bucket, if it is still ours."""
+        assert self._bucket is not None
+        try:
+            holder = self._bucket.read()
+            if holder is not None and holder.token == token:
+                self._bucket.remove()
+        except Exception as exc:  # noqa: BLE001 - the bucket out of reach, in any of its clients' words
+            logger.warning("%s: the driver's record %s could not be removed (%s: %s). It holds nothing once this "
+                           "process ends, or %.0f s after its last heartbeat.", self._name, self._bucket.uri,
+                           type(exc).__name__, exc, STALE_AFTER_S)
+
     def _refusal(self, holder: LockOwner | None) -> str:
         if holder is None:
-            return (f"Experiment {self.path.parent.name!r} is being run by another driver on this host (it is "
+            return (f"Experiment {self._name!r} is being run by another driver on this host (it is "
                     "starting and has not written its record yet). Two drivers would run the same trials twice; "
                     "wait for it to finish, or stop it and resume then.")
         if holder.pid == os.getpid() and holder.host == socket.gethostname():
@@ -254,7 +458,7 @@ class DriverLock:
             where = holder.describe()
         age = time.time() - holder.heartbeat
         return (
-            f"Experiment {self.path.parent.name!r} is being run by another driver: {where}; its last "
+            f"Experiment {self._name!r} is being run by another driver: {where}; its last "
             f"heartbeat was {age:.0f} s ago. Two drivers would run the same trials twice. Wait for it to "
             f"finish, or stop it (Ctrl-C, or `kill {holder.pid}` on {holder.host}) and resume then. A driver "
             f"that died is detected on its own: at once on the same host, after {STALE_AFTER_S:.0f} s without "
@@ -276,17 +480,24 @@ class DriverLock:
         return holder is not None and self._owner is not None and holder.token == self._owner.token
 
     def _beat(self) -> None:
+        local = True
         while not self._stop.wait(self._heartbeat_s):
-            if not self._still_ours():
-                return  # taken over from another host (we looked dead there): nothing of ours to keep fresh
             assert self._owner is not None
             self._owner = dataclasses.replace(self._owner, heartbeat=time.time())
-            try:
-                self._write(self._owner)
-            except OSError:
-                pass  # the folder went away (renamed, deleted): nothing to hold
+            if local and not self._still_ours():
+                local = False  # taken over from another host (we looked dead there): nothing of ours to keep fresh
+            if local:
+                try:
+                    self._write(self._owner)
+                except OSError:
+                    pass  # the folder went away (renamed, deleted): nothing to hold
+            if self._bucket_held:
+                self._beat_bucket()
+            elif not local:
+                return
 
 
 def _dumps(owner: LockOwner) -> str:
     return json.dumps({"pid": owner.pid, "host": owner.host, "started": owner.started,
-                       "heartbeat": owner.heartbeat, "token": owner.token, "run_id": owner.run_id}) + "\n"
+                       "heartbeat": owner.heartbeat, "token": owner.token, "run_id": owner.run_id,
+                       "boot": owner.boot}) + "\n"

@@ -1,0 +1,176 @@
+"""The driver lock of an experiment in a bucket (moto's S3 server; no Ray): the live driver's
+record is kept in the bucket, where a second driver and every reader find it, from any
+machine; a dead driver's record does not block."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from raytuner._storage import lock as lock_module
+from raytuner._storage.experiment import ExperimentStorage
+from raytuner._storage.lock import BUCKET_LOCK_FILE, DriverLock, LockOwner
+from raytuner.cli import main
+from raytuner.errors import ExperimentError
+
+from tests._helpers import wait_for
+
+
+def _object(uri: str, rel: str) -> dict | None:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    try:
+        return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read())
+    except boto3.client("s3").exceptions.NoSuchKey:
+        return None
+
+
+def _put(uri: str, rel: str, data: dict) -> None:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=json.dumps(data).encode())
+
+
+def _holder(uri: str, **fields) -> dict:
+    now = time.time()
+    record = {"pid": 12345, "host": "gpu-node-7", "started": now - 600, "heartbeat": now, "token": "t",
+              "run_id": "r", **fields}
+    _put(uri, BUCKET_LOCK_FILE, record)
+    return record
+
+
+def _running_experiment(uri: str) -> None:
+    _put(uri, "experiment.json", {"name": uri.rsplit("/", 1)[1], "status": "RUNNING", "metric": "loss",
+                                  "mode": "min"})
+
+
+def test_the_holder_keeps_its_record_in_the_bucket_for_every_reader_and_removes_it(bucket, tmp_path, monkeypatch,
+                                                                                    capsys):
+    root = f"{bucket}/exps"
+    uri = f"{root}/e"
+    _running_experiment(uri)
+    writer = ExperimentStorage(uri, writable=True)
+    with writer.acquire_driver_lock():
+        record = _object(uri, BUCKET_LOCK_FILE)
+        assert (record["pid"], record["host"], record["run_id"]) == (os.getpid(), socket.gethostname(), writer.run_id)
+        assert not (writer.path / BUCKET_LOCK_FILE).exists()  # the bucket's, not the writer's own copy
+        # A reader on another machine (another cache) sees the driver, and so does a listing.
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "elsewhere"))
+        assert ExperimentStorage(uri).live_driver().pid == os.getpid()
+        capsys.readouterr()
+        assert main(["ls", root]) == 0
+        assert "RUNNING" in capsys.readouterr().out
+        # A second writer (a resume, here or elsewhere) is refused, naming the holder.
+        second = ExperimentStorage(uri, writable=True)
+        with pytest.raises(ExperimentError, match="this very process") as info:
+            second.acquire_driver_lock()
+        assert uri in str(info.value)
+        assert not second.path.parent.exists(), "a refused writer leaves no staging copy"
+        # The writer pulls the experiment again (a resume's pull): the record stays the bucket's.
+        third = ExperimentStorage(uri, writable=True)
+        assert not (third.path / BUCKET_LOCK_FILE).exists()
+        third.discard_stage()
+    assert _object(uri, BUCKET_LOCK_FILE) is None  # released: gone from the bucket
+    assert ExperimentStorage(uri).live_driver() is None
+    capsys.readouterr()
+    assert main(["ls", root]) == 0
+    assert "INTERRUPTED" in capsys.readouterr().out
+
+
+def test_a_live_driver_on_another_machine_is_named_and_a_silent_one_is_taken_over(bucket):
+    uri = f"{bucket}/exps/e"
+    _running_experiment(uri)
+    _holder(uri)
+    writer = ExperimentStorage(uri, writable=True)
+    with pytest.raises(ExperimentError) as info:
+        writer.acquire_driver_lock()
+    assert "pid 12345 on host 'gpu-node-7'" in str(info.value) and "kill 12345" in str(info.value)
+    assert _object(uri, BUCKET_LOCK_FILE)["pid"] == 12345  # left alone
+    assert ExperimentStorage(uri).live_driver().pid == 12345
+
+    _holder(uri, heartbeat=time.time() - lock_module.STALE_AFTER_S - 5)  # a lost machine
+    assert ExperimentStorage(uri).live_driver() is None
+    writer = ExperimentStorage(uri, writable=True)
+    with writer.acquire_driver_lock():
+        assert _object(uri, BUCKET_LOCK_FILE)["pid"] == os.getpid()
+    writer.discard_stage()
+
+
+def test_on_this_machine_a_gone_or_recycled_pid_holds_nothing_and_a_live_one_is_named(bucket):
+    uri = f"{bucket}/exps/e"
+    _running_experiment(uri)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    _holder(uri, pid=gone.pid, host=socket.gethostname())  # a SIGKILLed driver's, with a fresh heartbeat
+    assert ExperimentStorage(uri).live_driver() is None
+    writer = ExperimentStorage(uri, writable=True)
+    with writer.acquire_driver_lock():
+        assert ExperimentStorage(uri).live_driver().pid == os.getpid()
+    writer.discard_stage()
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # Its pid, in a record written before it started: the pid was recycled, the driver is gone.
+        _holder(uri, pid=other.pid, host=socket.gethostname(), started=time.time() - 600)
+        assert ExperimentStorage(uri).live_driver() is None
+        # In a record written after it started: a live driver on this machine (another cache).
+        _holder(uri, pid=other.pid, host=socket.gethostname(), started=time.time())
+        assert ExperimentStorage(uri).live_driver().pid == other.pid
+        writer = ExperimentStorage(uri, writable=True)
+        with pytest.raises(ExperimentError, match=f"pid {other.pid} on host"):
+            writer.acquire_driver_lock()
+        # Another machine of the same name (another boot id) is judged by its heartbeat.
+        _holder(uri, pid=other.pid + 100000, host=socket.gethostname(), boot="another-machine")
+        assert ExperimentStorage(uri).live_driver().pid == other.pid + 100000
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_damaged_record_does_not_block(bucket):
+    uri = f"{bucket}/exps/e"
+    bucket_name, _, prefix = uri[len("s3://"):].partition("/")
+    boto3.client("s3").put_object(Bucket=bucket_name, Key=f"{prefix}/{BUCKET_LOCK_FILE}", Body=b'{"pid": 4')
+    assert ExperimentStorage(uri).live_driver() is None
+    writer = ExperimentStorage(uri, writable=True)
+    with writer.acquire_driver_lock():
+        assert _object(uri, BUCKET_LOCK_FILE)["pid"] == os.getpid()
+    writer.discard_stage()
+
+
+def test_of_two_drivers_that_start_in_the_same_instant_the_later_record_wins(bucket, monkeypatch):
+    uri = f"{bucket}/exps/e"
+    writer = ExperimentStorage(uri, writable=True)
+    rival = {"pid": 4242, "host": "gpu-node-8", "started": time.time(), "heartbeat": time.time(), "token": "rival"}
+    written = lock_module.BucketRecord.write
+
+    def write_then_rival(self, owner: LockOwner) -> None:
+        written(self, owner)
+        _put(uri, BUCKET_LOCK_FILE, rival)  # the rival read no record either, and wrote its own after ours
+
+    monkeypatch.setattr(lock_module.BucketRecord, "write", write_then_rival)
+    with pytest.raises(ExperimentError, match="pid 4242 on host 'gpu-node-8'"):
+        writer.acquire_driver_lock()
+    assert _object(uri, BUCKET_LOCK_FILE)["token"] == "rival"  # the winner's record stays
+
+
+def test_the_heartbeat_reaches_the_bucket_and_stops_at_a_takeover(bucket, tmp_path):
+    uri = f"{bucket}/exps/e"
+    probe = ExperimentStorage(uri)
+    lock = DriverLock(tmp_path / "stage", heartbeat_s=0.05, bucket=probe._bucket_record(), name=uri)
+    (tmp_path / "stage").mkdir()
+    lock.acquire()
+    try:
+        first = _object(uri, BUCKET_LOCK_FILE)["heartbeat"]
+        wait_for(lambda: _object(uri, BUCKET_LOCK_FILE)["heartbeat"] > first, "a heartbeat in the bucket")
+        _holder(uri, token="taker")  # another driver took it over (we looked dead to it)
+        wait_for(lambda: not lock._bucket_held, "the heartbeat to see the takeover")
+        assert _object(uri, BUCKET_LOCK_FILE)["token"] == "taker"
+    finally:
+        lock.release()
+    assert _object(uri, BUCKET_LOCK_FILE)["token"] == "taker"  # not ours to remove
