@@ -34,7 +34,6 @@ from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.history import History
 from raytuner._storage import trajectory
 from raytuner._storage.lineage import attempt_of
-from raytuner._storage.lock import refuse_if_live
 from raytuner._storage.records import config_fault, read_record, trial_fault
 from raytuner._trial import Trial, TrialStatus
 from raytuner.errors import ConfigError, ExperimentError
@@ -120,8 +119,8 @@ def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[.
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         try:
-            with _command_line(meta, script):
-                spec.loader.exec_module(module)  # runs the script's top level, not its `if __name__ == "__main__"` block
+            with _command_line(meta, script):  # its top level runs, not its `if __name__ == "__main__"` block
+                spec.loader.exec_module(module)
         except BaseException as exc:  # SystemExit from argparse, a missing file, an input() at EOF...
             sys.modules.pop(spec.name, None)
             if isinstance(exc, KeyboardInterrupt):
@@ -337,7 +336,7 @@ def restore(storage: ExperimentStorage, meta: dict[str, Any], *, trainable: Call
             over those a control command set in an earlier run, and are recorded the same
             way (``meta``'s ``"limits"``). ``num_trials`` may only extend the experiment.
     """
-    refuse_if_live(storage.path)  # before anything is cleaned up (the lock itself is taken later)
+    storage.refuse_if_live()  # before anything is cleaned up (the lock is taken later); a bucket's: its record there
     settings, searcher, scheduler = components.load(storage, meta)
     # The folder's name, as `raytuner rename` (or a move by hand) left it: tuner.pkl keeps
     # the name the experiment started under, which trials, the terminal and trackers would use.
