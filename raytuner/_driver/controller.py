@@ -101,6 +101,7 @@ class Controller:
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
         self._stalled = False  # said that no alive node can hold a trial (_say_if_stalled)
+        self._lost_workers = False  # a worker died during a call: its leftovers are tidied at a COMPLETED end
         self._stall_checked = time.monotonic()
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe,
@@ -237,7 +238,7 @@ class Controller:
         self._flush()
         if not self._unrecorded:
             self._save_state(throttle=False)
-        if status == "COMPLETED":  # every trial has ended: no worker of this run stores a checkpoint now
+        if status == "COMPLETED" and self._lost_workers:  # every trial has ended: none of its workers stores now
             self._tidy()
         self._meta.update(status=status, end_time=time.time())
         self._storage.write_experiment(self._meta)
@@ -283,6 +284,7 @@ class Controller:
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
             self._briefed.discard(worker)
+            self._lost_workers = True  # it may have left checkpoint folders no report names: see _tidy
             # A worker on this node leaves its last output on disk (a segfault's traceback).
             leftover = _logs.recover(str(self._storage.trial_path(trial_id)))
             if leftover:
