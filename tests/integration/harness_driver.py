@@ -165,9 +165,9 @@ def in_bucket(uri: str, step_s: float) -> None:
     workers put their checkpoints there, the driver's uploader the rest). A resume from the
     bucket alone when it holds the experiment (a test gives each driver a fresh cache, as a
     new head has)."""
-    from raytuner._storage import remote
+    from raytuner._storage import remote, uploader
 
-    remote.Uploader.__init__.__defaults__ = (UPLOAD_INTERVAL_S,)
+    uploader.Uploader.__init__.__defaults__ = (UPLOAD_INTERVAL_S,)
     fs, root = remote.filesystem(uri)
     if fs.exists(f"{root}/experiment.json"):
         rt.Tuner.resume(uri, train, verbose=0, tensorboard=False)

@@ -15,6 +15,7 @@ import pytest
 
 from raytuner._storage import remote, trial_files
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
+from raytuner._storage.uploader import Uploader
 from raytuner._worker.checkpoints import TrialCheckpoints
 from raytuner._worker.protocol import TrialSpec
 from raytuner.cli import main
@@ -264,7 +265,7 @@ def test_the_drivers_last_upload_waits_for_the_endpoint_to_come_back(bucket, s3_
     (local / "experiment.json").write_text('{"status": "INTERRUPTED"}')
     (local / "trials" / "00000" / "config.json").write_text('{"x": 1}')
     pauses.then = proxy.open  # a run stopped by an outage: its last pass meets it too
-    remote.Uploader(f"{bucket}/exps/e", local).close()
+    Uploader(f"{bucket}/exps/e", local).close()
     assert pauses
     assert _stored(f"{bucket}/exps/e", s3_server) == {"experiment.json": b'{"status": "INTERRUPTED"}',
                                                       "trials/00000/config.json": b'{"x": 1}'}
@@ -273,4 +274,4 @@ def test_the_drivers_last_upload_waits_for_the_endpoint_to_come_back(bucket, s3_
     monkeypatch.setattr(remote, "RETRY_S", 0.0)
     (local / "trials" / "00000" / "config.json").write_text('{"x": 2}')
     with pytest.raises(StorageError, match=r"(?s)Cannot upload to s3://.*/exps/e.*INTERRUPTED"):  # not botocore's own
-        remote.Uploader(f"{bucket}/exps/e", local).close()
+        Uploader(f"{bucket}/exps/e", local).close()
