@@ -225,7 +225,11 @@ class TrialRun(_session.Session):
             if isinstance(returned, Mapping) and self.iteration == self.spec.start_iteration:
                 self._report_returned(returned)  # it returned its result instead of reporting it
             self._check_stop_reported()
-            end = TrialExit(Signal.COMPLETED)
+            # A stop or pause applied at one of its reports ended it, and it returned (the
+            # Keras callback stops fit where rt.report raises): that is its end. Otherwise it
+            # returned of its own accord, also when a stop was sent too late to reach it.
+            ended = self._ended if self._ended in (Signal.STOP, Signal.PAUSE) else Signal.COMPLETED
+            end = TrialExit(ended)
         except TrialStopped as stopped:
             end = TrialExit(Signal(stopped.decision))
         except BaseException as exc:  # noqa: BLE001 - everything a trainable raises is its failure
