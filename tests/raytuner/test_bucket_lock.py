@@ -113,7 +113,8 @@ def test_on_this_machine_a_gone_or_recycled_pid_holds_nothing_and_a_live_one_is_
         assert ExperimentStorage(uri).live_driver().pid == os.getpid()
     writer.discard_stage()
 
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # A live process of this machine: it lives until the test closes its stdin.
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         # Its pid, in a record written before it started: the pid was recycled, the driver is gone.
         _holder(uri, pid=other.pid, host=socket.gethostname(), started=time.time() - 600)
@@ -128,7 +129,7 @@ def test_on_this_machine_a_gone_or_recycled_pid_holds_nothing_and_a_live_one_is_
         _holder(uri, pid=other.pid + 100000, host=socket.gethostname(), boot="another-machine")
         assert ExperimentStorage(uri).live_driver().pid == other.pid + 100000
     finally:
-        other.kill()
+        other.stdin.close()
         other.wait()
 
 
