@@ -368,7 +368,7 @@ def pull(uri: str, local: Path, *, keep: Callable[[str], bool] = lambda rel: Tru
     return len(fetch)
 
 
-def _experiment_of(uri: str) -> str:
+def experiment_of(uri: str) -> str:
     """The experiment a URI of one of its trials' files lies in (for a message's resume)."""
     return uri.split("/trials/", 1)[0]
 
@@ -385,7 +385,7 @@ def remove(uris: list[str]) -> None:
             except FileNotFoundError:
                 pass
 
-        retrying(rm, uri=uri, what="delete", location=_experiment_of(uri))
+        retrying(rm, uri=uri, what="delete", location=experiment_of(uri))
 
 
 def checkpoint_folders(uri: str) -> dict[str, set[str]]:
@@ -437,7 +437,7 @@ def copy_folder(source: str, target: str) -> bool:
             keys = []
         return keys
 
-    keys = retrying(copy, uri=target, what="copy a checkpoint to", location=_experiment_of(target))
+    keys = retrying(copy, uri=target, what="copy a checkpoint to", location=experiment_of(target))
     if not keys:
         remove([target])
     return bool(keys)
@@ -460,7 +460,7 @@ def holds_files(uri: str) -> bool:
         except FileNotFoundError:
             return False
 
-    return retrying(look, uri=uri, what="list", location=_experiment_of(uri))
+    return retrying(look, uri=uri, what="list", location=experiment_of(uri))
 
 
 def list_experiments(root_uri: str) -> Path:

@@ -301,7 +301,7 @@ def upload(src: Path, uri: str, check: Callable[[], None] | None = None) -> None
         if local:
             fs.put(local, keys)
 
-    remote.retrying(whole, uri=uri, what="upload to", location=_experiment_of(uri))
+    remote.retrying(whole, uri=uri, what="upload to", location=remote.experiment_of(uri))
 
 
 def get(source: str, target: Path) -> Path:
@@ -323,13 +323,8 @@ def get(source: str, target: Path) -> Path:
             Path(file).parent.mkdir(parents=True, exist_ok=True)
         fs.get(found, local)
 
-    remote.retrying(fetch, uri=source, what="read", location=_experiment_of(source))
+    remote.retrying(fetch, uri=source, what="read", location=remote.experiment_of(source))
     return target
-
-
-def _experiment_of(uri: str) -> str:
-    """The experiment a URI of one of its trials' files lies in (for a message's resume)."""
-    return uri.split(f"/{TRIALS}/", 1)[0]
 
 
 def files_of(folder: Path) -> list[str]:
