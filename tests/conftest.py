@@ -8,6 +8,11 @@ import pytest
 
 # Keep TensorFlow quiet and off any GPU in tests; it is imported by Keras tests only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The CLI folds its messages at $COLUMNS when that is set (as a terminal does), and tests
+# compare its messages whole: pytest-xdist's workers set COLUMNS=80, a user's shell may too.
+# Tests that need a width set their own.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 def pytest_collection_modifyitems(config, items):
