@@ -154,6 +154,7 @@ class Controller:
                                                      self._pool.size)))
                 self._flush()
                 self._storage.flush_to_disk()
+                self._storage.check_standing()  # a bucket's: this driver may still write there
                 self._save_state(throttle=True)
                 starting = self._pool.starting()
                 # Workers still starting matter only while there is work for them: an actor

@@ -13,7 +13,11 @@ behind it, from a background thread (:mod:`raytuner._storage.remote` has the res
   the bucket before it reports it (:mod:`raytuner._storage.trial_files`), so the bucket
   never holds a row or a ``trial.json`` naming a checkpoint it lacks; an old checkpoint is
   deleted there only once the trial's row that commits a newer one is uploaded;
-- on close, a last pass puts everything that is left.
+- on close, a last pass puts everything that is left;
+- nothing is put or deleted once the driver's lease on the bucket has run out or another
+  driver took the experiment over (:attr:`Uploader.fence`, the driver lock's
+  :meth:`~raytuner._storage.lock.DriverLock.check_standing`): it raises the
+  :class:`~raytuner.errors.StorageError` that stops the run.
 
 A driver that dies loses at most the changes of the last pass that did not finish.
 """
@@ -24,9 +28,11 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 from raytuner._storage import remote
 from raytuner._storage.remote import filesystem, is_record, retrying, transient
+from raytuner.errors import StorageError
 
 logger = logging.getLogger("raytuner")
 
@@ -48,6 +54,9 @@ class Uploader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        #: Called before each put or delete; raises (a StorageError) once this driver may no
+        #: longer write to the bucket. Set by the driver lock's holder.
+        self.fence: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         if self._thread is None:
@@ -61,6 +70,8 @@ class Uploader:
                 if self._failing:
                     logger.warning("Uploads to %s work again.", self.uri)
                 self._failing = False
+            except StorageError:
+                return  # this driver may write nothing more there; its loop stops the run and says why
             except Exception as exc:  # a network blip: the next pass puts the same files again
                 if not self._failing:
                     logger.warning("Uploading to %s failed (%s: %s); retrying every %gs. The local copy is %s.",
@@ -135,13 +146,16 @@ class Uploader:
             changed.update(rel for rel, stamp in again.items() if self._sent.get(rel) != stamp)
         rest = sorted(rel for rel in changed if rel not in records)
         if rest:  # put concurrently
+            self.fence()
             self._fs.put([str(self.local / rel) for rel in rest], [f"{self._root}/{rel}" for rel in rest])
             self._sent.update((rel, found[rel]) for rel in rest)
         if records:
+            self.fence()
             self._fs.pipe({f"{self._root}/{rel}": data for rel, data in records.items()})
             self._sent.update((rel, found[rel]) for rel in records)
         gone = [rel for rel in self._sent if rel not in found] if deletions else []
         if gone:
+            self.fence()
             self._fs.rm([f"{self._root}/{rel}" for rel in gone])
             for rel in gone:
                 del self._sent[rel]

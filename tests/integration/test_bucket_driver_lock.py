@@ -82,3 +82,47 @@ def test_a_running_bucket_experiment_is_named_to_a_second_driver_and_a_killed_on
         assert steps in ([1, 2], [1, 1, 2]), steps
     assert BUCKET_LOCK_FILE not in _keys(uri)  # a clean end removes the record
     assert rt.load(uri).status == "COMPLETED"
+
+
+def _reports_until_stopped(config):
+    import time
+
+    step = 0
+    while True:  # ends only when the driver stops it
+        step += 1
+        rt.report({"loss": 1.0 / step})
+        time.sleep(0.01)
+
+
+def test_a_driver_whose_experiment_another_driver_took_over_stops_and_writes_nothing_more(bucket, monkeypatch,
+                                                                                        caplog):
+    from raytuner._storage import lock as lock_module
+    from raytuner.errors import StorageError
+
+    uri = f"{bucket}/exps/taken"
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.1)
+
+    class TakeOver(rt.Callback):
+        """Another driver takes the experiment over once the trials run (this one looked
+        dead to it: its heartbeats had not reached the bucket for a minute)."""
+
+        done = False
+
+        def on_trial_result(self, trial_id, result):
+            if not self.done:
+                self.done = True
+                name, _, prefix = uri[len("s3://"):].partition("/")
+                record = {**_record(uri), "pid": 4242, "host": "gpu-node-9", "token": "taker"}
+                boto3.client("s3").put_object(Bucket=name, Key=f"{prefix}/{BUCKET_LOCK_FILE}",
+                                              Body=json.dumps(record).encode())
+
+    with pytest.raises(StorageError, match=r"(?s)another driver took it over \(pid 4242 on host 'gpu-node-9'.*"
+                                           r"Do not copy"):
+        rt.Tuner(_reports_until_stopped, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2,
+                 max_concurrent=2, storage_path=f"{bucket}/exps", name="taken", verbose=0, tensorboard=False,
+                 callbacks=[TakeOver()]).fit()
+    assert _record(uri)["token"] == "taker"  # its record stays
+    bucket_name, _, prefix = uri[len("s3://"):].partition("/")
+    meta = json.loads(boto3.client("s3").get_object(Bucket=bucket_name, Key=f"{prefix}/experiment.json")["Body"].read())
+    assert meta["status"] == "RUNNING"  # as uploaded before the takeover: this driver's end is not written over it
+    assert "Do not copy that into the bucket" in caplog.text  # its local copy is kept, and said so

@@ -14,11 +14,12 @@ import time
 import boto3
 import pytest
 
+from raytuner._storage import bucket_lease
 from raytuner._storage import lock as lock_module
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.lock import BUCKET_LOCK_FILE, DriverLock, LockOwner
 from raytuner.cli import main
-from raytuner.errors import ExperimentError
+from raytuner.errors import ExperimentError, StorageError
 
 from tests._helpers import wait_for
 
@@ -181,3 +182,57 @@ def test_the_heartbeat_reaches_the_bucket_and_stops_at_a_takeover(bucket, tmp_pa
     finally:
         lock.release()
     assert _object(uri, BUCKET_LOCK_FILE)["token"] == "taker"  # not ours to remove
+
+
+def test_a_driver_whose_heartbeats_stop_reaching_the_bucket_stands_down_within_its_lease(bucket, tmp_path,
+                                                                                       monkeypatch):
+    uri = f"{bucket}/exps/e"
+    monkeypatch.setattr(bucket_lease, "LEASE_S", 0.5)
+    (tmp_path / "stage").mkdir()
+    lock = DriverLock(tmp_path / "stage", heartbeat_s=0.05, bucket=ExperimentStorage(uri)._bucket_record(), name=uri)
+    lock.acquire()
+    try:
+        lock.check_standing()  # within its lease
+        kept = _object(uri, BUCKET_LOCK_FILE)
+
+        def unreachable(self, owner):
+            raise ConnectionError("the bucket is out of reach")
+
+        monkeypatch.setattr(lock_module.BucketRecord, "write", unreachable)
+        wait_for(lambda: lock.stood_down, "the driver to stand down")
+        with pytest.raises(StorageError, match=r"(?s)none of its heartbeats reached .* for 0 s.*resume"):
+            lock.check_standing()
+        monkeypatch.undo()  # the bucket is back: a driver that stood down writes nothing more
+        lock._beat_bucket()
+        assert _object(uri, BUCKET_LOCK_FILE)["token"] == kept["token"]
+        with pytest.raises(StorageError):
+            lock.check_standing()
+    finally:
+        lock.release()
+    assert _object(uri, BUCKET_LOCK_FILE) is not None  # not removed either: it is stale on its own
+
+
+def test_a_driver_taken_over_uploads_nothing_more_and_keeps_its_copy_with_a_warning(bucket, caplog):
+    uri = f"{bucket}/exps/e"
+    writer = ExperimentStorage(uri, writable=True)
+    lock = writer.acquire_driver_lock()
+    try:
+        writer.create()
+        writer.write_experiment({"name": "e", "status": "RUNNING", "metric": "loss", "mode": "min"})
+        writer.sync()
+        assert _object(uri, "experiment.json")["status"] == "RUNNING"
+        _holder(uri, token="taker")  # another driver took it over (this one looked dead to it)
+        lock._beat_bucket()  # the next heartbeat finds it
+        assert lock.stood_down is not None and "pid 12345 on host 'gpu-node-7'" in lock.stood_down
+        writer.write_experiment({"name": "e", "status": "INTERRUPTED", "metric": "loss", "mode": "min"})
+        with pytest.raises(StorageError, match=r"(?s)took it over.*Do not copy"):
+            writer.check_standing()  # the driver's loop asks at each turn
+        with pytest.raises(StorageError, match="took it over"):
+            writer.close()  # the run's last upload
+    finally:
+        lock.release()
+    assert _object(uri, "experiment.json")["status"] == "RUNNING"  # the other driver's records stand
+    assert _object(uri, BUCKET_LOCK_FILE)["token"] == "taker"
+    writer.discard_stage()
+    assert writer.path.is_dir()
+    assert "Do not copy that into the bucket" in caplog.text
