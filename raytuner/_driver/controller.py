@@ -33,7 +33,7 @@ from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
 from raytuner._driver.settings import ExperimentSettings
-from raytuner._driver.tidy import tidy
+from raytuner._driver.tidy import tidy_after_lost_workers
 from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
@@ -141,6 +141,7 @@ class Controller:
         refused: StorageError | SystemExit | None = None  # a write refused (the run stops, interrupted), or an exit
         try:
             while True:
+                self._storage.check_standing()  # no other driver took the experiment over, no lease ran out
                 for command in self._control.poll():  # from the CLI or the dashboard
                     if isinstance(command, ev.EndExperiment):
                         self._settle()
@@ -154,7 +155,6 @@ class Controller:
                                                      self._pool.size)))
                 self._flush()
                 self._storage.flush_to_disk()
-                self._storage.check_standing()  # a bucket's: this driver may still write there
                 self._save_state(throttle=True)
                 starting = self._pool.starting()
                 # Workers still starting matter only while there is work for them: an actor
@@ -200,7 +200,8 @@ class Controller:
                 refused = exc  # the exit goes on once the run is wound up
         except StorageError as exc:
             status, refused = "INTERRUPTED", exc
-            self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
+            if self._storage.stood_down is None:  # else the experiment is another driver's: nothing of ours goes there
+                self._apply(self.life.handle(ev.Interrupt()))  # its trials restart from their checkpoints on resume
             self._calls.clear()
             self._starts.clear()
         except BaseException as exc:
@@ -232,7 +233,10 @@ class Controller:
         """What a run writes last, whatever ended it: the queued writes, the searcher's and
         scheduler's state (not after a control command whose line the disk refused), then
         the experiment's status; all of it uploaded for a URI. Commands still waiting are
-        refused first, each with its line."""
+        refused first, each with its line. None of it once another driver runs the experiment."""
+        if self._storage.stood_down is not None:
+            self._storage.close()  # the uploads stop; they put nothing more (the lease's fence)
+            return
         if not self._unrecorded:
             self._control.refuse_the_rest(f"the run ended ({status}) before its driver read this command; "
                                           "nothing of it was applied")
@@ -240,20 +244,10 @@ class Controller:
         if not self._unrecorded:
             self._save_state(throttle=False)
         if status == "COMPLETED" and self._lost_workers:  # every trial has ended: none of its workers stores now
-            self._tidy()
+            tidy_after_lost_workers(self._storage, self.trials)
         self._meta.update(status=status, end_time=time.time())
         self._storage.write_experiment(self._meta)
         self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
-
-    def _tidy(self) -> None:
-        """The checkpoint folders a lost worker left (put in place, or half stored, with no
-        report naming them) go now, not at some later resume. A storage that refuses costs
-        only the space: said, and the run ends as it would."""
-        try:
-            tidy(self._storage, self.trials, why="when their worker was lost")
-        except (StorageError, OSError) as exc:
-            logger.warning("Could not remove checkpoint folders that no report names (%s); a resume removes them.",
-                           exc)
 
     def results(self) -> Results:
         trials = [self._result(t) for t in self.trials.values()]
@@ -285,7 +279,7 @@ class Controller:
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
             self._briefed.discard(worker)
-            self._lost_workers = True  # it may have left checkpoint folders no report names: see _tidy
+            self._lost_workers = True  # it may have left checkpoint folders no report names: see tidy_after_lost_workers
             # A worker on this node leaves its last output on disk (a segfault's traceback).
             leftover = _logs.recover(str(self._storage.trial_path(trial_id)))
             if leftover:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import Trial
+from raytuner.errors import StorageError
 
 logger = logging.getLogger("raytuner")
 
@@ -53,3 +54,14 @@ def tidy(storage: ExperimentStorage, trials: Mapping[str, Trial], exploits: Mapp
             logger.info("Removing %s in %s: checkpoints of a trial whose own files were never written.",
                         ", ".join(names + partial), storage.trial_path(trial_id))
             storage.delete_checkpoints(trial_id, names)
+
+
+def tidy_after_lost_workers(storage: ExperimentStorage, trials: Mapping[str, Trial]) -> None:
+    """At the end of a run that completed after losing a worker: the checkpoint folders it
+    left (put in place, or half stored, with no report naming them) go now, not at some
+    later resume. A storage that refuses costs only the space: said, and the run ends as it
+    would."""
+    try:
+        tidy(storage, trials, why="when their worker was lost")
+    except (StorageError, OSError) as exc:
+        logger.warning("Could not remove checkpoint folders that no report names (%s); a resume removes them.", exc)

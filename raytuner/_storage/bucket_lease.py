@@ -144,20 +144,24 @@ class BucketLease:
 
     def check_standing(self) -> None:
         """Raise the :class:`StorageError` that stops the run once this driver may write
-        nothing more to its bucket: none of its heartbeats reached it for ``LEASE_S``, or
-        another driver took the experiment over (see the module docstring). Nothing for an
-        experiment in a folder, or once released."""
+        nothing more to its experiment: none of its heartbeats reached its bucket for
+        ``LEASE_S``, or another driver took the experiment over (see the module docstring;
+        in a folder on a shared file system, from another host). Nothing once released."""
         if self._bucket_held:
             self._in_lease()
-        if self._stood_down is not None:
-            from raytuner._display import cli_command
+        if self._stood_down is None:
+            return
+        from raytuner._display import cli_command
 
+        if self._bucket is None:
             raise StorageError(
-                f"{self._name}: this driver stopped writing to the bucket: {self._stood_down}. The run stopped; "
-                f"what reached the bucket before is kept, and the bucket's records stand. Do not copy this driver's "
-                f"local copy into the bucket. Once the bucket can be reached and no other driver runs the "
-                f"experiment, continue it with: {cli_command('resume', self._name)}", self._bucket.uri
-                if self._bucket is not None else self._name)
+                f"{self._name}: this driver stopped writing to the experiment: {self._stood_down}. The run stopped "
+                "and wrote nothing more; the experiment's records are the other driver's now.", self._name)
+        raise StorageError(
+            f"{self._name}: this driver stopped writing to the bucket: {self._stood_down}. The run stopped; "
+            f"what reached the bucket before is kept, and the bucket's records stand. Do not copy this driver's "
+            f"local copy into the bucket. Once the bucket can be reached and no other driver runs the "
+            f"experiment, continue it with: {cli_command('resume', self._name)}", self._bucket.uri)
 
     def _in_lease(self) -> bool:
         """Whether a heartbeat of ours reached the bucket within ``LEASE_S``; once not, this
@@ -172,8 +176,8 @@ class BucketLease:
         if self._stood_down is None:
             self._stood_down = why
             self._bucket_held = False
-            logger.error("%s: this driver stops writing to the bucket: %s. Its run stops (INTERRUPTED).",
-                         self._name, why)
+            logger.error("%s: this driver stops writing to the %s: %s. Its run stops.", self._name,
+                         "bucket" if self._bucket is not None else "experiment", why)
 
     def _release_bucket(self, token: str) -> None:
         """Remove our record (``token``'s) from the bucket, if it is still ours."""

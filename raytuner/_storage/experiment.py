@@ -75,7 +75,7 @@ class ExperimentStorage(CheckpointFolders):
         self._uploader: Uploader | None = None
         self._uploaded = True  # every change is in the bucket: the staging copy may go
         self._remote_checkpoints: dict[str, set[str]] | None = None  # a writer's, by trial: see checkpoint_folders
-        self._lock: DriverLock | None = None  # a bucket writer's, once taken
+        self._lock: DriverLock | None = None  # the driver's, once taken
         if remote.is_uri(path):
             self.uri = remote.URI(str(path).rstrip("/"))
             if writable:
@@ -174,6 +174,7 @@ class ExperimentStorage(CheckpointFolders):
         stays as it is."""
         self.flush_to_disk(every_s=None)
         if self._uploader is not None:
+            self._uploaded = False  # until the last upload has gone through (the trials' rows too)
             self._uploader.close()
             self._uploaded = True
 
@@ -186,10 +187,10 @@ class ExperimentStorage(CheckpointFolders):
         stage = self.path.parent  # the writer's own folder (remote.stage_dir)
         if self._uploaded:
             shutil.rmtree(stage, ignore_errors=True)
-        elif self._lock is not None and self._lock.stood_down is not None:
+        elif self.stood_down is not None:
             logger.warning("%s: this driver stopped writing to the bucket (%s); what it did after that is in its "
                            "local copy at %s only. Do not copy that into the bucket: resume from the bucket.",
-                           self.uri, self._lock.stood_down, self.path)
+                           self.uri, self.stood_down, self.path)
         elif self.path.is_dir():
             logger.warning("%s: not everything reached the bucket; the local copy stays at %s. Copy it there "
                            "(e.g. `aws s3 sync %s %s`) before resuming.", self.uri, self.path, self.path, self.uri)
@@ -211,16 +212,21 @@ class ExperimentStorage(CheckpointFolders):
                     raise
                 if self._uploader is not None:
                     self._uploader.fence = lock.check_standing
-                    self._lock = lock
+        self._lock = lock
         self.run_id = lock.run_id
         return lock
 
     def check_standing(self) -> None:
         """Raise the :class:`StorageError` that stops a run whose driver may write nothing
-        more to its bucket (its lease ran out, or another driver took the experiment over:
-        :meth:`DriverLock.check_standing`). Nothing for an experiment in a folder."""
-        if self._uploader is not None:
-            self._uploader.fence()
+        more to the experiment (its lease on the bucket ran out, or another driver took the
+        experiment over: :meth:`DriverLock.check_standing`)."""
+        if self._lock is not None:
+            self._lock.check_standing()
+
+    @property
+    def stood_down(self) -> str | None:
+        """Why this writer's driver may write nothing more to the experiment, or None."""
+        return self._lock.stood_down if self._lock is not None else None
 
     def live_driver(self) -> LockOwner | None:
         """The driver running this experiment now, or None (none, or it died). Reads only.

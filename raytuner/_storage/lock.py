@@ -267,7 +267,14 @@ class DriverLock(BucketLease):
             assert self._owner is not None
             self._owner = dataclasses.replace(self._owner, heartbeat=time.time())
             if local and not self._still_ours():
-                local = False  # taken over from another host (we looked dead there): nothing of ours to keep fresh
+                holder = read_owner(self.path)
+                if holder is None:
+                    local = False  # the folder went away (renamed, deleted): nothing to hold
+                elif holder.pid > 0:  # another driver's record: it took over from another host (we looked dead)
+                    local = False
+                    self._stand_down(f"another driver took it over ({holder.describe()}): this driver's heartbeats "
+                                     f"had not reached {self.path} for {STALE_AFTER_S:.0f} s")
+                # else a damaged record (a broken disk, a hand edit): ours is written whole again
             if local:
                 try:
                     self._write(self._owner)

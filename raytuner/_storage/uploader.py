@@ -97,6 +97,7 @@ class Uploader:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self.fence()  # nothing to put, or not: a driver that stood down ends with its StorageError
         try:
             self.sync()
         except Exception as exc:

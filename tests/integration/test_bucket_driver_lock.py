@@ -94,35 +94,61 @@ def _reports_until_stopped(config):
         time.sleep(0.01)
 
 
-def test_a_driver_whose_experiment_another_driver_took_over_stops_and_writes_nothing_more(bucket, monkeypatch,
-                                                                                        caplog):
+def test_a_driver_whose_heartbeats_stop_reaching_the_bucket_stops_and_writes_nothing_more(bucket, monkeypatch,
+                                                                                         caplog):
+    from raytuner._storage import bucket_lease
     from raytuner._storage import lock as lock_module
     from raytuner.errors import StorageError
 
-    uri = f"{bucket}/exps/taken"
+    uri = f"{bucket}/exps/silent"
     monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(bucket_lease, "LEASE_S", 1.0)  # 30 s in earnest
 
-    class TakeOver(rt.Callback):
-        """Another driver takes the experiment over once the trials run (this one looked
-        dead to it: its heartbeats had not reached the bucket for a minute)."""
+    def unreachable(self, owner):
+        raise ConnectionError("the bucket is out of reach for the driver's record")
 
-        done = False
+    class Outage(rt.Callback):
+        """Once the trials run, the driver's record can no longer be written (the rest of the
+        bucket still answers: this driver must stop writing there anyway)."""
 
         def on_trial_result(self, trial_id, result):
-            if not self.done:
-                self.done = True
-                name, _, prefix = uri[len("s3://"):].partition("/")
-                record = {**_record(uri), "pid": 4242, "host": "gpu-node-9", "token": "taker"}
-                boto3.client("s3").put_object(Bucket=name, Key=f"{prefix}/{BUCKET_LOCK_FILE}",
-                                              Body=json.dumps(record).encode())
+            monkeypatch.setattr(lock_module.BucketRecord, "write", unreachable)
 
-    with pytest.raises(StorageError, match=r"(?s)another driver took it over \(pid 4242 on host 'gpu-node-9'.*"
-                                           r"Do not copy"):
+    with pytest.raises(StorageError, match=r"(?s)none of its heartbeats reached .* for 1 s.*Do not copy.*resume"):
         rt.Tuner(_reports_until_stopped, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2,
-                 max_concurrent=2, storage_path=f"{bucket}/exps", name="taken", verbose=0, tensorboard=False,
-                 callbacks=[TakeOver()]).fit()
-    assert _record(uri)["token"] == "taker"  # its record stays
+                 max_concurrent=2, storage_path=f"{bucket}/exps", name="silent", verbose=0, tensorboard=False,
+                 callbacks=[Outage()]).fit()
     bucket_name, _, prefix = uri[len("s3://"):].partition("/")
     meta = json.loads(boto3.client("s3").get_object(Bucket=bucket_name, Key=f"{prefix}/experiment.json")["Body"].read())
-    assert meta["status"] == "RUNNING"  # as uploaded before the takeover: this driver's end is not written over it
+    assert meta["status"] == "RUNNING"  # as uploaded at the start: its end is not put over what may be another's
+    assert _record(uri)["pid"] == os.getpid()  # its last record, left to go stale
     assert "Do not copy that into the bucket" in caplog.text  # its local copy is kept, and said so
+
+
+def test_a_driver_taken_over_on_a_shared_file_system_stops_and_writes_nothing_more(storage, monkeypatch):
+    from raytuner._storage import lock as lock_module
+    from raytuner.errors import StorageError
+
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
+    folder = storage / "taken"
+
+    class TakeOver(rt.Callback):
+        """A driver on another host takes the experiment over once the trials run (this one
+        looked dead to it: its heartbeats had not reached the shared folder for a minute)."""
+
+        def on_trial_result(self, trial_id, result):
+            # At every report until the driver stops: a heartbeat that read its own record
+            # just before may write it over the taker's once (the taker's own beat then finds it).
+            record = {**json.loads((folder / "driver.lock").read_text()), "pid": 4242, "host": "other-host",
+                      "token": "taker"}
+            (folder / "taker.tmp").write_text(json.dumps(record))
+            os.replace(folder / "taker.tmp", folder / "driver.lock")  # whole, as a driver writes it
+
+    with pytest.raises(StorageError, match=r"another driver took it over \(pid 4242 on host 'other-host'"):
+        rt.Tuner(_reports_until_stopped, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2,
+                 max_concurrent=2, storage_path=storage, name="taken", verbose=0, tensorboard=False,
+                 callbacks=[TakeOver()]).fit()
+    assert json.loads((folder / "driver.lock").read_text())["token"] == "taker"  # its record stays
+    assert json.loads((folder / "experiment.json").read_text())["status"] == "RUNNING"  # not this driver's end
+    for trial in (folder / "trials").iterdir():  # nor its trials' ends
+        assert json.loads((trial / "trial.json").read_text())["status"] in ("PENDING", "RUNNING")

@@ -13,15 +13,18 @@ import pytest
 
 from raytuner._storage import lock as lock_module
 from raytuner._storage.experiment import ExperimentStorage
-from raytuner.errors import ExperimentError
+from raytuner.errors import ExperimentError, StorageError
 
 from tests._helpers import wait_for
 
 
 def _write_holder(folder, **fields):
+    """Another driver's record, renamed into place as a driver writes it (a heartbeat may be
+    reading it)."""
     now = time.time()
     record = {"pid": 12345, "host": "gpu-node-7", "started": now - 600, "heartbeat": now, "token": "t", **fields}
-    (folder / "driver.lock").write_text(json.dumps(record))
+    (folder / "driver.lock.tmp").write_text(json.dumps(record))
+    os.replace(folder / "driver.lock.tmp", folder / "driver.lock")
 
 
 def test_lock_records_its_owner_and_is_removed_on_release(tmp_path):
@@ -86,6 +89,40 @@ def test_heartbeat_moves_on_while_held(tmp_path):
     finally:
         held.release()
     assert not held.path.exists()
+
+
+def test_a_driver_taken_over_from_another_host_stops_writing(tmp_path):
+    """A shared file system: a driver on another host took this one for dead (its
+    heartbeats had not reached the folder for a minute) and wrote its own record."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    held = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
+    try:
+        held.check_standing()
+        _write_holder(folder, pid=4242, host="other-host", token="taker")
+        wait_for(lambda: held.stood_down, "the heartbeat to see the takeover", timeout_s=30, interval_s=0.01)
+        with pytest.raises(StorageError, match=r"(?s)another driver took it over \(pid 4242 on host 'other-host'.*"
+                                               r"wrote nothing more"):
+            held.check_standing()
+    finally:
+        held.release()
+    assert json.loads(held.path.read_text())["token"] == "taker"  # its record stays
+
+
+def test_a_damaged_record_under_a_live_driver_is_written_whole_again(tmp_path):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    held = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
+    try:
+        ours = json.loads(held.path.read_text())["token"]
+        (folder / "driver.lock.tmp").write_text('{"pid": 4')  # a broken disk's, or a hand edit's
+        os.replace(folder / "driver.lock.tmp", held.path)
+        wait_for(lambda: held.path.read_text().endswith("}\n") and json.loads(held.path.read_text())["token"] == ours,
+                 "the heartbeat to write the record again", timeout_s=30, interval_s=0.01)
+        assert held.stood_down is None
+        held.check_standing()
+    finally:
+        held.release()
 
 
 def _race(folder: str, barrier, holders, rounds: int, stale_pid: int) -> None:
