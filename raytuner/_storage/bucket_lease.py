@@ -37,6 +37,9 @@ logger = logging.getLogger("raytuner")
 LEASE_S = STALE_AFTER_S / 2
 #: A bucket's record is read back this long after it was written, to find a racer's.
 _SETTLE_S = 0.3
+#: A driver that stood down removes its record at its release only this long before any
+#: other driver may take it for dead.
+_REMOVE_MARGIN_S = 10.0
 
 
 class BucketRecord:
@@ -178,6 +181,14 @@ class BucketLease:
             self._bucket_held = False
             logger.error("%s: this driver stops writing to the %s: %s. Its run stops.", self._name,
                          "bucket" if self._bucket is not None else "experiment", why)
+
+    def _may_still_remove(self) -> bool:
+        """Whether a driver that stood down may still remove its record: no other driver may
+        take the experiment over yet (``STALE_AFTER_S`` after our last heartbeat, less a
+        margin), so a record there with our token is ours. A resume in this same process
+        (a notebook) is then not refused for the rest of that minute."""
+        return (self._stood_down is not None and self._bucket is not None
+                and time.monotonic() - self._beat_reached < STALE_AFTER_S - _REMOVE_MARGIN_S)
 
     def _release_bucket(self, token: str) -> None:
         """Remove our record (``token``'s) from the bucket, if it is still ours."""

@@ -181,7 +181,7 @@ class DriverLock(BucketLease):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._bucket_held and self._owner is not None:
+        if self._owner is not None and (self._bucket_held or self._may_still_remove()):
             self._bucket_held = False
             self._release_bucket(self._owner.token)
         if self._owner is not None and self._still_ours():
