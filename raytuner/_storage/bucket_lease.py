@@ -133,9 +133,9 @@ class BucketLease:
         except Exception as exc:  # noqa: BLE001 - a network blip: the next beat writes it again
             if not self._bucket_failing:
                 logger.warning("%s: the driver's heartbeat could not be written to %s (%s: %s); retrying every "
-                               "%g s. Another driver may take the experiment over after %.0f s without it.",
-                               self._name, self._bucket.uri, type(exc).__name__, exc, self._heartbeat_s,
-                               STALE_AFTER_S)
+                               "%g s. After %.0f s without one this driver stops writing to the bucket (another "
+                               "driver may take the experiment over after %.0f s).", self._name, self._bucket.uri,
+                               type(exc).__name__, exc, self._heartbeat_s, LEASE_S, STALE_AFTER_S)
             self._bucket_failing = True
         else:
             self._bucket_failing = False
