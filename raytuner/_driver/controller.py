@@ -279,7 +279,7 @@ class Controller:
             return ev.CallFailed(trial_id, f"The trial's worker could not run it: {exc}", worker_lost=False)
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
             self._briefed.discard(worker)
-            self._lost_workers = True  # it may have left checkpoint folders no report names: see tidy_after_lost_workers
+            self._lost_workers = True  # it may have left checkpoint folders no report names (tidy_after_lost_workers)
             # A worker on this node leaves its last output on disk (a segfault's traceback).
             leftover = _logs.recover(str(self._storage.trial_path(trial_id)))
             if leftover:

@@ -38,7 +38,7 @@ logger = logging.getLogger("raytuner")
 #: passing cause (:func:`transient`: a connection refused or reset, a timeout, a 5xx, a
 #: throttle) is tried again, with backoff, before the run stops with a
 #: :class:`~raytuner.errors.StorageError` (INTERRUPTED, resumable) rather than a trial failing.
-#: Within the driver's lease on the bucket (:data:`raytuner._storage.lock.LEASE_S`), so that
+#: Within the driver's lease on the bucket (:data:`raytuner._storage.bucket_lease.LEASE_S`), so that
 #: a worker's write never lands after another driver may have taken the experiment over.
 RETRY_S = 30.0
 #: The first pause between two tries of :func:`retrying`; it doubles up to :data:`RETRY_MAX_PAUSE_S`.

@@ -78,51 +78,46 @@ def test_a_damaged_lock_file_does_not_block(tmp_path):
         assert storage.live_driver().pid == os.getpid()
 
 
-def test_heartbeat_moves_on_while_held(tmp_path):
+@pytest.fixture
+def held(tmp_path):
+    """A lock on a fresh folder whose heartbeat beats every 20 ms; released at the end."""
     folder = tmp_path / "exp"
     folder.mkdir()
-    held = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
-    try:
-        first = json.loads(held.path.read_text())["heartbeat"]
-        wait_for(lambda: json.loads(held.path.read_text())["heartbeat"] != first, "a heartbeat", timeout_s=30,
-                 interval_s=0.01)
-    finally:
-        held.release()
+    lock = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
+    yield lock
+    lock.release()
+
+
+def test_heartbeat_moves_on_while_held(held):
+    first = json.loads(held.path.read_text())["heartbeat"]
+    wait_for(lambda: json.loads(held.path.read_text())["heartbeat"] != first, "a heartbeat", timeout_s=30,
+             interval_s=0.01)
+    held.release()
     assert not held.path.exists()
 
 
-def test_a_driver_taken_over_from_another_host_stops_writing(tmp_path):
+def test_a_driver_taken_over_from_another_host_stops_writing(held):
     """A shared file system: a driver on another host took this one for dead (its
     heartbeats had not reached the folder for a minute) and wrote its own record."""
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    held = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
-    try:
+    held.check_standing()
+    _write_holder(held.path.parent, pid=4242, host="other-host", token="taker")
+    wait_for(lambda: held.stood_down, "the heartbeat to see the takeover", timeout_s=30, interval_s=0.01)
+    with pytest.raises(StorageError, match=r"(?s)another driver took it over \(pid 4242 on host 'other-host'.*"
+                                           r"wrote nothing more"):
         held.check_standing()
-        _write_holder(folder, pid=4242, host="other-host", token="taker")
-        wait_for(lambda: held.stood_down, "the heartbeat to see the takeover", timeout_s=30, interval_s=0.01)
-        with pytest.raises(StorageError, match=r"(?s)another driver took it over \(pid 4242 on host 'other-host'.*"
-                                               r"wrote nothing more"):
-            held.check_standing()
-    finally:
-        held.release()
+    held.release()
     assert json.loads(held.path.read_text())["token"] == "taker"  # its record stays
 
 
-def test_a_damaged_record_under_a_live_driver_is_written_whole_again(tmp_path):
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    held = lock_module.DriverLock(folder, heartbeat_s=0.02).acquire()
-    try:
-        ours = json.loads(held.path.read_text())["token"]
-        (folder / "driver.lock.tmp").write_text('{"pid": 4')  # a broken disk's, or a hand edit's
-        os.replace(folder / "driver.lock.tmp", held.path)
-        wait_for(lambda: held.path.read_text().endswith("}\n") and json.loads(held.path.read_text())["token"] == ours,
-                 "the heartbeat to write the record again", timeout_s=30, interval_s=0.01)
-        assert held.stood_down is None
-        held.check_standing()
-    finally:
-        held.release()
+def test_a_damaged_record_under_a_live_driver_is_written_whole_again(held):
+    ours = json.loads(held.path.read_text())["token"]
+    tmp = held.path.with_name("driver.lock.tmp")
+    tmp.write_text('{"pid": 4')  # a broken disk's, or a hand edit's
+    os.replace(tmp, held.path)
+    wait_for(lambda: held.path.read_text().endswith("}\n") and json.loads(held.path.read_text())["token"] == ours,
+             "the heartbeat to write the record again", timeout_s=30, interval_s=0.01)
+    assert held.stood_down is None
+    held.check_standing()
 
 
 def _race(folder: str, barrier, holders, rounds: int, stale_pid: int) -> None:
