@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -96,6 +97,26 @@ def dumps(obj: Any) -> str:
 
 def is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def run_time(meta: Mapping[str, Any], *, live: bool = False, now: float | None = None) -> float | None:
+    """How long an experiment has run, in seconds, over all its runs: the time between its
+    runs (before a resume) does not count. experiment.json's ``run_time_s`` is the figure as
+    its driver last wrote it (every few seconds while it runs, and at its end), at
+    ``run_time_at``; ``live``: a driver runs it still, so the time since that write counts
+    too. An experiment written before raytuner kept the figure: from its first start to its
+    last end. None when neither is recorded.
+    """
+    now = time.time() if now is None else now
+    ran, at = meta.get("run_time_s"), meta.get("run_time_at")
+    if is_finite(ran):
+        return max(0.0, float(ran)) + (max(0.0, now - float(at)) if live and is_finite(at) else 0.0)
+    start, end = meta.get("start_time"), meta.get("end_time")
+    if not is_finite(start):
+        return None
+    if live:
+        return max(0.0, now - float(start))
+    return max(0.0, float(end) - float(start)) if is_finite(end) else None
 
 
 def checkpoint_name(iteration: int) -> str:

@@ -68,8 +68,10 @@ class Tuner:
             :class:`raytuner.ReportError` naming it, which ends the experiment: a typo
             stops nothing. See :class:`raytuner._driver.stop.StopCriteria` (with several
             objectives, each threshold names one metric and is read in that metric's own mode).
-        time_budget_s: Stop the experiment after this many seconds, at most 10 years (running
-            trials end as STOPPED; results are kept). It, ``num_trials`` and ``max_concurrent``
+        time_budget_s: Stop the experiment once its runs have taken this many seconds in
+            all, at most 10 years (running trials end as STOPPED; results are kept). A resume
+            goes on with what is left, as Ray Tune's does after a restore: the time between
+            runs does not count (experiment.json's ``run_time_s``). It, ``num_trials`` and ``max_concurrent``
             are held to the bounds of ``raytuner control`` (:mod:`raytuner._control_values`).
         name: The experiment's folder name under ``storage_path``; default
             ``<script>_<date-time>`` for a trainable defined in a script run as ``python
@@ -354,6 +356,8 @@ class Tuner:
                 script) recorded when the experiment started.
             num_trials, time_budget_s, max_concurrent, verbose, callbacks, address,
                 tensorboard: As for the Tuner; everything else comes from the experiment.
+                ``time_budget_s`` is the whole experiment's, its earlier runs included: one
+                they used up leaves nothing to run, and the resume says so.
                 Limits a control command set in an earlier run (``raytuner control``, the
                 dashboard) hold again; the limits given here win, and are kept the same way.
 

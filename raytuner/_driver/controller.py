@@ -32,6 +32,7 @@ from raytuner._driver.control import ControlInbox, applied_limits, describe_appl
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
+from raytuner._driver.run_clock import RunClock
 from raytuner._driver.settings import ExperimentSettings
 from raytuner._driver.tidy import tidy_after_lost_workers
 from raytuner._results import Results
@@ -96,7 +97,7 @@ class Controller:
         self._unrecorded = False  # a control command taken in whose history line the disk refused
         self._last_state_save = 0.0
         self._control = ControlInbox(storage, self._meta.get("run_id"))
-        self._t0 = time.monotonic()
+        self._clock = RunClock(self._meta)  # the time budget counts the earlier runs' time too
         self._deadline = math.inf
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
@@ -134,8 +135,8 @@ class Controller:
         self._storage.write_experiment(self._meta)
         self._storage.sync()  # in a bucket too before any worker looks for this run there
         self._emit("on_experiment_start", self._storage.path, self._meta)
-        self._t0 = time.monotonic()
-        self._deadline = math.inf if self.settings.time_budget_s is None else self._t0 + self.settings.time_budget_s
+        self._clock.start()
+        self._deadline = self._clock.deadline(self.settings.time_budget_s)
         self._progress.start()
         status = "COMPLETED"
         refused: StorageError | SystemExit | None = None  # a write refused (the run stops, interrupted), or an exit
@@ -156,6 +157,9 @@ class Controller:
                 self._flush()
                 self._storage.flush_to_disk()
                 self._save_state(throttle=True)
+                if self._clock.due():  # for a resume after a crash, and for the views meanwhile
+                    self._meta.update(self._clock.record())
+                    self._later(self._storage.write_experiment, dict(self._meta))
                 starting = self._pool.starting()
                 # Workers still starting matter only while there is work for them: an actor
                 # the cluster has no room for may stay pending for good.
@@ -245,7 +249,7 @@ class Controller:
             self._save_state(throttle=False)
         if status == "COMPLETED" and self._lost_workers:  # every trial has ended: none of its workers stores now
             tidy_after_lost_workers(self._storage, self.trials)
-        self._meta.update(status=status, end_time=time.time())
+        self._meta.update(status=status, end_time=time.time(), **self._clock.record())
         self._storage.write_experiment(self._meta)
         self._storage.close()  # cloud storage: the last changes are uploaded before fit() returns
 
@@ -447,7 +451,7 @@ class Controller:
         limits = applied_limits(command)
         if limits:
             if "time_budget_s" in limits:
-                self._deadline = self._t0 + limits["time_budget_s"]
+                self._deadline = self._clock.deadline(limits["time_budget_s"])
             record_limits(self._meta, limits)  # the views show them; resume restores them
             self._later(self._storage.write_experiment, dict(self._meta))
             self._progress.total = self.life.num_trials

@@ -75,7 +75,8 @@ class StopTrial:
 @dataclass(frozen=True)
 class SetLimits:
     """A control command: change how many trials run at once, or in all, or the time
-    budget (seconds from the start of this run; the driver owns the deadline)."""
+    budget (seconds of the experiment's run time, over all its runs: :mod:`raytuner._driver.run_clock`;
+    the driver owns the deadline)."""
 
     max_concurrent: int | None = None
     num_trials: int | None = None

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
+from raytuner._control_values import number_text
 from raytuner._driver import autoscale
 from raytuner._driver.ray_init import ensure_ray
 from raytuner._driver.resume import ResumePlan, import_trainable, restore
-from raytuner._driver.tidy import tidy
 from raytuner._driver.run import run_experiment
+from raytuner._driver.tidy import tidy
+from raytuner._formats import is_finite, run_time
 from raytuner._results import Results, read
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialStatus
@@ -44,6 +46,12 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
                 print(f"[raytuner] {', '.join(unused)} changed nothing: no trial is left to run (a trial a time "
                       "budget stopped is finished, STOPPED, and is not continued).", flush=True)
         tidy(storage, restored.trials, restored.exploits)  # its driver wound up: none of its workers is left to store
+        return read(storage)
+    spent = _budget_spent(meta, settings.time_budget_s)
+    if spent is not None:
+        # Answered from the folder too: a run would end at its first turn, having run nothing.
+        if speak:
+            print(f"[raytuner] {storage.name}: {spent} Left to run: {plan.describe()}", flush=True)
         return read(storage)
     with storage.acquire_driver_lock():  # before Ray starts: a live driver is named at once
         if trainable is None:  # before anything is written: a resume that cannot run changes nothing
@@ -75,10 +83,21 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
                               address=address, max_concurrent=max_concurrent, restored=restored)
 
 
+def _budget_spent(meta: dict[str, Any], budget: float | None) -> str | None:
+    """Why a time budget the experiment's runs have used up leaves this resume nothing to
+    run (the budget counts their time: :mod:`raytuner._driver.run_clock`), with what to
+    pass; None if time is left."""
+    ran = run_time(meta) if is_finite(meta.get("run_time_s")) else None
+    if budget is None or ran is None or ran < budget:
+        return None
+    return (f"its time budget is used up, so nothing was run: its runs have taken {ran:.1f} s of "
+            f"time_budget_s={number_text(budget)} (the budget counts the time of every run, not the time between "
+            f"them). Pass time_budget_s= (or --time-budget) above {ran:.1f} to run on.")
+
+
 def _held_limits(meta: dict[str, Any], **given: Any) -> str:
     """The limits a control command or an earlier resume set that this resume keeps (none
     of them given again), with the argument that changes each; empty if none."""
-    from raytuner._control_values import number_text
     from raytuner._driver.control import stored_limits
     from raytuner._storage.control import LIMIT_OPTIONS
 

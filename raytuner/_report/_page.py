@@ -15,7 +15,7 @@ from typing import Any
 from raytuner._best import ranked
 from raytuner._display import time_text, value_text
 from raytuner._report import _pareto_figures
-from raytuner._formats import flatten
+from raytuner._formats import flatten, run_time
 from raytuner._report._common import Figure
 from raytuner._report._data import ReportData
 from raytuner._trial import TrialStatus
@@ -61,8 +61,9 @@ def _header(data: ReportData) -> str:
     counts: dict[str, int] = {}
     for trial in results.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
-    start, end = meta.get("start_time"), meta.get("end_time")
-    duration = f"{end - start:.1f} s" if isinstance(start, (int, float)) and isinstance(end, (int, float)) else "-"
+    start = meta.get("start_time")
+    ran = run_time(meta)  # as its driver last wrote it; the time between runs does not count
+    duration = f"{ran:.1f} s" if ran is not None else "-"
     rows = [
         ("status", getattr(results, "status", None) or meta.get("status", "?")),
         ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f" ({len(results.trials)} in all)"),
@@ -70,7 +71,7 @@ def _header(data: ReportData) -> str:
         ("searcher", meta.get("searcher", "")),
         ("scheduler", meta.get("scheduler", "")),
         ("started", time_text(start if start is not None else meta.get("created"))),
-        ("duration", duration),
+        ("run time", duration),
     ]
     if results.objectives.multi:  # no one best trial: the front
         front_rows, best_section = _pareto_figures.front_rows(data)

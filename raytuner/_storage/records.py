@@ -43,6 +43,7 @@ _EXPERIMENT_FIELDS: dict[str, tuple[type, ...]] = {
     "max_concurrent": _NUMBER + (_NONE,), "num_trials": _NUMBER + (_NONE,),
     "time_budget_s": _NUMBER + (_NONE,), "max_resource": _NUMBER + (_NONE,), "best_scope": (str,),
     "resources": (dict, _NONE), "space": (dict, _NONE), "max_failures": (int, _NONE),
+    "run_time_s": _NUMBER + (_NONE,), "run_time_at": _NUMBER + (_NONE,),
 }
 
 

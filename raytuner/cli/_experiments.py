@@ -219,6 +219,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from raytuner._driver import failures
 
     from raytuner._best import ranked, shown_value
+    from raytuner._formats import run_time
 
     results = load(args.exp, args.root)
     _require_trials(results)
@@ -253,8 +254,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if isinstance(error, str) and error.strip():
         console.print(f"the run failed: {escape(error.strip().splitlines()[-1])}  (its traceback: experiment.json's "
                       "\"error\")", soft_wrap=True)
+    ran = run_time(meta, live=results.status == "RUNNING")  # the time between its runs does not count
     console.print(f"{len(results.trials)} trials: {', '.join(f'{n} {s.lower()}' for s, n in _by_status(counts))}; "
-                  f"started {time_text(meta.get('start_time') or meta.get('created'))}")
+                  f"started {time_text(meta.get('start_time') or meta.get('created'))}"
+                  + (f"; ran {ran:.1f} s" if ran is not None else ""))
     # The scheduler's arguments break between arguments, never inside one.
     for line in _tables.call_lines(f"searcher {meta.get('searcher', '-')}; scheduler ", str(meta.get("scheduler", "-")),
                                    console.width):
@@ -467,5 +470,5 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
     exp_args(p)
     p.add_argument("--num-trials", type=int, metavar="N", help="extend the experiment to this many trials")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="the experiment's time budget: its runs, this one included, take this long in all")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")

@@ -175,7 +175,7 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--root", default=DEFAULT_ROOT, help=f"storage root for names (default {DEFAULT_ROOT})")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")
     p.add_argument("--num-trials", type=int, metavar="N", help="run N trials in all")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="end the run this long after it started")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="end the experiment once its runs have taken this long in all")
     p.add_argument("--stop-trial", action="append", metavar="ID", help="stop this trial (repeatable)")
     p.add_argument("--retry-trial", action="append", metavar="ID",
                    help="run this FAILED trial again from its latest checkpoint (repeatable)")

@@ -35,7 +35,7 @@ from typing import Any
 
 from raytuner._best import best_trial, listed_report, scope_of, shown_value
 from raytuner._control_values import TRIAL_ID_RE
-from raytuner._formats import flatten, is_finite
+from raytuner._formats import flatten, is_finite, run_time
 from raytuner._objectives import Objectives
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
@@ -309,9 +309,7 @@ class ExperimentView:
         best = self._best(cache, metric, mode)
         start, end = meta.get("start_time"), meta.get("end_time")
         status = self.status(cache)
-        elapsed = None
-        if isinstance(start, (int, float)):
-            elapsed = (end if status != "RUNNING" and isinstance(end, (int, float)) else time.time()) - start
+        elapsed = run_time(meta, live=status == "RUNNING")  # the time between runs does not count
         schedule = schedule_from_meta(meta)
         front = self.front(cache)
         return {

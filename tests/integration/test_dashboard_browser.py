@@ -243,6 +243,10 @@ def test_end_experiment_and_stop_ask_first(site, page):
     answer = ["dismiss"]
     page.goto(f"{base}/e/live")
     page.wait_for_selector("#controls:not([hidden])", timeout=15_000)
+    # A live driver's run time counts on, a second at a time, from over the minute it started.
+    first = page.wait_for_function("() => /^1m \\d+s$/.test(document.getElementById('s-elapsed').textContent) && "
+                                   "document.getElementById('s-elapsed').textContent", timeout=15_000).json_value()
+    page.wait_for_function(f"() => document.getElementById('s-elapsed').textContent !== {first!r}", timeout=15_000)
     page.click("#end-experiment")
     page.wait_for_function("() => document.getElementById('control-status').textContent === 'Not ended.'")
     page.click('tr[data-trial="00001"] button.stop')
@@ -268,6 +272,8 @@ def test_a_finished_experiment_shows_no_controls(site, page):
     assert not page.is_visible("#controls") and not page.is_visible("#end-experiment")
     assert page.text_content("#no-controls").startswith("No controls: It is completed: no driver runs it")
     assert page.query_selector_all("#trials button") == []
+    # Its run time (the summary's elapsed_s: 60 s from its start to its end), not counting on.
+    page.wait_for_function("() => document.getElementById('s-elapsed').textContent === '1m 0s'", timeout=15_000)
     page.goto(f"{base}/e/done/t/00000")
     page.wait_for_function("() => document.getElementById('t-status').textContent === 'COMPLETED'", timeout=15_000)
     assert not page.is_visible("#stop-trial") and not page.is_visible("#retry-trial")

@@ -255,6 +255,30 @@ def test_resuming_a_timed_out_experiment_with_nothing_left_keeps_it_timed_out(st
         rt.Tuner.resume(first.path, until_stopped, callbacks=[1])
 
 
+def test_the_time_budget_counts_every_run_and_a_resume_gets_what_is_left(storage, capsys):
+    # One trial at a time: the budget stops the first, and two are never started.
+    first = rt.Tuner(until_stopped, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=3, max_concurrent=1,
+                     storage_path=storage, time_budget_s=2.0, verbose=0, tensorboard=False).fit()
+    ran = first.meta["run_time_s"]
+    assert first.meta["status"] == "TIMED_OUT" and 2.0 <= ran < first.meta["end_time"] - first.meta["start_time"] + 1
+    record = (first.path / "experiment.json").read_text()
+    # Its budget is used up: a resume runs nothing, writes nothing, and says what to pass.
+    capsys.readouterr()
+    again = rt.Tuner.resume(first.path, until_stopped)
+    said = capsys.readouterr().out
+    assert again.meta["status"] == "TIMED_OUT" and len(again.trials) == 1
+    assert (first.path / "experiment.json").read_text() == record
+    assert f"its runs have taken {ran:.1f} s of time_budget_s=2" in said
+    assert f"Pass time_budget_s= (or --time-budget) above {ran:.1f} to run on." in said and "up to 2 new trials" in said
+    # A second of budget more: the resume runs about a second, not the whole budget again
+    # (that would be ran + 1 s at least: the budget counted from this run's start).
+    last = rt.Tuner.resume(first.path, until_stopped, time_budget_s=ran + 1, verbose=0)
+    second = last.meta["run_time_s"] - ran
+    assert last.meta["status"] == "TIMED_OUT" and 1.0 <= second < ran + 0.8
+    assert last.trials[0].status == TrialStatus.STOPPED and len(last.trials) <= 2  # one at a time, as before
+    assert last.meta["time_budget_s"] == ran + 1 and rt.load(first.path).meta["run_time_s"] == last.meta["run_time_s"]
+
+
 # -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
 class Watch(rt.Callback):
     """The most trials running at once (from the driver's start and end notices); sends a

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +180,23 @@ def test_time_budget_stops_running_trials_and_keeps_results(storage):
     assert sum(t.iteration for t in results.trials) > 0
     for trial in results.trials:  # every report that arrived before the budget ran out is kept
         assert len(results.history(trial.trial_id)) == trial.iteration
+
+
+def test_a_running_driver_records_its_run_time_as_it_goes(storage, monkeypatch):
+    # What a resume after a crash goes on from (its time budget), and what the views show.
+    from raytuner._driver import run_clock
+
+    monkeypatch.setattr(run_clock, "RUN_TIME_EVERY_S", 0.2)
+
+    def waits_for_the_run_time(config):
+        record = Path(rt.get_context().trial_dir).parent.parent / "experiment.json"
+        seen = wait_for(lambda: json.loads(record.read_text()).get("run_time_s"), "the driver's run time")
+        rt.report({"loss": 1.0, "seen": seen})
+
+    results = rt.Tuner(waits_for_the_run_time, space={"x": 0}, metric="loss", storage_path=storage, verbose=0,
+                       tensorboard=False).fit()
+    seen = results.trials[0].metrics["seen"]
+    assert 0 < seen <= results.meta["run_time_s"] <= results.meta["end_time"] - results.meta["start_time"]
 
 
 def test_nan_is_recorded_but_never_best(storage):

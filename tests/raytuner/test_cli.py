@@ -63,6 +63,12 @@ def test_show_sorts_by_metric_and_escapes_markup(root, capsys):
     assert "<script>" in out  # rich markup in user data is shown, not interpreted
 
 
+def test_show_gives_the_run_time_without_the_time_between_runs(root, capsys):
+    _report_tests.resumed_a_day_later(root / "exp")
+    code, out, err = run(capsys, "show", "exp", "--root", str(root), "--limit", "0")
+    assert code == 0 and "; ran 42.5 s" in out, err
+
+
 def test_best_prints_json_for_scripts(root, capsys):
     code, out, _ = run(capsys, "best", str(root / "exp"))
     assert code == 0

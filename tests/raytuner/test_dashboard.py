@@ -45,6 +45,17 @@ def test_the_list_shows_what_raytuner_ls_shows(root):
     assert done["elapsed_s"] == pytest.approx(100, abs=1)
 
 
+def test_the_elapsed_time_is_the_run_time_and_counts_on_while_a_driver_runs(root):
+    c = client(root)
+    done = ExperimentStorage(root / "done")
+    done.write_experiment({**done.read_experiment(), "start_time": time.time() - 86_400, "run_time_s": 42.5,
+                           "run_time_at": time.time() - 3_600})
+    assert c.get("/api/e/done").json()["elapsed_s"] == 42.5  # not the day between its runs, nor the hour since
+    live = ExperimentStorage(root / "live")  # its driver (the fixture) wrote 10 s of run time 5 s ago
+    live.write_experiment({**live.read_experiment(), "run_time_s": 10.0, "run_time_at": time.time() - 5})
+    assert 15 <= c.get("/api/e/live").json()["elapsed_s"] < 75
+
+
 @pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: None])
 def test_a_root_with_no_experiments_says_so(tmp_path, make):
     empty = tmp_path / "empty"

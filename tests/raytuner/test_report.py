@@ -94,6 +94,21 @@ def evil_report(tmp_path):
     return rt.load(path).report(), path
 
 
+def resumed_a_day_later(path: Path, run_time_s: float = 42.5) -> None:
+    """``path``'s experiment.json as after two runs a day apart that took ``run_time_s`` together."""
+    storage = ExperimentStorage(path)
+    meta = storage.read_experiment()
+    storage.write_experiment({**meta, "start_time": meta["end_time"] - 86_400, "run_time_s": run_time_s,
+                              "run_time_at": meta["end_time"]})
+
+
+def test_the_header_gives_the_run_time_without_the_time_between_runs(tmp_path):
+    older = write_experiment(tmp_path, "older")  # written before the run time was kept: its span
+    assert "<tr><th>run time</th><td>100.0 s</td></tr>" in rt.load(older).report().read_text()
+    resumed_a_day_later(older)
+    assert "<tr><th>run time</th><td>42.5 s</td></tr>" in rt.load(older).report().read_text()
+
+
 def test_report_is_self_contained_and_escapes_user_data(evil_report):
     out, path = evil_report
     assert out == path / "report.html"

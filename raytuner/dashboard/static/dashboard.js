@@ -141,6 +141,7 @@
 
     function renderSummary(s) {
       state.summary = s;
+      state.summaryAt = Date.now() / 1000;
       setText("s-status", s.status);
       setText("s-counts", s.trials + ": " + counts(s.counts));
       setText("s-best", s.front ? frontText(s.front) + " by " + s.metric.join(", ") :
@@ -176,10 +177,11 @@
       settle(history);
     }
     function tick() {
+      // The experiment's run time (the time between its runs left out), counting on while it runs.
       const s = state.summary;
-      if (!s || !s.start_time) return;
-      const end = s.status === "RUNNING" || !s.end_time ? Date.now() / 1000 : s.end_time;
-      setText("s-elapsed", duration(end - s.start_time));
+      if (!s || s.elapsed_s === null || s.elapsed_s === undefined) return;
+      const since = s.status === "RUNNING" ? Date.now() / 1000 - state.summaryAt : 0;
+      setText("s-elapsed", duration(s.elapsed_s + since));
     }
 
     async function loadSummary() { renderSummary(await getJSON(api)); }
