@@ -313,11 +313,13 @@ def kill_and_resume(env: dict[str, str], folder: Path, every: int | str, point: 
     first = drive(env, folder, every, point if isinstance(point, str) else f"{point}:kill")
     killed = first.returncode == -signal.SIGKILL
     assert killed or first.returncode == 0, first.stderr[-3000:]
+    ran = 0.0
     if killed and (folder / "experiment.json").is_file():
-        check(folder, every, finished=False)
+        ran = check(folder, every, finished=False).meta.get("run_time_s") or 0.0
     resumed = drive(env, folder, every)
     assert resumed.returncode == 0, f"resume after a kill at write {point}:\n{resumed.stderr[-3000:]}"
-    check(folder, every, finished=True)
+    # The run time the killed run recorded goes on in the resume (the time budget counts it).
+    assert check(folder, every, finished=True).meta["run_time_s"] > ran
     return killed
 
 
