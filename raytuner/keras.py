@@ -28,6 +28,7 @@ Works with every Keras 3 backend; nothing here touches TensorFlow directly.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -94,6 +95,30 @@ def _check_log_names(logs: Mapping[str, Any], metric: Any) -> None:
                 f"report it under that name. Rename it with ReportCallback(metrics={{{other_name(name)!r}: "
                 f"{name!r}, ...}}) (a dict of reported name to Keras log name, listing every log to report)."
             )
+
+
+#: Why a 'val_*' log is missing from an epoch that logged no validation at all.
+_VALIDATION = ("Keras logs 'val_*' metrics only in epochs that validate: with validation_data= (or "
+               "validation_split=) in fit(), and in every epoch only with validation_freq=1, its default. Each report "
+               "must hold the metric: validate every epoch, or tune on a metric that every epoch logs.")
+
+
+def _unvalidated(name: str, logs: Mapping[str, Any] | Sequence[str]) -> bool:
+    """Whether ``name`` is a validation log and the epoch logged no validation at all."""
+    return name.startswith("val_") and not any(str(log).startswith("val_") for log in logs)
+
+
+def _missing_metric_advice(missing: str, logged: Sequence[str]) -> str:
+    """What to do about the Tuner's metric ``missing`` from an epoch's report of ``logged``:
+    validate in every epoch, a near name (a typo in ``metric=``), or where Keras' logs come from."""
+    if _unvalidated(missing, logged):
+        return _VALIDATION
+    close = difflib.get_close_matches(missing, [name for name in logged if name != "epoch"], 1)
+    near = f"Did you mean metric={close[0]!r}? The epoch logged it. " if close else ""
+    return (f"{near}ReportCallback reports Keras' logs, named by compile(loss=..., metrics=...) ('val_*' too where "
+            f"fit() validates): pass one of them as the Tuner's `metric=`, rename one with "
+            f"ReportCallback(metrics={{{missing!r}: '<log name>'}}), or add what Keras does not log with "
+            f"ReportCallback(extra_metrics=lambda model: {{{missing!r}: ...}}).")
 
 
 class ReportCallback(keras.callbacks.Callback):
@@ -204,12 +229,9 @@ class ReportCallback(keras.callbacks.Callback):
         if self._extra is not None:
             metrics.update(self._extra_metrics(metrics))
         # Checked before the checkpoint is saved, with where Keras' metrics come from.
-        missing = next((m for m in session.objectives if m not in metrics), session.metric)
-        session.check_metric(metrics, advice=(
-            "ReportCallback reports Keras' logs: metrics named 'val_*' exist only with `validation_data=` in "
-            "fit() (and only in epochs that validate, see `validation_freq`); others come from "
-            f"compile(metrics=...). Rename with ReportCallback(metrics={{{missing!r}: '<log name>'}}), or add what "
-            f"Keras does not log with ReportCallback(extra_metrics=lambda model: {{{missing!r}: ...}})."))
+        missing = next((m for m in session.objectives if m not in metrics), None)
+        if missing is not None:
+            session.check_metric(metrics, advice=_missing_metric_advice(missing, list(metrics)))
         if session.iteration != epoch and not self._warned_epoch:
             self._warned_epoch = True
             # With resource_attr="epoch" the epochs a restarted trial reports again are not
@@ -274,12 +296,14 @@ class ReportCallback(keras.callbacks.Callback):
         else:
             missing = sorted(v for v in self._metrics.values() if v not in logs)
             if missing:
-                msg = (
-                    f"ReportCallback: {missing} not in the epoch's Keras logs {sorted(logs)}. "
-                    "Metrics named 'val_*' need `validation_data=` in fit(); others come from "
-                    "compile(metrics=...)."
-                )
-                raise ReportError(msg)
+                if any(_unvalidated(name, logs) for name in missing):
+                    why = _VALIDATION
+                else:
+                    close = {name: match[0] for name in missing if (match := difflib.get_close_matches(name, logs, 1))}
+                    near = ", ".join(f"{v!r} for {k!r}" for k, v in close.items())
+                    why = (f"Did you mean {near}? " if close else "") + (
+                        "Keras logs what compile(loss=..., metrics=...) names, 'val_*' too where fit() validates.")
+                raise ReportError(f"ReportCallback: {missing} not in the epoch's Keras logs {sorted(logs)}. {why}")
             selected = {name: logs[key] for name, key in self._metrics.items()}
         selected.setdefault("epoch", epoch)
         return selected
@@ -291,8 +315,9 @@ class ReportCallback(keras.callbacks.Callback):
                               "dict of metric names to numbers, e.g. {'params': model.count_params()}.")
         clash = sorted(set(extra) & set(logged))
         if clash:
-            raise ReportError(f"ReportCallback: extra_metrics returned {clash}, which the epoch's logs already hold. "
-                              "Give them other names.")
+            held = "the epoch's logs already hold" if set(clash) - {"epoch"} else \
+                "the report already holds (ReportCallback adds 'epoch' itself: the epoch's number, from 1)"
+            raise ReportError(f"ReportCallback: extra_metrics returned {clash}, which {held}. Give them other names.")
         return dict(extra)
 
     def _checkpoint_due(self, session: _session.Session, metrics: Mapping[str, Any], epoch: int) -> bool:

@@ -334,9 +334,12 @@ class Lifecycle(ReportHandlers, ControlHandlers):
                     "chooses its epochs): pass checkpoints_to_keep=None to store every one, at a cost in time.")
             elif start_iteration:  # it checkpoints: the newest one stored is behind its last report
                 where, advice = f"its checkpoint at report {start_iteration}", (
-                    "A worker stores at most one checkpoint per interval (the Tuner's `checkpoint_interval_s`, "
-                    "adapted to the stores' cost by default; the Keras callback's `checkpoint=` also chooses its "
-                    "epochs): pass checkpoint_interval_s=0 to store every one, at a cost in time.")
+                    "Its later reports had no stored checkpoint: either its trainable made none there (the Keras "
+                    "callback's default saves only where the scheduler may pause, at the end and every "
+                    "`checkpoint_period_s`; ReportCallback(checkpoint=True) saves every epoch), or a worker stored "
+                    "none of them: it stores at most one checkpoint per interval (the Tuner's "
+                    "`checkpoint_interval_s`, adapted to the stores' cost by default; pass checkpoint_interval_s=0 to "
+                    "store every one, at a cost in time).")
             else:
                 where, advice = "scratch (it has no checkpoint)", (
                     "Pass `checkpoint=` to raytuner.report so paused and retried trials continue where they "

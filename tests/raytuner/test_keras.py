@@ -162,6 +162,28 @@ def test_a_missing_log_or_tuner_metric_is_a_report_error_that_says_why(trial):
         drive(rtk.ReportCallback(), make_model(), logs={"loss": 0.5})
 
 
+@pytest.mark.parametrize("selected", [None, ["val_loss"]])
+def test_an_epoch_that_did_not_validate_is_named_as_the_cause(trial, selected):
+    # fit(validation_data=..., validation_freq=2): the first epoch logs no 'val_*' at all.
+    trial()
+    with pytest.raises(ReportError, match=r"Keras logs 'val_\*' metrics only in epochs that validate: with "
+                                          r"validation_data= \(or validation_split=\) in fit\(\), and in every epoch "
+                                          r"only with validation_freq=1, its default\. Each report must hold the metric"):
+        drive(rtk.ReportCallback(metrics=selected), make_model(), logs={"loss": 0.5})
+
+
+def test_a_tuner_metric_close_to_a_logged_name_is_named_as_a_likely_typo(trial):
+    trial(spec=Spec(metric="val_los"))
+    with pytest.raises(ReportError, match=r"The Tuner expects metric 'val_los' in each report; trial 00000 reported "
+                                          r"\['epoch', 'loss', 'val_loss'\]\. Did you mean metric='val_loss'\? The "
+                                          r"epoch logged it\. .*pass one of them as the Tuner's `metric=`"):
+        drive(rtk.ReportCallback(), make_model())
+    trial()
+    with pytest.raises(ReportError, match=r"\['val_los'\] not in the epoch's Keras logs \['loss', 'val_loss'\]\. Did "
+                                          r"you mean 'val_loss' for 'val_los'\?"):
+        drive(rtk.ReportCallback(metrics={"val_loss": "val_los"}), make_model())
+
+
 def test_a_keras_log_named_like_a_column_of_raytuners_is_refused_with_the_rename(trial):
     trial()
     with pytest.raises(ReportError, match=r"the epoch's Keras logs hold 'timestamp', which is a column raytuner writes "

@@ -39,5 +39,8 @@ def test_extra_metrics_must_be_a_function_returning_new_names(trial):
     trial()
     with pytest.raises(ReportError, match=r"extra_metrics returned \['loss'\], which the epoch's logs already hold"):
         drive(rtk.ReportCallback(extra_metrics=lambda m: {"loss": 1.0}), make_model(), epochs=1)
+    with pytest.raises(ReportError, match=r"extra_metrics returned \['epoch'\], which the report already holds "
+                                          r"\(ReportCallback adds 'epoch' itself: the epoch's number, from 1\)"):
+        drive(rtk.ReportCallback(extra_metrics=lambda m: {"epoch": 7}), make_model(), epochs=1)
     with pytest.raises(ReportError, match=r"extra_metrics returned int 65, not a dict"):
         drive(rtk.ReportCallback(extra_metrics=lambda m: m.count_params()), make_model(), epochs=1)
