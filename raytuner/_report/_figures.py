@@ -265,9 +265,12 @@ def contour(data: ReportData) -> Figure | str:
 def importances(data: ReportData) -> Figure | str:
     import plotly.graph_objects as go
 
+    if len(data.scored) < 3:
+        return (f"Parameter importance needs at least 3 trials with a finite {data.metric}; "
+                f"{len(data.scored)} of the {len(data.results.trials)} have one.")
     scores = importance(data)
-    if not scores or len(data.scored) < 3:
-        return "Parameter importance needs at least 3 trials and one parameter that varies."
+    if not scores:
+        return f"Parameter importance needs a parameter that varies among the trials with a finite {data.metric}."
     names = list(scores)[::-1]
     fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=[esc(n) for n in names], orientation="h",
                            marker_color="#1f77b4", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))

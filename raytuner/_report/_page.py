@@ -103,12 +103,16 @@ def _table(data: ReportData) -> str:
     params = list(dict.fromkeys(k for c in configs.values() for k in c))
     first = list(data.results.objectives.metrics) if front else [data.metric]
     metrics = first + sorted({k for t in trials for k in t.metrics} - set(first))
-    head = ["trial", "status", "reports", "time (s)"] + metrics + params
+    # Ranked by each trial's best report ("all"): that value leads, as `raytuner show` has it;
+    # the metric columns hold every trial's last report.
+    by_best = not front and data.scope == "all"
+    head = ["trial", "status", "reports", "time (s)"] + [f"best {data.metric}"] * by_best + metrics + params
     lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for trial in trials:
         on_front = " (front)" if trial.trial_id in front else ""
         cells = [html.escape(trial.trial_id + on_front), html.escape(trial.status.value.lower()), str(trial.iteration),
                  f"{trial.time_total_s:.1f}"]
+        cells += [html.escape(value_text(data.shown(trial)))] * by_best
         cells += [html.escape(value_text(trial.metrics.get(m))) for m in metrics]
         cells += [html.escape(value_text(configs[trial.trial_id].get(p))) for p in params]
         lines.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i in (2, 3) else f"<td>{c}</td>"

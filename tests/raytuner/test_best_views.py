@@ -163,3 +163,20 @@ def test_the_history_figures_dots_are_the_values_the_scope_ranks_by(tmp_path, sc
     drawn = {x: y for trace in figure.figure.data if trace.mode == "markers" for x, y in zip(trace.x, trace.y)}
     assert drawn == dots  # under "all", 00000 at its best 0.1: the best so far (0.1) is on a dot, not below them
     assert figure.caption.startswith(words)
+
+
+@pytest.mark.parametrize("scope", ["last", "all"])
+def test_the_reports_trial_table_shows_the_value_it_ranks_by(tmp_path, scope):
+    import re
+
+    html = _page._table(_data.collect(rt.load(write(tmp_path, "exp", CURVES, scope))))
+    head = re.findall(r"<th>(.*?)</th>", html)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(<td.*?)</tr>", html)]
+    order = [row[0] for row in rows]
+    if scope == "last":  # ranked by each trial's last loss, which the loss column holds
+        assert head[4] == "loss" and order == ["00001", "00000", "00003", "00002"]
+        assert [row[4] for row in rows] == ["0.3", "0.5", "0.55", "0.01"]
+    else:  # ranked by each trial's best loss, shown ahead of the last one (00000: best 0.1, ended at 0.5)
+        assert head[4:6] == ["best loss", "loss"] and order == ["00000", "00001", "00003", "00002"]
+        assert [row[4] for row in rows] == ["0.1", "0.3", "0.55", "0.01"]
+        assert [row[5] for row in rows] == ["0.5", "0.3", "0.55", "0.01"]

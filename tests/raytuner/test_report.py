@@ -298,3 +298,9 @@ def test_report_history_clips_outliers_and_offers_log_and_a_legend_of_colours(tm
     legend = [t["name"] for t in curves["data"] if t.get("showlegend") is not False and t["mode"] == "lines"]
     assert legend == ["stopped trial", "completed trial"]
     assert "how the trial ended" in curves["layout"]["legend"]["title"]["text"]
+
+
+def test_importance_not_drawn_says_how_many_trials_have_a_value(tmp_path):
+    html = rt.load(write_experiment(tmp_path, n=2)).report().read_text()
+    assert "Not drawn: Parameter importance needs at least 3 trials with a finite loss; 2 of the 2 have one." in html
+
