@@ -42,7 +42,9 @@ class Tuner:
         trainable: ``fn(config)`` that trains and calls :func:`raytuner.report` (or uses
             :class:`raytuner.keras.ReportCallback`). Sent to workers with cloudpickle.
         space: The search space: a dict of domains (:func:`raytuner.loguniform`, ...),
-            constants and nested dicts. Omit it if the searcher has its own.
+            constants and nested dicts. Omit it if the searcher has its own. A trial gets
+            its config as its config.json records it, in every run: tuples as lists, numpy
+            scalars as numbers, paths as strings.
         metric: The reported metric to optimise; required by every scheduler but FIFO and
             by every searcher that learns (TPE). A list of metrics
             (``["val_loss", "params"]``) makes a multi-objective experiment: its result is

@@ -91,7 +91,7 @@ class Progress:
                 lines = [f"trial {trial.trial_id} failed: {failure.headline}"]
         elif self._verbose >= 2:
             value = "".join(f" {m}={_short(trial.metrics.get(m))}" for m in self._metrics)
-            lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} reports{value}"]
+            lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} report{'s' * (trial.iteration != 1)}{value}"]
         self._say(lines)
 
     def trial_warned(self, trial_id: str, notes: Iterable[tuple[str, str]]) -> None:

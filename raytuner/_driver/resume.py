@@ -454,7 +454,7 @@ class ResumePlan:
             for trial_id, reports, at in self.restart[:6]:
                 shown.append(f"{trial_id} from report {at}" if at else
                              (f"{trial_id} from scratch (no checkpoint; its {reports} report"
-                              f"{'s' if reports != 1 else ''} are superseded)" if reports
+                              f"{'s are' if reports != 1 else ' is'} superseded)" if reports
                               else f"{trial_id} from scratch"))
             more = f" and {len(self.restart) - 6} more" if len(self.restart) > 6 else ""
             parts.append(f"restarting {len(self.restart)} that did not finish: {', '.join(shown)}{more}")

@@ -92,7 +92,8 @@ def storage_error(exc: OSError, path: str | os.PathLike[str], location: str, *, 
         then = (f"The run stopped; what was written before is kept and the experiment shows as INTERRUPTED. "
                 f"To go on, {fix}, then continue it with: {cli_command('resume', location)}")
     else:
-        then = f"The experiment could not start. To go on, {fix}, then run it again."
+        then = (f"The experiment could not start in {location} (the Tuner's storage_path, and its name). To go on, "
+                f"{fix}, or pass storage_path= a folder this process can write in, then run it again.")
     return StorageError(f"Cannot write {where}: {exc.strerror or exc} ({code}). {then}", str(where), exc.errno)
 
 

@@ -327,3 +327,10 @@ def test_a_restored_tpe_told_what_happened_in_order_proposes_the_same_configs_ag
             corrected += len(searcher.corrected)
             resumes += 1
     assert resumes > 500 and corrected == 0, (resumes, corrected)
+
+
+@pytest.mark.parametrize("reports, said", [(1, "its 1 report is superseded"), (3, "its 3 reports are superseded")])
+def test_the_resume_plan_counts_superseded_reports_in_good_english(reports, said):
+    from raytuner._driver.resume import ResumePlan
+
+    assert said in ResumePlan({}, [("00000", reports, 0)], [], 0).describe()

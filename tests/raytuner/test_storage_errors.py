@@ -73,11 +73,22 @@ def test_a_disk_full_before_the_experiment_started_says_to_run_it_again(tmp_path
     storage = ExperimentStorage(tmp_path / "exp")
     storage.create()
     fault("1:enospc")
-    with pytest.raises(StorageError, match=r"The experiment could not start. To go on, free space on that disk, "
-                                           r"then run it again."):
+    with pytest.raises(StorageError, match=r"The experiment could not start in .*/exp \(the Tuner's storage_path, and "
+                                           r"its name\)\. To go on, free space on that disk, or pass storage_path= a "
+                                           r"folder this process can write in, then run it again\."):
         storage.save_state("tuner", {"settings": None})
     fault(None)
     assert not storage.holds_files()  # running the script again takes the folder over
+
+
+def test_a_storage_path_where_no_folder_can_be_made_is_named_when_fit_starts(tmp_path):
+    import raytuner as rt
+
+    # /proc takes no folder, whoever asks (the Tuner's checks find a folder there, as root may write in any).
+    tuner = rt.Tuner(lambda config: None, space={"x": 1}, storage_path="/proc/raytuner_results", name="e1", verbose=0)
+    with pytest.raises(StorageError, match=r"Cannot write /proc/raytuner_results.*could not start in "
+                                           r"/proc/raytuner_results/e1 \(the Tuner's storage_path, and its name\)"):
+        tuner.fit()
 
 
 def test_other_causes_say_their_own_fix(tmp_path):
