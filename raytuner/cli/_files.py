@@ -37,9 +37,8 @@ def cmd_rename(args: argparse.Namespace) -> int:
     if live is not None:  # even with --force: the driver would go on writing to the old path
         raise CLIError(f"{storage.name!r} is being run by a live driver ({live.describe()}); rename it once "
                        "that driver has stopped.")
-    if meta.get("status") == "RUNNING" and not args.force:
-        raise CLIError(f"{storage.name!r} is marked RUNNING: renaming it under a live run would split its files. "
-                       "If it is not running (it crashed), pass --force.")
+    # Marked RUNNING with no live driver: its driver died (`raytuner ls` shows it INTERRUPTED),
+    # and nothing writes to it any more.
     target = storage.path.parent / args.new
     if target.exists():
         raise CLIError(f"{target} already exists; choose another name.")
@@ -111,7 +110,8 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("rename", cmd_rename, "Rename an experiment (its folder and its recorded name).")
     exp_args(p)
     p.add_argument("new", metavar="NEW", help="the new name (letters, digits, '._+=-')")
-    p.add_argument("--force", action="store_true", help="rename even if it is marked RUNNING")
+    p.add_argument("--force", action="store_true",
+                   help="kept for scripts: an experiment whose driver died is renamed without it")
 
     p = add("export", cmd_export, "Export trials (or every report) as CSV (default) or JSON.")
     exp_args(p)

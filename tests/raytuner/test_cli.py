@@ -111,11 +111,16 @@ def test_rename_moves_folder_and_name(root, capsys):
     assert code == 2 and "not a valid experiment name" in err
 
 
-def test_rename_refuses_a_running_experiment_without_force(tmp_path, capsys):
+def test_rename_takes_an_experiment_whose_driver_died_and_refuses_one_a_driver_runs(tmp_path, capsys):
+    from raytuner._storage.lock import DriverLock
+
     write_experiment(tmp_path, "live", n=1, status="RUNNING")
-    code, _, err = run(capsys, "rename", str(tmp_path / "live"), "x")
-    assert code == 1 and "--force" in err
-    assert run(capsys, "rename", str(tmp_path / "live"), "x", "--force")[0] == 0
+    with DriverLock(tmp_path / "live").acquire():
+        code, _, err = run(capsys, "rename", str(tmp_path / "live"), "x", "--force")
+        assert code == 1 and "is being run by a live driver" in err and (tmp_path / "live").is_dir()
+    # Marked RUNNING, its driver gone (a crash: `raytuner ls` says INTERRUPTED): renamed as it is.
+    assert run(capsys, "rename", str(tmp_path / "live"), "x")[0] == 0
+    assert ExperimentStorage(tmp_path / "x").read_experiment()["name"] == "x"
 
 
 def test_resume_of_a_folder_not_written_by_fit_says_why(root, capsys):
