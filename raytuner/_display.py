@@ -10,7 +10,7 @@ import re
 import shlex
 import shutil
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 
 #: What a terminal would act on rather than show: C0 and C1 control characters and DEL (ESC
@@ -54,6 +54,12 @@ def value_text(value: Any, digits: int = 5) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
     return label(value)
+
+
+def config_text(config: Mapping[str, Any], name: str, digits: int = 5) -> str:
+    """A config's value of ``name`` as :func:`value_text` writes it, but a value of None as
+    ``None``: ``-`` is for a parameter the config does not have (a conditional space)."""
+    return "None" if name in config and config[name] is None else value_text(config.get(name), digits)
 
 
 def time_text(stamp: Any) -> str:

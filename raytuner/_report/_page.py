@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from raytuner._best import ranked
-from raytuner._display import time_text, value_text
+from raytuner._display import config_text, time_text, value_text
 from raytuner._report import _pareto_figures
 from raytuner._formats import flatten, run_time
 from raytuner._report._common import Figure
@@ -114,7 +114,7 @@ def _table(data: ReportData) -> str:
                  f"{trial.time_total_s:.1f}"]
         cells += [html.escape(value_text(data.shown(trial)))] * by_best
         cells += [html.escape(value_text(trial.metrics.get(m))) for m in metrics]
-        cells += [html.escape(value_text(configs[trial.trial_id].get(p))) for p in params]
+        cells += [html.escape(config_text(configs[trial.trial_id], p)) for p in params]
         lines.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i in (2, 3) else f"<td>{c}</td>"
                                       for i, c in enumerate(cells)) + "</tr>")
     return f'<h2>Trials</h2><div class="table-wrap"><table id="trials">{"".join(lines)}</table></div>'

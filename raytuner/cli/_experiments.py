@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from raytuner._display import cli_command, terminal_text, time_text, value_text
+from raytuner._display import cli_command, config_text, terminal_text, time_text, value_text
 from raytuner._formats import flatten
 from raytuner._best import scope_of
 from raytuner._storage import DEFAULT_ROOT
@@ -263,7 +263,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                                    console.width):
         console.print(escape(line), soft_wrap=True)
     if constant:
-        console.print("same in every trial: " + escape(", ".join(f"{k}={value_text(v, 4)}" for k, v in constant.items())))
+        same = ", ".join(f"{k}={config_text(constant, k, 4)}" for k in constant)
+        console.print("same in every trial: " + escape(same))
     if front is None:  # the value ranked by, as the scope has it
         values = [_tables.Column(f"best {metric}" if results.scope == "all" and by_scope else metric,
                                  [_ranked_text(t, metric, shown_value(t, metric, mode, results.scope, **rule))
@@ -296,7 +297,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             continue
         values = [configs[t.trial_id].get(param) for t in trials]
         numeric = all(isinstance(v, (int, float)) or v is None for v in values)
-        columns.append(_tables.Column(param, [value_text(v, 4) for v in values], kind="number" if numeric else "name",
+        columns.append(_tables.Column(param, [config_text(configs[t.trial_id], param, 4) for t in trials],
+                                      kind="number" if numeric else "name",
                                       optional=True, max_width=None if args.wide else 16, full_header=param))
     if not args.wide:
         for column in columns[first_param:]:
@@ -470,5 +472,6 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("resume", cmd_resume, "Continue an interrupted experiment where it stopped.")
     exp_args(p)
     p.add_argument("--num-trials", type=int, metavar="N", help="extend the experiment to this many trials")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="the experiment's time budget: its runs, this one included, take this long in all")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="the experiment's time budget: its runs, this one included, take this long in all")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")

@@ -410,3 +410,18 @@ def test_control_with_one_refused_command_sends_none_of_them(tmp_path, capsys):
                              "--stop-trial", "00000", "--stop-trial", "99999")
     assert code == 1 and "no trial '99999'" in err and "nothing was sent" in err and out == ""
     assert not (path / "control").exists() or not any((path / "control").glob("*.json"))
+
+
+def test_show_tells_a_config_value_of_none_from_a_parameter_the_config_lacks(tmp_path, capsys):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    storage.write_experiment({"name": "exp", "metric": "loss", "mode": "min", "status": "COMPLETED"})
+    for trial_id, config in (("00000", {"act": None, "w": 1}), ("00001", {"act": "relu", "w": 2}), ("00002", {"w": 3})):
+        storage.write_config(trial_id, config)
+        storage.append_results(trial_id, [{"loss": 1.0, "iteration": 1}])
+        storage.write_trial(trial_id, {"trial_id": trial_id, "status": "COMPLETED", "iteration": 1,
+                                       "metrics": {"loss": 1.0}, "last_value": 1.0})
+    code, out, err = run(capsys, "show", "exp", "--root", str(tmp_path), "--wide")
+    assert code == 0, err
+    acts = {line.split()[0]: line.split()[-2] for line in out.splitlines() if line.startswith("000")}
+    assert acts == {"00000": "None", "00001": "relu", "00002": "-"}
