@@ -130,12 +130,13 @@ class Controller:
     def run(self) -> Results:
         import ray
 
-        self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time())
+        self._clock.start()  # the run time as of now: the views count on from here, not from the last run's end
+        self._meta.update(status="RUNNING", start_time=self._meta.get("start_time") or time.time(),
+                          **self._clock.record())
         self._meta.pop("error", None)  # a resume's: the last run's failure is over
         self._storage.write_experiment(self._meta)
         self._storage.sync()  # in a bucket too before any worker looks for this run there
         self._emit("on_experiment_start", self._storage.path, self._meta)
-        self._clock.start()
         self._deadline = self._clock.deadline(self.settings.time_budget_s)
         self._progress.start()
         status = "COMPLETED"

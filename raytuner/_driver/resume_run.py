@@ -7,6 +7,7 @@ imported and the lock is held.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 from raytuner._callbacks import Callback
@@ -64,6 +65,8 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
         # This run's id, before any folder goes: a worker of the dead driver stores no
         # checkpoint from now on (trial_files.taken_over), so none lands after tidy() looks.
         meta["run_id"] = storage.run_id
+        if is_finite(meta.get("run_time_s")):
+            meta["run_time_at"] = time.time()  # its run time holds as it is: the time since the last run does not count
         storage.write_experiment(meta)
         storage.sync()
         tidy(storage, restored.trials, restored.exploits)

@@ -279,6 +279,28 @@ def test_the_time_budget_counts_every_run_and_a_resume_gets_what_is_left(storage
     assert last.meta["time_budget_s"] == ran + 1 and rt.load(first.path).meta["run_time_s"] == last.meta["run_time_s"]
 
 
+def shows_the_run_time(config):
+    """Reports the run time a view shows while it runs (experiment.json's, counted on live)."""
+    from raytuner._formats import run_time
+
+    record = pathlib.Path(rt.get_context().trial_dir).parent.parent / "experiment.json"
+    rt.report({"loss": config["x"], "shown": run_time(json.loads(record.read_text()), live=True)})
+
+
+def test_a_resumed_run_is_shown_counting_on_from_the_last_runs_time_not_from_its_end(storage):
+    first = rt.Tuner(shows_the_run_time, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=1,
+                     storage_path=storage, verbose=0, tensorboard=False).fit()
+    ran = first.meta["run_time_s"]
+    from raytuner._storage.experiment import ExperimentStorage
+
+    stored = ExperimentStorage(first.path)
+    meta = stored.read_experiment()  # as if it had ended a day ago
+    stored.write_experiment({**meta, **{k: meta[k] - 86_400 for k in ("start_time", "end_time", "run_time_at")}})
+    resumed = rt.Tuner.resume(first.path, shows_the_run_time, num_trials=2, verbose=0)
+    shown = resumed.trials[1].metrics["shown"]
+    assert ran <= shown < ran + 60 and ran < resumed.meta["run_time_s"] < ran + 60  # not the day in between
+
+
 # -- limits set by control, and commands no driver took up (issues 24 §9, 25) -------------------
 class Watch(rt.Callback):
     """The most trials running at once (from the driver's start and end notices); sends a
