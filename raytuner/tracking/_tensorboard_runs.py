@@ -14,6 +14,7 @@ one at the head of each trial's first file, before any point (where no purge dro
 from __future__ import annotations
 
 import math
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ class ShownRun:
     Attributes:
         points: step -> {tag: value} of the scalars still shown (each as stored: float32).
         started, ended: Whether the run holds an HParams session start, and end.
+        end_status: The status of its first session end (``api_pb2.Status``), the one
+            TensorBoard shows: it keeps the first metadata of a tag a run holds.
         session_logged: Whether it holds a ``SessionLog.START`` (a later START purges in
             every loader only if it does).
     """
@@ -37,6 +40,7 @@ class ShownRun:
     points: dict[int, dict[str, float]] = field(default_factory=dict)
     started: bool = False
     ended: bool = False
+    end_status: int | None = None
     session_logged: bool = False
 
 
@@ -70,10 +74,43 @@ def read_run(folder: Path) -> ShownRun:
                     if value.tag == SESSION_START_TAG:
                         run.started = True
                     elif value.tag == SESSION_END_TAG:
+                        if not run.ended:
+                            run.end_status = _end_status(value)
                         run.ended = True
                     elif value.WhichOneof("value") == "simple_value":
                         run.points.setdefault(event.step, {})[value.tag] = value.simple_value
     return run
+
+
+def _end_status(value: Any) -> int:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    return int(data.session_end_info.status)
+
+
+def drop_session_ends(folder: Path) -> None:
+    """Take the HParams session ends out of the run in ``folder``: a trial re-run after it
+    ended (a FAILED trial retried) gets a new end, and TensorBoard would show the first it
+    reads. Each event file that holds one is written again without it, whole (a temporary
+    file, renamed over it: a crash leaves the old file or the new); nothing else changes."""
+    from tensorboard.compat.proto import event_pb2
+
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        kept, dropped = [], False
+        for data in records(path):
+            event: Any = event_pb2.Event.FromString(data)
+            if event.HasField("summary") and any(v.tag == SESSION_END_TAG for v in event.summary.value):
+                dropped = True
+                continue
+            kept.append(data)
+        if not dropped:
+            continue
+        from raytuner.tracking.tensorboard import _record
+
+        tmp = path.with_name(f".{path.name}.tmp")  # no "events.out" at its head: no loader reads it
+        tmp.write_bytes(b"".join(_record(data) for data in kept))
+        os.replace(tmp, path)
 
 
 def as_stored(value: float) -> float:

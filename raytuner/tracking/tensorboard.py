@@ -179,6 +179,13 @@ def _hparams_summary(tag: str, plugin_data: Any) -> Any:
 _HPARAMS_DATA_VERSION = 0
 
 
+def _end_status(trial: TrialResult) -> int:
+    """The HParams status of a finished trial's session end."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    return int(api_pb2.STATUS_FAILURE if trial.status.value == "FAILED" else api_pb2.STATUS_SUCCESS)
+
+
 class TensorBoardCallback(Callback):
     """Write every report to TensorBoard and the sweep to its HParams tab.
 
@@ -205,6 +212,7 @@ class TensorBoardCallback(Callback):
         self._objectives: tuple[str, ...] = ()
         self._attempts: dict[str, Any] = {}  # the attempt of each trial's last logged report
         self._session_logged: set[str] = set()  # trials whose run is known to hold a SessionLog START
+        self._ended: set[str] = set()  # trials whose run is known to hold a session end
 
     def on_experiment_start(self, path: Path, meta: Mapping[str, Any]) -> None:
         self.logdir = Path(self._logdir_arg).expanduser() if self._logdir_arg is not None else Path(path) / "tensorboard"
@@ -244,6 +252,8 @@ class TensorBoardCallback(Callback):
             except (ExperimentError, OSError):
                 continue  # damaged: named in every view of the records; its run stays as it is
             shown = read_run(folder)
+            if shown.ended:
+                self._ended.add(trial_id)
             kept = {int(row.get("iteration", 0)): row for row in rows}
             stored = {step: {v.tag: as_stored(v.simple_value) for v in _scalars(row).value}
                       for step, row in kept.items()}
@@ -251,7 +261,7 @@ class TensorBoardCallback(Callback):
             parted = first_parted(logged, stored)
             missing = sorted(step for step in kept
                              if step not in shown.points or (parted is not None and step >= parted))
-            end = trial.status.is_finished() and not shown.ended
+            end = trial.status.is_finished() and shown.end_status != _end_status(trial)  # none yet, or another
             if shown.started and parted is None and not missing and not end:
                 continue
             self._configs[trial_id] = flatten(trial.config)
@@ -345,14 +355,18 @@ class TensorBoardCallback(Callback):
         return self._files[trial_id]
 
     def on_trial_end(self, trial: TrialResult) -> None:
-        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+        from tensorboard.plugins.hparams import plugin_data_pb2
 
         if trial.status.is_finished():
-            status = api_pb2.STATUS_FAILURE if trial.status.value == "FAILED" else api_pb2.STATUS_SUCCESS
-            end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+            if trial.trial_id in self._ended:  # it ran again after it ended (a FAILED trial retried)
+                from ._tensorboard_runs import drop_session_ends
+
+                drop_session_ends(self._root() / trial.trial_id)  # TensorBoard shows a run's first end
+            end = plugin_data_pb2.SessionEndInfo(status=_end_status(trial), end_time_secs=time.time())
             writer = self._files.get(trial.trial_id) or self._reopen(trial.trial_id)
             writer.summary(_hparams_summary(
                 "_hparams_/session_end_info", plugin_data_pb2.HParamsPluginData(session_end_info=end)))
+            self._ended.add(trial.trial_id)
         # Paused trials close too: Hyperband may hold dozens, each an open file otherwise.
         writer = self._files.pop(trial.trial_id, None)
         if writer is not None:

@@ -670,3 +670,71 @@ def test_a_hand_edited_callbacks_record_never_stops_a_resume(records):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert recalled(records, [], tensorboard=True, speak=False) == []
+
+
+def hparams_status(run: Path) -> str:
+    """The session status TensorBoard's HParams plugin reads for a run (its loader keeps the
+    first metadata of each tag)."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    accumulator = EventAccumulator(str(run))
+    accumulator.Reload()
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_end_info"]
+    return api_pb2.Status.Name(metadata.parse_session_end_info_plugin_data(content).status)
+
+
+def test_a_failed_trial_re_run_to_its_end_shows_its_new_status_in_hparams(tmp_path):
+    pytest.importorskip("tensorboard")
+    from raytuner.tracking import TensorBoardCallback
+    from raytuner.tracking._tensorboard_runs import read_run
+
+    path = tmp_path / "exp"
+    path.mkdir()
+    meta = {"name": "exp", "metric": "loss", "mode": "min", "status": "RUNNING", "start_time": time.time()}
+    callback = TensorBoardCallback()
+    callback.on_experiment_start(path, meta)
+    trial = Trial("00000", {"lr": 0.1})
+    callback.on_trial_start("00000", trial.config)
+    callback.on_trial_result("00000", {"loss": 1.0, "iteration": 1, "attempt": 1})
+    trial.status = TrialStatus.FAILED
+    callback.on_trial_end(TrialResult.from_trial(trial, path / "trials" / "00000"))
+    run = path / "tensorboard" / "00000"
+    assert hparams_status(run) == "STATUS_FAILURE"
+    # Re-run from the dashboard (retry_trial): it completes.
+    callback.on_trial_start("00000", trial.config)
+    callback.on_trial_result("00000", {"loss": 0.5, "iteration": 2, "attempt": 1})
+    trial.status = TrialStatus.COMPLETED
+    callback.on_trial_end(TrialResult.from_trial(trial, path / "trials" / "00000"))
+    assert hparams_status(run) == "STATUS_SUCCESS"
+    shown = read_run(run)
+    assert shown.points == {1: {"loss": 1.0}, 2: {"loss": 0.5}} and shown.started and shown.ended
+    tags = [v.tag for f in sorted(run.glob("events.out.tfevents.*")) for e in read_events(f) for v in e.summary.value]
+    assert tags.count("_hparams_/session_end_info") == 1 and tags.count("_hparams_/session_start_info") == 1
+    assert not list(run.glob(".*"))  # no temporary file left
+
+
+def test_a_resume_puts_right_a_runs_session_end_that_another_status_left(tmp_path):
+    """A driver killed after a FAILED trial's re-run completed, before its callbacks heard of
+    it: the run shows FAILED, the records COMPLETED; the resume shows COMPLETED."""
+    pytest.importorskip("tensorboard")
+    from raytuner.tracking import TensorBoardCallback
+
+    path, storage, meta = records_of_a_killed_driver(tmp_path)
+    killed = TensorBoardCallback()
+    killed.on_experiment_start(path, meta)
+    stored_trial(storage, "00000", "FAILED", [stored_row(1, 1.0)], [stored_row(1, 1.0)], callback=killed)
+    killed.on_trial_end(TrialResult.from_trial(Trial("00000", {"lr": 0.1}, status=TrialStatus.FAILED),
+                                               path / "trials" / "00000"))
+    storage.write_trial("00000", Trial("00000", {"lr": 0.1}, status=TrialStatus.COMPLETED).to_record())
+    stored_trial(storage, "00001", "COMPLETED", [stored_row(1, 2.0)], [stored_row(1, 2.0)], callback=killed)
+    killed.on_trial_end(TrialResult.from_trial(Trial("00001", {"lr": 0.1}, status=TrialStatus.COMPLETED),
+                                               path / "trials" / "00001"))
+    killed.on_experiment_end(Results(path, [], "loss", "min", meta))
+    runs = path / "tensorboard"
+    untouched = sorted((runs / "00001").iterdir())
+    assert hparams_status(runs / "00000") == "STATUS_FAILURE"
+    TensorBoardCallback().on_experiment_start(path, {**meta, "resumed": 1})
+    assert hparams_status(runs / "00000") == "STATUS_SUCCESS" and hparams_status(runs / "00001") == "STATUS_SUCCESS"
+    assert shown_run(runs / "00000") == ({1: 1.0}, True, True)
+    assert sorted((runs / "00001").iterdir()) == untouched  # its end was right: nothing written
