@@ -294,7 +294,7 @@ class ExperimentView:
             return f"Its experiment.json is damaged ({cache.damaged}), so it cannot be steered."
         resume = (f"`raytuner resume {self.path}` continues it (--max-concurrent, --num-trials, --time-budget set "
                   "its limits).")
-        if status == INTERRUPTED:
+        if status == INTERRUPTED and cache.meta.get("status") == "RUNNING":  # else it said so (Ctrl-C, SIGTERM)
             return ("Its driver is gone (it stopped without saying so: a crash, a kill, a lost machine), so no "
                     f"command can reach it. {resume}")
         return f"It is {status.lower()}: no driver runs it, so there is nothing to steer. {resume}"

@@ -247,6 +247,15 @@ def test_a_sigkilled_drivers_experiment_is_interrupted_as_raytuner_ls_says(root,
     assert not any(r["can_stop"] or r["can_retry"] for r in rows)
 
 
+def test_an_experiment_its_driver_recorded_as_interrupted_is_not_called_a_crash(root):
+    # Ctrl-C or SIGTERM: the driver wound up and wrote INTERRUPTED itself.
+    path = root / "done"
+    ExperimentStorage(path).write_experiment({**ExperimentStorage(path).read_experiment(), "status": "INTERRUPTED"})
+    summary = client(root).get("/api/e/done").json()
+    assert summary["status"] == "INTERRUPTED"
+    assert summary["not_steerable"].startswith("It is interrupted: no driver runs it, so there is nothing to steer.")
+
+
 def test_a_live_experiment_can_be_steered_and_its_rows_say_which_trials_can_stop(root):
     storage = ExperimentStorage(root / "live")
     record, _, _ = storage.read_trial("00000")
