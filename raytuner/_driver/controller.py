@@ -24,9 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 from raytuner._best import scope_of
 from raytuner._callbacks import Callback
 from raytuner._display import cli_command
-from raytuner._driver import autoscale
 from raytuner._driver import events as ev
-from raytuner._driver import resources as _resources
 from raytuner._driver.autoscale import Capacity
 from raytuner._driver.control import ControlInbox, applied_limits, describe_applied, record_limits
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
@@ -34,6 +32,7 @@ from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
 from raytuner._driver.run_clock import RunClock
 from raytuner._driver.settings import ExperimentSettings
+from raytuner._driver.stall import StallWatch
 from raytuner._driver.tidy import tidy_after_lost_workers
 from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
@@ -55,9 +54,6 @@ SPAWN_PER_TURN = 32
 #: the reports a trial made before the end are recorded, not lost. A trial in the middle of
 #: a step has nothing on its way; the end waits this long for it, no longer.
 SETTLE_S = 1.0
-#: While trials wait and none runs, the cluster's nodes are looked up this often to tell a
-#: lost node (no alive node can hold a trial) from a worker still starting.
-STALL_CHECK_S = 10.0
 
 
 class Controller:
@@ -101,12 +97,11 @@ class Controller:
         self._deadline = math.inf
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
-        self._stalled = False  # said that no alive node can hold a trial (_say_if_stalled)
         self._lost_workers = False  # a worker died during a call: its leftovers are tidied at a COMPLETED end
-        self._stall_checked = time.monotonic()
+        self._stall = StallWatch(settings.name, settings.resources)  # says if a lost node leaves trials waiting
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe,
-                                  scope=scope_of(self._meta))
+                                  scope=scope_of(self._meta), ran_before=self._clock.before)
         self._do: dict[type, Callable[[Any], None]] = {
             ev.Launch: self._launch, ev.Deliver: self._deliver, ev.Spawn: self._spawn,
             ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: self._discard,
@@ -151,6 +146,8 @@ class Controller:
                 if time.monotonic() >= self._deadline:
                     self._settle()
                     self._apply(self.life.handle(ev.Deadline()))
+                    self._progress.budget_reached(self._clock.elapsed(), (self.life.num_trials or 0) - len(self.trials),
+                                                  cli_command("resume", self._storage.location))
                     status = "TIMED_OUT"
                     break
                 self._apply(self.life.handle(ev.Fill(tuple(self._pool.idle), len(self._pool.starting()),
@@ -179,7 +176,7 @@ class Controller:
                     else:
                         self._pool.started(ref)
                 self._progress.update()
-                self._say_if_stalled()
+                self._stall.check(self.life)
                 if self.life.abort is not None:
                     self._apply(self.life.end_for_abort())
                     status = "FAILED"
@@ -298,24 +295,6 @@ class Controller:
             self._refused = StorageError(end.message or "The experiment's storage refused a checkpoint.")
             answer = replace(answer, exit=None)
         return ev.Reported(trial_id, answer)
-
-    def _say_if_stalled(self) -> None:
-        """Once, while trials wait and none runs, if no alive node can hold one: the node that
-        could was lost, and the run would otherwise wait without a word (looked up every
-        :data:`STALL_CHECK_S`; said again after a trial ran meanwhile)."""
-        now = time.monotonic()
-        if now - self._stall_checked < STALL_CHECK_S:  # the loop's turn pays one clock read
-            return
-        self._stall_checked = now
-        if self.life.slots_used() or not self.life.may_have_work():
-            self._stalled = False
-            return
-        if self._stalled or autoscale.waiting() is not None:
-            return
-        reason = _resources.stalled(self.settings.resources, _resources.cluster_nodes())
-        if reason is not None:
-            self._stalled = True
-            logger.warning("%s: %s", self.settings.name, reason)
 
     def _settle(self) -> None:
         """Before every trial is ended: take in the answers that come within ``SETTLE_S``

@@ -32,7 +32,8 @@ class Progress:
     def __init__(self, trials: Mapping[str, Trial], *, name: str, metric: str | list[str] | None,
                  mode: str | list[str], total: int | None,
                  verbose: int = 1, stream: IO[str] | None = None, line_every_s: float = 30.0, top: int = 5,
-                 describe: Callable[[], str | None] | None = None, scope: str = DEFAULT_SCOPE):
+                 describe: Callable[[], str | None] | None = None, scope: str = DEFAULT_SCOPE,
+                 ran_before: float = 0.0):
         self._trials = trials
         self._name = name
         self._objectives = Objectives.of(metric, mode)
@@ -46,7 +47,7 @@ class Progress:
         self._tty = self._stream.isatty() if hasattr(self._stream, "isatty") else False
         self._every = 0.5 if self._tty else line_every_s
         self._top = top
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - ran_before  # the run time shown counts the earlier runs'
         self._last = -math.inf
         self._live = None
         self.extra: str | None = None  # one line of scheduler state, when the scheduler has some
@@ -91,7 +92,8 @@ class Progress:
                 lines = [f"trial {trial.trial_id} failed: {failure.headline}"]
         elif self._verbose >= 2:
             value = "".join(f" {m}={_short(trial.metrics.get(m))}" for m in self._metrics)
-            lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {trial.iteration} report{'s' * (trial.iteration != 1)}{value}"]
+            reports = f"{trial.iteration} report{'s' * (trial.iteration != 1)}"
+            lines = [f"trial {trial.trial_id} {trial.status.value.lower()} after {reports}{value}"]
         self._say(lines)
 
     def trial_warned(self, trial_id: str, notes: Iterable[tuple[str, str]]) -> None:
@@ -121,6 +123,14 @@ class Progress:
         """Say ``line`` above the live view (or as a line of its own) from ``verbose`` up."""
         if self._verbose >= verbose:
             self._say([line])
+
+    def budget_reached(self, ran: float, never_started: int, resume: str) -> None:
+        """Say that the time budget ended the run, after ``ran`` seconds of run time (the
+        earlier runs' included), with the trials it never started and the command that runs them."""
+        left = (f"; {never_started} trial{'s' if never_started != 1 else ''} never started: `{resume} --time-budget "
+                "SECONDS` runs them with a larger budget" if never_started > 0 else "")
+        self.note(f"{self._name}: time budget reached after {ran:.0f} s of run time: its running trials "
+                  f"are stopped{left}.")
 
     def close(self) -> None:
         if not self._verbose:

@@ -18,7 +18,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 SESSION_START_TAG = "_hparams_/session_start_info"
 SESSION_END_TAG = "_hparams_/session_end_info"
@@ -89,11 +89,12 @@ def _end_status(value: Any) -> int:
     return int(data.session_end_info.status)
 
 
-def drop_session_ends(folder: Path) -> None:
+def drop_session_ends(folder: Path, record: Callable[[bytes], bytes]) -> None:
     """Take the HParams session ends out of the run in ``folder``: a trial re-run after it
     ended (a FAILED trial retried) gets a new end, and TensorBoard would show the first it
     reads. Each event file that holds one is written again without it, whole (a temporary
-    file, renamed over it: a crash leaves the old file or the new); nothing else changes."""
+    file, renamed over it: a crash leaves the old file or the new); nothing else changes.
+    ``record``: frames a record's data as the callback writes it."""
     from tensorboard.compat.proto import event_pb2
 
     for path in sorted(folder.glob("events.out.tfevents.*")):
@@ -106,10 +107,8 @@ def drop_session_ends(folder: Path) -> None:
             kept.append(data)
         if not dropped:
             continue
-        from raytuner.tracking.tensorboard import _record
-
         tmp = path.with_name(f".{path.name}.tmp")  # no "events.out" at its head: no loader reads it
-        tmp.write_bytes(b"".join(_record(data) for data in kept))
+        tmp.write_bytes(b"".join(record(data) for data in kept))
         os.replace(tmp, path)
 
 

@@ -361,7 +361,7 @@ class TensorBoardCallback(Callback):
             if trial.trial_id in self._ended:  # it ran again after it ended (a FAILED trial retried)
                 from ._tensorboard_runs import drop_session_ends
 
-                drop_session_ends(self._root() / trial.trial_id)  # TensorBoard shows a run's first end
+                drop_session_ends(self._root() / trial.trial_id, _record)  # TensorBoard shows a run's first end
             end = plugin_data_pb2.SessionEndInfo(status=_end_status(trial), end_time_secs=time.time())
             writer = self._files.get(trial.trial_id) or self._reopen(trial.trial_id)
             writer.summary(_hparams_summary(

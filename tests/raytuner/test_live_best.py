@@ -80,3 +80,13 @@ def test_the_summary_counts_the_front_of_the_scope_with_the_points_that_put_tria
     last = Progress(trials, name="exp", metric=["loss", "size"], mode="min", total=4, stream=io.StringIO())
     assert "Pareto front: 3 trials" in last.line()
     assert sorted(t.trial_id for t in last._ranked()[:3]) == ["00001", "00002", "00003"]  # scope "last"
+
+
+def test_the_run_time_shown_counts_the_earlier_runs_and_the_budgets_end_is_said():
+    out = io.StringIO()
+    progress = Progress(_single(), name="exp", metric="acc", mode="max", total=5, stream=out, ran_before=3600)
+    assert progress.line().endswith(" | 3600s") and progress.header()[0].endswith(", 3600s")
+    progress.budget_reached(3600.4, 2, "raytuner resume /r/exp")
+    assert out.getvalue() == ("[raytuner] exp: time budget reached after 3600 s of run time: its running trials are "
+                              "stopped; 2 trials never started: `raytuner resume /r/exp --time-budget SECONDS` runs "
+                              "them with a larger budget.\n")
