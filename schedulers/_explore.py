@@ -112,9 +112,10 @@ def check_space(owner: str, mutations: Mapping[str, Any], space: Mapping[str, An
     Raises:
         ConfigError: For the first key the space lacks, naming the space's keys.
     """
-    for key in mutations:
+    d = _domains()
+    for key, mutation in mutations.items():
         try:
-            get_path(space, key)
+            entry = get_path(space, key)
         except KeyError:
             names = sorted(_flat_keys(space))
             msg = (f"{owner}: `mutations` has {key!r}, which is not in the search space (its keys: "
@@ -122,6 +123,33 @@ def check_space(owner: str, mutations: Mapping[str, Any], space: Mapping[str, An
                    "trials start with: add the key to `space=` (a constant or a domain for the first values), "
                    "or fix its name (nested keys are dotted: 'optimizer.lr').")
             raise ConfigError(msg) from None
+        if not isinstance(mutation, (d.Range, d.RandInt)):
+            continue  # a list of values: explore moves between them, whatever the trial started with
+        low, high = mutation.low, mutation.high - 1 if isinstance(mutation, d.RandInt) else mutation.high
+        span = _numeric_span(entry)
+        if span is None:
+            raise ConfigError(
+                f"{owner}: `mutations[{key!r}]` is {mutation!r}, which perturbs a number by a factor, but the space's "
+                f"{key!r} is {entry!r}, whose values are not all numbers: PBT would fail at its first exploit. List "
+                f"the values to move between instead, e.g. mutations={{{key!r}: [...]}}.")
+        if span[1] < low or span[0] > high:
+            raise ConfigError(
+                f"{owner}: `mutations[{key!r}]` is {mutation!r}, but the space's {key!r} is {entry!r}, whose values "
+                f"({span[0]:g} to {span[1]:g}) are all outside it: each perturbation would be clipped into the "
+                "mutation's range, which the space never takes. Give the mutation the range of the space's values.")
+
+
+def _numeric_span(entry: Any) -> tuple[float, float] | None:
+    """The least and greatest value a space entry takes, or None if it may take a non-number."""
+    d = _domains()
+    if isinstance(entry, d.Range):
+        return float(entry.low), float(entry.high)
+    if isinstance(entry, d.RandInt):
+        return float(entry.low), float(entry.high - 1)
+    values = entry.options if isinstance(entry, d.Choice) else entry.values if isinstance(entry, d.Grid) else (entry,)
+    if not values or not all(is_number(value) for value in values):
+        return None
+    return float(min(values)), float(max(values))
 
 
 def _flat_keys(space: Mapping[str, Any], prefix: str = "") -> list[str]:

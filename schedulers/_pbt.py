@@ -34,6 +34,11 @@ class Member:
     cloning: bool = False
     """An exploit made it a clone, and it has not reported since: its score describes a
     model it no longer has, so it is not ranked."""
+    queued: int = 0
+    """When it last began to wait, PAUSED (a count): of the trials paused at the same point,
+    the one waiting longest resumes first. A clone restarts at its donor's point, often the
+    point where others wait paused; resumed ahead of them (the lower trial id first, as
+    before) it could be cloned back there again and again while they never ran."""
 
 
 class PBTScheduler(Scheduler):
@@ -54,7 +59,8 @@ class PBTScheduler(Scheduler):
     ``synch=False`` (the default, as in Ray Tune): each trial is perturbed on its own. With
     more trials than slots, a trial at its perturbation PAUSEs while another is behind it
     (paused at a lower resource, or not started yet), and :meth:`choose_trial_to_resume`
-    resumes the one furthest behind, so the population advances together. ``synch=True``:
+    resumes the one furthest behind (of those at the same point, the one paused first), so
+    the population advances together. ``synch=True``:
     every trial PAUSEs at its perturbation until every live trial has reached the current
     barrier (``k * perturbation_interval``); then all are ranked at once, the bottom ones
     exploit, and the population goes on to the next barrier, one interval past the trial
@@ -149,6 +155,7 @@ class PBTScheduler(Scheduler):
         self._next_sync: float = perturbation_interval
         self._pending: list[Exploit] = []
         self._exploit_count = 0
+        self._queued = 0  # trials paused so far (Member.queued)
 
     def __repr__(self) -> str:
         # Not the base's call from config(): the mutations' domains would fill the line
@@ -204,6 +211,8 @@ class PBTScheduler(Scheduler):
         self.on_trial_config(trial_id, config)
         member = self._members[trial_id]
         member.status, member.cloning = (Status.PAUSED if paused else Status.RUNNING), cloning
+        if paused:
+            self._wait(member)
         if resource is not None and resource - member.point >= self.perturbation_interval:
             # The saved state (written at most once a second) predates the trial's last
             # perturbation, and the reports since are not replayed (they would clone again):
@@ -234,14 +243,14 @@ class PBTScheduler(Scheduler):
         member.point, member.score = resource, nan_to_worst(value)  # type: ignore[arg-type]
         self._perturbed(trial_id, member)
         if self.synch:
-            member.status = Status.PAUSED
+            self._wait(member)
             return self._round(trial_id) if self._barrier_reached() else Decision.PAUSE
         lower, upper = self._quantiles()
         if trial_id in lower:
             self._clone(trial_id, upper[int(self._rng.integers(len(upper)))])
             return Decision.PAUSE
         if self._behind_me(member):
-            member.status = Status.PAUSED
+            self._wait(member)
             return Decision.PAUSE
         return Decision.CONTINUE
 
@@ -276,10 +285,16 @@ class PBTScheduler(Scheduler):
             raise ProtocolError(f"{type(self).__name__}: the controller must call on_trial_config() for every trial; "
                                 f"trial {(trial_id if member.config is None else donor_id)!r} has no config.")
         config = self._explore(trial_id, donor_id)
-        member.config, member.point, member.status, member.cloning = config, donor.point, Status.PAUSED, True
+        member.config, member.point, member.cloning = config, donor.point, True
+        self._wait(member)
         self._order.resumed(trial_id)  # it restarts at the donor's checkpoint, maybe lower
         self._pending.append(Exploit(trial_id, donor_id, config))
         self._exploit_count += 1
+
+    def _wait(self, member: Member) -> None:
+        """``member`` is PAUSED: it waits behind every trial paused before it."""
+        self._queued += 1
+        member.status, member.queued = Status.PAUSED, self._queued
 
     def _explore(self, trial_id: str, donor_id: str) -> dict[str, Any]:
         """The config the clone of ``donor_id`` runs with (PB2 chooses it otherwise)."""
@@ -338,8 +353,8 @@ class PBTScheduler(Scheduler):
         self._search_finished = False
 
     def choose_trial_to_resume(self) -> str | None:
-        """The paused trial furthest behind (lowest last perturbation; ties: the earlier
-        trial); None while trials of the population are still to start (they go first),
+        """The paused trial furthest behind (lowest last perturbation; ties: the one paused
+        first, :attr:`Member.queued`); None while trials of the population are still to start (they go first),
         and, with ``synch``, for trials waiting at the barrier."""
         if not self._search_finished:
             return None
@@ -347,7 +362,7 @@ class PBTScheduler(Scheduler):
                    and (not self.synch or m.point < self._next_sync)]
         if not waiting:
             return None
-        trial_id = min(waiting, key=lambda t: self._members[t].point)
+        trial_id = min(waiting, key=lambda t: (self._members[t].point, self._members[t].queued))
         self._members[trial_id].status = Status.RUNNING
         self._order.resumed(trial_id)
         return trial_id
@@ -365,7 +380,7 @@ class PBTScheduler(Scheduler):
         return {
             "config": self._config(),
             "members": {t: {"config": m.config, "status": m.status.value, "point": m.point, "score": m.score,
-                            "cloning": m.cloning} for t, m in self._members.items()},
+                            "cloning": m.cloning, "queued": m.queued} for t, m in self._members.items()},
             "resource_order": self._order.state(),
             "search_finished": self._search_finished,
             "next_sync": self._next_sync,
@@ -376,8 +391,10 @@ class PBTScheduler(Scheduler):
 
     def restore(self, state: dict[str, Any]) -> None:
         check_restore(type(self).__name__, state, self._config())
-        self._members = {t: Member(m["config"], Status(m["status"]), m["point"], m["score"], m["cloning"])
-                         for t, m in state["members"].items()}
+        # "queued": kept since 2026-12-07; a state saved before resumes its paused trials in id order.
+        self._members = {t: Member(m["config"], Status(m["status"]), m["point"], m["score"], m["cloning"],
+                                   int(m.get("queued", 0))) for t, m in state["members"].items()}
+        self._queued = max((m.queued for m in self._members.values()), default=0)
         self._order.restore(state["resource_order"])
         self._search_finished = state["search_finished"]
         self._next_sync = state["next_sync"]

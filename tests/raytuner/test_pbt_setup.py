@@ -39,6 +39,31 @@ def test_the_default_searcher_under_pbt_draws_at_random():
     assert type(grid._searcher) is GridSearcher
 
 
+def test_a_numeric_mutation_must_fit_the_space_it_explores():
+    space = {"lr": rt.uniform(0.01, 1.0), "act": "relu", "bs": rt.choice([16, 32, 64]), "opt": {"m": 0.9},
+             "heads": rt.choice(["a", 4]), "layers": rt.randint(1, 5)}
+
+    def pbt(**mutations):
+        return tuner(space=space, scheduler=rt.PBTScheduler(perturbation_interval=2, mutations=mutations))
+
+    with pytest.raises(ConfigError, match=r"`mutations\['act'\]` is uniform\(0.0, 1.0\), which perturbs a number by a "
+                                          r"factor, but the space's 'act' is 'relu', whose values are not all numbers: "
+                                          r"PBT would fail at its first exploit\. List the values to move between "
+                                          r"instead, e\.g\. mutations=\{'act': \[\.\.\.\]\}"):
+        pbt(act=rt.uniform(0, 1))
+    for key in ("opt", "heads"):
+        with pytest.raises(ConfigError, match=rf"`mutations\['{key}'\]` is uniform\(0.0, 1.0\), which perturbs a number"):
+            pbt(**{key: rt.uniform(0, 1)})
+    with pytest.raises(ConfigError, match=r"`mutations\['bs'\]` is uniform\(0.0, 1.0\), but the space's 'bs' is "
+                                          r"choice\(\[16, 32, 64\]\), whose values \(16 to 64\) are all outside it"):
+        pbt(bs=rt.uniform(0, 1))
+    with pytest.raises(ConfigError, match=r"the space's 'lr' is uniform\(0.01, 1.0\), whose values \(0.01 to 1\) are all "
+                                          r"outside it"):
+        pbt(lr=rt.uniform(5, 10))
+    # Overlapping ranges, a list of values (whatever the space's), randint on randint: taken.
+    pbt(lr=rt.loguniform(1e-3, 0.5), bs=rt.randint(8, 128), act=["relu", "tanh"], layers=rt.randint(2, 9))
+
+
 @pytest.mark.parametrize(("scheduler", "match"), [
     (lambda: rt.PBTScheduler(perturbation_interval=2, mutations={"momentum": [0.9, 0.99]}),
      r"`mutations` has 'momentum', which is not in the search space \(its keys: lr, model.units\)"),

@@ -89,6 +89,26 @@ def test_with_more_trials_than_slots_a_trial_pauses_for_those_behind_and_the_fur
     assert pbt.choose_trial_to_resume() is None
 
 
+def test_of_trials_paused_at_one_point_the_one_paused_first_resumes_first_not_a_clone_that_came_after():
+    # A clone restarts at its donor's point, where others often wait. Resumed ahead of them
+    # (by trial id, as before), with a value that grows with training (a loss that overfits)
+    # it trained one interval, ranked worst against their older scores, was cloned back to
+    # that point, and again: the trials waiting there never ran (a live sweep looped forever).
+    pbt = population(3, finished=False)
+    assert pbt.on_result("t2", 2, 0.1) is P  # waits for the trials not started yet
+    assert pbt.on_result("t0", 2, 0.9) is P  # the worst of two: a clone of t2, at t2's point
+    assert [(e.trial_id, e.donor) for e in pbt.exploits()] == [("t0", "t2")]
+    pbt.on_search_finished()
+    assert pbt.choose_trial_to_resume() == "t2"  # waiting since before the clone was made
+    assert pbt.choose_trial_to_resume() == "t0"
+    # The order survives a driver restart (the saved state).
+    again = population(3, finished=False)
+    again.on_result("t2", 2, 0.1), again.on_result("t0", 2, 0.9), again.exploits(), again.on_search_finished()
+    restored = population(3)
+    restored.restore(pickle.loads(pickle.dumps(again.state())))
+    assert restored.choose_trial_to_resume() == "t2"
+
+
 def test_a_reopened_search_makes_paused_trials_wait_for_the_new_members():
     pbt = population(2)
     pbt.on_search_reopened()  # num_trials raised: t2 is still to start
