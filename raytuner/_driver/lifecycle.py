@@ -363,7 +363,8 @@ class Lifecycle(ReportHandlers, ControlHandlers):
             start = f"its checkpoint at report {start_iteration}" if start_iteration else "scratch"
             self._out.append(AppendLog(trial.trial_id, f"[raytuner] attempt {trial.attempt} ({reason}) starts from "
                                                       f"{start}\n"))
-        self._runs[trial.trial_id] = Run(worker)
+        cloned_at = start_iteration if exploit is not None else None
+        self._runs[trial.trial_id] = Run(worker, cloned_at=cloned_at)
         trial.start_time = trial.start_time or self._clock()
         self._set_status(trial, TrialStatus.RUNNING, notify=False)
         self._out.append(Launch(worker, trial.trial_id, trial.config, trial.checkpoint if start_iteration else None,

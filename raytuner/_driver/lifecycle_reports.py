@@ -129,6 +129,8 @@ class ReportHandlers:
                 # The stop (a command's, the run's end) reached the worker after the trainable
                 # had returned: it ran its whole course, so it is COMPLETED, not ended early.
                 trial.note = f"completed before it was {trial.note}" if trial.note else None
+            if run.cloned_at is not None and trial.iteration == run.cloned_at:
+                _cloned_at_its_end(trial)
             self._set_status(trial, TrialStatus.COMPLETED)
             if decided is None and trial.trial_id not in self._reruns:  # else already closed there
                 self.scheduler.on_trial_complete(trial.trial_id)
@@ -174,3 +176,14 @@ class ReportHandlers:
                 self._close(trial, TrialEnd.STOPPED)
             elif run is not None and run.decision is Decision.PAUSE:
                 run.decision = Decision.STOP
+
+
+def _cloned_at_its_end(trial: Trial) -> None:
+    """A PBT clone whose trainable returned before it reported: it was perturbed at its
+    last report (a scheduler without ``max_resource`` cannot tell), so its new config
+    trained nothing and its values are its donor's. Said in its note, and as a warning."""
+    trial.note = ("cloned at its last report: its trainable returned without training under the new config, so its "
+                  "values are its donor's")
+    logger.warning("Trial %s was cloned at its last report and its trainable returned without training: its config "
+                   "%s never trained, and its values are its donor's. Pass PBTScheduler(max_resource=...) (the "
+                   "trainable's length) so that no trial is perturbed at its end.", trial.trial_id, trial.config)

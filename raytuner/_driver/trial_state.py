@@ -61,6 +61,7 @@ class Run:
     worker: Worker
     phase: RunPhase = RunPhase.RUNNING
     decision: Decision | None = None  # the end decided (STOP, COMPLETE or PAUSE), once it is
+    cloned_at: int | None = None  # a PBT clone's run: the donor's report it restarted from
 
 
 def drop_gone_checkpoints(trial: Trial, stored: Callable[[str, str], bool] | None, location: str) -> bool:
