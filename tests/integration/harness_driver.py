@@ -37,8 +37,10 @@ from raytuner._driver import run_clock
 from raytuner._storage import faults
 
 #: The driver records its run time in experiment.json every 5 s; a run here takes a few
-#: seconds, so it does it every quarter second instead, and a kill meets those writes too.
-run_clock.RUN_TIME_EVERY_S = 0.25
+#: seconds, so it does it every quarter second instead, and a kill meets those writes too
+#: (HARNESS_RUN_TIME_EVERY_S: a test whose kill point counts writes to land inside a trial's
+#: run asks for the driver's own cadence, as these writes come at times, not at events).
+run_clock.RUN_TIME_EVERY_S = float(os.environ.get("HARNESS_RUN_TIME_EVERY_S", "0.25"))
 
 STEPS = 5
 TRIALS = 3

@@ -601,7 +601,8 @@ def test_commands_a_run_recorded_as_applied_hold_after_it_dies_before_their_effe
     from raytuner._storage.control import control_store
 
     folder = tmp_path / "exp"
-    assert drive(shared_ray, folder, 1, "9:kill").returncode == -signal.SIGKILL
+    # Write 9 is inside trial 00000's run when no write comes at a time of its own.
+    assert drive({**shared_ray, "HARNESS_RUN_TIME_EVERY_S": "5"}, folder, 1, "9:kill").returncode == -signal.SIGKILL
     before = check_records(folder, finished=False)
     assert not before["00000"].status.is_finished(), before["00000"].status
     run_id = json.loads((folder / "experiment.json").read_text())["run_id"]
