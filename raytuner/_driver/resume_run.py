@@ -16,8 +16,9 @@ from raytuner._driver import autoscale
 from raytuner._driver.ray_init import ensure_ray
 from raytuner._driver.resume import ResumePlan, import_trainable, restore
 from raytuner._driver.run import run_experiment
+from raytuner._driver.run_clock import RunClock
 from raytuner._driver.tidy import tidy
-from raytuner._formats import is_finite, run_time
+from raytuner._formats import is_finite
 from raytuner._results import Results, read
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._trial import TrialStatus
@@ -90,8 +91,8 @@ def _budget_spent(meta: dict[str, Any], budget: float | None) -> str | None:
     """Why a time budget the experiment's runs have used up leaves this resume nothing to
     run (the budget counts their time: :mod:`raytuner._driver.run_clock`), with what to
     pass; None if time is left."""
-    ran = run_time(meta) if is_finite(meta.get("run_time_s")) else None
-    if budget is None or ran is None or ran < budget:
+    ran = RunClock(meta).before  # 0 for an experiment that has kept none
+    if budget is None or ran < budget:
         return None
     return (f"its time budget is used up, so nothing was run: its runs have taken {ran:.1f} s of "
             f"time_budget_s={number_text(budget)} (the budget counts the time of every run, not the time between "
