@@ -85,6 +85,7 @@ class Controller:
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._briefed: set[Any] = set()  # workers given this run's part of a trial spec (spec_to_wire)
+        self._stop_calls: list[Any] = []  # StopSoon's calls: answers nobody waits for
         self._starts: dict[Any, Any] = {}  # outstanding start call -> its worker
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
         self._checkpoint_io: set[str] = set()  # trials with checkpoint deletions or copies in self._io
@@ -103,7 +104,7 @@ class Controller:
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe,
                                   scope=scope_of(self._meta), ran_before=self._clock.before)
         self._do: dict[type, Callable[[Any], None]] = {
-            ev.Launch: self._launch, ev.Deliver: self._deliver, ev.Spawn: self._spawn,
+            ev.Launch: self._launch, ev.Deliver: self._deliver, ev.StopSoon: self._stop_soon, ev.Spawn: self._spawn,
             ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: self._discard,
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
@@ -373,6 +374,20 @@ class Controller:
         else:
             ref = worker.next_event.remote(None if signal is None else signal.value, command.decide_at)
         self._calls[ref] = command.trial_id
+
+    def _stop_soon(self, command: ev.StopSoon) -> None:
+        import ray
+
+        # Nothing waits for these calls' answers; the ones in are read, so that a worker that
+        # died meanwhile (its trial's call says so) leaves no unread error behind.
+        if self._stop_calls:
+            done, self._stop_calls = ray.wait(self._stop_calls, num_returns=len(self._stop_calls), timeout=0)
+            for ref in done:
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayError:
+                    pass
+        self._stop_calls.append(command.worker.stop_soon.options(concurrency_group=WIND_UP).remote(command.trial_id))
 
     def _discard(self, command: ev.Discard) -> None:
         self._briefed.discard(command.worker)

@@ -125,6 +125,17 @@ class Deliver:
 
 
 @dataclass(frozen=True)
+class StopSoon:
+    """Tell the worker of ``trial_id`` at once that the trial's next report is its last (a
+    StopTrial), beside the call that waits for the trial's news. The STOP that answers that
+    call would reach a trial that streams its reports only after its next one: one report
+    late, which with long epochs is a long wait."""
+
+    worker: Worker
+    trial_id: str
+
+
+@dataclass(frozen=True)
 class Spawn:
     count: int
 
@@ -228,5 +239,5 @@ Event = Fill | Reported | CallFailed | Deadline | Interrupt | Drained | StopTria
 #: The control commands among the events (from ``raytuner control`` or the dashboard).
 Control = StopTrial | SetLimits | RetryTrial | EndExperiment
 #: What the lifecycle answers with, for the driver to carry out in order.
-Command = (Launch | Deliver | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults | DeleteCheckpoints
-           | CopyCheckpoint | AppendLog | AppendError | Notify | ControlApplied)
+Command = (Launch | Deliver | StopSoon | Spawn | Release | Discard | WriteConfig | WriteTrial | AppendResults
+           | DeleteCheckpoints | CopyCheckpoint | AppendLog | AppendError | Notify | ControlApplied)

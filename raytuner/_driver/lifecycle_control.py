@@ -29,6 +29,7 @@ from raytuner._driver.events import (
     Interrupt,
     RetryTrial,
     SetLimits,
+    StopSoon,
     StopTrial,
     WriteTrial,
 )
@@ -171,7 +172,9 @@ class ControlHandlers:
         elif run is not None:
             # A running trial always has a call out (one per busy worker): the STOP answers
             # that call's return, in _on_reported, instead of racing it as a second call.
+            # The worker hears of it now too, so that the trial's next report is its last.
             run.decision, run.phase = Decision.STOP, RunPhase.STOP_QUEUED
+            self._out.append(StopSoon(run.worker, trial.trial_id))
         else:  # PENDING or PAUSED: no worker to tell
             self._set_status(trial, TrialStatus.STOPPED)
             self._close(trial, TrialEnd.STOPPED)

@@ -203,6 +203,14 @@ class TrialRun(_session.Session):
             return
         spec.stop.check_reported(spec.trial_id, self._reported)
 
+    def stop_soon(self) -> None:
+        """See :meth:`TrialWorker.stop_soon`."""
+        with self._cond:
+            # A trial blocked on a decision gets the STOP as that decision, with the answer
+            # to the report it waits on; one that ended needs none.
+            if not self._blocked and self._ended is None and self._pending is None:
+                self._pending = Signal.STOP
+
     def hurry(self) -> int:
         """See :meth:`TrialWorker.hurry`."""
         self._outbox.hurry()
@@ -347,6 +355,17 @@ class TrialWorker:
         :data:`WIND_UP` concurrency group, so it runs while a call of the default group waits."""
         run = self._run
         return run.hurry() if run is not None else 0
+
+    def stop_soon(self, trial_id: str) -> None:
+        """A control command stops the trial: its next report is its last, recorded, and
+        ends it as a STOP delivered by :meth:`finish` would. Called in the :data:`WIND_UP`
+        concurrency group while a call of the default group waits for the trial's news (the
+        report a STOP sent with the answer to that news would have come one report late).
+        A call that arrives after its trial ended, maybe with the next one running, does
+        nothing."""
+        run = self._run
+        if run is not None and run.spec.trial_id == trial_id:
+            run.stop_soon()
 
     def finish(self, decision: str) -> tuple[Any, ...]:
         """Deliver a STOP or PAUSE and wait for the trial to end: every report it made

@@ -17,6 +17,7 @@ import pytest
 import raytuner as rt
 from raytuner import TrialStatus
 from raytuner._storage.control import control_store
+from raytuner._worker import session as _session
 from raytuner.cli import main
 
 from tests._helpers import Steer, reported, wait_for
@@ -283,6 +284,40 @@ def test_a_stop_sent_while_a_trial_trains_keeps_the_step_it_was_in(storage):
     assert trial.status is TrialStatus.STOPPED
     assert (trial.iteration, list(results.history("00000").iteration)) == (done, list(range(1, done + 1)))
     assert Path(trial.checkpoint).name == f"checkpoint_{done:06d}"
+
+
+def waits_for_the_stop(config):
+    trial_dir = Path(rt.get_context().trial_dir)
+    rt.report({"loss": 1.0})
+    # The test stops the trial once this report is recorded. Its next epoch starts once its
+    # worker has heard of the stop (the event the test is about), or after 60 s without it.
+    run = _session.current()
+    deadline = time.monotonic() + 60
+    while run._pending is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (trial_dir / ("heard" if run._pending is not None else "not-heard")).touch()
+    for step in range(2, 1000):
+        time.sleep(0.01)  # an epoch's work
+        rt.report({"loss": 1.0 / step})
+
+
+def test_a_stopped_trial_ends_at_its_next_report(storage):
+    """A stop reaches the worker while the trial trains, beside the call that waits for its
+    news: its next report is its last. (The STOP answering that call reached a trial that
+    streams its reports one report later: one epoch more, which can be minutes.)"""
+    path = storage / "stop_next"
+
+    def script(path):
+        wait_for(lambda: reported(path), "the first report")
+        control_store(path).submit("stop_trial", {"trial_id": "00000"}, origin="test")
+
+    with Steer(path, script, ready=reported):
+        results = rt.Tuner(waits_for_the_stop, space={"x": 0.5}, metric="loss", storage_path=storage,
+                           name="stop_next", verbose=0, tensorboard=False).fit()
+    (trial,) = results.trials
+    assert (path / "trials" / "00000" / "heard").exists()
+    assert trial.status is TrialStatus.STOPPED
+    assert (trial.iteration, list(results.history("00000").iteration)) == (2, [1, 2])
 
 
 def returns_its_result(config):

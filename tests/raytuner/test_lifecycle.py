@@ -353,8 +353,10 @@ def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
     life = make(scheduler, max_concurrent=1)
     life.handle(ev.Fill(idle=("w1",), pool_size=1))
     out = life.handle(ev.StopTrial("00000", origin="dashboard"))
-    # The worker's call is still out: the STOP answers it, never a second call beside it.
+    # The worker's call is still out: the STOP answers it, never a second call of its kind
+    # beside it; the worker hears at once that the trial's next report is its last.
     assert not of(out, ev.Deliver)
+    assert of(out, ev.StopSoon) == [ev.StopSoon("w1", "00000")]
     assert of(out, ev.ControlApplied)[0].accepted
     assert ("remove", "00000") in scheduler.calls
     out = life.handle(reported("00000", report(1, 0.5)))
@@ -366,6 +368,20 @@ def test_stop_trial_ends_a_running_trial_and_refuses_unknown_or_finished_ones():
     assert not refused.accepted and "already ended as STOPPED" in refused.message
     (refused,) = of(life.handle(ev.StopTrial("12345")), ev.ControlApplied)
     assert not refused.accepted and "no trial '12345'" in refused.message
+
+
+def test_a_stopped_trial_whose_next_report_ends_it_needs_no_second_stop():
+    """The worker had the StopSoon before the trial's next report: that report and the
+    trial's end come back in one answer, which ends the trial STOPPED with the report
+    recorded, and no STOP goes out after it."""
+    life = make(ScriptedScheduler(), max_concurrent=1, num_trials=1)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    life.handle(reported("00000", report(1, 0.5)))
+    life.handle(ev.StopTrial("00000", origin="cli"))
+    out = life.handle(reported("00000", report(2, 0.4), exit=TrialExit(Signal.STOP)))
+    assert not of(out, ev.Deliver) and of(out, ev.Release) == [ev.Release("w1")]
+    trial = life.trials["00000"]
+    assert (trial.status, trial.iteration, trial.note) == (TrialStatus.STOPPED, 2, "stopped by cli")
 
 
 @pytest.mark.parametrize("how", ["its code raised", "its worker died"])
@@ -459,7 +475,7 @@ def test_an_error_inside_a_control_handler_refuses_that_command_and_the_lifecycl
     (refused,) = life.handle(ev.SetLimits(num_trials=5))
     assert not refused.accepted
     assert refused.message == "it could not be applied (OverflowError: 'the searcher cannot take it')"
-    (applied,) = life.handle(ev.StopTrial("00000"))
+    (applied,) = of(life.handle(ev.StopTrial("00000")), ev.ControlApplied)
     assert applied.accepted and life.slots_used() == 2
     check_index(life)
 
