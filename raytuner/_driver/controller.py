@@ -34,12 +34,12 @@ from raytuner._driver.run_clock import RunClock
 from raytuner._driver.settings import ExperimentSettings
 from raytuner._driver.stall import StallWatch
 from raytuner._driver.tidy import tidy_after_lost_workers
+from raytuner._driver.wind_up_calls import WindUpCalls
 from raytuner._results import Results
 from raytuner._storage.experiment import ExperimentStorage
 from raytuner._storage.trial_files import CheckpointRef, ExperimentLocation
 from raytuner._trial import Trial, TrialResult
 from raytuner._worker import logs as _logs
-from raytuner._worker.actor import WIND_UP
 from raytuner._worker.protocol import Event, Signal, TrialSpec, spec_to_wire
 from raytuner.errors import StorageError
 from raytuner.schedulers import Scheduler
@@ -85,7 +85,7 @@ class Controller:
         )
         self._calls: dict[Any, str] = {}  # outstanding call -> the trial it answers for
         self._briefed: set[Any] = set()  # workers given this run's part of a trial spec (spec_to_wire)
-        self._stop_calls: list[Any] = []  # StopSoon's calls: answers nobody waits for
+        self._wind_up_calls = WindUpCalls()
         self._starts: dict[Any, Any] = {}  # outstanding start call -> its worker
         self._io: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()  # see _flush
         self._checkpoint_io: set[str] = set()  # trials with checkpoint deletions or copies in self._io
@@ -104,7 +104,8 @@ class Controller:
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe,
                                   scope=scope_of(self._meta), ran_before=self._clock.before)
         self._do: dict[type, Callable[[Any], None]] = {
-            ev.Launch: self._launch, ev.Deliver: self._deliver, ev.StopSoon: self._stop_soon, ev.Spawn: self._spawn,
+            ev.Launch: self._launch, ev.Deliver: self._deliver, ev.Spawn: self._spawn,
+            ev.StopSoon: lambda c: self._wind_up_calls.stop_soon(c.worker, c.trial_id),
             ev.Release: lambda c: self._pool.release(c.worker), ev.Discard: self._discard,
             ev.WriteConfig: self._write_config,
             ev.WriteTrial: lambda c: self._later(self._storage.write_trial, c.trial_id, c.record),
@@ -187,6 +188,7 @@ class Controller:
             # as `timeout`, `ray job stop`, Slurm and Kubernetes send. Either way the trials
             # stop where they are and a resume continues them; the exit goes on after.
             status = "INTERRUPTED"
+            self._records_left()
             try:
                 self._settle()  # what the trials reported before it is recorded, with its checkpoint
             except KeyboardInterrupt:
@@ -209,6 +211,7 @@ class Controller:
             self._starts.clear()
         except BaseException as exc:
             status = "FAILED"  # and that error is the one raised, whatever the winding up meets
+            self._records_left()
             # What ended the run, for every reader (a searcher's bug, a fatal trial error):
             # `raytuner show` says it, and the traceback is kept here.
             self._meta["error"] = "".join(traceback.format_exception(exc))
@@ -231,6 +234,15 @@ class Controller:
         results = self.results()
         self._emit("on_experiment_end", results)
         return results
+
+    def _records_left(self) -> None:
+        """Queue the records of an event whose handling raised (a searcher's bug) or was cut
+        short (Ctrl-C): what the trial reported before it is written with the wind-up. The
+        error that ended the run stays the one raised, whatever this meets."""
+        try:
+            self._apply(self.life.records_left())
+        except Exception as exc:  # noqa: BLE001 - the run's own error is the one to raise
+            logger.error("Could not queue what the trials reported before the run's end: %r", exc)
 
     def _wind_up(self, status: str) -> None:
         """What a run writes last, whatever ended it: the queued writes, the searcher's and
@@ -310,15 +322,7 @@ class Controller:
         # Reports held back by the checkpoint throttle go out now; each worker says how far
         # its trial had reported, which is taken in (the trial trains on meanwhile: what it
         # reports after this is not waited for).
-        hurried = {trial_id: worker.hurry.options(concurrency_group=WIND_UP).remote()
-                   for trial_id, worker in self.life.busy_workers().items()}
-        done, _ = ray.wait(list(hurried.values()), num_returns=len(hurried), timeout=SETTLE_S)
-        reported: dict[str, int] = {}
-        for trial_id, ref in hurried.items():
-            try:
-                reported[trial_id] = ray.get(ref) if ref in done else 0
-            except ray.exceptions.RayError:  # its worker is gone: its answer on the way says so
-                reported[trial_id] = 0
+        reported = self._wind_up_calls.hurry(self.life.busy_workers(), SETTLE_S)
         on_their_way = set(self._calls)
         while (left := deadline - time.monotonic()) > 0:
             awaited = [ref for ref, trial_id in self._calls.items()
@@ -374,20 +378,6 @@ class Controller:
         else:
             ref = worker.next_event.remote(None if signal is None else signal.value, command.decide_at)
         self._calls[ref] = command.trial_id
-
-    def _stop_soon(self, command: ev.StopSoon) -> None:
-        import ray
-
-        # Nothing waits for these calls' answers; the ones in are read, so that a worker that
-        # died meanwhile (its trial's call says so) leaves no unread error behind.
-        if self._stop_calls:
-            done, self._stop_calls = ray.wait(self._stop_calls, num_returns=len(self._stop_calls), timeout=0)
-            for ref in done:
-                try:
-                    ray.get(ref)
-                except ray.exceptions.RayError:
-                    pass
-        self._stop_calls.append(command.worker.stop_soon.options(concurrency_group=WIND_UP).remote(command.trial_id))
 
     def _discard(self, command: ev.Discard) -> None:
         self._briefed.discard(command.worker)

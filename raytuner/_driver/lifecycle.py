@@ -27,6 +27,7 @@ import time
 from typing import Any, Callable
 
 from raytuner._driver.events import (
+    AppendError,
     AppendLog,
     AppendResults,
     CallFailed,
@@ -67,6 +68,9 @@ from raytuner.schedulers import Decision, Scheduler
 from raytuner.search import FINISHED, Outcome, Searcher, TrialEnd
 
 logger = logging.getLogger("raytuner")
+
+#: The commands that write what happened to a trial (see Lifecycle.records_left).
+_RECORDS = (WriteConfig, WriteTrial, AppendResults, AppendLog, AppendError)
 
 
 # -- the state machine ---------------------------------------------------------------------
@@ -123,6 +127,7 @@ class Lifecycle(ReportHandlers, ControlHandlers):
         self._restart_reason: dict[str, str] = {}
         self.abort: BaseException | None = None
         self._out: list[Command] = []
+        self._left: list[Command] = []  # see records_left()
         self._exploits = Exploits(self.objectives, settings.resource_attr, exploits)
         self._stored, self._carry_out = stored, carry_out
         self._were_running: list[str] = []  # restored RUNNING, recorded PENDING by reconcile()
@@ -173,9 +178,23 @@ class Lifecycle(ReportHandlers, ControlHandlers):
         handler = self._HANDLERS.get(type(event))
         if handler is None:
             raise TypeError(f"Lifecycle cannot handle {event!r}")
-        handler(self, event)
+        try:
+            handler(self, event)
+        except BaseException:
+            # A searcher or scheduler raised (its bug ends the run): what the event recorded
+            # before that, such as the reports a trial made, stays for records_left().
+            self._left, self._out = [command for command in self._out if isinstance(command, _RECORDS)], []
+            raise
         out, self._out = self._out, []
         return out
+
+    def records_left(self) -> list[Command]:
+        """The writes of records an event made before its handler raised: the reports it
+        took in, the trial's status and its log. They happened, and the driver writes them
+        before the run ends on that error, so that a searcher's bug never loses what a
+        trial reported; nothing else the event led to is carried out. Empty after a call."""
+        left, self._left = self._left, []
+        return left
 
     def _on_fill(self, event: Fill) -> None:
         idle = list(event.idle)

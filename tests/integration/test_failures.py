@@ -88,6 +88,35 @@ def test_what_ended_a_failed_run_is_recorded_and_shown(storage, capsys):
     assert "the run failed: ZeroDivisionError: the searcher's bug" in capsys.readouterr().out
 
 
+class SearcherBrokenAtAnEnd(rt.RandomSearcher):
+    """The searcher's own bug, as it hears of the second trial's end."""
+
+    def on_trial_complete(self, trial_id, outcome):
+        if trial_id == "00001":
+            raise ZeroDivisionError("the searcher's bug at an end")
+        super().on_trial_complete(trial_id, outcome)
+
+
+def three_reports(config):
+    for step in range(1, 4):
+        rt.report({"loss": config["x"] / step})
+
+
+def test_a_searcher_that_fails_as_a_trial_ends_loses_nothing_the_trial_reported(storage):
+    """Its error ends the run FAILED, and the trial's reports and status are on disk (the
+    event's records were dropped with the error, so the trial stayed RUNNING with no rows)."""
+    tuner = rt.Tuner(three_reports, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=3, max_concurrent=1,
+                     searcher=SearcherBrokenAtAnEnd(seed=0), storage_path=storage, name="bug-at-end",
+                     tensorboard=False)
+    with pytest.raises(ZeroDivisionError):
+        tuner.fit()
+    results = rt.load(storage / "bug-at-end")
+    assert results.meta["status"] == "FAILED"
+    trial = {t.trial_id: t for t in results.trials}["00001"]
+    assert (trial.status, trial.iteration) == (rt.TrialStatus.COMPLETED, 3)
+    assert list(results.history("00001").loss) == pytest.approx([trial.config["x"] / step for step in (1, 2, 3)])
+
+
 class WorkerOfAnotherVersion:
     """A trial worker that fails as it is built, as one of another raytuner version on the
     nodes does (its class lacks what this driver's pickle names)."""

@@ -384,6 +384,26 @@ def test_a_stopped_trial_whose_next_report_ends_it_needs_no_second_stop():
     assert (trial.status, trial.iteration, trial.note) == (TrialStatus.STOPPED, 2, "stopped by cli")
 
 
+def test_a_searcher_that_raises_at_a_trials_end_leaves_that_trials_records_to_write():
+    """A searcher's bug ends the run, but the reports and the status the event took in are
+    handed to the driver (records_left) to write, and nothing else: no launch, no release."""
+    class Raises(ListSearcher):
+        def on_trial_complete(self, trial_id, outcome):
+            raise RuntimeError("the searcher's bug")
+
+    life = make(searcher=Raises(n=2), max_concurrent=1, num_trials=2)
+    life.handle(ev.Fill(idle=("w1",), pool_size=1))
+    with pytest.raises(RuntimeError, match="the searcher's bug"):
+        life.handle(reported("00000", report(1, 0.5, awaits=False), report(2, 0.25, awaits=False),
+                             exit=TrialExit(Signal.COMPLETED)))
+    left = life.records_left()
+    (rows,) = of(left, ev.AppendResults)
+    assert [row["loss"] for row in rows.rows] == [0.5, 0.25]
+    assert of(left, ev.WriteTrial)[-1].record["status"] == "COMPLETED"
+    assert left == of(left, ev.AppendResults, ev.WriteTrial, ev.WriteConfig, ev.AppendLog, ev.AppendError)
+    assert life.records_left() == []
+
+
 @pytest.mark.parametrize("how", ["its code raised", "its worker died"])
 def test_a_trial_that_fails_while_a_stop_is_under_way_is_not_retried(how):
     """A stop (a command's, or the scheduler's) answered by a failure: the trial ends FAILED,
