@@ -13,8 +13,8 @@ from typing import Any
 
 from raytuner.errors import ConfigError, refuse_unknown_keywords
 
-from ._base import Outcome, Searcher, already_suggested, check_saved_objectives, check_version, ended_twice
-from ._base import is_finite, not_set_up
+from ._base import FINISHED, Outcome, Searcher, already_suggested, check_saved_objectives, check_version, ended_twice
+from ._base import _Finished, is_finite, not_set_up
 from ._checks import check_seed
 from ._fork import check_warm_start, check_warm_start_objectives, fit_observations
 from ._optuna_space import ask, distributions, optuna_value
@@ -23,6 +23,9 @@ from ._space import check_space
 
 _NAME = "OptunaSearcher"
 _STATE_VERSION = 2  # 2: the last resource of each running trial, for the repeat rule
+#: What ``Study.stop`` raises outside ``Study.optimize``, where a sampler calls it to end the
+#: search (GridSampler and BruteForceSampler, once every point is taken).
+_STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked"
 
 
 def _import_optuna() -> Any:
@@ -117,6 +120,11 @@ class OptunaSearcher(Searcher):
     PRUNED without a value (Optuna's samplers leave such trials out, or rank them behind
     every complete one).
 
+    **A sampler that ends the search.** ``GridSampler`` and ``BruteForceSampler`` call
+    ``study.stop()`` once every point is taken, which ends ``study.optimize``; here it ends
+    the search the same way: no trial starts after it (:meth:`suggest` returns
+    ``FINISHED``), and the trials running finish.
+
     **Default sampler.** ``optuna.samplers.TPESampler(seed=seed)``, Optuna's own default;
     with the same seed and results a serial run asks exactly the configs Optuna's own
     ask/tell loop does (tests/search/test_optuna_searcher.py). Optuna logs each finished
@@ -190,6 +198,7 @@ class OptunaSearcher(Searcher):
         self._last: dict[str, tuple[int, float]] = {}  # trial_id -> last step and value sent
         self._resources: dict[str, float] = {}  # trial_id -> the resource of its last report
         self._ended: set[str] = set()
+        self._stopped = False  # the sampler called study.stop(): see _tell
 
     def __getstate__(self) -> dict[str, Any]:
         # The searcher itself is pickled when the Tuner stores a sampler of the user's
@@ -206,6 +215,7 @@ class OptunaSearcher(Searcher):
         state.pop("_sampler")
         state.pop("_study")
         state.setdefault("_resources", {})  # pickled by a version without it
+        state.setdefault("_stopped", False)
         self.__dict__.update(state)
 
     def _config(self) -> dict[str, Any] | None:
@@ -227,16 +237,18 @@ class OptunaSearcher(Searcher):
             check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)
             return
         optuna = _import_optuna()
+        self._probe_sampler(optuna)
         if self.num_objectives == 1:
             self._study = optuna.create_study(sampler=self._sampler, direction="minimize")
         else:
-            self._probe_sampler(optuna)
             self._study = optuna.create_study(sampler=self._sampler, directions=["minimize"] * self.num_objectives)
         self._load_warm_start()
 
     def _probe_sampler(self, optuna: Any) -> None:
-        """Ask a copy of the sampler for one trial of a throwaway study with k objectives, so
-        that a single-objective sampler refuses here, before any trial, in Optuna's words."""
+        """Ask a copy of the sampler for one trial of a throwaway study with the space's
+        parameters and k objectives, so that a sampler that cannot take them refuses here,
+        before any trial, in Optuna's words: a single-objective sampler given several, a
+        ``GridSampler`` whose grid misses a parameter."""
         try:
             sampler = pickle.loads(_dumps(self._sampler))
         except Exception:  # noqa: BLE001 - a sampler that cannot be copied is asked at the first suggest
@@ -245,11 +257,19 @@ class OptunaSearcher(Searcher):
         try:
             study.ask(self._table)
         except ValueError as error:
-            msg = (
-                f"{_NAME}: the sampler {type(self._sampler).__name__} refused {self.num_objectives} "
-                f"objectives: {error} Pass a sampler that takes several, e.g. "
-                "optuna.samplers.TPESampler() (the default) or NSGAIISampler()."
-            )
+            if self.num_objectives > 1 and "objective" in str(error).lower():
+                msg = (
+                    f"{_NAME}: the sampler {type(self._sampler).__name__} refused {self.num_objectives} "
+                    f"objectives: {error} Pass a sampler that takes several, e.g. "
+                    "optuna.samplers.TPESampler() (the default) or NSGAIISampler()."
+                )
+            else:
+                msg = (
+                    f"{_NAME}: the sampler {type(self._sampler).__name__} cannot sample this space "
+                    f"(parameters {sorted(self._table)}): {error} Give the sampler every parameter "
+                    "of the space (a GridSampler's search_space names each one, as raytuner labels "
+                    "nested ones), or use raytuner's own GridSearcher with rt.grid([...])."
+                )
             raise ConfigError(msg) from error
 
 
@@ -282,11 +302,13 @@ class OptunaSearcher(Searcher):
         domains = {label: p.domain for label, p in parameters(self.space, _NAME).items()}  # type: ignore[arg-type]
         return {label: optuna_value(domains[label], self._table[label], value) for label, value in values.items()}
 
-    def suggest(self, trial_id: str) -> dict[str, Any]:
+    def suggest(self, trial_id: str) -> dict[str, Any] | _Finished:
         if self._study is None:
             raise not_set_up(_NAME)
         if trial_id in self._trials or trial_id in self._ended:
             raise already_suggested(_NAME, trial_id)
+        if self._stopped:
+            return FINISHED
         trial = self._study.ask()  # RUNNING from now on: samplers see it as pending
         config = ask(self.space, self._table, trial)  # type: ignore[arg-type]
         self._trials[trial_id] = trial
@@ -326,7 +348,7 @@ class OptunaSearcher(Searcher):
         optuna = _import_optuna()
         trial.set_user_attr("raytuner", f"trial {trial_id} ran with another config (a resume found it "
                                         f"after this proposal); trial {trial_id}'s results are on a later trial")
-        self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self._tell(trial, state=optuna.trial.TrialState.FAIL)
         self._study.enqueue_trial(params, user_attrs={"raytuner": f"trial {trial_id}, corrected after a resume"})
         self._trials[trial_id] = replacement = self._study.ask()
         ask(self.space, self._table, replacement)  # its parameters set, from the queue
@@ -347,12 +369,24 @@ class OptunaSearcher(Searcher):
             # trial's value is that one.
             step = _unseen_step(seen, outcome.resource)
             trial.report(last, step if sent is None else max(step, sent[0] + 1))
-        self._study.tell(trial, value, state=state)
+        self._tell(trial, value, state=state)
+
+    def _tell(self, trial: Any, *args: Any, **kwargs: Any) -> None:
+        """``study.tell``; a sampler that calls ``study.stop()`` as the trial ends (a grid
+        that has seen every point) ends the search, as it ends ``study.optimize``. Optuna
+        stores the trial's end before it runs the sampler's ``after_trial``, where that
+        call raises outside ``optimize``, so nothing of the trial is lost."""
+        try:
+            self._study.tell(trial, *args, **kwargs)
+        except RuntimeError as error:
+            if _STOP_OUTSIDE_OPTIMIZE not in str(error):
+                raise
+            self._stopped = True
 
     def state(self) -> dict[str, Any]:
         # The in-memory study (storage and sampler, with its random state) pickles whole; the
         # running trials' handles are pickled with it so that they stay bound to it.
-        payload = (self._study, self._trials, self._steps, self._last, self._ended, self._resources)
+        payload = (self._study, self._trials, self._steps, self._last, self._ended, self._resources, self._stopped)
         return {"version": _STATE_VERSION, "study": _dumps(payload)}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -361,6 +395,7 @@ class OptunaSearcher(Searcher):
         payload = pickle.loads(state["study"])
         self._study, self._trials, self._steps, self._last, self._ended = payload[:5]
         self._resources = payload[5] if len(payload) > 5 else {}
+        self._stopped = payload[6] if len(payload) > 6 else False
         self._sampler = self._study.sampler
         if self._table:  # set up already: the study must have the experiment's objectives
             check_saved_objectives(_NAME, len(self._study.directions), self.num_objectives)

@@ -15,8 +15,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from raytuner.errors import ConfigError
-from raytuner.search import OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, qloguniform, quniform, randint
-from raytuner.search import uniform
+from raytuner.search import FINISHED, OptunaSearcher, Outcome, TrialEnd, choice, grid, loguniform, qloguniform, quniform
+from raytuner.search import randint, uniform
 from raytuner.search._domains import Range
 from raytuner.search import _optuna
 from raytuner.search._optuna_space import distributions
@@ -297,6 +297,41 @@ def test_any_optuna_sampler():
     configs = [searcher.suggest(str(i)) for i in range(4)]
     assert len({c["x"] for c in configs}) == 4
     assert searcher.config() is None  # a sampler of the user's is pickled whole
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize("sampler", ["grid", "brute force"])
+def test_a_sampler_that_stops_the_study_ends_the_search_and_keeps_the_trial_that_ended_it(sampler):
+    """GridSampler and BruteForceSampler call study.stop() once every point is taken: Optuna
+    raises that outside study.optimize; here the trial is told all the same, and the search
+    ends (FINISHED), also after a restore. (It raised, and the trial's end was lost.)"""
+    space = {"x": choice([0.1, 0.2, 0.3])}
+    if sampler == "grid":
+        optuna_sampler = optuna.samplers.GridSampler({"x": [0.1, 0.2, 0.3]}, seed=0)
+    else:
+        optuna_sampler = optuna.samplers.BruteForceSampler(seed=0)
+    searcher = OptunaSearcher(space, sampler=optuna_sampler)
+    searcher.setup(None, 6)
+    configs = [searcher.suggest(str(i)) for i in range(3)]
+    assert sorted(c["x"] for c in configs) == [0.1, 0.2, 0.3]
+    for i, config in enumerate(configs):
+        searcher.on_trial_complete(str(i), Outcome(TrialEnd.COMPLETED, config["x"]))
+    assert searcher.suggest("3") is FINISHED
+    study = searcher._study
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert sorted(t.value for t in study.trials) == [0.1, 0.2, 0.3]
+    restored = OptunaSearcher(space, sampler=optuna_sampler)
+    restored.setup(None, 6)
+    restored.restore(searcher.state())
+    assert restored.suggest("4") is FINISHED
+
+
+def test_a_grid_sampler_that_misses_a_parameter_is_refused_at_setup():
+    sampler = optuna.samplers.GridSampler({"lr": [0.1, 0.2]}, seed=0)
+    searcher = OptunaSearcher({"x": uniform(0, 1), "lr": choice([0.1, 0.2])}, sampler=sampler)
+    with pytest.raises(ConfigError, match=r"GridSampler cannot sample this space \(parameters \['lr', 'x'\]\): "
+                                          r"The parameter name, x, is not found in the given grid.*GridSearcher"):
+        searcher.setup(None, 4)
 
 
 @pytest.mark.parametrize(
