@@ -28,11 +28,13 @@ from raytuner._storage.files import check_name
 from raytuner._storage.lock import DriverLock
 from raytuner._tuner_checks import (
     check_callbacks, check_checkpoint_interval, check_flag, check_picklable, check_resource_attr,
-    check_storage_path, check_total_trials, check_trainable_call, check_verbose, default_mode, positive_int,
+    check_storage_path, check_total_trials, check_trainable_call, check_unused, check_verbose, default_mode, mark_used,
+    positive_int, probe_copy,
 )
 from raytuner.errors import ConfigError, ExperimentError, invalid
 from raytuner.schedulers import FIFOScheduler, Scheduler
 from raytuner.search import GridSearcher, RandomSearcher, Searcher, has_grid, space_to_json, validate_space
+from raytuner.search._checks import check_seed
 
 
 class Tuner:
@@ -59,7 +61,11 @@ class Tuner:
         searcher: Default :class:`search.TPESearcher` (:class:`search.GridSearcher` when
             the space has a ``grid``; :class:`search.RandomSearcher` when no ``metric`` is
             given, as there is nothing to learn from, and with PBT, which changes configs).
-        scheduler: Default :class:`schedulers.FIFOScheduler`.
+            A searcher serves one experiment: one that already ran (a Tuner's ``fit()``
+            started with it) is refused, as it holds that experiment's trials; one given to
+            a Tuner that was refused or never run is left as it was.
+        scheduler: Default :class:`schedulers.FIFOScheduler`. One experiment each, as the
+            searcher.
         resources: Per trial: ``{"cpu": 1, "gpu": 0.25, "memory": bytes, "<custom>": n}``;
             a custom name that is a near miss of a known one (``cpus``) is refused.
         stop: Per-trial stopping criteria: a dict of finite thresholds (``{"iteration": 20}``,
@@ -94,7 +100,7 @@ class Tuner:
         verbose: 0 silent, 1 progress and summary, 2 also a line per finished trial.
         address: Ray cluster to join ("auto", "ray://host:10001"); default RAY_ADDRESS, else a
             local Ray started for you.
-        seed: Seed of the default searcher.
+        seed: Seed of the default searcher; refused with ``searcher=`` (seed that one).
         best_scope: What "best" means for this experiment, in Results, the CLI, the report
             and the dashboard alike: "last" ranks trials by their last report (as Ray
             Tune does), "all" by the best report each made. NaN and infinite values never
@@ -209,6 +215,16 @@ class Tuner:
         scheduler = FIFOScheduler() if scheduler is None else scheduler
         if not isinstance(scheduler, Scheduler):
             raise ConfigError(f"`scheduler` must be a schedulers.Scheduler (e.g. ASHAScheduler(...)); got {type(scheduler).__name__}.")
+        check_seed("Tuner", seed)
+        given = searcher  # the user's, or None for the default, which only this Tuner holds
+        check_unused("searcher", searcher)
+        check_unused("scheduler", scheduler)
+        if seed is not None and searcher is not None:
+            kind = type(searcher).__name__
+            raise ConfigError(
+                f"`seed={seed!r}` seeds the default searcher, but `searcher=` is given ({kind}), so it would be "
+                f"ignored. Seed the searcher itself, e.g. searcher={kind}(seed={seed!r}), and leave the Tuner's "
+                "`seed` out.")
         if searcher is None:
             if space is None:
                 raise ConfigError("No search space: pass `space=` (e.g. space={'lr': rt.loguniform(1e-4, 1e-1)}) or a searcher with its own.")
@@ -241,11 +257,15 @@ class Tuner:
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
         check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
-        # Both raise here, before Ray starts: on a bad space, or a single-objective searcher or
-        # scheduler given several objectives.
-        setup_components(searcher, space, num_trials, objectives, scheduler)
-        check_total_trials(searcher, int(num_trials))
-        scheduler.check_experiment(space if space is not None else searcher.space, searcher, int(num_trials))
+        # Set up on a copy here, and for real when fit() starts, so that a Tuner refused or
+        # never run leaves the searcher as it was, free for another Tuner. These raise before
+        # Ray starts: on a bad space, or a single-objective searcher or scheduler given
+        # several objectives.
+        probe = searcher if given is None else probe_copy(searcher)
+        setup_components(probe, space, num_trials, objectives, scheduler)
+        check_total_trials(probe, int(num_trials))
+        scheduler.check_experiment(space if space is not None else probe.space, probe, int(num_trials))
+        self._setup = None if probe is searcher else (space, int(num_trials), objectives)
 
         self._name = check_name(name) if name is not None else None
         self._trainable = trainable
@@ -294,13 +314,25 @@ class Tuner:
         """
         if self._ran:
             raise ConfigError("This Tuner has already run; create a new Tuner for another experiment.")
+        self._set_up()
         self._ran = True
         storage, lock = self._new_storage()  # held before Ray starts: a second driver is refused at once
+        mark_used(self._searcher, storage.location)
+        mark_used(self._scheduler, storage.location)
         try:
             with lock:
                 return self._run(storage)
         finally:
             storage.discard_stage()  # cloud storage: everything is in the bucket
+
+    def _set_up(self) -> None:
+        """The searcher and scheduler set up for this experiment, as a copy was when the
+        Tuner was built; refused if another Tuner ran them since."""
+        check_unused("searcher", self._searcher)
+        check_unused("scheduler", self._scheduler)
+        if self._setup is not None:
+            setup_components(self._searcher, *self._setup, self._scheduler)
+            self._setup = None
 
     def _run(self, storage: ExperimentStorage) -> Results:
         # max_concurrent is fixed once Ray is up: by default, what the cluster can hold.

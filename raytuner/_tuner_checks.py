@@ -149,3 +149,44 @@ def check_storage_path(path: Any) -> None:
         raise invalid("Tuner", "storage_path", path, "a path as text (str), not bytes", fix)
     if "\x00" in text:
         raise invalid("Tuner", "storage_path", path, "a path with no NUL character", fix)
+
+
+#: Set on a searcher or scheduler when a Tuner's fit() starts with it: the experiment's location.
+_USED_BY = "_raytuner_experiment"
+
+
+def check_unused(argument: str, component: Any) -> None:
+    """Refuse a searcher or scheduler that already ran an experiment: it holds that
+    experiment's trials (a searcher's history, a scheduler's rungs or population) under the
+    ids the new one gives its own, so the new search would start from them."""
+    used_by = getattr(component, _USED_BY, None)
+    if used_by is None:
+        return
+    kind = type(component).__name__
+    learn = (" To learn from its results in a new one, pass them to a new searcher: "
+             f"{kind}(warm_start=rt.load({used_by!r}).observations()) (searchers that learn take it)."
+             if argument == "searcher" else "")
+    raise ConfigError(
+        f"`{argument}` ({kind}) already ran the experiment at {used_by}, and holds its trials: a {argument} serves "
+        f"one experiment. Pass a new one, e.g. {argument}={kind}(...). To carry on with that experiment, "
+        f"rt.Tuner.resume({used_by!r}).{learn}")
+
+
+def mark_used(component: Any, location: str) -> None:
+    """Record on a searcher or scheduler that it runs the experiment at ``location``."""
+    try:
+        setattr(component, _USED_BY, location)
+    except AttributeError:  # a class of one's own that takes no attributes: not checked
+        pass
+
+
+def probe_copy(searcher: Any) -> Any:
+    """A copy of ``searcher`` for the Tuner to set up and check before anything runs, so that
+    a Tuner refused, or built and never run, leaves the object as it was; the searcher
+    itself if it cannot be copied (then it is set up here, as before)."""
+    import copy
+
+    try:
+        return copy.deepcopy(searcher)
+    except Exception:  # noqa: BLE001 - a searcher of one's own holding a lock, a connection...
+        return searcher

@@ -324,3 +324,28 @@ print("initialized after expiry:", ray.is_initialized())
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "initialized after expiry: False" in done.stdout
+
+
+def reports_x(config):
+    rt.report({"loss": config["x"]})
+
+
+def test_a_searcher_and_scheduler_run_one_experiment_each(storage):
+    """A searcher that ran an experiment holds its trials under ids the next would reuse (a
+    grid's points already taken: a second fit ran nothing and said COMPLETED). Another Tuner
+    given it is refused, and so is a Tuner built beforehand when its own fit() comes."""
+    searcher, scheduler = rt.GridSearcher(), rt.ASHAScheduler(max_resource=1)
+    space = {"x": rt.grid([1, 2, 3])}
+    waiting = rt.Tuner(reports_x, space=space, metric="loss", searcher=searcher, scheduler=scheduler,
+                       storage_path=storage, name="second", verbose=0, tensorboard=False)
+    first = rt.Tuner(reports_x, space=space, metric="loss", searcher=searcher, scheduler=scheduler,
+                     storage_path=storage, name="first", verbose=0, tensorboard=False).fit()
+    assert sorted(t.config["x"] for t in first.trials) == [1, 2, 3]
+    where = str(storage / "first")
+    with pytest.raises(rt.ConfigError, match=rf"`searcher` \(GridSearcher\) already ran the experiment at {where}"):
+        rt.Tuner(reports_x, space=space, metric="loss", searcher=searcher, storage_path=storage, verbose=0)
+    with pytest.raises(rt.ConfigError, match=rf"`searcher` \(GridSearcher\) already ran the experiment at {where}"):
+        waiting.fit()
+    assert not (storage / "second").exists()
+    with pytest.raises(rt.ConfigError, match=rf"`scheduler` \(ASHAScheduler\) already ran the experiment at {where}"):
+        rt.Tuner(reports_x, space=space, metric="loss", scheduler=scheduler, storage_path=storage, verbose=0)

@@ -78,7 +78,8 @@ def test_multi_objective_components_are_accepted_and_told_the_objectives():
     for searcher in (TPESearcher(seed=0), RandomSearcher(), GridSearcher(), OptunaSearcher()):
         scheduler = ASHAScheduler(max_resource=9)
         space = {"x": rt.grid([0.1, 0.2])} if isinstance(searcher, GridSearcher) else SPACE
-        rt.Tuner(train, space=space, metric=TWO, mode=["min", "max"], searcher=searcher, scheduler=scheduler)
+        tuner = rt.Tuner(train, space=space, metric=TWO, mode=["min", "max"], searcher=searcher, scheduler=scheduler)
+        tuner._set_up()  # as fit() does first: the Tuner checked a copy of the searcher
         assert searcher.num_objectives == 2 and scheduler.num_objectives == 2
     hyperband = HyperbandScheduler(max_resource=9)
     rt.Tuner(train, space=SPACE, metric=TWO, scheduler=hyperband)
@@ -94,7 +95,7 @@ class _OldSearcher(RandomSearcher):
 
 def test_a_searcher_whose_setup_predates_objectives_keeps_working_with_one():
     searcher = _OldSearcher()
-    rt.Tuner(train, space=SPACE, metric="loss", searcher=searcher)
+    rt.Tuner(train, space=SPACE, metric="loss", searcher=searcher)._set_up()  # as fit() does first
     assert searcher.space is SPACE
 
 

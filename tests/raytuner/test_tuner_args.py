@@ -139,3 +139,42 @@ def test_a_left_out_mode_minimises_and_warns_for_a_metric_named_to_be_maximised(
     assert tuner._settings["mode"] == ("min" if isinstance(metric, str) else ["min", "min"])
     rt.Tuner(train, space={"x": 1.0}, metric=metric, mode="min" if isinstance(metric, str) else ["min", "min"])
     assert len([w for w in recwarn.list if "will be minimised" in str(w.message)]) == len(said)  # explicit: quiet
+
+
+@pytest.mark.parametrize(("seed", "match"), [
+    (0, r"`seed=0` seeds the default searcher, but `searcher=` is given \(RandomSearcher\), so it would be ignored\. "
+        r"Seed the searcher itself, e\.g\. searcher=RandomSearcher\(seed=0\)"),
+    ("abc", r"Tuner: `seed` is 'abc', but must be a non-negative int or None"),
+    (-5, r"Tuner: `seed` is -5"),
+])
+def test_a_seed_the_tuner_cannot_use_is_refused(seed, match):
+    searcher = RandomSearcher() if isinstance(seed, int) and seed >= 0 else None
+    with pytest.raises(rt.ConfigError, match=match):
+        rt.Tuner(train, space=SPACE, metric="loss", searcher=searcher, seed=seed)
+
+
+def test_a_searcher_is_left_as_it_was_by_a_tuner_refused_or_never_run():
+    """The Tuner sets up a copy to check it: the searcher itself takes no space until a
+    fit() runs with it, so another Tuner may have it, with another space."""
+    searcher = rt.TPESearcher(seed=0)
+    with pytest.raises(rt.ConfigError, match="PBTScheduler changes the trials' configs"):
+        rt.Tuner(train, space=SPACE, metric="loss", searcher=searcher,
+                 scheduler=rt.PBTScheduler(perturbation_interval=2, mutations={"x": rt.uniform(0, 1)}))
+    rt.Tuner(train, space=SPACE, metric="loss", searcher=searcher)
+    rt.Tuner(train, space={"y": rt.uniform(0, 1)}, metric="loss", searcher=searcher)
+    assert searcher.space is None
+
+
+def test_a_searcher_or_scheduler_that_ran_an_experiment_is_refused_naming_it():
+    from raytuner._tuner_checks import mark_used
+
+    searcher, scheduler = GridSearcher(), ASHAScheduler(max_resource=9)
+    mark_used(searcher, "/results/first")
+    with pytest.raises(rt.ConfigError, match=r"`searcher` \(GridSearcher\) already ran the experiment at "
+                                             r"/results/first, and holds its trials: a searcher serves one "
+                                             r"experiment\. Pass a new one, e\.g\. searcher=GridSearcher\(\.\.\.\)\. "
+                                             r"To carry on with that experiment, rt\.Tuner\.resume\('/results/first'\)"):
+        rt.Tuner(train, space={"x": rt.grid([1, 2])}, metric="loss", searcher=searcher)
+    mark_used(scheduler, "/results/first")
+    with pytest.raises(rt.ConfigError, match=r"`scheduler` \(ASHAScheduler\) already ran the experiment at "):
+        rt.Tuner(train, space=SPACE, metric="loss", scheduler=scheduler)
