@@ -223,9 +223,9 @@ def on_grid(x: float, low: float, high: float, step: float, is_int: bool) -> int
     ``[ceil(low / q), floor(high / q)]``, where a quotient within a relative ``1e-9`` of an
     integer counts as that integer: float division makes ``0.3 / 0.1`` a hair below 3, and
     a plain floor would lose the top value 0.3 of ``quniform(0, 0.3, 0.1)``. The value is
-    ``float(k * q)``, computed as the domain computes its samples (``search._domains``), so
-    that it equals the domain's own value (``3 * 0.1 = 0.30000000000000004``); an int when
-    ``is_int``. Bounds with no multiple of ``q`` between them (a range ``(0.12, 0.18)``,
+    ``k * q`` written with ``q``'s decimals, as the domain writes its samples
+    (``search._domains``), so that it equals the domain's own value (``3 * 0.1`` is 0.3, not
+    ``0.30000000000000004``); an int when ``is_int``. Bounds with no multiple of ``q`` between them (a range ``(0.12, 0.18)``,
     ``q=0.1``, stored before quniform refused it) leave the two multiples around them, the
     values the domain itself rounds to.
     """
@@ -238,7 +238,7 @@ def on_grid(x: float, low: float, high: float, step: float, is_int: bool) -> int
         lowest, highest = highest, lowest
     k = min(max(round(x / step), lowest), highest)
     value = float(k * step)
-    return round(value) if is_int else value
+    return round(value) if is_int else round(value, _domains().q_decimals(step))
 
 
 def _index(options: Sequence[Any], value: Any) -> int | None:

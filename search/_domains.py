@@ -9,10 +9,12 @@ searcher into ``hp`` expressions) or sample them with a :class:`numpy.random.Gen
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -200,9 +202,17 @@ class Domain(abc.ABC):
 
 
 def _quantize(value: float, q: int | float, is_int: bool) -> int | float:
-    # round(x / q) * q, as hyperopt's quniform does, so that random and TPE phases agree.
+    # round(x / q) * q, as hyperopt's quniform does, so that random and TPE phases agree;
+    # a float written with q's decimals, so that 3 * 0.1 is 0.3 as the user wrote the bound,
+    # not 0.30000000000000004 (above it) and 7 * 0.7 is 4.9, not 4.8999999999999995.
     quantized = float(np.round(value / q) * q)
-    return int(round(quantized)) if is_int else quantized
+    return int(round(quantized)) if is_int else round(quantized, q_decimals(q))
+
+
+@functools.lru_cache(maxsize=256)
+def q_decimals(q: int | float) -> int:
+    """The decimals ``q`` is written with (0.25: 2, 1e-3: 3, 16.0: 0)."""
+    return max(0, -int(Decimal(repr(float(q))).as_tuple().exponent))
 
 
 @dataclass(frozen=True, repr=False)

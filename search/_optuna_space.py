@@ -43,7 +43,6 @@ own to within a unit of the last place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from ._domains import Choice, RandInt, Range, _quantize
@@ -91,10 +90,10 @@ def distributions(space: Mapping[str, Any], owner: str = "OptunaSearcher") -> di
 
 
 def _on_steps(bound: float, q: float) -> float:
-    """``round(bound / q) q`` rounded to the decimals of ``q``, so that Optuna's decimal check
-    finds it on the steps (the module docstring)."""
-    decimals = max(0, -int(Decimal(repr(float(q))).as_tuple().exponent))
-    return round(float(_quantize(bound, q, False)), decimals)
+    """``round(bound / q) q`` rounded to the decimals of ``q`` (as :func:`._domains._quantize`
+    writes every value), so that Optuna's decimal check finds it on the steps (the module
+    docstring)."""
+    return float(_quantize(bound, q, False))
 
 
 def ask(space: Mapping[str, Any], table: Mapping[str, Any], trial: Any) -> dict[str, Any]:

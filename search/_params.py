@@ -24,7 +24,9 @@ library's (``_hyperopt_space``) uses it too.
 models ``randint(a, b)`` as a rounded uniform on ``[a - 1/2, b - 1/2]``, whose rounding
 can reach ``b`` (or ``a - 1``, rounding half to even) on the edges. Every other searcher's
 points already lie inside, so the clamp changes nothing for them, and a config never holds
-a value its domain excludes.
+a value its domain excludes. A ``q`` range's float values are written with ``q``'s decimals,
+as its draws are: ``round(x / q) * q`` can pass a bound by a rounding error (``3 * 0.1`` is
+``0.30000000000000004``), whichever library computed it; written so, it is the bound 0.3.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 
 from raytuner.errors import ConfigError
 
-from ._domains import Choice, Domain, Grid, RandInt, Range, _is_hyperopt_expr, plain, same_value
+from ._domains import Choice, Domain, Grid, RandInt, Range, _is_hyperopt_expr, _quantize, plain, same_value
 
 Point = dict[str, Any]
 """A (possibly partial) point: parameter label to value (a choice's label to its index)."""
@@ -160,6 +162,10 @@ def config_value(domain: Range | RandInt, number: Any) -> int | float:
         return min(max(int(round(number)), domain.low), domain.high - 1)
     if domain.is_int:
         return int(round(number))
+    if domain.q is not None:
+        # Written as the domain writes its draws (0.3, not 0.30000000000000004 above the bound
+        # 0.3), whichever library computed round(x / q) * q.
+        return _quantize(float(number), domain.q, False)
     return float(number)
 
 

@@ -103,13 +103,13 @@ def test_with_a_real_generator_values_stay_in_their_domains():
 # float(k * q), so 3 * 0.1 = 0.30000000000000004. Bounds on the grid whose float quotient
 # misses the integer: 0.3 / 0.1, 0.7 / 0.1 and 0.49 / 0.07 fall a hair below it (a plain
 # floor loses the top value), 2.1 / 0.7 a hair above (a plain ceil loses the bottom one).
-GRIDS = [
-    (quniform(0, 0.3, 0.1), [k * 0.1 for k in range(4)]),
-    (quniform(0.1, 0.7, 0.1), [k * 0.1 for k in range(1, 8)]),
-    (quniform(2.1, 4.9, 0.7), [k * 0.7 for k in range(3, 8)]),
-    (quniform(0, 0.49, 0.07), [k * 0.07 for k in range(8)]),
-    (qloguniform(0.1, 0.7, 0.1), [k * 0.1 for k in range(1, 8)]),
-    (qloguniform(2.1, 4.9, 0.7), [k * 0.7 for k in range(3, 8)]),
+GRIDS = [  # the multiples of q as one writes them: 0.3, not 3 * 0.1 = 0.30000000000000004
+    (quniform(0, 0.3, 0.1), [0.0, 0.1, 0.2, 0.3]),
+    (quniform(0.1, 0.7, 0.1), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+    (quniform(2.1, 4.9, 0.7), [2.1, 2.8, 3.5, 4.2, 4.9]),
+    (quniform(0, 0.49, 0.07), [0.0, 0.07, 0.14, 0.21, 0.28, 0.35, 0.42, 0.49]),
+    (qloguniform(0.1, 0.7, 0.1), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+    (qloguniform(2.1, 4.9, 0.7), [2.1, 2.8, 3.5, 4.2, 4.9]),
     (quniform(16, 256, 16), list(range(16, 257, 16))),
     (randint(1, 5), [1, 2, 3, 4]),
 ]
@@ -138,10 +138,10 @@ def test_the_ends_of_the_grid_are_reached_and_kept(domain, values):
 
 def test_float_steps_round_to_the_nearest_multiple():
     d = quniform(0, 0.3, 0.1)
-    assert perturb(0.2, d, 1.2) == 2 * 0.1  # 0.24
-    assert perturb(0.2, d, 1.3) == 3 * 0.1  # 0.26: up to the top, not down past it
-    assert perturb(3 * 0.1, d, 0.8) == 2 * 0.1  # 0.24
-    assert perturb(0.3, d, 1.0) == 3 * 0.1  # a hand-written 0.3 is taken to the domain's value
+    assert perturb(0.2, d, 1.2) == 0.2  # 0.24
+    assert perturb(0.2, d, 1.3) == 0.3  # 0.26: up to the top, not down past it
+    assert perturb(3 * 0.1, d, 0.8) == 0.2  # 0.24, from the 0.30000000000000004 an older draw had
+    assert perturb(3 * 0.1, d, 1.0) == 0.3  # taken to the domain's value, as written
     # No multiple of q between the bounds (a range stored before quniform refused that, as
     # from_json rebuilds it): the two the domain itself rounds to.
     assert perturb(0.1, Range(0.12, 0.18, q=0.1), 1.2) == 0.1
