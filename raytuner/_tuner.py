@@ -212,6 +212,7 @@ class Tuner:
 
         if space is not None:
             validate_space(space)
+        given_scheduler = scheduler  # as `given` below
         scheduler = FIFOScheduler() if scheduler is None else scheduler
         if not isinstance(scheduler, Scheduler):
             raise ConfigError(f"`scheduler` must be a schedulers.Scheduler (e.g. ASHAScheduler(...)); got {type(scheduler).__name__}.")
@@ -257,15 +258,17 @@ class Tuner:
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
         check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
-        # Set up on a copy here, and for real when fit() starts, so that a Tuner refused or
-        # never run leaves the searcher as it was, free for another Tuner. These raise before
-        # Ray starts: on a bad space, or a single-objective searcher or scheduler given
-        # several objectives.
+        # Set up on copies here, and for real when fit() starts, so that a Tuner refused or
+        # never run leaves the user's searcher and scheduler as they were, free for another
+        # Tuner. These raise before Ray starts: on a bad space, or a single-objective searcher
+        # or scheduler given several objectives.
         probe = searcher if given is None else probe_copy(searcher)
-        setup_components(probe, space, num_trials, objectives, scheduler)
+        probe_scheduler = scheduler if given_scheduler is None else probe_copy(scheduler)
+        setup_components(probe, space, num_trials, objectives, probe_scheduler)
         check_total_trials(probe, int(num_trials))
-        scheduler.check_experiment(space if space is not None else probe.space, probe, int(num_trials))
-        self._setup = None if probe is searcher else (space, int(num_trials), objectives)
+        probe_scheduler.check_experiment(space if space is not None else probe.space, probe, int(num_trials))
+        # What fit() sets up still: the searcher and the scheduler that were copies here.
+        self._setup = (space, int(num_trials), objectives, probe is not searcher, probe_scheduler is not scheduler)
 
         self._name = check_name(name) if name is not None else None
         self._trainable = trainable
@@ -330,9 +333,12 @@ class Tuner:
         Tuner was built; refused if another Tuner ran them since."""
         check_unused("searcher", self._searcher)
         check_unused("scheduler", self._scheduler)
-        if self._setup is not None:
-            setup_components(self._searcher, *self._setup, self._scheduler)
-            self._setup = None
+        space, num_trials, objectives, searcher_left, scheduler_left = self._setup
+        if searcher_left:
+            setup_components(self._searcher, space, num_trials, objectives)
+        if scheduler_left:
+            self._scheduler.set_objectives(list(objectives.metrics) or 1)
+        self._setup = (space, num_trials, objectives, False, False)
 
     def _run(self, storage: ExperimentStorage) -> Results:
         # max_concurrent is fixed once Ray is up: by default, what the cluster can hold.

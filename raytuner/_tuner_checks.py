@@ -180,13 +180,13 @@ def mark_used(component: Any, location: str) -> None:
         pass
 
 
-def probe_copy(searcher: Any) -> Any:
-    """A copy of ``searcher`` for the Tuner to set up and check before anything runs, so that
-    a Tuner refused, or built and never run, leaves the object as it was; the searcher
-    itself if it cannot be copied (then it is set up here, as before)."""
+def probe_copy(component: Any) -> Any:
+    """A copy of a searcher or scheduler for the Tuner to set up and check before anything
+    runs, so that a Tuner refused, or built and never run, leaves the object as it was; the
+    object itself if it cannot be copied (then it is set up here, as before)."""
     import copy
 
     try:
-        return copy.deepcopy(searcher)
-    except Exception:  # noqa: BLE001 - a searcher of one's own holding a lock, a connection...
-        return searcher
+        return copy.deepcopy(component)
+    except Exception:  # noqa: BLE001 - one of one's own holding a lock, a connection...
+        return component

@@ -82,7 +82,7 @@ def test_multi_objective_components_are_accepted_and_told_the_objectives():
         tuner._set_up()  # as fit() does first: the Tuner checked a copy of the searcher
         assert searcher.num_objectives == 2 and scheduler.num_objectives == 2
     hyperband = HyperbandScheduler(max_resource=9)
-    rt.Tuner(train, space=SPACE, metric=TWO, scheduler=hyperband)
+    rt.Tuner(train, space=SPACE, metric=TWO, scheduler=hyperband)._set_up()
     assert hyperband.num_objectives == 2
 
 

@@ -178,3 +178,14 @@ def test_a_searcher_or_scheduler_that_ran_an_experiment_is_refused_naming_it():
     mark_used(scheduler, "/results/first")
     with pytest.raises(rt.ConfigError, match=r"`scheduler` \(ASHAScheduler\) already ran the experiment at "):
         rt.Tuner(train, space=SPACE, metric="loss", scheduler=scheduler)
+
+
+def test_a_scheduler_is_left_as_it_was_by_a_tuner_never_run():
+    """A Tuner of two objectives, built and not run, does not leave the scheduler set to two:
+    the next Tuner, of one objective, takes it (it was refused as a resume of another kind)."""
+    scheduler = ASHAScheduler(max_resource=9)
+    rt.Tuner(train, space=SPACE, metric=["loss", "size"], scheduler=scheduler)
+    tuner = rt.Tuner(train, space=SPACE, metric="loss", scheduler=scheduler)
+    assert scheduler.num_objectives == 1
+    tuner._set_up()  # as fit() does first
+    assert scheduler.num_objectives == 1
