@@ -186,6 +186,14 @@ def _values(ctor: str, name: str, values: Any) -> tuple[Any, ...]:
     if len(values) == 0:
         msg = f"{ctor}: `{name}` is empty, but needs at least one value. Pass a non-empty list."
         raise ConfigError(msg)
+    for index, value in enumerate(values):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value):
+            msg = (
+                f"{ctor}: `{name}[{index}]` is nan, which equals no value, itself included (nan != nan): "
+                "a trial's config could not be matched to its option, which the searchers and a resume "
+                "rely on. Pass None, or a string such as 'nan', and map it to nan in the trainable."
+            )
+            raise ConfigError(msg)
     return tuple(values)
 
 

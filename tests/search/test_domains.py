@@ -92,6 +92,8 @@ def test_bounds_are_stored_as_plain_numbers():
         (lambda: choice("abc"), r"choice.*`options` is 'abc', but must be a list"),
         (lambda: choice([{"a": grid([1, 2])}]), r"choice\(\): option 0 contains a grid\(\)"),
         (lambda: grid([]), r"grid.*`values` is empty"),
+        (lambda: choice([0.0, -1.0, float("nan")]), r"choice.*`options\[2\]` is nan, which equals no value.*Pass None"),
+        (lambda: grid([np.float64("nan")]), r"grid.*`values\[0\]` is nan"),
         (lambda: grid([1, uniform(0, 1)]), r"grid\(\): value 1 is uniform\(0.0, 1.0\), which contains a domain"),
     ],
 )
