@@ -385,10 +385,13 @@ class Tuner:
         """Continue a stopped experiment (driver crash, Ctrl-C, time budget): runs it to its
         end now and returns its :class:`Results` (there is no ``.fit()`` to call after it).
 
-        Also ``raytuner resume PATH``. Finished trials are kept; trials that were running
-        restart from their latest checkpoint; paused trials wait for the scheduler, whose
-        state is restored with the searcher's, so no config runs twice except those that
-        were in flight. Pass a larger ``num_trials`` to extend a finished experiment.
+        Also ``raytuner resume PATH``. Finished trials are kept; after a crash or a Ctrl-C,
+        trials that were running restart from their latest checkpoint and paused trials wait
+        for the scheduler, whose state is restored with the searcher's, so no config runs
+        twice except those that were in flight. A time budget's end is a finish for the
+        trials it met: those running or paused then are STOPPED, and a resume with a larger
+        budget runs the trials that never started. Pass a larger ``num_trials`` to extend a
+        finished experiment.
 
         Args:
             path: The experiment's folder, or its URI (``s3://bucket/prefix/<name>``).
