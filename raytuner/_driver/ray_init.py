@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 
 def ensure_ray(address: str | None = None) -> bool:
@@ -17,6 +18,11 @@ def ensure_ray(address: str | None = None) -> bool:
     import ray
 
     if ray.is_initialized():
+        if address is not None:
+            warnings.warn(
+                f"address={address!r} is not used: Ray is already initialised in this process (a ray.init() "
+                "before the Tuner), and the trials run on the Ray it joined. Call ray.shutdown() first to "
+                "join that address, or leave `address` out.", stacklevel=4)
         return False
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     # Ray's own start-up notices (token authentication, ...) are not the user's concern.

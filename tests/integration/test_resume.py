@@ -140,6 +140,18 @@ def test_cli_resume_extends_an_experiment(storage, capsys):
     assert (first.path / "tensorboard" / again.trials[1].trial_id).is_dir(), "logging goes on after a resume"
 
 
+def test_cli_resume_takes_an_address_and_an_address_ray_cannot_join_now_is_said(storage, capsys):
+    """`raytuner resume --address` reaches Tuner.resume; Ray is already up in this process
+    (the tests' cluster), so the address is not used, and a warning says so."""
+    from raytuner import cli
+
+    first = rt.Tuner(counting, space={"x": 0.5}, metric="loss", num_trials=1, storage_path=storage,
+                     verbose=0, tensorboard=False).fit()
+    with pytest.warns(UserWarning, match=r"address='auto' is not used: Ray is already initialised in this process"):
+        assert cli.main(["resume", str(first.path), "--num-trials", "2", "--address", "auto"]) == 0
+    assert len(rt.load(first.path).trials) == 2
+
+
 def named(config):
     pathlib.Path(config["names"], rt.get_context().trial_id).write_text(rt.get_context().experiment_name)
     rt.report({"loss": 1.0})
