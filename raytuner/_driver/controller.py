@@ -30,6 +30,7 @@ from raytuner._driver.control import ControlInbox, applied_limits, describe_appl
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
 from raytuner._driver.pool import acquire_pool, park_pool
 from raytuner._driver.progress import Progress
+from raytuner._driver.ray_init import check_client_storage
 from raytuner._driver.run_clock import RunClock
 from raytuner._driver.settings import ExperimentSettings
 from raytuner._driver.stall import StallWatch
@@ -139,6 +140,7 @@ class Controller:
         status = "COMPLETED"
         refused: StorageError | SystemExit | None = None  # a write refused (the run stops, interrupted), or an exit
         try:
+            check_client_storage(self._where)
             while True:
                 self._storage.check_standing()  # no other driver took the experiment over, no lease ran out
                 for command in self._control.poll():  # from the CLI or the dashboard

@@ -1,4 +1,5 @@
-"""Connecting to Ray: the cluster named by ``address``/RAY_ADDRESS, or a local one we start."""
+"""Connecting to Ray: the cluster named by ``address``/RAY_ADDRESS, or a local one we start;
+and what a driver through Ray Client needs of the storage."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import Any
 
 
 def ensure_ray(address: str | None = None) -> bool:
@@ -31,6 +33,27 @@ def ensure_ray(address: str | None = None) -> bool:
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)
     return True
+
+
+def check_client_storage(where: Any) -> None:
+    """Under Ray Client (``address="ray://..."``) the driver's process is off the cluster,
+    and workers that do not see a folder storage relay their checkpoints to the node the
+    client reached, not to this machine: refused, before any trial, unless that node reads
+    the experiment's folder (a file system shared at the same path)."""
+    import ray
+
+    if where.is_uri or not ray.util.client.ray.is_connected():
+        return
+    from raytuner._storage import relay
+    from raytuner.errors import ExperimentError
+
+    why = relay.unseen_from_driver_node(where)
+    if why is not None:
+        raise ExperimentError(
+            f"The driver runs through Ray Client, off the cluster, and the cluster does not reach the experiment's "
+            f"folder {where.location} ({why}): its trials' checkpoints would land on the cluster's head, not here. "
+            "Pass a bucket URI every node reaches (storage_path='s3://...'), or a file system shared at the same "
+            "path by this machine and the cluster's nodes; or run the script on the cluster (ray job submit).")
 
 
 def flush_worker_logs() -> None:

@@ -89,6 +89,13 @@ def pull(where: ExperimentLocation, ref: CheckpointRef, target: Path, *, chunk: 
     return target
 
 
+def unseen_from_driver_node(where: ExperimentLocation) -> str | None:
+    """Why the node relays go to does not reach the experiment's storage (None: it does).
+    It always does where the driver's process runs on it; under Ray Client the driver runs
+    off the cluster, and that node is the one ``ray://`` reached."""
+    return ray.get(_on_driver_node(_unseen, where).remote(where))
+
+
 def _on_driver_node(task: Any, where: ExperimentLocation) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -142,6 +149,11 @@ def _commit(where: ExperimentLocation, trial_id: str, name: str, token: str, fol
         shutil.rmtree(staged, ignore_errors=True)  # a folder's staging went with the check's refusal
         return False
     return True
+
+
+@ray.remote
+def _unseen(where: ExperimentLocation) -> str | None:
+    return trial_files.unseen(where)
 
 
 @ray.remote

@@ -103,3 +103,15 @@ def test_a_relayed_checkpoint_of_a_run_taken_over_is_not_stored(where, tmp_path,
     assert relay.push(make_checkpoint(tmp_path / "src2"), location(experiment, "a-resumed-run"), "00002",
                       checkpoint_name(1), chunk=CHUNK)
     assert holds()
+
+
+def test_the_driver_node_is_asked_whether_it_reaches_the_experiment(tmp_path):
+    """What a driver through Ray Client asks before its first trial (ray_init.check_client_storage):
+    the node relays go to reads the experiment's folder, with this run's experiment.json, or
+    says why not."""
+    experiment = tmp_path / "exp"
+    assert "cannot be read here" in relay.unseen_from_driver_node(location(experiment))
+    experiment.mkdir()
+    (experiment / "experiment.json").write_text(json.dumps({"run_id": "run"}))
+    assert relay.unseen_from_driver_node(location(experiment, "another-run")) == "its experiment.json here is another run's"
+    assert relay.unseen_from_driver_node(location(experiment)) is None
