@@ -381,6 +381,7 @@ class Tuner:
         callbacks: Sequence[Callback] | None = (),
         address: str | None = None,
         tensorboard: bool = True,
+        retry_failed: bool = False,
     ) -> Results:
         """Continue a stopped experiment (driver crash, Ctrl-C, time budget): runs it to its
         end now and returns its :class:`Results` (there is no ``.fit()`` to call after it).
@@ -403,6 +404,12 @@ class Tuner:
                 they used up leaves nothing to run, and the resume says so.
                 Limits a control command set in an earlier run (``raytuner control``, the
                 dashboard) hold again; the limits given here win, and are kept the same way.
+            retry_failed: Run the FAILED trials again, each from its latest checkpoint (as
+                ``raytuner control --retry-trial`` does during a run; Ray Tune's
+                ``resume_errored``): for a cause outside the trial that is fixed now (a full
+                disk, a missing mount, a module a node lacked). Each gets ``max_failures``
+                retries again; the searcher and scheduler heard its end already and are not
+                told of it again, so it runs to its own end.
 
         Before it starts, it prints what it keeps, restarts and leaves. An experiment with
         nothing left to run is answered from its folder, without starting Ray. A driver
@@ -422,6 +429,8 @@ class Tuner:
         # Before anything is read: a resume with nothing to run checks them too.
         callbacks = check_callbacks("Tuner.resume", callbacks)
         check_flag("Tuner.resume", "tensorboard", tensorboard, "Pass tensorboard=False not to log to TensorBoard.")
+        check_flag("Tuner.resume", "retry_failed", retry_failed, "Pass retry_failed=True to run the FAILED trials "
+                   "again from their checkpoints.")
         limits = {"num_trials": num_trials, "time_budget_s": time_budget_s, "max_concurrent": max_concurrent}
         if any(value is not None for value in limits.values()):
             clean_command("set_limits", limits, owner="Tuner.resume")  # checked again, typed, when it is read
@@ -429,7 +438,7 @@ class Tuner:
         try:
             return resume_experiment(storage, trainable, num_trials=num_trials, time_budget_s=time_budget_s,
                                      max_concurrent=max_concurrent, verbose=verbose, callbacks=callbacks,
-                                     address=address, tensorboard=tensorboard)
+                                     address=address, tensorboard=tensorboard, retry_failed=retry_failed)
         finally:
             storage.discard_stage()
 

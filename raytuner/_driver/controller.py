@@ -283,6 +283,12 @@ class Controller:
         """After a resume: see :meth:`Lifecycle.reconcile`."""
         self._apply(self.life.reconcile(next_id, closed, since, undecided, decided))
 
+    def retry(self, trial_ids: Sequence[str]) -> None:
+        """After a resume with ``retry_failed``: each FAILED trial runs again, as a RetryTrial
+        command makes it (its history line says so, with origin ``resume``)."""
+        for trial_id in trial_ids:
+            self._apply(self.life.handle(ev.RetryTrial(trial_id, origin="resume")))
+
     def _event(self, ref: Any) -> ev.Reported | ev.CallFailed:
         """The lifecycle event for a finished call."""
         import ray

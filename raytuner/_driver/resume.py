@@ -423,30 +423,37 @@ class ResumePlan:
     restart: list[tuple[str, int, int]]  # (trial id, reports made, report its checkpoint is at)
     paused: list[str]
     new: int  # trials still to create, at most
+    retry: list[str] = field(default_factory=list)  # FAILED trials run again (retry_failed)
+    failed: int = 0  # FAILED trials kept
 
     @classmethod
-    def of(cls, trials: dict[str, Trial], target: int) -> ResumePlan:
+    def of(cls, trials: dict[str, Trial], target: int, *, retry_failed: bool = False) -> ResumePlan:
         kept: dict[str, int] = {}
-        restart, paused = [], []
+        restart, paused, retry = [], [], []
         for trial in trials.values():
-            if trial.status.is_finished():
+            if retry_failed and trial.status == TrialStatus.FAILED:
+                retry.append(trial.trial_id)
+            elif trial.status.is_finished():
                 kept[trial.status.value] = kept.get(trial.status.value, 0) + 1
             elif trial.status == TrialStatus.PAUSED:
                 paused.append(trial.trial_id)
             else:  # RUNNING or PENDING: on a worker (or about to be) when the last driver stopped
                 restart.append((trial.trial_id, trial.iteration, trial.checkpoint_iteration if trial.checkpoint else 0))
-        return cls(kept, restart, paused, max(0, target - len(trials)))
+        return cls(kept, restart, paused, max(0, target - len(trials)), retry, kept.get(TrialStatus.FAILED.value, 0))
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.restart and not self.paused and self.new == 0
+        return not self.restart and not self.paused and self.new == 0 and not self.retry
 
     def describe(self) -> str:
         finished = sum(self.kept.values())
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.kept.items()))
         if self.nothing_to_do:
+            again = (f", or retry_failed=True (--retry-failed) to run its {self.failed} failed trial"
+                     f"{'s' if self.failed != 1 else ''} again from {'their' if self.failed != 1 else 'its'} latest "
+                     "checkpoint" if self.failed else "")
             return (f"already finished ({finished} trials: {counts or 'none'}); nothing to resume. Pass "
-                    "num_trials= (or --num-trials) to run more trials.")
+                    f"num_trials= (or --num-trials) to run more trials{again}.")
         parts = [f"keeping {finished} finished trial{'s' if finished != 1 else ''} ({counts})" if finished
                  else "no trial had finished"]
         if self.restart:
@@ -458,6 +465,9 @@ class ResumePlan:
                               else f"{trial_id} from scratch"))
             more = f" and {len(self.restart) - 6} more" if len(self.restart) > 6 else ""
             parts.append(f"restarting {len(self.restart)} that did not finish: {', '.join(shown)}{more}")
+        if self.retry:
+            parts.append(f"running {len(self.retry)} failed trial{'s' if len(self.retry) != 1 else ''} again "
+                         f"({', '.join(self.retry[:6])}{' and more' if len(self.retry) > 6 else ''})")
         if self.paused:
             parts.append(f"{len(self.paused)} paused wait{'s' if len(self.paused) == 1 else ''} for the scheduler")
         if self.new:

@@ -27,7 +27,8 @@ from raytuner.tracking._recorded import recalled
 
 def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] | None, *, num_trials: int | None,
                       time_budget_s: float | None, max_concurrent: int | None, verbose: int | None,
-                      callbacks: Sequence[Callback], address: str | None, tensorboard: bool) -> Results:
+                      callbacks: Sequence[Callback], address: str | None, tensorboard: bool,
+                      retry_failed: bool = False) -> Results:
     """Resume the experiment held in ``storage`` (see :meth:`raytuner.Tuner.resume`, which
     checked the arguments); its results."""
     meta = storage.read_experiment()  # raises before anything is written
@@ -36,7 +37,7 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
     if verbose is not None:
         settings.verbose = verbose
     speak = verbose is None or verbose > 0  # what resume did is said even if the first run was silent
-    plan = ResumePlan.of(restored.trials, searcher.num_trials or settings.num_trials)
+    plan = ResumePlan.of(restored.trials, searcher.num_trials or settings.num_trials, retry_failed=retry_failed)
     if plan.nothing_to_do and meta.get("status") in ("COMPLETED", "FAILED", "TIMED_OUT"):
         # Answered from the folder: starting Ray (seconds) to run nothing helps no one, and
         # the record stays as its run ended it (a run that ran nothing did not complete it).
@@ -84,7 +85,8 @@ def resume_experiment(storage: ExperimentStorage, trainable: Callable[..., Any] 
         meta["resumed"] = meta.get("resumed", 0) + 1
         return run_experiment(storage, settings, meta, trainable=trainable, searcher=searcher,
                               scheduler=scheduler, callbacks=callbacks, tensorboard=tensorboard,
-                              address=address, max_concurrent=max_concurrent, restored=restored)
+                              address=address, max_concurrent=max_concurrent, restored=restored,
+                              retry=tuple(plan.retry))
 
 
 def _budget_spent(meta: dict[str, Any], budget: float | None) -> str | None:

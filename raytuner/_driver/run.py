@@ -54,6 +54,7 @@ def run_experiment(
     address: str | None = None,
     max_concurrent: int | None = None,
     restored: Restored | None = None,
+    retry: Sequence[str] = (),
 ) -> Results:
     """Run the experiment held in ``storage`` to its end; its :class:`Results`.
 
@@ -68,6 +69,7 @@ def run_experiment(
         max_concurrent: Trials at once, as asked now. Default: what an earlier run used,
             as far as the cluster can hold it; else as many as the cluster can hold.
         restored: The trials and bookkeeping of a resumed experiment; None for a new one.
+        retry: FAILED trials of a resumed experiment to run again (``retry_failed``).
     """
     import ray
 
@@ -101,6 +103,7 @@ def run_experiment(
     if restored is not None:
         controller.reconcile(restored.next_id, restored.closed, restored.since, restored.undecided,
                              restored.decided)
+    controller.retry(retry)
     # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
     nodes = autoscale.request_nodes(settings.resources, min(settings.max_concurrent, settings.num_trials))
     try:

@@ -194,6 +194,9 @@ class ControlStore:
                     f"`{cli_command('resume', self.storage.path)} {' '.join(options)}`.")
         if cmd.command == "end_experiment":
             return f"{head} There is nothing to end."
+        if cmd.command == "retry_trial":
+            return (f"{head} To run its failed trials again from their checkpoints: "
+                    f"`{cli_command('resume', self.storage.path)} --retry-failed`.")
         return (f"{head} Continue it with `{cli_command('resume', self.storage.path)}`, then send {cmd.command} "
                 "while it runs.")
 

@@ -413,7 +413,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     load(args.exp, args.root)  # a clear message for a wrong path, before Ray starts
     try:
         results = raytuner.Tuner.resume(str(path), num_trials=args.num_trials, time_budget_s=args.time_budget,
-                                        max_concurrent=args.max_concurrent, address=args.address)
+                                        max_concurrent=args.max_concurrent, address=args.address,
+                                        retry_failed=args.retry_failed)
     except (TrialsFailedError, ConfigError, ExperimentError) as exc:  # the experiment's own answer (1)
         raise CLIError(str(exc)) from None
     print(terminal_text(_summary(results), newlines=True))  # a metric's name as a trial gave it
@@ -475,5 +476,7 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="the experiment's time budget: its runs, this one included, take this long in all")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the FAILED trials again, each from its latest checkpoint")
     p.add_argument("--address", metavar="ADDR",
                    help="the Ray cluster to run on ('auto', 'HOST:6379'); default RAY_ADDRESS, else a local Ray")

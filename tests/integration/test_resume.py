@@ -152,6 +152,51 @@ def test_cli_resume_takes_an_address_and_an_address_ray_cannot_join_now_is_said(
     assert len(rt.load(first.path).trials) == 2
 
 
+def fails_while_the_mount_is_missing(config):
+    """Checkpoints every epoch; fails at epoch 3 while the marker file (a missing mount, the
+    cause outside the trial) is there."""
+    start = 0
+    if rt.get_checkpoint() is not None:
+        start = int((rt.get_checkpoint() / "epoch").read_text())
+    for epoch in range(start + 1, 6):
+        if epoch == 3 and pathlib.Path(config["marker"]).exists():
+            raise OSError("the data mount is missing")
+        folder = pathlib.Path(tempfile.mkdtemp())
+        (folder / "epoch").write_text(str(epoch))
+        rt.report({"loss": 1.0 / epoch, "start": start}, checkpoint=folder)
+
+
+def test_a_resume_with_retry_failed_runs_the_failed_trials_again_from_their_checkpoints(storage, tmp_path, capsys):
+    """Ray Tune's resume_errored: once the outside cause is fixed, the FAILED trials go on
+    from their latest checkpoints; a plain resume says how (it said 'nothing to resume', and
+    `raytuner control --retry-trial` pointed to that resume)."""
+    from raytuner import cli
+
+    marker = tmp_path / "mount-missing"
+    marker.touch()
+    first = rt.Tuner(fails_while_the_mount_is_missing, space={"x": rt.uniform(0, 1), "marker": str(marker)},
+                     metric="loss", num_trials=2, storage_path=storage, name="errored", verbose=0,
+                     tensorboard=False, checkpoint_interval_s=0)
+    with pytest.raises(rt.errors.TrialsFailedError):
+        first.fit()
+    path = storage / "errored"
+    capsys.readouterr()
+    assert cli.main(["resume", str(path)]) == 0
+    assert "or retry_failed=True (--retry-failed) to run its 2 failed trials again" in capsys.readouterr().out
+    marker.unlink()  # the cause, fixed
+    assert cli.main(["resume", str(path), "--retry-failed"]) == 0
+    assert "running 2 failed trials again (00000, 00001)" in capsys.readouterr().out
+    results = rt.load(path)
+    assert [t.status for t in results.trials] == [TrialStatus.COMPLETED] * 2
+    for trial in results.trials:
+        history = results.history(trial.trial_id)
+        assert list(history.iteration) == [1, 2, 3, 4, 5] and list(history.start) == [0, 0, 2, 2, 2]
+    from raytuner._storage.control import control_store
+
+    assert [(h["command"], h["origin"], h["accepted"]) for h in control_store(path).history()] == [
+        ("retry_trial", "resume", True)] * 2
+
+
 def named(config):
     pathlib.Path(config["names"], rt.get_context().trial_id).write_text(rt.get_context().experiment_name)
     rt.report({"loss": 1.0})
