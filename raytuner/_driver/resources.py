@@ -82,6 +82,19 @@ def cluster_nodes() -> list[dict[str, float]]:
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
+def free_on_nodes() -> list[dict[str, float]]:
+    """What each alive node has free now (Ray's per-node view; the whole cluster's as one
+    node where that private API is missing)."""
+    import ray
+
+    try:
+        from ray._private import state
+
+        return [dict(free) for free in state.state.available_resources_per_node().values()]
+    except Exception:  # noqa: BLE001 - a Ray without it: the cluster's sum is close enough to say why
+        return [dict(ray.available_resources())]
+
+
 def describe(nodes: list[Mapping[str, float]]) -> str:
     shown = []
     for node in nodes:
@@ -93,6 +106,19 @@ def describe(nodes: list[Mapping[str, float]]) -> str:
 def actor_bundle(resources: Mapping[str, float]) -> dict[str, float]:
     """One trial's resources as a Ray resource bundle (for the autoscaler)."""
     return {_RAY_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
+
+
+def held(resources: Mapping[str, float], free: list[Mapping[str, float]], waited_s: float) -> str | None:
+    """Why no trial has started for ``waited_s`` on nodes that could hold one, or None: what
+    they have ``free`` now cannot hold one, so other Ray work holds it."""
+    if slots(resources, free) > 0:
+        return None
+    # Ray leaves out what a node has none of free: shown as 0 for what a trial asks.
+    shown = [{**dict.fromkeys(actor_bundle(resources), 0.0), **node} for node in free]
+    return (f"no trial has started for {waited_s:.0f} s: the cluster's nodes could run one (each needs "
+            f"{dict(resources)}), but what they have free now cannot ({describe(shown)}): other Ray work holds "
+            "the rest (another experiment on this cluster, or actors and tasks of this process). The waiting "
+            "trials start as it frees up. Ctrl-C stops the run; `raytuner resume` continues it later.")
 
 
 def stalled(resources: Mapping[str, float], nodes: list[Mapping[str, float]]) -> str | None:

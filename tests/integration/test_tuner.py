@@ -349,3 +349,31 @@ def test_a_searcher_and_scheduler_run_one_experiment_each(storage):
     assert not (storage / "second").exists()
     with pytest.raises(rt.ConfigError, match=rf"`scheduler` \(ASHAScheduler\) already ran the experiment at {where}"):
         rt.Tuner(reports_x, space=space, metric="loss", scheduler=scheduler, storage_path=storage, verbose=0)
+
+
+def test_trials_waiting_for_gpus_another_actor_holds_are_said(storage, monkeypatch, caplog):
+    """Ray Tune's insufficient-resources warning: the cluster has the GPUs (declared to Ray),
+    but another actor holds both; the run said nothing until its time budget ended it."""
+    import ray
+
+    from raytuner._driver import stall
+
+    monkeypatch.setattr(stall, "STALL_CHECK_S", 0.2)
+    monkeypatch.setattr(stall, "HELD_AFTER_S", 0.5)
+
+    @ray.remote(num_gpus=2, num_cpus=0)
+    class Holder:
+        def ready(self):
+            return True
+
+    holder = Holder.remote()
+    try:
+        ray.get(holder.ready.remote())
+        with caplog.at_level("WARNING", logger="raytuner"):
+            results = rt.Tuner(reports_x, space={"x": 0.5}, metric="loss", num_trials=1, resources={"cpu": 1, "gpu": 1},
+                               storage_path=storage, verbose=0, tensorboard=False, time_budget_s=3).fit()
+    finally:
+        ray.kill(holder)
+    assert results.meta["status"] == "TIMED_OUT"
+    (said,) = [r.getMessage() for r in caplog.records if "no trial has started for" in r.getMessage()]
+    assert "what they have free now cannot ({CPU: " in said and "GPU: 0" in said and "other Ray work holds" in said
