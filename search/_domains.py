@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,10 @@ def plain(value: Any) -> Any:
 
 def same_value(a: Any, b: Any) -> bool:
     """Whether two config values are the same: ``True`` is not ``1``, lists and tuples
-    compare by items, dicts by keys and values; an object whose ``__eq__`` raises is not."""
+    compare by items, dicts by keys and values, a path as its string (``config.json`` holds
+    ``Path("/data")`` as ``"/data"``); an object whose ``__eq__`` raises is not."""
+    if isinstance(a, PurePath) or isinstance(b, PurePath):
+        a, b = (str(v) if isinstance(v, PurePath) else v for v in (a, b))
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
 
 from raytuner.errors import ConfigError
-from raytuner.search import Outcome, TrialEnd, choice, randint, uniform
-from raytuner.search._domains import Range
+from raytuner.search import GPSearcher, Outcome, TPESearcher, TrialEnd, choice, randint, uniform
+from raytuner.search._domains import Range, same_value
 from raytuner.search._fork import check_warm_start, fit_observations
-from raytuner.search._params import config_from_params
+from raytuner.search._params import config_from_params, match_config
 from tests._helpers import CONDITIONAL
 
 
@@ -142,3 +144,45 @@ def test_a_choice_of_dicts_turned_into_one_dict_skips_the_trials_of_the_other_op
     fit = fit_observations("S", {"opt": {"name": "adam", "beta": uniform(0, 1)}}, old)
     assert fit.observations == [({"opt.beta": 0.5}, Outcome(TrialEnd.COMPLETED, 2.0))]
     assert fit.report.fixed == {"opt.name": 1} and fit.report.added == {} and fit.report.removed == {}
+
+
+# A config read back from config.json holds a path as its string: the Path choices, the Path
+# constant and the Path inside a dict option below all ran as the strings of PATH_CONFIGS.
+PATH_SPACE = {"data": choice([Path("/tmp/d1"), Path("/tmp/d2")]), "root": Path("/tmp/root"),
+              "opt": choice([{"dir": Path("/tmp/a"), "x": uniform(0, 1)}, {"dir": Path("/tmp/b")}]),
+              "nest": {"out": Path("/tmp/out")}}
+PATH_CONFIGS = [
+    {"data": "/tmp/d2", "root": "/tmp/root", "opt": {"dir": "/tmp/a", "x": 0.25}, "nest": {"out": "/tmp/out"}},
+    {"data": "/tmp/d1", "root": "/tmp/root", "opt": {"dir": "/tmp/b"}, "nest": {"out": "/tmp/out"}},
+]
+
+
+def test_a_path_matches_its_string_in_choices_constants_and_dict_options():
+    assert same_value(Path("/tmp/d1"), "/tmp/d1") and same_value("/tmp/d1", PurePosixPath("/tmp/d1"))
+    assert same_value({"p": [Path("/a")]}, {"p": ["/a"]}) and not same_value(Path("/a"), "/b")
+    assert match_config(PATH_SPACE, PATH_CONFIGS[0]).values == {"data": 1, "opt": 0, "opt[0].x": 0.25}
+    assert match_config(PATH_SPACE, PATH_CONFIGS[1]).values == {"data": 0, "opt": 1}
+    fit = fit_observations("S", PATH_SPACE, [(config, float(i)) for i, config in enumerate(PATH_CONFIGS)])
+    assert [p for p, _ in fit.observations] == [{"data": 1, "opt": 0, "opt[0].x": 0.25}, {"data": 0, "opt": 1}]
+    assert not fit.report.changed
+
+
+def test_a_path_constant_keeps_the_old_trials_that_ran_it():
+    old = [({"data": "/tmp/d1", "x": 0.5}, 1.0), ({"data": "/tmp/d2", "x": 0.5}, 2.0)]
+    fit = fit_observations("S", {"data": Path("/tmp/d1"), "x": uniform(0, 1)}, old)
+    assert [o.value for _, o in fit.observations] == [1.0]
+    assert fit.report.fixed == {"data": 1}
+
+
+@pytest.mark.parametrize("searcher", [TPESearcher, GPSearcher])
+def test_a_warm_start_from_configs_with_paths_keeps_every_observation(searcher):
+    warm = [(config, float(i)) for i, config in enumerate(PATH_CONFIGS * 3)]
+    built = searcher(PATH_SPACE, seed=0, n_startup=2, warm_start=warm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fit that dropped or left out anything warns
+        built.setup(None, 4)
+    if isinstance(built, GPSearcher):
+        assert len(built._observations()[1]) == 6
+    else:
+        assert len(built._ids) == 6
+    assert built.suggest("0")["data"] in (Path("/tmp/d1"), Path("/tmp/d2"))
