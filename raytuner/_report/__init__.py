@@ -56,14 +56,16 @@ def output_path(results: Results, path: str | os.PathLike[str]) -> Path:
     name but an .html/.htm page directly in it (``experiment.json``, ``tuner.pkl``, a file
     it may write later, anything in ``trials/`` or its other folders); elsewhere, an
     existing file that is not an HTML page (a report replaces the file it is written to)."""
+    from raytuner._storage.files import own_file
+
     target = Path(path).expanduser()
     if target.is_dir():
         target = target / "report.html"
     resolved = target.resolve()
-    experiment = Path(results.path).expanduser().resolve()
     html = target.suffix.lower() in _HTML and resolved.suffix.lower() in _HTML
-    if resolved.is_relative_to(experiment) and not (html and resolved.parent == experiment):
-        what = "a file in its trials/ folder" if resolved.is_relative_to(experiment / "trials") else "one of its own files"
+    what = own_file(results.path, target, pages=_HTML)
+    if what is not None:
+        experiment = Path(results.path).expanduser().resolve()
         raise invalid("report", "path", str(path),
                       f"an .html page directly in the experiment's folder, or a path outside it: this is {what}, "
                       "which the report would replace",

@@ -36,6 +36,21 @@ def check_name(name: str, argument: str = "name") -> str:
     return name
 
 
+def own_file(experiment: str | os.PathLike[str], path: str | os.PathLike[str], pages: tuple[str, ...] = ()) -> str | None:
+    """What ``path`` is among the experiment's own files, which a reader's output (``raytuner
+    report``, ``raytuner export``) must never replace, else None: anything in its folder
+    (``experiment.json``, ``tuner.pkl``, a file it may write later, anything in ``trials/``
+    or its other folders, links resolved) but a file directly in it whose name ends in one of
+    ``pages`` (the report's ``.html``)."""
+    target = Path(path).expanduser()
+    resolved, folder = target.resolve(), Path(experiment).expanduser().resolve()
+    if not resolved.is_relative_to(folder):
+        return None
+    if resolved.parent == folder and target.suffix.lower() in pages and resolved.suffix.lower() in pages:
+        return None
+    return "a file in its trials/ folder" if resolved.is_relative_to(folder / "trials") else "one of its own files"
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file, then a rename.
 

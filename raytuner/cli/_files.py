@@ -56,6 +56,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     results = load(args.exp, args.root)
     _require_trials(results)
+    if args.output not in (None, "-"):
+        _refuse_own_file(results, args.output, "history" if args.history else "trials", args.format)
     if args.history:
         frames = []
         for trial in results.trials:
@@ -77,6 +79,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out is not sys.stdout:
         print(out, file=sys.stderr)
     return EXIT_OK
+
+
+def _refuse_own_file(results, output: str, what: str, suffix: str) -> None:
+    """Refuse ``-o`` where the export would replace one of the experiment's own files, by the
+    rule ``raytuner report -o`` keeps (``_storage.files.own_file``; no page is allowed in it)."""
+    from raytuner._storage.files import own_file
+
+    why = own_file(results.path, output)
+    if why is not None:
+        folder = Path(results.path).expanduser().resolve()
+        example = folder.parent / f"{folder.name}_{what}.{suffix}"
+        raise CLIError(f"export: `-o` is {output!r}, but must be a path outside the experiment's folder: this is "
+                       f"{why}, which the export would replace. Pass e.g. {str(example)!r}, or leave -o out to "
+                       "write to standard output.", EXIT_USAGE)
 
 
 def _records_json(frame) -> str:

@@ -101,6 +101,24 @@ def test_report_writes_the_file(root, capsys, tmp_path):
     assert code == 0 and out.strip() == str(tmp_path / "r.html") and (tmp_path / "r.html").stat().st_size > 1e6
 
 
+@pytest.mark.parametrize(("target", "options", "why"), [
+    ("experiment.json", [], "one of its own files"),
+    ("trials/00000/results.jsonl", ["--history"], "a file in its trials/ folder"),
+    ("trials.csv", ["--csv"], "one of its own files"),  # not even a new name: the report's rule, no page
+])
+def test_export_refuses_to_write_over_the_experiments_own_files(root, capsys, target, options, why):
+    exp = root / "exp"
+    before = {p: p.read_bytes() for p in sorted(exp.rglob("*")) if p.is_file()}
+    code, out, err = run(capsys, "export", str(exp), *options, "-o", str(exp / target))
+    err = " ".join(err.split())  # rich folds long lines
+    assert code == 2 and f"export: `-o` is {str(exp / target)!r}" in err and why in err, err
+    assert f"Pass e.g. '{root / 'exp_'}" in err and out == ""
+    assert {p: p.read_bytes() for p in sorted(exp.rglob("*")) if p.is_file()} == before
+    from raytuner import load
+
+    assert load(exp).damaged is None and len(load(exp).trials) == 12
+
+
 def test_rename_moves_folder_and_name(root, capsys):
     code, out, _ = run(capsys, "rename", str(root / "older"), "newer")
     assert code == 0 and not (root / "older").exists()
