@@ -40,7 +40,12 @@ def print_table(console, columns, *, wide: bool, title: str | None = None) -> li
 
 
 def locate(exp: str, root: str) -> Path | str:
-    """An experiment folder from a path or a name under ``root``; a URI as it is."""
+    """An experiment folder from a path or a name under ``root``; a URI as it is.
+
+    Raises:
+        CLIError: ``exp`` names no folder, neither as a path nor under ``root``: the message
+            names both places (the one under ``root`` first for a bare name).
+    """
     from raytuner._storage import remote
 
     if remote.is_uri(exp):
@@ -48,11 +53,35 @@ def locate(exp: str, root: str) -> Path | str:
     if remote.is_uri(root) and "/" not in exp:
         return remote.join(root, exp)
     path = Path(exp).expanduser()
-    if not (path / "experiment.json").is_file():
-        under_root = Path(root).expanduser() / exp
-        if (under_root / "experiment.json").is_file():
-            return under_root
-    return path
+    if remote.is_uri(root):  # a path: no local folder under a bucket's root
+        return path
+    under_root = Path(root).expanduser() / exp
+    for place in (path, under_root):
+        if (place / "experiment.json").is_file():
+            return place
+    if path == under_root or path.exists():  # one place, or a folder the reader's message describes
+        return path
+    if under_root.exists():
+        return under_root
+    raise _nowhere(exp, root, path, under_root)
+
+
+def _nowhere(exp: str, root: str, path: Path, under_root: Path) -> CLIError:
+    """The error for ``exp`` found neither as a path nor under ``root``, naming both."""
+    import difflib
+
+    as_path = f"{path.absolute()} (EXP from the current folder)"
+    as_name = f"{under_root.absolute()} (EXP under --root {root})"
+    first, second = (as_path, as_name) if "/" in exp else (as_name, as_path)
+    root_path = Path(root).expanduser()
+    try:
+        names = [p.name for p in root_path.iterdir() if (p / "experiment.json").is_file()]
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(exp, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return CLIError(f"No experiment at {first}, nor at {second}: neither folder exists. Pass an experiment's folder, "
+                    f"or the name of one under --root (`raytuner ls {root}` lists them).{hint}", EXIT_NOT_FOUND)
 
 
 def load(exp: str, root: str):

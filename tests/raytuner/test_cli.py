@@ -160,6 +160,23 @@ def test_unknown_path_is_a_clear_error(argv, capsys):
     assert code == 3 and "No experiment at" in err and "Traceback" not in err + out
 
 
+@pytest.mark.parametrize("argv", [["show"], ["best"], ["report"], ["export"], ["logs", "00000"], ["rename", "x"],
+                                  ["resume"], ["control", "--end"]])
+def test_a_name_not_under_root_names_where_it_was_looked_for(root, argv, capsys, monkeypatch, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run(capsys, argv[0], "exq", *argv[1:], "--root", str(root))
+    err = " ".join(err.split())  # rich folds long lines
+    assert code == 3 and "Traceback" not in err + out, err
+    assert err.startswith(f"error: No experiment at {root / 'exq'} (EXP under --root {root}), "
+                          f"nor at {elsewhere / 'exq'} (EXP from the current folder)"), err
+    assert "Did you mean 'exp'?" in err and f"`raytuner ls {root}`" in err
+    code, _, err = run(capsys, argv[0], "sub/exq", *argv[1:], "--root", str(root))  # a path: from here first
+    err = " ".join(err.split())
+    assert code == 3 and f"No experiment at {elsewhere / 'sub' / 'exq'} (EXP from the current folder)" in err, err
+
+
 def test_ls_of_missing_root(capsys, tmp_path):
     code, _, err = run(capsys, "ls", str(tmp_path / "nothing"))
     assert code == 3 and "No folder" in err
