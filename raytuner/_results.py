@@ -139,10 +139,27 @@ class Results:
                 why = f"every trial failed ({failed}); their tracebacks are in `.errors`"
             elif failed:
                 why = f"{failed} of {len(self.trials)} trials failed (see `.errors`), the others never reported it"
+            elif not any(t.iteration or t.metrics for t in self.trials):
+                why = self._none_reported()
             else:
                 why = f"{len(self.trials)} trials; check the metric's name and the trials' reports"
             raise ExperimentError(f"No trial of {self.path.name!r} reported a finite {metric!r}: {why}.")
         return best
+
+    def _none_reported(self) -> str:
+        """Why there is no best when no trial has reported anything: they have not yet (and
+        whether a driver runs them), or they ended without a report."""
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+        n = len(self.trials)
+        statuses = ", ".join(f"{counts[s.value]} {s.value.lower()}" for s in TrialStatus if s.value in counts)
+        waiting = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED)
+        if any(t.status in waiting for t in self.trials):
+            later = ("ask again once one has" if self.status == "RUNNING" else
+                     f"its driver is not running ({self.status}): rt.Tuner.resume({str(self.path)!r}) continues it")
+            return f"none of its {n} trial{'s' if n != 1 else ''} has reported yet ({statuses}); {later}"
+        return f"none of its {n} trial{'s' if n != 1 else ''} reported anything ({statuses})"
 
     def pareto_front(self) -> list[TrialResult]:
         """The trials of a multi-objective experiment that no other trial dominates (is at

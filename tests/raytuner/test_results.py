@@ -75,3 +75,29 @@ def test_load_reads_what_storage_holds(tmp_path):
     assert list(results.history("00000")["loss"]) == [0.5, 0.7]
     with pytest.raises(KeyError, match="No trial"):
         results.history("99999")
+
+
+def test_no_best_before_any_report_says_the_trials_have_not_reported_yet(tmp_path):
+    trials = [_trial("00000", {}, [], status=TrialStatus.RUNNING), _trial("00001", {}, [], status=TrialStatus.RUNNING),
+              _trial("00002", {}, [], status=TrialStatus.PENDING)]
+    live = Results(tmp_path, [TrialResult.from_trial(t, tmp_path / t.trial_id) for t in trials], "loss", "min",
+                   status="RUNNING")
+    with pytest.raises(ExperimentError) as error:
+        live.best
+    assert str(error.value) == (f"No trial of {tmp_path.name!r} reported a finite 'loss': none of its 3 trials has "
+                                "reported yet (1 pending, 2 running); ask again once one has.")
+    dead = Results(tmp_path, live.trials, "loss", "min", status="INTERRUPTED")
+    with pytest.raises(ExperimentError, match=r"\(1 pending, 2 running\); its driver is not running \(INTERRUPTED\): "
+                                              r"rt\.Tuner\.resume\("):
+        dead.best
+    ended = Results(tmp_path, [TrialResult.from_trial(_trial("00000", {}, []), tmp_path)], "loss", "min")
+    with pytest.raises(ExperimentError, match=r"none of its 1 trial reported anything \(1 completed\)\.$"):
+        ended.best
+
+
+def test_trials_that_reported_without_the_metric_keep_the_advice_on_its_name(tmp_path):
+    trials = [_trial("00000", {}, [0.5], status=TrialStatus.RUNNING),
+              _trial("00001", {}, [], status=TrialStatus.RUNNING)]
+    results = _results(tmp_path, trials)
+    with pytest.raises(ExperimentError, match=r"'val_loss': 2 trials; check the metric's name and the trials' reports"):
+        results.get_best(metric="val_loss", mode="min")
