@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any, Mapping
 
 #: Keys the controller adds to every row of results.jsonl, beside the reported metrics.
@@ -66,7 +66,7 @@ def json_default(value: Any) -> Any:
         return value.item()
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    if isinstance(value, Path):
+    if isinstance(value, PurePath):  # a space may hold any path, Path or PurePosixPath
         return str(value)
     return repr(value)
 
@@ -84,7 +84,7 @@ def as_recorded(config: Mapping[str, Any]) -> dict[str, Any]:
     def strict(value: Any) -> Any:
         if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy scalars
             return value.item()
-        if isinstance(value, Path):
+        if isinstance(value, PurePath):
             return str(value)
         raise TypeError(f"{value!r:.80} ({type(value).__name__}) is no JSON value")
 

@@ -329,12 +329,12 @@ class ShapedSearcher(ListSearcher):
 
 def test_a_trial_gets_its_config_as_config_json_records_it_in_every_attempt():
     import numpy as np
-    from pathlib import Path
+    from pathlib import Path, PurePosixPath
 
     life = make(searcher=ShapedSearcher({"kernel": (3, 3), "units": np.int64(32), "lr": np.float32(0.5),
-                                         "folder": Path("/data")}))
+                                         "folder": Path("/data"), "pure": [PurePosixPath("/p")]}))
     out = life.handle(ev.Fill(idle=("w1",), pool_size=1))
-    recorded = {"k": {"kernel": [3, 3], "units": 32, "lr": 0.5, "folder": "/data"}}
+    recorded = {"k": {"kernel": [3, 3], "units": 32, "lr": 0.5, "folder": "/data", "pure": ["/p"]}}
     assert of(out, ev.Launch)[0].config == of(out, ev.WriteConfig)[0].config == recorded  # as after a resume
     assert type(of(out, ev.Launch)[0].config["k"]["units"]) is int
 
