@@ -10,7 +10,8 @@ from typing import Any
 
 from ._base import FINISHED, Outcome, Searcher, TrialEnd
 from ._config import from_config
-from ._domains import Domain, choice, grid, loguniform, qloguniform, quniform, randint, uniform
+from ._domains import Domain, choice, grid, loguniform, randint, uniform
+from ._steps import qloguniform, quniform
 from ._random import GridSearcher, RandomSearcher
 from ._space import has_grid, sample_config, space_from_json, space_to_json, validate_space
 

@@ -18,7 +18,8 @@ import numpy as np
 from raytuner.errors import ConfigError
 
 from ._domains import Choice, Domain, Grid, _contains_domain, _is_hyperopt_expr, choice, from_json, grid, loguniform
-from ._domains import plain, qloguniform, quniform, randint, to_json, uniform
+from ._domains import plain, randint, to_json, uniform
+from ._steps import qloguniform, quniform
 from ._params import Param, rebuild
 
 
