@@ -10,6 +10,9 @@ import warnings
 from typing import Any
 
 
+_started_here = False  # whether ensure_ray started the Ray this process runs
+
+
 def ensure_ray(address: str | None = None) -> bool:
     """Make sure Ray is initialised; return True if this call started it.
 
@@ -32,7 +35,23 @@ def ensure_ray(address: str | None = None) -> bool:
     if address == "local":
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)
+    global _started_here
+    _started_here = True
     return True
+
+
+def shutdown_before_exit() -> None:
+    """Shut down the Ray that :func:`ensure_ray` started, as the process exits on a SIGTERM
+    (Ray's handler raises SystemExit): left to the interpreter's exit, its shutdown met
+    MLflow's there and the process aborted (exit status 134, not 15) in about half the
+    runs. One the user started is left to them."""
+    global _started_here
+    if not _started_here:
+        return
+    import ray
+
+    _started_here = False
+    ray.shutdown()
 
 
 def check_client_storage(where: Any) -> None:

@@ -17,7 +17,7 @@ from raytuner._driver import autoscale
 from raytuner._driver import failures as _failures
 from raytuner._driver.controller import Controller
 from raytuner._driver.settings import ExperimentSettings
-from raytuner._driver.ray_init import ensure_ray, flush_worker_logs
+from raytuner._driver.ray_init import ensure_ray, flush_worker_logs, shutdown_before_exit
 from raytuner._driver.resume import Restored
 from raytuner._results import Results
 from raytuner._storage import components
@@ -107,9 +107,13 @@ def run_experiment(
     # On an autoscaling cluster: ask for the nodes these trials need (they may all be down).
     nodes = autoscale.request_nodes(settings.resources, min(settings.max_concurrent, settings.num_trials))
     try:
-        results = controller.run()
-    finally:
-        if nodes is not None:
-            nodes.release()
+        try:
+            results = controller.run()
+        finally:
+            if nodes is not None:
+                nodes.release()
+    except SystemExit:  # SIGTERM: wound up, resumable; the exit goes on
+        shutdown_before_exit()
+        raise
     flush_worker_logs()
     return _failures.finish(results, storage, verbose=settings.verbose)
