@@ -46,9 +46,10 @@ class ASHAScheduler(Scheduler):
     the first trial at a rung always continues), otherwise STOP. No checkpoints needed.
     This is Ray Tune's ``AsyncHyperBandScheduler`` rule, with three intended differences:
     a trial that skipped rungs is never judged later at the lower rungs it skipped (Ray
-    revisits them on later reports); a NaN value ranks worst: it counts as ``inf`` and
-    stops the trial at any rung but an empty one (Ray never stops it and leaves it out of
-    the quantile); and a value exactly equal to the cutoff always continues (Ray's float
+    revisits them on later reports); a value that is not finite (NaN, or infinite of either
+    sign: values arrive signed to minimise, so a loss diverged to ``-inf`` arrives as
+    ``-inf``) ranks worst: it counts as ``+inf`` and stops the trial at any rung but an
+    empty one (Ray never stops a NaN and leaves it out of the quantile); and a value exactly equal to the cutoff always continues (Ray's float
     error in the percentile's position stops some such ties).
 
     ``variant="promotion"`` (the paper's algorithm): a trial PAUSEs at every rung. When a
@@ -71,7 +72,8 @@ class ASHAScheduler(Scheduler):
     point), then arrival. Stopping: a trial that is the ``n+1``-th to reach a rung continues
     if it is among the first ``floor((n - 1)/eta) + 1`` of that order over the rung's
     values and its own, which is the place of the single-objective cutoff (see
-    ``_rungs.pareto_top_size``); a value with a NaN entry stops at any rung but an empty one.
+    ``_rungs.pareto_top_size``); a value with an entry that is not finite (NaN, +-inf) stops
+    at any rung but an empty one.
     Promotion: the top ``floor(n/eta)`` are the first of the same order. MO-ASHA's own
     tie-break (an epsilon-net) was not taken: the hypervolume rule is the one
     ``TPESearcher`` splits its trials by, and it is invariant to per-objective shifts and
@@ -240,7 +242,7 @@ class ASHAScheduler(Scheduler):
         rung.record(trial_id, value)
         # `>`, not `>=`: a value tied with the cutoff continues, as in Ray Tune (which stops
         # on reward < cutoff), so a rung of equal values never stops anyone. Not so for a
-        # diverged (NaN or inf) value, even on a rung of diverged values.
+        # diverged value (NaN or +-inf, all +inf by now), even on a rung of diverged values.
         if cutoff is not None and (value > cutoff or value == math.inf):
             self._end(trial_id)
             return Decision.STOP

@@ -8,8 +8,8 @@ applies it.
 **Several objectives.** With one objective (the default) a value is a float. An experiment
 with k >= 2 objectives (``metric=[...]``) tells the scheduler once, before the first trial,
 through :meth:`Scheduler.set_objectives`; its values are then tuples of k floats, each signed
-to minimise, NaN the worst in its objective. A scheduler that cannot rank such values keeps
-``supports_multi_objective = False`` and :meth:`Scheduler.set_objectives` refuses k >= 2
+to minimise, NaN or infinite (either sign) the worst in its objective. A scheduler that
+cannot rank such values keeps ``supports_multi_objective = False`` and :meth:`Scheduler.set_objectives` refuses k >= 2
 with a :class:`raytuner.errors.ConfigError`.
 """
 
@@ -192,7 +192,8 @@ class Scheduler(abc.ABC):
         raise :class:`raytuner.errors.ResourceError` on a resource that does not increase,
         but accept one that starts over on the first report after the trial was cloned or
         resumed through :meth:`choose_trial_to_resume`. ``value`` is signed so that
-        lower is better; NaN counts as the worst possible value. A trial id never passed to
+        lower is better; a value that is not finite (NaN, +inf or -inf: a diverged trial)
+        counts as the worst possible value. A trial id never passed to
         :meth:`on_trial_add` is added implicitly. A report from a trial the scheduler has
         already ended gets STOP.
         """
@@ -314,10 +315,10 @@ def count_objectives(owner: str, objectives: Any) -> tuple[int, str]:
 
 
 def check_value(owner: str, trial_id: str, value: Any, k: int) -> tuple[float, ...]:
-    """A report's value with k >= 2 objectives as a tuple of k floats, NaN -> +inf (the
-    worst in its objective)."""
+    """A report's value with k >= 2 objectives as a tuple of k floats, a value that is not
+    finite (NaN, +inf or -inf: a diverged objective) -> +inf (the worst in its objective)."""
     if not isinstance(value, (tuple, list)) or len(value) != k:
         msg = (f"{owner}: trial {trial_id!r} reported value {value!r}, but the experiment has {k} "
                "objectives: the controller must pass a tuple of that many floats.")
         raise ProtocolError(msg)
-    return tuple(math.inf if math.isnan(v) else float(v) for v in value)
+    return tuple(float(v) if math.isfinite(v) else math.inf for v in value)

@@ -26,7 +26,7 @@ class _History:
         self.first_kept = 0
         """Index in ``resources`` of the first report at resource >= grace_period."""
         self.nonfinite: list[int] = []
-        """nonfinite[k]: how many of those k + 1 values were +-inf."""
+        """nonfinite[k]: how many of those k + 1 values were not finite (all +inf by then)."""
 
     def add(self, resource: float, value: float, grace_period: float) -> None:
         self.resources.append(resource)
@@ -55,8 +55,10 @@ class MedianStoppingScheduler(Scheduler):
     far (over all its reports) is worse (``>``) than the median of the other trials' running
     averages at ``t``: the mean of each other trial's values reported in
     ``[grace_period, t]``, over the trials (running or ended) that have reported at ``t`` or
-    beyond. Fewer than ``min_samples_required`` such averages: CONTINUE. A NaN value ranks
-    worst; an average with an infinite value in it is left out. Unlike Ray Tune, a trial's
+    beyond. Fewer than ``min_samples_required`` such averages: CONTINUE. A value that is not
+    finite (NaN, or infinite of either sign: a loss diverged to ``-inf`` arrives as
+    ``-inf``) ranks worst, so it never makes a trial's best; an average with such a value
+    in it is left out. Unlike Ray Tune, a trial's
     last report is not counted twice when it completes, and the rule never pauses (Ray's
     ``hard_stop=False``).
 
@@ -172,7 +174,7 @@ class MedianStoppingScheduler(Scheduler):
         for trial_id, saved in state["histories"].items():
             history = _History()
             history.resources = list(saved["resources"])
-            history.best = saved["best"]
+            history.best = nan_to_worst(saved["best"])  # a state saved before it mapped -inf
             history.sums = list(saved["sums"])
             history.first_kept = saved["first_kept"]
             history.nonfinite = list(saved["nonfinite"])

@@ -30,7 +30,7 @@ class Member:
     point: float = 0
     """The resource of its last perturbation (0: none yet); Ray Tune's last_perturbation_time."""
     score: float | None = None
-    """Its value at that perturbation, signed to minimise (NaN as inf)."""
+    """Its value at that perturbation, signed to minimise (NaN and +-inf as +inf)."""
     cloning: bool = False
     """An exploit made it a clone, and it has not reported since: its score describes a
     model it no longer has, so it is not ranked."""
@@ -66,7 +66,8 @@ class PBTScheduler(Scheduler):
     exploit, and the population goes on to the next barrier, one interval past the trial
     furthest ahead (the last trial to arrive continues at once unless it exploits).
 
-    A NaN value ranks worst. A trial that has not been perturbed yet, or that has not
+    A value that is not finite (NaN, or infinite of either sign: values arrive signed to
+    minimise) ranks worst, never as a donor. A trial that has not been perturbed yet, or that has not
     reported since its exploit, is not ranked. Fewer than two ranked trials: no exploit.
 
     Args:
@@ -392,7 +393,9 @@ class PBTScheduler(Scheduler):
     def restore(self, state: dict[str, Any]) -> None:
         check_restore(type(self).__name__, state, self._config())
         # "queued": kept since 2026-12-07; a state saved before resumes its paused trials in id order.
-        self._members = {t: Member(m["config"], Status(m["status"]), m["point"], m["score"], m["cloning"],
+        # nan_to_worst again: a state saved before it mapped -inf kept a -inf score.
+        self._members = {t: Member(m["config"], Status(m["status"]), m["point"],
+                                   None if m["score"] is None else nan_to_worst(m["score"]), m["cloning"],
                                    int(m.get("queued", 0))) for t, m in state["members"].items()}
         self._queued = max((m.queued for m in self._members.values()), default=0)
         self._order.restore(state["resource_order"])

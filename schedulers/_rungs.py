@@ -76,8 +76,19 @@ def rung_levels(
 
 
 def nan_to_worst(value: float) -> float:
-    """Values are minimised; a NaN (a diverged trial) ranks below everything."""
-    return math.inf if math.isnan(value) else value
+    """Values are minimised; a diverged trial's value ranks below everything: ``+inf`` for
+    any value that is not finite.
+
+    NaN, ``+inf`` and ``-inf`` alike: values reach a scheduler signed to minimise, so a loss
+    that diverged to ``-inf`` (a Gaussian likelihood whose variance collapsed), or one that
+    reached ``+inf`` under ``mode="max"``, arrives as ``-inf``, which would otherwise rank
+    best and become a rung's cutoff for every later trial. The README's rule is that NaN
+    and infinite values are never chosen as best.
+
+    >>> [nan_to_worst(v) for v in (0.5, float("nan"), float("-inf"), float("inf"))]
+    [0.5, inf, inf, inf]
+    """
+    return value if math.isfinite(value) else math.inf
 
 
 def stopping_cutoff(sorted_values: Sequence[float], reduction_factor: Number) -> float | None:
@@ -284,5 +295,7 @@ class Rung:
     def from_state(cls, state: dict) -> Rung:
         rung = cls(level=state["level"], promoted=set(state["promoted"]))
         for trial_id, value in state["values"]:
-            rung.record(trial_id, tuple(value) if isinstance(value, list) else value)
+            # nan_to_worst again: a state saved before it mapped -inf kept -inf as a value.
+            value = tuple(map(nan_to_worst, value)) if isinstance(value, (list, tuple)) else nan_to_worst(value)
+            rung.record(trial_id, value)
         return rung
