@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from raytuner.errors import ConfigError, refuse_unknown_keywords
+from raytuner.errors import ConfigError, invalid, refuse_unknown_keywords
 
 from ._explore import explore_value, get_path, on_grid, set_path
 from ._pbt import Member, PBTScheduler
@@ -70,6 +70,8 @@ class PB2Scheduler(PBTScheduler):
                               "Install it with: pip install 'raytuner[gp]' (or use PBTScheduler).") from None
         from raytuner.search._domains import RandInt, Range
 
+        for key, mutation in self.mutations.items():
+            _check_more_than_one_value(type(self).__name__, key, mutation)
         self._numeric = [key for key, m in self.mutations.items() if isinstance(m, (Range, RandInt))]
         # Per trial: where its current interval started, (t, value, h in the unit cube).
         self._start: dict[str, tuple[float, float, list[float]]] = {}
@@ -146,6 +148,60 @@ class PB2Scheduler(PBTScheduler):
         self._rows = [list(r) for r in saved["rows"]]
         self._batch = [list(b) for b in saved["batch"]]
         self._batch_t = saved["batch_t"]
+
+
+def _count_values(mutation: Any) -> int | None:
+    """How many values a mutation takes; None for a continuous range (infinitely many).
+
+    ``randint(low, high)`` takes ``high - low`` (``high`` is excluded); a range with step
+    ``q`` takes the multiples ``k q`` with ``ceil(low / q) <= k <= floor(high / q)``
+    (:func:`._explore.on_grid`'s ``k``: at least one); a choice or list, its options.
+    """
+    from raytuner.search._domains import Choice, RandInt, Range
+
+    if isinstance(mutation, RandInt):
+        return mutation.high - mutation.low
+    if isinstance(mutation, Range):
+        if mutation.q is None:
+            return None
+        lowest = on_grid(mutation.low, mutation.low, mutation.high, mutation.q, False)
+        highest = on_grid(mutation.high, mutation.low, mutation.high, mutation.q, False)
+        return 1 + round((highest - lowest) / mutation.q)
+    return len(mutation.options if isinstance(mutation, Choice) else mutation)
+
+
+def _check_more_than_one_value(owner: str, key: str, mutation: Any) -> None:
+    """Refuse a mutation of a single value (:func:`_count_values`), when PB2 is built.
+
+    A numeric mutation is the GP's search box ``[low, high]``, scaled to [0, 1] by
+    ``(x - low) / (high - low)``: ``randint(2, 3)`` takes 2 only, so ``high - 1 - low = 0``
+    (a ZeroDivisionError at the first perturbation); a ``q`` range with one multiple of
+    ``q`` in it rounds every point of its box to that value. A choice or list of one value
+    has nothing to explore either. (PBT's explore divides by nothing: it keeps such a
+    mutation's value, which is harmless there.)"""
+    if _count_values(mutation) != 1:
+        return
+    from raytuner.search._domains import Choice, RandInt, Range, plain, q_decimals
+
+    if isinstance(mutation, RandInt):
+        only = mutation.low
+        why = (f"{mutation!r} excludes its upper bound, so it takes {only} only: PB2's GP would search a box of "
+               "no width (a ZeroDivisionError at the first perturbation)")
+        wider = f"randint({only}, {only + 2}) for {only} and {only + 1}"
+    elif isinstance(mutation, Range):
+        only = on_grid(mutation.low, mutation.low, mutation.high, mutation.q, mutation.is_int)
+        why = (f"Its only multiple of q={mutation.q!r} in the range is {only!r}, and every value PB2's GP "
+               "proposes rounds to it: nothing to explore")
+        top = only + 2 * mutation.q if mutation.is_int else round(only + 2 * mutation.q, q_decimals(mutation.q))
+        wider = f"a range of two or more multiples of q, e.g. {mutation.name}({only!r}, {top!r}, {mutation.q!r})"
+    else:
+        options = mutation.options if isinstance(mutation, Choice) else mutation
+        only, why = plain(options[0]), "It holds one value: nothing to explore"
+        wider = "two or more values to move between"
+    raise invalid(
+        owner, f"mutations[{key!r}]", mutation, "a mutation of two or more values",
+        f"{why}. Put the value in the space as a constant, space={{{key!r}: {only!r}, ...}}, "
+        f"and leave {key!r} out of `mutations`, or give {wider}.")
 
 
 def _box(domain: Any) -> tuple[float, float, bool]:

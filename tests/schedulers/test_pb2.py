@@ -14,7 +14,9 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from raytuner.schedulers import PB2Scheduler, from_config
 from raytuner.schedulers._pb2 import _from_unit
 from raytuner.schedulers._pb2_gp import TimeVaryingKernel, beta, condition, select, ucb
-from raytuner.search import choice, loguniform, randint, uniform
+from raytuner.errors import ConfigError
+from raytuner.search import choice, loguniform, quniform, randint, uniform
+from raytuner.search._domains import Range
 
 
 def test_the_kernel_is_the_product_of_a_squared_exponential_and_the_forgetting_factor():
@@ -134,3 +136,31 @@ def test_pb2_state_and_config_round_trip():
 def test_pb2_without_numeric_mutations_explores_like_pbt():
     scheduler = PB2Scheduler(2, {"act": choice(["relu", "tanh"])})
     assert scheduler._numeric == []
+
+
+@pytest.mark.parametrize(("mutation", "message"), [
+    (randint(2, 3), r"`mutations\['layers'\]` is randint\(2, 3\), but must be a mutation of two or more values\. "
+                    r"randint\(2, 3\) excludes its upper bound, so it takes 2 only: .*ZeroDivisionError.* "
+                    r"space=\{'layers': 2, \.\.\.\}, and leave 'layers' out of `mutations`, or give randint\(2, 4\)"),
+    (Range(0.1, 0.15, q=0.1), r"`mutations\['layers'\]` is quniform\(0.1, 0.15, q=0.1\), .* only multiple of q=0.1 "
+                              r"in the range is 0.1.*quniform\(0.1, 0.3, 0.1\)"),
+    (choice([3]), r"`mutations\['layers'\]` is choice\(\[3\]\), .* holds one value.*space=\{'layers': 3, \.\.\.\}"),
+    ([64], r"`mutations\['layers'\]` is \(64,\), .* holds one value"),
+])
+def test_a_mutation_of_one_value_is_refused_when_pb2_is_built(mutation, message):
+    with pytest.raises(ConfigError, match=message):
+        PB2Scheduler(2, {"lr": uniform(0.01, 0.1), "layers": mutation})
+
+
+def test_two_values_are_enough_and_the_clone_gets_one_of_them():
+    scheduler = PB2Scheduler(2, {"layers": randint(2, 4), "q": quniform(0.1, 0.2, 0.1)}, seed=0)
+    for i in range(4):
+        scheduler.on_trial_add(f"t{i}")
+        scheduler.on_trial_config(f"t{i}", {"layers": 2 + i % 2, "q": 0.1})
+    scheduler.on_search_finished()
+    for step in (2, 4, 6):
+        for i in range(4):
+            scheduler.on_result(f"t{i}", step, (4 - i) * 0.1 - 0.01 * step)
+            scheduler.choose_trial_to_resume()
+    exploits = scheduler.exploits()
+    assert exploits and all(e.config["layers"] in (2, 3) and e.config["q"] in (0.1, 0.2) for e in exploits)
