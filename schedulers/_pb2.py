@@ -11,6 +11,7 @@ import numpy as np
 from raytuner.errors import ConfigError, invalid, refuse_unknown_keywords
 
 from ._explore import explore_value, get_path, on_grid, set_path
+from ._validation import is_number
 from ._pbt import Member, PBTScheduler
 
 #: Observations the GP keeps (the newest): a fit costs O(N^3), and the time-varying kernel
@@ -83,6 +84,11 @@ class PB2Scheduler(PBTScheduler):
         config = super()._config()
         del config["perturbation_factors"]
         return config
+
+    def check_experiment(self, space: Mapping[str, Any] | None, searcher: Any, num_trials: int) -> None:
+        super().check_experiment(space, searcher, num_trials)
+        for key, mutation in self.mutations.items():
+            _check_not_bounds(type(self).__name__, key, mutation, space)
 
     def _unit(self, config: Mapping[str, Any]) -> list[float]:
         """The numeric mutations of ``config`` in the unit cube."""
@@ -202,6 +208,43 @@ def _check_more_than_one_value(owner: str, key: str, mutation: Any) -> None:
         owner, f"mutations[{key!r}]", mutation, "a mutation of two or more values",
         f"{why}. Put the value in the space as a constant, space={{{key!r}: {only!r}, ...}}, "
         f"and leave {key!r} out of `mutations`, or give {wider}.")
+
+
+def _check_not_bounds(owner: str, key: str, mutation: Any, space: Mapping[str, Any] | None) -> None:
+    """Refuse Ray Tune's ``hyperparam_bounds={"lr": [low, high]}`` passed as a mutation.
+
+    Here a list is categorical: the values explore moves between, never fed to the GP. A
+    list of two numbers for a key the space draws from a range (``uniform``,
+    ``loguniform``, ``quniform``...) is a range's bounds written Ray Tune's way: its trials
+    start anywhere in the range and would be explored to one of the two ends only. Without
+    a space to look at, any list of two numbers is taken for bounds. A list for a key the
+    space holds as a ``choice``, a grid or a constant stays a categorical mutation.
+    """
+    from raytuner.search._domains import Range
+
+    if not (isinstance(mutation, tuple) and len(mutation) == 2 and all(map(is_number, mutation))):
+        return
+    low, high = sorted(mutation)
+    entry = None
+    if space is not None:
+        try:
+            entry = get_path(space, key)
+        except KeyError:
+            return  # PBT's check names a key outside the space
+        if not isinstance(entry, Range):
+            return
+    if entry is not None:
+        kind, step = entry.name, "" if entry.q is None else f", {entry.q!r}"
+        found = f"the space's {key!r} is {entry!r}, a range"
+    else:
+        kind, step = "loguniform" if 0 < low and high >= 100 * low else "uniform", ""
+        found = "the space is not known here"
+    raise invalid(
+        owner, f"mutations[{key!r}]", list(mutation), "a domain for a range's bounds",
+        f"A list holds the values to move between, so PB2 would set {key!r} to {low!r} or {high!r} only, never "
+        f"to a value between them, and never with its GP; {found}. Ray Tune's PB2 takes hyperparam_bounds={{{key!r}: [low, high]}}; "
+        f"here the bounds are written as a domain: mutations={{{key!r}: rt.{kind}({low!r}, {high!r}{step})}}. "
+        f"To move between these two values only, draw {key!r} from rt.choice([{low!r}, {high!r}]) in the space.")
 
 
 def _box(domain: Any) -> tuple[float, float, bool]:

@@ -189,3 +189,12 @@ def test_a_scheduler_is_left_as_it_was_by_a_tuner_never_run():
     assert scheduler.num_objectives == 1
     tuner._set_up()  # as fit() does first
     assert scheduler.num_objectives == 1
+
+
+def test_pb2_with_ray_tunes_bounds_list_is_refused_when_the_tuner_is_built():
+    """The audit's repro: mutations={"lr": [1e-4, 1e-1]} over a loguniform lr trained with
+    the two ends only, never with the GP."""
+    pb2 = rt.PB2Scheduler(perturbation_interval=2, max_resource=12, mutations={"lr": [1e-4, 1e-1]})
+    with pytest.raises(rt.ConfigError, match=r"`mutations\['lr'\]` is \[0.0001, 0.1\].*Ray Tune's PB2 takes "
+                                             r"hyperparam_bounds.*mutations=\{'lr': rt.loguniform\(0.0001, 0.1\)\}"):
+        rt.Tuner(train, space={"lr": rt.loguniform(1e-4, 1e-1)}, metric="loss", num_trials=4, scheduler=pb2)

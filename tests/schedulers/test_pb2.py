@@ -164,3 +164,26 @@ def test_two_values_are_enough_and_the_clone_gets_one_of_them():
             scheduler.choose_trial_to_resume()
     exploits = scheduler.exploits()
     assert exploits and all(e.config["layers"] in (2, 3) and e.config["q"] in (0.1, 0.2) for e in exploits)
+
+
+def test_ray_tunes_bounds_as_a_list_are_refused_pointing_to_a_domain():
+    from raytuner.search import RandomSearcher
+
+    space = {"lr": loguniform(1e-4, 1e-1), "bs": choice([32, 64]), "width": 16, "q": quniform(0, 1, 0.1)}
+    bounds = PB2Scheduler(2, {"lr": [1e-4, 1e-1]})
+    with pytest.raises(ConfigError, match=(
+            r"PB2Scheduler: `mutations\['lr'\]` is \[0.0001, 0.1\], but must be a domain for a range's bounds\. "
+            r"A list holds the values to move between, so PB2 would set 'lr' to 0.0001 or 0.1 only.*never with its "
+            r"GP; the space's 'lr' is loguniform\(0.0001, 0.1\), a range\. Ray Tune's PB2 takes hyperparam_bounds="
+            r"\{'lr': \[low, high\]\}; here the bounds are written as a domain: "
+            r"mutations=\{'lr': rt.loguniform\(0.0001, 0.1\)\}")):
+        bounds.check_experiment(space, RandomSearcher(), 4)
+    with pytest.raises(ConfigError, match=r"mutations=\{'q': rt.quniform\(0.2, 0.6, 0.1\)\}"):
+        PB2Scheduler(2, {"q": (0.6, 0.2)}).check_experiment(space, RandomSearcher(), 4)
+    # Without a space to look at, two numbers are taken for bounds.
+    with pytest.raises(ConfigError, match=r"the space is not known here.*rt.loguniform\(0.0001, 0.1\)"):
+        bounds.check_experiment(None, RandomSearcher(), 4)
+    # Categorical lists of the space's choices and constants, and longer lists, stay as they were.
+    PB2Scheduler(2, {"bs": [32, 64], "width": [16, 32], "q": [0.1, 0.2, 0.3]}).check_experiment(
+        space, RandomSearcher(), 4)
+    PB2Scheduler(2, {"act": ["relu", "tanh"]}).check_experiment({"act": "relu"}, RandomSearcher(), 4)
