@@ -257,7 +257,8 @@ class Tuner:
                 f"`resource_attr={resource_attr!r}` differs from {type(scheduler).__name__}'s "
                 f"resource_attr={scheduler_attr!r}. Give it in one place."
             )
-        check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric)
+        check_resource_attr(resource_attr if resource_attr is not None else scheduler_attr, metric,
+                            "Tuner" if resource_attr is not None else type(scheduler).__name__)
         # Set up on copies here, and for real when fit() starts, so that a Tuner refused or
         # never run leaves the user's searcher and scheduler as they were, free for another
         # Tuner. These raise before Ray starts: on a bad space, or a single-objective searcher

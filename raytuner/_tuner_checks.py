@@ -52,7 +52,21 @@ def check_checkpoint_interval(value: Any, keep: int | None) -> None:
                       "pass checkpoints_to_keep (e.g. 1) as well, or leave checkpoint_interval_s out.")
 
 
-def check_resource_attr(name: Any, metric: Any) -> None:
+def check_resource_attr(name: Any, metric: Any, given_by: str = "Tuner") -> None:
+    """``resource_attr`` (the Tuner's, or the scheduler's: ``given_by`` names which) must be
+    a name a report may hold, and not the metric (one of them, with several): the resource
+    must grow with every report, which a loss or an accuracy does not, so such a run failed
+    after its first trial's second report, with advice to report the epoch as the metric."""
+    metrics = [metric] if isinstance(metric, str) else list(metric) if isinstance(metric, (list, tuple)) else []
+    if isinstance(name, str) and name in metrics:
+        where = "resource_attr" if given_by == "Tuner" else f"{given_by}'s resource_attr"
+        rule = ("a report key other than the Tuner's `metric`" if isinstance(metric, str)
+                else f"a report key that is none of the Tuner's metrics {metrics!r}")
+        raise invalid(given_by, "resource_attr", name, rule,
+                      f"{where}={name!r} and metric={metric!r} name the same key, but the resource counts a trial's "
+                      f"progress (it must grow with every report) and a metric is what is optimised. Pass "
+                      f"resource_attr=None to count reports, or report the progress under its own key (e.g. "
+                      f"rt.report({{{name!r}: ..., 'epoch': epoch}})) and pass resource_attr='epoch'.")
     reserved = reserved_column(name, metric) if isinstance(name, str) else None
     if reserved is not None:
         raise invalid("Tuner", "resource_attr", name, "the name of a metric a report may hold",

@@ -198,3 +198,19 @@ def test_pb2_with_ray_tunes_bounds_list_is_refused_when_the_tuner_is_built():
     with pytest.raises(rt.ConfigError, match=r"`mutations\['lr'\]` is \[0.0001, 0.1\].*Ray Tune's PB2 takes "
                                              r"hyperparam_bounds.*mutations=\{'lr': rt.loguniform\(0.0001, 0.1\)\}"):
         rt.Tuner(train, space={"lr": rt.loguniform(1e-4, 1e-1)}, metric="loss", num_trials=4, scheduler=pb2)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"scheduler": ASHAScheduler(max_resource=9, resource_attr="loss")},
+     r"^ASHAScheduler: `resource_attr` is 'loss', but must be a report key other than the Tuner's `metric`\. "
+     r"ASHAScheduler's resource_attr='loss' and metric='loss' name the same key.*Pass resource_attr=None to count "
+     r"reports, or report the progress under its own key"),
+    ({"resource_attr": "loss"}, r"^Tuner: `resource_attr` is 'loss', .* resource_attr='loss' and metric='loss'"),
+    ({"resource_attr": "params", "metric": ["loss", "params"], "searcher": rt.TPESearcher()},
+     r"^Tuner: `resource_attr` is 'params', but must be a report key that is none of the Tuner's metrics "
+     r"\['loss', 'params'\]\. resource_attr='params' and metric=\['loss', 'params'\]"),
+])
+def test_a_resource_attr_that_is_the_metric_is_refused_when_the_tuner_is_built(kwargs, match):
+    """It failed after a trial's second report, advising to report the epoch as `loss`."""
+    with pytest.raises(rt.ConfigError, match=match):
+        rt.Tuner(train, **{"space": SPACE, "metric": "loss", "num_trials": 4, **kwargs})
