@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 from typing import Any, Mapping
 
@@ -178,6 +179,47 @@ class ASHAScheduler(Scheduler):
             "max_resource": self.max_resource,
             "brackets": brackets,
         }
+
+    def check_experiment(self, space: Mapping[str, Any] | None, searcher: Any, num_trials: int) -> None:
+        """Promotion: warn when too few trials are planned for any of them to reach ``R``.
+
+        A rung promotes from the top ``floor(n/eta)`` of the ``n`` trials that reached it,
+        so about ``n / eta**k`` of ``n`` trials reach rung ``k`` and ``n / eta**K`` reach
+        ``R`` past the ``K`` rungs below it (more only where later trials keep beating the
+        earlier ones at a rung, and at least ``eta`` must reach the top rung for any to
+        leave it). With ``n < eta**K`` none is expected to train to ``R``: the sweep ends
+        with every trial paused and stopped at a rung. ``K`` is counted in the bracket with
+        the fewest rungs, so that ``brackets > 1`` warns only when even that one is short.
+        The algorithm is left as the paper has it; this is the Tuner's warning only.
+        """
+        if self.variant != "promotion":
+            return
+        total = getattr(searcher, "num_trials", None)
+        n = total if isinstance(total, int) and total > 0 else num_trials
+        levels = min(self._rungs, key=len)
+        k = len(levels)
+        needed = Fraction(self.reduction_factor) ** k
+        if k == 0 or n >= needed:
+            return
+        eta, big_r = self.reduction_factor, self.max_resource
+        shown = ", ".join(f"{rung.level:g}" for rung in levels)
+        bracket = "" if self.brackets == 1 else f" (in its bracket with the fewest rungs, of {self.brackets})"
+        most = floor_log(Fraction(big_r) / Fraction(self.min_resource), eta) + 1
+        first = levels[0].level
+        fewer = (f"a larger min_resource (min_resource={first * eta:g} leaves {k - 1} rung(s): "
+                 f"{math.ceil(needed / Fraction(eta)):g} trials)" if k > 1 else "")
+        msg = (
+            f"{type(self).__name__}(variant='promotion') with {n} trials: a rung promotes from the top "
+            f"floor(n/eta) of the n trials that reached it, so about n/eta**k reach rung k, and with K={k} rungs "
+            f"below max_resource={big_r!r}{bracket} (at {shown}) and reduction_factor={eta!r}, "
+            f"floor({n}/{eta!r}**{k}) = {math.floor(Fraction(n) / needed)}: no trial may train to max_resource "
+            f"(more reach it only where later trials keep beating earlier ones). To give some the full budget, run "
+            f"num_trials >= eta**K = {math.ceil(needed)}, or pass variant='stopping' (every trial that passes a "
+            f"rung trains on), or use fewer rungs: brackets={most} (bracket s starts at min_resource * eta**s, s rungs "
+            f"later; the last one at max_resource)"
+            f"{', or ' + fewer if fewer else ''}."
+        )
+        warnings.warn(msg, UserWarning, stacklevel=3)
 
     def rungs(self, bracket: int = 0) -> list[Rung]:
         """The rungs of one bracket, lowest first (read-only view for tests and logs)."""

@@ -214,3 +214,10 @@ def test_a_resource_attr_that_is_the_metric_is_refused_when_the_tuner_is_built(k
     """It failed after a trial's second report, advising to report the epoch as `loss`."""
     with pytest.raises(rt.ConfigError, match=match):
         rt.Tuner(train, **{"space": SPACE, "metric": "loss", "num_trials": 4, **kwargs})
+
+
+def test_promotion_asha_warns_when_the_tuner_is_built_that_no_trial_may_reach_max_resource():
+    scheduler = ASHAScheduler(max_resource=27, reduction_factor=3, variant="promotion")
+    with pytest.warns(UserWarning, match=r"with 20 trials: .* floor\(20/3\*\*3\) = 0: no trial may train") as seen:
+        rt.Tuner(train, space=SPACE, metric="loss", num_trials=20, scheduler=scheduler)
+    assert seen[0].filename == __file__  # the user's Tuner(...) line

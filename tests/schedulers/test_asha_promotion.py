@@ -187,3 +187,38 @@ def test_about_one_in_eta_reach_each_rung_with_iid_values(sim, iid):
         # At least floor(n/eta) (the top is always promoted in the end); late arrivals
         # that push promoted trials out of the top add a few more.
         assert here // 3 <= there <= here / 3 * 1.2 + 2, arrivals
+
+
+def test_too_few_trials_for_any_to_reach_max_resource_warn_when_the_experiment_is_checked():
+    """The audit's sweep: R=27, eta=3, 20 trials; rungs 1, 3, 9 promote about 20/27 trials to
+    the full budget, and none trained to 27."""
+    from raytuner.search import RandomSearcher
+
+    with pytest.warns(UserWarning, match=(
+            r"ASHAScheduler\(variant='promotion'\) with 20 trials: a rung promotes from the top floor\(n/eta\) of "
+            r"the n trials that reached it, so about n/eta\*\*k reach rung k, and with K=3 rungs below "
+            r"max_resource=27 \(at 1, 3, 9\) and reduction_factor=3, floor\(20/3\*\*3\) = 0: no trial may train to "
+            r"max_resource .* num_trials >= eta\*\*K = 27, or pass variant='stopping' .* brackets=4 .* a larger "
+            r"min_resource \(min_resource=3 leaves 2 rung\(s\): 9 trials\)")):
+        promotion(27).check_experiment(None, RandomSearcher(), 20)
+
+
+@pytest.mark.parametrize(("scheduler", "num_trials"), [
+    (promotion(27), 27),  # floor(27/27) = 1
+    (ASHAScheduler(max_resource=27), 2),  # stopping: every trial that passes a rung trains on
+    (promotion(27, brackets=2), 9),  # bracket 1 has rungs 3, 9: eta**2 = 9
+    (promotion(3, min_resource=3), 1),  # no rung below R
+])
+def test_enough_trials_or_another_variant_do_not_warn(scheduler, num_trials, recwarn):
+    from raytuner.search import RandomSearcher
+
+    scheduler.check_experiment(None, RandomSearcher(), num_trials)
+    assert not [w for w in recwarn if "no trial may train" in str(w.message)]
+
+
+def test_a_grids_trials_count_in_all():
+    from raytuner.search import GridSearcher, grid
+
+    searcher = GridSearcher()
+    searcher.setup({"x": grid(list(range(9)))}, 3)  # 27 trials
+    promotion(27).check_experiment(None, searcher, 3)
