@@ -55,8 +55,10 @@ class ASHAScheduler(Scheduler):
 
     ``variant="promotion"`` (the paper's algorithm): a trial PAUSEs at every rung. When a
     slot frees, :meth:`choose_trial_to_resume` promotes the best not-yet-promoted paused
-    trial in the top ``floor(n/eta)`` of the highest rung that has one (across brackets,
-    ties to the lower bracket); None tells the controller to start a new trial. The resumed
+    trial in the current top ``floor(n/eta)`` of the highest rung that has one (across
+    brackets, ties to the lower bracket); None tells the controller to start a new trial.
+    A better late arrival can push a promoted trial out of that top, so a rung may promote
+    more than ``floor(n/eta)`` in all (:meth:`._rungs.Rung.promotion_candidate`). The resumed
     trial continues from its checkpoint with its resource counting on from the rung. A trial
     that would itself be the next promotion gets CONTINUE instead of a PAUSE (the slot it
     frees would go straight back to it).

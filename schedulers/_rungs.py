@@ -273,10 +273,24 @@ class Rung:
     def promotion_candidate(
         self, reduction_factor: Number, can_resume: Callable[[str], bool]
     ) -> str | None:
-        """The best trial in the top ``floor(n/eta)`` not yet promoted and resumable.
+        """The best trial in the current top ``floor(n/eta)`` not yet promoted and resumable.
 
-        Promoted trials stay in the top-k count even after they moved on, so a rung never
-        promotes more than ``floor(n/eta)`` trials in total.
+        The paper's Algorithm 2 (``get_job``): the top ``k = floor(n/eta)`` of the rung's
+        ``n`` values as they stand now, skipping trials already promoted. Promoted trials
+        keep their place in that count after they moved on, so while the order of the top
+        stays as it was, ``k`` promotions fill it. But a later, better trial can push a
+        promoted one out of the top ``k`` and be promoted in turn, so a rung may promote
+        more than ``floor(n/eta)`` trials in total: up to ``n - eta + 1`` (an integer eta,
+        ``n >= eta``) when each arrival beats those before it. A trial is only ever promoted
+        while it is in the top ``k``.
+
+        >>> rung = Rung(level=1)
+        >>> for trial_id, value in [("a", 5.0), ("b", 4.0), ("c", 3.0)]:
+        ...     rung.record(trial_id, value)
+        >>> rung.promoted.add(rung.promotion_candidate(3, lambda t: True))  # n = 3: the top 1 is c
+        >>> rung.record("d", 1.0)  # n = 4, floor(4/3) = 1: the top 1 is now d, not yet promoted
+        >>> rung.promotion_candidate(3, lambda t: True)
+        'd'
         """
         top = self.ranked(num_promotable(len(self.values), reduction_factor))
         for trial_id in top:
