@@ -23,7 +23,8 @@
 Arguments are checked with one message template, built by :func:`invalid`:
 "``<Owner>: `<argument>` is <value!r>, but must be <rule>. <The fix>.``"; a keyword that a
 constructor does not take is refused by :func:`no_unknown` (through
-:func:`refuse_unknown_keywords`), with the name it likely meant.
+:func:`refuse_unknown_keywords`), with the name it likely meant, or for another framework's
+name (Ray Tune's ``max_t``, a searcher's ``metric``) the advice of :data:`PEER_NAMES`.
 
 [fatal]: an error of a class with ``fatal_to_experiment = True`` raised by one trial ends
 the whole experiment instead of failing (and retrying) that trial, because every trial would
@@ -158,20 +159,110 @@ def invalid(owner: str, argument: str, value: Any, rule: str, fix: str) -> Confi
     return ConfigError(f"{owner}: `{argument}` is {value!r}, but must be {rule}. {fix}")
 
 
+def _renamed(ours: str) -> Callable[[str, str, Any, Sequence[str]], str | None]:
+    """The advice for a peer's name of one of our options (Ray Tune's ``max_t``: ``max_resource``)."""
+
+    def advise(owner: str, name: str, value: Any, options: Sequence[str]) -> str | None:
+        if ours not in options:
+            return f"`{name}` is Ray Tune's name for `{ours}`, which {owner} does not take. Options: {', '.join(options)}."
+        return f"`{name}` is Ray Tune's name; here it is `{ours}`: pass {ours}={value!r:.60}."
+
+    return advise
+
+
+def _first_resource(owner: str, name: str, value: Any, options: Sequence[str]) -> str | None:
+    """``grace_period`` or ``min_resource`` to a scheduler without a smallest resource (Hyperband)."""
+    if "min_resource" in options or owner != "HyperbandScheduler":
+        return None
+    return (f"HyperbandScheduler takes no smallest resource: its brackets start at max_resource * eta**-s, the "
+            f"smallest at 1, so R counts units of the smallest resource worth judging a trial at. For a first rung "
+            f"at {value!r:.20}, report the resource in units of {value!r:.20} (under resource_attr) and divide "
+            f"max_resource by it, or use ASHAScheduler(max_resource=..., min_resource={value!r:.20}, brackets=...), "
+            "asynchronous Hyperband.")
+
+
+def _tuners_own(owner: str, name: str, value: Any, options: Sequence[str]) -> str:
+    """``metric`` or ``mode`` to a searcher or scheduler (Ray Tune's searchers and schedulers take them)."""
+    example = f"metric={value!r:.60}, mode=..." if name == "metric" else f"metric=..., mode={value!r:.10}"
+    return (f"{owner} takes no `{name}`: the Tuner gives its metric and mode to the searcher and the scheduler "
+            f"(values signed to minimise). Pass them to the Tuner: rt.Tuner(trainable, {example}, ...).")
+
+
+def _bounds(owner: str, name: str, value: Any, options: Sequence[str]) -> str | None:
+    """Ray Tune's PB2 ``hyperparam_bounds``: our ``mutations``, with a domain per key."""
+    if "mutations" not in options:
+        return None
+    shown = []
+    for key, bounds in value.items() if isinstance(value, Mapping) else ():
+        pair = list(bounds) if isinstance(bounds, (list, tuple)) else []
+        if len(pair) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in pair):
+            shown = []
+            break
+        low, high = sorted(pair)
+        kind = "loguniform" if 0 < low and high >= 100 * low else "uniform"
+        shown.append(f"{key!r}: rt.{kind}({low!r}, {high!r})")
+    domains = "{" + ", ".join(shown) + "}" if shown else "{'lr': rt.loguniform(1e-4, 1e-1)}"
+    return (f"`{name}` is Ray Tune's PB2 argument; here the bounds are written as a domain in `mutations` (log "
+            f"domains in log space): pass mutations={domains:.200}.")
+
+
+def _given_configs(owner: str, name: str, value: Any, options: Sequence[str]) -> str:
+    """Ray Tune's ``points_to_evaluate`` to a searcher other than HyperOptSearcher (which takes it)."""
+    warm = ("To continue from an earlier experiment's results, pass warm_start=rt.load(path).observations(). "
+            if "warm_start" in options else "")
+    return (f"{owner} takes no `{name}`. {warm}To try given configs first, use "
+            "HyperOptSearcher(points_to_evaluate=[...]), the searcher that takes them.")
+
+
+def _never_pauses(owner: str, name: str, value: Any, options: Sequence[str]) -> str | None:
+    if owner != "MedianStoppingScheduler":
+        return None
+    return (f"{owner} always stops a trial below the median and never pauses one, as Ray Tune's hard_stop=True: "
+            "leave `hard_stop` out.")
+
+
+#: Other frameworks' names (Ray Tune's) that users bring along -> the advice for them, or
+#: None where it does not apply to that constructor (the close-match guess then answers).
+#: Looked up before the close match, which would guess wrong (Hyperband's `min_resource`:
+#: "Did you mean `max_resource`?").
+PEER_NAMES: dict[str, Callable[[str, str, Any, Sequence[str]], str | None]] = {
+    "grace_period": lambda owner, name, value, options: (
+        _first_resource(owner, name, value, options) or _renamed("min_resource")(owner, name, value, options)),
+    "min_resource": _first_resource,
+    "max_t": _renamed("max_resource"),
+    "time_attr": _renamed("resource_attr"),
+    "hyperparam_bounds": _bounds,
+    "metric": _tuners_own,
+    "mode": _tuners_own,
+    "points_to_evaluate": _given_configs,
+    "hard_stop": _never_pauses,
+}
+
+
 def no_unknown(owner: str, unknown: Mapping[str, Any], options: Sequence[str]) -> None:
-    """Refuse the first of ``unknown`` (the keyword arguments a constructor does not take),
-    with the closest of ``options`` as the likely fix, or all of them if none is close.
+    """Refuse the first of ``unknown`` (the keyword arguments a constructor does not take):
+    with the advice of :data:`PEER_NAMES` for another framework's name (Ray Tune's
+    ``grace_period``, ``max_t``, ``time_attr``, ``hyperparam_bounds``, a searcher's
+    ``metric``, ``mode`` or ``points_to_evaluate``), else with the closest of ``options`` as
+    the likely fix, or all of them if none is close.
 
     >>> no_unknown("ASHAScheduler", {"max_resouce": 27}, ["max_resource", "reduction_factor"])
     Traceback (most recent call last):
     ...
     raytuner.errors.ConfigError: ASHAScheduler: unknown option `max_resouce=27`. Did you mean `max_resource`?
+    >>> no_unknown("ASHAScheduler", {"grace_period": 2}, ["max_resource", "min_resource"])
+    Traceback (most recent call last):
+    ...
+    raytuner.errors.ConfigError: ASHAScheduler: unknown option `grace_period=2`. `grace_period` is Ray Tune's name; here it is `min_resource`: pass min_resource=2.
     """
     if not unknown:
         return
     name = next(iter(unknown))
-    close = difflib.get_close_matches(name, options, n=1)
-    hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(options)}."
+    advise = PEER_NAMES.get(name)
+    hint = advise(owner, name, unknown[name], options) if advise is not None else None
+    if hint is None:
+        close = difflib.get_close_matches(name, options, n=1)
+        hint = f"Did you mean `{close[0]}`?" if close else f"Options: {', '.join(options)}."
     raise ConfigError(f"{owner}: unknown option `{name}={unknown[name]!r:.100}`. {hint}")
 
 
