@@ -7,6 +7,7 @@ import numbers
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -336,7 +337,9 @@ class Tuner:
         check_unused("scheduler", self._scheduler)
         space, num_trials, objectives, searcher_left, scheduler_left = self._setup
         if searcher_left:
-            setup_components(self._searcher, space, num_trials, objectives)
+            with warnings.catch_warnings():  # said already, when its copy was set up
+                warnings.simplefilter("ignore")
+                setup_components(self._searcher, space, num_trials, objectives)
         if scheduler_left:
             self._scheduler.set_objectives(list(objectives.metrics) or 1)
         self._setup = (space, num_trials, objectives, False, False)

@@ -221,3 +221,18 @@ def test_promotion_asha_warns_when_the_tuner_is_built_that_no_trial_may_reach_ma
     with pytest.warns(UserWarning, match=r"with 20 trials: .* floor\(20/3\*\*3\) = 0: no trial may train") as seen:
         rt.Tuner(train, space=SPACE, metric="loss", num_trials=20, scheduler=scheduler)
     assert seen[0].filename == __file__  # the user's Tuner(...) line
+
+
+def test_a_searchers_setup_warning_is_said_once_when_the_tuner_is_built():
+    """The Tuner sets up a copy when built and the searcher itself when fit() starts: the
+    second setup says nothing again."""
+    import warnings
+
+    searcher = rt.TPESearcher(seed=0, warm_start=[({"x": 5.0}, 1.0), ({"x": 0.5}, 0.5)])
+    with pytest.warns(UserWarning, match=r"fitted 1 of 2 warm-start observations") as said:
+        tuner = rt.Tuner(train, space=SPACE, metric="loss", searcher=searcher)
+    assert len(said) == 1
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        tuner._set_up()  # as fit() does first
+    assert [str(w.message) for w in again] == []
