@@ -35,6 +35,10 @@ class NodeType:
 
 
 def _config_path() -> Path | None:
+    from raytuner._driver.ray_init import local_ray_of_our_own
+
+    if local_ray_of_our_own():  # started here beside a cluster: its autoscaler launches nothing for it
+        return None
     bootstrap = Path(BOOTSTRAP_CONFIG).expanduser()
     if bootstrap.is_file():
         return bootstrap
@@ -186,5 +190,11 @@ def max_concurrency(resources: Mapping[str, float]) -> int:
             f"(alive nodes have {describe(nodes)}{launchable}). Ask for less, or add a node (type) that has it "
             "(for GPUs locally: ray.init(num_gpus=...))."
         )
+        from raytuner._driver.ray_init import local_ray_of_our_own
+
+        if local_ray_of_our_own() and Path(BOOTSTRAP_CONFIG).expanduser().is_file():
+            msg += (f" This machine is a cluster's head ({BOOTSTRAP_CONFIG}), but the Ray here is one started for "
+                    "this script alone: pass address='auto' (raytuner resume --address auto, or RAY_ADDRESS=auto) "
+                    "to run on the cluster.")
         raise ConfigError(msg)
     return count

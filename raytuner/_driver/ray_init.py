@@ -10,7 +10,8 @@ import warnings
 from typing import Any
 
 
-_started_here = False  # whether ensure_ray started the Ray this process runs
+_started_here = False  # whether ensure_ray started (or joined) the Ray this process runs
+_local_here = False  # whether that is a local Ray of its own: no autoscaler, whatever files say
 
 
 def ensure_ray(address: str | None = None) -> bool:
@@ -35,9 +36,17 @@ def ensure_ray(address: str | None = None) -> bool:
     if address == "local":
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)
-    global _started_here
-    _started_here = True
+    global _started_here, _local_here
+    _started_here, _local_here = True, address == "local"
     return True
+
+
+def local_ray_of_our_own() -> bool:
+    """Whether the Ray this process runs is a local one :func:`ensure_ray` started (no
+    address, no RAY_ADDRESS): it has no autoscaler, even on a cluster's head."""
+    import ray
+
+    return _local_here and ray.is_initialized()
 
 
 def shutdown_before_exit() -> None:

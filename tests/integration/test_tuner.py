@@ -377,3 +377,28 @@ def test_trials_waiting_for_gpus_another_actor_holds_are_said(storage, monkeypat
     assert results.meta["status"] == "TIMED_OUT"
     (said,) = [r.getMessage() for r in caplog.records if "no trial has started for" in r.getMessage()]
     assert "what they have free now cannot ({CPU: " in said and "GPU: 0" in said and "other Ray work holds" in said
+
+
+def test_a_local_ray_on_a_clusters_head_is_not_taken_for_the_cluster(tmp_path):
+    """A script on a `ray up` head that joins no cluster runs on a local Ray of its own: the
+    head's ~/ray_bootstrap_config.yaml is not its autoscaler. A trial that needs a GPU node
+    type of that file is refused at once, with the address to pass, where the run waited
+    for nodes nobody would launch, without end."""
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(Path(__file__).parents[2] / "cluster.yaml", home / "ray_bootstrap_config.yaml")
+    script = ("import raytuner as rt\n"
+              "def train(config):\n    rt.report({'loss': 1.0})\n"
+              f"rt.Tuner(train, space={{'x': 1.0}}, resources={{'cpu': 1, 'gpu': 1}}, storage_path={str(tmp_path)!r},\n"
+              "         verbose=0, tensorboard=False).fit()\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], env={**env, "HOME": str(home)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "raytuner.errors.ConfigError: `resources={'cpu': 1.0, 'gpu': 1.0}`: no node of the Ray cluster" in done.stderr
+    assert "This machine is a cluster's head (~/ray_bootstrap_config.yaml), but the Ray here is one started for " \
+           "this script alone: pass address='auto'" in done.stderr
