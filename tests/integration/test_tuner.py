@@ -399,6 +399,7 @@ def test_a_local_ray_on_a_clusters_head_is_not_taken_for_the_cluster(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env={**env, "HOME": str(home)}, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1, done.stderr[-2000:]
-    assert "raytuner.errors.ConfigError: `resources={'cpu': 1.0, 'gpu': 1.0}`: no node of the Ray cluster" in done.stderr
+    assert ("raytuner.errors.ConfigError: `resources={'cpu': 1.0, 'gpu': 1.0}`: no node of the Ray cluster"
+            in done.stderr)
     assert "This machine is a cluster's head (~/ray_bootstrap_config.yaml), but the Ray here is one started for " \
            "this script alone: pass address='auto'" in done.stderr
