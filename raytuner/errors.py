@@ -217,6 +217,10 @@ def _given_configs(owner: str, name: str, value: Any, options: Sequence[str]) ->
 def _never_pauses(owner: str, name: str, value: Any, options: Sequence[str]) -> str | None:
     if owner != "MedianStoppingScheduler":
         return None
+    if name == "min_time_slice":
+        return (f"{owner} never pauses a trial, so there is no time slice to give it (Ray Tune's min_time_slice "
+                "only delays its pauses): leave `min_time_slice` out; `grace_period` is how long a trial runs "
+                "before it can be stopped.")
     return (f"{owner} always stops a trial below the median and never pauses one, as Ray Tune's hard_stop=True: "
             "leave `hard_stop` out.")
 
@@ -236,6 +240,7 @@ PEER_NAMES: dict[str, Callable[[str, str, Any, Sequence[str]], str | None]] = {
     "mode": _tuners_own,
     "points_to_evaluate": _given_configs,
     "hard_stop": _never_pauses,
+    "min_time_slice": _never_pauses,
 }
 
 

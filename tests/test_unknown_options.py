@@ -104,6 +104,8 @@ PEERS = [
     (lambda: search.GridSearcher(points_to_evaluate=[{"x": 0.5}]),
      r"GridSearcher takes no `points_to_evaluate`\. To try given configs first, use HyperOptSearcher"),
     (lambda: schedulers.MedianStoppingScheduler(hard_stop=False), r"never pauses one, as Ray Tune's hard_stop=True"),
+    (lambda: schedulers.MedianStoppingScheduler(min_time_slice=10), r"never pauses a trial, so there is no time slice "
+                                                                    r"to give it.*leave `min_time_slice` out"),
 ]
 
 
