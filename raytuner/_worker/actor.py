@@ -210,6 +210,7 @@ class TrialRun(_session.Session):
             # to the report it waits on; one that ended needs none.
             if not self._blocked and self._ended is None and self._pending is None:
                 self._pending = Signal.STOP
+                self._cond.notify_all()  # whoever waits on the run hears of it now
 
     def hurry(self) -> int:
         """See :meth:`TrialWorker.hurry`."""

@@ -290,14 +290,16 @@ def waits_for_the_stop(config):
     trial_dir = Path(rt.get_context().trial_dir)
     rt.report({"loss": 1.0})
     # The test stops the trial once this report is recorded. Its next epoch starts once its
-    # worker has heard of the stop (the event the test is about), or after 60 s without it.
+    # worker has heard of the stop (the event the test is about: stop_soon wakes this wait),
+    # or after 60 s without a word. A STOP that came with the answer to the worker's call
+    # (only after news of the trial: a report, or something it printed) wakes nobody.
     run = _session.current()
     deadline = time.monotonic() + 60
-    while run._pending is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    (trial_dir / ("heard" if run._pending is not None else "not-heard")).touch()
+    with run._cond:
+        run._cond.wait_for(lambda: run._pending is not None, timeout=60)
+    heard = run._pending is not None and time.monotonic() < deadline
+    (trial_dir / ("heard" if heard else "not-heard")).touch()
     for step in range(2, 1000):
-        time.sleep(0.01)  # an epoch's work
         rt.report({"loss": 1.0 / step})
 
 
