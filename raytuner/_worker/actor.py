@@ -18,7 +18,6 @@ import math
 import queue
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -35,6 +34,7 @@ from raytuner._worker.logs import TrialLog
 from raytuner._worker.notes import TrialNotes
 from raytuner._worker.outbox import Outbox
 from raytuner._worker.protocol import Event, Report, Signal, TrialExit, TrialSpec, spec_from_wire
+from raytuner._worker.scratch import Scratch
 from raytuner.errors import CheckpointGoneError, ReportError, ResourceError, TrialStopped, is_fatal
 
 LINGER_S = 0.05
@@ -64,19 +64,14 @@ class TrialRun(_session.Session):
         self._last_resource: float | None = None  # this run's; a resumed run may re-report older ones
         self._reported: set[str] = set()  # every metric name this run reported (for stop=)
         self._t0 = time.monotonic() - spec.start_time_s
-        self._scratch: Path | None = None  # made only when needed: most trials need none
+        self._scratch = Scratch(spec.trial_id)
         self._trial_dir: Path | None = None
-        self._checkpoints = TrialCheckpoints(spec, self._scratch_dir)
+        self._checkpoints = TrialCheckpoints(spec, self._scratch.path)
         self._outbox = Outbox(events, self._checkpoints.store, lambda staged: shutil.rmtree(staged.folder, True),
                               keep=spec.checkpoints_to_keep, interval=spec.checkpoint_interval_s)
         self.checkpoint_dir: Path | None = None  # filled in by run(), before the trainable starts
         self.log = TrialLog(spec.storage_dir)
         self.notes = TrialNotes()
-
-    def _scratch_dir(self) -> Path:
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix=f"raytuner-{self.spec.trial_id}-"))
-        return self._scratch
 
     @property
     def trial_dir(self) -> Path:
@@ -84,7 +79,7 @@ class TrialRun(_session.Session):
             if self._checkpoints.sees_folder():
                 self._trial_dir = Path(self.spec.storage_dir)  # the controller made it
             else:
-                self._trial_dir = self._scratch_dir() / "trial"
+                self._trial_dir = self._scratch.path() / "trial"
                 self._trial_dir.mkdir(parents=True, exist_ok=True)
         return self._trial_dir
 
@@ -258,8 +253,7 @@ class TrialRun(_session.Session):
                                 fatal=is_fatal(exc))
         _release_trial_state()
         self._checkpoints.discard_unreported()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+        self._scratch.remove()
         self._events.put(end)
 
 

@@ -35,7 +35,6 @@ import codecs
 import hashlib
 import io
 import os
-import stat
 import sys
 import tempfile
 import threading
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raytuner._storage.trial_files import LOG_MAX_BYTES
+from raytuner._worker.scratch import user_folder
 
 #: The capture file starts with how far the worker has read it, in ASCII digits.
 _HEADER = 20
@@ -53,6 +53,7 @@ _HEADER = 20
 STALE_S = 60.0
 
 _STDIO = (1, 2)
+_SHARED = "raytuner-stdio"  # $TMPDIR/raytuner-stdio-<uid>: where the driver on the node looks
 _dir: Path | None = None
 _fflush: Callable[[Any], int] | None = None
 
@@ -194,8 +195,8 @@ def recover(trial_dir: str, max_bytes: int = LOG_MAX_BYTES) -> str:
     """What a trial's worker on this node wrote and had not shipped when it died (its last
     lines, a segfault's traceback), once: the files are removed. Empty when the worker ran
     on another node. For the driver, when a trial's worker is lost."""
-    folder = _shared_dir()
-    if not _private(folder):
+    folder = user_folder(_SHARED)
+    if folder is None:
         return ""
     texts = []
     for path in sorted(folder.glob(f"{_key(trial_dir)}.*.log")):
@@ -274,22 +275,8 @@ def _capture_dir() -> Path:
     output cannot be recovered."""
     global _dir
     if _dir is None:
-        shared = _shared_dir()
-        shared.mkdir(mode=0o700, exist_ok=True)
-        _dir = shared if _private(shared) else Path(tempfile.mkdtemp(prefix="raytuner-private-stdio-"))
+        _dir = user_folder(_SHARED) or Path(tempfile.mkdtemp(prefix="raytuner-private-stdio-"))
     return _dir
-
-
-def _shared_dir() -> Path:
-    return Path(tempfile.gettempdir()) / f"raytuner-stdio-{os.getuid()}"
-
-
-def _private(folder: Path) -> bool:
-    try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
 def _sweep(folder: Path) -> None:
