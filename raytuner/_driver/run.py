@@ -22,6 +22,7 @@ from raytuner._driver.resume import Restored
 from raytuner._results import Results
 from raytuner._storage import components
 from raytuner._storage.experiment import ExperimentStorage
+from raytuner._worker.scratch import sweep_this_node
 from raytuner.schedulers import Scheduler
 from raytuner.search import Searcher
 from raytuner.tracking._recorded import recorded
@@ -76,6 +77,7 @@ def run_experiment(
     # Who runs the experiment now (the driver lock's run): commands and workers tell this
     # run from an earlier one.
     meta["run_id"] = storage.run_id
+    sweep_this_node()  # what workers killed by an earlier run on this node left in its temporary folder
     ensure_ray(address)
     slots = autoscale.max_concurrency(settings.resources)
     earlier = settings.max_concurrent

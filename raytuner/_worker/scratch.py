@@ -13,7 +13,8 @@ So the folders live in one folder per user and node, ``$TMPDIR/raytuner-scratch-
 (:data:`OWNER`) that its worker process keeps locked with ``flock`` while the run lives.
 The kernel drops such a lock when the process ends, however it ends (SIGKILL included), so
 a folder whose lock another process can take belongs to no run: each new scratch folder
-first removes those (:func:`sweep`). The lock file is locked before it gets its name, so a
+first removes those (:func:`sweep`), and so does each driver as it starts, on its own
+node (:func:`sweep_this_node`). The lock file is locked before it gets its name, so a
 folder is never seen with an unlocked one while its run lives; a folder without one (its
 maker died before naming it) is left alone. A folder being removed is first renamed
 ``.trash-*`` (at once) and then deleted in a thread, so a trial waits for no one's
@@ -40,6 +41,7 @@ except ImportError:  # pragma: no cover - not on POSIX: folders are not swept
 #: The lock file of a scratch folder, locked by the process whose run owns the folder.
 OWNER = ".owner"
 _TRASH = ".trash-"
+_ROOT = "raytuner-scratch"  # $TMPDIR/raytuner-scratch-<uid>
 
 
 class Scratch:
@@ -64,14 +66,22 @@ class Scratch:
         self._path = self._owner = None
 
 
-def user_folder(name: str) -> Path | None:
-    """``$TMPDIR/<name>-<uid>``, made if missing; None if it is not this user's alone."""
+def user_folder(name: str, *, make: bool = True) -> Path | None:
+    """``$TMPDIR/<name>-<uid>``, made if missing (``make``); None if it is not this user's
+    alone, or missing."""
     folder = Path(tempfile.gettempdir()) / f"{name}-{os.getuid()}"
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True) if make else None
     except OSError:
         return None
     return folder if is_private(folder) else None
+
+
+def sweep_this_node() -> list[str]:
+    """:func:`sweep` for a driver as it starts: a node's folders are otherwise swept only
+    when a trial there makes one, and most trials need none."""
+    root = user_folder(_ROOT, make=False) if fcntl is not None else None
+    return sweep(root) if root is not None else []
 
 
 def is_private(folder: Path) -> bool:
@@ -142,7 +152,7 @@ def _delete(trash: list[Path]) -> None:
 
 
 def _make(trial_id: str) -> tuple[Path, int | None]:
-    root = user_folder("raytuner-scratch") if fcntl is not None else None
+    root = user_folder(_ROOT) if fcntl is not None else None
     if root is None:
         return Path(tempfile.mkdtemp(prefix=f"raytuner-{trial_id}-")), None
     sweep(root)

@@ -206,3 +206,11 @@ def test_two_runs_in_one_process_hold_their_own_folders(tmpdir_here):
     finally:
         os.close(fd)
     second.remove()
+
+
+def test_a_driver_sweeps_its_node_as_it_starts_without_making_the_folder(tmpdir_here):
+    assert scratch.sweep_this_node() == []
+    assert not root_of(tmpdir_here).exists()  # nothing made on a driver that runs no trial
+    dead = killed_run()
+    assert scratch.sweep_this_node() == [dead.name]
+    assert not dead.exists()
