@@ -5,11 +5,13 @@ machine, so a worker that finishes a trial takes the next one. After ``fit`` ret
 idle workers stay warm for ``keep_workers_s`` so that the next experiment of the same
 resource shape in this process (a notebook, a loop of sweeps, a test suite) starts at once.
 A warm worker holds its resources: they are released when the time runs out, when an
-experiment of another shape starts, or by :func:`release_workers`.
+experiment of another shape starts, or by :func:`release_workers`. One whose imported
+modules changed on disk since it started is not reused (:mod:`raytuner._worker.freshness`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Mapping
 
@@ -17,6 +19,7 @@ from raytuner._driver.resources import actor_options
 from raytuner._worker.actor import WIND_UP, TrialWorker
 from raytuner.errors import RayTunerError
 
+logger = logging.getLogger("raytuner")
 _lock = threading.Lock()
 #: Workers in a row that may fail as they are built (an error in their __init__, such as
 #: another raytuner version on the node) before the run stops: they would fail for ever.
@@ -104,22 +107,37 @@ class WorkerPool:
             self._idle.remove(worker)
         for ref in [ref for ref, starting in self._starting.items() if starting is worker]:
             del self._starting[ref]  # else the next experiment would take it for started
-        ray.kill(worker, no_restart=True)
+        try:
+            ray.kill(worker, no_restart=True)
+        except Exception:  # noqa: BLE001 - a handle from a Ray session that has ended: the worker is gone
+            pass
 
-    def drop_dead(self, timeout_s: float = 10.0) -> None:
-        """Forget idle workers that died while kept warm (their node was lost, the OOM
-        killer took them): handing one to a trial would count as that trial's failure."""
+    def drop_unfit(self, timeout_s: float = 10.0) -> None:
+        """Before an experiment takes the workers kept warm for it: forget those that died
+        meanwhile (their node was lost, the OOM killer took them: handing one to a trial
+        would count as that trial's failure), and stop those that hold a module whose file
+        changed since they started (they would run the old code: :mod:`raytuner._worker.freshness`)."""
         import ray
 
-        if not self._idle:
+        asked: dict[Any, Any] = {}
+        for worker in self._idle:
+            try:
+                asked[worker.changed_modules.remote()] = worker
+            except Exception:  # noqa: BLE001 - a handle Ray can no longer send to (its session ended)
+                self.discard(worker)
+        if not asked:
             return
-        pings = {worker.node_id.remote(): worker for worker in self._idle}
-        ready, _ = ray.wait(list(pings), num_returns=len(pings), timeout=timeout_s)
+        ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)
         for ref in ready:
             try:
-                ray.get(ref)
+                changed = ray.get(ref)
             except ray.exceptions.RayError:
-                self.discard(pings[ref])
+                self.discard(asked[ref])
+                continue
+            if changed:
+                logger.debug("A warm trial worker is replaced: %s changed on disk since it started.",
+                             ", ".join(sorted(changed)[:5]))
+                self.discard(asked[ref])
 
     def shutdown(self) -> None:
         import ray
@@ -144,7 +162,11 @@ def acquire_pool(resources: Mapping[str, float], gpu_memory_fraction: float | No
     import ray
 
     options = actor_options(resources)
-    key = (ray.get_runtime_context().get_job_id(), repr(sorted(options.items())), gpu_memory_fraction)
+    # The job and the driver's node name the Ray session: after ray.shutdown() and a new
+    # local Ray the job id starts again at the same value, and the workers kept warm died
+    # with the old session.
+    context = ray.get_runtime_context()
+    key = (context.get_job_id(), context.get_node_id(), repr(sorted(options.items())), gpu_memory_fraction)
     with _lock:
         if _shared is not None and (_shared.key != key or _shared.in_use):
             if not _shared.in_use:
@@ -156,7 +178,7 @@ def acquire_pool(resources: Mapping[str, float], gpu_memory_fraction: float | No
             pool._timer = None
         pool.in_use = True
         _shared = pool
-    pool.drop_dead()
+    pool.drop_unfit()
     return pool
 
 

@@ -30,6 +30,7 @@ from raytuner._worker import quiet_tf as _quiet_tf
 from raytuner._worker import session as _session
 from raytuner._worker import tf_gradients as _tf_gradients
 from raytuner._worker.checkpoints import Orphaned, TrialCheckpoints
+from raytuner._worker.freshness import changed_modules
 from raytuner._worker.logs import TrialLog
 from raytuner._worker.notes import TrialNotes
 from raytuner._worker.outbox import Outbox
@@ -316,9 +317,15 @@ class TrialWorker:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._run: TrialRun | None = None
         self._shared: tuple[Any, ...] | None = None  # the run's part of a spec: see protocol.spec_to_wire
+        self._born = time.time()
 
     def node_id(self) -> str:
         return _node_id()
+
+    def changed_modules(self) -> list[str]:
+        """Modules this worker imported whose files changed since it started: a new
+        experiment must not take it (:mod:`raytuner._worker.freshness`)."""
+        return changed_modules(self._born)
 
     def start(self, own: tuple[Any, ...], shared: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """Start a trial (a spec from :func:`~raytuner._worker.protocol.spec_to_wire`; the
