@@ -80,3 +80,29 @@ def cli_command(*args: str | os.PathLike[str]) -> str:
     words = [shlex.quote(os.fspath(arg)) for arg in args]
     prefix = "raytuner" if shutil.which("raytuner") else f"{shlex.quote(sys.executable)} -m raytuner.cli"
     return " ".join([prefix, *words])
+
+
+def resume_call(location: str | os.PathLike[str], trainable: Any = None) -> str:
+    """The Python call that continues an experiment, the trainable passed by its name
+    (``trainable``: ``module:qualname`` as experiment.json records it), which works wherever
+    it was defined, a notebook included."""
+    name = (trainable if isinstance(trainable, str) else "").partition(":")[2].rsplit(".", 1)[-1]
+    return f"raytuner.Tuner.resume({os.fspath(location)!r}, trainable={name if name.isidentifier() else 'train'})"
+
+
+def cli_can_resume(trainable: Any, trainable_file: Any) -> bool:
+    """Whether ``raytuner resume`` can import the recorded trainable (``module:qualname``):
+    not one defined in a notebook or at the Python prompt (``__main__`` without a script),
+    nor one defined inside a function."""
+    module, _, qualname = (trainable if isinstance(trainable, str) else "").partition(":")
+    return bool(qualname) and "<" not in qualname and (module != "__main__" or bool(trainable_file))
+
+
+def resume_hint(location: str | os.PathLike[str], trainable: Any, trainable_file: Any) -> str:
+    """How to continue an experiment, as the user can paste it: ``raytuner resume`` where it
+    can import the trainable (:func:`cli_can_resume`), else the Python call (:func:`resume_call`)."""
+    if cli_can_resume(trainable, trainable_file):
+        return cli_command("resume", location)
+    interactive = isinstance(trainable, str) and trainable.startswith("__main__:") and "<" not in trainable
+    return resume_call(location, trainable) + " (in Python: its trainable was defined " + (
+        "in a notebook or at the Python prompt)" if interactive else "where no command can import it)")

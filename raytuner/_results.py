@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from raytuner._best import SCOPES, FrontMember, best_trial, pareto_front, scope_of
 from raytuner._formats import flatten
+from raytuner._display import resume_call
 from raytuner._objectives import MODES, Objectives
 from raytuner._storage import lineage, trajectory
 from raytuner._storage.history import RESULTS_FILE, Damage, read_history
@@ -157,7 +158,8 @@ class Results:
         waiting = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED)
         if any(t.status in waiting for t in self.trials):
             later = ("ask again once one has" if self.status == "RUNNING" else
-                     f"its driver is not running ({self.status}): rt.Tuner.resume({str(self.path)!r}) continues it")
+                     f"its driver is not running ({self.status}): {resume_call(self.path, self.meta.get('trainable'))} "
+                     "continues it")
             return f"none of its {n} trial{'s' if n != 1 else ''} has reported yet ({statuses}); {later}"
         return f"none of its {n} trial{'s' if n != 1 else ''} reported anything ({statuses})"
 

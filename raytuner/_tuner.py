@@ -130,7 +130,9 @@ class Tuner:
         keep_workers_s: After ``fit``, idle workers stay warm this long for the next
             experiment of the same resource shape in this process (they hold their
             resources meanwhile; :func:`raytuner.release_workers` frees them at once).
-            0 releases them when ``fit`` returns.
+            0 releases them when ``fit`` returns. A warm worker that imported a module
+            whose file changed since it started (a helper module edited and reloaded, a
+            package reinstalled) is replaced by a fresh one rather than run the old code.
 
     Example:
         >>> import raytuner as rt
@@ -219,8 +221,8 @@ class Tuner:
             raise ConfigError(f"`scheduler` must be a schedulers.Scheduler (e.g. ASHAScheduler(...)); got {type(scheduler).__name__}.")
         check_seed("Tuner", seed)
         given = searcher  # the user's, or None for the default, which only this Tuner holds
-        check_unused("searcher", searcher)
-        check_unused("scheduler", scheduler)
+        check_unused("searcher", searcher, trainable_name(trainable))
+        check_unused("scheduler", scheduler, trainable_name(trainable))
         if seed is not None and searcher is not None:
             kind = type(searcher).__name__
             raise ConfigError(
@@ -325,16 +327,22 @@ class Tuner:
         mark_used(self._searcher, storage.location)
         mark_used(self._scheduler, storage.location)
         try:
-            with lock:
+            try:
                 return self._run(storage)
+            except BaseException:
+                if storage.discard_unstarted():  # it failed before recording anything: nothing is left
+                    lock.release_and_remove()
+                raise
+            finally:
+                lock.release()
         finally:
             storage.discard_stage()  # cloud storage: everything is in the bucket
 
     def _set_up(self) -> None:
         """The searcher and scheduler set up for this experiment, as a copy was when the
         Tuner was built; refused if another Tuner ran them since."""
-        check_unused("searcher", self._searcher)
-        check_unused("scheduler", self._scheduler)
+        check_unused("searcher", self._searcher, trainable_name(self._trainable))
+        check_unused("scheduler", self._scheduler, trainable_name(self._trainable))
         space, num_trials, objectives, searcher_left, scheduler_left = self._setup
         if searcher_left:
             with warnings.catch_warnings():  # said already, when its copy was set up

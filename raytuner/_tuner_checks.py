@@ -11,6 +11,7 @@ import warnings
 from typing import Any, Callable
 
 from raytuner._callbacks import Callback
+from raytuner._display import resume_call
 from raytuner._driver.stop import check_call
 from raytuner._formats import reserved_column
 from raytuner.errors import ConfigError, invalid
@@ -169,7 +170,7 @@ def check_storage_path(path: Any) -> None:
 _USED_BY = "_raytuner_experiment"
 
 
-def check_unused(argument: str, component: Any) -> None:
+def check_unused(argument: str, component: Any, trainable: str | None = None) -> None:
     """Refuse a searcher or scheduler that already ran an experiment: it holds that
     experiment's trials (a searcher's history, a scheduler's rungs or population) under the
     ids the new one gives its own, so the new search would start from them."""
@@ -183,7 +184,7 @@ def check_unused(argument: str, component: Any) -> None:
     raise ConfigError(
         f"`{argument}` ({kind}) already ran the experiment at {used_by}, and holds its trials: a {argument} serves "
         f"one experiment. Pass a new one, e.g. {argument}={kind}(...). To carry on with that experiment, "
-        f"rt.Tuner.resume({used_by!r}).{learn}")
+        f"{resume_call(used_by, trainable)}.{learn}")
 
 
 def mark_used(component: Any, location: str) -> None:

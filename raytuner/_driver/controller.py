@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from raytuner._best import scope_of
 from raytuner._callbacks import Callback
-from raytuner._display import cli_command
+from raytuner._display import resume_hint
 from raytuner._driver import events as ev
 from raytuner._driver.autoscale import Capacity
 from raytuner._driver.control import ControlInbox, applied_limits, describe_applied, record_limits
@@ -151,7 +151,7 @@ class Controller:
                     self._settle()
                     self._apply(self.life.handle(ev.Deadline()))
                     self._progress.budget_reached(self._clock.elapsed(), (self.life.num_trials or 0) - len(self.trials),
-                                                  cli_command("resume", self._storage.location))
+                                                  self._resume_hint())
                     status = "TIMED_OUT"
                     break
                 self._apply(self.life.handle(ev.Fill(tuple(self._pool.idle), len(self._pool.starting()),
@@ -202,7 +202,7 @@ class Controller:
             self._starts.clear()
             how = "Interrupted" if isinstance(exc, KeyboardInterrupt) else "Asked to exit (SIGTERM?)"
             logger.warning("%s: stopped running trials; results so far are in %s. Continue with: %s", how,
-                           self._storage.location, cli_command("resume", self._storage.location))
+                           self._storage.location, self._resume_hint())
             if isinstance(exc, SystemExit):
                 refused = exc  # the exit goes on once the run is wound up
         except StorageError as exc:
@@ -288,6 +288,9 @@ class Controller:
         command makes it (its history line says so, with origin ``resume``)."""
         for trial_id in trial_ids:
             self._apply(self.life.handle(ev.RetryTrial(trial_id, origin="resume")))
+
+    def _resume_hint(self) -> str:
+        return resume_hint(self._storage.location, self._meta.get("trainable"), self._meta.get("trainable_file"))
 
     def _event(self, ref: Any) -> ev.Reported | ev.CallFailed:
         """The lifecycle event for a finished call."""

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 from raytuner._driver import exploits
 from raytuner._control_values import clean_command
+from raytuner._display import resume_call
 from raytuner._driver.control import record_limits, replay, stored_limits
 from raytuner._storage import components
 from raytuner._objectives import Objectives
@@ -107,13 +108,17 @@ def import_trainable(meta: dict[str, Any], location: str = "path") -> Callable[.
     defined in ``__main__``); ``location`` is the experiment, for the messages."""
     recorded = meta.get("trainable", "")
     module_name, _, qualname = recorded.partition(":")
-    fix = "Pass it explicitly: raytuner.Tuner.resume(path, trainable=train)."
+    fix = f"Pass it explicitly, in Python: {resume_call(location, recorded)}."
     if not qualname or "<locals>" in qualname:
         raise ConfigError(f"The experiment's trainable {recorded!r} cannot be imported. {fix}")
     if module_name == "__main__":
         script = meta.get("trainable_file")
-        if not script or not Path(script).is_file():
-            raise ConfigError(f"The trainable {qualname!r} was defined in a script that is no longer at {script!r}. {fix}")
+        if not script:
+            raise ConfigError(f"The trainable {qualname!r} was defined in a notebook or at the Python prompt, where "
+                              f"a resume cannot import it from. {fix}")
+        if not Path(script).is_file():
+            raise ConfigError(f"The trainable {qualname!r} was defined in a script that is no longer at {script!r}. "
+                              f"{fix}")
         spec = importlib.util.spec_from_file_location("raytuner_resumed_script", script)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -48,7 +48,7 @@ from raytuner._storage import DEFAULT_ROOT, remote, trial_files
 from raytuner._storage.checkpoint_folders import CheckpointFolders
 from raytuner._storage.files import append, atomic_write_bytes, atomic_write_json, read_json
 from raytuner._storage.history import RESULTS_FILE, Damage, History, read_history, repair_tail
-from raytuner._storage.lock import (BUCKET_LOCK_FILE, LOCK_FILE, BucketRecord, DriverLock, LockOwner,
+from raytuner._storage.lock import (BUCKET_LOCK_FILE, FLOCK_FILE, LOCK_FILE, BucketRecord, DriverLock, LockOwner,
                                     bucket_owner_live, live_owner)
 from raytuner._storage.records import experiment_fault, read_record, usable_fields
 from raytuner._storage.trial_files import LOG_MAX_BYTES
@@ -265,6 +265,23 @@ class ExperimentStorage(CheckpointFolders):
         if EXPERIMENT_FILE in names or names - {"trials", "tuner.pkl"}:
             return True
         return "trials" in names and any(self.trials_path.iterdir())
+
+    def discard_unstarted(self) -> bool:
+        """A start that failed before it wrote experiment.json (Ray could not start, a Ctrl-C
+        came then): remove what it made (``tuner.pkl``, an empty ``trials``), so that it leaves
+        no folder readers cannot read (``raytuner ls`` skipped it, ``raytuner.load`` refused
+        it). Call it holding the driver lock; True if the folder is left with nothing but
+        that lock (:meth:`DriverLock.release_and_remove` then removes it)."""
+        if self.uri is not None or self.holds_files():
+            return False
+        (self.path / "tuner.pkl").unlink(missing_ok=True)
+        try:
+            self.trials_path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        return {p.name for p in self.path.iterdir()} <= {LOCK_FILE, FLOCK_FILE}
 
     # -- experiment ----------------------------------------------------------------------
     def write_experiment(self, meta: dict[str, Any]) -> None:

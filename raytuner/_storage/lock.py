@@ -154,6 +154,9 @@ class DriverLock(BucketLease):
         try:
             if not self._flock(fd):
                 raise ExperimentError(self._refusal(self._holder_on_this_host()))
+            if not self._still_the_file(fd):
+                raise ExperimentError(f"{self._name}: a driver whose start failed removed this folder as this one "
+                                      "took it. Start again.")
             holder = read_owner(self.path)
             if holder is not None and holder.host != socket.gethostname() and not holder.is_stale():
                 raise ExperimentError(self._refusal(holder))  # a live driver on another host
@@ -191,6 +194,19 @@ class DriverLock(BucketLease):
             os.close(self._fd)
             self._fd = None
 
+    def release_and_remove(self) -> None:
+        """Release the lock of a folder that holds nothing else, and remove the folder: a start
+        that failed before anything was recorded. The flock file goes while it is held; a
+        driver that opened it before and takes the flock after sees it gone
+        (:meth:`_still_the_file`) and stops."""
+        if self._fd is not None:
+            self._flock_path.unlink(missing_ok=True)
+        self.release()
+        try:
+            self._flock_path.parent.rmdir()
+        except OSError:
+            pass  # something is in it: a file of the user's, or another driver's start
+
     def __enter__(self) -> DriverLock:
         return self
 
@@ -198,6 +214,16 @@ class DriverLock(BucketLease):
         self.release()
 
     # -- internals -------------------------------------------------------------------------
+    def _still_the_file(self, fd: int) -> bool:
+        """Whether the flock file this lock holds is still the one at its path (a failed
+        start removes it while holding it: :meth:`release_and_remove`)."""
+        try:
+            here = os.stat(self._flock_path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
+
     def _flock(self, fd: int) -> bool:
         """Take the exclusive flock; False if another process holds it.
 

@@ -36,6 +36,7 @@ from typing import Any
 from raytuner._best import best_trial, listed_report, scope_of, shown_value
 from raytuner._control_values import TRIAL_ID_RE
 from raytuner._formats import flatten, is_finite, run_time
+from raytuner._display import cli_can_resume, resume_call
 from raytuner._objectives import Objectives
 from raytuner._report._data import schedule_from_meta
 from raytuner._storage.control import CONTROL_DIR, HISTORY_FILE
@@ -292,8 +293,11 @@ class ExperimentView:
             return None
         if status == DAMAGED:
             return f"Its experiment.json is damaged ({cache.damaged}), so it cannot be steered."
-        resume = (f"`raytuner resume {self.path}` continues it (--max-concurrent, --num-trials, --time-budget set "
-                  "its limits).")
+        if cli_can_resume(cache.meta.get("trainable"), cache.meta.get("trainable_file")):
+            resume = (f"`raytuner resume {self.path}` continues it (--max-concurrent, --num-trials, --time-budget set "
+                      "its limits).")
+        else:  # its trainable was defined in a notebook: no command can import it
+            resume = f"`{resume_call(self.path, cache.meta.get('trainable'))}` in Python continues it."
         if status == INTERRUPTED and cache.meta.get("status") == "RUNNING":  # else it said so (Ctrl-C, SIGTERM)
             return ("Its driver is gone (it stopped without saying so: a crash, a kill, a lost machine), so no "
                     f"command can reach it. {resume}")

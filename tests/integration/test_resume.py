@@ -94,6 +94,20 @@ def test_a_sigtermed_driver_shuts_the_ray_it_started_down_before_it_exits(tmp_pa
     assert json.loads((tmp_path / "term" / "experiment.json").read_text())["status"] == "INTERRUPTED"
 
 
+def test_the_ctrl_c_message_of_a_trainable_no_command_can_import_names_the_python_call(storage, caplog):
+    """A trainable defined in a notebook, or inside a function as here: `raytuner resume`
+    cannot import it, so the message says the call that passes it."""
+    def steps(config):
+        for step in range(1000):
+            rt.report({"loss": 1 / (step + 1)})
+
+    results = rt.Tuner(steps, space={"x": 1.0}, metric="loss", storage_path=storage, name="local",
+                       callbacks=[InterruptAfter(2)], verbose=0, tensorboard=False).fit()
+    assert results.meta["status"] == "INTERRUPTED"
+    assert (f"Continue with: raytuner.Tuner.resume({str(results.path)!r}, trainable=steps) (in Python: its trainable "
+            "was defined where no command can import it)") in caplog.text
+
+
 def test_ctrl_c_then_resume_finishes_every_trial_once(storage, caplog, capsys):
     space = {"x": rt.uniform(0, 1), "pause": 0.05}  # trials mid-run at the Ctrl-C (what was reported is kept)
     first = rt.Tuner(counting, space=space, metric="loss", num_trials=6, storage_path=storage, name="exp",

@@ -326,6 +326,98 @@ print("initialized after expiry:", ray.is_initialized())
     assert "initialized after expiry: False" in done.stdout
 
 
+def test_a_fit_after_ray_shutdown_and_a_new_local_ray_starts_fresh_workers(tmp_path):
+    """A notebook's "reset": ray.shutdown() between two fits, within keep_workers_s. The new
+    local Ray's job has the same id as the old one's, and the warm workers died with the old
+    session: the second fit took them for its own and ended in a raw Ray error ("Can't find
+    actor"), leaving a folder without its experiment.json."""
+    import subprocess
+    import sys
+
+    script = """
+import ray
+import raytuner as rt
+
+def train(config):
+    rt.report({"loss": config["x"]})
+
+for name in ("first", "second"):
+    results = rt.Tuner(train, space={"x": rt.uniform(0, 1)}, metric="loss", num_trials=2, name=name,
+                       storage_path=%r, verbose=0, tensorboard=False, keep_workers_s=600).fit()
+    print(name, results.status, flush=True)
+    ray.shutdown()
+"""  % str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["first", "COMPLETED", "second", "COMPLETED"]
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_a_start_that_fails_before_the_experiment_is_recorded_leaves_no_folder(storage, monkeypatch, failure):
+    """A Ctrl-C while Ray starts, or Ray refusing the run's start: the folder it made (its
+    tuner.pkl and an empty trials folder, without experiment.json) was left, which
+    `raytuner ls` skipped and raytuner.load refused as no experiment."""
+    from raytuner._driver import run
+
+    def fails(*args, **kwargs):
+        raise failure("as the run starts")
+
+    monkeypatch.setattr(run, "Controller", fails)  # after tuner.pkl is written
+    for name in (None, "named"):
+        with pytest.raises(failure):
+            rt.Tuner(reports_x, space={"x": 1.0}, metric="loss", storage_path=storage, name=name, verbose=0).fit()
+    assert list(storage.iterdir()) == []
+    monkeypatch.undo()
+    results = rt.Tuner(reports_x, space={"x": 1.0}, metric="loss", storage_path=storage, name="named", verbose=0,
+                       tensorboard=False).fit()
+    assert results.status == "COMPLETED"
+
+
+def imports_helper(config):
+    import sys
+
+    if config["folder"] not in sys.path:
+        sys.path.insert(0, config["folder"])  # a module beside the notebook
+    import raytuner_test_helper
+
+    rt.report({"loss": raytuner_test_helper.VALUE, "pid": os.getpid()})
+
+
+def test_a_warm_worker_that_imported_a_module_edited_since_is_not_reused(storage, tmp_path):
+    """A notebook user edits a helper module beside the notebook and runs the fit again: the
+    warm workers must not run the old code (before, some trials reported the old value, some
+    the new, and nothing said so)."""
+    helper = tmp_path / "raytuner_test_helper.py"
+    helper.write_text("VALUE = 1.0\n")
+    rt.release_workers()
+
+    def sweep(name: str) -> rt.Results:
+        return rt.Tuner(imports_helper, space={"folder": str(tmp_path)}, metric="loss", num_trials=4,
+                        max_concurrent=2, name=name, storage_path=storage, verbose=0, tensorboard=False,
+                        keep_workers_s=600).fit()
+
+    first = sweep("before").dataframe()
+    assert first["loss"].tolist() == [1.0] * 4
+    stat = helper.stat()
+    helper.write_text("VALUE = 2.0\n")
+    os.utime(helper, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # later, whatever the clock's grain
+    second = sweep("after").dataframe()
+    rt.release_workers()
+    assert second["loss"].tolist() == [2.0] * 4
+    assert not set(second["pid"]) & set(first["pid"])  # fresh workers
+
+
+def test_a_warm_worker_whose_modules_did_not_change_is_reused(storage):
+    rt.release_workers()
+    first = rt.Tuner(sleepy, space={"x": rt.uniform(0, 1), "sleep": 0.0}, metric="loss", num_trials=2,
+                     max_concurrent=1, storage_path=storage, name="a", verbose=0, keep_workers_s=600).fit()
+    second = rt.Tuner(sleepy, space={"x": rt.uniform(0, 1), "sleep": 0.0}, metric="loss", num_trials=2,
+                      max_concurrent=1, storage_path=storage, name="b", verbose=0, keep_workers_s=600).fit()
+    rt.release_workers()
+    pids = {trial.metrics["pid"] for trial in first.trials + second.trials}
+    assert len(pids) == 1
+
+
 def reports_x(config):
     rt.report({"loss": config["x"]})
 

@@ -247,6 +247,18 @@ def test_a_sigkilled_drivers_experiment_is_interrupted_as_raytuner_ls_says(root,
     assert not any(r["can_stop"] or r["can_retry"] for r in rows)
 
 
+def test_an_experiment_whose_trainable_was_defined_in_a_notebook_is_continued_in_python(root):
+    """No command can import a trainable defined in a notebook (``__main__`` without a
+    script): the page names the Python call that passes it."""
+    path = root / "done"
+    meta = ExperimentStorage(path).read_experiment()
+    ExperimentStorage(path).write_experiment({**meta, "status": "INTERRUPTED", "trainable": "__main__:fit_mlp",
+                                              "trainable_file": None})
+    summary = client(root).get("/api/e/done").json()
+    assert f"`raytuner.Tuner.resume({str(path)!r}, trainable=fit_mlp)` in Python continues it" in summary["not_steerable"]
+    assert "raytuner resume" not in summary["not_steerable"]
+
+
 def test_an_experiment_its_driver_recorded_as_interrupted_is_not_called_a_crash(root):
     # Ctrl-C or SIGTERM: the driver wound up and wrote INTERRUPTED itself.
     path = root / "done"

@@ -193,3 +193,44 @@ def test_a_driver_in_another_process_is_live_until_it_dies(tmp_path):
     assert storage.live_driver() is None  # the kernel dropped its flock with the process
     with storage.acquire_driver_lock():
         assert storage.live_driver().pid == os.getpid()
+
+
+def test_a_failed_start_removes_its_folder_and_a_racer_that_opened_the_lock_before_is_refused(tmp_path):
+    """release_and_remove: a start that failed before it recorded anything leaves no folder.
+    A driver that opened .driver.flock before the removal and takes the flock after holds a
+    file no one else can see: it is refused, never running beside a third driver that made a
+    new one."""
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    lock = storage.acquire_driver_lock()
+    racer = lock_module.DriverLock(storage.path)
+    opened = os.open(storage.path / lock_module.FLOCK_FILE, os.O_RDWR)
+    try:
+        assert storage.discard_unstarted()
+        lock.release_and_remove()
+        assert not storage.path.exists()
+        assert not racer._still_the_file(opened)
+    finally:
+        os.close(opened)
+    storage.path.mkdir()
+    (storage.path / lock_module.FLOCK_FILE).touch()
+    opened = os.open(storage.path / lock_module.FLOCK_FILE, os.O_RDWR)
+    try:
+        assert racer._still_the_file(opened)
+    finally:
+        os.close(opened)
+
+
+def test_a_folder_that_holds_more_than_the_failed_start_made_is_kept(tmp_path):
+    storage = ExperimentStorage(tmp_path / "exp")
+    storage.create()
+    (storage.path / "notes.txt").write_text("the user's")
+    with storage.acquire_driver_lock():
+        assert not storage.discard_unstarted()
+    assert (storage.path / "notes.txt").exists()
+    storage = ExperimentStorage(tmp_path / "exp2")
+    storage.create()
+    (storage.trials_path / "00000").mkdir()
+    with storage.acquire_driver_lock():
+        assert not storage.discard_unstarted()
+    assert (storage.trials_path / "00000").exists()

@@ -43,6 +43,7 @@ def write_experiment(root: Path, name: str = "exp", n: int = 12, *, scheduler: S
     now = time.time()
     storage.write_experiment({
         "name": name, "metric": metric, "mode": "min", "searcher": "RandomSearcher", "scheduler": repr(scheduler),
+        "trainable": "sweeps:train", "trainable_file": "/home/user/sweeps.py",
         "scheduler_config": scheduler.config(), "milestones": scheduler.milestones(),
         "status": status, "created": "2024-01-01T00:00:00", "start_time": now - 100, "end_time": now,
         "space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}, "units": {"type": "choice", "options": [32, 64]},

@@ -88,7 +88,7 @@ def test_no_best_before_any_report_says_the_trials_have_not_reported_yet(tmp_pat
                                 "reported yet (1 pending, 2 running); ask again once one has.")
     dead = Results(tmp_path, live.trials, "loss", "min", status="INTERRUPTED")
     with pytest.raises(ExperimentError, match=r"\(1 pending, 2 running\); its driver is not running \(INTERRUPTED\): "
-                                              r"rt\.Tuner\.resume\("):
+                                              r"raytuner\.Tuner\.resume\("):
         dead.best
     ended = Results(tmp_path, [TrialResult.from_trial(_trial("00000", {}, []), tmp_path)], "loss", "min")
     with pytest.raises(ExperimentError, match=r"none of its 1 trial reported anything \(1 completed\)\.$"):

@@ -43,8 +43,34 @@ def test_an_experiment_that_recorded_no_file_looks_in_the_current_folder(tmp_pat
 def test_a_module_found_nowhere_is_a_clear_error(tmp_path, forget, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"Cannot import 'rt_resume_mod_c' to find the trainable .* Pass it "
-                                          r"explicitly: raytuner.Tuner.resume\(path, trainable=train\)"):
+                                          r"explicitly, in Python: raytuner.Tuner.resume\('path', trainable=train\)"):
         import_trainable({"trainable": "rt_resume_mod_c:train"})
+
+
+def test_a_trainable_defined_in_a_notebook_is_asked_for_by_the_python_call_that_passes_it():
+    """A notebook's trainable is ``__main__`` with no script (``trainable_file`` None): the
+    message said "defined in a script that is no longer at None"."""
+    with pytest.raises(ConfigError, match=r"The trainable 'fit_mlp' was defined in a notebook or at the Python "
+                                          r"prompt, where a resume cannot import it from\. Pass it explicitly, in "
+                                          r"Python: raytuner\.Tuner\.resume\('/r/exp', trainable=fit_mlp\)\."):
+        import_trainable({"trainable": "__main__:fit_mlp", "trainable_file": None}, "/r/exp")
+
+
+@pytest.mark.parametrize("recorded, file, cli", [
+    ("__main__:train", "/home/u/sweep.py", True), ("sweeps.train:run", None, True),
+    ("__main__:train", None, False), ("__main__:<lambda>", "/home/u/sweep.py", False),
+    ("sweeps:make.<locals>.train", "/home/u/sweeps.py", False), (None, None, False), (7, None, False)])
+def test_the_resume_hint_is_the_cli_where_it_can_import_the_trainable_else_the_python_call(recorded, file, cli):
+    from raytuner._display import cli_command, resume_hint
+
+    hint = resume_hint("/r/exp", recorded, file)
+    if cli:
+        assert hint == cli_command("resume", "/r/exp")
+    else:
+        assert hint.startswith("raytuner.Tuner.resume('/r/exp', trainable=") and "(in Python: " in hint
+    assert resume_hint("/r/exp", "__main__:fit_mlp", None) == (
+        "raytuner.Tuner.resume('/r/exp', trainable=fit_mlp) (in Python: its trainable was defined in a notebook or "
+        "at the Python prompt)")
 
 
 ARGV_SCRIPT = ("import sys\nMODE = sys.argv[1] if len(sys.argv) > 1 else 'default'\n"

@@ -173,7 +173,8 @@ def test_a_searcher_or_scheduler_that_ran_an_experiment_is_refused_naming_it():
     with pytest.raises(rt.ConfigError, match=r"`searcher` \(GridSearcher\) already ran the experiment at "
                                              r"/results/first, and holds its trials: a searcher serves one "
                                              r"experiment\. Pass a new one, e\.g\. searcher=GridSearcher\(\.\.\.\)\. "
-                                             r"To carry on with that experiment, rt\.Tuner\.resume\('/results/first'\)"):
+                                             r"To carry on with that experiment, raytuner\.Tuner\.resume\('/results/first', "
+                                             r"trainable=train\)"):
         rt.Tuner(train, space={"x": rt.grid([1, 2])}, metric="loss", searcher=searcher)
     mark_used(scheduler, "/results/first")
     with pytest.raises(rt.ConfigError, match=r"`scheduler` \(ASHAScheduler\) already ran the experiment at "):
