@@ -276,6 +276,14 @@ class Results:
         first, damage = read_record(storage.trial_path(trial_id) / "config.json", config_fault)
         return pd.DataFrame(lineage.annotate(history, first if damage is None and first is not None else {}))
 
+    def log(self, trial_id: str) -> str:
+        """What one trial printed: its stdout and stderr, its children's and its C code's
+        (``trials/<id>/log.txt``; ``raytuner logs EXP ID`` on the command line). A trial's
+        output goes there, not to the driver's console or notebook cell, so that trials
+        running at once do not mix their lines."""
+        text, _ = self._trial_storage(trial_id).read_log(trial_id)
+        return text
+
     def schedule(self, trial_id: str) -> pd.DataFrame:
         """The config schedule that trained one trial's model, one row per change.
 

@@ -155,6 +155,8 @@ def summary(results: Results) -> list[str]:
     first = failed[0][0]
     lines.append(f"Full tracebacks: {results.path / 'trials' / first / 'error.txt'} (one per trial), "
                  "or Results.errors.")
+    lines.append(f"What a trial printed: {results.path / 'trials' / first / 'log.txt'}, or "
+                 f"Results.log({first!r}).")
     return lines
 
 

@@ -37,6 +37,7 @@ def test_every_trial_failing_is_shown_once_summed_up_and_raised(storage, capsys)
     assert "[raytuner] 4 of 4 trials failed:" in out
     assert "KeyError: 'missing'  (4 trials: 00000, 00001, 00002, 00003)" in out
     assert str(storage / "broken" / "trials") in out and "error.txt" in out
+    assert f"What a trial printed: {storage / 'broken' / 'trials' / '00000' / 'log.txt'}, or Results.log('00000')." in out
     # Raised to the caller, after everything was saved; the experiment ended FAILED.
     message = str(info.value)
     assert "All 4 trials of 'broken' failed, the first with KeyError: 'missing'" in message

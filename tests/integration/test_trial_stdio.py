@@ -50,6 +50,7 @@ def test_every_way_a_trainable_writes_lands_in_its_log_in_order(storage):
     (trial,) = results.trials
     assert trial.status is TrialStatus.COMPLETED, trial.error
     assert (storage / "all/trials/00000/log.txt").read_text() == "".join(f"{line}\n" for line in EVERY_WRITE)
+    assert results.log("00000") == rt.load(storage / "all").log("00000") == "".join(f"{line}\n" for line in EVERY_WRITE)
 
 
 def leaves_a_mess(config):
