@@ -189,7 +189,7 @@ def check_folder(path: str | os.PathLike[str]) -> Path:
     if not folder.is_dir():
         msg = (
             f"`checkpoint={str(path)!r}` is not a directory. Pass the path of a directory "
-            "that holds the checkpoint files (for example one made with tempfile.mkdtemp())."
+            "that holds the checkpoint files (for example one made with tempfile.TemporaryDirectory())."
         )
         raise ReportError(msg)
     return folder

@@ -162,9 +162,10 @@ def report(metrics: Mapping[str, Any], checkpoint: str | os.PathLike[str] | None
         metrics: Names to numbers (Python or numpy numbers; NaN and inf are recorded but
             never chosen as best). Must hold the Tuner's ``metric``.
         checkpoint: A directory to keep as the trial's checkpoint at this report. It is
-            copied before ``report`` returns, so the directory may be reused afterwards;
-            the copy goes into the experiment's storage beside training, before the
-            report reaches the driver.
+            copied before ``report`` returns, so the directory may be reused or removed
+            afterwards (raytuner never removes it: a ``tempfile.TemporaryDirectory()``
+            does); the copy goes into the experiment's storage beside training, before
+            the report reaches the driver.
 
     Raises:
         TrialStopped: The scheduler stopped or paused the trial; let it propagate.
