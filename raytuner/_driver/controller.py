@@ -28,7 +28,7 @@ from raytuner._driver import events as ev
 from raytuner._driver.autoscale import Capacity
 from raytuner._driver.control import ControlInbox, applied_limits, describe_applied, record_limits
 from raytuner._driver.lifecycle import Lifecycle, LifecycleSettings
-from raytuner._driver.pool import acquire_pool, park_pool
+from raytuner._driver.pool import acquire_pool, all_gone, park_pool
 from raytuner._driver.progress import Progress
 from raytuner._driver.ray_init import check_client_storage
 from raytuner._driver.run_clock import RunClock
@@ -99,7 +99,8 @@ class Controller:
         self._deadline = math.inf
         self._pool = acquire_pool(settings.resources, settings.gpu_memory_fraction)
         self._capacity = Capacity(settings.resources, capacity)  # trials the cluster can hold at once
-        self._lost_workers = False  # a worker died during a call: its leftovers are tidied at a COMPLETED end
+        self._lost_workers = False  # a worker died during a call: its leftovers are tidied at the run's end
+        self._killed: list[Any] = []  # workers killed while their trial ran (the run's end): likewise
         self._stall = StallWatch(settings.name, settings.resources)  # says if a lost node leaves trials waiting
         self._progress = Progress(self.life.trials, name=settings.name, metric=settings.metric, mode=settings.mode,
                                   total=self.life.num_trials, verbose=settings.verbose, describe=scheduler.describe,
@@ -219,7 +220,7 @@ class Controller:
             self._meta["error"] = "".join(traceback.format_exception(exc))
             raise
         finally:
-            park_pool(self._pool, self.settings.keep_workers_s)
+            self._killed += park_pool(self._pool, self.settings.keep_workers_s)
             try:
                 self._wind_up(status)
             except StorageError as exc:
@@ -260,7 +261,9 @@ class Controller:
         self._flush()
         if not self._unrecorded:
             self._save_state(throttle=False)
-        if status == "COMPLETED" and self._lost_workers:  # every trial has ended: none of its workers stores now
+        # Once the killed workers are dead nothing stores: what they were storing goes now (a resume
+        # does it after a Ctrl-C, which waits for nothing).
+        if status != "INTERRUPTED" and (self._lost_workers or self._killed) and all_gone(self._killed):
             tidy_after_lost_workers(self._storage, self.trials)
         self._meta.update(status=status, end_time=time.time(), **self._clock.record())
         self._storage.write_experiment(self._meta)
@@ -393,6 +396,7 @@ class Controller:
     def _discard(self, command: ev.Discard) -> None:
         self._briefed.discard(command.worker)
         self._pool.discard(command.worker)
+        self._killed.append(command.worker)
 
     def _delete_checkpoints(self, command: ev.DeleteCheckpoints) -> None:
         self._checkpoint_io.add(command.trial_id)

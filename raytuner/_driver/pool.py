@@ -182,21 +182,49 @@ def acquire_pool(resources: Mapping[str, float], gpu_memory_fraction: float | No
     return pool
 
 
-def park_pool(pool: WorkerPool, keep_s: float) -> None:
-    """The experiment is over: keep idle workers warm for ``keep_s`` seconds, then release."""
+def park_pool(pool: WorkerPool, keep_s: float) -> list[Any]:
+    """The experiment is over: keep idle workers warm for ``keep_s`` seconds, then release.
+    Returns the workers it killed because they were still running something."""
     with _lock:
         pool.in_use = False
         # Workers still running something we no longer wait for go; those still starting
         # stay, and the next experiment takes them once they are up.
-        busy = pool._all.difference(pool._idle, pool._starting.values())
+        busy = list(pool._all.difference(pool._idle, pool._starting.values()))
         for worker in busy:
             pool.discard(worker)
         if keep_s <= 0 or pool is not _shared:
             pool.shutdown()
-            return
+            return busy
         pool._timer = threading.Timer(keep_s, _expire, args=(pool,))
         pool._timer.daemon = True
         pool._timer.start()
+        return busy
+
+
+def all_gone(workers: list[Any], timeout_s: float = 10.0) -> bool:
+    """Whether every one of these killed workers is dead, waiting up to ``timeout_s``: a
+    call to each fails once its process is gone (Ray kills asynchronously). False if one
+    answered (the kill had not landed) or did not say within the time."""
+    import ray
+
+    refs = []
+    for worker in workers:
+        try:
+            refs.append(worker.node_id.remote())
+        except Exception:  # noqa: BLE001 - a handle Ray can no longer send to: gone with its session
+            continue
+    if not refs:
+        return True
+    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    if pending:
+        return False
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:
+            continue
+        return False
+    return True
 
 
 def _expire(pool: WorkerPool) -> None:

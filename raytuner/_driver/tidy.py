@@ -1,5 +1,5 @@
 """Checkpoint folders that no record names, removed: by a resume before its first trial,
-and at the end of a run that completed.
+and at the end of a run that lost or killed workers and was not interrupted.
 
 A lost worker (its node died, or its process) may leave a checkpoint it put in place whose
 report never reached the driver, and the hidden folders of a store it was making
@@ -57,10 +57,10 @@ def tidy(storage: ExperimentStorage, trials: Mapping[str, Trial], exploits: Mapp
 
 
 def tidy_after_lost_workers(storage: ExperimentStorage, trials: Mapping[str, Trial]) -> None:
-    """At the end of a run that completed after losing a worker: the checkpoint folders it
-    left (put in place, or half stored, with no report naming them) go now, not at some
-    later resume. A storage that refuses costs only the space: said, and the run ends as it
-    would."""
+    """At the end of a run that lost workers or killed them (a time budget's end, an
+    ``end_experiment``, an abort), once they are dead: the checkpoint folders they left (put
+    in place, or half stored, with no report naming them) go now, not at some later resume.
+    A storage that refuses costs only the space: said, and the run ends as it would."""
     try:
         tidy(storage, trials, why="when their worker was lost")
     except (StorageError, OSError) as exc:

@@ -1,6 +1,8 @@
-"""A trial's scratch folder on its worker's node (the copy of the checkpoint it restarted
-from) does not outlive the experiment: a worker killed while its trial ran (the experiment
-ended it) cannot remove its own, and the next trial that needs one on the node does."""
+"""What a worker killed while its trial ran (the experiment's end killed it) was holding
+does not outlive the experiment: its scratch folder on its node (the copy of the checkpoint
+it restarted from), which the next run on the node removes, and the checkpoint it was
+storing in the experiment (a hidden ``.checkpoint*`` folder), which the run's end removes
+once the worker is dead."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 import raytuner as rt
 from raytuner._storage.control import control_store
+from raytuner._storage.trial_files import PARTIAL_PREFIX
 from raytuner._worker.scratch import OWNER
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -66,3 +69,30 @@ def test_a_killed_trials_copy_of_its_checkpoint_is_removed_by_the_next_run_on_th
     assert finished.trials[0].status is rt.TrialStatus.COMPLETED
     assert not left.exists(), "the next run's scratch folder removed the killed one's"
     assert not own.exists(), "a run that ends removes its own"
+
+
+def dies_while_storing(config):
+    """Reports, then is killed by the experiment's end in the middle of storing a checkpoint
+    (as a store that takes long is): the hidden folder a store fills before it renames it into
+    place is there when the worker dies."""
+    trial_dir = Path(rt.get_context().trial_dir)
+    rt.report({"loss": 1.0})
+    partial = trial_dir / f"{PARTIAL_PREFIX}_checkpoint_000002.tmp-0123456789ab"
+    partial.mkdir()
+    (partial / "weights").write_bytes(b"x" * 1_000_000)
+    control_store(trial_dir.parent.parent).submit(config["end"], config.get("args"), origin="test")
+    threading.Event().wait()  # until the experiment's end kills this worker
+
+
+@pytest.mark.parametrize("end", ["end_experiment", "set_limits"])
+def test_a_checkpoint_being_stored_when_the_end_killed_its_worker_is_removed(storage, end):
+    """Before, only a run that completed after losing a worker tidied up; a time budget's
+    end (here set to 0 by a control command) or an end_experiment left the folder for a
+    resume that a finished run does not get."""
+    args = {"time_budget_s": 0.001} if end == "set_limits" else None
+    results = rt.Tuner(dies_while_storing, space={"end": end, "args": args}, metric="loss", storage_path=storage,
+                       name=end, verbose=0, tensorboard=False).fit()
+    assert results.meta["status"] in ("COMPLETED", "TIMED_OUT")
+    assert results.trials[0].status is rt.TrialStatus.STOPPED
+    trial_dir = storage / end / "trials" / "00000"
+    assert trial_dir.is_dir() and not [p.name for p in trial_dir.iterdir() if p.name.startswith(PARTIAL_PREFIX)]
