@@ -409,12 +409,14 @@ def read_trial(storage: ExperimentStorage, trial_id: str, *, history: bool = Tru
         trial = Trial.from_record({**usable, "trial_id": trial_id, "status": "PENDING"},
                                   config if isinstance(config, dict) else {}, error)
         trial.status = TrialStatus.DAMAGED
-        result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
+        result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path if storage.uri is None else None)
         return dataclasses.replace(result, damaged=_described(storage, damage))
     trial = Trial.from_record(record, config, error)
     if folded is not None:  # trial.json may lag behind its reports, or its driver be gone
         trajectory.catch_up(trial, folded, objectives, lambda: storage.checkpoint_folders(trial_id), live=bool(live))
-    result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path)
+    result = TrialResult.from_trial(trial, storage.trial_shown(trial_id), path if storage.uri is None else None)
+    if storage.uri is not None and trial.checkpoint and trial.checkpoint not in storage.checkpoint_folders(trial_id):
+        result = dataclasses.replace(result, checkpoint=None)  # a bucket's: as its listing has them
     if trial.checkpoint and result.checkpoint is None and trial.status.is_finished():
         # (A running trial's record may name one pruned since: only a finished one's is news.)
         logger.warning("Trial %s: its checkpoint %s is gone from %s (deleted by hand?); it has none now.",

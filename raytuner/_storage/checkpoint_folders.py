@@ -54,8 +54,8 @@ class CheckpointFolders:
     def checkpoint_folders(self, trial_id: str) -> list[str]:
         """The names of a trial's checkpoint folders in storage, committed or not, in order
         (its own, then the copies that PBT exploits cloned: ``clone_<n>/checkpoint_<k>``;
-        for a writer in a bucket: as listed when first asked, less those deleted since)."""
-        if self._uploader is not None:  # a writer's copy holds none: the workers put them in the bucket
+        in a bucket: as listed when first asked, less those deleted since)."""
+        if self.uri is not None:  # the local copy holds none: the workers put them in the bucket
             if self._remote_checkpoints is None:
                 self._remote_checkpoints = remote.checkpoint_folders(self.uri)
             return sorted(self._remote_checkpoints.get(trial_id, ()), key=lambda name: ("/" in name, name))
@@ -71,7 +71,7 @@ class CheckpointFolders:
 
     def checkpointed_trials(self) -> list[str]:
         """The trials whose folders in storage hold any checkpoint folder, or may (locally: every trial folder)."""
-        if self._uploader is not None:
+        if self.uri is not None:
             if self._remote_checkpoints is None:
                 self._remote_checkpoints = remote.checkpoint_folders(self.uri)
             return sorted(self._remote_checkpoints)

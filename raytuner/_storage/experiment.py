@@ -84,8 +84,19 @@ class ExperimentStorage(CheckpointFolders):
                 self._uploader = Uploader(self.uri, self.path)
                 self._uploader.mark_sent()
             else:
+                # A reader fetches the records, not the checkpoints (they are for whoever
+                # restores one, by their URIs); their folders are known from the listing.
                 self.path = remote.cache_dir("read", self.uri)
-                remote.pull(self.uri, self.path)
+                checkpoints: dict[str, set[str]] = {}
+
+                def not_a_checkpoint(rel: str) -> bool:
+                    where = remote.checkpoint_of(rel)
+                    if where is not None:
+                        checkpoints.setdefault(where[0], set()).add(where[1])
+                    return where is None
+
+                remote.pull(self.uri, self.path, keep=not_a_checkpoint)
+                self._remote_checkpoints = checkpoints
         else:
             self.path = Path(remote.local_path(path)).expanduser().resolve()
         self.trials_path = self.path / "trials"

@@ -320,6 +320,17 @@ def _fingerprint(info: dict[str, Any]) -> str:
     return str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or (info.get("size"), info.get("LastModified") or info.get("mtime")))
 
 
+def _remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove the folders above ``path`` up to ``root`` (kept) that are empty now."""
+    folder = path.parent
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty
+        folder = folder.parent
+
+
 def pull(uri: str, local: Path, *, keep: Callable[[str], bool] = lambda rel: True) -> int:
     """Make ``local`` a copy of the files under ``uri`` (those ``keep`` accepts); return how
     many were downloaded. Unchanged files (by ETag, else size and time) are not fetched
@@ -361,8 +372,9 @@ def pull(uri: str, local: Path, *, keep: Callable[[str], bool] = lambda rel: Tru
         for tmp, part in zip(tmps, parts):
             os.replace(tmp, part)
     for rel in set(manifest) - set(remote):
-        if keep(rel):
-            (local / rel).unlink(missing_ok=True)
+        # Deleted in the bucket, or no longer pulled (a checkpoint an older reader fetched).
+        (local / rel).unlink(missing_ok=True)
+        _remove_empty_parents(local / rel, local)
     manifest = {rel: fp for rel, (_, fp) in remote.items()}
     tmp = manifest_path.with_name(manifest_path.name + ".tmp")
     tmp.write_text(json.dumps(manifest))
@@ -393,8 +405,6 @@ def remove(uris: list[str]) -> None:
 def checkpoint_folders(uri: str) -> dict[str, set[str]]:
     """The checkpoint folders in the bucket of the experiment at ``uri``, by trial id: its
     own (``checkpoint_<k>``) and PBT clones' copies (``clone_<n>/checkpoint_<k>``)."""
-    from raytuner._formats import checkpoint_iteration
-
     fs, root = filesystem(uri)
 
     def listing() -> list[str]:
@@ -407,12 +417,25 @@ def checkpoint_folders(uri: str) -> dict[str, set[str]]:
     found = retrying(listing, uri=f"{uri}/trials", what="list", location=uri)
     folders: dict[str, set[str]] = {}
     for key in found:
-        parts = key[len(root):].strip("/").split("/")
-        if len(parts) > 3 and checkpoint_iteration(parts[2]) is not None:
-            folders.setdefault(parts[1], set()).add(parts[2])
-        elif len(parts) > 4 and parts[2].startswith("clone_") and checkpoint_iteration(parts[3]) is not None:
-            folders.setdefault(parts[1], set()).add(f"{parts[2]}/{parts[3]}")
+        where = checkpoint_of(key[len(root):].strip("/"))
+        if where is not None:
+            folders.setdefault(where[0], set()).add(where[1])
     return folders
+
+
+def checkpoint_of(rel: str) -> tuple[str, str] | None:
+    """The trial id and checkpoint folder (``checkpoint_<k>``, or a PBT clone's copy
+    ``clone_<n>/checkpoint_<k>``) that a file of an experiment (its path from the
+    experiment's root) belongs to; None for a file of no checkpoint."""
+    from raytuner._formats import checkpoint_iteration
+
+    parts = rel.split("/")
+    if len(parts) > 3 and parts[0] == "trials" and checkpoint_iteration(parts[2]) is not None:
+        return parts[1], parts[2]
+    if len(parts) > 4 and parts[0] == "trials" and parts[2].startswith("clone_") and \
+            checkpoint_iteration(parts[3]) is not None:
+        return parts[1], f"{parts[2]}/{parts[3]}"
+    return None
 
 
 def copy_folder(source: str, target: str) -> bool:

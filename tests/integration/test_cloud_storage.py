@@ -74,6 +74,7 @@ def test_a_sweep_lives_in_the_bucket_and_reads_back_from_it(bucket, tmp_path, mo
     loaded = rt.load(uri)
     assert loaded.dataframe().equals(results.dataframe())
     assert loaded.best.checkpoint == f"{uri}/trials/{results.best.trial_id}/checkpoint_000003"  # the URI
+    assert not list((tmp_path / "other-machine").rglob("checkpoint_*"))  # read from the listing, not downloaded
     assert _get(uri, f"trials/{results.best.trial_id}/checkpoint_000003/epoch") == b"3"
     assert len(loaded.history(results.best.trial_id)) == 3
 

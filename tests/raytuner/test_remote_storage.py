@@ -152,13 +152,20 @@ def test_workers_put_checkpoints_in_the_bucket_and_the_driver_only_lists_and_del
     writer.close()
     assert "trials/00000/checkpoint_000004/weights" in _objects(uri)  # the uploader deletes nothing it did not put
 
-    # A resumed writer pulls no checkpoint into its copy, yet lists them; a reader gets all.
+    # A resumed writer pulls no checkpoint into its copy, yet lists them; nor does a reader
+    # (`raytuner show` of a bucket downloaded every kept checkpoint into ~/.cache, for good),
+    # and the checkpoint files a reader before fetched into the cache go.
     resumed = ExperimentStorage(uri, writable=True)
     assert not (resumed.trial_path("00000") / "checkpoint_000004").exists()
     assert resumed.checkpoint_folders("00000") == ["checkpoint_000004"]
     resumed.close()
+    cache = remote.cache_dir("read", uri)
+    remote.pull(uri, cache)  # as readers did
+    assert (cache / "trials/00000/checkpoint_000004/sub/meta").read_bytes() == b"m"
     reader = ExperimentStorage(uri)
-    assert (reader.trial_path("00000") / "checkpoint_000004" / "weights").read_bytes() == b"w1"
+    assert not (reader.trial_path("00000") / "checkpoint_000004").exists()
+    assert (reader.trial_path("00000") / "config.json").is_file()
+    assert reader.checkpoint_folders("00000") == ["checkpoint_000004"] and reader.checkpointed_trials() == ["00000"]
 
 
 @pytest.mark.parametrize("moment", ["between the puts", "during the scan"])
