@@ -8,17 +8,22 @@ a watched sweep keeps its CPU; on a large sweep the figures lag (a 3 s build is 
 every 30 s), the summary and the table never do. Builds run in a process of their own, at
 a lower priority: one takes seconds over thousands of trials, and in the server's process
 it would hold the GIL against every other request.
+
+That process runs ``python -m raytuner.dashboard._figures``, asked one experiment per line
+on its stdin; it ends when its stdin does (the server's end, however it ends). Not a
+multiprocessing pool: its "spawn" start imports the user's script again in the child, so a
+script that starts the dashboard without an ``if __name__ == "__main__":`` guard ran
+itself, a sweep included, a second time.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,24 +44,63 @@ class _Built:
     payload: str
 
 
+class _BuilderGone(Exception):
+    """The builder process ended (killed, out of memory) before it answered."""
+
+
+class _Builder:
+    """The builder process and its pipes; one build at a time."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # this raytuner, wherever
+        self._process = subprocess.Popen([sys.executable, "-m", "raytuner.dashboard._figures"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                                         encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def build(self, root: str, name: str) -> str:
+        with self._lock:
+            try:
+                self._process.stdin.write(json.dumps([root, name]) + "\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+            except (BrokenPipeError, OSError, ValueError):
+                line = ""
+            if not line:
+                raise _BuilderGone
+            answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer["payload"]
+
+    def close(self) -> None:
+        try:
+            self._process.stdin.close()  # its end
+            self._process.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
 class FigureCache:
     def __init__(self) -> None:
         self._built: dict[str, _Built] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
+        self._builder_process: _Builder | None = None
 
-    def _builder(self) -> ProcessPoolExecutor:
+    def _builder(self) -> _Builder:
         with self._guard:
-            if self._pool is None:
-                # spawn: forking a process that runs uvicorn's threads is not safe.
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_builder_init, initargs=(os.getpid(),))
-            return self._pool
+            if self._builder_process is None:
+                self._builder_process = _Builder()
+            return self._builder_process
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)  # else its process outlives the server
+        with self._guard:
+            builder, self._builder_process = self._builder_process, None
+        if builder is not None:
+            builder.close()
 
     def get(self, view: ExperimentView) -> str:
         """The figures as a JSON document: ``{"figures": [...], "message": ...}``."""
@@ -69,30 +113,35 @@ class FigureCache:
             if built is not None and (built.signature == signature
                                       or now - built.at < max(MIN_INTERVAL_S, COST_FACTOR * built.cost)):
                 return built.payload
+            builder = self._builder()
             try:
-                payload = self._builder().submit(build, str(view.files.root), view.name).result()
-            except BrokenProcessPool:  # the builder died (killed, out of memory): a new one next time
+                payload = builder.build(str(view.files.root), view.name)
+            except _BuilderGone:  # the builder died (killed, out of memory): a new one next time
                 with self._guard:
-                    self._pool = None
+                    if self._builder_process is builder:
+                        self._builder_process = None
+                builder.close()
                 return _message("The figures' builder process stopped; they are built again on the next update.")
             except Exception as exc:  # noqa: BLE001 - a fault in one figure must not fail the page
-                payload = _message(f"The figures could not be built ({type(exc).__name__}: {str(exc)[:300]}).")
+                payload = _message(f"The figures could not be built ({str(exc)[:300]}).")
             self._built[view.name] = _Built(signature, time.monotonic(), time.monotonic() - now, payload)
             return payload
 
 
-def _builder_init(parent: int) -> None:
-    """In the builder process: yield the CPU to the sweep, and exit when the server's
-    process is gone (a server killed by a signal, as uvicorn re-raises SIGTERM after its
-    shutdown, never shuts its pool down)."""
+def _serve() -> None:
+    """The builder process: a build for each ``[root, name]`` line on stdin, its answer as
+    one line on stdout; at a lower priority, so that a watched sweep keeps its CPU."""
     os.nice(10)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # what a builder prints must not end up in an answer
+    for line in sys.stdin:
+        try:
+            root, name = json.loads(line)
+            answer = {"payload": build(root, name)}
+        except Exception as exc:  # noqa: BLE001 - said to the server, which shows it in place of the figures
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
 
 
 def _message(text: str) -> str:
@@ -150,3 +199,7 @@ def build(root: str, name: str) -> str:
         more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
         message = f"{len(left_out)} damaged trial{'s are' if len(left_out) > 1 else ' is'} left out: {left_out[0]}{more}."
     return '{"figures": [' + ", ".join(parts) + '], "message": ' + json.dumps(message) + "}"
+
+
+if __name__ == "__main__":
+    _serve()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import sys
 import time
@@ -99,6 +100,34 @@ def test_malformed_table_queries_get_a_400_with_the_reason(root, query):
     assert response.status_code == 400
     (name, value), = query.items()
     assert name in response.json()["error"] and value in response.json()["error"]
+
+
+def test_a_script_that_starts_the_dashboard_unguarded_runs_once(root, tmp_path):
+    """A script without ``if __name__ == "__main__":`` that starts the dashboard and asks
+    for figures: their builder is a process of its own, which must not run the script again
+    (a multiprocessing "spawn" child imports the main script: it started a second dashboard,
+    and would start a second sweep)."""
+    import subprocess
+    import sys
+
+    marks = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"""
+import json, urllib.request
+import raytuner.dashboard
+with open({str(marks)!r}, "a") as f:
+    f.write("ran\\n")
+dash = raytuner.dashboard.start({str(root)!r})
+with urllib.request.urlopen(dash.url.rstrip("/") + "/api/e/done/figures", timeout=120) as answer:
+    figures = json.loads(answer.read())["figures"]
+print(len(figures))
+dash.stop()
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) > 0  # figures were built
+    assert marks.read_text() == "ran\n"
 
 
 def test_the_figures_are_the_reports_own(root):
