@@ -120,7 +120,7 @@ class WorkerPool:
         import ray
 
         asked: dict[Any, Any] = {}
-        for worker in self._idle:
+        for worker in list(self._idle):  # discard() takes them out of it
             try:
                 asked[worker.changed_modules.remote()] = worker
             except Exception:  # noqa: BLE001 - a handle Ray can no longer send to (its session ended)
