@@ -61,6 +61,11 @@ EXPERIMENT_FILE = "experiment.json"
 LOG_FILE = "log.txt"
 #: Appended results files are flushed to disk at most this often (and at the end of a run).
 FSYNC_INTERVAL_S = 1.0
+#: A driver's local copy of a bucket's experiment younger than this is never taken for one
+#: its driver left (a driver that is starting holds no lock yet).
+STAGE_GRACE_S = 600.0
+
+
 class ExperimentStorage(CheckpointFolders):
     """Reads and writes one experiment's folder.
 
@@ -198,6 +203,7 @@ class ExperimentStorage(CheckpointFolders):
         stage = self.path.parent  # the writer's own folder (remote.stage_dir)
         if self._uploaded:
             shutil.rmtree(stage, ignore_errors=True)
+            self._discard_dead_stages()
         elif self.stood_down is not None:
             logger.warning("%s: this driver stopped writing to the bucket (%s); what it did after that is in its "
                            "local copy at %s only. Do not copy that into the bucket: resume from the bucket.",
@@ -205,6 +211,28 @@ class ExperimentStorage(CheckpointFolders):
         elif self.path.is_dir():
             logger.warning("%s: not everything reached the bucket; the local copy stays at %s. Copy it there "
                            "(e.g. `aws s3 sync %s %s`) before resuming.", self.uri, self.path, self.path, self.uri)
+
+    def _discard_dead_stages(self) -> None:
+        """After a run that put everything in the bucket: remove the local copies that earlier
+        drivers of this experiment left on this machine (a SIGKILL, the OOM killer; or one
+        whose last upload failed): this run went on from the bucket, so what such a copy holds
+        beyond it is of a run that no longer counts, and copying it in now would undo this
+        one's. A copy whose driver lives, or made in the last :data:`STAGE_GRACE_S` (a driver
+        starting, before it holds its lock), stays."""
+        removed = []
+        for entry in self.path.parent.parent.glob(".w*"):
+            copy = entry / self.path.name
+            try:
+                young = time.time() - entry.stat().st_mtime < STAGE_GRACE_S
+            except OSError:
+                continue
+            if young or not copy.is_dir() or live_owner(copy) is not None:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(copy))
+        if removed:
+            logger.info("%s: removed %d local cop%s that earlier drivers of it left (%s); this run went on from the "
+                        "bucket.", self.uri, len(removed), "y" if len(removed) == 1 else "ies", ", ".join(removed))
 
     # -- the driver lock (one live driver per experiment) ----------------------------------
     def acquire_driver_lock(self) -> DriverLock:

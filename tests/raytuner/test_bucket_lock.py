@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -237,3 +238,40 @@ def test_a_driver_taken_over_uploads_nothing_more_and_keeps_its_copy_with_a_warn
     writer.discard_stage()
     assert writer.path.is_dir()
     assert "Do not copy that into the bucket" in caplog.text
+
+
+def test_a_run_that_reached_the_bucket_removes_the_local_copies_dead_drivers_left(bucket, tmp_path):
+    """A SIGKILLed driver of a bucket's experiment leaves its local copy in
+    ~/.cache/raytuner/stage, one per crash, for good. Once a later run has put everything in
+    the bucket (it went on from there), those go; a live driver's copy, a copy made just now
+    (a driver starting, before its lock), and another experiment's stay."""
+    from raytuner._storage import remote
+
+    uri = f"{bucket}/exps/e"
+    _running_experiment(uri)
+
+    def left_copy(uri: str, age_s: float):
+        copy = remote.stage_dir(uri)
+        copy.mkdir()
+        (copy / "results.jsonl").write_text("{}\n")
+        old = time.time() - age_s
+        os.utime(copy.parent, (old, old))
+        return copy
+
+    dead = left_copy(uri, 3600)
+    code = ("import sys; from raytuner._storage.lock import DriverLock; DriverLock(sys.argv[1]).acquire(); "
+            "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code, str(dead)]).returncode == -signal.SIGKILL
+    young = left_copy(uri, 5)
+    other = left_copy(f"{bucket}/exps/other", 3600)
+    live = left_copy(uri, 3600)
+    held = lock_module.DriverLock(live).acquire()
+    try:
+        writer = ExperimentStorage(uri, writable=True)
+        with writer.acquire_driver_lock():
+            writer.close()
+        writer.discard_stage()
+        assert not dead.parent.exists() and not writer.path.parent.exists()
+        assert young.is_dir() and other.is_dir() and live.is_dir()
+    finally:
+        held.release()
