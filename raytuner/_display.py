@@ -82,11 +82,18 @@ def cli_command(*args: str | os.PathLike[str]) -> str:
     return " ".join([prefix, *words])
 
 
+def _recorded(trainable: Any) -> tuple[str, str]:
+    """The module and qualified name of a trainable as experiment.json records it
+    (``module:qualname``); empty strings for a record that is not one."""
+    module, _, qualname = (trainable if isinstance(trainable, str) else "").partition(":")
+    return module, qualname
+
+
 def resume_call(location: str | os.PathLike[str], trainable: Any = None) -> str:
     """The Python call that continues an experiment, the trainable passed by its name
     (``trainable``: ``module:qualname`` as experiment.json records it), which works wherever
     it was defined, a notebook included."""
-    name = (trainable if isinstance(trainable, str) else "").partition(":")[2].rsplit(".", 1)[-1]
+    name = _recorded(trainable)[1].rsplit(".", 1)[-1]
     return f"raytuner.Tuner.resume({os.fspath(location)!r}, trainable={name if name.isidentifier() else 'train'})"
 
 
@@ -94,7 +101,7 @@ def cli_can_resume(trainable: Any, trainable_file: Any) -> bool:
     """Whether ``raytuner resume`` can import the recorded trainable (``module:qualname``):
     not one defined in a notebook or at the Python prompt (``__main__`` without a script),
     nor one defined inside a function."""
-    module, _, qualname = (trainable if isinstance(trainable, str) else "").partition(":")
+    module, qualname = _recorded(trainable)
     return bool(qualname) and "<" not in qualname and (module != "__main__" or bool(trainable_file))
 
 
@@ -103,6 +110,7 @@ def resume_hint(location: str | os.PathLike[str], trainable: Any, trainable_file
     can import the trainable (:func:`cli_can_resume`), else the Python call (:func:`resume_call`)."""
     if cli_can_resume(trainable, trainable_file):
         return cli_command("resume", location)
-    interactive = isinstance(trainable, str) and trainable.startswith("__main__:") and "<" not in trainable
-    return resume_call(location, trainable) + " (in Python: its trainable was defined " + (
-        "in a notebook or at the Python prompt)" if interactive else "where no command can import it)")
+    module, qualname = _recorded(trainable)
+    where = ("in a notebook or at the Python prompt" if module == "__main__" and "<" not in qualname
+             else "where no command can import it")
+    return f"{resume_call(location, trainable)} (in Python: its trainable was defined {where})"

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from raytuner.dashboard._files import Refused
@@ -52,7 +53,8 @@ class _Builder:
     """The builder process and its pipes; one build at a time."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # this raytuner, wherever
+        here = str(Path(__file__).resolve().parents[2])  # the folder this raytuner is imported from
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen([sys.executable, "-m", "raytuner.dashboard._figures"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                                          encoding="utf-8")
